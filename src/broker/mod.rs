@@ -1,0 +1,657 @@
+//! [`Broker`]: the registries of exchanges and queues, the topology
+//! operations (declare, delete, bind, purge), publishing (route, store,
+//! enqueue) and recovery from the store at start.
+//!
+//! `Broker` is a cheap-clone handle (an `Arc` inside) shared by every
+//! connection. Exchanges and queues live in `DashMap`s, so the publish path
+//! takes no global lock: it reads one exchange's bindings (a `RwLock` read)
+//! and locks each target queue briefly. Topology changes, which are rare,
+//! are serialised by one mutex so that a delete and a bind cannot interleave.
+
+pub mod exchange;
+pub mod message;
+pub mod queue;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::Config;
+use crate::error::BrokerError;
+use crate::protocol::command::{
+    Bind, DeclareExchange, DeclareQueue, DeleteQueue, ExchangeKind, Publish,
+};
+use crate::protocol::reply::quote_for_message;
+use crate::store::{
+    BindingDef, Committer, ExchangeDef, MemStore, MessageBatch, QueueDef, SledStore, Store,
+    StoreError,
+};
+use exchange::{Binding, Bindings};
+use message::{Entry, Message};
+use queue::Queue;
+
+/// How many alternate exchanges a publish follows before giving up (cycles).
+const MAX_ALTERNATE_HOPS: usize = 8;
+
+/// The store plus its group commit: what a queue needs to persist.
+#[derive(Debug)]
+pub struct Disk {
+    store: Arc<dyn Store>,
+    committer: Arc<Committer>,
+}
+
+impl Disk {
+    /// Applies a message batch; returns the generation to wait for.
+    pub fn apply(&self, batch: &MessageBatch<'_>) -> Result<u64, StoreError> {
+        self.store.apply(batch)?;
+        Ok(self.committer.written())
+    }
+
+    /// Runs a topology write; returns the generation to wait for.
+    fn write(&self, f: impl FnOnce(&dyn Store) -> Result<(), StoreError>) -> Result<u64, StoreError> {
+        f(self.store.as_ref())?;
+        Ok(self.committer.written())
+    }
+
+    /// The group commit.
+    pub fn committer(&self) -> &Arc<Committer> {
+        &self.committer
+    }
+}
+
+/// An exchange and its routing table.
+#[derive(Debug)]
+pub struct Exchange {
+    /// Name.
+    pub name: Arc<str>,
+    /// Type.
+    pub kind: ExchangeKind,
+    /// Survives a restart.
+    pub durable: bool,
+    /// Deleted when its last binding goes.
+    pub auto_delete: bool,
+    /// Where unroutable messages go.
+    pub alternate: Option<String>,
+    /// The routing table.
+    pub bindings: RwLock<Bindings>,
+}
+
+impl Exchange {
+    fn def(&self) -> ExchangeDef {
+        ExchangeDef {
+            name: self.name.to_string(),
+            kind: self.kind,
+            auto_delete: self.auto_delete,
+            alternate: self.alternate.clone(),
+        }
+    }
+}
+
+/// What a publish did.
+#[derive(Debug)]
+pub struct Published {
+    /// The message id (given or generated).
+    pub id: String,
+    /// How many queues took it.
+    pub routed: usize,
+    /// The store generation the confirm must wait for.
+    pub durable_gen: Option<u64>,
+}
+
+/// The broker handle.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    disk: Arc<Disk>,
+    exchanges: DashMap<Arc<str>, Arc<Exchange>>,
+    queues: DashMap<Arc<str>, Arc<Queue>>,
+    topology: Mutex<()>,
+    next_queue_id: AtomicU64,
+    next_body_id: AtomicU64,
+    next_id: AtomicU64,
+    boot: String,
+}
+
+fn not_found(what: &str, name: &str) -> BrokerError {
+    BrokerError::NotFound(format!("{what} {}", quote_for_message(name)))
+}
+
+impl Broker {
+    /// Opens the store named by `config` (sled, or nothing with `in_memory`),
+    /// recovers durable state and starts the group commit.
+    pub fn open(config: Config) -> Result<Broker, StoreError> {
+        let store: Arc<dyn Store> = if config.in_memory {
+            Arc::new(MemStore)
+        } else {
+            Arc::new(SledStore::open(&config.data_dir, config.cache_bytes)?)
+        };
+        Broker::with_store(config, store)
+    }
+
+    /// Builds a broker on a given store, recovering what it holds.
+    pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Broker, StoreError> {
+        let recovered = store.recover()?;
+        let committer = Committer::start(store.clone())?;
+        let boot_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let broker = Broker {
+            inner: Arc::new(Inner {
+                config,
+                disk: Arc::new(Disk { store, committer }),
+                exchanges: DashMap::new(),
+                queues: DashMap::new(),
+                topology: Mutex::new(()),
+                next_queue_id: AtomicU64::new(1),
+                next_body_id: AtomicU64::new(1),
+                next_id: AtomicU64::new(1),
+                boot: format!("{boot_ms:x}"),
+            }),
+        };
+        broker.restore(recovered);
+        Ok(broker)
+    }
+
+    fn restore(&self, rec: crate::store::Recovered) {
+        let inner = &self.inner;
+        for d in rec.exchanges {
+            let name: Arc<str> = Arc::from(d.name.as_str());
+            inner.exchanges.insert(
+                name.clone(),
+                Arc::new(Exchange {
+                    name,
+                    kind: d.kind,
+                    durable: true,
+                    auto_delete: d.auto_delete,
+                    alternate: d.alternate,
+                    bindings: RwLock::new(Bindings::new(d.kind)),
+                }),
+            );
+        }
+        let mut by_id: HashMap<u64, Vec<Entry>> = HashMap::new();
+        let mut bodies: HashMap<u64, Arc<Message>> = HashMap::new();
+        let mut max_body = 0;
+        for m in rec.messages {
+            max_body = max_body.max(m.meta.body_id);
+            let msg = bodies
+                .entry(m.meta.body_id)
+                .or_insert_with(|| {
+                    Arc::new(Message {
+                        id: m.meta.id.clone(),
+                        exchange: Arc::from(m.meta.exchange.as_str()),
+                        routing_key: m.meta.routing_key.clone(),
+                        headers: m.meta.headers.clone(),
+                        body: m.body.clone(),
+                        body_id: m.meta.body_id,
+                        stored_refs: AtomicU32::new(0),
+                    })
+                })
+                .clone();
+            msg.stored_refs.fetch_add(1, Ordering::Relaxed);
+            // After a crash nobody knows which messages were out on the wire:
+            // flag them all (over-flagging is allowed, under-flagging is not).
+            let crashed = !rec.clean_shutdown;
+            by_id.entry(m.queue_id).or_default().push(Entry {
+                seq: m.seq,
+                deliveries: m.meta.deliveries + u32::from(crashed),
+                redelivered: crashed || m.meta.deliveries > 0,
+                msg,
+                stored: true,
+            });
+        }
+        inner.next_body_id.store(max_body + 1, Ordering::Relaxed);
+        let mut max_queue = 0;
+        for d in rec.queues {
+            max_queue = max_queue.max(d.id);
+            let entries = by_id.remove(&d.id).unwrap_or_default();
+            let next_seq = entries.last().map_or(1, |e| e.seq + 1);
+            let name: Arc<str> = Arc::from(d.name.as_str());
+            let q = Arc::new(Queue::new(
+                name.clone(),
+                d.id,
+                true,
+                d.auto_delete,
+                None,
+                next_seq,
+                inner.disk.clone(),
+            ));
+            q.restore(entries);
+            inner.queues.insert(name, q);
+        }
+        inner.next_queue_id.store(max_queue + 1, Ordering::Relaxed);
+        for b in rec.bindings {
+            let (Some(ex), Some(q)) = (
+                inner.exchanges.get(b.exchange.as_str()),
+                inner.queues.get(b.queue.as_str()),
+            ) else {
+                continue;
+            };
+            ex.bindings
+                .write()
+                .add(Binding::new(q.name.clone(), b.key, b.headers, b.matching));
+        }
+        tracing::info!(
+            exchanges = inner.exchanges.len(),
+            queues = inner.queues.len(),
+            clean = rec.clean_shutdown,
+            "recovered"
+        );
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The group commit (replies wait on it).
+    pub fn committer(&self) -> &Arc<Committer> {
+        self.inner.disk.committer()
+    }
+
+    /// Looks a queue up for a connection: `NOT_FOUND`, or `LOCKED` when it
+    /// is another connection's exclusive queue.
+    pub fn queue(&self, name: &str, conn: u64) -> Result<Arc<Queue>, BrokerError> {
+        let q = self
+            .inner
+            .queues
+            .get(name)
+            .map(|q| q.clone())
+            .ok_or_else(|| not_found("queue", name))?;
+        match q.owner {
+            Some(owner) if owner != conn => Err(BrokerError::Locked(format!(
+                "queue {} is exclusive to another connection",
+                q.name
+            ))),
+            _ => Ok(q),
+        }
+    }
+
+    /// A fresh broker-unique number (consumer ids, generated names).
+    pub fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// `DECLARE EXCHANGE`.
+    pub fn declare_exchange(&self, d: &DeclareExchange) -> Result<Option<u64>, BrokerError> {
+        let _topology = self.inner.topology.lock();
+        if let Some(ex) = self.inner.exchanges.get(d.name.as_str()) {
+            if ex.kind != d.kind {
+                return Err(BrokerError::Precondition(format!(
+                    "exchange {} exists with type {}",
+                    ex.name,
+                    kind_name(ex.kind)
+                )));
+            }
+            if ex.durable != d.durable || ex.auto_delete != d.auto_delete || ex.alternate != d.alternate {
+                return Err(BrokerError::Precondition(format!(
+                    "exchange {} exists with other options (durable={} auto-delete={} alternate={})",
+                    ex.name,
+                    ex.durable,
+                    ex.auto_delete,
+                    ex.alternate.as_deref().map(quote_for_message).unwrap_or_else(|| "none".into())
+                )));
+            }
+            return Ok(None);
+        }
+        let name: Arc<str> = Arc::from(d.name.as_str());
+        let ex = Arc::new(Exchange {
+            name: name.clone(),
+            kind: d.kind,
+            durable: d.durable,
+            auto_delete: d.auto_delete,
+            alternate: d.alternate.clone(),
+            bindings: RwLock::new(Bindings::new(d.kind)),
+        });
+        let gen = if d.durable {
+            Some(self.inner.disk.write(|s| s.put_exchange(&ex.def()))?)
+        } else {
+            None
+        };
+        self.inner.exchanges.insert(name, ex);
+        Ok(gen)
+    }
+
+    /// `DELETE EXCHANGE`.
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<Option<u64>, BrokerError> {
+        let _topology = self.inner.topology.lock();
+        let ex = self
+            .inner
+            .exchanges
+            .get(name)
+            .map(|e| e.clone())
+            .ok_or_else(|| not_found("exchange", name))?;
+        if if_unused && !ex.bindings.read().is_empty() {
+            return Err(BrokerError::Precondition(format!(
+                "exchange {} has bindings",
+                ex.name
+            )));
+        }
+        self.remove_exchange(&ex)
+    }
+
+    fn remove_exchange(&self, ex: &Exchange) -> Result<Option<u64>, BrokerError> {
+        self.inner.exchanges.remove(&ex.name);
+        if ex.durable {
+            Ok(Some(self.inner.disk.write(|s| s.delete_exchange(&ex.name))?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// `DECLARE QUEUE`: returns the name, ready messages, consumers and the
+    /// generation to wait for.
+    pub fn declare_queue(
+        &self,
+        d: &DeclareQueue,
+        conn: u64,
+    ) -> Result<(Arc<Queue>, Option<u64>), BrokerError> {
+        let _topology = self.inner.topology.lock();
+        let name = if d.name.is_empty() {
+            format!("gen-{}-{}", self.inner.boot, self.next_id())
+        } else {
+            d.name.clone()
+        };
+        if let Some(q) = self.inner.queues.get(name.as_str()) {
+            if let Some(owner) = q.owner {
+                if owner != conn {
+                    return Err(BrokerError::Locked(format!(
+                        "queue {} is exclusive to another connection",
+                        q.name
+                    )));
+                }
+            }
+            if q.durable != d.durable || q.owner.is_some() != d.exclusive || q.auto_delete != d.auto_delete {
+                return Err(BrokerError::Precondition(format!(
+                    "queue {} exists with other options (durable={} exclusive={} auto-delete={})",
+                    q.name,
+                    q.durable,
+                    q.owner.is_some(),
+                    q.auto_delete
+                )));
+            }
+            return Ok((q.clone(), None));
+        }
+        let id = self.inner.next_queue_id.fetch_add(1, Ordering::Relaxed);
+        let name: Arc<str> = Arc::from(name);
+        let owner = d.exclusive.then_some(conn);
+        let q = Arc::new(Queue::new(
+            name.clone(),
+            id,
+            d.durable,
+            d.auto_delete,
+            owner,
+            1,
+            self.inner.disk.clone(),
+        ));
+        let gen = if stores(&q) {
+            let def = QueueDef {
+                name: name.to_string(),
+                id,
+                auto_delete: d.auto_delete,
+            };
+            Some(self.inner.disk.write(|s| s.put_queue(&def))?)
+        } else {
+            None
+        };
+        self.inner.queues.insert(name, q.clone());
+        Ok((q, gen))
+    }
+
+    /// `DELETE QUEUE`: returns the ready messages it held.
+    pub fn delete_queue(&self, d: &DeleteQueue, conn: u64) -> Result<(u64, Option<u64>), BrokerError> {
+        let _topology = self.inner.topology.lock();
+        let q = self.queue(&d.name, conn)?;
+        let stats = q.stats();
+        if d.if_unused && stats.consumers > 0 {
+            return Err(BrokerError::Precondition(format!(
+                "queue {} has {} consumers",
+                q.name, stats.consumers
+            )));
+        }
+        if d.if_empty && stats.messages > 0 {
+            return Err(BrokerError::Precondition(format!(
+                "queue {} has {} messages",
+                q.name, stats.messages
+            )));
+        }
+        let gen = self.remove_queue(&q)?;
+        Ok((stats.messages, gen))
+    }
+
+    /// Removes a queue whatever its state (exclusive owner gone, auto-delete).
+    pub fn delete_queue_now(&self, q: &Arc<Queue>) -> Result<Option<u64>, BrokerError> {
+        let _topology = self.inner.topology.lock();
+        self.remove_queue(q)
+    }
+
+    fn remove_queue(&self, q: &Arc<Queue>) -> Result<Option<u64>, BrokerError> {
+        match self.inner.queues.get(&q.name) {
+            Some(cur) if Arc::ptr_eq(&cur, q) => {}
+            _ => return Ok(None),
+        }
+        self.inner.queues.remove(&q.name);
+        let mut emptied = Vec::new();
+        for ex in self.inner.exchanges.iter() {
+            let mut b = ex.bindings.write();
+            if b.remove_queue(&q.name) > 0 && b.is_empty() && ex.auto_delete {
+                emptied.push(ex.clone());
+            }
+        }
+        let ready = q.mark_deleted();
+        let mut gen = None;
+        if stores(q) {
+            let def = QueueDef {
+                name: q.name.to_string(),
+                id: q.id,
+                auto_delete: q.auto_delete,
+            };
+            gen = Some(self.inner.disk.write(|s| s.delete_queue(&def))?);
+        }
+        gen = q.release(ready)?.or(gen);
+        for ex in emptied {
+            gen = self.remove_exchange(&ex)?.or(gen);
+        }
+        tracing::debug!(queue = %q.name, "queue deleted");
+        Ok(gen)
+    }
+
+    fn binding_ends(&self, b: &Bind, conn: u64) -> Result<(Arc<Exchange>, Arc<Queue>), BrokerError> {
+        if b.exchange.is_empty() {
+            return Err(BrokerError::Precondition(
+                "the default exchange cannot be bound or unbound: every queue is bound to it by name".into(),
+            ));
+        }
+        let ex = self
+            .inner
+            .exchanges
+            .get(b.exchange.as_str())
+            .map(|e| e.clone())
+            .ok_or_else(|| not_found("exchange", &b.exchange))?;
+        let q = self.queue(&b.queue, conn)?;
+        Ok((ex, q))
+    }
+
+    fn binding_def(ex: &Exchange, bnd: &Binding) -> BindingDef {
+        BindingDef {
+            exchange: ex.name.to_string(),
+            queue: bnd.queue.to_string(),
+            key: bnd.key.clone(),
+            headers: bnd.headers.clone(),
+            matching: bnd.matching,
+        }
+    }
+
+    /// `BIND`.
+    pub fn bind(&self, b: &Bind, conn: u64) -> Result<Option<u64>, BrokerError> {
+        let _topology = self.inner.topology.lock();
+        let (ex, q) = self.binding_ends(b, conn)?;
+        let bnd = Binding::new(q.name.clone(), b.key.clone(), b.headers.clone(), b.matching.unwrap_or_default());
+        let def = Self::binding_def(&ex, &bnd);
+        let added = ex.bindings.write().add(bnd);
+        if added && ex.durable && stores(&q) {
+            return Ok(Some(self.inner.disk.write(|s| s.put_binding(&def))?));
+        }
+        Ok(None)
+    }
+
+    /// `UNBIND` (removing a binding that does not exist is not an error).
+    pub fn unbind(&self, b: &Bind, conn: u64) -> Result<Option<u64>, BrokerError> {
+        let _topology = self.inner.topology.lock();
+        let (ex, q) = self.binding_ends(b, conn)?;
+        let bnd = Binding::new(q.name.clone(), b.key.clone(), b.headers.clone(), b.matching.unwrap_or_default());
+        let def = Self::binding_def(&ex, &bnd);
+        let (removed, now_empty) = {
+            let mut t = ex.bindings.write();
+            (t.remove(&bnd), t.is_empty())
+        };
+        let mut gen = None;
+        if removed && ex.durable && stores(&q) {
+            gen = Some(self.inner.disk.write(|s| s.delete_binding(&def))?);
+        }
+        if removed && now_empty && ex.auto_delete {
+            gen = self.remove_exchange(&ex)?.or(gen);
+        }
+        Ok(gen)
+    }
+
+    /// `PUB`: routes, stores (one atomic batch for every durable copy),
+    /// enqueues. The caller replies once `durable_gen` is durable.
+    pub fn publish(&self, p: Publish) -> Result<Published, BrokerError> {
+        let targets = self.route(&p)?;
+        if targets.is_empty() && p.mandatory {
+            return Err(BrokerError::NoRoute(format!(
+                "exchange {} routed the message to no queue",
+                quote_for_message(&p.exchange)
+            )));
+        }
+        let id = match p.id {
+            Some(id) => id,
+            None => format!("{}-{}", self.inner.boot, self.next_id()),
+        };
+        let persistent = p.persistent != Some(false);
+        let stored: Vec<bool> = targets.iter().map(|q| persistent && stores(q)).collect();
+        let stored_count = stored.iter().filter(|s| **s).count();
+        let body_id = if stored_count > 0 {
+            self.inner.next_body_id.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
+        let msg = Arc::new(Message {
+            id,
+            exchange: Arc::from(p.exchange.as_str()),
+            routing_key: p.key,
+            headers: p.headers,
+            body: p.body,
+            body_id,
+            stored_refs: AtomicU32::new(u32::try_from(stored_count).unwrap_or(u32::MAX)),
+        });
+        let entries: Vec<Entry> = targets
+            .iter()
+            .zip(&stored)
+            .map(|(q, stored)| Entry {
+                seq: q.next_seq(),
+                msg: msg.clone(),
+                deliveries: 0,
+                redelivered: false,
+                stored: *stored,
+            })
+            .collect();
+        let mut durable_gen = None;
+        if stored_count > 0 {
+            let meta = msg.meta(0);
+            let mut batch = MessageBatch::default();
+            batch.put_bodies.push((body_id, &msg.body));
+            for (q, e) in targets.iter().zip(&entries) {
+                if e.stored {
+                    batch.put_metas.push((q.id, e.seq, &meta));
+                }
+            }
+            durable_gen = Some(self.inner.disk.apply(&batch)?);
+        }
+        let routed = targets.len();
+        for (q, e) in targets.iter().zip(entries) {
+            q.enqueue(e);
+        }
+        Ok(Published {
+            id: msg.id.clone(),
+            routed,
+            durable_gen,
+        })
+    }
+
+    fn route(&self, p: &Publish) -> Result<Vec<Arc<Queue>>, BrokerError> {
+        let mut names: Vec<Arc<str>> = Vec::new();
+        if p.exchange.is_empty() {
+            if let Some(q) = self.inner.queues.get(p.key.as_str()) {
+                return Ok(vec![q.clone()]);
+            }
+            return Ok(Vec::new());
+        }
+        let mut ex = self
+            .inner
+            .exchanges
+            .get(p.exchange.as_str())
+            .map(|e| e.clone())
+            .ok_or_else(|| not_found("exchange", &p.exchange))?;
+        for _ in 0..MAX_ALTERNATE_HOPS {
+            ex.bindings.read().route(&p.key, &p.headers, &mut names);
+            if !names.is_empty() {
+                break;
+            }
+            match ex.alternate.as_deref().and_then(|a| self.inner.exchanges.get(a)) {
+                Some(next) => {
+                    let next = next.clone();
+                    ex = next;
+                }
+                None => break,
+            }
+        }
+        Ok(names
+            .iter()
+            .filter_map(|n| self.inner.queues.get(n).map(|q| q.clone()))
+            .collect())
+    }
+
+    /// Shuts the store down cleanly: delivery counts written, everything
+    /// synced, the clean flag set. Call after every connection has closed.
+    pub fn shutdown(&self) -> Result<(), StoreError> {
+        for q in self.inner.queues.iter() {
+            if stores(&q) {
+                if let Err(e) = q.persist_delivery_counts() {
+                    tracing::warn!(queue = %q.name, error = %e, "could not save delivery counts");
+                }
+            }
+        }
+        let store = &self.inner.disk.store;
+        store.sync()?;
+        store.set_clean(true)?;
+        store.sync()?;
+        self.inner.disk.committer.shutdown();
+        Ok(())
+    }
+}
+
+/// Whether a queue keeps its persistent messages in the store.
+fn stores(q: &Queue) -> bool {
+    q.durable && q.owner.is_none()
+}
+
+/// The wire name of an exchange type.
+pub fn kind_name(k: ExchangeKind) -> &'static str {
+    match k {
+        ExchangeKind::Direct => "direct",
+        ExchangeKind::Fanout => "fanout",
+        ExchangeKind::Topic => "topic",
+        ExchangeKind::Headers => "headers",
+    }
+}

@@ -1,0 +1,335 @@
+//! [`Client`]: a small async client for sluice, used by the tests, the
+//! examples and the benchmark. It pipelines: [`Client::send`] queues a
+//! command and returns a handle for its reply; [`Client::flush`] writes
+//! everything queued in one go. A reader task matches replies to commands
+//! in order, attaches `GET`'s `MSG -` lines to the `GET`'s reply, and hands
+//! subscription deliveries to [`Client::next_delivery`].
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::protocol::command::Header;
+use crate::protocol::frame::{Frame, FrameEvent, Framer, Limits};
+use crate::protocol::token::{encode_word, tokenize};
+use crate::protocol::ErrorCode;
+
+/// Client-side failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered `ERR`.
+    #[error("ERR {code} {message}")]
+    Server {
+        /// The error code.
+        code: ErrorCode,
+        /// The server's text.
+        message: String,
+    },
+    /// The connection failed or closed.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server sent something this client cannot read.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The server's error code, if this is a server error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// A delivered message.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Consumer tag (`-` for `GET`).
+    pub consumer_tag: String,
+    /// Delivery tag on this connection.
+    pub delivery_tag: u64,
+    /// Exchange it was published to.
+    pub exchange: String,
+    /// Routing key.
+    pub routing_key: String,
+    /// Delivered before (or may have been).
+    pub redelivered: bool,
+    /// Deliveries so far, this one included.
+    pub deliveries: u32,
+    /// Message id.
+    pub id: String,
+    /// Headers.
+    pub headers: Vec<Header>,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// A successful reply: the words after `OK`, the literal if any, and the
+/// `MSG -` deliveries that preceded it (for `GET`).
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    /// Words after `OK`.
+    pub words: Vec<String>,
+    /// The reply's literal (`HELP`).
+    pub data: Option<Bytes>,
+    /// `GET` deliveries.
+    pub deliveries: Vec<Delivery>,
+}
+
+type Pending = oneshot::Sender<Result<Response, ClientError>>;
+
+/// A reply that has not arrived yet.
+#[derive(Debug)]
+pub struct ReplyHandle(oneshot::Receiver<Result<Response, ClientError>>);
+
+impl ReplyHandle {
+    /// Waits for the reply.
+    pub async fn wait(self) -> Result<Response, ClientError> {
+        self.0
+            .await
+            .map_err(|_| ClientError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed")))?
+    }
+}
+
+/// A connection to a sluice broker.
+#[derive(Debug)]
+pub struct Client {
+    writer: OwnedWriteHalf,
+    buf: Vec<u8>,
+    pending: Arc<parking_lot::Mutex<VecDeque<Pending>>>,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+    notices: mpsc::UnboundedReceiver<String>,
+    /// The server's greeting line.
+    pub greeting: String,
+}
+
+impl Client {
+    /// Connects and reads the greeting.
+    pub async fn connect(addr: impl ToSocketAddrs) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (mut rd, writer) = stream.into_split();
+        let mut framer = Framer::new(Limits {
+            max_line: 1024 * 1024,
+            max_literal: 1024 * 1024 * 1024,
+        });
+        let mut rbuf = BytesMut::with_capacity(64 * 1024);
+        let greeting = loop {
+            match framer.next_event(&mut rbuf) {
+                Ok(Some(FrameEvent::Frame(f))) => break String::from_utf8_lossy(&f.line).into_owned(),
+                Ok(Some(FrameEvent::Reject(r))) => return Err(ClientError::Protocol(r.message)),
+                Err(e) => return Err(ClientError::Protocol(e.0)),
+                Ok(None) => {
+                    if rd.read_buf(&mut rbuf).await? == 0 {
+                        return Err(ClientError::Protocol("closed before the greeting".into()));
+                    }
+                }
+            }
+        };
+        if !greeting.starts_with("HELLO sluice ") {
+            return Err(ClientError::Protocol(format!("unexpected greeting {greeting:?}")));
+        }
+        let pending: Arc<parking_lot::Mutex<VecDeque<Pending>>> = Arc::default();
+        let (dtx, drx) = mpsc::unbounded_channel();
+        let (ntx, nrx) = mpsc::unbounded_channel();
+        let p = pending.clone();
+        tokio::spawn(async move {
+            let mut reader = Reader {
+                pending: p.clone(),
+                deliveries: dtx,
+                notices: ntx,
+                got: Vec::new(),
+            };
+            let end = loop {
+                match framer.next_event(&mut rbuf) {
+                    Ok(Some(FrameEvent::Frame(f))) => {
+                        if let Err(e) = reader.on_frame(f) {
+                            break e;
+                        }
+                    }
+                    Ok(Some(FrameEvent::Reject(r))) => break ClientError::Protocol(r.message),
+                    Err(e) => break ClientError::Protocol(e.0),
+                    Ok(None) => match rd.read_buf(&mut rbuf).await {
+                        Ok(0) => break ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()),
+                        Ok(_) => {}
+                        Err(e) => break ClientError::Io(e),
+                    },
+                }
+            };
+            tracing::debug!(error = %end, "client reader stopped");
+            // Whoever still waits learns that the connection is gone.
+            p.lock().clear();
+        });
+        Ok(Client {
+            writer,
+            buf: Vec::with_capacity(64 * 1024),
+            pending,
+            deliveries: drx,
+            notices: nrx,
+            greeting,
+        })
+    }
+
+    /// Queues a command line (words already encoded) and optional literal
+    /// body; nothing is written until [`Client::flush`].
+    pub fn send(&mut self, line: &str, body: Option<&[u8]>) -> ReplyHandle {
+        self.buf.extend_from_slice(line.as_bytes());
+        if let Some(b) = body {
+            self.buf.extend_from_slice(format!(" {{{}}}\r\n", b.len()).as_bytes());
+            self.buf.extend_from_slice(b);
+        }
+        self.buf.extend_from_slice(b"\r\n");
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().push_back(tx);
+        ReplyHandle(rx)
+    }
+
+    /// Writes every queued command.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        if !self.buf.is_empty() {
+            self.writer.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Sends one command and waits for its reply.
+    pub async fn request(&mut self, line: &str, body: Option<&[u8]>) -> Result<Response, ClientError> {
+        let h = self.send(line, body);
+        self.flush().await?;
+        h.wait().await
+    }
+
+    /// Queues a `PUB` with a literal body; `opts` are extra option words.
+    pub fn send_publish(&mut self, exchange: &str, key: &str, opts: &str, body: &[u8]) -> ReplyHandle {
+        let mut line = b"PUB ".to_vec();
+        encode_word(&mut line, exchange.as_bytes());
+        line.push(b' ');
+        encode_word(&mut line, key.as_bytes());
+        if !opts.is_empty() {
+            line.push(b' ');
+            line.extend_from_slice(opts.as_bytes());
+        }
+        self.send(&String::from_utf8_lossy(&line), Some(body))
+    }
+
+    /// Publishes and waits for the confirm: returns the message id.
+    pub async fn publish(&mut self, exchange: &str, key: &str, opts: &str, body: &[u8]) -> Result<String, ClientError> {
+        let h = self.send_publish(exchange, key, opts, body);
+        self.flush().await?;
+        let r = h.wait().await?;
+        r.words.into_iter().next().ok_or_else(|| ClientError::Protocol("PUB reply without an id".into()))
+    }
+
+    /// The next subscription delivery (`None` once the connection is gone).
+    pub async fn next_delivery(&mut self) -> Option<Delivery> {
+        self.deliveries.recv().await
+    }
+
+    /// The next `NOTICE` line, without the `NOTICE ` prefix.
+    pub async fn next_notice(&mut self) -> Option<String> {
+        self.notices.recv().await
+    }
+
+    /// `ACK <tag>`, queued (flush to send).
+    pub fn send_ack(&mut self, tag: u64) -> ReplyHandle {
+        self.send(&format!("ACK {tag}"), None)
+    }
+}
+
+struct Reader {
+    pending: Arc<parking_lot::Mutex<VecDeque<Pending>>>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+    notices: mpsc::UnboundedSender<String>,
+    got: Vec<Delivery>,
+}
+
+impl Reader {
+    fn on_frame(&mut self, f: Frame) -> Result<(), ClientError> {
+        let tokens = tokenize(&f.line).map_err(|e| ClientError::Protocol(e.message))?;
+        let words: Vec<String> = tokens
+            .into_iter()
+            .map(|t| String::from_utf8_lossy(&t.text).into_owned())
+            .collect();
+        match words.first().map(String::as_str) {
+            Some("MSG") => {
+                let d = parse_msg(&words, f.literal.unwrap_or_default())?;
+                if d.consumer_tag == "-" {
+                    self.got.push(d);
+                } else {
+                    let _ = self.deliveries.send(d);
+                }
+            }
+            Some("NOTICE") => {
+                let _ = self.notices.send(words[1..].join(" "));
+            }
+            Some("OK") => {
+                let mut rest: Vec<String> = words[1..].to_vec();
+                if f.literal.is_some() {
+                    rest.pop();
+                }
+                let r = Response {
+                    words: rest,
+                    data: f.literal,
+                    deliveries: std::mem::take(&mut self.got),
+                };
+                self.complete(Ok(r));
+            }
+            Some("ERR") => {
+                let line = String::from_utf8_lossy(&f.line).into_owned();
+                let mut parts = line.splitn(3, ' ');
+                parts.next();
+                let code = parts.next().and_then(ErrorCode::parse).unwrap_or(ErrorCode::Internal);
+                let message = parts.next().unwrap_or("").to_string();
+                self.got.clear();
+                self.complete(Err(ClientError::Server { code, message }));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, r: Result<Response, ClientError>) {
+        if let Some(tx) = self.pending.lock().pop_front() {
+            let _ = tx.send(r);
+        }
+    }
+}
+
+fn parse_msg(words: &[String], body: Bytes) -> Result<Delivery, ClientError> {
+    let bad = || ClientError::Protocol(format!("bad MSG line: {words:?}"));
+    if words.len() < 7 {
+        return Err(bad());
+    }
+    let mut d = Delivery {
+        consumer_tag: words[1].clone(),
+        delivery_tag: words[2].parse().map_err(|_| bad())?,
+        exchange: words[3].clone(),
+        routing_key: words[4].clone(),
+        redelivered: false,
+        deliveries: 0,
+        id: String::new(),
+        headers: Vec::new(),
+        body,
+    };
+    for w in &words[5..words.len() - 1] {
+        if w == "redelivered" {
+            d.redelivered = true;
+        } else if let Some(n) = w.strip_prefix("deliveries=") {
+            d.deliveries = n.parse().map_err(|_| bad())?;
+        } else if let Some(id) = w.strip_prefix("id=") {
+            d.id = id.to_string();
+        } else if let Some(h) = w.strip_prefix("h.") {
+            let (k, v) = h.split_once('=').ok_or_else(bad)?;
+            d.headers.push((k.to_string(), v.to_string()));
+        }
+    }
+    Ok(d)
+}

@@ -1,0 +1,31 @@
+//! `DECLARE EXCHANGE` and `DECLARE QUEUE`. See protocol.md, "DECLARE".
+
+use std::sync::Arc;
+
+use super::reply_after;
+use crate::error::BrokerError;
+use crate::protocol::command::{DeclareExchange, DeclareQueue};
+use crate::protocol::reply::Reply;
+use crate::session::Session;
+
+/// `DECLARE EXCHANGE <name> <type> [durable] [auto-delete] [alternate=<ex>]` → `OK`.
+pub(super) fn exchange(c: DeclareExchange, s: &mut Session) -> Result<(), BrokerError> {
+    let gen = s.broker.declare_exchange(&c)?;
+    reply_after(s, Reply::ok(), gen)
+}
+
+/// `DECLARE QUEUE <name> [durable] [exclusive] [auto-delete]`
+/// → `OK <name> messages=<n> consumers=<n>`.
+pub(super) fn queue(c: DeclareQueue, s: &mut Session) -> Result<(), BrokerError> {
+    let (q, gen) = s.broker.declare_queue(&c, s.conn_id)?;
+    if q.owner == Some(s.conn_id) && !s.exclusive.iter().any(|e| Arc::ptr_eq(e, &q)) {
+        s.exclusive.push(q.clone());
+    }
+    let st = q.stats();
+    let reply = Reply::words([
+        q.name.to_string(),
+        format!("messages={}", st.messages),
+        format!("consumers={}", st.consumers),
+    ]);
+    reply_after(s, reply, gen)
+}

@@ -1,0 +1,21 @@
+//! `DELETE EXCHANGE` and `DELETE QUEUE`. See protocol.md, "DELETE".
+
+use super::reply_after;
+use crate::error::BrokerError;
+use crate::protocol::command::{DeleteExchange, DeleteQueue};
+use crate::protocol::reply::Reply;
+use crate::session::Session;
+
+/// `DELETE EXCHANGE <name> [if-unused]` → `OK`.
+pub(super) fn exchange(c: DeleteExchange, s: &mut Session) -> Result<(), BrokerError> {
+    let gen = s.broker.delete_exchange(&c.name, c.if_unused)?;
+    reply_after(s, Reply::ok(), gen)
+}
+
+/// `DELETE QUEUE <name> [if-unused] [if-empty]` → `OK messages=<n>`.
+/// Subscribers of the queue get `NOTICE cancelled <tag> reason=queue-deleted`.
+pub(super) fn queue(c: DeleteQueue, s: &mut Session) -> Result<(), BrokerError> {
+    let (messages, gen) = s.broker.delete_queue(&c, s.conn_id)?;
+    s.exclusive.retain(|q| *q.name != *c.name);
+    reply_after(s, Reply::words([format!("messages={messages}")]), gen)
+}

@@ -1,0 +1,32 @@
+//! `HELLO` and `AUTH`: the session handshake. See protocol.md, "HELLO" and "AUTH".
+
+use crate::error::BrokerError;
+use crate::protocol::command::Hello;
+use crate::protocol::reply::Reply;
+use crate::session::Session;
+use crate::{PROTOCOL_VERSION, VERSION};
+
+/// `HELLO [name=<client>] [proto=<n>]` → `OK sluice <version> proto=1`.
+pub(super) fn hello(c: Hello, s: &mut Session) -> Result<(), BrokerError> {
+    if let Some(p) = c.proto {
+        if p != PROTOCOL_VERSION {
+            return Err(BrokerError::Precondition(format!(
+                "proto={p} unsupported; supported: proto={PROTOCOL_VERSION}"
+            )));
+        }
+    }
+    if let Some(name) = c.name {
+        tracing::debug!(conn = s.conn_id, client = %name, "hello");
+        s.client_name = Some(name);
+    }
+    s.reply(Reply::Ok(format!("sluice {VERSION} proto={PROTOCOL_VERSION}")));
+    Ok(())
+}
+
+/// `AUTH <user> <password>`: this broker has no users yet (an open broker,
+/// listening on loopback by default), so any credentials are accepted, as
+/// NATS does without an authorization block.
+pub(super) fn auth(s: &mut Session) -> Result<(), BrokerError> {
+    s.reply(Reply::ok());
+    Ok(())
+}

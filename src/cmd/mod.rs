@@ -1,0 +1,75 @@
+//! Command execution: [`apply`] runs one parsed [`Command`] against the
+//! broker for one session and queues its reply (and any `GET` deliveries).
+//! One file per verb family, named after it, so that a verb in
+//! `protocol.md` is answered by one file here.
+
+mod ack;
+mod bind;
+mod declare;
+mod delete;
+mod get;
+mod hello;
+mod help;
+mod publish;
+mod purge;
+mod subscribe;
+
+use crate::error::BrokerError;
+use crate::protocol::reply::Reply;
+use crate::protocol::Command;
+use crate::session::{GetWait, Out, Session};
+
+/// What the session does after a command.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The reply is queued; go on.
+    Done,
+    /// A `GET wait=` found nothing: wait before replying.
+    Wait(GetWait),
+    /// `QUIT`: close once the queued replies are written.
+    Quit,
+}
+
+/// Runs one command for `s`.
+pub fn apply(command: Command, s: &mut Session) -> Outcome {
+    let result = match command {
+        Command::Hello(c) => hello::hello(c, s),
+        Command::Auth(_) => hello::auth(s),
+        Command::Ping => {
+            s.reply(Reply::words(["pong"]));
+            Ok(())
+        }
+        Command::Quit => {
+            s.reply(Reply::words(["bye"]));
+            return Outcome::Quit;
+        }
+        Command::Help(c) => help::help(c, s),
+        Command::DeclareExchange(c) => declare::exchange(c, s),
+        Command::DeclareQueue(c) => declare::queue(c, s),
+        Command::DeleteExchange(c) => delete::exchange(c, s),
+        Command::DeleteQueue(c) => delete::queue(c, s),
+        Command::Bind(c) => bind::bind(c, s),
+        Command::Unbind(c) => bind::unbind(c, s),
+        Command::Purge(c) => purge::purge(c, s),
+        Command::Publish(c) => publish::publish(c, s),
+        Command::Subscribe(c) => subscribe::subscribe(c, s),
+        Command::Unsubscribe(c) => subscribe::unsubscribe(c, s),
+        Command::Get(c) => match get::get(c, s) {
+            Ok(Some(wait)) => return Outcome::Wait(wait),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        },
+        Command::Ack(c) => ack::ack(c, s),
+        Command::Nack(c) => ack::nack(c, s),
+    };
+    if let Err(e) = result {
+        s.reply(e.to_reply());
+    }
+    Outcome::Done
+}
+
+/// Queues a reply that waits for store generation `gen` when there is one.
+fn reply_after(s: &mut Session, reply: Reply, gen: Option<u64>) -> Result<(), BrokerError> {
+    s.out.push_back(Out::Reply(reply, gen));
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! [`Config`]: every tunable of the broker, with its documented default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::protocol::frame::{Limits, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LITERAL_BYTES};
+use crate::store::sled_store::DEFAULT_CACHE_BYTES;
+
+/// The default listen address: loopback only, port 5680.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:5680";
+/// The default data directory (a sled database, created when missing).
+pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
+/// Unacked deliveries per subscription when `SUB` does not say `prefetch=`.
+pub const DEFAULT_PREFETCH: u32 = 100;
+/// Connections served at once; more wait in the kernel's accept queue.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Broker configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// The sled directory.
+    pub data_dir: PathBuf,
+    /// Keep nothing on disk (every message transient, nothing survives).
+    pub in_memory: bool,
+    /// Line and literal limits.
+    pub limits: Limits,
+    /// Default prefetch for `SUB`.
+    pub default_prefetch: u32,
+    /// Maximum concurrent connections.
+    pub max_connections: usize,
+    /// sled page-cache size in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 5680)),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            in_memory: false,
+            limits: Limits {
+                max_line: DEFAULT_MAX_LINE_BYTES,
+                max_literal: DEFAULT_MAX_LITERAL_BYTES,
+            },
+            default_prefetch: DEFAULT_PREFETCH,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! [`BrokerError`]: every way a command can fail inside the broker, and the
+//! single map from those failures to wire `ERR` codes.
+
+use crate::protocol::reply::Reply;
+use crate::protocol::ErrorCode;
+use crate::store::StoreError;
+
+/// A failed command. Each variant maps to exactly one `ERR` code.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// No such exchange, queue or consumer.
+    #[error("{0}")]
+    NotFound(String),
+    /// Redeclared differently, or an `if-unused`/`if-empty` that does not hold.
+    #[error("{0}")]
+    Precondition(String),
+    /// An exclusive resource held by another connection.
+    #[error("{0}")]
+    Locked(String),
+    /// A mandatory message that no queue took.
+    #[error("{0}")]
+    NoRoute(String),
+    /// A delivery tag that is not outstanding on this connection.
+    #[error("delivery tag {0} is not outstanding on this connection")]
+    UnknownTag(u64),
+    /// A configured limit.
+    #[error("{0}")]
+    Limit(String),
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl BrokerError {
+    /// The wire code of this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            BrokerError::NotFound(_) => ErrorCode::NotFound,
+            BrokerError::Precondition(_) => ErrorCode::Precondition,
+            BrokerError::Locked(_) => ErrorCode::Locked,
+            BrokerError::NoRoute(_) => ErrorCode::NoRoute,
+            BrokerError::UnknownTag(_) => ErrorCode::UnknownTag,
+            BrokerError::Limit(_) => ErrorCode::Limit,
+            BrokerError::Store(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The `ERR` reply for this failure.
+    pub fn to_reply(&self) -> Reply {
+        Reply::Err(self.code(), self.to_string())
+    }
+}

@@ -1,0 +1,50 @@
+//! # sluice
+//!
+//! A message broker with AMQP-style routing (exchanges, bindings, queues),
+//! real delivery guarantees (publisher confirms after fsync, acks, prefetch,
+//! redelivery) and a line-based text protocol a person can type into `nc`.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: the wire format, pure (bytes in, values out): framing,
+//!   tokens, the command parser, reply encoding, error codes.
+//! - [`cmd`]: executes one command for one session (one file per verb family).
+//! - [`session`]: one connection's state and event loop (ordering of replies
+//!   and pushes, unacked deliveries, requeue on close).
+//! - [`connection`]: the socket halves and their buffers.
+//! - [`server`]: accept loop, connection limit, graceful shutdown.
+//! - [`broker`]: registries of exchanges and queues, routing, queue state,
+//!   publishing and recovery.
+//! - [`store`]: persistence behind the [`store::Store`] trait (sled), with
+//!   group commit.
+//! - [`client`]: a small async client used by tests, examples and the bench.
+//! - [`config`], [`error`]: settings and typed errors.
+//!
+//! # How a message flows
+//!
+//! `PUB` bytes arrive on a connection → [`protocol::frame`] cuts the line and
+//! its `{N}` literal → [`protocol::parse`] makes a `Command::Publish` →
+//! [`cmd`] calls [`broker::Broker::publish`] → the exchange's bindings route
+//! it to queues → persistent copies for durable queues are written to the
+//! store in one atomic batch → each queue enqueues its copy and dispatches
+//! it to a subscriber with prefetch credit, through that subscriber's push
+//! channel → the subscriber's session writes `MSG` → the client `ACK`s →
+//! the queue removes the copy from the store and returns the credit. The
+//! publisher's `OK` waits in its session's output queue until the group
+//! commit has fsync'd the batch that holds the message.
+
+pub mod broker;
+pub mod client;
+pub mod cmd;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod store;
+
+/// The crate version, as the greeting reports it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The protocol version this server speaks.
+pub const PROTOCOL_VERSION: u64 = 1;

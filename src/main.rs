@@ -1,0 +1,127 @@
+//! The `sluice` binary: `sluice serve` runs the broker in the foreground.
+//! Logs go to stderr (`RUST_LOG` respected); the first line on stdout is
+//! `listening on HOST:PORT`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use sluice::broker::Broker;
+use sluice::config::{Config, DEFAULT_ADDR, DEFAULT_DATA_DIR, DEFAULT_PREFETCH};
+use sluice::protocol::frame::{DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LITERAL_BYTES};
+
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about = "A small, fast AMQP-style message broker with a text protocol")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the broker in the foreground.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = DEFAULT_ADDR)]
+    addr: SocketAddr,
+    /// Data directory (a sled database, created when missing).
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// Keep nothing on disk: every message is transient and nothing survives a restart.
+    #[arg(long)]
+    in_memory: bool,
+    /// Longest command line accepted, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES)]
+    max_line: usize,
+    /// Largest literal (message body) accepted, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_LITERAL_BYTES)]
+    max_literal: usize,
+    /// Prefetch of a SUB that does not say prefetch=.
+    #[arg(long, default_value_t = DEFAULT_PREFETCH)]
+    default_prefetch: u32,
+    /// Most connections served at once.
+    #[arg(long, default_value_t = sluice::config::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config {
+        addr: args.addr,
+        data_dir: args.data_dir,
+        in_memory: args.in_memory,
+        default_prefetch: args.default_prefetch.max(1),
+        max_connections: args.max_connections.max(1),
+        ..Config::default()
+    };
+    config.limits.max_line = args.max_line.max(64);
+    config.limits.max_literal = args.max_literal;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let broker = Broker::open(config.clone())
+            .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("listening on {}", config.addr))?;
+        let local = listener.local_addr()?;
+        println!("listening on {local}");
+        tracing::info!(addr = %local, data_dir = %config.data_dir.display(), in_memory = config.in_memory, "sluice serving");
+        sluice::server::run(listener, broker, shutdown_signal()).await
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("signal received");
+}

@@ -1,0 +1,28 @@
+//! The wire format, in one page.
+//!
+//! A connection is a byte stream of **frames**: a line ending in `\n` (a `\r`
+//! before it is dropped), or a line whose last token is `{N}` followed by
+//! exactly N raw bytes and an end of line (a *literal*). The same framing is
+//! used in both directions.
+//!
+//! - [`frame`] finds frame boundaries in a read buffer and enforces the line
+//!   and literal limits, skipping oversize input without losing sync.
+//! - [`token`] splits one complete line into words (quoting, escapes) and is
+//!   the inverse of [`token::encode_word`].
+//! - [`parse`] turns words into a typed [`command::Command`] or a typed
+//!   [`parse::ParseError`].
+//! - [`reply`] is the only writer of server lines: replies (`OK`, `ERR`) and
+//!   pushes (`MSG`, `NOTICE`).
+//! - [`code`] holds the stable `ERR` codes.
+//!
+//! None of these modules does I/O: bytes in, values out, and back.
+
+pub mod code;
+pub mod command;
+pub mod frame;
+pub mod parse;
+pub mod reply;
+pub mod token;
+
+pub use code::ErrorCode;
+pub use command::Command;

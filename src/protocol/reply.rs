@@ -1,0 +1,287 @@
+//! Replies (`OK`, `ERR`) and pushes (`MSG`, `NOTICE`) as values, and their
+//! encoding: the only place that writes server lines.
+//!
+//! Every word a reply carries goes through [`encode_word`], so a client's
+//! tokenizer reads back exactly what the server meant (a routing key with a
+//! space comes out quoted, an empty exchange name as `""`). Lines end in
+//! `\r\n` so that telnet and `nc` users see clean lines.
+
+use bytes::Bytes;
+use std::fmt::Write as _;
+
+use super::code::ErrorCode;
+use super::command::Header;
+use super::token::encode_word;
+
+/// A reply to one command: exactly one per command, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `OK` followed by already-encoded words (possibly none).
+    Ok(String),
+    /// `OK <words> {N}` followed by N bytes of data.
+    Data(String, Bytes),
+    /// `ERR <CODE> <message>`.
+    Err(ErrorCode, String),
+}
+
+impl Reply {
+    /// A bare `OK`.
+    pub fn ok() -> Reply {
+        Reply::Ok(String::new())
+    }
+
+    /// `OK` followed by these words, each encoded (quoted where needed).
+    pub fn words<I, S>(words: I) -> Reply
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Reply::Ok(join_words(words))
+    }
+
+    /// Whether this reply is an `ERR`.
+    pub fn is_err(&self) -> bool {
+        matches!(self, Reply::Err(..))
+    }
+
+    /// Appends the wire form to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Reply::Ok(words) => {
+                out.extend_from_slice(b"OK");
+                if !words.is_empty() {
+                    out.push(b' ');
+                    out.extend_from_slice(words.as_bytes());
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+            Reply::Data(words, data) => {
+                out.extend_from_slice(b"OK ");
+                if !words.is_empty() {
+                    out.extend_from_slice(words.as_bytes());
+                    out.push(b' ');
+                }
+                let _ = write!(Lit(out), "{{{}}}\r\n", data.len());
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\r\n");
+            }
+            Reply::Err(code, message) => {
+                out.extend_from_slice(b"ERR ");
+                out.extend_from_slice(code.as_str().as_bytes());
+                if !message.is_empty() {
+                    out.push(b' ');
+                    // An ERR line never carries a literal: make sure the text cannot
+                    // end in something that looks like `{N}`, and has no line breaks.
+                    for b in message.bytes() {
+                        out.push(if b == b'\r' || b == b'\n' { b' ' } else { b });
+                    }
+                    if message.ends_with('}') {
+                        out.push(b'.');
+                    }
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+}
+
+/// Encodes words for a reply line, separated by single spaces.
+pub fn join_words<I, S>(words: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut out = Vec::new();
+    for (i, w) in words.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        encode_word(&mut out, w.as_ref().as_bytes());
+    }
+    // encode_word only ever adds ASCII quotes and backslashes to UTF-8 input.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Quotes a client-supplied word for an error message, shortened to 64 bytes,
+/// so that echoed input can never break the line or fake a literal.
+pub fn quote_for_message(word: &str) -> String {
+    let mut end = word.len().min(64);
+    while !word.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = Vec::new();
+    out.push(b'"');
+    for b in word[..end].bytes() {
+        match b {
+            b'"' | b'\\' => {
+                out.push(b'\\');
+                out.push(b);
+            }
+            b if b < 0x20 || b == 0x7f => out.push(b'?'),
+            b => out.push(b),
+        }
+    }
+    if end < word.len() {
+        out.extend_from_slice(b"...");
+    }
+    out.push(b'"');
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// What a `MSG` push says about one delivery (the body travels separately).
+#[derive(Debug)]
+pub struct MsgHead<'a> {
+    /// Consumer tag, or `-` for a `GET`.
+    pub consumer_tag: &'a str,
+    /// Delivery tag on this connection.
+    pub delivery_tag: u64,
+    /// Exchange it was published to (`""` for the default exchange).
+    pub exchange: &'a str,
+    /// Routing key it was published with.
+    pub routing_key: &'a str,
+    /// Delivered before (or may have been, after a crash).
+    pub redelivered: bool,
+    /// How many times it has been delivered, this one included.
+    pub deliveries: u32,
+    /// Message id.
+    pub id: &'a str,
+    /// Headers.
+    pub headers: &'a [Header],
+}
+
+/// Appends `MSG <ctag> <dtag> <exchange> <key> [redelivered] deliveries=<n>
+/// id=<id> [h.<name>=<value>...] {N}\r\n<body>\r\n` to `out`.
+pub fn encode_msg(out: &mut Vec<u8>, head: &MsgHead<'_>, body: &[u8]) {
+    out.extend_from_slice(b"MSG ");
+    encode_word(out, head.consumer_tag.as_bytes());
+    let _ = write!(Lit(out), " {} ", head.delivery_tag);
+    encode_word(out, head.exchange.as_bytes());
+    out.push(b' ');
+    encode_word(out, head.routing_key.as_bytes());
+    if head.redelivered {
+        out.extend_from_slice(b" redelivered");
+    }
+    let _ = write!(Lit(out), " deliveries={} id=", head.deliveries);
+    encode_word(out, head.id.as_bytes());
+    for (name, value) in head.headers {
+        out.extend_from_slice(b" h.");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'=');
+        encode_word(out, value.as_bytes());
+    }
+    let _ = write!(Lit(out), " {{{}}}\r\n", body.len());
+    out.extend_from_slice(body);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A notice the server sends unasked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// `NOTICE cancelled <ctag> reason=<reason>`: the server ended a subscription.
+    Cancelled {
+        /// The subscription's consumer tag.
+        tag: String,
+        /// Why: `queue-deleted` or `shutdown`.
+        reason: &'static str,
+    },
+    /// `NOTICE closing reason=<reason>`: sent just before the server closes.
+    Closing {
+        /// Why: `shutdown`.
+        reason: &'static str,
+    },
+}
+
+impl Notice {
+    /// Appends the wire form to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Notice::Cancelled { tag, reason } => {
+                out.extend_from_slice(b"NOTICE cancelled ");
+                encode_word(out, tag.as_bytes());
+                let _ = write!(Lit(out), " reason={reason}\r\n");
+            }
+            Notice::Closing { reason } => {
+                let _ = write!(Lit(out), "NOTICE closing reason={reason}\r\n");
+            }
+        }
+    }
+}
+
+/// `fmt::Write` over a byte vector, to format numbers without a temporary String.
+struct Lit<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Lit<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(r: &Reply) -> String {
+        let mut v = Vec::new();
+        r.encode(&mut v);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn ok_and_err_lines() {
+        assert_eq!(enc(&Reply::ok()), "OK\r\n");
+        assert_eq!(enc(&Reply::words(["pong"])), "OK pong\r\n");
+        assert_eq!(enc(&Reply::words(["a b", ""])), "OK \"a b\" \"\"\r\n");
+        assert_eq!(
+            enc(&Reply::Err(ErrorCode::NotFound, "queue \"x\"".into())),
+            "ERR NOT_FOUND queue \"x\"\r\n"
+        );
+    }
+
+    #[test]
+    fn err_text_never_ends_in_a_literal_mark_or_breaks_the_line() {
+        assert_eq!(
+            enc(&Reply::Err(ErrorCode::Syntax, "bad {5}".into())),
+            "ERR SYNTAX bad {5}.\r\n"
+        );
+        assert_eq!(
+            enc(&Reply::Err(ErrorCode::Syntax, "a\r\nb".into())),
+            "ERR SYNTAX a  b\r\n"
+        );
+    }
+
+    #[test]
+    fn data_reply_carries_a_literal() {
+        let r = Reply::Data(String::new(), Bytes::from_static(b"hi\n"));
+        assert_eq!(enc(&r), "OK {3}\r\nhi\n\r\n");
+    }
+
+    #[test]
+    fn msg_push_quotes_what_needs_quoting() {
+        let headers = vec![("k".to_string(), "a b".to_string())];
+        let head = MsgHead {
+            consumer_tag: "w1",
+            delivery_tag: 7,
+            exchange: "",
+            routing_key: "jobs",
+            redelivered: true,
+            deliveries: 2,
+            id: "m1",
+            headers: &headers,
+        };
+        let mut v = Vec::new();
+        encode_msg(&mut v, &head, b"hello");
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "MSG w1 7 \"\" jobs redelivered deliveries=2 id=m1 h.k=\"a b\" {5}\r\nhello\r\n"
+        );
+    }
+
+    #[test]
+    fn quoted_echo_is_short_and_safe() {
+        assert_eq!(quote_for_message("fro\"b"), "\"fro\\\"b\"");
+        let long = "x".repeat(100);
+        assert!(quote_for_message(&long).ends_with("...\""));
+        assert_eq!(quote_for_message("a\nb"), "\"a?b\"");
+    }
+}

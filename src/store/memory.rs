@@ -1,0 +1,45 @@
+//! [`MemStore`]: a [`Store`] that keeps nothing. A broker on it holds all
+//! state in RAM only (`sluice serve --in-memory`, and unit tests): it is the
+//! baseline that shows what persistence costs.
+
+use super::{BindingDef, ExchangeDef, MessageBatch, QueueDef, Recovered, Store, StoreError};
+
+/// The memory-only store: every write succeeds at once and nothing survives.
+#[derive(Debug, Default)]
+pub struct MemStore;
+
+impl Store for MemStore {
+    fn recover(&self) -> Result<Recovered, StoreError> {
+        Ok(Recovered {
+            clean_shutdown: true,
+            ..Recovered::default()
+        })
+    }
+    fn put_exchange(&self, _: &ExchangeDef) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn delete_exchange(&self, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn put_queue(&self, _: &QueueDef) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn delete_queue(&self, _: &QueueDef) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn put_binding(&self, _: &BindingDef) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn delete_binding(&self, _: &BindingDef) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn apply(&self, _: &MessageBatch<'_>) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn set_clean(&self, _: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

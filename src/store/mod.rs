@@ -1,0 +1,187 @@
+//! Persistence behind a small trait: topology (exchanges, queues, bindings)
+//! and persistent messages, plus a durability barrier.
+//!
+//! - [`Store`] is the trait the broker talks to; [`SledStore`] is the real
+//!   implementation and [`MemStore`] a memory-only one (tests, `--in-memory`).
+//! - [`commit`] is the group commit: one thread turns many writes into one
+//!   durability barrier, and publishes how far the store is durable.
+//! - [`codec`] is the on-disk encoding of every record (versioned, CRC'd).
+//!
+//! Messages are keyed by queue id and sequence number (big-endian, so a scan
+//! comes out in queue order); a body is stored once however many queues hold
+//! the message, and removed with its last reference. One publish is one
+//! atomic batch, so a fan-out is all-or-nothing across a crash.
+
+pub mod codec;
+pub mod commit;
+pub mod memory;
+pub mod sled_store;
+
+pub use commit::{CommitState, Committer};
+pub use memory::MemStore;
+pub use sled_store::SledStore;
+
+use bytes::Bytes;
+
+use crate::protocol::command::{ExchangeKind, Header, HeaderMatch};
+
+/// Failures of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The underlying engine or the file system failed.
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    /// A record failed its checksum or could not be decoded.
+    #[error("store is corrupted: {0}")]
+    Corrupt(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+            other => StoreError::Io(other.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// A durable exchange as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeDef {
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub kind: ExchangeKind,
+    /// Deleted when its last binding goes.
+    pub auto_delete: bool,
+    /// Alternate exchange for unroutable messages.
+    pub alternate: Option<String>,
+}
+
+/// A durable queue as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDef {
+    /// Name.
+    pub name: String,
+    /// Internal id, the prefix of its message keys.
+    pub id: u64,
+    /// Deleted when its last subscription ends.
+    pub auto_delete: bool,
+}
+
+/// A durable binding as stored (both ends durable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingDef {
+    /// Exchange name.
+    pub exchange: String,
+    /// Queue name.
+    pub queue: String,
+    /// Binding key.
+    pub key: String,
+    /// Header arguments.
+    pub headers: Vec<Header>,
+    /// Header match mode.
+    pub matching: HeaderMatch,
+}
+
+/// Everything about a stored message copy except its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// The body's key: one body, however many queues hold the message.
+    pub body_id: u64,
+    /// Message id.
+    pub id: String,
+    /// Exchange it was published to.
+    pub exchange: String,
+    /// Routing key.
+    pub routing_key: String,
+    /// Headers.
+    pub headers: Vec<Header>,
+    /// Deliveries so far (written on clean shutdown).
+    pub deliveries: u32,
+}
+
+/// One message copy found at recovery.
+#[derive(Debug, Clone)]
+pub struct RecoveredMessage {
+    /// Queue id.
+    pub queue_id: u64,
+    /// Sequence number within the queue.
+    pub seq: u64,
+    /// Metadata.
+    pub meta: MessageMeta,
+    /// Body (shared between copies of one body id).
+    pub body: Bytes,
+}
+
+/// Everything the store holds, read back at start.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Durable exchanges.
+    pub exchanges: Vec<ExchangeDef>,
+    /// Durable queues.
+    pub queues: Vec<QueueDef>,
+    /// Durable bindings.
+    pub bindings: Vec<BindingDef>,
+    /// Persistent messages, in (queue id, seq) order.
+    pub messages: Vec<RecoveredMessage>,
+    /// Whether the previous run shut down cleanly.
+    pub clean_shutdown: bool,
+}
+
+/// One atomic change to the message space.
+#[derive(Debug, Default)]
+pub struct MessageBatch<'a> {
+    /// Bodies to write: (body id, bytes).
+    pub put_bodies: Vec<(u64, &'a [u8])>,
+    /// Message copies to write: (queue id, seq, meta).
+    pub put_metas: Vec<(u64, u64, &'a MessageMeta)>,
+    /// Message copies to remove: (queue id, seq).
+    pub del_metas: Vec<(u64, u64)>,
+    /// Bodies to remove: (body id, body length).
+    pub del_bodies: Vec<(u64, usize)>,
+}
+
+impl MessageBatch<'_> {
+    /// Whether the batch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.put_bodies.is_empty()
+            && self.put_metas.is_empty()
+            && self.del_metas.is_empty()
+            && self.del_bodies.is_empty()
+    }
+}
+
+/// The storage interface. Writes land in the engine at once (they survive a
+/// process crash once [`Store::sync`] has run); [`Store::sync`] is the
+/// barrier that makes every earlier write durable. The group commit in
+/// [`commit`] decides when to call it.
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Reads everything back at start, dropping orphans (messages of deleted
+    /// queues, bodies nobody references) and marking the run as not clean.
+    fn recover(&self) -> Result<Recovered, StoreError>;
+    /// Writes or replaces a durable exchange.
+    fn put_exchange(&self, def: &ExchangeDef) -> Result<(), StoreError>;
+    /// Removes a durable exchange and its bindings.
+    fn delete_exchange(&self, name: &str) -> Result<(), StoreError>;
+    /// Writes or replaces a durable queue.
+    fn put_queue(&self, def: &QueueDef) -> Result<(), StoreError>;
+    /// Removes a durable queue, its bindings and every message copy it holds.
+    fn delete_queue(&self, def: &QueueDef) -> Result<(), StoreError>;
+    /// Writes a durable binding.
+    fn put_binding(&self, def: &BindingDef) -> Result<(), StoreError>;
+    /// Removes a durable binding.
+    fn delete_binding(&self, def: &BindingDef) -> Result<(), StoreError>;
+    /// Applies one atomic message batch.
+    fn apply(&self, batch: &MessageBatch<'_>) -> Result<(), StoreError>;
+    /// Records whether the store was shut down cleanly.
+    fn set_clean(&self, clean: bool) -> Result<(), StoreError>;
+    /// Blocks until every earlier write is durable (fsync'd).
+    fn sync(&self) -> Result<(), StoreError>;
+}
