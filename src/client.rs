@@ -92,9 +92,12 @@ pub struct ReplyHandle(oneshot::Receiver<Result<Response, ClientError>>);
 impl ReplyHandle {
     /// Waits for the reply.
     pub async fn wait(self) -> Result<Response, ClientError> {
-        self.0
-            .await
-            .map_err(|_| ClientError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed")))?
+        self.0.await.map_err(|_| {
+            ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ))
+        })?
     }
 }
 
@@ -123,7 +126,9 @@ impl Client {
         let mut rbuf = BytesMut::with_capacity(64 * 1024);
         let greeting = loop {
             match framer.next_event(&mut rbuf) {
-                Ok(Some(FrameEvent::Frame(f))) => break String::from_utf8_lossy(&f.line).into_owned(),
+                Ok(Some(FrameEvent::Frame(f))) => {
+                    break String::from_utf8_lossy(&f.line).into_owned()
+                }
                 Ok(Some(FrameEvent::Reject(r))) => return Err(ClientError::Protocol(r.message)),
                 Err(e) => return Err(ClientError::Protocol(e.0)),
                 Ok(None) => {
@@ -134,7 +139,9 @@ impl Client {
             }
         };
         if !greeting.starts_with("HELLO sluice ") {
-            return Err(ClientError::Protocol(format!("unexpected greeting {greeting:?}")));
+            return Err(ClientError::Protocol(format!(
+                "unexpected greeting {greeting:?}"
+            )));
         }
         let pending: Arc<parking_lot::Mutex<VecDeque<Pending>>> = Arc::default();
         let (dtx, drx) = mpsc::unbounded_channel();
@@ -182,7 +189,8 @@ impl Client {
     pub fn send(&mut self, line: &str, body: Option<&[u8]>) -> ReplyHandle {
         self.buf.extend_from_slice(line.as_bytes());
         if let Some(b) = body {
-            self.buf.extend_from_slice(format!(" {{{}}}\r\n", b.len()).as_bytes());
+            self.buf
+                .extend_from_slice(format!(" {{{}}}\r\n", b.len()).as_bytes());
             self.buf.extend_from_slice(b);
         }
         self.buf.extend_from_slice(b"\r\n");
@@ -201,14 +209,24 @@ impl Client {
     }
 
     /// Sends one command and waits for its reply.
-    pub async fn request(&mut self, line: &str, body: Option<&[u8]>) -> Result<Response, ClientError> {
+    pub async fn request(
+        &mut self,
+        line: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Response, ClientError> {
         let h = self.send(line, body);
         self.flush().await?;
         h.wait().await
     }
 
     /// Queues a `PUB` with a literal body; `opts` are extra option words.
-    pub fn send_publish(&mut self, exchange: &str, key: &str, opts: &str, body: &[u8]) -> ReplyHandle {
+    pub fn send_publish(
+        &mut self,
+        exchange: &str,
+        key: &str,
+        opts: &str,
+        body: &[u8],
+    ) -> ReplyHandle {
         let mut line = b"PUB ".to_vec();
         encode_word(&mut line, exchange.as_bytes());
         line.push(b' ');
@@ -221,11 +239,20 @@ impl Client {
     }
 
     /// Publishes and waits for the confirm: returns the message id.
-    pub async fn publish(&mut self, exchange: &str, key: &str, opts: &str, body: &[u8]) -> Result<String, ClientError> {
+    pub async fn publish(
+        &mut self,
+        exchange: &str,
+        key: &str,
+        opts: &str,
+        body: &[u8],
+    ) -> Result<String, ClientError> {
         let h = self.send_publish(exchange, key, opts, body);
         self.flush().await?;
         let r = h.wait().await?;
-        r.words.into_iter().next().ok_or_else(|| ClientError::Protocol("PUB reply without an id".into()))
+        r.words
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::Protocol("PUB reply without an id".into()))
     }
 
     /// The next subscription delivery (`None` once the connection is gone).
@@ -286,7 +313,10 @@ impl Reader {
                 let line = String::from_utf8_lossy(&f.line).into_owned();
                 let mut parts = line.splitn(3, ' ');
                 parts.next();
-                let code = parts.next().and_then(ErrorCode::parse).unwrap_or(ErrorCode::Internal);
+                let code = parts
+                    .next()
+                    .and_then(ErrorCode::parse)
+                    .unwrap_or(ErrorCode::Internal);
                 let message = parts.next().unwrap_or("").to_string();
                 self.got.clear();
                 self.complete(Err(ClientError::Server { code, message }));

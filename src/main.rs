@@ -15,7 +15,11 @@ use sluice::config::{Config, DEFAULT_ADDR, DEFAULT_DATA_DIR, DEFAULT_PREFETCH};
 use sluice::protocol::frame::{DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LITERAL_BYTES};
 
 #[derive(Parser, Debug)]
-#[command(name = "sluice", version, about = "A small, fast AMQP-style message broker with a text protocol")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A small, fast AMQP-style message broker with a text protocol"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -16,7 +16,11 @@ use crate::{PROTOCOL_VERSION, VERSION};
 
 /// Serves `listener` until `shutdown` completes, then closes every
 /// connection and shuts the broker's store down cleanly.
-pub async fn run(listener: TcpListener, broker: Broker, shutdown: impl Future) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    broker: Broker,
+    shutdown: impl Future,
+) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(broker.config().max_connections));
     let mut sessions = JoinSet::new();
@@ -49,9 +53,9 @@ pub async fn run(listener: TcpListener, broker: Broker, shutdown: impl Future) -
             let conn_id = broker.next_id();
             tracing::debug!(conn = conn_id, %peer, "connection opened");
             let (reader, mut writer) = connection::split(stream, broker.config().limits);
-            writer
-                .buf
-                .extend_from_slice(format!("HELLO sluice {VERSION} proto={PROTOCOL_VERSION}\r\n").as_bytes());
+            writer.buf.extend_from_slice(
+                format!("HELLO sluice {VERSION} proto={PROTOCOL_VERSION}\r\n").as_bytes(),
+            );
             // Unbounded, but bounded in practice: see broker::queue (credit).
             let (push_tx, push_rx) = mpsc::unbounded_channel();
             let session = Session::new(conn_id, broker, push_tx);

@@ -172,7 +172,12 @@ impl Session {
 
     /// Queues `GET` deliveries (tag `-`), recording manual ones as unacked;
     /// returns the generation an auto-ack removal must reach.
-    pub fn deliver_got(&mut self, q: &Arc<Queue>, entries: Vec<Entry>, ack: AckMode) -> Option<u64> {
+    pub fn deliver_got(
+        &mut self,
+        q: &Arc<Queue>,
+        entries: Vec<Entry>,
+        ack: AckMode,
+    ) -> Option<u64> {
         let dash: Arc<str> = Arc::from("-");
         let mut gen = None;
         for e in entries {
@@ -251,7 +256,11 @@ impl Session {
 
     /// Encodes every output that may be written now; returns the auto-ack
     /// deliveries to settle once the bytes are out.
-    fn encode_ready(&mut self, commit: &CommitState, buf: &mut Vec<u8>) -> Vec<(Arc<Queue>, u64, Entry)> {
+    fn encode_ready(
+        &mut self,
+        commit: &CommitState,
+        buf: &mut Vec<u8>,
+    ) -> Vec<(Arc<Queue>, u64, Entry)> {
         let mut written_auto = Vec::new();
         while let Some(front) = self.out.front() {
             if let Out::Reply(_, Some(g)) = front {
@@ -265,7 +274,8 @@ impl Session {
             match item {
                 Out::Reply(r, gen) => match gen.and_then(|g| commit.outcome(g)) {
                     Some(Err(e)) if !r.is_err() => {
-                        Reply::Err(ErrorCode::Internal, format!("not stored durably: {e}")).encode(buf)
+                        Reply::Err(ErrorCode::Internal, format!("not stored durably: {e}"))
+                            .encode(buf)
                     }
                     _ => r.encode(buf),
                 },
@@ -330,7 +340,8 @@ impl Session {
                 break;
             }
             let durable_wait = matches!(self.out.front(), Some(Out::Reply(_, Some(_))));
-            let can_read = reading && !closing && waiting.is_none() && self.out.len() < MAX_PENDING_OUTPUTS;
+            let can_read =
+                reading && !closing && waiting.is_none() && self.out.len() < MAX_PENDING_OUTPUTS;
             tokio::select! {
                 res = shutdown.changed(), if !closing => {
                     let _ = res;
@@ -462,7 +473,13 @@ fn return_undelivered(d: Delivery) {
     let redelivered_before = e.redelivered;
     let q = d.queue;
     // Requeue flags redelivered; keep the flag as it was for a copy that never left.
-    match q.settle(Some(d.consumer_id), e, Settle::Return { redelivered: redelivered_before }) {
+    match q.settle(
+        Some(d.consumer_id),
+        e,
+        Settle::Return {
+            redelivered: redelivered_before,
+        },
+    ) {
         Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "return failed"),
     }

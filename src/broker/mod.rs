@@ -52,7 +52,10 @@ impl Disk {
     }
 
     /// Runs a topology write; returns the generation to wait for.
-    fn write(&self, f: impl FnOnce(&dyn Store) -> Result<(), StoreError>) -> Result<u64, StoreError> {
+    fn write(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
         f(self.store.as_ref())?;
         Ok(self.committer.written())
     }
@@ -292,7 +295,10 @@ impl Broker {
                     kind_name(ex.kind)
                 )));
             }
-            if ex.durable != d.durable || ex.auto_delete != d.auto_delete || ex.alternate != d.alternate {
+            if ex.durable != d.durable
+                || ex.auto_delete != d.auto_delete
+                || ex.alternate != d.alternate
+            {
                 return Err(BrokerError::Precondition(format!(
                     "exchange {} exists with other options (durable={} auto-delete={} alternate={})",
                     ex.name,
@@ -342,7 +348,9 @@ impl Broker {
     fn remove_exchange(&self, ex: &Exchange) -> Result<Option<u64>, BrokerError> {
         self.inner.exchanges.remove(&ex.name);
         if ex.durable {
-            Ok(Some(self.inner.disk.write(|s| s.delete_exchange(&ex.name))?))
+            Ok(Some(
+                self.inner.disk.write(|s| s.delete_exchange(&ex.name))?,
+            ))
         } else {
             Ok(None)
         }
@@ -370,7 +378,10 @@ impl Broker {
                     )));
                 }
             }
-            if q.durable != d.durable || q.owner.is_some() != d.exclusive || q.auto_delete != d.auto_delete {
+            if q.durable != d.durable
+                || q.owner.is_some() != d.exclusive
+                || q.auto_delete != d.auto_delete
+            {
                 return Err(BrokerError::Precondition(format!(
                     "queue {} exists with other options (durable={} exclusive={} auto-delete={})",
                     q.name,
@@ -408,7 +419,11 @@ impl Broker {
     }
 
     /// `DELETE QUEUE`: returns the ready messages it held.
-    pub fn delete_queue(&self, d: &DeleteQueue, conn: u64) -> Result<(u64, Option<u64>), BrokerError> {
+    pub fn delete_queue(
+        &self,
+        d: &DeleteQueue,
+        conn: u64,
+    ) -> Result<(u64, Option<u64>), BrokerError> {
         let _topology = self.inner.topology.lock();
         let q = self.queue(&d.name, conn)?;
         let stats = q.stats();
@@ -465,7 +480,11 @@ impl Broker {
         Ok(gen)
     }
 
-    fn binding_ends(&self, b: &Bind, conn: u64) -> Result<(Arc<Exchange>, Arc<Queue>), BrokerError> {
+    fn binding_ends(
+        &self,
+        b: &Bind,
+        conn: u64,
+    ) -> Result<(Arc<Exchange>, Arc<Queue>), BrokerError> {
         if b.exchange.is_empty() {
             return Err(BrokerError::Precondition(
                 "the default exchange cannot be bound or unbound: every queue is bound to it by name".into(),
@@ -495,7 +514,12 @@ impl Broker {
     pub fn bind(&self, b: &Bind, conn: u64) -> Result<Option<u64>, BrokerError> {
         let _topology = self.inner.topology.lock();
         let (ex, q) = self.binding_ends(b, conn)?;
-        let bnd = Binding::new(q.name.clone(), b.key.clone(), b.headers.clone(), b.matching.unwrap_or_default());
+        let bnd = Binding::new(
+            q.name.clone(),
+            b.key.clone(),
+            b.headers.clone(),
+            b.matching.unwrap_or_default(),
+        );
         let def = Self::binding_def(&ex, &bnd);
         let added = ex.bindings.write().add(bnd);
         if added && ex.durable && stores(&q) {
@@ -508,7 +532,12 @@ impl Broker {
     pub fn unbind(&self, b: &Bind, conn: u64) -> Result<Option<u64>, BrokerError> {
         let _topology = self.inner.topology.lock();
         let (ex, q) = self.binding_ends(b, conn)?;
-        let bnd = Binding::new(q.name.clone(), b.key.clone(), b.headers.clone(), b.matching.unwrap_or_default());
+        let bnd = Binding::new(
+            q.name.clone(),
+            b.key.clone(),
+            b.headers.clone(),
+            b.matching.unwrap_or_default(),
+        );
         let def = Self::binding_def(&ex, &bnd);
         let (removed, now_empty) = {
             let mut t = ex.bindings.write();
@@ -608,7 +637,11 @@ impl Broker {
             if !names.is_empty() {
                 break;
             }
-            match ex.alternate.as_deref().and_then(|a| self.inner.exchanges.get(a)) {
+            match ex
+                .alternate
+                .as_deref()
+                .and_then(|a| self.inner.exchanges.get(a))
+            {
                 Some(next) => {
                     let next = next.clone();
                     ex = next;

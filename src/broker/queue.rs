@@ -213,7 +213,10 @@ impl Queue {
     pub fn subscribe(self: &Arc<Self>, consumer: Consumer) -> Result<(), BrokerError> {
         let mut s = self.state.lock();
         if s.deleted {
-            return Err(BrokerError::NotFound(format!("queue {} was deleted", self.name)));
+            return Err(BrokerError::NotFound(format!(
+                "queue {} was deleted",
+                self.name
+            )));
         }
         if s.consumers.iter().any(|c| c.exclusive) {
             return Err(BrokerError::Locked(format!(

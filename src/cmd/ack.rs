@@ -15,7 +15,11 @@ pub(super) fn ack(c: Ack, s: &mut Session) -> Result<(), BrokerError> {
 /// `NACK <dtag> [multiple] [requeue=true|false]` → `OK`. Requeued messages go
 /// back to their original position, flagged `redelivered`.
 pub(super) fn nack(c: Nack, s: &mut Session) -> Result<(), BrokerError> {
-    let how = if c.requeue { Settle::Requeue } else { Settle::Drop };
+    let how = if c.requeue {
+        Settle::Requeue
+    } else {
+        Settle::Drop
+    };
     settle(s, c.tag, c.multiple, how)
 }
 

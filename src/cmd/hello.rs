@@ -19,7 +19,9 @@ pub(super) fn hello(c: Hello, s: &mut Session) -> Result<(), BrokerError> {
         tracing::debug!(conn = s.conn_id, client = %name, "hello");
         s.client_name = Some(name);
     }
-    s.reply(Reply::Ok(format!("sluice {VERSION} proto={PROTOCOL_VERSION}")));
+    s.reply(Reply::Ok(format!(
+        "sluice {VERSION} proto={PROTOCOL_VERSION}"
+    )));
     Ok(())
 }
 

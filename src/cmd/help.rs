@@ -44,8 +44,13 @@ pub(super) fn help(c: Help, s: &mut Session) -> Result<(), BrokerError> {
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(&v))
             .map(|(_, t)| *t)
-            .ok_or_else(|| BrokerError::NotFound(format!("no help for {}", quote_for_message(&v))))?,
+            .ok_or_else(|| {
+                BrokerError::NotFound(format!("no help for {}", quote_for_message(&v)))
+            })?,
     };
-    s.reply(Reply::Data(String::new(), Bytes::from_static(text.as_bytes())));
+    s.reply(Reply::Data(
+        String::new(),
+        Bytes::from_static(text.as_bytes()),
+    ));
     Ok(())
 }

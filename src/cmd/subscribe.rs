@@ -37,7 +37,13 @@ pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError
         s.out.pop_back();
         return Err(e);
     }
-    s.subs.insert(tag, Sub { queue: q, consumer_id });
+    s.subs.insert(
+        tag,
+        Sub {
+            queue: q,
+            consumer_id,
+        },
+    );
     Ok(())
 }
 

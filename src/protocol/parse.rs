@@ -1,15 +1,1545 @@
-//! STUB (replaced by the real parser).
-#![allow(missing_docs, unreachable_pub, dead_code)]
-use crate::protocol::{command::*, frame::Frame, ErrorCode};
+//! Client command lines to [`Command`]s: the only place that spells the wire's
+//! verbs, sub-verbs, flag words, option names and enumerated values.
+//!
+//! Keywords match in any case; data (names, keys, headers, ids, tags, bodies)
+//! is kept exactly. Arguments are classified left to right: required
+//! positionals by position whatever they look like; an optional positional
+//! (`BIND`/`UNBIND` key, `HELP` verb) only when it is quoted or is neither an
+//! option nor a flag of the verb; then options and flags. For `PUB` the last
+//! word is always the body. Every refusal is a [`ParseError`] whose message
+//! echoes input quoted, so an `ERR` line never ends in a lit-mark.
+
+use bytes::Bytes;
+
+use super::code::ErrorCode;
+use super::command::{
+    Ack, AckMode, Auth, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
+    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, Nack, Publish, Purge, Subscribe,
+    Unsubscribe,
+};
+use super::frame::{lit_mark, Frame};
+use super::token::{tokenize, Token};
+
+/// A command line that was refused: answer `ERR <code> <message>`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code} {message}")]
-pub struct ParseError { pub code: ErrorCode, pub message: String }
-pub fn parse_command(frame: &Frame) -> Result<Command, ParseError> {
-    let s = String::from_utf8_lossy(&frame.line).to_string();
-    let w: Vec<&str> = s.split_whitespace().collect();
-    let err = || ParseError { code: ErrorCode::Syntax, message: "stub".into() };
-    match w.first().map(|s| s.to_ascii_uppercase()).as_deref() {
-        Some("PING") => Ok(Command::Ping),
-        _ => Err(err()),
+pub struct ParseError {
+    /// `Syntax`, `UnknownCommand`, or `BadFrame` (HTTP or TLS: answer, then close).
+    pub code: ErrorCode,
+    /// Human-readable text.
+    pub message: String,
+}
+
+impl ParseError {
+    /// An `ERR SYNTAX` with this message.
+    pub fn syntax(message: impl Into<String>) -> Self {
+        ParseError {
+            code: ErrorCode::Syntax,
+            message: message.into(),
+        }
+    }
+}
+
+type Res<T> = Result<T, ParseError>;
+
+/// Parses one frame from the [`Framer`](super::frame::Framer).
+pub fn parse_command(frame: &Frame) -> Res<Command> {
+    parse_line(&frame.line, frame.literal.clone())
+}
+
+/// Parses one line (without its EOL) and the literal it announced, if any.
+pub fn parse_line(line: &[u8], literal: Option<Bytes>) -> Res<Command> {
+    if line.first() == Some(&0x16) {
+        return Err(bad_frame("this is a plain-text port, not TLS"));
+    }
+    if is_http(line) {
+        return Err(bad_frame("this is not an HTTP server"));
+    }
+    let toks = tokenize(line)?;
+    let Some((verb, rest)) = toks.split_first() else {
+        return Err(ParseError::syntax("empty command"));
+    };
+    let Some(&(name, takes_literal, usage, handler)) = VERBS
+        .iter()
+        .find(|v| v.0.as_bytes().eq_ignore_ascii_case(&verb.text))
+    else {
+        return Err(ParseError {
+            code: ErrorCode::UnknownCommand,
+            message: format!("{} (try HELP)", show(&verb.text)),
+        });
+    };
+    if literal.is_some() && !takes_literal {
+        return Err(ParseError::syntax(format!(
+            "{name} does not take a literal"
+        )));
+    }
+    handler(Args {
+        usage,
+        toks: rest,
+        literal,
+    })
+}
+
+type Handler = fn(Args<'_>) -> Res<Command>;
+
+/// Verb, takes a literal, usage, parser.
+const VERBS: &[(&str, bool, &str, Handler)] = &[
+    ("HELLO", false, "HELLO [name=<client>] [proto=<n>]", hello),
+    ("AUTH", false, "AUTH <user> <password>", auth),
+    ("PING", false, "PING", |a| a.end(Command::Ping)),
+    ("QUIT", false, "QUIT", |a| a.end(Command::Quit)),
+    ("HELP", false, "HELP [<verb>]", help),
+    (
+        "DECLARE",
+        false,
+        "DECLARE EXCHANGE|QUEUE <name> ...",
+        declare,
+    ),
+    ("DELETE", false, "DELETE EXCHANGE|QUEUE <name> ...", delete),
+    ("BIND", false, BIND_USAGE, |a| bind(a).map(Command::Bind)),
+    ("UNBIND", false, BIND_USAGE, |a| {
+        bind(a).map(Command::Unbind)
+    }),
+    ("PURGE", false, "PURGE <queue>", purge),
+    ("PUB", true, PUB_USAGE, publish),
+    ("SUB", false, SUB_USAGE, subscribe),
+    ("UNSUB", false, "UNSUB <consumer-tag>", unsubscribe),
+    ("GET", false, GET_USAGE, get),
+    ("ACK", false, "ACK <delivery-tag> [multiple]", ack),
+    ("NACK", false, NACK_USAGE, nack),
+    ("REJECT", false, "REJECT <delivery-tag>", reject),
+    ("TOUCH", true, "", |_| not_yet("TOUCH")),
+    ("STATS", true, "", |_| not_yet("STATS")),
+    ("LIST", true, "", |_| not_yet("LIST")),
+];
+
+const BIND_USAGE: &str = "BIND <queue> <exchange> [<key>] [h.<name>=<value>...] [match=all|any]";
+const PUB_USAGE: &str = "PUB <exchange> <routing-key> [persistent|transient] [mandatory] \
+                         [id=<msg-id>] [h.<name>=<value>...] <body>";
+const SUB_USAGE: &str =
+    "SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<consumer-tag>] [exclusive]";
+const GET_USAGE: &str = "GET <queue> [ack=manual|auto] [count=<n>] [wait=<ms>]";
+const NACK_USAGE: &str = "NACK <delivery-tag> [multiple] [requeue=true|false]";
+const QUEUE_LATER: &[&str] = &[
+    "max-length",
+    "max-bytes",
+    "overflow",
+    "ttl",
+    "expires",
+    "dead-letter",
+    "dead-letter-key",
+    "delivery-limit",
+    "ack-timeout",
+    "max-priority",
+    "dedup-window",
+];
+const ACK_MODES: &[(&str, AckMode)] = &[("manual", AckMode::Manual), ("auto", AckMode::Auto)];
+const BOOLS: &[(&str, bool)] = &[("true", true), ("false", false)];
+
+/// What the options of a verb may be.
+#[derive(Default)]
+struct Spec {
+    flags: &'static [&'static str],
+    values: &'static [&'static str],
+    later: &'static [&'static str],
+    headers: bool,
+}
+
+/// One option or flag, its name in canonical (lower) case.
+enum Opt<'a> {
+    Flag(&'static str, bool),
+    Value(&'static str, &'a [u8]),
+    Header(Header),
+}
+
+/// The words after the verb, taken from the front.
+struct Args<'a> {
+    usage: &'static str,
+    toks: &'a [Token],
+    literal: Option<Bytes>,
+}
+
+impl<'a> Args<'a> {
+    fn required(&mut self, what: &str) -> Res<&'a Token> {
+        let Some((first, rest)) = self.toks.split_first() else {
+            let usage = self.usage;
+            return Err(ParseError::syntax(format!(
+                "missing {what}; usage: {usage}"
+            )));
+        };
+        self.toks = rest;
+        Ok(first)
+    }
+
+    fn optional(&mut self, flags: &[&str]) -> Option<&'a Token> {
+        let first = self.toks.first()?;
+        let is_flag = flags
+            .iter()
+            .any(|f| f.as_bytes().eq_ignore_ascii_case(&first.text));
+        if first.quoted || !(option_name(first).is_some() || is_flag) {
+            self.toks = &self.toks[1..];
+            return Some(first);
+        }
+        None
+    }
+
+    /// The rest as options and flags; duplicates and unknown words refused.
+    fn options(&mut self, spec: &Spec) -> Res<Vec<Opt<'a>>> {
+        let mut out: Vec<Opt<'a>> = Vec::new();
+        for tok in std::mem::take(&mut self.toks) {
+            let opt = classify(tok, spec)?;
+            let dup = out.iter().any(|o| match (o, &opt) {
+                (Opt::Header((a, _)), Opt::Header((b, _))) => a == b,
+                (Opt::Flag(a, _) | Opt::Value(a, _), Opt::Flag(b, _) | Opt::Value(b, _)) => a == b,
+                _ => false,
+            });
+            if dup {
+                return Err(ParseError::syntax(match &opt {
+                    Opt::Header((name, _)) => format!("duplicate header h.{name}"),
+                    Opt::Flag(name, _) | Opt::Value(name, _) => format!("duplicate option {name}"),
+                }));
+            }
+            out.push(opt);
+        }
+        Ok(out)
+    }
+
+    /// Refuses any word left.
+    fn end(self, cmd: Command) -> Res<Command> {
+        match self.toks.first() {
+            Some(tok) => Err(unexpected(tok)),
+            None => Ok(cmd),
+        }
+    }
+}
+
+fn classify<'a>(tok: &'a Token, spec: &Spec) -> Res<Opt<'a>> {
+    let known = |list: &[&'static str], name: &[u8]| {
+        list.iter()
+            .copied()
+            .find(|k| k.as_bytes().eq_ignore_ascii_case(name))
+    };
+    if tok.quoted {
+        return Err(unexpected(tok));
+    }
+    let (name, value) = match option_name(tok) {
+        Some(name) => (name, Some(&tok.text[name.len() + 1..])),
+        None => (&tok.text[..], None),
+    };
+    if let Some(later) = known(spec.later, name) {
+        return Err(not_yet_error(later));
+    }
+    if let Some(flag) = known(spec.flags, name) {
+        return match value {
+            None => Ok(Opt::Flag(flag, true)),
+            Some(v) => Ok(Opt::Flag(flag, choice(flag, v, BOOLS)?)),
+        };
+    }
+    if let Some(opt) = known(spec.values, name) {
+        return match value {
+            Some(v) => Ok(Opt::Value(opt, v)),
+            None => Err(ParseError::syntax(format!(
+                "{opt} needs a value ({opt}=...)"
+            ))),
+        };
+    }
+    match (value, name.get(..2)) {
+        (Some(v), Some(h)) if spec.headers && h.eq_ignore_ascii_case(b"h.") => {
+            let hname = &name[2..];
+            let valid = (1..=255).contains(&hname.len())
+                && hname
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !valid {
+                return Err(ParseError::syntax(format!(
+                    "bad header name {}: use 1-255 bytes of A-Z a-z 0-9 - _ .",
+                    show(hname)
+                )));
+            }
+            let hname = utf8(hname, "header name")?;
+            let value = utf8(v, "header value")?;
+            Ok(Opt::Header((hname, value)))
+        }
+        (Some(_), _) => Err(ParseError::syntax(format!(
+            "unknown option {}",
+            show(&tok.text)
+        ))),
+        (None, _) => Err(unexpected(tok)),
+    }
+}
+
+/// The name of an unquoted `name=value` word, when `name` is an opt-name.
+fn option_name(tok: &Token) -> Option<&[u8]> {
+    if tok.quoted {
+        return None;
+    }
+    let eq = tok.text.iter().position(|&b| b == b'=')?;
+    let name = &tok.text[..eq];
+    let mut bytes = name.iter();
+    let ok = bytes.next().is_some_and(u8::is_ascii_alphabetic)
+        && bytes.all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    ok.then_some(name)
+}
+
+fn hello(mut a: Args<'_>) -> Res<Command> {
+    let spec = Spec {
+        values: &["name", "proto"],
+        later: &["heartbeat"],
+        ..Spec::default()
+    };
+    let mut h = Hello::default();
+    for opt in a.options(&spec)? {
+        match opt {
+            Opt::Value("name", v) => h.name = Some(utf8(v, "name")?),
+            Opt::Value(_, v) => h.proto = Some(number("proto", v, 0, u64::MAX)?),
+            _ => {}
+        }
+    }
+    Ok(Command::Hello(h))
+}
+
+fn auth(mut a: Args<'_>) -> Res<Command> {
+    let user = utf8(&a.required("<user>")?.text, "user")?;
+    let password = utf8(&a.required("<password>")?.text, "password")?;
+    a.end(Command::Auth(Auth { user, password }))
+}
+
+fn help(mut a: Args<'_>) -> Res<Command> {
+    let verb = match a.optional(&[]) {
+        Some(tok) => Some(utf8(&tok.text, "verb")?.to_ascii_uppercase()),
+        None => None,
+    };
+    a.options(&Spec::default())?;
+    Ok(Command::Help(Help { verb }))
+}
+
+/// `EXCHANGE` or `QUEUE` after `DECLARE`/`DELETE`: true for `EXCHANGE`.
+fn sub_verb(a: &mut Args<'_>, verb: &str) -> Res<bool> {
+    let tok = a.required("EXCHANGE or QUEUE")?;
+    match choice(verb, &tok.text, &[("EXCHANGE", true), ("QUEUE", false)]) {
+        Ok(is_exchange) => Ok(is_exchange),
+        Err(_) => Err(ParseError::syntax(format!(
+            "{verb}: expected EXCHANGE or QUEUE, got {}",
+            show(&tok.text)
+        ))),
+    }
+}
+
+fn declare(mut a: Args<'_>) -> Res<Command> {
+    if sub_verb(&mut a, "DECLARE")? {
+        a.usage = "DECLARE EXCHANGE <name> direct|fanout|topic|headers [durable] [auto-delete] [alternate=<ex>]";
+        let name = name(a.required("<name>")?, "exchange", false)?;
+        let kinds = [
+            ("direct", ExchangeKind::Direct),
+            ("fanout", ExchangeKind::Fanout),
+            ("topic", ExchangeKind::Topic),
+            ("headers", ExchangeKind::Headers),
+        ];
+        let kind = choice("type", &a.required("<type>")?.text, &kinds)?;
+        let spec = Spec {
+            flags: &["durable", "auto-delete"],
+            values: &["alternate"],
+            ..Spec::default()
+        };
+        let mut d = DeclareExchange {
+            name,
+            kind,
+            durable: false,
+            auto_delete: false,
+            alternate: None,
+        };
+        for opt in a.options(&spec)? {
+            match opt {
+                Opt::Flag("durable", on) => d.durable = on,
+                Opt::Flag(_, on) => d.auto_delete = on,
+                Opt::Value(_, v) => d.alternate = Some(name_bytes(v, "alternate exchange", false)?),
+                Opt::Header(_) => {}
+            }
+        }
+        return Ok(Command::DeclareExchange(d));
+    }
+    a.usage = "DECLARE QUEUE <name> [durable] [exclusive] [auto-delete]";
+    let name = name(a.required("<name>")?, "queue", true)?;
+    let spec = Spec {
+        flags: &["durable", "exclusive", "auto-delete"],
+        later: QUEUE_LATER,
+        ..Spec::default()
+    };
+    let mut d = DeclareQueue {
+        name,
+        durable: false,
+        exclusive: false,
+        auto_delete: false,
+    };
+    for opt in a.options(&spec)? {
+        match opt {
+            Opt::Flag("durable", on) => d.durable = on,
+            Opt::Flag("exclusive", on) => d.exclusive = on,
+            Opt::Flag(_, on) => d.auto_delete = on,
+            _ => {}
+        }
+    }
+    Ok(Command::DeclareQueue(d))
+}
+
+fn delete(mut a: Args<'_>) -> Res<Command> {
+    if sub_verb(&mut a, "DELETE")? {
+        a.usage = "DELETE EXCHANGE <name> [if-unused]";
+        let name = name(a.required("<name>")?, "exchange", false)?;
+        let spec = Spec {
+            flags: &["if-unused"],
+            ..Spec::default()
+        };
+        let mut d = DeleteExchange {
+            name,
+            if_unused: false,
+        };
+        for opt in a.options(&spec)? {
+            if let Opt::Flag(_, on) = opt {
+                d.if_unused = on;
+            }
+        }
+        return Ok(Command::DeleteExchange(d));
+    }
+    a.usage = "DELETE QUEUE <name> [if-unused] [if-empty]";
+    let name = name(a.required("<name>")?, "queue", false)?;
+    let spec = Spec {
+        flags: &["if-unused", "if-empty"],
+        ..Spec::default()
+    };
+    let mut d = DeleteQueue {
+        name,
+        if_unused: false,
+        if_empty: false,
+    };
+    for opt in a.options(&spec)? {
+        match opt {
+            Opt::Flag("if-unused", on) => d.if_unused = on,
+            Opt::Flag(_, on) => d.if_empty = on,
+            _ => {}
+        }
+    }
+    Ok(Command::DeleteQueue(d))
+}
+
+fn bind(mut a: Args<'_>) -> Res<Bind> {
+    let queue = name(a.required("<queue>")?, "queue", false)?;
+    let exchange = name(a.required("<exchange>")?, "exchange", true)?;
+    let key = match a.optional(&[]) {
+        Some(tok) => routing_key(tok)?,
+        None => String::new(),
+    };
+    let spec = Spec {
+        values: &["match"],
+        headers: true,
+        ..Spec::default()
+    };
+    let mut b = Bind {
+        queue,
+        exchange,
+        key,
+        headers: Vec::new(),
+        matching: None,
+    };
+    for opt in a.options(&spec)? {
+        match opt {
+            Opt::Header(h) => b.headers.push(h),
+            Opt::Value(_, v) => {
+                let modes = [("all", HeaderMatch::All), ("any", HeaderMatch::Any)];
+                b.matching = Some(choice("match", v, &modes)?);
+            }
+            Opt::Flag(..) => {}
+        }
+    }
+    Ok(b)
+}
+
+fn purge(mut a: Args<'_>) -> Res<Command> {
+    let queue = name(a.required("<queue>")?, "queue", false)?;
+    a.end(Command::Purge(Purge { queue }))
+}
+
+fn publish(mut a: Args<'_>) -> Res<Command> {
+    let exchange = name(a.required("<exchange>")?, "exchange", true)?;
+    let key = routing_key(a.required("<routing-key>")?)?;
+    let Some((last, middle)) = a.toks.split_last() else {
+        return Err(ParseError::syntax(format!(
+            "missing <body>; usage: {PUB_USAGE}"
+        )));
+    };
+    a.toks = middle;
+    let mark = if last.quoted {
+        None
+    } else {
+        lit_mark(&last.text, true)
+    };
+    let body = match (a.literal.take(), mark) {
+        (Some(lit), Some(Ok(n))) if n == lit.len() as u64 => lit,
+        (Some(_), _) => {
+            return Err(ParseError::syntax(
+                "a literal must be announced by a last word {N}",
+            ));
+        }
+        (None, Some(_)) => {
+            let mark = show(&last.text);
+            return Err(ParseError::syntax(format!(
+                "missing the literal announced by {mark}"
+            )));
+        }
+        (None, None) => Bytes::copy_from_slice(&last.text),
+    };
+    let spec = Spec {
+        flags: &["persistent", "transient", "mandatory"],
+        values: &["id"],
+        later: &["ttl", "delay", "priority"],
+        headers: true,
+    };
+    let mut p = Publish {
+        exchange,
+        key,
+        persistent: None,
+        mandatory: false,
+        id: None,
+        headers: Vec::new(),
+        body,
+    };
+    for opt in a.options(&spec)? {
+        match opt {
+            Opt::Flag("mandatory", on) => p.mandatory = on,
+            Opt::Flag(flag, true) => {
+                if p.persistent.is_some() {
+                    return Err(ParseError::syntax(
+                        "persistent and transient exclude each other",
+                    ));
+                }
+                p.persistent = Some(flag == "persistent");
+            }
+            Opt::Flag(..) => {}
+            Opt::Value(_, v) => p.id = Some(bounded(v, "id", false)?),
+            Opt::Header(h) => p.headers.push(h),
+        }
+    }
+    Ok(Command::Publish(p))
+}
+
+fn subscribe(mut a: Args<'_>) -> Res<Command> {
+    let queue = name(a.required("<queue>")?, "queue", false)?;
+    let spec = Spec {
+        flags: &["exclusive"],
+        values: &["prefetch", "ack", "tag"],
+        ..Spec::default()
+    };
+    let mut s = Subscribe {
+        queue,
+        prefetch: None,
+        ack: AckMode::Manual,
+        tag: None,
+        exclusive: false,
+    };
+    for opt in a.options(&spec)? {
+        match opt {
+            Opt::Flag(_, on) => s.exclusive = on,
+            Opt::Value("prefetch", v) => s.prefetch = Some(number("prefetch", v, 1, 65535)? as u32),
+            Opt::Value("ack", v) => s.ack = choice("ack", v, ACK_MODES)?,
+            Opt::Value(_, v) => s.tag = Some(consumer_tag(v)?),
+            Opt::Header(_) => {}
+        }
+    }
+    Ok(Command::Subscribe(s))
+}
+
+fn unsubscribe(mut a: Args<'_>) -> Res<Command> {
+    let tag = consumer_tag(&a.required("<consumer-tag>")?.text)?;
+    a.end(Command::Unsubscribe(Unsubscribe { tag }))
+}
+
+fn get(mut a: Args<'_>) -> Res<Command> {
+    let queue = name(a.required("<queue>")?, "queue", false)?;
+    let spec = Spec {
+        values: &["ack", "count", "wait"],
+        ..Spec::default()
+    };
+    let mut g = Get {
+        queue,
+        ack: AckMode::Manual,
+        count: 1,
+        wait_ms: 0,
+    };
+    for opt in a.options(&spec)? {
+        match opt {
+            Opt::Value("ack", v) => g.ack = choice("ack", v, ACK_MODES)?,
+            Opt::Value("count", v) => g.count = number("count", v, 1, 10_000)? as u32,
+            Opt::Value(_, v) => g.wait_ms = number("wait", v, 0, 3_600_000)?,
+            _ => {}
+        }
+    }
+    Ok(Command::Get(g))
+}
+
+fn delivery_tag(a: &mut Args<'_>) -> Res<u64> {
+    number(
+        "delivery tag",
+        &a.required("<delivery-tag>")?.text,
+        0,
+        u64::MAX,
+    )
+}
+
+fn ack(mut a: Args<'_>) -> Res<Command> {
+    let tag = delivery_tag(&mut a)?;
+    let spec = Spec {
+        flags: &["multiple"],
+        ..Spec::default()
+    };
+    let multiple = a
+        .options(&spec)?
+        .iter()
+        .any(|o| matches!(o, Opt::Flag(_, true)));
+    Ok(Command::Ack(Ack { tag, multiple }))
+}
+
+fn nack(mut a: Args<'_>) -> Res<Command> {
+    let tag = delivery_tag(&mut a)?;
+    let spec = Spec {
+        flags: &["multiple"],
+        values: &["requeue"],
+        ..Spec::default()
+    };
+    let mut n = Nack {
+        tag,
+        multiple: false,
+        requeue: true,
+    };
+    for opt in a.options(&spec)? {
+        match opt {
+            Opt::Flag(_, on) => n.multiple = on,
+            Opt::Value(_, v) => n.requeue = choice("requeue", v, BOOLS)?,
+            Opt::Header(_) => {}
+        }
+    }
+    Ok(Command::Nack(n))
+}
+
+fn reject(mut a: Args<'_>) -> Res<Command> {
+    let tag = delivery_tag(&mut a)?;
+    a.end(Command::Nack(Nack {
+        tag,
+        multiple: false,
+        requeue: false,
+    }))
+}
+
+fn not_yet(what: &str) -> Res<Command> {
+    Err(not_yet_error(what))
+}
+
+fn not_yet_error(what: &str) -> ParseError {
+    ParseError::syntax(format!("{what} is not supported yet"))
+}
+
+fn bad_frame(message: &str) -> ParseError {
+    ParseError {
+        code: ErrorCode::BadFrame,
+        message: message.into(),
+    }
+}
+
+fn unexpected(tok: &Token) -> ParseError {
+    ParseError::syntax(format!("unexpected argument {}", show(&tok.text)))
+}
+
+/// An exchange or queue name; `""` only when `empty_ok`.
+fn name(tok: &Token, what: &str, empty_ok: bool) -> Res<String> {
+    name_bytes(&tok.text, what, empty_ok)
+}
+
+fn name_bytes(text: &[u8], what: &str, empty_ok: bool) -> Res<String> {
+    if text.is_empty() && empty_ok {
+        return Ok(String::new());
+    }
+    if text.is_empty() {
+        return Err(ParseError::syntax(format!("{what} name must not be empty")));
+    }
+    let ok = text.len() <= 255
+        && text
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-'));
+    if !ok {
+        return Err(ParseError::syntax(format!(
+            "bad {what} name {}: use 1-255 bytes of A-Z a-z 0-9 _ . : / -",
+            show(text)
+        )));
+    }
+    utf8(text, what)
+}
+
+fn routing_key(tok: &Token) -> Res<String> {
+    if tok.text.len() > 255 {
+        return Err(ParseError::syntax("routing key is longer than 255 bytes"));
+    }
+    utf8(&tok.text, "routing key")
+}
+
+/// 1..=255 bytes of UTF-8 (or 0 when `empty_ok`).
+fn bounded(text: &[u8], what: &str, empty_ok: bool) -> Res<String> {
+    if text.len() > 255 || (text.is_empty() && !empty_ok) {
+        return Err(ParseError::syntax(format!("{what} must be 1 to 255 bytes")));
+    }
+    utf8(text, what)
+}
+
+fn consumer_tag(text: &[u8]) -> Res<String> {
+    if text == b"-" {
+        return Err(ParseError::syntax(
+            "consumer tag \"-\" is reserved for GET deliveries",
+        ));
+    }
+    bounded(text, "consumer tag", false)
+}
+
+fn utf8(text: &[u8], what: &str) -> Res<String> {
+    String::from_utf8(text.to_vec())
+        .map_err(|_| ParseError::syntax(format!("{what} is not valid UTF-8")))
+}
+
+/// A decimal u64 (1 to 20 digits, no sign) within `min..=max`.
+fn number(what: &str, text: &[u8], min: u64, max: u64) -> Res<u64> {
+    let n = std::str::from_utf8(text)
+        .ok()
+        .filter(|s| (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u64>().ok());
+    let Some(n) = n else {
+        return Err(ParseError::syntax(format!(
+            "{what}: expected a number, got {}",
+            show(text)
+        )));
+    };
+    if !(min..=max).contains(&n) {
+        return Err(ParseError::syntax(format!(
+            "{what}: must be between {min} and {max}, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+/// An enumerated keyword, in any case.
+fn choice<T: Copy>(what: &str, text: &[u8], options: &[(&str, T)]) -> Res<T> {
+    if let Some(&(_, v)) = options
+        .iter()
+        .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(text))
+    {
+        return Ok(v);
+    }
+    let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
+    Err(ParseError::syntax(format!(
+        "{what}: expected {}, got {}",
+        names.join(" or "),
+        show(text)
+    )))
+}
+
+/// Echoed input for an error text: always quoted, at most 64 bytes of it,
+/// control bytes as `\xHH`, so the line never ends in a lit-mark.
+pub fn show(word: &[u8]) -> String {
+    const MAX: usize = 64;
+    let mut cut = word.len().min(MAX);
+    while cut < word.len() && cut > 0 && word[cut] & 0xc0 == 0x80 {
+        cut -= 1;
+    }
+    let mut out = String::with_capacity(cut + 8);
+    out.push('"');
+    for chunk in String::from_utf8_lossy(&word[..cut]).chars() {
+        match chunk {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(chunk);
+            }
+            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    if cut < word.len() {
+        out.push_str("...");
+    }
+    out.push('"');
+    out
+}
+
+/// A line that can only be an HTTP request: `<METHOD> <target> HTTP/<d>.<d>`,
+/// or a first word `POST`, `HEAD` or `Host:` (none is a sluice verb).
+fn is_http(line: &[u8]) -> bool {
+    const METHODS: &[&[u8]] = &[
+        b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH",
+        b"PRI",
+    ];
+    let words: Vec<&[u8]> = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let version = |v: &[u8]| {
+        matches!(v, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit())
+    };
+    match words.as_slice() {
+        [first, ..]
+            if first.eq_ignore_ascii_case(b"host:") || *first == b"POST" || *first == b"HEAD" =>
+        {
+            true
+        }
+        [method, target, v] => {
+            METHODS.contains(method)
+                && version(v)
+                && (target.starts_with(b"/")
+                    || *target == b"*"
+                    || target.windows(3).any(|w| w == b"://")
+                    || *method == b"CONNECT")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ok(line: &str) -> Command {
+        parse_line(line.as_bytes(), None).unwrap()
+    }
+
+    fn err(line: &str) -> ParseError {
+        parse_line(line.as_bytes(), None).unwrap_err()
+    }
+
+    fn syntax(line: &str) -> String {
+        let e = err(line);
+        assert_eq!(e.code, ErrorCode::Syntax, "{line}: {e}");
+        e.message
+    }
+
+    fn publish(line: &str) -> Publish {
+        match ok(line) {
+            Command::Publish(p) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn h(n: &str, v: &str) -> Header {
+        (n.to_string(), v.to_string())
+    }
+
+    #[test]
+    fn session_verbs() {
+        assert_eq!(ok("PING"), Command::Ping);
+        assert_eq!(ok("  ping  "), Command::Ping);
+        assert_eq!(ok("QuIt"), Command::Quit);
+        assert_eq!(ok("HELLO"), Command::Hello(Hello::default()));
+        let hello = Hello {
+            name: Some("my app".into()),
+            proto: Some(1),
+        };
+        assert_eq!(ok("hello NAME=\"my app\" proto=1"), Command::Hello(hello));
+        let auth = Auth {
+            user: "Bob".into(),
+            password: "p=w d".into(),
+        };
+        assert_eq!(ok("AUTH Bob \"p=w d\""), Command::Auth(auth));
+        assert_eq!(ok("HELP"), Command::Help(Help { verb: None }));
+        assert_eq!(
+            ok("help pub"),
+            Command::Help(Help {
+                verb: Some("PUB".into())
+            })
+        );
+        assert_eq!(
+            ok("HELP \"x=y\""),
+            Command::Help(Help {
+                verb: Some("X=Y".into())
+            })
+        );
+    }
+
+    #[test]
+    fn session_errors() {
+        assert_eq!(syntax("PING now"), "unexpected argument \"now\"");
+        assert_eq!(syntax("QUIT x=1"), "unexpected argument \"x=1\"");
+        assert!(syntax("AUTH bob").starts_with("missing <password>; usage: AUTH"));
+        assert_eq!(syntax("AUTH a b c"), "unexpected argument \"c\"");
+        assert_eq!(
+            syntax("HELLO proto=one"),
+            "proto: expected a number, got \"one\""
+        );
+        assert_eq!(
+            syntax("HELLO heartbeat=5000"),
+            "heartbeat is not supported yet"
+        );
+        assert_eq!(syntax("HELLO name=a name=b"), "duplicate option name");
+        assert_eq!(syntax("HELLO color=red"), "unknown option \"color=red\"");
+        assert_eq!(syntax("HELLO name"), "name needs a value (name=...)");
+        assert_eq!(syntax("HELP x=y"), "unknown option \"x=y\"");
+        assert_eq!(syntax("HELP pub sub"), "unexpected argument \"sub\"");
+    }
+
+    #[test]
+    fn unknown_command() {
+        let e = err("frobnicate now");
+        assert_eq!(e.code, ErrorCode::UnknownCommand);
+        assert_eq!(e.to_string(), "UNKNOWN_COMMAND \"frobnicate\" (try HELP)");
+        let e = err("{5}");
+        assert_eq!(e.message, "\"{5}\" (try HELP)");
+        let long = "x".repeat(100);
+        let e = err(&long);
+        assert_eq!(e.message, format!("\"{}...\" (try HELP)", "x".repeat(64)));
+        assert_eq!(err("a\u{1b}b").message, "\"a\\x1bb\" (try HELP)");
+        assert_eq!(err("\"PI NG\"").code, ErrorCode::UnknownCommand);
+    }
+
+    #[test]
+    fn http_and_tls_are_bad_frames() {
+        for line in [
+            "GET / HTTP/1.1",
+            "POST /x HTTP/1.0",
+            "GET http://a/ HTTP/1.1",
+            "OPTIONS * HTTP/1.1",
+            "POST",
+            "HEAD /",
+            "Host: localhost:5680",
+            "PRI * HTTP/2.0",
+            "DELETE /q HTTP/1.1",
+        ] {
+            let e = err(line);
+            assert_eq!(
+                (e.code, e.message.as_str()),
+                (ErrorCode::BadFrame, "this is not an HTTP server"),
+                "{line}"
+            );
+        }
+        let e = parse_line(b"\x16\x03\x01\x00", None).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::BadFrame, "this is a plain-text port, not TLS")
+        );
+    }
+
+    #[test]
+    fn http_lookalikes_are_commands() {
+        assert_eq!(err("GET jobs HTTP/1.1").code, ErrorCode::Syntax);
+        let p = publish("PUB \"\" jobs HTTP/1.1");
+        assert_eq!(&p.body[..], b"HTTP/1.1");
+        let d = ok("DELETE QUEUE HTTP/1.1");
+        assert!(matches!(d, Command::DeleteQueue(q) if q.name == "HTTP/1.1"));
+        assert_eq!(err("get / http/1.1").code, ErrorCode::Syntax);
+        assert_eq!(err("post x").code, ErrorCode::UnknownCommand);
+    }
+
+    #[test]
+    fn tokenizer_errors_surface() {
+        assert_eq!(syntax("PUB \"\" k \"abc"), "unbalanced quote");
+        assert!(syntax("PUB \"\" k \"a\\nb\"").starts_with("unknown escape"));
+        assert_eq!(err("").message, "empty command");
+    }
+
+    #[test]
+    fn declare_exchange() {
+        let d = DeclareExchange {
+            name: "logs".into(),
+            kind: ExchangeKind::Fanout,
+            durable: true,
+            auto_delete: false,
+            alternate: None,
+        };
+        assert_eq!(
+            ok("DECLARE EXCHANGE logs fanout durable"),
+            Command::DeclareExchange(d.clone())
+        );
+        assert_eq!(
+            ok("declare exchange logs FANOUT Durable=TRUE"),
+            Command::DeclareExchange(d)
+        );
+        let d = DeclareExchange {
+            name: "a.b:c/d-e_f".into(),
+            kind: ExchangeKind::Headers,
+            durable: false,
+            auto_delete: true,
+            alternate: Some("alt".into()),
+        };
+        assert_eq!(
+            ok("DECLARE Exchange a.b:c/d-e_f headers auto-delete durable=false alternate=alt"),
+            Command::DeclareExchange(d)
+        );
+        for (t, k) in [
+            ("direct", ExchangeKind::Direct),
+            ("TOPIC", ExchangeKind::Topic),
+        ] {
+            let c = ok(&format!("DECLARE EXCHANGE x {t}"));
+            assert!(matches!(c, Command::DeclareExchange(d) if d.kind == k));
+        }
+    }
+
+    #[test]
+    fn declare_exchange_errors() {
+        assert_eq!(
+            syntax("DECLARE EXCHANGE \"\" direct"),
+            "exchange name must not be empty"
+        );
+        assert_eq!(syntax("DECLARE EXCHANGE x"), format!("missing <type>; usage: DECLARE EXCHANGE <name> direct|fanout|topic|headers [durable] [auto-delete] [alternate=<ex>]"));
+        assert_eq!(
+            syntax("DECLARE EXCHANGE x fan"),
+            "type: expected direct or fanout or topic or headers, got \"fan\""
+        );
+        assert_eq!(
+            syntax("DECLARE EXCHANGE x direct durable=maybe"),
+            "durable: expected true or false, got \"maybe\""
+        );
+        assert_eq!(
+            syntax("DECLARE EXCHANGE x direct durable durable=true"),
+            "duplicate option durable"
+        );
+        assert_eq!(
+            syntax("DECLARE EXCHANGE x direct alternate=\"\""),
+            "alternate exchange name must not be empty"
+        );
+        assert_eq!(
+            syntax("DECLARE EXCHANGE x direct exclusive"),
+            "unexpected argument \"exclusive\""
+        );
+        assert!(syntax("DECLARE EXCHANGE \"a b\" direct")
+            .starts_with("bad exchange name \"a b\": use 1-255 bytes"));
+        let long = "n".repeat(256);
+        assert!(syntax(&format!("DECLARE EXCHANGE {long} direct")).starts_with("bad exchange name"));
+        assert!(ok(&format!("DECLARE EXCHANGE {} direct", "n".repeat(255))) != Command::Ping);
+    }
+
+    #[test]
+    fn declare_queue() {
+        let q = |name: &str, durable, exclusive, auto_delete| {
+            Command::DeclareQueue(DeclareQueue {
+                name: name.into(),
+                durable,
+                exclusive,
+                auto_delete,
+            })
+        };
+        assert_eq!(ok("DECLARE QUEUE jobs"), q("jobs", false, false, false));
+        assert_eq!(
+            ok("declare queue \"\" exclusive AUTO-DELETE"),
+            q("", false, true, true)
+        );
+        assert_eq!(
+            ok("DECLARE QUEUE Jobs durable exclusive=false"),
+            q("Jobs", true, false, false)
+        );
+    }
+
+    #[test]
+    fn declare_queue_errors() {
+        for opt in QUEUE_LATER {
+            assert_eq!(
+                syntax(&format!("DECLARE QUEUE q {opt}=1")),
+                format!("{opt} is not supported yet")
+            );
+        }
+        assert_eq!(
+            syntax("DECLARE QUEUE q MAX-LENGTH=10"),
+            "max-length is not supported yet"
+        );
+        assert_eq!(
+            syntax("DECLARE QUEUE q durable ttl"),
+            "ttl is not supported yet"
+        );
+        assert_eq!(
+            syntax("DECLARE QUEUE q mandatory"),
+            "unexpected argument \"mandatory\""
+        );
+        assert_eq!(
+            syntax("DECLARE QUEUE q color=red"),
+            "unknown option \"color=red\""
+        );
+        assert_eq!(
+            syntax("DECLARE QUEUE q \"durable\""),
+            "unexpected argument \"durable\""
+        );
+        assert_eq!(
+            syntax("DECLARE QUEUE q exclusive exclusive"),
+            "duplicate option exclusive"
+        );
+        assert!(syntax("DECLARE QUEUE").starts_with("missing <name>"));
+        assert!(syntax("DECLARE QUEUE jobs!").starts_with("bad queue name \"jobs!\""));
+        assert!(syntax("DECLARE").starts_with("missing EXCHANGE or QUEUE"));
+        assert_eq!(
+            syntax("DECLARE TABLE x"),
+            "DECLARE: expected EXCHANGE or QUEUE, got \"TABLE\""
+        );
+        assert_eq!(
+            syntax("DECLARE QUEUE caf\u{e9}"),
+            "bad queue name \"caf\u{e9}\": use 1-255 bytes of A-Z a-z 0-9 _ . : / -"
+        );
+    }
+
+    #[test]
+    fn delete_and_purge() {
+        let e = DeleteExchange {
+            name: "logs".into(),
+            if_unused: true,
+        };
+        assert_eq!(
+            ok("delete EXCHANGE logs IF-UNUSED"),
+            Command::DeleteExchange(e)
+        );
+        let q = DeleteQueue {
+            name: "jobs".into(),
+            if_unused: false,
+            if_empty: true,
+        };
+        assert_eq!(ok("DELETE QUEUE jobs if-empty"), Command::DeleteQueue(q));
+        assert_eq!(
+            ok("purge jobs"),
+            Command::Purge(Purge {
+                queue: "jobs".into()
+            })
+        );
+        assert_eq!(
+            syntax("DELETE EXCHANGE logs if-empty"),
+            "unexpected argument \"if-empty\""
+        );
+        assert_eq!(syntax("DELETE QUEUE \"\""), "queue name must not be empty");
+        assert_eq!(
+            syntax("DELETE EXCHANGE \"\""),
+            "exchange name must not be empty"
+        );
+        assert_eq!(
+            syntax("DELETE QUEUE q if-unused if-unused"),
+            "duplicate option if-unused"
+        );
+        assert!(syntax("DELETE").starts_with("missing EXCHANGE or QUEUE"));
+        assert!(syntax("PURGE").starts_with("missing <queue>; usage: PURGE <queue>"));
+        assert_eq!(syntax("PURGE a b"), "unexpected argument \"b\"");
+    }
+
+    #[test]
+    fn bind_and_unbind() {
+        let b = Bind {
+            queue: "q".into(),
+            exchange: "ex".into(),
+            key: "a.*.#".into(),
+            headers: vec![],
+            matching: None,
+        };
+        assert_eq!(ok("BIND q ex a.*.#"), Command::Bind(b.clone()));
+        assert_eq!(ok("unbind q ex a.*.#"), Command::Unbind(b));
+        let c = ok("BIND q hx h.format=pdf h.Type=\"x y\" h.e= MATCH=Any");
+        let Command::Bind(b) = c else { panic!() };
+        assert_eq!(b.key, "");
+        assert_eq!(
+            b.headers,
+            vec![h("format", "pdf"), h("Type", "x y"), h("e", "")]
+        );
+        assert_eq!(b.matching, Some(HeaderMatch::Any));
+        let Command::Bind(b) = ok("BIND q ex \"a=b\" match=all") else {
+            panic!()
+        };
+        assert_eq!(
+            (b.key.as_str(), b.matching),
+            ("a=b", Some(HeaderMatch::All))
+        );
+        let Command::Bind(b) = ok("BIND q \"\" \"\"") else {
+            panic!()
+        };
+        assert_eq!((b.exchange.as_str(), b.key.as_str()), ("", ""));
+        let Command::Unbind(b) = ok("UNBIND q ex h.x=1 match=any") else {
+            panic!()
+        };
+        assert_eq!((b.headers.len(), b.matching), (1, Some(HeaderMatch::Any)));
+    }
+
+    #[test]
+    fn bind_errors() {
+        assert!(syntax("BIND q").starts_with("missing <exchange>"));
+        assert_eq!(syntax("BIND q ex k extra"), "unexpected argument \"extra\"");
+        assert_eq!(syntax("BIND q ex a=b"), "unknown option \"a=b\"");
+        assert_eq!(
+            syntax("BIND q ex k match=some"),
+            "match: expected all or any, got \"some\""
+        );
+        assert_eq!(syntax("BIND q ex k h.x=1 h.x=2"), "duplicate header h.x");
+        assert!(ok("BIND q ex k h.x=1 h.X=2") != Command::Ping);
+        assert!(syntax("BIND q ex k h.=1").starts_with("bad header name \"\""));
+        assert_eq!(
+            syntax("BIND q ex k h.a/b=1"),
+            "unexpected argument \"h.a/b=1\""
+        );
+        let long = format!("BIND q ex k h.{}=1", "n".repeat(256));
+        assert!(syntax(&long).starts_with("bad header name \"nnn"));
+        assert_eq!(
+            syntax("BIND q ex k match=all match=any"),
+            "duplicate option match"
+        );
+        assert_eq!(syntax("BIND \"\" ex"), "queue name must not be empty");
+        let long = "k".repeat(256);
+        assert_eq!(
+            syntax(&format!("BIND q ex {long}")),
+            "routing key is longer than 255 bytes"
+        );
+        let e = parse_line(b"BIND q ex k\xff", None).unwrap_err();
+        assert_eq!(e.message, "routing key is not valid UTF-8");
+        let e = parse_line(b"BIND q ex k h.a=\xff", None).unwrap_err();
+        assert_eq!(e.message, "header value is not valid UTF-8");
+    }
+
+    #[test]
+    fn pub_inline_bodies() {
+        let p = publish("PUB \"\" jobs hello");
+        assert_eq!(
+            (p.exchange.as_str(), p.key.as_str(), &p.body[..]),
+            ("", "jobs", &b"hello"[..])
+        );
+        assert_eq!(&publish("PUB \"\" jobs a=b").body[..], b"a=b");
+        assert_eq!(&publish("PUB \"\" jobs \"{5}\"").body[..], b"{5}");
+        assert_eq!(
+            &publish("PUB \"\" jobs \"hello world\"").body[..],
+            b"hello world"
+        );
+        assert_eq!(&publish("PUB \"\" jobs \"\"").body[..], b"");
+        assert_eq!(&publish("PUB \"\" jobs persistent").body[..], b"persistent");
+        let p = publish("PUB x \"\" body");
+        assert_eq!(
+            (p.key.as_str(), p.persistent, p.mandatory),
+            ("", None, false)
+        );
+        assert_eq!(&publish("pub Ex Key Body").body[..], b"Body");
+    }
+
+    #[test]
+    fn pub_options() {
+        let p = publish("PUB orders invoice.created PERSISTENT mandatory id=m-1 h.enc=raw h.who=\"a b\" \"the body\"");
+        assert_eq!(p.exchange, "orders");
+        assert_eq!(p.key, "invoice.created");
+        assert_eq!((p.persistent, p.mandatory), (Some(true), true));
+        assert_eq!(p.id.as_deref(), Some("m-1"));
+        assert_eq!(p.headers, vec![h("enc", "raw"), h("who", "a b")]);
+        assert_eq!(&p.body[..], b"the body");
+        assert_eq!(publish("PUB x k transient b").persistent, Some(false));
+        assert_eq!(publish("PUB x k persistent=false b").persistent, None);
+        assert_eq!(
+            publish("PUB x k persistent transient=false b").persistent,
+            Some(true)
+        );
+        assert!(publish("PUB x k mandatory=true b").mandatory);
+    }
+
+    #[test]
+    fn pub_with_literal() {
+        let body = Bytes::from_static(b"\x00\xff\r\n");
+        let frame = Frame {
+            line: Bytes::from_static(b"PUB orders k h.enc=raw {4}"),
+            literal: Some(body.clone()),
+        };
+        let Command::Publish(p) = parse_command(&frame).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.body, body);
+        assert_eq!(p.headers, vec![h("enc", "raw")]);
+        let lit = Some(Bytes::from_static(b"abc"));
+        let e = parse_line(b"PUB x k \"{3}\"", lit.clone()).unwrap_err();
+        assert_eq!(e.message, "a literal must be announced by a last word {N}");
+        assert_eq!(
+            parse_line(b"PUB x k {4}", lit).unwrap_err().code,
+            ErrorCode::Syntax
+        );
+        assert_eq!(
+            syntax("PUB x k {3}"),
+            "missing the literal announced by \"{3}\""
+        );
+    }
+
+    #[test]
+    fn pub_errors() {
+        assert!(syntax("PUB").starts_with("missing <exchange>"));
+        assert!(syntax("PUB x").starts_with("missing <routing-key>"));
+        assert!(syntax("PUB \"\" jobs").starts_with("missing <body>; usage: PUB"));
+        assert_eq!(
+            syntax("PUB x k persistent transient b"),
+            "persistent and transient exclude each other"
+        );
+        assert_eq!(syntax("PUB x k ttl=100 b"), "ttl is not supported yet");
+        assert_eq!(syntax("PUB x k DELAY=5 b"), "delay is not supported yet");
+        assert_eq!(
+            syntax("PUB x k priority=5 b"),
+            "priority is not supported yet"
+        );
+        assert_eq!(syntax("PUB x k id=a id=b b"), "duplicate option id");
+        assert_eq!(syntax("PUB x k id= b"), "id must be 1 to 255 bytes");
+        assert_eq!(
+            syntax("PUB x k mandatory mandatory b"),
+            "duplicate option mandatory"
+        );
+        assert_eq!(syntax("PUB x k extra b"), "unexpected argument \"extra\"");
+        assert_eq!(
+            syntax("PUB x k \"quoted\" b"),
+            "unexpected argument \"quoted\""
+        );
+        assert_eq!(syntax("PUB x k foo=1 b"), "unknown option \"foo=1\"");
+        assert!(syntax("PUB bad! k b").starts_with("bad exchange name \"bad!\""));
+        assert_eq!(syntax("PUB x k h.a=1 h.a=2 b"), "duplicate header h.a");
+    }
+
+    #[test]
+    fn sub_and_unsub() {
+        let s = Subscribe {
+            queue: "jobs".into(),
+            prefetch: Some(10),
+            ack: AckMode::Auto,
+            tag: Some("w1".into()),
+            exclusive: true,
+        };
+        assert_eq!(
+            ok("sub jobs PREFETCH=10 ack=AUTO tag=w1 exclusive"),
+            Command::Subscribe(s)
+        );
+        let Command::Subscribe(s) = ok("SUB jobs") else {
+            panic!()
+        };
+        assert_eq!(
+            (s.prefetch, s.ack, s.tag, s.exclusive),
+            (None, AckMode::Manual, None, false)
+        );
+        assert_eq!(
+            ok("UNSUB w1"),
+            Command::Unsubscribe(Unsubscribe { tag: "w1".into() })
+        );
+        let Command::Subscribe(s) = ok("SUB jobs tag=\"my tag\" prefetch=65535") else {
+            panic!()
+        };
+        assert_eq!(
+            (s.tag.as_deref(), s.prefetch),
+            (Some("my tag"), Some(65535))
+        );
+    }
+
+    #[test]
+    fn sub_errors() {
+        assert_eq!(
+            syntax("SUB jobs prefetch=lots"),
+            "prefetch: expected a number, got \"lots\""
+        );
+        assert_eq!(
+            syntax("SUB jobs prefetch=0"),
+            "prefetch: must be between 1 and 65535, got 0"
+        );
+        assert_eq!(
+            syntax("SUB jobs prefetch=65536"),
+            "prefetch: must be between 1 and 65535, got 65536"
+        );
+        assert_eq!(
+            syntax("SUB jobs prefetch=-1"),
+            "prefetch: expected a number, got \"-1\""
+        );
+        assert_eq!(
+            syntax("SUB jobs prefetch=+1"),
+            "prefetch: expected a number, got \"+1\""
+        );
+        assert_eq!(
+            syntax("SUB jobs prefetch=1 prefetch=2"),
+            "duplicate option prefetch"
+        );
+        assert_eq!(
+            syntax("SUB jobs ack=sometimes"),
+            "ack: expected manual or auto, got \"sometimes\""
+        );
+        assert_eq!(
+            syntax("SUB jobs tag=-"),
+            "consumer tag \"-\" is reserved for GET deliveries"
+        );
+        assert_eq!(
+            syntax("SUB jobs tag="),
+            "consumer tag must be 1 to 255 bytes"
+        );
+        assert_eq!(
+            syntax("SUB jobs durable"),
+            "unexpected argument \"durable\""
+        );
+        assert!(syntax("SUB").starts_with("missing <queue>; usage: SUB"));
+        assert!(syntax("UNSUB").starts_with("missing <consumer-tag>"));
+        assert_eq!(syntax("UNSUB a b"), "unexpected argument \"b\"");
+        assert_eq!(
+            syntax(&format!("UNSUB {}", "t".repeat(256))),
+            "consumer tag must be 1 to 255 bytes"
+        );
+    }
+
+    #[test]
+    fn get() {
+        let g = Get {
+            queue: "jobs".into(),
+            ack: AckMode::Manual,
+            count: 1,
+            wait_ms: 0,
+        };
+        assert_eq!(ok("GET jobs"), Command::Get(g));
+        let g = Get {
+            queue: "jobs".into(),
+            ack: AckMode::Auto,
+            count: 10000,
+            wait_ms: 3_600_000,
+        };
+        assert_eq!(
+            ok("get jobs ack=auto count=10000 wait=3600000"),
+            Command::Get(g)
+        );
+        assert_eq!(
+            syntax("GET jobs count=0"),
+            "count: must be between 1 and 10000, got 0"
+        );
+        assert_eq!(
+            syntax("GET jobs count=10001"),
+            "count: must be between 1 and 10000, got 10001"
+        );
+        assert_eq!(
+            syntax("GET jobs wait=3600001"),
+            "wait: must be between 0 and 3600000, got 3600001"
+        );
+        assert_eq!(
+            syntax("GET jobs wait=99999999999999999999999"),
+            "wait: expected a number, got \"99999999999999999999999\""
+        );
+        assert_eq!(
+            syntax("GET jobs prefetch=1"),
+            "unknown option \"prefetch=1\""
+        );
+        assert_eq!(syntax("GET jobs count"), "count needs a value (count=...)");
+    }
+
+    #[test]
+    fn ack_nack_reject() {
+        assert_eq!(
+            ok("ACK 7"),
+            Command::Ack(Ack {
+                tag: 7,
+                multiple: false
+            })
+        );
+        assert_eq!(
+            ok("ack 18446744073709551615 MULTIPLE"),
+            Command::Ack(Ack {
+                tag: u64::MAX,
+                multiple: true
+            })
+        );
+        let n = |tag, multiple, requeue| {
+            Command::Nack(Nack {
+                tag,
+                multiple,
+                requeue,
+            })
+        };
+        assert_eq!(ok("NACK 3"), n(3, false, true));
+        assert_eq!(ok("nack 3 multiple requeue=FALSE"), n(3, true, false));
+        assert_eq!(ok("NACK 3 multiple=false requeue=true"), n(3, false, true));
+        assert_eq!(ok("REJECT 4"), n(4, false, false));
+        assert_eq!(
+            syntax("ACK x"),
+            "delivery tag: expected a number, got \"x\""
+        );
+        assert_eq!(
+            syntax("ACK 18446744073709551616"),
+            "delivery tag: expected a number, got \"18446744073709551616\""
+        );
+        assert!(syntax("ACK").starts_with("missing <delivery-tag>; usage: ACK"));
+        assert_eq!(
+            syntax("ACK 1 requeue=false"),
+            "unknown option \"requeue=false\""
+        );
+        assert_eq!(
+            syntax("NACK 1 requeue=maybe"),
+            "requeue: expected true or false, got \"maybe\""
+        );
+        assert_eq!(
+            syntax("NACK 1 requeue"),
+            "requeue needs a value (requeue=...)"
+        );
+        assert_eq!(
+            syntax("REJECT 1 multiple"),
+            "unexpected argument \"multiple\""
+        );
+        assert_eq!(
+            syntax("ACK 1 multiple multiple"),
+            "duplicate option multiple"
+        );
+    }
+
+    #[test]
+    fn unsupported_verbs() {
+        assert_eq!(syntax("TOUCH 1"), "TOUCH is not supported yet");
+        assert_eq!(syntax("touch"), "TOUCH is not supported yet");
+        assert_eq!(syntax("STATS"), "STATS is not supported yet");
+        assert_eq!(syntax("LIST QUEUES"), "LIST is not supported yet");
+    }
+
+    #[test]
+    fn literal_on_a_verb_without_body() {
+        let lit = Some(Bytes::from_static(b"abc"));
+        let e = parse_line(b"PING {3}", lit.clone()).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::Syntax, "PING does not take a literal")
+        );
+        let e = parse_line(b"sub q {3}", lit.clone()).unwrap_err();
+        assert_eq!(e.message, "SUB does not take a literal");
+        assert_eq!(
+            parse_line(b"nope {3}", lit).unwrap_err().code,
+            ErrorCode::UnknownCommand
+        );
+    }
+
+    #[test]
+    fn names_and_non_utf8() {
+        let e = parse_line(b"AUTH \xff pw", None).unwrap_err();
+        assert_eq!(e.message, "user is not valid UTF-8");
+        let e = parse_line(b"PUB x k id=\xfe b", None).unwrap_err();
+        assert_eq!(e.message, "id is not valid UTF-8");
+        let p = parse_line(b"PUB x k \xff\xfe", None).unwrap();
+        assert!(matches!(p, Command::Publish(p) if &p.body[..] == b"\xff\xfe"));
+        assert!(ok("SUB a-Z_0.9:/x") != Command::Ping);
+    }
+
+    #[test]
+    fn errors_never_end_in_a_lit_mark() {
+        for line in [
+            "frob {5}",
+            "SUB q {5}",
+            "BIND q ex k {5}",
+            "ACK {5}",
+            "SUB q prefetch={5}",
+            "DECLARE {5}",
+        ] {
+            let e = err(line);
+            assert!(
+                lit_mark(e.to_string().as_bytes(), true).is_none(),
+                "{line}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn show_quotes_and_truncates() {
+        assert_eq!(show(b"a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(show(b"\t\x7f"), "\"\\x09\\x7f\"");
+        let mut word = "a".repeat(63).into_bytes();
+        word.extend_from_slice("\u{e9}tail".as_bytes());
+        assert_eq!(show(&word), format!("\"{}...\"", "a".repeat(63)));
+    }
+
+    #[test]
+    fn framer_to_parser_pipeline() {
+        use super::super::frame::{FrameEvent, Framer, Limits};
+        let mut framer = Framer::new(Limits::default());
+        let mut buf = bytes::BytesMut::from(&b"pub \"\" q {5}\r\nhello\r\nPING\n"[..]);
+        let mut cmds = Vec::new();
+        while let Some(FrameEvent::Frame(f)) = framer.next_event(&mut buf).unwrap() {
+            cmds.push(parse_command(&f).unwrap());
+        }
+        assert_eq!(cmds.len(), 2);
+        assert!(matches!(&cmds[0], Command::Publish(p) if &p.body[..] == b"hello" && p.key == "q"));
+        assert_eq!(cmds[1], Command::Ping);
     }
 }

@@ -291,7 +291,10 @@ mod tests {
         let last = rec.len() - 1;
         rec[last] ^= 0x40;
         assert!(matches!(decode_queue(&rec), Err(StoreError::Corrupt(_))));
-        assert!(matches!(decode_queue(&rec[..3]), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            decode_queue(&rec[..3]),
+            Err(StoreError::Corrupt(_))
+        ));
         assert!(matches!(decode_queue(&[]), Err(StoreError::Corrupt(_))));
     }
 }

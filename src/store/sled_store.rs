@@ -19,8 +19,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::codec::{self, Reader, Writer};
 use super::{
-    BindingDef, ExchangeDef, MessageBatch, QueueDef, Recovered, RecoveredMessage, Store,
-    StoreError,
+    BindingDef, ExchangeDef, MessageBatch, QueueDef, Recovered, RecoveredMessage, Store, StoreError,
 };
 
 /// Bodies are stored in chunks of at most this many bytes.
@@ -99,9 +98,12 @@ impl SledStore {
         let mut body = BytesMut::with_capacity(len.min(64 * 1024 * 1024));
         body.extend_from_slice(head);
         for chunk in 1..chunk_count(len) {
-            let part = self.messages.get(body_key(body_id, chunk))?.ok_or_else(|| {
-                StoreError::Corrupt(format!("body {body_id}: chunk {chunk} missing"))
-            })?;
+            let part = self
+                .messages
+                .get(body_key(body_id, chunk))?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("body {body_id}: chunk {chunk} missing"))
+                })?;
             body.extend_from_slice(&part);
         }
         if body.len() != len || crc32fast::hash(&body) != crc {

@@ -46,7 +46,10 @@ async fn start(dir: &std::path::Path) -> Broker {
         .expect("no listening line in time")
         .expect("read stdout")
         .expect("sluice exited before listening");
-    let addr = first.strip_prefix("listening on ").expect("listening line").to_string();
+    let addr = first
+        .strip_prefix("listening on ")
+        .expect("listening line")
+        .to_string();
     Broker { child, addr }
 }
 
@@ -60,8 +63,15 @@ fn check_body(id: &str, body: &[u8]) -> bool {
 }
 
 /// Publishes with a window until killed; returns the ids confirmed.
-async fn publish_until_dead(addr: &str, cycle: usize, confirmed: &mut HashSet<String>, sent: &mut HashSet<String>) {
-    let Ok(mut c) = Client::connect(addr).await else { return };
+async fn publish_until_dead(
+    addr: &str,
+    cycle: usize,
+    confirmed: &mut HashSet<String>,
+    sent: &mut HashSet<String>,
+) {
+    let Ok(mut c) = Client::connect(addr).await else {
+        return;
+    };
     let mut inflight = std::collections::VecDeque::new();
     let mut seq = 0usize;
     loop {
@@ -76,7 +86,9 @@ async fn publish_until_dead(addr: &str, cycle: usize, confirmed: &mut HashSet<St
         if c.flush().await.is_err() {
             return;
         }
-        let Some((id, h)) = inflight.pop_front() else { return };
+        let Some((id, h)) = inflight.pop_front() else {
+            return;
+        };
         match h.wait().await {
             Ok(r) => {
                 assert_eq!(r.words.first(), Some(&id), "confirm for the wrong message");
@@ -91,16 +103,23 @@ async fn publish_until_dead(addr: &str, cycle: usize, confirmed: &mut HashSet<St
 /// Drains a queue with GET, acking everything; returns id -> deliveries seen.
 async fn drain(c: &mut Client, queue: &str, seen: &mut HashMap<String, Vec<(bool, u32)>>) {
     loop {
-        let r = c.request(&format!("GET {queue} count=1000"), None).await.expect("GET");
+        let r = c
+            .request(&format!("GET {queue} count=1000"), None)
+            .await
+            .expect("GET");
         if r.deliveries.is_empty() {
             break;
         }
         let last = r.deliveries.last().map(|d| d.delivery_tag).unwrap_or(0);
         for d in r.deliveries {
             assert!(check_body(&d.id, &d.body), "corrupted body for {}", d.id);
-            seen.entry(format!("{queue}/{}", d.id)).or_default().push((d.redelivered, d.deliveries));
+            seen.entry(format!("{queue}/{}", d.id))
+                .or_default()
+                .push((d.redelivered, d.deliveries));
         }
-        c.request(&format!("ACK {last} multiple"), None).await.expect("ACK");
+        c.request(&format!("ACK {last} multiple"), None)
+            .await
+            .expect("ACK");
     }
 }
 
@@ -141,7 +160,10 @@ async fn sigkill_during_confirmed_publishing_loses_no_confirmed_message() {
         tokio::join!(publisher, killer);
         confirmed.extend(conf);
         sent.extend(snt);
-        assert!(confirmed.len() > before, "cycle {cycle}: nothing was confirmed before the kill");
+        assert!(
+            confirmed.len() > before,
+            "cycle {cycle}: nothing was confirmed before the kill"
+        );
         broker = start(dir.path()).await;
     }
     let mut c = Client::connect(&broker.addr).await.expect("connect");
@@ -151,7 +173,11 @@ async fn sigkill_during_confirmed_publishing_loses_no_confirmed_message() {
     }
     let mut lost = Vec::new();
     for id in &confirmed {
-        let n: usize = id.rsplit('-').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let n: usize = id
+            .rsplit('-')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let queues: &[&str] = if n % 2 == 0 { &["f1", "f2"] } else { &["q"] };
         for q in queues {
             if !seen.contains_key(&format!("{q}/{id}")) {
@@ -165,7 +191,11 @@ async fn sigkill_during_confirmed_publishing_loses_no_confirmed_message() {
         .collect();
     let unflagged: Vec<_> = seen
         .iter()
-        .filter(|(_, ds)| ds.iter().skip(1).any(|(redelivered, n)| !*redelivered || *n < 2))
+        .filter(|(_, ds)| {
+            ds.iter()
+                .skip(1)
+                .any(|(redelivered, n)| !*redelivered || *n < 2)
+        })
         .collect();
     eprintln!(
         "crash test: cycles={CYCLES} sent={} confirmed={} found={} lost={} unexpected={} unflagged_dups={}",
@@ -176,8 +206,19 @@ async fn sigkill_during_confirmed_publishing_loses_no_confirmed_message() {
         unexpected.len(),
         unflagged.len()
     );
-    assert!(lost.is_empty(), "confirmed but lost: {:?}", &lost[..lost.len().min(20)]);
+    assert!(
+        lost.is_empty(),
+        "confirmed but lost: {:?}",
+        &lost[..lost.len().min(20)]
+    );
     assert!(unexpected.is_empty(), "never sent: {unexpected:?}");
-    assert!(unflagged.is_empty(), "duplicates without redelivered: {unflagged:?}");
-    assert!(confirmed.len() >= 1000, "too few confirms to mean anything: {}", confirmed.len());
+    assert!(
+        unflagged.is_empty(),
+        "duplicates without redelivered: {unflagged:?}"
+    );
+    assert!(
+        confirmed.len() >= 1000,
+        "too few confirms to mean anything: {}",
+        confirmed.len()
+    );
 }

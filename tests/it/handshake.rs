@@ -6,7 +6,10 @@ use crate::common::TestServer;
 async fn greeting_names_the_protocol_version() {
     let srv = TestServer::start().await;
     let c = srv.conn().await;
-    assert_eq!(c.greeting, format!("HELLO sluice {} proto=1", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        c.greeting,
+        format!("HELLO sluice {} proto=1", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[tokio::test]

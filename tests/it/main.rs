@@ -4,6 +4,6 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod common;
-mod handshake;
 mod crash;
+mod handshake;
 mod persistence;

@@ -9,20 +9,27 @@ async fn durable_topology_and_persistent_messages_survive_a_restart() {
     let srv = TestServer::start().await;
     let mut c = srv.conn().await;
     c.ok("DECLARE EXCHANGE orders topic durable", "OK").await;
-    c.ok("DECLARE QUEUE eu durable", "OK eu messages=0 consumers=0").await;
+    c.ok("DECLARE QUEUE eu durable", "OK eu messages=0 consumers=0")
+        .await;
     c.ok("BIND eu orders eu.#", "OK").await;
-    c.send_literal("PUB orders eu.fr.created id=o1", b"\x00binary\r\nbody\xff").await;
+    c.send_literal("PUB orders eu.fr.created id=o1", b"\x00binary\r\nbody\xff")
+        .await;
     c.expect("OK o1 routed=1").await;
-    c.ok("PUB orders eu.de id=o2 second", "OK o2 routed=1").await;
+    c.ok("PUB orders eu.de id=o2 second", "OK o2 routed=1")
+        .await;
     drop(c);
     let srv = srv.restart().await;
     let mut c = srv.conn().await;
-    c.ok("DECLARE QUEUE eu durable", "OK eu messages=2 consumers=0").await;
+    c.ok("DECLARE QUEUE eu durable", "OK eu messages=2 consumers=0")
+        .await;
     // The binding survived: a new publish is routed.
     c.ok("PUB orders eu.it id=o3 third", "OK o3 routed=1").await;
     c.send("GET eu count=10").await;
     let (h1, b1) = c.msg().await;
-    assert!(h1.starts_with("MSG - 1 orders eu.fr.created deliveries=1 id=o1"), "{h1}");
+    assert!(
+        h1.starts_with("MSG - 1 orders eu.fr.created deliveries=1 id=o1"),
+        "{h1}"
+    );
     assert_eq!(b1, b"\x00binary\r\nbody\xff");
     let (h2, b2) = c.msg().await;
     assert!(h2.contains("id=o2"), "{h2}");
@@ -31,22 +38,34 @@ async fn durable_topology_and_persistent_messages_survive_a_restart() {
     assert!(h3.contains("id=o3"), "{h3}");
     c.expect("OK 3").await;
     // The exchange is still a topic exchange.
-    c.err("DECLARE EXCHANGE orders direct durable", "PRECONDITION").await;
+    c.err("DECLARE EXCHANGE orders direct durable", "PRECONDITION")
+        .await;
 }
 
 #[tokio::test]
 async fn transient_messages_and_non_durable_queues_do_not_survive() {
     let srv = TestServer::start().await;
     let mut c = srv.conn().await;
-    c.ok("DECLARE QUEUE keep durable", "OK keep messages=0 consumers=0").await;
-    c.ok("DECLARE QUEUE gone", "OK gone messages=0 consumers=0").await;
-    c.ok("PUB \"\" keep id=t1 transient x", "OK t1 routed=1").await;
+    c.ok(
+        "DECLARE QUEUE keep durable",
+        "OK keep messages=0 consumers=0",
+    )
+    .await;
+    c.ok("DECLARE QUEUE gone", "OK gone messages=0 consumers=0")
+        .await;
+    c.ok("PUB \"\" keep id=t1 transient x", "OK t1 routed=1")
+        .await;
     c.ok("PUB \"\" keep id=p1 y", "OK p1 routed=1").await;
-    c.ok("PUB \"\" gone id=g1 persistent z", "OK g1 routed=1").await;
+    c.ok("PUB \"\" gone id=g1 persistent z", "OK g1 routed=1")
+        .await;
     drop(c);
     let srv = srv.restart().await;
     let mut c = srv.conn().await;
-    c.ok("DECLARE QUEUE keep durable", "OK keep messages=1 consumers=0").await;
+    c.ok(
+        "DECLARE QUEUE keep durable",
+        "OK keep messages=1 consumers=0",
+    )
+    .await;
     c.err("GET gone", "NOT_FOUND").await;
     c.send("GET keep").await;
     let (h, _) = c.msg().await;
@@ -58,9 +77,14 @@ async fn transient_messages_and_non_durable_queues_do_not_survive() {
 async fn acked_messages_never_come_back_and_unacked_come_back_flagged() {
     let srv = TestServer::start().await;
     let mut c = srv.conn().await;
-    c.ok("DECLARE QUEUE q durable", "OK q messages=0 consumers=0").await;
+    c.ok("DECLARE QUEUE q durable", "OK q messages=0 consumers=0")
+        .await;
     for i in 1..=3 {
-        c.ok(&format!("PUB \"\" q id=m{i} body{i}"), &format!("OK m{i} routed=1")).await;
+        c.ok(
+            &format!("PUB \"\" q id=m{i} body{i}"),
+            &format!("OK m{i} routed=1"),
+        )
+        .await;
     }
     c.send("GET q count=2").await;
     let (t1, _) = c.msg_tag().await;
@@ -76,7 +100,10 @@ async fn acked_messages_never_come_back_and_unacked_come_back_flagged() {
     assert!(h2.contains("redelivered deliveries=2 id=m2"), "{h2}");
     assert_eq!(b2, b"body2");
     let (h3, _) = c.msg().await;
-    assert!(h3.contains("deliveries=1 id=m3") && !h3.contains("redelivered"), "{h3}");
+    assert!(
+        h3.contains("deliveries=1 id=m3") && !h3.contains("redelivered"),
+        "{h3}"
+    );
     c.expect("OK 2").await;
 }
 
@@ -86,7 +113,11 @@ async fn fanout_copies_survive_and_are_acked_independently() {
     let mut c = srv.conn().await;
     c.ok("DECLARE EXCHANGE fan fanout durable", "OK").await;
     for q in ["a", "b", "c"] {
-        c.ok(&format!("DECLARE QUEUE {q} durable"), &format!("OK {q} messages=0 consumers=0")).await;
+        c.ok(
+            &format!("DECLARE QUEUE {q} durable"),
+            &format!("OK {q} messages=0 consumers=0"),
+        )
+        .await;
         c.ok(&format!("BIND {q} fan"), "OK").await;
     }
     c.ok("PUB fan \"\" id=f1 shared", "OK f1 routed=3").await;
@@ -97,7 +128,8 @@ async fn fanout_copies_survive_and_are_acked_independently() {
     drop(c);
     let srv = srv.restart().await;
     let mut c = srv.conn().await;
-    c.ok("DECLARE QUEUE a durable", "OK a messages=0 consumers=0").await;
+    c.ok("DECLARE QUEUE a durable", "OK a messages=0 consumers=0")
+        .await;
     for q in ["b", "c"] {
         c.send(&format!("GET {q}")).await;
         let (h, body) = c.msg().await;
@@ -111,12 +143,14 @@ async fn fanout_copies_survive_and_are_acked_independently() {
 async fn deleted_durable_queue_stays_deleted_after_restart() {
     let srv = TestServer::start().await;
     let mut c = srv.conn().await;
-    c.ok("DECLARE QUEUE q durable", "OK q messages=0 consumers=0").await;
+    c.ok("DECLARE QUEUE q durable", "OK q messages=0 consumers=0")
+        .await;
     c.ok("PUB \"\" q id=x1 one", "OK x1 routed=1").await;
     c.ok("DELETE QUEUE q", "OK messages=1").await;
     drop(c);
     let srv = srv.restart().await;
     let mut c = srv.conn().await;
     c.err("GET q", "NOT_FOUND").await;
-    c.ok("DECLARE QUEUE q durable", "OK q messages=0 consumers=0").await;
+    c.ok("DECLARE QUEUE q durable", "OK q messages=0 consumers=0")
+        .await;
 }

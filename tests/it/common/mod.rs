@@ -43,7 +43,10 @@ impl TestServer {
     }
 
     /// Starts a server on an existing data directory (restart tests).
-    pub async fn start_in(dir: Arc<tempfile::TempDir>, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    pub async fn start_in(
+        dir: Arc<tempfile::TempDir>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut config = Config {
@@ -123,7 +126,11 @@ impl TestConn {
             greeting: String::new(),
         };
         c.greeting = c.line().await;
-        assert!(c.greeting.starts_with("HELLO sluice "), "greeting: {:?}", c.greeting);
+        assert!(
+            c.greeting.starts_with("HELLO sluice "),
+            "greeting: {:?}",
+            c.greeting
+        );
         c
     }
 
@@ -203,7 +210,8 @@ impl TestConn {
     pub async fn msg(&mut self) -> (String, Vec<u8>) {
         let line = self.line().await;
         assert!(line.starts_with("MSG "), "expected MSG, got {line:?}");
-        let (head, n) = split_literal(&line).unwrap_or_else(|| panic!("MSG without literal: {line:?}"));
+        let (head, n) =
+            split_literal(&line).unwrap_or_else(|| panic!("MSG without literal: {line:?}"));
         let body = self.literal(n).await;
         (head, body)
     }
@@ -211,7 +219,11 @@ impl TestConn {
     /// Reads a `MSG` and returns (delivery tag, body as text).
     pub async fn msg_tag(&mut self) -> (u64, String) {
         let (head, body) = self.msg().await;
-        let tag = head.split(' ').nth(2).and_then(|t| t.parse().ok()).expect("delivery tag");
+        let tag = head
+            .split(' ')
+            .nth(2)
+            .and_then(|t| t.parse().ok())
+            .expect("delivery tag");
         (tag, String::from_utf8_lossy(&body).into_owned())
     }
 
@@ -222,7 +234,11 @@ impl TestConn {
             .await
             .expect("connection not closed in time");
         assert!(r.is_ok() || rest.is_empty(), "read error {r:?}");
-        assert!(rest.is_empty(), "unexpected bytes before close: {:?}", String::from_utf8_lossy(&rest));
+        assert!(
+            rest.is_empty(),
+            "unexpected bytes before close: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
     }
 
     /// Asserts nothing arrives until a PING round trip completes.
