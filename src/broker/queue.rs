@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, Notify};
 
-use super::message::Entry;
+use super::message::{Entry, Message};
 use super::Disk;
 use crate::error::BrokerError;
 use crate::store::MessageBatch;
@@ -363,19 +363,24 @@ impl Queue {
     /// Writes the delivery counts of delivered-but-requeued copies, so that a
     /// clean restart still flags them `redelivered`.
     pub fn persist_delivery_counts(&self) -> Result<(), BrokerError> {
-        let metas: Vec<(u64, crate::store::MessageMeta)> = {
+        let copies: Vec<(u64, Arc<Message>, crate::store::MessageMeta)> = {
             let s = self.state.lock();
             s.ready
                 .iter()
                 .filter(|e| e.stored && e.deliveries > 0)
-                .map(|e| (e.seq, e.msg.meta(e.deliveries)))
+                .map(|e| (e.seq, e.msg.clone(), e.msg.meta(e.deliveries)))
                 .collect()
         };
-        if metas.is_empty() {
+        if copies.is_empty() {
             return Ok(());
         }
         let mut batch = MessageBatch::default();
-        for (seq, meta) in &metas {
+        for (seq, msg, meta) in &copies {
+            // A body referenced by this copy alone may be stored inline with
+            // its old metadata: write it again beside the new metadata.
+            if msg.stored_refs.load(std::sync::atomic::Ordering::Acquire) == 1 {
+                batch.put_bodies.push((msg.body_id, &msg.body));
+            }
             batch.put_metas.push((self.id, *seq, meta));
         }
         self.disk.apply(&batch)?;

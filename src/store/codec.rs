@@ -217,8 +217,9 @@ pub fn decode_binding(b: &[u8]) -> Result<BindingDef, StoreError> {
     })
 }
 
-/// Encodes a message copy's metadata.
-pub fn encode_meta(m: &MessageMeta) -> Vec<u8> {
+/// Encodes a message copy's metadata, with its body inline when the copy
+/// is the body's only reference (one key, one insert: the fast path).
+pub fn encode_meta(m: &MessageMeta, inline_body: Option<&[u8]>) -> Vec<u8> {
     let mut w = Writer::new();
     w.u64(m.body_id)
         .str(&m.id)
@@ -226,20 +227,29 @@ pub fn encode_meta(m: &MessageMeta) -> Vec<u8> {
         .str(&m.routing_key)
         .headers(&m.headers)
         .u32(m.deliveries);
+    match inline_body {
+        Some(body) => w.u8(1).bytes(body),
+        None => w.u8(0),
+    };
     w.finish()
 }
 
-/// Decodes a message copy's metadata.
-pub fn decode_meta(b: &[u8]) -> Result<MessageMeta, StoreError> {
+/// Decodes a message copy's metadata and its inline body, if it has one.
+pub fn decode_meta(b: &[u8]) -> Result<(MessageMeta, Option<Vec<u8>>), StoreError> {
     let mut r = Reader::open(b, "message")?;
-    Ok(MessageMeta {
+    let meta = MessageMeta {
         body_id: r.u64()?,
         id: r.str()?,
         exchange: r.str()?,
         routing_key: r.str()?,
         headers: r.headers()?,
         deliveries: r.u32()?,
-    })
+    };
+    let body = match r.u8()? {
+        0 => None,
+        _ => Some(r.bytes()?.to_vec()),
+    };
+    Ok((meta, body))
 }
 
 #[cfg(test)]
@@ -277,7 +287,14 @@ mod tests {
             headers: vec![],
             deliveries: 3,
         };
-        assert_eq!(decode_meta(&encode_meta(&m)).unwrap(), m);
+        assert_eq!(
+            decode_meta(&encode_meta(&m, None)).unwrap(),
+            (m.clone(), None)
+        );
+        assert_eq!(
+            decode_meta(&encode_meta(&m, Some(b"body"))).unwrap(),
+            (m, Some(b"body".to_vec()))
+        );
     }
 
     #[test]
