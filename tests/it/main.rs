@@ -5,5 +5,10 @@
 
 mod common;
 mod crash;
+mod delivery;
+mod errors;
+mod framing;
 mod handshake;
 mod persistence;
+mod routing;
+mod topology;

@@ -258,3 +258,309 @@ pub fn split_literal(line: &str) -> Option<(String, usize)> {
 pub fn sluice_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for message flows: a parsed `MSG` push and a connection wrapper
+// that keeps pushes which arrive between replies.
+// ---------------------------------------------------------------------------
+
+/// Splits a server line into words, undoing the quoting rules
+/// (`"a b"`, `""`, `\"` and `\\` inside quotes).
+pub fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while matches!(chars.peek(), Some(' ' | '\t')) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        // A word is bare text with quoted sections (`"a b"`, `h.k="a b"`).
+        let mut w = String::new();
+        while let Some(&ch) = chars.peek() {
+            if ch == ' ' || ch == '\t' {
+                break;
+            }
+            chars.next();
+            if ch == '"' {
+                while let Some(q) = chars.next() {
+                    match q {
+                        '"' => break,
+                        '\\' => w.extend(chars.next()),
+                        c => w.push(c),
+                    }
+                }
+            } else {
+                w.push(ch);
+            }
+        }
+        out.push(w);
+    }
+    out
+}
+
+/// A parsed `MSG` push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Msg {
+    /// The line without its `{N}`.
+    pub head: String,
+    pub ctag: String,
+    pub dtag: u64,
+    pub exchange: String,
+    pub key: String,
+    pub redelivered: bool,
+    pub deliveries: u32,
+    pub id: String,
+    /// `h.<name>=<value>` options, in order, without the `h.`.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Msg {
+    /// Parses `MSG ...` (head without `{N}`) and its body.
+    pub fn parse(head: &str, body: Vec<u8>) -> Msg {
+        let w = words(head);
+        assert!(w.len() >= 7 && w[0] == "MSG", "malformed MSG line {head:?}");
+        let mut m = Msg {
+            head: head.to_string(),
+            ctag: w[1].clone(),
+            dtag: w[2]
+                .parse()
+                .unwrap_or_else(|_| panic!("bad delivery tag in {head:?}")),
+            exchange: w[3].clone(),
+            key: w[4].clone(),
+            redelivered: false,
+            deliveries: 0,
+            id: String::new(),
+            headers: Vec::new(),
+            body,
+        };
+        for word in &w[5..] {
+            if word == "redelivered" {
+                m.redelivered = true;
+            } else if let Some(n) = word.strip_prefix("deliveries=") {
+                m.deliveries = n
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad deliveries in {head:?}"));
+            } else if let Some(id) = word.strip_prefix("id=") {
+                m.id = id.to_string();
+            } else if let Some(h) = word.strip_prefix("h.") {
+                let (k, v) = h
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("bad header in {head:?}"));
+                m.headers.push((k.to_string(), v.to_string()));
+            } else {
+                panic!("unexpected word {word:?} in {head:?}");
+            }
+        }
+        m
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A [`TestConn`] that buffers `MSG` and `NOTICE` pushes seen while it waits
+/// for a reply, so tests can read replies and deliveries independently of
+/// how the server interleaves them.
+pub struct Peer {
+    pub conn: TestConn,
+    msgs: std::collections::VecDeque<Msg>,
+    notices: std::collections::VecDeque<String>,
+}
+
+impl Peer {
+    pub async fn connect(srv: &TestServer) -> Peer {
+        Peer {
+            conn: srv.conn().await,
+            msgs: Default::default(),
+            notices: Default::default(),
+        }
+    }
+
+    /// Reads one line; `MSG` and `NOTICE` lines are buffered and `None`
+    /// returned, any other line is returned.
+    async fn read_one(&mut self) -> Option<String> {
+        let line = self.conn.line().await;
+        if line.starts_with("MSG ") {
+            let (head, n) =
+                split_literal(&line).unwrap_or_else(|| panic!("MSG without literal: {line:?}"));
+            let body = self.conn.literal(n).await;
+            self.msgs.push_back(Msg::parse(&head, body));
+            None
+        } else if line.starts_with("NOTICE ") {
+            self.notices.push_back(line);
+            None
+        } else {
+            Some(line)
+        }
+    }
+
+    /// Reads the next reply line, buffering pushes before it.
+    pub async fn reply(&mut self) -> String {
+        loop {
+            if let Some(l) = self.read_one().await {
+                return l;
+            }
+        }
+    }
+
+    /// Sends a line and returns its reply.
+    pub async fn cmd(&mut self, line: &str) -> String {
+        self.conn.send(line).await;
+        self.reply().await
+    }
+
+    /// Sends a line and asserts its reply.
+    pub async fn ok(&mut self, line: &str, expect: &str) {
+        let got = self.cmd(line).await;
+        assert_eq!(got, expect, "reply to {line:?}");
+    }
+
+    /// Sends a line and asserts an `ERR <code>` reply.
+    pub async fn err(&mut self, line: &str, code: &str) -> String {
+        let got = self.cmd(line).await;
+        assert!(
+            got.starts_with(&format!("ERR {code} ")) || got == format!("ERR {code}"),
+            "reply to {line:?}: expected ERR {code}, got {got:?}"
+        );
+        got
+    }
+
+    /// Publishes a text body and returns the message id; asserts `routed=`.
+    pub async fn publish(&mut self, exchange: &str, key: &str, body: &str, routed: u32) -> String {
+        let line = format!("PUB {} {} {}", quote(exchange), quote(key), quote(body));
+        let got = self.cmd(&line).await;
+        let w = words(&got);
+        assert!(
+            w.len() == 3 && w[0] == "OK" && w[2] == format!("routed={routed}"),
+            "reply to {line:?}: expected OK <id> routed={routed}, got {got:?}"
+        );
+        w[1].clone()
+    }
+
+    /// The next delivery (buffered or read now). Fails on a reply line.
+    pub async fn msg(&mut self) -> Msg {
+        loop {
+            if let Some(m) = self.msgs.pop_front() {
+                return m;
+            }
+            if let Some(l) = self.read_one().await {
+                panic!("expected MSG, got reply {l:?}");
+            }
+        }
+    }
+
+    /// The next notice (buffered or read now). Fails on a reply line.
+    pub async fn notice(&mut self) -> String {
+        loop {
+            if let Some(n) = self.notices.pop_front() {
+                return n;
+            }
+            if let Some(l) = self.read_one().await {
+                panic!("expected NOTICE, got reply {l:?}");
+            }
+        }
+    }
+
+    /// Asserts no delivery is pending: none buffered, and a PING round
+    /// trip returns `OK pong` with no push before it.
+    pub async fn quiet(&mut self) {
+        assert!(
+            self.msgs.is_empty(),
+            "unexpected deliveries {:?}",
+            self.msgs
+        );
+        self.conn.send("PING").await;
+        let line = self.conn.line().await;
+        assert_eq!(line, "OK pong", "expected no push before the PING reply");
+    }
+
+    /// Runs a `GET` and returns its deliveries and its final reply line.
+    /// Deliveries with a consumer tag other than `-` stay buffered.
+    pub async fn get(&mut self, line: &str) -> (Vec<Msg>, String) {
+        let before = self.msgs.len();
+        let reply = self.cmd(line).await;
+        let mut got = Vec::new();
+        let mut keep = std::collections::VecDeque::new();
+        for (i, m) in std::mem::take(&mut self.msgs).into_iter().enumerate() {
+            if i >= before && m.ctag == "-" {
+                got.push(m);
+            } else {
+                keep.push_back(m);
+            }
+        }
+        self.msgs = keep;
+        (got, reply)
+    }
+
+    /// Asserts the server closes the connection.
+    pub async fn expect_closed(&mut self) {
+        self.conn.expect_closed().await;
+    }
+}
+
+/// Writes a word the way the protocol reads it (quoted when needed).
+pub fn quote(w: &str) -> String {
+    let plain = !w.is_empty()
+        && !w.starts_with('{')
+        && w.bytes()
+            .all(|b| b > b' ' && b != b'"' && b != b'\\' && b != 0x7f);
+    if plain {
+        w.to_string()
+    } else {
+        let mut s = String::from("\"");
+        for ch in w.chars() {
+            if ch == '"' || ch == '\\' {
+                s.push('\\');
+            }
+            s.push(ch);
+        }
+        s.push('"');
+        s
+    }
+}
+
+impl Peer {
+    /// Repeats `line` until its reply satisfies `done`, or fails after the
+    /// deadline; for effects of a disconnect, which the server applies
+    /// asynchronously. Returns the last reply.
+    pub async fn poll_until(&mut self, line: &str, done: impl Fn(&str) -> bool) -> String {
+        let until = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let got = self.cmd(line).await;
+            if done(&got) {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "timed out: last reply to {line:?} was {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Peer {
+    /// Sends a raw `PUB` line and asserts `OK <id> routed=<n>` with n >= 1.
+    pub async fn publish_line(&mut self, line: &str) -> String {
+        let got = self.cmd(line).await;
+        let w = words(&got);
+        assert!(
+            w.len() == 3 && w[0] == "OK" && w[2].starts_with("routed=") && w[2] != "routed=0",
+            "reply to {line:?}: expected OK <id> routed=<n>=1.., got {got:?}"
+        );
+        w[1].clone()
+    }
+}
+
+impl Peer {
+    /// Takes a delivery that was already read (while waiting for a reply),
+    /// without reading more.
+    pub fn take_buffered_msg(&mut self) -> Option<Msg> {
+        self.msgs.pop_front()
+    }
+}
