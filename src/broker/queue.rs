@@ -195,10 +195,7 @@ impl Queue {
             return;
         }
         s.insert_ready(entry);
-        self.dispatch(&mut s);
-        if s.get_waiters > 0 && !s.ready.is_empty() {
-            self.ready_signal.notify_waiters();
-        }
+        self.dispatch_and_wake(&mut s);
     }
 
     /// Restores copies found in the store at start (in seq order).
@@ -306,10 +303,7 @@ impl Queue {
             }
             _ => Some(entry),
         };
-        self.dispatch(&mut s);
-        if s.get_waiters > 0 && !s.ready.is_empty() {
-            self.ready_signal.notify_waiters();
-        }
+        self.dispatch_and_wake(&mut s);
         drop(s);
         match released {
             Some(e) => self.release(vec![e]),
@@ -385,6 +379,15 @@ impl Queue {
         }
         self.disk.apply(&batch)?;
         Ok(())
+    }
+
+    /// Dispatches to subscriptions, then wakes waiting `GET`s if anything
+    /// is still ready.
+    fn dispatch_and_wake(self: &Arc<Self>, s: &mut State) {
+        self.dispatch(s);
+        if s.get_waiters > 0 && !s.ready.is_empty() {
+            self.ready_signal.notify_waiters();
+        }
     }
 
     fn dispatch(self: &Arc<Self>, s: &mut State) {

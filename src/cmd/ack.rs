@@ -37,7 +37,7 @@ fn settle(s: &mut Session, tag: u64, multiple: bool, how: Settle) -> Result<(), 
     let mut failure = None;
     for u in taken {
         match u.queue.settle(u.consumer_id, u.entry, how) {
-            Ok(g) => gen = g.or(gen).max(gen),
+            Ok(g) => gen = gen.max(g),
             Err(e) => failure = Some(e),
         }
     }

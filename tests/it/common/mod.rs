@@ -193,10 +193,7 @@ impl TestConn {
     /// Sends a line and asserts an `ERR <code>` reply; returns the whole line.
     pub async fn err(&mut self, line: &str, code: &str) -> String {
         let got = self.cmd(line).await;
-        assert!(
-            got.starts_with(&format!("ERR {code} ")) || got == format!("ERR {code}"),
-            "reply to {line:?}: expected ERR {code}, got {got:?}"
-        );
+        assert_err_reply(line, code, &got);
         got
     }
 
@@ -245,6 +242,14 @@ impl TestConn {
     pub async fn expect_quiet(&mut self) {
         self.ok("PING", "OK pong").await;
     }
+}
+
+/// Asserts that `got`, the reply to `line`, is `ERR <code>` (with or without text).
+pub fn assert_err_reply(line: &str, code: &str, got: &str) {
+    assert!(
+        got.starts_with(&format!("ERR {code} ")) || got == format!("ERR {code}"),
+        "reply to {line:?}: expected ERR {code}, got {got:?}"
+    );
 }
 
 /// Splits `... {N}` into the head and N.
@@ -423,10 +428,7 @@ impl Peer {
     /// Sends a line and asserts an `ERR <code>` reply.
     pub async fn err(&mut self, line: &str, code: &str) -> String {
         let got = self.cmd(line).await;
-        assert!(
-            got.starts_with(&format!("ERR {code} ")) || got == format!("ERR {code}"),
-            "reply to {line:?}: expected ERR {code}, got {got:?}"
-        );
+        assert_err_reply(line, code, &got);
         got
     }
 
