@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
@@ -56,10 +56,8 @@ pub async fn run(
             writer.buf.extend_from_slice(
                 format!("HELLO sluice {VERSION} proto={PROTOCOL_VERSION}\r\n").as_bytes(),
             );
-            // Unbounded, but bounded in practice: see broker::queue (credit).
-            let (push_tx, push_rx) = mpsc::unbounded_channel();
-            let session = Session::new(conn_id, broker, push_tx);
-            session.run(reader, writer, push_rx, stop).await;
+            let session = Session::new(conn_id, broker);
+            session.run(reader, writer, stop).await;
             drop(permit);
         });
     }

@@ -111,6 +111,8 @@ pub struct Session {
     pub broker: Broker,
     /// Where this connection's queues push.
     pub push_tx: mpsc::UnboundedSender<Push>,
+    /// What they pushed, not yet taken into `out`.
+    push_rx: mpsc::UnboundedReceiver<Push>,
     /// Outputs in order.
     pub out: VecDeque<Out>,
     /// Unacked deliveries by delivery tag.
@@ -131,11 +133,14 @@ type WaitFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl Session {
     /// A new session for connection `conn_id`.
-    pub fn new(conn_id: u64, broker: Broker, push_tx: mpsc::UnboundedSender<Push>) -> Session {
+    pub fn new(conn_id: u64, broker: Broker) -> Session {
+        // Unbounded, but bounded in practice: see broker::queue (credit).
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
         Session {
             conn_id,
             broker,
             push_tx,
+            push_rx,
             out: VecDeque::new(),
             unacked: BTreeMap::new(),
             subs: HashMap::new(),
@@ -208,6 +213,14 @@ impl Session {
             }
         }
         gen
+    }
+
+    /// Takes every push already sent to this connection into `out` (or
+    /// back to its queue, for a cancelled subscription).
+    pub fn take_pushes(&mut self) {
+        while let Ok(p) = self.push_rx.try_recv() {
+            self.on_push(p);
+        }
     }
 
     fn on_push(&mut self, push: Push) {
@@ -306,7 +319,6 @@ impl Session {
         mut self,
         mut reader: FrameReader,
         mut writer: FrameWriter,
-        mut push_rx: mpsc::UnboundedReceiver<Push>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut commit_rx = self.broker.committer().subscribe();
@@ -353,10 +365,10 @@ impl Session {
                     Ok(0) | Err(_) => reading = false,
                     Ok(_) => {}
                 },
-                Some(push) = push_rx.recv() => {
+                Some(push) = self.push_rx.recv() => {
                     self.on_push(push);
                     for _ in 0..PUSH_BATCH {
-                        match push_rx.try_recv() {
+                        match self.push_rx.try_recv() {
                             Ok(p) => self.on_push(p),
                             Err(_) => break,
                         }
@@ -383,7 +395,7 @@ impl Session {
             }
         }
         writer.shutdown().await;
-        self.close(&mut push_rx);
+        self.close();
     }
 
     /// Executes every complete frame already buffered, until a command must
@@ -426,15 +438,15 @@ impl Session {
 
     /// Ends the session: cancel subscriptions, requeue unacked deliveries,
     /// delete exclusive and emptied auto-delete queues.
-    fn close(mut self, push_rx: &mut mpsc::UnboundedReceiver<Push>) {
+    fn close(mut self) {
         let mut emptied = Vec::new();
         for (_, sub) in self.subs.drain() {
             if sub.queue.unsubscribe(sub.consumer_id) {
                 emptied.push(sub.queue);
             }
         }
-        push_rx.close();
-        while let Ok(push) = push_rx.try_recv() {
+        self.push_rx.close();
+        while let Ok(push) = self.push_rx.try_recv() {
             if let Push::Deliver(d) = push {
                 return_undelivered(d);
             }

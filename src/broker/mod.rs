@@ -429,14 +429,16 @@ impl Broker {
         let stats = q.stats();
         if d.if_unused && stats.consumers > 0 {
             return Err(BrokerError::Precondition(format!(
-                "queue {} has {} consumers",
-                q.name, stats.consumers
+                "queue {} has {}",
+                q.name,
+                plural(stats.consumers, "consumer")
             )));
         }
         if d.if_empty && stats.messages > 0 {
             return Err(BrokerError::Precondition(format!(
-                "queue {} has {} messages",
-                q.name, stats.messages
+                "queue {} has {}",
+                q.name,
+                plural(stats.messages, "message")
             )));
         }
         let gen = self.remove_queue(&q)?;
@@ -671,6 +673,15 @@ impl Broker {
         store.sync()?;
         self.inner.disk.committer.shutdown();
         Ok(())
+    }
+}
+
+/// `1 consumer`, `2 consumers`.
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 

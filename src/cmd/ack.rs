@@ -30,12 +30,18 @@ fn settle(s: &mut Session, tag: u64, multiple: bool, how: Settle) -> Result<(), 
     } else {
         s.unacked.remove(&tag).into_iter().collect()
     };
-    if taken.is_empty() {
-        return Err(BrokerError::UnknownTag(tag));
-    }
     let mut gen = None;
     let mut failure = None;
+    let mut outstanding = 0usize;
     for u in taken {
+        // A delivery whose queue was deleted is no longer outstanding: its
+        // copy is released and the tag answers UNKNOWN_TAG.
+        let how = if u.queue.is_deleted() {
+            Settle::Drop
+        } else {
+            outstanding += 1;
+            how
+        };
         match u.queue.settle(u.consumer_id, u.entry, how) {
             Ok(g) => gen = gen.max(g),
             Err(e) => failure = Some(e),
@@ -43,6 +49,9 @@ fn settle(s: &mut Session, tag: u64, multiple: bool, how: Settle) -> Result<(), 
     }
     if let Some(e) = failure {
         return Err(e);
+    }
+    if outstanding == 0 {
+        return Err(BrokerError::UnknownTag(tag));
     }
     reply_after(s, Reply::ok(), gen)
 }

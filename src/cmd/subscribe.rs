@@ -54,8 +54,13 @@ pub(super) fn unsubscribe(c: Unsubscribe, s: &mut Session) -> Result<(), BrokerE
         BrokerError::NotFound(format!("consumer tag {}", quote_for_message(&c.tag)))
     })?;
     s.cancelled.insert(sub.consumer_id);
+    let emptied = sub.queue.unsubscribe(sub.consumer_id);
+    // Deliveries already on their way go back to the queue before the OK;
+    // the queue sends nothing more to this consumer once unsubscribed.
+    s.take_pushes();
+    s.cancelled.remove(&sub.consumer_id);
     let mut gen = None;
-    if sub.queue.unsubscribe(sub.consumer_id) {
+    if emptied {
         gen = s.broker.delete_queue_now(&sub.queue)?;
     }
     super::reply_after(s, Reply::ok(), gen)

@@ -312,9 +312,11 @@ fn eol_at(buf: &[u8], at: usize) -> Option<Option<usize>> {
 }
 
 /// The lexical literal test on a line without its EOL: after trailing blanks,
-/// does it end in `{` 1*20DIGIT `}` with the `{` at the start (when
+/// does it end in `{` 1*DIGIT `}` with the `{` at the start (when
 /// `at_start` says the slice starts the line) or after a blank?
-/// `Some(Err(digits))` when the count does not fit in a u64.
+/// `Some(Err(digits))` when the count does not fit in a u64: the sender
+/// meant a literal that cannot be honoured, so the stream cannot be
+/// re-synchronised (anchors §4.3: BAD_FRAME), rather than read as text.
 pub(crate) fn lit_mark(line: &[u8], at_start: bool) -> Option<Result<u64, &[u8]>> {
     let end = line.iter().rposition(|&b| !is_blank(b))? + 1;
     let line = &line[..end];
@@ -324,7 +326,7 @@ pub(crate) fn lit_mark(line: &[u8], at_start: bool) -> Option<Result<u64, &[u8]>
         .rev()
         .take_while(|b| b.is_ascii_digit())
         .count();
-    if ndigits == 0 || ndigits > 20 {
+    if ndigits == 0 {
         return None;
     }
     let digits = &inner[inner.len() - ndigits..];
@@ -522,10 +524,17 @@ mod tests {
     }
 
     #[test]
-    fn twenty_one_digits_is_not_a_mark() {
-        let input = b"X {000000000000000000001}\n";
+    fn leading_zeros_beyond_twenty_digits_still_make_a_mark() {
+        let input = b"X {000000000000000000001}\nz\n";
         let (ev, _) = both(Limits::default(), input);
-        assert_eq!(ev, vec![line("X {000000000000000000001}")]);
+        assert_eq!(ev, vec![lit("X {000000000000000000001}", b"z")]);
+    }
+
+    #[test]
+    fn a_count_of_many_digits_is_bad_frame_not_text() {
+        let (ev, err) = both(Limits::default(), b"PUB x k {123456789012345678901234}\n");
+        assert!(ev.is_empty());
+        assert!(err.unwrap().0.contains("does not fit in 64 bits"));
     }
 
     #[test]

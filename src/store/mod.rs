@@ -34,6 +34,10 @@ pub enum StoreError {
     /// A record failed its checksum or could not be decoded.
     #[error("store is corrupted: {0}")]
     Corrupt(String),
+    /// Another process (or a store not yet fully closed) holds the data
+    /// directory's lock.
+    #[error("data directory {0} is in use by another process")]
+    Locked(String),
 }
 
 impl From<sled::Error> for StoreError {

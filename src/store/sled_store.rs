@@ -27,6 +27,38 @@ pub const BODY_CHUNK_BYTES: usize = 64 * 1024;
 /// sled's page cache size: its default (1 GiB) is far too large for a broker.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// How long [`SledStore::open`] waits for the directory lock.
+///
+/// sled 0.34 releases its `flock` only when its background threads exit,
+/// which can be a few milliseconds after the last `Db` handle is dropped
+/// (spacejam/sled#1234, #1289): a restart in the same process would
+/// otherwise fail at random. A second live broker on the same directory
+/// still fails, once this wait is over.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens sled, retrying while its directory lock is held (see [`LOCK_WAIT`]).
+fn open_waiting_for_lock(
+    config: &sled::Config,
+    dir: &Path,
+    wait: std::time::Duration,
+) -> Result<sled::Db, StoreError> {
+    let start = std::time::Instant::now();
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            // sled =0.34.7 reports the failed `flock` as ErrorKind::Other
+            // with this text (config.rs, `open_file`).
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if start.elapsed() >= wait {
+                    return Err(StoreError::Locked(dir.display().to_string()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// The sled-backed store.
 #[derive(Debug)]
 pub struct SledStore {
@@ -68,12 +100,20 @@ fn chunk_count(len: usize) -> u32 {
 impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
+        Self::open_with_lock_wait(dir, cache_bytes, LOCK_WAIT)
+    }
+
+    fn open_with_lock_wait(
+        dir: &Path,
+        cache_bytes: u64,
+        lock_wait: std::time::Duration,
+    ) -> Result<SledStore, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(500))
-            .open()?;
+            .flush_every_ms(Some(500));
+        let db = open_waiting_for_lock(&config, dir, lock_wait)?;
         let db_file = File::open(dir.join("db"))?;
         Ok(SledStore {
             exchanges: db.open_tree("exchanges")?,
@@ -321,5 +361,35 @@ impl Store for SledStore {
         self.db.flush()?;
         self.db_file.sync_data()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_directory_in_use_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+        let second =
+            SledStore::open_with_lock_wait(dir.path(), DEFAULT_CACHE_BYTES, Duration::ZERO);
+        match second {
+            Err(StoreError::Locked(d)) => assert_eq!(d, dir.path().display().to_string()),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(first);
+    }
+
+    #[test]
+    fn reopening_right_after_close_waits_for_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..50 {
+            let s = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+            s.set_clean(true).unwrap();
+            s.sync().unwrap();
+            drop(s);
+        }
     }
 }

@@ -528,9 +528,9 @@ async fn unsub_right_after_sub_loses_no_message_and_writes_none_after_its_ok() {
     for m in &received {
         p.ok(&format!("ACK {}", m.dtag), "OK").await;
     }
-    // Whatever was not written to us goes back to the queue.
+    // Whatever was not written to us went back to the queue before the OK.
     let expect = format!("OK q messages={} consumers=0", 200 - received.len());
-    p.poll_until("DECLARE QUEUE q", |r| r == expect).await;
+    p.ok("DECLARE QUEUE q", &expect).await;
 }
 
 #[tokio::test]
@@ -548,4 +548,50 @@ async fn messages_in_flight_to_a_connection_that_quits_go_back_to_the_queue() {
         .await;
     let (msgs, r) = b.get("GET q").await;
     assert_eq!((msgs[0].id.as_str(), r.as_str()), ("m1", "OK 1"));
+}
+
+#[tokio::test]
+async fn unsub_gives_back_deliveries_still_on_their_way_before_its_ok() {
+    let srv = TestServer::start().await;
+    let mut publisher = with_queue(&srv).await;
+    let mut c = Peer::connect(&srv).await;
+    c.ok("SUB q prefetch=1000 tag=t", "OK t").await;
+    let total = 500;
+    let mut batch = String::new();
+    for i in 0..total {
+        batch.push_str(&format!("PUB \"\" q m{i}\r\n"));
+    }
+    // Publishes stream in while the subscriber cancels: some deliveries are
+    // on their way (pushed, not yet written) when UNSUB runs.
+    publisher.conn.send_raw(batch.as_bytes()).await;
+    // One write: GET runs right after UNSUB, with no loop turn in between.
+    c.conn.send_raw(b"UNSUB t\r\nGET q count=1000\r\n").await;
+    assert_eq!(c.reply().await, "OK");
+    let mut pushed = 0;
+    while let Some(m) = c.take_buffered_msg() {
+        assert_eq!(m.ctag, "t");
+        pushed += 1;
+    }
+    let (got, reply) = c.get_reply().await;
+    assert_eq!(reply, format!("OK {}", got.len()));
+    assert!(
+        c.take_buffered_msg().is_none(),
+        "a delivery for t followed UNSUB's OK"
+    );
+    for _ in 0..total {
+        let r = publisher.reply().await;
+        assert!(r.ends_with("routed=1"), "{r}");
+    }
+    let depth = publisher.cmd("DECLARE QUEUE q").await;
+    let ready: usize = depth
+        .strip_prefix("OK q messages=")
+        .and_then(|r| r.strip_suffix(" consumers=0"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{depth}"));
+    assert_eq!(
+        pushed + got.len() + ready,
+        total,
+        "pushed {pushed}, got {}, ready {ready}",
+        got.len()
+    );
 }

@@ -357,11 +357,16 @@ async fn deleting_a_queue_cancels_its_subscriptions_with_a_notice() {
         .await;
     sub.ok("SUB audit tag=a1", "OK a1").await;
     let mut admin = Peer::connect(&srv).await;
+    admin.publish("", "audit", "fan me out", 1).await;
+    let m = sub.msg().await;
+    assert_eq!(m.dtag, 1);
     admin.ok("DELETE QUEUE audit", "OK messages=0").await;
     assert_eq!(
         sub.notice().await,
         "NOTICE cancelled a1 reason=queue-deleted"
     );
+    // The delivery died with its queue: it is no longer outstanding.
+    sub.err("ACK 1", "UNKNOWN_TAG").await;
     sub.err("UNSUB a1", "NOT_FOUND").await;
 }
 

@@ -484,8 +484,14 @@ impl Peer {
     /// Runs a `GET` and returns its deliveries and its final reply line.
     /// Deliveries with a consumer tag other than `-` stay buffered.
     pub async fn get(&mut self, line: &str) -> (Vec<Msg>, String) {
+        self.conn.send(line).await;
+        self.get_reply().await
+    }
+
+    /// Reads the reply of a `GET` already sent, as [`Peer::get`] does.
+    pub async fn get_reply(&mut self) -> (Vec<Msg>, String) {
         let before = self.msgs.len();
-        let reply = self.cmd(line).await;
+        let reply = self.reply().await;
         let mut got = Vec::new();
         let mut keep = std::collections::VecDeque::new();
         for (i, m) in std::mem::take(&mut self.msgs).into_iter().enumerate() {
