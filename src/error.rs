@@ -26,6 +26,9 @@ pub enum BrokerError {
     /// A configured limit.
     #[error("{0}")]
     Limit(String),
+    /// A queue at its length limit with `overflow=reject-publish`.
+    #[error("{0}")]
+    QueueFull(String),
     /// The store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -41,6 +44,7 @@ impl BrokerError {
             BrokerError::NoRoute(_) => ErrorCode::NoRoute,
             BrokerError::UnknownTag(_) => ErrorCode::UnknownTag,
             BrokerError::Limit(_) => ErrorCode::Limit,
+            BrokerError::QueueFull(_) => ErrorCode::QueueFull,
             BrokerError::Store(_) => ErrorCode::Internal,
         }
     }

@@ -41,6 +41,9 @@ impl Message {
             routing_key: self.routing_key.clone(),
             headers: self.headers.clone(),
             deliveries,
+            expires_at: None,
+            not_before: None,
+            priority: 0,
         }
     }
 

@@ -409,6 +409,7 @@ impl Broker {
                 name: name.to_string(),
                 id,
                 auto_delete: d.auto_delete,
+                args: d.args.clone(),
             };
             Some(self.inner.disk.write(|s| s.put_queue(&def))?)
         } else {
@@ -471,6 +472,7 @@ impl Broker {
                 name: q.name.to_string(),
                 id: q.id,
                 auto_delete: q.auto_delete,
+                args: Default::default(),
             };
             gen = Some(self.inner.disk.write(|s| s.delete_queue(&def))?);
         }

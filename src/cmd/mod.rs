@@ -61,6 +61,9 @@ pub fn apply(command: Command, s: &mut Session) -> Outcome {
         },
         Command::Ack(c) => ack::ack(c, s),
         Command::Nack(c) => ack::nack(c, s),
+        Command::Touch(_) | Command::Peek(_) | Command::Redrive(_) => {
+            Err(BrokerError::Limit("not supported yet".into()))
+        }
     };
     if let Err(e) = result {
         s.reply(e.to_reply());

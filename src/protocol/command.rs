@@ -45,9 +45,15 @@ pub enum Command {
     Get(Get),
     /// `ACK <dtag> [multiple]`
     Ack(Ack),
-    /// `NACK <dtag> [multiple] [requeue=true|false]`; `REJECT <dtag>` parses to
-    /// `Nack { multiple: false, requeue: false }`.
+    /// `NACK <dtag> [multiple] [requeue=true|false] [delay=<ms>]`; `REJECT <dtag>`
+    /// parses to `Nack { multiple: false, requeue: false, delay_ms: None }`.
     Nack(Nack),
+    /// `TOUCH <dtag>`
+    Touch(Touch),
+    /// `PEEK <queue> [count=<n>] [from=<position>]`
+    Peek(Peek),
+    /// `REDRIVE <queue> [count=<n>]`
+    Redrive(Redrive),
 }
 
 /// `HELLO [name=<client>] [proto=<n>]`
@@ -103,8 +109,7 @@ pub struct DeclareExchange {
     pub alternate: Option<String>,
 }
 
-/// `DECLARE QUEUE`. The failure-handling options of the contract
-/// (`max-length`, `ttl`, ...) are refused by the parser until they are built.
+/// `DECLARE QUEUE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeclareQueue {
     /// Queue name; empty asks the server to generate one.
@@ -115,6 +120,55 @@ pub struct DeclareQueue {
     pub exclusive: bool,
     /// Deleted when its last subscription ends.
     pub auto_delete: bool,
+    /// The failure-handling options.
+    pub args: QueueArgs,
+}
+
+/// What a full queue (`max-length`/`max-bytes` reached) does with one more
+/// message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Overflow {
+    /// Dead-letter (or drop) the oldest ready message to make room.
+    #[default]
+    DropHead,
+    /// Refuse the publish: `ERR QUEUE_FULL` (or `rejected=<n>` in the reply).
+    RejectPublish,
+    /// Hold the publish (its reply, and so the publisher's pipeline) until
+    /// there is room.
+    Block,
+}
+
+/// A queue's failure-handling options, as given to `DECLARE QUEUE`. Two
+/// declarations of one queue must agree on every field (`PRECONDITION`
+/// otherwise); the defaults are what an absent option means.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct QueueArgs {
+    /// `max-length=N`: at most N messages waiting (ready or delayed).
+    pub max_length: Option<u64>,
+    /// `max-bytes=N`: at most N body bytes waiting.
+    pub max_bytes: Option<u64>,
+    /// `overflow=drop-head|reject-publish|block` (default drop-head).
+    pub overflow: Overflow,
+    /// `ttl=<ms>`: a message waiting longer than this expires.
+    pub ttl_ms: Option<u64>,
+    /// `expires=<ms>`: the queue is deleted after this long unused.
+    pub expires_ms: Option<u64>,
+    /// `dead-letter=<exchange>`.
+    pub dead_letter: Option<String>,
+    /// `dead-letter-key=<key>`: routing key for dead letters (default: the
+    /// message's own).
+    pub dead_letter_key: Option<String>,
+    /// `delivery-limit=N` (N ≥ 1): at most N deliveries.
+    pub delivery_limit: Option<u32>,
+    /// `ack-timeout=<ms>`: an unacked delivery goes back after this long.
+    pub ack_timeout_ms: Option<u64>,
+    /// `max-priority=N` (1..=255): a priority queue.
+    pub max_priority: Option<u8>,
+    /// `dedup-window=<ms>`: a repeated `id=` within the window is not stored again.
+    pub dedup_window_ms: Option<u64>,
+    /// `retry-delays=<ms>,<ms>,...`: requeues wait by delivery count (the
+    /// last value repeats). Empty: requeue at once.
+    pub retry_delays_ms: Vec<u64>,
 }
 
 /// `DELETE EXCHANGE <name> [if-unused]`
@@ -184,6 +238,12 @@ pub struct Publish {
     pub id: Option<String>,
     /// `h.<name>=<value>` headers, in the order given.
     pub headers: Vec<Header>,
+    /// `ttl=<ms>`: expires after this long (the queue's `ttl` may be shorter).
+    pub ttl_ms: Option<u64>,
+    /// `delay=<ms>`: stored at once, delivered no earlier than this.
+    pub delay_ms: Option<u64>,
+    /// `priority=<n>` (0..=255), for queues with `max-priority`.
+    pub priority: Option<u8>,
     /// The body: a literal's bytes or the last token's text.
     pub body: Bytes,
 }
@@ -249,6 +309,37 @@ pub struct Nack {
     pub tag: u64,
     /// Also every outstanding tag below it.
     pub multiple: bool,
-    /// Put back in the queue (default) or drop.
+    /// Put back in the queue (default) or dead-letter/drop.
     pub requeue: bool,
+    /// `delay=<ms>`: requeue, but hold back this long (implies requeue).
+    pub delay_ms: Option<u64>,
+}
+
+/// `TOUCH <dtag>`: restarts the delivery's ack timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touch {
+    /// Delivery tag.
+    pub tag: u64,
+}
+
+/// `PEEK <queue> [count=<n>] [from=<position>]`: shows waiting messages
+/// without taking them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peek {
+    /// Queue name.
+    pub queue: String,
+    /// At most this many (default 1, 1..=1000).
+    pub count: u32,
+    /// Start at this position (a queue sequence number, as `PEEK` shows it).
+    pub from: Option<u64>,
+}
+
+/// `REDRIVE <queue> [count=<n>]`: re-publishes dead letters to the exchange
+/// and routing key they were first published to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redrive {
+    /// Queue name (the dead-letter queue).
+    pub queue: String,
+    /// At most this many (default: all).
+    pub count: Option<u64>,
 }

@@ -370,6 +370,7 @@ fn declare(mut a: Args<'_>) -> Res<Command> {
         durable: false,
         exclusive: false,
         auto_delete: false,
+        args: Default::default(),
     };
     for opt in a.options(&spec)? {
         match opt {
@@ -501,6 +502,9 @@ fn publish(mut a: Args<'_>) -> Res<Command> {
         mandatory: false,
         id: None,
         headers: Vec::new(),
+        ttl_ms: None,
+        delay_ms: None,
+        priority: None,
         body,
     };
     for opt in a.options(&spec)? {
@@ -609,6 +613,7 @@ fn nack(mut a: Args<'_>) -> Res<Command> {
         tag,
         multiple: false,
         requeue: true,
+        delay_ms: None,
     };
     for opt in a.options(&spec)? {
         match opt {
@@ -626,6 +631,7 @@ fn reject(mut a: Args<'_>) -> Res<Command> {
         tag,
         multiple: false,
         requeue: false,
+        delay_ms: None,
     }))
 }
 
@@ -1018,6 +1024,7 @@ mod tests {
                 durable,
                 exclusive,
                 auto_delete,
+                args: Default::default(),
             })
         };
         assert_eq!(ok("DECLARE QUEUE jobs"), q("jobs", false, false, false));
@@ -1430,6 +1437,7 @@ mod tests {
                 tag,
                 multiple,
                 requeue,
+                delay_ms: None,
             })
         };
         assert_eq!(ok("NACK 3"), n(3, false, true));

@@ -187,6 +187,7 @@ pub fn decode_queue(b: &[u8]) -> Result<QueueDef, StoreError> {
         name: r.str()?,
         id: r.u64()?,
         auto_delete: r.u8()? != 0,
+        args: Default::default(),
     })
 }
 
@@ -244,6 +245,9 @@ pub fn decode_meta(b: &[u8]) -> Result<(MessageMeta, Option<Vec<u8>>), StoreErro
         routing_key: r.str()?,
         headers: r.headers()?,
         deliveries: r.u32()?,
+        expires_at: None,
+        not_before: None,
+        priority: 0,
     };
     let body = match r.u8()? {
         0 => None,
@@ -269,6 +273,7 @@ mod tests {
             name: "jobs".into(),
             id: 42,
             auto_delete: false,
+            args: Default::default(),
         };
         assert_eq!(decode_queue(&encode_queue(&q)).unwrap(), q);
         let b = BindingDef {
@@ -286,6 +291,9 @@ mod tests {
             routing_key: "jobs".into(),
             headers: vec![],
             deliveries: 3,
+            expires_at: None,
+            not_before: None,
+            priority: 0,
         };
         assert_eq!(
             decode_meta(&encode_meta(&m, None)).unwrap(),
@@ -303,6 +311,7 @@ mod tests {
             name: "jobs".into(),
             id: 1,
             auto_delete: false,
+            args: Default::default(),
         };
         let mut rec = encode_queue(&q);
         let last = rec.len() - 1;

@@ -23,7 +23,7 @@ pub use sled_store::SledStore;
 
 use bytes::Bytes;
 
-use crate::protocol::command::{ExchangeKind, Header, HeaderMatch};
+use crate::protocol::command::{ExchangeKind, Header, HeaderMatch, QueueArgs};
 
 /// Failures of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,8 @@ pub struct QueueDef {
     pub id: u64,
     /// Deleted when its last subscription ends.
     pub auto_delete: bool,
+    /// Failure-handling options.
+    pub args: QueueArgs,
 }
 
 /// A durable binding as stored (both ends durable).
@@ -107,8 +109,28 @@ pub struct MessageMeta {
     pub routing_key: String,
     /// Headers.
     pub headers: Vec<Header>,
-    /// Deliveries so far (written on clean shutdown).
+    /// Deliveries so far (written when the copy is requeued, and on clean
+    /// shutdown).
     pub deliveries: u32,
+    /// When it expires (Unix ms), if it has a TTL.
+    pub expires_at: Option<u64>,
+    /// Not to be delivered before this (Unix ms): `delay=`, `NACK delay=`,
+    /// `retry-delays`.
+    pub not_before: Option<u64>,
+    /// Priority (0 when none).
+    pub priority: u8,
+}
+
+/// A publisher de-duplication record: `id` was published to queue
+/// `queue_id`; a repeat is a duplicate until `expires_at` (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupEntry {
+    /// Queue id.
+    pub queue_id: u64,
+    /// Message id.
+    pub id: String,
+    /// End of the window (Unix ms).
+    pub expires_at: u64,
 }
 
 /// One message copy found at recovery.
@@ -137,6 +159,9 @@ pub struct Recovered {
     pub messages: Vec<RecoveredMessage>,
     /// Whether the previous run shut down cleanly.
     pub clean_shutdown: bool,
+    /// De-duplication records still inside their window at recovery time
+    /// (expired ones are dropped from the store).
+    pub dedup: Vec<DedupEntry>,
 }
 
 /// One atomic change to the message space.
@@ -150,6 +175,10 @@ pub struct MessageBatch<'a> {
     pub del_metas: Vec<(u64, u64)>,
     /// Bodies to remove: (body id, body length).
     pub del_bodies: Vec<(u64, usize)>,
+    /// De-duplication records to write.
+    pub put_dedup: Vec<&'a DedupEntry>,
+    /// De-duplication records to remove: (queue id, message id).
+    pub del_dedup: Vec<(u64, &'a str)>,
 }
 
 impl MessageBatch<'_> {
@@ -159,6 +188,8 @@ impl MessageBatch<'_> {
             && self.put_metas.is_empty()
             && self.del_metas.is_empty()
             && self.del_bodies.is_empty()
+            && self.put_dedup.is_empty()
+            && self.del_dedup.is_empty()
     }
 }
 
@@ -176,7 +207,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn delete_exchange(&self, name: &str) -> Result<(), StoreError>;
     /// Writes or replaces a durable queue.
     fn put_queue(&self, def: &QueueDef) -> Result<(), StoreError>;
-    /// Removes a durable queue, its bindings and every message copy it holds.
+    /// Removes a durable queue, its bindings, every message copy it holds
+    /// and its de-duplication records.
     fn delete_queue(&self, def: &QueueDef) -> Result<(), StoreError>;
     /// Writes a durable binding.
     fn put_binding(&self, def: &BindingDef) -> Result<(), StoreError>;
