@@ -24,6 +24,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(broker.config().max_connections));
     let mut sessions = JoinSet::new();
+    let timers = tokio::spawn(broker.timers().clone().run());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -65,6 +66,7 @@ pub async fn run(
     drop(listener);
     let _ = stop_tx.send(true);
     while sessions.join_next().await.is_some() {}
+    timers.abort();
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.shutdown()).await??;
     tracing::info!("store flushed; bye");

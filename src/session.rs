@@ -11,11 +11,24 @@
 //! and executing pipelined commands, which is what lets many publishes
 //! share one fsync.
 //!
+//! **Held publishes.** A `PUB` to a full `overflow=block` queue stores
+//! nothing and holds its place in `out` (an [`Out::Held`] placeholder)
+//! until the queue has room, then runs again. Meanwhile the connection
+//! keeps reading: `ACK`, `NACK` and `TOUCH` take effect at once (so a
+//! connection that consumes the full queue frees it), every other command
+//! waits in `deferred` and runs, in order, after the held one. Pushes
+//! (deliveries, notices) go around the placeholder through `bypass`.
+//!
+//! **Ack timeouts.** Manual deliveries from a queue with `ack-timeout`
+//! carry a deadline; when it passes, the delivery goes back to its queue
+//! (or is dead-lettered at its delivery limit), the connection gets
+//! `NOTICE ack-timeout <ctag> <dtag>` and the tag is no longer outstanding.
+//!
 //! **Close.** When the connection ends, subscriptions are cancelled first,
 //! then every unacked delivery goes back to its queue at its old position,
 //! flagged `redelivered`; exclusive queues are deleted.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,7 +41,7 @@ use crate::broker::queue::{Delivery, Push, Queue, Settle};
 use crate::broker::Broker;
 use crate::cmd::{self, Outcome};
 use crate::connection::{FrameReader, FrameWriter};
-use crate::protocol::command::AckMode;
+use crate::protocol::command::{AckMode, Command, Publish};
 use crate::protocol::frame::FrameEvent;
 use crate::protocol::parse::parse_command;
 use crate::protocol::reply::{encode_msg, MsgHead, Notice, Reply};
@@ -39,6 +52,8 @@ use crate::store::CommitState;
 const MAX_PENDING_OUTPUTS: usize = 16 * 1024;
 /// Pushes taken from the channel per wake-up before writing.
 const PUSH_BATCH: usize = 512;
+/// Stop reading while this many commands wait behind a held `PUB`.
+const MAX_DEFERRED: usize = 16 * 1024;
 
 /// One thing to write, in order.
 #[derive(Debug)]
@@ -49,6 +64,8 @@ pub enum Out {
     Msg(MsgOut),
     /// A notice.
     Notice(Notice),
+    /// The place of a held `PUB`'s reply.
+    Held,
 }
 
 /// A delivery waiting to be written.
@@ -75,8 +92,21 @@ pub struct Unacked {
     pub queue: Arc<Queue>,
     /// The subscription it came through (`None` for `GET`).
     pub consumer_id: Option<u64>,
+    /// Its consumer tag (`-` for `GET`).
+    pub tag: Arc<str>,
+    /// When its ack timeout passes, if its queue has one.
+    pub deadline: Option<Instant>,
     /// The queue's copy.
     pub entry: Entry,
+}
+
+/// A `PUB` waiting for room in a full `overflow=block` queue.
+#[derive(Debug)]
+pub struct HeldPub {
+    /// The publish, run again when the queue signals room.
+    pub cmd: Publish,
+    /// The full queue.
+    pub queue: Arc<Queue>,
 }
 
 /// One subscription of this connection.
@@ -125,11 +155,28 @@ pub struct Session {
     pub exclusive: Vec<Arc<Queue>>,
     /// The client's name from `HELLO`.
     pub client_name: Option<String>,
+    /// Ack deadlines: (deadline, delivery tag).
+    timeouts: BTreeSet<(Instant, u64)>,
+    /// The held `PUB`, if any, and the wait for room.
+    held: Option<(HeldPub, RoomWait)>,
+    /// Commands read while a `PUB` is held, to run after it.
+    deferred: VecDeque<Command>,
+    /// Pushes written around a held `PUB`'s placeholder.
+    bypass: VecDeque<Out>,
     next_dtag: u64,
     next_ctag: u64,
 }
 
 type WaitFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The wait of a held `PUB` for room in its queue.
+struct RoomWait(WaitFuture);
+
+impl std::fmt::Debug for RoomWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RoomWait")
+    }
+}
 
 impl Session {
     /// A new session for connection `conn_id`.
@@ -147,6 +194,10 @@ impl Session {
             cancelled: HashSet::new(),
             exclusive: Vec::new(),
             client_name: None,
+            timeouts: BTreeSet::new(),
+            held: None,
+            deferred: VecDeque::new(),
+            bypass: VecDeque::new(),
             next_dtag: 1,
             next_ctag: 1,
         }
@@ -196,16 +247,7 @@ impl Session {
                 auto: None,
             }));
             match ack {
-                AckMode::Manual => {
-                    self.unacked.insert(
-                        dtag,
-                        Unacked {
-                            queue: q.clone(),
-                            consumer_id: None,
-                            entry: e,
-                        },
-                    );
-                }
+                AckMode::Manual => self.record_unacked(dtag, q.clone(), None, dash.clone(), e),
                 AckMode::Auto => match q.settle(None, e, Settle::Ack) {
                     Ok(g) => gen = g.or(gen),
                     Err(err) => tracing::warn!(error = %err, "auto-ack removal failed"),
@@ -213,6 +255,150 @@ impl Session {
             }
         }
         gen
+    }
+
+    /// Records a manual delivery as outstanding, with its ack deadline.
+    fn record_unacked(
+        &mut self,
+        dtag: u64,
+        queue: Arc<Queue>,
+        consumer_id: Option<u64>,
+        tag: Arc<str>,
+        entry: Entry,
+    ) {
+        let deadline = queue
+            .args
+            .ack_timeout_ms
+            .map(|ms| Instant::now() + std::time::Duration::from_millis(ms));
+        if let Some(d) = deadline {
+            self.timeouts.insert((d, dtag));
+        }
+        self.unacked.insert(
+            dtag,
+            Unacked {
+                queue,
+                consumer_id,
+                tag,
+                deadline,
+                entry,
+            },
+        );
+    }
+
+    /// Takes an outstanding delivery (to settle it).
+    pub fn take_unacked(&mut self, dtag: u64) -> Option<Unacked> {
+        let u = self.unacked.remove(&dtag)?;
+        if let Some(d) = u.deadline {
+            self.timeouts.remove(&(d, dtag));
+        }
+        Some(u)
+    }
+
+    /// `TOUCH`: restarts an outstanding delivery's ack timeout. False when
+    /// the tag is not outstanding.
+    pub fn touch(&mut self, dtag: u64) -> bool {
+        let Some(u) = self.unacked.get_mut(&dtag) else {
+            return false;
+        };
+        if let (Some(old), Some(ms)) = (u.deadline, u.queue.args.ack_timeout_ms) {
+            let new = Instant::now() + std::time::Duration::from_millis(ms);
+            u.deadline = Some(new);
+            self.timeouts.remove(&(old, dtag));
+            self.timeouts.insert((new, dtag));
+        }
+        true
+    }
+
+    /// Queues a `PEEK` line: `MSG * <position> ...`.
+    pub fn show_peeked(&mut self, e: Entry) {
+        self.out.push_back(Out::Msg(MsgOut {
+            tag: Arc::from("*"),
+            dtag: e.seq,
+            deliveries: e.deliveries,
+            redelivered: e.redelivered,
+            msg: e.msg,
+            auto: None,
+        }));
+    }
+
+    /// Queues a push: after everything queued, or around a held `PUB`.
+    fn push_out(&mut self, item: Out) {
+        if self.held.is_some() {
+            self.bypass.push_back(item);
+        } else {
+            self.out.push_back(item);
+        }
+    }
+
+    /// Requeues every delivery whose ack timeout has passed and tells the
+    /// client.
+    fn expire_acks(&mut self, now: Instant) {
+        while let Some(&(at, dtag)) = self.timeouts.first() {
+            if at > now {
+                break;
+            }
+            self.timeouts.pop_first();
+            let Some(u) = self.unacked.remove(&dtag) else {
+                continue;
+            };
+            if let Err(e) = u.queue.settle(u.consumer_id, u.entry, Settle::Timeout) {
+                tracing::warn!(error = %e, "requeue after ack timeout failed");
+            }
+            self.push_out(Out::Notice(Notice::AckTimeout {
+                tag: u.tag.to_string(),
+                dtag,
+            }));
+        }
+    }
+
+    /// Holds a `PUB` until its queue has room.
+    fn start_hold(&mut self, h: HeldPub) {
+        self.out.push_back(Out::Held);
+        let queue = h.queue.name.to_string();
+        let wait = RoomWait(wait_room(h.queue.clone()));
+        self.held = Some((h, wait));
+        self.push_out(Out::Notice(Notice::Blocked { queue }));
+    }
+
+    /// The held `PUB`'s queue signalled room: publish again. Done (or
+    /// failed), the reply takes the placeholder's place and the pushes
+    /// that went around it follow it.
+    fn retry_held(&mut self) {
+        let Some((h, _)) = self.held.take() else {
+            return;
+        };
+        let reply = match self.broker.publish(&h.cmd) {
+            Ok(crate::broker::PublishAttempt::Blocked(queue)) => {
+                let wait = RoomWait(wait_room(queue.clone()));
+                self.held = Some((HeldPub { cmd: h.cmd, queue }, wait));
+                return;
+            }
+            Ok(crate::broker::PublishAttempt::Done(p)) => {
+                let gen = p.durable_gen;
+                Out::Reply(cmd::confirm(p), gen)
+            }
+            Err(e) => Out::Reply(e.to_reply(), None),
+        };
+        self.release_held(reply, h.queue.name.to_string());
+    }
+
+    /// Puts `reply` where the held `PUB`'s placeholder is, followed by the
+    /// pushes that went around it.
+    fn release_held(&mut self, reply: Out, queue: String) {
+        self.bypass
+            .push_back(Out::Notice(Notice::Unblocked { queue }));
+        match self.out.iter().position(|o| matches!(o, Out::Held)) {
+            Some(at) => {
+                self.out[at] = reply;
+                for (i, item) in self.bypass.drain(..).enumerate() {
+                    self.out.insert(at + 1 + i, item);
+                }
+            }
+            None => {
+                self.out.push_back(reply);
+                self.out.extend(self.bypass.drain(..));
+            }
+        }
     }
 
     /// Takes every push already sent to this connection into `out` (or
@@ -228,7 +414,7 @@ impl Session {
             Push::Deliver(d) => self.on_delivery(d),
             Push::Cancelled { tag } => {
                 if self.subs.remove(&tag).is_some() {
-                    self.out.push_back(Out::Notice(Notice::Cancelled {
+                    self.push_out(Out::Notice(Notice::Cancelled {
                         tag: tag.to_string(),
                         reason: "queue-deleted",
                     }));
@@ -255,16 +441,9 @@ impl Session {
         if d.auto_ack {
             m.auto = Some((d.queue, d.consumer_id, d.entry));
         } else {
-            self.unacked.insert(
-                dtag,
-                Unacked {
-                    queue: d.queue,
-                    consumer_id: Some(d.consumer_id),
-                    entry: d.entry,
-                },
-            );
+            self.record_unacked(dtag, d.queue, Some(d.consumer_id), d.tag, d.entry);
         }
-        self.out.push_back(Out::Msg(m));
+        self.push_out(Out::Msg(m));
     }
 
     /// Encodes every output that may be written now; returns the auto-ack
@@ -275,16 +454,22 @@ impl Session {
         buf: &mut Vec<u8>,
     ) -> Vec<(Arc<Queue>, u64, Entry)> {
         let mut written_auto = Vec::new();
-        while let Some(front) = self.out.front() {
-            if let Out::Reply(_, Some(g)) = front {
-                if commit.outcome(*g).is_none() {
-                    break;
-                }
-            }
-            let Some(item) = self.out.pop_front() else {
-                break;
+        loop {
+            let item = match self.out.front() {
+                None => break,
+                Some(Out::Reply(_, Some(g))) if commit.outcome(*g).is_none() => break,
+                // A held PUB: only the pushes that go around it.
+                Some(Out::Held) => match self.bypass.pop_front() {
+                    Some(item) => item,
+                    None => break,
+                },
+                Some(_) => match self.out.pop_front() {
+                    Some(item) => item,
+                    None => break,
+                },
             };
             match item {
+                Out::Held => {}
                 Out::Reply(r, gen) => match gen.and_then(|g| commit.outcome(g)) {
                     Some(Err(e)) if !r.is_err() => {
                         Reply::Err(ErrorCode::Internal, format!("not stored durably: {e}"))
@@ -348,15 +533,34 @@ impl Session {
                     tracing::warn!(error = %err, "auto-ack removal failed");
                 }
             }
-            if (closing || !reading) && self.out.is_empty() && waiting.is_none() {
+            if (closing || !reading)
+                && self.out.is_empty()
+                && waiting.is_none()
+                && self.held.is_none()
+                && self.deferred.is_empty()
+            {
                 break;
             }
             let durable_wait = matches!(self.out.front(), Some(Out::Reply(_, Some(_))));
-            let can_read =
-                reading && !closing && waiting.is_none() && self.out.len() < MAX_PENDING_OUTPUTS;
+            let can_read = reading
+                && !closing
+                && waiting.is_none()
+                && self.out.len() < MAX_PENDING_OUTPUTS
+                && self.deferred.len() < MAX_DEFERRED;
+            let next_timeout = self.timeouts.first().map(|(at, _)| *at);
             tokio::select! {
                 res = shutdown.changed(), if !closing => {
                     let _ = res;
+                    if self.held.take().is_some() {
+                        self.release_held(
+                            Out::Reply(
+                                Reply::Err(ErrorCode::Internal, "server shutting down; message not stored".into()),
+                                None,
+                            ),
+                            String::new(),
+                        );
+                    }
+                    self.deferred.clear();
                     self.out.push_back(Out::Notice(Notice::Closing { reason: "shutdown" }));
                     closing = true;
                     waiting = None;
@@ -379,6 +583,12 @@ impl Session {
                         break;
                     }
                 }
+                _ = tokio::time::sleep_until(next_timeout.unwrap_or_else(Instant::now)), if next_timeout.is_some() => {
+                    self.expire_acks(Instant::now());
+                }
+                _ = async { if let Some((_, f)) = self.held.as_mut() { f.0.as_mut().await } }, if self.held.is_some() => {
+                    self.retry_held();
+                }
                 _ = async { if let Some((_, f)) = waiting.as_mut() { f.as_mut().await } }, if waiting.is_some() => {
                     if let Some((w, _)) = waiting.take() {
                         let got = w.queue.take(w.count);
@@ -398,15 +608,20 @@ impl Session {
         self.close();
     }
 
-    /// Executes every complete frame already buffered, until a command must
-    /// wait (`GET wait=`) or the connection must close.
-    fn run_buffered(&mut self, reader: &mut FrameReader) -> Step {
-        loop {
-            if self.out.len() >= MAX_PENDING_OUTPUTS {
-                return Step::Continue;
+    /// The next command: one deferred behind a `PUB` that is no longer
+    /// held, else one from the buffered frames. `Err` carries the step to
+    /// take when the stream ends in a bad frame.
+    fn next_command(&mut self, reader: &mut FrameReader) -> Result<Option<Command>, Step> {
+        if self.held.is_none() {
+            if let Some(c) = self.deferred.pop_front() {
+                return Ok(Some(c));
             }
+        } else if self.deferred.len() >= MAX_DEFERRED {
+            return Ok(None);
+        }
+        loop {
             let frame = match reader.next_event() {
-                Ok(None) => return Step::Continue,
+                Ok(None) => return Ok(None),
                 Ok(Some(FrameEvent::Reject(r))) => {
                     self.reply(Reply::Err(r.code, r.message));
                     continue;
@@ -414,23 +629,49 @@ impl Session {
                 Ok(Some(FrameEvent::Frame(f))) => f,
                 Err(bad) => {
                     self.reply(Reply::Err(ErrorCode::BadFrame, bad.0));
-                    return Step::Close;
+                    return Err(Step::Close);
                 }
             };
-            let command = match parse_command(&frame) {
-                Ok(c) => c,
+            match parse_command(&frame) {
+                Ok(c) => return Ok(Some(c)),
                 Err(e) => {
                     let close = e.code == ErrorCode::BadFrame;
                     self.reply(Reply::Err(e.code, e.message));
                     if close {
-                        return Step::Close;
+                        return Err(Step::Close);
                     }
-                    continue;
                 }
+            }
+        }
+    }
+
+    /// Executes every complete frame already buffered (and the commands
+    /// deferred behind a `PUB` that is no longer held), until a command
+    /// must wait (`GET wait=`) or the connection must close.
+    fn run_buffered(&mut self, reader: &mut FrameReader) -> Step {
+        loop {
+            if self.out.len() >= MAX_PENDING_OUTPUTS {
+                return Step::Continue;
+            }
+            let command = match self.next_command(reader) {
+                Ok(Some(c)) => c,
+                Ok(None) => return Step::Continue,
+                Err(step) => return step,
             };
+            // While a PUB is held, only settling runs; the rest waits its turn.
+            if self.held.is_some()
+                && !matches!(
+                    command,
+                    Command::Ack(_) | Command::Nack(_) | Command::Touch(_)
+                )
+            {
+                self.deferred.push_back(command);
+                continue;
+            }
             match cmd::apply(command, self) {
                 Outcome::Done => {}
                 Outcome::Wait(w) => return Step::Wait(w),
+                Outcome::Hold(h) => self.start_hold(h),
                 Outcome::Quit => return Step::Close,
             }
         }
@@ -451,7 +692,7 @@ impl Session {
                 return_undelivered(d);
             }
         }
-        for item in self.out.drain(..) {
+        for item in self.out.drain(..).chain(self.bypass.drain(..)) {
             if let Out::Msg(MsgOut {
                 auto: Some((q, _, mut e)),
                 ..
@@ -465,7 +706,10 @@ impl Session {
             }
         }
         for (_, u) in std::mem::take(&mut self.unacked) {
-            if let Err(err) = u.queue.settle(None, u.entry, Settle::Requeue) {
+            if let Err(err) = u
+                .queue
+                .settle(None, u.entry, Settle::Requeue { delay_ms: None })
+            {
                 tracing::warn!(error = %err, "requeue failed");
             }
         }
@@ -501,6 +745,20 @@ enum Step {
     Continue,
     Wait(GetWait),
     Close,
+}
+
+/// Resolves when `q` may have room for a held publish (or was deleted).
+fn wait_room(q: Arc<Queue>) -> WaitFuture {
+    Box::pin(async move {
+        let _counted = q.blocker();
+        let notified = q.room_signal().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if q.is_deleted() || q.admit(0) != crate::broker::queue::Admission::Block {
+            return;
+        }
+        notified.await;
+    })
 }
 
 fn wait_ready(q: Arc<Queue>, deadline: Instant) -> WaitFuture {

@@ -29,22 +29,17 @@ pub struct Message {
     /// How many stored queue copies reference the stored body; the body is
     /// removed from the store with the last one.
     pub stored_refs: AtomicU32,
+    /// Published as persistent (stored in every durable queue it reaches).
+    pub persistent: bool,
 }
 
 impl Message {
-    /// The metadata of a stored copy with `deliveries` so far.
-    pub fn meta(&self, deliveries: u32) -> MessageMeta {
-        MessageMeta {
-            body_id: self.body_id,
-            id: self.id.clone(),
-            exchange: self.exchange.to_string(),
-            routing_key: self.routing_key.clone(),
-            headers: self.headers.clone(),
-            deliveries,
-            expires_at: None,
-            not_before: None,
-            priority: 0,
-        }
+    /// The value of header `name`, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Drops one stored reference; true when it was the last (remove the body).
@@ -67,4 +62,45 @@ pub struct Entry {
     pub redelivered: bool,
     /// Whether this copy is in the store (durable queue, persistent message).
     pub stored: bool,
+    /// Priority within its queue (0 unless the queue has `max-priority`).
+    pub priority: u8,
+    /// When it expires (Unix ms): the smaller of the queue's and the
+    /// message's TTL, counted from when it entered this queue.
+    pub expires_at: Option<u64>,
+    /// Not to be delivered before this (Unix ms).
+    pub not_before: Option<u64>,
+}
+
+impl Entry {
+    /// The stored form of this copy's metadata.
+    pub fn meta(&self) -> MessageMeta {
+        let m = &self.msg;
+        MessageMeta {
+            body_id: m.body_id,
+            id: m.id.clone(),
+            exchange: m.exchange.to_string(),
+            routing_key: m.routing_key.clone(),
+            headers: m.headers.clone(),
+            deliveries: self.deliveries,
+            expires_at: self.expires_at,
+            not_before: self.not_before,
+            priority: self.priority,
+        }
+    }
+
+    /// Whether it has expired at `now` (Unix ms). `expires_at` is the last
+    /// millisecond it lives: clocks are read in whole milliseconds, so a
+    /// copy never expires before its full TTL has passed.
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|t| t < now)
+    }
+}
+
+/// The wall clock in Unix milliseconds: deadlines are stored, so they must
+/// survive a restart.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }

@@ -10,7 +10,9 @@
 
 pub mod exchange;
 pub mod message;
+pub mod publish;
 pub mod queue;
+pub mod timer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -23,7 +25,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::Config;
 use crate::error::BrokerError;
 use crate::protocol::command::{
-    Bind, DeclareExchange, DeclareQueue, DeleteQueue, ExchangeKind, Publish,
+    Bind, DeclareExchange, DeclareQueue, DeleteQueue, ExchangeKind, Overflow, QueueArgs,
 };
 use crate::protocol::reply::quote_for_message;
 use crate::store::{
@@ -32,7 +34,9 @@ use crate::store::{
 };
 use exchange::{Binding, Bindings};
 use message::{Entry, Message};
-use queue::Queue;
+pub use publish::{PublishAttempt, Published};
+use queue::{Queue, QueueInit};
+use timer::Timers;
 
 /// How many alternate exchanges a publish follows before giving up (cycles).
 const MAX_ALTERNATE_HOPS: usize = 8;
@@ -94,17 +98,6 @@ impl Exchange {
     }
 }
 
-/// What a publish did.
-#[derive(Debug)]
-pub struct Published {
-    /// The message id (given or generated).
-    pub id: String,
-    /// How many queues took it.
-    pub routed: usize,
-    /// The store generation the confirm must wait for.
-    pub durable_gen: Option<u64>,
-}
-
 /// The broker handle.
 #[derive(Debug, Clone)]
 pub struct Broker {
@@ -115,6 +108,7 @@ pub struct Broker {
 struct Inner {
     config: Config,
     disk: Arc<Disk>,
+    timers: Arc<Timers>,
     exchanges: DashMap<Arc<str>, Arc<Exchange>>,
     queues: DashMap<Arc<str>, Arc<Queue>>,
     topology: Mutex<()>,
@@ -152,6 +146,7 @@ impl Broker {
             inner: Arc::new(Inner {
                 config,
                 disk: Arc::new(Disk { store, committer }),
+                timers: Arc::new(Timers::default()),
                 exchanges: DashMap::new(),
                 queues: DashMap::new(),
                 topology: Mutex::new(()),
@@ -197,6 +192,7 @@ impl Broker {
                         body: m.body.clone(),
                         body_id: m.meta.body_id,
                         stored_refs: AtomicU32::new(0),
+                        persistent: true,
                     })
                 })
                 .clone();
@@ -210,25 +206,33 @@ impl Broker {
                 redelivered: crashed || m.meta.deliveries > 0,
                 msg,
                 stored: true,
+                priority: m.meta.priority,
+                expires_at: m.meta.expires_at,
+                not_before: m.meta.not_before,
             });
         }
         inner.next_body_id.store(max_body + 1, Ordering::Relaxed);
+        let mut dedup: HashMap<u64, Vec<crate::store::DedupEntry>> = HashMap::new();
+        for d in rec.dedup {
+            dedup.entry(d.queue_id).or_default().push(d);
+        }
         let mut max_queue = 0;
         for d in rec.queues {
             max_queue = max_queue.max(d.id);
             let entries = by_id.remove(&d.id).unwrap_or_default();
-            let next_seq = entries.last().map_or(1, |e| e.seq + 1);
+            let next_seq = entries.iter().map(|e| e.seq + 1).max().unwrap_or(1);
             let name: Arc<str> = Arc::from(d.name.as_str());
-            let q = Arc::new(Queue::new(
-                name.clone(),
-                d.id,
-                true,
-                d.auto_delete,
-                None,
+            let q = self.new_queue(QueueInit {
+                name: name.clone(),
+                id: d.id,
+                durable: true,
+                auto_delete: d.auto_delete,
+                owner: None,
+                args: d.args,
                 next_seq,
-                inner.disk.clone(),
-            ));
+            });
             q.restore(entries);
+            q.restore_dedup(dedup.remove(&d.id).unwrap_or_default());
             inner.queues.insert(name, q);
         }
         inner.next_queue_id.store(max_queue + 1, Ordering::Relaxed);
@@ -249,6 +253,20 @@ impl Broker {
             clean = rec.clean_shutdown,
             "recovered"
         );
+    }
+
+    fn new_queue(&self, init: QueueInit) -> Arc<Queue> {
+        Arc::new(Queue::new(
+            init,
+            self.inner.disk.clone(),
+            self.inner.timers.clone(),
+            Arc::downgrade(&self.inner),
+        ))
+    }
+
+    /// The timers, whose task [`crate::server::run`] drives.
+    pub fn timers(&self) -> &Arc<Timers> {
+        &self.inner.timers
     }
 
     /// The configuration.
@@ -390,20 +408,28 @@ impl Broker {
                     q.auto_delete
                 )));
             }
+            if q.args != d.args {
+                return Err(BrokerError::Precondition(format!(
+                    "queue {} exists with other options ({})",
+                    q.name,
+                    describe_args(&q.args)
+                )));
+            }
+            q.touch_used();
             return Ok((q.clone(), None));
         }
         let id = self.inner.next_queue_id.fetch_add(1, Ordering::Relaxed);
         let name: Arc<str> = Arc::from(name);
         let owner = d.exclusive.then_some(conn);
-        let q = Arc::new(Queue::new(
-            name.clone(),
+        let q = self.new_queue(QueueInit {
+            name: name.clone(),
             id,
-            d.durable,
-            d.auto_delete,
+            durable: d.durable,
+            auto_delete: d.auto_delete,
             owner,
-            1,
-            self.inner.disk.clone(),
-        ));
+            args: d.args.clone(),
+            next_seq: 1,
+        });
         let gen = if stores(&q) {
             let def = QueueDef {
                 name: name.to_string(),
@@ -416,6 +442,7 @@ impl Broker {
             None
         };
         self.inner.queues.insert(name, q.clone());
+        q.touch_used();
         Ok((q, gen))
     }
 
@@ -472,7 +499,7 @@ impl Broker {
                 name: q.name.to_string(),
                 id: q.id,
                 auto_delete: q.auto_delete,
-                args: Default::default(),
+                args: q.args.clone(),
             };
             gen = Some(self.inner.disk.write(|s| s.delete_queue(&def))?);
         }
@@ -557,108 +584,6 @@ impl Broker {
         Ok(gen)
     }
 
-    /// `PUB`: routes, stores (one atomic batch for every durable copy),
-    /// enqueues. The caller replies once `durable_gen` is durable.
-    pub fn publish(&self, p: Publish) -> Result<Published, BrokerError> {
-        let targets = self.route(&p)?;
-        if targets.is_empty() && p.mandatory {
-            return Err(BrokerError::NoRoute(format!(
-                "exchange {} routed the message to no queue",
-                quote_for_message(&p.exchange)
-            )));
-        }
-        let id = match p.id {
-            Some(id) => id,
-            None => format!("{}-{}", self.inner.boot, self.next_id()),
-        };
-        let persistent = p.persistent != Some(false);
-        let stored: Vec<bool> = targets.iter().map(|q| persistent && stores(q)).collect();
-        let stored_count = stored.iter().filter(|s| **s).count();
-        let body_id = if stored_count > 0 {
-            self.inner.next_body_id.fetch_add(1, Ordering::Relaxed)
-        } else {
-            0
-        };
-        let msg = Arc::new(Message {
-            id,
-            exchange: Arc::from(p.exchange.as_str()),
-            routing_key: p.key,
-            headers: p.headers,
-            body: p.body,
-            body_id,
-            stored_refs: AtomicU32::new(u32::try_from(stored_count).unwrap_or(u32::MAX)),
-        });
-        let entries: Vec<Entry> = targets
-            .iter()
-            .zip(&stored)
-            .map(|(q, stored)| Entry {
-                seq: q.next_seq(),
-                msg: msg.clone(),
-                deliveries: 0,
-                redelivered: false,
-                stored: *stored,
-            })
-            .collect();
-        let mut durable_gen = None;
-        if stored_count > 0 {
-            let meta = msg.meta(0);
-            let mut batch = MessageBatch::default();
-            batch.put_bodies.push((body_id, &msg.body));
-            for (q, e) in targets.iter().zip(&entries) {
-                if e.stored {
-                    batch.put_metas.push((q.id, e.seq, &meta));
-                }
-            }
-            durable_gen = Some(self.inner.disk.apply(&batch)?);
-        }
-        let routed = targets.len();
-        for (q, e) in targets.iter().zip(entries) {
-            q.enqueue(e);
-        }
-        Ok(Published {
-            id: msg.id.clone(),
-            routed,
-            durable_gen,
-        })
-    }
-
-    fn route(&self, p: &Publish) -> Result<Vec<Arc<Queue>>, BrokerError> {
-        let mut names: Vec<Arc<str>> = Vec::new();
-        if p.exchange.is_empty() {
-            if let Some(q) = self.inner.queues.get(p.key.as_str()) {
-                return Ok(vec![q.clone()]);
-            }
-            return Ok(Vec::new());
-        }
-        let mut ex = self
-            .inner
-            .exchanges
-            .get(p.exchange.as_str())
-            .map(|e| e.clone())
-            .ok_or_else(|| not_found("exchange", &p.exchange))?;
-        for _ in 0..MAX_ALTERNATE_HOPS {
-            ex.bindings.read().route(&p.key, &p.headers, &mut names);
-            if !names.is_empty() {
-                break;
-            }
-            match ex
-                .alternate
-                .as_deref()
-                .and_then(|a| self.inner.exchanges.get(a))
-            {
-                Some(next) => {
-                    let next = next.clone();
-                    ex = next;
-                }
-                None => break,
-            }
-        }
-        Ok(names
-            .iter()
-            .filter_map(|n| self.inner.queues.get(n).map(|q| q.clone()))
-            .collect())
-    }
-
     /// Shuts the store down cleanly: delivery counts written, everything
     /// synced, the clean flag set. Call after every connection has closed.
     pub fn shutdown(&self) -> Result<(), StoreError> {
@@ -675,6 +600,52 @@ impl Broker {
         store.sync()?;
         self.inner.disk.committer.shutdown();
         Ok(())
+    }
+}
+
+/// The failure-handling options as `DECLARE QUEUE` takes them (`none`
+/// when there are none).
+pub fn describe_args(a: &QueueArgs) -> String {
+    let mut w: Vec<String> = Vec::new();
+    let mut num = |name: &str, v: Option<u64>| {
+        if let Some(v) = v {
+            w.push(format!("{name}={v}"));
+        }
+    };
+    num("max-length", a.max_length);
+    num("max-bytes", a.max_bytes);
+    num("ttl", a.ttl_ms);
+    num("expires", a.expires_ms);
+    num("delivery-limit", a.delivery_limit.map(u64::from));
+    num("ack-timeout", a.ack_timeout_ms);
+    num("max-priority", a.max_priority.map(u64::from));
+    num("dedup-window", a.dedup_window_ms);
+    if a.overflow != Overflow::DropHead {
+        w.push(format!("overflow={}", overflow_name(a.overflow)));
+    }
+    if let Some(x) = &a.dead_letter {
+        w.push(format!("dead-letter={}", quote_for_message(x)));
+    }
+    if let Some(k) = &a.dead_letter_key {
+        w.push(format!("dead-letter-key={}", quote_for_message(k)));
+    }
+    if !a.retry_delays_ms.is_empty() {
+        let d: Vec<String> = a.retry_delays_ms.iter().map(u64::to_string).collect();
+        w.push(format!("retry-delays={}", d.join(",")));
+    }
+    if w.is_empty() {
+        "none".into()
+    } else {
+        w.join(" ")
+    }
+}
+
+/// The wire name of an overflow policy.
+pub fn overflow_name(o: Overflow) -> &'static str {
+    match o {
+        Overflow::DropHead => "drop-head",
+        Overflow::RejectPublish => "reject-publish",
+        Overflow::Block => "block",
     }
 }
 

@@ -1,6 +1,8 @@
-//! [`Queue`]: one queue's state — ready messages in order, the count of
-//! unacked ones, and its subscriptions with their prefetch credit — and the
-//! dispatch loop that pushes messages to subscribers.
+//! [`Queue`]: one queue's state — waiting messages (ready, by priority then
+//! position; delayed, by due time), the expiry index, the count of unacked
+//! deliveries, its subscriptions with their prefetch credit, its
+//! de-duplication window — and the dispatch loop that pushes messages to
+//! subscribers.
 //!
 //! **Locking.** Each queue's state sits behind one `parking_lot::Mutex` with
 //! short critical sections (insert, pop, credit), never held across an
@@ -9,7 +11,9 @@
 //! a queue for microseconds and mostly from one or two connections, and it
 //! lets a publisher enqueue and learn the result without a channel round
 //! trip. Lock order: the broker's topology lock, then an exchange's bindings,
-//! then a queue's state; never two queues at once.
+//! then a queue's state, then the timer heap; never two queues at once.
+//! Dead letters are collected under the lock and routed after it is
+//! released (see [`Broker::dead_letter`](super::Broker)).
 //!
 //! **Delivery.** A subscription holds `credit` (its prefetch room). Dispatch
 //! hands the head message to the next subscription with credit, round-robin,
@@ -17,18 +21,25 @@
 //! channel is unbounded but cannot grow past the sum of its subscriptions'
 //! prefetch (plus one cancel notice each), because credit is taken before
 //! the send and only given back on `ACK`/`NACK` (or, for `ack=auto`, once
-//! the delivery is written to the socket).
+//! the delivery is written to the socket). A message whose TTL has passed
+//! or that has used up its `delivery-limit` is dead-lettered instead.
+//!
+//! **Time.** Deadlines are Unix milliseconds (they are stored). The queue
+//! registers only its earliest deadline with the broker's [`Timers`].
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
+use parking_lot::MutexGuard;
 use tokio::sync::{mpsc, Notify};
 
-use super::message::{Entry, Message};
-use super::Disk;
+use super::message::{now_ms, Entry};
+use super::timer::Timers;
+use super::{Broker, Disk, Inner};
 use crate::error::BrokerError;
-use crate::store::MessageBatch;
+use crate::protocol::command::{Overflow, QueueArgs};
+use crate::store::{DedupEntry, MessageBatch};
 
 /// What the queue pushes to a connection.
 #[derive(Debug)]
@@ -82,10 +93,16 @@ pub struct Consumer {
 pub enum Settle {
     /// Done with: remove it.
     Ack,
-    /// Put it back at its position, flagged redelivered.
-    Requeue,
-    /// Rejected without requeue: remove it (dead-lettering arrives later).
-    Drop,
+    /// Put it back at its position, flagged redelivered (`NACK`, or its
+    /// connection closed), after `delay_ms` or the queue's `retry-delays`.
+    Requeue {
+        /// `NACK delay=`.
+        delay_ms: Option<u64>,
+    },
+    /// Its ack timeout passed: requeue as above.
+    Timeout,
+    /// Rejected without requeue: dead-lettered (reason `rejected`) or dropped.
+    Reject,
     /// Never written to the client: back at its position with its flag as it was.
     Return {
         /// The redelivered flag it had before.
@@ -93,15 +110,93 @@ pub enum Settle {
     },
 }
 
+/// Why a message was dead-lettered (`h.x-death-reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeathReason {
+    /// `NACK requeue=false` / `REJECT`.
+    Rejected,
+    /// Its TTL passed.
+    Expired,
+    /// Pushed out by `overflow=drop-head`.
+    MaxLen,
+    /// Its last allowed delivery ended without an ack.
+    DeliveryLimit,
+}
+
+impl DeathReason {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeathReason::Rejected => "rejected",
+            DeathReason::Expired => "expired",
+            DeathReason::MaxLen => "maxlen",
+            DeathReason::DeliveryLimit => "delivery-limit",
+        }
+    }
+}
+
+/// Whether a publish may add a message now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Room, or `overflow=drop-head` (which makes room).
+    Accept,
+    /// Full with `overflow=reject-publish`.
+    Reject,
+    /// Full with `overflow=block`: wait for [`Queue::room_signal`].
+    Block,
+}
+
+/// Ready messages are ordered by priority (highest first), then position.
+type ReadyKey = (u8, u64);
+
+fn ready_key(e: &Entry) -> ReadyKey {
+    (u8::MAX - e.priority, e.seq)
+}
+
 #[derive(Debug, Default)]
 struct State {
-    ready: VecDeque<Entry>,
-    ready_bytes: u64,
+    ready: BTreeMap<ReadyKey, Entry>,
+    /// Delayed copies by (due, seq).
+    delayed: BTreeMap<(u64, u64), Entry>,
+    /// Ready copies with a TTL, by (expiry, key).
+    expiry: BTreeSet<(u64, ReadyKey)>,
+    /// Body bytes waiting (ready and delayed).
+    bytes: u64,
     consumers: Vec<Consumer>,
     rr: usize,
     unacked: u64,
     get_waiters: usize,
+    blocked: usize,
     deleted: bool,
+    /// Last time it was used (consumer, GET, declare), for `expires`.
+    last_used: u64,
+    /// The deadline registered with the timers, if any.
+    timer_at: Option<u64>,
+    /// De-duplication: message id → end of its window; and the same in
+    /// window order, for expiry.
+    dedup: HashMap<String, u64>,
+    dedup_order: VecDeque<(u64, String)>,
+    /// Dead letters collected under the lock, routed after it.
+    dead: Vec<(Entry, DeathReason)>,
+}
+
+/// What a queue is made of (see [`Queue::new`]).
+#[derive(Debug)]
+pub struct QueueInit {
+    /// Name.
+    pub name: Arc<str>,
+    /// Internal id (prefix of its store keys).
+    pub id: u64,
+    /// Survives a restart.
+    pub durable: bool,
+    /// Deleted when its last subscription ends.
+    pub auto_delete: bool,
+    /// The owning connection of an exclusive queue.
+    pub owner: Option<u64>,
+    /// Failure-handling options.
+    pub args: QueueArgs,
+    /// The next sequence number (after recovered messages).
+    pub next_seq: u64,
 }
 
 /// One queue.
@@ -117,17 +212,24 @@ pub struct Queue {
     pub auto_delete: bool,
     /// The connection that owns it, for an exclusive queue.
     pub owner: Option<u64>,
+    /// Failure-handling options.
+    pub args: QueueArgs,
     next_seq: AtomicU64,
     state: parking_lot::Mutex<State>,
     ready_signal: Notify,
+    room_signal: Notify,
     disk: Arc<Disk>,
+    timers: Arc<Timers>,
+    broker: Weak<Inner>,
 }
 
 /// A snapshot of a queue's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueStats {
-    /// Ready messages.
+    /// Messages waiting: ready plus delayed.
     pub messages: u64,
+    /// Of those, delayed.
+    pub delayed: u64,
     /// Delivered, not yet settled.
     pub unacked: u64,
     /// Subscriptions.
@@ -135,26 +237,31 @@ pub struct QueueStats {
 }
 
 impl Queue {
-    /// A new, empty queue; `next_seq` continues after recovered messages.
-    pub fn new(
-        name: Arc<str>,
-        id: u64,
-        durable: bool,
-        auto_delete: bool,
-        owner: Option<u64>,
-        next_seq: u64,
+    /// A new, empty queue.
+    pub(super) fn new(
+        init: QueueInit,
         disk: Arc<Disk>,
+        timers: Arc<Timers>,
+        broker: Weak<Inner>,
     ) -> Queue {
+        let state = State {
+            last_used: now_ms(),
+            ..State::default()
+        };
         Queue {
-            name,
-            id,
-            durable,
-            auto_delete,
-            owner,
-            next_seq: AtomicU64::new(next_seq),
-            state: parking_lot::Mutex::new(State::default()),
+            name: init.name,
+            id: init.id,
+            durable: init.durable,
+            auto_delete: init.auto_delete,
+            owner: init.owner,
+            args: init.args,
+            next_seq: AtomicU64::new(init.next_seq),
+            state: parking_lot::Mutex::new(state),
             ready_signal: Notify::new(),
+            room_signal: Notify::new(),
             disk,
+            timers,
+            broker,
         }
     }
 
@@ -167,7 +274,8 @@ impl Queue {
     pub fn stats(&self) -> QueueStats {
         let s = self.state.lock();
         QueueStats {
-            messages: s.ready.len() as u64,
+            messages: s.waiting(),
+            delayed: s.delayed.len() as u64,
             unacked: s.unacked,
             consumers: s.consumers.len() as u64,
         }
@@ -183,31 +291,139 @@ impl Queue {
         self.state.lock().deleted
     }
 
-    /// Adds a copy to the ready list at its position and dispatches. A copy
-    /// for a deleted queue is released instead.
-    pub fn enqueue(self: &Arc<Self>, entry: Entry) {
+    /// Records a use (declare, `GET`) for `expires`.
+    pub fn touch_used(self: &Arc<Self>) {
+        if self.args.expires_ms.is_some() {
+            let mut s = self.state.lock();
+            s.last_used = now_ms();
+            self.reschedule(&mut s);
+        }
+    }
+
+    /// The priority a copy gets here: the message's, capped by `max-priority`
+    /// (0 on a queue without priorities).
+    pub fn priority_for(&self, asked: Option<u8>) -> u8 {
+        match self.args.max_priority {
+            Some(max) => asked.unwrap_or(0).min(max),
+            None => 0,
+        }
+    }
+
+    /// When a copy entering now expires: the smaller of the queue's `ttl`
+    /// and the message's.
+    pub fn expiry_for(&self, now: u64, message_ttl: Option<u64>) -> Option<u64> {
+        let ttl = match (self.args.ttl_ms, message_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        ttl.map(|t| now.saturating_add(t))
+    }
+
+    /// Whether one more message of `len` bytes may be published now.
+    pub fn admit(&self, len: usize) -> Admission {
+        if self.args.overflow == Overflow::DropHead {
+            return Admission::Accept;
+        }
+        let s = self.state.lock();
+        if !self.over_limit(&s, 1, len as u64) {
+            return Admission::Accept;
+        }
+        match self.args.overflow {
+            Overflow::Block => Admission::Block,
+            _ => Admission::Reject,
+        }
+    }
+
+    /// Signalled when a blocked queue gets room (or is deleted) while a
+    /// publish is counted by [`Queue::blocker`].
+    pub fn room_signal(&self) -> &Notify {
+        &self.room_signal
+    }
+
+    /// Counts a held publish while the guard lives.
+    pub fn blocker(self: &Arc<Self>) -> Blocker {
+        self.state.lock().blocked += 1;
+        Blocker(self.clone())
+    }
+
+    /// Claims `id` in the de-duplication window: false when it is a
+    /// duplicate. Also returns the ids whose window ended (to remove from
+    /// the store with the next write).
+    pub fn dedup_claim(&self, id: &str, now: u64) -> (bool, Vec<String>) {
+        let Some(window) = self.args.dedup_window_ms else {
+            return (true, Vec::new());
+        };
+        let mut s = self.state.lock();
+        let mut ended = Vec::new();
+        while s.dedup_order.front().is_some_and(|(t, _)| *t <= now) {
+            if let Some((t, old)) = s.dedup_order.pop_front() {
+                if s.dedup.get(&old) == Some(&t) {
+                    s.dedup.remove(&old);
+                    ended.push(old);
+                }
+            }
+        }
+        if s.dedup.get(id).is_some_and(|t| *t > now) {
+            return (false, ended);
+        }
+        let until = now.saturating_add(window);
+        s.dedup.insert(id.to_string(), until);
+        s.dedup_order.push_back((until, id.to_string()));
+        (true, ended)
+    }
+
+    /// The end of `id`'s de-duplication window, if it is in one.
+    pub fn dedup_until(&self, id: &str) -> Option<u64> {
+        self.state.lock().dedup.get(id).copied()
+    }
+
+    /// Restores de-duplication records found in the store.
+    pub fn restore_dedup(&self, mut entries: Vec<DedupEntry>) {
+        entries.sort_by_key(|e| e.expires_at);
+        let mut s = self.state.lock();
+        for e in entries {
+            s.dedup.insert(e.id.clone(), e.expires_at);
+            s.dedup_order.push_back((e.expires_at, e.id));
+        }
+    }
+
+    /// Adds a copy (ready, or delayed until its `not_before`), applies
+    /// `overflow=drop-head`, and dispatches. A copy for a deleted queue is
+    /// released instead. Returns the generation of any store write it caused.
+    pub fn enqueue(self: &Arc<Self>, entry: Entry) -> Result<Option<u64>, BrokerError> {
+        let now = now_ms();
         let mut s = self.state.lock();
         if s.deleted {
             drop(s);
-            if let Err(e) = self.release(vec![entry]) {
-                tracing::warn!(queue = %self.name, error = %e, "could not release a message of a deleted queue");
-            }
-            return;
+            return self.release(vec![entry]);
         }
-        s.insert_ready(entry);
-        self.dispatch_and_wake(&mut s);
+        s.insert_waiting(entry, now);
+        if self.args.overflow == Overflow::DropHead {
+            while self.over_limit(&s, 0, 0) {
+                let Some(head) = s.pop_head() else {
+                    break;
+                };
+                s.dead.push((head, DeathReason::MaxLen));
+            }
+        }
+        self.dispatch_and_wake(&mut s, now);
+        self.reschedule(&mut s);
+        self.finish(s)
     }
 
     /// Restores copies found in the store at start (in seq order).
-    pub fn restore(&self, entries: Vec<Entry>) {
+    pub fn restore(self: &Arc<Self>, entries: Vec<Entry>) {
+        let now = now_ms();
         let mut s = self.state.lock();
         for e in entries {
-            s.insert_ready(e);
+            s.insert_waiting(e, now);
         }
+        self.reschedule(&mut s);
     }
 
     /// Adds a subscription and starts delivering to it.
     pub fn subscribe(self: &Arc<Self>, consumer: Consumer) -> Result<(), BrokerError> {
+        let now = now_ms();
         let mut s = self.state.lock();
         if s.deleted {
             return Err(BrokerError::NotFound(format!(
@@ -228,13 +444,15 @@ impl Queue {
             )));
         }
         s.consumers.push(consumer);
-        self.dispatch(&mut s);
+        s.last_used = now;
+        self.dispatch(&mut s, now);
+        self.finish(s)?;
         Ok(())
     }
 
     /// Removes a subscription. Returns true when that left an auto-delete
     /// queue without subscriptions (the caller deletes it).
-    pub fn unsubscribe(&self, consumer_id: u64) -> bool {
+    pub fn unsubscribe(self: &Arc<Self>, consumer_id: u64) -> bool {
         let mut s = self.state.lock();
         let before = s.consumers.len();
         s.consumers.retain(|c| c.id != consumer_id);
@@ -242,23 +460,89 @@ impl Queue {
         if s.rr >= s.consumers.len() {
             s.rr = 0;
         }
+        if removed && s.consumers.is_empty() {
+            s.last_used = now_ms();
+            self.reschedule(&mut s);
+        }
         removed && self.auto_delete && s.consumers.is_empty() && !s.deleted
     }
 
     /// Takes up to `count` ready copies for a `GET` (they count as unacked
     /// until settled; with `auto_ack` the caller settles them at once).
-    pub fn take(&self, count: u32) -> Vec<Entry> {
+    pub fn take(self: &Arc<Self>, count: u32) -> Vec<Entry> {
+        let now = now_ms();
         let mut s = self.state.lock();
-        let n = (count as usize).min(s.ready.len());
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            if let Some(mut e) = s.pop_ready() {
-                e.deliveries += 1;
-                s.unacked += 1;
-                out.push(e);
+        s.last_used = now;
+        let mut out = Vec::new();
+        while out.len() < count as usize {
+            let Some(mut e) = s.pop_ready() else {
+                break;
+            };
+            if let Some(reason) = self.undeliverable(&e, now) {
+                s.dead.push((e, reason));
+                continue;
             }
+            e.deliveries += 1;
+            s.unacked += 1;
+            out.push(e);
+        }
+        self.reschedule(&mut s);
+        if let Err(e) = self.finish(s) {
+            tracing::warn!(queue = %self.name, error = %e, "dead-lettering failed");
         }
         out
+    }
+
+    /// Copies of up to `count` waiting messages from position `from` on,
+    /// in position order, without taking them.
+    pub fn peek(&self, count: u32, from: Option<u64>) -> Vec<Entry> {
+        let from = from.unwrap_or(0);
+        let s = self.state.lock();
+        let mut all: Vec<&Entry> = s
+            .ready
+            .values()
+            .chain(s.delayed.values())
+            .filter(|e| e.seq >= from)
+            .collect();
+        all.sort_by_key(|e| e.seq);
+        all.into_iter().take(count as usize).cloned().collect()
+    }
+
+    /// Takes up to `count` ready copies off the head for `REDRIVE` (not
+    /// deliveries: no count, no unacked).
+    pub fn take_for_redrive(&self, count: u64) -> Vec<Entry> {
+        let mut s = self.state.lock();
+        let mut out = Vec::new();
+        while (out.len() as u64) < count {
+            match s.pop_ready() {
+                Some(e) => out.push(e),
+                None => break,
+            }
+        }
+        drop(s);
+        self.signal_room();
+        out
+    }
+
+    /// Puts back copies taken by [`Queue::take_for_redrive`] and kept.
+    pub fn put_back(self: &Arc<Self>, entries: Vec<Entry>) {
+        let now = now_ms();
+        let mut s = self.state.lock();
+        if s.deleted {
+            drop(s);
+            if let Err(e) = self.release(entries) {
+                tracing::warn!(queue = %self.name, error = %e, "release failed");
+            }
+            return;
+        }
+        for e in entries {
+            s.insert_ready(e);
+        }
+        self.dispatch_and_wake(&mut s, now);
+        self.reschedule(&mut s);
+        if let Err(e) = self.finish(s) {
+            tracing::warn!(queue = %self.name, error = %e, "dead-lettering failed");
+        }
     }
 
     /// Signalled when a message becomes ready (or the queue is deleted)
@@ -275,15 +559,49 @@ impl Queue {
         GetWaiter(self.clone())
     }
 
-    /// Settles one delivered copy: ack, requeue or drop. Gives the credit
-    /// back to `consumer_id` (a subscription) and dispatches. Returns the
-    /// store generation to wait for when the store changed.
+    /// Settles one delivered copy: ack, requeue, dead-letter. Gives the
+    /// credit back to `consumer_id` (a subscription) and dispatches. Returns
+    /// the store generation to wait for when the store changed.
     pub fn settle(
         self: &Arc<Self>,
         consumer_id: Option<u64>,
-        entry: Entry,
+        mut entry: Entry,
         how: Settle,
     ) -> Result<Option<u64>, BrokerError> {
+        let now = now_ms();
+        let mut gen = None;
+        // Decide, and write a requeued copy's new state, before the copy is
+        // visible again: no one else can touch it meanwhile.
+        let outcome = match how {
+            Settle::Ack => None,
+            Settle::Reject => Some(DeathReason::Rejected),
+            Settle::Return { redelivered } => {
+                entry.redelivered = redelivered;
+                None
+            }
+            Settle::Requeue { .. } | Settle::Timeout => {
+                if self.limit_reached(&entry) {
+                    Some(DeathReason::DeliveryLimit)
+                } else {
+                    entry.redelivered = true;
+                    let delay = match how {
+                        Settle::Requeue { delay_ms: Some(d) } => Some(d),
+                        _ => self.retry_delay(entry.deliveries),
+                    };
+                    entry.not_before = delay.filter(|d| *d > 0).map(|d| now.saturating_add(d));
+                    if entry.stored
+                        && (entry.not_before.is_some() || self.args.delivery_limit.is_some())
+                    {
+                        gen = self.rewrite(&entry)?;
+                    }
+                    None
+                }
+            }
+        };
+        let keep = matches!(
+            how,
+            Settle::Requeue { .. } | Settle::Timeout | Settle::Return { .. }
+        ) && outcome.is_none();
         let mut s = self.state.lock();
         s.unacked = s.unacked.saturating_sub(1);
         if let Some(id) = consumer_id {
@@ -291,48 +609,48 @@ impl Queue {
                 c.credit += 1;
             }
         }
-        let released = match how {
-            Settle::Requeue | Settle::Return { .. } if !s.deleted => {
-                let mut e = entry;
-                e.redelivered = match how {
-                    Settle::Return { redelivered } => redelivered,
-                    _ => true,
-                };
-                s.insert_ready(e);
-                None
-            }
-            _ => Some(entry),
-        };
-        self.dispatch_and_wake(&mut s);
-        drop(s);
-        match released {
-            Some(e) => self.release(vec![e]),
-            None => Ok(None),
+        let mut released = None;
+        if s.deleted || !(keep || outcome.is_some()) {
+            released = Some(entry);
+        } else if let Some(reason) = outcome {
+            s.dead.push((entry, reason));
+        } else if entry.expired(now) {
+            s.dead.push((entry, DeathReason::Expired));
+        } else {
+            s.insert_waiting(entry, now);
         }
+        self.dispatch_and_wake(&mut s, now);
+        self.reschedule(&mut s);
+        gen = self.finish(s)?.max(gen);
+        if let Some(e) = released {
+            gen = self.release(vec![e])?.max(gen);
+        }
+        Ok(gen)
     }
 
-    /// Removes every ready copy. Returns how many.
+    /// Removes every waiting copy. Returns how many.
     pub fn purge(&self) -> Result<(u64, Option<u64>), BrokerError> {
         let taken: Vec<Entry> = {
             let mut s = self.state.lock();
-            s.ready_bytes = 0;
-            s.ready.drain(..).collect()
+            s.take_all()
         };
+        self.signal_room();
         let n = taken.len() as u64;
         Ok((n, self.release(taken)?))
     }
 
     /// Marks the queue deleted: cancels its subscriptions (each gets a
-    /// notice) and returns its ready copies for release.
+    /// notice), wakes waiting `GET`s and held publishes, and returns its
+    /// waiting copies for release.
     pub fn mark_deleted(&self) -> Vec<Entry> {
         let mut s = self.state.lock();
         s.deleted = true;
         for c in s.consumers.drain(..) {
             let _ = c.tx.send(Push::Cancelled { tag: c.tag });
         }
-        s.ready_bytes = 0;
-        let out = s.ready.drain(..).collect();
+        let out = s.take_all();
         self.ready_signal.notify_waiters();
+        self.room_signal.notify_waiters();
         out
     }
 
@@ -340,7 +658,16 @@ impl Queue {
     /// reference). Returns the generation to wait for, if anything was stored.
     pub fn release(&self, entries: Vec<Entry>) -> Result<Option<u64>, BrokerError> {
         let mut batch = MessageBatch::default();
-        for e in &entries {
+        self.add_removals(&entries, &mut batch);
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.disk.apply(&batch)?))
+    }
+
+    /// Adds the store removals of `entries` to `batch`.
+    pub fn add_removals(&self, entries: &[Entry], batch: &mut MessageBatch<'_>) {
+        for e in entries {
             if e.stored {
                 batch.del_metas.push((self.id, e.seq));
                 if e.msg.release_stored() {
@@ -348,49 +675,186 @@ impl Queue {
                 }
             }
         }
-        if batch.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(self.disk.apply(&batch)?))
     }
 
     /// Writes the delivery counts of delivered-but-requeued copies, so that a
     /// clean restart still flags them `redelivered`.
     pub fn persist_delivery_counts(&self) -> Result<(), BrokerError> {
-        let copies: Vec<(u64, Arc<Message>, crate::store::MessageMeta)> = {
+        let copies: Vec<Entry> = {
             let s = self.state.lock();
             s.ready
-                .iter()
+                .values()
+                .chain(s.delayed.values())
                 .filter(|e| e.stored && e.deliveries > 0)
-                .map(|e| (e.seq, e.msg.clone(), e.msg.meta(e.deliveries)))
+                .cloned()
                 .collect()
         };
-        if copies.is_empty() {
-            return Ok(());
+        for e in &copies {
+            self.rewrite(e)?;
         }
-        let mut batch = MessageBatch::default();
-        for (seq, msg, meta) in &copies {
-            // A body referenced by this copy alone may be stored inline with
-            // its old metadata: write it again beside the new metadata.
-            if msg.stored_refs.load(std::sync::atomic::Ordering::Acquire) == 1 {
-                batch.put_bodies.push((msg.body_id, &msg.body));
-            }
-            batch.put_metas.push((self.id, *seq, meta));
-        }
-        self.disk.apply(&batch)?;
         Ok(())
+    }
+
+    /// The timer fired: promotes due delayed copies, expires copies whose
+    /// TTL passed, deletes the queue if it has been unused past `expires`,
+    /// and registers the next deadline.
+    pub fn on_timer(self: &Arc<Self>, now: u64) {
+        let mut s = self.state.lock();
+        s.timer_at = None;
+        if s.deleted {
+            return;
+        }
+        while let Some((&(due, seq), _)) = s.delayed.first_key_value() {
+            if due >= now {
+                break;
+            }
+            let Some(mut e) = s.delayed.remove(&(due, seq)) else {
+                break;
+            };
+            s.bytes -= e.msg.body.len() as u64;
+            e.not_before = None;
+            if e.expired(now) {
+                s.dead.push((e, DeathReason::Expired));
+            } else {
+                s.insert_ready(e);
+            }
+        }
+        while let Some(&(at, key)) = s.expiry.first() {
+            if at >= now {
+                break;
+            }
+            s.expiry.pop_first();
+            if let Some(e) = s.ready.remove(&key) {
+                s.bytes -= e.msg.body.len() as u64;
+                s.dead.push((e, DeathReason::Expired));
+            }
+        }
+        let idle = self.idle_deadline(&s).is_some_and(|t| t < now);
+        self.dispatch_and_wake(&mut s, now);
+        if !idle {
+            self.reschedule(&mut s);
+        }
+        if let Err(e) = self.finish(s) {
+            tracing::warn!(queue = %self.name, error = %e, "dead-lettering failed");
+        }
+        if idle {
+            if let Some(inner) = self.broker.upgrade() {
+                tracing::info!(queue = %self.name, "queue unused past its expires; deleting");
+                if let Err(e) = (Broker { inner }).delete_queue_now(self) {
+                    tracing::warn!(queue = %self.name, error = %e, "could not delete an expired queue");
+                }
+            }
+        }
+    }
+
+    /// The delay before a requeue by the queue's `retry-delays` ladder.
+    fn retry_delay(&self, deliveries: u32) -> Option<u64> {
+        let ladder = &self.args.retry_delays_ms;
+        let last = ladder.len().checked_sub(1)?;
+        let step = (deliveries.max(1) as usize - 1).min(last);
+        ladder.get(step).copied()
+    }
+
+    fn limit_reached(&self, e: &Entry) -> bool {
+        self.args
+            .delivery_limit
+            .is_some_and(|limit| e.deliveries >= limit)
+    }
+
+    /// Why a copy about to be delivered must be dead-lettered instead.
+    fn undeliverable(&self, e: &Entry, now: u64) -> Option<DeathReason> {
+        if e.expired(now) {
+            Some(DeathReason::Expired)
+        } else if self.limit_reached(e) {
+            Some(DeathReason::DeliveryLimit)
+        } else {
+            None
+        }
+    }
+
+    fn over_limit(&self, s: &State, extra: u64, extra_bytes: u64) -> bool {
+        self.args
+            .max_length
+            .is_some_and(|max| s.waiting() + extra > max)
+            || self
+                .args
+                .max_bytes
+                .is_some_and(|max| s.bytes + extra_bytes > max)
+    }
+
+    fn idle_deadline(&self, s: &State) -> Option<u64> {
+        let expires = self.args.expires_ms?;
+        (s.consumers.is_empty() && s.get_waiters == 0).then(|| s.last_used.saturating_add(expires))
+    }
+
+    /// Registers the earliest deadline with the timers if it is earlier
+    /// than the one registered. Deadlines name the last millisecond before
+    /// the event (see [`Entry::expired`]), so the timer is set just past it.
+    fn reschedule(self: &Arc<Self>, s: &mut State) {
+        let next = [
+            s.delayed.first_key_value().map(|(k, _)| k.0),
+            s.expiry.first().map(|k| k.0),
+            self.idle_deadline(s),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_add(1));
+        if let Some(at) = next {
+            if s.timer_at.map_or(true, |t| at < t) {
+                s.timer_at = Some(at);
+                self.timers.schedule(at, self);
+            }
+        }
+    }
+
+    /// Rewrites a stored copy's metadata (deliveries, not-before). A body
+    /// referenced by this copy alone may be stored inline with its old
+    /// metadata: it is written again beside the new metadata.
+    fn rewrite(&self, e: &Entry) -> Result<Option<u64>, BrokerError> {
+        let meta = e.meta();
+        let mut batch = MessageBatch::default();
+        if e.msg.stored_refs.load(Ordering::Acquire) == 1 {
+            batch.put_bodies.push((e.msg.body_id, &e.msg.body));
+        }
+        batch.put_metas.push((self.id, e.seq, &meta));
+        Ok(Some(self.disk.apply(&batch)?))
+    }
+
+    /// Ends a critical section: wakes held publishes if there is room now,
+    /// releases the lock, then routes the dead letters collected under it.
+    fn finish(self: &Arc<Self>, mut s: MutexGuard<'_, State>) -> Result<Option<u64>, BrokerError> {
+        if s.blocked > 0 && !self.over_limit(&s, 1, 0) {
+            self.room_signal.notify_waiters();
+        }
+        let dead = std::mem::take(&mut s.dead);
+        drop(s);
+        if dead.is_empty() {
+            return Ok(None);
+        }
+        match self.broker.upgrade() {
+            Some(inner) => Broker { inner }.dead_letter(self, dead),
+            None => self.release(dead.into_iter().map(|(e, _)| e).collect()),
+        }
+    }
+
+    fn signal_room(&self) {
+        let s = self.state.lock();
+        if s.blocked > 0 && !self.over_limit(&s, 1, 0) {
+            self.room_signal.notify_waiters();
+        }
     }
 
     /// Dispatches to subscriptions, then wakes waiting `GET`s if anything
     /// is still ready.
-    fn dispatch_and_wake(self: &Arc<Self>, s: &mut State) {
-        self.dispatch(s);
+    fn dispatch_and_wake(self: &Arc<Self>, s: &mut State, now: u64) {
+        self.dispatch(s, now);
         if s.get_waiters > 0 && !s.ready.is_empty() {
             self.ready_signal.notify_waiters();
         }
     }
 
-    fn dispatch(self: &Arc<Self>, s: &mut State) {
+    fn dispatch(self: &Arc<Self>, s: &mut State, now: u64) {
         while !s.ready.is_empty() && !s.consumers.is_empty() {
             let n = s.consumers.len();
             let Some(idx) = (0..n)
@@ -402,6 +866,10 @@ impl Queue {
             let Some(mut entry) = s.pop_ready() else {
                 return;
             };
+            if let Some(reason) = self.undeliverable(&entry, now) {
+                s.dead.push((entry, reason));
+                continue;
+            }
             entry.deliveries += 1;
             let c = &mut s.consumers[idx];
             let delivery = Delivery {
@@ -432,21 +900,55 @@ impl Queue {
 }
 
 impl State {
-    fn insert_ready(&mut self, entry: Entry) {
-        self.ready_bytes += entry.msg.body.len() as u64;
-        match self.ready.back() {
-            Some(last) if last.seq > entry.seq => {
-                let at = self.ready.partition_point(|e| e.seq < entry.seq);
-                self.ready.insert(at, entry);
+    /// Messages waiting: ready and delayed.
+    fn waiting(&self) -> u64 {
+        (self.ready.len() + self.delayed.len()) as u64
+    }
+
+    fn insert_waiting(&mut self, entry: Entry, now: u64) {
+        match entry.not_before {
+            Some(due) if due >= now => {
+                self.bytes += entry.msg.body.len() as u64;
+                self.delayed.insert((due, entry.seq), entry);
             }
-            _ => self.ready.push_back(entry),
+            _ => self.insert_ready(entry),
         }
     }
 
+    fn insert_ready(&mut self, entry: Entry) {
+        self.bytes += entry.msg.body.len() as u64;
+        let key = ready_key(&entry);
+        if let Some(at) = entry.expires_at {
+            self.expiry.insert((at, key));
+        }
+        self.ready.insert(key, entry);
+    }
+
     fn pop_ready(&mut self) -> Option<Entry> {
-        let e = self.ready.pop_front()?;
-        self.ready_bytes -= e.msg.body.len() as u64;
+        let (key, e) = self.ready.pop_first()?;
+        self.bytes -= e.msg.body.len() as u64;
+        if let Some(at) = e.expires_at {
+            self.expiry.remove(&(at, key));
+        }
         Some(e)
+    }
+
+    /// The oldest waiting copy: the ready head, else the first delayed.
+    fn pop_head(&mut self) -> Option<Entry> {
+        if let Some(e) = self.pop_ready() {
+            return Some(e);
+        }
+        let (_, e) = self.delayed.pop_first()?;
+        self.bytes -= e.msg.body.len() as u64;
+        Some(e)
+    }
+
+    fn take_all(&mut self) -> Vec<Entry> {
+        self.bytes = 0;
+        self.expiry.clear();
+        let mut out: Vec<Entry> = std::mem::take(&mut self.ready).into_values().collect();
+        out.extend(std::mem::take(&mut self.delayed).into_values());
+        out
     }
 }
 
@@ -458,5 +960,16 @@ impl Drop for GetWaiter {
     fn drop(&mut self) {
         let mut s = self.0.state.lock();
         s.get_waiters = s.get_waiters.saturating_sub(1);
+    }
+}
+
+/// A held publish, counted while it lives.
+#[derive(Debug)]
+pub struct Blocker(Arc<Queue>);
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        let mut s = self.0.state.lock();
+        s.blocked = s.blocked.saturating_sub(1);
     }
 }

@@ -11,7 +11,8 @@ const OVERVIEW: &str = "\
 commands (HELP <verb> for one verb):
   session   HELLO AUTH PING HELP QUIT
   topology  DECLARE DELETE BIND UNBIND PURGE
-  messages  PUB SUB UNSUB GET ACK NACK REJECT
+  messages  PUB SUB UNSUB GET ACK NACK REJECT TOUCH
+  queues    PEEK REDRIVE
 bodies: last token, quoted (\"two words\") or {N} then N bytes
 reference: protocol.md
 ";
@@ -22,18 +23,21 @@ const VERBS: &[(&str, &str)] = &[
     ("PING", "PING\n  -> OK pong (every earlier command has been answered)\n"),
     ("QUIT", "QUIT\n  -> OK bye, then the server closes the connection\n"),
     ("HELP", "HELP [<verb>]\n  -> OK {N} and this text\n"),
-    ("DECLARE", "DECLARE EXCHANGE <name> direct|fanout|topic|headers [durable] [auto-delete] [alternate=<ex>]\n  -> OK\nDECLARE QUEUE <name>|\"\" [durable] [exclusive] [auto-delete]\n  -> OK <name> messages=<n> consumers=<n>\nexample: DECLARE QUEUE jobs durable\n"),
+    ("DECLARE", "DECLARE EXCHANGE <name> direct|fanout|topic|headers [durable] [auto-delete] [alternate=<ex>]\n  -> OK\nDECLARE QUEUE <name>|\"\" [durable] [exclusive] [auto-delete] [<option>=<value>...]\n  -> OK <name> messages=<n> consumers=<n>\noptions (times in ms):\n  max-length=N      at most N messages waiting\n  max-bytes=N       at most N body bytes waiting\n  overflow=drop-head|reject-publish|block\n                    when full: dead-letter the oldest (default), ERR QUEUE_FULL, or hold the PUB\n  ttl=<ms>          a message may wait this long, then it expires and is dead-lettered\n  expires=<ms>      the queue is deleted after this long unused\n  dead-letter=<ex>  where rejected, expired and dropped messages go (\"\" = default exchange)\n  dead-letter-key=<key>  their routing key (default: their own)\n  delivery-limit=N  at most N deliveries, then dead-lettered\n  ack-timeout=<ms>  an unacked delivery goes back after this long; TOUCH restarts it\n  max-priority=N    a priority queue: a higher PUB priority= goes first\n  dedup-window=<ms> a repeated id= within the window is not stored again; the reply says duplicate\n  retry-delays=<ms>,<ms>,...  requeue back-off by delivery count (the last repeats)\nexample: DECLARE QUEUE jobs durable dead-letter=dlx delivery-limit=5\n"),
     ("DELETE", "DELETE EXCHANGE <name> [if-unused]\n  -> OK\nDELETE QUEUE <name> [if-unused] [if-empty]\n  -> OK messages=<n>\n"),
     ("BIND", "BIND <queue> <exchange> [<key>] [h.<name>=<value>...] [match=all|any]\n  -> OK\nexample: BIND errors logs \"*.error\"\n"),
     ("UNBIND", "UNBIND <queue> <exchange> [<key>] [h.<name>=<value>...]\n  -> OK\n"),
     ("PURGE", "PURGE <queue>\n  -> OK messages=<n>\n"),
-    ("PUB", "PUB <exchange> <key> [persistent|transient] [mandatory] [id=<id>] [h.<name>=<value>...] <body>\n  -> OK <msg-id> routed=<n> (after fsync when persistent)\nexample: PUB \"\" jobs \"hello world\"\n"),
+    ("PUB", "PUB <exchange> <key> [persistent|transient] [mandatory] [id=<id>] [ttl=<ms>] [delay=<ms>] [priority=<n>] [h.<name>=<value>...] <body>\n  -> OK <msg-id> routed=<n> (after fsync when persistent)\n  ttl=<ms>      expires after this long (the queue's ttl may be shorter)\n  delay=<ms>    stored at once, delivered no earlier than this\n  priority=<n>  0..255, for queues with max-priority\nexample: PUB \"\" jobs \"hello world\"\n"),
     ("SUB", "SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<ctag>] [exclusive]\n  -> OK <ctag>, then MSG <ctag> <dtag> <exchange> <key> [redelivered] deliveries=<n> id=<id> [h.*] {N}\n"),
     ("UNSUB", "UNSUB <ctag>\n  -> OK\n"),
     ("GET", "GET <queue> [ack=manual|auto] [count=<n>] [wait=<ms>]\n  -> MSG - <dtag> ... for each message, then OK <n>\n"),
     ("ACK", "ACK <dtag> [multiple]\n  -> OK\n"),
-    ("NACK", "NACK <dtag> [multiple] [requeue=true|false]\n  -> OK (requeued messages keep their position)\n"),
+    ("NACK", "NACK <dtag> [multiple] [requeue=true|false] [delay=<ms>]\n  -> OK (requeued messages keep their position)\n  requeue=false  dead-letter (or drop) instead\n  delay=<ms>     requeue, but hold back this long (not with requeue=false)\n"),
     ("REJECT", "REJECT <dtag>\n  -> OK (same as NACK <dtag> requeue=false)\n"),
+    ("TOUCH", "TOUCH <dtag>\n  -> OK (restarts the delivery's ack-timeout)\n"),
+    ("PEEK", "PEEK <queue> [count=<n>] [from=<position>]\n  -> MSG * <position> ... for each waiting message, then OK <n>; nothing is taken\n  count=<n>         at most n (default 1, up to 1000)\n  from=<position>   start at this position\n"),
+    ("REDRIVE", "REDRIVE <queue> [count=<n>]\n  -> OK moved=<n> kept=<k>\n  moves dead letters back to the exchange and key they were first published to\n  count=<n>  at most n (default: all)\nexample: REDRIVE jobs.dead count=100\n"),
 ];
 
 /// `HELP [<verb>]` → `OK {N}` with the overview or one verb's grammar.

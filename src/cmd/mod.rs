@@ -10,14 +10,18 @@ mod delete;
 mod get;
 mod hello;
 mod help;
+mod peek;
 mod publish;
 mod purge;
+mod redrive;
 mod subscribe;
+
+pub use publish::confirm;
 
 use crate::error::BrokerError;
 use crate::protocol::reply::Reply;
 use crate::protocol::Command;
-use crate::session::{GetWait, Out, Session};
+use crate::session::{GetWait, HeldPub, Out, Session};
 
 /// What the session does after a command.
 #[derive(Debug)]
@@ -26,6 +30,8 @@ pub enum Outcome {
     Done,
     /// A `GET wait=` found nothing: wait before replying.
     Wait(GetWait),
+    /// A `PUB` met a full `overflow=block` queue: hold its reply.
+    Hold(HeldPub),
     /// `QUIT`: close once the queued replies are written.
     Quit,
 }
@@ -51,7 +57,11 @@ pub fn apply(command: Command, s: &mut Session) -> Outcome {
         Command::Bind(c) => bind::bind(c, s),
         Command::Unbind(c) => bind::unbind(c, s),
         Command::Purge(c) => purge::purge(c, s),
-        Command::Publish(c) => publish::publish(c, s),
+        Command::Publish(c) => match publish::publish(c, s) {
+            Ok(Some(held)) => return Outcome::Hold(held),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        },
         Command::Subscribe(c) => subscribe::subscribe(c, s),
         Command::Unsubscribe(c) => subscribe::unsubscribe(c, s),
         Command::Get(c) => match get::get(c, s) {
@@ -61,9 +71,9 @@ pub fn apply(command: Command, s: &mut Session) -> Outcome {
         },
         Command::Ack(c) => ack::ack(c, s),
         Command::Nack(c) => ack::nack(c, s),
-        Command::Touch(_) | Command::Peek(_) | Command::Redrive(_) => {
-            Err(BrokerError::Limit("not supported yet".into()))
-        }
+        Command::Touch(c) => ack::touch(c, s),
+        Command::Peek(c) => peek::peek(c, s),
+        Command::Redrive(c) => redrive::redrive(c, s),
     };
     if let Err(e) = result {
         s.reply(e.to_reply());

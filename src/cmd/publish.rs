@@ -1,19 +1,40 @@
 //! `PUB`: route, store, enqueue, and confirm. See protocol.md, "PUB".
 
 use super::reply_after;
+use crate::broker::{PublishAttempt, Published};
 use crate::error::BrokerError;
 use crate::protocol::command::Publish;
 use crate::protocol::reply::Reply;
-use crate::session::Session;
+use crate::session::{HeldPub, Session};
 
 /// `PUB <exchange> <key> [persistent|transient] [mandatory] [id=<id>]
-/// [h.<name>=<value>...] <body>` → `OK <msg-id> routed=<n>`.
+/// [ttl=<ms>] [delay=<ms>] [priority=<n>] [h.<name>=<value>...] <body>`
+/// → `OK <msg-id> routed=<n> [rejected=<n>] [duplicate]`.
 ///
 /// The reply is the publisher confirm: it is queued behind the store
 /// generation of the message's write, so it is sent only once the message
-/// is fsync'd (for a persistent message on a durable queue).
-pub(super) fn publish(c: Publish, s: &mut Session) -> Result<(), BrokerError> {
-    let p = s.broker.publish(c)?;
-    let reply = Reply::words([p.id, format!("routed={}", p.routed)]);
-    reply_after(s, reply, p.durable_gen)
+/// is fsync'd (for a persistent message on a durable queue). When a target
+/// queue is full with `overflow=block`, nothing is stored and the publish
+/// goes back to the session to hold.
+pub(super) fn publish(c: Publish, s: &mut Session) -> Result<Option<HeldPub>, BrokerError> {
+    match s.broker.publish(&c)? {
+        PublishAttempt::Done(p) => {
+            let gen = p.durable_gen;
+            reply_after(s, confirm(p), gen)?;
+            Ok(None)
+        }
+        PublishAttempt::Blocked(queue) => Ok(Some(HeldPub { cmd: c, queue })),
+    }
+}
+
+/// The `OK` line of a publish.
+pub fn confirm(p: Published) -> Reply {
+    let mut w = vec![p.id, format!("routed={}", p.routed)];
+    if p.rejected > 0 {
+        w.push(format!("rejected={}", p.rejected));
+    }
+    if p.duplicate {
+        w.push("duplicate".into());
+    }
+    Reply::words(w)
 }

@@ -78,8 +78,8 @@ enum State {
     Line { scanned: usize },
     /// Collecting a literal of `len` bytes (within the limit) for `line`.
     Literal { line: Bytes, len: usize },
-    /// Dropping an oversize line up to its LF, watching its tail for `{N}`.
-    Discard { tail: Tail },
+    /// Dropping an oversize line up to its LF, scanning it for a final `{N}`.
+    Discard { scan: MarkScan },
     /// Dropping `left` more bytes of a skipped `len`-byte literal, then its EOL.
     Swallow { left: u64, len: u64 },
     /// A `BadFrame` was returned: the stream is broken for good.
@@ -177,19 +177,19 @@ impl Framer {
                         }
                     }
                 }
-                State::Discard { tail } => match memchr::memchr(LF, buf) {
+                State::Discard { scan } => match memchr::memchr(LF, buf) {
                     None => {
-                        tail.push_all(buf);
+                        scan.push_all(buf);
                         buf.clear();
                         return Ok(None);
                     }
                     Some(at) => {
-                        tail.push_all(&buf[..at]);
+                        scan.push_all(&buf[..at]);
                         buf.advance(at + 1);
-                        match tail.lit_mark() {
+                        match scan.lit_mark() {
                             None => self.state = State::Line { scanned: 0 },
                             Some(Ok(n)) => self.state = State::Swallow { left: n, len: n },
-                            Some(Err(digits)) => return self.fail(impossible(&digits)),
+                            Some(Err(message)) => return self.fail(message),
                         }
                     }
                 },
@@ -268,7 +268,7 @@ impl Framer {
 
     fn line_too_long(&mut self) -> FrameEvent {
         self.state = State::Discard {
-            tail: Tail::default(),
+            scan: MarkScan::default(),
         };
         let message = format!("line exceeds max-line={} bytes", self.limits.max_line);
         reject(ErrorCode::LineTooLong, message)
@@ -342,49 +342,118 @@ pub(crate) fn lit_mark(line: &[u8], at_start: bool) -> Option<Result<u64, &[u8]>
     Some(n.ok_or(digits))
 }
 
-/// The last bytes of a line being discarded, with runs of blanks collapsed to
-/// one SP and trailing blanks pending, so that `{N}` followed by any number of
-/// blanks is still seen.
-#[derive(Debug, Default)]
-struct Tail {
-    bytes: Vec<u8>,
-    dropped: bool,
-    blank: bool,
+/// Digits of a `{N}` kept for the BAD_FRAME message of an oversize line; more
+/// than any u64 needs, so that the message is exact for any plausible count.
+const MARK_DIGITS: usize = 40;
+
+/// [`lit_mark`] computed incrementally over a line fed in pieces (an oversize
+/// line being discarded), in O(1) memory whatever the length of the line or
+/// of its mark: a small automaton over the bytes, with the value of the
+/// current `{` DIGITs run accumulated as it goes. It sees the same line as
+/// [`lit_mark`] does on a normal line: a CR right before the LF is dropped,
+/// any other CR is text.
+#[derive(Debug)]
+struct MarkScan {
+    lex: Lex,
+    /// The last byte was a CR: dropped if the LF comes next, text otherwise.
+    cr: bool,
+    /// The current or last candidate mark's digits as written (the first
+    /// `MARK_DIGITS` of them), for the error message.
+    digits: [u8; MARK_DIGITS],
+    /// How many digits the current or last candidate mark has.
+    ndigits: u64,
+    /// Their value; `None` once it does not fit in a u64.
+    value: Option<u64>,
 }
 
-/// Enough for a blank, `{`, 20 digits, `}` and a CR.
-const TAIL: usize = 24;
+/// Where [`MarkScan`] stands in the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    /// At the line start or after a blank: a `{` here may open a mark.
+    Boundary,
+    /// In a word that cannot end in a mark before the next blank.
+    Word,
+    /// After a `{` that may open a mark, then `ndigits` digits.
+    Open,
+    /// After `{` 1*DIGIT `}`; `blanks`: blanks followed it.
+    Closed { blanks: bool },
+}
 
-impl Tail {
+impl Default for MarkScan {
+    fn default() -> Self {
+        MarkScan {
+            lex: Lex::Boundary,
+            cr: false,
+            digits: [0; MARK_DIGITS],
+            ndigits: 0,
+            value: Some(0),
+        }
+    }
+}
+
+impl MarkScan {
     fn push_all(&mut self, data: &[u8]) {
         for &b in data {
-            if is_blank(b) {
-                self.blank = true;
-                continue;
-            }
-            if std::mem::take(&mut self.blank) {
-                self.put(b' ');
-            }
-            self.put(b);
+            self.push(b);
         }
     }
 
-    fn put(&mut self, b: u8) {
-        if self.bytes.len() >= 4 * TAIL {
-            self.bytes.drain(..self.bytes.len() - TAIL);
-            self.dropped = true;
+    /// One byte of the line (never its LF).
+    fn push(&mut self, b: u8) {
+        if std::mem::take(&mut self.cr) {
+            // That CR was not right before the LF: it is text.
+            self.lex = Lex::Word;
         }
-        self.bytes.push(b);
+        if b == CR {
+            self.cr = true;
+            return;
+        }
+        self.lex = match self.lex {
+            Lex::Closed { .. } if is_blank(b) => Lex::Closed { blanks: true },
+            _ if is_blank(b) => Lex::Boundary,
+            Lex::Boundary | Lex::Closed { blanks: true } if b == b'{' => {
+                self.ndigits = 0;
+                self.value = Some(0);
+                Lex::Open
+            }
+            Lex::Open if b.is_ascii_digit() => {
+                if let Some(slot) = usize::try_from(self.ndigits)
+                    .ok()
+                    .and_then(|i| self.digits.get_mut(i))
+                {
+                    *slot = b;
+                }
+                self.ndigits = self.ndigits.saturating_add(1);
+                self.value = self
+                    .value
+                    .and_then(|n| n.checked_mul(10)?.checked_add(u64::from(b - b'0')));
+                Lex::Open
+            }
+            Lex::Open if b == b'}' && self.ndigits > 0 => Lex::Closed { blanks: false },
+            _ => Lex::Word,
+        };
     }
 
-    fn lit_mark(&self) -> Option<Result<u64, Vec<u8>>> {
-        let mut line = &self.bytes[..];
-        if !self.blank {
-            line = line.strip_suffix(b"\r").unwrap_or(line);
+    /// At the LF: the announced count, or the BAD_FRAME message when it does
+    /// not fit in a u64, as [`lit_mark`] on the whole line.
+    fn lit_mark(&self) -> Option<Result<u64, String>> {
+        if !matches!(self.lex, Lex::Closed { .. }) {
+            return None;
         }
-        let from = line.len().saturating_sub(TAIL);
-        let at_start = from == 0 && !self.dropped;
-        lit_mark(&line[from..], at_start).map(|r| r.map_err(<[u8]>::to_vec))
+        Some(self.value.ok_or_else(|| self.too_big()))
+    }
+
+    /// The BAD_FRAME message for a count that does not fit in a u64: the same
+    /// as on a normal line, the digits cut short if there are very many.
+    fn too_big(&self) -> String {
+        match usize::try_from(self.ndigits) {
+            Ok(n) if n <= MARK_DIGITS => impossible(&self.digits[..n]),
+            _ => {
+                let shown = String::from_utf8_lossy(&self.digits);
+                let n = self.ndigits;
+                format!("literal length {shown}... ({n} digits) does not fit in 64 bits")
+            }
+        }
     }
 }
 
@@ -720,6 +789,160 @@ mod tests {
         let (ev, err) = both(limits, b"  {99999999999999999999}\nPING\n");
         assert_eq!(ev.len(), 1);
         assert!(err.is_some());
+    }
+
+    /// `PUB "" jobs <n × 'a'>` followed by `end`.
+    fn oversize_pub(n: usize, end: &[u8]) -> Vec<u8> {
+        let mut input = b"PUB \"\" jobs ".to_vec();
+        input.extend_from_slice(&vec![b'a'; n]);
+        input.extend_from_slice(end);
+        input
+    }
+
+    #[test]
+    fn oversize_line_with_thirty_digit_mark_swallows_its_literal() {
+        let end = b" {000000000000000000000000000005}\r\nhello\r\nPING\r\n";
+        let (ev, err) = both(Limits::default(), &oversize_pub(70_000, end));
+        assert!(err.is_none());
+        assert_eq!(ev.len(), 2);
+        let FrameEvent::Reject(r) = &ev[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (r.code, r.message.as_str()),
+            (ErrorCode::LineTooLong, "line exceeds max-line=65536 bytes")
+        );
+        assert_eq!(ev[1], line("PING"));
+        // Small limits, and the mark alone at the start of the oversize line.
+        let (ev, err) = both(small(), &oversize_pub(40, end));
+        assert!(err.is_none());
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[1], line("PING"));
+        let tiny = Limits {
+            max_line: 4,
+            max_literal: 10,
+        };
+        let (ev, err) = both(tiny, b"{000000000000000000000000000005}\nhello\nPING\n");
+        assert!(err.is_none());
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[1], line("PING"));
+    }
+
+    #[test]
+    fn oversize_line_ending_in_count_over_u64_is_bad_frame() {
+        let end = b" {1234567890123456789012345}\r\nhello\r\nPING\r\n";
+        let (ev, err) = both(Limits::default(), &oversize_pub(70_000, end));
+        assert_eq!(ev.len(), 1);
+        assert!(rej(ErrorCode::LineTooLong)(&ev[0]));
+        assert_eq!(
+            err.unwrap().0,
+            "literal length 1234567890123456789012345 does not fit in 64 bits"
+        );
+        // Just over u64::MAX, with blanks after it.
+        let (ev, err) = both(
+            small(),
+            &oversize_pub(40, b" {18446744073709551616} \t\nPING\n"),
+        );
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            err.unwrap().0,
+            "literal length 18446744073709551616 does not fit in 64 bits"
+        );
+        // A count too long to quote whole is still BAD_FRAME.
+        let mut end = b" {".to_vec();
+        end.extend_from_slice(&[b'7'; 100]);
+        end.extend_from_slice(b"}\nPING\n");
+        let (ev, err) = both(small(), &oversize_pub(40, &end));
+        assert_eq!(ev.len(), 1);
+        let shown = "7".repeat(MARK_DIGITS);
+        assert_eq!(
+            err.unwrap().0,
+            format!("literal length {shown}... (100 digits) does not fit in 64 bits")
+        );
+    }
+
+    #[test]
+    fn oversize_line_mark_then_trailing_blanks_swallows() {
+        for end in [
+            &b" {5} \t  \r\nhello\r\nPING\r\n"[..],
+            b" {5}\t\nhello\nPING\n",
+            b"\t{5}  \nhello\nPING\n",
+        ] {
+            let (ev, err) = both(small(), &oversize_pub(40, end));
+            assert!(err.is_none());
+            assert_eq!(ev.len(), 2, "{end:?}");
+            assert!(rej(ErrorCode::LineTooLong)(&ev[0]));
+            assert_eq!(ev[1], line("PING"));
+        }
+    }
+
+    #[test]
+    fn oversize_line_glued_mark_is_text() {
+        for end in [
+            &b" x{5}\r\nhello\r\nPING\r\n"[..],
+            b" \"{5}\"\r\nhello\r\nPING\r\n",
+            b" }{5}\nhello\nPING\n",
+            b" {{5}\nhello\nPING\n",
+        ] {
+            let (ev, err) = both(small(), &oversize_pub(40, end));
+            assert!(err.is_none());
+            assert_eq!(ev, vec![ev[0].clone(), line("hello"), line("PING")]);
+            assert!(rej(ErrorCode::LineTooLong)(&ev[0]));
+        }
+    }
+
+    #[test]
+    fn oversize_line_mark_followed_by_text_is_text() {
+        for end in [
+            &b" {5}x\r\nhello\r\nPING\r\n"[..],
+            b" {5} x\nhello\nPING\n",
+            b" {5}{3}\nhello\nPING\n",
+            b" {5}\r\r\nhello\nPING\n",
+        ] {
+            let (ev, err) = both(small(), &oversize_pub(40, end));
+            assert!(err.is_none());
+            assert_eq!(ev, vec![ev[0].clone(), line("hello"), line("PING")]);
+            assert!(rej(ErrorCode::LineTooLong)(&ev[0]));
+        }
+    }
+
+    #[test]
+    fn mark_scan_agrees_with_lit_mark() {
+        let parts: [&[u8]; 14] = [
+            b" ",
+            b"\t",
+            b"{",
+            b"}",
+            b"0",
+            b"5",
+            b"00000000000",
+            b"98765432109",
+            b"x",
+            b"\r",
+            b"\"",
+            b"{5}",
+            b" {18446744073709551615}",
+            b" {18446744073709551616}",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut raw = Vec::new();
+            for _ in 0..seed % 10 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                raw.extend_from_slice(parts[(seed % 14) as usize]);
+            }
+            let mut scan = MarkScan::default();
+            scan.push_all(&raw);
+            // What a normal line sees: a CR right before the LF is dropped.
+            let line = raw.strip_suffix(b"\r").unwrap_or(&raw);
+            let want = lit_mark(line, true).map(|r| r.map_err(impossible));
+            assert_eq!(scan.lit_mark(), want, "{:?}", String::from_utf8_lossy(&raw));
+        }
     }
 
     #[test]

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use super::code::ErrorCode;
 use super::command::{
     Ack, AckMode, Auth, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
-    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, Nack, Publish, Purge, Subscribe,
-    Unsubscribe,
+    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, Nack, Overflow, Peek, Publish, Purge,
+    QueueArgs, Redrive, Subscribe, Touch, Unsubscribe,
 };
 use super::frame::{lit_mark, Frame};
 use super::token::{tokenize, Token};
@@ -108,19 +108,32 @@ const VERBS: &[(&str, bool, &str, Handler)] = &[
     ("ACK", false, "ACK <delivery-tag> [multiple]", ack),
     ("NACK", false, NACK_USAGE, nack),
     ("REJECT", false, "REJECT <delivery-tag>", reject),
-    ("TOUCH", true, "", |_| not_yet("TOUCH")),
+    ("TOUCH", false, "TOUCH <delivery-tag>", touch),
+    (
+        "PEEK",
+        false,
+        "PEEK <queue> [count=<n>] [from=<position>]",
+        peek,
+    ),
+    ("REDRIVE", false, "REDRIVE <queue> [count=<n>]", redrive),
     ("STATS", true, "", |_| not_yet("STATS")),
     ("LIST", true, "", |_| not_yet("LIST")),
 ];
 
 const BIND_USAGE: &str = "BIND <queue> <exchange> [<key>] [h.<name>=<value>...] [match=all|any]";
 const PUB_USAGE: &str = "PUB <exchange> <routing-key> [persistent|transient] [mandatory] \
-                         [id=<msg-id>] [h.<name>=<value>...] <body>";
+                         [id=<msg-id>] [ttl=<ms>] [delay=<ms>] [priority=<n>] \
+                         [h.<name>=<value>...] <body>";
 const SUB_USAGE: &str =
     "SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<consumer-tag>] [exclusive]";
 const GET_USAGE: &str = "GET <queue> [ack=manual|auto] [count=<n>] [wait=<ms>]";
-const NACK_USAGE: &str = "NACK <delivery-tag> [multiple] [requeue=true|false]";
-const QUEUE_LATER: &[&str] = &[
+const NACK_USAGE: &str = "NACK <delivery-tag> [multiple] [requeue=true|false] [delay=<ms>]";
+const QUEUE_USAGE: &str = "DECLARE QUEUE <name> [durable] [exclusive] [auto-delete] \
+                           [max-length=N] [max-bytes=N] [overflow=drop-head|reject-publish|block] \
+                           [ttl=<ms>] [expires=<ms>] [dead-letter=<ex>] [dead-letter-key=<key>] \
+                           [delivery-limit=N] [ack-timeout=<ms>] [max-priority=N] \
+                           [dedup-window=<ms>] [retry-delays=<ms>,<ms>,...]";
+const QUEUE_OPTIONS: &[&str] = &[
     "max-length",
     "max-bytes",
     "overflow",
@@ -132,7 +145,15 @@ const QUEUE_LATER: &[&str] = &[
     "ack-timeout",
     "max-priority",
     "dedup-window",
+    "retry-delays",
 ];
+const OVERFLOWS: &[(&str, Overflow)] = &[
+    ("drop-head", Overflow::DropHead),
+    ("reject-publish", Overflow::RejectPublish),
+    ("block", Overflow::Block),
+];
+/// At most this many `retry-delays` values.
+const MAX_RETRY_DELAYS: usize = 32;
 const ACK_MODES: &[(&str, AckMode)] = &[("manual", AckMode::Manual), ("auto", AckMode::Auto)];
 const BOOLS: &[(&str, bool)] = &[("true", true), ("false", false)];
 
@@ -358,11 +379,11 @@ fn declare(mut a: Args<'_>) -> Res<Command> {
         }
         return Ok(Command::DeclareExchange(d));
     }
-    a.usage = "DECLARE QUEUE <name> [durable] [exclusive] [auto-delete]";
+    a.usage = QUEUE_USAGE;
     let name = name(a.required("<name>")?, "queue", true)?;
     let spec = Spec {
         flags: &["durable", "exclusive", "auto-delete"],
-        later: QUEUE_LATER,
+        values: QUEUE_OPTIONS,
         ..Spec::default()
     };
     let mut d = DeclareQueue {
@@ -377,10 +398,56 @@ fn declare(mut a: Args<'_>) -> Res<Command> {
             Opt::Flag("durable", on) => d.durable = on,
             Opt::Flag("exclusive", on) => d.exclusive = on,
             Opt::Flag(_, on) => d.auto_delete = on,
-            _ => {}
+            Opt::Value(opt, v) => queue_arg(&mut d.args, opt, v)?,
+            Opt::Header(_) => {}
         }
     }
     Ok(Command::DeclareQueue(d))
+}
+
+/// One `DECLARE QUEUE` option of [`QUEUE_OPTIONS`] into `args`.
+fn queue_arg(args: &mut QueueArgs, opt: &str, v: &[u8]) -> Res<()> {
+    match opt {
+        "max-length" => args.max_length = Some(number(opt, v, 0, u64::MAX)?),
+        "max-bytes" => args.max_bytes = Some(number(opt, v, 0, u64::MAX)?),
+        "overflow" => args.overflow = choice(opt, v, OVERFLOWS)?,
+        "ttl" => args.ttl_ms = Some(number(opt, v, 0, u64::MAX)?),
+        "expires" => args.expires_ms = Some(number(opt, v, 1, u64::MAX)?),
+        "dead-letter" => args.dead_letter = Some(name_bytes(v, "dead-letter exchange", true)?),
+        "dead-letter-key" => args.dead_letter_key = Some(key_bytes(v, opt)?),
+        "delivery-limit" => {
+            args.delivery_limit = Some(number(opt, v, 1, u64::from(u32::MAX))? as u32);
+        }
+        "ack-timeout" => args.ack_timeout_ms = Some(number(opt, v, 1, u64::MAX)?),
+        "max-priority" => args.max_priority = Some(number(opt, v, 1, 255)? as u8),
+        "dedup-window" => args.dedup_window_ms = Some(number(opt, v, 1, u64::MAX)?),
+        _ => args.retry_delays_ms = retry_delays(v)?,
+    }
+    Ok(())
+}
+
+/// `<ms>,<ms>,...`: 1 to [`MAX_RETRY_DELAYS`] numbers, no empty item.
+fn retry_delays(v: &[u8]) -> Res<Vec<u64>> {
+    const WHAT: &str = "retry-delays";
+    let items: Vec<&[u8]> = v.split(|&b| b == b',').collect();
+    if items.len() > MAX_RETRY_DELAYS {
+        return Err(ParseError::syntax(format!(
+            "{WHAT}: at most {MAX_RETRY_DELAYS} values, got {}",
+            items.len()
+        )));
+    }
+    items
+        .into_iter()
+        .map(|item| {
+            if item.is_empty() {
+                return Err(ParseError::syntax(format!(
+                    "{WHAT}: empty item in {}",
+                    show(v)
+                )));
+            }
+            number(WHAT, item, 0, u64::MAX)
+        })
+        .collect()
 }
 
 fn delete(mut a: Args<'_>) -> Res<Command> {
@@ -491,9 +558,9 @@ fn publish(mut a: Args<'_>) -> Res<Command> {
     };
     let spec = Spec {
         flags: &["persistent", "transient", "mandatory"],
-        values: &["id"],
-        later: &["ttl", "delay", "priority"],
+        values: &["id", "ttl", "delay", "priority"],
         headers: true,
+        ..Spec::default()
     };
     let mut p = Publish {
         exchange,
@@ -519,7 +586,10 @@ fn publish(mut a: Args<'_>) -> Res<Command> {
                 p.persistent = Some(flag == "persistent");
             }
             Opt::Flag(..) => {}
-            Opt::Value(_, v) => p.id = Some(bounded(v, "id", false)?),
+            Opt::Value("id", v) => p.id = Some(bounded(v, "id", false)?),
+            Opt::Value("ttl", v) => p.ttl_ms = Some(number("ttl", v, 0, u64::MAX)?),
+            Opt::Value("delay", v) => p.delay_ms = Some(number("delay", v, 0, u64::MAX)?),
+            Opt::Value(_, v) => p.priority = Some(number("priority", v, 0, 255)? as u8),
             Opt::Header(h) => p.headers.push(h),
         }
     }
@@ -606,7 +676,7 @@ fn nack(mut a: Args<'_>) -> Res<Command> {
     let tag = delivery_tag(&mut a)?;
     let spec = Spec {
         flags: &["multiple"],
-        values: &["requeue"],
+        values: &["requeue", "delay"],
         ..Spec::default()
     };
     let mut n = Nack {
@@ -618,9 +688,13 @@ fn nack(mut a: Args<'_>) -> Res<Command> {
     for opt in a.options(&spec)? {
         match opt {
             Opt::Flag(_, on) => n.multiple = on,
-            Opt::Value(_, v) => n.requeue = choice("requeue", v, BOOLS)?,
+            Opt::Value("requeue", v) => n.requeue = choice("requeue", v, BOOLS)?,
+            Opt::Value(_, v) => n.delay_ms = Some(number("delay", v, 0, u64::MAX)?),
             Opt::Header(_) => {}
         }
+    }
+    if n.delay_ms.is_some() && !n.requeue {
+        return Err(ParseError::syntax("delay needs requeue"));
     }
     Ok(Command::Nack(n))
 }
@@ -633,6 +707,47 @@ fn reject(mut a: Args<'_>) -> Res<Command> {
         requeue: false,
         delay_ms: None,
     }))
+}
+
+fn touch(mut a: Args<'_>) -> Res<Command> {
+    let tag = delivery_tag(&mut a)?;
+    a.end(Command::Touch(Touch { tag }))
+}
+
+fn peek(mut a: Args<'_>) -> Res<Command> {
+    let queue = name(a.required("<queue>")?, "queue", false)?;
+    let spec = Spec {
+        values: &["count", "from"],
+        ..Spec::default()
+    };
+    let mut p = Peek {
+        queue,
+        count: 1,
+        from: None,
+    };
+    for opt in a.options(&spec)? {
+        match opt {
+            Opt::Value("count", v) => p.count = number("count", v, 1, 1000)? as u32,
+            Opt::Value(_, v) => p.from = Some(number("from", v, 0, u64::MAX)?),
+            _ => {}
+        }
+    }
+    Ok(Command::Peek(p))
+}
+
+fn redrive(mut a: Args<'_>) -> Res<Command> {
+    let queue = name(a.required("<queue>")?, "queue", false)?;
+    let spec = Spec {
+        values: &["count"],
+        ..Spec::default()
+    };
+    let mut r = Redrive { queue, count: None };
+    for opt in a.options(&spec)? {
+        if let Opt::Value(_, v) = opt {
+            r.count = Some(number("count", v, 1, u64::MAX)?);
+        }
+    }
+    Ok(Command::Redrive(r))
 }
 
 fn not_yet(what: &str) -> Res<Command> {
@@ -680,10 +795,17 @@ fn name_bytes(text: &[u8], what: &str, empty_ok: bool) -> Res<String> {
 }
 
 fn routing_key(tok: &Token) -> Res<String> {
-    if tok.text.len() > 255 {
-        return Err(ParseError::syntax("routing key is longer than 255 bytes"));
+    key_bytes(&tok.text, "routing key")
+}
+
+/// A routing key: at most 255 bytes of UTF-8, possibly empty.
+fn key_bytes(text: &[u8], what: &str) -> Res<String> {
+    if text.len() > 255 {
+        return Err(ParseError::syntax(format!(
+            "{what} is longer than 255 bytes"
+        )));
     }
-    utf8(&tok.text, "routing key")
+    utf8(text, what)
 }
 
 /// 1..=255 bytes of UTF-8 (or 0 when `empty_ok`).
@@ -695,10 +817,16 @@ fn bounded(text: &[u8], what: &str, empty_ok: bool) -> Res<String> {
 }
 
 fn consumer_tag(text: &[u8]) -> Res<String> {
-    if text == b"-" {
-        return Err(ParseError::syntax(
-            "consumer tag \"-\" is reserved for GET deliveries",
-        ));
+    let reserved = match text {
+        b"-" => Some("GET deliveries"),
+        b"*" => Some("PEEK lines"),
+        _ => None,
+    };
+    if let Some(marks) = reserved {
+        return Err(ParseError::syntax(format!(
+            "consumer tag {} is reserved for {marks}",
+            show(text)
+        )));
     }
     bounded(text, "consumer tag", false)
 }
@@ -1040,19 +1168,9 @@ mod tests {
 
     #[test]
     fn declare_queue_errors() {
-        for opt in QUEUE_LATER {
-            assert_eq!(
-                syntax(&format!("DECLARE QUEUE q {opt}=1")),
-                format!("{opt} is not supported yet")
-            );
-        }
-        assert_eq!(
-            syntax("DECLARE QUEUE q MAX-LENGTH=10"),
-            "max-length is not supported yet"
-        );
         assert_eq!(
             syntax("DECLARE QUEUE q durable ttl"),
-            "ttl is not supported yet"
+            "ttl needs a value (ttl=...)"
         );
         assert_eq!(
             syntax("DECLARE QUEUE q mandatory"),
@@ -1268,12 +1386,6 @@ mod tests {
             syntax("PUB x k persistent transient b"),
             "persistent and transient exclude each other"
         );
-        assert_eq!(syntax("PUB x k ttl=100 b"), "ttl is not supported yet");
-        assert_eq!(syntax("PUB x k DELAY=5 b"), "delay is not supported yet");
-        assert_eq!(
-            syntax("PUB x k priority=5 b"),
-            "priority is not supported yet"
-        );
         assert_eq!(syntax("PUB x k id=a id=b b"), "duplicate option id");
         assert_eq!(syntax("PUB x k id= b"), "id must be 1 to 255 bytes");
         assert_eq!(
@@ -1477,10 +1589,504 @@ mod tests {
 
     #[test]
     fn unsupported_verbs() {
-        assert_eq!(syntax("TOUCH 1"), "TOUCH is not supported yet");
-        assert_eq!(syntax("touch"), "TOUCH is not supported yet");
         assert_eq!(syntax("STATS"), "STATS is not supported yet");
+        assert_eq!(syntax("stats queue q"), "STATS is not supported yet");
         assert_eq!(syntax("LIST QUEUES"), "LIST is not supported yet");
+        assert_eq!(syntax("list"), "LIST is not supported yet");
+    }
+
+    fn queue_args(line: &str) -> QueueArgs {
+        match ok(line) {
+            Command::DeclareQueue(d) => d.args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn declare_queue_options() {
+        let line =
+            "DECLARE QUEUE jobs durable max-length=10 max-bytes=1000 overflow=reject-publish \
+                    ttl=60000 expires=3600000 dead-letter=dlx dead-letter-key=jobs.dead \
+                    delivery-limit=5 ack-timeout=30000 max-priority=10 dedup-window=5000 \
+                    retry-delays=1000,5000,30000";
+        let Command::DeclareQueue(d) = ok(line) else {
+            panic!()
+        };
+        assert_eq!((d.name.as_str(), d.durable), ("jobs", true));
+        let want = QueueArgs {
+            max_length: Some(10),
+            max_bytes: Some(1000),
+            overflow: Overflow::RejectPublish,
+            ttl_ms: Some(60_000),
+            expires_ms: Some(3_600_000),
+            dead_letter: Some("dlx".into()),
+            dead_letter_key: Some("jobs.dead".into()),
+            delivery_limit: Some(5),
+            ack_timeout_ms: Some(30_000),
+            max_priority: Some(10),
+            dedup_window_ms: Some(5000),
+            retry_delays_ms: vec![1000, 5000, 30_000],
+        };
+        assert_eq!(d.args, want);
+        assert_eq!(queue_args("DECLARE QUEUE q"), QueueArgs::default());
+        assert_eq!(queue_args("DECLARE QUEUE q").overflow, Overflow::DropHead);
+    }
+
+    #[test]
+    fn declare_queue_options_case_and_limits() {
+        for (v, o) in [
+            ("drop-head", Overflow::DropHead),
+            ("DROP-HEAD", Overflow::DropHead),
+            ("Reject-Publish", Overflow::RejectPublish),
+            ("block", Overflow::Block),
+            ("BLOCK", Overflow::Block),
+        ] {
+            assert_eq!(
+                queue_args(&format!("DECLARE QUEUE q overflow={v}")).overflow,
+                o
+            );
+        }
+        let a = queue_args(
+            "declare queue q MAX-LENGTH=0 Max-Bytes=0 TTL=0 Expires=1 Dead-Letter=\"\" \
+             DEAD-LETTER-KEY=\"\" Delivery-Limit=1 ACK-TIMEOUT=1 max-PRIORITY=1 \
+             Dedup-Window=1 RETRY-DELAYS=0",
+        );
+        let want = QueueArgs {
+            max_length: Some(0),
+            max_bytes: Some(0),
+            overflow: Overflow::DropHead,
+            ttl_ms: Some(0),
+            expires_ms: Some(1),
+            dead_letter: Some(String::new()),
+            dead_letter_key: Some(String::new()),
+            delivery_limit: Some(1),
+            ack_timeout_ms: Some(1),
+            max_priority: Some(1),
+            dedup_window_ms: Some(1),
+            retry_delays_ms: vec![0],
+        };
+        assert_eq!(a, want);
+        let max = u64::MAX;
+        let a = queue_args(&format!(
+            "DECLARE QUEUE q max-length={max} max-bytes={max} ttl={max} expires={max} \
+             delivery-limit=4294967295 ack-timeout={max} max-priority=255 dedup-window={max}"
+        ));
+        assert_eq!(
+            (a.max_length, a.max_bytes, a.ttl_ms, a.expires_ms),
+            (Some(max), Some(max), Some(max), Some(max))
+        );
+        assert_eq!(
+            (a.delivery_limit, a.ack_timeout_ms, a.max_priority),
+            (Some(u32::MAX), Some(max), Some(255))
+        );
+        assert_eq!(a.dedup_window_ms, Some(max));
+        let delays: Vec<String> = (1..=32).map(|n| n.to_string()).collect();
+        let a = queue_args(&format!(
+            "DECLARE QUEUE q retry-delays={}",
+            delays.join(",")
+        ));
+        assert_eq!(a.retry_delays_ms, (1..=32).collect::<Vec<u64>>());
+        let a = queue_args("DECLARE QUEUE q dead-letter=a.b:c/d-e_f dead-letter-key=\"a b=c\"");
+        assert_eq!(a.dead_letter.as_deref(), Some("a.b:c/d-e_f"));
+        assert_eq!(a.dead_letter_key.as_deref(), Some("a b=c"));
+        let key = "k".repeat(255);
+        let a = queue_args(&format!("DECLARE QUEUE q dead-letter-key={key}"));
+        assert_eq!(a.dead_letter_key, Some(key));
+        // A byte-level fixture: options may come in any order, flags between them.
+        let Command::DeclareQueue(d) = parse_line(
+            b"DECLARE QUEUE \"\"\tretry-delays=5\texclusive  overflow=block auto-delete",
+            None,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (d.name.as_str(), d.exclusive, d.auto_delete),
+            ("", true, true)
+        );
+        assert_eq!(
+            (d.args.retry_delays_ms, d.args.overflow),
+            (vec![5], Overflow::Block)
+        );
+    }
+
+    #[test]
+    fn declare_queue_option_errors() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "max-length=ten",
+                "max-length: expected a number, got \"ten\"",
+            ),
+            ("max-length=-1", "max-length: expected a number, got \"-1\""),
+            (
+                "max-length=18446744073709551616",
+                "max-length: expected a number, got \"18446744073709551616\"",
+            ),
+            ("max-bytes=1k", "max-bytes: expected a number, got \"1k\""),
+            ("max-bytes=", "max-bytes: expected a number, got \"\""),
+            (
+                "overflow=drop",
+                "overflow: expected drop-head or reject-publish or block, got \"drop\"",
+            ),
+            (
+                "overflow=drop_head",
+                "overflow: expected drop-head or reject-publish or block, got \"drop_head\"",
+            ),
+            ("ttl=1.5", "ttl: expected a number, got \"1.5\""),
+            (
+                "expires=0",
+                "expires: must be between 1 and 18446744073709551615, got 0",
+            ),
+            ("expires=soon", "expires: expected a number, got \"soon\""),
+            (
+                "dead-letter=dl!x",
+                "bad dead-letter exchange name \"dl!x\": use 1-255 bytes of A-Z a-z 0-9 _ . : / -",
+            ),
+            (
+                "delivery-limit=0",
+                "delivery-limit: must be between 1 and 4294967295, got 0",
+            ),
+            (
+                "delivery-limit=4294967296",
+                "delivery-limit: must be between 1 and 4294967295, got 4294967296",
+            ),
+            (
+                "ack-timeout=0",
+                "ack-timeout: must be between 1 and 18446744073709551615, got 0",
+            ),
+            (
+                "ack-timeout=1s",
+                "ack-timeout: expected a number, got \"1s\"",
+            ),
+            (
+                "max-priority=0",
+                "max-priority: must be between 1 and 255, got 0",
+            ),
+            (
+                "max-priority=256",
+                "max-priority: must be between 1 and 255, got 256",
+            ),
+            (
+                "dedup-window=0",
+                "dedup-window: must be between 1 and 18446744073709551615, got 0",
+            ),
+            ("retry-delays=", "retry-delays: empty item in \"\""),
+            ("retry-delays=1,,2", "retry-delays: empty item in \"1,,2\""),
+            ("retry-delays=1,2,", "retry-delays: empty item in \"1,2,\""),
+            ("retry-delays=,1", "retry-delays: empty item in \",1\""),
+            (
+                "retry-delays=1,x",
+                "retry-delays: expected a number, got \"x\"",
+            ),
+            (
+                "retry-delays=\"1, 2\"",
+                "retry-delays: expected a number, got \" 2\"",
+            ),
+            (
+                "retry-delays=1;2",
+                "retry-delays: expected a number, got \"1;2\"",
+            ),
+            ("max-length", "max-length needs a value (max-length=...)"),
+            ("overflow", "overflow needs a value (overflow=...)"),
+            (
+                "retry-delays",
+                "retry-delays needs a value (retry-delays=...)",
+            ),
+            ("ttl=1 TTL=2", "duplicate option ttl"),
+            ("max-length=1 max-length=1", "duplicate option max-length"),
+            (
+                "retry-delays=1 retry-delays=2",
+                "duplicate option retry-delays",
+            ),
+            ("overflow=block overflow=BLOCK", "duplicate option overflow"),
+            (
+                "dead-letter=a Dead-Letter=b",
+                "duplicate option dead-letter",
+            ),
+            ("delay=5", "unknown option \"delay=5\""),
+            ("priority=1", "unknown option \"priority=1\""),
+        ];
+        for (opt, want) in cases {
+            assert_eq!(syntax(&format!("DECLARE QUEUE q {opt}")), *want, "{opt}");
+        }
+        let delays: Vec<String> = (1..=33).map(|n| n.to_string()).collect();
+        assert_eq!(
+            syntax(&format!(
+                "DECLARE QUEUE q retry-delays={}",
+                delays.join(",")
+            )),
+            "retry-delays: at most 32 values, got 33"
+        );
+        assert_eq!(
+            syntax(&format!(
+                "DECLARE QUEUE q dead-letter-key={}",
+                "k".repeat(256)
+            )),
+            "dead-letter-key is longer than 255 bytes"
+        );
+        assert_eq!(
+            syntax(&format!("DECLARE QUEUE q dead-letter={}", "x".repeat(256))),
+            format!(
+                "bad dead-letter exchange name \"{}...\": use 1-255 bytes of A-Z a-z 0-9 _ . : / -",
+                "x".repeat(64)
+            )
+        );
+        let e = parse_line(b"DECLARE QUEUE q dead-letter-key=\xff", None).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::Syntax, "dead-letter-key is not valid UTF-8")
+        );
+        assert!(syntax("DECLARE QUEUE").starts_with(
+            "missing <name>; usage: DECLARE QUEUE <name> [durable] [exclusive] [auto-delete] \
+             [max-length=N]"
+        ));
+        assert!(syntax("DECLARE QUEUE").ends_with("[retry-delays=<ms>,<ms>,...]"));
+    }
+
+    #[test]
+    fn pub_failure_options() {
+        let p = publish("PUB \"\" jobs ttl=60000 delay=250 priority=9 body");
+        assert_eq!(
+            (p.ttl_ms, p.delay_ms, p.priority, &p.body[..]),
+            (Some(60_000), Some(250), Some(9), &b"body"[..])
+        );
+        let p = publish("pub x k TTL=0 Delay=0 PRIORITY=0 b");
+        assert_eq!(
+            (p.ttl_ms, p.delay_ms, p.priority),
+            (Some(0), Some(0), Some(0))
+        );
+        let p = publish(&format!(
+            "PUB x k ttl={0} delay={0} priority=255 b",
+            u64::MAX
+        ));
+        assert_eq!(
+            (p.ttl_ms, p.delay_ms, p.priority),
+            (Some(u64::MAX), Some(u64::MAX), Some(255))
+        );
+        let p = publish("PUB x k b");
+        assert_eq!((p.ttl_ms, p.delay_ms, p.priority), (None, None, None));
+        // The last word is always the body, even when it looks like an option.
+        let p = publish("PUB x k ttl=5");
+        assert_eq!((p.ttl_ms, &p.body[..]), (None, &b"ttl=5"[..]));
+        let p = publish("PUB x k priority=1 delay=2");
+        assert_eq!(
+            (p.priority, p.delay_ms, &p.body[..]),
+            (Some(1), None, &b"delay=2"[..])
+        );
+        let frame = Frame {
+            line: Bytes::from_static(b"PUB x k persistent id=a ttl=5 h.x=1 priority=3 {2}"),
+            literal: Some(Bytes::from_static(b"\r\n")),
+        };
+        let Command::Publish(p) = parse_command(&frame).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (p.ttl_ms, p.priority, p.persistent),
+            (Some(5), Some(3), Some(true))
+        );
+        assert_eq!((p.headers, &p.body[..]), (vec![h("x", "1")], &b"\r\n"[..]));
+    }
+
+    #[test]
+    fn pub_failure_option_errors() {
+        let cases: &[(&str, &str)] = &[
+            ("ttl=soon", "ttl: expected a number, got \"soon\""),
+            ("ttl=-5", "ttl: expected a number, got \"-5\""),
+            ("TTL=", "ttl: expected a number, got \"\""),
+            ("delay=1e3", "delay: expected a number, got \"1e3\""),
+            (
+                "delay=18446744073709551616",
+                "delay: expected a number, got \"18446744073709551616\"",
+            ),
+            (
+                "priority=256",
+                "priority: must be between 0 and 255, got 256",
+            ),
+            ("priority=high", "priority: expected a number, got \"high\""),
+            ("ttl", "ttl needs a value (ttl=...)"),
+            ("ttl=1 ttl=2", "duplicate option ttl"),
+            ("delay=1 DELAY=2", "duplicate option delay"),
+            ("priority=1 priority=1", "duplicate option priority"),
+            ("expires=5", "unknown option \"expires=5\""),
+        ];
+        for (opt, want) in cases {
+            assert_eq!(syntax(&format!("PUB x k {opt} body")), *want, "{opt}");
+        }
+        assert!(syntax("PUB \"\" jobs").ends_with(
+            "[id=<msg-id>] [ttl=<ms>] [delay=<ms>] [priority=<n>] [h.<name>=<value>...] <body>"
+        ));
+    }
+
+    #[test]
+    fn nack_delay() {
+        let n = |tag, multiple, requeue, delay_ms| {
+            Command::Nack(Nack {
+                tag,
+                multiple,
+                requeue,
+                delay_ms,
+            })
+        };
+        assert_eq!(ok("NACK 3 delay=500"), n(3, false, true, Some(500)));
+        assert_eq!(ok("nack 3 MULTIPLE Delay=0"), n(3, true, true, Some(0)));
+        assert_eq!(
+            ok("NACK 3 requeue=TRUE delay=7 multiple"),
+            n(3, true, true, Some(7))
+        );
+        assert_eq!(
+            ok("NACK 3 delay=7 requeue=true"),
+            n(3, false, true, Some(7))
+        );
+        assert_eq!(ok("NACK 3 requeue=false"), n(3, false, false, None));
+        assert_eq!(ok("REJECT 3"), n(3, false, false, None));
+        assert_eq!(
+            syntax("NACK 1 requeue=false delay=5"),
+            "delay needs requeue"
+        );
+        assert_eq!(
+            syntax("NACK 1 delay=5 requeue=FALSE"),
+            "delay needs requeue"
+        );
+        assert_eq!(
+            syntax("NACK 1 delay=soon"),
+            "delay: expected a number, got \"soon\""
+        );
+        assert_eq!(syntax("NACK 1 delay"), "delay needs a value (delay=...)");
+        assert_eq!(syntax("NACK 1 delay=1 delay=2"), "duplicate option delay");
+        assert_eq!(
+            syntax("REJECT 1 delay=5"),
+            "unexpected argument \"delay=5\""
+        );
+        assert_eq!(syntax("ACK 1 delay=5"), "unknown option \"delay=5\"");
+        assert!(syntax("NACK")
+            .ends_with("NACK <delivery-tag> [multiple] [requeue=true|false] [delay=<ms>]"));
+    }
+
+    #[test]
+    fn touch() {
+        assert_eq!(ok("TOUCH 7"), Command::Touch(Touch { tag: 7 }));
+        assert_eq!(
+            ok("touch 18446744073709551615"),
+            Command::Touch(Touch { tag: u64::MAX })
+        );
+        assert_eq!(
+            syntax("TOUCH"),
+            "missing <delivery-tag>; usage: TOUCH <delivery-tag>"
+        );
+        assert_eq!(syntax("TOUCH 1 2"), "unexpected argument \"2\"");
+        assert_eq!(
+            syntax("TOUCH 1 multiple"),
+            "unexpected argument \"multiple\""
+        );
+        assert_eq!(
+            syntax("TOUCH x"),
+            "delivery tag: expected a number, got \"x\""
+        );
+        let e = parse_line(b"TOUCH 1 {3}", Some(Bytes::from_static(b"abc"))).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::Syntax, "TOUCH does not take a literal")
+        );
+    }
+
+    #[test]
+    fn peek() {
+        let p = |queue: &str, count, from| {
+            Command::Peek(Peek {
+                queue: queue.into(),
+                count,
+                from,
+            })
+        };
+        assert_eq!(ok("PEEK jobs"), p("jobs", 1, None));
+        assert_eq!(ok("peek jobs COUNT=1000 From=0"), p("jobs", 1000, Some(0)));
+        assert_eq!(
+            ok(&format!("PEEK q.dead from={} count=5", u64::MAX)),
+            p("q.dead", 5, Some(u64::MAX))
+        );
+        assert!(syntax("PEEK")
+            .starts_with("missing <queue>; usage: PEEK <queue> [count=<n>] [from=<position>]"));
+        assert_eq!(syntax("PEEK jobs extra"), "unexpected argument \"extra\"");
+        assert_eq!(syntax("PEEK \"\""), "queue name must not be empty");
+        assert_eq!(
+            syntax("PEEK jobs count=0"),
+            "count: must be between 1 and 1000, got 0"
+        );
+        assert_eq!(
+            syntax("PEEK jobs count=1001"),
+            "count: must be between 1 and 1000, got 1001"
+        );
+        assert_eq!(
+            syntax("PEEK jobs from=first"),
+            "from: expected a number, got \"first\""
+        );
+        assert_eq!(
+            syntax("PEEK jobs count=1 count=2"),
+            "duplicate option count"
+        );
+        assert_eq!(syntax("PEEK jobs ack=auto"), "unknown option \"ack=auto\"");
+        assert_eq!(syntax("PEEK jobs count"), "count needs a value (count=...)");
+    }
+
+    #[test]
+    fn redrive() {
+        let r = |queue: &str, count| {
+            Command::Redrive(Redrive {
+                queue: queue.into(),
+                count,
+            })
+        };
+        assert_eq!(ok("REDRIVE jobs.dead"), r("jobs.dead", None));
+        assert_eq!(ok("redrive dlq COUNT=10"), r("dlq", Some(10)));
+        assert_eq!(
+            ok(&format!("REDRIVE dlq count={}", u64::MAX)),
+            r("dlq", Some(u64::MAX))
+        );
+        assert_eq!(
+            syntax("REDRIVE"),
+            "missing <queue>; usage: REDRIVE <queue> [count=<n>]"
+        );
+        assert_eq!(syntax("REDRIVE dlq jobs"), "unexpected argument \"jobs\"");
+        assert_eq!(
+            syntax("REDRIVE dlq count=0"),
+            "count: must be between 1 and 18446744073709551615, got 0"
+        );
+        assert_eq!(
+            syntax("REDRIVE dlq count=all"),
+            "count: expected a number, got \"all\""
+        );
+        assert_eq!(syntax("REDRIVE dlq from=1"), "unknown option \"from=1\"");
+        assert_eq!(
+            syntax("REDRIVE dlq count=1 count=1"),
+            "duplicate option count"
+        );
+        assert!(syntax("REDRIVE bad!").starts_with("bad queue name \"bad!\""));
+    }
+
+    #[test]
+    fn reserved_consumer_tags() {
+        assert_eq!(
+            syntax("SUB jobs tag=-"),
+            "consumer tag \"-\" is reserved for GET deliveries"
+        );
+        assert_eq!(
+            syntax("SUB jobs tag=*"),
+            "consumer tag \"*\" is reserved for PEEK lines"
+        );
+        assert_eq!(
+            syntax("SUB jobs tag=\"*\""),
+            "consumer tag \"*\" is reserved for PEEK lines"
+        );
+        assert_eq!(
+            syntax("UNSUB *"),
+            "consumer tag \"*\" is reserved for PEEK lines"
+        );
+        for tag in ["--", "**", "*a", "a-"] {
+            let Command::Subscribe(s) = ok(&format!("SUB jobs tag={tag}")) else {
+                panic!()
+            };
+            assert_eq!(s.tag.as_deref(), Some(tag));
+        }
     }
 
     #[test]
@@ -1519,6 +2125,10 @@ mod tests {
             "ACK {5}",
             "SUB q prefetch={5}",
             "DECLARE {5}",
+            "DECLARE QUEUE q retry-delays={5}",
+            "DECLARE QUEUE q overflow={5}",
+            "PEEK q count={5}",
+            "TOUCH {5}",
         ] {
             let e = err(line);
             assert!(

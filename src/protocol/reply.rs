@@ -189,6 +189,25 @@ pub enum Notice {
         /// Why: `shutdown`.
         reason: &'static str,
     },
+    /// `NOTICE ack-timeout <ctag> <dtag>`: a delivery's ack timeout passed;
+    /// it went back to its queue and its tag is no longer outstanding.
+    AckTimeout {
+        /// Consumer tag (`-` for `GET`).
+        tag: String,
+        /// Delivery tag.
+        dtag: u64,
+    },
+    /// `NOTICE blocked queue=<name>`: a full `overflow=block` queue is
+    /// holding this connection's `PUB` reply (and the commands behind it).
+    Blocked {
+        /// The full queue.
+        queue: String,
+    },
+    /// `NOTICE unblocked queue=<name>`: the held `PUB` went through.
+    Unblocked {
+        /// The queue that had been full.
+        queue: String,
+    },
 }
 
 impl Notice {
@@ -202,6 +221,21 @@ impl Notice {
             }
             Notice::Closing { reason } => {
                 let _ = write!(Lit(out), "NOTICE closing reason={reason}\r\n");
+            }
+            Notice::AckTimeout { tag, dtag } => {
+                out.extend_from_slice(b"NOTICE ack-timeout ");
+                encode_word(out, tag.as_bytes());
+                let _ = write!(Lit(out), " {dtag}\r\n");
+            }
+            Notice::Blocked { queue } => {
+                out.extend_from_slice(b"NOTICE blocked queue=");
+                encode_word(out, queue.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            Notice::Unblocked { queue } => {
+                out.extend_from_slice(b"NOTICE unblocked queue=");
+                encode_word(out, queue.as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
         }
     }

@@ -1,23 +1,94 @@
-//! The on-disk encoding of sluice's records: a version byte, a CRC32 over the
-//! rest, then length-prefixed fields. Decoding never panics: a short or
-//! altered record is [`StoreError::Corrupt`].
+//! The on-disk encoding of sluice's records: a version byte, a CRC32, then
+//! length-prefixed fields. Decoding never panics: a short, altered or
+//! over-long record is [`StoreError::Corrupt`].
+//!
+//! # Versions
+//!
+//! The version byte says how to read the rest; data directories hold both.
+//!
+//! - **Version 1**: the CRC covers the fields only (bytes 5..).
+//! - **Version 2** (written today): the CRC covers the version byte, then
+//!   the fields, so a version byte altered on disk fails the check instead
+//!   of making the fields be read with the wrong layout.
+//!
+//! Per record kind (fields in order; `opt<T>` is a tag byte, 0 = absent or
+//! 1 = present, followed by the `T` when present; `str`/`bytes` are a u32
+//! length then the bytes; integers are big-endian):
+//!
+//! - exchange (v1 and v2): `str name`, `u8 kind`, `u8 auto_delete`,
+//!   `str alternate` (empty = none).
+//! - binding: `str exchange`, `str queue`, `str key`, headers (`u32 n`,
+//!   then `n` × `str name`, `str value`), `u8 any`. Always written as
+//!   **version 1**: the encoded binding is its key in the `bindings` tree,
+//!   so its bytes must never change or older keys could not be deleted.
+//! - queue v1: `str name`, `u64 id`, `u8 auto_delete` (its `args` decode as
+//!   [`QueueArgs::default`]).
+//! - queue v2: the v1 fields, then the args: `opt<u64> max_length`,
+//!   `opt<u64> max_bytes`, `u8 overflow` (0 drop-head, 1 reject-publish,
+//!   2 block), `opt<u64> ttl_ms`, `opt<u64> expires_ms`,
+//!   `opt<str> dead_letter`, `opt<str> dead_letter_key`,
+//!   `opt<u32> delivery_limit`, `opt<u64> ack_timeout_ms`,
+//!   `opt<u8> max_priority`, `opt<u64> dedup_window_ms`,
+//!   `u32 n` then `n` × `u64` retry_delays_ms.
+//! - message v1: `u64 body_id`, `str id`, `str exchange`,
+//!   `str routing_key`, headers, `u32 deliveries`, `u8 inline`, then
+//!   `bytes body` if `inline` ≠ 0 (`expires_at`/`not_before` decode as
+//!   `None`, `priority` as 0).
+//! - message v2: the v1 fields up to `deliveries`, then
+//!   `opt<u64> expires_at`, `opt<u64> not_before`, `u8 priority`,
+//!   `u8 inline`, `bytes body` if `inline` ≠ 0.
+//! - de-duplication (v2 only): `u64 expires_at` (queue id and message id
+//!   are in the key, see `sled_store`).
+//! - body head chunk (v1 and v2, built in `sled_store`): `u32 crc of the
+//!   whole body`, `u64 length`, `bytes first chunk`.
+//!
+//! Every byte of a record is read: trailing bytes are corruption too.
 
 use super::{BindingDef, ExchangeDef, MessageMeta, QueueDef, StoreError};
-use crate::protocol::command::{ExchangeKind, Header, HeaderMatch};
+use crate::protocol::command::{ExchangeKind, Header, HeaderMatch, Overflow, QueueArgs};
 
-const VERSION: u8 = 1;
+/// The first layout: CRC over the fields only.
+pub const V1: u8 = 1;
+/// The current layout: CRC over the version byte and the fields; queue
+/// arguments and per-message expiry, delay and priority.
+pub const V2: u8 = 2;
+/// The version new records are written with.
+pub const VERSION: u8 = V2;
+
+/// The CRC of a record under its version's rules, over its fields (the
+/// bytes after the 5-byte header).
+fn record_crc(version: u8, fields: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    if version >= V2 {
+        h.update(&[version]);
+    }
+    h.update(fields);
+    h.finalize()
+}
 
 /// Appends fields to a record.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Writer {
     buf: Vec<u8>,
 }
 
+impl Default for Writer {
+    fn default() -> Self {
+        Writer::new()
+    }
+}
+
 impl Writer {
-    /// A record with room for the header.
+    /// A record of the current [`VERSION`], with room for the header.
     pub fn new() -> Writer {
+        Writer::with_version(VERSION)
+    }
+    /// A record of an explicit version ([`V1`] or [`V2`]): the caller
+    /// writes that version's layout.
+    pub fn with_version(version: u8) -> Writer {
+        debug_assert!((V1..=V2).contains(&version), "unknown record version");
         Writer {
-            buf: vec![VERSION, 0, 0, 0, 0],
+            buf: vec![version, 0, 0, 0, 0],
         }
     }
     /// One byte.
@@ -53,9 +124,53 @@ impl Writer {
         }
         self
     }
+    /// The tag of an optional value: 1 if present, 0 if not.
+    fn tag<T>(&mut self, v: &Option<T>) -> &mut Self {
+        self.u8(u8::from(v.is_some()))
+    }
+    /// An optional byte.
+    pub fn opt_u8(&mut self, v: Option<u8>) -> &mut Self {
+        self.tag(&v);
+        if let Some(v) = v {
+            self.u8(v);
+        }
+        self
+    }
+    /// An optional u32.
+    pub fn opt_u32(&mut self, v: Option<u32>) -> &mut Self {
+        self.tag(&v);
+        if let Some(v) = v {
+            self.u32(v);
+        }
+        self
+    }
+    /// An optional u64.
+    pub fn opt_u64(&mut self, v: Option<u64>) -> &mut Self {
+        self.tag(&v);
+        if let Some(v) = v {
+            self.u64(v);
+        }
+        self
+    }
+    /// An optional string (`Some("")` stays distinct from `None`).
+    pub fn opt_str(&mut self, v: Option<&str>) -> &mut Self {
+        self.tag(&v);
+        if let Some(v) = v {
+            self.str(v);
+        }
+        self
+    }
+    /// A counted list of u64s.
+    pub fn u64s(&mut self, vs: &[u64]) -> &mut Self {
+        self.u32(u32::try_from(vs.len()).unwrap_or(u32::MAX));
+        for v in vs {
+            self.u64(*v);
+        }
+        self
+    }
     /// Seals the record: fills in the CRC.
     pub fn finish(mut self) -> Vec<u8> {
-        let crc = crc32fast::hash(&self.buf[5..]);
+        let crc = record_crc(self.buf[0], &self.buf[5..]);
         self.buf[1..5].copy_from_slice(&crc.to_be_bytes());
         self.buf
     }
@@ -66,26 +181,42 @@ impl Writer {
 pub struct Reader<'a> {
     rest: &'a [u8],
     what: &'static str,
+    version: u8,
 }
 
 impl<'a> Reader<'a> {
-    /// Checks version and CRC; `what` names the record in errors.
+    /// Checks version ([`V1`] or [`V2`]) and CRC; `what` names the record
+    /// in errors. The decoder then reads the layout of [`Reader::version`].
     pub fn open(record: &'a [u8], what: &'static str) -> Result<Reader<'a>, StoreError> {
-        if record.len() < 5 || record[0] != VERSION {
+        if record.len() < 5 {
             return Err(StoreError::Corrupt(format!("{what}: bad header")));
         }
+        let version = record[0];
+        if !(V1..=V2).contains(&version) {
+            return Err(StoreError::Corrupt(format!(
+                "{what}: unknown record version {version}"
+            )));
+        }
         let crc = u32::from_be_bytes([record[1], record[2], record[3], record[4]]);
-        if crc32fast::hash(&record[5..]) != crc {
+        if record_crc(version, &record[5..]) != crc {
             return Err(StoreError::Corrupt(format!("{what}: checksum mismatch")));
         }
         Ok(Reader {
             rest: &record[5..],
             what,
+            version,
         })
+    }
+    /// The record's version.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+    fn corrupt(&self, why: &str) -> StoreError {
+        StoreError::Corrupt(format!("{}: {why}", self.what))
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         if self.rest.len() < n {
-            return Err(StoreError::Corrupt(format!("{}: truncated", self.what)));
+            return Err(self.corrupt("truncated"));
         }
         let (a, b) = self.rest.split_at(n);
         self.rest = b;
@@ -114,9 +245,8 @@ impl<'a> Reader<'a> {
     }
     /// A length-prefixed string.
     pub fn str(&mut self) -> Result<String, StoreError> {
-        let what = self.what;
-        String::from_utf8(self.bytes()?.to_vec())
-            .map_err(|_| StoreError::Corrupt(format!("{what}: invalid UTF-8")))
+        let b = self.bytes()?;
+        String::from_utf8(b.to_vec()).map_err(|_| self.corrupt("invalid UTF-8"))
     }
     /// A list of headers.
     pub fn headers(&mut self) -> Result<Vec<Header>, StoreError> {
@@ -126,6 +256,46 @@ impl<'a> Reader<'a> {
             out.push((self.str()?, self.str()?));
         }
         Ok(out)
+    }
+    /// The tag of an optional value: whether it is present.
+    fn tag(&mut self) -> Result<bool, StoreError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.corrupt("bad optional tag")),
+        }
+    }
+    /// An optional byte.
+    pub fn opt_u8(&mut self) -> Result<Option<u8>, StoreError> {
+        Ok(if self.tag()? { Some(self.u8()?) } else { None })
+    }
+    /// An optional u32.
+    pub fn opt_u32(&mut self) -> Result<Option<u32>, StoreError> {
+        Ok(if self.tag()? { Some(self.u32()?) } else { None })
+    }
+    /// An optional u64.
+    pub fn opt_u64(&mut self) -> Result<Option<u64>, StoreError> {
+        Ok(if self.tag()? { Some(self.u64()?) } else { None })
+    }
+    /// An optional string.
+    pub fn opt_str(&mut self) -> Result<Option<String>, StoreError> {
+        Ok(if self.tag()? { Some(self.str()?) } else { None })
+    }
+    /// A counted list of u64s.
+    pub fn u64s(&mut self) -> Result<Vec<u64>, StoreError> {
+        let n = self.u32()? as usize;
+        if n > self.rest.len() / 8 {
+            return Err(self.corrupt("truncated"));
+        }
+        (0..n).map(|_| self.u64()).collect()
+    }
+    /// Ends the record: every byte must have been read.
+    pub fn end(self) -> Result<(), StoreError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(self.corrupt("trailing bytes"))
+        }
     }
 }
 
@@ -148,6 +318,23 @@ fn byte_kind(b: u8) -> Result<ExchangeKind, StoreError> {
     })
 }
 
+fn overflow_byte(o: Overflow) -> u8 {
+    match o {
+        Overflow::DropHead => 0,
+        Overflow::RejectPublish => 1,
+        Overflow::Block => 2,
+    }
+}
+
+fn byte_overflow(b: u8) -> Result<Overflow, StoreError> {
+    Ok(match b {
+        0 => Overflow::DropHead,
+        1 => Overflow::RejectPublish,
+        2 => Overflow::Block,
+        _ => return Err(StoreError::Corrupt("queue: unknown overflow mode".into())),
+    })
+}
+
 /// Encodes an exchange definition.
 pub fn encode_exchange(d: &ExchangeDef) -> Vec<u8> {
     let mut w = Writer::new();
@@ -158,13 +345,14 @@ pub fn encode_exchange(d: &ExchangeDef) -> Vec<u8> {
     w.finish()
 }
 
-/// Decodes an exchange definition.
+/// Decodes an exchange definition (one layout in v1 and v2).
 pub fn decode_exchange(b: &[u8]) -> Result<ExchangeDef, StoreError> {
     let mut r = Reader::open(b, "exchange")?;
     let name = r.str()?;
     let kind = byte_kind(r.u8()?)?;
     let auto_delete = r.u8()? != 0;
     let alternate = Some(r.str()?).filter(|s| !s.is_empty());
+    r.end()?;
     Ok(ExchangeDef {
         name,
         kind,
@@ -173,27 +361,68 @@ pub fn decode_exchange(b: &[u8]) -> Result<ExchangeDef, StoreError> {
     })
 }
 
-/// Encodes a queue definition.
+/// Encodes a queue definition, with all its arguments (v2).
 pub fn encode_queue(d: &QueueDef) -> Vec<u8> {
+    let a = &d.args;
     let mut w = Writer::new();
-    w.str(&d.name).u64(d.id).u8(u8::from(d.auto_delete));
+    w.str(&d.name)
+        .u64(d.id)
+        .u8(u8::from(d.auto_delete))
+        .opt_u64(a.max_length)
+        .opt_u64(a.max_bytes)
+        .u8(overflow_byte(a.overflow))
+        .opt_u64(a.ttl_ms)
+        .opt_u64(a.expires_ms)
+        .opt_str(a.dead_letter.as_deref())
+        .opt_str(a.dead_letter_key.as_deref())
+        .opt_u32(a.delivery_limit)
+        .opt_u64(a.ack_timeout_ms)
+        .opt_u8(a.max_priority)
+        .opt_u64(a.dedup_window_ms)
+        .u64s(&a.retry_delays_ms);
     w.finish()
 }
 
-/// Decodes a queue definition.
+fn read_queue_args(r: &mut Reader<'_>) -> Result<QueueArgs, StoreError> {
+    Ok(QueueArgs {
+        max_length: r.opt_u64()?,
+        max_bytes: r.opt_u64()?,
+        overflow: byte_overflow(r.u8()?)?,
+        ttl_ms: r.opt_u64()?,
+        expires_ms: r.opt_u64()?,
+        dead_letter: r.opt_str()?,
+        dead_letter_key: r.opt_str()?,
+        delivery_limit: r.opt_u32()?,
+        ack_timeout_ms: r.opt_u64()?,
+        max_priority: r.opt_u8()?,
+        dedup_window_ms: r.opt_u64()?,
+        retry_delays_ms: r.u64s()?,
+    })
+}
+
+/// Decodes a queue definition: a v1 record has default arguments.
 pub fn decode_queue(b: &[u8]) -> Result<QueueDef, StoreError> {
     let mut r = Reader::open(b, "queue")?;
+    let name = r.str()?;
+    let id = r.u64()?;
+    let auto_delete = r.u8()? != 0;
+    let args = match r.version() {
+        V1 => QueueArgs::default(),
+        _ => read_queue_args(&mut r)?,
+    };
+    r.end()?;
     Ok(QueueDef {
-        name: r.str()?,
-        id: r.u64()?,
-        auto_delete: r.u8()? != 0,
-        args: Default::default(),
+        name,
+        id,
+        auto_delete,
+        args,
     })
 }
 
 /// Encodes a binding (used as its key: identity is the whole definition).
+/// Always version 1, so that the key of a binding never changes.
 pub fn encode_binding(d: &BindingDef) -> Vec<u8> {
-    let mut w = Writer::new();
+    let mut w = Writer::with_version(V1);
     w.str(&d.exchange)
         .str(&d.queue)
         .str(&d.key)
@@ -205,7 +434,7 @@ pub fn encode_binding(d: &BindingDef) -> Vec<u8> {
 /// Decodes a binding.
 pub fn decode_binding(b: &[u8]) -> Result<BindingDef, StoreError> {
     let mut r = Reader::open(b, "binding")?;
-    Ok(BindingDef {
+    let def = BindingDef {
         exchange: r.str()?,
         queue: r.str()?,
         key: r.str()?,
@@ -215,11 +444,13 @@ pub fn decode_binding(b: &[u8]) -> Result<BindingDef, StoreError> {
         } else {
             HeaderMatch::All
         },
-    })
+    };
+    r.end()?;
+    Ok(def)
 }
 
-/// Encodes a message copy's metadata, with its body inline when the copy
-/// is the body's only reference (one key, one insert: the fast path).
+/// Encodes a message copy's metadata (v2), with its body inline when the
+/// copy is the body's only reference (one key, one insert: the fast path).
 pub fn encode_meta(m: &MessageMeta, inline_body: Option<&[u8]>) -> Vec<u8> {
     let mut w = Writer::new();
     w.u64(m.body_id)
@@ -227,7 +458,10 @@ pub fn encode_meta(m: &MessageMeta, inline_body: Option<&[u8]>) -> Vec<u8> {
         .str(&m.exchange)
         .str(&m.routing_key)
         .headers(&m.headers)
-        .u32(m.deliveries);
+        .u32(m.deliveries)
+        .opt_u64(m.expires_at)
+        .opt_u64(m.not_before)
+        .u8(m.priority);
     match inline_body {
         Some(body) => w.u8(1).bytes(body),
         None => w.u8(0),
@@ -235,30 +469,119 @@ pub fn encode_meta(m: &MessageMeta, inline_body: Option<&[u8]>) -> Vec<u8> {
     w.finish()
 }
 
-/// Decodes a message copy's metadata and its inline body, if it has one.
+/// Decodes a message copy's metadata and its inline body, if it has one. A
+/// v1 record has no expiry, no delay and priority 0.
 pub fn decode_meta(b: &[u8]) -> Result<(MessageMeta, Option<Vec<u8>>), StoreError> {
     let mut r = Reader::open(b, "message")?;
-    let meta = MessageMeta {
-        body_id: r.u64()?,
-        id: r.str()?,
-        exchange: r.str()?,
-        routing_key: r.str()?,
-        headers: r.headers()?,
-        deliveries: r.u32()?,
-        expires_at: None,
-        not_before: None,
-        priority: 0,
+    let body_id = r.u64()?;
+    let id = r.str()?;
+    let exchange = r.str()?;
+    let routing_key = r.str()?;
+    let headers = r.headers()?;
+    let deliveries = r.u32()?;
+    let (expires_at, not_before, priority) = match r.version() {
+        V1 => (None, None, 0),
+        _ => (r.opt_u64()?, r.opt_u64()?, r.u8()?),
     };
     let body = match r.u8()? {
         0 => None,
         _ => Some(r.bytes()?.to_vec()),
     };
+    r.end()?;
+    let meta = MessageMeta {
+        body_id,
+        id,
+        exchange,
+        routing_key,
+        headers,
+        deliveries,
+        expires_at,
+        not_before,
+        priority,
+    };
     Ok((meta, body))
+}
+
+/// Encodes the value of a de-duplication record: the end of its window
+/// (Unix ms). Its queue id and message id are its key.
+pub fn encode_dedup(expires_at: u64) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u64(expires_at);
+    w.finish()
+}
+
+/// Decodes the value of a de-duplication record: its `expires_at`.
+pub fn decode_dedup(b: &[u8]) -> Result<u64, StoreError> {
+    let mut r = Reader::open(b, "dedup")?;
+    if r.version() < V2 {
+        return Err(StoreError::Corrupt("dedup: unknown record version".into()));
+    }
+    let expires_at = r.u64()?;
+    r.end()?;
+    Ok(expires_at)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn is_corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
+        matches!(r, Err(StoreError::Corrupt(_)))
+    }
+
+    fn full_args() -> QueueArgs {
+        QueueArgs {
+            max_length: Some(10),
+            max_bytes: Some(u64::MAX),
+            overflow: Overflow::Block,
+            ttl_ms: Some(60_000),
+            expires_ms: Some(0),
+            dead_letter: Some("dlx".into()),
+            dead_letter_key: Some(String::new()),
+            delivery_limit: Some(5),
+            ack_timeout_ms: Some(30_000),
+            max_priority: Some(255),
+            dedup_window_ms: Some(1_000),
+            retry_delays_ms: vec![100, 1_000, 10_000],
+        }
+    }
+
+    fn queue(args: QueueArgs) -> QueueDef {
+        QueueDef {
+            name: "jobs".into(),
+            id: 42,
+            auto_delete: true,
+            args,
+        }
+    }
+
+    fn meta(expires_at: Option<u64>, not_before: Option<u64>, priority: u8) -> MessageMeta {
+        MessageMeta {
+            body_id: 9,
+            id: "m1".into(),
+            exchange: "".into(),
+            routing_key: "jobs".into(),
+            headers: vec![("k".into(), "v".into())],
+            deliveries: 3,
+            expires_at,
+            not_before,
+            priority,
+        }
+    }
+
+    /// A record assembled by hand, as version 1 wrote it: version byte,
+    /// CRC32 (big-endian) of the fields, the fields.
+    fn v1_record(fields: &[u8]) -> Vec<u8> {
+        let mut rec = vec![1u8];
+        rec.extend_from_slice(&crc32fast::hash(fields).to_be_bytes());
+        rec.extend_from_slice(fields);
+        rec
+    }
+
+    fn lp(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        out.extend_from_slice(s);
+    }
 
     #[test]
     fn records_round_trip() {
@@ -269,13 +592,6 @@ mod tests {
             alternate: Some("ae".into()),
         };
         assert_eq!(decode_exchange(&encode_exchange(&e)).unwrap(), e);
-        let q = QueueDef {
-            name: "jobs".into(),
-            id: 42,
-            auto_delete: false,
-            args: Default::default(),
-        };
-        assert_eq!(decode_queue(&encode_queue(&q)).unwrap(), q);
         let b = BindingDef {
             exchange: "x".into(),
             queue: "q".into(),
@@ -284,43 +600,326 @@ mod tests {
             matching: HeaderMatch::Any,
         };
         assert_eq!(decode_binding(&encode_binding(&b)).unwrap(), b);
-        let m = MessageMeta {
-            body_id: 9,
-            id: "m1".into(),
-            exchange: "".into(),
-            routing_key: "jobs".into(),
-            headers: vec![],
-            deliveries: 3,
-            expires_at: None,
-            not_before: None,
-            priority: 0,
-        };
+    }
+
+    #[test]
+    fn queue_args_round_trip() {
+        for args in [
+            QueueArgs::default(),
+            full_args(),
+            QueueArgs {
+                overflow: Overflow::RejectPublish,
+                dead_letter: Some(String::new()),
+                retry_delays_ms: vec![7],
+                ..QueueArgs::default()
+            },
+        ] {
+            let q = queue(args);
+            let rec = encode_queue(&q);
+            assert_eq!(rec[0], V2);
+            assert_eq!(decode_queue(&rec).unwrap(), q);
+        }
+    }
+
+    #[test]
+    fn every_queue_arg_field_is_kept() {
+        // Each field alone, so that one written in the wrong slot shows.
+        let full = full_args();
+        let singles = [
+            QueueArgs {
+                max_length: full.max_length,
+                ..Default::default()
+            },
+            QueueArgs {
+                max_bytes: full.max_bytes,
+                ..Default::default()
+            },
+            QueueArgs {
+                overflow: full.overflow,
+                ..Default::default()
+            },
+            QueueArgs {
+                ttl_ms: full.ttl_ms,
+                ..Default::default()
+            },
+            QueueArgs {
+                expires_ms: full.expires_ms,
+                ..Default::default()
+            },
+            QueueArgs {
+                dead_letter: full.dead_letter.clone(),
+                ..Default::default()
+            },
+            QueueArgs {
+                dead_letter_key: full.dead_letter_key.clone(),
+                ..Default::default()
+            },
+            QueueArgs {
+                delivery_limit: full.delivery_limit,
+                ..Default::default()
+            },
+            QueueArgs {
+                ack_timeout_ms: full.ack_timeout_ms,
+                ..Default::default()
+            },
+            QueueArgs {
+                max_priority: full.max_priority,
+                ..Default::default()
+            },
+            QueueArgs {
+                dedup_window_ms: full.dedup_window_ms,
+                ..Default::default()
+            },
+            QueueArgs {
+                retry_delays_ms: full.retry_delays_ms.clone(),
+                ..Default::default()
+            },
+        ];
+        for args in singles {
+            assert_ne!(args, QueueArgs::default());
+            let q = queue(args);
+            assert_eq!(decode_queue(&encode_queue(&q)).unwrap(), q);
+        }
+    }
+
+    #[test]
+    fn message_meta_round_trips_with_and_without_the_new_fields() {
+        for m in [
+            meta(None, None, 0),
+            meta(Some(1_700_000_000_000), None, 0),
+            meta(None, Some(1_700_000_000_500), 0),
+            meta(None, None, 9),
+            meta(Some(u64::MAX), Some(0), 255),
+        ] {
+            let rec = encode_meta(&m, None);
+            assert_eq!(rec[0], V2);
+            assert_eq!(decode_meta(&rec).unwrap(), (m.clone(), None));
+            assert_eq!(
+                decode_meta(&encode_meta(&m, Some(b"body"))).unwrap(),
+                (m.clone(), Some(b"body".to_vec()))
+            );
+            assert_eq!(
+                decode_meta(&encode_meta(&m, Some(b""))).unwrap(),
+                (m, Some(Vec::new()))
+            );
+        }
+    }
+
+    #[test]
+    fn dedup_round_trips() {
+        for t in [0, 1, 1_700_000_000_000, u64::MAX] {
+            assert_eq!(decode_dedup(&encode_dedup(t)).unwrap(), t);
+        }
+        // A v1 record of the same shape never existed: refused.
+        let mut w = Writer::with_version(V1);
+        w.u64(5);
+        assert!(is_corrupt(decode_dedup(&w.finish())));
+    }
+
+    #[test]
+    fn version_1_queue_decodes_with_default_args() {
+        let mut fields = Vec::new();
+        lp(&mut fields, b"jobs");
+        fields.extend_from_slice(&42u64.to_be_bytes());
+        fields.push(1);
+        let rec = v1_record(&fields);
+        assert_eq!(decode_queue(&rec).unwrap(), queue(QueueArgs::default()));
+        // The same, through the Writer.
+        let mut w = Writer::with_version(V1);
+        w.str("jobs").u64(42).u8(1);
+        assert_eq!(w.finish(), rec);
+    }
+
+    #[test]
+    fn version_1_message_decodes_with_defaults() {
+        let mut fields = Vec::new();
+        fields.extend_from_slice(&9u64.to_be_bytes());
+        lp(&mut fields, b"m1");
+        lp(&mut fields, b"");
+        lp(&mut fields, b"jobs");
+        fields.extend_from_slice(&1u32.to_be_bytes());
+        lp(&mut fields, b"k");
+        lp(&mut fields, b"v");
+        fields.extend_from_slice(&3u32.to_be_bytes());
+        let mut plain = fields.clone();
+        plain.push(0);
         assert_eq!(
-            decode_meta(&encode_meta(&m, None)).unwrap(),
-            (m.clone(), None)
+            decode_meta(&v1_record(&plain)).unwrap(),
+            (meta(None, None, 0), None)
         );
+        let mut inline = fields;
+        inline.push(1);
+        lp(&mut inline, b"body");
         assert_eq!(
-            decode_meta(&encode_meta(&m, Some(b"body"))).unwrap(),
-            (m, Some(b"body".to_vec()))
+            decode_meta(&v1_record(&inline)).unwrap(),
+            (meta(None, None, 0), Some(b"body".to_vec()))
         );
     }
 
     #[test]
-    fn a_flipped_byte_is_corruption_not_a_panic() {
-        let q = QueueDef {
-            name: "jobs".into(),
-            id: 1,
-            auto_delete: false,
-            args: Default::default(),
+    fn version_1_exchange_and_binding_decode_and_binding_keys_stay_version_1() {
+        let mut fields = Vec::new();
+        lp(&mut fields, b"logs");
+        fields.extend_from_slice(&[2, 1]);
+        lp(&mut fields, b"");
+        let e = ExchangeDef {
+            name: "logs".into(),
+            kind: ExchangeKind::Topic,
+            auto_delete: true,
+            alternate: None,
         };
-        let mut rec = encode_queue(&q);
-        let last = rec.len() - 1;
-        rec[last] ^= 0x40;
-        assert!(matches!(decode_queue(&rec), Err(StoreError::Corrupt(_))));
-        assert!(matches!(
-            decode_queue(&rec[..3]),
-            Err(StoreError::Corrupt(_))
-        ));
-        assert!(matches!(decode_queue(&[]), Err(StoreError::Corrupt(_))));
+        assert_eq!(decode_exchange(&v1_record(&fields)).unwrap(), e);
+
+        // A binding is its own key: its bytes must be exactly what
+        // version 1 wrote, or existing bindings could never be deleted.
+        let mut fields = Vec::new();
+        lp(&mut fields, b"x");
+        lp(&mut fields, b"q");
+        lp(&mut fields, b"a.*");
+        fields.extend_from_slice(&1u32.to_be_bytes());
+        lp(&mut fields, b"k");
+        lp(&mut fields, b"v");
+        fields.push(0);
+        let rec = v1_record(&fields);
+        let b = BindingDef {
+            exchange: "x".into(),
+            queue: "q".into(),
+            key: "a.*".into(),
+            headers: vec![("k".into(), "v".into())],
+            matching: HeaderMatch::All,
+        };
+        assert_eq!(encode_binding(&b), rec);
+        assert_eq!(decode_binding(&rec).unwrap(), b);
+    }
+
+    #[test]
+    fn a_flipped_byte_is_corruption_not_a_panic() {
+        let records = [
+            encode_queue(&queue(full_args())),
+            encode_queue(&queue(QueueArgs::default())),
+            encode_meta(&meta(Some(1), Some(2), 3), Some(b"body")),
+            encode_meta(&meta(None, None, 0), None),
+            encode_dedup(1_700_000_000_000),
+            encode_exchange(&ExchangeDef {
+                name: "x".into(),
+                kind: ExchangeKind::Direct,
+                auto_delete: false,
+                alternate: None,
+            }),
+        ];
+        for rec in &records {
+            for i in 0..rec.len() {
+                // 0x03 turns version 2 into version 1: the version byte is
+                // under the v2 CRC, so that is caught too.
+                for mask in [0x01u8, 0x03, 0x40, 0x80, 0xff] {
+                    let mut bad = rec.clone();
+                    bad[i] ^= mask;
+                    assert!(is_corrupt(decode_queue(&bad)), "queue byte {i}");
+                    assert!(is_corrupt(decode_meta(&bad)), "meta byte {i}");
+                    assert!(is_corrupt(decode_dedup(&bad)), "dedup byte {i}");
+                    assert!(is_corrupt(decode_exchange(&bad)), "exchange byte {i}");
+                    assert!(is_corrupt(decode_binding(&bad)), "binding byte {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_truncated_record_is_corruption_not_a_panic() {
+        let records = [
+            encode_queue(&queue(full_args())),
+            encode_meta(&meta(Some(1), Some(2), 3), Some(b"body")),
+            encode_dedup(7),
+        ];
+        for rec in &records {
+            for n in 0..rec.len() {
+                assert!(is_corrupt(decode_queue(&rec[..n])), "queue {n}");
+                assert!(is_corrupt(decode_meta(&rec[..n])), "meta {n}");
+                assert!(is_corrupt(decode_dedup(&rec[..n])), "dedup {n}");
+            }
+        }
+        assert!(is_corrupt(decode_queue(&[])));
+    }
+
+    #[test]
+    fn well_sealed_but_malformed_records_are_corruption() {
+        // Missing fields under a valid CRC: a v2 queue without its args.
+        let mut w = Writer::new();
+        w.str("jobs").u64(1).u8(0);
+        assert!(is_corrupt(decode_queue(&w.finish())));
+        // A v2 message without its new fields.
+        let mut w = Writer::new();
+        w.u64(1).str("m").str("").str("q").headers(&[]).u32(0).u8(0);
+        assert!(is_corrupt(decode_meta(&w.finish())));
+        // An optional tag that is neither 0 nor 1.
+        let mut w = Writer::new();
+        w.str("jobs").u64(1).u8(0).u8(2);
+        assert!(is_corrupt(decode_queue(&w.finish())));
+        // An unknown overflow mode.
+        let mut w = Writer::new();
+        w.str("jobs").u64(1).u8(0).opt_u64(None).opt_u64(None).u8(3);
+        assert!(is_corrupt(decode_queue(&w.finish())));
+        // A retry-delay count far beyond the record: no huge allocation.
+        let mut w = Writer::new();
+        w.str("jobs")
+            .u64(1)
+            .u8(0)
+            .opt_u64(None)
+            .opt_u64(None)
+            .u8(0)
+            .opt_u64(None)
+            .opt_u64(None)
+            .opt_str(None)
+            .opt_str(None)
+            .opt_u32(None)
+            .opt_u64(None)
+            .opt_u8(None)
+            .opt_u64(None)
+            .u32(u32::MAX);
+        assert!(is_corrupt(decode_queue(&w.finish())));
+        // Trailing bytes.
+        let mut w = Writer::new();
+        w.u64(1).u8(0);
+        assert!(is_corrupt(decode_dedup(&w.finish())));
+        let mut fields = Vec::new();
+        lp(&mut fields, b"jobs");
+        fields.extend_from_slice(&42u64.to_be_bytes());
+        fields.extend_from_slice(&[0, 0]);
+        assert!(is_corrupt(decode_queue(&v1_record(&fields))));
+        // Unknown versions, even with a matching CRC.
+        for version in [0u8, 3, 0xff] {
+            let mut rec = encode_dedup(1);
+            rec[0] = version;
+            let crc = crc32fast::hash(&rec[5..]);
+            rec[1..5].copy_from_slice(&crc.to_be_bytes());
+            assert!(is_corrupt(decode_dedup(&rec)));
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A small deterministic generator: random records, some sealed with
+        // a correct CRC so that the field readers are exercised too.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..5_000 {
+            let len = (next() % 64) as usize;
+            let mut rec: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if rec.len() >= 5 && next() % 2 == 0 {
+                rec[0] = [V1, V2][(next() % 2) as usize];
+                let crc = record_crc(rec[0], &rec[5..]);
+                rec[1..5].copy_from_slice(&crc.to_be_bytes());
+            }
+            let _ = decode_queue(&rec);
+            let _ = decode_meta(&rec);
+            let _ = decode_exchange(&rec);
+            let _ = decode_binding(&rec);
+            let _ = decode_dedup(&rec);
+        }
     }
 }

@@ -2,10 +2,17 @@
 //!
 //! Trees: `exchanges` (name → def), `queues` (name → def), `bindings`
 //! (encoded def → empty), `messages` and `meta` (`clean` flag). The
-//! `messages` tree holds two key spaces so that one publish is one atomic
-//! `Batch`: `m` ‖ queue id ‖ seq → metadata, and `b` ‖ body id ‖ chunk →
-//! body bytes. Bodies are cut into 64 KiB chunks so that none reaches sled's
-//! blob files (values over ~128 KiB), which sled never fsyncs.
+//! `messages` tree holds three key spaces so that one publish is one atomic
+//! `Batch` (sled batches are per tree):
+//!
+//! - `m` ‖ queue id (u64 BE) ‖ seq (u64 BE) → metadata (17-byte key);
+//! - `b` ‖ body id (u64 BE) ‖ chunk (u32 BE) → body bytes (13-byte key);
+//! - `d` ‖ queue id (u64 BE) ‖ message id (its UTF-8 bytes, any length) →
+//!   de-duplication record (its `expires_at`), written in the same batch as
+//!   the message it guards.
+//!
+//! Bodies are cut into 64 KiB chunks so that none reaches sled's blob files
+//! (values over ~128 KiB), which sled never fsyncs.
 //!
 //! Durability: sled's `flush` ends in `sync_file_range`, which is not a
 //! barrier against power loss, so [`Store::sync`] follows it with
@@ -14,12 +21,14 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 
 use super::codec::{self, Reader, Writer};
 use super::{
-    BindingDef, ExchangeDef, MessageBatch, QueueDef, Recovered, RecoveredMessage, Store, StoreError,
+    BindingDef, DedupEntry, ExchangeDef, MessageBatch, QueueDef, Recovered, RecoveredMessage,
+    Store, StoreError,
 };
 
 /// Bodies are stored in chunks of at most this many bytes.
@@ -87,6 +96,29 @@ fn body_key(body_id: u64, chunk: u32) -> [u8; 13] {
     k
 }
 
+fn dedup_key(queue_id: u64, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + id.len());
+    k.push(b'd');
+    k.extend_from_slice(&queue_id.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The key prefix of one queue in a key space (`m` or `d`).
+fn queue_prefix(space: u8, queue_id: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = space;
+    k[1..9].copy_from_slice(&queue_id.to_be_bytes());
+    k
+}
+
+/// Now, in Unix milliseconds.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn be_u64(b: &[u8]) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[..8]);
@@ -124,6 +156,26 @@ impl SledStore {
             db,
             db_file,
         })
+    }
+
+    /// Adds the bodies (in chunks) and the metadata (bodies not inline)
+    /// of `b` to `batch`.
+    fn add_puts(batch: &mut sled::Batch, b: &MessageBatch<'_>) {
+        for (body_id, body) in &b.put_bodies {
+            let head_len = body.len().min(BODY_CHUNK_BYTES);
+            let mut w = Writer::new();
+            w.u32(crc32fast::hash(body))
+                .u64(body.len() as u64)
+                .bytes(&body[..head_len]);
+            batch.insert(&body_key(*body_id, 0), w.finish());
+            for (i, part) in body[head_len..].chunks(BODY_CHUNK_BYTES).enumerate() {
+                let chunk = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                batch.insert(&body_key(*body_id, chunk), part);
+            }
+        }
+        for (queue_id, seq, meta) in &b.put_metas {
+            batch.insert(&meta_key(*queue_id, *seq), codec::encode_meta(meta, None));
+        }
     }
 
     fn read_body(&self, body_id: u64) -> Result<Option<Bytes>, StoreError> {
@@ -225,6 +277,33 @@ impl Store for SledStore {
                 orphans.remove(k);
             }
         }
+        // De-duplication records: kept while inside their window and their
+        // queue exists; expired and orphaned ones are dropped here.
+        let now = now_ms();
+        for kv in self.messages.scan_prefix(b"d") {
+            let (k, v) = kv?;
+            if k.len() < 9 {
+                return Err(StoreError::Corrupt("dedup key too short".into()));
+            }
+            let queue_id = be_u64(&k[1..9]);
+            if !live.contains(&queue_id) {
+                orphans.remove(k);
+                continue;
+            }
+            let expires_at = codec::decode_dedup(&v)?;
+            if expires_at <= now {
+                orphans.remove(k);
+                continue;
+            }
+            let id = std::str::from_utf8(&k[9..])
+                .map_err(|_| StoreError::Corrupt("dedup key: invalid UTF-8".into()))?
+                .to_owned();
+            out.dedup.push(DedupEntry {
+                queue_id,
+                id,
+                expires_at,
+            });
+        }
         self.messages.apply_batch(orphans)?;
         self.meta.insert("clean", &[0u8])?;
         self.sync()?;
@@ -266,14 +345,14 @@ impl Store for SledStore {
         }
         self.bindings.apply_batch(batch)?;
         self.queues.remove(def.name.as_bytes())?;
-        // Its message copies become orphans: removed here when cheap, and in
-        // any case at the next recovery (their queue id is no longer live).
+        // Its message copies and de-duplication records become orphans:
+        // removed here, and in any case at the next recovery (their queue id
+        // is no longer live). Bodies only they referenced go at recovery.
         let mut batch = sled::Batch::default();
-        let mut start = [0u8; 9];
-        start[0] = b'm';
-        start[1..9].copy_from_slice(&def.id.to_be_bytes());
-        for kv in self.messages.scan_prefix(start) {
-            batch.remove(kv?.0);
+        for space in [b'm', b'd'] {
+            for kv in self.messages.scan_prefix(queue_prefix(space, def.id)) {
+                batch.remove(kv?.0);
+            }
         }
         self.messages.apply_batch(batch)?;
         Ok(())
@@ -294,12 +373,16 @@ impl Store for SledStore {
         // (a pwrite and a sync_file_range each), while a plain insert or
         // remove only reserves log space. So the common cases avoid batches:
         // - a message for one queue with a small body is one key (meta and
-        //   body inline): one insert, atomic by itself;
+        //   body inline): one insert, atomic by itself (with de-duplication
+        //   records, that same key goes in a batch with them);
         // - removals need no atomicity (a body left behind by a crash is an
         //   orphan, collected at recovery): plain removes, meta first.
-        // Only a fan-out to several durable queues, or a large body, takes
-        // the batch, which keeps it all-or-nothing across a crash.
-        if b.put_metas.is_empty() && b.put_bodies.is_empty() {
+        // Only a fan-out to several durable queues, a large body, or any
+        // de-duplication record (which must land with its message, or go
+        // with its removal) takes the batch, which keeps it all-or-nothing
+        // across a crash.
+        let no_dedup = b.put_dedup.is_empty() && b.del_dedup.is_empty();
+        if no_dedup && b.put_metas.is_empty() && b.put_bodies.is_empty() {
             for (queue_id, seq) in &b.del_metas {
                 self.messages.remove(meta_key(*queue_id, *seq))?;
             }
@@ -310,35 +393,32 @@ impl Store for SledStore {
             }
             return Ok(());
         }
-        if let ([(body_id, body)], [(queue_id, seq, meta)], [], []) = (
+        // One small body for its only copy: stored inline with the meta.
+        let inline = match (
             &b.put_bodies[..],
             &b.put_metas[..],
             &b.del_metas[..],
             &b.del_bodies[..],
         ) {
-            if body.len() <= BODY_CHUNK_BYTES && *body_id == meta.body_id {
-                self.messages.insert(
+            ([(body_id, body)], [(queue_id, seq, meta)], [], [])
+                if body.len() <= BODY_CHUNK_BYTES && *body_id == meta.body_id =>
+            {
+                Some((
                     meta_key(*queue_id, *seq),
                     codec::encode_meta(meta, Some(body)),
-                )?;
+                ))
+            }
+            _ => None,
+        };
+        let mut batch = sled::Batch::default();
+        if let Some((key, value)) = inline {
+            if no_dedup {
+                self.messages.insert(key, value)?;
                 return Ok(());
             }
-        }
-        let mut batch = sled::Batch::default();
-        for (body_id, body) in &b.put_bodies {
-            let head_len = body.len().min(BODY_CHUNK_BYTES);
-            let mut w = Writer::new();
-            w.u32(crc32fast::hash(body))
-                .u64(body.len() as u64)
-                .bytes(&body[..head_len]);
-            batch.insert(&body_key(*body_id, 0), w.finish());
-            for (i, part) in body[head_len..].chunks(BODY_CHUNK_BYTES).enumerate() {
-                let chunk = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                batch.insert(&body_key(*body_id, chunk), part);
-            }
-        }
-        for (queue_id, seq, meta) in &b.put_metas {
-            batch.insert(&meta_key(*queue_id, *seq), codec::encode_meta(meta, None));
+            batch.insert(&key, value);
+        } else {
+            Self::add_puts(&mut batch, b);
         }
         for (queue_id, seq) in &b.del_metas {
             batch.remove(&meta_key(*queue_id, *seq));
@@ -347,6 +427,17 @@ impl Store for SledStore {
             for chunk in 0..chunk_count(*len) {
                 batch.remove(&body_key(*body_id, chunk));
             }
+        }
+        // Removals first: a record both removed and written in one batch is
+        // written (a renewed window).
+        for (queue_id, id) in &b.del_dedup {
+            batch.remove(dedup_key(*queue_id, id));
+        }
+        for d in &b.put_dedup {
+            batch.insert(
+                dedup_key(d.queue_id, &d.id),
+                codec::encode_dedup(d.expires_at),
+            );
         }
         self.messages.apply_batch(batch)?;
         Ok(())
@@ -367,7 +458,270 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::command::{Overflow, QueueArgs};
+    use crate::store::MessageMeta;
     use std::time::Duration;
+
+    const HOUR_MS: u64 = 3_600_000;
+
+    fn open(dir: &Path) -> SledStore {
+        SledStore::open(dir, DEFAULT_CACHE_BYTES).unwrap()
+    }
+
+    fn queue(name: &str, id: u64) -> QueueDef {
+        QueueDef {
+            name: name.into(),
+            id,
+            auto_delete: false,
+            args: QueueArgs {
+                dedup_window_ms: Some(HOUR_MS),
+                overflow: Overflow::RejectPublish,
+                retry_delays_ms: vec![10, 20],
+                ..QueueArgs::default()
+            },
+        }
+    }
+
+    fn meta(body_id: u64, id: &str) -> MessageMeta {
+        MessageMeta {
+            body_id,
+            id: id.into(),
+            exchange: String::new(),
+            routing_key: "q".into(),
+            headers: vec![],
+            deliveries: 0,
+            expires_at: Some(now_ms() + HOUR_MS),
+            not_before: Some(5),
+            priority: 7,
+        }
+    }
+
+    fn dedup(queue_id: u64, id: &str, expires_at: u64) -> DedupEntry {
+        DedupEntry {
+            queue_id,
+            id: id.into(),
+            expires_at,
+        }
+    }
+
+    fn dedup_keys(s: &SledStore) -> Vec<Vec<u8>> {
+        s.messages
+            .scan_prefix(b"d")
+            .map(|kv| kv.unwrap().0.to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn dedup_lands_with_its_message_and_is_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue("q", 1);
+        let m = meta(11, "msg-1");
+        let d = dedup(1, "msg-1", now_ms() + HOUR_MS);
+        {
+            let s = open(dir.path());
+            s.recover().unwrap();
+            s.put_queue(&q).unwrap();
+            // A small single-queue publish plus its dedup record: one batch.
+            s.apply(&MessageBatch {
+                put_bodies: vec![(11, b"hello")],
+                put_metas: vec![(1, 1, &m)],
+                put_dedup: vec![&d],
+                ..MessageBatch::default()
+            })
+            .unwrap();
+            // A fan-out body (not inline), to check that the body GC leaves
+            // `d` keys alone and vice versa.
+            let m2 = meta(12, "msg-2");
+            let d2 = dedup(1, "msg-2", now_ms() + HOUR_MS);
+            s.apply(&MessageBatch {
+                put_bodies: vec![(12, b"shared")],
+                put_metas: vec![(1, 2, &m2), (1, 3, &m2)],
+                put_dedup: vec![&d2],
+                ..MessageBatch::default()
+            })
+            .unwrap();
+            s.sync().unwrap();
+            // The small body stayed inline (no `b` key), the shared one not.
+            assert!(s.messages.get(body_key(11, 0)).unwrap().is_none());
+            assert!(s.messages.get(body_key(12, 0)).unwrap().is_some());
+        }
+        let s = open(dir.path());
+        let r = s.recover().unwrap();
+        assert_eq!(r.queues, vec![q]);
+        assert_eq!(r.messages.len(), 3);
+        assert_eq!(r.messages[0].meta, m);
+        assert_eq!(&r.messages[0].body[..], b"hello");
+        assert_eq!(&r.messages[1].body[..], b"shared");
+        assert_eq!(&r.messages[2].body[..], b"shared");
+        assert_eq!(r.dedup.len(), 2);
+        assert_eq!(r.dedup[0], d);
+        assert_eq!(r.dedup[1].id, "msg-2");
+        assert!(s.messages.get(body_key(12, 0)).unwrap().is_some());
+    }
+
+    #[test]
+    fn expired_and_orphaned_dedup_records_are_dropped_at_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(dir.path());
+            s.recover().unwrap();
+            s.put_queue(&queue("q", 1)).unwrap();
+            let expired = dedup(1, "old", 1);
+            let live = dedup(1, "new", now_ms() + HOUR_MS);
+            let orphan = dedup(99, "gone", now_ms() + HOUR_MS);
+            s.apply(&MessageBatch {
+                put_dedup: vec![&expired, &live, &orphan],
+                ..MessageBatch::default()
+            })
+            .unwrap();
+            assert_eq!(dedup_keys(&s).len(), 3);
+            s.sync().unwrap();
+        }
+        let s = open(dir.path());
+        let r = s.recover().unwrap();
+        assert_eq!(r.dedup.len(), 1);
+        assert_eq!(r.dedup[0].id, "new");
+        assert_eq!(dedup_keys(&s), vec![dedup_key(1, "new")]);
+        assert!(s.messages.get(dedup_key(1, "old")).unwrap().is_none());
+        assert!(s.messages.get(dedup_key(99, "gone")).unwrap().is_none());
+    }
+
+    #[test]
+    fn delete_queue_removes_its_messages_and_dedup_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.recover().unwrap();
+        let (a, b) = (queue("a", 1), queue("b", 2));
+        s.put_queue(&a).unwrap();
+        s.put_queue(&b).unwrap();
+        let until = now_ms() + HOUR_MS;
+        let (ma, mb) = (meta(1, "x"), meta(2, "x"));
+        let (da, db) = (dedup(1, "x", until), dedup(2, "x", until));
+        for (qid, m, d) in [(1, &ma, &da), (2, &mb, &db)] {
+            s.apply(&MessageBatch {
+                put_bodies: vec![(m.body_id, b"body")],
+                put_metas: vec![(qid, 1, m)],
+                put_dedup: vec![d],
+                ..MessageBatch::default()
+            })
+            .unwrap();
+        }
+        s.delete_queue(&a).unwrap();
+        assert_eq!(dedup_keys(&s), vec![dedup_key(2, "x")]);
+        assert!(s.messages.get(meta_key(1, 1)).unwrap().is_none());
+        assert!(s.messages.get(meta_key(2, 1)).unwrap().is_some());
+        let r = s.recover().unwrap();
+        assert_eq!(r.dedup, vec![db]);
+        assert_eq!(r.messages.len(), 1);
+        assert_eq!(r.messages[0].queue_id, 2);
+    }
+
+    #[test]
+    fn a_small_publish_without_dedup_is_still_one_inline_insert() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.recover().unwrap();
+        s.put_queue(&queue("q", 1)).unwrap();
+        let m = meta(5, "id");
+        s.apply(&MessageBatch {
+            put_bodies: vec![(5, b"small")],
+            put_metas: vec![(1, 1, &m)],
+            ..MessageBatch::default()
+        })
+        .unwrap();
+        assert!(s.messages.get(body_key(5, 0)).unwrap().is_none());
+        let (back, inline) =
+            codec::decode_meta(&s.messages.get(meta_key(1, 1)).unwrap().unwrap()).unwrap();
+        assert_eq!((back, inline), (m, Some(b"small".to_vec())));
+    }
+
+    #[test]
+    fn a_batch_of_only_dedup_removals_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.recover().unwrap();
+        s.put_queue(&queue("q", 1)).unwrap();
+        let until = now_ms() + HOUR_MS;
+        let (d1, d2) = (dedup(1, "a", until), dedup(1, "b", until));
+        s.apply(&MessageBatch {
+            put_dedup: vec![&d1, &d2],
+            ..MessageBatch::default()
+        })
+        .unwrap();
+        s.apply(&MessageBatch {
+            del_dedup: vec![(1, "a"), (1, "never-there")],
+            ..MessageBatch::default()
+        })
+        .unwrap();
+        assert_eq!(dedup_keys(&s), vec![dedup_key(1, "b")]);
+        // A removal and a write of one record in one batch: the write wins.
+        let renewed = dedup(1, "b", until + 1);
+        s.apply(&MessageBatch {
+            del_dedup: vec![(1, "b")],
+            put_dedup: vec![&renewed],
+            ..MessageBatch::default()
+        })
+        .unwrap();
+        assert_eq!(s.recover().unwrap().dedup, vec![renewed]);
+    }
+
+    #[test]
+    fn message_removal_with_its_dedup_record_is_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.recover().unwrap();
+        s.put_queue(&queue("q", 1)).unwrap();
+        let m = meta(3, "id");
+        let d = dedup(1, "id", now_ms() + HOUR_MS);
+        s.apply(&MessageBatch {
+            put_bodies: vec![(3, b"b")],
+            put_metas: vec![(1, 1, &m)],
+            put_dedup: vec![&d],
+            ..MessageBatch::default()
+        })
+        .unwrap();
+        s.apply(&MessageBatch {
+            del_metas: vec![(1, 1)],
+            del_bodies: vec![(3, 1)],
+            del_dedup: vec![(1, "id")],
+            ..MessageBatch::default()
+        })
+        .unwrap();
+        let r = s.recover().unwrap();
+        assert!(r.messages.is_empty());
+        assert!(r.dedup.is_empty());
+    }
+
+    #[test]
+    fn version_1_records_on_disk_are_recovered_with_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(dir.path());
+            let mut w = Writer::with_version(codec::V1);
+            w.str("old").u64(4).u8(0);
+            s.queues.insert("old", w.finish()).unwrap();
+            let mut w = Writer::with_version(codec::V1);
+            w.u64(8)
+                .str("m")
+                .str("")
+                .str("old")
+                .headers(&[])
+                .u32(2)
+                .u8(1)
+                .bytes(b"legacy");
+            s.messages.insert(meta_key(4, 1), w.finish()).unwrap();
+            s.sync().unwrap();
+        }
+        let s = open(dir.path());
+        let r = s.recover().unwrap();
+        assert_eq!(r.queues.len(), 1);
+        assert_eq!(r.queues[0].args, QueueArgs::default());
+        assert_eq!(r.messages.len(), 1);
+        let m = &r.messages[0];
+        assert_eq!((m.meta.deliveries, &m.body[..]), (2, &b"legacy"[..]));
+        assert_eq!((m.meta.expires_at, m.meta.not_before), (None, None));
+        assert_eq!(m.meta.priority, 0);
+    }
 
     #[test]
     fn a_directory_in_use_is_a_clear_error() {

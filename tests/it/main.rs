@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod delivery;
 mod errors;
+mod failure;
 mod framing;
 mod handshake;
 mod persistence;

@@ -240,18 +240,6 @@ async fn unbind_stops_routing_to_the_queue() {
 }
 
 #[tokio::test]
-async fn failure_handling_publish_options_are_not_supported_yet() {
-    let srv = TestServer::start().await;
-    let mut p = Peer::connect(&srv).await;
-    queues(&mut p, &["q"]).await;
-    for opt in ["ttl=1000", "delay=1000", "priority=5", "TTL=1"] {
-        let r = p.err(&format!(r#"PUB "" q {opt} body"#), "SYNTAX").await;
-        assert!(r.contains("not supported yet"), "{opt}: {r}");
-    }
-    depths(&mut p, &[("q", 0)]).await;
-}
-
-#[tokio::test]
 async fn publish_keywords_are_case_insensitive_but_keys_and_bodies_are_not() {
     let srv = TestServer::start().await;
     let mut p = Peer::connect(&srv).await;

@@ -106,28 +106,6 @@ async fn invalid_queue_names_are_syntax_errors() {
 }
 
 #[tokio::test]
-async fn failure_handling_queue_options_are_not_supported_yet() {
-    let srv = TestServer::start().await;
-    let mut p = Peer::connect(&srv).await;
-    for opt in [
-        "max-length=10",
-        "max-bytes=1000",
-        "overflow=drop-head",
-        "ttl=1000",
-        "expires=1000",
-        "dead-letter=dlx",
-        "dead-letter-key=k",
-        "delivery-limit=3",
-        "ack-timeout=1000",
-    ] {
-        let r = p.err(&format!("DECLARE QUEUE q {opt}"), "SYNTAX").await;
-        assert!(r.contains("not supported yet"), "{opt}: {r}");
-    }
-    // None of them created the queue.
-    p.err("GET q", "NOT_FOUND").await;
-}
-
-#[tokio::test]
 async fn declare_exchange_of_each_type_and_again_with_the_same_options() {
     let srv = TestServer::start().await;
     let mut p = Peer::connect(&srv).await;

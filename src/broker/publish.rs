@@ -1,0 +1,536 @@
+//! Moving messages into queues: `PUB` (route, admit, de-duplicate, store,
+//! enqueue), dead-lettering (a dying copy re-published through its queue's
+//! `dead-letter` exchange, atomically with its removal) and `REDRIVE` (dead
+//! letters sent back where they were first published).
+//!
+//! Each of the three builds one [`MessageBatch`]: the new copies and the
+//! removed ones change together in the store, so a crash never leaves a
+//! message in both queues or in neither.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use super::message::{now_ms, Entry, Message};
+use super::queue::{Admission, DeathReason, Queue};
+use super::{not_found, stores, Broker, MAX_ALTERNATE_HOPS};
+use crate::error::BrokerError;
+use crate::protocol::command::{Header, Publish};
+use crate::protocol::reply::quote_for_message;
+use crate::store::{DedupEntry, MessageBatch, MessageMeta};
+
+/// Dead letters that cause dead letters (a full dead-letter queue with
+/// `overflow=drop-head`, ...) are followed this deep; past it they are
+/// dropped, so a cycle of queues cannot loop forever.
+const MAX_DEAD_LETTER_DEPTH: u32 = 4;
+
+thread_local! {
+    static DEAD_LETTER_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// What a publish did.
+#[derive(Debug)]
+pub struct Published {
+    /// The message id (given or generated).
+    pub id: String,
+    /// How many queues hold it (those that took it now and those that had
+    /// it already, within their de-duplication window).
+    pub routed: usize,
+    /// How many queues refused it (`overflow=reject-publish`, full).
+    pub rejected: usize,
+    /// Some queue already had this id within its de-duplication window.
+    pub duplicate: bool,
+    /// The store generation the confirm must wait for.
+    pub durable_gen: Option<u64>,
+}
+
+/// The result of trying to publish.
+#[derive(Debug)]
+pub enum PublishAttempt {
+    /// Done.
+    Done(Published),
+    /// A target queue is full with `overflow=block`: nothing was stored;
+    /// retry when it signals room.
+    Blocked(Arc<Queue>),
+}
+
+/// New copies of one message, ready to store and enqueue.
+struct Copies {
+    msg: Arc<Message>,
+    targets: Vec<(Arc<Queue>, Entry)>,
+}
+
+impl Copies {
+    /// Builds copies of `msg` for `targets`, with a fresh body id when any
+    /// of them is stored; `entry` sets each copy's per-queue fields.
+    fn new(
+        broker: &Broker,
+        mut msg: Message,
+        targets: Vec<Arc<Queue>>,
+        entry: impl Fn(&Queue) -> (u8, Option<u64>, Option<u64>),
+    ) -> Copies {
+        let stored: Vec<bool> = targets
+            .iter()
+            .map(|q| msg.persistent && stores(q))
+            .collect();
+        let n = stored.iter().filter(|s| **s).count();
+        if n > 0 {
+            msg.body_id = broker.inner.next_body_id.fetch_add(1, Ordering::Relaxed);
+        }
+        msg.stored_refs = AtomicU32::new(u32::try_from(n).unwrap_or(u32::MAX));
+        let msg = Arc::new(msg);
+        let targets = targets
+            .into_iter()
+            .zip(stored)
+            .map(|(q, stored)| {
+                let (priority, expires_at, not_before) = entry(&q);
+                let e = Entry {
+                    seq: q.next_seq(),
+                    msg: msg.clone(),
+                    deliveries: 0,
+                    redelivered: false,
+                    stored,
+                    priority,
+                    expires_at,
+                    not_before,
+                };
+                (q, e)
+            })
+            .collect();
+        Copies { msg, targets }
+    }
+
+    fn metas(&self) -> Vec<(u64, u64, MessageMeta)> {
+        self.targets
+            .iter()
+            .filter(|(_, e)| e.stored)
+            .map(|(q, e)| (q.id, e.seq, e.meta()))
+            .collect()
+    }
+
+    fn stored(&self) -> bool {
+        self.targets.iter().any(|(_, e)| e.stored)
+    }
+}
+
+/// Adds the writes of `copies` (bodies and metadata) to `batch`.
+fn add_puts<'a>(
+    batch: &mut MessageBatch<'a>,
+    copies: &'a [Copies],
+    metas: &'a [Vec<(u64, u64, MessageMeta)>],
+) {
+    for (c, m) in copies.iter().zip(metas) {
+        if c.stored() {
+            batch.put_bodies.push((c.msg.body_id, &c.msg.body));
+        }
+        for (qid, seq, meta) in m {
+            batch.put_metas.push((*qid, *seq, meta));
+        }
+    }
+}
+
+/// Enqueues every copy; returns the latest store generation it caused.
+fn enqueue_all(copies: Vec<Copies>) -> Result<Option<u64>, BrokerError> {
+    let mut gen = None;
+    for c in copies {
+        for (q, e) in c.targets {
+            gen = q.enqueue(e)?.max(gen);
+        }
+    }
+    Ok(gen)
+}
+
+/// Whether a header is one that dead-lettering writes.
+fn is_death_header(name: &str) -> bool {
+    matches!(
+        name,
+        "x-death-reason" | "x-death-queue" | "x-death-exchange" | "x-death-key"
+    )
+}
+
+impl Broker {
+    /// `PUB`: routes, admits (length limits), de-duplicates, stores (one
+    /// atomic batch for every durable copy), enqueues. The caller replies
+    /// once `durable_gen` is durable.
+    pub fn publish(&self, p: &Publish) -> Result<PublishAttempt, BrokerError> {
+        let targets = self.route_to(&p.exchange, &p.key, &p.headers)?;
+        if targets.is_empty() && p.mandatory {
+            return Err(BrokerError::NoRoute(format!(
+                "exchange {} routed the message to no queue",
+                quote_for_message(&p.exchange)
+            )));
+        }
+        let mut accepted = Vec::with_capacity(targets.len());
+        let mut rejected = Vec::new();
+        for q in targets {
+            match q.admit(p.body.len()) {
+                Admission::Accept => accepted.push(q),
+                Admission::Reject => rejected.push(q),
+                Admission::Block => return Ok(PublishAttempt::Blocked(q)),
+            }
+        }
+        if accepted.is_empty() {
+            if let Some(q) = rejected.first() {
+                return Err(BrokerError::QueueFull(format!(
+                    "queue {} is full (overflow=reject-publish)",
+                    q.name
+                )));
+            }
+        }
+        let id = match &p.id {
+            Some(id) => id.clone(),
+            None => format!("{}-{}", self.inner.boot, self.next_id()),
+        };
+        let now = now_ms();
+        let routed = accepted.len();
+        let mut duplicate = false;
+        let mut dedup_put = Vec::new();
+        let mut dedup_del: Vec<(u64, String)> = Vec::new();
+        let mut fresh = Vec::with_capacity(accepted.len());
+        for q in accepted {
+            if p.id.is_some() && q.args.dedup_window_ms.is_some() {
+                let (claimed, ended) = q.dedup_claim(&id, now);
+                if stores(&q) {
+                    dedup_del.extend(ended.into_iter().map(|old| (q.id, old)));
+                    if claimed {
+                        if let Some(until) = q.dedup_until(&id) {
+                            dedup_put.push(DedupEntry {
+                                queue_id: q.id,
+                                id: id.clone(),
+                                expires_at: until,
+                            });
+                        }
+                    }
+                }
+                if !claimed {
+                    duplicate = true;
+                    continue;
+                }
+            }
+            fresh.push(q);
+        }
+        let msg = Message {
+            id,
+            exchange: Arc::from(p.exchange.as_str()),
+            routing_key: p.key.clone(),
+            headers: p.headers.clone(),
+            body: p.body.clone(),
+            body_id: 0,
+            stored_refs: AtomicU32::new(0),
+            persistent: p.persistent != Some(false),
+        };
+        let not_before = p.delay_ms.filter(|d| *d > 0).map(|d| now.saturating_add(d));
+        let copies = vec![Copies::new(self, msg, fresh, |q| {
+            (
+                q.priority_for(p.priority),
+                q.expiry_for(now, p.ttl_ms),
+                not_before,
+            )
+        })];
+        let id = copies[0].msg.id.clone();
+        let metas: Vec<_> = copies.iter().map(Copies::metas).collect();
+        let mut batch = MessageBatch::default();
+        add_puts(&mut batch, &copies, &metas);
+        batch.put_dedup.extend(dedup_put.iter());
+        batch
+            .del_dedup
+            .extend(dedup_del.iter().map(|(q, id)| (*q, id.as_str())));
+        let mut durable_gen = None;
+        if !batch.is_empty() {
+            durable_gen = Some(self.inner.disk.apply(&batch)?);
+        }
+        drop(batch);
+        durable_gen = enqueue_all(copies)?.max(durable_gen);
+        Ok(PublishAttempt::Done(Published {
+            id,
+            routed,
+            rejected: rejected.len(),
+            duplicate,
+            durable_gen,
+        }))
+    }
+
+    /// The queues a message for `exchange` with `key` and `headers` goes
+    /// to, following alternate exchanges when nothing matches.
+    pub(super) fn route_to(
+        &self,
+        exchange: &str,
+        key: &str,
+        headers: &[Header],
+    ) -> Result<Vec<Arc<Queue>>, BrokerError> {
+        if exchange.is_empty() {
+            return Ok(self
+                .inner
+                .queues
+                .get(key)
+                .map(|q| q.clone())
+                .into_iter()
+                .collect());
+        }
+        let mut names: Vec<Arc<str>> = Vec::new();
+        let mut ex = self
+            .inner
+            .exchanges
+            .get(exchange)
+            .map(|e| e.clone())
+            .ok_or_else(|| not_found("exchange", exchange))?;
+        for _ in 0..MAX_ALTERNATE_HOPS {
+            ex.bindings.read().route(key, headers, &mut names);
+            if !names.is_empty() {
+                break;
+            }
+            match ex
+                .alternate
+                .as_deref()
+                .and_then(|a| self.inner.exchanges.get(a))
+            {
+                Some(next) => {
+                    let next = next.clone();
+                    ex = next;
+                }
+                None => break,
+            }
+        }
+        Ok(names
+            .iter()
+            .filter_map(|n| self.inner.queues.get(n).map(|q| q.clone()))
+            .collect())
+    }
+
+    /// Dead-letters copies that left `from`: each is re-published through
+    /// `from`'s `dead-letter` exchange (with `dead-letter-key` or its own
+    /// key) carrying `h.x-death-*` headers, in one store batch with its
+    /// removal. Without a dead-letter exchange they are dropped.
+    pub(super) fn dead_letter(
+        &self,
+        from: &Arc<Queue>,
+        dead: Vec<(Entry, DeathReason)>,
+    ) -> Result<Option<u64>, BrokerError> {
+        let depth = DEAD_LETTER_DEPTH.with(Cell::get);
+        let Some(dlx) = from
+            .args
+            .dead_letter
+            .as_deref()
+            .filter(|_| depth < MAX_DEAD_LETTER_DEPTH)
+        else {
+            return from.release(dead.into_iter().map(|(e, _)| e).collect());
+        };
+        let now = now_ms();
+        let mut sources = Vec::with_capacity(dead.len());
+        let mut copies = Vec::with_capacity(dead.len());
+        for (e, reason) in dead {
+            let key = from
+                .args
+                .dead_letter_key
+                .clone()
+                .unwrap_or_else(|| e.msg.routing_key.clone());
+            let headers = death_headers(&e.msg, reason, &from.name);
+            let targets: Vec<Arc<Queue>> = match self.route_to(dlx, &key, &headers) {
+                Ok(t) => t,
+                Err(err) => {
+                    tracing::warn!(queue = %from.name, error = %err, "dead-letter exchange missing; message dropped");
+                    Vec::new()
+                }
+            };
+            // A copy that died of anything but rejection does not go back
+            // into the queue it died in (RabbitMQ's cycle rule), and a full
+            // queue that refuses publishes refuses dead letters too.
+            let targets: Vec<Arc<Queue>> = targets
+                .into_iter()
+                .filter(|q| reason == DeathReason::Rejected || !Arc::ptr_eq(q, from))
+                .filter(|q| q.admit(e.msg.body.len()) == Admission::Accept)
+                .collect();
+            let msg = Message {
+                id: e.msg.id.clone(),
+                exchange: Arc::from(dlx),
+                routing_key: key,
+                headers,
+                body: e.msg.body.clone(),
+                body_id: 0,
+                stored_refs: AtomicU32::new(0),
+                persistent: e.msg.persistent,
+            };
+            // The dead-lettered copy keeps its priority but not its own TTL.
+            let priority = e.priority;
+            copies.push(Copies::new(self, msg, targets, |q| {
+                (
+                    q.priority_for(Some(priority)),
+                    q.expiry_for(now, None),
+                    None,
+                )
+            }));
+            sources.push(e);
+        }
+        self.move_copies(from, &sources, copies, depth)
+    }
+
+    /// Removes `sources` from `from` and adds `copies`, in one store batch,
+    /// then enqueues the copies (one level deeper in dead-lettering).
+    fn move_copies(
+        &self,
+        from: &Arc<Queue>,
+        sources: &[Entry],
+        copies: Vec<Copies>,
+        depth: u32,
+    ) -> Result<Option<u64>, BrokerError> {
+        let metas: Vec<_> = copies.iter().map(Copies::metas).collect();
+        let mut batch = MessageBatch::default();
+        from.add_removals(sources, &mut batch);
+        add_puts(&mut batch, &copies, &metas);
+        let mut gen = None;
+        if !batch.is_empty() {
+            gen = Some(self.inner.disk.apply(&batch)?);
+        }
+        drop(batch);
+        DEAD_LETTER_DEPTH.with(|d| d.set(depth + 1));
+        let enqueued = enqueue_all(copies);
+        DEAD_LETTER_DEPTH.with(|d| d.set(depth));
+        Ok(enqueued?.max(gen))
+    }
+
+    /// `REDRIVE`: moves up to `count` messages off the head of `queue` back
+    /// to the exchange and routing key they were first published to
+    /// (`h.x-death-exchange`, `h.x-death-key`), atomically. Messages that
+    /// were never dead-lettered, or that would reach no queue (or only full
+    /// ones), stay. Returns (moved, kept, generation).
+    pub fn redrive(
+        &self,
+        queue: &str,
+        count: Option<u64>,
+        conn: u64,
+    ) -> Result<(u64, u64, Option<u64>), BrokerError> {
+        let q = self.queue(queue, conn)?;
+        let taken = q.take_for_redrive(count.unwrap_or(u64::MAX));
+        let now = now_ms();
+        let mut kept = Vec::new();
+        let mut moved = Vec::new();
+        let mut copies = Vec::new();
+        for e in taken {
+            let (Some(exchange), Some(key)) = (
+                e.msg.header("x-death-exchange"),
+                e.msg.header("x-death-key"),
+            ) else {
+                kept.push(e);
+                continue;
+            };
+            let headers: Vec<Header> = e
+                .msg
+                .headers
+                .iter()
+                .filter(|(k, _)| !is_death_header(k))
+                .cloned()
+                .collect();
+            let targets = self.route_to(exchange, key, &headers).unwrap_or_default();
+            if targets.is_empty()
+                || targets
+                    .iter()
+                    .any(|t| t.admit(e.msg.body.len()) != Admission::Accept)
+            {
+                kept.push(e);
+                continue;
+            }
+            let msg = Message {
+                id: e.msg.id.clone(),
+                exchange: Arc::from(exchange),
+                routing_key: key.to_string(),
+                headers,
+                body: e.msg.body.clone(),
+                body_id: 0,
+                stored_refs: AtomicU32::new(0),
+                persistent: e.msg.persistent,
+            };
+            let priority = e.priority;
+            copies.push(Copies::new(self, msg, targets, |t| {
+                (
+                    t.priority_for(Some(priority)),
+                    t.expiry_for(now, None),
+                    None,
+                )
+            }));
+            moved.push(e);
+        }
+        let gen = self.move_copies(&q, &moved, copies, 0)?;
+        let kept_n = kept.len() as u64;
+        q.put_back(kept);
+        Ok((moved.len() as u64, kept_n, gen))
+    }
+}
+
+/// The headers of a dead-lettered copy: its own minus earlier death
+/// headers, plus `x-death-reason`, `x-death-queue`, `x-death-count` (one
+/// more than before) and the exchange and key it was first published to.
+fn death_headers(msg: &Message, reason: DeathReason, queue: &str) -> Vec<Header> {
+    let count = msg
+        .header("x-death-count")
+        .and_then(|c| c.parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    let first_exchange = msg
+        .header("x-death-exchange")
+        .unwrap_or(&msg.exchange)
+        .to_string();
+    let first_key = msg
+        .header("x-death-key")
+        .unwrap_or(&msg.routing_key)
+        .to_string();
+    let mut h: Vec<Header> = msg
+        .headers
+        .iter()
+        .filter(|(k, _)| !is_death_header(k) && k != "x-death-count")
+        .cloned()
+        .collect();
+    h.push(("x-death-reason".into(), reason.as_str().into()));
+    h.push(("x-death-queue".into(), queue.into()));
+    h.push(("x-death-count".into(), count.to_string()));
+    h.push(("x-death-exchange".into(), first_exchange));
+    h.push(("x-death-key".into(), first_key));
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn message(headers: Vec<Header>) -> Message {
+        Message {
+            id: "m1".into(),
+            exchange: Arc::from("orders"),
+            routing_key: "eu.new".into(),
+            headers,
+            body: Bytes::from_static(b"x"),
+            body_id: 0,
+            stored_refs: AtomicU32::new(0),
+            persistent: true,
+        }
+    }
+
+    #[test]
+    fn first_death_records_where_the_message_was_published() {
+        let m = message(vec![("k".into(), "v".into())]);
+        let h = death_headers(&m, DeathReason::Expired, "work");
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("k"), Some("v"));
+        assert_eq!(get("x-death-reason"), Some("expired"));
+        assert_eq!(get("x-death-queue"), Some("work"));
+        assert_eq!(get("x-death-count"), Some("1"));
+        assert_eq!(get("x-death-exchange"), Some("orders"));
+        assert_eq!(get("x-death-key"), Some("eu.new"));
+    }
+
+    #[test]
+    fn a_second_death_counts_up_and_keeps_the_first_origin() {
+        let first = message(vec![]);
+        let mut second = message(death_headers(&first, DeathReason::Rejected, "work"));
+        second.exchange = Arc::from("dlx");
+        second.routing_key = "dead".into();
+        let h = death_headers(&second, DeathReason::MaxLen, "dlq");
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("x-death-count"), Some("2"));
+        assert_eq!(get("x-death-reason"), Some("maxlen"));
+        assert_eq!(get("x-death-queue"), Some("dlq"));
+        assert_eq!(get("x-death-exchange"), Some("orders"));
+        assert_eq!(get("x-death-key"), Some("eu.new"));
+        assert_eq!(h.iter().filter(|(k, _)| k == "x-death-reason").count(), 1);
+    }
+}

@@ -1,0 +1,21 @@
+//! `PEEK`: look at waiting messages without taking them. See protocol.md,
+//! "PEEK".
+
+use super::reply_after;
+use crate::error::BrokerError;
+use crate::protocol::command::Peek;
+use crate::protocol::reply::Reply;
+use crate::session::Session;
+
+/// `PEEK <queue> [count=<n>] [from=<position>]` → one `MSG * <position> ...`
+/// line per message (position order, ready and delayed alike), then
+/// `OK <n>`. Nothing changes: no delivery tag, no delivery count.
+pub(super) fn peek(c: Peek, s: &mut Session) -> Result<(), BrokerError> {
+    let q = s.broker.queue(&c.queue, s.conn_id)?;
+    let seen = q.peek(c.count, c.from);
+    let n = seen.len();
+    for e in seen {
+        s.show_peeked(e);
+    }
+    reply_after(s, Reply::words([n.to_string()]), None)
+}
