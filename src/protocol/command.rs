@@ -23,7 +23,8 @@ pub enum Command {
     Quit,
     /// `DECLARE EXCHANGE <name> <type> [durable] [auto-delete] [alternate=<ex>]`
     DeclareExchange(DeclareExchange),
-    /// `DECLARE QUEUE <name> [durable] [exclusive] [auto-delete]`
+    /// `DECLARE QUEUE <name> [durable] [exclusive] [auto-delete] [<option>=<value>...]`
+    /// (the failure-handling options of [`QueueArgs`])
     DeclareQueue(DeclareQueue),
     /// `DELETE EXCHANGE <name> [if-unused]`
     DeleteExchange(DeleteExchange),
@@ -35,7 +36,8 @@ pub enum Command {
     Unbind(Bind),
     /// `PURGE <queue>`
     Purge(Purge),
-    /// `PUB <exchange> <key> [persistent|transient] [mandatory] [id=] [h.*] <body>`
+    /// `PUB <exchange> <key> [persistent|transient] [mandatory] [id=] [ttl=]
+    /// [delay=] [priority=] [h.*] <body>`
     Publish(Publish),
     /// `SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<ctag>] [exclusive]`
     Subscribe(Subscribe),
@@ -302,7 +304,7 @@ pub struct Ack {
     pub multiple: bool,
 }
 
-/// `NACK <dtag> [multiple] [requeue=true|false]`
+/// `NACK <dtag> [multiple] [requeue=true|false] [delay=<ms>]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nack {
     /// Delivery tag.

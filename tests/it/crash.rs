@@ -222,3 +222,108 @@ async fn sigkill_during_confirmed_publishing_loses_no_confirmed_message() {
         confirmed.len()
     );
 }
+
+/// Rejects (NACK requeue=false, 100 at a time) everything on `src` until
+/// the connection dies; counts the rejections confirmed.
+async fn reject_until_dead(addr: &str, rejected: &std::sync::atomic::AtomicUsize) {
+    let Ok(mut c) = Client::connect(addr).await else {
+        return;
+    };
+    loop {
+        let Ok(r) = c.request("GET src count=100", None).await else {
+            return;
+        };
+        let Some(last) = r.deliveries.last().map(|d| d.delivery_tag) else {
+            return;
+        };
+        let n = r.deliveries.len();
+        if c.request(&format!("NACK {last} multiple requeue=false"), None)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        rejected.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_dead_lettering_leaves_each_message_in_exactly_one_queue() {
+    const TOTAL: usize = 6000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker.addr).await.expect("connect");
+    for line in [
+        "DECLARE EXCHANGE dlx fanout durable",
+        "DECLARE QUEUE dlq durable",
+        "BIND dlq dlx",
+        "DECLARE QUEUE src durable dead-letter=dlx",
+    ] {
+        c.request(line, None).await.expect(line);
+    }
+    let mut handles = std::collections::VecDeque::new();
+    for i in 0..TOTAL {
+        let id = format!("d{i}");
+        handles.push_back(c.send_publish("", "src", &format!("id={id}"), &body_for(&id)));
+        if handles.len() >= WINDOW || i + 1 == TOTAL {
+            c.flush().await.expect("flush");
+            while let Some(h) = handles.pop_front() {
+                h.wait().await.expect("confirm");
+            }
+        }
+    }
+    drop(c);
+    // Kill once a quarter has been dead-lettered, while rejections stream.
+    let rejected = std::sync::atomic::AtomicUsize::new(0);
+    let addr = broker.addr.clone();
+    let killer = async {
+        while rejected.load(std::sync::atomic::Ordering::SeqCst) < TOTAL / 4 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        broker.child.start_kill().expect("SIGKILL");
+        let _ = broker.child.wait().await;
+    };
+    tokio::join!(reject_until_dead(&addr, &rejected), killer);
+    let confirmed_rejections = rejected.load(std::sync::atomic::Ordering::SeqCst);
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker.addr).await.expect("connect");
+    let mut seen = HashMap::new();
+    for q in ["src", "dlq"] {
+        drain(&mut c, q, &mut seen).await;
+    }
+    let mut where_found: HashMap<String, Vec<String>> = HashMap::new();
+    for key in seen.keys() {
+        if let Some((q, id)) = key.split_once('/') {
+            where_found
+                .entry(id.to_string())
+                .or_default()
+                .push(q.to_string());
+        }
+    }
+    let in_dlq = where_found.values().filter(|qs| qs == &&["dlq"]).count();
+    let missing: Vec<String> = (0..TOTAL)
+        .map(|i| format!("d{i}"))
+        .filter(|id| !where_found.contains_key(id))
+        .collect();
+    let doubled: Vec<_> = where_found.iter().filter(|(_, qs)| qs.len() > 1).collect();
+    eprintln!(
+        "dead-letter crash test: total={TOTAL} rejections_confirmed={confirmed_rejections} in_dlq={in_dlq} missing={} in_both={}",
+        missing.len(),
+        doubled.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "in neither queue: {:?}",
+        &missing[..missing.len().min(20)]
+    );
+    assert!(doubled.is_empty(), "in both queues: {doubled:?}");
+    assert!(
+        in_dlq >= confirmed_rejections,
+        "confirmed rejections lost: {in_dlq} in the DLQ, {confirmed_rejections} confirmed"
+    );
+    for (key, deliveries) in &seen {
+        if key.starts_with("dlq/") {
+            assert_eq!(deliveries.len(), 1, "{key} delivered twice from the DLQ");
+        }
+    }
+}
