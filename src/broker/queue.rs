@@ -180,7 +180,7 @@ struct State {
     dead: Vec<(Entry, DeathReason)>,
 }
 
-/// What a queue is made of (see [`Queue::new`]).
+/// What a queue is made of (the broker builds queues from it).
 #[derive(Debug)]
 pub struct QueueInit {
     /// Name.
