@@ -100,6 +100,38 @@ impl Copies {
         Copies { msg, targets }
     }
 
+    /// `e`'s message re-published to `exchange` with `key` and `headers`
+    /// (a dead letter, a redriven one): same id, body and persistence; it
+    /// keeps its priority but not its own TTL (it would expire again at once).
+    fn republish(
+        broker: &Broker,
+        e: &Entry,
+        exchange: &str,
+        key: String,
+        headers: Vec<Header>,
+        targets: Vec<Arc<Queue>>,
+        now: u64,
+    ) -> Copies {
+        let msg = Message {
+            id: e.msg.id.clone(),
+            exchange: Arc::from(exchange),
+            routing_key: key,
+            headers,
+            body: e.msg.body.clone(),
+            body_id: 0,
+            stored_refs: AtomicU32::new(0),
+            persistent: e.msg.persistent,
+        };
+        let priority = e.priority;
+        Copies::new(broker, msg, targets, |q| {
+            (
+                q.priority_for(Some(priority)),
+                q.expiry_for(now, None),
+                None,
+            )
+        })
+    }
+
     fn metas(&self) -> Vec<(u64, u64, MessageMeta)> {
         self.targets
             .iter()
@@ -340,25 +372,7 @@ impl Broker {
                 .filter(|q| reason == DeathReason::Rejected || !Arc::ptr_eq(q, from))
                 .filter(|q| q.admit(e.msg.body.len()) == Admission::Accept)
                 .collect();
-            let msg = Message {
-                id: e.msg.id.clone(),
-                exchange: Arc::from(dlx),
-                routing_key: key,
-                headers,
-                body: e.msg.body.clone(),
-                body_id: 0,
-                stored_refs: AtomicU32::new(0),
-                persistent: e.msg.persistent,
-            };
-            // The dead-lettered copy keeps its priority but not its own TTL.
-            let priority = e.priority;
-            copies.push(Copies::new(self, msg, targets, |q| {
-                (
-                    q.priority_for(Some(priority)),
-                    q.expiry_for(now, None),
-                    None,
-                )
-            }));
+            copies.push(Copies::republish(self, &e, dlx, key, headers, targets, now));
             sources.push(e);
         }
         self.move_copies(from, &sources, copies, depth)
@@ -429,24 +443,10 @@ impl Broker {
                 kept.push(e);
                 continue;
             }
-            let msg = Message {
-                id: e.msg.id.clone(),
-                exchange: Arc::from(exchange),
-                routing_key: key.to_string(),
-                headers,
-                body: e.msg.body.clone(),
-                body_id: 0,
-                stored_refs: AtomicU32::new(0),
-                persistent: e.msg.persistent,
-            };
-            let priority = e.priority;
-            copies.push(Copies::new(self, msg, targets, |t| {
-                (
-                    t.priority_for(Some(priority)),
-                    t.expiry_for(now, None),
-                    None,
-                )
-            }));
+            let key = key.to_string();
+            copies.push(Copies::republish(
+                self, &e, exchange, key, headers, targets, now,
+            ));
             moved.push(e);
         }
         let gen = self.move_copies(&q, &moved, copies, 0)?;
