@@ -100,6 +100,16 @@ pub struct Unacked {
     pub entry: Entry,
 }
 
+/// What waits behind a held `PUB`.
+#[derive(Debug)]
+enum Deferred {
+    /// A command to run once the `PUB` is through.
+    Command(Command),
+    /// The reply of a command that already ran (`ACK`, `NACK`, `TOUCH`,
+    /// an error), to write in its turn.
+    Reply(Out),
+}
+
 /// A `PUB` waiting for room in a full `overflow=block` queue.
 #[derive(Debug)]
 pub struct HeldPub {
@@ -159,8 +169,9 @@ pub struct Session {
     timeouts: BTreeSet<(Instant, u64)>,
     /// The held `PUB`, if any, and the wait for room.
     held: Option<(HeldPub, RoomWait)>,
-    /// Commands read while a `PUB` is held, to run after it.
-    deferred: VecDeque<Command>,
+    /// Commands read while a `PUB` is held, to run after it, and the
+    /// replies of those that ran at once, in order.
+    deferred: VecDeque<Deferred>,
     /// Pushes written around a held `PUB`'s placeholder.
     bypass: VecDeque<Out>,
     next_dtag: u64,
@@ -223,7 +234,19 @@ impl Session {
 
     /// Queues a reply.
     pub fn reply(&mut self, r: Reply) {
-        self.out.push_back(Out::Reply(r, None));
+        self.push_reply(r, None);
+    }
+
+    /// Queues a reply that waits for store generation `gen`, if any. While
+    /// a `PUB` is held with commands deferred behind it, a reply (to an
+    /// `ACK` that ran at once, or an error) waits its turn behind them.
+    pub fn push_reply(&mut self, r: Reply, gen: Option<u64>) {
+        let item = Out::Reply(r, gen);
+        if self.held.is_some() && !self.deferred.is_empty() {
+            self.deferred.push_back(Deferred::Reply(item));
+        } else {
+            self.out.push_back(item);
+        }
     }
 
     /// Queues `GET` deliveries (tag `-`), recording manual ones as unacked;
@@ -613,8 +636,11 @@ impl Session {
     /// take when the stream ends in a bad frame.
     fn next_command(&mut self, reader: &mut FrameReader) -> Result<Option<Command>, Step> {
         if self.held.is_none() {
-            if let Some(c) = self.deferred.pop_front() {
-                return Ok(Some(c));
+            while let Some(d) = self.deferred.pop_front() {
+                match d {
+                    Deferred::Command(c) => return Ok(Some(c)),
+                    Deferred::Reply(r) => self.out.push_back(r),
+                }
             }
         } else if self.deferred.len() >= MAX_DEFERRED {
             return Ok(None);
@@ -665,7 +691,7 @@ impl Session {
                     Command::Ack(_) | Command::Nack(_) | Command::Touch(_)
                 )
             {
-                self.deferred.push_back(command);
+                self.deferred.push_back(Deferred::Command(command));
                 continue;
             }
             match cmd::apply(command, self) {

@@ -69,6 +69,11 @@ pub struct Entry {
     pub expires_at: Option<u64>,
     /// Not to be delivered before this (Unix ms).
     pub not_before: Option<u64>,
+    /// Recovered after a crash: `deliveries` counts one delivery that may
+    /// not have happened. `delivery-limit` does not count it, so a crash
+    /// never dead-letters a message that was not delivered (at the price of
+    /// one delivery over the limit for one that was).
+    pub uncertain: bool,
 }
 
 impl Entry {

@@ -209,6 +209,7 @@ impl Broker {
                 priority: m.meta.priority,
                 expires_at: m.meta.expires_at,
                 not_before: m.meta.not_before,
+                uncertain: crashed,
             });
         }
         inner.next_body_id.store(max_body + 1, Ordering::Relaxed);

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::message::{now_ms, Entry, Message};
-use super::queue::{Admission, DeathReason, Queue};
+use super::queue::{Admission, DeathReason, Planned, Queue};
 use super::{not_found, stores, Broker, MAX_ALTERNATE_HOPS};
 use crate::error::BrokerError;
 use crate::protocol::command::{Header, Publish};
@@ -93,6 +93,7 @@ impl Copies {
                     priority,
                     expires_at,
                     not_before,
+                    uncertain: false,
                 };
                 (q, e)
             })
@@ -348,6 +349,7 @@ impl Broker {
             return from.release(dead.into_iter().map(|(e, _)| e).collect());
         };
         let now = now_ms();
+        let mut planned = Planned::default();
         let mut sources = Vec::with_capacity(dead.len());
         let mut copies = Vec::with_capacity(dead.len());
         for (e, reason) in dead {
@@ -370,8 +372,8 @@ impl Broker {
             let targets: Vec<Arc<Queue>> = targets
                 .into_iter()
                 .filter(|q| reason == DeathReason::Rejected || !Arc::ptr_eq(q, from))
-                .filter(|q| q.admit(e.msg.body.len()) == Admission::Accept)
                 .collect();
+            let targets = planned.admit(targets, e.msg.body.len(), false);
             copies.push(Copies::republish(self, &e, dlx, key, headers, targets, now));
             sources.push(e);
         }
@@ -416,6 +418,7 @@ impl Broker {
         let q = self.queue(queue, conn)?;
         let taken = q.take_for_redrive(count.unwrap_or(u64::MAX));
         let now = now_ms();
+        let mut planned = Planned::default();
         let mut kept = Vec::new();
         let mut moved = Vec::new();
         let mut copies = Vec::new();
@@ -435,11 +438,8 @@ impl Broker {
                 .cloned()
                 .collect();
             let targets = self.route_to(exchange, key, &headers).unwrap_or_default();
-            if targets.is_empty()
-                || targets
-                    .iter()
-                    .any(|t| t.admit(e.msg.body.len()) != Admission::Accept)
-            {
+            let targets = planned.admit(targets, e.msg.body.len(), true);
+            if targets.is_empty() {
                 kept.push(e);
                 continue;
             }

@@ -146,6 +146,31 @@ pub enum Admission {
     Block,
 }
 
+/// Additions an operation has decided on but not enqueued yet, per queue
+/// id: (messages, body bytes). See [`Queue::admit_after`].
+#[derive(Debug, Default)]
+pub struct Planned(HashMap<u64, (u64, u64)>);
+
+impl Planned {
+    /// Admits one message of `len` bytes to each of `targets` (dropping
+    /// those that refuse it when `all` is false; refusing the whole set
+    /// when `all` is true and any refuses) and plans the additions.
+    pub fn admit(&mut self, targets: Vec<Arc<Queue>>, len: usize, all: bool) -> Vec<Arc<Queue>> {
+        let (ok, refused): (Vec<_>, Vec<_>) = targets
+            .into_iter()
+            .partition(|q| q.admit_after(self, len) == Admission::Accept);
+        if all && !refused.is_empty() {
+            return Vec::new();
+        }
+        for q in &ok {
+            let e = self.0.entry(q.id).or_default();
+            e.0 += 1;
+            e.1 += len as u64;
+        }
+        ok
+    }
+}
+
 /// Ready messages are ordered by priority (highest first), then position.
 type ReadyKey = (u8, u64);
 
@@ -321,11 +346,19 @@ impl Queue {
 
     /// Whether one more message of `len` bytes may be published now.
     pub fn admit(&self, len: usize) -> Admission {
+        self.admit_after(&Planned::default(), len)
+    }
+
+    /// Whether one more message of `len` bytes may be added after the
+    /// `planned` additions of the same operation (a batch of dead letters,
+    /// a redrive) that are not enqueued yet.
+    pub fn admit_after(&self, planned: &Planned, len: usize) -> Admission {
         if self.args.overflow == Overflow::DropHead {
             return Admission::Accept;
         }
+        let (n, bytes) = planned.0.get(&self.id).copied().unwrap_or((0, 0));
         let s = self.state.lock();
-        if !self.over_limit(&s, 1, len as u64) {
+        if !self.over_limit(&s, n + 1, bytes + len as u64) {
             return Admission::Accept;
         }
         match self.args.overflow {
@@ -398,6 +431,8 @@ impl Queue {
             return self.release(vec![entry]);
         }
         s.insert_waiting(entry, now);
+        // A consumer with room takes it first: the limit is on what waits.
+        self.dispatch_and_wake(&mut s, now);
         if self.args.overflow == Overflow::DropHead {
             while self.over_limit(&s, 0, 0) {
                 let Some(head) = s.pop_head() else {
@@ -406,7 +441,6 @@ impl Queue {
                 s.dead.push((head, DeathReason::MaxLen));
             }
         }
-        self.dispatch_and_wake(&mut s, now);
         self.reschedule(&mut s);
         self.finish(s)
     }
@@ -756,9 +790,10 @@ impl Queue {
     }
 
     fn limit_reached(&self, e: &Entry) -> bool {
+        let counted = e.deliveries - u32::from(e.uncertain && e.deliveries > 0);
         self.args
             .delivery_limit
-            .is_some_and(|limit| e.deliveries >= limit)
+            .is_some_and(|limit| counted >= limit)
     }
 
     /// Why a copy about to be delivered must be dead-lettered instead.

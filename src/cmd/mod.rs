@@ -21,7 +21,7 @@ pub use publish::confirm;
 use crate::error::BrokerError;
 use crate::protocol::reply::Reply;
 use crate::protocol::Command;
-use crate::session::{GetWait, HeldPub, Out, Session};
+use crate::session::{GetWait, HeldPub, Session};
 
 /// What the session does after a command.
 #[derive(Debug)]
@@ -83,6 +83,6 @@ pub fn apply(command: Command, s: &mut Session) -> Outcome {
 
 /// Queues a reply that waits for store generation `gen` when there is one.
 fn reply_after(s: &mut Session, reply: Reply, gen: Option<u64>) -> Result<(), BrokerError> {
-    s.out.push_back(Out::Reply(reply, gen));
+    s.push_reply(reply, gen);
     Ok(())
 }

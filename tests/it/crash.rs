@@ -327,3 +327,26 @@ async fn sigkill_while_dead_lettering_leaves_each_message_in_exactly_one_queue()
         }
     }
 }
+
+#[tokio::test]
+async fn a_crash_does_not_use_up_the_delivery_limit_of_an_undelivered_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker.addr).await.expect("connect");
+    c.request("DECLARE QUEUE once durable delivery-limit=1", None)
+        .await
+        .expect("declare");
+    c.publish("", "once", "id=never-delivered", b"job")
+        .await
+        .expect("publish");
+    drop(c);
+    broker.child.start_kill().expect("SIGKILL");
+    let _ = broker.child.wait().await;
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker.addr).await.expect("connect");
+    let r = c.request("GET once", None).await.expect("GET");
+    assert_eq!(r.deliveries.len(), 1, "dead-lettered by the crash alone");
+    let d = &r.deliveries[0];
+    assert_eq!(d.id, "never-delivered");
+    assert!(d.redelivered, "after a crash it may have been delivered");
+}

@@ -618,3 +618,70 @@ async fn delays_ttls_and_limits_survive_a_restart() {
     assert!(got.is_empty(), "hi came back past its delivery limit");
     assert_eq!(r, "OK 0");
 }
+
+#[tokio::test]
+async fn replies_stay_in_order_around_a_held_publish() {
+    let srv = TestServer::start().await;
+    let mut p = Peer::connect(&srv).await;
+    let decl = "DECLARE QUEUE work max-length=1 overflow=block";
+    p.ok(decl, "OK work messages=0 consumers=0").await;
+    p.ok("DECLARE QUEUE side", "OK side messages=0 consumers=0")
+        .await;
+    p.publish("", "side", "to ack", 1).await;
+    let (got, _) = p.get("GET side").await;
+    p.ok(r#"PUB "" work id=1 one"#, "OK 1 routed=1").await;
+    // Held PUB, then a command that waits behind it, then a NACK (runs at
+    // once), a bad line and an unknown tag: replies come in command order.
+    let lines = format!(
+        "PUB \"\" work id=2 two\r\nPING\r\nNACK {}\r\nDECLARE QUEUE \"bad name!\"\r\nACK 99\r\n",
+        got[0].dtag
+    );
+    p.conn.send_raw(lines.as_bytes()).await;
+    assert_eq!(p.notice().await, "NOTICE blocked queue=work");
+    // The NACK took effect although its reply has not come: the message
+    // is back in "side".
+    let mut other = Peer::connect(&srv).await;
+    other
+        .poll_until("DECLARE QUEUE side", |r| {
+            r == "OK side messages=1 consumers=0"
+        })
+        .await;
+    assert_eq!(next_on(&mut other, "work").await.text(), "one");
+    assert_eq!(p.reply().await, "OK 2 routed=1");
+    assert_eq!(p.reply().await, "OK pong");
+    assert_eq!(p.reply().await, "OK");
+    assert!(p.reply().await.starts_with("ERR SYNTAX"));
+    assert!(p.reply().await.starts_with("ERR UNKNOWN_TAG"));
+}
+
+#[tokio::test]
+async fn max_length_zero_still_hands_a_message_to_a_waiting_consumer() {
+    let srv = TestServer::start().await;
+    let mut p = Peer::connect(&srv).await;
+    dead_letter_target(&mut p).await;
+    let decl = "DECLARE QUEUE live max-length=0 dead-letter=dlx";
+    p.ok(decl, "OK live messages=0 consumers=0").await;
+    p.ok("SUB live tag=l prefetch=1", "OK l").await;
+    p.publish("", "live", "taken", 1).await;
+    assert_eq!(p.msg().await.text(), "taken");
+    // No room for a second: nobody can take it, it is dropped at once.
+    p.publish("", "live", "dropped", 1).await;
+    assert_eq!(next_on(&mut p, "dlq").await.text(), "dropped");
+}
+
+#[tokio::test]
+async fn redrive_respects_the_room_left_in_a_reject_publish_queue() {
+    let srv = TestServer::start().await;
+    let mut p = Peer::connect(&srv).await;
+    dead_letter_target(&mut p).await;
+    let decl = "DECLARE QUEUE work max-length=1 overflow=reject-publish dead-letter=dlx";
+    p.ok(decl, "OK work messages=0 consumers=0").await;
+    for b in ["a", "b"] {
+        p.publish("", "work", b, 1).await;
+        p.send_get_and_nack("work", "REJECT {}").await;
+    }
+    p.ok("REDRIVE dlq", "OK moved=1 kept=1").await;
+    p.ok(decl, "OK work messages=1 consumers=0").await;
+    p.ok("DECLARE QUEUE dlq", "OK dlq messages=1 consumers=0")
+        .await;
+}
