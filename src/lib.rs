@@ -33,6 +33,8 @@
 //! publisher's `OK` waits in its session's output queue until the group
 //! commit has fsync'd the batch that holds the message.
 
+/// `sluice bench`: the load generator (scenarios, report, `/proc` sampling).
+pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod cmd;

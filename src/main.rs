@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Run the broker in the foreground.
     Serve(ServeArgs),
+    // Its help texts come from `BenchArgs` (a doc comment here would
+    // replace them).
+    Bench(sluice::bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Bench(args) => sluice::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

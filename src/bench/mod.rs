@@ -1,0 +1,433 @@
+//! `sluice bench`: the project's load generator, in the spirit of
+//! `nats bench` and RabbitMQ's PerfTest, built on [`crate::client`].
+//!
+//! Each scenario declares its own queues and exchanges (unique names per
+//! run, deleted at the end), connects its publishers and consumers, runs,
+//! and prints one report: confirmed publishes/s, deliveries/s, acks/s,
+//! the publish→deliver latency distribution, and, with `--pid`, the
+//! broker's CPU time and peak RSS.
+//!
+//! Layout:
+//!
+//! - this file: the command line
+//!   ([`BenchArgs`](crate::bench::BenchArgs),
+//!   [`Scenario`](crate::bench::Scenario), the per-scenario arguments and
+//!   [`CommonArgs`](crate::bench::CommonArgs)) and
+//!   [`run`](crate::bench::run);
+//! - `scenarios`: what each scenario sets up and runs, in phases;
+//! - `topology`: naming, declaring and deleting the run's queues and
+//!   exchanges;
+//! - `worker`: the publisher and consumer loops, the body timestamp, the
+//!   live counters;
+//! - `report`: latency percentiles, the report, its text and JSON forms;
+//! - `proc`: the broker's CPU time and RSS from `/proc`;
+//! - `progress`: the progress bar on a terminal.
+//!
+//! Every client runs in this one process, so latency is measured against
+//! one shared [`std::time::Instant`]: the publisher writes the nanoseconds
+//! since that instant into the first 8 bytes of each body, the consumer
+//! subtracts it from its own reading when the delivery reaches it.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod proc;
+mod progress;
+mod report;
+mod scenarios;
+mod topology;
+mod worker;
+
+/// Messages published by a scenario given neither `--count` nor
+/// `--duration` (all but `latency`).
+pub const DEFAULT_COUNT: u64 = 100_000;
+/// How long `latency` publishes when given neither `--count` nor
+/// `--duration`.
+pub const DEFAULT_LATENCY_SECS: f64 = 10.0;
+
+const LONG_ABOUT: &str = "\
+Generate load against a running sluice broker and measure it. Pick a
+scenario (listed below); `sluice bench <SCENARIO> --help` explains it and
+every flag. All scenarios take the same common flags (--count/--duration,
+--size, --persistent, --window, --prefetch, --ack, --pid, --json, ...).
+
+Publishers pipeline up to --window unconfirmed publishes each; a publish
+counts once the broker's OK (the publisher confirm) arrives. Consumers
+subscribe with --prefetch and, with --ack manual (the default), send one
+ACK per message. Every scenario ends when every confirmed message has been
+delivered (to every queue, for fanout) and acknowledged; nothing happening
+for --timeout seconds ends it with an error instead.
+
+Each run declares its own queues and exchanges (named <queue-prefix>-<pid>-<hex>,
+durable with --persistent) and deletes them at the end, also on errors and
+on Ctrl-C.
+
+The report gives messages published and confirmed publishes/s, deliveries/s,
+acks/s, latency p50/p90/p99/p99.9/max (publish->deliver, measured against a
+clock shared by all the clients of this process), the elapsed time and, with
+--pid (the broker runs on this machine), the broker's CPU-seconds from
+/proc/PID/stat and its peak RSS sampled from /proc/PID/status every 200 ms.
+--json prints the same as one JSON object on stdout.
+
+Example:
+  sluice serve --data-dir /tmp/sluice-bench & pid=$!
+  sluice bench queue --publishers 2 --consumers 2 --count 200000 --pid $pid
+  sluice bench latency --rate 20000 --duration 10 --persistent --pid $pid --json";
+
+/// Generate load against a running broker and report throughput, latency
+/// and the broker's resource use (`sluice bench <scenario> [flags]`).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "bench",
+    about = "Generate load against a running broker and measure throughput, latency and broker CPU/RSS",
+    long_about = LONG_ABOUT,
+    subcommand_required = true,
+    arg_required_else_help = true,
+    subcommand_value_name = "SCENARIO",
+    subcommand_help_heading = "Scenarios"
+)]
+pub struct BenchArgs {
+    /// The load to generate.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+impl BenchArgs {
+    /// The flags every scenario takes.
+    pub fn common(&self) -> &CommonArgs {
+        match &self.scenario {
+            Scenario::Queue(a) => &a.common,
+            Scenario::Fanout(a) => &a.common,
+            Scenario::Topic(a) => &a.common,
+            Scenario::Backlog(a) => &a.common,
+            Scenario::Latency(a) => &a.common,
+        }
+    }
+}
+
+/// The benchmark scenarios.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Scenario {
+    /// P publishers and C competing consumers on one queue.
+    #[command(long_about = "\
+P publishers and C competing consumers on one queue.
+
+The publishers publish through the default exchange (routing key = the
+queue's name) and split --count between them; the consumers share the
+queue's messages round-robin. Reports confirmed publishes/s, deliveries/s,
+acks/s and the publish->deliver latency.")]
+    Queue(QueueArgs),
+    /// 1 publisher, a fanout exchange bound to S queues, one consumer per queue.
+    #[command(long_about = "\
+1 publisher, a fanout exchange bound to S queues (--queues), one consumer
+per queue.
+
+Every message is copied to every queue, so deliveries = messages x S; each
+consumer ends once its own queue has delivered every confirmed message.
+Reports confirmed publishes/s and deliveries/s over all the queues.")]
+    Fanout(FanoutArgs),
+    /// 1 publisher, a topic exchange with many bindings, one of which matches.
+    #[command(long_about = "\
+1 publisher, a topic exchange with --bindings bindings, one matching queue
+with a consumer.
+
+All but one binding are non-matching patterns (k.<i>.* and, every tenth,
+k.<i>.#) that bind a second queue, which must stay empty; the matching
+queue is bound with k.hot.* and the publisher cycles through the routing
+keys k.hot.0 .. k.hot.999. Measures the cost of routing through many
+bindings. Every confirm must say routed=1.")]
+    Topic(TopicArgs),
+    /// Publish N with no consumer, then drain with C consumers.
+    #[command(long_about = "\
+Publish N messages into one queue with no consumer (the publish rate with a
+growing backlog), check the queue holds them all, then drain it with C
+consumers (the drain rate).
+
+With --pid the broker's CPU time and peak RSS are reported for each phase
+(the publish phase's peak RSS is what holding the backlog costs). Latency
+is not reported: messages wait in the backlog by design.")]
+    Backlog(BacklogArgs),
+    /// Publish at a fixed rate and report the latency distribution.
+    #[command(long_about = "\
+Publish at a fixed rate (--rate msgs/s) for --duration seconds (default 10)
+or --count messages, with C consumers acking, and report the
+publish->deliver latency distribution: percentiles and a histogram.
+
+Unlike the throughput scenarios the broker is not saturated, so this shows
+the latency a steady load sees. A warning says so when the publisher could
+not keep up with the rate.")]
+    Latency(LatencyArgs),
+}
+
+impl Scenario {
+    /// The scenario's name, as typed on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Queue(_) => "queue",
+            Scenario::Fanout(_) => "fanout",
+            Scenario::Topic(_) => "topic",
+            Scenario::Backlog(_) => "backlog",
+            Scenario::Latency(_) => "latency",
+        }
+    }
+}
+
+/// Arguments of `sluice bench queue`.
+#[derive(Debug, Clone, Args)]
+pub struct QueueArgs {
+    /// Publishing connections; --count is split evenly between them.
+    #[arg(long, short = 'P', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub publishers: u32,
+    /// Consuming connections, competing for the queue's messages.
+    #[arg(long, short = 'C', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub consumers: u32,
+    /// Flags common to every scenario.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Arguments of `sluice bench fanout`.
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    /// Queues bound to the fanout exchange, each with its own consumer.
+    #[arg(long, short = 'S', default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub queues: u32,
+    /// Flags common to every scenario.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Arguments of `sluice bench topic`.
+#[derive(Debug, Clone, Args)]
+pub struct TopicArgs {
+    /// Bindings on the topic exchange in all: one matching, the rest not.
+    #[arg(long, short = 'B', default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub bindings: u32,
+    /// Flags common to every scenario.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Arguments of `sluice bench backlog`.
+#[derive(Debug, Clone, Args)]
+pub struct BacklogArgs {
+    /// Publishing connections for the publish phase; --count is split evenly between them.
+    #[arg(long, short = 'P', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub publishers: u32,
+    /// Consuming connections for the drain phase.
+    #[arg(long, short = 'C', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub consumers: u32,
+    /// Flags common to every scenario.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Arguments of `sluice bench latency`.
+#[derive(Debug, Clone, Args)]
+pub struct LatencyArgs {
+    /// Publish rate, in messages per second (one publisher, paced).
+    #[arg(long, short = 'r', default_value_t = 10_000.0, value_parser = parse_rate)]
+    pub rate: f64,
+    /// Consuming connections, competing for the queue's messages.
+    #[arg(long, short = 'C', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub consumers: u32,
+    /// Flags common to every scenario.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// How consumers acknowledge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AckMode {
+    /// `SUB ... ack=manual` and one `ACK <tag>` per delivery.
+    Manual,
+    /// `SUB ... ack=auto`: acknowledged by the broker once written.
+    Auto,
+}
+
+impl AckMode {
+    /// The `SUB ack=` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckMode::Manual => "manual",
+            AckMode::Auto => "auto",
+        }
+    }
+}
+
+/// Flags every scenario takes.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Common options")]
+pub struct CommonArgs {
+    /// Broker address.
+    #[arg(long, env = "SLUICE_ADDR", default_value = crate::config::DEFAULT_ADDR)]
+    pub addr: String,
+    /// Messages to publish in all [default: 100000; latency: rate x 10 s].
+    #[arg(long, short = 'n', conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Publish for this many seconds (e.g. 10, 2.5, 500ms) instead of a
+    /// fixed count, then wait until every confirmed message is consumed
+    /// [latency's default: 10].
+    #[arg(long, short = 'd', value_parser = parse_secs)]
+    pub duration: Option<Duration>,
+    /// Body size in bytes, at least 16 (the body starts with the send
+    /// timestamp and a sequence number).
+    #[arg(long, short = 's', default_value_t = 100, value_parser = clap::value_parser!(u64).range(16..=16 * 1024 * 1024))]
+    pub size: u64,
+    /// Unacknowledged deliveries per consumer (SUB prefetch=).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub prefetch: u32,
+    /// Durable queues and exchanges, persistent messages: each publish is
+    /// confirmed after an fsync and each ack removes it from disk.
+    #[arg(long, conflicts_with = "transient")]
+    pub persistent: bool,
+    /// Non-durable queues and exchanges, transient messages: nothing
+    /// touches the disk. This is the default.
+    #[arg(long)]
+    pub transient: bool,
+    /// Unconfirmed publishes in flight per publisher.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub window: u32,
+    /// How consumers acknowledge.
+    #[arg(long, value_enum, default_value_t = AckMode::Manual)]
+    pub ack: AckMode,
+    /// The broker's process id, when it runs on this machine: report its
+    /// CPU-seconds (/proc/PID/stat) and peak RSS (/proc/PID/status,
+    /// sampled every 200 ms) over the run.
+    #[arg(long, env = "SLUICE_PID")]
+    pub pid: Option<u32>,
+    /// Print one JSON object on stdout instead of the text report (and no
+    /// progress bar).
+    #[arg(long)]
+    pub json: bool,
+    /// Start of the names of the queues and exchanges this run declares
+    /// (a unique -PID-HEX suffix follows; all are deleted at the end).
+    #[arg(long, default_value = "bench", value_parser = parse_prefix)]
+    pub queue_prefix: String,
+    /// Fail, with what was reached so far, when nothing is published,
+    /// confirmed, delivered or acknowledged for this many seconds.
+    #[arg(long, default_value = "30", value_parser = parse_secs)]
+    pub timeout: Duration,
+}
+
+/// Runs the benchmark described by `args` and prints its report on stdout:
+/// text, or one JSON object with `--json`. Builds its own Tokio runtime.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let json = args.common().json;
+    let report = runtime.block_on(scenarios::run(args))?;
+    if json {
+        let text = serde_json::to_string(&report).context("encoding the report")?;
+        println!("{text}");
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+/// Parses seconds: `10`, `2.5`, `10s`, `500ms`, `2m`.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected seconds (10, 2.5, 500ms, 2m), got {s:?}"))?;
+    let secs = v * scale;
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+        return Err(format!("must be a positive number of seconds, got {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a positive rate in messages per second.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected messages per second, got {s:?}"))?;
+    if !v.is_finite() || v <= 0.0 || v > 1e9 {
+        return Err(format!(
+            "must be a positive number of messages per second, got {s:?}"
+        ));
+    }
+    Ok(v)
+}
+
+/// Checks a name prefix against the protocol's name alphabet
+/// (`A-Z a-z 0-9 _ . : / -`), leaving room for the run's suffix.
+fn parse_prefix(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 200
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:/-".contains(&b));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "use 1-200 bytes of A-Z a-z 0-9 _ . : / - (queue names), got {s:?}"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        BenchArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_parse() {
+        assert_eq!(parse_secs("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_secs("2.5").unwrap(), Duration::from_millis(2500));
+        assert_eq!(parse_secs("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_secs("3s").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_secs("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("soon").is_err());
+    }
+
+    #[test]
+    fn defaults_and_conflicts() {
+        let a = BenchArgs::try_parse_from(["bench", "queue"]).unwrap();
+        let c = a.common();
+        assert_eq!(c.size, 100);
+        assert_eq!(c.prefetch, 100);
+        assert_eq!(c.window, 1000);
+        assert_eq!(c.ack, AckMode::Manual);
+        assert!(!c.persistent);
+        assert!(c.count.is_none() && c.duration.is_none());
+        assert!(BenchArgs::try_parse_from(["bench", "queue", "-n", "5", "-d", "1"]).is_err());
+        assert!(
+            BenchArgs::try_parse_from(["bench", "queue", "--persistent", "--transient"]).is_err()
+        );
+        assert!(BenchArgs::try_parse_from(["bench", "queue", "--size", "15"]).is_err());
+        assert!(BenchArgs::try_parse_from(["bench", "queue", "--queue-prefix", "a b"]).is_err());
+        let a = BenchArgs::try_parse_from(["bench", "fanout", "--queues", "8", "--ack", "auto"])
+            .unwrap();
+        match &a.scenario {
+            Scenario::Fanout(f) => assert_eq!(f.queues, 8),
+            other => panic!("parsed as {other:?}"),
+        }
+        assert_eq!(a.common().ack, AckMode::Auto);
+        assert!(BenchArgs::try_parse_from(["bench", "latency", "--rate", "0"]).is_err());
+    }
+}

@@ -1,0 +1,777 @@
+//! What each scenario declares and runs. A scenario is one or two
+//! *phases* ([`run_phase`]): publishers and consumers running together
+//! until every queue has delivered every confirmed message, watched by a
+//! watchdog that turns a stall into an error. [`run`] wraps the scenario
+//! with the topology's teardown (also on errors and Ctrl-C).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use tokio::task::JoinSet;
+
+use super::proc::{BrokerProbe, BrokerUsage};
+use super::progress::{self, Goal, Progress, Track};
+use super::report::{group, BrokerPhase, BrokerReport, LatencyStats, Report, Settings, Throughput};
+use super::topology::Topology;
+use super::worker::{
+    self, Clock, ConsumeOutcome, ConsumePlan, Counters, PublishOutcome, PublishPlan, Stop, Tally,
+};
+use super::{
+    BacklogArgs, BenchArgs, CommonArgs, FanoutArgs, LatencyArgs, QueueArgs, Scenario, TopicArgs,
+    DEFAULT_COUNT, DEFAULT_LATENCY_SECS,
+};
+use crate::client::Client;
+
+/// How often the watchdog looks at the counters.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+/// Distinct routing keys the topic scenario cycles through.
+const TOPIC_KEYS: usize = 1000;
+
+/// What every phase of a run shares.
+#[derive(Debug)]
+struct Ctx {
+    common: CommonArgs,
+    clock: Clock,
+    counters: Arc<Counters>,
+    probe: Option<BrokerProbe>,
+    progress: bool,
+    warnings: Vec<String>,
+}
+
+/// Runs the scenario in `args` against the broker and returns its report.
+/// The run's queues and exchanges are deleted at the end, whatever
+/// happened; problems doing so are warnings in the report (or on stderr
+/// when the run failed).
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<Report> {
+    let common = args.common().clone();
+    let mut warnings = Vec::new();
+    let probe = match common.pid {
+        Some(pid) => {
+            let p = BrokerProbe::start(pid)?;
+            if let Some(name) = p.command_name().filter(|n| !n.contains("sluice")) {
+                warnings.push(format!(
+                    "--pid {pid} is {name:?}, which does not look like a sluice broker"
+                ));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let mut topo = Topology::connect(
+        &common.addr,
+        &common.queue_prefix,
+        common.persistent,
+        common.timeout,
+    )
+    .await?;
+    let mut ctx = Ctx {
+        progress: progress::wanted(common.json),
+        common,
+        clock: Clock::new(),
+        counters: Arc::default(),
+        probe,
+        warnings,
+    };
+    let counters = ctx.counters.clone();
+    let result = tokio::select! {
+        r = dispatch(&mut ctx, &args.scenario, &mut topo) => r,
+        r = tokio::signal::ctrl_c() => Err(match r {
+            Ok(()) => anyhow!("interrupted ({})", counters.summary()),
+            Err(e) => anyhow!(e).context("listening for Ctrl-C"),
+        }),
+    };
+    let problems = topo.teardown().await;
+    match result {
+        Ok(mut report) => {
+            report.warnings.extend(problems);
+            Ok(report)
+        }
+        Err(e) => {
+            for p in problems {
+                eprintln!("sluice bench: {p}");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn dispatch(
+    ctx: &mut Ctx,
+    scenario: &Scenario,
+    topo: &mut Topology,
+) -> anyhow::Result<Report> {
+    match scenario {
+        Scenario::Queue(a) => queue(ctx, topo, a).await,
+        Scenario::Fanout(a) => fanout(ctx, topo, a).await,
+        Scenario::Topic(a) => topic(ctx, topo, a).await,
+        Scenario::Backlog(a) => backlog(ctx, topo, a).await,
+        Scenario::Latency(a) => latency(ctx, topo, a).await,
+    }
+}
+
+/// `queue`: P publishers, C competing consumers, one queue.
+async fn queue(ctx: &mut Ctx, topo: &mut Topology, a: &QueueArgs) -> anyhow::Result<Report> {
+    let q = topo.declare_queue("q").await?;
+    let tally = Tally::new(&q);
+    let stop = ctx.stop(Stop::Count(DEFAULT_COUNT));
+    let keys: Arc<[String]> = Arc::from(vec![q.clone()]);
+    let publishers = (0..a.publishers)
+        .map(|i| ctx.publish_plan(i, "", keys.clone(), split(stop, a.publishers, i), None, 1))
+        .collect();
+    let consumers = ctx.consume_plans(&tally, a.consumers, 0, true);
+    let phase = run_phase(
+        ctx,
+        PhaseSpec {
+            label: "queue",
+            publishers,
+            consumers,
+            tallies: vec![tally],
+            track: Track::Delivered,
+            goal: goal(stop, 1),
+            idle_allowance: Duration::ZERO,
+        },
+    )
+    .await?;
+    let settings = ctx.settings(a.publishers, a.consumers, 1, None, None, stop);
+    Ok(ctx.report("queue", settings, &[("run", &phase)], None))
+}
+
+/// `fanout`: 1 publisher, a fanout exchange bound to S queues, 1 consumer
+/// per queue.
+async fn fanout(ctx: &mut Ctx, topo: &mut Topology, a: &FanoutArgs) -> anyhow::Result<Report> {
+    let ex = topo.declare_exchange("fanout", "fanout").await?;
+    let mut tallies = Vec::new();
+    let mut bindings = Vec::new();
+    for i in 0..a.queues {
+        let q = topo.declare_queue(&format!("q{i}")).await?;
+        bindings.push((q.clone(), ex.clone(), String::new()));
+        tallies.push(Tally::new(&q));
+    }
+    topo.bind_all(&bindings).await?;
+    let stop = ctx.stop(Stop::Count(DEFAULT_COUNT));
+    let keys: Arc<[String]> = Arc::from(vec![String::new()]);
+    let publishers = vec![ctx.publish_plan(0, &ex, keys, stop, None, u64::from(a.queues))];
+    let consumers = tallies
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| ctx.consume_plans(t, 1, i as u64, true))
+        .collect();
+    let phase = run_phase(
+        ctx,
+        PhaseSpec {
+            label: "fanout",
+            publishers,
+            consumers,
+            tallies,
+            track: Track::Delivered,
+            goal: goal(stop, u64::from(a.queues)),
+            idle_allowance: Duration::ZERO,
+        },
+    )
+    .await?;
+    let settings = ctx.settings(1, a.queues, a.queues, None, None, stop);
+    Ok(ctx.report("fanout", settings, &[("run", &phase)], None))
+}
+
+/// The topic scenario's bindings: the matching one first, then
+/// `bindings - 1` that match none of the keys published (`k.<i>.*`, and
+/// `k.<i>.#` every tenth).
+fn topic_bindings(
+    hot: &str,
+    sink: &str,
+    exchange: &str,
+    bindings: u32,
+) -> Vec<(String, String, String)> {
+    let mut out = vec![(hot.to_string(), exchange.to_string(), "k.hot.*".to_string())];
+    for i in 0..bindings.saturating_sub(1) {
+        let key = if i % 10 == 9 {
+            format!("k.{i}.#")
+        } else {
+            format!("k.{i}.*")
+        };
+        out.push((sink.to_string(), exchange.to_string(), key));
+    }
+    out
+}
+
+/// `topic`: a topic exchange with many non-matching bindings and one
+/// matching queue with a consumer.
+async fn topic(ctx: &mut Ctx, topo: &mut Topology, a: &TopicArgs) -> anyhow::Result<Report> {
+    let ex = topo.declare_exchange("topic", "topic").await?;
+    let hot = topo.declare_queue("hot").await?;
+    let sink = if a.bindings > 1 {
+        Some(topo.declare_queue("sink").await?)
+    } else {
+        None
+    };
+    let bindings = topic_bindings(&hot, sink.as_deref().unwrap_or(""), &ex, a.bindings);
+    let bound = Instant::now();
+    topo.bind_all(&bindings).await?;
+    let bind_secs = bound.elapsed().as_secs_f64();
+    let tally = Tally::new(&hot);
+    let stop = ctx.stop(Stop::Count(DEFAULT_COUNT));
+    let keys: Arc<[String]> = (0..TOPIC_KEYS).map(|j| format!("k.hot.{j}")).collect();
+    let publishers = vec![ctx.publish_plan(0, &ex, keys, stop, None, 1)];
+    let consumers = ctx.consume_plans(&tally, 1, 0, true);
+    let phase = run_phase(
+        ctx,
+        PhaseSpec {
+            label: "topic",
+            publishers,
+            consumers,
+            tallies: vec![tally],
+            track: Track::Delivered,
+            goal: goal(stop, 1),
+            idle_allowance: Duration::ZERO,
+        },
+    )
+    .await?;
+    if let Some(sink) = &sink {
+        let stray = topo.depth(sink).await?;
+        if stray > 0 {
+            ctx.warnings.push(format!(
+                "{stray} messages reached the queue of the non-matching bindings ({sink})"
+            ));
+        }
+    }
+    if bind_secs > 1.0 {
+        ctx.warnings.push(format!(
+            "declaring the {} bindings took {bind_secs:.1} s",
+            group(u64::from(a.bindings))
+        ));
+    }
+    let settings = ctx.settings(
+        1,
+        1,
+        1 + u32::from(sink.is_some()),
+        Some(a.bindings),
+        None,
+        stop,
+    );
+    Ok(ctx.report("topic", settings, &[("run", &phase)], None))
+}
+
+/// `backlog`: publish with no consumer, then drain.
+async fn backlog(ctx: &mut Ctx, topo: &mut Topology, a: &BacklogArgs) -> anyhow::Result<Report> {
+    let q = topo.declare_queue("q").await?;
+    let stop = ctx.stop(Stop::Count(DEFAULT_COUNT));
+    let keys: Arc<[String]> = Arc::from(vec![q.clone()]);
+    let publishers = (0..a.publishers)
+        .map(|i| ctx.publish_plan(i, "", keys.clone(), split(stop, a.publishers, i), None, 1))
+        .collect();
+    let filled = run_phase(
+        ctx,
+        PhaseSpec {
+            label: "publish",
+            publishers,
+            consumers: Vec::new(),
+            tallies: Vec::new(),
+            track: Track::Confirmed,
+            goal: goal(stop, 1),
+            idle_allowance: Duration::ZERO,
+        },
+    )
+    .await?;
+    let confirmed = filled.confirmed();
+    let depth = topo.depth(&q).await?;
+    if depth != confirmed {
+        ctx.warnings.push(format!(
+            "after the publish phase the queue holds {} ready messages, {} were confirmed",
+            group(depth),
+            group(confirmed)
+        ));
+    }
+    let tally = Tally::new(&q);
+    tally.set_target(depth);
+    let consumers = ctx.consume_plans(&tally, a.consumers, 0, false);
+    let drained = run_phase(
+        ctx,
+        PhaseSpec {
+            label: "drain",
+            publishers: Vec::new(),
+            consumers,
+            tallies: vec![tally],
+            track: Track::Delivered,
+            goal: Goal::Count(depth),
+            idle_allowance: Duration::ZERO,
+        },
+    )
+    .await?;
+    let settings = ctx.settings(a.publishers, a.consumers, 1, None, None, stop);
+    let mut report = ctx.report(
+        "backlog",
+        settings,
+        &[("publish", &filled), ("drain", &drained)],
+        Some(depth),
+    );
+    report.latency = None;
+    Ok(report)
+}
+
+/// `latency`: one publisher at a fixed rate, C consumers.
+async fn latency(ctx: &mut Ctx, topo: &mut Topology, a: &LatencyArgs) -> anyhow::Result<Report> {
+    let q = topo.declare_queue("q").await?;
+    let tally = Tally::new(&q);
+    let stop = ctx.stop(Stop::For(Duration::from_secs_f64(DEFAULT_LATENCY_SECS)));
+    let keys: Arc<[String]> = Arc::from(vec![q.clone()]);
+    let publishers = vec![ctx.publish_plan(0, "", keys, stop, Some(a.rate), 1)];
+    let consumers = ctx.consume_plans(&tally, a.consumers, 0, true);
+    let phase = run_phase(
+        ctx,
+        PhaseSpec {
+            label: "latency",
+            publishers,
+            consumers,
+            tallies: vec![tally],
+            track: Track::Delivered,
+            goal: goal(stop, 1),
+            // A slow rate is quiet between messages by design.
+            idle_allowance: Duration::from_secs_f64((2.0 / a.rate).min(1e6)),
+        },
+    )
+    .await?;
+    let achieved = phase.publish_throughput().per_sec;
+    if achieved < 0.95 * a.rate {
+        ctx.warnings.push(format!(
+            "the publisher reached {} msgs/s of the {} asked for (window full, or the bench is CPU-bound)",
+            group(achieved.round() as u64),
+            group(a.rate.round() as u64)
+        ));
+    }
+    let settings = ctx.settings(1, a.consumers, 1, None, Some(a.rate), stop);
+    Ok(ctx.report("latency", settings, &[("run", &phase)], None))
+}
+
+/// `count` deliveries per message over the whole run, or the time.
+fn goal(stop: Stop, per_message: u64) -> Goal {
+    match stop {
+        Stop::Count(n) => Goal::Count(n.saturating_mul(per_message)),
+        Stop::For(d) => Goal::Time(d),
+    }
+}
+
+/// Publisher `i`'s share of `stop` among `n`: counts split evenly (the
+/// first ones take the remainder), durations unchanged.
+fn split(stop: Stop, n: u32, i: u32) -> Stop {
+    match stop {
+        Stop::Count(total) => {
+            let n = u64::from(n.max(1));
+            let i = u64::from(i);
+            Stop::Count(total / n + u64::from(i < total % n))
+        }
+        Stop::For(d) => Stop::For(d),
+    }
+}
+
+impl Ctx {
+    /// `--count` or `--duration`, else the scenario's default.
+    fn stop(&self, default: Stop) -> Stop {
+        match (self.common.count, self.common.duration) {
+            (Some(n), _) => Stop::Count(n),
+            (None, Some(d)) => Stop::For(d),
+            (None, None) => default,
+        }
+    }
+
+    fn publish_plan(
+        &self,
+        index: u32,
+        exchange: &str,
+        keys: Arc<[String]>,
+        stop: Stop,
+        rate: Option<f64>,
+        expect_routed: u64,
+    ) -> PublishPlan {
+        PublishPlan {
+            index: u64::from(index),
+            exchange: exchange.to_string(),
+            keys,
+            delivery: if self.common.persistent {
+                "persistent"
+            } else {
+                "transient"
+            },
+            size: usize::try_from(self.common.size).unwrap_or(usize::MAX),
+            window: usize::try_from(self.common.window).unwrap_or(usize::MAX),
+            stop,
+            rate,
+            expect_routed,
+        }
+    }
+
+    fn consume_plans(
+        &self,
+        tally: &Arc<Tally>,
+        n: u32,
+        first_index: u64,
+        record_latency: bool,
+    ) -> Vec<ConsumePlan> {
+        (0..u64::from(n))
+            .map(|i| ConsumePlan {
+                index: first_index + i,
+                tally: tally.clone(),
+                ack: self.common.ack,
+                record_latency,
+            })
+            .collect()
+    }
+
+    fn settings(
+        &self,
+        publishers: u32,
+        consumers: u32,
+        queues: u32,
+        bindings: Option<u32>,
+        rate: Option<f64>,
+        stop: Stop,
+    ) -> Settings {
+        let c = &self.common;
+        let (count, duration_secs) = match stop {
+            Stop::Count(n) => (Some(n), None),
+            Stop::For(d) => (None, Some(d.as_secs_f64())),
+        };
+        Settings {
+            addr: c.addr.clone(),
+            count,
+            duration_secs,
+            rate,
+            size: c.size,
+            persistent: c.persistent,
+            publishers,
+            consumers,
+            queues,
+            bindings,
+            window: c.window,
+            prefetch: c.prefetch,
+            ack: c.ack.as_str(),
+        }
+    }
+
+    /// The report of phases that ran one after the other: publishing
+    /// figures from the first phase that published, consuming figures from
+    /// the last phase that consumed.
+    fn report(
+        &mut self,
+        scenario: &'static str,
+        settings: Settings,
+        phases: &[(&'static str, &PhaseResult)],
+        backlog: Option<u64>,
+    ) -> Report {
+        let publish = phases
+            .iter()
+            .find(|(_, p)| !p.published.is_empty())
+            .map(|(_, p)| *p);
+        let consume = phases
+            .iter()
+            .rev()
+            .find(|(_, p)| !p.consumed.is_empty())
+            .map(|(_, p)| *p);
+        let zero = Throughput::new(0, 0.0);
+        let mut samples = Vec::new();
+        let mut redelivered = 0;
+        let mut unstamped = 0;
+        for (_, p) in phases {
+            for c in &p.consumed {
+                samples.extend_from_slice(&c.latencies_ns);
+                redelivered += c.redelivered;
+                unstamped += c.unstamped;
+            }
+        }
+        let mut warnings = std::mem::take(&mut self.warnings);
+        if redelivered > 0 {
+            warnings.push(format!(
+                "{} deliveries were flagged redelivered",
+                group(redelivered)
+            ));
+        }
+        if unstamped > 0 {
+            warnings.push(format!(
+                "{} deliveries had a body too short for the timestamp",
+                group(unstamped)
+            ));
+        }
+        let expected: u64 = phases
+            .iter()
+            .flat_map(|(_, p)| p.tallies.iter())
+            .filter_map(|t| t.target())
+            .sum();
+        let delivered = consume.map_or(0, PhaseResult::delivered);
+        if delivered > expected {
+            warnings.push(format!(
+                "{} deliveries more than messages owed to the queues (duplicates)",
+                group(delivered - expected)
+            ));
+        }
+        let broker = self.probe.as_ref().and_then(|probe| {
+            let phases: Vec<BrokerPhase> = phases
+                .iter()
+                .filter_map(|(name, p)| p.broker.map(|usage| BrokerPhase { phase: name, usage }))
+                .collect();
+            let mut total: Option<BrokerUsage> = None;
+            for p in &phases {
+                total = Some(match total {
+                    Some(t) => t.then(p.usage),
+                    None => p.usage,
+                });
+            }
+            total.map(|total| BrokerReport {
+                pid: probe.pid,
+                total,
+                phases,
+            })
+        });
+        Report {
+            scenario,
+            settings,
+            published: publish.map_or(zero, PhaseResult::publish_throughput),
+            delivered: consume.map_or(zero, PhaseResult::deliver_throughput),
+            acked: match self.common.ack {
+                super::AckMode::Manual => Some(consume.map_or(zero, PhaseResult::ack_throughput)),
+                super::AckMode::Auto => None,
+            },
+            backlog,
+            latency: LatencyStats::from_ns(samples),
+            elapsed_secs: phases.iter().map(|(_, p)| p.secs()).sum(),
+            broker,
+            warnings,
+        }
+    }
+}
+
+/// One phase: who publishes what, who consumes where.
+#[derive(Debug)]
+struct PhaseSpec {
+    /// The progress bar's label.
+    label: &'static str,
+    publishers: Vec<PublishPlan>,
+    consumers: Vec<ConsumePlan>,
+    /// The queues' tallies; a phase with publishers sets their targets to
+    /// the confirmed count once publishing is over.
+    tallies: Vec<Arc<Tally>>,
+    track: Track,
+    goal: Goal,
+    /// Added to `--timeout` for the watchdog.
+    idle_allowance: Duration,
+}
+
+/// What a phase did.
+#[derive(Debug)]
+struct PhaseResult {
+    start: Instant,
+    end: Instant,
+    published: Vec<PublishOutcome>,
+    consumed: Vec<ConsumeOutcome>,
+    tallies: Vec<Arc<Tally>>,
+    broker: Option<BrokerUsage>,
+}
+
+impl PhaseResult {
+    fn secs(&self) -> f64 {
+        self.end.duration_since(self.start).as_secs_f64()
+    }
+
+    fn since_start(&self, t: Option<Instant>) -> f64 {
+        t.map_or(0.0, |t| {
+            t.saturating_duration_since(self.start).as_secs_f64()
+        })
+    }
+
+    fn confirmed(&self) -> u64 {
+        self.published.iter().map(|p| p.confirmed).sum()
+    }
+
+    fn delivered(&self) -> u64 {
+        self.consumed.iter().map(|c| c.delivered).sum()
+    }
+
+    fn publish_throughput(&self) -> Throughput {
+        let last = self.published.iter().filter_map(|p| p.last_confirm).max();
+        Throughput::new(self.confirmed(), self.since_start(last))
+    }
+
+    fn deliver_throughput(&self) -> Throughput {
+        let last = self.consumed.iter().filter_map(|c| c.last_delivery).max();
+        Throughput::new(self.delivered(), self.since_start(last))
+    }
+
+    fn ack_throughput(&self) -> Throughput {
+        let last = self.consumed.iter().filter_map(|c| c.last_ack).max();
+        let acked = self.consumed.iter().map(|c| c.acked).sum();
+        Throughput::new(acked, self.since_start(last))
+    }
+}
+
+/// What a phase's task returns.
+enum Finished {
+    Published(PublishOutcome),
+    Consumed(ConsumeOutcome),
+}
+
+/// Runs one phase to its end: connects the publishers, subscribes the
+/// consumers, runs them all, and once every publisher is done tells each
+/// queue's tally how many deliveries it owes; ends when every consumer has
+/// its queue's count. Fails on the first error, or when the watchdog sees
+/// nothing happen for `--timeout`.
+async fn run_phase(ctx: &Ctx, spec: PhaseSpec) -> anyhow::Result<PhaseResult> {
+    let addr = ctx.common.addr.as_str();
+    let mut publishers = Vec::with_capacity(spec.publishers.len());
+    for plan in spec.publishers {
+        let c = Client::connect(addr)
+            .await
+            .map_err(|e| anyhow!("publisher {}: connecting to {addr}: {e}", plan.index))?;
+        publishers.push((c, plan));
+    }
+    // A phase that only consumes starts before the subscriptions (deliveries
+    // start with them); otherwise once the consumers are ready.
+    let mut start = Instant::now();
+    let mut mark = match &ctx.probe {
+        Some(p) if publishers.is_empty() => Some(p.mark()?),
+        _ => None,
+    };
+    let mut set: JoinSet<anyhow::Result<Finished>> = JoinSet::new();
+    for plan in spec.consumers {
+        let c = worker::subscribe(
+            addr,
+            &plan.tally.queue,
+            ctx.common.prefetch,
+            plan.ack,
+            plan.index,
+        )
+        .await?;
+        let (clock, counters) = (ctx.clock, ctx.counters.clone());
+        set.spawn(async move {
+            worker::consume(c, plan, clock, counters)
+                .await
+                .map(Finished::Consumed)
+        });
+    }
+    let mut publishing = publishers.len();
+    if publishing > 0 {
+        start = Instant::now();
+        mark = ctx.probe.as_ref().map(BrokerProbe::mark).transpose()?;
+    }
+    let _bar = Progress::start(
+        ctx.progress,
+        spec.label,
+        spec.track,
+        spec.goal,
+        ctx.counters.clone(),
+    );
+    for (c, plan) in publishers {
+        let (clock, counters) = (ctx.clock, ctx.counters.clone());
+        set.spawn(async move {
+            worker::publish(c, plan, clock, counters)
+                .await
+                .map(Finished::Published)
+        });
+    }
+    let tallies = spec.tallies;
+    let mut published = Vec::new();
+    let mut consumed = Vec::new();
+    let everything = async {
+        while let Some(joined) = set.join_next().await {
+            match joined.context("a benchmark task panicked")?? {
+                Finished::Published(p) => {
+                    published.push(p);
+                    publishing -= 1;
+                    if publishing == 0 {
+                        let total = published.iter().map(|p| p.confirmed).sum();
+                        for t in &tallies {
+                            t.set_target(total);
+                        }
+                    }
+                }
+                Finished::Consumed(c) => consumed.push(c),
+            }
+        }
+        anyhow::Ok(())
+    };
+    let patience = ctx.common.timeout + spec.idle_allowance;
+    tokio::select! {
+        r = everything => r?,
+        e = watchdog(&ctx.counters, &tallies, patience) => return Err(e),
+    }
+    let end = Instant::now();
+    let broker = match (&ctx.probe, &mark) {
+        (Some(p), Some(m)) => Some(p.usage_since(m)?),
+        _ => None,
+    };
+    Ok(PhaseResult {
+        start,
+        end,
+        published,
+        consumed,
+        tallies,
+        broker,
+    })
+}
+
+/// Returns an error once `counters` have not moved for `patience`.
+async fn watchdog(
+    counters: &Counters,
+    tallies: &[Arc<Tally>],
+    patience: Duration,
+) -> anyhow::Error {
+    let mut seen = counters.activity();
+    let mut since = Instant::now();
+    let mut every = tokio::time::interval(WATCH_EVERY);
+    loop {
+        every.tick().await;
+        let now = counters.activity();
+        if now != seen {
+            seen = now;
+            since = Instant::now();
+        } else if since.elapsed() >= patience {
+            let queues: Vec<String> = tallies
+                .iter()
+                .map(|t| {
+                    let owed = t.target().map_or_else(|| "?".to_string(), group);
+                    format!("{}: {} of {owed} delivered", t.queue, group(t.delivered()))
+                })
+                .collect();
+            let mut msg = format!(
+                "no progress for {:.0} s: {}",
+                patience.as_secs_f64(),
+                counters.summary()
+            );
+            if !queues.is_empty() {
+                msg.push_str("; ");
+                msg.push_str(&queues.join("; "));
+            }
+            return anyhow!("{msg} (is the broker stuck? raise --timeout if it is just slow)");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_split_evenly() {
+        let shares: Vec<u64> = (0..3)
+            .map(|i| match split(Stop::Count(10), 3, i) {
+                Stop::Count(n) => n,
+                Stop::For(_) => 0,
+            })
+            .collect();
+        assert_eq!(shares, vec![4, 3, 3]);
+        assert!(matches!(
+            split(Stop::For(Duration::from_secs(2)), 3, 1),
+            Stop::For(d) if d == Duration::from_secs(2)
+        ));
+    }
+
+    #[test]
+    fn topic_bindings_match_only_the_hot_queue() {
+        let b = topic_bindings("hot", "sink", "ex", 1000);
+        assert_eq!(b.len(), 1000);
+        assert_eq!(b[0], ("hot".into(), "ex".into(), "k.hot.*".into()));
+        assert!(b[1..]
+            .iter()
+            .all(|(q, _, k)| q == "sink" && k.starts_with("k.")));
+        assert!(b[1..].iter().any(|(_, _, k)| k.ends_with(".#")));
+        assert_eq!(topic_bindings("hot", "sink", "ex", 1).len(), 1);
+    }
+}

@@ -1,0 +1,167 @@
+//! The queues and exchanges of one run, through an admin connection:
+//! unique names (`<prefix>-<pid>-<hex>-<what>`), declared durable with
+//! `--persistent`, and deleted by [`Topology::teardown`] at the end, also
+//! after an error.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::anyhow;
+
+use crate::client::{Client, ClientError, Response};
+use crate::protocol::token::encode_word;
+use crate::protocol::ErrorCode;
+
+/// Bindings pipelined before their replies are awaited.
+const BIND_BATCH: usize = 5_000;
+
+/// A run's queues and exchanges.
+#[derive(Debug)]
+pub(crate) struct Topology {
+    admin: Client,
+    base: String,
+    durable: bool,
+    timeout: Duration,
+    queues: Vec<String>,
+    exchanges: Vec<String>,
+}
+
+impl Topology {
+    /// Connects the admin connection; names will start with `prefix`.
+    pub(crate) async fn connect(
+        addr: &str,
+        prefix: &str,
+        durable: bool,
+        timeout: Duration,
+    ) -> anyhow::Result<Topology> {
+        let admin = tokio::time::timeout(timeout, Client::connect(addr))
+            .await
+            .map_err(|_| anyhow!("connecting to {addr}: no greeting within {timeout:?}"))?
+            .map_err(|e| anyhow!("connecting to {addr}: {e}"))?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+            .unwrap_or(0);
+        Ok(Topology {
+            admin,
+            base: format!("{prefix}-{}-{:06x}", std::process::id(), nanos & 0xff_ffff),
+            durable,
+            timeout,
+            queues: Vec::new(),
+            exchanges: Vec::new(),
+        })
+    }
+
+    /// The run's name for `what`.
+    pub(crate) fn name(&self, what: &str) -> String {
+        format!("{}-{what}", self.base)
+    }
+
+    async fn request(&mut self, line: &str) -> anyhow::Result<Response> {
+        tokio::time::timeout(self.timeout, self.admin.request(line, None))
+            .await
+            .map_err(|_| anyhow!("{line}: no reply within {:?}", self.timeout))?
+            .map_err(|e| anyhow!("{line}: {e}"))
+    }
+
+    fn durable_flag(&self) -> &'static str {
+        if self.durable {
+            " durable"
+        } else {
+            ""
+        }
+    }
+
+    /// Declares the queue `<base>-<what>` and returns its name.
+    pub(crate) async fn declare_queue(&mut self, what: &str) -> anyhow::Result<String> {
+        let name = self.name(what);
+        self.queues.push(name.clone());
+        let line = format!("DECLARE QUEUE {name}{}", self.durable_flag());
+        self.request(&line).await?;
+        Ok(name)
+    }
+
+    /// Declares the exchange `<base>-<what>` of type `kind` and returns its
+    /// name.
+    pub(crate) async fn declare_exchange(
+        &mut self,
+        what: &str,
+        kind: &str,
+    ) -> anyhow::Result<String> {
+        let name = self.name(what);
+        self.exchanges.push(name.clone());
+        let line = format!("DECLARE EXCHANGE {name} {kind}{}", self.durable_flag());
+        self.request(&line).await?;
+        Ok(name)
+    }
+
+    /// Binds `(queue, exchange, key)` triples, pipelined.
+    pub(crate) async fn bind_all(
+        &mut self,
+        bindings: &[(String, String, String)],
+    ) -> anyhow::Result<()> {
+        for chunk in bindings.chunks(BIND_BATCH) {
+            let mut replies = Vec::with_capacity(chunk.len());
+            for (queue, exchange, key) in chunk {
+                let mut line = format!("BIND {queue} {exchange} ").into_bytes();
+                // Quoted when it has to be (a key with '=' or a blank).
+                encode_word(&mut line, key.as_bytes());
+                let line = String::from_utf8_lossy(&line).into_owned();
+                replies.push((self.admin.send(&line, None), line));
+            }
+            self.admin.flush().await.map_err(|e| anyhow!("BIND: {e}"))?;
+            for (reply, line) in replies {
+                tokio::time::timeout(self.timeout, reply.wait())
+                    .await
+                    .map_err(|_| anyhow!("{line}: no reply within {:?}", self.timeout))?
+                    .map_err(|e| anyhow!("{line}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ready messages in `queue` (by redeclaring it, which reports them).
+    pub(crate) async fn depth(&mut self, queue: &str) -> anyhow::Result<u64> {
+        let line = format!("DECLARE QUEUE {queue}{}", self.durable_flag());
+        let r = self.request(&line).await?;
+        r.words
+            .iter()
+            .find_map(|w| w.strip_prefix("messages="))
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| anyhow!("{line}: reply without messages=: OK {}", r.words.join(" ")))
+    }
+
+    /// Deletes every queue and exchange declared (queues first), and
+    /// returns what went wrong (a queue or exchange already gone is fine).
+    pub(crate) async fn teardown(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let queues = std::mem::take(&mut self.queues);
+        let exchanges = std::mem::take(&mut self.exchanges);
+        let lines = queues
+            .iter()
+            .map(|q| format!("DELETE QUEUE {q}"))
+            .chain(exchanges.iter().map(|e| format!("DELETE EXCHANGE {e}")));
+        for line in lines {
+            let leftover = || format!("delete what is left of {}-* by hand", self.base);
+            match tokio::time::timeout(self.timeout, self.admin.request(&line, None)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.code() == Some(ErrorCode::NotFound) => {}
+                Ok(Err(e @ ClientError::Server { .. })) => {
+                    problems.push(format!("cleanup: {line}: {e}"));
+                }
+                Ok(Err(e)) => {
+                    problems.push(format!("cleanup: {line}: {e}; {}", leftover()));
+                    break;
+                }
+                Err(_) => {
+                    problems.push(format!(
+                        "cleanup: {line}: no reply within {:?}; {}",
+                        self.timeout,
+                        leftover()
+                    ));
+                    break;
+                }
+            }
+        }
+        problems
+    }
+}

@@ -1,0 +1,531 @@
+//! The benchmark's clients: [`publish`] pipelines confirmed publishes
+//! within a window (until a count or a deadline, optionally paced at a
+//! fixed rate); [`consume`] takes deliveries from a subscription, acks each
+//! one and records its latency from the body's timestamp. Both update the
+//! shared [`Counters`] (progress bar, watchdog); consumers of one queue
+//! share a [`Tally`] that says when that queue has delivered everything.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+use super::AckMode;
+use crate::client::{Client, ReplyHandle};
+
+/// Bytes at the start of every body: the send time (8 bytes, big-endian
+/// nanoseconds since the run's [`Clock`] base) and a sequence number (8
+/// bytes, big-endian: the publisher's index in the top 16 bits).
+pub(crate) const STAMP_BYTES: usize = 16;
+
+/// Publishes queued before a flush at most (the socket write batch).
+const FLUSH_BATCH: usize = 256;
+/// Acks queued before a flush at most.
+const ACK_BATCH: usize = 64;
+
+/// The clock every client of the run shares: nanoseconds since one
+/// [`Instant`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    base: Instant,
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub(crate) fn new() -> Clock {
+        Clock {
+            base: Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since the base.
+    pub(crate) fn now_ns(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Writes the send time and sequence number into the first
+/// [`STAMP_BYTES`] of `body` (which must be at least that long).
+pub(crate) fn write_stamp(body: &mut [u8], sent_ns: u64, seq: u64) {
+    if let Some(b) = body.get_mut(..8) {
+        b.copy_from_slice(&sent_ns.to_be_bytes());
+    }
+    if let Some(b) = body.get_mut(8..16) {
+        b.copy_from_slice(&seq.to_be_bytes());
+    }
+}
+
+/// Reads back `(sent_ns, seq)`; `None` for a body too short to carry them.
+pub(crate) fn read_stamp(body: &[u8]) -> Option<(u64, u64)> {
+    let ns = u64::from_be_bytes(body.get(..8)?.try_into().ok()?);
+    let seq = u64::from_be_bytes(body.get(8..16)?.try_into().ok()?);
+    Some((ns, seq))
+}
+
+/// Live totals over every client of the run.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// `PUB`s written.
+    pub(crate) sent: AtomicU64,
+    /// `PUB`s confirmed (`OK`).
+    pub(crate) confirmed: AtomicU64,
+    /// Deliveries received.
+    pub(crate) delivered: AtomicU64,
+    /// `ACK`s answered `OK`.
+    pub(crate) acked: AtomicU64,
+}
+
+impl Counters {
+    /// A number that grows whenever anything happens (for the watchdog).
+    pub(crate) fn activity(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+            + self.confirmed.load(Ordering::Relaxed)
+            + self.delivered.load(Ordering::Relaxed)
+            + self.acked.load(Ordering::Relaxed)
+    }
+
+    /// One line of the totals, for errors and the progress bar.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "{} sent, {} confirmed, {} delivered, {} acked",
+            self.sent.load(Ordering::Relaxed),
+            self.confirmed.load(Ordering::Relaxed),
+            self.delivered.load(Ordering::Relaxed),
+            self.acked.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// One queue's progress towards its expected number of deliveries; the
+/// consumers of the queue stop once it is reached. The target is unknown
+/// (never reached) until [`Tally::set_target`].
+#[derive(Debug)]
+pub(crate) struct Tally {
+    /// The queue's name.
+    pub(crate) queue: String,
+    delivered: AtomicU64,
+    target: AtomicU64,
+    done: watch::Sender<bool>,
+}
+
+impl Tally {
+    /// A tally for `queue` with no target yet.
+    pub(crate) fn new(queue: &str) -> Arc<Tally> {
+        Arc::new(Tally {
+            queue: queue.to_string(),
+            delivered: AtomicU64::new(0),
+            target: AtomicU64::new(u64::MAX),
+            done: watch::channel(false).0,
+        })
+    }
+
+    /// Sets how many deliveries the queue owes (publishing is over).
+    pub(crate) fn set_target(&self, target: u64) {
+        self.target.store(target, Ordering::SeqCst);
+        if self.delivered.load(Ordering::SeqCst) >= target {
+            self.done.send_replace(true);
+        }
+    }
+
+    /// Counts one delivery; true when it reached the target.
+    fn record(&self) -> bool {
+        let n = self.delivered.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.target.load(Ordering::SeqCst) {
+            self.done.send_replace(true);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Deliveries so far.
+    pub(crate) fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::SeqCst)
+    }
+
+    /// The target, once set.
+    pub(crate) fn target(&self) -> Option<u64> {
+        match self.target.load(Ordering::SeqCst) {
+            u64::MAX => None,
+            t => Some(t),
+        }
+    }
+}
+
+/// When a publisher stops.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stop {
+    /// After this many publishes.
+    Count(u64),
+    /// Once this long has passed since it started.
+    For(Duration),
+}
+
+/// What one publisher does.
+#[derive(Debug, Clone)]
+pub(crate) struct PublishPlan {
+    /// Index of the publisher (top 16 bits of the sequence numbers).
+    pub(crate) index: u64,
+    /// Exchange to publish to (`""`: the default exchange).
+    pub(crate) exchange: String,
+    /// Routing keys, used in turn.
+    pub(crate) keys: Arc<[String]>,
+    /// `persistent` or `transient`.
+    pub(crate) delivery: &'static str,
+    /// Body size in bytes (at least [`STAMP_BYTES`]).
+    pub(crate) size: usize,
+    /// Unconfirmed publishes in flight at most.
+    pub(crate) window: usize,
+    /// When to stop.
+    pub(crate) stop: Stop,
+    /// Messages per second, if paced.
+    pub(crate) rate: Option<f64>,
+    /// The `routed=` every confirm must carry.
+    pub(crate) expect_routed: u64,
+}
+
+/// What one publisher achieved.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PublishOutcome {
+    /// Confirmed publishes.
+    pub(crate) confirmed: u64,
+    /// When the last confirm arrived.
+    pub(crate) last_confirm: Option<Instant>,
+}
+
+/// Publishes per `plan` on `client` and waits for every confirm.
+pub(crate) async fn publish(
+    mut client: Client,
+    plan: PublishPlan,
+    clock: Clock,
+    counters: Arc<Counters>,
+) -> anyhow::Result<PublishOutcome> {
+    let window = Arc::new(Semaphore::new(plan.window.max(1)));
+    let (tx, mut rx) = mpsc::unbounded_channel::<(ReplyHandle, OwnedSemaphorePermit)>();
+    let started = Instant::now();
+    let keys = plan.keys.clone();
+    let (index, expect_routed) = (plan.index, plan.expect_routed);
+    if keys.is_empty() {
+        bail!("publisher {index} has no routing key");
+    }
+    let sender = {
+        let counters = counters.clone();
+        async move {
+            let mut body = vec![b'x'; plan.size.max(STAMP_BYTES)];
+            let deadline = match plan.stop {
+                Stop::For(d) => Some(started + d),
+                Stop::Count(_) => None,
+            };
+            let mut seq: u64 = 0;
+            let mut unflushed = 0usize;
+            loop {
+                match plan.stop {
+                    Stop::Count(n) if seq >= n => break,
+                    _ => {}
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                if let Some(rate) = plan.rate {
+                    let due = started + Duration::from_secs_f64(seq as f64 / rate);
+                    if due > Instant::now() {
+                        if unflushed > 0 {
+                            client
+                                .flush()
+                                .await
+                                .map_err(|e| anyhow!("publisher {index}: {e}"))?;
+                            unflushed = 0;
+                        }
+                        tokio::time::sleep_until(due.into()).await;
+                        continue;
+                    }
+                }
+                let permit = match window.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        if unflushed > 0 {
+                            client
+                                .flush()
+                                .await
+                                .map_err(|e| anyhow!("publisher {index}: {e}"))?;
+                            unflushed = 0;
+                        }
+                        window
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .context("publisher window closed")?
+                    }
+                };
+                write_stamp(&mut body, clock.now_ns(), (plan.index << 48) | seq);
+                let key = &keys[(seq % keys.len() as u64) as usize];
+                let reply = client.send_publish(&plan.exchange, key, plan.delivery, &body);
+                counters.sent.fetch_add(1, Ordering::Relaxed);
+                if tx.send((reply, permit)).is_err() {
+                    // The confirm loop failed; its error is the one to report.
+                    break;
+                }
+                seq += 1;
+                unflushed += 1;
+                if unflushed >= FLUSH_BATCH {
+                    client
+                        .flush()
+                        .await
+                        .map_err(|e| anyhow!("publisher {index}: {e}"))?;
+                    unflushed = 0;
+                }
+            }
+            client
+                .flush()
+                .await
+                .map_err(|e| anyhow!("publisher {index}: {e}"))?;
+            drop(tx);
+            // Keep the connection open until every confirm is in.
+            anyhow::Ok(client)
+        }
+    };
+    let confirmer = async move {
+        let mut confirmed = 0u64;
+        let mut last_confirm = None;
+        while let Some((reply, permit)) = rx.recv().await {
+            let r = reply
+                .wait()
+                .await
+                .map_err(|e| anyhow!("publisher {index}: PUB: {e}"))?;
+            let routed = r
+                .words
+                .iter()
+                .find_map(|w| w.strip_prefix("routed="))
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "publisher {index}: PUB reply without routed=: OK {}",
+                        r.words.join(" ")
+                    )
+                })?;
+            if routed != expect_routed {
+                bail!(
+                    "publisher {index}: the broker routed a message to {routed} queue(s), expected {expect_routed} (OK {})",
+                    r.words.join(" ")
+                );
+            }
+            confirmed += 1;
+            counters.confirmed.fetch_add(1, Ordering::Relaxed);
+            last_confirm = Some(Instant::now());
+            drop(permit);
+        }
+        anyhow::Ok((confirmed, last_confirm))
+    };
+    let (client, (confirmed, last_confirm)) = tokio::try_join!(sender, confirmer)?;
+    drop(client);
+    Ok(PublishOutcome {
+        confirmed,
+        last_confirm,
+    })
+}
+
+/// What one consumer does.
+#[derive(Debug, Clone)]
+pub(crate) struct ConsumePlan {
+    /// Index of the consumer (for messages).
+    pub(crate) index: u64,
+    /// The queue's tally, shared by its consumers.
+    pub(crate) tally: Arc<Tally>,
+    /// How to acknowledge.
+    pub(crate) ack: AckMode,
+    /// Whether to keep every latency sample.
+    pub(crate) record_latency: bool,
+}
+
+/// What one consumer achieved.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConsumeOutcome {
+    /// Deliveries received.
+    pub(crate) delivered: u64,
+    /// `ACK`s answered `OK` (0 with `ack=auto`).
+    pub(crate) acked: u64,
+    /// Deliveries flagged `redelivered`.
+    pub(crate) redelivered: u64,
+    /// Deliveries whose body carried no timestamp.
+    pub(crate) unstamped: u64,
+    /// When the last delivery arrived.
+    pub(crate) last_delivery: Option<Instant>,
+    /// When the last `ACK` was answered.
+    pub(crate) last_ack: Option<Instant>,
+    /// Publish→deliver latencies in nanoseconds, if recorded.
+    pub(crate) latencies_ns: Vec<u64>,
+}
+
+/// Connects and subscribes to `queue`; deliveries may start at once, so
+/// [`consume`] should follow.
+pub(crate) async fn subscribe(
+    addr: &str,
+    queue: &str,
+    prefetch: u32,
+    ack: AckMode,
+    index: u64,
+) -> anyhow::Result<Client> {
+    let mut c = Client::connect(addr)
+        .await
+        .map_err(|e| anyhow!("consumer {index}: connecting to {addr}: {e}"))?;
+    c.request(
+        &format!(
+            "SUB {queue} prefetch={prefetch} ack={} tag=bench-{index}",
+            ack.as_str()
+        ),
+        None,
+    )
+    .await
+    .map_err(|e| anyhow!("consumer {index}: SUB {queue}: {e}"))?;
+    Ok(c)
+}
+
+/// Polls `f` once: its output if ready, `None` if it would wait.
+async fn now_or_never<F: Future>(f: F) -> Option<F::Output> {
+    let mut f = pin!(f);
+    std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
+        Poll::Ready(v) => Poll::Ready(Some(v)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+/// Takes deliveries on a subscribed `client` until the queue's tally is
+/// reached, acks each one (manual mode) and waits for the acks' replies.
+pub(crate) async fn consume(
+    mut client: Client,
+    plan: ConsumePlan,
+    clock: Clock,
+    counters: Arc<Counters>,
+) -> anyhow::Result<ConsumeOutcome> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<ReplyHandle>();
+    let mut done = plan.tally.done.subscribe();
+    let index = plan.index;
+    let receiver = {
+        let counters = counters.clone();
+        async move {
+            let mut out = ConsumeOutcome::default();
+            let mut unflushed = 0usize;
+            let manual = plan.ack == AckMode::Manual;
+            loop {
+                let next = if unflushed > 0 {
+                    // Acks are waiting: take what is already here, and flush
+                    // them as soon as nothing is.
+                    match now_or_never(client.next_delivery()).await {
+                        Some(d) => d,
+                        None => {
+                            client
+                                .flush()
+                                .await
+                                .map_err(|e| anyhow!("consumer {index}: {e}"))?;
+                            unflushed = 0;
+                            continue;
+                        }
+                    }
+                } else {
+                    tokio::select! {
+                        biased;
+                        d = client.next_delivery() => d,
+                        _ = done.wait_for(|d| *d) => break,
+                    }
+                };
+                let Some(d) = next else {
+                    bail!(
+                        "consumer {index}: the broker closed the connection after {} deliveries from {}",
+                        out.delivered,
+                        plan.tally.queue
+                    );
+                };
+                let now = clock.now_ns();
+                out.delivered += 1;
+                out.last_delivery = Some(Instant::now());
+                counters.delivered.fetch_add(1, Ordering::Relaxed);
+                if d.redelivered {
+                    out.redelivered += 1;
+                }
+                match read_stamp(&d.body) {
+                    Some((sent, _)) if plan.record_latency => {
+                        out.latencies_ns.push(now.saturating_sub(sent));
+                    }
+                    Some(_) => {}
+                    None => out.unstamped += 1,
+                }
+                if manual {
+                    if tx.send(client.send_ack(d.delivery_tag)).is_err() {
+                        break;
+                    }
+                    unflushed += 1;
+                    if unflushed >= ACK_BATCH {
+                        client
+                            .flush()
+                            .await
+                            .map_err(|e| anyhow!("consumer {index}: {e}"))?;
+                        unflushed = 0;
+                    }
+                }
+                if plan.tally.record() {
+                    break;
+                }
+            }
+            client
+                .flush()
+                .await
+                .map_err(|e| anyhow!("consumer {index}: {e}"))?;
+            drop(tx);
+            anyhow::Ok((out, client))
+        }
+    };
+    let acker = async move {
+        let mut acked = 0u64;
+        let mut last_ack = None;
+        while let Some(reply) = rx.recv().await {
+            reply
+                .wait()
+                .await
+                .map_err(|e| anyhow!("consumer {index}: ACK: {e}"))?;
+            acked += 1;
+            counters.acked.fetch_add(1, Ordering::Relaxed);
+            last_ack = Some(Instant::now());
+        }
+        anyhow::Ok((acked, last_ack))
+    };
+    let ((mut out, client), (acked, last_ack)) = tokio::try_join!(receiver, acker)?;
+    drop(client);
+    out.acked = acked;
+    out.last_ack = last_ack;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_round_trips() {
+        let mut body = vec![b'x'; 20];
+        write_stamp(&mut body, 123_456_789, (3 << 48) | 42);
+        assert_eq!(read_stamp(&body), Some((123_456_789, (3 << 48) | 42)));
+        assert_eq!(&body[16..], b"xxxx");
+        assert_eq!(read_stamp(b"short"), None);
+    }
+
+    #[test]
+    fn tally_reaches_target_set_before_or_after() {
+        let t = Tally::new("q");
+        assert!(!t.record());
+        assert!(!t.record());
+        assert_eq!(t.target(), None);
+        t.set_target(2);
+        assert!(*t.done.subscribe().borrow());
+        let t = Tally::new("q");
+        t.set_target(2);
+        assert!(!t.record());
+        assert!(t.record());
+        assert_eq!(t.delivered(), 2);
+    }
+}
