@@ -262,7 +262,12 @@ impl Broker {
         })];
         let id = copies[0].msg.id.clone();
         let metas: Vec<_> = copies.iter().map(Copies::metas).collect();
-        let mut batch = MessageBatch::default();
+        let mut batch = MessageBatch {
+            // A publish is not confirmed before its writes are durable, so
+            // they need only be ordered (bodies before copies).
+            ordered_only: true,
+            ..MessageBatch::default()
+        };
         add_puts(&mut batch, &copies, &metas);
         batch.put_dedup.extend(dedup_put.iter());
         batch

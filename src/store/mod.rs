@@ -179,6 +179,13 @@ pub struct MessageBatch<'a> {
     pub put_dedup: Vec<&'a DedupEntry>,
     /// De-duplication records to remove: (queue id, message id).
     pub del_dedup: Vec<(u64, &'a str)>,
+    /// The writes need not be all-or-nothing, only ordered: bodies land
+    /// before the copies that reference them, so a crash can leave some
+    /// copies of a message whose publish was never confirmed, but never a
+    /// copy without its body (orphan bodies are collected at recovery).
+    /// For a publish fanned out to several queues; a batch with
+    /// de-duplication records is always atomic.
+    pub ordered_only: bool,
 }
 
 impl MessageBatch<'_> {
