@@ -109,6 +109,8 @@ struct Inner {
     config: Config,
     disk: Arc<Disk>,
     timers: Arc<Timers>,
+    /// `""`, shared by every message published to the default exchange.
+    default_exchange: Arc<str>,
     exchanges: DashMap<Arc<str>, Arc<Exchange>>,
     queues: DashMap<Arc<str>, Arc<Queue>>,
     topology: Mutex<()>,
@@ -147,6 +149,7 @@ impl Broker {
                 config,
                 disk: Arc::new(Disk { store, committer }),
                 timers: Arc::new(Timers::default()),
+                default_exchange: Arc::from(""),
                 exchanges: DashMap::new(),
                 queues: DashMap::new(),
                 topology: Mutex::new(()),

@@ -186,7 +186,7 @@ impl Broker {
     /// atomic batch for every durable copy), enqueues. The caller replies
     /// once `durable_gen` is durable.
     pub fn publish(&self, p: &Publish) -> Result<PublishAttempt, BrokerError> {
-        let targets = self.route_to(&p.exchange, &p.key, &p.headers)?;
+        let (exchange, targets) = self.route_named(&p.exchange, &p.key, &p.headers)?;
         if targets.is_empty() && p.mandatory {
             return Err(BrokerError::NoRoute(format!(
                 "exchange {} routed the message to no queue",
@@ -244,7 +244,7 @@ impl Broker {
         }
         let msg = Message {
             id,
-            exchange: Arc::from(p.exchange.as_str()),
+            exchange,
             routing_key: p.key.clone(),
             headers: p.headers.clone(),
             body: p.body.clone(),
@@ -296,14 +296,20 @@ impl Broker {
         key: &str,
         headers: &[Header],
     ) -> Result<Vec<Arc<Queue>>, BrokerError> {
+        Ok(self.route_named(exchange, key, headers)?.1)
+    }
+
+    /// [`Broker::route_to`], also returning the exchange's shared name (so
+    /// that a message does not allocate its own copy).
+    fn route_named(
+        &self,
+        exchange: &str,
+        key: &str,
+        headers: &[Header],
+    ) -> Result<(Arc<str>, Vec<Arc<Queue>>), BrokerError> {
         if exchange.is_empty() {
-            return Ok(self
-                .inner
-                .queues
-                .get(key)
-                .map(|q| q.clone())
-                .into_iter()
-                .collect());
+            let q = self.inner.queues.get(key).map(|q| q.clone());
+            return Ok((self.inner.default_exchange.clone(), q.into_iter().collect()));
         }
         let mut names: Vec<Arc<str>> = Vec::new();
         let mut ex = self
@@ -312,6 +318,7 @@ impl Broker {
             .get(exchange)
             .map(|e| e.clone())
             .ok_or_else(|| not_found("exchange", exchange))?;
+        let name = ex.name.clone();
         for _ in 0..MAX_ALTERNATE_HOPS {
             ex.bindings.read().route(key, headers, &mut names);
             if !names.is_empty() {
@@ -329,10 +336,11 @@ impl Broker {
                 None => break,
             }
         }
-        Ok(names
+        let queues = names
             .iter()
             .filter_map(|n| self.inner.queues.get(n).map(|q| q.clone()))
-            .collect())
+            .collect();
+        Ok((name, queues))
     }
 
     /// Dead-letters copies that left `from`: each is re-published through
