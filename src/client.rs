@@ -30,8 +30,10 @@ pub enum ClientError {
         /// The server's text.
         message: String,
     },
-    /// The connection failed or closed.
-    #[error("connection: {0}")]
+    /// The connection failed or closed. The I/O error is the
+    /// [`source`](std::error::Error::source), not part of this message, so an
+    /// error chain (`{:#}` of `anyhow`) names it once.
+    #[error("connection failed")]
     Io(#[from] std::io::Error),
     /// The server sent something this client cannot read.
     #[error("protocol: {0}")]
@@ -85,6 +87,43 @@ pub struct Response {
 
 type Pending = oneshot::Sender<Result<Response, ClientError>>;
 
+/// The replies still owed, and why the connection ended once it has. Both
+/// under one lock, so a command either lands in `pending` before the reader
+/// task drains it, or sees `closed` and fails at once: none waits forever.
+#[derive(Debug, Default)]
+struct Replies {
+    pending: VecDeque<Pending>,
+    closed: Option<Closed>,
+}
+
+/// Why the reader task stopped, kept to fail later commands with.
+#[derive(Debug, Clone)]
+enum Closed {
+    Io(std::io::ErrorKind, String),
+    Protocol(String),
+}
+
+impl Closed {
+    fn of(e: &ClientError) -> Closed {
+        match e {
+            ClientError::Io(io) => Closed::Io(io.kind(), io.to_string()),
+            ClientError::Protocol(m) => Closed::Protocol(m.clone()),
+            ClientError::Server { code, message } => {
+                Closed::Protocol(format!("ERR {code} {message}"))
+            }
+        }
+    }
+
+    fn error(&self) -> ClientError {
+        match self {
+            Closed::Io(kind, m) => ClientError::Io(std::io::Error::new(*kind, m.clone())),
+            Closed::Protocol(m) => ClientError::Protocol(m.clone()),
+        }
+    }
+}
+
+type Shared = Arc<parking_lot::Mutex<Replies>>;
+
 /// A reply that has not arrived yet.
 #[derive(Debug)]
 pub struct ReplyHandle(oneshot::Receiver<Result<Response, ClientError>>);
@@ -106,7 +145,7 @@ impl ReplyHandle {
 pub struct Client {
     writer: OwnedWriteHalf,
     buf: Vec<u8>,
-    pending: Arc<parking_lot::Mutex<VecDeque<Pending>>>,
+    replies: Shared,
     deliveries: mpsc::UnboundedReceiver<Delivery>,
     notices: mpsc::UnboundedReceiver<String>,
     /// The server's greeting line.
@@ -143,13 +182,13 @@ impl Client {
                 "unexpected greeting {greeting:?}"
             )));
         }
-        let pending: Arc<parking_lot::Mutex<VecDeque<Pending>>> = Arc::default();
+        let replies: Shared = Arc::default();
         let (dtx, drx) = mpsc::unbounded_channel();
         let (ntx, nrx) = mpsc::unbounded_channel();
-        let p = pending.clone();
+        let shared = replies.clone();
         tokio::spawn(async move {
             let mut reader = Reader {
-                pending: p.clone(),
+                replies: shared.clone(),
                 deliveries: dtx,
                 notices: ntx,
                 got: Vec::new(),
@@ -164,20 +203,35 @@ impl Client {
                     Ok(Some(FrameEvent::Reject(r))) => break ClientError::Protocol(r.message),
                     Err(e) => break ClientError::Protocol(e.0),
                     Ok(None) => match rd.read_buf(&mut rbuf).await {
-                        Ok(0) => break ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()),
+                        Ok(0) => {
+                            break ClientError::Io(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "connection closed by the server",
+                            ))
+                        }
                         Ok(_) => {}
                         Err(e) => break ClientError::Io(e),
                     },
                 }
             };
-            tracing::debug!(error = %end, "client reader stopped");
-            // Whoever still waits learns that the connection is gone.
-            p.lock().clear();
+            let source = std::error::Error::source(&end);
+            tracing::debug!(error = %end, source = ?source, "client reader stopped");
+            // Whoever still waits, and whoever sends from now on, learns
+            // that the connection is gone (and why).
+            let closed = Closed::of(&end);
+            let orphans = {
+                let mut r = shared.lock();
+                r.closed = Some(closed.clone());
+                std::mem::take(&mut r.pending)
+            };
+            for tx in orphans {
+                let _ = tx.send(Err(closed.error()));
+            }
         });
         Ok(Client {
             writer,
             buf: Vec::with_capacity(64 * 1024),
-            pending,
+            replies,
             deliveries: drx,
             notices: nrx,
             greeting,
@@ -195,7 +249,14 @@ impl Client {
         }
         self.buf.extend_from_slice(b"\r\n");
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().push_back(tx);
+        let mut r = self.replies.lock();
+        match &r.closed {
+            // The reader task is gone: nobody would ever answer.
+            Some(closed) => {
+                let _ = tx.send(Err(closed.error()));
+            }
+            None => r.pending.push_back(tx),
+        }
         ReplyHandle(rx)
     }
 
@@ -272,7 +333,7 @@ impl Client {
 }
 
 struct Reader {
-    pending: Arc<parking_lot::Mutex<VecDeque<Pending>>>,
+    replies: Shared,
     deliveries: mpsc::UnboundedSender<Delivery>,
     notices: mpsc::UnboundedSender<String>,
     got: Vec<Delivery>,
@@ -327,7 +388,8 @@ impl Reader {
     }
 
     fn complete(&mut self, r: Result<Response, ClientError>) {
-        if let Some(tx) = self.pending.lock().pop_front() {
+        let tx = self.replies.lock().pending.pop_front();
+        if let Some(tx) = tx {
             let _ = tx.send(r);
         }
     }
@@ -362,4 +424,92 @@ fn parse_msg(words: &[String], body: Bytes) -> Result<Delivery, ClientError> {
         }
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::net::TcpListener;
+    use tokio::time::timeout;
+
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(5);
+    const GREETING: &[u8] = b"HELLO sluice 0.1.0 proto=1\r\n";
+
+    #[test]
+    fn an_io_error_appears_once_in_the_error_chain() {
+        let io = std::io::Error::from_raw_os_error(111);
+        let os_message = io.to_string();
+        let e = ClientError::from(io);
+        assert!(std::error::Error::source(&e).is_some());
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(chain.matches(&os_message).count(), 1, "{chain}");
+        assert_eq!(chain, format!("connection failed: {os_message}"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_reads_cleanly() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let e = Client::connect(addr).await.unwrap_err();
+        let ClientError::Io(io) = &e else {
+            panic!("expected an I/O error, got {e:?}");
+        };
+        let os_message = io.to_string();
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(chain.matches(&os_message).count(), 1, "{chain}");
+    }
+
+    /// A server that greets, then closes at once.
+    async fn greet_and_close() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(GREETING).await.unwrap();
+            s.shutdown().await.unwrap();
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_request_after_the_connection_closed_fails_at_once() {
+        let mut client = Client::connect(greet_and_close().await).await.unwrap();
+        assert_eq!(client.greeting, "HELLO sluice 0.1.0 proto=1");
+        // The delivery channel closes when the reader task has stopped.
+        let end = timeout(DEADLINE, client.next_delivery()).await;
+        assert!(matches!(end, Ok(None)), "reader did not stop");
+        for _ in 0..2 {
+            let r = timeout(DEADLINE, client.request("PING", None)).await;
+            let e = r.expect("a request after the close hung").unwrap_err();
+            assert!(matches!(e, ClientError::Io(_)), "{e:?}");
+        }
+        // Queued without a flush: the handle fails too.
+        let h = client.send("PING", None);
+        let r = timeout(DEADLINE, h.wait()).await.expect("wait hung");
+        assert!(matches!(r, Err(ClientError::Io(_))), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_request_pending_when_the_connection_closes_fails() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut s = BufReader::new(s);
+            s.get_mut().write_all(GREETING).await.unwrap();
+            // Read one command, then hang up without answering.
+            let mut line = String::new();
+            s.read_line(&mut line).await.unwrap();
+        });
+        let mut client = Client::connect(addr).await.unwrap();
+        let r = timeout(DEADLINE, client.request("PING", None))
+            .await
+            .expect("a pending request hung");
+        assert!(matches!(r, Err(ClientError::Io(_))), "{r:?}");
+    }
 }
