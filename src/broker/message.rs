@@ -96,8 +96,32 @@ impl Entry {
     /// Whether it has expired at `now` (Unix ms). `expires_at` is the last
     /// millisecond it lives: clocks are read in whole milliseconds, so a
     /// copy never expires before its full TTL has passed.
-    pub fn expired(&self, now: u64) -> bool {
-        self.expires_at.is_some_and(|t| t < now)
+    pub fn expired(&self, now: &Now) -> bool {
+        self.expires_at.is_some_and(|t| t < now.get())
+    }
+}
+
+/// The wall clock read at most once per operation, and only when a
+/// deadline needs it (most messages have none: no clock call per message).
+#[derive(Debug, Default)]
+pub struct Now(std::cell::Cell<Option<u64>>);
+
+impl Now {
+    /// A clock already read.
+    pub fn at(t: u64) -> Now {
+        Now(std::cell::Cell::new(Some(t)))
+    }
+
+    /// The time (Unix ms), read on first use.
+    pub fn get(&self) -> u64 {
+        match self.0.get() {
+            Some(t) => t,
+            None => {
+                let t = now_ms();
+                self.0.set(Some(t));
+                t
+            }
+        }
     }
 }
 

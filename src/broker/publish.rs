@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use super::message::{now_ms, Entry, Message};
+use super::message::{Entry, Message, Now};
 use super::queue::{Admission, DeathReason, Planned, Queue};
 use super::{not_found, stores, Broker, MAX_ALTERNATE_HOPS};
 use crate::error::BrokerError;
@@ -111,7 +111,7 @@ impl Copies {
         key: String,
         headers: Vec<Header>,
         targets: Vec<Arc<Queue>>,
-        now: u64,
+        now: &Now,
     ) -> Copies {
         let msg = Message {
             id: e.msg.id.clone(),
@@ -214,7 +214,7 @@ impl Broker {
             Some(id) => id.clone(),
             None => format!("{}-{}", self.inner.boot, self.next_id()),
         };
-        let now = now_ms();
+        let now = Now::default();
         let routed = accepted.len();
         let mut duplicate = false;
         let mut dedup_put = Vec::new();
@@ -222,7 +222,7 @@ impl Broker {
         let mut fresh = Vec::with_capacity(accepted.len());
         for q in accepted {
             if p.id.is_some() && q.args.dedup_window_ms.is_some() {
-                let (claimed, ended) = q.dedup_claim(&id, now);
+                let (claimed, ended) = q.dedup_claim(&id, now.get());
                 if stores(&q) {
                     dedup_del.extend(ended.into_iter().map(|old| (q.id, old)));
                     if claimed {
@@ -252,11 +252,14 @@ impl Broker {
             stored_refs: AtomicU32::new(0),
             persistent: p.persistent != Some(false),
         };
-        let not_before = p.delay_ms.filter(|d| *d > 0).map(|d| now.saturating_add(d));
+        let not_before = p
+            .delay_ms
+            .filter(|d| *d > 0)
+            .map(|d| now.get().saturating_add(d));
         let copies = vec![Copies::new(self, msg, fresh, |q| {
             (
                 q.priority_for(p.priority),
-                q.expiry_for(now, p.ttl_ms),
+                q.expiry_for(&now, p.ttl_ms),
                 not_before,
             )
         })];
@@ -361,7 +364,7 @@ impl Broker {
         else {
             return from.release(dead.into_iter().map(|(e, _)| e).collect());
         };
-        let now = now_ms();
+        let now = Now::default();
         let mut planned = Planned::default();
         let mut sources = Vec::with_capacity(dead.len());
         let mut copies = Vec::with_capacity(dead.len());
@@ -387,7 +390,9 @@ impl Broker {
                 .filter(|q| reason == DeathReason::Rejected || !Arc::ptr_eq(q, from))
                 .collect();
             let targets = planned.admit(targets, e.msg.body.len(), false);
-            copies.push(Copies::republish(self, &e, dlx, key, headers, targets, now));
+            copies.push(Copies::republish(
+                self, &e, dlx, key, headers, targets, &now,
+            ));
             sources.push(e);
         }
         self.move_copies(from, &sources, copies, depth)
@@ -430,7 +435,7 @@ impl Broker {
     ) -> Result<(u64, u64, Option<u64>), BrokerError> {
         let q = self.queue(queue, conn)?;
         let taken = q.take_for_redrive(count.unwrap_or(u64::MAX));
-        let now = now_ms();
+        let now = Now::default();
         let mut planned = Planned::default();
         let mut kept = Vec::new();
         let mut moved = Vec::new();
@@ -458,7 +463,7 @@ impl Broker {
             }
             let key = key.to_string();
             copies.push(Copies::republish(
-                self, &e, exchange, key, headers, targets, now,
+                self, &e, exchange, key, headers, targets, &now,
             ));
             moved.push(e);
         }

@@ -34,7 +34,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::MutexGuard;
 use tokio::sync::{mpsc, Notify};
 
-use super::message::{now_ms, Entry};
+use super::message::{now_ms, Entry, Now};
 use super::timer::Timers;
 use super::{Broker, Disk, Inner};
 use crate::error::BrokerError;
@@ -336,12 +336,12 @@ impl Queue {
 
     /// When a copy entering now expires: the smaller of the queue's `ttl`
     /// and the message's.
-    pub fn expiry_for(&self, now: u64, message_ttl: Option<u64>) -> Option<u64> {
+    pub fn expiry_for(&self, now: &Now, message_ttl: Option<u64>) -> Option<u64> {
         let ttl = match (self.args.ttl_ms, message_ttl) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        ttl.map(|t| now.saturating_add(t))
+        ttl.map(|t| now.get().saturating_add(t))
     }
 
     /// Whether one more message of `len` bytes may be published now.
@@ -424,15 +424,15 @@ impl Queue {
     /// `overflow=drop-head`, and dispatches. A copy for a deleted queue is
     /// released instead. Returns the generation of any store write it caused.
     pub fn enqueue(self: &Arc<Self>, entry: Entry) -> Result<Option<u64>, BrokerError> {
-        let now = now_ms();
+        let now = Now::default();
         let mut s = self.state.lock();
         if s.deleted {
             drop(s);
             return self.release(vec![entry]);
         }
-        s.insert_waiting(entry, now);
+        s.insert_waiting(entry, &now);
         // A consumer with room takes it first: the limit is on what waits.
-        self.dispatch_and_wake(&mut s, now);
+        self.dispatch_and_wake(&mut s, &now);
         if self.args.overflow == Overflow::DropHead {
             while self.over_limit(&s, 0, 0) {
                 let Some(head) = s.pop_head() else {
@@ -447,17 +447,17 @@ impl Queue {
 
     /// Restores copies found in the store at start (in seq order).
     pub fn restore(self: &Arc<Self>, entries: Vec<Entry>) {
-        let now = now_ms();
+        let now = Now::default();
         let mut s = self.state.lock();
         for e in entries {
-            s.insert_waiting(e, now);
+            s.insert_waiting(e, &now);
         }
         self.reschedule(&mut s);
     }
 
     /// Adds a subscription and starts delivering to it.
     pub fn subscribe(self: &Arc<Self>, consumer: Consumer) -> Result<(), BrokerError> {
-        let now = now_ms();
+        let now = Now::default();
         let mut s = self.state.lock();
         if s.deleted {
             return Err(BrokerError::NotFound(format!(
@@ -478,8 +478,8 @@ impl Queue {
             )));
         }
         s.consumers.push(consumer);
-        s.last_used = now;
-        self.dispatch(&mut s, now);
+        s.last_used = now.get();
+        self.dispatch(&mut s, &now);
         self.finish(s)?;
         Ok(())
     }
@@ -504,15 +504,17 @@ impl Queue {
     /// Takes up to `count` ready copies for a `GET` (they count as unacked
     /// until settled; with `auto_ack` the caller settles them at once).
     pub fn take(self: &Arc<Self>, count: u32) -> Vec<Entry> {
-        let now = now_ms();
+        let now = Now::default();
         let mut s = self.state.lock();
-        s.last_used = now;
+        if self.args.expires_ms.is_some() {
+            s.last_used = now.get();
+        }
         let mut out = Vec::new();
         while out.len() < count as usize {
             let Some(mut e) = s.pop_ready() else {
                 break;
             };
-            if let Some(reason) = self.undeliverable(&e, now) {
+            if let Some(reason) = self.undeliverable(&e, &now) {
                 s.dead.push((e, reason));
                 continue;
             }
@@ -560,7 +562,7 @@ impl Queue {
 
     /// Puts back copies taken by [`Queue::take_for_redrive`] and kept.
     pub fn put_back(self: &Arc<Self>, entries: Vec<Entry>) {
-        let now = now_ms();
+        let now = Now::default();
         let mut s = self.state.lock();
         if s.deleted {
             drop(s);
@@ -572,7 +574,7 @@ impl Queue {
         for e in entries {
             s.insert_ready(e);
         }
-        self.dispatch_and_wake(&mut s, now);
+        self.dispatch_and_wake(&mut s, &now);
         self.reschedule(&mut s);
         if let Err(e) = self.finish(s) {
             tracing::warn!(queue = %self.name, error = %e, "dead-lettering failed");
@@ -602,7 +604,7 @@ impl Queue {
         mut entry: Entry,
         how: Settle,
     ) -> Result<Option<u64>, BrokerError> {
-        let now = now_ms();
+        let now = Now::default();
         let mut gen = None;
         // Decide, and write a requeued copy's new state, before the copy is
         // visible again: no one else can touch it meanwhile.
@@ -622,7 +624,9 @@ impl Queue {
                         Settle::Requeue { delay_ms: Some(d) } => Some(d),
                         _ => self.retry_delay(entry.deliveries),
                     };
-                    entry.not_before = delay.filter(|d| *d > 0).map(|d| now.saturating_add(d));
+                    entry.not_before = delay
+                        .filter(|d| *d > 0)
+                        .map(|d| now.get().saturating_add(d));
                     if entry.stored
                         && (entry.not_before.is_some() || self.args.delivery_limit.is_some())
                     {
@@ -648,12 +652,12 @@ impl Queue {
             released = Some(entry);
         } else if let Some(reason) = outcome {
             s.dead.push((entry, reason));
-        } else if entry.expired(now) {
+        } else if entry.expired(&now) {
             s.dead.push((entry, DeathReason::Expired));
         } else {
-            s.insert_waiting(entry, now);
+            s.insert_waiting(entry, &now);
         }
-        self.dispatch_and_wake(&mut s, now);
+        self.dispatch_and_wake(&mut s, &now);
         self.reschedule(&mut s);
         gen = self.finish(s)?.max(gen);
         if let Some(e) = released {
@@ -733,6 +737,7 @@ impl Queue {
     /// TTL passed, deletes the queue if it has been unused past `expires`,
     /// and registers the next deadline.
     pub fn on_timer(self: &Arc<Self>, now: u64) {
+        let clock = Now::at(now);
         let mut s = self.state.lock();
         s.timer_at = None;
         if s.deleted {
@@ -747,7 +752,7 @@ impl Queue {
             };
             s.bytes -= e.msg.body.len() as u64;
             e.not_before = None;
-            if e.expired(now) {
+            if e.expired(&clock) {
                 s.dead.push((e, DeathReason::Expired));
             } else {
                 s.insert_ready(e);
@@ -764,7 +769,7 @@ impl Queue {
             }
         }
         let idle = self.idle_deadline(&s).is_some_and(|t| t < now);
-        self.dispatch_and_wake(&mut s, now);
+        self.dispatch_and_wake(&mut s, &clock);
         if !idle {
             self.reschedule(&mut s);
         }
@@ -797,7 +802,7 @@ impl Queue {
     }
 
     /// Why a copy about to be delivered must be dead-lettered instead.
-    fn undeliverable(&self, e: &Entry, now: u64) -> Option<DeathReason> {
+    fn undeliverable(&self, e: &Entry, now: &Now) -> Option<DeathReason> {
         if e.expired(now) {
             Some(DeathReason::Expired)
         } else if self.limit_reached(e) {
@@ -882,14 +887,14 @@ impl Queue {
 
     /// Dispatches to subscriptions, then wakes waiting `GET`s if anything
     /// is still ready.
-    fn dispatch_and_wake(self: &Arc<Self>, s: &mut State, now: u64) {
+    fn dispatch_and_wake(self: &Arc<Self>, s: &mut State, now: &Now) {
         self.dispatch(s, now);
         if s.get_waiters > 0 && !s.ready.is_empty() {
             self.ready_signal.notify_waiters();
         }
     }
 
-    fn dispatch(self: &Arc<Self>, s: &mut State, now: u64) {
+    fn dispatch(self: &Arc<Self>, s: &mut State, now: &Now) {
         while !s.ready.is_empty() && !s.consumers.is_empty() {
             let n = s.consumers.len();
             let Some(idx) = (0..n)
@@ -940,9 +945,9 @@ impl State {
         (self.ready.len() + self.delayed.len()) as u64
     }
 
-    fn insert_waiting(&mut self, entry: Entry, now: u64) {
+    fn insert_waiting(&mut self, entry: Entry, now: &Now) {
         match entry.not_before {
-            Some(due) if due >= now => {
+            Some(due) if due >= now.get() => {
                 self.bytes += entry.msg.body.len() as u64;
                 self.delayed.insert((due, entry.seq), entry);
             }
