@@ -19,6 +19,10 @@
 //!   exchanges;
 //! - `worker`: the publisher and consumer loops, the body timestamp, the
 //!   live counters;
+//! - `link`: what the loops run on (publish/consume links), their sluice
+//!   implementation, and the target that connects them;
+//! - `amqp` (feature `amqp`): the same links and topology over AMQP 0-9-1
+//!   (lapin), to measure RabbitMQ with the same scenarios;
 //! - `report`: latency percentiles, the report, its text and JSON forms;
 //! - `proc`: the broker's CPU time and RSS from `/proc`;
 //! - `progress`: the progress bar on a terminal.
@@ -33,6 +37,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+#[cfg(feature = "amqp")]
+mod amqp;
+mod link;
 mod proc;
 mod progress;
 mod report;
@@ -71,10 +78,18 @@ clock shared by all the clients of this process), the elapsed time and, with
 /proc/PID/stat and its peak RSS sampled from /proc/PID/status every 200 ms.
 --json prints the same as one JSON object on stdout.
 
+Comparing with RabbitMQ: a sluice built with the amqp feature
+(cargo build --release --features amqp) takes --amqp URL and runs queue,
+fanout and latency against an AMQP 0-9-1 broker instead, the same way:
+publisher confirms with --window in flight, basic.qos --prefetch, one
+basic.ack per message (no-ack with --ack auto), durable queues and
+delivery-mode 2 with --persistent, the same body timestamp and report.
+
 Example:
   sluice serve --data-dir /tmp/sluice-bench & pid=$!
   sluice bench queue --publishers 2 --consumers 2 --count 200000 --pid $pid
-  sluice bench latency --rate 20000 --duration 10 --persistent --pid $pid --json";
+  sluice bench latency --rate 20000 --duration 10 --persistent --pid $pid --json
+  sluice bench queue --amqp amqp://guest:guest@127.0.0.1:5672/%2f --count 100000";
 
 /// Generate load against a running broker and report throughput, latency
 /// and the broker's resource use (`sluice bench <scenario> [flags]`).
@@ -264,6 +279,11 @@ pub struct CommonArgs {
     /// Broker address.
     #[arg(long, env = "SLUICE_ADDR", default_value = crate::config::DEFAULT_ADDR)]
     pub addr: String,
+    /// Measure an AMQP 0-9-1 broker (RabbitMQ) at this URL instead of
+    /// sluice at --addr, e.g. amqp://guest:guest@127.0.0.1:5672/%2f
+    /// (queue, fanout and latency; needs a build with --features amqp).
+    #[arg(long, value_name = "URL")]
+    pub amqp: Option<String>,
     /// Messages to publish in all [default: 100000; latency: rate x 10 s].
     #[arg(long, short = 'n', conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
@@ -429,5 +449,8 @@ mod tests {
         }
         assert_eq!(a.common().ack, AckMode::Auto);
         assert!(BenchArgs::try_parse_from(["bench", "latency", "--rate", "0"]).is_err());
+        assert!(c.amqp.is_none());
+        let a = BenchArgs::try_parse_from(["bench", "queue", "--amqp", "amqp://h/%2f"]).unwrap();
+        assert_eq!(a.common().amqp.as_deref(), Some("amqp://h/%2f"));
     }
 }

@@ -43,7 +43,9 @@ pub(crate) fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
 /// How the run was configured.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Settings {
-    /// Broker address.
+    /// The kind of broker: `sluice`, or `amqp` (`--amqp`).
+    pub(crate) target: &'static str,
+    /// Broker address (an AMQP URL without its password).
     pub(crate) addr: String,
     /// Messages asked for (`--count`), if any.
     pub(crate) count: Option<u64>,
@@ -277,7 +279,14 @@ impl Report {
             (Some(n), None) => format!("{} msgs x", group(n)),
             (None, None) => "msgs x".to_string(),
         };
-        let _ = writeln!(out, "sluice bench {} ({})", self.scenario, s.addr);
+        match s.target {
+            "sluice" => {
+                let _ = writeln!(out, "sluice bench {} ({})", self.scenario, s.addr);
+            }
+            other => {
+                let _ = writeln!(out, "sluice bench {} ({other}: {})", self.scenario, s.addr);
+            }
+        }
         let mut shape = format!(
             "  {amount} {} B, {}, {} (window {})",
             s.size,
@@ -495,6 +504,7 @@ mod tests {
         Report {
             scenario: "fanout",
             settings: Settings {
+                target: "sluice",
                 addr: "127.0.0.1:5680".into(),
                 count: Some(1000),
                 duration_secs: None,
@@ -550,6 +560,7 @@ mod tests {
         assert_eq!(v["published"]["per_sec"], 2000.0);
         assert_eq!(v["delivered"]["per_sec"], 4000.0);
         assert_eq!(v["settings"]["ack"], "manual");
+        assert_eq!(v["settings"]["target"], "sluice");
         assert_eq!(v["settings"]["duration_secs"], serde_json::Value::Null);
         assert_eq!(v["latency"]["p50_us"], 2.0);
         assert_eq!(v["latency"]["histogram"][0]["le_us"], 100.0);
@@ -583,6 +594,11 @@ mod tests {
             assert!(t.contains(needle), "{needle:?} not in\n{t}");
         }
         let mut r = sample();
+        r.settings.target = "amqp";
+        r.settings.addr = "amqp://guest:***@127.0.0.1:5672/%2f".into();
+        assert!(r
+            .to_text()
+            .starts_with("sluice bench fanout (amqp: amqp://guest:***@127.0.0.1:5672/%2f)\n"));
         r.acked = None;
         r.broker = None;
         r.latency = None;

@@ -2,7 +2,8 @@
 //! *phases* ([`run_phase`]): publishers and consumers running together
 //! until every queue has delivered every confirmed message, watched by a
 //! watchdog that turns a stall into an error. [`run`] wraps the scenario
-//! with the topology's teardown (also on errors and Ctrl-C).
+//! with the topology's teardown (also on errors and Ctrl-C). The phases
+//! connect their clients through the run's [`Target`], sluice or AMQP.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,18 +11,18 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use tokio::task::JoinSet;
 
+use super::link::Target;
 use super::proc::{BrokerProbe, BrokerUsage};
 use super::progress::{self, Goal, Progress, Track};
 use super::report::{group, BrokerPhase, BrokerReport, LatencyStats, Report, Settings, Throughput};
 use super::topology::Topology;
 use super::worker::{
-    self, Clock, ConsumeOutcome, ConsumePlan, Counters, PublishOutcome, PublishPlan, Stop, Tally,
+    Clock, ConsumeOutcome, ConsumePlan, Counters, PublishOutcome, PublishPlan, Stop, Tally,
 };
 use super::{
     BacklogArgs, BenchArgs, CommonArgs, FanoutArgs, LatencyArgs, QueueArgs, Scenario, TopicArgs,
     DEFAULT_COUNT, DEFAULT_LATENCY_SECS,
 };
-use crate::client::Client;
 
 /// How often the watchdog looks at the counters.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
@@ -32,6 +33,7 @@ const TOPIC_KEYS: usize = 1000;
 #[derive(Debug)]
 struct Ctx {
     common: CommonArgs,
+    target: Target,
     clock: Clock,
     counters: Arc<Counters>,
     probe: Option<BrokerProbe>,
@@ -45,11 +47,17 @@ struct Ctx {
 /// when the run failed).
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     let common = args.common().clone();
+    let target = Target::from_args(&common)?;
+    target.check_scenario(&args.scenario)?;
     let mut warnings = Vec::new();
     let probe = match common.pid {
         Some(pid) => {
             let p = BrokerProbe::start(pid)?;
-            if let Some(name) = p.command_name().filter(|n| !n.contains("sluice")) {
+            let expected = matches!(target, Target::Sluice(_)).then_some("sluice");
+            if let Some(name) = p
+                .command_name()
+                .filter(|n| expected.is_some_and(|e| !n.contains(e)))
+            {
                 warnings.push(format!(
                     "--pid {pid} is {name:?}, which does not look like a sluice broker"
                 ));
@@ -59,7 +67,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         None => None,
     };
     let mut topo = Topology::connect(
-        &common.addr,
+        &target,
         &common.queue_prefix,
         common.persistent,
         common.timeout,
@@ -68,6 +76,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     let mut ctx = Ctx {
         progress: progress::wanted(common.json),
         common,
+        target,
         clock: Clock::new(),
         counters: Arc::default(),
         probe,
@@ -387,11 +396,7 @@ impl Ctx {
             index: u64::from(index),
             exchange: exchange.to_string(),
             keys,
-            delivery: if self.common.persistent {
-                "persistent"
-            } else {
-                "transient"
-            },
+            persistent: self.common.persistent,
             size: usize::try_from(self.common.size).unwrap_or(usize::MAX),
             window: usize::try_from(self.common.window).unwrap_or(usize::MAX),
             stop,
@@ -432,7 +437,8 @@ impl Ctx {
             Stop::For(d) => (None, Some(d.as_secs_f64())),
         };
         Settings {
-            addr: c.addr.clone(),
+            target: self.target.kind(),
+            addr: self.target.display_addr(),
             count,
             duration_secs,
             rate,
@@ -614,13 +620,9 @@ enum Finished {
 /// its queue's count. Fails on the first error, or when the watchdog sees
 /// nothing happen for `--timeout`.
 async fn run_phase(ctx: &Ctx, spec: PhaseSpec) -> anyhow::Result<PhaseResult> {
-    let addr = ctx.common.addr.as_str();
     let mut publishers = Vec::with_capacity(spec.publishers.len());
     for plan in spec.publishers {
-        let c = Client::connect(addr)
-            .await
-            .map_err(|e| anyhow!("publisher {}: connecting to {addr}: {e}", plan.index))?;
-        publishers.push((c, plan));
+        publishers.push((ctx.target.publisher(&plan).await?, plan));
     }
     // A phase that only consumes starts before the subscriptions (deliveries
     // start with them); otherwise once the consumers are ready.
@@ -631,20 +633,12 @@ async fn run_phase(ctx: &Ctx, spec: PhaseSpec) -> anyhow::Result<PhaseResult> {
     };
     let mut set: JoinSet<anyhow::Result<Finished>> = JoinSet::new();
     for plan in spec.consumers {
-        let c = worker::subscribe(
-            addr,
-            &plan.tally.queue,
-            ctx.common.prefetch,
-            plan.ack,
-            plan.index,
-        )
-        .await?;
+        let c = ctx
+            .target
+            .consumer(&plan.tally.queue, ctx.common.prefetch, plan.ack, plan.index)
+            .await?;
         let (clock, counters) = (ctx.clock, ctx.counters.clone());
-        set.spawn(async move {
-            worker::consume(c, plan, clock, counters)
-                .await
-                .map(Finished::Consumed)
-        });
+        set.spawn(async move { c.run(plan, clock, counters).await.map(Finished::Consumed) });
     }
     let mut publishing = publishers.len();
     if publishing > 0 {
@@ -660,11 +654,7 @@ async fn run_phase(ctx: &Ctx, spec: PhaseSpec) -> anyhow::Result<PhaseResult> {
     );
     for (c, plan) in publishers {
         let (clock, counters) = (ctx.clock, ctx.counters.clone());
-        set.spawn(async move {
-            worker::publish(c, plan, clock, counters)
-                .await
-                .map(Finished::Published)
-        });
+        set.spawn(async move { c.run(plan, clock, counters).await.map(Finished::Published) });
     }
     let tallies = spec.tallies;
     let mut published = Vec::new();

@@ -1,12 +1,17 @@
 //! The queues and exchanges of one run, through an admin connection:
 //! unique names (`<prefix>-<pid>-<hex>-<what>`), declared durable with
 //! `--persistent`, and deleted by [`Topology::teardown`] at the end, also
-//! after an error.
+//! after an error. The naming and the bookkeeping are shared; each request
+//! goes to sluice as a text command or, with `--amqp`, to the AMQP admin
+//! channel (`amqp.rs`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::anyhow;
+#[cfg(feature = "amqp")]
+use anyhow::bail;
 
+use super::link::Target;
 use crate::client::{Client, ClientError, Response};
 use crate::protocol::token::encode_word;
 use crate::protocol::ErrorCode;
@@ -14,10 +19,18 @@ use crate::protocol::ErrorCode;
 /// Bindings pipelined before their replies are awaited.
 const BIND_BATCH: usize = 5_000;
 
+/// The admin connection.
+#[derive(Debug)]
+enum Admin {
+    Sluice(Client),
+    #[cfg(feature = "amqp")]
+    Amqp(Box<super::amqp::AmqpAdmin>),
+}
+
 /// A run's queues and exchanges.
 #[derive(Debug)]
 pub(crate) struct Topology {
-    admin: Client,
+    admin: Admin,
     base: String,
     durable: bool,
     timeout: Duration,
@@ -28,15 +41,21 @@ pub(crate) struct Topology {
 impl Topology {
     /// Connects the admin connection; names will start with `prefix`.
     pub(crate) async fn connect(
-        addr: &str,
+        target: &Target,
         prefix: &str,
         durable: bool,
         timeout: Duration,
     ) -> anyhow::Result<Topology> {
-        let admin = tokio::time::timeout(timeout, Client::connect(addr))
-            .await
-            .map_err(|_| anyhow!("connecting to {addr}: no greeting within {timeout:?}"))?
-            .map_err(|e| anyhow!("connecting to {addr}: {e}"))?;
+        let admin = match target {
+            Target::Sluice(addr) => Admin::Sluice(
+                tokio::time::timeout(timeout, Client::connect(addr.as_str()))
+                    .await
+                    .map_err(|_| anyhow!("connecting to {addr}: no greeting within {timeout:?}"))?
+                    .map_err(|e| anyhow!("connecting to {addr}: {e}"))?,
+            ),
+            #[cfg(feature = "amqp")]
+            Target::Amqp(e) => Admin::Amqp(Box::new(e.admin(timeout).await?)),
+        };
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
@@ -56,10 +75,15 @@ impl Topology {
         format!("{}-{what}", self.base)
     }
 
-    async fn request(&mut self, line: &str) -> anyhow::Result<Response> {
-        tokio::time::timeout(self.timeout, self.admin.request(line, None))
+    /// Sends `line` on the sluice admin connection and waits for its `OK`.
+    async fn request(
+        admin: &mut Client,
+        timeout: Duration,
+        line: &str,
+    ) -> anyhow::Result<Response> {
+        tokio::time::timeout(timeout, admin.request(line, None))
             .await
-            .map_err(|_| anyhow!("{line}: no reply within {:?}", self.timeout))?
+            .map_err(|_| anyhow!("{line}: no reply within {timeout:?}"))?
             .map_err(|e| anyhow!("{line}: {e}"))
     }
 
@@ -76,7 +100,13 @@ impl Topology {
         let name = self.name(what);
         self.queues.push(name.clone());
         let line = format!("DECLARE QUEUE {name}{}", self.durable_flag());
-        self.request(&line).await?;
+        match &mut self.admin {
+            Admin::Sluice(c) => {
+                Self::request(c, self.timeout, &line).await?;
+            }
+            #[cfg(feature = "amqp")]
+            Admin::Amqp(a) => a.declare_queue(&name, self.durable).await?,
+        }
         Ok(name)
     }
 
@@ -90,78 +120,124 @@ impl Topology {
         let name = self.name(what);
         self.exchanges.push(name.clone());
         let line = format!("DECLARE EXCHANGE {name} {kind}{}", self.durable_flag());
-        self.request(&line).await?;
+        match &mut self.admin {
+            Admin::Sluice(c) => {
+                Self::request(c, self.timeout, &line).await?;
+            }
+            #[cfg(feature = "amqp")]
+            Admin::Amqp(a) => a.declare_exchange(&name, kind, self.durable).await?,
+        }
         Ok(name)
     }
 
-    /// Binds `(queue, exchange, key)` triples, pipelined.
+    /// Binds `(queue, exchange, key)` triples (pipelined on sluice).
     pub(crate) async fn bind_all(
         &mut self,
         bindings: &[(String, String, String)],
     ) -> anyhow::Result<()> {
-        for chunk in bindings.chunks(BIND_BATCH) {
-            let mut replies = Vec::with_capacity(chunk.len());
-            for (queue, exchange, key) in chunk {
-                let mut line = format!("BIND {queue} {exchange} ").into_bytes();
-                // Quoted when it has to be (a key with '=' or a blank).
-                encode_word(&mut line, key.as_bytes());
-                let line = String::from_utf8_lossy(&line).into_owned();
-                replies.push((self.admin.send(&line, None), line));
-            }
-            self.admin.flush().await.map_err(|e| anyhow!("BIND: {e}"))?;
-            for (reply, line) in replies {
-                tokio::time::timeout(self.timeout, reply.wait())
-                    .await
-                    .map_err(|_| anyhow!("{line}: no reply within {:?}", self.timeout))?
-                    .map_err(|e| anyhow!("{line}: {e}"))?;
+        match &mut self.admin {
+            Admin::Sluice(c) => bind_all(c, self.timeout, bindings).await,
+            #[cfg(feature = "amqp")]
+            Admin::Amqp(a) => {
+                for (queue, exchange, key) in bindings {
+                    a.bind(queue, exchange, key).await?;
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Ready messages in `queue` (by redeclaring it, which reports them).
     pub(crate) async fn depth(&mut self, queue: &str) -> anyhow::Result<u64> {
         let line = format!("DECLARE QUEUE {queue}{}", self.durable_flag());
-        let r = self.request(&line).await?;
-        r.words
-            .iter()
-            .find_map(|w| w.strip_prefix("messages="))
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| anyhow!("{line}: reply without messages=: OK {}", r.words.join(" ")))
+        match &mut self.admin {
+            Admin::Sluice(c) => {
+                let r = Self::request(c, self.timeout, &line).await?;
+                r.words
+                    .iter()
+                    .find_map(|w| w.strip_prefix("messages="))
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| {
+                        anyhow!("{line}: reply without messages=: OK {}", r.words.join(" "))
+                    })
+            }
+            // Only the scenarios that do not run over AMQP ask.
+            #[cfg(feature = "amqp")]
+            Admin::Amqp(_) => bail!("queue depth is not measured over AMQP"),
+        }
     }
 
     /// Deletes every queue and exchange declared (queues first), and
     /// returns what went wrong (a queue or exchange already gone is fine).
     pub(crate) async fn teardown(&mut self) -> Vec<String> {
-        let mut problems = Vec::new();
         let queues = std::mem::take(&mut self.queues);
         let exchanges = std::mem::take(&mut self.exchanges);
-        let lines = queues
-            .iter()
-            .map(|q| format!("DELETE QUEUE {q}"))
-            .chain(exchanges.iter().map(|e| format!("DELETE EXCHANGE {e}")));
-        for line in lines {
-            let leftover = || format!("delete what is left of {}-* by hand", self.base);
-            match tokio::time::timeout(self.timeout, self.admin.request(&line, None)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) if e.code() == Some(ErrorCode::NotFound) => {}
-                Ok(Err(e @ ClientError::Server { .. })) => {
-                    problems.push(format!("cleanup: {line}: {e}"));
-                }
-                Ok(Err(e)) => {
-                    problems.push(format!("cleanup: {line}: {e}; {}", leftover()));
-                    break;
-                }
-                Err(_) => {
-                    problems.push(format!(
-                        "cleanup: {line}: no reply within {:?}; {}",
-                        self.timeout,
-                        leftover()
-                    ));
-                    break;
-                }
+        let leftover = format!("delete what is left of {}-* by hand", self.base);
+        match &mut self.admin {
+            Admin::Sluice(c) => teardown(c, self.timeout, &queues, &exchanges, &leftover).await,
+            #[cfg(feature = "amqp")]
+            Admin::Amqp(a) => a.teardown(&queues, &exchanges, &leftover).await,
+        }
+    }
+}
+
+/// `BIND`s on a sluice admin connection, pipelined in batches.
+async fn bind_all(
+    admin: &mut Client,
+    timeout: Duration,
+    bindings: &[(String, String, String)],
+) -> anyhow::Result<()> {
+    for chunk in bindings.chunks(BIND_BATCH) {
+        let mut replies = Vec::with_capacity(chunk.len());
+        for (queue, exchange, key) in chunk {
+            let mut line = format!("BIND {queue} {exchange} ").into_bytes();
+            // Quoted when it has to be (a key with '=' or a blank).
+            encode_word(&mut line, key.as_bytes());
+            let line = String::from_utf8_lossy(&line).into_owned();
+            replies.push((admin.send(&line, None), line));
+        }
+        admin.flush().await.map_err(|e| anyhow!("BIND: {e}"))?;
+        for (reply, line) in replies {
+            tokio::time::timeout(timeout, reply.wait())
+                .await
+                .map_err(|_| anyhow!("{line}: no reply within {timeout:?}"))?
+                .map_err(|e| anyhow!("{line}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `DELETE`s on a sluice admin connection; see [`Topology::teardown`].
+async fn teardown(
+    admin: &mut Client,
+    timeout: Duration,
+    queues: &[String],
+    exchanges: &[String],
+    leftover: &str,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let lines = queues
+        .iter()
+        .map(|q| format!("DELETE QUEUE {q}"))
+        .chain(exchanges.iter().map(|e| format!("DELETE EXCHANGE {e}")));
+    for line in lines {
+        match tokio::time::timeout(timeout, admin.request(&line, None)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.code() == Some(ErrorCode::NotFound) => {}
+            Ok(Err(e @ ClientError::Server { .. })) => {
+                problems.push(format!("cleanup: {line}: {e}"));
+            }
+            Ok(Err(e)) => {
+                problems.push(format!("cleanup: {line}: {e}; {leftover}"));
+                break;
+            }
+            Err(_) => {
+                problems.push(format!(
+                    "cleanup: {line}: no reply within {timeout:?}; {leftover}"
+                ));
+                break;
             }
         }
-        problems
     }
+    problems
 }

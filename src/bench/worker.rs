@@ -4,6 +4,8 @@
 //! one and records its latency from the body's timestamp. Both update the
 //! shared [`Counters`] (progress bar, watchdog); consumers of one queue
 //! share a [`Tally`] that says when that queue has delivered everything.
+//! Both run on a link (`link.rs`), so the same loops measure sluice and,
+//! with the `amqp` feature, an AMQP broker.
 
 use std::future::Future;
 use std::pin::pin;
@@ -15,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
+use super::link::{ConsumeLink, PublishLink};
 use super::AckMode;
-use crate::client::{Client, ReplyHandle};
 
 /// Bytes at the start of every body: the send time (8 bytes, big-endian
 /// nanoseconds since the run's [`Clock`] base) and a sequence number (8
@@ -175,8 +177,8 @@ pub(crate) struct PublishPlan {
     pub(crate) exchange: String,
     /// Routing keys, used in turn.
     pub(crate) keys: Arc<[String]>,
-    /// `persistent` or `transient`.
-    pub(crate) delivery: &'static str,
+    /// Persistent messages (else transient).
+    pub(crate) persistent: bool,
     /// Body size in bytes (at least [`STAMP_BYTES`]).
     pub(crate) size: usize,
     /// Unconfirmed publishes in flight at most.
@@ -198,18 +200,20 @@ pub(crate) struct PublishOutcome {
     pub(crate) last_confirm: Option<Instant>,
 }
 
-/// Publishes per `plan` on `client` and waits for every confirm.
-pub(crate) async fn publish(
-    mut client: Client,
+/// Publishes per `plan` on `link` and waits for every confirm.
+pub(crate) async fn publish<L: PublishLink>(
+    mut link: L,
     plan: PublishPlan,
     clock: Clock,
     counters: Arc<Counters>,
 ) -> anyhow::Result<PublishOutcome> {
     let window = Arc::new(Semaphore::new(plan.window.max(1)));
-    let (tx, mut rx) = mpsc::unbounded_channel::<(ReplyHandle, OwnedSemaphorePermit)>();
+    // Unbounded, but never holds more than `window` entries: each carries
+    // one of the window's permits.
+    let (tx, mut rx) = mpsc::unbounded_channel::<(L::Pending, OwnedSemaphorePermit)>();
     let started = Instant::now();
     let keys = plan.keys.clone();
-    let (index, expect_routed) = (plan.index, plan.expect_routed);
+    let index = plan.index;
     if keys.is_empty() {
         bail!("publisher {index} has no routing key");
     }
@@ -235,10 +239,9 @@ pub(crate) async fn publish(
                     let due = started + Duration::from_secs_f64(seq as f64 / rate);
                     if due > Instant::now() {
                         if unflushed > 0 {
-                            client
-                                .flush()
+                            link.flush()
                                 .await
-                                .map_err(|e| anyhow!("publisher {index}: {e}"))?;
+                                .map_err(|e| anyhow!("publisher {index}: {e:#}"))?;
                             unflushed = 0;
                         }
                         tokio::time::sleep_until(due.into()).await;
@@ -249,10 +252,9 @@ pub(crate) async fn publish(
                     Ok(p) => p,
                     Err(_) => {
                         if unflushed > 0 {
-                            client
-                                .flush()
+                            link.flush()
                                 .await
-                                .map_err(|e| anyhow!("publisher {index}: {e}"))?;
+                                .map_err(|e| anyhow!("publisher {index}: {e:#}"))?;
                             unflushed = 0;
                         }
                         window
@@ -264,56 +266,39 @@ pub(crate) async fn publish(
                 };
                 write_stamp(&mut body, clock.now_ns(), (plan.index << 48) | seq);
                 let key = &keys[(seq % keys.len() as u64) as usize];
-                let reply = client.send_publish(&plan.exchange, key, plan.delivery, &body);
+                let pending = link
+                    .publish(key, &body)
+                    .await
+                    .map_err(|e| anyhow!("publisher {index}: {e:#}"))?;
                 counters.sent.fetch_add(1, Ordering::Relaxed);
-                if tx.send((reply, permit)).is_err() {
+                if tx.send((pending, permit)).is_err() {
                     // The confirm loop failed; its error is the one to report.
                     break;
                 }
                 seq += 1;
                 unflushed += 1;
                 if unflushed >= FLUSH_BATCH {
-                    client
-                        .flush()
+                    link.flush()
                         .await
-                        .map_err(|e| anyhow!("publisher {index}: {e}"))?;
+                        .map_err(|e| anyhow!("publisher {index}: {e:#}"))?;
                     unflushed = 0;
                 }
             }
-            client
-                .flush()
+            link.flush()
                 .await
-                .map_err(|e| anyhow!("publisher {index}: {e}"))?;
+                .map_err(|e| anyhow!("publisher {index}: {e:#}"))?;
             drop(tx);
             // Keep the connection open until every confirm is in.
-            anyhow::Ok(client)
+            anyhow::Ok(link)
         }
     };
     let confirmer = async move {
         let mut confirmed = 0u64;
         let mut last_confirm = None;
-        while let Some((reply, permit)) = rx.recv().await {
-            let r = reply
-                .wait()
+        while let Some((pending, permit)) = rx.recv().await {
+            L::confirmed(pending)
                 .await
-                .map_err(|e| anyhow!("publisher {index}: PUB: {e}"))?;
-            let routed = r
-                .words
-                .iter()
-                .find_map(|w| w.strip_prefix("routed="))
-                .and_then(|n| n.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    anyhow!(
-                        "publisher {index}: PUB reply without routed=: OK {}",
-                        r.words.join(" ")
-                    )
-                })?;
-            if routed != expect_routed {
-                bail!(
-                    "publisher {index}: the broker routed a message to {routed} queue(s), expected {expect_routed} (OK {})",
-                    r.words.join(" ")
-                );
-            }
+                .map_err(|e| anyhow!("publisher {index}: {e:#}"))?;
             confirmed += 1;
             counters.confirmed.fetch_add(1, Ordering::Relaxed);
             last_confirm = Some(Instant::now());
@@ -321,8 +306,8 @@ pub(crate) async fn publish(
         }
         anyhow::Ok((confirmed, last_confirm))
     };
-    let (client, (confirmed, last_confirm)) = tokio::try_join!(sender, confirmer)?;
-    drop(client);
+    let (link, (confirmed, last_confirm)) = tokio::try_join!(sender, confirmer)?;
+    link.close().await;
     Ok(PublishOutcome {
         confirmed,
         last_confirm,
@@ -361,32 +346,8 @@ pub(crate) struct ConsumeOutcome {
     pub(crate) latencies_ns: Vec<u64>,
 }
 
-/// Connects and subscribes to `queue`; deliveries may start at once, so
-/// [`consume`] should follow.
-pub(crate) async fn subscribe(
-    addr: &str,
-    queue: &str,
-    prefetch: u32,
-    ack: AckMode,
-    index: u64,
-) -> anyhow::Result<Client> {
-    let mut c = Client::connect(addr)
-        .await
-        .map_err(|e| anyhow!("consumer {index}: connecting to {addr}: {e}"))?;
-    c.request(
-        &format!(
-            "SUB {queue} prefetch={prefetch} ack={} tag=bench-{index}",
-            ack.as_str()
-        ),
-        None,
-    )
-    .await
-    .map_err(|e| anyhow!("consumer {index}: SUB {queue}: {e}"))?;
-    Ok(c)
-}
-
 /// Polls `f` once: its output if ready, `None` if it would wait.
-async fn now_or_never<F: Future>(f: F) -> Option<F::Output> {
+pub(crate) async fn now_or_never<F: Future>(f: F) -> Option<F::Output> {
     let mut f = pin!(f);
     std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
         Poll::Ready(v) => Poll::Ready(Some(v)),
@@ -395,15 +356,16 @@ async fn now_or_never<F: Future>(f: F) -> Option<F::Output> {
     .await
 }
 
-/// Takes deliveries on a subscribed `client` until the queue's tally is
+/// Takes deliveries on a subscribed `link` until the queue's tally is
 /// reached, acks each one (manual mode) and waits for the acks' replies.
-pub(crate) async fn consume(
-    mut client: Client,
+pub(crate) async fn consume<L: ConsumeLink>(
+    mut link: L,
     plan: ConsumePlan,
     clock: Clock,
     counters: Arc<Counters>,
 ) -> anyhow::Result<ConsumeOutcome> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<ReplyHandle>();
+    // Unbounded, but the broker's prefetch bounds the acks outstanding.
+    let (tx, mut rx) = mpsc::unbounded_channel::<L::Pending>();
     let mut done = plan.tally.done.subscribe();
     let index = plan.index;
     let receiver = {
@@ -416,13 +378,12 @@ pub(crate) async fn consume(
                 let next = if unflushed > 0 {
                     // Acks are waiting: take what is already here, and flush
                     // them as soon as nothing is.
-                    match now_or_never(client.next_delivery()).await {
+                    match now_or_never(link.next_delivery()).await {
                         Some(d) => d,
                         None => {
-                            client
-                                .flush()
+                            link.flush()
                                 .await
-                                .map_err(|e| anyhow!("consumer {index}: {e}"))?;
+                                .map_err(|e| anyhow!("consumer {index}: {e:#}"))?;
                             unflushed = 0;
                             continue;
                         }
@@ -430,10 +391,11 @@ pub(crate) async fn consume(
                 } else {
                     tokio::select! {
                         biased;
-                        d = client.next_delivery() => d,
+                        d = link.next_delivery() => d,
                         _ = done.wait_for(|d| *d) => break,
                     }
                 };
+                let next = next.map_err(|e| anyhow!("consumer {index}: {e:#}"))?;
                 let Some(d) = next else {
                     bail!(
                         "consumer {index}: the broker closed the connection after {} deliveries from {}",
@@ -456,15 +418,18 @@ pub(crate) async fn consume(
                     None => out.unstamped += 1,
                 }
                 if manual {
-                    if tx.send(client.send_ack(d.delivery_tag)).is_err() {
+                    let pending = link
+                        .ack(d.tag)
+                        .await
+                        .map_err(|e| anyhow!("consumer {index}: ACK: {e:#}"))?;
+                    if tx.send(pending).is_err() {
                         break;
                     }
                     unflushed += 1;
                     if unflushed >= ACK_BATCH {
-                        client
-                            .flush()
+                        link.flush()
                             .await
-                            .map_err(|e| anyhow!("consumer {index}: {e}"))?;
+                            .map_err(|e| anyhow!("consumer {index}: {e:#}"))?;
                         unflushed = 0;
                     }
                 }
@@ -472,30 +437,28 @@ pub(crate) async fn consume(
                     break;
                 }
             }
-            client
-                .flush()
+            link.flush()
                 .await
-                .map_err(|e| anyhow!("consumer {index}: {e}"))?;
+                .map_err(|e| anyhow!("consumer {index}: {e:#}"))?;
             drop(tx);
-            anyhow::Ok((out, client))
+            anyhow::Ok((out, link))
         }
     };
     let acker = async move {
         let mut acked = 0u64;
         let mut last_ack = None;
-        while let Some(reply) = rx.recv().await {
-            reply
-                .wait()
+        while let Some(pending) = rx.recv().await {
+            L::acked(pending)
                 .await
-                .map_err(|e| anyhow!("consumer {index}: ACK: {e}"))?;
+                .map_err(|e| anyhow!("consumer {index}: {e:#}"))?;
             acked += 1;
             counters.acked.fetch_add(1, Ordering::Relaxed);
             last_ack = Some(Instant::now());
         }
         anyhow::Ok((acked, last_ack))
     };
-    let ((mut out, client), (acked, last_ack)) = tokio::try_join!(receiver, acker)?;
-    drop(client);
+    let ((mut out, link), (acked, last_ack)) = tokio::try_join!(receiver, acker)?;
+    link.close().await;
     out.acked = acked;
     out.last_ack = last_ack;
     Ok(out)
