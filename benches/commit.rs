@@ -51,6 +51,7 @@ fn meta(body_id: u64) -> MessageMeta {
         expires_at: None,
         not_before: None,
         priority: 0,
+        volatile: false,
     }
 }
 

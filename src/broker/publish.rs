@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::message::{Entry, Message, Now};
 use super::queue::{Admission, DeathReason, Planned, Queue};
@@ -71,7 +71,7 @@ impl Copies {
     ) -> Copies {
         let stored: Vec<bool> = targets
             .iter()
-            .map(|q| msg.persistent && stores(q))
+            .map(|q| (msg.persistent && stores(q)) || q.spilling())
             .collect();
         let n = stored.iter().filter(|s| **s).count();
         if n > 0 {
@@ -122,6 +122,7 @@ impl Copies {
             body_id: 0,
             stored_refs: AtomicU32::new(0),
             persistent: e.msg.persistent,
+            registry: OnceLock::new(),
         };
         let priority = e.priority;
         Copies::new(broker, msg, targets, |q| {
@@ -137,7 +138,7 @@ impl Copies {
         self.targets
             .iter()
             .filter(|(_, e)| e.stored)
-            .map(|(q, e)| (q.id, e.seq, e.meta()))
+            .map(|(q, e)| (q.id, e.seq, e.meta(q.volatile(e))))
             .collect()
     }
 
@@ -251,6 +252,7 @@ impl Broker {
             body_id: 0,
             stored_refs: AtomicU32::new(0),
             persistent: p.persistent != Some(false),
+            registry: OnceLock::new(),
         };
         let not_before = p
             .delay_ms
@@ -520,6 +522,7 @@ mod tests {
             body_id: 0,
             stored_refs: AtomicU32::new(0),
             persistent: true,
+            registry: OnceLock::new(),
         }
     }
 

@@ -498,6 +498,7 @@ pub fn decode_meta(b: &[u8]) -> Result<(MessageMeta, Option<Vec<u8>>), StoreErro
         expires_at,
         not_before,
         priority,
+        volatile: false,
     };
     Ok((meta, body))
 }
@@ -566,6 +567,7 @@ mod tests {
             expires_at,
             not_before,
             priority,
+            volatile: false,
         }
     }
 

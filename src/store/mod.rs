@@ -119,6 +119,9 @@ pub struct MessageMeta {
     pub not_before: Option<u64>,
     /// Priority (0 when none).
     pub priority: u8,
+    /// A spilled copy (transient message, or a non-durable queue): written
+    /// only to save RAM, dropped at recovery.
+    pub volatile: bool,
 }
 
 /// A publisher de-duplication record: `id` was published to queue
@@ -144,6 +147,23 @@ pub struct RecoveredMessage {
     pub meta: MessageMeta,
     /// Body (shared between copies of one body id).
     pub body: Bytes,
+    /// The body is stored inside the copy's record (it is that copy's alone).
+    pub inline: bool,
+}
+
+/// The stored copies of one durable queue, summed up at recovery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredQueue {
+    /// Queue id.
+    pub queue_id: u64,
+    /// Lowest position.
+    pub first_seq: u64,
+    /// Highest position.
+    pub last_seq: u64,
+    /// How many copies.
+    pub count: u64,
+    /// Their body bytes (per copy).
+    pub bytes: u64,
 }
 
 /// Everything the store holds, read back at start.
@@ -159,6 +179,12 @@ pub struct Recovered {
     pub messages: Vec<RecoveredMessage>,
     /// Whether the previous run shut down cleanly.
     pub clean_shutdown: bool,
+    /// Per durable queue holding stored copies.
+    pub stored: Vec<StoredQueue>,
+    /// Bodies stored apart from their copies: how many copies reference each.
+    pub shared_refs: std::collections::HashMap<u64, u32>,
+    /// The largest body id found.
+    pub max_body_id: u64,
     /// De-duplication records still inside their window at recovery time
     /// (expired ones are dropped from the store).
     pub dedup: Vec<DedupEntry>,
@@ -221,6 +247,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn put_binding(&self, def: &BindingDef) -> Result<(), StoreError>;
     /// Removes a durable binding.
     fn delete_binding(&self, def: &BindingDef) -> Result<(), StoreError>;
+    /// The stored copies of queue `queue_id` with `from <= seq < to`, in
+    /// seq order, at most `limit` of them, with their bodies. A copy whose
+    /// body is missing is skipped (warned), not an error.
+    fn load(
+        &self,
+        queue_id: u64,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<RecoveredMessage>, StoreError>;
+    /// Whether written messages can be read back ([`Store::load`]); a store
+    /// that keeps nothing says no, and queues then never page out.
+    fn keeps_messages(&self) -> bool {
+        true
+    }
     /// Applies one atomic message batch.
     fn apply(&self, batch: &MessageBatch<'_>) -> Result<(), StoreError>;
     /// Records whether the store was shut down cleanly.
