@@ -90,6 +90,7 @@ impl Entry {
             expires_at: self.expires_at,
             not_before: self.not_before,
             priority: self.priority,
+            volatile: false,
         }
     }
 

@@ -139,6 +139,13 @@ impl Broker {
     /// Builds a broker on a given store, recovering what it holds.
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Broker, StoreError> {
         let recovered = store.recover()?;
+        // Every stored copy into RAM, as before paging (a stopgap until the
+        // queues page them in themselves).
+        let mut messages = Vec::new();
+        for sq in &recovered.stored {
+            let to = sq.last_seq.saturating_add(1);
+            messages.extend(store.load(sq.queue_id, sq.first_seq, to, usize::MAX)?);
+        }
         let committer = Committer::start(store.clone())?;
         let boot_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -159,11 +166,11 @@ impl Broker {
                 boot: format!("{boot_ms:x}"),
             }),
         };
-        broker.restore(recovered);
+        broker.restore(recovered, messages);
         Ok(broker)
     }
 
-    fn restore(&self, rec: crate::store::Recovered) {
+    fn restore(&self, rec: crate::store::Recovered, messages: Vec<crate::store::RecoveredMessage>) {
         let inner = &self.inner;
         for d in rec.exchanges {
             let name: Arc<str> = Arc::from(d.name.as_str());
@@ -181,9 +188,7 @@ impl Broker {
         }
         let mut by_id: HashMap<u64, Vec<Entry>> = HashMap::new();
         let mut bodies: HashMap<u64, Arc<Message>> = HashMap::new();
-        let mut max_body = 0;
-        for m in rec.messages {
-            max_body = max_body.max(m.meta.body_id);
+        for m in messages {
             let msg = bodies
                 .entry(m.meta.body_id)
                 .or_insert_with(|| {
@@ -215,7 +220,9 @@ impl Broker {
                 uncertain: crashed,
             });
         }
-        inner.next_body_id.store(max_body + 1, Ordering::Relaxed);
+        inner
+            .next_body_id
+            .store(rec.max_body_id.saturating_add(1), Ordering::Relaxed);
         let mut dedup: HashMap<u64, Vec<crate::store::DedupEntry>> = HashMap::new();
         for d in rec.dedup {
             dedup.entry(d.queue_id).or_default().push(d);
