@@ -271,3 +271,68 @@ pub fn now_ms() -> u64 {
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MessageMeta;
+
+    fn stored(seq: u64, body_id: u64, inline: bool) -> RecoveredMessage {
+        RecoveredMessage {
+            queue_id: 1,
+            seq,
+            meta: MessageMeta {
+                body_id,
+                id: "m".into(),
+                exchange: String::new(),
+                routing_key: "q".into(),
+                headers: vec![],
+                deliveries: 0,
+                expires_at: None,
+                not_before: None,
+                priority: 0,
+                volatile: false,
+            },
+            body: Bytes::from_static(b"body"),
+            inline,
+        }
+    }
+
+    fn refs(m: &Arc<Message>) -> u32 {
+        m.stored_refs.load(Ordering::Acquire)
+    }
+
+    #[test]
+    fn a_shared_body_keeps_its_count_while_every_copy_is_paged_out() {
+        let bodies = Arc::new(Bodies::default());
+        bodies.restore(HashMap::from([(7, 3)]));
+        // Two queues read their copies back: one message, count 3.
+        let a = bodies.adopt(&stored(1, 7, false));
+        let b = bodies.adopt(&stored(1, 7, false));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(refs(&a), 3);
+        assert!(!a.release_stored());
+        drop((a, b));
+        // Both dropped: the count (2) is kept for the third copy.
+        let c = bodies.adopt(&stored(1, 7, false));
+        assert_eq!(refs(&c), 2);
+        assert!(!c.release_stored());
+        assert!(c.release_stored(), "the last copy removes the body");
+    }
+
+    #[test]
+    fn a_registered_message_hands_its_count_over_when_dropped() {
+        let bodies = Arc::new(Bodies::default());
+        let m = Arc::new(Message::from_stored(&stored(1, 9, false), 2));
+        bodies.register(&m);
+        drop(m);
+        assert_eq!(refs(&bodies.adopt(&stored(1, 9, false))), 2);
+        // A sole copy is not registered: read back, it has one reference.
+        let sole = Arc::new(Message::from_stored(&stored(1, 11, false), 1));
+        bodies.register(&sole);
+        drop(sole);
+        assert_eq!(refs(&bodies.adopt(&stored(1, 11, false))), 1);
+        // An inline body is its copy's alone.
+        assert_eq!(refs(&bodies.adopt(&stored(1, 12, true))), 1);
+    }
+}

@@ -684,7 +684,11 @@ impl Queue {
                 Ok(found) => {
                     want -= found.len().min(want);
                     all.extend(found.iter().map(|m| {
-                        Entry::from_stored(m, Arc::new(Message::read_only(m)), m.seq < s.crash_below)
+                        Entry::from_stored(
+                            m,
+                            Arc::new(Message::read_only(m)),
+                            m.seq < s.crash_below,
+                        )
                     }));
                 }
                 Err(e) => {
@@ -954,6 +958,11 @@ impl Queue {
                 s.dead.push((e, DeathReason::Expired));
             }
         }
+        // Read the next page of the tail while the head runs low, so that
+        // the expiry of paged-out copies goes on without consumers.
+        if !s.tail.is_empty() && s.ready.len() < LOW_WATER && s.ram_bytes() < self.ram_budget {
+            self.page_in(&mut s, &clock);
+        }
         let idle = self.idle_deadline(&s).is_some_and(|t| t < now);
         self.dispatch_and_wake(&mut s, &clock);
         if !idle {
@@ -1018,7 +1027,8 @@ impl Queue {
     }
 
     fn update_spill(&self, s: &State) {
-        let on = self.pages && !s.deleted && (!s.tail.is_empty() || s.ram_bytes() >= self.ram_budget);
+        let on =
+            self.pages && !s.deleted && (!s.tail.is_empty() || s.ram_bytes() >= self.ram_budget);
         self.spilling.store(on, Ordering::Relaxed);
     }
 
@@ -1285,5 +1295,41 @@ impl Drop for Blocker {
     fn drop(&mut self) {
         let mut s = self.0.state.lock();
         s.blocked = s.blocked.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tail;
+
+    fn ranges(t: &Tail) -> Vec<(u64, u64)> {
+        t.ranges.iter().map(|(s, e)| (*s, *e)).collect()
+    }
+
+    #[test]
+    fn tail_positions_join_into_ranges_in_any_arrival_order() {
+        let mut t = Tail::default();
+        for seq in [5, 6, 7, 10, 9] {
+            t.push(seq, 1);
+        }
+        assert_eq!(ranges(&t), [(5, 8), (9, 11)]);
+        // A late position closes the gap: one range again.
+        t.push(8, 1);
+        assert_eq!(ranges(&t), [(5, 11)]);
+        assert_eq!((t.count, t.bytes), (6, 6));
+        assert_eq!(t.head(), Some(5));
+        // A position before the head starts a range of its own.
+        t.push(3, 1);
+        assert_eq!(ranges(&t), [(3, 4), (5, 11)]);
+    }
+
+    #[test]
+    fn totals_reset_when_the_last_range_is_read() {
+        let mut t = Tail::default();
+        t.push(1, 10);
+        t.push(2, 10);
+        t.ranges.clear();
+        t.took(10);
+        assert_eq!((t.count, t.bytes), (0, 0));
     }
 }

@@ -17,6 +17,10 @@ impl Store for MemStore {
             ..Recovered::default()
         })
     }
+    /// Nothing is stored, so nothing is loaded.
+    fn load(&self, _: u64, _: u64, _: u64, _: usize) -> Result<Vec<RecoveredMessage>, StoreError> {
+        Ok(Vec::new())
+    }
     fn put_exchange(&self, _: &ExchangeDef) -> Result<(), StoreError> {
         Ok(())
     }
@@ -34,9 +38,6 @@ impl Store for MemStore {
     }
     fn delete_binding(&self, _: &BindingDef) -> Result<(), StoreError> {
         Ok(())
-    }
-    fn load(&self, _: u64, _: u64, _: u64, _: usize) -> Result<Vec<RecoveredMessage>, StoreError> {
-        Ok(Vec::new())
     }
     fn keeps_messages(&self) -> bool {
         false
