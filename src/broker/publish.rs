@@ -145,6 +145,12 @@ impl Copies {
     fn stored(&self) -> bool {
         self.targets.iter().any(|(_, e)| e.stored)
     }
+
+    /// Whether a copy is stored to survive a restart (not only spilled):
+    /// then the confirm waits for the fsync.
+    fn durable(&self) -> bool {
+        self.targets.iter().any(|(q, e)| e.stored && !q.volatile(e))
+    }
 }
 
 /// Adds the writes of `copies` (bodies and metadata) to `batch`.
@@ -280,7 +286,14 @@ impl Broker {
             .extend(dedup_del.iter().map(|(q, id)| (*q, id.as_str())));
         let mut durable_gen = None;
         if !batch.is_empty() {
-            durable_gen = Some(self.inner.disk.apply(&batch)?);
+            let gen = self.inner.disk.apply(&batch)?;
+            // Spilled transient copies need no fsync before the confirm.
+            if copies.iter().any(Copies::durable)
+                || !batch.put_dedup.is_empty()
+                || !batch.del_dedup.is_empty()
+            {
+                durable_gen = Some(gen);
+            }
         }
         drop(batch);
         durable_gen = enqueue_all(copies)?.max(durable_gen);

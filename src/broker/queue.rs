@@ -890,7 +890,12 @@ impl Queue {
         if batch.is_empty() {
             return Ok(None);
         }
-        Ok(Some(self.disk.apply(&batch)?))
+        let gen = self.disk.apply(&batch)?;
+        // Removing spilled transient copies needs no fsync before the reply.
+        Ok(entries
+            .iter()
+            .any(|e| e.stored && !self.volatile(e))
+            .then_some(gen))
     }
 
     /// Adds the store removals of `entries` to `batch`.
