@@ -51,6 +51,7 @@ fn meta(body_id: u64) -> MessageMeta {
         expires_at: None,
         not_before: None,
         priority: 0,
+        volatile: false,
     }
 }
 
@@ -58,7 +59,7 @@ impl Bench {
     fn open(dir: &std::path::Path) -> Bench {
         let store = SledStore::open(dir, DEFAULT_CACHE_BYTES).unwrap();
         let recovered = store.recover().unwrap();
-        assert!(recovered.messages.is_empty());
+        assert!(recovered.stored.is_empty());
         store
             .put_queue(&QueueDef {
                 name: "jobs".into(),

@@ -12,6 +12,9 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:5680";
 pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
 /// Unacked deliveries per subscription when `SUB` does not say `prefetch=`.
 pub const DEFAULT_PREFETCH: u32 = 100;
+/// What one queue keeps of its waiting messages in RAM before it pages the
+/// rest out to the store.
+pub const DEFAULT_QUEUE_MEMORY_BYTES: u64 = 8 * 1024 * 1024;
 /// Connections served at once; more wait in the kernel's accept queue.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
@@ -32,6 +35,9 @@ pub struct Config {
     pub max_connections: usize,
     /// sled page-cache size in bytes.
     pub cache_bytes: u64,
+    /// Per-queue RAM budget for waiting messages (bodies plus a fixed cost
+    /// each); past it they are paged out to the store. Ignored in memory.
+    pub queue_memory_bytes: u64,
 }
 
 impl Default for Config {
@@ -47,6 +53,7 @@ impl Default for Config {
             default_prefetch: DEFAULT_PREFETCH,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            queue_memory_bytes: DEFAULT_QUEUE_MEMORY_BYTES,
         }
     }
 }

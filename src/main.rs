@@ -57,6 +57,14 @@ struct ServeArgs {
     /// Most connections served at once.
     #[arg(long, default_value_t = sluice::config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// RAM one queue may use for its waiting messages, in bytes (bodies plus
+    /// about 256 bytes each); past it, messages wait on disk and are read
+    /// back as consumers drain the queue.
+    #[arg(long, default_value_t = sluice::config::DEFAULT_QUEUE_MEMORY_BYTES)]
+    queue_memory: u64,
+    /// sled's page cache, in bytes.
+    #[arg(long, default_value_t = sluice::store::sled_store::DEFAULT_CACHE_BYTES)]
+    cache: u64,
 }
 
 /// jemalloc instead of glibc's malloc: a broker allocates and frees small
@@ -94,6 +102,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         in_memory: args.in_memory,
         default_prefetch: args.default_prefetch.max(1),
         max_connections: args.max_connections.max(1),
+        queue_memory_bytes: args.queue_memory.max(1),
+        cache_bytes: args.cache,
         ..Config::default()
     };
     config.limits.max_line = args.max_line.max(64);

@@ -1,13 +1,17 @@
 //! [`Message`] (one published message, shared by every queue it was routed
-//! to) and [`Entry`] (one queue's copy: its position and delivery count).
+//! to), [`Entry`] (one queue's copy: its position and delivery count) and
+//! [`Bodies`] (the count of stored copies of a shared body while none of
+//! them is in RAM).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 use crate::protocol::command::Header;
-use crate::store::MessageMeta;
+use crate::store::{MessageMeta, RecoveredMessage};
 
 /// A published message. One `Arc<Message>` is shared by every queue the
 /// message was routed to, so a fan-out holds its body once in RAM, and (as
@@ -31,6 +35,17 @@ pub struct Message {
     pub stored_refs: AtomicU32,
     /// Published as persistent (stored in every durable queue it reaches).
     pub persistent: bool,
+    /// Set when a copy of a shared stored body was paged out: the registry
+    /// that keeps `stored_refs` once this `Message` is dropped.
+    pub registry: OnceLock<Arc<Bodies>>,
+}
+
+impl Drop for Message {
+    fn drop(&mut self) {
+        if let Some(reg) = self.registry.get() {
+            reg.dropped(self.body_id, self.stored_refs.load(Ordering::Acquire));
+        }
+    }
 }
 
 impl Message {
@@ -45,6 +60,107 @@ impl Message {
     /// Drops one stored reference; true when it was the last (remove the body).
     pub fn release_stored(&self) -> bool {
         self.stored_refs.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// A stored message read for display (`PEEK`): it holds no stored
+    /// reference, so dropping it changes nothing.
+    pub fn read_only(m: &RecoveredMessage) -> Message {
+        Message::from_stored(m, 0)
+    }
+
+    /// A message as stored, with `refs` stored references.
+    fn from_stored(m: &RecoveredMessage, refs: u32) -> Message {
+        Message {
+            id: m.meta.id.clone(),
+            exchange: Arc::from(m.meta.exchange.as_str()),
+            routing_key: m.meta.routing_key.clone(),
+            headers: m.meta.headers.clone(),
+            body: m.body.clone(),
+            body_id: m.meta.body_id,
+            stored_refs: AtomicU32::new(refs),
+            persistent: !m.meta.volatile,
+            registry: OnceLock::new(),
+        }
+    }
+}
+
+/// The stored-reference counts of bodies stored apart from their copies
+/// (fan-outs: one body, several queues), for as long as a paged-out copy
+/// may still be read back.
+///
+/// While any copy of such a body is in RAM, its [`Message`] holds the count
+/// (`stored_refs`). A queue that pages a copy out drops its `Arc`; the
+/// message registers here first, so that when its last `Arc` goes the count
+/// is kept, and a copy paged back in gets the live message (or a new one
+/// with the kept count). Without this, two queues paging in the same body
+/// would each think they held its last reference, and the first ack would
+/// remove a body the other still needs.
+#[derive(Debug, Default)]
+pub struct Bodies(Mutex<BodiesInner>);
+
+#[derive(Debug, Default)]
+struct BodiesInner {
+    /// Registered messages still alive.
+    live: HashMap<u64, Weak<Message>>,
+    /// Counts of bodies none of whose copies is in RAM.
+    detached: HashMap<u64, u32>,
+}
+
+impl Bodies {
+    /// Seeds the counts found at recovery (every stored copy starts on disk).
+    pub fn restore(&self, refs: HashMap<u64, u32>) {
+        self.0.lock().detached = refs;
+    }
+
+    /// Registers `msg` (whose copy is being paged out) if its body has
+    /// other stored copies.
+    pub fn register(self: &Arc<Self>, msg: &Arc<Message>) {
+        if msg.stored_refs.load(Ordering::Acquire) <= 1 || msg.registry.get().is_some() {
+            return;
+        }
+        let mut inner = self.0.lock();
+        if msg.registry.set(self.clone()).is_ok() {
+            inner.live.insert(msg.body_id, Arc::downgrade(msg));
+        }
+    }
+
+    /// The message of a copy read back from the store.
+    pub fn adopt(self: &Arc<Self>, m: &RecoveredMessage) -> Arc<Message> {
+        if m.inline {
+            // Its body is its own: one reference, nobody to share with.
+            return Arc::new(Message::from_stored(m, 1));
+        }
+        let body_id = m.meta.body_id;
+        let mut inner = self.0.lock();
+        let refs = match inner.live.get(&body_id) {
+            Some(w) => match w.upgrade() {
+                Some(live) => return live,
+                // Being dropped right now: its `dropped` adds its count to
+                // the message made here.
+                None => 0,
+            },
+            // No copy was paged out while others were stored: this is the
+            // only one left.
+            None => inner.detached.remove(&body_id).unwrap_or(1),
+        };
+        let msg = Arc::new(Message::from_stored(m, refs));
+        let _ = msg.registry.set(self.clone());
+        inner.live.insert(body_id, Arc::downgrade(&msg));
+        msg
+    }
+
+    /// A registered message was dropped with `refs` stored references left.
+    fn dropped(&self, body_id: u64, refs: u32) {
+        let mut inner = self.0.lock();
+        if let Some(other) = inner.live.get(&body_id).and_then(Weak::upgrade) {
+            // Replaced by a message adopted while this one was dropping.
+            other.stored_refs.fetch_add(refs, Ordering::AcqRel);
+            return;
+        }
+        inner.live.remove(&body_id);
+        if refs > 0 {
+            inner.detached.insert(body_id, refs);
+        }
     }
 }
 
@@ -77,8 +193,29 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The stored form of this copy's metadata.
-    pub fn meta(&self) -> MessageMeta {
+    /// A copy read back from the store, with its `msg` (see
+    /// [`Bodies::adopt`]). `crashed`: the broker stopped without a clean
+    /// shutdown since this copy was stored, so it may have been delivered.
+    pub fn from_stored(m: &RecoveredMessage, msg: Arc<Message>, crashed: bool) -> Entry {
+        Entry {
+            seq: m.seq,
+            msg,
+            // After a crash nobody knows which messages were out on the
+            // wire: flag them all (over-flagging is allowed, under-flagging
+            // is not).
+            deliveries: m.meta.deliveries + u32::from(crashed),
+            redelivered: crashed || m.meta.deliveries > 0,
+            stored: true,
+            priority: m.meta.priority,
+            expires_at: m.meta.expires_at,
+            not_before: m.meta.not_before,
+            uncertain: crashed,
+        }
+    }
+
+    /// The stored form of this copy's metadata; `volatile` for a spilled
+    /// copy that must not survive a restart.
+    pub fn meta(&self, volatile: bool) -> MessageMeta {
         let m = &self.msg;
         MessageMeta {
             body_id: m.body_id,
@@ -90,6 +227,7 @@ impl Entry {
             expires_at: self.expires_at,
             not_before: self.not_before,
             priority: self.priority,
+            volatile,
         }
     }
 
@@ -132,4 +270,69 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MessageMeta;
+
+    fn stored(seq: u64, body_id: u64, inline: bool) -> RecoveredMessage {
+        RecoveredMessage {
+            queue_id: 1,
+            seq,
+            meta: MessageMeta {
+                body_id,
+                id: "m".into(),
+                exchange: String::new(),
+                routing_key: "q".into(),
+                headers: vec![],
+                deliveries: 0,
+                expires_at: None,
+                not_before: None,
+                priority: 0,
+                volatile: false,
+            },
+            body: Bytes::from_static(b"body"),
+            inline,
+        }
+    }
+
+    fn refs(m: &Arc<Message>) -> u32 {
+        m.stored_refs.load(Ordering::Acquire)
+    }
+
+    #[test]
+    fn a_shared_body_keeps_its_count_while_every_copy_is_paged_out() {
+        let bodies = Arc::new(Bodies::default());
+        bodies.restore(HashMap::from([(7, 3)]));
+        // Two queues read their copies back: one message, count 3.
+        let a = bodies.adopt(&stored(1, 7, false));
+        let b = bodies.adopt(&stored(1, 7, false));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(refs(&a), 3);
+        assert!(!a.release_stored());
+        drop((a, b));
+        // Both dropped: the count (2) is kept for the third copy.
+        let c = bodies.adopt(&stored(1, 7, false));
+        assert_eq!(refs(&c), 2);
+        assert!(!c.release_stored());
+        assert!(c.release_stored(), "the last copy removes the body");
+    }
+
+    #[test]
+    fn a_registered_message_hands_its_count_over_when_dropped() {
+        let bodies = Arc::new(Bodies::default());
+        let m = Arc::new(Message::from_stored(&stored(1, 9, false), 2));
+        bodies.register(&m);
+        drop(m);
+        assert_eq!(refs(&bodies.adopt(&stored(1, 9, false))), 2);
+        // A sole copy is not registered: read back, it has one reference.
+        let sole = Arc::new(Message::from_stored(&stored(1, 11, false), 1));
+        bodies.register(&sole);
+        drop(sole);
+        assert_eq!(refs(&bodies.adopt(&stored(1, 11, false))), 1);
+        // An inline body is its copy's alone.
+        assert_eq!(refs(&bodies.adopt(&stored(1, 12, true))), 1);
+    }
 }

@@ -15,7 +15,7 @@ pub mod queue;
 pub mod timer;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,7 +33,7 @@ use crate::store::{
     StoreError,
 };
 use exchange::{Binding, Bindings};
-use message::{Entry, Message};
+use message::Bodies;
 pub use publish::{PublishAttempt, Published};
 use queue::{Queue, QueueInit};
 use timer::Timers;
@@ -41,14 +41,30 @@ use timer::Timers;
 /// How many alternate exchanges a publish follows before giving up (cycles).
 const MAX_ALTERNATE_HOPS: usize = 8;
 
-/// The store plus its group commit: what a queue needs to persist.
+/// The store plus its group commit: what a queue needs to persist, and to
+/// page its backlog out and back in.
 #[derive(Debug)]
 pub struct Disk {
     store: Arc<dyn Store>,
     committer: Arc<Committer>,
+    /// Stored-reference counts of shared bodies whose copies are paged out.
+    bodies: Arc<Bodies>,
+    /// Per-queue RAM budget; `None` when nothing is on disk (no paging).
+    ram_budget: Option<u64>,
 }
 
 impl Disk {
+    /// Reads stored copies back (see [`Store::load`]).
+    pub fn load(
+        &self,
+        queue_id: u64,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::store::RecoveredMessage>, StoreError> {
+        self.store.load(queue_id, from, to, limit)
+    }
+
     /// Applies a message batch; returns the generation to wait for.
     pub fn apply(&self, batch: &MessageBatch<'_>) -> Result<u64, StoreError> {
         self.store.apply(batch)?;
@@ -140,6 +156,8 @@ impl Broker {
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Broker, StoreError> {
         let recovered = store.recover()?;
         let committer = Committer::start(store.clone())?;
+        let ram_budget = (!config.in_memory && store.keeps_messages())
+            .then_some(config.queue_memory_bytes.max(1));
         let boot_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -147,7 +165,12 @@ impl Broker {
         let broker = Broker {
             inner: Arc::new(Inner {
                 config,
-                disk: Arc::new(Disk { store, committer }),
+                disk: Arc::new(Disk {
+                    store,
+                    committer,
+                    bodies: Arc::new(Bodies::default()),
+                    ram_budget,
+                }),
                 timers: Arc::new(Timers::default()),
                 default_exchange: Arc::from(""),
                 exchanges: DashMap::new(),
@@ -179,43 +202,14 @@ impl Broker {
                 }),
             );
         }
-        let mut by_id: HashMap<u64, Vec<Entry>> = HashMap::new();
-        let mut bodies: HashMap<u64, Arc<Message>> = HashMap::new();
-        let mut max_body = 0;
-        for m in rec.messages {
-            max_body = max_body.max(m.meta.body_id);
-            let msg = bodies
-                .entry(m.meta.body_id)
-                .or_insert_with(|| {
-                    Arc::new(Message {
-                        id: m.meta.id.clone(),
-                        exchange: Arc::from(m.meta.exchange.as_str()),
-                        routing_key: m.meta.routing_key.clone(),
-                        headers: m.meta.headers.clone(),
-                        body: m.body.clone(),
-                        body_id: m.meta.body_id,
-                        stored_refs: AtomicU32::new(0),
-                        persistent: true,
-                    })
-                })
-                .clone();
-            msg.stored_refs.fetch_add(1, Ordering::Relaxed);
-            // After a crash nobody knows which messages were out on the wire:
-            // flag them all (over-flagging is allowed, under-flagging is not).
-            let crashed = !rec.clean_shutdown;
-            by_id.entry(m.queue_id).or_default().push(Entry {
-                seq: m.seq,
-                deliveries: m.meta.deliveries + u32::from(crashed),
-                redelivered: crashed || m.meta.deliveries > 0,
-                msg,
-                stored: true,
-                priority: m.meta.priority,
-                expires_at: m.meta.expires_at,
-                not_before: m.meta.not_before,
-                uncertain: crashed,
-            });
-        }
-        inner.next_body_id.store(max_body + 1, Ordering::Relaxed);
+        // Every stored copy stays on disk: each queue starts with all of
+        // them in its tail and reads back what fits its RAM budget.
+        inner.disk.bodies.restore(rec.shared_refs);
+        inner
+            .next_body_id
+            .store(rec.max_body_id + 1, Ordering::Relaxed);
+        let mut stored: HashMap<u64, crate::store::StoredQueue> =
+            rec.stored.into_iter().map(|s| (s.queue_id, s)).collect();
         let mut dedup: HashMap<u64, Vec<crate::store::DedupEntry>> = HashMap::new();
         for d in rec.dedup {
             dedup.entry(d.queue_id).or_default().push(d);
@@ -223,8 +217,8 @@ impl Broker {
         let mut max_queue = 0;
         for d in rec.queues {
             max_queue = max_queue.max(d.id);
-            let entries = by_id.remove(&d.id).unwrap_or_default();
-            let next_seq = entries.iter().map(|e| e.seq + 1).max().unwrap_or(1);
+            let held = stored.remove(&d.id);
+            let next_seq = held.as_ref().map_or(1, |h| h.last_seq + 1);
             let name: Arc<str> = Arc::from(d.name.as_str());
             let q = self.new_queue(QueueInit {
                 name: name.clone(),
@@ -235,7 +229,9 @@ impl Broker {
                 args: d.args,
                 next_seq,
             });
-            q.restore(entries);
+            if let Some(held) = &held {
+                q.restore(held, !rec.clean_shutdown);
+            }
             q.restore_dedup(dedup.remove(&d.id).unwrap_or_default());
             inner.queues.insert(name, q);
         }
@@ -496,8 +492,10 @@ impl Broker {
                 emptied.push(ex.clone());
             }
         }
-        let ready = q.mark_deleted();
-        let mut gen = None;
+        let (ready, tail) = q.mark_deleted();
+        // Before the store forgets the queue: shared bodies of paged-out
+        // copies lose a reference each.
+        let mut gen = q.drop_tail(tail)?;
         if stores(q) {
             let def = QueueDef {
                 name: q.name.to_string(),
@@ -505,7 +503,7 @@ impl Broker {
                 auto_delete: q.auto_delete,
                 args: q.args.clone(),
             };
-            gen = Some(self.inner.disk.write(|s| s.delete_queue(&def))?);
+            gen = Some(self.inner.disk.write(|s| s.delete_queue(&def))?).max(gen);
         }
         gen = q.release(ready)?.or(gen);
         for ex in emptied {
@@ -591,7 +589,11 @@ impl Broker {
     /// Shuts the store down cleanly: delivery counts written, everything
     /// synced, the clean flag set. Call after every connection has closed.
     pub fn shutdown(&self) -> Result<(), StoreError> {
+        let mut clean = true;
         for q in self.inner.queues.iter() {
+            // Copies from before an unclean stop, still paged out, have not
+            // been flagged yet: the next start must flag them.
+            clean &= !q.crash_flags_pending();
             if stores(&q) {
                 if let Err(e) = q.persist_delivery_counts() {
                     tracing::warn!(queue = %q.name, error = %e, "could not save delivery counts");
@@ -600,7 +602,7 @@ impl Broker {
         }
         let store = &self.inner.disk.store;
         store.sync()?;
-        store.set_clean(true)?;
+        store.set_clean(clean)?;
         store.sync()?;
         self.inner.disk.committer.shutdown();
         Ok(())

@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::message::{Entry, Message, Now};
 use super::queue::{Admission, DeathReason, Planned, Queue};
@@ -71,7 +71,7 @@ impl Copies {
     ) -> Copies {
         let stored: Vec<bool> = targets
             .iter()
-            .map(|q| msg.persistent && stores(q))
+            .map(|q| (msg.persistent && stores(q)) || q.spilling())
             .collect();
         let n = stored.iter().filter(|s| **s).count();
         if n > 0 {
@@ -122,6 +122,7 @@ impl Copies {
             body_id: 0,
             stored_refs: AtomicU32::new(0),
             persistent: e.msg.persistent,
+            registry: OnceLock::new(),
         };
         let priority = e.priority;
         Copies::new(broker, msg, targets, |q| {
@@ -137,12 +138,18 @@ impl Copies {
         self.targets
             .iter()
             .filter(|(_, e)| e.stored)
-            .map(|(q, e)| (q.id, e.seq, e.meta()))
+            .map(|(q, e)| (q.id, e.seq, e.meta(q.volatile(e))))
             .collect()
     }
 
     fn stored(&self) -> bool {
         self.targets.iter().any(|(_, e)| e.stored)
+    }
+
+    /// Whether a copy is stored to survive a restart (not only spilled):
+    /// then the confirm waits for the fsync.
+    fn durable(&self) -> bool {
+        self.targets.iter().any(|(q, e)| e.stored && !q.volatile(e))
     }
 }
 
@@ -251,6 +258,7 @@ impl Broker {
             body_id: 0,
             stored_refs: AtomicU32::new(0),
             persistent: p.persistent != Some(false),
+            registry: OnceLock::new(),
         };
         let not_before = p
             .delay_ms
@@ -278,7 +286,14 @@ impl Broker {
             .extend(dedup_del.iter().map(|(q, id)| (*q, id.as_str())));
         let mut durable_gen = None;
         if !batch.is_empty() {
-            durable_gen = Some(self.inner.disk.apply(&batch)?);
+            let gen = self.inner.disk.apply(&batch)?;
+            // Spilled transient copies need no fsync before the confirm.
+            if copies.iter().any(Copies::durable)
+                || !batch.put_dedup.is_empty()
+                || !batch.del_dedup.is_empty()
+            {
+                durable_gen = Some(gen);
+            }
         }
         drop(batch);
         durable_gen = enqueue_all(copies)?.max(durable_gen);
@@ -520,6 +535,7 @@ mod tests {
             body_id: 0,
             stored_refs: AtomicU32::new(0),
             persistent: true,
+            registry: OnceLock::new(),
         }
     }
 

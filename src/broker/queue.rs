@@ -26,20 +26,40 @@
 //!
 //! **Time.** Deadlines are Unix milliseconds (they are stored). The queue
 //! registers only its earliest deadline with the broker's [`Timers`].
+//!
+//! **Paging.** A queue on disk keeps at most its RAM budget
+//! (`--queue-memory`) of waiting messages in RAM. Past it, a new copy is
+//! written to the store (a transient one too, flagged volatile so that a
+//! restart drops it) and only its position is kept: the *tail*, a set of
+//! position ranges plus a count and byte total. Positions in the tail come
+//! after everything in RAM, so the head is always in RAM; as consumers
+//! drain it the queue reads the tail back a page at a time, in order (the
+//! RabbitMQ lazy-queue / CQv2 model). At start every stored copy is in the
+//! tail, so recovery reads no message. Expiry and delays of paged-out copies
+//! are applied when they are read back, at the head. Priority queues keep
+//! everything in RAM (the head of a priority queue is not its oldest copy).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::MutexGuard;
 use tokio::sync::{mpsc, Notify};
 
-use super::message::{now_ms, Entry, Now};
+use super::message::{now_ms, Entry, Message, Now};
 use super::timer::Timers;
-use super::{Broker, Disk, Inner};
+use super::{stores, Broker, Disk, Inner};
 use crate::error::BrokerError;
 use crate::protocol::command::{Overflow, QueueArgs};
-use crate::store::{DedupEntry, MessageBatch};
+use crate::store::{DedupEntry, MessageBatch, StoredQueue};
+
+/// What a waiting copy costs in RAM besides its body (the entry, its share
+/// of the message, the index nodes), for the RAM budget.
+const ENTRY_OVERHEAD: u64 = 256;
+/// Copies read back from the tail at a time.
+const PAGE: usize = 512;
+/// Below this many ready copies in RAM the next page is read ahead.
+const LOW_WATER: usize = 256;
 
 /// What the queue pushes to a connection.
 #[derive(Debug)]
@@ -178,6 +198,62 @@ fn ready_key(e: &Entry) -> ReadyKey {
     (u8::MAX - e.priority, e.seq)
 }
 
+/// The paged-out part of a queue: copies on disk only.
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// Position ranges `[start, end)` holding them (with holes where copies
+    /// were removed before a restart).
+    ranges: BTreeMap<u64, u64>,
+    /// How many.
+    count: u64,
+    /// Their body bytes.
+    bytes: u64,
+}
+
+impl Tail {
+    fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// The first position in the tail.
+    fn head(&self) -> Option<u64> {
+        self.ranges.first_key_value().map(|(k, _)| *k)
+    }
+
+    /// Adds the copy at `seq`, joining adjacent ranges.
+    fn push(&mut self, seq: u64, len: u64) {
+        self.count += 1;
+        self.bytes += len;
+        let next_end = self.ranges.remove(&(seq + 1));
+        let prev = self.ranges.range(..=seq).next_back().map(|(s, e)| (*s, *e));
+        match prev {
+            Some((start, end)) if end == seq => {
+                self.ranges.insert(start, next_end.unwrap_or(seq + 1));
+            }
+            Some((_, end)) if end > seq => {
+                // Already inside a range (cannot happen: a position is
+                // enqueued once); keep the ranges as they were.
+                if let Some(e) = next_end {
+                    self.ranges.insert(seq + 1, e);
+                }
+            }
+            _ => {
+                self.ranges.insert(seq, next_end.unwrap_or(seq + 1));
+            }
+        }
+    }
+
+    /// Forgets copies read back; resets the totals once no range is left.
+    fn took(&mut self, len: u64) {
+        self.count = self.count.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(len);
+        if self.ranges.is_empty() {
+            self.count = 0;
+            self.bytes = 0;
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     ready: BTreeMap<ReadyKey, Entry>,
@@ -185,8 +261,13 @@ struct State {
     delayed: BTreeMap<(u64, u64), Entry>,
     /// Ready copies with a TTL, by (expiry, key).
     expiry: BTreeSet<(u64, ReadyKey)>,
-    /// Body bytes waiting (ready and delayed).
+    /// Body bytes waiting in RAM (ready and delayed).
     bytes: u64,
+    /// Copies on disk only.
+    tail: Tail,
+    /// Copies below this position were stored before an unclean stop: read
+    /// back, they are flagged as possibly delivered.
+    crash_below: u64,
     consumers: Vec<Consumer>,
     rr: usize,
     unacked: u64,
@@ -239,6 +320,11 @@ pub struct Queue {
     pub owner: Option<u64>,
     /// Failure-handling options.
     pub args: QueueArgs,
+    /// Pages its backlog out to the store past `ram_budget`.
+    pages: bool,
+    ram_budget: u64,
+    /// New copies go to the store (see [`Queue::spilling`]).
+    spilling: AtomicBool,
     next_seq: AtomicU64,
     state: parking_lot::Mutex<State>,
     ready_signal: Notify,
@@ -273,6 +359,8 @@ impl Queue {
             last_used: now_ms(),
             ..State::default()
         };
+        let ram_budget = disk.ram_budget.unwrap_or(u64::MAX);
+        let pages = disk.ram_budget.is_some() && init.args.max_priority.is_none();
         Queue {
             name: init.name,
             id: init.id,
@@ -280,6 +368,9 @@ impl Queue {
             auto_delete: init.auto_delete,
             owner: init.owner,
             args: init.args,
+            pages,
+            ram_budget,
+            spilling: AtomicBool::new(false),
             next_seq: AtomicU64::new(init.next_seq),
             state: parking_lot::Mutex::new(state),
             ready_signal: Notify::new(),
@@ -306,9 +397,29 @@ impl Queue {
         }
     }
 
-    /// Whether a message is ready.
+    /// Whether a message is ready (or paged out, to be read back).
     pub fn has_ready(&self) -> bool {
-        !self.state.lock().ready.is_empty()
+        self.state.lock().has_ready()
+    }
+
+    /// Whether a new copy must be written to the store to save RAM (the
+    /// queue is over its RAM budget, or has a tail): a hint read before
+    /// the copy is enqueued.
+    pub fn spilling(&self) -> bool {
+        self.spilling.load(Ordering::Relaxed)
+    }
+
+    /// Whether `e`, stored here, must not survive a restart (a spilled copy).
+    pub fn volatile(&self, e: &Entry) -> bool {
+        !(e.msg.persistent && stores(self))
+    }
+
+    /// Whether copies stored before an unclean stop are still in the tail,
+    /// not yet flagged as possibly delivered (the next start must treat
+    /// the store as not cleanly shut down).
+    pub fn crash_flags_pending(&self) -> bool {
+        let s = self.state.lock();
+        s.tail.head().is_some_and(|h| h < s.crash_below)
     }
 
     /// Whether the queue has been deleted.
@@ -430,12 +541,17 @@ impl Queue {
             drop(s);
             return self.release(vec![entry]);
         }
-        s.insert_waiting(entry, &now);
+        if self.pages && entry.stored && self.to_tail(&s, &entry) {
+            self.disk.bodies.register(&entry.msg);
+            s.tail.push(entry.seq, entry.msg.body.len() as u64);
+        } else {
+            s.insert_waiting(entry, &now);
+        }
         // A consumer with room takes it first: the limit is on what waits.
         self.dispatch_and_wake(&mut s, &now);
         if self.args.overflow == Overflow::DropHead {
             while self.over_limit(&s, 0, 0) {
-                let Some(head) = s.pop_head() else {
+                let Some(head) = self.pop_head(&mut s, &now) else {
                     break;
                 };
                 s.dead.push((head, DeathReason::MaxLen));
@@ -445,14 +561,28 @@ impl Queue {
         self.finish(s)
     }
 
-    /// Restores copies found in the store at start (in seq order).
-    pub fn restore(self: &Arc<Self>, entries: Vec<Entry>) {
+    /// Takes over the copies found in the store at start: all of them in
+    /// the tail, then read back up to the RAM budget (so that their TTLs
+    /// and delays run). `crashed`: the last stop was not clean.
+    pub fn restore(self: &Arc<Self>, stored: &StoredQueue, crashed: bool) {
         let now = Now::default();
         let mut s = self.state.lock();
-        for e in entries {
-            s.insert_waiting(e, &now);
+        if stored.count > 0 {
+            let end = stored.last_seq.saturating_add(1);
+            s.tail.ranges.insert(stored.first_seq, end);
+            s.tail.count = stored.count;
+            s.tail.bytes = stored.bytes;
+            if crashed {
+                s.crash_below = end;
+            }
+        }
+        while !s.tail.is_empty() && s.ram_bytes() < self.ram_budget {
+            if !self.page_in(&mut s, &now) {
+                break;
+            }
         }
         self.reschedule(&mut s);
+        self.update_spill(&s);
     }
 
     /// Adds a subscription and starts delivering to it.
@@ -511,7 +641,7 @@ impl Queue {
         }
         let mut out = Vec::new();
         while out.len() < count as usize {
-            let Some(mut e) = s.pop_ready() else {
+            let Some(mut e) = self.next_ready(&mut s, &now) else {
                 break;
             };
             if let Some(reason) = self.undeliverable(&e, &now) {
@@ -534,27 +664,57 @@ impl Queue {
     pub fn peek(&self, count: u32, from: Option<u64>) -> Vec<Entry> {
         let from = from.unwrap_or(0);
         let s = self.state.lock();
-        let mut all: Vec<&Entry> = s
+        let mut all: Vec<Entry> = s
             .ready
             .values()
             .chain(s.delayed.values())
             .filter(|e| e.seq >= from)
+            .cloned()
             .collect();
+        // The tail's first `count` copies from `from` on (read, not taken).
+        let mut want = count as usize;
+        for (&start, &end) in s.tail.ranges.range(..) {
+            if want == 0 {
+                break;
+            }
+            if end <= from {
+                continue;
+            }
+            match self.disk.load(self.id, start.max(from), end, want) {
+                Ok(found) => {
+                    want -= found.len().min(want);
+                    all.extend(found.iter().map(|m| {
+                        Entry::from_stored(
+                            m,
+                            Arc::new(Message::read_only(m)),
+                            m.seq < s.crash_below,
+                        )
+                    }));
+                }
+                Err(e) => {
+                    tracing::warn!(queue = %self.name, error = %e, "could not read the paged-out messages");
+                    break;
+                }
+            }
+        }
         all.sort_by_key(|e| e.seq);
-        all.into_iter().take(count as usize).cloned().collect()
+        all.truncate(count as usize);
+        all
     }
 
     /// Takes up to `count` ready copies off the head for `REDRIVE` (not
     /// deliveries: no count, no unacked).
-    pub fn take_for_redrive(&self, count: u64) -> Vec<Entry> {
+    pub fn take_for_redrive(self: &Arc<Self>, count: u64) -> Vec<Entry> {
+        let now = Now::default();
         let mut s = self.state.lock();
         let mut out = Vec::new();
         while (out.len() as u64) < count {
-            match s.pop_ready() {
+            match self.next_ready(&mut s, &now) {
                 Some(e) => out.push(e),
                 None => break,
             }
         }
+        self.update_spill(&s);
         drop(s);
         self.signal_room();
         out
@@ -668,28 +828,58 @@ impl Queue {
 
     /// Removes every waiting copy. Returns how many.
     pub fn purge(&self) -> Result<(u64, Option<u64>), BrokerError> {
-        let taken: Vec<Entry> = {
+        let (taken, tail) = {
             let mut s = self.state.lock();
-            s.take_all()
+            let out = (s.take_all(), std::mem::take(&mut s.tail));
+            self.update_spill(&s);
+            out
         };
         self.signal_room();
-        let n = taken.len() as u64;
-        Ok((n, self.release(taken)?))
+        let n = taken.len() as u64 + tail.count;
+        let gen = self.release(taken)?;
+        Ok((n, self.drop_tail(tail)?.max(gen)))
+    }
+
+    /// Removes the copies of a tail taken off the queue from the store,
+    /// a page at a time (and their bodies with their last reference).
+    pub fn drop_tail(&self, mut tail: Tail) -> Result<Option<u64>, BrokerError> {
+        let mut gen = None;
+        while let Some((mut from, end)) = tail.ranges.pop_first() {
+            loop {
+                let found = self.disk.load(self.id, from, end, PAGE)?;
+                let Some(last) = found.last().map(|m| m.seq) else {
+                    break;
+                };
+                let full = found.len() >= PAGE;
+                let entries = found
+                    .iter()
+                    .map(|m| Entry::from_stored(m, self.disk.bodies.adopt(m), false))
+                    .collect();
+                gen = self.release(entries)?.max(gen);
+                if !full {
+                    break;
+                }
+                from = last + 1;
+            }
+        }
+        Ok(gen)
     }
 
     /// Marks the queue deleted: cancels its subscriptions (each gets a
     /// notice), wakes waiting `GET`s and held publishes, and returns its
-    /// waiting copies for release.
-    pub fn mark_deleted(&self) -> Vec<Entry> {
+    /// waiting copies and its tail for release.
+    pub fn mark_deleted(&self) -> (Vec<Entry>, Tail) {
         let mut s = self.state.lock();
         s.deleted = true;
         for c in s.consumers.drain(..) {
             let _ = c.tx.send(Push::Cancelled { tag: c.tag });
         }
         let out = s.take_all();
+        let tail = std::mem::take(&mut s.tail);
+        self.update_spill(&s);
         self.ready_signal.notify_waiters();
         self.room_signal.notify_waiters();
-        out
+        (out, tail)
     }
 
     /// Removes copies from the store (and their bodies with the last
@@ -700,7 +890,12 @@ impl Queue {
         if batch.is_empty() {
             return Ok(None);
         }
-        Ok(Some(self.disk.apply(&batch)?))
+        let gen = self.disk.apply(&batch)?;
+        // Removing spilled transient copies needs no fsync before the reply.
+        Ok(entries
+            .iter()
+            .any(|e| e.stored && !self.volatile(e))
+            .then_some(gen))
     }
 
     /// Adds the store removals of `entries` to `batch`.
@@ -768,6 +963,11 @@ impl Queue {
                 s.dead.push((e, DeathReason::Expired));
             }
         }
+        // Read the next page of the tail while the head runs low, so that
+        // the expiry of paged-out copies goes on without consumers.
+        if !s.tail.is_empty() && s.ready.len() < LOW_WATER && s.ram_bytes() < self.ram_budget {
+            self.page_in(&mut s, &clock);
+        }
         let idle = self.idle_deadline(&s).is_some_and(|t| t < now);
         self.dispatch_and_wake(&mut s, &clock);
         if !idle {
@@ -819,7 +1019,95 @@ impl Queue {
             || self
                 .args
                 .max_bytes
-                .is_some_and(|max| s.bytes + extra_bytes > max)
+                .is_some_and(|max| s.bytes + s.tail.bytes + extra_bytes > max)
+    }
+
+    /// Whether a new stored copy goes to the tail rather than RAM: after a
+    /// tail's first position (so that order holds), or when RAM is full.
+    fn to_tail(&self, s: &State, e: &Entry) -> bool {
+        match s.tail.head() {
+            Some(head) => e.seq >= head,
+            None => s.ram_bytes() >= self.ram_budget,
+        }
+    }
+
+    fn update_spill(&self, s: &State) {
+        let on =
+            self.pages && !s.deleted && (!s.tail.is_empty() || s.ram_bytes() >= self.ram_budget);
+        self.spilling.store(on, Ordering::Relaxed);
+    }
+
+    /// Reads up to a page of the tail back into RAM, in order. False when
+    /// nothing was read (the tail is empty, or the store failed: logged,
+    /// and the copies stay where they are).
+    fn page_in(self: &Arc<Self>, s: &mut State, now: &Now) -> bool {
+        let mut loaded = 0;
+        while loaded < PAGE {
+            let Some((&start, &end)) = s.tail.ranges.first_key_value() else {
+                break;
+            };
+            let want = PAGE - loaded;
+            let found = match self.disk.load(self.id, start, end, want) {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::error!(queue = %self.name, error = %e, "could not read paged-out messages back");
+                    break;
+                }
+            };
+            s.tail.ranges.remove(&start);
+            if found.len() >= want {
+                if let Some(last) = found.last() {
+                    if last.seq + 1 < end {
+                        s.tail.ranges.insert(last.seq + 1, end);
+                    }
+                }
+            }
+            for m in &found {
+                s.tail.took(m.body.len() as u64);
+                let e = Entry::from_stored(m, self.disk.bodies.adopt(m), m.seq < s.crash_below);
+                s.insert_waiting(e, now);
+            }
+            loaded += found.len();
+        }
+        if s.tail.is_empty() {
+            s.tail.took(0);
+        }
+        loaded > 0
+    }
+
+    /// The next ready copy, reading the tail back first when the head in
+    /// RAM runs low (or would overtake the tail).
+    fn next_ready(self: &Arc<Self>, s: &mut State, now: &Now) -> Option<Entry> {
+        while let Some(head) = s.tail.head() {
+            let blocked = s
+                .ready
+                .first_key_value()
+                .map_or(true, |((_, seq), _)| *seq >= head);
+            let low = s.ready.len() < LOW_WATER && s.ram_bytes() < self.ram_budget;
+            if !blocked && !low {
+                break;
+            }
+            if !self.page_in(s, now) {
+                if blocked && !s.tail.is_empty() {
+                    return None;
+                }
+                break;
+            }
+            if !blocked {
+                break;
+            }
+        }
+        s.pop_ready()
+    }
+
+    /// The oldest waiting copy: the ready head, else the first delayed.
+    fn pop_head(self: &Arc<Self>, s: &mut State, now: &Now) -> Option<Entry> {
+        if let Some(e) = self.next_ready(s, now) {
+            return Some(e);
+        }
+        let (_, e) = s.delayed.pop_first()?;
+        s.bytes -= e.msg.body.len() as u64;
+        Some(e)
     }
 
     fn idle_deadline(&self, s: &State) -> Option<u64> {
@@ -852,7 +1140,7 @@ impl Queue {
     /// referenced by this copy alone may be stored inline with its old
     /// metadata: it is written again beside the new metadata.
     fn rewrite(&self, e: &Entry) -> Result<Option<u64>, BrokerError> {
-        let meta = e.meta();
+        let meta = e.meta(self.volatile(e));
         let mut batch = MessageBatch::default();
         if e.msg.stored_refs.load(Ordering::Acquire) == 1 {
             batch.put_bodies.push((e.msg.body_id, &e.msg.body));
@@ -864,6 +1152,7 @@ impl Queue {
     /// Ends a critical section: wakes held publishes if there is room now,
     /// releases the lock, then routes the dead letters collected under it.
     fn finish(self: &Arc<Self>, mut s: MutexGuard<'_, State>) -> Result<Option<u64>, BrokerError> {
+        self.update_spill(&s);
         if s.blocked > 0 && !self.over_limit(&s, 1, 0) {
             self.room_signal.notify_waiters();
         }
@@ -889,13 +1178,13 @@ impl Queue {
     /// is still ready.
     fn dispatch_and_wake(self: &Arc<Self>, s: &mut State, now: &Now) {
         self.dispatch(s, now);
-        if s.get_waiters > 0 && !s.ready.is_empty() {
+        if s.get_waiters > 0 && s.has_ready() {
             self.ready_signal.notify_waiters();
         }
     }
 
     fn dispatch(self: &Arc<Self>, s: &mut State, now: &Now) {
-        while !s.ready.is_empty() && !s.consumers.is_empty() {
+        while s.has_ready() && !s.consumers.is_empty() {
             let n = s.consumers.len();
             let Some(idx) = (0..n)
                 .map(|i| (s.rr + i) % n)
@@ -903,7 +1192,7 @@ impl Queue {
             else {
                 return;
             };
-            let Some(mut entry) = s.pop_ready() else {
+            let Some(mut entry) = self.next_ready(s, now) else {
                 return;
             };
             if let Some(reason) = self.undeliverable(&entry, now) {
@@ -940,9 +1229,19 @@ impl Queue {
 }
 
 impl State {
-    /// Messages waiting: ready and delayed.
+    /// Messages waiting: ready and delayed, in RAM or paged out.
     fn waiting(&self) -> u64 {
-        (self.ready.len() + self.delayed.len()) as u64
+        (self.ready.len() + self.delayed.len()) as u64 + self.tail.count
+    }
+
+    /// Whether a copy is ready, or paged out (and may be).
+    fn has_ready(&self) -> bool {
+        !self.ready.is_empty() || !self.tail.is_empty()
+    }
+
+    /// What the waiting copies in RAM cost, for the RAM budget.
+    fn ram_bytes(&self) -> u64 {
+        self.bytes + (self.ready.len() + self.delayed.len()) as u64 * ENTRY_OVERHEAD
     }
 
     fn insert_waiting(&mut self, entry: Entry, now: &Now) {
@@ -970,16 +1269,6 @@ impl State {
         if let Some(at) = e.expires_at {
             self.expiry.remove(&(at, key));
         }
-        Some(e)
-    }
-
-    /// The oldest waiting copy: the ready head, else the first delayed.
-    fn pop_head(&mut self) -> Option<Entry> {
-        if let Some(e) = self.pop_ready() {
-            return Some(e);
-        }
-        let (_, e) = self.delayed.pop_first()?;
-        self.bytes -= e.msg.body.len() as u64;
         Some(e)
     }
 
@@ -1011,5 +1300,41 @@ impl Drop for Blocker {
     fn drop(&mut self) {
         let mut s = self.0.state.lock();
         s.blocked = s.blocked.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tail;
+
+    fn ranges(t: &Tail) -> Vec<(u64, u64)> {
+        t.ranges.iter().map(|(s, e)| (*s, *e)).collect()
+    }
+
+    #[test]
+    fn tail_positions_join_into_ranges_in_any_arrival_order() {
+        let mut t = Tail::default();
+        for seq in [5, 6, 7, 10, 9] {
+            t.push(seq, 1);
+        }
+        assert_eq!(ranges(&t), [(5, 8), (9, 11)]);
+        // A late position closes the gap: one range again.
+        t.push(8, 1);
+        assert_eq!(ranges(&t), [(5, 11)]);
+        assert_eq!((t.count, t.bytes), (6, 6));
+        assert_eq!(t.head(), Some(5));
+        // A position before the head starts a range of its own.
+        t.push(3, 1);
+        assert_eq!(ranges(&t), [(3, 4), (5, 11)]);
+    }
+
+    #[test]
+    fn totals_reset_when_the_last_range_is_read() {
+        let mut t = Tail::default();
+        t.push(1, 10);
+        t.push(2, 10);
+        t.ranges.clear();
+        t.took(10);
+        assert_eq!((t.count, t.bytes), (0, 0));
     }
 }

@@ -7,15 +7,18 @@
 //! The version byte says how to read the rest; data directories hold both.
 //!
 //! - **Version 1**: the CRC covers the fields only (bytes 5..).
-//! - **Version 2** (written today): the CRC covers the version byte, then
-//!   the fields, so a version byte altered on disk fails the check instead
-//!   of making the fields be read with the wrong layout.
+//! - **Version 2**: the CRC covers the version byte, then the fields, so a
+//!   version byte altered on disk fails the check instead of making the
+//!   fields be read with the wrong layout.
+//! - **Version 3** (written today): CRC as in version 2; only the message
+//!   record changed (a flags byte). Every other record kind has the same
+//!   layout in v3 as in v2.
 //!
 //! Per record kind (fields in order; `opt<T>` is a tag byte, 0 = absent or
 //! 1 = present, followed by the `T` when present; `str`/`bytes` are a u32
 //! length then the bytes; integers are big-endian):
 //!
-//! - exchange (v1 and v2): `str name`, `u8 kind`, `u8 auto_delete`,
+//! - exchange (v1, v2, v3): `str name`, `u8 kind`, `u8 auto_delete`,
 //!   `str alternate` (empty = none).
 //! - binding: `str exchange`, `str queue`, `str key`, headers (`u32 n`,
 //!   then `n` × `str name`, `str value`), `u8 any`. Always written as
@@ -23,7 +26,7 @@
 //!   so its bytes must never change or older keys could not be deleted.
 //! - queue v1: `str name`, `u64 id`, `u8 auto_delete` (its `args` decode as
 //!   [`QueueArgs::default`]).
-//! - queue v2: the v1 fields, then the args: `opt<u64> max_length`,
+//! - queue v2 and v3: the v1 fields, then the args: `opt<u64> max_length`,
 //!   `opt<u64> max_bytes`, `u8 overflow` (0 drop-head, 1 reject-publish,
 //!   2 block), `opt<u64> ttl_ms`, `opt<u64> expires_ms`,
 //!   `opt<str> dead_letter`, `opt<str> dead_letter_key`,
@@ -36,10 +39,15 @@
 //!   `None`, `priority` as 0).
 //! - message v2: the v1 fields up to `deliveries`, then
 //!   `opt<u64> expires_at`, `opt<u64> not_before`, `u8 priority`,
-//!   `u8 inline`, `bytes body` if `inline` ≠ 0.
-//! - de-duplication (v2 only): `u64 expires_at` (queue id and message id
+//!   `u8 inline`, `bytes body` if `inline` ≠ 0 (`volatile` decodes as
+//!   false).
+//! - message v3: the v2 fields up to `priority`, then `u8 flags` (bit 0:
+//!   volatile, a copy spilled to disk only to save RAM that must not survive
+//!   a restart; any other bit set is corruption), then `u8 inline`,
+//!   `bytes body` if `inline` ≠ 0.
+//! - de-duplication (v2 and v3): `u64 expires_at` (queue id and message id
 //!   are in the key, see `sled_store`).
-//! - body head chunk (v1 and v2, built in `sled_store`): `u32 crc of the
+//! - body head chunk (v1, v2, v3, built in `sled_store`): `u32 crc of the
 //!   whole body`, `u64 length`, `bytes first chunk`.
 //!
 //! Every byte of a record is read: trailing bytes are corruption too.
@@ -49,11 +57,18 @@ use crate::protocol::command::{ExchangeKind, Header, HeaderMatch, Overflow, Queu
 
 /// The first layout: CRC over the fields only.
 pub const V1: u8 = 1;
-/// The current layout: CRC over the version byte and the fields; queue
-/// arguments and per-message expiry, delay and priority.
+/// CRC over the version byte and the fields; queue arguments and
+/// per-message expiry, delay and priority.
 pub const V2: u8 = 2;
+/// The current layout: as [`V2`], plus a flags byte in message records
+/// (volatile copies).
+pub const V3: u8 = 3;
 /// The version new records are written with.
-pub const VERSION: u8 = V2;
+pub const VERSION: u8 = V3;
+
+/// Message flags byte, bit 0: the copy is volatile (see
+/// [`MessageMeta::volatile`]).
+const FLAG_VOLATILE: u8 = 1;
 
 /// The CRC of a record under its version's rules, over its fields (the
 /// bytes after the 5-byte header).
@@ -83,10 +98,10 @@ impl Writer {
     pub fn new() -> Writer {
         Writer::with_version(VERSION)
     }
-    /// A record of an explicit version ([`V1`] or [`V2`]): the caller
+    /// A record of an explicit version ([`V1`] to [`V3`]): the caller
     /// writes that version's layout.
     pub fn with_version(version: u8) -> Writer {
-        debug_assert!((V1..=V2).contains(&version), "unknown record version");
+        debug_assert!((V1..=V3).contains(&version), "unknown record version");
         Writer {
             buf: vec![version, 0, 0, 0, 0],
         }
@@ -185,14 +200,14 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    /// Checks version ([`V1`] or [`V2`]) and CRC; `what` names the record
+    /// Checks version ([`V1`] to [`V3`]) and CRC; `what` names the record
     /// in errors. The decoder then reads the layout of [`Reader::version`].
     pub fn open(record: &'a [u8], what: &'static str) -> Result<Reader<'a>, StoreError> {
         if record.len() < 5 {
             return Err(StoreError::Corrupt(format!("{what}: bad header")));
         }
         let version = record[0];
-        if !(V1..=V2).contains(&version) {
+        if !(V1..=V3).contains(&version) {
             return Err(StoreError::Corrupt(format!(
                 "{what}: unknown record version {version}"
             )));
@@ -245,8 +260,13 @@ impl<'a> Reader<'a> {
     }
     /// A length-prefixed string.
     pub fn str(&mut self) -> Result<String, StoreError> {
+        self.str_ref().map(str::to_owned)
+    }
+    /// A length-prefixed string, borrowed from the record (checked UTF-8,
+    /// nothing copied).
+    pub fn str_ref(&mut self) -> Result<&'a str, StoreError> {
         let b = self.bytes()?;
-        String::from_utf8(b.to_vec()).map_err(|_| self.corrupt("invalid UTF-8"))
+        std::str::from_utf8(b).map_err(|_| self.corrupt("invalid UTF-8"))
     }
     /// A list of headers.
     pub fn headers(&mut self) -> Result<Vec<Header>, StoreError> {
@@ -345,7 +365,7 @@ pub fn encode_exchange(d: &ExchangeDef) -> Vec<u8> {
     w.finish()
 }
 
-/// Decodes an exchange definition (one layout in v1 and v2).
+/// Decodes an exchange definition (one layout in every version).
 pub fn decode_exchange(b: &[u8]) -> Result<ExchangeDef, StoreError> {
     let mut r = Reader::open(b, "exchange")?;
     let name = r.str()?;
@@ -361,7 +381,8 @@ pub fn decode_exchange(b: &[u8]) -> Result<ExchangeDef, StoreError> {
     })
 }
 
-/// Encodes a queue definition, with all its arguments (v2).
+/// Encodes a queue definition, with all its arguments (v2 layout, written
+/// as the current version).
 pub fn encode_queue(d: &QueueDef) -> Vec<u8> {
     let a = &d.args;
     let mut w = Writer::new();
@@ -400,7 +421,8 @@ fn read_queue_args(r: &mut Reader<'_>) -> Result<QueueArgs, StoreError> {
     })
 }
 
-/// Decodes a queue definition: a v1 record has default arguments.
+/// Decodes a queue definition: a v1 record has default arguments (v2 and
+/// v3 share a layout).
 pub fn decode_queue(b: &[u8]) -> Result<QueueDef, StoreError> {
     let mut r = Reader::open(b, "queue")?;
     let name = r.str()?;
@@ -449,8 +471,9 @@ pub fn decode_binding(b: &[u8]) -> Result<BindingDef, StoreError> {
     Ok(def)
 }
 
-/// Encodes a message copy's metadata (v2), with its body inline when the
-/// copy is the body's only reference (one key, one insert: the fast path).
+/// Encodes a message copy's metadata (current version), with its body
+/// inline when the copy is the body's only reference (one key, one insert:
+/// the fast path).
 pub fn encode_meta(m: &MessageMeta, inline_body: Option<&[u8]>) -> Vec<u8> {
     let mut w = Writer::new();
     w.u64(m.body_id)
@@ -461,7 +484,8 @@ pub fn encode_meta(m: &MessageMeta, inline_body: Option<&[u8]>) -> Vec<u8> {
         .u32(m.deliveries)
         .opt_u64(m.expires_at)
         .opt_u64(m.not_before)
-        .u8(m.priority);
+        .u8(m.priority)
+        .u8(if m.volatile { FLAG_VOLATILE } else { 0 });
     match inline_body {
         Some(body) => w.u8(1).bytes(body),
         None => w.u8(0),
@@ -469,37 +493,126 @@ pub fn encode_meta(m: &MessageMeta, inline_body: Option<&[u8]>) -> Vec<u8> {
     w.finish()
 }
 
-/// Decodes a message copy's metadata and its inline body, if it has one. A
-/// v1 record has no expiry, no delay and priority 0.
-pub fn decode_meta(b: &[u8]) -> Result<(MessageMeta, Option<Vec<u8>>), StoreError> {
+/// A message record read in place: every field checked exactly as
+/// [`decode_meta`] checks it, nothing copied. Recovery runs over every
+/// stored copy and needs only a few fields, so it reads this view instead
+/// of allocating a [`MessageMeta`] per record.
+#[derive(Debug, Clone, Copy)]
+pub struct MetaView<'a> {
+    /// See [`MessageMeta::body_id`].
+    pub body_id: u64,
+    /// See [`MessageMeta::id`].
+    pub id: &'a str,
+    /// See [`MessageMeta::exchange`].
+    pub exchange: &'a str,
+    /// See [`MessageMeta::routing_key`].
+    pub routing_key: &'a str,
+    /// The encoded headers after their count (already checked): `n` ×
+    /// (`str name`, `str value`).
+    headers: &'a [u8],
+    /// The number of headers in `headers`.
+    header_count: u32,
+    /// See [`MessageMeta::deliveries`].
+    pub deliveries: u32,
+    /// See [`MessageMeta::expires_at`].
+    pub expires_at: Option<u64>,
+    /// See [`MessageMeta::not_before`].
+    pub not_before: Option<u64>,
+    /// See [`MessageMeta::priority`].
+    pub priority: u8,
+    /// See [`MessageMeta::volatile`].
+    pub volatile: bool,
+    /// The body, when it is stored inside this record.
+    pub inline_body: Option<&'a [u8]>,
+}
+
+impl<'a> MetaView<'a> {
+    /// The headers, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let mut r = Reader {
+            rest: self.headers,
+            what: "message",
+            version: VERSION,
+        };
+        // Already checked by `view_meta`: a failure cannot happen, and
+        // would only end the list early.
+        (0..self.header_count).map_while(move |_| Some((r.str_ref().ok()?, r.str_ref().ok()?)))
+    }
+
+    /// The owned metadata.
+    pub fn to_meta(&self) -> MessageMeta {
+        MessageMeta {
+            body_id: self.body_id,
+            id: self.id.to_owned(),
+            exchange: self.exchange.to_owned(),
+            routing_key: self.routing_key.to_owned(),
+            headers: self
+                .headers()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            deliveries: self.deliveries,
+            expires_at: self.expires_at,
+            not_before: self.not_before,
+            priority: self.priority,
+            volatile: self.volatile,
+        }
+    }
+}
+
+/// Reads a message record in place (see [`MetaView`]). A v1 record has no
+/// expiry, no delay and priority 0; v1 and v2 records are not volatile.
+pub fn view_meta(b: &[u8]) -> Result<MetaView<'_>, StoreError> {
     let mut r = Reader::open(b, "message")?;
     let body_id = r.u64()?;
-    let id = r.str()?;
-    let exchange = r.str()?;
-    let routing_key = r.str()?;
-    let headers = r.headers()?;
+    let id = r.str_ref()?;
+    let exchange = r.str_ref()?;
+    let routing_key = r.str_ref()?;
+    let header_count = r.u32()?;
+    let start = r.rest;
+    for _ in 0..header_count {
+        r.str_ref()?;
+        r.str_ref()?;
+    }
+    let headers = &start[..start.len() - r.rest.len()];
     let deliveries = r.u32()?;
     let (expires_at, not_before, priority) = match r.version() {
         V1 => (None, None, 0),
         _ => (r.opt_u64()?, r.opt_u64()?, r.u8()?),
     };
-    let body = match r.u8()? {
+    let volatile = match r.version() {
+        V1 | V2 => false,
+        _ => match r.u8()? {
+            0 => false,
+            FLAG_VOLATILE => true,
+            _ => return Err(r.corrupt("unknown flags")),
+        },
+    };
+    let inline_body = match r.u8()? {
         0 => None,
-        _ => Some(r.bytes()?.to_vec()),
+        _ => Some(r.bytes()?),
     };
     r.end()?;
-    let meta = MessageMeta {
+    Ok(MetaView {
         body_id,
         id,
         exchange,
         routing_key,
         headers,
+        header_count,
         deliveries,
         expires_at,
         not_before,
         priority,
-    };
-    Ok((meta, body))
+        volatile,
+        inline_body,
+    })
+}
+
+/// Decodes a message copy's metadata and its inline body, if it has one
+/// (see [`view_meta`] for the defaults of older versions).
+pub fn decode_meta(b: &[u8]) -> Result<(MessageMeta, Option<Vec<u8>>), StoreError> {
+    let v = view_meta(b)?;
+    Ok((v.to_meta(), v.inline_body.map(<[u8]>::to_vec)))
 }
 
 /// Encodes the value of a de-duplication record: the end of its window
@@ -566,6 +679,7 @@ mod tests {
             expires_at,
             not_before,
             priority,
+            volatile: false,
         }
     }
 
@@ -616,7 +730,7 @@ mod tests {
         ] {
             let q = queue(args);
             let rec = encode_queue(&q);
-            assert_eq!(rec[0], V2);
+            assert_eq!(rec[0], V3);
             assert_eq!(decode_queue(&rec).unwrap(), q);
         }
     }
@@ -692,7 +806,7 @@ mod tests {
             meta(Some(u64::MAX), Some(0), 255),
         ] {
             let rec = encode_meta(&m, None);
-            assert_eq!(rec[0], V2);
+            assert_eq!(rec[0], V3);
             assert_eq!(decode_meta(&rec).unwrap(), (m.clone(), None));
             assert_eq!(
                 decode_meta(&encode_meta(&m, Some(b"body"))).unwrap(),
@@ -702,6 +816,68 @@ mod tests {
                 decode_meta(&encode_meta(&m, Some(b""))).unwrap(),
                 (m, Some(Vec::new()))
             );
+        }
+    }
+
+    #[test]
+    fn version_3_message_round_trips_volatile_or_not() {
+        for volatile in [false, true] {
+            let m = MessageMeta {
+                volatile,
+                ..meta(Some(1), Some(2), 3)
+            };
+            for body in [None, Some(&b"body"[..])] {
+                let rec = encode_meta(&m, body);
+                assert_eq!(rec[0], V3);
+                let v = view_meta(&rec).unwrap();
+                assert_eq!(v.volatile, volatile);
+                assert_eq!(v.inline_body, body);
+                assert_eq!(v.to_meta(), m);
+                assert_eq!(
+                    decode_meta(&rec).unwrap(),
+                    (m.clone(), body.map(<[u8]>::to_vec))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn version_2_message_decodes_as_not_volatile() {
+        // The v2 layout: no flags byte between priority and inline.
+        let m = meta(Some(1_700_000_000_000), Some(5), 4);
+        let mut w = Writer::with_version(V2);
+        w.u64(m.body_id)
+            .str(&m.id)
+            .str(&m.exchange)
+            .str(&m.routing_key)
+            .headers(&m.headers)
+            .u32(m.deliveries)
+            .opt_u64(m.expires_at)
+            .opt_u64(m.not_before)
+            .u8(m.priority)
+            .u8(1)
+            .bytes(b"old");
+        let (back, body) = decode_meta(&w.finish()).unwrap();
+        assert!(!back.volatile);
+        assert_eq!((back, body), (m, Some(b"old".to_vec())));
+    }
+
+    #[test]
+    fn unknown_message_flags_are_corruption() {
+        for flags in [2u8, 3, 0x80, 0xff] {
+            let mut w = Writer::new();
+            w.u64(1)
+                .str("m")
+                .str("")
+                .str("q")
+                .headers(&[])
+                .u32(0)
+                .opt_u64(None)
+                .opt_u64(None)
+                .u8(0)
+                .u8(flags)
+                .u8(0);
+            assert!(is_corrupt(decode_meta(&w.finish())), "flags {flags:#x}");
         }
     }
 
@@ -809,9 +985,9 @@ mod tests {
         ];
         for rec in &records {
             for i in 0..rec.len() {
-                // 0x03 turns version 2 into version 1: the version byte is
-                // under the v2 CRC, so that is caught too.
-                for mask in [0x01u8, 0x03, 0x40, 0x80, 0xff] {
+                // 0x01 turns version 3 into version 2, 0x02 into version 1:
+                // the version byte is under the CRC, so that is caught too.
+                for mask in [0x01u8, 0x02, 0x03, 0x40, 0x80, 0xff] {
                     let mut bad = rec.clone();
                     bad[i] ^= mask;
                     assert!(is_corrupt(decode_queue(&bad)), "queue byte {i}");
@@ -847,9 +1023,26 @@ mod tests {
         let mut w = Writer::new();
         w.str("jobs").u64(1).u8(0);
         assert!(is_corrupt(decode_queue(&w.finish())));
-        // A v2 message without its new fields.
+        // A current message without its v2 fields.
         let mut w = Writer::new();
         w.u64(1).str("m").str("").str("q").headers(&[]).u32(0).u8(0);
+        assert!(is_corrupt(decode_meta(&w.finish())));
+        // A v3 message in the v2 layout (no flags byte).
+        let mut w = Writer::new();
+        w.u64(1)
+            .str("m")
+            .str("")
+            .str("q")
+            .headers(&[])
+            .u32(0)
+            .opt_u64(None)
+            .opt_u64(None)
+            .u8(0)
+            .u8(0);
+        assert!(is_corrupt(decode_meta(&w.finish())));
+        // A header count far beyond the record.
+        let mut w = Writer::new();
+        w.u64(1).str("m").str("").str("q").u32(u32::MAX);
         assert!(is_corrupt(decode_meta(&w.finish())));
         // An optional tag that is neither 0 nor 1.
         let mut w = Writer::new();
@@ -887,7 +1080,7 @@ mod tests {
         fields.extend_from_slice(&[0, 0]);
         assert!(is_corrupt(decode_queue(&v1_record(&fields))));
         // Unknown versions, even with a matching CRC.
-        for version in [0u8, 3, 0xff] {
+        for version in [0u8, 4, 0xff] {
             let mut rec = encode_dedup(1);
             rec[0] = version;
             let crc = crc32fast::hash(&rec[5..]);
@@ -911,12 +1104,15 @@ mod tests {
             let len = (next() % 64) as usize;
             let mut rec: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             if rec.len() >= 5 && next() % 2 == 0 {
-                rec[0] = [V1, V2][(next() % 2) as usize];
+                rec[0] = [V1, V2, V3][(next() % 3) as usize];
                 let crc = record_crc(rec[0], &rec[5..]);
                 rec[1..5].copy_from_slice(&crc.to_be_bytes());
             }
             let _ = decode_queue(&rec);
             let _ = decode_meta(&rec);
+            if let Ok(v) = view_meta(&rec) {
+                let _ = v.to_meta();
+            }
             let _ = decode_exchange(&rec);
             let _ = decode_binding(&rec);
             let _ = decode_dedup(&rec);

@@ -2,7 +2,9 @@
 //! state in RAM only (`sluice serve --in-memory`, and unit tests): it is the
 //! baseline that shows what persistence costs.
 
-use super::{BindingDef, ExchangeDef, MessageBatch, QueueDef, Recovered, Store, StoreError};
+use super::{
+    BindingDef, ExchangeDef, MessageBatch, QueueDef, Recovered, RecoveredMessage, Store, StoreError,
+};
 
 /// The memory-only store: every write succeeds at once and nothing survives.
 #[derive(Debug, Default)]
@@ -14,6 +16,10 @@ impl Store for MemStore {
             clean_shutdown: true,
             ..Recovered::default()
         })
+    }
+    /// Nothing is stored, so nothing is loaded.
+    fn load(&self, _: u64, _: u64, _: u64, _: usize) -> Result<Vec<RecoveredMessage>, StoreError> {
+        Ok(Vec::new())
     }
     fn put_exchange(&self, _: &ExchangeDef) -> Result<(), StoreError> {
         Ok(())
@@ -32,6 +38,9 @@ impl Store for MemStore {
     }
     fn delete_binding(&self, _: &BindingDef) -> Result<(), StoreError> {
         Ok(())
+    }
+    fn keeps_messages(&self) -> bool {
+        false
     }
     fn apply(&self, _: &MessageBatch<'_>) -> Result<(), StoreError> {
         Ok(())

@@ -11,6 +11,13 @@
 //! comes out in queue order); a body is stored once however many queues hold
 //! the message, and removed with its last reference. One publish is one
 //! atomic batch, so a fan-out is all-or-nothing across a crash.
+//!
+//! Recovery does not read messages into RAM: [`Store::recover`] sums up
+//! each durable queue's stored copies ([`StoredQueue`]) and counts the
+//! references of shared bodies; the broker then pages copies in with
+//! [`Store::load`], a window at a time. The same call serves queues that
+//! keep only part of their backlog in RAM, including copies written only to
+//! save RAM ([`MessageMeta::volatile`]), which recovery drops.
 
 pub mod codec;
 pub mod commit;
@@ -20,6 +27,8 @@ pub mod sled_store;
 pub use commit::{CommitState, Committer};
 pub use memory::MemStore;
 pub use sled_store::SledStore;
+
+use std::collections::HashMap;
 
 use bytes::Bytes;
 
@@ -119,6 +128,10 @@ pub struct MessageMeta {
     pub not_before: Option<u64>,
     /// Priority (0 when none).
     pub priority: u8,
+    /// A spilled copy of a transient message (or of a copy in a non-durable
+    /// queue), written only to save RAM: it must not survive a restart, so
+    /// recovery drops it.
+    pub volatile: bool,
 }
 
 /// A publisher de-duplication record: `id` was published to queue
@@ -144,9 +157,30 @@ pub struct RecoveredMessage {
     pub meta: MessageMeta,
     /// Body (shared between copies of one body id).
     pub body: Bytes,
+    /// The body was stored inside the meta record, so it is this copy's
+    /// alone; false: a separately stored body that may be shared by several
+    /// copies (see [`Recovered::shared_refs`]).
+    pub inline: bool,
 }
 
-/// Everything the store holds, read back at start.
+/// The stored copies of one durable queue, summed up at recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredQueue {
+    /// Queue id.
+    pub queue_id: u64,
+    /// The smallest sequence number stored.
+    pub first_seq: u64,
+    /// The largest sequence number stored.
+    pub last_seq: u64,
+    /// How many copies are stored.
+    pub count: u64,
+    /// Their body bytes, counted per copy (a shared body counts once for
+    /// every copy that holds it).
+    pub bytes: u64,
+}
+
+/// What the store holds, read back at start: the topology in full, the
+/// stored message copies only summed up (see [`Store::load`]).
 #[derive(Debug, Default)]
 pub struct Recovered {
     /// Durable exchanges.
@@ -155,8 +189,15 @@ pub struct Recovered {
     pub queues: Vec<QueueDef>,
     /// Durable bindings.
     pub bindings: Vec<BindingDef>,
-    /// Persistent messages, in (queue id, seq) order.
-    pub messages: Vec<RecoveredMessage>,
+    /// Per durable queue holding stored copies: their span, count and bytes
+    /// (the copies themselves stay on disk; the broker pages them in with
+    /// [`Store::load`]). In queue id order.
+    pub stored: Vec<StoredQueue>,
+    /// For each body stored apart from its metadata (not inline): how many
+    /// stored copies reference it.
+    pub shared_refs: HashMap<u64, u32>,
+    /// The largest body id found in any copy (0 if none).
+    pub max_body_id: u64,
     /// Whether the previous run shut down cleanly.
     pub clean_shutdown: bool,
     /// De-duplication records still inside their window at recovery time
@@ -205,9 +246,23 @@ impl MessageBatch<'_> {
 /// barrier that makes every earlier write durable. The group commit in
 /// [`commit`] decides when to call it.
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
-    /// Reads everything back at start, dropping orphans (messages of deleted
-    /// queues, bodies nobody references) and marking the run as not clean.
+    /// Reads the topology back at start and sums up the stored copies,
+    /// dropping orphans (copies of deleted queues, volatile copies, copies
+    /// whose body is missing, bodies nobody references) and marking the run
+    /// as not clean. Its memory grows with the number of queues and of
+    /// shared bodies, never with the number of messages.
     fn recover(&self) -> Result<Recovered, StoreError>;
+    /// The stored copies of queue `queue_id` with `from <= seq < to`, in seq
+    /// order, at most `limit` of them, with their bodies (a body shared by
+    /// several copies in the result is read once and shared as `Bytes`). A
+    /// copy whose body is missing is skipped (warned), not an error.
+    fn load(
+        &self,
+        queue_id: u64,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<RecoveredMessage>, StoreError>;
     /// Writes or replaces a durable exchange.
     fn put_exchange(&self, def: &ExchangeDef) -> Result<(), StoreError>;
     /// Removes a durable exchange and its bindings.
@@ -221,6 +276,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn put_binding(&self, def: &BindingDef) -> Result<(), StoreError>;
     /// Removes a durable binding.
     fn delete_binding(&self, def: &BindingDef) -> Result<(), StoreError>;
+    /// Whether written messages can be read back ([`Store::load`]); a store
+    /// that keeps nothing says no, and queues then never page out.
+    fn keeps_messages(&self) -> bool {
+        true
+    }
     /// Applies one atomic message batch.
     fn apply(&self, batch: &MessageBatch<'_>) -> Result<(), StoreError>;
     /// Records whether the store was shut down cleanly.

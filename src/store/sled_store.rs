@@ -14,6 +14,12 @@
 //! Bodies are cut into 64 KiB chunks so that none reaches sled's blob files
 //! (values over ~128 KiB), which sled never fsyncs.
 //!
+//! Recovery scans the `m` space once, reading each record in place
+//! ([`codec::view_meta`]): it keeps a summary per queue, the reference count
+//! and length of each body stored apart, and nothing per message, so a
+//! backlog of millions recovers in bounded memory. Copies are read later,
+//! a window at a time, with a range scan ([`Store::load`]).
+//!
 //! Durability: sled's `flush` ends in `sync_file_range`, which is not a
 //! barrier against power loss, so [`Store::sync`] follows it with
 //! `fdatasync` of sled's `db` file (see `shared/reference/reliability.md` §2).
@@ -28,13 +34,16 @@ use bytes::{Bytes, BytesMut};
 use super::codec::{self, Reader, Writer};
 use super::{
     BindingDef, DedupEntry, ExchangeDef, MessageBatch, QueueDef, Recovered, RecoveredMessage,
-    Store, StoreError,
+    Store, StoreError, StoredQueue,
 };
 
 /// Bodies are stored in chunks of at most this many bytes.
 pub const BODY_CHUNK_BYTES: usize = 64 * 1024;
 /// sled's page cache size: its default (1 GiB) is far too large for a broker.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Recovery removes orphans in batches of at most this many keys, so that a
+/// large backlog of them never sits in RAM at once.
+const ORPHAN_BATCH_KEYS: usize = 10_000;
 
 /// How long [`SledStore::open`] waits for the directory lock.
 ///
@@ -191,6 +200,18 @@ impl SledStore {
         }
     }
 
+    /// The length of a stored body, from its head chunk alone (whose record
+    /// CRC is checked; the whole-body CRC is left to [`Self::read_body`]).
+    /// `None` if the body is missing.
+    fn body_len(&self, body_id: u64) -> Result<Option<u64>, StoreError> {
+        let Some(first) = self.messages.get(body_key(body_id, 0))? else {
+            return Ok(None);
+        };
+        let mut r = Reader::open(&first, "body")?;
+        let _crc = r.u32()?;
+        Ok(Some(r.u64()?))
+    }
+
     fn read_body(&self, body_id: u64) -> Result<Option<Bytes>, StoreError> {
         let Some(first) = self.messages.get(body_key(body_id, 0))? else {
             return Ok(None);
@@ -220,6 +241,46 @@ impl SledStore {
     }
 }
 
+/// The keys recovery removes, applied in batches of [`ORPHAN_BATCH_KEYS`]
+/// (the removals need no atomicity: an orphan left by a crash is found
+/// again at the next recovery).
+struct Orphans<'a> {
+    tree: &'a sled::Tree,
+    batch: sled::Batch,
+    len: usize,
+}
+
+impl<'a> Orphans<'a> {
+    fn new(tree: &'a sled::Tree) -> Self {
+        Orphans {
+            tree,
+            batch: sled::Batch::default(),
+            len: 0,
+        }
+    }
+
+    fn remove(&mut self, key: sled::IVec) -> Result<(), StoreError> {
+        self.batch.remove(key);
+        self.len += 1;
+        if self.len >= ORPHAN_BATCH_KEYS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.len > 0 {
+            self.tree.apply_batch(std::mem::take(&mut self.batch))?;
+            self.len = 0;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), StoreError> {
+        self.flush()
+    }
+}
+
 impl Store for SledStore {
     fn recover(&self) -> Result<Recovered, StoreError> {
         let mut out = Recovered {
@@ -236,8 +297,10 @@ impl Store for SledStore {
             out.bindings.push(codec::decode_binding(&kv?.0)?);
         }
         let live: HashSet<u64> = out.queues.iter().map(|q| q.id).collect();
-        let mut bodies: HashMap<u64, Bytes> = HashMap::new();
-        let mut orphans = sled::Batch::default();
+        let mut orphans = Orphans::new(&self.messages);
+        // The length of each separately stored body (`None`: missing), read
+        // once from its head chunk however many copies share it.
+        let mut body_lens: HashMap<u64, Option<u64>> = HashMap::new();
         for kv in self.messages.scan_prefix(b"m") {
             let (k, v) = kv?;
             if k.len() != 17 {
@@ -245,49 +308,60 @@ impl Store for SledStore {
             }
             let (queue_id, seq) = (be_u64(&k[1..9]), be_u64(&k[9..17]));
             if !live.contains(&queue_id) {
-                orphans.remove(k);
+                orphans.remove(k)?;
                 continue;
             }
-            let (meta, inline) = codec::decode_meta(&v)?;
-            if let Some(body) = inline {
-                let body = Bytes::from(body);
-                bodies.insert(meta.body_id, body.clone());
-                out.messages.push(RecoveredMessage {
-                    queue_id,
-                    seq,
-                    meta,
-                    body,
-                });
+            let meta = codec::view_meta(&v)?;
+            out.max_body_id = out.max_body_id.max(meta.body_id);
+            if meta.volatile {
+                orphans.remove(k)?;
                 continue;
             }
-            let body = match bodies.get(&meta.body_id) {
-                Some(b) => b.clone(),
-                None => match self.read_body(meta.body_id)? {
-                    Some(b) => {
-                        bodies.insert(meta.body_id, b.clone());
-                        b
-                    }
-                    None => {
+            let len = match meta.inline_body {
+                Some(body) => body.len() as u64,
+                None => {
+                    let len = match body_lens.get(&meta.body_id) {
+                        Some(len) => *len,
+                        None => {
+                            let len = self.body_len(meta.body_id)?;
+                            body_lens.insert(meta.body_id, len);
+                            len
+                        }
+                    };
+                    let Some(len) = len else {
                         tracing::warn!(queue_id, seq, "message without a body, dropped");
-                        orphans.remove(k);
+                        orphans.remove(k)?;
                         continue;
-                    }
-                },
+                    };
+                    let refs = out.shared_refs.entry(meta.body_id).or_insert(0);
+                    *refs = refs.saturating_add(1);
+                    len
+                }
             };
-            out.messages.push(RecoveredMessage {
-                queue_id,
-                seq,
-                meta,
-                body,
-            });
+            match out.stored.last_mut() {
+                Some(q) if q.queue_id == queue_id => {
+                    // Keys come in (queue id, seq) order.
+                    q.last_seq = seq;
+                    q.count += 1;
+                    q.bytes = q.bytes.saturating_add(len);
+                }
+                _ => out.stored.push(StoredQueue {
+                    queue_id,
+                    first_seq: seq,
+                    last_seq: seq,
+                    count: 1,
+                    bytes: len,
+                }),
+            }
         }
+        drop(body_lens);
         for kv in self.messages.scan_prefix(b"b") {
             let (k, _) = kv?;
             if k.len() != 13 {
                 return Err(StoreError::Corrupt("body key of wrong length".into()));
             }
-            if !bodies.contains_key(&be_u64(&k[1..9])) {
-                orphans.remove(k);
+            if !out.shared_refs.contains_key(&be_u64(&k[1..9])) {
+                orphans.remove(k)?;
             }
         }
         // De-duplication records: kept while inside their window and their
@@ -300,12 +374,12 @@ impl Store for SledStore {
             }
             let queue_id = be_u64(&k[1..9]);
             if !live.contains(&queue_id) {
-                orphans.remove(k);
+                orphans.remove(k)?;
                 continue;
             }
             let expires_at = codec::decode_dedup(&v)?;
             if expires_at <= now {
-                orphans.remove(k);
+                orphans.remove(k)?;
                 continue;
             }
             let id = std::str::from_utf8(&k[9..])
@@ -317,9 +391,63 @@ impl Store for SledStore {
                 expires_at,
             });
         }
-        self.messages.apply_batch(orphans)?;
+        orphans.finish()?;
         self.meta.insert("clean", &[0u8])?;
         self.sync()?;
+        Ok(out)
+    }
+
+    fn load(
+        &self,
+        queue_id: u64,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<RecoveredMessage>, StoreError> {
+        let mut out = Vec::new();
+        if from >= to || limit == 0 {
+            return Ok(out);
+        }
+        // Bodies stored apart, read once per call however many copies in
+        // the result share them.
+        let mut bodies: HashMap<u64, Bytes> = HashMap::new();
+        for kv in self
+            .messages
+            .range(meta_key(queue_id, from)..meta_key(queue_id, to))
+        {
+            let (k, v) = kv?;
+            if k.len() != 17 {
+                return Err(StoreError::Corrupt("message key of wrong length".into()));
+            }
+            let seq = be_u64(&k[9..17]);
+            let meta = codec::view_meta(&v)?;
+            let (body, inline) = match meta.inline_body {
+                Some(body) => (Bytes::copy_from_slice(body), true),
+                None => match bodies.get(&meta.body_id) {
+                    Some(body) => (body.clone(), false),
+                    None => match self.read_body(meta.body_id)? {
+                        Some(body) => {
+                            bodies.insert(meta.body_id, body.clone());
+                            (body, false)
+                        }
+                        None => {
+                            tracing::warn!(queue_id, seq, "message without a body, skipped");
+                            continue;
+                        }
+                    },
+                },
+            };
+            out.push(RecoveredMessage {
+                queue_id,
+                seq,
+                meta: meta.to_meta(),
+                body,
+                inline,
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
         Ok(out)
     }
 
@@ -518,6 +646,33 @@ mod tests {
             expires_at: Some(now_ms() + HOUR_MS),
             not_before: Some(5),
             priority: 7,
+            volatile: false,
+        }
+    }
+
+    fn volatile(body_id: u64, id: &str) -> MessageMeta {
+        MessageMeta {
+            volatile: true,
+            ..meta(body_id, id)
+        }
+    }
+
+    /// Every stored copy of a queue, in order.
+    fn load_all(s: &SledStore, queue_id: u64) -> Vec<RecoveredMessage> {
+        s.load(queue_id, 0, u64::MAX, usize::MAX).unwrap()
+    }
+
+    fn seqs(ms: &[RecoveredMessage]) -> Vec<u64> {
+        ms.iter().map(|m| m.seq).collect()
+    }
+
+    fn stored(queue_id: u64, first_seq: u64, last_seq: u64, count: u64, bytes: u64) -> StoredQueue {
+        StoredQueue {
+            queue_id,
+            first_seq,
+            last_seq,
+            count,
+            bytes,
         }
     }
 
@@ -573,11 +728,14 @@ mod tests {
         let s = open(dir.path());
         let r = s.recover().unwrap();
         assert_eq!(r.queues, vec![q]);
-        assert_eq!(r.messages.len(), 3);
-        assert_eq!(r.messages[0].meta, m);
-        assert_eq!(&r.messages[0].body[..], b"hello");
-        assert_eq!(&r.messages[1].body[..], b"shared");
-        assert_eq!(&r.messages[2].body[..], b"shared");
+        assert_eq!(r.stored, vec![stored(1, 1, 3, 3, 5 + 6 + 6)]);
+        let ms = load_all(&s, 1);
+        assert_eq!(ms.len(), 3);
+        assert_eq!(ms[0].meta, m);
+        assert!(ms[0].inline && !ms[1].inline && !ms[2].inline);
+        assert_eq!(&ms[0].body[..], b"hello");
+        assert_eq!(&ms[1].body[..], b"shared");
+        assert_eq!(&ms[2].body[..], b"shared");
         assert_eq!(r.dedup.len(), 2);
         assert_eq!(r.dedup[0], d);
         assert_eq!(r.dedup[1].id, "msg-2");
@@ -608,8 +766,15 @@ mod tests {
         }
         let s = open(dir.path());
         let r = s.recover().unwrap();
-        assert_eq!(r.messages.len(), 2);
-        assert!(r.messages.iter().all(|m| m.body[..] == big[..]));
+        let len = big.len() as u64;
+        assert_eq!(
+            r.stored,
+            vec![stored(1, 1, 1, 1, len), stored(2, 1, 1, 1, len)]
+        );
+        assert_eq!(r.shared_refs, HashMap::from([(21, 2)]));
+        let ms = [load_all(&s, 1), load_all(&s, 2)].concat();
+        assert_eq!(ms.len(), 2);
+        assert!(ms.iter().all(|m| m.body[..] == big[..]));
         assert!(s.messages.get(body_key(22, 0)).unwrap().is_none());
     }
 
@@ -666,8 +831,9 @@ mod tests {
         assert!(s.messages.get(meta_key(2, 1)).unwrap().is_some());
         let r = s.recover().unwrap();
         assert_eq!(r.dedup, vec![db]);
-        assert_eq!(r.messages.len(), 1);
-        assert_eq!(r.messages[0].queue_id, 2);
+        assert_eq!(r.stored, vec![stored(2, 1, 1, 1, 4)]);
+        assert!(load_all(&s, 1).is_empty());
+        assert_eq!(load_all(&s, 2).len(), 1);
     }
 
     #[test]
@@ -742,7 +908,7 @@ mod tests {
         })
         .unwrap();
         let r = s.recover().unwrap();
-        assert!(r.messages.is_empty());
+        assert!(r.stored.is_empty());
         assert!(r.dedup.is_empty());
     }
 
@@ -770,11 +936,244 @@ mod tests {
         let r = s.recover().unwrap();
         assert_eq!(r.queues.len(), 1);
         assert_eq!(r.queues[0].args, QueueArgs::default());
-        assert_eq!(r.messages.len(), 1);
-        let m = &r.messages[0];
+        assert_eq!(r.stored, vec![stored(4, 1, 1, 1, 6)]);
+        assert_eq!(r.max_body_id, 8);
+        let ms = load_all(&s, 4);
+        assert_eq!(ms.len(), 1);
+        let m = &ms[0];
         assert_eq!((m.meta.deliveries, &m.body[..]), (2, &b"legacy"[..]));
         assert_eq!((m.meta.expires_at, m.meta.not_before), (None, None));
         assert_eq!(m.meta.priority, 0);
+        assert!(!m.meta.volatile && m.inline);
+    }
+
+    #[test]
+    fn recover_sums_up_each_queue_and_counts_shared_bodies() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![3u8; BODY_CHUNK_BYTES + 1];
+        {
+            let s = open(dir.path());
+            s.recover().unwrap();
+            for (name, id) in [("a", 1), ("b", 2), ("c", 3)] {
+                s.put_queue(&queue(name, id)).unwrap();
+            }
+            // One body fanned out to three queues: stored once, apart.
+            let fan = meta(100, "fan");
+            s.apply(&MessageBatch {
+                put_bodies: vec![(100, b"shared")],
+                put_metas: vec![(1, 1, &fan), (2, 1, &fan), (3, 1, &fan)],
+                ordered_only: true,
+                ..MessageBatch::default()
+            })
+            .unwrap();
+            // Small single-queue messages: inline.
+            for (seq, body_id, body) in [(2, 101, &b"abc"[..]), (3, 102, b"defgh")] {
+                let m = meta(body_id, "inline");
+                s.apply(&MessageBatch {
+                    put_bodies: vec![(body_id, body)],
+                    put_metas: vec![(1, seq, &m)],
+                    ..MessageBatch::default()
+                })
+                .unwrap();
+            }
+            // A large body for one queue: stored apart, one reference.
+            let m = meta(103, "big");
+            s.apply(&MessageBatch {
+                put_bodies: vec![(103, &big)],
+                put_metas: vec![(2, 5, &m)],
+                ..MessageBatch::default()
+            })
+            .unwrap();
+            s.sync().unwrap();
+        }
+        let s = open(dir.path());
+        let r = s.recover().unwrap();
+        assert_eq!(
+            r.stored,
+            vec![
+                stored(1, 1, 3, 3, 6 + 3 + 5),
+                stored(2, 1, 5, 2, 6 + big.len() as u64),
+                stored(3, 1, 1, 1, 6),
+            ]
+        );
+        assert_eq!(r.shared_refs, HashMap::from([(100, 3), (103, 1)]));
+        assert_eq!(r.max_body_id, 103);
+        // The shared body survives the orphan collection.
+        assert!(s.messages.get(body_key(100, 0)).unwrap().is_some());
+        assert!(s.messages.get(body_key(103, 1)).unwrap().is_some());
+    }
+
+    #[test]
+    fn volatile_copies_are_dropped_at_recovery_and_do_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(dir.path());
+            s.recover().unwrap();
+            s.put_queue(&queue("a", 1)).unwrap();
+            s.put_queue(&queue("b", 2)).unwrap();
+            let (kept, spilled) = (meta(1, "kept"), volatile(2, "spilled"));
+            for (seq, m) in [(1, &kept), (2, &spilled)] {
+                s.apply(&MessageBatch {
+                    put_bodies: vec![(m.body_id, b"inline")],
+                    put_metas: vec![(1, seq, m)],
+                    ..MessageBatch::default()
+                })
+                .unwrap();
+            }
+            // A body only volatile copies reference, and one that a
+            // volatile and a durable copy share.
+            let (v50, v51, d51) = (volatile(50, "v50"), volatile(51, "v51"), meta(51, "d51"));
+            s.apply(&MessageBatch {
+                put_bodies: vec![(50, b"only-volatile")],
+                put_metas: vec![(1, 3, &v50), (2, 1, &v50)],
+                ..MessageBatch::default()
+            })
+            .unwrap();
+            s.apply(&MessageBatch {
+                put_bodies: vec![(51, b"mixed")],
+                put_metas: vec![(1, 4, &v51), (2, 2, &d51)],
+                ..MessageBatch::default()
+            })
+            .unwrap();
+            // Until a restart, a volatile copy pages in like any other.
+            let ms = load_all(&s, 1);
+            assert_eq!(seqs(&ms), vec![1, 2, 3, 4]);
+            assert_eq!(
+                ms.iter().map(|m| m.meta.volatile).collect::<Vec<_>>(),
+                vec![false, true, true, true]
+            );
+            s.sync().unwrap();
+        }
+        let s = open(dir.path());
+        let r = s.recover().unwrap();
+        assert_eq!(r.stored, vec![stored(1, 1, 1, 1, 6), stored(2, 2, 2, 1, 5)]);
+        assert_eq!(r.shared_refs, HashMap::from([(51, 1)]));
+        for (q, seq) in [(1, 2), (1, 3), (1, 4), (2, 1)] {
+            assert!(s.messages.get(meta_key(q, seq)).unwrap().is_none());
+        }
+        assert!(s.messages.get(body_key(50, 0)).unwrap().is_none());
+        assert!(s.messages.get(body_key(51, 0)).unwrap().is_some());
+        assert_eq!(seqs(&load_all(&s, 1)), vec![1]);
+        let ms = load_all(&s, 2);
+        assert_eq!(seqs(&ms), vec![2]);
+        assert_eq!(&ms[0].body[..], b"mixed");
+    }
+
+    #[test]
+    fn load_respects_from_to_limit_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.recover().unwrap();
+        for (name, id) in [("a", 1), ("b", 2), ("c", 3)] {
+            s.put_queue(&queue(name, id)).unwrap();
+        }
+        // Queue 2: seqs 1..=10; its neighbours hold copies too, which must
+        // never show up in its range. Written out of order.
+        for seq in (1..=10).rev() {
+            let m = meta(seq, &format!("m{seq}"));
+            let body = seq.to_string();
+            s.apply(&MessageBatch {
+                put_bodies: vec![(seq, body.as_bytes())],
+                put_metas: vec![(2, seq, &m)],
+                ..MessageBatch::default()
+            })
+            .unwrap();
+        }
+        let fan = meta(99, "fan");
+        s.apply(&MessageBatch {
+            put_bodies: vec![(99, b"fan")],
+            put_metas: vec![(1, 1, &fan), (3, 0, &fan), (2, 20, &fan), (2, 21, &fan)],
+            ..MessageBatch::default()
+        })
+        .unwrap();
+        let all = load_all(&s, 2);
+        assert_eq!(seqs(&all), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 21]);
+        assert!(all.iter().all(|m| m.queue_id == 2));
+        assert_eq!(&all[2].body[..], b"3");
+        assert_eq!(all[2].meta.id, "m3");
+        assert_eq!(
+            seqs(&s.load(2, 3, 7, usize::MAX).unwrap()),
+            vec![3, 4, 5, 6]
+        );
+        assert_eq!(seqs(&s.load(2, 3, 7, 2).unwrap()), vec![3, 4]);
+        assert_eq!(seqs(&s.load(2, 10, u64::MAX, 2).unwrap()), vec![10, 20]);
+        assert_eq!(seqs(&s.load(2, 11, 20, 5).unwrap()), Vec::<u64>::new());
+        assert!(s.load(2, 5, 5, 10).unwrap().is_empty());
+        assert!(s.load(2, 7, 3, 10).unwrap().is_empty());
+        assert!(s.load(2, 0, u64::MAX, 0).unwrap().is_empty());
+        assert!(s.load(4, 0, u64::MAX, 10).unwrap().is_empty());
+        // A body shared by two copies of the result is read once.
+        let shared = s.load(2, 20, 22, 10).unwrap();
+        assert_eq!(shared.len(), 2);
+        assert_eq!(shared[0].body.as_ptr(), shared[1].body.as_ptr());
+        assert!(!shared[0].inline);
+    }
+
+    #[test]
+    fn load_skips_a_copy_whose_body_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.recover().unwrap();
+        s.put_queue(&queue("q", 1)).unwrap();
+        let lost = meta(7, "lost");
+        s.apply(&MessageBatch {
+            put_bodies: vec![(7, b"gone soon")],
+            put_metas: vec![(1, 1, &lost), (1, 2, &lost)],
+            ..MessageBatch::default()
+        })
+        .unwrap();
+        let m = meta(8, "ok");
+        s.apply(&MessageBatch {
+            put_bodies: vec![(8, b"here")],
+            put_metas: vec![(1, 3, &m)],
+            ..MessageBatch::default()
+        })
+        .unwrap();
+        s.messages.remove(body_key(7, 0)).unwrap();
+        let ms = load_all(&s, 1);
+        assert_eq!(seqs(&ms), vec![3]);
+        assert_eq!(&ms[0].body[..], b"here");
+        // Recovery drops such copies for good.
+        let r = s.recover().unwrap();
+        assert_eq!(r.stored, vec![stored(1, 3, 3, 1, 4)]);
+        assert!(r.shared_refs.is_empty());
+        assert!(s.messages.get(meta_key(1, 1)).unwrap().is_none());
+    }
+
+    #[test]
+    fn recovering_a_large_backlog_keeps_only_its_summary() {
+        const N: u64 = 100_000;
+        // More orphans than one removal batch holds.
+        const ORPHANS: u64 = 25_000;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(dir.path());
+            s.recover().unwrap();
+            s.put_queue(&queue("big", 1)).unwrap();
+            for seq in 1..=N {
+                let m = meta(seq, "m");
+                s.apply(&MessageBatch {
+                    put_bodies: vec![(seq, b"0123456789")],
+                    put_metas: vec![(1, seq, &m)],
+                    ..MessageBatch::default()
+                })
+                .unwrap();
+            }
+            // Copies of a queue that no longer exists.
+            let m = meta(N + 1, "orphan");
+            let value = codec::encode_meta(&m, Some(b"x"));
+            for seq in 1..=ORPHANS {
+                s.messages.insert(meta_key(2, seq), value.clone()).unwrap();
+            }
+            s.sync().unwrap();
+        }
+        let s = open(dir.path());
+        let r = s.recover().unwrap();
+        assert_eq!(r.stored, vec![stored(1, 1, N, N, 10 * N)]);
+        assert!(r.shared_refs.is_empty());
+        assert_eq!(r.max_body_id, N);
+        assert_eq!(s.messages.scan_prefix(queue_prefix(b'm', 2)).count(), 0);
+        assert_eq!(seqs(&s.load(1, N - 1, N + 1, 10).unwrap()), vec![N - 1, N]);
     }
 
     #[test]

@@ -30,9 +30,14 @@ struct Broker {
 }
 
 async fn start(dir: &std::path::Path) -> Broker {
+    start_with(dir, &[]).await
+}
+
+async fn start_with(dir: &std::path::Path, extra: &[&str]) -> Broker {
     let mut child = Command::new(sluice_bin())
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -349,4 +354,66 @@ async fn a_crash_does_not_use_up_the_delivery_limit_of_an_undelivered_message() 
     let d = &r.deliveries[0];
     assert_eq!(d.id, "never-delivered");
     assert!(d.redelivered, "after a crash it may have been delivered");
+}
+
+/// Pages a backlog out, crashes, then stops cleanly before the paged-out
+/// part was read back: those messages must still come flagged as possibly
+/// delivered after the next start (the flag is applied when a message is
+/// read back, so the clean stop must not hide the crash).
+#[tokio::test]
+async fn a_paged_out_backlog_keeps_its_crash_flag_across_a_clean_stop() {
+    const SMALL: [&str; 2] = ["--queue-memory", "4096"];
+    const N: usize = 1500;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = start_with(dir.path(), &SMALL).await;
+    let mut c = Client::connect(&broker.addr).await.expect("connect");
+    c.request("DECLARE QUEUE backlog durable", None)
+        .await
+        .expect("declare");
+    for i in 0..N {
+        c.publish("", "backlog", &format!("id=m-{i}"), b"x")
+            .await
+            .expect("publish");
+    }
+    drop(c);
+    broker.child.start_kill().expect("SIGKILL");
+    let _ = broker.child.wait().await;
+
+    let mut broker = start_with(dir.path(), &SMALL).await;
+    let mut c = Client::connect(&broker.addr).await.expect("connect");
+    let r = c
+        .request("GET backlog count=100 ack=auto", None)
+        .await
+        .expect("GET");
+    assert_eq!(r.deliveries.len(), 100);
+    for (i, d) in r.deliveries.iter().enumerate() {
+        assert_eq!(d.id, format!("m-{i}"));
+        assert!(d.redelivered, "{} after a crash", d.id);
+    }
+    drop(c);
+    let pid = broker.child.id().expect("pid").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = broker.child.wait().await.expect("wait");
+    assert!(exit.success(), "clean stop: {exit:?}");
+
+    let broker = start_with(dir.path(), &SMALL).await;
+    let mut c = Client::connect(&broker.addr).await.expect("connect");
+    let mut next = 100;
+    while next < N {
+        let r = c
+            .request("GET backlog count=1000 ack=auto", None)
+            .await
+            .expect("GET");
+        assert!(!r.deliveries.is_empty(), "backlog ended at {next}");
+        for d in &r.deliveries {
+            assert_eq!(d.id, format!("m-{next}"));
+            assert!(d.redelivered, "{} lost its crash flag", d.id);
+            next += 1;
+        }
+    }
 }
