@@ -13,8 +13,9 @@ pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
 /// Unacked deliveries per subscription when `SUB` does not say `prefetch=`.
 pub const DEFAULT_PREFETCH: u32 = 100;
 /// What one queue keeps of its waiting messages in RAM before it pages the
-/// rest out to the store.
-pub const DEFAULT_QUEUE_MEMORY_BYTES: u64 = 8 * 1024 * 1024;
+/// rest out to the store (persistent ones past an 8 MiB read-ahead window
+/// stay on disk anyway).
+pub const DEFAULT_QUEUE_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 /// Connections served at once; more wait in the kernel's accept queue.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 

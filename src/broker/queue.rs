@@ -28,9 +28,10 @@
 //! registers only its earliest deadline with the broker's [`Timers`].
 //!
 //! **Paging.** A queue on disk keeps at most its RAM budget
-//! (`--queue-memory`) of waiting messages in RAM. Past it, a new copy is
-//! written to the store (a transient one too, flagged volatile so that a
-//! restart drops it) and only its position is kept: the *tail*, a set of
+//! (`--queue-memory`) of waiting messages in RAM, and of stored copies
+//! (on disk anyway) only an 8 MiB read-ahead window. Past these, a new copy
+//! is left in (or, transient, written to) the store (flagged volatile so
+//! that a restart drops it) and only its position is kept: the *tail*, a set of
 //! position ranges plus a count and byte total. Positions in the tail come
 //! after everything in RAM, so the head is always in RAM; as consumers
 //! drain it the queue reads the tail back a page at a time, in order (the
@@ -56,6 +57,9 @@ use crate::store::{DedupEntry, MessageBatch, StoredQueue};
 /// What a waiting copy costs in RAM besides its body (the entry, its share
 /// of the message, the index nodes), for the RAM budget.
 const ENTRY_OVERHEAD: u64 = 256;
+/// RAM a queue uses for stored copies (which are on disk anyway) before
+/// it leaves the rest of them there: the read-ahead window.
+const STORED_WINDOW: u64 = 8 * 1024 * 1024;
 /// Copies read back from the tail at a time.
 const PAGE: usize = 512;
 /// Below this many ready copies in RAM the next page is read ahead.
@@ -320,9 +324,11 @@ pub struct Queue {
     pub owner: Option<u64>,
     /// Failure-handling options.
     pub args: QueueArgs,
-    /// Pages its backlog out to the store past `ram_budget`.
+    /// Pages its backlog out to the store: stored copies past `window`,
+    /// transient ones past `ram_budget`.
     pages: bool,
     ram_budget: u64,
+    window: u64,
     /// New copies go to the store (see [`Queue::spilling`]).
     spilling: AtomicBool,
     next_seq: AtomicU64,
@@ -370,6 +376,7 @@ impl Queue {
             args: init.args,
             pages,
             ram_budget,
+            window: ram_budget.min(STORED_WINDOW),
             spilling: AtomicBool::new(false),
             next_seq: AtomicU64::new(init.next_seq),
             state: parking_lot::Mutex::new(state),
@@ -576,7 +583,7 @@ impl Queue {
                 s.crash_below = end;
             }
         }
-        while !s.tail.is_empty() && s.ram_bytes() < self.ram_budget {
+        while !s.tail.is_empty() && s.ram_bytes() < self.window {
             if !self.page_in(&mut s, &now) {
                 break;
             }
@@ -965,7 +972,7 @@ impl Queue {
         }
         // Read the next page of the tail while the head runs low, so that
         // the expiry of paged-out copies goes on without consumers.
-        if !s.tail.is_empty() && s.ready.len() < LOW_WATER && s.ram_bytes() < self.ram_budget {
+        if !s.tail.is_empty() && s.ready.len() < LOW_WATER && s.ram_bytes() < self.window {
             self.page_in(&mut s, &clock);
         }
         let idle = self.idle_deadline(&s).is_some_and(|t| t < now);
@@ -1023,11 +1030,12 @@ impl Queue {
     }
 
     /// Whether a new stored copy goes to the tail rather than RAM: after a
-    /// tail's first position (so that order holds), or when RAM is full.
+    /// tail's first position (so that order holds), or past the window
+    /// (a transient copy is stored only once RAM is full, past the window).
     fn to_tail(&self, s: &State, e: &Entry) -> bool {
         match s.tail.head() {
             Some(head) => e.seq >= head,
-            None => s.ram_bytes() >= self.ram_budget,
+            None => s.ram_bytes() >= self.window,
         }
     }
 
@@ -1083,7 +1091,7 @@ impl Queue {
                 .ready
                 .first_key_value()
                 .map_or(true, |((_, seq), _)| *seq >= head);
-            let low = s.ready.len() < LOW_WATER && s.ram_bytes() < self.ram_budget;
+            let low = s.ready.len() < LOW_WATER && s.ram_bytes() < self.window;
             if !blocked && !low {
                 break;
             }
