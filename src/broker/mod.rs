@@ -589,13 +589,13 @@ impl Broker {
     /// Shuts the store down cleanly: delivery counts written, everything
     /// synced, the clean flag set. Call after every connection has closed.
     pub fn shutdown(&self) -> Result<(), StoreError> {
-        let mut clean = true;
+        // Copies from before an unclean stop, still paged out, have not
+        // been flagged yet: then the next start must treat this stop as
+        // unclean too (and will add its crash delivery again).
+        let clean = !self.inner.queues.iter().any(|q| q.crash_flags_pending());
         for q in self.inner.queues.iter() {
-            // Copies from before an unclean stop, still paged out, have not
-            // been flagged yet: the next start must flag them.
-            clean &= !q.crash_flags_pending();
             if stores(&q) {
-                if let Err(e) = q.persist_delivery_counts() {
+                if let Err(e) = q.persist_delivery_counts(clean) {
                     tracing::warn!(queue = %q.name, error = %e, "could not save delivery counts");
                 }
             }

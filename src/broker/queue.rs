@@ -919,7 +919,10 @@ impl Queue {
 
     /// Writes the delivery counts of delivered-but-requeued copies, so that a
     /// clean restart still flags them `redelivered`.
-    pub fn persist_delivery_counts(&self) -> Result<(), BrokerError> {
+    /// `clean`: the store is marked cleanly shut down. When it is not, the
+    /// next start adds its crash delivery again, so the one added after the
+    /// last crash (`uncertain`) is not saved: it is not counted twice.
+    pub fn persist_delivery_counts(&self, clean: bool) -> Result<(), BrokerError> {
         let copies: Vec<Entry> = {
             let s = self.state.lock();
             s.ready
@@ -927,6 +930,12 @@ impl Queue {
                 .chain(s.delayed.values())
                 .filter(|e| e.stored && e.deliveries > 0)
                 .cloned()
+                .map(|mut e| {
+                    if e.uncertain && !clean {
+                        e.deliveries -= 1;
+                    }
+                    e
+                })
                 .collect()
         };
         for e in &copies {

@@ -413,6 +413,8 @@ async fn a_paged_out_backlog_keeps_its_crash_flag_across_a_clean_stop() {
         for d in &r.deliveries {
             assert_eq!(d.id, format!("m-{next}"));
             assert!(d.redelivered, "{} lost its crash flag", d.id);
+            // Never delivered: one possible delivery for the crash, this one.
+            assert_eq!(d.deliveries, 2, "{} counted the crash twice", d.id);
             next += 1;
         }
     }
