@@ -154,3 +154,67 @@ async fn deleted_durable_queue_stays_deleted_after_restart() {
     c.ok("DECLARE QUEUE q durable", "OK q messages=0 consumers=0")
         .await;
 }
+
+/// Confirms wait for real fsyncs (the store's sync count, which counts
+/// `fdatasync` calls on sled's file): a publisher that waits for each `OK`
+/// pays one fsync per message, a pipelining one shares them (group
+/// commit), and a transient message costs none.
+#[tokio::test]
+async fn sequential_confirms_each_wait_for_an_fsync_and_pipelined_ones_share_them() {
+    const SEQUENTIAL: u64 = 50;
+    const PIPELINED: u64 = 2000;
+    let srv = TestServer::start().await;
+    let mut c = srv.conn().await;
+    c.ok("DECLARE QUEUE q durable", "OK q messages=0 consumers=0")
+        .await;
+    c.ok("DECLARE QUEUE t", "OK t messages=0 consumers=0").await;
+
+    let before = srv.fsyncs();
+    for i in 0..SEQUENTIAL {
+        c.ok(
+            &format!("PUB \"\" q id=s{i} x"),
+            &format!("OK s{i} routed=1"),
+        )
+        .await;
+    }
+    let sequential = srv.fsyncs() - before;
+    // Each publish is written after the previous OK, so only a sync that
+    // starts after that write can confirm it: one each, at least.
+    assert!(
+        sequential >= SEQUENTIAL,
+        "{SEQUENTIAL} sequential confirms after only {sequential} fsyncs"
+    );
+
+    let before = srv.fsyncs();
+    for i in 0..PIPELINED {
+        c.send(&format!("PUB \"\" q id=p{i} x")).await;
+    }
+    for i in 0..PIPELINED {
+        c.expect(&format!("OK p{i} routed=1")).await;
+    }
+    let pipelined = srv.fsyncs() - before;
+    assert!(pipelined >= 1, "pipelined confirms without an fsync");
+    eprintln!(
+        "fsyncs: {sequential} for {SEQUENTIAL} sequential, {pipelined} for {PIPELINED} pipelined"
+    );
+    // Shared: on average at least two confirms per fsync (this machine
+    // gives about seven; the bound leaves room for a loaded CI machine).
+    assert!(
+        pipelined * 2 <= PIPELINED,
+        "{PIPELINED} pipelined confirms took {pipelined} fsyncs: not shared"
+    );
+
+    let before = srv.fsyncs();
+    for i in 0..100 {
+        c.ok(
+            &format!("PUB \"\" t id=t{i} x"),
+            &format!("OK t{i} routed=1"),
+        )
+        .await;
+    }
+    assert_eq!(
+        srv.fsyncs() - before,
+        0,
+        "transient publishes caused fsyncs"
+    );
+}

@@ -27,6 +27,7 @@ pub struct TestServer {
     pub dir: Arc<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
+    committer: Arc<sluice::store::Committer>,
 }
 
 impl TestServer {
@@ -56,6 +57,7 @@ impl TestServer {
         };
         tweak(&mut config);
         let broker = Broker::open(config).expect("open broker");
+        let committer = broker.committer().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(sluice::server::run(listener, broker, async move {
             let _ = rx.await;
@@ -65,6 +67,7 @@ impl TestServer {
             dir,
             stop: Some(tx),
             handle: Some(handle),
+            committer,
         }
     }
 
@@ -91,6 +94,11 @@ impl TestServer {
     pub async fn restart(self) -> TestServer {
         let dir = self.stop().await;
         TestServer::start_in(dir, |_| {}).await
+    }
+
+    /// How many store syncs (fsyncs of the data file) have run so far.
+    pub fn fsyncs(&self) -> u64 {
+        self.committer.sync_count()
     }
 
     pub async fn conn(&self) -> TestConn {
