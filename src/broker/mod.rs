@@ -14,6 +14,9 @@ pub mod publish;
 pub mod queue;
 pub mod timer;
 
+#[cfg(test)]
+mod model_tests;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,0 +1,233 @@
+//! Model-based test of a queue: random sequences of publish (persistent
+//! and transient), get, ack, nack and clean restart against a real broker
+//! on sled, with a RAM budget small enough that most of the backlog is
+//! paged out, checked step by step against a reference model (a map of
+//! waiting messages by position and a set of unacknowledged ones).
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+
+use super::message::Entry;
+use super::queue::{Queue, Settle};
+use super::{Broker, PublishAttempt};
+use crate::config::Config;
+use crate::protocol::command::{DeclareQueue, Publish, QueueArgs};
+
+/// A deterministic xorshift generator (no dependency, reproducible seeds).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What the model knows of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Model {
+    persistent: bool,
+    redelivered: bool,
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    broker: Broker,
+    queue: std::sync::Arc<Queue>,
+}
+
+fn open(dir: &std::path::Path) -> (Broker, std::sync::Arc<Queue>) {
+    let config = Config {
+        data_dir: dir.to_path_buf(),
+        // A dozen small messages: nearly everything goes through disk.
+        queue_memory_bytes: 3000,
+        ..Config::default()
+    };
+    let broker = Broker::open(config).expect("open");
+    let (queue, _) = broker
+        .declare_queue(
+            &DeclareQueue {
+                name: "q".into(),
+                durable: true,
+                exclusive: false,
+                auto_delete: false,
+                args: QueueArgs::default(),
+            },
+            1,
+        )
+        .expect("declare");
+    (broker, queue)
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (broker, queue) = open(dir.path());
+        Harness { dir, broker, queue }
+    }
+
+    fn publish(&self, id: u64, persistent: bool) {
+        let p = Publish {
+            exchange: String::new(),
+            key: "q".into(),
+            persistent: Some(persistent),
+            mandatory: true,
+            id: Some(format!("m{id}")),
+            headers: Vec::new(),
+            ttl_ms: None,
+            delay_ms: None,
+            priority: None,
+            body: Bytes::from(format!("body of m{id}")),
+        };
+        match self.broker.publish(&p).expect("publish") {
+            PublishAttempt::Done(d) => assert_eq!(d.routed, 1),
+            PublishAttempt::Blocked(_) => panic!("an unbounded queue blocked"),
+        }
+    }
+
+    /// Shuts down cleanly, lets go of every handle on the store (sled
+    /// holds its directory lock until then) and opens it again.
+    fn restart(self) -> Harness {
+        self.broker.shutdown().expect("shutdown");
+        let Harness { dir, broker, queue } = self;
+        drop((broker, queue));
+        let (broker, queue) = open(dir.path());
+        Harness { dir, broker, queue }
+    }
+}
+
+fn id_of(e: &Entry) -> u64 {
+    e.msg.id[1..].parse().expect("id")
+}
+
+fn run(seed: u64, steps: usize) {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut h = Harness::new();
+    let mut waiting: BTreeMap<u64, Model> = BTreeMap::new();
+    let mut unacked: Vec<(Entry, Model)> = Vec::new();
+    let mut next_id = 0u64;
+    for step in 0..steps {
+        let ctx = || format!("seed {seed}, step {step}");
+        match rng.below(100) {
+            0..=44 => {
+                // A burst of publishes.
+                for _ in 0..=rng.below(40) {
+                    let persistent = rng.below(10) < 7;
+                    h.publish(next_id, persistent);
+                    waiting.insert(
+                        next_id,
+                        Model {
+                            persistent,
+                            redelivered: false,
+                        },
+                    );
+                    next_id += 1;
+                }
+            }
+            45..=69 => {
+                let n = 1 + rng.below(30) as u32;
+                let got = h.queue.take(n);
+                let want: Vec<u64> = waiting.keys().take(n as usize).copied().collect();
+                let ids: Vec<u64> = got.iter().map(id_of).collect();
+                assert_eq!(ids, want, "{}: GET order", ctx());
+                for e in got {
+                    let m = waiting.remove(&id_of(&e)).expect("in the model");
+                    assert_eq!(
+                        e.redelivered,
+                        m.redelivered,
+                        "{}: m{} flag",
+                        ctx(),
+                        id_of(&e)
+                    );
+                    assert_eq!(
+                        e.msg.body,
+                        Bytes::from(format!("body of m{}", id_of(&e))),
+                        "{}: body",
+                        ctx()
+                    );
+                    unacked.push((e, m));
+                }
+            }
+            70..=84 if !unacked.is_empty() => {
+                let i = rng.below(unacked.len() as u64) as usize;
+                let (e, _) = unacked.swap_remove(i);
+                h.queue.settle(None, e, Settle::Ack).expect("ack");
+            }
+            85..=96 if !unacked.is_empty() => {
+                let i = rng.below(unacked.len() as u64) as usize;
+                let (e, m) = unacked.swap_remove(i);
+                let id = id_of(&e);
+                h.queue
+                    .settle(None, e, Settle::Requeue { delay_ms: None })
+                    .expect("nack");
+                waiting.insert(
+                    id,
+                    Model {
+                        redelivered: true,
+                        ..m
+                    },
+                );
+            }
+            97..=99 => {
+                // A clean restart: unacked deliveries come back flagged
+                // (as when their connection closes), transient ones are gone.
+                for (e, m) in unacked.drain(..) {
+                    let id = id_of(&e);
+                    h.queue
+                        .settle(None, e, Settle::Requeue { delay_ms: None })
+                        .expect("requeue");
+                    waiting.insert(
+                        id,
+                        Model {
+                            redelivered: true,
+                            ..m
+                        },
+                    );
+                }
+                h = h.restart();
+                waiting.retain(|_, m| m.persistent);
+            }
+            _ => {}
+        }
+        assert_eq!(
+            h.queue.stats().messages,
+            waiting.len() as u64,
+            "{}: messages=",
+            ctx()
+        );
+    }
+    // Drain: everything the model holds comes out, in order.
+    for (e, _) in unacked.drain(..) {
+        h.queue.settle(None, e, Settle::Ack).expect("ack");
+    }
+    let got = h.queue.take(10_000);
+    let ids: Vec<u64> = got.iter().map(id_of).collect();
+    assert_eq!(
+        ids,
+        waiting.keys().copied().collect::<Vec<_>>(),
+        "seed {seed}: drain"
+    );
+    let flags: HashMap<u64, bool> = got.iter().map(|e| (id_of(e), e.redelivered)).collect();
+    for (id, m) in &waiting {
+        assert_eq!(
+            flags.get(id),
+            Some(&m.redelivered),
+            "seed {seed}: m{id} flag"
+        );
+    }
+    h.broker.shutdown().expect("shutdown");
+}
+
+#[test]
+fn a_paged_queue_behaves_like_its_model() {
+    for seed in 1..=12 {
+        run(seed, 300);
+    }
+}
