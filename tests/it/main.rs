@@ -10,6 +10,7 @@ mod errors;
 mod failure;
 mod framing;
 mod handshake;
+mod hostile_input;
 mod paging;
 mod persistence;
 mod routing;
