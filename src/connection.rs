@@ -57,6 +57,12 @@ impl FrameReader {
         self.socket.read_buf(&mut self.buf).await
     }
 
+    /// At the end of the stream, the `BAD_FRAME` owed for a literal whose
+    /// end of line never came (see [`Framer::at_end`]).
+    pub fn at_end(&self) -> Option<BadFrame> {
+        self.framer.at_end(&self.buf)
+    }
+
     /// The next complete frame (or rejection) already buffered, if any.
     pub fn next_event(&mut self) -> Result<Option<FrameEvent>, BadFrame> {
         self.framer.next_event(&mut self.buf)

@@ -589,7 +589,16 @@ impl Session {
                     waiting = None;
                 }
                 n = reader.read_more(), if can_read => match n {
-                    Ok(0) | Err(_) => reading = false,
+                    Ok(0) => {
+                        reading = false;
+                        // A literal whose terminator "is not there" is
+                        // answered even when the stream ends right after it.
+                        if let Some(bad) = reader.at_end() {
+                            self.reply(Reply::Err(ErrorCode::BadFrame, bad.0));
+                            closing = true;
+                        }
+                    }
+                    Err(_) => reading = false,
                     Ok(_) => {}
                 },
                 Some(push) = self.push_rx.recv() => {

@@ -113,6 +113,20 @@ impl Framer {
         !matches!(self.state, State::Line { .. }) || !buf.is_empty()
     }
 
+    /// At the end of the stream: the error owed when a literal's N bytes
+    /// all arrived but not the end of line after them (the terminator "is
+    /// not there"). `None` when the stream merely stopped: between frames,
+    /// in a partial line, or before a literal's bytes were all sent.
+    pub fn at_end(&self, buf: &BytesMut) -> Option<BadFrame> {
+        match &self.state {
+            State::Literal { len, .. } if buf.len() >= *len => {
+                Some(BadFrame(after_literal(*len as u64)))
+            }
+            State::Swallow { left: 0, len } => Some(BadFrame(after_literal(*len))),
+            _ => None,
+        }
+    }
+
     /// Consumes bytes from `buf`. `Ok(None)`: need more bytes (everything
     /// useful stays buffered, the state has advanced). After an `Err`, every
     /// later call returns the same error.
@@ -470,6 +484,30 @@ mod tests {
     }
 
     /// Feeds `input` in chunks of `chunk` bytes; collects events, then the error.
+    #[test]
+    fn a_literal_cut_off_before_its_end_of_line_is_a_bad_frame_at_the_end() {
+        let limits = Limits {
+            max_line: 64,
+            max_literal: 8,
+        };
+        let at_end = |input: &[u8]| {
+            let mut f = Framer::new(limits);
+            let mut buf = BytesMut::from(input);
+            while let Ok(Some(_)) = f.next_event(&mut buf) {}
+            f.at_end(&buf)
+        };
+        // All five bytes, no terminator: owed a BAD_FRAME.
+        assert!(at_end(b"PUB q {5}\r\nhello").is_some());
+        assert!(at_end(b"PUB q {5}\r\nhello\r").is_some());
+        // A skipped (oversize) literal likewise.
+        assert!(at_end(b"PUB q {9}\r\n123456789").is_some());
+        // Cut short, or complete: nothing to answer.
+        assert!(at_end(b"PUB q {5}\r\nhel").is_none());
+        assert!(at_end(b"PUB q {5}\r\nhello\r\n").is_none());
+        assert!(at_end(b"PING").is_none());
+        assert!(at_end(b"").is_none());
+    }
+
     fn run(limits: Limits, input: &[u8], chunk: usize) -> (Vec<FrameEvent>, Option<BadFrame>) {
         let mut framer = Framer::new(limits);
         let mut buf = BytesMut::new();
