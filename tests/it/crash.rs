@@ -19,8 +19,16 @@ use tokio::process::{Child, Command};
 
 use crate::common::sluice_bin;
 
-/// Kill/restart cycles in the CI version of the test.
+/// Kill/restart cycles in the CI version of the test; the long version
+/// sets `SLUICE_CRASH_CYCLES` (e.g. 20, see the README's "Development").
 const CYCLES: usize = 3;
+
+fn cycles() -> usize {
+    std::env::var("SLUICE_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CYCLES)
+}
 /// Publishes in flight per publisher.
 const WINDOW: usize = 128;
 
@@ -33,8 +41,8 @@ async fn start(dir: &std::path::Path) -> Broker {
     start_with(dir, &[]).await
 }
 
-async fn start_with(dir: &std::path::Path, extra: &[&str]) -> Broker {
-    let mut child = Command::new(sluice_bin())
+fn spawn(dir: &std::path::Path, extra: &[&str]) -> Child {
+    Command::new(sluice_bin())
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(extra)
@@ -43,7 +51,11 @@ async fn start_with(dir: &std::path::Path, extra: &[&str]) -> Broker {
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .expect("spawn sluice");
+        .expect("spawn sluice")
+}
+
+async fn start_with(dir: &std::path::Path, extra: &[&str]) -> Broker {
+    let mut child = spawn(dir, extra);
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
@@ -105,6 +117,38 @@ async fn publish_until_dead(
     }
 }
 
+/// Consumes `queue` (GET, then ACK of the batch) until the connection
+/// dies, recording what it saw: acks are in flight when the kill comes.
+async fn consume_until_dead(addr: &str, queue: &str, seen: &mut HashMap<String, Vec<(bool, u32)>>) {
+    let Ok(mut c) = Client::connect(addr).await else {
+        return;
+    };
+    loop {
+        // Waits up to 50 ms for a first message when the queue is empty.
+        let Ok(r) = c
+            .request(&format!("GET {queue} count=100 wait=50"), None)
+            .await
+        else {
+            return;
+        };
+        let Some(last) = r.deliveries.last().map(|d| d.delivery_tag) else {
+            continue;
+        };
+        for d in r.deliveries {
+            assert!(check_body(&d.id, &d.body), "corrupted body for {}", d.id);
+            seen.entry(format!("{queue}/{}", d.id))
+                .or_default()
+                .push((d.redelivered, d.deliveries));
+        }
+        if c.request(&format!("ACK {last} multiple"), None)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
 /// Drains a queue with GET, acking everything; returns id -> deliveries seen.
 async fn drain(c: &mut Client, queue: &str, seen: &mut HashMap<String, Vec<(bool, u32)>>) {
     loop {
@@ -147,32 +191,51 @@ async fn sigkill_during_confirmed_publishing_loses_no_confirmed_message() {
     }
     let mut confirmed = HashSet::new();
     let mut sent = HashSet::new();
-    for cycle in 0..CYCLES {
+    let mut seen = HashMap::new();
+    let cycles = cycles();
+    for cycle in 0..cycles {
         let before = confirmed.len();
         let addr = broker.addr.clone();
         let mut conf = HashSet::new();
         let mut snt = HashSet::new();
+        let mut seen_q = HashMap::new();
+        let mut seen_f1 = HashMap::new();
         // Kill at a point that varies by cycle, once publishing is well under way.
-        let kill_after = Duration::from_millis(300 + 250 * cycle as u64);
+        let kill_after = Duration::from_millis(300 + 250 * (cycle % 8) as u64);
         let publisher = async {
             publish_until_dead(&addr, cycle, &mut conf, &mut snt).await;
+        };
+        let consumers = async {
+            tokio::join!(
+                consume_until_dead(&addr, "q", &mut seen_q),
+                consume_until_dead(&addr, "f1", &mut seen_f1)
+            );
         };
         let killer = async {
             tokio::time::sleep(kill_after).await;
             broker.child.start_kill().expect("SIGKILL");
             let _ = broker.child.wait().await;
         };
-        tokio::join!(publisher, killer);
+        tokio::join!(publisher, consumers, killer);
         confirmed.extend(conf);
         sent.extend(snt);
+        for (k, v) in seen_q.into_iter().chain(seen_f1) {
+            seen.entry(k).or_insert_with(Vec::new).extend(v);
+        }
         assert!(
             confirmed.len() > before,
             "cycle {cycle}: nothing was confirmed before the kill"
         );
+        if cycle % 3 == 2 {
+            // A kill during recovery: the next start must still find it all.
+            let mut child = spawn(dir.path(), &[]);
+            tokio::time::sleep(Duration::from_millis(3 * cycle as u64)).await;
+            child.start_kill().expect("SIGKILL during recovery");
+            let _ = child.wait().await;
+        }
         broker = start(dir.path()).await;
     }
     let mut c = Client::connect(&broker.addr).await.expect("connect");
-    let mut seen = HashMap::new();
     for q in ["q", "f1", "f2"] {
         drain(&mut c, q, &mut seen).await;
     }
@@ -203,7 +266,7 @@ async fn sigkill_during_confirmed_publishing_loses_no_confirmed_message() {
         })
         .collect();
     eprintln!(
-        "crash test: cycles={CYCLES} sent={} confirmed={} found={} lost={} unexpected={} unflagged_dups={}",
+        "crash test: cycles={cycles} sent={} confirmed={} found={} lost={} unexpected={} unflagged_dups={}",
         sent.len(),
         confirmed.len(),
         seen.len(),
