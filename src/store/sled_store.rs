@@ -85,6 +85,9 @@ fn open_waiting_for_lock(
 pub struct SledStore {
     db: sled::Db,
     db_file: File,
+    /// The commit counter (see [`CommitMark`]), held across a whole sync.
+    commits: parking_lot::Mutex<u64>,
+    mark: CommitMark,
     exchanges: sled::Tree,
     queues: sled::Tree,
     bindings: sled::Tree,
@@ -131,6 +134,67 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The `meta` key of the commit counter, written with every sync.
+const COMMIT_KEY: &str = "commit";
+
+fn be_u64_checked(b: &[u8]) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = b
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("commit counter of wrong length".into()))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// A file beside sled's (`commit.mark`) holding the number of the last
+/// commit whose sync succeeded, with a CRC.
+///
+/// sled 0.34 treats a damaged log record as the torn end of its log: it
+/// drops everything after it and starts without an error. Every sync
+/// writes a counter into sled and, once durable, into this file; at open,
+/// a counter in sled below the file's means confirmed writes were lost,
+/// and the store refuses to open. The file is written after each sync but
+/// fsync'd only at a clean shutdown (an fsync per commit would double
+/// their cost), so after a crash it may lag behind, never run ahead.
+#[derive(Debug)]
+struct CommitMark(File);
+
+impl CommitMark {
+    fn open(dir: &Path) -> Result<CommitMark, StoreError> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join("commit.mark"))?;
+        Ok(CommitMark(f))
+    }
+
+    /// The marked commit; `None` for a new, short or damaged file.
+    fn read(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 12];
+        self.0.read_exact_at(&mut buf, 0).ok()?;
+        let (n, crc) = buf.split_at(8);
+        (crc32fast::hash(n).to_be_bytes() == crc)
+            .then(|| u64::from_be_bytes(n.try_into().unwrap_or_default()))
+    }
+
+    fn write(&self, n: u64) {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 12];
+        buf[..8].copy_from_slice(&n.to_be_bytes());
+        buf[8..].copy_from_slice(&crc32fast::hash(&n.to_be_bytes()).to_be_bytes());
+        if let Err(e) = self.0.write_all_at(&buf, 0) {
+            tracing::warn!(error = %e, "could not write commit.mark");
+        }
+    }
+
+    fn sync(&self) {
+        if let Err(e) = self.0.sync_data() {
+            tracing::warn!(error = %e, "could not sync commit.mark");
+        }
+    }
+}
+
 fn be_u64(b: &[u8]) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[..8]);
@@ -159,12 +223,29 @@ impl SledStore {
             .flush_every_ms(Some(500));
         let db = open_waiting_for_lock(&config, dir, lock_wait)?;
         let db_file = File::open(dir.join("db"))?;
+        let meta = db.open_tree("meta")?;
+        let committed = match meta.get(COMMIT_KEY)? {
+            Some(v) => be_u64_checked(&v)?,
+            None => 0,
+        };
+        let mark = CommitMark::open(dir)?;
+        if let Some(marked) = mark.read() {
+            if marked > committed {
+                return Err(StoreError::Corrupt(format!(
+                    "writes that were confirmed are missing: the store ends at commit {committed}, \
+                     but commit {marked} was made durable (a damaged or truncated file in {})",
+                    dir.display()
+                )));
+            }
+        }
         Ok(SledStore {
+            commits: parking_lot::Mutex::new(committed),
+            mark,
             exchanges: db.open_tree("exchanges")?,
             queues: db.open_tree("queues")?,
             bindings: db.open_tree("bindings")?,
             messages: db.open_tree("messages")?,
-            meta: db.open_tree("meta")?,
+            meta,
             db,
             db_file,
         })
@@ -601,12 +682,22 @@ impl Store for SledStore {
 
     fn set_clean(&self, clean: bool) -> Result<(), StoreError> {
         self.meta.insert("clean", &[u8::from(clean)])?;
+        if clean {
+            // At rest the mark must be on disk, so that damage done to
+            // the store while it is stopped is found at the next start.
+            self.mark.sync();
+        }
         Ok(())
     }
 
     fn sync(&self) -> Result<(), StoreError> {
+        let mut commits = self.commits.lock();
+        let next = *commits + 1;
+        self.meta.insert(COMMIT_KEY, &next.to_be_bytes())?;
         self.db.flush()?;
         self.db_file.sync_data()?;
+        *commits = next;
+        self.mark.write(next);
         Ok(())
     }
 }

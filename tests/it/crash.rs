@@ -482,3 +482,96 @@ async fn a_paged_out_backlog_keeps_its_crash_flag_across_a_clean_stop() {
         }
     }
 }
+
+/// SIGTERM: the clean shutdown.
+async fn stop_cleanly(mut broker: Broker) {
+    let pid = broker.child.id().expect("pid").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = broker.child.wait().await.expect("wait");
+    assert!(exit.success(), "clean stop: {exit:?}");
+}
+
+/// Runs `sluice serve` on `dir` expecting it to refuse: returns its stderr.
+async fn refused(dir: &std::path::Path) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new(sluice_bin())
+            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "error")
+            .output(),
+    )
+    .await
+    .expect("a damaged store must be refused, not served")
+    .expect("run sluice");
+    assert_eq!(out.status.code(), Some(1), "exit status of a refused start");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        if e.file_type().expect("type").is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// sled 0.34 takes a damaged log record for the torn end of its log and
+/// would start without everything after it; the commit mark beside it
+/// turns that into a refusal to start, with a clear error and exit 1.
+#[tokio::test]
+async fn a_damaged_or_truncated_store_is_refused_not_served_short() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker.addr).await.expect("connect");
+    c.request("DECLARE QUEUE q durable", None)
+        .await
+        .expect("declare");
+    for i in 0..300 {
+        c.publish("", "q", &format!("id=m{i}"), &body_for(&format!("m{i}")))
+            .await
+            .expect("publish");
+    }
+    drop(c);
+    stop_cleanly(broker).await;
+    let db = |d: &std::path::Path| d.join("db");
+    let len = std::fs::metadata(db(dir.path())).expect("db").len();
+
+    // One flipped bit in the middle of the log.
+    let flipped = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), flipped.path());
+    let mut bytes = std::fs::read(db(flipped.path())).expect("read db");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(db(flipped.path()), bytes).expect("write db");
+    let err = refused(flipped.path()).await;
+    assert!(err.contains("confirmed are missing"), "{err}");
+
+    // The log cut in half.
+    let cut = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), cut.path());
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(db(cut.path()))
+        .expect("open db");
+    f.set_len(len / 2).expect("truncate");
+    drop(f);
+    let err = refused(cut.path()).await;
+    assert!(err.contains("confirmed are missing"), "{err}");
+
+    // The undamaged directory still serves everything.
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(&broker.addr).await.expect("connect");
+    let r = c
+        .request("DECLARE QUEUE q durable", None)
+        .await
+        .expect("declare");
+    assert_eq!(r.words, ["q", "messages=300", "consumers=0"]);
+}
