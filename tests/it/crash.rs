@@ -442,7 +442,7 @@ async fn a_paged_out_backlog_keeps_its_crash_flag_across_a_clean_stop() {
     broker.child.start_kill().expect("SIGKILL");
     let _ = broker.child.wait().await;
 
-    let mut broker = start_with(dir.path(), &SMALL).await;
+    let broker = start_with(dir.path(), &SMALL).await;
     let mut c = Client::connect(&broker.addr).await.expect("connect");
     let r = c
         .request("GET backlog count=100 ack=auto", None)
@@ -454,15 +454,7 @@ async fn a_paged_out_backlog_keeps_its_crash_flag_across_a_clean_stop() {
         assert!(d.redelivered, "{} after a crash", d.id);
     }
     drop(c);
-    let pid = broker.child.id().expect("pid").to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill -TERM");
-    assert!(status.success());
-    let exit = broker.child.wait().await.expect("wait");
-    assert!(exit.success(), "clean stop: {exit:?}");
+    stop_cleanly(broker).await;
 
     let broker = start_with(dir.path(), &SMALL).await;
     let mut c = Client::connect(&broker.addr).await.expect("connect");
