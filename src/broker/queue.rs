@@ -52,7 +52,7 @@ use super::timer::Timers;
 use super::{stores, Broker, Disk, Inner};
 use crate::error::BrokerError;
 use crate::protocol::command::{Overflow, QueueArgs};
-use crate::store::{DedupEntry, MessageBatch, StoredQueue};
+use crate::store::{DedupEntry, MessageBatch, RecoveredMessage, StoreError, StoredQueue};
 
 /// What a waiting copy costs in RAM besides its body (the entry, its share
 /// of the message, the index nodes), for the RAM budget.
@@ -247,14 +247,46 @@ impl Tail {
         }
     }
 
-    /// Forgets copies read back; resets the totals once no range is left.
-    fn took(&mut self, len: u64) {
-        self.count = self.count.saturating_sub(1);
-        self.bytes = self.bytes.saturating_sub(len);
+    /// Reads up to `limit` copies off the front of the tail, in position
+    /// order, through `load` (a [`Store::load`](crate::store::Store::load)),
+    /// and forgets them. An error after some copies were read returns those
+    /// (the next read meets it again); the totals are reset once no range
+    /// is left.
+    fn read(
+        &mut self,
+        mut load: impl FnMut(u64, u64, usize) -> Result<Vec<RecoveredMessage>, StoreError>,
+        limit: usize,
+    ) -> Result<Vec<RecoveredMessage>, StoreError> {
+        let mut out: Vec<RecoveredMessage> = Vec::new();
+        while out.len() < limit {
+            let Some((&start, &end)) = self.ranges.first_key_value() else {
+                break;
+            };
+            let want = limit - out.len();
+            let found = match load(start, end, want) {
+                Ok(found) => found,
+                Err(e) if out.is_empty() => return Err(e),
+                Err(_) => break,
+            };
+            self.ranges.remove(&start);
+            if found.len() >= want {
+                if let Some(last) = found.last() {
+                    if last.seq + 1 < end {
+                        self.ranges.insert(last.seq + 1, end);
+                    }
+                }
+            }
+            for m in &found {
+                self.count = self.count.saturating_sub(1);
+                self.bytes = self.bytes.saturating_sub(m.body.len() as u64);
+            }
+            out.extend(found);
+        }
         if self.ranges.is_empty() {
             self.count = 0;
             self.bytes = 0;
         }
+        Ok(out)
     }
 }
 
@@ -851,25 +883,17 @@ impl Queue {
     /// a page at a time (and their bodies with their last reference).
     pub fn drop_tail(&self, mut tail: Tail) -> Result<Option<u64>, BrokerError> {
         let mut gen = None;
-        while let Some((mut from, end)) = tail.ranges.pop_first() {
-            loop {
-                let found = self.disk.load(self.id, from, end, PAGE)?;
-                let Some(last) = found.last().map(|m| m.seq) else {
-                    break;
-                };
-                let full = found.len() >= PAGE;
-                let entries = found
-                    .iter()
-                    .map(|m| Entry::from_stored(m, self.disk.bodies.adopt(m), false))
-                    .collect();
-                gen = self.release(entries)?.max(gen);
-                if !full {
-                    break;
-                }
-                from = last + 1;
+        loop {
+            let page = tail.read(|from, to, n| self.disk.load(self.id, from, to, n), PAGE)?;
+            if page.is_empty() {
+                return Ok(gen);
             }
+            let entries = page
+                .iter()
+                .map(|m| Entry::from_stored(m, self.disk.bodies.adopt(m), false))
+                .collect();
+            gen = self.release(entries)?.max(gen);
         }
-        Ok(gen)
     }
 
     /// Marks the queue deleted: cancels its subscriptions (each gets a
@@ -981,7 +1005,7 @@ impl Queue {
         }
         // Read the next page of the tail while the head runs low, so that
         // the expiry of paged-out copies goes on without consumers.
-        if !s.tail.is_empty() && s.ready.len() < LOW_WATER && s.ram_bytes() < self.window {
+        if s.reads_ahead(self.window) {
             self.page_in(&mut s, &clock);
         }
         let idle = self.idle_deadline(&s).is_some_and(|t| t < now);
@@ -1058,38 +1082,21 @@ impl Queue {
     /// nothing was read (the tail is empty, or the store failed: logged,
     /// and the copies stay where they are).
     fn page_in(self: &Arc<Self>, s: &mut State, now: &Now) -> bool {
-        let mut loaded = 0;
-        while loaded < PAGE {
-            let Some((&start, &end)) = s.tail.ranges.first_key_value() else {
-                break;
-            };
-            let want = PAGE - loaded;
-            let found = match self.disk.load(self.id, start, end, want) {
-                Ok(found) => found,
-                Err(e) => {
-                    tracing::error!(queue = %self.name, error = %e, "could not read paged-out messages back");
-                    break;
-                }
-            };
-            s.tail.ranges.remove(&start);
-            if found.len() >= want {
-                if let Some(last) = found.last() {
-                    if last.seq + 1 < end {
-                        s.tail.ranges.insert(last.seq + 1, end);
-                    }
-                }
+        let page = match s
+            .tail
+            .read(|from, to, n| self.disk.load(self.id, from, to, n), PAGE)
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(queue = %self.name, error = %e, "could not read paged-out messages back");
+                return false;
             }
-            for m in &found {
-                s.tail.took(m.body.len() as u64);
-                let e = Entry::from_stored(m, self.disk.bodies.adopt(m), m.seq < s.crash_below);
-                s.insert_waiting(e, now);
-            }
-            loaded += found.len();
+        };
+        for m in &page {
+            let e = Entry::from_stored(m, self.disk.bodies.adopt(m), m.seq < s.crash_below);
+            s.insert_waiting(e, now);
         }
-        if s.tail.is_empty() {
-            s.tail.took(0);
-        }
-        loaded > 0
+        !page.is_empty()
     }
 
     /// The next ready copy, reading the tail back first when the head in
@@ -1100,7 +1107,7 @@ impl Queue {
                 .ready
                 .first_key_value()
                 .map_or(true, |((_, seq), _)| *seq >= head);
-            let low = s.ready.len() < LOW_WATER && s.ram_bytes() < self.window;
+            let low = s.reads_ahead(self.window);
             if !blocked && !low {
                 break;
             }
@@ -1256,6 +1263,12 @@ impl State {
         !self.ready.is_empty() || !self.tail.is_empty()
     }
 
+    /// Whether the next page of the tail is due: the head in RAM runs low
+    /// and the read-ahead `window` has room.
+    fn reads_ahead(&self, window: u64) -> bool {
+        !self.tail.is_empty() && self.ready.len() < LOW_WATER && self.ram_bytes() < window
+    }
+
     /// What the waiting copies in RAM cost, for the RAM budget.
     fn ram_bytes(&self) -> u64 {
         self.bytes + (self.ready.len() + self.delayed.len()) as u64 * ENTRY_OVERHEAD
@@ -1346,12 +1359,51 @@ mod tests {
     }
 
     #[test]
-    fn totals_reset_when_the_last_range_is_read() {
+    fn reading_the_tail_walks_its_ranges_in_order_and_forgets_what_it_read() {
+        use crate::store::{MessageMeta, RecoveredMessage, StoreError};
+        let copy = |seq: u64| RecoveredMessage {
+            queue_id: 1,
+            seq,
+            meta: MessageMeta {
+                body_id: seq,
+                id: format!("m{seq}"),
+                exchange: String::new(),
+                routing_key: "q".into(),
+                headers: vec![],
+                deliveries: 0,
+                expires_at: None,
+                not_before: None,
+                priority: 0,
+                volatile: false,
+            },
+            body: bytes::Bytes::from_static(b"0123456789"),
+            inline: true,
+        };
+        // On "disk": positions 1..=4 and 10..=11; 3 was removed before a restart.
+        let disk = [1u64, 2, 4, 10, 11];
+        let load = |from: u64, to: u64, n: usize| -> Result<Vec<RecoveredMessage>, StoreError> {
+            Ok(disk
+                .iter()
+                .filter(|s| (from..to).contains(*s))
+                .take(n)
+                .map(|s| copy(*s))
+                .collect())
+        };
         let mut t = Tail::default();
-        t.push(1, 10);
-        t.push(2, 10);
-        t.ranges.clear();
-        t.took(10);
+        for seq in [1, 2, 3, 4, 10, 11] {
+            t.push(seq, 10);
+        }
+        let seqs = |v: Vec<RecoveredMessage>| v.iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(t.read(load, 2).unwrap()), [1, 2]);
+        assert_eq!(ranges(&t), [(3, 5), (10, 12)]);
+        assert_eq!((t.count, t.bytes), (4, 40));
+        // Across the hole and into the next range.
+        assert_eq!(seqs(t.read(load, 2).unwrap()), [4, 10]);
+        assert_eq!(ranges(&t), [(11, 12)]);
+        assert_eq!(seqs(t.read(load, 5).unwrap()), [11]);
+        // The count was one too high (the removed copy): reset at the end.
+        assert!(t.is_empty());
         assert_eq!((t.count, t.bytes), (0, 0));
+        assert!(t.read(load, 5).unwrap().is_empty());
     }
 }
