@@ -41,12 +41,18 @@ async fn start(dir: &std::path::Path) -> Broker {
     start_with(dir, &[]).await
 }
 
-fn spawn(dir: &std::path::Path, extra: &[&str]) -> Child {
-    Command::new(sluice_bin())
-        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+/// `sluice serve` on a free port and `dir`, logging warnings only.
+fn serve(dir: &std::path::Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(sluice_bin());
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn spawn(dir: &std::path::Path, extra: &[&str]) -> Child {
+    serve(dir, extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -492,11 +498,7 @@ async fn stop_cleanly(mut broker: Broker) {
 async fn refused(dir: &std::path::Path) -> String {
     let out = tokio::time::timeout(
         Duration::from_secs(30),
-        Command::new(sluice_bin())
-            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .env("RUST_LOG", "error")
-            .output(),
+        serve(dir, &[]).env("RUST_LOG", "error").output(),
     )
     .await
     .expect("a damaged store must be refused, not served")
