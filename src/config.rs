@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::protocol::frame::{Limits, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LITERAL_BYTES};
 use crate::store::sled_store::DEFAULT_CACHE_BYTES;
@@ -16,8 +17,12 @@ pub const DEFAULT_PREFETCH: u32 = 100;
 /// rest out to the store (persistent ones past an 8 MiB read-ahead window
 /// stay on disk anyway).
 pub const DEFAULT_QUEUE_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
-/// Connections served at once; more wait in the kernel's accept queue.
+/// Connections served at once; more are answered `ERR LIMIT` and closed.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// How long a command may take to arrive once its first byte has: a line
+/// without its end, or a literal not all here, after this long closes the
+/// connection (`ERR BAD_FRAME`). Slowloris clients hold nothing for longer.
+pub const DEFAULT_FRAME_TIMEOUT_MS: u64 = 30_000;
 
 /// Broker configuration.
 #[derive(Debug, Clone)]
@@ -39,6 +44,8 @@ pub struct Config {
     /// Per-queue RAM budget for waiting messages (bodies plus a fixed cost
     /// each); past it they are paged out to the store. Ignored in memory.
     pub queue_memory_bytes: u64,
+    /// The longest a started command may take to arrive.
+    pub frame_timeout: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +62,7 @@ impl Default for Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             cache_bytes: DEFAULT_CACHE_BYTES,
             queue_memory_bytes: DEFAULT_QUEUE_MEMORY_BYTES,
+            frame_timeout: Duration::from_millis(DEFAULT_FRAME_TIMEOUT_MS),
         }
     }
 }

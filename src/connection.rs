@@ -1,9 +1,16 @@
 //! [`Connection`]: the socket owner. A read buffer fed to the framer, and a
 //! write buffer that collects replies and pushes so that one `write` carries
 //! many of them. No protocol semantics here.
+//!
+//! **Idle connections cost little.** Neither buffer is allocated up front:
+//! the read buffer is taken when the socket becomes readable and given back
+//! when the connection goes idle with nothing buffered, and the write
+//! buffer grows with what is written and shrinks back after a burst. An
+//! idle connection holds its task, its session and the socket, not 128 KiB
+//! of buffers.
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -11,6 +18,8 @@ use crate::protocol::frame::{BadFrame, FrameEvent, Framer, Limits};
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// A write buffer larger than this is shrunk back after it is written.
+const WRITE_KEEP_BYTES: usize = 16 * 1024;
 
 /// The read half: buffer plus framer.
 #[derive(Debug)]
@@ -18,6 +27,8 @@ pub struct FrameReader {
     socket: OwnedReadHalf,
     buf: BytesMut,
     framer: Framer,
+    /// Frames and rejections taken so far.
+    frames: u64,
 }
 
 /// The write half: bytes collected, then written in one go.
@@ -35,12 +46,13 @@ pub fn split(stream: TcpStream, limits: Limits) -> (FrameReader, FrameWriter) {
     (
         FrameReader {
             socket: r,
-            buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            buf: BytesMut::new(),
             framer: Framer::new(limits),
+            frames: 0,
         },
         FrameWriter {
             socket: w,
-            buf: Vec::with_capacity(READ_CHUNK_BYTES),
+            buf: Vec::new(),
         },
     )
 }
@@ -49,12 +61,41 @@ pub fn split(stream: TcpStream, limits: Limits) -> (FrameReader, FrameWriter) {
 pub type Connection = (FrameReader, FrameWriter);
 
 impl FrameReader {
-    /// Reads more bytes; `Ok(0)` at end of stream. Cancel-safe.
+    /// Reads more bytes; `Ok(0)` at end of stream. Cancel-safe: nothing is
+    /// read until the socket is readable, and then in one non-blocking call.
     pub async fn read_more(&mut self) -> std::io::Result<usize> {
+        loop {
+            if self.buf.is_empty() && self.buf.capacity() > 0 {
+                // Bytes already waiting are read into the buffer we hold;
+                // otherwise the connection is idle and gives it back.
+                match self.try_read() {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.buf = BytesMut::new();
+                    }
+                    done => return done,
+                }
+            }
+            self.socket.readable().await?;
+            match self.try_read() {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                done => return done,
+            }
+        }
+    }
+
+    /// One non-blocking read into the buffer, growing it first if it is
+    /// nearly full.
+    fn try_read(&mut self) -> std::io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(READ_CHUNK_BYTES);
         }
-        self.socket.read_buf(&mut self.buf).await
+        self.socket.try_read_buf(&mut self.buf)
+    }
+
+    /// Whether part of a command (a line without its end, a literal not
+    /// all here, or the rest of a literal being skipped) is buffered.
+    pub fn mid_frame(&self) -> bool {
+        self.framer.in_frame(&self.buf)
     }
 
     /// At the end of the stream, the `BAD_FRAME` owed for a literal whose
@@ -65,7 +106,17 @@ impl FrameReader {
 
     /// The next complete frame (or rejection) already buffered, if any.
     pub fn next_event(&mut self) -> Result<Option<FrameEvent>, BadFrame> {
-        self.framer.next_event(&mut self.buf)
+        let event = self.framer.next_event(&mut self.buf)?;
+        if event.is_some() {
+            self.frames += 1;
+        }
+        Ok(event)
+    }
+
+    /// How many frames (and rejections) [`next_event`](Self::next_event)
+    /// has returned: a change means a command finished arriving.
+    pub fn frames(&self) -> u64 {
+        self.frames
     }
 }
 
@@ -75,8 +126,8 @@ impl FrameWriter {
         if !self.buf.is_empty() {
             self.socket.write_all(&self.buf).await?;
             self.buf.clear();
-            if self.buf.capacity() > 4 * READ_CHUNK_BYTES {
-                self.buf.shrink_to(READ_CHUNK_BYTES);
+            if self.buf.capacity() > WRITE_KEEP_BYTES {
+                self.buf = Vec::new();
             }
         }
         Ok(())

@@ -54,9 +54,13 @@ struct ServeArgs {
     /// Prefetch of a SUB that does not say prefetch=.
     #[arg(long, default_value_t = DEFAULT_PREFETCH)]
     default_prefetch: u32,
-    /// Most connections served at once.
+    /// Most connections served at once; more are answered ERR LIMIT and closed.
     #[arg(long, default_value_t = sluice::config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Milliseconds a command may take to arrive once it has started (a line
+    /// without its end, a literal not all sent); then the connection is closed.
+    #[arg(long, default_value_t = sluice::config::DEFAULT_FRAME_TIMEOUT_MS)]
+    frame_timeout: u64,
     /// RAM one queue may use for its waiting messages, in bytes (bodies plus
     /// about 256 bytes each); past it, messages wait on disk and are read
     /// back as consumers drain the queue.
@@ -72,6 +76,14 @@ struct ServeArgs {
 /// freed memory (a drained 1M-message backlog left RSS at its peak).
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options: a background thread gives freed pages back to the
+/// system after its decay time (10 s), so the memory of a burst (10,000
+/// connections that came and went) does not stay in RSS until the next
+/// allocation happens to trigger a purge.
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8; 23] = b"background_thread:true\0";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -104,6 +116,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections.max(1),
         queue_memory_bytes: args.queue_memory.max(1),
         cache_bytes: args.cache,
+        frame_timeout: std::time::Duration::from_millis(args.frame_timeout.max(1)),
         ..Config::default()
     };
     config.limits.max_line = args.max_line.max(64);

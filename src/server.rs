@@ -1,11 +1,15 @@
 //! [`run`]: the accept loop. One task per connection, a cap on concurrent
-//! connections, and a clean shutdown: stop accepting, let every session
-//! finish its in-flight confirms, then flush the store.
+//! connections (one over it is answered `ERR LIMIT` and closed), TCP
+//! keepalive on every socket (a peer that vanished without a FIN is found
+//! within about two minutes even when idle), an accept that survives running
+//! out of file descriptors, and a clean shutdown: stop accepting, let every
+//! session finish its in-flight confirms, then flush the store.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -26,28 +30,31 @@ pub async fn run(
     let mut sessions = JoinSet::new();
     let timers = tokio::spawn(broker.timers().clone().run());
     tokio::pin!(shutdown);
+    let mut accept_errors = AcceptErrors::default();
+    let mut refused_logged: Option<Instant> = None;
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
             a = listener.accept() => a,
+            // Reap finished sessions as they end, not at the next accept.
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // EMFILE and friends: log, back off a little, keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                // EMFILE and friends: the connection waits in the kernel's
+                // queue; back off rather than spin, keep serving the rest.
+                accept_errors.failed(&e);
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        while sessions.try_join_next().is_some() {}
+        accept_errors.recovered();
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            refuse(stream, broker.config().max_connections, &mut refused_logged);
+            continue;
+        };
+        keepalive(&stream);
         let broker = broker.clone();
         let stop = stop_rx.clone();
         sessions.spawn(async move {
@@ -71,4 +78,83 @@ pub async fn run(
     tokio::task::spawn_blocking(move || b.shutdown()).await??;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// The pause after a failed `accept` (out of file descriptors, say).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Keepalive: first probe after this much silence, then one every
+/// `KEEPALIVE_INTERVAL`, and the peer is dropped after `KEEPALIVE_RETRIES`
+/// unanswered ones (60 + 6 × 10 s = about 2 minutes).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 6;
+
+/// Turns TCP keepalive on, so that the kernel finds a peer that vanished
+/// without closing (power loss, a cable pulled, a NAT that forgot it); its
+/// unacked deliveries then go back to their queues.
+fn keepalive(stream: &TcpStream) {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&ka) {
+        tracing::debug!(error = %e, "could not turn on TCP keepalive");
+    }
+}
+
+/// A connection over `--max-connections`: `ERR LIMIT`, then closed. The
+/// line fits any fresh socket's send buffer, so the write never waits.
+/// Logged once a second at most.
+fn refuse(stream: TcpStream, max: usize, logged: &mut Option<Instant>) {
+    if logged.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+        tracing::warn!(
+            max,
+            "connection refused with ERR LIMIT: --max-connections reached"
+        );
+        *logged = Some(Instant::now());
+    }
+    let line =
+        format!("ERR LIMIT too many connections (--max-connections {max}); try again later\r\n");
+    let _ = stream.try_write(line.as_bytes());
+}
+
+/// Logs accept failures once a second, not once per attempt, and says
+/// when accepting works again.
+#[derive(Default)]
+struct AcceptErrors {
+    since: Option<Instant>,
+    logged: Option<Instant>,
+    count: u64,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, e: &std::io::Error) {
+        let now = Instant::now();
+        self.since.get_or_insert(now);
+        self.count += 1;
+        if self
+            .logged
+            .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            let hint = if e.raw_os_error() == Some(24) || e.raw_os_error() == Some(23) {
+                "; out of file descriptors (raise `ulimit -n` or lower --max-connections)"
+            } else {
+                ""
+            };
+            tracing::warn!(error = %e, failures = self.count, "accept failed{hint}; new connections wait");
+            self.logged = Some(now);
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::warn!(
+                failures = self.count,
+                after_ms = since.elapsed().as_millis() as u64,
+                "accepting connections again"
+            );
+            self.count = 0;
+            self.logged = None;
+        }
+    }
 }

@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -165,6 +166,8 @@ pub struct Session {
     pub exclusive: Vec<Arc<Queue>>,
     /// The client's name from `HELLO`.
     pub client_name: Option<String>,
+    /// The heartbeat interval from `HELLO heartbeat=`, if on.
+    pub heartbeat: Option<Duration>,
     /// Ack deadlines: (deadline, delivery tag).
     timeouts: BTreeSet<(Instant, u64)>,
     /// The held `PUB`, if any, and the wait for room.
@@ -205,6 +208,7 @@ impl Session {
             cancelled: HashSet::new(),
             exclusive: Vec::new(),
             client_name: None,
+            heartbeat: None,
             timeouts: BTreeSet::new(),
             held: None,
             deferred: VecDeque::new(),
@@ -533,6 +537,13 @@ impl Session {
         let mut reading = true;
         let mut closing = false;
         let mut waiting: Option<(GetWait, WaitFuture)> = None;
+        let frame_timeout = self.broker.config().frame_timeout;
+        // When the command being received started to arrive (see
+        // `--frame-timeout`), and how many frames had come before it.
+        let mut frame_started: Option<Instant> = None;
+        let mut frames_seen = reader.frames();
+        let mut last_read = Instant::now();
+        let mut last_write = Instant::now();
         loop {
             if waiting.is_none() && !closing {
                 match self.run_buffered(&mut reader) {
@@ -548,8 +559,20 @@ impl Session {
                 let state = commit_rx.borrow_and_update().clone();
                 self.encode_ready(&state, &mut writer.buf)
             };
-            if writer.flush().await.is_err() {
+            let wrote = !writer.buf.is_empty();
+            let flushed = match self.heartbeat {
+                // A peer that does not read for two heartbeats is gone.
+                Some(hb) => tokio::time::timeout(2 * hb, writer.flush())
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+                None => writer.flush().await,
+            };
+            if let Err(e) = flushed {
+                tracing::debug!(conn = self.conn_id, error = %e, "write failed; closing");
                 break;
+            }
+            if wrote {
+                last_write = Instant::now();
             }
             for (q, cid, e) in autos {
                 if let Err(err) = q.settle(Some(cid), e, Settle::Ack) {
@@ -571,6 +594,23 @@ impl Session {
                 && self.out.len() < MAX_PENDING_OUTPUTS
                 && self.deferred.len() < MAX_DEFERRED;
             let next_timeout = self.timeouts.first().map(|(at, _)| *at);
+            // A command that started to arrive must finish within the frame
+            // timeout; time the server spends not reading does not count.
+            if !can_read || reader.frames() != frames_seen || !reader.mid_frame() {
+                frame_started = None;
+                frames_seen = reader.frames();
+            }
+            if can_read && reader.mid_frame() {
+                frame_started.get_or_insert_with(Instant::now);
+            }
+            let frame_deadline = frame_started.map(|t| t + frame_timeout);
+            if !can_read {
+                last_read = Instant::now();
+            }
+            let heartbeat_at = match self.heartbeat {
+                Some(hb) if !closing => Some((last_write + hb).min(last_read + 2 * hb)),
+                _ => None,
+            };
             tokio::select! {
                 res = shutdown.changed(), if !closing => {
                     let _ = res;
@@ -599,8 +639,29 @@ impl Session {
                         }
                     }
                     Err(_) => reading = false,
-                    Ok(_) => {}
+                    Ok(_) => last_read = Instant::now(),
                 },
+                _ = tokio::time::sleep_until(frame_deadline.unwrap_or_else(Instant::now)), if frame_deadline.is_some() => {
+                    tracing::info!(conn = self.conn_id, "command not completed within the frame timeout; closing");
+                    self.reply(Reply::Err(
+                        ErrorCode::BadFrame,
+                        format!("command not completed within {} ms; closing", frame_timeout.as_millis()),
+                    ));
+                    closing = true;
+                }
+                _ = tokio::time::sleep_until(heartbeat_at.unwrap_or_else(Instant::now)), if heartbeat_at.is_some() => {
+                    let now = Instant::now();
+                    if let Some(hb) = self.heartbeat {
+                        if now >= last_read + 2 * hb {
+                            tracing::info!(conn = self.conn_id, "nothing from the client for two heartbeats; closing");
+                            break;
+                        }
+                        if now >= last_write + hb {
+                            self.push_out(Out::Notice(Notice::Heartbeat));
+                            last_write = now;
+                        }
+                    }
+                }
                 Some(push) = self.push_rx.recv() => {
                     self.on_push(push);
                     for _ in 0..PUSH_BATCH {

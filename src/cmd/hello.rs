@@ -6,7 +6,8 @@ use crate::protocol::reply::Reply;
 use crate::session::Session;
 use crate::{PROTOCOL_VERSION, VERSION};
 
-/// `HELLO [name=<client>] [proto=<n>]` → `OK sluice <version> proto=1`.
+/// `HELLO [name=<client>] [proto=<n>] [heartbeat=<ms>]` →
+/// `OK sluice <version> proto=1`.
 pub(super) fn hello(c: Hello, s: &mut Session) -> Result<(), BrokerError> {
     if let Some(p) = c.proto {
         if p != PROTOCOL_VERSION {
@@ -14,6 +15,9 @@ pub(super) fn hello(c: Hello, s: &mut Session) -> Result<(), BrokerError> {
                 "proto={p} unsupported; supported: proto={PROTOCOL_VERSION}"
             )));
         }
+    }
+    if let Some(ms) = c.heartbeat {
+        s.heartbeat = (ms > 0).then(|| std::time::Duration::from_millis(ms));
     }
     if let Some(name) = c.name {
         tracing::debug!(conn = s.conn_id, client = %name, "hello");

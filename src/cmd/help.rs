@@ -18,7 +18,7 @@ reference: protocol.md
 ";
 
 const VERBS: &[(&str, &str)] = &[
-    ("HELLO", "HELLO [name=<client>] [proto=1]\n  -> OK sluice <version> proto=1\n"),
+    ("HELLO", "HELLO [name=<client>] [proto=1] [heartbeat=<ms>]\n  -> OK sluice <version> proto=1\n"),
     ("AUTH", "AUTH <user> <password>\n  -> OK (this broker has no users yet: it is open)\n"),
     ("PING", "PING\n  -> OK pong (every earlier command has been answered)\n"),
     ("QUIT", "QUIT\n  -> OK bye, then the server closes the connection\n"),

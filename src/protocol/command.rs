@@ -58,13 +58,15 @@ pub enum Command {
     Redrive(Redrive),
 }
 
-/// `HELLO [name=<client>] [proto=<n>]`
+/// `HELLO [name=<client>] [proto=<n>] [heartbeat=<ms>]`
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Hello {
     /// The client's self-chosen name, for logs.
     pub name: Option<String>,
     /// The protocol version the client asks for (only 1 exists).
     pub proto: Option<u64>,
+    /// The heartbeat interval asked for, in ms (`0` turns it off).
+    pub heartbeat: Option<u64>,
 }
 
 /// `AUTH <user> <password>`

@@ -154,6 +154,10 @@ const OVERFLOWS: &[(&str, Overflow)] = &[
 ];
 /// At most this many `retry-delays` values.
 const MAX_RETRY_DELAYS: usize = 32;
+/// The shortest heartbeat interval (`HELLO heartbeat=`), in ms; 0 is off.
+pub const MIN_HEARTBEAT_MS: u64 = 100;
+/// The longest heartbeat interval, in ms (one hour).
+pub const MAX_HEARTBEAT_MS: u64 = 3_600_000;
 const ACK_MODES: &[(&str, AckMode)] = &[("manual", AckMode::Manual), ("auto", AckMode::Auto)];
 const BOOLS: &[(&str, bool)] = &[("true", true), ("false", false)];
 
@@ -304,14 +308,22 @@ fn option_name(tok: &Token) -> Option<&[u8]> {
 
 fn hello(mut a: Args<'_>) -> Res<Command> {
     let spec = Spec {
-        values: &["name", "proto"],
-        later: &["heartbeat"],
+        values: &["name", "proto", "heartbeat"],
         ..Spec::default()
     };
     let mut h = Hello::default();
     for opt in a.options(&spec)? {
         match opt {
             Opt::Value("name", v) => h.name = Some(utf8(v, "name")?),
+            Opt::Value("heartbeat", v) => {
+                let ms = number("heartbeat", v, 0, MAX_HEARTBEAT_MS)?;
+                if ms != 0 && ms < MIN_HEARTBEAT_MS {
+                    return Err(ParseError::syntax(format!(
+                        "heartbeat: must be 0 (off) or between {MIN_HEARTBEAT_MS} and {MAX_HEARTBEAT_MS}, got {ms}"
+                    )));
+                }
+                h.heartbeat = Some(ms);
+            }
             Opt::Value(_, v) => h.proto = Some(number("proto", v, 0, u64::MAX)?),
             _ => {}
         }
@@ -971,6 +983,7 @@ mod tests {
         let hello = Hello {
             name: Some("my app".into()),
             proto: Some(1),
+            heartbeat: None,
         };
         assert_eq!(ok("hello NAME=\"my app\" proto=1"), Command::Hello(hello));
         let auth = Auth {
@@ -1004,8 +1017,26 @@ mod tests {
             "proto: expected a number, got \"one\""
         );
         assert_eq!(
-            syntax("HELLO heartbeat=5000"),
-            "heartbeat is not supported yet"
+            ok("HELLO heartbeat=5000"),
+            Command::Hello(Hello {
+                heartbeat: Some(5000),
+                ..Hello::default()
+            })
+        );
+        assert_eq!(
+            ok("hello HEARTBEAT=0"),
+            Command::Hello(Hello {
+                heartbeat: Some(0),
+                ..Hello::default()
+            })
+        );
+        assert_eq!(
+            syntax("HELLO heartbeat=99"),
+            "heartbeat: must be 0 (off) or between 100 and 3600000, got 99"
+        );
+        assert_eq!(
+            syntax("HELLO heartbeat=3600001"),
+            "heartbeat: must be between 0 and 3600000, got 3600001"
         );
         assert_eq!(syntax("HELLO name=a name=b"), "duplicate option name");
         assert_eq!(syntax("HELLO color=red"), "unknown option \"color=red\"");

@@ -203,6 +203,8 @@ pub enum Notice {
         /// The full queue.
         queue: String,
     },
+    /// `NOTICE heartbeat`: nothing else was sent for a heartbeat interval.
+    Heartbeat,
     /// `NOTICE unblocked queue=<name>`: the held `PUB` went through.
     Unblocked {
         /// The queue that had been full.
@@ -232,6 +234,7 @@ impl Notice {
                 encode_word(out, queue.as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
+            Notice::Heartbeat => out.extend_from_slice(b"NOTICE heartbeat\r\n"),
             Notice::Unblocked { queue } => {
                 out.extend_from_slice(b"NOTICE unblocked queue=");
                 encode_word(out, queue.as_bytes());

@@ -13,16 +13,15 @@
 //! [`DEADLINE`] and fails the test (naming the case) when it does not come.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::common::{sluice_bin, TestConn, DEADLINE};
+use crate::common::spawned::Spawned;
+use crate::common::{TestConn, DEADLINE};
 
 /// `--max-line` for the catalogue's broker (small: oversize lines are cheap).
 const MAX_LINE: usize = 1024;
@@ -35,67 +34,15 @@ const RSS_BUDGET_KIB: u64 = 16 * 1024;
 // The broker process
 // ---------------------------------------------------------------------------
 
-/// A `sluice serve` child process on a temporary data directory.
-struct Broker {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-/// Spawns the binary as `crash.rs` does and reads its `listening on` line.
-async fn spawn_broker() -> Broker {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(sluice_bin())
-        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .args(["--max-line", &MAX_LINE.to_string()])
-        .args(["--max-literal", &MAX_LITERAL.to_string()])
-        // Quiet: the catalogue provokes errors on purpose. A panic still
-        // reaches stderr.
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn sluice");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(DEADLINE * 3, lines.next_line())
-        .await
-        .expect("no listening line in time")
-        .expect("read stdout")
-        .expect("sluice exited before listening");
-    let addr = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .parse()
-        .expect("listening address");
-    Broker {
-        child,
-        addr,
-        _dir: dir,
-    }
-}
-
-impl Broker {
-    /// The broker's resident set size in KiB (`VmRSS` in /proc/<pid>/status).
-    fn rss_kib(&self) -> u64 {
-        let pid = self.child.id().expect("broker has exited");
-        let status =
-            std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("VmRSS in /proc status")
-    }
-
-    /// Fails the test if the process has exited.
-    fn assert_alive(&mut self, when: &str) {
-        let status = self.child.try_wait().expect("try_wait");
-        assert!(status.is_none(), "broker exited {when}: {status:?}");
-    }
+/// The binary with the catalogue's small limits.
+async fn spawn_broker() -> Spawned {
+    Spawned::start(&[
+        "--max-line",
+        &MAX_LINE.to_string(),
+        "--max-literal",
+        &MAX_LITERAL.to_string(),
+    ])
+    .await
 }
 
 // ---------------------------------------------------------------------------

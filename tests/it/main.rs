@@ -4,6 +4,7 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod common;
+mod connections;
 mod crash;
 mod delivery;
 mod errors;

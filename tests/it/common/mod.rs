@@ -18,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod spawned;
+
 /// How long any single expected event may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -172,6 +174,18 @@ impl TestConn {
             buf.pop();
         }
         String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Reads one line into `line` (without its end of line); `false` when
+    /// the server closed the connection instead.
+    pub async fn read_line_or_close(&mut self, line: &mut String) -> bool {
+        let mut buf = Vec::new();
+        let n = self.reader.read_until(b'\n', &mut buf).await.unwrap_or(0);
+        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
+        }
+        *line = String::from_utf8_lossy(&buf).into_owned();
+        n > 0
     }
 
     /// Reads exactly n bytes plus the end of line after them.

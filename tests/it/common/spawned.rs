@@ -1,0 +1,132 @@
+//! The real `sluice` binary as a child process, for tests that need a
+//! process of their own: its RSS and CPU time read from `/proc`, its own
+//! file-descriptor limit, its log lines.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::{sluice_bin, DEADLINE};
+
+/// A `sluice serve` child on a fresh data directory, killed on drop.
+pub struct Spawned {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Every line it wrote to stderr so far (collected by a task, so the
+    /// pipe never fills).
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Spawned {
+    /// `sluice serve --addr 127.0.0.1:0 --data-dir <tmp> <args>` with
+    /// `RUST_LOG=warn`.
+    pub async fn start(args: &[&str]) -> Spawned {
+        Self::start_under(&[], args).await
+    }
+
+    /// The same, run through `wrapper` (e.g. `["prlimit", "--nofile=64:64", "--"]`).
+    pub async fn start_under(wrapper: &[&str], args: &[&str]) -> Spawned {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(sluice_bin());
+                c
+            }
+            None => Command::new(sluice_bin()),
+        };
+        cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn sluice");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[sluice] {line}");
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(DEADLINE * 3, lines.next_line())
+            .await
+            .expect("no listening line in time")
+            .expect("read stdout")
+            .expect("sluice exited before listening");
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .parse()
+            .expect("listening address");
+        Spawned {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("broker has exited")
+    }
+
+    /// Resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
+    /// User plus system CPU time so far, in clock ticks (1/100 s).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("read /proc stat");
+        let rest = stat.rsplit_once(')').expect("stat format").1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name.
+        f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+    }
+
+    /// Fails the test if the process has exited.
+    pub fn assert_alive(&mut self, when: &str) {
+        let status = self.child.try_wait().expect("try_wait");
+        assert!(status.is_none(), "broker exited {when}: {status:?}");
+    }
+
+    /// Waits (up to the deadline) for a stderr line containing `needle`.
+    pub async fn wait_log(&self, needle: &str) -> String {
+        let found = tokio::time::timeout(DEADLINE, async {
+            loop {
+                if let Some(l) = self
+                    .log
+                    .lock()
+                    .expect("log lock")
+                    .iter()
+                    .find(|l| l.contains(needle))
+                {
+                    return l.clone();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("no log line containing {needle:?}"))
+    }
+}
