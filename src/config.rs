@@ -23,6 +23,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// without its end, or a literal not all here, after this long closes the
 /// connection (`ERR BAD_FRAME`). Slowloris clients hold nothing for longer.
 pub const DEFAULT_FRAME_TIMEOUT_MS: u64 = 30_000;
+/// Free space on the data directory's file system under which publishes
+/// that write to the store are held (RabbitMQ's `disk_free_limit` is 50 MB).
+pub const DEFAULT_DISK_FREE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Broker configuration.
 #[derive(Debug, Clone)]
@@ -46,6 +49,8 @@ pub struct Config {
     pub queue_memory_bytes: u64,
     /// The longest a started command may take to arrive.
     pub frame_timeout: Duration,
+    /// Free bytes under which storing publishes are held (0: off).
+    pub disk_free_limit: u64,
 }
 
 impl Default for Config {
@@ -63,6 +68,7 @@ impl Default for Config {
             cache_bytes: DEFAULT_CACHE_BYTES,
             queue_memory_bytes: DEFAULT_QUEUE_MEMORY_BYTES,
             frame_timeout: Duration::from_millis(DEFAULT_FRAME_TIMEOUT_MS),
+            disk_free_limit: DEFAULT_DISK_FREE_LIMIT_BYTES,
         }
     }
 }

@@ -61,6 +61,10 @@ struct ServeArgs {
     /// without its end, a literal not all sent); then the connection is closed.
     #[arg(long, default_value_t = sluice::config::DEFAULT_FRAME_TIMEOUT_MS)]
     frame_timeout: u64,
+    /// Free bytes on the data directory's file system under which publishes
+    /// that write to the store are held until space is freed (0: off).
+    #[arg(long, default_value_t = sluice::config::DEFAULT_DISK_FREE_LIMIT_BYTES)]
+    disk_free_limit: u64,
     /// RAM one queue may use for its waiting messages, in bytes (bodies plus
     /// about 256 bytes each); past it, messages wait on disk and are read
     /// back as consumers drain the queue.
@@ -117,6 +121,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue_memory_bytes: args.queue_memory.max(1),
         cache_bytes: args.cache,
         frame_timeout: std::time::Duration::from_millis(args.frame_timeout.max(1)),
+        disk_free_limit: args.disk_free_limit,
         ..Config::default()
     };
     config.limits.max_line = args.max_line.max(64);

@@ -25,16 +25,26 @@ pub async fn run(
     broker: Broker,
     shutdown: impl Future,
 ) -> anyhow::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(None);
     let limit = Arc::new(Semaphore::new(broker.config().max_connections));
     let mut sessions = JoinSet::new();
     let timers = tokio::spawn(broker.timers().clone().run());
+    let disk_space = tokio::spawn(broker.disk_space().clone().run());
+    let mut commits = broker.committer().subscribe();
+    let mut store_failure: Option<Arc<str>> = None;
     tokio::pin!(shutdown);
     let mut accept_errors = AcceptErrors::default();
     let mut refused_logged: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
+            // A store that failed a write takes no more (sled's I/O errors
+            // are sticky until it is reopened): stop, so that a restart by
+            // the supervisor recovers, rather than answer ERR forever.
+            Ok(state) = commits.wait_for(|s| s.error.is_some()) => {
+                store_failure = state.error.clone();
+                break;
+            }
             a = listener.accept() => a,
             // Reap finished sessions as they end, not at the next accept.
             Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
@@ -71,11 +81,22 @@ pub async fn run(
     }
     tracing::info!("shutting down: closing connections");
     drop(listener);
-    let _ = stop_tx.send(true);
+    let reason = if store_failure.is_some() {
+        "store-failed"
+    } else {
+        "shutdown"
+    };
+    let _ = stop_tx.send(Some(reason));
     while sessions.join_next().await.is_some() {}
     timers.abort();
+    disk_space.abort();
     let b = broker.clone();
-    tokio::task::spawn_blocking(move || b.shutdown()).await??;
+    let flushed = tokio::task::spawn_blocking(move || b.shutdown()).await?;
+    if let Some(e) = store_failure {
+        tracing::error!(error = %e, "stopped: the store failed a write; every confirmed message is on disk; restart once the cause (a full disk?) is fixed");
+        anyhow::bail!("the store failed a write ({e}); stopped so that a restart can recover; every confirmed message is on disk");
+    }
+    flushed?;
     tracing::info!("store flushed; bye");
     Ok(())
 }

@@ -39,7 +39,7 @@ use tokio::time::Instant;
 
 use crate::broker::message::{Entry, Message};
 use crate::broker::queue::{Delivery, Push, Queue, Settle};
-use crate::broker::Broker;
+use crate::broker::{Broker, Hold};
 use crate::cmd::{self, Outcome};
 use crate::connection::{FrameReader, FrameWriter};
 use crate::protocol::command::{AckMode, Command, Publish};
@@ -53,6 +53,9 @@ use crate::store::CommitState;
 const MAX_PENDING_OUTPUTS: usize = 16 * 1024;
 /// Pushes taken from the channel per wake-up before writing.
 const PUSH_BATCH: usize = 512;
+/// How long a closing connection's last writes may wait for the peer to
+/// read them (at a shutdown, say), before it is closed regardless.
+const CLOSING_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Stop reading while this many commands wait behind a held `PUB`.
 const MAX_DEFERRED: usize = 16 * 1024;
 
@@ -111,13 +114,14 @@ enum Deferred {
     Reply(Out),
 }
 
-/// A `PUB` waiting for room in a full `overflow=block` queue.
+/// A `PUB` waiting for room in a full `overflow=block` queue, or for disk
+/// space.
 #[derive(Debug)]
 pub struct HeldPub {
-    /// The publish, run again when the queue signals room.
+    /// The publish, run again when the hold ends.
     pub cmd: Publish,
-    /// The full queue.
-    pub queue: Arc<Queue>,
+    /// What it waits for.
+    pub on: Hold,
 }
 
 /// One subscription of this connection.
@@ -378,11 +382,11 @@ impl Session {
         }
     }
 
-    /// Holds a `PUB` until its queue has room.
+    /// Holds a `PUB` until its queue has room (or the disk has space).
     fn start_hold(&mut self, h: HeldPub) {
         self.out.push_back(Out::Held);
-        let queue = h.queue.name.to_string();
-        let wait = RoomWait(wait_room(h.queue.clone()));
+        let queue = h.on.queue_name();
+        let wait = RoomWait(wait_room(h.on.clone()));
         self.held = Some((h, wait));
         self.push_out(Out::Notice(Notice::Blocked { queue }));
     }
@@ -395,9 +399,9 @@ impl Session {
             return;
         };
         let reply = match self.broker.publish(&h.cmd) {
-            Ok(crate::broker::PublishAttempt::Blocked(queue)) => {
-                let wait = RoomWait(wait_room(queue.clone()));
-                self.held = Some((HeldPub { cmd: h.cmd, queue }, wait));
+            Ok(crate::broker::PublishAttempt::Blocked(on)) => {
+                let wait = RoomWait(wait_room(on.clone()));
+                self.held = Some((HeldPub { cmd: h.cmd, on }, wait));
                 return;
             }
             Ok(crate::broker::PublishAttempt::Done(p)) => {
@@ -406,12 +410,12 @@ impl Session {
             }
             Err(e) => Out::Reply(e.to_reply(), None),
         };
-        self.release_held(reply, h.queue.name.to_string());
+        self.release_held(reply, h.on.queue_name());
     }
 
     /// Puts `reply` where the held `PUB`'s placeholder is, followed by the
     /// pushes that went around it.
-    fn release_held(&mut self, reply: Out, queue: String) {
+    fn release_held(&mut self, reply: Out, queue: Option<String>) {
         self.bypass
             .push_back(Out::Notice(Notice::Unblocked { queue }));
         match self.out.iter().position(|o| matches!(o, Out::Held)) {
@@ -526,12 +530,13 @@ impl Session {
         written_auto
     }
 
-    /// Runs the connection until it closes, the client quits, or `shutdown` fires.
+    /// Runs the connection until it closes, the client quits, or `shutdown`
+    /// fires (with the reason for `NOTICE closing`).
     pub async fn run(
         mut self,
         mut reader: FrameReader,
         mut writer: FrameWriter,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: watch::Receiver<Option<&'static str>>,
     ) {
         let mut commit_rx = self.broker.committer().subscribe();
         let mut reading = true;
@@ -560,9 +565,15 @@ impl Session {
                 self.encode_ready(&state, &mut writer.buf)
             };
             let wrote = !writer.buf.is_empty();
-            let flushed = match self.heartbeat {
-                // A peer that does not read for two heartbeats is gone.
-                Some(hb) => tokio::time::timeout(2 * hb, writer.flush())
+            // A peer that does not read for two heartbeats is gone; one
+            // that does not read while the server closes is not waited for.
+            let patience = match self.heartbeat {
+                Some(hb) if closing => Some((2 * hb).min(CLOSING_WRITE_TIMEOUT)),
+                Some(hb) => Some(2 * hb),
+                None => closing.then_some(CLOSING_WRITE_TIMEOUT),
+            };
+            let flushed = match patience {
+                Some(t) => tokio::time::timeout(t, writer.flush())
                     .await
                     .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
                 None => writer.flush().await,
@@ -614,17 +625,18 @@ impl Session {
             tokio::select! {
                 res = shutdown.changed(), if !closing => {
                     let _ = res;
-                    if self.held.take().is_some() {
+                    if let Some((h, _)) = self.held.take() {
                         self.release_held(
                             Out::Reply(
                                 Reply::Err(ErrorCode::Internal, "server shutting down; message not stored".into()),
                                 None,
                             ),
-                            String::new(),
+                            h.on.queue_name(),
                         );
                     }
                     self.deferred.clear();
-                    self.out.push_back(Out::Notice(Notice::Closing { reason: "shutdown" }));
+                    let reason = shutdown.borrow().unwrap_or("shutdown");
+                    self.out.push_back(Out::Notice(Notice::Closing { reason }));
                     closing = true;
                     waiting = None;
                 }
@@ -844,7 +856,11 @@ enum Step {
 }
 
 /// Resolves when `q` may have room for a held publish (or was deleted).
-fn wait_room(q: Arc<Queue>) -> WaitFuture {
+fn wait_room(on: Hold) -> WaitFuture {
+    let q = match on {
+        Hold::Queue(q) => q,
+        Hold::Disk(disk) => return Box::pin(async move { disk.wait_room().await }),
+    };
     Box::pin(async move {
         let _counted = q.blocker();
         let notified = q.room_signal().notified();

@@ -8,6 +8,7 @@
 //! and locks each target queue briefly. Topology changes, which are rare,
 //! are serialised by one mutex so that a delete and a bind cannot interleave.
 
+pub mod disk_space;
 pub mod exchange;
 pub mod message;
 pub mod publish;
@@ -35,9 +36,10 @@ use crate::store::{
     BindingDef, Committer, ExchangeDef, MemStore, MessageBatch, QueueDef, SledStore, Store,
     StoreError,
 };
+use disk_space::DiskSpace;
 use exchange::{Binding, Bindings};
 use message::Bodies;
-pub use publish::{PublishAttempt, Published};
+pub use publish::{Hold, PublishAttempt, Published};
 use queue::{Queue, QueueInit};
 use timer::Timers;
 
@@ -70,7 +72,10 @@ impl Disk {
 
     /// Applies a message batch; returns the generation to wait for.
     pub fn apply(&self, batch: &MessageBatch<'_>) -> Result<u64, StoreError> {
-        self.store.apply(batch)?;
+        if let Err(e) = self.store.apply(batch) {
+            self.committer.write_failed(&e);
+            return Err(e);
+        }
         Ok(self.committer.written())
     }
 
@@ -79,7 +84,10 @@ impl Disk {
         &self,
         f: impl FnOnce(&dyn Store) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
-        f(self.store.as_ref())?;
+        if let Err(e) = f(self.store.as_ref()) {
+            self.committer.write_failed(&e);
+            return Err(e);
+        }
         Ok(self.committer.written())
     }
 
@@ -128,6 +136,8 @@ struct Inner {
     config: Config,
     disk: Arc<Disk>,
     timers: Arc<Timers>,
+    /// The free-space watermark.
+    disk_space: Arc<DiskSpace>,
     /// `""`, shared by every message published to the default exchange.
     default_exchange: Arc<str>,
     exchanges: DashMap<Arc<str>, Arc<Exchange>>,
@@ -161,6 +171,15 @@ impl Broker {
         let committer = Committer::start(store.clone())?;
         let ram_budget = (!config.in_memory && store.keeps_messages())
             .then_some(config.queue_memory_bytes.max(1));
+        let disk_space = Arc::new(DiskSpace::new(
+            config.data_dir.clone(),
+            if config.in_memory {
+                0
+            } else {
+                config.disk_free_limit
+            },
+        ));
+        disk_space.check();
         let boot_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -175,6 +194,7 @@ impl Broker {
                     ram_budget,
                 }),
                 timers: Arc::new(Timers::default()),
+                disk_space,
                 default_exchange: Arc::from(""),
                 exchanges: DashMap::new(),
                 queues: DashMap::new(),
@@ -270,6 +290,11 @@ impl Broker {
     /// The timers, whose task [`crate::server::run`] drives.
     pub fn timers(&self) -> &Arc<Timers> {
         &self.inner.timers
+    }
+
+    /// The free-space watermark (its task is started by the server).
+    pub fn disk_space(&self) -> &Arc<DiskSpace> {
+        &self.inner.disk_space
     }
 
     /// The configuration.

@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use super::disk_space::DiskSpace;
 use super::message::{Entry, Message, Now};
 use super::queue::{Admission, DeathReason, Planned, Queue};
 use super::{not_found, stores, Broker, MAX_ALTERNATE_HOPS};
@@ -49,9 +50,28 @@ pub struct Published {
 pub enum PublishAttempt {
     /// Done.
     Done(Published),
-    /// A target queue is full with `overflow=block`: nothing was stored;
-    /// retry when it signals room.
-    Blocked(Arc<Queue>),
+    /// Held: nothing was stored; retry when the hold ends.
+    Blocked(Hold),
+}
+
+/// Why a publish is held.
+#[derive(Debug, Clone)]
+pub enum Hold {
+    /// A target queue is full with `overflow=block`; it signals room.
+    Queue(Arc<Queue>),
+    /// The data directory's file system is under `--disk-free-limit` and
+    /// the message would be written to the store.
+    Disk(Arc<DiskSpace>),
+}
+
+impl Hold {
+    /// The queue's name, `None` for the disk.
+    pub fn queue_name(&self) -> Option<String> {
+        match self {
+            Hold::Queue(q) => Some(q.name.to_string()),
+            Hold::Disk(_) => None,
+        }
+    }
 }
 
 /// New copies of one message, ready to store and enqueue.
@@ -206,8 +226,16 @@ impl Broker {
             match q.admit(p.body.len()) {
                 Admission::Accept => accepted.push(q),
                 Admission::Reject => rejected.push(q),
-                Admission::Block => return Ok(PublishAttempt::Blocked(q)),
+                Admission::Block => return Ok(PublishAttempt::Blocked(Hold::Queue(q))),
             }
+        }
+        let disk = self.disk_space();
+        if disk.low()
+            && accepted
+                .iter()
+                .any(|q| (p.persistent != Some(false) && stores(q)) || q.spilling())
+        {
+            return Ok(PublishAttempt::Blocked(Hold::Disk(disk.clone())));
         }
         if accepted.is_empty() {
             if let Some(q) = rejected.first() {

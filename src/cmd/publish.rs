@@ -15,7 +15,8 @@ use crate::session::{HeldPub, Session};
 /// generation of the message's write, so it is sent only once the message
 /// is fsync'd (for a persistent message on a durable queue). When a target
 /// queue is full with `overflow=block`, nothing is stored and the publish
-/// goes back to the session to hold.
+/// goes back to the session to hold; so does one that would write to the
+/// store while the disk is under `--disk-free-limit`.
 pub(super) fn publish(c: Publish, s: &mut Session) -> Result<Option<HeldPub>, BrokerError> {
     match s.broker.publish(&c)? {
         PublishAttempt::Done(p) => {
@@ -23,7 +24,7 @@ pub(super) fn publish(c: Publish, s: &mut Session) -> Result<Option<HeldPub>, Br
             reply_after(s, confirm(p), gen)?;
             Ok(None)
         }
-        PublishAttempt::Blocked(queue) => Ok(Some(HeldPub { cmd: c, queue })),
+        PublishAttempt::Blocked(on) => Ok(Some(HeldPub { cmd: c, on })),
     }
 }
 

@@ -186,7 +186,7 @@ pub enum Notice {
     },
     /// `NOTICE closing reason=<reason>`: sent just before the server closes.
     Closing {
-        /// Why: `shutdown`.
+        /// Why: `shutdown`, or `store-failed`.
         reason: &'static str,
     },
     /// `NOTICE ack-timeout <ctag> <dtag>`: a delivery's ack timeout passed;
@@ -198,17 +198,19 @@ pub enum Notice {
         dtag: u64,
     },
     /// `NOTICE blocked queue=<name>`: a full `overflow=block` queue is
-    /// holding this connection's `PUB` reply (and the commands behind it).
+    /// holding this connection's `PUB` reply (and the commands behind it);
+    /// `NOTICE blocked disk`: the disk is under `--disk-free-limit`.
     Blocked {
-        /// The full queue.
-        queue: String,
+        /// The full queue; `None` for the disk.
+        queue: Option<String>,
     },
     /// `NOTICE heartbeat`: nothing else was sent for a heartbeat interval.
     Heartbeat,
-    /// `NOTICE unblocked queue=<name>`: the held `PUB` went through.
+    /// `NOTICE unblocked queue=<name>` (or `disk`): the held `PUB` went
+    /// through.
     Unblocked {
-        /// The queue that had been full.
-        queue: String,
+        /// The queue that had been full; `None` for the disk.
+        queue: Option<String>,
     },
 }
 
@@ -230,18 +232,28 @@ impl Notice {
                 let _ = write!(Lit(out), " {dtag}\r\n");
             }
             Notice::Blocked { queue } => {
-                out.extend_from_slice(b"NOTICE blocked queue=");
-                encode_word(out, queue.as_bytes());
-                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(b"NOTICE blocked ");
+                encode_hold(out, queue.as_deref());
             }
             Notice::Heartbeat => out.extend_from_slice(b"NOTICE heartbeat\r\n"),
             Notice::Unblocked { queue } => {
-                out.extend_from_slice(b"NOTICE unblocked queue=");
-                encode_word(out, queue.as_bytes());
-                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(b"NOTICE unblocked ");
+                encode_hold(out, queue.as_deref());
             }
         }
     }
+}
+
+/// `queue=<name>` or `disk`, and the end of line.
+fn encode_hold(out: &mut Vec<u8>, queue: Option<&str>) {
+    match queue {
+        Some(q) => {
+            out.extend_from_slice(b"queue=");
+            encode_word(out, q.as_bytes());
+        }
+        None => out.extend_from_slice(b"disk"),
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// `fmt::Write` over a byte vector, to format numbers without a temporary String.

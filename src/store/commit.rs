@@ -26,7 +26,8 @@ pub struct CommitState {
     pub durable: u64,
     /// Generations above `durable` and up to this one failed to sync.
     pub failed: u64,
-    /// The last sync error, if any.
+    /// The first store error (a failed sync or write), if any: the store
+    /// takes no more writes after it (see [`crate::server::run`]).
     pub error: Option<Arc<str>>,
 }
 
@@ -106,6 +107,20 @@ impl Committer {
         self.state.subscribe()
     }
 
+    /// Records a failed write to the store (not a sync): the store cannot
+    /// be trusted to take more writes (sled's I/O errors are sticky), which
+    /// [`CommitState::error`] tells whoever watches.
+    pub fn write_failed(&self, e: &super::StoreError) {
+        if let super::StoreError::Io(_) = e {
+            let msg: Arc<str> = Arc::from(e.to_string());
+            self.state.send_modify(|s| {
+                if s.error.is_none() {
+                    s.error = Some(msg);
+                }
+            });
+        }
+    }
+
     /// How many syncs have run (for tests and stats: proof of group commit).
     pub fn sync_count(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
@@ -151,7 +166,7 @@ impl Committer {
                         let msg: Arc<str> = Arc::from(e.to_string());
                         self.state.send_modify(|s| {
                             s.failed = target;
-                            s.error = Some(msg);
+                            s.error.get_or_insert(msg);
                         });
                     }
                 }

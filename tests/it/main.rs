@@ -7,6 +7,7 @@ mod common;
 mod connections;
 mod crash;
 mod delivery;
+mod disk;
 mod errors;
 mod failure;
 mod framing;

@@ -18,7 +18,7 @@ pub struct Spawned {
     /// Every line it wrote to stderr so far (collected by a task, so the
     /// pipe never fills).
     log: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Spawned {
@@ -31,6 +31,17 @@ impl Spawned {
     /// The same, run through `wrapper` (e.g. `["prlimit", "--nofile=64:64", "--"]`).
     pub async fn start_under(wrapper: &[&str], args: &[&str]) -> Spawned {
         let dir = tempfile::tempdir().expect("tempdir");
+        let mut b = Self::launch(wrapper, dir.path(), args).await;
+        b._dir = Some(dir);
+        b
+    }
+
+    /// The same on a given data directory (which outlives the process).
+    pub async fn start_in(dir: &std::path::Path, args: &[&str]) -> Spawned {
+        Self::launch(&[], dir, args).await
+    }
+
+    async fn launch(wrapper: &[&str], dir: &std::path::Path, args: &[&str]) -> Spawned {
         let mut cmd = match wrapper.split_first() {
             Some((prog, rest)) => {
                 let mut c = Command::new(prog);
@@ -40,7 +51,7 @@ impl Spawned {
             None => Command::new(sluice_bin()),
         };
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+            .arg(dir)
             .args(args)
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
@@ -74,7 +85,7 @@ impl Spawned {
             child,
             addr,
             log,
-            _dir: dir,
+            _dir: None,
         }
     }
 
@@ -108,6 +119,19 @@ impl Spawned {
     pub fn assert_alive(&mut self, when: &str) {
         let status = self.child.try_wait().expect("try_wait");
         assert!(status.is_none(), "broker exited {when}: {status:?}");
+    }
+
+    /// Waits (up to the deadline) for the process to exit by itself.
+    pub async fn exited(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .expect("broker did not exit in time")
+            .expect("wait")
+    }
+
+    /// SIGKILL, and wait for it.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill");
     }
 
     /// Waits (up to the deadline) for a stderr line containing `needle`.
