@@ -20,6 +20,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sluice::broker::exchange::{Binding, Bindings};
 use sluice::protocol::command::{ExchangeKind, HeaderMatch};
@@ -93,7 +94,12 @@ fn instance(pattern: &str, rng: &mut Rng) -> String {
 fn table(n: usize, rng: &mut Rng) -> (Bindings, Vec<String>) {
     let mut b = Bindings::new(ExchangeKind::Topic);
     let binding = |queue: String, key: String| {
-        Binding::new(Arc::from(queue), key, Vec::new(), HeaderMatch::All)
+        Binding::new(
+            Arc::from(queue),
+            Bytes::from(key),
+            Vec::new(),
+            HeaderMatch::All,
+        )
     };
     for key in ["audit.#", "*.*.created", "#.error"] {
         b.add(binding(format!("broad-{key}"), key.to_string()));
@@ -109,7 +115,10 @@ fn table(n: usize, rng: &mut Rng) -> (Bindings, Vec<String>) {
     assert_eq!(b.len(), n.max(3));
     // Sorted: `iter` follows a randomly seeded hash map, and the keys must be
     // the same on every run for runs to compare.
-    let mut patterns: Vec<&str> = b.iter().map(|x| x.key.as_str()).collect();
+    let mut patterns: Vec<&str> = b
+        .iter()
+        .map(|x| std::str::from_utf8(&x.key).unwrap())
+        .collect();
     patterns.sort_unstable();
     let keys = (0..KEYS)
         .map(|i| {
@@ -137,7 +146,7 @@ fn bench_topic(c: &mut Criterion) {
         let (mut matched, mut none) = (0usize, 0usize);
         for k in &keys {
             out.clear();
-            bindings.route(k, &[], &mut out);
+            bindings.route(k.as_bytes(), &[], &mut out);
             matched += out.len();
             none += usize::from(out.is_empty());
         }
@@ -155,7 +164,7 @@ fn bench_topic(c: &mut Criterion) {
                     let mut total = 0;
                     for k in keys {
                         out.clear();
-                        bindings.route(black_box(k), &[], &mut out);
+                        bindings.route(black_box(k.as_bytes()), &[], &mut out);
                         total += out.len();
                     }
                     total

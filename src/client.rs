@@ -59,15 +59,18 @@ pub struct Delivery {
     pub delivery_tag: u64,
     /// Exchange it was published to.
     pub exchange: String,
-    /// Routing key.
+    /// Routing key as text: [`Delivery::raw_routing_key`] decoded as UTF-8,
+    /// with any invalid bytes replaced by U+FFFD.
     pub routing_key: String,
+    /// Routing key, its exact bytes (a key is any token, not only UTF-8).
+    pub raw_routing_key: Bytes,
     /// Delivered before (or may have been).
     pub redelivered: bool,
     /// Deliveries so far, this one included.
     pub deliveries: u32,
     /// Message id.
     pub id: String,
-    /// Headers.
+    /// Headers: names, and values as their exact bytes.
     pub headers: Vec<Header>,
     /// Body.
     pub body: Bytes,
@@ -241,7 +244,13 @@ impl Client {
     /// Queues a command line (words already encoded) and optional literal
     /// body; nothing is written until [`Client::flush`].
     pub fn send(&mut self, line: &str, body: Option<&[u8]>) -> ReplyHandle {
-        self.buf.extend_from_slice(line.as_bytes());
+        self.send_raw(line.as_bytes(), body)
+    }
+
+    /// [`Client::send`] for a line that is not UTF-8 (a word may be any
+    /// bytes: encode each with [`encode_word`]).
+    pub fn send_raw(&mut self, line: &[u8], body: Option<&[u8]>) -> ReplyHandle {
+        self.buf.extend_from_slice(line);
         if let Some(b) = body {
             self.buf
                 .extend_from_slice(format!(" {{{}}}\r\n", b.len()).as_bytes());
@@ -288,15 +297,27 @@ impl Client {
         opts: &str,
         body: &[u8],
     ) -> ReplyHandle {
+        self.send_publish_raw_key(exchange, key.as_bytes(), opts, body)
+    }
+
+    /// [`Client::send_publish`] with a routing key given as bytes (any
+    /// token: not only UTF-8; it is quoted as needed).
+    pub fn send_publish_raw_key(
+        &mut self,
+        exchange: &str,
+        key: &[u8],
+        opts: &str,
+        body: &[u8],
+    ) -> ReplyHandle {
         let mut line = b"PUB ".to_vec();
         encode_word(&mut line, exchange.as_bytes());
         line.push(b' ');
-        encode_word(&mut line, key.as_bytes());
+        encode_word(&mut line, key);
         if !opts.is_empty() {
             line.push(b' ');
             line.extend_from_slice(opts.as_bytes());
         }
-        self.send(&String::from_utf8_lossy(&line), Some(body))
+        self.send_raw(&line, Some(body))
     }
 
     /// Publishes and waits for the confirm: returns the message id.
@@ -307,7 +328,19 @@ impl Client {
         opts: &str,
         body: &[u8],
     ) -> Result<String, ClientError> {
-        let h = self.send_publish(exchange, key, opts, body);
+        self.publish_raw_key(exchange, key.as_bytes(), opts, body)
+            .await
+    }
+
+    /// [`Client::publish`] with a routing key given as bytes.
+    pub async fn publish_raw_key(
+        &mut self,
+        exchange: &str,
+        key: &[u8],
+        opts: &str,
+        body: &[u8],
+    ) -> Result<String, ClientError> {
+        let h = self.send_publish_raw_key(exchange, key, opts, body);
         self.flush().await?;
         let r = h.wait().await?;
         r.words
@@ -342,19 +375,21 @@ struct Reader {
 impl Reader {
     fn on_frame(&mut self, f: Frame) -> Result<(), ClientError> {
         let tokens = tokenize(&f.line).map_err(|e| ClientError::Protocol(e.message))?;
+        if tokens.first().is_some_and(|t| t.text == b"MSG") {
+            let raw: Vec<Vec<u8>> = tokens.into_iter().map(|t| t.text).collect();
+            let d = parse_msg(&raw, f.literal.unwrap_or_default())?;
+            if d.consumer_tag == "-" {
+                self.got.push(d);
+            } else {
+                let _ = self.deliveries.send(d);
+            }
+            return Ok(());
+        }
         let words: Vec<String> = tokens
             .into_iter()
             .map(|t| String::from_utf8_lossy(&t.text).into_owned())
             .collect();
         match words.first().map(String::as_str) {
-            Some("MSG") => {
-                let d = parse_msg(&words, f.literal.unwrap_or_default())?;
-                if d.consumer_tag == "-" {
-                    self.got.push(d);
-                } else {
-                    let _ = self.deliveries.send(d);
-                }
-            }
             Some("NOTICE") => {
                 let _ = self.notices.send(words[1..].join(" "));
             }
@@ -395,16 +430,26 @@ impl Reader {
     }
 }
 
-fn parse_msg(words: &[String], body: Bytes) -> Result<Delivery, ClientError> {
-    let bad = || ClientError::Protocol(format!("bad MSG line: {words:?}"));
+/// A `MSG` line's words (as bytes: the routing key and header values may
+/// be any bytes) and its body.
+fn parse_msg(words: &[Vec<u8>], body: Bytes) -> Result<Delivery, ClientError> {
+    let bad = || {
+        let shown: Vec<_> = words.iter().map(|w| String::from_utf8_lossy(w)).collect();
+        ClientError::Protocol(format!("bad MSG line: {shown:?}"))
+    };
+    let text = |w: &[u8]| String::from_utf8_lossy(w).into_owned();
+    fn number<T: std::str::FromStr>(w: &[u8]) -> Option<T> {
+        std::str::from_utf8(w).ok()?.parse().ok()
+    }
     if words.len() < 7 {
         return Err(bad());
     }
     let mut d = Delivery {
-        consumer_tag: words[1].clone(),
-        delivery_tag: words[2].parse().map_err(|_| bad())?,
-        exchange: words[3].clone(),
-        routing_key: words[4].clone(),
+        consumer_tag: text(&words[1]),
+        delivery_tag: number(&words[2]).ok_or_else(bad)?,
+        exchange: text(&words[3]),
+        routing_key: text(&words[4]),
+        raw_routing_key: Bytes::copy_from_slice(&words[4]),
         redelivered: false,
         deliveries: 0,
         id: String::new(),
@@ -412,15 +457,16 @@ fn parse_msg(words: &[String], body: Bytes) -> Result<Delivery, ClientError> {
         body,
     };
     for w in &words[5..words.len() - 1] {
-        if w == "redelivered" {
+        if w == b"redelivered" {
             d.redelivered = true;
-        } else if let Some(n) = w.strip_prefix("deliveries=") {
-            d.deliveries = n.parse().map_err(|_| bad())?;
-        } else if let Some(id) = w.strip_prefix("id=") {
-            d.id = id.to_string();
-        } else if let Some(h) = w.strip_prefix("h.") {
-            let (k, v) = h.split_once('=').ok_or_else(bad)?;
-            d.headers.push((k.to_string(), v.to_string()));
+        } else if let Some(n) = w.strip_prefix(b"deliveries=") {
+            d.deliveries = number(n).ok_or_else(bad)?;
+        } else if let Some(id) = w.strip_prefix(b"id=") {
+            d.id = text(id);
+        } else if let Some(h) = w.strip_prefix(b"h.") {
+            let eq = h.iter().position(|&b| b == b'=').ok_or_else(bad)?;
+            let (k, v) = (&h[..eq], &h[eq + 1..]);
+            d.headers.push((text(k), Bytes::copy_from_slice(v)));
         }
     }
     Ok(d)

@@ -22,8 +22,9 @@ pub struct Message {
     pub id: String,
     /// Exchange it was published to.
     pub exchange: Arc<str>,
-    /// Routing key.
-    pub routing_key: String,
+    /// Routing key: any bytes (not only UTF-8), shared rather than copied
+    /// by the stored metadata and by dead-lettered copies.
+    pub routing_key: Bytes,
     /// Headers.
     pub headers: Vec<Header>,
     /// Body.
@@ -49,12 +50,9 @@ impl Drop for Message {
 }
 
 impl Message {
-    /// The value of header `name`, if present.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+    /// The value of header `name`, if present (any bytes).
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
 
     /// Drops one stored reference; true when it was the last (remove the body).

@@ -661,7 +661,9 @@ pub fn describe_args(a: &QueueArgs) -> String {
         w.push(format!("dead-letter={}", quote_for_message(x)));
     }
     if let Some(k) = &a.dead_letter_key {
-        w.push(format!("dead-letter-key={}", quote_for_message(k)));
+        // For people: a key that is not UTF-8 shows its bad bytes as U+FFFD.
+        let k = String::from_utf8_lossy(k);
+        w.push(format!("dead-letter-key={}", quote_for_message(&k)));
     }
     if !a.retry_delays_ms.is_empty() {
         let d: Vec<String> = a.retry_delays_ms.iter().map(u64::to_string).collect();

@@ -11,6 +11,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
+
 use super::disk_space::DiskSpace;
 use super::message::{Entry, Message, Now};
 use super::queue::{Admission, DeathReason, Planned, Queue};
@@ -128,7 +130,7 @@ impl Copies {
         broker: &Broker,
         e: &Entry,
         exchange: &str,
-        key: String,
+        key: Bytes,
         headers: Vec<Header>,
         targets: Vec<Arc<Queue>>,
         now: &Now,
@@ -339,7 +341,7 @@ impl Broker {
     pub(super) fn route_to(
         &self,
         exchange: &str,
-        key: &str,
+        key: &[u8],
         headers: &[Header],
     ) -> Result<Vec<Arc<Queue>>, BrokerError> {
         Ok(self.route_named(exchange, key, headers)?.1)
@@ -350,11 +352,16 @@ impl Broker {
     fn route_named(
         &self,
         exchange: &str,
-        key: &str,
+        key: &[u8],
         headers: &[Header],
     ) -> Result<(Arc<str>, Vec<Arc<Queue>>), BrokerError> {
         if exchange.is_empty() {
-            let q = self.inner.queues.get(key).map(|q| q.clone());
+            // The default exchange routes by queue name; a key that is not
+            // UTF-8 cannot be one, so it reaches no queue.
+            let q = std::str::from_utf8(key)
+                .ok()
+                .and_then(|name| self.inner.queues.get(name))
+                .map(|q| q.clone());
             return Ok((self.inner.default_exchange.clone(), q.into_iter().collect()));
         }
         let mut names: Vec<Arc<str>> = Vec::new();
@@ -412,6 +419,7 @@ impl Broker {
         let mut sources = Vec::with_capacity(dead.len());
         let mut copies = Vec::with_capacity(dead.len());
         for (e, reason) in dead {
+            // Shared, not copied: `Bytes` clones are reference counts.
             let key = from
                 .args
                 .dead_letter_key
@@ -484,10 +492,13 @@ impl Broker {
         let mut moved = Vec::new();
         let mut copies = Vec::new();
         for e in taken {
-            let (Some(exchange), Some(key)) = (
-                e.msg.header("x-death-exchange"),
-                e.msg.header("x-death-key"),
-            ) else {
+            // An exchange name is text; the key may be any bytes.
+            let exchange = e
+                .msg
+                .header("x-death-exchange")
+                .and_then(|x| std::str::from_utf8(x).ok());
+            let (Some(exchange), Some(key)) = (exchange, e.msg.header("x-death-key").cloned())
+            else {
                 kept.push(e);
                 continue;
             };
@@ -498,13 +509,12 @@ impl Broker {
                 .filter(|(k, _)| !is_death_header(k))
                 .cloned()
                 .collect();
-            let targets = self.route_to(exchange, key, &headers).unwrap_or_default();
+            let targets = self.route_to(exchange, &key, &headers).unwrap_or_default();
             let targets = planned.admit(targets, e.msg.body.len(), true);
             if targets.is_empty() {
                 kept.push(e);
                 continue;
             }
-            let key = key.to_string();
             copies.push(Copies::republish(
                 self, &e, exchange, key, headers, targets, &now,
             ));
@@ -523,26 +533,32 @@ impl Broker {
 fn death_headers(msg: &Message, reason: DeathReason, queue: &str) -> Vec<Header> {
     let count = msg
         .header("x-death-count")
-        .and_then(|c| c.parse::<u64>().ok())
+        .and_then(|c| std::str::from_utf8(c).ok()?.parse::<u64>().ok())
         .unwrap_or(0)
         + 1;
     let first_exchange = msg
         .header("x-death-exchange")
-        .unwrap_or(&msg.exchange)
-        .to_string();
+        .cloned()
+        .unwrap_or_else(|| Bytes::copy_from_slice(msg.exchange.as_bytes()));
     let first_key = msg
         .header("x-death-key")
         .unwrap_or(&msg.routing_key)
-        .to_string();
+        .clone();
     let mut h: Vec<Header> = msg
         .headers
         .iter()
         .filter(|(k, _)| !is_death_header(k) && k != "x-death-count")
         .cloned()
         .collect();
-    h.push(("x-death-reason".into(), reason.as_str().into()));
-    h.push(("x-death-queue".into(), queue.into()));
-    h.push(("x-death-count".into(), count.to_string()));
+    h.push((
+        "x-death-reason".into(),
+        Bytes::from_static(reason.as_str().as_bytes()),
+    ));
+    h.push((
+        "x-death-queue".into(),
+        Bytes::copy_from_slice(queue.as_bytes()),
+    ));
+    h.push(("x-death-count".into(), Bytes::from(count.to_string())));
     h.push(("x-death-exchange".into(), first_exchange));
     h.push(("x-death-key".into(), first_key));
     h
@@ -551,7 +567,6 @@ fn death_headers(msg: &Message, reason: DeathReason, queue: &str) -> Vec<Header>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     fn message(headers: Vec<Header>) -> Message {
         Message {
@@ -571,8 +586,9 @@ mod tests {
     fn first_death_records_where_the_message_was_published() {
         let m = message(vec![("k".into(), "v".into())]);
         let h = death_headers(&m, DeathReason::Expired, "work");
-        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-        assert_eq!(get("k"), Some("v"));
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| &v[..]);
+        assert_eq!(get("k"), Some(&b"v"[..]));
+        let get = |n: &str| get(n).and_then(|v| std::str::from_utf8(v).ok());
         assert_eq!(get("x-death-reason"), Some("expired"));
         assert_eq!(get("x-death-queue"), Some("work"));
         assert_eq!(get("x-death-count"), Some("1"));
@@ -587,12 +603,28 @@ mod tests {
         second.exchange = Arc::from("dlx");
         second.routing_key = "dead".into();
         let h = death_headers(&second, DeathReason::MaxLen, "dlq");
-        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        let get = |n: &str| {
+            h.iter()
+                .find(|(k, _)| k == n)
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
         assert_eq!(get("x-death-count"), Some("2"));
         assert_eq!(get("x-death-reason"), Some("maxlen"));
         assert_eq!(get("x-death-queue"), Some("dlq"));
         assert_eq!(get("x-death-exchange"), Some("orders"));
         assert_eq!(get("x-death-key"), Some("eu.new"));
         assert_eq!(h.iter().filter(|(k, _)| k == "x-death-reason").count(), 1);
+    }
+
+    #[test]
+    fn a_binary_key_is_recorded_and_kept_byte_exact() {
+        let mut first = message(vec![]);
+        first.routing_key = Bytes::from_static(b"\xc3\x28.\xff");
+        let h = death_headers(&first, DeathReason::Rejected, "work");
+        let mut second = message(h);
+        second.routing_key = Bytes::from_static(b"other");
+        let h = death_headers(&second, DeathReason::Expired, "dlq");
+        let key = h.iter().find(|(k, _)| k == "x-death-key").map(|(_, v)| v);
+        assert_eq!(key.map(|k| &k[..]), Some(&b"\xc3\x28.\xff"[..]));
     }
 }

@@ -5,8 +5,11 @@
 
 use bytes::Bytes;
 
-/// One header, `h.<name>=<value>` on the wire. Names and values are case-sensitive.
-pub type Header = (String, String);
+/// One header, `h.<name>=<value>` on the wire. Names and values are
+/// case-sensitive. The name is 1 to 255 bytes of `A-Z a-z 0-9 - _ .`; the
+/// value is any token (any bytes the tokenizer accepts, not only UTF-8: it
+/// may hold a routing key, as `x-death-key` does).
+pub type Header = (String, Bytes);
 
 /// A parsed client command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,8 +163,8 @@ pub struct QueueArgs {
     /// `dead-letter=<exchange>`.
     pub dead_letter: Option<String>,
     /// `dead-letter-key=<key>`: routing key for dead letters (default: the
-    /// message's own).
-    pub dead_letter_key: Option<String>,
+    /// message's own). Any token of 0 to 255 bytes, like a routing key.
+    pub dead_letter_key: Option<Bytes>,
     /// `delivery-limit=N` (N ≥ 1): at most N deliveries.
     pub delivery_limit: Option<u32>,
     /// `ack-timeout=<ms>`: an unacked delivery goes back after this long.
@@ -212,8 +215,9 @@ pub struct Bind {
     pub queue: String,
     /// Exchange name (the default exchange `""` is refused by the broker, not the parser).
     pub exchange: String,
-    /// Binding key; empty when omitted.
-    pub key: String,
+    /// Binding key: any token of 0 to 255 bytes (not only UTF-8); empty
+    /// when omitted.
+    pub key: Bytes,
     /// `h.<name>=<value>` arguments, in the order given.
     pub headers: Vec<Header>,
     /// `match=all|any`; `None` when not given (means all).
@@ -232,8 +236,9 @@ pub struct Purge {
 pub struct Publish {
     /// Exchange name; `""` is the default exchange.
     pub exchange: String,
-    /// Routing key (may be empty).
-    pub key: String,
+    /// Routing key: any token of 0 to 255 bytes (not only UTF-8; may be
+    /// empty).
+    pub key: Bytes,
     /// `Some(true)` for `persistent`, `Some(false)` for `transient`, `None` for the queue's default.
     pub persistent: Option<bool>,
     /// `ERR NO_ROUTE` instead of a silent drop when no queue takes it.

@@ -282,8 +282,8 @@ fn classify<'a>(tok: &'a Token, spec: &Spec) -> Res<Opt<'a>> {
                 )));
             }
             let hname = utf8(hname, "header name")?;
-            let value = utf8(v, "header value")?;
-            Ok(Opt::Header((hname, value)))
+            // Any token, like a routing key (`x-death-key` holds one).
+            Ok(Opt::Header((hname, Bytes::copy_from_slice(v))))
         }
         (Some(_), _) => Err(ParseError::syntax(format!(
             "unknown option {}",
@@ -507,7 +507,7 @@ fn bind(mut a: Args<'_>) -> Res<Bind> {
     let exchange = name(a.required("<exchange>")?, "exchange", true)?;
     let key = match a.optional(&[]) {
         Some(tok) => routing_key(tok)?,
-        None => String::new(),
+        None => Bytes::new(),
     };
     let spec = Spec {
         values: &["match"],
@@ -806,18 +806,20 @@ fn name_bytes(text: &[u8], what: &str, empty_ok: bool) -> Res<String> {
     utf8(text, what)
 }
 
-fn routing_key(tok: &Token) -> Res<String> {
+fn routing_key(tok: &Token) -> Res<Bytes> {
     key_bytes(&tok.text, "routing key")
 }
 
-/// A routing key: at most 255 bytes of UTF-8, possibly empty.
-fn key_bytes(text: &[u8], what: &str) -> Res<String> {
+/// A routing key: any token of at most 255 bytes, possibly empty. Not only
+/// UTF-8: the bytes are kept as they came (the tokenizer has already
+/// refused NUL, CR and LF).
+fn key_bytes(text: &[u8], what: &str) -> Res<Bytes> {
     if text.len() > 255 {
         return Err(ParseError::syntax(format!(
             "{what} is longer than 255 bytes"
         )));
     }
-    utf8(text, what)
+    Ok(Bytes::copy_from_slice(text))
 }
 
 /// 1..=255 bytes of UTF-8 (or 0 when `empty_ok`).
@@ -971,7 +973,7 @@ mod tests {
     }
 
     fn h(n: &str, v: &str) -> Header {
-        (n.to_string(), v.to_string())
+        (n.to_string(), Bytes::copy_from_slice(v.as_bytes()))
     }
 
     #[test]
@@ -1295,13 +1297,13 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (b.key.as_str(), b.matching),
-            ("a=b", Some(HeaderMatch::All))
+            (&b.key[..], b.matching),
+            (&b"a=b"[..], Some(HeaderMatch::All))
         );
         let Command::Bind(b) = ok("BIND q \"\" \"\"") else {
             panic!()
         };
-        assert_eq!((b.exchange.as_str(), b.key.as_str()), ("", ""));
+        assert_eq!((b.exchange.as_str(), &b.key[..]), ("", &b""[..]));
         let Command::Unbind(b) = ok("UNBIND q ex h.x=1 match=any") else {
             panic!()
         };
@@ -1336,18 +1338,58 @@ mod tests {
             syntax(&format!("BIND q ex {long}")),
             "routing key is longer than 255 bytes"
         );
-        let e = parse_line(b"BIND q ex k\xff", None).unwrap_err();
-        assert_eq!(e.message, "routing key is not valid UTF-8");
-        let e = parse_line(b"BIND q ex k h.a=\xff", None).unwrap_err();
-        assert_eq!(e.message, "header value is not valid UTF-8");
+        assert_eq!(
+            syntax(&format!("BIND q ex \"{}\"", "\u{e9}".repeat(128))),
+            "routing key is longer than 255 bytes"
+        );
+    }
+
+    #[test]
+    fn keys_and_header_values_are_any_token() {
+        // Not only UTF-8: the bytes are kept as they came, quoted or not.
+        let Command::Bind(b) = parse_line(b"BIND q ex k\xff h.a=\xfe\x80", None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (&b.key[..], &b.headers[0].1[..]),
+            (&b"k\xff"[..], &b"\xfe\x80"[..])
+        );
+        let p = parse_line(b"PUB x \"\xc3\x28 \\\"\x01\" h.k=\"a \xff\" b", None).unwrap();
+        let Command::Publish(p) = p else { panic!() };
+        assert_eq!(&p.key[..], b"\xc3\x28 \"\x01");
+        assert_eq!(
+            p.headers,
+            vec![("k".to_string(), Bytes::from_static(b"a \xff"))]
+        );
+        let Command::DeclareQueue(d) =
+            parse_line(b"DECLARE QUEUE q dead-letter-key=\xff.\xfe", None).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(d.args.dead_letter_key.as_deref(), Some(&b"\xff.\xfe"[..]));
+        // 255 bytes is the limit, whatever they are.
+        let mut line = b"PUB x ".to_vec();
+        line.extend_from_slice(&[0xff; 255]);
+        line.extend_from_slice(b" b");
+        let Command::Publish(p) = parse_line(&line, None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.key.len(), 255);
+        line.insert(6, 0xff);
+        let e = parse_line(&line, None).unwrap_err();
+        assert_eq!(e.message, "routing key is longer than 255 bytes");
+        // What the tokenizer forbids in any word stays forbidden.
+        for bad in [&b"PUB x a\0b c"[..], b"PUB x a\rb c", b"BIND q ex \"a\rb\""] {
+            assert_eq!(parse_line(bad, None).unwrap_err().code, ErrorCode::Syntax);
+        }
     }
 
     #[test]
     fn pub_inline_bodies() {
         let p = publish("PUB \"\" jobs hello");
         assert_eq!(
-            (p.exchange.as_str(), p.key.as_str(), &p.body[..]),
-            ("", "jobs", &b"hello"[..])
+            (p.exchange.as_str(), &p.key[..], &p.body[..]),
+            ("", &b"jobs"[..], &b"hello"[..])
         );
         assert_eq!(&publish("PUB \"\" jobs a=b").body[..], b"a=b");
         assert_eq!(&publish("PUB \"\" jobs \"{5}\"").body[..], b"{5}");
@@ -1359,8 +1401,8 @@ mod tests {
         assert_eq!(&publish("PUB \"\" jobs persistent").body[..], b"persistent");
         let p = publish("PUB x \"\" body");
         assert_eq!(
-            (p.key.as_str(), p.persistent, p.mandatory),
-            ("", None, false)
+            (&p.key[..], p.persistent, p.mandatory),
+            (&b""[..], None, false)
         );
         assert_eq!(&publish("pub Ex Key Body").body[..], b"Body");
     }
@@ -1689,7 +1731,7 @@ mod tests {
             ttl_ms: Some(0),
             expires_ms: Some(1),
             dead_letter: Some(String::new()),
-            dead_letter_key: Some(String::new()),
+            dead_letter_key: Some(Bytes::new()),
             delivery_limit: Some(1),
             ack_timeout_ms: Some(1),
             max_priority: Some(1),
@@ -1719,10 +1761,10 @@ mod tests {
         assert_eq!(a.retry_delays_ms, (1..=32).collect::<Vec<u64>>());
         let a = queue_args("DECLARE QUEUE q dead-letter=a.b:c/d-e_f dead-letter-key=\"a b=c\"");
         assert_eq!(a.dead_letter.as_deref(), Some("a.b:c/d-e_f"));
-        assert_eq!(a.dead_letter_key.as_deref(), Some("a b=c"));
+        assert_eq!(a.dead_letter_key.as_deref(), Some(&b"a b=c"[..]));
         let key = "k".repeat(255);
         let a = queue_args(&format!("DECLARE QUEUE q dead-letter-key={key}"));
-        assert_eq!(a.dead_letter_key, Some(key));
+        assert_eq!(a.dead_letter_key, Some(Bytes::from(key)));
         // A byte-level fixture: options may come in any order, flags between them.
         let Command::DeclareQueue(d) = parse_line(
             b"DECLARE QUEUE \"\"\tretry-delays=5\texclusive  overflow=block auto-delete",
@@ -1861,11 +1903,6 @@ mod tests {
                 "bad dead-letter exchange name \"{}...\": use 1-255 bytes of A-Z a-z 0-9 _ . : / -",
                 "x".repeat(64)
             )
-        );
-        let e = parse_line(b"DECLARE QUEUE q dead-letter-key=\xff", None).unwrap_err();
-        assert_eq!(
-            (e.code, e.message.as_str()),
-            (ErrorCode::Syntax, "dead-letter-key is not valid UTF-8")
         );
         assert!(syntax("DECLARE QUEUE").starts_with(
             "missing <name>; usage: DECLARE QUEUE <name> [durable] [exclusive] [auto-delete] \

@@ -137,15 +137,16 @@ pub struct MsgHead<'a> {
     pub delivery_tag: u64,
     /// Exchange it was published to (`""` for the default exchange).
     pub exchange: &'a str,
-    /// Routing key it was published with.
-    pub routing_key: &'a str,
+    /// Routing key it was published with: any bytes, written as one word
+    /// (quoted when needed) that tokenizes back to exactly these bytes.
+    pub routing_key: &'a [u8],
     /// Delivered before (or may have been, after a crash).
     pub redelivered: bool,
     /// How many times it has been delivered, this one included.
     pub deliveries: u32,
     /// Message id.
     pub id: &'a str,
-    /// Headers.
+    /// Headers (values are any bytes, written like the routing key).
     pub headers: &'a [Header],
 }
 
@@ -157,7 +158,7 @@ pub fn encode_msg(out: &mut Vec<u8>, head: &MsgHead<'_>, body: &[u8]) {
     let _ = write!(Lit(out), " {} ", head.delivery_tag);
     encode_word(out, head.exchange.as_bytes());
     out.push(b' ');
-    encode_word(out, head.routing_key.as_bytes());
+    encode_word(out, head.routing_key);
     if head.redelivered {
         out.extend_from_slice(b" redelivered");
     }
@@ -167,7 +168,7 @@ pub fn encode_msg(out: &mut Vec<u8>, head: &MsgHead<'_>, body: &[u8]) {
         out.extend_from_slice(b" h.");
         out.extend_from_slice(name.as_bytes());
         out.push(b'=');
-        encode_word(out, value.as_bytes());
+        encode_word(out, value);
     }
     let _ = write!(Lit(out), " {{{}}}\r\n", body.len());
     out.extend_from_slice(body);
@@ -307,12 +308,12 @@ mod tests {
 
     #[test]
     fn msg_push_quotes_what_needs_quoting() {
-        let headers = vec![("k".to_string(), "a b".to_string())];
+        let headers = vec![("k".to_string(), Bytes::from_static(b"a b"))];
         let head = MsgHead {
             consumer_tag: "w1",
             delivery_tag: 7,
             exchange: "",
-            routing_key: "jobs",
+            routing_key: b"jobs",
             redelivered: true,
             deliveries: 2,
             id: "m1",
@@ -324,6 +325,46 @@ mod tests {
             String::from_utf8(v).unwrap(),
             "MSG w1 7 \"\" jobs redelivered deliveries=2 id=m1 h.k=\"a b\" {5}\r\nhello\r\n"
         );
+    }
+
+    #[test]
+    fn msg_push_keys_and_header_values_read_back_byte_exact() {
+        use super::super::frame::lit_mark;
+        use super::super::token::tokenize;
+        let keys: [&[u8]; 6] = [
+            b"\xc3\x28",
+            b"\xff.\xfe",
+            b"a b\xff",
+            b"\"q\"\\",
+            b"\x01\t\x7f",
+            b"{5}",
+        ];
+        for key in keys {
+            let headers = vec![("x-death-key".to_string(), Bytes::copy_from_slice(key))];
+            let head = MsgHead {
+                consumer_tag: "-",
+                delivery_tag: 1,
+                exchange: "ex",
+                routing_key: key,
+                redelivered: false,
+                deliveries: 1,
+                id: "m",
+                headers: &headers,
+            };
+            let mut v = Vec::new();
+            encode_msg(&mut v, &head, b"x");
+            let line = &v[..v.iter().position(|&b| b == b'\r').unwrap()];
+            assert_eq!(lit_mark(line, true), Some(Ok(1)), "{key:?}");
+            let words: Vec<Vec<u8>> = tokenize(line)
+                .unwrap()
+                .into_iter()
+                .map(|t| t.text)
+                .collect();
+            assert_eq!(words[4], key);
+            let mut want = b"h.x-death-key=".to_vec();
+            want.extend_from_slice(key);
+            assert_eq!(words[7], want, "{key:?}");
+        }
     }
 
     #[test]

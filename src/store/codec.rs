@@ -16,12 +16,13 @@
 //!
 //! Per record kind (fields in order; `opt<T>` is a tag byte, 0 = absent or
 //! 1 = present, followed by the `T` when present; `str`/`bytes` are a u32
-//! length then the bytes; integers are big-endian):
+//! length then the bytes, `str` being checked UTF-8 when read and `bytes`
+//! any bytes; integers are big-endian):
 //!
 //! - exchange (v1, v2, v3): `str name`, `u8 kind`, `u8 auto_delete`,
 //!   `str alternate` (empty = none).
-//! - binding: `str exchange`, `str queue`, `str key`, headers (`u32 n`,
-//!   then `n` × `str name`, `str value`), `u8 any`. Always written as
+//! - binding: `str exchange`, `str queue`, `bytes key`, headers (`u32 n`,
+//!   then `n` × `str name`, `bytes value`), `u8 any`. Always written as
 //!   **version 1**: the encoded binding is its key in the `bindings` tree,
 //!   so its bytes must never change or older keys could not be deleted.
 //! - queue v1: `str name`, `u64 id`, `u8 auto_delete` (its `args` decode as
@@ -29,12 +30,12 @@
 //! - queue v2 and v3: the v1 fields, then the args: `opt<u64> max_length`,
 //!   `opt<u64> max_bytes`, `u8 overflow` (0 drop-head, 1 reject-publish,
 //!   2 block), `opt<u64> ttl_ms`, `opt<u64> expires_ms`,
-//!   `opt<str> dead_letter`, `opt<str> dead_letter_key`,
+//!   `opt<str> dead_letter`, `opt<bytes> dead_letter_key`,
 //!   `opt<u32> delivery_limit`, `opt<u64> ack_timeout_ms`,
 //!   `opt<u8> max_priority`, `opt<u64> dedup_window_ms`,
 //!   `u32 n` then `n` × `u64` retry_delays_ms.
 //! - message v1: `u64 body_id`, `str id`, `str exchange`,
-//!   `str routing_key`, headers, `u32 deliveries`, `u8 inline`, then
+//!   `bytes routing_key`, headers, `u32 deliveries`, `u8 inline`, then
 //!   `bytes body` if `inline` ≠ 0 (`expires_at`/`not_before` decode as
 //!   `None`, `priority` as 0).
 //! - message v2: the v1 fields up to `deliveries`, then
@@ -51,6 +52,16 @@
 //!   whole body`, `u64 length`, `bytes first chunk`.
 //!
 //! Every byte of a record is read: trailing bytes are corruption too.
+//!
+//! Routing keys (binding keys, `dead_letter_key`, a message's key) and
+//! header values are `bytes` in every version: any token of the protocol,
+//! not only UTF-8. They used to be read as `str`; the layout is the same, so
+//! a record whose keys and values are UTF-8 has the same bytes either way
+//! (binding keys in the `bindings` tree do not change) and no version was
+//! added. Only a record holding non-UTF-8 there is new, and a release that
+//! read these fields as `str` would call it corrupt.
+
+use bytes::Bytes;
 
 use super::{BindingDef, ExchangeDef, MessageMeta, QueueDef, StoreError};
 use crate::protocol::command::{ExchangeKind, Header, HeaderMatch, Overflow, QueueArgs};
@@ -131,11 +142,11 @@ impl Writer {
     pub fn str(&mut self, v: &str) -> &mut Self {
         self.bytes(v.as_bytes())
     }
-    /// A list of headers.
+    /// A list of headers: `str` names, `bytes` values.
     pub fn headers(&mut self, hs: &[Header]) -> &mut Self {
         self.u32(u32::try_from(hs.len()).unwrap_or(u32::MAX));
         for (k, v) in hs {
-            self.str(k).str(v);
+            self.str(k).bytes(v);
         }
         self
     }
@@ -169,9 +180,14 @@ impl Writer {
     }
     /// An optional string (`Some("")` stays distinct from `None`).
     pub fn opt_str(&mut self, v: Option<&str>) -> &mut Self {
+        self.opt_bytes(v.map(str::as_bytes))
+    }
+    /// Optional length-prefixed bytes (`Some(b"")` stays distinct from
+    /// `None`).
+    pub fn opt_bytes(&mut self, v: Option<&[u8]>) -> &mut Self {
         self.tag(&v);
         if let Some(v) = v {
-            self.str(v);
+            self.bytes(v);
         }
         self
     }
@@ -268,12 +284,16 @@ impl<'a> Reader<'a> {
         let b = self.bytes()?;
         std::str::from_utf8(b).map_err(|_| self.corrupt("invalid UTF-8"))
     }
-    /// A list of headers.
+    /// Length-prefixed bytes, copied out of the record.
+    pub fn owned_bytes(&mut self) -> Result<Bytes, StoreError> {
+        self.bytes().map(Bytes::copy_from_slice)
+    }
+    /// A list of headers: `str` names, `bytes` values.
     pub fn headers(&mut self) -> Result<Vec<Header>, StoreError> {
         let n = self.u32()? as usize;
         let mut out = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
-            out.push((self.str()?, self.str()?));
+            out.push((self.str()?, self.owned_bytes()?));
         }
         Ok(out)
     }
@@ -300,6 +320,14 @@ impl<'a> Reader<'a> {
     /// An optional string.
     pub fn opt_str(&mut self) -> Result<Option<String>, StoreError> {
         Ok(if self.tag()? { Some(self.str()?) } else { None })
+    }
+    /// Optional length-prefixed bytes, copied out of the record.
+    pub fn opt_bytes(&mut self) -> Result<Option<Bytes>, StoreError> {
+        Ok(if self.tag()? {
+            Some(self.owned_bytes()?)
+        } else {
+            None
+        })
     }
     /// A counted list of u64s.
     pub fn u64s(&mut self) -> Result<Vec<u64>, StoreError> {
@@ -395,7 +423,7 @@ pub fn encode_queue(d: &QueueDef) -> Vec<u8> {
         .opt_u64(a.ttl_ms)
         .opt_u64(a.expires_ms)
         .opt_str(a.dead_letter.as_deref())
-        .opt_str(a.dead_letter_key.as_deref())
+        .opt_bytes(a.dead_letter_key.as_deref())
         .opt_u32(a.delivery_limit)
         .opt_u64(a.ack_timeout_ms)
         .opt_u8(a.max_priority)
@@ -412,7 +440,7 @@ fn read_queue_args(r: &mut Reader<'_>) -> Result<QueueArgs, StoreError> {
         ttl_ms: r.opt_u64()?,
         expires_ms: r.opt_u64()?,
         dead_letter: r.opt_str()?,
-        dead_letter_key: r.opt_str()?,
+        dead_letter_key: r.opt_bytes()?,
         delivery_limit: r.opt_u32()?,
         ack_timeout_ms: r.opt_u64()?,
         max_priority: r.opt_u8()?,
@@ -447,7 +475,7 @@ pub fn encode_binding(d: &BindingDef) -> Vec<u8> {
     let mut w = Writer::with_version(V1);
     w.str(&d.exchange)
         .str(&d.queue)
-        .str(&d.key)
+        .bytes(&d.key)
         .headers(&d.headers)
         .u8(u8::from(d.matching == HeaderMatch::Any));
     w.finish()
@@ -459,7 +487,7 @@ pub fn decode_binding(b: &[u8]) -> Result<BindingDef, StoreError> {
     let def = BindingDef {
         exchange: r.str()?,
         queue: r.str()?,
-        key: r.str()?,
+        key: r.owned_bytes()?,
         headers: r.headers()?,
         matching: if r.u8()? != 0 {
             HeaderMatch::Any
@@ -479,7 +507,7 @@ pub fn encode_meta(m: &MessageMeta, inline_body: Option<&[u8]>) -> Vec<u8> {
     w.u64(m.body_id)
         .str(&m.id)
         .str(&m.exchange)
-        .str(&m.routing_key)
+        .bytes(&m.routing_key)
         .headers(&m.headers)
         .u32(m.deliveries)
         .opt_u64(m.expires_at)
@@ -506,9 +534,9 @@ pub struct MetaView<'a> {
     /// See [`MessageMeta::exchange`].
     pub exchange: &'a str,
     /// See [`MessageMeta::routing_key`].
-    pub routing_key: &'a str,
+    pub routing_key: &'a [u8],
     /// The encoded headers after their count (already checked): `n` ×
-    /// (`str name`, `str value`).
+    /// (`str name`, `bytes value`).
     headers: &'a [u8],
     /// The number of headers in `headers`.
     header_count: u32,
@@ -528,7 +556,7 @@ pub struct MetaView<'a> {
 
 impl<'a> MetaView<'a> {
     /// The headers, in order.
-    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
         let mut r = Reader {
             rest: self.headers,
             what: "message",
@@ -536,7 +564,7 @@ impl<'a> MetaView<'a> {
         };
         // Already checked by `view_meta`: a failure cannot happen, and
         // would only end the list early.
-        (0..self.header_count).map_while(move |_| Some((r.str_ref().ok()?, r.str_ref().ok()?)))
+        (0..self.header_count).map_while(move |_| Some((r.str_ref().ok()?, r.bytes().ok()?)))
     }
 
     /// The owned metadata.
@@ -545,10 +573,10 @@ impl<'a> MetaView<'a> {
             body_id: self.body_id,
             id: self.id.to_owned(),
             exchange: self.exchange.to_owned(),
-            routing_key: self.routing_key.to_owned(),
+            routing_key: Bytes::copy_from_slice(self.routing_key),
             headers: self
                 .headers()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .map(|(k, v)| (k.to_owned(), Bytes::copy_from_slice(v)))
                 .collect(),
             deliveries: self.deliveries,
             expires_at: self.expires_at,
@@ -566,12 +594,12 @@ pub fn view_meta(b: &[u8]) -> Result<MetaView<'_>, StoreError> {
     let body_id = r.u64()?;
     let id = r.str_ref()?;
     let exchange = r.str_ref()?;
-    let routing_key = r.str_ref()?;
+    let routing_key = r.bytes()?;
     let header_count = r.u32()?;
     let start = r.rest;
     for _ in 0..header_count {
         r.str_ref()?;
-        r.str_ref()?;
+        r.bytes()?;
     }
     let headers = &start[..start.len() - r.rest.len()];
     let deliveries = r.u32()?;
@@ -650,7 +678,7 @@ mod tests {
             ttl_ms: Some(60_000),
             expires_ms: Some(0),
             dead_letter: Some("dlx".into()),
-            dead_letter_key: Some(String::new()),
+            dead_letter_key: Some(Bytes::new()),
             delivery_limit: Some(5),
             ack_timeout_ms: Some(30_000),
             max_priority: Some(255),
@@ -849,7 +877,7 @@ mod tests {
         w.u64(m.body_id)
             .str(&m.id)
             .str(&m.exchange)
-            .str(&m.routing_key)
+            .bytes(&m.routing_key)
             .headers(&m.headers)
             .u32(m.deliveries)
             .opt_u64(m.expires_at)
@@ -966,6 +994,52 @@ mod tests {
         };
         assert_eq!(encode_binding(&b), rec);
         assert_eq!(decode_binding(&rec).unwrap(), b);
+    }
+
+    #[test]
+    fn keys_and_header_values_are_any_bytes() {
+        let key = Bytes::from_static(b"\xc3\x28.\xff \"q\"");
+        let value = Bytes::from_static(b"\xfe\x80");
+        let b = BindingDef {
+            exchange: "x".into(),
+            queue: "q".into(),
+            key: key.clone(),
+            headers: vec![("k".into(), value.clone())],
+            matching: HeaderMatch::All,
+        };
+        let rec = encode_binding(&b);
+        assert_eq!(rec[0], V1, "binding keys stay version 1");
+        assert_eq!(decode_binding(&rec).unwrap(), b);
+        let m = MessageMeta {
+            routing_key: key.clone(),
+            headers: vec![("x-death-key".into(), key.clone()), ("k".into(), value)],
+            ..meta(None, None, 0)
+        };
+        let rec = encode_meta(&m, Some(b"body"));
+        assert_eq!(rec[0], V3);
+        let v = view_meta(&rec).unwrap();
+        assert_eq!(v.routing_key, &key[..]);
+        assert_eq!(v.headers().count(), 2);
+        assert_eq!(decode_meta(&rec).unwrap(), (m, Some(b"body".to_vec())));
+        let q = queue(QueueArgs {
+            dead_letter_key: Some(key),
+            ..QueueArgs::default()
+        });
+        assert_eq!(decode_queue(&encode_queue(&q)).unwrap(), q);
+        // Names and ids are still text: not UTF-8 there is corruption.
+        let mut w = Writer::new();
+        w.u64(1)
+            .bytes(b"\xff")
+            .str("")
+            .str("q")
+            .headers(&[])
+            .u32(0)
+            .opt_u64(None)
+            .opt_u64(None)
+            .u8(0)
+            .u8(0)
+            .u8(0);
+        assert!(is_corrupt(decode_meta(&w.finish())));
     }
 
     #[test]

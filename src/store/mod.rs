@@ -97,8 +97,8 @@ pub struct BindingDef {
     pub exchange: String,
     /// Queue name.
     pub queue: String,
-    /// Binding key.
-    pub key: String,
+    /// Binding key (any bytes).
+    pub key: Bytes,
     /// Header arguments.
     pub headers: Vec<Header>,
     /// Header match mode.
@@ -114,8 +114,8 @@ pub struct MessageMeta {
     pub id: String,
     /// Exchange it was published to.
     pub exchange: String,
-    /// Routing key.
-    pub routing_key: String,
+    /// Routing key (any bytes).
+    pub routing_key: Bytes,
     /// Headers.
     pub headers: Vec<Header>,
     /// Deliveries so far (written when the copy is requeued, and on clean

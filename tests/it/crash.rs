@@ -299,10 +299,11 @@ impl Seen {
             d.headers
                 .iter()
                 .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
+                .map(|(_, v)| v.as_ref())
         };
         let fits = if queue == "dlq" {
-            header("x-death-reason") == Some("rejected") && header("x-death-queue") == Some("f3")
+            header("x-death-reason") == Some(&b"rejected"[..])
+                && header("x-death-queue") == Some(&b"f3"[..])
         } else {
             d.headers.iter().all(|(n, _)| !n.starts_with("x-death-"))
         };

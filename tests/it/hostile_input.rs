@@ -1101,11 +1101,9 @@ async fn literal_without_terminator_at_eof_gets_bad_frame() {
 }
 
 /// Contract §1: "Routing keys: up to 255 bytes, any token." A token that is
-/// not UTF-8 is still a token, but the server answers
-/// `ERR SYNTAX routing key is not valid UTF-8` (protocol.md §13 says
-/// "0 to 255 bytes (UTF-8)", so protocol.md disagrees with the contract too).
+/// not UTF-8 is still a token: it is routed (here to no queue), not refused.
+/// More in `binary_keys.rs`.
 #[tokio::test]
-#[ignore = "server/protocol.md reject non-UTF-8 routing keys; contract says any token"]
 async fn routing_key_that_is_not_utf8_is_any_token() {
     let broker = spawn_broker().await;
     let case = case(

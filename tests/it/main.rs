@@ -3,6 +3,7 @@
 
 #![allow(unreachable_pub, missing_docs)]
 
+mod binary_keys;
 mod common;
 mod connections;
 mod crash;

@@ -1,17 +1,21 @@
 //! Direct exchange: a message goes to the queues bound with a binding key
-//! equal to its routing key (exact, case-sensitive). The index maps each
+//! equal to its routing key (exact: byte for byte, whatever the bytes, so
+//! case-sensitive and not limited to UTF-8). The index maps each
 //! binding key to its queues, so a publish costs one hash lookup whatever
 //! the number of bindings.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::{Binding, QueueRefs};
 
-/// Binding key → the queues bound with it.
+/// Binding key → the queues bound with it. The key is the binding's own
+/// `Bytes` (shared, not copied).
 #[derive(Debug, Default)]
 pub(super) struct Direct {
-    routes: HashMap<String, QueueRefs>,
+    routes: HashMap<Bytes, QueueRefs>,
 }
 
 impl Direct {
@@ -41,7 +45,7 @@ impl Direct {
     }
 
     /// Appends the queues bound with exactly `key`, each once.
-    pub(super) fn route(&self, key: &str, out: &mut Vec<Arc<str>>) {
+    pub(super) fn route(&self, key: &[u8], out: &mut Vec<Arc<str>>) {
         if let Some(queues) = self.routes.get(key) {
             queues.push_all(out);
         }
@@ -131,6 +135,21 @@ mod tests {
         assert!(routed(&b, "x", &[]).is_empty());
         assert_eq!(routed(&b, "a.*", &[]), ["q"]);
         assert_eq!(routed(&b, "#", &[]), ["r"]);
+    }
+
+    #[test]
+    fn keys_are_bytes_not_text() {
+        let mut b = direct();
+        b.add(binding("latin1", b"caf\xe9"));
+        b.add(binding("utf8", "caf\u{e9}"));
+        b.add(binding("broken", b"\xc3\x28"));
+        assert_eq!(routed(&b, b"caf\xe9", &[]), ["latin1"]);
+        assert_eq!(routed(&b, "caf\u{e9}", &[]), ["utf8"]);
+        assert_eq!(routed(&b, b"\xc3\x28", &[]), ["broken"]);
+        assert!(routed(&b, b"\xc3", &[]).is_empty());
+        assert!(routed(&b, "\u{fffd}(", &[]).is_empty());
+        assert!(b.remove(&binding("broken", b"\xc3\x28")));
+        assert!(routed(&b, b"\xc3\x28", &[]).is_empty());
     }
 
     #[test]

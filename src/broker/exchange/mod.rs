@@ -31,6 +31,8 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::protocol::command::{ExchangeKind, Header, HeaderMatch};
 
 use self::direct::Direct;
@@ -47,9 +49,10 @@ use self::topic::Topic;
 pub struct Binding {
     /// The bound queue's name.
     pub queue: Arc<str>,
-    /// The binding key (`""` when omitted). Ignored by fanout and headers
-    /// routing, but still part of the identity.
-    pub key: String,
+    /// The binding key (`""` when omitted): any bytes, compared byte for
+    /// byte (not only UTF-8). Ignored by fanout and headers routing, but
+    /// still part of the identity.
+    pub key: Bytes,
     /// The `h.<name>=<value>` arguments, sorted by name (then value) with exact
     /// duplicates removed.
     pub headers: Vec<Header>,
@@ -63,7 +66,7 @@ impl Binding {
     /// `h.a=1 h.b=2` and `h.b=2 h.a=1` name the same binding.
     pub fn new(
         queue: Arc<str>,
-        key: String,
+        key: Bytes,
         mut headers: Vec<Header>,
         matching: HeaderMatch,
     ) -> Self {
@@ -239,9 +242,9 @@ impl Bindings {
     /// bindings match. What `out` held before is left alone (clearing it is
     /// the caller's job, so one buffer can serve many publishes).
     ///
-    /// Direct and topic look at `key` only, headers at `headers` only, fanout
-    /// at neither.
-    pub fn route(&self, key: &str, headers: &[Header], out: &mut Vec<Arc<str>>) {
+    /// Direct and topic look at `key` only (as bytes: any token is a key),
+    /// headers at `headers` only, fanout at neither.
+    pub fn route(&self, key: &[u8], headers: &[Header], out: &mut Vec<Arc<str>>) {
         match &self.index {
             Index::Direct(direct) => direct.route(key, out),
             Index::Fanout => fanout::route(&self.by_queue, out),
@@ -314,6 +317,8 @@ fn dedup_tail(out: &mut Vec<Arc<str>>, start: usize) {
 /// Builders and probes shared by the tests of every kind.
 #[cfg(test)]
 mod test_support {
+    use bytes::Bytes;
+
     use super::{Binding, Bindings};
     use crate::protocol::command::{ExchangeKind, Header, HeaderMatch};
 
@@ -322,31 +327,40 @@ mod test_support {
     }
 
     /// A binding with no header arguments.
-    pub(super) fn binding(queue: &str, key: &str) -> Binding {
+    pub(super) fn binding(queue: &str, key: impl AsRef<[u8]>) -> Binding {
         hbinding(queue, key, &[], HeaderMatch::All)
     }
 
     pub(super) fn hbinding(
         queue: &str,
-        key: &str,
+        key: impl AsRef<[u8]>,
         headers: &[(&str, &str)],
         matching: HeaderMatch,
     ) -> Binding {
-        Binding::new(queue.into(), key.to_owned(), owned(headers), matching)
+        Binding::new(
+            queue.into(),
+            Bytes::copy_from_slice(key.as_ref()),
+            owned(headers),
+            matching,
+        )
     }
 
     pub(super) fn owned(headers: &[(&str, &str)]) -> Vec<Header> {
         headers
             .iter()
-            .map(|&(n, v)| (n.to_owned(), v.to_owned()))
+            .map(|&(n, v)| (n.to_owned(), Bytes::copy_from_slice(v.as_bytes())))
             .collect()
     }
 
     /// The queues a message goes to, sorted (duplicates kept, so that tests
     /// comparing with a list also check "at most once").
-    pub(super) fn routed(b: &Bindings, key: &str, headers: &[(&str, &str)]) -> Vec<String> {
+    pub(super) fn routed(
+        b: &Bindings,
+        key: impl AsRef<[u8]>,
+        headers: &[(&str, &str)],
+    ) -> Vec<String> {
         let mut out = Vec::new();
-        b.route(key, &owned(headers), &mut out);
+        b.route(key.as_ref(), &owned(headers), &mut out);
         let mut names: Vec<String> = out.iter().map(|q| q.to_string()).collect();
         names.sort();
         names
@@ -356,6 +370,8 @@ mod test_support {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use bytes::Bytes;
 
     use super::test_support::{binding, bindings, hbinding, owned, routed};
     use super::{dedup_tail, Binding, Bindings};
@@ -458,7 +474,7 @@ mod tests {
         ));
         let unsorted = Binding {
             queue: "q".into(),
-            key: String::new(),
+            key: Bytes::new(),
             headers: owned(&[("b", "2"), ("a", "1")]),
             matching: HeaderMatch::All,
         };
@@ -525,7 +541,7 @@ mod tests {
         b.add(binding("q", "a.*"));
         b.add(binding("q", "#"));
         let mut out: Vec<Arc<str>> = vec!["q".into(), "earlier".into()];
-        b.route("a.b", &[], &mut out);
+        b.route(b"a.b", &[], &mut out);
         let names: Vec<&str> = out.iter().map(|q| &**q).collect();
         assert_eq!(names, ["q", "earlier", "q"]);
     }

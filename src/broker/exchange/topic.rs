@@ -5,9 +5,10 @@
 //!
 //! # Words
 //!
-//! A key is split on every `.`, so `a..b` has three words (`a`, ``, `b`) and
-//! `a.` two; the empty key has no words at all. Hence `#` matches `""` but `*`
-//! does not. `*` and `#` are special only as whole words: `a*` is a literal.
+//! A key is any bytes (not only UTF-8), split on every `.` byte, so `a..b`
+//! has three words (`a`, ``, `b`) and `a.` two; the empty key has no words
+//! at all. Hence `#` matches `""` but `*` does not. `*` and `#` are special
+//! only as whole words: `a*` is a literal. Words compare byte for byte.
 //!
 //! # The trie
 //!
@@ -36,9 +37,9 @@ use std::sync::Arc;
 use super::{dedup_tail, Binding, QueueRefs};
 
 /// The words of a key: none for `""`, else every `.`-separated part.
-fn words(key: &str) -> impl Iterator<Item = &str> {
+fn words(key: &[u8]) -> impl Iterator<Item = &[u8]> {
     (!key.is_empty())
-        .then(|| key.split('.'))
+        .then(|| key.split(|&b| b == b'.'))
         .into_iter()
         .flatten()
 }
@@ -46,16 +47,16 @@ fn words(key: &str) -> impl Iterator<Item = &str> {
 /// An edge out of a trie node, as a binding-key word selects it.
 #[derive(Debug, Clone, Copy)]
 enum Edge<'a> {
-    Word(&'a str),
+    Word(&'a [u8]),
     Star,
     Hash,
 }
 
 impl<'a> Edge<'a> {
-    fn of(word: &'a str) -> Self {
+    fn of(word: &'a [u8]) -> Self {
         match word {
-            "*" => Edge::Star,
-            "#" => Edge::Hash,
+            b"*" => Edge::Star,
+            b"#" => Edge::Hash,
             literal => Edge::Word(literal),
         }
     }
@@ -64,7 +65,7 @@ impl<'a> Edge<'a> {
 /// One trie node: the binding-key prefix spelt by the path from the root.
 #[derive(Debug, Default)]
 struct Node {
-    words: HashMap<Box<str>, Node>,
+    words: HashMap<Box<[u8]>, Node>,
     star: Option<Box<Node>>,
     hash: Option<Box<Node>>,
     /// Queues whose binding key ends at this node.
@@ -163,7 +164,7 @@ impl Topic {
     }
 
     /// Drops one reference to `queue` at the node of `key`; false if absent.
-    fn unindex(&mut self, key: &str, queue: &str) -> bool {
+    fn unindex(&mut self, key: &[u8], queue: &str) -> bool {
         // First pass, read-only: find the node, and the deepest node above it
         // that must stay (the root, or one holding queues or other children).
         // If the target ends up empty, the edge below that node is cut, which
@@ -202,13 +203,13 @@ impl Topic {
     }
 
     /// Appends the queues whose binding key matches `key`, each once.
-    pub(super) fn route(&self, key: &str, out: &mut Vec<Arc<str>>) {
+    pub(super) fn route(&self, key: &[u8], out: &mut Vec<Arc<str>>) {
         self.walk(key, out);
     }
 
     /// [`Topic::route`], returning how many nodes it visited (tests use the
     /// count to show that cost does not grow with the number of bindings).
-    fn walk(&self, key: &str, out: &mut Vec<Arc<str>>) -> usize {
+    fn walk(&self, key: &[u8], out: &mut Vec<Arc<str>>) -> usize {
         let end = key.len() + 1;
         let start = if key.is_empty() { end } else { 0 };
         let first = out.len();
@@ -282,7 +283,7 @@ impl Topic {
 /// The node at the end of `path` below `node`, if it exists.
 fn descend<'n, 'w>(
     mut node: &'n mut Node,
-    path: impl Iterator<Item = &'w str>,
+    path: impl Iterator<Item = &'w [u8]>,
 ) -> Option<&'n mut Node> {
     for word in path {
         node = node.child_mut(Edge::of(word))?;
@@ -292,10 +293,10 @@ fn descend<'n, 'w>(
 
 /// The word starting at byte `pos` of `key`, and where the next one starts
 /// (`end` when it was the last).
-fn next_word(key: &str, pos: usize, end: usize) -> (&str, usize) {
+fn next_word(key: &[u8], pos: usize, end: usize) -> (&[u8], usize) {
     let rest = key.get(pos..).unwrap_or_default();
-    match rest.split_once('.') {
-        Some((word, _)) => (word, pos + word.len() + 1),
+    match memchr::memchr(b'.', rest) {
+        Some(dot) => (&rest[..dot], pos + dot + 1),
         None => (rest, end),
     }
 }
@@ -338,11 +339,11 @@ mod tests {
     }
 
     /// Straightforward recursive matcher over word lists, to check the trie.
-    fn reference(pattern: &[&str], key: &[&str]) -> bool {
+    fn reference(pattern: &[&[u8]], key: &[&[u8]]) -> bool {
         match pattern.split_first() {
             None => key.is_empty(),
-            Some((&"#", rest)) => (0..=key.len()).any(|skip| reference(rest, &key[skip..])),
-            Some((&"*", rest)) => !key.is_empty() && reference(rest, &key[1..]),
+            Some((&b"#", rest)) => (0..=key.len()).any(|skip| reference(rest, &key[skip..])),
+            Some((&b"*", rest)) => !key.is_empty() && reference(rest, &key[1..]),
             Some((word, rest)) => key.first() == Some(word) && reference(rest, &key[1..]),
         }
     }
@@ -470,6 +471,25 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_bytes_split_on_dot_bytes() {
+        let mut b = bindings(ExchangeKind::Topic);
+        b.add(binding("star", b"\xff.*"));
+        b.add(binding("hash", b"#.\xfe\xfe"));
+        b.add(binding("exact", b"caf\xe9.\xc3\x28"));
+        assert_eq!(routed(&b, b"\xff.\x80abc", &[]), ["star"]);
+        assert_eq!(routed(&b, b"\xff.\xfe\xfe", &[]), ["hash", "star"]);
+        assert_eq!(routed(&b, b"x.y.\xfe\xfe", &[]), ["hash"]);
+        assert_eq!(routed(&b, b"caf\xe9.\xc3\x28", &[]), ["exact"]);
+        assert!(routed(&b, b"\xff.a.b", &[]).is_empty());
+        assert!(routed(&b, "caf\u{e9}.\u{fffd}(", &[]).is_empty());
+        // A multi-byte character that contains no `.` byte is one word.
+        b.add(binding("one", "*"));
+        assert_eq!(routed(&b, "\u{2024}", &[]), ["one"]);
+        assert!(b.remove(&binding("star", b"\xff.*")));
+        assert!(routed(&b, b"\xff.\x80abc", &[]).is_empty());
+    }
+
+    #[test]
     fn routing_words_star_and_hash_are_plain_words() {
         assert!(!matches("a.b", "a.*"));
         assert!(matches("a.*", "a.#"));
@@ -536,7 +556,7 @@ mod tests {
         assert!(!b.remove(&binding("other", "a.*.#")));
         let t = topic(&b);
         assert_eq!(t.node_count(), 3);
-        assert!(!Topic::default().unindex("a", "q"));
+        assert!(!Topic::default().unindex(b"a", "q"));
     }
 
     #[test]
@@ -546,7 +566,7 @@ mod tests {
         let mut b = bindings(ExchangeKind::Topic);
         let mut added = Vec::new();
         while added.len() < 1000 {
-            let one = binding(&format!("q{}", rng.below(20)), &rng.key(&alphabet, 6));
+            let one = binding(&format!("q{}", rng.below(20)), rng.key(&alphabet, 6));
             if b.add(one.clone()) {
                 added.push(one);
             }
@@ -584,7 +604,7 @@ mod tests {
         let build = |n: usize| {
             let mut b = bindings(ExchangeKind::Topic);
             for i in 0..n {
-                b.add(binding(&format!("q{i}"), &format!("t.{i}.x")));
+                b.add(binding(&format!("q{i}"), format!("t.{i}.x")));
             }
             b
         };
@@ -593,8 +613,8 @@ mod tests {
         assert_eq!(routed(&large, "t.99999.x", &[]), ["q99999"]);
         assert!(routed(&large, "t.100000.x", &[]).is_empty());
         let mut out = Vec::new();
-        let visited_small = topic(&small).walk("t.5.x", &mut out);
-        let visited_large = topic(&large).walk("t.5.x", &mut out);
+        let visited_small = topic(&small).walk(b"t.5.x", &mut out);
+        let visited_large = topic(&large).walk(b"t.5.x", &mut out);
         assert_eq!(visited_small, 4); // root, t, 5, x
         assert_eq!(visited_large, visited_small);
     }
@@ -605,7 +625,7 @@ mod tests {
         let b = patterns(&[pattern]);
         let key = vec!["a"; 60].join(".");
         let mut out = Vec::new();
-        let visited = topic(&b).walk(&key, &mut out);
+        let visited = topic(&b).walk(key.as_bytes(), &mut out);
         assert!(out.is_empty());
         // 11 trie nodes plus the root, each visited at most once per position.
         assert!(visited <= 12 * 61, "visited {visited}");
@@ -624,10 +644,10 @@ mod tests {
             let b = patterns(&refs);
             for _ in 0..50 {
                 let key = rng.key(&keys_alphabet, 5);
-                let key_words: Vec<&str> = words(&key).collect();
+                let key_words: Vec<&[u8]> = words(key.as_bytes()).collect();
                 let mut expected: Vec<String> = pats
                     .iter()
-                    .filter(|p| reference(&words(p).collect::<Vec<_>>(), &key_words))
+                    .filter(|p| reference(&words(p.as_bytes()).collect::<Vec<_>>(), &key_words))
                     .cloned()
                     .collect();
                 expected.sort();

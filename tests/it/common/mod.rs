@@ -164,6 +164,12 @@ impl TestConn {
 
     /// Reads one line, without its end of line.
     pub async fn line(&mut self) -> String {
+        String::from_utf8_lossy(&self.line_bytes().await).into_owned()
+    }
+
+    /// Reads one line as bytes (a routing key may be any bytes), without
+    /// its end of line.
+    pub async fn line_bytes(&mut self) -> Vec<u8> {
         let mut buf = Vec::new();
         let n = tokio::time::timeout(DEADLINE, self.reader.read_until(b'\n', &mut buf))
             .await
@@ -173,7 +179,7 @@ impl TestConn {
         while matches!(buf.last(), Some(b'\n' | b'\r')) {
             buf.pop();
         }
-        String::from_utf8_lossy(&buf).into_owned()
+        buf
     }
 
     /// Reads one line into `line` (without its end of line); `false` when
