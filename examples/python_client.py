@@ -95,11 +95,11 @@ class Conn:
         line = self._line()
         m = LIT_MARK.search(line)
         if not m:
-            return line.decode(), None
+            return line.decode(errors="replace"), None
         body = self._exactly(int(m.group(1)))
         if self._line() != b"":  # the literal is followed by CRLF
             raise Unexpected("no end of line after a literal")
-        return line.decode(), body
+        return line.decode(errors="replace"), body
 
     def send(self, line, body=None):
         data = line.encode()
