@@ -147,13 +147,26 @@ impl Copies {
             registry: OnceLock::new(),
         };
         let priority = e.priority;
-        Copies::new(broker, msg, targets, |q| {
+        let mut copies = Copies::new(broker, msg, targets, |q| {
             (
                 q.priority_for(Some(priority)),
                 q.expiry_for(now, None),
                 None,
             )
-        })
+        });
+        if e.uncertain {
+            // `e` came back after a crash, which may have undone an earlier
+            // move of it that was not yet on disk, and whose copies a
+            // consumer may already have seen: its new copies are flagged as
+            // crash-recovered ones are (one possible delivery, not counted
+            // against `delivery-limit`).
+            for (_, c) in &mut copies.targets {
+                c.redelivered = true;
+                c.deliveries = 1;
+                c.uncertain = true;
+            }
+        }
+        copies
     }
 
     fn metas(&self) -> Vec<(u64, u64, MessageMeta)> {

@@ -691,25 +691,20 @@ fn classify(published: &Published, seen: &Seen, last_run: usize) -> Verdict {
             v.unexpected
                 .push(format!("{key}: dead-lettered but never rejected"));
         }
-        // A delivery after the first must be flagged. One exception, on
-        // `dlq` only: a dead letter is a new message, made by a rejection.
-        // The broker delivers it before the move is on disk (as it does a
-        // publish before its confirm), so a kill can undo the move: the
-        // copy then comes back on `f3` (flagged), is rejected again and
-        // makes a new, unflagged, dead letter, like a publisher repeating
-        // an unconfirmed PUB. Such a repeat must have that `f3` delivery
-        // between it and the previous one.
+        // A delivery after the first must be flagged. That includes a dead
+        // letter made again: the broker delivers a dead letter before the
+        // move is on disk (as it does a publish before its confirm), so a
+        // kill can undo the move; the copy then comes back on `f3`, is
+        // rejected again, and its new dead letter must be flagged, since
+        // the first one may have been seen. `dead_lettered_again` counts
+        // those (flagged, so not duplicates).
         let f3 = seen.obs.get(&format!("f3/{id}"));
         for (i, o) in obs.iter().enumerate().skip(1) {
-            if o.redelivered && o.deliveries >= 2 {
-                continue;
-            }
             let prev = obs[i - 1].at;
-            let rejected_again =
-                q == "dlq" && f3.is_some_and(|f3| f3.iter().any(|r| r.at > prev && r.at < o.at));
-            if rejected_again {
+            if q == "dlq" && f3.is_some_and(|f3| f3.iter().any(|r| r.at > prev && r.at < o.at)) {
                 v.dead_lettered_again.push(format!("{key}: {obs:?}"));
-            } else {
+            }
+            if !(o.redelivered && o.deliveries >= 2) {
                 v.dup
                     .push(format!("{key}: duplicate without redelivered: {obs:?}"));
             }
