@@ -7,7 +7,8 @@
 //! # Layout
 //!
 //! - [`protocol`]: the wire format, pure (bytes in, values out): framing,
-//!   tokens, the command parser, reply encoding, error codes.
+//!   tokens, the command parser and its inverse (command encoding), reply
+//!   encoding, error codes.
 //! - [`cmd`]: executes one command for one session (one file per verb family).
 //! - [`session`]: one connection's state and event loop (ordering of replies
 //!   and pushes, unacked deliveries, requeue on close).

@@ -158,7 +158,7 @@ impl Framer {
                             let mut raw = buf.split_to(at + 1);
                             raw.truncate(len);
                             self.state = State::Line { scanned: 0 };
-                            if let Some(event) = self.on_line(raw.freeze(), buf)? {
+                            if let Some(event) = self.on_line(raw.freeze())? {
                                 return Ok(Some(event));
                             }
                         }
@@ -232,7 +232,7 @@ impl Framer {
 
     /// Handles one complete line (EOL removed). `None`: skipped (blank) or a
     /// literal is now being collected; the caller loops.
-    fn on_line(&mut self, line: Bytes, buf: &mut BytesMut) -> Result<Option<FrameEvent>, BadFrame> {
+    fn on_line(&mut self, line: Bytes) -> Result<Option<FrameEvent>, BadFrame> {
         if line.iter().all(|&b| is_blank(b)) {
             return Ok(None);
         }
@@ -263,9 +263,9 @@ impl Framer {
         };
         match usize::try_from(n) {
             Ok(len) if len <= self.limits.max_literal => {
-                if buf.len() <= len {
-                    buf.reserve(len + 2 - buf.len());
-                }
+                // No `reserve(len)`: a `{N}` is a claim, not bytes. The buffer
+                // grows as the literal arrives (BytesMut doubles), so a client
+                // that announces 16 MiB and sends nothing costs nothing.
                 self.state = State::Literal { line, len };
                 Ok(None)
             }
@@ -707,6 +707,29 @@ mod tests {
             "literal of 20000000 bytes exceeds max-literal=16777216"
         );
         assert!(buf.is_empty());
+    }
+
+    /// Found by `prop_tests::framing_does_not_depend_on_chunking` (and the
+    /// `framer_chunking` fuzz target): the framer reserved the announced
+    /// 200,002 bytes after reading 22.
+    #[test]
+    fn announced_literal_reserves_nothing_ahead() {
+        let mut f = Framer::new(Limits::default());
+        let mut buf = BytesMut::from(&b"PUB \"\" jobs {200000}\r\n"[..]);
+        assert_eq!(f.next_event(&mut buf).unwrap(), None);
+        assert!(buf.capacity() < 1024, "capacity {}", buf.capacity());
+        assert!(f.in_frame(&buf));
+        // The literal still arrives whole, in any number of reads.
+        let chunk = vec![b'z'; 1000];
+        for _ in 0..200 {
+            assert_eq!(f.next_event(&mut buf).unwrap(), None);
+            buf.extend_from_slice(&chunk);
+        }
+        buf.extend_from_slice(b"\r\n");
+        let Some(FrameEvent::Frame(frame)) = f.next_event(&mut buf).unwrap() else {
+            panic!()
+        };
+        assert_eq!(frame.literal.unwrap().len(), 200_000);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! - [`token`] splits one complete line into words (quoting, escapes) and is
 //!   the inverse of [`token::encode_word`].
 //! - [`parse`] turns words into a typed [`command::Command`] or a typed
-//!   [`parse::ParseError`].
+//!   [`parse::ParseError`]; [`encode`] is its inverse
+//!   ([`Command::encode`]), for clients.
 //! - [`reply`] is the only writer of server lines: replies (`OK`, `ERR`) and
 //!   pushes (`MSG`, `NOTICE`).
 //! - [`code`] holds the stable `ERR` codes.
@@ -19,10 +20,14 @@
 
 pub mod code;
 pub mod command;
+pub mod encode;
 pub mod frame;
 pub mod parse;
 pub mod reply;
 pub mod token;
+
+#[cfg(test)]
+mod prop_tests;
 
 pub use code::ErrorCode;
 pub use command::Command;

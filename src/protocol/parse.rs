@@ -1,5 +1,7 @@
-//! Client command lines to [`Command`]s: the only place that spells the wire's
-//! verbs, sub-verbs, flag words, option names and enumerated values.
+//! Client command lines to [`Command`]s: the only place that reads the wire's
+//! verbs, sub-verbs, flag words, option names and enumerated values. Its
+//! inverse, [`encode`](super::encode), writes them back and takes the
+//! enumerated values from the tables here.
 //!
 //! Keywords match in any case; data (names, keys, headers, ids, tags, bodies)
 //! is kept exactly. Arguments are classified left to right: required
@@ -147,7 +149,7 @@ const QUEUE_OPTIONS: &[&str] = &[
     "dedup-window",
     "retry-delays",
 ];
-const OVERFLOWS: &[(&str, Overflow)] = &[
+pub(super) const OVERFLOWS: &[(&str, Overflow)] = &[
     ("drop-head", Overflow::DropHead),
     ("reject-publish", Overflow::RejectPublish),
     ("block", Overflow::Block),
@@ -158,8 +160,26 @@ const MAX_RETRY_DELAYS: usize = 32;
 pub const MIN_HEARTBEAT_MS: u64 = 100;
 /// The longest heartbeat interval, in ms (one hour).
 pub const MAX_HEARTBEAT_MS: u64 = 3_600_000;
-const ACK_MODES: &[(&str, AckMode)] = &[("manual", AckMode::Manual), ("auto", AckMode::Auto)];
+pub(super) const ACK_MODES: &[(&str, AckMode)] =
+    &[("manual", AckMode::Manual), ("auto", AckMode::Auto)];
+pub(super) const EXCHANGE_KINDS: &[(&str, ExchangeKind)] = &[
+    ("direct", ExchangeKind::Direct),
+    ("fanout", ExchangeKind::Fanout),
+    ("topic", ExchangeKind::Topic),
+    ("headers", ExchangeKind::Headers),
+];
+pub(super) const HEADER_MATCHES: &[(&str, HeaderMatch)] =
+    &[("all", HeaderMatch::All), ("any", HeaderMatch::Any)];
 const BOOLS: &[(&str, bool)] = &[("true", true), ("false", false)];
+
+/// The keyword of `value` in one of the tables above, for the encoder (each
+/// table lists every value, which the encoder's tests check).
+pub(super) fn keyword<T: Copy + PartialEq>(table: &[(&'static str, T)], value: T) -> &'static str {
+    table
+        .iter()
+        .find(|(_, v)| *v == value)
+        .map_or("", |(k, _)| k)
+}
 
 /// What the options of a verb may be.
 #[derive(Default)]
@@ -362,13 +382,7 @@ fn declare(mut a: Args<'_>) -> Res<Command> {
     if sub_verb(&mut a, "DECLARE")? {
         a.usage = "DECLARE EXCHANGE <name> direct|fanout|topic|headers [durable] [auto-delete] [alternate=<ex>]";
         let name = name(a.required("<name>")?, "exchange", false)?;
-        let kinds = [
-            ("direct", ExchangeKind::Direct),
-            ("fanout", ExchangeKind::Fanout),
-            ("topic", ExchangeKind::Topic),
-            ("headers", ExchangeKind::Headers),
-        ];
-        let kind = choice("type", &a.required("<type>")?.text, &kinds)?;
+        let kind = choice("type", &a.required("<type>")?.text, EXCHANGE_KINDS)?;
         let spec = Spec {
             flags: &["durable", "auto-delete"],
             values: &["alternate"],
@@ -524,10 +538,7 @@ fn bind(mut a: Args<'_>) -> Res<Bind> {
     for opt in a.options(&spec)? {
         match opt {
             Opt::Header(h) => b.headers.push(h),
-            Opt::Value(_, v) => {
-                let modes = [("all", HeaderMatch::All), ("any", HeaderMatch::Any)];
-                b.matching = Some(choice("match", v, &modes)?);
-            }
+            Opt::Value(_, v) => b.matching = Some(choice("match", v, HEADER_MATCHES)?),
             Opt::Flag(..) => {}
         }
     }

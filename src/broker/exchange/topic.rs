@@ -661,3 +661,83 @@ mod tests {
         }
     }
 }
+
+/// Property tests: the trie routes exactly as a backtracking matcher over
+/// word lists would, after any mix of binds and unbinds. 256 cases by
+/// default; `PROPTEST_CASES=N` for more.
+#[cfg(test)]
+mod prop_tests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::{select, Index};
+
+    use super::super::test_support::{binding, bindings, routed};
+    use crate::protocol::command::ExchangeKind;
+
+    /// A key's words, written independently of the trie: none for `""`.
+    fn split(key: &str) -> Vec<&str> {
+        if key.is_empty() {
+            Vec::new()
+        } else {
+            key.split('.').collect()
+        }
+    }
+
+    /// Backtracking reference: `#` tries every number of words, `*` one.
+    fn matches(pattern: &[&str], key: &[&str]) -> bool {
+        match pattern.split_first() {
+            None => key.is_empty(),
+            Some((&"#", rest)) => (0..=key.len()).any(|n| matches(rest, &key[n..])),
+            Some((&"*", rest)) => !key.is_empty() && matches(rest, &key[1..]),
+            Some((word, rest)) => key.first() == Some(word) && matches(rest, &key[1..]),
+        }
+    }
+
+    /// Dotted strings over a small alphabet, so that patterns and keys meet;
+    /// `*` and `#` are plain words in a routing key.
+    fn dotted(
+        alphabet: &'static [&'static str],
+        max_words: usize,
+    ) -> impl Strategy<Value = String> {
+        vec(select(alphabet), 0..=max_words).prop_map(|w| w.join("."))
+    }
+
+    const PATTERN_WORDS: &[&str] = &["a", "b", "", "*", "#", "a*", "ab"];
+    const KEY_WORDS: &[&str] = &["a", "b", "", "c", "*", "#", "ab"];
+
+    proptest! {
+        #[test]
+        fn trie_routes_as_the_reference_after_binds_and_unbinds(
+            binds in vec((0usize..4, dotted(PATTERN_WORDS, 6)), 1..16),
+            unbinds in vec(any::<Index>(), 0..6),
+            keys in vec(dotted(KEY_WORDS, 7), 1..12),
+        ) {
+            let mut table = bindings(ExchangeKind::Topic);
+            let mut live: Vec<(String, String)> = Vec::new();
+            for (q, pattern) in binds {
+                let queue = format!("q{q}");
+                if table.add(binding(&queue, &pattern)) {
+                    live.push((queue, pattern));
+                }
+            }
+            for i in unbinds {
+                if live.is_empty() {
+                    break;
+                }
+                let (queue, pattern) = live.remove(i.index(live.len()));
+                prop_assert!(table.remove(&binding(&queue, &pattern)));
+            }
+            for key in &keys {
+                let mut want: Vec<String> = live
+                    .iter()
+                    .filter(|(_, p)| matches(&split(p), &split(key)))
+                    .map(|(q, _)| q.clone())
+                    .collect();
+                want.sort();
+                want.dedup();
+                // `routed` keeps duplicates: each queue at most once.
+                prop_assert_eq!(routed(&table, key, &[]), want, "key {:?} bindings {:?}", key, live);
+            }
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! [`Command`]s back to wire bytes: the inverse of [`parse`](super::parse).
+//!
+//! [`Command::encode`] writes one frame that the [`Framer`](super::frame::Framer)
+//! and [`parse_command`](super::parse::parse_command) turn back into the same
+//! command. Clients use it to write commands from values; the round-trip tests
+//! (here, in `prop_tests` and the `parse_line` fuzz target) pin it to the parser.
+//!
+//! Every word goes through [`encode_word`], so data that looks like a keyword,
+//! an option or a lit-mark is quoted. Defaults are left out (`ack=manual`,
+//! `count=1`, a `false` flag, an empty `BIND` key): the parser reads an absent
+//! word and its default spelt out as the same value, so the command survives.
+//! The enumerated keywords come from the parser's own tables, so the two
+//! cannot spell them differently.
+
+use std::io::Write;
+
+use super::command::{
+    Ack, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue, Get, Header,
+    Hello, Nack, Peek, Publish, QueueArgs, Redrive, Subscribe,
+};
+use super::parse::{keyword, ACK_MODES, EXCHANGE_KINDS, HEADER_MATCHES, OVERFLOWS};
+use super::token::{encode_quoted, encode_word, needs_quotes};
+
+/// Largest `PUB` body written inline as the last word; longer bodies (and any
+/// body holding NUL, CR or LF, which no word can hold) go in a literal.
+pub const MAX_INLINE_BODY_BYTES: usize = 64;
+
+impl Command {
+    /// The command as one frame: a line ending in CRLF, then for a `PUB` whose
+    /// body is not written inline, the `{N}` literal's bytes and their CRLF.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// [`Command::encode`], appending to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let mut w = Words(out);
+        let mut literal = None;
+        match self {
+            Command::Hello(h) => hello(&mut w, h),
+            Command::Auth(a) => {
+                w.verb("AUTH");
+                w.word(a.user.as_bytes());
+                w.word(a.password.as_bytes());
+            }
+            Command::Ping => w.verb("PING"),
+            Command::Help(h) => {
+                w.verb("HELP");
+                if let Some(verb) = &h.verb {
+                    w.optional_word(verb.as_bytes());
+                }
+            }
+            Command::Quit => w.verb("QUIT"),
+            Command::DeclareExchange(d) => declare_exchange(&mut w, d),
+            Command::DeclareQueue(d) => declare_queue(&mut w, d),
+            Command::DeleteExchange(DeleteExchange { name, if_unused }) => {
+                w.verb("DELETE EXCHANGE");
+                w.word(name.as_bytes());
+                w.flag("if-unused", *if_unused);
+            }
+            Command::DeleteQueue(DeleteQueue {
+                name,
+                if_unused,
+                if_empty,
+            }) => {
+                w.verb("DELETE QUEUE");
+                w.word(name.as_bytes());
+                w.flag("if-unused", *if_unused);
+                w.flag("if-empty", *if_empty);
+            }
+            Command::Bind(b) => bind(&mut w, "BIND", b),
+            Command::Unbind(b) => bind(&mut w, "UNBIND", b),
+            Command::Purge(p) => {
+                w.verb("PURGE");
+                w.word(p.queue.as_bytes());
+            }
+            Command::Publish(p) => literal = publish(&mut w, p),
+            Command::Subscribe(s) => subscribe(&mut w, s),
+            Command::Unsubscribe(u) => {
+                w.verb("UNSUB");
+                w.word(u.tag.as_bytes());
+            }
+            Command::Get(g) => get(&mut w, g),
+            Command::Ack(Ack { tag, multiple }) => {
+                w.verb("ACK");
+                w.number(*tag);
+                w.flag("multiple", *multiple);
+            }
+            Command::Nack(n) => nack(&mut w, n),
+            Command::Touch(t) => {
+                w.verb("TOUCH");
+                w.number(t.tag);
+            }
+            Command::Peek(p) => peek(&mut w, p),
+            Command::Redrive(Redrive { queue, count }) => {
+                w.verb("REDRIVE");
+                w.word(queue.as_bytes());
+                w.opt_number("count", *count);
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        if let Some(body) = literal {
+            out.extend_from_slice(body);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// A line being written: each method appends one word and its leading blank
+/// (but [`Words::verb`], the first).
+struct Words<'a>(&'a mut Vec<u8>);
+
+impl Words<'_> {
+    fn verb(&mut self, verb: &str) {
+        self.0.extend_from_slice(verb.as_bytes());
+    }
+
+    /// A positional word (taken by position, whatever it looks like).
+    fn word(&mut self, word: &[u8]) {
+        self.0.push(b' ');
+        encode_word(self.0, word);
+    }
+
+    /// An optional positional (`BIND` key, `HELP` verb): one that could be
+    /// read as an option is quoted, since a quoted word never is.
+    fn optional_word(&mut self, word: &[u8]) {
+        self.0.push(b' ');
+        if needs_quotes(word) || word.contains(&b'=') {
+            encode_quoted(self.0, word);
+        } else {
+            self.0.extend_from_slice(word);
+        }
+    }
+
+    fn number(&mut self, n: u64) {
+        let _ = write!(self.0, " {n}");
+    }
+
+    fn flag(&mut self, name: &str, on: bool) {
+        if on {
+            self.0.push(b' ');
+            self.0.extend_from_slice(name.as_bytes());
+        }
+    }
+
+    /// `name=value`, the value quoted when it must be (`name="a b"`).
+    fn opt(&mut self, name: &str, value: &[u8]) {
+        let _ = write!(self.0, " {name}=");
+        encode_word(self.0, value);
+    }
+
+    fn opt_str(&mut self, name: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.opt(name, v.as_bytes());
+        }
+    }
+
+    fn opt_number(&mut self, name: &str, value: Option<u64>) {
+        if let Some(n) = value {
+            let _ = write!(self.0, " {name}={n}");
+        }
+    }
+
+    fn headers(&mut self, headers: &[Header]) {
+        for (name, value) in headers {
+            self.opt(&format!("h.{name}"), value);
+        }
+    }
+}
+
+fn hello(w: &mut Words<'_>, h: &Hello) {
+    w.verb("HELLO");
+    w.opt_str("name", h.name.as_deref());
+    w.opt_number("proto", h.proto);
+    w.opt_number("heartbeat", h.heartbeat);
+}
+
+fn declare_exchange(w: &mut Words<'_>, d: &DeclareExchange) {
+    w.verb("DECLARE EXCHANGE");
+    w.word(d.name.as_bytes());
+    w.word(keyword(EXCHANGE_KINDS, d.kind).as_bytes());
+    w.flag("durable", d.durable);
+    w.flag("auto-delete", d.auto_delete);
+    w.opt_str("alternate", d.alternate.as_deref());
+}
+
+fn declare_queue(w: &mut Words<'_>, d: &DeclareQueue) {
+    w.verb("DECLARE QUEUE");
+    w.word(d.name.as_bytes());
+    w.flag("durable", d.durable);
+    w.flag("exclusive", d.exclusive);
+    w.flag("auto-delete", d.auto_delete);
+    let QueueArgs {
+        max_length,
+        max_bytes,
+        overflow,
+        ttl_ms,
+        expires_ms,
+        dead_letter,
+        dead_letter_key,
+        delivery_limit,
+        ack_timeout_ms,
+        max_priority,
+        dedup_window_ms,
+        retry_delays_ms,
+    } = &d.args;
+    w.opt_number("max-length", *max_length);
+    w.opt_number("max-bytes", *max_bytes);
+    if *overflow != Default::default() {
+        w.opt("overflow", keyword(OVERFLOWS, *overflow).as_bytes());
+    }
+    w.opt_number("ttl", *ttl_ms);
+    w.opt_number("expires", *expires_ms);
+    w.opt_str("dead-letter", dead_letter.as_deref());
+    if let Some(key) = dead_letter_key {
+        w.opt("dead-letter-key", key);
+    }
+    w.opt_number("delivery-limit", delivery_limit.map(u64::from));
+    w.opt_number("ack-timeout", *ack_timeout_ms);
+    w.opt_number("max-priority", max_priority.map(u64::from));
+    w.opt_number("dedup-window", *dedup_window_ms);
+    if !retry_delays_ms.is_empty() {
+        let list: Vec<String> = retry_delays_ms.iter().map(u64::to_string).collect();
+        w.opt("retry-delays", list.join(",").as_bytes());
+    }
+}
+
+fn bind(w: &mut Words<'_>, verb: &str, b: &Bind) {
+    w.verb(verb);
+    w.word(b.queue.as_bytes());
+    w.word(b.exchange.as_bytes());
+    if !b.key.is_empty() {
+        w.optional_word(&b.key);
+    }
+    w.headers(&b.headers);
+    if let Some(m) = b.matching {
+        w.opt("match", keyword(HEADER_MATCHES, m).as_bytes());
+    }
+}
+
+/// The `PUB` line: the body is its last word when it is short and can be a
+/// word; else the line ends in `{N}` and the body is returned, to follow it.
+fn publish<'p>(w: &mut Words<'_>, p: &'p Publish) -> Option<&'p [u8]> {
+    w.verb("PUB");
+    w.word(p.exchange.as_bytes());
+    w.word(&p.key);
+    match p.persistent {
+        Some(true) => w.flag("persistent", true),
+        Some(false) => w.flag("transient", true),
+        None => {}
+    }
+    w.flag("mandatory", p.mandatory);
+    w.opt_str("id", p.id.as_deref());
+    w.opt_number("ttl", p.ttl_ms);
+    w.opt_number("delay", p.delay_ms);
+    w.opt_number("priority", p.priority.map(u64::from));
+    w.headers(&p.headers);
+    let inline = p.body.len() <= MAX_INLINE_BODY_BYTES
+        && !p.body.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n'));
+    if inline {
+        w.word(&p.body);
+        None
+    } else {
+        let _ = write!(w.0, " {{{}}}", p.body.len());
+        Some(&p.body)
+    }
+}
+
+fn subscribe(w: &mut Words<'_>, s: &Subscribe) {
+    w.verb("SUB");
+    w.word(s.queue.as_bytes());
+    w.opt_number("prefetch", s.prefetch.map(u64::from));
+    if s.ack != Default::default() {
+        w.opt("ack", keyword(ACK_MODES, s.ack).as_bytes());
+    }
+    w.opt_str("tag", s.tag.as_deref());
+    w.flag("exclusive", s.exclusive);
+}
+
+fn get(w: &mut Words<'_>, g: &Get) {
+    w.verb("GET");
+    w.word(g.queue.as_bytes());
+    if g.ack != Default::default() {
+        w.opt("ack", keyword(ACK_MODES, g.ack).as_bytes());
+    }
+    w.opt_number("count", (g.count != 1).then_some(u64::from(g.count)));
+    w.opt_number("wait", (g.wait_ms != 0).then_some(g.wait_ms));
+}
+
+/// `NACK`; a `REJECT` parses to a `Nack` and comes back as `NACK requeue=false`.
+fn nack(w: &mut Words<'_>, n: &Nack) {
+    w.verb("NACK");
+    w.number(n.tag);
+    w.flag("multiple", n.multiple);
+    if !n.requeue {
+        w.opt("requeue", b"false");
+    }
+    w.opt_number("delay", n.delay_ms);
+}
+
+fn peek(w: &mut Words<'_>, p: &Peek) {
+    w.verb("PEEK");
+    w.word(p.queue.as_bytes());
+    w.opt_number("count", (p.count != 1).then_some(u64::from(p.count)));
+    w.opt_number("from", p.from);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use bytes::{Bytes, BytesMut};
+
+    use super::*;
+    use crate::protocol::command::{AckMode, ExchangeKind, HeaderMatch, Overflow};
+    use crate::protocol::frame::{FrameEvent, Framer, Limits};
+    use crate::protocol::parse::{parse_command, parse_line};
+
+    /// Frames `wire` (exactly one frame, nothing left over) and parses it.
+    fn decode(wire: &[u8]) -> Command {
+        let limits = Limits {
+            max_line: wire.len(),
+            max_literal: wire.len(),
+        };
+        let mut framer = Framer::new(limits);
+        let mut buf = BytesMut::from(wire);
+        let Ok(Some(FrameEvent::Frame(frame))) = framer.next_event(&mut buf) else {
+            panic!("not one frame: {:?}", String::from_utf8_lossy(wire));
+        };
+        assert!(buf.is_empty(), "left over: {buf:?}");
+        parse_command(&frame).unwrap()
+    }
+
+    fn parsed(line: &str) -> Command {
+        parse_line(line.as_bytes(), None).unwrap()
+    }
+
+    /// `line` parses; its encoding is `want` and reads back as the same command.
+    fn check(line: &str, want: &str) {
+        let cmd = parsed(line);
+        let wire = cmd.encode();
+        assert_eq!(String::from_utf8_lossy(&wire), want, "{line}");
+        assert_eq!(decode(&wire), cmd, "{line}");
+    }
+
+    #[test]
+    fn session_verbs_encode_as_they_read() {
+        check("ping", "PING\r\n");
+        check("QUIT", "QUIT\r\n");
+        check("hello", "HELLO\r\n");
+        check(
+            "HELLO name=\"my app\" proto=1",
+            "HELLO name=\"my app\" proto=1\r\n",
+        );
+        check("AUTH bob \"p=w d\"", "AUTH bob \"p=w d\"\r\n");
+        check("AUTH \"\" x=y", "AUTH \"\" x=y\r\n");
+        check("help pub", "HELP PUB\r\n");
+        check("help \"x=y\"", "HELP \"X=Y\"\r\n");
+    }
+
+    #[test]
+    fn topology_verbs_encode_as_they_read() {
+        check(
+            "declare exchange logs topic durable=true auto-delete=false alternate=other",
+            "DECLARE EXCHANGE logs topic durable alternate=other\r\n",
+        );
+        check(
+            "DECLARE QUEUE \"\" exclusive overflow=block max-length=5 retry-delays=10,20 \
+             dead-letter= dead-letter-key=\"a b\" max-priority=9 delivery-limit=3",
+            "DECLARE QUEUE \"\" exclusive max-length=5 overflow=block dead-letter=\"\" \
+             dead-letter-key=\"a b\" delivery-limit=3 max-priority=9 retry-delays=10,20\r\n",
+        );
+        check("DECLARE QUEUE q overflow=drop-head", "DECLARE QUEUE q\r\n");
+        check(
+            "DELETE QUEUE q if-empty if-unused",
+            "DELETE QUEUE q if-unused if-empty\r\n",
+        );
+        check("DELETE EXCHANGE e", "DELETE EXCHANGE e\r\n");
+        check("PURGE q", "PURGE q\r\n");
+        check(
+            "BIND q e \"a=b\" h.x=\"1 2\" match=any",
+            "BIND q e \"a=b\" h.x=\"1 2\" match=any\r\n",
+        );
+        check("UNBIND q \"\" h.x=1", "UNBIND q \"\" h.x=1\r\n");
+        check("BIND q e \"\" match=all", "BIND q e match=all\r\n");
+    }
+
+    #[test]
+    fn delivery_verbs_encode_as_they_read() {
+        check(
+            "sub q ack=AUTO prefetch=7 tag=w1 exclusive",
+            "SUB q prefetch=7 ack=auto tag=w1 exclusive\r\n",
+        );
+        check("SUB q ack=manual", "SUB q\r\n");
+        check("UNSUB \"a b\"", "UNSUB \"a b\"\r\n");
+        check("GET q count=1 wait=0", "GET q\r\n");
+        check(
+            "GET q wait=5 count=3 ack=auto",
+            "GET q ack=auto count=3 wait=5\r\n",
+        );
+        check("ACK 7 multiple", "ACK 7 multiple\r\n");
+        check("REJECT 3", "NACK 3 requeue=false\r\n");
+        check("NACK 3 delay=10 requeue=true", "NACK 3 delay=10\r\n");
+        check(
+            "TOUCH 18446744073709551615",
+            "TOUCH 18446744073709551615\r\n",
+        );
+        check("PEEK q from=4 count=2", "PEEK q count=2 from=4\r\n");
+        check("REDRIVE q count=9", "REDRIVE q count=9\r\n");
+    }
+
+    #[test]
+    fn pub_bodies_inline_quoted_or_literal() {
+        check("PUB \"\" jobs hello", "PUB \"\" jobs hello\r\n");
+        check("PUB \"\" jobs \"{5}\"", "PUB \"\" jobs \"{5}\"\r\n");
+        check("PUB \"\" jobs \"\"", "PUB \"\" jobs \"\"\r\n");
+        check("PUB x \"a b\" a=b", "PUB x \"a b\" a=b\r\n");
+        check(
+            "PUB x k mandatory h.a=1 transient id=\"m 1\" ttl=5 delay=6 priority=7 b",
+            "PUB x k transient mandatory id=\"m 1\" ttl=5 delay=6 priority=7 h.a=1 b\r\n",
+        );
+        let body = Bytes::from_static(b"a\r\nb\0");
+        let cmd = parse_line(b"PUB x k {5}", Some(body)).unwrap();
+        let wire = cmd.encode();
+        assert_eq!(&wire[..], b"PUB x k {5}\r\na\r\nb\0\r\n");
+        assert_eq!(decode(&wire), cmd);
+        let long = Bytes::from(vec![b'z'; MAX_INLINE_BODY_BYTES + 1]);
+        let cmd = parse_line(b"PUB x k {65}", Some(long)).unwrap();
+        let wire = cmd.encode();
+        assert!(wire.starts_with(b"PUB x k {65}\r\nzzz"));
+        assert_eq!(decode(&wire), cmd);
+    }
+
+    #[test]
+    fn every_enumeration_has_a_keyword() {
+        for kind in [
+            ExchangeKind::Direct,
+            ExchangeKind::Fanout,
+            ExchangeKind::Topic,
+            ExchangeKind::Headers,
+        ] {
+            assert!(!keyword(EXCHANGE_KINDS, kind).is_empty());
+        }
+        for o in [Overflow::DropHead, Overflow::RejectPublish, Overflow::Block] {
+            assert!(!keyword(OVERFLOWS, o).is_empty());
+        }
+        for m in [AckMode::Manual, AckMode::Auto] {
+            assert!(!keyword(ACK_MODES, m).is_empty());
+        }
+        for m in [HeaderMatch::All, HeaderMatch::Any] {
+            assert!(!keyword(HEADER_MATCHES, m).is_empty());
+        }
+    }
+}
