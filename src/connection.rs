@@ -3,11 +3,13 @@
 //! many of them. No protocol semantics here.
 //!
 //! **Idle connections cost little.** Neither buffer is allocated up front:
-//! the read buffer is taken when the socket becomes readable and given back
-//! when the connection goes idle with nothing buffered, and the write
-//! buffer grows with what is written and shrinks back after a burst. An
-//! idle connection holds its task, its session and the socket, not 128 KiB
-//! of buffers.
+//! the read buffer is taken when the socket first becomes readable (and
+//! only its touched pages cost memory), and the write buffer grows with
+//! what is written and is given back after a burst much larger than the
+//! writes that follow. A connection that never sent anything holds its
+//! task, its session and the socket, not 128 KiB of buffers. (The read
+//! buffer is not given back at idle moments: that would cost a 64 KiB
+//! allocation per wake-up of a busy connection.)
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -62,19 +64,10 @@ pub type Connection = (FrameReader, FrameWriter);
 
 impl FrameReader {
     /// Reads more bytes; `Ok(0)` at end of stream. Cancel-safe: nothing is
-    /// read until the socket is readable, and then in one non-blocking call.
+    /// read until the socket is readable, and then in one non-blocking call
+    /// (so the buffer is allocated only once there is something to read).
     pub async fn read_more(&mut self) -> std::io::Result<usize> {
         loop {
-            if self.buf.is_empty() && self.buf.capacity() > 0 {
-                // Bytes already waiting are read into the buffer we hold;
-                // otherwise the connection is idle and gives it back.
-                match self.try_read() {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        self.buf = BytesMut::new();
-                    }
-                    done => return done,
-                }
-            }
             self.socket.readable().await?;
             match self.try_read() {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -125,8 +118,12 @@ impl FrameWriter {
     pub async fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
             self.socket.write_all(&self.buf).await?;
+            let wrote = self.buf.len();
             self.buf.clear();
-            if self.buf.capacity() > WRITE_KEEP_BYTES {
+            // A buffer much larger than what was just written is given back
+            // (the burst that grew it is over); one in steady use is kept,
+            // so a busy connection does not regrow it on every write.
+            if self.buf.capacity() > WRITE_KEEP_BYTES && wrote < self.buf.capacity() / 8 {
                 self.buf = Vec::new();
             }
         }

@@ -59,6 +59,43 @@ const CLOSING_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Stop reading while this many commands wait behind a held `PUB`.
 const MAX_DEFERRED: usize = 16 * 1024;
 
+/// A timer for a deadline that only moves later, such as "this command
+/// must have arrived by": armed when first needed, and again only after it
+/// fires, so a connection whose deadline moves on every loop iteration (a
+/// pipelining client) does not touch the timer wheel each time. When it
+/// fires, the caller checks the real deadline.
+struct LazyTimer {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+}
+
+impl Default for LazyTimer {
+    fn default() -> Self {
+        LazyTimer {
+            // Never polled before `arm` resets it.
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: false,
+        }
+    }
+}
+
+impl LazyTimer {
+    /// Arms the timer for `at` unless it is armed already (for an earlier
+    /// moment, since deadlines only move later).
+    fn arm(&mut self, at: Instant) {
+        if !self.armed {
+            self.sleep.as_mut().reset(at);
+            self.armed = true;
+        }
+    }
+
+    /// Completes when the armed moment comes. Cancel-safe.
+    async fn fired(&mut self) {
+        self.sleep.as_mut().await;
+        self.armed = false;
+    }
+}
+
 /// One thing to write, in order.
 #[derive(Debug)]
 pub enum Out {
@@ -549,6 +586,8 @@ impl Session {
         let mut frames_seen = reader.frames();
         let mut last_read = Instant::now();
         let mut last_write = Instant::now();
+        let mut frame_timer = LazyTimer::default();
+        let mut heartbeat_timer = LazyTimer::default();
         loop {
             if waiting.is_none() && !closing {
                 match self.run_buffered(&mut reader) {
@@ -615,6 +654,9 @@ impl Session {
                 frame_started.get_or_insert_with(Instant::now);
             }
             let frame_deadline = frame_started.map(|t| t + frame_timeout);
+            if let Some(at) = frame_deadline {
+                frame_timer.arm(at);
+            }
             if !can_read {
                 last_read = Instant::now();
             }
@@ -622,6 +664,9 @@ impl Session {
                 Some(hb) if !closing => Some((last_write + hb).min(last_read + 2 * hb)),
                 _ => None,
             };
+            if let Some(at) = heartbeat_at {
+                heartbeat_timer.arm(at);
+            }
             tokio::select! {
                 res = shutdown.changed(), if !closing => {
                     let _ = res;
@@ -653,7 +698,12 @@ impl Session {
                     Err(_) => reading = false,
                     Ok(_) => last_read = Instant::now(),
                 },
-                _ = tokio::time::sleep_until(frame_deadline.unwrap_or_else(Instant::now)), if frame_deadline.is_some() => {
+                _ = frame_timer.fired(), if frame_deadline.is_some() => {
+                    // The timer may be for an earlier command that has since
+                    // arrived: then it is armed again for this one.
+                    if frame_deadline.is_some_and(|at| Instant::now() < at) {
+                        continue;
+                    }
                     tracing::info!(conn = self.conn_id, "command not completed within the frame timeout; closing");
                     self.reply(Reply::Err(
                         ErrorCode::BadFrame,
@@ -661,7 +711,7 @@ impl Session {
                     ));
                     closing = true;
                 }
-                _ = tokio::time::sleep_until(heartbeat_at.unwrap_or_else(Instant::now)), if heartbeat_at.is_some() => {
+                _ = heartbeat_timer.fired(), if heartbeat_at.is_some() => {
                     let now = Instant::now();
                     if let Some(hb) = self.heartbeat {
                         if now >= last_read + 2 * hb {
