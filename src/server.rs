@@ -34,7 +34,7 @@ pub async fn run(
     let mut store_failure: Option<Arc<str>> = None;
     tokio::pin!(shutdown);
     let mut accept_errors = AcceptErrors::default();
-    let mut refused_logged: Option<Instant> = None;
+    let mut refused_logged = EverySecond::default();
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
@@ -126,17 +126,35 @@ fn keepalive(stream: &TcpStream) {
 /// A connection over `--max-connections`: `ERR LIMIT`, then closed. The
 /// line fits any fresh socket's send buffer, so the write never waits.
 /// Logged once a second at most.
-fn refuse(stream: TcpStream, max: usize, logged: &mut Option<Instant>) {
-    if logged.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+fn refuse(stream: TcpStream, max: usize, logged: &mut EverySecond) {
+    if logged.due() {
         tracing::warn!(
             max,
             "connection refused with ERR LIMIT: --max-connections reached"
         );
-        *logged = Some(Instant::now());
     }
     let line =
         format!("ERR LIMIT too many connections (--max-connections {max}); try again later\r\n");
     let _ = stream.try_write(line.as_bytes());
+}
+
+/// A log line's rate limit: at most one a second.
+#[derive(Default)]
+struct EverySecond(Option<Instant>);
+
+impl EverySecond {
+    /// True (and the clock restarts) when a second has passed since the
+    /// last true, or the first time.
+    fn due(&mut self) -> bool {
+        let now = Instant::now();
+        let due = self
+            .0
+            .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1));
+        if due {
+            self.0 = Some(now);
+        }
+        due
+    }
 }
 
 /// Logs accept failures once a second, not once per attempt, and says
@@ -144,26 +162,21 @@ fn refuse(stream: TcpStream, max: usize, logged: &mut Option<Instant>) {
 #[derive(Default)]
 struct AcceptErrors {
     since: Option<Instant>,
-    logged: Option<Instant>,
+    logged: EverySecond,
     count: u64,
 }
 
 impl AcceptErrors {
     fn failed(&mut self, e: &std::io::Error) {
-        let now = Instant::now();
-        self.since.get_or_insert(now);
+        self.since.get_or_insert_with(Instant::now);
         self.count += 1;
-        if self
-            .logged
-            .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1))
-        {
-            let hint = if e.raw_os_error() == Some(24) || e.raw_os_error() == Some(23) {
+        if self.logged.due() {
+            let hint = if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
                 "; out of file descriptors (raise `ulimit -n` or lower --max-connections)"
             } else {
                 ""
             };
             tracing::warn!(error = %e, failures = self.count, "accept failed{hint}; new connections wait");
-            self.logged = Some(now);
         }
     }
 
@@ -175,7 +188,7 @@ impl AcceptErrors {
                 "accepting connections again"
             );
             self.count = 0;
-            self.logged = None;
+            self.logged = EverySecond::default();
         }
     }
 }

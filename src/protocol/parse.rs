@@ -186,7 +186,6 @@ pub(super) fn keyword<T: Copy + PartialEq>(table: &[(&'static str, T)], value: T
 struct Spec {
     flags: &'static [&'static str],
     values: &'static [&'static str],
-    later: &'static [&'static str],
     headers: bool,
 }
 
@@ -271,9 +270,6 @@ fn classify<'a>(tok: &'a Token, spec: &Spec) -> Res<Opt<'a>> {
         Some(name) => (name, Some(&tok.text[name.len() + 1..])),
         None => (&tok.text[..], None),
     };
-    if let Some(later) = known(spec.later, name) {
-        return Err(not_yet_error(later));
-    }
     if let Some(flag) = known(spec.flags, name) {
         return match value {
             None => Ok(Opt::Flag(flag, true)),
@@ -583,7 +579,6 @@ fn publish(mut a: Args<'_>) -> Res<Command> {
         flags: &["persistent", "transient", "mandatory"],
         values: &["id", "ttl", "delay", "priority"],
         headers: true,
-        ..Spec::default()
     };
     let mut p = Publish {
         exchange,
@@ -774,11 +769,7 @@ fn redrive(mut a: Args<'_>) -> Res<Command> {
 }
 
 fn not_yet(what: &str) -> Res<Command> {
-    Err(not_yet_error(what))
-}
-
-fn not_yet_error(what: &str) -> ParseError {
-    ParseError::syntax(format!("{what} is not supported yet"))
+    Err(ParseError::syntax(format!("{what} is not supported yet")))
 }
 
 fn bad_frame(message: &str) -> ParseError {
