@@ -283,6 +283,8 @@ async fn a_store_that_runs_out_of_space_stops_the_broker_and_a_restart_loses_not
     // The rest are answered (OK if they made it to disk before the error,
     // else ERR), or the connection ends with the broker.
     p.settle().await;
+    // Then the broker stops: the notice may come after the last reply.
+    while p.step().await {}
     assert_eq!(p.tally.notices, ["NOTICE closing reason=store-failed"]);
     assert!(!p.tally.errs.is_empty(), "no ERR although the disk is full");
     let status = b.exited().await;
