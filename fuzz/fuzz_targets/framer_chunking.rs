@@ -14,14 +14,10 @@
 
 #![no_main]
 
-use bytes::BytesMut;
 use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use sluice::protocol::frame::{BadFrame, FrameEvent, Framer, Limits};
-
-/// Slack above twice the bytes fed that the buffer's capacity may take
-/// (`BytesMut` keeps up to 64 KiB of its original capacity when it moves).
-const CAPACITY_SLACK: usize = 128 * 1024;
+use sluice::protocol::check::frame_in_chunks;
+use sluice::protocol::frame::Limits;
 
 #[derive(Debug)]
 struct Input {
@@ -61,54 +57,6 @@ impl<'a> Arbitrary<'a> for Input {
             sizes,
             stream,
         })
-    }
-}
-
-#[derive(Debug, PartialEq)]
-struct Framed {
-    events: Vec<FrameEvent>,
-    error: Option<BadFrame>,
-    at_end: Option<BadFrame>,
-}
-
-fn frame_in_chunks(limits: Limits, stream: &[u8], sizes: &[usize]) -> Framed {
-    let mut framer = Framer::new(limits);
-    let mut buf = BytesMut::new();
-    let mut events = Vec::new();
-    let bound = limits.max_line.max(limits.max_literal) + 1;
-    let mut fed = 0;
-    let mut sizes = sizes.iter().copied().cycle();
-    while fed < stream.len() {
-        let n = sizes.next().unwrap_or(stream.len()).max(1);
-        let piece = &stream[fed..(fed + n).min(stream.len())];
-        buf.extend_from_slice(piece);
-        fed += piece.len();
-        loop {
-            let step = framer.next_event(&mut buf);
-            assert!(
-                buf.capacity() <= 2 * fed + CAPACITY_SLACK,
-                "capacity {} after {fed} bytes: reserved ahead of the input",
-                buf.capacity()
-            );
-            match step {
-                Ok(Some(e)) => events.push(e),
-                Ok(None) => break,
-                Err(e) => {
-                    return Framed {
-                        events,
-                        error: Some(e),
-                        at_end: None,
-                    }
-                }
-            }
-        }
-        assert!(buf.len() <= bound, "{} bytes buffered", buf.len());
-    }
-    let at_end = framer.at_end(&buf);
-    Framed {
-        events,
-        error: None,
-        at_end,
     }
 }
 

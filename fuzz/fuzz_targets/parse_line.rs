@@ -12,10 +12,10 @@
 
 #![no_main]
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sluice::protocol::frame::{FrameEvent, Framer, Limits};
-use sluice::protocol::parse::{parse_command, parse_line};
+use sluice::protocol::check::decode;
+use sluice::protocol::parse::parse_line;
 
 fuzz_target!(|data: &[u8]| {
     let (line, literal) = match data.iter().position(|&b| b == b'\n') {
@@ -27,20 +27,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let wire = cmd.encode();
     let shown = String::from_utf8_lossy(&wire);
-    // Limits as large as the frame: the round trip is about the grammar.
-    let limits = Limits {
-        max_line: wire.len(),
-        max_literal: wire.len(),
-    };
-    let mut framer = Framer::new(limits);
-    let mut buf = BytesMut::from(&wire[..]);
-    let frame = match framer.next_event(&mut buf) {
-        Ok(Some(FrameEvent::Frame(frame))) => frame,
-        other => panic!("{cmd:?} encoded as {shown:?} does not frame: {other:?}"),
-    };
-    assert!(buf.is_empty(), "{shown:?} is more than one frame");
-    match parse_command(&frame) {
+    match decode(&wire) {
         Ok(again) => assert_eq!(again, cmd, "encoded as {shown:?}"),
-        Err(e) => panic!("{cmd:?} encoded as {shown:?} does not parse: {e}"),
+        Err(e) => panic!("{cmd:?} encoded as {shown:?} does not read back: {e}"),
     }
 });

@@ -18,6 +18,8 @@
 //!
 //! None of these modules does I/O: bytes in, values out, and back.
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod check;
 pub mod code;
 pub mod command;
 pub mod encode;
