@@ -59,11 +59,12 @@ const CLOSING_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Stop reading while this many commands wait behind a held `PUB`.
 const MAX_DEFERRED: usize = 16 * 1024;
 
-/// A timer for a deadline that only moves later, such as "this command
+/// A timer for a deadline that mostly moves later, such as "this command
 /// must have arrived by": armed when first needed, and again only after it
-/// fires, so a connection whose deadline moves on every loop iteration (a
-/// pipelining client) does not touch the timer wheel each time. When it
-/// fires, the caller checks the real deadline.
+/// fires or when the deadline moves earlier (a `HELLO` with a shorter
+/// heartbeat), so a connection whose deadline moves later on every loop
+/// iteration (a pipelining client) does not touch the timer wheel each
+/// time. When it fires, the caller checks the real deadline.
 struct LazyTimer {
     sleep: Pin<Box<tokio::time::Sleep>>,
     armed: bool,
@@ -80,10 +81,10 @@ impl Default for LazyTimer {
 }
 
 impl LazyTimer {
-    /// Arms the timer for `at` unless it is armed already (for an earlier
-    /// moment, since deadlines only move later).
+    /// Arms the timer for `at` unless it is armed already for that moment
+    /// or an earlier one.
     fn arm(&mut self, at: Instant) {
-        if !self.armed {
+        if !self.armed || at < self.sleep.deadline() {
             self.sleep.as_mut().reset(at);
             self.armed = true;
         }

@@ -370,3 +370,14 @@ async fn idle_connections_cost_a_few_kib_each() {
         accept.as_secs_f64()
     );
 }
+
+#[tokio::test]
+async fn a_shorter_heartbeat_takes_effect_at_once() {
+    let srv = TestServer::start().await;
+    let mut c = TestConn::connect(srv.addr).await;
+    c.ok("HELLO heartbeat=3600000", "OK sluice 0.1.0 proto=1")
+        .await;
+    c.ok("HELLO heartbeat=300", "OK sluice 0.1.0 proto=1").await;
+    // Within the test's deadline, not an hour later.
+    c.expect("NOTICE heartbeat").await;
+}
