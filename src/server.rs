@@ -74,7 +74,7 @@ pub async fn run(
             writer.buf.extend_from_slice(
                 format!("HELLO sluice {VERSION} proto={PROTOCOL_VERSION}\r\n").as_bytes(),
             );
-            let session = Session::new(conn_id, broker);
+            let session = Session::new(conn_id, peer, broker);
             session.run(reader, writer, stop).await;
             drop(permit);
         });

@@ -30,6 +30,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -190,6 +191,8 @@ pub struct GetWait {
 pub struct Session {
     /// Connection id (broker-unique).
     pub conn_id: u64,
+    /// The peer's address.
+    pub peer: SocketAddr,
     /// The broker.
     pub broker: Broker,
     /// Where this connection's queues push.
@@ -236,11 +239,12 @@ impl std::fmt::Debug for RoomWait {
 
 impl Session {
     /// A new session for connection `conn_id`.
-    pub fn new(conn_id: u64, broker: Broker) -> Session {
+    pub fn new(conn_id: u64, peer: SocketAddr, broker: Broker) -> Session {
         // Unbounded, but bounded in practice: see broker::queue (credit).
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         Session {
             conn_id,
+            peer,
             broker,
             push_tx,
             push_rx,
