@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use sluice::broker::Broker;
@@ -34,8 +34,19 @@ enum Command {
     Bench(sluice::bench::BenchArgs),
 }
 
+/// Every option here is also a setting of the `--config` file (`max-line =
+/// 1024`) and an environment variable (`SLUICE_MAX_LINE=1024`); see
+/// `sluice::config::layered`.
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
+    /// A TOML file of settings, named like the flags (`data-dir = "/var/lib/sluice"`);
+    /// the environment (SLUICE_<SETTING>) and flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (as a TOML file, with where each value
+    /// came from) and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = DEFAULT_ADDR)]
     addr: SocketAddr,
@@ -97,8 +108,30 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let cli = Cli::parse();
+    let layered = match sluice::config::layered::parse(
+        Cli::command(),
+        "serve",
+        std::env::args_os().collect(),
+    ) {
+        Ok(l) => l,
+        Err(sluice::config::layered::LayerError::Args(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("sluice: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::from_arg_matches(&layered.matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
+        Command::Serve(args) if args.print_config => {
+            print!(
+                "{}",
+                sluice::config::layered::describe(&layered, &Cli::command(), "serve")
+            );
+            Ok(())
+        }
         Command::Serve(args) => serve(args),
         Command::Bench(args) => sluice::bench::run(args),
     };

@@ -5,6 +5,7 @@
 
 mod binary_keys;
 mod common;
+mod config;
 mod connections;
 mod crash;
 mod delivery;

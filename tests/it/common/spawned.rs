@@ -31,17 +31,29 @@ impl Spawned {
     /// The same, run through `wrapper` (e.g. `["prlimit", "--nofile=64:64", "--"]`).
     pub async fn start_under(wrapper: &[&str], args: &[&str]) -> Spawned {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut b = Self::launch(wrapper, dir.path(), args).await;
+        let mut b = Self::launch(wrapper, Some(dir.path()), args, &[]).await;
         b._dir = Some(dir);
         b
     }
 
     /// The same on a given data directory (which outlives the process).
     pub async fn start_in(dir: &std::path::Path, args: &[&str]) -> Spawned {
-        Self::launch(&[], dir, args).await
+        Self::launch(&[], Some(dir), args, &[]).await
     }
 
-    async fn launch(wrapper: &[&str], dir: &std::path::Path, args: &[&str]) -> Spawned {
+    /// `sluice serve <args>` and nothing else (no `--addr`, no
+    /// `--data-dir`: a config file or the environment gives them), with
+    /// extra environment variables.
+    pub async fn start_bare(args: &[&str], env: &[(&str, &str)]) -> Spawned {
+        Self::launch(&[], None, args, env).await
+    }
+
+    async fn launch(
+        wrapper: &[&str],
+        dir: Option<&std::path::Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Spawned {
         let mut cmd = match wrapper.split_first() {
             Some((prog, rest)) => {
                 let mut c = Command::new(prog);
@@ -50,9 +62,12 @@ impl Spawned {
             }
             None => Command::new(sluice_bin()),
         };
-        cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .args(args)
+        cmd.arg("serve");
+        if let Some(dir) = dir {
+            cmd.args(["--addr", "127.0.0.1:0", "--data-dir"]).arg(dir);
+        }
+        cmd.args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())

@@ -1,4 +1,8 @@
-//! [`Config`]: every tunable of the broker, with its documented default.
+//! [`Config`]: every tunable of the broker, with its documented default;
+//! [`layered`]: how `sluice serve` puts them together from a TOML file, the
+//! environment and flags.
+
+pub mod layered;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
