@@ -4,13 +4,15 @@
 //! everything queued in one go. A reader task matches replies to commands
 //! in order, attaches `GET`'s `MSG -` lines to the `GET`'s reply, and hands
 //! subscription deliveries to [`Client::next_delivery`].
+//!
+//! [`Client::connect`] speaks plain TCP; [`Client::connect_tls`] the same
+//! protocol over TLS (the server's `--tls-addr` port).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 
@@ -18,6 +20,7 @@ use crate::protocol::command::Header;
 use crate::protocol::frame::{Frame, FrameEvent, Framer, Limits};
 use crate::protocol::token::{encode_word, tokenize};
 use crate::protocol::ErrorCode;
+use crate::tls::TlsClientConfig;
 
 /// Client-side failures.
 #[derive(Debug, thiserror::Error)]
@@ -143,10 +146,19 @@ impl ReplyHandle {
     }
 }
 
+/// The write half of either transport.
+struct Writer(std::pin::Pin<Box<dyn AsyncWrite + Send>>);
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
 /// A connection to a sluice broker.
 #[derive(Debug)]
 pub struct Client {
-    writer: OwnedWriteHalf,
+    writer: Writer,
     buf: Vec<u8>,
     replies: Shared,
     deliveries: mpsc::UnboundedReceiver<Delivery>,
@@ -160,7 +172,29 @@ impl Client {
     pub async fn connect(addr: impl ToSocketAddrs) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (mut rd, writer) = stream.into_split();
+        let (rd, writer) = stream.into_split();
+        Client::start(rd, Box::pin(writer)).await
+    }
+
+    /// Connects over TLS, checks the server's certificate against
+    /// `server_name` and what `tls` trusts, and reads the greeting.
+    pub async fn connect_tls(
+        addr: impl ToSocketAddrs,
+        server_name: &str,
+        tls: &TlsClientConfig,
+    ) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let stream = tls.connect(stream, server_name).await?;
+        let (rd, writer) = tokio::io::split(stream);
+        Client::start(rd, Box::pin(writer)).await
+    }
+
+    /// Reads the greeting from `rd` and starts the reader task.
+    async fn start(
+        mut rd: impl AsyncRead + Send + Unpin + 'static,
+        writer: std::pin::Pin<Box<dyn AsyncWrite + Send>>,
+    ) -> Result<Client, ClientError> {
         let mut framer = Framer::new(Limits {
             max_line: 1024 * 1024,
             max_literal: 1024 * 1024 * 1024,
@@ -232,7 +266,7 @@ impl Client {
             }
         });
         Ok(Client {
-            writer,
+            writer: Writer(writer),
             buf: Vec::with_capacity(64 * 1024),
             replies,
             deliveries: drx,
@@ -272,7 +306,9 @@ impl Client {
     /// Writes every queued command.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         if !self.buf.is_empty() {
-            self.writer.write_all(&self.buf).await?;
+            self.writer.0.write_all(&self.buf).await?;
+            // Over TLS the records wait in rustls's buffer until flushed.
+            self.writer.0.flush().await?;
             self.buf.clear();
         }
         Ok(())

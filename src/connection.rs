@@ -10,9 +10,16 @@
 //! task, its session and the socket, not 128 KiB of buffers. (The read
 //! buffer is not given back at idle moments: that would cost a 64 KiB
 //! allocation per wake-up of a busy connection.)
+//!
+//! **Two transports.** Plain TCP and TLS (the `--tls-addr` port): the
+//! session and the framer see the same reader and writer. Over TCP, a read
+//! waits for readability first, so that an idle connection has no read
+//! buffer; over TLS, rustls keeps its own buffers per connection anyway
+//! (and decrypts only what it was handed), so the read buffer is reserved
+//! when the first read starts.
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -23,10 +30,27 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// A write buffer larger than this is shrunk back after it is written.
 const WRITE_KEEP_BYTES: usize = 16 * 1024;
 
+/// A server-side TLS connection.
+pub type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// The read side of either transport.
+#[derive(Debug)]
+enum ReadSide {
+    Tcp(OwnedReadHalf),
+    Tls(ReadHalf<TlsStream>),
+}
+
+/// The write side of either transport.
+#[derive(Debug)]
+enum WriteSide {
+    Tcp(OwnedWriteHalf),
+    Tls(WriteHalf<TlsStream>),
+}
+
 /// The read half: buffer plus framer.
 #[derive(Debug)]
 pub struct FrameReader {
-    socket: OwnedReadHalf,
+    socket: ReadSide,
     buf: BytesMut,
     framer: Framer,
     /// Frames and rejections taken so far.
@@ -36,7 +60,7 @@ pub struct FrameReader {
 /// The write half: bytes collected, then written in one go.
 #[derive(Debug)]
 pub struct FrameWriter {
-    socket: OwnedWriteHalf,
+    socket: WriteSide,
     /// Encoded output not yet written.
     pub buf: Vec<u8>,
 }
@@ -45,6 +69,17 @@ pub struct FrameWriter {
 pub fn split(stream: TcpStream, limits: Limits) -> (FrameReader, FrameWriter) {
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
+    halves(ReadSide::Tcp(r), WriteSide::Tcp(w), limits)
+}
+
+/// Splits a TLS connection (handshake done) into its framed halves.
+pub fn split_tls(stream: TlsStream, limits: Limits) -> (FrameReader, FrameWriter) {
+    let _ = stream.get_ref().0.set_nodelay(true);
+    let (r, w) = tokio::io::split(stream);
+    halves(ReadSide::Tls(r), WriteSide::Tls(w), limits)
+}
+
+fn halves(r: ReadSide, w: WriteSide, limits: Limits) -> (FrameReader, FrameWriter) {
     (
         FrameReader {
             socket: r,
@@ -66,23 +101,23 @@ impl FrameReader {
     /// Reads more bytes; `Ok(0)` at end of stream. Cancel-safe: nothing is
     /// read until the socket is readable, and then in one non-blocking call
     /// (so the buffer is allocated only once there is something to read).
+    /// Over TLS, `read_buf` is cancel-safe too (nothing is taken from the
+    /// stream unless it completes).
     pub async fn read_more(&mut self) -> std::io::Result<usize> {
-        loop {
-            self.socket.readable().await?;
-            match self.try_read() {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                done => return done,
+        match &mut self.socket {
+            ReadSide::Tcp(socket) => loop {
+                socket.readable().await?;
+                make_room(&mut self.buf);
+                match socket.try_read_buf(&mut self.buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    done => return done,
+                }
+            },
+            ReadSide::Tls(stream) => {
+                make_room(&mut self.buf);
+                stream.read_buf(&mut self.buf).await
             }
         }
-    }
-
-    /// One non-blocking read into the buffer, growing it first if it is
-    /// nearly full.
-    fn try_read(&mut self) -> std::io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < 4096 {
-            self.buf.reserve(READ_CHUNK_BYTES);
-        }
-        self.socket.try_read_buf(&mut self.buf)
     }
 
     /// Whether part of a command (a line without its end, a literal not
@@ -113,11 +148,25 @@ impl FrameReader {
     }
 }
 
+/// Grows the read buffer if it is nearly full.
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(READ_CHUNK_BYTES);
+    }
+}
+
 impl FrameWriter {
     /// Writes everything collected so far.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
-            self.socket.write_all(&self.buf).await?;
+            match &mut self.socket {
+                WriteSide::Tcp(s) => s.write_all(&self.buf).await?,
+                // rustls encrypts into its own buffer: flush sends it.
+                WriteSide::Tls(s) => {
+                    s.write_all(&self.buf).await?;
+                    s.flush().await?;
+                }
+            }
             let wrote = self.buf.len();
             self.buf.clear();
             // A buffer much larger than what was just written is given back
@@ -130,8 +179,11 @@ impl FrameWriter {
         Ok(())
     }
 
-    /// Closes the write side.
+    /// Closes the write side (over TLS, with a `close_notify` first).
     pub async fn shutdown(&mut self) {
-        let _ = self.socket.shutdown().await;
+        let _ = match &mut self.socket {
+            WriteSide::Tcp(s) => s.shutdown().await,
+            WriteSide::Tls(s) => s.shutdown().await,
+        };
     }
 }

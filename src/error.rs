@@ -49,6 +49,12 @@ impl BrokerError {
         }
     }
 
+    /// `ERR LIMIT <what> (<flag> <max>)`: a configured limit refused a
+    /// command, which changed nothing.
+    pub fn limit(what: impl std::fmt::Display, flag: &str, max: impl std::fmt::Display) -> Self {
+        BrokerError::Limit(format!("{what} ({flag} {max})"))
+    }
+
     /// The `ERR` reply for this failure.
     pub fn to_reply(&self) -> Reply {
         Reply::Err(self.code(), self.to_string())

@@ -12,10 +12,12 @@
 //! - [`cmd`]: executes one command for one session (one file per verb family).
 //! - [`session`]: one connection's state and event loop (ordering of replies
 //!   and pushes, unacked deliveries, requeue on close).
-//! - [`connection`]: the socket halves and their buffers.
-//! - [`server`]: accept loop, connection limit, graceful shutdown.
+//! - [`connection`]: the socket halves (TCP or TLS) and their buffers.
+//! - [`server`]: accept loops (plain and TLS ports), connection limit,
+//!   graceful shutdown.
+//! - [`tls`]: TLS set-up (server certificate and key, client trust).
 //! - [`broker`]: registries of exchanges and queues, routing, queue state,
-//!   publishing and recovery.
+//!   publishing, the resource alarms (disk, memory) and recovery.
 //! - [`store`]: persistence behind the [`store::Store`] trait (sled), with
 //!   group commit.
 //! - [`client`]: a small async client used by tests, examples and the bench.
@@ -46,6 +48,7 @@ pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod tls;
 
 /// The crate version, as the greeting reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

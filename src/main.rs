@@ -1,6 +1,6 @@
 //! The `sluice` binary: `sluice serve` runs the broker in the foreground.
 //! Logs go to stderr (`RUST_LOG` respected); the first line on stdout is
-//! `listening on HOST:PORT`.
+//! `listening on HOST:PORT`, then, with TLS on, `listening tls on HOST:PORT`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio::net::TcpListener;
 
+use sluice::broker::alarm::MemoryWatermark;
 use sluice::broker::Broker;
 use sluice::config::{Config, DEFAULT_ADDR, DEFAULT_DATA_DIR, DEFAULT_PREFETCH};
 use sluice::protocol::frame::{DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LITERAL_BYTES};
@@ -84,6 +85,32 @@ struct ServeArgs {
     /// sled's page cache, in bytes.
     #[arg(long, default_value_t = sluice::store::sled_store::DEFAULT_CACHE_BYTES)]
     cache: u64,
+    /// Serve TLS on a second port with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Address of the TLS port [default: the --addr host, port 5681].
+    #[arg(long, requires = "tls_cert")]
+    tls_addr: Option<SocketAddr>,
+    /// Subscriptions one connection may hold; a SUB over it is ERR LIMIT.
+    #[arg(long, default_value_t = sluice::config::DEFAULT_MAX_SUBSCRIPTIONS)]
+    max_subscriptions: usize,
+    /// Unacked deliveries one connection may reserve: the prefetch of its
+    /// manual-ack subscriptions plus its unacked GET deliveries.
+    #[arg(long, default_value_t = sluice::config::DEFAULT_MAX_UNACKED)]
+    max_unacked: u64,
+    /// Queues in the broker (exclusive and server-named ones too).
+    #[arg(long, default_value_t = sluice::config::DEFAULT_MAX_QUEUES)]
+    max_queues: usize,
+    /// Exchanges in the broker (the default exchange is not counted).
+    #[arg(long, default_value_t = sluice::config::DEFAULT_MAX_EXCHANGES)]
+    max_exchanges: usize,
+    /// Resident memory over which every PUB is held until it falls back:
+    /// bytes, or a fraction of RAM with a decimal point (0.4); 0 is off.
+    #[arg(long, default_value_t = sluice::config::DEFAULT_MEMORY_HIGH_WATERMARK)]
+    memory_high_watermark: MemoryWatermark,
 }
 
 /// jemalloc instead of glibc's malloc: a broker allocates and frees small
@@ -155,6 +182,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache_bytes: args.cache,
         frame_timeout: std::time::Duration::from_millis(args.frame_timeout.max(1)),
         disk_free_limit: args.disk_free_limit,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| sluice::tls::TlsFiles { cert, key }),
+        tls_addr: args.tls_addr,
+        max_subscriptions: args.max_subscriptions,
+        max_unacked: args.max_unacked,
+        max_queues: args.max_queues,
+        max_exchanges: args.max_exchanges,
+        memory_high_watermark: args.memory_high_watermark,
         ..Config::default()
     };
     config.limits.max_line = args.max_line.max(64);
@@ -163,6 +200,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    // Before the store is opened: a bad certificate is a quick, clear error.
+    let acceptor = config.tls.as_ref().map(sluice::tls::acceptor).transpose()?;
     runtime.block_on(async move {
         let broker = Broker::open(config.clone())
             .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
@@ -170,9 +209,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", config.addr))?;
         let local = listener.local_addr()?;
-        println!("listening on {local}");
+        let tls = match acceptor {
+            Some(acceptor) => {
+                let addr = config.tls_addr();
+                let l = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening (TLS) on {addr}"))?;
+                Some((l, acceptor))
+            }
+            None => None,
+        };
+        // One write for both lines: a reader that takes only the first
+        // and closes the pipe cannot make the second one fail.
+        let mut lines = format!("listening on {local}\n");
+        if let Some((l, _)) = &tls {
+            lines.push_str(&format!("listening tls on {}\n", l.local_addr()?));
+        }
+        print!("{lines}");
         tracing::info!(addr = %local, data_dir = %config.data_dir.display(), in_memory = config.in_memory, "sluice serving");
-        sluice::server::run(listener, broker, shutdown_signal()).await
+        let listeners = sluice::server::Listeners {
+            plain: listener,
+            tls,
+        };
+        sluice::server::serve(listeners, broker, shutdown_signal()).await
     })
 }
 

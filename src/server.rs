@@ -4,6 +4,13 @@
 //! within about two minutes even when idle), an accept that survives running
 //! out of file descriptors, and a clean shutdown: stop accepting, let every
 //! session finish its in-flight confirms, then flush the store.
+//!
+//! **Two ports.** [`serve`] takes the plain listener and, with
+//! `--tls-cert`/`--tls-key`, a TLS one: the same sessions behind both, one
+//! `--max-connections` budget for the two, the same shutdown. A TLS
+//! handshake runs in the connection's own task (the accept loop never waits
+//! for a client), bounded by [`HANDSHAKE_TIMEOUT`] or `--frame-timeout`,
+//! whichever is shorter.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,20 +23,55 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::connection;
 use crate::session::Session;
+use crate::tls::{TlsAcceptor, HANDSHAKE_TIMEOUT};
 use crate::{PROTOCOL_VERSION, VERSION};
 
-/// Serves `listener` until `shutdown` completes, then closes every
-/// connection and shuts the broker's store down cleanly.
+/// What [`serve`] listens on: the plain port and, optionally, the TLS one.
+pub struct Listeners {
+    /// The plain TCP port (`--addr`).
+    pub plain: TcpListener,
+    /// The TLS port (`--tls-addr`) and its certificate, if TLS is on.
+    pub tls: Option<(TcpListener, TlsAcceptor)>,
+}
+
+impl std::fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listeners")
+            .field("plain", &self.plain)
+            .field("tls", &self.tls.as_ref().map(|(l, _)| l))
+            .finish()
+    }
+}
+
+/// Serves `listener` (plain TCP only) until `shutdown` completes: see [`serve`].
 pub async fn run(
     listener: TcpListener,
     broker: Broker,
     shutdown: impl Future,
 ) -> anyhow::Result<()> {
+    let listeners = Listeners {
+        plain: listener,
+        tls: None,
+    };
+    serve(listeners, broker, shutdown).await
+}
+
+/// Serves `listeners` until `shutdown` completes, then closes every
+/// connection and shuts the broker's store down cleanly.
+pub async fn serve(
+    listeners: Listeners,
+    broker: Broker,
+    shutdown: impl Future,
+) -> anyhow::Result<()> {
+    let Listeners {
+        plain: listener,
+        tls,
+    } = listeners;
     let (stop_tx, stop_rx) = watch::channel(None);
     let limit = Arc::new(Semaphore::new(broker.config().max_connections));
     let mut sessions = JoinSet::new();
     let timers = tokio::spawn(broker.timers().clone().run());
-    let disk_space = tokio::spawn(broker.disk_space().clone().run());
+    let alarms = tokio::spawn(broker.alarms().clone().run());
     let mut commits = broker.committer().subscribe();
     let mut store_failure: Option<Arc<str>> = None;
     tokio::pin!(shutdown);
@@ -45,11 +87,12 @@ pub async fn run(
                 store_failure = state.error.clone();
                 break;
             }
-            a = listener.accept() => a,
+            a = listener.accept() => a.map(|(s, p)| (s, p, None)),
+            a = accept_tls(&tls) => a,
             // Reap finished sessions as they end, not at the next accept.
             Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
         };
-        let (stream, peer) = match accepted {
+        let (stream, peer, acceptor) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: the connection waits in the kernel's
@@ -61,16 +104,41 @@ pub async fn run(
         };
         accept_errors.recovered();
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            refuse(stream, broker.config().max_connections, &mut refused_logged);
+            // On the TLS port the line could only be sent after a
+            // handshake, which costs what the limit protects: closed.
+            let tls = acceptor.is_some();
+            refuse(
+                stream,
+                tls,
+                broker.config().max_connections,
+                &mut refused_logged,
+            );
             continue;
         };
         keepalive(&stream);
         let broker = broker.clone();
-        let stop = stop_rx.clone();
+        let mut stop = stop_rx.clone();
         sessions.spawn(async move {
             let conn_id = broker.next_id();
+            let limits = broker.config().limits;
+            let (reader, mut writer) = match acceptor {
+                None => connection::split(stream, limits),
+                Some(acceptor) => {
+                    let bound = HANDSHAKE_TIMEOUT.min(broker.config().frame_timeout);
+                    let handshake = tokio::select! {
+                        done = tls_handshake(&acceptor, stream, bound) => done,
+                        _ = stop.changed() => return,
+                    };
+                    match handshake {
+                        Ok(s) => connection::split_tls(s, limits),
+                        Err(e) => {
+                            tracing::debug!(conn = conn_id, %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    }
+                }
+            };
             tracing::debug!(conn = conn_id, %peer, "connection opened");
-            let (reader, mut writer) = connection::split(stream, broker.config().limits);
             writer.buf.extend_from_slice(
                 format!("HELLO sluice {VERSION} proto={PROTOCOL_VERSION}\r\n").as_bytes(),
             );
@@ -81,6 +149,7 @@ pub async fn run(
     }
     tracing::info!("shutting down: closing connections");
     drop(listener);
+    drop(tls);
     let reason = if store_failure.is_some() {
         "store-failed"
     } else {
@@ -89,7 +158,7 @@ pub async fn run(
     let _ = stop_tx.send(Some(reason));
     while sessions.join_next().await.is_some() {}
     timers.abort();
-    disk_space.abort();
+    alarms.abort();
     let b = broker.clone();
     let flushed = tokio::task::spawn_blocking(move || b.shutdown()).await?;
     if let Some(e) = store_failure {
@@ -99,6 +168,31 @@ pub async fn run(
     flushed?;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// A connection accepted on the TLS port (with its acceptor), or never
+/// when TLS is off.
+type Accepted = std::io::Result<(TcpStream, std::net::SocketAddr, Option<TlsAcceptor>)>;
+
+async fn accept_tls(tls: &Option<(TcpListener, TlsAcceptor)>) -> Accepted {
+    match tls {
+        Some((l, acceptor)) => l
+            .accept()
+            .await
+            .map(|(s, p)| (s, p, Some(acceptor.clone()))),
+        None => std::future::pending().await,
+    }
+}
+
+/// The server side of a TLS handshake, within `bound`.
+async fn tls_handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    bound: Duration,
+) -> std::io::Result<connection::TlsStream> {
+    tokio::time::timeout(bound, acceptor.accept(stream))
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 /// The pause after a failed `accept` (out of file descriptors, say).
@@ -123,15 +217,18 @@ fn keepalive(stream: &TcpStream) {
     }
 }
 
-/// A connection over `--max-connections`: `ERR LIMIT`, then closed. The
-/// line fits any fresh socket's send buffer, so the write never waits.
-/// Logged once a second at most.
-fn refuse(stream: TcpStream, max: usize, logged: &mut EverySecond) {
+/// A connection over `--max-connections`: `ERR LIMIT`, then closed (on the
+/// TLS port, closed at once). The line fits any fresh socket's send
+/// buffer, so the write never waits. Logged once a second at most.
+fn refuse(stream: TcpStream, tls: bool, max: usize, logged: &mut EverySecond) {
     if logged.due() {
         tracing::warn!(
             max,
             "connection refused with ERR LIMIT: --max-connections reached"
         );
+    }
+    if tls {
+        return;
     }
     let line =
         format!("ERR LIMIT too many connections (--max-connections {max}); try again later\r\n");

@@ -13,7 +13,8 @@
 //!
 //! **Held publishes.** A `PUB` to a full `overflow=block` queue stores
 //! nothing and holds its place in `out` (an [`Out::Held`] placeholder)
-//! until the queue has room, then runs again. Meanwhile the connection
+//! until the queue has room, then runs again; so does one held by a
+//! resource alarm (`broker::alarm`: disk, memory). Meanwhile the connection
 //! keeps reading: `ACK`, `NACK` and `TOUCH` take effect at once (so a
 //! connection that consumes the full queue frees it), every other command
 //! waits in `deferred` and runs, in order, after the held one. Pushes
@@ -43,10 +44,11 @@ use crate::broker::queue::{Delivery, Push, Queue, Settle};
 use crate::broker::{Broker, Hold};
 use crate::cmd::{self, Outcome};
 use crate::connection::{FrameReader, FrameWriter};
+use crate::error::BrokerError;
 use crate::protocol::command::{AckMode, Command, Publish};
 use crate::protocol::frame::FrameEvent;
 use crate::protocol::parse::parse_command;
-use crate::protocol::reply::{encode_msg, MsgHead, Notice, Reply};
+use crate::protocol::reply::{encode_msg, Blocker, MsgHead, Notice, Reply};
 use crate::protocol::ErrorCode;
 use crate::store::CommitState;
 
@@ -153,8 +155,8 @@ enum Deferred {
     Reply(Out),
 }
 
-/// A `PUB` waiting for room in a full `overflow=block` queue, or for disk
-/// space.
+/// A `PUB` waiting for room in a full `overflow=block` queue, or for a
+/// resource alarm (disk, memory) to clear.
 #[derive(Debug)]
 pub struct HeldPub {
     /// The publish, run again when the hold ends.
@@ -170,6 +172,9 @@ pub struct Sub {
     pub queue: Arc<Queue>,
     /// Broker-unique consumer id.
     pub consumer_id: u64,
+    /// What it counts against `--max-unacked`: its prefetch if manual-ack,
+    /// else 0.
+    pub reserves: u64,
 }
 
 /// A `GET wait=` in progress: the connection reads no further commands
@@ -222,6 +227,8 @@ pub struct Session {
     deferred: VecDeque<Deferred>,
     /// Pushes written around a held `PUB`'s placeholder.
     bypass: VecDeque<Out>,
+    /// Unacked `GET` deliveries (counted against `--max-unacked`).
+    got_unacked: u64,
     next_dtag: u64,
     next_ctag: u64,
 }
@@ -259,6 +266,7 @@ impl Session {
             held: None,
             deferred: VecDeque::new(),
             bypass: VecDeque::new(),
+            got_unacked: 0,
             next_dtag: 1,
             next_ctag: 1,
         }
@@ -330,6 +338,24 @@ impl Session {
         gen
     }
 
+    /// `--max-unacked`: `ERR LIMIT` unless `more` unacked deliveries fit
+    /// beside the ones this connection has reserved already (the prefetch
+    /// of its manual-ack subscriptions plus its unacked `GET` deliveries).
+    pub fn check_unacked_room(&self, more: u64) -> Result<(), BrokerError> {
+        let max = self.broker.config().max_unacked;
+        let reserved = self.subs.values().map(|s| s.reserves).sum::<u64>() + self.got_unacked;
+        if reserved.saturating_add(more) > max {
+            return Err(BrokerError::limit(
+                format_args!(
+                    "{more} more unacked deliveries would pass this connection's limit ({reserved} reserved by manual-ack prefetch and unacked GETs)"
+                ),
+                "--max-unacked",
+                max,
+            ));
+        }
+        Ok(())
+    }
+
     /// Records a manual delivery as outstanding, with its ack deadline.
     fn record_unacked(
         &mut self,
@@ -345,6 +371,9 @@ impl Session {
             .map(|ms| Instant::now() + std::time::Duration::from_millis(ms));
         if let Some(d) = deadline {
             self.timeouts.insert((d, dtag));
+        }
+        if consumer_id.is_none() {
+            self.got_unacked += 1;
         }
         self.unacked.insert(
             dtag,
@@ -364,7 +393,15 @@ impl Session {
         if let Some(d) = u.deadline {
             self.timeouts.remove(&(d, dtag));
         }
+        self.forget_unacked(&u);
         Some(u)
+    }
+
+    /// Counts a delivery that is no longer outstanding.
+    fn forget_unacked(&mut self, u: &Unacked) {
+        if u.consumer_id.is_none() {
+            self.got_unacked = self.got_unacked.saturating_sub(1);
+        }
     }
 
     /// `TOUCH`: restarts an outstanding delivery's ack timeout. False when
@@ -414,6 +451,7 @@ impl Session {
             let Some(u) = self.unacked.remove(&dtag) else {
                 continue;
             };
+            self.forget_unacked(&u);
             if let Err(e) = u.queue.settle(u.consumer_id, u.entry, Settle::Timeout) {
                 tracing::warn!(error = %e, "requeue after ack timeout failed");
             }
@@ -424,13 +462,13 @@ impl Session {
         }
     }
 
-    /// Holds a `PUB` until its queue has room (or the disk has space).
+    /// Holds a `PUB` until its queue has room (or its alarm clears).
     fn start_hold(&mut self, h: HeldPub) {
         self.out.push_back(Out::Held);
-        let queue = h.on.queue_name();
+        let on = h.on.blocker();
         let wait = RoomWait(wait_room(h.on.clone()));
         self.held = Some((h, wait));
-        self.push_out(Out::Notice(Notice::Blocked { queue }));
+        self.push_out(Out::Notice(Notice::Blocked { on }));
     }
 
     /// The held `PUB`'s queue signalled room: publish again. Done (or
@@ -452,14 +490,13 @@ impl Session {
             }
             Err(e) => Out::Reply(e.to_reply(), None),
         };
-        self.release_held(reply, h.on.queue_name());
+        self.release_held(reply, h.on.blocker());
     }
 
     /// Puts `reply` where the held `PUB`'s placeholder is, followed by the
     /// pushes that went around it.
-    fn release_held(&mut self, reply: Out, queue: Option<String>) {
-        self.bypass
-            .push_back(Out::Notice(Notice::Unblocked { queue }));
+    fn release_held(&mut self, reply: Out, on: Blocker) {
+        self.bypass.push_back(Out::Notice(Notice::Unblocked { on }));
         match self.out.iter().position(|o| matches!(o, Out::Held)) {
             Some(at) => {
                 self.out[at] = reply;
@@ -681,7 +718,7 @@ impl Session {
                                 Reply::Err(ErrorCode::Internal, "server shutting down; message not stored".into()),
                                 None,
                             ),
-                            h.on.queue_name(),
+                            h.on.blocker(),
                         );
                     }
                     self.deferred.clear();
@@ -914,7 +951,7 @@ enum Step {
 fn wait_room(on: Hold) -> WaitFuture {
     let q = match on {
         Hold::Queue(q) => q,
-        Hold::Disk(disk) => return Box::pin(async move { disk.wait_room().await }),
+        Hold::Alarm(alarm) => return Box::pin(async move { alarm.wait_clear().await }),
     };
     Box::pin(async move {
         let _counted = q.blocker();

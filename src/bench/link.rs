@@ -18,7 +18,8 @@ use super::worker::{
     self, Clock, ConsumeOutcome, ConsumePlan, Counters, PublishOutcome, PublishPlan,
 };
 use super::{AckMode, CommonArgs, Scenario};
-use crate::client::{Client, ReplyHandle};
+use crate::client::{Client, ClientError, ReplyHandle};
+use crate::tls::TlsClientConfig;
 
 /// A publishing connection as the publisher loop sees it. Publishes go to
 /// the exchange, with the delivery mode, the link was connected for.
@@ -147,11 +148,30 @@ impl ConsumeLink for SluiceConsumer {
     async fn close(self) {}
 }
 
+/// A sluice broker: its address, and how to reach it over TLS (`--tls`).
+#[derive(Debug, Clone)]
+pub(crate) struct SluiceEndpoint {
+    /// `--addr`.
+    pub(crate) addr: String,
+    /// What to trust and the server name, with `--tls`.
+    tls: Option<(TlsClientConfig, String)>,
+}
+
+impl SluiceEndpoint {
+    /// A new connection (over TLS with `--tls`).
+    pub(crate) async fn connect(&self) -> Result<Client, ClientError> {
+        match &self.tls {
+            None => Client::connect(self.addr.as_str()).await,
+            Some((tls, name)) => Client::connect_tls(self.addr.as_str(), name, tls).await,
+        }
+    }
+}
+
 /// The broker a run measures.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
-    /// A sluice broker at this address.
-    Sluice(String),
+    /// A sluice broker.
+    Sluice(SluiceEndpoint),
     /// An AMQP 0-9-1 broker (`--amqp URL`).
     #[cfg(feature = "amqp")]
     Amqp(Arc<super::amqp::Endpoint>),
@@ -162,7 +182,19 @@ impl Target {
     /// sluice at `--addr`.
     pub(crate) fn from_args(common: &CommonArgs) -> anyhow::Result<Target> {
         match &common.amqp {
-            None => Ok(Target::Sluice(common.addr.clone())),
+            None => {
+                let tls = match &common.tls_ca {
+                    Some(ca) if common.tls => Some((
+                        TlsClientConfig::from_ca_file(ca)?,
+                        common.tls_server_name.clone(),
+                    )),
+                    _ => None,
+                };
+                Ok(Target::Sluice(SluiceEndpoint {
+                    addr: common.addr.clone(),
+                    tls,
+                }))
+            }
             #[cfg(feature = "amqp")]
             Some(url) => Ok(Target::Amqp(Arc::new(super::amqp::Endpoint::parse(url)?))),
             #[cfg(not(feature = "amqp"))]
@@ -203,7 +235,8 @@ impl Target {
     /// The address as the report shows it (no password).
     pub(crate) fn display_addr(&self) -> String {
         match self {
-            Target::Sluice(addr) => addr.clone(),
+            Target::Sluice(ep) if ep.tls.is_some() => format!("{} (TLS)", ep.addr),
+            Target::Sluice(ep) => ep.addr.clone(),
             #[cfg(feature = "amqp")]
             Target::Amqp(e) => e.display.clone(),
         }
@@ -212,10 +245,12 @@ impl Target {
     /// Connects a publisher for `plan`.
     pub(crate) async fn publisher(&self, plan: &PublishPlan) -> anyhow::Result<Publisher> {
         match self {
-            Target::Sluice(addr) => {
-                let client = Client::connect(addr.as_str())
-                    .await
-                    .map_err(|e| anyhow!("publisher {}: connecting to {addr}: {e}", plan.index))?;
+            Target::Sluice(ep) => {
+                let addr = &ep.addr;
+                let client = ep.connect().await.map_err(|e| {
+                    anyhow::Error::new(e)
+                        .context(format!("publisher {}: connecting to {addr}", plan.index))
+                })?;
                 Ok(Publisher::Sluice(SluicePublisher {
                     client,
                     exchange: plan.exchange.clone(),
@@ -242,10 +277,11 @@ impl Target {
         index: u64,
     ) -> anyhow::Result<Consumer> {
         match self {
-            Target::Sluice(addr) => {
-                let mut client = Client::connect(addr.as_str())
-                    .await
-                    .map_err(|e| anyhow!("consumer {index}: connecting to {addr}: {e}"))?;
+            Target::Sluice(ep) => {
+                let addr = &ep.addr;
+                let mut client = ep.connect().await.map_err(|e| {
+                    anyhow::Error::new(e).context(format!("consumer {index}: connecting to {addr}"))
+                })?;
                 client
                     .request(
                         &format!(

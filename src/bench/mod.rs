@@ -330,6 +330,17 @@ pub struct CommonArgs {
     /// confirmed, delivered or acknowledged for this many seconds.
     #[arg(long, default_value = "30", value_parser = parse_secs)]
     pub timeout: Duration,
+    /// Connect over TLS (--addr is then the broker's TLS port, e.g.
+    /// 127.0.0.1:5681); needs --tls-ca.
+    #[arg(long, requires = "tls_ca", conflicts_with = "amqp")]
+    pub tls: bool,
+    /// The certificate (a CA, or the server's self-signed one) to trust
+    /// for --tls, PEM.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry, for --tls.
+    #[arg(long, default_value = "localhost")]
+    pub tls_server_name: String,
 }
 
 /// Runs the benchmark described by `args` and prints its report on stdout:

@@ -47,11 +47,15 @@ impl Topology {
         timeout: Duration,
     ) -> anyhow::Result<Topology> {
         let admin = match target {
-            Target::Sluice(addr) => Admin::Sluice(
-                tokio::time::timeout(timeout, Client::connect(addr.as_str()))
+            Target::Sluice(ep) => Admin::Sluice(
+                tokio::time::timeout(timeout, ep.connect())
                     .await
-                    .map_err(|_| anyhow!("connecting to {addr}: no greeting within {timeout:?}"))?
-                    .map_err(|e| anyhow!("connecting to {addr}: {e}"))?,
+                    .map_err(|_| {
+                        anyhow!("connecting to {}: no greeting within {timeout:?}", ep.addr)
+                    })?
+                    .map_err(|e| {
+                        anyhow::Error::new(e).context(format!("connecting to {}", ep.addr))
+                    })?,
             ),
             #[cfg(feature = "amqp")]
             Target::Amqp(e) => Admin::Amqp(Box::new(e.admin(timeout).await?)),

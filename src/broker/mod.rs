@@ -8,7 +8,7 @@
 //! and locks each target queue briefly. Topology changes, which are rare,
 //! are serialised by one mutex so that a delete and a bind cannot interleave.
 
-pub mod disk_space;
+pub mod alarm;
 pub mod exchange;
 pub mod message;
 pub mod publish;
@@ -36,7 +36,7 @@ use crate::store::{
     BindingDef, Committer, ExchangeDef, MemStore, MessageBatch, QueueDef, SledStore, Store,
     StoreError,
 };
-use disk_space::DiskSpace;
+use alarm::Alarms;
 use exchange::{Binding, Bindings};
 use message::Bodies;
 pub use publish::{Hold, PublishAttempt, Published};
@@ -136,8 +136,8 @@ struct Inner {
     config: Config,
     disk: Arc<Disk>,
     timers: Arc<Timers>,
-    /// The free-space watermark.
-    disk_space: Arc<DiskSpace>,
+    /// The disk and memory alarms.
+    alarms: Alarms,
     /// `""`, shared by every message published to the default exchange.
     default_exchange: Arc<str>,
     exchanges: DashMap<Arc<str>, Arc<Exchange>>,
@@ -171,15 +171,7 @@ impl Broker {
         let committer = Committer::start(store.clone())?;
         let ram_budget = (!config.in_memory && store.keeps_messages())
             .then_some(config.queue_memory_bytes.max(1));
-        let disk_space = Arc::new(DiskSpace::new(
-            config.data_dir.clone(),
-            if config.in_memory {
-                0
-            } else {
-                config.disk_free_limit
-            },
-        ));
-        disk_space.check();
+        let alarms = Alarms::new(&config);
         let boot_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -194,7 +186,7 @@ impl Broker {
                     ram_budget,
                 }),
                 timers: Arc::new(Timers::default()),
-                disk_space,
+                alarms,
                 default_exchange: Arc::from(""),
                 exchanges: DashMap::new(),
                 queues: DashMap::new(),
@@ -292,9 +284,9 @@ impl Broker {
         &self.inner.timers
     }
 
-    /// The free-space watermark (its task is started by the server).
-    pub fn disk_space(&self) -> &Arc<DiskSpace> {
-        &self.inner.disk_space
+    /// The disk and memory alarms (their task is started by the server).
+    pub fn alarms(&self) -> &Alarms {
+        &self.inner.alarms
     }
 
     /// The configuration.
@@ -354,6 +346,14 @@ impl Broker {
                 )));
             }
             return Ok(None);
+        }
+        let max = self.inner.config.max_exchanges;
+        if self.inner.exchanges.len() >= max {
+            return Err(BrokerError::limit(
+                "too many exchanges",
+                "--max-exchanges",
+                max,
+            ));
         }
         let name: Arc<str> = Arc::from(d.name.as_str());
         let ex = Arc::new(Exchange {
@@ -445,6 +445,10 @@ impl Broker {
             }
             q.touch_used();
             return Ok((q.clone(), None));
+        }
+        let max = self.inner.config.max_queues;
+        if self.inner.queues.len() >= max {
+            return Err(BrokerError::limit("too many queues", "--max-queues", max));
         }
         let id = self.inner.next_queue_id.fetch_add(1, Ordering::Relaxed);
         let name: Arc<str> = Arc::from(name);

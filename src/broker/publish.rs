@@ -13,13 +13,13 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use super::disk_space::DiskSpace;
+use super::alarm::Alarm;
 use super::message::{Entry, Message, Now};
 use super::queue::{Admission, DeathReason, Planned, Queue};
 use super::{not_found, stores, Broker, MAX_ALTERNATE_HOPS};
 use crate::error::BrokerError;
 use crate::protocol::command::{Header, Publish};
-use crate::protocol::reply::quote_for_message;
+use crate::protocol::reply::{quote_for_message, Blocker};
 use crate::store::{DedupEntry, MessageBatch, MessageMeta};
 
 /// Dead letters that cause dead letters (a full dead-letter queue with
@@ -61,17 +61,18 @@ pub enum PublishAttempt {
 pub enum Hold {
     /// A target queue is full with `overflow=block`; it signals room.
     Queue(Arc<Queue>),
-    /// The data directory's file system is under `--disk-free-limit` and
-    /// the message would be written to the store.
-    Disk(Arc<DiskSpace>),
+    /// A resource alarm: the memory alarm holds every publish; the disk
+    /// alarm (the data directory's file system under `--disk-free-limit`)
+    /// those that would write to the store.
+    Alarm(Arc<Alarm>),
 }
 
 impl Hold {
-    /// The queue's name, `None` for the disk.
-    pub fn queue_name(&self) -> Option<String> {
+    /// What holds it, as `NOTICE blocked` names it.
+    pub fn blocker(&self) -> Blocker {
         match self {
-            Hold::Queue(q) => Some(q.name.to_string()),
-            Hold::Disk(_) => None,
+            Hold::Queue(q) => Blocker::Queue(q.name.to_string()),
+            Hold::Alarm(a) => Blocker::Alarm(a.resource()),
         }
     }
 }
@@ -228,6 +229,10 @@ impl Broker {
     /// atomic batch for every durable copy), enqueues. The caller replies
     /// once `durable_gen` is durable.
     pub fn publish(&self, p: &Publish) -> Result<PublishAttempt, BrokerError> {
+        let memory = &self.alarms().memory;
+        if memory.raised() {
+            return Ok(PublishAttempt::Blocked(Hold::Alarm(memory.clone())));
+        }
         let (exchange, targets) = self.route_named(&p.exchange, &p.key, &p.headers)?;
         if targets.is_empty() && p.mandatory {
             return Err(BrokerError::NoRoute(format!(
@@ -244,13 +249,13 @@ impl Broker {
                 Admission::Block => return Ok(PublishAttempt::Blocked(Hold::Queue(q))),
             }
         }
-        let disk = self.disk_space();
-        if disk.low()
+        let disk = &self.alarms().disk;
+        if disk.raised()
             && accepted
                 .iter()
                 .any(|q| (p.persistent != Some(false) && stores(q)) || q.spilling())
         {
-            return Ok(PublishAttempt::Blocked(Hold::Disk(disk.clone())));
+            return Ok(PublishAttempt::Blocked(Hold::Alarm(disk.clone())));
         }
         if accepted.is_empty() {
             if let Some(q) = rejected.first() {

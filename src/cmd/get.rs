@@ -4,7 +4,7 @@ use tokio::time::{Duration, Instant};
 
 use super::reply_after;
 use crate::error::BrokerError;
-use crate::protocol::command::Get;
+use crate::protocol::command::{AckMode, Get};
 use crate::protocol::reply::Reply;
 use crate::session::{GetWait, Session};
 
@@ -13,6 +13,9 @@ use crate::session::{GetWait, Session};
 /// connection waits (up to that long) for a first message before replying.
 pub(super) fn get(c: Get, s: &mut Session) -> Result<Option<GetWait>, BrokerError> {
     let q = s.broker.queue(&c.queue, s.conn_id)?;
+    if c.ack == AckMode::Manual {
+        s.check_unacked_room(u64::from(c.count))?;
+    }
     let got = q.take(c.count);
     if got.is_empty() && c.wait_ms > 0 {
         return Ok(Some(GetWait {

@@ -15,8 +15,9 @@ use crate::session::{HeldPub, Session};
 /// generation of the message's write, so it is sent only once the message
 /// is fsync'd (for a persistent message on a durable queue). When a target
 /// queue is full with `overflow=block`, nothing is stored and the publish
-/// goes back to the session to hold; so does one that would write to the
-/// store while the disk is under `--disk-free-limit`.
+/// goes back to the session to hold; so does every publish while memory is
+/// over `--memory-high-watermark`, and one that would write to the store
+/// while the disk is under `--disk-free-limit`.
 pub(super) fn publish(c: Publish, s: &mut Session) -> Result<Option<HeldPub>, BrokerError> {
     match s.broker.publish(&c)? {
         PublishAttempt::Done(p) => {

@@ -12,6 +12,21 @@ use crate::session::{Session, Sub};
 /// → `OK <ctag>`, then `MSG` pushes.
 pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError> {
     let q = s.broker.queue(&c.queue, s.conn_id)?;
+    let config = s.broker.config();
+    let max = config.max_subscriptions;
+    if s.subs.len() >= max {
+        return Err(BrokerError::limit(
+            "too many subscriptions on this connection",
+            "--max-subscriptions",
+            max,
+        ));
+    }
+    let prefetch = c.prefetch.unwrap_or(config.default_prefetch);
+    let reserves = match c.ack {
+        AckMode::Manual => u64::from(prefetch),
+        AckMode::Auto => 0,
+    };
+    s.check_unacked_room(reserves)?;
     let tag: Arc<str> = match c.tag {
         Some(t) => Arc::from(t),
         None => s.generate_consumer_tag(),
@@ -29,7 +44,7 @@ pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError
         id: consumer_id,
         tag: tag.clone(),
         tx: s.push_tx.clone(),
-        credit: c.prefetch.unwrap_or(s.broker.config().default_prefetch),
+        credit: prefetch,
         exclusive: c.exclusive,
         auto_ack: c.ack == AckMode::Auto,
     };
@@ -42,6 +57,7 @@ pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError
         Sub {
             queue: q,
             consumer_id,
+            reserves,
         },
     );
     Ok(())

@@ -200,13 +200,19 @@ pub fn describe(layered: &Layered, cmd: &Command, sub: &str) -> String {
     out
 }
 
-/// `text` as a TOML value: a boolean or integer when it is one, otherwise
-/// a quoted string.
+/// `text` as a TOML value: a boolean, integer or decimal fraction when it
+/// is one, otherwise a quoted string.
 fn toml_value(text: &str) -> toml::Value {
     if let Ok(b) = text.parse::<bool>() {
         toml::Value::Boolean(b)
     } else if let Ok(i) = text.parse::<i64>() {
         toml::Value::Integer(i)
+    } else if let Some(f) = text
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite() && text.contains('.'))
+    {
+        toml::Value::Float(f)
     } else {
         toml::Value::String(text.to_owned())
     }

@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::broker::alarm::MemoryWatermark;
 use crate::protocol::frame::{Limits, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LITERAL_BYTES};
 use crate::store::sled_store::DEFAULT_CACHE_BYTES;
+use crate::tls::{TlsFiles, DEFAULT_TLS_PORT};
 
 /// The default listen address: loopback only, port 5680.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:5680";
@@ -30,6 +32,25 @@ pub const DEFAULT_FRAME_TIMEOUT_MS: u64 = 30_000;
 /// Free space on the data directory's file system under which publishes
 /// that write to the store are held (RabbitMQ's `disk_free_limit` is 50 MB).
 pub const DEFAULT_DISK_FREE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Subscriptions one connection may hold; a `SUB` over it is `ERR LIMIT`.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1_000;
+/// Unacked deliveries one connection may have reserved: the `prefetch` of
+/// its manual-ack subscriptions plus its unacked `GET` deliveries. The
+/// default lets a connection use its whole subscription budget at the
+/// default prefetch (1,000 × 100); past it a `SUB` or `GET` is `ERR LIMIT`.
+pub const DEFAULT_MAX_UNACKED: u64 = 100_000;
+/// Queues in the broker (exclusive and server-named ones included); a
+/// `DECLARE QUEUE` of a new one over it is `ERR LIMIT`. Leaves every one
+/// of the default 10,000 connections room for a handful of its own.
+pub const DEFAULT_MAX_QUEUES: usize = 100_000;
+/// Exchanges in the broker (declared ones: the default exchange is not
+/// counted); a `DECLARE EXCHANGE` of a new one over it is `ERR LIMIT`.
+pub const DEFAULT_MAX_EXCHANGES: usize = 10_000;
+/// The memory high-watermark: above this resident memory, every `PUB` is
+/// held (`NOTICE blocked memory`). A fraction of the machine's RAM (or of
+/// the cgroup's limit, if lower), as RabbitMQ's `vm_memory_high_watermark`.
+pub const DEFAULT_MEMORY_HIGH_WATERMARK: MemoryWatermark = MemoryWatermark::Fraction(0.4);
 
 /// Broker configuration.
 #[derive(Debug, Clone)]
@@ -55,6 +76,30 @@ pub struct Config {
     pub frame_timeout: Duration,
     /// Free bytes under which storing publishes are held (0: off).
     pub disk_free_limit: u64,
+    /// TLS certificate and key; `None`: no TLS port.
+    pub tls: Option<TlsFiles>,
+    /// The TLS port's address; `None`: the `addr` host, port 5681.
+    pub tls_addr: Option<SocketAddr>,
+    /// Subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Unacked deliveries a connection may reserve (manual-ack prefetch
+    /// plus unacked `GET` deliveries).
+    pub max_unacked: u64,
+    /// Queues in the broker.
+    pub max_queues: usize,
+    /// Exchanges in the broker.
+    pub max_exchanges: usize,
+    /// Resident memory above which every `PUB` is held.
+    pub memory_high_watermark: MemoryWatermark,
+}
+
+impl Config {
+    /// Where the TLS port listens: `tls_addr`, else the `addr` host with
+    /// port 5681.
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls_addr
+            .unwrap_or_else(|| SocketAddr::new(self.addr.ip(), DEFAULT_TLS_PORT))
+    }
 }
 
 impl Default for Config {
@@ -73,6 +118,13 @@ impl Default for Config {
             queue_memory_bytes: DEFAULT_QUEUE_MEMORY_BYTES,
             frame_timeout: Duration::from_millis(DEFAULT_FRAME_TIMEOUT_MS),
             disk_free_limit: DEFAULT_DISK_FREE_LIMIT_BYTES,
+            tls: None,
+            tls_addr: None,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            max_unacked: DEFAULT_MAX_UNACKED,
+            max_queues: DEFAULT_MAX_QUEUES,
+            max_exchanges: DEFAULT_MAX_EXCHANGES,
+            memory_high_watermark: DEFAULT_MEMORY_HIGH_WATERMARK,
         }
     }
 }

@@ -200,19 +200,48 @@ pub enum Notice {
     },
     /// `NOTICE blocked queue=<name>`: a full `overflow=block` queue is
     /// holding this connection's `PUB` reply (and the commands behind it);
-    /// `NOTICE blocked disk`: the disk is under `--disk-free-limit`.
+    /// `NOTICE blocked disk`: the disk is under `--disk-free-limit`;
+    /// `NOTICE blocked memory`: the broker is over `--memory-high-watermark`.
     Blocked {
-        /// The full queue; `None` for the disk.
-        queue: Option<String>,
+        /// What holds it.
+        on: Blocker,
     },
     /// `NOTICE heartbeat`: nothing else was sent for a heartbeat interval.
     Heartbeat,
-    /// `NOTICE unblocked queue=<name>` (or `disk`): the held `PUB` went
-    /// through.
+    /// `NOTICE unblocked queue=<name>` (or `disk`, `memory`): the held
+    /// `PUB` went through.
     Unblocked {
-        /// The queue that had been full; `None` for the disk.
-        queue: Option<String>,
+        /// What had held it.
+        on: Blocker,
     },
+}
+
+/// What holds a `PUB`, as `NOTICE blocked` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocker {
+    /// `queue=<name>`: a full `overflow=block` queue.
+    Queue(String),
+    /// `disk` or `memory`: a resource alarm.
+    Alarm(Resource),
+}
+
+/// A resource whose alarm holds publishers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    /// Free space on the data directory's file system (`--disk-free-limit`).
+    Disk,
+    /// The broker's resident memory (`--memory-high-watermark`).
+    Memory,
+}
+
+impl Resource {
+    /// Its name on the wire (and in logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Disk => "disk",
+            Resource::Memory => "memory",
+        }
+    }
 }
 
 impl Notice {
@@ -232,27 +261,27 @@ impl Notice {
                 encode_word(out, tag.as_bytes());
                 let _ = write!(Lit(out), " {dtag}\r\n");
             }
-            Notice::Blocked { queue } => {
+            Notice::Blocked { on } => {
                 out.extend_from_slice(b"NOTICE blocked ");
-                encode_hold(out, queue.as_deref());
+                encode_hold(out, on);
             }
             Notice::Heartbeat => out.extend_from_slice(b"NOTICE heartbeat\r\n"),
-            Notice::Unblocked { queue } => {
+            Notice::Unblocked { on } => {
                 out.extend_from_slice(b"NOTICE unblocked ");
-                encode_hold(out, queue.as_deref());
+                encode_hold(out, on);
             }
         }
     }
 }
 
-/// `queue=<name>` or `disk`, and the end of line.
-fn encode_hold(out: &mut Vec<u8>, queue: Option<&str>) {
-    match queue {
-        Some(q) => {
+/// `queue=<name>`, `disk` or `memory`, and the end of line.
+fn encode_hold(out: &mut Vec<u8>, on: &Blocker) {
+    match on {
+        Blocker::Queue(q) => {
             out.extend_from_slice(b"queue=");
             encode_word(out, q.as_bytes());
         }
-        None => out.extend_from_slice(b"disk"),
+        Blocker::Alarm(r) => out.extend_from_slice(r.as_str().as_bytes()),
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -286,6 +315,24 @@ mod tests {
             enc(&Reply::Err(ErrorCode::NotFound, "queue \"x\"".into())),
             "ERR NOT_FOUND queue \"x\"\r\n"
         );
+    }
+
+    #[test]
+    fn blocked_notices_name_the_queue_or_the_resource() {
+        let enc = |n: Notice| {
+            let mut v = Vec::new();
+            n.encode(&mut v);
+            String::from_utf8(v).unwrap()
+        };
+        let on = Blocker::Queue("a b".into());
+        assert_eq!(
+            enc(Notice::Blocked { on }),
+            "NOTICE blocked queue=\"a b\"\r\n"
+        );
+        let on = Blocker::Alarm(Resource::Disk);
+        assert_eq!(enc(Notice::Blocked { on }), "NOTICE blocked disk\r\n");
+        let on = Blocker::Alarm(Resource::Memory);
+        assert_eq!(enc(Notice::Unblocked { on }), "NOTICE unblocked memory\r\n");
     }
 
     #[test]

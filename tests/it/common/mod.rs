@@ -26,6 +26,12 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The TLS port, when the config has `tls` (bound on 127.0.0.1:0).
+    pub tls_addr: Option<SocketAddr>,
+    /// The broker's resource alarms (a test seam: the memory mark can be
+    /// moved while it runs). Not the broker itself: a handle to it would
+    /// keep the store open after `stop`.
+    pub alarms: sluice::broker::alarm::Alarms,
     pub dir: Arc<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
@@ -58,14 +64,30 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
+        let tls = match &config.tls {
+            Some(files) => {
+                let acceptor = sluice::tls::acceptor(files).expect("TLS certificate");
+                let l = TcpListener::bind("127.0.0.1:0").await.expect("bind TLS");
+                Some((l, acceptor))
+            }
+            None => None,
+        };
+        let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr().expect("TLS addr"));
         let broker = Broker::open(config).expect("open broker");
         let committer = broker.committer().clone();
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(sluice::server::run(listener, broker, async move {
+        let listeners = sluice::server::Listeners {
+            plain: listener,
+            tls,
+        };
+        let alarms = broker.alarms().clone();
+        let handle = tokio::spawn(sluice::server::serve(listeners, broker, async move {
             let _ = rx.await;
         }));
         TestServer {
             addr,
+            tls_addr,
+            alarms,
             dir,
             stop: Some(tx),
             handle: Some(handle),

@@ -18,6 +18,8 @@ pub struct Spawned {
     /// Every line it wrote to stderr so far (collected by a task, so the
     /// pipe never fills).
     log: Arc<Mutex<Vec<String>>>,
+    /// The lines it wrote to stdout after the first (`listening tls on`).
+    stdout: Arc<Mutex<Vec<String>>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -96,10 +98,18 @@ impl Spawned {
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
             .parse()
             .expect("listening address");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let sink = stdout.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().expect("stdout lock").push(line);
+            }
+        });
         Spawned {
             child,
             addr,
             log,
+            stdout,
             _dir: None,
         }
     }
@@ -151,21 +161,31 @@ impl Spawned {
 
     /// Waits (up to the deadline) for a stderr line containing `needle`.
     pub async fn wait_log(&self, needle: &str) -> String {
-        let found = tokio::time::timeout(DEADLINE, async {
-            loop {
-                if let Some(l) = self
-                    .log
-                    .lock()
-                    .expect("log lock")
-                    .iter()
-                    .find(|l| l.contains(needle))
-                {
-                    return l.clone();
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        found.unwrap_or_else(|_| panic!("no log line containing {needle:?}"))
+        wait_line(&self.log, needle, "log").await
     }
+
+    /// Waits (up to the deadline) for a stdout line after the first
+    /// containing `needle`.
+    pub async fn wait_stdout(&self, needle: &str) -> String {
+        wait_line(&self.stdout, needle, "stdout").await
+    }
+}
+
+/// Polls `lines` (filled by a reader task) for one containing `needle`.
+async fn wait_line(lines: &Mutex<Vec<String>>, needle: &str, what: &str) -> String {
+    let found = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Some(l) = lines
+                .lock()
+                .expect("lines lock")
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return l.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no {what} line containing {needle:?}"))
 }
