@@ -1,6 +1,7 @@
-//! The `sluice` binary: `sluice serve` runs the broker in the foreground.
-//! Logs go to stderr (`RUST_LOG` respected); the first line on stdout is
-//! `listening on HOST:PORT`.
+//! The `sluice` binary: `sluice serve` runs the broker in the foreground
+//! (logs go to stderr, `RUST_LOG` respected; the first line on stdout is
+//! `listening on HOST:PORT`); `sluice bench` measures one; `sluice pub`,
+//! `sub`, `get`, ... are the client ([`sluice::cli`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +33,10 @@ enum Command {
     // Its help texts come from `BenchArgs` (a doc comment here would
     // replace them).
     Bench(sluice::bench::BenchArgs),
+    /// The client: pub, sub, get, declare, bind, unbind, delete, purge,
+    /// stats, ls (`sluice::cli`).
+    #[command(flatten)]
+    Client(sluice::cli::ClientCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(args) => sluice::bench::run(args),
+        Command::Client(command) => return sluice::cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
