@@ -3,7 +3,8 @@
 //! command and returns a handle for its reply; [`Client::flush`] writes
 //! everything queued in one go. A reader task matches replies to commands
 //! in order, attaches `GET`'s `MSG -` lines to the `GET`'s reply, and hands
-//! subscription deliveries to [`Client::next_delivery`].
+//! subscription deliveries to [`Client::next_delivery`]. Commands are
+//! queued as lines ([`Client::send`]) or as values ([`Client::send_command`]).
 //!
 //! [`Client::connect`] speaks plain TCP; [`Client::connect_tls`] the same
 //! protocol over TLS (the server's `--tls-addr` port).
@@ -19,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::protocol::command::Header;
 use crate::protocol::frame::{Frame, FrameEvent, Framer, Limits};
 use crate::protocol::token::{encode_word, tokenize};
-use crate::protocol::ErrorCode;
+use crate::protocol::{Command, ErrorCode};
 use crate::tls::TlsClientConfig;
 
 /// Client-side failures.
@@ -79,6 +80,15 @@ pub struct Delivery {
     pub body: Bytes,
 }
 
+/// A push: a subscription delivery or a notice ([`Client::next_push`]).
+#[derive(Debug, Clone)]
+pub enum Pushed {
+    /// A `MSG` of a subscription.
+    Delivery(Delivery),
+    /// A `NOTICE`, without the `NOTICE ` prefix.
+    Notice(String),
+}
+
 /// A successful reply: the words after `OK`, the literal if any, and the
 /// `MSG -` deliveries that preceded it (for `GET`).
 #[derive(Debug, Clone, Default)]
@@ -135,6 +145,17 @@ type Shared = Arc<parking_lot::Mutex<Replies>>;
 pub struct ReplyHandle(oneshot::Receiver<Result<Response, ClientError>>);
 
 impl ReplyHandle {
+    /// The reply if it has arrived, without waiting (`None`: not yet).
+    pub fn try_take(&mut self) -> Option<Result<Response, ClientError>> {
+        match self.0.try_recv() {
+            Ok(r) => Some(r),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(ClientError::Io(
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"),
+            ))),
+        }
+    }
+
     /// Waits for the reply.
     pub async fn wait(self) -> Result<Response, ClientError> {
         self.0.await.map_err(|_| {
@@ -291,6 +312,19 @@ impl Client {
             self.buf.extend_from_slice(b);
         }
         self.buf.extend_from_slice(b"\r\n");
+        self.expect_reply()
+    }
+
+    /// Queues a [`Command`], written by its encoder (the parser's inverse,
+    /// so every word is quoted as it must be); nothing is written until
+    /// [`Client::flush`].
+    pub fn send_command(&mut self, command: &Command) -> ReplyHandle {
+        command.encode_into(&mut self.buf);
+        self.expect_reply()
+    }
+
+    /// Registers the reply owed to the command just queued.
+    fn expect_reply(&mut self) -> ReplyHandle {
         let (tx, rx) = oneshot::channel();
         let mut r = self.replies.lock();
         match &r.closed {
@@ -388,6 +422,24 @@ impl Client {
     /// The next subscription delivery (`None` once the connection is gone).
     pub async fn next_delivery(&mut self) -> Option<Delivery> {
         self.deliveries.recv().await
+    }
+
+    /// The next push of either kind, whichever comes first (`None` once
+    /// the connection is gone).
+    pub async fn next_push(&mut self) -> Option<Pushed> {
+        tokio::select! {
+            d = self.deliveries.recv() => d.map(Pushed::Delivery),
+            n = self.notices.recv() => match n {
+                Some(n) => Some(Pushed::Notice(n)),
+                // Both channels close together; drain the deliveries.
+                None => self.deliveries.recv().await.map(Pushed::Delivery),
+            },
+        }
+    }
+
+    /// A subscription delivery that has already arrived, without waiting.
+    pub fn try_next_delivery(&mut self) -> Option<Delivery> {
+        self.deliveries.try_recv().ok()
     }
 
     /// The next `NOTICE` line, without the `NOTICE ` prefix.

@@ -20,7 +20,10 @@
 //!   publishing, the resource alarms (disk, memory) and recovery.
 //! - [`store`]: persistence behind the [`store::Store`] trait (sled), with
 //!   group commit.
-//! - [`client`]: a small async client used by tests, examples and the bench.
+//! - [`client`]: a small async client used by tests, examples, the bench
+//!   and the CLI.
+//! - [`cli`]: the command-line client (`sluice pub|sub|get|declare|bind|
+//!   stats|ls ...`): options, output formats, exit codes.
 //! - [`config`], [`error`]: settings and typed errors.
 //!
 //! # How a message flows
@@ -39,6 +42,7 @@
 /// `sluice bench`: the load generator (scenarios, report, `/proc` sampling).
 pub mod bench;
 pub mod broker;
+pub mod cli;
 pub mod client;
 pub mod cmd;
 pub mod config;

@@ -1,6 +1,8 @@
-//! The `sluice` binary: `sluice serve` runs the broker in the foreground.
-//! Logs go to stderr (`RUST_LOG` respected); the first line on stdout is
-//! `listening on HOST:PORT`, then, with TLS on, `listening tls on HOST:PORT`.
+//! The `sluice` binary: `sluice serve` runs the broker in the foreground
+//! (logs go to stderr, `RUST_LOG` respected; the first line on stdout is
+//! `listening on HOST:PORT`, then, with TLS on, `listening tls on
+//! HOST:PORT`); `sluice bench` measures one; `sluice pub`, `sub`, `get`,
+//! ... are the client ([`sluice::cli`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +35,10 @@ enum Command {
     // Its help texts come from `BenchArgs` (a doc comment here would
     // replace them).
     Bench(sluice::bench::BenchArgs),
+    /// The client: pub, sub, get, declare, bind, unbind, delete, purge,
+    /// stats, ls (`sluice::cli`).
+    #[command(flatten)]
+    Client(sluice::cli::ClientCommand),
 }
 
 /// Every option here is also a setting of the `--config` file (`max-line =
@@ -161,6 +167,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve(args),
         Command::Bench(args) => sluice::bench::run(args),
+        Command::Client(command) => return sluice::cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

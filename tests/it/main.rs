@@ -4,6 +4,7 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod binary_keys;
+mod cli;
 mod common;
 mod config;
 mod connections;

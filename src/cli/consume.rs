@@ -1,0 +1,364 @@
+//! `sluice sub` (a subscription, printing each delivery as it arrives) and
+//! `sluice get` (one pull). Both print first, then acknowledge what was
+//! printed and flushed (manual ack, the default): a consumer killed or cut
+//! off mid-way loses nothing; what it had not printed goes back to the
+//! queue.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::client::{Delivery, Pushed, ReplyHandle};
+use crate::protocol::command::{Ack, AckMode, Get, Nack, Subscribe, Unsubscribe};
+use crate::protocol::{Command, ErrorCode};
+
+use super::connect::{parse_duration, CommonArgs, Conn, ConnectOptions};
+use super::exit::{CliError, Exit, EXIT_CODES_HELP};
+use super::output::{stdout_closed, DeliveryFormat, Out};
+
+/// Acknowledgements sent but not yet confirmed before `sub` waits for the
+/// oldest (they are confirmed in order, long before this many pile up).
+const ACKS_IN_FLIGHT: usize = 64;
+
+/// `--ack`: who acknowledges.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckArg {
+    /// The CLI acks each message once it has printed it (nothing is lost
+    /// if it is killed).
+    Manual,
+    /// The broker counts a message acked once it has sent it (faster; a
+    /// message in flight when the CLI dies is lost).
+    Auto,
+}
+
+impl From<AckArg> for AckMode {
+    fn from(a: AckArg) -> AckMode {
+        match a {
+            AckArg::Manual => AckMode::Manual,
+            AckArg::Auto => AckMode::Auto,
+        }
+    }
+}
+
+/// Subscribe to a queue and print each message as it arrives.
+///
+/// By default each message is printed as its body followed by a newline,
+/// so `sluice sub jobs | while read -r line; do ...; done` works (a body
+/// that holds newlines is printed as it is, over several lines: use --json
+/// to keep messages apart). -v prints a line of routing information before
+/// each body; --json prints one JSON object per message:
+///   {"queue","consumer_tag","delivery_tag","exchange","routing_key",
+///    "redelivered","deliveries","id","headers":{...},"body"}
+/// where a body, routing key or header values that are not UTF-8 come as
+/// "body_base64", "routing_key_base64", "headers_base64":{...} instead.
+///
+/// With --ack manual (the default) each message is acknowledged after it
+/// has been written to stdout, so a killed `sub` loses nothing. It runs
+/// until --count messages (exit 0), --timeout-idle without a message
+/// (exit 3 if --count was not reached, or nothing came at all), or Ctrl-C
+/// (exit 130).
+///
+/// Examples:
+///   sluice sub jobs
+///   sluice sub jobs --count 1 --timeout-idle 5s --json
+#[derive(clap::Args, Debug)]
+#[command(after_help = EXIT_CODES_HELP, verbatim_doc_comment)]
+pub struct SubArgs {
+    /// Queue to consume from.
+    pub queue: String,
+    /// Exit 0 after this many messages.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Unacknowledged messages in flight at most (default: the broker's, 100).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub prefetch: Option<u32>,
+    /// Who acknowledges.
+    #[arg(long, value_enum, default_value_t = AckArg::Manual)]
+    pub ack: AckArg,
+    /// Be the queue's only consumer.
+    #[arg(long)]
+    pub exclusive: bool,
+    /// Stop after this long without a message (`5s`, or milliseconds).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout_idle: Option<Duration>,
+    /// Print a routing line before each body.
+    #[arg(short, long)]
+    pub verbose: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+}
+
+/// Fetch messages once (like `rabbitmqadmin get`).
+///
+/// Takes up to --count ready messages, waiting up to --wait for the first,
+/// prints them (as `sub` does: body lines, -v, or --json) and then
+/// acknowledges them, or with --requeue puts them back (they are then
+/// flagged redelivered). Exits 3 when there was nothing to get.
+///
+/// Examples:
+///   sluice get jobs
+///   sluice get jobs --count 10 --wait 2s --json
+///   sluice get jobs.dead --count 100 --requeue -v    # look, leave them there
+#[derive(clap::Args, Debug)]
+#[command(after_help = EXIT_CODES_HELP, verbatim_doc_comment)]
+pub struct GetArgs {
+    /// Queue to take from.
+    pub queue: String,
+    /// At most this many messages (1 to 10000).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub count: u32,
+    /// Wait up to this long for a first message (`5s`, or milliseconds).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "0")]
+    pub wait: Duration,
+    /// Who acknowledges.
+    #[arg(long, value_enum, default_value_t = AckArg::Manual)]
+    pub ack: AckArg,
+    /// Put the messages back instead of acknowledging them (needs --ack manual).
+    #[arg(long)]
+    pub requeue: bool,
+    /// Print a routing line before each body.
+    #[arg(short, long)]
+    pub verbose: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+}
+
+/// Runs `sluice get`.
+pub(super) async fn get(args: GetArgs) -> Result<Exit, CliError> {
+    if args.requeue && args.ack == AckArg::Auto {
+        return Err(CliError::Usage(
+            "--requeue needs --ack manual (auto-acked messages are gone)".into(),
+        ));
+    }
+    let mut conn = Conn::open(&ConnectOptions::from(&args.common)).await?;
+    let cmd = Command::Get(Get {
+        queue: args.queue.clone(),
+        ack: args.ack.into(),
+        count: args.count,
+        wait_ms: u64::try_from(args.wait.as_millis()).unwrap_or(u64::MAX),
+    });
+    let h = conn.client.send_command(&cmd);
+    conn.flush().await?;
+    let got = conn.wait_longer(h, args.wait).await?.deliveries;
+    let Some(last) = got.last().map(|d| d.delivery_tag) else {
+        return Ok(Exit::Nothing);
+    };
+    let mut out = Out::default();
+    let format = DeliveryFormat::pick(args.common.json, args.verbose);
+    for d in &got {
+        out.delivery(format, &args.queue, d)?;
+    }
+    out.flush()?;
+    if args.ack == AckArg::Manual {
+        let settle = if args.requeue {
+            Command::Nack(Nack {
+                tag: last,
+                multiple: true,
+                requeue: true,
+                delay_ms: None,
+            })
+        } else {
+            ack_up_to(last)
+        };
+        conn.request(&settle).await?;
+    }
+    Ok(Exit::Success)
+}
+
+/// `ACK <tag> multiple`: every delivery of this connection up to `tag`
+/// (the CLI's deliveries are printed in tag order).
+fn ack_up_to(tag: u64) -> Command {
+    Command::Ack(Ack {
+        tag,
+        multiple: true,
+    })
+}
+
+/// Runs `sluice sub`.
+pub(super) async fn sub(args: SubArgs) -> Result<Exit, CliError> {
+    let mut conn = Conn::open(&ConnectOptions::from(&args.common)).await?;
+    // With --count, take no more than that in flight: the rest stays
+    // available to other consumers.
+    let prefetch = match (args.prefetch, args.count) {
+        (p, Some(n)) => {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            Some(p.unwrap_or(crate::config::DEFAULT_PREFETCH).min(n))
+        }
+        (p, None) => p,
+    };
+    let reply = conn
+        .request(&Command::Subscribe(Subscribe {
+            queue: args.queue.clone(),
+            prefetch,
+            ack: args.ack.into(),
+            tag: None,
+            exclusive: args.exclusive,
+        }))
+        .await?;
+    let ctag = reply.words.first().cloned().unwrap_or_default();
+    let mut consumer = Consumer {
+        out: Out::default(),
+        format: DeliveryFormat::pick(args.common.json, args.verbose),
+        queue: args.queue,
+        manual: args.ack == AckArg::Manual,
+        acks: VecDeque::new(),
+        printed: 0,
+    };
+    let end = consumer
+        .run(&mut conn, &ctag, args.count, args.timeout_idle)
+        .await;
+    // What was printed is acknowledged before the connection closes, also
+    // on Ctrl-C or a closed stdout.
+    let settled = consumer.settle_all(&conn).await;
+    let exit = end?;
+    settled?;
+    Ok(exit)
+}
+
+/// A running subscription's printing and acknowledging.
+struct Consumer {
+    out: Out,
+    format: DeliveryFormat,
+    queue: String,
+    manual: bool,
+    /// `ACK`s (and the final `UNSUB`) sent, oldest first.
+    acks: VecDeque<ReplyHandle>,
+    printed: u64,
+}
+
+impl Consumer {
+    async fn run(
+        &mut self,
+        conn: &mut Conn,
+        ctag: &str,
+        count: Option<u64>,
+        idle: Option<Duration>,
+    ) -> Result<Exit, CliError> {
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        let stdout_closed = stdout_closed();
+        tokio::pin!(stdout_closed);
+        loop {
+            if count.is_some_and(|n| self.printed >= n) {
+                return Ok(Exit::Success);
+            }
+            let idle_timer = async {
+                match idle {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let first = tokio::select! {
+                biased;
+                _ = &mut ctrl_c => return Ok(Exit::Interrupted),
+                () = &mut stdout_closed => {
+                    return Err(CliError::stdout(std::io::ErrorKind::BrokenPipe.into()))
+                }
+                p = conn.client.next_push() => match p {
+                    Some(Pushed::Delivery(d)) => d,
+                    Some(Pushed::Notice(n)) => {
+                        cancelled(&n, ctag)?;
+                        continue;
+                    }
+                    None => return Err(CliError::Connection("the server closed the connection".into())),
+                },
+                () = idle_timer => {
+                    let short = count.map_or(self.printed == 0, |n| self.printed < n);
+                    return Ok(if short { Exit::Nothing } else { Exit::Success });
+                }
+            };
+            let room = count.map_or(u64::MAX, |n| n - self.printed);
+            let mut batch = vec![first];
+            while (batch.len() as u64) < room {
+                match conn.client.try_next_delivery() {
+                    Some(d) => batch.push(d),
+                    None => break,
+                }
+            }
+            self.print(&batch)?;
+            if count.is_some_and(|n| self.printed >= n) {
+                // Cancel before the last ACK frees prefetch credit, so that
+                // the broker pushes nothing more (which would only go back
+                // to the queue, flagged redelivered, when we close).
+                let unsub = Command::Unsubscribe(Unsubscribe { tag: ctag.into() });
+                self.acks.push_back(conn.client.send_command(&unsub));
+            }
+            if self.manual {
+                if let Some(last) = batch.last() {
+                    self.acks
+                        .push_back(conn.client.send_command(&ack_up_to(last.delivery_tag)));
+                }
+            }
+            conn.flush().await?;
+            while self.acks.len() > ACKS_IN_FLIGHT {
+                if let Some(h) = self.acks.pop_front() {
+                    acked(conn.wait(h).await)?;
+                }
+            }
+        }
+    }
+
+    /// Prints a batch and flushes it: only then is it acknowledged.
+    fn print(&mut self, batch: &[Delivery]) -> Result<(), CliError> {
+        for d in batch {
+            self.out.delivery(self.format, &self.queue, d)?;
+        }
+        self.out.flush()?;
+        self.printed += batch.len() as u64;
+        Ok(())
+    }
+
+    /// Waits for every `ACK` sent.
+    async fn settle_all(&mut self, conn: &Conn) -> Result<(), CliError> {
+        while let Some(h) = self.acks.pop_front() {
+            acked(conn.wait(h).await)?;
+        }
+        Ok(())
+    }
+}
+
+/// An `ACK`'s reply. `UNKNOWN_TAG` means the broker had already taken the
+/// deliveries back (their ack timeout passed): they will be delivered
+/// again, which is worth a warning, not the end of the subscription.
+fn acked(r: Result<crate::client::Response, CliError>) -> Result<(), CliError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(CliError::Server {
+            code: ErrorCode::UnknownTag,
+            message,
+        }) => {
+            eprintln!("sluice: warning: acknowledgement refused ({message}): the broker will deliver those messages again");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A `NOTICE` (its words after `NOTICE`): an error when it cancels this
+/// subscription (its queue was deleted); other kinds are ignored here
+/// (`closing` is followed by the close itself).
+fn cancelled(notice: &str, ctag: &str) -> Result<(), CliError> {
+    let mut words = notice.split(' ');
+    if words.next() == Some("cancelled") && words.next() == Some(ctag) {
+        let reason = words.next().unwrap_or_default();
+        return Err(CliError::Server {
+            code: ErrorCode::NotFound,
+            message: format!("subscription cancelled by the server ({reason})"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_cancel_notice_ends_the_subscription() {
+        assert!(cancelled("cancelled ctag-1 reason=queue-deleted", "ctag-1").is_err());
+        assert!(cancelled("cancelled ctag-2 reason=queue-deleted", "ctag-1").is_ok());
+        assert!(cancelled("heartbeat", "ctag-1").is_ok());
+        assert!(cancelled("blocked queue=x", "ctag-1").is_ok());
+    }
+}
