@@ -248,26 +248,6 @@ pub fn parse_millis(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too long"))
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn durations_take_units_and_default_to_milliseconds() {
-        assert_eq!(parse_millis("250").unwrap(), 250);
-        assert_eq!(parse_millis("250ms").unwrap(), 250);
-        assert_eq!(parse_millis("10s").unwrap(), 10_000);
-        assert_eq!(parse_millis("2m").unwrap(), 120_000);
-        assert_eq!(parse_millis("1h").unwrap(), 3_600_000);
-        assert!(parse_millis("").is_err());
-        assert!(parse_millis("1.5s").is_err());
-        assert!(parse_millis("5d").is_err());
-        assert!(parse_millis("-1").is_err());
-        assert!(parse_millis("99999999999999999999h").is_err());
-    }
-}
-
 /// The system's CA bundle, trusted when `--tls-ca` is not given
 /// (`SSL_CERT_FILE` overrides it, as for OpenSSL).
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -293,4 +273,24 @@ fn tls_config(tls: &TlsOptions) -> Result<TlsClientConfig, ClientError> {
 fn host_of(server: &str) -> &str {
     let host = server.rsplit_once(':').map_or(server, |(h, _)| h);
     host.trim_start_matches('[').trim_end_matches(']')
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn durations_take_units_and_default_to_milliseconds() {
+        assert_eq!(parse_millis("250").unwrap(), 250);
+        assert_eq!(parse_millis("250ms").unwrap(), 250);
+        assert_eq!(parse_millis("10s").unwrap(), 10_000);
+        assert_eq!(parse_millis("2m").unwrap(), 120_000);
+        assert_eq!(parse_millis("1h").unwrap(), 3_600_000);
+        assert!(parse_millis("").is_err());
+        assert!(parse_millis("1.5s").is_err());
+        assert!(parse_millis("5d").is_err());
+        assert!(parse_millis("-1").is_err());
+        assert!(parse_millis("99999999999999999999h").is_err());
+    }
 }
