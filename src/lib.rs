@@ -16,6 +16,8 @@
 //! - [`server`]: accept loop, connection limit, graceful shutdown.
 //! - [`broker`]: registries of exchanges and queues, routing, queue state,
 //!   publishing and recovery.
+//! - [`auth`]: users, password hashing, permissions, the login rate
+//!   limiter and `sluice user`.
 //! - [`store`]: persistence behind the [`store::Store`] trait (sled), with
 //!   group commit.
 //! - [`client`]: a small async client used by tests, examples and the bench.
@@ -34,6 +36,7 @@
 //! publisher's `OK` waits in its session's output queue until the group
 //! commit has fsync'd the batch that holds the message.
 
+pub mod auth;
 /// `sluice bench`: the load generator (scenarios, report, `/proc` sampling).
 pub mod bench;
 pub mod broker;

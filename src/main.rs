@@ -32,6 +32,8 @@ enum Command {
     // Its help texts come from `BenchArgs` (a doc comment here would
     // replace them).
     Bench(sluice::bench::BenchArgs),
+    /// Manage users on a data directory (the broker must not be running).
+    User(sluice::auth::cli::UserArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -73,6 +75,10 @@ struct ServeArgs {
     /// sled's page cache, in bytes.
     #[arg(long, default_value_t = sluice::store::sled_store::DEFAULT_CACHE_BYTES)]
     cache: u64,
+    /// Serve a broker with no users on an address other than loopback
+    /// (anyone who can reach it can do anything). Without it, serve refuses.
+    #[arg(long)]
+    insecure_open: bool,
 }
 
 /// jemalloc instead of glibc's malloc: a broker allocates and frees small
@@ -101,6 +107,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(args) => sluice::bench::run(args),
+        Command::User(args) => sluice::auth::cli::run(args).map(|out| print!("{out}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,6 +129,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache_bytes: args.cache,
         frame_timeout: std::time::Duration::from_millis(args.frame_timeout.max(1)),
         disk_free_limit: args.disk_free_limit,
+        insecure_open: args.insecure_open,
         ..Config::default()
     };
     config.limits.max_line = args.max_line.max(64);
@@ -133,6 +141,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let broker = Broker::open(config.clone())
             .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+        broker.check_exposure(&[config.addr])?;
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("listening on {}", config.addr))?;

@@ -150,11 +150,55 @@ impl ConsumeLink for SluiceConsumer {
 /// The broker a run measures.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
-    /// A sluice broker at this address.
-    Sluice(String),
+    /// A sluice broker.
+    Sluice(SluiceAddr),
     /// An AMQP 0-9-1 broker (`--amqp URL`).
     #[cfg(feature = "amqp")]
     Amqp(Arc<super::amqp::Endpoint>),
+}
+
+/// Where a sluice broker is, and who to log in as.
+#[derive(Clone)]
+pub(crate) struct SluiceAddr {
+    /// `HOST:PORT`.
+    pub(crate) addr: String,
+    /// `--user`, `--password`: sent as `AUTH` on every connection.
+    pub(crate) login: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for SluiceAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = self.login.as_ref().map(|(u, _)| u);
+        f.debug_struct("SluiceAddr")
+            .field("addr", &self.addr)
+            .field("user", &user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SluiceAddr {
+    /// Connects, and logs in when a user was given.
+    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
+        let addr = &self.addr;
+        let mut client = Client::connect(addr.as_str())
+            .await
+            .map_err(|e| anyhow!("connecting to {addr}: {e}"))?;
+        if let Some((user, password)) = &self.login {
+            let auth = crate::protocol::Command::Auth(crate::protocol::command::Auth {
+                user: user.clone(),
+                password: crate::protocol::command::Secret(password.clone()),
+            });
+            let line = auth.encode();
+            let line = std::str::from_utf8(&line)
+                .map_err(|e| anyhow!("AUTH line: {e}"))?
+                .trim_end();
+            client
+                .request(line, None)
+                .await
+                .map_err(|e| anyhow!("AUTH {user} at {addr}: {e}"))?;
+        }
+        Ok(client)
+    }
 }
 
 impl Target {
@@ -162,7 +206,13 @@ impl Target {
     /// sluice at `--addr`.
     pub(crate) fn from_args(common: &CommonArgs) -> anyhow::Result<Target> {
         match &common.amqp {
-            None => Ok(Target::Sluice(common.addr.clone())),
+            None => Ok(Target::Sluice(SluiceAddr {
+                addr: common.addr.clone(),
+                login: common
+                    .user
+                    .clone()
+                    .map(|u| (u, common.password.clone().unwrap_or_default().0)),
+            })),
             #[cfg(feature = "amqp")]
             Some(url) => Ok(Target::Amqp(Arc::new(super::amqp::Endpoint::parse(url)?))),
             #[cfg(not(feature = "amqp"))]
@@ -203,7 +253,7 @@ impl Target {
     /// The address as the report shows it (no password).
     pub(crate) fn display_addr(&self) -> String {
         match self {
-            Target::Sluice(addr) => addr.clone(),
+            Target::Sluice(s) => s.addr.clone(),
             #[cfg(feature = "amqp")]
             Target::Amqp(e) => e.display.clone(),
         }
@@ -213,9 +263,10 @@ impl Target {
     pub(crate) async fn publisher(&self, plan: &PublishPlan) -> anyhow::Result<Publisher> {
         match self {
             Target::Sluice(addr) => {
-                let client = Client::connect(addr.as_str())
+                let client = addr
+                    .connect()
                     .await
-                    .map_err(|e| anyhow!("publisher {}: connecting to {addr}: {e}", plan.index))?;
+                    .map_err(|e| anyhow!("publisher {}: {e}", plan.index))?;
                 Ok(Publisher::Sluice(SluicePublisher {
                     client,
                     exchange: plan.exchange.clone(),
@@ -243,9 +294,10 @@ impl Target {
     ) -> anyhow::Result<Consumer> {
         match self {
             Target::Sluice(addr) => {
-                let mut client = Client::connect(addr.as_str())
+                let mut client = addr
+                    .connect()
                     .await
-                    .map_err(|e| anyhow!("consumer {index}: connecting to {addr}: {e}"))?;
+                    .map_err(|e| anyhow!("consumer {index}: {e}"))?;
                 client
                     .request(
                         &format!(

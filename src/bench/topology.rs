@@ -48,10 +48,14 @@ impl Topology {
     ) -> anyhow::Result<Topology> {
         let admin = match target {
             Target::Sluice(addr) => Admin::Sluice(
-                tokio::time::timeout(timeout, Client::connect(addr.as_str()))
+                tokio::time::timeout(timeout, addr.connect())
                     .await
-                    .map_err(|_| anyhow!("connecting to {addr}: no greeting within {timeout:?}"))?
-                    .map_err(|e| anyhow!("connecting to {addr}: {e}"))?,
+                    .map_err(|_| {
+                        anyhow!(
+                            "connecting to {}: no greeting within {timeout:?}",
+                            addr.addr
+                        )
+                    })??,
             ),
             #[cfg(feature = "amqp")]
             Target::Amqp(e) => Admin::Amqp(Box::new(e.admin(timeout).await?)),

@@ -17,7 +17,12 @@ use crate::session::{HeldPub, Session};
 /// queue is full with `overflow=block`, nothing is stored and the publish
 /// goes back to the session to hold; so does one that would write to the
 /// store while the disk is under `--disk-free-limit`.
+///
+/// Needs `write` on the exchange (the default exchange is the name `""`),
+/// checked through the session's cache so that a publisher's hot path
+/// runs no regex.
 pub(super) fn publish(c: Publish, s: &mut Session) -> Result<Option<HeldPub>, BrokerError> {
+    s.login.check_publish(&c.exchange)?;
     match s.broker.publish(&c)? {
         PublishAttempt::Done(p) => {
             let gen = p.durable_gen;
