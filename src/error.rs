@@ -29,6 +29,16 @@ pub enum BrokerError {
     /// A queue at its length limit with `overflow=reject-publish`.
     #[error("{0}")]
     QueueFull(String),
+    /// A request that parsed but is malformed (say, a permission pattern
+    /// that does not compile).
+    #[error("{0}")]
+    Syntax(String),
+    /// Not authenticated (or the user was removed).
+    #[error("{0}")]
+    NoAuth(String),
+    /// Authenticated, but the user's permissions do not allow it.
+    #[error("{0}")]
+    Forbidden(String),
     /// The store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -45,6 +55,9 @@ impl BrokerError {
             BrokerError::UnknownTag(_) => ErrorCode::UnknownTag,
             BrokerError::Limit(_) => ErrorCode::Limit,
             BrokerError::QueueFull(_) => ErrorCode::QueueFull,
+            BrokerError::Syntax(_) => ErrorCode::Syntax,
+            BrokerError::NoAuth(_) => ErrorCode::NoAuth,
+            BrokerError::Forbidden(_) => ErrorCode::Forbidden,
             BrokerError::Store(_) => ErrorCode::Internal,
         }
     }

@@ -18,6 +18,8 @@
 //! - [`tls`]: TLS set-up (server certificate and key, client trust).
 //! - [`broker`]: registries of exchanges and queues, routing, queue state,
 //!   publishing, the resource alarms (disk, memory) and recovery.
+//! - [`auth`]: users, password hashing, permissions, the login rate
+//!   limiter and `sluice user`.
 //! - [`store`]: persistence behind the [`store::Store`] trait (sled), with
 //!   group commit.
 //! - [`client`]: a small async client used by tests, examples, the bench
@@ -39,6 +41,7 @@
 //! publisher's `OK` waits in its session's output queue until the group
 //! commit has fsync'd the batch that holds the message.
 
+pub mod auth;
 /// `sluice bench`: the load generator (scenarios, report, `/proc` sampling).
 pub mod bench;
 pub mod broker;

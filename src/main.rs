@@ -39,6 +39,8 @@ enum Command {
     /// stats, ls (`sluice::cli`).
     #[command(flatten)]
     Client(sluice::cli::ClientCommand),
+    /// Manage users on a data directory (the broker must not be running).
+    User(sluice::auth::cli::UserArgs),
 }
 
 /// Every option here is also a setting of the `--config` file (`max-line =
@@ -117,6 +119,10 @@ struct ServeArgs {
     /// bytes, or a fraction of RAM with a decimal point (0.4); 0 is off.
     #[arg(long, default_value_t = sluice::config::DEFAULT_MEMORY_HIGH_WATERMARK)]
     memory_high_watermark: MemoryWatermark,
+    /// Serve a broker with no users on an address other than loopback
+    /// (anyone who can reach it can do anything). Without it, serve refuses.
+    #[arg(long)]
+    insecure_open: bool,
 }
 
 /// jemalloc instead of glibc's malloc: a broker allocates and frees small
@@ -168,6 +174,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Bench(args) => sluice::bench::run(args),
         Command::Client(command) => return sluice::cli::run(command),
+        Command::User(args) => sluice::auth::cli::run(args).map(|out| print!("{out}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -199,6 +206,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_queues: args.max_queues,
         max_exchanges: args.max_exchanges,
         memory_high_watermark: args.memory_high_watermark,
+        insecure_open: args.insecure_open,
         ..Config::default()
     };
     config.limits.max_line = args.max_line.max(64);
@@ -212,6 +220,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let broker = Broker::open(config.clone())
             .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+        let mut addrs = vec![config.addr];
+        if config.tls.is_some() {
+            addrs.push(config.tls_addr());
+        }
+        broker.check_exposure(&addrs)?;
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("listening on {}", config.addr))?;

@@ -39,6 +39,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::auth::Login;
 use crate::broker::message::{Entry, Message};
 use crate::broker::queue::{Delivery, Push, Queue, Settle};
 use crate::broker::{Broker, Hold};
@@ -191,6 +192,29 @@ pub struct GetWait {
     pub deadline: Instant,
 }
 
+/// What a [`Pending`] command does on the session once its work is done:
+/// queue its reply, update the session.
+pub type Completion = Box<dyn FnOnce(&mut Session) + Send>;
+
+/// A command whose work runs off the session's task (an argon2 hash, on
+/// the blocking pool). Like `GET wait=`, the connection reads no further
+/// commands until it completes (pushes still flow), so replies stay in
+/// order and what follows runs after it (as the user an `AUTH` logged in).
+pub struct Pending(Pin<Box<dyn Future<Output = Completion> + Send>>);
+
+impl Pending {
+    /// Wraps the work.
+    pub fn new(work: impl Future<Output = Completion> + Send + 'static) -> Pending {
+        Pending(Box::pin(work))
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
 /// Per-connection state.
 #[derive(Debug)]
 pub struct Session {
@@ -216,6 +240,8 @@ pub struct Session {
     pub exclusive: Vec<Arc<Queue>>,
     /// The client's name from `HELLO`.
     pub client_name: Option<String>,
+    /// Who the connection is logged in as, if anyone.
+    pub login: Login,
     /// The heartbeat interval from `HELLO heartbeat=`, if on.
     pub heartbeat: Option<Duration>,
     /// Ack deadlines: (deadline, delivery tag).
@@ -261,6 +287,7 @@ impl Session {
             cancelled: HashSet::new(),
             exclusive: Vec::new(),
             client_name: None,
+            login: Login::default(),
             heartbeat: None,
             timeouts: BTreeSet::new(),
             held: None,
@@ -621,6 +648,7 @@ impl Session {
         let mut reading = true;
         let mut closing = false;
         let mut waiting: Option<(GetWait, WaitFuture)> = None;
+        let mut pending: Option<Pending> = None;
         let frame_timeout = self.broker.config().frame_timeout;
         // When the command being received started to arrive (see
         // `--frame-timeout`), and how many frames had come before it.
@@ -631,13 +659,14 @@ impl Session {
         let mut frame_timer = LazyTimer::default();
         let mut heartbeat_timer = LazyTimer::default();
         loop {
-            if waiting.is_none() && !closing {
+            if waiting.is_none() && pending.is_none() && !closing {
                 match self.run_buffered(&mut reader) {
                     Step::Continue => {}
                     Step::Wait(w) => {
                         let fut = wait_ready(w.queue.clone(), w.deadline);
                         waiting = Some((w, fut));
                     }
+                    Step::Pending(p) => pending = Some(p),
                     Step::Close => closing = true,
                 }
             }
@@ -674,6 +703,7 @@ impl Session {
             if (closing || !reading)
                 && self.out.is_empty()
                 && waiting.is_none()
+                && pending.is_none()
                 && self.held.is_none()
                 && self.deferred.is_empty()
             {
@@ -683,6 +713,7 @@ impl Session {
             let can_read = reading
                 && !closing
                 && waiting.is_none()
+                && pending.is_none()
                 && self.out.len() < MAX_PENDING_OUTPUTS
                 && self.deferred.len() < MAX_DEFERRED;
             let next_timeout = self.timeouts.first().map(|(at, _)| *at);
@@ -726,6 +757,7 @@ impl Session {
                     self.out.push_back(Out::Notice(Notice::Closing { reason }));
                     closing = true;
                     waiting = None;
+                    pending = None;
                 }
                 n = reader.read_more(), if can_read => match n {
                     Ok(0) => {
@@ -785,6 +817,10 @@ impl Session {
                 }
                 _ = async { if let Some((_, f)) = self.held.as_mut() { f.0.as_mut().await } }, if self.held.is_some() => {
                     self.retry_held();
+                }
+                done = async { match pending.as_mut() { Some(p) => p.0.as_mut().await, None => std::future::pending().await } }, if pending.is_some() => {
+                    pending = None;
+                    done(&mut self);
                 }
                 _ = async { if let Some((_, f)) = waiting.as_mut() { f.as_mut().await } }, if waiting.is_some() => {
                     if let Some((w, _)) = waiting.take() {
@@ -871,6 +907,7 @@ impl Session {
             match cmd::apply(command, self) {
                 Outcome::Done => {}
                 Outcome::Wait(w) => return Step::Wait(w),
+                Outcome::Pending(p) => return Step::Pending(p),
                 Outcome::Hold(h) => self.start_hold(h),
                 Outcome::Quit => return Step::Close,
             }
@@ -944,6 +981,7 @@ fn return_undelivered(d: Delivery) {
 enum Step {
     Continue,
     Wait(GetWait),
+    Pending(Pending),
     Close,
 }
 

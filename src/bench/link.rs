@@ -18,7 +18,7 @@ use super::worker::{
     self, Clock, ConsumeOutcome, ConsumePlan, Counters, PublishOutcome, PublishPlan,
 };
 use super::{AckMode, CommonArgs, Scenario};
-use crate::client::{Client, ClientError, ReplyHandle};
+use crate::client::{Client, ReplyHandle};
 use crate::tls::TlsClientConfig;
 
 /// A publishing connection as the publisher loop sees it. Publishes go to
@@ -148,22 +148,54 @@ impl ConsumeLink for SluiceConsumer {
     async fn close(self) {}
 }
 
-/// A sluice broker: its address, and how to reach it over TLS (`--tls`).
-#[derive(Debug, Clone)]
+/// A sluice broker: its address, how to reach it over TLS (`--tls`), and
+/// who to log in as (`--user`, `--password`).
+#[derive(Clone)]
 pub(crate) struct SluiceEndpoint {
     /// `--addr`.
     pub(crate) addr: String,
     /// What to trust and the server name, with `--tls`.
     tls: Option<(TlsClientConfig, String)>,
+    /// `--user`, `--password`: sent as `AUTH` on every connection.
+    login: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for SluiceEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = self.login.as_ref().map(|(u, _)| u);
+        f.debug_struct("SluiceEndpoint")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .field("user", &user)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SluiceEndpoint {
-    /// A new connection (over TLS with `--tls`).
-    pub(crate) async fn connect(&self) -> Result<Client, ClientError> {
-        match &self.tls {
-            None => Client::connect(self.addr.as_str()).await,
-            Some((tls, name)) => Client::connect_tls(self.addr.as_str(), name, tls).await,
+    /// A new connection (over TLS with `--tls`), logged in when a user was
+    /// given.
+    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
+        let addr = &self.addr;
+        let mut client = match &self.tls {
+            None => Client::connect(addr.as_str()).await,
+            Some((tls, name)) => Client::connect_tls(addr.as_str(), name, tls).await,
         }
+        .map_err(|e| anyhow::Error::new(e).context(format!("connecting to {addr}")))?;
+        if let Some((user, password)) = &self.login {
+            let auth = crate::protocol::Command::Auth(crate::protocol::command::Auth {
+                user: user.clone(),
+                password: crate::protocol::command::Secret(password.clone()),
+            });
+            let line = auth.encode();
+            let line = std::str::from_utf8(&line)
+                .map_err(|e| anyhow!("AUTH line: {e}"))?
+                .trim_end();
+            client
+                .request(line, None)
+                .await
+                .map_err(|e| anyhow!("AUTH {user} at {addr}: {e}"))?;
+        }
+        Ok(client)
     }
 }
 
@@ -193,6 +225,10 @@ impl Target {
                 Ok(Target::Sluice(SluiceEndpoint {
                     addr: common.addr.clone(),
                     tls,
+                    login: common
+                        .user
+                        .clone()
+                        .map(|u| (u, common.password.clone().unwrap_or_default().0)),
                 }))
             }
             #[cfg(feature = "amqp")]
@@ -246,11 +282,10 @@ impl Target {
     pub(crate) async fn publisher(&self, plan: &PublishPlan) -> anyhow::Result<Publisher> {
         match self {
             Target::Sluice(ep) => {
-                let addr = &ep.addr;
-                let client = ep.connect().await.map_err(|e| {
-                    anyhow::Error::new(e)
-                        .context(format!("publisher {}: connecting to {addr}", plan.index))
-                })?;
+                let client = ep
+                    .connect()
+                    .await
+                    .map_err(|e| e.context(format!("publisher {}", plan.index)))?;
                 Ok(Publisher::Sluice(SluicePublisher {
                     client,
                     exchange: plan.exchange.clone(),
@@ -278,10 +313,10 @@ impl Target {
     ) -> anyhow::Result<Consumer> {
         match self {
             Target::Sluice(ep) => {
-                let addr = &ep.addr;
-                let mut client = ep.connect().await.map_err(|e| {
-                    anyhow::Error::new(e).context(format!("consumer {index}: connecting to {addr}"))
-                })?;
+                let mut client = ep
+                    .connect()
+                    .await
+                    .map_err(|e| e.context(format!("consumer {index}")))?;
                 client
                     .request(
                         &format!(

@@ -279,6 +279,12 @@ pub struct CommonArgs {
     /// Broker address.
     #[arg(long, env = "SLUICE_ADDR", default_value = crate::config::DEFAULT_ADDR)]
     pub addr: String,
+    /// Log every connection in as this user (AUTH), for a broker with users.
+    #[arg(long, env = "SLUICE_USER", requires = "password")]
+    pub user: Option<String>,
+    /// The password of --user.
+    #[arg(long, env = "SLUICE_PASSWORD", hide_env_values = true)]
+    pub password: Option<crate::auth::Secret>,
     /// Measure an AMQP 0-9-1 broker (RabbitMQ) at this URL instead of
     /// sluice at --addr, e.g. amqp://guest:guest@127.0.0.1:5672/%2f
     /// (queue, fanout and latency; needs a build with --features amqp).

@@ -47,16 +47,11 @@ impl Topology {
         timeout: Duration,
     ) -> anyhow::Result<Topology> {
         let admin = match target {
-            Target::Sluice(ep) => Admin::Sluice(
-                tokio::time::timeout(timeout, ep.connect())
-                    .await
-                    .map_err(|_| {
-                        anyhow!("connecting to {}: no greeting within {timeout:?}", ep.addr)
-                    })?
-                    .map_err(|e| {
-                        anyhow::Error::new(e).context(format!("connecting to {}", ep.addr))
-                    })?,
-            ),
+            Target::Sluice(ep) => {
+                Admin::Sluice(tokio::time::timeout(timeout, ep.connect()).await.map_err(
+                    |_| anyhow!("connecting to {}: no greeting within {timeout:?}", ep.addr),
+                )??)
+            }
             #[cfg(feature = "amqp")]
             Target::Amqp(e) => Admin::Amqp(Box::new(e.admin(timeout).await?)),
         };

@@ -26,6 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
 
+use crate::auth::Registry;
 use crate::config::Config;
 use crate::error::BrokerError;
 use crate::protocol::command::{
@@ -138,6 +139,8 @@ struct Inner {
     timers: Arc<Timers>,
     /// The disk and memory alarms.
     alarms: Alarms,
+    /// Users and permissions.
+    users: Arc<Registry>,
     /// `""`, shared by every message published to the default exchange.
     default_exchange: Arc<str>,
     exchanges: DashMap<Arc<str>, Arc<Exchange>>,
@@ -169,6 +172,13 @@ impl Broker {
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Broker, StoreError> {
         let recovered = store.recover()?;
         let committer = Committer::start(store.clone())?;
+        let users = match Registry::open(store.clone(), Some(committer.clone())) {
+            Ok(users) => Arc::new(users),
+            Err(e) => {
+                committer.shutdown();
+                return Err(e);
+            }
+        };
         let ram_budget = (!config.in_memory && store.keeps_messages())
             .then_some(config.queue_memory_bytes.max(1));
         let alarms = Alarms::new(&config);
@@ -187,6 +197,7 @@ impl Broker {
                 }),
                 timers: Arc::new(Timers::default()),
                 alarms,
+                users,
                 default_exchange: Arc::from(""),
                 exchanges: DashMap::new(),
                 queues: DashMap::new(),
@@ -287,6 +298,34 @@ impl Broker {
     /// The disk and memory alarms (their task is started by the server).
     pub fn alarms(&self) -> &Alarms {
         &self.inner.alarms
+    }
+
+    /// Users and permissions.
+    pub fn users(&self) -> &Arc<Registry> {
+        &self.inner.users
+    }
+
+    /// Whether this broker may listen on `addrs` (every listener: the plain
+    /// port and any other): an open broker (no users) only on loopback,
+    /// unless the configuration says `insecure_open`, which is logged loudly.
+    pub fn check_exposure(
+        &self,
+        addrs: &[std::net::SocketAddr],
+    ) -> Result<(), crate::auth::ExposureError> {
+        let exposed = crate::auth::check_exposure(
+            addrs,
+            self.inner.users.has_users(),
+            self.inner.config.insecure_open,
+        )?;
+        for addr in exposed {
+            tracing::warn!(
+                %addr,
+                "--insecure-open: serving a broker with NO USERS beyond loopback; anyone who \
+                 can reach this address can read, publish and delete everything. Add a user \
+                 (USER ADD <name> <password> admin) to close it"
+            );
+        }
+        Ok(())
     }
 
     /// The configuration.
@@ -403,11 +442,13 @@ impl Broker {
     }
 
     /// `DECLARE QUEUE`: returns the name, ready messages, consumers and the
-    /// generation to wait for.
+    /// generation to wait for. `may` vets the name (the generated one for
+    /// `""`) before anything changes: the permission check.
     pub fn declare_queue(
         &self,
         d: &DeclareQueue,
         conn: u64,
+        may: &dyn Fn(&str) -> Result<(), BrokerError>,
     ) -> Result<(Arc<Queue>, Option<u64>), BrokerError> {
         let _topology = self.inner.topology.lock();
         let name = if d.name.is_empty() {
@@ -415,6 +456,7 @@ impl Broker {
         } else {
             d.name.clone()
         };
+        may(&name)?;
         if let Some(q) = self.inner.queues.get(name.as_str()) {
             if let Some(owner) = q.owner {
                 if owner != conn {

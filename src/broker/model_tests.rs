@@ -61,6 +61,7 @@ fn open(dir: &std::path::Path) -> (Broker, std::sync::Arc<Queue>) {
                 args: QueueArgs::default(),
             },
             1,
+            &|_| Ok(()),
         )
         .expect("declare");
     (broker, queue)

@@ -494,13 +494,15 @@ impl Broker {
     /// `REDRIVE`: moves up to `count` messages off the head of `queue` back
     /// to the exchange and routing key they were first published to
     /// (`h.x-death-exchange`, `h.x-death-key`), atomically. Messages that
-    /// were never dead-lettered, or that would reach no queue (or only full
-    /// ones), stay. Returns (moved, kept, generation).
+    /// were never dead-lettered, whose exchange `may_write` refuses (the
+    /// user's `write` permission), or that would reach no queue (or only
+    /// full ones), stay. Returns (moved, kept, generation).
     pub fn redrive(
         &self,
         queue: &str,
         count: Option<u64>,
         conn: u64,
+        may_write: &dyn Fn(&str) -> bool,
     ) -> Result<(u64, u64, Option<u64>), BrokerError> {
         let q = self.queue(queue, conn)?;
         let taken = q.take_for_redrive(count.unwrap_or(u64::MAX));
@@ -515,8 +517,10 @@ impl Broker {
                 .msg
                 .header("x-death-exchange")
                 .and_then(|x| std::str::from_utf8(x).ok());
-            let (Some(exchange), Some(key)) = (exchange, e.msg.header("x-death-key").cloned())
-            else {
+            let (Some(exchange), Some(key)) = (
+                exchange.filter(|x| may_write(x)),
+                e.msg.header("x-death-key").cloned(),
+            ) else {
                 kept.push(e);
                 continue;
             };

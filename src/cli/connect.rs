@@ -166,7 +166,7 @@ impl Conn {
         let auth = opts.credentials.as_ref().map(|(user, password)| {
             s.client.send_command(&Command::Auth(Auth {
                 user: user.clone(),
-                password: password.clone(),
+                password: crate::protocol::command::Secret(password.clone()),
             }))
         });
         s.flush().await?;

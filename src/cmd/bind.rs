@@ -1,6 +1,7 @@
 //! `BIND` and `UNBIND`. See protocol.md, "BIND".
 
 use super::reply_after;
+use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::Bind;
 use crate::protocol::reply::Reply;
@@ -8,12 +9,21 @@ use crate::session::Session;
 
 /// `BIND <queue> <exchange> [<key>] [h.<name>=<value>...] [match=all|any]` → `OK`.
 pub(super) fn bind(c: Bind, s: &mut Session) -> Result<(), BrokerError> {
+    may_bind("BIND", &c, s)?;
     let gen = s.broker.bind(&c, s.conn_id)?;
     reply_after(s, Reply::ok(), gen)
 }
 
 /// `UNBIND <queue> <exchange> [<key>] [h.<name>=<value>...]` → `OK`.
 pub(super) fn unbind(c: Bind, s: &mut Session) -> Result<(), BrokerError> {
+    may_bind("UNBIND", &c, s)?;
     let gen = s.broker.unbind(&c, s.conn_id)?;
     reply_after(s, Reply::ok(), gen)
+}
+
+/// As RabbitMQ: `write` on the destination (the queue), `read` on the
+/// source (the exchange).
+fn may_bind(verb: &str, c: &Bind, s: &Session) -> Result<(), BrokerError> {
+    s.login.check(verb, Perm::Write, Kind::Queue, &c.queue)?;
+    s.login.check(verb, Perm::Read, Kind::Exchange, &c.exchange)
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::reply_after;
+use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::{DeclareExchange, DeclareQueue};
 use crate::protocol::reply::Reply;
@@ -10,14 +11,19 @@ use crate::session::Session;
 
 /// `DECLARE EXCHANGE <name> <type> [durable] [auto-delete] [alternate=<ex>]` → `OK`.
 pub(super) fn exchange(c: DeclareExchange, s: &mut Session) -> Result<(), BrokerError> {
+    s.login
+        .check("DECLARE", Perm::Configure, Kind::Exchange, &c.name)?;
     let gen = s.broker.declare_exchange(&c)?;
     reply_after(s, Reply::ok(), gen)
 }
 
 /// `DECLARE QUEUE <name> [durable] [exclusive] [auto-delete]`
-/// → `OK <name> messages=<n> consumers=<n>`.
+/// → `OK <name> messages=<n> consumers=<n>`. Needs `configure` on the
+/// name (for `""`, on the name the server generates).
 pub(super) fn queue(c: DeclareQueue, s: &mut Session) -> Result<(), BrokerError> {
-    let (q, gen) = s.broker.declare_queue(&c, s.conn_id)?;
+    let login = &s.login;
+    let may = |name: &str| login.check("DECLARE", Perm::Configure, Kind::Queue, name);
+    let (q, gen) = s.broker.declare_queue(&c, s.conn_id, &may)?;
     if q.owner == Some(s.conn_id) && !s.exclusive.iter().any(|e| Arc::ptr_eq(e, &q)) {
         s.exclusive.push(q.clone());
     }

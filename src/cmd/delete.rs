@@ -1,6 +1,7 @@
 //! `DELETE EXCHANGE` and `DELETE QUEUE`. See protocol.md, "DELETE".
 
 use super::reply_after;
+use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::{DeleteExchange, DeleteQueue};
 use crate::protocol::reply::Reply;
@@ -8,6 +9,8 @@ use crate::session::Session;
 
 /// `DELETE EXCHANGE <name> [if-unused]` → `OK`.
 pub(super) fn exchange(c: DeleteExchange, s: &mut Session) -> Result<(), BrokerError> {
+    s.login
+        .check("DELETE", Perm::Configure, Kind::Exchange, &c.name)?;
     let gen = s.broker.delete_exchange(&c.name, c.if_unused)?;
     reply_after(s, Reply::ok(), gen)
 }
@@ -15,6 +18,8 @@ pub(super) fn exchange(c: DeleteExchange, s: &mut Session) -> Result<(), BrokerE
 /// `DELETE QUEUE <name> [if-unused] [if-empty]` → `OK messages=<n>`.
 /// Subscribers of the queue get `NOTICE cancelled <tag> reason=queue-deleted`.
 pub(super) fn queue(c: DeleteQueue, s: &mut Session) -> Result<(), BrokerError> {
+    s.login
+        .check("DELETE", Perm::Configure, Kind::Queue, &c.name)?;
     let (messages, gen) = s.broker.delete_queue(&c, s.conn_id)?;
     s.exclusive.retain(|q| *q.name != *c.name);
     reply_after(s, Reply::words([format!("messages={messages}")]), gen)

@@ -3,6 +3,7 @@
 use tokio::time::{Duration, Instant};
 
 use super::reply_after;
+use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::{AckMode, Get};
 use crate::protocol::reply::Reply;
@@ -12,6 +13,7 @@ use crate::session::{GetWait, Session};
 /// `MSG - ...` pushes, then `OK <n>`. With `wait=` and an empty queue, the
 /// connection waits (up to that long) for a first message before replying.
 pub(super) fn get(c: Get, s: &mut Session) -> Result<Option<GetWait>, BrokerError> {
+    s.login.check("GET", Perm::Read, Kind::Queue, &c.queue)?;
     let q = s.broker.queue(&c.queue, s.conn_id)?;
     if c.ack == AckMode::Manual {
         s.check_unacked_room(u64::from(c.count))?;

@@ -1,4 +1,4 @@
-//! `HELLO` and `AUTH`: the session handshake. See protocol.md, "HELLO" and "AUTH".
+//! `HELLO`: the session handshake. See protocol.md, "HELLO".
 
 use crate::error::BrokerError;
 use crate::protocol::command::Hello;
@@ -26,13 +26,5 @@ pub(super) fn hello(c: Hello, s: &mut Session) -> Result<(), BrokerError> {
     s.reply(Reply::Ok(format!(
         "sluice {VERSION} proto={PROTOCOL_VERSION}"
     )));
-    Ok(())
-}
-
-/// `AUTH <user> <password>`: this broker has no users yet (an open broker,
-/// listening on loopback by default), so any credentials are accepted, as
-/// NATS does without an authorization block.
-pub(super) fn auth(s: &mut Session) -> Result<(), BrokerError> {
-    s.reply(Reply::ok());
     Ok(())
 }

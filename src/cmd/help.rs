@@ -13,13 +13,14 @@ commands (HELP <verb> for one verb):
   topology  DECLARE DELETE BIND UNBIND PURGE
   messages  PUB SUB UNSUB GET ACK NACK REJECT TOUCH
   queues    PEEK REDRIVE
+  users     USER ADD|PASSWD|PERMIT|REMOVE|LIST (admins)
 bodies: last token, quoted (\"two words\") or {N} then N bytes
 reference: protocol.md
 ";
 
 const VERBS: &[(&str, &str)] = &[
     ("HELLO", "HELLO [name=<client>] [proto=1] [heartbeat=<ms>]\n  -> OK sluice <version> proto=1\n"),
-    ("AUTH", "AUTH <user> <password>\n  -> OK (this broker has no users yet: it is open)\n"),
+    ("AUTH", "AUTH <user> <password>\n  -> OK <user>, or ERR NOAUTH invalid user or password\n  once a user exists, only HELLO AUTH PING HELP QUIT work before AUTH\n  a broker with no users is open: AUTH answers OK and everything is allowed\n"),
     ("PING", "PING\n  -> OK pong (every earlier command has been answered)\n"),
     ("QUIT", "QUIT\n  -> OK bye, then the server closes the connection\n"),
     ("HELP", "HELP [<verb>]\n  -> OK {N} and this text\n"),
@@ -37,6 +38,7 @@ const VERBS: &[(&str, &str)] = &[
     ("REJECT", "REJECT <dtag>\n  -> OK (same as NACK <dtag> requeue=false)\n"),
     ("TOUCH", "TOUCH <dtag>\n  -> OK (restarts the delivery's ack-timeout)\n"),
     ("PEEK", "PEEK <queue> [count=<n>] [from=<position>]\n  -> MSG * <position> ... for each waiting message, then OK <n>; nothing is taken\n  count=<n>         at most n (default 1, up to 1000)\n  from=<position>   start at this position\n"),
+    ("USER", "USER ADD <name> <password> [admin] [configure=<re>] [write=<re>] [read=<re>]\nUSER PASSWD <name> <password>\nUSER PERMIT <name> [configure=<re>] [write=<re>] [read=<re>] [admin=true|false]\nUSER REMOVE <name>\n  -> OK\nUSER LIST\n  -> OK {N}: name, tags, configure, write, read\nadmins only; on a broker with no users the first must be added with admin\npermissions are regexes over names, unanchored (^orders\\. to anchor), default .*, \"\" grants nothing:\n  configure  DECLARE DELETE PURGE\n  write      PUB to an exchange; the queue of BIND/UNBIND\n  read       SUB GET PEEK REDRIVE on a queue; the exchange of BIND/UNBIND\n"),
     ("REDRIVE", "REDRIVE <queue> [count=<n>]\n  -> OK moved=<n> kept=<k>\n  moves dead letters back to the exchange and key they were first published to\n  count=<n>  at most n (default: all)\nexample: REDRIVE jobs.dead count=100\n"),
 ];
 

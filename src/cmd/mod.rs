@@ -4,6 +4,7 @@
 //! `protocol.md` is answered by one file here.
 
 mod ack;
+mod auth;
 mod bind;
 mod declare;
 mod delete;
@@ -15,13 +16,14 @@ mod publish;
 mod purge;
 mod redrive;
 mod subscribe;
+mod user;
 
 pub use publish::confirm;
 
 use crate::error::BrokerError;
 use crate::protocol::reply::Reply;
 use crate::protocol::Command;
-use crate::session::{GetWait, HeldPub, Session};
+use crate::session::{GetWait, HeldPub, Pending, Session};
 
 /// What the session does after a command.
 #[derive(Debug)]
@@ -32,15 +34,32 @@ pub enum Outcome {
     Wait(GetWait),
     /// A `PUB` met a full `overflow=block` queue: hold its reply.
     Hold(HeldPub),
+    /// `AUTH` or a `USER` command hashing a password off the session's
+    /// task: read no further commands until it completes.
+    Pending(Pending),
     /// `QUIT`: close once the queued replies are written.
     Quit,
 }
 
-/// Runs one command for `s`.
+/// Runs one command for `s`: `NOAUTH` first if the session may not run
+/// it at all (see [`crate::auth::Login::admit`]).
 pub fn apply(command: Command, s: &mut Session) -> Outcome {
+    if let Err(e) = s.login.admit(s.broker.users(), &command) {
+        s.reply(e.to_reply());
+        return Outcome::Done;
+    }
     let result = match command {
         Command::Hello(c) => hello::hello(c, s),
-        Command::Auth(_) => hello::auth(s),
+        Command::Auth(c) => match auth::auth(c, s) {
+            Ok(Some(p)) => return Outcome::Pending(p),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        },
+        Command::User(c) => match user::user(c, s) {
+            Ok(Some(p)) => return Outcome::Pending(p),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        },
         Command::Ping => {
             s.reply(Reply::words(["pong"]));
             Ok(())

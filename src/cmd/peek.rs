@@ -2,6 +2,7 @@
 //! "PEEK".
 
 use super::reply_after;
+use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::Peek;
 use crate::protocol::reply::Reply;
@@ -11,6 +12,7 @@ use crate::session::Session;
 /// line per message (position order, ready and delayed alike), then
 /// `OK <n>`. Nothing changes: no delivery tag, no delivery count.
 pub(super) fn peek(c: Peek, s: &mut Session) -> Result<(), BrokerError> {
+    s.login.check("PEEK", Perm::Read, Kind::Queue, &c.queue)?;
     let q = s.broker.queue(&c.queue, s.conn_id)?;
     let seen = q.peek(c.count, c.from);
     let n = seen.len();

@@ -18,7 +18,12 @@ use crate::session::{HeldPub, Session};
 /// goes back to the session to hold; so does every publish while memory is
 /// over `--memory-high-watermark`, and one that would write to the store
 /// while the disk is under `--disk-free-limit`.
+///
+/// Needs `write` on the exchange (the default exchange is the name `""`),
+/// checked through the session's cache so that a publisher's hot path
+/// runs no regex.
 pub(super) fn publish(c: Publish, s: &mut Session) -> Result<Option<HeldPub>, BrokerError> {
+    s.login.check_publish(&c.exchange)?;
     match s.broker.publish(&c)? {
         PublishAttempt::Done(p) => {
             let gen = p.durable_gen;

@@ -2,16 +2,22 @@
 //! protocol.md, "REDRIVE".
 
 use super::reply_after;
+use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::Redrive;
 use crate::protocol::reply::Reply;
 use crate::session::Session;
 
 /// `REDRIVE <queue> [count=<n>]` → `OK moved=<n> kept=<k>`, once the move
-/// is durable. Messages without `h.x-death-exchange`/`h.x-death-key`, or
+/// is durable. Needs `read` on the queue; a message whose exchange the user
+/// may not `write` to is kept, like one whose route is gone. Messages without `h.x-death-exchange`/`h.x-death-key`, or
 /// whose original route reaches no queue (or a full one), are kept.
 pub(super) fn redrive(c: Redrive, s: &mut Session) -> Result<(), BrokerError> {
-    let (moved, kept, gen) = s.broker.redrive(&c.queue, c.count, s.conn_id)?;
+    s.login
+        .check("REDRIVE", Perm::Read, Kind::Queue, &c.queue)?;
+    let login = &s.login;
+    let may_write = |exchange: &str| login.allows(Perm::Write, exchange);
+    let (moved, kept, gen) = s.broker.redrive(&c.queue, c.count, s.conn_id, &may_write)?;
     reply_after(
         s,
         Reply::words([format!("moved={moved}"), format!("kept={kept}")]),

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::{Kind, Perm};
 use crate::broker::queue::Consumer;
 use crate::error::BrokerError;
 use crate::protocol::command::{AckMode, Subscribe, Unsubscribe};
@@ -11,6 +12,7 @@ use crate::session::{Session, Sub};
 /// `SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<ctag>] [exclusive]`
 /// → `OK <ctag>`, then `MSG` pushes.
 pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError> {
+    s.login.check("SUB", Perm::Read, Kind::Queue, &c.queue)?;
     let q = s.broker.queue(&c.queue, s.conn_id)?;
     let config = s.broker.config();
     let max = config.max_subscriptions;

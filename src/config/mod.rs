@@ -32,6 +32,9 @@ pub const DEFAULT_FRAME_TIMEOUT_MS: u64 = 30_000;
 /// Free space on the data directory's file system under which publishes
 /// that write to the store are held (RabbitMQ's `disk_free_limit` is 50 MB).
 pub const DEFAULT_DISK_FREE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+/// Whether a broker with no users may listen beyond loopback: no (see
+/// [`crate::auth::check_exposure`]).
+pub const DEFAULT_INSECURE_OPEN: bool = false;
 
 /// Subscriptions one connection may hold; a `SUB` over it is `ERR LIMIT`.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1_000;
@@ -91,6 +94,9 @@ pub struct Config {
     pub max_exchanges: usize,
     /// Resident memory above which every `PUB` is held.
     pub memory_high_watermark: MemoryWatermark,
+    /// Serve a broker that has no users on addresses other than loopback
+    /// (`--insecure-open`; default [`DEFAULT_INSECURE_OPEN`]: refuse).
+    pub insecure_open: bool,
 }
 
 impl Config {
@@ -125,6 +131,7 @@ impl Default for Config {
             max_queues: DEFAULT_MAX_QUEUES,
             max_exchanges: DEFAULT_MAX_EXCHANGES,
             memory_high_watermark: DEFAULT_MEMORY_HIGH_WATERMARK,
+            insecure_open: DEFAULT_INSECURE_OPEN,
         }
     }
 }

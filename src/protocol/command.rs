@@ -59,6 +59,8 @@ pub enum Command {
     Peek(Peek),
     /// `REDRIVE <queue> [count=<n>]`
     Redrive(Redrive),
+    /// `USER ADD|PASSWD|PERMIT|REMOVE|LIST ...`
+    User(UserCommand),
 }
 
 /// `HELLO [name=<client>] [proto=<n>] [heartbeat=<ms>]`
@@ -72,13 +74,92 @@ pub struct Hello {
     pub heartbeat: Option<u64>,
 }
 
+/// A password (or a hash of one): text whose `Debug` never shows it, so
+/// that it stays out of logs however the struct holding it is printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// For command-line flags (`--password`).
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
 /// `AUTH <user> <password>`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Auth {
     /// User name.
     pub user: String,
     /// Password, in clear (TLS arrives with a later issue).
-    pub password: String,
+    pub password: Secret,
+}
+
+/// The `USER` admin commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserCommand {
+    /// `USER ADD <name> <password> [admin] [configure=<re>] [write=<re>] [read=<re>]`
+    Add(UserAdd),
+    /// `USER PASSWD <name> <password>`
+    Passwd(UserPasswd),
+    /// `USER PERMIT <name> [configure=<re>] [write=<re>] [read=<re>] [admin=true|false]`
+    Permit(UserPermit),
+    /// `USER REMOVE <name>`
+    Remove(String),
+    /// `USER LIST`
+    List,
+}
+
+/// A user's three permission patterns as given (each a regex, already
+/// checked to compile); `None` where the command leaves it out.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PermissionArgs {
+    /// `configure=`
+    pub configure: Option<String>,
+    /// `write=`
+    pub write: Option<String>,
+    /// `read=`
+    pub read: Option<String>,
+}
+
+/// `USER ADD <name> <password> [admin] [configure=<re>] [write=<re>] [read=<re>]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAdd {
+    /// User name: 1 to 64 bytes of `A-Z a-z 0-9 _ . -`.
+    pub name: String,
+    /// Password.
+    pub password: Secret,
+    /// Tagged `admin`.
+    pub admin: bool,
+    /// Permissions (absent ones are `.*`).
+    pub perms: PermissionArgs,
+}
+
+/// `USER PASSWD <name> <password>`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPasswd {
+    /// User name.
+    pub name: String,
+    /// The new password.
+    pub password: Secret,
+}
+
+/// `USER PERMIT <name> [configure=<re>] [write=<re>] [read=<re>] [admin=true|false]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPermit {
+    /// User name.
+    pub name: String,
+    /// The patterns to change.
+    pub perms: PermissionArgs,
+    /// Grant (`true`) or take away (`false`) the admin tag.
+    pub admin: Option<bool>,
 }
 
 /// `HELP [<verb>]`

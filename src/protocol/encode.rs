@@ -16,7 +16,7 @@ use std::io::Write;
 
 use super::command::{
     Ack, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue, Get, Header,
-    Hello, Nack, Peek, Publish, QueueArgs, Redrive, Subscribe,
+    Hello, Nack, Peek, PermissionArgs, Publish, QueueArgs, Redrive, Subscribe, UserCommand,
 };
 use super::parse::{keyword, ACK_MODES, EXCHANGE_KINDS, HEADER_MATCHES, OVERFLOWS};
 use super::token::{encode_quoted, encode_word, needs_quotes};
@@ -43,7 +43,7 @@ impl Command {
             Command::Auth(a) => {
                 w.verb("AUTH");
                 w.word(a.user.as_bytes());
-                w.word(a.password.as_bytes());
+                w.word(a.password.0.as_bytes());
             }
             Command::Ping => w.verb("PING"),
             Command::Help(h) => {
@@ -99,6 +99,7 @@ impl Command {
                 w.word(queue.as_bytes());
                 w.opt_number("count", *count);
             }
+            Command::User(u) => user(&mut w, u),
         }
         out.extend_from_slice(b"\r\n");
         if let Some(body) = literal {
@@ -175,6 +176,43 @@ fn hello(w: &mut Words<'_>, h: &Hello) {
     w.opt_str("name", h.name.as_deref());
     w.opt_number("proto", h.proto);
     w.opt_number("heartbeat", h.heartbeat);
+}
+
+fn user(w: &mut Words<'_>, u: &UserCommand) {
+    let perms = |w: &mut Words<'_>, p: &PermissionArgs| {
+        w.opt_str("configure", p.configure.as_deref());
+        w.opt_str("write", p.write.as_deref());
+        w.opt_str("read", p.read.as_deref());
+    };
+    match u {
+        UserCommand::Add(a) => {
+            w.verb("USER ADD");
+            w.word(a.name.as_bytes());
+            w.word(a.password.0.as_bytes());
+            w.flag("admin", a.admin);
+            perms(w, &a.perms);
+        }
+        UserCommand::Passwd(p) => {
+            w.verb("USER PASSWD");
+            w.word(p.name.as_bytes());
+            w.word(p.password.0.as_bytes());
+        }
+        UserCommand::Permit(p) => {
+            w.verb("USER PERMIT");
+            w.word(p.name.as_bytes());
+            perms(w, &p.perms);
+            match p.admin {
+                Some(true) => w.flag("admin", true),
+                Some(false) => w.opt("admin", b"false"),
+                None => {}
+            }
+        }
+        UserCommand::Remove(name) => {
+            w.verb("USER REMOVE");
+            w.word(name.as_bytes());
+        }
+        UserCommand::List => w.verb("USER LIST"),
+    }
 }
 
 fn declare_exchange(w: &mut Words<'_>, d: &DeclareExchange) {

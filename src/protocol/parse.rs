@@ -16,8 +16,9 @@ use bytes::Bytes;
 use super::code::ErrorCode;
 use super::command::{
     Ack, AckMode, Auth, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
-    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, Nack, Overflow, Peek, Publish, Purge,
-    QueueArgs, Redrive, Subscribe, Touch, Unsubscribe,
+    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, Nack, Overflow, Peek, PermissionArgs,
+    Publish, Purge, QueueArgs, Redrive, Secret, Subscribe, Touch, Unsubscribe, UserAdd,
+    UserCommand, UserPasswd, UserPermit,
 };
 use super::frame::{lit_mark, Frame};
 use super::token::{tokenize, Token};
@@ -118,6 +119,12 @@ const VERBS: &[(&str, bool, &str, Handler)] = &[
         peek,
     ),
     ("REDRIVE", false, "REDRIVE <queue> [count=<n>]", redrive),
+    (
+        "USER",
+        false,
+        "USER ADD|PASSWD|PERMIT|REMOVE|LIST ...",
+        user,
+    ),
     ("STATS", true, "", |_| not_yet("STATS")),
     ("LIST", true, "", |_| not_yet("LIST")),
 ];
@@ -286,18 +293,7 @@ fn classify<'a>(tok: &'a Token, spec: &Spec) -> Res<Opt<'a>> {
     }
     match (value, name.get(..2)) {
         (Some(v), Some(h)) if spec.headers && h.eq_ignore_ascii_case(b"h.") => {
-            let hname = &name[2..];
-            let valid = (1..=255).contains(&hname.len())
-                && hname
-                    .iter()
-                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-            if !valid {
-                return Err(ParseError::syntax(format!(
-                    "bad header name {}: use 1-255 bytes of A-Z a-z 0-9 - _ .",
-                    show(hname)
-                )));
-            }
-            let hname = utf8(hname, "header name")?;
+            let hname = plain_word(&name[2..], "header name", 255)?;
             // Any token, like a routing key (`x-death-key` holds one).
             Ok(Opt::Header((hname, Bytes::copy_from_slice(v))))
         }
@@ -349,7 +345,7 @@ fn hello(mut a: Args<'_>) -> Res<Command> {
 
 fn auth(mut a: Args<'_>) -> Res<Command> {
     let user = utf8(&a.required("<user>")?.text, "user")?;
-    let password = utf8(&a.required("<password>")?.text, "password")?;
+    let password = Secret(utf8(&a.required("<password>")?.text, "password")?);
     a.end(Command::Auth(Auth { user, password }))
 }
 
@@ -768,6 +764,115 @@ fn redrive(mut a: Args<'_>) -> Res<Command> {
     Ok(Command::Redrive(r))
 }
 
+/// The longest user name, in bytes.
+pub const MAX_USER_NAME_BYTES: usize = 64;
+
+/// A user name: 1 to [`MAX_USER_NAME_BYTES`] bytes of `A-Z a-z 0-9 _ . -`
+/// (no `/` or `:`, so that a `<vhost>/<user>` key stays unambiguous).
+/// `sluice user` checks its argument with this too.
+pub fn user_name(text: &[u8]) -> Res<String> {
+    plain_word(text, "user name", MAX_USER_NAME_BYTES)
+}
+
+/// 1 to `max` bytes of `A-Z a-z 0-9 - _ .` (header and user names).
+fn plain_word(text: &[u8], what: &str, max: usize) -> Res<String> {
+    let ok = (1..=max).contains(&text.len())
+        && text
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        return Err(ParseError::syntax(format!(
+            "bad {what} {}: use 1-{max} bytes of A-Z a-z 0-9 - _ .",
+            show(text)
+        )));
+    }
+    utf8(text, what)
+}
+
+/// A new password: any non-empty text.
+fn new_password(tok: &Token) -> Res<Secret> {
+    if tok.text.is_empty() {
+        return Err(ParseError::syntax("password must not be empty"));
+    }
+    utf8(&tok.text, "password").map(Secret)
+}
+
+/// A permission pattern: a regex that compiles (`""` grants nothing).
+fn pattern(what: &str, v: &[u8]) -> Res<String> {
+    let text = utf8(v, what)?;
+    crate::auth::Pattern::new(&text).map_err(|e| ParseError::syntax(format!("{what}: {e}")))?;
+    Ok(text)
+}
+
+fn user(mut a: Args<'_>) -> Res<Command> {
+    const SUB_VERBS: &[(&str, u8)] = &[
+        ("ADD", 0),
+        ("PASSWD", 1),
+        ("PERMIT", 2),
+        ("REMOVE", 3),
+        ("LIST", 4),
+    ];
+    let tok = a.required("ADD, PASSWD, PERMIT, REMOVE or LIST")?;
+    let sub = choice("USER", &tok.text, SUB_VERBS).map_err(|_| {
+        ParseError::syntax(format!(
+            "USER: expected ADD, PASSWD, PERMIT, REMOVE or LIST, got {}",
+            show(&tok.text)
+        ))
+    })?;
+    let spec = Spec {
+        flags: &["admin"],
+        values: &["configure", "write", "read"],
+        ..Spec::default()
+    };
+    let cmd = match sub {
+        0 | 2 => {
+            a.usage = if sub == 0 {
+                "USER ADD <name> <password> [admin] [configure=<re>] [write=<re>] [read=<re>]"
+            } else {
+                "USER PERMIT <name> [configure=<re>] [write=<re>] [read=<re>] [admin=true|false]"
+            };
+            let name = user_name(&a.required("<name>")?.text)?;
+            let password = if sub == 0 {
+                Some(new_password(a.required("<password>")?)?)
+            } else {
+                None
+            };
+            let mut perms = PermissionArgs::default();
+            let mut admin = None;
+            for opt in a.options(&spec)? {
+                match opt {
+                    Opt::Flag(_, on) => admin = Some(on),
+                    Opt::Value("configure", v) => perms.configure = Some(pattern("configure", v)?),
+                    Opt::Value("write", v) => perms.write = Some(pattern("write", v)?),
+                    Opt::Value(_, v) => perms.read = Some(pattern("read", v)?),
+                    Opt::Header(_) => {}
+                }
+            }
+            match password {
+                Some(password) => UserCommand::Add(UserAdd {
+                    name,
+                    password,
+                    admin: admin.unwrap_or(false),
+                    perms,
+                }),
+                None => UserCommand::Permit(UserPermit { name, perms, admin }),
+            }
+        }
+        1 => {
+            a.usage = "USER PASSWD <name> <password>";
+            let name = user_name(&a.required("<name>")?.text)?;
+            let password = new_password(a.required("<password>")?)?;
+            UserCommand::Passwd(UserPasswd { name, password })
+        }
+        3 => {
+            a.usage = "USER REMOVE <name>";
+            UserCommand::Remove(user_name(&a.required("<name>")?.text)?)
+        }
+        _ => UserCommand::List,
+    };
+    a.end(Command::User(cmd))
+}
+
 fn not_yet(what: &str) -> Res<Command> {
     Err(ParseError::syntax(format!("{what} is not supported yet")))
 }
@@ -992,7 +1097,7 @@ mod tests {
         assert_eq!(ok("hello NAME=\"my app\" proto=1"), Command::Hello(hello));
         let auth = Auth {
             user: "Bob".into(),
-            password: "p=w d".into(),
+            password: Secret("p=w d".into()),
         };
         assert_eq!(ok("AUTH Bob \"p=w d\""), Command::Auth(auth));
         assert_eq!(ok("HELP"), Command::Help(Help { verb: None }));
@@ -2096,6 +2201,71 @@ mod tests {
         );
         assert_eq!(syntax("PEEK jobs ack=auto"), "unknown option \"ack=auto\"");
         assert_eq!(syntax("PEEK jobs count"), "count needs a value (count=...)");
+    }
+
+    #[test]
+    fn user_commands() {
+        let add = ok("user add alice \"pa ss\" ADMIN write=^orders\\. read=\"\"");
+        assert_eq!(
+            add,
+            Command::User(UserCommand::Add(UserAdd {
+                name: "alice".into(),
+                password: Secret("pa ss".into()),
+                admin: true,
+                perms: PermissionArgs {
+                    configure: None,
+                    write: Some("^orders\\.".into()),
+                    read: Some(String::new()),
+                },
+            }))
+        );
+        assert!(
+            !format!("{add:?}").contains("pa ss"),
+            "no password in Debug"
+        );
+        assert_eq!(
+            ok("USER PERMIT bob admin=false configure=x"),
+            Command::User(UserCommand::Permit(UserPermit {
+                name: "bob".into(),
+                perms: PermissionArgs {
+                    configure: Some("x".into()),
+                    ..PermissionArgs::default()
+                },
+                admin: Some(false),
+            }))
+        );
+        assert_eq!(
+            ok("USER PASSWD bob a=b"),
+            Command::User(UserCommand::Passwd(UserPasswd {
+                name: "bob".into(),
+                password: Secret("a=b".into()),
+            }))
+        );
+        assert_eq!(
+            ok("USER REMOVE bob"),
+            Command::User(UserCommand::Remove("bob".into()))
+        );
+        assert_eq!(ok("USER LIST"), Command::User(UserCommand::List));
+        for bad in [
+            "USER",
+            "USER FOO",
+            "USER ADD",
+            "USER ADD bob",
+            "USER ADD bob \"\"",
+            "USER ADD a/b pw",
+            "USER ADD bob pw write=(",
+            "USER ADD bob pw admin admin",
+            "USER ADD bob pw other=1",
+            "USER PERMIT bob read=*",
+            "USER REMOVE",
+            "USER REMOVE bob extra",
+            "USER LIST extra",
+        ] {
+            assert_eq!(err(bad).code, ErrorCode::Syntax, "{bad}");
+        }
+        assert!(err("USER ADD bob pw write=(").message.contains("write"));
+        let long = "u".repeat(MAX_USER_NAME_BYTES + 1);
+        assert_eq!(err(&format!("USER REMOVE {long}")).code, ErrorCode::Syntax);
     }
 
     #[test]

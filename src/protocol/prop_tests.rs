@@ -23,8 +23,9 @@ use proptest::prelude::*;
 use super::check::{decode, frame_in_chunks};
 use super::command::{
     Ack, AckMode, Auth, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
-    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, Nack, Overflow, Peek, Publish, Purge,
-    QueueArgs, Redrive, Subscribe, Touch, Unsubscribe,
+    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, Nack, Overflow, Peek, PermissionArgs,
+    Publish, Purge, QueueArgs, Redrive, Secret, Subscribe, Touch, Unsubscribe, UserAdd,
+    UserCommand, UserPasswd, UserPermit,
 };
 use super::frame::Limits;
 use super::parse::parse_line;
@@ -184,6 +185,63 @@ fn ack_mode() -> impl Strategy<Value = AckMode> {
     prop::sample::select(vec![AckMode::Manual, AckMode::Auto])
 }
 
+/// A user name.
+fn user_name() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9_.-]{1,64}"
+}
+
+/// A password as `USER ADD`/`PASSWD` take it: any text but empty.
+fn password() -> impl Strategy<Value = Secret> {
+    text(20)
+        .prop_filter("not empty", |p| !p.is_empty())
+        .prop_map(Secret)
+}
+
+/// Permission patterns that compile, quoting-heavy ones included.
+fn permissions() -> impl Strategy<Value = PermissionArgs> {
+    let pattern = || {
+        proptest::option::of(
+            prop::sample::select(vec![
+                "",
+                ".*",
+                "^orders\\.",
+                "^(a|b)$",
+                "x y",
+                "a=b",
+                "\"q\"",
+                "x {5}",
+                "^$",
+            ])
+            .prop_map(String::from),
+        )
+    };
+    (pattern(), pattern(), pattern()).prop_map(|(configure, write, read)| PermissionArgs {
+        configure,
+        write,
+        read,
+    })
+}
+
+fn user_command() -> impl Strategy<Value = UserCommand> {
+    prop_oneof![
+        (user_name(), password(), any::<bool>(), permissions()).prop_map(
+            |(name, password, admin, perms)| UserCommand::Add(UserAdd {
+                name,
+                password,
+                admin,
+                perms,
+            })
+        ),
+        (user_name(), password())
+            .prop_map(|(name, password)| UserCommand::Passwd(UserPasswd { name, password })),
+        (user_name(), permissions(), any::<Option<bool>>()).prop_map(|(name, perms, admin)| {
+            UserCommand::Permit(UserPermit { name, perms, admin })
+        }),
+        user_name().prop_map(UserCommand::Remove),
+        Just(UserCommand::List),
+    ]
+}
+
 /// Every command the parser can produce, with arguments in their valid ranges.
 fn command() -> impl Strategy<Value = Command> {
     let kind = prop::sample::select(vec![
@@ -203,7 +261,10 @@ fn command() -> impl Strategy<Value = Command> {
                 proto,
                 heartbeat
             })),
-        (text(20), text(20)).prop_map(|(user, password)| Command::Auth(Auth { user, password })),
+        (text(20), text(20)).prop_map(|(user, password)| Command::Auth(Auth {
+            user,
+            password: Secret(password)
+        })),
         Just(Command::Ping),
         Just(Command::Quit),
         proptest::option::of(text(10)).prop_map(|verb| Command::Help(Help {
@@ -291,6 +352,7 @@ fn command() -> impl Strategy<Value = Command> {
             .prop_map(|(queue, count, from)| Command::Peek(Peek { queue, count, from })),
         (name(), proptest::option::of(1u64..))
             .prop_map(|(queue, count)| Command::Redrive(Redrive { queue, count })),
+        user_command().prop_map(Command::User),
     ]
 }
 
@@ -323,6 +385,11 @@ fn raw_line() -> impl Strategy<Value = (Vec<u8>, Option<Bytes>)> {
         "DELETE QUEUE",
         "DELETE EXCHANGE",
         "STATS",
+        "USER ADD",
+        "user permit",
+        "USER PASSWD",
+        "USER REMOVE",
+        "USER LIST",
     ]);
     let word = prop_oneof![
         12 => prop::sample::select(vec![
@@ -334,7 +401,8 @@ fn raw_line() -> impl Strategy<Value = (Vec<u8>, Option<Bytes>)> {
             "id=m1", "ttl=5", "priority=9", "max-length=3", "overflow=block", "retry-delays=1,2",
             "dead-letter=", "dead-letter-key=k", "max-priority=3", "expires=9",
             "name=\"my app\"", "proto=1", "alternate=ae", "{3}", "\"{3}\"", "a.*.#",
-            "\\x", "\"\\\"\"", "\u{e9}",
+            "\\x", "\"\\\"\"", "\u{e9}", "admin", "admin=false", "write=^a", "read=\"\"",
+            "configure=(",
         ])
         .prop_map(|w| w.as_bytes().to_vec()),
         1 => vec(any::<u8>(), 1..6),

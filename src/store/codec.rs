@@ -48,6 +48,8 @@
 //!   `bytes body` if `inline` ≠ 0.
 //! - de-duplication (v2 and v3): `u64 expires_at` (queue id and message id
 //!   are in the key, see `sled_store`).
+//! - user (v3): `str name`, `str hash` (argon2id PHC string), `u32 n` then
+//!   `n` × `str tag`, `str configure`, `str write`, `str read`.
 //! - body head chunk (v1, v2, v3, built in `sled_store`): `u32 crc of the
 //!   whole body`, `u64 length`, `bytes first chunk`.
 //!
@@ -63,8 +65,8 @@
 
 use bytes::Bytes;
 
-use super::{BindingDef, ExchangeDef, MessageMeta, QueueDef, StoreError};
-use crate::protocol::command::{ExchangeKind, Header, HeaderMatch, Overflow, QueueArgs};
+use super::{BindingDef, ExchangeDef, MessageMeta, QueueDef, StoreError, UserRecord};
+use crate::protocol::command::{ExchangeKind, Header, HeaderMatch, Overflow, QueueArgs, Secret};
 
 /// The first layout: CRC over the fields only.
 pub const V1: u8 = 1;
@@ -199,6 +201,14 @@ impl Writer {
         }
         self
     }
+    /// A counted list of strings.
+    pub fn strs(&mut self, vs: &[String]) -> &mut Self {
+        self.u32(u32::try_from(vs.len()).unwrap_or(u32::MAX));
+        for v in vs {
+            self.str(v);
+        }
+        self
+    }
     /// Seals the record: fills in the CRC.
     pub fn finish(mut self) -> Vec<u8> {
         let crc = record_crc(self.buf[0], &self.buf[5..]);
@@ -329,6 +339,15 @@ impl<'a> Reader<'a> {
             None
         })
     }
+    /// A counted list of strings.
+    pub fn strs(&mut self) -> Result<Vec<String>, StoreError> {
+        let n = self.u32()? as usize;
+        // Each takes at least its 4-byte length: no huge allocation.
+        if n > self.rest.len() / 4 {
+            return Err(self.corrupt("truncated"));
+        }
+        (0..n).map(|_| self.str()).collect()
+    }
     /// A counted list of u64s.
     pub fn u64s(&mut self) -> Result<Vec<u64>, StoreError> {
         let n = self.u32()? as usize;
@@ -406,6 +425,36 @@ pub fn decode_exchange(b: &[u8]) -> Result<ExchangeDef, StoreError> {
         kind,
         auto_delete,
         alternate,
+    })
+}
+
+/// Encodes a user.
+pub fn encode_user(u: &UserRecord) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.str(&u.name)
+        .str(&u.hash.0)
+        .strs(&u.tags)
+        .str(&u.configure)
+        .str(&u.write)
+        .str(&u.read);
+    w.finish()
+}
+
+/// Decodes a user (one layout, first written as version 3).
+pub fn decode_user(b: &[u8]) -> Result<UserRecord, StoreError> {
+    let mut r = Reader::open(b, "user")?;
+    let name = r.str()?;
+    let hash = Secret(r.str()?);
+    let tags = r.strs()?;
+    let (configure, write, read) = (r.str()?, r.str()?, r.str()?);
+    r.end()?;
+    Ok(UserRecord {
+        name,
+        hash,
+        tags,
+        configure,
+        write,
+        read,
     })
 }
 
@@ -1043,6 +1092,28 @@ mod tests {
     }
 
     #[test]
+    fn users_round_trip() {
+        let u = UserRecord {
+            name: "alice".into(),
+            hash: Secret("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+            tags: vec!["admin".into()],
+            configure: "^orders\\.".into(),
+            write: ".*".into(),
+            read: "".into(),
+        };
+        let rec = encode_user(&u);
+        assert_eq!(decode_user(&rec).unwrap(), u);
+        for i in 0..rec.len() {
+            let mut bad = rec.clone();
+            bad[i] ^= 0x41;
+            assert!(is_corrupt(decode_user(&bad)), "user byte {i}");
+        }
+        for n in 0..rec.len() {
+            assert!(is_corrupt(decode_user(&rec[..n])), "user {n}");
+        }
+    }
+
+    #[test]
     fn a_flipped_byte_is_corruption_not_a_panic() {
         let records = [
             encode_queue(&queue(full_args())),
@@ -1190,6 +1261,7 @@ mod tests {
             let _ = decode_exchange(&rec);
             let _ = decode_binding(&rec);
             let _ = decode_dedup(&rec);
+            let _ = decode_user(&rec);
         }
     }
 }

@@ -3,7 +3,8 @@
 //! baseline that shows what persistence costs.
 
 use super::{
-    BindingDef, ExchangeDef, MessageBatch, QueueDef, Recovered, RecoveredMessage, Store, StoreError,
+    BindingDef, ExchangeDef, MessageBatch, QueueDef, Recovered, RecoveredMessage, Store,
+    StoreError, UserRecord,
 };
 
 /// The memory-only store: every write succeeds at once and nothing survives.
@@ -49,6 +50,16 @@ impl Store for MemStore {
         Ok(())
     }
     fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Users live in the registry's RAM for the run, like everything else.
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn put_user(&self, _: &UserRecord) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn delete_user(&self, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
 }

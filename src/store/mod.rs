@@ -32,7 +32,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use crate::protocol::command::{ExchangeKind, Header, HeaderMatch, QueueArgs};
+use crate::protocol::command::{ExchangeKind, Header, HeaderMatch, QueueArgs, Secret};
 
 /// Failures of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +144,30 @@ pub struct DedupEntry {
     pub id: String,
     /// End of the window (Unix ms).
     pub expires_at: u64,
+}
+
+/// A user as stored (see [`crate::auth`]): one record per user in the
+/// `users` tree, keyed by name.
+///
+/// Users are global, as in RabbitMQ; the three patterns are the user's
+/// permissions on the one (default) virtual host. Were vhosts added, the
+/// patterns would move to a `permissions` tree keyed `<vhost>/<user>` (user
+/// names cannot hold `/`) and this record would keep name, hash and tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// User name.
+    pub name: String,
+    /// The argon2id hash of the password, as a PHC string (kept out of
+    /// `Debug` output).
+    pub hash: Secret,
+    /// Tags (`admin`).
+    pub tags: Vec<String>,
+    /// The `configure` pattern (a regex; empty grants nothing).
+    pub configure: String,
+    /// The `write` pattern.
+    pub write: String,
+    /// The `read` pattern.
+    pub read: String,
 }
 
 /// One message copy found at recovery.
@@ -287,4 +311,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn set_clean(&self, clean: bool) -> Result<(), StoreError>;
     /// Blocks until every earlier write is durable (fsync'd).
     fn sync(&self) -> Result<(), StoreError>;
+    /// Every stored user (read once, at open, by [`crate::auth::Registry`]).
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Writes or replaces a user.
+    fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Removes a user.
+    fn delete_user(&self, name: &str) -> Result<(), StoreError>;
 }

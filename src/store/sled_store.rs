@@ -1,7 +1,8 @@
 //! [`SledStore`]: the [`Store`] on sled 0.34, one tree per concern.
 //!
 //! Trees: `exchanges` (name → def), `queues` (name → def), `bindings`
-//! (encoded def → empty), `messages` and `meta` (`clean` flag). The
+//! (encoded def → empty), `users` (name → [`UserRecord`]), `messages` and
+//! `meta` (`clean` flag). The
 //! `messages` tree holds three key spaces so that one publish is one atomic
 //! `Batch` (sled batches are per tree):
 //!
@@ -34,7 +35,7 @@ use bytes::{Bytes, BytesMut};
 use super::codec::{self, Reader, Writer};
 use super::{
     BindingDef, DedupEntry, ExchangeDef, MessageBatch, QueueDef, Recovered, RecoveredMessage,
-    Store, StoreError, StoredQueue,
+    Store, StoreError, StoredQueue, UserRecord,
 };
 
 /// Bodies are stored in chunks of at most this many bytes.
@@ -91,6 +92,7 @@ pub struct SledStore {
     exchanges: sled::Tree,
     queues: sled::Tree,
     bindings: sled::Tree,
+    users: sled::Tree,
     messages: sled::Tree,
     meta: sled::Tree,
 }
@@ -244,6 +246,7 @@ impl SledStore {
             exchanges: db.open_tree("exchanges")?,
             queues: db.open_tree("queues")?,
             bindings: db.open_tree("bindings")?,
+            users: db.open_tree("users")?,
             messages: db.open_tree("messages")?,
             meta,
             db,
@@ -698,6 +701,24 @@ impl Store for SledStore {
         self.db_file.sync_data()?;
         *commits = next;
         self.mark.write(next);
+        Ok(())
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.users
+            .iter()
+            .map(|kv| codec::decode_user(&kv?.1))
+            .collect()
+    }
+
+    fn put_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.users
+            .insert(user.name.as_bytes(), codec::encode_user(user))?;
+        Ok(())
+    }
+
+    fn delete_user(&self, name: &str) -> Result<(), StoreError> {
+        self.users.remove(name.as_bytes())?;
         Ok(())
     }
 }

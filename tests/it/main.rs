@@ -3,6 +3,7 @@
 
 #![allow(unreachable_pub, missing_docs)]
 
+mod auth;
 mod binary_keys;
 mod cli;
 mod common;

@@ -1,0 +1,55 @@
+//! `AUTH`: log in. See protocol.md, "AUTH".
+
+use crate::error::BrokerError;
+use crate::protocol::command::Auth;
+use crate::protocol::reply::Reply;
+use crate::session::{Pending, Session};
+
+/// `AUTH <user> <password>` → `OK <user>`, or `ERR NOAUTH invalid user or
+/// password` (the same for an unknown user and a wrong password, and as
+/// slow). On a broker without users it is `OK` at once (open broker).
+///
+/// The argon2 check runs on the blocking pool ([`Pending`]); the
+/// connection reads no further command until it is done, so what the
+/// client pipelined after `AUTH` runs as the new user. A failed `AUTH`
+/// leaves the connection as it was (logged in as before, or not); a
+/// successful one switches user. After
+/// [`MAX_FAILED_LOGINS`](crate::auth::limiter::MAX_FAILED_LOGINS) failures
+/// from one IP within a minute, `AUTH` from it is refused unchecked until
+/// the minute is over.
+pub(super) fn auth(c: Auth, s: &mut Session) -> Result<Option<Pending>, BrokerError> {
+    let users = s.broker.users().clone();
+    if !users.has_users() {
+        s.reply(Reply::ok());
+        return Ok(None);
+    }
+    let ip = s.peer.ip();
+    if let Some(wait) = users.login_blocked(ip) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(BrokerError::NoAuth(format!(
+            "too many failed logins from {ip}; try again in {secs} s"
+        )));
+    }
+    // Read before the user: a change made meanwhile is picked up at the
+    // next command (see `Login::admit`).
+    let generation = users.generation();
+    let user = users.get(&c.user);
+    let hash = user.as_ref().map(|u| u.hash().to_string());
+    let conn = s.conn_id;
+    Ok(Some(Pending::new(async move {
+        let ok = users.verify_password(hash, c.password.0).await;
+        let user = user.filter(|_| ok);
+        users.login_outcome(ip, user.is_some());
+        Box::new(move |s: &mut Session| match user {
+            Some(u) => {
+                tracing::info!(conn, user = %u.name, "authenticated");
+                s.reply(Reply::words([u.name.as_str()]));
+                s.login.set(u, generation);
+            }
+            None => {
+                tracing::info!(conn, peer = %ip, user = %c.user, "failed login");
+                s.reply(BrokerError::NoAuth("invalid user or password".into()).to_reply());
+            }
+        }) as crate::session::Completion
+    })))
+}
