@@ -2,82 +2,12 @@
 //! (`sluice pub|sub|get|declare|bind|...`) against an in-process server.
 //! Each test checks what a script would: stdout, stderr and the exit code.
 
-use std::net::SocketAddr;
 use std::process::Stdio;
 
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::common::{sluice_bin, TestServer, DEADLINE};
-
-/// What a CLI run left behind.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Run {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    /// Each stdout line as JSON.
-    fn json_lines(&self) -> Vec<Value> {
-        self.text()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-            .collect()
-    }
-
-    #[track_caller]
-    fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "{self:?}");
-        self
-    }
-}
-
-/// `sluice <args> -s <addr>`, fed `stdin`, with the environment's
-/// `SLUICE_*` removed so that only the arguments count.
-fn command(addr: SocketAddr, args: &[&str]) -> Command {
-    let mut c = Command::new(sluice_bin());
-    c.args(args)
-        .arg("-s")
-        .arg(addr.to_string())
-        .env_remove("SLUICE_SERVER")
-        .env_remove("SLUICE_USER")
-        .env_remove("SLUICE_PASSWORD")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true);
-    c
-}
-
-async fn cli_in(addr: SocketAddr, args: &[&str], stdin: &[u8]) -> Run {
-    let mut child = command(addr, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin).await.expect("write stdin");
-    drop(input);
-    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("sluice {args:?} did not finish"))
-        .expect("wait");
-    Run {
-        code: out.status.code().expect("exit code, not a signal"),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-async fn cli(addr: SocketAddr, args: &[&str]) -> Run {
-    cli_in(addr, args, b"").await
-}
+use crate::common::cli_run::{cli, cli_in, command};
+use crate::common::{TestServer, DEADLINE};
 
 #[tokio::test]
 async fn published_from_argument_and_stdin_lines_then_got_and_subscribed() {

@@ -23,3 +23,4 @@ mod persistence;
 mod routing;
 mod tls;
 mod topology;
+mod walkthrough;

@@ -4,60 +4,15 @@
 //! handshake timeout, one connection budget for both ports, and clear
 //! start-up errors for bad certificate files.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use sluice::client::Client;
-use sluice::tls::{TlsClientConfig, TlsFiles};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::common::cert::Cert;
 use crate::common::spawned::Spawned;
 use crate::common::{sluice_bin, TestServer, DEADLINE};
-
-/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM
-/// files in a temporary directory.
-struct Cert {
-    dir: tempfile::TempDir,
-    der: rustls_pki_types::CertificateDer<'static>,
-}
-
-impl Cert {
-    fn new() -> Cert {
-        let ck = rcgen::generate_simple_self_signed(vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-        ])
-        .expect("generate a certificate");
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("cert.pem"), ck.cert.pem()).expect("write cert");
-        std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem())
-            .expect("write key");
-        Cert {
-            dir,
-            der: ck.cert.der().clone(),
-        }
-    }
-
-    fn cert(&self) -> PathBuf {
-        self.dir.path().join("cert.pem")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("key.pem")
-    }
-
-    fn files(&self) -> TlsFiles {
-        TlsFiles {
-            cert: self.cert(),
-            key: self.key(),
-        }
-    }
-
-    fn client(&self) -> TlsClientConfig {
-        TlsClientConfig::trusting([self.der.clone()]).expect("client config")
-    }
-}
 
 async fn tls_client(srv: &TestServer, cert: &Cert) -> Client {
     let addr = srv.tls_addr.expect("TLS port");

@@ -18,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod cert;
+pub mod cli_run;
 pub mod spawned;
 
 /// How long any single expected event may take before the test fails.
