@@ -26,6 +26,9 @@ pub const DEFAULT_FRAME_TIMEOUT_MS: u64 = 30_000;
 /// Free space on the data directory's file system under which publishes
 /// that write to the store are held (RabbitMQ's `disk_free_limit` is 50 MB).
 pub const DEFAULT_DISK_FREE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+/// The address `--http` serves when given without one: loopback only
+/// (the endpoint has no authentication).
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:15680";
 
 /// Broker configuration.
 #[derive(Debug, Clone)]
@@ -51,6 +54,9 @@ pub struct Config {
     pub frame_timeout: Duration,
     /// Free bytes under which storing publishes are held (0: off).
     pub disk_free_limit: u64,
+    /// Where to serve `/metrics`, `/api/overview` and the dashboard
+    /// (`--http`); `None` (the default): no HTTP endpoint.
+    pub http: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -69,6 +75,7 @@ impl Default for Config {
             queue_memory_bytes: DEFAULT_QUEUE_MEMORY_BYTES,
             frame_timeout: Duration::from_millis(DEFAULT_FRAME_TIMEOUT_MS),
             disk_free_limit: DEFAULT_DISK_FREE_LIMIT_BYTES,
+            http: None,
         }
     }
 }

@@ -18,6 +18,9 @@
 //!   publishing and recovery.
 //! - [`store`]: persistence behind the [`store::Store`] trait (sled), with
 //!   group commit.
+//! - [`http`]: `--http`: Prometheus `/metrics`, the JSON overview and the
+//!   live dashboard (the counters and rates themselves live in
+//!   [`broker::stats`], the connection registry in [`broker::connections`]).
 //! - [`client`]: a small async client used by tests, examples and the bench.
 //! - [`config`], [`error`]: settings and typed errors.
 //!
@@ -42,6 +45,7 @@ pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod http;
 pub mod protocol;
 pub mod server;
 pub mod session;

@@ -73,6 +73,10 @@ struct ServeArgs {
     /// sled's page cache, in bytes.
     #[arg(long, default_value_t = sluice::store::sled_store::DEFAULT_CACHE_BYTES)]
     cache: u64,
+    /// Serve Prometheus /metrics, /api/overview and the live dashboard (/)
+    /// over HTTP on this address (`--http` alone: 127.0.0.1:15680). Off by default.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = sluice::config::DEFAULT_HTTP_ADDR)]
+    http: Option<SocketAddr>,
 }
 
 /// jemalloc instead of glibc's malloc: a broker allocates and frees small
@@ -122,6 +126,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache_bytes: args.cache,
         frame_timeout: std::time::Duration::from_millis(args.frame_timeout.max(1)),
         disk_free_limit: args.disk_free_limit,
+        http: args.http,
         ..Config::default()
     };
     config.limits.max_line = args.max_line.max(64);
@@ -138,8 +143,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("listening on {}", config.addr))?;
         let local = listener.local_addr()?;
         println!("listening on {local}");
+        let http = match config.http {
+            Some(addr) => {
+                let (bound, task) = sluice::http::start(addr, broker.clone())
+                    .await
+                    .with_context(|| format!("serving HTTP (--http) on {addr}"))?;
+                println!("http on {bound}");
+                tracing::info!(addr = %bound, "dashboard at http://{bound}/, metrics at /metrics");
+                Some(task)
+            }
+            None => None,
+        };
         tracing::info!(addr = %local, data_dir = %config.data_dir.display(), in_memory = config.in_memory, "sluice serving");
-        sluice::server::run(listener, broker, shutdown_signal()).await
+        let result = sluice::server::run(listener, broker, shutdown_signal()).await;
+        if let Some(task) = http {
+            task.abort();
+        }
+        result
     })
 }
 

@@ -30,6 +30,7 @@ pub async fn run(
     let mut sessions = JoinSet::new();
     let timers = tokio::spawn(broker.timers().clone().run());
     let disk_space = tokio::spawn(broker.disk_space().clone().run());
+    let sampler = tokio::spawn(crate::broker::stats::Sampler::run(broker.clone()));
     let mut commits = broker.committer().subscribe();
     let mut store_failure: Option<Arc<str>> = None;
     tokio::pin!(shutdown);
@@ -90,6 +91,7 @@ pub async fn run(
     while sessions.join_next().await.is_some() {}
     timers.abort();
     disk_space.abort();
+    sampler.abort();
     let b = broker.clone();
     let flushed = tokio::task::spawn_blocking(move || b.shutdown()).await?;
     if let Some(e) = store_failure {

@@ -38,6 +38,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::broker::connections::Registered;
 use crate::broker::message::{Entry, Message};
 use crate::broker::queue::{Delivery, Push, Queue, Settle};
 use crate::broker::{Broker, Hold};
@@ -195,6 +196,9 @@ pub struct Session {
     pub peer: SocketAddr,
     /// The broker.
     pub broker: Broker,
+    /// This connection's entry in the broker's registry (`LIST
+    /// CONNECTIONS`); removed when the session ends.
+    pub conn: Registered,
     /// Where this connection's queues push.
     pub push_tx: mpsc::UnboundedSender<Push>,
     /// What they pushed, not yet taken into `out`.
@@ -242,10 +246,12 @@ impl Session {
     pub fn new(conn_id: u64, peer: SocketAddr, broker: Broker) -> Session {
         // Unbounded, but bounded in practice: see broker::queue (credit).
         let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let conn = broker.connections().register(conn_id, peer, false);
         Session {
             conn_id,
             peer,
             broker,
+            conn,
             push_tx,
             push_rx,
             out: VecDeque::new(),
@@ -672,6 +678,7 @@ impl Session {
             if let Some(at) = heartbeat_at {
                 heartbeat_timer.arm(at);
             }
+            self.conn.sync(self.subs.len(), self.unacked.len());
             tokio::select! {
                 res = shutdown.changed(), if !closing => {
                     let _ = res;

@@ -10,10 +10,12 @@ mod delete;
 mod get;
 mod hello;
 mod help;
+mod list;
 mod peek;
 mod publish;
 mod purge;
 mod redrive;
+mod stats;
 mod subscribe;
 
 pub use publish::confirm;
@@ -74,6 +76,8 @@ pub fn apply(command: Command, s: &mut Session) -> Outcome {
         Command::Touch(c) => ack::touch(c, s),
         Command::Peek(c) => peek::peek(c, s),
         Command::Redrive(c) => redrive::redrive(c, s),
+        Command::Stats(c) => stats::stats(c, s),
+        Command::List(c) => list::list(c, s),
     };
     if let Err(e) = result {
         s.reply(e.to_reply());

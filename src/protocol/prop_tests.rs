@@ -23,8 +23,8 @@ use proptest::prelude::*;
 use super::check::{decode, frame_in_chunks};
 use super::command::{
     Ack, AckMode, Auth, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
-    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, Nack, Overflow, Peek, Publish, Purge,
-    QueueArgs, Redrive, Subscribe, Touch, Unsubscribe,
+    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, List, ListKind, Nack, Overflow, Peek,
+    Publish, Purge, QueueArgs, Redrive, Stats, Subscribe, Touch, Unsubscribe,
 };
 use super::frame::Limits;
 use super::parse::parse_line;
@@ -291,6 +291,18 @@ fn command() -> impl Strategy<Value = Command> {
             .prop_map(|(queue, count, from)| Command::Peek(Peek { queue, count, from })),
         (name(), proptest::option::of(1u64..))
             .prop_map(|(queue, count)| Command::Redrive(Redrive { queue, count })),
+        proptest::option::of(name()).prop_map(|queue| Command::Stats(Stats { queue })),
+        (
+            prop::sample::select(vec![
+                ListKind::Queues,
+                ListKind::Exchanges,
+                ListKind::Bindings,
+                ListKind::Connections,
+                ListKind::Consumers,
+            ]),
+            proptest::option::of(text(20).prop_filter("a pattern is not empty", |p| !p.is_empty())),
+        )
+            .prop_map(|(kind, pattern)| Command::List(List { kind, pattern })),
     ]
 }
 
@@ -323,6 +335,9 @@ fn raw_line() -> impl Strategy<Value = (Vec<u8>, Option<Bytes>)> {
         "DELETE QUEUE",
         "DELETE EXCHANGE",
         "STATS",
+        "stats queue",
+        "LIST QUEUES",
+        "list consumers",
     ]);
     let word = prop_oneof![
         12 => prop::sample::select(vec![

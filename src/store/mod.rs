@@ -287,4 +287,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn set_clean(&self, clean: bool) -> Result<(), StoreError>;
     /// Blocks until every earlier write is durable (fsync'd).
     fn sync(&self) -> Result<(), StoreError>;
+    /// Bytes the store takes on disk (`None` when it keeps nothing there).
+    fn size_on_disk(&self) -> Option<u64> {
+        None
+    }
 }

@@ -700,6 +700,10 @@ impl Store for SledStore {
         self.mark.write(next);
         Ok(())
     }
+
+    fn size_on_disk(&self) -> Option<u64> {
+        self.db.size_on_disk().ok()
+    }
 }
 
 #[cfg(test)]
