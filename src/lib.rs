@@ -22,6 +22,9 @@
 //!   limiter and `sluice user`.
 //! - [`store`]: persistence behind the [`store::Store`] trait (sled), with
 //!   group commit.
+//! - [`http`]: `--http`: Prometheus `/metrics`, the JSON overview and the
+//!   live dashboard (the counters and rates themselves live in
+//!   [`broker::stats`], the connection registry in [`broker::connections`]).
 //! - [`client`]: a small async client used by tests, examples, the bench
 //!   and the CLI.
 //! - [`cli`]: the command-line client (`sluice pub|sub|get|declare|bind|
@@ -51,6 +54,7 @@ pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod http;
 pub mod protocol;
 pub mod server;
 pub mod session;

@@ -123,6 +123,10 @@ struct ServeArgs {
     /// (anyone who can reach it can do anything). Without it, serve refuses.
     #[arg(long)]
     insecure_open: bool,
+    /// Serve Prometheus /metrics, /api/overview and the live dashboard (/)
+    /// over HTTP on this address (`--http` alone: 127.0.0.1:15680). Off by default.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = sluice::config::DEFAULT_HTTP_ADDR)]
+    http: Option<SocketAddr>,
 }
 
 /// jemalloc instead of glibc's malloc: a broker allocates and frees small
@@ -207,6 +211,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_exchanges: args.max_exchanges,
         memory_high_watermark: args.memory_high_watermark,
         insecure_open: args.insecure_open,
+        http: args.http,
         ..Config::default()
     };
     config.limits.max_line = args.max_line.max(64);
@@ -245,13 +250,28 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if let Some((l, _)) = &tls {
             lines.push_str(&format!("listening tls on {}\n", l.local_addr()?));
         }
+        let http = match config.http {
+            Some(addr) => {
+                let (bound, task) = sluice::http::start(addr, broker.clone())
+                    .await
+                    .with_context(|| format!("serving HTTP (--http) on {addr}"))?;
+                lines.push_str(&format!("http on {bound}\n"));
+                tracing::info!(addr = %bound, "dashboard at http://{bound}/, metrics at /metrics");
+                Some(task)
+            }
+            None => None,
+        };
         print!("{lines}");
         tracing::info!(addr = %local, data_dir = %config.data_dir.display(), in_memory = config.in_memory, "sluice serving");
         let listeners = sluice::server::Listeners {
             plain: listener,
             tls,
         };
-        sluice::server::serve(listeners, broker, shutdown_signal()).await
+        let result = sluice::server::serve(listeners, broker, shutdown_signal()).await;
+        if let Some(task) = http {
+            task.abort();
+        }
+        result
     })
 }
 

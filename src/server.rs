@@ -72,6 +72,7 @@ pub async fn serve(
     let mut sessions = JoinSet::new();
     let timers = tokio::spawn(broker.timers().clone().run());
     let alarms = tokio::spawn(broker.alarms().clone().run());
+    let sampler = tokio::spawn(crate::broker::stats::Sampler::run(broker.clone()));
     let mut commits = broker.committer().subscribe();
     let mut store_failure: Option<Arc<str>> = None;
     tokio::pin!(shutdown);
@@ -121,6 +122,7 @@ pub async fn serve(
         sessions.spawn(async move {
             let conn_id = broker.next_id();
             let limits = broker.config().limits;
+            let tls = acceptor.is_some();
             let (reader, mut writer) = match acceptor {
                 None => connection::split(stream, limits),
                 Some(acceptor) => {
@@ -142,7 +144,7 @@ pub async fn serve(
             writer.buf.extend_from_slice(
                 format!("HELLO sluice {VERSION} proto={PROTOCOL_VERSION}\r\n").as_bytes(),
             );
-            let session = Session::new(conn_id, peer, broker);
+            let session = Session::new(conn_id, peer, tls, broker);
             session.run(reader, writer, stop).await;
             drop(permit);
         });
@@ -159,6 +161,7 @@ pub async fn serve(
     while sessions.join_next().await.is_some() {}
     timers.abort();
     alarms.abort();
+    sampler.abort();
     let b = broker.clone();
     let flushed = tokio::task::spawn_blocking(move || b.shutdown()).await?;
     if let Some(e) = store_failure {

@@ -40,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::auth::Login;
+use crate::broker::connections::Registered;
 use crate::broker::message::{Entry, Message};
 use crate::broker::queue::{Delivery, Push, Queue, Settle};
 use crate::broker::{Broker, Hold};
@@ -224,6 +225,9 @@ pub struct Session {
     pub peer: SocketAddr,
     /// The broker.
     pub broker: Broker,
+    /// This connection's entry in the broker's registry (`LIST
+    /// CONNECTIONS`); removed when the session ends.
+    pub conn: Registered,
     /// Where this connection's queues push.
     pub push_tx: mpsc::UnboundedSender<Push>,
     /// What they pushed, not yet taken into `out`.
@@ -272,13 +276,15 @@ impl std::fmt::Debug for RoomWait {
 
 impl Session {
     /// A new session for connection `conn_id`.
-    pub fn new(conn_id: u64, peer: SocketAddr, broker: Broker) -> Session {
+    pub fn new(conn_id: u64, peer: SocketAddr, tls: bool, broker: Broker) -> Session {
         // Unbounded, but bounded in practice: see broker::queue (credit).
         let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let conn = broker.connections().register(conn_id, peer, tls);
         Session {
             conn_id,
             peer,
             broker,
+            conn,
             push_tx,
             push_rx,
             out: VecDeque::new(),
@@ -740,6 +746,7 @@ impl Session {
             if let Some(at) = heartbeat_at {
                 heartbeat_timer.arm(at);
             }
+            self.conn.sync(self.subs.len(), self.unacked.len());
             tokio::select! {
                 res = shutdown.changed(), if !closing => {
                     let _ = res;

@@ -39,6 +39,10 @@ pub struct Message {
     /// Set when a copy of a shared stored body was paged out: the registry
     /// that keeps `stored_refs` once this `Message` is dropped.
     pub registry: OnceLock<Arc<Bodies>>,
+    /// When it was published (Unix ms), for the age of a queue's oldest
+    /// message; for a message read back from the store, when it was read
+    /// (the store does not keep the time).
+    pub published_at: u64,
 }
 
 impl Drop for Message {
@@ -78,6 +82,7 @@ impl Message {
             stored_refs: AtomicU32::new(refs),
             persistent: !m.meta.volatile,
             registry: OnceLock::new(),
+            published_at: now_ms(),
         }
     }
 }

@@ -9,10 +9,12 @@
 //! are serialised by one mutex so that a delete and a bind cannot interleave.
 
 pub mod alarm;
+pub mod connections;
 pub mod exchange;
 pub mod message;
 pub mod publish;
 pub mod queue;
+pub mod stats;
 pub mod timer;
 
 #[cfg(test)]
@@ -30,7 +32,8 @@ use crate::auth::Registry;
 use crate::config::Config;
 use crate::error::BrokerError;
 use crate::protocol::command::{
-    Bind, DeclareExchange, DeclareQueue, DeleteQueue, ExchangeKind, Overflow, QueueArgs,
+    Bind, DeclareExchange, DeclareQueue, DeleteQueue, ExchangeKind, HeaderMatch, Overflow,
+    QueueArgs,
 };
 use crate::protocol::reply::quote_for_message;
 use crate::store::{
@@ -38,10 +41,12 @@ use crate::store::{
     StoreError,
 };
 use alarm::Alarms;
+use connections::Connections;
 use exchange::{Binding, Bindings};
 use message::Bodies;
 pub use publish::{Hold, PublishAttempt, Published};
 use queue::{Queue, QueueInit};
+use stats::{Sampler, Totals};
 use timer::Timers;
 
 /// How many alternate exchanges a publish follows before giving up (cycles).
@@ -150,6 +155,12 @@ struct Inner {
     next_body_id: AtomicU64,
     next_id: AtomicU64,
     boot: String,
+    /// Broker-wide counters (queues bump them too).
+    totals: Arc<Totals>,
+    /// Rates over the last second and minute.
+    sampler: Sampler,
+    /// Live connections.
+    connections: Arc<Connections>,
 }
 
 fn not_found(what: &str, name: &str) -> BrokerError {
@@ -206,6 +217,9 @@ impl Broker {
                 next_body_id: AtomicU64::new(1),
                 next_id: AtomicU64::new(1),
                 boot: format!("{boot_ms:x}"),
+                totals: Arc::default(),
+                sampler: Sampler::default(),
+                connections: Arc::default(),
             }),
         };
         broker.restore(recovered);
@@ -287,7 +301,57 @@ impl Broker {
             self.inner.disk.clone(),
             self.inner.timers.clone(),
             Arc::downgrade(&self.inner),
+            self.inner.totals.clone(),
         ))
+    }
+
+    /// Broker-wide counters.
+    pub fn totals(&self) -> &Totals {
+        &self.inner.totals
+    }
+
+    /// The rates sampler (its task is started by the server).
+    pub fn sampler(&self) -> &Sampler {
+        &self.inner.sampler
+    }
+
+    /// The registry of live connections.
+    pub fn connections(&self) -> &Arc<Connections> {
+        &self.inner.connections
+    }
+
+    /// Every queue, by name.
+    pub fn queue_list(&self) -> Vec<Arc<Queue>> {
+        let mut out: Vec<Arc<Queue>> = self
+            .inner
+            .queues
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// A queue by name, whoever owns it (introspection, not use).
+    pub fn find_queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.inner.queues.get(name).map(|q| q.clone())
+    }
+
+    /// Every exchange, by name.
+    pub fn exchange_list(&self) -> Vec<Arc<Exchange>> {
+        let mut out: Vec<Arc<Exchange>> = self
+            .inner
+            .exchanges
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// The store's size on disk in bytes, if it keeps one.
+    pub fn store_size(&self) -> Option<u64> {
+        self.inner.disk.store.size_on_disk()
     }
 
     /// The timers, whose task [`crate::server::run`] drives.
@@ -752,5 +816,13 @@ pub fn kind_name(k: ExchangeKind) -> &'static str {
         ExchangeKind::Fanout => "fanout",
         ExchangeKind::Topic => "topic",
         ExchangeKind::Headers => "headers",
+    }
+}
+
+/// The wire name of a headers binding's `match=`.
+pub fn match_name(m: HeaderMatch) -> &'static str {
+    match m {
+        HeaderMatch::All => "all",
+        HeaderMatch::Any => "any",
     }
 }

@@ -146,6 +146,7 @@ impl Copies {
             stored_refs: AtomicU32::new(0),
             persistent: e.msg.persistent,
             registry: OnceLock::new(),
+            published_at: now.get(),
         };
         let priority = e.priority;
         let mut copies = Copies::new(broker, msg, targets, |q| {
@@ -307,6 +308,7 @@ impl Broker {
             stored_refs: AtomicU32::new(0),
             persistent: p.persistent != Some(false),
             registry: OnceLock::new(),
+            published_at: now.get(),
         };
         let not_before = p
             .delay_ms
@@ -345,6 +347,7 @@ impl Broker {
         }
         drop(batch);
         durable_gen = enqueue_all(copies)?.max(durable_gen);
+        self.inner.totals.published.fetch_add(1, Ordering::Relaxed);
         Ok(PublishAttempt::Done(Published {
             id,
             routed,
@@ -601,6 +604,7 @@ mod tests {
             stored_refs: AtomicU32::new(0),
             persistent: true,
             registry: OnceLock::new(),
+            published_at: 0,
         }
     }
 

@@ -48,6 +48,7 @@ use parking_lot::MutexGuard;
 use tokio::sync::{mpsc, Notify};
 
 use super::message::{now_ms, Entry, Message, Now};
+use super::stats::{QueueCounters, Totals};
 use super::timer::Timers;
 use super::{stores, Broker, Disk, Inner};
 use crate::error::BrokerError;
@@ -102,10 +103,31 @@ pub struct Consumer {
     pub id: u64,
     /// Consumer tag (unique per connection).
     pub tag: Arc<str>,
+    /// The subscribing connection's id.
+    pub conn: u64,
     /// Where deliveries go.
     pub tx: PushTx,
+    /// Prefetch asked for.
+    pub prefetch: u32,
     /// Prefetch room left.
     pub credit: u32,
+    /// The queue's only consumer.
+    pub exclusive: bool,
+    /// `ack=auto`.
+    pub auto_ack: bool,
+}
+
+/// A subscription as `LIST CONSUMERS` shows it.
+#[derive(Debug, Clone)]
+pub struct ConsumerInfo {
+    /// Consumer tag.
+    pub tag: Arc<str>,
+    /// The subscribing connection's id.
+    pub conn: u64,
+    /// Prefetch asked for.
+    pub prefetch: u32,
+    /// Deliveries holding prefetch credit (unacked, or on their way).
+    pub in_flight: u32,
     /// The queue's only consumer.
     pub exclusive: bool,
     /// `ack=auto`.
@@ -370,6 +392,10 @@ pub struct Queue {
     disk: Arc<Disk>,
     timers: Arc<Timers>,
     broker: Weak<Inner>,
+    /// Its event counters (see [`super::stats`]).
+    pub counters: QueueCounters,
+    /// The broker's, bumped beside these.
+    totals: Arc<Totals>,
 }
 
 /// A snapshot of a queue's counters.
@@ -383,6 +409,9 @@ pub struct QueueStats {
     pub unacked: u64,
     /// Subscriptions.
     pub consumers: u64,
+    /// When the oldest waiting copy in RAM entered the broker (Unix ms),
+    /// if one is waiting: see [`Queue::stats`].
+    pub oldest_at: Option<u64>,
 }
 
 impl Queue {
@@ -392,6 +421,7 @@ impl Queue {
         disk: Arc<Disk>,
         timers: Arc<Timers>,
         broker: Weak<Inner>,
+        totals: Arc<Totals>,
     ) -> Queue {
         let state = State {
             last_used: now_ms(),
@@ -417,6 +447,8 @@ impl Queue {
             disk,
             timers,
             broker,
+            counters: QueueCounters::default(),
+            totals,
         }
     }
 
@@ -425,15 +457,42 @@ impl Queue {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Counters.
+    /// Counters. `oldest_at` is the publish time of the first waiting
+    /// copy (the ready head, or the first delayed one when none is ready;
+    /// the head of a priority queue is its highest priority, not its
+    /// oldest). A copy read back from the store (after a restart, or paged
+    /// out and in again) counts from when it was read back, so its age is
+    /// a lower bound.
     pub fn stats(&self) -> QueueStats {
         let s = self.state.lock();
+        let head = s
+            .ready
+            .values()
+            .next()
+            .or_else(|| s.delayed.values().next());
         QueueStats {
             messages: s.waiting(),
             delayed: s.delayed.len() as u64,
             unacked: s.unacked,
             consumers: s.consumers.len() as u64,
+            oldest_at: head.map(|e| e.msg.published_at),
         }
+    }
+
+    /// Its subscriptions, for `LIST CONSUMERS`.
+    pub fn consumer_list(&self) -> Vec<ConsumerInfo> {
+        let s = self.state.lock();
+        s.consumers
+            .iter()
+            .map(|c| ConsumerInfo {
+                tag: c.tag.clone(),
+                conn: c.conn,
+                prefetch: c.prefetch,
+                in_flight: c.prefetch.saturating_sub(c.credit),
+                exclusive: c.exclusive,
+                auto_ack: c.auto_ack,
+            })
+            .collect()
     }
 
     /// Whether a message is ready (or paged out, to be read back).
@@ -580,6 +639,7 @@ impl Queue {
             drop(s);
             return self.release(vec![entry]);
         }
+        self.counters.published.fetch_add(1, Ordering::Relaxed);
         if self.pages && entry.stored && self.to_tail(&s, &entry) {
             self.disk.bodies.register(&entry.msg);
             s.tail.push(entry.seq, entry.msg.body.len() as u64);
@@ -691,6 +751,7 @@ impl Queue {
             s.unacked += 1;
             out.push(e);
         }
+        self.delivered(out.len() as u64);
         self.reschedule(&mut s);
         if let Err(e) = self.finish(s) {
             tracing::warn!(queue = %self.name, error = %e, "dead-lettering failed");
@@ -839,6 +900,16 @@ impl Queue {
             how,
             Settle::Requeue { .. } | Settle::Timeout | Settle::Return { .. }
         ) && outcome.is_none();
+        match how {
+            Settle::Ack => {
+                self.counters.acked.fetch_add(1, Ordering::Relaxed);
+                self.totals.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Settle::Requeue { .. } | Settle::Timeout if keep => {
+                self.counters.requeued.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
         let mut s = self.state.lock();
         s.unacked = s.unacked.saturating_sub(1);
         if let Some(id) = consumer_id {
@@ -1185,10 +1256,19 @@ impl Queue {
         if dead.is_empty() {
             return Ok(None);
         }
+        for (_, reason) in &dead {
+            self.counters.died(*reason);
+        }
         match self.broker.upgrade() {
             Some(inner) => Broker { inner }.dead_letter(self, dead),
             None => self.release(dead.into_iter().map(|(e, _)| e).collect()),
         }
+    }
+
+    /// Counts `n` deliveries, here and broker-wide.
+    fn delivered(&self, n: u64) {
+        self.counters.delivered.fetch_add(n, Ordering::Relaxed);
+        self.totals.delivered.fetch_add(n, Ordering::Relaxed);
     }
 
     fn signal_room(&self) {
@@ -1237,6 +1317,7 @@ impl Queue {
                     c.credit -= 1;
                     s.unacked += 1;
                     s.rr = (idx + 1) % n;
+                    self.delivered(1);
                 }
                 Err(mpsc::error::SendError(push)) => {
                     // The connection is gone: drop the subscription, keep the message.

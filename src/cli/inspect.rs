@@ -7,7 +7,9 @@
 use serde_json::{Map, Value};
 
 use crate::client::Response;
-use crate::protocol::token::encode_word;
+use crate::protocol::command::{List, Stats};
+use crate::protocol::table::split_row;
+use crate::protocol::Command;
 
 use super::connect::{CommonArgs, Conn, ConnectOptions};
 use super::exit::{CliError, Exit, EXIT_CODES_HELP};
@@ -68,46 +70,41 @@ pub enum ListKind {
     Consumers,
 }
 
-impl ListKind {
-    fn word(self) -> &'static str {
-        match self {
-            ListKind::Queues => "QUEUES",
-            ListKind::Exchanges => "EXCHANGES",
-            ListKind::Bindings => "BINDINGS",
-            ListKind::Connections => "CONNECTIONS",
-            ListKind::Consumers => "CONSUMERS",
+impl From<ListKind> for crate::protocol::command::ListKind {
+    fn from(k: ListKind) -> Self {
+        use crate::protocol::command::ListKind as P;
+        match k {
+            ListKind::Queues => P::Queues,
+            ListKind::Exchanges => P::Exchanges,
+            ListKind::Bindings => P::Bindings,
+            ListKind::Connections => P::Connections,
+            ListKind::Consumers => P::Consumers,
         }
     }
 }
 
 /// Runs `sluice stats`.
 pub(super) async fn stats(args: StatsArgs) -> Result<Exit, CliError> {
-    // TODO(integrator): encode `Command::Stats` once STATS is in the
-    // parser (protocol/command.rs); until then the line is written here.
-    let mut line = b"STATS".to_vec();
-    if let Some(q) = &args.queue {
-        line.extend_from_slice(b" QUEUE ");
-        encode_word(&mut line, q.as_bytes());
-    }
-    let reply = request_line(&args.common, &line).await?;
+    let command = Command::Stats(Stats {
+        queue: args.queue.clone(),
+    });
+    let reply = request(&args.common, &command).await?;
     print(&args.common, &reply, parse_key_values)
 }
 
 /// Runs `sluice ls`.
 pub(super) async fn ls(args: LsArgs) -> Result<Exit, CliError> {
-    // TODO(integrator): encode `Command::List` once LIST is in the parser.
-    let mut line = format!("LIST {}", args.kind.word()).into_bytes();
-    if let Some(p) = &args.pattern {
-        line.push(b' ');
-        encode_word(&mut line, p.as_bytes());
-    }
-    let reply = request_line(&args.common, &line).await?;
+    let command = Command::List(List {
+        kind: args.kind.into(),
+        pattern: args.pattern.clone(),
+    });
+    let reply = request(&args.common, &command).await?;
     print(&args.common, &reply, |t| Value::Array(parse_table(t)))
 }
 
-async fn request_line(common: &CommonArgs, line: &[u8]) -> Result<Response, CliError> {
+async fn request(common: &CommonArgs, command: &Command) -> Result<Response, CliError> {
     let mut conn = Conn::open(&ConnectOptions::from(common)).await?;
-    let h = conn.client.send_raw(line, None);
+    let h = conn.client.send_command(command);
     conn.flush().await?;
     conn.wait(h).await
 }
@@ -155,94 +152,31 @@ pub fn parse_key_values(text: &str) -> Value {
     Value::Object(m)
 }
 
-/// An aligned table as objects keyed by the lower-cased header words.
-///
-/// A row with as many whitespace-separated words as the header has
-/// columns is split on whitespace; any other row (an empty cell, a value
-/// with a space in it) is cut at the byte positions where the header's
-/// columns start, which is what alignment guarantees for left-aligned
-/// columns (right-aligned numbers end inside their column, and are found
-/// the same way).
+/// A `LIST` table as objects keyed by the lower-cased header words. Every
+/// cell is a protocol token ([`split_row`]): an empty cell or one with a
+/// space in it is quoted, so rows split exactly; a row that is not
+/// well-formed tokens is skipped.
 pub fn parse_table(text: &str) -> Vec<Value> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let Some(header) = lines.next() else {
+    let mut rows = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| split_row(l.as_bytes()));
+    let Some(header) = rows.next() else {
         return Vec::new();
     };
-    let columns: Vec<(usize, String)> = word_starts(header)
-        .into_iter()
-        .map(|(at, w)| (at, w.to_lowercase()))
+    let columns: Vec<String> = header
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).to_lowercase())
         .collect();
-    lines
-        .map(|row| {
-            let words: Vec<&str> = row.split_whitespace().collect();
-            let cells: Vec<&str> = if words.len() == columns.len() {
-                words
-            } else {
-                cut_at(row, &columns)
-            };
-            let m: Map<String, Value> = columns
-                .iter()
-                .zip(cells)
-                .map(|((_, name), cell)| (name.clone(), scalar(cell)))
-                .collect();
-            Value::Object(m)
-        })
-        .collect()
-}
-
-/// Each word of `line` with the byte offset where it starts.
-fn word_starts(line: &str) -> Vec<(usize, &str)> {
-    let mut out = Vec::new();
-    let mut start = None;
-    for (i, c) in line.char_indices() {
-        match (c.is_whitespace(), start) {
-            (false, None) => start = Some(i),
-            (true, Some(s)) => {
-                out.push((s, &line[s..i]));
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    if let Some(s) = start {
-        out.push((s, &line[s..]));
-    }
-    out
-}
-
-/// `row` cut into one trimmed cell per column. A cut that falls inside a
-/// word moves back to that word's start (a right-aligned number wider
-/// than its header starts before its column), or, when that would pass the
-/// previous cut, forward to the word's end (a value wider than its column).
-fn cut_at<'a>(row: &'a str, columns: &[(usize, String)]) -> Vec<&'a str> {
-    let inside = |at: usize| {
-        at > 0
-            && at < row.len()
-            && !row[at..].starts_with(char::is_whitespace)
-            && !row[..at].ends_with(char::is_whitespace)
-    };
-    let mut cuts = vec![0];
-    for (at, _) in columns.iter().skip(1) {
-        let prev = cuts.last().copied().unwrap_or(0);
-        let mut at = (*at).clamp(prev, row.len());
-        while !row.is_char_boundary(at) {
-            at += 1;
-        }
-        let mut back = at;
-        while inside(back) {
-            back -= row[..back].chars().next_back().map_or(1, char::len_utf8);
-        }
-        if back > prev {
-            at = back;
-        } else {
-            while inside(at) {
-                at += row[at..].chars().next().map_or(1, char::len_utf8);
-            }
-        }
-        cuts.push(at);
-    }
-    cuts.push(row.len());
-    cuts.windows(2).map(|w| row[w[0]..w[1]].trim()).collect()
+    rows.map(|cells| {
+        let m: Map<String, Value> = columns
+            .iter()
+            .zip(cells)
+            .map(|(name, cell)| (name.clone(), scalar(&String::from_utf8_lossy(&cell))))
+            .collect();
+        Value::Object(m)
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -281,11 +215,11 @@ gen-a-1         0          0  false
     }
 
     #[test]
-    fn cells_with_spaces_or_empty_are_cut_at_the_columns() {
+    fn quoted_cells_hold_spaces_and_empty_values() {
         let text = "\
 PEER             NAME       USER   CONSUMERS
-127.0.0.1:5001   my app     bob    2
-127.0.0.1:5002              -      0
+127.0.0.1:5001   \"my app\"   bob    2
+127.0.0.1:5002   \"\"         -      0
 ";
         assert_eq!(
             Value::Array(parse_table(text)),
@@ -293,17 +227,6 @@ PEER             NAME       USER   CONSUMERS
                 {"peer": "127.0.0.1:5001", "name": "my app", "user": "bob", "consumers": 2},
                 {"peer": "127.0.0.1:5002", "name": "", "user": "-", "consumers": 0},
             ])
-        );
-    }
-
-    #[test]
-    fn a_value_wider_than_its_column_is_not_split() {
-        let text = "Q  N\nlongname 1 x\n";
-        // Three words for two columns: cut at the header's positions, but
-        // never inside a word.
-        assert_eq!(
-            Value::Array(parse_table(text)),
-            json!([{"q": "longname", "n": "1 x"}])
         );
     }
 }

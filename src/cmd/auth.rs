@@ -44,6 +44,7 @@ pub(super) fn auth(c: Auth, s: &mut Session) -> Result<Option<Pending>, BrokerEr
             Some(u) => {
                 tracing::info!(conn, user = %u.name, "authenticated");
                 s.reply(Reply::words([u.name.as_str()]));
+                s.conn.set_user(Some(u.name.clone()));
                 s.login.set(u, generation);
             }
             None => {

@@ -21,6 +21,7 @@ pub(super) fn hello(c: Hello, s: &mut Session) -> Result<(), BrokerError> {
     }
     if let Some(name) = c.name {
         tracing::debug!(conn = s.conn_id, client = %name, "hello");
+        s.conn.set_client_name(Some(name.clone()));
         s.client_name = Some(name);
     }
     s.reply(Reply::Ok(format!(

@@ -14,6 +14,7 @@ commands (HELP <verb> for one verb):
   messages  PUB SUB UNSUB GET ACK NACK REJECT TOUCH
   queues    PEEK REDRIVE
   users     USER ADD|PASSWD|PERMIT|REMOVE|LIST (admins)
+  inspect   STATS LIST
 bodies: last token, quoted (\"two words\") or {N} then N bytes
 reference: protocol.md
 ";
@@ -40,6 +41,8 @@ const VERBS: &[(&str, &str)] = &[
     ("PEEK", "PEEK <queue> [count=<n>] [from=<position>]\n  -> MSG * <position> ... for each waiting message, then OK <n>; nothing is taken\n  count=<n>         at most n (default 1, up to 1000)\n  from=<position>   start at this position\n"),
     ("USER", "USER ADD <name> <password> [admin] [configure=<re>] [write=<re>] [read=<re>]\nUSER PASSWD <name> <password>\nUSER PERMIT <name> [configure=<re>] [write=<re>] [read=<re>] [admin=true|false]\nUSER REMOVE <name>\n  -> OK\nUSER LIST\n  -> OK {N}: name, tags, configure, write, read\nadmins only; on a broker with no users the first must be added with admin\npermissions are regexes over names, unanchored (^orders\\. to anchor), default .*, \"\" grants nothing:\n  configure  DECLARE DELETE PURGE\n  write      PUB to an exchange; the queue of BIND/UNBIND\n  read       SUB GET PEEK REDRIVE on a queue; the exchange of BIND/UNBIND\n"),
     ("REDRIVE", "REDRIVE <queue> [count=<n>]\n  -> OK moved=<n> kept=<k>\n  moves dead letters back to the exchange and key they were first published to\n  count=<n>  at most n (default: all)\nexample: REDRIVE jobs.dead count=100\n"),
+    ("STATS", "STATS [QUEUE <name>]\n  -> OK stats {N}: one `key value` line each (units in the key), groups apart\n  STATS              broker totals: connections, queues, messages, rates, memory, disk\n  STATS QUEUE <name> one queue: depth, unacked, consumers, counts, rates, oldest message age\n"),
+    ("LIST", "LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]\n  -> OK <rows> {N}: a header row, then one row per line, columns apart by spaces\n  pattern: * any run, ? one character; matched against the name\n    (bindings: exchange or queue; connections: peer or client name; consumers: queue or tag)\nexample: LIST QUEUES jobs.*\n"),
 ];
 
 /// `HELP [<verb>]` → `OK {N}` with the overview or one verb's grammar.

@@ -11,10 +11,12 @@ mod delete;
 mod get;
 mod hello;
 mod help;
+mod list;
 mod peek;
 mod publish;
 mod purge;
 mod redrive;
+mod stats;
 mod subscribe;
 mod user;
 
@@ -45,6 +47,10 @@ pub enum Outcome {
 /// it at all (see [`crate::auth::Login::admit`]).
 pub fn apply(command: Command, s: &mut Session) -> Outcome {
     if let Err(e) = s.login.admit(s.broker.users(), &command) {
+        if s.login.user().is_none() {
+            // Logged out (its user was removed): LIST CONNECTIONS shows it.
+            s.conn.set_user(None);
+        }
         s.reply(e.to_reply());
         return Outcome::Done;
     }
@@ -93,6 +99,8 @@ pub fn apply(command: Command, s: &mut Session) -> Outcome {
         Command::Touch(c) => ack::touch(c, s),
         Command::Peek(c) => peek::peek(c, s),
         Command::Redrive(c) => redrive::redrive(c, s),
+        Command::Stats(c) => stats::stats(c, s),
+        Command::List(c) => list::list(c, s),
     };
     if let Err(e) = result {
         s.reply(e.to_reply());

@@ -42,10 +42,13 @@ pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError
     let consumer_id = s.broker.next_id();
     // The reply is queued before the first delivery can arrive.
     s.reply(Reply::words([tag.to_string()]));
+    let prefetch = c.prefetch.unwrap_or(s.broker.config().default_prefetch);
     let consumer = Consumer {
         id: consumer_id,
         tag: tag.clone(),
+        conn: s.conn_id,
         tx: s.push_tx.clone(),
+        prefetch,
         credit: prefetch,
         exclusive: c.exclusive,
         auto_ack: c.ack == AckMode::Auto,

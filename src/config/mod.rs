@@ -54,6 +54,9 @@ pub const DEFAULT_MAX_EXCHANGES: usize = 10_000;
 /// held (`NOTICE blocked memory`). A fraction of the machine's RAM (or of
 /// the cgroup's limit, if lower), as RabbitMQ's `vm_memory_high_watermark`.
 pub const DEFAULT_MEMORY_HIGH_WATERMARK: MemoryWatermark = MemoryWatermark::Fraction(0.4);
+/// The address `--http` serves when given without one: loopback only
+/// (the endpoint has no authentication).
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:15680";
 
 /// Broker configuration.
 #[derive(Debug, Clone)]
@@ -97,6 +100,9 @@ pub struct Config {
     /// Serve a broker that has no users on addresses other than loopback
     /// (`--insecure-open`; default [`DEFAULT_INSECURE_OPEN`]: refuse).
     pub insecure_open: bool,
+    /// Where to serve `/metrics`, `/api/overview` and the dashboard
+    /// (`--http`); `None` (the default): no HTTP endpoint.
+    pub http: Option<SocketAddr>,
 }
 
 impl Config {
@@ -132,6 +138,7 @@ impl Default for Config {
             max_exchanges: DEFAULT_MAX_EXCHANGES,
             memory_high_watermark: DEFAULT_MEMORY_HIGH_WATERMARK,
             insecure_open: DEFAULT_INSECURE_OPEN,
+            http: None,
         }
     }
 }

@@ -61,6 +61,10 @@ pub enum Command {
     Redrive(Redrive),
     /// `USER ADD|PASSWD|PERMIT|REMOVE|LIST ...`
     User(UserCommand),
+    /// `STATS` or `STATS QUEUE <name>`
+    Stats(Stats),
+    /// `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]`
+    List(List),
 }
 
 /// `HELLO [name=<client>] [proto=<n>] [heartbeat=<ms>]`
@@ -432,4 +436,37 @@ pub struct Redrive {
     pub queue: String,
     /// At most this many (default: all).
     pub count: Option<u64>,
+}
+
+/// `STATS` (broker totals) or `STATS QUEUE <name>` (one queue).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// The queue asked about; `None` for the broker's totals.
+    pub queue: Option<String>,
+}
+
+/// What `LIST` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    /// `LIST QUEUES`
+    Queues,
+    /// `LIST EXCHANGES`
+    Exchanges,
+    /// `LIST BINDINGS`
+    Bindings,
+    /// `LIST CONNECTIONS`
+    Connections,
+    /// `LIST CONSUMERS`
+    Consumers,
+}
+
+/// `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]`: one
+/// aligned table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct List {
+    /// The table.
+    pub kind: ListKind,
+    /// A glob (`*` any run, `?` one character) a row's name must match
+    /// (see protocol.md, "LIST", for which names); `None` lists every row.
+    pub pattern: Option<String>,
 }

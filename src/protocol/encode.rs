@@ -16,9 +16,10 @@ use std::io::Write;
 
 use super::command::{
     Ack, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue, Get, Header,
-    Hello, Nack, Peek, PermissionArgs, Publish, QueueArgs, Redrive, Subscribe, UserCommand,
+    Hello, List, Nack, Peek, PermissionArgs, Publish, QueueArgs, Redrive, Stats, Subscribe,
+    UserCommand,
 };
-use super::parse::{keyword, ACK_MODES, EXCHANGE_KINDS, HEADER_MATCHES, OVERFLOWS};
+use super::parse::{keyword, ACK_MODES, EXCHANGE_KINDS, HEADER_MATCHES, LIST_KINDS, OVERFLOWS};
 use super::token::{encode_quoted, encode_word, needs_quotes};
 
 /// Largest `PUB` body written inline as the last word; longer bodies (and any
@@ -100,6 +101,20 @@ impl Command {
                 w.opt_number("count", *count);
             }
             Command::User(u) => user(&mut w, u),
+            Command::Stats(Stats { queue }) => match queue {
+                Some(q) => {
+                    w.verb("STATS QUEUE");
+                    w.word(q.as_bytes());
+                }
+                None => w.verb("STATS"),
+            },
+            Command::List(List { kind, pattern }) => {
+                w.verb("LIST");
+                w.word(keyword(LIST_KINDS, *kind).as_bytes());
+                if let Some(p) = pattern {
+                    w.optional_word(p.as_bytes());
+                }
+            }
         }
         out.extend_from_slice(b"\r\n");
         if let Some(body) = literal {
@@ -351,7 +366,7 @@ mod tests {
     use bytes::{Bytes, BytesMut};
 
     use super::*;
-    use crate::protocol::command::{AckMode, ExchangeKind, HeaderMatch, Overflow};
+    use crate::protocol::command::{AckMode, ExchangeKind, HeaderMatch, ListKind, Overflow};
     use crate::protocol::frame::{FrameEvent, Framer, Limits};
     use crate::protocol::parse::{parse_command, parse_line};
 
@@ -488,6 +503,15 @@ mod tests {
         }
         for m in [HeaderMatch::All, HeaderMatch::Any] {
             assert!(!keyword(HEADER_MATCHES, m).is_empty());
+        }
+        for k in [
+            ListKind::Queues,
+            ListKind::Exchanges,
+            ListKind::Bindings,
+            ListKind::Connections,
+            ListKind::Consumers,
+        ] {
+            assert!(!keyword(LIST_KINDS, k).is_empty());
         }
     }
 }

@@ -15,6 +15,8 @@
 //! - [`reply`] is the only writer of server lines: replies (`OK`, `ERR`) and
 //!   pushes (`MSG`, `NOTICE`).
 //! - [`code`] holds the stable `ERR` codes.
+//! - [`table`] lays out the text of `LIST` tables and `STATS` blocks (and
+//!   splits a table row back into cells).
 //!
 //! None of these modules does I/O: bytes in, values out, and back.
 
@@ -26,6 +28,7 @@ pub mod encode;
 pub mod frame;
 pub mod parse;
 pub mod reply;
+pub mod table;
 pub mod token;
 
 #[cfg(test)]

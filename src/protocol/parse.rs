@@ -16,9 +16,9 @@ use bytes::Bytes;
 use super::code::ErrorCode;
 use super::command::{
     Ack, AckMode, Auth, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
-    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, Nack, Overflow, Peek, PermissionArgs,
-    Publish, Purge, QueueArgs, Redrive, Secret, Subscribe, Touch, Unsubscribe, UserAdd,
-    UserCommand, UserPasswd, UserPermit,
+    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, List, ListKind, Nack, Overflow, Peek,
+    PermissionArgs, Publish, Purge, QueueArgs, Redrive, Secret, Stats, Subscribe, Touch,
+    Unsubscribe, UserAdd, UserCommand, UserPasswd, UserPermit,
 };
 use super::frame::{lit_mark, Frame};
 use super::token::{tokenize, Token};
@@ -125,10 +125,19 @@ const VERBS: &[(&str, bool, &str, Handler)] = &[
         "USER ADD|PASSWD|PERMIT|REMOVE|LIST ...",
         user,
     ),
-    ("STATS", true, "", |_| not_yet("STATS")),
-    ("LIST", true, "", |_| not_yet("LIST")),
+    ("STATS", false, "STATS [QUEUE <name>]", stats),
+    ("LIST", false, LIST_USAGE, list),
 ];
 
+const LIST_USAGE: &str = "LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]";
+/// The tables of `LIST`.
+pub(super) const LIST_KINDS: &[(&str, ListKind)] = &[
+    ("QUEUES", ListKind::Queues),
+    ("EXCHANGES", ListKind::Exchanges),
+    ("BINDINGS", ListKind::Bindings),
+    ("CONNECTIONS", ListKind::Connections),
+    ("CONSUMERS", ListKind::Consumers),
+];
 const BIND_USAGE: &str = "BIND <queue> <exchange> [<key>] [h.<name>=<value>...] [match=all|any]";
 const PUB_USAGE: &str = "PUB <exchange> <routing-key> [persistent|transient] [mandatory] \
                          [id=<msg-id>] [ttl=<ms>] [delay=<ms>] [priority=<n>] \
@@ -873,8 +882,31 @@ fn user(mut a: Args<'_>) -> Res<Command> {
     a.end(Command::User(cmd))
 }
 
-fn not_yet(what: &str) -> Res<Command> {
-    Err(ParseError::syntax(format!("{what} is not supported yet")))
+fn stats(mut a: Args<'_>) -> Res<Command> {
+    let Some(tok) = a.toks.first() else {
+        return Ok(Command::Stats(Stats { queue: None }));
+    };
+    if tok.quoted || !tok.text.eq_ignore_ascii_case(b"QUEUE") {
+        return Err(ParseError::syntax(format!(
+            "STATS: expected QUEUE <name> or nothing, got {}",
+            show(&tok.text)
+        )));
+    }
+    a.toks = &a.toks[1..];
+    a.usage = "STATS QUEUE <name>";
+    let queue = name(a.required("<name>")?, "queue", false)?;
+    a.end(Command::Stats(Stats { queue: Some(queue) }))
+}
+
+fn list(mut a: Args<'_>) -> Res<Command> {
+    let tok = a.required("what to list")?;
+    let kind = choice("LIST", &tok.text, LIST_KINDS)?;
+    let pattern = match a.optional(&[]) {
+        Some(tok) => Some(bounded(&tok.text, "pattern", false)?),
+        None => None,
+    };
+    a.options(&Spec::default())?;
+    Ok(Command::List(List { kind, pattern }))
 }
 
 fn bad_frame(message: &str) -> ParseError {
@@ -1768,11 +1800,42 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_verbs() {
-        assert_eq!(syntax("STATS"), "STATS is not supported yet");
-        assert_eq!(syntax("stats queue q"), "STATS is not supported yet");
-        assert_eq!(syntax("LIST QUEUES"), "LIST is not supported yet");
-        assert_eq!(syntax("list"), "LIST is not supported yet");
+    fn stats_and_list() {
+        assert_eq!(ok("STATS"), Command::Stats(Stats { queue: None }));
+        assert_eq!(
+            ok("stats queue jobs"),
+            Command::Stats(Stats {
+                queue: Some("jobs".into())
+            })
+        );
+        assert_eq!(
+            syntax("STATS jobs"),
+            "STATS: expected QUEUE <name> or nothing, got \"jobs\""
+        );
+        assert!(syntax("STATS QUEUE").starts_with("missing <name>; usage: STATS QUEUE"));
+        assert_eq!(syntax("STATS QUEUE a b"), "unexpected argument \"b\"");
+        let l = |kind, pattern: Option<&str>| {
+            Command::List(List {
+                kind,
+                pattern: pattern.map(String::from),
+            })
+        };
+        assert_eq!(ok("LIST QUEUES"), l(ListKind::Queues, None));
+        assert_eq!(ok("list exchanges"), l(ListKind::Exchanges, None));
+        assert_eq!(
+            ok("LIST Bindings jobs.*"),
+            l(ListKind::Bindings, Some("jobs.*"))
+        );
+        assert_eq!(
+            ok("LIST CONNECTIONS \"my app?\""),
+            l(ListKind::Connections, Some("my app?"))
+        );
+        assert_eq!(ok("LIST CONSUMERS *"), l(ListKind::Consumers, Some("*")));
+        assert!(syntax("LIST").starts_with("missing what to list; usage: LIST"));
+        assert!(syntax("LIST THINGS").starts_with("LIST: expected QUEUES or EXCHANGES"));
+        assert_eq!(syntax("LIST QUEUES a b"), "unexpected argument \"b\"");
+        assert_eq!(syntax("LIST QUEUES a=b"), "unknown option \"a=b\"");
+        assert_eq!(syntax("LIST QUEUES \"\""), "pattern must be 1 to 255 bytes");
     }
 
     fn queue_args(line: &str) -> QueueArgs {

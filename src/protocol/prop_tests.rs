@@ -23,9 +23,9 @@ use proptest::prelude::*;
 use super::check::{decode, frame_in_chunks};
 use super::command::{
     Ack, AckMode, Auth, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
-    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, Nack, Overflow, Peek, PermissionArgs,
-    Publish, Purge, QueueArgs, Redrive, Secret, Subscribe, Touch, Unsubscribe, UserAdd,
-    UserCommand, UserPasswd, UserPermit,
+    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, List, ListKind, Nack, Overflow, Peek,
+    PermissionArgs, Publish, Purge, QueueArgs, Redrive, Secret, Stats, Subscribe, Touch,
+    Unsubscribe, UserAdd, UserCommand, UserPasswd, UserPermit,
 };
 use super::frame::Limits;
 use super::parse::parse_line;
@@ -353,6 +353,18 @@ fn command() -> impl Strategy<Value = Command> {
         (name(), proptest::option::of(1u64..))
             .prop_map(|(queue, count)| Command::Redrive(Redrive { queue, count })),
         user_command().prop_map(Command::User),
+        proptest::option::of(name()).prop_map(|queue| Command::Stats(Stats { queue })),
+        (
+            prop::sample::select(vec![
+                ListKind::Queues,
+                ListKind::Exchanges,
+                ListKind::Bindings,
+                ListKind::Connections,
+                ListKind::Consumers,
+            ]),
+            proptest::option::of(text(20).prop_filter("a pattern is not empty", |p| !p.is_empty())),
+        )
+            .prop_map(|(kind, pattern)| Command::List(List { kind, pattern })),
     ]
 }
 
@@ -390,6 +402,9 @@ fn raw_line() -> impl Strategy<Value = (Vec<u8>, Option<Bytes>)> {
         "USER PASSWD",
         "USER REMOVE",
         "USER LIST",
+        "stats queue",
+        "LIST QUEUES",
+        "list consumers",
     ]);
     let word = prop_oneof![
         12 => prop::sample::select(vec![

@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, Thread};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -48,6 +48,51 @@ impl CommitState {
     }
 }
 
+/// Upper bounds of the sync-latency histogram's buckets, in seconds
+/// (Prometheus' `le`; a last, unbounded `+Inf` bucket is implied).
+pub const SYNC_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// How long the store's syncs take: a lock-free histogram (one atomic per
+/// bucket, bumped by the commit thread, read by `/metrics`).
+#[derive(Debug, Default)]
+pub struct SyncHistogram {
+    /// Syncs per bucket (not cumulative); the last is `+Inf`.
+    buckets: [AtomicU64; SYNC_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl SyncHistogram {
+    /// Records one sync that took `d`.
+    pub fn record(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = SYNC_BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(SYNC_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bucket of [`SYNC_BUCKETS`] then `+Inf` (the
+    /// total), and the sum of the durations in seconds.
+    pub fn snapshot(&self) -> (Vec<u64>, f64) {
+        let mut total = 0;
+        let cumulative = self
+            .buckets
+            .iter()
+            .map(|b| {
+                total += b.load(Ordering::Relaxed);
+                total
+            })
+            .collect();
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        (cumulative, sum)
+    }
+}
+
 /// Handle on the group-commit thread.
 #[derive(Debug)]
 pub struct Committer {
@@ -57,6 +102,7 @@ pub struct Committer {
     thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
     waker: Thread,
     syncs: AtomicU64,
+    latency: SyncHistogram,
 }
 
 impl Committer {
@@ -80,6 +126,7 @@ impl Committer {
             waker: handle.thread().clone(),
             thread: parking_lot::Mutex::new(None),
             syncs: AtomicU64::new(0),
+            latency: SyncHistogram::default(),
         });
         *me.thread.lock() = Some(handle);
         // The receiver only disappears if the thread died, which start reports below.
@@ -126,6 +173,11 @@ impl Committer {
         self.syncs.load(Ordering::Relaxed)
     }
 
+    /// How long syncs took.
+    pub fn sync_latency(&self) -> &SyncHistogram {
+        &self.latency
+    }
+
     /// Waits until generation `g` is durable or failed.
     pub async fn wait(&self, g: u64) -> Result<(), Arc<str>> {
         let mut rx = self.subscribe();
@@ -153,7 +205,9 @@ impl Committer {
         loop {
             let target = self.written.load(Ordering::SeqCst);
             if target > synced {
+                let started = Instant::now();
                 let result = store.sync();
+                self.latency.record(started.elapsed());
                 self.syncs.fetch_add(1, Ordering::Relaxed);
                 match result {
                     Ok(()) => {
@@ -196,6 +250,21 @@ mod tests {
         assert_eq!(s.outcome(5), Some(Ok(())));
         assert!(matches!(s.outcome(6), Some(Err(_))));
         assert_eq!(s.outcome(8), None);
+    }
+
+    #[test]
+    fn the_histogram_is_cumulative_and_ends_in_the_count() {
+        let h = SyncHistogram::default();
+        h.record(Duration::from_micros(50));
+        h.record(Duration::from_millis(3));
+        h.record(Duration::from_secs(10));
+        let (cum, sum) = h.snapshot();
+        assert_eq!(cum.len(), SYNC_BUCKETS.len() + 1);
+        assert_eq!(cum[0], 1);
+        assert_eq!(cum[5], 2, "3 ms falls in le=0.005");
+        assert_eq!(cum[SYNC_BUCKETS.len() - 1], 2);
+        assert_eq!(cum[SYNC_BUCKETS.len()], 3);
+        assert!((sum - 10.00305).abs() < 1e-6, "{sum}");
     }
 
     #[tokio::test]

@@ -317,4 +317,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
     /// Removes a user.
     fn delete_user(&self, name: &str) -> Result<(), StoreError>;
+    /// Bytes the store takes on disk (`None` when it keeps nothing there).
+    fn size_on_disk(&self) -> Option<u64> {
+        None
+    }
 }

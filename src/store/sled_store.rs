@@ -721,6 +721,10 @@ impl Store for SledStore {
         self.users.remove(name.as_bytes())?;
         Ok(())
     }
+
+    fn size_on_disk(&self) -> Option<u64> {
+        self.db.size_on_disk().ok()
+    }
 }
 
 #[cfg(test)]

@@ -288,7 +288,6 @@ async fn a_closed_stdout_mid_batch_acknowledges_nothing_unwritten() {
 }
 
 #[tokio::test]
-#[ignore = "needs STATS/LIST (merging)"]
 async fn stats_prints_key_values_and_their_json() {
     let s = TestServer::start().await;
     cli(s.addr, &["declare", "queue", "jobs"]).await.ok();
@@ -312,7 +311,6 @@ async fn stats_prints_key_values_and_their_json() {
 }
 
 #[tokio::test]
-#[ignore = "needs STATS/LIST (merging)"]
 async fn ls_lists_declared_queues_as_a_table_and_json() {
     let s = TestServer::start().await;
     cli(s.addr, &["declare", "queue", "orders.eu"]).await.ok();

@@ -34,6 +34,9 @@ pub struct TestServer {
     /// moved while it runs). Not the broker itself: a handle to it would
     /// keep the store open after `stop`.
     pub alarms: sluice::broker::alarm::Alarms,
+    /// The `--http` endpoint, when the config asked for one.
+    pub http: Option<SocketAddr>,
+    http_task: Option<JoinHandle<()>>,
     pub dir: Arc<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
@@ -75,8 +78,18 @@ impl TestServer {
             None => None,
         };
         let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr().expect("TLS addr"));
+        let http_addr = config.http;
         let broker = Broker::open(config).expect("open broker");
         let committer = broker.committer().clone();
+        let (http, http_task) = match http_addr {
+            Some(a) => {
+                let (bound, task) = sluice::http::start(a, broker.clone())
+                    .await
+                    .expect("start http");
+                (Some(bound), Some(task))
+            }
+            None => (None, None),
+        };
         let (tx, rx) = oneshot::channel::<()>();
         let listeners = sluice::server::Listeners {
             plain: listener,
@@ -90,6 +103,8 @@ impl TestServer {
             addr,
             tls_addr,
             alarms,
+            http,
+            http_task,
             dir,
             stop: Some(tx),
             handle: Some(handle),
@@ -136,6 +151,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
+        }
+        if let Some(t) = self.http_task.take() {
+            t.abort();
         }
     }
 }
@@ -234,6 +252,30 @@ impl TestConn {
     pub async fn cmd(&mut self, line: &str) -> String {
         self.send(line).await;
         self.line().await
+    }
+
+    /// Sends a command answered `OK <words> {N}` + a literal (`STATS`,
+    /// `LIST`, `HELP`); returns the words and the literal as text.
+    pub async fn data(&mut self, line: &str) -> (String, String) {
+        let head = self.cmd(line).await;
+        let (head, n) = split_literal(&head)
+            .unwrap_or_else(|| panic!("reply to {line:?} has no literal: {head:?}"));
+        let body = self.literal(n).await;
+        let words = head
+            .strip_prefix("OK")
+            .unwrap_or_else(|| panic!("reply to {line:?}: {head:?}"))
+            .trim()
+            .to_string();
+        (words, String::from_utf8(body).expect("utf-8 literal"))
+    }
+
+    /// Publishes `n` small messages (`m0`, `m1`, ...) to `queue` through
+    /// the default exchange, each confirmed `routed=1`.
+    pub async fn publish_n(&mut self, queue: &str, n: usize) {
+        for i in 0..n {
+            let got = self.cmd(&format!("PUB \"\" {queue} m{i}")).await;
+            assert!(got.ends_with("routed=1"), "{got:?}");
+        }
     }
 
     /// Sends a line and asserts the reply.
@@ -561,6 +603,30 @@ impl Peer {
     pub async fn expect_closed(&mut self) {
         self.conn.expect_closed().await;
     }
+}
+
+/// One HTTP/1.1 request (`Connection: close`) and its response: status,
+/// head (lower-cased), body.
+pub async fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+    let mut s = tokio::time::timeout(DEADLINE, TcpStream::connect(addr))
+        .await
+        .expect("http connect timed out")
+        .expect("http connect");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("http write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(DEADLINE, s.read_to_end(&mut raw))
+        .await
+        .expect("http response timed out")
+        .expect("http read");
+    let text = String::from_utf8(raw).expect("utf-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("http head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("http status");
+    (status, head.to_ascii_lowercase(), body.to_string())
 }
 
 /// Writes a word the way the protocol reads it (quoted when needed).

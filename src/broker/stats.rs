@@ -1,0 +1,506 @@
+//! Counters and rates: what `STATS`, `LIST QUEUES`, `/metrics` and the
+//! dashboard report.
+//!
+//! **Counters** are plain `AtomicU64`s bumped with `Relaxed` on paths that
+//! already run once per message (a queue's enqueue, dispatch, settle; a
+//! `PUB`): no lock and no allocation per message. Each queue owns its
+//! [`QueueCounters`]; the broker-wide [`Totals`] are bumped beside them.
+//!
+//! **Rates** are not computed per request: the [`Sampler`] (one task, once
+//! a second) reads the counters into a ring of the last 60 samples per
+//! queue and for the broker, and a rate is the difference between two
+//! samples divided by the time between them: over the last second (the
+//! newest two) and the last minute (the newest and the oldest, up to 60 s
+//! apart). The ring also keeps each queue's depth, for the dashboard's
+//! sparklines. A queue is known to the sampler by its internal id, so a
+//! queue deleted and declared again under the same name starts afresh.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use super::message::now_ms;
+use super::queue::{DeathReason, Queue};
+use super::Broker;
+
+/// How often the sampler reads the counters.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Samples kept per queue (and for the broker): one minute's worth, plus
+/// the one the minute's rate starts from.
+pub const SAMPLES: usize = 61;
+
+/// One queue's event counters, since it was created (or recovered).
+#[derive(Debug, Default)]
+pub struct QueueCounters {
+    /// Copies that entered the queue (published, dead-lettered or
+    /// redriven into it).
+    pub published: AtomicU64,
+    /// Deliveries (to subscriptions and `GET`s, redeliveries included).
+    pub delivered: AtomicU64,
+    /// Deliveries acknowledged (`ACK`, or written with `ack=auto`).
+    pub acked: AtomicU64,
+    /// Deliveries that went back to the queue (`NACK`, ack timeout, a
+    /// connection that closed with them unacked).
+    pub requeued: AtomicU64,
+    /// Copies that died here, by [`DeathReason`] (routed to the queue's
+    /// dead-letter exchange, or dropped when it has none).
+    pub dead: [AtomicU64; 4],
+}
+
+impl QueueCounters {
+    /// Counts a copy that died for `reason`.
+    pub fn died(&self, reason: DeathReason) {
+        self.dead[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Copies that died for `reason`.
+    pub fn dead_of(&self, reason: DeathReason) -> u64 {
+        self.dead[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Copies that died, whatever the reason.
+    pub fn dead_total(&self) -> u64 {
+        self.dead.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Broker-wide counters, since the broker started.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// `PUB`s accepted (one per message, however many queues it reached).
+    pub published: AtomicU64,
+    /// Deliveries, all queues.
+    pub delivered: AtomicU64,
+    /// Acknowledgements, all queues.
+    pub acked: AtomicU64,
+}
+
+/// Events per second over the last second and the last minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Rate {
+    /// Over the last sample interval.
+    pub last_second: f64,
+    /// Over up to the last 60 samples.
+    pub last_minute: f64,
+}
+
+/// The rates of one queue (or of the broker).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Rates {
+    /// Messages in.
+    pub publish: Rate,
+    /// Deliveries.
+    pub deliver: Rate,
+    /// Acknowledgements.
+    pub ack: Rate,
+}
+
+/// One reading of the counters.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    published: u64,
+    delivered: u64,
+    acked: u64,
+    depth: u64,
+}
+
+impl Sample {
+    /// Counters as they start: all zero.
+    fn zero(at: Instant) -> Sample {
+        Sample {
+            at,
+            published: 0,
+            delivered: 0,
+            acked: 0,
+            depth: 0,
+        }
+    }
+}
+
+/// The last [`SAMPLES`] readings, oldest first.
+#[derive(Debug, Default)]
+struct Ring(VecDeque<Sample>);
+
+impl Ring {
+    fn push(&mut self, s: Sample) {
+        if self.0.len() == SAMPLES {
+            self.0.pop_front();
+        }
+        self.0.push_back(s);
+    }
+
+    fn rates(&self) -> Rates {
+        let n = self.0.len();
+        let (Some(last), Some(prev), Some(first)) = (
+            self.0.back(),
+            n.checked_sub(2).and_then(|i| self.0.get(i)),
+            self.0.front(),
+        ) else {
+            return Rates::default();
+        };
+        let rate = |f: fn(&Sample) -> u64| Rate {
+            last_second: per_second(f(prev), f(last), prev.at, last.at),
+            last_minute: per_second(f(first), f(last), first.at, last.at),
+        };
+        Rates {
+            publish: rate(|s| s.published),
+            deliver: rate(|s| s.delivered),
+            ack: rate(|s| s.acked),
+        }
+    }
+
+    fn depths(&self) -> Vec<u64> {
+        self.0.iter().map(|s| s.depth).collect()
+    }
+}
+
+fn per_second(from: u64, to: u64, t0: Instant, t1: Instant) -> f64 {
+    let secs = t1.saturating_duration_since(t0).as_secs_f64();
+    if secs <= 0.0 {
+        return 0.0;
+    }
+    to.saturating_sub(from) as f64 / secs
+}
+
+/// The rings of every queue and of the broker; see the module doc.
+#[derive(Debug)]
+pub struct Sampler {
+    rings: Mutex<Rings>,
+    started: Instant,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        let started = Instant::now();
+        let mut rings = Rings::default();
+        // The broker's counters are zero at start.
+        rings.broker.push(Sample::zero(started));
+        Sampler {
+            rings: Mutex::new(rings),
+            started,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Rings {
+    broker: Ring,
+    queues: HashMap<u64, Ring>,
+    /// When the last tick ran.
+    last: Option<Instant>,
+}
+
+impl Sampler {
+    /// Reads every counter once (the sampler task calls this each
+    /// [`SAMPLE_INTERVAL`]; tests may call it to move time on at once).
+    pub fn tick(&self, broker: &Broker) {
+        let at = Instant::now();
+        let mut seen = HashMap::new();
+        let mut depth = 0;
+        for q in broker.queue_list() {
+            let st = q.stats();
+            depth += st.messages;
+            let c = &q.counters;
+            seen.insert(
+                q.id,
+                Sample {
+                    at,
+                    published: c.published.load(Ordering::Relaxed),
+                    delivered: c.delivered.load(Ordering::Relaxed),
+                    acked: c.acked.load(Ordering::Relaxed),
+                    depth: st.messages,
+                },
+            );
+        }
+        let t = broker.totals();
+        let total = Sample {
+            at,
+            published: t.published.load(Ordering::Relaxed),
+            delivered: t.delivered.load(Ordering::Relaxed),
+            acked: t.acked.load(Ordering::Relaxed),
+            depth,
+        };
+        let mut rings = self.rings.lock();
+        // A queue's counters start at zero when it is created (or
+        // recovered): one seen for the first time starts from zeros at the
+        // previous tick, so what it did before this tick counts in its rates.
+        let before = rings.last.unwrap_or(self.started);
+        rings.last = Some(at);
+        rings.broker.push(total);
+        rings.queues.retain(|id, _| seen.contains_key(id));
+        for (id, s) in seen {
+            rings
+                .queues
+                .entry(id)
+                .or_insert_with(|| {
+                    let mut r = Ring::default();
+                    r.push(Sample::zero(before));
+                    r
+                })
+                .push(s);
+        }
+    }
+
+    /// Samples every [`SAMPLE_INTERVAL`] until aborted.
+    pub async fn run(broker: Broker) {
+        // The first sample a full interval after start (the rings start
+        // from zeros at start): a rate is never taken over a sliver of time.
+        let first = tokio::time::Instant::now() + SAMPLE_INTERVAL;
+        let mut every = tokio::time::interval_at(first, SAMPLE_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            broker.sampler().tick(&broker);
+        }
+    }
+
+    /// Time since the broker started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The broker's rates.
+    pub fn broker_rates(&self) -> Rates {
+        self.rings.lock().broker.rates()
+    }
+
+    /// A queue's rates (zero until it has been sampled twice).
+    pub fn queue_rates(&self, queue_id: u64) -> Rates {
+        self.rings
+            .lock()
+            .queues
+            .get(&queue_id)
+            .map(Ring::rates)
+            .unwrap_or_default()
+    }
+
+    /// A queue's depth at each of the last samples, oldest first.
+    pub fn queue_depths(&self, queue_id: u64) -> Vec<u64> {
+        self.rings
+            .lock()
+            .queues
+            .get(&queue_id)
+            .map(Ring::depths)
+            .unwrap_or_default()
+    }
+}
+
+/// One queue as `STATS QUEUE`, `LIST QUEUES`, `/metrics` and the
+/// dashboard show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueSnapshot {
+    /// Internal id (the sampler's key).
+    #[serde(skip)]
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// Survives a restart.
+    pub durable: bool,
+    /// Deleted when its last subscription ends.
+    pub auto_delete: bool,
+    /// Belongs to one connection.
+    pub exclusive: bool,
+    /// Waiting: ready plus delayed, in RAM or paged out.
+    pub messages: u64,
+    /// Of those, delayed (`delay=`, retry back-off).
+    pub delayed: u64,
+    /// Delivered, not yet settled.
+    pub unacked: u64,
+    /// Subscriptions.
+    pub consumers: u64,
+    /// Copies that entered the queue.
+    pub published: u64,
+    /// Deliveries.
+    pub delivered: u64,
+    /// Acknowledgements.
+    pub acked: u64,
+    /// Deliveries requeued.
+    pub requeued: u64,
+    /// Copies dead-lettered (or dropped), every reason.
+    pub dead_lettered: u64,
+    /// Of those, by reason.
+    pub dead_by_reason: DeadByReason,
+    /// Rates.
+    pub rates: Rates,
+    /// Age of the oldest waiting message in ms (see [`Queue::stats`]).
+    pub oldest_age_ms: Option<u64>,
+}
+
+/// Dead-lettered copies by [`DeathReason`].
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct DeadByReason {
+    /// `NACK requeue=false`, `REJECT`.
+    pub rejected: u64,
+    /// TTL passed.
+    pub expired: u64,
+    /// Pushed out by `overflow=drop-head`.
+    pub maxlen: u64,
+    /// Used up `delivery-limit`.
+    pub delivery_limit: u64,
+}
+
+impl DeadByReason {
+    /// Each reason with its count.
+    pub fn pairs(&self) -> [(DeathReason, u64); 4] {
+        [
+            (DeathReason::Rejected, self.rejected),
+            (DeathReason::Expired, self.expired),
+            (DeathReason::MaxLen, self.maxlen),
+            (DeathReason::DeliveryLimit, self.delivery_limit),
+        ]
+    }
+}
+
+impl QueueSnapshot {
+    /// Reads `q`'s state, counters and rates.
+    pub fn of(q: &Queue, sampler: &Sampler) -> QueueSnapshot {
+        let st = q.stats();
+        let c = &q.counters;
+        let now = now_ms();
+        QueueSnapshot {
+            id: q.id,
+            name: q.name.to_string(),
+            durable: q.durable,
+            auto_delete: q.auto_delete,
+            exclusive: q.owner.is_some(),
+            messages: st.messages,
+            delayed: st.delayed,
+            unacked: st.unacked,
+            consumers: st.consumers,
+            published: c.published.load(Ordering::Relaxed),
+            delivered: c.delivered.load(Ordering::Relaxed),
+            acked: c.acked.load(Ordering::Relaxed),
+            requeued: c.requeued.load(Ordering::Relaxed),
+            dead_lettered: c.dead_total(),
+            dead_by_reason: DeadByReason {
+                rejected: c.dead_of(DeathReason::Rejected),
+                expired: c.dead_of(DeathReason::Expired),
+                maxlen: c.dead_of(DeathReason::MaxLen),
+                delivery_limit: c.dead_of(DeathReason::DeliveryLimit),
+            },
+            rates: sampler.queue_rates(q.id),
+            oldest_age_ms: st.oldest_at.map(|t| now.saturating_sub(t)),
+        }
+    }
+}
+
+/// The broker's totals, as `STATS`, `/metrics` and the dashboard show them.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerSnapshot {
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// Connections open now.
+    pub connections: u64,
+    /// Connections accepted since start.
+    pub connections_opened: u64,
+    /// Exchanges (the default one not counted).
+    pub exchanges: u64,
+    /// Queues.
+    pub queues: u64,
+    /// Subscriptions, all queues.
+    pub consumers: u64,
+    /// Messages waiting, all queues.
+    pub messages: u64,
+    /// Deliveries not yet settled, all queues.
+    pub unacked: u64,
+    /// `PUB`s accepted.
+    pub published: u64,
+    /// Deliveries.
+    pub delivered: u64,
+    /// Acknowledgements.
+    pub acked: u64,
+    /// Rates.
+    pub rates: Rates,
+    /// Resident memory.
+    pub memory_rss_bytes: Option<u64>,
+    /// Free space on the data directory's file system.
+    pub disk_free_bytes: Option<u64>,
+    /// The store's size on disk.
+    pub store_size_bytes: Option<u64>,
+    /// Store syncs (fsyncs) since start.
+    pub fsyncs: u64,
+}
+
+/// Every queue's snapshot (by name) and the broker's totals over them.
+pub fn snapshot(broker: &Broker) -> (BrokerSnapshot, Vec<QueueSnapshot>) {
+    let sampler = broker.sampler();
+    let queues: Vec<QueueSnapshot> = broker
+        .queue_list()
+        .iter()
+        .map(|q| QueueSnapshot::of(q, sampler))
+        .collect();
+    let t = broker.totals();
+    let conns = broker.connections();
+    let in_memory = broker.config().in_memory;
+    let totals = BrokerSnapshot {
+        uptime_seconds: sampler.uptime().as_secs(),
+        connections: conns.current() as u64,
+        connections_opened: conns.opened(),
+        exchanges: broker.exchange_list().len() as u64,
+        queues: queues.len() as u64,
+        consumers: queues.iter().map(|q| q.consumers).sum(),
+        messages: queues.iter().map(|q| q.messages).sum(),
+        unacked: queues.iter().map(|q| q.unacked).sum(),
+        published: t.published.load(Ordering::Relaxed),
+        delivered: t.delivered.load(Ordering::Relaxed),
+        acked: t.acked.load(Ordering::Relaxed),
+        rates: sampler.broker_rates(),
+        memory_rss_bytes: super::alarm::resident_bytes().ok(),
+        disk_free_bytes: (!in_memory)
+            .then(|| super::alarm::free_bytes(&broker.config().data_dir).ok())
+            .flatten(),
+        store_size_bytes: broker.store_size(),
+        fsyncs: broker.committer().sync_count(),
+    };
+    (totals, queues)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at: Instant, published: u64) -> Sample {
+        Sample {
+            at,
+            published,
+            delivered: published / 2,
+            acked: 0,
+            depth: published,
+        }
+    }
+
+    #[test]
+    fn rates_come_from_the_newest_two_and_the_oldest_sample() {
+        let t0 = Instant::now();
+        let mut r = Ring::default();
+        assert_eq!(r.rates(), Rates::default());
+        r.push(sample(t0, 0));
+        assert_eq!(r.rates(), Rates::default());
+        r.push(sample(t0 + Duration::from_secs(1), 100));
+        r.push(sample(t0 + Duration::from_secs(2), 300));
+        let rates = r.rates();
+        assert_eq!(rates.publish.last_second, 200.0);
+        assert_eq!(rates.publish.last_minute, 150.0);
+        assert_eq!(rates.deliver.last_second, 100.0);
+        assert_eq!(rates.ack.last_minute, 0.0);
+        assert_eq!(r.depths(), vec![0, 100, 300]);
+    }
+
+    #[test]
+    fn the_ring_keeps_one_minute() {
+        let t0 = Instant::now();
+        let mut r = Ring::default();
+        for i in 0..200u64 {
+            r.push(sample(t0 + Duration::from_secs(i), i * 10));
+        }
+        assert_eq!(r.0.len(), SAMPLES);
+        assert_eq!(r.rates().publish.last_minute, 10.0);
+        // A counter that went backwards (cannot, but) reads as no events.
+        r.push(sample(t0 + Duration::from_secs(201), 0));
+        assert_eq!(r.rates().publish.last_second, 0.0);
+    }
+}

@@ -1,0 +1,96 @@
+//! `STATS` and `STATS QUEUE <name>`: the broker's totals, or one queue's,
+//! as a literal of `key value` lines. See protocol.md, "STATS".
+
+use bytes::Bytes;
+
+use crate::broker::stats::{self, QueueSnapshot, Rates};
+use crate::error::BrokerError;
+use crate::protocol::command::Stats;
+use crate::protocol::reply::{quote_for_message, Reply};
+use crate::protocol::table::KeyValues;
+use crate::session::Session;
+
+/// `STATS` → `OK stats {N}` and the broker's totals; `STATS QUEUE <name>`
+/// → `OK stats {N}` and that queue's, or `ERR NOT_FOUND`.
+pub(super) fn stats(c: Stats, s: &mut Session) -> Result<(), BrokerError> {
+    let text = match c.queue {
+        None => broker_text(&s.broker),
+        Some(name) => {
+            let q = s.broker.find_queue(&name).ok_or_else(|| {
+                BrokerError::NotFound(format!("queue {}", quote_for_message(&name)))
+            })?;
+            queue_text(&QueueSnapshot::of(&q, s.broker.sampler()))
+        }
+    };
+    s.reply(Reply::Data("stats".into(), Bytes::from(text)));
+    Ok(())
+}
+
+fn broker_text(broker: &crate::broker::Broker) -> Vec<u8> {
+    let (b, queues) = stats::snapshot(broker);
+    let delayed: u64 = queues.iter().map(|q| q.delayed).sum();
+    let mut kv = KeyValues::default();
+    kv.put("uptime_seconds", b.uptime_seconds)
+        .put("connections", b.connections)
+        .put("connections_opened_total", b.connections_opened)
+        .put("exchanges", b.exchanges)
+        .put("queues", b.queues)
+        .put("consumers", b.consumers);
+    kv.group()
+        .put("messages_ready", b.messages.saturating_sub(delayed))
+        .put("messages_delayed", delayed)
+        .put("messages_unacked", b.unacked)
+        .put("published_total", b.published)
+        .put("delivered_total", b.delivered)
+        .put("acked_total", b.acked);
+    rates(kv.group(), &b.rates);
+    kv.group();
+    let mut opt = |k, v: Option<u64>| {
+        if let Some(v) = v {
+            kv.put(k, v);
+        }
+    };
+    opt("memory_rss_bytes", b.memory_rss_bytes);
+    opt("disk_free_bytes", b.disk_free_bytes);
+    opt("store_size_bytes", b.store_size_bytes);
+    kv.put("fsyncs_total", b.fsyncs);
+    kv.render()
+}
+
+fn queue_text(q: &QueueSnapshot) -> Vec<u8> {
+    let mut kv = KeyValues::default();
+    kv.put("name", &q.name)
+        .put("durable", q.durable)
+        .put("exclusive", q.exclusive)
+        .put("auto_delete", q.auto_delete);
+    kv.group()
+        .put("messages_ready", q.messages.saturating_sub(q.delayed))
+        .put("messages_delayed", q.delayed)
+        .put("messages_unacked", q.unacked)
+        .put("consumers", q.consumers)
+        .put("oldest_message_age_ms", q.oldest_age_ms.unwrap_or(0));
+    kv.group()
+        .put("published_total", q.published)
+        .put("delivered_total", q.delivered)
+        .put("acked_total", q.acked)
+        .put("requeued_total", q.requeued)
+        .put("dead_lettered_total", q.dead_lettered)
+        .put("dead_lettered_rejected_total", q.dead_by_reason.rejected)
+        .put("dead_lettered_expired_total", q.dead_by_reason.expired)
+        .put("dead_lettered_maxlen_total", q.dead_by_reason.maxlen)
+        .put(
+            "dead_lettered_delivery_limit_total",
+            q.dead_by_reason.delivery_limit,
+        );
+    rates(kv.group(), &q.rates);
+    kv.render()
+}
+
+fn rates(kv: &mut KeyValues, r: &Rates) {
+    kv.rate("publish_per_sec_1s", r.publish.last_second)
+        .rate("publish_per_sec_60s", r.publish.last_minute)
+        .rate("deliver_per_sec_1s", r.deliver.last_second)
+        .rate("deliver_per_sec_60s", r.deliver.last_minute)
+        .rate("ack_per_sec_1s", r.ack.last_second)
+        .rate("ack_per_sec_60s", r.ack.last_minute);
+}

@@ -1,0 +1,232 @@
+//! `GET /metrics`: the Prometheus text exposition format, version 0.0.4.
+//!
+//! Every family has `# HELP` and `# TYPE` lines, then its samples; label
+//! values are escaped as the format asks (`\\`, `\"`, `\n`). Counters end
+//! in `_total`; the sync latency is a histogram with cumulative buckets
+//! ending in `le="+Inf"`, equal to `_count`. Rates are left to PromQL
+//! (`rate(sluice_queue_published_total[1m])`); the dashboard gets them
+//! from `/api/overview`.
+
+use std::fmt::Write;
+
+use crate::broker::stats::{self, QueueSnapshot};
+use crate::broker::Broker;
+use crate::store::commit::SYNC_BUCKETS;
+
+/// The whole exposition.
+pub fn render(broker: &Broker) -> String {
+    let (b, queues) = stats::snapshot(broker);
+    let mut m = Metrics(String::with_capacity(4096 + queues.len() * 1024));
+    let per_queue: &[(&str, &str, &str, QueueValue)] = &[
+        (
+            "sluice_queue_messages",
+            "gauge",
+            "Messages waiting in the queue (ready and delayed).",
+            |q| q.messages,
+        ),
+        (
+            "sluice_queue_messages_unacked",
+            "gauge",
+            "Deliveries not yet acknowledged.",
+            |q| q.unacked,
+        ),
+        (
+            "sluice_queue_consumers",
+            "gauge",
+            "Subscriptions on the queue.",
+            |q| q.consumers,
+        ),
+        (
+            "sluice_queue_published_total",
+            "counter",
+            "Messages that entered the queue.",
+            |q| q.published,
+        ),
+        (
+            "sluice_queue_delivered_total",
+            "counter",
+            "Deliveries from the queue, redeliveries included.",
+            |q| q.delivered,
+        ),
+        (
+            "sluice_queue_acked_total",
+            "counter",
+            "Deliveries acknowledged.",
+            |q| q.acked,
+        ),
+        (
+            "sluice_queue_requeued_total",
+            "counter",
+            "Deliveries that went back to the queue.",
+            |q| q.requeued,
+        ),
+    ];
+    for (name, kind, help, value) in per_queue {
+        m.family(name, kind, help);
+        for q in &queues {
+            m.sample(name, &[("queue", &q.name)], value(q));
+        }
+    }
+    let name = "sluice_queue_dead_lettered_total";
+    m.family(
+        name,
+        "counter",
+        "Messages that died in the queue (dead-lettered, or dropped without a dead-letter exchange), by reason.",
+    );
+    for q in &queues {
+        for (reason, n) in q.dead_by_reason.pairs() {
+            m.sample(name, &[("queue", &q.name), ("reason", reason.as_str())], n);
+        }
+    }
+    let name = "sluice_queue_oldest_message_age_seconds";
+    m.family(
+        name,
+        "gauge",
+        "Age of the queue's oldest waiting message (0 when empty; a lower bound for messages read back from disk).",
+    );
+    for q in &queues {
+        let age = q.oldest_age_ms.unwrap_or(0) as f64 / 1000.0;
+        m.sample_f(name, &[("queue", &q.name)], age);
+    }
+    let broker_wide: &[(&str, &str, &str, Option<u64>)] = &[
+        (
+            "sluice_connections",
+            "gauge",
+            "Client connections open.",
+            Some(b.connections),
+        ),
+        (
+            "sluice_connections_opened_total",
+            "counter",
+            "Client connections accepted.",
+            Some(b.connections_opened),
+        ),
+        ("sluice_queues", "gauge", "Queues declared.", Some(b.queues)),
+        (
+            "sluice_published_total",
+            "counter",
+            "Messages published (one per PUB, whatever it was routed to).",
+            Some(b.published),
+        ),
+        (
+            "sluice_delivered_total",
+            "counter",
+            "Deliveries, all queues.",
+            Some(b.delivered),
+        ),
+        (
+            "sluice_acked_total",
+            "counter",
+            "Acknowledgements, all queues.",
+            Some(b.acked),
+        ),
+        (
+            "sluice_memory_rss_bytes",
+            "gauge",
+            "Resident memory of the broker process.",
+            b.memory_rss_bytes,
+        ),
+        (
+            "sluice_disk_free_bytes",
+            "gauge",
+            "Free space on the data directory's file system.",
+            b.disk_free_bytes,
+        ),
+        (
+            "sluice_store_size_bytes",
+            "gauge",
+            "The store's size on disk.",
+            b.store_size_bytes,
+        ),
+        (
+            "sluice_uptime_seconds",
+            "gauge",
+            "Seconds since the broker started.",
+            Some(b.uptime_seconds),
+        ),
+    ];
+    for (name, kind, help, value) in broker_wide {
+        if let Some(v) = value {
+            m.family(name, kind, help);
+            m.sample(name, &[], *v);
+        }
+    }
+    let name = "sluice_fsync_duration_seconds";
+    m.family(
+        name,
+        "histogram",
+        "How long the store's group-commit syncs (fsync) take.",
+    );
+    let (cumulative, sum) = broker.committer().sync_latency().snapshot();
+    let bucket = format!("{name}_bucket");
+    for (le, n) in SYNC_BUCKETS.iter().zip(&cumulative) {
+        m.sample(&bucket, &[("le", &le.to_string())], *n);
+    }
+    let count = cumulative.last().copied().unwrap_or(0);
+    m.sample(&bucket, &[("le", "+Inf")], count);
+    m.sample_f(&format!("{name}_sum"), &[], sum);
+    m.sample(&format!("{name}_count"), &[], count);
+    m.0
+}
+
+/// Reads one per-queue metric's value from a snapshot.
+type QueueValue = fn(&QueueSnapshot) -> u64;
+
+struct Metrics(String);
+
+impl Metrics {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.labels(name, labels);
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn sample_f(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.labels(name, labels);
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn labels(&mut self, name: &str, labels: &[(&str, &str)]) {
+        self.0.push_str(name);
+        if labels.is_empty() {
+            return;
+        }
+        self.0.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                self.0.push(',');
+            }
+            let _ = write!(self.0, "{k}=\"{}\"", escape_label(v));
+        }
+        self.0.push('}');
+    }
+}
+
+/// A label value: backslash, double quote and line feed escaped.
+pub fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A help text: backslash and line feed escaped.
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let mut m = Metrics(String::new());
+        m.sample("x_total", &[("queue", "q\"1"), ("reason", "expired")], 3);
+        assert_eq!(m.0, "x_total{queue=\"q\\\"1\",reason=\"expired\"} 3\n");
+    }
+}
