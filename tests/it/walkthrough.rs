@@ -96,6 +96,16 @@ async fn create_a_user_serve_tls_and_use_the_cli_over_it() {
     assert_eq!(got[0]["body"], "resize photo 7", "{got:?}");
     assert_eq!(got[0]["routing_key"], "jobs", "{got:?}");
 
+    // The CLI's own connection, as `sluice ls connections` shows it: over
+    // TLS, logged in as ops.
+    let r = tls_cli(tls, &cert, &["ls", "connections", "sluice-cli", "--json"], true).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let rows = r.json_lines();
+    let rows = rows[0].as_array().expect("an array of connections");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["user"], "ops", "{rows:?}");
+    assert_eq!(rows[0]["tls"], "true", "{rows:?}");
+
     // Without the password: refused (exit 5), and nothing is taken.
     let r = tls_cli(tls, &cert, &["pub", "", "jobs", "x"], false).await;
     assert_eq!(r.code, 5, "{r:?}");
