@@ -337,7 +337,17 @@ fn hello(mut a: Args<'_>) -> Res<Command> {
         match opt {
             Opt::Value("name", v) => h.name = Some(utf8(v, "name")?),
             Opt::Value("heartbeat", v) => {
-                let ms = number("heartbeat", v, 0, MAX_HEARTBEAT_MS)?;
+                // Milliseconds, like every duration here; `30s` (AMQP and
+                // STOMP users think in seconds) is 30,000.
+                let ms = match v.strip_suffix(b"s").filter(|n| !n.ends_with(b"m")) {
+                    Some(secs) => number("heartbeat", secs, 0, MAX_HEARTBEAT_MS / 1000)? * 1000,
+                    None => number(
+                        "heartbeat",
+                        v.strip_suffix(b"ms").unwrap_or(v),
+                        0,
+                        MAX_HEARTBEAT_MS,
+                    )?,
+                };
                 if ms != 0 && ms < MIN_HEARTBEAT_MS {
                     return Err(ParseError::syntax(format!(
                         "heartbeat: must be 0 (off) or between {MIN_HEARTBEAT_MS} and {MAX_HEARTBEAT_MS}, got {ms}"
@@ -1164,6 +1174,18 @@ mod tests {
                 ..Hello::default()
             })
         );
+        for (text, ms) in [("30s", 30_000), ("250ms", 250), ("3600s", 3_600_000)] {
+            assert_eq!(
+                ok(&format!("HELLO heartbeat={text}")),
+                Command::Hello(Hello {
+                    heartbeat: Some(ms),
+                    ..Hello::default()
+                }),
+                "{text}"
+            );
+        }
+        assert!(syntax("HELLO heartbeat=3601s").contains("heartbeat"));
+        assert!(syntax("HELLO heartbeat=10m").contains("heartbeat"));
         assert_eq!(
             ok("hello HEARTBEAT=0"),
             Command::Hello(Hello {

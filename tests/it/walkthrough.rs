@@ -98,7 +98,13 @@ async fn create_a_user_serve_tls_and_use_the_cli_over_it() {
 
     // The CLI's own connection, as `sluice ls connections` shows it: over
     // TLS, logged in as ops.
-    let r = tls_cli(tls, &cert, &["ls", "connections", "sluice-cli", "--json"], true).await;
+    let r = tls_cli(
+        tls,
+        &cert,
+        &["ls", "connections", "sluice-cli", "--json"],
+        true,
+    )
+    .await;
     assert_eq!(r.code, 0, "{r:?}");
     let rows = r.json_lines();
     let rows = rows[0].as_array().expect("an array of connections");
