@@ -167,23 +167,11 @@ async fn both_ports_share_one_connection_budget() {
 #[tokio::test]
 async fn serve_prints_the_tls_port_and_serves_it() {
     let cert = Cert::new();
-    let (c, k) = (cert.cert(), cert.key());
-    let b = Spawned::start(&[
-        "--in-memory",
-        "--tls-cert",
-        c.to_str().expect("utf-8 path"),
-        "--tls-key",
-        k.to_str().expect("utf-8 path"),
-        "--tls-addr",
-        "127.0.0.1:0",
-    ])
-    .await;
-    let line = b.wait_stdout("listening tls on ").await;
-    let addr: std::net::SocketAddr = line
-        .strip_prefix("listening tls on ")
-        .expect("prefix")
-        .parse()
-        .expect("address");
+    let mut args = vec!["--in-memory".to_owned()];
+    args.extend(cert.serve_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b = Spawned::start(&args).await;
+    let addr = b.tls_addr().await;
     let mut client = Client::connect_tls(addr, "localhost", &cert.client())
         .await
         .expect("TLS connect");

@@ -37,17 +37,21 @@ async fn user(dir: &std::path::Path, args: &[&str], password: &str) -> std::proc
         .expect("wait")
 }
 
-/// The CLI over TLS to `addr`, trusting `cert`, with `extra` arguments.
-async fn tls_cli(addr: SocketAddr, cert: &Cert, args: &[&str], login: bool) -> Run {
+/// The CLI over TLS to `addr`, trusting `cert`, logged in as ops with
+/// `password` when there is one.
+async fn tls_cli(addr: SocketAddr, cert: &Cert, args: &[&str], password: Option<&str>) -> Run {
     let ca = cert.cert();
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--tls-ca", ca.to_str().expect("utf-8 path")]);
     all.extend(["--tls-server-name", "localhost"]);
-    if login {
-        all.extend(["--user", "ops", "--password", "correct horse"]);
+    if let Some(password) = password {
+        all.extend(["--user", "ops", "--password", password]);
     }
     cli_in(addr, &all, b"").await
 }
+
+/// The admin's password in the walkthrough.
+const LOGIN: Option<&str> = Some("correct horse");
 
 #[tokio::test]
 async fn create_a_user_serve_tls_and_use_the_cli_over_it() {
@@ -64,32 +68,23 @@ async fn create_a_user_serve_tls_and_use_the_cli_over_it() {
     assert!(out.status.success(), "sluice user add: {out:?}");
 
     // 2. The broker, with TLS on a second port.
-    let (c, k) = (cert.cert(), cert.key());
-    let b = Spawned::start_in(
-        data.path(),
-        &[
-            "--tls-cert",
-            c.to_str().expect("utf-8 path"),
-            "--tls-key",
-            k.to_str().expect("utf-8 path"),
-            "--tls-addr",
-            "127.0.0.1:0",
-        ],
-    )
-    .await;
-    let tls: SocketAddr = b
-        .wait_stdout("listening tls on ")
-        .await
-        .trim_start_matches("listening tls on ")
-        .parse()
-        .expect("TLS address");
+    let args = cert.serve_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b = Spawned::start_in(data.path(), &args).await;
+    let tls: SocketAddr = b.tls_addr().await;
 
     // 3. Declare, publish and consume with the CLI, over TLS, logged in.
-    let r = tls_cli(tls, &cert, &["declare", "queue", "jobs", "--durable"], true).await;
+    let r = tls_cli(
+        tls,
+        &cert,
+        &["declare", "queue", "jobs", "--durable"],
+        LOGIN,
+    )
+    .await;
     assert_eq!(r.code, 0, "{r:?}");
-    let r = tls_cli(tls, &cert, &["pub", "", "jobs", "resize photo 7"], true).await;
+    let r = tls_cli(tls, &cert, &["pub", "", "jobs", "resize photo 7"], LOGIN).await;
     assert_eq!(r.code, 0, "{r:?}");
-    let r = tls_cli(tls, &cert, &["get", "jobs", "--json"], true).await;
+    let r = tls_cli(tls, &cert, &["get", "jobs", "--json"], LOGIN).await;
     assert_eq!(r.code, 0, "{r:?}");
     let got = r.json_lines();
     assert_eq!(got.len(), 1, "{got:?}");
@@ -102,7 +97,7 @@ async fn create_a_user_serve_tls_and_use_the_cli_over_it() {
         tls,
         &cert,
         &["ls", "connections", "sluice-cli", "--json"],
-        true,
+        LOGIN,
     )
     .await;
     assert_eq!(r.code, 0, "{r:?}");
@@ -112,14 +107,20 @@ async fn create_a_user_serve_tls_and_use_the_cli_over_it() {
     assert_eq!(rows[0]["user"], "ops", "{rows:?}");
     assert_eq!(rows[0]["tls"], "true", "{rows:?}");
 
-    // Without the password: refused (exit 5), and nothing is taken.
-    let r = tls_cli(tls, &cert, &["pub", "", "jobs", "x"], false).await;
+    // With a wrong password, or none: refused (exit 5), and nothing is taken.
+    let r = tls_cli(tls, &cert, &["get", "jobs"], Some("wrong")).await;
+    assert_eq!(r.code, 5, "{r:?}");
+    assert!(
+        r.stderr.contains("NOAUTH invalid user or password"),
+        "{r:?}"
+    );
+    let r = tls_cli(tls, &cert, &["pub", "", "jobs", "x"], None).await;
     assert_eq!(r.code, 5, "{r:?}");
     assert!(r.stderr.contains("NOAUTH"), "{r:?}");
     // Nor over plain TCP.
     let r = cli_in(b.addr, &["get", "jobs"], b"").await;
     assert_eq!(r.code, 5, "{r:?}");
     // The queue is empty: the one message was taken by the logged-in get.
-    let r = tls_cli(tls, &cert, &["get", "jobs"], true).await;
+    let r = tls_cli(tls, &cert, &["get", "jobs"], LOGIN).await;
     assert_eq!(r.code, 3, "{r:?}");
 }

@@ -29,6 +29,19 @@ impl Cert {
         }
     }
 
+    /// `serve`'s flags for this certificate, the TLS port on 127.0.0.1:0.
+    pub fn serve_args(&self) -> Vec<String> {
+        let path = |p: PathBuf| p.to_str().expect("utf-8 path").to_owned();
+        vec![
+            "--tls-cert".into(),
+            path(self.cert()),
+            "--tls-key".into(),
+            path(self.key()),
+            "--tls-addr".into(),
+            "127.0.0.1:0".into(),
+        ]
+    }
+
     pub fn cert(&self) -> PathBuf {
         self.dir.path().join("cert.pem")
     }

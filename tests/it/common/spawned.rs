@@ -169,6 +169,14 @@ impl Spawned {
     pub async fn wait_stdout(&self, needle: &str) -> String {
         wait_line(&self.stdout, needle, "stdout").await
     }
+
+    /// The TLS port, from the `listening tls on HOST:PORT` line.
+    pub async fn tls_addr(&self) -> SocketAddr {
+        let line = self.wait_stdout("listening tls on ").await;
+        line.trim_start_matches("listening tls on ")
+            .parse()
+            .unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
 }
 
 /// Polls `lines` (filled by a reader task) for one containing `needle`.
