@@ -32,8 +32,7 @@ use crate::auth::Registry;
 use crate::config::Config;
 use crate::error::BrokerError;
 use crate::protocol::command::{
-    Bind, DeclareExchange, DeclareQueue, DeleteQueue, ExchangeKind, HeaderMatch, Overflow,
-    QueueArgs,
+    Bind, DeclareExchange, DeclareQueue, DeleteQueue, ExchangeKind, Overflow, QueueArgs,
 };
 use crate::protocol::reply::quote_for_message;
 use crate::store::{
@@ -433,7 +432,7 @@ impl Broker {
                 return Err(BrokerError::Precondition(format!(
                     "exchange {} exists with type {}",
                     ex.name,
-                    kind_name(ex.kind)
+                    ex.kind.keyword()
                 )));
             }
             if ex.durable != d.durable
@@ -807,22 +806,4 @@ fn plural(n: u64, noun: &str) -> String {
 /// Whether a queue keeps its persistent messages in the store.
 fn stores(q: &Queue) -> bool {
     q.durable && q.owner.is_none()
-}
-
-/// The wire name of an exchange type.
-pub fn kind_name(k: ExchangeKind) -> &'static str {
-    match k {
-        ExchangeKind::Direct => "direct",
-        ExchangeKind::Fanout => "fanout",
-        ExchangeKind::Topic => "topic",
-        ExchangeKind::Headers => "headers",
-    }
-}
-
-/// The wire name of a headers binding's `match=`.
-pub fn match_name(m: HeaderMatch) -> &'static str {
-    match m {
-        HeaderMatch::All => "all",
-        HeaderMatch::Any => "any",
-    }
 }

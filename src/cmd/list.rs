@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::broker::message::now_ms;
 use crate::broker::stats::QueueSnapshot;
-use crate::broker::{kind_name, match_name, Broker};
+use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::protocol::command::{List, ListKind};
 use crate::protocol::reply::Reply;
@@ -93,7 +93,7 @@ fn exchanges(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
         }
         t.row([
             ex.name.to_string(),
-            kind_name(ex.kind).to_string(),
+            ex.kind.keyword().to_string(),
             yes_no(ex.durable).to_string(),
             yes_no(ex.auto_delete).to_string(),
             ex.bindings.read().len().to_string(),
@@ -125,7 +125,7 @@ fn bindings(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
                     args.extend_from_slice(format!("h.{k}=").as_bytes());
                     encode_word(&mut args, v);
                 }
-                (match_name(binding.matching), args)
+                (binding.matching.keyword(), args)
             };
             rows.push([
                 ex.name.as_bytes().to_vec(),

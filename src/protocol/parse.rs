@@ -197,6 +197,20 @@ pub(super) fn keyword<T: Copy + PartialEq>(table: &[(&'static str, T)], value: T
         .map_or("", |(k, _)| k)
 }
 
+impl ExchangeKind {
+    /// The type's wire name (`direct`, `fanout`, `topic`, `headers`).
+    pub fn keyword(self) -> &'static str {
+        keyword(EXCHANGE_KINDS, self)
+    }
+}
+
+impl HeaderMatch {
+    /// The wire name of a headers binding's `match=` (`all`, `any`).
+    pub fn keyword(self) -> &'static str {
+        keyword(HEADER_MATCHES, self)
+    }
+}
+
 /// What the options of a verb may be.
 #[derive(Default)]
 struct Spec {
