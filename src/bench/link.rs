@@ -182,18 +182,17 @@ impl SluiceEndpoint {
         }
         .map_err(|e| anyhow::Error::new(e).context(format!("connecting to {addr}")))?;
         if let Some((user, password)) = &self.login {
-            let auth = crate::protocol::Command::Auth(crate::protocol::command::Auth {
-                user: user.clone(),
-                password: crate::protocol::command::Secret(password.clone()),
-            });
-            let line = auth.encode();
-            let line = std::str::from_utf8(&line)
-                .map_err(|e| anyhow!("AUTH line: {e}"))?
-                .trim_end();
-            client
-                .request(line, None)
-                .await
-                .map_err(|e| anyhow!("AUTH {user} at {addr}: {e}"))?;
+            let auth = client.send_command(&crate::protocol::Command::Auth(
+                crate::protocol::command::Auth {
+                    user: user.clone(),
+                    password: crate::protocol::command::Secret(password.clone()),
+                },
+            ));
+            let replied = match client.flush().await {
+                Ok(()) => auth.wait().await,
+                Err(e) => Err(e),
+            };
+            replied.map_err(|e| anyhow!("AUTH {user} at {addr}: {e}"))?;
         }
         Ok(client)
     }
