@@ -41,8 +41,11 @@ pub struct Message {
     pub registry: OnceLock<Arc<Bodies>>,
     /// When it was published (Unix ms), for the age of a queue's oldest
     /// message; for a message read back from the store, when it was read
-    /// (the store does not keep the time).
+    /// (older stores did not keep the time).
     pub published_at: u64,
+    /// Its message group (`PUB group=`): on a `groups` queue, messages of
+    /// one group go to one consumer at a time, in order.
+    pub group: Option<Bytes>,
 }
 
 impl Drop for Message {
@@ -82,7 +85,11 @@ impl Message {
             stored_refs: AtomicU32::new(refs),
             persistent: !m.meta.volatile,
             registry: OnceLock::new(),
-            published_at: now_ms(),
+            published_at: match m.meta.published_at {
+                0 => now_ms(),
+                t => t,
+            },
+            group: m.meta.group.clone(),
         }
     }
 }
@@ -231,6 +238,8 @@ impl Entry {
             not_before: self.not_before,
             priority: self.priority,
             volatile,
+            published_at: m.published_at,
+            group: m.group.clone(),
         }
     }
 
@@ -285,6 +294,8 @@ mod tests {
             queue_id: 1,
             seq,
             meta: MessageMeta {
+                published_at: 0,
+                group: None,
                 body_id,
                 id: "m".into(),
                 exchange: String::new(),

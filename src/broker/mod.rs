@@ -115,6 +115,9 @@ pub struct Exchange {
     pub auto_delete: bool,
     /// Where unroutable messages go.
     pub alternate: Option<String>,
+    /// The exchange of a partitioned stream: its number of partitions
+    /// (0 for an ordinary exchange).
+    pub partitions: u32,
     /// The routing table.
     pub bindings: RwLock<Bindings>,
 }
@@ -126,6 +129,8 @@ impl Exchange {
             kind: self.kind,
             auto_delete: self.auto_delete,
             alternate: self.alternate.clone(),
+            hash_header: self.bindings.read().hash_header().map(str::to_string),
+            partitions: self.partitions,
         }
     }
 }
@@ -237,7 +242,8 @@ impl Broker {
                     durable: true,
                     auto_delete: d.auto_delete,
                     alternate: d.alternate,
-                    bindings: RwLock::new(Bindings::new(d.kind)),
+                    partitions: d.partitions,
+                    bindings: RwLock::new(Bindings::for_exchange(d.kind, d.hash_header)),
                 }),
             );
         }
@@ -435,16 +441,25 @@ impl Broker {
                     ex.kind.keyword()
                 )));
             }
+            let hash_header = ex.bindings.read().hash_header().map(str::to_string);
             if ex.durable != d.durable
                 || ex.auto_delete != d.auto_delete
                 || ex.alternate != d.alternate
+                || hash_header != d.hash_header
             {
                 return Err(BrokerError::Precondition(format!(
-                    "exchange {} exists with other options (durable={} auto-delete={} alternate={})",
+                    "exchange {} exists with other options (durable={} auto-delete={} alternate={} hash-header={})",
                     ex.name,
                     ex.durable,
                     ex.auto_delete,
-                    ex.alternate.as_deref().map(quote_for_message).unwrap_or_else(|| "none".into())
+                    ex.alternate.as_deref().map(quote_for_message).unwrap_or_else(|| "none".into()),
+                    hash_header.as_deref().map(quote_for_message).unwrap_or_else(|| "none".into())
+                )));
+            }
+            if ex.partitions > 0 {
+                return Err(BrokerError::Precondition(format!(
+                    "exchange {} belongs to a partitioned stream",
+                    ex.name
                 )));
             }
             return Ok(None);
@@ -464,7 +479,8 @@ impl Broker {
             durable: d.durable,
             auto_delete: d.auto_delete,
             alternate: d.alternate.clone(),
-            bindings: RwLock::new(Bindings::new(d.kind)),
+            partitions: 0,
+            bindings: RwLock::new(Bindings::for_exchange(d.kind, d.hash_header.clone())),
         });
         let gen = if d.durable {
             Some(self.inner.disk.write(|s| s.put_exchange(&ex.def()))?)
@@ -684,6 +700,12 @@ impl Broker {
     pub fn bind(&self, b: &Bind, conn: u64) -> Result<Option<u64>, BrokerError> {
         let _topology = self.inner.topology.lock();
         let (ex, q) = self.binding_ends(b, conn)?;
+        if ex.kind == ExchangeKind::Hash && exchange::hash::weight(&b.key).is_none() {
+            return Err(BrokerError::Precondition(format!(
+                "the binding key of a hash exchange is the queue's weight: a number from 1 to {}",
+                exchange::hash::MAX_WEIGHT
+            )));
+        }
         let bnd = Binding::new(
             q.name.clone(),
             b.key.clone(),

@@ -54,6 +54,7 @@ fn open(dir: &std::path::Path) -> (Broker, std::sync::Arc<Queue>) {
     let (queue, _) = broker
         .declare_queue(
             &DeclareQueue {
+                partitions: None,
                 name: "q".into(),
                 durable: true,
                 exclusive: false,
@@ -76,6 +77,7 @@ impl Harness {
 
     fn publish(&self, id: u64, persistent: bool) {
         let p = Publish {
+            group: None,
             exchange: String::new(),
             key: "q".into(),
             persistent: Some(persistent),

@@ -147,6 +147,7 @@ impl Copies {
             persistent: e.msg.persistent,
             registry: OnceLock::new(),
             published_at: now.get(),
+            group: e.msg.group.clone(),
         };
         let priority = e.priority;
         let mut copies = Copies::new(broker, msg, targets, |q| {
@@ -309,6 +310,7 @@ impl Broker {
             persistent: p.persistent != Some(false),
             registry: OnceLock::new(),
             published_at: now.get(),
+            group: p.group.clone(),
         };
         let not_before = p
             .delay_ms
@@ -595,6 +597,7 @@ mod tests {
 
     fn message(headers: Vec<Header>) -> Message {
         Message {
+            group: None,
             id: "m1".into(),
             exchange: Arc::from("orders"),
             routing_key: "eu.new".into(),

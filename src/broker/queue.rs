@@ -1446,6 +1446,8 @@ mod tests {
             queue_id: 1,
             seq,
             meta: MessageMeta {
+                published_at: 0,
+                group: None,
                 body_id: seq,
                 id: format!("m{seq}"),
                 exchange: String::new(),

@@ -194,6 +194,8 @@ pub(super) async fn sub(args: SubArgs) -> Result<Exit, CliError> {
             ack: args.ack.into(),
             tag: None,
             exclusive: args.exclusive,
+            group: None,
+            start: None,
         }))
         .await?;
     let ctag = reply.words.first().cloned().unwrap_or_default();

@@ -111,6 +111,7 @@ pub(super) async fn run(args: PubArgs) -> Result<Exit, CliError> {
         ttl_ms: args.ttl,
         delay_ms: args.delay,
         priority: args.priority,
+        group: None,
         body: Bytes::new(),
     };
     let mut p = Pipeline {

@@ -129,6 +129,9 @@ pub struct DeclareExchangeArgs {
     /// Where messages that route nowhere go.
     #[arg(long, value_name = "EXCHANGE")]
     pub alternate: Option<String>,
+    /// A `hash` exchange: hash this header instead of the routing key.
+    #[arg(long, value_name = "HEADER")]
+    pub hash_header: Option<String>,
 }
 
 /// An exchange type.
@@ -142,6 +145,8 @@ pub enum KindArg {
     Topic,
     /// Headers match the binding's (`--match all|any`).
     Headers,
+    /// One queue per key, by consistent hashing (binding key = weight).
+    Hash,
 }
 
 /// Bind a queue to an exchange (`unbind`: remove that binding).
@@ -255,7 +260,9 @@ pub(super) async fn declare(args: DeclareArgs) -> Result<Exit, CliError> {
                 max_priority: q.max_priority,
                 dedup_window_ms: q.dedup_window,
                 retry_delays_ms: q.retry_delays,
+                ..QueueArgs::default()
             },
+            partitions: None,
         }),
         DeclareWhat::Exchange(e) => Command::DeclareExchange(DeclareExchange {
             name: e.name,
@@ -264,10 +271,12 @@ pub(super) async fn declare(args: DeclareArgs) -> Result<Exit, CliError> {
                 KindArg::Fanout => ExchangeKind::Fanout,
                 KindArg::Topic => ExchangeKind::Topic,
                 KindArg::Headers => ExchangeKind::Headers,
+                KindArg::Hash => ExchangeKind::Hash,
             },
             durable: e.durable,
             auto_delete: e.auto_delete,
             alternate: e.alternate,
+            hash_header: e.hash_header,
         }),
     };
     one(&args.common, "queue", &cmd).await

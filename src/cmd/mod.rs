@@ -16,6 +16,7 @@ mod peek;
 mod publish;
 mod purge;
 mod redrive;
+mod seek;
 mod stats;
 mod subscribe;
 mod user;
@@ -101,6 +102,7 @@ pub fn apply(command: Command, s: &mut Session) -> Outcome {
         Command::Redrive(c) => redrive::redrive(c, s),
         Command::Stats(c) => stats::stats(c, s),
         Command::List(c) => list::list(c, s),
+        Command::Seek(c) => seek::seek(c, s),
     };
     if let Err(e) = result {
         s.reply(e.to_reply());

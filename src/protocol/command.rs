@@ -65,6 +65,8 @@ pub enum Command {
     Stats(Stats),
     /// `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]`
     List(List),
+    /// `SEEK <stream> <group> offset=first|last|next|<n> | time=<unix-ms>`
+    Seek(Seek),
 }
 
 /// `HELLO [name=<client>] [proto=<n>] [heartbeat=<ms>]`
@@ -184,6 +186,9 @@ pub enum ExchangeKind {
     Topic,
     /// Header match, `match=all|any`.
     Headers,
+    /// Consistent hashing of the routing key (or a header) onto the bound
+    /// queues, weighted by their binding keys.
+    Hash,
 }
 
 /// `DECLARE EXCHANGE`
@@ -199,6 +204,9 @@ pub struct DeclareExchange {
     pub auto_delete: bool,
     /// Where unroutable messages go.
     pub alternate: Option<String>,
+    /// `hash-header=<name>`: a `hash` exchange hashes this header's value
+    /// instead of the routing key.
+    pub hash_header: Option<String>,
 }
 
 /// `DECLARE QUEUE`.
@@ -214,6 +222,9 @@ pub struct DeclareQueue {
     pub auto_delete: bool,
     /// The failure-handling options.
     pub args: QueueArgs,
+    /// `partitions=N` (with `type=stream`): a partitioned stream, N
+    /// streams `<name>-0` .. `<name>-<N-1>` behind a `hash` exchange `<name>`.
+    pub partitions: Option<u32>,
 }
 
 /// What a full queue (`max-length`/`max-bytes` reached) does with one more
@@ -261,6 +272,16 @@ pub struct QueueArgs {
     /// `retry-delays=<ms>,<ms>,...`: requeues wait by delivery count (the
     /// last value repeats). Empty: requeue at once.
     pub retry_delays_ms: Vec<u64>,
+    /// `single-active`: of all subscriptions only one receives; the others
+    /// take over in subscription order.
+    pub single_active: bool,
+    /// `groups`: messages with one `group=` key are delivered in order and
+    /// to one consumer at a time.
+    pub groups: bool,
+    /// `type=stream`: an append-only log read by offset (acks do not remove).
+    pub stream: bool,
+    /// `max-age=<ms>` (streams): older messages are trimmed.
+    pub max_age_ms: Option<u64>,
 }
 
 /// `DELETE EXCHANGE <name> [if-unused]`
@@ -338,6 +359,9 @@ pub struct Publish {
     pub delay_ms: Option<u64>,
     /// `priority=<n>` (0..=255), for queues with `max-priority`.
     pub priority: Option<u8>,
+    /// `group=<key>`: its message group (any token of 1 to 255 bytes), for
+    /// queues with `groups`.
+    pub group: Option<Bytes>,
     /// The body: a literal's bytes or the last token's text.
     pub body: Bytes,
 }
@@ -365,6 +389,39 @@ pub struct Subscribe {
     pub tag: Option<String>,
     /// Be the queue's only consumer.
     pub exclusive: bool,
+    /// `group=<name>` (streams): read as a member of this consumer group,
+    /// whose committed offset is stored.
+    pub group: Option<String>,
+    /// `offset=...` or `time=...` (streams): where to start reading.
+    pub start: Option<StreamStart>,
+}
+
+/// Where a stream reader starts (`SUB offset=|time=`) or a group is moved
+/// to (`SEEK`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStart {
+    /// `offset=first`: the oldest message kept.
+    First,
+    /// `offset=last`: the newest message (and what follows).
+    Last,
+    /// `offset=next`: only messages appended from now on.
+    Next,
+    /// `offset=<n>`: this offset (or the first kept, if it was trimmed).
+    Offset(u64),
+    /// `time=<unix-ms>`: the first message published at or after this.
+    Time(u64),
+}
+
+/// `SEEK <stream> <group> offset=first|last|next|<n> | time=<unix-ms>`:
+/// moves a consumer group's position (replay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seek {
+    /// The stream (or partitioned stream).
+    pub stream: String,
+    /// The consumer group.
+    pub group: String,
+    /// Where to.
+    pub to: StreamStart,
 }
 
 /// `UNSUB <ctag>`

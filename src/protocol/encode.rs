@@ -16,10 +16,13 @@ use std::io::Write;
 
 use super::command::{
     Ack, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue, Get, Header,
-    Hello, List, Nack, Peek, PermissionArgs, Publish, QueueArgs, Redrive, Stats, Subscribe,
-    UserCommand,
+    Hello, List, Nack, Peek, PermissionArgs, Publish, QueueArgs, Redrive, Seek, Stats, StreamStart,
+    Subscribe, UserCommand,
 };
-use super::parse::{keyword, ACK_MODES, EXCHANGE_KINDS, HEADER_MATCHES, LIST_KINDS, OVERFLOWS};
+use super::parse::{
+    keyword, ACK_MODES, EXCHANGE_KINDS, HEADER_MATCHES, LIST_KINDS, OVERFLOWS, QUEUE_TYPES,
+    STREAM_OFFSETS,
+};
 use super::token::{encode_quoted, encode_word, needs_quotes};
 
 /// Largest `PUB` body written inline as the last word; longer bodies (and any
@@ -95,6 +98,12 @@ impl Command {
                 w.number(t.tag);
             }
             Command::Peek(p) => peek(&mut w, p),
+            Command::Seek(Seek { stream, group, to }) => {
+                w.verb("SEEK");
+                w.word(stream.as_bytes());
+                w.word(group.as_bytes());
+                stream_start(&mut w, *to);
+            }
             Command::Redrive(Redrive { queue, count }) => {
                 w.verb("REDRIVE");
                 w.word(queue.as_bytes());
@@ -237,6 +246,7 @@ fn declare_exchange(w: &mut Words<'_>, d: &DeclareExchange) {
     w.flag("durable", d.durable);
     w.flag("auto-delete", d.auto_delete);
     w.opt_str("alternate", d.alternate.as_deref());
+    w.opt_str("hash-header", d.hash_header.as_deref());
 }
 
 fn declare_queue(w: &mut Words<'_>, d: &DeclareQueue) {
@@ -258,7 +268,18 @@ fn declare_queue(w: &mut Words<'_>, d: &DeclareQueue) {
         max_priority,
         dedup_window_ms,
         retry_delays_ms,
+        single_active,
+        groups,
+        stream,
+        max_age_ms,
     } = &d.args;
+    if *stream {
+        w.opt("type", keyword(QUEUE_TYPES, true).as_bytes());
+    }
+    w.opt_number("max-age", *max_age_ms);
+    w.opt_number("partitions", d.partitions.map(u64::from));
+    w.flag("single-active", *single_active);
+    w.flag("groups", *groups);
     w.opt_number("max-length", *max_length);
     w.opt_number("max-bytes", *max_bytes);
     if *overflow != Default::default() {
@@ -309,6 +330,9 @@ fn publish<'p>(w: &mut Words<'_>, p: &'p Publish) -> Option<&'p [u8]> {
     w.opt_number("ttl", p.ttl_ms);
     w.opt_number("delay", p.delay_ms);
     w.opt_number("priority", p.priority.map(u64::from));
+    if let Some(g) = &p.group {
+        w.opt("group", g);
+    }
     w.headers(&p.headers);
     let inline = p.body.len() <= MAX_INLINE_BODY_BYTES
         && !p.body.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n'));
@@ -330,6 +354,19 @@ fn subscribe(w: &mut Words<'_>, s: &Subscribe) {
     }
     w.opt_str("tag", s.tag.as_deref());
     w.flag("exclusive", s.exclusive);
+    w.opt_str("group", s.group.as_deref());
+    if let Some(start) = s.start {
+        stream_start(w, start);
+    }
+}
+
+/// `offset=first|last|next|<n>` or `time=<unix-ms>`.
+fn stream_start(w: &mut Words<'_>, start: StreamStart) {
+    match start {
+        StreamStart::Offset(n) => w.opt_number("offset", Some(n)),
+        StreamStart::Time(t) => w.opt_number("time", Some(t)),
+        named => w.opt("offset", keyword(STREAM_OFFSETS, named).as_bytes()),
+    }
 }
 
 fn get(w: &mut Words<'_>, g: &Get) {

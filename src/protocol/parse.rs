@@ -17,8 +17,8 @@ use super::code::ErrorCode;
 use super::command::{
     Ack, AckMode, Auth, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
     ExchangeKind, Get, Header, HeaderMatch, Hello, Help, List, ListKind, Nack, Overflow, Peek,
-    PermissionArgs, Publish, Purge, QueueArgs, Redrive, Secret, Stats, Subscribe, Touch,
-    Unsubscribe, UserAdd, UserCommand, UserPasswd, UserPermit,
+    PermissionArgs, Publish, Purge, QueueArgs, Redrive, Secret, Seek, Stats, StreamStart,
+    Subscribe, Touch, Unsubscribe, UserAdd, UserCommand, UserPasswd, UserPermit,
 };
 use super::frame::{lit_mark, Frame};
 use super::token::{tokenize, Token};
@@ -127,7 +127,10 @@ const VERBS: &[(&str, bool, &str, Handler)] = &[
     ),
     ("STATS", false, "STATS [QUEUE <name>]", stats),
     ("LIST", false, LIST_USAGE, list),
+    ("SEEK", false, SEEK_USAGE, seek),
 ];
+
+const SEEK_USAGE: &str = "SEEK <stream> <group> offset=first|last|next|<n> | time=<unix-ms>";
 
 const LIST_USAGE: &str = "LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]";
 /// The tables of `LIST`.
@@ -141,17 +144,23 @@ pub(super) const LIST_KINDS: &[(&str, ListKind)] = &[
 const BIND_USAGE: &str = "BIND <queue> <exchange> [<key>] [h.<name>=<value>...] [match=all|any]";
 const PUB_USAGE: &str = "PUB <exchange> <routing-key> [persistent|transient] [mandatory] \
                          [id=<msg-id>] [ttl=<ms>] [delay=<ms>] [priority=<n>] \
-                         [h.<name>=<value>...] <body>";
-const SUB_USAGE: &str =
-    "SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<consumer-tag>] [exclusive]";
+                         [group=<key>] [h.<name>=<value>...] <body>";
+const SUB_USAGE: &str = "SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<consumer-tag>] \
+                         [exclusive] [group=<name>] [offset=first|last|next|<n> | time=<unix-ms>]";
 const GET_USAGE: &str = "GET <queue> [ack=manual|auto] [count=<n>] [wait=<ms>]";
 const NACK_USAGE: &str = "NACK <delivery-tag> [multiple] [requeue=true|false] [delay=<ms>]";
 const QUEUE_USAGE: &str = "DECLARE QUEUE <name> [durable] [exclusive] [auto-delete] \
                            [max-length=N] [max-bytes=N] [overflow=drop-head|reject-publish|block] \
                            [ttl=<ms>] [expires=<ms>] [dead-letter=<ex>] [dead-letter-key=<key>] \
                            [delivery-limit=N] [ack-timeout=<ms>] [max-priority=N] \
-                           [dedup-window=<ms>] [retry-delays=<ms>,<ms>,...]";
+                           [dedup-window=<ms>] [retry-delays=<ms>,<ms>,...] \
+                           [single-active] [groups] \
+                           | DECLARE QUEUE <name> type=stream [durable] [max-age=<ms>] \
+                           [max-bytes=N] [partitions=N]";
 const QUEUE_OPTIONS: &[&str] = &[
+    "type",
+    "max-age",
+    "partitions",
     "max-length",
     "max-bytes",
     "overflow",
@@ -165,6 +174,16 @@ const QUEUE_OPTIONS: &[&str] = &[
     "dedup-window",
     "retry-delays",
 ];
+/// `DECLARE QUEUE type=`: whether the queue is a stream.
+pub(super) const QUEUE_TYPES: &[(&str, bool)] = &[("queue", false), ("stream", true)];
+/// The named starting points of a stream reader (`offset=`).
+pub(super) const STREAM_OFFSETS: &[(&str, StreamStart)] = &[
+    ("first", StreamStart::First),
+    ("last", StreamStart::Last),
+    ("next", StreamStart::Next),
+];
+/// At most this many partitions in a partitioned stream.
+pub const MAX_PARTITIONS: u64 = 256;
 pub(super) const OVERFLOWS: &[(&str, Overflow)] = &[
     ("drop-head", Overflow::DropHead),
     ("reject-publish", Overflow::RejectPublish),
@@ -183,6 +202,7 @@ pub(super) const EXCHANGE_KINDS: &[(&str, ExchangeKind)] = &[
     ("fanout", ExchangeKind::Fanout),
     ("topic", ExchangeKind::Topic),
     ("headers", ExchangeKind::Headers),
+    ("hash", ExchangeKind::Hash),
 ];
 pub(super) const HEADER_MATCHES: &[(&str, HeaderMatch)] =
     &[("all", HeaderMatch::All), ("any", HeaderMatch::Any)];
@@ -405,12 +425,12 @@ fn sub_verb(a: &mut Args<'_>, verb: &str) -> Res<bool> {
 
 fn declare(mut a: Args<'_>) -> Res<Command> {
     if sub_verb(&mut a, "DECLARE")? {
-        a.usage = "DECLARE EXCHANGE <name> direct|fanout|topic|headers [durable] [auto-delete] [alternate=<ex>]";
+        a.usage = "DECLARE EXCHANGE <name> direct|fanout|topic|headers|hash [durable] [auto-delete] [alternate=<ex>] [hash-header=<name>]";
         let name = name(a.required("<name>")?, "exchange", false)?;
         let kind = choice("type", &a.required("<type>")?.text, EXCHANGE_KINDS)?;
         let spec = Spec {
             flags: &["durable", "auto-delete"],
-            values: &["alternate"],
+            values: &["alternate", "hash-header"],
             ..Spec::default()
         };
         let mut d = DeclareExchange {
@@ -419,12 +439,23 @@ fn declare(mut a: Args<'_>) -> Res<Command> {
             durable: false,
             auto_delete: false,
             alternate: None,
+            hash_header: None,
         };
         for opt in a.options(&spec)? {
             match opt {
                 Opt::Flag("durable", on) => d.durable = on,
                 Opt::Flag(_, on) => d.auto_delete = on,
-                Opt::Value(_, v) => d.alternate = Some(name_bytes(v, "alternate exchange", false)?),
+                Opt::Value("alternate", v) => {
+                    d.alternate = Some(name_bytes(v, "alternate exchange", false)?)
+                }
+                Opt::Value(_, v) => {
+                    if kind != ExchangeKind::Hash {
+                        return Err(ParseError::syntax(
+                            "hash-header= is for exchanges of type hash",
+                        ));
+                    }
+                    d.hash_header = Some(plain_word(v, "header name", 255)?);
+                }
                 Opt::Header(_) => {}
             }
         }
@@ -433,7 +464,13 @@ fn declare(mut a: Args<'_>) -> Res<Command> {
     a.usage = QUEUE_USAGE;
     let name = name(a.required("<name>")?, "queue", true)?;
     let spec = Spec {
-        flags: &["durable", "exclusive", "auto-delete"],
+        flags: &[
+            "durable",
+            "exclusive",
+            "auto-delete",
+            "single-active",
+            "groups",
+        ],
         values: QUEUE_OPTIONS,
         ..Spec::default()
     };
@@ -443,17 +480,55 @@ fn declare(mut a: Args<'_>) -> Res<Command> {
         exclusive: false,
         auto_delete: false,
         args: Default::default(),
+        partitions: None,
     };
+    let mut given: Vec<&'static str> = Vec::new();
     for opt in a.options(&spec)? {
+        if let Opt::Flag(name, true) | Opt::Value(name, _) = opt {
+            given.push(name);
+        }
         match opt {
             Opt::Flag("durable", on) => d.durable = on,
             Opt::Flag("exclusive", on) => d.exclusive = on,
+            Opt::Flag("single-active", on) => d.args.single_active = on,
+            Opt::Flag("groups", on) => d.args.groups = on,
             Opt::Flag(_, on) => d.auto_delete = on,
+            Opt::Value("partitions", v) => {
+                d.partitions = Some(number("partitions", v, 1, MAX_PARTITIONS)? as u32)
+            }
             Opt::Value(opt, v) => queue_arg(&mut d.args, opt, v)?,
             Opt::Header(_) => {}
         }
     }
+    check_queue_kind(&d, &given)?;
     Ok(Command::DeclareQueue(d))
+}
+
+/// A stream takes only its own options; a queue none of them; and
+/// `single-active` and `groups` exclude each other.
+fn check_queue_kind(d: &DeclareQueue, given: &[&'static str]) -> Res<()> {
+    const STREAM_ONLY: &[&str] = &["max-age", "partitions"];
+    const STREAM_TAKES: &[&str] = &["type", "durable", "max-age", "max-bytes", "partitions"];
+    let refused =
+        |what: &str, opt: &str| Err(ParseError::syntax(format!("{what} does not take {opt}")));
+    if d.args.stream {
+        if let Some(opt) = given.iter().find(|o| !STREAM_TAKES.contains(o)) {
+            return refused("a stream (type=stream)", opt);
+        }
+        if d.name.is_empty() {
+            return Err(ParseError::syntax("a stream needs a name"));
+        }
+    } else if let Some(opt) = given.iter().find(|o| STREAM_ONLY.contains(o)) {
+        return Err(ParseError::syntax(format!(
+            "{opt} is a stream option (add type=stream)"
+        )));
+    }
+    if d.args.single_active && d.args.groups {
+        return Err(ParseError::syntax(
+            "single-active and groups exclude each other",
+        ));
+    }
+    Ok(())
 }
 
 /// One `DECLARE QUEUE` option of [`QUEUE_OPTIONS`] into `args`.
@@ -472,6 +547,8 @@ fn queue_arg(args: &mut QueueArgs, opt: &str, v: &[u8]) -> Res<()> {
         "ack-timeout" => args.ack_timeout_ms = Some(number(opt, v, 1, u64::MAX)?),
         "max-priority" => args.max_priority = Some(number(opt, v, 1, 255)? as u8),
         "dedup-window" => args.dedup_window_ms = Some(number(opt, v, 1, u64::MAX)?),
+        "type" => args.stream = choice(opt, v, QUEUE_TYPES)?,
+        "max-age" => args.max_age_ms = Some(number(opt, v, 1, u64::MAX)?),
         _ => args.retry_delays_ms = retry_delays(v)?,
     }
     Ok(())
@@ -606,7 +683,7 @@ fn publish(mut a: Args<'_>) -> Res<Command> {
     };
     let spec = Spec {
         flags: &["persistent", "transient", "mandatory"],
-        values: &["id", "ttl", "delay", "priority"],
+        values: &["id", "ttl", "delay", "priority", "group"],
         headers: true,
     };
     let mut p = Publish {
@@ -619,6 +696,7 @@ fn publish(mut a: Args<'_>) -> Res<Command> {
         ttl_ms: None,
         delay_ms: None,
         priority: None,
+        group: None,
         body,
     };
     for opt in a.options(&spec)? {
@@ -636,6 +714,12 @@ fn publish(mut a: Args<'_>) -> Res<Command> {
             Opt::Value("id", v) => p.id = Some(bounded(v, "id", false)?),
             Opt::Value("ttl", v) => p.ttl_ms = Some(number("ttl", v, 0, u64::MAX)?),
             Opt::Value("delay", v) => p.delay_ms = Some(number("delay", v, 0, u64::MAX)?),
+            Opt::Value("group", v) => {
+                if v.is_empty() {
+                    return Err(ParseError::syntax("group: must not be empty"));
+                }
+                p.group = Some(key_bytes(v, "group")?);
+            }
             Opt::Value(_, v) => p.priority = Some(number("priority", v, 0, 255)? as u8),
             Opt::Header(h) => p.headers.push(h),
         }
@@ -647,7 +731,7 @@ fn subscribe(mut a: Args<'_>) -> Res<Command> {
     let queue = name(a.required("<queue>")?, "queue", false)?;
     let spec = Spec {
         flags: &["exclusive"],
-        values: &["prefetch", "ack", "tag"],
+        values: &["prefetch", "ack", "tag", "group", "offset", "time"],
         ..Spec::default()
     };
     let mut s = Subscribe {
@@ -656,17 +740,61 @@ fn subscribe(mut a: Args<'_>) -> Res<Command> {
         ack: AckMode::Manual,
         tag: None,
         exclusive: false,
+        group: None,
+        start: None,
     };
     for opt in a.options(&spec)? {
         match opt {
             Opt::Flag(_, on) => s.exclusive = on,
             Opt::Value("prefetch", v) => s.prefetch = Some(number("prefetch", v, 1, 65535)? as u32),
             Opt::Value("ack", v) => s.ack = choice("ack", v, ACK_MODES)?,
-            Opt::Value(_, v) => s.tag = Some(consumer_tag(v)?),
+            Opt::Value("tag", v) => s.tag = Some(consumer_tag(v)?),
+            Opt::Value("group", v) => s.group = Some(name_bytes(v, "group", false)?),
+            Opt::Value(opt, v) => {
+                if s.start.is_some() {
+                    return Err(ParseError::syntax("offset= and time= exclude each other"));
+                }
+                s.start = Some(stream_start(opt, v)?);
+            }
             Opt::Header(_) => {}
         }
     }
     Ok(Command::Subscribe(s))
+}
+
+/// `offset=first|last|next|<n>` or `time=<unix-ms>`.
+fn stream_start(opt: &str, v: &[u8]) -> Res<StreamStart> {
+    if opt == "time" {
+        return Ok(StreamStart::Time(number("time", v, 0, u64::MAX)?));
+    }
+    if v.first().is_some_and(u8::is_ascii_digit) {
+        return Ok(StreamStart::Offset(number("offset", v, 0, u64::MAX)?));
+    }
+    choice("offset", v, STREAM_OFFSETS)
+}
+
+fn seek(mut a: Args<'_>) -> Res<Command> {
+    let stream = name(a.required("<stream>")?, "stream", false)?;
+    let group = name(a.required("<group>")?, "group", false)?;
+    let spec = Spec {
+        values: &["offset", "time"],
+        ..Spec::default()
+    };
+    let mut to = None;
+    for opt in a.options(&spec)? {
+        if let Opt::Value(opt, v) = opt {
+            if to.is_some() {
+                return Err(ParseError::syntax("offset= and time= exclude each other"));
+            }
+            to = Some(stream_start(opt, v)?);
+        }
+    }
+    let Some(to) = to else {
+        return Err(ParseError::syntax(format!(
+            "missing offset= or time=; usage: {SEEK_USAGE}"
+        )));
+    };
+    Ok(Command::Seek(Seek { stream, group, to }))
 }
 
 fn unsubscribe(mut a: Args<'_>) -> Res<Command> {
@@ -1284,6 +1412,7 @@ mod tests {
     #[test]
     fn declare_exchange() {
         let d = DeclareExchange {
+            hash_header: None,
             name: "logs".into(),
             kind: ExchangeKind::Fanout,
             durable: true,
@@ -1299,6 +1428,7 @@ mod tests {
             Command::DeclareExchange(d)
         );
         let d = DeclareExchange {
+            hash_header: None,
             name: "a.b:c/d-e_f".into(),
             kind: ExchangeKind::Headers,
             durable: false,
@@ -1324,10 +1454,10 @@ mod tests {
             syntax("DECLARE EXCHANGE \"\" direct"),
             "exchange name must not be empty"
         );
-        assert_eq!(syntax("DECLARE EXCHANGE x"), format!("missing <type>; usage: DECLARE EXCHANGE <name> direct|fanout|topic|headers [durable] [auto-delete] [alternate=<ex>]"));
+        assert_eq!(syntax("DECLARE EXCHANGE x"), format!("missing <type>; usage: DECLARE EXCHANGE <name> direct|fanout|topic|headers|hash [durable] [auto-delete] [alternate=<ex>] [hash-header=<name>]"));
         assert_eq!(
             syntax("DECLARE EXCHANGE x fan"),
-            "type: expected direct or fanout or topic or headers, got \"fan\""
+            "type: expected direct or fanout or topic or headers or hash, got \"fan\""
         );
         assert_eq!(
             syntax("DECLARE EXCHANGE x direct durable=maybe"),
@@ -1356,6 +1486,7 @@ mod tests {
     fn declare_queue() {
         let q = |name: &str, durable, exclusive, auto_delete| {
             Command::DeclareQueue(DeclareQueue {
+                partitions: None,
                 name: name.into(),
                 durable,
                 exclusive,
@@ -1653,6 +1784,8 @@ mod tests {
     #[test]
     fn sub_and_unsub() {
         let s = Subscribe {
+            group: None,
+            start: None,
             queue: "jobs".into(),
             prefetch: Some(10),
             ack: AckMode::Auto,
@@ -1893,6 +2026,10 @@ mod tests {
         };
         assert_eq!((d.name.as_str(), d.durable), ("jobs", true));
         let want = QueueArgs {
+            single_active: false,
+            groups: false,
+            stream: false,
+            max_age_ms: None,
             max_length: Some(10),
             max_bytes: Some(1000),
             overflow: Overflow::RejectPublish,
@@ -1931,6 +2068,10 @@ mod tests {
              Dedup-Window=1 RETRY-DELAYS=0",
         );
         let want = QueueArgs {
+            single_active: false,
+            groups: false,
+            stream: false,
+            max_age_ms: None,
             max_length: Some(0),
             max_bytes: Some(0),
             overflow: Overflow::DropHead,
@@ -2114,7 +2255,7 @@ mod tests {
             "missing <name>; usage: DECLARE QUEUE <name> [durable] [exclusive] [auto-delete] \
              [max-length=N]"
         ));
-        assert!(syntax("DECLARE QUEUE").ends_with("[retry-delays=<ms>,<ms>,...]"));
+        assert!(syntax("DECLARE QUEUE").ends_with("[max-bytes=N] [partitions=N]"));
     }
 
     #[test]
@@ -2187,8 +2328,102 @@ mod tests {
             assert_eq!(syntax(&format!("PUB x k {opt} body")), *want, "{opt}");
         }
         assert!(syntax("PUB \"\" jobs").ends_with(
-            "[id=<msg-id>] [ttl=<ms>] [delay=<ms>] [priority=<n>] [h.<name>=<value>...] <body>"
+            "[id=<msg-id>] [ttl=<ms>] [delay=<ms>] [priority=<n>] [group=<key>] [h.<name>=<value>...] <body>"
         ));
+    }
+
+    #[test]
+    fn streams_groups_and_hash_exchanges() {
+        let Command::DeclareExchange(d) = ok("DECLARE EXCHANGE h HASH hash-header=user") else {
+            panic!()
+        };
+        assert_eq!(
+            (d.kind, d.hash_header.as_deref()),
+            (ExchangeKind::Hash, Some("user"))
+        );
+        assert_eq!(
+            syntax("DECLARE EXCHANGE h direct hash-header=user"),
+            "hash-header= is for exchanges of type hash"
+        );
+        let Command::DeclareQueue(d) =
+            ok("DECLARE QUEUE s type=STREAM durable max-age=60000 max-bytes=1000 partitions=3")
+        else {
+            panic!()
+        };
+        assert!(d.args.stream);
+        assert_eq!(
+            (d.args.max_age_ms, d.args.max_bytes, d.partitions),
+            (Some(60000), Some(1000), Some(3))
+        );
+        let Command::DeclareQueue(d) = ok("DECLARE QUEUE q single-active") else {
+            panic!()
+        };
+        assert!(d.args.single_active && !d.args.groups && !d.args.stream);
+        assert!(matches!(ok("DECLARE QUEUE q groups"), Command::DeclareQueue(d) if d.args.groups));
+        for (line, want) in [
+            (
+                "DECLARE QUEUE s type=stream ttl=5",
+                "a stream (type=stream) does not take ttl",
+            ),
+            (
+                "DECLARE QUEUE s type=stream exclusive",
+                "a stream (type=stream) does not take exclusive",
+            ),
+            (
+                "DECLARE QUEUE s max-age=5",
+                "max-age is a stream option (add type=stream)",
+            ),
+            (
+                "DECLARE QUEUE s partitions=2",
+                "partitions is a stream option (add type=stream)",
+            ),
+            (
+                "DECLARE QUEUE s type=stream partitions=0",
+                "partitions: must be between 1 and 256, got 0",
+            ),
+            (
+                "DECLARE QUEUE q single-active groups",
+                "single-active and groups exclude each other",
+            ),
+            ("DECLARE QUEUE \"\" type=stream", "a stream needs a name"),
+        ] {
+            assert_eq!(syntax(line), want, "{line}");
+        }
+        assert!(syntax("DECLARE QUEUE s type=log").starts_with("type: expected queue or stream"));
+        assert_eq!(
+            publish("PUB \"\" q group=order-1 x").group.as_deref(),
+            Some(&b"order-1"[..])
+        );
+        assert_eq!(syntax("PUB \"\" q group= x"), "group: must not be empty");
+        let sub = |line: &str| match ok(line) {
+            Command::Subscribe(s) => s,
+            other => panic!("{other:?}"),
+        };
+        let s = sub("SUB s group=billing offset=first");
+        assert_eq!(s.group.as_deref(), Some("billing"));
+        assert_eq!(s.start, Some(StreamStart::First));
+        assert_eq!(sub("SUB s offset=LAST").start, Some(StreamStart::Last));
+        assert_eq!(sub("SUB s offset=next").start, Some(StreamStart::Next));
+        assert_eq!(sub("SUB s offset=42").start, Some(StreamStart::Offset(42)));
+        assert_eq!(
+            sub("SUB s time=1700000000000").start,
+            Some(StreamStart::Time(1_700_000_000_000))
+        );
+        assert_eq!(
+            syntax("SUB s offset=1 time=2"),
+            "offset= and time= exclude each other"
+        );
+        assert!(syntax("SUB s offset=middle").starts_with("offset: expected first or last or next"));
+        assert_eq!(
+            ok("SEEK orders billing time=5"),
+            Command::Seek(Seek {
+                stream: "orders".into(),
+                group: "billing".into(),
+                to: StreamStart::Time(5)
+            })
+        );
+        assert!(syntax("SEEK orders billing").starts_with("missing offset= or time="));
+        assert!(syntax("SEEK orders").starts_with("missing <group>"));
     }
 
     #[test]

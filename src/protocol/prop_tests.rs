@@ -124,6 +124,10 @@ fn queue_args() -> impl Strategy<Value = QueueArgs> {
         ),
     )
         .prop_map(|(a, b)| QueueArgs {
+            single_active: false,
+            groups: false,
+            stream: false,
+            max_age_ms: None,
             max_length: a.0,
             max_bytes: a.1,
             overflow: a.2,
@@ -168,6 +172,7 @@ fn publish() -> impl Strategy<Value = Publish> {
         body(),
     )
         .prop_map(|(a, b, c, body)| Publish {
+            group: None,
             exchange: a.0,
             key: a.1,
             persistent: a.2,
@@ -279,6 +284,7 @@ fn command() -> impl Strategy<Value = Command> {
         )
             .prop_map(|(name, kind, durable, auto_delete, alternate)| {
                 Command::DeclareExchange(DeclareExchange {
+                    hash_header: None,
                     name,
                     kind,
                     durable,
@@ -288,6 +294,7 @@ fn command() -> impl Strategy<Value = Command> {
             }),
         (name_or_empty(), any::<[bool; 3]>(), queue_args()).prop_map(|(name, f, args)| {
             Command::DeclareQueue(DeclareQueue {
+                partitions: None,
                 name,
                 durable: f[0],
                 exclusive: f[1],
@@ -318,6 +325,8 @@ fn command() -> impl Strategy<Value = Command> {
         )
             .prop_map(|(queue, prefetch, ack, tag, exclusive)| {
                 Command::Subscribe(Subscribe {
+                    group: None,
+                    start: None,
                     queue,
                     prefetch,
                     ack,

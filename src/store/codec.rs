@@ -10,9 +10,13 @@
 //! - **Version 2**: the CRC covers the version byte, then the fields, so a
 //!   version byte altered on disk fails the check instead of making the
 //!   fields be read with the wrong layout.
-//! - **Version 3** (written today): CRC as in version 2; only the message
-//!   record changed (a flags byte). Every other record kind has the same
-//!   layout in v3 as in v2.
+//! - **Version 3**: CRC as in version 2; only the message record changed
+//!   (a flags byte). Every other record kind has the same layout in v3 as
+//!   in v2.
+//! - **Version 4** (written today): CRC as in version 2; the exchange,
+//!   queue and message records gained fields (hash exchanges, streams and
+//!   queue modes, publish times and message groups), and the stream
+//!   consumer-group offset record is new.
 //!
 //! Per record kind (fields in order; `opt<T>` is a tag byte, 0 = absent or
 //! 1 = present, followed by the `T` when present; `str`/`bytes` are a u32
@@ -21,6 +25,10 @@
 //!
 //! - exchange (v1, v2, v3): `str name`, `u8 kind`, `u8 auto_delete`,
 //!   `str alternate` (empty = none).
+//! - exchange v4: the v3 fields, then `opt<str> hash_header` (the header a
+//!   `hash` exchange hashes instead of the routing key) and `u32 partitions`
+//!   (0 for an ordinary exchange; N for the exchange of a partitioned
+//!   stream). Kind 4 is `hash`.
 //! - binding: `str exchange`, `str queue`, `bytes key`, headers (`u32 n`,
 //!   then `n` × `str name`, `bytes value`), `u8 any`. Always written as
 //!   **version 1**: the encoded binding is its key in the `bindings` tree,
@@ -34,6 +42,9 @@
 //!   `opt<u32> delivery_limit`, `opt<u64> ack_timeout_ms`,
 //!   `opt<u8> max_priority`, `opt<u64> dedup_window_ms`,
 //!   `u32 n` then `n` × `u64` retry_delays_ms.
+//! - queue v4: the v3 fields, then `u8 flags` (bit 0 single-active, bit 1
+//!   groups, bit 2 stream; any other bit is corruption) and
+//!   `opt<u64> max_age_ms`.
 //! - message v1: `u64 body_id`, `str id`, `str exchange`,
 //!   `bytes routing_key`, headers, `u32 deliveries`, `u8 inline`, then
 //!   `bytes body` if `inline` ≠ 0 (`expires_at`/`not_before` decode as
@@ -46,6 +57,12 @@
 //!   volatile, a copy spilled to disk only to save RAM that must not survive
 //!   a restart; any other bit set is corruption), then `u8 inline`,
 //!   `bytes body` if `inline` ≠ 0.
+//! - message v4: the v3 fields up to `flags`, then `u64 published_at`
+//!   (Unix ms) and `opt<bytes> group`, then `u8 inline`, `bytes body` if
+//!   `inline` ≠ 0 (a v3 or older record has `published_at` 0: unknown, and
+//!   no group).
+//! - stream offset (v4): `u64 offset`, a consumer group's committed
+//!   position (queue id and group name are in the key, see `sled_store`).
 //! - de-duplication (v2 and v3): `u64 expires_at` (queue id and message id
 //!   are in the key, see `sled_store`).
 //! - user (v3): `str name`, `str hash` (argon2id PHC string), `u32 n` then
@@ -73,11 +90,14 @@ pub const V1: u8 = 1;
 /// CRC over the version byte and the fields; queue arguments and
 /// per-message expiry, delay and priority.
 pub const V2: u8 = 2;
-/// The current layout: as [`V2`], plus a flags byte in message records
-/// (volatile copies).
+/// As [`V2`], plus a flags byte in message records (volatile copies).
 pub const V3: u8 = 3;
+/// The current layout: as [`V3`], plus hash exchanges and partitioned
+/// streams (exchange), streams and queue modes (queue), publish time and
+/// group key (message).
+pub const V4: u8 = 4;
 /// The version new records are written with.
-pub const VERSION: u8 = V3;
+pub const VERSION: u8 = V4;
 
 /// Message flags byte, bit 0: the copy is volatile (see
 /// [`MessageMeta::volatile`]).
@@ -111,10 +131,10 @@ impl Writer {
     pub fn new() -> Writer {
         Writer::with_version(VERSION)
     }
-    /// A record of an explicit version ([`V1`] to [`V3`]): the caller
+    /// A record of an explicit version ([`V1`] to [`V4`]): the caller
     /// writes that version's layout.
     pub fn with_version(version: u8) -> Writer {
-        debug_assert!((V1..=V3).contains(&version), "unknown record version");
+        debug_assert!((V1..=V4).contains(&version), "unknown record version");
         Writer {
             buf: vec![version, 0, 0, 0, 0],
         }
@@ -226,14 +246,14 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    /// Checks version ([`V1`] to [`V3`]) and CRC; `what` names the record
+    /// Checks version ([`V1`] to [`V4`]) and CRC; `what` names the record
     /// in errors. The decoder then reads the layout of [`Reader::version`].
     pub fn open(record: &'a [u8], what: &'static str) -> Result<Reader<'a>, StoreError> {
         if record.len() < 5 {
             return Err(StoreError::Corrupt(format!("{what}: bad header")));
         }
         let version = record[0];
-        if !(V1..=V3).contains(&version) {
+        if !(V1..=V4).contains(&version) {
             return Err(StoreError::Corrupt(format!(
                 "{what}: unknown record version {version}"
             )));
@@ -372,6 +392,7 @@ fn kind_byte(k: ExchangeKind) -> u8 {
         ExchangeKind::Fanout => 1,
         ExchangeKind::Topic => 2,
         ExchangeKind::Headers => 3,
+        ExchangeKind::Hash => 4,
     }
 }
 
@@ -381,6 +402,7 @@ fn byte_kind(b: u8) -> Result<ExchangeKind, StoreError> {
         1 => ExchangeKind::Fanout,
         2 => ExchangeKind::Topic,
         3 => ExchangeKind::Headers,
+        4 => ExchangeKind::Hash,
         _ => return Err(StoreError::Corrupt("exchange: unknown type".into())),
     })
 }
@@ -408,23 +430,32 @@ pub fn encode_exchange(d: &ExchangeDef) -> Vec<u8> {
     w.str(&d.name)
         .u8(kind_byte(d.kind))
         .u8(u8::from(d.auto_delete))
-        .str(d.alternate.as_deref().unwrap_or(""));
+        .str(d.alternate.as_deref().unwrap_or(""))
+        .opt_str(d.hash_header.as_deref())
+        .u32(d.partitions);
     w.finish()
 }
 
-/// Decodes an exchange definition (one layout in every version).
+/// Decodes an exchange definition (v1 to v3 have no hash header and no
+/// partitions).
 pub fn decode_exchange(b: &[u8]) -> Result<ExchangeDef, StoreError> {
     let mut r = Reader::open(b, "exchange")?;
     let name = r.str()?;
     let kind = byte_kind(r.u8()?)?;
     let auto_delete = r.u8()? != 0;
     let alternate = Some(r.str()?).filter(|s| !s.is_empty());
+    let (hash_header, partitions) = match r.version() {
+        V1..=V3 => (None, 0),
+        _ => (r.opt_str()?, r.u32()?),
+    };
     r.end()?;
     Ok(ExchangeDef {
         name,
         kind,
         auto_delete,
         alternate,
+        hash_header,
+        partitions,
     })
 }
 
@@ -477,12 +508,32 @@ pub fn encode_queue(d: &QueueDef) -> Vec<u8> {
         .opt_u64(a.ack_timeout_ms)
         .opt_u8(a.max_priority)
         .opt_u64(a.dedup_window_ms)
-        .u64s(&a.retry_delays_ms);
+        .u64s(&a.retry_delays_ms)
+        .u8(queue_flags(a))
+        .opt_u64(a.max_age_ms);
     w.finish()
 }
 
+const QUEUE_SINGLE_ACTIVE: u8 = 1;
+const QUEUE_GROUPS: u8 = 2;
+const QUEUE_STREAM: u8 = 4;
+
+fn queue_flags(a: &QueueArgs) -> u8 {
+    let mut f = 0;
+    if a.single_active {
+        f |= QUEUE_SINGLE_ACTIVE;
+    }
+    if a.groups {
+        f |= QUEUE_GROUPS;
+    }
+    if a.stream {
+        f |= QUEUE_STREAM;
+    }
+    f
+}
+
 fn read_queue_args(r: &mut Reader<'_>) -> Result<QueueArgs, StoreError> {
-    Ok(QueueArgs {
+    let mut args = QueueArgs {
         max_length: r.opt_u64()?,
         max_bytes: r.opt_u64()?,
         overflow: byte_overflow(r.u8()?)?,
@@ -495,11 +546,23 @@ fn read_queue_args(r: &mut Reader<'_>) -> Result<QueueArgs, StoreError> {
         max_priority: r.opt_u8()?,
         dedup_window_ms: r.opt_u64()?,
         retry_delays_ms: r.u64s()?,
-    })
+        ..QueueArgs::default()
+    };
+    if r.version() >= V4 {
+        let flags = r.u8()?;
+        if flags & !(QUEUE_SINGLE_ACTIVE | QUEUE_GROUPS | QUEUE_STREAM) != 0 {
+            return Err(r.corrupt("unknown queue flags"));
+        }
+        args.single_active = flags & QUEUE_SINGLE_ACTIVE != 0;
+        args.groups = flags & QUEUE_GROUPS != 0;
+        args.stream = flags & QUEUE_STREAM != 0;
+        args.max_age_ms = r.opt_u64()?;
+    }
+    Ok(args)
 }
 
 /// Decodes a queue definition: a v1 record has default arguments (v2 and
-/// v3 share a layout).
+/// v3 share a layout; v4 adds the queue flags and `max-age`).
 pub fn decode_queue(b: &[u8]) -> Result<QueueDef, StoreError> {
     let mut r = Reader::open(b, "queue")?;
     let name = r.str()?;
@@ -562,7 +625,9 @@ pub fn encode_meta(m: &MessageMeta, inline_body: Option<&[u8]>) -> Vec<u8> {
         .opt_u64(m.expires_at)
         .opt_u64(m.not_before)
         .u8(m.priority)
-        .u8(if m.volatile { FLAG_VOLATILE } else { 0 });
+        .u8(if m.volatile { FLAG_VOLATILE } else { 0 })
+        .u64(m.published_at)
+        .opt_bytes(m.group.as_deref());
     match inline_body {
         Some(body) => w.u8(1).bytes(body),
         None => w.u8(0),
@@ -599,6 +664,10 @@ pub struct MetaView<'a> {
     pub priority: u8,
     /// See [`MessageMeta::volatile`].
     pub volatile: bool,
+    /// See [`MessageMeta::published_at`].
+    pub published_at: u64,
+    /// See [`MessageMeta::group`].
+    pub group: Option<&'a [u8]>,
     /// The body, when it is stored inside this record.
     pub inline_body: Option<&'a [u8]>,
 }
@@ -632,6 +701,8 @@ impl<'a> MetaView<'a> {
             not_before: self.not_before,
             priority: self.priority,
             volatile: self.volatile,
+            published_at: self.published_at,
+            group: self.group.map(Bytes::copy_from_slice),
         }
     }
 }
@@ -664,6 +735,10 @@ pub fn view_meta(b: &[u8]) -> Result<MetaView<'_>, StoreError> {
             _ => return Err(r.corrupt("unknown flags")),
         },
     };
+    let (published_at, group) = match r.version() {
+        V1..=V3 => (0, None),
+        _ => (r.u64()?, if r.tag()? { Some(r.bytes()?) } else { None }),
+    };
     let inline_body = match r.u8()? {
         0 => None,
         _ => Some(r.bytes()?),
@@ -681,6 +756,8 @@ pub fn view_meta(b: &[u8]) -> Result<MetaView<'_>, StoreError> {
         not_before,
         priority,
         volatile,
+        published_at,
+        group,
         inline_body,
     })
 }
@@ -698,6 +775,25 @@ pub fn encode_dedup(expires_at: u64) -> Vec<u8> {
     let mut w = Writer::new();
     w.u64(expires_at);
     w.finish()
+}
+
+/// Encodes the value of a stream offset record: a consumer group's
+/// committed offset (its queue id and group name are its key).
+pub fn encode_offset(offset: u64) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u64(offset);
+    w.finish()
+}
+
+/// Decodes the value of a stream offset record.
+pub fn decode_offset(b: &[u8]) -> Result<u64, StoreError> {
+    let mut r = Reader::open(b, "offset")?;
+    if r.version() < V4 {
+        return Err(StoreError::Corrupt("offset: unknown record version".into()));
+    }
+    let offset = r.u64()?;
+    r.end()?;
+    Ok(offset)
 }
 
 /// Decodes the value of a de-duplication record: its `expires_at`.
@@ -721,6 +817,10 @@ mod tests {
 
     fn full_args() -> QueueArgs {
         QueueArgs {
+            single_active: true,
+            groups: false,
+            stream: false,
+            max_age_ms: Some(3_600_000),
             max_length: Some(10),
             max_bytes: Some(u64::MAX),
             overflow: Overflow::Block,
@@ -747,6 +847,8 @@ mod tests {
 
     fn meta(expires_at: Option<u64>, not_before: Option<u64>, priority: u8) -> MessageMeta {
         MessageMeta {
+            published_at: 0,
+            group: None,
             body_id: 9,
             id: "m1".into(),
             exchange: "".into(),
@@ -777,6 +879,8 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let e = ExchangeDef {
+            hash_header: None,
+            partitions: 0,
             name: "logs".into(),
             kind: ExchangeKind::Topic,
             auto_delete: true,
@@ -807,7 +911,7 @@ mod tests {
         ] {
             let q = queue(args);
             let rec = encode_queue(&q);
-            assert_eq!(rec[0], V3);
+            assert_eq!(rec[0], VERSION);
             assert_eq!(decode_queue(&rec).unwrap(), q);
         }
     }
@@ -865,6 +969,22 @@ mod tests {
                 retry_delays_ms: full.retry_delays_ms.clone(),
                 ..Default::default()
             },
+            QueueArgs {
+                single_active: true,
+                ..Default::default()
+            },
+            QueueArgs {
+                groups: true,
+                ..Default::default()
+            },
+            QueueArgs {
+                stream: true,
+                ..Default::default()
+            },
+            QueueArgs {
+                max_age_ms: full.max_age_ms,
+                ..Default::default()
+            },
         ];
         for args in singles {
             assert_ne!(args, QueueArgs::default());
@@ -883,7 +1003,7 @@ mod tests {
             meta(Some(u64::MAX), Some(0), 255),
         ] {
             let rec = encode_meta(&m, None);
-            assert_eq!(rec[0], V3);
+            assert_eq!(rec[0], VERSION);
             assert_eq!(decode_meta(&rec).unwrap(), (m.clone(), None));
             assert_eq!(
                 decode_meta(&encode_meta(&m, Some(b"body"))).unwrap(),
@@ -897,7 +1017,62 @@ mod tests {
     }
 
     #[test]
-    fn version_3_message_round_trips_volatile_or_not() {
+    fn version_4_fields_round_trip() {
+        let m = MessageMeta {
+            published_at: 1_700_000_000_123,
+            group: Some(Bytes::from_static(b"order-7")),
+            ..meta(None, None, 0)
+        };
+        for body in [None, Some(&b"body"[..])] {
+            let rec = encode_meta(&m, body);
+            let v = view_meta(&rec).unwrap();
+            assert_eq!(v.published_at, m.published_at);
+            assert_eq!(v.group, Some(&b"order-7"[..]));
+            assert_eq!(v.inline_body, body);
+            assert_eq!(v.to_meta(), m);
+        }
+        let e = ExchangeDef {
+            name: "orders".into(),
+            kind: ExchangeKind::Hash,
+            auto_delete: false,
+            alternate: None,
+            hash_header: Some("user".into()),
+            partitions: 3,
+        };
+        assert_eq!(decode_exchange(&encode_exchange(&e)).unwrap(), e);
+        assert_eq!(decode_offset(&encode_offset(42)).unwrap(), 42);
+        // A queue flags byte with an unknown bit is corruption.
+        let mut rec = encode_queue(&queue(QueueArgs::default()));
+        let flags_at = rec.len() - 2; // flags, then an absent max-age
+        rec[flags_at] = 0x80;
+        let crc = record_crc(VERSION, &rec[5..]);
+        rec[1..5].copy_from_slice(&crc.to_be_bytes());
+        assert!(is_corrupt(decode_queue(&rec)));
+    }
+
+    #[test]
+    fn a_version_3_message_has_no_publish_time_and_no_group() {
+        let mut w = Writer::with_version(V3);
+        w.u64(9)
+            .str("m1")
+            .str("")
+            .bytes(b"jobs")
+            .headers(&[])
+            .u32(0)
+            .opt_u64(None)
+            .opt_u64(None)
+            .u8(0)
+            .u8(0)
+            .u8(1)
+            .bytes(b"body");
+        let rec = w.finish();
+        let v = view_meta(&rec).unwrap();
+        assert_eq!((v.published_at, v.group), (0, None));
+        assert_eq!(v.inline_body, Some(&b"body"[..]));
+    }
+
+    #[test]
+    fn message_flags_round_trip_volatile_or_not() {
         for volatile in [false, true] {
             let m = MessageMeta {
                 volatile,
@@ -905,7 +1080,7 @@ mod tests {
             };
             for body in [None, Some(&b"body"[..])] {
                 let rec = encode_meta(&m, body);
-                assert_eq!(rec[0], V3);
+                assert_eq!(rec[0], VERSION);
                 let v = view_meta(&rec).unwrap();
                 assert_eq!(v.volatile, volatile);
                 assert_eq!(v.inline_body, body);
@@ -1016,6 +1191,8 @@ mod tests {
         fields.extend_from_slice(&[2, 1]);
         lp(&mut fields, b"");
         let e = ExchangeDef {
+            hash_header: None,
+            partitions: 0,
             name: "logs".into(),
             kind: ExchangeKind::Topic,
             auto_delete: true,
@@ -1065,7 +1242,7 @@ mod tests {
             ..meta(None, None, 0)
         };
         let rec = encode_meta(&m, Some(b"body"));
-        assert_eq!(rec[0], V3);
+        assert_eq!(rec[0], VERSION);
         let v = view_meta(&rec).unwrap();
         assert_eq!(v.routing_key, &key[..]);
         assert_eq!(v.headers().count(), 2);
@@ -1122,6 +1299,8 @@ mod tests {
             encode_meta(&meta(None, None, 0), None),
             encode_dedup(1_700_000_000_000),
             encode_exchange(&ExchangeDef {
+                hash_header: None,
+                partitions: 0,
                 name: "x".into(),
                 kind: ExchangeKind::Direct,
                 auto_delete: false,

@@ -75,6 +75,11 @@ pub struct ExchangeDef {
     pub auto_delete: bool,
     /// Alternate exchange for unroutable messages.
     pub alternate: Option<String>,
+    /// A `hash` exchange: the header it hashes instead of the routing key.
+    pub hash_header: Option<String>,
+    /// The exchange of a partitioned stream: how many partitions (0 for an
+    /// ordinary exchange).
+    pub partitions: u32,
 }
 
 /// A durable queue as stored.
@@ -132,6 +137,11 @@ pub struct MessageMeta {
     /// queue), written only to save RAM: it must not survive a restart, so
     /// recovery drops it.
     pub volatile: bool,
+    /// When it was published (Unix ms; 0 for a copy stored before this was
+    /// recorded). A stream seeks by it (`time=`).
+    pub published_at: u64,
+    /// Its message group (`PUB group=`), if any.
+    pub group: Option<Bytes>,
 }
 
 /// A publisher de-duplication record: `id` was published to queue
@@ -227,6 +237,8 @@ pub struct Recovered {
     /// De-duplication records still inside their window at recovery time
     /// (expired ones are dropped from the store).
     pub dedup: Vec<DedupEntry>,
+    /// Stream consumer-group offsets: (queue id, group, committed offset).
+    pub offsets: Vec<(u64, String, u64)>,
 }
 
 /// One atomic change to the message space.
@@ -244,6 +256,10 @@ pub struct MessageBatch<'a> {
     pub put_dedup: Vec<&'a DedupEntry>,
     /// De-duplication records to remove: (queue id, message id).
     pub del_dedup: Vec<(u64, &'a str)>,
+    /// Stream consumer-group offsets to write: (queue id, group, offset).
+    pub put_offsets: Vec<(u64, &'a str, u64)>,
+    /// Stream consumer-group offsets to remove: (queue id, group).
+    pub del_offsets: Vec<(u64, &'a str)>,
     /// The writes need not be all-or-nothing, only ordered: bodies land
     /// before the copies that reference them, so a crash can leave some
     /// copies of a message whose publish was never confirmed, but never a
@@ -262,6 +278,8 @@ impl MessageBatch<'_> {
             && self.del_bodies.is_empty()
             && self.put_dedup.is_empty()
             && self.del_dedup.is_empty()
+            && self.put_offsets.is_empty()
+            && self.del_offsets.is_empty()
     }
 }
 
@@ -293,8 +311,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn delete_exchange(&self, name: &str) -> Result<(), StoreError>;
     /// Writes or replaces a durable queue.
     fn put_queue(&self, def: &QueueDef) -> Result<(), StoreError>;
-    /// Removes a durable queue, its bindings, every message copy it holds
-    /// and its de-duplication records.
+    /// Removes a durable queue, its bindings, every message copy it holds,
+    /// its de-duplication records and its consumer-group offsets.
     fn delete_queue(&self, def: &QueueDef) -> Result<(), StoreError>;
     /// Writes a durable binding.
     fn put_binding(&self, def: &BindingDef) -> Result<(), StoreError>;

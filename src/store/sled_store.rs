@@ -10,7 +10,9 @@
 //! - `b` ‖ body id (u64 BE) ‖ chunk (u32 BE) → body bytes (13-byte key);
 //! - `d` ‖ queue id (u64 BE) ‖ message id (its UTF-8 bytes, any length) →
 //!   de-duplication record (its `expires_at`), written in the same batch as
-//!   the message it guards.
+//!   the message it guards;
+//! - `o` ‖ queue id (u64 BE) ‖ group name (its bytes) → a stream consumer
+//!   group's committed offset.
 //!
 //! Bodies are cut into 64 KiB chunks so that none reaches sled's blob files
 //! (values over ~128 KiB), which sled never fsyncs.
@@ -121,7 +123,15 @@ fn dedup_key(queue_id: u64, id: &str) -> Vec<u8> {
     k
 }
 
-/// The key prefix of one queue in a key space (`m` or `d`).
+fn offset_key(queue_id: u64, group: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + group.len());
+    k.push(b'o');
+    k.extend_from_slice(&queue_id.to_be_bytes());
+    k.extend_from_slice(group.as_bytes());
+    k
+}
+
+/// The key prefix of one queue in a key space (`m`, `d` or `o`).
 fn queue_prefix(space: u8, queue_id: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = space;
@@ -478,6 +488,22 @@ impl Store for SledStore {
                 expires_at,
             });
         }
+        for kv in self.messages.scan_prefix(b"o") {
+            let (k, v) = kv?;
+            if k.len() < 9 {
+                return Err(StoreError::Corrupt("offset key too short".into()));
+            }
+            let queue_id = be_u64(&k[1..9]);
+            if !live.contains(&queue_id) {
+                orphans.remove(k)?;
+                continue;
+            }
+            let group = std::str::from_utf8(&k[9..])
+                .map_err(|_| StoreError::Corrupt("offset key: invalid UTF-8".into()))?
+                .to_owned();
+            out.offsets
+                .push((queue_id, group, codec::decode_offset(&v)?));
+        }
         orphans.finish()?;
         self.meta.insert("clean", &[0u8])?;
         self.sync()?;
@@ -577,7 +603,7 @@ impl Store for SledStore {
         // removed here, and in any case at the next recovery (their queue id
         // is no longer live). Bodies only they referenced go at recovery.
         let mut batch = sled::Batch::default();
-        for space in [b'm', b'd'] {
+        for space in [b'm', b'd', b'o'] {
             for kv in self.messages.scan_prefix(queue_prefix(space, def.id)) {
                 batch.remove(kv?.0);
             }
@@ -609,7 +635,24 @@ impl Store for SledStore {
         // de-duplication record (which must land with its message, or go
         // with its removal) takes the batch, which keeps it all-or-nothing
         // across a crash.
+        let no_offsets = b.put_offsets.is_empty() && b.del_offsets.is_empty();
+        let no_messages = b.put_metas.is_empty()
+            && b.put_bodies.is_empty()
+            && b.del_metas.is_empty()
+            && b.del_bodies.is_empty();
         let no_dedup = b.put_dedup.is_empty() && b.del_dedup.is_empty();
+        if !no_offsets && no_messages && no_dedup {
+            // Consumer-group commits alone: each key stands by itself.
+            for (queue_id, group) in &b.del_offsets {
+                self.messages.remove(offset_key(*queue_id, group))?;
+            }
+            for (queue_id, group, offset) in &b.put_offsets {
+                self.messages
+                    .insert(offset_key(*queue_id, group), codec::encode_offset(*offset))?;
+            }
+            return Ok(());
+        }
+        let no_dedup = no_dedup && no_offsets;
         if no_dedup && b.put_metas.is_empty() && b.put_bodies.is_empty() {
             for (queue_id, seq) in &b.del_metas {
                 self.messages.remove(meta_key(*queue_id, *seq))?;
@@ -678,6 +721,12 @@ impl Store for SledStore {
                 dedup_key(d.queue_id, &d.id),
                 codec::encode_dedup(d.expires_at),
             );
+        }
+        for (queue_id, group) in &b.del_offsets {
+            batch.remove(offset_key(*queue_id, group));
+        }
+        for (queue_id, group, offset) in &b.put_offsets {
+            batch.insert(offset_key(*queue_id, group), codec::encode_offset(*offset));
         }
         self.messages.apply_batch(batch)?;
         Ok(())
@@ -756,6 +805,8 @@ mod tests {
 
     fn meta(body_id: u64, id: &str) -> MessageMeta {
         MessageMeta {
+            published_at: 0,
+            group: None,
             body_id,
             id: id.into(),
             exchange: String::new(),

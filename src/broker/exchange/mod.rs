@@ -10,6 +10,7 @@
 //! - `fanout.rs`: every bound queue.
 //! - `topic.rs`: a trie over dot-separated words with `*` and `#` edges.
 //! - `headers.rs`: `match=all|any` over message headers.
+//! - `hash.rs`: a consistent-hash ring weighted by binding keys.
 //!
 //! # Design
 //!
@@ -24,6 +25,7 @@
 
 mod direct;
 mod fanout;
+pub mod hash;
 mod headers;
 mod topic;
 
@@ -36,6 +38,7 @@ use bytes::Bytes;
 use crate::protocol::command::{ExchangeKind, Header, HeaderMatch};
 
 use self::direct::Direct;
+use self::hash::Hash;
 use self::topic::Topic;
 
 /// Identity of one binding on an exchange: what `BIND` creates and `UNBIND`
@@ -116,6 +119,7 @@ type ByQueue = HashMap<Arc<str>, HashSet<Binding>>;
 /// | fanout  | the number of bound queues                                    |
 /// | topic   | the trie nodes the key's words reach, not the binding count   |
 /// | headers | a scan of the headers bindings (see `headers.rs` for why)     |
+/// | hash    | a binary search of the ring (`hash.rs`)                       |
 #[derive(Debug)]
 pub struct Bindings {
     /// Authoritative set of bindings: identity, listing, `remove_queue`.
@@ -134,6 +138,7 @@ enum Index {
     Fanout,
     Topic(Topic),
     Headers,
+    Hash(Hash),
 }
 
 impl Bindings {
@@ -144,11 +149,38 @@ impl Bindings {
             ExchangeKind::Fanout => Index::Fanout,
             ExchangeKind::Topic => Index::Topic(Topic::default()),
             ExchangeKind::Headers => Index::Headers,
+            ExchangeKind::Hash => Index::Hash(Hash::default()),
         };
         Self {
             by_queue: HashMap::new(),
             len: 0,
             index,
+        }
+    }
+
+    /// An empty table for a `hash` exchange that hashes header `header`
+    /// (the routing key when `None`).
+    pub fn new_hash(header: Option<String>) -> Self {
+        Self {
+            by_queue: HashMap::new(),
+            len: 0,
+            index: Index::Hash(Hash::new(header)),
+        }
+    }
+
+    /// A table for an exchange of `kind` (with its `hash-header=`).
+    pub fn for_exchange(kind: ExchangeKind, hash_header: Option<String>) -> Self {
+        match kind {
+            ExchangeKind::Hash => Self::new_hash(hash_header),
+            other => Self::new(other),
+        }
+    }
+
+    /// The header a `hash` exchange hashes, if it hashes one.
+    pub fn hash_header(&self) -> Option<&str> {
+        match &self.index {
+            Index::Hash(h) => h.header(),
+            _ => None,
         }
     }
 
@@ -159,6 +191,7 @@ impl Bindings {
             Index::Fanout => ExchangeKind::Fanout,
             Index::Topic(_) => ExchangeKind::Topic,
             Index::Headers => ExchangeKind::Headers,
+            Index::Hash(_) => ExchangeKind::Hash,
         }
     }
 
@@ -176,10 +209,13 @@ impl Bindings {
         match &mut self.index {
             Index::Direct(direct) => direct.add(&binding),
             Index::Topic(topic) => topic.add(&binding),
-            Index::Fanout | Index::Headers => {}
+            Index::Fanout | Index::Headers | Index::Hash(_) => {}
         }
         set.insert(binding);
         self.len += 1;
+        if let Index::Hash(hash) = &mut self.index {
+            hash.rebuild(&self.by_queue);
+        }
         true
     }
 
@@ -217,6 +253,8 @@ impl Bindings {
         match &mut self.index {
             Index::Direct(direct) => direct.remove(binding),
             Index::Topic(topic) => topic.remove(binding),
+            // The binding has already left `by_queue`.
+            Index::Hash(hash) => hash.rebuild(&self.by_queue),
             Index::Fanout | Index::Headers => {}
         }
     }
@@ -250,6 +288,7 @@ impl Bindings {
             Index::Fanout => fanout::route(&self.by_queue, out),
             Index::Topic(topic) => topic.route(key, out),
             Index::Headers => headers::route(&self.by_queue, headers, out),
+            Index::Hash(hash) => hash.route(key, headers, out),
         }
     }
 }
