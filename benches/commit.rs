@@ -42,6 +42,8 @@ struct Bench {
 
 fn meta(body_id: u64) -> MessageMeta {
     MessageMeta {
+        published_at: 0,
+        group: None,
         body_id,
         id: format!("m{body_id}"),
         exchange: String::new(),
