@@ -76,12 +76,21 @@ pub struct Delivery {
     pub id: String,
     /// Headers: names, and values as their exact bytes.
     pub headers: Vec<Header>,
+    /// Its message group (`group=`), if any.
+    pub group: Option<Bytes>,
+    /// A stream delivery's offset (`offset=`).
+    pub offset: Option<u64>,
+    /// A partitioned stream's partition index (`partition=`).
+    pub partition: Option<u32>,
     /// Body.
     pub body: Bytes,
 }
 
 /// A push: a subscription delivery or a notice ([`Client::next_push`]).
 #[derive(Debug, Clone)]
+// One push is handled at a time: boxing the delivery would cost an
+// allocation per message to save stack space no one holds for long.
+#[allow(clippy::large_enum_variant)]
 pub enum Pushed {
     /// A `MSG` of a subscription.
     Delivery(Delivery),
@@ -542,6 +551,9 @@ fn parse_msg(words: &[Vec<u8>], body: Bytes) -> Result<Delivery, ClientError> {
         deliveries: 0,
         id: String::new(),
         headers: Vec::new(),
+        group: None,
+        offset: None,
+        partition: None,
         body,
     };
     for w in &words[5..words.len() - 1] {
@@ -551,6 +563,12 @@ fn parse_msg(words: &[Vec<u8>], body: Bytes) -> Result<Delivery, ClientError> {
             d.deliveries = number(n).ok_or_else(bad)?;
         } else if let Some(id) = w.strip_prefix(b"id=") {
             d.id = text(id);
+        } else if let Some(g) = w.strip_prefix(b"group=") {
+            d.group = Some(Bytes::copy_from_slice(g));
+        } else if let Some(n) = w.strip_prefix(b"offset=") {
+            d.offset = Some(number(n).ok_or_else(bad)?);
+        } else if let Some(n) = w.strip_prefix(b"partition=") {
+            d.partition = Some(number(n).ok_or_else(bad)?);
         } else if let Some(h) = w.strip_prefix(b"h.") {
             let eq = h.iter().position(|&b| b == b'=').ok_or_else(bad)?;
             let (k, v) = (&h[..eq], &h[eq + 1..]);

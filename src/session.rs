@@ -128,6 +128,10 @@ pub struct MsgOut {
     pub deliveries: u32,
     /// Redelivered flag.
     pub redelivered: bool,
+    /// A stream delivery: its offset.
+    pub offset: Option<u64>,
+    /// A partitioned stream's delivery: the partition index.
+    pub partition: Option<u32>,
     /// For `ack=auto` subscriptions: settle once written.
     pub auto: Option<(Arc<Queue>, u64, Entry)>,
 }
@@ -358,6 +362,8 @@ impl Session {
                 msg: e.msg.clone(),
                 deliveries: e.deliveries,
                 redelivered: e.redelivered || e.deliveries > 1,
+                offset: None,
+                partition: None,
                 auto: None,
             }));
             match ack {
@@ -460,6 +466,8 @@ impl Session {
             deliveries: e.deliveries,
             redelivered: e.redelivered,
             msg: e.msg,
+            offset: None,
+            partition: None,
             auto: None,
         }));
     }
@@ -555,6 +563,7 @@ impl Session {
     fn on_push(&mut self, push: Push) {
         match push {
             Push::Deliver(d) => self.on_delivery(d),
+            Push::Notice(n) => self.push_out(Out::Notice(n)),
             Push::Cancelled { tag } => {
                 if self.subs.remove(&tag).is_some() {
                     self.push_out(Out::Notice(Notice::Cancelled {
@@ -579,6 +588,8 @@ impl Session {
             msg: e.msg.clone(),
             deliveries: e.deliveries,
             redelivered: e.redelivered || e.deliveries > 1,
+            offset: d.queue.args.stream.then_some(e.seq),
+            partition: d.queue.partition,
             auto: None,
         };
         if d.auto_ack {
@@ -631,6 +642,9 @@ impl Session {
                         deliveries: m.deliveries,
                         id: &m.msg.id,
                         headers: &m.msg.headers,
+                        group: m.msg.group.as_deref(),
+                        offset: m.offset,
+                        partition: m.partition,
                     };
                     encode_msg(buf, &head, &m.msg.body);
                     if let Some(a) = m.auto {

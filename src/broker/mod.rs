@@ -266,6 +266,7 @@ impl Broker {
             let next_seq = held.as_ref().map_or(1, |h| h.last_seq + 1);
             let name: Arc<str> = Arc::from(d.name.as_str());
             let q = self.new_queue(QueueInit {
+                partition: None,
                 name: name.clone(),
                 id: d.id,
                 durable: true,
@@ -575,6 +576,7 @@ impl Broker {
         let name: Arc<str> = Arc::from(name);
         let owner = d.exclusive.then_some(conn);
         let q = self.new_queue(QueueInit {
+            partition: None,
             name: name.clone(),
             id,
             durable: d.durable,

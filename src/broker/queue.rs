@@ -76,6 +76,8 @@ pub enum Push {
         /// The subscription's consumer tag.
         tag: Arc<str>,
     },
+    /// A notice for the connection (`NOTICE active`, `NOTICE inactive`).
+    Notice(crate::protocol::reply::Notice),
 }
 
 /// One delivery on its way to a subscriber.
@@ -361,6 +363,8 @@ pub struct QueueInit {
     pub args: QueueArgs,
     /// The next sequence number (after recovered messages).
     pub next_seq: u64,
+    /// A partition of a partitioned stream: its index.
+    pub partition: Option<u32>,
 }
 
 /// One queue.
@@ -378,6 +382,8 @@ pub struct Queue {
     pub owner: Option<u64>,
     /// Failure-handling options.
     pub args: QueueArgs,
+    /// A partition of a partitioned stream: its index.
+    pub partition: Option<u32>,
     /// Pages its backlog out to the store: stored copies past `window`,
     /// transient ones past `ram_budget`.
     pages: bool,
@@ -436,6 +442,7 @@ impl Queue {
             auto_delete: init.auto_delete,
             owner: init.owner,
             args: init.args,
+            partition: init.partition,
             pages,
             ram_budget,
             window: ram_budget.min(STORED_WINDOW),

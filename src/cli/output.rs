@@ -266,6 +266,9 @@ mod tests {
 
     fn delivery(key: &[u8], body: &[u8]) -> Delivery {
         Delivery {
+            group: None,
+            offset: None,
+            partition: None,
             consumer_tag: "ctag-1".into(),
             delivery_tag: 7,
             exchange: "".into(),

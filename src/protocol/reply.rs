@@ -148,10 +148,17 @@ pub struct MsgHead<'a> {
     pub id: &'a str,
     /// Headers (values are any bytes, written like the routing key).
     pub headers: &'a [Header],
+    /// Its message group (`PUB group=`), if it has one.
+    pub group: Option<&'a [u8]>,
+    /// A stream delivery: its offset in the stream.
+    pub offset: Option<u64>,
+    /// A delivery of a partitioned stream: the partition's index.
+    pub partition: Option<u32>,
 }
 
 /// Appends `MSG <ctag> <dtag> <exchange> <key> [redelivered] deliveries=<n>
-/// id=<id> [h.<name>=<value>...] {N}\r\n<body>\r\n` to `out`.
+/// id=<id> [group=<key>] [offset=<n>] [partition=<n>] [h.<name>=<value>...]
+/// {N}\r\n<body>\r\n` to `out`.
 pub fn encode_msg(out: &mut Vec<u8>, head: &MsgHead<'_>, body: &[u8]) {
     out.extend_from_slice(b"MSG ");
     encode_word(out, head.consumer_tag.as_bytes());
@@ -164,6 +171,16 @@ pub fn encode_msg(out: &mut Vec<u8>, head: &MsgHead<'_>, body: &[u8]) {
     }
     let _ = write!(Lit(out), " deliveries={} id=", head.deliveries);
     encode_word(out, head.id.as_bytes());
+    if let Some(group) = head.group {
+        out.extend_from_slice(b" group=");
+        encode_word(out, group);
+    }
+    if let Some(offset) = head.offset {
+        let _ = write!(Lit(out), " offset={offset}");
+    }
+    if let Some(partition) = head.partition {
+        let _ = write!(Lit(out), " partition={partition}");
+    }
     for (name, value) in head.headers {
         out.extend_from_slice(b" h.");
         out.extend_from_slice(name.as_bytes());
@@ -208,6 +225,22 @@ pub enum Notice {
     },
     /// `NOTICE heartbeat`: nothing else was sent for a heartbeat interval.
     Heartbeat,
+    /// `NOTICE active <ctag> [partition=<n>]`: the subscription became its
+    /// queue's (or stream partition's) active consumer and now receives.
+    Active {
+        /// The subscription's consumer tag.
+        tag: String,
+        /// The partition, for a partitioned stream.
+        partition: Option<u32>,
+    },
+    /// `NOTICE inactive <ctag> [partition=<n>]`: it stopped being the
+    /// active consumer (another member of its group took the partition).
+    Inactive {
+        /// The subscription's consumer tag.
+        tag: String,
+        /// The partition, for a partitioned stream.
+        partition: Option<u32>,
+    },
     /// `NOTICE unblocked queue=<name>` (or `disk`, `memory`): the held
     /// `PUB` went through.
     Unblocked {
@@ -266,6 +299,17 @@ impl Notice {
                 encode_hold(out, on);
             }
             Notice::Heartbeat => out.extend_from_slice(b"NOTICE heartbeat\r\n"),
+            Notice::Active { tag, partition } | Notice::Inactive { tag, partition } => {
+                out.extend_from_slice(match self {
+                    Notice::Active { .. } => b"NOTICE active ",
+                    _ => b"NOTICE inactive ",
+                });
+                encode_word(out, tag.as_bytes());
+                if let Some(p) = partition {
+                    let _ = write!(Lit(out), " partition={p}");
+                }
+                out.extend_from_slice(b"\r\n");
+            }
             Notice::Unblocked { on } => {
                 out.extend_from_slice(b"NOTICE unblocked ");
                 encode_hold(out, on);
@@ -357,6 +401,9 @@ mod tests {
     fn msg_push_quotes_what_needs_quoting() {
         let headers = vec![("k".to_string(), Bytes::from_static(b"a b"))];
         let head = MsgHead {
+            group: None,
+            offset: None,
+            partition: None,
             consumer_tag: "w1",
             delivery_tag: 7,
             exchange: "",
@@ -389,6 +436,9 @@ mod tests {
         for key in keys {
             let headers = vec![("x-death-key".to_string(), Bytes::copy_from_slice(key))];
             let head = MsgHead {
+                group: None,
+                offset: None,
+                partition: None,
                 consumer_tag: "-",
                 delivery_tag: 1,
                 exchange: "ex",
