@@ -52,6 +52,10 @@ pub(super) const RECENT_BYTES: u64 = 4 * 1024 * 1024;
 /// Messages read from the store at a time for a reader of old data.
 const READ_PAGE: usize = 256;
 
+/// The offset record that keeps where a stream's log starts (a group name
+/// cannot hold a NUL).
+const START_KEY: &str = "\0start";
+
 /// A group's key: its name, or `\0<consumer id>` for a private reader's
 /// (names cannot hold a NUL).
 type GroupKey = Arc<str>;
@@ -244,8 +248,17 @@ impl Queue {
             // Cannot happen (an offset arrives once); keep the log as it is.
             return Ok(None);
         }
-        st.early.insert(seq, entry);
         let mut appended = false;
+        if seq == st.end && st.early.is_empty() {
+            // In order (the usual case): no reordering to do.
+            st.end += 1;
+            if let Some(e) = entry {
+                self.stream_push(&mut st, e);
+                appended = true;
+            }
+        } else {
+            st.early.insert(seq, entry);
+        }
         loop {
             let end = st.end;
             let Some(arrived) = st.early.remove(&end) else {
@@ -328,8 +341,13 @@ impl Queue {
         out
     }
 
-    /// Removes cut segments from the store, a page at a time.
+    /// Removes cut segments from the store, a page at a time, and records
+    /// where the log now starts, so that a stream emptied by its retention
+    /// goes on with the same offsets after a restart.
     fn cut(&self, cut: Vec<(StreamSegment, Vec<Entry>)>) -> Result<(), BrokerError> {
+        let Some(start) = cut.last().map(|(seg, _)| seg.end) else {
+            return Ok(());
+        };
         for (seg, in_ram) in cut {
             let upto = in_ram.first().map_or(seg.end, |e| e.seq);
             let mut tail = Tail::default();
@@ -340,6 +358,7 @@ impl Queue {
             self.drop_tail(tail)?;
             self.release(in_ram)?;
         }
+        self.store_offset(START_KEY, start)?;
         Ok(())
     }
 
@@ -352,7 +371,7 @@ impl Queue {
         if let Some(head) = st.recent.front() {
             if from >= head.seq {
                 let i = st.recent.partition_point(|e| e.seq < from);
-                return st.recent.iter().skip(i).take(n).cloned().collect();
+                return st.recent.range(i..).take(n).cloned().collect();
             }
         }
         match self.disk.load(self.id, from, st.end, n) {
@@ -572,9 +591,19 @@ impl Queue {
         Ok((at, self.store_offset(group, at)?))
     }
 
-    /// Restores a named group's committed offset found in the store.
+    /// Restores a named group's committed offset found in the store (or
+    /// where the log starts, see [`Queue::cut`]).
     pub fn restore_offset(&self, group: &str, at: u64) {
         if let Some(mut st) = self.stream_state() {
+            if group == START_KEY {
+                if st.count == 0 && at > st.end {
+                    st.first = at;
+                    st.end = at;
+                    self.next_seq
+                        .fetch_max(at, std::sync::atomic::Ordering::Relaxed);
+                }
+                return;
+            }
             let at = at.max(st.first);
             st.groups.insert(Arc::from(group), Group::new(true, at));
         }
