@@ -25,16 +25,16 @@ fn keys(n: usize) -> Vec<String> {
 }
 
 /// Declares each queue (durable or not) and binds it to `ex` with its
-/// weight as the binding key (`""` for the default).
-async fn bind_weighted(p: &mut Peer, ex: &str, queues: &[(&str, &str)], durable: bool) {
+/// key: on a hash exchange its weight (`""` for the default, 1).
+async fn declare_and_bind(p: &mut Peer, ex: &str, queues: &[(&str, &str)], durable: bool) {
     let flag = if durable { " durable" } else { "" };
-    for (q, weight) in queues {
+    for (q, key) in queues {
         p.ok(
             &format!("DECLARE QUEUE {q}{flag}"),
             &format!("OK {q} messages=0 consumers=0"),
         )
         .await;
-        p.ok(&format!("BIND {q} {ex} \"{weight}\""), "OK").await;
+        p.ok(&format!("BIND {q} {ex} \"{key}\""), "OK").await;
     }
 }
 
@@ -124,7 +124,7 @@ async fn each_key_goes_to_exactly_one_queue_and_always_the_same_one() {
     let mut p = Peer::connect(&srv).await;
     p.ok("DECLARE EXCHANGE h hash", "OK").await;
     let queues = ["q1", "q2", "q3"];
-    bind_weighted(&mut p, "h", &[("q1", "1"), ("q2", "1"), ("q3", "")], false).await;
+    declare_and_bind(&mut p, "h", &[("q1", "1"), ("q2", "1"), ("q3", "")], false).await;
     let keys = keys(600);
     // Twice, in two orders: each copy lands where the first did.
     publish_keys(&mut p, "h", &keys).await;
@@ -160,7 +160,7 @@ async fn weights_shift_the_share_of_keys() {
     let mut p = Peer::connect(&srv).await;
     p.ok("DECLARE EXCHANGE w hash", "OK").await;
     let queues = ["light", "medium", "heavy"];
-    bind_weighted(
+    declare_and_bind(
         &mut p,
         "w",
         &[("light", "1"), ("medium", "2"), ("heavy", "5")],
@@ -185,14 +185,14 @@ async fn a_fourth_queue_takes_about_a_quarter_of_the_keys_from_the_others() {
     let srv = TestServer::start().await;
     let mut p = Peer::connect(&srv).await;
     p.ok("DECLARE EXCHANGE h hash", "OK").await;
-    bind_weighted(&mut p, "h", &[("q1", "1"), ("q2", "1"), ("q3", "1")], false).await;
+    declare_and_bind(&mut p, "h", &[("q1", "1"), ("q2", "1"), ("q3", "1")], false).await;
     let keys = keys(2000);
     let all = ["q1", "q2", "q3", "q4"];
     publish_keys(&mut p, "h", &keys).await;
     let before = owners(&mut p, &all[..3]).await;
     assert_eq!(before.len(), keys.len());
 
-    bind_weighted(&mut p, "h", &[("q4", "1")], false).await;
+    declare_and_bind(&mut p, "h", &[("q4", "1")], false).await;
     publish_keys(&mut p, "h", &keys).await;
     let after = owners(&mut p, &all).await;
     assert_eq!(after.len(), keys.len());
@@ -226,7 +226,7 @@ async fn a_hash_header_routes_by_that_header_and_without_it_nowhere() {
     p.ok("DECLARE EXCHANGE users hash hash-header=user", "OK")
         .await;
     let queues = ["u1", "u2", "u3"];
-    bind_weighted(
+    declare_and_bind(
         &mut p,
         "users",
         &[("u1", ""), ("u2", ""), ("u3", "")],
@@ -272,12 +272,7 @@ async fn a_message_without_the_hash_header_goes_to_the_alternate_exchange() {
     let srv = TestServer::start().await;
     let mut p = Peer::connect(&srv).await;
     p.ok("DECLARE EXCHANGE lost fanout", "OK").await;
-    p.ok(
-        "DECLARE QUEUE unrouted",
-        "OK unrouted messages=0 consumers=0",
-    )
-    .await;
-    p.ok("BIND unrouted lost", "OK").await;
+    declare_and_bind(&mut p, "lost", &[("unrouted", "")], false).await;
     p.ok(
         "DECLARE EXCHANGE users hash hash-header=user alternate=lost",
         "OK",
@@ -286,7 +281,7 @@ async fn a_message_without_the_hash_header_goes_to_the_alternate_exchange() {
     // Nothing bound yet: even a message with the header is unroutable.
     p.ok("PUB users k h.user=a id=m1 one", "OK m1 routed=1")
         .await;
-    bind_weighted(&mut p, "users", &[("u1", "1")], false).await;
+    declare_and_bind(&mut p, "users", &[("u1", "1")], false).await;
     p.ok("PUB users k h.user=a id=m2 two", "OK m2 routed=1")
         .await;
     p.ok("PUB users k mandatory id=m3 three", "OK m3 routed=1")
@@ -376,7 +371,7 @@ async fn a_durable_hash_exchange_maps_keys_the_same_after_a_restart() {
     )
     .await;
     let weighted = [("d1", "1"), ("d2", "2"), ("d3", "3")];
-    bind_weighted(&mut p, "byKey", &weighted, true).await;
+    declare_and_bind(&mut p, "byKey", &weighted, true).await;
     for (q, w) in weighted {
         p.ok(&format!("BIND {q} byUser {w}"), "OK").await;
     }
@@ -416,7 +411,7 @@ async fn list_shows_the_type_hash_and_the_weights_as_keys() {
     let srv = TestServer::start().await;
     let mut p = Peer::connect(&srv).await;
     p.ok("DECLARE EXCHANGE h hash durable", "OK").await;
-    bind_weighted(&mut p, "h", &[("a", "3"), ("b", "")], false).await;
+    declare_and_bind(&mut p, "h", &[("a", "3"), ("b", "")], false).await;
     assert_eq!(
         list_cell(&mut p, "LIST EXCHANGES", "h", "type").await,
         "hash"
