@@ -25,9 +25,9 @@ const VERBS: &[(&str, &str)] = &[
     ("PING", "PING\n  -> OK pong (every earlier command has been answered)\n"),
     ("QUIT", "QUIT\n  -> OK bye, then the server closes the connection\n"),
     ("HELP", "HELP [<verb>]\n  -> OK {N} and this text\n"),
-    ("DECLARE", "DECLARE EXCHANGE <name> direct|fanout|topic|headers [durable] [auto-delete] [alternate=<ex>]\n  -> OK\nDECLARE QUEUE <name>|\"\" [durable] [exclusive] [auto-delete] [<option>=<value>...]\n  -> OK <name> messages=<n> consumers=<n>\noptions (times in ms):\n  max-length=N      at most N messages waiting\n  max-bytes=N       at most N body bytes waiting\n  overflow=drop-head|reject-publish|block\n                    when full: dead-letter the oldest (default), ERR QUEUE_FULL, or hold the PUB\n  ttl=<ms>          a message may wait this long, then it expires and is dead-lettered\n  expires=<ms>      the queue is deleted after this long unused\n  dead-letter=<ex>  where rejected, expired and dropped messages go (\"\" = default exchange)\n  dead-letter-key=<key>  their routing key (default: their own)\n  delivery-limit=N  at most N deliveries, then dead-lettered\n  ack-timeout=<ms>  an unacked delivery goes back after this long; TOUCH restarts it\n  max-priority=N    a priority queue: a higher PUB priority= goes first\n  dedup-window=<ms> a repeated id= within the window is not stored again; the reply says duplicate\n  retry-delays=<ms>,<ms>,...  requeue back-off by delivery count (the last repeats)\nexample: DECLARE QUEUE jobs durable dead-letter=dlx delivery-limit=5\n"),
+    ("DECLARE", "DECLARE EXCHANGE <name> direct|fanout|topic|headers|hash [durable] [auto-delete] [alternate=<ex>] [hash-header=<name>]\n  -> OK\n  hash: each message to one bound queue, by a hash of its routing key (or of header <name>)\nDECLARE QUEUE <name>|\"\" [durable] [exclusive] [auto-delete] [<option>=<value>...]\n  -> OK <name> messages=<n> consumers=<n>\noptions (times in ms):\n  max-length=N      at most N messages waiting\n  max-bytes=N       at most N body bytes waiting\n  overflow=drop-head|reject-publish|block\n                    when full: dead-letter the oldest (default), ERR QUEUE_FULL, or hold the PUB\n  ttl=<ms>          a message may wait this long, then it expires and is dead-lettered\n  expires=<ms>      the queue is deleted after this long unused\n  dead-letter=<ex>  where rejected, expired and dropped messages go (\"\" = default exchange)\n  dead-letter-key=<key>  their routing key (default: their own)\n  delivery-limit=N  at most N deliveries, then dead-lettered\n  ack-timeout=<ms>  an unacked delivery goes back after this long; TOUCH restarts it\n  max-priority=N    a priority queue: a higher PUB priority= goes first\n  dedup-window=<ms> a repeated id= within the window is not stored again; the reply says duplicate\n  retry-delays=<ms>,<ms>,...  requeue back-off by delivery count (the last repeats)\nexample: DECLARE QUEUE jobs durable dead-letter=dlx delivery-limit=5\n"),
     ("DELETE", "DELETE EXCHANGE <name> [if-unused]\n  -> OK\nDELETE QUEUE <name> [if-unused] [if-empty]\n  -> OK messages=<n>\n"),
-    ("BIND", "BIND <queue> <exchange> [<key>] [h.<name>=<value>...] [match=all|any]\n  -> OK\nexample: BIND errors logs \"*.error\"\n"),
+    ("BIND", "BIND <queue> <exchange> [<key>] [h.<name>=<value>...] [match=all|any]\n  -> OK\n  on a hash exchange the key is the queue's weight: 1 to 1000 (default 1)\nexample: BIND errors logs \"*.error\"\n"),
     ("UNBIND", "UNBIND <queue> <exchange> [<key>] [h.<name>=<value>...]\n  -> OK\n"),
     ("PURGE", "PURGE <queue>\n  -> OK messages=<n>\n"),
     ("PUB", "PUB <exchange> <key> [persistent|transient] [mandatory] [id=<id>] [ttl=<ms>] [delay=<ms>] [priority=<n>] [h.<name>=<value>...] <body>\n  -> OK <msg-id> routed=<n> (after fsync when persistent)\n  ttl=<ms>      expires after this long (the queue's ttl may be shorter)\n  delay=<ms>    stored at once, delivered no earlier than this\n  priority=<n>  0..255, for queues with max-priority\nexample: PUB \"\" jobs \"hello world\"\n"),
@@ -62,4 +62,17 @@ pub(super) fn help(c: Help, s: &mut Session) -> Result<(), BrokerError> {
         Bytes::from_static(text.as_bytes()),
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VERBS;
+    use crate::broker::exchange::hash::MAX_WEIGHT;
+
+    #[test]
+    fn bind_help_states_the_largest_hash_weight() {
+        let bind = VERBS.iter().find(|(verb, _)| *verb == "BIND").map(|v| v.1);
+        let bind = bind.unwrap_or_default();
+        assert!(bind.contains(&format!("1 to {MAX_WEIGHT} ")), "{bind}");
+    }
 }

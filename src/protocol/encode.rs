@@ -466,6 +466,10 @@ mod tests {
             "DELETE QUEUE q if-empty if-unused",
             "DELETE QUEUE q if-unused if-empty\r\n",
         );
+        check(
+            "declare exchange users HASH hash-header=user-id durable",
+            "DECLARE EXCHANGE users hash durable hash-header=user-id\r\n",
+        );
         check("DELETE EXCHANGE e", "DELETE EXCHANGE e\r\n");
         check("PURGE q", "PURGE q\r\n");
         check(
@@ -529,8 +533,15 @@ mod tests {
             ExchangeKind::Fanout,
             ExchangeKind::Topic,
             ExchangeKind::Headers,
+            ExchangeKind::Hash,
         ] {
             assert!(!keyword(EXCHANGE_KINDS, kind).is_empty());
+        }
+        for stream in [false, true] {
+            assert!(!keyword(QUEUE_TYPES, stream).is_empty());
+        }
+        for start in [StreamStart::First, StreamStart::Last, StreamStart::Next] {
+            assert!(!keyword(STREAM_OFFSETS, start).is_empty());
         }
         for o in [Overflow::DropHead, Overflow::RejectPublish, Overflow::Block] {
             assert!(!keyword(OVERFLOWS, o).is_empty());

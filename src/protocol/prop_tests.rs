@@ -24,11 +24,11 @@ use super::check::{decode, frame_in_chunks};
 use super::command::{
     Ack, AckMode, Auth, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
     ExchangeKind, Get, Header, HeaderMatch, Hello, Help, List, ListKind, Nack, Overflow, Peek,
-    PermissionArgs, Publish, Purge, QueueArgs, Redrive, Secret, Stats, Subscribe, Touch,
-    Unsubscribe, UserAdd, UserCommand, UserPasswd, UserPermit,
+    PermissionArgs, Publish, Purge, QueueArgs, Redrive, Secret, Seek, Stats, StreamStart,
+    Subscribe, Touch, Unsubscribe, UserAdd, UserCommand, UserPasswd, UserPermit,
 };
 use super::frame::Limits;
-use super::parse::parse_line;
+use super::parse::{parse_line, MAX_PARTITIONS};
 use super::token::{encode_quoted, encode_word, tokenize, Token};
 
 // ---- strategies -----------------------------------------------------------
@@ -99,6 +99,8 @@ fn any_u64() -> impl Strategy<Value = u64> {
     prop_oneof![0u64..1000, any::<u64>()]
 }
 
+/// The options of a queue that is not a stream (`check_queue_kind`: no
+/// `max-age=`, and at most one of `single-active` and `groups`).
 fn queue_args() -> impl Strategy<Value = QueueArgs> {
     let overflow = prop::sample::select(vec![
         Overflow::DropHead,
@@ -122,10 +124,11 @@ fn queue_args() -> impl Strategy<Value = QueueArgs> {
             proptest::option::of(1u64..),
             vec(any_u64(), 0..=32),
         ),
+        prop::sample::select(vec![(false, false), (true, false), (false, true)]),
     )
-        .prop_map(|(a, b)| QueueArgs {
-            single_active: false,
-            groups: false,
+        .prop_map(|(a, b, (single_active, groups))| QueueArgs {
+            single_active,
+            groups,
             stream: false,
             max_age_ms: None,
             max_length: a.0,
@@ -141,6 +144,55 @@ fn queue_args() -> impl Strategy<Value = QueueArgs> {
             dedup_window_ms: b.4,
             retry_delays_ms: b.5,
         })
+}
+
+/// `DECLARE QUEUE`: a queue, or a stream with only what a stream takes
+/// (`type`, `durable`, `max-age`, `max-bytes`, `partitions`; a name).
+fn declare_queue() -> impl Strategy<Value = DeclareQueue> {
+    let queue = (name_or_empty(), any::<[bool; 3]>(), queue_args()).prop_map(|(name, f, args)| {
+        DeclareQueue {
+            partitions: None,
+            name,
+            durable: f[0],
+            exclusive: f[1],
+            auto_delete: f[2],
+            args,
+        }
+    });
+    let stream = (
+        name(),
+        any::<bool>(),
+        proptest::option::of(any_u64()),
+        proptest::option::of(1u64..),
+        proptest::option::of(1..=MAX_PARTITIONS as u32),
+    )
+        .prop_map(
+            |(name, durable, max_bytes, max_age_ms, partitions)| DeclareQueue {
+                name,
+                durable,
+                exclusive: false,
+                auto_delete: false,
+                args: QueueArgs {
+                    stream: true,
+                    max_bytes,
+                    max_age_ms,
+                    ..QueueArgs::default()
+                },
+                partitions,
+            },
+        );
+    prop_oneof![queue, stream]
+}
+
+/// `offset=first|last|next|<n>` or `time=<unix-ms>`.
+fn stream_start() -> impl Strategy<Value = StreamStart> {
+    prop_oneof![
+        Just(StreamStart::First),
+        Just(StreamStart::Last),
+        Just(StreamStart::Next),
+        any_u64().prop_map(StreamStart::Offset),
+        any_u64().prop_map(StreamStart::Time),
+    ]
 }
 
 fn bind() -> impl Strategy<Value = Bind> {
@@ -162,7 +214,13 @@ fn bind() -> impl Strategy<Value = Bind> {
 fn publish() -> impl Strategy<Value = Publish> {
     (
         (name_or_empty(), key_bytes(255), any::<Option<bool>>()),
-        (any::<bool>(), proptest::option::of(bounded(1, 255))),
+        (
+            any::<bool>(),
+            proptest::option::of(bounded(1, 255)),
+            proptest::option::of(
+                key_bytes(255).prop_filter("a group is not empty", |g| !g.is_empty()),
+            ),
+        ),
         (
             headers(),
             proptest::option::of(any_u64()),
@@ -172,7 +230,7 @@ fn publish() -> impl Strategy<Value = Publish> {
         body(),
     )
         .prop_map(|(a, b, c, body)| Publish {
-            group: None,
+            group: b.2,
             exchange: a.0,
             key: a.1,
             persistent: a.2,
@@ -254,6 +312,7 @@ fn command() -> impl Strategy<Value = Command> {
         ExchangeKind::Fanout,
         ExchangeKind::Topic,
         ExchangeKind::Headers,
+        ExchangeKind::Hash,
     ]);
     prop_oneof![
         (
@@ -280,11 +339,13 @@ fn command() -> impl Strategy<Value = Command> {
             kind,
             any::<bool>(),
             any::<bool>(),
-            proptest::option::of(name())
+            proptest::option::of(name()),
+            proptest::option::of("[A-Za-z0-9_.-]{1,255}"),
         )
-            .prop_map(|(name, kind, durable, auto_delete, alternate)| {
+            .prop_map(|(name, kind, durable, auto_delete, alternate, header)| {
                 Command::DeclareExchange(DeclareExchange {
-                    hash_header: None,
+                    // `hash-header=` is for hash exchanges only.
+                    hash_header: header.filter(|_| kind == ExchangeKind::Hash),
                     name,
                     kind,
                     durable,
@@ -292,16 +353,7 @@ fn command() -> impl Strategy<Value = Command> {
                     alternate,
                 })
             }),
-        (name_or_empty(), any::<[bool; 3]>(), queue_args()).prop_map(|(name, f, args)| {
-            Command::DeclareQueue(DeclareQueue {
-                partitions: None,
-                name,
-                durable: f[0],
-                exclusive: f[1],
-                auto_delete: f[2],
-                args,
-            })
-        }),
+        declare_queue().prop_map(Command::DeclareQueue),
         (name(), any::<bool>()).prop_map(|(name, if_unused)| {
             Command::DeleteExchange(DeleteExchange { name, if_unused })
         }),
@@ -321,12 +373,14 @@ fn command() -> impl Strategy<Value = Command> {
             proptest::option::of(1u32..=65535),
             ack_mode(),
             proptest::option::of(consumer_tag()),
-            any::<bool>()
+            any::<bool>(),
+            proptest::option::of(name()),
+            proptest::option::of(stream_start()),
         )
-            .prop_map(|(queue, prefetch, ack, tag, exclusive)| {
+            .prop_map(|(queue, prefetch, ack, tag, exclusive, group, start)| {
                 Command::Subscribe(Subscribe {
-                    group: None,
-                    start: None,
+                    group,
+                    start,
                     queue,
                     prefetch,
                     ack,
@@ -361,6 +415,11 @@ fn command() -> impl Strategy<Value = Command> {
             .prop_map(|(queue, count, from)| Command::Peek(Peek { queue, count, from })),
         (name(), proptest::option::of(1u64..))
             .prop_map(|(queue, count)| Command::Redrive(Redrive { queue, count })),
+        (name(), name(), stream_start()).prop_map(|(stream, group, to)| Command::Seek(Seek {
+            stream,
+            group,
+            to
+        })),
         user_command().prop_map(Command::User),
         proptest::option::of(name()).prop_map(|queue| Command::Stats(Stats { queue })),
         (
@@ -414,6 +473,7 @@ fn raw_line() -> impl Strategy<Value = (Vec<u8>, Option<Bytes>)> {
         "stats queue",
         "LIST QUEUES",
         "list consumers",
+        "SEEK",
     ]);
     let word = prop_oneof![
         12 => prop::sample::select(vec![
@@ -427,6 +487,9 @@ fn raw_line() -> impl Strategy<Value = (Vec<u8>, Option<Bytes>)> {
             "name=\"my app\"", "proto=1", "alternate=ae", "{3}", "\"{3}\"", "a.*.#",
             "\\x", "\"\\\"\"", "\u{e9}", "admin", "admin=false", "write=^a", "read=\"\"",
             "configure=(",
+            "hash", "hash-header=user", "hash-header=", "type=stream", "type=queue",
+            "max-age=60000", "partitions=3", "single-active", "groups", "group=g1",
+            "offset=first", "offset=42", "time=5",
         ])
         .prop_map(|w| w.as_bytes().to_vec()),
         1 => vec(any::<u8>(), 1..6),

@@ -335,3 +335,36 @@ async fn ls_lists_declared_queues_as_a_table_and_json() {
     let r = cli(s.addr, &["ls", "connections", "--json"]).await.ok();
     assert!(r.json_lines()[0].is_array());
 }
+
+#[tokio::test]
+async fn declare_exchange_hash_takes_a_hash_header() {
+    let s = TestServer::start().await;
+    let r = cli(
+        s.addr,
+        &["declare", "exchange", "x", "hash", "--hash-header", "h"],
+    )
+    .await
+    .ok();
+    assert_eq!(r.text(), "", "{r:?}");
+    let mut c = s.conn().await;
+    c.ok("DECLARE EXCHANGE x hash hash-header=h", "OK").await;
+    c.err("DECLARE EXCHANGE x hash", "PRECONDITION").await;
+    cli(s.addr, &["declare", "queue", "q"]).await.ok();
+    cli(s.addr, &["bind", "q", "x", "2"]).await.ok();
+    c.ok("PUB x k h.h=v id=m1 body", "OK m1 routed=1").await;
+    c.ok("PUB x k id=m2 body", "OK m2 routed=0").await;
+    // The server checks the pairing, and the CLI says what it answered.
+    let r = cli(s.addr, &["bind", "q", "x", "heavy"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.starts_with("sluice: PRECONDITION "), "{r:?}");
+    let r = cli(
+        s.addr,
+        &["declare", "exchange", "y", "direct", "--hash-header", "h"],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(
+        r.stderr.trim(),
+        "sluice: SYNTAX hash-header= is for exchanges of type hash"
+    );
+}

@@ -17,6 +17,7 @@ mod errors;
 mod failure;
 mod framing;
 mod handshake;
+mod hash_exchange;
 mod hostile_input;
 mod introspection;
 mod limits;

@@ -94,8 +94,13 @@ fn add_points(ring: &mut Vec<(u64, Arc<str>)>, b: &Binding) {
     // The broker refuses bad weights at BIND; a stored one that is not a
     // number (it cannot be) counts as 1.
     let w = weight(&b.key).unwrap_or(1);
+    // A point hashes `queue 0xff key 0xff i`. Neither a queue name (ASCII)
+    // nor a weight (digits) holds 0xff, so the bytes split one way only:
+    // without the first 0xff, queue `q` weight `1` and queue `q1` weight
+    // `""` hashed the same bytes, and the second queue got no keys at all.
     for i in 0..w * POINTS_PER_WEIGHT {
-        let mut salt = Vec::with_capacity(b.key.len() + 5);
+        let mut salt = Vec::with_capacity(b.key.len() + 6);
+        salt.push(0xff);
         salt.extend_from_slice(&b.key);
         salt.push(0xff);
         salt.extend_from_slice(&i.to_be_bytes());
@@ -201,6 +206,29 @@ mod tests {
         // Removing it again puts every key back.
         b.remove(&binding("q4", "1"));
         assert_eq!(owners(&b, 10_000), before);
+    }
+
+    #[test]
+    fn a_queue_name_and_a_weight_never_spell_another_binding() {
+        // "q" with weight "1" and "q1" with the default weight "" are two
+        // queues of weight 1: each takes about half of the keys, however
+        // their bytes line up.
+        for (a, b) in [(("q", "1"), ("q1", "")), (("s1", "12"), ("s11", "2"))] {
+            let mut ring = hash_exchange(None);
+            ring.add(binding(a.0, a.1));
+            ring.add(binding(b.0, b.1));
+            let total = weight(a.1.as_bytes()).unwrap() + weight(b.1.as_bytes()).unwrap();
+            let want = f64::from(weight(b.1.as_bytes()).unwrap()) / f64::from(total);
+            let got = owners(&ring, 4000)
+                .iter()
+                .filter(|q| q.as_str() == b.0)
+                .count();
+            let share = got as f64 / 4000.0;
+            assert!(
+                (want - 0.1..want + 0.1).contains(&share),
+                "{a:?} {b:?}: {share}"
+            );
+        }
     }
 
     #[test]
