@@ -1,9 +1,11 @@
 //! Consistent-hash exchange: each message goes to exactly one bound queue,
 //! chosen by hashing its routing key (or, with `hash-header=`, one header's
-//! value) onto a ring of points. Each binding puts `weight ×`
-//! [`POINTS_PER_WEIGHT`] points on the ring, its binding key being the
-//! weight (a decimal number, 1 when empty); a key goes to the owner of the
-//! first point at or after its hash.
+//! value) onto a ring of points. A binding's key is its weight (a decimal
+//! number, 1 when empty); a queue's weight is the sum of its bindings'
+//! (at most [`MAX_WEIGHT`]), and it puts `weight ×` [`POINTS_PER_WEIGHT`]
+//! points on the ring: its points number 0, 1, 2, ..., so a change of
+//! weight adds or removes only the points past the smaller weight. A key
+//! goes to the owner of the first point at or after its hash.
 //!
 //! The same key lands on the same queue while the bindings are unchanged
 //! (across restarts too: the hash is fixed, not seeded), and adding a queue
@@ -12,7 +14,7 @@
 
 use std::sync::Arc;
 
-use super::{Binding, ByQueue};
+use super::ByQueue;
 use crate::protocol::command::Header;
 
 /// Ring points per unit of weight: enough that three queues of equal
@@ -62,8 +64,14 @@ impl Hash {
     /// Rebuilds the ring from every binding.
     pub(super) fn rebuild(&mut self, by_queue: &ByQueue) {
         self.ring.clear();
-        for binding in by_queue.values().flatten() {
-            add_points(&mut self.ring, binding);
+        for (queue, bindings) in by_queue {
+            // The broker refuses bad weights at BIND; a stored one that is
+            // not a number (it cannot be) counts as 1.
+            let total: u32 = bindings
+                .iter()
+                .map(|b| weight(&b.key).unwrap_or(1))
+                .fold(0, u32::saturating_add);
+            add_points(&mut self.ring, queue, total.min(MAX_WEIGHT));
         }
         // Ties (vanishingly rare) are broken by queue name, so the ring does
         // not depend on the order the bindings were made in.
@@ -90,21 +98,13 @@ impl Hash {
     }
 }
 
-fn add_points(ring: &mut Vec<(u64, Arc<str>)>, b: &Binding) {
-    // The broker refuses bad weights at BIND; a stored one that is not a
-    // number (it cannot be) counts as 1.
-    let w = weight(&b.key).unwrap_or(1);
-    // A point hashes `queue 0xff key 0xff i`. Neither a queue name (ASCII)
-    // nor a weight (digits) holds 0xff, so the bytes split one way only:
-    // without the first 0xff, queue `q` weight `1` and queue `q1` weight
-    // `""` hashed the same bytes, and the second queue got no keys at all.
-    for i in 0..w * POINTS_PER_WEIGHT {
-        let mut salt = Vec::with_capacity(b.key.len() + 6);
-        salt.push(0xff);
-        salt.extend_from_slice(&b.key);
-        salt.push(0xff);
-        salt.extend_from_slice(&i.to_be_bytes());
-        ring.push((hash(b.queue.as_bytes(), &salt), b.queue.clone()));
+fn add_points(ring: &mut Vec<(u64, Arc<str>)>, queue: &Arc<str>, weight: u32) {
+    // Point `i` of a queue hashes `queue 0xff i`: a queue name (ASCII)
+    // holds no 0xff, so two queues' points never hash the same bytes.
+    for i in 0..weight * POINTS_PER_WEIGHT {
+        let mut salt = [0xff; 5];
+        salt[1..].copy_from_slice(&i.to_be_bytes());
+        ring.push((hash(queue.as_bytes(), &salt), queue.clone()));
     }
 }
 
@@ -128,9 +128,10 @@ fn hash(a: &[u8], b: &[u8]) -> u64 {
 mod tests {
     use std::collections::HashMap;
 
-    use super::super::test_support::{binding, routed};
+    use super::super::test_support::{binding, hbinding, routed};
     use super::super::Bindings;
     use super::*;
+    use crate::protocol::command::HeaderMatch;
 
     fn hash_exchange(header: Option<&str>) -> Bindings {
         Bindings::new_hash(header.map(str::to_string))
@@ -242,5 +243,20 @@ mod tests {
         assert_eq!(one.len(), 1);
         assert_eq!(routed(&b, "ignored-2", &h("alice")), one);
         assert!(routed(&b, "key", &[]).is_empty());
+    }
+
+    #[test]
+    fn raising_a_weight_only_moves_keys_to_that_queue() {
+        let mut b = hash_exchange(None);
+        for q in ["q1", "q2", "q3"] {
+            b.add(binding(q, "1"));
+        }
+        let before = owners(&b, 6_000);
+        // A second binding of q1 adds its weight: 1 + 1 = 2.
+        b.add(hbinding("q1", "1", &[("a", "1")], HeaderMatch::All));
+        let after = owners(&b, 6_000);
+        let moved: Vec<_> = before.iter().zip(&after).filter(|(x, y)| x != y).collect();
+        assert!(!moved.is_empty());
+        assert!(moved.iter().all(|(_, to)| to.as_str() == "q1"), "{moved:?}");
     }
 }
