@@ -410,3 +410,48 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    fn segments(args: &QueueArgs, msgs: &[(u64, u64, u64)]) -> Vec<StreamSegment> {
+        let mut out = VecDeque::new();
+        for &(seq, len, ts) in msgs {
+            add_to_segments(&mut out, args, seq, len, ts);
+        }
+        out.into()
+    }
+
+    #[test]
+    fn segments_roll_by_count_by_an_eighth_of_max_bytes_and_of_max_age() {
+        let plain = QueueArgs::default();
+        let many: Vec<_> = (1..=SEGMENT_MESSAGES + 1).map(|s| (s, 1, 0)).collect();
+        let segs = segments(&plain, &many);
+        assert_eq!(segs.len(), 2);
+        assert_eq!((segs[0].first, segs[0].end), (1, SEGMENT_MESSAGES + 1));
+        assert_eq!(segs[0].count, SEGMENT_MESSAGES);
+        assert_eq!((segs[1].first, segs[1].count), (SEGMENT_MESSAGES + 1, 1));
+        // max-bytes=800: a segment takes 100 bytes.
+        let sized = QueueArgs {
+            max_bytes: Some(800),
+            ..QueueArgs::default()
+        };
+        let segs = segments(&sized, &[(1, 60, 0), (2, 60, 0), (3, 60, 0), (5, 10, 0)]);
+        assert_eq!(segs.len(), 2);
+        assert_eq!((segs[0].count, segs[0].bytes, segs[0].end), (2, 120, 3));
+        // A hole (offset 4) stays inside the segment's span.
+        assert_eq!((segs[1].first, segs[1].end, segs[1].count), (3, 6, 2));
+        // max-age=800: a segment spans at most 100 ms.
+        let aged = QueueArgs {
+            max_age_ms: Some(800),
+            ..QueueArgs::default()
+        };
+        let segs = segments(&aged, &[(1, 1, 1000), (2, 1, 1100), (3, 1, 1101)]);
+        assert_eq!(segs.len(), 2);
+        assert_eq!((segs[0].first_ts, segs[0].last_ts), (1000, 1100));
+        assert_eq!((segs[1].first_ts, segs[1].last_ts), (1101, 1101));
+    }
+}

@@ -1196,6 +1196,74 @@ mod tests {
     }
 
     #[test]
+    fn recovery_rebuilds_stream_segments_and_keeps_group_offsets_of_live_queues() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(dir.path());
+            s.recover().unwrap();
+            let mut q = queue("log", 1);
+            q.args = QueueArgs {
+                stream: true,
+                max_bytes: Some(80),
+                ..QueueArgs::default()
+            };
+            s.put_queue(&q).unwrap();
+            s.put_queue(&queue("plain", 2)).unwrap();
+            for seq in 1..=5u64 {
+                let m = MessageMeta {
+                    published_at: 1000 + seq,
+                    ..meta(seq, "m")
+                };
+                s.apply(&MessageBatch {
+                    put_bodies: vec![(seq, b"0123456")],
+                    put_metas: vec![(1, seq, &m)],
+                    ..MessageBatch::default()
+                })
+                .unwrap();
+            }
+            let m = meta(9, "q");
+            s.apply(&MessageBatch {
+                put_bodies: vec![(9, b"x")],
+                put_metas: vec![(2, 1, &m)],
+                ..MessageBatch::default()
+            })
+            .unwrap();
+            s.apply(&MessageBatch {
+                put_offsets: vec![(1, "billing", 3), (1, "audit", 1), (7, "gone", 4)],
+                ..MessageBatch::default()
+            })
+            .unwrap();
+            s.sync().unwrap();
+        }
+        let s = open(dir.path());
+        let r = s.recover().unwrap();
+        // max-bytes=80: a segment is full once it holds 80 / 8 = 10 bytes
+        // or more, so two 7-byte messages each.
+        let log = &r.stored[0];
+        assert_eq!(log.queue_id, 1);
+        let spans: Vec<_> = log
+            .segments
+            .iter()
+            .map(|g| (g.first, g.end, g.count, g.first_ts, g.last_ts))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (1, 3, 2, 1001, 1002),
+                (3, 5, 2, 1003, 1004),
+                (5, 6, 1, 1005, 1005)
+            ]
+        );
+        assert!(r.stored[1].segments.is_empty(), "not a stream");
+        let mut offsets = r.offsets.clone();
+        offsets.sort();
+        assert_eq!(
+            offsets,
+            [(1, "audit".to_string(), 1), (1, "billing".to_string(), 3)]
+        );
+    }
+
+    #[test]
     fn volatile_copies_are_dropped_at_recovery_and_do_not_count() {
         let dir = tempfile::tempdir().unwrap();
         {
