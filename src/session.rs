@@ -174,8 +174,11 @@ pub struct HeldPub {
 /// One subscription of this connection.
 #[derive(Debug)]
 pub struct Sub {
-    /// Its queue.
+    /// Its queue (the first partition of a partitioned stream).
     pub queue: Arc<Queue>,
+    /// A partitioned stream's other partitions (the same consumer id
+    /// subscribes to each).
+    pub partitions: Vec<Arc<Queue>>,
     /// Broker-unique consumer id.
     pub consumer_id: u64,
     /// What it counts against `--max-unacked`: its prefetch if manual-ack,
@@ -940,6 +943,9 @@ impl Session {
     fn close(mut self) {
         let mut emptied = Vec::new();
         for (_, sub) in self.subs.drain() {
+            for p in &sub.partitions {
+                p.unsubscribe(sub.consumer_id);
+            }
             if sub.queue.unsubscribe(sub.consumer_id) {
                 emptied.push(sub.queue);
             }
@@ -952,21 +958,21 @@ impl Session {
         }
         for item in self.out.drain(..).chain(self.bypass.drain(..)) {
             if let Out::Msg(MsgOut {
-                auto: Some((q, _, mut e)),
+                auto: Some((q, consumer_id, mut e)),
                 ..
             }) = item
             {
                 e.deliveries = e.deliveries.saturating_sub(1);
                 let redelivered = e.redelivered;
-                if let Err(err) = q.settle(None, e, Settle::Return { redelivered }) {
+                if let Err(err) = q.settle(Some(consumer_id), e, Settle::Return { redelivered }) {
                     tracing::warn!(error = %err, "requeue failed");
                 }
             }
         }
         for (_, u) in std::mem::take(&mut self.unacked) {
-            if let Err(err) = u
-                .queue
-                .settle(None, u.entry, Settle::Requeue { delay_ms: None })
+            if let Err(err) =
+                u.queue
+                    .settle(u.consumer_id, u.entry, Settle::Requeue { delay_ms: None })
             {
                 tracing::warn!(error = %err, "requeue failed");
             }

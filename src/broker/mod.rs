@@ -21,6 +21,8 @@ pub mod timer;
 mod model_tests;
 
 use std::collections::HashMap;
+
+use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,7 +34,8 @@ use crate::auth::Registry;
 use crate::config::Config;
 use crate::error::BrokerError;
 use crate::protocol::command::{
-    Bind, DeclareExchange, DeclareQueue, DeleteQueue, ExchangeKind, Overflow, QueueArgs,
+    Bind, DeclareExchange, DeclareQueue, DeleteQueue, ExchangeKind, HeaderMatch, Overflow,
+    QueueArgs,
 };
 use crate::protocol::reply::quote_for_message;
 use crate::store::{
@@ -259,14 +262,18 @@ impl Broker {
         for d in rec.dedup {
             dedup.entry(d.queue_id).or_default().push(d);
         }
+        let mut offsets: HashMap<u64, Vec<(String, u64)>> = HashMap::new();
+        for (queue_id, group, at) in rec.offsets {
+            offsets.entry(queue_id).or_default().push((group, at));
+        }
         let mut max_queue = 0;
         for d in rec.queues {
             max_queue = max_queue.max(d.id);
             let held = stored.remove(&d.id);
             let next_seq = held.as_ref().map_or(1, |h| h.last_seq + 1);
             let name: Arc<str> = Arc::from(d.name.as_str());
+            let partition = d.args.stream.then(|| self.partition_index(&name)).flatten();
             let q = self.new_queue(QueueInit {
-                partition: None,
                 name: name.clone(),
                 id: d.id,
                 durable: true,
@@ -274,11 +281,15 @@ impl Broker {
                 owner: None,
                 args: d.args,
                 next_seq,
+                partition,
             });
             if let Some(held) = &held {
                 q.restore(held, !rec.clean_shutdown);
             }
             q.restore_dedup(dedup.remove(&d.id).unwrap_or_default());
+            for (group, at) in offsets.remove(&d.id).unwrap_or_default() {
+                q.restore_offset(&group, at);
+            }
             inner.queues.insert(name, q);
         }
         inner.next_queue_id.store(max_queue + 1, Ordering::Relaxed);
@@ -299,6 +310,44 @@ impl Broker {
             clean = rec.clean_shutdown,
             "recovered"
         );
+    }
+
+    /// The partition index of a stream named `<stream>-<i>` whose
+    /// exchange `<stream>` is a partitioned stream's with more than `i`
+    /// partitions.
+    fn partition_index(&self, name: &str) -> Option<u32> {
+        let (base, index) = name.rsplit_once('-')?;
+        let index: u32 = index.parse().ok()?;
+        let ex = self.inner.exchanges.get(base)?;
+        (index < ex.partitions && partition_name(base, index) == name).then_some(index)
+    }
+
+    /// The partitions of the partitioned stream `name`, in index order;
+    /// `None` when `name` is not one (a queue of that name comes first).
+    pub fn stream_partitions(&self, name: &str) -> Result<Option<Vec<Arc<Queue>>>, BrokerError> {
+        if self.inner.queues.contains_key(name) {
+            return Ok(None);
+        }
+        let Some(n) = self
+            .inner
+            .exchanges
+            .get(name)
+            .map(|e| e.partitions)
+            .filter(|n| *n > 0)
+        else {
+            return Ok(None);
+        };
+        (0..n)
+            .map(|i| {
+                let part = partition_name(name, i);
+                self.inner
+                    .queues
+                    .get(part.as_str())
+                    .map(|q| q.clone())
+                    .ok_or_else(|| not_found("stream partition", &part))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     fn new_queue(&self, init: QueueInit) -> Arc<Queue> {
@@ -501,6 +550,12 @@ impl Broker {
             .get(name)
             .map(|e| e.clone())
             .ok_or_else(|| not_found("exchange", name))?;
+        if ex.partitions > 0 {
+            return Err(BrokerError::Precondition(format!(
+                "exchange {} belongs to the partitioned stream {0}: DELETE QUEUE {0} deletes it",
+                ex.name
+            )));
+        }
         if if_unused && !ex.bindings.read().is_empty() {
             return Err(BrokerError::Precondition(format!(
                 "exchange {} has bindings",
@@ -537,6 +592,128 @@ impl Broker {
             d.name.clone()
         };
         may(&name)?;
+        let stream;
+        let d = if d.args.stream {
+            self.check_stream(d, &name)?;
+            stream = DeclareQueue {
+                durable: true,
+                ..d.clone()
+            };
+            &stream
+        } else {
+            d
+        };
+        self.declare_one(d, name, conn, None)
+    }
+
+    /// Refuses a stream the broker cannot keep, or whose name a
+    /// partitioned stream has.
+    fn check_stream(&self, d: &DeclareQueue, name: &str) -> Result<(), BrokerError> {
+        if !self.inner.disk.store.keeps_messages() {
+            return Err(BrokerError::Precondition(
+                "streams need a data directory: this broker runs --in-memory".into(),
+            ));
+        }
+        let clash = self
+            .inner
+            .exchanges
+            .get(name)
+            .is_some_and(|e| e.partitions > 0);
+        if d.partitions.is_none() && clash {
+            return Err(BrokerError::Precondition(format!(
+                "{name} is a partitioned stream (declare it with its partitions=)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `DECLARE QUEUE <name> type=stream partitions=N`: the `hash` exchange
+    /// `<name>` and the N streams `<name>-<i>` bound to it with weight 1,
+    /// all durable. Returns the partitions and the generation to wait for.
+    pub fn declare_partitioned(
+        &self,
+        d: &DeclareQueue,
+        n: u32,
+        conn: u64,
+        may: &dyn Fn(&str) -> Result<(), BrokerError>,
+    ) -> Result<(Vec<Arc<Queue>>, Option<u64>), BrokerError> {
+        let _topology = self.inner.topology.lock();
+        let name = d.name.as_str();
+        may(name)?;
+        self.check_stream(d, name)?;
+        let part = DeclareQueue {
+            durable: true,
+            partitions: None,
+            ..d.clone()
+        };
+        if let Some(ex) = self.inner.exchanges.get(name).map(|e| e.clone()) {
+            if ex.partitions != n {
+                return Err(BrokerError::Precondition(match ex.partitions {
+                    0 => format!("exchange {name} exists: a partitioned stream needs the name for its exchange"),
+                    p => format!("stream {name} exists with partitions={p}"),
+                }));
+            }
+            let mut parts = Vec::new();
+            for i in 0..n {
+                parts.push(
+                    self.declare_one(&part, partition_name(name, i), conn, Some(i))?
+                        .0,
+                );
+            }
+            return Ok((parts, None));
+        }
+        if self.inner.queues.contains_key(name) {
+            return Err(BrokerError::Precondition(format!(
+                "queue {name} exists: a partitioned stream needs the name for its exchange"
+            )));
+        }
+        if let Some(i) = (0..n).find(|i| {
+            self.inner
+                .queues
+                .contains_key(partition_name(name, *i).as_str())
+        }) {
+            return Err(BrokerError::Precondition(format!(
+                "queue {} exists: it would be a partition of {name}",
+                partition_name(name, i)
+            )));
+        }
+        let ex = Arc::new(Exchange {
+            name: Arc::from(name),
+            kind: ExchangeKind::Hash,
+            durable: true,
+            auto_delete: false,
+            alternate: None,
+            partitions: n,
+            bindings: RwLock::new(Bindings::new_hash(None)),
+        });
+        let mut gen = Some(self.inner.disk.write(|s| s.put_exchange(&ex.def()))?);
+        self.inner.exchanges.insert(ex.name.clone(), ex.clone());
+        let mut parts = Vec::new();
+        for i in 0..n {
+            let (q, g) = self.declare_one(&part, partition_name(name, i), conn, Some(i))?;
+            gen = gen.max(g);
+            let bnd = Binding::new(
+                q.name.clone(),
+                Bytes::from_static(b"1"),
+                Vec::new(),
+                HeaderMatch::All,
+            );
+            let def = Self::binding_def(&ex, &bnd);
+            ex.bindings.write().add(bnd);
+            gen = gen.max(Some(self.inner.disk.write(|s| s.put_binding(&def))?));
+            parts.push(q);
+        }
+        Ok((parts, gen))
+    }
+
+    /// Declares (or checks) one queue named `name`, under the topology lock.
+    fn declare_one(
+        &self,
+        d: &DeclareQueue,
+        name: String,
+        conn: u64,
+        partition: Option<u32>,
+    ) -> Result<(Arc<Queue>, Option<u64>), BrokerError> {
         if let Some(q) = self.inner.queues.get(name.as_str()) {
             if let Some(owner) = q.owner {
                 if owner != conn {
@@ -576,7 +753,6 @@ impl Broker {
         let name: Arc<str> = Arc::from(name);
         let owner = d.exclusive.then_some(conn);
         let q = self.new_queue(QueueInit {
-            partition: None,
             name: name.clone(),
             id,
             durable: d.durable,
@@ -584,6 +760,7 @@ impl Broker {
             owner,
             args: d.args.clone(),
             next_seq: 1,
+            partition,
         });
         let gen = if stores(&q) {
             let def = QueueDef {
@@ -608,24 +785,41 @@ impl Broker {
         conn: u64,
     ) -> Result<(u64, Option<u64>), BrokerError> {
         let _topology = self.inner.topology.lock();
-        let q = self.queue(&d.name, conn)?;
-        let stats = q.stats();
-        if d.if_unused && stats.consumers > 0 {
-            return Err(BrokerError::Precondition(format!(
-                "queue {} has {}",
-                q.name,
-                plural(stats.consumers, "consumer")
-            )));
+        // A partitioned stream goes whole: its partitions, then its exchange.
+        let (queues, exchange) = match self.stream_partitions(&d.name)? {
+            Some(parts) => (
+                parts,
+                self.inner.exchanges.get(d.name.as_str()).map(|e| e.clone()),
+            ),
+            None => (vec![self.queue(&d.name, conn)?], None),
+        };
+        let mut messages = 0;
+        for q in &queues {
+            let stats = q.stats();
+            if d.if_unused && stats.consumers > 0 {
+                return Err(BrokerError::Precondition(format!(
+                    "queue {} has {}",
+                    q.name,
+                    plural(stats.consumers, "consumer")
+                )));
+            }
+            if d.if_empty && stats.messages > 0 {
+                return Err(BrokerError::Precondition(format!(
+                    "queue {} has {}",
+                    q.name,
+                    plural(stats.messages, "message")
+                )));
+            }
+            messages += stats.messages;
         }
-        if d.if_empty && stats.messages > 0 {
-            return Err(BrokerError::Precondition(format!(
-                "queue {} has {}",
-                q.name,
-                plural(stats.messages, "message")
-            )));
+        let mut gen = None;
+        for q in &queues {
+            gen = self.remove_queue(q)?.max(gen);
         }
-        let gen = self.remove_queue(&q)?;
-        Ok((stats.messages, gen))
+        if let Some(ex) = exchange {
+            gen = self.remove_exchange(&ex)?.max(gen);
+        }
+        Ok((messages, gen))
     }
 
     /// Removes a queue whatever its state (exclusive owner gone, auto-delete).
@@ -825,6 +1019,11 @@ fn plural(n: u64, noun: &str) -> String {
     } else {
         format!("{n} {noun}s")
     }
+}
+
+/// The name of partition `i` of the partitioned stream `stream`.
+pub fn partition_name(stream: &str, i: u32) -> String {
+    format!("{stream}-{i}")
 }
 
 /// Whether a queue keeps its persistent messages in the store.

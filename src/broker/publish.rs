@@ -94,7 +94,7 @@ impl Copies {
     ) -> Copies {
         let stored: Vec<bool> = targets
             .iter()
-            .map(|q| (msg.persistent && stores(q)) || q.spilling())
+            .map(|q| ((msg.persistent || q.args.stream) && stores(q)) || q.spilling())
             .collect();
         let n = stored.iter().filter(|s| **s).count();
         if n > 0 {
@@ -207,12 +207,30 @@ fn add_puts<'a>(
     }
 }
 
+/// A stream offset taken for a copy that is never enqueued (its write or
+/// an earlier enqueue failed) is given up, so the stream's later offsets
+/// become readable (see `queue/stream.rs`).
+impl Drop for Copies {
+    fn drop(&mut self) {
+        for (q, e) in self.targets.drain(..) {
+            q.stream_abandon(e.seq);
+        }
+    }
+}
+
 /// Enqueues every copy; returns the latest store generation it caused.
 fn enqueue_all(copies: Vec<Copies>) -> Result<Option<u64>, BrokerError> {
     let mut gen = None;
-    for c in copies {
-        for (q, e) in c.targets {
-            gen = q.enqueue(e)?.max(gen);
+    for mut c in copies {
+        let mut targets = std::mem::take(&mut c.targets).into_iter();
+        while let Some((q, e)) = targets.next() {
+            match q.enqueue(e) {
+                Ok(g) => gen = g.max(gen),
+                Err(err) => {
+                    c.targets.extend(targets);
+                    return Err(err);
+                }
+            }
         }
     }
     Ok(gen)

@@ -47,6 +47,8 @@ use std::sync::{Arc, Weak};
 use parking_lot::MutexGuard;
 use tokio::sync::{mpsc, Notify};
 
+mod stream;
+
 use super::message::{now_ms, Entry, Message, Now};
 use super::stats::{QueueCounters, Totals};
 use super::timer::Timers;
@@ -54,6 +56,7 @@ use super::{stores, Broker, Disk, Inner};
 use crate::error::BrokerError;
 use crate::protocol::command::{Overflow, QueueArgs};
 use crate::store::{DedupEntry, MessageBatch, RecoveredMessage, StoreError, StoredQueue};
+use stream::StreamState;
 
 /// What a waiting copy costs in RAM besides its body (the entry, its share
 /// of the message, the index nodes), for the RAM budget.
@@ -393,6 +396,8 @@ pub struct Queue {
     spilling: AtomicBool,
     next_seq: AtomicU64,
     state: parking_lot::Mutex<State>,
+    /// A stream's log, readers and groups (`type=stream`; see `stream.rs`).
+    stream: Option<parking_lot::Mutex<StreamState>>,
     ready_signal: Notify,
     room_signal: Notify,
     disk: Arc<Disk>,
@@ -434,7 +439,12 @@ impl Queue {
             ..State::default()
         };
         let ram_budget = disk.ram_budget.unwrap_or(u64::MAX);
-        let pages = disk.ram_budget.is_some() && init.args.max_priority.is_none();
+        let pages =
+            disk.ram_budget.is_some() && init.args.max_priority.is_none() && !init.args.stream;
+        let stream = init
+            .args
+            .stream
+            .then(|| parking_lot::Mutex::new(StreamState::new(init.next_seq)));
         Queue {
             name: init.name,
             id: init.id,
@@ -449,6 +459,7 @@ impl Queue {
             spilling: AtomicBool::new(false),
             next_seq: AtomicU64::new(init.next_seq),
             state: parking_lot::Mutex::new(state),
+            stream,
             ready_signal: Notify::new(),
             room_signal: Notify::new(),
             disk,
@@ -471,6 +482,9 @@ impl Queue {
     /// out and in again) counts from when it was read back, so its age is
     /// a lower bound.
     pub fn stats(&self) -> QueueStats {
+        if let Some(st) = self.stream_state() {
+            return self.stream_stats(&st);
+        }
         let s = self.state.lock();
         let head = s
             .ready
@@ -488,6 +502,9 @@ impl Queue {
 
     /// Its subscriptions, for `LIST CONSUMERS`.
     pub fn consumer_list(&self) -> Vec<ConsumerInfo> {
+        if let Some(st) = self.stream_state() {
+            return self.stream_consumers(&st);
+        }
         let s = self.state.lock();
         s.consumers
             .iter()
@@ -504,7 +521,7 @@ impl Queue {
 
     /// Whether a message is ready (or paged out, to be read back).
     pub fn has_ready(&self) -> bool {
-        self.state.lock().has_ready()
+        self.stream.is_none() && self.state.lock().has_ready()
     }
 
     /// Whether a new copy must be written to the store to save RAM (the
@@ -516,7 +533,8 @@ impl Queue {
 
     /// Whether `e`, stored here, must not survive a restart (a spilled copy).
     pub fn volatile(&self, e: &Entry) -> bool {
-        !(e.msg.persistent && stores(self))
+        // Everything a stream holds is kept.
+        !((e.msg.persistent || self.args.stream) && stores(self))
     }
 
     /// Whether copies stored before an unclean stop are still in the tail,
@@ -527,8 +545,22 @@ impl Queue {
         s.tail.head().is_some_and(|h| h < s.crash_below)
     }
 
+    /// `ERR PRECONDITION` for a verb that a stream does not take.
+    pub fn refuse_stream(&self, verb: &str) -> Result<(), BrokerError> {
+        if self.args.stream {
+            return Err(BrokerError::Precondition(format!(
+                "{} is a stream: read it with SUB (offset=, time=, group=); {verb} is for queues",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether the queue has been deleted.
     pub fn is_deleted(&self) -> bool {
+        if let Some(st) = self.stream_state() {
+            return st.deleted;
+        }
         self.state.lock().deleted
     }
 
@@ -640,6 +672,9 @@ impl Queue {
     /// `overflow=drop-head`, and dispatches. A copy for a deleted queue is
     /// released instead. Returns the generation of any store write it caused.
     pub fn enqueue(self: &Arc<Self>, entry: Entry) -> Result<Option<u64>, BrokerError> {
+        if self.stream.is_some() {
+            return self.stream_append(entry);
+        }
         let now = Now::default();
         let mut s = self.state.lock();
         if s.deleted {
@@ -671,6 +706,9 @@ impl Queue {
     /// the tail, then read back up to the RAM budget (so that their TTLs
     /// and delays run). `crashed`: the last stop was not clean.
     pub fn restore(self: &Arc<Self>, stored: &StoredQueue, crashed: bool) {
+        if self.stream.is_some() {
+            return self.stream_restore(stored);
+        }
         let now = Now::default();
         let mut s = self.state.lock();
         if stored.count > 0 {
@@ -693,6 +731,9 @@ impl Queue {
 
     /// Adds a subscription and starts delivering to it.
     pub fn subscribe(self: &Arc<Self>, consumer: Consumer) -> Result<(), BrokerError> {
+        if self.stream.is_some() {
+            return self.stream_subscribe(consumer, None, None);
+        }
         let now = Now::default();
         let mut s = self.state.lock();
         if s.deleted {
@@ -723,6 +764,10 @@ impl Queue {
     /// Removes a subscription. Returns true when that left an auto-delete
     /// queue without subscriptions (the caller deletes it).
     pub fn unsubscribe(self: &Arc<Self>, consumer_id: u64) -> bool {
+        if self.stream.is_some() {
+            self.stream_unsubscribe(consumer_id);
+            return false;
+        }
         let mut s = self.state.lock();
         let before = s.consumers.len();
         s.consumers.retain(|c| c.id != consumer_id);
@@ -740,6 +785,9 @@ impl Queue {
     /// Takes up to `count` ready copies for a `GET` (they count as unacked
     /// until settled; with `auto_ack` the caller settles them at once).
     pub fn take(self: &Arc<Self>, count: u32) -> Vec<Entry> {
+        if self.stream.is_some() {
+            return Vec::new();
+        }
         let now = Now::default();
         let mut s = self.state.lock();
         if self.args.expires_ms.is_some() {
@@ -769,6 +817,9 @@ impl Queue {
     /// Copies of up to `count` waiting messages from position `from` on,
     /// in position order, without taking them.
     pub fn peek(&self, count: u32, from: Option<u64>) -> Vec<Entry> {
+        if let Some(st) = self.stream_state() {
+            return self.stream_peek(&st, count, from);
+        }
         let from = from.unwrap_or(0);
         let s = self.state.lock();
         let mut all: Vec<Entry> = s
@@ -812,6 +863,9 @@ impl Queue {
     /// Takes up to `count` ready copies off the head for `REDRIVE` (not
     /// deliveries: no count, no unacked).
     pub fn take_for_redrive(self: &Arc<Self>, count: u64) -> Vec<Entry> {
+        if self.stream.is_some() {
+            return Vec::new();
+        }
         let now = Now::default();
         let mut s = self.state.lock();
         let mut out = Vec::new();
@@ -871,6 +925,9 @@ impl Queue {
         mut entry: Entry,
         how: Settle,
     ) -> Result<Option<u64>, BrokerError> {
+        if self.stream.is_some() {
+            return self.stream_settle(consumer_id, &entry, how);
+        }
         let now = Now::default();
         let mut gen = None;
         // Decide, and write a requeued copy's new state, before the copy is
@@ -945,6 +1002,12 @@ impl Queue {
 
     /// Removes every waiting copy. Returns how many.
     pub fn purge(&self) -> Result<(u64, Option<u64>), BrokerError> {
+        if self.stream.is_some() {
+            return Err(BrokerError::Precondition(format!(
+                "{} is a stream: it is trimmed by max-age/max-bytes, not purged",
+                self.name
+            )));
+        }
         let (taken, tail) = {
             let mut s = self.state.lock();
             let out = (s.take_all(), std::mem::take(&mut s.tail));
@@ -978,6 +1041,10 @@ impl Queue {
     /// notice), wakes waiting `GET`s and held publishes, and returns its
     /// waiting copies and its tail for release.
     pub fn mark_deleted(&self) -> (Vec<Entry>, Tail) {
+        if let Some(mut st) = self.stream_state() {
+            self.stream_mark_deleted(&mut st);
+            return (Vec::new(), Tail::default());
+        }
         let mut s = self.state.lock();
         s.deleted = true;
         for c in s.consumers.drain(..) {
@@ -1025,6 +1092,9 @@ impl Queue {
     /// next start adds its crash delivery again, so the one added after the
     /// last crash (`uncertain`) is not saved: it is not counted twice.
     pub fn persist_delivery_counts(&self, clean: bool) -> Result<(), BrokerError> {
+        if self.stream.is_some() {
+            return Ok(());
+        }
         let copies: Vec<Entry> = {
             let s = self.state.lock();
             s.ready
@@ -1050,6 +1120,9 @@ impl Queue {
     /// TTL passed, deletes the queue if it has been unused past `expires`,
     /// and registers the next deadline.
     pub fn on_timer(self: &Arc<Self>, now: u64) {
+        if self.stream.is_some() {
+            return self.stream_timer(now);
+        }
         let clock = Now::at(now);
         let mut s = self.state.lock();
         s.timer_at = None;

@@ -18,11 +18,26 @@ pub(super) fn exchange(c: DeclareExchange, s: &mut Session) -> Result<(), Broker
 }
 
 /// `DECLARE QUEUE <name> [durable] [exclusive] [auto-delete]`
-/// → `OK <name> messages=<n> consumers=<n>`. Needs `configure` on the
+/// → `OK <name> messages=<n> consumers=<n>` (and `partitions=<n>` for a
+/// partitioned stream, whose counts are its partitions' sums). Needs `configure` on the
 /// name (for `""`, on the name the server generates).
 pub(super) fn queue(c: DeclareQueue, s: &mut Session) -> Result<(), BrokerError> {
     let login = &s.login;
     let may = |name: &str| login.check("DECLARE", Perm::Configure, Kind::Queue, name);
+    if let Some(n) = c.partitions {
+        let (parts, gen) = s.broker.declare_partitioned(&c, n, s.conn_id, &may)?;
+        let (messages, consumers) = parts
+            .iter()
+            .map(|q| q.stats())
+            .fold((0, 0), |(m, n), st| (m + st.messages, n + st.consumers));
+        let reply = Reply::words([
+            c.name.clone(),
+            format!("messages={messages}"),
+            format!("consumers={consumers}"),
+            format!("partitions={n}"),
+        ]);
+        return reply_after(s, reply, gen);
+    }
     let (q, gen) = s.broker.declare_queue(&c, s.conn_id, &may)?;
     if q.owner == Some(s.conn_id) && !s.exclusive.iter().any(|e| Arc::ptr_eq(e, &q)) {
         s.exclusive.push(q.clone());

@@ -15,6 +15,7 @@ use crate::session::{GetWait, Session};
 pub(super) fn get(c: Get, s: &mut Session) -> Result<Option<GetWait>, BrokerError> {
     s.login.check("GET", Perm::Read, Kind::Queue, &c.queue)?;
     let q = s.broker.queue(&c.queue, s.conn_id)?;
+    q.refuse_stream("GET")?;
     if c.ack == AckMode::Manual {
         s.check_unacked_room(u64::from(c.count))?;
     }

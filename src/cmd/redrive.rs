@@ -15,6 +15,9 @@ use crate::session::Session;
 pub(super) fn redrive(c: Redrive, s: &mut Session) -> Result<(), BrokerError> {
     s.login
         .check("REDRIVE", Perm::Read, Kind::Queue, &c.queue)?;
+    if let Some(q) = s.broker.find_queue(&c.queue) {
+        q.refuse_stream("REDRIVE")?;
+    }
     let login = &s.login;
     let may_write = |exchange: &str| login.allows(Perm::Write, exchange);
     let (moved, kept, gen) = s.broker.redrive(&c.queue, c.count, s.conn_id, &may_write)?;

@@ -1,12 +1,30 @@
 //! `SEEK`: moving a stream consumer group's position (replay). See
 //! protocol.md, "SEEK".
 
+use super::reply_after;
+use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::Seek;
+use crate::protocol::reply::Reply;
 use crate::session::Session;
 
 /// `SEEK <stream> <group> offset=first|last|next|<n> | time=<unix-ms>`
-/// → `OK offset=<n>`.
-pub(super) fn seek(c: Seek, _s: &mut Session) -> Result<(), BrokerError> {
-    Err(BrokerError::NotFound(format!("stream {}", c.stream)))
+/// → `OK offset=<n>` (for a partitioned stream, one offset per partition,
+/// comma-separated, in partition order), once the new position is stored.
+/// The group's members go on from there; deliveries they still hold are
+/// no longer counted (acking them only gives back prefetch room).
+pub(super) fn seek(c: Seek, s: &mut Session) -> Result<(), BrokerError> {
+    s.login.check("SEEK", Perm::Read, Kind::Queue, &c.stream)?;
+    let streams = match s.broker.stream_partitions(&c.stream)? {
+        Some(parts) => parts,
+        None => vec![s.broker.queue(&c.stream, s.conn_id)?],
+    };
+    let mut at = Vec::with_capacity(streams.len());
+    let mut gen = None;
+    for q in &streams {
+        let (offset, g) = q.stream_seek(&c.group, c.to)?;
+        at.push(offset.to_string());
+        gen = gen.max(Some(g));
+    }
+    reply_after(s, Reply::words([format!("offset={}", at.join(","))]), gen)
 }

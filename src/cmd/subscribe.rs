@@ -9,11 +9,28 @@ use crate::protocol::command::{AckMode, Subscribe, Unsubscribe};
 use crate::protocol::reply::{quote_for_message, Reply};
 use crate::session::{Session, Sub};
 
-/// `SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<ctag>] [exclusive]`
-/// → `OK <ctag>`, then `MSG` pushes.
+/// `SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<ctag>] [exclusive]
+/// [group=<name>] [offset=...|time=...]` → `OK <ctag>`, then `MSG` pushes.
+/// On a partitioned stream it subscribes to every partition (prefetch
+/// applies to each); `group=`, `offset=` and `time=` are for streams.
 pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError> {
     s.login.check("SUB", Perm::Read, Kind::Queue, &c.queue)?;
-    let q = s.broker.queue(&c.queue, s.conn_id)?;
+    let queues = match s.broker.stream_partitions(&c.queue)? {
+        Some(parts) => parts,
+        None => vec![s.broker.queue(&c.queue, s.conn_id)?],
+    };
+    let stream = queues.first().is_some_and(|q| q.args.stream);
+    if !stream && (c.group.is_some() || c.start.is_some()) {
+        return Err(BrokerError::Precondition(format!(
+            "queue {} is not a stream: group=, offset= and time= are for streams",
+            quote_for_message(&c.queue)
+        )));
+    }
+    if stream && c.exclusive {
+        return Err(BrokerError::Precondition(
+            "exclusive is for queues: a stream has any number of readers (use group= to share one position)".into(),
+        ));
+    }
     let config = s.broker.config();
     let max = config.max_subscriptions;
     if s.subs.len() >= max {
@@ -25,7 +42,7 @@ pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError
     }
     let prefetch = c.prefetch.unwrap_or(config.default_prefetch);
     let reserves = match c.ack {
-        AckMode::Manual => u64::from(prefetch),
+        AckMode::Manual => u64::from(prefetch) * queues.len() as u64,
         AckMode::Auto => 0,
     };
     s.check_unacked_room(reserves)?;
@@ -41,9 +58,9 @@ pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError
     }
     let consumer_id = s.broker.next_id();
     // The reply is queued before the first delivery can arrive.
+    let reply_at = s.out.len();
     s.reply(Reply::words([tag.to_string()]));
-    let prefetch = c.prefetch.unwrap_or(s.broker.config().default_prefetch);
-    let consumer = Consumer {
+    let consumer = || Consumer {
         id: consumer_id,
         tag: tag.clone(),
         conn: s.conn_id,
@@ -53,14 +70,36 @@ pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError
         exclusive: c.exclusive,
         auto_ack: c.ack == AckMode::Auto,
     };
-    if let Err(e) = q.subscribe(consumer) {
-        s.out.pop_back();
-        return Err(e);
+    for (i, q) in queues.iter().enumerate() {
+        let joined = if stream {
+            q.stream_subscribe(consumer(), c.group.as_deref(), c.start)
+        } else {
+            q.subscribe(consumer())
+        };
+        if let Err(e) = joined {
+            for done in &queues[..i] {
+                done.unsubscribe(consumer_id);
+            }
+            // What the partitions joined so far sent goes back.
+            s.cancelled.insert(consumer_id);
+            s.take_pushes();
+            s.cancelled.remove(&consumer_id);
+            s.out.remove(reply_at);
+            return Err(e);
+        }
     }
+    let mut queues = queues.into_iter();
+    let Some(queue) = queues.next() else {
+        return Err(BrokerError::NotFound(format!(
+            "queue {}",
+            quote_for_message(&c.queue)
+        )));
+    };
     s.subs.insert(
         tag,
         Sub {
-            queue: q,
+            queue,
+            partitions: queues.collect(),
             consumer_id,
             reserves,
         },
@@ -75,6 +114,9 @@ pub(super) fn unsubscribe(c: Unsubscribe, s: &mut Session) -> Result<(), BrokerE
         BrokerError::NotFound(format!("consumer tag {}", quote_for_message(&c.tag)))
     })?;
     s.cancelled.insert(sub.consumer_id);
+    for p in &sub.partitions {
+        p.unsubscribe(sub.consumer_id);
+    }
     let emptied = sub.queue.unsubscribe(sub.consumer_id);
     // Deliveries already on their way go back to the queue before the OK;
     // the queue sends nothing more to this consumer once unsubscribed.

@@ -211,6 +211,76 @@ pub struct StoredQueue {
     /// Their body bytes, counted per copy (a shared body counts once for
     /// every copy that holds it).
     pub bytes: u64,
+    /// A stream's segments, oldest first (empty for other queues): what its
+    /// retention trims, summed up by the scan recovery makes anyway.
+    pub segments: Vec<StreamSegment>,
+}
+
+/// A run of consecutive offsets of a stream, the unit its retention
+/// (`max-bytes`, `max-age`) removes. Segments are bookkeeping in RAM only:
+/// recovery rebuilds them from the stored copies with [`segment_full`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamSegment {
+    /// Its first offset.
+    pub first: u64,
+    /// One past its last offset.
+    pub end: u64,
+    /// Messages in it.
+    pub count: u64,
+    /// Their body bytes.
+    pub bytes: u64,
+    /// Publish time of its first message (Unix ms).
+    pub first_ts: u64,
+    /// Publish time of its newest message (Unix ms).
+    pub last_ts: u64,
+}
+
+/// A segment takes at most this many messages...
+pub const SEGMENT_MESSAGES: u64 = 4096;
+/// ... and at most this many body bytes (less for a small `max-bytes`).
+pub const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Whether a stream's newest segment `seg` is full, so that a message
+/// published at `ts` starts a new one: past [`SEGMENT_MESSAGES`], past
+/// [`SEGMENT_BYTES`] or an eighth of `max-bytes`, or spanning more than an
+/// eighth of `max-age` (so that retention trims in steps of about an
+/// eighth of its limit).
+pub fn segment_full(seg: &StreamSegment, args: &QueueArgs, ts: u64) -> bool {
+    let byte_cap = args
+        .max_bytes
+        .map_or(SEGMENT_BYTES, |m| (m / 8).clamp(1, SEGMENT_BYTES));
+    seg.count >= SEGMENT_MESSAGES
+        || seg.bytes >= byte_cap
+        || args
+            .max_age_ms
+            .is_some_and(|age| ts.saturating_sub(seg.first_ts) > (age / 8).max(1))
+}
+
+/// Adds the message at offset `seq` (`len` body bytes, published at `ts`)
+/// to a stream's segment list.
+pub fn add_to_segments(
+    segments: &mut std::collections::VecDeque<StreamSegment>,
+    args: &QueueArgs,
+    seq: u64,
+    len: u64,
+    ts: u64,
+) {
+    match segments.back_mut() {
+        Some(seg) if !segment_full(seg, args, ts) => {
+            seg.end = seq + 1;
+            seg.count += 1;
+            seg.bytes += len;
+            seg.last_ts = seg.last_ts.max(ts);
+        }
+        _ => segments.push_back(StreamSegment {
+            first: seq,
+            end: seq + 1,
+            count: 1,
+            bytes: len,
+            first_ts: ts,
+            last_ts: ts,
+        }),
+    }
 }
 
 /// What the store holds, read back at start: the topology in full, the

@@ -394,6 +394,14 @@ impl Store for SledStore {
             out.bindings.push(codec::decode_binding(&kv?.0)?);
         }
         let live: HashSet<u64> = out.queues.iter().map(|q| q.id).collect();
+        let streams: HashMap<u64, &crate::protocol::command::QueueArgs> = out
+            .queues
+            .iter()
+            .filter(|q| q.args.stream)
+            .map(|q| (q.id, &q.args))
+            .collect();
+        // A stream's segments as the scan meets its copies (in offset order).
+        let mut segments: std::collections::VecDeque<super::StreamSegment> = Default::default();
         let mut orphans = Orphans::new(&self.messages);
         // The length of each separately stored body (`None`: missing), read
         // once from its head chunk however many copies share it.
@@ -442,15 +450,28 @@ impl Store for SledStore {
                     q.count += 1;
                     q.bytes = q.bytes.saturating_add(len);
                 }
-                _ => out.stored.push(StoredQueue {
-                    queue_id,
-                    first_seq: seq,
-                    last_seq: seq,
-                    count: 1,
-                    bytes: len,
-                }),
+                _ => {
+                    if let Some(prev) = out.stored.last_mut() {
+                        prev.segments = std::mem::take(&mut segments).into();
+                    }
+                    out.stored.push(StoredQueue {
+                        queue_id,
+                        first_seq: seq,
+                        last_seq: seq,
+                        count: 1,
+                        bytes: len,
+                        segments: Vec::new(),
+                    })
+                }
+            }
+            if let Some(args) = streams.get(&queue_id) {
+                super::add_to_segments(&mut segments, args, seq, len, meta.published_at);
             }
         }
+        if let Some(last) = out.stored.last_mut() {
+            last.segments = segments.into();
+        }
+        drop(streams);
         drop(body_lens);
         for kv in self.messages.scan_prefix(b"b") {
             let (k, _) = kv?;
@@ -838,6 +859,7 @@ mod tests {
 
     fn stored(queue_id: u64, first_seq: u64, last_seq: u64, count: u64, bytes: u64) -> StoredQueue {
         StoredQueue {
+            segments: Vec::new(),
             queue_id,
             first_seq,
             last_seq,

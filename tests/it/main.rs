@@ -24,6 +24,7 @@ mod limits;
 mod paging;
 mod persistence;
 mod routing;
+mod streams;
 mod tls;
 mod topology;
 mod walkthrough;

@@ -413,6 +413,10 @@ pub struct Msg {
     pub id: String,
     /// `h.<name>=<value>` options, in order, without the `h.`.
     pub headers: Vec<(String, String)>,
+    /// `group=`, `offset=`, `partition=`.
+    pub group: Option<String>,
+    pub offset: Option<u64>,
+    pub partition: Option<u32>,
     pub body: Vec<u8>,
 }
 
@@ -433,6 +437,9 @@ impl Msg {
             deliveries: 0,
             id: String::new(),
             headers: Vec::new(),
+            group: None,
+            offset: None,
+            partition: None,
             body,
         };
         for word in &w[5..] {
@@ -444,6 +451,18 @@ impl Msg {
                     .unwrap_or_else(|_| panic!("bad deliveries in {head:?}"));
             } else if let Some(id) = word.strip_prefix("id=") {
                 m.id = id.to_string();
+            } else if let Some(g) = word.strip_prefix("group=") {
+                m.group = Some(g.to_string());
+            } else if let Some(n) = word.strip_prefix("offset=") {
+                m.offset = Some(
+                    n.parse()
+                        .unwrap_or_else(|_| panic!("bad offset in {head:?}")),
+                );
+            } else if let Some(n) = word.strip_prefix("partition=") {
+                m.partition = Some(
+                    n.parse()
+                        .unwrap_or_else(|_| panic!("bad partition in {head:?}")),
+                );
             } else if let Some(h) = word.strip_prefix("h.") {
                 let (k, v) = h
                     .split_once('=')
@@ -473,8 +492,13 @@ pub struct Peer {
 
 impl Peer {
     pub async fn connect(srv: &TestServer) -> Peer {
+        Peer::over(srv.conn().await)
+    }
+
+    /// A peer on a connection already open (to a spawned broker, say).
+    pub fn over(conn: TestConn) -> Peer {
         Peer {
-            conn: srv.conn().await,
+            conn,
             msgs: Default::default(),
             notices: Default::default(),
         }
