@@ -58,7 +58,6 @@ async fn queue_runs_with_tiny_numbers() {
 }
 
 #[tokio::test]
-#[ignore = "needs streams (issue 7) in the broker"]
 async fn stream_runs_with_tiny_numbers_and_every_group_sees_every_offset() {
     let s = TestServer::start().await;
     let r = bench(
