@@ -444,6 +444,7 @@ impl ConsumeLink for AmqpConsumer {
             Some(Ok(d)) => Ok(Some(Received {
                 tag: d.delivery_tag,
                 redelivered: d.redelivered,
+                offset: None,
                 body: Bytes::from(d.data),
             })),
         }

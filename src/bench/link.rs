@@ -15,10 +15,12 @@ use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 
 use super::worker::{
-    self, Clock, ConsumeOutcome, ConsumePlan, Counters, PublishOutcome, PublishPlan,
+    self, Clock, ConsumeOutcome, ConsumePlan, Counters, PublishOutcome, PublishPlan, StreamRead,
 };
 use super::{AckMode, CommonArgs, Scenario};
 use crate::client::{Client, ReplyHandle};
+use crate::protocol::command::Subscribe;
+use crate::protocol::Command;
 use crate::tls::TlsClientConfig;
 
 /// A publishing connection as the publisher loop sees it. Publishes go to
@@ -49,6 +51,8 @@ pub(crate) struct Received {
     pub(crate) tag: u64,
     /// Whether the broker flagged it redelivered.
     pub(crate) redelivered: bool,
+    /// Its offset, for a stream delivery (`offset=`).
+    pub(crate) offset: Option<u64>,
     /// The body (the first bytes carry the timestamp).
     pub(crate) body: Bytes,
 }
@@ -128,6 +132,7 @@ impl ConsumeLink for SluiceConsumer {
         Ok(self.client.next_delivery().await.map(|d| Received {
             tag: d.delivery_tag,
             redelivered: d.redelivered,
+            offset: d.offset,
             body: d.body,
         }))
     }
@@ -301,7 +306,8 @@ impl Target {
         }
     }
 
-    /// Connects a consumer and subscribes it to `queue`; deliveries may
+    /// Connects a consumer and subscribes it to `queue` (as a member of
+    /// a group, from a start offset, for a `stream` read); deliveries may
     /// start at once, so [`Consumer::run`] should follow.
     pub(crate) async fn consumer(
         &self,
@@ -309,6 +315,7 @@ impl Target {
         prefetch: u32,
         ack: AckMode,
         index: u64,
+        stream: Option<&StreamRead>,
     ) -> anyhow::Result<Consumer> {
         match self {
             Target::Sluice(ep) => {
@@ -316,17 +323,23 @@ impl Target {
                     .connect()
                     .await
                     .map_err(|e| e.context(format!("consumer {index}")))?;
-                client
-                    .request(
-                        &format!(
-                            "SUB {queue} prefetch={prefetch} ack={} tag=bench-{index}",
-                            ack.as_str()
-                        ),
-                        None,
-                    )
-                    .await
-                    .map_err(|e| anyhow!("consumer {index}: SUB {queue}: {e}"))?;
+                let sub = subscribe_command(queue, prefetch, ack, index, stream);
+                let reply = client.send_command(&sub);
+                let replied = match client.flush().await {
+                    Ok(()) => reply.wait().await,
+                    Err(e) => Err(e),
+                };
+                replied.map_err(|e| {
+                    let line = String::from_utf8_lossy(&sub.encode())
+                        .trim_end()
+                        .to_string();
+                    anyhow!("consumer {index}: {line}: {e}")
+                })?;
                 Ok(Consumer::Sluice(SluiceConsumer { client }))
+            }
+            #[cfg(feature = "amqp")]
+            Target::Amqp(_) if stream.is_some() => {
+                bail!("consumer {index}: streams are not read over AMQP")
             }
             #[cfg(feature = "amqp")]
             Target::Amqp(e) => Ok(Consumer::Amqp(Box::new(
@@ -334,6 +347,29 @@ impl Target {
             ))),
         }
     }
+}
+
+/// The `SUB` of consumer `index`: `SUB <queue> prefetch= ack= tag=bench-<index>`,
+/// with `group=` and `offset=` for a stream read.
+fn subscribe_command(
+    queue: &str,
+    prefetch: u32,
+    ack: AckMode,
+    index: u64,
+    stream: Option<&StreamRead>,
+) -> Command {
+    Command::Subscribe(Subscribe {
+        queue: queue.to_string(),
+        prefetch: Some(prefetch),
+        ack: match ack {
+            AckMode::Manual => crate::protocol::command::AckMode::Manual,
+            AckMode::Auto => crate::protocol::command::AckMode::Auto,
+        },
+        tag: Some(format!("bench-{index}")),
+        exclusive: false,
+        group: stream.map(|s| s.group.clone()),
+        start: stream.map(|s| s.start),
+    })
 }
 
 /// A connected publisher of either kind.
@@ -405,6 +441,38 @@ mod tests {
         assert_eq!(t.display_addr(), "127.0.0.1:1");
     }
 
+    #[test]
+    fn stream_reads_subscribe_with_group_and_offset() {
+        let read = StreamRead {
+            group: "g1".into(),
+            start: crate::protocol::command::StreamStart::First,
+        };
+        let line = subscribe_command("bench-s", 100, AckMode::Manual, 1, Some(&read)).encode();
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "SUB bench-s prefetch=100 tag=bench-1 group=g1 offset=first\r\n"
+        );
+        let read = StreamRead {
+            group: "head".into(),
+            start: crate::protocol::command::StreamStart::Next,
+        };
+        let line = subscribe_command("s", 7, AckMode::Auto, 0, Some(&read)).encode();
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "SUB s prefetch=7 ack=auto tag=bench-0 group=head offset=next\r\n"
+        );
+        let line = subscribe_command("q", 100, AckMode::Manual, 3, None).encode();
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "SUB q prefetch=100 tag=bench-3\r\n"
+        );
+        // The parser reads it back as it was built.
+        let sub = subscribe_command("bench-s", 100, AckMode::Manual, 1, Some(&read));
+        let line = sub.encode();
+        let parsed = crate::protocol::parse::parse_line(line.trim_ascii_end(), None).unwrap();
+        assert_eq!(parsed, sub);
+    }
+
     #[cfg(not(feature = "amqp"))]
     #[test]
     fn amqp_url_without_the_feature_says_how_to_build_it() {
@@ -422,6 +490,7 @@ mod tests {
             ("latency", true),
             ("topic", false),
             ("backlog", false),
+            ("stream", false),
         ] {
             let args = BenchArgs::try_parse_from(["bench", scenario, "--amqp", url]).unwrap();
             let t = Target::from_args(args.common()).unwrap();

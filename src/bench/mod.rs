@@ -89,6 +89,7 @@ Example:
   sluice serve --data-dir /tmp/sluice-bench & pid=$!
   sluice bench queue --publishers 2 --consumers 2 --count 200000 --pid $pid
   sluice bench latency --rate 20000 --duration 10 --persistent --pid $pid --json
+  sluice bench stream --count 200000 --groups 3 --pid $pid
   sluice bench queue --amqp amqp://guest:guest@127.0.0.1:5672/%2f --count 100000";
 
 /// Generate load against a running broker and report throughput, latency
@@ -118,6 +119,7 @@ impl BenchArgs {
             Scenario::Topic(a) => &a.common,
             Scenario::Backlog(a) => &a.common,
             Scenario::Latency(a) => &a.common,
+            Scenario::Stream(a) => &a.common,
         }
     }
 }
@@ -174,6 +176,24 @@ Unlike the throughput scenarios the broker is not saturated, so this shows
 the latency a steady load sees. A warning says so when the publisher could
 not keep up with the rate.")]
     Latency(LatencyArgs),
+    /// Append to a stream with a reader at its head, then read it all again with G groups.
+    #[command(long_about = "\
+Append --count messages to a fresh stream (DECLARE QUEUE <s> type=stream
+durable; a stream is always persistent) with one pipelined publisher,
+while one reader follows the head (SUB <s> group=head offset=next, taken
+before the first publish); then --groups consumer groups read the whole
+stream from the start (SUB <s> group=g<i> offset=first), concurrently.
+
+Reports the append rate (confirmed msgs/s, MB/s and the PUB -> OK confirm
+latency), the read rate at the head (msgs/s, publish->deliver latency),
+and the read rate from old data per group and in all, with, given --pid,
+the broker's peak and average RSS while the old data is read. Every
+reader must see every offset exactly once and in order (offsets
+consecutive, each body's sequence number matching, as many deliveries as
+confirmed publishes); the run fails otherwise. Acks (one per delivery, or
+none with --ack auto) give prefetch credit back and commit the group's
+offset; they remove nothing.")]
+    Stream(StreamArgs),
 }
 
 impl Scenario {
@@ -185,6 +205,7 @@ impl Scenario {
             Scenario::Topic(_) => "topic",
             Scenario::Backlog(_) => "backlog",
             Scenario::Latency(_) => "latency",
+            Scenario::Stream(_) => "stream",
         }
     }
 }
@@ -249,6 +270,19 @@ pub struct LatencyArgs {
     #[arg(long, short = 'C', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub consumers: u32,
     /// Flags common to every scenario.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Arguments of `sluice bench stream`.
+#[derive(Debug, Clone, Args)]
+pub struct StreamArgs {
+    /// Consumer groups that read the whole stream from offset=first once
+    /// publishing is over, concurrently, one connection each.
+    #[arg(long, short = 'G', default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub groups: u32,
+    /// Flags common to every scenario (a stream is always persistent:
+    /// --transient is refused).
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -466,6 +500,18 @@ mod tests {
         }
         assert_eq!(a.common().ack, AckMode::Auto);
         assert!(BenchArgs::try_parse_from(["bench", "latency", "--rate", "0"]).is_err());
+        let a = BenchArgs::try_parse_from(["bench", "stream", "-n", "10"]).unwrap();
+        match &a.scenario {
+            Scenario::Stream(st) => assert_eq!(st.groups, 3),
+            other => panic!("parsed as {other:?}"),
+        }
+        assert_eq!(a.scenario.name(), "stream");
+        assert_eq!(a.common().count, Some(10));
+        let a =
+            BenchArgs::try_parse_from(["bench", "stream", "--groups", "5", "--pid", "1"]).unwrap();
+        assert!(matches!(&a.scenario, Scenario::Stream(st) if st.groups == 5));
+        assert_eq!(a.common().pid, Some(1));
+        assert!(BenchArgs::try_parse_from(["bench", "stream", "--groups", "0"]).is_err());
         assert!(c.amqp.is_none());
         let a = BenchArgs::try_parse_from(["bench", "queue", "--amqp", "amqp://h/%2f"]).unwrap();
         assert_eq!(a.common().amqp.as_deref(), Some("amqp://h/%2f"));

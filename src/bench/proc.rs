@@ -83,6 +83,11 @@ pub(crate) struct BrokerUsage {
     pub(crate) start_rss_bytes: u64,
     /// Highest RSS sampled, in bytes.
     pub(crate) peak_rss_bytes: u64,
+    /// Mean of the RSS samples (the start and end readings included), in
+    /// bytes.
+    pub(crate) avg_rss_bytes: u64,
+    /// RSS readings the mean is over.
+    pub(crate) rss_samples: u64,
     /// RSS at the end, in bytes.
     pub(crate) end_rss_bytes: u64,
 }
@@ -92,14 +97,28 @@ impl BrokerUsage {
     pub(crate) fn then(self, next: BrokerUsage) -> BrokerUsage {
         let secs = self.secs + next.secs;
         let cpu_secs = self.cpu_secs + next.cpu_secs;
+        let rss_samples = self.rss_samples + next.rss_samples;
+        let sum = u128::from(self.avg_rss_bytes) * u128::from(self.rss_samples)
+            + u128::from(next.avg_rss_bytes) * u128::from(next.rss_samples);
         BrokerUsage {
             secs,
             cpu_secs,
             cpu_percent: percent(cpu_secs, secs),
             start_rss_bytes: self.start_rss_bytes,
             peak_rss_bytes: self.peak_rss_bytes.max(next.peak_rss_bytes),
+            avg_rss_bytes: mean(sum, rss_samples),
+            rss_samples,
             end_rss_bytes: next.end_rss_bytes,
         }
+    }
+}
+
+/// `sum / n`, 0 for no samples.
+fn mean(sum: u128, n: u64) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        u64::try_from(sum / u128::from(n)).unwrap_or(u64::MAX)
     }
 }
 
@@ -119,13 +138,36 @@ pub(crate) struct Mark {
     rss: u64,
 }
 
+/// What the sampler has seen since the last [`BrokerProbe::mark`].
+#[derive(Debug, Default)]
+struct Samples {
+    peak: AtomicU64,
+    /// Sum of the samples, in KiB (so that it cannot overflow).
+    sum_kib: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Samples {
+    fn add(&self, rss: u64) {
+        self.peak.fetch_max(rss, Ordering::Relaxed);
+        self.sum_kib.fetch_add(rss / 1024, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn reset(&self, rss: u64) {
+        self.peak.store(rss, Ordering::Relaxed);
+        self.sum_kib.store(0, Ordering::Relaxed);
+        self.count.store(0, Ordering::Relaxed);
+    }
+}
+
 /// Watches the broker process: CPU time on demand, RSS sampled in the
 /// background (the sampler stops when the probe is dropped).
 #[derive(Debug)]
 pub(crate) struct BrokerProbe {
     /// The broker's process id.
     pub(crate) pid: u32,
-    peak: Arc<AtomicU64>,
+    samples: Arc<Samples>,
     sampler: tokio::task::JoinHandle<()>,
 }
 
@@ -137,8 +179,9 @@ impl BrokerProbe {
             format!("--pid {pid}: cannot read the broker's /proc entry (is it running on this machine?)")
         })?;
         read_cpu_ticks(pid).with_context(|| format!("--pid {pid}"))?;
-        let peak = Arc::new(AtomicU64::new(rss));
-        let p = peak.clone();
+        let samples = Arc::new(Samples::default());
+        samples.reset(rss);
+        let p = samples.clone();
         let sampler = tokio::spawn(async move {
             let mut every = tokio::time::interval(SAMPLE_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -146,11 +189,15 @@ impl BrokerProbe {
                 every.tick().await;
                 // A failed read (the process is gone) shows up in `usage`.
                 if let Ok(Ok(rss)) = tokio::task::spawn_blocking(move || read_rss(pid)).await {
-                    p.fetch_max(rss, Ordering::Relaxed);
+                    p.add(rss);
                 }
             }
         });
-        Ok(BrokerProbe { pid, peak, sampler })
+        Ok(BrokerProbe {
+            pid,
+            samples,
+            sampler,
+        })
     }
 
     /// The process name from `/proc/<pid>/comm`, if readable.
@@ -160,10 +207,11 @@ impl BrokerProbe {
             .map(|s| s.trim().to_string())
     }
 
-    /// Starts a stretch: takes the CPU time and resets the RSS peak.
+    /// Starts a stretch: takes the CPU time and resets the RSS peak and
+    /// mean.
     pub(crate) fn mark(&self) -> anyhow::Result<Mark> {
         let rss = read_rss(self.pid).context("the broker process")?;
-        self.peak.store(rss, Ordering::Relaxed);
+        self.samples.reset(rss);
         Ok(Mark {
             at: Instant::now(),
             cpu_ticks: read_cpu_ticks(self.pid).context("the broker process")?,
@@ -177,12 +225,20 @@ impl BrokerProbe {
         let rss = read_rss(self.pid).context("the broker process")?;
         let secs = mark.at.elapsed().as_secs_f64();
         let cpu_secs = ticks.saturating_sub(mark.cpu_ticks) as f64 / USER_HZ;
+        // The start and end readings count as samples too (a stretch
+        // shorter than the sampling interval has no other).
+        let rss_samples = self.samples.count.load(Ordering::Relaxed) + 2;
+        let sum = u128::from(self.samples.sum_kib.load(Ordering::Relaxed)) * 1024
+            + u128::from(mark.rss)
+            + u128::from(rss);
         Ok(BrokerUsage {
             secs,
             cpu_secs,
             cpu_percent: percent(cpu_secs, secs),
             start_rss_bytes: mark.rss,
-            peak_rss_bytes: self.peak.load(Ordering::Relaxed).max(rss),
+            peak_rss_bytes: self.samples.peak.load(Ordering::Relaxed).max(rss),
+            avg_rss_bytes: mean(sum, rss_samples),
+            rss_samples,
             end_rss_bytes: rss,
         })
     }
@@ -239,6 +295,8 @@ mod tests {
             cpu_percent: 50.0,
             start_rss_bytes: 10,
             peak_rss_bytes: 40,
+            avg_rss_bytes: 20,
+            rss_samples: 3,
             end_rss_bytes: 30,
         };
         let b = BrokerUsage {
@@ -247,6 +305,8 @@ mod tests {
             cpu_percent: 50.0,
             start_rss_bytes: 30,
             peak_rss_bytes: 35,
+            avg_rss_bytes: 30,
+            rss_samples: 2,
             end_rss_bytes: 20,
         };
         let c = a.then(b);
@@ -257,6 +317,8 @@ mod tests {
             (c.start_rss_bytes, c.peak_rss_bytes, c.end_rss_bytes),
             (10, 40, 20)
         );
+        // (20 x 3 + 30 x 2) / 5
+        assert_eq!((c.avg_rss_bytes, c.rss_samples), (24, 5));
     }
 
     #[test]

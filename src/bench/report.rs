@@ -170,6 +170,72 @@ impl LatencyStats {
     }
 }
 
+/// A throughput of messages of a known size: also in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(crate) struct Rate {
+    /// Messages, seconds, messages per second.
+    #[serde(flatten)]
+    pub(crate) msgs: Throughput,
+    /// Body bytes per second.
+    pub(crate) bytes_per_sec: f64,
+    /// Body megabytes (10^6 bytes) per second.
+    pub(crate) mb_per_sec: f64,
+}
+
+impl Rate {
+    /// `msgs` of `size`-byte bodies.
+    pub(crate) fn new(msgs: Throughput, size: u64) -> Rate {
+        let bytes_per_sec = msgs.per_sec * size as f64;
+        Rate {
+            msgs,
+            bytes_per_sec,
+            mb_per_sec: bytes_per_sec / 1e6,
+        }
+    }
+}
+
+/// What one stream reader (a consumer group) read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct GroupRead {
+    /// `SUB group=`.
+    pub(crate) group: String,
+    /// `SUB offset=`: `next` (the head reader) or `first`.
+    pub(crate) start: &'static str,
+    /// Deliveries, from the start of its phase to its last delivery.
+    pub(crate) read: Rate,
+    /// The first offset it read.
+    pub(crate) first_offset: Option<u64>,
+    /// The last offset it read.
+    pub(crate) last_offset: Option<u64>,
+}
+
+/// What `sluice bench stream` measured besides the common figures (whose
+/// `published` is the append, `delivered` and `acked` the old-data read of
+/// every group together, and `latency` the head reader's).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StreamReport {
+    /// The stream's name.
+    pub(crate) stream: String,
+    /// Consumer groups that read the old data.
+    pub(crate) groups: u32,
+    /// Messages the stream held after publishing (`DECLARE`'s `messages=`).
+    pub(crate) messages: Option<u64>,
+    /// Confirmed appends.
+    pub(crate) append: Rate,
+    /// `PUB` written -> `OK` read, with --window in flight.
+    pub(crate) confirm_latency: Option<LatencyStats>,
+    /// The reader at the head (`group=head offset=next`) while appending.
+    pub(crate) head: GroupRead,
+    /// Each group reading the whole stream (`offset=first`) afterwards.
+    pub(crate) old_data: Vec<GroupRead>,
+    /// Every group's old-data reads together.
+    pub(crate) old_data_total: Rate,
+    /// The broker while the old data was read (with `--pid`).
+    pub(crate) old_data_broker: Option<BrokerUsage>,
+    /// Every reader saw every offset once, in order (else the run fails).
+    pub(crate) verified: bool,
+}
+
 /// The broker's use of one phase of the run.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct BrokerPhase {
@@ -212,6 +278,8 @@ pub(crate) struct Report {
     pub(crate) elapsed_secs: f64,
     /// The broker's CPU and memory (`null` without `--pid`).
     pub(crate) broker: Option<BrokerReport>,
+    /// The stream scenario's own figures (`null` for the others).
+    pub(crate) stream: Option<StreamReport>,
     /// Anything odd seen during the run.
     pub(crate) warnings: Vec<String>,
 }
@@ -258,12 +326,51 @@ fn throughput_line(name: &str, t: &Throughput, what: &str, note: &str) -> String
     )
 }
 
+fn rate_line(name: &str, r: &Rate, note: &str) -> String {
+    throughput_line(
+        name,
+        &r.msgs,
+        "msgs",
+        &format!("  {:>7.2} MB/s{note}", r.mb_per_sec),
+    )
+}
+
+fn latency_lines(out: &mut String, name: &str, l: &LatencyStats, what: &str) {
+    let _ = writeln!(
+        out,
+        "  {:<10} p50 {}   p90 {}   p99 {}   p99.9 {}   max {}",
+        name,
+        fmt_us(l.p50_us),
+        fmt_us(l.p90_us),
+        fmt_us(l.p99_us),
+        fmt_us(l.p999_us),
+        fmt_us(l.max_us)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<10} min {}   mean {}   ({} samples, {what})",
+        "",
+        fmt_us(l.min_us),
+        fmt_us(l.mean_us),
+        group(l.samples)
+    );
+}
+
+/// `first..=last` offsets, grouped.
+fn offsets(first: Option<u64>, last: Option<u64>) -> String {
+    match (first, last) {
+        (Some(f), Some(l)) => format!("offsets {}..={}", group(f), group(l)),
+        _ => "no offsets".to_string(),
+    }
+}
+
 fn usage_line(u: &BrokerUsage) -> String {
     format!(
-        "{:.2} CPU-s ({:.0}% of a core), peak RSS {} (start {}, end {})",
+        "{:.2} CPU-s ({:.0}% of a core), peak RSS {} (avg {}, start {}, end {})",
         u.cpu_secs,
         u.cpu_percent,
         fmt_mib(u.peak_rss_bytes),
+        fmt_mib(u.avg_rss_bytes),
         fmt_mib(u.start_rss_bytes),
         fmt_mib(u.end_rss_bytes)
     )
@@ -287,6 +394,41 @@ impl Report {
                 let _ = writeln!(out, "sluice bench {} ({other}: {})", self.scenario, s.addr);
             }
         }
+        if let Some(st) = &self.stream {
+            self.stream_text(&mut out, st, &amount);
+        } else {
+            self.queue_text(&mut out, &amount);
+        }
+        let _ = writeln!(out, "  {:<10} {:.2} s", "elapsed", self.elapsed_secs);
+        if let Some(b) = &self.broker {
+            let _ = writeln!(
+                out,
+                "  {:<10} pid {}: {}",
+                "broker",
+                b.pid,
+                usage_line(&b.total)
+            );
+            if b.phases.len() > 1 {
+                for p in &b.phases {
+                    let _ = writeln!(
+                        out,
+                        "  {:<10}   {:<8} {}",
+                        "",
+                        format!("{}:", p.phase),
+                        usage_line(&p.usage)
+                    );
+                }
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "  warning: {w}");
+        }
+        out
+    }
+
+    /// The body of the report of the scenarios on queues.
+    fn queue_text(&self, out: &mut String, amount: &str) {
+        let s = &self.settings;
         let mut shape = format!(
             "  {amount} {} B, {}, {} (window {})",
             s.size,
@@ -360,53 +502,76 @@ impl Report {
             }
         }
         if let Some(l) = &self.latency {
-            let _ = writeln!(
-                out,
-                "  {:<10} p50 {}   p90 {}   p99 {}   p99.9 {}   max {}",
-                "latency",
-                fmt_us(l.p50_us),
-                fmt_us(l.p90_us),
-                fmt_us(l.p99_us),
-                fmt_us(l.p999_us),
-                fmt_us(l.max_us)
-            );
-            let _ = writeln!(
-                out,
-                "  {:<10} min {}   mean {}   ({} samples, publish -> deliver)",
-                "",
-                fmt_us(l.min_us),
-                fmt_us(l.mean_us),
-                group(l.samples)
-            );
+            latency_lines(out, "latency", l, "publish -> deliver");
             if self.scenario == "latency" {
                 out.push_str(&histogram_text(l));
             }
         }
-        let _ = writeln!(out, "  {:<10} {:.2} s", "elapsed", self.elapsed_secs);
-        if let Some(b) = &self.broker {
+    }
+
+    /// The body of the stream scenario's report.
+    fn stream_text(&self, out: &mut String, st: &StreamReport, amount: &str) {
+        let s = &self.settings;
+        let _ = writeln!(
+            out,
+            "  {amount} {} B, stream (persistent), 1 publisher (window {}), a head reader + {} (prefetch {}, ack {})",
+            s.size,
+            s.window,
+            plural(u64::from(st.groups), "group", "groups"),
+            s.prefetch,
+            s.ack
+        );
+        out.push('\n');
+        out.push_str(&rate_line("append", &st.append, "  (confirmed)"));
+        if let Some(m) = st.messages {
             let _ = writeln!(
                 out,
-                "  {:<10} pid {}: {}",
-                "broker",
-                b.pid,
-                usage_line(&b.total)
+                "  {:<10} {:>12} msgs in the stream",
+                "stored",
+                group(m)
             );
-            if b.phases.len() > 1 {
-                for p in &b.phases {
-                    let _ = writeln!(
-                        out,
-                        "  {:<10}   {:<8} {}",
-                        "",
-                        format!("{}:", p.phase),
-                        usage_line(&p.usage)
-                    );
-                }
-            }
         }
-        for w in &self.warnings {
-            let _ = writeln!(out, "  warning: {w}");
+        if let Some(l) = &st.confirm_latency {
+            latency_lines(out, "confirm", l, "PUB -> OK");
         }
-        out
+        let head_note = format!(
+            "  (group {}, offset={}, {})",
+            st.head.group,
+            st.head.start,
+            offsets(st.head.first_offset, st.head.last_offset)
+        );
+        out.push_str(&rate_line("head read", &st.head.read, &head_note));
+        if let Some(l) = &self.latency {
+            latency_lines(out, "latency", l, "publish -> deliver at the head");
+        }
+        let total_note = format!(
+            "  ({} from offset=first, together)",
+            plural(u64::from(st.groups), "group", "groups")
+        );
+        out.push_str(&rate_line("old data", &st.old_data_total, &total_note));
+        for g in &st.old_data {
+            let note = format!("  ({})", offsets(g.first_offset, g.last_offset));
+            out.push_str(&rate_line(&format!("  {}", g.group), &g.read, &note));
+        }
+        if let Some(u) = &st.old_data_broker {
+            let _ = writeln!(
+                out,
+                "  {:<10} peak {}, avg {} while reading old data ({} samples; start {}, end {})",
+                "broker RSS",
+                fmt_mib(u.peak_rss_bytes),
+                fmt_mib(u.avg_rss_bytes),
+                group(u.rss_samples),
+                fmt_mib(u.start_rss_bytes),
+                fmt_mib(u.end_rss_bytes)
+            );
+        }
+        if st.verified {
+            let _ = writeln!(
+                out,
+                "  {:<10} every reader saw every offset once, in order",
+                "checked"
+            );
+        }
     }
 }
 
@@ -499,6 +664,8 @@ mod tests {
             cpu_percent: 50.0,
             start_rss_bytes: 1 << 20,
             peak_rss_bytes: 4 << 20,
+            avg_rss_bytes: 3 << 20,
+            rss_samples: 10,
             end_rss_bytes: 2 << 20,
         };
         Report {
@@ -533,8 +700,94 @@ mod tests {
                     usage,
                 }],
             }),
+            stream: None,
             warnings: vec![],
         }
+    }
+
+    fn stream_sample() -> Report {
+        let mut r = sample();
+        r.scenario = "stream";
+        r.settings.queues = 1;
+        r.settings.consumers = 3;
+        r.settings.persistent = true;
+        let read = |group: &str, start, n, secs| GroupRead {
+            group: group.into(),
+            start,
+            read: Rate::new(Throughput::new(n, secs), 100),
+            first_offset: Some(0),
+            last_offset: Some(n - 1),
+        };
+        r.stream = Some(StreamReport {
+            stream: "bench-1-abc-stream".into(),
+            groups: 2,
+            messages: Some(1000),
+            append: Rate::new(Throughput::new(1000, 0.5), 100),
+            confirm_latency: LatencyStats::from_ns(vec![10_000, 20_000, 30_000]),
+            head: read("head", "next", 1000, 0.5),
+            old_data: vec![
+                read("g1", "first", 1000, 0.25),
+                read("g2", "first", 1000, 0.5),
+            ],
+            old_data_total: Rate::new(Throughput::new(2000, 0.5), 100),
+            old_data_broker: r.broker.as_ref().map(|b| b.total),
+            verified: true,
+        });
+        r
+    }
+
+    #[test]
+    fn rates_in_bytes() {
+        let r = Rate::new(Throughput::new(1000, 0.5), 100);
+        assert_eq!(r.msgs.per_sec, 2000.0);
+        assert_eq!(r.bytes_per_sec, 200_000.0);
+        assert_eq!(r.mb_per_sec, 0.2);
+        assert_eq!(Rate::new(Throughput::new(5, 0.0), 100).mb_per_sec, 0.0);
+    }
+
+    #[test]
+    fn stream_report_text_and_json() {
+        let t = stream_sample().to_text();
+        for needle in [
+            "sluice bench stream (127.0.0.1:5680)",
+            "1,000 msgs x 100 B, stream (persistent), 1 publisher (window 1000), a head reader + 2 groups",
+            "append",
+            "2,000 msgs/s     0.20 MB/s  (confirmed)",
+            "confirm    p50 20 µs",
+            "(3 samples, PUB -> OK)",
+            "head read",
+            "(group head, offset=next, offsets 0..=999)",
+            "publish -> deliver at the head",
+            "old data",
+            "(2 groups from offset=first, together)",
+            "    g1",
+            "4,000 msgs/s",
+            "broker RSS peak 4.0 MiB, avg 3.0 MiB while reading old data (10 samples",
+            "every reader saw every offset once, in order",
+            "elapsed",
+        ] {
+            assert!(t.contains(needle), "{needle:?} not in\n{t}");
+        }
+        assert!(!t.contains("(1,000 msgs x 4 queues)"), "{t}");
+        let v = serde_json::to_value(stream_sample()).unwrap();
+        let st = &v["stream"];
+        assert_eq!(st["groups"], 2);
+        assert_eq!(st["append"]["per_sec"], 2000.0);
+        assert_eq!(st["append"]["count"], 1000);
+        assert_eq!(st["append"]["mb_per_sec"], 0.2);
+        assert_eq!(st["confirm_latency"]["p50_us"], 20.0);
+        assert_eq!(st["head"]["group"], "head");
+        assert_eq!(st["head"]["start"], "next");
+        assert_eq!(st["head"]["read"]["per_sec"], 2000.0);
+        assert_eq!(st["old_data"][1]["group"], "g2");
+        assert_eq!(st["old_data"][0]["last_offset"], 999);
+        assert_eq!(st["old_data_total"]["count"], 2000);
+        assert_eq!(st["old_data_broker"]["avg_rss_bytes"], 3 << 20);
+        assert_eq!(st["verified"], true);
+        assert_eq!(
+            serde_json::to_value(sample()).unwrap()["stream"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]
@@ -551,6 +804,7 @@ mod tests {
             "latency",
             "elapsed_secs",
             "broker",
+            "stream",
             "warnings",
         ] {
             assert!(keys.contains(&k), "missing {k} in {keys:?}");
@@ -589,7 +843,7 @@ mod tests {
             "p50 2 µs",
             "p99",
             "elapsed",
-            "pid 42: 1.00 CPU-s (50% of a core), peak RSS 4.0 MiB",
+            "pid 42: 1.00 CPU-s (50% of a core), peak RSS 4.0 MiB (avg 3.0 MiB,",
         ] {
             assert!(t.contains(needle), "{needle:?} not in\n{t}");
         }

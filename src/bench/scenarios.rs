@@ -8,21 +8,26 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use tokio::task::JoinSet;
 
 use super::link::Target;
 use super::proc::{BrokerProbe, BrokerUsage};
 use super::progress::{self, Goal, Progress, Track};
-use super::report::{group, BrokerPhase, BrokerReport, LatencyStats, Report, Settings, Throughput};
+use super::report::{
+    group, BrokerPhase, BrokerReport, GroupRead, LatencyStats, Rate, Report, Settings,
+    StreamReport, Throughput,
+};
 use super::topology::Topology;
 use super::worker::{
-    Clock, ConsumeOutcome, ConsumePlan, Counters, PublishOutcome, PublishPlan, Stop, Tally,
+    Clock, ConsumeOutcome, ConsumePlan, Counters, PublishOutcome, PublishPlan, Stop, StreamRead,
+    Tally,
 };
 use super::{
-    BacklogArgs, BenchArgs, CommonArgs, FanoutArgs, LatencyArgs, QueueArgs, Scenario, TopicArgs,
-    DEFAULT_COUNT, DEFAULT_LATENCY_SECS,
+    BacklogArgs, BenchArgs, CommonArgs, FanoutArgs, LatencyArgs, QueueArgs, Scenario, StreamArgs,
+    TopicArgs, DEFAULT_COUNT, DEFAULT_LATENCY_SECS,
 };
+use crate::protocol::command::StreamStart;
 
 /// How often the watchdog looks at the counters.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
@@ -116,6 +121,7 @@ async fn dispatch(
         Scenario::Topic(a) => topic(ctx, topo, a).await,
         Scenario::Backlog(a) => backlog(ctx, topo, a).await,
         Scenario::Latency(a) => latency(ctx, topo, a).await,
+        Scenario::Stream(a) => stream(ctx, topo, a).await,
     }
 }
 
@@ -352,6 +358,151 @@ async fn latency(ctx: &mut Ctx, topo: &mut Topology, a: &LatencyArgs) -> anyhow:
     Ok(ctx.report("latency", settings, &[("run", &phase)], None))
 }
 
+/// The consumer group that follows the stream's head while it is written.
+const HEAD_GROUP: &str = "head";
+
+/// The name of old-data group `i` (1-based).
+fn old_group(i: u32) -> String {
+    format!("g{i}")
+}
+
+/// `stream`: append to a fresh stream with a reader at its head, then read
+/// the whole of it again with G groups at once; every reader must see
+/// every offset once, in order.
+async fn stream(ctx: &mut Ctx, topo: &mut Topology, a: &StreamArgs) -> anyhow::Result<Report> {
+    if ctx.common.transient {
+        bail!("a stream is always persistent: `sluice bench stream` does not take --transient");
+    }
+    let s = topo.declare_stream("stream").await?;
+    let stop = ctx.stop(Stop::Count(DEFAULT_COUNT));
+    let keys: Arc<[String]> = Arc::from(vec![s.clone()]);
+    let mut publisher = ctx.publish_plan(0, "", keys, stop, None, 1);
+    publisher.persistent = true;
+    publisher.record_confirm_latency = true;
+    let head_tally = Tally::labelled(&s, format!("{s} group={HEAD_GROUP}"));
+    let head = ctx.stream_plan(&head_tally, 0, HEAD_GROUP, StreamStart::Next, true);
+    let appended = run_phase(
+        ctx,
+        PhaseSpec {
+            label: "append",
+            publishers: vec![publisher],
+            consumers: vec![head],
+            tallies: vec![head_tally],
+            track: Track::Delivered,
+            goal: goal(stop, 1),
+            idle_allowance: Duration::ZERO,
+        },
+    )
+    .await?;
+    let confirmed = appended.confirmed();
+    let head = appended
+        .consumed
+        .first()
+        .ok_or_else(|| anyhow!("the head reader reported nothing"))?;
+    let head_order = head.order.clone().unwrap_or_default();
+    head_order
+        .verify(confirmed, None)
+        .map_err(|e| anyhow!("stream {s}: the head reader (group {HEAD_GROUP}): {e}"))?;
+    let base = head_order.first_offset;
+    let head_read = GroupRead {
+        group: HEAD_GROUP.to_string(),
+        start: "next",
+        read: Rate::new(appended.consumer_throughput(head), ctx.common.size),
+        first_offset: head_order.first_offset,
+        last_offset: head_order.last_offset,
+    };
+    let messages = topo.stream_depth(&s).await?;
+    if messages != confirmed {
+        ctx.warnings.push(format!(
+            "after publishing, the stream holds {} messages, {} were confirmed",
+            group(messages),
+            group(confirmed)
+        ));
+    }
+
+    let mut tallies = Vec::new();
+    let mut consumers = Vec::new();
+    for i in 1..=a.groups {
+        let g = old_group(i);
+        let t = Tally::labelled(&s, format!("{s} group={g}"));
+        t.set_target(confirmed);
+        consumers.push(ctx.stream_plan(&t, u64::from(i), &g, StreamStart::First, false));
+        tallies.push(t);
+    }
+    let old = run_phase(
+        ctx,
+        PhaseSpec {
+            label: "old data",
+            publishers: Vec::new(),
+            consumers,
+            tallies,
+            track: Track::Delivered,
+            goal: Goal::Count(confirmed.saturating_mul(u64::from(a.groups))),
+            idle_allowance: Duration::ZERO,
+        },
+    )
+    .await?;
+    let mut reads: Vec<&ConsumeOutcome> = old.consumed.iter().collect();
+    reads.sort_by_key(|c| c.index);
+    let mut failures = Vec::new();
+    let mut old_data = Vec::new();
+    for c in &reads {
+        let g = u32::try_from(c.index).map_or_else(|_| c.index.to_string(), old_group);
+        let order = c.order.clone().unwrap_or_default();
+        if let Err(e) = order.verify(confirmed, base) {
+            failures.push(format!("group {g}: {e}"));
+        }
+        old_data.push(GroupRead {
+            group: g,
+            start: "first",
+            read: Rate::new(old.consumer_throughput(c), ctx.common.size),
+            first_offset: order.first_offset,
+            last_offset: order.last_offset,
+        });
+    }
+    if reads.len() != a.groups as usize {
+        failures.push(format!(
+            "{} of the {} groups reported",
+            reads.len(),
+            a.groups
+        ));
+    }
+    if !failures.is_empty() {
+        bail!(
+            "stream {s}: reading from offset=first (head's first offset {}): {}",
+            base.map_or_else(|| "?".to_string(), group),
+            failures.join("; ")
+        );
+    }
+    let mut settings = ctx.settings(1, 1 + a.groups, 1, None, None, stop);
+    settings.persistent = true;
+    let mut report = ctx.report(
+        "stream",
+        settings,
+        &[("append", &appended), ("old-data", &old)],
+        None,
+    );
+    report.stream = Some(StreamReport {
+        stream: s,
+        groups: a.groups,
+        messages: Some(messages),
+        append: Rate::new(appended.publish_throughput(), ctx.common.size),
+        confirm_latency: LatencyStats::from_ns(
+            appended
+                .published
+                .iter()
+                .flat_map(|p| p.confirm_latencies_ns.iter().copied())
+                .collect(),
+        ),
+        head: head_read,
+        old_data,
+        old_data_total: Rate::new(old.deliver_throughput(), ctx.common.size),
+        old_data_broker: old.broker,
+        verified: true,
+    });
+    Ok(report)
+}
+
 /// `count` deliveries per message over the whole run, or the time.
 fn goal(stop: Stop, per_message: u64) -> Goal {
     match stop {
@@ -402,6 +553,30 @@ impl Ctx {
             stop,
             rate,
             expect_routed,
+            record_confirm_latency: false,
+        }
+    }
+
+    /// The plan of consumer `index`, reading the stream of `tally` as
+    /// group `group` from `start`, checking the order.
+    fn stream_plan(
+        &self,
+        tally: &Arc<Tally>,
+        index: u64,
+        group: &str,
+        start: StreamStart,
+        record_latency: bool,
+    ) -> ConsumePlan {
+        ConsumePlan {
+            index,
+            tally: tally.clone(),
+            ack: self.common.ack,
+            record_latency,
+            stream: Some(StreamRead {
+                group: group.to_string(),
+                start,
+            }),
+            check_order: true,
         }
     }
 
@@ -418,6 +593,8 @@ impl Ctx {
                 tally: tally.clone(),
                 ack: self.common.ack,
                 record_latency,
+                stream: None,
+                check_order: false,
             })
             .collect()
     }
@@ -540,6 +717,7 @@ impl Ctx {
             latency: LatencyStats::from_ns(samples),
             elapsed_secs: phases.iter().map(|(_, p)| p.secs()).sum(),
             broker,
+            stream: None,
             warnings,
         }
     }
@@ -601,6 +779,11 @@ impl PhaseResult {
         Throughput::new(self.delivered(), self.since_start(last))
     }
 
+    /// One consumer's deliveries, from the start of the phase.
+    fn consumer_throughput(&self, c: &ConsumeOutcome) -> Throughput {
+        Throughput::new(c.delivered, self.since_start(c.last_delivery))
+    }
+
     fn ack_throughput(&self) -> Throughput {
         let last = self.consumed.iter().filter_map(|c| c.last_ack).max();
         let acked = self.consumed.iter().map(|c| c.acked).sum();
@@ -635,7 +818,13 @@ async fn run_phase(ctx: &Ctx, spec: PhaseSpec) -> anyhow::Result<PhaseResult> {
     for plan in spec.consumers {
         let c = ctx
             .target
-            .consumer(&plan.tally.queue, ctx.common.prefetch, plan.ack, plan.index)
+            .consumer(
+                &plan.tally.queue,
+                ctx.common.prefetch,
+                plan.ack,
+                plan.index,
+                plan.stream.as_ref(),
+            )
             .await?;
         let (clock, counters) = (ctx.clock, ctx.counters.clone());
         set.spawn(async move { c.run(plan, clock, counters).await.map(Finished::Consumed) });
@@ -717,7 +906,7 @@ async fn watchdog(
                 .iter()
                 .map(|t| {
                     let owed = t.target().map_or_else(|| "?".to_string(), group);
-                    format!("{}: {} of {owed} delivered", t.queue, group(t.delivered()))
+                    format!("{}: {} of {owed} delivered", t.label, group(t.delivered()))
                 })
                 .collect();
             let mut msg = format!(

@@ -109,6 +109,41 @@ impl Topology {
         Ok(name)
     }
 
+    /// The `DECLARE` of the stream `name` (always durable).
+    fn stream_line(name: &str) -> String {
+        format!("DECLARE QUEUE {name} type=stream durable")
+    }
+
+    /// Declares the stream `<base>-<what>` and returns its name (sluice
+    /// only: streams are not measured over AMQP).
+    pub(crate) async fn declare_stream(&mut self, what: &str) -> anyhow::Result<String> {
+        let name = self.name(what);
+        let line = Self::stream_line(&name);
+        match &mut self.admin {
+            Admin::Sluice(c) => {
+                self.queues.push(name.clone());
+                Self::request(c, self.timeout, &line).await?;
+            }
+            #[cfg(feature = "amqp")]
+            Admin::Amqp(_) => bail!("streams are not measured over AMQP"),
+        }
+        Ok(name)
+    }
+
+    /// Messages in the stream `name` (by redeclaring it, which reports
+    /// them).
+    pub(crate) async fn stream_depth(&mut self, name: &str) -> anyhow::Result<u64> {
+        let line = Self::stream_line(name);
+        match &mut self.admin {
+            Admin::Sluice(c) => {
+                let r = Self::request(c, self.timeout, &line).await?;
+                messages_of(&line, &r)
+            }
+            #[cfg(feature = "amqp")]
+            Admin::Amqp(_) => bail!("streams are not measured over AMQP"),
+        }
+    }
+
     /// Declares the exchange `<base>-<what>` of type `kind` and returns its
     /// name.
     pub(crate) async fn declare_exchange(
@@ -152,13 +187,7 @@ impl Topology {
         match &mut self.admin {
             Admin::Sluice(c) => {
                 let r = Self::request(c, self.timeout, &line).await?;
-                r.words
-                    .iter()
-                    .find_map(|w| w.strip_prefix("messages="))
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| {
-                        anyhow!("{line}: reply without messages=: OK {}", r.words.join(" "))
-                    })
+                messages_of(&line, &r)
             }
             // Only the scenarios that do not run over AMQP ask.
             #[cfg(feature = "amqp")]
@@ -178,6 +207,15 @@ impl Topology {
             Admin::Amqp(a) => a.teardown(&queues, &exchanges, &leftover).await,
         }
     }
+}
+
+/// The `messages=<n>` of a `DECLARE QUEUE` reply to `line`.
+fn messages_of(line: &str, r: &Response) -> anyhow::Result<u64> {
+    r.words
+        .iter()
+        .find_map(|w| w.strip_prefix("messages="))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow!("{line}: reply without messages=: OK {}", r.words.join(" ")))
 }
 
 /// `BIND`s on a sluice admin connection, pipelined in batches.

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::link::{ConsumeLink, PublishLink};
 use super::AckMode;
+use crate::protocol::command::StreamStart;
 
 /// Bytes at the start of every body: the send time (8 bytes, big-endian
 /// nanoseconds since the run's [`Clock`] base) and a sequence number (8
@@ -110,6 +111,9 @@ impl Counters {
 pub(crate) struct Tally {
     /// The queue's name.
     pub(crate) queue: String,
+    /// What messages call it: the queue's name, or the stream's and the
+    /// group's.
+    pub(crate) label: String,
     delivered: AtomicU64,
     target: AtomicU64,
     done: watch::Sender<bool>,
@@ -118,8 +122,15 @@ pub(crate) struct Tally {
 impl Tally {
     /// A tally for `queue` with no target yet.
     pub(crate) fn new(queue: &str) -> Arc<Tally> {
+        Tally::labelled(queue, queue.to_string())
+    }
+
+    /// A tally for `queue`, called `label` in messages (a stream group's
+    /// reads).
+    pub(crate) fn labelled(queue: &str, label: String) -> Arc<Tally> {
         Arc::new(Tally {
             queue: queue.to_string(),
+            label,
             delivered: AtomicU64::new(0),
             target: AtomicU64::new(u64::MAX),
             done: watch::channel(false).0,
@@ -189,15 +200,20 @@ pub(crate) struct PublishPlan {
     pub(crate) rate: Option<f64>,
     /// The `routed=` every confirm must carry.
     pub(crate) expect_routed: u64,
+    /// Whether to keep every publish->confirm latency.
+    pub(crate) record_confirm_latency: bool,
 }
 
 /// What one publisher achieved.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct PublishOutcome {
     /// Confirmed publishes.
     pub(crate) confirmed: u64,
     /// When the last confirm arrived.
     pub(crate) last_confirm: Option<Instant>,
+    /// Publish (written to the link) -> confirm latencies in nanoseconds,
+    /// if recorded.
+    pub(crate) confirm_latencies_ns: Vec<u64>,
 }
 
 /// Publishes per `plan` on `link` and waits for every confirm.
@@ -210,10 +226,11 @@ pub(crate) async fn publish<L: PublishLink>(
     let window = Arc::new(Semaphore::new(plan.window.max(1)));
     // Unbounded, but never holds more than `window` entries: each carries
     // one of the window's permits.
-    let (tx, mut rx) = mpsc::unbounded_channel::<(L::Pending, OwnedSemaphorePermit)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(L::Pending, OwnedSemaphorePermit, u64)>();
     let started = Instant::now();
     let keys = plan.keys.clone();
     let index = plan.index;
+    let record_confirm_latency = plan.record_confirm_latency;
     if keys.is_empty() {
         bail!("publisher {index} has no routing key");
     }
@@ -264,14 +281,15 @@ pub(crate) async fn publish<L: PublishLink>(
                             .context("publisher window closed")?
                     }
                 };
-                write_stamp(&mut body, clock.now_ns(), (plan.index << 48) | seq);
+                let sent_ns = clock.now_ns();
+                write_stamp(&mut body, sent_ns, (plan.index << 48) | seq);
                 let key = &keys[(seq % keys.len() as u64) as usize];
                 let pending = link
                     .publish(key, &body)
                     .await
                     .map_err(|e| anyhow!("publisher {index}: {e:#}"))?;
                 counters.sent.fetch_add(1, Ordering::Relaxed);
-                if tx.send((pending, permit)).is_err() {
+                if tx.send((pending, permit, sent_ns)).is_err() {
                     // The confirm loop failed; its error is the one to report.
                     break;
                 }
@@ -295,22 +313,28 @@ pub(crate) async fn publish<L: PublishLink>(
     let confirmer = async move {
         let mut confirmed = 0u64;
         let mut last_confirm = None;
-        while let Some((pending, permit)) = rx.recv().await {
+        let mut latencies = Vec::new();
+        while let Some((pending, permit, sent_ns)) = rx.recv().await {
             L::confirmed(pending)
                 .await
                 .map_err(|e| anyhow!("publisher {index}: {e:#}"))?;
+            if record_confirm_latency {
+                latencies.push(clock.now_ns().saturating_sub(sent_ns));
+            }
             confirmed += 1;
             counters.confirmed.fetch_add(1, Ordering::Relaxed);
             last_confirm = Some(Instant::now());
             drop(permit);
         }
-        anyhow::Ok((confirmed, last_confirm))
+        anyhow::Ok((confirmed, last_confirm, latencies))
     };
-    let (link, (confirmed, last_confirm)) = tokio::try_join!(sender, confirmer)?;
+    let (link, (confirmed, last_confirm, confirm_latencies_ns)) =
+        tokio::try_join!(sender, confirmer)?;
     link.close().await;
     Ok(PublishOutcome {
         confirmed,
         last_confirm,
+        confirm_latencies_ns,
     })
 }
 
@@ -325,11 +349,125 @@ pub(crate) struct ConsumePlan {
     pub(crate) ack: AckMode,
     /// Whether to keep every latency sample.
     pub(crate) record_latency: bool,
+    /// Read a stream as a member of a consumer group (`SUB group= offset=`)
+    /// instead of consuming a queue.
+    pub(crate) stream: Option<StreamRead>,
+    /// Check that deliveries come in publish order, by offset and body
+    /// sequence number ([`OrderCheck`]).
+    pub(crate) check_order: bool,
+}
+
+/// How a consumer reads a stream: its group and where it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamRead {
+    /// `SUB group=`.
+    pub(crate) group: String,
+    /// `SUB offset=`.
+    pub(crate) start: StreamStart,
+}
+
+/// Whether one reader saw a stream's messages each once and in order:
+/// consecutive offsets, and body sequence numbers counting up from 0
+/// (one publisher, index 0, so the sequence number is the message's
+/// position in the stream).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OrderCheck {
+    /// Deliveries looked at.
+    pub(crate) seen: u64,
+    /// The first delivery's offset.
+    pub(crate) first_offset: Option<u64>,
+    /// The last delivery's offset.
+    pub(crate) last_offset: Option<u64>,
+    /// Deliveries that carried no `offset=`.
+    pub(crate) without_offset: u64,
+    /// Deliveries whose offset was not the previous one + 1.
+    pub(crate) offset_breaks: u64,
+    /// Deliveries whose body sequence number was not their position (or
+    /// that had no sequence number).
+    pub(crate) seq_breaks: u64,
+    /// What the first break was, for the error.
+    pub(crate) first_break: Option<String>,
+}
+
+impl OrderCheck {
+    /// Looks at the next delivery: its `offset=` and its body's sequence
+    /// number.
+    pub(crate) fn record(&mut self, offset: Option<u64>, seq: Option<u64>) {
+        let position = self.seen;
+        self.seen += 1;
+        match (offset, self.last_offset) {
+            (None, _) => {
+                self.without_offset += 1;
+                self.note(|| format!("delivery {position} carried no offset="));
+            }
+            (Some(o), Some(last)) if last.checked_add(1) != Some(o) => {
+                self.offset_breaks += 1;
+                self.note(|| format!("delivery {position}: offset {o} after offset {last}"));
+            }
+            _ => {}
+        }
+        if let Some(o) = offset {
+            self.first_offset.get_or_insert(o);
+            self.last_offset = Some(o);
+        }
+        if seq != Some(position) {
+            self.seq_breaks += 1;
+            self.note(|| match seq {
+                Some(s) => format!("delivery {position} carried message {s} (sequence number)"),
+                None => format!("delivery {position} had no sequence number"),
+            });
+        }
+    }
+
+    fn note(&mut self, what: impl FnOnce() -> String) {
+        if self.first_break.is_none() {
+            self.first_break = Some(what());
+        }
+    }
+
+    /// `Ok` when the reader saw `expected` messages, each once and in
+    /// order, starting at offset `first` when given; else what went wrong.
+    pub(crate) fn verify(&self, expected: u64, first: Option<u64>) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.seen != expected {
+            problems.push(format!("{} deliveries, {expected} expected", self.seen));
+        }
+        if self.without_offset > 0 {
+            problems.push(format!("{} without offset=", self.without_offset));
+        }
+        if self.offset_breaks > 0 {
+            problems.push(format!("{} offsets out of sequence", self.offset_breaks));
+        }
+        if self.seq_breaks > 0 {
+            problems.push(format!("{} bodies out of publish order", self.seq_breaks));
+        }
+        if let (Some(want), Some(got)) = (first, self.first_offset) {
+            if want != got {
+                problems.push(format!("first offset {got}, expected {want}"));
+            }
+        }
+        if let (Some(f), Some(l)) = (self.first_offset, self.last_offset) {
+            let span = l.checked_sub(f).and_then(|d| d.checked_add(1));
+            if span != Some(expected) {
+                problems.push(format!("offsets {f}..={l} for {expected} messages"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            if let Some(b) = &self.first_break {
+                problems.push(format!("first: {b}"));
+            }
+            Err(problems.join(", "))
+        }
+    }
 }
 
 /// What one consumer achieved.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ConsumeOutcome {
+    /// The consumer's index (its plan's).
+    pub(crate) index: u64,
     /// Deliveries received.
     pub(crate) delivered: u64,
     /// `ACK`s answered `OK` (0 with `ack=auto`).
@@ -344,6 +482,8 @@ pub(crate) struct ConsumeOutcome {
     pub(crate) last_ack: Option<Instant>,
     /// Publish→deliver latencies in nanoseconds, if recorded.
     pub(crate) latencies_ns: Vec<u64>,
+    /// The order of the deliveries, if checked.
+    pub(crate) order: Option<OrderCheck>,
 }
 
 /// Polls `f` once: its output if ready, `None` if it would wait.
@@ -371,7 +511,11 @@ pub(crate) async fn consume<L: ConsumeLink>(
     let receiver = {
         let counters = counters.clone();
         async move {
-            let mut out = ConsumeOutcome::default();
+            let mut out = ConsumeOutcome {
+                index,
+                order: plan.check_order.then(OrderCheck::default),
+                ..ConsumeOutcome::default()
+            };
             let mut unflushed = 0usize;
             let manual = plan.ack == AckMode::Manual;
             loop {
@@ -400,7 +544,7 @@ pub(crate) async fn consume<L: ConsumeLink>(
                     bail!(
                         "consumer {index}: the broker closed the connection after {} deliveries from {}",
                         out.delivered,
-                        plan.tally.queue
+                        plan.tally.label
                     );
                 };
                 let now = clock.now_ns();
@@ -410,12 +554,16 @@ pub(crate) async fn consume<L: ConsumeLink>(
                 if d.redelivered {
                     out.redelivered += 1;
                 }
-                match read_stamp(&d.body) {
+                let stamp = read_stamp(&d.body);
+                match stamp {
                     Some((sent, _)) if plan.record_latency => {
                         out.latencies_ns.push(now.saturating_sub(sent));
                     }
                     Some(_) => {}
                     None => out.unstamped += 1,
+                }
+                if let Some(order) = &mut out.order {
+                    order.record(d.offset, stamp.map(|(_, seq)| seq));
                 }
                 if manual {
                     let pending = link
@@ -475,6 +623,70 @@ mod tests {
         assert_eq!(read_stamp(&body), Some((123_456_789, (3 << 48) | 42)));
         assert_eq!(&body[16..], b"xxxx");
         assert_eq!(read_stamp(b"short"), None);
+    }
+
+    /// An order check fed `(offset, seq)` pairs.
+    fn fed(deliveries: &[(Option<u64>, Option<u64>)]) -> OrderCheck {
+        let mut c = OrderCheck::default();
+        for &(o, s) in deliveries {
+            c.record(o, s);
+        }
+        c
+    }
+
+    #[test]
+    fn order_check_accepts_every_offset_once_in_order() {
+        let c = fed(&[(Some(5), Some(0)), (Some(6), Some(1)), (Some(7), Some(2))]);
+        assert_eq!(
+            (c.first_offset, c.last_offset, c.seen),
+            (Some(5), Some(7), 3)
+        );
+        assert_eq!(c.verify(3, None), Ok(()));
+        assert_eq!(c.verify(3, Some(5)), Ok(()));
+        let e = c.verify(3, Some(0)).unwrap_err();
+        assert!(e.contains("first offset 5, expected 0"), "{e}");
+        let e = c.verify(4, None).unwrap_err();
+        assert!(e.contains("3 deliveries, 4 expected"), "{e}");
+        assert!(OrderCheck::default().verify(0, None).is_ok());
+    }
+
+    #[test]
+    fn order_check_finds_gaps_duplicates_and_reordering() {
+        // A gap: offset 2 missing (and with it message 2).
+        let c = fed(&[(Some(0), Some(0)), (Some(1), Some(1)), (Some(3), Some(3))]);
+        assert_eq!((c.offset_breaks, c.seq_breaks), (1, 1));
+        let e = c.verify(3, Some(0)).unwrap_err();
+        assert!(e.contains("1 offsets out of sequence"), "{e}");
+        assert!(e.contains("offsets 0..=3 for 3 messages"), "{e}");
+        assert!(
+            e.contains("first: delivery 2: offset 3 after offset 1"),
+            "{e}"
+        );
+        // A duplicate.
+        let c = fed(&[(Some(0), Some(0)), (Some(0), Some(0)), (Some(1), Some(1))]);
+        assert_eq!(c.offset_breaks, 1);
+        assert!(c.verify(3, None).is_err());
+        // Offsets in order, but the bodies are not the messages published
+        // in that order.
+        let c = fed(&[(Some(0), Some(1)), (Some(1), Some(0))]);
+        assert_eq!((c.offset_breaks, c.seq_breaks), (0, 2));
+        let e = c.verify(2, None).unwrap_err();
+        assert!(e.contains("2 bodies out of publish order"), "{e}");
+        assert!(e.contains("delivery 0 carried message 1"), "{e}");
+        // No offset= at all (not a stream delivery).
+        let c = fed(&[(None, Some(0)), (None, Some(1))]);
+        assert_eq!(c.without_offset, 2);
+        let e = c.verify(2, None).unwrap_err();
+        assert!(e.contains("2 without offset="), "{e}");
+        // A body too short for the sequence number.
+        let c = fed(&[(Some(0), None)]);
+        assert!(c
+            .verify(1, None)
+            .unwrap_err()
+            .contains("no sequence number"));
+        // u64::MAX then anything is a break, not an overflow.
+        let c = fed(&[(Some(u64::MAX), Some(0)), (Some(0), Some(1))]);
+        assert_eq!(c.offset_breaks, 1);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod auth;
+mod bench;
 mod binary_keys;
 mod cli;
 mod common;
