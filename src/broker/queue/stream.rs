@@ -51,6 +51,9 @@ use crate::store::{add_to_segments, MessageBatch, StoredQueue, StreamSegment};
 pub(super) const RECENT_BYTES: u64 = 4 * 1024 * 1024;
 /// Messages read from the store at a time for a reader of old data.
 const READ_PAGE: usize = 256;
+/// Body bytes a group reads ahead from the store at most (a page of
+/// smaller messages, or fewer larger ones; at least one).
+const READ_AHEAD_BYTES: u64 = 256 * 1024;
 
 /// The offset record that keeps where a stream's log starts (a group name
 /// cannot hold a NUL).
@@ -101,6 +104,9 @@ struct Group {
     stored: u64,
     /// The next offset to read.
     cursor: u64,
+    /// Read ahead from the store for the cursor (old data), in offset
+    /// order: at most a page, and at most [`READ_AHEAD_BYTES`].
+    ahead: VecDeque<Entry>,
     /// Delivered, unsettled: offset → consumer id.
     in_flight: BTreeMap<u64, u64>,
     /// To deliver again: offset → whether it was written before.
@@ -120,6 +126,7 @@ impl Group {
             committed: at,
             stored: at,
             cursor: at,
+            ahead: VecDeque::new(),
             in_flight: BTreeMap::new(),
             again: BTreeMap::new(),
             members: Vec::new(),
@@ -147,6 +154,7 @@ impl Group {
     /// Moves the group to `at`, forgetting what it had in flight (those
     /// deliveries' acks only give their credit back).
     fn reset(&mut self, at: u64) {
+        self.ahead.clear();
         self.in_flight.clear();
         self.again.clear();
         self.cursor = at;
@@ -336,6 +344,9 @@ impl Queue {
                 g.cursor = first;
             }
             g.again.retain(|off, _| *off >= first);
+            while g.ahead.front().is_some_and(|e| e.seq < first) {
+                g.ahead.pop_front();
+            }
             g.recommit();
         }
         out
@@ -384,6 +395,58 @@ impl Queue {
                 Vec::new()
             }
         }
+    }
+
+    /// Up to `n` messages from group `key`'s cursor on: from the recent
+    /// window, or from what the group read ahead from the store, reading
+    /// the next stretch when that is used up (one store read per stretch,
+    /// not per message).
+    fn read_cursor(&self, st: &mut StreamState, key: &GroupKey, n: usize) -> Vec<Entry> {
+        let StreamState {
+            groups,
+            recent,
+            first,
+            end,
+            count,
+            bytes,
+            ..
+        } = st;
+        let Some(g) = groups.get_mut(key) else {
+            return Vec::new();
+        };
+        let from = g.cursor.max(*first);
+        while g.ahead.front().is_some_and(|e| e.seq < from) {
+            g.ahead.pop_front();
+        }
+        if g.ahead.is_empty() {
+            if recent.front().is_some_and(|head| from >= head.seq) {
+                let i = recent.partition_point(|e| e.seq < from);
+                return recent.range(i..).take(n).cloned().collect();
+            }
+            // Old data: a stretch up to the recent window.
+            let avg = (*bytes / (*count).max(1)).max(1);
+            let page = (READ_AHEAD_BYTES / avg).clamp(1, READ_PAGE as u64) as usize;
+            let to = recent.front().map_or(*end, |head| head.seq);
+            match self.disk.load(self.id, from, to, page) {
+                Ok(found) => g.ahead.extend(
+                    found
+                        .iter()
+                        .map(|m| Entry::from_stored(m, Arc::new(Message::read_only(m)), false)),
+                ),
+                Err(e) => {
+                    tracing::error!(stream = %self.name, error = %e, "could not read the stream");
+                    return Vec::new();
+                }
+            }
+            if g.ahead.is_empty() && to < *end {
+                // Only holes before the recent window: go on from there.
+                g.cursor = to;
+                let i = recent.partition_point(|e| e.seq < to);
+                return recent.range(i..).take(n).cloned().collect();
+            }
+        }
+        let k = n.min(g.ahead.len());
+        g.ahead.drain(..k).collect()
     }
 
     /// The first offset published at or after `t` (Unix ms).
@@ -546,8 +609,9 @@ impl Queue {
                 }
             }
             self.rebalance(&mut st, &key);
+            // Only this group's room or position changed.
+            self.dispatch_group(&mut st, &key);
         }
-        self.stream_dispatch(&mut st);
         drop(st);
         match commit {
             Some((key, at)) => self.store_offset(&key, at).map(Some),
@@ -799,7 +863,7 @@ impl Queue {
                     }
                 }
                 None if g.cursor < st.end => {
-                    let page = self.stream_read(st, g.cursor, credit.min(READ_PAGE));
+                    let page = self.read_cursor(st, key, credit.min(READ_PAGE));
                     if page.is_empty() {
                         // Only holes (abandoned offsets) up to the end.
                         let end = st.end;
