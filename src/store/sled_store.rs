@@ -338,7 +338,7 @@ impl SledStore {
     }
 }
 
-/// The keys recovery removes, applied in batches of [`ORPHAN_BATCH_KEYS`]
+/// The keys recovery and a queue's deletion remove, applied in batches of [`ORPHAN_BATCH_KEYS`]
 /// (the removals need no atomicity: an orphan left by a crash is found
 /// again at the next recovery).
 struct Orphans<'a> {
@@ -623,14 +623,15 @@ impl Store for SledStore {
         // Its message copies and de-duplication records become orphans:
         // removed here, and in any case at the next recovery (their queue id
         // is no longer live). Bodies only they referenced go at recovery.
-        let mut batch = sled::Batch::default();
+        // In batches of a bounded size: a queue or stream of millions of
+        // copies is never one batch in RAM.
+        let mut doomed = Orphans::new(&self.messages);
         for space in [b'm', b'd', b'o'] {
             for kv in self.messages.scan_prefix(queue_prefix(space, def.id)) {
-                batch.remove(kv?.0);
+                doomed.remove(kv?.0)?;
             }
         }
-        self.messages.apply_batch(batch)?;
-        Ok(())
+        doomed.finish()
     }
 
     fn put_binding(&self, def: &BindingDef) -> Result<(), StoreError> {
