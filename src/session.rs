@@ -683,7 +683,7 @@ impl Session {
                 match self.run_buffered(&mut reader) {
                     Step::Continue => {}
                     Step::Wait(w) => {
-                        let fut = wait_ready(w.queue.clone(), w.deadline);
+                        let fut = wait_ready(w.queue.clone(), w.deadline, self.conn_id);
                         waiting = Some((w, fut));
                     }
                     Step::Pending(p) => pending = Some(p),
@@ -845,9 +845,16 @@ impl Session {
                 }
                 _ = async { if let Some((_, f)) = waiting.as_mut() { f.as_mut().await } }, if waiting.is_some() => {
                     if let Some((w, _)) = waiting.take() {
-                        let got = w.queue.take(w.count);
+                        let got = match w.queue.take(w.count, self.conn_id) {
+                            Ok(got) => got,
+                            Err(e) => {
+                                // A single-active queue got a subscription meanwhile.
+                                self.out.push_back(Out::Reply(e.to_reply(), None));
+                                continue;
+                            }
+                        };
                         if got.is_empty() && Instant::now() < w.deadline && !w.queue.is_deleted() {
-                            let fut = wait_ready(w.queue.clone(), w.deadline);
+                            let fut = wait_ready(w.queue.clone(), w.deadline, self.conn_id);
                             waiting = Some((w, fut));
                         } else {
                             let n = got.len();
@@ -1024,13 +1031,13 @@ fn wait_room(on: Hold) -> WaitFuture {
     })
 }
 
-fn wait_ready(q: Arc<Queue>, deadline: Instant) -> WaitFuture {
+fn wait_ready(q: Arc<Queue>, deadline: Instant, conn: u64) -> WaitFuture {
     Box::pin(async move {
         let _counted = q.waiter();
         let notified = q.ready_signal().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if q.has_ready() || q.is_deleted() {
+        if q.can_take(conn) {
             return;
         }
         let _ = tokio::time::timeout_at(deadline, notified).await;

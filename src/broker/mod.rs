@@ -11,12 +11,15 @@
 pub mod alarm;
 pub mod connections;
 pub mod exchange;
+mod groups;
 pub mod message;
 pub mod publish;
 pub mod queue;
 pub mod stats;
 pub mod timer;
 
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod model_tests;
 

@@ -15,17 +15,17 @@ use crate::config::Config;
 use crate::protocol::command::{DeclareQueue, Publish, QueueArgs};
 
 /// A deterministic xorshift generator (no dependency, reproducible seeds).
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
@@ -136,7 +136,7 @@ fn run(seed: u64, steps: usize) {
             }
             45..=69 => {
                 let n = 1 + rng.below(30) as u32;
-                let got = h.queue.take(n);
+                let got = h.queue.take(n, 1).expect("take");
                 let want: Vec<u64> = waiting.keys().take(n as usize).copied().collect();
                 let ids: Vec<u64> = got.iter().map(id_of).collect();
                 assert_eq!(ids, want, "{}: GET order", ctx());
@@ -210,7 +210,7 @@ fn run(seed: u64, steps: usize) {
     for (e, _) in unacked.drain(..) {
         h.queue.settle(None, e, Settle::Ack).expect("ack");
     }
-    let got = h.queue.take(10_000);
+    let got = h.queue.take(10_000, 1).expect("take");
     let ids: Vec<u64> = got.iter().map(id_of).collect();
     assert_eq!(
         ids,
