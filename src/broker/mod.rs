@@ -805,6 +805,11 @@ pub fn describe_args(a: &QueueArgs) -> String {
         let d: Vec<String> = a.retry_delays_ms.iter().map(u64::to_string).collect();
         w.push(format!("retry-delays={}", d.join(",")));
     }
+    for (flag, on) in [("single-active", a.single_active), ("groups", a.groups)] {
+        if on {
+            w.push(flag.into());
+        }
+    }
     if w.is_empty() {
         "none".into()
     } else {

@@ -751,6 +751,10 @@ impl Queue {
         }
         s.consumers.push(consumer);
         s.last_used = now.get();
+        if self.args.single_active && s.get_waiters > 0 {
+            // A waiting GET ends now: refused (see `take`).
+            self.ready_signal.notify_waiters();
+        }
         self.promote(&mut s);
         self.dispatch(&mut s, &now);
         self.finish(s)?;

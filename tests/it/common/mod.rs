@@ -413,6 +413,8 @@ pub struct Msg {
     pub id: String,
     /// `h.<name>=<value>` options, in order, without the `h.`.
     pub headers: Vec<(String, String)>,
+    /// `group=<key>` (a message of a group, `PUB group=`).
+    pub group: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -433,6 +435,7 @@ impl Msg {
             deliveries: 0,
             id: String::new(),
             headers: Vec::new(),
+            group: None,
             body,
         };
         for word in &w[5..] {
@@ -444,6 +447,8 @@ impl Msg {
                     .unwrap_or_else(|_| panic!("bad deliveries in {head:?}"));
             } else if let Some(id) = word.strip_prefix("id=") {
                 m.id = id.to_string();
+            } else if let Some(g) = word.strip_prefix("group=") {
+                m.group = Some(g.to_string());
             } else if let Some(h) = word.strip_prefix("h.") {
                 let (k, v) = h
                     .split_once('=')
@@ -688,5 +693,41 @@ impl Peer {
     /// without reading more.
     pub fn take_buffered_msg(&mut self) -> Option<Msg> {
         self.msgs.pop_front()
+    }
+}
+
+impl Peer {
+    /// Takes a notice that was already read, without reading more.
+    pub fn take_buffered_notice(&mut self) -> Option<String> {
+        self.notices.pop_front()
+    }
+
+    /// Buffers every push the server wrote before the reply to a `PING`.
+    pub async fn sync(&mut self) {
+        self.ok("PING", "OK pong").await;
+    }
+}
+
+/// The next delivery on any of `peers`, with the index of the peer: what
+/// each has buffered, else a `PING` round trip on each in turn, polling
+/// until one has a delivery (fails after the deadline). For a delivery that
+/// may go to any of them; the caller checks the others stay quiet.
+pub async fn next_on_any(peers: &mut [&mut Peer]) -> (usize, Msg) {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        for (i, p) in peers.iter_mut().enumerate() {
+            if let Some(m) = p.take_buffered_msg() {
+                return (i, m);
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no delivery on any of {} connections",
+            peers.len()
+        );
+        for p in peers.iter_mut() {
+            p.sync().await;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
