@@ -10,11 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 
 use super::message::Entry;
-use super::model_tests::Rng;
+use super::model_tests::{publish_to_q, Rng};
 use super::queue::{Queue, Settle};
-use super::{Broker, PublishAttempt};
+use super::Broker;
 use crate::config::Config;
-use crate::protocol::command::{DeclareQueue, Publish, QueueArgs};
+use crate::protocol::command::{DeclareQueue, QueueArgs};
 
 const GROUPS: u64 = 4;
 const CONNS: u64 = 3;
@@ -42,26 +42,6 @@ fn open(dir: &std::path::Path, budget: Option<u64>) -> (Broker, std::sync::Arc<Q
     };
     let (queue, _) = broker.declare_queue(&d, 1, &|_| Ok(())).expect("declare");
     (broker, queue)
-}
-
-fn publish(broker: &Broker, seq: u64, group: Option<u64>) {
-    let p = Publish {
-        group: group.map(|g| Bytes::from(format!("g{g}"))),
-        exchange: String::new(),
-        key: "q".into(),
-        persistent: Some(true),
-        mandatory: true,
-        id: Some(format!("m{seq}")),
-        headers: Vec::new(),
-        ttl_ms: None,
-        delay_ms: None,
-        priority: None,
-        body: Bytes::from(format!("body of m{seq}")),
-    };
-    match broker.publish(&p).expect("publish") {
-        PublishAttempt::Done(d) => assert_eq!(d.routed, 1),
-        PublishAttempt::Blocked(_) => panic!("an unbounded queue blocked"),
-    }
 }
 
 fn group_of(e: &Entry) -> Option<u64> {
@@ -136,7 +116,8 @@ fn run(seed: u64, steps: usize, budget: Option<u64>) {
                 for _ in 0..=rng.below(20) {
                     let g = rng.below(GROUPS + 1);
                     let group = (g < GROUPS).then_some(g);
-                    publish(&broker, next, group);
+                    let key = group.map(|g| Bytes::from(format!("g{g}")));
+                    publish_to_q(&broker, next, true, key);
                     model.waiting.insert(next, group);
                     next += 1;
                 }

@@ -68,6 +68,28 @@ fn open(dir: &std::path::Path) -> (Broker, std::sync::Arc<Queue>) {
     (broker, queue)
 }
 
+/// Publishes `m<id>` (body `body of m<id>`) to queue `q`, confirmed
+/// routed to it.
+pub(super) fn publish_to_q(broker: &Broker, id: u64, persistent: bool, group: Option<Bytes>) {
+    let p = Publish {
+        group,
+        exchange: String::new(),
+        key: "q".into(),
+        persistent: Some(persistent),
+        mandatory: true,
+        id: Some(format!("m{id}")),
+        headers: Vec::new(),
+        ttl_ms: None,
+        delay_ms: None,
+        priority: None,
+        body: Bytes::from(format!("body of m{id}")),
+    };
+    match broker.publish(&p).expect("publish") {
+        PublishAttempt::Done(d) => assert_eq!(d.routed, 1),
+        PublishAttempt::Blocked(_) => panic!("an unbounded queue blocked"),
+    }
+}
+
 impl Harness {
     fn new() -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -76,23 +98,7 @@ impl Harness {
     }
 
     fn publish(&self, id: u64, persistent: bool) {
-        let p = Publish {
-            group: None,
-            exchange: String::new(),
-            key: "q".into(),
-            persistent: Some(persistent),
-            mandatory: true,
-            id: Some(format!("m{id}")),
-            headers: Vec::new(),
-            ttl_ms: None,
-            delay_ms: None,
-            priority: None,
-            body: Bytes::from(format!("body of m{id}")),
-        };
-        match self.broker.publish(&p).expect("publish") {
-            PublishAttempt::Done(d) => assert_eq!(d.routed, 1),
-            PublishAttempt::Blocked(_) => panic!("an unbounded queue blocked"),
-        }
+        publish_to_q(&self.broker, id, persistent, None);
     }
 
     /// Shuts down cleanly, lets go of every handle on the store (sled

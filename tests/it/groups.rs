@@ -6,30 +6,20 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::common::{next_on_any, Msg, Peer, TestServer};
+use crate::common::{declare_q, next_on_any, restart_keeps_flag, Msg, Peer, TestServer};
 use sluice::config::Config;
-
-/// A deterministic xorshift generator, for reproducible interleavings.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 /// A connection with the groups queue `q` declared (with `opts`).
 async fn with_queue(srv: &TestServer, opts: &str) -> Peer {
-    let mut p = Peer::connect(srv).await;
-    p.ok(
-        &format!("DECLARE QUEUE q groups {opts}"),
-        "OK q messages=0 consumers=0",
-    )
-    .await;
-    p
+    declare_q(srv, &format!("groups {opts}")).await
+}
+
+/// The next delivery on `a` or `b`, acked by whichever got it.
+async fn ack_next(a: &mut Peer, b: &mut Peer) -> Msg {
+    let (who, m) = next_on_any(&mut [&mut *a, &mut *b]).await;
+    let holder = if who == 0 { a } else { b };
+    holder.ok(&format!("ACK {}", m.dtag), "OK").await;
+    m
 }
 
 /// A subscriber to `q`.
@@ -41,6 +31,17 @@ async fn subscriber(srv: &TestServer, tag: &str, prefetch: u32) -> Peer {
     )
     .await;
     p
+}
+
+/// The groups queue `q` (with `opts`), subscriber `a` (of `prefetch`)
+/// and `k1`..`k<n>` published in group `k`: returns the publisher and `a`.
+async fn group_k(srv: &TestServer, opts: &str, prefetch: u32, n: usize) -> (Peer, Peer) {
+    let mut p = with_queue(srv, opts).await;
+    let a = subscriber(srv, "a", prefetch).await;
+    for i in 1..=n {
+        publish(&mut p, &format!("k{i}"), Some("k")).await;
+    }
+    (p, a)
 }
 
 /// Publishes `body` (also its id) to `q`, in `group` if given.
@@ -112,7 +113,14 @@ async fn consume_in_parallel(
     for i in 0..consumers {
         subs.push(subscriber(srv, &format!("c{i}"), prefetch).await);
     }
-    let mut rng = Rng(0x5eed_1234_abcd_0042);
+    // Reproducible interleavings: a linear congruential generator.
+    let mut seed = 0x5eed_1234_abcd_0042u64;
+    let mut below = |n: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
     let mut published: HashMap<String, Vec<String>> = HashMap::new();
     let mut seen: HashMap<String, Vec<String>> = HashMap::new();
     let mut unacked: Vec<Vec<(u64, String)>> = vec![Vec::new(); consumers];
@@ -128,7 +136,7 @@ async fn consume_in_parallel(
         // A batch of publishes, pipelined.
         let batch = (total - sent).min(25);
         for _ in 0..batch {
-            let g = format!("g{}", rng.below(groups));
+            let g = format!("g{}", below(groups));
             let body = format!("m{sent}");
             publisher
                 .conn
@@ -153,7 +161,7 @@ async fn consume_in_parallel(
             // Ack a random part of what it holds, in random order.
             let mut keep = Vec::new();
             for (dtag, g) in std::mem::take(&mut unacked[i]) {
-                if rng.below(2) == 0 {
+                if below(2) == 0 {
                     keep.push((dtag, g));
                     continue;
                 }
@@ -187,11 +195,7 @@ async fn a_paged_out_groups_queue_keeps_group_order() {
 #[tokio::test]
 async fn a_departed_consumers_group_goes_to_another_starting_with_the_redelivered_message() {
     let srv = TestServer::start().await;
-    let mut p = with_queue(&srv, "").await;
-    let mut a = subscriber(&srv, "a", 2).await;
-    for body in ["k1", "k2", "k3", "k4"] {
-        publish(&mut p, body, Some("k")).await;
-    }
+    let (mut p, mut a) = group_k(&srv, "", 2, 4).await;
     assert_msg(&a.msg().await, "k1", Some("k"), false);
     assert_msg(&a.msg().await, "k2", Some("k"), false);
     let mut b = subscriber(&srv, "b", 10).await;
@@ -209,11 +213,7 @@ async fn a_departed_consumers_group_goes_to_another_starting_with_the_redelivere
 #[tokio::test]
 async fn a_nacked_message_is_redelivered_before_the_rest_of_its_group() {
     let srv = TestServer::start().await;
-    let mut p = with_queue(&srv, "").await;
-    let mut a = subscriber(&srv, "a", 1).await;
-    for body in ["k1", "k2", "k3"] {
-        publish(&mut p, body, Some("k")).await;
-    }
+    let (_p, mut a) = group_k(&srv, "", 1, 3).await;
     let k1 = a.msg().await;
     assert_msg(&k1, "k1", Some("k"), false);
     // On a plain queue b would get k2 now.
@@ -222,10 +222,12 @@ async fn a_nacked_message_is_redelivered_before_the_rest_of_its_group() {
     a.ok(&format!("NACK {}", k1.dtag), "OK").await;
     // The group is free again: whoever gets it next starts with k1.
     for (body, redelivered) in [("k1", true), ("k2", false), ("k3", false)] {
-        let (who, m) = next_on_any(&mut [&mut a, &mut b]).await;
-        assert_msg(&m, body, Some("k"), redelivered);
-        let holder = [&mut a, &mut b].into_iter().nth(who).expect("peer");
-        holder.ok(&format!("ACK {}", m.dtag), "OK").await;
+        assert_msg(
+            &ack_next(&mut a, &mut b).await,
+            body,
+            Some("k"),
+            redelivered,
+        );
     }
     a.quiet().await;
     b.quiet().await;
@@ -234,11 +236,7 @@ async fn a_nacked_message_is_redelivered_before_the_rest_of_its_group() {
 #[tokio::test]
 async fn a_requeue_goes_back_to_the_owner_while_it_holds_the_group() {
     let srv = TestServer::start().await;
-    let mut p = with_queue(&srv, "").await;
-    let mut a = subscriber(&srv, "a", 10).await;
-    for body in ["k1", "k2", "k3"] {
-        publish(&mut p, body, Some("k")).await;
-    }
+    let (_p, mut a) = group_k(&srv, "", 10, 3).await;
     let first = a.msg().await;
     assert_msg(&first, "k1", Some("k"), false);
     assert_msg(&a.msg().await, "k2", Some("k"), false);
@@ -253,10 +251,7 @@ async fn a_requeue_goes_back_to_the_owner_while_it_holds_the_group() {
 #[tokio::test]
 async fn nack_with_a_delay_holds_the_group_while_other_messages_go() {
     let srv = TestServer::start().await;
-    let mut p = with_queue(&srv, "").await;
-    let mut a = subscriber(&srv, "a", 1).await;
-    publish(&mut p, "k1", Some("k")).await;
-    publish(&mut p, "k2", Some("k")).await;
+    let (mut p, mut a) = group_k(&srv, "", 1, 2).await;
     let k1 = a.msg().await;
     let mut b = subscriber(&srv, "b", 5).await;
     let nacked = Instant::now();
@@ -265,34 +260,25 @@ async fn nack_with_a_delay_holds_the_group_while_other_messages_go() {
     publish(&mut p, "u1", None).await;
     publish(&mut p, "h1", Some("h")).await;
     for _ in 0..2 {
-        let (who, m) = next_on_any(&mut [&mut a, &mut b]).await;
+        let m = ack_next(&mut a, &mut b).await;
         assert!(
             m.text() == "u1" || m.text() == "h1",
             "only u1 and h1 may go while k1 waits: got {}",
             m.head
         );
-        let holder = [&mut a, &mut b].into_iter().nth(who).expect("peer");
-        holder.ok(&format!("ACK {}", m.dtag), "OK").await;
     }
-    let (who, m) = next_on_any(&mut [&mut a, &mut b]).await;
-    assert_msg(&m, "k1", Some("k"), true);
+    assert_msg(&ack_next(&mut a, &mut b).await, "k1", Some("k"), true);
     assert!(
         nacked.elapsed() >= Duration::from_millis(400),
         "k1 came back before its delay"
     );
-    let holder = [&mut a, &mut b].into_iter().nth(who).expect("peer");
-    holder.ok(&format!("ACK {}", m.dtag), "OK").await;
-    let (_, m) = next_on_any(&mut [&mut a, &mut b]).await;
-    assert_msg(&m, "k2", Some("k"), false);
+    assert_msg(&ack_next(&mut a, &mut b).await, "k2", Some("k"), false);
 }
 
 #[tokio::test]
 async fn a_retry_delay_after_a_disconnect_holds_the_group() {
     let srv = TestServer::start().await;
-    let mut p = with_queue(&srv, "retry-delays=400").await;
-    let mut a = subscriber(&srv, "a", 1).await;
-    publish(&mut p, "k1", Some("k")).await;
-    publish(&mut p, "k2", Some("k")).await;
+    let (_p, mut a) = group_k(&srv, "retry-delays=400", 1, 2).await;
     assert_msg(&a.msg().await, "k1", Some("k"), false);
     let mut b = subscriber(&srv, "b", 5).await;
     b.quiet().await;
@@ -373,15 +359,7 @@ async fn the_groups_option_and_group_keys_survive_a_restart() {
     publish(&mut p, "u1", None).await;
     publish(&mut p, "k2", Some("k")).await;
     drop(p);
-    let srv = srv.restart().await;
-    let mut p = Peer::connect(&srv).await;
-    let e = p.err("DECLARE QUEUE q durable", "PRECONDITION").await;
-    assert!(e.contains("groups"), "{e}");
-    p.ok(
-        "DECLARE QUEUE q durable groups",
-        "OK q messages=3 consumers=0",
-    )
-    .await;
+    let srv = restart_keeps_flag(srv, "groups", 3).await;
     let mut a = subscriber(&srv, "a", 1).await;
     let mut b = subscriber(&srv, "b", 5).await;
     let k1 = a.msg().await;

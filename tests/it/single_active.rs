@@ -5,17 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Peer, TestConn, TestServer};
+use crate::common::{declare_q, restart_keeps_flag, Peer, TestConn, TestServer};
 
 /// A connection with the single-active queue `q` declared (with `opts`).
 async fn with_queue(srv: &TestServer, opts: &str) -> Peer {
-    let mut p = Peer::connect(srv).await;
-    p.ok(
-        &format!("DECLARE QUEUE q single-active {opts}"),
-        "OK q messages=0 consumers=0",
-    )
-    .await;
-    p
+    declare_q(srv, &format!("single-active {opts}")).await
 }
 
 /// Publishes messages whose body is also their id.
@@ -38,6 +32,13 @@ async fn subscribe(srv: &TestServer, tag: &str, opts: &str) -> TestConn {
     c
 }
 
+/// Subscribes `tag` and expects it to become active at once.
+async fn active(srv: &TestServer, tag: &str, opts: &str) -> TestConn {
+    let mut c = subscribe(srv, tag, opts).await;
+    c.expect(&format!("NOTICE active {tag}")).await;
+    c
+}
+
 /// Reads the next line as the delivery `id` (whose body is its id).
 async fn expect_msg(c: &mut TestConn, tag: &str, dtag: u64, id: &str, deliveries: u32) {
     let flag = if deliveries > 1 { " redelivered" } else { "" };
@@ -53,8 +54,7 @@ async fn expect_msg(c: &mut TestConn, tag: &str, dtag: u64, id: &str, deliveries
 async fn only_the_first_subscription_receives_and_it_is_told_it_is_active() {
     let srv = TestServer::start().await;
     let mut p = with_queue(&srv, "").await;
-    let mut a = subscribe(&srv, "a", "prefetch=1").await;
-    a.expect("NOTICE active a").await;
+    let mut a = active(&srv, "a", "prefetch=1").await;
     let mut b = subscribe(&srv, "b", "").await;
     publish(&mut p, &["m1", "m2", "m3"]).await;
     expect_msg(&mut a, "a", 1, "m1", 1).await;
@@ -72,8 +72,7 @@ async fn unsub_hands_over_once_the_departed_subscriptions_deliveries_are_settled
     let srv = TestServer::start().await;
     let mut p = with_queue(&srv, "").await;
     publish(&mut p, &["m1", "m2", "m3", "m4"]).await;
-    let mut a = subscribe(&srv, "a", "prefetch=2").await;
-    a.expect("NOTICE active a").await;
+    let mut a = active(&srv, "a", "prefetch=2").await;
     expect_msg(&mut a, "a", 1, "m1", 1).await;
     expect_msg(&mut a, "a", 2, "m2", 1).await;
     let mut b = subscribe(&srv, "b", "").await;
@@ -97,8 +96,7 @@ async fn a_disconnect_hands_over_in_order_to_the_next_in_subscription_order() {
     let srv = TestServer::start().await;
     let mut p = with_queue(&srv, "").await;
     publish(&mut p, &["m1", "m2", "m3"]).await;
-    let mut a = subscribe(&srv, "a", "prefetch=2").await;
-    a.expect("NOTICE active a").await;
+    let mut a = active(&srv, "a", "prefetch=2").await;
     expect_msg(&mut a, "a", 1, "m1", 1).await;
     expect_msg(&mut a, "a", 2, "m2", 1).await;
     let mut b = subscribe(&srv, "b", "").await;
@@ -124,8 +122,7 @@ async fn an_ack_timeout_of_the_departed_subscription_hands_over_too() {
     let mut p = with_queue(&srv, "ack-timeout=300").await;
     publish(&mut p, &["m1", "m2"]).await;
     let subscribed = Instant::now();
-    let mut a = subscribe(&srv, "a", "prefetch=1").await;
-    a.expect("NOTICE active a").await;
+    let mut a = active(&srv, "a", "prefetch=1").await;
     expect_msg(&mut a, "a", 1, "m1", 1).await;
     let mut b = subscribe(&srv, "b", "").await;
     a.ok("UNSUB a", "OK").await;
@@ -142,8 +139,7 @@ async fn get_is_refused_while_the_queue_has_subscriptions() {
     let srv = TestServer::start().await;
     let mut p = with_queue(&srv, "").await;
     publish(&mut p, &["m1"]).await;
-    let mut a = subscribe(&srv, "a", "").await;
-    a.expect("NOTICE active a").await;
+    let mut a = active(&srv, "a", "").await;
     expect_msg(&mut a, "a", 1, "m1", 1).await;
     publish(&mut p, &["m2"]).await;
     expect_msg(&mut a, "a", 2, "m2", 1).await;
@@ -169,8 +165,7 @@ async fn a_waiting_get_is_refused_when_a_subscription_comes() {
     let mut p = with_queue(&srv, "").await;
     let asked = Instant::now();
     p.conn.send("GET q wait=8000").await;
-    let mut a = subscribe(&srv, "a", "").await;
-    a.expect("NOTICE active a").await;
+    let _a = active(&srv, "a", "").await;
     let e = p.reply().await;
     assert!(e.starts_with("ERR PRECONDITION "), "{e}");
     assert!(
@@ -199,8 +194,7 @@ async fn the_first_subscription_waits_for_get_deliveries_taken_before_it() {
 async fn an_exclusive_subscription_works_as_before() {
     let srv = TestServer::start().await;
     let mut p = with_queue(&srv, "").await;
-    let mut a = subscribe(&srv, "a", "exclusive").await;
-    a.expect("NOTICE active a").await;
+    let mut a = active(&srv, "a", "exclusive").await;
     p.err("SUB q tag=b", "LOCKED").await;
     publish(&mut p, &["m1"]).await;
     expect_msg(&mut a, "a", 1, "m1", 1).await;
@@ -219,17 +213,8 @@ async fn the_single_active_option_survives_a_restart() {
     let mut p = with_queue(&srv, "durable").await;
     publish(&mut p, &["m1", "m2"]).await;
     drop(p);
-    let srv = srv.restart().await;
-    let mut p = Peer::connect(&srv).await;
-    let e = p.err("DECLARE QUEUE q durable", "PRECONDITION").await;
-    assert!(e.contains("single-active"), "{e}");
-    p.ok(
-        "DECLARE QUEUE q durable single-active",
-        "OK q messages=2 consumers=0",
-    )
-    .await;
-    let mut a = subscribe(&srv, "a", "prefetch=1").await;
-    a.expect("NOTICE active a").await;
+    let srv = restart_keeps_flag(srv, "single-active", 2).await;
+    let mut a = active(&srv, "a", "prefetch=1").await;
     let mut b = subscribe(&srv, "b", "").await;
     expect_msg(&mut a, "a", 1, "m1", 1).await;
     b.expect_quiet().await;

@@ -731,3 +731,30 @@ pub async fn next_on_any(peers: &mut [&mut Peer]) -> (usize, Msg) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
+
+/// Restarts `srv` and checks that its durable queue `q` kept the option
+/// `flag` and its `messages`: a redeclare without the flag is
+/// `ERR PRECONDITION` naming it, one with it a no-op.
+pub async fn restart_keeps_flag(srv: TestServer, flag: &str, messages: u64) -> TestServer {
+    let srv = srv.restart().await;
+    let mut p = Peer::connect(&srv).await;
+    let e = p.err("DECLARE QUEUE q durable", "PRECONDITION").await;
+    assert!(e.contains(flag), "{e}");
+    p.ok(
+        &format!("DECLARE QUEUE q durable {flag}"),
+        &format!("OK q messages={messages} consumers=0"),
+    )
+    .await;
+    srv
+}
+
+/// A connection that declared the new queue `q` with `opts`.
+pub async fn declare_q(srv: &TestServer, opts: &str) -> Peer {
+    let mut p = Peer::connect(srv).await;
+    p.ok(
+        &format!("DECLARE QUEUE q {opts}"),
+        "OK q messages=0 consumers=0",
+    )
+    .await;
+    p
+}
