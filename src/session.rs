@@ -710,6 +710,14 @@ impl Session {
             };
             if let Err(e) = flushed {
                 tracing::debug!(conn = self.conn_id, error = %e, "write failed; closing");
+                // Auto-ack deliveries that may not have reached the peer go
+                // back, flagged: dropped, they would stay counted as unacked
+                // and hold a single-active handover or a group forever.
+                for (q, cid, e) in autos {
+                    if let Err(err) = q.settle(Some(cid), e, Settle::Requeue { delay_ms: None }) {
+                        tracing::warn!(error = %err, "requeue failed");
+                    }
+                }
                 break;
             }
             if wrote {

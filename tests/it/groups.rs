@@ -326,6 +326,37 @@ async fn get_takes_only_groups_no_one_else_holds_and_holds_them_until_acked() {
 }
 
 #[tokio::test]
+async fn an_auto_ack_consumer_that_stops_reading_gives_its_group_back() {
+    let srv = TestServer::start().await;
+    let mut p = with_queue(&srv, "").await;
+    // a never reads: after two heartbeats of a stuck write the server
+    // closes it, with the deliveries it could not write.
+    let mut a = srv.conn().await;
+    let hello = a.cmd("HELLO heartbeat=100").await;
+    assert!(hello.starts_with("OK "), "{hello}");
+    a.ok("SUB q tag=a ack=auto", "OK a").await;
+    let body = "x".repeat(256 * 1024);
+    let n = 40;
+    for i in 0..n {
+        p.conn
+            .send_literal(&format!(r#"PUB "" q id=k{i} group=k"#), body.as_bytes())
+            .await;
+        let r = p.reply().await;
+        assert!(r.ends_with("routed=1"), "{r}");
+    }
+    let mut b = subscriber(&srv, "b", 100).await;
+    // b gets what a did not: k in order, up to the last.
+    let mut last = None;
+    while last != Some(n - 1) {
+        let m = b.msg().await;
+        let i: usize = m.id[1..].parse().expect("k<i>");
+        assert!(last.map_or(true, |l| i > l), "k{i} after k{last:?}");
+        last = Some(i);
+    }
+    drop(a);
+}
+
+#[tokio::test]
 async fn a_hot_groups_backlog_does_not_hold_back_other_groups() {
     let srv = TestServer::start().await;
     let mut p = with_queue(&srv, "").await;
