@@ -836,10 +836,7 @@ impl Queue {
         }
         match s.groups.as_deref() {
             None => s.has_ready(),
-            Some(g) => {
-                g.next_for(Owner::Get(conn)).is_some()
-                    || (!s.tail.is_empty() && (s.ram_bytes() < self.window || s.ready.is_empty()))
-            }
+            Some(g) => g.next_for(Owner::Get(conn)).is_some() || s.may_read_on(self.window),
         }
     }
 
@@ -1496,8 +1493,7 @@ impl Queue {
             if let Some(key) = s.groups.as_deref().and_then(|g| g.next_for(owner)) {
                 return Some(key);
             }
-            let room = s.ram_bytes() < self.window || s.ready.is_empty();
-            if s.tail.is_empty() || !room || !self.page_in(s, now) {
+            if !s.may_read_on(self.window) || !self.page_in(s, now) {
                 return None;
             }
         }
@@ -1543,6 +1539,13 @@ impl State {
     /// and the read-ahead `window` has room.
     fn reads_ahead(&self, window: u64) -> bool {
         !self.tail.is_empty() && self.ready.len() < LOW_WATER && self.ram_bytes() < window
+    }
+
+    /// On a `groups` queue with nothing in RAM for some consumer: whether
+    /// the tail may be read further, looking for a copy it may take (the
+    /// read-ahead `window` has room, or nothing at all is ready in RAM).
+    fn may_read_on(&self, window: u64) -> bool {
+        !self.tail.is_empty() && (self.ram_bytes() < window || self.ready.is_empty())
     }
 
     /// What the waiting copies in RAM cost, for the RAM budget.
