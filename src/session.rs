@@ -686,7 +686,7 @@ impl Session {
                 match self.run_buffered(&mut reader) {
                     Step::Continue => {}
                     Step::Wait(w) => {
-                        let fut = wait_ready(w.queue.clone(), w.deadline);
+                        let fut = wait_ready(w.queue.clone(), w.deadline, self.conn_id);
                         waiting = Some((w, fut));
                     }
                     Step::Pending(p) => pending = Some(p),
@@ -713,6 +713,14 @@ impl Session {
             };
             if let Err(e) = flushed {
                 tracing::debug!(conn = self.conn_id, error = %e, "write failed; closing");
+                // Auto-ack deliveries that may not have reached the peer go
+                // back, flagged: dropped, they would stay counted as unacked
+                // and hold a single-active handover or a group forever.
+                for (q, cid, e) in autos {
+                    if let Err(err) = q.settle(Some(cid), e, Settle::Requeue { delay_ms: None }) {
+                        tracing::warn!(error = %err, "requeue failed");
+                    }
+                }
                 break;
             }
             if wrote {
@@ -848,9 +856,16 @@ impl Session {
                 }
                 _ = async { if let Some((_, f)) = waiting.as_mut() { f.as_mut().await } }, if waiting.is_some() => {
                     if let Some((w, _)) = waiting.take() {
-                        let got = w.queue.take(w.count);
+                        let got = match w.queue.take(w.count, self.conn_id) {
+                            Ok(got) => got,
+                            Err(e) => {
+                                // A single-active queue got a subscription meanwhile.
+                                self.out.push_back(Out::Reply(e.to_reply(), None));
+                                continue;
+                            }
+                        };
                         if got.is_empty() && Instant::now() < w.deadline && !w.queue.is_deleted() {
-                            let fut = wait_ready(w.queue.clone(), w.deadline);
+                            let fut = wait_ready(w.queue.clone(), w.deadline, self.conn_id);
                             waiting = Some((w, fut));
                         } else {
                             let n = got.len();
@@ -1030,13 +1045,13 @@ fn wait_room(on: Hold) -> WaitFuture {
     })
 }
 
-fn wait_ready(q: Arc<Queue>, deadline: Instant) -> WaitFuture {
+fn wait_ready(q: Arc<Queue>, deadline: Instant, conn: u64) -> WaitFuture {
     Box::pin(async move {
         let _counted = q.waiter();
         let notified = q.ready_signal().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if q.has_ready() || q.is_deleted() {
+        if q.can_take(conn) {
             return;
         }
         let _ = tokio::time::timeout_at(deadline, notified).await;

@@ -11,12 +11,15 @@
 pub mod alarm;
 pub mod connections;
 pub mod exchange;
+mod groups;
 pub mod message;
 pub mod publish;
 pub mod queue;
 pub mod stats;
 pub mod timer;
 
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod model_tests;
 
@@ -995,6 +998,11 @@ pub fn describe_args(a: &QueueArgs) -> String {
     if !a.retry_delays_ms.is_empty() {
         let d: Vec<String> = a.retry_delays_ms.iter().map(u64::to_string).collect();
         w.push(format!("retry-delays={}", d.join(",")));
+    }
+    for (flag, on) in [("single-active", a.single_active), ("groups", a.groups)] {
+        if on {
+            w.push(flag.into());
+        }
     }
     if w.is_empty() {
         "none".into()

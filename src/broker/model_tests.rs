@@ -15,17 +15,17 @@ use crate::config::Config;
 use crate::protocol::command::{DeclareQueue, Publish, QueueArgs};
 
 /// A deterministic xorshift generator (no dependency, reproducible seeds).
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
@@ -68,6 +68,28 @@ fn open(dir: &std::path::Path) -> (Broker, std::sync::Arc<Queue>) {
     (broker, queue)
 }
 
+/// Publishes `m<id>` (body `body of m<id>`) to queue `q`, confirmed
+/// routed to it.
+pub(super) fn publish_to_q(broker: &Broker, id: u64, persistent: bool, group: Option<Bytes>) {
+    let p = Publish {
+        group,
+        exchange: String::new(),
+        key: "q".into(),
+        persistent: Some(persistent),
+        mandatory: true,
+        id: Some(format!("m{id}")),
+        headers: Vec::new(),
+        ttl_ms: None,
+        delay_ms: None,
+        priority: None,
+        body: Bytes::from(format!("body of m{id}")),
+    };
+    match broker.publish(&p).expect("publish") {
+        PublishAttempt::Done(d) => assert_eq!(d.routed, 1),
+        PublishAttempt::Blocked(_) => panic!("an unbounded queue blocked"),
+    }
+}
+
 impl Harness {
     fn new() -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -76,23 +98,7 @@ impl Harness {
     }
 
     fn publish(&self, id: u64, persistent: bool) {
-        let p = Publish {
-            group: None,
-            exchange: String::new(),
-            key: "q".into(),
-            persistent: Some(persistent),
-            mandatory: true,
-            id: Some(format!("m{id}")),
-            headers: Vec::new(),
-            ttl_ms: None,
-            delay_ms: None,
-            priority: None,
-            body: Bytes::from(format!("body of m{id}")),
-        };
-        match self.broker.publish(&p).expect("publish") {
-            PublishAttempt::Done(d) => assert_eq!(d.routed, 1),
-            PublishAttempt::Blocked(_) => panic!("an unbounded queue blocked"),
-        }
+        publish_to_q(&self.broker, id, persistent, None);
     }
 
     /// Shuts down cleanly, lets go of every handle on the store (sled
@@ -136,7 +142,7 @@ fn run(seed: u64, steps: usize) {
             }
             45..=69 => {
                 let n = 1 + rng.below(30) as u32;
-                let got = h.queue.take(n);
+                let got = h.queue.take(n, 1).expect("take");
                 let want: Vec<u64> = waiting.keys().take(n as usize).copied().collect();
                 let ids: Vec<u64> = got.iter().map(id_of).collect();
                 assert_eq!(ids, want, "{}: GET order", ctx());
@@ -210,7 +216,7 @@ fn run(seed: u64, steps: usize) {
     for (e, _) in unacked.drain(..) {
         h.queue.settle(None, e, Settle::Ack).expect("ack");
     }
-    let got = h.queue.take(10_000);
+    let got = h.queue.take(10_000, 1).expect("take");
     let ids: Vec<u64> = got.iter().map(id_of).collect();
     assert_eq!(
         ids,

@@ -13,7 +13,9 @@
 //! trip. Lock order: the broker's topology lock, then an exchange's bindings,
 //! then a queue's state, then the timer heap; never two queues at once.
 //! Dead letters are collected under the lock and routed after it is
-//! released (see [`Broker::dead_letter`](super::Broker)).
+//! released (see [`Broker::dead_letter`](super::Broker)). The group index
+//! of a `groups` queue and the active subscription of a `single-active`
+//! one are part of that state, under the same lock.
 //!
 //! **Delivery.** A subscription holds `credit` (its prefetch room). Dispatch
 //! hands the head message to the next subscription with credit, round-robin,
@@ -23,6 +25,28 @@
 //! the send and only given back on `ACK`/`NACK` (or, for `ack=auto`, once
 //! the delivery is written to the socket). A message whose TTL has passed
 //! or that has used up its `delivery-limit` is dead-lettered instead.
+//!
+//! **Single active consumer.** A `single-active` queue delivers to one
+//! subscription only, the *active* one: always the earliest subscribed
+//! still present, the others wait in subscription order. The first becomes
+//! active at once; when the active one ends (`UNSUB`, its connection
+//! closing) the next takes over only once no delivery of the queue is
+//! outstanding, so the departed one's unacked deliveries are settled, timed
+//! out or back at their positions first and order holds across the
+//! handover. Each new active subscription gets `NOTICE active <ctag>`.
+//! `GET` is refused while the queue has subscriptions.
+//!
+//! **Message groups.** On a `groups` queue, copies with one `group=` key go
+//! out in queue order and to one *owner* at a time: the subscription (or
+//! the connection's `GET`s) holding unsettled deliveries of the group, and
+//! the group is free again with the last settle. The group index
+//! (`broker/groups.rs`) lists only each group's first waiting copy, when it
+//! is ready (a delayed first copy, such as a `NACK delay=` requeue, holds
+//! its group back), as free or under its owner; copies without a group are
+//! free when ready. Dispatch offers the next subscription with credit,
+//! round-robin, the smaller of the first free key and the first key of
+//! the groups it owns: O(log n) a delivery, with no scan of the ready set,
+//! however long one group's backlog is.
 //!
 //! **Time.** Deadlines are Unix milliseconds (they are stored). The queue
 //! registers only its earliest deadline with the broker's [`Timers`].
@@ -39,6 +63,11 @@
 //! tail, so recovery reads no message. Expiry and delays of paged-out copies
 //! are applied when they are read back, at the head. Priority queues keep
 //! everything in RAM (the head of a priority queue is not its oldest copy).
+//! A `groups` queue also reads the tail back when nothing in RAM may go to
+//! a consumer with credit, but only while the read-ahead window has room:
+//! a backlog that fills the window and cannot go (its groups owned by
+//! consumers without credit, or held back by a delayed copy) holds back
+//! the copies behind it on disk until it moves.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,12 +78,14 @@ use tokio::sync::{mpsc, Notify};
 
 mod stream;
 
+use super::groups::{Groups, Owner};
 use super::message::{now_ms, Entry, Message, Now};
 use super::stats::{QueueCounters, Totals};
 use super::timer::Timers;
 use super::{stores, Broker, Disk, Inner};
 use crate::error::BrokerError;
 use crate::protocol::command::{Overflow, QueueArgs};
+use crate::protocol::reply::Notice;
 use crate::store::{DedupEntry, MessageBatch, RecoveredMessage, StoreError, StoredQueue};
 use stream::StreamState;
 
@@ -223,7 +254,7 @@ impl Planned {
 }
 
 /// Ready messages are ordered by priority (highest first), then position.
-type ReadyKey = (u8, u64);
+pub(super) type ReadyKey = (u8, u64);
 
 fn ready_key(e: &Entry) -> ReadyKey {
     (u8::MAX - e.priority, e.seq)
@@ -347,6 +378,10 @@ struct State {
     dedup_order: VecDeque<(u64, String)>,
     /// Dead letters collected under the lock, routed after it.
     dead: Vec<(Entry, DeathReason)>,
+    /// A `groups` queue's delivery index (`None` on other queues).
+    groups: Option<Box<Groups>>,
+    /// A `single-active` queue's active subscription, by consumer id.
+    active: Option<u64>,
 }
 
 /// What a queue is made of (the broker builds queues from it).
@@ -436,6 +471,7 @@ impl Queue {
     ) -> Queue {
         let state = State {
             last_used: now_ms(),
+            groups: init.args.groups.then(Box::default),
             ..State::default()
         };
         let ram_budget = disk.ram_budget.unwrap_or(u64::MAX);
@@ -756,6 +792,11 @@ impl Queue {
         }
         s.consumers.push(consumer);
         s.last_used = now.get();
+        if self.args.single_active && s.get_waiters > 0 {
+            // A waiting GET ends now: refused (see `take`).
+            self.ready_signal.notify_waiters();
+        }
+        self.promote(&mut s);
         self.dispatch(&mut s, &now);
         self.finish(s)?;
         Ok(())
@@ -779,29 +820,47 @@ impl Queue {
             s.last_used = now_ms();
             self.reschedule(&mut s);
         }
-        removed && self.auto_delete && s.consumers.is_empty() && !s.deleted
+        let emptied = removed && self.auto_delete && s.consumers.is_empty() && !s.deleted;
+        if s.active == Some(consumer_id) {
+            // The next subscription takes over, once the departed one's
+            // deliveries are settled (see `promote`).
+            s.active = None;
+            let now = Now::default();
+            self.promote(&mut s);
+            self.dispatch(&mut s, &now);
+            self.reschedule(&mut s);
+            if let Err(e) = self.finish(s) {
+                tracing::warn!(queue = %self.name, error = %e, "dead-lettering failed");
+            }
+        }
+        emptied
     }
 
-    /// Takes up to `count` ready copies for a `GET` (they count as unacked
-    /// until settled; with `auto_ack` the caller settles them at once).
-    pub fn take(self: &Arc<Self>, count: u32) -> Vec<Entry> {
+    /// Takes up to `count` ready copies for a `GET` by connection `conn`
+    /// (they count as unacked until settled; with `auto_ack` the caller
+    /// settles them at once). On a `groups` queue they are the copies that
+    /// connection may take, and their groups are its own until settled.
+    /// `PRECONDITION` on a `single-active` queue that has subscriptions.
+    pub fn take(self: &Arc<Self>, count: u32, conn: u64) -> Result<Vec<Entry>, BrokerError> {
         if self.stream.is_some() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let now = Now::default();
         let mut s = self.state.lock();
+        if self.args.single_active && !s.consumers.is_empty() {
+            return Err(BrokerError::Precondition(format!(
+                "queue {} is single-active and has subscriptions: only its active subscription receives",
+                self.name
+            )));
+        }
         if self.args.expires_ms.is_some() {
             s.last_used = now.get();
         }
         let mut out = Vec::new();
         while out.len() < count as usize {
-            let Some(mut e) = self.next_ready(&mut s, &now) else {
+            let Some(mut e) = self.next_delivery(&mut s, &now, Owner::Get(conn)) else {
                 break;
             };
-            if let Some(reason) = self.undeliverable(&e, &now) {
-                s.dead.push((e, reason));
-                continue;
-            }
             e.deliveries += 1;
             s.unacked += 1;
             out.push(e);
@@ -811,7 +870,22 @@ impl Queue {
         if let Err(e) = self.finish(s) {
             tracing::warn!(queue = %self.name, error = %e, "dead-lettering failed");
         }
-        out
+        Ok(out)
+    }
+
+    /// Whether a `GET` by connection `conn` would end now: a copy it may
+    /// take is ready (or paged out, to be read back), the queue was
+    /// deleted, or the `GET` is refused (a `single-active` queue with
+    /// subscriptions). What a waiting `GET` checks before it sleeps.
+    pub fn can_take(&self, conn: u64) -> bool {
+        let s = self.state.lock();
+        if s.deleted || (self.args.single_active && !s.consumers.is_empty()) {
+            return true;
+        }
+        match s.groups.as_deref() {
+            None => s.has_ready(),
+            Some(g) => g.next_for(Owner::Get(conn)).is_some() || s.may_read_on(self.window),
+        }
     }
 
     /// Copies of up to `count` waiting messages from position `from` on,
@@ -981,6 +1055,9 @@ impl Queue {
                 c.credit += 1;
             }
         }
+        if let Some(g) = s.groups.as_deref_mut() {
+            g.settled(entry.msg.group.as_ref());
+        }
         let mut released = None;
         if s.deleted || !(keep || outcome.is_some()) {
             released = Some(entry);
@@ -991,6 +1068,7 @@ impl Queue {
         } else {
             s.insert_waiting(entry, &now);
         }
+        self.promote(&mut s);
         self.dispatch_and_wake(&mut s, &now);
         self.reschedule(&mut s);
         gen = self.finish(s)?.max(gen);
@@ -1139,6 +1217,7 @@ impl Queue {
             s.bytes -= e.msg.body.len() as u64;
             e.not_before = None;
             if e.expired(&clock) {
+                s.left_waiting(&e);
                 s.dead.push((e, DeathReason::Expired));
             } else {
                 s.insert_ready(e);
@@ -1151,6 +1230,7 @@ impl Queue {
             s.expiry.pop_first();
             if let Some(e) = s.ready.remove(&key) {
                 s.bytes -= e.msg.body.len() as u64;
+                s.left_waiting(&e);
                 s.dead.push((e, DeathReason::Expired));
             }
         }
@@ -1282,6 +1362,7 @@ impl Queue {
         }
         let (_, e) = s.delayed.pop_first()?;
         s.bytes -= e.msg.body.len() as u64;
+        s.left_waiting(&e);
         Some(e)
     }
 
@@ -1370,19 +1451,19 @@ impl Queue {
     fn dispatch(self: &Arc<Self>, s: &mut State, now: &Now) {
         while s.has_ready() && !s.consumers.is_empty() {
             let n = s.consumers.len();
-            let Some(idx) = (0..n)
-                .map(|i| (s.rr + i) % n)
-                .find(|&i| s.consumers[i].credit > 0)
+            let Some(idx) = self.pick_consumer(s, now) else {
+                return;
+            };
+            let dead = s.dead.len();
+            let Some(mut entry) = self.next_delivery(s, now, Owner::Sub(s.consumers[idx].id))
             else {
+                // On a groups queue the copies it found may have been
+                // dead-lettered: another subscription may have some still.
+                if s.dead.len() > dead {
+                    continue;
+                }
                 return;
             };
-            let Some(mut entry) = self.next_ready(s, now) else {
-                return;
-            };
-            if let Some(reason) = self.undeliverable(&entry, now) {
-                s.dead.push((entry, reason));
-                continue;
-            }
             entry.deliveries += 1;
             let c = &mut s.consumers[idx];
             let delivery = Delivery {
@@ -1401,14 +1482,117 @@ impl Queue {
                 }
                 Err(mpsc::error::SendError(push)) => {
                     // The connection is gone: drop the subscription, keep the message.
-                    s.consumers.remove(idx);
+                    let gone = s.consumers.remove(idx);
                     s.rr = 0;
                     if let Push::Deliver(mut d) = push {
                         d.entry.deliveries -= 1;
+                        if let Some(g) = s.groups.as_deref_mut() {
+                            g.settled(d.entry.msg.group.as_ref());
+                        }
                         s.insert_ready(d.entry);
+                    }
+                    if s.active == Some(gone.id) {
+                        s.active = None;
+                        self.promote(s);
                     }
                 }
             }
+        }
+    }
+
+    /// The subscription the next delivery goes to: the next one with
+    /// credit, round-robin; on a `single-active` queue only the active one;
+    /// on a `groups` queue the next one with credit that may take a ready
+    /// copy (one of a free group, of a group it owns, or without a group).
+    fn pick_consumer(self: &Arc<Self>, s: &mut State, now: &Now) -> Option<usize> {
+        let n = s.consumers.len();
+        if self.args.single_active {
+            // The active subscription is always the first (see `promote`).
+            let first = s.consumers.first()?;
+            return (s.active == Some(first.id) && first.credit > 0).then_some(0);
+        }
+        if s.groups.is_some() {
+            for i in 0..n {
+                let idx = (s.rr + i) % n;
+                let c = &s.consumers[idx];
+                if c.credit > 0 && self.next_grouped(s, now, Owner::Sub(c.id)).is_some() {
+                    return Some(idx);
+                }
+            }
+            return None;
+        }
+        (0..n)
+            .map(|i| (s.rr + i) % n)
+            .find(|&i| s.consumers[i].credit > 0)
+    }
+
+    /// Takes the next copy to deliver to `owner` off the queue: the ready
+    /// head, or on a `groups` queue the first copy that owner may take
+    /// (which counts as delivered to it in the group index). Copies found
+    /// expired or at their delivery limit are dead-lettered on the way.
+    fn next_delivery(self: &Arc<Self>, s: &mut State, now: &Now, owner: Owner) -> Option<Entry> {
+        loop {
+            if s.groups.is_none() {
+                let e = self.next_ready(s, now)?;
+                match self.undeliverable(&e, now) {
+                    Some(reason) => s.dead.push((e, reason)),
+                    None => return Some(e),
+                }
+                continue;
+            }
+            let key = self.next_grouped(s, now, owner)?;
+            let reason = s.ready.get(&key).and_then(|e| self.undeliverable(e, now));
+            let e = s.take_ready(key, reason.is_none().then_some(owner))?;
+            match reason {
+                Some(reason) => s.dead.push((e, reason)),
+                None => return Some(e),
+            }
+        }
+    }
+
+    /// On a `groups` queue: the key of the first ready copy `owner` may
+    /// take. The tail is read back while the head in RAM runs low, as on
+    /// any queue, and also when RAM holds nothing for `owner`, as long as
+    /// the read-ahead window (`STORED_WINDOW`, or the RAM budget if
+    /// smaller) has room, or nothing at all is ready in RAM. So a backlog
+    /// that fills the window while it cannot go (its groups owned by
+    /// subscriptions without credit, or held back by a delayed copy) holds
+    /// back the copies behind it on disk until it moves; RAM stays bounded.
+    fn next_grouped(self: &Arc<Self>, s: &mut State, now: &Now, owner: Owner) -> Option<ReadyKey> {
+        if s.reads_ahead(self.window) {
+            self.page_in(s, now);
+        }
+        loop {
+            if let Some(key) = s.groups.as_deref().and_then(|g| g.next_for(owner)) {
+                return Some(key);
+            }
+            if !s.may_read_on(self.window) || !self.page_in(s, now) {
+                return None;
+            }
+        }
+    }
+
+    /// `single-active`: once no delivery of the queue is outstanding, makes
+    /// the earliest subscription still present the active one and tells it
+    /// (`NOTICE active`). Waiting for every outstanding delivery (the
+    /// departed active subscription's, or those of `GET`s taken before
+    /// anyone subscribed) is what keeps the queue's order across a
+    /// handover: they are settled, or back at their positions, first.
+    fn promote(&self, s: &mut State) {
+        if !self.args.single_active || s.active.is_some() || s.unacked > 0 {
+            return;
+        }
+        while let Some(c) = s.consumers.first() {
+            let notice = Notice::Active {
+                tag: c.tag.to_string(),
+                partition: None,
+            };
+            if c.tx.send(Push::Notice(notice)).is_ok() {
+                s.active = Some(c.id);
+                return;
+            }
+            // Its connection is gone (its session drops it too).
+            s.consumers.remove(0);
         }
     }
 }
@@ -1430,6 +1614,13 @@ impl State {
         !self.tail.is_empty() && self.ready.len() < LOW_WATER && self.ram_bytes() < window
     }
 
+    /// On a `groups` queue with nothing in RAM for some consumer: whether
+    /// the tail may be read further, looking for a copy it may take (the
+    /// read-ahead `window` has room, or nothing at all is ready in RAM).
+    fn may_read_on(&self, window: u64) -> bool {
+        !self.tail.is_empty() && (self.ram_bytes() < window || self.ready.is_empty())
+    }
+
     /// What the waiting copies in RAM cost, for the RAM budget.
     fn ram_bytes(&self) -> u64 {
         self.bytes + (self.ready.len() + self.delayed.len()) as u64 * ENTRY_OVERHEAD
@@ -1439,6 +1630,9 @@ impl State {
         match entry.not_before {
             Some(due) if due >= now.get() => {
                 self.bytes += entry.msg.body.len() as u64;
+                if let Some(g) = self.groups.as_deref_mut() {
+                    g.waiting(entry.msg.group.as_ref(), ready_key(&entry), false);
+                }
                 self.delayed.insert((due, entry.seq), entry);
             }
             _ => self.insert_ready(entry),
@@ -1451,21 +1645,50 @@ impl State {
         if let Some(at) = entry.expires_at {
             self.expiry.insert((at, key));
         }
+        if let Some(g) = self.groups.as_deref_mut() {
+            g.waiting(entry.msg.group.as_ref(), key, true);
+        }
         self.ready.insert(key, entry);
     }
 
     fn pop_ready(&mut self) -> Option<Entry> {
         let (key, e) = self.ready.pop_first()?;
+        self.forget_ready(key, &e, None);
+        Some(e)
+    }
+
+    /// Takes the ready copy at `key`; `to`: for delivery to this owner.
+    fn take_ready(&mut self, key: ReadyKey, to: Option<Owner>) -> Option<Entry> {
+        let e = self.ready.remove(&key)?;
+        self.forget_ready(key, &e, to);
+        Some(e)
+    }
+
+    /// Accounts for a ready copy taken out of `ready`.
+    fn forget_ready(&mut self, key: ReadyKey, e: &Entry, to: Option<Owner>) {
         self.bytes -= e.msg.body.len() as u64;
         if let Some(at) = e.expires_at {
             self.expiry.remove(&(at, key));
         }
-        Some(e)
+        if let Some(g) = self.groups.as_deref_mut() {
+            g.left(e.msg.group.as_ref(), key, to);
+        }
+    }
+
+    /// Tells the group index that a waiting copy (delayed, or ready and
+    /// already out of the expiry index) left without being delivered.
+    fn left_waiting(&mut self, e: &Entry) {
+        if let Some(g) = self.groups.as_deref_mut() {
+            g.left(e.msg.group.as_ref(), ready_key(e), None);
+        }
     }
 
     fn take_all(&mut self) -> Vec<Entry> {
         self.bytes = 0;
         self.expiry.clear();
+        if let Some(g) = self.groups.as_deref_mut() {
+            g.clear_waiting();
+        }
         let mut out: Vec<Entry> = std::mem::take(&mut self.ready).into_values().collect();
         out.extend(std::mem::take(&mut self.delayed).into_values());
         out

@@ -19,7 +19,7 @@ pub(super) fn get(c: Get, s: &mut Session) -> Result<Option<GetWait>, BrokerErro
     if c.ack == AckMode::Manual {
         s.check_unacked_room(u64::from(c.count))?;
     }
-    let got = q.take(c.count);
+    let got = q.take(c.count, s.conn_id)?;
     if got.is_empty() && c.wait_ms > 0 {
         return Ok(Some(GetWait {
             queue: q,

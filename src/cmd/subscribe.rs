@@ -109,6 +109,8 @@ pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError
 
 /// `UNSUB <ctag>` → `OK`. Unacked deliveries of the subscription stay
 /// outstanding (they can still be acked); no `MSG` for it follows the `OK`.
+/// On a `single-active` queue the next subscription takes over once they
+/// are settled.
 pub(super) fn unsubscribe(c: Unsubscribe, s: &mut Session) -> Result<(), BrokerError> {
     let sub = s.subs.remove(c.tag.as_str()).ok_or_else(|| {
         BrokerError::NotFound(format!("consumer tag {}", quote_for_message(&c.tag)))

@@ -714,3 +714,66 @@ impl Peer {
         self.msgs.pop_front()
     }
 }
+
+impl Peer {
+    /// Takes a notice that was already read, without reading more.
+    pub fn take_buffered_notice(&mut self) -> Option<String> {
+        self.notices.pop_front()
+    }
+
+    /// Buffers every push the server wrote before the reply to a `PING`.
+    pub async fn sync(&mut self) {
+        self.ok("PING", "OK pong").await;
+    }
+}
+
+/// The next delivery on any of `peers`, with the index of the peer: what
+/// each has buffered, else a `PING` round trip on each in turn, polling
+/// until one has a delivery (fails after the deadline). For a delivery that
+/// may go to any of them; the caller checks the others stay quiet.
+pub async fn next_on_any(peers: &mut [&mut Peer]) -> (usize, Msg) {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        for (i, p) in peers.iter_mut().enumerate() {
+            if let Some(m) = p.take_buffered_msg() {
+                return (i, m);
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no delivery on any of {} connections",
+            peers.len()
+        );
+        for p in peers.iter_mut() {
+            p.sync().await;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Restarts `srv` and checks that its durable queue `q` kept the option
+/// `flag` and its `messages`: a redeclare without the flag is
+/// `ERR PRECONDITION` naming it, one with it a no-op.
+pub async fn restart_keeps_flag(srv: TestServer, flag: &str, messages: u64) -> TestServer {
+    let srv = srv.restart().await;
+    let mut p = Peer::connect(&srv).await;
+    let e = p.err("DECLARE QUEUE q durable", "PRECONDITION").await;
+    assert!(e.contains(flag), "{e}");
+    p.ok(
+        &format!("DECLARE QUEUE q durable {flag}"),
+        &format!("OK q messages={messages} consumers=0"),
+    )
+    .await;
+    srv
+}
+
+/// A connection that declared the new queue `q` with `opts`.
+pub async fn declare_q(srv: &TestServer, opts: &str) -> Peer {
+    let mut p = Peer::connect(srv).await;
+    p.ok(
+        &format!("DECLARE QUEUE q {opts}"),
+        "OK q messages=0 consumers=0",
+    )
+    .await;
+    p
+}
