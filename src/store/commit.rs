@@ -9,7 +9,15 @@
 //! waits until the durable generation reaches its own. Writes that arrive
 //! while a sync runs share the next one, so a pipelining publisher gets one
 //! fsync per batch, not one per message; a lone publisher pays one each.
+//!
+//! Stream consumer-group positions are *deferred* writes
+//! ([`Committer::defer_offset`]): an ack that moves a group only records the
+//! new offset, and the committer thread writes the latest offset of each
+//! group once, right before its next sync. A consumer acking one message at
+//! a time so costs one store write per group per sync, not one per ack,
+//! and its `OK` still comes only once the position is durable.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, Thread};
@@ -17,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::Store;
+use super::{MessageBatch, Store};
 
 /// How far the store is durable, as the committer last published it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,6 +111,9 @@ pub struct Committer {
     waker: Thread,
     syncs: AtomicU64,
     latency: SyncHistogram,
+    /// Deferred group positions: (queue id, group) → offset, written by the
+    /// committer thread before its next sync.
+    deferred: parking_lot::Mutex<HashMap<(u64, Arc<str>), u64>>,
 }
 
 impl Committer {
@@ -127,6 +138,7 @@ impl Committer {
             thread: parking_lot::Mutex::new(None),
             syncs: AtomicU64::new(0),
             latency: SyncHistogram::default(),
+            deferred: parking_lot::Mutex::new(HashMap::new()),
         });
         *me.thread.lock() = Some(handle);
         // The receiver only disappears if the thread died, which start reports below.
@@ -142,6 +154,44 @@ impl Committer {
         let g = self.written.fetch_add(1, Ordering::SeqCst) + 1;
         self.waker.unpark();
         g
+    }
+
+    /// Records that group `group` of stream `queue_id` is now at `offset`,
+    /// to be written before the next sync (a later offset for the same
+    /// group replaces it). Returns the generation that makes it durable.
+    ///
+    /// The map's lock is held by the committer from taking the map to
+    /// counting its write, so an offset recorded meanwhile gets a later
+    /// generation than that write and waits for the next round.
+    pub fn defer_offset(&self, queue_id: u64, group: Arc<str>, offset: u64) -> u64 {
+        let g = {
+            let mut d = self.deferred.lock();
+            d.insert((queue_id, group), offset);
+            self.written.load(Ordering::SeqCst) + 1
+        };
+        self.waker.unpark();
+        g
+    }
+
+    /// Writes the deferred offsets (one write for all) and counts it.
+    fn write_deferred(&self, store: &dyn Store) {
+        let mut d = self.deferred.lock();
+        if d.is_empty() {
+            return;
+        }
+        let taken = std::mem::take(&mut *d);
+        let batch = MessageBatch {
+            put_offsets: taken
+                .iter()
+                .map(|((q, group), at)| (*q, &**group, *at))
+                .collect(),
+            ..MessageBatch::default()
+        };
+        if let Err(e) = store.apply(&batch) {
+            tracing::error!(error = %e, "could not store consumer-group offsets");
+            self.write_failed(&e);
+        }
+        self.written.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The generation of the latest write (0 when nothing was written).
@@ -203,6 +253,7 @@ impl Committer {
     fn run(&self, store: &dyn Store) {
         let mut synced = 0u64;
         loop {
+            self.write_deferred(store);
             let target = self.written.load(Ordering::SeqCst);
             if target > synced {
                 let started = Instant::now();

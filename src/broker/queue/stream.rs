@@ -614,7 +614,7 @@ impl Queue {
         }
         drop(st);
         match commit {
-            Some((key, at)) => self.store_offset(&key, at).map(Some),
+            Some((key, at)) => Ok(Some(self.disk.committer.defer_offset(self.id, key, at))),
             None => Ok(None),
         }
     }
