@@ -772,39 +772,41 @@ pub fn decode_meta(b: &[u8]) -> Result<(MessageMeta, Option<Vec<u8>>), StoreErro
 /// Encodes the value of a de-duplication record: the end of its window
 /// (Unix ms). Its queue id and message id are its key.
 pub fn encode_dedup(expires_at: u64) -> Vec<u8> {
-    let mut w = Writer::new();
-    w.u64(expires_at);
-    w.finish()
+    encode_u64(expires_at)
 }
 
 /// Encodes the value of a stream offset record: a consumer group's
 /// committed offset (its queue id and group name are its key).
 pub fn encode_offset(offset: u64) -> Vec<u8> {
-    let mut w = Writer::new();
-    w.u64(offset);
-    w.finish()
+    encode_u64(offset)
 }
 
 /// Decodes the value of a stream offset record.
 pub fn decode_offset(b: &[u8]) -> Result<u64, StoreError> {
-    let mut r = Reader::open(b, "offset")?;
-    if r.version() < V4 {
-        return Err(StoreError::Corrupt("offset: unknown record version".into()));
-    }
-    let offset = r.u64()?;
-    r.end()?;
-    Ok(offset)
+    decode_u64(b, "offset", V4)
 }
 
 /// Decodes the value of a de-duplication record: its `expires_at`.
 pub fn decode_dedup(b: &[u8]) -> Result<u64, StoreError> {
-    let mut r = Reader::open(b, "dedup")?;
-    if r.version() < V2 {
-        return Err(StoreError::Corrupt("dedup: unknown record version".into()));
+    decode_u64(b, "dedup", V2)
+}
+
+/// A record holding one `u64` (current version).
+fn encode_u64(v: u64) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u64(v);
+    w.finish()
+}
+
+/// Reads a record holding one `u64`, written since version `since`.
+fn decode_u64(b: &[u8], what: &'static str, since: u8) -> Result<u64, StoreError> {
+    let mut r = Reader::open(b, what)?;
+    if r.version() < since {
+        return Err(StoreError::Corrupt(format!("{what}: unknown record version")));
     }
-    let expires_at = r.u64()?;
+    let v = r.u64()?;
     r.end()?;
-    Ok(expires_at)
+    Ok(v)
 }
 
 #[cfg(test)]
