@@ -338,6 +338,9 @@ impl Queue {
             }
             out.push((seg, in_ram));
         }
+        if out.is_empty() {
+            return out;
+        }
         let first = st.first;
         for g in st.groups.values_mut() {
             if g.cursor < first {
