@@ -656,14 +656,9 @@ impl Broker {
                     p => format!("stream {name} exists with partitions={p}"),
                 }));
             }
-            let mut parts = Vec::new();
-            for i in 0..n {
-                parts.push(
-                    self.declare_one(&part, partition_name(name, i), conn, Some(i))?
-                        .0,
-                );
-            }
-            return Ok((parts, None));
+            // Declared before: this checks it, and completes what a failure
+            // half-way (a limit, the disk) left undone.
+            return self.declare_partitions(&ex, &part, n, conn, None);
         }
         if self.inner.queues.contains_key(name) {
             return Err(BrokerError::Precondition(format!(
@@ -689,11 +684,24 @@ impl Broker {
             partitions: n,
             bindings: RwLock::new(Bindings::new_hash(None)),
         });
-        let mut gen = Some(self.inner.disk.write(|s| s.put_exchange(&ex.def()))?);
+        let gen = Some(self.inner.disk.write(|s| s.put_exchange(&ex.def()))?);
         self.inner.exchanges.insert(ex.name.clone(), ex.clone());
+        self.declare_partitions(&ex, &part, n, conn, gen)
+    }
+
+    /// Declares (or checks) the N partition streams of `ex` and binds each
+    /// with weight 1 where it is not bound yet.
+    fn declare_partitions(
+        &self,
+        ex: &Arc<Exchange>,
+        part: &DeclareQueue,
+        n: u32,
+        conn: u64,
+        mut gen: Option<u64>,
+    ) -> Result<(Vec<Arc<Queue>>, Option<u64>), BrokerError> {
         let mut parts = Vec::new();
         for i in 0..n {
-            let (q, g) = self.declare_one(&part, partition_name(name, i), conn, Some(i))?;
+            let (q, g) = self.declare_one(part, partition_name(&ex.name, i), conn, Some(i))?;
             gen = gen.max(g);
             let bnd = Binding::new(
                 q.name.clone(),
@@ -701,9 +709,10 @@ impl Broker {
                 Vec::new(),
                 HeaderMatch::All,
             );
-            let def = Self::binding_def(&ex, &bnd);
-            ex.bindings.write().add(bnd);
-            gen = gen.max(Some(self.inner.disk.write(|s| s.put_binding(&def))?));
+            let def = Self::binding_def(ex, &bnd);
+            if ex.bindings.write().add(bnd) {
+                gen = gen.max(Some(self.inner.disk.write(|s| s.put_binding(&def))?));
+            }
             parts.push(q);
         }
         Ok((parts, gen))

@@ -802,7 +802,9 @@ fn encode_u64(v: u64) -> Vec<u8> {
 fn decode_u64(b: &[u8], what: &'static str, since: u8) -> Result<u64, StoreError> {
     let mut r = Reader::open(b, what)?;
     if r.version() < since {
-        return Err(StoreError::Corrupt(format!("{what}: unknown record version")));
+        return Err(StoreError::Corrupt(format!(
+            "{what}: unknown record version"
+        )));
     }
     let v = r.u64()?;
     r.end()?;
