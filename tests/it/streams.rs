@@ -557,3 +557,39 @@ async fn a_partitioned_stream_is_declared_deleted_and_recovered_whole() {
     p.err("SUB orders-0", "NOT_FOUND").await;
     p.err("DELETE EXCHANGE orders", "NOT_FOUND").await;
 }
+
+#[tokio::test]
+async fn nack_redelivers_before_newer_messages_and_reject_skips() {
+    let srv = TestServer::start().await;
+    let mut p = Peer::connect(&srv).await;
+    p.ok("DECLARE QUEUE s type=stream", "OK s messages=0 consumers=0")
+        .await;
+    publish(&mut p, "s", "m", 0..4).await;
+    let mut r = Peer::connect(&srv).await;
+    r.ok("SUB s group=g offset=first prefetch=2 tag=g", "OK g")
+        .await;
+    assert_eq!(r.notice().await, "NOTICE active g");
+    let one = r.msg().await;
+    let two = r.msg().await;
+    assert_eq!((one.offset, two.offset), (Some(1), Some(2)));
+    // NACK 1: it comes again, flagged, before offset 3.
+    r.ok(&format!("NACK {}", one.dtag), "OK").await;
+    let again = r.msg().await;
+    assert_eq!(again.offset, Some(1));
+    assert!(again.redelivered && again.deliveries == 2, "{}", again.head);
+    // REJECT 2: done with, like an ack (a stream has no dead letters).
+    r.ok(&format!("REJECT {}", two.dtag), "OK").await;
+    let three = r.msg().await;
+    assert_eq!(three.offset, Some(3));
+    r.ok(&format!("ACK {}", again.dtag), "OK").await;
+    let four = r.msg().await;
+    assert_eq!(four.offset, Some(4));
+    // 3 and 4 are out: the group's position is 3, so a new member after
+    // this one leaves starts there, and 2 is not delivered again.
+    drop(r);
+    let mut n = Peer::connect(&srv).await;
+    n.ok("SUB s group=g tag=n", "OK n").await;
+    assert_eq!(n.notice().await, "NOTICE active n");
+    assert_eq!(offsets(&mut n, 2).await, [3, 4]);
+    n.quiet().await;
+}
