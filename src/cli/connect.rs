@@ -223,8 +223,8 @@ fn describe(e: &crate::client::ClientError) -> String {
     }
 }
 
-/// Parses `500ms`, `10s`, `2m`, `1h` or a bare number of milliseconds
-/// (the protocol's unit).
+/// Parses `500ms`, `10s`, `2m`, `1h`, `7d` or a bare number of
+/// milliseconds (the protocol's unit).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     parse_millis(s).map(Duration::from_millis)
 }
@@ -235,14 +235,15 @@ pub fn parse_millis(s: &str) -> Result<u64, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
     let n: u64 = digits.parse().map_err(|_| {
-        format!("{s:?} is not a duration (e.g. 500ms, 10s, 2m, 1h, or milliseconds)")
+        format!("{s:?} is not a duration (e.g. 500ms, 10s, 2m, 1h, 7d, or milliseconds)")
     })?;
     let scale = match unit {
         "" | "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m or h)")),
+        "d" => 86_400_000,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h or d)")),
     };
     n.checked_mul(scale)
         .ok_or_else(|| format!("{s:?} is too long"))
@@ -289,7 +290,8 @@ mod tests {
         assert_eq!(parse_millis("1h").unwrap(), 3_600_000);
         assert!(parse_millis("").is_err());
         assert!(parse_millis("1.5s").is_err());
-        assert!(parse_millis("5d").is_err());
+        assert_eq!(parse_millis("7d").unwrap(), 604_800_000);
+        assert!(parse_millis("5w").is_err());
         assert!(parse_millis("-1").is_err());
         assert!(parse_millis("99999999999999999999h").is_err());
     }

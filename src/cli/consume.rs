@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::client::{Delivery, Pushed, ReplyHandle};
-use crate::protocol::command::{Ack, AckMode, Get, Nack, Subscribe, Unsubscribe};
+use crate::protocol::command::{Ack, AckMode, Get, Nack, StreamStart, Subscribe, Unsubscribe};
 use crate::protocol::{Command, ErrorCode};
 
 use super::connect::{parse_duration, CommonArgs, Conn, ConnectOptions};
@@ -48,8 +48,17 @@ impl From<AckArg> for AckMode {
 /// each body; --json prints one JSON object per message:
 ///   {"queue","consumer_tag","delivery_tag","exchange","routing_key",
 ///    "redelivered","deliveries","id","headers":{...},"body"}
-/// where a body, routing key or header values that are not UTF-8 come as
-/// "body_base64", "routing_key_base64", "headers_base64":{...} instead.
+/// plus "group" for a message published with a group, and "offset" (and
+/// "partition", for a partitioned stream) when reading a stream; a body,
+/// routing key, group or header values that are not UTF-8 come as
+/// "body_base64", "routing_key_base64", "group_base64",
+/// "headers_base64":{...} instead.
+///
+/// On a stream, --offset or --time says where to start (default: only new
+/// messages) and --group reads as a member of a consumer group, which
+/// resumes from its committed offset (--offset/--time then only place a new
+/// group; `sluice seek` moves an existing one). Each acknowledgement
+/// commits the group's position.
 ///
 /// With --ack manual (the default) each message is acknowledged after it
 /// has been written to stdout, so a killed `sub` loses nothing. It runs
@@ -60,6 +69,8 @@ impl From<AckArg> for AckMode {
 /// Examples:
 ///   sluice sub jobs
 ///   sluice sub jobs --count 1 --timeout-idle 5s --json
+///   sluice sub clicks --offset first --timeout-idle 1s -v  # a stream, from its start
+///   sluice sub orders --group billing --count 100          # a consumer group
 #[derive(clap::Args, Debug)]
 #[command(after_help = EXIT_CODES_HELP, verbatim_doc_comment)]
 pub struct SubArgs {
@@ -77,6 +88,18 @@ pub struct SubArgs {
     /// Be the queue's only consumer.
     #[arg(long)]
     pub exclusive: bool,
+    /// Streams: read as a member of this consumer group (its position is
+    /// stored and resumed).
+    #[arg(long, value_name = "NAME", help_heading = "Streams")]
+    pub group: Option<String>,
+    /// Streams: start at the oldest message kept, the newest, only new ones
+    /// (the default), or this offset.
+    #[arg(long, value_name = "first|last|next|N", value_parser = parse_offset, conflicts_with = "time", help_heading = "Streams")]
+    pub offset: Option<StreamStart>,
+    /// Streams: start at the first message published at or after this Unix
+    /// time in milliseconds.
+    #[arg(long, value_name = "UNIX_MS", help_heading = "Streams")]
+    pub time: Option<u64>,
     /// Stop after this long without a message (`5s`, or milliseconds).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout_idle: Option<Duration>,
@@ -122,6 +145,25 @@ pub struct GetArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: CommonArgs,
+}
+
+/// Parses `--offset first|last|next|N` (keywords in any case, as the
+/// protocol takes them).
+pub(super) fn parse_offset(s: &str) -> Result<StreamStart, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "first" => Ok(StreamStart::First),
+        "last" => Ok(StreamStart::Last),
+        "next" => Ok(StreamStart::Next),
+        n => n
+            .parse()
+            .map(StreamStart::Offset)
+            .map_err(|_| format!("{s:?}: expected first, last, next or an offset")),
+    }
+}
+
+/// `--offset` or `--time` (clap lets only one through) as a start.
+pub(super) fn stream_start(offset: Option<StreamStart>, time: Option<u64>) -> Option<StreamStart> {
+    offset.or(time.map(StreamStart::Time))
 }
 
 /// Runs `sluice get`.
@@ -194,8 +236,8 @@ pub(super) async fn sub(args: SubArgs) -> Result<Exit, CliError> {
             ack: args.ack.into(),
             tag: None,
             exclusive: args.exclusive,
-            group: None,
-            start: None,
+            group: args.group.clone(),
+            start: stream_start(args.offset, args.time),
         }))
         .await?;
     let ctag = reply.words.first().cloned().unwrap_or_default();
@@ -339,7 +381,9 @@ fn acked(r: Result<crate::client::Response, CliError>) -> Result<(), CliError> {
 
 /// A `NOTICE` (its words after `NOTICE`): an error when it cancels this
 /// subscription (its queue was deleted); other kinds are ignored here
-/// (`closing` is followed by the close itself).
+/// (`closing` is followed by the close itself; `active`/`inactive` only
+/// say when a single-active queue or a stream group starts or stops
+/// sending to this subscription).
 fn cancelled(notice: &str, ctag: &str) -> Result<(), CliError> {
     let mut words = notice.split(' ');
     if words.next() == Some("cancelled") && words.next() == Some(ctag) {
@@ -362,5 +406,22 @@ mod tests {
         assert!(cancelled("cancelled ctag-2 reason=queue-deleted", "ctag-1").is_ok());
         assert!(cancelled("heartbeat", "ctag-1").is_ok());
         assert!(cancelled("blocked queue=x", "ctag-1").is_ok());
+        assert!(cancelled("active ctag-1", "ctag-1").is_ok());
+        assert!(cancelled("inactive ctag-1 partition=1", "ctag-1").is_ok());
+    }
+
+    #[test]
+    fn offsets_are_keywords_or_numbers() {
+        assert_eq!(parse_offset("first"), Ok(StreamStart::First));
+        assert_eq!(parse_offset("LAST"), Ok(StreamStart::Last));
+        assert_eq!(parse_offset("next"), Ok(StreamStart::Next));
+        assert_eq!(parse_offset("17"), Ok(StreamStart::Offset(17)));
+        assert!(parse_offset("-1").is_err());
+        assert!(parse_offset("").is_err());
+        assert_eq!(
+            stream_start(None, Some(1_700_000_000_000)),
+            Some(StreamStart::Time(1_700_000_000_000))
+        );
+        assert_eq!(stream_start(None, None), None);
     }
 }

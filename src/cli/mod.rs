@@ -1,5 +1,5 @@
-//! The command-line client: `sluice pub|sub|get|declare|bind|unbind|delete|
-//! purge|stats|ls`, scriptable in the manner of `nats` and `redis-cli`.
+//! The command-line client: `sluice pub|sub|get|seek|declare|bind|unbind|
+//! delete|purge|stats|ls`, scriptable in the manner of `nats` and `redis-cli`.
 //! Each command connects with [`crate::client::Client`], sends its
 //! command(s), prints on stdout (text, or one JSON value per line with
 //! `--json`) and ends with an exit code that scripts can test
@@ -14,7 +14,8 @@
 //!   the connected, time-bounded [`Conn`];
 //! - `exit`: [`Exit`] codes and [`CliError`];
 //! - `output`: stdout, delivery and reply printing, the JSON conventions;
-//! - `publish`: `pub`; `consume`: `sub` and `get`; `topology`: `declare`,
+//! - `publish`: `pub`; `consume`: `sub` and `get`; `seek`: `seek` (a
+//!   stream consumer group's position); `topology`: `declare`,
 //!   `bind`, `unbind`, `delete`, `purge`; `inspect`: `stats` and `ls`.
 
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ mod exit;
 mod inspect;
 mod output;
 mod publish;
+mod seek;
 mod topology;
 
 pub use connect::{
@@ -36,6 +38,7 @@ pub use exit::{CliError, Exit, EXIT_CODES_HELP};
 pub use inspect::{parse_key_values, parse_table, ListKind, LsArgs, StatsArgs};
 pub use output::{delivery_json, DeliveryFormat};
 pub use publish::{PubArgs, DEFAULT_WINDOW};
+pub use seek::SeekArgs;
 pub use topology::{
     BindArgs, DeclareArgs, DeclareExchangeArgs, DeclareQueueArgs, DeclareWhat, DeleteArgs,
     DeleteWhat, KindArg, MatchArg, OverflowArg, PurgeArgs,
@@ -50,6 +53,8 @@ pub enum ClientCommand {
     Sub(SubArgs),
     /// Fetch messages once (exit 3 when there are none).
     Get(GetArgs),
+    /// Move a stream consumer group to another offset (replay).
+    Seek(SeekArgs),
     /// Declare a queue or an exchange.
     #[command(subcommand_required = true)]
     Declare(DeclareArgs),
@@ -86,6 +91,7 @@ pub fn run(command: ClientCommand) -> ExitCode {
             ClientCommand::Pub(a) => publish::run(a).await,
             ClientCommand::Sub(a) => consume::sub(a).await,
             ClientCommand::Get(a) => consume::get(a).await,
+            ClientCommand::Seek(a) => seek::run(a).await,
             ClientCommand::Declare(a) => topology::declare(a).await,
             ClientCommand::Bind(a) => topology::bind(a, false).await,
             ClientCommand::Unbind(a) => topology::bind(a, true).await,

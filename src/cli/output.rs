@@ -194,7 +194,9 @@ fn put_bytes(m: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
     };
 }
 
-/// A delivery as the JSON object `sub --json` and `get --json` print.
+/// A delivery as the JSON object `sub --json` and `get --json` print;
+/// `group` (or `group_base64`), `offset` and `partition` only when the
+/// delivery carries them.
 pub fn delivery_json(queue: &str, d: &Delivery) -> Value {
     let mut m = Map::new();
     m.insert("queue".into(), queue.into());
@@ -205,6 +207,15 @@ pub fn delivery_json(queue: &str, d: &Delivery) -> Value {
     m.insert("redelivered".into(), d.redelivered.into());
     m.insert("deliveries".into(), d.deliveries.into());
     m.insert("id".into(), d.id.clone().into());
+    if let Some(group) = &d.group {
+        put_bytes(&mut m, "group", group);
+    }
+    if let Some(offset) = d.offset {
+        m.insert("offset".into(), offset.into());
+    }
+    if let Some(partition) = d.partition {
+        m.insert("partition".into(), partition.into());
+    }
     let mut text = Map::new();
     let mut binary = Map::new();
     for (name, value) in &d.headers {
@@ -228,7 +239,8 @@ pub fn delivery_json(queue: &str, d: &Delivery) -> Value {
 
 /// The routing line `--verbose` prints before a body, its words quoted as
 /// on the wire: `queue=jobs tag=1 exchange="" key=jobs id=... deliveries=1
-/// [redelivered] [h.<name>=<value>...] bytes=<n>`.
+/// [redelivered] [group=<key>] [offset=<n>] [partition=<i>]
+/// [h.<name>=<value>...] bytes=<n>`.
 fn delivery_header(queue: &str, d: &Delivery) -> Vec<u8> {
     let mut out = Vec::new();
     let field = |out: &mut Vec<u8>, name: &str, value: &[u8]| {
@@ -247,6 +259,15 @@ fn delivery_header(queue: &str, d: &Delivery) -> Vec<u8> {
     field(&mut out, "deliveries", d.deliveries.to_string().as_bytes());
     if d.redelivered {
         out.extend_from_slice(b" redelivered");
+    }
+    if let Some(group) = &d.group {
+        field(&mut out, "group", group);
+    }
+    if let Some(offset) = d.offset {
+        field(&mut out, "offset", offset.to_string().as_bytes());
+    }
+    if let Some(partition) = d.partition {
+        field(&mut out, "partition", partition.to_string().as_bytes());
     }
     for (name, value) in &d.headers {
         field(&mut out, &format!("h.{name}"), value);
@@ -311,6 +332,29 @@ mod tests {
             b"queue=jobs tag=7 exchange=\"\" key=\"a b\" id=m-1 deliveries=2 \
               redelivered h.a=\"1 2\" h.b=\xff bytes=3\n"
         );
+    }
+
+    #[test]
+    fn stream_and_group_fields_are_shown_only_when_present() {
+        let mut d = delivery(b"k", b"x");
+        d.group = Some(Bytes::from_static(b"cust a"));
+        d.offset = Some(42);
+        d.partition = Some(1);
+        let v = delivery_json("s", &d);
+        assert_eq!(v["group"], "cust a");
+        assert_eq!(v["offset"], 42);
+        assert_eq!(v["partition"], 1);
+        let h = String::from_utf8_lossy(&delivery_header("s", &d)).into_owned();
+        assert!(
+            h.contains(" redelivered group=\"cust a\" offset=42 partition=1 h.a="),
+            "{h}"
+        );
+        d.group = Some(Bytes::from_static(b"\xff"));
+        assert_eq!(delivery_json("s", &d)["group_base64"], "/w==");
+        let plain = delivery_json("s", &delivery(b"k", b"x"));
+        for field in ["group", "offset", "partition"] {
+            assert!(plain.get(field).is_none(), "{field}: {plain}");
+        }
     }
 
     #[test]

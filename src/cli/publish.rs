@@ -36,6 +36,7 @@ pub const DEFAULT_WINDOW: u32 = 1000;
 ///   sluice pub "" jobs "resize photo 42"
 ///   seq 1 1000 | sluice pub "" jobs --lines
 ///   sluice pub logs app.error -H host=web1 --persistent < error.txt
+///   sluice pub "" orders --group cust-42 "order paid"
 #[derive(clap::Args, Debug)]
 #[command(after_help = EXIT_CODES_HELP, verbatim_doc_comment)]
 pub struct PubArgs {
@@ -69,6 +70,10 @@ pub struct PubArgs {
     /// Priority, 0 to 255 (for queues declared with --max-priority).
     #[arg(long)]
     pub priority: Option<u8>,
+    /// Message group key (for queues declared with --groups: one key's
+    /// messages go out in order, to one consumer at a time).
+    #[arg(long, value_name = "KEY")]
+    pub group: Option<OsString>,
     /// A header, `name=value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
     pub headers: Vec<Header>,
@@ -111,7 +116,7 @@ pub(super) async fn run(args: PubArgs) -> Result<Exit, CliError> {
         ttl_ms: args.ttl,
         delay_ms: args.delay,
         priority: args.priority,
-        group: None,
+        group: args.group.clone().map(os_bytes),
         body: Bytes::new(),
     };
     let mut p = Pipeline {

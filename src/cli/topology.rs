@@ -20,11 +20,15 @@ use super::publish::parse_header;
 /// Create a queue or an exchange (or check that it exists as described).
 ///
 /// Prints the broker's reply: for a queue `<name> messages=<n>
-/// consumers=<n>` (the generated name for ""), with --json
-/// {"queue":...,"messages":n,"consumers":n}; nothing for an exchange.
+/// consumers=<n>` (the generated name for ""; a partitioned stream adds
+/// `partitions=<n>`), with --json {"queue":...,"messages":n,"consumers":n};
+/// nothing for an exchange.
 ///
 /// Examples:
 ///   sluice declare queue jobs --durable --max-length 10000 --dead-letter dlx
+///   sluice declare queue ledger --single-active
+///   sluice declare queue clicks --stream --max-age 7d --max-bytes 10000000000
+///   sluice declare queue payments --stream --partitions 4
 ///   sluice declare exchange logs topic --durable
 #[derive(clap::Args, Debug)]
 #[command(after_help = EXIT_CODES_HELP, verbatim_doc_comment)]
@@ -99,6 +103,26 @@ pub struct DeclareQueueArgs {
     /// Requeues wait by delivery count: `1s,5s,30s` (the last repeats).
     #[arg(long, value_delimiter = ',', value_parser = parse_millis, value_name = "DURATION,...")]
     pub retry_delays: Vec<u64>,
+    /// Only one subscription receives at a time; the others wait their
+    /// turn in subscription order.
+    #[arg(long, conflicts_with = "groups")]
+    pub single_active: bool,
+    /// Messages of one `pub --group` key go out in order, to one consumer
+    /// at a time.
+    #[arg(long)]
+    pub groups: bool,
+    /// Make a stream (`type=stream`): an append-only log read by offset.
+    /// It takes only --durable, --max-age, --max-bytes (retention) and
+    /// --partitions; the broker refuses the other options (exit 1).
+    #[arg(long, help_heading = "Streams")]
+    pub stream: bool,
+    /// Streams: trim messages older than this (`7d`, `12h`, or ms).
+    #[arg(long, value_parser = parse_millis, value_name = "DURATION", requires = "stream", help_heading = "Streams")]
+    pub max_age: Option<u64>,
+    /// Streams: N partitions `<name>-0`..`<name>-<N-1>` behind a hash
+    /// exchange `<name>` (publish to it with a routing key).
+    #[arg(long, value_name = "N", requires = "stream", help_heading = "Streams")]
+    pub partitions: Option<u32>,
 }
 
 /// `--overflow`.
@@ -260,9 +284,12 @@ pub(super) async fn declare(args: DeclareArgs) -> Result<Exit, CliError> {
                 max_priority: q.max_priority,
                 dedup_window_ms: q.dedup_window,
                 retry_delays_ms: q.retry_delays,
-                ..QueueArgs::default()
+                single_active: q.single_active,
+                groups: q.groups,
+                stream: q.stream,
+                max_age_ms: q.max_age,
             },
-            partitions: None,
+            partitions: q.partitions,
         }),
         DeclareWhat::Exchange(e) => Command::DeclareExchange(DeclareExchange {
             name: e.name,

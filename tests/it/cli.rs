@@ -368,3 +368,322 @@ async fn declare_exchange_hash_takes_a_hash_header() {
         "sluice: SYNTAX hash-header= is for exchanges of type hash"
     );
 }
+
+/// `(offset, body)` of each `--json` delivery.
+fn offsets_and_bodies(r: &crate::common::cli_run::Run) -> Vec<(u64, String)> {
+    r.json_lines()
+        .iter()
+        .map(|v| {
+            let offset = v["offset"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no offset: {v}"));
+            (offset, v["body"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stream_is_read_by_offset_and_a_group_resumes_and_replays_after_seek() {
+    let s = TestServer::start().await;
+    let r = cli(
+        s.addr,
+        &["declare", "queue", "clicks", "--stream", "--max-age", "7d"],
+    )
+    .await
+    .ok();
+    assert_eq!(r.text(), "clicks messages=0 consumers=0\n");
+    let mut c = s.conn().await;
+    // The CLI sent type=stream max-age=<7 days in ms>: the same declaration
+    // from the protocol is a no-op, another max-age a PRECONDITION.
+    c.ok(
+        "DECLARE QUEUE clicks type=stream max-age=604800000",
+        "OK clicks messages=0 consumers=0",
+    )
+    .await;
+    c.err("DECLARE QUEUE clicks type=stream", "PRECONDITION")
+        .await;
+    cli_in(
+        s.addr,
+        &["pub", "", "clicks", "--lines"],
+        b"home\npricing\nsignup\n",
+    )
+    .await
+    .ok();
+
+    // Plain readers: each reads everything, from where it asks.
+    let r = cli(
+        s.addr,
+        &[
+            "sub", "clicks", "--offset", "first", "--count", "3", "--json",
+        ],
+    )
+    .await
+    .ok();
+    let want = |v: &[(u64, &str)]| -> Vec<(u64, String)> {
+        v.iter().map(|(o, b)| (*o, b.to_string())).collect()
+    };
+    assert_eq!(
+        offsets_and_bodies(&r),
+        want(&[(1, "home"), (2, "pricing"), (3, "signup")])
+    );
+    assert!(r.json_lines()[0].get("partition").is_none(), "{r:?}");
+    let r = cli(
+        s.addr,
+        &["sub", "clicks", "--offset", "2", "--count", "1", "--json"],
+    )
+    .await
+    .ok();
+    assert_eq!(offsets_and_bodies(&r), want(&[(2, "pricing")]));
+    let r = cli(s.addr, &["sub", "clicks", "--time", "0", "--count", "1"])
+        .await
+        .ok();
+    assert_eq!(r.text(), "home\n");
+    // The default is offset=next: nothing new comes.
+    let r = cli(
+        s.addr,
+        &["sub", "clicks", "--count", "1", "--timeout-idle", "300ms"],
+    )
+    .await;
+    assert_eq!((r.code, r.text().as_str()), (3, ""), "{r:?}");
+
+    // A group commits what it acked and resumes there (NOTICE active does
+    // not disturb `sub`).
+    let r = cli(
+        s.addr,
+        &[
+            "sub", "clicks", "--group", "g", "--offset", "first", "--count", "2",
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(r.text(), "home\npricing\n");
+    let r = cli(
+        s.addr,
+        &["sub", "clicks", "--group", "g", "--count", "1", "-v"],
+    )
+    .await
+    .ok();
+    let text = r.text();
+    let mut lines = text.lines();
+    let head = lines.next().unwrap_or_default();
+    assert!(
+        head.starts_with("queue=clicks ") && head.contains(" offset=3 "),
+        "{text}"
+    );
+    assert_eq!(lines.next(), Some("signup"));
+    let r = cli(
+        s.addr,
+        &["sub", "clicks", "--group", "g", "--timeout-idle", "300ms"],
+    )
+    .await;
+    assert_eq!(r.code, 3, "the group has read everything: {r:?}");
+
+    // SEEK back to the start: the group reads it all again.
+    let r = cli(s.addr, &["seek", "clicks", "g", "--offset", "first"])
+        .await
+        .ok();
+    assert_eq!(r.text(), "1\n");
+    let r = cli(
+        s.addr,
+        &["sub", "clicks", "--group", "g", "--count", "3", "--json"],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        offsets_and_bodies(&r),
+        want(&[(1, "home"), (2, "pricing"), (3, "signup")])
+    );
+    let r = cli(s.addr, &["seek", "clicks", "g", "--offset", "2", "--json"])
+        .await
+        .ok();
+    assert_eq!(r.json_lines(), vec![serde_json::json!({"offsets": [2]})]);
+    let r = cli(s.addr, &["sub", "clicks", "--group", "g", "--count", "1"])
+        .await
+        .ok();
+    assert_eq!(r.text(), "pricing\n");
+    let r = cli(s.addr, &["seek", "clicks", "g", "--offset", "next"])
+        .await
+        .ok();
+    assert_eq!(r.text(), "4\n");
+    // A group placed by SEEK before any member comes.
+    let r = cli(s.addr, &["seek", "clicks", "late", "--time", "0"])
+        .await
+        .ok();
+    assert_eq!(r.text(), "1\n");
+    let r = cli(
+        s.addr,
+        &["sub", "clicks", "--group", "late", "--count", "1"],
+    )
+    .await
+    .ok();
+    assert_eq!(r.text(), "home\n");
+
+    // The server's refusals, with their exit codes.
+    let r = cli(s.addr, &["seek", "nowhere", "g", "--offset", "first"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.starts_with("sluice: NOT_FOUND "), "{r:?}");
+    cli(s.addr, &["declare", "queue", "jobs"]).await.ok();
+    let r = cli(s.addr, &["seek", "jobs", "g", "--offset", "first"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.starts_with("sluice: PRECONDITION "), "{r:?}");
+    let r = cli(s.addr, &["sub", "jobs", "--offset", "first"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.starts_with("sluice: PRECONDITION "), "{r:?}");
+    let r = cli(s.addr, &["get", "clicks"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.starts_with("sluice: PRECONDITION "), "{r:?}");
+    let r = cli(
+        s.addr,
+        &["declare", "queue", "s2", "--stream", "--ttl", "5s"],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.starts_with("sluice: SYNTAX "), "{r:?}");
+    // What clap checks itself: exit 2.
+    for args in [
+        &["seek", "clicks", "g"][..],
+        &["seek", "clicks", "g", "--offset", "1", "--time", "1"],
+        &["seek", "clicks", "g", "--offset", "soon"],
+        &["sub", "clicks", "--offset", "first", "--time", "1"],
+        &["declare", "queue", "q", "--partitions", "2"],
+        &["declare", "queue", "q", "--max-age", "1h"],
+        &["declare", "queue", "q", "--single-active", "--groups"],
+    ] {
+        let r = cli(s.addr, args).await;
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_partitioned_stream_reports_partitions_and_seeks_each() {
+    let s = TestServer::start().await;
+    let r = cli(
+        s.addr,
+        &[
+            "declare",
+            "queue",
+            "payments",
+            "--stream",
+            "--partitions",
+            "2",
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(r.text(), "payments messages=0 consumers=0 partitions=2\n");
+    let r = cli(
+        s.addr,
+        &[
+            "declare",
+            "queue",
+            "payments",
+            "--stream",
+            "--partitions",
+            "2",
+            "--json",
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        r.json_lines(),
+        vec![serde_json::json!({
+            "queue": "payments", "messages": 0, "consumers": 0, "partitions": 2
+        })]
+    );
+    // Publish to the hash exchange: each key goes to one partition.
+    for i in 0..8 {
+        let key = format!("user-{i}");
+        cli(s.addr, &["pub", "payments", &key, &format!("event {i}")])
+            .await
+            .ok();
+    }
+    let r = cli(
+        s.addr,
+        &[
+            "sub", "payments", "--group", "ledger", "--offset", "first", "--count", "8", "--json",
+        ],
+    )
+    .await
+    .ok();
+    let got = r.json_lines();
+    assert_eq!(got.len(), 8, "{got:?}");
+    let mut next = [1u64, 1];
+    for v in &got {
+        let p = v["partition"].as_u64().unwrap_or_else(|| panic!("{v}")) as usize;
+        assert!(p < 2, "{v}");
+        assert_eq!(
+            v["offset"].as_u64(),
+            Some(next[p]),
+            "in order per partition: {got:?}"
+        );
+        next[p] += 1;
+    }
+    // The group read all of both partitions; SEEK moves each.
+    let r = cli(s.addr, &["seek", "payments", "ledger", "--offset", "next"])
+        .await
+        .ok();
+    assert_eq!(r.text(), format!("{} {}\n", next[0], next[1]));
+    let r = cli(
+        s.addr,
+        &["seek", "payments", "ledger", "--offset", "first", "--json"],
+    )
+    .await
+    .ok();
+    assert_eq!(r.json_lines(), vec![serde_json::json!({"offsets": [1, 1]})]);
+}
+
+#[tokio::test]
+async fn pub_group_reaches_a_groups_queue_and_single_active_sub_works() {
+    let s = TestServer::start().await;
+    let r = cli(s.addr, &["declare", "queue", "orders", "--groups"])
+        .await
+        .ok();
+    assert_eq!(r.text(), "orders messages=0 consumers=0\n");
+    let mut c = s.conn().await;
+    c.ok(
+        "DECLARE QUEUE orders groups",
+        "OK orders messages=0 consumers=0",
+    )
+    .await;
+    c.err("DECLARE QUEUE orders", "PRECONDITION").await;
+    cli(
+        s.addr,
+        &["pub", "", "orders", "--group", "cust-a", "a created"],
+    )
+    .await
+    .ok();
+    cli(s.addr, &["pub", "", "orders", "no group"]).await.ok();
+    let r = cli(s.addr, &["sub", "orders", "--count", "2", "--json"])
+        .await
+        .ok();
+    let got = r.json_lines();
+    assert_eq!(got[0]["group"], "cust-a", "{got:?}");
+    assert_eq!(got[0]["body"], "a created");
+    assert!(got[1].get("group").is_none(), "{got:?}");
+    assert!(got[0].get("offset").is_none(), "{got:?}");
+    cli(
+        s.addr,
+        &["pub", "", "orders", "--group", "cust b", "b paid"],
+    )
+    .await
+    .ok();
+    let r = cli(s.addr, &["get", "orders", "-v"]).await.ok();
+    assert!(r.text().contains(" group=\"cust b\" "), "{r:?}");
+    let r = cli(s.addr, &["pub", "", "orders", "--group", "", "x"]).await;
+    assert_eq!(r.code, 1, "an empty group is refused: {r:?}");
+
+    // A single-active queue: `sub` gets NOTICE active first, then its messages.
+    let r = cli(s.addr, &["declare", "queue", "ledger", "--single-active"])
+        .await
+        .ok();
+    assert_eq!(r.text(), "ledger messages=0 consumers=0\n");
+    c.ok(
+        "DECLARE QUEUE ledger single-active",
+        "OK ledger messages=0 consumers=0",
+    )
+    .await;
+    cli(s.addr, &["pub", "", "ledger", "entry 1"]).await.ok();
+    let r = cli(s.addr, &["sub", "ledger", "--count", "1"]).await.ok();
+    assert_eq!(r.text(), "entry 1\n");
+}
