@@ -659,7 +659,7 @@ impl Queue {
     }
 
     /// Restores a named group's committed offset found in the store (or
-    /// where the log starts, see [`Queue::cut`]).
+    /// where the log starts, which `cut` writes).
     pub fn restore_offset(&self, group: &str, at: u64) {
         if let Some(mut st) = self.stream_state() {
             if group == START_KEY {
