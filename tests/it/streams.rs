@@ -593,3 +593,90 @@ async fn nack_redelivers_before_newer_messages_and_reject_skips() {
     assert_eq!(offsets(&mut n, 2).await, [3, 4]);
     n.quiet().await;
 }
+
+/// Reads the reply lines of `n` pipelined commands, buffering pushes.
+async fn replies(p: &mut Peer, n: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(p.reply().await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_stream_and_its_group_survive_sigkills_with_commands_in_flight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Bodies confirmed by an OK, and the offset the group must not go below
+    // (its acks answered OK) — across every round.
+    let mut confirmed: BTreeSet<String> = BTreeSet::new();
+    let mut committed = 1u64;
+    let mut delivered_max = 0u64;
+    for round in 0..3u32 {
+        let mut srv = Spawned::start_in(dir.path(), &[]).await;
+        let mut p = Peer::over(TestConn::connect(srv.addr).await);
+        let reply = p.cmd("DECLARE QUEUE s type=stream").await;
+        assert!(reply.starts_with("OK s messages="), "{reply}");
+        let mut g = Peer::over(TestConn::connect(srv.addr).await);
+        g.ok("SUB s group=g offset=first prefetch=40 tag=g", "OK g")
+            .await;
+        assert_eq!(g.notice().await, "NOTICE active g");
+        // The group resumes at or after what it committed, and skips nothing.
+        if round > 0 {
+            let m = g.msg().await;
+            let f = m.offset.unwrap_or(0);
+            assert!(
+                f >= committed && f <= delivered_max + 1,
+                "round {round}: resumed at {f}, committed {committed}, delivered up to {delivered_max}"
+            );
+            // Put it back for the ack loop below.
+            g.ok(&format!("NACK {}", m.dtag), "OK").await;
+        }
+        // Publish 200 (confirmed), consume and ack some with their OKs.
+        for i in 0..200 {
+            p.conn.send(&format!("PUB \"\" s r{round}-{i}")).await;
+        }
+        for (i, r) in replies(&mut p, 200).await.into_iter().enumerate() {
+            assert!(r.starts_with("OK ") && r.ends_with("routed=1"), "{r}");
+            confirmed.insert(format!("r{round}-{i}"));
+        }
+        for _ in 0..60 {
+            let m = g.msg().await;
+            let off = m.offset.unwrap_or(0);
+            delivered_max = delivered_max.max(off);
+            g.ok(&format!("ACK {}", m.dtag), "OK").await;
+            committed = committed.max(off + 1);
+        }
+        // Then in flight at the kill: publishes and acks not yet answered.
+        for i in 200..260 {
+            p.conn.send(&format!("PUB \"\" s r{round}-{i}")).await;
+        }
+        for _ in 0..30 {
+            let m = g.msg().await;
+            delivered_max = delivered_max.max(m.offset.unwrap_or(0));
+            g.conn.send(&format!("ACK {}", m.dtag)).await;
+        }
+        srv.kill().await;
+    }
+    // Everything confirmed is there, each once, in offset order.
+    let srv = Spawned::start_in(dir.path(), &[]).await;
+    let mut r = Peer::over(TestConn::connect(srv.addr).await);
+    let n = messages(&r.cmd("DECLARE QUEUE s type=stream").await) as usize;
+    assert!(
+        n >= confirmed.len(),
+        "{n} kept, {} confirmed",
+        confirmed.len()
+    );
+    r.ok("SUB s offset=first prefetch=1000 tag=all", "OK all")
+        .await;
+    let mut seen = BTreeSet::new();
+    let mut last = 0;
+    for _ in 0..n {
+        let m = r.msg().await;
+        let off = m.offset.unwrap_or(0);
+        assert!(off > last, "offsets out of order: {off} after {last}");
+        last = off;
+        assert!(seen.insert(m.text()), "{} stored twice", m.text());
+    }
+    let missing: Vec<_> = confirmed.difference(&seen).collect();
+    assert!(missing.is_empty(), "confirmed but lost: {missing:?}");
+}
