@@ -16,7 +16,9 @@
 //! - [`server`]: accept loops (plain and TLS ports), connection limit,
 //!   graceful shutdown.
 //! - [`tls`]: TLS set-up (server certificate and key, client trust).
-//! - [`broker`]: registries of exchanges and queues, routing, queue state,
+//! - [`broker`]: registries of exchanges and queues, routing (the
+//!   consistent-hash ring too), queue state (single-active, message groups;
+//!   streams with their offsets, consumer groups and partitions),
 //!   publishing, the resource alarms (disk, memory) and recovery.
 //! - [`auth`]: users, password hashing, permissions, the login rate
 //!   limiter and `sluice user`.

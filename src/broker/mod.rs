@@ -1,6 +1,8 @@
 //! [`Broker`]: the registries of exchanges and queues, the topology
-//! operations (declare, delete, bind, purge), publishing (route, store,
-//! enqueue) and recovery from the store at start.
+//! operations (declare, delete, bind, purge; partitioned streams, which are
+//! a `hash` exchange and N streams declared together), publishing (route,
+//! store, enqueue) and recovery from the store at start. A stream's log and
+//! groups live in `queue/stream.rs`, message groups in `groups.rs`.
 //!
 //! `Broker` is a cheap-clone handle (an `Arc` inside) shared by every
 //! connection. Exchanges and queues live in `DashMap`s, so the publish path
