@@ -584,8 +584,10 @@ async fn delays_ttls_and_limits_survive_a_restart() {
     let mut p = Peer::connect(&srv).await;
     let decl = "DECLARE QUEUE work durable delivery-limit=2 max-priority=5";
     p.ok(decl, "OK work messages=0 consumers=0").await;
+    // Long enough to outlast a restart on a loaded machine (at 1.5 s the
+    // delay could pass before the GET below, and "late" come with it).
     p.ok(
-        r#"PUB "" work id=late delay=1500 later"#,
+        r#"PUB "" work id=late delay=3000 later"#,
         "OK late routed=1",
     )
     .await;
