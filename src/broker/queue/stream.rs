@@ -45,7 +45,7 @@ use crate::broker::message::{now_ms, Entry, Message};
 use crate::error::BrokerError;
 use crate::protocol::command::StreamStart;
 use crate::protocol::reply::Notice;
-use crate::store::{add_to_segments, MessageBatch, StoredQueue, StreamSegment};
+use crate::store::{add_to_segments, MessageBatch, RecoveredMessage, StoredQueue, StreamSegment};
 
 /// RAM a stream keeps of its newest messages for readers at the head.
 pub(super) const RECENT_BYTES: u64 = 4 * 1024 * 1024;
@@ -203,6 +203,20 @@ impl StreamState {
     fn in_flight(&self) -> u64 {
         self.groups.values().map(|g| g.in_flight.len() as u64).sum()
     }
+}
+
+/// Up to `n` of the recent window's messages from offset `from` on.
+fn recent_from(recent: &VecDeque<Entry>, from: u64, n: usize) -> Vec<Entry> {
+    let i = recent.partition_point(|e| e.seq < from);
+    recent.range(i..).take(n).cloned().collect()
+}
+
+/// Stored messages as copies to deliver: read-only, they hold no stored
+/// reference (the stream keeps its own until retention cuts it).
+fn readable(found: &[RecoveredMessage]) -> impl Iterator<Item = Entry> + '_ {
+    found
+        .iter()
+        .map(|m| Entry::from_stored(m, Arc::new(Message::read_only(m)), false))
 }
 
 /// A group key for consumer `id`'s private reader.
@@ -382,20 +396,22 @@ impl Queue {
         if from >= st.end || n == 0 {
             return Vec::new();
         }
-        if let Some(head) = st.recent.front() {
-            if from >= head.seq {
-                let i = st.recent.partition_point(|e| e.seq < from);
-                return st.recent.range(i..).take(n).cloned().collect();
-            }
+        if st.recent.front().is_some_and(|head| from >= head.seq) {
+            return recent_from(&st.recent, from, n);
         }
-        match self.disk.load(self.id, from, st.end, n) {
-            Ok(found) => found
-                .iter()
-                .map(|m| Entry::from_stored(m, Arc::new(Message::read_only(m)), false))
-                .collect(),
+        self.load_log(from, st.end, n)
+            .map(|found| readable(&found).collect())
+            .unwrap_or_default()
+    }
+
+    /// Up to `n` stored messages with `from <= offset < to`; `None` (logged)
+    /// when the store fails.
+    fn load_log(&self, from: u64, to: u64, n: usize) -> Option<Vec<RecoveredMessage>> {
+        match self.disk.load(self.id, from, to, n) {
+            Ok(found) => Some(found),
             Err(e) => {
                 tracing::error!(stream = %self.name, error = %e, "could not read the stream");
-                Vec::new()
+                None
             }
         }
     }
@@ -423,29 +439,20 @@ impl Queue {
         }
         if g.ahead.is_empty() {
             if recent.front().is_some_and(|head| from >= head.seq) {
-                let i = recent.partition_point(|e| e.seq < from);
-                return recent.range(i..).take(n).cloned().collect();
+                return recent_from(recent, from, n);
             }
             // Old data: a stretch up to the recent window.
             let avg = (*bytes / (*count).max(1)).max(1);
             let page = (READ_AHEAD_BYTES / avg).clamp(1, READ_PAGE as u64) as usize;
             let to = recent.front().map_or(*end, |head| head.seq);
-            match self.disk.load(self.id, from, to, page) {
-                Ok(found) => g.ahead.extend(
-                    found
-                        .iter()
-                        .map(|m| Entry::from_stored(m, Arc::new(Message::read_only(m)), false)),
-                ),
-                Err(e) => {
-                    tracing::error!(stream = %self.name, error = %e, "could not read the stream");
-                    return Vec::new();
-                }
-            }
+            let Some(found) = self.load_log(from, to, page) else {
+                return Vec::new();
+            };
+            g.ahead.extend(readable(&found));
             if g.ahead.is_empty() && to < *end {
                 // Only holes before the recent window: go on from there.
                 g.cursor = to;
-                let i = recent.partition_point(|e| e.seq < to);
-                return recent.range(i..).take(n).cloned().collect();
+                return recent_from(recent, to, n);
             }
         }
         let k = n.min(g.ahead.len());
@@ -459,12 +466,8 @@ impl Queue {
         };
         let mut from = seg.first;
         loop {
-            let page = match self.disk.load(self.id, from, st.end, READ_PAGE) {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::error!(stream = %self.name, error = %e, "could not read the stream");
-                    return st.end;
-                }
+            let Some(page) = self.load_log(from, st.end, READ_PAGE) else {
+                return st.end;
             };
             let Some(last) = page.last() else {
                 return st.end;
