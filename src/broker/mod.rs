@@ -327,9 +327,18 @@ impl Broker {
         (index < ex.partitions && partition_name(base, index) == name).then_some(index)
     }
 
+    /// What `SUB` and `SEEK` read from a name: the queue `name`, or every
+    /// partition of the partitioned stream `name`, in index order.
+    pub fn queues_named(&self, name: &str, conn: u64) -> Result<Vec<Arc<Queue>>, BrokerError> {
+        match self.stream_partitions(name)? {
+            Some(parts) => Ok(parts),
+            None => Ok(vec![self.queue(name, conn)?]),
+        }
+    }
+
     /// The partitions of the partitioned stream `name`, in index order;
     /// `None` when `name` is not one (a queue of that name comes first).
-    pub fn stream_partitions(&self, name: &str) -> Result<Option<Vec<Arc<Queue>>>, BrokerError> {
+    fn stream_partitions(&self, name: &str) -> Result<Option<Vec<Arc<Queue>>>, BrokerError> {
         if self.inner.queues.contains_key(name) {
             return Ok(None);
         }

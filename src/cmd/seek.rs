@@ -15,10 +15,7 @@ use crate::session::Session;
 /// no longer counted (acking them only gives back prefetch room).
 pub(super) fn seek(c: Seek, s: &mut Session) -> Result<(), BrokerError> {
     s.login.check("SEEK", Perm::Read, Kind::Queue, &c.stream)?;
-    let streams = match s.broker.stream_partitions(&c.stream)? {
-        Some(parts) => parts,
-        None => vec![s.broker.queue(&c.stream, s.conn_id)?],
-    };
+    let streams = s.broker.queues_named(&c.stream, s.conn_id)?;
     let mut at = Vec::with_capacity(streams.len());
     let mut gen = None;
     for q in &streams {

@@ -15,10 +15,7 @@ use crate::session::{Session, Sub};
 /// applies to each); `group=`, `offset=` and `time=` are for streams.
 pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError> {
     s.login.check("SUB", Perm::Read, Kind::Queue, &c.queue)?;
-    let queues = match s.broker.stream_partitions(&c.queue)? {
-        Some(parts) => parts,
-        None => vec![s.broker.queue(&c.queue, s.conn_id)?],
-    };
+    let queues = s.broker.queues_named(&c.queue, s.conn_id)?;
     let stream = queues.first().is_some_and(|q| q.args.stream);
     if !stream && (c.group.is_some() || c.start.is_some()) {
         return Err(BrokerError::Precondition(format!(
