@@ -328,8 +328,6 @@ pub struct MessageBatch<'a> {
     pub del_dedup: Vec<(u64, &'a str)>,
     /// Stream consumer-group offsets to write: (queue id, group, offset).
     pub put_offsets: Vec<(u64, &'a str, u64)>,
-    /// Stream consumer-group offsets to remove: (queue id, group).
-    pub del_offsets: Vec<(u64, &'a str)>,
     /// The writes need not be all-or-nothing, only ordered: bodies land
     /// before the copies that reference them, so a crash can leave some
     /// copies of a message whose publish was never confirmed, but never a
@@ -349,7 +347,6 @@ impl MessageBatch<'_> {
             && self.put_dedup.is_empty()
             && self.del_dedup.is_empty()
             && self.put_offsets.is_empty()
-            && self.del_offsets.is_empty()
     }
 }
 

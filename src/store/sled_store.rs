@@ -115,20 +115,37 @@ fn body_key(body_id: u64, chunk: u32) -> [u8; 13] {
     k
 }
 
-fn dedup_key(queue_id: u64, id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9 + id.len());
-    k.push(b'd');
+/// `space` ‖ queue id ‖ a name: the key of a de-duplication record
+/// (`d`, the message id) or of a group offset (`o`, the group name).
+fn named_key(space: u8, queue_id: u64, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + name.len());
+    k.push(space);
     k.extend_from_slice(&queue_id.to_be_bytes());
-    k.extend_from_slice(id.as_bytes());
+    k.extend_from_slice(name.as_bytes());
     k
 }
 
+fn dedup_key(queue_id: u64, id: &str) -> Vec<u8> {
+    named_key(b'd', queue_id, id)
+}
+
 fn offset_key(queue_id: u64, group: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9 + group.len());
-    k.push(b'o');
-    k.extend_from_slice(&queue_id.to_be_bytes());
-    k.extend_from_slice(group.as_bytes());
-    k
+    named_key(b'o', queue_id, group)
+}
+
+/// The queue id of a [`named_key`] (`what` names the record in errors).
+fn named_key_queue(k: &[u8], what: &str) -> Result<u64, StoreError> {
+    if k.len() < 9 {
+        return Err(StoreError::Corrupt(format!("{what} key too short")));
+    }
+    Ok(be_u64(&k[1..9]))
+}
+
+/// The name of a [`named_key`].
+fn named_key_name(k: &[u8], what: &str) -> Result<String, StoreError> {
+    std::str::from_utf8(&k[9..])
+        .map(str::to_owned)
+        .map_err(|_| StoreError::Corrupt(format!("{what} key: invalid UTF-8")))
 }
 
 /// The key prefix of one queue in a key space (`m`, `d` or `o`).
@@ -471,7 +488,6 @@ impl Store for SledStore {
         if let Some(last) = out.stored.last_mut() {
             last.segments = segments.into();
         }
-        drop(streams);
         drop(body_lens);
         for kv in self.messages.scan_prefix(b"b") {
             let (k, _) = kv?;
@@ -487,10 +503,7 @@ impl Store for SledStore {
         let now = now_ms();
         for kv in self.messages.scan_prefix(b"d") {
             let (k, v) = kv?;
-            if k.len() < 9 {
-                return Err(StoreError::Corrupt("dedup key too short".into()));
-            }
-            let queue_id = be_u64(&k[1..9]);
+            let queue_id = named_key_queue(&k, "dedup")?;
             if !live.contains(&queue_id) {
                 orphans.remove(k)?;
                 continue;
@@ -500,9 +513,7 @@ impl Store for SledStore {
                 orphans.remove(k)?;
                 continue;
             }
-            let id = std::str::from_utf8(&k[9..])
-                .map_err(|_| StoreError::Corrupt("dedup key: invalid UTF-8".into()))?
-                .to_owned();
+            let id = named_key_name(&k, "dedup")?;
             out.dedup.push(DedupEntry {
                 queue_id,
                 id,
@@ -511,17 +522,12 @@ impl Store for SledStore {
         }
         for kv in self.messages.scan_prefix(b"o") {
             let (k, v) = kv?;
-            if k.len() < 9 {
-                return Err(StoreError::Corrupt("offset key too short".into()));
-            }
-            let queue_id = be_u64(&k[1..9]);
+            let queue_id = named_key_queue(&k, "offset")?;
             if !live.contains(&queue_id) {
                 orphans.remove(k)?;
                 continue;
             }
-            let group = std::str::from_utf8(&k[9..])
-                .map_err(|_| StoreError::Corrupt("offset key: invalid UTF-8".into()))?
-                .to_owned();
+            let group = named_key_name(&k, "offset")?;
             out.offsets
                 .push((queue_id, group, codec::decode_offset(&v)?));
         }
@@ -657,7 +663,7 @@ impl Store for SledStore {
         // de-duplication record (which must land with its message, or go
         // with its removal) takes the batch, which keeps it all-or-nothing
         // across a crash.
-        let no_offsets = b.put_offsets.is_empty() && b.del_offsets.is_empty();
+        let no_offsets = b.put_offsets.is_empty();
         let no_messages = b.put_metas.is_empty()
             && b.put_bodies.is_empty()
             && b.del_metas.is_empty()
@@ -665,9 +671,6 @@ impl Store for SledStore {
         let no_dedup = b.put_dedup.is_empty() && b.del_dedup.is_empty();
         if !no_offsets && no_messages && no_dedup {
             // Consumer-group commits alone: each key stands by itself.
-            for (queue_id, group) in &b.del_offsets {
-                self.messages.remove(offset_key(*queue_id, group))?;
-            }
             for (queue_id, group, offset) in &b.put_offsets {
                 self.messages
                     .insert(offset_key(*queue_id, group), codec::encode_offset(*offset))?;
@@ -743,9 +746,6 @@ impl Store for SledStore {
                 dedup_key(d.queue_id, &d.id),
                 codec::encode_dedup(d.expires_at),
             );
-        }
-        for (queue_id, group) in &b.del_offsets {
-            batch.remove(offset_key(*queue_id, group));
         }
         for (queue_id, group, offset) in &b.put_offsets {
             batch.insert(offset_key(*queue_id, group), codec::encode_offset(*offset));
