@@ -1004,6 +1004,7 @@ pub fn describe_args(a: &QueueArgs) -> String {
     num("ack-timeout", a.ack_timeout_ms);
     num("max-priority", a.max_priority.map(u64::from));
     num("dedup-window", a.dedup_window_ms);
+    num("max-age", a.max_age_ms);
     if a.overflow != Overflow::DropHead {
         w.push(format!("overflow={}", overflow_name(a.overflow)));
     }
@@ -1018,6 +1019,9 @@ pub fn describe_args(a: &QueueArgs) -> String {
     if !a.retry_delays_ms.is_empty() {
         let d: Vec<String> = a.retry_delays_ms.iter().map(u64::to_string).collect();
         w.push(format!("retry-delays={}", d.join(",")));
+    }
+    if a.stream {
+        w.push("type=stream".into());
     }
     for (flag, on) in [("single-active", a.single_active), ("groups", a.groups)] {
         if on {

@@ -125,8 +125,14 @@ async fn stream_errors_are_clear_and_change_nothing() {
     )
     .await;
     p.publish("", "s", "x", 1).await;
-    p.err("DECLARE QUEUE s type=stream max-age=1000", "PRECONDITION")
+    // The refusal says what the stream has.
+    let refused = p
+        .err("DECLARE QUEUE s type=stream max-age=1000", "PRECONDITION")
         .await;
+    assert!(
+        refused.ends_with("(max-age=60000 type=stream)"),
+        "{refused}"
+    );
     p.err("DECLARE QUEUE s", "PRECONDITION").await;
     p.err("GET s", "PRECONDITION").await;
     p.err("PURGE s", "PRECONDITION").await;
