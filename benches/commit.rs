@@ -151,7 +151,7 @@ fn bench_commit(c: &mut Criterion) {
         bench.next - 1,
         bench.committer.sync_count()
     );
-    bench.committer.shutdown();
+    bench.committer.shutdown(std::time::Duration::from_secs(5));
 }
 
 criterion_group!(benches, bench_commit);

@@ -18,6 +18,8 @@
 //! (and decrypts only what it was handed), so the read buffer is reserved
 //! when the first read starts.
 
+use std::time::Duration;
+
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -39,6 +41,13 @@ enum ReadSide {
     Tcp(OwnedReadHalf),
     Tls(ReadHalf<TlsStream>),
 }
+
+/// How long a connection the server closes keeps reading (and throwing
+/// away) the peer's input after its last reply, so that the close is a
+/// FIN, not a reset (see [`FrameReader::discard_until_eof`]).
+pub const LINGER: Duration = Duration::from_secs(2);
+/// The most input a closing connection reads and throws away.
+pub const LINGER_BYTES: usize = 16 * 1024 * 1024;
 
 /// The write side of either transport.
 #[derive(Debug)]
@@ -116,6 +125,28 @@ impl FrameReader {
             ReadSide::Tls(stream) => {
                 make_room(&mut self.buf);
                 stream.read_buf(&mut self.buf).await
+            }
+        }
+    }
+
+    /// Reads and throws away what the peer still sends, until it closes
+    /// its side, `within` has passed or [`LINGER_BYTES`] were read. Called
+    /// once the write side is shut down: a socket closed with input unread
+    /// is reset (RST), and a reset makes the peer's kernel drop the replies
+    /// it has not read yet (the last `ERR`, the `NOTICE closing`).
+    pub async fn discard_until_eof(&mut self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut taken = 0usize;
+        loop {
+            self.buf.clear();
+            match tokio::time::timeout_at(deadline, self.read_more()).await {
+                Ok(Ok(n)) if n > 0 => {
+                    taken = taken.saturating_add(n);
+                    if taken >= LINGER_BYTES {
+                        return;
+                    }
+                }
+                _ => return,
             }
         }
     }

@@ -15,11 +15,14 @@
 //! - [`connection`]: the socket halves (TCP or TLS) and their buffers.
 //! - [`server`]: accept loops (plain and TLS ports), connection limit,
 //!   graceful shutdown.
+//! - [`shutdown`]: how the process stops: SIGINT/SIGTERM on a thread of
+//!   their own, and the deadline that ends a stop that hangs.
 //! - [`tls`]: TLS set-up (server certificate and key, client trust).
 //! - [`broker`]: registries of exchanges and queues, routing (the
 //!   consistent-hash ring too), queue state (single-active, message groups;
 //!   streams with their offsets, consumer groups and partitions),
-//!   publishing, the resource alarms (disk, memory) and recovery.
+//!   publishing, the resource alarms (disk, memory) with the disk reserve,
+//!   and recovery.
 //! - [`auth`]: users, password hashing, permissions, the login rate
 //!   limiter and `sluice user`.
 //! - [`store`]: persistence behind the [`store::Store`] trait (sled), with
@@ -60,6 +63,7 @@ pub mod http;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod shutdown;
 pub mod store;
 pub mod tls;
 

@@ -85,6 +85,15 @@ struct ServeArgs {
     /// that write to the store are held until space is freed (0: off).
     #[arg(long, default_value_t = sluice::config::DEFAULT_DISK_FREE_LIMIT_BYTES)]
     disk_free_limit: u64,
+    /// Bytes of disk held back in the data directory (the file disk.reserve)
+    /// and released for acks, rejects, purges and deletes when free space runs
+    /// out; publishes are held while it is released (0: no reserve).
+    #[arg(long, default_value_t = sluice::config::DEFAULT_DISK_RESERVE_BYTES)]
+    disk_reserve: u64,
+    /// Milliseconds a stop (SIGTERM, SIGINT, a failed store) may take; past
+    /// them the process exits with status 1 regardless.
+    #[arg(long, default_value_t = sluice::shutdown::DEFAULT_SHUTDOWN_TIMEOUT.as_millis() as u64)]
+    shutdown_timeout: u64,
     /// RAM one queue may use for its waiting messages, in bytes (bodies plus
     /// about 256 bytes each); past it, messages wait on disk and are read
     /// back as consumers drain the queue.
@@ -189,6 +198,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// Under this much free space, a store that fails to open with an I/O
+/// error is said to be on a full disk.
+const FULL_DISK_BYTES: u64 = 1024 * 1024;
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config {
         addr: args.addr,
@@ -200,6 +213,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache_bytes: args.cache,
         frame_timeout: std::time::Duration::from_millis(args.frame_timeout.max(1)),
         disk_free_limit: args.disk_free_limit,
+        disk_reserve: args.disk_reserve,
+        shutdown_timeout: std::time::Duration::from_millis(args.shutdown_timeout.max(1)),
         tls: args
             .tls_cert
             .zip(args.tls_key)
@@ -216,15 +231,31 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     config.limits.max_line = args.max_line.max(64);
     config.limits.max_literal = args.max_literal;
+    // Before any other thread exists: the signals go to a thread of their
+    // own from here on, and a stop that hangs ends at its deadline.
+    let deadline = sluice::shutdown::Deadline::new();
+    let signals = sluice::shutdown::Signals::install(deadline.clone(), config.shutdown_timeout)
+        .context("taking SIGINT and SIGTERM")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     // Before the store is opened: a bad certificate is a quick, clear error.
     let acceptor = config.tls.as_ref().map(sluice::tls::acceptor).transpose()?;
-    runtime.block_on(async move {
-        let broker = Broker::open(config.clone())
-            .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+    let result = runtime.block_on(async move {
+        let broker = Broker::open(config.clone()).map_err(|e| {
+            let dir = config.data_dir.display();
+            let full = sluice::broker::alarm::free_bytes(&config.data_dir)
+                .is_ok_and(|free| free < FULL_DISK_BYTES);
+            if full && matches!(e, sluice::store::StoreError::Io(_)) {
+                anyhow::anyhow!(
+                    "opening the data directory {dir}: {e}; its disk is full: free some space \
+                     (or grow the disk) and start again; nothing stored is lost"
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("opening the data directory {dir}"))
+            }
+        })?;
         let mut addrs = vec![config.addr];
         if config.tls.is_some() {
             addrs.push(config.tls_addr());
@@ -267,35 +298,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             plain: listener,
             tls,
         };
-        let result = sluice::server::serve(listeners, broker, shutdown_signal()).await;
+        let result =
+            sluice::server::serve(listeners, broker, signals.received(), deadline).await;
         if let Some(task) = http {
             task.abort();
         }
         result
-    })
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("signal received");
+    });
+    // Blocking tasks still running (a read of a stuck disk, say) are not
+    // waited for: the stop is over.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }

@@ -5,6 +5,14 @@
 //! out of file descriptors, and a clean shutdown: stop accepting, let every
 //! session finish its in-flight confirms, then flush the store.
 //!
+//! **Every stop ends.** When the stop begins (the `shutdown` future, which
+//! arms the [`Deadline`] on a signal, or a store that failed a write,
+//! which arms it here), the process has `--shutdown-timeout` to finish;
+//! past it the deadline ends the process with status 1. A failed store is
+//! not flushed (sled's flush may never return after an I/O error) and the
+//! disk reserve is released, so that the restart a supervisor makes has
+//! room to recover.
+//!
 //! **Two ports.** [`serve`] takes the plain listener and, with
 //! `--tls-cert`/`--tls-key`, a TLS one: the same sessions behind both, one
 //! `--max-connections` budget for the two, the same shutdown. A TLS
@@ -23,6 +31,7 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::connection;
 use crate::session::Session;
+use crate::shutdown::Deadline;
 use crate::tls::{TlsAcceptor, HANDSHAKE_TIMEOUT};
 use crate::{PROTOCOL_VERSION, VERSION};
 
@@ -43,7 +52,9 @@ impl std::fmt::Debug for Listeners {
     }
 }
 
-/// Serves `listener` (plain TCP only) until `shutdown` completes: see [`serve`].
+/// Serves `listener` (plain TCP only) until `shutdown` completes: see
+/// [`serve`] (with a deadline that never ends the process: for a broker
+/// inside another program, such as a test).
 pub async fn run(
     listener: TcpListener,
     broker: Broker,
@@ -53,15 +64,17 @@ pub async fn run(
         plain: listener,
         tls: None,
     };
-    serve(listeners, broker, shutdown).await
+    serve(listeners, broker, shutdown, Deadline::disabled()).await
 }
 
-/// Serves `listeners` until `shutdown` completes, then closes every
-/// connection and shuts the broker's store down cleanly.
+/// Serves `listeners` until `shutdown` completes or the store fails, then
+/// closes every connection and shuts the broker's store down cleanly. A
+/// store failure arms `deadline` (see the module docs).
 pub async fn serve(
     listeners: Listeners,
     broker: Broker,
     shutdown: impl Future,
+    deadline: Deadline,
 ) -> anyhow::Result<()> {
     let Listeners {
         plain: listener,
@@ -86,6 +99,9 @@ pub async fn serve(
             // the supervisor recovers, rather than answer ERR forever.
             Ok(state) = commits.wait_for(|s| s.error.is_some()) => {
                 store_failure = state.error.clone();
+                deadline.arm(broker.config().shutdown_timeout, "stopping on a store failure");
+                tracing::error!(error = %state.error.as_deref().unwrap_or(""), "the store failed a write: stopping");
+                broker.alarms().disk.release_reserve("the store failed");
                 break;
             }
             a = listener.accept() => a.map(|(s, p)| (s, p, None)),
@@ -164,6 +180,15 @@ pub async fn serve(
     sampler.abort();
     let b = broker.clone();
     let flushed = tokio::task::spawn_blocking(move || b.shutdown()).await?;
+    if store_failure.is_none() && broker.committer().has_failed() {
+        // It failed during the stop (the last sync, say).
+        store_failure = broker.committer().subscribe().borrow().error.clone();
+    }
+    if store_failure.is_some() {
+        // Dropping the last handle on a failed sled flushes it, which may
+        // never return: this one is never dropped (the process is ending).
+        std::mem::forget(broker);
+    }
     if let Some(e) = store_failure {
         tracing::error!(error = %e, "stopped: the store failed a write; every confirmed message is on disk; restart once the cause (a full disk?) is fixed");
         anyhow::bail!("the store failed a write ({e}); stopped so that a restart can recover; every confirmed message is on disk");

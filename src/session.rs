@@ -670,6 +670,8 @@ impl Session {
         let mut commit_rx = self.broker.committer().subscribe();
         let mut reading = true;
         let mut closing = false;
+        // The peer stopped reading or answering: no point lingering.
+        let mut peer_gone = false;
         let mut waiting: Option<(GetWait, WaitFuture)> = None;
         let mut pending: Option<Pending> = None;
         let frame_timeout = self.broker.config().frame_timeout;
@@ -712,6 +714,7 @@ impl Session {
                 None => writer.flush().await,
             };
             if let Err(e) = flushed {
+                peer_gone = true;
                 tracing::debug!(conn = self.conn_id, error = %e, "write failed; closing");
                 // Auto-ack deliveries that may not have reached the peer go
                 // back, flagged: dropped, they would stay counted as unacked
@@ -822,6 +825,7 @@ impl Session {
                     if let Some(hb) = self.heartbeat {
                         if now >= last_read + 2 * hb {
                             tracing::info!(conn = self.conn_id, "nothing from the client for two heartbeats; closing");
+                            peer_gone = true;
                             break;
                         }
                         if now >= last_write + hb {
@@ -878,6 +882,13 @@ impl Session {
         }
         writer.shutdown().await;
         self.close();
+        if reading && !peer_gone {
+            // Closed by the server (a shutdown, a failed store, a bad
+            // frame) while the peer may still be sending: a FIN and a
+            // short read to its end, not a reset that would make its
+            // kernel drop our last replies.
+            reader.discard_until_eof(crate::connection::LINGER).await;
+        }
     }
 
     /// The next command: one deferred behind a `PUB` that is no longer

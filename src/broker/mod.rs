@@ -17,6 +17,7 @@ mod groups;
 pub mod message;
 pub mod publish;
 pub mod queue;
+pub mod reserve;
 pub mod stats;
 pub mod timer;
 
@@ -69,6 +70,8 @@ pub struct Disk {
     bodies: Arc<Bodies>,
     /// Per-queue RAM budget; `None` when nothing is on disk (no paging).
     ram_budget: Option<u64>,
+    /// The disk alarm, which counts every write against the free space.
+    space: Arc<alarm::Alarm>,
 }
 
 impl Disk {
@@ -89,6 +92,7 @@ impl Disk {
             self.committer.write_failed(&e);
             return Err(e);
         }
+        self.space.charge(batch.estimated_bytes());
         Ok(self.committer.written())
     }
 
@@ -101,6 +105,7 @@ impl Disk {
             self.committer.write_failed(&e);
             return Err(e);
         }
+        self.space.charge(TOPOLOGY_WRITE_BYTES);
         Ok(self.committer.written())
     }
 
@@ -109,6 +114,10 @@ impl Disk {
         &self.committer
     }
 }
+
+/// What a topology write (a declare, a binding, a user) is counted as
+/// against the free disk space.
+const TOPOLOGY_WRITE_BYTES: u64 = 1024;
 
 /// An exchange and its routing table.
 #[derive(Debug)]
@@ -188,7 +197,15 @@ impl Broker {
         } else {
             Arc::new(SledStore::open(&config.data_dir, config.cache_bytes)?)
         };
-        Broker::with_store(config, store)
+        let keep = store.clone();
+        let opened = Broker::with_store(config, store);
+        if let Err(StoreError::Io(_)) = &opened {
+            // sled flushes when its last handle goes, and after an I/O
+            // error (a full disk) that flush may never return: the
+            // process is about to exit, so the handle is left alone.
+            std::mem::forget(keep);
+        }
+        opened
     }
 
     /// Builds a broker on a given store, recovering what it holds.
@@ -198,7 +215,7 @@ impl Broker {
         let users = match Registry::open(store.clone(), Some(committer.clone())) {
             Ok(users) => Arc::new(users),
             Err(e) => {
-                committer.shutdown();
+                committer.shutdown(SHUTDOWN_PATIENCE);
                 return Err(e);
             }
         };
@@ -217,6 +234,7 @@ impl Broker {
                     committer,
                     bodies: Arc::new(Bodies::default()),
                     ram_budget,
+                    space: alarms.disk.clone(),
                 }),
                 timers: Arc::new(Timers::default()),
                 alarms,
@@ -966,7 +984,17 @@ impl Broker {
 
     /// Shuts the store down cleanly: delivery counts written, everything
     /// synced, the clean flag set. Call after every connection has closed.
+    ///
+    /// A store that has failed is not touched (its writes would fail, and
+    /// sled's flush may never return after an I/O error): the next start
+    /// recovers it as after a crash. Returns the store's first error then.
     pub fn shutdown(&self) -> Result<(), StoreError> {
+        let committer = &self.inner.disk.committer;
+        if let Some(e) = committer.subscribe().borrow().error.clone() {
+            // Its thread may be stuck in a sync that never returns.
+            committer.shutdown(std::time::Duration::ZERO);
+            return Err(StoreError::Io(e.to_string()));
+        }
         // Copies from before an unclean stop, still paged out, have not
         // been flagged yet: then the next start must treat this stop as
         // unclean too (and will add its crash delivery again).
@@ -975,6 +1003,10 @@ impl Broker {
             if stores(&q) {
                 if let Err(e) = q.persist_delivery_counts(clean) {
                     tracing::warn!(queue = %q.name, error = %e, "could not save delivery counts");
+                    if committer.has_failed() {
+                        committer.shutdown(std::time::Duration::ZERO);
+                        return Err(StoreError::Io(e.to_string()));
+                    }
                 }
             }
         }
@@ -982,10 +1014,13 @@ impl Broker {
         store.sync()?;
         store.set_clean(clean)?;
         store.sync()?;
-        self.inner.disk.committer.shutdown();
+        committer.shutdown(SHUTDOWN_PATIENCE);
         Ok(())
     }
 }
+
+/// How long a stop waits for the commit thread to finish its last sync.
+const SHUTDOWN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The failure-handling options as `DECLARE QUEUE` takes them (`none`
 /// when there are none).

@@ -236,6 +236,14 @@ fn enqueue_all(copies: Vec<Copies>) -> Result<Option<u64>, BrokerError> {
     Ok(gen)
 }
 
+/// About what a publish to `copies` queues writes to the store: the body
+/// once, and a record per copy (see [`MessageBatch::estimated_bytes`]).
+fn publish_bytes(p: &Publish, copies: usize) -> u64 {
+    let headers: usize = p.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    let record = (p.key.len() + p.exchange.len() + headers + 256) as u64;
+    p.body.len() as u64 + record * copies as u64
+}
+
 /// Whether a header is one that dead-lettering writes.
 fn is_death_header(name: &str) -> bool {
     matches!(
@@ -270,11 +278,10 @@ impl Broker {
             }
         }
         let disk = &self.alarms().disk;
-        if disk.raised()
-            && accepted
-                .iter()
-                .any(|q| (p.persistent != Some(false) && stores(q)) || q.spilling())
-        {
+        let writes = accepted
+            .iter()
+            .any(|q| (p.persistent != Some(false) && stores(q)) || q.spilling());
+        if writes && !disk.admits(publish_bytes(p, accepted.len())) {
             return Ok(PublishAttempt::Blocked(Hold::Alarm(disk.clone())));
         }
         if accepted.is_empty() {

@@ -32,6 +32,10 @@ pub const DEFAULT_FRAME_TIMEOUT_MS: u64 = 30_000;
 /// Free space on the data directory's file system under which publishes
 /// that write to the store are held (RabbitMQ's `disk_free_limit` is 50 MB).
 pub const DEFAULT_DISK_FREE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+/// The disk reserve (`--disk-reserve`): a file of this many bytes in the
+/// data directory, released for acks, rejects, purges and deletes when
+/// free space runs out (see [`crate::broker::reserve`]).
+pub const DEFAULT_DISK_RESERVE_BYTES: u64 = 32 * 1024 * 1024;
 /// Whether a broker with no users may listen beyond loopback: no (see
 /// [`crate::auth::check_exposure`]).
 pub const DEFAULT_INSECURE_OPEN: bool = false;
@@ -82,6 +86,11 @@ pub struct Config {
     pub frame_timeout: Duration,
     /// Free bytes under which storing publishes are held (0: off).
     pub disk_free_limit: u64,
+    /// Bytes of disk held back for settling on a full disk (0: none).
+    pub disk_reserve: u64,
+    /// How long a stop (a signal, a failed store) may take before the
+    /// process ends regardless (see [`crate::shutdown`]).
+    pub shutdown_timeout: Duration,
     /// TLS certificate and key; `None`: no TLS port.
     pub tls: Option<TlsFiles>,
     /// The TLS port's address; `None`: the `addr` host, port 5681.
@@ -130,6 +139,8 @@ impl Default for Config {
             queue_memory_bytes: DEFAULT_QUEUE_MEMORY_BYTES,
             frame_timeout: Duration::from_millis(DEFAULT_FRAME_TIMEOUT_MS),
             disk_free_limit: DEFAULT_DISK_FREE_LIMIT_BYTES,
+            disk_reserve: DEFAULT_DISK_RESERVE_BYTES,
+            shutdown_timeout: crate::shutdown::DEFAULT_SHUTDOWN_TIMEOUT,
             tls: None,
             tls_addr: None,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,

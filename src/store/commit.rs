@@ -10,6 +10,14 @@
 //! while a sync runs share the next one, so a pipelining publisher gets one
 //! fsync per batch, not one per message; a lone publisher pays one each.
 //!
+//! **Failure is sticky.** Once a write or a sync has failed (sled's I/O
+//! errors are sticky until it is reopened), every generation not yet
+//! durable fails, and so does every later one: a reply that was waiting
+//! gets `ERR INTERNAL` at once instead of waiting for a sync that will
+//! never succeed. A sync that does not return within [`SYNC_STALL`] (sled
+//! 0.34's flush can wait forever after an I/O error in its background
+//! writer) is a failure too, declared by a watchdog thread.
+//!
 //! Stream consumer-group positions are *deferred* writes
 //! ([`Committer::defer_offset`]): an ack that moves a group only records the
 //! new offset, and the committer thread writes the latest offset of each
@@ -27,31 +35,32 @@ use tokio::sync::watch;
 
 use super::{MessageBatch, Store};
 
+/// How long one sync may take before the store is declared failed.
+///
+/// A healthy disk syncs in milliseconds, a slow or overloaded one in
+/// seconds; one that has not answered in half a minute is not coming
+/// back in a time any client waits for.
+pub const SYNC_STALL: Duration = Duration::from_secs(30);
+
 /// How far the store is durable, as the committer last published it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommitState {
     /// Every generation up to this one is durable.
     pub durable: u64,
-    /// Generations above `durable` and up to this one failed to sync.
-    pub failed: u64,
-    /// The first store error (a failed sync or write), if any: the store
-    /// takes no more writes after it (see [`crate::server::run`]).
+    /// The first store error (a failed sync or write, or a stalled sync),
+    /// if any: every generation above `durable` has failed, and the store
+    /// takes no more writes (see [`crate::server::run`]).
     pub error: Option<Arc<str>>,
 }
 
 impl CommitState {
-    /// `Some(Ok(()))` once generation `g` is durable, `Some(Err(..))` if its
-    /// sync failed, `None` while it is still pending.
+    /// `Some(Ok(()))` once generation `g` is durable, `Some(Err(..))` if the
+    /// store failed before it was, `None` while it is still pending.
     pub fn outcome(&self, g: u64) -> Option<Result<(), Arc<str>>> {
         if g <= self.durable {
             Some(Ok(()))
-        } else if g <= self.failed {
-            Some(Err(self
-                .error
-                .clone()
-                .unwrap_or_else(|| Arc::from("sync failed"))))
         } else {
-            None
+            self.error.clone().map(Err)
         }
     }
 }
@@ -114,11 +123,20 @@ pub struct Committer {
     /// Deferred group positions: (queue id, group) → offset, written by the
     /// committer thread before its next sync.
     deferred: parking_lot::Mutex<HashMap<(u64, Arc<str>), u64>>,
+    /// When the sync under way started (`None` between syncs), for the
+    /// stall watchdog.
+    syncing_since: parking_lot::Mutex<Option<Instant>>,
+    /// Set by the committer thread as it returns.
+    finished: (parking_lot::Mutex<bool>, parking_lot::Condvar),
 }
 
 impl Committer {
-    /// Starts the committer thread for `store`.
+    /// Starts the committer thread for `store` (and its stall watchdog).
     pub fn start(store: Arc<dyn Store>) -> std::io::Result<Arc<Committer>> {
+        Committer::start_with(store, SYNC_STALL)
+    }
+
+    fn start_with(store: Arc<dyn Store>, stall: Duration) -> std::io::Result<Arc<Committer>> {
         let (state, _) = watch::channel(CommitState::default());
         // The thread needs the Arc, and the Arc needs the thread handle:
         // build the thread parked on a rendezvous, then hand it the Arc.
@@ -128,6 +146,8 @@ impl Committer {
             .spawn(move || {
                 if let Ok(me) = rx.recv() {
                     me.run(store.as_ref());
+                    *me.finished.0.lock() = true;
+                    me.finished.1.notify_all();
                 }
             })?;
         let me = Arc::new(Committer {
@@ -139,13 +159,63 @@ impl Committer {
             syncs: AtomicU64::new(0),
             latency: SyncHistogram::default(),
             deferred: parking_lot::Mutex::new(HashMap::new()),
+            syncing_since: parking_lot::Mutex::new(None),
+            finished: Default::default(),
         });
         *me.thread.lock() = Some(handle);
         // The receiver only disappears if the thread died, which start reports below.
         if tx.send(me.clone()).is_err() {
             return Err(std::io::Error::other("commit thread died at start"));
         }
+        let weak = Arc::downgrade(&me);
+        thread::Builder::new()
+            .name("sluice-commit-watch".into())
+            .spawn(move || Committer::watch(weak, stall))?;
         Ok(me)
+    }
+
+    /// The stall watchdog: declares the store failed when a sync has run
+    /// for longer than `stall`. Ends with the committer.
+    fn watch(me: std::sync::Weak<Committer>, stall: Duration) {
+        let tick = (stall / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        loop {
+            thread::sleep(tick);
+            let Some(me) = me.upgrade() else { return };
+            if *me.finished.0.lock() {
+                return;
+            }
+            let stalled = me
+                .syncing_since
+                .lock()
+                .is_some_and(|t| t.elapsed() >= stall);
+            if stalled {
+                tracing::error!(
+                    stall_s = stall.as_secs(),
+                    "a store sync has not returned in time; the store is failed and \
+                     pending confirms get ERR INTERNAL"
+                );
+                me.fail(&format!(
+                    "storage stalled: a sync did not return within {} s",
+                    stall.as_secs()
+                ));
+                return;
+            }
+        }
+    }
+
+    /// Marks the store failed with `msg` (the first failure is kept):
+    /// every generation not yet durable fails.
+    fn fail(&self, msg: &str) {
+        self.state.send_modify(|s| {
+            if s.error.is_none() {
+                s.error = Some(Arc::from(msg));
+            }
+        });
+    }
+
+    /// Whether the store has failed (a write, a sync, or a stalled sync).
+    pub fn has_failed(&self) -> bool {
+        self.state.borrow().error.is_some()
     }
 
     /// Records that a write has landed in the store and returns its
@@ -209,12 +279,7 @@ impl Committer {
     /// [`CommitState::error`] tells whoever watches.
     pub fn write_failed(&self, e: &super::StoreError) {
         if let super::StoreError::Io(_) = e {
-            let msg: Arc<str> = Arc::from(e.to_string());
-            self.state.send_modify(|s| {
-                if s.error.is_none() {
-                    s.error = Some(msg);
-                }
-            });
+            self.fail(&e.to_string());
         }
     }
 
@@ -241,38 +306,57 @@ impl Committer {
         }
     }
 
-    /// Syncs what is pending, stops the thread and waits for it.
-    pub fn shutdown(&self) {
+    /// Syncs what is pending, stops the thread and waits for it, for at
+    /// most `patience`: a thread stuck in a sync that never returns is left
+    /// behind (the process is about to end). True if it finished.
+    pub fn shutdown(&self, patience: Duration) -> bool {
         self.stop.store(true, Ordering::SeqCst);
         self.waker.unpark();
+        let mut finished = self.finished.0.lock();
+        if !*finished {
+            let _ = self.finished.1.wait_for(&mut finished, patience);
+        }
+        if !*finished {
+            return false;
+        }
+        drop(finished);
         if let Some(h) = self.thread.lock().take() {
             let _ = h.join();
         }
+        true
     }
 
     fn run(&self, store: &dyn Store) {
         let mut synced = 0u64;
         loop {
+            if self.has_failed() {
+                // Nothing more can become durable: no more syncs (sled's
+                // flush may never return after an I/O error).
+                return;
+            }
             self.write_deferred(store);
             let target = self.written.load(Ordering::SeqCst);
             if target > synced {
                 let started = Instant::now();
+                *self.syncing_since.lock() = Some(started);
                 let result = store.sync();
+                *self.syncing_since.lock() = None;
                 self.latency.record(started.elapsed());
                 self.syncs.fetch_add(1, Ordering::Relaxed);
+                synced = target;
                 match result {
                     Ok(()) => {
-                        synced = target;
-                        self.state.send_modify(|s| s.durable = target);
+                        // A sync that returned after the watchdog gave up
+                        // on it changes nothing: the failure stands.
+                        self.state.send_modify(|s| {
+                            if s.error.is_none() {
+                                s.durable = target;
+                            }
+                        });
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "store sync failed; pending confirms get ERR INTERNAL");
-                        synced = target;
-                        let msg: Arc<str> = Arc::from(e.to_string());
-                        self.state.send_modify(|s| {
-                            s.failed = target;
-                            s.error.get_or_insert(msg);
-                        });
+                        self.fail(&e.to_string());
                     }
                 }
                 continue;
@@ -291,16 +375,18 @@ mod tests {
     use crate::store::MemStore;
 
     #[test]
-    fn outcome_tracks_durable_and_failed() {
-        let s = CommitState {
+    fn outcome_tracks_durable_and_a_failure_fails_everything_after() {
+        let mut s = CommitState {
             durable: 5,
-            failed: 7,
-            error: Some(Arc::from("disk")),
+            error: None,
         };
+        assert_eq!(s.outcome(5), Some(Ok(())));
+        assert_eq!(s.outcome(6), None);
+        s.error = Some(Arc::from("disk"));
         assert_eq!(s.outcome(4), Some(Ok(())));
         assert_eq!(s.outcome(5), Some(Ok(())));
         assert!(matches!(s.outcome(6), Some(Err(_))));
-        assert_eq!(s.outcome(8), None);
+        assert!(matches!(s.outcome(u64::MAX), Some(Err(_))));
     }
 
     #[test]
@@ -327,6 +413,100 @@ mod tests {
         }
         assert!(c.sync_count() >= 1);
         assert!(c.sync_count() < 1000, "syncs: {}", c.sync_count());
-        c.shutdown();
+        assert!(c.shutdown(Duration::from_secs(5)));
+    }
+
+    /// A store whose syncs block until `release` is set (as sled's flush
+    /// can block forever after an I/O error).
+    #[derive(Debug, Default)]
+    struct Stuck {
+        release: AtomicBool,
+    }
+
+    impl Store for Stuck {
+        fn recover(&self) -> Result<crate::store::Recovered, crate::store::StoreError> {
+            MemStore.recover()
+        }
+        fn load(
+            &self,
+            _: u64,
+            _: u64,
+            _: u64,
+            _: usize,
+        ) -> Result<Vec<crate::store::RecoveredMessage>, crate::store::StoreError> {
+            Ok(Vec::new())
+        }
+        fn put_exchange(
+            &self,
+            _: &crate::store::ExchangeDef,
+        ) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+        fn delete_exchange(&self, _: &str) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+        fn put_queue(&self, _: &crate::store::QueueDef) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+        fn delete_queue(&self, _: &crate::store::QueueDef) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+        fn put_binding(
+            &self,
+            _: &crate::store::BindingDef,
+        ) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+        fn delete_binding(
+            &self,
+            _: &crate::store::BindingDef,
+        ) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+        fn apply(&self, _: &MessageBatch<'_>) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+        fn set_clean(&self, _: bool) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+        fn sync(&self) -> Result<(), crate::store::StoreError> {
+            while !self.release.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        }
+        fn users(&self) -> Result<Vec<crate::store::UserRecord>, crate::store::StoreError> {
+            Ok(Vec::new())
+        }
+        fn put_user(&self, _: &crate::store::UserRecord) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+        fn delete_user(&self, _: &str) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_sync_fails_the_waiting_writes_and_shutdown_does_not_wait_for_it() {
+        let store = Arc::new(Stuck::default());
+        let c = Committer::start_with(store.clone(), Duration::from_millis(200)).unwrap();
+        let g = c.written();
+        let err = tokio::time::timeout(Duration::from_secs(10), c.wait(g))
+            .await
+            .expect("the wait ended")
+            .expect_err("a stalled sync is a failure");
+        assert!(err.contains("stalled"), "{err}");
+        assert!(c.has_failed());
+        // Later writes fail at once too.
+        let g2 = c.written();
+        assert!(c.wait(g2).await.is_err());
+        assert!(
+            !c.shutdown(Duration::from_millis(50)),
+            "the thread is stuck"
+        );
+        // Once the sync returns, the failure stands and the thread ends.
+        store.release.store(true, Ordering::SeqCst);
+        assert!(c.shutdown(Duration::from_secs(5)));
+        assert!(c.wait(g).await.is_err());
     }
 }

@@ -338,6 +338,35 @@ pub struct MessageBatch<'a> {
 }
 
 impl MessageBatch<'_> {
+    /// About how many bytes the batch writes (keys, values and record
+    /// headers; a removal writes a small record too): what the disk alarm
+    /// counts against the free space.
+    pub fn estimated_bytes(&self) -> u64 {
+        const RECORD: u64 = 64;
+        let bodies: u64 = self
+            .put_bodies
+            .iter()
+            .map(|(_, b)| b.len() as u64 + RECORD)
+            .sum();
+        let metas: u64 = self
+            .put_metas
+            .iter()
+            .map(|(_, _, m)| {
+                let headers: usize = m.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+                (m.id.len() + m.exchange.len() + m.routing_key.len() + headers) as u64 + 2 * RECORD
+            })
+            .sum();
+        // Removing a body rewrites the nodes that held it: about half its
+        // size again, measured draining 200 KiB bodies.
+        let removed: u64 = self.del_bodies.iter().map(|(_, len)| *len as u64 / 2).sum();
+        let small = self.del_metas.len()
+            + self.del_bodies.len()
+            + self.put_dedup.len()
+            + self.del_dedup.len()
+            + self.put_offsets.len();
+        bodies + metas + removed + small as u64 * RECORD
+    }
+
     /// Whether the batch changes nothing.
     pub fn is_empty(&self) -> bool {
         self.put_bodies.is_empty()

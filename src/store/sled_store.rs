@@ -83,6 +83,37 @@ fn open_waiting_for_lock(
     }
 }
 
+/// Removes the snapshot files that sled was still writing when it was
+/// stopped (`snap.<lsn>.generating`).
+///
+/// sled 0.34.7 writes a snapshot to `snap.<lsn>.generating`, fsyncs it and
+/// only then renames it to `snap.<lsn>`. Its reader takes every `snap.*`
+/// file and prefers the last in name order, which is the `.generating`
+/// one, and refuses to open when that file is empty or torn
+/// (spacejam/sled#1527, #1533): a kill while sled opened, or a start on a
+/// full disk, left a store that no later start could open. The file is
+/// incomplete by definition (the rename never happened), so the previous
+/// snapshot and the log still hold everything, as NATS does for its own
+/// temporary snapshots (nats-server #8101).
+fn remove_incomplete_snapshots(dir: &Path) -> Result<(), StoreError> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let bytes = entry.metadata().map_or(0, |m| m.len());
+            std::fs::remove_file(entry.path())?;
+            tracing::warn!(
+                file = %entry.path().display(),
+                bytes,
+                "removed an incomplete sled snapshot (left by a stop while sled was \
+                 writing it); the previous snapshot and the log hold its contents"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The sled-backed store.
 #[derive(Debug)]
 pub struct SledStore {
@@ -246,11 +277,27 @@ impl SledStore {
         lock_wait: std::time::Duration,
     ) -> Result<SledStore, StoreError> {
         std::fs::create_dir_all(dir)?;
+        remove_incomplete_snapshots(dir)?;
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             .flush_every_ms(Some(500));
         let db = open_waiting_for_lock(&config, dir, lock_wait)?;
+        match Self::finish_open(db.clone(), dir) {
+            Ok(store) => Ok(store),
+            Err(e) => {
+                if let StoreError::Io(_) = e {
+                    // Dropping the last handle flushes, which after an I/O
+                    // error (a full disk) may never return; the caller is
+                    // about to give up on the directory anyway.
+                    std::mem::forget(db);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn finish_open(db: sled::Db, dir: &Path) -> Result<SledStore, StoreError> {
         let db_file = File::open(dir.join("db"))?;
         let meta = db.open_tree("meta")?;
         let committed = match meta.get(COMMIT_KEY)? {
