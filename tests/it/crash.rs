@@ -31,6 +31,7 @@ use sluice::client::{Client, Delivery};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::common::faults::{holds_open, strip_ansi, wait_until_open, Rng};
 use crate::common::sluice_bin;
 
 /// Kill/restart cycles in the CI version of the test; the long version
@@ -110,37 +111,6 @@ fn body_for(id: &str) -> Vec<u8> {
 
 fn check_body(id: &str, body: &[u8]) -> bool {
     body == body_for(id).as_slice()
-}
-
-/// xorshift64*: the kill moments, from a seed the figures line prints
-/// (`SLUICE_CRASH_SEED` replays one).
-struct Rng(u64);
-
-impl Rng {
-    fn from_env() -> Rng {
-        let seed = std::env::var("SLUICE_CRASH_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-            });
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// The main test's queues, each with the line that declares it: repeated
@@ -590,50 +560,6 @@ async fn kill_during_recovery(dir: &Path, rng: &mut Rng, typical: Duration) -> R
         }
     }
     panic!("no SIGKILL landed inside recovery in {RECOVERY_KILL_ATTEMPTS} attempts")
-}
-
-/// Whether process `pid` holds `path` open; `None` if it is gone.
-fn holds_open(pid: u32, path: &Path) -> Option<bool> {
-    let mut fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()?
-        .peekable();
-    // A live process has at least stdin, stdout and stderr.
-    fds.peek()?;
-    Some(
-        fds.flatten()
-            .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == path)),
-    )
-}
-
-/// Polls until process `pid` holds `path` open; `None` if the process is
-/// gone first (or after 30 s).
-fn wait_until_open(pid: u32, path: &Path) -> Option<Instant> {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if holds_open(pid, path)? {
-            return Some(Instant::now());
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    None
-}
-
-/// `text` without its terminal colour sequences (`ESC [ ... m`).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(ch) = chars.next() {
-        if ch == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(ch);
-        }
-    }
-    out
 }
 
 /// The classification at the end, each a list of examples.

@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 
 pub mod cert;
 pub mod cli_run;
+pub mod faults;
+pub mod ledger;
 pub mod spawned;
 
 /// How long any single expected event may take before the test fails.
@@ -96,9 +98,14 @@ impl TestServer {
             tls,
         };
         let alarms = broker.alarms().clone();
-        let handle = tokio::spawn(sluice::server::serve(listeners, broker, async move {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(sluice::server::serve(
+            listeners,
+            broker,
+            async move {
+                let _ = rx.await;
+            },
+            sluice::shutdown::Deadline::disabled(),
+        ));
         TestServer {
             addr,
             tls_addr,

@@ -56,6 +56,29 @@ impl Spawned {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Spawned {
+        match Self::try_launch(wrapper, dir, args, env).await {
+            Ok(b) => b,
+            Err((status, log)) => {
+                panic!("sluice exited before listening ({status:?}): {log:?}")
+            }
+        }
+    }
+
+    /// `sluice serve --addr 127.0.0.1:0 --data-dir <dir> <args>`, which may
+    /// refuse to start: then its exit status and log.
+    pub async fn try_start_in(
+        dir: &std::path::Path,
+        args: &[&str],
+    ) -> Result<Spawned, (std::process::ExitStatus, Vec<String>)> {
+        Self::try_launch(&[], Some(dir), args, &[]).await
+    }
+
+    async fn try_launch(
+        wrapper: &[&str],
+        dir: Option<&std::path::Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Spawned, (std::process::ExitStatus, Vec<String>)> {
         let mut cmd = match wrapper.split_first() {
             Some((prog, rest)) => {
                 let mut c = Command::new(prog);
@@ -68,9 +91,12 @@ impl Spawned {
         if let Some(dir) = dir {
             cmd.args(["--addr", "127.0.0.1:0", "--data-dir"]).arg(dir);
         }
+        // SLUICE_TEST_LOG: another filter for the broker's log, to debug a
+        // test (e.g. `sluice::broker::alarm=trace`).
+        let filter = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn".into());
         cmd.args(args)
+            .env("RUST_LOG", filter)
             .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -79,7 +105,7 @@ impl Spawned {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = log.clone();
-        tokio::spawn(async move {
+        let log_reader = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 eprintln!("[sluice] {line}");
@@ -91,8 +117,16 @@ impl Spawned {
         let first = tokio::time::timeout(DEADLINE * 3, lines.next_line())
             .await
             .expect("no listening line in time")
-            .expect("read stdout")
-            .expect("sluice exited before listening");
+            .expect("read stdout");
+        let Some(first) = first else {
+            let status = tokio::time::timeout(DEADLINE, child.wait())
+                .await
+                .expect("sluice closed its stdout but did not exit")
+                .expect("wait");
+            let _ = tokio::time::timeout(DEADLINE, log_reader).await;
+            let log = log.lock().expect("log lock").clone();
+            return Err((status, log));
+        };
         let addr = first
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
@@ -105,13 +139,13 @@ impl Spawned {
                 sink.lock().expect("stdout lock").push(line);
             }
         });
-        Spawned {
+        Ok(Spawned {
             child,
             addr,
             log,
             stdout,
             _dir: None,
-        }
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -157,6 +191,31 @@ impl Spawned {
     /// SIGKILL, and wait for it.
     pub async fn kill(&mut self) {
         self.child.kill().await.expect("kill");
+    }
+
+    /// Sends SIGTERM (no wait).
+    pub fn terminate(&self) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid");
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "SIGTERM failed");
+    }
+
+    /// Waits up to `within` for the process to exit by itself; `None` if
+    /// it is still running then.
+    pub async fn exited_within(
+        &mut self,
+        within: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .ok()
+            .map(|s| s.expect("wait"))
+    }
+
+    /// Every log line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
     }
 
     /// Waits (up to the deadline) for a stderr line containing `needle`.
