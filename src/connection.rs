@@ -132,8 +132,9 @@ impl FrameReader {
     /// Reads and throws away what the peer still sends, until it closes
     /// its side, `within` has passed or [`LINGER_BYTES`] were read. Called
     /// once the write side is shut down: a socket closed with input unread
-    /// is reset (RST), and a reset makes the peer's kernel drop the replies
-    /// it has not read yet (the last `ERR`, the `NOTICE closing`).
+    /// is reset (RST), which discards what the server's kernel had not sent
+    /// yet and fails the peer's next write or read, so a client that was
+    /// still pipelining never reads the last `ERR` and `NOTICE closing`.
     pub async fn discard_until_eof(&mut self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         let mut taken = 0usize;

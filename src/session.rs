@@ -880,13 +880,15 @@ impl Session {
                 }
             }
         }
-        writer.shutdown().await;
+        // Bounded: over TLS the close_notify is a write, which a peer that
+        // does not read would hold up.
+        let _ = tokio::time::timeout(CLOSING_WRITE_TIMEOUT, writer.shutdown()).await;
         self.close();
         if reading && !peer_gone {
             // Closed by the server (a shutdown, a failed store, a bad
             // frame) while the peer may still be sending: a FIN and a
-            // short read to its end, not a reset that would make its
-            // kernel drop our last replies.
+            // short read to its end, not a reset that would cost the peer
+            // our last replies.
             reader.discard_until_eof(crate::connection::LINGER).await;
         }
     }

@@ -362,6 +362,25 @@ impl Alarm {
         }
     }
 
+    /// Logs why the reserve could not be made at start, if it could not.
+    fn explain_missing_reserve(&self, limit: u64) {
+        let Gauge::FreeDisk(d) = &self.gauge else {
+            return;
+        };
+        let size = d.reserve.size();
+        if size == 0 || d.reserve_in_place.load(Ordering::Acquire) {
+            return;
+        }
+        let needs = limit.max(size).saturating_add(size.saturating_mul(2));
+        tracing::warn!(
+            free = d.estimate(),
+            needs,
+            reserve = size,
+            "no room for the disk reserve (--disk-reserve): publishes that write to the store \
+             are held until the data directory's file system has the room"
+        );
+    }
+
     /// Releases the disk reserve now, if it is in place (a store that ran
     /// out of space, say: its restart then has room to start and settle).
     pub fn release_reserve(&self, why: &str) {
@@ -480,6 +499,7 @@ impl Alarms {
             memory: Arc::new(Alarm::memory(memory_limit)),
         };
         alarms.check();
+        alarms.disk.explain_missing_reserve(disk_limit);
         alarms
     }
 

@@ -378,3 +378,26 @@ async fn a_client_with_pipelined_input_reads_the_last_err_and_notice_when_the_st
     let status = b.exited_within(STOP_BOUND).await.expect("the broker hangs");
     assert_eq!(status.code(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_on_a_full_disk_exits_1_and_leaves_nothing_that_stops_the_next() {
+    let Some(fs) = Tmpfs::mount(4) else { return };
+    let filler = fs.fill_up("filler");
+    for attempt in 0..3 {
+        let Err((status, log)) = Spawned::try_start_in(&fs.data(), &[]).await else {
+            panic!("a first start on a full disk served");
+        };
+        assert_eq!(status.code(), Some(1), "attempt {attempt}: {log:?}");
+        assert!(
+            log.iter().any(|l| l.contains("disk is full")),
+            "attempt {attempt}: {log:?}"
+        );
+    }
+    std::fs::remove_file(filler).expect("remove filler");
+    let b = Spawned::start_in(
+        &fs.data(),
+        &["--disk-free-limit", "0", "--disk-reserve", "0"],
+    )
+    .await;
+    declare(b.addr, "first.q").await;
+}
