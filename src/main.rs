@@ -12,8 +12,8 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio::net::TcpListener;
 
-use sluice::broker::alarm::MemoryWatermark;
 use sluice::broker::Broker;
+use sluice::config::MemoryWatermark;
 use sluice::config::{Config, DEFAULT_ADDR, DEFAULT_DATA_DIR, DEFAULT_PREFETCH};
 use sluice::protocol::frame::{DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LITERAL_BYTES};
 

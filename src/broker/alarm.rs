@@ -35,7 +35,7 @@ use std::sync::atomic::AtomicBool;
 use tokio::sync::watch;
 
 use super::reserve::Reserve;
-use crate::config::Config;
+use crate::config::{Config, MemoryWatermark};
 pub use crate::protocol::reply::Resource;
 
 /// What a store write is counted as against the free space, per byte
@@ -51,56 +51,13 @@ const WRITE_AMPLIFICATION: u64 = 3;
 /// writing 100 MB/s gets 10 MB past the mark at most before it is held.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
 
-/// `--memory-high-watermark`: a number of bytes, or a fraction of RAM.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MemoryWatermark {
-    /// This many bytes of resident memory (`0`: off).
-    Bytes(u64),
-    /// This fraction of the machine's RAM, or of the cgroup's memory limit
-    /// if that is lower (`0.4` is RabbitMQ's default).
-    Fraction(f64),
-}
-
-impl MemoryWatermark {
-    /// The mark in bytes (`0`: off), reading the RAM size for a fraction.
-    pub fn bytes(self) -> std::io::Result<u64> {
-        match self {
-            MemoryWatermark::Bytes(b) => Ok(b),
-            MemoryWatermark::Fraction(f) if f <= 0.0 => Ok(0),
-            MemoryWatermark::Fraction(f) => Ok((total_memory()? as f64 * f) as u64),
-        }
-    }
-}
-
-impl std::str::FromStr for MemoryWatermark {
-    type Err = String;
-
-    /// `1073741824` (bytes; `0` is off) or `0.4` (a fraction of RAM, with
-    /// a decimal point, at most 1).
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if s.contains('.') {
-            match s.parse::<f64>() {
-                Ok(f) if (0.0..=1.0).contains(&f) => Ok(MemoryWatermark::Fraction(f)),
-                _ => Err(format!(
-                    "{s:?}: a fraction of RAM is between 0.0 and 1.0 (e.g. 0.4)"
-                )),
-            }
-        } else {
-            s.parse::<u64>().map(MemoryWatermark::Bytes).map_err(|_| {
-                format!("{s:?}: expected bytes (e.g. 2147483648) or a fraction of RAM (e.g. 0.4)")
-            })
-        }
-    }
-}
-
-impl std::fmt::Display for MemoryWatermark {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MemoryWatermark::Bytes(b) => write!(f, "{b}"),
-            MemoryWatermark::Fraction(x) if x.fract() == 0.0 => write!(f, "{x:.1}"),
-            MemoryWatermark::Fraction(x) => write!(f, "{x}"),
-        }
+/// The mark of a [`MemoryWatermark`] in bytes (`0`: off), reading the
+/// RAM size for a fraction.
+pub fn watermark_bytes(w: MemoryWatermark) -> std::io::Result<u64> {
+    match w {
+        MemoryWatermark::Bytes(b) => Ok(b),
+        MemoryWatermark::Fraction(f) if f <= 0.0 => Ok(0),
+        MemoryWatermark::Fraction(f) => Ok((total_memory()? as f64 * f) as u64),
     }
 }
 
@@ -484,7 +441,7 @@ impl Alarms {
         } else {
             (config.disk_free_limit, config.disk_reserve)
         };
-        let memory_limit = config.memory_high_watermark.bytes().unwrap_or_else(|e| {
+        let memory_limit = watermark_bytes(config.memory_high_watermark).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read the RAM size; --memory-high-watermark is off");
             0
         });
@@ -710,20 +667,14 @@ mod tests {
     }
 
     #[test]
-    fn watermark_parses_bytes_and_fractions() {
-        assert_eq!("0".parse(), Ok(MemoryWatermark::Bytes(0)));
-        assert_eq!("1048576".parse(), Ok(MemoryWatermark::Bytes(1 << 20)));
-        assert_eq!("0.4".parse(), Ok(MemoryWatermark::Fraction(0.4)));
-        assert!("1.5".parse::<MemoryWatermark>().is_err());
-        assert!("-1".parse::<MemoryWatermark>().is_err());
-        assert!("lots".parse::<MemoryWatermark>().is_err());
-        for s in ["0.4", "1.0", "1048576"] {
-            let w: MemoryWatermark = s.parse().expect("parses");
-            assert_eq!(w.to_string(), s);
-        }
+    fn a_watermark_fraction_is_of_the_ram() {
         let ram = total_memory().expect("meminfo");
-        let half = MemoryWatermark::Fraction(0.5).bytes().expect("bytes");
+        let half = watermark_bytes(MemoryWatermark::Fraction(0.5)).expect("bytes");
         assert!(half > 0 && half <= ram / 2 + 1);
-        assert_eq!(MemoryWatermark::Fraction(0.0).bytes().ok(), Some(0));
+        assert_eq!(
+            watermark_bytes(MemoryWatermark::Fraction(0.0)).ok(),
+            Some(0)
+        );
+        assert_eq!(watermark_bytes(MemoryWatermark::Bytes(7)).ok(), Some(7));
     }
 }

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::broker::alarm::MemoryWatermark;
 use crate::protocol::frame::{Limits, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LITERAL_BYTES};
 use crate::store::sled_store::DEFAULT_CACHE_BYTES;
 use crate::tls::{TlsFiles, DEFAULT_TLS_PORT};
@@ -61,6 +60,48 @@ pub const DEFAULT_MEMORY_HIGH_WATERMARK: MemoryWatermark = MemoryWatermark::Frac
 /// The address `--http` serves when given without one: loopback only
 /// (the endpoint has no authentication).
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:15680";
+
+/// `--memory-high-watermark`: a number of bytes, or a fraction of RAM.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryWatermark {
+    /// This many bytes of resident memory (`0`: off).
+    Bytes(u64),
+    /// This fraction of the machine's RAM, or of the cgroup's memory limit
+    /// if that is lower (`0.4` is RabbitMQ's default).
+    Fraction(f64),
+}
+
+impl std::str::FromStr for MemoryWatermark {
+    type Err = String;
+
+    /// `1073741824` (bytes; `0` is off) or `0.4` (a fraction of RAM, with
+    /// a decimal point, at most 1).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.contains('.') {
+            match s.parse::<f64>() {
+                Ok(f) if (0.0..=1.0).contains(&f) => Ok(MemoryWatermark::Fraction(f)),
+                _ => Err(format!(
+                    "{s:?}: a fraction of RAM is between 0.0 and 1.0 (e.g. 0.4)"
+                )),
+            }
+        } else {
+            s.parse::<u64>().map(MemoryWatermark::Bytes).map_err(|_| {
+                format!("{s:?}: expected bytes (e.g. 2147483648) or a fraction of RAM (e.g. 0.4)")
+            })
+        }
+    }
+}
+
+impl std::fmt::Display for MemoryWatermark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemoryWatermark::Bytes(b) => write!(f, "{b}"),
+            MemoryWatermark::Fraction(x) if x.fract() == 0.0 => write!(f, "{x:.1}"),
+            MemoryWatermark::Fraction(x) => write!(f, "{x}"),
+        }
+    }
+}
 
 /// Broker configuration.
 #[derive(Debug, Clone)]
@@ -150,6 +191,26 @@ impl Default for Config {
             memory_high_watermark: DEFAULT_MEMORY_HIGH_WATERMARK,
             insecure_open: DEFAULT_INSECURE_OPEN,
             http: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Moved from `broker/alarm.rs` with `MemoryWatermark`.
+    #[test]
+    fn watermark_parses_bytes_and_fractions() {
+        assert_eq!("0".parse(), Ok(MemoryWatermark::Bytes(0)));
+        assert_eq!("1048576".parse(), Ok(MemoryWatermark::Bytes(1 << 20)));
+        assert_eq!("0.4".parse(), Ok(MemoryWatermark::Fraction(0.4)));
+        assert!("1.5".parse::<MemoryWatermark>().is_err());
+        assert!("-1".parse::<MemoryWatermark>().is_err());
+        assert!("lots".parse::<MemoryWatermark>().is_err());
+        for s in ["0.4", "1.0", "1048576"] {
+            let w: MemoryWatermark = s.parse().expect("parses");
+            assert_eq!(w.to_string(), s);
         }
     }
 }

@@ -4,7 +4,7 @@
 //! connection going on; and the memory high-watermark, which holds every
 //! publisher (`NOTICE blocked memory`) until memory is back under it.
 
-use sluice::broker::alarm::MemoryWatermark;
+use sluice::config::MemoryWatermark;
 
 use crate::common::{words, Peer, TestServer};
 
