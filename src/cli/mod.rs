@@ -20,6 +20,7 @@
 
 use std::process::ExitCode;
 
+mod args;
 mod connect;
 mod consume;
 mod exit;

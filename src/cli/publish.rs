@@ -16,7 +16,7 @@ use crate::protocol::Command;
 use super::connect::{parse_millis, CommonArgs, Conn, ConnectOptions};
 use super::exit::{CliError, Exit, EXIT_CODES_HELP};
 use super::output::{scalar, Out};
-use super::topology::os_bytes;
+use super::args::{os_bytes, parse_header};
 
 /// Unconfirmed publishes in flight at most, by default.
 pub const DEFAULT_WINDOW: u32 = 1000;
@@ -86,16 +86,6 @@ pub struct PubArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: CommonArgs,
-}
-
-/// Parses `-H name=value`.
-pub(super) fn parse_header(s: &str) -> Result<Header, String> {
-    match s.split_once('=') {
-        Some((name, value)) if !name.is_empty() => {
-            Ok((name.to_string(), Bytes::copy_from_slice(value.as_bytes())))
-        }
-        _ => Err(format!("{s:?}: expected NAME=VALUE")),
-    }
 }
 
 /// Runs `sluice pub`.
@@ -367,16 +357,5 @@ mod tests {
         assert_eq!(lines(b"\n"), vec![Vec::<u8>::new()]);
         assert_eq!(trim_line_end(b"x\r\n"), b"x");
         assert_eq!(trim_line_end(b"x"), b"x");
-    }
-
-    #[test]
-    fn headers_split_at_the_first_equals() {
-        assert_eq!(
-            parse_header("a=b=c").unwrap(),
-            ("a".to_string(), Bytes::from_static(b"b=c"))
-        );
-        assert_eq!(parse_header("a=").unwrap().1, Bytes::new());
-        assert!(parse_header("=b").is_err());
-        assert!(parse_header("ab").is_err());
     }
 }

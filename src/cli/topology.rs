@@ -4,7 +4,6 @@
 
 use std::ffi::OsString;
 
-use bytes::Bytes;
 
 use crate::protocol::command::{
     Bind, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue, ExchangeKind, Header,
@@ -15,7 +14,7 @@ use crate::protocol::Command;
 use super::connect::{parse_millis, CommonArgs, Conn, ConnectOptions};
 use super::exit::{CliError, Exit, EXIT_CODES_HELP};
 use super::output::Out;
-use super::publish::parse_header;
+use super::args::{os_bytes, parse_header};
 
 /// Create a queue or an exchange (or check that it exists as described).
 ///
@@ -363,9 +362,4 @@ async fn one(common: &CommonArgs, first: &str, cmd: &Command) -> Result<Exit, Cl
     out.reply_words(common.json, first, &reply.words)?;
     out.flush()?;
     Ok(Exit::Success)
-}
-
-/// A command-line argument's bytes (routing keys need not be UTF-8).
-pub(super) fn os_bytes(s: OsString) -> Bytes {
-    Bytes::from(s.into_encoded_bytes())
 }
