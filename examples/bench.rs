@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let positional = args
         .first()
-        .map_or(true, |a| a.chars().all(|c| c.is_ascii_digit()));
+        .is_none_or(|a| a.chars().all(|c| c.is_ascii_digit()));
     let argv = if positional { legacy(&args) } else { args };
     let bench = BenchArgs::parse_from(std::iter::once("bench".to_string()).chain(argv));
     match sluice::bench::run(bench) {

@@ -274,7 +274,7 @@ impl EverySecond {
         let now = Instant::now();
         let due = self
             .0
-            .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1));
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
         if due {
             self.0 = Some(now);
         }

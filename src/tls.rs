@@ -52,6 +52,11 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// ring, not aws-lc-rs (which needs cmake and a C toolchain to build).
+/// rustls deprecates ring's provider because it has no post-quantum key
+/// exchange; the classical suites it offers are the ones TLS 1.2/1.3
+/// clients use today.
+#[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

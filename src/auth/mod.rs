@@ -447,7 +447,7 @@ impl Login {
     pub fn allows(&self, perm: Perm, name: &str) -> bool {
         self.user
             .as_ref()
-            .map_or(true, |u| u.perms.get(perm).allows(name))
+            .is_none_or(|u| u.perms.get(perm).allows(name))
     }
 
     /// `check("PUB", Write, Exchange, exchange)`, remembered per exchange

@@ -4,17 +4,16 @@
 
 use std::sync::OnceLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
-use password_hash::rand_core::OsRng;
 
 /// Hashes `password` (argon2id, the crate's default cost: m=19 MiB, t=2,
-/// p=1, as OWASP recommends).
+/// p=1, as OWASP recommends), with a random salt from the OS.
 pub fn hash(password: &str) -> Result<String, String> {
-    let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
+        .hash_password(password.as_bytes())
+        .map(|h: PasswordHash| h.to_string())
         .map_err(|e| format!("hashing the password failed: {e}"))
 }
 

@@ -97,7 +97,7 @@ impl Model {
     fn takeable(&self, conn: u64) -> bool {
         self.waiting.values().any(|g| match g {
             None => true,
-            Some(g) => self.held.get(g).map_or(true, |h| h.0 == conn),
+            Some(g) => self.held.get(g).is_none_or(|h| h.0 == conn),
         })
     }
 }

@@ -1337,7 +1337,7 @@ impl Queue {
             let blocked = s
                 .ready
                 .first_key_value()
-                .map_or(true, |((_, seq), _)| *seq >= head);
+                .is_none_or(|((_, seq), _)| *seq >= head);
             let low = s.reads_ahead(self.window);
             if !blocked && !low {
                 break;
@@ -1385,7 +1385,7 @@ impl Queue {
         .min()
         .map(|at| at.saturating_add(1));
         if let Some(at) = next {
-            if s.timer_at.map_or(true, |t| at < t) {
+            if s.timer_at.is_none_or(|t| at < t) {
                 s.timer_at = Some(at);
                 self.timers.schedule(at, self);
             }

@@ -64,7 +64,7 @@ impl Timers {
             queue: Arc::downgrade(queue),
         }));
         drop(h);
-        if earliest.map_or(true, |e| at < e) {
+        if earliest.is_none_or(|e| at < e) {
             self.wake.notify_one();
         }
     }

@@ -119,7 +119,7 @@ pub(super) async fn run(args: PubArgs) -> Result<Exit, CliError> {
         sent: 0,
         failed: None,
     };
-    let from_stdin = args.body.as_ref().map_or(true, |b| b == "-");
+    let from_stdin = args.body.as_ref().is_none_or(|b| b == "-");
     let result = match (&args.body, from_stdin) {
         (Some(body), false) => {
             let body = body.clone().into_encoded_bytes();

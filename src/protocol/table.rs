@@ -86,7 +86,7 @@ fn line(out: &mut Vec<u8>, cells: &[&[u8]], width: &[usize]) {
             let pad = width
                 .get(i)
                 .map_or(0, |w| w.saturating_sub(display_width(cell)));
-            out.extend(std::iter::repeat(b' ').take(pad + 2));
+            out.extend(std::iter::repeat_n(b' ', pad + 2));
         }
     }
     out.push(b'\n');

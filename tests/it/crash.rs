@@ -164,7 +164,8 @@ impl Published {
 /// Every fifth publish is held back 100 ms to 1.9 s: long enough for many
 /// to be waiting when the kill comes, and some still at the final drain.
 fn delay_ms(seq: usize) -> Option<u64> {
-    (seq % 5 == 0).then(|| 100 + 200 * ((seq / 5) % 10) as u64)
+    seq.is_multiple_of(5)
+        .then(|| 100 + 200 * ((seq / 5) % 10) as u64)
 }
 
 /// Publishes with a window until killed, recording every id sent and every
@@ -179,7 +180,7 @@ async fn publish_until_dead(addr: &str, cycle: usize, publisher: usize, out: &mu
         while inflight.len() < WINDOW {
             seq += 1;
             let id = format!("c{cycle}-p{publisher}-{seq}");
-            let fan = seq % 2 == 0;
+            let fan = seq.is_multiple_of(2);
             let (ex, key) = if fan { ("fan", "") } else { ("", "q") };
             let delay = delay_ms(seq);
             let mut opts = format!("persistent id={id}");
@@ -374,7 +375,7 @@ async fn consume_until_dead(addr: &str, run: usize, queue: &str, how: Settle, se
                 seen.rejected.insert(d.id.clone());
             } else if how == Settle::AckOrRetry
                 && !d.redelivered
-                && crc32fast::hash(d.id.as_bytes()) % 10 == 0
+                && crc32fast::hash(d.id.as_bytes()).is_multiple_of(10)
             {
                 held.insert(d.id.clone(), not_before(RETRY_MS));
                 let line = format!("NACK {} delay={RETRY_MS}", d.delivery_tag);

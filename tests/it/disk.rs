@@ -108,7 +108,11 @@ async fn stop(b: &mut Spawned, gone: bool, what: &str) -> Stop {
 async fn full_disk_round(round: usize, drain: bool) -> Option<String> {
     let fs = Tmpfs::mount(30)?;
     let filler = fs.fill("filler", 8 << 20);
-    let reserve = if round % 2 == 0 { "4194304" } else { "0" };
+    let reserve = if round.is_multiple_of(2) {
+        "4194304"
+    } else {
+        "0"
+    };
     let grace = GRACE_MS.to_string();
     let args = [
         "--disk-free-limit",

@@ -350,7 +350,7 @@ async fn an_auto_ack_consumer_that_stops_reading_gives_its_group_back() {
     while last != Some(n - 1) {
         let m = b.msg().await;
         let i: usize = m.id[1..].parse().expect("k<i>");
-        assert!(last.map_or(true, |l| i > l), "k{i} after k{last:?}");
+        assert!(last.is_none_or(|l| i > l), "k{i} after k{last:?}");
         last = Some(i);
     }
     drop(a);

@@ -525,7 +525,7 @@ async fn metrics_are_valid_prometheus_text() {
         samples
             .iter()
             .find(|(n, l, _)| {
-                n == name && queue.map_or(true, |q| l.get("queue").map(String::as_str) == Some(q))
+                n == name && queue.is_none_or(|q| l.get("queue").map(String::as_str) == Some(q))
             })
             .unwrap_or_else(|| panic!("no {name} {queue:?} in\n{body}"))
             .2

@@ -720,7 +720,7 @@ impl Queue {
             return;
         };
         let at = front.last_ts.saturating_add(age).saturating_add(1);
-        if st.timer_at.map_or(true, |t| at < t) {
+        if st.timer_at.is_none_or(|t| at < t) {
             st.timer_at = Some(at);
             self.timers.schedule(at, self);
         }
