@@ -10,8 +10,10 @@
 //! - [`token`] splits one complete line into words (quoting, escapes) and is
 //!   the inverse of [`token::encode_word`].
 //! - [`parse`] turns words into a typed [`command::Command`] or a typed
-//!   [`parse::ParseError`]; [`encode`] is its inverse
+//!   [`error::ParseError`]; [`encode`] is its inverse
 //!   ([`Command::encode`]), for clients.
+//! - [`error`] holds [`error::ParseError`], which the tokenizer and the
+//!   parser both return, and how a refusal echoes input.
 //! - [`reply`] is the only writer of server lines: replies (`OK`, `ERR`) and
 //!   pushes (`MSG`, `NOTICE`).
 //! - [`code`] holds the stable `ERR` codes.
@@ -25,6 +27,7 @@ pub mod check;
 pub mod code;
 pub mod command;
 pub mod encode;
+pub mod error;
 pub mod frame;
 pub mod parse;
 pub mod reply;

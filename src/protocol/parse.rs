@@ -20,28 +20,9 @@ use super::command::{
     PermissionArgs, Publish, Purge, QueueArgs, Redrive, Secret, Seek, Stats, StreamStart,
     Subscribe, Touch, Unsubscribe, UserAdd, UserCommand, UserPasswd, UserPermit,
 };
+pub use super::error::{show, ParseError};
 use super::frame::{lit_mark, Frame};
 use super::token::{tokenize, Token};
-
-/// A command line that was refused: answer `ERR <code> <message>`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code} {message}")]
-pub struct ParseError {
-    /// `Syntax`, `UnknownCommand`, or `BadFrame` (HTTP or TLS: answer, then close).
-    pub code: ErrorCode,
-    /// Human-readable text.
-    pub message: String,
-}
-
-impl ParseError {
-    /// An `ERR SYNTAX` with this message.
-    pub fn syntax(message: impl Into<String>) -> Self {
-        ParseError {
-            code: ErrorCode::Syntax,
-            message: message.into(),
-        }
-    }
-}
 
 type Res<T> = Result<T, ParseError>;
 
@@ -1175,33 +1156,6 @@ fn choice<T: Copy>(what: &str, text: &[u8], options: &[(&str, T)]) -> Res<T> {
         names.join(" or "),
         show(text)
     )))
-}
-
-/// Echoed input for an error text: always quoted, at most 64 bytes of it,
-/// control bytes as `\xHH`, so the line never ends in a lit-mark.
-pub fn show(word: &[u8]) -> String {
-    const MAX: usize = 64;
-    let mut cut = word.len().min(MAX);
-    while cut < word.len() && cut > 0 && word[cut] & 0xc0 == 0x80 {
-        cut -= 1;
-    }
-    let mut out = String::with_capacity(cut + 8);
-    out.push('"');
-    for chunk in String::from_utf8_lossy(&word[..cut]).chars() {
-        match chunk {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(chunk);
-            }
-            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    if cut < word.len() {
-        out.push_str("...");
-    }
-    out.push('"');
-    out
 }
 
 /// A line that can only be an HTTP request: `<METHOD> <target> HTTP/<d>.<d>`,
@@ -2710,15 +2664,6 @@ mod tests {
                 "{line}: {e}"
             );
         }
-    }
-
-    #[test]
-    fn show_quotes_and_truncates() {
-        assert_eq!(show(b"a\"b\\c"), "\"a\\\"b\\\\c\"");
-        assert_eq!(show(b"\t\x7f"), "\"\\x09\\x7f\"");
-        let mut word = "a".repeat(63).into_bytes();
-        word.extend_from_slice("\u{e9}tail".as_bytes());
-        assert_eq!(show(&word), format!("\"{}...\"", "a".repeat(63)));
     }
 
     #[test]
