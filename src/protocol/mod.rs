@@ -17,6 +17,8 @@
 //! - [`reply`] is the only writer of server lines: replies (`OK`, `ERR`) and
 //!   pushes (`MSG`, `NOTICE`).
 //! - [`code`] holds the stable `ERR` codes.
+//! - [`pattern`] compiles the permission regexes of `USER ADD|PERMIT`: the
+//!   parser refuses a bad one, [`auth`](crate::auth) matches with it.
 //! - [`table`] lays out the text of `LIST` tables and `STATS` blocks (and
 //!   splits a table row back into cells).
 //!
@@ -30,6 +32,7 @@ pub mod encode;
 pub mod error;
 pub mod frame;
 pub mod parse;
+pub mod pattern;
 pub mod reply;
 pub mod table;
 pub mod token;

@@ -22,6 +22,7 @@ use super::command::{
 };
 pub use super::error::{show, ParseError};
 use super::frame::{lit_mark, Frame};
+use super::pattern::Pattern;
 use super::token::{tokenize, Token};
 
 type Res<T> = Result<T, ParseError>;
@@ -942,7 +943,7 @@ fn new_password(tok: &Token) -> Res<Secret> {
 /// A permission pattern: a regex that compiles (`""` grants nothing).
 fn pattern(what: &str, v: &[u8]) -> Res<String> {
     let text = utf8(v, what)?;
-    crate::auth::Pattern::new(&text).map_err(|e| ParseError::syntax(format!("{what}: {e}")))?;
+    Pattern::new(&text).map_err(|e| ParseError::syntax(format!("{what}: {e}")))?;
     Ok(text)
 }
 
