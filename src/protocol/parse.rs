@@ -1,7 +1,7 @@
 //! Client command lines to [`Command`]s: the only place that reads the wire's
 //! verbs, sub-verbs, flag words, option names and enumerated values. Its
-//! inverse, [`encode`](super::encode), writes them back and takes the
-//! enumerated values from the tables here.
+//! inverse, [`encode`](super::encode), writes them back; the option names
+//! and enumerated values that both use are spelt there, once.
 //!
 //! Keywords match in any case; data (names, keys, headers, ids, tags, bodies)
 //! is kept exactly. Arguments are classified left to right: required
@@ -16,9 +16,13 @@ use bytes::Bytes;
 use super::code::ErrorCode;
 use super::command::{
     Ack, AckMode, Auth, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
-    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, List, ListKind, Nack, Overflow, Peek,
-    PermissionArgs, Publish, Purge, QueueArgs, Redrive, Secret, Seek, Stats, StreamStart,
-    Subscribe, Touch, Unsubscribe, UserAdd, UserCommand, UserPasswd, UserPermit,
+    ExchangeKind, Get, Header, Hello, Help, List, Nack, Peek, PermissionArgs, Publish, Purge,
+    QueueArgs, Redrive, Secret, Seek, Stats, StreamStart, Subscribe, Touch, Unsubscribe, UserAdd,
+    UserCommand, UserPasswd, UserPermit,
+};
+use super::encode::{
+    opt, ACK_MODES, BOOLS, EXCHANGE_KINDS, HEADER_MATCHES, LIST_KINDS, OVERFLOWS, QUEUE_TYPES,
+    STREAM_OFFSETS,
 };
 pub use super::error::{show, ParseError};
 use super::frame::{lit_mark, Frame};
@@ -115,14 +119,6 @@ const VERBS: &[(&str, bool, &str, Handler)] = &[
 const SEEK_USAGE: &str = "SEEK <stream> <group> offset=first|last|next|<n> | time=<unix-ms>";
 
 const LIST_USAGE: &str = "LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]";
-/// The tables of `LIST`.
-pub(super) const LIST_KINDS: &[(&str, ListKind)] = &[
-    ("QUEUES", ListKind::Queues),
-    ("EXCHANGES", ListKind::Exchanges),
-    ("BINDINGS", ListKind::Bindings),
-    ("CONNECTIONS", ListKind::Connections),
-    ("CONSUMERS", ListKind::Consumers),
-];
 const BIND_USAGE: &str = "BIND <queue> <exchange> [<key>] [h.<name>=<value>...] [match=all|any]";
 const PUB_USAGE: &str = "PUB <exchange> <routing-key> [persistent|transient] [mandatory] \
                          [id=<msg-id>] [ttl=<ms>] [delay=<ms>] [priority=<n>] \
@@ -140,79 +136,30 @@ const QUEUE_USAGE: &str = "DECLARE QUEUE <name> [durable] [exclusive] [auto-dele
                            | DECLARE QUEUE <name> type=stream [durable] [max-age=<ms>] \
                            [max-bytes=N] [partitions=N]";
 const QUEUE_OPTIONS: &[&str] = &[
-    "type",
-    "max-age",
-    "partitions",
-    "max-length",
-    "max-bytes",
-    "overflow",
-    "ttl",
-    "expires",
-    "dead-letter",
-    "dead-letter-key",
-    "delivery-limit",
-    "ack-timeout",
-    "max-priority",
-    "dedup-window",
-    "retry-delays",
-];
-/// `DECLARE QUEUE type=`: whether the queue is a stream.
-pub(super) const QUEUE_TYPES: &[(&str, bool)] = &[("queue", false), ("stream", true)];
-/// The named starting points of a stream reader (`offset=`).
-pub(super) const STREAM_OFFSETS: &[(&str, StreamStart)] = &[
-    ("first", StreamStart::First),
-    ("last", StreamStart::Last),
-    ("next", StreamStart::Next),
+    opt::TYPE,
+    opt::MAX_AGE,
+    opt::PARTITIONS,
+    opt::MAX_LENGTH,
+    opt::MAX_BYTES,
+    opt::OVERFLOW,
+    opt::TTL,
+    opt::EXPIRES,
+    opt::DEAD_LETTER,
+    opt::DEAD_LETTER_KEY,
+    opt::DELIVERY_LIMIT,
+    opt::ACK_TIMEOUT,
+    opt::MAX_PRIORITY,
+    opt::DEDUP_WINDOW,
+    opt::RETRY_DELAYS,
 ];
 /// At most this many partitions in a partitioned stream.
 pub const MAX_PARTITIONS: u64 = 256;
-pub(super) const OVERFLOWS: &[(&str, Overflow)] = &[
-    ("drop-head", Overflow::DropHead),
-    ("reject-publish", Overflow::RejectPublish),
-    ("block", Overflow::Block),
-];
 /// At most this many `retry-delays` values.
 const MAX_RETRY_DELAYS: usize = 32;
 /// The shortest heartbeat interval (`HELLO heartbeat=`), in ms; 0 is off.
 pub const MIN_HEARTBEAT_MS: u64 = 100;
 /// The longest heartbeat interval, in ms (one hour).
 pub const MAX_HEARTBEAT_MS: u64 = 3_600_000;
-pub(super) const ACK_MODES: &[(&str, AckMode)] =
-    &[("manual", AckMode::Manual), ("auto", AckMode::Auto)];
-pub(super) const EXCHANGE_KINDS: &[(&str, ExchangeKind)] = &[
-    ("direct", ExchangeKind::Direct),
-    ("fanout", ExchangeKind::Fanout),
-    ("topic", ExchangeKind::Topic),
-    ("headers", ExchangeKind::Headers),
-    ("hash", ExchangeKind::Hash),
-];
-pub(super) const HEADER_MATCHES: &[(&str, HeaderMatch)] =
-    &[("all", HeaderMatch::All), ("any", HeaderMatch::Any)];
-const BOOLS: &[(&str, bool)] = &[("true", true), ("false", false)];
-
-/// The keyword of `value` in one of the tables above, for the encoder (each
-/// table lists every value, which the encoder's tests check).
-pub(super) fn keyword<T: Copy + PartialEq>(table: &[(&'static str, T)], value: T) -> &'static str {
-    table
-        .iter()
-        .find(|(_, v)| *v == value)
-        .map_or("", |(k, _)| k)
-}
-
-impl ExchangeKind {
-    /// The type's wire name (`direct`, `fanout`, `topic`, `headers`).
-    pub fn keyword(self) -> &'static str {
-        keyword(EXCHANGE_KINDS, self)
-    }
-}
-
-impl HeaderMatch {
-    /// The wire name of a headers binding's `match=` (`all`, `any`).
-    pub fn keyword(self) -> &'static str {
-        keyword(HEADER_MATCHES, self)
-    }
-}
-
 /// What the options of a verb may be.
 #[derive(Default)]
 struct Spec {
@@ -316,9 +263,10 @@ fn classify<'a>(tok: &'a Token, spec: &Spec) -> Res<Opt<'a>> {
             ))),
         };
     }
-    match (value, name.get(..2)) {
-        (Some(v), Some(h)) if spec.headers && h.eq_ignore_ascii_case(b"h.") => {
-            let hname = plain_word(&name[2..], "header name", 255)?;
+    let prefix = opt::HEADER_PREFIX.as_bytes();
+    match (value, name.get(..prefix.len())) {
+        (Some(v), Some(h)) if spec.headers && h.eq_ignore_ascii_case(prefix) => {
+            let hname = plain_word(&name[prefix.len()..], "header name", 255)?;
             // Any token, like a routing key (`x-death-key` holds one).
             Ok(Opt::Header((hname, Bytes::copy_from_slice(v))))
         }
@@ -345,20 +293,20 @@ fn option_name(tok: &Token) -> Option<&[u8]> {
 
 fn hello(mut a: Args<'_>) -> Res<Command> {
     let spec = Spec {
-        values: &["name", "proto", "heartbeat"],
+        values: &[opt::NAME, opt::PROTO, opt::HEARTBEAT],
         ..Spec::default()
     };
     let mut h = Hello::default();
-    for opt in a.options(&spec)? {
-        match opt {
-            Opt::Value("name", v) => h.name = Some(utf8(v, "name")?),
-            Opt::Value("heartbeat", v) => {
+    for o in a.options(&spec)? {
+        match o {
+            Opt::Value(opt::NAME, v) => h.name = Some(utf8(v, opt::NAME)?),
+            Opt::Value(opt::HEARTBEAT, v) => {
                 // Milliseconds, like every duration here; `30s` (AMQP and
                 // STOMP users think in seconds) is 30,000.
                 let ms = match v.strip_suffix(b"s").filter(|n| !n.ends_with(b"m")) {
-                    Some(secs) => number("heartbeat", secs, 0, MAX_HEARTBEAT_MS / 1000)? * 1000,
+                    Some(secs) => number(opt::HEARTBEAT, secs, 0, MAX_HEARTBEAT_MS / 1000)? * 1000,
                     None => number(
-                        "heartbeat",
+                        opt::HEARTBEAT,
                         v.strip_suffix(b"ms").unwrap_or(v),
                         0,
                         MAX_HEARTBEAT_MS,
@@ -371,7 +319,7 @@ fn hello(mut a: Args<'_>) -> Res<Command> {
                 }
                 h.heartbeat = Some(ms);
             }
-            Opt::Value(_, v) => h.proto = Some(number("proto", v, 0, u64::MAX)?),
+            Opt::Value(_, v) => h.proto = Some(number(opt::PROTO, v, 0, u64::MAX)?),
             _ => {}
         }
     }
@@ -411,8 +359,8 @@ fn declare(mut a: Args<'_>) -> Res<Command> {
         let name = name(a.required("<name>")?, "exchange", false)?;
         let kind = choice("type", &a.required("<type>")?.text, EXCHANGE_KINDS)?;
         let spec = Spec {
-            flags: &["durable", "auto-delete"],
-            values: &["alternate", "hash-header"],
+            flags: &[opt::DURABLE, opt::AUTO_DELETE],
+            values: &[opt::ALTERNATE, opt::HASH_HEADER],
             ..Spec::default()
         };
         let mut d = DeclareExchange {
@@ -423,11 +371,11 @@ fn declare(mut a: Args<'_>) -> Res<Command> {
             alternate: None,
             hash_header: None,
         };
-        for opt in a.options(&spec)? {
-            match opt {
-                Opt::Flag("durable", on) => d.durable = on,
+        for o in a.options(&spec)? {
+            match o {
+                Opt::Flag(opt::DURABLE, on) => d.durable = on,
                 Opt::Flag(_, on) => d.auto_delete = on,
-                Opt::Value("alternate", v) => {
+                Opt::Value(opt::ALTERNATE, v) => {
                     d.alternate = Some(name_bytes(v, "alternate exchange", false)?)
                 }
                 Opt::Value(_, v) => {
@@ -447,11 +395,11 @@ fn declare(mut a: Args<'_>) -> Res<Command> {
     let name = name(a.required("<name>")?, "queue", true)?;
     let spec = Spec {
         flags: &[
-            "durable",
-            "exclusive",
-            "auto-delete",
-            "single-active",
-            "groups",
+            opt::DURABLE,
+            opt::EXCLUSIVE,
+            opt::AUTO_DELETE,
+            opt::SINGLE_ACTIVE,
+            opt::GROUPS,
         ],
         values: QUEUE_OPTIONS,
         ..Spec::default()
@@ -465,20 +413,20 @@ fn declare(mut a: Args<'_>) -> Res<Command> {
         partitions: None,
     };
     let mut given: Vec<&'static str> = Vec::new();
-    for opt in a.options(&spec)? {
-        if let Opt::Flag(name, true) | Opt::Value(name, _) = opt {
+    for o in a.options(&spec)? {
+        if let Opt::Flag(name, true) | Opt::Value(name, _) = o {
             given.push(name);
         }
-        match opt {
-            Opt::Flag("durable", on) => d.durable = on,
-            Opt::Flag("exclusive", on) => d.exclusive = on,
-            Opt::Flag("single-active", on) => d.args.single_active = on,
-            Opt::Flag("groups", on) => d.args.groups = on,
+        match o {
+            Opt::Flag(opt::DURABLE, on) => d.durable = on,
+            Opt::Flag(opt::EXCLUSIVE, on) => d.exclusive = on,
+            Opt::Flag(opt::SINGLE_ACTIVE, on) => d.args.single_active = on,
+            Opt::Flag(opt::GROUPS, on) => d.args.groups = on,
             Opt::Flag(_, on) => d.auto_delete = on,
-            Opt::Value("partitions", v) => {
-                d.partitions = Some(number("partitions", v, 1, MAX_PARTITIONS)? as u32)
+            Opt::Value(opt::PARTITIONS, v) => {
+                d.partitions = Some(number(opt::PARTITIONS, v, 1, MAX_PARTITIONS)? as u32)
             }
-            Opt::Value(opt, v) => queue_arg(&mut d.args, opt, v)?,
+            Opt::Value(name, v) => queue_arg(&mut d.args, name, v)?,
             Opt::Header(_) => {}
         }
     }
@@ -489,8 +437,14 @@ fn declare(mut a: Args<'_>) -> Res<Command> {
 /// A stream takes only its own options; a queue none of them; and
 /// `single-active` and `groups` exclude each other.
 fn check_queue_kind(d: &DeclareQueue, given: &[&'static str]) -> Res<()> {
-    const STREAM_ONLY: &[&str] = &["max-age", "partitions"];
-    const STREAM_TAKES: &[&str] = &["type", "durable", "max-age", "max-bytes", "partitions"];
+    const STREAM_ONLY: &[&str] = &[opt::MAX_AGE, opt::PARTITIONS];
+    const STREAM_TAKES: &[&str] = &[
+        opt::TYPE,
+        opt::DURABLE,
+        opt::MAX_AGE,
+        opt::MAX_BYTES,
+        opt::PARTITIONS,
+    ];
     let refused =
         |what: &str, opt: &str| Err(ParseError::syntax(format!("{what} does not take {opt}")));
     if d.args.stream {
@@ -514,23 +468,23 @@ fn check_queue_kind(d: &DeclareQueue, given: &[&'static str]) -> Res<()> {
 }
 
 /// One `DECLARE QUEUE` option of [`QUEUE_OPTIONS`] into `args`.
-fn queue_arg(args: &mut QueueArgs, opt: &str, v: &[u8]) -> Res<()> {
-    match opt {
-        "max-length" => args.max_length = Some(number(opt, v, 0, u64::MAX)?),
-        "max-bytes" => args.max_bytes = Some(number(opt, v, 0, u64::MAX)?),
-        "overflow" => args.overflow = choice(opt, v, OVERFLOWS)?,
-        "ttl" => args.ttl_ms = Some(number(opt, v, 0, u64::MAX)?),
-        "expires" => args.expires_ms = Some(number(opt, v, 1, u64::MAX)?),
-        "dead-letter" => args.dead_letter = Some(name_bytes(v, "dead-letter exchange", true)?),
-        "dead-letter-key" => args.dead_letter_key = Some(key_bytes(v, opt)?),
-        "delivery-limit" => {
-            args.delivery_limit = Some(number(opt, v, 1, u64::from(u32::MAX))? as u32);
+fn queue_arg(args: &mut QueueArgs, name: &str, v: &[u8]) -> Res<()> {
+    match name {
+        opt::MAX_LENGTH => args.max_length = Some(number(name, v, 0, u64::MAX)?),
+        opt::MAX_BYTES => args.max_bytes = Some(number(name, v, 0, u64::MAX)?),
+        opt::OVERFLOW => args.overflow = choice(name, v, OVERFLOWS)?,
+        opt::TTL => args.ttl_ms = Some(number(name, v, 0, u64::MAX)?),
+        opt::EXPIRES => args.expires_ms = Some(number(name, v, 1, u64::MAX)?),
+        opt::DEAD_LETTER => args.dead_letter = Some(name_bytes(v, "dead-letter exchange", true)?),
+        opt::DEAD_LETTER_KEY => args.dead_letter_key = Some(key_bytes(v, name)?),
+        opt::DELIVERY_LIMIT => {
+            args.delivery_limit = Some(number(name, v, 1, u64::from(u32::MAX))? as u32);
         }
-        "ack-timeout" => args.ack_timeout_ms = Some(number(opt, v, 1, u64::MAX)?),
-        "max-priority" => args.max_priority = Some(number(opt, v, 1, 255)? as u8),
-        "dedup-window" => args.dedup_window_ms = Some(number(opt, v, 1, u64::MAX)?),
-        "type" => args.stream = choice(opt, v, QUEUE_TYPES)?,
-        "max-age" => args.max_age_ms = Some(number(opt, v, 1, u64::MAX)?),
+        opt::ACK_TIMEOUT => args.ack_timeout_ms = Some(number(name, v, 1, u64::MAX)?),
+        opt::MAX_PRIORITY => args.max_priority = Some(number(name, v, 1, 255)? as u8),
+        opt::DEDUP_WINDOW => args.dedup_window_ms = Some(number(name, v, 1, u64::MAX)?),
+        opt::TYPE => args.stream = choice(name, v, QUEUE_TYPES)?,
+        opt::MAX_AGE => args.max_age_ms = Some(number(name, v, 1, u64::MAX)?),
         _ => args.retry_delays_ms = retry_delays(v)?,
     }
     Ok(())
@@ -538,7 +492,7 @@ fn queue_arg(args: &mut QueueArgs, opt: &str, v: &[u8]) -> Res<()> {
 
 /// `<ms>,<ms>,...`: 1 to [`MAX_RETRY_DELAYS`] numbers, no empty item.
 fn retry_delays(v: &[u8]) -> Res<Vec<u64>> {
-    const WHAT: &str = "retry-delays";
+    const WHAT: &str = opt::RETRY_DELAYS;
     let items: Vec<&[u8]> = v.split(|&b| b == b',').collect();
     if items.len() > MAX_RETRY_DELAYS {
         return Err(ParseError::syntax(format!(
@@ -565,15 +519,15 @@ fn delete(mut a: Args<'_>) -> Res<Command> {
         a.usage = "DELETE EXCHANGE <name> [if-unused]";
         let name = name(a.required("<name>")?, "exchange", false)?;
         let spec = Spec {
-            flags: &["if-unused"],
+            flags: &[opt::IF_UNUSED],
             ..Spec::default()
         };
         let mut d = DeleteExchange {
             name,
             if_unused: false,
         };
-        for opt in a.options(&spec)? {
-            if let Opt::Flag(_, on) = opt {
+        for o in a.options(&spec)? {
+            if let Opt::Flag(_, on) = o {
                 d.if_unused = on;
             }
         }
@@ -582,7 +536,7 @@ fn delete(mut a: Args<'_>) -> Res<Command> {
     a.usage = "DELETE QUEUE <name> [if-unused] [if-empty]";
     let name = name(a.required("<name>")?, "queue", false)?;
     let spec = Spec {
-        flags: &["if-unused", "if-empty"],
+        flags: &[opt::IF_UNUSED, opt::IF_EMPTY],
         ..Spec::default()
     };
     let mut d = DeleteQueue {
@@ -590,9 +544,9 @@ fn delete(mut a: Args<'_>) -> Res<Command> {
         if_unused: false,
         if_empty: false,
     };
-    for opt in a.options(&spec)? {
-        match opt {
-            Opt::Flag("if-unused", on) => d.if_unused = on,
+    for o in a.options(&spec)? {
+        match o {
+            Opt::Flag(opt::IF_UNUSED, on) => d.if_unused = on,
             Opt::Flag(_, on) => d.if_empty = on,
             _ => {}
         }
@@ -608,7 +562,7 @@ fn bind(mut a: Args<'_>) -> Res<Bind> {
         None => Bytes::new(),
     };
     let spec = Spec {
-        values: &["match"],
+        values: &[opt::MATCH],
         headers: true,
         ..Spec::default()
     };
@@ -619,10 +573,10 @@ fn bind(mut a: Args<'_>) -> Res<Bind> {
         headers: Vec::new(),
         matching: None,
     };
-    for opt in a.options(&spec)? {
-        match opt {
+    for o in a.options(&spec)? {
+        match o {
             Opt::Header(h) => b.headers.push(h),
-            Opt::Value(_, v) => b.matching = Some(choice("match", v, HEADER_MATCHES)?),
+            Opt::Value(_, v) => b.matching = Some(choice(opt::MATCH, v, HEADER_MATCHES)?),
             Opt::Flag(..) => {}
         }
     }
@@ -664,8 +618,8 @@ fn publish(mut a: Args<'_>) -> Res<Command> {
         (None, None) => Bytes::copy_from_slice(&last.text),
     };
     let spec = Spec {
-        flags: &["persistent", "transient", "mandatory"],
-        values: &["id", "ttl", "delay", "priority", "group"],
+        flags: &[opt::PERSISTENT, opt::TRANSIENT, opt::MANDATORY],
+        values: &[opt::ID, opt::TTL, opt::DELAY, opt::PRIORITY, opt::GROUP],
         headers: true,
     };
     let mut p = Publish {
@@ -681,28 +635,28 @@ fn publish(mut a: Args<'_>) -> Res<Command> {
         group: None,
         body,
     };
-    for opt in a.options(&spec)? {
-        match opt {
-            Opt::Flag("mandatory", on) => p.mandatory = on,
+    for o in a.options(&spec)? {
+        match o {
+            Opt::Flag(opt::MANDATORY, on) => p.mandatory = on,
             Opt::Flag(flag, true) => {
                 if p.persistent.is_some() {
                     return Err(ParseError::syntax(
                         "persistent and transient exclude each other",
                     ));
                 }
-                p.persistent = Some(flag == "persistent");
+                p.persistent = Some(flag == opt::PERSISTENT);
             }
             Opt::Flag(..) => {}
-            Opt::Value("id", v) => p.id = Some(bounded(v, "id", false)?),
-            Opt::Value("ttl", v) => p.ttl_ms = Some(number("ttl", v, 0, u64::MAX)?),
-            Opt::Value("delay", v) => p.delay_ms = Some(number("delay", v, 0, u64::MAX)?),
-            Opt::Value("group", v) => {
+            Opt::Value(opt::ID, v) => p.id = Some(bounded(v, opt::ID, false)?),
+            Opt::Value(opt::TTL, v) => p.ttl_ms = Some(number(opt::TTL, v, 0, u64::MAX)?),
+            Opt::Value(opt::DELAY, v) => p.delay_ms = Some(number(opt::DELAY, v, 0, u64::MAX)?),
+            Opt::Value(opt::GROUP, v) => {
                 if v.is_empty() {
                     return Err(ParseError::syntax("group: must not be empty"));
                 }
-                p.group = Some(key_bytes(v, "group")?);
+                p.group = Some(key_bytes(v, opt::GROUP)?);
             }
-            Opt::Value(_, v) => p.priority = Some(number("priority", v, 0, 255)? as u8),
+            Opt::Value(_, v) => p.priority = Some(number(opt::PRIORITY, v, 0, 255)? as u8),
             Opt::Header(h) => p.headers.push(h),
         }
     }
@@ -712,8 +666,15 @@ fn publish(mut a: Args<'_>) -> Res<Command> {
 fn subscribe(mut a: Args<'_>) -> Res<Command> {
     let queue = name(a.required("<queue>")?, "queue", false)?;
     let spec = Spec {
-        flags: &["exclusive"],
-        values: &["prefetch", "ack", "tag", "group", "offset", "time"],
+        flags: &[opt::EXCLUSIVE],
+        values: &[
+            opt::PREFETCH,
+            opt::ACK,
+            opt::TAG,
+            opt::GROUP,
+            opt::OFFSET,
+            opt::TIME,
+        ],
         ..Spec::default()
     };
     let mut s = Subscribe {
@@ -725,18 +686,20 @@ fn subscribe(mut a: Args<'_>) -> Res<Command> {
         group: None,
         start: None,
     };
-    for opt in a.options(&spec)? {
-        match opt {
+    for o in a.options(&spec)? {
+        match o {
             Opt::Flag(_, on) => s.exclusive = on,
-            Opt::Value("prefetch", v) => s.prefetch = Some(number("prefetch", v, 1, 65535)? as u32),
-            Opt::Value("ack", v) => s.ack = choice("ack", v, ACK_MODES)?,
-            Opt::Value("tag", v) => s.tag = Some(consumer_tag(v)?),
-            Opt::Value("group", v) => s.group = Some(name_bytes(v, "group", false)?),
-            Opt::Value(opt, v) => {
+            Opt::Value(opt::PREFETCH, v) => {
+                s.prefetch = Some(number(opt::PREFETCH, v, 1, 65535)? as u32)
+            }
+            Opt::Value(opt::ACK, v) => s.ack = choice(opt::ACK, v, ACK_MODES)?,
+            Opt::Value(opt::TAG, v) => s.tag = Some(consumer_tag(v)?),
+            Opt::Value(opt::GROUP, v) => s.group = Some(name_bytes(v, opt::GROUP, false)?),
+            Opt::Value(name, v) => {
                 if s.start.is_some() {
                     return Err(ParseError::syntax("offset= and time= exclude each other"));
                 }
-                s.start = Some(stream_start(opt, v)?);
+                s.start = Some(stream_start(name, v)?);
             }
             Opt::Header(_) => {}
         }
@@ -745,30 +708,30 @@ fn subscribe(mut a: Args<'_>) -> Res<Command> {
 }
 
 /// `offset=first|last|next|<n>` or `time=<unix-ms>`.
-fn stream_start(opt: &str, v: &[u8]) -> Res<StreamStart> {
-    if opt == "time" {
-        return Ok(StreamStart::Time(number("time", v, 0, u64::MAX)?));
+fn stream_start(name: &str, v: &[u8]) -> Res<StreamStart> {
+    if name == opt::TIME {
+        return Ok(StreamStart::Time(number(opt::TIME, v, 0, u64::MAX)?));
     }
     if v.first().is_some_and(u8::is_ascii_digit) {
-        return Ok(StreamStart::Offset(number("offset", v, 0, u64::MAX)?));
+        return Ok(StreamStart::Offset(number(opt::OFFSET, v, 0, u64::MAX)?));
     }
-    choice("offset", v, STREAM_OFFSETS)
+    choice(opt::OFFSET, v, STREAM_OFFSETS)
 }
 
 fn seek(mut a: Args<'_>) -> Res<Command> {
     let stream = name(a.required("<stream>")?, "stream", false)?;
     let group = name(a.required("<group>")?, "group", false)?;
     let spec = Spec {
-        values: &["offset", "time"],
+        values: &[opt::OFFSET, opt::TIME],
         ..Spec::default()
     };
     let mut to = None;
-    for opt in a.options(&spec)? {
-        if let Opt::Value(opt, v) = opt {
+    for o in a.options(&spec)? {
+        if let Opt::Value(name, v) = o {
             if to.is_some() {
                 return Err(ParseError::syntax("offset= and time= exclude each other"));
             }
-            to = Some(stream_start(opt, v)?);
+            to = Some(stream_start(name, v)?);
         }
     }
     let Some(to) = to else {
@@ -787,7 +750,7 @@ fn unsubscribe(mut a: Args<'_>) -> Res<Command> {
 fn get(mut a: Args<'_>) -> Res<Command> {
     let queue = name(a.required("<queue>")?, "queue", false)?;
     let spec = Spec {
-        values: &["ack", "count", "wait"],
+        values: &[opt::ACK, opt::COUNT, opt::WAIT],
         ..Spec::default()
     };
     let mut g = Get {
@@ -796,11 +759,11 @@ fn get(mut a: Args<'_>) -> Res<Command> {
         count: 1,
         wait_ms: 0,
     };
-    for opt in a.options(&spec)? {
-        match opt {
-            Opt::Value("ack", v) => g.ack = choice("ack", v, ACK_MODES)?,
-            Opt::Value("count", v) => g.count = number("count", v, 1, 10_000)? as u32,
-            Opt::Value(_, v) => g.wait_ms = number("wait", v, 0, 3_600_000)?,
+    for o in a.options(&spec)? {
+        match o {
+            Opt::Value(opt::ACK, v) => g.ack = choice(opt::ACK, v, ACK_MODES)?,
+            Opt::Value(opt::COUNT, v) => g.count = number(opt::COUNT, v, 1, 10_000)? as u32,
+            Opt::Value(_, v) => g.wait_ms = number(opt::WAIT, v, 0, 3_600_000)?,
             _ => {}
         }
     }
@@ -819,7 +782,7 @@ fn delivery_tag(a: &mut Args<'_>) -> Res<u64> {
 fn ack(mut a: Args<'_>) -> Res<Command> {
     let tag = delivery_tag(&mut a)?;
     let spec = Spec {
-        flags: &["multiple"],
+        flags: &[opt::MULTIPLE],
         ..Spec::default()
     };
     let multiple = a
@@ -832,8 +795,8 @@ fn ack(mut a: Args<'_>) -> Res<Command> {
 fn nack(mut a: Args<'_>) -> Res<Command> {
     let tag = delivery_tag(&mut a)?;
     let spec = Spec {
-        flags: &["multiple"],
-        values: &["requeue", "delay"],
+        flags: &[opt::MULTIPLE],
+        values: &[opt::REQUEUE, opt::DELAY],
         ..Spec::default()
     };
     let mut n = Nack {
@@ -842,11 +805,11 @@ fn nack(mut a: Args<'_>) -> Res<Command> {
         requeue: true,
         delay_ms: None,
     };
-    for opt in a.options(&spec)? {
-        match opt {
+    for o in a.options(&spec)? {
+        match o {
             Opt::Flag(_, on) => n.multiple = on,
-            Opt::Value("requeue", v) => n.requeue = choice("requeue", v, BOOLS)?,
-            Opt::Value(_, v) => n.delay_ms = Some(number("delay", v, 0, u64::MAX)?),
+            Opt::Value(opt::REQUEUE, v) => n.requeue = choice(opt::REQUEUE, v, BOOLS)?,
+            Opt::Value(_, v) => n.delay_ms = Some(number(opt::DELAY, v, 0, u64::MAX)?),
             Opt::Header(_) => {}
         }
     }
@@ -874,7 +837,7 @@ fn touch(mut a: Args<'_>) -> Res<Command> {
 fn peek(mut a: Args<'_>) -> Res<Command> {
     let queue = name(a.required("<queue>")?, "queue", false)?;
     let spec = Spec {
-        values: &["count", "from"],
+        values: &[opt::COUNT, opt::FROM],
         ..Spec::default()
     };
     let mut p = Peek {
@@ -882,10 +845,10 @@ fn peek(mut a: Args<'_>) -> Res<Command> {
         count: 1,
         from: None,
     };
-    for opt in a.options(&spec)? {
-        match opt {
-            Opt::Value("count", v) => p.count = number("count", v, 1, 1000)? as u32,
-            Opt::Value(_, v) => p.from = Some(number("from", v, 0, u64::MAX)?),
+    for o in a.options(&spec)? {
+        match o {
+            Opt::Value(opt::COUNT, v) => p.count = number(opt::COUNT, v, 1, 1000)? as u32,
+            Opt::Value(_, v) => p.from = Some(number(opt::FROM, v, 0, u64::MAX)?),
             _ => {}
         }
     }
@@ -895,13 +858,13 @@ fn peek(mut a: Args<'_>) -> Res<Command> {
 fn redrive(mut a: Args<'_>) -> Res<Command> {
     let queue = name(a.required("<queue>")?, "queue", false)?;
     let spec = Spec {
-        values: &["count"],
+        values: &[opt::COUNT],
         ..Spec::default()
     };
     let mut r = Redrive { queue, count: None };
-    for opt in a.options(&spec)? {
-        if let Opt::Value(_, v) = opt {
-            r.count = Some(number("count", v, 1, u64::MAX)?);
+    for o in a.options(&spec)? {
+        if let Opt::Value(_, v) = o {
+            r.count = Some(number(opt::COUNT, v, 1, u64::MAX)?);
         }
     }
     Ok(Command::Redrive(r))
@@ -963,8 +926,8 @@ fn user(mut a: Args<'_>) -> Res<Command> {
         ))
     })?;
     let spec = Spec {
-        flags: &["admin"],
-        values: &["configure", "write", "read"],
+        flags: &[opt::ADMIN],
+        values: &[opt::CONFIGURE, opt::WRITE, opt::READ],
         ..Spec::default()
     };
     let cmd = match sub {
@@ -982,12 +945,14 @@ fn user(mut a: Args<'_>) -> Res<Command> {
             };
             let mut perms = PermissionArgs::default();
             let mut admin = None;
-            for opt in a.options(&spec)? {
-                match opt {
+            for o in a.options(&spec)? {
+                match o {
                     Opt::Flag(_, on) => admin = Some(on),
-                    Opt::Value("configure", v) => perms.configure = Some(pattern("configure", v)?),
-                    Opt::Value("write", v) => perms.write = Some(pattern("write", v)?),
-                    Opt::Value(_, v) => perms.read = Some(pattern("read", v)?),
+                    Opt::Value(opt::CONFIGURE, v) => {
+                        perms.configure = Some(pattern(opt::CONFIGURE, v)?)
+                    }
+                    Opt::Value(opt::WRITE, v) => perms.write = Some(pattern(opt::WRITE, v)?),
+                    Opt::Value(_, v) => perms.read = Some(pattern(opt::READ, v)?),
                     Opt::Header(_) => {}
                 }
             }
@@ -1196,6 +1161,7 @@ fn is_http(line: &[u8]) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::protocol::command::{HeaderMatch, ListKind, Overflow};
 
     fn ok(line: &str) -> Command {
         parse_line(line.as_bytes(), None).unwrap()
