@@ -13,7 +13,8 @@
 //! This module is also the one spelling of every option keyword: the option
 //! and flag names (`opt::TTL`, ...) and the enumerated values (`direct`,
 //! `drop-head`, `manual`, ...: the tables below, read with `keyword`). The
-//! parser's grammars match against them, so the reader and the writer cannot
+//! parser's grammars match against them and [`describe_args`] writes them
+//! for people, so the reader, the writer and the broker's messages cannot
 //! spell an option differently. (Verbs are matched in
 //! [`parse`](super::parse); usage lines and error texts, which are prose,
 //! spell options inside their text.)
@@ -25,6 +26,7 @@ use super::command::{
     ExchangeKind, Get, Header, HeaderMatch, Hello, List, ListKind, Nack, Overflow, Peek,
     PermissionArgs, Publish, QueueArgs, Redrive, Seek, Stats, StreamStart, Subscribe, UserCommand,
 };
+use super::reply::quote_for_message;
 use super::token::{encode_quoted, encode_word, needs_quotes};
 
 /// The names of options (`name=value`) and flags (a bare `name`, or
@@ -518,6 +520,68 @@ fn peek(w: &mut Words<'_>, p: &Peek) {
     w.opt_number(opt::FROM, p.from);
 }
 
+/// The failure-handling options as `DECLARE QUEUE` takes them (`none`
+/// when there are none): how a refused redeclare names the queue's options
+/// (`ERR PRECONDITION queue q exists with other options (...)`). For people,
+/// not for the parser: names are quoted as in error texts, in this order.
+pub fn describe_args(a: &QueueArgs) -> String {
+    let mut w: Vec<String> = Vec::new();
+    let mut num = |name: &str, v: Option<u64>| {
+        if let Some(v) = v {
+            w.push(format!("{name}={v}"));
+        }
+    };
+    num(opt::MAX_LENGTH, a.max_length);
+    num(opt::MAX_BYTES, a.max_bytes);
+    num(opt::TTL, a.ttl_ms);
+    num(opt::EXPIRES, a.expires_ms);
+    num(opt::DELIVERY_LIMIT, a.delivery_limit.map(u64::from));
+    num(opt::ACK_TIMEOUT, a.ack_timeout_ms);
+    num(opt::MAX_PRIORITY, a.max_priority.map(u64::from));
+    num(opt::DEDUP_WINDOW, a.dedup_window_ms);
+    num(opt::MAX_AGE, a.max_age_ms);
+    if a.overflow != Overflow::DropHead {
+        w.push(format!("{}={}", opt::OVERFLOW, overflow_name(a.overflow)));
+    }
+    if let Some(x) = &a.dead_letter {
+        w.push(format!("{}={}", opt::DEAD_LETTER, quote_for_message(x)));
+    }
+    if let Some(k) = &a.dead_letter_key {
+        // For people: a key that is not UTF-8 shows its bad bytes as U+FFFD.
+        let k = String::from_utf8_lossy(k);
+        w.push(format!(
+            "{}={}",
+            opt::DEAD_LETTER_KEY,
+            quote_for_message(&k)
+        ));
+    }
+    if !a.retry_delays_ms.is_empty() {
+        let d: Vec<String> = a.retry_delays_ms.iter().map(u64::to_string).collect();
+        w.push(format!("{}={}", opt::RETRY_DELAYS, d.join(",")));
+    }
+    if a.stream {
+        w.push(format!("{}={}", opt::TYPE, keyword(QUEUE_TYPES, true)));
+    }
+    for (flag, on) in [
+        (opt::SINGLE_ACTIVE, a.single_active),
+        (opt::GROUPS, a.groups),
+    ] {
+        if on {
+            w.push(flag.into());
+        }
+    }
+    if w.is_empty() {
+        "none".into()
+    } else {
+        w.join(" ")
+    }
+}
+
+/// The wire name of an overflow policy.
+pub fn overflow_name(o: Overflow) -> &'static str {
+    keyword(OVERFLOWS, o)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -681,5 +745,43 @@ mod tests {
         ] {
             assert!(!keyword(LIST_KINDS, k).is_empty());
         }
+    }
+
+    #[test]
+    fn describe_args_names_every_option_for_people() {
+        assert_eq!(describe_args(&QueueArgs::default()), "none");
+        let all = QueueArgs {
+            max_length: Some(1),
+            max_bytes: Some(2),
+            overflow: Overflow::RejectPublish,
+            ttl_ms: Some(3),
+            expires_ms: Some(4),
+            dead_letter: Some("dl\"x".into()),
+            dead_letter_key: Some(Bytes::from_static(b"k \xff")),
+            delivery_limit: Some(5),
+            ack_timeout_ms: Some(6),
+            max_priority: Some(7),
+            dedup_window_ms: Some(8),
+            retry_delays_ms: vec![10, 20],
+            single_active: true,
+            groups: true,
+            stream: true,
+            max_age_ms: Some(9),
+        };
+        assert_eq!(
+            describe_args(&all),
+            "max-length=1 max-bytes=2 ttl=3 expires=4 delivery-limit=5 ack-timeout=6 \
+             max-priority=7 dedup-window=8 max-age=9 overflow=reject-publish \
+             dead-letter=\"dl\\\"x\" dead-letter-key=\"k \u{fffd}\" retry-delays=10,20 \
+             type=stream single-active groups"
+        );
+        let block = QueueArgs {
+            overflow: Overflow::Block,
+            ..QueueArgs::default()
+        };
+        assert_eq!(describe_args(&block), "overflow=block");
+        assert_eq!(overflow_name(Overflow::DropHead), "drop-head");
+        assert_eq!(overflow_name(Overflow::RejectPublish), "reject-publish");
+        assert_eq!(overflow_name(Overflow::Block), "block");
     }
 }
