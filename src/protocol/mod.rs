@@ -10,8 +10,11 @@
 //! - [`token`] splits one complete line into words (quoting, escapes) and is
 //!   the inverse of [`token::encode_word`].
 //! - [`parse`] turns words into a typed [`command::Command`] or a typed
-//!   [`error::ParseError`]; [`encode`] is its inverse
-//!   ([`Command::encode`]), for clients.
+//!   [`error::ParseError`]: the verb table and what verbs share in
+//!   `parse/mod.rs`, one grammar file per verb family beside it (named like
+//!   its handler in `src/cmd/`). [`encode`] is its inverse
+//!   ([`Command::encode`]), for clients, and the one spelling of every option
+//!   keyword (names and enumerated values) that both use.
 //! - [`error`] holds [`error::ParseError`], which the tokenizer and the
 //!   parser both return, and how a refusal echoes input.
 //! - [`reply`] is the only writer of server lines: replies (`OK`, `ERR`) and
