@@ -1,19 +1,14 @@
 //! Permissions as RabbitMQ has them: per user, three regular expressions
 //! over resource names (`configure`, `write`, `read`), matched unanchored;
-//! `""` grants nothing. Pure: no I/O, no locks.
+//! `""` grants nothing. Pure: no I/O, no locks. The compiled regex itself,
+//! [`Pattern`], lives in [`crate::protocol::pattern`], below both the parser
+//! (which refuses a bad one) and this module (which matches with it).
 
-use std::fmt;
-
-use regex::{Regex, RegexBuilder};
+pub use crate::protocol::pattern::{Pattern, MAX_PATTERN_BYTES};
 
 /// The pattern a new user gets for each permission unless told otherwise:
 /// everything.
 pub const DEFAULT_PATTERN: &str = ".*";
-/// Longest pattern accepted, in bytes.
-pub const MAX_PATTERN_BYTES: usize = 1024;
-/// The compiled size a pattern may reach (the regex crate's own guard
-/// against patterns that blow up when compiled).
-const MAX_COMPILED_BYTES: usize = 1 << 20;
 
 /// Which permission a command needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,73 +51,6 @@ impl Kind {
     }
 }
 
-/// One permission's regular expression, compiled.
-#[derive(Clone)]
-pub struct Pattern {
-    source: String,
-    /// `None` for `""`, which grants nothing (as in RabbitMQ, where the
-    /// empty regex would otherwise match everything).
-    re: Option<Regex>,
-}
-
-impl Pattern {
-    /// Compiles `source`; the message says why it is not a valid pattern.
-    pub fn new(source: &str) -> Result<Pattern, String> {
-        if source.len() > MAX_PATTERN_BYTES {
-            return Err(format!("pattern longer than {MAX_PATTERN_BYTES} bytes"));
-        }
-        let re = if source.is_empty() {
-            None
-        } else {
-            let re = RegexBuilder::new(source)
-                .size_limit(MAX_COMPILED_BYTES)
-                .build()
-                .map_err(|e| match e {
-                    regex::Error::CompiledTooBig(_) => "pattern too large".to_string(),
-                    e => format!("invalid regular expression: {}", one_line(&e.to_string())),
-                })?;
-            Some(re)
-        };
-        Ok(Pattern {
-            source: source.to_string(),
-            re,
-        })
-    }
-
-    /// The pattern as given.
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-
-    /// Whether it grants `name` (unanchored, as RabbitMQ matches).
-    pub fn allows(&self, name: &str) -> bool {
-        self.re.as_ref().is_some_and(|re| re.is_match(name))
-    }
-}
-
-/// The regex crate's multi-line syntax error (the pattern, a caret under
-/// the spot, then `error: <why>`) as its one `<why>`.
-fn one_line(s: &str) -> String {
-    s.lines()
-        .find_map(|l| l.trim().strip_prefix("error: "))
-        .map_or_else(
-            || s.split_whitespace().collect::<Vec<_>>().join(" "),
-            String::from,
-        )
-}
-
-impl fmt::Debug for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.source)
-    }
-}
-
-impl PartialEq for Pattern {
-    fn eq(&self, other: &Self) -> bool {
-        self.source == other.source
-    }
-}
-
 /// A user's three patterns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Permissions {
@@ -159,33 +87,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn patterns_match_unanchored_and_empty_grants_nothing() {
-        let p = Pattern::new("orders").unwrap();
-        assert!(p.allows("orders"));
-        assert!(p.allows("my.orders.eu"));
-        assert!(!p.allows("order"));
-        let anchored = Pattern::new(r"^orders\.").unwrap();
-        assert!(anchored.allows("orders.eu"));
-        assert!(!anchored.allows("my.orders.eu"));
-        let none = Pattern::new("").unwrap();
-        assert!(!none.allows(""));
-        assert!(!none.allows("x"));
+    fn the_default_pattern_grants_everything() {
         let all = Pattern::new(DEFAULT_PATTERN).unwrap();
         assert!(all.allows(""), "the default exchange is the name \"\"");
         assert!(all.allows("anything"));
     }
 
     #[test]
-    fn invalid_patterns_are_refused_with_a_one_line_reason() {
-        for bad in ["(", "*", "[a-", "a{99999999}"] {
-            let e = Pattern::new(bad).unwrap_err();
-            assert!(!e.contains('\n'), "{e}");
-        }
-        assert_eq!(
-            Pattern::new("(").unwrap_err(),
-            "invalid regular expression: unclosed group"
-        );
-        assert!(Pattern::new(&"a".repeat(MAX_PATTERN_BYTES + 1)).is_err());
+    fn permissions_pick_the_pattern_of_each_perm() {
         let p = Permissions::new("^c", "^w", "^r").unwrap();
         assert!(p.get(Perm::Configure).allows("c1"));
         assert!(p.get(Perm::Write).allows("w1"));

@@ -40,9 +40,9 @@ use crate::auth::Registry;
 use crate::config::Config;
 use crate::error::BrokerError;
 use crate::protocol::command::{
-    Bind, DeclareExchange, DeclareQueue, DeleteQueue, ExchangeKind, HeaderMatch, Overflow,
-    QueueArgs,
+    Bind, DeclareExchange, DeclareQueue, DeleteQueue, ExchangeKind, HeaderMatch,
 };
+use crate::protocol::encode::describe_args;
 use crate::protocol::reply::quote_for_message;
 use crate::store::{
     BindingDef, Committer, ExchangeDef, MemStore, MessageBatch, QueueDef, SledStore, Store,
@@ -1021,63 +1021,6 @@ impl Broker {
 
 /// How long a stop waits for the commit thread to finish its last sync.
 const SHUTDOWN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The failure-handling options as `DECLARE QUEUE` takes them (`none`
-/// when there are none).
-pub fn describe_args(a: &QueueArgs) -> String {
-    let mut w: Vec<String> = Vec::new();
-    let mut num = |name: &str, v: Option<u64>| {
-        if let Some(v) = v {
-            w.push(format!("{name}={v}"));
-        }
-    };
-    num("max-length", a.max_length);
-    num("max-bytes", a.max_bytes);
-    num("ttl", a.ttl_ms);
-    num("expires", a.expires_ms);
-    num("delivery-limit", a.delivery_limit.map(u64::from));
-    num("ack-timeout", a.ack_timeout_ms);
-    num("max-priority", a.max_priority.map(u64::from));
-    num("dedup-window", a.dedup_window_ms);
-    num("max-age", a.max_age_ms);
-    if a.overflow != Overflow::DropHead {
-        w.push(format!("overflow={}", overflow_name(a.overflow)));
-    }
-    if let Some(x) = &a.dead_letter {
-        w.push(format!("dead-letter={}", quote_for_message(x)));
-    }
-    if let Some(k) = &a.dead_letter_key {
-        // For people: a key that is not UTF-8 shows its bad bytes as U+FFFD.
-        let k = String::from_utf8_lossy(k);
-        w.push(format!("dead-letter-key={}", quote_for_message(&k)));
-    }
-    if !a.retry_delays_ms.is_empty() {
-        let d: Vec<String> = a.retry_delays_ms.iter().map(u64::to_string).collect();
-        w.push(format!("retry-delays={}", d.join(",")));
-    }
-    if a.stream {
-        w.push("type=stream".into());
-    }
-    for (flag, on) in [("single-active", a.single_active), ("groups", a.groups)] {
-        if on {
-            w.push(flag.into());
-        }
-    }
-    if w.is_empty() {
-        "none".into()
-    } else {
-        w.join(" ")
-    }
-}
-
-/// The wire name of an overflow policy.
-pub fn overflow_name(o: Overflow) -> &'static str {
-    match o {
-        Overflow::DropHead => "drop-head",
-        Overflow::RejectPublish => "reject-publish",
-        Overflow::Block => "block",
-    }
-}
 
 /// `1 consumer`, `2 consumers`.
 fn plural(n: u64, noun: &str) -> String {

@@ -9,21 +9,144 @@
 //! an option or a lit-mark is quoted. Defaults are left out (`ack=manual`,
 //! `count=1`, a `false` flag, an empty `BIND` key): the parser reads an absent
 //! word and its default spelt out as the same value, so the command survives.
-//! The enumerated keywords come from the parser's own tables, so the two
-//! cannot spell them differently.
+//!
+//! This module is also the one spelling of every option keyword: the option
+//! and flag names (`opt::TTL`, ...) and the enumerated values (`direct`,
+//! `drop-head`, `manual`, ...: the tables below, read with `keyword`). The
+//! parser's grammars match against them and [`describe_args`] writes them
+//! for people, so the reader, the writer and the broker's messages cannot
+//! spell an option differently. (Verbs are matched in
+//! [`parse`](super::parse); usage lines and error texts, which are prose,
+//! spell options inside their text.)
 
 use std::io::Write;
 
 use super::command::{
-    Ack, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue, Get, Header,
-    Hello, List, Nack, Peek, PermissionArgs, Publish, QueueArgs, Redrive, Seek, Stats, StreamStart,
-    Subscribe, UserCommand,
+    Ack, AckMode, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
+    ExchangeKind, Get, Header, HeaderMatch, Hello, List, ListKind, Nack, Overflow, Peek,
+    PermissionArgs, Publish, QueueArgs, Redrive, Seek, Stats, StreamStart, Subscribe, UserCommand,
 };
-use super::parse::{
-    keyword, ACK_MODES, EXCHANGE_KINDS, HEADER_MATCHES, LIST_KINDS, OVERFLOWS, QUEUE_TYPES,
-    STREAM_OFFSETS,
-};
+use super::reply::quote_for_message;
 use super::token::{encode_quoted, encode_word, needs_quotes};
+
+/// The names of options (`name=value`) and flags (a bare `name`, or
+/// `name=true|false`), in the canonical lower case the parser reports them
+/// in: each is spelt here once, for every verb that takes it.
+pub(super) mod opt {
+    pub(crate) const ACK: &str = "ack";
+    pub(crate) const ACK_TIMEOUT: &str = "ack-timeout";
+    pub(crate) const ADMIN: &str = "admin";
+    pub(crate) const ALTERNATE: &str = "alternate";
+    pub(crate) const AUTO_DELETE: &str = "auto-delete";
+    pub(crate) const CONFIGURE: &str = "configure";
+    pub(crate) const COUNT: &str = "count";
+    pub(crate) const DEAD_LETTER: &str = "dead-letter";
+    pub(crate) const DEAD_LETTER_KEY: &str = "dead-letter-key";
+    pub(crate) const DEDUP_WINDOW: &str = "dedup-window";
+    pub(crate) const DELAY: &str = "delay";
+    pub(crate) const DELIVERY_LIMIT: &str = "delivery-limit";
+    pub(crate) const DURABLE: &str = "durable";
+    pub(crate) const EXCLUSIVE: &str = "exclusive";
+    pub(crate) const EXPIRES: &str = "expires";
+    pub(crate) const FROM: &str = "from";
+    pub(crate) const GROUP: &str = "group";
+    pub(crate) const GROUPS: &str = "groups";
+    pub(crate) const HASH_HEADER: &str = "hash-header";
+    pub(crate) const HEARTBEAT: &str = "heartbeat";
+    pub(crate) const ID: &str = "id";
+    pub(crate) const IF_EMPTY: &str = "if-empty";
+    pub(crate) const IF_UNUSED: &str = "if-unused";
+    pub(crate) const MANDATORY: &str = "mandatory";
+    pub(crate) const MATCH: &str = "match";
+    pub(crate) const MAX_AGE: &str = "max-age";
+    pub(crate) const MAX_BYTES: &str = "max-bytes";
+    pub(crate) const MAX_LENGTH: &str = "max-length";
+    pub(crate) const MAX_PRIORITY: &str = "max-priority";
+    pub(crate) const MULTIPLE: &str = "multiple";
+    pub(crate) const NAME: &str = "name";
+    pub(crate) const OFFSET: &str = "offset";
+    pub(crate) const OVERFLOW: &str = "overflow";
+    pub(crate) const PARTITIONS: &str = "partitions";
+    pub(crate) const PERSISTENT: &str = "persistent";
+    pub(crate) const PREFETCH: &str = "prefetch";
+    pub(crate) const PRIORITY: &str = "priority";
+    pub(crate) const PROTO: &str = "proto";
+    pub(crate) const READ: &str = "read";
+    pub(crate) const REQUEUE: &str = "requeue";
+    pub(crate) const RETRY_DELAYS: &str = "retry-delays";
+    pub(crate) const SINGLE_ACTIVE: &str = "single-active";
+    pub(crate) const TAG: &str = "tag";
+    pub(crate) const TIME: &str = "time";
+    pub(crate) const TRANSIENT: &str = "transient";
+    pub(crate) const TTL: &str = "ttl";
+    pub(crate) const TYPE: &str = "type";
+    pub(crate) const WAIT: &str = "wait";
+    pub(crate) const WRITE: &str = "write";
+    /// What starts a header option: `h.<name>=<value>` (in any case).
+    pub(crate) const HEADER_PREFIX: &str = "h.";
+}
+
+/// The types of `DECLARE EXCHANGE`.
+pub(super) const EXCHANGE_KINDS: &[(&str, ExchangeKind)] = &[
+    ("direct", ExchangeKind::Direct),
+    ("fanout", ExchangeKind::Fanout),
+    ("topic", ExchangeKind::Topic),
+    ("headers", ExchangeKind::Headers),
+    ("hash", ExchangeKind::Hash),
+];
+/// `DECLARE QUEUE type=`: whether the queue is a stream.
+pub(super) const QUEUE_TYPES: &[(&str, bool)] = &[("queue", false), ("stream", true)];
+/// `DECLARE QUEUE overflow=`.
+pub(super) const OVERFLOWS: &[(&str, Overflow)] = &[
+    ("drop-head", Overflow::DropHead),
+    ("reject-publish", Overflow::RejectPublish),
+    ("block", Overflow::Block),
+];
+/// The named starting points of a stream reader (`offset=`).
+pub(super) const STREAM_OFFSETS: &[(&str, StreamStart)] = &[
+    ("first", StreamStart::First),
+    ("last", StreamStart::Last),
+    ("next", StreamStart::Next),
+];
+/// `SUB`/`GET` `ack=`.
+pub(super) const ACK_MODES: &[(&str, AckMode)] =
+    &[("manual", AckMode::Manual), ("auto", AckMode::Auto)];
+/// A headers binding's `match=`.
+pub(super) const HEADER_MATCHES: &[(&str, HeaderMatch)] =
+    &[("all", HeaderMatch::All), ("any", HeaderMatch::Any)];
+/// The tables of `LIST`.
+pub(super) const LIST_KINDS: &[(&str, ListKind)] = &[
+    ("QUEUES", ListKind::Queues),
+    ("EXCHANGES", ListKind::Exchanges),
+    ("BINDINGS", ListKind::Bindings),
+    ("CONNECTIONS", ListKind::Connections),
+    ("CONSUMERS", ListKind::Consumers),
+];
+/// The value of a flag given as `name=true|false`, and of `requeue=`.
+pub(super) const BOOLS: &[(&str, bool)] = &[("true", true), ("false", false)];
+
+/// The keyword of `value` in one of the tables above (each table lists
+/// every value, which the tests check).
+pub(super) fn keyword<T: Copy + PartialEq>(table: &[(&'static str, T)], value: T) -> &'static str {
+    table
+        .iter()
+        .find(|(_, v)| *v == value)
+        .map_or("", |(k, _)| k)
+}
+
+impl ExchangeKind {
+    /// The type's wire name (`direct`, `fanout`, `topic`, `headers`).
+    pub fn keyword(self) -> &'static str {
+        keyword(EXCHANGE_KINDS, self)
+    }
+}
+
+impl HeaderMatch {
+    /// The wire name of a headers binding's `match=` (`all`, `any`).
+    pub fn keyword(self) -> &'static str {
+        keyword(HEADER_MATCHES, self)
+    }
+}
 
 /// Largest `PUB` body written inline as the last word; longer bodies (and any
 /// body holding NUL, CR or LF, which no word can hold) go in a literal.
@@ -62,7 +185,7 @@ impl Command {
             Command::DeleteExchange(DeleteExchange { name, if_unused }) => {
                 w.verb("DELETE EXCHANGE");
                 w.word(name.as_bytes());
-                w.flag("if-unused", *if_unused);
+                w.flag(opt::IF_UNUSED, *if_unused);
             }
             Command::DeleteQueue(DeleteQueue {
                 name,
@@ -71,8 +194,8 @@ impl Command {
             }) => {
                 w.verb("DELETE QUEUE");
                 w.word(name.as_bytes());
-                w.flag("if-unused", *if_unused);
-                w.flag("if-empty", *if_empty);
+                w.flag(opt::IF_UNUSED, *if_unused);
+                w.flag(opt::IF_EMPTY, *if_empty);
             }
             Command::Bind(b) => bind(&mut w, "BIND", b),
             Command::Unbind(b) => bind(&mut w, "UNBIND", b),
@@ -90,7 +213,7 @@ impl Command {
             Command::Ack(Ack { tag, multiple }) => {
                 w.verb("ACK");
                 w.number(*tag);
-                w.flag("multiple", *multiple);
+                w.flag(opt::MULTIPLE, *multiple);
             }
             Command::Nack(n) => nack(&mut w, n),
             Command::Touch(t) => {
@@ -107,7 +230,7 @@ impl Command {
             Command::Redrive(Redrive { queue, count }) => {
                 w.verb("REDRIVE");
                 w.word(queue.as_bytes());
-                w.opt_number("count", *count);
+                w.opt_number(opt::COUNT, *count);
             }
             Command::User(u) => user(&mut w, u),
             Command::Stats(Stats { queue }) => match queue {
@@ -190,30 +313,30 @@ impl Words<'_> {
 
     fn headers(&mut self, headers: &[Header]) {
         for (name, value) in headers {
-            self.opt(&format!("h.{name}"), value);
+            self.opt(&format!("{}{name}", opt::HEADER_PREFIX), value);
         }
     }
 }
 
 fn hello(w: &mut Words<'_>, h: &Hello) {
     w.verb("HELLO");
-    w.opt_str("name", h.name.as_deref());
-    w.opt_number("proto", h.proto);
-    w.opt_number("heartbeat", h.heartbeat);
+    w.opt_str(opt::NAME, h.name.as_deref());
+    w.opt_number(opt::PROTO, h.proto);
+    w.opt_number(opt::HEARTBEAT, h.heartbeat);
 }
 
 fn user(w: &mut Words<'_>, u: &UserCommand) {
     let perms = |w: &mut Words<'_>, p: &PermissionArgs| {
-        w.opt_str("configure", p.configure.as_deref());
-        w.opt_str("write", p.write.as_deref());
-        w.opt_str("read", p.read.as_deref());
+        w.opt_str(opt::CONFIGURE, p.configure.as_deref());
+        w.opt_str(opt::WRITE, p.write.as_deref());
+        w.opt_str(opt::READ, p.read.as_deref());
     };
     match u {
         UserCommand::Add(a) => {
             w.verb("USER ADD");
             w.word(a.name.as_bytes());
             w.word(a.password.0.as_bytes());
-            w.flag("admin", a.admin);
+            w.flag(opt::ADMIN, a.admin);
             perms(w, &a.perms);
         }
         UserCommand::Passwd(p) => {
@@ -226,8 +349,8 @@ fn user(w: &mut Words<'_>, u: &UserCommand) {
             w.word(p.name.as_bytes());
             perms(w, &p.perms);
             match p.admin {
-                Some(true) => w.flag("admin", true),
-                Some(false) => w.opt("admin", b"false"),
+                Some(true) => w.flag(opt::ADMIN, true),
+                Some(false) => w.opt(opt::ADMIN, keyword(BOOLS, false).as_bytes()),
                 None => {}
             }
         }
@@ -243,18 +366,18 @@ fn declare_exchange(w: &mut Words<'_>, d: &DeclareExchange) {
     w.verb("DECLARE EXCHANGE");
     w.word(d.name.as_bytes());
     w.word(keyword(EXCHANGE_KINDS, d.kind).as_bytes());
-    w.flag("durable", d.durable);
-    w.flag("auto-delete", d.auto_delete);
-    w.opt_str("alternate", d.alternate.as_deref());
-    w.opt_str("hash-header", d.hash_header.as_deref());
+    w.flag(opt::DURABLE, d.durable);
+    w.flag(opt::AUTO_DELETE, d.auto_delete);
+    w.opt_str(opt::ALTERNATE, d.alternate.as_deref());
+    w.opt_str(opt::HASH_HEADER, d.hash_header.as_deref());
 }
 
 fn declare_queue(w: &mut Words<'_>, d: &DeclareQueue) {
     w.verb("DECLARE QUEUE");
     w.word(d.name.as_bytes());
-    w.flag("durable", d.durable);
-    w.flag("exclusive", d.exclusive);
-    w.flag("auto-delete", d.auto_delete);
+    w.flag(opt::DURABLE, d.durable);
+    w.flag(opt::EXCLUSIVE, d.exclusive);
+    w.flag(opt::AUTO_DELETE, d.auto_delete);
     let QueueArgs {
         max_length,
         max_bytes,
@@ -274,30 +397,30 @@ fn declare_queue(w: &mut Words<'_>, d: &DeclareQueue) {
         max_age_ms,
     } = &d.args;
     if *stream {
-        w.opt("type", keyword(QUEUE_TYPES, true).as_bytes());
+        w.opt(opt::TYPE, keyword(QUEUE_TYPES, true).as_bytes());
     }
-    w.opt_number("max-age", *max_age_ms);
-    w.opt_number("partitions", d.partitions.map(u64::from));
-    w.flag("single-active", *single_active);
-    w.flag("groups", *groups);
-    w.opt_number("max-length", *max_length);
-    w.opt_number("max-bytes", *max_bytes);
+    w.opt_number(opt::MAX_AGE, *max_age_ms);
+    w.opt_number(opt::PARTITIONS, d.partitions.map(u64::from));
+    w.flag(opt::SINGLE_ACTIVE, *single_active);
+    w.flag(opt::GROUPS, *groups);
+    w.opt_number(opt::MAX_LENGTH, *max_length);
+    w.opt_number(opt::MAX_BYTES, *max_bytes);
     if *overflow != Default::default() {
-        w.opt("overflow", keyword(OVERFLOWS, *overflow).as_bytes());
+        w.opt(opt::OVERFLOW, keyword(OVERFLOWS, *overflow).as_bytes());
     }
-    w.opt_number("ttl", *ttl_ms);
-    w.opt_number("expires", *expires_ms);
-    w.opt_str("dead-letter", dead_letter.as_deref());
+    w.opt_number(opt::TTL, *ttl_ms);
+    w.opt_number(opt::EXPIRES, *expires_ms);
+    w.opt_str(opt::DEAD_LETTER, dead_letter.as_deref());
     if let Some(key) = dead_letter_key {
-        w.opt("dead-letter-key", key);
+        w.opt(opt::DEAD_LETTER_KEY, key);
     }
-    w.opt_number("delivery-limit", delivery_limit.map(u64::from));
-    w.opt_number("ack-timeout", *ack_timeout_ms);
-    w.opt_number("max-priority", max_priority.map(u64::from));
-    w.opt_number("dedup-window", *dedup_window_ms);
+    w.opt_number(opt::DELIVERY_LIMIT, delivery_limit.map(u64::from));
+    w.opt_number(opt::ACK_TIMEOUT, *ack_timeout_ms);
+    w.opt_number(opt::MAX_PRIORITY, max_priority.map(u64::from));
+    w.opt_number(opt::DEDUP_WINDOW, *dedup_window_ms);
     if !retry_delays_ms.is_empty() {
         let list: Vec<String> = retry_delays_ms.iter().map(u64::to_string).collect();
-        w.opt("retry-delays", list.join(",").as_bytes());
+        w.opt(opt::RETRY_DELAYS, list.join(",").as_bytes());
     }
 }
 
@@ -310,7 +433,7 @@ fn bind(w: &mut Words<'_>, verb: &str, b: &Bind) {
     }
     w.headers(&b.headers);
     if let Some(m) = b.matching {
-        w.opt("match", keyword(HEADER_MATCHES, m).as_bytes());
+        w.opt(opt::MATCH, keyword(HEADER_MATCHES, m).as_bytes());
     }
 }
 
@@ -321,17 +444,17 @@ fn publish<'p>(w: &mut Words<'_>, p: &'p Publish) -> Option<&'p [u8]> {
     w.word(p.exchange.as_bytes());
     w.word(&p.key);
     match p.persistent {
-        Some(true) => w.flag("persistent", true),
-        Some(false) => w.flag("transient", true),
+        Some(true) => w.flag(opt::PERSISTENT, true),
+        Some(false) => w.flag(opt::TRANSIENT, true),
         None => {}
     }
-    w.flag("mandatory", p.mandatory);
-    w.opt_str("id", p.id.as_deref());
-    w.opt_number("ttl", p.ttl_ms);
-    w.opt_number("delay", p.delay_ms);
-    w.opt_number("priority", p.priority.map(u64::from));
+    w.flag(opt::MANDATORY, p.mandatory);
+    w.opt_str(opt::ID, p.id.as_deref());
+    w.opt_number(opt::TTL, p.ttl_ms);
+    w.opt_number(opt::DELAY, p.delay_ms);
+    w.opt_number(opt::PRIORITY, p.priority.map(u64::from));
     if let Some(g) = &p.group {
-        w.opt("group", g);
+        w.opt(opt::GROUP, g);
     }
     w.headers(&p.headers);
     let inline = p.body.len() <= MAX_INLINE_BODY_BYTES
@@ -348,13 +471,13 @@ fn publish<'p>(w: &mut Words<'_>, p: &'p Publish) -> Option<&'p [u8]> {
 fn subscribe(w: &mut Words<'_>, s: &Subscribe) {
     w.verb("SUB");
     w.word(s.queue.as_bytes());
-    w.opt_number("prefetch", s.prefetch.map(u64::from));
+    w.opt_number(opt::PREFETCH, s.prefetch.map(u64::from));
     if s.ack != Default::default() {
-        w.opt("ack", keyword(ACK_MODES, s.ack).as_bytes());
+        w.opt(opt::ACK, keyword(ACK_MODES, s.ack).as_bytes());
     }
-    w.opt_str("tag", s.tag.as_deref());
-    w.flag("exclusive", s.exclusive);
-    w.opt_str("group", s.group.as_deref());
+    w.opt_str(opt::TAG, s.tag.as_deref());
+    w.flag(opt::EXCLUSIVE, s.exclusive);
+    w.opt_str(opt::GROUP, s.group.as_deref());
     if let Some(start) = s.start {
         stream_start(w, start);
     }
@@ -363,9 +486,9 @@ fn subscribe(w: &mut Words<'_>, s: &Subscribe) {
 /// `offset=first|last|next|<n>` or `time=<unix-ms>`.
 fn stream_start(w: &mut Words<'_>, start: StreamStart) {
     match start {
-        StreamStart::Offset(n) => w.opt_number("offset", Some(n)),
-        StreamStart::Time(t) => w.opt_number("time", Some(t)),
-        named => w.opt("offset", keyword(STREAM_OFFSETS, named).as_bytes()),
+        StreamStart::Offset(n) => w.opt_number(opt::OFFSET, Some(n)),
+        StreamStart::Time(t) => w.opt_number(opt::TIME, Some(t)),
+        named => w.opt(opt::OFFSET, keyword(STREAM_OFFSETS, named).as_bytes()),
     }
 }
 
@@ -373,28 +496,90 @@ fn get(w: &mut Words<'_>, g: &Get) {
     w.verb("GET");
     w.word(g.queue.as_bytes());
     if g.ack != Default::default() {
-        w.opt("ack", keyword(ACK_MODES, g.ack).as_bytes());
+        w.opt(opt::ACK, keyword(ACK_MODES, g.ack).as_bytes());
     }
-    w.opt_number("count", (g.count != 1).then_some(u64::from(g.count)));
-    w.opt_number("wait", (g.wait_ms != 0).then_some(g.wait_ms));
+    w.opt_number(opt::COUNT, (g.count != 1).then_some(u64::from(g.count)));
+    w.opt_number(opt::WAIT, (g.wait_ms != 0).then_some(g.wait_ms));
 }
 
 /// `NACK`; a `REJECT` parses to a `Nack` and comes back as `NACK requeue=false`.
 fn nack(w: &mut Words<'_>, n: &Nack) {
     w.verb("NACK");
     w.number(n.tag);
-    w.flag("multiple", n.multiple);
+    w.flag(opt::MULTIPLE, n.multiple);
     if !n.requeue {
-        w.opt("requeue", b"false");
+        w.opt(opt::REQUEUE, keyword(BOOLS, false).as_bytes());
     }
-    w.opt_number("delay", n.delay_ms);
+    w.opt_number(opt::DELAY, n.delay_ms);
 }
 
 fn peek(w: &mut Words<'_>, p: &Peek) {
     w.verb("PEEK");
     w.word(p.queue.as_bytes());
-    w.opt_number("count", (p.count != 1).then_some(u64::from(p.count)));
-    w.opt_number("from", p.from);
+    w.opt_number(opt::COUNT, (p.count != 1).then_some(u64::from(p.count)));
+    w.opt_number(opt::FROM, p.from);
+}
+
+/// The failure-handling options as `DECLARE QUEUE` takes them (`none`
+/// when there are none): how a refused redeclare names the queue's options
+/// (`ERR PRECONDITION queue q exists with other options (...)`). For people,
+/// not for the parser: names are quoted as in error texts, in this order.
+pub fn describe_args(a: &QueueArgs) -> String {
+    let mut w: Vec<String> = Vec::new();
+    let mut num = |name: &str, v: Option<u64>| {
+        if let Some(v) = v {
+            w.push(format!("{name}={v}"));
+        }
+    };
+    num(opt::MAX_LENGTH, a.max_length);
+    num(opt::MAX_BYTES, a.max_bytes);
+    num(opt::TTL, a.ttl_ms);
+    num(opt::EXPIRES, a.expires_ms);
+    num(opt::DELIVERY_LIMIT, a.delivery_limit.map(u64::from));
+    num(opt::ACK_TIMEOUT, a.ack_timeout_ms);
+    num(opt::MAX_PRIORITY, a.max_priority.map(u64::from));
+    num(opt::DEDUP_WINDOW, a.dedup_window_ms);
+    num(opt::MAX_AGE, a.max_age_ms);
+    if a.overflow != Overflow::DropHead {
+        w.push(format!("{}={}", opt::OVERFLOW, overflow_name(a.overflow)));
+    }
+    if let Some(x) = &a.dead_letter {
+        w.push(format!("{}={}", opt::DEAD_LETTER, quote_for_message(x)));
+    }
+    if let Some(k) = &a.dead_letter_key {
+        // For people: a key that is not UTF-8 shows its bad bytes as U+FFFD.
+        let k = String::from_utf8_lossy(k);
+        w.push(format!(
+            "{}={}",
+            opt::DEAD_LETTER_KEY,
+            quote_for_message(&k)
+        ));
+    }
+    if !a.retry_delays_ms.is_empty() {
+        let d: Vec<String> = a.retry_delays_ms.iter().map(u64::to_string).collect();
+        w.push(format!("{}={}", opt::RETRY_DELAYS, d.join(",")));
+    }
+    if a.stream {
+        w.push(format!("{}={}", opt::TYPE, keyword(QUEUE_TYPES, true)));
+    }
+    for (flag, on) in [
+        (opt::SINGLE_ACTIVE, a.single_active),
+        (opt::GROUPS, a.groups),
+    ] {
+        if on {
+            w.push(flag.into());
+        }
+    }
+    if w.is_empty() {
+        "none".into()
+    } else {
+        w.join(" ")
+    }
+}
+
+/// The wire name of an overflow policy.
+pub fn overflow_name(o: Overflow) -> &'static str {
+    keyword(OVERFLOWS, o)
 }
 
 #[cfg(test)]
@@ -403,7 +588,6 @@ mod tests {
     use bytes::{Bytes, BytesMut};
 
     use super::*;
-    use crate::protocol::command::{AckMode, ExchangeKind, HeaderMatch, ListKind, Overflow};
     use crate::protocol::frame::{FrameEvent, Framer, Limits};
     use crate::protocol::parse::{parse_command, parse_line};
 
@@ -561,5 +745,43 @@ mod tests {
         ] {
             assert!(!keyword(LIST_KINDS, k).is_empty());
         }
+    }
+
+    #[test]
+    fn describe_args_names_every_option_for_people() {
+        assert_eq!(describe_args(&QueueArgs::default()), "none");
+        let all = QueueArgs {
+            max_length: Some(1),
+            max_bytes: Some(2),
+            overflow: Overflow::RejectPublish,
+            ttl_ms: Some(3),
+            expires_ms: Some(4),
+            dead_letter: Some("dl\"x".into()),
+            dead_letter_key: Some(Bytes::from_static(b"k \xff")),
+            delivery_limit: Some(5),
+            ack_timeout_ms: Some(6),
+            max_priority: Some(7),
+            dedup_window_ms: Some(8),
+            retry_delays_ms: vec![10, 20],
+            single_active: true,
+            groups: true,
+            stream: true,
+            max_age_ms: Some(9),
+        };
+        assert_eq!(
+            describe_args(&all),
+            "max-length=1 max-bytes=2 ttl=3 expires=4 delivery-limit=5 ack-timeout=6 \
+             max-priority=7 dedup-window=8 max-age=9 overflow=reject-publish \
+             dead-letter=\"dl\\\"x\" dead-letter-key=\"k \u{fffd}\" retry-delays=10,20 \
+             type=stream single-active groups"
+        );
+        let block = QueueArgs {
+            overflow: Overflow::Block,
+            ..QueueArgs::default()
+        };
+        assert_eq!(describe_args(&block), "overflow=block");
+        assert_eq!(overflow_name(Overflow::DropHead), "drop-head");
+        assert_eq!(overflow_name(Overflow::RejectPublish), "reject-publish");
+        assert_eq!(overflow_name(Overflow::Block), "block");
     }
 }

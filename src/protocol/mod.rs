@@ -10,11 +10,18 @@
 //! - [`token`] splits one complete line into words (quoting, escapes) and is
 //!   the inverse of [`token::encode_word`].
 //! - [`parse`] turns words into a typed [`command::Command`] or a typed
-//!   [`parse::ParseError`]; [`encode`] is its inverse
-//!   ([`Command::encode`]), for clients.
+//!   [`error::ParseError`]: the verb table and what verbs share in
+//!   `parse/mod.rs`, one grammar file per verb family beside it (named like
+//!   its handler in `src/cmd/`). [`encode`] is its inverse
+//!   ([`Command::encode`]), for clients, and the one spelling of every option
+//!   keyword (names and enumerated values) that both use.
+//! - [`error`] holds [`error::ParseError`], which the tokenizer and the
+//!   parser both return, and how a refusal echoes input.
 //! - [`reply`] is the only writer of server lines: replies (`OK`, `ERR`) and
 //!   pushes (`MSG`, `NOTICE`).
 //! - [`code`] holds the stable `ERR` codes.
+//! - [`pattern`] compiles the permission regexes of `USER ADD|PERMIT`: the
+//!   parser refuses a bad one, [`auth`](crate::auth) matches with it.
 //! - [`table`] lays out the text of `LIST` tables and `STATS` blocks (and
 //!   splits a table row back into cells).
 //!
@@ -25,8 +32,10 @@ pub mod check;
 pub mod code;
 pub mod command;
 pub mod encode;
+pub mod error;
 pub mod frame;
 pub mod parse;
+pub mod pattern;
 pub mod reply;
 pub mod table;
 pub mod token;

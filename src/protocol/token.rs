@@ -13,7 +13,7 @@ use nom::multi::fold_many0;
 use nom::IResult;
 
 use super::code::ErrorCode;
-use super::parse::ParseError;
+use super::error::ParseError;
 
 /// One word of a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
