@@ -13,10 +13,10 @@ use crate::client::{ReplyHandle, Response};
 use crate::protocol::command::{Header, Publish};
 use crate::protocol::Command;
 
+use super::args::{os_bytes, parse_header};
 use super::connect::{parse_millis, CommonArgs, Conn, ConnectOptions};
 use super::exit::{CliError, Exit, EXIT_CODES_HELP};
 use super::output::{scalar, Out};
-use super::args::{os_bytes, parse_header};
 
 /// Unconfirmed publishes in flight at most, by default.
 pub const DEFAULT_WINDOW: u32 = 1000;

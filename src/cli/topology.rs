@@ -4,17 +4,16 @@
 
 use std::ffi::OsString;
 
-
 use crate::protocol::command::{
     Bind, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue, ExchangeKind, Header,
     HeaderMatch, Overflow, Purge, QueueArgs,
 };
 use crate::protocol::Command;
 
+use super::args::{os_bytes, parse_header};
 use super::connect::{parse_millis, CommonArgs, Conn, ConnectOptions};
 use super::exit::{CliError, Exit, EXIT_CODES_HELP};
 use super::output::Out;
-use super::args::{os_bytes, parse_header};
 
 /// Create a queue or an exchange (or check that it exists as described).
 ///
