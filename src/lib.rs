@@ -24,7 +24,7 @@
 //!   publishing, the resource alarms (disk, memory) with the disk reserve,
 //!   and recovery.
 //! - [`auth`]: users, password hashing, permissions, the login rate
-//!   limiter and `sluice user`.
+//!   limiter.
 //! - [`store`]: persistence behind the [`store::Store`] trait (sled), with
 //!   group commit.
 //! - [`http`]: `--http`: Prometheus `/metrics`, the JSON overview and the
@@ -33,7 +33,7 @@
 //! - [`client`]: a small async client used by tests, examples, the bench
 //!   and the CLI.
 //! - [`cli`]: the command-line client (`sluice pub|sub|get|declare|bind|
-//!   stats|ls ...`): options, output formats, exit codes.
+//!   stats|ls ...`): options, output formats, exit codes; and `sluice user`.
 //! - [`config`], [`error`]: settings and typed errors.
 //!
 //! # How a message flows

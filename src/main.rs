@@ -40,7 +40,7 @@ enum Command {
     #[command(flatten)]
     Client(sluice::cli::ClientCommand),
     /// Manage users on a data directory (the broker must not be running).
-    User(sluice::auth::cli::UserArgs),
+    User(sluice::cli::user::UserArgs),
 }
 
 /// Every option here is also a setting of the `--config` file (`max-line =
@@ -187,7 +187,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Bench(args) => sluice::bench::run(args),
         Command::Client(command) => return sluice::cli::run(command),
-        Command::User(args) => sluice::auth::cli::run(args).map(|out| print!("{out}")),
+        Command::User(args) => sluice::cli::user::run(args).map(|out| print!("{out}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -303,7 +303,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(task) = http {
             task.abort();
         }
-        result
+        result.map_err(anyhow::Error::from)
     });
     // Blocking tasks still running (a read of a stuck disk, say) are not
     // waited for: the stop is over.

@@ -35,6 +35,20 @@ use crate::shutdown::Deadline;
 use crate::tls::{TlsAcceptor, HANDSHAKE_TIMEOUT};
 use crate::{PROTOCOL_VERSION, VERSION};
 
+/// Why [`serve`] ended other than by a clean stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store failed a write and the server stopped (status 1).
+    #[error("the store failed a write ({0}); stopped so that a restart can recover; every confirmed message is on disk")]
+    StoreFailed(Arc<str>),
+    /// The last flush of the store failed.
+    #[error(transparent)]
+    Flush(#[from] crate::store::StoreError),
+    /// The stop itself failed (its task panicked).
+    #[error("the stop failed: {0}")]
+    Stop(String),
+}
+
 /// What [`serve`] listens on: the plain port and, optionally, the TLS one.
 pub struct Listeners {
     /// The plain TCP port (`--addr`).
@@ -59,7 +73,7 @@ pub async fn run(
     listener: TcpListener,
     broker: Broker,
     shutdown: impl Future,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let listeners = Listeners {
         plain: listener,
         tls: None,
@@ -75,7 +89,7 @@ pub async fn serve(
     broker: Broker,
     shutdown: impl Future,
     deadline: Deadline,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let Listeners {
         plain: listener,
         tls,
@@ -179,7 +193,9 @@ pub async fn serve(
     alarms.abort();
     sampler.abort();
     let b = broker.clone();
-    let flushed = tokio::task::spawn_blocking(move || b.shutdown()).await?;
+    let flushed = tokio::task::spawn_blocking(move || b.shutdown())
+        .await
+        .map_err(|e| ServeError::Stop(e.to_string()))?;
     if store_failure.is_none() && broker.committer().has_failed() {
         // It failed during the stop (the last sync, say).
         store_failure = broker.committer().subscribe().borrow().error.clone();
@@ -191,7 +207,7 @@ pub async fn serve(
     }
     if let Some(e) = store_failure {
         tracing::error!(error = %e, "stopped: the store failed a write; every confirmed message is on disk; restart once the cause (a full disk?) is fixed");
-        anyhow::bail!("the store failed a write ({e}); stopped so that a restart can recover; every confirmed message is on disk");
+        return Err(ServeError::StoreFailed(e));
     }
     flushed?;
     tracing::info!("store flushed; bye");

@@ -9,7 +9,7 @@
 //!   path runs no regex for an exchange it has seen.
 //! - [`permission`]: RabbitMQ's three regexes per user (`configure`,
 //!   `write`, `read`). [`password`]: argon2id hashing. [`limiter`]: failed
-//!   logins per peer IP. [`cli`]: `sluice user ...`.
+//!   logins per peer IP. `sluice user ...` is the CLI's (`crate::cli::user`).
 //!
 //! A broker with no users is *open*: every connection may do everything,
 //! as before users existed ([`check_exposure`] keeps such a broker on
@@ -24,7 +24,6 @@
 //! removed user's connection gets `ERR NOAUTH user removed`. Nothing is
 //! cached across logins: each `AUTH` verifies against the current hash.
 
-pub mod cli;
 pub mod limiter;
 pub mod password;
 pub mod permission;

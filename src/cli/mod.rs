@@ -16,7 +16,10 @@
 //! - `output`: stdout, delivery and reply printing, the JSON conventions;
 //! - `publish`: `pub`; `consume`: `sub` and `get`; `seek`: `seek` (a
 //!   stream consumer group's position); `topology`: `declare`,
-//!   `bind`, `unbind`, `delete`, `purge`; `inspect`: `stats` and `ls`.
+//!   `bind`, `unbind`, `delete`, `purge`; `inspect`: `stats` and `ls`;
+//!   `args`: argument parsers they share;
+//! - [`user`]: `sluice user ...`, which works on a stopped broker's data
+//!   directory instead of connecting (moved here from `auth/cli.rs`).
 
 use std::process::ExitCode;
 
@@ -29,6 +32,7 @@ mod output;
 mod publish;
 mod seek;
 mod topology;
+pub mod user;
 
 pub use connect::{
     parse_duration, parse_millis, CommonArgs, Conn, ConnectOptions, TlsOptions, CLIENT_NAME,

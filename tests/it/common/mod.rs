@@ -41,7 +41,7 @@ pub struct TestServer {
     http_task: Option<JoinHandle<()>>,
     pub dir: Arc<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    handle: Option<JoinHandle<Result<(), sluice::server::ServeError>>>,
     committer: Arc<sluice::store::Committer>,
 }
 

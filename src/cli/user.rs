@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use super::{password, table, Change, Pattern, Permissions, Registry, User, DEFAULT_PATTERN};
+use crate::auth::{password, table, Change, Pattern, Permissions, Registry, User, DEFAULT_PATTERN};
 use crate::config::DEFAULT_DATA_DIR;
 use crate::store::{SledStore, StoreError};
 
@@ -38,7 +38,7 @@ pub struct PasswordArgs {
     /// The password itself (visible to other users in `ps` and in shell
     /// history: prefer the prompt or --password-stdin).
     #[arg(long)]
-    pub password: Option<super::Secret>,
+    pub password: Option<crate::auth::Secret>,
 }
 
 /// The three patterns (`add`: `.*` where left out; `permit`: unchanged).
