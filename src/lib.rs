@@ -9,9 +9,17 @@
 //! - [`protocol`]: the wire format, pure (bytes in, values out): framing,
 //!   tokens, the command parser and its inverse (command encoding), reply
 //!   encoding, error codes.
-//! - [`cmd`]: executes one command for one session (one file per verb family).
-//! - [`session`]: one connection's state and event loop (ordering of replies
-//!   and pushes, unacked deliveries, requeue on close).
+//! - `session`: one connection's event loop: reads frames, runs commands
+//!   through `cmd`, writes replies and pushes in the order the protocol
+//!   promises; held publishes, heartbeats, the close.
+//! - `cmd`: runs one command against the broker and the connection's
+//!   state, and returns what happened (one file per verb family).
+//! - `session_state`: what a connection holds between commands and all a
+//!   command may touch: delivery tags, unacked deliveries and their ack
+//!   deadlines, subscriptions, its login, the outbox of what waits to be
+//!   written; requeue on close. `session` uses `cmd`, both use
+//!   `session_state`, which uses neither. (These three are the crate's
+//!   own: `cargo doc --document-private-items` shows them.)
 //! - [`connection`]: the socket halves (TCP or TLS) and their buffers.
 //! - [`server`]: accept loops (plain and TLS ports), connection limit,
 //!   graceful shutdown.
@@ -40,7 +48,7 @@
 //!
 //! `PUB` bytes arrive on a connection → [`protocol::frame`] cuts the line and
 //! its `{N}` literal → [`protocol::parse`] makes a `Command::Publish` →
-//! [`cmd`] calls [`broker::Broker::publish`] → the exchange's bindings route
+//! `cmd` calls [`broker::Broker::publish`] → the exchange's bindings route
 //! it to queues → persistent copies for durable queues are written to the
 //! store in one atomic batch → each queue enqueues its copy and dispatches
 //! it to a subscriber with prefetch credit, through that subscriber's push
@@ -55,14 +63,15 @@ pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod client;
-pub mod cmd;
+pub(crate) mod cmd;
 pub mod config;
 pub mod connection;
 pub mod error;
 pub mod http;
 pub mod protocol;
 pub mod server;
-pub mod session;
+pub(crate) mod session;
+pub(crate) mod session_state;
 pub mod shutdown;
 pub mod store;
 pub mod tls;

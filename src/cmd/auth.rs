@@ -1,9 +1,10 @@
 //! `AUTH`: log in. See protocol.md, "AUTH".
 
+use super::{Completion, Outcome, Pending};
 use crate::error::BrokerError;
 use crate::protocol::command::Auth;
 use crate::protocol::reply::Reply;
-use crate::session::{Pending, Session};
+use crate::session_state::SessionState;
 
 /// `AUTH <user> <password>` → `OK <user>`, or `ERR NOAUTH invalid user or
 /// password` (the same for an unknown user and a wrong password, and as
@@ -17,13 +18,12 @@ use crate::session::{Pending, Session};
 /// [`MAX_FAILED_LOGINS`](crate::auth::limiter::MAX_FAILED_LOGINS) failures
 /// from one IP within a minute, `AUTH` from it is refused unchecked until
 /// the minute is over.
-pub(super) fn auth(c: Auth, s: &mut Session) -> Result<Option<Pending>, BrokerError> {
-    let users = s.broker.users().clone();
+pub(super) fn auth(c: Auth, s: &mut SessionState) -> Result<Outcome, BrokerError> {
+    let users = s.broker().users().clone();
     if !users.has_users() {
-        s.reply(Reply::ok());
-        return Ok(None);
+        return Ok(Outcome::reply(Reply::ok()));
     }
-    let ip = s.peer.ip();
+    let ip = s.peer().ip();
     if let Some(wait) = users.login_blocked(ip) {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         return Err(BrokerError::NoAuth(format!(
@@ -35,22 +35,22 @@ pub(super) fn auth(c: Auth, s: &mut Session) -> Result<Option<Pending>, BrokerEr
     let generation = users.generation();
     let user = users.get(&c.user);
     let hash = user.as_ref().map(|u| u.hash().to_string());
-    let conn = s.conn_id;
-    Ok(Some(Pending::new(async move {
+    let conn = s.conn_id();
+    Ok(Outcome::Pending(Pending::new(async move {
         let ok = users.verify_password(hash, c.password.0).await;
         let user = user.filter(|_| ok);
         users.login_outcome(ip, user.is_some());
-        Box::new(move |s: &mut Session| match user {
+        Box::new(move |s: &mut SessionState| match user {
             Some(u) => {
                 tracing::info!(conn, user = %u.name, "authenticated");
-                s.reply(Reply::words([u.name.as_str()]));
-                s.conn.set_user(Some(u.name.clone()));
-                s.login.set(u, generation);
+                let reply = Reply::words([u.name.as_str()]);
+                s.log_in(u, generation);
+                Ok(Outcome::reply(reply))
             }
             None => {
                 tracing::info!(conn, peer = %ip, user = %c.user, "failed login");
-                s.reply(BrokerError::NoAuth("invalid user or password".into()).to_reply());
+                Err(BrokerError::NoAuth("invalid user or password".into()))
             }
-        }) as crate::session::Completion
+        }) as Completion
     })))
 }

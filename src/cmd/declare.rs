@@ -1,31 +1,29 @@
 //! `DECLARE EXCHANGE` and `DECLARE QUEUE`. See protocol.md, "DECLARE".
 
-use std::sync::Arc;
-
-use super::reply_after;
+use super::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::{DeclareExchange, DeclareQueue};
 use crate::protocol::reply::Reply;
-use crate::session::Session;
+use crate::session_state::SessionState;
 
 /// `DECLARE EXCHANGE <name> <type> [durable] [auto-delete] [alternate=<ex>]` → `OK`.
-pub(super) fn exchange(c: DeclareExchange, s: &mut Session) -> Result<(), BrokerError> {
-    s.login
+pub(super) fn exchange(c: DeclareExchange, s: &mut SessionState) -> Result<Outcome, BrokerError> {
+    s.login()
         .check("DECLARE", Perm::Configure, Kind::Exchange, &c.name)?;
-    let gen = s.broker.declare_exchange(&c)?;
-    reply_after(s, Reply::ok(), gen)
+    let gen = s.broker().declare_exchange(&c)?;
+    Ok(Outcome::Reply(Reply::ok(), gen))
 }
 
 /// `DECLARE QUEUE <name> [durable] [exclusive] [auto-delete]`
 /// → `OK <name> messages=<n> consumers=<n>` (and `partitions=<n>` for a
 /// partitioned stream, whose counts are its partitions' sums). Needs `configure` on the
 /// name (for `""`, on the name the server generates).
-pub(super) fn queue(c: DeclareQueue, s: &mut Session) -> Result<(), BrokerError> {
-    let login = &s.login;
+pub(super) fn queue(c: DeclareQueue, s: &mut SessionState) -> Result<Outcome, BrokerError> {
+    let login = s.login();
     let may = |name: &str| login.check("DECLARE", Perm::Configure, Kind::Queue, name);
     if let Some(n) = c.partitions {
-        let (parts, gen) = s.broker.declare_partitioned(&c, n, s.conn_id, &may)?;
+        let (parts, gen) = s.broker().declare_partitioned(&c, n, s.conn_id(), &may)?;
         let (messages, consumers) = parts
             .iter()
             .map(|q| q.stats())
@@ -36,17 +34,15 @@ pub(super) fn queue(c: DeclareQueue, s: &mut Session) -> Result<(), BrokerError>
             format!("consumers={consumers}"),
             format!("partitions={n}"),
         ]);
-        return reply_after(s, reply, gen);
+        return Ok(Outcome::Reply(reply, gen));
     }
-    let (q, gen) = s.broker.declare_queue(&c, s.conn_id, &may)?;
-    if q.owner == Some(s.conn_id) && !s.exclusive.iter().any(|e| Arc::ptr_eq(e, &q)) {
-        s.exclusive.push(q.clone());
-    }
+    let (q, gen) = s.broker().declare_queue(&c, s.conn_id(), &may)?;
+    s.keep_if_owned(&q);
     let st = q.stats();
     let reply = Reply::words([
         q.name.to_string(),
         format!("messages={}", st.messages),
         format!("consumers={}", st.consumers),
     ]);
-    reply_after(s, reply, gen)
+    Ok(Outcome::Reply(reply, gen))
 }

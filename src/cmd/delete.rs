@@ -1,26 +1,29 @@
 //! `DELETE EXCHANGE` and `DELETE QUEUE`. See protocol.md, "DELETE".
 
-use super::reply_after;
+use super::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::{DeleteExchange, DeleteQueue};
 use crate::protocol::reply::Reply;
-use crate::session::Session;
+use crate::session_state::SessionState;
 
 /// `DELETE EXCHANGE <name> [if-unused]` → `OK`.
-pub(super) fn exchange(c: DeleteExchange, s: &mut Session) -> Result<(), BrokerError> {
-    s.login
+pub(super) fn exchange(c: DeleteExchange, s: &mut SessionState) -> Result<Outcome, BrokerError> {
+    s.login()
         .check("DELETE", Perm::Configure, Kind::Exchange, &c.name)?;
-    let gen = s.broker.delete_exchange(&c.name, c.if_unused)?;
-    reply_after(s, Reply::ok(), gen)
+    let gen = s.broker().delete_exchange(&c.name, c.if_unused)?;
+    Ok(Outcome::Reply(Reply::ok(), gen))
 }
 
 /// `DELETE QUEUE <name> [if-unused] [if-empty]` → `OK messages=<n>`.
 /// Subscribers of the queue get `NOTICE cancelled <tag> reason=queue-deleted`.
-pub(super) fn queue(c: DeleteQueue, s: &mut Session) -> Result<(), BrokerError> {
-    s.login
+pub(super) fn queue(c: DeleteQueue, s: &mut SessionState) -> Result<Outcome, BrokerError> {
+    s.login()
         .check("DELETE", Perm::Configure, Kind::Queue, &c.name)?;
-    let (messages, gen) = s.broker.delete_queue(&c, s.conn_id)?;
-    s.exclusive.retain(|q| *q.name != *c.name);
-    reply_after(s, Reply::words([format!("messages={messages}")]), gen)
+    let (messages, gen) = s.broker().delete_queue(&c, s.conn_id())?;
+    s.forget_queue(&c.name);
+    Ok(Outcome::Reply(
+        Reply::words([format!("messages={messages}")]),
+        gen,
+    ))
 }

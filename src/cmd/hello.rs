@@ -1,14 +1,15 @@
 //! `HELLO`: the session handshake. See protocol.md, "HELLO".
 
+use super::Outcome;
 use crate::error::BrokerError;
 use crate::protocol::command::Hello;
 use crate::protocol::reply::Reply;
-use crate::session::Session;
+use crate::session_state::SessionState;
 use crate::{PROTOCOL_VERSION, VERSION};
 
 /// `HELLO [name=<client>] [proto=<n>] [heartbeat=<ms>]` →
 /// `OK sluice <version> proto=1`.
-pub(super) fn hello(c: Hello, s: &mut Session) -> Result<(), BrokerError> {
+pub(super) fn hello(c: Hello, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     if let Some(p) = c.proto {
         if p != PROTOCOL_VERSION {
             return Err(BrokerError::Precondition(format!(
@@ -17,15 +18,13 @@ pub(super) fn hello(c: Hello, s: &mut Session) -> Result<(), BrokerError> {
         }
     }
     if let Some(ms) = c.heartbeat {
-        s.heartbeat = (ms > 0).then(|| std::time::Duration::from_millis(ms));
+        s.set_heartbeat((ms > 0).then(|| std::time::Duration::from_millis(ms)));
     }
     if let Some(name) = c.name {
-        tracing::debug!(conn = s.conn_id, client = %name, "hello");
-        s.conn.set_client_name(Some(name.clone()));
-        s.client_name = Some(name);
+        tracing::debug!(conn = s.conn_id(), client = %name, "hello");
+        s.set_client_name(name);
     }
-    s.reply(Reply::Ok(format!(
+    Ok(Outcome::reply(Reply::Ok(format!(
         "sluice {VERSION} proto={PROTOCOL_VERSION}"
-    )));
-    Ok(())
+    ))))
 }

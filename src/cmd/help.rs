@@ -2,10 +2,10 @@
 
 use bytes::Bytes;
 
+use super::Outcome;
 use crate::error::BrokerError;
 use crate::protocol::command::Help;
 use crate::protocol::reply::{quote_for_message, Reply};
-use crate::session::Session;
 
 const OVERVIEW: &str = "\
 commands (HELP <verb> for one verb):
@@ -48,7 +48,7 @@ const VERBS: &[(&str, &str)] = &[
 ];
 
 /// `HELP [<verb>]` → `OK {N}` with the overview or one verb's grammar.
-pub(super) fn help(c: Help, s: &mut Session) -> Result<(), BrokerError> {
+pub(super) fn help(c: Help) -> Result<Outcome, BrokerError> {
     let text = match c.verb {
         None => OVERVIEW,
         Some(v) => VERBS
@@ -59,11 +59,10 @@ pub(super) fn help(c: Help, s: &mut Session) -> Result<(), BrokerError> {
                 BrokerError::NotFound(format!("no help for {}", quote_for_message(&v)))
             })?,
     };
-    s.reply(Reply::Data(
+    Ok(Outcome::reply(Reply::Data(
         String::new(),
         Bytes::from_static(text.as_bytes()),
-    ));
-    Ok(())
+    )))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
+use super::Outcome;
 use crate::broker::message::now_ms;
 use crate::broker::stats::QueueSnapshot;
 use crate::broker::Broker;
@@ -14,26 +15,25 @@ use crate::protocol::command::{List, ListKind};
 use crate::protocol::reply::Reply;
 use crate::protocol::table::Table;
 use crate::protocol::token::encode_word;
-use crate::session::Session;
+use crate::session_state::SessionState;
 
 /// `LIST <kind> [<pattern>]` → `OK <rows> {N}` and the table.
-pub(super) fn list(c: List, s: &mut Session) -> Result<(), BrokerError> {
+pub(super) fn list(c: List, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     let keep = |names: &[&[u8]]| match &c.pattern {
         None => true,
         Some(p) => names.iter().any(|n| glob(p.as_bytes(), n)),
     };
     let table = match c.kind {
-        ListKind::Queues => queues(&s.broker, keep),
-        ListKind::Exchanges => exchanges(&s.broker, keep),
-        ListKind::Bindings => bindings(&s.broker, keep),
-        ListKind::Connections => connections(&s.broker, keep),
-        ListKind::Consumers => consumers(&s.broker, keep),
+        ListKind::Queues => queues(s.broker(), keep),
+        ListKind::Exchanges => exchanges(s.broker(), keep),
+        ListKind::Bindings => bindings(s.broker(), keep),
+        ListKind::Connections => connections(s.broker(), keep),
+        ListKind::Consumers => consumers(s.broker(), keep),
     };
-    s.reply(Reply::Data(
+    Ok(Outcome::reply(Reply::Data(
         table.len().to_string(),
         Bytes::from(table.render()),
-    ));
-    Ok(())
+    )))
 }
 
 fn yes_no(b: bool) -> &'static str {

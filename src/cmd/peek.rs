@@ -1,23 +1,23 @@
 //! `PEEK`: look at waiting messages without taking them. See protocol.md,
 //! "PEEK".
 
-use super::reply_after;
+use super::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::Peek;
 use crate::protocol::reply::Reply;
-use crate::session::Session;
+use crate::session_state::SessionState;
 
 /// `PEEK <queue> [count=<n>] [from=<position>]` → one `MSG * <position> ...`
 /// line per message (position order, ready and delayed alike), then
 /// `OK <n>`. Nothing changes: no delivery tag, no delivery count.
-pub(super) fn peek(c: Peek, s: &mut Session) -> Result<(), BrokerError> {
-    s.login.check("PEEK", Perm::Read, Kind::Queue, &c.queue)?;
-    let q = s.broker.queue(&c.queue, s.conn_id)?;
+pub(super) fn peek(c: Peek, s: &mut SessionState) -> Result<Outcome, BrokerError> {
+    s.login().check("PEEK", Perm::Read, Kind::Queue, &c.queue)?;
+    let q = s.broker().queue(&c.queue, s.conn_id())?;
     let seen = q.peek(c.count, c.from);
     let n = seen.len();
     for e in seen {
         s.show_peeked(e);
     }
-    reply_after(s, Reply::words([n.to_string()]), None)
+    Ok(Outcome::reply(Reply::words([n.to_string()])))
 }

@@ -1,11 +1,11 @@
 //! `PUB`: route, store, enqueue, and confirm. See protocol.md, "PUB".
 
-use super::reply_after;
-use crate::broker::{PublishAttempt, Published};
+use super::Outcome;
+use crate::broker::{Broker, Hold, PublishAttempt, Published};
 use crate::error::BrokerError;
 use crate::protocol::command::Publish;
-use crate::protocol::reply::Reply;
-use crate::session::{HeldPub, Session};
+use crate::protocol::reply::{Blocker, Reply};
+use crate::session_state::SessionState;
 
 /// `PUB <exchange> <key> [persistent|transient] [mandatory] [id=<id>]
 /// [ttl=<ms>] [delay=<ms>] [priority=<n>] [h.<name>=<value>...] <body>`
@@ -15,27 +15,28 @@ use crate::session::{HeldPub, Session};
 /// generation of the message's write, so it is sent only once the message
 /// is fsync'd (for a persistent message on a durable queue). When a target
 /// queue is full with `overflow=block`, nothing is stored and the publish
-/// goes back to the session to hold; so does every publish while memory is
-/// over `--memory-high-watermark`, and one that would write to the store
-/// while the disk is under `--disk-free-limit`.
+/// goes back to the session to hold ([`HeldPub`]); so does every publish
+/// while memory is over `--memory-high-watermark`, and one that would write
+/// to the store while the disk is under `--disk-free-limit`.
 ///
 /// Needs `write` on the exchange (the default exchange is the name `""`),
 /// checked through the session's cache so that a publisher's hot path
 /// runs no regex.
-pub(super) fn publish(c: Publish, s: &mut Session) -> Result<Option<HeldPub>, BrokerError> {
-    s.login.check_publish(&c.exchange)?;
-    match s.broker.publish(&c)? {
+pub(super) fn publish(c: Publish, s: &mut SessionState) -> Result<Outcome, BrokerError> {
+    s.check_publish(&c.exchange)?;
+    match s.broker().publish(&c)? {
         PublishAttempt::Done(p) => {
-            let gen = p.durable_gen;
-            reply_after(s, confirm(p), gen)?;
-            Ok(None)
+            let (reply, gen) = confirm(p);
+            Ok(Outcome::Reply(reply, gen))
         }
-        PublishAttempt::Blocked(on) => Ok(Some(HeldPub { cmd: c, on })),
+        PublishAttempt::Blocked(on) => Ok(Outcome::Hold(HeldPub { cmd: c, on })),
     }
 }
 
-/// The `OK` line of a publish.
-pub fn confirm(p: Published) -> Reply {
+/// The confirm of a publish: its `OK` line, and the store generation that
+/// must be durable before it is written.
+fn confirm(p: Published) -> (Reply, Option<u64>) {
+    let gen = p.durable_gen;
     let mut w = vec![p.id, format!("routed={}", p.routed)];
     if p.rejected > 0 {
         w.push(format!("rejected={}", p.rejected));
@@ -43,5 +44,60 @@ pub fn confirm(p: Published) -> Reply {
     if p.duplicate {
         w.push("duplicate".into());
     }
-    Reply::words(w)
+    (Reply::words(w), gen)
+}
+
+/// A `PUB` waiting for room in a full `overflow=block` queue, or for a
+/// resource alarm (disk, memory) to clear. The session keeps its reply's
+/// place meanwhile (see [`crate::session`]).
+#[derive(Debug)]
+pub(crate) struct HeldPub {
+    /// The publish, run again when the hold ends.
+    cmd: Publish,
+    /// What it waits for.
+    on: Hold,
+}
+
+impl HeldPub {
+    /// What holds it, as `NOTICE blocked` and `NOTICE unblocked` name it.
+    pub(crate) fn blocker(&self) -> Blocker {
+        self.on.blocker()
+    }
+
+    /// Resolves when what holds it may have cleared: its queue may have
+    /// room (or was deleted), or its alarm cleared. Then [`retry`](Self::retry).
+    pub(crate) fn room(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let on = self.on.clone();
+        async move {
+            let q = match on {
+                Hold::Queue(q) => q,
+                Hold::Alarm(alarm) => return alarm.wait_clear().await,
+            };
+            let _counted = q.blocker();
+            let notified = q.room_signal().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if q.is_deleted() || q.admit(0) != crate::broker::queue::Admission::Block {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Publishes again (its permission was checked when it first ran):
+    /// `Ok(None)` when it is still held, now on what holds it this time;
+    /// else its confirm and the store generation that must be durable
+    /// first.
+    pub(crate) fn retry(
+        &mut self,
+        broker: &Broker,
+    ) -> Result<Option<(Reply, Option<u64>)>, BrokerError> {
+        match broker.publish(&self.cmd)? {
+            PublishAttempt::Blocked(on) => {
+                self.on = on;
+                Ok(None)
+            }
+            PublishAttempt::Done(p) => Ok(Some(confirm(p))),
+        }
+    }
 }

@@ -1,21 +1,22 @@
 //! `SEEK`: moving a stream consumer group's position (replay). See
 //! protocol.md, "SEEK".
 
-use super::reply_after;
+use super::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::Seek;
 use crate::protocol::reply::Reply;
-use crate::session::Session;
+use crate::session_state::SessionState;
 
 /// `SEEK <stream> <group> offset=first|last|next|<n> | time=<unix-ms>`
 /// → `OK offset=<n>` (for a partitioned stream, one offset per partition,
 /// comma-separated, in partition order), once the new position is stored.
 /// The group's members go on from there; deliveries they still hold are
 /// no longer counted (acking them only gives back prefetch room).
-pub(super) fn seek(c: Seek, s: &mut Session) -> Result<(), BrokerError> {
-    s.login.check("SEEK", Perm::Read, Kind::Queue, &c.stream)?;
-    let streams = s.broker.queues_named(&c.stream, s.conn_id)?;
+pub(super) fn seek(c: Seek, s: &mut SessionState) -> Result<Outcome, BrokerError> {
+    s.login()
+        .check("SEEK", Perm::Read, Kind::Queue, &c.stream)?;
+    let streams = s.broker().queues_named(&c.stream, s.conn_id())?;
     let mut at = Vec::with_capacity(streams.len());
     let mut gen = None;
     for q in &streams {
@@ -23,5 +24,8 @@ pub(super) fn seek(c: Seek, s: &mut Session) -> Result<(), BrokerError> {
         at.push(offset.to_string());
         gen = gen.max(Some(g));
     }
-    reply_after(s, Reply::words([format!("offset={}", at.join(","))]), gen)
+    Ok(Outcome::Reply(
+        Reply::words([format!("offset={}", at.join(","))]),
+        gen,
+    ))
 }

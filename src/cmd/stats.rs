@@ -3,27 +3,31 @@
 
 use bytes::Bytes;
 
+use super::Outcome;
 use crate::broker::stats::{self, QueueSnapshot, Rates};
 use crate::error::BrokerError;
 use crate::protocol::command::Stats;
 use crate::protocol::reply::{quote_for_message, Reply};
 use crate::protocol::table::KeyValues;
-use crate::session::Session;
+use crate::session_state::SessionState;
 
 /// `STATS` → `OK stats {N}` and the broker's totals; `STATS QUEUE <name>`
 /// → `OK stats {N}` and that queue's, or `ERR NOT_FOUND`.
-pub(super) fn stats(c: Stats, s: &mut Session) -> Result<(), BrokerError> {
+pub(super) fn stats(c: Stats, s: &mut SessionState) -> Result<Outcome, BrokerError> {
+    let broker = s.broker();
     let text = match c.queue {
-        None => broker_text(&s.broker),
+        None => broker_text(broker),
         Some(name) => {
-            let q = s.broker.find_queue(&name).ok_or_else(|| {
+            let q = broker.find_queue(&name).ok_or_else(|| {
                 BrokerError::NotFound(format!("queue {}", quote_for_message(&name)))
             })?;
-            queue_text(&QueueSnapshot::of(&q, s.broker.sampler()))
+            queue_text(&QueueSnapshot::of(&q, broker.sampler()))
         }
     };
-    s.reply(Reply::Data("stats".into(), Bytes::from(text)));
-    Ok(())
+    Ok(Outcome::reply(Reply::Data(
+        "stats".into(),
+        Bytes::from(text),
+    )))
 }
 
 fn broker_text(broker: &crate::broker::Broker) -> Vec<u8> {

@@ -2,20 +2,24 @@
 
 use std::sync::Arc;
 
+use super::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::broker::queue::Consumer;
 use crate::error::BrokerError;
 use crate::protocol::command::{AckMode, Subscribe, Unsubscribe};
 use crate::protocol::reply::{quote_for_message, Reply};
-use crate::session::{Session, Sub};
+use crate::session_state::{SessionState, Sub};
 
 /// `SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<ctag>] [exclusive]
 /// [group=<name>] [offset=...|time=...]` → `OK <ctag>`, then `MSG` pushes.
 /// On a partitioned stream it subscribes to every partition (prefetch
 /// applies to each); `group=`, `offset=` and `time=` are for streams.
-pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError> {
-    s.login.check("SUB", Perm::Read, Kind::Queue, &c.queue)?;
-    let queues = s.broker.queues_named(&c.queue, s.conn_id)?;
+///
+/// The `OK` precedes the first `MSG`: the queues push into the connection's
+/// channel, which the session reads only after it has queued this reply.
+pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, BrokerError> {
+    s.login().check("SUB", Perm::Read, Kind::Queue, &c.queue)?;
+    let queues = s.broker().queues_named(&c.queue, s.conn_id())?;
     let stream = queues.first().is_some_and(|q| q.args.stream);
     if !stream && (c.group.is_some() || c.start.is_some()) {
         return Err(BrokerError::Precondition(format!(
@@ -28,9 +32,9 @@ pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError
             "exclusive is for queues: a stream has any number of readers (use group= to share one position)".into(),
         ));
     }
-    let config = s.broker.config();
+    let config = s.broker().config();
     let max = config.max_subscriptions;
-    if s.subs.len() >= max {
+    if s.subscription_count() >= max {
         return Err(BrokerError::limit(
             "too many subscriptions on this connection",
             "--max-subscriptions",
@@ -47,21 +51,18 @@ pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError
         Some(t) => Arc::from(t),
         None => s.generate_consumer_tag(),
     };
-    if s.subs.contains_key(&tag) {
+    if s.has_subscription(&tag) {
         return Err(BrokerError::Precondition(format!(
             "consumer tag {} is already in use on this connection",
             quote_for_message(&tag)
         )));
     }
-    let consumer_id = s.broker.next_id();
-    // The reply is queued before the first delivery can arrive.
-    let reply_at = s.out.len();
-    s.reply(Reply::words([tag.to_string()]));
+    let consumer_id = s.broker().next_id();
     let consumer = || Consumer {
         id: consumer_id,
         tag: tag.clone(),
-        conn: s.conn_id,
-        tx: s.push_tx.clone(),
+        conn: s.conn_id(),
+        tx: s.push_sender(),
         prefetch,
         credit: prefetch,
         exclusive: c.exclusive,
@@ -78,52 +79,35 @@ pub(super) fn subscribe(c: Subscribe, s: &mut Session) -> Result<(), BrokerError
                 done.unsubscribe(consumer_id);
             }
             // What the partitions joined so far sent goes back.
-            s.cancelled.insert(consumer_id);
-            s.take_pushes();
-            s.cancelled.remove(&consumer_id);
-            s.out.remove(reply_at);
+            s.take_pushes_returning(consumer_id);
             return Err(e);
         }
     }
-    let mut queues = queues.into_iter();
-    let Some(queue) = queues.next() else {
+    let Some(sub) = Sub::new(queues, consumer_id, reserves) else {
         return Err(BrokerError::NotFound(format!(
             "queue {}",
             quote_for_message(&c.queue)
         )));
     };
-    s.subs.insert(
-        tag,
-        Sub {
-            queue,
-            partitions: queues.collect(),
-            consumer_id,
-            reserves,
-        },
-    );
-    Ok(())
+    s.add_subscription(tag.clone(), sub);
+    Ok(Outcome::reply(Reply::words([tag.to_string()])))
 }
 
 /// `UNSUB <ctag>` → `OK`. Unacked deliveries of the subscription stay
 /// outstanding (they can still be acked); no `MSG` for it follows the `OK`.
 /// On a `single-active` queue the next subscription takes over once they
 /// are settled.
-pub(super) fn unsubscribe(c: Unsubscribe, s: &mut Session) -> Result<(), BrokerError> {
-    let sub = s.subs.remove(c.tag.as_str()).ok_or_else(|| {
+pub(super) fn unsubscribe(c: Unsubscribe, s: &mut SessionState) -> Result<Outcome, BrokerError> {
+    let sub = s.remove_subscription(&c.tag).ok_or_else(|| {
         BrokerError::NotFound(format!("consumer tag {}", quote_for_message(&c.tag)))
     })?;
-    s.cancelled.insert(sub.consumer_id);
-    for p in &sub.partitions {
-        p.unsubscribe(sub.consumer_id);
-    }
-    let emptied = sub.queue.unsubscribe(sub.consumer_id);
+    let emptied = sub.unsubscribe();
     // Deliveries already on their way go back to the queue before the OK;
     // the queue sends nothing more to this consumer once unsubscribed.
-    s.take_pushes();
-    s.cancelled.remove(&sub.consumer_id);
+    s.take_pushes_returning(sub.consumer_id());
     let mut gen = None;
     if emptied {
-        gen = s.broker.delete_queue_now(&sub.queue)?;
+        gen = s.broker().delete_queue_now(sub.queue())?;
     }
-    super::reply_after(s, Reply::ok(), gen)
+    Ok(Outcome::Reply(Reply::ok(), gen))
 }

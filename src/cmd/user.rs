@@ -5,18 +5,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::reply_after;
+use super::{Completion, Outcome, Pending};
 use crate::auth::{self, Change, Pattern, Permissions, Registry, User, DEFAULT_PATTERN};
 use crate::error::BrokerError;
 use crate::protocol::command::{PermissionArgs, UserCommand};
 use crate::protocol::reply::Reply;
-use crate::session::{Completion, Pending, Session};
+use crate::session_state::SessionState;
 
 /// Runs a `USER` command. Only a user tagged `admin` may (`FORBIDDEN`
 /// otherwise); on an open broker (no users yet) anyone may, and the first
 /// user added must be an admin, so that the broker is never left with
 /// users but no one to manage them.
-pub(super) fn user(c: UserCommand, s: &mut Session) -> Result<Option<Pending>, BrokerError> {
+pub(super) fn user(c: UserCommand, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     let verb = match &c {
         UserCommand::Add(_) => "USER ADD",
         UserCommand::Passwd(_) => "USER PASSWD",
@@ -24,8 +24,8 @@ pub(super) fn user(c: UserCommand, s: &mut Session) -> Result<Option<Pending>, B
         UserCommand::Remove(_) => "USER REMOVE",
         UserCommand::List => "USER LIST",
     };
-    s.login.require_admin(verb)?;
-    let users = s.broker.users().clone();
+    s.login().require_admin(verb)?;
+    let users = s.broker().users().clone();
     match c {
         UserCommand::Add(a) => {
             if !users.has_users() && !a.admin {
@@ -36,18 +36,18 @@ pub(super) fn user(c: UserCommand, s: &mut Session) -> Result<Option<Pending>, B
             users.check_absent(&a.name)?;
             let perms = permissions(&a.perms)?;
             let (name, admin) = (a.name, a.admin);
-            Ok(Some(hash_then(users, a.password.0, move |users, hash| {
+            Ok(hash_then(users, a.password.0, move |users, hash| {
                 tracing::info!(user = %name, admin, "user added");
                 users.add(User::new(name, hash, admin, perms))
-            })))
+            }))
         }
         UserCommand::Passwd(p) => {
             users.check_exists(&p.name)?;
             let name = p.name;
-            Ok(Some(hash_then(users, p.password.0, move |users, hash| {
+            Ok(hash_then(users, p.password.0, move |users, hash| {
                 tracing::info!(user = %name, "password changed");
                 users.set_password(&name, hash)
-            })))
+            }))
         }
         UserCommand::Permit(p) => {
             let change = Change {
@@ -58,19 +58,19 @@ pub(super) fn user(c: UserCommand, s: &mut Session) -> Result<Option<Pending>, B
             };
             let gen = users.permit(&p.name, change)?;
             tracing::info!(user = %p.name, "permissions changed");
-            reply_after(s, Reply::ok(), gen)?;
-            Ok(None)
+            Ok(Outcome::Reply(Reply::ok(), gen))
         }
         UserCommand::Remove(name) => {
             let gen = users.remove(&name)?;
             tracing::info!(user = %name, "user removed");
-            reply_after(s, Reply::ok(), gen)?;
-            Ok(None)
+            Ok(Outcome::Reply(Reply::ok(), gen))
         }
         UserCommand::List => {
             let table = auth::table(&users.list());
-            s.reply(Reply::Data(String::new(), Bytes::from(table)));
-            Ok(None)
+            Ok(Outcome::reply(Reply::Data(
+                String::new(),
+                Bytes::from(table),
+            )))
         }
     }
 }
@@ -81,17 +81,14 @@ fn hash_then(
     users: Arc<Registry>,
     password: String,
     then: impl FnOnce(&Registry, String) -> Result<Option<u64>, BrokerError> + Send + 'static,
-) -> Pending {
-    Pending::new(async move {
+) -> Outcome {
+    Outcome::Pending(Pending::new(async move {
         let done = match users.hash_password(password).await {
             Ok(hash) => then(&users, hash),
             Err(e) => Err(e),
         };
-        Box::new(move |s: &mut Session| match done {
-            Ok(gen) => s.push_reply(Reply::ok(), gen),
-            Err(e) => s.reply(e.to_reply()),
-        }) as Completion
-    })
+        Box::new(move |_: &mut SessionState| Ok(Outcome::Reply(Reply::ok(), done?))) as Completion
+    }))
 }
 
 /// The patterns of a new user: `.*` where not given.

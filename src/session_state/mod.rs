@@ -1,0 +1,306 @@
+//! `SessionState`: what one connection holds between its commands, and all
+//! that a command may touch: who the connection is (id, peer, login), its
+//! delivery tags and unacked deliveries ([`unacked`]), its subscriptions
+//! and what their queues push ([`subscription`]), the exclusive queues it
+//! declared, and its outbox of replies and pushes waiting to be written
+//! ([`outbox`]).
+//!
+//! It sits below both of its users and imports neither: a [`crate::cmd`]
+//! handler gets `&mut SessionState` and returns what happened; the loop in
+//! [`crate::session`] owns it, takes the queues' pushes into it, writes its
+//! outbox and closes it. Its fields are private: a command changes the
+//! connection through the methods here, which keep the tags, the unacked
+//! set, the subscriptions and the outbox consistent with one another.
+//!
+//! **Close.** When the connection ends, subscriptions are cancelled first,
+//! then every unacked delivery goes back to its queue at its old position,
+//! flagged `redelivered`; exclusive queues, and auto-delete queues the
+//! connection emptied of consumers, are deleted.
+
+mod outbox;
+mod subscription;
+mod unacked;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::auth::{Login, User};
+use crate::broker::connections::Registered;
+use crate::broker::message::Entry;
+use crate::broker::queue::{Push, PushTx, Queue, Settle};
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::protocol::command::{AckMode, Command};
+use crate::protocol::reply::Notice;
+
+use outbox::MsgOut;
+pub(crate) use outbox::{Out, Outbox};
+pub(crate) use subscription::Sub;
+use unacked::Outstanding;
+pub(crate) use unacked::Unacked;
+
+/// Per-connection state (see the module docs).
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    /// Connection id (broker-unique).
+    conn_id: u64,
+    /// The peer's address.
+    peer: SocketAddr,
+    /// The broker.
+    broker: Broker,
+    /// This connection's entry in the broker's registry (`LIST
+    /// CONNECTIONS`); removed when the session ends.
+    conn: Registered,
+    /// Who the connection is logged in as, if anyone.
+    login: Login,
+    /// The heartbeat interval from `HELLO heartbeat=`, if on.
+    heartbeat: Option<Duration>,
+    /// Where this connection's queues push.
+    push_tx: PushTx,
+    /// What they pushed, not yet taken into the outbox.
+    push_rx: mpsc::UnboundedReceiver<Push>,
+    /// Outputs in order.
+    outbox: Outbox,
+    /// Unacked deliveries by delivery tag.
+    unacked: Outstanding,
+    /// Subscriptions by consumer tag.
+    subs: HashMap<Arc<str>, Sub>,
+    /// Exclusive queues this connection declared.
+    exclusive: Vec<Arc<Queue>>,
+    next_dtag: u64,
+    next_ctag: u64,
+}
+
+impl SessionState {
+    /// The state of a new connection `conn_id`, registered with the broker
+    /// (`LIST CONNECTIONS`) until it is closed or dropped.
+    pub(crate) fn new(conn_id: u64, peer: SocketAddr, tls: bool, broker: Broker) -> SessionState {
+        // Unbounded, but bounded in practice: see broker::queue (credit).
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let conn = broker.connections().register(conn_id, peer, tls);
+        SessionState {
+            conn_id,
+            peer,
+            broker,
+            conn,
+            login: Login::default(),
+            heartbeat: None,
+            push_tx,
+            push_rx,
+            outbox: Outbox::default(),
+            unacked: Outstanding::default(),
+            subs: HashMap::new(),
+            exclusive: Vec::new(),
+            next_dtag: 1,
+            next_ctag: 1,
+        }
+    }
+
+    /// Connection id (broker-unique).
+    pub(crate) fn conn_id(&self) -> u64 {
+        self.conn_id
+    }
+
+    /// The peer's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The broker.
+    pub(crate) fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    // ---- Login and handshake ----
+
+    /// Who the connection is logged in as, to check permissions with.
+    pub(crate) fn login(&self) -> &Login {
+        &self.login
+    }
+
+    /// `NOAUTH` unless the login lets `command` run at all (see
+    /// [`Login::admit`]). A login whose user was removed is logged out,
+    /// and `LIST CONNECTIONS` shows it so.
+    pub(crate) fn admit(&mut self, command: &Command) -> Result<(), BrokerError> {
+        let admitted = self.login.admit(self.broker.users(), command);
+        if admitted.is_err() && self.login.user().is_none() {
+            self.conn.set_user(None);
+        }
+        admitted
+    }
+
+    /// `FORBIDDEN` unless the user may publish to `exchange` (see
+    /// [`Login::check_publish`]: cached per exchange).
+    pub(crate) fn check_publish(&mut self, exchange: &str) -> Result<(), BrokerError> {
+        self.login.check_publish(exchange)
+    }
+
+    /// Logs in as `user` (read at registry generation `generation`).
+    pub(crate) fn log_in(&mut self, user: Arc<User>, generation: u64) {
+        self.conn.set_user(Some(user.name.clone()));
+        self.login.set(user, generation);
+    }
+
+    /// The heartbeat interval, if on.
+    pub(crate) fn heartbeat(&self) -> Option<Duration> {
+        self.heartbeat
+    }
+
+    /// Sets the heartbeat interval (`None`: off).
+    pub(crate) fn set_heartbeat(&mut self, every: Option<Duration>) {
+        self.heartbeat = every;
+    }
+
+    /// Records the client's name (`HELLO name=`) for `LIST CONNECTIONS`.
+    pub(crate) fn set_client_name(&mut self, name: String) {
+        self.conn.set_client_name(Some(name));
+    }
+
+    /// Publishes the connection's subscription and unacked counts to the
+    /// registry (two relaxed stores).
+    pub(crate) fn sync_registry(&self) {
+        self.conn.sync(self.subs.len(), self.unacked.len());
+    }
+
+    // ---- Exclusive queues ----
+
+    /// Remembers `q` if this connection owns it (an exclusive queue it
+    /// declared), to delete it when the connection closes.
+    pub(crate) fn keep_if_owned(&mut self, q: &Arc<Queue>) {
+        if q.owner == Some(self.conn_id) && !self.exclusive.iter().any(|e| Arc::ptr_eq(e, q)) {
+            self.exclusive.push(q.clone());
+        }
+    }
+
+    /// Forgets the exclusive queue `name` (deleted).
+    pub(crate) fn forget_queue(&mut self, name: &str) {
+        self.exclusive.retain(|q| *q.name != *name);
+    }
+
+    // ---- Deliveries and their acks ----
+
+    /// The next delivery tag.
+    fn next_delivery_tag(&mut self) -> u64 {
+        let t = self.next_dtag;
+        self.next_dtag += 1;
+        t
+    }
+
+    /// Queues `GET` deliveries (tag `-`), recording manual ones as unacked;
+    /// returns the generation an auto-ack removal must reach.
+    pub(crate) fn deliver_got(
+        &mut self,
+        q: &Arc<Queue>,
+        entries: Vec<Entry>,
+        ack: AckMode,
+    ) -> Option<u64> {
+        let dash: Arc<str> = Arc::from("-");
+        let mut gen = None;
+        for e in entries {
+            let dtag = self.next_delivery_tag();
+            self.outbox.push(Out::Msg(MsgOut {
+                tag: dash.clone(),
+                dtag,
+                msg: e.msg.clone(),
+                deliveries: e.deliveries,
+                redelivered: e.redelivered || e.deliveries > 1,
+                offset: None,
+                partition: None,
+                auto: None,
+            }));
+            match ack {
+                AckMode::Manual => self.unacked.record(dtag, q.clone(), None, dash.clone(), e),
+                AckMode::Auto => match q.settle(None, e, Settle::Ack) {
+                    Ok(g) => gen = g.or(gen),
+                    Err(err) => tracing::warn!(error = %err, "auto-ack removal failed"),
+                },
+            }
+        }
+        gen
+    }
+
+    /// Queues a `PEEK` line: `MSG * <position> ...`.
+    pub(crate) fn show_peeked(&mut self, e: Entry) {
+        self.outbox.push(Out::Msg(MsgOut {
+            tag: Arc::from("*"),
+            dtag: e.seq,
+            deliveries: e.deliveries,
+            redelivered: e.redelivered,
+            msg: e.msg,
+            offset: None,
+            partition: None,
+            auto: None,
+        }));
+    }
+
+    /// Takes outstanding delivery `dtag`, or with `multiple` every one up
+    /// to it, to settle them.
+    pub(crate) fn take_unacked(&mut self, dtag: u64, multiple: bool) -> Vec<Unacked> {
+        if multiple {
+            let tags = self.unacked.tags_up_to(dtag);
+            tags.iter().filter_map(|t| self.unacked.take(*t)).collect()
+        } else {
+            self.unacked.take(dtag).into_iter().collect()
+        }
+    }
+
+    /// `TOUCH`: restarts an outstanding delivery's ack timeout. False when
+    /// the tag is not outstanding.
+    pub(crate) fn touch(&mut self, dtag: u64) -> bool {
+        self.unacked.touch(dtag)
+    }
+
+    /// The earliest ack deadline, if any delivery has one.
+    pub(crate) fn next_ack_deadline(&self) -> Option<Instant> {
+        self.unacked.next_deadline()
+    }
+
+    /// Requeues every delivery whose ack timeout has passed and tells the
+    /// client.
+    pub(crate) fn expire_acks(&mut self, now: Instant) {
+        while let Some((dtag, u)) = self.unacked.pop_expired(now) {
+            let tag = u.tag().to_string();
+            if let Err(e) = u.settle(Settle::Timeout) {
+                tracing::warn!(error = %e, "requeue after ack timeout failed");
+            }
+            self.outbox
+                .push_around(Out::Notice(Notice::AckTimeout { tag, dtag }));
+        }
+    }
+
+    // ---- The loop's ----
+
+    /// The outbox, for the session loop to see what waits.
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The outbox, for the session loop to write, and to hold a `PUB`'s
+    /// place in.
+    pub(crate) fn outbox_mut(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
+
+    /// Ends the connection's state: cancel subscriptions, requeue unacked
+    /// deliveries, delete exclusive and emptied auto-delete queues.
+    pub(crate) fn close(mut self) {
+        let emptied = self.cancel_subscriptions();
+        self.outbox.return_unwritten();
+        for u in self.unacked.take_all() {
+            if let Err(err) = u.settle(Settle::Requeue { delay_ms: None }) {
+                tracing::warn!(error = %err, "requeue failed");
+            }
+        }
+        for q in emptied.into_iter().chain(self.exclusive.drain(..)) {
+            if let Err(err) = self.broker.delete_queue_now(&q) {
+                tracing::warn!(queue = %q.name, error = %err, "could not delete queue");
+            }
+        }
+        tracing::debug!(conn = self.conn_id, "connection closed");
+    }
+}

@@ -1,0 +1,233 @@
+//! [`Outbox`]: what one connection has to write, in the order it is to be
+//! written: replies (a confirm waiting for its store generation to be
+//! durable), deliveries and notices.
+//!
+//! **Ordering.** Everything goes through one FIFO. A reply that promises
+//! durability (a persistent `PUB`, an `ACK` that removed a stored message)
+//! waits at its place until the group commit reaches its generation, and
+//! everything behind it waits too; so replies stay in command order,
+//! `SUB`'s `OK` precedes its first `MSG`, and `GET`'s `MSG`s precede its
+//! `OK`.
+//!
+//! **A held `PUB`** keeps its reply's place with a placeholder
+//! ([`Out::Held`]) until it is through; pushes (deliveries, notices) go
+//! around the placeholder meanwhile, and follow the reply once it takes the
+//! placeholder's place.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::broker::message::{Entry, Message};
+use crate::broker::queue::{Queue, Settle};
+use crate::error::BrokerError;
+use crate::protocol::reply::{encode_msg, MsgHead, Notice, Reply};
+use crate::protocol::ErrorCode;
+use crate::store::CommitState;
+
+/// One thing to write, in order.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// A reply, possibly waiting for a store generation to be durable.
+    Reply(Reply, Option<u64>),
+    /// A delivery.
+    Msg(MsgOut),
+    /// A notice.
+    Notice(Notice),
+    /// The place of a held `PUB`'s reply.
+    Held,
+}
+
+/// A delivery waiting to be written.
+#[derive(Debug)]
+pub(crate) struct MsgOut {
+    /// Consumer tag (`-` for `GET`, `*` for `PEEK`).
+    pub(super) tag: Arc<str>,
+    /// Delivery tag (`PEEK`: the position).
+    pub(super) dtag: u64,
+    /// The message.
+    pub(super) msg: Arc<Message>,
+    /// Deliveries, this one included.
+    pub(super) deliveries: u32,
+    /// Redelivered flag.
+    pub(super) redelivered: bool,
+    /// A stream delivery: its offset.
+    pub(super) offset: Option<u64>,
+    /// A partitioned stream's delivery: the partition index.
+    pub(super) partition: Option<u32>,
+    /// For `ack=auto` subscriptions: settle once written.
+    pub(super) auto: Option<AutoAck>,
+}
+
+/// An `ack=auto` delivery: settled once its bytes are out, given back if
+/// they may not have reached the peer.
+#[derive(Debug)]
+pub(crate) struct AutoAck {
+    queue: Arc<Queue>,
+    consumer_id: u64,
+    entry: Entry,
+}
+
+impl AutoAck {
+    /// The delivery of `entry` from `queue` through subscription
+    /// `consumer_id`.
+    pub(super) fn new(queue: Arc<Queue>, consumer_id: u64, entry: Entry) -> AutoAck {
+        AutoAck {
+            queue,
+            consumer_id,
+            entry,
+        }
+    }
+
+    /// Settles it with its queue (`Ack` once written, `Requeue` when the
+    /// write failed).
+    pub(crate) fn settle(self, how: Settle) -> Result<Option<u64>, BrokerError> {
+        self.queue.settle(Some(self.consumer_id), self.entry, how)
+    }
+}
+
+/// Gives back a copy that never left: not counted as delivered, flagged
+/// `redelivered` only if it was before (a requeue would flag it).
+pub(super) fn give_back(
+    queue: &Arc<Queue>,
+    consumer_id: u64,
+    mut entry: Entry,
+) -> Result<Option<u64>, BrokerError> {
+    entry.deliveries = entry.deliveries.saturating_sub(1);
+    let redelivered = entry.redelivered;
+    queue.settle(Some(consumer_id), entry, Settle::Return { redelivered })
+}
+
+/// The connection's outputs, in order (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    /// Outputs in order.
+    queue: VecDeque<Out>,
+    /// Pushes written around a held `PUB`'s placeholder.
+    bypass: VecDeque<Out>,
+    /// Whether a held `PUB`'s placeholder is in `queue`.
+    holding: bool,
+}
+
+impl Outbox {
+    /// Queues `item` behind everything queued (a reply, a `GET`'s or a
+    /// `PEEK`'s lines).
+    pub(crate) fn push(&mut self, item: Out) {
+        self.queue.push_back(item);
+    }
+
+    /// Queues a push: behind everything queued, or around a held `PUB`'s
+    /// placeholder.
+    pub(crate) fn push_around(&mut self, item: Out) {
+        if self.holding {
+            self.bypass.push_back(item);
+        } else {
+            self.queue.push_back(item);
+        }
+    }
+
+    /// Keeps the place of a held `PUB`'s reply: what is queued from now on
+    /// waits behind it, pushes go around it.
+    pub(crate) fn hold(&mut self) {
+        self.queue.push_back(Out::Held);
+        self.holding = true;
+    }
+
+    /// Puts `reply` where the held `PUB`'s placeholder is, followed by the
+    /// pushes that went around it.
+    pub(crate) fn release(&mut self, reply: Out) {
+        self.holding = false;
+        match self.queue.iter().position(|o| matches!(o, Out::Held)) {
+            Some(at) => {
+                self.queue[at] = reply;
+                for (i, item) in self.bypass.drain(..).enumerate() {
+                    self.queue.insert(at + 1 + i, item);
+                }
+            }
+            None => {
+                self.queue.push_back(reply);
+                self.queue.extend(self.bypass.drain(..));
+            }
+        }
+    }
+
+    /// How many outputs wait in order (the pushes around a held `PUB` not
+    /// counted).
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether nothing waits in order (the pushes around a held `PUB` not
+    /// counted).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Whether the next output is a reply waiting for a store generation.
+    pub(crate) fn waits_for_commit(&self) -> bool {
+        matches!(self.queue.front(), Some(Out::Reply(_, Some(_))))
+    }
+
+    /// Encodes every output that may be written now; returns the auto-ack
+    /// deliveries to settle once the bytes are out.
+    pub(crate) fn encode_ready(&mut self, commit: &CommitState, buf: &mut Vec<u8>) -> Vec<AutoAck> {
+        let mut written_auto = Vec::new();
+        loop {
+            let item = match self.queue.front() {
+                None => break,
+                Some(Out::Reply(_, Some(g))) if commit.outcome(*g).is_none() => break,
+                // A held PUB: only the pushes that go around it.
+                Some(Out::Held) => match self.bypass.pop_front() {
+                    Some(item) => item,
+                    None => break,
+                },
+                Some(_) => match self.queue.pop_front() {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
+            match item {
+                Out::Held => {}
+                Out::Reply(r, gen) => match gen.and_then(|g| commit.outcome(g)) {
+                    Some(Err(e)) if !r.is_err() => {
+                        Reply::Err(ErrorCode::Internal, format!("not stored durably: {e}"))
+                            .encode(buf)
+                    }
+                    _ => r.encode(buf),
+                },
+                Out::Notice(n) => n.encode(buf),
+                Out::Msg(m) => {
+                    let head = MsgHead {
+                        consumer_tag: &m.tag,
+                        delivery_tag: m.dtag,
+                        exchange: &m.msg.exchange,
+                        routing_key: &m.msg.routing_key,
+                        redelivered: m.redelivered,
+                        deliveries: m.deliveries,
+                        id: &m.msg.id,
+                        headers: &m.msg.headers,
+                        group: m.msg.group.as_deref(),
+                        offset: m.offset,
+                        partition: m.partition,
+                    };
+                    encode_msg(buf, &head, &m.msg.body);
+                    if let Some(a) = m.auto {
+                        written_auto.push(a);
+                    }
+                }
+            }
+        }
+        written_auto
+    }
+
+    /// The connection is closing: gives back the auto-ack deliveries never
+    /// written, and drops the rest.
+    pub(super) fn return_unwritten(&mut self) {
+        for item in self.queue.drain(..).chain(self.bypass.drain(..)) {
+            if let Out::Msg(MsgOut { auto: Some(a), .. }) = item {
+                if let Err(err) = give_back(&a.queue, a.consumer_id, a.entry) {
+                    tracing::warn!(error = %err, "requeue failed");
+                }
+            }
+        }
+    }
+}
