@@ -231,3 +231,78 @@ impl Outbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Out, Outbox};
+    use crate::protocol::reply::{Notice, Reply};
+    use crate::store::CommitState;
+
+    fn ok(word: &str) -> Out {
+        Out::Reply(Reply::words([word]), None)
+    }
+
+    fn durable(g: u64) -> CommitState {
+        CommitState {
+            durable: g,
+            error: None,
+        }
+    }
+
+    fn written(outbox: &mut Outbox, commit: &CommitState) -> String {
+        let mut buf = Vec::new();
+        let autos = outbox.encode_ready(commit, &mut buf);
+        assert!(autos.is_empty());
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    #[test]
+    fn pushes_go_around_a_held_reply_and_follow_it_once_released() {
+        let mut o = Outbox::default();
+        o.push(ok("a"));
+        o.hold();
+        o.push(ok("c"));
+        o.push_around(Out::Notice(Notice::Heartbeat));
+        assert_eq!(
+            written(&mut o, &durable(0)),
+            "OK a\r\nNOTICE heartbeat\r\n",
+            "nothing passes the placeholder but pushes"
+        );
+        o.push_around(Out::Notice(Notice::Heartbeat));
+        o.release(ok("b"));
+        o.push_around(Out::Notice(Notice::Heartbeat));
+        assert_eq!(
+            written(&mut o, &durable(0)),
+            "OK b\r\nNOTICE heartbeat\r\nOK c\r\nNOTICE heartbeat\r\n"
+        );
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn a_confirm_waits_for_its_generation_and_holds_back_what_follows() {
+        let mut o = Outbox::default();
+        o.push(Out::Reply(Reply::words(["x"]), Some(3)));
+        o.push_around(Out::Notice(Notice::Heartbeat));
+        assert!(o.waits_for_commit());
+        assert_eq!(written(&mut o, &durable(2)), "");
+        assert_eq!(o.len(), 2);
+        assert_eq!(written(&mut o, &durable(3)), "OK x\r\nNOTICE heartbeat\r\n");
+        assert!(!o.waits_for_commit());
+    }
+
+    #[test]
+    fn a_confirm_whose_generation_failed_is_an_error() {
+        let mut o = Outbox::default();
+        o.push(Out::Reply(Reply::words(["x"]), Some(3)));
+        let failed = CommitState {
+            durable: 2,
+            error: Some(Arc::from("disk")),
+        };
+        assert_eq!(
+            written(&mut o, &failed),
+            "ERR INTERNAL not stored durably: disk\r\n"
+        );
+    }
+}
