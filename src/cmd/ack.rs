@@ -1,6 +1,8 @@
 //! `ACK`, `NACK`, `REJECT` and `TOUCH`: settling deliveries. See
 //! protocol.md, "ACK".
 
+use tracing::instrument;
+
 use super::Outcome;
 use crate::broker::queue::Settle;
 use crate::error::BrokerError;
@@ -9,6 +11,7 @@ use crate::protocol::reply::Reply;
 use crate::session_state::SessionState;
 
 /// `ACK <dtag> [multiple]` → `OK`, once the removal is durable.
+#[instrument(level = "trace", name = "ACK", skip_all, fields(conn = s.conn_id(), tag = c.tag))]
 pub(super) fn ack(c: Ack, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     settle(s, c.tag, c.multiple, Settle::Ack)
 }
@@ -17,6 +20,7 @@ pub(super) fn ack(c: Ack, s: &mut SessionState) -> Result<Outcome, BrokerError> 
 /// Requeued messages go back to their original position, flagged
 /// `redelivered` (after `delay=` or the queue's `retry-delays`); others are
 /// dead-lettered (reason `rejected`) or dropped.
+#[instrument(level = "trace", name = "NACK", skip_all, fields(conn = s.conn_id(), tag = c.tag))]
 pub(super) fn nack(c: Nack, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     let how = if c.requeue {
         Settle::Requeue {
@@ -30,6 +34,7 @@ pub(super) fn nack(c: Nack, s: &mut SessionState) -> Result<Outcome, BrokerError
 
 /// `TOUCH <dtag>` → `OK`: restarts the delivery's ack timeout (a no-op on a
 /// queue without `ack-timeout`).
+#[instrument(level = "trace", name = "TOUCH", skip_all, fields(conn = s.conn_id(), tag = c.tag))]
 pub(super) fn touch(c: Touch, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     if !s.touch(c.tag) {
         return Err(BrokerError::UnknownTag(c.tag));

@@ -1,5 +1,7 @@
 //! `AUTH`: log in. See protocol.md, "AUTH".
 
+use tracing::instrument;
+
 use super::{Completion, Outcome, Pending};
 use crate::error::BrokerError;
 use crate::protocol::command::Auth;
@@ -18,6 +20,7 @@ use crate::session_state::SessionState;
 /// [`MAX_FAILED_LOGINS`](crate::auth::limiter::MAX_FAILED_LOGINS) failures
 /// from one IP within a minute, `AUTH` from it is refused unchecked until
 /// the minute is over.
+#[instrument(level = "debug", name = "AUTH", skip_all, fields(conn = s.conn_id(), user = %c.user))]
 pub(super) fn auth(c: Auth, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     let users = s.broker().users().clone();
     if !users.has_users() {

@@ -1,5 +1,7 @@
 //! `BIND` and `UNBIND`. See protocol.md, "BIND".
 
+use tracing::instrument;
+
 use super::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
@@ -8,6 +10,7 @@ use crate::protocol::reply::Reply;
 use crate::session_state::SessionState;
 
 /// `BIND <queue> <exchange> [<key>] [h.<name>=<value>...] [match=all|any]` → `OK`.
+#[instrument(level = "debug", name = "BIND", skip_all, fields(conn = s.conn_id(), queue = %c.queue, exchange = %c.exchange))]
 pub(super) fn bind(c: Bind, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     may_bind("BIND", &c, s)?;
     let gen = s.broker().bind(&c, s.conn_id())?;
@@ -15,6 +18,7 @@ pub(super) fn bind(c: Bind, s: &mut SessionState) -> Result<Outcome, BrokerError
 }
 
 /// `UNBIND <queue> <exchange> [<key>] [h.<name>=<value>...]` → `OK`.
+#[instrument(level = "debug", name = "UNBIND", skip_all, fields(conn = s.conn_id(), queue = %c.queue, exchange = %c.exchange))]
 pub(super) fn unbind(c: Bind, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     may_bind("UNBIND", &c, s)?;
     let gen = s.broker().unbind(&c, s.conn_id())?;

@@ -1,5 +1,7 @@
 //! `DECLARE EXCHANGE` and `DECLARE QUEUE`. See protocol.md, "DECLARE".
 
+use tracing::instrument;
+
 use super::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
@@ -8,6 +10,7 @@ use crate::protocol::reply::Reply;
 use crate::session_state::SessionState;
 
 /// `DECLARE EXCHANGE <name> <type> [durable] [auto-delete] [alternate=<ex>]` → `OK`.
+#[instrument(level = "debug", name = "DECLARE", skip_all, fields(conn = s.conn_id(), exchange = %c.name))]
 pub(super) fn exchange(c: DeclareExchange, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login()
         .check("DECLARE", Perm::Configure, Kind::Exchange, &c.name)?;
@@ -19,6 +22,7 @@ pub(super) fn exchange(c: DeclareExchange, s: &mut SessionState) -> Result<Outco
 /// → `OK <name> messages=<n> consumers=<n>` (and `partitions=<n>` for a
 /// partitioned stream, whose counts are its partitions' sums). Needs `configure` on the
 /// name (for `""`, on the name the server generates).
+#[instrument(level = "debug", name = "DECLARE", skip_all, fields(conn = s.conn_id(), queue = %c.name))]
 pub(super) fn queue(c: DeclareQueue, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     let login = s.login();
     let may = |name: &str| login.check("DECLARE", Perm::Configure, Kind::Queue, name);

@@ -1,5 +1,7 @@
 //! `DELETE EXCHANGE` and `DELETE QUEUE`. See protocol.md, "DELETE".
 
+use tracing::instrument;
+
 use super::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
@@ -8,6 +10,7 @@ use crate::protocol::reply::Reply;
 use crate::session_state::SessionState;
 
 /// `DELETE EXCHANGE <name> [if-unused]` → `OK`.
+#[instrument(level = "debug", name = "DELETE", skip_all, fields(conn = s.conn_id(), exchange = %c.name))]
 pub(super) fn exchange(c: DeleteExchange, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login()
         .check("DELETE", Perm::Configure, Kind::Exchange, &c.name)?;
@@ -17,6 +20,7 @@ pub(super) fn exchange(c: DeleteExchange, s: &mut SessionState) -> Result<Outcom
 
 /// `DELETE QUEUE <name> [if-unused] [if-empty]` → `OK messages=<n>`.
 /// Subscribers of the queue get `NOTICE cancelled <tag> reason=queue-deleted`.
+#[instrument(level = "debug", name = "DELETE", skip_all, fields(conn = s.conn_id(), queue = %c.name))]
 pub(super) fn queue(c: DeleteQueue, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login()
         .check("DELETE", Perm::Configure, Kind::Queue, &c.name)?;

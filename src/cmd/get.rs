@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tokio::time::{Duration, Instant};
+use tracing::instrument;
 
 use super::{Completion, Outcome, Pending};
 use crate::auth::{Kind, Perm};
@@ -16,6 +17,7 @@ use crate::session_state::SessionState;
 /// `GET <queue> [ack=manual|auto] [count=<n>] [wait=<ms>]` → zero or more
 /// `MSG - ...` pushes, then `OK <n>`. With `wait=` and an empty queue, the
 /// connection waits (up to that long) for a first message before replying.
+#[instrument(level = "trace", name = "GET", skip_all, fields(conn = s.conn_id(), queue = %c.queue))]
 pub(super) fn get(c: Get, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login().check("GET", Perm::Read, Kind::Queue, &c.queue)?;
     let q = s.broker().queue(&c.queue, s.conn_id())?;

@@ -1,5 +1,7 @@
 //! `HELLO`: the session handshake. See protocol.md, "HELLO".
 
+use tracing::instrument;
+
 use super::Outcome;
 use crate::error::BrokerError;
 use crate::protocol::command::Hello;
@@ -9,6 +11,7 @@ use crate::{PROTOCOL_VERSION, VERSION};
 
 /// `HELLO [name=<client>] [proto=<n>] [heartbeat=<ms>]` →
 /// `OK sluice <version> proto=1`.
+#[instrument(level = "debug", name = "HELLO", skip_all, fields(conn = s.conn_id()))]
 pub(super) fn hello(c: Hello, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     if let Some(p) = c.proto {
         if p != PROTOCOL_VERSION {

@@ -1,6 +1,7 @@
 //! `HELP [<verb>]`: the grammar at a person's fingertips. See protocol.md, "HELP".
 
 use bytes::Bytes;
+use tracing::instrument;
 
 use super::Outcome;
 use crate::error::BrokerError;
@@ -48,6 +49,7 @@ const VERBS: &[(&str, &str)] = &[
 ];
 
 /// `HELP [<verb>]` → `OK {N}` with the overview or one verb's grammar.
+#[instrument(level = "debug", name = "HELP", skip_all)]
 pub(super) fn help(c: Help) -> Result<Outcome, BrokerError> {
     let text = match c.verb {
         None => OVERVIEW,

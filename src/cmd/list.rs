@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use tracing::instrument;
 
 use super::Outcome;
 use crate::broker::message::now_ms;
@@ -18,6 +19,7 @@ use crate::protocol::token::encode_word;
 use crate::session_state::SessionState;
 
 /// `LIST <kind> [<pattern>]` → `OK <rows> {N}` and the table.
+#[instrument(level = "debug", name = "LIST", skip_all, fields(conn = s.conn_id()))]
 pub(super) fn list(c: List, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     let keep = |names: &[&[u8]]| match &c.pattern {
         None => true,

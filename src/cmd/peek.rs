@@ -1,6 +1,8 @@
 //! `PEEK`: look at waiting messages without taking them. See protocol.md,
 //! "PEEK".
 
+use tracing::instrument;
+
 use super::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
@@ -11,6 +13,7 @@ use crate::session_state::SessionState;
 /// `PEEK <queue> [count=<n>] [from=<position>]` → one `MSG * <position> ...`
 /// line per message (position order, ready and delayed alike), then
 /// `OK <n>`. Nothing changes: no delivery tag, no delivery count.
+#[instrument(level = "debug", name = "PEEK", skip_all, fields(conn = s.conn_id(), queue = %c.queue))]
 pub(super) fn peek(c: Peek, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login().check("PEEK", Perm::Read, Kind::Queue, &c.queue)?;
     let q = s.broker().queue(&c.queue, s.conn_id())?;

@@ -1,5 +1,7 @@
 //! `PUB`: route, store, enqueue, and confirm. See protocol.md, "PUB".
 
+use tracing::instrument;
+
 use super::Outcome;
 use crate::broker::{Broker, Hold, PublishAttempt, Published};
 use crate::error::BrokerError;
@@ -22,6 +24,7 @@ use crate::session_state::SessionState;
 /// Needs `write` on the exchange (the default exchange is the name `""`),
 /// checked through the session's cache so that a publisher's hot path
 /// runs no regex.
+#[instrument(level = "trace", name = "PUB", skip_all, fields(conn = s.conn_id(), exchange = %c.exchange))]
 pub(super) fn publish(c: Publish, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.check_publish(&c.exchange)?;
     match s.broker().publish(&c)? {

@@ -1,5 +1,7 @@
 //! `PURGE`. See protocol.md, "PURGE".
 
+use tracing::instrument;
+
 use super::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
@@ -11,6 +13,7 @@ use crate::session_state::SessionState;
 /// (unacked deliveries stay with their consumers). Needs `configure` on the
 /// queue (RabbitMQ asks for `read`; the issue that added users chose
 /// `configure`, as for the other commands that destroy messages in bulk).
+#[instrument(level = "debug", name = "PURGE", skip_all, fields(conn = s.conn_id(), queue = %c.queue))]
 pub(super) fn purge(c: Purge, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login()
         .check("PURGE", Perm::Configure, Kind::Queue, &c.queue)?;

@@ -1,6 +1,8 @@
 //! `REDRIVE`: send dead letters back where they were first published. See
 //! protocol.md, "REDRIVE".
 
+use tracing::instrument;
+
 use super::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
@@ -12,6 +14,7 @@ use crate::session_state::SessionState;
 /// is durable. Needs `read` on the queue; a message whose exchange the user
 /// may not `write` to is kept, like one whose route is gone. Messages without `h.x-death-exchange`/`h.x-death-key`, or
 /// whose original route reaches no queue (or a full one), are kept.
+#[instrument(level = "debug", name = "REDRIVE", skip_all, fields(conn = s.conn_id(), queue = %c.queue))]
 pub(super) fn redrive(c: Redrive, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login()
         .check("REDRIVE", Perm::Read, Kind::Queue, &c.queue)?;

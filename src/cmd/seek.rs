@@ -1,6 +1,8 @@
 //! `SEEK`: moving a stream consumer group's position (replay). See
 //! protocol.md, "SEEK".
 
+use tracing::instrument;
+
 use super::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
@@ -13,6 +15,7 @@ use crate::session_state::SessionState;
 /// comma-separated, in partition order), once the new position is stored.
 /// The group's members go on from there; deliveries they still hold are
 /// no longer counted (acking them only gives back prefetch room).
+#[instrument(level = "debug", name = "SEEK", skip_all, fields(conn = s.conn_id(), queue = %c.stream))]
 pub(super) fn seek(c: Seek, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login()
         .check("SEEK", Perm::Read, Kind::Queue, &c.stream)?;

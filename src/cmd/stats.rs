@@ -2,6 +2,7 @@
 //! as a literal of `key value` lines. See protocol.md, "STATS".
 
 use bytes::Bytes;
+use tracing::instrument;
 
 use super::Outcome;
 use crate::broker::stats::{self, QueueSnapshot, Rates};
@@ -13,6 +14,7 @@ use crate::session_state::SessionState;
 
 /// `STATS` → `OK stats {N}` and the broker's totals; `STATS QUEUE <name>`
 /// → `OK stats {N}` and that queue's, or `ERR NOT_FOUND`.
+#[instrument(level = "debug", name = "STATS", skip_all, fields(conn = s.conn_id()))]
 pub(super) fn stats(c: Stats, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     let broker = s.broker();
     let text = match c.queue {

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use tracing::instrument;
+
 use super::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::broker::queue::Consumer;
@@ -17,6 +19,7 @@ use crate::session_state::{SessionState, Sub};
 ///
 /// The `OK` precedes the first `MSG`: the queues push into the connection's
 /// channel, which the session reads only after it has queued this reply.
+#[instrument(level = "debug", name = "SUB", skip_all, fields(conn = s.conn_id(), queue = %c.queue))]
 pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login().check("SUB", Perm::Read, Kind::Queue, &c.queue)?;
     let queues = s.broker().queues_named(&c.queue, s.conn_id())?;
@@ -97,6 +100,7 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
 /// outstanding (they can still be acked); no `MSG` for it follows the `OK`.
 /// On a `single-active` queue the next subscription takes over once they
 /// are settled.
+#[instrument(level = "debug", name = "UNSUB", skip_all, fields(conn = s.conn_id(), tag = %c.tag))]
 pub(super) fn unsubscribe(c: Unsubscribe, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     let sub = s.remove_subscription(&c.tag).ok_or_else(|| {
         BrokerError::NotFound(format!("consumer tag {}", quote_for_message(&c.tag)))

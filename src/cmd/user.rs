@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use tracing::instrument;
+
 use super::{Completion, Outcome, Pending};
 use crate::auth::{self, Change, Pattern, Permissions, Registry, User, DEFAULT_PATTERN};
 use crate::error::BrokerError;
@@ -16,6 +18,7 @@ use crate::session_state::SessionState;
 /// otherwise); on an open broker (no users yet) anyone may, and the first
 /// user added must be an admin, so that the broker is never left with
 /// users but no one to manage them.
+#[instrument(level = "debug", name = "USER", skip_all, fields(conn = s.conn_id()))]
 pub(super) fn user(c: UserCommand, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     let verb = match &c {
         UserCommand::Add(_) => "USER ADD",
