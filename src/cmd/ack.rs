@@ -3,7 +3,7 @@
 
 use tracing::instrument;
 
-use super::Outcome;
+use super::outcome::Outcome;
 use crate::broker::queue::Settle;
 use crate::error::BrokerError;
 use crate::protocol::command::{Ack, Nack, Touch};

@@ -2,7 +2,7 @@
 
 use tracing::instrument;
 
-use super::{Completion, Outcome, Pending};
+use super::outcome::{Completion, Outcome, Pending};
 use crate::error::BrokerError;
 use crate::protocol::command::Auth;
 use crate::protocol::reply::Reply;

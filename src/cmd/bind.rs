@@ -2,7 +2,7 @@
 
 use tracing::instrument;
 
-use super::Outcome;
+use super::outcome::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::Bind;

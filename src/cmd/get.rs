@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::time::{Duration, Instant};
 use tracing::instrument;
 
-use super::{Completion, Outcome, Pending};
+use super::outcome::{Completion, Outcome, Pending};
 use crate::auth::{Kind, Perm};
 use crate::broker::message::Entry;
 use crate::broker::queue::Queue;

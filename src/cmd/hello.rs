@@ -2,7 +2,7 @@
 
 use tracing::instrument;
 
-use super::Outcome;
+use super::outcome::Outcome;
 use crate::error::BrokerError;
 use crate::protocol::command::Hello;
 use crate::protocol::reply::Reply;

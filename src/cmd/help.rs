@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use tracing::instrument;
 
-use super::Outcome;
+use super::outcome::Outcome;
 use crate::error::BrokerError;
 use crate::protocol::command::Help;
 use crate::protocol::reply::{quote_for_message, Reply};

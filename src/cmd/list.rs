@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use tracing::instrument;
 
-use super::Outcome;
+use super::outcome::Outcome;
 use crate::broker::message::now_ms;
 use crate::broker::stats::QueueSnapshot;
 use crate::broker::Broker;

@@ -2,7 +2,7 @@
 
 use tracing::instrument;
 
-use super::Outcome;
+use super::outcome::{HeldPub, Outcome};
 use crate::broker::{Broker, Hold, PublishAttempt, Published};
 use crate::error::BrokerError;
 use crate::protocol::command::Publish;
@@ -50,17 +50,7 @@ fn confirm(p: Published) -> (Reply, Option<u64>) {
     (Reply::words(w), gen)
 }
 
-/// A `PUB` waiting for room in a full `overflow=block` queue, or for a
-/// resource alarm (disk, memory) to clear. The session keeps its reply's
-/// place meanwhile (see [`crate::session`]).
-#[derive(Debug)]
-pub(crate) struct HeldPub {
-    /// The publish, run again when the hold ends.
-    cmd: Publish,
-    /// What it waits for.
-    on: Hold,
-}
-
+/// How a held `PUB` waits, and runs again.
 impl HeldPub {
     /// What holds it, as `NOTICE blocked` and `NOTICE unblocked` name it.
     pub(crate) fn blocker(&self) -> Blocker {

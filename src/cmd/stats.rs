@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use tracing::instrument;
 
-use super::Outcome;
+use super::outcome::Outcome;
 use crate::broker::stats::{self, QueueSnapshot, Rates};
 use crate::error::BrokerError;
 use crate::protocol::command::Stats;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tracing::instrument;
 
-use super::Outcome;
+use super::outcome::Outcome;
 use crate::auth::{Kind, Perm};
 use crate::broker::queue::Consumer;
 use crate::error::BrokerError;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use tracing::instrument;
 
-use super::{Completion, Outcome, Pending};
+use super::outcome::{Completion, Outcome, Pending};
 use crate::auth::{self, Change, Pattern, Permissions, Registry, User, DEFAULT_PATTERN};
 use crate::error::BrokerError;
 use crate::protocol::command::{PermissionArgs, UserCommand};
