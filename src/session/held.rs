@@ -1,22 +1,27 @@
-//! Held publishes: a `PUB` to a full `overflow=block` queue, or held by a
-//! resource alarm, keeps its reply's place in the outbox (a placeholder)
-//! and waits for room; what the client sends meanwhile is [`Deferred`],
-//! but for `ACK`, `NACK` and `TOUCH`, which run at once. Pushes go around
-//! the placeholder, announced by `NOTICE blocked` and ended by `NOTICE
-//! unblocked`.
+//! [`Held`]: a held `PUB` and what waits behind it. A `PUB` to a full
+//! `overflow=block` queue, or held by a resource alarm, keeps its reply's
+//! place in the outbox (a placeholder) and waits for room, announced by
+//! `NOTICE blocked` and ended by `NOTICE unblocked`; pushes go around the
+//! placeholder. What the client sends meanwhile is deferred, but for
+//! `ACK`, `NACK` and `TOUCH`, which run at once (a connection that
+//! consumes the full queue frees it); their replies wait their turn behind
+//! what was deferred before them.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 
-use super::Session;
 use crate::cmd::HeldPub;
-use crate::protocol::reply::{Blocker, Notice};
-use crate::protocol::Command;
-use crate::session_state::Out;
+use crate::protocol::reply::{Blocker, Notice, Reply};
+use crate::protocol::{Command, ErrorCode};
+use crate::session_state::{Out, Outbox, SessionState};
+
+/// Stop reading while this many commands wait behind a held `PUB`.
+const MAX_DEFERRED: usize = 16 * 1024;
 
 /// What waits behind a held `PUB`.
 #[derive(Debug)]
-pub(super) enum Deferred {
+enum Deferred {
     /// A command to run once the `PUB` is through.
     Command(Command),
     /// The reply of a command that already ran (`ACK`, `NACK`, `TOUCH`,
@@ -24,74 +29,148 @@ pub(super) enum Deferred {
     Reply(Out),
 }
 
-/// A held `PUB` and its wait for room.
+/// The held `PUB`, if any, with its wait for room, and what waits behind
+/// it (see the module docs).
+#[derive(Debug, Default)]
 pub(super) struct Held {
+    /// The held `PUB` and its wait.
+    publish: Option<Waiting>,
+    /// Commands read while a `PUB` is held, to run after it, and the
+    /// replies of those that ran at once, in order.
+    deferred: VecDeque<Deferred>,
+}
+
+/// A held `PUB` and its wait for room.
+struct Waiting {
     publish: HeldPub,
     room: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
-impl std::fmt::Debug for Held {
+impl Waiting {
+    fn new(publish: HeldPub) -> Waiting {
+        let room = Box::pin(publish.room());
+        Waiting { publish, room }
+    }
+}
+
+impl std::fmt::Debug for Waiting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Held")
+        f.debug_struct("Waiting")
             .field("publish", &self.publish)
             .finish_non_exhaustive()
     }
 }
 
 impl Held {
-    fn new(publish: HeldPub) -> Held {
-        let room = Box::pin(publish.room());
-        Held { publish, room }
+    /// Whether a `PUB` is held.
+    pub(super) fn is_holding(&self) -> bool {
+        self.publish.is_some()
     }
 
-    /// Completes when what holds the `PUB` may have cleared. Cancel-safe.
-    pub(super) async fn wait(&mut self) {
-        self.room.as_mut().await;
+    /// Whether nothing is held and nothing waits.
+    pub(super) fn is_empty(&self) -> bool {
+        self.publish.is_none() && self.deferred.is_empty()
     }
-}
 
-impl Session {
+    /// Whether as many commands wait as may: read no more.
+    pub(super) fn is_full(&self) -> bool {
+        self.deferred.len() >= MAX_DEFERRED
+    }
+
+    /// Keeps `command` behind the held `PUB`; hands it back to run now when
+    /// nothing is held, or when it settles deliveries (`ACK`, `NACK`,
+    /// `TOUCH`).
+    pub(super) fn defer(&mut self, command: Command) -> Option<Command> {
+        if self.publish.is_some()
+            && !matches!(
+                command,
+                Command::Ack(_) | Command::Nack(_) | Command::Touch(_)
+            )
+        {
+            self.deferred.push_back(Deferred::Command(command));
+            return None;
+        }
+        Some(command)
+    }
+
+    /// Once nothing is held: the next deferred command, the replies
+    /// deferred before it going to `outbox`.
+    pub(super) fn next_deferred(&mut self, outbox: &mut Outbox) -> Option<Command> {
+        if self.publish.is_some() {
+            return None;
+        }
+        while let Some(d) = self.deferred.pop_front() {
+            match d {
+                Deferred::Command(c) => return Some(c),
+                Deferred::Reply(r) => outbox.push(r),
+            }
+        }
+        None
+    }
+
+    /// Queues a reply (one that may wait for a store generation): in
+    /// `outbox`, or, while a `PUB` is held with commands deferred behind
+    /// it (a reply to an `ACK` that ran at once, or an error), behind them.
+    pub(super) fn answer(&mut self, item: Out, outbox: &mut Outbox) {
+        if self.publish.is_some() && !self.deferred.is_empty() {
+            self.deferred.push_back(Deferred::Reply(item));
+        } else {
+            outbox.push(item);
+        }
+    }
+
     /// Holds a `PUB` until its queue has room (or its alarm clears).
-    pub(super) fn start_hold(&mut self, h: HeldPub) {
-        self.state.outbox_mut().hold();
+    pub(super) fn start(&mut self, h: HeldPub, outbox: &mut Outbox) {
+        outbox.hold();
         let on = h.blocker();
-        self.held = Some(Held::new(h));
-        self.state
-            .outbox_mut()
-            .push_around(Out::Notice(Notice::Blocked { on }));
+        self.publish = Some(Waiting::new(h));
+        outbox.push_around(Out::Notice(Notice::Blocked { on }));
+    }
+
+    /// Completes when what holds the `PUB` may have cleared; never while
+    /// nothing is held. Cancel-safe.
+    pub(super) async fn room(&mut self) {
+        match self.publish.as_mut() {
+            Some(w) => w.room.as_mut().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// The held `PUB`'s queue signalled room: publish again. Done (or
     /// failed), the reply takes the placeholder's place and the pushes
     /// that went around it follow it.
-    pub(super) fn retry_held(&mut self) {
-        let Some(Held { publish: mut h, .. }) = self.held.take() else {
+    pub(super) fn retry(&mut self, state: &mut SessionState) {
+        let Some(Waiting { publish: mut h, .. }) = self.publish.take() else {
             return;
         };
-        let reply = match h.retry(self.state.broker()) {
+        let reply = match h.retry(state.broker()) {
             Ok(None) => {
-                self.held = Some(Held::new(h));
+                self.publish = Some(Waiting::new(h));
                 return;
             }
             Ok(Some((reply, gen))) => Out::Reply(reply, gen),
             Err(e) => Out::Reply(e.to_reply(), None),
         };
-        self.release_held(reply, h.blocker());
+        release(state.outbox_mut(), reply, h.blocker());
     }
 
-    /// Ends the hold with `reply` (a shutdown's error, say) in the
-    /// placeholder's place, if a `PUB` is held.
-    pub(super) fn drop_held(&mut self, reply: Out) {
-        if let Some(h) = self.held.take() {
-            self.release_held(reply, h.publish.blocker());
+    /// The server is shutting down: a held `PUB` fails in its place, and
+    /// what waits behind it is dropped.
+    pub(super) fn shut_down(&mut self, outbox: &mut Outbox) {
+        if let Some(w) = self.publish.take() {
+            let failed = Reply::Err(
+                ErrorCode::Internal,
+                "server shutting down; message not stored".into(),
+            );
+            release(outbox, Out::Reply(failed, None), w.publish.blocker());
         }
+        self.deferred.clear();
     }
+}
 
-    /// Puts `reply` where the held `PUB`'s placeholder is, followed by the
-    /// pushes that went around it.
-    fn release_held(&mut self, reply: Out, on: Blocker) {
-        let outbox = self.state.outbox_mut();
-        outbox.push_around(Out::Notice(Notice::Unblocked { on }));
-        outbox.release(reply);
-    }
+/// Puts `reply` where the held `PUB`'s placeholder is, followed by the
+/// pushes that went around it.
+fn release(outbox: &mut Outbox, reply: Out, on: Blocker) {
+    outbox.push_around(Out::Notice(Notice::Unblocked { on }));
+    outbox.release(reply);
 }

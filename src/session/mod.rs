@@ -40,7 +40,6 @@ mod clock;
 mod held;
 mod run;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -51,7 +50,7 @@ use crate::cmd::Pending;
 use crate::connection::{FrameReader, FrameWriter};
 use crate::session_state::SessionState;
 
-use held::{Deferred, Held};
+use held::Held;
 
 /// How long a closing connection's last writes may wait for the peer to
 /// read them (at a shutdown, say), before it is closed regardless.
@@ -65,11 +64,8 @@ pub(crate) struct Session {
     /// A command that completes later: no further command is read until
     /// it does.
     pending: Option<Pending>,
-    /// The held `PUB`, if any, and the wait for room.
-    held: Option<Held>,
-    /// Commands read while a `PUB` is held, to run after it, and the
-    /// replies of those that ran at once, in order.
-    deferred: VecDeque<Deferred>,
+    /// The held `PUB`, if any, and what waits behind it.
+    held: Held,
 }
 
 impl Session {
@@ -78,8 +74,7 @@ impl Session {
         Session {
             state: SessionState::new(conn_id, peer, tls, broker),
             pending: None,
-            held: None,
-            deferred: VecDeque::new(),
+            held: Held::default(),
         }
     }
 
@@ -100,12 +95,11 @@ impl Session {
             state,
             pending,
             held,
-            deferred,
         } = self;
         state.close();
         // A held PUB stops counting as blocked with the state; a pending
         // command's work is dropped last, after the linger.
-        drop((held, deferred));
+        drop(held);
         if ended.reading && !ended.peer_gone {
             // Closed by the server (a shutdown, a failed store, a bad
             // frame) while the peer may still be sending: a FIN and a

@@ -9,7 +9,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::clock::Clocks;
-use super::held::Deferred;
 use super::{Session, CLOSING_WRITE_TIMEOUT};
 use crate::cmd::{self, Outcome};
 use crate::connection::{FrameReader, FrameWriter};
@@ -24,8 +23,6 @@ use crate::store::CommitState;
 
 /// Stop reading new commands while this many outputs wait to be written.
 const MAX_PENDING_OUTPUTS: usize = 16 * 1024;
-/// Stop reading while this many commands wait behind a held `PUB`.
-const MAX_DEFERRED: usize = 16 * 1024;
 
 /// What the loop does after a command.
 #[derive(Debug, PartialEq, Eq)]
@@ -80,7 +77,7 @@ impl Session {
                 && !closing
                 && self.pending.is_none()
                 && self.state.outbox().len() < MAX_PENDING_OUTPUTS
-                && self.deferred.len() < MAX_DEFERRED;
+                && !self.held.is_full();
             let next_timeout = self.state.next_ack_deadline();
             // A command that started to arrive must finish within the frame
             // timeout; time the server spends not reading does not count.
@@ -131,8 +128,8 @@ impl Session {
                 _ = tokio::time::sleep_until(next_timeout.unwrap_or_else(Instant::now)), if next_timeout.is_some() => {
                     self.state.expire_acks(Instant::now());
                 }
-                _ = async { if let Some(h) = self.held.as_mut() { h.wait().await } }, if self.held.is_some() => {
-                    self.retry_held();
+                _ = self.held.room(), if self.held.is_holding() => {
+                    self.held.retry(&mut self.state);
                 }
                 done = async { match self.pending.as_mut() { Some(p) => p.await, None => std::future::pending().await } }, if self.pending.is_some() => {
                     self.pending = None;
@@ -188,10 +185,7 @@ impl Session {
 
     /// Whether nothing is left to write or to wait for.
     fn is_idle(&self) -> bool {
-        self.state.outbox().is_empty()
-            && self.pending.is_none()
-            && self.held.is_none()
-            && self.deferred.is_empty()
+        self.state.outbox().is_empty() && self.pending.is_none() && self.held.is_empty()
     }
 
     /// Writes every output that may be written now; true if there were
@@ -249,14 +243,7 @@ impl Session {
     /// it or is pending is dropped, and `NOTICE closing` follows what is
     /// queued.
     fn shut_down(&mut self, reason: &'static str) {
-        self.drop_held(Out::Reply(
-            Reply::Err(
-                ErrorCode::Internal,
-                "server shutting down; message not stored".into(),
-            ),
-            None,
-        ));
-        self.deferred.clear();
+        self.held.shut_down(self.state.outbox_mut());
         self.state
             .outbox_mut()
             .push(Out::Notice(Notice::Closing { reason }));
@@ -277,15 +264,9 @@ impl Session {
                 Err(()) => return Flow::Close,
             };
             // While a PUB is held, only settling runs; the rest waits its turn.
-            if self.held.is_some()
-                && !matches!(
-                    command,
-                    Command::Ack(_) | Command::Nack(_) | Command::Touch(_)
-                )
-            {
-                self.deferred.push_back(Deferred::Command(command));
+            let Some(command) = self.held.defer(command) else {
                 continue;
-            }
+            };
             let done = cmd::apply(command, &mut self.state);
             match self.follow(done) {
                 Flow::Read => {}
@@ -298,14 +279,10 @@ impl Session {
     /// held, else one from the buffered frames. `Err` when the stream ends
     /// in a bad frame: the connection closes.
     fn next_command(&mut self, reader: &mut FrameReader) -> Result<Option<Command>, ()> {
-        if self.held.is_none() {
-            while let Some(d) = self.deferred.pop_front() {
-                match d {
-                    Deferred::Command(c) => return Ok(Some(c)),
-                    Deferred::Reply(r) => self.state.outbox_mut().push(r),
-                }
-            }
-        } else if self.deferred.len() >= MAX_DEFERRED {
+        if let Some(c) = self.held.next_deferred(self.state.outbox_mut()) {
+            return Ok(Some(c));
+        }
+        if self.held.is_full() {
             return Ok(None);
         }
         loop {
@@ -338,7 +315,7 @@ impl Session {
     fn follow(&mut self, done: Result<Outcome, BrokerError>) -> Flow {
         match done {
             Ok(Outcome::Reply(reply, gen)) => self.answer(Out::Reply(reply, gen)),
-            Ok(Outcome::Hold(h)) => self.start_hold(h),
+            Ok(Outcome::Hold(h)) => self.held.start(h, self.state.outbox_mut()),
             Ok(Outcome::Pending(p)) => {
                 self.pending = Some(p);
                 return Flow::Wait;
@@ -352,14 +329,9 @@ impl Session {
         Flow::Read
     }
 
-    /// Queues a reply (one that may wait for a store generation). While a
-    /// `PUB` is held with commands deferred behind it, a reply (to an `ACK`
-    /// that ran at once, or an error) waits its turn behind them.
+    /// Queues a reply (one that may wait for a store generation), behind
+    /// what is deferred behind a held `PUB` if need be.
     fn answer(&mut self, item: Out) {
-        if self.held.is_some() && !self.deferred.is_empty() {
-            self.deferred.push_back(Deferred::Reply(item));
-        } else {
-            self.state.outbox_mut().push(item);
-        }
+        self.held.answer(item, self.state.outbox_mut());
     }
 }
