@@ -37,7 +37,7 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
     }
     let config = s.broker().config();
     let max = config.max_subscriptions;
-    if s.subscription_count() >= max {
+    if s.subscriptions().len() >= max {
         return Err(BrokerError::limit(
             "too many subscriptions on this connection",
             "--max-subscriptions",
@@ -52,9 +52,9 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
     s.check_unacked_room(reserves)?;
     let tag: Arc<str> = match c.tag {
         Some(t) => Arc::from(t),
-        None => s.generate_consumer_tag(),
+        None => s.subscriptions_mut().new_tag(),
     };
-    if s.has_subscription(&tag) {
+    if s.subscriptions().contains(&tag) {
         return Err(BrokerError::Precondition(format!(
             "consumer tag {} is already in use on this connection",
             quote_for_message(&tag)
@@ -65,7 +65,7 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
         id: consumer_id,
         tag: tag.clone(),
         conn: s.conn_id(),
-        tx: s.push_sender(),
+        tx: s.subscriptions().sender(),
         prefetch,
         credit: prefetch,
         exclusive: c.exclusive,
@@ -92,7 +92,7 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
             quote_for_message(&c.queue)
         )));
     };
-    s.add_subscription(tag.clone(), sub);
+    s.subscriptions_mut().insert(tag.clone(), sub);
     Ok(Outcome::reply(Reply::words([tag.to_string()])))
 }
 
@@ -102,7 +102,7 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
 /// are settled.
 #[instrument(level = "debug", name = "UNSUB", skip_all, fields(conn = s.conn_id(), tag = %c.tag))]
 pub(super) fn unsubscribe(c: Unsubscribe, s: &mut SessionState) -> Result<Outcome, BrokerError> {
-    let sub = s.remove_subscription(&c.tag).ok_or_else(|| {
+    let sub = s.subscriptions_mut().remove(&c.tag).ok_or_else(|| {
         BrokerError::NotFound(format!("consumer tag {}", quote_for_message(&c.tag)))
     })?;
     let emptied = sub.unsubscribe();

@@ -1,9 +1,11 @@
 //! `SessionState`: what one connection holds between its commands, and all
 //! that a command may touch: who the connection is (id, peer, login), its
 //! delivery tags and unacked deliveries ([`unacked`]), its subscriptions
-//! and what their queues push ([`subscription`]), the exclusive queues it
-//! declared, and its outbox of replies and pushes waiting to be written
-//! ([`outbox`]).
+//! and the channel their queues push into ([`subscription`]), the
+//! exclusive queues it declared, and its outbox of replies and pushes
+//! waiting to be written ([`outbox`]). It takes the pushes into the
+//! outbox: a delivery gets its delivery tag and, if manual-ack, a place
+//! among the unacked.
 //!
 //! It sits below both of its users and imports neither: a [`crate::cmd`]
 //! handler gets `&mut SessionState` and returns what happened; the loop in
@@ -21,28 +23,30 @@ mod outbox;
 mod subscription;
 mod unacked;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::auth::{Login, User};
 use crate::broker::connections::Registered;
 use crate::broker::message::Entry;
-use crate::broker::queue::{Push, PushTx, Queue, Settle};
+use crate::broker::queue::{Delivery, Push, Queue, Settle};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::protocol::command::{AckMode, Command};
 use crate::protocol::reply::Notice;
 
-use outbox::MsgOut;
+use outbox::{AutoAck, MsgOut};
 pub(crate) use outbox::{Out, Outbox};
-pub(crate) use subscription::Sub;
+use subscription::return_undelivered;
+pub(crate) use subscription::{Sub, Subscriptions};
 use unacked::Outstanding;
 pub(crate) use unacked::Unacked;
+
+/// Pushes taken from the channel per wake-up before writing.
+const PUSH_BATCH: usize = 512;
 
 /// Per-connection state (see the module docs).
 #[derive(Debug)]
@@ -60,28 +64,21 @@ pub(crate) struct SessionState {
     login: Login,
     /// The heartbeat interval from `HELLO heartbeat=`, if on.
     heartbeat: Option<Duration>,
-    /// Where this connection's queues push.
-    push_tx: PushTx,
-    /// What they pushed, not yet taken into the outbox.
-    push_rx: mpsc::UnboundedReceiver<Push>,
     /// Outputs in order.
     outbox: Outbox,
     /// Unacked deliveries by delivery tag.
     unacked: Outstanding,
-    /// Subscriptions by consumer tag.
-    subs: HashMap<Arc<str>, Sub>,
+    /// Subscriptions by consumer tag, and their push channel.
+    subs: Subscriptions,
     /// Exclusive queues this connection declared.
     exclusive: Vec<Arc<Queue>>,
     next_dtag: u64,
-    next_ctag: u64,
 }
 
 impl SessionState {
     /// The state of a new connection `conn_id`, registered with the broker
     /// (`LIST CONNECTIONS`) until it is closed or dropped.
     pub(crate) fn new(conn_id: u64, peer: SocketAddr, tls: bool, broker: Broker) -> SessionState {
-        // Unbounded, but bounded in practice: see broker::queue (credit).
-        let (push_tx, push_rx) = mpsc::unbounded_channel();
         let conn = broker.connections().register(conn_id, peer, tls);
         SessionState {
             conn_id,
@@ -90,14 +87,11 @@ impl SessionState {
             conn,
             login: Login::default(),
             heartbeat: None,
-            push_tx,
-            push_rx,
             outbox: Outbox::default(),
             unacked: Outstanding::default(),
-            subs: HashMap::new(),
+            subs: Subscriptions::new(),
             exclusive: Vec::new(),
             next_dtag: 1,
-            next_ctag: 1,
         }
     }
 
@@ -180,6 +174,104 @@ impl SessionState {
     /// Forgets the exclusive queue `name` (deleted).
     pub(crate) fn forget_queue(&mut self, name: &str) {
         self.exclusive.retain(|q| *q.name != *name);
+    }
+
+    // ---- Subscriptions and what their queues push ----
+
+    /// The connection's subscriptions.
+    pub(crate) fn subscriptions(&self) -> &Subscriptions {
+        &self.subs
+    }
+
+    /// The connection's subscriptions, to add or end one. Ending one, take
+    /// what it had pushed back with [`take_pushes_returning`](Self::take_pushes_returning).
+    pub(crate) fn subscriptions_mut(&mut self) -> &mut Subscriptions {
+        &mut self.subs
+    }
+
+    /// `--max-unacked`: `ERR LIMIT` unless `more` unacked deliveries fit
+    /// beside the ones this connection has reserved already (the prefetch
+    /// of its manual-ack subscriptions plus its unacked `GET` deliveries).
+    pub(crate) fn check_unacked_room(&self, more: u64) -> Result<(), BrokerError> {
+        let max = self.broker.config().max_unacked;
+        let reserved = self.subs.reserved() + self.unacked.got();
+        if reserved.saturating_add(more) > max {
+            return Err(BrokerError::limit(
+                format_args!(
+                    "{more} more unacked deliveries would pass this connection's limit ({reserved} reserved by manual-ack prefetch and unacked GETs)"
+                ),
+                "--max-unacked",
+                max,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next push from this connection's queues. Cancel-safe.
+    pub(crate) async fn next_push(&mut self) -> Option<Push> {
+        self.subs.next_push().await
+    }
+
+    /// Takes `first` and up to a batch of the pushes behind it into the
+    /// outbox.
+    pub(crate) fn take_push_batch(&mut self, first: Push) {
+        self.on_push(first);
+        for _ in 0..PUSH_BATCH {
+            match self.subs.try_push() {
+                Some(p) => self.on_push(p),
+                None => break,
+            }
+        }
+    }
+
+    /// Takes every push already sent to this connection into the outbox,
+    /// but for the deliveries to `ended`, a subscription being ended (or
+    /// never made): those go back to their queue, not counted as
+    /// delivered.
+    pub(crate) fn take_pushes_returning(&mut self, ended: u64) {
+        while let Some(p) = self.subs.try_push() {
+            match p {
+                Push::Deliver(d) if d.consumer_id == ended => return_undelivered(d),
+                p => self.on_push(p),
+            }
+        }
+    }
+
+    fn on_push(&mut self, push: Push) {
+        match push {
+            Push::Deliver(d) => self.on_delivery(d),
+            Push::Notice(n) => self.outbox.push_around(Out::Notice(n)),
+            Push::Cancelled { tag } => {
+                if self.subs.remove(&tag).is_some() {
+                    self.outbox.push_around(Out::Notice(Notice::Cancelled {
+                        tag: tag.to_string(),
+                        reason: "queue-deleted",
+                    }));
+                }
+            }
+        }
+    }
+
+    fn on_delivery(&mut self, d: Delivery) {
+        let dtag = self.next_delivery_tag();
+        let e = &d.entry;
+        let mut m = MsgOut {
+            tag: d.tag.clone(),
+            dtag,
+            msg: e.msg.clone(),
+            deliveries: e.deliveries,
+            redelivered: e.redelivered || e.deliveries > 1,
+            offset: d.queue.args.stream.then_some(e.seq),
+            partition: d.queue.partition,
+            auto: None,
+        };
+        if d.auto_ack {
+            m.auto = Some(AutoAck::new(d.queue, d.consumer_id, d.entry));
+        } else {
+            self.unacked
+                .record(dtag, d.queue, Some(d.consumer_id), d.tag, d.entry);
+        }
+        self.outbox.push_around(Out::Msg(m));
     }
 
     // ---- Deliveries and their acks ----
@@ -289,7 +381,7 @@ impl SessionState {
     /// Ends the connection's state: cancel subscriptions, requeue unacked
     /// deliveries, delete exclusive and emptied auto-delete queues.
     pub(crate) fn close(mut self) {
-        let emptied = self.cancel_subscriptions();
+        let emptied = self.subs.cancel_all();
         self.outbox.return_unwritten();
         for u in self.unacked.take_all() {
             if let Err(err) = u.settle(Settle::Requeue { delay_ms: None }) {

@@ -1,17 +1,14 @@
-//! Subscriptions: the connection's [`Sub`]s by consumer tag, and what
-//! their queues push into the connection's channel (deliveries, notices,
-//! cancellations), taken into the outbox as `MSG` and `NOTICE` lines.
+//! [`Subscriptions`]: the connection's subscriptions ([`Sub`]) by consumer
+//! tag, and the channel their queues push into (deliveries, notices,
+//! cancellations). The state takes what comes through it into the outbox.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::outbox::{give_back, AutoAck, MsgOut, Out};
-use super::SessionState;
-use crate::broker::queue::{Delivery, Push, PushTx, Queue};
-use crate::error::BrokerError;
-use crate::protocol::reply::Notice;
+use tokio::sync::mpsc;
 
-/// Pushes taken from the channel per wake-up before writing.
-const PUSH_BATCH: usize = 512;
+use super::outbox::give_back;
+use crate::broker::queue::{Delivery, Push, PushTx, Queue};
 
 /// One subscription of this connection.
 #[derive(Debug)]
@@ -63,134 +60,89 @@ impl Sub {
     }
 }
 
-impl SessionState {
-    /// How many subscriptions the connection has.
-    pub(crate) fn subscription_count(&self) -> usize {
-        self.subs.len()
+/// The connection's subscriptions and their push channel.
+#[derive(Debug)]
+pub(crate) struct Subscriptions {
+    /// By consumer tag.
+    by_tag: HashMap<Arc<str>, Sub>,
+    /// Where this connection's queues push.
+    push_tx: PushTx,
+    /// What they pushed, not yet taken into the outbox.
+    push_rx: mpsc::UnboundedReceiver<Push>,
+    next_ctag: u64,
+}
+
+impl Subscriptions {
+    /// No subscriptions yet.
+    pub(super) fn new() -> Subscriptions {
+        // Unbounded, but bounded in practice: see broker::queue (credit).
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        Subscriptions {
+            by_tag: HashMap::new(),
+            push_tx,
+            push_rx,
+            next_ctag: 1,
+        }
+    }
+
+    /// How many there are.
+    pub(crate) fn len(&self) -> usize {
+        self.by_tag.len()
     }
 
     /// Whether consumer tag `tag` is in use.
-    pub(crate) fn has_subscription(&self, tag: &str) -> bool {
-        self.subs.contains_key(tag)
+    pub(crate) fn contains(&self, tag: &str) -> bool {
+        self.by_tag.contains_key(tag)
     }
 
     /// A consumer tag not in use on this connection.
-    pub(crate) fn generate_consumer_tag(&mut self) -> Arc<str> {
+    pub(crate) fn new_tag(&mut self) -> Arc<str> {
         loop {
             let t: Arc<str> = Arc::from(format!("ctag-{}", self.next_ctag));
             self.next_ctag += 1;
-            if !self.subs.contains_key(&t) {
+            if !self.by_tag.contains_key(&t) {
                 return t;
             }
         }
     }
 
     /// Where a new subscription's queues push.
-    pub(crate) fn push_sender(&self) -> PushTx {
+    pub(crate) fn sender(&self) -> PushTx {
         self.push_tx.clone()
     }
 
     /// Records subscription `tag`.
-    pub(crate) fn add_subscription(&mut self, tag: Arc<str>, sub: Sub) {
-        self.subs.insert(tag, sub);
+    pub(crate) fn insert(&mut self, tag: Arc<str>, sub: Sub) {
+        self.by_tag.insert(tag, sub);
     }
 
     /// Forgets subscription `tag`, returning it.
-    pub(crate) fn remove_subscription(&mut self, tag: &str) -> Option<Sub> {
-        self.subs.remove(tag)
+    pub(crate) fn remove(&mut self, tag: &str) -> Option<Sub> {
+        self.by_tag.remove(tag)
     }
 
-    /// `--max-unacked`: `ERR LIMIT` unless `more` unacked deliveries fit
-    /// beside the ones this connection has reserved already (the prefetch
-    /// of its manual-ack subscriptions plus its unacked `GET` deliveries).
-    pub(crate) fn check_unacked_room(&self, more: u64) -> Result<(), BrokerError> {
-        let max = self.broker.config().max_unacked;
-        let reserved = self.subs.values().map(|s| s.reserves).sum::<u64>() + self.unacked.got();
-        if reserved.saturating_add(more) > max {
-            return Err(BrokerError::limit(
-                format_args!(
-                    "{more} more unacked deliveries would pass this connection's limit ({reserved} reserved by manual-ack prefetch and unacked GETs)"
-                ),
-                "--max-unacked",
-                max,
-            ));
-        }
-        Ok(())
+    /// What they count against `--max-unacked` (the prefetch of the
+    /// manual-ack ones).
+    pub(super) fn reserved(&self) -> u64 {
+        self.by_tag.values().map(|s| s.reserves).sum()
     }
 
-    /// The next push from this connection's queues. Cancel-safe.
-    pub(crate) async fn next_push(&mut self) -> Option<Push> {
+    /// The next push. Cancel-safe.
+    pub(super) async fn next_push(&mut self) -> Option<Push> {
         self.push_rx.recv().await
     }
 
-    /// Takes `first` and up to a batch of the pushes behind it into the
-    /// outbox.
-    pub(crate) fn take_push_batch(&mut self, first: Push) {
-        self.on_push(first);
-        for _ in 0..PUSH_BATCH {
-            match self.push_rx.try_recv() {
-                Ok(p) => self.on_push(p),
-                Err(_) => break,
-            }
-        }
-    }
-
-    /// Takes every push already sent to this connection into the outbox,
-    /// but for the deliveries to `ended`, a subscription being ended (or
-    /// never made): those go back to their queue, not counted as
-    /// delivered.
-    pub(crate) fn take_pushes_returning(&mut self, ended: u64) {
-        while let Ok(p) = self.push_rx.try_recv() {
-            match p {
-                Push::Deliver(d) if d.consumer_id == ended => return_undelivered(d),
-                p => self.on_push(p),
-            }
-        }
-    }
-
-    fn on_push(&mut self, push: Push) {
-        match push {
-            Push::Deliver(d) => self.on_delivery(d),
-            Push::Notice(n) => self.outbox.push_around(Out::Notice(n)),
-            Push::Cancelled { tag } => {
-                if self.subs.remove(&tag).is_some() {
-                    self.outbox.push_around(Out::Notice(Notice::Cancelled {
-                        tag: tag.to_string(),
-                        reason: "queue-deleted",
-                    }));
-                }
-            }
-        }
-    }
-
-    fn on_delivery(&mut self, d: Delivery) {
-        let dtag = self.next_delivery_tag();
-        let e = &d.entry;
-        let mut m = MsgOut {
-            tag: d.tag.clone(),
-            dtag,
-            msg: e.msg.clone(),
-            deliveries: e.deliveries,
-            redelivered: e.redelivered || e.deliveries > 1,
-            offset: d.queue.args.stream.then_some(e.seq),
-            partition: d.queue.partition,
-            auto: None,
-        };
-        if d.auto_ack {
-            m.auto = Some(AutoAck::new(d.queue, d.consumer_id, d.entry));
-        } else {
-            self.unacked
-                .record(dtag, d.queue, Some(d.consumer_id), d.tag, d.entry);
-        }
-        self.outbox.push_around(Out::Msg(m));
+    /// A push already sent, if any.
+    pub(super) fn try_push(&mut self) -> Option<Push> {
+        self.push_rx.try_recv().ok()
     }
 
     /// Cancels every subscription (the connection is closing), and gives
     /// back what their queues pushed that was not taken yet. Returns the
     /// queues that were left without consumers (auto-delete queues go).
-    pub(super) fn cancel_subscriptions(&mut self) -> Vec<Arc<Queue>> {
+    pub(super) fn cancel_all(&mut self) -> Vec<Arc<Queue>> {
         let mut emptied = Vec::new();
-        for (_, sub) in self.subs.drain() {
+        for (_, sub) in self.by_tag.drain() {
             if sub.unsubscribe() {
                 emptied.push(sub.queue);
             }
@@ -206,7 +158,7 @@ impl SessionState {
 }
 
 /// Gives back a delivery that was never written: not counted as delivered.
-fn return_undelivered(d: Delivery) {
+pub(super) fn return_undelivered(d: Delivery) {
     if let Err(err) = give_back(&d.queue, d.consumer_id, d.entry) {
         tracing::warn!(error = %err, "return failed");
     }
