@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::clock::Clocks;
 use super::{Session, CLOSING_WRITE_TIMEOUT};
+use crate::broker::queue::Settle;
 use crate::cmd::{self, Outcome};
 use crate::connection::{FrameReader, FrameWriter};
 use crate::error::BrokerError;
@@ -224,15 +225,14 @@ impl Session {
             // back, flagged: dropped, they would stay counted as unacked
             // and hold a single-active handover or a group forever.
             for a in autos {
-                if let Err(err) = a.settle(crate::broker::queue::Settle::Requeue { delay_ms: None })
-                {
+                if let Err(err) = a.settle(Settle::Requeue { delay_ms: None }) {
                     tracing::warn!(error = %err, "requeue failed");
                 }
             }
             return Err(());
         }
         for a in autos {
-            if let Err(err) = a.settle(crate::broker::queue::Settle::Ack) {
+            if let Err(err) = a.settle(Settle::Ack) {
                 tracing::warn!(error = %err, "auto-ack removal failed");
             }
         }
