@@ -53,8 +53,8 @@ use connections::Connections;
 use exchange::{Binding, Bindings};
 use message::Bodies;
 pub use publish::{Hold, PublishAttempt, Published};
-use queue::{Queue, QueueInit};
-use stats::{Sampler, Totals};
+use queue::{Queue, QueueInit, Totals};
+use stats::Sampler;
 use timer::Timers;
 
 /// How many alternate exchanges a publish follows before giving up (cycles).
