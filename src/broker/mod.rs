@@ -162,7 +162,7 @@ pub struct Broker {
 struct Inner {
     config: Config,
     disk: Arc<Disk>,
-    timers: Arc<Timers>,
+    timers: Arc<Timers<Queue>>,
     /// The disk and memory alarms.
     alarms: Alarms,
     /// Users and permissions.
@@ -441,9 +441,14 @@ impl Broker {
         self.inner.disk.store.size_on_disk()
     }
 
-    /// The timers, whose task [`crate::server::run`] drives.
-    pub fn timers(&self) -> &Arc<Timers> {
-        &self.inner.timers
+    /// The timer task, which [`crate::server::run`] spawns (and aborts at
+    /// shutdown): each queue whose deadline has come runs what is due. It
+    /// holds no queue alive.
+    pub fn run_timers(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.inner
+            .timers
+            .clone()
+            .run(|q: Arc<Queue>, now| q.on_timer(now))
     }
 
     /// The disk and memory alarms (their task is started by the server).

@@ -283,7 +283,7 @@ pub struct Queue {
     ready_signal: Notify,
     room_signal: Notify,
     disk: Arc<Disk>,
-    timers: Arc<Timers>,
+    timers: Arc<Timers<Queue>>,
     broker: Weak<Inner>,
     /// Its event counters (see [`super::stats`]).
     pub counters: QueueCounters,
@@ -312,7 +312,7 @@ impl Queue {
     pub(super) fn new(
         init: QueueInit,
         disk: Arc<Disk>,
-        timers: Arc<Timers>,
+        timers: Arc<Timers<Queue>>,
         broker: Weak<Inner>,
         totals: Arc<Totals>,
     ) -> Queue {
