@@ -295,7 +295,12 @@ impl Broker {
             let held = stored.remove(&d.id);
             let next_seq = held.as_ref().map_or(1, |h| h.last_seq + 1);
             let name: Arc<str> = Arc::from(d.name.as_str());
-            let partition = d.args.stream.then(|| self.partition_index(&name)).flatten();
+            let partition = d
+                .args
+                .mode
+                .is_stream()
+                .then(|| self.partition_index(&name))
+                .flatten();
             let q = self.new_queue(QueueInit {
                 name: name.clone(),
                 id: d.id,
@@ -630,7 +635,7 @@ impl Broker {
         };
         may(&name)?;
         let stream;
-        let d = if d.args.stream {
+        let d = if d.args.mode.is_stream() {
             self.check_stream(d, &name)?;
             stream = DeclareQueue {
                 durable: true,

@@ -94,7 +94,7 @@ impl Copies {
     ) -> Copies {
         let stored: Vec<bool> = targets
             .iter()
-            .map(|q| ((msg.persistent || q.args.stream) && stores(q)) || q.spilling())
+            .map(|q| ((msg.persistent || q.args.mode.is_stream()) && stores(q)) || q.spilling())
             .collect();
         let n = stored.iter().filter(|s| **s).count();
         if n > 0 {

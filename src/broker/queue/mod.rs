@@ -86,7 +86,7 @@ use super::message::{now_ms, Entry, Message, Now};
 use super::timer::Timers;
 use super::{stores, Broker, Disk, Inner};
 use crate::error::BrokerError;
-use crate::protocol::command::{Overflow, QueueArgs};
+use crate::protocol::command::{Overflow, QueueArgs, QueueMode};
 use crate::protocol::reply::Notice;
 use crate::store::{DedupEntry, MessageBatch, StoredQueue};
 pub use consumer::{Consumer, ConsumerInfo, Delivery, Push, PushTx};
@@ -318,15 +318,17 @@ impl Queue {
     ) -> Queue {
         let state = State {
             last_used: now_ms(),
-            groups: init.args.groups.then(Box::default),
+            groups: (init.args.mode == QueueMode::Groups).then(Box::default),
             ..State::default()
         };
         let ram_budget = disk.ram_budget.unwrap_or(u64::MAX);
-        let pages =
-            disk.ram_budget.is_some() && init.args.max_priority.is_none() && !init.args.stream;
+        let pages = disk.ram_budget.is_some()
+            && init.args.max_priority.is_none()
+            && !init.args.mode.is_stream();
         let stream = init
             .args
-            .stream
+            .mode
+            .is_stream()
             .then(|| parking_lot::Mutex::new(StreamState::new(init.next_seq)));
         Queue {
             name: init.name,
@@ -417,7 +419,7 @@ impl Queue {
     /// Whether `e`, stored here, must not survive a restart (a spilled copy).
     pub fn volatile(&self, e: &Entry) -> bool {
         // Everything a stream holds is kept.
-        !((e.msg.persistent || self.args.stream) && stores(self))
+        !((e.msg.persistent || self.args.mode.is_stream()) && stores(self))
     }
 
     /// Whether copies stored before an unclean stop are still in the tail,
@@ -430,7 +432,7 @@ impl Queue {
 
     /// `ERR PRECONDITION` for a verb that a stream does not take.
     pub fn refuse_stream(&self, verb: &str) -> Result<(), BrokerError> {
-        if self.args.stream {
+        if self.args.mode.is_stream() {
             return Err(BrokerError::Precondition(format!(
                 "{} is a stream: read it with SUB (offset=, time=, group=); {verb} is for queues",
                 self.name
@@ -639,7 +641,7 @@ impl Queue {
         }
         s.consumers.push(consumer);
         s.last_used = now.get();
-        if self.args.single_active && s.get_waiters > 0 {
+        if self.args.mode == QueueMode::SingleActive && s.get_waiters > 0 {
             // A waiting GET ends now: refused (see `take`).
             self.ready_signal.notify_waiters();
         }
@@ -694,7 +696,7 @@ impl Queue {
         }
         let now = Now::default();
         let mut s = self.state.lock();
-        if self.args.single_active && !s.consumers.is_empty() {
+        if self.args.mode == QueueMode::SingleActive && !s.consumers.is_empty() {
             return Err(BrokerError::Precondition(format!(
                 "queue {} is single-active and has subscriptions: only its active subscription receives",
                 self.name
@@ -726,7 +728,7 @@ impl Queue {
     /// subscriptions). What a waiting `GET` checks before it sleeps.
     pub fn can_take(&self, conn: u64) -> bool {
         let s = self.state.lock();
-        if s.deleted || (self.args.single_active && !s.consumers.is_empty()) {
+        if s.deleted || (self.args.mode == QueueMode::SingleActive && !s.consumers.is_empty()) {
             return true;
         }
         match s.groups.as_deref() {
@@ -1353,7 +1355,7 @@ impl Queue {
     /// copy (one of a free group, of a group it owns, or without a group).
     fn pick_consumer(self: &Arc<Self>, s: &mut State, now: &Now) -> Option<usize> {
         let n = s.consumers.len();
-        if self.args.single_active {
+        if self.args.mode == QueueMode::SingleActive {
             // The active subscription is always the first (see `promote`).
             let first = s.consumers.first()?;
             return (s.active == Some(first.id) && first.credit > 0).then_some(0);
@@ -1426,7 +1428,7 @@ impl Queue {
     /// anyone subscribed) is what keeps the queue's order across a
     /// handover: they are settled, or back at their positions, first.
     fn promote(&self, s: &mut State) {
-        if !self.args.single_active || s.active.is_some() || s.unacked > 0 {
+        if self.args.mode != QueueMode::SingleActive || s.active.is_some() || s.unacked > 0 {
             return;
         }
         while let Some(c) = s.consumers.first() {
