@@ -13,7 +13,6 @@
 pub mod alarm;
 pub mod connections;
 pub mod exchange;
-mod groups;
 pub mod message;
 pub mod publish;
 pub mod queue;
