@@ -29,7 +29,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
@@ -52,7 +52,7 @@ use connections::Connections;
 use exchange::{Binding, Bindings};
 use message::Bodies;
 pub use publish::{Hold, PublishAttempt, Published};
-use queue::{Queue, QueueInit, Totals};
+use queue::{DeadLetters, Queue, QueueInit, Timed, Totals};
 use stats::Sampler;
 use timer::Timers;
 
@@ -387,11 +387,14 @@ impl Broker {
     }
 
     fn new_queue(&self, init: QueueInit) -> Arc<Queue> {
+        // The queue hands its sessions' dead letters to the broker
+        // (`publish.rs` routes them), which it must not hold alive.
+        let dead_letters: Weak<dyn DeadLetters> = Arc::downgrade(&self.inner) as Weak<Inner>;
         Arc::new(Queue::new(
             init,
             self.inner.disk.clone(),
             self.inner.timers.clone(),
-            Arc::downgrade(&self.inner),
+            dead_letters,
             self.inner.totals.clone(),
         ))
     }
@@ -446,13 +449,37 @@ impl Broker {
     }
 
     /// The timer task, which [`crate::server::run`] spawns (and aborts at
-    /// shutdown): each queue whose deadline has come runs what is due. It
-    /// holds no queue alive.
+    /// shutdown): each queue whose deadline has come runs what is due, and
+    /// the broker routes what expired and deletes a queue unused past its
+    /// `expires`. It holds no queue, nor the broker, alive.
     pub fn run_timers(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.inner
-            .timers
-            .clone()
-            .run(|q: Arc<Queue>, now| q.on_timer(now))
+        let broker = Arc::downgrade(&self.inner);
+        self.inner.timers.clone().run(move |q: Arc<Queue>, now| {
+            let timed = q.on_timer(now);
+            match broker.upgrade() {
+                Some(inner) => Broker { inner }.timed(&q, timed),
+                // Stopping: no dead-letter exchange to route to.
+                None => {
+                    if let Err(e) = q.release(timed.dead.into_entries()) {
+                        tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
+                    }
+                }
+            }
+        })
+    }
+
+    /// Finishes what a queue's timer did: routes the copies that expired,
+    /// and deletes the queue if it has been unused past its `expires`.
+    fn timed(&self, q: &Arc<Queue>, timed: Timed) {
+        if let Err(e) = self.dead_letter(q, timed.dead) {
+            tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
+        }
+        if timed.unused {
+            tracing::info!(queue = %q.name, "queue unused past its expires; deleting");
+            if let Err(e) = self.delete_queue_now(q) {
+                tracing::warn!(queue = %q.name, error = %e, "could not delete an expired queue");
+            }
+        }
     }
 
     /// The disk and memory alarms (their task is started by the server).

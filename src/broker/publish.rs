@@ -15,8 +15,8 @@ use bytes::Bytes;
 
 use super::alarm::Alarm;
 use super::message::{Entry, Message, Now};
-use super::queue::{Admission, DeathReason, Planned, Queue};
-use super::{not_found, stores, Broker, MAX_ALTERNATE_HOPS};
+use super::queue::{Admission, Dead, DeadLetters, DeathReason, Planned, Queue};
+use super::{not_found, stores, Broker, Inner, MAX_ALTERNATE_HOPS};
 use crate::error::BrokerError;
 use crate::protocol::command::{Header, Publish};
 use crate::protocol::reply::{quote_for_message, Blocker};
@@ -218,24 +218,6 @@ impl Drop for Copies {
     }
 }
 
-/// Enqueues every copy; returns the latest store generation it caused.
-fn enqueue_all(copies: Vec<Copies>) -> Result<Option<u64>, BrokerError> {
-    let mut gen = None;
-    for mut c in copies {
-        let mut targets = std::mem::take(&mut c.targets).into_iter();
-        while let Some((q, e)) = targets.next() {
-            match q.enqueue(e) {
-                Ok(g) => gen = g.max(gen),
-                Err(err) => {
-                    c.targets.extend(targets);
-                    return Err(err);
-                }
-            }
-        }
-    }
-    Ok(gen)
-}
-
 /// About what a publish to `copies` queues writes to the store: the body
 /// once, and a record per copy (see [`MessageBatch::estimated_bytes`]).
 fn publish_bytes(p: &Publish, copies: usize) -> u64 {
@@ -253,6 +235,28 @@ fn is_death_header(name: &str) -> bool {
 }
 
 impl Broker {
+    /// Enqueues every copy, routing what dies in each queue as it goes;
+    /// returns the latest store generation it caused.
+    fn enqueue_all(&self, copies: Vec<Copies>) -> Result<Option<u64>, BrokerError> {
+        let mut gen = None;
+        for mut c in copies {
+            let mut targets = std::mem::take(&mut c.targets).into_iter();
+            while let Some((q, e)) = targets.next() {
+                let enqueued = q
+                    .enqueue(e)
+                    .and_then(|(g, dead)| Ok(self.dead_letter(&q, dead)?.max(g)));
+                match enqueued {
+                    Ok(g) => gen = g.max(gen),
+                    Err(err) => {
+                        c.targets.extend(targets);
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        Ok(gen)
+    }
+
     /// `PUB`: routes, admits (length limits), de-duplicates, stores (one
     /// atomic batch for every durable copy), enqueues. The caller replies
     /// once `durable_gen` is durable.
@@ -373,7 +377,7 @@ impl Broker {
             }
         }
         drop(batch);
-        durable_gen = enqueue_all(copies)?.max(durable_gen);
+        durable_gen = self.enqueue_all(copies)?.max(durable_gen);
         self.inner.totals.published.fetch_add(1, Ordering::Relaxed);
         Ok(PublishAttempt::Done(Published {
             id,
@@ -444,15 +448,20 @@ impl Broker {
         Ok((name, queues))
     }
 
-    /// Dead-letters copies that left `from`: each is re-published through
-    /// `from`'s `dead-letter` exchange (with `dead-letter-key` or its own
-    /// key) carrying `h.x-death-*` headers, in one store batch with its
-    /// removal. Without a dead-letter exchange they are dropped.
+    /// Dead-letters copies that died in `from` (what its operations
+    /// return): each is re-published through `from`'s `dead-letter`
+    /// exchange (with `dead-letter-key` or its own key) carrying
+    /// `h.x-death-*` headers, in one store batch with its removal. Without
+    /// a dead-letter exchange they are dropped.
     pub(super) fn dead_letter(
         &self,
         from: &Arc<Queue>,
-        dead: Vec<(Entry, DeathReason)>,
+        dead: Dead,
     ) -> Result<Option<u64>, BrokerError> {
+        if dead.is_empty() {
+            return Ok(None);
+        }
+        let dead = dead.into_letters();
         let depth = DEAD_LETTER_DEPTH.with(Cell::get);
         let Some(dlx) = from
             .args
@@ -516,7 +525,7 @@ impl Broker {
         }
         drop(batch);
         DEAD_LETTER_DEPTH.with(|d| d.set(depth + 1));
-        let enqueued = enqueue_all(copies);
+        let enqueued = self.enqueue_all(copies);
         DEAD_LETTER_DEPTH.with(|d| d.set(depth));
         Ok(enqueued?.max(gen))
     }
@@ -574,8 +583,19 @@ impl Broker {
         }
         let gen = self.move_copies(&q, &moved, copies, 0)?;
         let kept_n = kept.len() as u64;
-        q.put_back(kept);
+        let dead = q.put_back(kept);
+        if let Err(e) = self.dead_letter(&q, dead) {
+            tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
+        }
         Ok((moved.len() as u64, kept_n, gen))
+    }
+}
+
+/// The broker's end of a queue's [`DeadLetters`] port: the dead letters of
+/// the operations a session calls on a queue are routed here.
+impl DeadLetters for Inner {
+    fn route(self: Arc<Self>, from: &Arc<Queue>, dead: Dead) -> Result<Option<u64>, BrokerError> {
+        Broker { inner: self }.dead_letter(from, dead)
     }
 }
 

@@ -11,8 +11,9 @@
 //! `Queue` is what the rest of the broker and the sessions hold
 //! (`Arc<Queue>`): each of its operations matches on the kind once and
 //! hands over. Beside it: what a queue pushes to a session and the
-//! subscription as the queue sees it (`consumer.rs`), the paged-out part
-//! of a queue (`tail.rs`), the event counters (`counters.rs`).
+//! subscription as the queue sees it (`consumer.rs`), what dies in it and
+//! where that goes (`dead.rs`), the paged-out part of a queue (`tail.rs`),
+//! the event counters (`counters.rs`).
 //!
 //! **Locking.** Each queue's state sits behind one `parking_lot::Mutex`
 //! (its kind's) with short critical sections (insert, pop, credit), never
@@ -23,14 +24,15 @@
 //! without a channel round trip. Lock order: the broker's topology lock,
 //! then an exchange's bindings, then a queue's state, then the timer heap;
 //! never two queues at once. Dead letters are collected under the lock and
-//! routed after it is released (see
-//! [`Broker::dead_letter`](super::Broker)). The group index of a `groups`
-//! queue and the active subscription of a `single-active` one are part of
-//! that state, under the same lock.
+//! returned once it is released, to be routed by the broker (`dead.rs`):
+//! a queue never calls back into the broker to route them. The group index
+//! of a `groups` queue and the active subscription of a `single-active` one
+//! are part of that state, under the same lock.
 
 mod classic;
 mod consumer;
 mod counters;
+mod dead;
 mod stream;
 mod tail;
 
@@ -42,13 +44,14 @@ use tokio::sync::Notify;
 
 use super::message::{Entry, Now};
 use super::timer::Timers;
-use super::{stores, Disk, Inner};
+use super::{stores, Disk};
 use crate::error::BrokerError;
 use crate::protocol::command::{Overflow, QueueArgs, StreamStart};
 use crate::store::{DedupEntry, MessageBatch, StoredQueue};
 use classic::Classic;
 pub use consumer::{Consumer, ConsumerInfo, Delivery, Push, PushTx};
 pub use counters::{QueueCounters, Totals};
+pub use dead::{Dead, DeadLetters, DeathReason};
 use stream::Stream;
 pub use tail::Tail;
 
@@ -75,31 +78,6 @@ pub enum Settle {
         /// The redelivered flag it had before.
         redelivered: bool,
     },
-}
-
-/// Why a message was dead-lettered (`h.x-death-reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeathReason {
-    /// `NACK requeue=false` / `REJECT`.
-    Rejected,
-    /// Its TTL passed.
-    Expired,
-    /// Pushed out by `overflow=drop-head`.
-    MaxLen,
-    /// Its last allowed delivery ended without an ack.
-    DeliveryLimit,
-}
-
-impl DeathReason {
-    /// The header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeathReason::Rejected => "rejected",
-            DeathReason::Expired => "expired",
-            DeathReason::MaxLen => "maxlen",
-            DeathReason::DeliveryLimit => "delivery-limit",
-        }
-    }
 }
 
 /// Whether a publish may add a message now.
@@ -185,7 +163,8 @@ pub struct Queue {
     room_signal: Notify,
     disk: Arc<Disk>,
     timers: Arc<Timers<Queue>>,
-    broker: Weak<Inner>,
+    /// Where the dead letters of a session's operations go (`dead.rs`).
+    dead_letters: Weak<dyn DeadLetters>,
     /// Its event counters (see [`super::stats`]).
     pub counters: QueueCounters,
     /// The broker's, bumped beside these.
@@ -221,7 +200,7 @@ impl Queue {
         init: QueueInit,
         disk: Arc<Disk>,
         timers: Arc<Timers<Queue>>,
-        broker: Weak<Inner>,
+        dead_letters: Weak<dyn DeadLetters>,
         totals: Arc<Totals>,
     ) -> Queue {
         let kind = if init.args.mode.is_stream() {
@@ -243,7 +222,7 @@ impl Queue {
             room_signal: Notify::new(),
             disk,
             timers,
-            broker,
+            dead_letters,
             counters: QueueCounters::default(),
             totals,
         }
@@ -417,11 +396,12 @@ impl Queue {
     /// Adds a copy (ready, or delayed until its `not_before`; on a stream,
     /// at its offset), applies `overflow=drop-head`, and dispatches. A copy
     /// for a deleted queue is released instead. Returns the generation of
-    /// any store write it caused.
-    pub fn enqueue(self: &Arc<Self>, entry: Entry) -> Result<Option<u64>, BrokerError> {
+    /// any store write it caused, and the copies that died (pushed out, or
+    /// found expired on the way to a consumer) for the caller to route.
+    pub fn enqueue(self: &Arc<Self>, entry: Entry) -> Result<(Option<u64>, Dead), BrokerError> {
         match &self.kind {
             Kind::Classic(c) => c.enqueue(self, entry),
-            Kind::Stream(s) => s.arrive(self, entry.seq, Some(entry)),
+            Kind::Stream(s) => Ok((s.arrive(self, entry.seq, Some(entry))?, Dead::default())),
         }
     }
 
@@ -458,7 +438,11 @@ impl Queue {
     /// private reader from the next offset).
     pub fn subscribe(self: &Arc<Self>, consumer: Consumer) -> Result<(), BrokerError> {
         match &self.kind {
-            Kind::Classic(c) => c.subscribe(self, consumer),
+            Kind::Classic(c) => {
+                let dead = c.subscribe(self, consumer)?;
+                self.route_dead(dead)?;
+                Ok(())
+            }
             Kind::Stream(s) => s.subscribe(self, consumer, None, None),
         }
     }
@@ -485,7 +469,13 @@ impl Queue {
     /// queue without subscriptions (the caller deletes it).
     pub fn unsubscribe(self: &Arc<Self>, consumer_id: u64) -> bool {
         match &self.kind {
-            Kind::Classic(c) => c.unsubscribe(self, consumer_id),
+            Kind::Classic(c) => {
+                let (emptied, dead) = c.unsubscribe(self, consumer_id);
+                if let Err(e) = self.route_dead(dead) {
+                    tracing::warn!(queue = %self.name, error = %e, "dead-lettering failed");
+                }
+                emptied
+            }
             Kind::Stream(s) => {
                 s.unsubscribe(self, consumer_id);
                 false
@@ -501,7 +491,13 @@ impl Queue {
     /// Nothing on a stream.
     pub fn take(self: &Arc<Self>, count: u32, conn: u64) -> Result<Vec<Entry>, BrokerError> {
         match &self.kind {
-            Kind::Classic(c) => c.take(self, count, conn),
+            Kind::Classic(c) => {
+                let (taken, dead) = c.take(self, count, conn)?;
+                if let Err(e) = self.route_dead(dead) {
+                    tracing::warn!(queue = %self.name, error = %e, "dead-lettering failed");
+                }
+                Ok(taken)
+            }
             Kind::Stream(_) => Ok(Vec::new()),
         }
     }
@@ -536,12 +532,13 @@ impl Queue {
         }
     }
 
-    /// Puts back copies taken by [`Queue::take_for_redrive`] and kept.
-    pub fn put_back(self: &Arc<Self>, entries: Vec<Entry>) {
+    /// Puts back copies taken by [`Queue::take_for_redrive`] and kept;
+    /// returns those that died meanwhile, for the caller to route.
+    pub fn put_back(self: &Arc<Self>, entries: Vec<Entry>) -> Dead {
         match &self.kind {
             Kind::Classic(c) => c.put_back(self, entries),
             // A stream gives none to take back.
-            Kind::Stream(_) => {}
+            Kind::Stream(_) => Dead::default(),
         }
     }
 
@@ -572,7 +569,14 @@ impl Queue {
         how: Settle,
     ) -> Result<Option<u64>, BrokerError> {
         match &self.kind {
-            Kind::Classic(c) => c.settle(self, consumer_id, entry, how),
+            Kind::Classic(c) => {
+                let (gen, dead, released) = c.settle(self, consumer_id, entry, how)?;
+                let mut gen = self.route_dead(dead)?.max(gen);
+                if let Some(e) = released {
+                    gen = self.release(vec![e])?.max(gen);
+                }
+                Ok(gen)
+            }
             Kind::Stream(s) => s.settle(self, consumer_id, &entry, how),
         }
     }
@@ -633,13 +637,29 @@ impl Queue {
     }
 
     /// The timer fired. A classic queue promotes due delayed copies,
-    /// expires copies whose TTL passed, deletes itself if it has been
-    /// unused past `expires`, and registers the next deadline; a stream
-    /// applies its `max-age`.
-    pub fn on_timer(self: &Arc<Self>, now: u64) {
+    /// expires copies whose TTL passed (returned, for the caller to route),
+    /// tells whether it has been unused past `expires` (for the caller to
+    /// delete it), and registers the next deadline; a stream applies its
+    /// `max-age`.
+    pub fn on_timer(self: &Arc<Self>, now: u64) -> Timed {
         match &self.kind {
             Kind::Classic(c) => c.on_timer(self, now),
-            Kind::Stream(s) => s.on_timer(self, now),
+            Kind::Stream(s) => {
+                s.on_timer(self, now);
+                Timed::default()
+            }
+        }
+    }
+
+    /// Routes the dead letters of an operation a session called, through
+    /// the broker's [`DeadLetters`] port (released when the broker is gone).
+    fn route_dead(self: &Arc<Self>, dead: Dead) -> Result<Option<u64>, BrokerError> {
+        if dead.is_empty() {
+            return Ok(None);
+        }
+        match self.dead_letters.upgrade() {
+            Some(broker) => broker.route(self, dead),
+            None => self.release(dead.into_entries()),
         }
     }
 
@@ -706,6 +726,16 @@ impl Queue {
         self.counters.delivered.fetch_add(n, Ordering::Relaxed);
         self.totals.delivered.fetch_add(n, Ordering::Relaxed);
     }
+}
+
+/// What a queue's timer did, for the broker to finish (see
+/// [`Queue::on_timer`]).
+#[derive(Debug, Default)]
+pub struct Timed {
+    /// Copies whose TTL passed.
+    pub dead: Dead,
+    /// It has been unused past its `expires`: to be deleted.
+    pub unused: bool,
 }
 
 /// A waiting `GET`, counted while it lives.

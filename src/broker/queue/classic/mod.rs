@@ -70,10 +70,11 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard};
 
 use super::{
-    Admission, Consumer, ConsumerInfo, DeathReason, Planned, Push, Queue, QueueStats, Settle, Tail,
+    Admission, Consumer, ConsumerInfo, Dead, DeathReason, Planned, Push, Queue, QueueStats, Settle,
+    Tail, Timed,
 };
 use crate::broker::message::{now_ms, Entry, Message, Now};
-use crate::broker::{Broker, Disk};
+use crate::broker::Disk;
 use crate::error::BrokerError;
 use crate::protocol::command::{Overflow, QueueArgs, QueueMode};
 use crate::store::{DedupEntry, StoredQueue};
@@ -248,12 +249,16 @@ impl Classic {
     }
 
     /// See [`Queue::enqueue`].
-    pub(super) fn enqueue(&self, q: &Arc<Queue>, entry: Entry) -> Result<Option<u64>, BrokerError> {
+    pub(super) fn enqueue(
+        &self,
+        q: &Arc<Queue>,
+        entry: Entry,
+    ) -> Result<(Option<u64>, Dead), BrokerError> {
         let now = Now::default();
         let mut s = self.state.lock();
         if s.deleted {
             drop(s);
-            return q.release(vec![entry]);
+            return Ok((q.release(vec![entry])?, Dead::default()));
         }
         q.counters.published.fetch_add(1, Ordering::Relaxed);
         if self.pages && entry.stored && self.to_tail(&s, &entry) {
@@ -273,7 +278,7 @@ impl Classic {
             }
         }
         self.reschedule(q, &mut s);
-        self.finish(q, s)
+        Ok((None, self.finish(q, s)))
     }
 
     /// See [`Queue::restore`].
@@ -298,8 +303,12 @@ impl Classic {
         self.update_spill(&s);
     }
 
-    /// See [`Queue::subscribe`].
-    pub(super) fn subscribe(&self, q: &Arc<Queue>, consumer: Consumer) -> Result<(), BrokerError> {
+    /// See [`Queue::subscribe`]; returns the copies that died on the way.
+    pub(super) fn subscribe(
+        &self,
+        q: &Arc<Queue>,
+        consumer: Consumer,
+    ) -> Result<Dead, BrokerError> {
         let now = Now::default();
         let mut s = self.state.lock();
         if s.deleted {
@@ -328,12 +337,12 @@ impl Classic {
         }
         self.promote(q, &mut s);
         self.dispatch(q, &mut s, &now);
-        self.finish(q, s)?;
-        Ok(())
+        Ok(self.finish(q, s))
     }
 
-    /// See [`Queue::unsubscribe`].
-    pub(super) fn unsubscribe(&self, q: &Arc<Queue>, consumer_id: u64) -> bool {
+    /// See [`Queue::unsubscribe`]; also returns the copies that died in a
+    /// `single-active` handover.
+    pub(super) fn unsubscribe(&self, q: &Arc<Queue>, consumer_id: u64) -> (bool, Dead) {
         let mut s = self.state.lock();
         let before = s.consumers.len();
         s.consumers.retain(|c| c.id != consumer_id);
@@ -346,28 +355,26 @@ impl Classic {
             self.reschedule(q, &mut s);
         }
         let emptied = removed && q.auto_delete && s.consumers.is_empty() && !s.deleted;
-        if s.active == Some(consumer_id) {
-            // The next subscription takes over, once the departed one's
-            // deliveries are settled (see `promote`).
-            s.active = None;
-            let now = Now::default();
-            self.promote(q, &mut s);
-            self.dispatch(q, &mut s, &now);
-            self.reschedule(q, &mut s);
-            if let Err(e) = self.finish(q, s) {
-                tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
-            }
+        if s.active != Some(consumer_id) {
+            return (emptied, Dead::default());
         }
-        emptied
+        // The next subscription takes over, once the departed one's
+        // deliveries are settled (see `promote`).
+        s.active = None;
+        let now = Now::default();
+        self.promote(q, &mut s);
+        self.dispatch(q, &mut s, &now);
+        self.reschedule(q, &mut s);
+        (emptied, self.finish(q, s))
     }
 
-    /// See [`Queue::take`].
+    /// See [`Queue::take`]; also returns the copies that died on the way.
     pub(super) fn take(
         &self,
         q: &Arc<Queue>,
         count: u32,
         conn: u64,
-    ) -> Result<Vec<Entry>, BrokerError> {
+    ) -> Result<(Vec<Entry>, Dead), BrokerError> {
         let now = Now::default();
         let mut s = self.state.lock();
         if q.args.mode == QueueMode::SingleActive && !s.consumers.is_empty() {
@@ -390,10 +397,7 @@ impl Classic {
         }
         q.delivered(out.len() as u64);
         self.reschedule(q, &mut s);
-        if let Err(e) = self.finish(q, s) {
-            tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
-        }
-        Ok(out)
+        Ok((out, self.finish(q, s)))
     }
 
     /// See [`Queue::can_take`].
@@ -468,7 +472,7 @@ impl Classic {
     }
 
     /// See [`Queue::put_back`].
-    pub(super) fn put_back(&self, q: &Arc<Queue>, entries: Vec<Entry>) {
+    pub(super) fn put_back(&self, q: &Arc<Queue>, entries: Vec<Entry>) -> Dead {
         let now = Now::default();
         let mut s = self.state.lock();
         if s.deleted {
@@ -476,26 +480,27 @@ impl Classic {
             if let Err(e) = q.release(entries) {
                 tracing::warn!(queue = %q.name, error = %e, "release failed");
             }
-            return;
+            return Dead::default();
         }
         for e in entries {
             s.insert_ready(e);
         }
         self.dispatch_and_wake(q, &mut s, &now);
         self.reschedule(q, &mut s);
-        if let Err(e) = self.finish(q, s) {
-            tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
-        }
+        self.finish(q, s)
     }
 
-    /// See [`Queue::settle`].
+    /// See [`Queue::settle`]. Returns the generation of the requeued copy's
+    /// rewrite, the copies that died (this one, or others on the way to a
+    /// consumer) and the copy to release (acked, or its queue deleted), in
+    /// the order the caller is to deal with them.
     pub(super) fn settle(
         &self,
         q: &Arc<Queue>,
         consumer_id: Option<u64>,
         mut entry: Entry,
         how: Settle,
-    ) -> Result<Option<u64>, BrokerError> {
+    ) -> Result<(Option<u64>, Dead, Option<Entry>), BrokerError> {
         let now = Now::default();
         let mut gen = None;
         // Decide, and write a requeued copy's new state, before the copy is
@@ -565,11 +570,7 @@ impl Classic {
         self.promote(q, &mut s);
         self.dispatch_and_wake(q, &mut s, &now);
         self.reschedule(q, &mut s);
-        gen = self.finish(q, s)?.max(gen);
-        if let Some(e) = released {
-            gen = q.release(vec![e])?.max(gen);
-        }
-        Ok(gen)
+        Ok((gen, self.finish(q, s), released))
     }
 
     /// See [`Queue::purge`].
@@ -629,12 +630,12 @@ impl Classic {
     }
 
     /// See [`Queue::on_timer`].
-    pub(super) fn on_timer(&self, q: &Arc<Queue>, now: u64) {
+    pub(super) fn on_timer(&self, q: &Arc<Queue>, now: u64) -> Timed {
         let clock = Now::at(now);
         let mut s = self.state.lock();
         s.timer_at = None;
         if s.deleted {
-            return;
+            return Timed::default();
         }
         while let Some((&(due, seq), _)) = s.delayed.first_key_value() {
             if due >= now {
@@ -668,21 +669,14 @@ impl Classic {
         if s.reads_ahead(self.window) {
             self.page_in(q, &mut s, &clock);
         }
-        let idle = idle_deadline(q, &s).is_some_and(|t| t < now);
+        let unused = idle_deadline(q, &s).is_some_and(|t| t < now);
         self.dispatch_and_wake(q, &mut s, &clock);
-        if !idle {
+        if !unused {
             self.reschedule(q, &mut s);
         }
-        if let Err(e) = self.finish(q, s) {
-            tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
-        }
-        if idle {
-            if let Some(inner) = q.broker.upgrade() {
-                tracing::info!(queue = %q.name, "queue unused past its expires; deleting");
-                if let Err(e) = (Broker { inner }).delete_queue_now(q) {
-                    tracing::warn!(queue = %q.name, error = %e, "could not delete an expired queue");
-                }
-            }
+        Timed {
+            dead: self.finish(q, s),
+            unused,
         }
     }
 
@@ -781,28 +775,19 @@ impl Classic {
     }
 
     /// Ends a critical section: wakes held publishes if there is room now,
-    /// releases the lock, then routes the dead letters collected under it.
-    fn finish(
-        &self,
-        q: &Arc<Queue>,
-        mut s: MutexGuard<'_, State>,
-    ) -> Result<Option<u64>, BrokerError> {
+    /// releases the lock, and returns the dead letters collected under it
+    /// (counted here, routed by whoever called the operation).
+    fn finish(&self, q: &Queue, mut s: MutexGuard<'_, State>) -> Dead {
         self.update_spill(&s);
         if s.blocked > 0 && !over_limit(q, &s, 1, 0) {
             q.room_signal.notify_waiters();
         }
         let dead = std::mem::take(&mut s.dead);
         drop(s);
-        if dead.is_empty() {
-            return Ok(None);
-        }
         for (_, reason) in &dead {
             q.counters.died(*reason);
         }
-        match q.broker.upgrade() {
-            Some(inner) => Broker { inner }.dead_letter(q, dead),
-            None => q.release(dead.into_iter().map(|(e, _)| e).collect()),
-        }
+        Dead(dead)
     }
 
     fn signal_room(&self, q: &Queue) {
