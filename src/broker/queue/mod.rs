@@ -1,11 +1,11 @@
 //! [`Queue`]: one queue — its name, options and counters, and its *kind*,
 //! which holds its state and decides what each operation does:
 //!
-//! - [`Classic`] (`classic/`): competing consumers, each copy delivered to
+//! - `Classic` (`classic/`): competing consumers, each copy delivered to
 //!   one and removed once settled; `single-active` and `groups` are modes
 //!   of it. Ready and delayed copies, the expiry index, subscriptions with
 //!   their prefetch credit, the de-duplication window, paging to the store.
-//! - [`Stream`] (`stream/`): an append-only log read by offset, by groups
+//! - `Stream` (`stream/`): an append-only log read by offset, by groups
 //!   of readers; acks commit offsets and remove nothing.
 //!
 //! `Queue` is what the rest of the broker and the sessions hold
@@ -55,7 +55,8 @@ pub use dead::{Dead, DeadLetters, DeathReason};
 use stream::Stream;
 pub use tail::Tail;
 
-/// Copies read back from the store at a time when a tail is dropped.
+/// Copies read back from the store at a time, from a tail being read back
+/// into RAM or dropped.
 const PAGE: usize = 512;
 
 /// How a delivered copy is settled.
