@@ -1,8 +1,10 @@
 //! [`Broker`]: the registries of exchanges and queues, the topology
 //! operations (declare, delete, bind, purge; partitioned streams, which are
 //! a `hash` exchange and N streams declared together), publishing (route,
-//! store, enqueue) and recovery from the store at start. A stream's log and
-//! groups live in `queue/stream.rs`, message groups in `groups.rs`.
+//! store, enqueue; routing the dead letters queues return) and recovery
+//! from the store at start. A queue's state, by kind, lives in `queue/`:
+//! classic queues (with message groups) in `queue/classic/`, a stream's
+//! log and groups in `queue/stream/`.
 //!
 //! `Broker` is a cheap-clone handle (an `Arc` inside) shared by every
 //! connection. Exchanges and queues live in `DashMap`s, so the publish path

@@ -3,6 +3,11 @@
 //! `dead-letter` exchange, atomically with its removal) and `REDRIVE` (dead
 //! letters sent back where they were first published).
 //!
+//! Queues never route: their operations return what died in them
+//! ([`Dead`]), and the broker routes it here — at once after an enqueue or
+//! a redrive, and, for the operations a session calls on a queue, through
+//! the queue's [`DeadLetters`] port, which the broker implements below.
+//!
 //! Each of the three builds one [`MessageBatch`]: the new copies and the
 //! removed ones change together in the store, so a crash never leaves a
 //! message in both queues or in neither.
@@ -209,7 +214,7 @@ fn add_puts<'a>(
 
 /// A stream offset taken for a copy that is never enqueued (its write or
 /// an earlier enqueue failed) is given up, so the stream's later offsets
-/// become readable (see `queue/stream.rs`).
+/// become readable (see `queue/stream/`).
 impl Drop for Copies {
     fn drop(&mut self) {
         for (q, e) in self.targets.drain(..) {
