@@ -99,7 +99,7 @@ impl Copies {
     ) -> Copies {
         let stored: Vec<bool> = targets
             .iter()
-            .map(|q| ((msg.persistent || q.args.mode.is_stream()) && stores(q)) || q.spilling())
+            .map(|q| q.keeps(msg.persistent) || q.spilling())
             .collect();
         let n = stored.iter().filter(|s| **s).count();
         if n > 0 {

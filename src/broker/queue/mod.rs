@@ -24,10 +24,11 @@
 //! without a channel round trip. Lock order: the broker's topology lock,
 //! then an exchange's bindings, then a queue's state, then the timer heap;
 //! never two queues at once. Dead letters are collected under the lock and
-//! returned once it is released, to be routed by the broker (`dead.rs`):
-//! a queue never calls back into the broker to route them. The group index
-//! of a `groups` queue and the active subscription of a `single-active` one
-//! are part of that state, under the same lock.
+//! returned once it is released; the broker routes them (`dead.rs`: for the
+//! operations a session calls, the queue hands them over through its
+//! `DeadLetters` port, the one way out it has). The group index of a
+//! `groups` queue and the active subscription of a `single-active` one are
+//! part of that state, under the same lock.
 
 mod classic;
 mod consumer;
@@ -274,10 +275,16 @@ impl Queue {
         }
     }
 
+    /// Whether a copy of a message (`persistent` or not) is stored here to
+    /// survive a restart: a persistent one on a durable queue that no
+    /// connection owns, and everything a stream holds.
+    pub fn keeps(&self, persistent: bool) -> bool {
+        (persistent || matches!(self.kind, Kind::Stream(_))) && stores(self)
+    }
+
     /// Whether `e`, stored here, must not survive a restart (a spilled copy).
     pub fn volatile(&self, e: &Entry) -> bool {
-        // Everything a stream holds is kept.
-        !((e.msg.persistent || self.args.mode.is_stream()) && stores(self))
+        !self.keeps(e.msg.persistent)
     }
 
     /// Whether copies stored before an unclean stop are still in the tail,
