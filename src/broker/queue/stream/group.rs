@@ -148,7 +148,8 @@ impl Group {
 /// A stream's subscriptions (in consumer id order) and groups.
 #[derive(Debug, Default)]
 pub(super) struct Readers {
-    pub(super) readers: Vec<Reader>,
+    /// The subscriptions, by consumer id.
+    pub(super) list: Vec<Reader>,
     pub(super) groups: HashMap<GroupKey, Group>,
 }
 
@@ -170,7 +171,7 @@ impl Readers {
     /// deliveries to settle.
     pub(super) fn rebalance(&mut self, key: &GroupKey, partition: Option<u32>) {
         let index = partition.unwrap_or(0) as usize;
-        let Readers { groups, readers } = self;
+        let Readers { groups, list } = self;
         let Some(g) = groups.get_mut(key) else {
             return;
         };
@@ -182,7 +183,7 @@ impl Readers {
             return;
         }
         let notify = |id: u64, active: bool| {
-            if let Some(r) = readers.iter().find(|r| r.c.id == id) {
+            if let Some(r) = list.iter().find(|r| r.c.id == id) {
                 let tag = r.c.tag.to_string();
                 let n = if active {
                     Notice::Active { tag, partition }
@@ -239,10 +240,10 @@ impl Readers {
             if g.leaving.is_some() {
                 return;
             }
-            let Some(ri) = self.readers.iter().position(|r| r.c.id == active) else {
+            let Some(ri) = self.list.iter().position(|r| r.c.id == active) else {
                 return;
             };
-            let credit = self.readers[ri].c.credit as usize;
+            let credit = self.list[ri].c.credit as usize;
             if credit == 0 {
                 return;
             }
@@ -278,7 +279,7 @@ impl Readers {
                 None => return,
             };
             for mut e in batch {
-                let r = &mut self.readers[ri];
+                let r = &mut self.list[ri];
                 let seq = e.seq;
                 e.redelivered = again.unwrap_or(false);
                 e.deliveries = 1 + u32::from(again.is_some());
@@ -292,7 +293,7 @@ impl Readers {
                 if r.c.tx.send(Push::Deliver(d)).is_err() {
                     // The connection is gone: drop its reader; what was
                     // not sent stays where it was.
-                    let gone = self.readers.remove(ri);
+                    let gone = self.list.remove(ri);
                     if let Some(g) = self.groups.get_mut(&gone.group) {
                         g.members.retain(|m| *m != gone.c.id);
                     }

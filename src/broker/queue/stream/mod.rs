@@ -214,11 +214,11 @@ impl Stream {
             g.members.push(id);
             g.members.sort_unstable();
         }
-        st.readers.readers.push(Reader {
+        st.readers.list.push(Reader {
             c: consumer,
             group: key.clone(),
         });
-        st.readers.readers.sort_by_key(|r| r.c.id);
+        st.readers.list.sort_by_key(|r| r.c.id);
         st.rebalance_and_dispatch(q, &key);
         Ok(())
     }
@@ -226,15 +226,10 @@ impl Stream {
     /// Ends a stream subscription (its deliveries stay outstanding).
     pub(super) fn unsubscribe(&self, q: &Arc<Queue>, consumer_id: u64) {
         let mut st = self.state.lock();
-        let Some(i) = st
-            .readers
-            .readers
-            .iter()
-            .position(|r| r.c.id == consumer_id)
-        else {
+        let Some(i) = st.readers.list.iter().position(|r| r.c.id == consumer_id) else {
             return;
         };
-        let r = st.readers.readers.remove(i);
+        let r = st.readers.list.remove(i);
         let key = r.group;
         let private = match st.readers.groups.get_mut(&key) {
             Some(g) => {
@@ -268,7 +263,7 @@ impl Stream {
             q.totals.acked.fetch_add(1, Ordering::Relaxed);
         }
         let readers = &mut st.readers;
-        let group = readers.readers.iter_mut().find(|r| r.c.id == id).map(|r| {
+        let group = readers.list.iter_mut().find(|r| r.c.id == id).map(|r| {
             r.c.credit += 1;
             r.group.clone()
         });
@@ -363,7 +358,7 @@ impl Stream {
             messages: st.log.count,
             delayed: 0,
             unacked: st.readers.in_flight(),
-            consumers: st.readers.readers.len() as u64,
+            consumers: st.readers.list.len() as u64,
             oldest_at: st.log.segments.front().map(|s| s.first_ts),
         }
     }
@@ -371,7 +366,7 @@ impl Stream {
     pub(super) fn consumer_list(&self) -> Vec<ConsumerInfo> {
         let st = self.state.lock();
         st.readers
-            .readers
+            .list
             .iter()
             .map(|r| ConsumerInfo {
                 tag: r.c.tag.clone(),
@@ -395,7 +390,7 @@ impl Stream {
     pub(super) fn mark_deleted(&self) {
         let mut st = self.state.lock();
         st.deleted = true;
-        for r in st.readers.readers.drain(..) {
+        for r in st.readers.list.drain(..) {
             let _ = r.c.tx.send(super::Push::Cancelled { tag: r.c.tag });
         }
         st.log.clear_recent();
