@@ -97,7 +97,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(None);
     let limit = Arc::new(Semaphore::new(broker.config().max_connections));
     let mut sessions = JoinSet::new();
-    let timers = tokio::spawn(broker.timers().clone().run());
+    let timers = tokio::spawn(broker.run_timers());
     let alarms = tokio::spawn(broker.alarms().clone().run());
     let sampler = tokio::spawn(crate::broker::stats::Sampler::run(broker.clone()));
     let mut commits = broker.committer().subscribe();

@@ -14,7 +14,7 @@ use super::model_tests::{publish_to_q, Rng};
 use super::queue::{Queue, Settle};
 use super::Broker;
 use crate::config::Config;
-use crate::protocol::command::{DeclareQueue, QueueArgs};
+use crate::protocol::command::{DeclareQueue, QueueArgs, QueueMode};
 
 const GROUPS: u64 = 4;
 const CONNS: u64 = 3;
@@ -29,7 +29,7 @@ fn open(dir: &std::path::Path, budget: Option<u64>) -> (Broker, std::sync::Arc<Q
     }
     let broker = Broker::open(config).expect("open");
     let args = QueueArgs {
-        groups: true,
+        mode: QueueMode::Groups,
         ..QueueArgs::default()
     };
     let d = DeclareQueue {

@@ -1,8 +1,10 @@
 //! [`Broker`]: the registries of exchanges and queues, the topology
 //! operations (declare, delete, bind, purge; partitioned streams, which are
 //! a `hash` exchange and N streams declared together), publishing (route,
-//! store, enqueue) and recovery from the store at start. A stream's log and
-//! groups live in `queue/stream.rs`, message groups in `groups.rs`.
+//! store, enqueue; routing the dead letters queues return) and recovery
+//! from the store at start. A queue's state, by kind, lives in `queue/`:
+//! classic queues (with message groups) in `queue/classic/`, a stream's
+//! log and groups in `queue/stream/`.
 //!
 //! `Broker` is a cheap-clone handle (an `Arc` inside) shared by every
 //! connection. Exchanges and queues live in `DashMap`s, so the publish path
@@ -13,7 +15,6 @@
 pub mod alarm;
 pub mod connections;
 pub mod exchange;
-mod groups;
 pub mod message;
 pub mod publish;
 pub mod queue;
@@ -30,7 +31,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
@@ -53,8 +54,8 @@ use connections::Connections;
 use exchange::{Binding, Bindings};
 use message::Bodies;
 pub use publish::{Hold, PublishAttempt, Published};
-use queue::{Queue, QueueInit};
-use stats::{Sampler, Totals};
+use queue::{DeadLetters, Queue, QueueInit, Timed, Totals};
+use stats::Sampler;
 use timer::Timers;
 
 /// How many alternate exchanges a publish follows before giving up (cycles).
@@ -162,7 +163,7 @@ pub struct Broker {
 struct Inner {
     config: Config,
     disk: Arc<Disk>,
-    timers: Arc<Timers>,
+    timers: Arc<Timers<Queue>>,
     /// The disk and memory alarms.
     alarms: Alarms,
     /// Users and permissions.
@@ -295,7 +296,12 @@ impl Broker {
             let held = stored.remove(&d.id);
             let next_seq = held.as_ref().map_or(1, |h| h.last_seq + 1);
             let name: Arc<str> = Arc::from(d.name.as_str());
-            let partition = d.args.stream.then(|| self.partition_index(&name)).flatten();
+            let partition = d
+                .args
+                .mode
+                .is_stream()
+                .then(|| self.partition_index(&name))
+                .flatten();
             let q = self.new_queue(QueueInit {
                 name: name.clone(),
                 id: d.id,
@@ -383,11 +389,14 @@ impl Broker {
     }
 
     fn new_queue(&self, init: QueueInit) -> Arc<Queue> {
+        // The queue hands its sessions' dead letters to the broker
+        // (`publish.rs` routes them), which it must not hold alive.
+        let dead_letters: Weak<dyn DeadLetters> = Arc::downgrade(&self.inner) as Weak<Inner>;
         Arc::new(Queue::new(
             init,
             self.inner.disk.clone(),
             self.inner.timers.clone(),
-            Arc::downgrade(&self.inner),
+            dead_letters,
             self.inner.totals.clone(),
         ))
     }
@@ -441,9 +450,38 @@ impl Broker {
         self.inner.disk.store.size_on_disk()
     }
 
-    /// The timers, whose task [`crate::server::run`] drives.
-    pub fn timers(&self) -> &Arc<Timers> {
-        &self.inner.timers
+    /// The timer task, which [`crate::server::run`] spawns (and aborts at
+    /// shutdown): each queue whose deadline has come runs what is due, and
+    /// the broker routes what expired and deletes a queue unused past its
+    /// `expires`. It holds no queue, nor the broker, alive.
+    pub fn run_timers(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let broker = Arc::downgrade(&self.inner);
+        self.inner.timers.clone().run(move |q: Arc<Queue>, now| {
+            let timed = q.on_timer(now);
+            match broker.upgrade() {
+                Some(inner) => Broker { inner }.timed(&q, timed),
+                // Stopping: no dead-letter exchange to route to.
+                None => {
+                    if let Err(e) = q.release(timed.dead.into_entries()) {
+                        tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
+                    }
+                }
+            }
+        })
+    }
+
+    /// Finishes what a queue's timer did: routes the copies that expired,
+    /// and deletes the queue if it has been unused past its `expires`.
+    fn timed(&self, q: &Arc<Queue>, timed: Timed) {
+        if let Err(e) = self.dead_letter(q, timed.dead) {
+            tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
+        }
+        if timed.unused {
+            tracing::info!(queue = %q.name, "queue unused past its expires; deleting");
+            if let Err(e) = self.delete_queue_now(q) {
+                tracing::warn!(queue = %q.name, error = %e, "could not delete an expired queue");
+            }
+        }
     }
 
     /// The disk and memory alarms (their task is started by the server).
@@ -625,7 +663,7 @@ impl Broker {
         };
         may(&name)?;
         let stream;
-        let d = if d.args.stream {
+        let d = if d.args.mode.is_stream() {
             self.check_stream(d, &name)?;
             stream = DeclareQueue {
                 durable: true,

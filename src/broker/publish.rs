@@ -3,6 +3,11 @@
 //! `dead-letter` exchange, atomically with its removal) and `REDRIVE` (dead
 //! letters sent back where they were first published).
 //!
+//! Queues never route: their operations return what died in them
+//! ([`Dead`]), and the broker routes it here — at once after an enqueue or
+//! a redrive, and, for the operations a session calls on a queue, through
+//! the queue's [`DeadLetters`] port, which the broker implements below.
+//!
 //! Each of the three builds one [`MessageBatch`]: the new copies and the
 //! removed ones change together in the store, so a crash never leaves a
 //! message in both queues or in neither.
@@ -15,8 +20,8 @@ use bytes::Bytes;
 
 use super::alarm::Alarm;
 use super::message::{Entry, Message, Now};
-use super::queue::{Admission, DeathReason, Planned, Queue};
-use super::{not_found, stores, Broker, MAX_ALTERNATE_HOPS};
+use super::queue::{Admission, Dead, DeadLetters, DeathReason, Planned, Queue};
+use super::{not_found, stores, Broker, Inner, MAX_ALTERNATE_HOPS};
 use crate::error::BrokerError;
 use crate::protocol::command::{Header, Publish};
 use crate::protocol::reply::{quote_for_message, Blocker};
@@ -94,7 +99,7 @@ impl Copies {
     ) -> Copies {
         let stored: Vec<bool> = targets
             .iter()
-            .map(|q| ((msg.persistent || q.args.stream) && stores(q)) || q.spilling())
+            .map(|q| q.keeps(msg.persistent) || q.spilling())
             .collect();
         let n = stored.iter().filter(|s| **s).count();
         if n > 0 {
@@ -209,31 +214,13 @@ fn add_puts<'a>(
 
 /// A stream offset taken for a copy that is never enqueued (its write or
 /// an earlier enqueue failed) is given up, so the stream's later offsets
-/// become readable (see `queue/stream.rs`).
+/// become readable (see `queue/stream/`).
 impl Drop for Copies {
     fn drop(&mut self) {
         for (q, e) in self.targets.drain(..) {
             q.stream_abandon(e.seq);
         }
     }
-}
-
-/// Enqueues every copy; returns the latest store generation it caused.
-fn enqueue_all(copies: Vec<Copies>) -> Result<Option<u64>, BrokerError> {
-    let mut gen = None;
-    for mut c in copies {
-        let mut targets = std::mem::take(&mut c.targets).into_iter();
-        while let Some((q, e)) = targets.next() {
-            match q.enqueue(e) {
-                Ok(g) => gen = g.max(gen),
-                Err(err) => {
-                    c.targets.extend(targets);
-                    return Err(err);
-                }
-            }
-        }
-    }
-    Ok(gen)
 }
 
 /// About what a publish to `copies` queues writes to the store: the body
@@ -253,6 +240,28 @@ fn is_death_header(name: &str) -> bool {
 }
 
 impl Broker {
+    /// Enqueues every copy, routing what dies in each queue as it goes;
+    /// returns the latest store generation it caused.
+    fn enqueue_all(&self, copies: Vec<Copies>) -> Result<Option<u64>, BrokerError> {
+        let mut gen = None;
+        for mut c in copies {
+            let mut targets = std::mem::take(&mut c.targets).into_iter();
+            while let Some((q, e)) = targets.next() {
+                let enqueued = q
+                    .enqueue(e)
+                    .and_then(|(g, dead)| Ok(self.dead_letter(&q, dead)?.max(g)));
+                match enqueued {
+                    Ok(g) => gen = g.max(gen),
+                    Err(err) => {
+                        c.targets.extend(targets);
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        Ok(gen)
+    }
+
     /// `PUB`: routes, admits (length limits), de-duplicates, stores (one
     /// atomic batch for every durable copy), enqueues. The caller replies
     /// once `durable_gen` is durable.
@@ -373,7 +382,7 @@ impl Broker {
             }
         }
         drop(batch);
-        durable_gen = enqueue_all(copies)?.max(durable_gen);
+        durable_gen = self.enqueue_all(copies)?.max(durable_gen);
         self.inner.totals.published.fetch_add(1, Ordering::Relaxed);
         Ok(PublishAttempt::Done(Published {
             id,
@@ -444,15 +453,20 @@ impl Broker {
         Ok((name, queues))
     }
 
-    /// Dead-letters copies that left `from`: each is re-published through
-    /// `from`'s `dead-letter` exchange (with `dead-letter-key` or its own
-    /// key) carrying `h.x-death-*` headers, in one store batch with its
-    /// removal. Without a dead-letter exchange they are dropped.
+    /// Dead-letters copies that died in `from` (what its operations
+    /// return): each is re-published through `from`'s `dead-letter`
+    /// exchange (with `dead-letter-key` or its own key) carrying
+    /// `h.x-death-*` headers, in one store batch with its removal. Without
+    /// a dead-letter exchange they are dropped.
     pub(super) fn dead_letter(
         &self,
         from: &Arc<Queue>,
-        dead: Vec<(Entry, DeathReason)>,
+        dead: Dead,
     ) -> Result<Option<u64>, BrokerError> {
+        if dead.is_empty() {
+            return Ok(None);
+        }
+        let dead = dead.into_letters();
         let depth = DEAD_LETTER_DEPTH.with(Cell::get);
         let Some(dlx) = from
             .args
@@ -516,7 +530,7 @@ impl Broker {
         }
         drop(batch);
         DEAD_LETTER_DEPTH.with(|d| d.set(depth + 1));
-        let enqueued = enqueue_all(copies);
+        let enqueued = self.enqueue_all(copies);
         DEAD_LETTER_DEPTH.with(|d| d.set(depth));
         Ok(enqueued?.max(gen))
     }
@@ -574,8 +588,19 @@ impl Broker {
         }
         let gen = self.move_copies(&q, &moved, copies, 0)?;
         let kept_n = kept.len() as u64;
-        q.put_back(kept);
+        let dead = q.put_back(kept);
+        if let Err(e) = self.dead_letter(&q, dead) {
+            tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
+        }
         Ok((moved.len() as u64, kept_n, gen))
+    }
+}
+
+/// The broker's end of a queue's [`DeadLetters`] port: the dead letters of
+/// the operations a session calls on a queue are routed here.
+impl DeadLetters for Inner {
+    fn route(self: Arc<Self>, from: &Arc<Queue>, dead: Dead) -> Result<Option<u64>, BrokerError> {
+        Broker { inner: self }.dead_letter(from, dead)
     }
 }
 

@@ -4,7 +4,10 @@
 //! **Counters** are plain `AtomicU64`s bumped with `Relaxed` on paths that
 //! already run once per message (a queue's enqueue, dispatch, settle; a
 //! `PUB`): no lock and no allocation per message. Each queue owns its
-//! [`QueueCounters`]; the broker-wide [`Totals`] are bumped beside them.
+//! [`QueueCounters`](super::queue::QueueCounters); the broker-wide
+//! [`Totals`](super::queue::Totals) are bumped beside them
+//! (both live with the queue, in `queue/counters.rs`: this module only
+//! reads them).
 //!
 //! **Rates** are not computed per request: the [`Sampler`] (one task, once
 //! a second) reads the counters into a ring of the last 60 samples per
@@ -16,7 +19,7 @@
 //! queue deleted and declared again under the same name starts afresh.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -31,52 +34,6 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// Samples kept per queue (and for the broker): one minute's worth, plus
 /// the one the minute's rate starts from.
 pub const SAMPLES: usize = 61;
-
-/// One queue's event counters, since it was created (or recovered).
-#[derive(Debug, Default)]
-pub struct QueueCounters {
-    /// Copies that entered the queue (published, dead-lettered or
-    /// redriven into it).
-    pub published: AtomicU64,
-    /// Deliveries (to subscriptions and `GET`s, redeliveries included).
-    pub delivered: AtomicU64,
-    /// Deliveries acknowledged (`ACK`, or written with `ack=auto`).
-    pub acked: AtomicU64,
-    /// Deliveries that went back to the queue (`NACK`, ack timeout, a
-    /// connection that closed with them unacked).
-    pub requeued: AtomicU64,
-    /// Copies that died here, by [`DeathReason`] (routed to the queue's
-    /// dead-letter exchange, or dropped when it has none).
-    pub dead: [AtomicU64; 4],
-}
-
-impl QueueCounters {
-    /// Counts a copy that died for `reason`.
-    pub fn died(&self, reason: DeathReason) {
-        self.dead[reason as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Copies that died for `reason`.
-    pub fn dead_of(&self, reason: DeathReason) -> u64 {
-        self.dead[reason as usize].load(Ordering::Relaxed)
-    }
-
-    /// Copies that died, whatever the reason.
-    pub fn dead_total(&self) -> u64 {
-        self.dead.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-}
-
-/// Broker-wide counters, since the broker started.
-#[derive(Debug, Default)]
-pub struct Totals {
-    /// `PUB`s accepted (one per message, however many queues it reached).
-    pub published: AtomicU64,
-    /// Deliveries, all queues.
-    pub delivered: AtomicU64,
-    /// Acknowledgements, all queues.
-    pub acked: AtomicU64,
-}
 
 /// Events per second over the last second and the last minute.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]

@@ -3,10 +3,16 @@
 //! A queue keeps its own deadlines in sorted indexes (delayed messages by
 //! due time, ready messages by expiry, its own idle expiry) and registers
 //! only its *earliest* deadline here. The timer task sleeps until the
-//! earliest registered deadline of all queues, then calls
-//! [`Queue::on_timer`], which handles everything due and registers its next
-//! deadline. So a million messages with TTLs cost one heap entry and no
-//! wake-ups until the first of them is due: nothing polls every message.
+//! earliest registered deadline of all queues, then hands each queue that
+//! is due to the broker (`Broker::run_timers`), which runs the queue's
+//! `on_timer` (everything due; it registers its next deadline) and deals
+//! with what that returns. So a million messages with TTLs cost one heap
+//! entry and no wake-ups until the first of them is due: nothing polls
+//! every message.
+//!
+//! The heap knows nothing of queues (it holds a `Weak<T>` and gives it
+//! back when due), so that a queue can register here without this module
+//! knowing what a queue is.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -17,43 +23,52 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::message::now_ms;
-use super::queue::Queue;
 
 /// One registration: wake `queue` at `at` (Unix ms).
 #[derive(Debug)]
-struct Due {
+struct Due<T> {
     at: u64,
     order: u64,
-    queue: Weak<Queue>,
+    queue: Weak<T>,
 }
 
-impl PartialEq for Due {
+impl<T> PartialEq for Due<T> {
     fn eq(&self, other: &Self) -> bool {
         (self.at, self.order) == (other.at, other.order)
     }
 }
-impl Eq for Due {}
-impl PartialOrd for Due {
+impl<T> Eq for Due<T> {}
+impl<T> PartialOrd for Due<T> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Due {
+impl<T> Ord for Due<T> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (self.at, self.order).cmp(&(other.at, other.order))
     }
 }
 
-/// The registrations, earliest first.
-#[derive(Debug, Default)]
-pub struct Timers {
-    heap: Mutex<(BinaryHeap<Reverse<Due>>, u64)>,
+/// The registrations of every `T` (a queue), earliest first.
+#[derive(Debug)]
+pub struct Timers<T> {
+    heap: Mutex<(BinaryHeap<Reverse<Due<T>>>, u64)>,
     wake: Notify,
 }
 
-impl Timers {
-    /// Asks for `queue.on_timer` to run at `at` (Unix ms) or soon after.
-    pub fn schedule(&self, at: u64, queue: &Arc<Queue>) {
+impl<T> Default for Timers<T> {
+    fn default() -> Self {
+        Timers {
+            heap: Mutex::new((BinaryHeap::new(), 0)),
+            wake: Notify::new(),
+        }
+    }
+}
+
+impl<T> Timers<T> {
+    /// Asks for `queue` to be handed to the timer task's `fire` at `at`
+    /// (Unix ms) or soon after.
+    pub fn schedule(&self, at: u64, queue: &Arc<T>) {
         let mut h = self.heap.lock();
         let earliest = h.0.peek().map(|Reverse(d)| d.at);
         h.1 += 1;
@@ -75,7 +90,7 @@ impl Timers {
     }
 
     /// Takes every registration due at `now`.
-    fn take_due(&self, now: u64) -> Vec<Weak<Queue>> {
+    fn take_due(&self, now: u64) -> Vec<Weak<T>> {
         let mut h = self.heap.lock();
         let mut due = Vec::new();
         while h.0.peek().is_some_and(|Reverse(d)| d.at <= now) {
@@ -90,9 +105,10 @@ impl Timers {
         self.heap.lock().0.peek().map(|Reverse(d)| d.at)
     }
 
-    /// The timer task. It holds no queue alive; the server aborts it at
-    /// shutdown.
-    pub async fn run(self: Arc<Self>) {
+    /// The timer task: hands every queue whose deadline has come, and that
+    /// still exists, to `fire` with the time. It holds no queue alive; the
+    /// server aborts it at shutdown.
+    pub async fn run(self: Arc<Self>, mut fire: impl FnMut(Arc<T>, u64)) {
         loop {
             let wake = self.wake.notified();
             tokio::pin!(wake);
@@ -100,7 +116,7 @@ impl Timers {
             let now = now_ms();
             for q in self.take_due(now) {
                 if let Some(q) = q.upgrade() {
-                    q.on_timer(now);
+                    fire(q, now);
                 }
             }
             match self.next_at() {

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 
 use crate::protocol::command::{
     Bind, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue, ExchangeKind, Header,
-    HeaderMatch, Overflow, Purge, QueueArgs,
+    HeaderMatch, Overflow, Purge, QueueArgs, QueueMode,
 };
 use crate::protocol::Command;
 
@@ -103,11 +103,11 @@ pub struct DeclareQueueArgs {
     pub retry_delays: Vec<u64>,
     /// Only one subscription receives at a time; the others wait their
     /// turn in subscription order.
-    #[arg(long, conflicts_with = "groups")]
+    #[arg(long, conflicts_with_all = ["groups", "stream"])]
     pub single_active: bool,
     /// Messages of one `pub --group` key go out in order, to one consumer
     /// at a time.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stream")]
     pub groups: bool,
     /// Make a stream (`type=stream`): an append-only log read by offset.
     /// It takes only --durable, --max-age, --max-bytes (retention) and
@@ -282,9 +282,15 @@ pub(super) async fn declare(args: DeclareArgs) -> Result<Exit, CliError> {
                 max_priority: q.max_priority,
                 dedup_window_ms: q.dedup_window,
                 retry_delays_ms: q.retry_delays,
-                single_active: q.single_active,
-                groups: q.groups,
-                stream: q.stream,
+                mode: if q.stream {
+                    QueueMode::Stream
+                } else if q.single_active {
+                    QueueMode::SingleActive
+                } else if q.groups {
+                    QueueMode::Groups
+                } else {
+                    QueueMode::Classic
+                },
                 max_age_ms: q.max_age,
             },
             partitions: q.partitions,

@@ -23,7 +23,7 @@ use crate::session_state::{SessionState, Sub};
 pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login().check("SUB", Perm::Read, Kind::Queue, &c.queue)?;
     let queues = s.broker().queues_named(&c.queue, s.conn_id())?;
-    let stream = queues.first().is_some_and(|q| q.args.stream);
+    let stream = queues.first().is_some_and(|q| q.args.mode.is_stream());
     if !stream && (c.group.is_some() || c.start.is_some()) {
         return Err(BrokerError::Precondition(format!(
             "queue {} is not a stream: group=, offset= and time= are for streams",

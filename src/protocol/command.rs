@@ -272,16 +272,36 @@ pub struct QueueArgs {
     /// `retry-delays=<ms>,<ms>,...`: requeues wait by delivery count (the
     /// last value repeats). Empty: requeue at once.
     pub retry_delays_ms: Vec<u64>,
-    /// `single-active`: of all subscriptions only one receives; the others
-    /// take over in subscription order.
-    pub single_active: bool,
-    /// `groups`: messages with one `group=` key are delivered in order and
-    /// to one consumer at a time.
-    pub groups: bool,
-    /// `type=stream`: an append-only log read by offset (acks do not remove).
-    pub stream: bool,
+    /// What kind of queue: `single-active`, `groups` or `type=stream`
+    /// (they exclude each other), or none of them.
+    pub mode: QueueMode,
     /// `max-age=<ms>` (streams): older messages are trimmed.
     pub max_age_ms: Option<u64>,
+}
+
+/// What kind of queue `DECLARE QUEUE` makes. The options that choose it
+/// (`single-active`, `groups`, `type=stream`) exclude each other: one value
+/// rather than three flags, so that no other combination can be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum QueueMode {
+    /// A queue whose subscriptions compete, round-robin.
+    #[default]
+    Classic,
+    /// `single-active`: of all subscriptions only one receives; the others
+    /// take over in subscription order.
+    SingleActive,
+    /// `groups`: messages with one `group=` key are delivered in order and
+    /// to one consumer at a time.
+    Groups,
+    /// `type=stream`: an append-only log read by offset (acks do not remove).
+    Stream,
+}
+
+impl QueueMode {
+    /// Whether it is a stream (`type=stream`).
+    pub fn is_stream(self) -> bool {
+        self == QueueMode::Stream
+    }
 }
 
 /// `DELETE EXCHANGE <name> [if-unused]`

@@ -24,7 +24,8 @@ use std::io::Write;
 use super::command::{
     Ack, AckMode, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
     ExchangeKind, Get, Header, HeaderMatch, Hello, List, ListKind, Nack, Overflow, Peek,
-    PermissionArgs, Publish, QueueArgs, Redrive, Seek, Stats, StreamStart, Subscribe, UserCommand,
+    PermissionArgs, Publish, QueueArgs, QueueMode, Redrive, Seek, Stats, StreamStart, Subscribe,
+    UserCommand,
 };
 use super::reply::quote_for_message;
 use super::token::{encode_quoted, encode_word, needs_quotes};
@@ -391,18 +392,16 @@ fn declare_queue(w: &mut Words<'_>, d: &DeclareQueue) {
         max_priority,
         dedup_window_ms,
         retry_delays_ms,
-        single_active,
-        groups,
-        stream,
+        mode,
         max_age_ms,
     } = &d.args;
-    if *stream {
+    if mode.is_stream() {
         w.opt(opt::TYPE, keyword(QUEUE_TYPES, true).as_bytes());
     }
     w.opt_number(opt::MAX_AGE, *max_age_ms);
     w.opt_number(opt::PARTITIONS, d.partitions.map(u64::from));
-    w.flag(opt::SINGLE_ACTIVE, *single_active);
-    w.flag(opt::GROUPS, *groups);
+    w.flag(opt::SINGLE_ACTIVE, *mode == QueueMode::SingleActive);
+    w.flag(opt::GROUPS, *mode == QueueMode::Groups);
     w.opt_number(opt::MAX_LENGTH, *max_length);
     w.opt_number(opt::MAX_BYTES, *max_bytes);
     if *overflow != Default::default() {
@@ -559,16 +558,11 @@ pub fn describe_args(a: &QueueArgs) -> String {
         let d: Vec<String> = a.retry_delays_ms.iter().map(u64::to_string).collect();
         w.push(format!("{}={}", opt::RETRY_DELAYS, d.join(",")));
     }
-    if a.stream {
-        w.push(format!("{}={}", opt::TYPE, keyword(QUEUE_TYPES, true)));
-    }
-    for (flag, on) in [
-        (opt::SINGLE_ACTIVE, a.single_active),
-        (opt::GROUPS, a.groups),
-    ] {
-        if on {
-            w.push(flag.into());
-        }
+    match a.mode {
+        QueueMode::Classic => {}
+        QueueMode::Stream => w.push(format!("{}={}", opt::TYPE, keyword(QUEUE_TYPES, true))),
+        QueueMode::SingleActive => w.push(opt::SINGLE_ACTIVE.into()),
+        QueueMode::Groups => w.push(opt::GROUPS.into()),
     }
     if w.is_empty() {
         "none".into()
@@ -763,9 +757,7 @@ mod tests {
             max_priority: Some(7),
             dedup_window_ms: Some(8),
             retry_delays_ms: vec![10, 20],
-            single_active: true,
-            groups: true,
-            stream: true,
+            mode: QueueMode::Stream,
             max_age_ms: Some(9),
         };
         assert_eq!(
@@ -773,8 +765,20 @@ mod tests {
             "max-length=1 max-bytes=2 ttl=3 expires=4 delivery-limit=5 ack-timeout=6 \
              max-priority=7 dedup-window=8 max-age=9 overflow=reject-publish \
              dead-letter=\"dl\\\"x\" dead-letter-key=\"k \u{fffd}\" retry-delays=10,20 \
-             type=stream single-active groups"
+             type=stream"
         );
+        // The kind comes last, whichever it is.
+        for (mode, word) in [
+            (QueueMode::SingleActive, "single-active"),
+            (QueueMode::Groups, "groups"),
+        ] {
+            let a = QueueArgs {
+                max_length: Some(1),
+                mode,
+                ..QueueArgs::default()
+            };
+            assert_eq!(describe_args(&a), format!("max-length=1 {word}"));
+        }
         let block = QueueArgs {
             overflow: Overflow::Block,
             ..QueueArgs::default()

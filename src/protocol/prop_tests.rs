@@ -24,8 +24,8 @@ use super::check::{decode, frame_in_chunks};
 use super::command::{
     Ack, AckMode, Auth, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
     ExchangeKind, Get, Header, HeaderMatch, Hello, Help, List, ListKind, Nack, Overflow, Peek,
-    PermissionArgs, Publish, Purge, QueueArgs, Redrive, Secret, Seek, Stats, StreamStart,
-    Subscribe, Touch, Unsubscribe, UserAdd, UserCommand, UserPasswd, UserPermit,
+    PermissionArgs, Publish, Purge, QueueArgs, QueueMode, Redrive, Secret, Seek, Stats,
+    StreamStart, Subscribe, Touch, Unsubscribe, UserAdd, UserCommand, UserPasswd, UserPermit,
 };
 use super::frame::Limits;
 use super::parse::{parse_line, MAX_PARTITIONS};
@@ -124,12 +124,14 @@ fn queue_args() -> impl Strategy<Value = QueueArgs> {
             proptest::option::of(1u64..),
             vec(any_u64(), 0..=32),
         ),
-        prop::sample::select(vec![(false, false), (true, false), (false, true)]),
+        prop::sample::select(vec![
+            QueueMode::Classic,
+            QueueMode::SingleActive,
+            QueueMode::Groups,
+        ]),
     )
-        .prop_map(|(a, b, (single_active, groups))| QueueArgs {
-            single_active,
-            groups,
-            stream: false,
+        .prop_map(|(a, b, mode)| QueueArgs {
+            mode,
             max_age_ms: None,
             max_length: a.0,
             max_bytes: a.1,
@@ -173,7 +175,7 @@ fn declare_queue() -> impl Strategy<Value = DeclareQueue> {
                 exclusive: false,
                 auto_delete: false,
                 args: QueueArgs {
-                    stream: true,
+                    mode: QueueMode::Stream,
                     max_bytes,
                     max_age_ms,
                     ..QueueArgs::default()

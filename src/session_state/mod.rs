@@ -261,7 +261,7 @@ impl SessionState {
             msg: e.msg.clone(),
             deliveries: e.deliveries,
             redelivered: e.redelivered || e.deliveries > 1,
-            offset: d.queue.args.stream.then_some(e.seq),
+            offset: d.queue.args.mode.is_stream().then_some(e.seq),
             partition: d.queue.partition,
             auto: None,
         };

@@ -43,8 +43,8 @@
 //!   `opt<u8> max_priority`, `opt<u64> dedup_window_ms`,
 //!   `u32 n` then `n` × `u64` retry_delays_ms.
 //! - queue v4: the v3 fields, then `u8 flags` (bit 0 single-active, bit 1
-//!   groups, bit 2 stream; any other bit is corruption) and
-//!   `opt<u64> max_age_ms`.
+//!   groups, bit 2 stream: the [`QueueMode`], none for a classic queue; any
+//!   other bit, or two of them, is corruption) and `opt<u64> max_age_ms`.
 //! - message v1: `u64 body_id`, `str id`, `str exchange`,
 //!   `bytes routing_key`, headers, `u32 deliveries`, `u8 inline`, then
 //!   `bytes body` if `inline` ≠ 0 (`expires_at`/`not_before` decode as
@@ -83,7 +83,9 @@
 use bytes::Bytes;
 
 use super::{BindingDef, ExchangeDef, MessageMeta, QueueDef, StoreError, UserRecord};
-use crate::protocol::command::{ExchangeKind, Header, HeaderMatch, Overflow, QueueArgs, Secret};
+use crate::protocol::command::{
+    ExchangeKind, Header, HeaderMatch, Overflow, QueueArgs, QueueMode, Secret,
+};
 
 /// The first layout: CRC over the fields only.
 pub const V1: u8 = 1;
@@ -518,18 +520,15 @@ const QUEUE_SINGLE_ACTIVE: u8 = 1;
 const QUEUE_GROUPS: u8 = 2;
 const QUEUE_STREAM: u8 = 4;
 
+/// The kind of queue as v4 stores it: one bit of the flags byte each
+/// (at most one is set), none for a classic queue.
 fn queue_flags(a: &QueueArgs) -> u8 {
-    let mut f = 0;
-    if a.single_active {
-        f |= QUEUE_SINGLE_ACTIVE;
+    match a.mode {
+        QueueMode::Classic => 0,
+        QueueMode::SingleActive => QUEUE_SINGLE_ACTIVE,
+        QueueMode::Groups => QUEUE_GROUPS,
+        QueueMode::Stream => QUEUE_STREAM,
     }
-    if a.groups {
-        f |= QUEUE_GROUPS;
-    }
-    if a.stream {
-        f |= QUEUE_STREAM;
-    }
-    f
 }
 
 fn read_queue_args(r: &mut Reader<'_>) -> Result<QueueArgs, StoreError> {
@@ -553,9 +552,13 @@ fn read_queue_args(r: &mut Reader<'_>) -> Result<QueueArgs, StoreError> {
         if flags & !(QUEUE_SINGLE_ACTIVE | QUEUE_GROUPS | QUEUE_STREAM) != 0 {
             return Err(r.corrupt("unknown queue flags"));
         }
-        args.single_active = flags & QUEUE_SINGLE_ACTIVE != 0;
-        args.groups = flags & QUEUE_GROUPS != 0;
-        args.stream = flags & QUEUE_STREAM != 0;
+        args.mode = match flags {
+            0 => QueueMode::Classic,
+            QUEUE_SINGLE_ACTIVE => QueueMode::SingleActive,
+            QUEUE_GROUPS => QueueMode::Groups,
+            QUEUE_STREAM => QueueMode::Stream,
+            _ => return Err(r.corrupt("queue flags of two kinds")),
+        };
         args.max_age_ms = r.opt_u64()?;
     }
     Ok(args)
@@ -821,9 +824,7 @@ mod tests {
 
     fn full_args() -> QueueArgs {
         QueueArgs {
-            single_active: true,
-            groups: false,
-            stream: false,
+            mode: QueueMode::SingleActive,
             max_age_ms: Some(3_600_000),
             max_length: Some(10),
             max_bytes: Some(u64::MAX),
@@ -974,15 +975,15 @@ mod tests {
                 ..Default::default()
             },
             QueueArgs {
-                single_active: true,
+                mode: QueueMode::SingleActive,
                 ..Default::default()
             },
             QueueArgs {
-                groups: true,
+                mode: QueueMode::Groups,
                 ..Default::default()
             },
             QueueArgs {
-                stream: true,
+                mode: QueueMode::Stream,
                 ..Default::default()
             },
             QueueArgs {
@@ -1045,13 +1046,16 @@ mod tests {
         };
         assert_eq!(decode_exchange(&encode_exchange(&e)).unwrap(), e);
         assert_eq!(decode_offset(&encode_offset(42)).unwrap(), 42);
-        // A queue flags byte with an unknown bit is corruption.
-        let mut rec = encode_queue(&queue(QueueArgs::default()));
-        let flags_at = rec.len() - 2; // flags, then an absent max-age
-        rec[flags_at] = 0x80;
-        let crc = record_crc(VERSION, &rec[5..]);
-        rec[1..5].copy_from_slice(&crc.to_be_bytes());
-        assert!(is_corrupt(decode_queue(&rec)));
+        // A queue flags byte with an unknown bit, or naming two kinds (no
+        // sluice wrote one: the parser refuses them), is corruption.
+        for flags in [0x80, 3, 5, 6, 7] {
+            let mut rec = encode_queue(&queue(QueueArgs::default()));
+            let flags_at = rec.len() - 2; // flags, then an absent max-age
+            rec[flags_at] = flags;
+            let crc = record_crc(VERSION, &rec[5..]);
+            rec[1..5].copy_from_slice(&crc.to_be_bytes());
+            assert!(is_corrupt(decode_queue(&rec)), "flags {flags:#x}");
+        }
     }
 
     #[test]
@@ -1146,6 +1150,76 @@ mod tests {
         let mut w = Writer::with_version(V1);
         w.u64(5);
         assert!(is_corrupt(decode_dedup(&w.finish())));
+    }
+
+    /// Queue records as the encoder wrote them while the kind was three
+    /// flags (before `QueueMode`, commit 6e6a33c): each decodes to its
+    /// mode, and encodes again to the very same bytes.
+    #[test]
+    fn queue_records_from_before_queue_mode_read_and_write_the_same_bytes() {
+        let def = |name: &str, id: u64, args: QueueArgs| QueueDef {
+            name: name.into(),
+            id,
+            auto_delete: false,
+            args,
+        };
+        let old = [
+            (
+                "04274fbc1a00000005706c61696e000000000000000100000000000000000000\
+                 0000000000000000",
+                def("plain", 1, QueueArgs::default()),
+            ),
+            (
+                "0444c95b24000000036f6e650000000000000002000000000000000000000000\
+                 000000000100",
+                def(
+                    "one",
+                    2,
+                    QueueArgs {
+                        mode: QueueMode::SingleActive,
+                        ..QueueArgs::default()
+                    },
+                ),
+            ),
+            (
+                "045d7d7d500000000767726f7570656400000000000000030001000000000000\
+                 000a00000000000000000000000000000200",
+                def(
+                    "grouped",
+                    3,
+                    QueueArgs {
+                        mode: QueueMode::Groups,
+                        max_length: Some(10),
+                        ..QueueArgs::default()
+                    },
+                ),
+            ),
+            (
+                "0486c88720000000036c6f670000000000000004000001000000004000000000\
+                 00000000000000000000000004010000000005265c00",
+                def(
+                    "log",
+                    4,
+                    QueueArgs {
+                        mode: QueueMode::Stream,
+                        max_age_ms: Some(86_400_000),
+                        max_bytes: Some(1 << 30),
+                        ..QueueArgs::default()
+                    },
+                ),
+            ),
+        ];
+        let unhex = |h: &str| -> Vec<u8> {
+            (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        for (hex, want) in old {
+            let rec = unhex(hex);
+            assert_eq!(decode_queue(&rec).unwrap(), want, "{}", want.name);
+            assert_eq!(encode_queue(&want), rec, "{}", want.name);
+        }
     }
 
     #[test]

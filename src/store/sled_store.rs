@@ -461,7 +461,7 @@ impl Store for SledStore {
         let streams: HashMap<u64, &crate::protocol::command::QueueArgs> = out
             .queues
             .iter()
-            .filter(|q| q.args.stream)
+            .filter(|q| q.args.mode.is_stream())
             .map(|q| (q.id, &q.args))
             .collect();
         // A stream's segments as the scan meets its copies (in offset order).
@@ -1251,7 +1251,7 @@ mod tests {
             s.recover().unwrap();
             let mut q = queue("log", 1);
             q.args = QueueArgs {
-                stream: true,
+                mode: crate::protocol::command::QueueMode::Stream,
                 max_bytes: Some(80),
                 ..QueueArgs::default()
             };

@@ -5,7 +5,9 @@
 use super::{
     choice, key_bytes, name, name_bytes, number, plain_word, sub_verb, Args, Opt, Res, Spec,
 };
-use crate::protocol::command::{Command, DeclareExchange, DeclareQueue, ExchangeKind, QueueArgs};
+use crate::protocol::command::{
+    Command, DeclareExchange, DeclareQueue, ExchangeKind, QueueArgs, QueueMode,
+};
 use crate::protocol::encode::{opt, EXCHANGE_KINDS, OVERFLOWS, QUEUE_TYPES};
 use crate::protocol::error::{show, ParseError};
 
@@ -105,6 +107,7 @@ pub(super) fn declare(mut a: Args<'_>) -> Res<Command> {
         partitions: None,
     };
     let mut given: Vec<&'static str> = Vec::new();
+    let mut kind = KindOptions::default();
     for o in a.options(&spec)? {
         if let Opt::Flag(name, true) | Opt::Value(name, _) = o {
             given.push(name);
@@ -112,23 +115,33 @@ pub(super) fn declare(mut a: Args<'_>) -> Res<Command> {
         match o {
             Opt::Flag(opt::DURABLE, on) => d.durable = on,
             Opt::Flag(opt::EXCLUSIVE, on) => d.exclusive = on,
-            Opt::Flag(opt::SINGLE_ACTIVE, on) => d.args.single_active = on,
-            Opt::Flag(opt::GROUPS, on) => d.args.groups = on,
+            Opt::Flag(opt::SINGLE_ACTIVE, on) => kind.single_active = on,
+            Opt::Flag(opt::GROUPS, on) => kind.groups = on,
             Opt::Flag(_, on) => d.auto_delete = on,
             Opt::Value(opt::PARTITIONS, v) => {
                 d.partitions = Some(number(opt::PARTITIONS, v, 1, MAX_PARTITIONS)? as u32)
             }
+            Opt::Value(opt::TYPE, v) => kind.stream = choice(opt::TYPE, v, QUEUE_TYPES)?,
             Opt::Value(name, v) => queue_arg(&mut d.args, name, v)?,
             Opt::Header(_) => {}
         }
     }
-    check_queue_kind(&d, &given)?;
+    d.args.mode = check_queue_kind(&d, &given, kind)?;
     Ok(Command::DeclareQueue(d))
 }
 
+/// The options that choose a queue's kind, as given (the last of a
+/// repeated one counts); [`check_queue_kind`] makes them a [`QueueMode`].
+#[derive(Debug, Default, Clone, Copy)]
+struct KindOptions {
+    single_active: bool,
+    groups: bool,
+    stream: bool,
+}
+
 /// A stream takes only its own options; a queue none of them; and
-/// `single-active` and `groups` exclude each other.
-fn check_queue_kind(d: &DeclareQueue, given: &[&'static str]) -> Res<()> {
+/// `single-active` and `groups` exclude each other. Returns the kind.
+fn check_queue_kind(d: &DeclareQueue, given: &[&'static str], kind: KindOptions) -> Res<QueueMode> {
     const STREAM_ONLY: &[&str] = &[opt::MAX_AGE, opt::PARTITIONS];
     const STREAM_TAKES: &[&str] = &[
         opt::TYPE,
@@ -139,7 +152,7 @@ fn check_queue_kind(d: &DeclareQueue, given: &[&'static str]) -> Res<()> {
     ];
     let refused =
         |what: &str, opt: &str| Err(ParseError::syntax(format!("{what} does not take {opt}")));
-    if d.args.stream {
+    if kind.stream {
         if let Some(opt) = given.iter().find(|o| !STREAM_TAKES.contains(o)) {
             return refused("a stream (type=stream)", opt);
         }
@@ -151,12 +164,24 @@ fn check_queue_kind(d: &DeclareQueue, given: &[&'static str]) -> Res<()> {
             "{opt} is a stream option (add type=stream)"
         )));
     }
-    if d.args.single_active && d.args.groups {
-        return Err(ParseError::syntax(
-            "single-active and groups exclude each other",
-        ));
-    }
-    Ok(())
+    Ok(match kind {
+        KindOptions { stream: true, .. } => QueueMode::Stream,
+        KindOptions {
+            single_active: true,
+            groups: true,
+            ..
+        } => {
+            return Err(ParseError::syntax(
+                "single-active and groups exclude each other",
+            ))
+        }
+        KindOptions {
+            single_active: true,
+            ..
+        } => QueueMode::SingleActive,
+        KindOptions { groups: true, .. } => QueueMode::Groups,
+        _ => QueueMode::Classic,
+    })
 }
 
 /// One `DECLARE QUEUE` option of [`QUEUE_OPTIONS`] into `args`.
@@ -175,7 +200,6 @@ fn queue_arg(args: &mut QueueArgs, name: &str, v: &[u8]) -> Res<()> {
         opt::ACK_TIMEOUT => args.ack_timeout_ms = Some(number(name, v, 1, u64::MAX)?),
         opt::MAX_PRIORITY => args.max_priority = Some(number(name, v, 1, 255)? as u8),
         opt::DEDUP_WINDOW => args.dedup_window_ms = Some(number(name, v, 1, u64::MAX)?),
-        opt::TYPE => args.stream = choice(name, v, QUEUE_TYPES)?,
         opt::MAX_AGE => args.max_age_ms = Some(number(name, v, 1, u64::MAX)?),
         _ => args.retry_delays_ms = retry_delays(v)?,
     }
@@ -366,9 +390,7 @@ mod tests {
         };
         assert_eq!((d.name.as_str(), d.durable), ("jobs", true));
         let want = QueueArgs {
-            single_active: false,
-            groups: false,
-            stream: false,
+            mode: QueueMode::Classic,
             max_age_ms: None,
             max_length: Some(10),
             max_bytes: Some(1000),
@@ -408,9 +430,7 @@ mod tests {
              Dedup-Window=1 RETRY-DELAYS=0",
         );
         let want = QueueArgs {
-            single_active: false,
-            groups: false,
-            stream: false,
+            mode: QueueMode::Classic,
             max_age_ms: None,
             max_length: Some(0),
             max_bytes: Some(0),
@@ -616,7 +636,7 @@ mod tests {
         else {
             panic!()
         };
-        assert!(d.args.stream);
+        assert_eq!(d.args.mode, QueueMode::Stream);
         assert_eq!(
             (d.args.max_age_ms, d.args.max_bytes, d.partitions),
             (Some(60000), Some(1000), Some(3))
@@ -624,8 +644,10 @@ mod tests {
         let Command::DeclareQueue(d) = ok("DECLARE QUEUE q single-active") else {
             panic!()
         };
-        assert!(d.args.single_active && !d.args.groups && !d.args.stream);
-        assert!(matches!(ok("DECLARE QUEUE q groups"), Command::DeclareQueue(d) if d.args.groups));
+        assert_eq!(d.args.mode, QueueMode::SingleActive);
+        assert!(
+            matches!(ok("DECLARE QUEUE q groups"), Command::DeclareQueue(d) if d.args.mode == QueueMode::Groups)
+        );
         for (line, want) in [
             (
                 "DECLARE QUEUE s type=stream ttl=5",

@@ -22,13 +22,14 @@
 //! waiting copies in RAM nor unsettled deliveries, and an owner's set once
 //! it is empty, so the index never outgrows what the queue holds.
 //!
-//! The queue's state lock guards this like the rest of the queue's state.
+//! The queue's state lock guards this like the rest of the queue's state
+//! (it lives in [`State`](super::state::State)).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 
-use super::queue::ReadyKey;
+use super::ReadyKey;
 
 /// Who holds a group's unsettled deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,316 @@
+//! [`Readers`]: a stream's subscriptions and the groups they read as. A
+//! [`Group`] has a cursor (the next offset to read), the offsets in
+//! flight (delivered, unacked) and the offsets to deliver again (nacked or
+//! returned); its committed offset is the lowest offset not yet done. One
+//! member is active at a time ([`Readers::rebalance`]), and delivery
+//! ([`Readers::dispatch_group`]) feeds it while it has credit.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::log::{load, readable, Log, READ_PAGE};
+use crate::broker::message::Entry;
+use crate::broker::queue::{Consumer, Delivery, Push, Queue};
+use crate::protocol::reply::Notice;
+
+/// Body bytes a group reads ahead from the store at most (a page of
+/// smaller messages, or fewer larger ones; at least one).
+const READ_AHEAD_BYTES: u64 = 256 * 1024;
+
+/// A group's key: its name, or `\0<consumer id>` for a private reader's
+/// (names cannot hold a NUL).
+pub(super) type GroupKey = Arc<str>;
+
+/// A group key for consumer `id`'s private reader.
+pub(super) fn private_key(id: u64) -> GroupKey {
+    Arc::from(format!("\0{id}"))
+}
+
+/// A subscription to a stream and the group it reads as.
+#[derive(Debug)]
+pub(super) struct Reader {
+    pub(super) c: Consumer,
+    pub(super) group: GroupKey,
+}
+
+#[derive(Debug)]
+pub(super) struct Group {
+    /// Named groups store their committed offset.
+    pub(super) named: bool,
+    /// The lowest offset not yet done.
+    pub(super) committed: u64,
+    /// What the store holds (named groups).
+    pub(super) stored: u64,
+    /// The next offset to read.
+    pub(super) cursor: u64,
+    /// Read ahead from the store for the cursor (old data), in offset
+    /// order: at most a page, and at most [`READ_AHEAD_BYTES`].
+    ahead: VecDeque<Entry>,
+    /// Delivered, unsettled: offset → consumer id.
+    pub(super) in_flight: BTreeMap<u64, u64>,
+    /// To deliver again: offset → whether it was written before.
+    pub(super) again: BTreeMap<u64, bool>,
+    /// Member consumer ids, ascending.
+    pub(super) members: Vec<u64>,
+    /// The member that receives.
+    active: Option<u64>,
+    /// The member told `NOTICE inactive` while its deliveries settle.
+    leaving: Option<u64>,
+}
+
+impl Group {
+    pub(super) fn new(named: bool, at: u64) -> Group {
+        Group {
+            named,
+            committed: at,
+            stored: at,
+            cursor: at,
+            ahead: VecDeque::new(),
+            in_flight: BTreeMap::new(),
+            again: BTreeMap::new(),
+            members: Vec::new(),
+            active: None,
+            leaving: None,
+        }
+    }
+
+    /// Recomputes the committed offset; true when it moved.
+    pub(super) fn recommit(&mut self) -> bool {
+        let low = [
+            self.in_flight.keys().next().copied(),
+            self.again.keys().next().copied(),
+            Some(self.cursor),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.cursor);
+        let moved = low != self.committed;
+        self.committed = low;
+        moved
+    }
+
+    /// Moves the group to `at`, forgetting what it had in flight (those
+    /// deliveries' acks only give their credit back).
+    pub(super) fn reset(&mut self, at: u64) {
+        self.ahead.clear();
+        self.in_flight.clear();
+        self.again.clear();
+        self.cursor = at;
+        self.committed = at;
+    }
+
+    /// The log now starts at `first`: nothing before it is read or
+    /// delivered again.
+    fn cut_before(&mut self, first: u64) {
+        if self.cursor < first {
+            self.cursor = first;
+        }
+        self.again.retain(|off, _| *off >= first);
+        while self.ahead.front().is_some_and(|e| e.seq < first) {
+            self.ahead.pop_front();
+        }
+        self.recommit();
+    }
+
+    /// Up to `n` messages from the cursor on: from the recent window, or
+    /// from what the group read ahead from the store, reading the next
+    /// stretch when that is used up (one store read per stretch, not per
+    /// message).
+    fn read(&mut self, log: &Log, q: &Queue, n: usize) -> Vec<Entry> {
+        let from = self.cursor.max(log.first);
+        while self.ahead.front().is_some_and(|e| e.seq < from) {
+            self.ahead.pop_front();
+        }
+        if self.ahead.is_empty() {
+            if log.recent.front().is_some_and(|head| from >= head.seq) {
+                return log.recent_from(from, n);
+            }
+            // Old data: a stretch up to the recent window.
+            let avg = (log.bytes / log.count.max(1)).max(1);
+            let page = (READ_AHEAD_BYTES / avg).clamp(1, READ_PAGE as u64) as usize;
+            let to = log.recent.front().map_or(log.end, |head| head.seq);
+            let Some(found) = load(q, from, to, page) else {
+                return Vec::new();
+            };
+            self.ahead.extend(readable(&found));
+            if self.ahead.is_empty() && to < log.end {
+                // Only holes before the recent window: go on from there.
+                self.cursor = to;
+                return log.recent_from(to, n);
+            }
+        }
+        let k = n.min(self.ahead.len());
+        self.ahead.drain(..k).collect()
+    }
+}
+
+/// A stream's subscriptions (in consumer id order) and groups.
+#[derive(Debug, Default)]
+pub(super) struct Readers {
+    /// The subscriptions, by consumer id.
+    pub(super) list: Vec<Reader>,
+    pub(super) groups: HashMap<GroupKey, Group>,
+}
+
+impl Readers {
+    /// Deliveries in flight, all groups.
+    pub(super) fn in_flight(&self) -> u64 {
+        self.groups.values().map(|g| g.in_flight.len() as u64).sum()
+    }
+
+    /// The log now starts at `first` (retention cut its front).
+    pub(super) fn cut_before(&mut self, first: u64) {
+        for g in self.groups.values_mut() {
+            g.cut_before(first);
+        }
+    }
+
+    /// Picks the group's active member (on a partition, member `index %
+    /// members`); a change waits for the old active member's in-flight
+    /// deliveries to settle.
+    pub(super) fn rebalance(&mut self, key: &GroupKey, partition: Option<u32>) {
+        let index = partition.unwrap_or(0) as usize;
+        let Readers { groups, list } = self;
+        let Some(g) = groups.get_mut(key) else {
+            return;
+        };
+        let wanted = match g.members.len() {
+            0 => None,
+            n => Some(g.members[index % n]),
+        };
+        if g.active == wanted {
+            return;
+        }
+        let notify = |id: u64, active: bool| {
+            if let Some(r) = list.iter().find(|r| r.c.id == id) {
+                let tag = r.c.tag.to_string();
+                let n = if active {
+                    Notice::Active { tag, partition }
+                } else {
+                    Notice::Inactive { tag, partition }
+                };
+                let _ = r.c.tx.send(Push::Notice(n));
+            }
+        };
+        if let Some(old) = g.active {
+            // A member still there is told it stops receiving; one that
+            // left is not.
+            let told = g.leaving == Some(old);
+            if !told && g.named && g.members.contains(&old) {
+                notify(old, false);
+            }
+            if g.in_flight.values().any(|c| *c == old) {
+                // It receives nothing more; the next takes over once its
+                // deliveries are settled.
+                g.leaving = Some(old);
+                return;
+            }
+        }
+        g.active = wanted;
+        g.leaving = None;
+        if let (Some(new), true) = (wanted, g.named) {
+            notify(new, true);
+        }
+    }
+
+    /// Delivers to every group's active member while it has credit.
+    pub(super) fn dispatch(&mut self, q: &Arc<Queue>, log: &Log) {
+        let keys: Vec<GroupKey> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.active.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.dispatch_group(q, log, &key);
+        }
+    }
+
+    /// Delivers group `key`'s offsets to deliver again, then the cursor's,
+    /// to its active member while it has credit.
+    pub(super) fn dispatch_group(&mut self, q: &Arc<Queue>, log: &Log, key: &GroupKey) {
+        loop {
+            let Some(g) = self.groups.get(key) else {
+                return;
+            };
+            let Some(active) = g.active else {
+                return;
+            };
+            if g.leaving.is_some() {
+                return;
+            }
+            let Some(ri) = self.list.iter().position(|r| r.c.id == active) else {
+                return;
+            };
+            let credit = self.list[ri].c.credit as usize;
+            if credit == 0 {
+                return;
+            }
+            // Offsets to deliver again come first, then the cursor's.
+            let (batch, again) = match g.again.first_key_value() {
+                Some((&off, &redelivered)) => {
+                    let found = log.read(q, off, 1);
+                    match found.into_iter().next() {
+                        Some(e) if e.seq == off => (vec![e], Some(redelivered)),
+                        _ => {
+                            if let Some(g) = self.groups.get_mut(key) {
+                                g.again.remove(&off);
+                            }
+                            continue;
+                        }
+                    }
+                }
+                None if g.cursor < log.end => {
+                    let page = match self.groups.get_mut(key) {
+                        Some(g) => g.read(log, q, credit.min(READ_PAGE)),
+                        None => Vec::new(),
+                    };
+                    if page.is_empty() {
+                        // Only holes (abandoned offsets) up to the end.
+                        if let Some(g) = self.groups.get_mut(key) {
+                            g.cursor = log.end;
+                            g.recommit();
+                        }
+                        return;
+                    }
+                    (page, None)
+                }
+                None => return,
+            };
+            for mut e in batch {
+                let r = &mut self.list[ri];
+                let seq = e.seq;
+                e.redelivered = again.unwrap_or(false);
+                e.deliveries = 1 + u32::from(again.is_some());
+                let d = Delivery {
+                    queue: q.clone(),
+                    consumer_id: r.c.id,
+                    tag: r.c.tag.clone(),
+                    auto_ack: r.c.auto_ack,
+                    entry: e,
+                };
+                if r.c.tx.send(Push::Deliver(d)).is_err() {
+                    // The connection is gone: drop its reader; what was
+                    // not sent stays where it was.
+                    let gone = self.list.remove(ri);
+                    if let Some(g) = self.groups.get_mut(&gone.group) {
+                        g.members.retain(|m| *m != gone.c.id);
+                    }
+                    self.rebalance(key, q.partition);
+                    break;
+                }
+                r.c.credit -= 1;
+                q.delivered(1);
+                if let Some(g) = self.groups.get_mut(key) {
+                    g.in_flight.insert(seq, active);
+                    if again.is_some() {
+                        g.again.remove(&seq);
+                    } else {
+                        g.cursor = seq + 1;
+                    }
+                }
+            }
+        }
+    }
+}

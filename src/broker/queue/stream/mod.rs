@@ -1,0 +1,428 @@
+//! [`Stream`]: the kind of queue declared `type=stream`, an append-only log
+//! read by offset (the Kafka / RabbitMQ-streams model), behind the same
+//! [`Queue`] as a classic queue so that routing, publishing,
+//! subscriptions, acks and the session need nothing of their own. This
+//! file holds the operations; the log itself is in `log.rs`, the readers
+//! and their groups in `group.rs`.
+//!
+//! **The log.** A message's offset is its queue position (`seq`): it is
+//! stored like any durable copy (`m` ‖ queue id ‖ offset), always, and
+//! acking never removes it. Offsets are taken before the store write, so
+//! publishes may arrive out of order: an offset is readable once every
+//! lower one has arrived or been abandoned (its publish failed), which
+//! keeps reading gap-free. RAM holds only the last 4 MiB of messages (the
+//! head readers usually want); older data is read from the store a page
+//! at a time, so reading old data never loads the stream.
+//!
+//! **Retention.** The log is cut into
+//! [`StreamSegment`](crate::store::StreamSegment)s (a few thousand
+//! messages or a few MiB; see [`crate::store::segment_full`]). `max-bytes`
+//! drops whole segments from the front while the stream is over it
+//! (keeping the newest one); `max-age` drops segments whose newest message
+//! is older than it. A cut is one pass over the segment's keys, outside the
+//! stream's lock.
+//!
+//! **Readers and groups.** Every subscription reads as a member of a
+//! group: `SUB <stream> group=<name>` of a named one, whose committed
+//! offset is stored (in the `o` key space) and survives restarts; a plain
+//! `SUB <stream>` of a private one, forgotten when it ends. A group has a
+//! cursor (the next offset to read), the offsets in flight (delivered,
+//! unacked) and the offsets to deliver again (nacked or returned). Its
+//! committed offset is the lowest offset not yet done: acks commit in
+//! order however they arrive. One member of a group is active at a time
+//! (on a partition of a partitioned stream, member `index % members` by
+//! consumer id, so that members share partitions evenly); when that
+//! changes, the new member takes over only once the old one's in-flight
+//! deliveries are settled, so that no message goes to two members at once
+//! and per-key order holds.
+//!
+//! **Locking.** The stream's state has its own mutex (a stream has no
+//! classic queue state at all); store reads for old data happen under it,
+//! store writes (commits, cuts) after it is released.
+
+mod group;
+mod log;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::{Consumer, ConsumerInfo, Queue, QueueStats, Settle, Tail};
+use crate::broker::message::{now_ms, Entry};
+use crate::error::BrokerError;
+use crate::protocol::command::StreamStart;
+use crate::store::{MessageBatch, StoredQueue};
+use group::{private_key, Group, GroupKey, Reader, Readers};
+use log::{Cut, Log};
+
+/// The offset record that keeps where a stream's log starts (a group name
+/// cannot hold a NUL).
+const START_KEY: &str = "\0start";
+
+/// One stream (see the module docs).
+#[derive(Debug)]
+pub(super) struct Stream {
+    state: Mutex<StreamState>,
+}
+
+#[derive(Debug)]
+struct StreamState {
+    log: Log,
+    readers: Readers,
+    deleted: bool,
+    /// The retention deadline registered with the timers.
+    timer_at: Option<u64>,
+}
+
+impl StreamState {
+    /// Cuts what retention drops off the log, and moves the groups past it.
+    fn retention(&mut self, q: &Queue, now: u64) -> Cut {
+        let cut = self.log.retention(&q.args, now);
+        if !cut.is_empty() {
+            self.readers.cut_before(self.log.first);
+        }
+        cut
+    }
+
+    /// Registers the retention deadline (`max-age`) with the timers if it
+    /// is earlier than the one registered.
+    fn reschedule(&mut self, q: &Arc<Queue>) {
+        let (Some(age), Some(front)) = (q.args.max_age_ms, self.log.segments.front()) else {
+            return;
+        };
+        let at = front.last_ts.saturating_add(age).saturating_add(1);
+        if self.timer_at.is_none_or(|t| at < t) {
+            self.timer_at = Some(at);
+            q.timers.schedule(at, q);
+        }
+    }
+
+    /// Picks group `key`'s active member, then delivers to every group.
+    fn rebalance_and_dispatch(&mut self, q: &Arc<Queue>, key: &GroupKey) {
+        self.readers.rebalance(key, q.partition);
+        self.readers.dispatch(q, &self.log);
+    }
+}
+
+impl Stream {
+    /// An empty stream whose next offset is `next`.
+    pub(super) fn new(next: u64) -> Stream {
+        Stream {
+            state: Mutex::new(StreamState {
+                log: Log::new(next),
+                readers: Readers::default(),
+                deleted: false,
+                timer_at: None,
+            }),
+        }
+    }
+
+    pub(super) fn is_deleted(&self) -> bool {
+        self.state.lock().deleted
+    }
+
+    /// Offset `seq` arrived: with its copy (appended once the offsets below
+    /// it have arrived), or given up (`None`: its publish failed).
+    pub(super) fn arrive(
+        &self,
+        q: &Arc<Queue>,
+        seq: u64,
+        entry: Option<Entry>,
+    ) -> Result<Option<u64>, BrokerError> {
+        let mut st = self.state.lock();
+        if st.deleted {
+            drop(st);
+            return match entry {
+                Some(e) => q.release(vec![e]),
+                None => Ok(None),
+            };
+        }
+        if entry.is_some() {
+            q.counters.published.fetch_add(1, Ordering::Relaxed);
+        }
+        if !st.log.arrive(seq, entry, &q.args, &q.disk.bodies) {
+            return Ok(None);
+        }
+        let cut = st.retention(q, now_ms());
+        let StreamState { log, readers, .. } = &mut *st;
+        readers.dispatch(q, log);
+        st.reschedule(q);
+        drop(st);
+        cut_off(q, cut)?;
+        Ok(None)
+    }
+
+    /// See [`Queue::restore`]: takes over the stored log (nothing is read).
+    pub(super) fn restore(&self, q: &Arc<Queue>, stored: &StoredQueue) {
+        let mut st = self.state.lock();
+        st.log.restore(stored);
+        let cut = st.retention(q, now_ms());
+        st.reschedule(q);
+        drop(st);
+        if let Err(e) = cut_off(q, cut) {
+            tracing::warn!(stream = %q.name, error = %e, "could not trim the stream");
+        }
+    }
+
+    /// The retention timer fired.
+    pub(super) fn on_timer(&self, q: &Arc<Queue>, now: u64) {
+        let mut st = self.state.lock();
+        st.timer_at = None;
+        if st.deleted {
+            return;
+        }
+        let cut = st.retention(q, now);
+        let StreamState { log, readers, .. } = &mut *st;
+        readers.dispatch(q, log);
+        st.reschedule(q);
+        drop(st);
+        if let Err(e) = cut_off(q, cut) {
+            tracing::warn!(stream = %q.name, error = %e, "could not trim the stream");
+        }
+    }
+
+    /// `SUB` on a stream: joins `group` (or a private one) starting at
+    /// `start` (default `next`; a named group that exists resumes at its
+    /// committed offset).
+    pub(super) fn subscribe(
+        &self,
+        q: &Arc<Queue>,
+        consumer: Consumer,
+        group: Option<&str>,
+        start: Option<StreamStart>,
+    ) -> Result<(), BrokerError> {
+        let mut st = self.state.lock();
+        if st.deleted {
+            return Err(BrokerError::NotFound(format!(
+                "queue {} was deleted",
+                q.name
+            )));
+        }
+        let key: GroupKey = match group {
+            Some(g) => Arc::from(g),
+            None => private_key(consumer.id),
+        };
+        if !st.readers.groups.contains_key(&key) {
+            let at = st.log.resolve(q, start.unwrap_or(StreamStart::Next));
+            st.readers
+                .groups
+                .insert(key.clone(), Group::new(group.is_some(), at));
+        }
+        let id = consumer.id;
+        if let Some(g) = st.readers.groups.get_mut(&key) {
+            g.members.push(id);
+            g.members.sort_unstable();
+        }
+        st.readers.list.push(Reader {
+            c: consumer,
+            group: key.clone(),
+        });
+        st.readers.list.sort_by_key(|r| r.c.id);
+        st.rebalance_and_dispatch(q, &key);
+        Ok(())
+    }
+
+    /// Ends a stream subscription (its deliveries stay outstanding).
+    pub(super) fn unsubscribe(&self, q: &Arc<Queue>, consumer_id: u64) {
+        let mut st = self.state.lock();
+        let Some(i) = st.readers.list.iter().position(|r| r.c.id == consumer_id) else {
+            return;
+        };
+        let r = st.readers.list.remove(i);
+        let key = r.group;
+        let private = match st.readers.groups.get_mut(&key) {
+            Some(g) => {
+                g.members.retain(|m| *m != consumer_id);
+                !g.named
+            }
+            None => false,
+        };
+        if private {
+            st.readers.groups.remove(&key);
+        } else {
+            st.rebalance_and_dispatch(q, &key);
+        }
+    }
+
+    /// Settles a stream delivery: credit back, and for its group commit
+    /// (`ACK`, `REJECT`) or deliver again (`NACK`, timeout, connection lost).
+    pub(super) fn settle(
+        &self,
+        q: &Arc<Queue>,
+        consumer_id: Option<u64>,
+        entry: &Entry,
+        how: Settle,
+    ) -> Result<Option<u64>, BrokerError> {
+        let mut st = self.state.lock();
+        let Some(id) = consumer_id else {
+            return Ok(None);
+        };
+        if matches!(how, Settle::Ack) {
+            q.counters.acked.fetch_add(1, Ordering::Relaxed);
+            q.totals.acked.fetch_add(1, Ordering::Relaxed);
+        }
+        let readers = &mut st.readers;
+        let group = readers.list.iter_mut().find(|r| r.c.id == id).map(|r| {
+            r.c.credit += 1;
+            r.group.clone()
+        });
+        // The delivery's group: the reader's, or (it unsubscribed) the
+        // group that has this offset in flight for it.
+        let key = group.or_else(|| {
+            readers
+                .groups
+                .iter()
+                .find(|(_, g)| g.in_flight.get(&entry.seq) == Some(&id))
+                .map(|(k, _)| k.clone())
+        });
+        let mut commit = None;
+        if let Some(key) = key {
+            if let Some(g) = readers.groups.get_mut(&key) {
+                if g.in_flight.get(&entry.seq) == Some(&id) {
+                    g.in_flight.remove(&entry.seq);
+                    match how {
+                        Settle::Ack | Settle::Reject => {}
+                        Settle::Return { redelivered } => {
+                            g.again.insert(entry.seq, redelivered);
+                        }
+                        Settle::Requeue { .. } | Settle::Timeout => {
+                            q.counters.requeued.fetch_add(1, Ordering::Relaxed);
+                            g.again.insert(entry.seq, true);
+                        }
+                    }
+                    if g.recommit() && g.named && g.committed > g.stored {
+                        g.stored = g.committed;
+                        commit = Some((key.clone(), g.committed));
+                    }
+                }
+            }
+            readers.rebalance(&key, q.partition);
+            // Only this group's room or position changed.
+            let StreamState { log, readers, .. } = &mut *st;
+            readers.dispatch_group(q, log, &key);
+        }
+        drop(st);
+        match commit {
+            Some((key, at)) => Ok(Some(q.disk.committer.defer_offset(q.id, key, at))),
+            None => Ok(None),
+        }
+    }
+
+    /// `SEEK`: moves `group` to `to` (creating it if it is new). Returns
+    /// the offset it will read next and the store generation to wait for.
+    pub(super) fn seek(
+        &self,
+        q: &Arc<Queue>,
+        group: &str,
+        to: StreamStart,
+    ) -> Result<(u64, u64), BrokerError> {
+        let mut st = self.state.lock();
+        let at = st.log.resolve(q, to);
+        let key: GroupKey = Arc::from(group);
+        let g = st
+            .readers
+            .groups
+            .entry(key.clone())
+            .or_insert_with(|| Group::new(true, at));
+        g.reset(at);
+        g.stored = at;
+        st.rebalance_and_dispatch(q, &key);
+        drop(st);
+        Ok((at, store_offset(q, group, at)?))
+    }
+
+    /// Restores a named group's committed offset found in the store (or
+    /// where the log starts, which [`cut_off`] writes).
+    pub(super) fn restore_offset(&self, q: &Queue, group: &str, at: u64) {
+        let mut st = self.state.lock();
+        if group == START_KEY {
+            if st.log.count == 0 && at > st.log.end {
+                st.log.first = at;
+                st.log.end = at;
+                q.next_seq.fetch_max(at, Ordering::Relaxed);
+            }
+            return;
+        }
+        let at = at.max(st.log.first);
+        st.readers
+            .groups
+            .insert(Arc::from(group), Group::new(true, at));
+    }
+
+    /// Counters: `messages` is what the stream keeps, `unacked` what its
+    /// groups have in flight.
+    pub(super) fn stats(&self) -> QueueStats {
+        let st = self.state.lock();
+        QueueStats {
+            messages: st.log.count,
+            delayed: 0,
+            unacked: st.readers.in_flight(),
+            consumers: st.readers.list.len() as u64,
+            oldest_at: st.log.segments.front().map(|s| s.first_ts),
+        }
+    }
+
+    pub(super) fn consumer_list(&self) -> Vec<ConsumerInfo> {
+        let st = self.state.lock();
+        st.readers
+            .list
+            .iter()
+            .map(|r| ConsumerInfo {
+                tag: r.c.tag.clone(),
+                conn: r.c.conn,
+                prefetch: r.c.prefetch,
+                in_flight: r.c.prefetch.saturating_sub(r.c.credit),
+                exclusive: false,
+                auto_ack: r.c.auto_ack,
+            })
+            .collect()
+    }
+
+    /// `PEEK` on a stream: up to `count` messages from offset `from` (the
+    /// first kept by default), read without changing anything.
+    pub(super) fn peek(&self, q: &Queue, count: u32, from: Option<u64>) -> Vec<Entry> {
+        let st = self.state.lock();
+        st.log.read(q, from.unwrap_or(st.log.first), count as usize)
+    }
+
+    /// The stream is being deleted: cancels its readers.
+    pub(super) fn mark_deleted(&self) {
+        let mut st = self.state.lock();
+        st.deleted = true;
+        for r in st.readers.list.drain(..) {
+            let _ = r.c.tx.send(super::Push::Cancelled { tag: r.c.tag });
+        }
+        st.log.clear_recent();
+    }
+}
+
+/// Removes cut segments from the store, a page at a time, and records
+/// where the log now starts, so that a stream emptied by its retention
+/// goes on with the same offsets after a restart.
+fn cut_off(q: &Queue, cut: Cut) -> Result<(), BrokerError> {
+    let Some(start) = cut.last().map(|(seg, _)| seg.end) else {
+        return Ok(());
+    };
+    for (seg, in_ram) in cut {
+        let upto = in_ram.first().map_or(seg.end, |e: &Entry| e.seq);
+        let mut tail = Tail::default();
+        if seg.first < upto {
+            tail.ranges.insert(seg.first, upto);
+            tail.count = 1;
+        }
+        q.drop_tail(tail)?;
+        q.release(in_ram)?;
+    }
+    store_offset(q, START_KEY, start)?;
+    Ok(())
+}
+
+/// Writes a named group's committed offset (or [`START_KEY`]).
+fn store_offset(q: &Queue, group: &str, at: u64) -> Result<u64, BrokerError> {
+    let batch = MessageBatch {
+        put_offsets: vec![(q.id, group, at)],
+        ..MessageBatch::default()
+    };
+    Ok(q.disk.apply(&batch)?)
+}
