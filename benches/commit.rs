@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::protocol::command::QueueArgs;
-use sluice::store::sled_store::DEFAULT_CACHE_BYTES;
+use sluice::store::sled::DEFAULT_CACHE_BYTES;
 use sluice::store::{Committer, MessageBatch, MessageMeta, QueueDef, SledStore, Store};
 
 /// Messages per iteration.

@@ -23,16 +23,16 @@ pub mod codec;
 pub mod commit;
 pub mod memory;
 mod message;
-pub mod sled_store;
+pub mod sled;
 mod topology;
 
+pub use self::sled::SledStore;
 pub use commit::{CommitState, Committer};
 pub use memory::MemStore;
 pub use message::{
     add_to_segments, segment_full, DedupEntry, MessageBatch, MessageMeta, RecoveredMessage,
     StoredQueue, StreamSegment, SEGMENT_BYTES, SEGMENT_MESSAGES,
 };
-pub use sled_store::SledStore;
 pub use topology::{BindingDef, ExchangeDef, QueueDef, UserRecord};
 
 use std::collections::HashMap;
@@ -50,15 +50,6 @@ pub enum StoreError {
     /// directory's lock.
     #[error("data directory {0} is in use by another process")]
     Locked(String),
-}
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        match e {
-            sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
-            other => StoreError::Io(other.to_string()),
-        }
-    }
 }
 
 impl From<std::io::Error> for StoreError {

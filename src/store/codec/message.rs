@@ -20,10 +20,10 @@
 //!   `inline` ≠ 0 (a v3 or older record has `published_at` 0: unknown, and
 //!   no group).
 //! - stream offset (v4): `u64 offset`, a consumer group's committed
-//!   position (queue id and group name are in the key, see `sled_store`).
+//!   position (queue id and group name are in the key, see `store::sled`).
 //! - de-duplication (v2 and v3): `u64 expires_at` (queue id and message id
-//!   are in the key, see `sled_store`).
-//! - body head chunk (v1, v2, v3, built in `sled_store`): `u32 crc of the
+//!   are in the key, see `store::sled`).
+//! - body head chunk (v1, v2, v3, built in `store::sled`): `u32 crc of the
 //!   whole body`, `u64 length`, `bytes first chunk`.
 
 use bytes::Bytes;
