@@ -582,7 +582,7 @@ pub fn check_exposure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemStore;
+    use crate::store::NullStore;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -610,7 +610,7 @@ mod tests {
     }
 
     fn registry() -> Registry {
-        Registry::open(Arc::new(MemStore), None).unwrap()
+        Registry::open(Arc::new(NullStore), None).unwrap()
     }
 
     fn user(name: &str, admin: bool, write: &str) -> User {

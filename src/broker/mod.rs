@@ -45,7 +45,7 @@ use crate::protocol::command::{
 use crate::protocol::encode::describe_args;
 use crate::protocol::reply::quote_for_message;
 use crate::store::{
-    BindingDef, Committer, ExchangeDef, MemStore, MessageBatch, QueueDef, SledStore, Store,
+    BindingDef, Committer, ExchangeDef, MessageBatch, NullStore, QueueDef, SledStore, Store,
     StoreError,
 };
 use alarm::Alarms;
@@ -193,7 +193,7 @@ impl Broker {
     /// recovers durable state and starts the group commit.
     pub fn open(config: Config) -> Result<Broker, StoreError> {
         let store: Arc<dyn Store> = if config.in_memory {
-            Arc::new(MemStore)
+            Arc::new(NullStore)
         } else {
             Arc::new(SledStore::open(&config.data_dir, config.cache_bytes)?)
         };

@@ -372,7 +372,7 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemStore;
+    use crate::store::NullStore;
 
     #[test]
     fn outcome_tracks_durable_and_a_failure_fails_everything_after() {
@@ -406,7 +406,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_become_durable_and_share_syncs() {
-        let c = Committer::start(Arc::new(MemStore)).unwrap();
+        let c = Committer::start(Arc::new(NullStore)).unwrap();
         let gens: Vec<u64> = (0..1000).map(|_| c.written()).collect();
         for g in &gens {
             c.wait(*g).await.unwrap();
@@ -425,7 +425,7 @@ mod tests {
 
     impl Store for Stuck {
         fn recover(&self) -> Result<crate::store::Recovered, crate::store::StoreError> {
-            MemStore.recover()
+            NullStore.recover()
         }
         fn load(
             &self,

@@ -2,7 +2,8 @@
 //! and persistent messages, plus a durability barrier.
 //!
 //! - [`Store`] is the trait the broker talks to; [`SledStore`] is the real
-//!   implementation and [`MemStore`] a memory-only one (tests, `--in-memory`).
+//!   implementation and [`NullStore`] one that keeps nothing (tests,
+//!   `--in-memory`).
 //! - [`commit`] is the group commit: one thread turns many writes into one
 //!   durability barrier, and publishes how far the store is durable.
 //! - [`codec`] is the on-disk encoding of every record (versioned, CRC'd).
@@ -21,18 +22,18 @@
 
 pub mod codec;
 pub mod commit;
-pub mod memory;
 mod message;
+pub mod null;
 pub mod sled;
 mod topology;
 
 pub use self::sled::SledStore;
 pub use commit::{CommitState, Committer};
-pub use memory::MemStore;
 pub use message::{
     add_to_segments, segment_full, DedupEntry, MessageBatch, MessageMeta, RecoveredMessage,
     StoredQueue, StreamSegment, SEGMENT_BYTES, SEGMENT_MESSAGES,
 };
+pub use null::NullStore;
 pub use topology::{BindingDef, ExchangeDef, QueueDef, UserRecord};
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! [`MemStore`]: a [`Store`] that keeps nothing. A broker on it holds all
+//! [`NullStore`]: a [`Store`] that keeps nothing. A broker on it holds all
 //! state in RAM only (`sluice serve --in-memory`, and unit tests): it is the
 //! baseline that shows what persistence costs.
 
@@ -7,11 +7,12 @@ use super::{
     StoreError, UserRecord,
 };
 
-/// The memory-only store: every write succeeds at once and nothing survives.
+/// The store that keeps nothing: every write succeeds at once and nothing
+/// survives.
 #[derive(Debug, Default)]
-pub struct MemStore;
+pub struct NullStore;
 
-impl Store for MemStore {
+impl Store for NullStore {
     fn recover(&self) -> Result<Recovered, StoreError> {
         Ok(Recovered {
             clean_shutdown: true,
