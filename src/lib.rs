@@ -25,8 +25,10 @@
 //!   and recovery.
 //! - [`auth`]: users, password hashing, permissions, the login rate
 //!   limiter and `sluice user`.
-//! - [`store`]: persistence behind the [`store::Store`] trait (sled), with
-//!   group commit.
+//! - [`store`]: persistence, a seam per concern: [`store::TopologyStore`]
+//!   (exchanges, queues, bindings, users) and [`store::MessageStore`]
+//!   (messages, de-duplication records, stream offsets), both on sled or
+//!   nowhere (`--in-memory`); the group commit.
 //! - [`http`]: `--http`: Prometheus `/metrics`, the JSON overview and the
 //!   live dashboard (the counters and rates themselves live in
 //!   [`broker::stats`], the connection registry in [`broker::connections`]).

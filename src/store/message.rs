@@ -1,9 +1,14 @@
-//! What is published, as stored: a message copy's metadata, publisher
-//! de-duplication records, what recovery sums up per queue (with a
-//! stream's segments), and [`MessageBatch`], one atomic change to it all.
+//! [`MessageStore`]: what is published, as stored. A message copy's
+//! metadata and body, publisher de-duplication records and stream
+//! consumer-group offsets; [`MessageBatch`], one atomic change to them;
+//! and what a start sums up per queue ([`StoredMessages`], with a stream's
+//! segments).
+
+use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use super::{Durable, QueueDef, StoreError};
 use crate::protocol::command::{Header, QueueArgs};
 
 /// Everything about a stored message copy except its body.
@@ -65,7 +70,7 @@ pub struct RecoveredMessage {
     pub body: Bytes,
     /// The body was stored inside the meta record, so it is this copy's
     /// alone; false: a separately stored body that may be shared by several
-    /// copies (see [`Recovered::shared_refs`](super::Recovered::shared_refs)).
+    /// copies (see [`StoredMessages::shared_refs`]).
     pub inline: bool,
 }
 
@@ -222,6 +227,74 @@ impl MessageBatch<'_> {
             && self.del_dedup.is_empty()
             && self.put_offsets.is_empty()
     }
+}
+
+/// Keeps what is published: message copies (keyed by queue id and
+/// sequence number) and their bodies, de-duplication records and stream
+/// consumer-group offsets. A write lands at once; [`Durable::sync`] makes
+/// it durable.
+///
+/// A body is stored once however many copies hold it: inline with its copy
+/// when a batch writes one small body for its only copy
+/// ([`RecoveredMessage::inline`]), apart otherwise, counted per copy at
+/// recovery ([`StoredMessages::shared_refs`]); the broker removes it with
+/// its last reference.
+pub trait MessageStore: Durable {
+    /// Sums up the stored copies at start, against `queues` (the durable
+    /// queues of the topology), and marks the run as not clean (durably).
+    /// Drops orphans: copies of queues not in `queues`, volatile copies,
+    /// copies whose body is missing, bodies nobody references,
+    /// de-duplication records past their window and the records and
+    /// offsets of queues not in `queues`. Its memory grows with the number
+    /// of queues and of shared bodies, never with the number of messages.
+    fn recover(&self, queues: &[QueueDef]) -> Result<StoredMessages, StoreError>;
+    /// The stored copies of queue `queue_id` with `from <= seq < to`, in seq
+    /// order, at most `limit` of them, with their bodies (a body shared by
+    /// several copies in the result is read once and shared as `Bytes`). A
+    /// copy whose body is missing is skipped (warned), not an error.
+    fn load(
+        &self,
+        queue_id: u64,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<RecoveredMessage>, StoreError>;
+    /// Applies one atomic message batch.
+    fn apply(&self, batch: &MessageBatch<'_>) -> Result<(), StoreError>;
+    /// Removes every message copy queue `queue_id` holds, its
+    /// de-duplication records and its consumer-group offsets (bodies only
+    /// its copies referenced go at the next recovery).
+    fn remove_queue(&self, queue_id: u64) -> Result<(), StoreError>;
+    /// Records whether the store was shut down cleanly (every copy's
+    /// delivery count written): the next [`MessageStore::recover`] reads it.
+    fn set_clean(&self, clean: bool) -> Result<(), StoreError>;
+    /// Whether written messages can be read back ([`MessageStore::load`]);
+    /// a store that keeps nothing says no, and queues then never page out.
+    fn keeps_messages(&self) -> bool {
+        true
+    }
+}
+
+/// What the message store holds at start, summed up (see
+/// [`MessageStore::recover`]): the copies themselves stay in the store.
+#[derive(Debug, Default)]
+pub struct StoredMessages {
+    /// Per durable queue holding stored copies: their span, count and bytes
+    /// (the broker pages the copies in with [`MessageStore::load`]). In
+    /// queue id order.
+    pub stored: Vec<StoredQueue>,
+    /// For each body stored apart from its metadata (not inline): how many
+    /// stored copies reference it.
+    pub shared_refs: HashMap<u64, u32>,
+    /// The largest body id found in any copy (0 if none).
+    pub max_body_id: u64,
+    /// Whether the previous run shut down cleanly.
+    pub clean_shutdown: bool,
+    /// De-duplication records still inside their window at recovery time
+    /// (expired ones are dropped from the store).
+    pub dedup: Vec<DedupEntry>,
+    /// Stream consumer-group offsets: (queue id, group, committed offset).
+    pub offsets: Vec<(u64, String, u64)>,
 }
 
 #[cfg(test)]

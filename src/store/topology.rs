@@ -1,8 +1,51 @@
-//! What is declared, as stored: exchanges, queues, bindings and users.
+//! [`TopologyStore`]: what is declared, as stored (exchanges, queues,
+//! bindings and users), and the records it keeps.
 
 use bytes::Bytes;
 
+use super::{Durable, StoreError};
 use crate::protocol::command::{ExchangeKind, Header, HeaderMatch, QueueArgs, Secret};
+
+/// Keeps what is declared: durable exchanges, queues and bindings, and the
+/// users. A write lands at once; [`Durable::sync`] makes it durable.
+///
+/// A queue's messages are not here: deleting a queue from the topology
+/// leaves them to [`MessageStore::remove_queue`](super::MessageStore::remove_queue)
+/// ([`Storage::delete_queue`](super::Storage::delete_queue) does both).
+pub trait TopologyStore: Durable {
+    /// Reads the durable exchanges, queues and bindings back (at start).
+    fn topology(&self) -> Result<Topology, StoreError>;
+    /// Writes or replaces a durable exchange.
+    fn put_exchange(&self, def: &ExchangeDef) -> Result<(), StoreError>;
+    /// Removes a durable exchange and its bindings.
+    fn delete_exchange(&self, name: &str) -> Result<(), StoreError>;
+    /// Writes or replaces a durable queue.
+    fn put_queue(&self, def: &QueueDef) -> Result<(), StoreError>;
+    /// Removes a durable queue and its bindings.
+    fn delete_queue(&self, def: &QueueDef) -> Result<(), StoreError>;
+    /// Writes a durable binding.
+    fn put_binding(&self, def: &BindingDef) -> Result<(), StoreError>;
+    /// Removes a durable binding.
+    fn delete_binding(&self, def: &BindingDef) -> Result<(), StoreError>;
+    /// Every stored user (read once, at open, by [`crate::auth::Registry`]).
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Writes or replaces a user.
+    fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Removes a user.
+    fn delete_user(&self, name: &str) -> Result<(), StoreError>;
+}
+
+/// The durable topology, read back at start (users apart: see
+/// [`TopologyStore::users`]).
+#[derive(Debug, Default)]
+pub struct Topology {
+    /// Durable exchanges.
+    pub exchanges: Vec<ExchangeDef>,
+    /// Durable queues.
+    pub queues: Vec<QueueDef>,
+    /// Durable bindings.
+    pub bindings: Vec<BindingDef>,
+}
 
 /// A durable exchange as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

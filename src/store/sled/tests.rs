@@ -1,10 +1,18 @@
 //! The sled store's tests: what it writes where, and what a reopened
 //! directory gives back.
 
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::message::{body_key, dedup_key, meta_key, now_ms, queue_prefix};
 use super::*;
 use crate::protocol::command::{Overflow, QueueArgs};
-use crate::store::MessageMeta;
-use std::time::Duration;
+use crate::store::codec::{self, Writer};
+use crate::store::{
+    DedupEntry, MessageBatch, MessageMeta, MessageStore, QueueDef, Recovered, RecoveredMessage,
+    StoredQueue, TopologyStore,
+};
 
 const HOUR_MS: u64 = 3_600_000;
 
@@ -50,6 +58,11 @@ fn volatile(body_id: u64, id: &str) -> MessageMeta {
     }
 }
 
+/// What a start reads back: the topology, then the messages against it.
+fn recover(s: &SledStore) -> Recovered {
+    Recovered::read(s, s).unwrap()
+}
+
 /// Every stored copy of a queue, in order.
 fn load_all(s: &SledStore, queue_id: u64) -> Vec<RecoveredMessage> {
     s.load(queue_id, 0, u64::MAX, usize::MAX).unwrap()
@@ -93,7 +106,7 @@ fn dedup_lands_with_its_message_and_is_recovered() {
     let d = dedup(1, "msg-1", now_ms() + HOUR_MS);
     {
         let s = open(dir.path());
-        s.recover().unwrap();
+        recover(&s);
         s.put_queue(&q).unwrap();
         // A small single-queue publish plus its dedup record: one batch.
         s.apply(&MessageBatch {
@@ -120,9 +133,9 @@ fn dedup_lands_with_its_message_and_is_recovered() {
         assert!(s.messages.get(body_key(12, 0)).unwrap().is_some());
     }
     let s = open(dir.path());
-    let r = s.recover().unwrap();
-    assert_eq!(r.queues, vec![q]);
-    assert_eq!(r.stored, vec![stored(1, 1, 3, 3, 5 + 6 + 6)]);
+    let r = recover(&s);
+    assert_eq!(r.topology.queues, vec![q]);
+    assert_eq!(r.messages.stored, vec![stored(1, 1, 3, 3, 5 + 6 + 6)]);
     let ms = load_all(&s, 1);
     assert_eq!(ms.len(), 3);
     assert_eq!(ms[0].meta, m);
@@ -130,9 +143,9 @@ fn dedup_lands_with_its_message_and_is_recovered() {
     assert_eq!(&ms[0].body[..], b"hello");
     assert_eq!(&ms[1].body[..], b"shared");
     assert_eq!(&ms[2].body[..], b"shared");
-    assert_eq!(r.dedup.len(), 2);
-    assert_eq!(r.dedup[0], d);
-    assert_eq!(r.dedup[1].id, "msg-2");
+    assert_eq!(r.messages.dedup.len(), 2);
+    assert_eq!(r.messages.dedup[0], d);
+    assert_eq!(r.messages.dedup[1].id, "msg-2");
     assert!(s.messages.get(body_key(12, 0)).unwrap().is_some());
 }
 
@@ -143,7 +156,7 @@ fn an_ordered_fan_out_is_recovered_whole_and_a_half_written_body_is_collected() 
     let big = vec![7u8; BODY_CHUNK_BYTES * 2 + 5];
     {
         let s = open(dir.path());
-        s.recover().unwrap();
+        recover(&s);
         s.put_queue(&queue("a", 1)).unwrap();
         s.put_queue(&queue("b", 2)).unwrap();
         s.apply(&MessageBatch {
@@ -159,13 +172,13 @@ fn an_ordered_fan_out_is_recovered_whole_and_a_half_written_body_is_collected() 
         s.sync().unwrap();
     }
     let s = open(dir.path());
-    let r = s.recover().unwrap();
+    let r = recover(&s);
     let len = big.len() as u64;
     assert_eq!(
-        r.stored,
+        r.messages.stored,
         vec![stored(1, 1, 1, 1, len), stored(2, 1, 1, 1, len)]
     );
-    assert_eq!(r.shared_refs, HashMap::from([(21, 2)]));
+    assert_eq!(r.messages.shared_refs, HashMap::from([(21, 2)]));
     let ms = [load_all(&s, 1), load_all(&s, 2)].concat();
     assert_eq!(ms.len(), 2);
     assert!(ms.iter().all(|m| m.body[..] == big[..]));
@@ -177,7 +190,7 @@ fn expired_and_orphaned_dedup_records_are_dropped_at_recovery() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = open(dir.path());
-        s.recover().unwrap();
+        recover(&s);
         s.put_queue(&queue("q", 1)).unwrap();
         let expired = dedup(1, "old", 1);
         let live = dedup(1, "new", now_ms() + HOUR_MS);
@@ -191,9 +204,9 @@ fn expired_and_orphaned_dedup_records_are_dropped_at_recovery() {
         s.sync().unwrap();
     }
     let s = open(dir.path());
-    let r = s.recover().unwrap();
-    assert_eq!(r.dedup.len(), 1);
-    assert_eq!(r.dedup[0].id, "new");
+    let r = recover(&s);
+    assert_eq!(r.messages.dedup.len(), 1);
+    assert_eq!(r.messages.dedup[0].id, "new");
     assert_eq!(dedup_keys(&s), vec![dedup_key(1, "new")]);
     assert!(s.messages.get(dedup_key(1, "old")).unwrap().is_none());
     assert!(s.messages.get(dedup_key(99, "gone")).unwrap().is_none());
@@ -203,7 +216,7 @@ fn expired_and_orphaned_dedup_records_are_dropped_at_recovery() {
 fn delete_queue_removes_its_messages_and_dedup_records() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    s.recover().unwrap();
+    recover(&s);
     let (a, b) = (queue("a", 1), queue("b", 2));
     s.put_queue(&a).unwrap();
     s.put_queue(&b).unwrap();
@@ -219,13 +232,15 @@ fn delete_queue_removes_its_messages_and_dedup_records() {
         })
         .unwrap();
     }
+    // What Storage::delete_queue does: the definition, then the messages.
     s.delete_queue(&a).unwrap();
+    s.remove_queue(a.id).unwrap();
     assert_eq!(dedup_keys(&s), vec![dedup_key(2, "x")]);
     assert!(s.messages.get(meta_key(1, 1)).unwrap().is_none());
     assert!(s.messages.get(meta_key(2, 1)).unwrap().is_some());
-    let r = s.recover().unwrap();
-    assert_eq!(r.dedup, vec![db]);
-    assert_eq!(r.stored, vec![stored(2, 1, 1, 1, 4)]);
+    let r = recover(&s);
+    assert_eq!(r.messages.dedup, vec![db]);
+    assert_eq!(r.messages.stored, vec![stored(2, 1, 1, 1, 4)]);
     assert!(load_all(&s, 1).is_empty());
     assert_eq!(load_all(&s, 2).len(), 1);
 }
@@ -234,7 +249,7 @@ fn delete_queue_removes_its_messages_and_dedup_records() {
 fn a_small_publish_without_dedup_is_still_one_inline_insert() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    s.recover().unwrap();
+    recover(&s);
     s.put_queue(&queue("q", 1)).unwrap();
     let m = meta(5, "id");
     s.apply(&MessageBatch {
@@ -253,7 +268,7 @@ fn a_small_publish_without_dedup_is_still_one_inline_insert() {
 fn a_batch_of_only_dedup_removals_works() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    s.recover().unwrap();
+    recover(&s);
     s.put_queue(&queue("q", 1)).unwrap();
     let until = now_ms() + HOUR_MS;
     let (d1, d2) = (dedup(1, "a", until), dedup(1, "b", until));
@@ -276,14 +291,14 @@ fn a_batch_of_only_dedup_removals_works() {
         ..MessageBatch::default()
     })
     .unwrap();
-    assert_eq!(s.recover().unwrap().dedup, vec![renewed]);
+    assert_eq!(recover(&s).messages.dedup, vec![renewed]);
 }
 
 #[test]
 fn message_removal_with_its_dedup_record_is_one_batch() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    s.recover().unwrap();
+    recover(&s);
     s.put_queue(&queue("q", 1)).unwrap();
     let m = meta(3, "id");
     let d = dedup(1, "id", now_ms() + HOUR_MS);
@@ -301,9 +316,9 @@ fn message_removal_with_its_dedup_record_is_one_batch() {
         ..MessageBatch::default()
     })
     .unwrap();
-    let r = s.recover().unwrap();
-    assert!(r.stored.is_empty());
-    assert!(r.dedup.is_empty());
+    let r = recover(&s);
+    assert!(r.messages.stored.is_empty());
+    assert!(r.messages.dedup.is_empty());
 }
 
 #[test]
@@ -327,11 +342,11 @@ fn version_1_records_on_disk_are_recovered_with_defaults() {
         s.sync().unwrap();
     }
     let s = open(dir.path());
-    let r = s.recover().unwrap();
-    assert_eq!(r.queues.len(), 1);
-    assert_eq!(r.queues[0].args, QueueArgs::default());
-    assert_eq!(r.stored, vec![stored(4, 1, 1, 1, 6)]);
-    assert_eq!(r.max_body_id, 8);
+    let r = recover(&s);
+    assert_eq!(r.topology.queues.len(), 1);
+    assert_eq!(r.topology.queues[0].args, QueueArgs::default());
+    assert_eq!(r.messages.stored, vec![stored(4, 1, 1, 1, 6)]);
+    assert_eq!(r.messages.max_body_id, 8);
     let ms = load_all(&s, 4);
     assert_eq!(ms.len(), 1);
     let m = &ms[0];
@@ -347,7 +362,7 @@ fn recover_sums_up_each_queue_and_counts_shared_bodies() {
     let big = vec![3u8; BODY_CHUNK_BYTES + 1];
     {
         let s = open(dir.path());
-        s.recover().unwrap();
+        recover(&s);
         for (name, id) in [("a", 1), ("b", 2), ("c", 3)] {
             s.put_queue(&queue(name, id)).unwrap();
         }
@@ -381,17 +396,17 @@ fn recover_sums_up_each_queue_and_counts_shared_bodies() {
         s.sync().unwrap();
     }
     let s = open(dir.path());
-    let r = s.recover().unwrap();
+    let r = recover(&s);
     assert_eq!(
-        r.stored,
+        r.messages.stored,
         vec![
             stored(1, 1, 3, 3, 6 + 3 + 5),
             stored(2, 1, 5, 2, 6 + big.len() as u64),
             stored(3, 1, 1, 1, 6),
         ]
     );
-    assert_eq!(r.shared_refs, HashMap::from([(100, 3), (103, 1)]));
-    assert_eq!(r.max_body_id, 103);
+    assert_eq!(r.messages.shared_refs, HashMap::from([(100, 3), (103, 1)]));
+    assert_eq!(r.messages.max_body_id, 103);
     // The shared body survives the orphan collection.
     assert!(s.messages.get(body_key(100, 0)).unwrap().is_some());
     assert!(s.messages.get(body_key(103, 1)).unwrap().is_some());
@@ -402,7 +417,7 @@ fn recovery_rebuilds_stream_segments_and_keeps_group_offsets_of_live_queues() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = open(dir.path());
-        s.recover().unwrap();
+        recover(&s);
         let mut q = queue("log", 1);
         q.args = QueueArgs {
             stream: true,
@@ -438,10 +453,10 @@ fn recovery_rebuilds_stream_segments_and_keeps_group_offsets_of_live_queues() {
         s.sync().unwrap();
     }
     let s = open(dir.path());
-    let r = s.recover().unwrap();
+    let r = recover(&s);
     // max-bytes=80: a segment is full once it holds 80 / 8 = 10 bytes
     // or more, so two 7-byte messages each.
-    let log = &r.stored[0];
+    let log = &r.messages.stored[0];
     assert_eq!(log.queue_id, 1);
     let spans: Vec<_> = log
         .segments
@@ -456,8 +471,8 @@ fn recovery_rebuilds_stream_segments_and_keeps_group_offsets_of_live_queues() {
             (5, 6, 1, 1005, 1005)
         ]
     );
-    assert!(r.stored[1].segments.is_empty(), "not a stream");
-    let mut offsets = r.offsets.clone();
+    assert!(r.messages.stored[1].segments.is_empty(), "not a stream");
+    let mut offsets = r.messages.offsets.clone();
     offsets.sort();
     assert_eq!(
         offsets,
@@ -470,7 +485,7 @@ fn volatile_copies_are_dropped_at_recovery_and_do_not_count() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = open(dir.path());
-        s.recover().unwrap();
+        recover(&s);
         s.put_queue(&queue("a", 1)).unwrap();
         s.put_queue(&queue("b", 2)).unwrap();
         let (kept, spilled) = (meta(1, "kept"), volatile(2, "spilled"));
@@ -507,9 +522,12 @@ fn volatile_copies_are_dropped_at_recovery_and_do_not_count() {
         s.sync().unwrap();
     }
     let s = open(dir.path());
-    let r = s.recover().unwrap();
-    assert_eq!(r.stored, vec![stored(1, 1, 1, 1, 6), stored(2, 2, 2, 1, 5)]);
-    assert_eq!(r.shared_refs, HashMap::from([(51, 1)]));
+    let r = recover(&s);
+    assert_eq!(
+        r.messages.stored,
+        vec![stored(1, 1, 1, 1, 6), stored(2, 2, 2, 1, 5)]
+    );
+    assert_eq!(r.messages.shared_refs, HashMap::from([(51, 1)]));
     for (q, seq) in [(1, 2), (1, 3), (1, 4), (2, 1)] {
         assert!(s.messages.get(meta_key(q, seq)).unwrap().is_none());
     }
@@ -525,7 +543,7 @@ fn volatile_copies_are_dropped_at_recovery_and_do_not_count() {
 fn load_respects_from_to_limit_and_order() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    s.recover().unwrap();
+    recover(&s);
     for (name, id) in [("a", 1), ("b", 2), ("c", 3)] {
         s.put_queue(&queue(name, id)).unwrap();
     }
@@ -575,7 +593,7 @@ fn load_respects_from_to_limit_and_order() {
 fn load_skips_a_copy_whose_body_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    s.recover().unwrap();
+    recover(&s);
     s.put_queue(&queue("q", 1)).unwrap();
     let lost = meta(7, "lost");
     s.apply(&MessageBatch {
@@ -596,9 +614,9 @@ fn load_skips_a_copy_whose_body_is_missing() {
     assert_eq!(seqs(&ms), vec![3]);
     assert_eq!(&ms[0].body[..], b"here");
     // Recovery drops such copies for good.
-    let r = s.recover().unwrap();
-    assert_eq!(r.stored, vec![stored(1, 3, 3, 1, 4)]);
-    assert!(r.shared_refs.is_empty());
+    let r = recover(&s);
+    assert_eq!(r.messages.stored, vec![stored(1, 3, 3, 1, 4)]);
+    assert!(r.messages.shared_refs.is_empty());
     assert!(s.messages.get(meta_key(1, 1)).unwrap().is_none());
 }
 
@@ -610,7 +628,7 @@ fn recovering_a_large_backlog_keeps_only_its_summary() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = open(dir.path());
-        s.recover().unwrap();
+        recover(&s);
         s.put_queue(&queue("big", 1)).unwrap();
         for seq in 1..=N {
             let m = meta(seq, "m");
@@ -630,10 +648,10 @@ fn recovering_a_large_backlog_keeps_only_its_summary() {
         s.sync().unwrap();
     }
     let s = open(dir.path());
-    let r = s.recover().unwrap();
-    assert_eq!(r.stored, vec![stored(1, 1, N, N, 10 * N)]);
-    assert!(r.shared_refs.is_empty());
-    assert_eq!(r.max_body_id, N);
+    let r = recover(&s);
+    assert_eq!(r.messages.stored, vec![stored(1, 1, N, N, 10 * N)]);
+    assert!(r.messages.shared_refs.is_empty());
+    assert_eq!(r.messages.max_body_id, N);
     assert_eq!(s.messages.scan_prefix(queue_prefix(b'm', 2)).count(), 0);
     assert_eq!(seqs(&s.load(1, N - 1, N + 1, 10).unwrap()), vec![N - 1, N]);
 }
