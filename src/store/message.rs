@@ -4,7 +4,8 @@
 //! and what a start sums up per queue ([`StoredMessages`], with a stream's
 //! segments).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -187,7 +188,24 @@ pub struct MessageBatch<'a> {
     pub ordered_only: bool,
 }
 
-impl MessageBatch<'_> {
+impl<'a> MessageBatch<'a> {
+    /// The batch's one copy and its body, when it writes exactly that: one
+    /// body, one copy of it, and removes nothing. A store may keep such a
+    /// body inline with its copy (see [`RecoveredMessage::inline`]).
+    pub fn sole_copy(&self) -> Option<(u64, u64, &'a MessageMeta, &'a [u8])> {
+        match (
+            &self.put_bodies[..],
+            &self.put_metas[..],
+            &self.del_metas[..],
+            &self.del_bodies[..],
+        ) {
+            ([(body_id, body)], [(queue_id, seq, meta)], [], []) if *body_id == meta.body_id => {
+                Some((*queue_id, *seq, *meta, *body))
+            }
+            _ => None,
+        }
+    }
+
     /// About how many bytes the batch writes (keys, values and record
     /// headers; a removal writes a small record too): what the disk alarm
     /// counts against the free space.
@@ -295,6 +313,121 @@ pub struct StoredMessages {
     pub dedup: Vec<DedupEntry>,
     /// Stream consumer-group offsets: (queue id, group, committed offset).
     pub offsets: Vec<(u64, String, u64)>,
+}
+
+/// What a recovery scan keeps, summed up as it goes: the stores'
+/// [`MessageStore::recover`] decide what to drop, this counts what stays.
+/// The scan meets copies in (queue id, seq) order.
+#[derive(Debug)]
+pub(super) struct Tally<'a> {
+    /// The durable queues: copies and records of any other are orphans.
+    live: HashSet<u64>,
+    /// The streams among them, whose copies make up segments.
+    streams: HashMap<u64, &'a QueueArgs>,
+    /// The segments of the stream being scanned, in offset order.
+    segments: VecDeque<StreamSegment>,
+    out: StoredMessages,
+}
+
+impl<'a> Tally<'a> {
+    /// A scan against the durable queues `queues`.
+    pub(super) fn new(queues: &'a [QueueDef]) -> Tally<'a> {
+        Tally {
+            live: queues.iter().map(|q| q.id).collect(),
+            streams: queues
+                .iter()
+                .filter(|q| q.args.stream)
+                .map(|q| (q.id, &q.args))
+                .collect(),
+            segments: VecDeque::new(),
+            out: StoredMessages::default(),
+        }
+    }
+
+    /// Whether queue `queue_id` exists (else what it holds is an orphan).
+    pub(super) fn is_live(&self, queue_id: u64) -> bool {
+        self.live.contains(&queue_id)
+    }
+
+    /// Notes the body id of a copy of a live queue, kept or not (new body
+    /// ids start above every one found).
+    pub(super) fn saw_body(&mut self, body_id: u64) {
+        self.out.max_body_id = self.out.max_body_id.max(body_id);
+    }
+
+    /// Counts a copy that stays: `len` body bytes, its body stored apart
+    /// (`shared`, counted as one more reference) or inline (`None`).
+    pub(super) fn copy(
+        &mut self,
+        queue_id: u64,
+        seq: u64,
+        len: u64,
+        shared: Option<u64>,
+        published_at: u64,
+    ) {
+        if let Some(body_id) = shared {
+            let refs = self.out.shared_refs.entry(body_id).or_insert(0);
+            *refs = refs.saturating_add(1);
+        }
+        let stored = &mut self.out.stored;
+        match stored.last_mut() {
+            Some(q) if q.queue_id == queue_id => {
+                // Keys come in (queue id, seq) order.
+                q.last_seq = seq;
+                q.count += 1;
+                q.bytes = q.bytes.saturating_add(len);
+            }
+            _ => {
+                if let Some(prev) = stored.last_mut() {
+                    prev.segments = std::mem::take(&mut self.segments).into();
+                }
+                stored.push(StoredQueue {
+                    queue_id,
+                    first_seq: seq,
+                    last_seq: seq,
+                    count: 1,
+                    bytes: len,
+                    segments: Vec::new(),
+                })
+            }
+        }
+        if let Some(args) = self.streams.get(&queue_id) {
+            add_to_segments(&mut self.segments, args, seq, len, published_at);
+        }
+    }
+
+    /// Whether a copy that stays references the body `body_id` stored
+    /// apart (else the body is an orphan).
+    pub(super) fn is_shared(&self, body_id: u64) -> bool {
+        self.out.shared_refs.contains_key(&body_id)
+    }
+
+    /// Keeps a de-duplication record (its queue live, its window open).
+    pub(super) fn dedup(&mut self, entry: DedupEntry) {
+        self.out.dedup.push(entry);
+    }
+
+    /// Keeps a group offset (its queue live).
+    pub(super) fn offset(&mut self, queue_id: u64, group: String, offset: u64) {
+        self.out.offsets.push((queue_id, group, offset));
+    }
+
+    /// The summary, the last queue's segments included; `clean_shutdown`
+    /// says how the previous run ended.
+    pub(super) fn finish(mut self, clean_shutdown: bool) -> StoredMessages {
+        if let Some(last) = self.out.stored.last_mut() {
+            last.segments = self.segments.into();
+        }
+        self.out.clean_shutdown = clean_shutdown;
+        self.out
+    }
+}
+
+/// Now, in Unix milliseconds (the clock of de-duplication windows).
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -2,17 +2,16 @@
 //! chunks, de-duplication records and group offsets, in four key spaces:
 //! see the [module doc](super)) and the `clean` flag in `meta`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 
 use super::{SledStore, BODY_CHUNK_BYTES};
-use crate::protocol::command::QueueArgs;
 use crate::store::codec::{self, Reader, Writer};
+use crate::store::message::{now_ms, Tally};
 use crate::store::{
-    add_to_segments, DedupEntry, Durable, MessageBatch, MessageStore, QueueDef, RecoveredMessage,
-    StoreError, StoredMessages, StoredQueue, StreamSegment,
+    DedupEntry, Durable, MessageBatch, MessageStore, QueueDef, RecoveredMessage, StoreError,
+    StoredMessages,
 };
 
 /// Recovery removes orphans in batches of at most this many keys, so that a
@@ -74,13 +73,6 @@ pub(super) fn queue_prefix(space: u8, queue_id: u64) -> [u8; 9] {
     k[0] = space;
     k[1..9].copy_from_slice(&queue_id.to_be_bytes());
     k
-}
-
-/// Now, in Unix milliseconds.
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn be_u64(b: &[u8]) -> u64 {
@@ -210,18 +202,8 @@ impl<'a> Orphans<'a> {
 
 impl MessageStore for SledStore {
     fn recover(&self, queues: &[QueueDef]) -> Result<StoredMessages, StoreError> {
-        let mut out = StoredMessages {
-            clean_shutdown: self.meta.get("clean")?.is_some_and(|v| v.as_ref() == [1]),
-            ..StoredMessages::default()
-        };
-        let live: HashSet<u64> = queues.iter().map(|q| q.id).collect();
-        let streams: HashMap<u64, &QueueArgs> = queues
-            .iter()
-            .filter(|q| q.args.stream)
-            .map(|q| (q.id, &q.args))
-            .collect();
-        // A stream's segments as the scan meets its copies (in offset order).
-        let mut segments: VecDeque<StreamSegment> = Default::default();
+        let clean_shutdown = self.meta.get("clean")?.is_some_and(|v| v.as_ref() == [1]);
+        let mut tally = Tally::new(queues);
         let mut orphans = Orphans::new(&self.messages);
         // The length of each separately stored body (`None`: missing), read
         // once from its head chunk however many copies share it.
@@ -232,18 +214,18 @@ impl MessageStore for SledStore {
                 return Err(StoreError::Corrupt("message key of wrong length".into()));
             }
             let (queue_id, seq) = (be_u64(&k[1..9]), be_u64(&k[9..17]));
-            if !live.contains(&queue_id) {
+            if !tally.is_live(queue_id) {
                 orphans.remove(k)?;
                 continue;
             }
             let meta = codec::view_meta(&v)?;
-            out.max_body_id = out.max_body_id.max(meta.body_id);
+            tally.saw_body(meta.body_id);
             if meta.volatile {
                 orphans.remove(k)?;
                 continue;
             }
-            let len = match meta.inline_body {
-                Some(body) => body.len() as u64,
+            let (len, shared) = match meta.inline_body {
+                Some(body) => (body.len() as u64, None),
                 None => {
                     let len = match body_lens.get(&meta.body_id) {
                         Some(len) => *len,
@@ -258,38 +240,10 @@ impl MessageStore for SledStore {
                         orphans.remove(k)?;
                         continue;
                     };
-                    let refs = out.shared_refs.entry(meta.body_id).or_insert(0);
-                    *refs = refs.saturating_add(1);
-                    len
+                    (len, Some(meta.body_id))
                 }
             };
-            match out.stored.last_mut() {
-                Some(q) if q.queue_id == queue_id => {
-                    // Keys come in (queue id, seq) order.
-                    q.last_seq = seq;
-                    q.count += 1;
-                    q.bytes = q.bytes.saturating_add(len);
-                }
-                _ => {
-                    if let Some(prev) = out.stored.last_mut() {
-                        prev.segments = std::mem::take(&mut segments).into();
-                    }
-                    out.stored.push(StoredQueue {
-                        queue_id,
-                        first_seq: seq,
-                        last_seq: seq,
-                        count: 1,
-                        bytes: len,
-                        segments: Vec::new(),
-                    })
-                }
-            }
-            if let Some(args) = streams.get(&queue_id) {
-                add_to_segments(&mut segments, args, seq, len, meta.published_at);
-            }
-        }
-        if let Some(last) = out.stored.last_mut() {
-            last.segments = segments.into();
+            tally.copy(queue_id, seq, len, shared, meta.published_at);
         }
         drop(body_lens);
         for kv in self.messages.scan_prefix(b"b") {
@@ -297,7 +251,7 @@ impl MessageStore for SledStore {
             if k.len() != 13 {
                 return Err(StoreError::Corrupt("body key of wrong length".into()));
             }
-            if !out.shared_refs.contains_key(&be_u64(&k[1..9])) {
+            if !tally.is_shared(be_u64(&k[1..9])) {
                 orphans.remove(k)?;
             }
         }
@@ -307,7 +261,7 @@ impl MessageStore for SledStore {
         for kv in self.messages.scan_prefix(b"d") {
             let (k, v) = kv?;
             let queue_id = named_key_queue(&k, "dedup")?;
-            if !live.contains(&queue_id) {
+            if !tally.is_live(queue_id) {
                 orphans.remove(k)?;
                 continue;
             }
@@ -317,7 +271,7 @@ impl MessageStore for SledStore {
                 continue;
             }
             let id = named_key_name(&k, "dedup")?;
-            out.dedup.push(DedupEntry {
+            tally.dedup(DedupEntry {
                 queue_id,
                 id,
                 expires_at,
@@ -326,18 +280,17 @@ impl MessageStore for SledStore {
         for kv in self.messages.scan_prefix(b"o") {
             let (k, v) = kv?;
             let queue_id = named_key_queue(&k, "offset")?;
-            if !live.contains(&queue_id) {
+            if !tally.is_live(queue_id) {
                 orphans.remove(k)?;
                 continue;
             }
             let group = named_key_name(&k, "offset")?;
-            out.offsets
-                .push((queue_id, group, codec::decode_offset(&v)?));
+            tally.offset(queue_id, group, codec::decode_offset(&v)?);
         }
         orphans.finish()?;
         self.meta.insert("clean", &[0u8])?;
         self.sync()?;
-        Ok(out)
+        Ok(tally.finish(clean_shutdown))
     }
 
     fn load(
@@ -434,22 +387,15 @@ impl MessageStore for SledStore {
             return Ok(());
         }
         // One small body for its only copy: stored inline with the meta.
-        let inline = match (
-            &b.put_bodies[..],
-            &b.put_metas[..],
-            &b.del_metas[..],
-            &b.del_bodies[..],
-        ) {
-            ([(body_id, body)], [(queue_id, seq, meta)], [], [])
-                if body.len() <= BODY_CHUNK_BYTES && *body_id == meta.body_id =>
-            {
-                Some((
-                    meta_key(*queue_id, *seq),
+        let inline = b
+            .sole_copy()
+            .filter(|(.., body)| body.len() <= BODY_CHUNK_BYTES)
+            .map(|(queue_id, seq, meta, body)| {
+                (
+                    meta_key(queue_id, seq),
                     codec::encode_meta(meta, Some(body)),
-                ))
-            }
-            _ => None,
-        };
+                )
+            });
         if inline.is_none()
             && no_dedup
             && b.ordered_only

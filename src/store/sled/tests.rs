@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use super::message::{body_key, dedup_key, meta_key, now_ms, queue_prefix};
+use super::message::{body_key, dedup_key, meta_key, queue_prefix};
 use super::*;
 use crate::protocol::command::{Overflow, QueueArgs};
 use crate::store::codec::{self, Writer};
+use crate::store::message::now_ms;
 use crate::store::{
     DedupEntry, MessageBatch, MessageMeta, MessageStore, QueueDef, Recovered, RecoveredMessage,
     StoredQueue, TopologyStore,
