@@ -27,8 +27,9 @@
 //!   limiter and `sluice user`.
 //! - [`store`]: persistence, a seam per concern: [`store::TopologyStore`]
 //!   (exchanges, queues, bindings, users) and [`store::MessageStore`]
-//!   (messages, de-duplication records, stream offsets), both on sled or
-//!   nowhere (`--in-memory`); the group commit.
+//!   (messages, de-duplication records, stream offsets), both on sled, in
+//!   RAM for tests that restart a broker, or nowhere (`--in-memory`); the
+//!   group commit.
 //! - [`http`]: `--http`: Prometheus `/metrics`, the JSON overview and the
 //!   live dashboard (the counters and rates themselves live in
 //!   [`broker::stats`], the connection registry in [`broker::connections`]).

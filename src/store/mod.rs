@@ -21,7 +21,11 @@
 //! them along.
 //!
 //! Implementations: [`SledStore`] keeps both concerns in one sled database
-//! (one engine, one sync); [`NullStore`] keeps nothing (`--in-memory`).
+//! (one engine, one sync); [`MemStore`] keeps them in RAM for as long as
+//! its handle lives, following sled's rules, so that a test restarts a
+//! broker on it as on a data directory; [`NullStore`] keeps nothing
+//! (`--in-memory`). `contract_tests.rs` holds what both stores that keep
+//! their data owe the broker, run against each.
 //! [`commit`] is the group commit: one thread turns many writes into one
 //! durability barrier, and publishes how far the storage is durable.
 //! [`codec`] is the on-disk encoding of every record (versioned, CRC'd).
@@ -40,6 +44,9 @@
 
 pub mod codec;
 pub mod commit;
+#[cfg(test)]
+mod contract_tests;
+pub mod mem;
 mod message;
 pub mod null;
 pub mod sled;
@@ -48,6 +55,7 @@ mod topology;
 
 pub use self::sled::SledStore;
 pub use commit::{CommitState, Committer};
+pub use mem::MemStore;
 pub use message::{
     add_to_segments, segment_full, DedupEntry, MessageBatch, MessageMeta, MessageStore,
     RecoveredMessage, StoredMessages, StoredQueue, StreamSegment, SEGMENT_BYTES, SEGMENT_MESSAGES,

@@ -136,3 +136,44 @@ impl Recovered {
         Ok(Recovered { topology, messages })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract_tests::{load_all, meta, queue};
+    use crate::store::{MemStore, MessageBatch};
+
+    #[test]
+    fn one_engine_is_synced_once_and_split_stores_each_once() {
+        let one = Arc::new(MemStore::default());
+        Storage::one(one.clone()).sync().unwrap();
+        assert_eq!(one.syncs(), 1);
+        let (t, m) = (Arc::new(MemStore::default()), Arc::new(MemStore::default()));
+        Storage::split(t.clone(), m.clone()).sync().unwrap();
+        assert_eq!((t.syncs(), m.syncs()), (1, 1));
+    }
+
+    #[test]
+    fn split_stores_keep_their_own_concern_and_a_queue_deletion_reaches_both() {
+        let (t, m) = (Arc::new(MemStore::default()), Arc::new(MemStore::default()));
+        let storage = Storage::split(t.clone(), m.clone());
+        storage.recover().unwrap();
+        let q = queue("q", 1);
+        storage.put_queue(&q).unwrap();
+        let copy = meta(1, "m");
+        let batch = MessageBatch {
+            put_bodies: vec![(1, b"body")],
+            put_metas: vec![(1, 1, &copy)],
+            ..MessageBatch::default()
+        };
+        storage.messages.apply(&batch).unwrap();
+        let r = storage.recover().unwrap();
+        assert_eq!(r.topology.queues, vec![q.clone()]);
+        assert_eq!(r.messages.stored.len(), 1);
+        assert!(m.topology().unwrap().queues.is_empty());
+        assert!(load_all(t.as_ref(), 1).is_empty());
+        storage.delete_queue(&q).unwrap();
+        assert!(t.topology().unwrap().queues.is_empty());
+        assert!(load_all(m.as_ref(), 1).is_empty());
+    }
+}

@@ -7,89 +7,19 @@ use std::time::Duration;
 
 use super::message::{body_key, dedup_key, meta_key, queue_prefix};
 use super::*;
-use crate::protocol::command::{Overflow, QueueArgs};
+use crate::protocol::command::QueueArgs;
 use crate::store::codec::{self, Writer};
-use crate::store::message::now_ms;
-use crate::store::{
-    DedupEntry, MessageBatch, MessageMeta, MessageStore, QueueDef, Recovered, RecoveredMessage,
-    StoredQueue, TopologyStore,
+use crate::store::contract_tests::{
+    dedup, load_all, meta, queue, recover, seqs, stored, volatile, HOUR_MS,
 };
+use crate::store::message::now_ms;
+use crate::store::{MessageBatch, MessageStore, TopologyStore};
 
-const HOUR_MS: u64 = 3_600_000;
+// What every store owes the broker; a restart reopens the directory.
+crate::store::contract_tests::tests!(tempfile::tempdir().unwrap());
 
 fn open(dir: &Path) -> SledStore {
     SledStore::open(dir, DEFAULT_CACHE_BYTES).unwrap()
-}
-
-fn queue(name: &str, id: u64) -> QueueDef {
-    QueueDef {
-        name: name.into(),
-        id,
-        auto_delete: false,
-        args: QueueArgs {
-            dedup_window_ms: Some(HOUR_MS),
-            overflow: Overflow::RejectPublish,
-            retry_delays_ms: vec![10, 20],
-            ..QueueArgs::default()
-        },
-    }
-}
-
-fn meta(body_id: u64, id: &str) -> MessageMeta {
-    MessageMeta {
-        published_at: 0,
-        group: None,
-        body_id,
-        id: id.into(),
-        exchange: String::new(),
-        routing_key: "q".into(),
-        headers: vec![],
-        deliveries: 0,
-        expires_at: Some(now_ms() + HOUR_MS),
-        not_before: Some(5),
-        priority: 7,
-        volatile: false,
-    }
-}
-
-fn volatile(body_id: u64, id: &str) -> MessageMeta {
-    MessageMeta {
-        volatile: true,
-        ..meta(body_id, id)
-    }
-}
-
-/// What a start reads back: the topology, then the messages against it.
-fn recover(s: &SledStore) -> Recovered {
-    Recovered::read(s, s).unwrap()
-}
-
-/// Every stored copy of a queue, in order.
-fn load_all(s: &SledStore, queue_id: u64) -> Vec<RecoveredMessage> {
-    s.load(queue_id, 0, u64::MAX, usize::MAX).unwrap()
-}
-
-fn seqs(ms: &[RecoveredMessage]) -> Vec<u64> {
-    ms.iter().map(|m| m.seq).collect()
-}
-
-fn stored(queue_id: u64, first_seq: u64, last_seq: u64, count: u64, bytes: u64) -> StoredQueue {
-    StoredQueue {
-        segments: Vec::new(),
-        queue_id,
-        first_seq,
-        last_seq,
-        count,
-        bytes,
-    }
-}
-
-fn dedup(queue_id: u64, id: &str, expires_at: u64) -> DedupEntry {
-    DedupEntry {
-        queue_id,
-        id: id.into(),
-        expires_at,
-    }
 }
 
 fn dedup_keys(s: &SledStore) -> Vec<Vec<u8>> {
@@ -296,33 +226,6 @@ fn a_batch_of_only_dedup_removals_works() {
 }
 
 #[test]
-fn message_removal_with_its_dedup_record_is_one_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path());
-    recover(&s);
-    s.put_queue(&queue("q", 1)).unwrap();
-    let m = meta(3, "id");
-    let d = dedup(1, "id", now_ms() + HOUR_MS);
-    s.apply(&MessageBatch {
-        put_bodies: vec![(3, b"b")],
-        put_metas: vec![(1, 1, &m)],
-        put_dedup: vec![&d],
-        ..MessageBatch::default()
-    })
-    .unwrap();
-    s.apply(&MessageBatch {
-        del_metas: vec![(1, 1)],
-        del_bodies: vec![(3, 1)],
-        del_dedup: vec![(1, "id")],
-        ..MessageBatch::default()
-    })
-    .unwrap();
-    let r = recover(&s);
-    assert!(r.messages.stored.is_empty());
-    assert!(r.messages.dedup.is_empty());
-}
-
-#[test]
 fn version_1_records_on_disk_are_recovered_with_defaults() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -414,74 +317,6 @@ fn recover_sums_up_each_queue_and_counts_shared_bodies() {
 }
 
 #[test]
-fn recovery_rebuilds_stream_segments_and_keeps_group_offsets_of_live_queues() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let s = open(dir.path());
-        recover(&s);
-        let mut q = queue("log", 1);
-        q.args = QueueArgs {
-            stream: true,
-            max_bytes: Some(80),
-            ..QueueArgs::default()
-        };
-        s.put_queue(&q).unwrap();
-        s.put_queue(&queue("plain", 2)).unwrap();
-        for seq in 1..=5u64 {
-            let m = MessageMeta {
-                published_at: 1000 + seq,
-                ..meta(seq, "m")
-            };
-            s.apply(&MessageBatch {
-                put_bodies: vec![(seq, b"0123456")],
-                put_metas: vec![(1, seq, &m)],
-                ..MessageBatch::default()
-            })
-            .unwrap();
-        }
-        let m = meta(9, "q");
-        s.apply(&MessageBatch {
-            put_bodies: vec![(9, b"x")],
-            put_metas: vec![(2, 1, &m)],
-            ..MessageBatch::default()
-        })
-        .unwrap();
-        s.apply(&MessageBatch {
-            put_offsets: vec![(1, "billing", 3), (1, "audit", 1), (7, "gone", 4)],
-            ..MessageBatch::default()
-        })
-        .unwrap();
-        s.sync().unwrap();
-    }
-    let s = open(dir.path());
-    let r = recover(&s);
-    // max-bytes=80: a segment is full once it holds 80 / 8 = 10 bytes
-    // or more, so two 7-byte messages each.
-    let log = &r.messages.stored[0];
-    assert_eq!(log.queue_id, 1);
-    let spans: Vec<_> = log
-        .segments
-        .iter()
-        .map(|g| (g.first, g.end, g.count, g.first_ts, g.last_ts))
-        .collect();
-    assert_eq!(
-        spans,
-        [
-            (1, 3, 2, 1001, 1002),
-            (3, 5, 2, 1003, 1004),
-            (5, 6, 1, 1005, 1005)
-        ]
-    );
-    assert!(r.messages.stored[1].segments.is_empty(), "not a stream");
-    let mut offsets = r.messages.offsets.clone();
-    offsets.sort();
-    assert_eq!(
-        offsets,
-        [(1, "audit".to_string(), 1), (1, "billing".to_string(), 3)]
-    );
-}
-
-#[test]
 fn volatile_copies_are_dropped_at_recovery_and_do_not_count() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -538,56 +373,6 @@ fn volatile_copies_are_dropped_at_recovery_and_do_not_count() {
     let ms = load_all(&s, 2);
     assert_eq!(seqs(&ms), vec![2]);
     assert_eq!(&ms[0].body[..], b"mixed");
-}
-
-#[test]
-fn load_respects_from_to_limit_and_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path());
-    recover(&s);
-    for (name, id) in [("a", 1), ("b", 2), ("c", 3)] {
-        s.put_queue(&queue(name, id)).unwrap();
-    }
-    // Queue 2: seqs 1..=10; its neighbours hold copies too, which must
-    // never show up in its range. Written out of order.
-    for seq in (1..=10).rev() {
-        let m = meta(seq, &format!("m{seq}"));
-        let body = seq.to_string();
-        s.apply(&MessageBatch {
-            put_bodies: vec![(seq, body.as_bytes())],
-            put_metas: vec![(2, seq, &m)],
-            ..MessageBatch::default()
-        })
-        .unwrap();
-    }
-    let fan = meta(99, "fan");
-    s.apply(&MessageBatch {
-        put_bodies: vec![(99, b"fan")],
-        put_metas: vec![(1, 1, &fan), (3, 0, &fan), (2, 20, &fan), (2, 21, &fan)],
-        ..MessageBatch::default()
-    })
-    .unwrap();
-    let all = load_all(&s, 2);
-    assert_eq!(seqs(&all), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 21]);
-    assert!(all.iter().all(|m| m.queue_id == 2));
-    assert_eq!(&all[2].body[..], b"3");
-    assert_eq!(all[2].meta.id, "m3");
-    assert_eq!(
-        seqs(&s.load(2, 3, 7, usize::MAX).unwrap()),
-        vec![3, 4, 5, 6]
-    );
-    assert_eq!(seqs(&s.load(2, 3, 7, 2).unwrap()), vec![3, 4]);
-    assert_eq!(seqs(&s.load(2, 10, u64::MAX, 2).unwrap()), vec![10, 20]);
-    assert_eq!(seqs(&s.load(2, 11, 20, 5).unwrap()), Vec::<u64>::new());
-    assert!(s.load(2, 5, 5, 10).unwrap().is_empty());
-    assert!(s.load(2, 7, 3, 10).unwrap().is_empty());
-    assert!(s.load(2, 0, u64::MAX, 0).unwrap().is_empty());
-    assert!(s.load(4, 0, u64::MAX, 10).unwrap().is_empty());
-    // A body shared by two copies of the result is read once.
-    let shared = s.load(2, 20, 22, 10).unwrap();
-    assert_eq!(shared.len(), 2);
-    assert_eq!(shared[0].body.as_ptr(), shared[1].body.as_ptr());
-    assert!(!shared[0].inline);
 }
 
 #[test]
