@@ -14,10 +14,10 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use sluice::auth::{Login, Pattern, Permissions, Registry, User};
 use sluice::protocol::command::{Command, Purge};
-use sluice::store::MemStore;
+use sluice::store::NullStore;
 
 fn bench(c: &mut Criterion) {
-    let users = Registry::open(Arc::new(MemStore), None).unwrap();
+    let users = Registry::open(Arc::new(NullStore), None).unwrap();
     let perms = Permissions::new("^orders\\.", "^(orders\\.|$)", "^orders\\.").unwrap();
     users
         .add(User::new("app".into(), "-".into(), true, perms))
@@ -28,7 +28,7 @@ fn bench(c: &mut Criterion) {
     });
     let mut g = c.benchmark_group("pub_check");
     let mut open = Login::default();
-    let open_users = Registry::open(Arc::new(MemStore), None).unwrap();
+    let open_users = Registry::open(Arc::new(NullStore), None).unwrap();
     g.bench_function("open_broker", |b| {
         b.iter(|| {
             open.admit(&open_users, black_box(&cmd)).unwrap();

@@ -21,8 +21,10 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::protocol::command::QueueArgs;
-use sluice::store::sled_store::DEFAULT_CACHE_BYTES;
-use sluice::store::{Committer, MessageBatch, MessageMeta, QueueDef, SledStore, Store};
+use sluice::store::sled::DEFAULT_CACHE_BYTES;
+use sluice::store::{
+    Committer, MessageBatch, MessageMeta, MessageStore, QueueDef, SledStore, Storage, TopologyStore,
+};
 
 /// Messages per iteration.
 const N: u64 = 1000;
@@ -34,7 +36,7 @@ const QUEUE_ID: u64 = 1;
 /// Store, committer and the next free body id / queue sequence number (both
 /// go on growing across iterations, as in a long-running broker).
 struct Bench {
-    store: Arc<dyn Store>,
+    store: Arc<dyn MessageStore>,
     committer: Arc<Committer>,
     next: u64,
     body: Vec<u8>,
@@ -59,9 +61,10 @@ fn meta(body_id: u64) -> MessageMeta {
 
 impl Bench {
     fn open(dir: &std::path::Path) -> Bench {
-        let store = SledStore::open(dir, DEFAULT_CACHE_BYTES).unwrap();
-        let recovered = store.recover().unwrap();
-        assert!(recovered.stored.is_empty());
+        let store = Arc::new(SledStore::open(dir, DEFAULT_CACHE_BYTES).unwrap());
+        let storage = Storage::one(store.clone());
+        let recovered = storage.recover().unwrap();
+        assert!(recovered.messages.stored.is_empty());
         store
             .put_queue(&QueueDef {
                 name: "jobs".into(),
@@ -70,8 +73,7 @@ impl Bench {
                 args: QueueArgs::default(),
             })
             .unwrap();
-        let store: Arc<dyn Store> = Arc::new(store);
-        let committer = Committer::start(store.clone()).unwrap();
+        let committer = Committer::start(&storage).unwrap();
         Bench {
             store,
             committer,

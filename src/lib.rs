@@ -32,8 +32,11 @@
 //!   publishing, the resource alarms (disk, memory) with the disk reserve,
 //!   and recovery.
 //! - [`auth`]: users, password hashing, permissions, the login rate
-//!   limiter.
-//! - [`store`]: persistence behind the [`store::Store`] trait (sled), with
+//!   limiter and `sluice user`.
+//! - [`store`]: persistence, a seam per concern: [`store::TopologyStore`]
+//!   (exchanges, queues, bindings, users) and [`store::MessageStore`]
+//!   (messages, de-duplication records, stream offsets), both on sled, in
+//!   RAM for tests that restart a broker, or nowhere (`--in-memory`); the
 //!   group commit.
 //! - [`http`]: `--http`: Prometheus `/metrics`, the JSON overview and the
 //!   live dashboard (the counters and rates themselves live in

@@ -100,7 +100,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = sluice::config::DEFAULT_QUEUE_MEMORY_BYTES)]
     queue_memory: u64,
     /// sled's page cache, in bytes.
-    #[arg(long, default_value_t = sluice::store::sled_store::DEFAULT_CACHE_BYTES)]
+    #[arg(long, default_value_t = sluice::store::sled::DEFAULT_CACHE_BYTES)]
     cache: u64,
     /// Serve TLS on a second port with this certificate chain (PEM); needs --tls-key.
     #[arg(long, requires = "tls_key")]

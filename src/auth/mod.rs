@@ -40,7 +40,7 @@ use tokio::sync::Semaphore;
 use crate::error::BrokerError;
 pub use crate::protocol::command::Secret;
 use crate::protocol::Command;
-use crate::store::{Committer, Store, StoreError, UserRecord};
+use crate::store::{Committer, StoreError, TopologyStore, UserRecord};
 pub use limiter::LoginLimiter;
 pub use permission::{Kind, Pattern, Perm, Permissions, DEFAULT_PATTERN};
 
@@ -133,7 +133,7 @@ pub struct Registry {
     /// core each, so a burst of logins queues here rather than filling the
     /// blocking pool (and RAM) with hundreds of them.
     hash_slots: Arc<Semaphore>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn TopologyStore>,
     /// The broker's group commit; without one (`sluice user`), each write
     /// is synced at once.
     committer: Option<Arc<Committer>>,
@@ -158,7 +158,7 @@ fn absent(users: &HashMap<String, Arc<User>>, name: &str) -> Result<(), BrokerEr
 impl Registry {
     /// Loads the users of `store`.
     pub fn open(
-        store: Arc<dyn Store>,
+        store: Arc<dyn TopologyStore>,
         committer: Option<Arc<Committer>>,
     ) -> Result<Registry, StoreError> {
         let mut users = HashMap::new();
@@ -315,7 +315,7 @@ impl Registry {
     /// wait for), or synced at once when there is none.
     fn persist(
         &self,
-        write: impl FnOnce(&dyn Store) -> Result<(), StoreError>,
+        write: impl FnOnce(&dyn TopologyStore) -> Result<(), StoreError>,
     ) -> Result<Option<u64>, BrokerError> {
         let Some(committer) = &self.committer else {
             write(self.store.as_ref())?;
@@ -581,7 +581,7 @@ pub fn check_exposure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemStore;
+    use crate::store::NullStore;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -609,7 +609,7 @@ mod tests {
     }
 
     fn registry() -> Registry {
-        Registry::open(Arc::new(MemStore), None).unwrap()
+        Registry::open(Arc::new(NullStore), None).unwrap()
     }
 
     fn user(name: &str, admin: bool, write: &str) -> User {

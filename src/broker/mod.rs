@@ -46,8 +46,8 @@ use crate::protocol::command::{
 use crate::protocol::encode::describe_args;
 use crate::protocol::reply::quote_for_message;
 use crate::store::{
-    BindingDef, Committer, ExchangeDef, MemStore, MessageBatch, QueueDef, SledStore, Store,
-    StoreError,
+    BindingDef, Committer, ExchangeDef, MessageBatch, NullStore, QueueDef, Recovered, SledStore,
+    Storage, StoreError,
 };
 use alarm::Alarms;
 use connections::Connections;
@@ -61,11 +61,11 @@ use timer::Timers;
 /// How many alternate exchanges a publish follows before giving up (cycles).
 const MAX_ALTERNATE_HOPS: usize = 8;
 
-/// The store plus its group commit: what a queue needs to persist, and to
+/// The storage plus its group commit: what a queue needs to persist, and to
 /// page its backlog out and back in.
 #[derive(Debug)]
 pub struct Disk {
-    store: Arc<dyn Store>,
+    store: Storage,
     committer: Arc<Committer>,
     /// Stored-reference counts of shared bodies whose copies are paged out.
     bodies: Arc<Bodies>,
@@ -76,7 +76,7 @@ pub struct Disk {
 }
 
 impl Disk {
-    /// Reads stored copies back (see [`Store::load`]).
+    /// Reads stored copies back (see [`MessageStore::load`](crate::store::MessageStore::load)).
     pub fn load(
         &self,
         queue_id: u64,
@@ -84,12 +84,12 @@ impl Disk {
         to: u64,
         limit: usize,
     ) -> Result<Vec<crate::store::RecoveredMessage>, StoreError> {
-        self.store.load(queue_id, from, to, limit)
+        self.store.messages.load(queue_id, from, to, limit)
     }
 
     /// Applies a message batch; returns the generation to wait for.
     pub fn apply(&self, batch: &MessageBatch<'_>) -> Result<u64, StoreError> {
-        if let Err(e) = self.store.apply(batch) {
+        if let Err(e) = self.store.messages.apply(batch) {
             self.committer.write_failed(&e);
             return Err(e);
         }
@@ -98,11 +98,8 @@ impl Disk {
     }
 
     /// Runs a topology write; returns the generation to wait for.
-    fn write(
-        &self,
-        f: impl FnOnce(&dyn Store) -> Result<(), StoreError>,
-    ) -> Result<u64, StoreError> {
-        if let Err(e) = f(self.store.as_ref()) {
+    fn write(&self, f: impl FnOnce(&Storage) -> Result<(), StoreError>) -> Result<u64, StoreError> {
+        if let Err(e) = f(&self.store) {
             self.committer.write_failed(&e);
             return Err(e);
         }
@@ -193,10 +190,11 @@ impl Broker {
     /// Opens the store named by `config` (sled, or nothing with `in_memory`),
     /// recovers durable state and starts the group commit.
     pub fn open(config: Config) -> Result<Broker, StoreError> {
-        let store: Arc<dyn Store> = if config.in_memory {
-            Arc::new(MemStore)
+        let store = if config.in_memory {
+            Storage::one(Arc::new(NullStore))
         } else {
-            Arc::new(SledStore::open(&config.data_dir, config.cache_bytes)?)
+            let sled = SledStore::open(&config.data_dir, config.cache_bytes)?;
+            Storage::one(Arc::new(sled))
         };
         let keep = store.clone();
         let opened = Broker::with_store(config, store);
@@ -209,11 +207,11 @@ impl Broker {
         opened
     }
 
-    /// Builds a broker on a given store, recovering what it holds.
-    pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Broker, StoreError> {
+    /// Builds a broker on a given storage, recovering what it holds.
+    pub fn with_store(config: Config, store: Storage) -> Result<Broker, StoreError> {
         let recovered = store.recover()?;
-        let committer = Committer::start(store.clone())?;
-        let users = match Registry::open(store.clone(), Some(committer.clone())) {
+        let committer = Committer::start(&store)?;
+        let users = match Registry::open(store.topology.clone(), Some(committer.clone())) {
             Ok(users) => Arc::new(users),
             Err(e) => {
                 committer.shutdown(SHUTDOWN_PATIENCE);
@@ -257,9 +255,10 @@ impl Broker {
         Ok(broker)
     }
 
-    fn restore(&self, rec: crate::store::Recovered) {
+    fn restore(&self, rec: Recovered) {
+        let Recovered { topology, messages } = rec;
         let inner = &self.inner;
-        for d in rec.exchanges {
+        for d in topology.exchanges {
             let name: Arc<str> = Arc::from(d.name.as_str());
             inner.exchanges.insert(
                 name.clone(),
@@ -276,22 +275,25 @@ impl Broker {
         }
         // Every stored copy stays on disk: each queue starts with all of
         // them in its tail and reads back what fits its RAM budget.
-        inner.disk.bodies.restore(rec.shared_refs);
+        inner.disk.bodies.restore(messages.shared_refs);
         inner
             .next_body_id
-            .store(rec.max_body_id + 1, Ordering::Relaxed);
-        let mut stored: HashMap<u64, crate::store::StoredQueue> =
-            rec.stored.into_iter().map(|s| (s.queue_id, s)).collect();
+            .store(messages.max_body_id + 1, Ordering::Relaxed);
+        let mut stored: HashMap<u64, crate::store::StoredQueue> = messages
+            .stored
+            .into_iter()
+            .map(|s| (s.queue_id, s))
+            .collect();
         let mut dedup: HashMap<u64, Vec<crate::store::DedupEntry>> = HashMap::new();
-        for d in rec.dedup {
+        for d in messages.dedup {
             dedup.entry(d.queue_id).or_default().push(d);
         }
         let mut offsets: HashMap<u64, Vec<(String, u64)>> = HashMap::new();
-        for (queue_id, group, at) in rec.offsets {
+        for (queue_id, group, at) in messages.offsets {
             offsets.entry(queue_id).or_default().push((group, at));
         }
         let mut max_queue = 0;
-        for d in rec.queues {
+        for d in topology.queues {
             max_queue = max_queue.max(d.id);
             let held = stored.remove(&d.id);
             let next_seq = held.as_ref().map_or(1, |h| h.last_seq + 1);
@@ -313,7 +315,7 @@ impl Broker {
                 partition,
             });
             if let Some(held) = &held {
-                q.restore(held, !rec.clean_shutdown);
+                q.restore(held, !messages.clean_shutdown);
             }
             q.restore_dedup(dedup.remove(&d.id).unwrap_or_default());
             for (group, at) in offsets.remove(&d.id).unwrap_or_default() {
@@ -322,7 +324,7 @@ impl Broker {
             inner.queues.insert(name, q);
         }
         inner.next_queue_id.store(max_queue + 1, Ordering::Relaxed);
-        for b in rec.bindings {
+        for b in topology.bindings {
             let (Some(ex), Some(q)) = (
                 inner.exchanges.get(b.exchange.as_str()),
                 inner.queues.get(b.queue.as_str()),
@@ -336,7 +338,7 @@ impl Broker {
         tracing::info!(
             exchanges = inner.exchanges.len(),
             queues = inner.queues.len(),
-            clean = rec.clean_shutdown,
+            clean = messages.clean_shutdown,
             "recovered"
         );
     }

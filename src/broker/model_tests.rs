@@ -1,7 +1,8 @@
 //! Model-based test of a queue: random sequences of publish (persistent
 //! and transient), get, ack, nack and clean restart against a real broker
-//! on sled, with a RAM budget small enough that most of the backlog is
-//! paged out, checked step by step against a reference model (a map of
+//! on sled, and again on the memory store (a restart recovers from the
+//! same handle), with a RAM budget small enough that most of the backlog
+//! is paged out, checked step by step against a reference model (a map of
 //! waiting messages by position and a set of unacknowledged ones).
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +14,7 @@ use super::queue::{Queue, Settle};
 use super::{Broker, PublishAttempt};
 use crate::config::Config;
 use crate::protocol::command::{DeclareQueue, Publish, QueueArgs};
+use crate::store::{MemStore, Storage};
 
 /// A deterministic xorshift generator (no dependency, reproducible seeds).
 pub(super) struct Rng(pub(super) u64);
@@ -39,18 +41,27 @@ struct Model {
 
 struct Harness {
     dir: tempfile::TempDir,
+    /// The store in RAM the broker runs on, if not sled in `dir`.
+    mem: Option<std::sync::Arc<MemStore>>,
     broker: Broker,
     queue: std::sync::Arc<Queue>,
 }
 
-fn open(dir: &std::path::Path) -> (Broker, std::sync::Arc<Queue>) {
+fn open(
+    dir: &std::path::Path,
+    mem: Option<&std::sync::Arc<MemStore>>,
+) -> (Broker, std::sync::Arc<Queue>) {
     let config = Config {
         data_dir: dir.to_path_buf(),
         // A dozen small messages: nearly everything goes through disk.
         queue_memory_bytes: 3000,
         ..Config::default()
     };
-    let broker = Broker::open(config).expect("open");
+    let broker = match mem {
+        Some(mem) => Broker::with_store(config, Storage::one(mem.clone())),
+        None => Broker::open(config),
+    }
+    .expect("open");
     let (queue, _) = broker
         .declare_queue(
             &DeclareQueue {
@@ -91,10 +102,20 @@ pub(super) fn publish_to_q(broker: &Broker, id: u64, persistent: bool, group: Op
 }
 
 impl Harness {
-    fn new() -> Harness {
+    fn new(in_memory: bool) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (broker, queue) = open(dir.path());
-        Harness { dir, broker, queue }
+        Harness::start(dir, in_memory.then(std::sync::Arc::default))
+    }
+
+    /// A broker on the sled store in `dir`, or on `mem`.
+    fn start(dir: tempfile::TempDir, mem: Option<std::sync::Arc<MemStore>>) -> Harness {
+        let (broker, queue) = open(dir.path(), mem.as_ref());
+        Harness {
+            dir,
+            mem,
+            broker,
+            queue,
+        }
     }
 
     fn publish(&self, id: u64, persistent: bool) {
@@ -105,10 +126,14 @@ impl Harness {
     /// holds its directory lock until then) and opens it again.
     fn restart(self) -> Harness {
         self.broker.shutdown().expect("shutdown");
-        let Harness { dir, broker, queue } = self;
+        let Harness {
+            dir,
+            mem,
+            broker,
+            queue,
+        } = self;
         drop((broker, queue));
-        let (broker, queue) = open(dir.path());
-        Harness { dir, broker, queue }
+        Harness::start(dir, mem)
     }
 }
 
@@ -116,9 +141,9 @@ fn id_of(e: &Entry) -> u64 {
     e.msg.id[1..].parse().expect("id")
 }
 
-fn run(seed: u64, steps: usize) {
+fn run(seed: u64, steps: usize, in_memory: bool) {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut h = Harness::new();
+    let mut h = Harness::new(in_memory);
     let mut waiting: BTreeMap<u64, Model> = BTreeMap::new();
     let mut unacked: Vec<(Entry, Model)> = Vec::new();
     let mut next_id = 0u64;
@@ -237,6 +262,13 @@ fn run(seed: u64, steps: usize) {
 #[test]
 fn a_paged_queue_behaves_like_its_model() {
     for seed in 1..=12 {
-        run(seed, 300);
+        run(seed, 300, false);
+    }
+}
+
+#[test]
+fn a_paged_queue_on_the_memory_store_behaves_like_its_model() {
+    for seed in 1..=12 {
+        run(seed, 300, true);
     }
 }

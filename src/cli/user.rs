@@ -121,7 +121,7 @@ fn parse_pattern(s: &str) -> Result<Pattern, String> {
 /// Runs `sluice user ...`; returns what to print on stdout.
 pub fn run(args: UserArgs) -> anyhow::Result<String> {
     let dir = &args.data_dir;
-    let store = match SledStore::open(dir, crate::store::sled_store::DEFAULT_CACHE_BYTES) {
+    let store = match SledStore::open(dir, crate::store::sled::DEFAULT_CACHE_BYTES) {
         Ok(s) => s,
         Err(StoreError::Locked(_)) => bail!(
             "the broker is running on this data directory ({}); use USER ADD, USER PASSWD, \

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::protocol::frame::{Limits, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LITERAL_BYTES};
-use crate::store::sled_store::DEFAULT_CACHE_BYTES;
+use crate::store::sled::DEFAULT_CACHE_BYTES;
 use crate::tls::{TlsFiles, DEFAULT_TLS_PORT};
 
 /// The default listen address: loopback only, port 5680.

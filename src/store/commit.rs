@@ -1,5 +1,5 @@
 //! The group commit: one thread turns many writes into one durability
-//! barrier ([`Store::sync`]), and publishes how far the store is durable.
+//! barrier ([`Storage::sync`]), and publishes how far the store is durable.
 //!
 //! Every write to the store takes a *generation* from [`Committer::written`]
 //! after it has landed in the engine. The committer thread reads the latest
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{MessageBatch, Store};
+use super::{MessageBatch, MessageStore, Storage};
 
 /// How long one sync may take before the store is declared failed.
 ///
@@ -131,12 +131,13 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the committer thread for `store` (and its stall watchdog).
-    pub fn start(store: Arc<dyn Store>) -> std::io::Result<Arc<Committer>> {
-        Committer::start_with(store, SYNC_STALL)
+    /// Starts the committer thread for `storage` (and its stall watchdog).
+    pub fn start(storage: &Storage) -> std::io::Result<Arc<Committer>> {
+        Committer::start_with(storage, SYNC_STALL)
     }
 
-    fn start_with(store: Arc<dyn Store>, stall: Duration) -> std::io::Result<Arc<Committer>> {
+    fn start_with(storage: &Storage, stall: Duration) -> std::io::Result<Arc<Committer>> {
+        let storage = storage.clone();
         let (state, _) = watch::channel(CommitState::default());
         // The thread needs the Arc, and the Arc needs the thread handle:
         // build the thread parked on a rendezvous, then hand it the Arc.
@@ -145,7 +146,7 @@ impl Committer {
             .name("sluice-commit".into())
             .spawn(move || {
                 if let Ok(me) = rx.recv() {
-                    me.run(store.as_ref());
+                    me.run(&storage);
                     *me.finished.0.lock() = true;
                     me.finished.1.notify_all();
                 }
@@ -244,7 +245,7 @@ impl Committer {
     }
 
     /// Writes the deferred offsets (one write for all) and counts it.
-    fn write_deferred(&self, store: &dyn Store) {
+    fn write_deferred(&self, messages: &dyn MessageStore) {
         let mut d = self.deferred.lock();
         if d.is_empty() {
             return;
@@ -257,7 +258,7 @@ impl Committer {
                 .collect(),
             ..MessageBatch::default()
         };
-        if let Err(e) = store.apply(&batch) {
+        if let Err(e) = messages.apply(&batch) {
             tracing::error!(error = %e, "could not store consumer-group offsets");
             self.write_failed(&e);
         }
@@ -326,7 +327,7 @@ impl Committer {
         true
     }
 
-    fn run(&self, store: &dyn Store) {
+    fn run(&self, storage: &Storage) {
         let mut synced = 0u64;
         loop {
             if self.has_failed() {
@@ -334,12 +335,12 @@ impl Committer {
                 // flush may never return after an I/O error).
                 return;
             }
-            self.write_deferred(store);
+            self.write_deferred(storage.messages.as_ref());
             let target = self.written.load(Ordering::SeqCst);
             if target > synced {
                 let started = Instant::now();
                 *self.syncing_since.lock() = Some(started);
-                let result = store.sync();
+                let result = storage.sync();
                 *self.syncing_since.lock() = None;
                 self.latency.record(started.elapsed());
                 self.syncs.fetch_add(1, Ordering::Relaxed);
@@ -372,7 +373,7 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemStore;
+    use crate::store::{NullStore, QueueDef, RecoveredMessage, StoreError, StoredMessages};
 
     #[test]
     fn outcome_tracks_durable_and_a_failure_fails_everything_after() {
@@ -406,7 +407,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_become_durable_and_share_syncs() {
-        let c = Committer::start(Arc::new(MemStore)).unwrap();
+        let c = Committer::start(&Storage::one(Arc::new(NullStore))).unwrap();
         let gens: Vec<u64> = (0..1000).map(|_| c.written()).collect();
         for g in &gens {
             c.wait(*g).await.unwrap();
@@ -423,9 +424,18 @@ mod tests {
         release: AtomicBool,
     }
 
-    impl Store for Stuck {
-        fn recover(&self) -> Result<crate::store::Recovered, crate::store::StoreError> {
-            MemStore.recover()
+    impl crate::store::Durable for Stuck {
+        fn sync(&self) -> Result<(), StoreError> {
+            while !self.release.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        }
+    }
+
+    impl MessageStore for Stuck {
+        fn recover(&self, queues: &[QueueDef]) -> Result<StoredMessages, StoreError> {
+            NullStore.recover(queues)
         }
         fn load(
             &self,
@@ -433,55 +443,16 @@ mod tests {
             _: u64,
             _: u64,
             _: usize,
-        ) -> Result<Vec<crate::store::RecoveredMessage>, crate::store::StoreError> {
+        ) -> Result<Vec<RecoveredMessage>, StoreError> {
             Ok(Vec::new())
         }
-        fn put_exchange(
-            &self,
-            _: &crate::store::ExchangeDef,
-        ) -> Result<(), crate::store::StoreError> {
+        fn apply(&self, _: &MessageBatch<'_>) -> Result<(), StoreError> {
             Ok(())
         }
-        fn delete_exchange(&self, _: &str) -> Result<(), crate::store::StoreError> {
+        fn remove_queue(&self, _: u64) -> Result<(), StoreError> {
             Ok(())
         }
-        fn put_queue(&self, _: &crate::store::QueueDef) -> Result<(), crate::store::StoreError> {
-            Ok(())
-        }
-        fn delete_queue(&self, _: &crate::store::QueueDef) -> Result<(), crate::store::StoreError> {
-            Ok(())
-        }
-        fn put_binding(
-            &self,
-            _: &crate::store::BindingDef,
-        ) -> Result<(), crate::store::StoreError> {
-            Ok(())
-        }
-        fn delete_binding(
-            &self,
-            _: &crate::store::BindingDef,
-        ) -> Result<(), crate::store::StoreError> {
-            Ok(())
-        }
-        fn apply(&self, _: &MessageBatch<'_>) -> Result<(), crate::store::StoreError> {
-            Ok(())
-        }
-        fn set_clean(&self, _: bool) -> Result<(), crate::store::StoreError> {
-            Ok(())
-        }
-        fn sync(&self) -> Result<(), crate::store::StoreError> {
-            while !self.release.load(Ordering::SeqCst) {
-                thread::sleep(Duration::from_millis(5));
-            }
-            Ok(())
-        }
-        fn users(&self) -> Result<Vec<crate::store::UserRecord>, crate::store::StoreError> {
-            Ok(Vec::new())
-        }
-        fn put_user(&self, _: &crate::store::UserRecord) -> Result<(), crate::store::StoreError> {
-            Ok(())
-        }
-        fn delete_user(&self, _: &str) -> Result<(), crate::store::StoreError> {
+        fn set_clean(&self, _: bool) -> Result<(), StoreError> {
             Ok(())
         }
     }
@@ -489,7 +460,8 @@ mod tests {
     #[tokio::test]
     async fn a_stalled_sync_fails_the_waiting_writes_and_shutdown_does_not_wait_for_it() {
         let store = Arc::new(Stuck::default());
-        let c = Committer::start_with(store.clone(), Duration::from_millis(200)).unwrap();
+        let storage = Storage::split(Arc::new(NullStore), store.clone());
+        let c = Committer::start_with(&storage, Duration::from_millis(200)).unwrap();
         let g = c.written();
         let err = tokio::time::timeout(Duration::from_secs(10), c.wait(g))
             .await

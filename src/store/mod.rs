@@ -1,38 +1,68 @@
-//! Persistence behind a small trait: topology (exchanges, queues, bindings)
-//! and persistent messages, plus a durability barrier.
+//! Persistence, one seam per concern. The broker talks to two small traits
+//! and never to an engine:
 //!
-//! - [`Store`] is the trait the broker talks to; [`SledStore`] is the real
-//!   implementation and [`MemStore`] a memory-only one (tests, `--in-memory`).
-//! - [`commit`] is the group commit: one thread turns many writes into one
-//!   durability barrier, and publishes how far the store is durable.
-//! - [`codec`] is the on-disk encoding of every record (versioned, CRC'd).
+//! - [`TopologyStore`]: what is declared (exchanges, queues, bindings,
+//!   users). Small, rarely written, read whole at start.
+//! - [`MessageStore`]: what is published (message copies and their bodies,
+//!   publisher de-duplication records, stream consumer-group offsets).
+//!   Written on every persistent publish and ack, summed up at start and
+//!   paged back in a window at a time.
+//! - [`Durable`], which both extend: the barrier that makes earlier writes
+//!   durable, and the room they take.
+//! - [`Storage`] holds the pair for the broker: it reads a start's state
+//!   back (topology, then the messages against it), deletes a queue from
+//!   both, and syncs each engine behind them once.
+//!
+//! De-duplication records and group offsets are on the message side, not
+//! with the topology: a de-duplication record must land in the same atomic
+//! batch as the message it guards, and a stream's offsets belong with its
+//! log (RabbitMQ and Kafka keep them in the log; LavinMQ beside a stream's
+//! segments), so a store that replaces or replicates the messages carries
+//! them along.
+//!
+//! Implementations: [`SledStore`] keeps both concerns in one sled database
+//! (one engine, one sync); [`MemStore`] keeps them in RAM for as long as
+//! its handle lives, following sled's rules, so that a test restarts a
+//! broker on it as on a data directory; [`NullStore`] keeps nothing
+//! (`--in-memory`). `contract_tests.rs` holds what both stores that keep
+//! their data owe the broker, run against each.
+//! [`commit`] is the group commit: one thread turns many writes into one
+//! durability barrier, and publishes how far the storage is durable.
+//! [`codec`] is the on-disk encoding of every record (versioned, CRC'd).
 //!
 //! Messages are keyed by queue id and sequence number (big-endian, so a scan
 //! comes out in queue order); a body is stored once however many queues hold
 //! the message, and removed with its last reference. One publish is one
 //! atomic batch, so a fan-out is all-or-nothing across a crash.
 //!
-//! Recovery does not read messages into RAM: [`Store::recover`] sums up
-//! each durable queue's stored copies ([`StoredQueue`]) and counts the
+//! Recovery does not read messages into RAM: [`MessageStore::recover`] sums
+//! up each durable queue's stored copies ([`StoredQueue`]) and counts the
 //! references of shared bodies; the broker then pages copies in with
-//! [`Store::load`], a window at a time. The same call serves queues that
-//! keep only part of their backlog in RAM, including copies written only to
-//! save RAM ([`MessageMeta::volatile`]), which recovery drops.
+//! [`MessageStore::load`], a window at a time. The same call serves queues
+//! that keep only part of their backlog in RAM, including copies written
+//! only to save RAM ([`MessageMeta::volatile`]), which recovery drops.
 
 pub mod codec;
 pub mod commit;
-pub mod memory;
-pub mod sled_store;
+#[cfg(test)]
+mod contract_tests;
+pub mod mem;
+mod message;
+pub mod null;
+pub mod sled;
+mod storage;
+mod topology;
 
+pub use self::sled::SledStore;
 pub use commit::{CommitState, Committer};
-pub use memory::MemStore;
-pub use sled_store::SledStore;
-
-use std::collections::HashMap;
-
-use bytes::Bytes;
-
-use crate::protocol::command::{ExchangeKind, Header, HeaderMatch, QueueArgs, Secret};
+pub use mem::MemStore;
+pub use message::{
+    add_to_segments, segment_full, DedupEntry, MessageBatch, MessageMeta, MessageStore,
+    RecoveredMessage, StoredMessages, StoredQueue, StreamSegment, SEGMENT_BYTES, SEGMENT_MESSAGES,
+};
+pub use null::NullStore;
+pub use storage::{Recovered, Storage};
+pub use topology::{BindingDef, ExchangeDef, QueueDef, Topology, TopologyStore, UserRecord};
 
 /// Failures of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -49,435 +79,23 @@ pub enum StoreError {
     Locked(String),
 }
 
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        match e {
-            sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
-            other => StoreError::Io(other.to_string()),
-        }
-    }
-}
-
 impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> Self {
         StoreError::Io(e.to_string())
     }
 }
 
-/// A durable exchange as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExchangeDef {
-    /// Name.
-    pub name: String,
-    /// Type.
-    pub kind: ExchangeKind,
-    /// Deleted when its last binding goes.
-    pub auto_delete: bool,
-    /// Alternate exchange for unroutable messages.
-    pub alternate: Option<String>,
-    /// A `hash` exchange: the header it hashes instead of the routing key.
-    pub hash_header: Option<String>,
-    /// The exchange of a partitioned stream: how many partitions (0 for an
-    /// ordinary exchange).
-    pub partitions: u32,
-}
-
-/// A durable queue as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueDef {
-    /// Name.
-    pub name: String,
-    /// Internal id, the prefix of its message keys.
-    pub id: u64,
-    /// Deleted when its last subscription ends.
-    pub auto_delete: bool,
-    /// Failure-handling options.
-    pub args: QueueArgs,
-}
-
-/// A durable binding as stored (both ends durable).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindingDef {
-    /// Exchange name.
-    pub exchange: String,
-    /// Queue name.
-    pub queue: String,
-    /// Binding key (any bytes).
-    pub key: Bytes,
-    /// Header arguments.
-    pub headers: Vec<Header>,
-    /// Header match mode.
-    pub matching: HeaderMatch,
-}
-
-/// Everything about a stored message copy except its body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageMeta {
-    /// The body's key: one body, however many queues hold the message.
-    pub body_id: u64,
-    /// Message id.
-    pub id: String,
-    /// Exchange it was published to.
-    pub exchange: String,
-    /// Routing key (any bytes).
-    pub routing_key: Bytes,
-    /// Headers.
-    pub headers: Vec<Header>,
-    /// Deliveries so far (written when the copy is requeued, and on clean
-    /// shutdown).
-    pub deliveries: u32,
-    /// When it expires (Unix ms), if it has a TTL.
-    pub expires_at: Option<u64>,
-    /// Not to be delivered before this (Unix ms): `delay=`, `NACK delay=`,
-    /// `retry-delays`.
-    pub not_before: Option<u64>,
-    /// Priority (0 when none).
-    pub priority: u8,
-    /// A spilled copy of a transient message (or of a copy in a non-durable
-    /// queue), written only to save RAM: it must not survive a restart, so
-    /// recovery drops it.
-    pub volatile: bool,
-    /// When it was published (Unix ms; 0 for a copy stored before this was
-    /// recorded). A stream seeks by it (`time=`).
-    pub published_at: u64,
-    /// Its message group (`PUB group=`), if any.
-    pub group: Option<Bytes>,
-}
-
-/// A publisher de-duplication record: `id` was published to queue
-/// `queue_id`; a repeat is a duplicate until `expires_at` (Unix ms).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DedupEntry {
-    /// Queue id.
-    pub queue_id: u64,
-    /// Message id.
-    pub id: String,
-    /// End of the window (Unix ms).
-    pub expires_at: u64,
-}
-
-/// A user as stored (see [`crate::auth`]): one record per user in the
-/// `users` tree, keyed by name.
-///
-/// Users are global, as in RabbitMQ; the three patterns are the user's
-/// permissions on the one (default) virtual host. Were vhosts added, the
-/// patterns would move to a `permissions` tree keyed `<vhost>/<user>` (user
-/// names cannot hold `/`) and this record would keep name, hash and tags.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRecord {
-    /// User name.
-    pub name: String,
-    /// The argon2id hash of the password, as a PHC string (kept out of
-    /// `Debug` output).
-    pub hash: Secret,
-    /// Tags (`admin`).
-    pub tags: Vec<String>,
-    /// The `configure` pattern (a regex; empty grants nothing).
-    pub configure: String,
-    /// The `write` pattern.
-    pub write: String,
-    /// The `read` pattern.
-    pub read: String,
-}
-
-/// One message copy found at recovery.
-#[derive(Debug, Clone)]
-pub struct RecoveredMessage {
-    /// Queue id.
-    pub queue_id: u64,
-    /// Sequence number within the queue.
-    pub seq: u64,
-    /// Metadata.
-    pub meta: MessageMeta,
-    /// Body (shared between copies of one body id).
-    pub body: Bytes,
-    /// The body was stored inside the meta record, so it is this copy's
-    /// alone; false: a separately stored body that may be shared by several
-    /// copies (see [`Recovered::shared_refs`]).
-    pub inline: bool,
-}
-
-/// The stored copies of one durable queue, summed up at recovery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredQueue {
-    /// Queue id.
-    pub queue_id: u64,
-    /// The smallest sequence number stored.
-    pub first_seq: u64,
-    /// The largest sequence number stored.
-    pub last_seq: u64,
-    /// How many copies are stored.
-    pub count: u64,
-    /// Their body bytes, counted per copy (a shared body counts once for
-    /// every copy that holds it).
-    pub bytes: u64,
-    /// A stream's segments, oldest first (empty for other queues): what its
-    /// retention trims, summed up by the scan recovery makes anyway.
-    pub segments: Vec<StreamSegment>,
-}
-
-/// A run of consecutive offsets of a stream, the unit its retention
-/// (`max-bytes`, `max-age`) removes. Segments are bookkeeping in RAM only:
-/// recovery rebuilds them from the stored copies with [`segment_full`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StreamSegment {
-    /// Its first offset.
-    pub first: u64,
-    /// One past its last offset.
-    pub end: u64,
-    /// Messages in it.
-    pub count: u64,
-    /// Their body bytes.
-    pub bytes: u64,
-    /// Publish time of its first message (Unix ms).
-    pub first_ts: u64,
-    /// Publish time of its newest message (Unix ms).
-    pub last_ts: u64,
-}
-
-/// A segment takes at most this many messages...
-pub const SEGMENT_MESSAGES: u64 = 4096;
-/// ... and at most this many body bytes (less for a small `max-bytes`).
-pub const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
-
-/// Whether a stream's newest segment `seg` is full, so that a message
-/// published at `ts` starts a new one: past [`SEGMENT_MESSAGES`], past
-/// [`SEGMENT_BYTES`] or an eighth of `max-bytes`, or spanning more than an
-/// eighth of `max-age` (so that retention trims in steps of about an
-/// eighth of its limit).
-pub fn segment_full(seg: &StreamSegment, args: &QueueArgs, ts: u64) -> bool {
-    let byte_cap = args
-        .max_bytes
-        .map_or(SEGMENT_BYTES, |m| (m / 8).clamp(1, SEGMENT_BYTES));
-    seg.count >= SEGMENT_MESSAGES
-        || seg.bytes >= byte_cap
-        || args
-            .max_age_ms
-            .is_some_and(|age| ts.saturating_sub(seg.first_ts) > (age / 8).max(1))
-}
-
-/// Adds the message at offset `seq` (`len` body bytes, published at `ts`)
-/// to a stream's segment list.
-pub fn add_to_segments(
-    segments: &mut std::collections::VecDeque<StreamSegment>,
-    args: &QueueArgs,
-    seq: u64,
-    len: u64,
-    ts: u64,
-) {
-    match segments.back_mut() {
-        Some(seg) if !segment_full(seg, args, ts) => {
-            seg.end = seq + 1;
-            seg.count += 1;
-            seg.bytes += len;
-            seg.last_ts = seg.last_ts.max(ts);
-        }
-        _ => segments.push_back(StreamSegment {
-            first: seq,
-            end: seq + 1,
-            count: 1,
-            bytes: len,
-            first_ts: ts,
-            last_ts: ts,
-        }),
-    }
-}
-
-/// What the store holds, read back at start: the topology in full, the
-/// stored message copies only summed up (see [`Store::load`]).
-#[derive(Debug, Default)]
-pub struct Recovered {
-    /// Durable exchanges.
-    pub exchanges: Vec<ExchangeDef>,
-    /// Durable queues.
-    pub queues: Vec<QueueDef>,
-    /// Durable bindings.
-    pub bindings: Vec<BindingDef>,
-    /// Per durable queue holding stored copies: their span, count and bytes
-    /// (the copies themselves stay on disk; the broker pages them in with
-    /// [`Store::load`]). In queue id order.
-    pub stored: Vec<StoredQueue>,
-    /// For each body stored apart from its metadata (not inline): how many
-    /// stored copies reference it.
-    pub shared_refs: HashMap<u64, u32>,
-    /// The largest body id found in any copy (0 if none).
-    pub max_body_id: u64,
-    /// Whether the previous run shut down cleanly.
-    pub clean_shutdown: bool,
-    /// De-duplication records still inside their window at recovery time
-    /// (expired ones are dropped from the store).
-    pub dedup: Vec<DedupEntry>,
-    /// Stream consumer-group offsets: (queue id, group, committed offset).
-    pub offsets: Vec<(u64, String, u64)>,
-}
-
-/// One atomic change to the message space.
-#[derive(Debug, Default)]
-pub struct MessageBatch<'a> {
-    /// Bodies to write: (body id, bytes).
-    pub put_bodies: Vec<(u64, &'a [u8])>,
-    /// Message copies to write: (queue id, seq, meta).
-    pub put_metas: Vec<(u64, u64, &'a MessageMeta)>,
-    /// Message copies to remove: (queue id, seq).
-    pub del_metas: Vec<(u64, u64)>,
-    /// Bodies to remove: (body id, body length).
-    pub del_bodies: Vec<(u64, usize)>,
-    /// De-duplication records to write.
-    pub put_dedup: Vec<&'a DedupEntry>,
-    /// De-duplication records to remove: (queue id, message id).
-    pub del_dedup: Vec<(u64, &'a str)>,
-    /// Stream consumer-group offsets to write: (queue id, group, offset).
-    pub put_offsets: Vec<(u64, &'a str, u64)>,
-    /// The writes need not be all-or-nothing, only ordered: bodies land
-    /// before the copies that reference them, so a crash can leave some
-    /// copies of a message whose publish was never confirmed, but never a
-    /// copy without its body (orphan bodies are collected at recovery).
-    /// For a publish fanned out to several queues; a batch with
-    /// de-duplication records is always atomic.
-    pub ordered_only: bool,
-}
-
-impl MessageBatch<'_> {
-    /// About how many bytes the batch writes (keys, values and record
-    /// headers; a removal writes a small record too): what the disk alarm
-    /// counts against the free space.
-    pub fn estimated_bytes(&self) -> u64 {
-        const RECORD: u64 = 64;
-        let bodies: u64 = self
-            .put_bodies
-            .iter()
-            .map(|(_, b)| b.len() as u64 + RECORD)
-            .sum();
-        let metas: u64 = self
-            .put_metas
-            .iter()
-            .map(|(_, _, m)| {
-                let headers: usize = m.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
-                (m.id.len() + m.exchange.len() + m.routing_key.len() + headers) as u64 + 2 * RECORD
-            })
-            .sum();
-        // Removing a body rewrites the nodes that held it: about half its
-        // size again, measured draining 200 KiB bodies.
-        let removed: u64 = self.del_bodies.iter().map(|(_, len)| *len as u64 / 2).sum();
-        let small = self.del_metas.len()
-            + self.del_bodies.len()
-            + self.put_dedup.len()
-            + self.del_dedup.len()
-            + self.put_offsets.len();
-        bodies + metas + removed + small as u64 * RECORD
-    }
-
-    /// Whether the batch changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.put_bodies.is_empty()
-            && self.put_metas.is_empty()
-            && self.del_metas.is_empty()
-            && self.del_bodies.is_empty()
-            && self.put_dedup.is_empty()
-            && self.del_dedup.is_empty()
-            && self.put_offsets.is_empty()
-    }
-}
-
-/// The storage interface. Writes land in the engine at once (they survive a
-/// process crash once [`Store::sync`] has run); [`Store::sync`] is the
-/// barrier that makes every earlier write durable. The group commit in
-/// [`commit`] decides when to call it.
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
-    /// Reads the topology back at start and sums up the stored copies,
-    /// dropping orphans (copies of deleted queues, volatile copies, copies
-    /// whose body is missing, bodies nobody references) and marking the run
-    /// as not clean. Its memory grows with the number of queues and of
-    /// shared bodies, never with the number of messages.
-    fn recover(&self) -> Result<Recovered, StoreError>;
-    /// The stored copies of queue `queue_id` with `from <= seq < to`, in seq
-    /// order, at most `limit` of them, with their bodies (a body shared by
-    /// several copies in the result is read once and shared as `Bytes`). A
-    /// copy whose body is missing is skipped (warned), not an error.
-    fn load(
-        &self,
-        queue_id: u64,
-        from: u64,
-        to: u64,
-        limit: usize,
-    ) -> Result<Vec<RecoveredMessage>, StoreError>;
-    /// Writes or replaces a durable exchange.
-    fn put_exchange(&self, def: &ExchangeDef) -> Result<(), StoreError>;
-    /// Removes a durable exchange and its bindings.
-    fn delete_exchange(&self, name: &str) -> Result<(), StoreError>;
-    /// Writes or replaces a durable queue.
-    fn put_queue(&self, def: &QueueDef) -> Result<(), StoreError>;
-    /// Removes a durable queue, its bindings, every message copy it holds,
-    /// its de-duplication records and its consumer-group offsets.
-    fn delete_queue(&self, def: &QueueDef) -> Result<(), StoreError>;
-    /// Writes a durable binding.
-    fn put_binding(&self, def: &BindingDef) -> Result<(), StoreError>;
-    /// Removes a durable binding.
-    fn delete_binding(&self, def: &BindingDef) -> Result<(), StoreError>;
-    /// Whether written messages can be read back ([`Store::load`]); a store
-    /// that keeps nothing says no, and queues then never page out.
-    fn keeps_messages(&self) -> bool {
-        true
-    }
-    /// Applies one atomic message batch.
-    fn apply(&self, batch: &MessageBatch<'_>) -> Result<(), StoreError>;
-    /// Records whether the store was shut down cleanly.
-    fn set_clean(&self, clean: bool) -> Result<(), StoreError>;
-    /// Blocks until every earlier write is durable (fsync'd).
+/// What every store is, whatever it keeps. Writes land in the engine at
+/// once (they survive a process crash once [`Durable::sync`] has run);
+/// `sync` is the barrier that makes every earlier write durable. One engine
+/// may serve both concerns ([`SledStore`] does): [`Storage`] then syncs it
+/// once.
+pub trait Durable: Send + Sync + std::fmt::Debug + 'static {
+    /// Blocks until every earlier write is durable (fsync'd). The group
+    /// commit in [`commit`] decides when to call it.
     fn sync(&self) -> Result<(), StoreError>;
-    /// Every stored user (read once, at open, by [`crate::auth::Registry`]).
-    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
-    /// Writes or replaces a user.
-    fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
-    /// Removes a user.
-    fn delete_user(&self, name: &str) -> Result<(), StoreError>;
     /// Bytes the store takes on disk (`None` when it keeps nothing there).
     fn size_on_disk(&self) -> Option<u64> {
         None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::VecDeque;
-
-    use super::*;
-
-    fn segments(args: &QueueArgs, msgs: &[(u64, u64, u64)]) -> Vec<StreamSegment> {
-        let mut out = VecDeque::new();
-        for &(seq, len, ts) in msgs {
-            add_to_segments(&mut out, args, seq, len, ts);
-        }
-        out.into()
-    }
-
-    #[test]
-    fn segments_roll_by_count_by_an_eighth_of_max_bytes_and_of_max_age() {
-        let plain = QueueArgs::default();
-        let many: Vec<_> = (1..=SEGMENT_MESSAGES + 1).map(|s| (s, 1, 0)).collect();
-        let segs = segments(&plain, &many);
-        assert_eq!(segs.len(), 2);
-        assert_eq!((segs[0].first, segs[0].end), (1, SEGMENT_MESSAGES + 1));
-        assert_eq!(segs[0].count, SEGMENT_MESSAGES);
-        assert_eq!((segs[1].first, segs[1].count), (SEGMENT_MESSAGES + 1, 1));
-        // max-bytes=800: a segment takes 100 bytes.
-        let sized = QueueArgs {
-            max_bytes: Some(800),
-            ..QueueArgs::default()
-        };
-        let segs = segments(&sized, &[(1, 60, 0), (2, 60, 0), (3, 60, 0), (5, 10, 0)]);
-        assert_eq!(segs.len(), 2);
-        assert_eq!((segs[0].count, segs[0].bytes, segs[0].end), (2, 120, 3));
-        // A hole (offset 4) stays inside the segment's span.
-        assert_eq!((segs[1].first, segs[1].end, segs[1].count), (3, 6, 2));
-        // max-age=800: a segment spans at most 100 ms.
-        let aged = QueueArgs {
-            max_age_ms: Some(800),
-            ..QueueArgs::default()
-        };
-        let segs = segments(&aged, &[(1, 1, 1000), (2, 1, 1100), (3, 1, 1101)]);
-        assert_eq!(segs.len(), 2);
-        assert_eq!((segs[0].first_ts, segs[0].last_ts), (1000, 1100));
-        assert_eq!((segs[1].first_ts, segs[1].last_ts), (1101, 1101));
     }
 }

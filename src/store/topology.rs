@@ -1,0 +1,118 @@
+//! [`TopologyStore`]: what is declared, as stored (exchanges, queues,
+//! bindings and users), and the records it keeps.
+
+use bytes::Bytes;
+
+use super::{Durable, StoreError};
+use crate::protocol::command::{ExchangeKind, Header, HeaderMatch, QueueArgs, Secret};
+
+/// Keeps what is declared: durable exchanges, queues and bindings, and the
+/// users. A write lands at once; [`Durable::sync`] makes it durable.
+///
+/// A queue's messages are not here: deleting a queue from the topology
+/// leaves them to [`MessageStore::remove_queue`](super::MessageStore::remove_queue)
+/// ([`Storage::delete_queue`](super::Storage::delete_queue) does both).
+pub trait TopologyStore: Durable {
+    /// Reads the durable exchanges, queues and bindings back (at start).
+    fn topology(&self) -> Result<Topology, StoreError>;
+    /// Writes or replaces a durable exchange.
+    fn put_exchange(&self, def: &ExchangeDef) -> Result<(), StoreError>;
+    /// Removes a durable exchange and its bindings.
+    fn delete_exchange(&self, name: &str) -> Result<(), StoreError>;
+    /// Writes or replaces a durable queue.
+    fn put_queue(&self, def: &QueueDef) -> Result<(), StoreError>;
+    /// Removes a durable queue and its bindings.
+    fn delete_queue(&self, def: &QueueDef) -> Result<(), StoreError>;
+    /// Writes a durable binding.
+    fn put_binding(&self, def: &BindingDef) -> Result<(), StoreError>;
+    /// Removes a durable binding.
+    fn delete_binding(&self, def: &BindingDef) -> Result<(), StoreError>;
+    /// Every stored user (read once, at open, by [`crate::auth::Registry`]).
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Writes or replaces a user.
+    fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Removes a user.
+    fn delete_user(&self, name: &str) -> Result<(), StoreError>;
+}
+
+/// The durable topology, read back at start (users apart: see
+/// [`TopologyStore::users`]).
+#[derive(Debug, Default)]
+pub struct Topology {
+    /// Durable exchanges.
+    pub exchanges: Vec<ExchangeDef>,
+    /// Durable queues.
+    pub queues: Vec<QueueDef>,
+    /// Durable bindings.
+    pub bindings: Vec<BindingDef>,
+}
+
+/// A durable exchange as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeDef {
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub kind: ExchangeKind,
+    /// Deleted when its last binding goes.
+    pub auto_delete: bool,
+    /// Alternate exchange for unroutable messages.
+    pub alternate: Option<String>,
+    /// A `hash` exchange: the header it hashes instead of the routing key.
+    pub hash_header: Option<String>,
+    /// The exchange of a partitioned stream: how many partitions (0 for an
+    /// ordinary exchange).
+    pub partitions: u32,
+}
+
+/// A durable queue as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDef {
+    /// Name.
+    pub name: String,
+    /// Internal id, the prefix of its message keys.
+    pub id: u64,
+    /// Deleted when its last subscription ends.
+    pub auto_delete: bool,
+    /// Failure-handling options.
+    pub args: QueueArgs,
+}
+
+/// A durable binding as stored (both ends durable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingDef {
+    /// Exchange name.
+    pub exchange: String,
+    /// Queue name.
+    pub queue: String,
+    /// Binding key (any bytes).
+    pub key: Bytes,
+    /// Header arguments.
+    pub headers: Vec<Header>,
+    /// Header match mode.
+    pub matching: HeaderMatch,
+}
+
+/// A user as stored (see [`crate::auth`]): one record per user in the
+/// `users` tree, keyed by name.
+///
+/// Users are global, as in RabbitMQ; the three patterns are the user's
+/// permissions on the one (default) virtual host. Were vhosts added, the
+/// patterns would move to a `permissions` tree keyed `<vhost>/<user>` (user
+/// names cannot hold `/`) and this record would keep name, hash and tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// User name.
+    pub name: String,
+    /// The argon2id hash of the password, as a PHC string (kept out of
+    /// `Debug` output).
+    pub hash: Secret,
+    /// Tags (`admin`).
+    pub tags: Vec<String>,
+    /// The `configure` pattern (a regex; empty grants nothing).
+    pub configure: String,
+    /// The `write` pattern.
+    pub write: String,
+    /// The `read` pattern.
+    pub read: String,
+}
