@@ -18,10 +18,10 @@ use super::worker::{
     self, Clock, ConsumeOutcome, ConsumePlan, Counters, PublishOutcome, PublishPlan, StreamRead,
 };
 use super::{AckMode, CommonArgs, Scenario};
-use crate::client::{Client, ReplyHandle};
-use crate::protocol::command::Subscribe;
-use crate::protocol::Command;
-use crate::tls::TlsClientConfig;
+use sluice::client::{Client, ReplyHandle};
+use sluice::protocol::command::Subscribe;
+use sluice::protocol::Command;
+use sluice::tls::TlsClientConfig;
 
 /// A publishing connection as the publisher loop sees it. Publishes go to
 /// the exchange, with the delivery mode, the link was connected for.
@@ -187,10 +187,10 @@ impl SluiceEndpoint {
         }
         .map_err(|e| anyhow::Error::new(e).context(format!("connecting to {addr}")))?;
         if let Some((user, password)) = &self.login {
-            let auth = client.send_command(&crate::protocol::Command::Auth(
-                crate::protocol::command::Auth {
+            let auth = client.send_command(&sluice::protocol::Command::Auth(
+                sluice::protocol::command::Auth {
                     user: user.clone(),
-                    password: crate::protocol::command::Secret(password.clone()),
+                    password: sluice::protocol::command::Secret(password.clone()),
                 },
             ));
             let replied = match client.flush().await {
@@ -362,8 +362,8 @@ fn subscribe_command(
         queue: queue.to_string(),
         prefetch: Some(prefetch),
         ack: match ack {
-            AckMode::Manual => crate::protocol::command::AckMode::Manual,
-            AckMode::Auto => crate::protocol::command::AckMode::Auto,
+            AckMode::Manual => sluice::protocol::command::AckMode::Manual,
+            AckMode::Auto => sluice::protocol::command::AckMode::Auto,
         },
         tag: Some(format!("bench-{index}")),
         exclusive: false,
@@ -445,7 +445,7 @@ mod tests {
     fn stream_reads_subscribe_with_group_and_offset() {
         let read = StreamRead {
             group: "g1".into(),
-            start: crate::protocol::command::StreamStart::First,
+            start: sluice::protocol::command::StreamStart::First,
         };
         let line = subscribe_command("bench-s", 100, AckMode::Manual, 1, Some(&read)).encode();
         assert_eq!(
@@ -454,7 +454,7 @@ mod tests {
         );
         let read = StreamRead {
             group: "head".into(),
-            start: crate::protocol::command::StreamStart::Next,
+            start: sluice::protocol::command::StreamStart::Next,
         };
         let line = subscribe_command("s", 7, AckMode::Auto, 0, Some(&read)).encode();
         assert_eq!(
@@ -469,7 +469,7 @@ mod tests {
         // The parser reads it back as it was built.
         let sub = subscribe_command("bench-s", 100, AckMode::Manual, 1, Some(&read));
         let line = sub.encode();
-        let parsed = crate::protocol::parse::parse_line(line.trim_ascii_end(), None).unwrap();
+        let parsed = sluice::protocol::parse::parse_line(line.trim_ascii_end(), None).unwrap();
         assert_eq!(parsed, sub);
     }
 

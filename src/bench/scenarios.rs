@@ -27,7 +27,7 @@ use super::{
     BacklogArgs, BenchArgs, CommonArgs, FanoutArgs, LatencyArgs, QueueArgs, Scenario, StreamArgs,
     TopicArgs, DEFAULT_COUNT, DEFAULT_LATENCY_SECS,
 };
-use crate::protocol::command::StreamStart;
+use sluice::protocol::command::StreamStart;
 
 /// How often the watchdog looks at the counters.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
