@@ -15,6 +15,9 @@
 //!   [`CommonArgs`](crate::bench::CommonArgs)) and
 //!   [`run`](crate::bench::run);
 //! - `scenarios`: what each scenario sets up and runs, in phases;
+//! - `phase`: running one phase (publishers and consumers until every
+//!   queue has delivered every confirmed message, a watchdog for stalls)
+//!   and the run's context that builds the plans and the report;
 //! - `topology`: naming, declaring and deleting the run's queues and
 //!   exchanges;
 //! - `worker`: the publisher and consumer loops, the body timestamp, the
@@ -40,6 +43,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[cfg(feature = "amqp")]
 mod amqp;
 mod link;
+mod phase;
 mod proc;
 mod progress;
 mod report;
