@@ -22,10 +22,13 @@
 //!   exchanges;
 //! - `worker`: the publisher and consumer loops, the body timestamp, the
 //!   live counters;
-//! - `link`: what the loops run on (publish/consume links), their sluice
-//!   implementation, and the target that connects them;
+//! - `link`: what the loops run on: the publish and consume link traits;
+//! - `sluice_link`: the links over sluice's text protocol, and the
+//!   endpoint (`--addr`, `--tls`, `--user`) that connects them;
 //! - `amqp` (feature `amqp`): the same links and topology over AMQP 0-9-1
 //!   (lapin), to measure RabbitMQ with the same scenarios;
+//! - `target`: the broker a run measures (sluice or AMQP) and the
+//!   publishers and consumers of either kind that run the loops;
 //! - `report`: latency percentiles, the report, its text and JSON forms;
 //! - `proc`: the broker's CPU time and RSS from `/proc`;
 //! - `progress`: the progress bar on a terminal.
@@ -48,6 +51,8 @@ mod proc;
 mod progress;
 mod report;
 mod scenarios;
+mod sluice_link;
+mod target;
 mod topology;
 mod worker;
 

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use tokio::task::JoinSet;
 
-use super::link::Target;
 use super::proc::{BrokerProbe, BrokerUsage};
 use super::progress::{Goal, Progress, Track};
 use super::report::{group, BrokerPhase, BrokerReport, LatencyStats, Report, Settings, Throughput};
+use super::target::Target;
 use super::worker::{
     Clock, ConsumeOutcome, ConsumePlan, Counters, PublishOutcome, PublishPlan, Stop, StreamRead,
     Tally,

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 
-use super::link::Target;
 use super::phase::{run_phase, Ctx, PhaseSpec};
 use super::proc::BrokerProbe;
 use super::progress::{self, Goal, Track};
 use super::report::{group, GroupRead, LatencyStats, Rate, Report, StreamReport};
+use super::target::Target;
 use super::topology::Topology;
 use super::worker::{Clock, ConsumeOutcome, Stop, Tally};
 use super::{

@@ -11,7 +11,7 @@ use anyhow::anyhow;
 #[cfg(feature = "amqp")]
 use anyhow::bail;
 
-use super::link::Target;
+use super::target::Target;
 use sluice::client::{Client, ClientError, Response};
 use sluice::protocol::token::encode_word;
 use sluice::protocol::ErrorCode;
