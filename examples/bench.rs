@@ -1,7 +1,8 @@
-//! A thin wrapper around `sluice bench` (the load generator, in
-//! [`sluice::bench`]), kept for the old command line: with positional
-//! arguments it runs the `queue` scenario, 1 publisher and 1 consumer on
-//! one queue; anything else is handed to `sluice bench` as is.
+//! A thin wrapper around `sluice bench` (the load generator, which is part
+//! of the `sluice` binary, not of the library), kept for the old command
+//! line: with positional arguments it runs the `queue` scenario, 1
+//! publisher and 1 consumer on one queue; anything else is handed to
+//! `sluice bench` as is.
 //!
 //! ```text
 //! cargo run --release -- serve --data-dir /tmp/sluice-bench &
@@ -14,11 +15,14 @@
 //! `transient` (default persistent). The address comes from `SLUICE_ADDR`
 //! (default 127.0.0.1:5680) and the broker's pid, for its CPU and memory
 //! figures, from `SLUICE_PID` (optional). `sluice bench --help` has the rest.
+//!
+//! It runs the `sluice` binary of the same build (`target/<profile>/sluice`,
+//! next to `target/<profile>/examples/`): the first command above builds
+//! it; otherwise `cargo build [--release] --bin sluice` first.
 
-use std::process::ExitCode;
-
-use clap::Parser;
-use sluice::bench::BenchArgs;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
 
 /// Maps the old positional arguments onto `sluice bench queue` flags.
 fn legacy(args: &[String]) -> Vec<String> {
@@ -35,18 +39,30 @@ fn legacy(args: &[String]) -> Vec<String> {
     out
 }
 
+/// The `sluice` binary cargo built with this example: this program is
+/// `target/<profile>/examples/bench`, the binary `target/<profile>/sluice`.
+fn sluice_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("sluice");
+    bin.is_file().then_some(bin)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let positional = args
         .first()
         .is_none_or(|a| a.chars().all(|c| c.is_ascii_digit()));
     let argv = if positional { legacy(&args) } else { args };
-    let bench = BenchArgs::parse_from(std::iter::once("bench".to_string()).chain(argv));
-    match sluice::bench::run(bench) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let Some(bin) = sluice_binary() else {
+        eprintln!(
+            "bench: error: no sluice binary next to this example's directory; \
+             build it first: cargo build [--release] --bin sluice"
+        );
+        return ExitCode::FAILURE;
+    };
+    // Replaces this process: the report, the exit status and Ctrl-C (which
+    // deletes the run's queues) are `sluice bench`'s own.
+    let e = Command::new(&bin).arg("bench").args(argv).exec();
+    eprintln!("bench: error: running {}: {e}", bin.display());
+    ExitCode::FAILURE
 }

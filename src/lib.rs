@@ -61,8 +61,6 @@
 //! commit has fsync'd the batch that holds the message.
 
 pub mod auth;
-/// `sluice bench`: the load generator (scenarios, report, `/proc` sampling).
-pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod client;

@@ -4,6 +4,11 @@
 //! HOST:PORT`); `sluice bench` measures one; `sluice pub`, `sub`, `get`,
 //! ... are the client ([`sluice::cli`]).
 
+/// `sluice bench`: the load generator (scenarios, report, `/proc` sampling).
+/// It lives in the binary, not the library: nothing but `sluice bench`
+/// uses it.
+mod bench;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,7 +39,7 @@ enum Command {
     Serve(ServeArgs),
     // Its help texts come from `BenchArgs` (a doc comment here would
     // replace them).
-    Bench(sluice::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// The client: pub, sub, get, declare, bind, unbind, delete, purge,
     /// stats, ls (`sluice::cli`).
     #[command(flatten)]
@@ -185,7 +190,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Serve(args) => serve(args),
-        Command::Bench(args) => sluice::bench::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Client(command) => return sluice::cli::run(command),
         Command::User(args) => sluice::cli::user::run(args).map(|out| print!("{out}")),
     };

@@ -1,5 +1,5 @@
 //! `sluice bench`: the project's load generator, in the spirit of
-//! `nats bench` and RabbitMQ's PerfTest, built on [`crate::client`].
+//! `nats bench` and RabbitMQ's PerfTest, built on [`sluice::client`].
 //!
 //! Each scenario declares its own queues and exchanges (unique names per
 //! run, deleted at the end), connects its publishers and consumers, runs,
@@ -15,14 +15,20 @@
 //!   [`CommonArgs`](crate::bench::CommonArgs)) and
 //!   [`run`](crate::bench::run);
 //! - `scenarios`: what each scenario sets up and runs, in phases;
+//! - `phase`: running one phase (publishers and consumers until every
+//!   queue has delivered every confirmed message, a watchdog for stalls)
+//!   and the run's context that builds the plans and the report;
 //! - `topology`: naming, declaring and deleting the run's queues and
 //!   exchanges;
 //! - `worker`: the publisher and consumer loops, the body timestamp, the
 //!   live counters;
-//! - `link`: what the loops run on (publish/consume links), their sluice
-//!   implementation, and the target that connects them;
+//! - `link`: what the loops run on: the publish and consume link traits;
+//! - `sluice_link`: the links over sluice's text protocol, and the
+//!   endpoint (`--addr`, `--tls`, `--user`) that connects them;
 //! - `amqp` (feature `amqp`): the same links and topology over AMQP 0-9-1
 //!   (lapin), to measure RabbitMQ with the same scenarios;
+//! - `target`: the broker a run measures (sluice or AMQP) and the
+//!   publishers and consumers of either kind that run the loops;
 //! - `report`: latency percentiles, the report, its text and JSON forms;
 //! - `proc`: the broker's CPU time and RSS from `/proc`;
 //! - `progress`: the progress bar on a terminal.
@@ -40,19 +46,22 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[cfg(feature = "amqp")]
 mod amqp;
 mod link;
+mod phase;
 mod proc;
 mod progress;
 mod report;
 mod scenarios;
+mod sluice_link;
+mod target;
 mod topology;
 mod worker;
 
 /// Messages published by a scenario given neither `--count` nor
 /// `--duration` (all but `latency`).
-pub const DEFAULT_COUNT: u64 = 100_000;
+pub(crate) const DEFAULT_COUNT: u64 = 100_000;
 /// How long `latency` publishes when given neither `--count` nor
 /// `--duration`.
-pub const DEFAULT_LATENCY_SECS: f64 = 10.0;
+pub(crate) const DEFAULT_LATENCY_SECS: f64 = 10.0;
 
 const LONG_ABOUT: &str = "\
 Generate load against a running sluice broker and measure it. Pick a
@@ -104,15 +113,15 @@ Example:
     subcommand_value_name = "SCENARIO",
     subcommand_help_heading = "Scenarios"
 )]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// The load to generate.
     #[command(subcommand)]
-    pub scenario: Scenario,
+    pub(crate) scenario: Scenario,
 }
 
 impl BenchArgs {
     /// The flags every scenario takes.
-    pub fn common(&self) -> &CommonArgs {
+    pub(crate) fn common(&self) -> &CommonArgs {
         match &self.scenario {
             Scenario::Queue(a) => &a.common,
             Scenario::Fanout(a) => &a.common,
@@ -126,7 +135,7 @@ impl BenchArgs {
 
 /// The benchmark scenarios.
 #[derive(Debug, Clone, Subcommand)]
-pub enum Scenario {
+pub(crate) enum Scenario {
     /// P publishers and C competing consumers on one queue.
     #[command(long_about = "\
 P publishers and C competing consumers on one queue.
@@ -198,7 +207,10 @@ offset; they remove nothing.")]
 
 impl Scenario {
     /// The scenario's name, as typed on the command line.
-    pub fn name(&self) -> &'static str {
+    // Asked only by `--amqp`'s scenario check (feature `amqp`) and the
+    // tests: dead code in a plain build of the binary.
+    #[cfg_attr(not(any(feature = "amqp", test)), allow(dead_code))]
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Scenario::Queue(_) => "queue",
             Scenario::Fanout(_) => "fanout",
@@ -212,84 +224,84 @@ impl Scenario {
 
 /// Arguments of `sluice bench queue`.
 #[derive(Debug, Clone, Args)]
-pub struct QueueArgs {
+pub(crate) struct QueueArgs {
     /// Publishing connections; --count is split evenly between them.
     #[arg(long, short = 'P', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub publishers: u32,
+    pub(crate) publishers: u32,
     /// Consuming connections, competing for the queue's messages.
     #[arg(long, short = 'C', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub consumers: u32,
+    pub(crate) consumers: u32,
     /// Flags common to every scenario.
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Arguments of `sluice bench fanout`.
 #[derive(Debug, Clone, Args)]
-pub struct FanoutArgs {
+pub(crate) struct FanoutArgs {
     /// Queues bound to the fanout exchange, each with its own consumer.
     #[arg(long, short = 'S', default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub queues: u32,
+    pub(crate) queues: u32,
     /// Flags common to every scenario.
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Arguments of `sluice bench topic`.
 #[derive(Debug, Clone, Args)]
-pub struct TopicArgs {
+pub(crate) struct TopicArgs {
     /// Bindings on the topic exchange in all: one matching, the rest not.
     #[arg(long, short = 'B', default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub bindings: u32,
+    pub(crate) bindings: u32,
     /// Flags common to every scenario.
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Arguments of `sluice bench backlog`.
 #[derive(Debug, Clone, Args)]
-pub struct BacklogArgs {
+pub(crate) struct BacklogArgs {
     /// Publishing connections for the publish phase; --count is split evenly between them.
     #[arg(long, short = 'P', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub publishers: u32,
+    pub(crate) publishers: u32,
     /// Consuming connections for the drain phase.
     #[arg(long, short = 'C', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub consumers: u32,
+    pub(crate) consumers: u32,
     /// Flags common to every scenario.
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Arguments of `sluice bench latency`.
 #[derive(Debug, Clone, Args)]
-pub struct LatencyArgs {
+pub(crate) struct LatencyArgs {
     /// Publish rate, in messages per second (one publisher, paced).
     #[arg(long, short = 'r', default_value_t = 10_000.0, value_parser = parse_rate)]
-    pub rate: f64,
+    pub(crate) rate: f64,
     /// Consuming connections, competing for the queue's messages.
     #[arg(long, short = 'C', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub consumers: u32,
+    pub(crate) consumers: u32,
     /// Flags common to every scenario.
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Arguments of `sluice bench stream`.
 #[derive(Debug, Clone, Args)]
-pub struct StreamArgs {
+pub(crate) struct StreamArgs {
     /// Consumer groups that read the whole stream from offset=first once
     /// publishing is over, concurrently, one connection each.
     #[arg(long, short = 'G', default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub groups: u32,
+    pub(crate) groups: u32,
     /// Flags common to every scenario (a stream is always persistent:
     /// --transient is refused).
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// How consumers acknowledge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AckMode {
+pub(crate) enum AckMode {
     /// `SUB ... ack=manual` and one `ACK <tag>` per delivery.
     Manual,
     /// `SUB ... ack=auto`: acknowledged by the broker once written.
@@ -298,7 +310,7 @@ pub enum AckMode {
 
 impl AckMode {
     /// The `SUB ack=` value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AckMode::Manual => "manual",
             AckMode::Auto => "auto",
@@ -309,83 +321,83 @@ impl AckMode {
 /// Flags every scenario takes.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Common options")]
-pub struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// Broker address.
-    #[arg(long, env = "SLUICE_ADDR", default_value = crate::config::DEFAULT_ADDR)]
-    pub addr: String,
+    #[arg(long, env = "SLUICE_ADDR", default_value = sluice::config::DEFAULT_ADDR)]
+    pub(crate) addr: String,
     /// Log every connection in as this user (AUTH), for a broker with users.
     #[arg(long, env = "SLUICE_USER", requires = "password")]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// The password of --user.
     #[arg(long, env = "SLUICE_PASSWORD", hide_env_values = true)]
-    pub password: Option<crate::auth::Secret>,
+    pub(crate) password: Option<sluice::auth::Secret>,
     /// Measure an AMQP 0-9-1 broker (RabbitMQ) at this URL instead of
     /// sluice at --addr, e.g. amqp://guest:guest@127.0.0.1:5672/%2f
     /// (queue, fanout and latency; needs a build with --features amqp).
     #[arg(long, value_name = "URL")]
-    pub amqp: Option<String>,
+    pub(crate) amqp: Option<String>,
     /// Messages to publish in all [default: 100000; latency: rate x 10 s].
     #[arg(long, short = 'n', conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
     /// Publish for this many seconds (e.g. 10, 2.5, 500ms) instead of a
     /// fixed count, then wait until every confirmed message is consumed
     /// [latency's default: 10].
     #[arg(long, short = 'd', value_parser = parse_secs)]
-    pub duration: Option<Duration>,
+    pub(crate) duration: Option<Duration>,
     /// Body size in bytes, at least 16 (the body starts with the send
     /// timestamp and a sequence number).
     #[arg(long, short = 's', default_value_t = 100, value_parser = clap::value_parser!(u64).range(16..=16 * 1024 * 1024))]
-    pub size: u64,
+    pub(crate) size: u64,
     /// Unacknowledged deliveries per consumer (SUB prefetch=).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=65535))]
-    pub prefetch: u32,
+    pub(crate) prefetch: u32,
     /// Durable queues and exchanges, persistent messages: each publish is
     /// confirmed after an fsync and each ack removes it from disk.
     #[arg(long, conflicts_with = "transient")]
-    pub persistent: bool,
+    pub(crate) persistent: bool,
     /// Non-durable queues and exchanges, transient messages: nothing
     /// touches the disk. This is the default.
     #[arg(long)]
-    pub transient: bool,
+    pub(crate) transient: bool,
     /// Unconfirmed publishes in flight per publisher.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub window: u32,
+    pub(crate) window: u32,
     /// How consumers acknowledge.
     #[arg(long, value_enum, default_value_t = AckMode::Manual)]
-    pub ack: AckMode,
+    pub(crate) ack: AckMode,
     /// The broker's process id, when it runs on this machine: report its
     /// CPU-seconds (/proc/PID/stat) and peak RSS (/proc/PID/status,
     /// sampled every 200 ms) over the run.
     #[arg(long, env = "SLUICE_PID")]
-    pub pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
     /// Print one JSON object on stdout instead of the text report (and no
     /// progress bar).
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Start of the names of the queues and exchanges this run declares
     /// (a unique -PID-HEX suffix follows; all are deleted at the end).
     #[arg(long, default_value = "bench", value_parser = parse_prefix)]
-    pub queue_prefix: String,
+    pub(crate) queue_prefix: String,
     /// Fail, with what was reached so far, when nothing is published,
     /// confirmed, delivered or acknowledged for this many seconds.
     #[arg(long, default_value = "30", value_parser = parse_secs)]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Connect over TLS (--addr is then the broker's TLS port, e.g.
     /// 127.0.0.1:5681); needs --tls-ca.
     #[arg(long, requires = "tls_ca", conflicts_with = "amqp")]
-    pub tls: bool,
+    pub(crate) tls: bool,
     /// The certificate (a CA, or the server's self-signed one) to trust
     /// for --tls, PEM.
     #[arg(long, value_name = "FILE", requires = "tls")]
-    pub tls_ca: Option<std::path::PathBuf>,
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
     /// The name the server's certificate must carry, for --tls.
     #[arg(long, default_value = "localhost")]
-    pub tls_server_name: String,
+    pub(crate) tls_server_name: String,
 }
 
 /// Runs the benchmark described by `args` and prints its report on stdout:
 /// text, or one JSON object with `--json`. Builds its own Tokio runtime.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

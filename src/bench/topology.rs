@@ -11,10 +11,10 @@ use anyhow::anyhow;
 #[cfg(feature = "amqp")]
 use anyhow::bail;
 
-use super::link::Target;
-use crate::client::{Client, ClientError, Response};
-use crate::protocol::token::encode_word;
-use crate::protocol::ErrorCode;
+use super::target::Target;
+use sluice::client::{Client, ClientError, Response};
+use sluice::protocol::token::encode_word;
+use sluice::protocol::ErrorCode;
 
 /// Bindings pipelined before their replies are awaited.
 const BIND_BATCH: usize = 5_000;

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::link::{ConsumeLink, PublishLink};
 use super::AckMode;
-use crate::protocol::command::StreamStart;
+use sluice::protocol::command::StreamStart;
 
 /// Bytes at the start of every body: the send time (8 bytes, big-endian
 /// nanoseconds since the run's [`Clock`] base) and a sequence number (8
