@@ -14,6 +14,7 @@
 
 pub mod alarm;
 pub mod connections;
+pub mod consume;
 pub mod exchange;
 pub mod message;
 pub mod publish;
