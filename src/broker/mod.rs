@@ -1,10 +1,11 @@
 //! [`Broker`]: the registries of exchanges and queues, the topology
 //! operations (declare, delete, bind, purge; partitioned streams, which are
 //! a `hash` exchange and N streams declared together), publishing (route,
-//! store, enqueue; routing the dead letters queues return) and recovery
-//! from the store at start. A queue's state, by kind, lives in `queue/`:
-//! classic queues (with message groups) in `queue/classic/`, a stream's
-//! log and groups in `queue/stream/`.
+//! store, enqueue; routing the dead letters queues return), the queue
+//! operations sessions call (`consume.rs`: subscribe, take, settle, which
+//! route theirs too) and recovery from the store at start. A queue's
+//! state, by kind, lives in `queue/`: classic queues (with message groups)
+//! in `queue/classic/`, a stream's log and groups in `queue/stream/`.
 //!
 //! `Broker` is a cheap-clone handle (an `Arc` inside) shared by every
 //! connection. Exchanges and queues live in `DashMap`s, so the publish path
@@ -32,7 +33,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
@@ -55,7 +56,7 @@ use connections::Connections;
 use exchange::{Binding, Bindings};
 use message::Bodies;
 pub use publish::{Hold, PublishAttempt, Published};
-use queue::{DeadLetters, Queue, QueueInit, Timed, Totals};
+use queue::{Queue, QueueInit, Timed, Totals};
 use stats::Sampler;
 use timer::Timers;
 
@@ -392,14 +393,12 @@ impl Broker {
     }
 
     fn new_queue(&self, init: QueueInit) -> Arc<Queue> {
-        // The queue hands its sessions' dead letters to the broker
-        // (`publish.rs` routes them), which it must not hold alive.
-        let dead_letters: Weak<dyn DeadLetters> = Arc::downgrade(&self.inner) as Weak<Inner>;
+        // No handle on the broker: a queue returns its dead letters, and
+        // whoever called it through the broker routes them (`publish.rs`).
         Arc::new(Queue::new(
             init,
             self.inner.disk.clone(),
             self.inner.timers.clone(),
-            dead_letters,
             self.inner.totals.clone(),
         ))
     }
