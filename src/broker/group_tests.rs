@@ -125,7 +125,7 @@ fn run(seed: u64, steps: usize, budget: Option<u64>) {
             30..=64 => {
                 let conn = 1 + rng.below(CONNS);
                 let n = 1 + rng.below(4) as u32;
-                let got = queue.take(n, conn).expect("take");
+                let got = broker.take(&queue, n, conn).expect("take");
                 for e in &got {
                     model.delivered(e, conn, &ctx);
                 }
@@ -143,7 +143,7 @@ fn run(seed: u64, steps: usize, budget: Option<u64>) {
                 } else {
                     Settle::Ack
                 };
-                queue.settle(None, e, how).expect("settle");
+                broker.settle(&queue, None, e, how).expect("settle");
             }
             _ => {}
         }
@@ -151,9 +151,9 @@ fn run(seed: u64, steps: usize, budget: Option<u64>) {
     // Drain: once nothing is held, one connection gets every copy.
     for (e, _) in out.drain(..) {
         model.settled(&e, false);
-        queue.settle(None, e, Settle::Ack).expect("ack");
+        broker.settle(&queue, None, e, Settle::Ack).expect("ack");
     }
-    let got = queue.take(10_000, 1).expect("take");
+    let got = broker.take(&queue, 10_000, 1).expect("take");
     for e in &got {
         model.delivered(e, 1, &format!("seed {seed}, drain"));
     }

@@ -7,6 +7,8 @@
 //!   (a `hash` exchange and N streams declared together);
 //! - `publish.rs`: route, store, enqueue; routing the dead letters that
 //!   queue operations return;
+//! - `consume.rs`: the queue operations sessions call (subscribe,
+//!   unsubscribe, take, settle), which route their dead letters too;
 //! - `recover.rs`: opening the store and rebuilding from it at start, and
 //!   the clean stop;
 //! - `disk.rs`: the storage and group commit that queues write through;
@@ -25,6 +27,7 @@
 
 pub mod alarm;
 pub mod connections;
+pub mod consume;
 mod disk;
 pub mod exchange;
 pub mod message;
@@ -42,7 +45,7 @@ mod group_tests;
 mod model_tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
@@ -58,7 +61,7 @@ use connections::Connections;
 pub use disk::Disk;
 use exchange::Bindings;
 pub use publish::{Hold, PublishAttempt, Published};
-use queue::{DeadLetters, Queue, QueueInit, Timed, Totals};
+use queue::{Queue, QueueInit, Timed, Totals};
 use stats::Sampler;
 use timer::Timers;
 pub use topology::partition_name;
@@ -137,14 +140,12 @@ fn not_found(what: &str, name: &str) -> BrokerError {
 
 impl Broker {
     fn new_queue(&self, init: QueueInit) -> Arc<Queue> {
-        // The queue hands its sessions' dead letters to the broker
-        // (`publish.rs` routes them), which it must not hold alive.
-        let dead_letters: Weak<dyn DeadLetters> = Arc::downgrade(&self.inner) as Weak<Inner>;
+        // No handle on the broker: a queue returns its dead letters, and
+        // whoever called it through the broker routes them (`publish.rs`).
         Arc::new(Queue::new(
             init,
             self.inner.disk.clone(),
             self.inner.timers.clone(),
-            dead_letters,
             self.inner.totals.clone(),
         ))
     }

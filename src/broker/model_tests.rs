@@ -167,7 +167,7 @@ fn run(seed: u64, steps: usize, in_memory: bool) {
             }
             45..=69 => {
                 let n = 1 + rng.below(30) as u32;
-                let got = h.queue.take(n, 1).expect("take");
+                let got = h.broker.take(&h.queue, n, 1).expect("take");
                 let want: Vec<u64> = waiting.keys().take(n as usize).copied().collect();
                 let ids: Vec<u64> = got.iter().map(id_of).collect();
                 assert_eq!(ids, want, "{}: GET order", ctx());
@@ -192,14 +192,16 @@ fn run(seed: u64, steps: usize, in_memory: bool) {
             70..=84 if !unacked.is_empty() => {
                 let i = rng.below(unacked.len() as u64) as usize;
                 let (e, _) = unacked.swap_remove(i);
-                h.queue.settle(None, e, Settle::Ack).expect("ack");
+                h.broker
+                    .settle(&h.queue, None, e, Settle::Ack)
+                    .expect("ack");
             }
             85..=96 if !unacked.is_empty() => {
                 let i = rng.below(unacked.len() as u64) as usize;
                 let (e, m) = unacked.swap_remove(i);
                 let id = id_of(&e);
-                h.queue
-                    .settle(None, e, Settle::Requeue { delay_ms: None })
+                h.broker
+                    .settle(&h.queue, None, e, Settle::Requeue { delay_ms: None })
                     .expect("nack");
                 waiting.insert(
                     id,
@@ -214,8 +216,8 @@ fn run(seed: u64, steps: usize, in_memory: bool) {
                 // (as when their connection closes), transient ones are gone.
                 for (e, m) in unacked.drain(..) {
                     let id = id_of(&e);
-                    h.queue
-                        .settle(None, e, Settle::Requeue { delay_ms: None })
+                    h.broker
+                        .settle(&h.queue, None, e, Settle::Requeue { delay_ms: None })
                         .expect("requeue");
                     waiting.insert(
                         id,
@@ -239,9 +241,11 @@ fn run(seed: u64, steps: usize, in_memory: bool) {
     }
     // Drain: everything the model holds comes out, in order.
     for (e, _) in unacked.drain(..) {
-        h.queue.settle(None, e, Settle::Ack).expect("ack");
+        h.broker
+            .settle(&h.queue, None, e, Settle::Ack)
+            .expect("ack");
     }
-    let got = h.queue.take(10_000, 1).expect("take");
+    let got = h.broker.take(&h.queue, 10_000, 1).expect("take");
     let ids: Vec<u64> = got.iter().map(id_of).collect();
     assert_eq!(
         ids,

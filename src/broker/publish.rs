@@ -3,10 +3,11 @@
 //! `dead-letter` exchange, atomically with its removal) and `REDRIVE` (dead
 //! letters sent back where they were first published).
 //!
-//! Queues never route: their operations return what died in them
-//! ([`Dead`]), and the broker routes it here — at once after an enqueue or
-//! a redrive, and, for the operations a session calls on a queue, through
-//! the queue's [`DeadLetters`] port, which the broker implements below.
+//! Queues never route, nor call up into the broker: their operations return
+//! what died in them ([`Dead`]), and the broker routes it here
+//! (`Broker::dead_letter`) — after an enqueue or a redrive, on the timer
+//! (`mod.rs`), and after the operations a session calls on a queue
+//! (`consume.rs`).
 //!
 //! Each of the three builds one [`MessageBatch`]: the new copies and the
 //! removed ones change together in the store, so a crash never leaves a
@@ -20,8 +21,8 @@ use bytes::Bytes;
 
 use super::alarm::Alarm;
 use super::message::{Entry, Message, Now};
-use super::queue::{Admission, Dead, DeadLetters, DeathReason, Planned, Queue};
-use super::{not_found, stores, Broker, Inner, MAX_ALTERNATE_HOPS};
+use super::queue::{Admission, Dead, DeathReason, Planned, Queue};
+use super::{not_found, stores, Broker, MAX_ALTERNATE_HOPS};
 use crate::error::BrokerError;
 use crate::protocol::command::{Header, Publish};
 use crate::protocol::reply::{quote_for_message, Blocker};
@@ -593,14 +594,6 @@ impl Broker {
             tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
         }
         Ok((moved.len() as u64, kept_n, gen))
-    }
-}
-
-/// The broker's end of a queue's [`DeadLetters`] port: the dead letters of
-/// the operations a session calls on a queue are routed here.
-impl DeadLetters for Inner {
-    fn route(self: Arc<Self>, from: &Arc<Queue>, dead: Dead) -> Result<Option<u64>, BrokerError> {
-        Broker { inner: self }.dead_letter(from, dead)
     }
 }
 

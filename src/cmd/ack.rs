@@ -61,7 +61,7 @@ fn settle(
             outstanding += 1;
             how
         };
-        match u.settle(how) {
+        match u.settle(s.broker(), how) {
             Ok(g) => gen = gen.max(g),
             Err(e) => failure = Some(e),
         }

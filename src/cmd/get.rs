@@ -25,7 +25,7 @@ pub(super) fn get(c: Get, s: &mut SessionState) -> Result<Outcome, BrokerError> 
     if c.ack == AckMode::Manual {
         s.check_unacked_room(u64::from(c.count))?;
     }
-    let got = q.take(c.count, s.conn_id())?;
+    let got = s.broker().take(&q, c.count, s.conn_id())?;
     if got.is_empty() && c.wait_ms > 0 {
         let w = GetWait {
             queue: q,
@@ -70,7 +70,7 @@ impl GetWait {
     /// Takes what is there: none, and time left, waits again.
     fn take(self, s: &mut SessionState) -> Result<Outcome, BrokerError> {
         // Fails when a single-active queue got a subscription meanwhile.
-        let got = self.queue.take(self.count, s.conn_id())?;
+        let got = s.broker().take(&self.queue, self.count, s.conn_id())?;
         if got.is_empty() && Instant::now() < self.deadline && !self.queue.is_deleted() {
             return Ok(self.wait(s.conn_id()));
         }

@@ -75,11 +75,11 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
         let joined = if stream {
             q.stream_subscribe(consumer(), c.group.as_deref(), c.start)
         } else {
-            q.subscribe(consumer())
+            s.broker().subscribe(q, consumer())
         };
         if let Err(e) = joined {
             for done in &queues[..i] {
-                done.unsubscribe(consumer_id);
+                s.broker().unsubscribe(done, consumer_id);
             }
             // What the partitions joined so far sent goes back.
             s.take_pushes_returning(consumer_id);
@@ -105,7 +105,7 @@ pub(super) fn unsubscribe(c: Unsubscribe, s: &mut SessionState) -> Result<Outcom
     let sub = s.subscriptions_mut().remove(&c.tag).ok_or_else(|| {
         BrokerError::NotFound(format!("consumer tag {}", quote_for_message(&c.tag)))
     })?;
-    let emptied = sub.unsubscribe();
+    let emptied = sub.unsubscribe(s.broker());
     // Deliveries already on their way go back to the queue before the OK;
     // the queue sends nothing more to this consumer once unsubscribed.
     s.take_pushes_returning(sub.consumer_id());

@@ -225,14 +225,15 @@ impl Session {
             // back, flagged: dropped, they would stay counted as unacked
             // and hold a single-active handover or a group forever.
             for a in autos {
-                if let Err(err) = a.settle(Settle::Requeue { delay_ms: None }) {
+                if let Err(err) = a.settle(self.state.broker(), Settle::Requeue { delay_ms: None })
+                {
                     tracing::warn!(error = %err, "requeue failed");
                 }
             }
             return Err(());
         }
         for a in autos {
-            if let Err(err) = a.settle(Settle::Ack) {
+            if let Err(err) = a.settle(self.state.broker(), Settle::Ack) {
                 tracing::warn!(error = %err, "auto-ack removal failed");
             }
         }

@@ -231,7 +231,7 @@ impl SessionState {
     pub(crate) fn take_pushes_returning(&mut self, ended: u64) {
         while let Some(p) = self.subs.try_push() {
             match p {
-                Push::Deliver(d) if d.consumer_id == ended => return_undelivered(d),
+                Push::Deliver(d) if d.consumer_id == ended => return_undelivered(&self.broker, d),
                 p => self.on_push(p),
             }
         }
@@ -307,7 +307,7 @@ impl SessionState {
             }));
             match ack {
                 AckMode::Manual => self.unacked.record(dtag, q.clone(), None, dash.clone(), e),
-                AckMode::Auto => match q.settle(None, e, Settle::Ack) {
+                AckMode::Auto => match self.broker.settle(q, None, e, Settle::Ack) {
                     Ok(g) => gen = g.or(gen),
                     Err(err) => tracing::warn!(error = %err, "auto-ack removal failed"),
                 },
@@ -357,7 +357,7 @@ impl SessionState {
     pub(crate) fn expire_acks(&mut self, now: Instant) {
         while let Some((dtag, u)) = self.unacked.pop_expired(now) {
             let tag = u.tag().to_string();
-            if let Err(e) = u.settle(Settle::Timeout) {
+            if let Err(e) = u.settle(&self.broker, Settle::Timeout) {
                 tracing::warn!(error = %e, "requeue after ack timeout failed");
             }
             self.outbox
@@ -381,10 +381,10 @@ impl SessionState {
     /// Ends the connection's state: cancel subscriptions, requeue unacked
     /// deliveries, delete exclusive and emptied auto-delete queues.
     pub(crate) fn close(mut self) {
-        let emptied = self.subs.cancel_all();
-        self.outbox.return_unwritten();
+        let emptied = self.subs.cancel_all(&self.broker);
+        self.outbox.return_unwritten(&self.broker);
         for u in self.unacked.take_all() {
-            if let Err(err) = u.settle(Settle::Requeue { delay_ms: None }) {
+            if let Err(err) = u.settle(&self.broker, Settle::Requeue { delay_ms: None }) {
                 tracing::warn!(error = %err, "requeue failed");
             }
         }

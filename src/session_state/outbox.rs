@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::broker::message::{Entry, Message};
 use crate::broker::queue::{Queue, Settle};
+use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::protocol::reply::{encode_msg, MsgHead, Notice, Reply};
 use crate::protocol::ErrorCode;
@@ -78,23 +79,30 @@ impl AutoAck {
         }
     }
 
-    /// Settles it with its queue (`Ack` once written, `Requeue` when the
-    /// write failed).
-    pub(crate) fn settle(self, how: Settle) -> Result<Option<u64>, BrokerError> {
-        self.queue.settle(Some(self.consumer_id), self.entry, how)
+    /// Settles it with its queue, through `broker` (`Ack` once written,
+    /// `Requeue` when the write failed).
+    pub(crate) fn settle(self, broker: &Broker, how: Settle) -> Result<Option<u64>, BrokerError> {
+        broker.settle(&self.queue, Some(self.consumer_id), self.entry, how)
     }
 }
 
-/// Gives back a copy that never left: not counted as delivered, flagged
-/// `redelivered` only if it was before (a requeue would flag it).
+/// Gives back a copy that never left, through `broker`: not counted as
+/// delivered, flagged `redelivered` only if it was before (a requeue would
+/// flag it).
 pub(super) fn give_back(
+    broker: &Broker,
     queue: &Arc<Queue>,
     consumer_id: u64,
     mut entry: Entry,
 ) -> Result<Option<u64>, BrokerError> {
     entry.deliveries = entry.deliveries.saturating_sub(1);
     let redelivered = entry.redelivered;
-    queue.settle(Some(consumer_id), entry, Settle::Return { redelivered })
+    broker.settle(
+        queue,
+        Some(consumer_id),
+        entry,
+        Settle::Return { redelivered },
+    )
 }
 
 /// The connection's outputs, in order (see the module docs).
@@ -220,11 +228,11 @@ impl Outbox {
     }
 
     /// The connection is closing: gives back the auto-ack deliveries never
-    /// written, and drops the rest.
-    pub(super) fn return_unwritten(&mut self) {
+    /// written (through `broker`), and drops the rest.
+    pub(super) fn return_unwritten(&mut self, broker: &Broker) {
         for item in self.queue.drain(..).chain(self.bypass.drain(..)) {
             if let Out::Msg(MsgOut { auto: Some(a), .. }) = item {
-                if let Err(err) = give_back(&a.queue, a.consumer_id, a.entry) {
+                if let Err(err) = give_back(broker, &a.queue, a.consumer_id, a.entry) {
                     tracing::warn!(error = %err, "requeue failed");
                 }
             }

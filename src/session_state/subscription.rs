@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::outbox::give_back;
 use crate::broker::queue::{Delivery, Push, PushTx, Queue};
+use crate::broker::Broker;
 
 /// One subscription of this connection.
 #[derive(Debug)]
@@ -49,14 +50,14 @@ impl Sub {
         self.consumer_id
     }
 
-    /// Leaves every queue it is on, the partitions first. True when that
-    /// left its queue, an auto-delete one, without subscriptions: the
-    /// caller deletes it.
-    pub(crate) fn unsubscribe(&self) -> bool {
+    /// Leaves every queue it is on, through `broker`, the partitions
+    /// first. True when that left its queue, an auto-delete one, without
+    /// subscriptions: the caller deletes it.
+    pub(crate) fn unsubscribe(&self, broker: &Broker) -> bool {
         for p in &self.partitions {
-            p.unsubscribe(self.consumer_id);
+            broker.unsubscribe(p, self.consumer_id);
         }
-        self.queue.unsubscribe(self.consumer_id)
+        broker.unsubscribe(&self.queue, self.consumer_id)
     }
 }
 
@@ -138,28 +139,30 @@ impl Subscriptions {
     }
 
     /// Cancels every subscription (the connection is closing), and gives
-    /// back what their queues pushed that was not taken yet. Returns the
-    /// queues that were left without consumers (auto-delete queues go).
-    pub(super) fn cancel_all(&mut self) -> Vec<Arc<Queue>> {
+    /// back what their queues pushed that was not taken yet, through
+    /// `broker`. Returns the queues that were left without consumers
+    /// (auto-delete queues go).
+    pub(super) fn cancel_all(&mut self, broker: &Broker) -> Vec<Arc<Queue>> {
         let mut emptied = Vec::new();
         for (_, sub) in self.by_tag.drain() {
-            if sub.unsubscribe() {
+            if sub.unsubscribe(broker) {
                 emptied.push(sub.queue);
             }
         }
         self.push_rx.close();
         while let Ok(push) = self.push_rx.try_recv() {
             if let Push::Deliver(d) = push {
-                return_undelivered(d);
+                return_undelivered(broker, d);
             }
         }
         emptied
     }
 }
 
-/// Gives back a delivery that was never written: not counted as delivered.
-pub(super) fn return_undelivered(d: Delivery) {
-    if let Err(err) = give_back(&d.queue, d.consumer_id, d.entry) {
+/// Gives back a delivery that was never written, through `broker`: not
+/// counted as delivered.
+pub(super) fn return_undelivered(broker: &Broker, d: Delivery) {
+    if let Err(err) = give_back(broker, &d.queue, d.consumer_id, d.entry) {
         tracing::warn!(error = %err, "return failed");
     }
 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::broker::message::Entry;
 use crate::broker::queue::{Queue, Settle};
+use crate::broker::Broker;
 use crate::error::BrokerError;
 
 /// A delivery not yet acknowledged.
@@ -43,10 +44,11 @@ impl Unacked {
         &self.tag
     }
 
-    /// Settles it with its queue: ack, requeue, dead-letter. Returns the
-    /// store generation to wait for when the store changed.
-    pub(crate) fn settle(self, how: Settle) -> Result<Option<u64>, BrokerError> {
-        self.queue.settle(self.consumer_id, self.entry, how)
+    /// Settles it with its queue, through `broker`: ack, requeue,
+    /// dead-letter. Returns the store generation to wait for when the store
+    /// changed.
+    pub(crate) fn settle(self, broker: &Broker, how: Settle) -> Result<Option<u64>, BrokerError> {
+        broker.settle(&self.queue, self.consumer_id, self.entry, how)
     }
 }
 

@@ -1,23 +1,19 @@
-//! What dies in a queue, and where it goes: [`DeathReason`], the [`Dead`]
-//! letters an operation returns, and the [`DeadLetters`] port through
-//! which the operations a session calls hand theirs to the broker.
+//! What dies in a queue: [`DeathReason`], and the [`Dead`] letters an
+//! operation returns.
 //!
-//! A queue never routes a message itself: routing needs the exchanges,
-//! other queues and the store batch that moves a copy atomically, which
-//! are the broker's (`broker/publish.rs`, `Broker::dead_letter`). So an
-//! operation collects its dead letters under the queue's lock and returns
-//! them once the lock is released. Where the broker called the operation
-//! (a publish's enqueue, `REDRIVE`'s put back, the timer) it routes them
-//! itself. Where a session did (`ACK`/`NACK`, `GET`, `SUB`, `UNSUB`, whose
-//! `Queue` methods keep the signatures the sessions use) the queue hands
-//! them to its [`DeadLetters`] port before it returns, so that the reply
-//! still waits for the dead letter's store write, as it always has.
+//! A queue never routes a message itself, nor calls up into the broker to
+//! have it routed: routing needs the exchanges, other queues and the store
+//! batch that moves a copy atomically, which are the broker's
+//! (`broker/publish.rs`, `Broker::dead_letter`). So an operation collects
+//! its dead letters under the queue's lock and returns them once the lock
+//! is released, and whoever called it through the broker routes them: a
+//! publish's enqueue, `REDRIVE`'s put back and the timer in
+//! `broker/publish.rs` and `broker/mod.rs`; `SUB`, `UNSUB`, `GET` and
+//! settling a delivery (`ACK`/`NACK`) in `broker/consume.rs`, before the
+//! reply is queued, so that the reply waits for the dead letter's store
+//! write.
 
-use std::sync::Arc;
-
-use super::Queue;
 use crate::broker::message::Entry;
-use crate::error::BrokerError;
 
 /// Why a message was dead-lettered (`h.x-death-reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +63,4 @@ impl Dead {
     pub fn into_entries(self) -> Vec<Entry> {
         self.0.into_iter().map(|(e, _)| e).collect()
     }
-}
-
-/// Where a queue hands the dead letters of the operations a session calls
-/// (see the module docs): the broker, held weakly (it holds the queue).
-pub trait DeadLetters: Send + Sync {
-    /// Routes `dead`, which died in `from`, through `from`'s dead-letter
-    /// exchange; returns the store generation to wait for.
-    fn route(self: Arc<Self>, from: &Arc<Queue>, dead: Dead) -> Result<Option<u64>, BrokerError>;
 }

@@ -24,11 +24,10 @@
 //! without a channel round trip. Lock order: the broker's topology lock,
 //! then an exchange's bindings, then a queue's state, then the timer heap;
 //! never two queues at once. Dead letters are collected under the lock and
-//! returned once it is released; the broker routes them (`dead.rs`: for the
-//! operations a session calls, the queue hands them over through its
-//! `DeadLetters` port, the one way out it has). The group index of a
-//! `groups` queue and the active subscription of a `single-active` one are
-//! part of that state, under the same lock.
+//! returned once it is released, by every operation that may cause them,
+//! for the broker to route (`dead.rs`): a queue never calls up into the
+//! broker. The group index of a `groups` queue and the active subscription
+//! of a `single-active` one are part of that state, under the same lock.
 
 mod classic;
 mod consumer;
@@ -39,7 +38,7 @@ mod tail;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use tokio::sync::Notify;
 
@@ -52,7 +51,7 @@ use crate::store::{DedupEntry, MessageBatch, StoredQueue};
 use classic::Classic;
 pub use consumer::{Consumer, ConsumerInfo, Delivery, Push, PushTx};
 pub use counters::{QueueCounters, Totals};
-pub use dead::{Dead, DeadLetters, DeathReason};
+pub use dead::{Dead, DeathReason};
 use stream::Stream;
 pub use tail::Tail;
 
@@ -165,8 +164,6 @@ pub struct Queue {
     room_signal: Notify,
     disk: Arc<Disk>,
     timers: Arc<Timers<Queue>>,
-    /// Where the dead letters of a session's operations go (`dead.rs`).
-    dead_letters: Weak<dyn DeadLetters>,
     /// Its event counters (see [`super::stats`]).
     pub counters: QueueCounters,
     /// The broker's, bumped beside these.
@@ -202,7 +199,6 @@ impl Queue {
         init: QueueInit,
         disk: Arc<Disk>,
         timers: Arc<Timers<Queue>>,
-        dead_letters: Weak<dyn DeadLetters>,
         totals: Arc<Totals>,
     ) -> Queue {
         let kind = if init.args.mode.is_stream() {
@@ -224,7 +220,6 @@ impl Queue {
             room_signal: Notify::new(),
             disk,
             timers,
-            dead_letters,
             counters: QueueCounters::default(),
             totals,
         }
@@ -443,15 +438,16 @@ impl Queue {
     }
 
     /// Adds a subscription and starts delivering to it (on a stream, as a
-    /// private reader from the next offset).
-    pub fn subscribe(self: &Arc<Self>, consumer: Consumer) -> Result<(), BrokerError> {
+    /// private reader from the next offset). Returns the copies that died
+    /// on the way to it, for the caller to route
+    /// ([`Broker::subscribe`](crate::broker::Broker::subscribe)).
+    pub fn subscribe(self: &Arc<Self>, consumer: Consumer) -> Result<Dead, BrokerError> {
         match &self.kind {
-            Kind::Classic(c) => {
-                let dead = c.subscribe(self, consumer)?;
-                self.route_dead(dead)?;
-                Ok(())
+            Kind::Classic(c) => c.subscribe(self, consumer),
+            Kind::Stream(s) => {
+                s.subscribe(self, consumer, None, None)?;
+                Ok(Dead::default())
             }
-            Kind::Stream(s) => s.subscribe(self, consumer, None, None),
         }
     }
 
@@ -474,19 +470,15 @@ impl Queue {
     }
 
     /// Removes a subscription. Returns true when that left an auto-delete
-    /// queue without subscriptions (the caller deletes it).
-    pub fn unsubscribe(self: &Arc<Self>, consumer_id: u64) -> bool {
+    /// queue without subscriptions (the caller deletes it), and the copies
+    /// that died in a `single-active` handover, for the caller to route
+    /// ([`Broker::unsubscribe`](crate::broker::Broker::unsubscribe)).
+    pub fn unsubscribe(self: &Arc<Self>, consumer_id: u64) -> (bool, Dead) {
         match &self.kind {
-            Kind::Classic(c) => {
-                let (emptied, dead) = c.unsubscribe(self, consumer_id);
-                if let Err(e) = self.route_dead(dead) {
-                    tracing::warn!(queue = %self.name, error = %e, "dead-lettering failed");
-                }
-                emptied
-            }
+            Kind::Classic(c) => c.unsubscribe(self, consumer_id),
             Kind::Stream(s) => {
                 s.unsubscribe(self, consumer_id);
-                false
+                (false, Dead::default())
             }
         }
     }
@@ -496,17 +488,17 @@ impl Queue {
     /// settles them at once). On a `groups` queue they are the copies that
     /// connection may take, and their groups are its own until settled.
     /// `PRECONDITION` on a `single-active` queue that has subscriptions.
-    /// Nothing on a stream.
-    pub fn take(self: &Arc<Self>, count: u32, conn: u64) -> Result<Vec<Entry>, BrokerError> {
+    /// Nothing on a stream. Also returns the copies that died on the way
+    /// (found expired), for the caller to route
+    /// ([`Broker::take`](crate::broker::Broker::take)).
+    pub fn take(
+        self: &Arc<Self>,
+        count: u32,
+        conn: u64,
+    ) -> Result<(Vec<Entry>, Dead), BrokerError> {
         match &self.kind {
-            Kind::Classic(c) => {
-                let (taken, dead) = c.take(self, count, conn)?;
-                if let Err(e) = self.route_dead(dead) {
-                    tracing::warn!(queue = %self.name, error = %e, "dead-lettering failed");
-                }
-                Ok(taken)
-            }
-            Kind::Stream(_) => Ok(Vec::new()),
+            Kind::Classic(c) => c.take(self, count, conn),
+            Kind::Stream(_) => Ok((Vec::new(), Dead::default())),
         }
     }
 
@@ -568,24 +560,24 @@ impl Queue {
 
     /// Settles one delivered copy: ack, requeue, dead-letter (on a stream:
     /// commit, or deliver again). Gives the credit back to `consumer_id` (a
-    /// subscription) and dispatches. Returns the store generation to wait
-    /// for when the store changed.
+    /// subscription) and dispatches. Returns what is left for the caller
+    /// to finish ([`Settled`]:
+    /// [`Broker::settle`](crate::broker::Broker::settle)).
     pub fn settle(
         self: &Arc<Self>,
         consumer_id: Option<u64>,
         entry: Entry,
         how: Settle,
-    ) -> Result<Option<u64>, BrokerError> {
+    ) -> Result<Settled, BrokerError> {
         match &self.kind {
             Kind::Classic(c) => {
-                let (gen, dead, released) = c.settle(self, consumer_id, entry, how)?;
-                let mut gen = self.route_dead(dead)?.max(gen);
-                if let Some(e) = released {
-                    gen = self.release(vec![e])?.max(gen);
-                }
-                Ok(gen)
+                let (gen, dead, release) = c.settle(self, consumer_id, entry, how)?;
+                Ok(Settled { gen, dead, release })
             }
-            Kind::Stream(s) => s.settle(self, consumer_id, &entry, how),
+            Kind::Stream(s) => Ok(Settled {
+                gen: s.settle(self, consumer_id, &entry, how)?,
+                ..Settled::default()
+            }),
         }
     }
 
@@ -656,18 +648,6 @@ impl Queue {
                 s.on_timer(self, now);
                 Timed::default()
             }
-        }
-    }
-
-    /// Routes the dead letters of an operation a session called, through
-    /// the broker's [`DeadLetters`] port (released when the broker is gone).
-    fn route_dead(self: &Arc<Self>, dead: Dead) -> Result<Option<u64>, BrokerError> {
-        if dead.is_empty() {
-            return Ok(None);
-        }
-        match self.dead_letters.upgrade() {
-            Some(broker) => broker.route(self, dead),
-            None => self.release(dead.into_entries()),
         }
     }
 
@@ -744,6 +724,22 @@ pub struct Timed {
     pub dead: Dead,
     /// It has been unused past its `expires`: to be deleted.
     pub unused: bool,
+}
+
+/// What settling a copy did, for the broker to finish (see
+/// [`Queue::settle`]): in this order, route `dead`, then release `release`;
+/// the reply waits for the latest of the three store generations.
+#[derive(Debug, Default)]
+#[must_use = "dead letters must be routed and the settled copy released (Broker::settle)"]
+pub struct Settled {
+    /// The store generation of a requeued copy's rewrite.
+    pub gen: Option<u64>,
+    /// The copies that died: this one (rejected, or at its delivery
+    /// limit), or others on the way to a consumer.
+    pub dead: Dead,
+    /// The copy to remove from the store (acked, or its queue deleted),
+    /// once the dead letters are routed.
+    pub release: Option<Entry>,
 }
 
 /// A waiting `GET`, counted while it lives.

@@ -1,0 +1,68 @@
+//! The queue operations a session calls — `SUB`, `UNSUB`, `GET` and
+//! settling a delivery (`ACK`, `NACK`, `REJECT`, an ack timeout, a
+//! connection's close) — done through the broker, which routes the dead
+//! letters each returns (`Broker::dead_letter`, `publish.rs`) before it
+//! returns itself, so that the reply waits for their store write. A queue
+//! never calls up into the broker.
+
+use std::sync::Arc;
+
+use super::message::Entry;
+use super::queue::{Consumer, Queue, Settle, Settled};
+use super::Broker;
+use crate::error::BrokerError;
+
+impl Broker {
+    /// Adds subscription `consumer` to `q` and starts delivering to it (on
+    /// a stream, as a private reader from the next offset): see
+    /// [`Queue::subscribe`]. Routes the copies that died on the way; a
+    /// failure to is the `SUB`'s error.
+    pub fn subscribe(&self, q: &Arc<Queue>, consumer: Consumer) -> Result<(), BrokerError> {
+        let dead = q.subscribe(consumer)?;
+        self.dead_letter(q, dead)?;
+        Ok(())
+    }
+
+    /// Removes subscription `consumer_id` from `q`: see
+    /// [`Queue::unsubscribe`]. True when that left an auto-delete queue
+    /// without subscriptions (the caller deletes it). Routes the copies
+    /// that died in a `single-active` handover; a failure to is logged.
+    pub fn unsubscribe(&self, q: &Arc<Queue>, consumer_id: u64) -> bool {
+        let (emptied, dead) = q.unsubscribe(consumer_id);
+        if let Err(e) = self.dead_letter(q, dead) {
+            tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
+        }
+        emptied
+    }
+
+    /// Takes up to `count` ready copies of `q` for a `GET` by connection
+    /// `conn`: see [`Queue::take`]. Routes the copies found expired on the
+    /// way; a failure to is logged.
+    pub fn take(&self, q: &Arc<Queue>, count: u32, conn: u64) -> Result<Vec<Entry>, BrokerError> {
+        let (taken, dead) = q.take(count, conn)?;
+        if let Err(e) = self.dead_letter(q, dead) {
+            tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
+        }
+        Ok(taken)
+    }
+
+    /// Settles one copy delivered from `q` (through subscription
+    /// `consumer_id`, or a `GET`): see [`Queue::settle`]. Routes the copies
+    /// that died, then releases the settled copy if it is done with.
+    /// Returns the store generation the reply waits for, when the store
+    /// changed.
+    pub fn settle(
+        &self,
+        q: &Arc<Queue>,
+        consumer_id: Option<u64>,
+        entry: Entry,
+        how: Settle,
+    ) -> Result<Option<u64>, BrokerError> {
+        let Settled { gen, dead, release } = q.settle(consumer_id, entry, how)?;
+        let mut gen = self.dead_letter(q, dead)?.max(gen);
+        if let Some(e) = release {
+            gen = q.release(vec![e])?.max(gen);
+        }
+        Ok(gen)
+    }
+}
