@@ -58,7 +58,7 @@ impl ClientError {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// Consumer tag (`-` for `GET`).
-    pub consumer_tag: String,
+    pub(crate) consumer_tag: String,
     /// Delivery tag on this connection.
     pub delivery_tag: u64,
     /// Exchange it was published to.
@@ -77,11 +77,11 @@ pub struct Delivery {
     /// Headers: names, and values as their exact bytes.
     pub headers: Vec<Header>,
     /// Its message group (`group=`), if any.
-    pub group: Option<Bytes>,
+    pub(crate) group: Option<Bytes>,
     /// A stream delivery's offset (`offset=`).
     pub offset: Option<u64>,
     /// A partitioned stream's partition index (`partition=`).
-    pub partition: Option<u32>,
+    pub(crate) partition: Option<u32>,
     /// Body.
     pub body: Bytes,
 }
@@ -91,7 +91,7 @@ pub struct Delivery {
 // One push is handled at a time: boxing the delivery would cost an
 // allocation per message to save stack space no one holds for long.
 #[allow(clippy::large_enum_variant)]
-pub enum Pushed {
+pub(crate) enum Pushed {
     /// A `MSG` of a subscription.
     Delivery(Delivery),
     /// A `NOTICE`, without the `NOTICE ` prefix.
@@ -105,7 +105,7 @@ pub struct Response {
     /// Words after `OK`.
     pub words: Vec<String>,
     /// The reply's literal (`HELP`).
-    pub data: Option<Bytes>,
+    pub(crate) data: Option<Bytes>,
     /// `GET` deliveries.
     pub deliveries: Vec<Delivery>,
 }
@@ -155,7 +155,7 @@ pub struct ReplyHandle(oneshot::Receiver<Result<Response, ClientError>>);
 
 impl ReplyHandle {
     /// The reply if it has arrived, without waiting (`None`: not yet).
-    pub fn try_take(&mut self) -> Option<Result<Response, ClientError>> {
+    pub(crate) fn try_take(&mut self) -> Option<Result<Response, ClientError>> {
         match self.0.try_recv() {
             Ok(r) => Some(r),
             Err(oneshot::error::TryRecvError::Empty) => None,
@@ -381,7 +381,7 @@ impl Client {
 
     /// [`Client::send_publish`] with a routing key given as bytes (any
     /// token: not only UTF-8; it is quoted as needed).
-    pub fn send_publish_raw_key(
+    pub(crate) fn send_publish_raw_key(
         &mut self,
         exchange: &str,
         key: &[u8],
@@ -435,7 +435,7 @@ impl Client {
 
     /// The next push of either kind, whichever comes first (`None` once
     /// the connection is gone).
-    pub async fn next_push(&mut self) -> Option<Pushed> {
+    pub(crate) async fn next_push(&mut self) -> Option<Pushed> {
         tokio::select! {
             d = self.deliveries.recv() => d.map(Pushed::Delivery),
             n = self.notices.recv() => match n {
@@ -447,13 +447,8 @@ impl Client {
     }
 
     /// A subscription delivery that has already arrived, without waiting.
-    pub fn try_next_delivery(&mut self) -> Option<Delivery> {
+    pub(crate) fn try_next_delivery(&mut self) -> Option<Delivery> {
         self.deliveries.try_recv().ok()
-    }
-
-    /// The next `NOTICE` line, without the `NOTICE ` prefix.
-    pub async fn next_notice(&mut self) -> Option<String> {
-        self.notices.recv().await
     }
 
     /// `ACK <tag>`, queued (flush to send).

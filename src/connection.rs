@@ -1,4 +1,5 @@
-//! [`Connection`]: the socket owner. A read buffer fed to the framer, and a
+//! The socket owner, a reader and a writer half ([`FrameReader`],
+//! [`FrameWriter`]): a read buffer fed to the framer, and a
 //! write buffer that collects replies and pushes so that one `write` carries
 //! many of them. No protocol semantics here.
 //!
@@ -33,7 +34,7 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 const WRITE_KEEP_BYTES: usize = 16 * 1024;
 
 /// A server-side TLS connection.
-pub type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+pub(crate) type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
 /// The read side of either transport.
 #[derive(Debug)]
@@ -45,9 +46,9 @@ enum ReadSide {
 /// How long a connection the server closes keeps reading (and throwing
 /// away) the peer's input after its last reply, so that the close is a
 /// FIN, not a reset (see [`FrameReader::discard_until_eof`]).
-pub const LINGER: Duration = Duration::from_secs(2);
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
 /// The most input a closing connection reads and throws away.
-pub const LINGER_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const LINGER_BYTES: usize = 16 * 1024 * 1024;
 
 /// The write side of either transport.
 #[derive(Debug)]
@@ -58,7 +59,7 @@ enum WriteSide {
 
 /// The read half: buffer plus framer.
 #[derive(Debug)]
-pub struct FrameReader {
+pub(crate) struct FrameReader {
     socket: ReadSide,
     buf: BytesMut,
     framer: Framer,
@@ -68,21 +69,21 @@ pub struct FrameReader {
 
 /// The write half: bytes collected, then written in one go.
 #[derive(Debug)]
-pub struct FrameWriter {
+pub(crate) struct FrameWriter {
     socket: WriteSide,
     /// Encoded output not yet written.
-    pub buf: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
 }
 
 /// Splits a connected socket into its framed halves.
-pub fn split(stream: TcpStream, limits: Limits) -> (FrameReader, FrameWriter) {
+pub(crate) fn split(stream: TcpStream, limits: Limits) -> (FrameReader, FrameWriter) {
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     halves(ReadSide::Tcp(r), WriteSide::Tcp(w), limits)
 }
 
 /// Splits a TLS connection (handshake done) into its framed halves.
-pub fn split_tls(stream: TlsStream, limits: Limits) -> (FrameReader, FrameWriter) {
+pub(crate) fn split_tls(stream: TlsStream, limits: Limits) -> (FrameReader, FrameWriter) {
     let _ = stream.get_ref().0.set_nodelay(true);
     let (r, w) = tokio::io::split(stream);
     halves(ReadSide::Tls(r), WriteSide::Tls(w), limits)
@@ -103,16 +104,13 @@ fn halves(r: ReadSide, w: WriteSide, limits: Limits) -> (FrameReader, FrameWrite
     )
 }
 
-/// Connection type alias for docs: a connection is a reader and a writer.
-pub type Connection = (FrameReader, FrameWriter);
-
 impl FrameReader {
     /// Reads more bytes; `Ok(0)` at end of stream. Cancel-safe: nothing is
     /// read until the socket is readable, and then in one non-blocking call
     /// (so the buffer is allocated only once there is something to read).
     /// Over TLS, `read_buf` is cancel-safe too (nothing is taken from the
     /// stream unless it completes).
-    pub async fn read_more(&mut self) -> std::io::Result<usize> {
+    pub(crate) async fn read_more(&mut self) -> std::io::Result<usize> {
         match &mut self.socket {
             ReadSide::Tcp(socket) => loop {
                 socket.readable().await?;
@@ -135,7 +133,7 @@ impl FrameReader {
     /// is reset (RST), which discards what the server's kernel had not sent
     /// yet and fails the peer's next write or read, so a client that was
     /// still pipelining never reads the last `ERR` and `NOTICE closing`.
-    pub async fn discard_until_eof(&mut self, within: Duration) {
+    pub(crate) async fn discard_until_eof(&mut self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         let mut taken = 0usize;
         loop {
@@ -154,18 +152,18 @@ impl FrameReader {
 
     /// Whether part of a command (a line without its end, a literal not
     /// all here, or the rest of a literal being skipped) is buffered.
-    pub fn mid_frame(&self) -> bool {
+    pub(crate) fn mid_frame(&self) -> bool {
         self.framer.in_frame(&self.buf)
     }
 
     /// At the end of the stream, the `BAD_FRAME` owed for a literal whose
     /// end of line never came (see [`Framer::at_end`]).
-    pub fn at_end(&self) -> Option<BadFrame> {
+    pub(crate) fn at_end(&self) -> Option<BadFrame> {
         self.framer.at_end(&self.buf)
     }
 
     /// The next complete frame (or rejection) already buffered, if any.
-    pub fn next_event(&mut self) -> Result<Option<FrameEvent>, BadFrame> {
+    pub(crate) fn next_event(&mut self) -> Result<Option<FrameEvent>, BadFrame> {
         let event = self.framer.next_event(&mut self.buf)?;
         if event.is_some() {
             self.frames += 1;
@@ -175,7 +173,7 @@ impl FrameReader {
 
     /// How many frames (and rejections) [`next_event`](Self::next_event)
     /// has returned: a change means a command finished arriving.
-    pub fn frames(&self) -> u64 {
+    pub(crate) fn frames(&self) -> u64 {
         self.frames
     }
 }
@@ -189,7 +187,7 @@ fn make_room(buf: &mut BytesMut) {
 
 impl FrameWriter {
     /// Writes everything collected so far.
-    pub async fn flush(&mut self) -> std::io::Result<()> {
+    pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
             match &mut self.socket {
                 WriteSide::Tcp(s) => s.write_all(&self.buf).await?,
@@ -212,7 +210,7 @@ impl FrameWriter {
     }
 
     /// Closes the write side (over TLS, with a `close_notify` first).
-    pub async fn shutdown(&mut self) {
+    pub(crate) async fn shutdown(&mut self) {
         let _ = match &mut self.socket {
             WriteSide::Tcp(s) => s.shutdown().await,
             WriteSide::Tls(s) => s.shutdown().await,

@@ -46,7 +46,7 @@ pub enum BrokerError {
 
 impl BrokerError {
     /// The wire code of this failure.
-    pub fn code(&self) -> ErrorCode {
+    pub(crate) fn code(&self) -> ErrorCode {
         match self {
             BrokerError::NotFound(_) => ErrorCode::NotFound,
             BrokerError::Precondition(_) => ErrorCode::Precondition,
@@ -64,12 +64,16 @@ impl BrokerError {
 
     /// `ERR LIMIT <what> (<flag> <max>)`: a configured limit refused a
     /// command, which changed nothing.
-    pub fn limit(what: impl std::fmt::Display, flag: &str, max: impl std::fmt::Display) -> Self {
+    pub(crate) fn limit(
+        what: impl std::fmt::Display,
+        flag: &str,
+        max: impl std::fmt::Display,
+    ) -> Self {
         BrokerError::Limit(format!("{what} ({flag} {max})"))
     }
 
     /// The `ERR` reply for this failure.
-    pub fn to_reply(&self) -> Reply {
+    pub(crate) fn to_reply(&self) -> Reply {
         Reply::Err(self.code(), self.to_string())
     }
 }

@@ -18,8 +18,7 @@
 //!   command may touch: delivery tags, unacked deliveries and their ack
 //!   deadlines, subscriptions, its login, the outbox of what waits to be
 //!   written; requeue on close. `session` uses `cmd`, both use
-//!   `session_state`, which uses neither. (These three are the crate's
-//!   own: `cargo doc --document-private-items` shows them.)
+//!   `session_state`, which uses neither.
 //! - [`connection`]: the socket halves (TCP or TLS) and their buffers.
 //! - [`server`]: accept loops (plain and TLS ports), connection limit,
 //!   graceful shutdown.
@@ -47,6 +46,12 @@
 //!   stats|ls ...`): options, output formats, exit codes; and `sluice user`.
 //! - [`config`], [`error`]: settings and typed errors.
 //!
+//! The library's public surface is what the binary (`main.rs`, the CLI
+//! and `sluice bench`), the tests, benches, examples and fuzz targets use;
+//! everything else is `pub(crate)` (`unreachable_pub` keeps it so). These
+//! docs are for contributors: `cargo doc --document-private-items` shows
+//! every module.
+//!
 //! # How a message flows
 //!
 //! `PUB` bytes arrive on a connection → [`protocol::frame`] cuts the line and
@@ -66,7 +71,7 @@ pub mod cli;
 pub mod client;
 pub(crate) mod cmd;
 pub mod config;
-pub mod connection;
+pub(crate) mod connection;
 pub mod error;
 pub mod http;
 pub mod protocol;
@@ -80,4 +85,4 @@ pub mod tls;
 /// The crate version, as the greeting reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The protocol version this server speaks.
-pub const PROTOCOL_VERSION: u64 = 1;
+pub(crate) const PROTOCOL_VERSION: u64 = 1;

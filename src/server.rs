@@ -1,4 +1,4 @@
-//! [`run`]: the accept loop. One task per connection, a cap on concurrent
+//! [`serve`]: the accept loops. One task per connection, a cap on concurrent
 //! connections (one over it is answered `ERR LIMIT` and closed), TCP
 //! keepalive on every socket (a peer that vanished without a FIN is found
 //! within about two minutes even when idle), an accept that survives running
@@ -64,21 +64,6 @@ impl std::fmt::Debug for Listeners {
             .field("tls", &self.tls.as_ref().map(|(l, _)| l))
             .finish()
     }
-}
-
-/// Serves `listener` (plain TCP only) until `shutdown` completes: see
-/// [`serve`] (with a deadline that never ends the process: for a broker
-/// inside another program, such as a test).
-pub async fn run(
-    listener: TcpListener,
-    broker: Broker,
-    shutdown: impl Future,
-) -> Result<(), ServeError> {
-    let listeners = Listeners {
-        plain: listener,
-        tls: None,
-    };
-    serve(listeners, broker, shutdown, Deadline::disabled()).await
 }
 
 /// Serves `listeners` until `shutdown` completes or the store fails, then

@@ -58,7 +58,7 @@ impl Deadline {
     /// ignored): after `grace`, the process logs `why` and exits with
     /// status 1. A thread of its own does the waiting, so a blocked
     /// runtime cannot hold it up.
-    pub fn arm(&self, grace: Duration, why: &'static str) {
+    pub(crate) fn arm(&self, grace: Duration, why: &'static str) {
         if self.armed.swap(true, Ordering::SeqCst) || self.disabled {
             return;
         }
@@ -77,11 +77,6 @@ impl Deadline {
             tracing::error!(error = %e, "could not start the shutdown deadline; exiting now");
             exit_now(1);
         }
-    }
-
-    /// Whether a stop has begun.
-    pub fn is_armed(&self) -> bool {
-        self.armed.load(Ordering::SeqCst)
     }
 }
 

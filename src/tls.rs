@@ -12,14 +12,14 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 
-pub use tokio_rustls::{TlsAcceptor, TlsConnector};
+pub(crate) use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// The TLS port when `--tls-addr` is not given: the `--addr` host with it.
-pub const DEFAULT_TLS_PORT: u16 = 5681;
+pub(crate) const DEFAULT_TLS_PORT: u16 = 5681;
 /// The longest a TLS handshake may take (a client that connects to the TLS
 /// port and sends nothing is closed then, or after `--frame-timeout` if
 /// that is shorter).
-pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A TLS set-up that could not be built; names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +74,7 @@ fn pem_error(path: &Path, e: rustls::pki_types::pem::Error, what: &str) -> TlsEr
 }
 
 /// Every certificate in the PEM file `path` (at least one).
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| pem_error(path, e, "certificate"))?;
@@ -89,7 +89,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 /// The first private key in the PEM file `path`.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(path, e, "private key"))
 }
 
@@ -151,7 +151,7 @@ impl TlsClientConfig {
 
     /// The TLS handshake over `tcp`, checking the certificate against
     /// `server_name` (a DNS name or an IP address).
-    pub async fn connect(
+    pub(crate) async fn connect(
         &self,
         tcp: TcpStream,
         server_name: &str,

@@ -12,11 +12,11 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// Failed logins from one IP that close it out for the rest of the window.
-pub const MAX_FAILED_LOGINS: u32 = 5;
+pub(crate) const MAX_FAILED_LOGINS: u32 = 5;
 /// The window the failures are counted in.
-pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 /// Addresses tracked at once.
-pub const MAX_TRACKED_PEERS: usize = 10_000;
+pub(crate) const MAX_TRACKED_PEERS: usize = 10_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Failures {
@@ -26,7 +26,7 @@ struct Failures {
 
 /// Failed logins per peer IP.
 #[derive(Debug)]
-pub struct LoginLimiter {
+pub(crate) struct LoginLimiter {
     peers: HashMap<IpAddr, Failures>,
     max_peers: usize,
 }
@@ -39,7 +39,7 @@ impl Default for LoginLimiter {
 
 impl LoginLimiter {
     /// A limiter tracking at most `max_peers` addresses.
-    pub fn with_capacity(max_peers: usize) -> LoginLimiter {
+    pub(crate) fn with_capacity(max_peers: usize) -> LoginLimiter {
         LoginLimiter {
             peers: HashMap::new(),
             max_peers: max_peers.max(1),
@@ -47,14 +47,14 @@ impl LoginLimiter {
     }
 
     /// `Some(wait)` when `ip` must wait this long before trying again.
-    pub fn blocked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+    pub(crate) fn blocked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         let f = self.peers.get(&ip)?;
         let end = f.since + FAILED_LOGIN_WINDOW;
         (f.count >= MAX_FAILED_LOGINS && now < end).then(|| end - now)
     }
 
     /// Records a failed login from `ip`.
-    pub fn failed(&mut self, ip: IpAddr, now: Instant) {
+    pub(crate) fn failed(&mut self, ip: IpAddr, now: Instant) {
         if !self.peers.contains_key(&ip) && self.peers.len() >= self.max_peers {
             self.evict(now);
         }
@@ -72,18 +72,14 @@ impl LoginLimiter {
     }
 
     /// Records a successful login from `ip`: its failures are forgotten.
-    pub fn succeeded(&mut self, ip: IpAddr) {
+    pub(crate) fn succeeded(&mut self, ip: IpAddr) {
         self.peers.remove(&ip);
     }
 
     /// How many addresses are tracked.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.peers.len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
     }
 
     /// Makes room for one more: drops expired entries, else the oldest.

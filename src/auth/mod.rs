@@ -24,9 +24,9 @@
 //! removed user's connection gets `ERR NOAUTH user removed`. Nothing is
 //! cached across logins: each `AUTH` verifies against the current hash.
 
-pub mod limiter;
-pub mod password;
-pub mod permission;
+pub(crate) mod limiter;
+pub(crate) mod password;
+pub(crate) mod permission;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -41,11 +41,11 @@ use crate::error::BrokerError;
 pub use crate::protocol::command::Secret;
 use crate::protocol::Command;
 use crate::store::{Committer, StoreError, TopologyStore, UserRecord};
-pub use limiter::LoginLimiter;
+pub(crate) use limiter::LoginLimiter;
 pub use permission::{Kind, Pattern, Perm, Permissions, DEFAULT_PATTERN};
 
 /// The tag that makes a user an administrator (the `USER` commands).
-pub const ADMIN_TAG: &str = "admin";
+pub(crate) const ADMIN_TAG: &str = "admin";
 /// Exchanges a session remembers it may (or may not) publish to.
 const PUBLISH_CACHE_ENTRIES: usize = 16;
 
@@ -53,12 +53,12 @@ const PUBLISH_CACHE_ENTRIES: usize = 16;
 #[derive(Debug)]
 pub struct User {
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
     hash: Secret,
     /// Tags (`admin`).
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// Permissions.
-    pub perms: Permissions,
+    pub(crate) perms: Permissions,
 }
 
 impl User {
@@ -77,12 +77,12 @@ impl User {
     }
 
     /// Whether it may run the `USER` commands.
-    pub fn is_admin(&self) -> bool {
+    pub(crate) fn is_admin(&self) -> bool {
         self.tags.iter().any(|t| t == ADMIN_TAG)
     }
 
     /// The password hash (PHC string).
-    pub fn hash(&self) -> &str {
+    pub(crate) fn hash(&self) -> &str {
         &self.hash.0
     }
 
@@ -111,15 +111,15 @@ impl User {
 
 /// What `USER PERMIT` changes; `None` keeps the current value.
 #[derive(Debug, Default, Clone)]
-pub struct Change {
+pub(crate) struct Change {
     /// New `configure` pattern.
-    pub configure: Option<Pattern>,
+    pub(crate) configure: Option<Pattern>,
     /// New `write` pattern.
-    pub write: Option<Pattern>,
+    pub(crate) write: Option<Pattern>,
     /// New `read` pattern.
-    pub read: Option<Pattern>,
+    pub(crate) read: Option<Pattern>,
     /// Grant or take away the admin tag.
-    pub admin: Option<bool>,
+    pub(crate) admin: Option<bool>,
 }
 
 /// Every user, shared by the broker's sessions.
@@ -179,7 +179,7 @@ impl Registry {
     }
 
     /// Whether any user exists (else the broker is open).
-    pub fn has_users(&self) -> bool {
+    pub(crate) fn has_users(&self) -> bool {
         self.has_users.load(Ordering::Acquire)
     }
 
@@ -194,12 +194,12 @@ impl Registry {
     }
 
     /// `PRECONDITION` if `name` exists (checked again by [`Registry::add`]).
-    pub fn check_absent(&self, name: &str) -> Result<(), BrokerError> {
+    pub(crate) fn check_absent(&self, name: &str) -> Result<(), BrokerError> {
         absent(&self.users.read(), name)
     }
 
     /// `NOT_FOUND` unless `name` exists.
-    pub fn check_exists(&self, name: &str) -> Result<(), BrokerError> {
+    pub(crate) fn check_exists(&self, name: &str) -> Result<(), BrokerError> {
         match self.users.read().contains_key(name) {
             true => Ok(()),
             false => Err(not_found(name)),
@@ -207,7 +207,7 @@ impl Registry {
     }
 
     /// Every user, by name.
-    pub fn list(&self) -> Vec<Arc<User>> {
+    pub(crate) fn list(&self) -> Vec<Arc<User>> {
         let mut all: Vec<_> = self.users.read().values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
@@ -225,7 +225,11 @@ impl Registry {
     }
 
     /// Sets a user's password hash.
-    pub fn set_password(&self, name: &str, hash: String) -> Result<Option<u64>, BrokerError> {
+    pub(crate) fn set_password(
+        &self,
+        name: &str,
+        hash: String,
+    ) -> Result<Option<u64>, BrokerError> {
         self.update(name, |u| {
             u.hash = Secret(hash);
             Ok(())
@@ -234,7 +238,7 @@ impl Registry {
 
     /// Changes a user's permissions or admin tag. Demoting the last admin
     /// is `PRECONDITION`.
-    pub fn permit(&self, name: &str, change: Change) -> Result<Option<u64>, BrokerError> {
+    pub(crate) fn permit(&self, name: &str, change: Change) -> Result<Option<u64>, BrokerError> {
         if change.admin == Some(false) {
             self.keep_an_admin(name, "demoted")?;
         }
@@ -260,7 +264,7 @@ impl Registry {
 
     /// Removes a user (its connections get `ERR NOAUTH user removed` at
     /// their next command). Removing the last admin is `PRECONDITION`.
-    pub fn remove(&self, name: &str) -> Result<Option<u64>, BrokerError> {
+    pub(crate) fn remove(&self, name: &str) -> Result<Option<u64>, BrokerError> {
         self.keep_an_admin(name, "removed")?;
         let mut users = self.users.write();
         if !users.contains_key(name) {
@@ -330,7 +334,7 @@ impl Registry {
     }
 
     /// Hashes a password on the blocking pool.
-    pub async fn hash_password(&self, password: String) -> Result<String, BrokerError> {
+    pub(crate) async fn hash_password(&self, password: String) -> Result<String, BrokerError> {
         self.blocking(move || password::hash(&password))
             .await?
             .map_err(|e| BrokerError::Store(StoreError::Io(e)))
@@ -338,7 +342,7 @@ impl Registry {
 
     /// Checks a password on the blocking pool (`hash` `None`: no such user,
     /// checked against a fixed hash so that it takes as long).
-    pub async fn verify_password(&self, hash: Option<String>, password: String) -> bool {
+    pub(crate) async fn verify_password(&self, hash: Option<String>, password: String) -> bool {
         self.blocking(move || password::verify(hash.as_deref(), &password))
             .await
             .unwrap_or(false)
@@ -361,12 +365,12 @@ impl Registry {
     }
 
     /// `Some(wait)` while `ip` is locked out after failed logins.
-    pub fn login_blocked(&self, ip: IpAddr) -> Option<Duration> {
+    pub(crate) fn login_blocked(&self, ip: IpAddr) -> Option<Duration> {
         self.limiter.lock().blocked(ip, Instant::now())
     }
 
     /// Records the outcome of a login from `ip`.
-    pub fn login_outcome(&self, ip: IpAddr, ok: bool) {
+    pub(crate) fn login_outcome(&self, ip: IpAddr, ok: bool) {
         let mut l = self.limiter.lock();
         if ok {
             l.succeeded(ip);
@@ -388,7 +392,7 @@ pub struct Login {
 
 impl Login {
     /// The authenticated user, if any.
-    pub fn user(&self) -> Option<&Arc<User>> {
+    pub(crate) fn user(&self) -> Option<&Arc<User>> {
         self.user.as_ref()
     }
 
@@ -435,7 +439,13 @@ impl Login {
 
     /// `FORBIDDEN` unless the user's `perm` pattern grants `name`. On an
     /// open broker (no user) everything is allowed.
-    pub fn check(&self, verb: &str, perm: Perm, kind: Kind, name: &str) -> Result<(), BrokerError> {
+    pub(crate) fn check(
+        &self,
+        verb: &str,
+        perm: Perm,
+        kind: Kind,
+        name: &str,
+    ) -> Result<(), BrokerError> {
         match &self.user {
             Some(u) if !u.perms.get(perm).allows(name) => Err(forbidden(verb, perm, kind, name, u)),
             _ => Ok(()),
@@ -443,7 +453,7 @@ impl Login {
     }
 
     /// Whether `perm` grants `name` (always, on an open broker).
-    pub fn allows(&self, perm: Perm, name: &str) -> bool {
+    pub(crate) fn allows(&self, perm: Perm, name: &str) -> bool {
         self.user
             .as_ref()
             .is_none_or(|u| u.perms.get(perm).allows(name))
@@ -474,7 +484,7 @@ impl Login {
     }
 
     /// `FORBIDDEN` unless the user is an admin, or the broker is open.
-    pub fn require_admin(&self, verb: &str) -> Result<(), BrokerError> {
+    pub(crate) fn require_admin(&self, verb: &str) -> Result<(), BrokerError> {
         match &self.user {
             Some(u) if !u.is_admin() => Err(BrokerError::Forbidden(format!(
                 "{verb} needs the admin tag (user {})",
@@ -487,7 +497,7 @@ impl Login {
 
 /// The users as aligned text (`USER LIST`, `sluice user list`): name,
 /// tags (`-` for none), then the three patterns (`""` for an empty one).
-pub fn table(users: &[Arc<User>]) -> String {
+pub(crate) fn table(users: &[Arc<User>]) -> String {
     let show = |p: &Pattern| match p.as_str() {
         "" => "\"\"".to_string(),
         s => s.to_string(),
@@ -553,13 +563,13 @@ fn forbidden(verb: &str, perm: Perm, kind: Kind, name: &str, u: &User) -> Broker
 )]
 pub struct ExposureError {
     /// The first address that is not loopback.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 /// Whether the broker may listen on `addrs`: any address but loopback
 /// needs users, unless `insecure_open`. Returns the addresses that are
 /// exposed without users (to warn about when `insecure_open`).
-pub fn check_exposure(
+pub(crate) fn check_exposure(
     addrs: &[SocketAddr],
     has_users: bool,
     insecure_open: bool,

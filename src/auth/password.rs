@@ -10,7 +10,7 @@ use argon2::Argon2;
 
 /// Hashes `password` (argon2id, the crate's default cost: m=19 MiB, t=2,
 /// p=1, as OWASP recommends), with a random salt from the OS.
-pub fn hash(password: &str) -> Result<String, String> {
+pub(crate) fn hash(password: &str) -> Result<String, String> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h: PasswordHash| h.to_string())
@@ -21,7 +21,7 @@ pub fn hash(password: &str) -> Result<String, String> {
 /// parse matches nothing. With `hash` `None` (no such user), a fixed hash
 /// is checked instead, so that a wrong user name costs as much time as a
 /// wrong password and does not tell that the user does not exist.
-pub fn verify(hash: Option<&str>, password: &str) -> bool {
+pub(crate) fn verify(hash: Option<&str>, password: &str) -> bool {
     let (stored, real) = match hash {
         Some(h) => (h, true),
         None => (dummy_hash(), false),

@@ -4,7 +4,7 @@
 //! [`Pattern`], lives in [`crate::protocol::pattern`], below both the parser
 //! (which refuses a bad one) and this module (which matches with it).
 
-pub use crate::protocol::pattern::{Pattern, MAX_PATTERN_BYTES};
+pub use crate::protocol::pattern::Pattern;
 
 /// The pattern a new user gets for each permission unless told otherwise:
 /// everything.
@@ -23,7 +23,7 @@ pub enum Perm {
 
 impl Perm {
     /// Its name, as `USER PERMIT` and the error messages spell it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Perm::Configure => "configure",
             Perm::Write => "write",
@@ -43,7 +43,7 @@ pub enum Kind {
 
 impl Kind {
     /// `exchange` or `queue`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Exchange => "exchange",
             Kind::Queue => "queue",
@@ -55,11 +55,11 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Permissions {
     /// Declare, delete, purge.
-    pub configure: Pattern,
+    pub(crate) configure: Pattern,
     /// Publish; binding destination.
-    pub write: Pattern,
+    pub(crate) write: Pattern,
     /// Consume; binding source.
-    pub read: Pattern,
+    pub(crate) read: Pattern,
 }
 
 impl Permissions {
@@ -73,7 +73,7 @@ impl Permissions {
     }
 
     /// The pattern of one permission.
-    pub fn get(&self, perm: Perm) -> &Pattern {
+    pub(crate) fn get(&self, perm: Perm) -> &Pattern {
         match perm {
             Perm::Configure => &self.configure,
             Perm::Write => &self.write,

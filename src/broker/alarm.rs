@@ -36,7 +36,7 @@ use tokio::sync::watch;
 
 use super::reserve::Reserve;
 use crate::config::{Config, MemoryWatermark};
-pub use crate::protocol::reply::Resource;
+pub(crate) use crate::protocol::reply::Resource;
 
 /// What a store write is counted as against the free space, per byte
 /// written: sled's log keeps a record's header, the node it changes and,
@@ -53,7 +53,7 @@ const CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// The mark of a [`MemoryWatermark`] in bytes (`0`: off), reading the
 /// RAM size for a fraction.
-pub fn watermark_bytes(w: MemoryWatermark) -> std::io::Result<u64> {
+pub(crate) fn watermark_bytes(w: MemoryWatermark) -> std::io::Result<u64> {
     match w {
         MemoryWatermark::Bytes(b) => Ok(b),
         MemoryWatermark::Fraction(f) if f <= 0.0 => Ok(0),
@@ -152,7 +152,7 @@ impl Alarm {
     /// An alarm raised while `dir`'s file system has under `limit` free
     /// bytes (`0`: off), keeping a reserve of `reserve` bytes there (`0`:
     /// none).
-    pub fn disk(dir: PathBuf, limit: u64, reserve: u64) -> Alarm {
+    pub(crate) fn disk(dir: PathBuf, limit: u64, reserve: u64) -> Alarm {
         Alarm::disk_reading(dir, limit, reserve, FreeSource::Statvfs)
     }
 
@@ -176,7 +176,7 @@ impl Alarm {
 
     /// An alarm raised while this process's resident memory is over
     /// `limit` bytes (`0`: off).
-    pub fn memory(limit: u64) -> Alarm {
+    pub(crate) fn memory(limit: u64) -> Alarm {
         Alarm::new(Resource::Memory, Gauge::Rss, limit)
     }
 
@@ -191,18 +191,18 @@ impl Alarm {
     }
 
     /// Which resource this is.
-    pub fn resource(&self) -> Resource {
+    pub(crate) fn resource(&self) -> Resource {
         self.resource
     }
 
     /// True while the resource is on the wrong side of its mark.
-    pub fn raised(&self) -> bool {
+    pub(crate) fn raised(&self) -> bool {
         *self.raised.borrow()
     }
 
     /// Waits until the alarm is clear; if it already is (a publish that
     /// did not fit, see [`Alarm::admits`]), until the next reading.
-    pub async fn wait_clear(&self) {
+    pub(crate) async fn wait_clear(&self) {
         let mut ticks = self.ticks.subscribe();
         let was_raised = self.raised();
         let mut rx = self.raised.subscribe();
@@ -227,7 +227,7 @@ impl Alarm {
 
     /// Reads the gauge now and updates the state; logs changes. The disk
     /// alarm also releases or makes its reserve here.
-    pub fn check(&self) {
+    pub(crate) fn check(&self) {
         let limit = self.limit.load(Ordering::Relaxed);
         if !self.on() {
             self.set(false, 0, 0);
@@ -340,7 +340,7 @@ impl Alarm {
 
     /// Releases the disk reserve now, if it is in place (a store that ran
     /// out of space, say: its restart then has room to start and settle).
-    pub fn release_reserve(&self, why: &str) {
+    pub(crate) fn release_reserve(&self, why: &str) {
         if let Gauge::FreeDisk(d) = &self.gauge {
             let _moving = d.moving.lock();
             self.release_locked(d, why);
@@ -352,7 +352,7 @@ impl Alarm {
     /// last reading, and raises the alarm at once if that takes the
     /// estimate under the floor (releasing the reserve under half its
     /// size). A no-op for the memory alarm.
-    pub fn charge(&self, bytes: u64) {
+    pub(crate) fn charge(&self, bytes: u64) {
         let Gauge::FreeDisk(d) = &self.gauge else {
             return;
         };
@@ -378,7 +378,7 @@ impl Alarm {
     /// the alarm is clear and the estimate stays at or over the floor after
     /// it. A publish that may not waits in [`Alarm::wait_clear`], which
     /// also waits for the next reading.
-    pub fn admits(&self, bytes: u64) -> bool {
+    pub(crate) fn admits(&self, bytes: u64) -> bool {
         if self.raised() {
             return false;
         }
@@ -426,7 +426,7 @@ impl Alarm {
 #[derive(Debug, Clone)]
 pub struct Alarms {
     /// Free disk space (`--disk-free-limit`).
-    pub disk: Arc<Alarm>,
+    pub(crate) disk: Arc<Alarm>,
     /// Resident memory (`--memory-high-watermark`).
     pub memory: Arc<Alarm>,
 }
@@ -435,7 +435,7 @@ impl Alarms {
     /// The alarms `config` asks for, read once. A broker that keeps nothing
     /// on disk has no disk alarm; a RAM size that cannot be read turns the
     /// memory alarm off (with a warning).
-    pub fn new(config: &Config) -> Alarms {
+    pub(crate) fn new(config: &Config) -> Alarms {
         let (disk_limit, reserve) = if config.in_memory {
             (0, 0)
         } else {
@@ -466,7 +466,7 @@ impl Alarms {
     }
 
     /// Reads every gauge every 100 ms, forever (run as a task).
-    pub async fn run(self) {
+    pub(crate) async fn run(self) {
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -506,7 +506,7 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 
 /// This process's resident memory: `/proc/self/statm`'s second field, in
 /// pages.
-pub fn resident_bytes() -> std::io::Result<u64> {
+pub(crate) fn resident_bytes() -> std::io::Result<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm")?;
     let pages: u64 = statm
         .split_whitespace()
@@ -525,7 +525,7 @@ fn page_size() -> u64 {
 /// The RAM this process may use: the machine's (`/proc/meminfo`), or the
 /// cgroup's limit if one is set and lower (v2 `memory.max`, v1
 /// `memory.limit_in_bytes`).
-pub fn total_memory() -> std::io::Result<u64> {
+pub(crate) fn total_memory() -> std::io::Result<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo")?;
     let kib: u64 = meminfo
         .lines()

@@ -19,39 +19,39 @@ use super::message::now_ms;
 
 /// What is known about one live connection.
 #[derive(Debug)]
-pub struct ConnInfo {
+pub(crate) struct ConnInfo {
     /// Connection id (broker-unique).
-    pub id: u64,
+    pub(crate) id: u64,
     /// The client's address.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// When it connected (Unix ms).
-    pub since_ms: u64,
+    pub(crate) since_ms: u64,
     /// Over TLS (set by the TLS listener; plain text otherwise).
-    pub tls: bool,
+    pub(crate) tls: bool,
     /// `HELLO name=`, once given.
-    pub client_name: Mutex<Option<String>>,
+    pub(crate) client_name: Mutex<Option<String>>,
     /// The authenticated user, once `AUTH` succeeded (set by the auth
     /// part through [`ConnInfo::set_user`]).
-    pub user: Mutex<Option<String>>,
+    pub(crate) user: Mutex<Option<String>>,
     /// Its subscriptions.
-    pub subscriptions: AtomicU64,
+    pub(crate) subscriptions: AtomicU64,
     /// Its deliveries not yet acknowledged.
-    pub unacked: AtomicU64,
+    pub(crate) unacked: AtomicU64,
 }
 
 impl ConnInfo {
     /// Records `HELLO name=`.
-    pub fn set_client_name(&self, name: Option<String>) {
+    pub(crate) fn set_client_name(&self, name: Option<String>) {
         *self.client_name.lock() = name;
     }
 
     /// Records the authenticated user.
-    pub fn set_user(&self, user: Option<String>) {
+    pub(crate) fn set_user(&self, user: Option<String>) {
         *self.user.lock() = user;
     }
 
     /// Publishes the session's current counts (two relaxed stores).
-    pub fn sync(&self, subscriptions: usize, unacked: usize) {
+    pub(crate) fn sync(&self, subscriptions: usize, unacked: usize) {
         self.subscriptions
             .store(subscriptions as u64, Ordering::Relaxed);
         self.unacked.store(unacked as u64, Ordering::Relaxed);
@@ -60,14 +60,14 @@ impl ConnInfo {
 
 /// The registry (one per broker).
 #[derive(Debug, Default)]
-pub struct Connections {
+pub(crate) struct Connections {
     live: DashMap<u64, Arc<ConnInfo>>,
     opened: AtomicU64,
 }
 
 impl Connections {
     /// Registers a new connection; it stays listed while the guard lives.
-    pub fn register(self: &Arc<Self>, id: u64, peer: SocketAddr, tls: bool) -> Registered {
+    pub(crate) fn register(self: &Arc<Self>, id: u64, peer: SocketAddr, tls: bool) -> Registered {
         let info = Arc::new(ConnInfo {
             id,
             peer,
@@ -87,17 +87,17 @@ impl Connections {
     }
 
     /// Connections open now.
-    pub fn current(&self) -> usize {
+    pub(crate) fn current(&self) -> usize {
         self.live.len()
     }
 
     /// Connections accepted since the broker started.
-    pub fn opened(&self) -> u64 {
+    pub(crate) fn opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
     }
 
     /// Every live connection, by id.
-    pub fn list(&self) -> Vec<Arc<ConnInfo>> {
+    pub(crate) fn list(&self) -> Vec<Arc<ConnInfo>> {
         let mut out: Vec<Arc<ConnInfo>> = self.live.iter().map(|e| e.value().clone()).collect();
         out.sort_by_key(|c| c.id);
         out
@@ -106,7 +106,7 @@ impl Connections {
 
 /// A connection's place in the registry; dropping it removes the entry.
 #[derive(Debug)]
-pub struct Registered {
+pub(crate) struct Registered {
     info: Arc<ConnInfo>,
     registry: Arc<Connections>,
 }

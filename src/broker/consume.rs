@@ -17,7 +17,7 @@ impl Broker {
     /// a stream, as a private reader from the next offset): see
     /// [`Queue::subscribe`]. Routes the copies that died on the way; a
     /// failure to is the `SUB`'s error.
-    pub fn subscribe(&self, q: &Arc<Queue>, consumer: Consumer) -> Result<(), BrokerError> {
+    pub(crate) fn subscribe(&self, q: &Arc<Queue>, consumer: Consumer) -> Result<(), BrokerError> {
         let dead = q.subscribe(consumer)?;
         self.dead_letter(q, dead)?;
         Ok(())
@@ -27,7 +27,7 @@ impl Broker {
     /// [`Queue::unsubscribe`]. True when that left an auto-delete queue
     /// without subscriptions (the caller deletes it). Routes the copies
     /// that died in a `single-active` handover; a failure to is logged.
-    pub fn unsubscribe(&self, q: &Arc<Queue>, consumer_id: u64) -> bool {
+    pub(crate) fn unsubscribe(&self, q: &Arc<Queue>, consumer_id: u64) -> bool {
         let (emptied, dead) = q.unsubscribe(consumer_id);
         if let Err(e) = self.dead_letter(q, dead) {
             tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
@@ -38,7 +38,12 @@ impl Broker {
     /// Takes up to `count` ready copies of `q` for a `GET` by connection
     /// `conn`: see [`Queue::take`]. Routes the copies found expired on the
     /// way; a failure to is logged.
-    pub fn take(&self, q: &Arc<Queue>, count: u32, conn: u64) -> Result<Vec<Entry>, BrokerError> {
+    pub(crate) fn take(
+        &self,
+        q: &Arc<Queue>,
+        count: u32,
+        conn: u64,
+    ) -> Result<Vec<Entry>, BrokerError> {
         let (taken, dead) = q.take(count, conn)?;
         if let Err(e) = self.dead_letter(q, dead) {
             tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
@@ -51,7 +56,7 @@ impl Broker {
     /// that died, then releases the settled copy if it is done with.
     /// Returns the store generation the reply waits for, when the store
     /// changed.
-    pub fn settle(
+    pub(crate) fn settle(
         &self,
         q: &Arc<Queue>,
         consumer_id: Option<u64>,

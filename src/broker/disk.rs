@@ -13,7 +13,7 @@ use crate::store::{Committer, MessageBatch, RecoveredMessage, Storage, StoreErro
 /// The storage plus its group commit: what a queue needs to persist, and to
 /// page its backlog out and back in.
 #[derive(Debug)]
-pub struct Disk {
+pub(crate) struct Disk {
     pub(super) store: Storage,
     pub(super) committer: Arc<Committer>,
     /// Stored-reference counts of shared bodies whose copies are paged out.
@@ -26,18 +26,20 @@ pub struct Disk {
 
 impl Disk {
     /// Reads stored copies back (see [`MessageStore::load`](crate::store::MessageStore::load)).
-    pub fn load(
+    pub(crate) fn load(
         &self,
         queue_id: u64,
         from: u64,
         to: u64,
         limit: usize,
     ) -> Result<Vec<RecoveredMessage>, StoreError> {
-        self.store.messages.load(queue_id, from, to, limit)
+        let copies = self.store.messages.load(queue_id, from, to, limit)?;
+        debug_assert!(copies.iter().all(|m| m.queue_id == queue_id));
+        Ok(copies)
     }
 
     /// Applies a message batch; returns the generation to wait for.
-    pub fn apply(&self, batch: &MessageBatch<'_>) -> Result<u64, StoreError> {
+    pub(crate) fn apply(&self, batch: &MessageBatch<'_>) -> Result<u64, StoreError> {
         if let Err(e) = self.store.messages.apply(batch) {
             self.committer.write_failed(&e);
             return Err(e);
@@ -60,7 +62,7 @@ impl Disk {
     }
 
     /// The group commit.
-    pub fn committer(&self) -> &Arc<Committer> {
+    pub(crate) fn committer(&self) -> &Arc<Committer> {
         &self.committer
     }
 }

@@ -17,35 +17,35 @@ use crate::store::{MessageMeta, RecoveredMessage};
 /// message was routed to, so a fan-out holds its body once in RAM, and (as
 /// `body_id`) once on disk.
 #[derive(Debug)]
-pub struct Message {
+pub(crate) struct Message {
     /// Message id (client-chosen or generated).
-    pub id: String,
+    pub(crate) id: String,
     /// Exchange it was published to.
-    pub exchange: Arc<str>,
+    pub(crate) exchange: Arc<str>,
     /// Routing key: any bytes (not only UTF-8), shared rather than copied
     /// by the stored metadata and by dead-lettered copies.
-    pub routing_key: Bytes,
+    pub(crate) routing_key: Bytes,
     /// Headers.
-    pub headers: Vec<Header>,
+    pub(crate) headers: Vec<Header>,
     /// Body.
-    pub body: Bytes,
+    pub(crate) body: Bytes,
     /// Key of the stored body; meaningful only while `stored_refs` > 0.
-    pub body_id: u64,
+    pub(crate) body_id: u64,
     /// How many stored queue copies reference the stored body; the body is
     /// removed from the store with the last one.
-    pub stored_refs: AtomicU32,
+    pub(crate) stored_refs: AtomicU32,
     /// Published as persistent (stored in every durable queue it reaches).
-    pub persistent: bool,
+    pub(crate) persistent: bool,
     /// Set when a copy of a shared stored body was paged out: the registry
     /// that keeps `stored_refs` once this `Message` is dropped.
-    pub registry: OnceLock<Arc<Bodies>>,
+    pub(crate) registry: OnceLock<Arc<Bodies>>,
     /// When it was published (Unix ms), for the age of a queue's oldest
     /// message; for a message read back from the store, when it was read
     /// (older stores did not keep the time).
-    pub published_at: u64,
+    pub(crate) published_at: u64,
     /// Its message group (`PUB group=`): on a `groups` queue, messages of
     /// one group go to one consumer at a time, in order.
-    pub group: Option<Bytes>,
+    pub(crate) group: Option<Bytes>,
 }
 
 impl Drop for Message {
@@ -58,18 +58,18 @@ impl Drop for Message {
 
 impl Message {
     /// The value of header `name`, if present (any bytes).
-    pub fn header(&self, name: &str) -> Option<&Bytes> {
+    pub(crate) fn header(&self, name: &str) -> Option<&Bytes> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
 
     /// Drops one stored reference; true when it was the last (remove the body).
-    pub fn release_stored(&self) -> bool {
+    pub(crate) fn release_stored(&self) -> bool {
         self.stored_refs.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
     /// A stored message read for display (`PEEK`): it holds no stored
     /// reference, so dropping it changes nothing.
-    pub fn read_only(m: &RecoveredMessage) -> Message {
+    pub(crate) fn read_only(m: &RecoveredMessage) -> Message {
         Message::from_stored(m, 0)
     }
 
@@ -106,7 +106,7 @@ impl Message {
 /// would each think they held its last reference, and the first ack would
 /// remove a body the other still needs.
 #[derive(Debug, Default)]
-pub struct Bodies(Mutex<BodiesInner>);
+pub(crate) struct Bodies(Mutex<BodiesInner>);
 
 #[derive(Debug, Default)]
 struct BodiesInner {
@@ -118,13 +118,13 @@ struct BodiesInner {
 
 impl Bodies {
     /// Seeds the counts found at recovery (every stored copy starts on disk).
-    pub fn restore(&self, refs: HashMap<u64, u32>) {
+    pub(crate) fn restore(&self, refs: HashMap<u64, u32>) {
         self.0.lock().detached = refs;
     }
 
     /// Registers `msg` (whose copy is being paged out) if its body has
     /// other stored copies.
-    pub fn register(self: &Arc<Self>, msg: &Arc<Message>) {
+    pub(crate) fn register(self: &Arc<Self>, msg: &Arc<Message>) {
         if msg.stored_refs.load(Ordering::Acquire) <= 1 || msg.registry.get().is_some() {
             return;
         }
@@ -135,7 +135,7 @@ impl Bodies {
     }
 
     /// The message of a copy read back from the store.
-    pub fn adopt(self: &Arc<Self>, m: &RecoveredMessage) -> Arc<Message> {
+    pub(crate) fn adopt(self: &Arc<Self>, m: &RecoveredMessage) -> Arc<Message> {
         if m.inline {
             // Its body is its own: one reference, nobody to share with.
             return Arc::new(Message::from_stored(m, 1));
@@ -176,37 +176,37 @@ impl Bodies {
 
 /// One queue's copy of a message.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Position in its queue (the store key's suffix). Requeued entries go
     /// back to their position, so order survives redelivery.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// The shared message.
-    pub msg: Arc<Message>,
+    pub(crate) msg: Arc<Message>,
     /// How many times this copy has been delivered.
-    pub deliveries: u32,
+    pub(crate) deliveries: u32,
     /// Flagged as possibly delivered before (after a crash).
-    pub redelivered: bool,
+    pub(crate) redelivered: bool,
     /// Whether this copy is in the store (durable queue, persistent message).
-    pub stored: bool,
+    pub(crate) stored: bool,
     /// Priority within its queue (0 unless the queue has `max-priority`).
-    pub priority: u8,
+    pub(crate) priority: u8,
     /// When it expires (Unix ms): the smaller of the queue's and the
     /// message's TTL, counted from when it entered this queue.
-    pub expires_at: Option<u64>,
+    pub(crate) expires_at: Option<u64>,
     /// Not to be delivered before this (Unix ms).
-    pub not_before: Option<u64>,
+    pub(crate) not_before: Option<u64>,
     /// Recovered after a crash: `deliveries` counts one delivery that may
     /// not have happened. `delivery-limit` does not count it, so a crash
     /// never dead-letters a message that was not delivered (at the price of
     /// one delivery over the limit for one that was).
-    pub uncertain: bool,
+    pub(crate) uncertain: bool,
 }
 
 impl Entry {
     /// A copy read back from the store, with its `msg` (see
     /// [`Bodies::adopt`]). `crashed`: the broker stopped without a clean
     /// shutdown since this copy was stored, so it may have been delivered.
-    pub fn from_stored(m: &RecoveredMessage, msg: Arc<Message>, crashed: bool) -> Entry {
+    pub(crate) fn from_stored(m: &RecoveredMessage, msg: Arc<Message>, crashed: bool) -> Entry {
         Entry {
             seq: m.seq,
             msg,
@@ -225,7 +225,7 @@ impl Entry {
 
     /// The stored form of this copy's metadata; `volatile` for a spilled
     /// copy that must not survive a restart.
-    pub fn meta(&self, volatile: bool) -> MessageMeta {
+    pub(crate) fn meta(&self, volatile: bool) -> MessageMeta {
         let m = &self.msg;
         MessageMeta {
             body_id: m.body_id,
@@ -246,7 +246,7 @@ impl Entry {
     /// Whether it has expired at `now` (Unix ms). `expires_at` is the last
     /// millisecond it lives: clocks are read in whole milliseconds, so a
     /// copy never expires before its full TTL has passed.
-    pub fn expired(&self, now: &Now) -> bool {
+    pub(crate) fn expired(&self, now: &Now) -> bool {
         self.expires_at.is_some_and(|t| t < now.get())
     }
 }
@@ -254,16 +254,16 @@ impl Entry {
 /// The wall clock read at most once per operation, and only when a
 /// deadline needs it (most messages have none: no clock call per message).
 #[derive(Debug, Default)]
-pub struct Now(std::cell::Cell<Option<u64>>);
+pub(crate) struct Now(std::cell::Cell<Option<u64>>);
 
 impl Now {
     /// A clock already read.
-    pub fn at(t: u64) -> Now {
+    pub(crate) fn at(t: u64) -> Now {
         Now(std::cell::Cell::new(Some(t)))
     }
 
     /// The time (Unix ms), read on first use.
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         match self.0.get() {
             Some(t) => t,
             None => {
@@ -277,7 +277,7 @@ impl Now {
 
 /// The wall clock in Unix milliseconds: deadlines are stored, so they must
 /// survive a restart.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

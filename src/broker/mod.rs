@@ -26,17 +26,17 @@
 //! are serialised by one mutex so that a delete and a bind cannot interleave.
 
 pub mod alarm;
-pub mod connections;
-pub mod consume;
+pub(crate) mod connections;
+pub(crate) mod consume;
 mod disk;
 pub mod exchange;
-pub mod message;
-pub mod publish;
-pub mod queue;
+pub(crate) mod message;
+pub(crate) mod publish;
+pub(crate) mod queue;
 mod recover;
-pub mod reserve;
-pub mod stats;
-pub mod timer;
+pub(crate) mod reserve;
+pub(crate) mod stats;
+pub(crate) mod timer;
 mod topology;
 
 #[cfg(test)]
@@ -58,35 +58,34 @@ use crate::protocol::reply::quote_for_message;
 use crate::store::{Committer, ExchangeDef};
 use alarm::Alarms;
 use connections::Connections;
-pub use disk::Disk;
+pub(crate) use disk::Disk;
 use exchange::Bindings;
-pub use publish::{Hold, PublishAttempt, Published};
+pub(crate) use publish::{Hold, PublishAttempt, Published};
 use queue::{Queue, QueueInit, Timed, Totals};
 use stats::Sampler;
 use timer::Timers;
-pub use topology::partition_name;
 
 /// How many alternate exchanges a publish follows before giving up (cycles).
 const MAX_ALTERNATE_HOPS: usize = 8;
 
 /// An exchange and its routing table.
 #[derive(Debug)]
-pub struct Exchange {
+pub(crate) struct Exchange {
     /// Name.
-    pub name: Arc<str>,
+    pub(crate) name: Arc<str>,
     /// Type.
-    pub kind: ExchangeKind,
+    pub(crate) kind: ExchangeKind,
     /// Survives a restart.
-    pub durable: bool,
+    pub(crate) durable: bool,
     /// Deleted when its last binding goes.
-    pub auto_delete: bool,
+    pub(crate) auto_delete: bool,
     /// Where unroutable messages go.
-    pub alternate: Option<String>,
+    pub(crate) alternate: Option<String>,
     /// The exchange of a partitioned stream: its number of partitions
     /// (0 for an ordinary exchange).
-    pub partitions: u32,
+    pub(crate) partitions: u32,
     /// The routing table.
-    pub bindings: RwLock<Bindings>,
+    pub(crate) bindings: RwLock<Bindings>,
 }
 
 impl Exchange {
@@ -151,22 +150,22 @@ impl Broker {
     }
 
     /// Broker-wide counters.
-    pub fn totals(&self) -> &Totals {
+    pub(crate) fn totals(&self) -> &Totals {
         &self.inner.totals
     }
 
     /// The rates sampler (its task is started by the server).
-    pub fn sampler(&self) -> &Sampler {
+    pub(crate) fn sampler(&self) -> &Sampler {
         &self.inner.sampler
     }
 
     /// The registry of live connections.
-    pub fn connections(&self) -> &Arc<Connections> {
+    pub(crate) fn connections(&self) -> &Arc<Connections> {
         &self.inner.connections
     }
 
     /// Every queue, by name.
-    pub fn queue_list(&self) -> Vec<Arc<Queue>> {
+    pub(crate) fn queue_list(&self) -> Vec<Arc<Queue>> {
         let mut out: Vec<Arc<Queue>> = self
             .inner
             .queues
@@ -178,12 +177,12 @@ impl Broker {
     }
 
     /// A queue by name, whoever owns it (introspection, not use).
-    pub fn find_queue(&self, name: &str) -> Option<Arc<Queue>> {
+    pub(crate) fn find_queue(&self, name: &str) -> Option<Arc<Queue>> {
         self.inner.queues.get(name).map(|q| q.clone())
     }
 
     /// Every exchange, by name.
-    pub fn exchange_list(&self) -> Vec<Arc<Exchange>> {
+    pub(crate) fn exchange_list(&self) -> Vec<Arc<Exchange>> {
         let mut out: Vec<Arc<Exchange>> = self
             .inner
             .exchanges
@@ -195,15 +194,15 @@ impl Broker {
     }
 
     /// The store's size on disk in bytes, if it keeps one.
-    pub fn store_size(&self) -> Option<u64> {
+    pub(crate) fn store_size(&self) -> Option<u64> {
         self.inner.disk.store.size_on_disk()
     }
 
-    /// The timer task, which [`crate::server::run`] spawns (and aborts at
+    /// The timer task, which [`crate::server::serve`] spawns (and aborts at
     /// shutdown): each queue whose deadline has come runs what is due, and
     /// the broker routes what expired and deletes a queue unused past its
     /// `expires`. It holds no queue, nor the broker, alive.
-    pub fn run_timers(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub(crate) fn run_timers(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let broker = Arc::downgrade(&self.inner);
         self.inner.timers.clone().run(move |q: Arc<Queue>, now| {
             let timed = q.on_timer(now);
@@ -239,7 +238,7 @@ impl Broker {
     }
 
     /// Users and permissions.
-    pub fn users(&self) -> &Arc<Registry> {
+    pub(crate) fn users(&self) -> &Arc<Registry> {
         &self.inner.users
     }
 
@@ -267,7 +266,7 @@ impl Broker {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.inner.config
     }
 
@@ -278,7 +277,7 @@ impl Broker {
 
     /// Looks a queue up for a connection: `NOT_FOUND`, or `LOCKED` when it
     /// is another connection's exclusive queue.
-    pub fn queue(&self, name: &str, conn: u64) -> Result<Arc<Queue>, BrokerError> {
+    pub(crate) fn queue(&self, name: &str, conn: u64) -> Result<Arc<Queue>, BrokerError> {
         let q = self
             .inner
             .queues
@@ -295,7 +294,7 @@ impl Broker {
     }
 
     /// A fresh broker-unique number (consumer ids, generated names).
-    pub fn next_id(&self) -> u64 {
+    pub(crate) fn next_id(&self) -> u64 {
         self.inner.next_id.fetch_add(1, Ordering::Relaxed)
     }
 }

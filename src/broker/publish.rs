@@ -39,23 +39,23 @@ thread_local! {
 
 /// What a publish did.
 #[derive(Debug)]
-pub struct Published {
+pub(crate) struct Published {
     /// The message id (given or generated).
-    pub id: String,
+    pub(crate) id: String,
     /// How many queues hold it (those that took it now and those that had
     /// it already, within their de-duplication window).
-    pub routed: usize,
+    pub(crate) routed: usize,
     /// How many queues refused it (`overflow=reject-publish`, full).
-    pub rejected: usize,
+    pub(crate) rejected: usize,
     /// Some queue already had this id within its de-duplication window.
-    pub duplicate: bool,
+    pub(crate) duplicate: bool,
     /// The store generation the confirm must wait for.
-    pub durable_gen: Option<u64>,
+    pub(crate) durable_gen: Option<u64>,
 }
 
 /// The result of trying to publish.
 #[derive(Debug)]
-pub enum PublishAttempt {
+pub(crate) enum PublishAttempt {
     /// Done.
     Done(Published),
     /// Held: nothing was stored; retry when the hold ends.
@@ -64,7 +64,7 @@ pub enum PublishAttempt {
 
 /// Why a publish is held.
 #[derive(Debug, Clone)]
-pub enum Hold {
+pub(crate) enum Hold {
     /// A target queue is full with `overflow=block`; it signals room.
     Queue(Arc<Queue>),
     /// A resource alarm: the memory alarm holds every publish; the disk
@@ -75,7 +75,7 @@ pub enum Hold {
 
 impl Hold {
     /// What holds it, as `NOTICE blocked` names it.
-    pub fn blocker(&self) -> Blocker {
+    pub(crate) fn blocker(&self) -> Blocker {
         match self {
             Hold::Queue(q) => Blocker::Queue(q.name.to_string()),
             Hold::Alarm(a) => Blocker::Alarm(a.resource()),
@@ -266,7 +266,7 @@ impl Broker {
     /// `PUB`: routes, admits (length limits), de-duplicates, stores (one
     /// atomic batch for every durable copy), enqueues. The caller replies
     /// once `durable_gen` is durable.
-    pub fn publish(&self, p: &Publish) -> Result<PublishAttempt, BrokerError> {
+    pub(crate) fn publish(&self, p: &Publish) -> Result<PublishAttempt, BrokerError> {
         let memory = &self.alarms().memory;
         if memory.raised() {
             return Ok(PublishAttempt::Blocked(Hold::Alarm(memory.clone())));
@@ -542,7 +542,7 @@ impl Broker {
     /// were never dead-lettered, whose exchange `may_write` refuses (the
     /// user's `write` permission), or that would reach no queue (or only
     /// full ones), stay. Returns (moved, kept, generation).
-    pub fn redrive(
+    pub(crate) fn redrive(
         &self,
         queue: &str,
         count: Option<u64>,

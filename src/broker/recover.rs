@@ -49,7 +49,7 @@ impl Broker {
     }
 
     /// Builds a broker on a given storage, recovering what it holds.
-    pub fn with_store(config: Config, store: Storage) -> Result<Broker, StoreError> {
+    pub(crate) fn with_store(config: Config, store: Storage) -> Result<Broker, StoreError> {
         let recovered = store.recover()?;
         let committer = Committer::start(&store)?;
         let users = match Registry::open(store.topology.clone(), Some(committer.clone())) {
@@ -190,7 +190,7 @@ impl Broker {
     /// A store that has failed is not touched (its writes would fail, and
     /// sled's flush may never return after an I/O error): the next start
     /// recovers it as after a crash. Returns the store's first error then.
-    pub fn shutdown(&self) -> Result<(), StoreError> {
+    pub(crate) fn shutdown(&self) -> Result<(), StoreError> {
         let committer = &self.inner.disk.committer;
         if let Some(e) = committer.subscribe().borrow().error.clone() {
             // Its thread may be stuck in a sync that never returns.

@@ -22,11 +22,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The reserve file's name in the data directory.
-pub const RESERVE_FILE: &str = "disk.reserve";
+pub(crate) const RESERVE_FILE: &str = "disk.reserve";
 
 /// The disk reserve of one data directory.
 #[derive(Debug)]
-pub struct Reserve {
+pub(crate) struct Reserve {
     path: PathBuf,
     /// The size it should have (`0`: no reserve).
     size: u64,
@@ -34,7 +34,7 @@ pub struct Reserve {
 
 impl Reserve {
     /// The reserve of `dir`, `size` bytes (`0`: none).
-    pub fn new(dir: &Path, size: u64) -> Reserve {
+    pub(crate) fn new(dir: &Path, size: u64) -> Reserve {
         Reserve {
             path: dir.join(RESERVE_FILE),
             size,
@@ -42,24 +42,24 @@ impl Reserve {
     }
 
     /// Its size when in place (`0`: there is no reserve).
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size
     }
 
     /// The bytes the file holds now (0 when it is missing).
-    pub fn held(&self) -> u64 {
+    pub(crate) fn held(&self) -> u64 {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
     /// Whether it is in place, whole.
-    pub fn in_place(&self) -> bool {
+    pub(crate) fn in_place(&self) -> bool {
         self.size > 0 && self.held() >= self.size
     }
 
     /// Makes (or completes) the file, with its space really allocated. A
     /// file that could not be made whole is removed, so that a half-made
     /// reserve never holds space it does not count as held.
-    pub fn ensure(&self) -> std::io::Result<()> {
+    pub(crate) fn ensure(&self) -> std::io::Result<()> {
         if self.size == 0 || self.in_place() {
             return Ok(());
         }
@@ -93,7 +93,7 @@ impl Reserve {
 
     /// Deletes the file, giving its space to the store. Returns the bytes
     /// it held.
-    pub fn release(&self) -> std::io::Result<u64> {
+    pub(crate) fn release(&self) -> std::io::Result<u64> {
         let held = self.held();
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(held),

@@ -30,29 +30,29 @@ use super::queue::{DeathReason, Queue};
 use super::Broker;
 
 /// How often the sampler reads the counters.
-pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// Samples kept per queue (and for the broker): one minute's worth, plus
 /// the one the minute's rate starts from.
-pub const SAMPLES: usize = 61;
+pub(crate) const SAMPLES: usize = 61;
 
 /// Events per second over the last second and the last minute.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Rate {
+pub(crate) struct Rate {
     /// Over the last sample interval.
-    pub last_second: f64,
+    pub(crate) last_second: f64,
     /// Over up to the last 60 samples.
-    pub last_minute: f64,
+    pub(crate) last_minute: f64,
 }
 
 /// The rates of one queue (or of the broker).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Rates {
+pub(crate) struct Rates {
     /// Messages in.
-    pub publish: Rate,
+    pub(crate) publish: Rate,
     /// Deliveries.
-    pub deliver: Rate,
+    pub(crate) deliver: Rate,
     /// Acknowledgements.
-    pub ack: Rate,
+    pub(crate) ack: Rate,
 }
 
 /// One reading of the counters.
@@ -125,7 +125,7 @@ fn per_second(from: u64, to: u64, t0: Instant, t1: Instant) -> f64 {
 
 /// The rings of every queue and of the broker; see the module doc.
 #[derive(Debug)]
-pub struct Sampler {
+pub(crate) struct Sampler {
     rings: Mutex<Rings>,
     started: Instant,
 }
@@ -154,7 +154,7 @@ struct Rings {
 impl Sampler {
     /// Reads every counter once (the sampler task calls this each
     /// [`SAMPLE_INTERVAL`]; tests may call it to move time on at once).
-    pub fn tick(&self, broker: &Broker) {
+    pub(crate) fn tick(&self, broker: &Broker) {
         let at = Instant::now();
         let mut seen = HashMap::new();
         let mut depth = 0;
@@ -203,7 +203,7 @@ impl Sampler {
     }
 
     /// Samples every [`SAMPLE_INTERVAL`] until aborted.
-    pub async fn run(broker: Broker) {
+    pub(crate) async fn run(broker: Broker) {
         // The first sample a full interval after start (the rings start
         // from zeros at start): a rate is never taken over a sliver of time.
         let first = tokio::time::Instant::now() + SAMPLE_INTERVAL;
@@ -216,17 +216,17 @@ impl Sampler {
     }
 
     /// Time since the broker started.
-    pub fn uptime(&self) -> Duration {
+    pub(crate) fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
 
     /// The broker's rates.
-    pub fn broker_rates(&self) -> Rates {
+    pub(crate) fn broker_rates(&self) -> Rates {
         self.rings.lock().broker.rates()
     }
 
     /// A queue's rates (zero until it has been sampled twice).
-    pub fn queue_rates(&self, queue_id: u64) -> Rates {
+    pub(crate) fn queue_rates(&self, queue_id: u64) -> Rates {
         self.rings
             .lock()
             .queues
@@ -236,7 +236,7 @@ impl Sampler {
     }
 
     /// A queue's depth at each of the last samples, oldest first.
-    pub fn queue_depths(&self, queue_id: u64) -> Vec<u64> {
+    pub(crate) fn queue_depths(&self, queue_id: u64) -> Vec<u64> {
         self.rings
             .lock()
             .queues
@@ -249,60 +249,60 @@ impl Sampler {
 /// One queue as `STATS QUEUE`, `LIST QUEUES`, `/metrics` and the
 /// dashboard show it.
 #[derive(Debug, Clone, Serialize)]
-pub struct QueueSnapshot {
+pub(crate) struct QueueSnapshot {
     /// Internal id (the sampler's key).
     #[serde(skip)]
-    pub id: u64,
+    pub(crate) id: u64,
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
     /// Survives a restart.
-    pub durable: bool,
+    pub(crate) durable: bool,
     /// Deleted when its last subscription ends.
-    pub auto_delete: bool,
+    pub(crate) auto_delete: bool,
     /// Belongs to one connection.
-    pub exclusive: bool,
+    pub(crate) exclusive: bool,
     /// Waiting: ready plus delayed, in RAM or paged out.
-    pub messages: u64,
+    pub(crate) messages: u64,
     /// Of those, delayed (`delay=`, retry back-off).
-    pub delayed: u64,
+    pub(crate) delayed: u64,
     /// Delivered, not yet settled.
-    pub unacked: u64,
+    pub(crate) unacked: u64,
     /// Subscriptions.
-    pub consumers: u64,
+    pub(crate) consumers: u64,
     /// Copies that entered the queue.
-    pub published: u64,
+    pub(crate) published: u64,
     /// Deliveries.
-    pub delivered: u64,
+    pub(crate) delivered: u64,
     /// Acknowledgements.
-    pub acked: u64,
+    pub(crate) acked: u64,
     /// Deliveries requeued.
-    pub requeued: u64,
+    pub(crate) requeued: u64,
     /// Copies dead-lettered (or dropped), every reason.
-    pub dead_lettered: u64,
+    pub(crate) dead_lettered: u64,
     /// Of those, by reason.
-    pub dead_by_reason: DeadByReason,
+    pub(crate) dead_by_reason: DeadByReason,
     /// Rates.
-    pub rates: Rates,
+    pub(crate) rates: Rates,
     /// Age of the oldest waiting message in ms (see [`Queue::stats`]).
-    pub oldest_age_ms: Option<u64>,
+    pub(crate) oldest_age_ms: Option<u64>,
 }
 
 /// Dead-lettered copies by [`DeathReason`].
 #[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct DeadByReason {
+pub(crate) struct DeadByReason {
     /// `NACK requeue=false`, `REJECT`.
-    pub rejected: u64,
+    pub(crate) rejected: u64,
     /// TTL passed.
-    pub expired: u64,
+    pub(crate) expired: u64,
     /// Pushed out by `overflow=drop-head`.
-    pub maxlen: u64,
+    pub(crate) maxlen: u64,
     /// Used up `delivery-limit`.
-    pub delivery_limit: u64,
+    pub(crate) delivery_limit: u64,
 }
 
 impl DeadByReason {
     /// Each reason with its count.
-    pub fn pairs(&self) -> [(DeathReason, u64); 4] {
+    pub(crate) fn pairs(&self) -> [(DeathReason, u64); 4] {
         [
             (DeathReason::Rejected, self.rejected),
             (DeathReason::Expired, self.expired),
@@ -314,7 +314,7 @@ impl DeadByReason {
 
 impl QueueSnapshot {
     /// Reads `q`'s state, counters and rates.
-    pub fn of(q: &Queue, sampler: &Sampler) -> QueueSnapshot {
+    pub(crate) fn of(q: &Queue, sampler: &Sampler) -> QueueSnapshot {
         let st = q.stats();
         let c = &q.counters;
         let now = now_ms();
@@ -347,43 +347,43 @@ impl QueueSnapshot {
 
 /// The broker's totals, as `STATS`, `/metrics` and the dashboard show them.
 #[derive(Debug, Clone, Serialize)]
-pub struct BrokerSnapshot {
+pub(crate) struct BrokerSnapshot {
     /// Seconds since start.
-    pub uptime_seconds: u64,
+    pub(crate) uptime_seconds: u64,
     /// Connections open now.
-    pub connections: u64,
+    pub(crate) connections: u64,
     /// Connections accepted since start.
-    pub connections_opened: u64,
+    pub(crate) connections_opened: u64,
     /// Exchanges (the default one not counted).
-    pub exchanges: u64,
+    pub(crate) exchanges: u64,
     /// Queues.
-    pub queues: u64,
+    pub(crate) queues: u64,
     /// Subscriptions, all queues.
-    pub consumers: u64,
+    pub(crate) consumers: u64,
     /// Messages waiting, all queues.
-    pub messages: u64,
+    pub(crate) messages: u64,
     /// Deliveries not yet settled, all queues.
-    pub unacked: u64,
+    pub(crate) unacked: u64,
     /// `PUB`s accepted.
-    pub published: u64,
+    pub(crate) published: u64,
     /// Deliveries.
-    pub delivered: u64,
+    pub(crate) delivered: u64,
     /// Acknowledgements.
-    pub acked: u64,
+    pub(crate) acked: u64,
     /// Rates.
-    pub rates: Rates,
+    pub(crate) rates: Rates,
     /// Resident memory.
-    pub memory_rss_bytes: Option<u64>,
+    pub(crate) memory_rss_bytes: Option<u64>,
     /// Free space on the data directory's file system.
-    pub disk_free_bytes: Option<u64>,
+    pub(crate) disk_free_bytes: Option<u64>,
     /// The store's size on disk.
-    pub store_size_bytes: Option<u64>,
+    pub(crate) store_size_bytes: Option<u64>,
     /// Store syncs (fsyncs) since start.
-    pub fsyncs: u64,
+    pub(crate) fsyncs: u64,
 }
 
 /// Every queue's snapshot (by name) and the broker's totals over them.
-pub fn snapshot(broker: &Broker) -> (BrokerSnapshot, Vec<QueueSnapshot>) {
+pub(crate) fn snapshot(broker: &Broker) -> (BrokerSnapshot, Vec<QueueSnapshot>) {
     let sampler = broker.sampler();
     let queues: Vec<QueueSnapshot> = broker
         .queue_list()

@@ -51,7 +51,7 @@ impl<T> Ord for Due<T> {
 
 /// The registrations of every `T` (a queue), earliest first.
 #[derive(Debug)]
-pub struct Timers<T> {
+pub(crate) struct Timers<T> {
     heap: Mutex<(BinaryHeap<Reverse<Due<T>>>, u64)>,
     wake: Notify,
 }
@@ -68,7 +68,7 @@ impl<T> Default for Timers<T> {
 impl<T> Timers<T> {
     /// Asks for `queue` to be handed to the timer task's `fire` at `at`
     /// (Unix ms) or soon after.
-    pub fn schedule(&self, at: u64, queue: &Arc<T>) {
+    pub(crate) fn schedule(&self, at: u64, queue: &Arc<T>) {
         let mut h = self.heap.lock();
         let earliest = h.0.peek().map(|Reverse(d)| d.at);
         h.1 += 1;
@@ -82,11 +82,6 @@ impl<T> Timers<T> {
         if earliest.is_none_or(|e| at < e) {
             self.wake.notify_one();
         }
-    }
-
-    /// How many registrations are pending (stats and tests).
-    pub fn pending(&self) -> usize {
-        self.heap.lock().0.len()
     }
 
     /// Takes every registration due at `now`.
@@ -108,7 +103,7 @@ impl<T> Timers<T> {
     /// The timer task: hands every queue whose deadline has come, and that
     /// still exists, to `fire` with the time. It holds no queue alive; the
     /// server aborts it at shutdown.
-    pub async fn run(self: Arc<Self>, mut fire: impl FnMut(Arc<T>, u64)) {
+    pub(crate) async fn run(self: Arc<Self>, mut fire: impl FnMut(Arc<T>, u64)) {
         loop {
             let wake = self.wake.notified();
             tokio::pin!(wake);

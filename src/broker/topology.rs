@@ -34,7 +34,11 @@ impl Broker {
 
     /// What `SUB` and `SEEK` read from a name: the queue `name`, or every
     /// partition of the partitioned stream `name`, in index order.
-    pub fn queues_named(&self, name: &str, conn: u64) -> Result<Vec<Arc<Queue>>, BrokerError> {
+    pub(crate) fn queues_named(
+        &self,
+        name: &str,
+        conn: u64,
+    ) -> Result<Vec<Arc<Queue>>, BrokerError> {
         match self.stream_partitions(name)? {
             Some(parts) => Ok(parts),
             None => Ok(vec![self.queue(name, conn)?]),
@@ -70,7 +74,7 @@ impl Broker {
     }
 
     /// `DECLARE EXCHANGE`.
-    pub fn declare_exchange(&self, d: &DeclareExchange) -> Result<Option<u64>, BrokerError> {
+    pub(crate) fn declare_exchange(&self, d: &DeclareExchange) -> Result<Option<u64>, BrokerError> {
         let _topology = self.inner.topology.lock();
         if let Some(ex) = self.inner.exchanges.get(d.name.as_str()) {
             if ex.kind != d.kind {
@@ -131,7 +135,11 @@ impl Broker {
     }
 
     /// `DELETE EXCHANGE`.
-    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<Option<u64>, BrokerError> {
+    pub(crate) fn delete_exchange(
+        &self,
+        name: &str,
+        if_unused: bool,
+    ) -> Result<Option<u64>, BrokerError> {
         let _topology = self.inner.topology.lock();
         let ex = self
             .inner
@@ -168,7 +176,7 @@ impl Broker {
     /// `DECLARE QUEUE`: returns the name, ready messages, consumers and the
     /// generation to wait for. `may` vets the name (the generated one for
     /// `""`) before anything changes: the permission check.
-    pub fn declare_queue(
+    pub(crate) fn declare_queue(
         &self,
         d: &DeclareQueue,
         conn: u64,
@@ -219,7 +227,7 @@ impl Broker {
     /// `DECLARE QUEUE <name> type=stream partitions=N`: the `hash` exchange
     /// `<name>` and the N streams `<name>-<i>` bound to it with weight 1,
     /// all durable. Returns the partitions and the generation to wait for.
-    pub fn declare_partitioned(
+    pub(crate) fn declare_partitioned(
         &self,
         d: &DeclareQueue,
         n: u32,
@@ -377,7 +385,7 @@ impl Broker {
     }
 
     /// `DELETE QUEUE`: returns the ready messages it held.
-    pub fn delete_queue(
+    pub(crate) fn delete_queue(
         &self,
         d: &DeleteQueue,
         conn: u64,
@@ -421,7 +429,7 @@ impl Broker {
     }
 
     /// Removes a queue whatever its state (exclusive owner gone, auto-delete).
-    pub fn delete_queue_now(&self, q: &Arc<Queue>) -> Result<Option<u64>, BrokerError> {
+    pub(crate) fn delete_queue_now(&self, q: &Arc<Queue>) -> Result<Option<u64>, BrokerError> {
         let _topology = self.inner.topology.lock();
         self.remove_queue(q)
     }
@@ -491,7 +499,7 @@ impl Broker {
     }
 
     /// `BIND`.
-    pub fn bind(&self, b: &Bind, conn: u64) -> Result<Option<u64>, BrokerError> {
+    pub(crate) fn bind(&self, b: &Bind, conn: u64) -> Result<Option<u64>, BrokerError> {
         let _topology = self.inner.topology.lock();
         let (ex, q) = self.binding_ends(b, conn)?;
         if ex.kind == ExchangeKind::Hash && exchange::hash::weight(&b.key).is_none() {
@@ -515,7 +523,7 @@ impl Broker {
     }
 
     /// `UNBIND` (removing a binding that does not exist is not an error).
-    pub fn unbind(&self, b: &Bind, conn: u64) -> Result<Option<u64>, BrokerError> {
+    pub(crate) fn unbind(&self, b: &Bind, conn: u64) -> Result<Option<u64>, BrokerError> {
         let _topology = self.inner.topology.lock();
         let (ex, q) = self.binding_ends(b, conn)?;
         let bnd = Binding::new(
@@ -550,6 +558,6 @@ fn plural(n: u64, noun: &str) -> String {
 }
 
 /// The name of partition `i` of the partitioned stream `stream`.
-pub fn partition_name(stream: &str, i: u32) -> String {
+pub(crate) fn partition_name(stream: &str, i: u32) -> String {
     format!("{stream}-{i}")
 }

@@ -15,17 +15,17 @@ use crate::tls::TlsClientConfig;
 use super::exit::CliError;
 
 /// The broker address when neither `--server` nor `SLUICE_SERVER` says.
-pub const DEFAULT_SERVER: &str = "127.0.0.1:5680";
+pub(crate) const DEFAULT_SERVER: &str = "127.0.0.1:5680";
 /// How long connecting, and each reply, may take (`--timeout`).
-pub const DEFAULT_TIMEOUT: &str = "10s";
+pub(crate) const DEFAULT_TIMEOUT: &str = "10s";
 /// The name the CLI gives its connections (`HELLO name=`), as the broker's
 /// logs and connection list show them.
-pub const CLIENT_NAME: &str = "sluice-cli";
+pub(crate) const CLIENT_NAME: &str = "sluice-cli";
 
 /// Options shared by every client command. Each is `global`: it may come
 /// before or after a nested subcommand (`sluice declare queue q -s HOST`).
 #[derive(clap::Args, Debug, Clone)]
-pub struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// Broker address.
     #[arg(
         short = 's',
@@ -36,7 +36,7 @@ pub struct CommonArgs {
         global = true,
         help_heading = "Connection"
     )]
-    pub server: String,
+    pub(crate) server: String,
     /// User name: sends `AUTH <user> <password>` after connecting.
     #[arg(
         long,
@@ -45,7 +45,7 @@ pub struct CommonArgs {
         global = true,
         help_heading = "Connection"
     )]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Password for --user.
     #[arg(
         long,
@@ -55,47 +55,47 @@ pub struct CommonArgs {
         global = true,
         help_heading = "Connection"
     )]
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
     /// Connect with TLS.
     #[arg(long, global = true, help_heading = "Connection")]
-    pub tls: bool,
+    pub(crate) tls: bool,
     /// CA certificate(s) (PEM) to verify the server with, instead of the
     /// system's roots (implies --tls).
     #[arg(long, value_name = "FILE", global = true, help_heading = "Connection")]
-    pub tls_ca: Option<PathBuf>,
+    pub(crate) tls_ca: Option<PathBuf>,
     /// Name to verify the server's certificate against (default: the host
     /// of --server; implies --tls).
     #[arg(long, value_name = "NAME", global = true, help_heading = "Connection")]
-    pub tls_server_name: Option<String>,
+    pub(crate) tls_server_name: Option<String>,
     /// How long connecting, and waiting for each reply, may take (`500ms`,
     /// `10s`, `2m`; a bare number is milliseconds).
     #[arg(long, default_value = DEFAULT_TIMEOUT, value_parser = parse_duration, global = true, help_heading = "Connection")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Print JSON: one JSON value per line on stdout, nothing else.
     #[arg(long, global = true, help_heading = "Output")]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// TLS settings of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsOptions {
+pub(crate) struct TlsOptions {
     /// CA certificates to trust instead of the system's.
-    pub ca: Option<PathBuf>,
+    pub(crate) ca: Option<PathBuf>,
     /// The name to check the certificate against (default: the host).
-    pub server_name: Option<String>,
+    pub(crate) server_name: Option<String>,
 }
 
 /// Where and how to connect: [`CommonArgs`] without clap.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectOptions {
+pub(crate) struct ConnectOptions {
     /// `HOST:PORT`.
-    pub server: String,
+    pub(crate) server: String,
     /// `(user, password)` for `AUTH`.
-    pub credentials: Option<(String, String)>,
+    pub(crate) credentials: Option<(String, String)>,
     /// `Some` for a TLS connection.
-    pub tls: Option<TlsOptions>,
+    pub(crate) tls: Option<TlsOptions>,
     /// The bound on connecting and on each reply.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl From<&CommonArgs> for ConnectOptions {
@@ -116,16 +116,16 @@ impl From<&CommonArgs> for ConnectOptions {
 
 /// A connected (and, with credentials, authenticated) client.
 #[derive(Debug)]
-pub struct Conn {
+pub(crate) struct Conn {
     /// The connection.
-    pub client: Client,
+    pub(crate) client: Client,
     timeout: Duration,
 }
 
 impl Conn {
     /// Connects, names the connection and authenticates, each bounded by
     /// the timeout.
-    pub async fn open(opts: &ConnectOptions) -> Result<Conn, CliError> {
+    pub(crate) async fn open(opts: &ConnectOptions) -> Result<Conn, CliError> {
         let connect = async {
             match &opts.tls {
                 None => Client::connect(opts.server.as_str()).await,
@@ -178,26 +178,30 @@ impl Conn {
     }
 
     /// Sends one command and waits for its reply.
-    pub async fn request(&mut self, command: &Command) -> Result<Response, CliError> {
+    pub(crate) async fn request(&mut self, command: &Command) -> Result<Response, CliError> {
         let h = self.client.send_command(command);
         self.flush().await?;
         self.wait(h).await
     }
 
     /// Writes what is queued.
-    pub async fn flush(&mut self) -> Result<(), CliError> {
+    pub(crate) async fn flush(&mut self) -> Result<(), CliError> {
         let timeout = self.timeout;
         bounded(timeout, self.client.flush()).await
     }
 
     /// Waits for a reply, up to the timeout.
-    pub async fn wait(&self, h: ReplyHandle) -> Result<Response, CliError> {
+    pub(crate) async fn wait(&self, h: ReplyHandle) -> Result<Response, CliError> {
         self.wait_longer(h, Duration::ZERO).await
     }
 
     /// Waits for a reply that may legitimately take `extra` longer (a
     /// `GET wait=`).
-    pub async fn wait_longer(&self, h: ReplyHandle, extra: Duration) -> Result<Response, CliError> {
+    pub(crate) async fn wait_longer(
+        &self,
+        h: ReplyHandle,
+        extra: Duration,
+    ) -> Result<Response, CliError> {
         bounded(self.timeout + extra, h.wait()).await
     }
 }
@@ -225,12 +229,12 @@ fn describe(e: &crate::client::ClientError) -> String {
 
 /// Parses `500ms`, `10s`, `2m`, `1h`, `7d` or a bare number of
 /// milliseconds (the protocol's unit).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     parse_millis(s).map(Duration::from_millis)
 }
 
 /// [`parse_duration`] as milliseconds, for options the protocol takes in ms.
-pub fn parse_millis(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_millis(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);

@@ -21,7 +21,7 @@ const ACKS_IN_FLIGHT: usize = 64;
 
 /// `--ack`: who acknowledges.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckArg {
+pub(crate) enum AckArg {
     /// The CLI acks each message once it has printed it (nothing is lost
     /// if it is killed).
     Manual,
@@ -75,40 +75,40 @@ impl From<AckArg> for AckMode {
 #[command(after_help = EXIT_CODES_HELP, verbatim_doc_comment)]
 pub struct SubArgs {
     /// Queue to consume from.
-    pub queue: String,
+    pub(crate) queue: String,
     /// Exit 0 after this many messages.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
     /// Unacknowledged messages in flight at most (default: the broker's, 100).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65535))]
-    pub prefetch: Option<u32>,
+    pub(crate) prefetch: Option<u32>,
     /// Who acknowledges.
     #[arg(long, value_enum, default_value_t = AckArg::Manual)]
-    pub ack: AckArg,
+    pub(crate) ack: AckArg,
     /// Be the queue's only consumer.
     #[arg(long)]
-    pub exclusive: bool,
+    pub(crate) exclusive: bool,
     /// Streams: read as a member of this consumer group (its position is
     /// stored and resumed).
     #[arg(long, value_name = "NAME", help_heading = "Streams")]
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
     /// Streams: start at the oldest message kept, the newest, only new ones
     /// (the default), or this offset.
     #[arg(long, value_name = "first|last|next|N", value_parser = parse_offset, conflicts_with = "time", help_heading = "Streams")]
-    pub offset: Option<StreamStart>,
+    pub(crate) offset: Option<StreamStart>,
     /// Streams: start at the first message published at or after this Unix
     /// time in milliseconds.
     #[arg(long, value_name = "UNIX_MS", help_heading = "Streams")]
-    pub time: Option<u64>,
+    pub(crate) time: Option<u64>,
     /// Stop after this long without a message (`5s`, or milliseconds).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub timeout_idle: Option<Duration>,
+    pub(crate) timeout_idle: Option<Duration>,
     /// Print a routing line before each body.
     #[arg(short, long)]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Fetch messages once (like `rabbitmqadmin get`).
@@ -126,25 +126,25 @@ pub struct SubArgs {
 #[command(after_help = EXIT_CODES_HELP, verbatim_doc_comment)]
 pub struct GetArgs {
     /// Queue to take from.
-    pub queue: String,
+    pub(crate) queue: String,
     /// At most this many messages (1 to 10000).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
-    pub count: u32,
+    pub(crate) count: u32,
     /// Wait up to this long for a first message (`5s`, or milliseconds).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "0")]
-    pub wait: Duration,
+    pub(crate) wait: Duration,
     /// Who acknowledges.
     #[arg(long, value_enum, default_value_t = AckArg::Manual)]
-    pub ack: AckArg,
+    pub(crate) ack: AckArg,
     /// Put the messages back instead of acknowledging them (needs --ack manual).
     #[arg(long)]
-    pub requeue: bool,
+    pub(crate) requeue: bool,
     /// Print a routing line before each body.
     #[arg(short, long)]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Parses `--offset first|last|next|N` (keywords in any case, as the

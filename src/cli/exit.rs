@@ -8,7 +8,7 @@ use crate::client::ClientError;
 use crate::protocol::ErrorCode;
 
 /// The exit-code table, shown after every client command's `--help`.
-pub const EXIT_CODES_HELP: &str = "\
+pub(crate) const EXIT_CODES_HELP: &str = "\
 Exit status:
   0    success
   1    the server answered ERR (printed as `sluice: <CODE> <message>` on
@@ -25,7 +25,7 @@ what was not written is not acknowledged and goes back to the queue.";
 
 /// A run's outcome, as its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// 0: done.
     Success = 0,
     /// 1: the server answered `ERR` (or stdin/stdout failed).
@@ -50,7 +50,7 @@ impl From<Exit> for ExitCode {
 
 /// What ends a client command early.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// The server answered `ERR`.
     #[error("{code} {message}")]
     Server {
@@ -79,7 +79,7 @@ pub enum CliError {
 
 impl CliError {
     /// The exit code for this failure.
-    pub fn exit(&self) -> Exit {
+    pub(crate) fn exit(&self) -> Exit {
         match self {
             CliError::Server { code, .. } => match code {
                 ErrorCode::NoAuth | ErrorCode::Forbidden => Exit::Auth,
@@ -94,13 +94,13 @@ impl CliError {
 
     /// Whether to say nothing on stderr (a reader that went away, as in
     /// `sluice sub q | head -1`, is not an error worth a line).
-    pub fn is_quiet(&self) -> bool {
+    pub(crate) fn is_quiet(&self) -> bool {
         matches!(self, CliError::Local { source, .. } if is_closed_pipe(source))
     }
 
     /// The same error with `what` appended to a server message (which
     /// message of a batch failed).
-    pub fn context(self, what: impl std::fmt::Display) -> CliError {
+    pub(crate) fn context(self, what: impl std::fmt::Display) -> CliError {
         match self {
             CliError::Server { code, message } => CliError::Server {
                 code,
@@ -111,7 +111,7 @@ impl CliError {
     }
 
     /// A stdout write failure.
-    pub fn stdout(source: std::io::Error) -> CliError {
+    pub(crate) fn stdout(source: std::io::Error) -> CliError {
         CliError::Local {
             context: "writing to stdout",
             source,
@@ -119,7 +119,7 @@ impl CliError {
     }
 
     /// A stdin read failure.
-    pub fn stdin(source: std::io::Error) -> CliError {
+    pub(crate) fn stdin(source: std::io::Error) -> CliError {
         CliError::Local {
             context: "reading stdin",
             source,

@@ -27,10 +27,10 @@ use super::output::{scalar, Out};
 #[command(after_help = EXIT_CODES_HELP, verbatim_doc_comment)]
 pub struct StatsArgs {
     /// A queue (default: the whole broker).
-    pub queue: Option<String>,
+    pub(crate) queue: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// List queues, exchanges, bindings, connections or consumers.
@@ -47,17 +47,17 @@ pub struct StatsArgs {
 pub struct LsArgs {
     /// What to list.
     #[arg(value_enum)]
-    pub kind: ListKind,
+    pub(crate) kind: ListKind,
     /// Only names matching this pattern (`*` any run of characters).
-    pub pattern: Option<String>,
+    pub(crate) pattern: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// The kinds `LIST` knows.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListKind {
+pub(crate) enum ListKind {
     /// Queues.
     Queues,
     /// Exchanges.
@@ -136,7 +136,7 @@ fn print(
 /// `key value` lines as an object: the key is the first word, the value
 /// the rest of the line (trimmed), a number when it reads as one. Blank
 /// lines are skipped; a key alone has the value `null`.
-pub fn parse_key_values(text: &str) -> Value {
+pub(crate) fn parse_key_values(text: &str) -> Value {
     let mut m = Map::new();
     for line in text.lines() {
         let line = line.trim();
@@ -156,7 +156,7 @@ pub fn parse_key_values(text: &str) -> Value {
 /// cell is a protocol token ([`split_row`]): an empty cell or one with a
 /// space in it is quoted, so rows split exactly; a row that is not
 /// well-formed tokens is skipped.
-pub fn parse_table(text: &str) -> Vec<Value> {
+pub(crate) fn parse_table(text: &str) -> Vec<Value> {
     let mut rows = text
         .lines()
         .filter(|l| !l.trim().is_empty())

@@ -9,10 +9,10 @@
 //!
 //! - this file: [`ClientCommand`] (the subcommands, flattened into the
 //!   binary's) and [`run`];
-//! - `connect`: the shared options ([`CommonArgs`]: `--server`, `--user`,
-//!   `--password`, `--tls*`, `--timeout`, `--json`), [`ConnectOptions`] and
-//!   the connected, time-bounded [`Conn`];
-//! - `exit`: [`Exit`] codes and [`CliError`];
+//! - `connect`: the shared options (`CommonArgs`: `--server`, `--user`,
+//!   `--password`, `--tls*`, `--timeout`, `--json`), `ConnectOptions` and
+//!   the connected, time-bounded `Conn`;
+//! - `exit`: [`Exit`] codes and `CliError`;
 //! - `output`: stdout, delivery and reply printing, the JSON conventions;
 //! - `publish`: `pub`; `consume`: `sub` and `get`; `seek`: `seek` (a
 //!   stream consumer group's position); `topology`: `declare`,
@@ -34,20 +34,12 @@ mod seek;
 mod topology;
 pub mod user;
 
-pub use connect::{
-    parse_duration, parse_millis, CommonArgs, Conn, ConnectOptions, TlsOptions, CLIENT_NAME,
-    DEFAULT_SERVER, DEFAULT_TIMEOUT,
-};
-pub use consume::{AckArg, GetArgs, SubArgs};
-pub use exit::{CliError, Exit, EXIT_CODES_HELP};
-pub use inspect::{parse_key_values, parse_table, ListKind, LsArgs, StatsArgs};
-pub use output::{delivery_json, DeliveryFormat};
-pub use publish::{PubArgs, DEFAULT_WINDOW};
-pub use seek::SeekArgs;
-pub use topology::{
-    BindArgs, DeclareArgs, DeclareExchangeArgs, DeclareQueueArgs, DeclareWhat, DeleteArgs,
-    DeleteWhat, KindArg, MatchArg, OverflowArg, PurgeArgs,
-};
+pub(crate) use consume::{GetArgs, SubArgs};
+pub(crate) use exit::Exit;
+pub(crate) use inspect::{LsArgs, StatsArgs};
+pub(crate) use publish::PubArgs;
+pub(crate) use seek::SeekArgs;
+pub(crate) use topology::{BindArgs, DeclareArgs, DeleteArgs, PurgeArgs};
 
 /// The client subcommands of the `sluice` binary.
 #[derive(clap::Subcommand, Debug)]

@@ -16,7 +16,7 @@ use super::exit::CliError;
 
 /// How a delivery is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryFormat {
+pub(crate) enum DeliveryFormat {
     /// The body, then a newline (a body holding newlines is printed as it
     /// is, so it spans several lines).
     Body,
@@ -28,7 +28,7 @@ pub enum DeliveryFormat {
 
 impl DeliveryFormat {
     /// The format that `--json` and `-v/--verbose` ask for.
-    pub fn pick(json: bool, verbose: bool) -> DeliveryFormat {
+    pub(crate) fn pick(json: bool, verbose: bool) -> DeliveryFormat {
         match (json, verbose) {
             (true, _) => DeliveryFormat::Json,
             (false, true) => DeliveryFormat::Full,
@@ -197,7 +197,7 @@ fn put_bytes(m: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
 /// A delivery as the JSON object `sub --json` and `get --json` print;
 /// `group` (or `group_base64`), `offset` and `partition` only when the
 /// delivery carries them.
-pub fn delivery_json(queue: &str, d: &Delivery) -> Value {
+pub(crate) fn delivery_json(queue: &str, d: &Delivery) -> Value {
     let mut m = Map::new();
     m.insert("queue".into(), queue.into());
     m.insert("consumer_tag".into(), d.consumer_tag.clone().into());

@@ -19,7 +19,7 @@ use super::exit::{CliError, Exit, EXIT_CODES_HELP};
 use super::output::{scalar, Out};
 
 /// Unconfirmed publishes in flight at most, by default.
-pub const DEFAULT_WINDOW: u32 = 1000;
+pub(crate) const DEFAULT_WINDOW: u32 = 1000;
 
 /// Publish messages.
 ///
@@ -41,51 +41,51 @@ pub const DEFAULT_WINDOW: u32 = 1000;
 #[command(after_help = EXIT_CODES_HELP, verbatim_doc_comment)]
 pub struct PubArgs {
     /// Exchange ("" is the default exchange: the routing key names the queue).
-    pub exchange: String,
+    pub(crate) exchange: String,
     /// Routing key (any bytes).
-    pub routing_key: OsString,
+    pub(crate) routing_key: OsString,
     /// The body; absent or `-`: read stdin.
-    pub body: Option<OsString>,
+    pub(crate) body: Option<OsString>,
     /// One message per line of the input.
     #[arg(long)]
-    pub lines: bool,
+    pub(crate) lines: bool,
     /// Store on disk even on a non-durable route (default: the queue decides).
     #[arg(long, conflicts_with = "transient")]
-    pub persistent: bool,
+    pub(crate) persistent: bool,
     /// Keep in memory only, even in a durable queue.
     #[arg(long)]
-    pub transient: bool,
+    pub(crate) transient: bool,
     /// Fail (ERR NO_ROUTE, exit 1) when no queue takes the message.
     #[arg(long)]
-    pub mandatory: bool,
+    pub(crate) mandatory: bool,
     /// Message id (the broker generates one otherwise).
     #[arg(long, conflicts_with = "lines")]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// Expire after this long in a queue (`30s`, or milliseconds).
     #[arg(long, value_parser = parse_millis, value_name = "DURATION")]
-    pub ttl: Option<u64>,
+    pub(crate) ttl: Option<u64>,
     /// Deliver no earlier than this (`5s`, or milliseconds).
     #[arg(long, value_parser = parse_millis, value_name = "DURATION")]
-    pub delay: Option<u64>,
+    pub(crate) delay: Option<u64>,
     /// Priority, 0 to 255 (for queues declared with --max-priority).
     #[arg(long)]
-    pub priority: Option<u8>,
+    pub(crate) priority: Option<u8>,
     /// Message group key (for queues declared with --groups: one key's
     /// messages go out in order, to one consumer at a time).
     #[arg(long, value_name = "KEY")]
-    pub group: Option<OsString>,
+    pub(crate) group: Option<OsString>,
     /// A header, `name=value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
-    pub headers: Vec<Header>,
+    pub(crate) headers: Vec<Header>,
     /// Print `<msg-id> routed=<n>` for each message.
     #[arg(short, long)]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     /// Unconfirmed publishes in flight at most.
     #[arg(long, default_value_t = DEFAULT_WINDOW, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub window: u32,
+    pub(crate) window: u32,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Runs `sluice pub`.

@@ -27,19 +27,19 @@ use super::output::Out;
 #[group(id = "to", required = true, multiple = false, args = ["offset", "time"])]
 pub struct SeekArgs {
     /// The stream (or partitioned stream).
-    pub stream: String,
+    pub(crate) stream: String,
     /// The consumer group.
-    pub group: String,
+    pub(crate) group: String,
     /// The oldest message kept, the newest, what comes after the newest, or
     /// this offset (clamped to what is kept).
     #[arg(long, value_name = "first|last|next|N", value_parser = parse_offset)]
-    pub offset: Option<StreamStart>,
+    pub(crate) offset: Option<StreamStart>,
     /// The first message published at or after this Unix time in milliseconds.
     #[arg(long, value_name = "UNIX_MS")]
-    pub time: Option<u64>,
+    pub(crate) time: Option<u64>,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Runs `sluice seek`.

@@ -33,15 +33,15 @@ use super::output::Out;
 pub struct DeclareArgs {
     #[command(subcommand)]
     #[allow(missing_docs)]
-    pub what: DeclareWhat,
+    pub(crate) what: DeclareWhat,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// `declare queue` or `declare exchange`.
 #[derive(clap::Subcommand, Debug)]
-pub enum DeclareWhat {
+pub(crate) enum DeclareWhat {
     /// Declare a queue ("" lets the broker name it).
     #[command(after_help = EXIT_CODES_HELP)]
     Queue(DeclareQueueArgs),
@@ -52,80 +52,80 @@ pub enum DeclareWhat {
 
 /// `sluice declare queue`: the options of `DECLARE QUEUE`.
 #[derive(clap::Args, Debug)]
-pub struct DeclareQueueArgs {
+pub(crate) struct DeclareQueueArgs {
     /// Queue name ("" asks the broker to generate one).
-    pub name: String,
+    pub(crate) name: String,
     /// Survive a restart (its messages are persistent by default).
     #[arg(long)]
-    pub durable: bool,
+    pub(crate) durable: bool,
     /// Belong to this connection (deleted when the command exits: of little
     /// use from the CLI).
     #[arg(long)]
-    pub exclusive: bool,
+    pub(crate) exclusive: bool,
     /// Delete the queue when its last subscription ends.
     #[arg(long)]
-    pub auto_delete: bool,
+    pub(crate) auto_delete: bool,
     /// At most N messages waiting.
     #[arg(long, value_name = "N")]
-    pub max_length: Option<u64>,
+    pub(crate) max_length: Option<u64>,
     /// At most N body bytes waiting.
     #[arg(long, value_name = "N")]
-    pub max_bytes: Option<u64>,
+    pub(crate) max_bytes: Option<u64>,
     /// What a full queue does with one more message.
     #[arg(long, value_enum)]
-    pub overflow: Option<OverflowArg>,
+    pub(crate) overflow: Option<OverflowArg>,
     /// Messages expire after this long (`60s`, or milliseconds).
     #[arg(long, value_parser = parse_millis, value_name = "DURATION")]
-    pub ttl: Option<u64>,
+    pub(crate) ttl: Option<u64>,
     /// Delete the queue after this long unused (`10m`, or milliseconds).
     #[arg(long, value_parser = parse_millis, value_name = "DURATION")]
-    pub expires: Option<u64>,
+    pub(crate) expires: Option<u64>,
     /// Exchange that rejected, expired and dropped messages go to.
     #[arg(long, value_name = "EXCHANGE")]
-    pub dead_letter: Option<String>,
+    pub(crate) dead_letter: Option<String>,
     /// Routing key for dead letters (default: the message's own).
     #[arg(long, value_name = "KEY")]
-    pub dead_letter_key: Option<OsString>,
+    pub(crate) dead_letter_key: Option<OsString>,
     /// Deliver a message at most N times, then dead-letter it.
     #[arg(long, value_name = "N")]
-    pub delivery_limit: Option<u32>,
+    pub(crate) delivery_limit: Option<u32>,
     /// An unacknowledged delivery goes back after this long (`30s`, or ms).
     #[arg(long, value_parser = parse_millis, value_name = "DURATION")]
-    pub ack_timeout: Option<u64>,
+    pub(crate) ack_timeout: Option<u64>,
     /// Make a priority queue with levels 0 to N (1 to 255).
     #[arg(long, value_name = "N")]
-    pub max_priority: Option<u8>,
+    pub(crate) max_priority: Option<u8>,
     /// Drop a repeated message id within this window (`1h`, or ms).
     #[arg(long, value_parser = parse_millis, value_name = "DURATION")]
-    pub dedup_window: Option<u64>,
+    pub(crate) dedup_window: Option<u64>,
     /// Requeues wait by delivery count: `1s,5s,30s` (the last repeats).
     #[arg(long, value_delimiter = ',', value_parser = parse_millis, value_name = "DURATION,...")]
-    pub retry_delays: Vec<u64>,
+    pub(crate) retry_delays: Vec<u64>,
     /// Only one subscription receives at a time; the others wait their
     /// turn in subscription order.
     #[arg(long, conflicts_with_all = ["groups", "stream"])]
-    pub single_active: bool,
+    pub(crate) single_active: bool,
     /// Messages of one `pub --group` key go out in order, to one consumer
     /// at a time.
     #[arg(long, conflicts_with = "stream")]
-    pub groups: bool,
+    pub(crate) groups: bool,
     /// Make a stream (`type=stream`): an append-only log read by offset.
     /// It takes only --durable, --max-age, --max-bytes (retention) and
     /// --partitions; the broker refuses the other options (exit 1).
     #[arg(long, help_heading = "Streams")]
-    pub stream: bool,
+    pub(crate) stream: bool,
     /// Streams: trim messages older than this (`7d`, `12h`, or ms).
     #[arg(long, value_parser = parse_millis, value_name = "DURATION", requires = "stream", help_heading = "Streams")]
-    pub max_age: Option<u64>,
+    pub(crate) max_age: Option<u64>,
     /// Streams: N partitions `<name>-0`..`<name>-<N-1>` behind a hash
     /// exchange `<name>` (publish to it with a routing key).
     #[arg(long, value_name = "N", requires = "stream", help_heading = "Streams")]
-    pub partitions: Option<u32>,
+    pub(crate) partitions: Option<u32>,
 }
 
 /// `--overflow`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OverflowArg {
+pub(crate) enum OverflowArg {
     /// Drop (or dead-letter) the oldest message.
     DropHead,
     /// Refuse the publish (ERR QUEUE_FULL).
@@ -136,29 +136,29 @@ pub enum OverflowArg {
 
 /// `sluice declare exchange`.
 #[derive(clap::Args, Debug)]
-pub struct DeclareExchangeArgs {
+pub(crate) struct DeclareExchangeArgs {
     /// Exchange name.
-    pub name: String,
+    pub(crate) name: String,
     /// Exchange type.
     #[arg(value_enum)]
-    pub kind: KindArg,
+    pub(crate) kind: KindArg,
     /// Survive a restart.
     #[arg(long)]
-    pub durable: bool,
+    pub(crate) durable: bool,
     /// Delete the exchange when its last binding is removed.
     #[arg(long)]
-    pub auto_delete: bool,
+    pub(crate) auto_delete: bool,
     /// Where messages that route nowhere go.
     #[arg(long, value_name = "EXCHANGE")]
-    pub alternate: Option<String>,
+    pub(crate) alternate: Option<String>,
     /// A `hash` exchange: hash this header instead of the routing key.
     #[arg(long, value_name = "HEADER")]
-    pub hash_header: Option<String>,
+    pub(crate) hash_header: Option<String>,
 }
 
 /// An exchange type.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KindArg {
+pub(crate) enum KindArg {
     /// Routing key equals binding key.
     Direct,
     /// Every bound queue.
@@ -180,25 +180,25 @@ pub enum KindArg {
 #[command(after_help = EXIT_CODES_HELP, verbatim_doc_comment)]
 pub struct BindArgs {
     /// Queue.
-    pub queue: String,
+    pub(crate) queue: String,
     /// Exchange.
-    pub exchange: String,
+    pub(crate) exchange: String,
     /// Binding key (default: empty).
-    pub routing_key: Option<OsString>,
+    pub(crate) routing_key: Option<OsString>,
     /// A header to match, `name=value` (repeatable; headers exchanges).
     #[arg(short = 'H', long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
-    pub headers: Vec<Header>,
+    pub(crate) headers: Vec<Header>,
     /// Whether all headers must match, or any one.
     #[arg(long = "match", value_enum)]
-    pub matching: Option<MatchArg>,
+    pub(crate) matching: Option<MatchArg>,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// `--match`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatchArg {
+pub(crate) enum MatchArg {
     /// Every header must match.
     All,
     /// One is enough.
@@ -214,15 +214,15 @@ pub enum MatchArg {
 pub struct DeleteArgs {
     #[command(subcommand)]
     #[allow(missing_docs)]
-    pub what: DeleteWhat,
+    pub(crate) what: DeleteWhat,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// `delete queue` or `delete exchange`.
 #[derive(clap::Subcommand, Debug)]
-pub enum DeleteWhat {
+pub(crate) enum DeleteWhat {
     /// Delete a queue and its messages.
     #[command(after_help = EXIT_CODES_HELP)]
     Queue {
@@ -251,10 +251,10 @@ pub enum DeleteWhat {
 #[command(after_help = EXIT_CODES_HELP)]
 pub struct PurgeArgs {
     /// Queue name.
-    pub queue: String,
+    pub(crate) queue: String,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Runs `sluice declare`.

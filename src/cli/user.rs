@@ -22,45 +22,45 @@ use crate::store::{SledStore, StoreError};
 pub struct UserArgs {
     /// What to do.
     #[command(subcommand)]
-    pub action: UserAction,
+    pub(crate) action: UserAction,
     /// The broker's data directory (the broker must not be running).
     #[arg(long, global = true, default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
 }
 
 /// The password of `add` and `passwd`: prompted for (without echo) when
 /// stdin is a terminal, else given one of these ways.
 #[derive(clap::Args, Debug)]
-pub struct PasswordArgs {
+pub(crate) struct PasswordArgs {
     /// Read the password from the first line of stdin.
     #[arg(long, conflicts_with = "password")]
-    pub password_stdin: bool,
+    pub(crate) password_stdin: bool,
     /// The password itself (visible to other users in `ps` and in shell
     /// history: prefer the prompt or --password-stdin).
     #[arg(long)]
-    pub password: Option<crate::auth::Secret>,
+    pub(crate) password: Option<crate::auth::Secret>,
 }
 
 /// The three patterns (`add`: `.*` where left out; `permit`: unchanged).
 #[derive(clap::Args, Debug)]
-pub struct PatternArgs {
+pub(crate) struct PatternArgs {
     /// Regex of the exchanges and queues the user may declare, delete,
     /// purge ("" for none).
     #[arg(long, value_parser = parse_pattern)]
-    pub configure: Option<Pattern>,
+    pub(crate) configure: Option<Pattern>,
     /// Regex of the exchanges the user may publish to and the queues it
     /// may bind.
     #[arg(long, value_parser = parse_pattern)]
-    pub write: Option<Pattern>,
+    pub(crate) write: Option<Pattern>,
     /// Regex of the queues the user may consume from and the exchanges it
     /// may bind from.
     #[arg(long, value_parser = parse_pattern)]
-    pub read: Option<Pattern>,
+    pub(crate) read: Option<Pattern>,
 }
 
 /// The subcommands.
 #[derive(clap::Subcommand, Debug)]
-pub enum UserAction {
+pub(crate) enum UserAction {
     /// Add a user (permissions default to ".*": everything).
     Add {
         /// User name (1-64 of A-Z a-z 0-9 _ . -).

@@ -17,7 +17,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Command};
 
 /// The prefix of every setting's environment variable.
-pub const ENV_PREFIX: &str = "SLUICE_";
+pub(crate) const ENV_PREFIX: &str = "SLUICE_";
 /// Arguments that are not settings: they say where settings come from or
 /// what to do with them. `config` still has its environment variable.
 const NOT_SETTINGS: &[&str] = &["config", "print_config", "help", "version"];
@@ -28,7 +28,7 @@ pub struct Layered {
     /// The matches of the whole command line.
     pub matches: ArgMatches,
     /// The config file read, if any, and the keys it set.
-    pub file: Option<(PathBuf, Vec<String>)>,
+    pub(crate) file: Option<(PathBuf, Vec<String>)>,
 }
 
 /// Why the settings could not be put together.
@@ -58,7 +58,7 @@ pub enum LayerError {
 }
 
 /// The environment variable of setting `id` (`data_dir` → `SLUICE_DATA_DIR`).
-pub fn env_name(id: &str) -> String {
+pub(crate) fn env_name(id: &str) -> String {
     format!("{ENV_PREFIX}{}", id.to_ascii_uppercase())
 }
 

@@ -37,7 +37,7 @@ pub const DEFAULT_DISK_FREE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_DISK_RESERVE_BYTES: u64 = 32 * 1024 * 1024;
 /// Whether a broker with no users may listen beyond loopback: no (see
 /// [`crate::auth::check_exposure`]).
-pub const DEFAULT_INSECURE_OPEN: bool = false;
+pub(crate) const DEFAULT_INSECURE_OPEN: bool = false;
 
 /// Subscriptions one connection may hold; a `SUB` over it is `ERR LIMIT`.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1_000;

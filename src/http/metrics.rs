@@ -14,7 +14,7 @@ use crate::broker::Broker;
 use crate::store::commit::SYNC_BUCKETS;
 
 /// The whole exposition.
-pub fn render(broker: &Broker) -> String {
+pub(crate) fn render(broker: &Broker) -> String {
     let (b, queues) = stats::snapshot(broker);
     let mut m = Metrics(String::with_capacity(4096 + queues.len() * 1024));
     let per_queue: &[(&str, &str, &str, QueueValue)] = &[
@@ -207,7 +207,7 @@ impl Metrics {
 }
 
 /// A label value: backslash, double quote and line feed escaped.
-pub fn escape_label(v: &str) -> String {
+pub(crate) fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -11,7 +11,7 @@
 //! connection is closed gracefully after [`MAX_CONNECTION_AGE`] (a browser
 //! simply opens another).
 
-pub mod metrics;
+pub(crate) mod metrics;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,11 +33,11 @@ use crate::broker::stats::{self, BrokerSnapshot, QueueSnapshot};
 use crate::broker::Broker;
 
 /// HTTP connections served at once; more are closed when accepted.
-pub const MAX_HTTP_CONNECTIONS: usize = 64;
+pub(crate) const MAX_HTTP_CONNECTIONS: usize = 64;
 /// How long a request's headers may take to arrive.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one HTTP connection is kept (keep-alive included).
-pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+pub(crate) const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 /// The largest request head read.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long a connection closing at `MAX_CONNECTION_AGE` may take to end.
@@ -59,7 +59,7 @@ pub async fn start(
 }
 
 /// Accepts HTTP connections on `listener` until the task is aborted.
-pub async fn serve(listener: TcpListener, broker: Broker) {
+pub(crate) async fn serve(listener: TcpListener, broker: Broker) {
     let limit = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -152,25 +152,25 @@ fn plain(status: StatusCode, text: &str) -> Reply {
 
 /// `GET /api/overview`.
 #[derive(Debug, Serialize)]
-pub struct Overview {
+pub(crate) struct Overview {
     /// The broker's totals.
-    pub broker: BrokerSnapshot,
+    pub(crate) broker: BrokerSnapshot,
     /// Every queue, by name.
-    pub queues: Vec<QueueView>,
+    pub(crate) queues: Vec<QueueView>,
 }
 
 /// One queue in the overview: its snapshot and its recent depths.
 #[derive(Debug, Serialize)]
-pub struct QueueView {
+pub(crate) struct QueueView {
     /// The snapshot.
     #[serde(flatten)]
-    pub snapshot: QueueSnapshot,
+    pub(crate) snapshot: QueueSnapshot,
     /// Depth at each of the last samples (one a second), oldest first.
-    pub depth_history: Vec<u64>,
+    pub(crate) depth_history: Vec<u64>,
 }
 
 /// The overview as the API serves it.
-pub fn overview(broker: &Broker) -> Overview {
+pub(crate) fn overview(broker: &Broker) -> Overview {
     let (totals, queues) = stats::snapshot(broker);
     let sampler = broker.sampler();
     let queues = queues

@@ -39,7 +39,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The wire spelling.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Syntax => "SYNTAX",
             ErrorCode::UnknownCommand => "UNKNOWN_COMMAND",
@@ -60,7 +60,7 @@ impl ErrorCode {
     }
 
     /// The code for a wire spelling (used by the client).
-    pub fn parse(s: &str) -> Option<ErrorCode> {
+    pub(crate) fn parse(s: &str) -> Option<ErrorCode> {
         const ALL: [ErrorCode; 15] = [
             ErrorCode::Syntax,
             ErrorCode::UnknownCommand,

@@ -9,7 +9,7 @@ use bytes::Bytes;
 /// case-sensitive. The name is 1 to 255 bytes of `A-Z a-z 0-9 - _ .`; the
 /// value is any token (any bytes the tokenizer accepts, not only UTF-8: it
 /// may hold a routing key, as `x-death-key` does).
-pub type Header = (String, Bytes);
+pub(crate) type Header = (String, Bytes);
 
 /// A parsed client command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,11 +73,11 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Hello {
     /// The client's self-chosen name, for logs.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// The protocol version the client asks for (only 1 exists).
-    pub proto: Option<u64>,
+    pub(crate) proto: Option<u64>,
     /// The heartbeat interval asked for, in ms (`0` turns it off).
-    pub heartbeat: Option<u64>,
+    pub(crate) heartbeat: Option<u64>,
 }
 
 /// A password (or a hash of one): text whose `Debug` never shows it, so
@@ -126,53 +126,53 @@ pub enum UserCommand {
 /// A user's three permission patterns as given (each a regex, already
 /// checked to compile); `None` where the command leaves it out.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PermissionArgs {
+pub(crate) struct PermissionArgs {
     /// `configure=`
-    pub configure: Option<String>,
+    pub(crate) configure: Option<String>,
     /// `write=`
-    pub write: Option<String>,
+    pub(crate) write: Option<String>,
     /// `read=`
-    pub read: Option<String>,
+    pub(crate) read: Option<String>,
 }
 
 /// `USER ADD <name> <password> [admin] [configure=<re>] [write=<re>] [read=<re>]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserAdd {
     /// User name: 1 to 64 bytes of `A-Z a-z 0-9 _ . -`.
-    pub name: String,
+    pub(crate) name: String,
     /// Password.
-    pub password: Secret,
+    pub(crate) password: Secret,
     /// Tagged `admin`.
-    pub admin: bool,
+    pub(crate) admin: bool,
     /// Permissions (absent ones are `.*`).
-    pub perms: PermissionArgs,
+    pub(crate) perms: PermissionArgs,
 }
 
 /// `USER PASSWD <name> <password>`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserPasswd {
     /// User name.
-    pub name: String,
+    pub(crate) name: String,
     /// The new password.
-    pub password: Secret,
+    pub(crate) password: Secret,
 }
 
 /// `USER PERMIT <name> [configure=<re>] [write=<re>] [read=<re>] [admin=true|false]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserPermit {
     /// User name.
-    pub name: String,
+    pub(crate) name: String,
     /// The patterns to change.
-    pub perms: PermissionArgs,
+    pub(crate) perms: PermissionArgs,
     /// Grant (`true`) or take away (`false`) the admin tag.
-    pub admin: Option<bool>,
+    pub(crate) admin: Option<bool>,
 }
 
 /// `HELP [<verb>]`
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Help {
     /// The verb asked about, upper-cased; `None` for the overview.
-    pub verb: Option<String>,
+    pub(crate) verb: Option<String>,
 }
 
 /// Exchange types.
@@ -195,42 +195,42 @@ pub enum ExchangeKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeclareExchange {
     /// Exchange name (never empty: the default exchange cannot be declared).
-    pub name: String,
+    pub(crate) name: String,
     /// Its type.
-    pub kind: ExchangeKind,
+    pub(crate) kind: ExchangeKind,
     /// Survives a restart.
-    pub durable: bool,
+    pub(crate) durable: bool,
     /// Deleted when its last binding is removed.
-    pub auto_delete: bool,
+    pub(crate) auto_delete: bool,
     /// Where unroutable messages go.
-    pub alternate: Option<String>,
+    pub(crate) alternate: Option<String>,
     /// `hash-header=<name>`: a `hash` exchange hashes this header's value
     /// instead of the routing key.
-    pub hash_header: Option<String>,
+    pub(crate) hash_header: Option<String>,
 }
 
 /// `DECLARE QUEUE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeclareQueue {
     /// Queue name; empty asks the server to generate one.
-    pub name: String,
+    pub(crate) name: String,
     /// Survives a restart, and its messages are persistent by default.
-    pub durable: bool,
+    pub(crate) durable: bool,
     /// Owned by the declaring connection; deleted when it closes.
-    pub exclusive: bool,
+    pub(crate) exclusive: bool,
     /// Deleted when its last subscription ends.
-    pub auto_delete: bool,
+    pub(crate) auto_delete: bool,
     /// The failure-handling options.
-    pub args: QueueArgs,
+    pub(crate) args: QueueArgs,
     /// `partitions=N` (with `type=stream`): a partitioned stream, N
     /// streams `<name>-0` .. `<name>-<N-1>` behind a `hash` exchange `<name>`.
-    pub partitions: Option<u32>,
+    pub(crate) partitions: Option<u32>,
 }
 
 /// What a full queue (`max-length`/`max-bytes` reached) does with one more
 /// message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Overflow {
+pub(crate) enum Overflow {
     /// Dead-letter (or drop) the oldest ready message to make room.
     #[default]
     DropHead,
@@ -247,43 +247,43 @@ pub enum Overflow {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct QueueArgs {
     /// `max-length=N`: at most N messages waiting (ready or delayed).
-    pub max_length: Option<u64>,
+    pub(crate) max_length: Option<u64>,
     /// `max-bytes=N`: at most N body bytes waiting.
-    pub max_bytes: Option<u64>,
+    pub(crate) max_bytes: Option<u64>,
     /// `overflow=drop-head|reject-publish|block` (default drop-head).
-    pub overflow: Overflow,
+    pub(crate) overflow: Overflow,
     /// `ttl=<ms>`: a message waiting longer than this expires.
-    pub ttl_ms: Option<u64>,
+    pub(crate) ttl_ms: Option<u64>,
     /// `expires=<ms>`: the queue is deleted after this long unused.
-    pub expires_ms: Option<u64>,
+    pub(crate) expires_ms: Option<u64>,
     /// `dead-letter=<exchange>`.
-    pub dead_letter: Option<String>,
+    pub(crate) dead_letter: Option<String>,
     /// `dead-letter-key=<key>`: routing key for dead letters (default: the
     /// message's own). Any token of 0 to 255 bytes, like a routing key.
-    pub dead_letter_key: Option<Bytes>,
+    pub(crate) dead_letter_key: Option<Bytes>,
     /// `delivery-limit=N` (N ≥ 1): at most N deliveries.
-    pub delivery_limit: Option<u32>,
+    pub(crate) delivery_limit: Option<u32>,
     /// `ack-timeout=<ms>`: an unacked delivery goes back after this long.
-    pub ack_timeout_ms: Option<u64>,
+    pub(crate) ack_timeout_ms: Option<u64>,
     /// `max-priority=N` (1..=255): a priority queue.
-    pub max_priority: Option<u8>,
+    pub(crate) max_priority: Option<u8>,
     /// `dedup-window=<ms>`: a repeated `id=` within the window is not stored again.
-    pub dedup_window_ms: Option<u64>,
+    pub(crate) dedup_window_ms: Option<u64>,
     /// `retry-delays=<ms>,<ms>,...`: requeues wait by delivery count (the
     /// last value repeats). Empty: requeue at once.
-    pub retry_delays_ms: Vec<u64>,
+    pub(crate) retry_delays_ms: Vec<u64>,
     /// What kind of queue: `single-active`, `groups` or `type=stream`
     /// (they exclude each other), or none of them.
-    pub mode: QueueMode,
+    pub(crate) mode: QueueMode,
     /// `max-age=<ms>` (streams): older messages are trimmed.
-    pub max_age_ms: Option<u64>,
+    pub(crate) max_age_ms: Option<u64>,
 }
 
 /// What kind of queue `DECLARE QUEUE` makes. The options that choose it
 /// (`single-active`, `groups`, `type=stream`) exclude each other: one value
 /// rather than three flags, so that no other combination can be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum QueueMode {
+pub(crate) enum QueueMode {
     /// A queue whose subscriptions compete, round-robin.
     #[default]
     Classic,
@@ -299,7 +299,7 @@ pub enum QueueMode {
 
 impl QueueMode {
     /// Whether it is a stream (`type=stream`).
-    pub fn is_stream(self) -> bool {
+    pub(crate) fn is_stream(self) -> bool {
         self == QueueMode::Stream
     }
 }
@@ -308,20 +308,20 @@ impl QueueMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeleteExchange {
     /// Exchange name.
-    pub name: String,
+    pub(crate) name: String,
     /// Refuse if it has bindings.
-    pub if_unused: bool,
+    pub(crate) if_unused: bool,
 }
 
 /// `DELETE QUEUE <name> [if-unused] [if-empty]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeleteQueue {
     /// Queue name.
-    pub name: String,
+    pub(crate) name: String,
     /// Refuse if it has subscriptions.
-    pub if_unused: bool,
+    pub(crate) if_unused: bool,
     /// Refuse if it has ready messages.
-    pub if_empty: bool,
+    pub(crate) if_empty: bool,
 }
 
 /// How a headers binding matches.
@@ -338,16 +338,16 @@ pub enum HeaderMatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
     /// Queue name.
-    pub queue: String,
+    pub(crate) queue: String,
     /// Exchange name (the default exchange `""` is refused by the broker, not the parser).
-    pub exchange: String,
+    pub(crate) exchange: String,
     /// Binding key: any token of 0 to 255 bytes (not only UTF-8); empty
     /// when omitted.
-    pub key: Bytes,
+    pub(crate) key: Bytes,
     /// `h.<name>=<value>` arguments, in the order given.
-    pub headers: Vec<Header>,
+    pub(crate) headers: Vec<Header>,
     /// `match=all|any`; `None` when not given (means all).
-    pub matching: Option<HeaderMatch>,
+    pub(crate) matching: Option<HeaderMatch>,
 }
 
 /// `PURGE <queue>`
@@ -361,27 +361,27 @@ pub struct Purge {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publish {
     /// Exchange name; `""` is the default exchange.
-    pub exchange: String,
+    pub(crate) exchange: String,
     /// Routing key: any token of 0 to 255 bytes (not only UTF-8; may be
     /// empty).
-    pub key: Bytes,
+    pub(crate) key: Bytes,
     /// `Some(true)` for `persistent`, `Some(false)` for `transient`, `None` for the queue's default.
-    pub persistent: Option<bool>,
+    pub(crate) persistent: Option<bool>,
     /// `ERR NO_ROUTE` instead of a silent drop when no queue takes it.
-    pub mandatory: bool,
+    pub(crate) mandatory: bool,
     /// Client-chosen message id.
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// `h.<name>=<value>` headers, in the order given.
-    pub headers: Vec<Header>,
+    pub(crate) headers: Vec<Header>,
     /// `ttl=<ms>`: expires after this long (the queue's `ttl` may be shorter).
-    pub ttl_ms: Option<u64>,
+    pub(crate) ttl_ms: Option<u64>,
     /// `delay=<ms>`: stored at once, delivered no earlier than this.
-    pub delay_ms: Option<u64>,
+    pub(crate) delay_ms: Option<u64>,
     /// `priority=<n>` (0..=255), for queues with `max-priority`.
-    pub priority: Option<u8>,
+    pub(crate) priority: Option<u8>,
     /// `group=<key>`: its message group (any token of 1 to 255 bytes), for
     /// queues with `groups`.
-    pub group: Option<Bytes>,
+    pub(crate) group: Option<Bytes>,
     /// The body: a literal's bytes or the last token's text.
     pub body: Bytes,
 }
@@ -437,60 +437,60 @@ pub enum StreamStart {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seek {
     /// The stream (or partitioned stream).
-    pub stream: String,
+    pub(crate) stream: String,
     /// The consumer group.
-    pub group: String,
+    pub(crate) group: String,
     /// Where to.
-    pub to: StreamStart,
+    pub(crate) to: StreamStart,
 }
 
 /// `UNSUB <ctag>`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsubscribe {
     /// Consumer tag.
-    pub tag: String,
+    pub(crate) tag: String,
 }
 
 /// `GET`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Get {
     /// Queue name.
-    pub queue: String,
+    pub(crate) queue: String,
     /// Ack mode.
-    pub ack: AckMode,
+    pub(crate) ack: AckMode,
     /// At most this many messages (default 1, at least 1).
-    pub count: u32,
+    pub(crate) count: u32,
     /// Long-poll: wait up to this many milliseconds for a first message (default 0).
-    pub wait_ms: u64,
+    pub(crate) wait_ms: u64,
 }
 
 /// `ACK <dtag> [multiple]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
     /// Delivery tag.
-    pub tag: u64,
+    pub(crate) tag: u64,
     /// Also every outstanding tag below it.
-    pub multiple: bool,
+    pub(crate) multiple: bool,
 }
 
 /// `NACK <dtag> [multiple] [requeue=true|false] [delay=<ms>]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nack {
     /// Delivery tag.
-    pub tag: u64,
+    pub(crate) tag: u64,
     /// Also every outstanding tag below it.
-    pub multiple: bool,
+    pub(crate) multiple: bool,
     /// Put back in the queue (default) or dead-letter/drop.
-    pub requeue: bool,
+    pub(crate) requeue: bool,
     /// `delay=<ms>`: requeue, but hold back this long (implies requeue).
-    pub delay_ms: Option<u64>,
+    pub(crate) delay_ms: Option<u64>,
 }
 
 /// `TOUCH <dtag>`: restarts the delivery's ack timeout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Touch {
     /// Delivery tag.
-    pub tag: u64,
+    pub(crate) tag: u64,
 }
 
 /// `PEEK <queue> [count=<n>] [from=<position>]`: shows waiting messages
@@ -498,11 +498,11 @@ pub struct Touch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peek {
     /// Queue name.
-    pub queue: String,
+    pub(crate) queue: String,
     /// At most this many (default 1, 1..=1000).
-    pub count: u32,
+    pub(crate) count: u32,
     /// Start at this position (a queue sequence number, as `PEEK` shows it).
-    pub from: Option<u64>,
+    pub(crate) from: Option<u64>,
 }
 
 /// `REDRIVE <queue> [count=<n>]`: re-publishes dead letters to the exchange
@@ -510,21 +510,21 @@ pub struct Peek {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redrive {
     /// Queue name (the dead-letter queue).
-    pub queue: String,
+    pub(crate) queue: String,
     /// At most this many (default: all).
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
 }
 
 /// `STATS` (broker totals) or `STATS QUEUE <name>` (one queue).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Stats {
     /// The queue asked about; `None` for the broker's totals.
-    pub queue: Option<String>,
+    pub(crate) queue: Option<String>,
 }
 
 /// What `LIST` lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListKind {
+pub(crate) enum ListKind {
     /// `LIST QUEUES`
     Queues,
     /// `LIST EXCHANGES`
@@ -542,8 +542,8 @@ pub enum ListKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct List {
     /// The table.
-    pub kind: ListKind,
+    pub(crate) kind: ListKind,
     /// A glob (`*` any run, `?` one character) a row's name must match
     /// (see protocol.md, "LIST", for which names); `None` lists every row.
-    pub pattern: Option<String>,
+    pub(crate) pattern: Option<String>,
 }

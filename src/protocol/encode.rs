@@ -137,21 +137,21 @@ pub(super) fn keyword<T: Copy + PartialEq>(table: &[(&'static str, T)], value: T
 
 impl ExchangeKind {
     /// The type's wire name (`direct`, `fanout`, `topic`, `headers`).
-    pub fn keyword(self) -> &'static str {
+    pub(crate) fn keyword(self) -> &'static str {
         keyword(EXCHANGE_KINDS, self)
     }
 }
 
 impl HeaderMatch {
     /// The wire name of a headers binding's `match=` (`all`, `any`).
-    pub fn keyword(self) -> &'static str {
+    pub(crate) fn keyword(self) -> &'static str {
         keyword(HEADER_MATCHES, self)
     }
 }
 
 /// Largest `PUB` body written inline as the last word; longer bodies (and any
 /// body holding NUL, CR or LF, which no word can hold) go in a literal.
-pub const MAX_INLINE_BODY_BYTES: usize = 64;
+pub(crate) const MAX_INLINE_BODY_BYTES: usize = 64;
 
 impl Command {
     /// The command as one frame: a line ending in CRLF, then for a `PUB` whose
@@ -163,7 +163,7 @@ impl Command {
     }
 
     /// [`Command::encode`], appending to `out`.
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         let mut w = Words(out);
         let mut literal = None;
         match self {
@@ -523,7 +523,7 @@ fn peek(w: &mut Words<'_>, p: &Peek) {
 /// when there are none): how a refused redeclare names the queue's options
 /// (`ERR PRECONDITION queue q exists with other options (...)`). For people,
 /// not for the parser: names are quoted as in error texts, in this order.
-pub fn describe_args(a: &QueueArgs) -> String {
+pub(crate) fn describe_args(a: &QueueArgs) -> String {
     let mut w: Vec<String> = Vec::new();
     let mut num = |name: &str, v: Option<u64>| {
         if let Some(v) = v {
@@ -572,7 +572,7 @@ pub fn describe_args(a: &QueueArgs) -> String {
 }
 
 /// The wire name of an overflow policy.
-pub fn overflow_name(o: Overflow) -> &'static str {
+pub(crate) fn overflow_name(o: Overflow) -> &'static str {
     keyword(OVERFLOWS, o)
 }
 

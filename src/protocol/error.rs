@@ -10,14 +10,14 @@ use super::code::ErrorCode;
 #[error("{code} {message}")]
 pub struct ParseError {
     /// `Syntax`, `UnknownCommand`, or `BadFrame` (HTTP or TLS: answer, then close).
-    pub code: ErrorCode,
+    pub(crate) code: ErrorCode,
     /// Human-readable text.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl ParseError {
     /// An `ERR SYNTAX` with this message.
-    pub fn syntax(message: impl Into<String>) -> Self {
+    pub(crate) fn syntax(message: impl Into<String>) -> Self {
         ParseError {
             code: ErrorCode::Syntax,
             message: message.into(),
@@ -27,7 +27,7 @@ impl ParseError {
 
 /// Echoed input for an error text: always quoted, at most 64 bytes of it,
 /// control bytes as `\xHH`, so the line never ends in a lit-mark.
-pub fn show(word: &[u8]) -> String {
+pub(crate) fn show(word: &[u8]) -> String {
     const MAX: usize = 64;
     let mut cut = word.len().min(MAX);
     while cut < word.len() && cut > 0 && word[cut] & 0xc0 == 0x80 {

@@ -46,7 +46,7 @@ pub struct Frame {
     /// When a literal follows, the line still ends with its `{N}` lit-mark.
     pub line: Bytes,
     /// The literal's N bytes, when the line announced one.
-    pub literal: Option<Bytes>,
+    pub(crate) literal: Option<Bytes>,
 }
 
 /// What the framer found.
@@ -62,7 +62,7 @@ pub enum FrameEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// `LineTooLong`, `TooLarge` or `Syntax` (NUL or bare CR in a line).
-    pub code: ErrorCode,
+    pub(crate) code: ErrorCode,
     /// Human-readable text; never ends in a lit-mark.
     pub message: String,
 }
@@ -102,14 +102,9 @@ impl Framer {
         }
     }
 
-    /// The limits this framer enforces.
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// True when the framer is inside a frame (a partial line, a literal being
     /// collected or skipped): an end of stream now cuts a frame short.
-    pub fn in_frame(&self, buf: &BytesMut) -> bool {
+    pub(crate) fn in_frame(&self, buf: &BytesMut) -> bool {
         !matches!(self.state, State::Line { .. }) || !buf.is_empty()
     }
 
@@ -117,7 +112,7 @@ impl Framer {
     /// all arrived but not the end of line after them (the terminator "is
     /// not there"). `None` when the stream merely stopped: between frames,
     /// in a partial line, or before a literal's bytes were all sent.
-    pub fn at_end(&self, buf: &BytesMut) -> Option<BadFrame> {
+    pub(crate) fn at_end(&self, buf: &BytesMut) -> Option<BadFrame> {
         match &self.state {
             State::Literal { len, .. } if buf.len() >= *len => {
                 Some(BadFrame(after_literal(*len as u64)))

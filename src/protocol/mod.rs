@@ -29,14 +29,14 @@
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod check;
-pub mod code;
+pub(crate) mod code;
 pub mod command;
-pub mod encode;
-pub mod error;
+pub(crate) mod encode;
+pub(crate) mod error;
 pub mod frame;
 pub mod parse;
-pub mod pattern;
-pub mod reply;
+pub(crate) mod pattern;
+pub(crate) mod reply;
 pub mod table;
 pub mod token;
 

@@ -9,7 +9,7 @@ use std::fmt;
 use regex::{Regex, RegexBuilder};
 
 /// Longest pattern accepted, in bytes.
-pub const MAX_PATTERN_BYTES: usize = 1024;
+pub(crate) const MAX_PATTERN_BYTES: usize = 1024;
 /// The compiled size a pattern may reach (the regex crate's own guard
 /// against patterns that blow up when compiled).
 const MAX_COMPILED_BYTES: usize = 1 << 20;
@@ -48,7 +48,7 @@ impl Pattern {
     }
 
     /// The pattern as given.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.source
     }
 

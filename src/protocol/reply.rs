@@ -15,7 +15,7 @@ use super::token::encode_word;
 
 /// A reply to one command: exactly one per command, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// `OK` followed by already-encoded words (possibly none).
     Ok(String),
     /// `OK <words> {N}` followed by N bytes of data.
@@ -26,12 +26,12 @@ pub enum Reply {
 
 impl Reply {
     /// A bare `OK`.
-    pub fn ok() -> Reply {
+    pub(crate) fn ok() -> Reply {
         Reply::Ok(String::new())
     }
 
     /// `OK` followed by these words, each encoded (quoted where needed).
-    pub fn words<I, S>(words: I) -> Reply
+    pub(crate) fn words<I, S>(words: I) -> Reply
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -40,12 +40,12 @@ impl Reply {
     }
 
     /// Whether this reply is an `ERR`.
-    pub fn is_err(&self) -> bool {
+    pub(crate) fn is_err(&self) -> bool {
         matches!(self, Reply::Err(..))
     }
 
     /// Appends the wire form to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Reply::Ok(words) => {
                 out.extend_from_slice(b"OK");
@@ -86,7 +86,7 @@ impl Reply {
 }
 
 /// Encodes words for a reply line, separated by single spaces.
-pub fn join_words<I, S>(words: I) -> String
+pub(crate) fn join_words<I, S>(words: I) -> String
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
@@ -104,7 +104,7 @@ where
 
 /// Quotes a client-supplied word for an error message, shortened to 64 bytes,
 /// so that echoed input can never break the line or fake a literal.
-pub fn quote_for_message(word: &str) -> String {
+pub(crate) fn quote_for_message(word: &str) -> String {
     let mut end = word.len().min(64);
     while !word.is_char_boundary(end) {
         end -= 1;
@@ -130,36 +130,36 @@ pub fn quote_for_message(word: &str) -> String {
 
 /// What a `MSG` push says about one delivery (the body travels separately).
 #[derive(Debug)]
-pub struct MsgHead<'a> {
+pub(crate) struct MsgHead<'a> {
     /// Consumer tag, or `-` for a `GET`.
-    pub consumer_tag: &'a str,
+    pub(crate) consumer_tag: &'a str,
     /// Delivery tag on this connection.
-    pub delivery_tag: u64,
+    pub(crate) delivery_tag: u64,
     /// Exchange it was published to (`""` for the default exchange).
-    pub exchange: &'a str,
+    pub(crate) exchange: &'a str,
     /// Routing key it was published with: any bytes, written as one word
     /// (quoted when needed) that tokenizes back to exactly these bytes.
-    pub routing_key: &'a [u8],
+    pub(crate) routing_key: &'a [u8],
     /// Delivered before (or may have been, after a crash).
-    pub redelivered: bool,
+    pub(crate) redelivered: bool,
     /// How many times it has been delivered, this one included.
-    pub deliveries: u32,
+    pub(crate) deliveries: u32,
     /// Message id.
-    pub id: &'a str,
+    pub(crate) id: &'a str,
     /// Headers (values are any bytes, written like the routing key).
-    pub headers: &'a [Header],
+    pub(crate) headers: &'a [Header],
     /// Its message group (`PUB group=`), if it has one.
-    pub group: Option<&'a [u8]>,
+    pub(crate) group: Option<&'a [u8]>,
     /// A stream delivery: its offset in the stream.
-    pub offset: Option<u64>,
+    pub(crate) offset: Option<u64>,
     /// A delivery of a partitioned stream: the partition's index.
-    pub partition: Option<u32>,
+    pub(crate) partition: Option<u32>,
 }
 
 /// Appends `MSG <ctag> <dtag> <exchange> <key> [redelivered] deliveries=<n>
 /// id=<id> [group=<key>] [offset=<n>] [partition=<n>] [h.<name>=<value>...]
 /// {N}\r\n<body>\r\n` to `out`.
-pub fn encode_msg(out: &mut Vec<u8>, head: &MsgHead<'_>, body: &[u8]) {
+pub(crate) fn encode_msg(out: &mut Vec<u8>, head: &MsgHead<'_>, body: &[u8]) {
     out.extend_from_slice(b"MSG ");
     encode_word(out, head.consumer_tag.as_bytes());
     let _ = write!(Lit(out), " {} ", head.delivery_tag);
@@ -194,7 +194,7 @@ pub fn encode_msg(out: &mut Vec<u8>, head: &MsgHead<'_>, body: &[u8]) {
 
 /// A notice the server sends unasked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
+pub(crate) enum Notice {
     /// `NOTICE cancelled <ctag> reason=<reason>`: the server ended a subscription.
     Cancelled {
         /// The subscription's consumer tag.
@@ -251,7 +251,7 @@ pub enum Notice {
 
 /// What holds a `PUB`, as `NOTICE blocked` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Blocker {
+pub(crate) enum Blocker {
     /// `queue=<name>`: a full `overflow=block` queue.
     Queue(String),
     /// `disk` or `memory`: a resource alarm.
@@ -260,7 +260,7 @@ pub enum Blocker {
 
 /// A resource whose alarm holds publishers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resource {
+pub(crate) enum Resource {
     /// Free space on the data directory's file system (`--disk-free-limit`).
     Disk,
     /// The broker's resident memory (`--memory-high-watermark`).
@@ -269,7 +269,7 @@ pub enum Resource {
 
 impl Resource {
     /// Its name on the wire (and in logs).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Resource::Disk => "disk",
             Resource::Memory => "memory",
@@ -279,7 +279,7 @@ impl Resource {
 
 impl Notice {
     /// Appends the wire form to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Notice::Cancelled { tag, reason } => {
                 out.extend_from_slice(b"NOTICE cancelled ");

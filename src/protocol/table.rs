@@ -17,14 +17,14 @@ use super::token::{encode_word, tokenize};
 
 /// A table being built: its column names, then rows of cells.
 #[derive(Debug, Clone)]
-pub struct Table {
+pub(crate) struct Table {
     header: Vec<&'static str>,
     rows: Vec<Vec<Vec<u8>>>,
 }
 
 impl Table {
     /// An empty table with these columns.
-    pub fn new(header: &[&'static str]) -> Table {
+    pub(crate) fn new(header: &[&'static str]) -> Table {
         Table {
             header: header.to_vec(),
             rows: Vec::new(),
@@ -32,7 +32,7 @@ impl Table {
     }
 
     /// Adds a row; each cell is written as a protocol token.
-    pub fn row<I, C>(&mut self, cells: I)
+    pub(crate) fn row<I, C>(&mut self, cells: I)
     where
         I: IntoIterator<Item = C>,
         C: AsRef<[u8]>,
@@ -49,17 +49,18 @@ impl Table {
     }
 
     /// Rows added (the header not counted).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.rows.len()
     }
 
     /// Whether no row was added.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
 
     /// The aligned text: header, rows, each line ending in `\n`.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let cols = self.header.len();
         let mut width: Vec<usize> = self.header.iter().map(|h| h.len()).collect();
         for row in &self.rows {
@@ -110,19 +111,19 @@ pub fn split_row(line: &[u8]) -> Option<Vec<Vec<u8>>> {
 
 /// A `STATS` literal being built: groups of `key value` lines.
 #[derive(Debug, Clone, Default)]
-pub struct KeyValues {
+pub(crate) struct KeyValues {
     groups: Vec<Vec<(&'static str, String)>>,
 }
 
 impl KeyValues {
     /// Starts a new group (an empty line before it, but for the first).
-    pub fn group(&mut self) -> &mut Self {
+    pub(crate) fn group(&mut self) -> &mut Self {
         self.groups.push(Vec::new());
         self
     }
 
     /// Adds one `key value` line to the current group.
-    pub fn put(&mut self, key: &'static str, value: impl std::fmt::Display) -> &mut Self {
+    pub(crate) fn put(&mut self, key: &'static str, value: impl std::fmt::Display) -> &mut Self {
         if self.groups.is_empty() {
             self.groups.push(Vec::new());
         }
@@ -133,12 +134,12 @@ impl KeyValues {
     }
 
     /// Adds a rate, per second, with one decimal.
-    pub fn rate(&mut self, key: &'static str, per_sec: f64) -> &mut Self {
+    pub(crate) fn rate(&mut self, key: &'static str, per_sec: f64) -> &mut Self {
         self.put(key, format!("{per_sec:.1}"))
     }
 
     /// The text.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let width = self
             .groups
             .iter()

@@ -22,7 +22,7 @@ pub struct Token {
     pub text: Vec<u8>,
     /// The word began with a double quote: it is always positional, never an
     /// option, a flag or a lit-mark.
-    pub quoted: bool,
+    pub(crate) quoted: bool,
 }
 
 /// Why a line does not tokenize.
@@ -207,7 +207,7 @@ fn looks_like_mark(word: &[u8]) -> bool {
 }
 
 /// True when [`encode_word`] writes `word` quoted.
-pub fn needs_quotes(word: &[u8]) -> bool {
+pub(crate) fn needs_quotes(word: &[u8]) -> bool {
     word.is_empty()
         || looks_like_mark(word)
         || word
@@ -228,7 +228,7 @@ pub fn encode_word(out: &mut Vec<u8>, word: &[u8]) {
 }
 
 /// Appends `word` always quoted, with `"` and `\` escaped.
-pub fn encode_quoted(out: &mut Vec<u8>, word: &[u8]) {
+pub(crate) fn encode_quoted(out: &mut Vec<u8>, word: &[u8]) {
     out.reserve(word.len() + 2);
     out.push(b'"');
     for &b in word {

@@ -40,23 +40,23 @@ use super::{MessageBatch, MessageStore, Storage};
 /// A healthy disk syncs in milliseconds, a slow or overloaded one in
 /// seconds; one that has not answered in half a minute is not coming
 /// back in a time any client waits for.
-pub const SYNC_STALL: Duration = Duration::from_secs(30);
+pub(crate) const SYNC_STALL: Duration = Duration::from_secs(30);
 
 /// How far the store is durable, as the committer last published it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommitState {
     /// Every generation up to this one is durable.
-    pub durable: u64,
+    pub(crate) durable: u64,
     /// The first store error (a failed sync or write, or a stalled sync),
     /// if any: every generation above `durable` has failed, and the store
-    /// takes no more writes (see [`crate::server::run`]).
-    pub error: Option<Arc<str>>,
+    /// takes no more writes (see [`crate::server::serve`]).
+    pub(crate) error: Option<Arc<str>>,
 }
 
 impl CommitState {
     /// `Some(Ok(()))` once generation `g` is durable, `Some(Err(..))` if the
     /// store failed before it was, `None` while it is still pending.
-    pub fn outcome(&self, g: u64) -> Option<Result<(), Arc<str>>> {
+    pub(crate) fn outcome(&self, g: u64) -> Option<Result<(), Arc<str>>> {
         if g <= self.durable {
             Some(Ok(()))
         } else {
@@ -67,14 +67,14 @@ impl CommitState {
 
 /// Upper bounds of the sync-latency histogram's buckets, in seconds
 /// (Prometheus' `le`; a last, unbounded `+Inf` bucket is implied).
-pub const SYNC_BUCKETS: [f64; 14] = [
+pub(crate) const SYNC_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
 /// How long the store's syncs take: a lock-free histogram (one atomic per
 /// bucket, bumped by the commit thread, read by `/metrics`).
 #[derive(Debug, Default)]
-pub struct SyncHistogram {
+pub(crate) struct SyncHistogram {
     /// Syncs per bucket (not cumulative); the last is `+Inf`.
     buckets: [AtomicU64; SYNC_BUCKETS.len() + 1],
     sum_nanos: AtomicU64,
@@ -82,7 +82,7 @@ pub struct SyncHistogram {
 
 impl SyncHistogram {
     /// Records one sync that took `d`.
-    pub fn record(&self, d: Duration) {
+    pub(crate) fn record(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let i = SYNC_BUCKETS
             .iter()
@@ -95,7 +95,7 @@ impl SyncHistogram {
 
     /// Cumulative counts per bucket of [`SYNC_BUCKETS`] then `+Inf` (the
     /// total), and the sum of the durations in seconds.
-    pub fn snapshot(&self) -> (Vec<u64>, f64) {
+    pub(crate) fn snapshot(&self) -> (Vec<u64>, f64) {
         let mut total = 0;
         let cumulative = self
             .buckets
@@ -215,7 +215,7 @@ impl Committer {
     }
 
     /// Whether the store has failed (a write, a sync, or a stalled sync).
-    pub fn has_failed(&self) -> bool {
+    pub(crate) fn has_failed(&self) -> bool {
         self.state.borrow().error.is_some()
     }
 
@@ -234,7 +234,7 @@ impl Committer {
     /// The map's lock is held by the committer from taking the map to
     /// counting its write, so an offset recorded meanwhile gets a later
     /// generation than that write and waits for the next round.
-    pub fn defer_offset(&self, queue_id: u64, group: Arc<str>, offset: u64) -> u64 {
+    pub(crate) fn defer_offset(&self, queue_id: u64, group: Arc<str>, offset: u64) -> u64 {
         let g = {
             let mut d = self.deferred.lock();
             d.insert((queue_id, group), offset);
@@ -265,20 +265,15 @@ impl Committer {
         self.written.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The generation of the latest write (0 when nothing was written).
-    pub fn latest(&self) -> u64 {
-        self.written.load(Ordering::SeqCst)
-    }
-
     /// A receiver of the durable generation.
-    pub fn subscribe(&self) -> watch::Receiver<CommitState> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<CommitState> {
         self.state.subscribe()
     }
 
     /// Records a failed write to the store (not a sync): the store cannot
     /// be trusted to take more writes (sled's I/O errors are sticky), which
     /// [`CommitState::error`] tells whoever watches.
-    pub fn write_failed(&self, e: &super::StoreError) {
+    pub(crate) fn write_failed(&self, e: &super::StoreError) {
         if let super::StoreError::Io(_) = e {
             self.fail(&e.to_string());
         }
@@ -290,7 +285,7 @@ impl Committer {
     }
 
     /// How long syncs took.
-    pub fn sync_latency(&self) -> &SyncHistogram {
+    pub(crate) fn sync_latency(&self) -> &SyncHistogram {
         &self.latency
     }
 

@@ -32,7 +32,7 @@ use super::{
 /// it, so it is atomic). Share it as an `Arc` and hand a clone to each
 /// broker that "restarts" on it.
 #[derive(Debug, Default)]
-pub struct MemStore {
+pub(crate) struct MemStore {
     state: Mutex<State>,
     syncs: AtomicU64,
 }
@@ -66,7 +66,7 @@ struct Copy {
 
 impl MemStore {
     /// How many times the store was synced (tests of the group commit).
-    pub fn syncs(&self) -> u64 {
+    pub(crate) fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
     }
 }

@@ -51,47 +51,47 @@ pub struct MessageMeta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DedupEntry {
     /// Queue id.
-    pub queue_id: u64,
+    pub(crate) queue_id: u64,
     /// Message id.
-    pub id: String,
+    pub(crate) id: String,
     /// End of the window (Unix ms).
-    pub expires_at: u64,
+    pub(crate) expires_at: u64,
 }
 
 /// One message copy found at recovery.
 #[derive(Debug, Clone)]
 pub struct RecoveredMessage {
     /// Queue id.
-    pub queue_id: u64,
+    pub(crate) queue_id: u64,
     /// Sequence number within the queue.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// Metadata.
-    pub meta: MessageMeta,
+    pub(crate) meta: MessageMeta,
     /// Body (shared between copies of one body id).
-    pub body: Bytes,
+    pub(crate) body: Bytes,
     /// The body was stored inside the meta record, so it is this copy's
     /// alone; false: a separately stored body that may be shared by several
     /// copies (see [`StoredMessages::shared_refs`]).
-    pub inline: bool,
+    pub(crate) inline: bool,
 }
 
 /// The stored copies of one durable queue, summed up at recovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredQueue {
     /// Queue id.
-    pub queue_id: u64,
+    pub(crate) queue_id: u64,
     /// The smallest sequence number stored.
-    pub first_seq: u64,
+    pub(crate) first_seq: u64,
     /// The largest sequence number stored.
-    pub last_seq: u64,
+    pub(crate) last_seq: u64,
     /// How many copies are stored.
-    pub count: u64,
+    pub(crate) count: u64,
     /// Their body bytes, counted per copy (a shared body counts once for
     /// every copy that holds it).
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// A stream's segments, oldest first (empty for other queues): what its
     /// retention trims, summed up by the scan recovery makes anyway.
-    pub segments: Vec<StreamSegment>,
+    pub(crate) segments: Vec<StreamSegment>,
 }
 
 /// A run of consecutive offsets of a stream, the unit its retention
@@ -100,17 +100,17 @@ pub struct StoredQueue {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StreamSegment {
     /// Its first offset.
-    pub first: u64,
+    pub(crate) first: u64,
     /// One past its last offset.
-    pub end: u64,
+    pub(crate) end: u64,
     /// Messages in it.
-    pub count: u64,
+    pub(crate) count: u64,
     /// Their body bytes.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Publish time of its first message (Unix ms).
-    pub first_ts: u64,
+    pub(crate) first_ts: u64,
     /// Publish time of its newest message (Unix ms).
-    pub last_ts: u64,
+    pub(crate) last_ts: u64,
 }
 
 /// A segment takes at most this many messages...
@@ -192,7 +192,7 @@ impl<'a> MessageBatch<'a> {
     /// The batch's one copy and its body, when it writes exactly that: one
     /// body, one copy of it, and removes nothing. A store may keep such a
     /// body inline with its copy (see [`RecoveredMessage::inline`]).
-    pub fn sole_copy(&self) -> Option<(u64, u64, &'a MessageMeta, &'a [u8])> {
+    pub(crate) fn sole_copy(&self) -> Option<(u64, u64, &'a MessageMeta, &'a [u8])> {
         match (
             &self.put_bodies[..],
             &self.put_metas[..],
@@ -209,7 +209,7 @@ impl<'a> MessageBatch<'a> {
     /// About how many bytes the batch writes (keys, values and record
     /// headers; a removal writes a small record too): what the disk alarm
     /// counts against the free space.
-    pub fn estimated_bytes(&self) -> u64 {
+    pub(crate) fn estimated_bytes(&self) -> u64 {
         const RECORD: u64 = 64;
         let bodies: u64 = self
             .put_bodies
@@ -236,7 +236,7 @@ impl<'a> MessageBatch<'a> {
     }
 
     /// Whether the batch changes nothing.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.put_bodies.is_empty()
             && self.put_metas.is_empty()
             && self.del_metas.is_empty()
@@ -303,16 +303,16 @@ pub struct StoredMessages {
     pub stored: Vec<StoredQueue>,
     /// For each body stored apart from its metadata (not inline): how many
     /// stored copies reference it.
-    pub shared_refs: HashMap<u64, u32>,
+    pub(crate) shared_refs: HashMap<u64, u32>,
     /// The largest body id found in any copy (0 if none).
-    pub max_body_id: u64,
+    pub(crate) max_body_id: u64,
     /// Whether the previous run shut down cleanly.
-    pub clean_shutdown: bool,
+    pub(crate) clean_shutdown: bool,
     /// De-duplication records still inside their window at recovery time
     /// (expired ones are dropped from the store).
-    pub dedup: Vec<DedupEntry>,
+    pub(crate) dedup: Vec<DedupEntry>,
     /// Stream consumer-group offsets: (queue id, group, committed offset).
-    pub offsets: Vec<(u64, String, u64)>,
+    pub(crate) offsets: Vec<(u64, String, u64)>,
 }
 
 /// What a recovery scan keeps, summed up as it goes: the stores'

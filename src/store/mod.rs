@@ -21,7 +21,7 @@
 //! them along.
 //!
 //! Implementations: [`SledStore`] keeps both concerns in one sled database
-//! (one engine, one sync); [`MemStore`] keeps them in RAM for as long as
+//! (one engine, one sync); `MemStore` (built for tests only) keeps them in RAM for as long as
 //! its handle lives, following sled's rules, so that a test restarts a
 //! broker on it as on a data directory; [`NullStore`] keeps nothing
 //! (`--in-memory`). `contract_tests.rs` holds what both stores that keep
@@ -42,20 +42,22 @@
 //! that keep only part of their backlog in RAM, including copies written
 //! only to save RAM ([`MessageMeta::volatile`]), which recovery drops.
 
-pub mod codec;
-pub mod commit;
+pub(crate) mod codec;
+pub(crate) mod commit;
 #[cfg(test)]
 mod contract_tests;
-pub mod mem;
+#[cfg(test)]
+pub(crate) mod mem;
 mod message;
-pub mod null;
+pub(crate) mod null;
 pub mod sled;
 mod storage;
 mod topology;
 
 pub use self::sled::SledStore;
 pub use commit::{CommitState, Committer};
-pub use mem::MemStore;
+#[cfg(test)]
+pub(crate) use mem::MemStore;
 pub use message::{
     add_to_segments, segment_full, DedupEntry, MessageBatch, MessageMeta, MessageStore,
     RecoveredMessage, StoredMessages, StoredQueue, StreamSegment, SEGMENT_BYTES, SEGMENT_MESSAGES,

@@ -18,9 +18,9 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct Storage {
     /// Exchanges, queues, bindings and users.
-    pub topology: Arc<dyn TopologyStore>,
+    pub(crate) topology: Arc<dyn TopologyStore>,
     /// Message copies and bodies, de-duplication records, group offsets.
-    pub messages: Arc<dyn MessageStore>,
+    pub(crate) messages: Arc<dyn MessageStore>,
     /// Each engine behind the two stores, once (the message store's
     /// first): what [`Storage::sync`] syncs.
     engines: Vec<Arc<dyn Durable>>,
@@ -39,7 +39,11 @@ impl Storage {
 
     /// A store per concern, each its own engine: [`Storage::sync`] syncs
     /// the message store, then the topology store.
-    pub fn split(topology: Arc<dyn TopologyStore>, messages: Arc<dyn MessageStore>) -> Storage {
+    #[cfg(test)]
+    pub(crate) fn split(
+        topology: Arc<dyn TopologyStore>,
+        messages: Arc<dyn MessageStore>,
+    ) -> Storage {
         let engines: Vec<Arc<dyn Durable>> = vec![messages.clone(), topology.clone()];
         Storage {
             topology,
@@ -54,12 +58,12 @@ impl Storage {
     }
 
     /// Blocks until every earlier write to either store is durable.
-    pub fn sync(&self) -> Result<(), StoreError> {
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
         self.engines.iter().try_for_each(|e| e.sync())
     }
 
     /// Bytes the stores take on disk (`None` when they keep nothing there).
-    pub fn size_on_disk(&self) -> Option<u64> {
+    pub(crate) fn size_on_disk(&self) -> Option<u64> {
         self.engines
             .iter()
             .filter_map(|e| e.size_on_disk())
@@ -68,45 +72,45 @@ impl Storage {
 
     /// Whether written messages can be read back (see
     /// [`MessageStore::keeps_messages`]).
-    pub fn keeps_messages(&self) -> bool {
+    pub(crate) fn keeps_messages(&self) -> bool {
         self.messages.keeps_messages()
     }
 
     /// Records whether the broker was shut down cleanly (see
     /// [`MessageStore::set_clean`]).
-    pub fn set_clean(&self, clean: bool) -> Result<(), StoreError> {
+    pub(crate) fn set_clean(&self, clean: bool) -> Result<(), StoreError> {
         self.messages.set_clean(clean)
     }
 
     /// Writes or replaces a durable exchange.
-    pub fn put_exchange(&self, def: &ExchangeDef) -> Result<(), StoreError> {
+    pub(crate) fn put_exchange(&self, def: &ExchangeDef) -> Result<(), StoreError> {
         self.topology.put_exchange(def)
     }
 
     /// Removes a durable exchange and its bindings.
-    pub fn delete_exchange(&self, name: &str) -> Result<(), StoreError> {
+    pub(crate) fn delete_exchange(&self, name: &str) -> Result<(), StoreError> {
         self.topology.delete_exchange(name)
     }
 
     /// Writes or replaces a durable queue.
-    pub fn put_queue(&self, def: &QueueDef) -> Result<(), StoreError> {
+    pub(crate) fn put_queue(&self, def: &QueueDef) -> Result<(), StoreError> {
         self.topology.put_queue(def)
     }
 
     /// Removes a durable queue, its bindings, every message copy it holds,
     /// its de-duplication records and its consumer-group offsets.
-    pub fn delete_queue(&self, def: &QueueDef) -> Result<(), StoreError> {
+    pub(crate) fn delete_queue(&self, def: &QueueDef) -> Result<(), StoreError> {
         self.topology.delete_queue(def)?;
         self.messages.remove_queue(def.id)
     }
 
     /// Writes a durable binding.
-    pub fn put_binding(&self, def: &BindingDef) -> Result<(), StoreError> {
+    pub(crate) fn put_binding(&self, def: &BindingDef) -> Result<(), StoreError> {
         self.topology.put_binding(def)
     }
 
     /// Removes a durable binding.
-    pub fn delete_binding(&self, def: &BindingDef) -> Result<(), StoreError> {
+    pub(crate) fn delete_binding(&self, def: &BindingDef) -> Result<(), StoreError> {
         self.topology.delete_binding(def)
     }
 }
@@ -117,7 +121,7 @@ impl Storage {
 #[derive(Debug, Default)]
 pub struct Recovered {
     /// Durable exchanges, queues and bindings.
-    pub topology: Topology,
+    pub(crate) topology: Topology,
     /// The stored copies summed up, de-duplication records, group offsets,
     /// and whether the previous run shut down cleanly.
     pub messages: StoredMessages,
@@ -127,7 +131,7 @@ impl Recovered {
     /// Reads the topology, then sums up the stored messages against its
     /// queues (dropping what no queue holds any more) and marks the run as
     /// not clean.
-    pub fn read(
+    pub(crate) fn read(
         topology: &dyn TopologyStore,
         messages: &dyn MessageStore,
     ) -> Result<Recovered, StoreError> {

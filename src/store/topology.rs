@@ -40,29 +40,29 @@ pub trait TopologyStore: Durable {
 #[derive(Debug, Default)]
 pub struct Topology {
     /// Durable exchanges.
-    pub exchanges: Vec<ExchangeDef>,
+    pub(crate) exchanges: Vec<ExchangeDef>,
     /// Durable queues.
-    pub queues: Vec<QueueDef>,
+    pub(crate) queues: Vec<QueueDef>,
     /// Durable bindings.
-    pub bindings: Vec<BindingDef>,
+    pub(crate) bindings: Vec<BindingDef>,
 }
 
 /// A durable exchange as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExchangeDef {
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
     /// Type.
-    pub kind: ExchangeKind,
+    pub(crate) kind: ExchangeKind,
     /// Deleted when its last binding goes.
-    pub auto_delete: bool,
+    pub(crate) auto_delete: bool,
     /// Alternate exchange for unroutable messages.
-    pub alternate: Option<String>,
+    pub(crate) alternate: Option<String>,
     /// A `hash` exchange: the header it hashes instead of the routing key.
-    pub hash_header: Option<String>,
+    pub(crate) hash_header: Option<String>,
     /// The exchange of a partitioned stream: how many partitions (0 for an
     /// ordinary exchange).
-    pub partitions: u32,
+    pub(crate) partitions: u32,
 }
 
 /// A durable queue as stored.
@@ -82,15 +82,15 @@ pub struct QueueDef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindingDef {
     /// Exchange name.
-    pub exchange: String,
+    pub(crate) exchange: String,
     /// Queue name.
-    pub queue: String,
+    pub(crate) queue: String,
     /// Binding key (any bytes).
-    pub key: Bytes,
+    pub(crate) key: Bytes,
     /// Header arguments.
-    pub headers: Vec<Header>,
+    pub(crate) headers: Vec<Header>,
     /// Header match mode.
-    pub matching: HeaderMatch,
+    pub(crate) matching: HeaderMatch,
 }
 
 /// A user as stored (see [`crate::auth`]): one record per user in the
@@ -103,16 +103,16 @@ pub struct BindingDef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     /// User name.
-    pub name: String,
+    pub(crate) name: String,
     /// The argon2id hash of the password, as a PHC string (kept out of
     /// `Debug` output).
-    pub hash: Secret,
+    pub(crate) hash: Secret,
     /// Tags (`admin`).
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// The `configure` pattern (a regex; empty grants nothing).
-    pub configure: String,
+    pub(crate) configure: String,
     /// The `write` pattern.
-    pub write: String,
+    pub(crate) write: String,
     /// The `read` pattern.
-    pub read: String,
+    pub(crate) read: String,
 }

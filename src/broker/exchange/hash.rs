@@ -19,13 +19,13 @@ use crate::protocol::command::Header;
 
 /// Ring points per unit of weight: enough that three queues of equal
 /// weight each take within a few percent of a third of the keys.
-pub const POINTS_PER_WEIGHT: u32 = 160;
+pub(crate) const POINTS_PER_WEIGHT: u32 = 160;
 /// The largest weight a binding key may give.
-pub const MAX_WEIGHT: u32 = 1000;
+pub(crate) const MAX_WEIGHT: u32 = 1000;
 
 /// The weight a `hash` binding key gives: a decimal 1 to [`MAX_WEIGHT`]
 /// (empty means 1); `None` for anything else.
-pub fn weight(key: &[u8]) -> Option<u32> {
+pub(crate) fn weight(key: &[u8]) -> Option<u32> {
     if key.is_empty() {
         return Some(1);
     }

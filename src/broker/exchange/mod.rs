@@ -25,7 +25,7 @@
 
 mod direct;
 mod fanout;
-pub mod hash;
+pub(crate) mod hash;
 mod headers;
 mod topic;
 
@@ -51,16 +51,16 @@ use self::topic::Topic;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Binding {
     /// The bound queue's name.
-    pub queue: Arc<str>,
+    pub(crate) queue: Arc<str>,
     /// The binding key (`""` when omitted): any bytes, compared byte for
     /// byte (not only UTF-8). Ignored by fanout and headers routing, but
     /// still part of the identity.
     pub key: Bytes,
     /// The `h.<name>=<value>` arguments, sorted by name (then value) with exact
     /// duplicates removed.
-    pub headers: Vec<Header>,
+    pub(crate) headers: Vec<Header>,
     /// `match=all|any` (all when not given). Used by headers routing only.
-    pub matching: HeaderMatch,
+    pub(crate) matching: HeaderMatch,
 }
 
 impl Binding {
@@ -160,7 +160,7 @@ impl Bindings {
 
     /// An empty table for a `hash` exchange that hashes header `header`
     /// (the routing key when `None`).
-    pub fn new_hash(header: Option<String>) -> Self {
+    pub(crate) fn new_hash(header: Option<String>) -> Self {
         Self {
             by_queue: HashMap::new(),
             len: 0,
@@ -169,7 +169,7 @@ impl Bindings {
     }
 
     /// A table for an exchange of `kind` (with its `hash-header=`).
-    pub fn for_exchange(kind: ExchangeKind, hash_header: Option<String>) -> Self {
+    pub(crate) fn for_exchange(kind: ExchangeKind, hash_header: Option<String>) -> Self {
         match kind {
             ExchangeKind::Hash => Self::new_hash(hash_header),
             other => Self::new(other),
@@ -177,7 +177,7 @@ impl Bindings {
     }
 
     /// The header a `hash` exchange hashes, if it hashes one.
-    pub fn hash_header(&self) -> Option<&str> {
+    pub(crate) fn hash_header(&self) -> Option<&str> {
         match &self.index {
             Index::Hash(h) => h.header(),
             _ => None,
@@ -185,7 +185,8 @@ impl Bindings {
     }
 
     /// The exchange kind this table routes for.
-    pub fn kind(&self) -> ExchangeKind {
+    #[cfg(test)]
+    pub(crate) fn kind(&self) -> ExchangeKind {
         match self.index {
             Index::Direct(_) => ExchangeKind::Direct,
             Index::Fanout => ExchangeKind::Fanout,
@@ -220,7 +221,7 @@ impl Bindings {
     }
 
     /// Removes a binding. Returns `false` if it did not exist.
-    pub fn remove(&mut self, binding: &Binding) -> bool {
+    pub(crate) fn remove(&mut self, binding: &Binding) -> bool {
         let binding = binding.normalised();
         let Some(set) = self.by_queue.get_mut(&*binding.queue) else {
             return false;
@@ -238,7 +239,7 @@ impl Bindings {
 
     /// Removes every binding of `queue` (the queue was deleted). Returns how
     /// many there were.
-    pub fn remove_queue(&mut self, queue: &str) -> usize {
+    pub(crate) fn remove_queue(&mut self, queue: &str) -> usize {
         let Some(set) = self.by_queue.remove(queue) else {
             return 0;
         };

@@ -12,7 +12,7 @@ use crate::broker::message::Entry;
 
 /// What the queue pushes to a connection.
 #[derive(Debug)]
-pub enum Push {
+pub(crate) enum Push {
     /// A message for one of the connection's subscriptions.
     Deliver(Delivery),
     /// The server ended a subscription (its queue was deleted).
@@ -26,56 +26,56 @@ pub enum Push {
 
 /// One delivery on its way to a subscriber.
 #[derive(Debug)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// The queue it came from (acks go back there).
-    pub queue: Arc<Queue>,
+    pub(crate) queue: Arc<Queue>,
     /// The subscription's id, to return credit to.
-    pub consumer_id: u64,
+    pub(crate) consumer_id: u64,
     /// The subscription's consumer tag.
-    pub tag: Arc<str>,
+    pub(crate) tag: Arc<str>,
     /// Settled as soon as it is written.
-    pub auto_ack: bool,
+    pub(crate) auto_ack: bool,
     /// The queue's copy.
-    pub entry: Entry,
+    pub(crate) entry: Entry,
 }
 
 /// Sender half of a connection's push channel.
-pub type PushTx = mpsc::UnboundedSender<Push>;
+pub(crate) type PushTx = mpsc::UnboundedSender<Push>;
 
 /// A subscription as the queue sees it.
 #[derive(Debug)]
-pub struct Consumer {
+pub(crate) struct Consumer {
     /// Broker-unique id.
     pub id: u64,
     /// Consumer tag (unique per connection).
-    pub tag: Arc<str>,
+    pub(crate) tag: Arc<str>,
     /// The subscribing connection's id.
-    pub conn: u64,
+    pub(crate) conn: u64,
     /// Where deliveries go.
-    pub tx: PushTx,
+    pub(crate) tx: PushTx,
     /// Prefetch asked for.
-    pub prefetch: u32,
+    pub(crate) prefetch: u32,
     /// Prefetch room left.
-    pub credit: u32,
+    pub(crate) credit: u32,
     /// The queue's only consumer.
-    pub exclusive: bool,
+    pub(crate) exclusive: bool,
     /// `ack=auto`.
-    pub auto_ack: bool,
+    pub(crate) auto_ack: bool,
 }
 
 /// A subscription as `LIST CONSUMERS` shows it.
 #[derive(Debug, Clone)]
-pub struct ConsumerInfo {
+pub(crate) struct ConsumerInfo {
     /// Consumer tag.
-    pub tag: Arc<str>,
+    pub(crate) tag: Arc<str>,
     /// The subscribing connection's id.
-    pub conn: u64,
+    pub(crate) conn: u64,
     /// Prefetch asked for.
-    pub prefetch: u32,
+    pub(crate) prefetch: u32,
     /// Deliveries holding prefetch credit (unacked, or on their way).
-    pub in_flight: u32,
+    pub(crate) in_flight: u32,
     /// The queue's only consumer.
-    pub exclusive: bool,
+    pub(crate) exclusive: bool,
     /// `ack=auto`.
-    pub auto_ack: bool,
+    pub(crate) auto_ack: bool,
 }

@@ -10,46 +10,46 @@ use super::DeathReason;
 
 /// One queue's event counters, since it was created (or recovered).
 #[derive(Debug, Default)]
-pub struct QueueCounters {
+pub(crate) struct QueueCounters {
     /// Copies that entered the queue (published, dead-lettered or
     /// redriven into it).
-    pub published: AtomicU64,
+    pub(crate) published: AtomicU64,
     /// Deliveries (to subscriptions and `GET`s, redeliveries included).
-    pub delivered: AtomicU64,
+    pub(crate) delivered: AtomicU64,
     /// Deliveries acknowledged (`ACK`, or written with `ack=auto`).
-    pub acked: AtomicU64,
+    pub(crate) acked: AtomicU64,
     /// Deliveries that went back to the queue (`NACK`, ack timeout, a
     /// connection that closed with them unacked).
-    pub requeued: AtomicU64,
+    pub(crate) requeued: AtomicU64,
     /// Copies that died here, by [`DeathReason`] (routed to the queue's
     /// dead-letter exchange, or dropped when it has none).
-    pub dead: [AtomicU64; 4],
+    pub(crate) dead: [AtomicU64; 4],
 }
 
 impl QueueCounters {
     /// Counts a copy that died for `reason`.
-    pub fn died(&self, reason: DeathReason) {
+    pub(crate) fn died(&self, reason: DeathReason) {
         self.dead[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Copies that died for `reason`.
-    pub fn dead_of(&self, reason: DeathReason) -> u64 {
+    pub(crate) fn dead_of(&self, reason: DeathReason) -> u64 {
         self.dead[reason as usize].load(Ordering::Relaxed)
     }
 
     /// Copies that died, whatever the reason.
-    pub fn dead_total(&self) -> u64 {
+    pub(crate) fn dead_total(&self) -> u64 {
         self.dead.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 }
 
 /// Broker-wide counters, since the broker started.
 #[derive(Debug, Default)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// `PUB`s accepted (one per message, however many queues it reached).
-    pub published: AtomicU64,
+    pub(crate) published: AtomicU64,
     /// Deliveries, all queues.
-    pub delivered: AtomicU64,
+    pub(crate) delivered: AtomicU64,
     /// Acknowledgements, all queues.
-    pub acked: AtomicU64,
+    pub(crate) acked: AtomicU64,
 }

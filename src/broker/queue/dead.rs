@@ -17,7 +17,7 @@ use crate::broker::message::Entry;
 
 /// Why a message was dead-lettered (`h.x-death-reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeathReason {
+pub(crate) enum DeathReason {
     /// `NACK requeue=false` / `REJECT`.
     Rejected,
     /// Its TTL passed.
@@ -30,7 +30,7 @@ pub enum DeathReason {
 
 impl DeathReason {
     /// The header value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeathReason::Rejected => "rejected",
             DeathReason::Expired => "expired",
@@ -46,21 +46,21 @@ impl DeathReason {
 /// removes them from the store.
 #[derive(Debug, Default)]
 #[must_use = "dead letters must be routed (Broker::dead_letter), or they stay in the store"]
-pub struct Dead(pub(super) Vec<(Entry, DeathReason)>);
+pub(crate) struct Dead(pub(super) Vec<(Entry, DeathReason)>);
 
 impl Dead {
     /// Whether nothing died.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// The copies and why each died.
-    pub fn into_letters(self) -> Vec<(Entry, DeathReason)> {
+    pub(crate) fn into_letters(self) -> Vec<(Entry, DeathReason)> {
         self.0
     }
 
     /// The copies alone (to release them when there is nowhere to route).
-    pub fn into_entries(self) -> Vec<Entry> {
+    pub(crate) fn into_entries(self) -> Vec<Entry> {
         self.0.into_iter().map(|(e, _)| e).collect()
     }
 }

@@ -49,11 +49,11 @@ use crate::error::BrokerError;
 use crate::protocol::command::{Overflow, QueueArgs, StreamStart};
 use crate::store::{DedupEntry, MessageBatch, StoredQueue};
 use classic::Classic;
-pub use consumer::{Consumer, ConsumerInfo, Delivery, Push, PushTx};
-pub use counters::{QueueCounters, Totals};
-pub use dead::{Dead, DeathReason};
+pub(crate) use consumer::{Consumer, ConsumerInfo, Delivery, Push, PushTx};
+pub(crate) use counters::{QueueCounters, Totals};
+pub(crate) use dead::{Dead, DeathReason};
 use stream::Stream;
-pub use tail::Tail;
+pub(crate) use tail::Tail;
 
 /// Copies read back from the store at a time, from a tail being read back
 /// into RAM or dropped.
@@ -61,7 +61,7 @@ const PAGE: usize = 512;
 
 /// How a delivered copy is settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settle {
+pub(crate) enum Settle {
     /// Done with: remove it.
     Ack,
     /// Put it back at its position, flagged redelivered (`NACK`, or its
@@ -83,7 +83,7 @@ pub enum Settle {
 
 /// Whether a publish may add a message now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Room, or `overflow=drop-head` (which makes room).
     Accept,
     /// Full with `overflow=reject-publish`.
@@ -95,13 +95,18 @@ pub enum Admission {
 /// Additions an operation has decided on but not enqueued yet, per queue
 /// id: (messages, body bytes). See [`Queue::admit_after`].
 #[derive(Debug, Default)]
-pub struct Planned(HashMap<u64, (u64, u64)>);
+pub(crate) struct Planned(HashMap<u64, (u64, u64)>);
 
 impl Planned {
     /// Admits one message of `len` bytes to each of `targets` (dropping
     /// those that refuse it when `all` is false; refusing the whole set
     /// when `all` is true and any refuses) and plans the additions.
-    pub fn admit(&mut self, targets: Vec<Arc<Queue>>, len: usize, all: bool) -> Vec<Arc<Queue>> {
+    pub(crate) fn admit(
+        &mut self,
+        targets: Vec<Arc<Queue>>,
+        len: usize,
+        all: bool,
+    ) -> Vec<Arc<Queue>> {
         let (ok, refused): (Vec<_>, Vec<_>) = targets
             .into_iter()
             .partition(|q| q.admit_after(self, len) == Admission::Accept);
@@ -119,42 +124,42 @@ impl Planned {
 
 /// What a queue is made of (the broker builds queues from it).
 #[derive(Debug)]
-pub struct QueueInit {
+pub(crate) struct QueueInit {
     /// Name.
-    pub name: Arc<str>,
+    pub(crate) name: Arc<str>,
     /// Internal id (prefix of its store keys).
-    pub id: u64,
+    pub(crate) id: u64,
     /// Survives a restart.
-    pub durable: bool,
+    pub(crate) durable: bool,
     /// Deleted when its last subscription ends.
-    pub auto_delete: bool,
+    pub(crate) auto_delete: bool,
     /// The owning connection of an exclusive queue.
-    pub owner: Option<u64>,
+    pub(crate) owner: Option<u64>,
     /// Failure-handling options.
-    pub args: QueueArgs,
+    pub(crate) args: QueueArgs,
     /// The next sequence number (after recovered messages).
-    pub next_seq: u64,
+    pub(crate) next_seq: u64,
     /// A partition of a partitioned stream: its index.
-    pub partition: Option<u32>,
+    pub(crate) partition: Option<u32>,
 }
 
 /// One queue.
 #[derive(Debug)]
-pub struct Queue {
+pub(crate) struct Queue {
     /// Name.
-    pub name: Arc<str>,
+    pub(crate) name: Arc<str>,
     /// Internal id (prefix of its store keys).
-    pub id: u64,
+    pub(crate) id: u64,
     /// Survives a restart.
-    pub durable: bool,
+    pub(crate) durable: bool,
     /// Deleted when its last subscription ends.
-    pub auto_delete: bool,
+    pub(crate) auto_delete: bool,
     /// The connection that owns it, for an exclusive queue.
-    pub owner: Option<u64>,
+    pub(crate) owner: Option<u64>,
     /// Failure-handling options.
-    pub args: QueueArgs,
+    pub(crate) args: QueueArgs,
     /// A partition of a partitioned stream: its index.
-    pub partition: Option<u32>,
+    pub(crate) partition: Option<u32>,
     next_seq: AtomicU64,
     /// Its state, and what each operation does with it.
     kind: Kind,
@@ -165,7 +170,7 @@ pub struct Queue {
     disk: Arc<Disk>,
     timers: Arc<Timers<Queue>>,
     /// Its event counters (see [`super::stats`]).
-    pub counters: QueueCounters,
+    pub(crate) counters: QueueCounters,
     /// The broker's, bumped beside these.
     totals: Arc<Totals>,
 }
@@ -179,18 +184,18 @@ enum Kind {
 
 /// A snapshot of a queue's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueStats {
+pub(crate) struct QueueStats {
     /// Messages waiting: ready plus delayed.
-    pub messages: u64,
+    pub(crate) messages: u64,
     /// Of those, delayed.
-    pub delayed: u64,
+    pub(crate) delayed: u64,
     /// Delivered, not yet settled.
-    pub unacked: u64,
+    pub(crate) unacked: u64,
     /// Subscriptions.
-    pub consumers: u64,
+    pub(crate) consumers: u64,
     /// When the oldest waiting copy in RAM entered the broker (Unix ms),
     /// if one is waiting: see [`Queue::stats`].
-    pub oldest_at: Option<u64>,
+    pub(crate) oldest_at: Option<u64>,
 }
 
 impl Queue {
@@ -226,7 +231,7 @@ impl Queue {
     }
 
     /// Takes the next sequence number (before the message is stored).
-    pub fn next_seq(&self) -> u64 {
+    pub(crate) fn next_seq(&self) -> u64 {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -237,7 +242,7 @@ impl Queue {
     /// restart, or paged out and in again) counts from when it was read
     /// back, so its age is a lower bound. On a stream `messages` is what
     /// it keeps and `unacked` what its groups have in flight.
-    pub fn stats(&self) -> QueueStats {
+    pub(crate) fn stats(&self) -> QueueStats {
         match &self.kind {
             Kind::Classic(c) => c.stats(),
             Kind::Stream(s) => s.stats(),
@@ -245,25 +250,17 @@ impl Queue {
     }
 
     /// Its subscriptions, for `LIST CONSUMERS`.
-    pub fn consumer_list(&self) -> Vec<ConsumerInfo> {
+    pub(crate) fn consumer_list(&self) -> Vec<ConsumerInfo> {
         match &self.kind {
             Kind::Classic(c) => c.consumer_list(),
             Kind::Stream(s) => s.consumer_list(),
         }
     }
 
-    /// Whether a message is ready (or paged out, to be read back).
-    pub fn has_ready(&self) -> bool {
-        match &self.kind {
-            Kind::Classic(c) => c.has_ready(),
-            Kind::Stream(_) => false,
-        }
-    }
-
     /// Whether a new copy must be written to the store to save RAM (the
     /// queue is over its RAM budget, or has a tail): a hint read before
     /// the copy is enqueued.
-    pub fn spilling(&self) -> bool {
+    pub(crate) fn spilling(&self) -> bool {
         match &self.kind {
             Kind::Classic(c) => c.spilling(),
             Kind::Stream(_) => false,
@@ -273,19 +270,19 @@ impl Queue {
     /// Whether a copy of a message (`persistent` or not) is stored here to
     /// survive a restart: a persistent one on a durable queue that no
     /// connection owns, and everything a stream holds.
-    pub fn keeps(&self, persistent: bool) -> bool {
+    pub(crate) fn keeps(&self, persistent: bool) -> bool {
         (persistent || matches!(self.kind, Kind::Stream(_))) && stores(self)
     }
 
     /// Whether `e`, stored here, must not survive a restart (a spilled copy).
-    pub fn volatile(&self, e: &Entry) -> bool {
+    pub(crate) fn volatile(&self, e: &Entry) -> bool {
         !self.keeps(e.msg.persistent)
     }
 
     /// Whether copies stored before an unclean stop are still in the tail,
     /// not yet flagged as possibly delivered (the next start must treat
     /// the store as not cleanly shut down).
-    pub fn crash_flags_pending(&self) -> bool {
+    pub(crate) fn crash_flags_pending(&self) -> bool {
         match &self.kind {
             Kind::Classic(c) => c.crash_flags_pending(),
             Kind::Stream(_) => false,
@@ -293,7 +290,7 @@ impl Queue {
     }
 
     /// `ERR PRECONDITION` for a verb that a stream does not take.
-    pub fn refuse_stream(&self, verb: &str) -> Result<(), BrokerError> {
+    pub(crate) fn refuse_stream(&self, verb: &str) -> Result<(), BrokerError> {
         match &self.kind {
             Kind::Classic(_) => Ok(()),
             Kind::Stream(_) => Err(BrokerError::Precondition(format!(
@@ -304,7 +301,7 @@ impl Queue {
     }
 
     /// Whether the queue has been deleted.
-    pub fn is_deleted(&self) -> bool {
+    pub(crate) fn is_deleted(&self) -> bool {
         match &self.kind {
             Kind::Classic(c) => c.is_deleted(),
             Kind::Stream(s) => s.is_deleted(),
@@ -312,7 +309,7 @@ impl Queue {
     }
 
     /// Records a use (declare, `GET`) for `expires` (which a stream has not).
-    pub fn touch_used(self: &Arc<Self>) {
+    pub(crate) fn touch_used(self: &Arc<Self>) {
         match &self.kind {
             Kind::Classic(c) => c.touch_used(self),
             Kind::Stream(_) => {}
@@ -321,7 +318,7 @@ impl Queue {
 
     /// The priority a copy gets here: the message's, capped by `max-priority`
     /// (0 on a queue without priorities).
-    pub fn priority_for(&self, asked: Option<u8>) -> u8 {
+    pub(crate) fn priority_for(&self, asked: Option<u8>) -> u8 {
         match self.args.max_priority {
             Some(max) => asked.unwrap_or(0).min(max),
             None => 0,
@@ -330,7 +327,7 @@ impl Queue {
 
     /// When a copy entering now expires: the smaller of the queue's `ttl`
     /// and the message's.
-    pub fn expiry_for(&self, now: &Now, message_ttl: Option<u64>) -> Option<u64> {
+    pub(crate) fn expiry_for(&self, now: &Now, message_ttl: Option<u64>) -> Option<u64> {
         let ttl = match (self.args.ttl_ms, message_ttl) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -339,7 +336,7 @@ impl Queue {
     }
 
     /// Whether one more message of `len` bytes may be published now.
-    pub fn admit(&self, len: usize) -> Admission {
+    pub(crate) fn admit(&self, len: usize) -> Admission {
         self.admit_after(&Planned::default(), len)
     }
 
@@ -347,7 +344,7 @@ impl Queue {
     /// `planned` additions of the same operation (a batch of dead letters,
     /// a redrive) that are not enqueued yet. A stream takes everything
     /// (its `max-bytes` is retention, not a limit).
-    pub fn admit_after(&self, planned: &Planned, len: usize) -> Admission {
+    pub(crate) fn admit_after(&self, planned: &Planned, len: usize) -> Admission {
         if self.args.overflow == Overflow::DropHead {
             return Admission::Accept;
         }
@@ -359,12 +356,12 @@ impl Queue {
 
     /// Signalled when a blocked queue gets room (or is deleted) while a
     /// publish is counted by [`Queue::blocker`].
-    pub fn room_signal(&self) -> &Notify {
+    pub(crate) fn room_signal(&self) -> &Notify {
         &self.room_signal
     }
 
     /// Counts a held publish while the guard lives.
-    pub fn blocker(self: &Arc<Self>) -> Blocker {
+    pub(crate) fn blocker(self: &Arc<Self>) -> Blocker {
         if let Kind::Classic(c) = &self.kind {
             c.count_blocked();
         }
@@ -374,7 +371,7 @@ impl Queue {
     /// Claims `id` in the de-duplication window: false when it is a
     /// duplicate. Also returns the ids whose window ended (to remove from
     /// the store with the next write).
-    pub fn dedup_claim(&self, id: &str, now: u64) -> (bool, Vec<String>) {
+    pub(crate) fn dedup_claim(&self, id: &str, now: u64) -> (bool, Vec<String>) {
         match (&self.kind, self.args.dedup_window_ms) {
             (Kind::Classic(c), Some(window)) => c.dedup_claim(id, now, window),
             _ => (true, Vec::new()),
@@ -382,7 +379,7 @@ impl Queue {
     }
 
     /// The end of `id`'s de-duplication window, if it is in one.
-    pub fn dedup_until(&self, id: &str) -> Option<u64> {
+    pub(crate) fn dedup_until(&self, id: &str) -> Option<u64> {
         match &self.kind {
             Kind::Classic(c) => c.dedup_until(id),
             Kind::Stream(_) => None,
@@ -390,7 +387,7 @@ impl Queue {
     }
 
     /// Restores de-duplication records found in the store.
-    pub fn restore_dedup(&self, entries: Vec<DedupEntry>) {
+    pub(crate) fn restore_dedup(&self, entries: Vec<DedupEntry>) {
         if let Kind::Classic(c) = &self.kind {
             c.restore_dedup(entries);
         }
@@ -401,7 +398,10 @@ impl Queue {
     /// for a deleted queue is released instead. Returns the generation of
     /// any store write it caused, and the copies that died (pushed out, or
     /// found expired on the way to a consumer) for the caller to route.
-    pub fn enqueue(self: &Arc<Self>, entry: Entry) -> Result<(Option<u64>, Dead), BrokerError> {
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        entry: Entry,
+    ) -> Result<(Option<u64>, Dead), BrokerError> {
         match &self.kind {
             Kind::Classic(c) => c.enqueue(self, entry),
             Kind::Stream(s) => Ok((s.arrive(self, entry.seq, Some(entry))?, Dead::default())),
@@ -411,7 +411,7 @@ impl Queue {
     /// Gives up stream offset `seq`, taken by a publish that failed before
     /// its copy was appended, so that later offsets become readable (a
     /// classic queue has nothing to give up).
-    pub fn stream_abandon(self: &Arc<Self>, seq: u64) {
+    pub(crate) fn stream_abandon(self: &Arc<Self>, seq: u64) {
         if let Kind::Stream(s) = &self.kind {
             if let Err(e) = s.arrive(self, seq, None) {
                 tracing::warn!(stream = %self.name, error = %e, "could not trim the stream");
@@ -423,7 +423,7 @@ impl Queue {
     /// puts all of them in its tail, then reads back up to its RAM budget
     /// (so that their TTLs and delays run); `crashed`: the last stop was
     /// not clean. A stream reads nothing.
-    pub fn restore(self: &Arc<Self>, stored: &StoredQueue, crashed: bool) {
+    pub(crate) fn restore(self: &Arc<Self>, stored: &StoredQueue, crashed: bool) {
         match &self.kind {
             Kind::Classic(c) => c.restore(self, stored, crashed),
             Kind::Stream(s) => s.restore(self, stored),
@@ -431,7 +431,7 @@ impl Queue {
     }
 
     /// Restores a stream group's committed offset found in the store.
-    pub fn restore_offset(&self, group: &str, at: u64) {
+    pub(crate) fn restore_offset(&self, group: &str, at: u64) {
         if let Kind::Stream(s) = &self.kind {
             s.restore_offset(self, group, at);
         }
@@ -441,7 +441,7 @@ impl Queue {
     /// private reader from the next offset). Returns the copies that died
     /// on the way to it, for the caller to route
     /// ([`Broker::subscribe`](crate::broker::Broker::subscribe)).
-    pub fn subscribe(self: &Arc<Self>, consumer: Consumer) -> Result<Dead, BrokerError> {
+    pub(crate) fn subscribe(self: &Arc<Self>, consumer: Consumer) -> Result<Dead, BrokerError> {
         match &self.kind {
             Kind::Classic(c) => c.subscribe(self, consumer),
             Kind::Stream(s) => {
@@ -454,7 +454,7 @@ impl Queue {
     /// `SUB` on a stream: joins `group` (or a private one) starting at
     /// `start` (default `next`; a named group that exists resumes at its
     /// committed offset). `PRECONDITION` on a classic queue.
-    pub fn stream_subscribe(
+    pub(crate) fn stream_subscribe(
         self: &Arc<Self>,
         consumer: Consumer,
         group: Option<&str>,
@@ -473,7 +473,7 @@ impl Queue {
     /// queue without subscriptions (the caller deletes it), and the copies
     /// that died in a `single-active` handover, for the caller to route
     /// ([`Broker::unsubscribe`](crate::broker::Broker::unsubscribe)).
-    pub fn unsubscribe(self: &Arc<Self>, consumer_id: u64) -> (bool, Dead) {
+    pub(crate) fn unsubscribe(self: &Arc<Self>, consumer_id: u64) -> (bool, Dead) {
         match &self.kind {
             Kind::Classic(c) => c.unsubscribe(self, consumer_id),
             Kind::Stream(s) => {
@@ -491,7 +491,7 @@ impl Queue {
     /// Nothing on a stream. Also returns the copies that died on the way
     /// (found expired), for the caller to route
     /// ([`Broker::take`](crate::broker::Broker::take)).
-    pub fn take(
+    pub(crate) fn take(
         self: &Arc<Self>,
         count: u32,
         conn: u64,
@@ -506,7 +506,7 @@ impl Queue {
     /// take is ready (or paged out, to be read back), the queue was
     /// deleted, or the `GET` is refused (a `single-active` queue with
     /// subscriptions). What a waiting `GET` checks before it sleeps.
-    pub fn can_take(&self, conn: u64) -> bool {
+    pub(crate) fn can_take(&self, conn: u64) -> bool {
         match &self.kind {
             Kind::Classic(c) => c.can_take(self, conn),
             Kind::Stream(_) => false,
@@ -516,7 +516,7 @@ impl Queue {
     /// Copies of up to `count` waiting messages from position `from` on,
     /// in position order, without taking them (on a stream, from its
     /// first offset kept by default).
-    pub fn peek(&self, count: u32, from: Option<u64>) -> Vec<Entry> {
+    pub(crate) fn peek(&self, count: u32, from: Option<u64>) -> Vec<Entry> {
         match &self.kind {
             Kind::Classic(c) => c.peek(self, count, from),
             Kind::Stream(s) => s.peek(self, count, from),
@@ -525,7 +525,7 @@ impl Queue {
 
     /// Takes up to `count` ready copies off the head for `REDRIVE` (not
     /// deliveries: no count, no unacked).
-    pub fn take_for_redrive(self: &Arc<Self>, count: u64) -> Vec<Entry> {
+    pub(crate) fn take_for_redrive(self: &Arc<Self>, count: u64) -> Vec<Entry> {
         match &self.kind {
             Kind::Classic(c) => c.take_for_redrive(self, count),
             Kind::Stream(_) => Vec::new(),
@@ -534,7 +534,7 @@ impl Queue {
 
     /// Puts back copies taken by [`Queue::take_for_redrive`] and kept;
     /// returns those that died meanwhile, for the caller to route.
-    pub fn put_back(self: &Arc<Self>, entries: Vec<Entry>) -> Dead {
+    pub(crate) fn put_back(self: &Arc<Self>, entries: Vec<Entry>) -> Dead {
         match &self.kind {
             Kind::Classic(c) => c.put_back(self, entries),
             // A stream gives none to take back.
@@ -545,13 +545,13 @@ impl Queue {
     /// Signalled when a message becomes ready (or the queue is deleted)
     /// while a `GET wait=` is counted by [`Queue::waiter`]. Enable a
     /// `notified()` future before calling [`Queue::take`] so no wake-up is lost.
-    pub fn ready_signal(&self) -> &Notify {
+    pub(crate) fn ready_signal(&self) -> &Notify {
         &self.ready_signal
     }
 
     /// Counts a waiting `GET` while the guard lives, so that enqueue knows
     /// to wake it.
-    pub fn waiter(self: &Arc<Self>) -> GetWaiter {
+    pub(crate) fn waiter(self: &Arc<Self>) -> GetWaiter {
         if let Kind::Classic(c) = &self.kind {
             c.count_waiter();
         }
@@ -563,7 +563,7 @@ impl Queue {
     /// subscription) and dispatches. Returns what is left for the caller
     /// to finish ([`Settled`]:
     /// [`Broker::settle`](crate::broker::Broker::settle)).
-    pub fn settle(
+    pub(crate) fn settle(
         self: &Arc<Self>,
         consumer_id: Option<u64>,
         entry: Entry,
@@ -584,7 +584,7 @@ impl Queue {
     /// `SEEK`: moves stream group `group` to `to` (creating it if it is
     /// new). Returns the offset it will read next and the store generation
     /// to wait for. `PRECONDITION` on a classic queue.
-    pub fn stream_seek(
+    pub(crate) fn stream_seek(
         self: &Arc<Self>,
         group: &str,
         to: StreamStart,
@@ -600,7 +600,7 @@ impl Queue {
 
     /// Removes every waiting copy. Returns how many. A stream is trimmed by
     /// its retention, not purged (`PRECONDITION`).
-    pub fn purge(&self) -> Result<(u64, Option<u64>), BrokerError> {
+    pub(crate) fn purge(&self) -> Result<(u64, Option<u64>), BrokerError> {
         match &self.kind {
             Kind::Classic(c) => c.purge(self),
             Kind::Stream(_) => Err(BrokerError::Precondition(format!(
@@ -614,7 +614,7 @@ impl Queue {
     /// notice), wakes waiting `GET`s and held publishes, and returns its
     /// waiting copies and its tail for release (a stream's stay in the
     /// store until the queue's records are deleted with it).
-    pub fn mark_deleted(&self) -> (Vec<Entry>, Tail) {
+    pub(crate) fn mark_deleted(&self) -> (Vec<Entry>, Tail) {
         match &self.kind {
             Kind::Classic(c) => c.mark_deleted(self),
             Kind::Stream(s) => {
@@ -629,7 +629,7 @@ impl Queue {
     /// `clean`: the store is marked cleanly shut down. When it is not, the
     /// next start adds its crash delivery again, so the one added after the
     /// last crash (`uncertain`) is not saved: it is not counted twice.
-    pub fn persist_delivery_counts(&self, clean: bool) -> Result<(), BrokerError> {
+    pub(crate) fn persist_delivery_counts(&self, clean: bool) -> Result<(), BrokerError> {
         match &self.kind {
             Kind::Classic(c) => c.persist_delivery_counts(self, clean),
             Kind::Stream(_) => Ok(()),
@@ -641,7 +641,7 @@ impl Queue {
     /// tells whether it has been unused past `expires` (for the caller to
     /// delete it), and registers the next deadline; a stream applies its
     /// `max-age`.
-    pub fn on_timer(self: &Arc<Self>, now: u64) -> Timed {
+    pub(crate) fn on_timer(self: &Arc<Self>, now: u64) -> Timed {
         match &self.kind {
             Kind::Classic(c) => c.on_timer(self, now),
             Kind::Stream(s) => {
@@ -653,7 +653,7 @@ impl Queue {
 
     /// Removes the copies of a tail taken off the queue from the store,
     /// a page at a time (and their bodies with their last reference).
-    pub fn drop_tail(&self, mut tail: Tail) -> Result<Option<u64>, BrokerError> {
+    pub(crate) fn drop_tail(&self, mut tail: Tail) -> Result<Option<u64>, BrokerError> {
         let mut gen = None;
         loop {
             let page = tail.read(|from, to, n| self.disk.load(self.id, from, to, n), PAGE)?;
@@ -670,7 +670,7 @@ impl Queue {
 
     /// Removes copies from the store (and their bodies with the last
     /// reference). Returns the generation to wait for, if anything was stored.
-    pub fn release(&self, entries: Vec<Entry>) -> Result<Option<u64>, BrokerError> {
+    pub(crate) fn release(&self, entries: Vec<Entry>) -> Result<Option<u64>, BrokerError> {
         let mut batch = MessageBatch::default();
         self.add_removals(&entries, &mut batch);
         if batch.is_empty() {
@@ -685,7 +685,7 @@ impl Queue {
     }
 
     /// Adds the store removals of `entries` to `batch`.
-    pub fn add_removals(&self, entries: &[Entry], batch: &mut MessageBatch<'_>) {
+    pub(crate) fn add_removals(&self, entries: &[Entry], batch: &mut MessageBatch<'_>) {
         for e in entries {
             if e.stored {
                 batch.del_metas.push((self.id, e.seq));
@@ -719,11 +719,11 @@ impl Queue {
 /// What a queue's timer did, for the broker to finish (see
 /// [`Queue::on_timer`]).
 #[derive(Debug, Default)]
-pub struct Timed {
+pub(crate) struct Timed {
     /// Copies whose TTL passed.
-    pub dead: Dead,
+    pub(crate) dead: Dead,
     /// It has been unused past its `expires`: to be deleted.
-    pub unused: bool,
+    pub(crate) unused: bool,
 }
 
 /// What settling a copy did, for the broker to finish (see
@@ -731,20 +731,20 @@ pub struct Timed {
 /// the reply waits for the latest of the three store generations.
 #[derive(Debug, Default)]
 #[must_use = "dead letters must be routed and the settled copy released (Broker::settle)"]
-pub struct Settled {
+pub(crate) struct Settled {
     /// The store generation of a requeued copy's rewrite.
-    pub gen: Option<u64>,
+    pub(crate) gen: Option<u64>,
     /// The copies that died: this one (rejected, or at its delivery
     /// limit), or others on the way to a consumer.
-    pub dead: Dead,
+    pub(crate) dead: Dead,
     /// The copy to remove from the store (acked, or its queue deleted),
     /// once the dead letters are routed.
-    pub release: Option<Entry>,
+    pub(crate) release: Option<Entry>,
 }
 
 /// A waiting `GET`, counted while it lives.
 #[derive(Debug)]
-pub struct GetWaiter(Arc<Queue>);
+pub(crate) struct GetWaiter(Arc<Queue>);
 
 impl Drop for GetWaiter {
     fn drop(&mut self) {
@@ -756,7 +756,7 @@ impl Drop for GetWaiter {
 
 /// A held publish, counted while it lives.
 #[derive(Debug)]
-pub struct Blocker(Arc<Queue>);
+pub(crate) struct Blocker(Arc<Queue>);
 
 impl Drop for Blocker {
     fn drop(&mut self) {

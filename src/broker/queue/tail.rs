@@ -9,7 +9,7 @@ use crate::store::{RecoveredMessage, StoreError};
 
 /// The paged-out part of a queue: copies on disk only.
 #[derive(Debug, Default)]
-pub struct Tail {
+pub(crate) struct Tail {
     /// Position ranges `[start, end)` holding them (with holes where copies
     /// were removed before a restart).
     pub(super) ranges: BTreeMap<u64, u64>,
@@ -53,7 +53,7 @@ impl Tail {
     }
 
     /// Reads up to `limit` copies off the front of the tail, in position
-    /// order, through `load` (a [`Store::load`](crate::store::Store::load)),
+    /// order, through `load` (a [`MessageStore::load`](crate::store::MessageStore::load)),
     /// and forgets them. An error after some copies were read returns those
     /// (the next read meets it again); the totals are reset once no range
     /// is left.

@@ -42,7 +42,7 @@ const QUEUE_OPTIONS: &[&str] = &[
 ];
 
 /// At most this many partitions in a partitioned stream.
-pub const MAX_PARTITIONS: u64 = 256;
+pub(crate) const MAX_PARTITIONS: u64 = 256;
 
 /// At most this many `retry-delays` values.
 const MAX_RETRY_DELAYS: usize = 32;

@@ -11,10 +11,10 @@ use crate::protocol::error::ParseError;
 pub(super) const USAGE: &str = "HELLO [name=<client>] [proto=<n>]";
 
 /// The shortest heartbeat interval (`HELLO heartbeat=`), in ms; 0 is off.
-pub const MIN_HEARTBEAT_MS: u64 = 100;
+pub(crate) const MIN_HEARTBEAT_MS: u64 = 100;
 
 /// The longest heartbeat interval, in ms (one hour).
-pub const MAX_HEARTBEAT_MS: u64 = 3_600_000;
+pub(crate) const MAX_HEARTBEAT_MS: u64 = 3_600_000;
 
 pub(super) fn hello(mut a: Args<'_>) -> Res<Command> {
     let spec = Spec {

@@ -44,10 +44,10 @@ use super::encode::{opt, BOOLS};
 use super::frame::Frame;
 use super::token::{tokenize, Token};
 
-pub use super::error::{show, ParseError};
-pub use declare::MAX_PARTITIONS;
-pub use hello::{MAX_HEARTBEAT_MS, MIN_HEARTBEAT_MS};
-pub use user::{user_name, MAX_USER_NAME_BYTES};
+pub(crate) use super::error::{show, ParseError};
+#[cfg(test)]
+pub(crate) use declare::MAX_PARTITIONS;
+pub(crate) use user::user_name;
 
 type Res<T> = Result<T, ParseError>;
 

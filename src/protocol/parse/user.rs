@@ -16,12 +16,12 @@ use crate::protocol::token::Token;
 pub(super) const USAGE: &str = "USER ADD|PASSWD|PERMIT|REMOVE|LIST ...";
 
 /// The longest user name, in bytes.
-pub const MAX_USER_NAME_BYTES: usize = 64;
+pub(crate) const MAX_USER_NAME_BYTES: usize = 64;
 
 /// A user name: 1 to [`MAX_USER_NAME_BYTES`] bytes of `A-Z a-z 0-9 _ . -`
 /// (no `/` or `:`, so that a `<vhost>/<user>` key stays unambiguous).
 /// `sluice user` checks its argument with this too.
-pub fn user_name(text: &[u8]) -> Res<String> {
+pub(crate) fn user_name(text: &[u8]) -> Res<String> {
     plain_word(text, "user name", MAX_USER_NAME_BYTES)
 }
 

@@ -38,7 +38,7 @@ const FLAG_VOLATILE: u8 = 1;
 /// Encodes a message copy's metadata (current version), with its body
 /// inline when the copy is the body's only reference (one key, one insert:
 /// the fast path).
-pub fn encode_meta(m: &MessageMeta, inline_body: Option<&[u8]>) -> Vec<u8> {
+pub(crate) fn encode_meta(m: &MessageMeta, inline_body: Option<&[u8]>) -> Vec<u8> {
     let mut w = Writer::new();
     w.u64(m.body_id)
         .str(&m.id)
@@ -60,45 +60,45 @@ pub fn encode_meta(m: &MessageMeta, inline_body: Option<&[u8]>) -> Vec<u8> {
 }
 
 /// A message record read in place: every field checked exactly as
-/// [`decode_meta`] checks it, nothing copied. Recovery runs over every
+/// `decode_meta` checks it, nothing copied. Recovery runs over every
 /// stored copy and needs only a few fields, so it reads this view instead
 /// of allocating a [`MessageMeta`] per record.
 #[derive(Debug, Clone, Copy)]
-pub struct MetaView<'a> {
+pub(crate) struct MetaView<'a> {
     /// See [`MessageMeta::body_id`].
-    pub body_id: u64,
+    pub(crate) body_id: u64,
     /// See [`MessageMeta::id`].
-    pub id: &'a str,
+    pub(crate) id: &'a str,
     /// See [`MessageMeta::exchange`].
-    pub exchange: &'a str,
+    pub(crate) exchange: &'a str,
     /// See [`MessageMeta::routing_key`].
-    pub routing_key: &'a [u8],
+    pub(crate) routing_key: &'a [u8],
     /// The encoded headers after their count (already checked): `n` ×
     /// (`str name`, `bytes value`).
     headers: &'a [u8],
     /// The number of headers in `headers`.
     header_count: u32,
     /// See [`MessageMeta::deliveries`].
-    pub deliveries: u32,
+    pub(crate) deliveries: u32,
     /// See [`MessageMeta::expires_at`].
-    pub expires_at: Option<u64>,
+    pub(crate) expires_at: Option<u64>,
     /// See [`MessageMeta::not_before`].
-    pub not_before: Option<u64>,
+    pub(crate) not_before: Option<u64>,
     /// See [`MessageMeta::priority`].
-    pub priority: u8,
+    pub(crate) priority: u8,
     /// See [`MessageMeta::volatile`].
-    pub volatile: bool,
+    pub(crate) volatile: bool,
     /// See [`MessageMeta::published_at`].
-    pub published_at: u64,
+    pub(crate) published_at: u64,
     /// See [`MessageMeta::group`].
-    pub group: Option<&'a [u8]>,
+    pub(crate) group: Option<&'a [u8]>,
     /// The body, when it is stored inside this record.
-    pub inline_body: Option<&'a [u8]>,
+    pub(crate) inline_body: Option<&'a [u8]>,
 }
 
 impl<'a> MetaView<'a> {
     /// The headers, in order.
-    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
         let mut r = Reader {
             rest: self.headers,
             what: "message",
@@ -110,7 +110,7 @@ impl<'a> MetaView<'a> {
     }
 
     /// The owned metadata.
-    pub fn to_meta(&self) -> MessageMeta {
+    pub(crate) fn to_meta(self) -> MessageMeta {
         MessageMeta {
             body_id: self.body_id,
             id: self.id.to_owned(),
@@ -133,7 +133,7 @@ impl<'a> MetaView<'a> {
 
 /// Reads a message record in place (see [`MetaView`]). A v1 record has no
 /// expiry, no delay and priority 0; v1 and v2 records are not volatile.
-pub fn view_meta(b: &[u8]) -> Result<MetaView<'_>, StoreError> {
+pub(crate) fn view_meta(b: &[u8]) -> Result<MetaView<'_>, StoreError> {
     let mut r = Reader::open(b, "message")?;
     let body_id = r.u64()?;
     let id = r.str_ref()?;
@@ -188,30 +188,31 @@ pub fn view_meta(b: &[u8]) -> Result<MetaView<'_>, StoreError> {
 
 /// Decodes a message copy's metadata and its inline body, if it has one
 /// (see [`view_meta`] for the defaults of older versions).
-pub fn decode_meta(b: &[u8]) -> Result<(MessageMeta, Option<Vec<u8>>), StoreError> {
+#[cfg(test)]
+pub(crate) fn decode_meta(b: &[u8]) -> Result<(MessageMeta, Option<Vec<u8>>), StoreError> {
     let v = view_meta(b)?;
     Ok((v.to_meta(), v.inline_body.map(<[u8]>::to_vec)))
 }
 
 /// Encodes the value of a de-duplication record: the end of its window
 /// (Unix ms). Its queue id and message id are its key.
-pub fn encode_dedup(expires_at: u64) -> Vec<u8> {
+pub(crate) fn encode_dedup(expires_at: u64) -> Vec<u8> {
     encode_u64(expires_at)
 }
 
 /// Encodes the value of a stream offset record: a consumer group's
 /// committed offset (its queue id and group name are its key).
-pub fn encode_offset(offset: u64) -> Vec<u8> {
+pub(crate) fn encode_offset(offset: u64) -> Vec<u8> {
     encode_u64(offset)
 }
 
 /// Decodes the value of a stream offset record.
-pub fn decode_offset(b: &[u8]) -> Result<u64, StoreError> {
+pub(crate) fn decode_offset(b: &[u8]) -> Result<u64, StoreError> {
     decode_u64(b, "offset", V4)
 }
 
 /// Decodes the value of a de-duplication record: its `expires_at`.
-pub fn decode_dedup(b: &[u8]) -> Result<u64, StoreError> {
+pub(crate) fn decode_dedup(b: &[u8]) -> Result<u64, StoreError> {
     decode_u64(b, "dedup", V2)
 }
 

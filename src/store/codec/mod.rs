@@ -46,11 +46,12 @@ mod message;
 mod tests;
 mod topology;
 
-pub use message::{
-    decode_dedup, decode_meta, decode_offset, encode_dedup, encode_meta, encode_offset, view_meta,
-    MetaView,
+#[cfg(test)]
+pub(crate) use message::decode_meta;
+pub(crate) use message::{
+    decode_dedup, decode_offset, encode_dedup, encode_meta, encode_offset, view_meta,
 };
-pub use topology::{
+pub(crate) use topology::{
     decode_binding, decode_exchange, decode_queue, decode_user, encode_binding, encode_exchange,
     encode_queue, encode_user,
 };
@@ -61,18 +62,18 @@ use super::StoreError;
 use crate::protocol::command::Header;
 
 /// The first layout: CRC over the fields only.
-pub const V1: u8 = 1;
+pub(crate) const V1: u8 = 1;
 /// CRC over the version byte and the fields; queue arguments and
 /// per-message expiry, delay and priority.
-pub const V2: u8 = 2;
+pub(crate) const V2: u8 = 2;
 /// As [`V2`], plus a flags byte in message records (volatile copies).
-pub const V3: u8 = 3;
+pub(crate) const V3: u8 = 3;
 /// The current layout: as [`V3`], plus hash exchanges and partitioned
 /// streams (exchange), streams and queue modes (queue), publish time and
 /// group key (message).
-pub const V4: u8 = 4;
+pub(crate) const V4: u8 = 4;
 /// The version new records are written with.
-pub const VERSION: u8 = V4;
+pub(crate) const VERSION: u8 = V4;
 
 /// The CRC of a record under its version's rules, over its fields (the
 /// bytes after the 5-byte header).
@@ -87,7 +88,7 @@ fn record_crc(version: u8, fields: &[u8]) -> u32 {
 
 /// Appends fields to a record.
 #[derive(Debug)]
-pub struct Writer {
+pub(crate) struct Writer {
     buf: Vec<u8>,
 }
 
@@ -99,44 +100,44 @@ impl Default for Writer {
 
 impl Writer {
     /// A record of the current [`VERSION`], with room for the header.
-    pub fn new() -> Writer {
+    pub(crate) fn new() -> Writer {
         Writer::with_version(VERSION)
     }
     /// A record of an explicit version ([`V1`] to [`V4`]): the caller
     /// writes that version's layout.
-    pub fn with_version(version: u8) -> Writer {
+    pub(crate) fn with_version(version: u8) -> Writer {
         debug_assert!((V1..=V4).contains(&version), "unknown record version");
         Writer {
             buf: vec![version, 0, 0, 0, 0],
         }
     }
     /// One byte.
-    pub fn u8(&mut self, v: u8) -> &mut Self {
+    pub(crate) fn u8(&mut self, v: u8) -> &mut Self {
         self.buf.push(v);
         self
     }
     /// A big-endian u32.
-    pub fn u32(&mut self, v: u32) -> &mut Self {
+    pub(crate) fn u32(&mut self, v: u32) -> &mut Self {
         self.buf.extend_from_slice(&v.to_be_bytes());
         self
     }
     /// A big-endian u64.
-    pub fn u64(&mut self, v: u64) -> &mut Self {
+    pub(crate) fn u64(&mut self, v: u64) -> &mut Self {
         self.buf.extend_from_slice(&v.to_be_bytes());
         self
     }
     /// Length-prefixed bytes.
-    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
+    pub(crate) fn bytes(&mut self, v: &[u8]) -> &mut Self {
         self.u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
         self.buf.extend_from_slice(v);
         self
     }
     /// A length-prefixed string.
-    pub fn str(&mut self, v: &str) -> &mut Self {
+    pub(crate) fn str(&mut self, v: &str) -> &mut Self {
         self.bytes(v.as_bytes())
     }
     /// A list of headers: `str` names, `bytes` values.
-    pub fn headers(&mut self, hs: &[Header]) -> &mut Self {
+    pub(crate) fn headers(&mut self, hs: &[Header]) -> &mut Self {
         self.u32(u32::try_from(hs.len()).unwrap_or(u32::MAX));
         for (k, v) in hs {
             self.str(k).bytes(v);
@@ -148,7 +149,7 @@ impl Writer {
         self.u8(u8::from(v.is_some()))
     }
     /// An optional byte.
-    pub fn opt_u8(&mut self, v: Option<u8>) -> &mut Self {
+    pub(crate) fn opt_u8(&mut self, v: Option<u8>) -> &mut Self {
         self.tag(&v);
         if let Some(v) = v {
             self.u8(v);
@@ -156,7 +157,7 @@ impl Writer {
         self
     }
     /// An optional u32.
-    pub fn opt_u32(&mut self, v: Option<u32>) -> &mut Self {
+    pub(crate) fn opt_u32(&mut self, v: Option<u32>) -> &mut Self {
         self.tag(&v);
         if let Some(v) = v {
             self.u32(v);
@@ -164,7 +165,7 @@ impl Writer {
         self
     }
     /// An optional u64.
-    pub fn opt_u64(&mut self, v: Option<u64>) -> &mut Self {
+    pub(crate) fn opt_u64(&mut self, v: Option<u64>) -> &mut Self {
         self.tag(&v);
         if let Some(v) = v {
             self.u64(v);
@@ -172,12 +173,12 @@ impl Writer {
         self
     }
     /// An optional string (`Some("")` stays distinct from `None`).
-    pub fn opt_str(&mut self, v: Option<&str>) -> &mut Self {
+    pub(crate) fn opt_str(&mut self, v: Option<&str>) -> &mut Self {
         self.opt_bytes(v.map(str::as_bytes))
     }
     /// Optional length-prefixed bytes (`Some(b"")` stays distinct from
     /// `None`).
-    pub fn opt_bytes(&mut self, v: Option<&[u8]>) -> &mut Self {
+    pub(crate) fn opt_bytes(&mut self, v: Option<&[u8]>) -> &mut Self {
         self.tag(&v);
         if let Some(v) = v {
             self.bytes(v);
@@ -185,7 +186,7 @@ impl Writer {
         self
     }
     /// A counted list of u64s.
-    pub fn u64s(&mut self, vs: &[u64]) -> &mut Self {
+    pub(crate) fn u64s(&mut self, vs: &[u64]) -> &mut Self {
         self.u32(u32::try_from(vs.len()).unwrap_or(u32::MAX));
         for v in vs {
             self.u64(*v);
@@ -193,7 +194,7 @@ impl Writer {
         self
     }
     /// A counted list of strings.
-    pub fn strs(&mut self, vs: &[String]) -> &mut Self {
+    pub(crate) fn strs(&mut self, vs: &[String]) -> &mut Self {
         self.u32(u32::try_from(vs.len()).unwrap_or(u32::MAX));
         for v in vs {
             self.str(v);
@@ -201,7 +202,7 @@ impl Writer {
         self
     }
     /// Seals the record: fills in the CRC.
-    pub fn finish(mut self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         let crc = record_crc(self.buf[0], &self.buf[5..]);
         self.buf[1..5].copy_from_slice(&crc.to_be_bytes());
         self.buf
@@ -210,7 +211,7 @@ impl Writer {
 
 /// Reads fields back from a record whose CRC has been checked.
 #[derive(Debug)]
-pub struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     rest: &'a [u8],
     what: &'static str,
     version: u8,
@@ -219,7 +220,7 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Checks version ([`V1`] to [`V4`]) and CRC; `what` names the record
     /// in errors. The decoder then reads the layout of [`Reader::version`].
-    pub fn open(record: &'a [u8], what: &'static str) -> Result<Reader<'a>, StoreError> {
+    pub(crate) fn open(record: &'a [u8], what: &'static str) -> Result<Reader<'a>, StoreError> {
         if record.len() < 5 {
             return Err(StoreError::Corrupt(format!("{what}: bad header")));
         }
@@ -240,7 +241,7 @@ impl<'a> Reader<'a> {
         })
     }
     /// The record's version.
-    pub fn version(&self) -> u8 {
+    pub(crate) fn version(&self) -> u8 {
         self.version
     }
     fn corrupt(&self, why: &str) -> StoreError {
@@ -255,42 +256,42 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
     /// One byte.
-    pub fn u8(&mut self) -> Result<u8, StoreError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, StoreError> {
         Ok(self.take(1)?[0])
     }
     /// A big-endian u32.
-    pub fn u32(&mut self) -> Result<u32, StoreError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, StoreError> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     /// A big-endian u64.
-    pub fn u64(&mut self) -> Result<u64, StoreError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, StoreError> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_be_bytes(a))
     }
     /// Length-prefixed bytes.
-    pub fn bytes(&mut self) -> Result<&'a [u8], StoreError> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], StoreError> {
         let n = self.u32()? as usize;
         self.take(n)
     }
     /// A length-prefixed string.
-    pub fn str(&mut self) -> Result<String, StoreError> {
+    pub(crate) fn str(&mut self) -> Result<String, StoreError> {
         self.str_ref().map(str::to_owned)
     }
     /// A length-prefixed string, borrowed from the record (checked UTF-8,
     /// nothing copied).
-    pub fn str_ref(&mut self) -> Result<&'a str, StoreError> {
+    pub(crate) fn str_ref(&mut self) -> Result<&'a str, StoreError> {
         let b = self.bytes()?;
         std::str::from_utf8(b).map_err(|_| self.corrupt("invalid UTF-8"))
     }
     /// Length-prefixed bytes, copied out of the record.
-    pub fn owned_bytes(&mut self) -> Result<Bytes, StoreError> {
+    pub(crate) fn owned_bytes(&mut self) -> Result<Bytes, StoreError> {
         self.bytes().map(Bytes::copy_from_slice)
     }
     /// A list of headers: `str` names, `bytes` values.
-    pub fn headers(&mut self) -> Result<Vec<Header>, StoreError> {
+    pub(crate) fn headers(&mut self) -> Result<Vec<Header>, StoreError> {
         let n = self.u32()? as usize;
         let mut out = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
@@ -307,23 +308,23 @@ impl<'a> Reader<'a> {
         }
     }
     /// An optional byte.
-    pub fn opt_u8(&mut self) -> Result<Option<u8>, StoreError> {
+    pub(crate) fn opt_u8(&mut self) -> Result<Option<u8>, StoreError> {
         Ok(if self.tag()? { Some(self.u8()?) } else { None })
     }
     /// An optional u32.
-    pub fn opt_u32(&mut self) -> Result<Option<u32>, StoreError> {
+    pub(crate) fn opt_u32(&mut self) -> Result<Option<u32>, StoreError> {
         Ok(if self.tag()? { Some(self.u32()?) } else { None })
     }
     /// An optional u64.
-    pub fn opt_u64(&mut self) -> Result<Option<u64>, StoreError> {
+    pub(crate) fn opt_u64(&mut self) -> Result<Option<u64>, StoreError> {
         Ok(if self.tag()? { Some(self.u64()?) } else { None })
     }
     /// An optional string.
-    pub fn opt_str(&mut self) -> Result<Option<String>, StoreError> {
+    pub(crate) fn opt_str(&mut self) -> Result<Option<String>, StoreError> {
         Ok(if self.tag()? { Some(self.str()?) } else { None })
     }
     /// Optional length-prefixed bytes, copied out of the record.
-    pub fn opt_bytes(&mut self) -> Result<Option<Bytes>, StoreError> {
+    pub(crate) fn opt_bytes(&mut self) -> Result<Option<Bytes>, StoreError> {
         Ok(if self.tag()? {
             Some(self.owned_bytes()?)
         } else {
@@ -331,7 +332,7 @@ impl<'a> Reader<'a> {
         })
     }
     /// A counted list of strings.
-    pub fn strs(&mut self) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn strs(&mut self) -> Result<Vec<String>, StoreError> {
         let n = self.u32()? as usize;
         // Each takes at least its 4-byte length: no huge allocation.
         if n > self.rest.len() / 4 {
@@ -340,7 +341,7 @@ impl<'a> Reader<'a> {
         (0..n).map(|_| self.str()).collect()
     }
     /// A counted list of u64s.
-    pub fn u64s(&mut self) -> Result<Vec<u64>, StoreError> {
+    pub(crate) fn u64s(&mut self) -> Result<Vec<u64>, StoreError> {
         let n = self.u32()? as usize;
         if n > self.rest.len() / 8 {
             return Err(self.corrupt("truncated"));
@@ -348,7 +349,7 @@ impl<'a> Reader<'a> {
         (0..n).map(|_| self.u64()).collect()
     }
     /// Ends the record: every byte must have been read.
-    pub fn end(self) -> Result<(), StoreError> {
+    pub(crate) fn end(self) -> Result<(), StoreError> {
         if self.rest.is_empty() {
             Ok(())
         } else {

@@ -69,7 +69,7 @@ fn byte_overflow(b: u8) -> Result<Overflow, StoreError> {
 }
 
 /// Encodes an exchange definition.
-pub fn encode_exchange(d: &ExchangeDef) -> Vec<u8> {
+pub(crate) fn encode_exchange(d: &ExchangeDef) -> Vec<u8> {
     let mut w = Writer::new();
     w.str(&d.name)
         .u8(kind_byte(d.kind))
@@ -82,7 +82,7 @@ pub fn encode_exchange(d: &ExchangeDef) -> Vec<u8> {
 
 /// Decodes an exchange definition (v1 to v3 have no hash header and no
 /// partitions).
-pub fn decode_exchange(b: &[u8]) -> Result<ExchangeDef, StoreError> {
+pub(crate) fn decode_exchange(b: &[u8]) -> Result<ExchangeDef, StoreError> {
     let mut r = Reader::open(b, "exchange")?;
     let name = r.str()?;
     let kind = byte_kind(r.u8()?)?;
@@ -104,7 +104,7 @@ pub fn decode_exchange(b: &[u8]) -> Result<ExchangeDef, StoreError> {
 }
 
 /// Encodes a user.
-pub fn encode_user(u: &UserRecord) -> Vec<u8> {
+pub(crate) fn encode_user(u: &UserRecord) -> Vec<u8> {
     let mut w = Writer::new();
     w.str(&u.name)
         .str(&u.hash.0)
@@ -116,7 +116,7 @@ pub fn encode_user(u: &UserRecord) -> Vec<u8> {
 }
 
 /// Decodes a user (one layout, first written as version 3).
-pub fn decode_user(b: &[u8]) -> Result<UserRecord, StoreError> {
+pub(crate) fn decode_user(b: &[u8]) -> Result<UserRecord, StoreError> {
     let mut r = Reader::open(b, "user")?;
     let name = r.str()?;
     let hash = Secret(r.str()?);
@@ -135,7 +135,7 @@ pub fn decode_user(b: &[u8]) -> Result<UserRecord, StoreError> {
 
 /// Encodes a queue definition, with all its arguments (v2 layout, written
 /// as the current version).
-pub fn encode_queue(d: &QueueDef) -> Vec<u8> {
+pub(crate) fn encode_queue(d: &QueueDef) -> Vec<u8> {
     let a = &d.args;
     let mut w = Writer::new();
     w.str(&d.name)
@@ -208,7 +208,7 @@ fn read_queue_args(r: &mut Reader<'_>) -> Result<QueueArgs, StoreError> {
 
 /// Decodes a queue definition: a v1 record has default arguments (v2 and
 /// v3 share a layout; v4 adds the queue flags and `max-age`).
-pub fn decode_queue(b: &[u8]) -> Result<QueueDef, StoreError> {
+pub(crate) fn decode_queue(b: &[u8]) -> Result<QueueDef, StoreError> {
     let mut r = Reader::open(b, "queue")?;
     let name = r.str()?;
     let id = r.u64()?;
@@ -228,7 +228,7 @@ pub fn decode_queue(b: &[u8]) -> Result<QueueDef, StoreError> {
 
 /// Encodes a binding (used as its key: identity is the whole definition).
 /// Always version 1, so that the key of a binding never changes.
-pub fn encode_binding(d: &BindingDef) -> Vec<u8> {
+pub(crate) fn encode_binding(d: &BindingDef) -> Vec<u8> {
     let mut w = Writer::with_version(V1);
     w.str(&d.exchange)
         .str(&d.queue)
@@ -239,7 +239,7 @@ pub fn encode_binding(d: &BindingDef) -> Vec<u8> {
 }
 
 /// Decodes a binding.
-pub fn decode_binding(b: &[u8]) -> Result<BindingDef, StoreError> {
+pub(crate) fn decode_binding(b: &[u8]) -> Result<BindingDef, StoreError> {
     let mut r = Reader::open(b, "binding")?;
     let def = BindingDef {
         exchange: r.str()?,

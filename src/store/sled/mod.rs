@@ -42,7 +42,7 @@ use std::path::Path;
 use super::{Durable, StoreError};
 
 /// Bodies are stored in chunks of at most this many bytes.
-pub const BODY_CHUNK_BYTES: usize = 64 * 1024;
+pub(crate) const BODY_CHUNK_BYTES: usize = 64 * 1024;
 
 /// sled's page cache size: its default (1 GiB) is far too large for a
 /// broker, and sled's real use is a few times this on a large tree. 32 MiB

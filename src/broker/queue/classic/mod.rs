@@ -142,10 +142,6 @@ impl Classic {
             .collect()
     }
 
-    pub(super) fn has_ready(&self) -> bool {
-        self.state.lock().has_ready()
-    }
-
     pub(super) fn spilling(&self) -> bool {
         self.spilling.load(Ordering::Relaxed)
     }
