@@ -203,6 +203,21 @@ fn proc_io() -> (u64, u64) {
     (get("wchar:"), get("write_bytes:"))
 }
 
+/// CPU time (user + system, all threads) this process has used, in µs.
+fn cpu_us() -> u64 {
+    let s = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime is the
+    // 14th field of the line, stime the 15th.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) * 1_000_000 / hz
+}
+
 /// Samples VmRSS every 100 ms; `phase` resets the sampled peak and VmHWM.
 struct RssSampler {
     peak_kib: Arc<AtomicU64>,
@@ -1130,6 +1145,7 @@ fn queue(o: &Opts) -> Res<()> {
     }
     rss.phase();
     let io0 = proc_io();
+    let cpu0 = cpu_us();
     let t0 = Instant::now();
     while t0.elapsed().as_secs_f64() < o.secs {
         for _ in 0..b {
@@ -1148,6 +1164,7 @@ fn queue(o: &Opts) -> Res<()> {
         acked += b;
     }
     let el = t0.elapsed().as_secs_f64();
+    let cpu = cpu_us() - cpu0;
     let io1 = proc_io();
     let (peak, hwm) = rss.peak();
     let disk = disk_usage(tmp.path());
@@ -1163,6 +1180,11 @@ fn queue(o: &Opts) -> Res<()> {
         .s("barrier_p50_us", p50)
         .s("barrier_p99_us", p99)
         .s("barrier_max_us", max)
+        .f("cpu_pct", cpu as f64 / 1e4 / el)
+        .s(
+            "cpu_us_per_msg",
+            format!("{:.2}", cpu as f64 / acked as f64),
+        )
         .f("wchar_mib", mib(io1.0 - io0.0))
         .f("write_bytes_mib", mib(io1.1 - io0.1))
         .f(
