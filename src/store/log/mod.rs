@@ -1,8 +1,8 @@
 //! The segment log (issue 17): the building blocks that will keep queues'
 //! and streams' messages in files of sluice's own instead of sled. This
 //! module owns the **on-disk format**, and this comment is its reference;
-//! [`record`] owns the framing (pure), `segment` one segment file
-//! (writing and reading it), `scan` checking one at recovery, `chunks`
+//! [`record`] owns the framing (pure), [`segment`] one segment file
+//! (writing and reading it), [`scan`] checking one at recovery, [`chunks`]
 //! the large sequential reads both use, and `acks` one segment's ack
 //! file. Nothing here knows about queues,
 //! messages or the broker: an entry's body is opaque bytes.
@@ -103,14 +103,14 @@
 //! itself with a later barrier, so it lags and never overstates. Where it is
 //! kept (sled, or a small file written atomically) is the store's business.
 //!
-//! When a segment is scanned (`scan::scan`), the entries before a bad
+//! When a segment is scanned ([`scan::scan`]), the entries before a bad
 //! or partial record are counted; let *next* be the index the bad record
 //! would have had.
 //!
 //! - In the active segment, if *next* ≥ the mark, the bad record and every
 //!   byte after it are a torn tail: nothing there was confirmed. The scan
 //!   reports its offset and size; the caller logs it, truncates the file to
-//!   the last good record (`scan::truncate_torn`) and appends from
+//!   the last good record ([`scan::truncate_torn`]) and appends from
 //!   there. Bytes after the first bad record are dropped even if they parse:
 //!   the kernel may have written a later page of the last batch and not an
 //!   earlier one, and all of it is above the mark.
@@ -134,14 +134,17 @@
 //! For each directory: list it and keep exact names; delete stray files;
 //! check that the segments' first indexes continue one another. Sealed
 //! segments are read by their header and footer only
-//! (`scan::read_seal`), never by their bodies; each ack file is read
+//! ([`scan::read_seal`]), never by their bodies; each ack file is read
 //! whole (8 bytes per settled entry). The active segment is scanned with the
 //! commit mark; a torn tail is cut and logged, and the segment is opened for
-//! append at its valid length (`segment::SegmentWriter::open_append`).
+//! append at its valid length ([`segment::SegmentWriter::open_append`]).
 //! Fully settled segments left over by a crash before their unlink are
 //! unlinked then.
 
+mod chunks;
 pub(crate) mod record;
+pub(crate) mod scan;
+pub(crate) mod segment;
 
 use std::fs::File;
 use std::io;
