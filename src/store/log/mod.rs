@@ -3,7 +3,7 @@
 //! module owns the **on-disk format**, and this comment is its reference;
 //! [`record`] owns the framing (pure), [`segment`] one segment file
 //! (writing and reading it), [`scan`] checking one at recovery, [`chunks`]
-//! the large sequential reads both use, and `acks` one segment's ack
+//! the large sequential reads both use, and [`acks`] one segment's ack
 //! file. Nothing here knows about queues,
 //! messages or the broker: an entry's body is opaque bytes.
 //!
@@ -141,6 +141,7 @@
 //! Fully settled segments left over by a crash before their unlink are
 //! unlinked then.
 
+pub(crate) mod acks;
 mod chunks;
 pub(crate) mod record;
 pub(crate) mod scan;
