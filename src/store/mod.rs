@@ -44,8 +44,11 @@
 
 pub(crate) mod codec;
 pub(crate) mod commit;
+// issue 17: the segment log, not yet used by the broker
 #[cfg(test)]
 mod contract_tests;
+#[allow(dead_code)]
+pub(crate) mod log;
 #[cfg(test)]
 pub(crate) mod mem;
 mod message;

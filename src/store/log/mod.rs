@@ -1,0 +1,369 @@
+//! The segment log (issue 17): the building blocks that will keep queues'
+//! and streams' messages in files of sluice's own instead of sled. This
+//! module owns the **on-disk format**, and this comment is its reference;
+//! [`record`] owns the framing (pure), [`segment`] one segment file
+//! (writing and reading it), [`scan`] checking one at recovery, [`chunks`]
+//! the large sequential reads both use, and [`acks`] one segment's ack
+//! file. Nothing here knows about queues,
+//! messages or the broker: an entry's body is opaque bytes.
+//!
+//! # Directory layout
+//!
+//! Each queue and each stream has a directory of its own:
+//!
+//! ```text
+//! <data>/log/<queue id>/                 queue id in decimal
+//!     00000000000000000001.seg           a segment: entries from index 1
+//!     00000000000000000001.ack           its ack file (queues only)
+//!     00000000000000059421.seg           the next segment: entries from 59421
+//!     00000000000000059421.ack
+//! ```
+//!
+//! A file's name is its segment's first index as exactly 20 decimal digits
+//! (so name order is index order) and `.seg` or `.ack`. Any other name, such
+//! as a `*.tmp` left by a crash, is not part of the log ([`parse_file_name`]
+//! returns `None` for it); recovery deletes such files rather than reading
+//! them (`message-store.md` §5.8).
+//!
+//! Creating or unlinking a file changes the directory, which needs its own
+//! fsync ([`sync_dir`]) before anything that depends on the file is
+//! confirmed.
+//!
+//! # Indexes
+//!
+//! Every entry has an index; indexes are consecutive within a segment and
+//! across the segments of a directory. **Index 0 is never an entry's**: the
+//! first index of a log is at least 1. That keeps a zero-filled stretch of
+//! an ack file (preallocation, or ext4 `data=writeback` after a crash) from
+//! ever acknowledging an entry, and lets [`CommitMark::NONE`] be a plain 0.
+//!
+//! # Segment file (`.seg`)
+//!
+//! A 32-byte header, then records, all integers little-endian:
+//!
+//! ```text
+//! offset size  field
+//!  0      8    magic b"SLUICESG"
+//!  8      2    format version (1)
+//! 10      6    reserved, zero
+//! 16      8    first index: the index of the segment's first entry, equal
+//!              to the number in the file name
+//! 24      4    reserved, zero
+//! 28      4    CRC-32 (IEEE, crc32fast) of bytes 0..28
+//! ```
+//!
+//! # Record framing
+//!
+//! ```text
+//! [type u8 ≠ 0][len u32 ≠ 0][crc u32][payload: len bytes]
+//! ```
+//!
+//! `crc` is the CRC-32 (IEEE) of `type ‖ len ‖ payload`. Covering the
+//! header as well as the payload means an all-zero stretch never parses: a
+//! zero type or zero length is invalid on its own, and a zero CRC does not
+//! match a zero header. `len` is bounded by [`record::MAX_PAYLOAD`] before
+//! anything is allocated for it. Types in a segment:
+//!
+//! - `1` ENTRY: an entry, payload `[index u64][term u64][body]`. `term` is
+//!   for the replication issue after this one (0 until then); the body is
+//!   the layer above's encoding of a message.
+//! - `2` SEAL: the segment's footer, payload `[first index u64][last index
+//!   u64][count u64]`, 33 bytes with its frame. It is the last record of a
+//!   sealed segment; nothing follows it. A segment is never sealed empty.
+//!
+//! Any other type is refused as corruption (a newer format bumps the
+//! version instead).
+//!
+//! # Sealed and active segments
+//!
+//! Only the newest segment of a directory is appended to (the *active*
+//! segment). When it is full it is *sealed*: the SEAL record is written and
+//! the file is fdatasynced **before** the next segment is created, so a
+//! segment that has a successor always has its footer on disk. A sealed
+//! segment is never written again; it is unlinked (with its ack file) once
+//! every entry in it is settled, or by a stream's retention.
+//!
+//! # Ack file (`.ack`)
+//!
+//! Append-only, one u64 per settled entry (acked, rejected, expired,
+//! dead-lettered): the entry's index. Order does not matter and duplicates
+//! are harmless. There is no header and no checksum: a torn write leaves a
+//! partial trailing u64, which is ignored (and cut before the file is
+//! appended to again), and a zero-filled tail acknowledges nothing (index 0
+//! is never an entry's).
+//!
+//! # Torn tail or damage: the commit mark
+//!
+//! A crash can leave the end of the active segment half-written: a partial
+//! record, a record whose CRC fails, or zeros. A CRC alone cannot tell such
+//! a *torn tail* (data never confirmed, safe to drop) from damage to data a
+//! publisher was told was safe. A witness kept elsewhere can: the
+//! [`CommitMark`], "every entry below index N was durable". It is written
+//! after the fdatasync that made those entries durable and becomes durable
+//! itself with a later barrier, so it lags and never overstates. Where it is
+//! kept (sled, or a small file written atomically) is the store's business.
+//!
+//! When a segment is scanned ([`scan::scan`]), the entries before a bad
+//! or partial record are counted; let *next* be the index the bad record
+//! would have had.
+//!
+//! - In the active segment, if *next* ≥ the mark, the bad record and every
+//!   byte after it are a torn tail: nothing there was confirmed. The scan
+//!   reports its offset and size; the caller logs it, truncates the file to
+//!   the last good record ([`scan::truncate_torn`]) and appends from
+//!   there. Bytes after the first bad record are dropped even if they parse:
+//!   the kernel may have written a later page of the last batch and not an
+//!   earlier one, and all of it is above the mark.
+//! - If *next* < the mark, confirmed entries are missing: corruption.
+//! - The same holds when the active segment ends cleanly but below the mark
+//!   (a file cut at a record boundary): corruption.
+//! - In a sealed segment anything bad is corruption, and so is a missing
+//!   footer, bytes after the footer, or a footer that disagrees with the
+//!   entries.
+//! - A header that does not match (magic, version, CRC, reserved bytes,
+//!   first index against the file name) is corruption. The one exception is
+//!   an active segment whose header is itself incomplete or all zeros and
+//!   above the mark: a crash right after the file was created. That is a
+//!   torn tail at offset 0, and appending after it rewrites the header.
+//!
+//! Corruption is [`LogError::Corrupt`], never served short: the store
+//! refuses the queue (or, in a cluster, repairs it from its peers).
+//!
+//! # Recovery
+//!
+//! For each directory: list it and keep exact names; delete stray files;
+//! check that the segments' first indexes continue one another. Sealed
+//! segments are read by their header and footer only
+//! ([`scan::read_seal`]), never by their bodies; each ack file is read
+//! whole (8 bytes per settled entry). The active segment is scanned with the
+//! commit mark; a torn tail is cut and logged, and the segment is opened for
+//! append at its valid length ([`segment::SegmentWriter::open_append`]).
+//! Fully settled segments left over by a crash before their unlink are
+//! unlinked then.
+
+pub(crate) mod acks;
+mod chunks;
+pub(crate) mod record;
+pub(crate) mod scan;
+pub(crate) mod segment;
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// "Every entry with an index below `end` was durable when this mark was
+/// written": the witness that tells a torn tail (above the mark, never
+/// confirmed, cut at recovery) from lost confirmed data (below it,
+/// corruption). Where a mark is stored is the store's business; it must
+/// become durable only after the data it covers (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub(crate) struct CommitMark {
+    /// One past the last index known durable; 0 when nothing is.
+    pub(crate) end: u64,
+}
+
+impl CommitMark {
+    /// Nothing is known durable: every bad tail is torn.
+    pub(crate) const NONE: CommitMark = CommitMark { end: 0 };
+
+    /// The mark after entries up to and including `last` were made durable.
+    pub(crate) fn through(last: u64) -> CommitMark {
+        CommitMark {
+            end: last.saturating_add(1),
+        }
+    }
+
+    /// Whether entry `index` was confirmed durable, so its absence is damage.
+    pub(crate) fn covers(self, index: u64) -> bool {
+        index < self.end
+    }
+}
+
+/// Failures of the segment log.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LogError {
+    /// The file system failed on `path`.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory being worked on.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// A file holds something the format does not allow where it is: data
+    /// below the commit mark is missing or damaged, a sealed segment is
+    /// short or bad, or a header does not match.
+    #[error("{file} is corrupt at byte {offset}: {what}")]
+    Corrupt {
+        /// The damaged file.
+        file: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What was found.
+        what: String,
+    },
+    /// An entry's body is over [`record::MAX_BODY`].
+    #[error("entry body of {len} bytes is over the limit of {max}")]
+    TooLarge {
+        /// The body's size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An append did not continue the segment's indexes.
+    #[error("entry index {got} appended where {expected} was due")]
+    OutOfOrder {
+        /// The index the segment needs next.
+        expected: u64,
+        /// The index given.
+        got: u64,
+    },
+    /// A name that is not `<20 digits>.seg` or `.ack` was given as a log
+    /// file.
+    #[error("{0} is not a segment or ack file name")]
+    BadName(PathBuf),
+    /// A segment with no entries cannot be sealed.
+    #[error("{0}: an empty segment cannot be sealed")]
+    EmptySeal(PathBuf),
+    /// An earlier write or sync on this writer failed, so what is on disk is
+    /// unknown: the file must be rescanned, never appended to blindly (a
+    /// failed fsync is not retried, `message-store.md` §5.6).
+    #[error("{0}: an earlier write or sync failed; rescan before appending")]
+    Poisoned(PathBuf),
+}
+
+impl LogError {
+    /// An [`LogError::Io`] on `path`.
+    pub(crate) fn io(path: &Path, source: io::Error) -> LogError {
+        LogError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// A [`LogError::Corrupt`] in `file` at `offset`.
+    pub(crate) fn corrupt(file: &Path, offset: u64, what: impl Into<String>) -> LogError {
+        LogError::Corrupt {
+            file: file.to_owned(),
+            offset,
+            what: what.into(),
+        }
+    }
+}
+
+/// Which of a log directory's files a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    /// `<first>.seg`, a segment.
+    Segment,
+    /// `<first>.ack`, a segment's ack file.
+    Acks,
+}
+
+/// Digits in a file name's index.
+const NAME_DIGITS: usize = 20;
+
+/// The name of the segment whose first index is `first`.
+pub(crate) fn segment_file_name(first: u64) -> String {
+    format!("{first:020}.seg")
+}
+
+/// The name of the ack file of the segment whose first index is `first`.
+pub(crate) fn ack_file_name(first: u64) -> String {
+    format!("{first:020}.ack")
+}
+
+/// Reads a log file's name: its first index and kind, or `None` for any
+/// name that is not exactly 20 digits and `.seg`/`.ack` (temp files,
+/// strays), which the log never reads.
+pub(crate) fn parse_file_name(name: &str) -> Option<(u64, FileKind)> {
+    let (digits, ext) = name.split_at_checked(NAME_DIGITS)?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let kind = match ext {
+        ".seg" => FileKind::Segment,
+        ".ack" => FileKind::Acks,
+        _ => return None,
+    };
+    Some((digits.parse().ok()?, kind))
+}
+
+/// The first index a log file's path names, if its name is exact and of
+/// `kind`.
+pub(crate) fn first_index_of(path: &Path, kind: FileKind) -> Result<u64, LogError> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_file_name)
+        .filter(|&(_, k)| k == kind)
+        .map(|(first, _)| first)
+        .ok_or_else(|| LogError::BadName(path.to_owned()))
+}
+
+/// fsyncs a directory, making the creates, renames and unlinks in it
+/// durable. Needed after creating a segment or ack file and after unlinking
+/// one, before anything depending on it is confirmed.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LogError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_round_trip_and_sort_by_index() {
+        assert_eq!(segment_file_name(1), "00000000000000000001.seg");
+        assert_eq!(ack_file_name(u64::MAX), "18446744073709551615.ack");
+        for first in [1, 59_421, u64::MAX] {
+            assert_eq!(
+                parse_file_name(&segment_file_name(first)),
+                Some((first, FileKind::Segment))
+            );
+            assert_eq!(
+                parse_file_name(&ack_file_name(first)),
+                Some((first, FileKind::Acks))
+            );
+        }
+        assert!(segment_file_name(9) < segment_file_name(10));
+    }
+
+    #[test]
+    fn inexact_names_are_not_log_files() {
+        for name in [
+            "1.seg",
+            "00000000000000000001.seg.tmp",
+            "00000000000000000001.sega",
+            "0000000000000000000x.seg",
+            "00000000000000000001.log",
+            "+0000000000000000001.seg",
+            "99999999999999999999.seg", // over u64::MAX
+            "",
+        ] {
+            assert_eq!(parse_file_name(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn first_index_of_checks_the_kind() {
+        let p = Path::new("/x").join(segment_file_name(7));
+        assert_eq!(first_index_of(&p, FileKind::Segment).unwrap(), 7);
+        assert!(matches!(
+            first_index_of(&p, FileKind::Acks),
+            Err(LogError::BadName(_))
+        ));
+    }
+
+    #[test]
+    fn commit_mark_covers_below_its_end() {
+        assert!(!CommitMark::NONE.covers(0));
+        assert!(!CommitMark::NONE.covers(1));
+        let m = CommitMark::through(10);
+        assert!(m.covers(10));
+        assert!(!m.covers(11));
+        assert_eq!(CommitMark::through(u64::MAX).end, u64::MAX);
+    }
+}
