@@ -1,5 +1,5 @@
 //! Sequential reads of a log file's records: large positional reads
-//! ([`READ_CHUNK`](super::segment::READ_CHUNK) by default) into one reused
+//! ([`READ_CHUNK`] by default) into one reused
 //! buffer that grows only to hold a record bigger than it, cut into records
 //! with [`record::decode`](super::record::decode). What a bad or partial
 //! record means is for the caller ([`super::scan`], the segment reader).
@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use super::record::{decode, Decoded, FRAME_LEN};
 use super::LogError;
+
+/// Bytes read from a segment at a time: large sequential reads
+/// (`message-store.md` §6).
+pub(crate) const READ_CHUNK: usize = 1 << 20;
 
 /// Opens a file for reading, mapping the error to the path.
 pub(super) fn open_read(path: &Path) -> Result<(File, u64), LogError> {

@@ -1,11 +1,11 @@
 //! The segment log (issue 17): the building blocks that will keep queues'
 //! and streams' messages in files of sluice's own instead of sled. This
 //! module owns the **on-disk format**, and this comment is its reference;
-//! [`record`] owns the framing (pure), [`segment`] one segment file
-//! (writing and reading it), [`scan`] checking one at recovery, [`chunks`]
-//! the large sequential reads both use, and [`acks`] one segment's ack
-//! file. Nothing here knows about queues,
-//! messages or the broker: an entry's body is opaque bytes.
+//! [`record`] owns the framing (pure), [`header`] a segment's header and
+//! footer, [`segment`] writing and reading one segment file, [`scan`]
+//! checking one at recovery, [`chunks`] the large sequential reads both
+//! use, and [`acks`] one segment's ack file. Nothing here knows about
+//! queues, messages or the broker: an entry's body is opaque bytes.
 //!
 //! # Directory layout
 //!
@@ -143,6 +143,7 @@
 
 pub(crate) mod acks;
 mod chunks;
+pub(crate) mod header;
 pub(crate) mod record;
 pub(crate) mod scan;
 pub(crate) mod segment;

@@ -6,11 +6,10 @@
 use std::fs::OpenOptions;
 use std::path::Path;
 
+use super::chunks::READ_CHUNK;
 use super::chunks::{open_read, read_exact_at, Chunks, Step};
+use super::header::{check_header, check_seal, Header, Seal, HEADER_LEN, SEAL_RECORD_LEN};
 use super::record::{decode, Decoded, Entry, TYPE_ENTRY, TYPE_SEAL};
-use super::segment::{
-    check_header, check_seal, Header, Seal, HEADER_LEN, READ_CHUNK, SEAL_RECORD_LEN,
-};
 use super::{first_index_of, CommitMark, FileKind, LogError};
 
 /// Where a segment stands in its directory, which decides what a bad tail
@@ -211,10 +210,11 @@ pub(crate) fn truncate_torn(path: &Path, valid_len: u64) -> Result<(), LogError>
 
 #[cfg(test)]
 mod tests {
+    use super::super::header::encode_header;
     use super::super::segment::tests::{
         body, is_corrupt, read_all, seg_path, segment, write_entries,
     };
-    use super::super::segment::{encode_header, SegmentReader, SegmentWriter};
+    use super::super::segment::{SegmentReader, SegmentWriter};
     use super::*;
 
     #[test]
