@@ -70,6 +70,7 @@
 //! - `2` SEAL: the segment's footer, payload `[first index u64][last index
 //!   u64][count u64]`, 33 bytes with its frame. It is the last record of a
 //!   sealed segment; nothing follows it. A segment is never sealed empty.
+//! - `3` ACKS is for ack files only (below).
 //!
 //! Any other type is refused as corruption (a newer format bumps the
 //! version instead).
@@ -85,12 +86,15 @@
 //!
 //! # Ack file (`.ack`)
 //!
-//! Append-only, one u64 per settled entry (acked, rejected, expired,
-//! dead-lettered): the entry's index. Order does not matter and duplicates
-//! are harmless. There is no header and no checksum: a torn write leaves a
-//! partial trailing u64, which is ignored (and cut before the file is
-//! appended to again), and a zero-filled tail acknowledges nothing (index 0
-//! is never an entry's).
+//! Append-only records in the segment framing above, no header. Each is an
+//! ACKS record (type 3) whose payload is one or more u64 LE indexes of
+//! settled entries (acked, rejected, expired, dead-lettered), one batch
+//! per barrier round. Order does not matter and duplicates are harmless.
+//! The CRC means a flipped bit never settles an entry: it makes its batch
+//! invalid. Only the last batch may be bad, a torn write (partial, failing
+//! its CRC, or zeros): it is ignored, and cut before the file is appended
+//! to again; its entries are delivered again, which at-least-once allows.
+//! A bad batch with more data after it is corruption.
 //!
 //! # Torn tail or damage: the commit mark
 //!

@@ -31,6 +31,9 @@ pub(crate) const TYPE_ENTRY: u8 = 1;
 /// Record type of a segment's footer.
 pub(crate) const TYPE_SEAL: u8 = 2;
 
+/// Record type of an ack file's batch of settled indexes.
+pub(crate) const TYPE_ACKS: u8 = 3;
+
 /// What the start of a buffer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decoded<'a> {
