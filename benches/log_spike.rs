@@ -23,8 +23,9 @@
 //!
 //! Workloads: `queue`, `backlog`, `fanout` (shape B only: a copy per queue
 //! vs a shared body log with per-queue index records), `rawdisk` (1 MiB
-//! writes each followed by `fdatasync`), and `reopen` (used by `backlog`, in
-//! a child process, to time a restart).
+//! writes each followed by `fdatasync`), `groupsync` (the group commit's
+//! barrier for `--queues` busy queues: `--sync per-file|syncfs|wal`), and
+//! `reopen` (used by `backlog`, in a child process, to time a restart).
 //!
 //! Run: `cargo bench --bench log_spike -- <workload> <shape> [options]`.
 //! Results: `docs/message-log-spike.md`.
@@ -65,6 +66,9 @@ const MAX_RECORD: usize = 1 << 20;
 const T_MSG: u8 = 1;
 const T_FOOTER: u8 = 2;
 const T_INDEX: u8 = 3;
+/// `groupsync`'s write-ahead file: the header of one queue's records in a
+/// round (queue u32, count u32).
+const T_WAL_QUEUE: u8 = 4;
 /// Segment file header: magic and first seq.
 const SEG_MAGIC: &[u8; 8] = b"SLSEG001";
 const SEG_HEADER: usize = 16;
@@ -92,6 +96,13 @@ struct Opts {
     json: bool,
     cold: bool,
     expect: u64,
+    /// `--secs` was given (`groupsync` defaults to 10 s, the others to 20).
+    secs_set: bool,
+    /// `groupsync`'s barrier: per-file, syncfs or wal.
+    sync: String,
+    /// `groupsync --sync wal`: a background thread fdatasyncs the queue
+    /// files every this many rounds (0: never).
+    seg_sync_rounds: u64,
 }
 
 fn parse_opts() -> Res<Opts> {
@@ -111,6 +122,9 @@ fn parse_opts() -> Res<Opts> {
         json: false,
         cold: false,
         expect: 0,
+        secs_set: false,
+        sync: "per-file".to_owned(),
+        seg_sync_rounds: 100,
     };
     let mut pos = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -123,7 +137,12 @@ fn parse_opts() -> Res<Opts> {
             "--cold" => o.cold = true,
             "--count" => o.count = val()?.replace('_', "").parse()?,
             "--batch" => o.batch = val()?.parse()?,
-            "--secs" => o.secs = val()?.parse()?,
+            "--secs" => {
+                o.secs = val()?.parse()?;
+                o.secs_set = true;
+            }
+            "--sync" => o.sync = val()?,
+            "--seg-sync-rounds" => o.seg_sync_rounds = val()?.parse()?,
             "--lag" => o.lag = val()?.parse()?,
             "--seg-mib" => o.seg_mib = val()?.parse()?,
             "--chunk-kib" => o.chunk_kib = val()?.parse()?,
@@ -1515,6 +1534,183 @@ fn rawdisk(o: &Opts) -> Res<()> {
     Ok(())
 }
 
+/// `groupsync`: the group commit's barrier, at the storage level. Each of
+/// `--queues` queues has one append-only file; each round every queue
+/// appends `--batch` framed records (one `write` per queue), then one
+/// barrier makes the round durable:
+/// - `per-file`: `fdatasync` of every queue file, one after another;
+/// - `syncfs`: one `syncfs(2)` on the data directory's file system;
+/// - `wal`: the round's records of all queues also go to one node-wide
+///   write-ahead file in one `write`, and only that file is `fdatasync`ed.
+///   The queue files are written without a sync on the critical path; a
+///   background thread `fdatasync`s them every `--seg-sync-rounds` rounds
+///   (0: never).
+fn groupsync(o: &Opts) -> Res<()> {
+    use std::os::fd::AsRawFd;
+    #[derive(PartialEq)]
+    enum Barrier {
+        PerFile,
+        SyncFs,
+        Wal,
+    }
+    let mode = match o.sync.as_str() {
+        "per-file" => Barrier::PerFile,
+        "syncfs" => Barrier::SyncFs,
+        "wal" => Barrier::Wal,
+        s => return Err(format!("--sync {s:?}: per-file, syncfs or wal").into()),
+    };
+    let secs = if o.secs_set { o.secs } else { 10.0 };
+    let tmp = work_dir(o)?;
+    let nq = o.queues.max(1);
+    let b = o.batch;
+    let mut files = Vec::new();
+    for i in 0..nq {
+        let mut f = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(tmp.path().join(format!("q{i}.seg")))?;
+        let mut h = Vec::with_capacity(SEG_HEADER);
+        h.extend_from_slice(SEG_MAGIC);
+        h.extend_from_slice(&1u64.to_le_bytes());
+        f.write_all(&h)?;
+        f.sync_data()?;
+        files.push(f);
+    }
+    let mut wal = if mode == Barrier::Wal {
+        let f = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(tmp.path().join("node.wal"))?;
+        f.sync_data()?;
+        Some(f)
+    } else {
+        None
+    };
+    let dir = File::open(tmp.path())?;
+    dir.sync_all()?;
+    // `--sync wal`: the queue files' syncs, off the critical path.
+    let rounds_done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let seg_syncs = Arc::new(AtomicU64::new(0));
+    let bg = if mode == Barrier::Wal && o.seg_sync_rounds > 0 {
+        let fs: Vec<File> = files
+            .iter()
+            .map(File::try_clone)
+            .collect::<Result<_, _>>()?;
+        let (rd, st, n, k) = (
+            rounds_done.clone(),
+            stop.clone(),
+            seg_syncs.clone(),
+            o.seg_sync_rounds,
+        );
+        Some(std::thread::spawn(move || -> std::io::Result<()> {
+            let mut next = k;
+            while !st.load(Ordering::Relaxed) {
+                if rd.load(Ordering::Relaxed) >= next {
+                    next = rd.load(Ordering::Relaxed) + k;
+                    for f in &fs {
+                        f.sync_data()?;
+                    }
+                    n.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            Ok(())
+        }))
+    } else {
+        None
+    };
+    let mut p = [0u8; PAYLOAD];
+    let mut bufs: Vec<Vec<u8>> = (0..nq)
+        .map(|_| Vec::with_capacity(b as usize * (FRAME + PAYLOAD)))
+        .collect();
+    let mut wal_buf = Vec::new();
+    let mut next_seq = vec![1u64; nq as usize];
+    let mut lat = Vec::new();
+    let io0 = proc_io();
+    let cpu0 = cpu_us();
+    let t0 = Instant::now();
+    while t0.elapsed().as_secs_f64() < secs {
+        wal_buf.clear();
+        for (q, buf) in bufs.iter_mut().enumerate() {
+            buf.clear();
+            for _ in 0..b {
+                payload(next_seq[q], &mut p);
+                frame(buf, T_MSG, &p);
+                next_seq[q] += 1;
+            }
+            if wal.is_some() {
+                let mut h = [0u8; 8];
+                h[0..4].copy_from_slice(&(q as u32).to_le_bytes());
+                h[4..8].copy_from_slice(&(b as u32).to_le_bytes());
+                frame(&mut wal_buf, T_WAL_QUEUE, &h);
+                wal_buf.extend_from_slice(buf);
+            }
+        }
+        if let Some(w) = wal.as_mut() {
+            w.write_all(&wal_buf)?;
+        }
+        for (f, buf) in files.iter_mut().zip(&bufs) {
+            f.write_all(buf)?;
+        }
+        let tb = Instant::now();
+        match mode {
+            Barrier::PerFile => {
+                for f in &files {
+                    f.sync_data()?;
+                }
+            }
+            Barrier::SyncFs => {
+                // SAFETY: a plain syscall on a valid, open descriptor.
+                if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+                    return Err(std::io::Error::last_os_error().into());
+                }
+            }
+            Barrier::Wal => {
+                if let Some(w) = wal.as_ref() {
+                    w.sync_data()?;
+                }
+            }
+        }
+        lat.push(tb.elapsed().as_micros() as u64);
+        rounds_done.fetch_add(1, Ordering::Relaxed);
+    }
+    let el = t0.elapsed().as_secs_f64();
+    let cpu = cpu_us() - cpu0;
+    let io1 = proc_io();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(h) = bg {
+        h.join().map_err(|_| "segment sync thread panicked")??;
+    }
+    let rounds = lat.len() as u64;
+    let msgs = rounds * nq * b;
+    let (p50, p99, max) = pct(&mut lat);
+    let mut line = Line::new();
+    line.s("workload", "groupsync")
+        .s("sync", &o.sync)
+        .s("queues", nq)
+        .s("batch", b)
+        .s("rounds", rounds)
+        .f("secs", el)
+        .f("rounds_per_s", rounds as f64 / el)
+        .f("msgs_per_s", msgs as f64 / el)
+        .s("barrier_p50_us", p50)
+        .s("barrier_p99_us", p99)
+        .s("barrier_max_us", max)
+        .f("cpu_pct", cpu as f64 / 1e4 / el)
+        .f("wchar_per_msg", (io1.0 - io0.0) as f64 / msgs as f64)
+        .f("write_bytes_per_msg", (io1.1 - io0.1) as f64 / msgs as f64)
+        .f("write_bytes_mib", mib(io1.1 - io0.1));
+    if mode == Barrier::Wal {
+        line.s("seg_sync_rounds", o.seg_sync_rounds)
+            .s("seg_syncs", seg_syncs.load(Ordering::Relaxed));
+    }
+    line.f("disk_mib", mib(disk_usage(tmp.path())));
+    line.print(o.json);
+    Ok(())
+}
+
 fn main() -> Res<()> {
     let o = parse_opts()?;
     match o.workload.as_str() {
@@ -1522,11 +1718,13 @@ fn main() -> Res<()> {
         "backlog" => backlog(&o),
         "fanout" => fanout(&o),
         "rawdisk" => rawdisk(&o),
+        "groupsync" => groupsync(&o),
         "reopen" => reopen(&o),
         w => Err(format!(
-            "usage: log_spike <queue|backlog|fanout|rawdisk|reopen> <0|A|B|copy|shared> \
-             [--count N] [--batch B] [--secs S] [--seg-mib M] [--chunk-kib K] [--read-kib K] \
-             [--queues N] [--lag R] [--mib M] [--dir D] [--cold] [--json]; got {w:?}"
+            "usage: log_spike <queue|backlog|fanout|rawdisk|groupsync|reopen> \
+             <0|A|B|copy|shared> [--count N] [--batch B] [--secs S] [--seg-mib M] \
+             [--chunk-kib K] [--read-kib K] [--queues N] [--lag R] [--mib M] [--dir D] \
+             [--sync per-file|syncfs|wal] [--seg-sync-rounds K] [--cold] [--json]; got {w:?}"
         )
         .into()),
     }
