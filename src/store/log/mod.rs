@@ -7,6 +7,13 @@
 //! use, and [`acks`] one segment's ack file. Nothing here knows about
 //! queues, messages or the broker: an entry's body is opaque bytes.
 //!
+//! Not here yet: the group commit. Measured with 1, 8 and 64 busy queues
+//! (`docs/message-log-spike.md`, "Group commit"), it will be one
+//! node-wide write-ahead file, written and fdatasync'd once per round for
+//! every queue, with segments synced off the critical path. The commit
+//! mark below then covers what the segments' own syncs made durable, and
+//! recovery replays the write-ahead file past it.
+//!
 //! # Directory layout
 //!
 //! Each queue and each stream has a directory of its own:
