@@ -17,7 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::record::{decode, encode_into, Decoded, MAX_PAYLOAD, TYPE_ACKS};
-use super::{first_index_of, FileKind, LogError};
+use super::{first_index_of, sync_data_or_poison, FileKind, LogError};
 
 /// Bytes of one ack inside a batch.
 pub(crate) const ACK_LEN: usize = 8;
@@ -252,13 +252,7 @@ impl AckWriter {
     /// Makes the acks appended so far durable (`fdatasync`); a failure
     /// poisons the writer, as for segments.
     pub(crate) fn sync(&mut self) -> Result<(), LogError> {
-        if self.poisoned {
-            return Err(LogError::Poisoned(self.path.clone()));
-        }
-        self.file.sync_data().map_err(|e| {
-            self.poisoned = true;
-            LogError::io(&self.path, e)
-        })
+        sync_data_or_poison(&self.file, &self.path, &mut self.poisoned)
     }
 
     /// Acks written: on open, the distinct ones found; then every one

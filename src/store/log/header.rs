@@ -3,7 +3,12 @@
 //! sealed segment. Both the writer (`segment.rs`) and the recovery scan
 //! (`scan.rs`) use these; the format is in the parent module's doc.
 
+use std::fs::File;
+use std::path::Path;
+
+use super::chunks::{open_read, read_exact_at};
 use super::record::FRAME_LEN;
+use super::{first_index_of, FileKind, LogError};
 /// Bytes of a segment's header.
 pub(crate) const HEADER_LEN: usize = 32;
 
@@ -124,4 +129,19 @@ pub(super) fn check_seal(p: &[u8], first: u64, next: u64) -> Result<Seal, String
         ));
     }
     Ok(seal)
+}
+
+/// Opens a segment for reading and checks its header against its name:
+/// the file, its length and its first index. A header that is missing,
+/// zeroed or does not match is [`LogError::Corrupt`] (the recovery scan,
+/// which may cut a torn header of the newest segment, checks it itself).
+pub(super) fn open_checked(path: &Path) -> Result<(File, u64, u64), LogError> {
+    let first = first_index_of(path, FileKind::Segment)?;
+    let (file, len) = open_read(path)?;
+    let header = read_exact_at(&file, path, HEADER_LEN, 0)?;
+    match check_header(&header, first) {
+        Header::Valid => Ok((file, len, first)),
+        Header::Torn => Err(LogError::corrupt(path, 0, "header missing or zeroed")),
+        Header::Bad(what) => Err(LogError::corrupt(path, 0, what)),
+    }
 }

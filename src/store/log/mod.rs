@@ -313,6 +313,23 @@ pub(crate) fn first_index_of(path: &Path, kind: FileKind) -> Result<u64, LogErro
         .ok_or_else(|| LogError::BadName(path.to_owned()))
 }
 
+/// `fdatasync` for a log file's writer: a failure poisons the writer
+/// (`poisoned` is set and every later call is [`LogError::Poisoned`]),
+/// because a failed fsync is never retried (`message-store.md` §5.6).
+pub(crate) fn sync_data_or_poison(
+    file: &File,
+    path: &Path,
+    poisoned: &mut bool,
+) -> Result<(), LogError> {
+    if *poisoned {
+        return Err(LogError::Poisoned(path.to_owned()));
+    }
+    file.sync_data().map_err(|e| {
+        *poisoned = true;
+        LogError::io(path, e)
+    })
+}
+
 /// fsyncs a directory, making the creates, renames and unlinks in it
 /// durable. Needed after creating a segment or ack file and after unlinking
 /// one, before anything depending on it is confirmed.

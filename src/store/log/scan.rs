@@ -8,7 +8,9 @@ use std::path::Path;
 
 use super::chunks::READ_CHUNK;
 use super::chunks::{open_read, read_exact_at, Chunks, Step};
-use super::header::{check_header, check_seal, Header, Seal, HEADER_LEN, SEAL_RECORD_LEN};
+use super::header::{
+    check_header, check_seal, open_checked, Header, Seal, HEADER_LEN, SEAL_RECORD_LEN,
+};
 use super::record::{decode, Decoded, Entry, TYPE_ENTRY, TYPE_SEAL};
 use super::{first_index_of, CommitMark, FileKind, LogError};
 
@@ -162,14 +164,7 @@ fn scan_with_chunk(
 /// recovery learns what a sealed segment holds without reading its bodies.
 /// A missing or bad footer is [`LogError::Corrupt`].
 pub(crate) fn read_seal(path: &Path) -> Result<Seal, LogError> {
-    let first = first_index_of(path, FileKind::Segment)?;
-    let (file, len) = open_read(path)?;
-    let header = read_exact_at(&file, path, HEADER_LEN, 0)?;
-    match check_header(&header, first) {
-        Header::Valid => {}
-        Header::Torn => return Err(LogError::corrupt(path, 0, "header missing or zeroed")),
-        Header::Bad(what) => return Err(LogError::corrupt(path, 0, what)),
-    }
+    let (file, len, first) = open_checked(path)?;
     let min = (HEADER_LEN + SEAL_RECORD_LEN) as u64;
     if len < min {
         return Err(LogError::corrupt(path, len, "too short to be sealed"));

@@ -12,11 +12,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::chunks::READ_CHUNK;
-use super::chunks::{open_read, read_exact_at, Chunks, Step};
-use super::header::{check_header, check_seal, encode_header, Header, Seal, HEADER_LEN};
+use super::chunks::{Chunks, Step};
+use super::header::{check_seal, encode_header, open_checked, Seal, HEADER_LEN};
 use super::record::{self, encode_into, Entry, MAX_BODY, TYPE_ENTRY, TYPE_SEAL};
 use super::scan::{truncate_torn, ScanResult};
-use super::{first_index_of, FileKind, LogError};
+use super::{first_index_of, sync_data_or_poison, FileKind, LogError};
 
 /// A write buffer grown past this by a large batch is given back.
 const KEEP_WRITE_BUF: usize = 4 << 20;
@@ -181,13 +181,7 @@ impl SegmentWriter {
     /// Makes everything appended so far durable (`fdatasync`). A failure
     /// poisons the writer: it is never retried (`message-store.md` §5.6).
     pub(crate) fn sync(&mut self) -> Result<(), LogError> {
-        if self.poisoned {
-            return Err(LogError::Poisoned(self.path.clone()));
-        }
-        self.file.sync_data().map_err(|e| {
-            self.poisoned = true;
-            LogError::io(&self.path, e)
-        })
+        sync_data_or_poison(&self.file, &self.path, &mut self.poisoned)
     }
 
     /// Seals the segment: writes its footer and syncs it, so that it is
@@ -237,14 +231,7 @@ impl SegmentReader {
     }
 
     fn open_with(path: &Path, until: Option<u64>, chunk: usize) -> Result<SegmentReader, LogError> {
-        let first = first_index_of(path, FileKind::Segment)?;
-        let (file, len) = open_read(path)?;
-        let header = read_exact_at(&file, path, HEADER_LEN, 0)?;
-        match check_header(&header, first) {
-            Header::Valid => {}
-            Header::Torn => return Err(LogError::corrupt(path, 0, "header missing or zeroed")),
-            Header::Bad(what) => return Err(LogError::corrupt(path, 0, what)),
-        }
+        let (file, len, first) = open_checked(path)?;
         let stop = until.map_or(len, |u| u.min(len));
         Ok(SegmentReader {
             chunks: Chunks::new(file, path, HEADER_LEN as u64, stop, chunk),
@@ -313,6 +300,7 @@ impl SegmentReader {
 
 #[cfg(test)]
 pub(super) mod tests {
+    use super::super::header::{check_header, Header};
     use super::super::scan::{read_seal, scan, SegmentRole};
     use super::super::{segment_file_name, sync_dir, CommitMark};
     use super::*;
