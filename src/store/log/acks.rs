@@ -16,7 +16,9 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::record::{decode, encode_into, Decoded, MAX_PAYLOAD, TYPE_ACKS};
+use super::record::{
+    claimed_size, decode, encode_into, reaches_end, Decoded, MAX_PAYLOAD, TYPE_ACKS,
+};
 use super::{first_index_of, sync_data_or_poison, FileKind, LogError};
 
 /// Bytes of one ack inside a batch.
@@ -137,14 +139,13 @@ pub(crate) fn decode_acks(bytes: &[u8]) -> Result<AckRead, (u64, String)> {
             Decoded::Invalid(why) => Some(why),
         };
         // Zeros to the end, or a bad last batch, are a torn write; a bad
-        // batch with more bytes after it is damage.
-        let zeros = rest.iter().all(|&b| b == 0);
-        let last = match decode_frame_len(rest) {
-            Some(total) => total >= rest.len(),
-            None => true,
-        };
+        // batch with more bytes after it is damage. Unlike a write-ahead
+        // file, an ack file also takes a frame with no plausible length as
+        // its last batch: dropping what follows costs only redeliveries.
         if let Some(why) = bad {
-            if !zeros && !last {
+            let claimed = claimed_size(rest);
+            let last = claimed.is_none() || reaches_end(claimed, rest.len() as u64);
+            if !last && !rest.iter().all(|&b| b == 0) {
                 return Err((
                     at as u64,
                     format!("bad ack batch ({why}) with more after it"),
@@ -162,20 +163,6 @@ pub(crate) fn decode_acks(bytes: &[u8]) -> Result<AckRead, (u64, String)> {
         valid_len: at as u64,
         torn_bytes: 0,
     })
-}
-
-/// The whole size a record's frame at the start of `buf` claims, if the
-/// frame is there and its length is plausible.
-fn decode_frame_len(buf: &[u8]) -> Option<usize> {
-    match decode(buf) {
-        Decoded::Record { size, .. } => Some(size),
-        Decoded::NeedMore { total } => total,
-        Decoded::Invalid(_) => {
-            let frame = buf.get(..super::record::FRAME_LEN)?;
-            let len = u32::from_le_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
-            (len > 0 && len <= MAX_PAYLOAD).then_some(super::record::FRAME_LEN + len)
-        }
-    }
 }
 
 /// Appends acks to one segment's ack file.

@@ -4,15 +4,15 @@
 //! [`record`] owns the framing (pure), [`header`] a segment's header and
 //! footer, [`segment`] writing and reading one segment file, [`scan`]
 //! checking one at recovery, [`chunks`] the large sequential reads both
-//! use, and [`acks`] one segment's ack file. Nothing here knows about
-//! queues, messages or the broker: an entry's body is opaque bytes.
+//! use, [`acks`] one segment's ack file, and [`wal`] the node-wide
+//! write-ahead file. Nothing here knows about queues, messages or the
+//! broker: an entry's body is opaque bytes.
 //!
-//! Not here yet: the group commit. Measured with 1, 8 and 64 busy queues
-//! (`docs/message-log-spike.md`, "Group commit"), it will be one
-//! node-wide write-ahead file, written and fdatasync'd once per round for
-//! every queue, with segments synced off the critical path. The commit
-//! mark below then covers what the segments' own syncs made durable, and
-//! recovery replays the write-ahead file past it.
+//! The group commit is one node-wide write-ahead file ([`wal`], format
+//! under "Write-ahead file" below), written and fdatasync'd once per round
+//! for every queue; segments are written without a sync and synced off the
+//! critical path. The commit mark below then covers what the segments' own
+//! syncs made durable, and recovery replays the write-ahead file past it.
 //!
 //! # Directory layout
 //!
@@ -78,6 +78,7 @@
 //!   u64][count u64]`, 33 bytes with its frame. It is the last record of a
 //!   sealed segment; nothing follows it. A segment is never sealed empty.
 //! - `3` ACKS is for ack files only (below).
+//! - `4` WAL: a write-ahead record, WAL files only (below).
 //!
 //! Any other type is refused as corruption (a newer format bumps the
 //! version instead).
@@ -102,6 +103,44 @@
 //! its CRC, or zeros): it is ignored, and cut before the file is appended
 //! to again; its entries are delivered again, which at-least-once allows.
 //! A bad batch with more data after it is corruption.
+//!
+//! # Write-ahead file (`.wal`)
+//!
+//! One per node at a time, in a directory of its own (the store's choice,
+//! apart from the queues' directories), named by its **generation** as
+//! exactly 20 decimal digits and `.wal`: `00000000000000000007.wal`. Each
+//! new file takes the next generation, so name order is write order; other
+//! names (temp files) are not WAL files. There is no header: the file
+//! starts directly with records, and its generation is in its name only.
+//! A WAL file is only ever appended to by the writer that created it; after
+//! a restart, writing goes on in a new file of the next generation.
+//!
+//! Every record is a WAL record (type 4) in the framing above, payload
+//! `[queue id u64][index u64][term u64][body]`: an entry payload behind the
+//! id of its queue, one record per entry. A round of the group commit is
+//! the records of every queue it touched, written with one `write` and made
+//! durable with one `fdatasync`. Within one queue, indexes increase by
+//! exactly 1 from record to record across the file (queues interleave
+//! freely); a gap or a step back is corruption, and so is index 0 or any
+//! other record type.
+//!
+//! With no commit mark to tell them apart, a WAL file follows Ra's rule,
+//! as the ack file does: a bad or partial record is a **torn tail** (the
+//! last round, never confirmed: ignored at replay) only if it is the last
+//! thing in the file, that is the bytes
+//! from it to the end are all zeros, or its frame is cut short by the end
+//! of the file or claims a length reaching it. A bad record with more after
+//! it is corruption, and so is a whole frame with no plausible length (0,
+//! or over the limit) and non-zero bytes after it: where it ends is
+//! unknown, and dropping what follows could drop confirmed entries. (An
+//! ack file takes such a frame as its last batch: that costs redeliveries
+//! only.)
+//!
+//! A WAL file is **retired** (unlinked, then its directory synced) once
+//! every queue it holds records of has its segments fdatasync'd through
+//! the highest index the file holds for it. Recovery replays the files
+//! still there in generation order, and from each keeps for a queue only
+//! the entries past what that queue's segments hold.
 //!
 //! # Torn tail or damage: the commit mark
 //!
@@ -158,6 +197,7 @@ pub(crate) mod header;
 pub(crate) mod record;
 pub(crate) mod scan;
 pub(crate) mod segment;
+pub(crate) mod wal;
 
 use std::fs::File;
 use std::io;
@@ -231,9 +271,9 @@ pub(crate) enum LogError {
         /// The index given.
         got: u64,
     },
-    /// A name that is not `<20 digits>.seg` or `.ack` was given as a log
-    /// file.
-    #[error("{0} is not a segment or ack file name")]
+    /// A name that is not `<20 digits>` and the extension of the kind of
+    /// file expected (`.seg`, `.ack`, `.wal`) was given as a log file.
+    #[error("{0} is not a log file name of the kind expected")]
     BadName(PathBuf),
     /// A segment with no entries cannot be sealed.
     #[error("{0}: an empty segment cannot be sealed")]
@@ -271,6 +311,8 @@ pub(crate) enum FileKind {
     Segment,
     /// `<first>.ack`, a segment's ack file.
     Acks,
+    /// `<generation>.wal`, a write-ahead file.
+    Wal,
 }
 
 /// Digits in a file name's index.
@@ -286,9 +328,15 @@ pub(crate) fn ack_file_name(first: u64) -> String {
     format!("{first:020}.ack")
 }
 
-/// Reads a log file's name: its first index and kind, or `None` for any
-/// name that is not exactly 20 digits and `.seg`/`.ack` (temp files,
-/// strays), which the log never reads.
+/// The name of the write-ahead file of generation `generation`.
+pub(crate) fn wal_file_name(generation: u64) -> String {
+    format!("{generation:020}.wal")
+}
+
+/// Reads a log file's name: its number (a segment's first index, or a
+/// write-ahead file's generation) and kind, or `None` for any name that is
+/// not exactly 20 digits and `.seg`/`.ack`/`.wal` (temp files, strays),
+/// which the log never reads.
 pub(crate) fn parse_file_name(name: &str) -> Option<(u64, FileKind)> {
     let (digits, ext) = name.split_at_checked(NAME_DIGITS)?;
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -297,13 +345,14 @@ pub(crate) fn parse_file_name(name: &str) -> Option<(u64, FileKind)> {
     let kind = match ext {
         ".seg" => FileKind::Segment,
         ".ack" => FileKind::Acks,
+        ".wal" => FileKind::Wal,
         _ => return None,
     };
     Some((digits.parse().ok()?, kind))
 }
 
-/// The first index a log file's path names, if its name is exact and of
-/// `kind`.
+/// The number a log file's path names (first index, or generation for
+/// [`FileKind::Wal`]), if its name is exact and of `kind`.
 pub(crate) fn first_index_of(path: &Path, kind: FileKind) -> Result<u64, LogError> {
     path.file_name()
         .and_then(|n| n.to_str())
@@ -356,7 +405,12 @@ mod tests {
                 parse_file_name(&ack_file_name(first)),
                 Some((first, FileKind::Acks))
             );
+            assert_eq!(
+                parse_file_name(&wal_file_name(first)),
+                Some((first, FileKind::Wal))
+            );
         }
+        assert_eq!(wal_file_name(7), "00000000000000000007.wal");
         assert!(segment_file_name(9) < segment_file_name(10));
     }
 
@@ -365,6 +419,8 @@ mod tests {
         for name in [
             "1.seg",
             "00000000000000000001.seg.tmp",
+            "00000000000000000001.wal.tmp",
+            "1.wal",
             "00000000000000000001.sega",
             "0000000000000000000x.seg",
             "00000000000000000001.log",

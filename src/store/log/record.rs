@@ -18,9 +18,14 @@ pub(crate) const MAX_BODY: usize = 64 << 20;
 /// Bytes of an entry payload before its body: index, term.
 pub(crate) const ENTRY_HEADER_LEN: usize = 8 + 8;
 
+/// Bytes of a write-ahead payload before its body: queue id, then an entry
+/// payload's index and term.
+pub(crate) const WAL_ENTRY_HEADER_LEN: usize = 8 + ENTRY_HEADER_LEN;
+
 /// The largest payload a record may declare; a larger `len` is invalid and
-/// nothing is allocated for it.
-pub(crate) const MAX_PAYLOAD: usize = MAX_BODY + ENTRY_HEADER_LEN;
+/// nothing is allocated for it. The largest payload is a write-ahead
+/// record's with a body of [`MAX_BODY`].
+pub(crate) const MAX_PAYLOAD: usize = MAX_BODY + WAL_ENTRY_HEADER_LEN;
 
 /// The largest whole record, frame included.
 pub(crate) const MAX_RECORD: usize = FRAME_LEN + MAX_PAYLOAD;
@@ -33,6 +38,9 @@ pub(crate) const TYPE_SEAL: u8 = 2;
 
 /// Record type of an ack file's batch of settled indexes.
 pub(crate) const TYPE_ACKS: u8 = 3;
+
+/// Record type of a write-ahead record (WAL files only).
+pub(crate) const TYPE_WAL: u8 = 4;
 
 /// What the start of a buffer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +146,31 @@ pub(crate) fn decode(buf: &[u8]) -> Decoded<'_> {
     Decoded::Record { typ, payload, size }
 }
 
+/// The whole size the frame at the start of `buf` claims for its record,
+/// whatever its CRC, if the frame is all there and its length plausible
+/// (non-zero, at most [`MAX_PAYLOAD`]).
+pub(crate) fn claimed_size(buf: &[u8]) -> Option<usize> {
+    let frame = buf.first_chunk::<FRAME_LEN>()?;
+    let len = u32::from_le_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
+    (len > 0 && len <= MAX_PAYLOAD).then_some(FRAME_LEN + len)
+}
+
+/// The first half of the torn-tail rule of the files with no commit mark
+/// (ack files, write-ahead files): a bad or partial record `rest_len` bytes
+/// before the end of its file, whose frame claims `claimed`
+/// ([`claimed_size`]), is the last thing in the file when its frame is cut
+/// short by the end or claims a length reaching it. A whole frame with no
+/// plausible length says nothing of where the record ends, so it is not
+/// (an ack file takes it as its last batch all the same, see
+/// [`super::acks`]). The other half is zeros from the record to the end;
+/// anything else is corruption.
+pub(crate) fn reaches_end(claimed: Option<usize>, rest_len: u64) -> bool {
+    match claimed {
+        Some(total) => total as u64 >= rest_len,
+        None => rest_len < FRAME_LEN as u64,
+    }
+}
+
 /// One entry of the log, borrowed from a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry<'a> {
@@ -180,19 +213,33 @@ pub(crate) fn encode_entry_into(out: &mut Vec<u8>, entry: &Entry<'_>) -> Result<
     if entry.body.len() > MAX_BODY {
         return Err(entry.body.len());
     }
-    // Framed in place: the payload is written after a frame filled in last,
-    // so the body is copied once.
-    out.reserve(entry.record_len());
+    encode_in_place(out, TYPE_ENTRY, entry.record_len(), |out| {
+        entry.encode_payload_into(out)
+    });
+    Ok(())
+}
+
+/// Appends one framed record of type `typ` (about `size` bytes, frame
+/// included) whose payload `write_payload` appends: framed in place, the
+/// frame filled in last, so a body is copied once. The caller keeps the
+/// payload non-empty and at most [`MAX_PAYLOAD`] bytes.
+pub(crate) fn encode_in_place(
+    out: &mut Vec<u8>,
+    typ: u8,
+    size: usize,
+    write_payload: impl FnOnce(&mut Vec<u8>),
+) {
+    out.reserve(size);
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_LEN]);
-    entry.encode_payload_into(out);
+    write_payload(out);
     let payload = &out[start + FRAME_LEN..];
+    debug_assert!(typ != 0 && !payload.is_empty() && payload.len() <= MAX_PAYLOAD);
     let len = (payload.len() as u32).to_le_bytes();
-    let sum = crc(TYPE_ENTRY, len, payload).to_le_bytes();
-    out[start] = TYPE_ENTRY;
+    let sum = crc(typ, len, payload).to_le_bytes();
+    out[start] = typ;
     out[start + 1..start + 5].copy_from_slice(&len);
     out[start + 5..start + FRAME_LEN].copy_from_slice(&sum);
-    Ok(())
 }
 
 #[cfg(test)]
@@ -352,6 +399,21 @@ mod tests {
                 total: Some(MAX_RECORD)
             }
         );
+    }
+
+    #[test]
+    fn claimed_size_and_reaches_end() {
+        let buf = entry_record(5, b"body");
+        assert_eq!(claimed_size(&buf), Some(buf.len()));
+        assert_eq!(claimed_size(&buf[..FRAME_LEN]), Some(buf.len()));
+        assert_eq!(claimed_size(&buf[..FRAME_LEN - 1]), None);
+        assert_eq!(claimed_size(&[0; FRAME_LEN]), None);
+        let n = buf.len() as u64;
+        assert!(reaches_end(Some(buf.len()), n));
+        assert!(reaches_end(Some(buf.len()), n - 1));
+        assert!(!reaches_end(Some(buf.len()), n + 1));
+        assert!(reaches_end(None, FRAME_LEN as u64 - 1));
+        assert!(!reaches_end(None, FRAME_LEN as u64));
     }
 
     #[test]

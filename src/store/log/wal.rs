@@ -1,0 +1,537 @@
+//! The node-wide write-ahead file of the group commit (format in the parent
+//! module's doc, "Write-ahead file"): [`WalWriter`] writes each round's
+//! entries, of every queue it touched, with one `write` and makes them
+//! durable with one `fdatasync`; [`replay`] reads a file back at recovery,
+//! entry by entry through a callback; [`retirable`] says when a file may
+//! go. Not wired into the broker yet.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::chunks::{open_read, read_exact_at, Chunks, Step, READ_CHUNK};
+use super::record::{
+    claimed_size, encode_in_place, reaches_end, Entry, FRAME_LEN, MAX_BODY, TYPE_WAL,
+    WAL_ENTRY_HEADER_LEN,
+};
+use super::{first_index_of, sync_data_or_poison, wal_file_name, FileKind, LogError};
+
+/// Appends rounds to one write-ahead file.
+#[derive(Debug)]
+pub(crate) struct WalWriter {
+    path: PathBuf,
+    file: File,
+    generation: u64,
+    /// Bytes in the file: where the next round goes.
+    len: u64,
+    /// The last index written for each queue: the next must follow it, and
+    /// it is what [`retirable`] needs of this file.
+    last: HashMap<u64, u64>,
+    /// A round's records, reused.
+    buf: Vec<u8>,
+    /// A write or sync failed: what is on disk is unknown.
+    poisoned: bool,
+}
+
+impl WalWriter {
+    /// Creates the write-ahead file of `generation` in `dir`; one that
+    /// already exists is an error (a generation is never reused). Creating
+    /// it changes the directory: the caller syncs it ([`super::sync_dir`])
+    /// before confirming anything written to it.
+    pub(crate) fn create(dir: &Path, generation: u64) -> Result<WalWriter, LogError> {
+        let path = dir.join(wal_file_name(generation));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| LogError::io(&path, e))?;
+        Ok(WalWriter {
+            path,
+            file,
+            generation,
+            len: 0,
+            last: HashMap::new(),
+            buf: Vec::new(),
+            poisoned: false,
+        })
+    }
+
+    /// Writes one round: a WAL record per `(queue id, entry)`, in order,
+    /// all with one `write`. Not durable until [`sync`](Self::sync).
+    /// Nothing is written if a body is over [`MAX_BODY`]
+    /// ([`LogError::TooLarge`]) or an entry does not follow its queue's
+    /// last index in this file by exactly 1 ([`LogError::OutOfOrder`];
+    /// a queue's first entry in the file may have any index but 0).
+    pub(crate) fn append_round(&mut self, round: &[(u64, Entry<'_>)]) -> Result<(), LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned(self.path.clone()));
+        }
+        let mut pending: HashMap<u64, u64> = HashMap::new();
+        for (queue, entry) in round {
+            if entry.body.len() > MAX_BODY {
+                return Err(LogError::TooLarge {
+                    len: entry.body.len(),
+                    max: MAX_BODY,
+                });
+            }
+            let before = pending.get(queue).or_else(|| self.last.get(queue));
+            let expected = before.map_or(1, |last| last + 1);
+            let follows = match before {
+                Some(_) => entry.index == expected,
+                None => entry.index != 0,
+            };
+            if !follows {
+                return Err(LogError::OutOfOrder {
+                    expected,
+                    got: entry.index,
+                });
+            }
+            pending.insert(*queue, entry.index);
+        }
+        if round.is_empty() {
+            return Ok(());
+        }
+        self.buf.clear();
+        for (queue, entry) in round {
+            let size = FRAME_LEN + WAL_ENTRY_HEADER_LEN + entry.body.len();
+            encode_in_place(&mut self.buf, TYPE_WAL, size, |out| {
+                out.extend_from_slice(&queue.to_le_bytes());
+                entry.encode_payload_into(out);
+            });
+        }
+        if let Err(e) = self.file.write_all_at(&self.buf, self.len) {
+            self.poisoned = true;
+            return Err(LogError::io(&self.path, e));
+        }
+        self.len += self.buf.len() as u64;
+        self.last.extend(pending);
+        Ok(())
+    }
+
+    /// Makes the rounds appended so far durable (`fdatasync`). A failure
+    /// poisons the writer: it is never retried (`message-store.md` §5.6).
+    pub(crate) fn sync(&mut self) -> Result<(), LogError> {
+        sync_data_or_poison(&self.file, &self.path, &mut self.poisoned)
+    }
+
+    /// Bytes written to the file.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The file's generation, the number in its name.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The highest index written to this file for each queue: with what
+    /// the segments have synced, [`retirable`] says when the file may go.
+    pub(crate) fn max_indexes(&self) -> &HashMap<u64, u64> {
+        &self.last
+    }
+}
+
+/// What [`replay`] found in a write-ahead file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WalReplay {
+    /// The file's generation, from its name.
+    pub(crate) generation: u64,
+    /// Bytes of whole, valid records from the start of the file.
+    pub(crate) valid_len: u64,
+    /// Bytes after them that are a torn last round (ignored; the file is
+    /// never appended to again), or `None` when the file ends on a record.
+    pub(crate) torn: Option<u64>,
+    /// The highest index seen for each queue.
+    pub(crate) max_index: HashMap<u64, u64>,
+}
+
+/// Reads the write-ahead file at `path` from the start, handing every
+/// entry to `each` in file order as `(queue id, entry)`, the entry borrowed
+/// from the read buffer (nothing is allocated per record). An error from
+/// `each` stops the replay and is returned. A torn tail is reported, not
+/// an error; a bad record with more after it, another record type, a
+/// short payload, index 0, or a gap or step back in a queue's indexes is
+/// [`LogError::Corrupt`]. A name that is not `<20 digits>.wal` is
+/// [`LogError::BadName`].
+pub(crate) fn replay(
+    path: &Path,
+    mut each: impl FnMut(u64, Entry<'_>) -> Result<(), LogError>,
+) -> Result<WalReplay, LogError> {
+    let generation = first_index_of(path, FileKind::Wal)?;
+    let (file, len) = open_read(path)?;
+    let tail_file = file.try_clone().map_err(|e| LogError::io(path, e))?;
+    let mut chunks = Chunks::new(file, path, 0, len, READ_CHUNK);
+    let mut max_index: HashMap<u64, u64> = HashMap::new();
+    loop {
+        match chunks.next()? {
+            Step::Record {
+                typ,
+                offset,
+                payload,
+            } => {
+                if typ != TYPE_WAL {
+                    return Err(LogError::corrupt(
+                        path,
+                        offset,
+                        format!("record of type {typ} in a write-ahead file"),
+                    ));
+                }
+                let payload = &chunks.buf[payload];
+                let Some((queue, entry)) =
+                    payload.split_first_chunk::<8>().and_then(|(q, rest)| {
+                        Some((u64::from_le_bytes(*q), Entry::decode_payload(rest)?))
+                    })
+                else {
+                    return Err(LogError::corrupt(path, offset, "short write-ahead record"));
+                };
+                let follows = match max_index.get(&queue) {
+                    Some(&last) => entry.index == last.wrapping_add(1),
+                    None => entry.index != 0,
+                };
+                if !follows {
+                    return Err(LogError::corrupt(
+                        path,
+                        offset,
+                        format!(
+                            "queue {queue}: index {} after {:?}",
+                            entry.index,
+                            max_index.get(&queue)
+                        ),
+                    ));
+                }
+                max_index.insert(queue, entry.index);
+                each(queue, entry)?;
+            }
+            Step::End => {
+                return Ok(WalReplay {
+                    generation,
+                    valid_len: chunks.pos,
+                    torn: None,
+                    max_index,
+                })
+            }
+            Step::Bad { offset, what } => {
+                let frame = read_exact_at(&tail_file, path, FRAME_LEN, offset)?;
+                let last = reaches_end(claimed_size(&frame), len - offset)
+                    || zeros_to_end(&tail_file, path, offset, len)?;
+                if !last {
+                    return Err(LogError::corrupt(
+                        path,
+                        offset,
+                        format!("{what}, with more after it"),
+                    ));
+                }
+                return Ok(WalReplay {
+                    generation,
+                    valid_len: offset,
+                    torn: Some(len - offset),
+                    max_index,
+                });
+            }
+        }
+    }
+}
+
+/// Whether the bytes of `file` from `from` to `len` are all zeros, read
+/// [`READ_CHUNK`] at a time.
+fn zeros_to_end(file: &File, path: &Path, from: u64, len: u64) -> Result<bool, LogError> {
+    let mut at = from;
+    while at < len {
+        let n = usize::try_from(len - at).map_or(READ_CHUNK, |left| left.min(READ_CHUNK));
+        let bytes = read_exact_at(file, path, n, at)?;
+        if bytes.is_empty() {
+            break;
+        }
+        if bytes.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += bytes.len() as u64;
+    }
+    Ok(true)
+}
+
+/// Whether a write-ahead file may be retired: every queue it holds records
+/// of (`max_in_wal`, its highest index there, from
+/// [`WalWriter::max_indexes`] or [`WalReplay::max_index`]) has its segments
+/// synced through that index (`synced`, the last index synced per queue;
+/// a queue missing there has synced nothing).
+pub(crate) fn retirable(max_in_wal: &HashMap<u64, u64>, synced: &HashMap<u64, u64>) -> bool {
+    max_in_wal
+        .iter()
+        .all(|(queue, &max)| synced.get(queue).is_some_and(|&s| s >= max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::{encode_into, TYPE_ENTRY};
+    use super::super::{ack_file_name, segment_file_name};
+    use super::*;
+
+    /// `(queue, index, term, body)` of every entry a replay hands over.
+    type Seen = Vec<(u64, u64, u64, Vec<u8>)>;
+
+    fn replay_all(path: &Path) -> Result<(WalReplay, Seen), LogError> {
+        let mut seen = Vec::new();
+        let r = replay(path, |q, e| {
+            seen.push((q, e.index, e.term, e.body.to_vec()));
+            Ok(())
+        })?;
+        Ok((r, seen))
+    }
+
+    fn body(queue: u64, index: u64) -> Vec<u8> {
+        format!("q{queue} i{index} {}", "x".repeat((index % 40) as usize)).into_bytes()
+    }
+
+    /// Writes `rounds` rounds of one entry for each of queues 1, 2, 3
+    /// (queue q starting at index 10 * q) and returns the file's path and
+    /// what a replay must see.
+    fn write_rounds(dir: &Path, rounds: u64) -> (PathBuf, Seen) {
+        let mut w = WalWriter::create(dir, 7).unwrap();
+        let mut want = Vec::new();
+        for r in 0..rounds {
+            let bodies: Vec<(u64, u64, Vec<u8>)> = (1..=3)
+                .map(|q| (q, 10 * q + r, body(q, 10 * q + r)))
+                .collect();
+            let round: Vec<(u64, Entry<'_>)> = bodies
+                .iter()
+                .map(|(q, i, b)| {
+                    (
+                        *q,
+                        Entry {
+                            index: *i,
+                            term: r,
+                            body: b,
+                        },
+                    )
+                })
+                .collect();
+            w.append_round(&round).unwrap();
+            w.sync().unwrap();
+            want.extend(bodies.into_iter().map(|(q, i, b)| (q, i, r, b)));
+        }
+        assert_eq!(w.generation(), 7);
+        let path = dir.join(wal_file_name(7));
+        assert_eq!(w.len(), std::fs::metadata(&path).unwrap().len());
+        (path, want)
+    }
+
+    #[test]
+    fn a_thousand_rounds_of_three_queues_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, want) = write_rounds(dir.path(), 1000);
+        let (r, seen) = replay_all(&path).unwrap();
+        assert_eq!(seen, want);
+        assert_eq!(r.generation, 7);
+        assert_eq!(r.torn, None);
+        assert_eq!(r.valid_len, std::fs::metadata(&path).unwrap().len());
+        let max: HashMap<u64, u64> = (1..=3).map(|q| (q, 10 * q + 999)).collect();
+        assert_eq!(r.max_index, max);
+    }
+
+    #[test]
+    fn the_writer_knows_its_max_indexes_and_refuses_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = WalWriter::create(dir.path(), 1).unwrap();
+        let e = |index| Entry {
+            index,
+            term: 0,
+            body: b"b",
+        };
+        w.append_round(&[(1, e(5)), (2, e(1)), (1, e(6))]).unwrap();
+        assert!(matches!(
+            w.append_round(&[(2, e(2)), (1, e(8))]),
+            Err(LogError::OutOfOrder {
+                expected: 7,
+                got: 8
+            })
+        ));
+        assert!(matches!(
+            w.append_round(&[(3, e(0))]),
+            Err(LogError::OutOfOrder { .. })
+        ));
+        let len = w.len();
+        w.append_round(&[]).unwrap();
+        assert_eq!(w.len(), len, "a refused or empty round writes nothing");
+        let max: HashMap<u64, u64> = [(1, 6), (2, 1)].into();
+        assert_eq!(w.max_indexes(), &max);
+        assert!(
+            WalWriter::create(dir.path(), 1).is_err(),
+            "generation reused"
+        );
+    }
+
+    /// Every cut inside the last record, and the last record with any one
+    /// byte but its length flipped, leave exactly the records before it.
+    #[test]
+    fn a_torn_last_record_is_cut_to_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, want) = write_rounds(dir.path(), 5);
+        let whole = std::fs::read(&path).unwrap();
+        let last_len = FRAME_LEN + WAL_ENTRY_HEADER_LEN + want.last().unwrap().3.len();
+        let before = whole.len() - last_len;
+        let mut torn: Vec<Vec<u8>> = (before + 1..whole.len())
+            .map(|cut| whole[..cut].to_vec())
+            .collect();
+        for at in (before..whole.len()).filter(|at| !(before + 1..before + 5).contains(at)) {
+            let mut b = whole.clone();
+            b[at] ^= 0x10;
+            torn.push(b);
+        }
+        for bytes in torn {
+            std::fs::write(&path, &bytes).unwrap();
+            let (r, seen) = replay_all(&path).unwrap();
+            assert_eq!(r.valid_len, before as u64, "{} bytes", bytes.len());
+            assert_eq!(r.torn, Some((bytes.len() - before) as u64));
+            assert_eq!(seen, want[..want.len() - 1]);
+            assert_eq!(r.max_index[&3], 34 - 1);
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_in_an_earlier_record_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, want) = write_rounds(dir.path(), 3);
+        let whole = std::fs::read(&path).unwrap();
+        let first_len = FRAME_LEN + WAL_ENTRY_HEADER_LEN + want[0].3.len();
+        // Every byte of the first record but its length field, which can
+        // make it claim the rest of the file (read as torn, never wrong).
+        for at in (0..first_len).filter(|at| !(1..5).contains(at)) {
+            let mut b = whole.clone();
+            b[at] ^= 0x01;
+            std::fs::write(&path, &b).unwrap();
+            match replay_all(&path) {
+                Err(LogError::Corrupt { offset, .. }) => assert_eq!(offset, 0, "byte {at}"),
+                other => panic!("byte {at}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn zeros_after_valid_records_are_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, want) = write_rounds(dir.path(), 4);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let whole = bytes.len() as u64;
+        bytes.extend_from_slice(&vec![0; 3 * READ_CHUNK + 5]);
+        std::fs::write(&path, &bytes).unwrap();
+        let (r, seen) = replay_all(&path).unwrap();
+        assert_eq!(seen, want);
+        assert_eq!(r.valid_len, whole);
+        assert_eq!(r.torn, Some(3 * READ_CHUNK as u64 + 5));
+        // One non-zero byte far behind the zeros: not a torn tail.
+        bytes.push(1);
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            replay_all(&path),
+            Err(LogError::Corrupt { offset, .. }) if offset == whole
+        ));
+    }
+
+    /// A last record whose length is 0 or over the limit, with bytes after
+    /// its frame: where it ends is unknown, so it is not a torn tail.
+    #[test]
+    fn a_frame_with_no_plausible_length_before_more_bytes_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = write_rounds(dir.path(), 2);
+        let whole = std::fs::read(&path).unwrap();
+        let mut b = whole.clone();
+        b.extend_from_slice(&wal_record(1, 12));
+        for len in [0, u32::MAX] {
+            b[whole.len() + 1..whole.len() + 5].copy_from_slice(&len.to_le_bytes());
+            std::fs::write(&path, &b).unwrap();
+            assert!(matches!(
+                replay_all(&path),
+                Err(LogError::Corrupt { offset, .. }) if offset == whole.len() as u64
+            ));
+            // Cut inside its frame: a torn tail.
+            std::fs::write(&path, &b[..whole.len() + 4]).unwrap();
+            assert_eq!(replay_all(&path).unwrap().0.torn, Some(4));
+        }
+    }
+
+    fn wal_record(queue: u64, index: u64) -> Vec<u8> {
+        let mut p = queue.to_le_bytes().to_vec();
+        Entry {
+            index,
+            term: 0,
+            body: b"body",
+        }
+        .encode_payload_into(&mut p);
+        let mut out = Vec::new();
+        encode_into(&mut out, TYPE_WAL, &p);
+        out
+    }
+
+    #[test]
+    fn an_index_gap_or_step_back_within_a_queue_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(wal_file_name(2));
+        let ok = [wal_record(1, 4), wal_record(2, 9), wal_record(1, 5)].concat();
+        std::fs::write(&path, &ok).unwrap();
+        assert_eq!(replay_all(&path).unwrap().1.len(), 3);
+        for bad in [wal_record(1, 7), wal_record(1, 5), wal_record(1, 4)] {
+            std::fs::write(&path, [ok.clone(), bad, wal_record(2, 10)].concat()).unwrap();
+            assert!(matches!(
+                replay_all(&path),
+                Err(LogError::Corrupt { offset, .. }) if offset == ok.len() as u64
+            ));
+        }
+        std::fs::write(&path, wal_record(3, 0)).unwrap();
+        assert!(matches!(replay_all(&path), Err(LogError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn another_record_type_or_a_short_payload_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(wal_file_name(2));
+        let mut b = wal_record(1, 1);
+        encode_into(&mut b, TYPE_ENTRY, &[1; 20]);
+        std::fs::write(&path, &b).unwrap();
+        assert!(matches!(replay_all(&path), Err(LogError::Corrupt { .. })));
+        let mut b = Vec::new();
+        encode_into(&mut b, TYPE_WAL, &[1; WAL_ENTRY_HEADER_LEN - 1]);
+        std::fs::write(&path, &b).unwrap();
+        assert!(matches!(replay_all(&path), Err(LogError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn an_error_from_the_callback_stops_the_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = write_rounds(dir.path(), 2);
+        let mut calls = 0;
+        let r = replay(&path, |_, _| {
+            calls += 1;
+            Err(LogError::EmptySeal(PathBuf::from("stop")))
+        });
+        assert!(matches!(r, Err(LogError::EmptySeal(_))));
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn retirable_needs_every_queue_synced_through_its_max() {
+        let wal: HashMap<u64, u64> = [(1, 10), (2, 20)].into();
+        assert!(retirable(&wal, &[(1, 10), (2, 20)].into()));
+        assert!(retirable(&wal, &[(1, 11), (2, 25), (3, 1)].into()));
+        assert!(!retirable(&wal, &[(1, 10), (2, 19)].into()));
+        assert!(
+            !retirable(&wal, &[(1, 10)].into()),
+            "queue 2 synced nothing"
+        );
+        assert!(retirable(&HashMap::new(), &HashMap::new()));
+    }
+
+    #[test]
+    fn segment_and_ack_names_are_not_wal_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [segment_file_name(1), ack_file_name(1), "x.wal".into()] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, wal_record(1, 1)).unwrap();
+            assert!(
+                matches!(replay_all(&path), Err(LogError::BadName(_))),
+                "{path:?}"
+            );
+        }
+    }
+}
