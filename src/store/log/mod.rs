@@ -136,6 +136,14 @@
 //! ack file takes such a frame as its last batch: that costs redeliveries
 //! only.)
 //!
+//! **Open before this is used:** one round is many records in one
+//! `write`, and a power loss may persist a later page of that write and
+//! not an earlier one. That leaves a bad record with valid-looking records
+//! after it, which the rule above calls corruption, although the round was
+//! never confirmed. Before the broker writes through this file, a round
+//! must become one record (its CRC then covers the round), or carry a
+//! round marker that replay can check.
+//!
 //! A WAL file is **retired** (unlinked, then its directory synced) once
 //! every queue it holds records of has its segments fdatasync'd through
 //! the highest index the file holds for it. Recovery replays the files
