@@ -115,11 +115,12 @@
 //! A WAL file is only ever appended to by the writer that created it; after
 //! a restart, writing goes on in a new file of the next generation.
 //!
-//! Every record is a WAL record (type 4) in the framing above, payload
-//! `[queue id u64][index u64][term u64][body]`: an entry payload behind the
-//! id of its queue, one record per entry. A round of the group commit is
-//! the records of every queue it touched, written with one `write` and made
-//! durable with one `fdatasync`. Within one queue, indexes increase by
+//! Every record is a WAL record (type 4) in the framing above, and one
+//! record is one round of the group commit: the entries of every queue the
+//! round touched, each `[queue id u64][index u64][term u64][body len
+//! u32][body]`, one after another. It is written with one `write` and made
+//! durable with one `fdatasync`. A round over the record limit is split
+//! into several records (all in the one `write`). Within one queue, indexes increase by
 //! exactly 1 from record to record across the file (queues interleave
 //! freely); a gap or a step back is corruption, and so is index 0 or any
 //! other record type.
@@ -136,13 +137,11 @@
 //! ack file takes such a frame as its last batch: that costs redeliveries
 //! only.)
 //!
-//! **Open before this is used:** one round is many records in one
-//! `write`, and a power loss may persist a later page of that write and
-//! not an earlier one. That leaves a bad record with valid-looking records
-//! after it, which the rule above calls corruption, although the round was
-//! never confirmed. Before the broker writes through this file, a round
-//! must become one record (its CRC then covers the round), or carry a
-//! round marker that replay can check.
+//! Because a round is one record, its CRC covers the whole round: a power
+//! loss that kept a later page of the round's `write` and not an earlier
+//! one leaves a bad *last* record, a torn tail, and never a bad record
+//! with valid ones after it. (Only a round split past the record limit can
+//! still show that, and then it is reported as corruption.)
 //!
 //! A WAL file is **retired** (unlinked, then its directory synced) once
 //! every queue it holds records of has its segments fdatasync'd through

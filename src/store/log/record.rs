@@ -18,9 +18,9 @@ pub(crate) const MAX_BODY: usize = 64 << 20;
 /// Bytes of an entry payload before its body: index, term.
 pub(crate) const ENTRY_HEADER_LEN: usize = 8 + 8;
 
-/// Bytes of a write-ahead payload before its body: queue id, then an entry
-/// payload's index and term.
-pub(crate) const WAL_ENTRY_HEADER_LEN: usize = 8 + ENTRY_HEADER_LEN;
+/// Bytes of one entry inside a write-ahead record before its body: queue
+/// id, the entry payload's index and term, and the body's length (u32).
+pub(crate) const WAL_ENTRY_HEADER_LEN: usize = 8 + ENTRY_HEADER_LEN + 4;
 
 /// The largest payload a record may declare; a larger `len` is invalid and
 /// nothing is allocated for it. The largest payload is a write-ahead

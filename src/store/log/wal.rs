@@ -1,6 +1,6 @@
 //! The node-wide write-ahead file of the group commit (format in the parent
 //! module's doc, "Write-ahead file"): [`WalWriter`] writes each round's
-//! entries, of every queue it touched, with one `write` and makes them
+//! entries, of every queue it touched, as one record with one `write` and makes them
 //! durable with one `fdatasync`; [`replay`] reads a file back at recovery,
 //! entry by entry through a callback; [`retirable`] says when a file may
 //! go. Not wired into the broker yet.
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::chunks::{open_read, read_exact_at, Chunks, Step, READ_CHUNK};
 use super::record::{
-    claimed_size, encode_in_place, reaches_end, Entry, FRAME_LEN, MAX_BODY, TYPE_WAL,
+    claimed_size, encode_into, reaches_end, Entry, FRAME_LEN, MAX_BODY, MAX_PAYLOAD, TYPE_WAL,
     WAL_ENTRY_HEADER_LEN,
 };
 use super::{first_index_of, sync_data_or_poison, wal_file_name, FileKind, LogError};
@@ -30,6 +30,8 @@ pub(crate) struct WalWriter {
     last: HashMap<u64, u64>,
     /// A round's records, reused.
     buf: Vec<u8>,
+    /// A record's payload, reused.
+    payload: Vec<u8>,
     /// A write or sync failed: what is on disk is unknown.
     poisoned: bool,
 }
@@ -53,12 +55,13 @@ impl WalWriter {
             len: 0,
             last: HashMap::new(),
             buf: Vec::new(),
+            payload: Vec::new(),
             poisoned: false,
         })
     }
 
-    /// Writes one round: a WAL record per `(queue id, entry)`, in order,
-    /// all with one `write`. Not durable until [`sync`](Self::sync).
+    /// Writes one round: its `(queue id, entry)`s, in order, as one WAL
+    /// record (several past the record limit), with one `write`. Not durable until [`sync`](Self::sync).
     /// Nothing is written if a body is over [`MAX_BODY`]
     /// ([`LogError::TooLarge`]) or an entry does not follow its queue's
     /// last index in this file by exactly 1 ([`LogError::OutOfOrder`];
@@ -92,14 +95,25 @@ impl WalWriter {
         if round.is_empty() {
             return Ok(());
         }
+        // The round is one record (its CRC covers the round, so a torn
+        // round is always the last record), or several when it is over
+        // the record limit.
         self.buf.clear();
+        self.payload.clear();
         for (queue, entry) in round {
-            let size = FRAME_LEN + WAL_ENTRY_HEADER_LEN + entry.body.len();
-            encode_in_place(&mut self.buf, TYPE_WAL, size, |out| {
-                out.extend_from_slice(&queue.to_le_bytes());
-                entry.encode_payload_into(out);
-            });
+            if self.payload.len() + WAL_ENTRY_HEADER_LEN + entry.body.len() > MAX_PAYLOAD {
+                encode_into(&mut self.buf, TYPE_WAL, &self.payload);
+                self.payload.clear();
+            }
+            self.payload.extend_from_slice(&queue.to_le_bytes());
+            self.payload.extend_from_slice(&entry.index.to_le_bytes());
+            self.payload.extend_from_slice(&entry.term.to_le_bytes());
+            // At most MAX_BODY (checked above), which fits a u32.
+            self.payload
+                .extend_from_slice(&(entry.body.len() as u32).to_le_bytes());
+            self.payload.extend_from_slice(entry.body);
         }
+        encode_into(&mut self.buf, TYPE_WAL, &self.payload);
         if let Err(e) = self.file.write_all_at(&self.buf, self.len) {
             self.poisoned = true;
             return Err(LogError::io(&self.path, e));
@@ -177,31 +191,30 @@ pub(crate) fn replay(
                         format!("record of type {typ} in a write-ahead file"),
                     ));
                 }
-                let payload = &chunks.buf[payload];
-                let Some((queue, entry)) =
-                    payload.split_first_chunk::<8>().and_then(|(q, rest)| {
-                        Some((u64::from_le_bytes(*q), Entry::decode_payload(rest)?))
-                    })
-                else {
-                    return Err(LogError::corrupt(path, offset, "short write-ahead record"));
-                };
-                let follows = match max_index.get(&queue) {
-                    Some(&last) => entry.index == last.wrapping_add(1),
-                    None => entry.index != 0,
-                };
-                if !follows {
-                    return Err(LogError::corrupt(
-                        path,
-                        offset,
-                        format!(
-                            "queue {queue}: index {} after {:?}",
-                            entry.index,
-                            max_index.get(&queue)
-                        ),
-                    ));
+                let mut rest = &chunks.buf[payload];
+                while !rest.is_empty() {
+                    let Some((queue, entry, after)) = split_wal_entry(rest) else {
+                        return Err(LogError::corrupt(path, offset, "short write-ahead entry"));
+                    };
+                    rest = after;
+                    let follows = match max_index.get(&queue) {
+                        Some(&last) => entry.index == last.wrapping_add(1),
+                        None => entry.index != 0,
+                    };
+                    if !follows {
+                        return Err(LogError::corrupt(
+                            path,
+                            offset,
+                            format!(
+                                "queue {queue}: index {} after {:?}",
+                                entry.index,
+                                max_index.get(&queue)
+                            ),
+                        ));
+                    }
+                    max_index.insert(queue, entry.index);
+                    each(queue, entry)?;
                 }
-                max_index.insert(queue, entry.index);
-                each(queue, entry)?;
             }
             Step::End => {
                 return Ok(WalReplay {
@@ -231,6 +244,29 @@ pub(crate) fn replay(
             }
         }
     }
+}
+
+/// The first entry of a write-ahead record's payload, and what follows it:
+/// `[queue u64][index u64][term u64][body len u32][body]`. `None` when the
+/// bytes are too short for what they declare.
+fn split_wal_entry(p: &[u8]) -> Option<(u64, Entry<'_>, &[u8])> {
+    let (head, rest) = p.split_first_chunk::<WAL_ENTRY_HEADER_LEN>()?;
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&head[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let len = u32::from_le_bytes([head[24], head[25], head[26], head[27]]) as usize;
+    if rest.len() < len {
+        return None;
+    }
+    let (body, after) = rest.split_at(len);
+    let entry = Entry {
+        index: word(8),
+        term: word(16),
+        body,
+    };
+    Some((word(0), entry, after))
 }
 
 /// Whether the bytes of `file` from `from` to `len` are all zeros, read
@@ -369,7 +405,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, want) = write_rounds(dir.path(), 5);
         let whole = std::fs::read(&path).unwrap();
-        let last_len = FRAME_LEN + WAL_ENTRY_HEADER_LEN + want.last().unwrap().3.len();
+        // The last round, its 3 entries, is the last record.
+        let last_len = FRAME_LEN
+            + want[want.len() - 3..]
+                .iter()
+                .map(|e| WAL_ENTRY_HEADER_LEN + e.3.len())
+                .sum::<usize>();
         let before = whole.len() - last_len;
         let mut torn: Vec<Vec<u8>> = (before + 1..whole.len())
             .map(|cut| whole[..cut].to_vec())
@@ -384,7 +425,7 @@ mod tests {
             let (r, seen) = replay_all(&path).unwrap();
             assert_eq!(r.valid_len, before as u64, "{} bytes", bytes.len());
             assert_eq!(r.torn, Some((bytes.len() - before) as u64));
-            assert_eq!(seen, want[..want.len() - 1]);
+            assert_eq!(seen, want[..want.len() - 3]);
             assert_eq!(r.max_index[&3], 34 - 1);
         }
     }
@@ -394,7 +435,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, want) = write_rounds(dir.path(), 3);
         let whole = std::fs::read(&path).unwrap();
-        let first_len = FRAME_LEN + WAL_ENTRY_HEADER_LEN + want[0].3.len();
+        let first_len = FRAME_LEN
+            + want[..3]
+                .iter()
+                .map(|e| WAL_ENTRY_HEADER_LEN + e.3.len())
+                .sum::<usize>();
         // Every byte of the first record but its length field, which can
         // make it claim the rest of the file (read as torn, never wrong).
         for at in (0..first_len).filter(|at| !(1..5).contains(at)) {
@@ -451,17 +496,40 @@ mod tests {
         }
     }
 
+    /// A write-ahead record of one entry, as a round of one.
     fn wal_record(queue: u64, index: u64) -> Vec<u8> {
         let mut p = queue.to_le_bytes().to_vec();
-        Entry {
-            index,
-            term: 0,
-            body: b"body",
-        }
-        .encode_payload_into(&mut p);
+        p.extend_from_slice(&index.to_le_bytes());
+        p.extend_from_slice(&0u64.to_le_bytes());
+        p.extend_from_slice(&4u32.to_le_bytes());
+        p.extend_from_slice(b"body");
         let mut out = Vec::new();
         encode_into(&mut out, TYPE_WAL, &p);
         out
+    }
+
+    /// The case a record per entry could not tell from damage: a power
+    /// loss kept a later page of the last round's `write` and not an
+    /// earlier one. The round is one record, so it reads as a torn tail.
+    #[test]
+    fn a_round_with_a_hole_in_its_middle_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, want) = write_rounds(dir.path(), 4);
+        let whole = std::fs::read(&path).unwrap();
+        let last_len = FRAME_LEN
+            + want[want.len() - 3..]
+                .iter()
+                .map(|e| WAL_ENTRY_HEADER_LEN + e.3.len())
+                .sum::<usize>();
+        let before = whole.len() - last_len;
+        let mut b = whole.clone();
+        // Zero the middle of the round, keep its frame and its end.
+        let mid = before + FRAME_LEN + 8;
+        b[mid..whole.len() - 8].fill(0);
+        std::fs::write(&path, &b).unwrap();
+        let (r, seen) = replay_all(&path).unwrap();
+        assert_eq!(r.valid_len, before as u64);
+        assert_eq!(seen, want[..want.len() - 3]);
     }
 
     #[test]
