@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::chunks::{open_read, read_exact_at, Chunks, Step, READ_CHUNK};
 use super::record::{
-    claimed_size, encode_into, reaches_end, Entry, FRAME_LEN, MAX_BODY, MAX_PAYLOAD, TYPE_WAL,
+    claimed_size, encode_in_place, reaches_end, Entry, FRAME_LEN, MAX_BODY, MAX_PAYLOAD, TYPE_WAL,
     WAL_ENTRY_HEADER_LEN,
 };
 use super::{first_index_of, sync_data_or_poison, wal_file_name, FileKind, LogError};
@@ -30,8 +30,6 @@ pub(crate) struct WalWriter {
     last: HashMap<u64, u64>,
     /// A round's records, reused.
     buf: Vec<u8>,
-    /// A record's payload, reused.
-    payload: Vec<u8>,
     /// A write or sync failed: what is on disk is unknown.
     poisoned: bool,
 }
@@ -55,7 +53,6 @@ impl WalWriter {
             len: 0,
             last: HashMap::new(),
             buf: Vec::new(),
-            payload: Vec::new(),
             poisoned: false,
         })
     }
@@ -97,23 +94,29 @@ impl WalWriter {
         }
         // The round is one record (its CRC covers the round, so a torn
         // round is always the last record), or several when it is over
-        // the record limit.
+        // the record limit. Framed in place: each body is copied once.
         self.buf.clear();
-        self.payload.clear();
-        for (queue, entry) in round {
-            if self.payload.len() + WAL_ENTRY_HEADER_LEN + entry.body.len() > MAX_PAYLOAD {
-                encode_into(&mut self.buf, TYPE_WAL, &self.payload);
-                self.payload.clear();
-            }
-            self.payload.extend_from_slice(&queue.to_le_bytes());
-            self.payload.extend_from_slice(&entry.index.to_le_bytes());
-            self.payload.extend_from_slice(&entry.term.to_le_bytes());
-            // At most MAX_BODY (checked above), which fits a u32.
-            self.payload
-                .extend_from_slice(&(entry.body.len() as u32).to_le_bytes());
-            self.payload.extend_from_slice(entry.body);
+        let mut rest = round;
+        while !rest.is_empty() {
+            let mut payload = 0;
+            let n = rest
+                .iter()
+                .take_while(|(_, e)| {
+                    let fits = payload == 0 || payload + wal_entry_len(e) <= MAX_PAYLOAD;
+                    if fits {
+                        payload += wal_entry_len(e);
+                    }
+                    fits
+                })
+                .count();
+            let (group, after) = rest.split_at(n);
+            encode_in_place(&mut self.buf, TYPE_WAL, FRAME_LEN + payload, |out| {
+                for (queue, entry) in group {
+                    put_wal_entry(out, *queue, entry);
+                }
+            });
+            rest = after;
         }
-        encode_into(&mut self.buf, TYPE_WAL, &self.payload);
         if let Err(e) = self.file.write_all_at(&self.buf, self.len) {
             self.poisoned = true;
             return Err(LogError::io(&self.path, e));
@@ -246,6 +249,22 @@ pub(crate) fn replay(
     }
 }
 
+/// Bytes of `entry` inside a write-ahead record.
+fn wal_entry_len(entry: &Entry<'_>) -> usize {
+    WAL_ENTRY_HEADER_LEN + entry.body.len()
+}
+
+/// Appends `entry` of queue `queue` as a write-ahead record holds it:
+/// `[queue u64][index u64][term u64][body len u32][body]`. The body is at
+/// most [`MAX_BODY`] (the writer checks), so its length fits a u32.
+fn put_wal_entry(out: &mut Vec<u8>, queue: u64, entry: &Entry<'_>) {
+    out.extend_from_slice(&queue.to_le_bytes());
+    out.extend_from_slice(&entry.index.to_le_bytes());
+    out.extend_from_slice(&entry.term.to_le_bytes());
+    out.extend_from_slice(&(entry.body.len() as u32).to_le_bytes());
+    out.extend_from_slice(entry.body);
+}
+
 /// The first entry of a write-ahead record's payload, and what follows it:
 /// `[queue u64][index u64][term u64][body len u32][body]`. `None` when the
 /// bytes are too short for what they declare.
@@ -314,6 +333,15 @@ mod tests {
             Ok(())
         })?;
         Ok((r, seen))
+    }
+
+    /// Bytes of the write-ahead record holding these entries (one round).
+    fn record_len(entries: &[(u64, u64, u64, Vec<u8>)]) -> usize {
+        FRAME_LEN
+            + entries
+                .iter()
+                .map(|e| WAL_ENTRY_HEADER_LEN + e.3.len())
+                .sum::<usize>()
     }
 
     fn body(queue: u64, index: u64) -> Vec<u8> {
@@ -406,11 +434,7 @@ mod tests {
         let (path, want) = write_rounds(dir.path(), 5);
         let whole = std::fs::read(&path).unwrap();
         // The last round, its 3 entries, is the last record.
-        let last_len = FRAME_LEN
-            + want[want.len() - 3..]
-                .iter()
-                .map(|e| WAL_ENTRY_HEADER_LEN + e.3.len())
-                .sum::<usize>();
+        let last_len = record_len(&want[want.len() - 3..]);
         let before = whole.len() - last_len;
         let mut torn: Vec<Vec<u8>> = (before + 1..whole.len())
             .map(|cut| whole[..cut].to_vec())
@@ -435,11 +459,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, want) = write_rounds(dir.path(), 3);
         let whole = std::fs::read(&path).unwrap();
-        let first_len = FRAME_LEN
-            + want[..3]
-                .iter()
-                .map(|e| WAL_ENTRY_HEADER_LEN + e.3.len())
-                .sum::<usize>();
+        let first_len = record_len(&want[..3]);
         // Every byte of the first record but its length field, which can
         // make it claim the rest of the file (read as torn, never wrong).
         for at in (0..first_len).filter(|at| !(1..5).contains(at)) {
@@ -496,13 +516,43 @@ mod tests {
         }
     }
 
+    /// A round over the record limit is split into records that each fit,
+    /// all replayed in order.
+    #[test]
+    fn a_round_over_the_record_limit_is_split_into_records_that_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![7u8; MAX_BODY / 2 + 1];
+        let mut w = WalWriter::create(dir.path(), 1).unwrap();
+        let round: Vec<(u64, Entry<'_>)> = (1..=3)
+            .map(|i| {
+                let entry = Entry {
+                    index: i,
+                    term: 0,
+                    body: &big,
+                };
+                (9, entry)
+            })
+            .collect();
+        w.append_round(&round).unwrap();
+        // Two bodies of just over half the limit cannot share a record.
+        let one = FRAME_LEN + WAL_ENTRY_HEADER_LEN + big.len();
+        assert_eq!(w.len(), 3 * one as u64);
+        let path = dir.path().join(wal_file_name(1));
+        let (r, seen) = replay_all(&path).unwrap();
+        assert_eq!(r.torn, None);
+        assert_eq!(seen.iter().map(|e| e.1).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(seen.iter().all(|e| e.3 == big));
+    }
+
     /// A write-ahead record of one entry, as a round of one.
     fn wal_record(queue: u64, index: u64) -> Vec<u8> {
-        let mut p = queue.to_le_bytes().to_vec();
-        p.extend_from_slice(&index.to_le_bytes());
-        p.extend_from_slice(&0u64.to_le_bytes());
-        p.extend_from_slice(&4u32.to_le_bytes());
-        p.extend_from_slice(b"body");
+        let mut p = Vec::new();
+        let entry = Entry {
+            index,
+            term: 0,
+            body: b"body",
+        };
+        put_wal_entry(&mut p, queue, &entry);
         let mut out = Vec::new();
         encode_into(&mut out, TYPE_WAL, &p);
         out
@@ -516,11 +566,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, want) = write_rounds(dir.path(), 4);
         let whole = std::fs::read(&path).unwrap();
-        let last_len = FRAME_LEN
-            + want[want.len() - 3..]
-                .iter()
-                .map(|e| WAL_ENTRY_HEADER_LEN + e.3.len())
-                .sum::<usize>();
+        let last_len = record_len(&want[want.len() - 3..]);
         let before = whole.len() - last_len;
         let mut b = whole.clone();
         // Zero the middle of the round, keep its frame and its end.
