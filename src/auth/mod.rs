@@ -42,7 +42,8 @@ pub use crate::protocol::command::Secret;
 use crate::protocol::Command;
 use crate::store::{Committer, StoreError, TopologyStore, UserRecord};
 pub(crate) use limiter::LoginLimiter;
-pub use permission::{Kind, Pattern, Perm, Permissions, DEFAULT_PATTERN};
+pub(crate) use permission::{Kind, Perm};
+pub use permission::{Pattern, Permissions, DEFAULT_PATTERN};
 
 /// The tag that makes a user an administrator (the `USER` commands).
 pub(crate) const ADMIN_TAG: &str = "admin";

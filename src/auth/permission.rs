@@ -12,7 +12,7 @@ pub const DEFAULT_PATTERN: &str = ".*";
 
 /// Which permission a command needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Perm {
+pub(crate) enum Perm {
     /// Declare, delete, purge.
     Configure,
     /// Publish to an exchange; be the destination of a binding.
@@ -34,7 +34,7 @@ impl Perm {
 
 /// What kind of resource a name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// An exchange.
     Exchange,
     /// A queue.

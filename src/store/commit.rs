@@ -44,7 +44,7 @@ pub(crate) const SYNC_STALL: Duration = Duration::from_secs(30);
 
 /// How far the store is durable, as the committer last published it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CommitState {
+pub(crate) struct CommitState {
     /// Every generation up to this one is durable.
     pub(crate) durable: u64,
     /// The first store error (a failed sync or write, or a stalled sync),

@@ -98,7 +98,7 @@ pub struct StoredQueue {
 /// (`max-bytes`, `max-age`) removes. Segments are bookkeeping in RAM only:
 /// recovery rebuilds them from the stored copies with [`segment_full`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StreamSegment {
+pub(crate) struct StreamSegment {
     /// Its first offset.
     pub(crate) first: u64,
     /// One past its last offset.
@@ -114,17 +114,17 @@ pub struct StreamSegment {
 }
 
 /// A segment takes at most this many messages...
-pub const SEGMENT_MESSAGES: u64 = 4096;
+pub(crate) const SEGMENT_MESSAGES: u64 = 4096;
 
 /// ... and at most this many body bytes (less for a small `max-bytes`).
-pub const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+pub(crate) const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Whether a stream's newest segment `seg` is full, so that a message
 /// published at `ts` starts a new one: past [`SEGMENT_MESSAGES`], past
 /// [`SEGMENT_BYTES`] or an eighth of `max-bytes`, or spanning more than an
 /// eighth of `max-age` (so that retention trims in steps of about an
 /// eighth of its limit).
-pub fn segment_full(seg: &StreamSegment, args: &QueueArgs, ts: u64) -> bool {
+pub(crate) fn segment_full(seg: &StreamSegment, args: &QueueArgs, ts: u64) -> bool {
     let byte_cap = args
         .max_bytes
         .map_or(SEGMENT_BYTES, |m| (m / 8).clamp(1, SEGMENT_BYTES));
@@ -137,7 +137,7 @@ pub fn segment_full(seg: &StreamSegment, args: &QueueArgs, ts: u64) -> bool {
 
 /// Adds the message at offset `seq` (`len` body bytes, published at `ts`)
 /// to a stream's segment list.
-pub fn add_to_segments(
+pub(crate) fn add_to_segments(
     segments: &mut std::collections::VecDeque<StreamSegment>,
     args: &QueueArgs,
     seq: u64,

@@ -58,16 +58,17 @@ mod storage;
 mod topology;
 
 pub use self::sled::SledStore;
-pub use commit::{CommitState, Committer};
+pub(crate) use commit::CommitState;
+pub use commit::Committer;
 #[cfg(test)]
 pub(crate) use mem::MemStore;
-pub use message::{
-    add_to_segments, segment_full, DedupEntry, MessageBatch, MessageMeta, MessageStore,
-    RecoveredMessage, StoredMessages, StoredQueue, StreamSegment, SEGMENT_BYTES, SEGMENT_MESSAGES,
-};
+pub(crate) use message::{add_to_segments, DedupEntry, StoredMessages, StreamSegment};
+pub use message::{MessageBatch, MessageMeta, MessageStore, RecoveredMessage, StoredQueue};
 pub use null::NullStore;
-pub use storage::{Recovered, Storage};
-pub use topology::{BindingDef, ExchangeDef, QueueDef, Topology, TopologyStore, UserRecord};
+pub(crate) use storage::Recovered;
+pub use storage::Storage;
+pub(crate) use topology::{BindingDef, ExchangeDef, UserRecord};
+pub use topology::{QueueDef, Topology, TopologyStore};
 
 /// Failures of the storage layer.
 #[derive(Debug, thiserror::Error)]

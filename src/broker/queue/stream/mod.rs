@@ -16,7 +16,7 @@
 //!
 //! **Retention.** The log is cut into
 //! [`StreamSegment`](crate::store::StreamSegment)s (a few thousand
-//! messages or a few MiB; see [`crate::store::segment_full`]). `max-bytes`
+//! messages or a few MiB; see `segment_full` in `store/message.rs`). `max-bytes`
 //! drops whole segments from the front while the stream is over it
 //! (keeping the newest one); `max-age` drops segments whose newest message
 //! is older than it. A cut is one pass over the segment's keys, outside the
