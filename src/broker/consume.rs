@@ -29,9 +29,7 @@ impl Broker {
     /// that died in a `single-active` handover; a failure to is logged.
     pub(crate) fn unsubscribe(&self, q: &Arc<Queue>, consumer_id: u64) -> bool {
         let (emptied, dead) = q.unsubscribe(consumer_id);
-        if let Err(e) = self.dead_letter(q, dead) {
-            tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
-        }
+        self.dead_letter_or_log(q, dead);
         emptied
     }
 
@@ -45,9 +43,7 @@ impl Broker {
         conn: u64,
     ) -> Result<Vec<Entry>, BrokerError> {
         let (taken, dead) = q.take(count, conn)?;
-        if let Err(e) = self.dead_letter(q, dead) {
-            tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
-        }
+        self.dead_letter_or_log(q, dead);
         Ok(taken)
     }
 

@@ -221,9 +221,7 @@ impl Broker {
     /// Finishes what a queue's timer did: routes the copies that expired,
     /// and deletes the queue if it has been unused past its `expires`.
     fn timed(&self, q: &Arc<Queue>, timed: Timed) {
-        if let Err(e) = self.dead_letter(q, timed.dead) {
-            tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
-        }
+        self.dead_letter_or_log(q, timed.dead);
         if timed.unused {
             tracing::info!(queue = %q.name, "queue unused past its expires; deleting");
             if let Err(e) = self.delete_queue_now(q) {

@@ -454,6 +454,14 @@ impl Broker {
         Ok((name, queues))
     }
 
+    /// [`Broker::dead_letter`] where there is no reply to fail: an error
+    /// is logged ("dead-lettering failed") and the caller goes on.
+    pub(super) fn dead_letter_or_log(&self, from: &Arc<Queue>, dead: Dead) {
+        if let Err(e) = self.dead_letter(from, dead) {
+            tracing::warn!(queue = %from.name, error = %e, "dead-lettering failed");
+        }
+    }
+
     /// Dead-letters copies that died in `from` (what its operations
     /// return): each is re-published through `from`'s `dead-letter`
     /// exchange (with `dead-letter-key` or its own key) carrying
@@ -590,9 +598,7 @@ impl Broker {
         let gen = self.move_copies(&q, &moved, copies, 0)?;
         let kept_n = kept.len() as u64;
         let dead = q.put_back(kept);
-        if let Err(e) = self.dead_letter(&q, dead) {
-            tracing::warn!(queue = %q.name, error = %e, "dead-lettering failed");
-        }
+        self.dead_letter_or_log(&q, dead);
         Ok((moved.len() as u64, kept_n, gen))
     }
 }
