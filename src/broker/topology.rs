@@ -488,6 +488,16 @@ impl Broker {
         Ok((ex, q))
     }
 
+    /// The binding a `BIND`/`UNBIND` names, to queue `q`.
+    fn binding_of(q: &Queue, b: &Bind) -> Binding {
+        Binding::new(
+            q.name.clone(),
+            b.key.clone(),
+            b.headers.clone(),
+            b.matching.unwrap_or_default(),
+        )
+    }
+
     fn binding_def(ex: &Exchange, bnd: &Binding) -> BindingDef {
         BindingDef {
             exchange: ex.name.to_string(),
@@ -508,12 +518,7 @@ impl Broker {
                 exchange::hash::MAX_WEIGHT
             )));
         }
-        let bnd = Binding::new(
-            q.name.clone(),
-            b.key.clone(),
-            b.headers.clone(),
-            b.matching.unwrap_or_default(),
-        );
+        let bnd = Self::binding_of(&q, b);
         let def = Self::binding_def(&ex, &bnd);
         let added = ex.bindings.write().add(bnd);
         if added && ex.durable && stores(&q) {
@@ -526,12 +531,7 @@ impl Broker {
     pub(crate) fn unbind(&self, b: &Bind, conn: u64) -> Result<Option<u64>, BrokerError> {
         let _topology = self.inner.topology.lock();
         let (ex, q) = self.binding_ends(b, conn)?;
-        let bnd = Binding::new(
-            q.name.clone(),
-            b.key.clone(),
-            b.headers.clone(),
-            b.matching.unwrap_or_default(),
-        );
+        let bnd = Self::binding_of(&q, b);
         let def = Self::binding_def(&ex, &bnd);
         let (removed, now_empty) = {
             let mut t = ex.bindings.write();
