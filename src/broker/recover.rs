@@ -24,18 +24,19 @@ use super::{stores, Broker, Exchange, Inner};
 use crate::auth::Registry;
 use crate::config::Config;
 use crate::store::{
-    Committer, DedupEntry, NullStore, Recovered, SledStore, Storage, StoreError, StoredQueue,
+    Committer, DedupEntry, LogStore, NullStore, Recovered, Storage, StoreError, StoredQueue,
 };
 
 impl Broker {
-    /// Opens the store named by `config` (sled, or nothing with `in_memory`),
+    /// Opens the store named by `config` (the message log with the topology
+    /// on sled, or nothing with `in_memory`),
     /// recovers durable state and starts the group commit.
     pub fn open(config: Config) -> Result<Broker, StoreError> {
         let store = if config.in_memory {
             Storage::one(Arc::new(NullStore))
         } else {
-            let sled = SledStore::open(&config.data_dir, config.cache_bytes)?;
-            Storage::one(Arc::new(sled))
+            let log = LogStore::open(&config.data_dir, config.cache_bytes)?;
+            Storage::one(Arc::new(log))
         };
         let keep = store.clone();
         let opened = Broker::with_store(config, store);

@@ -46,9 +46,10 @@ pub(crate) mod codec;
 pub(crate) mod commit;
 // issue 17: the segment log, not yet used by the broker
 #[cfg(test)]
-mod contract_tests;
+pub(crate) mod contract_tests;
 #[allow(dead_code)]
 pub(crate) mod log;
+mod logstore;
 #[cfg(test)]
 pub(crate) mod mem;
 mod message;
@@ -60,6 +61,7 @@ mod topology;
 pub use self::sled::SledStore;
 pub(crate) use commit::CommitState;
 pub use commit::Committer;
+pub use logstore::LogStore;
 #[cfg(test)]
 pub(crate) use mem::MemStore;
 pub(crate) use message::{add_to_segments, DedupEntry, StoredMessages, StreamSegment};

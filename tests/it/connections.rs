@@ -270,12 +270,13 @@ async fn a_connection_over_the_limit_gets_err_limit_and_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_file_descriptors_leaves_the_broker_serving() {
-    // 64 descriptors: the broker needs a dozen for itself, so about 50
-    // connections fit; 100 are attempted.
+    // 64 descriptors: the broker needs about 15 for itself, so about 49
+    // connections fit; 75 are attempted, so that closing the waiting
+    // ones' number of served ones (and 5 more) lets them all in.
     let mut b = Spawned::start_under(&["prlimit", "--nofile=64:64", "--"], &[]).await;
     let mut served = Vec::new();
     let mut waiting = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..75 {
         waiting.push(connect_raw(b.addr).await);
     }
     // Those the broker accepted say HELLO; the rest wait in the kernel.
@@ -289,7 +290,7 @@ async fn running_out_of_file_descriptors_leaves_the_broker_serving() {
     }
     assert!(
         !waiting.is_empty(),
-        "all 100 were accepted: the limit did not bite"
+        "all 75 were accepted: the limit did not bite"
     );
     assert!(
         served.len() >= 20,

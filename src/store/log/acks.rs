@@ -59,6 +59,11 @@ impl AckSet {
         self.sorted.is_empty()
     }
 
+    /// The settled indexes, ascending.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.sorted.iter().copied()
+    }
+
     /// Distinct settled indexes in `first..first + count`.
     pub(crate) fn count_in(&self, first: u64, count: u64) -> u64 {
         let end = first.saturating_add(count);

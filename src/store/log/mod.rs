@@ -199,7 +199,7 @@
 //! unlinked then.
 
 pub(crate) mod acks;
-mod chunks;
+pub(crate) mod chunks;
 pub(crate) mod header;
 pub(crate) mod record;
 pub(crate) mod scan;

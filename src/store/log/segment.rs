@@ -241,6 +241,34 @@ impl SegmentReader {
         })
     }
 
+    /// Opens a segment to read from byte `offset`, where entry `index`
+    /// starts (a position an earlier reader reported with
+    /// [`position`](Self::position)), up to `until` bytes, `chunk` bytes a
+    /// read.
+    pub(crate) fn open_at(
+        path: &Path,
+        offset: u64,
+        index: u64,
+        until: u64,
+        chunk: usize,
+    ) -> Result<SegmentReader, LogError> {
+        let (file, len, first) = open_checked(path)?;
+        if offset < HEADER_LEN as u64 || index < first {
+            return Err(LogError::corrupt(path, offset, "no entry starts there"));
+        }
+        Ok(SegmentReader {
+            chunks: Chunks::new(file, path, offset, until.min(len), chunk),
+            first,
+            next: index,
+            sealed: false,
+        })
+    }
+
+    /// The byte offset where the next entry starts.
+    pub(crate) fn position(&self) -> u64 {
+        self.chunks.pos
+    }
+
     /// The next entry, or `None` at the footer or the end of the bytes.
     pub(crate) fn next_entry(&mut self) -> Result<Option<Entry<'_>>, LogError> {
         if self.sealed {

@@ -263,6 +263,33 @@ impl SledStore {
     }
 }
 
+/// What the log store ([`crate::store::logstore`]) needs of the sled
+/// database it keeps the topology and its small state in.
+impl SledStore {
+    /// The database, for the log store's own trees.
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Whether any message copy, body, de-duplication record or offset is
+    /// still kept in sled (a data directory from before the message log).
+    pub(crate) fn has_messages(&self) -> Result<bool, StoreError> {
+        Ok(!self.messages.is_empty())
+    }
+
+    /// Removes every record of the `messages` tree (once the message log
+    /// holds them).
+    pub(crate) fn clear_messages(&self) -> Result<(), StoreError> {
+        self.messages.clear()?;
+        Ok(())
+    }
+
+    /// Whether the previous run shut down cleanly (the `clean` flag).
+    pub(crate) fn was_clean(&self) -> Result<bool, StoreError> {
+        Ok(self.meta.get("clean")?.is_some_and(|v| v.as_ref() == [1]))
+    }
+}
+
 impl Durable for SledStore {
     fn sync(&self) -> Result<(), StoreError> {
         let mut commits = self.commits.lock();

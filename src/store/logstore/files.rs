@@ -1,0 +1,461 @@
+//! The log store's files: [`Files`] owns every writer (the write-ahead
+//! file, each queue's active segment and ack files) and is used by one
+//! sync at a time; [`ReadPlan`] reads copies back for a load, out of the
+//! store's lock.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::super::log::acks::AckWriter;
+use super::super::log::chunks::READ_CHUNK;
+use super::super::log::header::HEADER_LEN;
+use super::super::log::record::Entry;
+use super::super::log::segment::{SegmentReader, SegmentWriter};
+use super::super::log::wal::WalWriter;
+use super::super::log::{ack_file_name, segment_file_name, sync_dir, wal_file_name, LogError};
+use super::side::{Side, Small, Snapshot};
+use super::view::{Cursor, QueueView};
+use super::{decode_copy, Round, WAL_ROTATE};
+use crate::store::{RecoveredMessage, StoreError};
+
+/// A queue's open files.
+#[derive(Debug)]
+pub(super) struct QueueFiles {
+    pub(super) dir: PathBuf,
+    /// The active segment.
+    pub(super) writer: Option<SegmentWriter>,
+    /// Ack files written since the last checkpoint, by segment.
+    pub(super) acks: HashMap<u64, AckWriter>,
+    /// A file was created or removed since the last checkpoint.
+    pub(super) dir_dirty: bool,
+}
+
+impl QueueFiles {
+    pub(super) fn new(dir: PathBuf) -> QueueFiles {
+        QueueFiles {
+            dir,
+            writer: None,
+            acks: HashMap::new(),
+            dir_dirty: false,
+        }
+    }
+
+    fn ack_writer(&mut self, first: u64) -> Result<&mut AckWriter, LogError> {
+        if !self.acks.contains_key(&first) {
+            let w = AckWriter::open(&self.dir.join(ack_file_name(first)))?;
+            self.dir_dirty = true;
+            self.acks.insert(first, w);
+        }
+        self.acks
+            .get_mut(&first)
+            .ok_or_else(|| LogError::Poisoned(self.dir.clone()))
+    }
+
+    /// Appends acks to segment `first`'s ack file.
+    pub(super) fn ack(&mut self, first: u64, indexes: &[u64]) -> Result<(), LogError> {
+        self.ack_writer(first)?.append(indexes)
+    }
+
+    /// Starts the segment `first` (sealing the active one, if it has
+    /// entries).
+    pub(super) fn roll(&mut self, first: u64) -> Result<(), LogError> {
+        if let Some(w) = self.writer.take() {
+            if w.count() > 0 {
+                w.seal()?;
+            } else {
+                let path = w.path().to_owned();
+                drop(w);
+                remove(&path)?;
+            }
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| LogError::io(&self.dir, e))?;
+        self.writer = Some(SegmentWriter::create(
+            &self.dir.join(segment_file_name(first)),
+        )?);
+        self.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Removes segment `first` and its ack file.
+    pub(super) fn unlink(&mut self, first: u64) -> Result<(), LogError> {
+        self.acks.remove(&first);
+        remove(&self.dir.join(segment_file_name(first)))?;
+        remove(&self.dir.join(ack_file_name(first)))?;
+        self.dir_dirty = true;
+        Ok(())
+    }
+
+    /// fdatasyncs what was written since the last checkpoint; returns the
+    /// commit mark (one past the last index synced).
+    pub(super) fn sync(&mut self) -> Result<u64, LogError> {
+        for a in self.acks.values_mut() {
+            a.sync()?;
+        }
+        self.acks.clear();
+        let mark = match &mut self.writer {
+            Some(w) => {
+                w.sync()?;
+                w.next_index()
+            }
+            None => 0,
+        };
+        if self.dir_dirty {
+            sync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        Ok(mark)
+    }
+}
+
+/// Removes `path`; one already gone is fine.
+fn remove(path: &Path) -> Result<(), LogError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LogError::io(path, e)),
+    }
+}
+
+/// What a round's write left in one queue's active segment.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Landed {
+    pub(super) queue: u64,
+    /// The segment's first index.
+    pub(super) segment: u64,
+    /// Entries and bytes in its file now.
+    pub(super) on_disk: u64,
+    pub(super) file_len: u64,
+    /// The last index written.
+    pub(super) last: u64,
+}
+
+/// One segment a load reads from.
+#[derive(Debug)]
+struct SegRead {
+    first: u64,
+    path: PathBuf,
+    /// Bytes readable.
+    len: u64,
+    /// Where to start: (byte offset, index).
+    start: (u64, u64),
+    /// The segment's average entry size, to size the reads.
+    avg: u64,
+    /// The indexes wanted, ascending.
+    indexes: Vec<u64>,
+}
+
+/// Every writer of the log.
+#[derive(Debug)]
+pub(super) struct Files {
+    pub(super) root: PathBuf,
+    pub(super) wal_dir: PathBuf,
+    pub(super) wal: WalWriter,
+    /// Write-ahead generations older than `wal`'s, not yet deleted.
+    pub(super) old_wals: Vec<u64>,
+    pub(super) queues: HashMap<u64, QueueFiles>,
+    /// Queues written since the last checkpoint.
+    pub(super) touched: HashSet<u64>,
+}
+
+impl Files {
+    pub(super) fn checkpoint_due(&self) -> bool {
+        self.wal.len() >= WAL_ROTATE
+    }
+
+    fn queue(&mut self, q: u64) -> &mut QueueFiles {
+        let root = &self.root;
+        self.queues
+            .entry(q)
+            .or_insert_with(|| QueueFiles::new(root.join(q.to_string())))
+    }
+
+    /// Writes the round's entries to the write-ahead file and makes them
+    /// durable.
+    pub(super) fn write_ahead(&mut self, round: &Round) -> Result<(), StoreError> {
+        if round.entries.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<(u64, Entry<'_>)> = round
+            .entries
+            .iter()
+            .map(|(q, index, body)| {
+                (
+                    *q,
+                    Entry {
+                        index: *index,
+                        term: 0,
+                        body,
+                    },
+                )
+            })
+            .collect();
+        self.wal.append_round(&entries)?;
+        self.wal.sync()?;
+        Ok(())
+    }
+
+    /// Writes a durable round to the segments and ack files (no sync):
+    /// returns what landed per queue for [`super::State::landed`].
+    pub(super) fn write_round(&mut self, round: &Round) -> Result<Vec<Landed>, StoreError> {
+        let mut landed = Vec::new();
+        for &(q, first) in &round.rolls {
+            self.queue(q).roll(first)?;
+        }
+        let mut at = 0;
+        while at < round.entries.len() {
+            let q = round.entries[at].0;
+            let n = round.entries[at..].iter().take_while(|e| e.0 == q).count();
+            let group = &round.entries[at..at + n];
+            at += n;
+            if q == super::ops::CONTROL {
+                continue;
+            }
+            let entries: Vec<Entry<'_>> = group
+                .iter()
+                .map(|(_, index, body)| Entry {
+                    index: *index,
+                    term: 0,
+                    body,
+                })
+                .collect();
+            self.touched.insert(q);
+            let files = self.queue(q);
+            let Some(w) = files.writer.as_mut() else {
+                return Err(StoreError::Io(format!("queue {q}: no active segment")));
+            };
+            w.append(&entries)?;
+            let last = group.last().map_or(0, |e| e.1);
+            landed.push(Landed {
+                queue: q,
+                segment: w.first(),
+                on_disk: w.count(),
+                file_len: w.len(),
+                last,
+            });
+        }
+        let mut acks: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
+        for &(q, first, index) in &round.acks {
+            acks.entry((q, first)).or_default().push(index);
+        }
+        for ((q, first), indexes) in acks {
+            if round.doomed.contains(&(q, first)) || round.dropped.contains(&q) {
+                continue;
+            }
+            self.touched.insert(q);
+            self.queue(q).ack(first, &indexes)?;
+        }
+        for &(q, first) in &round.doomed {
+            self.touched.insert(q);
+            self.queue(q).unlink(first)?;
+        }
+        for q in &round.dropped {
+            self.queues.remove(q);
+            self.touched.remove(q);
+            let dir = self.root.join(q.to_string());
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(LogError::io(&dir, e).into());
+                }
+            }
+        }
+        Ok(landed)
+    }
+
+    /// Starts a new write-ahead file and makes everything the older ones
+    /// hold durable elsewhere: segments and ack files synced, the small
+    /// state and commit marks written to sled (the caller syncs sled, then
+    /// calls [`Files::retire_old`]).
+    pub(super) fn checkpoint(&mut self, side: &Side, snapshot: Snapshot) -> Result<(), StoreError> {
+        let next = self.wal.generation() + 1;
+        let wal = WalWriter::create(&self.wal_dir, next)?;
+        sync_dir(&self.wal_dir)?;
+        let old = std::mem::replace(&mut self.wal, wal);
+        self.old_wals.push(old.generation());
+        let mut marks = Vec::new();
+        for q in std::mem::take(&mut self.touched) {
+            if let Some(files) = self.queues.get_mut(&q) {
+                marks.push((q, files.sync()?));
+            }
+        }
+        sync_dir(&self.root)?;
+        side.write(&snapshot, &marks)?;
+        Ok(())
+    }
+
+    /// Deletes the write-ahead files a checkpoint made redundant.
+    pub(super) fn retire_old(&mut self) -> Result<(), StoreError> {
+        for g in std::mem::take(&mut self.old_wals) {
+            remove(&self.wal_dir.join(wal_file_name(g)))?;
+        }
+        sync_dir(&self.wal_dir)?;
+        Ok(())
+    }
+
+    /// Bytes the log's files take.
+    pub(super) fn size_on_disk(&self) -> u64 {
+        dir_size(&self.root)
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The copies a load returns, and where to read each: everything taken
+/// under the store's lock, the files read after it is released.
+#[derive(Debug)]
+pub(super) struct ReadPlan {
+    queue_id: u64,
+    /// In sequence order: where each copy is.
+    picks: Vec<Pick>,
+    /// The segments to read.
+    reads: Vec<SegRead>,
+    rewrites: HashMap<u64, Vec<u8>>,
+}
+
+#[derive(Debug)]
+enum Pick {
+    /// In RAM (fresh, or in the round being written).
+    Ram(Bytes),
+    /// In a segment file, at this index.
+    File(u64),
+}
+
+impl ReadPlan {
+    /// Plans reading the first `limit` live copies of `from..to`.
+    pub(super) fn new(
+        root: &Path,
+        queue_id: u64,
+        view: &QueueView,
+        small: &Small,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<ReadPlan, StoreError> {
+        let dir = root.join(queue_id.to_string());
+        let mut picks = Vec::new();
+        let mut wanted: Vec<(u64, u64)> = Vec::new();
+        let mut rewrites = HashMap::new();
+        for (seq, at) in view.pick(from, to, limit) {
+            if let Some(r) = small.rewrites.get(&(queue_id, seq)) {
+                rewrites.insert(seq, r.clone());
+            }
+            let pick = match at {
+                None => match view.fresh.iter().rev().find(|(s, _)| *s == seq) {
+                    Some((_, b)) => Pick::Ram(b.clone()),
+                    None => continue,
+                },
+                Some(index) => {
+                    let seg = view
+                        .seg_of(index)
+                        .ok_or_else(|| StoreError::Corrupt(format!("index {index} lost")))?;
+                    if index >= seg.first + seg.on_disk {
+                        let p = view.inflight.partition_point(|(i, _)| *i < index);
+                        match view.inflight.get(p) {
+                            Some((i, b)) if *i == index => Pick::Ram(b.clone()),
+                            _ => return Err(StoreError::Corrupt(format!("index {index} lost"))),
+                        }
+                    } else {
+                        wanted.push((seg.first, index));
+                        Pick::File(index)
+                    }
+                }
+            };
+            picks.push(pick);
+        }
+        wanted.sort_unstable();
+        let mut reads: Vec<SegRead> = Vec::new();
+        for (first, index) in wanted {
+            match reads.last_mut() {
+                Some(r) if r.first == first => r.indexes.push(index),
+                _ => {
+                    let Some(seg) = view.seg_of(index) else {
+                        continue;
+                    };
+                    let start = match view.cursor {
+                        Some((f, offset, at)) if f == first && at <= index => (offset, at),
+                        _ => (HEADER_LEN as u64, first),
+                    };
+                    let entries = (seg.seqs.len() as u64).max(1);
+                    reads.push(SegRead {
+                        first,
+                        path: dir.join(segment_file_name(first)),
+                        len: seg.file_len,
+                        start,
+                        avg: seg.bytes.saturating_sub(HEADER_LEN as u64) / entries + 1,
+                        indexes: vec![index],
+                    });
+                }
+            }
+        }
+        Ok(ReadPlan {
+            queue_id,
+            picks,
+            reads,
+            rewrites,
+        })
+    }
+
+    /// Reads the copies; returns them and the new read cursor.
+    pub(super) fn read(self) -> Result<(Vec<RecoveredMessage>, Option<Cursor>), StoreError> {
+        let mut found: HashMap<u64, Bytes> = HashMap::new();
+        let mut cursor = None;
+        for SegRead {
+            first,
+            path,
+            len,
+            start: (offset, at),
+            avg,
+            indexes,
+        } in &self.reads
+        {
+            // About the bytes from the start to the last entry wanted, so
+            // that a page of a long segment is not read as a whole chunk.
+            let last = indexes.last().copied().unwrap_or(*at);
+            let span = (last + 1 - at).saturating_mul(*avg).saturating_add(4096);
+            let chunk = usize::try_from(span.min(len.saturating_sub(*offset)))
+                .map_or(READ_CHUNK, |s| s.clamp(4096, READ_CHUNK));
+            let mut r = SegmentReader::open_at(path, *offset, *at, *len, chunk)?;
+            let mut want = indexes.iter().peekable();
+            while let Some(&&next) = want.peek() {
+                let Some(e) = r.next_entry()? else {
+                    return Err(LogError::corrupt(
+                        path,
+                        r.position(),
+                        format!("entry {next} missing"),
+                    )
+                    .into());
+                };
+                if e.index == next {
+                    found.insert(e.index, Bytes::copy_from_slice(e.body));
+                    want.next();
+                }
+            }
+            cursor = Some((*first, r.position(), r.next_index()));
+        }
+        let mut out = Vec::with_capacity(self.picks.len());
+        for pick in self.picks {
+            let bytes = match pick {
+                Pick::Ram(b) => b,
+                Pick::File(i) => found
+                    .remove(&i)
+                    .ok_or_else(|| StoreError::Corrupt(format!("entry {i} not read")))?,
+            };
+            let seq = super::split_entry(&bytes)?.0;
+            out.push(decode_copy(self.queue_id, &bytes, self.rewrites.get(&seq))?);
+        }
+        Ok((out, cursor))
+    }
+}

@@ -1,0 +1,276 @@
+//! The control entries of the write-ahead file (pure): what a round
+//! changes besides appending message copies, encoded as the body of an
+//! entry of the reserved queue id [`CONTROL`], so that one write-ahead
+//! record (one CRC) covers a round's copies and its other changes together.
+//!
+//! A control body is a sequence of operations, each a tag byte then its
+//! fields (integers little-endian, strings as `u16` length then bytes):
+//!
+//! - `1` ACKS: `queue u64`, `n u32`, `n × index u64`: entries settled.
+//! - `2` REWRITE: `queue u64`, `seq u64`, `len u32`, a message record
+//!   without its body (`codec::encode_meta`): a copy's new metadata
+//!   (deliveries, not-before) after a requeue.
+//! - `3` DEDUP: `queue u64`, `expires_at u64`, `id str`: a publisher
+//!   de-duplication record (written or renewed).
+//! - `4` UNDEDUP: `queue u64`, `id str`: one removed.
+//! - `5` OFFSET: `queue u64`, `offset u64`, `group str`: a stream consumer
+//!   group's committed offset.
+//! - `6` DROP: `queue u64`: the queue was deleted; what it held and what the
+//!   control entries said of it is forgotten.
+//!
+//! Every operation is idempotent, so replaying one twice is harmless.
+
+use std::ops::Range;
+
+/// The queue id whose entries carry control bodies (no queue has it: ids
+/// count up from 1).
+pub(super) const CONTROL: u64 = u64::MAX;
+
+/// One operation of a control body, borrowed from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Op<'a> {
+    /// Entries of `queue` settled.
+    Acks { queue: u64, indexes: Vec<u64> },
+    /// A copy's metadata rewritten (a message record, no body).
+    Rewrite {
+        queue: u64,
+        seq: u64,
+        meta: &'a [u8],
+    },
+    /// A de-duplication record written.
+    Dedup {
+        queue: u64,
+        expires_at: u64,
+        id: &'a str,
+    },
+    /// A de-duplication record removed.
+    Undedup { queue: u64, id: &'a str },
+    /// A group's offset.
+    Offset {
+        queue: u64,
+        offset: u64,
+        group: &'a str,
+    },
+    /// The queue was deleted.
+    Drop { queue: u64 },
+}
+
+const ACKS: u8 = 1;
+const REWRITE: u8 = 2;
+const DEDUP: u8 = 3;
+const UNDEDUP: u8 = 4;
+const OFFSET: u8 = 5;
+const DROP: u8 = 6;
+
+/// Builds one control body.
+#[derive(Debug, Default)]
+pub(super) struct Writer {
+    pub(super) buf: Vec<u8>,
+}
+
+impl Writer {
+    fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn str(&mut self, s: &str) {
+        // Message ids and group names are protocol tokens, far below 64 KiB;
+        // a longer one is cut at a char boundary rather than misframed.
+        let mut end = s.len().min(u16::MAX as usize);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.buf.extend_from_slice(&(end as u16).to_le_bytes());
+        self.buf.extend_from_slice(&s.as_bytes()[..end]);
+    }
+
+    /// Entries `indexes` of `queue` settled.
+    pub(super) fn acks(&mut self, queue: u64, indexes: &[u64]) {
+        if indexes.is_empty() {
+            return;
+        }
+        self.buf.push(ACKS);
+        self.u64(queue);
+        self.buf
+            .extend_from_slice(&(indexes.len() as u32).to_le_bytes());
+        for i in indexes {
+            self.u64(*i);
+        }
+    }
+
+    /// The copy `seq` of `queue` has metadata `meta` now.
+    pub(super) fn rewrite(&mut self, queue: u64, seq: u64, meta: &[u8]) {
+        self.buf.push(REWRITE);
+        self.u64(queue);
+        self.u64(seq);
+        self.buf
+            .extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(meta);
+    }
+
+    /// A de-duplication record.
+    pub(super) fn dedup(&mut self, queue: u64, id: &str, expires_at: u64) {
+        self.buf.push(DEDUP);
+        self.u64(queue);
+        self.u64(expires_at);
+        self.str(id);
+    }
+
+    /// A de-duplication record removed.
+    pub(super) fn undedup(&mut self, queue: u64, id: &str) {
+        self.buf.push(UNDEDUP);
+        self.u64(queue);
+        self.str(id);
+    }
+
+    /// A group's offset.
+    pub(super) fn offset(&mut self, queue: u64, group: &str, offset: u64) {
+        self.buf.push(OFFSET);
+        self.u64(queue);
+        self.u64(offset);
+        self.str(group);
+    }
+
+    /// The queue was deleted.
+    pub(super) fn drop_queue(&mut self, queue: u64) {
+        self.buf.push(DROP);
+        self.u64(queue);
+    }
+}
+
+/// Reads the operations of a control body; `None` once it is malformed
+/// (the caller reports corruption: the body passed its record's CRC).
+pub(super) fn decode(body: &[u8]) -> Result<Vec<Op<'_>>, String> {
+    let mut r = Reader { b: body, at: 0 };
+    let mut out = Vec::new();
+    while r.at < body.len() {
+        let tag = r.u8()?;
+        let op = match tag {
+            ACKS => {
+                let queue = r.u64()?;
+                let n = r.u32()? as usize;
+                let bytes = r.take(n.checked_mul(8).ok_or("ack count overflows")?)?;
+                let indexes = bytes
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect();
+                Op::Acks { queue, indexes }
+            }
+            REWRITE => {
+                let queue = r.u64()?;
+                let seq = r.u64()?;
+                let n = r.u32()? as usize;
+                let meta = r.take(n)?;
+                Op::Rewrite { queue, seq, meta }
+            }
+            DEDUP => Op::Dedup {
+                queue: r.u64()?,
+                expires_at: r.u64()?,
+                id: r.str()?,
+            },
+            UNDEDUP => Op::Undedup {
+                queue: r.u64()?,
+                id: r.str()?,
+            },
+            OFFSET => Op::Offset {
+                queue: r.u64()?,
+                offset: r.u64()?,
+                group: r.str()?,
+            },
+            DROP => Op::Drop { queue: r.u64()? },
+            other => return Err(format!("unknown control operation {other}")),
+        };
+        out.push(op);
+    }
+    Ok(out)
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let r: Range<usize> = self.at..self.at.checked_add(n).ok_or("length overflows")?;
+        let s = self.b.get(r).ok_or("control entry cut short")?;
+        self.at += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    }
+    fn str(&mut self) -> Result<&'a str, String> {
+        let b = self.take(2)?;
+        let n = u16::from_le_bytes([b[0], b[1]]) as usize;
+        std::str::from_utf8(self.take(n)?).map_err(|_| "control string not UTF-8".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_round_trips_in_order() {
+        let mut w = Writer::default();
+        w.acks(3, &[7, 9, 8]);
+        w.acks(3, &[]);
+        w.rewrite(4, 11, b"meta");
+        w.dedup(5, "m-1", 1234);
+        w.undedup(5, "m-0");
+        w.offset(6, "g", 42);
+        w.drop_queue(7);
+        let ops = decode(&w.buf).unwrap();
+        assert_eq!(
+            ops,
+            vec![
+                Op::Acks {
+                    queue: 3,
+                    indexes: vec![7, 9, 8]
+                },
+                Op::Rewrite {
+                    queue: 4,
+                    seq: 11,
+                    meta: b"meta"
+                },
+                Op::Dedup {
+                    queue: 5,
+                    expires_at: 1234,
+                    id: "m-1"
+                },
+                Op::Undedup {
+                    queue: 5,
+                    id: "m-0"
+                },
+                Op::Offset {
+                    queue: 6,
+                    offset: 42,
+                    group: "g"
+                },
+                Op::Drop { queue: 7 },
+            ]
+        );
+    }
+
+    #[test]
+    fn every_truncation_and_unknown_tag_is_an_error() {
+        let mut w = Writer::default();
+        w.acks(3, &[7]);
+        w.offset(6, "group", 42);
+        let boundary = 1 + 8 + 4 + 8;
+        for cut in (1..w.buf.len()).filter(|c| *c != boundary) {
+            assert!(decode(&w.buf[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(decode(&w.buf[..boundary]).unwrap().len(), 1);
+        assert!(decode(&[9]).is_err());
+        assert!(decode(&[]).unwrap().is_empty());
+    }
+}

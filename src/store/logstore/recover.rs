@@ -1,0 +1,577 @@
+//! Starting the log store: [`recover`] rebuilds the RAM view of every live
+//! queue's log from its files and replays the write-ahead files, ending
+//! with a checkpoint; [`migrate_from_sled`] moves the messages of a data
+//! directory written by a release that kept them in sled into the log,
+//! once, crash-safely.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
+
+use super::super::log::acks::read_acks;
+use super::super::log::scan::{scan, SegmentRole};
+use super::super::log::segment::{SegmentReader, SegmentWriter};
+use super::super::log::wal::{replay, WalWriter};
+use super::super::log::{ack_file_name, parse_file_name, sync_dir, CommitMark, FileKind, LogError};
+use super::files::{Files, QueueFiles};
+use super::ops::{self, Op};
+use super::side::{Side, Small};
+use super::view::{QueueView, SegView};
+use super::{dedup_entry, split_entry, SEGMENT_BYTES};
+use crate::store::codec;
+use crate::store::message::now_ms;
+use crate::store::{
+    add_to_segments, Durable, MessageStore, QueueDef, SledStore, StoreError, StoredMessages,
+    StoredQueue, TopologyStore,
+};
+
+/// What a start rebuilt.
+#[derive(Debug)]
+pub(super) struct Recovery {
+    pub(super) views: HashMap<u64, QueueView>,
+    pub(super) small: Small,
+    pub(super) files: Files,
+    pub(super) summary: StoredMessages,
+}
+
+/// Per entry, while recovering: body length and publish time, by segment
+/// and position (dropped once the summary is made).
+type Sizes = HashMap<u64, Vec<(u32, u64)>>;
+
+/// One live queue being recovered.
+#[derive(Debug)]
+struct Rec {
+    view: QueueView,
+    files: QueueFiles,
+    sizes: Sizes,
+    /// Settlements found by recovery itself (volatile copies, acks replayed
+    /// from the write-ahead file), to append to the ack files.
+    acks: HashMap<u64, Vec<u64>>,
+}
+
+impl Rec {
+    /// Adds an entry read back (from a segment or the write-ahead file)
+    /// to the active segment's view.
+    fn push(&mut self, index: u64, body: &[u8], max_body_id: &mut u64) -> Result<(), StoreError> {
+        let (seq, record) = split_entry(body)?;
+        let meta = codec::view_meta(record)?;
+        let len = meta.inline_body.map_or(0, <[u8]>::len);
+        *max_body_id = (*max_body_id).max(meta.body_id);
+        let Some(seg) = self.view.segs.last_mut() else {
+            return Err(StoreError::Corrupt(format!(
+                "entry {index} outside any segment"
+            )));
+        };
+        if seg.end() != index {
+            return Err(StoreError::Corrupt(format!(
+                "entry {index} where {} was due",
+                seg.end()
+            )));
+        }
+        let first = seg.first;
+        seg.push(seq, body.len());
+        self.sizes
+            .entry(first)
+            .or_default()
+            .push((u32::try_from(len).unwrap_or(u32::MAX), meta.published_at));
+        self.view.next_index = index + 1;
+        if meta.volatile {
+            // Written only to save RAM: it does not survive a restart.
+            self.settle(first, index);
+        }
+        Ok(())
+    }
+
+    /// Settles entry `index` of segment `first`, if it is live.
+    fn settle(&mut self, first: u64, index: u64) {
+        if let Some(seg) = self.view.segs.iter_mut().find(|s| s.first == first) {
+            if seg.settle((index - first) as usize) {
+                self.acks.entry(first).or_default().push(index);
+            }
+        }
+    }
+}
+
+/// Reads queue `q`'s directory: its segments (the last checked against
+/// `mark`) and ack files.
+fn load_queue(dir: &Path, q: u64, mark: u64, max_body_id: &mut u64) -> Result<Rec, StoreError> {
+    let mut rec = Rec {
+        view: QueueView::empty(mark.max(1)),
+        files: QueueFiles::new(dir.to_owned()),
+        sizes: HashMap::new(),
+        acks: HashMap::new(),
+    };
+    let mut segs = Vec::new();
+    let listing = match std::fs::read_dir(dir) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(rec),
+        Err(e) => return Err(LogError::io(dir, e).into()),
+    };
+    for e in listing {
+        let e = e.map_err(|e| LogError::io(dir, e))?;
+        let name = e.file_name();
+        match parse_file_name(&name.to_string_lossy()) {
+            Some((first, FileKind::Segment)) => segs.push(first),
+            Some((_, FileKind::Acks)) => {}
+            _ => {
+                tracing::warn!(file = %e.path().display(), "removed a stray file from a queue's log");
+                std::fs::remove_file(e.path()).map_err(|err| LogError::io(&e.path(), err))?;
+            }
+        }
+    }
+    segs.sort_unstable();
+    let last = segs.last().copied();
+    for first in segs {
+        let path = dir.join(super::super::log::segment_file_name(first));
+        if first < rec.view.next_index && rec.view.segs.last().is_some() {
+            return Err(LogError::corrupt(&path, 0, "overlaps the segment before it").into());
+        }
+        rec.view.segs.push(SegView::new(first, 0));
+        rec.view.next_index = first;
+        let active = Some(first) == last;
+        let (mut reader, valid_len, sealed) = if active {
+            let s = scan(&path, CommitMark { end: mark }, SegmentRole::Active)?;
+            if let Some((offset, bytes)) = s.torn {
+                tracing::warn!(
+                    file = %path.display(), offset, bytes,
+                    "cut the torn tail of a segment (a write never confirmed); \
+                     the write-ahead file restores what it held"
+                );
+            }
+            let reader = SegmentReader::open_until(&path, s.valid_len)?;
+            if !s.sealed {
+                rec.files.writer = Some(SegmentWriter::open_append(&path, &s)?);
+            }
+            (reader, s.valid_len, s.sealed)
+        } else {
+            let reader = SegmentReader::open(&path)?;
+            let len = std::fs::metadata(&path)
+                .map_err(|e| LogError::io(&path, e))?
+                .len();
+            (reader, len, true)
+        };
+        while let Some(e) = reader.next_entry()? {
+            let (index, body) = (e.index, e.body.to_vec());
+            rec.push(index, &body, max_body_id)?;
+        }
+        if !active && !reader.sealed() {
+            return Err(LogError::corrupt(
+                &path,
+                valid_len,
+                "a segment with a successor has no footer",
+            )
+            .into());
+        }
+        if let Some(seg) = rec.view.segs.last_mut() {
+            seg.on_disk = seg.seqs.len() as u64;
+            seg.file_len = valid_len;
+            seg.bytes = if sealed {
+                SEGMENT_BYTES.max(valid_len)
+            } else {
+                valid_len
+            };
+            if seg.seqs.is_empty() {
+                rec.view.next_index = first;
+            }
+        }
+        let acks = read_acks(&dir.join(ack_file_name(first)))?;
+        for index in acks.set.iter() {
+            if let Some(seg) = rec.view.segs.last_mut() {
+                if index >= seg.first && index < seg.end() {
+                    seg.settle((index - seg.first) as usize);
+                }
+            }
+        }
+    }
+    let _ = q;
+    Ok(rec)
+}
+
+/// Rebuilds the log of the live queues `queues` under `root` (see the
+/// module doc of the store).
+pub(super) fn recover(
+    root: &Path,
+    side: &Side,
+    queues: &[QueueDef],
+) -> Result<Recovery, StoreError> {
+    let wal_dir = root.join("wal");
+    std::fs::create_dir_all(&wal_dir).map_err(|e| LogError::io(&wal_dir, e))?;
+    let live: HashMap<u64, &QueueDef> = queues.iter().map(|q| (q.id, q)).collect();
+    let marks = side.marks()?;
+    let mut small = side.load()?;
+    // Directories of queues deleted before the stop.
+    for e in std::fs::read_dir(root).map_err(|e| LogError::io(root, e))? {
+        let e = e.map_err(|e| LogError::io(root, e))?;
+        let name = e.file_name();
+        let Ok(q) = name.to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        if !live.contains_key(&q) {
+            std::fs::remove_dir_all(e.path()).map_err(|err| LogError::io(&e.path(), err))?;
+        }
+    }
+    for q in side.queues()? {
+        if !live.contains_key(&q) {
+            side.forget_queue(q)?;
+        }
+    }
+    small.dedup.retain(|k, _| live.contains_key(&k.0));
+    small.offsets.retain(|k, _| live.contains_key(&k.0));
+    small.rewrites.retain(|k, _| live.contains_key(&k.0));
+    let mut max_body_id = 0;
+    let mut recs: HashMap<u64, Rec> = HashMap::new();
+    for &q in live.keys() {
+        let mark = marks.get(&q).copied().unwrap_or(0);
+        let rec = load_queue(&root.join(q.to_string()), q, mark, &mut max_body_id)?;
+        recs.insert(q, rec);
+    }
+    // The write-ahead files, oldest first.
+    let mut gens: Vec<u64> = Vec::new();
+    for e in std::fs::read_dir(&wal_dir).map_err(|e| LogError::io(&wal_dir, e))? {
+        let e = e.map_err(|e| LogError::io(&wal_dir, e))?;
+        match parse_file_name(&e.file_name().to_string_lossy()) {
+            Some((g, FileKind::Wal)) => gens.push(g),
+            _ => std::fs::remove_file(e.path()).map_err(|err| LogError::io(&e.path(), err))?,
+        }
+    }
+    gens.sort_unstable();
+    for &g in &gens {
+        let path = wal_dir.join(super::super::log::wal_file_name(g));
+        let mut failure: Option<StoreError> = None;
+        let result = replay(&path, |queue, entry| {
+            let r = replay_entry(
+                &mut recs,
+                &mut small,
+                queue,
+                entry.index,
+                entry.body,
+                &mut max_body_id,
+            );
+            if let Err(e) = r {
+                failure = Some(e);
+                return Err(LogError::corrupt(&path, 0, "replay stopped"));
+            }
+            Ok(())
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let done = result?;
+        if let Some(bytes) = done.torn {
+            tracing::warn!(file = %path.display(), bytes, "ignored the torn last round of a write-ahead file (never confirmed)");
+        }
+    }
+    // Acks found by recovery, fully settled segments, and the summary.
+    let mut views = HashMap::new();
+    let mut queue_files = HashMap::new();
+    let mut summary = StoredMessages::default();
+    let mut ids: Vec<u64> = recs.keys().copied().collect();
+    ids.sort_unstable();
+    for q in ids {
+        let Some(mut rec) = recs.remove(&q) else {
+            continue;
+        };
+        for (first, indexes) in std::mem::take(&mut rec.acks) {
+            rec.files.ack(first, &indexes)?;
+        }
+        let active = rec.view.segs.last().map(|s| s.first);
+        let mut doomed = Vec::new();
+        rec.view.segs.retain(|s| {
+            let gone = s.live == 0 && Some(s.first) != active;
+            if gone {
+                doomed.push(s.first);
+            }
+            !gone
+        });
+        for first in doomed {
+            rec.files.unlink(first)?;
+        }
+        if let Some(def) = live.get(&q) {
+            if let Some(stored) = summarize(q, &rec.view, &rec.sizes, def) {
+                summary.stored.push(stored);
+            }
+        }
+        views.insert(q, rec.view);
+        queue_files.insert(q, rec.files);
+    }
+    let now = now_ms();
+    summary.dedup = small
+        .dedup
+        .iter()
+        .filter(|(_, exp)| **exp > now)
+        .map(|((q, id), exp)| dedup_entry(*q, id, *exp))
+        .collect();
+    summary
+        .dedup
+        .sort_by(|a, b| (a.queue_id, &a.id).cmp(&(b.queue_id, &b.id)));
+    let expired: Vec<(u64, String)> = small
+        .dedup
+        .iter()
+        .filter(|(_, exp)| **exp <= now)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (q, id) in expired {
+        small.undedup(q, &id);
+    }
+    summary.offsets = small
+        .offsets
+        .iter()
+        .map(|((q, g), o)| (*q, g.clone(), *o))
+        .collect();
+    summary.offsets.sort();
+    summary.max_body_id = max_body_id;
+    // The checkpoint: a new write-ahead file, everything synced, the small
+    // state and marks in sled (the caller syncs sled, then deletes the old
+    // write-ahead files).
+    let generation = gens.last().map_or(1, |g| g + 1);
+    let wal = WalWriter::create(&wal_dir, generation)?;
+    sync_dir(&wal_dir)?;
+    let mut files = Files {
+        root: root.to_owned(),
+        wal_dir,
+        wal,
+        old_wals: gens,
+        queues: queue_files,
+        touched: HashSet::new(),
+    };
+    let mut marks = Vec::new();
+    for (q, f) in files.queues.iter_mut() {
+        marks.push((*q, f.sync()?));
+    }
+    sync_dir(root)?;
+    side.write(&small.snapshot(), &marks)?;
+    let _ = &mut files;
+    Ok(Recovery {
+        views,
+        small,
+        files,
+        summary,
+    })
+}
+
+/// Replays one write-ahead entry.
+fn replay_entry(
+    recs: &mut HashMap<u64, Rec>,
+    small: &mut Small,
+    queue: u64,
+    index: u64,
+    body: &[u8],
+    max_body_id: &mut u64,
+) -> Result<(), StoreError> {
+    if queue == ops::CONTROL {
+        let ops = ops::decode(body)
+            .map_err(|e| StoreError::Corrupt(format!("control entry {index}: {e}")))?;
+        for op in ops {
+            match op {
+                Op::Acks { queue, indexes } => {
+                    if let Some(rec) = recs.get_mut(&queue) {
+                        for i in indexes {
+                            if let Some(seg) = rec.view.seg_of(i) {
+                                let (first, seq) = (seg.first, seg.seqs[(i - seg.first) as usize]);
+                                small.unrewrite(queue, seq);
+                                rec.settle(first, i);
+                            }
+                        }
+                    }
+                }
+                Op::Rewrite { queue, seq, meta } => {
+                    if recs.contains_key(&queue) {
+                        small.rewrite(queue, seq, meta.to_vec());
+                    }
+                }
+                Op::Dedup {
+                    queue,
+                    expires_at,
+                    id,
+                } => {
+                    if recs.contains_key(&queue) {
+                        small.dedup(queue, id, expires_at);
+                    }
+                }
+                Op::Undedup { queue, id } => small.undedup(queue, id),
+                Op::Offset {
+                    queue,
+                    offset,
+                    group,
+                } => {
+                    if recs.contains_key(&queue) {
+                        small.offset(queue, group, offset);
+                    }
+                }
+                Op::Drop { queue } => small.drop_queue(queue),
+            }
+        }
+        return Ok(());
+    }
+    let Some(rec) = recs.get_mut(&queue) else {
+        return Ok(());
+    };
+    if index < rec.view.next_index {
+        return Ok(());
+    }
+    if index > rec.view.next_index && rec.view.segs.last().is_some() {
+        return Err(StoreError::Corrupt(format!(
+            "queue {queue}: the write-ahead file holds entry {index} but its log ends before {}",
+            rec.view.next_index
+        )));
+    }
+    let need_segment = rec.files.writer.is_none()
+        || rec
+            .view
+            .segs
+            .last()
+            .is_none_or(|s| s.bytes >= SEGMENT_BYTES);
+    if need_segment {
+        rec.files.roll(index)?;
+        rec.view.segs.push(SegView::new(
+            index,
+            super::super::log::header::HEADER_LEN as u64,
+        ));
+    }
+    let Some(w) = rec.files.writer.as_mut() else {
+        return Err(StoreError::Io(format!("queue {queue}: no active segment")));
+    };
+    w.append(&[super::super::log::record::Entry {
+        index,
+        term: 0,
+        body,
+    }])?;
+    let (count, len) = (w.count(), w.len());
+    rec.push(index, body, max_body_id)?;
+    if let Some(seg) = rec.view.segs.last_mut() {
+        seg.on_disk = count;
+        seg.file_len = len;
+    }
+    Ok(())
+}
+
+/// A queue's stored copies summed up for the broker (`None`: none live).
+fn summarize(q: u64, view: &QueueView, sizes: &Sizes, def: &QueueDef) -> Option<StoredQueue> {
+    let mut live: Vec<(u64, u64, u64)> = Vec::new();
+    let (mut count, mut bytes, mut first, mut last) = (0u64, 0u64, u64::MAX, 0u64);
+    let stream = def.args.mode.is_stream();
+    for seg in &view.segs {
+        let lens = sizes.get(&seg.first);
+        for (pos, &seq) in seg.seqs.iter().enumerate() {
+            if seg.is_settled(pos) {
+                continue;
+            }
+            let (len, ts) = lens.and_then(|l| l.get(pos)).copied().unwrap_or((0, 0));
+            count += 1;
+            bytes += u64::from(len);
+            first = first.min(seq);
+            last = last.max(seq);
+            if stream {
+                live.push((seq, u64::from(len), ts));
+            }
+        }
+    }
+    if count == 0 {
+        return None;
+    }
+    let mut segments = VecDeque::new();
+    live.sort_unstable();
+    for (seq, len, ts) in live {
+        add_to_segments(&mut segments, &def.args, seq, len, ts);
+    }
+    Some(StoredQueue {
+        queue_id: q,
+        first_seq: first,
+        last_seq: last,
+        count,
+        bytes,
+        segments: segments.into(),
+    })
+}
+
+/// Moves the messages of a data directory written by a release that kept
+/// them in sled into the log at `root`, if there are any and the log does
+/// not exist yet.
+///
+/// Crash-safe at every step: the log is built in `log.migrating/` (removed
+/// first if a killed migration left it), fsync'd, and renamed to `log/`;
+/// the rename is the commit point. Only after it are the messages removed
+/// from sled, and a start that finds `log/` beside messages still in sled
+/// finishes that removal. Bodies shared by several queues get a copy in
+/// each queue's log.
+pub(super) fn migrate_from_sled(
+    sled: &SledStore,
+    side: &Side,
+    dir: &Path,
+    root: &Path,
+) -> Result<(), StoreError> {
+    if root.exists() {
+        if sled.has_messages()? {
+            sled.clear_messages()?;
+            Durable::sync(sled)?;
+        }
+        return Ok(());
+    }
+    if !sled.has_messages()? {
+        std::fs::create_dir_all(root).map_err(|e| LogError::io(root, e))?;
+        sync_dir(dir)?;
+        return Ok(());
+    }
+    let tmp = dir.join("log.migrating");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| LogError::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(tmp.join("wal")).map_err(|e| LogError::io(&tmp, e))?;
+    let queues = sled.topology()?.queues;
+    let clean = sled.was_clean()?;
+    let old = MessageStore::recover(sled, &queues)?;
+    MessageStore::set_clean(sled, clean)?;
+    let started = std::time::Instant::now();
+    let mut copies = 0u64;
+    let mut marks = Vec::new();
+    for stored in &old.stored {
+        let q = stored.queue_id;
+        let mut files = QueueFiles::new(tmp.join(q.to_string()));
+        let mut next = 1u64;
+        let mut size = SEGMENT_BYTES;
+        let mut from = stored.first_seq;
+        loop {
+            let page = sled.load(q, from, u64::MAX, 4096)?;
+            let Some(last) = page.last() else { break };
+            from = last.seq + 1;
+            for m in &page {
+                let body = super::encode_entry(m.seq, &m.meta, &m.body);
+                if size >= SEGMENT_BYTES {
+                    files.roll(next)?;
+                    size = super::super::log::header::HEADER_LEN as u64;
+                }
+                if let Some(w) = files.writer.as_mut() {
+                    w.append(&[super::super::log::record::Entry {
+                        index: next,
+                        term: 0,
+                        body: &body,
+                    }])?;
+                    size = w.len();
+                }
+                next += 1;
+                copies += 1;
+            }
+        }
+        marks.push((q, files.sync()?));
+    }
+    let mut small = Small::default();
+    for d in &old.dedup {
+        small.dedup(d.queue_id, &d.id, d.expires_at);
+    }
+    for (q, g, o) in &old.offsets {
+        small.offset(*q, g, *o);
+    }
+    side.write(&small.snapshot(), &marks)?;
+    Durable::sync(sled)?;
+    sync_dir(&tmp)?;
+    std::fs::rename(&tmp, root).map_err(|e| LogError::io(root, e))?;
+    sync_dir(dir)?;
+    tracing::info!(
+        copies,
+        queues = old.stored.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "moved the stored messages from sled into the message log"
+    );
+    sled.clear_messages()?;
+    Durable::sync(sled)?;
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! The log store against the stores' contract, and what is its own:
+//! restarts that replay the write-ahead file, checkpoints, segments rolled
+//! and deleted, rewrites, and the migration from sled.
+
+use std::sync::Arc;
+
+use super::LogStore;
+use crate::store::contract_tests::{load_all, meta, queue, recover, seqs, Harness};
+use crate::store::sled::DEFAULT_CACHE_BYTES;
+use crate::store::{Durable, MessageBatch, MessageStore, SledStore, TopologyStore};
+
+/// A data directory for the log store.
+pub(crate) struct LogDir(pub(crate) tempfile::TempDir);
+
+impl Harness for LogDir {
+    type Store = LogStore;
+    fn open(&self) -> Arc<LogStore> {
+        Arc::new(LogStore::open(self.0.path(), DEFAULT_CACHE_BYTES).unwrap())
+    }
+    fn shares_bodies(&self) -> bool {
+        false
+    }
+}
+
+crate::store::contract_tests::tests!(super::LogDir(tempfile::tempdir().unwrap()));
+
+fn publish(s: &LogStore, q: u64, seq: u64, body: &[u8]) {
+    let m = meta(seq + 1000 * q, &format!("m{seq}"));
+    s.apply(&MessageBatch {
+        put_bodies: vec![(m.body_id, body)],
+        put_metas: vec![(q, seq, &m)],
+        ..MessageBatch::default()
+    })
+    .unwrap();
+}
+
+fn ack(s: &LogStore, q: u64, seqs: impl IntoIterator<Item = u64>) {
+    s.apply(&MessageBatch {
+        del_metas: seqs.into_iter().map(|seq| (q, seq)).collect(),
+        ..MessageBatch::default()
+    })
+    .unwrap();
+}
+
+#[test]
+fn copies_survive_a_crash_through_the_write_ahead_file_and_acks_stay_acked() {
+    let h = LogDir(tempfile::tempdir().unwrap());
+    {
+        let s = h.open();
+        recover(&*s);
+        s.put_queue(&queue("a", 1)).unwrap();
+        for seq in 1..=100 {
+            publish(&s, 1, seq, format!("body {seq}").as_bytes());
+        }
+        s.sync().unwrap();
+        ack(&s, 1, 1..=10);
+        // Published and acked before its round: never written.
+        publish(&s, 1, 101, b"gone");
+        ack(&s, 1, [101]);
+        s.sync().unwrap();
+        // Not synced: may be lost, never half there.
+        publish(&s, 1, 102, b"unsynced");
+    }
+    let s = h.open();
+    let r = recover(&*s);
+    assert_eq!(r.messages.stored.len(), 1);
+    let got = load_all(&*s, 1);
+    let got = seqs(&got);
+    assert!(
+        got == (11..=100).collect::<Vec<_>>() || got == (11..=100).chain([102]).collect::<Vec<_>>()
+    );
+    assert_eq!(&load_all(&*s, 1)[0].body[..], b"body 11");
+}
+
+#[test]
+fn a_backlog_rolls_segments_pages_back_in_order_and_drained_segments_go() {
+    let h = LogDir(tempfile::tempdir().unwrap());
+    let body = vec![5u8; 64 * 1024];
+    let n = 400u64; // about 26 MiB: several segments
+    {
+        let s = h.open();
+        recover(&*s);
+        s.put_queue(&queue("a", 1)).unwrap();
+        for seq in 1..=n {
+            publish(&s, 1, seq, &body);
+            if seq % 50 == 0 {
+                s.sync().unwrap();
+            }
+        }
+        s.sync().unwrap();
+        let segs = || {
+            std::fs::read_dir(h.0.path().join("log/1"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "seg")
+                })
+                .count()
+        };
+        assert!(segs() >= 3, "{} segments", segs());
+        // Paged back in pages, in order.
+        let mut from = 0;
+        let mut all = Vec::new();
+        loop {
+            let page = s.load(1, from, u64::MAX, 37).unwrap();
+            let Some(last) = page.last() else { break };
+            from = last.seq + 1;
+            all.extend(page.iter().map(|m| m.seq));
+        }
+        assert_eq!(all, (1..=n).collect::<Vec<_>>());
+        ack(&s, 1, 1..=n - 1);
+        s.sync().unwrap();
+        assert_eq!(segs(), 1, "settled sealed segments are deleted");
+    }
+    let s = h.open();
+    let r = recover(&*s);
+    assert_eq!(r.messages.stored[0].count, 1);
+    assert_eq!(seqs(&load_all(&*s, 1)), vec![n]);
+}
+
+#[test]
+fn a_requeued_copys_new_metadata_survives_a_restart_and_its_ack() {
+    let h = LogDir(tempfile::tempdir().unwrap());
+    {
+        let s = h.open();
+        recover(&*s);
+        s.put_queue(&queue("a", 1)).unwrap();
+        publish(&s, 1, 1, b"x");
+        publish(&s, 1, 2, b"y");
+        s.sync().unwrap();
+        let mut m = load_all(&*s, 1)[0].meta.clone();
+        m.deliveries = 3;
+        s.apply(&MessageBatch {
+            put_metas: vec![(1, 1, &m)],
+            ..MessageBatch::default()
+        })
+        .unwrap();
+        s.sync().unwrap();
+        assert_eq!(load_all(&*s, 1)[0].meta.deliveries, 3);
+    }
+    let s = h.open();
+    recover(&*s);
+    let got = load_all(&*s, 1);
+    assert_eq!((got[0].meta.deliveries, &got[0].body[..]), (3, &b"x"[..]));
+    ack(&s, 1, [1]);
+    s.sync().unwrap();
+    assert_eq!(seqs(&load_all(&*s, 1)), vec![2]);
+}
+
+#[test]
+fn a_checkpoint_retires_the_write_ahead_file_and_a_restart_needs_only_the_new_one() {
+    let h = LogDir(tempfile::tempdir().unwrap());
+    let body = vec![1u8; 256 * 1024];
+    let n = 300u64; // 75 MiB of write-ahead: one rotation
+    {
+        let s = h.open();
+        recover(&*s);
+        s.put_queue(&queue("a", 1)).unwrap();
+        for seq in 1..=n {
+            publish(&s, 1, seq, &body);
+            s.sync().unwrap();
+        }
+        ack(&s, 1, 1..=5);
+        s.sync().unwrap();
+        let wals = std::fs::read_dir(h.0.path().join("log/wal"))
+            .unwrap()
+            .count();
+        assert_eq!(wals, 1, "older write-ahead files are deleted");
+    }
+    let s = h.open();
+    recover(&*s);
+    assert_eq!(seqs(&load_all(&*s, 1)), (6..=n).collect::<Vec<_>>());
+}
+
+#[test]
+fn messages_kept_in_sled_by_an_older_release_move_into_the_log_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let old = SledStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+        MessageStore::recover(&old, &[]).unwrap();
+        old.put_queue(&queue("a", 1)).unwrap();
+        old.put_queue(&queue("b", 2)).unwrap();
+        let m = meta(7, "fan");
+        old.apply(&MessageBatch {
+            put_bodies: vec![(7, b"shared")],
+            put_metas: vec![(1, 1, &m), (2, 5, &m)],
+            ..MessageBatch::default()
+        })
+        .unwrap();
+        old.sync().unwrap();
+    }
+    // A migration killed half-way leaves its work directory behind.
+    std::fs::create_dir_all(dir.path().join("log.migrating/1")).unwrap();
+    std::fs::write(dir.path().join("log.migrating/1/junk"), b"junk").unwrap();
+    for _ in 0..2 {
+        let s = Arc::new(LogStore::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap());
+        let r = recover(&*s);
+        assert_eq!(r.messages.stored.len(), 2);
+        assert_eq!(seqs(&load_all(&*s, 1)), vec![1]);
+        let b = load_all(&*s, 2);
+        assert_eq!((b[0].seq, &b[0].body[..]), (5, &b"shared"[..]));
+        assert!(!s.sled.has_messages().unwrap());
+    }
+    assert!(!dir.path().join("log.migrating").exists());
+}

@@ -1,0 +1,304 @@
+//! What the log store knows of each queue's log in RAM (pure: no files
+//! here): its segments as index ranges with the sequence number of every
+//! entry and a bit per settled entry, the copies applied but not yet in a
+//! round ([`QueueView::fresh`]) and those in the round being written
+//! ([`QueueView::inflight`]). It answers the two questions the store asks
+//! on every call: where is the copy with sequence number `seq`, and which
+//! are the first `limit` live copies in a range of sequence numbers.
+//!
+//! Sequence numbers are the broker's; indexes are the log's. A round gives
+//! a queue's fresh copies consecutive indexes in sequence order, so within
+//! a segment sequence numbers are nearly always sorted; a copy applied
+//! after a later one of the same queue had already gone to disk (two
+//! publishers racing across a round) makes its segment unsorted, and that
+//! segment is then searched linearly.
+
+use bytes::Bytes;
+
+use super::super::log::record::{ENTRY_HEADER_LEN, FRAME_LEN};
+
+/// Where a queue's last read from a file stopped: the segment's first
+/// index, the byte offset and the index of the entry there.
+pub(super) type Cursor = (u64, u64, u64);
+
+/// One segment of a queue, as the store tracks it.
+#[derive(Debug, Clone)]
+pub(super) struct SegView {
+    /// Index of its first entry (the number in its file name).
+    pub(super) first: u64,
+    /// Sequence number of each entry, by position.
+    pub(super) seqs: Vec<u64>,
+    /// A bit per entry: settled.
+    settled: Vec<u64>,
+    /// Entries not settled.
+    pub(super) live: u64,
+    /// Smallest and largest sequence number in it.
+    pub(super) min_seq: u64,
+    pub(super) max_seq: u64,
+    /// Whether `seqs` is in ascending order.
+    pub(super) sorted: bool,
+    /// Bytes its entries take in the file (header included), written or
+    /// about to be: what decides when the next round starts a new segment.
+    pub(super) bytes: u64,
+    /// Entries written to the file so far (readable there), and the
+    /// file's length then.
+    pub(super) on_disk: u64,
+    pub(super) file_len: u64,
+}
+
+impl SegView {
+    /// An empty segment starting at index `first`.
+    pub(super) fn new(first: u64, header: u64) -> SegView {
+        SegView {
+            first,
+            seqs: Vec::new(),
+            settled: Vec::new(),
+            live: 0,
+            min_seq: u64::MAX,
+            max_seq: 0,
+            sorted: true,
+            bytes: header,
+            on_disk: 0,
+            file_len: header,
+        }
+    }
+
+    /// Adds the entry with sequence number `seq` whose body is `len` bytes.
+    pub(super) fn push(&mut self, seq: u64, len: usize) {
+        if seq < self.max_seq && !self.seqs.is_empty() {
+            self.sorted = false;
+        }
+        let pos = self.seqs.len();
+        self.seqs.push(seq);
+        if pos.is_multiple_of(64) {
+            self.settled.push(0);
+        }
+        self.live += 1;
+        self.min_seq = self.min_seq.min(seq);
+        self.max_seq = self.max_seq.max(seq);
+        self.bytes += (FRAME_LEN + ENTRY_HEADER_LEN + len) as u64;
+    }
+
+    /// One past its last index.
+    pub(super) fn end(&self) -> u64 {
+        self.first + self.seqs.len() as u64
+    }
+
+    /// Whether the entry at position `pos` is settled.
+    pub(super) fn is_settled(&self, pos: usize) -> bool {
+        self.settled
+            .get(pos / 64)
+            .is_some_and(|w| w & (1 << (pos % 64)) != 0)
+    }
+
+    /// Settles the entry at position `pos`; false if it already was (or
+    /// is out of range).
+    pub(super) fn settle(&mut self, pos: usize) -> bool {
+        if pos >= self.seqs.len() || self.is_settled(pos) {
+            return false;
+        }
+        self.settled[pos / 64] |= 1 << (pos % 64);
+        self.live -= 1;
+        true
+    }
+
+    /// The position of the live entry with sequence number `seq`.
+    fn find_live(&self, seq: u64) -> Option<usize> {
+        if self.live == 0 || seq < self.min_seq || seq > self.max_seq {
+            return None;
+        }
+        let pos = if self.sorted {
+            let p = self.seqs.partition_point(|s| *s < seq);
+            (self.seqs.get(p) == Some(&seq)).then_some(p)
+        } else {
+            self.seqs.iter().position(|s| *s == seq)
+        }?;
+        (!self.is_settled(pos)).then_some(pos)
+    }
+
+    /// Live entries with `from <= seq < to`, at most `limit` of the
+    /// smallest when sorted (every one in range when not), as
+    /// `(seq, index)`.
+    fn live_in(&self, from: u64, to: u64, limit: usize, out: &mut Vec<(u64, u64)>) {
+        if self.live == 0 || self.max_seq < from || self.min_seq >= to {
+            return;
+        }
+        let start = if self.sorted {
+            self.seqs.partition_point(|s| *s < from)
+        } else {
+            0
+        };
+        let mut taken = 0;
+        for (pos, &seq) in self.seqs.iter().enumerate().skip(start) {
+            if self.sorted && (seq >= to || taken >= limit) {
+                break;
+            }
+            if seq >= from && seq < to && !self.is_settled(pos) {
+                out.push((seq, self.first + pos as u64));
+                taken += 1;
+            }
+        }
+    }
+}
+
+/// One queue's log as the store tracks it.
+#[derive(Debug, Default)]
+pub(super) struct QueueView {
+    /// Its segments in index order; the last is the active one.
+    pub(super) segs: Vec<SegView>,
+    /// The index the next round gives its first copy.
+    pub(super) next_index: u64,
+    /// Copies applied since the last round was taken: (seq, entry body).
+    pub(super) fresh: Vec<(u64, Bytes)>,
+    /// Copies of the round being written: (index, entry body), in index
+    /// order; readable from here until their segment write lands.
+    pub(super) inflight: Vec<(u64, Bytes)>,
+    /// Where the last read from a file stopped: (segment first index, byte
+    /// offset, index of the entry there), so that a queue read in order
+    /// reads each segment once.
+    pub(super) cursor: Option<Cursor>,
+}
+
+/// Where a live copy is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Found {
+    /// Not yet in a round: it was removed from the fresh copies.
+    Fresh,
+    /// In segment `first`, at `index`: now settled.
+    Logged { first: u64, index: u64 },
+}
+
+impl QueueView {
+    /// A queue whose next index is `next` and that has no segments.
+    pub(super) fn empty(next: u64) -> QueueView {
+        QueueView {
+            next_index: next,
+            ..QueueView::default()
+        }
+    }
+
+    /// Settles the live copy `seq`: a fresh one is forgotten, a logged one
+    /// marked. `None` if there is no such live copy.
+    pub(super) fn settle(&mut self, seq: u64) -> Option<Found> {
+        if let Some(p) = self.fresh.iter().rposition(|(s, _)| *s == seq) {
+            self.fresh.remove(p);
+            return Some(Found::Fresh);
+        }
+        for seg in self.segs.iter_mut() {
+            if let Some(pos) = seg.find_live(seq) {
+                seg.settle(pos);
+                return Some(Found::Logged {
+                    first: seg.first,
+                    index: seg.first + pos as u64,
+                });
+            }
+        }
+        None
+    }
+
+    /// Whether the live copy `seq` is in the log (not only fresh).
+    pub(super) fn is_logged(&self, seq: u64) -> bool {
+        self.segs.iter().any(|s| s.find_live(seq).is_some())
+    }
+
+    /// The fresh copy `seq`, to be replaced.
+    pub(super) fn fresh_mut(&mut self, seq: u64) -> Option<&mut Bytes> {
+        self.fresh
+            .iter_mut()
+            .rev()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, b)| b)
+    }
+
+    /// The `limit` live copies with the smallest sequence numbers in
+    /// `from..to`, in sequence order: `(seq, where)` with `where` the index
+    /// of a logged copy or `None` for a fresh one.
+    pub(super) fn pick(&self, from: u64, to: u64, limit: usize) -> Vec<(u64, Option<u64>)> {
+        let mut found: Vec<(u64, u64)> = Vec::new();
+        for (i, seg) in self.segs.iter().enumerate() {
+            if found.len() >= limit {
+                // Later segments can only matter if they hold something
+                // below what is already picked.
+                found.sort_unstable();
+                found.truncate(limit);
+                let worst = found.last().map_or(u64::MAX, |f| f.0);
+                if self.segs[i..]
+                    .iter()
+                    .all(|s| s.live == 0 || s.min_seq > worst)
+                {
+                    break;
+                }
+            }
+            seg.live_in(from, to, limit, &mut found);
+        }
+        let mut out: Vec<(u64, Option<u64>)> =
+            found.into_iter().map(|(s, i)| (s, Some(i))).collect();
+        out.extend(
+            self.fresh
+                .iter()
+                .filter(|(s, _)| (from..to).contains(s))
+                .map(|(s, _)| (*s, None)),
+        );
+        out.sort_unstable_by_key(|(s, _)| *s);
+        out.truncate(limit);
+        out
+    }
+
+    /// The segment holding `index`.
+    pub(super) fn seg_of(&self, index: u64) -> Option<&SegView> {
+        let p = self.segs.partition_point(|s| s.end() <= index);
+        self.segs.get(p).filter(|s| s.first <= index)
+    }
+
+    /// Live copies in all segments and fresh.
+    #[cfg(test)]
+    pub(super) fn live(&self) -> u64 {
+        self.segs.iter().map(|s| s.live).sum::<u64>() + self.fresh.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(segs: &[&[u64]]) -> QueueView {
+        let mut q = QueueView::empty(1);
+        for seqs in segs {
+            let mut s = SegView::new(q.next_index, 32);
+            for seq in *seqs {
+                s.push(*seq, 10);
+            }
+            q.next_index = s.end();
+            q.segs.push(s);
+        }
+        q
+    }
+
+    #[test]
+    fn pick_takes_the_smallest_live_in_range_across_unsorted_segments() {
+        // Segment 2 holds a copy (4) that raced past a later one.
+        let mut q = view(&[&[1, 2, 3, 5], &[6, 4, 7], &[8, 9]]);
+        q.fresh.push((10, Bytes::new()));
+        let seqs = |v: Vec<(u64, Option<u64>)>| v.iter().map(|p| p.0).collect::<Vec<_>>();
+        assert_eq!(seqs(q.pick(0, 100, 4)), [1, 2, 3, 4]);
+        assert_eq!(q.pick(4, 5, 10), [(4, Some(6))]);
+        assert_eq!(seqs(q.pick(3, 100, 100)), [3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(q.settle(4), Some(Found::Logged { first: 5, index: 6 }));
+        assert_eq!(q.settle(4), None);
+        assert_eq!(seqs(q.pick(0, 100, 5)), [1, 2, 3, 5, 6]);
+        assert_eq!(q.settle(10), Some(Found::Fresh));
+        assert_eq!(seqs(q.pick(9, 100, 5)), [9]);
+        assert_eq!(q.live(), 8);
+    }
+
+    #[test]
+    fn settle_marks_each_entry_once_and_counts_live() {
+        let mut q = view(&[&[1, 2], &[3]]);
+        assert!(q.is_logged(2));
+        assert_eq!(q.settle(2), Some(Found::Logged { first: 1, index: 2 }));
+        assert!(!q.is_logged(2));
+        assert_eq!((q.segs[0].live, q.segs[1].live), (1, 1));
+        assert_eq!(q.seg_of(3).map(|s| s.first), Some(3));
+        assert_eq!(q.seg_of(4).map(|s| s.first), None);
+    }
+}
