@@ -267,6 +267,10 @@ pub(crate) struct BacklogArgs {
     /// Consuming connections for the drain phase.
     #[arg(long, short = 'C', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub(crate) consumers: u32,
+    /// Publish only: skip the drain and leave the queue and its backlog in
+    /// the broker (to measure a restart with it; delete it by hand after).
+    #[arg(long)]
+    pub(crate) keep: bool,
     /// Flags common to every scenario.
     #[command(flatten)]
     pub(crate) common: CommonArgs,

@@ -276,6 +276,13 @@ async fn backlog(ctx: &mut Ctx, topo: &mut Topology, a: &BacklogArgs) -> anyhow:
             group(confirmed)
         ));
     }
+    if a.keep {
+        topo.keep(&q);
+        let settings = ctx.settings(a.publishers, 0, 1, None, None, stop);
+        let mut report = ctx.report("backlog", settings, &[("publish", &filled)], Some(depth));
+        report.latency = None;
+        return Ok(report);
+    }
     let tally = Tally::new(&q);
     tally.set_target(depth);
     let consumers = ctx.consume_plans(&tally, a.consumers, 0, false);

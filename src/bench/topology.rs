@@ -182,6 +182,11 @@ impl Topology {
     }
 
     /// Ready messages in `queue` (by redeclaring it, which reports them).
+    /// Leaves queue `name` in place at teardown (`backlog --keep`).
+    pub(crate) fn keep(&mut self, name: &str) {
+        self.queues.retain(|q| q != name);
+    }
+
     pub(crate) async fn depth(&mut self, queue: &str) -> anyhow::Result<u64> {
         let line = format!("DECLARE QUEUE {queue}{}", self.durable_flag());
         match &mut self.admin {
