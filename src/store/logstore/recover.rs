@@ -33,28 +33,54 @@ pub(super) struct Recovery {
     pub(super) summary: StoredMessages,
 }
 
-/// Per entry, while recovering: body length and publish time, by segment
-/// and position (dropped once the summary is made).
-type Sizes = HashMap<u64, Vec<(u32, u64)>>;
-
 /// One live queue being recovered.
 #[derive(Debug)]
 struct Rec {
     view: QueueView,
     files: QueueFiles,
-    sizes: Sizes,
-    /// Settlements found by recovery itself (volatile copies, acks replayed
-    /// from the write-ahead file), to append to the ack files.
+    /// Indexes the write-ahead files settle (read before the segments, so
+    /// that each entry is counted once, as it stands in the end).
+    wal_acks: HashSet<u64>,
+    /// Settlements found by recovery itself (volatile copies, acks from
+    /// the write-ahead files), to append to the ack files.
     acks: HashMap<u64, Vec<u64>>,
+    /// Live copies: count, body bytes, smallest and largest seq.
+    count: u64,
+    bytes: u64,
+    first_seq: u64,
+    last_seq: u64,
+    /// A stream's live copies, `(seq, body length, publish time)`, for its
+    /// retention segments (`None` for other queues).
+    stream: Option<Vec<(u64, u64, u64)>>,
 }
 
 impl Rec {
-    /// Adds an entry read back (from a segment or the write-ahead file)
-    /// to the active segment's view.
-    fn push(&mut self, index: u64, body: &[u8], max_body_id: &mut u64) -> Result<(), StoreError> {
+    fn new(dir: &Path, next: u64, wal_acks: HashSet<u64>, stream: bool) -> Rec {
+        Rec {
+            view: QueueView::empty(next),
+            files: QueueFiles::new(dir.to_owned()),
+            wal_acks,
+            acks: HashMap::new(),
+            count: 0,
+            bytes: 0,
+            first_seq: u64::MAX,
+            last_seq: 0,
+            stream: stream.then(Vec::new),
+        }
+    }
+
+    /// Adds an entry read back (from a segment or the write-ahead file) to
+    /// the active segment's view; `acked` when its ack file settles it.
+    fn push(
+        &mut self,
+        index: u64,
+        body: &[u8],
+        acked: bool,
+        max_body_id: &mut u64,
+    ) -> Result<(), StoreError> {
         let (seq, record) = split_entry(body)?;
         let meta = codec::view_meta(record)?;
-        let len = meta.inline_body.map_or(0, <[u8]>::len);
+        let len = meta.inline_body.map_or(0, <[u8]>::len) as u64;
         *max_body_id = (*max_body_id).max(meta.body_id);
         let Some(seg) = self.view.segs.last_mut() else {
             return Err(StoreError::Corrupt(format!(
@@ -69,41 +95,39 @@ impl Rec {
         }
         let first = seg.first;
         seg.push(seq, body.len());
-        self.sizes
-            .entry(first)
-            .or_default()
-            .push((u32::try_from(len).unwrap_or(u32::MAX), meta.published_at));
         self.view.next_index = index + 1;
-        if meta.volatile {
-            // Written only to save RAM: it does not survive a restart.
-            self.settle(first, index);
-        }
-        Ok(())
-    }
-
-    /// Settles entry `index` of segment `first`, if it is live.
-    fn settle(&mut self, first: u64, index: u64) {
-        if let Some(seg) = self.view.segs.iter_mut().find(|s| s.first == first) {
-            if seg.settle((index - first) as usize) {
-                self.acks.entry(first).or_default().push(index);
+        if acked {
+            seg.settle((index - first) as usize);
+        } else if meta.volatile || self.wal_acks.contains(&index) {
+            // A volatile copy was written only to save RAM: it does not
+            // survive a restart. Either way the ack file is told.
+            seg.settle((index - first) as usize);
+            self.acks.entry(first).or_default().push(index);
+        } else {
+            self.count += 1;
+            self.bytes += len;
+            self.first_seq = self.first_seq.min(seq);
+            self.last_seq = self.last_seq.max(seq);
+            if let Some(s) = &mut self.stream {
+                s.push((seq, len, meta.published_at));
             }
         }
+        Ok(())
     }
 }
 
 /// Reads queue `q`'s directory: its segments (the last checked against
 /// `mark`) and ack files.
-fn load_queue(dir: &Path, q: u64, mark: u64, max_body_id: &mut u64) -> Result<Rec, StoreError> {
-    let mut rec = Rec {
-        view: QueueView::empty(mark.max(1)),
-        files: QueueFiles::new(dir.to_owned()),
-        sizes: HashMap::new(),
-        acks: HashMap::new(),
-    };
+fn load_queue(
+    dir: &Path,
+    mark: u64,
+    rec: &mut Rec,
+    max_body_id: &mut u64,
+) -> Result<(), StoreError> {
     let mut segs = Vec::new();
     let listing = match std::fs::read_dir(dir) {
         Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(rec),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(LogError::io(dir, e).into()),
     };
     for e in listing {
@@ -149,9 +173,10 @@ fn load_queue(dir: &Path, q: u64, mark: u64, max_body_id: &mut u64) -> Result<Re
                 .len();
             (reader, len, true)
         };
+        let acks = read_acks(&dir.join(ack_file_name(first)))?;
         while let Some(e) = reader.next_entry()? {
             let (index, body) = (e.index, e.body.to_vec());
-            rec.push(index, &body, max_body_id)?;
+            rec.push(index, &body, acks.set.contains(index), max_body_id)?;
         }
         if !active && !reader.sealed() {
             return Err(LogError::corrupt(
@@ -173,17 +198,37 @@ fn load_queue(dir: &Path, q: u64, mark: u64, max_body_id: &mut u64) -> Result<Re
                 rec.view.next_index = first;
             }
         }
-        let acks = read_acks(&dir.join(ack_file_name(first)))?;
-        for index in acks.set.iter() {
-            if let Some(seg) = rec.view.segs.last_mut() {
-                if index >= seg.first && index < seg.end() {
-                    seg.settle((index - seg.first) as usize);
+    }
+    Ok(())
+}
+
+/// The indexes each queue's entries are settled at in the write-ahead
+/// files `gens` (first pass of their replay).
+fn wal_acks(wal_dir: &Path, gens: &[u64]) -> Result<HashMap<u64, HashSet<u64>>, StoreError> {
+    let mut out: HashMap<u64, HashSet<u64>> = HashMap::new();
+    for &g in gens {
+        let path = wal_dir.join(super::super::log::wal_file_name(g));
+        replay(&path, |queue, entry| {
+            if queue == ops::CONTROL {
+                let ops = ops::decode(entry.body).map_err(|e| {
+                    LogError::corrupt(&path, 0, format!("control entry {}: {e}", entry.index))
+                })?;
+                for op in ops {
+                    match op {
+                        Op::Acks { queue, indexes } => {
+                            out.entry(queue).or_default().extend(indexes)
+                        }
+                        Op::Drop { queue } => {
+                            out.remove(&queue);
+                        }
+                        _ => {}
+                    }
                 }
             }
-        }
+            Ok(())
+        })?;
     }
-    let _ = q;
-    Ok(rec)
+    Ok(out)
 }
 
 /// Rebuilds the log of the live queues `queues` under `root` (see the
@@ -217,13 +262,6 @@ pub(super) fn recover(
     small.dedup.retain(|k, _| live.contains_key(&k.0));
     small.offsets.retain(|k, _| live.contains_key(&k.0));
     small.rewrites.retain(|k, _| live.contains_key(&k.0));
-    let mut max_body_id = 0;
-    let mut recs: HashMap<u64, Rec> = HashMap::new();
-    for &q in live.keys() {
-        let mark = marks.get(&q).copied().unwrap_or(0);
-        let rec = load_queue(&root.join(q.to_string()), q, mark, &mut max_body_id)?;
-        recs.insert(q, rec);
-    }
     // The write-ahead files, oldest first.
     let mut gens: Vec<u64> = Vec::new();
     for e in std::fs::read_dir(&wal_dir).map_err(|e| LogError::io(&wal_dir, e))? {
@@ -234,6 +272,17 @@ pub(super) fn recover(
         }
     }
     gens.sort_unstable();
+    let mut settled = wal_acks(&wal_dir, &gens)?;
+    let mut max_body_id = 0;
+    let mut recs: HashMap<u64, Rec> = HashMap::new();
+    for (&q, def) in &live {
+        let mark = marks.get(&q).copied().unwrap_or(0);
+        let dir = root.join(q.to_string());
+        let acks = settled.remove(&q).unwrap_or_default();
+        let mut rec = Rec::new(&dir, mark.max(1), acks, def.args.mode.is_stream());
+        load_queue(&dir, mark, &mut rec, &mut max_body_id)?;
+        recs.insert(q, rec);
+    }
     for &g in &gens {
         let path = wal_dir.join(super::super::log::wal_file_name(g));
         let mut failure: Option<StoreError> = None;
@@ -286,7 +335,7 @@ pub(super) fn recover(
             rec.files.unlink(first)?;
         }
         if let Some(def) = live.get(&q) {
-            if let Some(stored) = summarize(q, &rec.view, &rec.sizes, def) {
+            if let Some(stored) = summarize(q, &mut rec, def) {
                 summary.stored.push(stored);
             }
         }
@@ -363,12 +412,16 @@ fn replay_entry(
         for op in ops {
             match op {
                 Op::Acks { queue, indexes } => {
-                    if let Some(rec) = recs.get_mut(&queue) {
+                    // Settled when read (see `wal_acks`); a rewrite of a
+                    // settled copy goes.
+                    if let Some(rec) = recs.get(&queue) {
                         for i in indexes {
-                            if let Some(seg) = rec.view.seg_of(i) {
-                                let (first, seq) = (seg.first, seg.seqs[(i - seg.first) as usize]);
+                            if let Some(seq) = rec
+                                .view
+                                .seg_of(i)
+                                .and_then(|s| s.seqs.get((i - s.first) as usize))
+                            {
                                 small.unrewrite(queue, seq);
-                                rec.settle(first, i);
                             }
                         }
                     }
@@ -436,7 +489,7 @@ fn replay_entry(
         body,
     }])?;
     let (count, len) = (w.count(), w.len());
-    rec.push(index, body, max_body_id)?;
+    rec.push(index, body, false, max_body_id)?;
     if let Some(seg) = rec.view.segs.last_mut() {
         seg.on_disk = count;
         seg.file_len = len;
@@ -445,40 +498,23 @@ fn replay_entry(
 }
 
 /// A queue's stored copies summed up for the broker (`None`: none live).
-fn summarize(q: u64, view: &QueueView, sizes: &Sizes, def: &QueueDef) -> Option<StoredQueue> {
-    let mut live: Vec<(u64, u64, u64)> = Vec::new();
-    let (mut count, mut bytes, mut first, mut last) = (0u64, 0u64, u64::MAX, 0u64);
-    let stream = def.args.mode.is_stream();
-    for seg in &view.segs {
-        let lens = sizes.get(&seg.first);
-        for (pos, &seq) in seg.seqs.iter().enumerate() {
-            if seg.is_settled(pos) {
-                continue;
-            }
-            let (len, ts) = lens.and_then(|l| l.get(pos)).copied().unwrap_or((0, 0));
-            count += 1;
-            bytes += u64::from(len);
-            first = first.min(seq);
-            last = last.max(seq);
-            if stream {
-                live.push((seq, u64::from(len), ts));
-            }
-        }
-    }
-    if count == 0 {
+fn summarize(q: u64, rec: &mut Rec, def: &QueueDef) -> Option<StoredQueue> {
+    if rec.count == 0 {
         return None;
     }
     let mut segments = VecDeque::new();
-    live.sort_unstable();
-    for (seq, len, ts) in live {
-        add_to_segments(&mut segments, &def.args, seq, len, ts);
+    if let Some(mut live) = rec.stream.take() {
+        live.sort_unstable();
+        for (seq, len, ts) in live {
+            add_to_segments(&mut segments, &def.args, seq, len, ts);
+        }
     }
     Some(StoredQueue {
         queue_id: q,
-        first_seq: first,
-        last_seq: last,
-        count,
-        bytes,
+        first_seq: rec.first_seq,
+        last_seq: rec.last_seq,
+        count: rec.count,
+        bytes: rec.bytes,
         segments: segments.into(),
     })
 }

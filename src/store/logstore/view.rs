@@ -21,13 +21,96 @@ use super::super::log::record::{ENTRY_HEADER_LEN, FRAME_LEN};
 /// index, the byte offset and the index of the entry there.
 pub(super) type Cursor = (u64, u64, u64);
 
+/// The sequence numbers of a segment's entries, by position: a run of
+/// consecutive numbers (what one publisher to a queue of persistent
+/// messages writes) takes no memory per entry; anything else is a list.
+#[derive(Debug, Clone)]
+pub(super) enum Seqs {
+    /// `start`, `start + 1`, ... : `len` of them.
+    Run { start: u64, len: usize },
+    /// Any numbers.
+    List(Vec<u64>),
+}
+
+impl Default for Seqs {
+    fn default() -> Self {
+        Seqs::Run { start: 0, len: 0 }
+    }
+}
+
+impl Seqs {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Seqs::Run { len, .. } => *len,
+            Seqs::List(v) => v.len(),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(&mut self, seq: u64) {
+        match self {
+            Seqs::Run {
+                len: len @ 0,
+                start,
+            } => {
+                *start = seq;
+                *len = 1;
+            }
+            Seqs::Run { start, len } if *start + *len as u64 == seq => *len += 1,
+            Seqs::Run { start, len } => {
+                let mut v: Vec<u64> = (*start..*start + *len as u64).collect();
+                v.push(seq);
+                *self = Seqs::List(v);
+            }
+            Seqs::List(v) => v.push(seq),
+        }
+    }
+
+    /// The sequence number at position `pos`.
+    pub(super) fn get(&self, pos: usize) -> Option<u64> {
+        match self {
+            Seqs::Run { start, len } => (pos < *len).then(|| start + pos as u64),
+            Seqs::List(v) => v.get(pos).copied(),
+        }
+    }
+
+    /// The first position whose number is not below `seq` (sorted only).
+    fn lower_bound(&self, seq: u64) -> usize {
+        match self {
+            Seqs::Run { start, len } => {
+                usize::try_from(seq.saturating_sub(*start)).map_or(*len, |d| d.min(*len))
+            }
+            Seqs::List(v) => v.partition_point(|s| *s < seq),
+        }
+    }
+
+    /// The position of `seq`, searched linearly (unsorted).
+    fn position(&self, seq: u64) -> Option<usize> {
+        match self {
+            Seqs::Run { .. } => {
+                let p = self.lower_bound(seq);
+                (self.get(p) == Some(seq)).then_some(p)
+            }
+            Seqs::List(v) => v.iter().position(|s| *s == seq),
+        }
+    }
+
+    /// The numbers from position `from` on.
+    pub(super) fn iter_from(&self, from: usize) -> impl Iterator<Item = u64> + '_ {
+        (from..self.len()).map_while(|p| self.get(p))
+    }
+}
+
 /// One segment of a queue, as the store tracks it.
 #[derive(Debug, Clone)]
 pub(super) struct SegView {
     /// Index of its first entry (the number in its file name).
     pub(super) first: u64,
     /// Sequence number of each entry, by position.
-    pub(super) seqs: Vec<u64>,
+    pub(super) seqs: Seqs,
     /// A bit per entry: settled.
     settled: Vec<u64>,
     /// Entries not settled.
@@ -51,7 +134,7 @@ impl SegView {
     pub(super) fn new(first: u64, header: u64) -> SegView {
         SegView {
             first,
-            seqs: Vec::new(),
+            seqs: Seqs::default(),
             settled: Vec::new(),
             live: 0,
             min_seq: u64::MAX,
@@ -108,10 +191,10 @@ impl SegView {
             return None;
         }
         let pos = if self.sorted {
-            let p = self.seqs.partition_point(|s| *s < seq);
-            (self.seqs.get(p) == Some(&seq)).then_some(p)
+            let p = self.seqs.lower_bound(seq);
+            (self.seqs.get(p) == Some(seq)).then_some(p)
         } else {
-            self.seqs.iter().position(|s| *s == seq)
+            self.seqs.position(seq)
         }?;
         (!self.is_settled(pos)).then_some(pos)
     }
@@ -124,12 +207,12 @@ impl SegView {
             return;
         }
         let start = if self.sorted {
-            self.seqs.partition_point(|s| *s < from)
+            self.seqs.lower_bound(from)
         } else {
             0
         };
         let mut taken = 0;
-        for (pos, &seq) in self.seqs.iter().enumerate().skip(start) {
+        for (pos, seq) in (start..).zip(self.seqs.iter_from(start)) {
             if self.sorted && (seq >= to || taken >= limit) {
                 break;
             }
@@ -289,6 +372,25 @@ mod tests {
         assert_eq!(q.settle(10), Some(Found::Fresh));
         assert_eq!(seqs(q.pick(9, 100, 5)), [9]);
         assert_eq!(q.live(), 8);
+    }
+
+    #[test]
+    fn seqs_stay_a_run_while_consecutive_and_answer_the_same_as_a_list() {
+        let mut run = Seqs::default();
+        for s in 5..10 {
+            run.push(s);
+        }
+        assert!(matches!(run, Seqs::Run { start: 5, len: 5 }));
+        assert_eq!((run.get(4), run.get(5)), (Some(9), None));
+        assert_eq!(
+            (run.lower_bound(0), run.lower_bound(7), run.lower_bound(99)),
+            (0, 2, 5)
+        );
+        assert_eq!((run.position(8), run.position(10)), (Some(3), None));
+        run.push(12);
+        assert!(matches!(&run, Seqs::List(v) if v == &[5, 6, 7, 8, 9, 12]));
+        assert_eq!(run.iter_from(4).collect::<Vec<_>>(), [9, 12]);
+        assert_eq!(run.lower_bound(10), 5);
     }
 
     #[test]
