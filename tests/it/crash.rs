@@ -53,19 +53,19 @@ fn long_mode() -> bool {
 /// Publishes in flight per publisher.
 const WINDOW: usize = 128;
 
-struct Broker {
-    child: Child,
-    addr: String,
+pub(crate) struct Broker {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
     /// From spawning the process to its `listening on` line.
     ready_in: Duration,
 }
 
-async fn start(dir: &Path) -> Broker {
+pub(crate) async fn start(dir: &Path) -> Broker {
     start_with(dir, &[]).await
 }
 
 /// `sluice serve` on a free port and `dir`, logging warnings only.
-fn serve(dir: &Path, extra: &[&str]) -> Command {
+pub(crate) fn serve(dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(sluice_bin());
     cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
@@ -74,7 +74,7 @@ fn serve(dir: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
-fn spawn(dir: &Path, extra: &[&str]) -> Child {
+pub(crate) fn spawn(dir: &Path, extra: &[&str]) -> Child {
     serve(dir, extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -104,12 +104,12 @@ async fn start_with(dir: &Path, extra: &[&str]) -> Broker {
     }
 }
 
-fn body_for(id: &str) -> Vec<u8> {
+pub(crate) fn body_for(id: &str) -> Vec<u8> {
     let crc = crc32fast::hash(id.as_bytes());
     format!("{id}:{crc:08x}:{}", "p".repeat(64)).into_bytes()
 }
 
-fn check_body(id: &str, body: &[u8]) -> bool {
+pub(crate) fn check_body(id: &str, body: &[u8]) -> bool {
     body == body_for(id).as_slice()
 }
 
@@ -1053,7 +1053,7 @@ async fn a_paged_out_backlog_keeps_its_crash_flag_across_a_clean_stop() {
 }
 
 /// SIGTERM: the clean shutdown.
-async fn stop_cleanly(mut broker: Broker) {
+pub(crate) async fn stop_cleanly(mut broker: Broker) {
     let pid = broker.child.id().expect("pid").to_string();
     let status = Command::new("kill")
         .args(["-TERM", &pid])
@@ -1066,7 +1066,7 @@ async fn stop_cleanly(mut broker: Broker) {
 }
 
 /// Runs `sluice serve` on `dir` expecting it to refuse: returns its stderr.
-async fn refused(dir: &std::path::Path) -> String {
+pub(crate) async fn refused(dir: &std::path::Path) -> String {
     let out = tokio::time::timeout(
         Duration::from_secs(30),
         serve(dir, &[]).env("RUST_LOG", "error").output(),
@@ -1078,12 +1078,15 @@ async fn refused(dir: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+pub(crate) fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read_dir") {
         let e = e.expect("entry");
-        if e.file_type().expect("type").is_file() {
+        let kind = e.file_type().expect("type");
+        if kind.is_file() {
             std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        } else if kind.is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
         }
     }
 }

@@ -23,6 +23,7 @@ mod hash_exchange;
 mod hostile_input;
 mod introspection;
 mod limits;
+mod message_log;
 mod paging;
 mod persistence;
 mod recovery;
