@@ -64,7 +64,7 @@ struct ServeArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = DEFAULT_ADDR)]
     addr: SocketAddr,
-    /// Data directory (a sled database, created when missing).
+    /// Data directory (the topology in sled, messages in `log/`; created when missing).
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// Keep nothing on disk: every message is transient and nothing survives a restart.

@@ -25,7 +25,7 @@
 //! most, and jemalloc gives freed memory back gradually (its decay), so
 //! RSS falls smoothly rather than oscillating round the mark.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,7 @@ use tokio::sync::watch;
 use super::reserve::Reserve;
 use crate::config::{Config, MemoryWatermark};
 pub(crate) use crate::protocol::reply::Resource;
+pub use crate::store::free_bytes;
 
 /// What a store write is counted as against the free space, per byte
 /// written: sled's log keeps a record's header, the node it changes and,
@@ -484,24 +485,6 @@ impl Alarms {
             }
         }
     }
-}
-
-/// Bytes available to an unprivileged user on the file system of `dir`.
-pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("data directory path contains a NUL byte"))?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a valid NUL-terminated string and `st` points to
-    // writable memory of the right type; statvfs fills it on success.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: statvfs returned 0, so it initialised `st`.
-    let st = unsafe { st.assume_init() };
-    #[allow(clippy::unnecessary_cast)] // the field types differ by platform
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// This process's resident memory: `/proc/self/statm`'s second field, in

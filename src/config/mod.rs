@@ -14,7 +14,7 @@ use crate::tls::{TlsFiles, DEFAULT_TLS_PORT};
 
 /// The default listen address: loopback only, port 5680.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:5680";
-/// The default data directory (a sled database, created when missing).
+/// The default data directory (the topology in sled, messages in `log/`; created when missing).
 pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
 /// Unacked deliveries per subscription when `SUB` does not say `prefetch=`.
 pub const DEFAULT_PREFETCH: u32 = 100;

@@ -20,20 +20,24 @@
 //! segments), so a store that replaces or replicates the messages carries
 //! them along.
 //!
-//! Implementations: [`SledStore`] keeps both concerns in one sled database
-//! (one engine, one sync); `MemStore` (built for tests only) keeps them in RAM for as long as
+//! Implementations: [`LogStore`] (what the broker opens) keeps the messages
+//! in a log of sluice's own ([`log`] is its format, `logstore/` the store)
+//! and the topology in sled, one engine to the broker; [`SledStore`] keeps
+//! both concerns in one sled database (the layout of older releases, whose
+//! messages [`LogStore`] migrates, and the topology half of [`LogStore`]);
+//! `MemStore` (built for tests only) keeps them in RAM for as long as
 //! its handle lives, following sled's rules, so that a test restarts a
 //! broker on it as on a data directory; [`NullStore`] keeps nothing
-//! (`--in-memory`). `contract_tests.rs` holds what both stores that keep
-//! their data owe the broker, run against each.
+//! (`--in-memory`). `contract_tests.rs` holds what every store that keeps
+//! its data owes the broker, run against each.
 //! [`commit`] is the group commit: one thread turns many writes into one
 //! durability barrier, and publishes how far the storage is durable.
 //! [`codec`] is the on-disk encoding of every record (versioned, CRC'd).
 //!
-//! Messages are keyed by queue id and sequence number (big-endian, so a scan
-//! comes out in queue order); a body is stored once however many queues hold
-//! the message, and removed with its last reference. One publish is one
-//! atomic batch, so a fan-out is all-or-nothing across a crash.
+//! Messages are keyed by queue id and sequence number. In sled a body is
+//! stored once however many queues hold the message, and removed with its
+//! last reference; in the log each queue keeps its own copy. One publish is
+//! one atomic batch, so a fan-out is all-or-nothing across a crash.
 //!
 //! Recovery does not read messages into RAM: [`MessageStore::recover`] sums
 //! up each durable queue's stored copies ([`StoredQueue`]) and counts the
@@ -44,7 +48,6 @@
 
 pub(crate) mod codec;
 pub(crate) mod commit;
-// issue 17: the segment log, not yet used by the broker
 #[cfg(test)]
 pub(crate) mod contract_tests;
 #[allow(dead_code)]
@@ -106,4 +109,22 @@ pub trait Durable: Send + Sync + std::fmt::Debug + 'static {
     fn size_on_disk(&self) -> Option<u64> {
         None
     }
+}
+
+/// Bytes available to an unprivileged user on the file system of `dir`.
+pub fn free_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("data directory path contains a NUL byte"))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid NUL-terminated string and `st` points to
+    // writable memory of the right type; statvfs fills it on success.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ by platform
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }

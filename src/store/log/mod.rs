@@ -1,6 +1,7 @@
-//! The segment log (issue 17): the building blocks that will keep queues'
-//! and streams' messages in files of sluice's own instead of sled. This
-//! module owns the **on-disk format**, and this comment is its reference;
+//! The segment log (issue 17): the building blocks that keep queues' and
+//! streams' messages in files of sluice's own ([`super::logstore`] puts
+//! them together behind the `MessageStore` seam). This module owns the
+//! **on-disk format**, and this comment is its reference;
 //! [`record`] owns the framing (pure), [`header`] a segment's header and
 //! footer, [`segment`] writing and reading one segment file, [`scan`]
 //! checking one at recovery, [`chunks`] the large sequential reads both
@@ -21,10 +22,17 @@
 //! ```text
 //! <data>/log/<queue id>/                 queue id in decimal
 //!     00000000000000000001.seg           a segment: entries from index 1
-//!     00000000000000000001.ack           its ack file (queues only)
+//!     00000000000000000001.ack           its ack file
 //!     00000000000000059421.seg           the next segment: entries from 59421
 //!     00000000000000059421.ack
+//! <data>/log/wal/
+//!     00000000000000000007.wal           the write-ahead file (below)
 //! ```
+//!
+//! While a start migrates the messages of an older data directory out of
+//! sled, the log is built in `<data>/log.migrating/` and renamed to
+//! `<data>/log/` once complete; a start that finds `log.migrating/` deletes
+//! it and migrates again.
 //!
 //! A file's name is its segment's first index as exactly 20 decimal digits
 //! (so name order is index order) and `.seg` or `.ack`. Any other name, such
@@ -120,7 +128,17 @@
 //! round touched, each `[queue id u64][index u64][term u64][body len
 //! u32][body]`, one after another. It is written with one `write` and made
 //! durable with one `fdatasync`. A round over the record limit is split
-//! into several records (all in the one `write`). Within one queue, indexes increase by
+//! into several records (all in the one `write`).
+//!
+//! Queue id 2^64 − 1 is reserved for **control entries**: each round's
+//! changes other than new copies (acks by index, rewritten metadata of
+//! requeued copies, de-duplication records, group offsets, queue drops),
+//! one entry per round, in the same record as the round's copies, so a
+//! round is durable whole or not at all (layout in `logstore/ops.rs`).
+//! Control entries go to no segment: a checkpoint writes what they say to
+//! the ack files and to sled before their write-ahead file is retired.
+//!
+//! Within one queue, indexes increase by
 //! exactly 1 from record to record across the file (queues interleave
 //! freely); a gap or a step back is corruption, and so is index 0 or any
 //! other record type.

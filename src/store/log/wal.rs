@@ -3,7 +3,7 @@
 //! entries, of every queue it touched, as one record with one `write` and makes them
 //! durable with one `fdatasync`; [`replay`] reads a file back at recovery,
 //! entry by entry through a callback; [`retirable`] says when a file may
-//! go. Not wired into the broker yet.
+//! go.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -25,6 +25,8 @@ pub(crate) struct WalWriter {
     generation: u64,
     /// Bytes in the file: where the next round goes.
     len: u64,
+    /// The file is zeros from `len` up to here ([`WalWriter::zero_ahead`]).
+    zeroed: u64,
     /// The last index written for each queue: the next must follow it, and
     /// it is what [`retirable`] needs of this file.
     last: HashMap<u64, u64>,
@@ -51,10 +53,39 @@ impl WalWriter {
             file,
             generation,
             len: 0,
+            zeroed: 0,
             last: HashMap::new(),
             buf: Vec::new(),
             poisoned: false,
         })
+    }
+
+    /// Fills the file with zeros from the end of what is written (or
+    /// zeroed already) to `ahead` bytes past it, when less than half of
+    /// that is left: appending rounds then overwrites blocks already
+    /// allocated and written, so their `fdatasync` changes no metadata and,
+    /// on ext4, does not wait for a journal commit (which in the default
+    /// `data=ordered` mode also writes out every other file's new data, the
+    /// segments'). Replay takes the zeros after the last round for the end
+    /// ([`WalReplay::zeros`]). A failure (a full disk) leaves the writer as
+    /// it was: the zeros are an optimisation, the next round's write says
+    /// whether there is room.
+    pub(crate) fn zero_ahead(&mut self, ahead: u64) -> Result<(), LogError> {
+        if self.poisoned || self.len + ahead / 2 < self.zeroed {
+            return Ok(());
+        }
+        let zeros = vec![0u8; READ_CHUNK];
+        let mut at = self.zeroed.max(self.len);
+        let end = self.len + ahead;
+        while at < end {
+            let n = usize::try_from(end - at).map_or(READ_CHUNK, |left| left.min(READ_CHUNK));
+            self.file
+                .write_all_at(&zeros[..n], at)
+                .map_err(|e| LogError::io(&self.path, e))?;
+            at += n as u64;
+            self.zeroed = at;
+        }
+        Ok(())
     }
 
     /// Writes one round: its `(queue id, entry)`s, in order, as one WAL
@@ -159,6 +190,10 @@ pub(crate) struct WalReplay {
     /// Bytes after them that are a torn last round (ignored; the file is
     /// never appended to again), or `None` when the file ends on a record.
     pub(crate) torn: Option<u64>,
+    /// Whether the torn tail is all zeros: the unwritten rest of a
+    /// preallocated file ([`WalWriter::zero_ahead`]), or a write whose
+    /// data never reached the disk.
+    pub(crate) zeros: bool,
     /// The highest index seen for each queue.
     pub(crate) max_index: HashMap<u64, u64>,
 }
@@ -224,13 +259,14 @@ pub(crate) fn replay(
                     generation,
                     valid_len: chunks.pos,
                     torn: None,
+                    zeros: false,
                     max_index,
                 })
             }
             Step::Bad { offset, what } => {
                 let frame = read_exact_at(&tail_file, path, FRAME_LEN, offset)?;
-                let last = reaches_end(claimed_size(&frame), len - offset)
-                    || zeros_to_end(&tail_file, path, offset, len)?;
+                let zeros = zeros_to_end(&tail_file, path, offset, len)?;
+                let last = zeros || reaches_end(claimed_size(&frame), len - offset);
                 if !last {
                     return Err(LogError::corrupt(
                         path,
@@ -242,6 +278,7 @@ pub(crate) fn replay(
                     generation,
                     valid_len: offset,
                     torn: Some(len - offset),
+                    zeros,
                     max_index,
                 });
             }

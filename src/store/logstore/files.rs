@@ -17,7 +17,7 @@ use super::super::log::wal::WalWriter;
 use super::super::log::{ack_file_name, segment_file_name, sync_dir, wal_file_name, LogError};
 use super::side::{Side, Small, Snapshot};
 use super::view::{Cursor, QueueView};
-use super::{decode_copy, Round, WAL_ROTATE};
+use super::{decode_copy, Round, WAL_AHEAD, WAL_ROTATE};
 use crate::store::{RecoveredMessage, StoreError};
 
 /// A queue's open files.
@@ -109,6 +109,13 @@ impl QueueFiles {
     }
 }
 
+/// Whether the file system of `dir` has room to spare for zeroing the
+/// write-ahead file ahead: 16 times [`WAL_AHEAD`] free, so that the zeros
+/// never take the room a write needs on a small or nearly full disk.
+fn room_for_zeros(dir: &Path) -> bool {
+    crate::store::free_bytes(dir).is_ok_and(|free| free >= 16 * WAL_AHEAD)
+}
+
 /// Removes `path`; one already gone is fine.
 fn remove(path: &Path) -> Result<(), LogError> {
     match std::fs::remove_file(path) {
@@ -130,6 +137,9 @@ pub(super) struct Landed {
     /// The last index written.
     pub(super) last: u64,
 }
+
+/// A read cursor that moved: where the read started, where it stopped.
+pub(super) type CursorMove = (Cursor, Cursor);
 
 /// One segment a load reads from.
 #[derive(Debug)]
@@ -194,6 +204,17 @@ impl Files {
         self.wal.append_round(&entries)?;
         self.wal.sync()?;
         Ok(())
+    }
+
+    /// Zeros ahead in the write-ahead file, between rounds (see
+    /// `WalWriter::zero_ahead`; a failure only costs speed).
+    pub(super) fn prepare_wal(&mut self) {
+        if !room_for_zeros(&self.wal_dir) {
+            return;
+        }
+        if let Err(e) = self.wal.zero_ahead(WAL_AHEAD) {
+            tracing::debug!(error = %e, "could not zero the write-ahead file ahead");
+        }
     }
 
     /// Writes a durable round to the segments and ack files (no sync):
@@ -384,10 +405,14 @@ impl ReadPlan {
                     let Some(seg) = view.seg_of(index) else {
                         continue;
                     };
-                    let start = match view.cursor {
-                        Some((f, offset, at)) if f == first && at <= index => (offset, at),
-                        _ => (HEADER_LEN as u64, first),
-                    };
+                    // The cursor furthest along this segment that is not
+                    // past what is wanted (one per reader of the queue).
+                    let start = view
+                        .cursors
+                        .iter()
+                        .filter(|(f, _, at)| *f == first && *at <= index)
+                        .max_by_key(|(_, _, at)| *at)
+                        .map_or((HEADER_LEN as u64, first), |(_, offset, at)| (*offset, *at));
                     let entries = (seg.seqs.len() as u64).max(1);
                     reads.push(SegRead {
                         first,
@@ -408,10 +433,11 @@ impl ReadPlan {
         })
     }
 
-    /// Reads the copies; returns them and the new read cursor.
-    pub(super) fn read(self) -> Result<(Vec<RecoveredMessage>, Option<Cursor>), StoreError> {
+    /// Reads the copies; returns them and the read cursors where the reads
+    /// stopped, each with where it started.
+    pub(super) fn read(self) -> Result<(Vec<RecoveredMessage>, Vec<CursorMove>), StoreError> {
         let mut found: HashMap<u64, Bytes> = HashMap::new();
-        let mut cursor = None;
+        let mut cursors = Vec::new();
         for SegRead {
             first,
             path,
@@ -443,7 +469,10 @@ impl ReadPlan {
                     want.next();
                 }
             }
-            cursor = Some((*first, r.position(), r.next_index()));
+            cursors.push((
+                (*first, *offset, *at),
+                (*first, r.position(), r.next_index()),
+            ));
         }
         let mut out = Vec::with_capacity(self.picks.len());
         for pick in self.picks {
@@ -456,6 +485,6 @@ impl ReadPlan {
             let seq = super::split_entry(&bytes)?.0;
             out.push(decode_copy(self.queue_id, &bytes, self.rewrites.get(&seq))?);
         }
-        Ok((out, cursor))
+        Ok((out, cursors))
     }
 }

@@ -74,6 +74,10 @@ pub(crate) const SEGMENT_BYTES: u64 = 8 << 20;
 /// large.
 pub(crate) const WAL_ROTATE: u64 = 64 << 20;
 
+/// The write-ahead file is kept zero-filled this far ahead of its end
+/// (see `WalWriter::zero_ahead`).
+pub(crate) const WAL_AHEAD: u64 = 4 << 20;
+
 impl From<LogError> for StoreError {
     fn from(e: LogError) -> Self {
         match e {
@@ -317,6 +321,7 @@ impl Durable for LogStore {
         }
         let written = files.write_round(&round)?;
         self.state.lock().landed(&written);
+        files.prepare_wal();
         if let Some(snapshot) = round.checkpoint {
             files.checkpoint(&self.side, snapshot)?;
             self.sled.sync()?;
@@ -367,10 +372,12 @@ impl MessageStore for LogStore {
             };
             files::ReadPlan::new(&st.root, queue_id, view, &st.small, from, to, limit)?
         };
-        let (out, cursor) = plan.read()?;
-        if let Some(cursor) = cursor {
+        let (out, cursors) = plan.read()?;
+        if !cursors.is_empty() {
             if let Some(view) = self.state.lock().queues.get_mut(&queue_id) {
-                view.cursor = Some(cursor);
+                for (from, to) in cursors {
+                    view.move_cursor(from, to);
+                }
             }
         }
         Ok(out)

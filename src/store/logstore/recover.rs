@@ -305,7 +305,7 @@ pub(super) fn recover(
             return Err(e);
         }
         let done = result?;
-        if let Some(bytes) = done.torn {
+        if let (Some(bytes), false) = (done.torn, done.zeros) {
             tracing::warn!(file = %path.display(), bytes, "ignored the torn last round of a write-ahead file (never confirmed)");
         }
     }

@@ -17,9 +17,12 @@ use bytes::Bytes;
 
 use super::super::log::record::{ENTRY_HEADER_LEN, FRAME_LEN};
 
-/// Where a queue's last read from a file stopped: the segment's first
-/// index, the byte offset and the index of the entry there.
+/// Where a read from a file stopped: the segment's first index, the byte
+/// offset and the index of the entry there.
 pub(super) type Cursor = (u64, u64, u64);
+
+/// Read cursors kept per queue: one per concurrent reader, up to this.
+const CURSORS: usize = 8;
 
 /// The sequence numbers of a segment's entries, by position: a run of
 /// consecutive numbers (what one publisher to a queue of persistent
@@ -236,10 +239,10 @@ pub(super) struct QueueView {
     /// Copies of the round being written: (index, entry body), in index
     /// order; readable from here until their segment write lands.
     pub(super) inflight: Vec<(u64, Bytes)>,
-    /// Where the last read from a file stopped: (segment first index, byte
-    /// offset, index of the entry there), so that a queue read in order
-    /// reads each segment once.
-    pub(super) cursor: Option<Cursor>,
+    /// Where recent reads from files stopped (at most [`CURSORS`], the
+    /// latest last), so that a queue read in order, or a stream read by
+    /// several groups, reads each segment once per reader.
+    pub(super) cursors: Vec<Cursor>,
 }
 
 /// Where a live copy is.
@@ -325,6 +328,18 @@ impl QueueView {
         out.sort_unstable_by_key(|(s, _)| *s);
         out.truncate(limit);
         out
+    }
+
+    /// A read that started at `from` stopped at `to`: `from`'s cursor (if
+    /// it was one) moves there, else `to` is added.
+    pub(super) fn move_cursor(&mut self, from: Cursor, to: Cursor) {
+        if let Some(p) = self.cursors.iter().position(|c| *c == from) {
+            self.cursors.remove(p);
+        }
+        if self.cursors.len() >= CURSORS {
+            self.cursors.remove(0);
+        }
+        self.cursors.push(to);
     }
 
     /// The segment holding `index`.
