@@ -99,9 +99,9 @@ struct ServeArgs {
     /// them the process exits with status 1 regardless.
     #[arg(long, default_value_t = sluice::shutdown::DEFAULT_SHUTDOWN_TIMEOUT.as_millis() as u64)]
     shutdown_timeout: u64,
-    /// RAM one queue may use for its waiting messages, in bytes (bodies plus
-    /// about 256 bytes each); past it, messages wait on disk and are read
-    /// back as consumers drain the queue.
+    /// RAM all queues together may use for their waiting messages, in bytes
+    /// (bodies plus about 256 bytes each); past it, new messages wait on
+    /// disk and are read back as consumers drain their queues.
     #[arg(long, default_value_t = sluice::config::DEFAULT_QUEUE_MEMORY_BYTES)]
     queue_memory: u64,
     /// sled's page cache, in bytes.

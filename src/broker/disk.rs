@@ -18,8 +18,12 @@ pub(crate) struct Disk {
     pub(super) committer: Arc<Committer>,
     /// Stored-reference counts of shared bodies whose copies are paged out.
     pub(super) bodies: Arc<Bodies>,
-    /// Per-queue RAM budget; `None` when nothing is on disk (no paging).
+    /// The broker-wide RAM budget for waiting copies (`--queue-memory`);
+    /// `None` when nothing is on disk (no paging).
     pub(super) ram_budget: Option<u64>,
+    /// Body bytes of the waiting copies in RAM, every queue together: what
+    /// the budget counts.
+    pub(super) ram_used: Arc<std::sync::atomic::AtomicU64>,
     /// The disk alarm, which counts every write against the free space.
     pub(super) space: Arc<Alarm>,
 }

@@ -276,3 +276,69 @@ fn a_paged_queue_on_the_memory_store_behaves_like_its_model() {
         run(seed, 300, true);
     }
 }
+
+/// The RAM budget (`--queue-memory`) is the broker's, not each queue's:
+/// queues that each stay under it on their own page out once together
+/// they reach it, so many queues with a backlog do not multiply it.
+#[test]
+fn the_ram_budget_is_shared_by_every_queue() {
+    use crate::protocol::command::{DeclareQueue, QueueArgs};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let budget = 20_000;
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        queue_memory_bytes: budget,
+        ..Config::default()
+    };
+    let broker = Broker::with_store(
+        config,
+        Storage::one(std::sync::Arc::new(MemStore::default())),
+    )
+    .expect("open");
+    for q in 0..10 {
+        let d = DeclareQueue {
+            partitions: None,
+            name: format!("q{q}"),
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+            args: QueueArgs::default(),
+        };
+        broker.declare_queue(&d, 1, &|_| Ok(())).expect("declare");
+        // 20 copies of 100 bytes: about 7 KB with their overhead, well
+        // under the budget for this queue alone.
+        for i in 0..20 {
+            let p = Publish {
+                group: None,
+                exchange: String::new(),
+                key: format!("q{q}").into(),
+                persistent: Some(true),
+                mandatory: true,
+                id: Some(format!("m{q}-{i}")),
+                headers: Vec::new(),
+                ttl_ms: None,
+                delay_ms: None,
+                priority: None,
+                body: Bytes::from(vec![b'x'; 100]),
+            };
+            assert!(matches!(broker.publish(&p), Ok(PublishAttempt::Done(_))));
+        }
+    }
+    // Ten queues would hold about 70 KB; together they keep the budget
+    // (give or take the copy that crossed it).
+    let used = broker
+        .inner
+        .disk
+        .ram_used
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        used <= budget + 400,
+        "{used} bytes in RAM against a budget of {budget}"
+    );
+    assert!(used >= budget / 2, "{used}: the queues kept nothing in RAM");
+    // Every copy is still there, in order, paged back in as it is taken.
+    for q in 0..10 {
+        let queue = broker.queue(&format!("q{q}"), 1).expect("queue");
+        assert_eq!(queue.stats().messages, 20);
+    }
+}

@@ -75,6 +75,7 @@ impl Broker {
                     committer,
                     bodies: Arc::new(Bodies::default()),
                     ram_budget,
+                    ram_used: Arc::default(),
                     space: alarms.disk.clone(),
                 }),
                 timers: Arc::new(Timers::default()),

@@ -18,9 +18,9 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:5680";
 pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
 /// Unacked deliveries per subscription when `SUB` does not say `prefetch=`.
 pub const DEFAULT_PREFETCH: u32 = 100;
-/// What one queue keeps of its waiting messages in RAM before it pages the
-/// rest out to the store (persistent ones past an 8 MiB read-ahead window
-/// stay on disk anyway).
+/// What all queues together keep of their waiting messages in RAM before
+/// new ones are paged out to the store (and each queue's persistent ones
+/// past an 8 MiB read-ahead window stay on disk anyway).
 pub const DEFAULT_QUEUE_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 /// Connections served at once; more are answered `ERR LIMIT` and closed.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -120,8 +120,9 @@ pub struct Config {
     pub max_connections: usize,
     /// sled page-cache size in bytes.
     pub cache_bytes: u64,
-    /// Per-queue RAM budget for waiting messages (bodies plus a fixed cost
-    /// each); past it they are paged out to the store. Ignored in memory.
+    /// The broker-wide RAM budget for waiting messages, every queue
+    /// together (bodies plus a fixed cost each); past it new ones are paged
+    /// out to the store. Ignored in memory.
     pub queue_memory_bytes: u64,
     /// The longest a started command may take to arrive.
     pub frame_timeout: Duration,

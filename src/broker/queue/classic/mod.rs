@@ -51,7 +51,7 @@ mod groups;
 mod paging;
 mod state;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -66,7 +66,7 @@ use crate::error::BrokerError;
 use crate::protocol::command::{Overflow, QueueArgs, QueueMode};
 use crate::store::{DedupEntry, StoredQueue};
 use groups::Owner;
-use state::State;
+use state::{RamBytes, State};
 
 /// RAM a queue uses for stored copies (which are on disk anyway) before
 /// it leaves the rest of them there: the read-ahead window.
@@ -88,6 +88,8 @@ pub(super) struct Classic {
     pages: bool,
     ram_budget: u64,
     window: u64,
+    /// What the budget counts, every queue together.
+    ram_used: Arc<AtomicU64>,
     /// New copies go to the store (see [`Queue::spilling`]).
     spilling: AtomicBool,
 }
@@ -98,6 +100,7 @@ impl Classic {
         let state = State {
             last_used: now_ms(),
             groups: (args.mode == QueueMode::Groups).then(Box::default),
+            bytes: RamBytes::counted_in(disk.ram_used.clone()),
             ..State::default()
         };
         let ram_budget = disk.ram_budget.unwrap_or(u64::MAX);
@@ -106,6 +109,7 @@ impl Classic {
             pages: disk.ram_budget.is_some() && args.max_priority.is_none(),
             ram_budget,
             window: ram_budget.min(STORED_WINDOW),
+            ram_used: disk.ram_used.clone(),
             spilling: AtomicBool::new(false),
         }
     }
@@ -143,7 +147,13 @@ impl Classic {
     }
 
     pub(super) fn spilling(&self) -> bool {
-        self.spilling.load(Ordering::Relaxed)
+        self.spilling.load(Ordering::Relaxed) || (self.pages && self.over_budget())
+    }
+
+    /// Whether the waiting copies in RAM of every queue together have
+    /// reached the broker-wide budget: new copies then go to the store.
+    pub(super) fn over_budget(&self) -> bool {
+        self.ram_used.load(Ordering::Relaxed) >= self.ram_budget
     }
 
     pub(super) fn crash_flags_pending(&self) -> bool {
@@ -625,7 +635,7 @@ impl Classic {
             let Some(mut e) = s.delayed.remove(&(due, seq)) else {
                 break;
             };
-            s.bytes -= e.msg.body.len() as u64;
+            s.bytes.sub(e.msg.body.len() as u64);
             e.not_before = None;
             if e.expired(&clock) {
                 s.left_waiting(&e);
@@ -640,7 +650,7 @@ impl Classic {
             }
             s.expiry.pop_first();
             if let Some(e) = s.ready.remove(&key) {
-                s.bytes -= e.msg.body.len() as u64;
+                s.bytes.sub(e.msg.body.len() as u64);
                 s.left_waiting(&e);
                 s.dead.push((e, DeathReason::Expired));
             }
@@ -725,7 +735,7 @@ fn over_limit(q: &Queue, s: &State, extra: u64, extra_bytes: u64) -> bool {
         .is_some_and(|max| s.waiting() + extra > max)
         || q.args
             .max_bytes
-            .is_some_and(|max| s.bytes + s.tail.bytes + extra_bytes > max)
+            .is_some_and(|max| s.bytes.get() + s.tail.bytes + extra_bytes > max)
 }
 
 fn idle_deadline(q: &Queue, s: &State) -> Option<u64> {

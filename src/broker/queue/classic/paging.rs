@@ -1,9 +1,10 @@
 //! Paging a classic queue to the store: which new copies go to the tail,
 //! reading it back, and the spill hint publishes read.
 //!
-//! A queue on disk keeps at most its RAM budget
-//! (`--queue-memory`) of waiting messages in RAM, and of stored copies
-//! (on disk anyway) only an 8 MiB read-ahead window. Past these, a new copy
+//! The queues on disk keep at most the broker's RAM budget
+//! (`--queue-memory`, all queues together: `Disk::ram_used` counts it) of
+//! waiting messages in RAM, and each of its stored copies (on disk anyway)
+//! only an 8 MiB read-ahead window. Past these, a new copy
 //! is left in (or, transient, written to) the store (flagged volatile so
 //! that a restart drops it) and only its position is kept: the *tail*, a set of
 //! position ranges plus a count and byte total. Positions in the tail come
@@ -33,7 +34,7 @@ impl Classic {
     pub(super) fn to_tail(&self, s: &State, e: &Entry) -> bool {
         match s.tail.head() {
             Some(head) => e.seq >= head,
-            None => s.ram_bytes() >= self.window,
+            None => s.ram_bytes() >= self.window || (self.pages && self.over_budget()),
         }
     }
 
@@ -95,7 +96,7 @@ impl Classic {
             return Some(e);
         }
         let (_, e) = s.delayed.pop_first()?;
-        s.bytes -= e.msg.body.len() as u64;
+        s.bytes.sub(e.msg.body.len() as u64);
         s.left_waiting(&e);
         Some(e)
     }

@@ -7,6 +7,8 @@
 //! byte count, the expiry index and the group index never disagree).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::groups::{Groups, Owner};
 use super::{ready_key, ReadyKey};
@@ -19,6 +21,68 @@ const ENTRY_OVERHEAD: u64 = 256;
 /// Below this many ready copies in RAM the next page is read ahead.
 const LOW_WATER: usize = 256;
 
+/// Body bytes of a queue's waiting copies in RAM, kept in step with the
+/// broker-wide sum the RAM budget counts: bodies plus [`ENTRY_OVERHEAD`]
+/// each, as [`State::ram_bytes`] counts them (given back when the queue
+/// goes).
+#[derive(Debug, Default)]
+pub(super) struct RamBytes {
+    local: u64,
+    /// What this queue adds to `global`.
+    charged: u64,
+    global: Option<Arc<AtomicU64>>,
+}
+
+impl RamBytes {
+    /// A count that adds to `global`.
+    pub(super) fn counted_in(global: Arc<AtomicU64>) -> RamBytes {
+        RamBytes {
+            local: 0,
+            charged: 0,
+            global: Some(global),
+        }
+    }
+    pub(super) fn get(&self) -> u64 {
+        self.local
+    }
+    /// A copy of `n` body bytes came in.
+    pub(super) fn add(&mut self, n: u64) {
+        self.local += n;
+        self.charge(n + ENTRY_OVERHEAD, true);
+    }
+    /// A copy of `n` body bytes left.
+    pub(super) fn sub(&mut self, n: u64) {
+        self.local -= n.min(self.local);
+        self.charge(n + ENTRY_OVERHEAD, false);
+    }
+    fn charge(&mut self, n: u64, up: bool) {
+        let n = if up { n } else { n.min(self.charged) };
+        if up {
+            self.charged += n;
+        } else {
+            self.charged -= n;
+        }
+        if let Some(g) = &self.global {
+            if up {
+                g.fetch_add(n, Ordering::Relaxed);
+            } else {
+                g.fetch_sub(n, Ordering::Relaxed);
+            }
+        }
+    }
+    /// Every copy left.
+    fn clear(&mut self) {
+        self.local = 0;
+        self.charge(self.charged, false);
+    }
+}
+
+impl Drop for RamBytes {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct State {
     pub(super) ready: BTreeMap<ReadyKey, Entry>,
@@ -27,7 +91,7 @@ pub(super) struct State {
     /// Ready copies with a TTL, by (expiry, key).
     pub(super) expiry: BTreeSet<(u64, ReadyKey)>,
     /// Body bytes waiting in RAM (ready and delayed).
-    pub(super) bytes: u64,
+    pub(super) bytes: RamBytes,
     /// Copies on disk only.
     pub(super) tail: Tail,
     /// Copies below this position were stored before an unclean stop: read
@@ -81,13 +145,13 @@ impl State {
 
     /// What the waiting copies in RAM cost, for the RAM budget.
     pub(super) fn ram_bytes(&self) -> u64 {
-        self.bytes + (self.ready.len() + self.delayed.len()) as u64 * ENTRY_OVERHEAD
+        self.bytes.get() + (self.ready.len() + self.delayed.len()) as u64 * ENTRY_OVERHEAD
     }
 
     pub(super) fn insert_waiting(&mut self, entry: Entry, now: &Now) {
         match entry.not_before {
             Some(due) if due >= now.get() => {
-                self.bytes += entry.msg.body.len() as u64;
+                self.bytes.add(entry.msg.body.len() as u64);
                 if let Some(g) = self.groups.as_deref_mut() {
                     g.waiting(entry.msg.group.as_ref(), ready_key(&entry), false);
                 }
@@ -98,7 +162,7 @@ impl State {
     }
 
     pub(super) fn insert_ready(&mut self, entry: Entry) {
-        self.bytes += entry.msg.body.len() as u64;
+        self.bytes.add(entry.msg.body.len() as u64);
         let key = ready_key(&entry);
         if let Some(at) = entry.expires_at {
             self.expiry.insert((at, key));
@@ -124,7 +188,7 @@ impl State {
 
     /// Accounts for a ready copy taken out of `ready`.
     fn forget_ready(&mut self, key: ReadyKey, e: &Entry, to: Option<Owner>) {
-        self.bytes -= e.msg.body.len() as u64;
+        self.bytes.sub(e.msg.body.len() as u64);
         if let Some(at) = e.expires_at {
             self.expiry.remove(&(at, key));
         }
@@ -142,7 +206,7 @@ impl State {
     }
 
     pub(super) fn take_all(&mut self) -> Vec<Entry> {
-        self.bytes = 0;
+        self.bytes.clear();
         self.expiry.clear();
         if let Some(g) = self.groups.as_deref_mut() {
             g.clear_waiting();
