@@ -50,7 +50,6 @@ pub(crate) mod codec;
 pub(crate) mod commit;
 #[cfg(test)]
 pub(crate) mod contract_tests;
-#[allow(dead_code)]
 pub(crate) mod log;
 mod logstore;
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! each an ACKS batch of u64 LE indexes, in any order, duplicates harmless
 //! (format in the parent module's doc). Writing ([`AckWriter`]), reading
 //! back ([`read_acks`] into an [`AckSet`]) and the question the log asks of
-//! it, [`fully_settled`]: may this segment go?
+//! it, `fully_settled` (tests): may this segment go? (the store counts live entries instead)
 //!
 //! Each batch carries the record CRC, so a flipped bit can never settle an
 //! entry that was not settled: it makes the batch invalid instead. Only the
@@ -55,16 +55,13 @@ impl AckSet {
     }
 
     /// Whether nothing is settled.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.sorted.is_empty()
     }
 
-    /// The settled indexes, ascending.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.sorted.iter().copied()
-    }
-
     /// Distinct settled indexes in `first..first + count`.
+    #[cfg(test)]
     pub(crate) fn count_in(&self, first: u64, count: u64) -> u64 {
         let end = first.saturating_add(count);
         let lo = self.sorted.partition_point(|&i| i < first);
@@ -75,6 +72,7 @@ impl AckSet {
 
 /// Whether every entry of a segment (`count` entries from `first`) is
 /// settled, so the segment and its ack file can be unlinked.
+#[cfg(test)]
 pub(crate) fn fully_settled(first: u64, count: u64, acks: &AckSet) -> bool {
     acks.count_in(first, count) == count
 }
@@ -249,6 +247,7 @@ impl AckWriter {
 
     /// Acks written: on open, the distinct ones found; then every one
     /// appended (duplicates counted).
+    #[cfg(test)]
     pub(crate) fn written(&self) -> u64 {
         self.written
     }

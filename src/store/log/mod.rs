@@ -50,7 +50,7 @@
 //! across the segments of a directory. **Index 0 is never an entry's**: the
 //! first index of a log is at least 1. That keeps a zero-filled stretch of
 //! an ack file (preallocation, or ext4 `data=writeback` after a crash) from
-//! ever acknowledging an entry, and lets [`CommitMark::NONE`] be a plain 0.
+//! ever acknowledging an entry, and lets a commit mark of nothing be a plain 0.
 //!
 //! # Segment file (`.seg`)
 //!
@@ -207,14 +207,17 @@
 //! # Recovery
 //!
 //! For each directory: list it and keep exact names; delete stray files;
-//! check that the segments' first indexes continue one another. Sealed
-//! segments are read by their header and footer only
-//! ([`scan::read_seal`]), never by their bodies; each ack file is read
-//! whole (8 bytes per settled entry). The active segment is scanned with the
-//! commit mark; a torn tail is cut and logged, and the segment is opened for
-//! append at its valid length ([`segment::SegmentWriter::open_append`]).
-//! Fully settled segments left over by a crash before their unlink are
-//! unlinked then.
+//! check that the segments' first indexes increase (a gap is a segment
+//! deleted once settled). Each ack file is read whole (8 bytes per settled
+//! entry). Sealed segments are read through, in 1 MiB sequential reads, to
+//! rebuild the store's index of sequence numbers (no body is kept; a
+//! per-segment index file written at sealing, so that only headers,
+//! footers and indexes are read, is the next step), and must end with
+//! their footer. The active segment is scanned with the commit mark; a
+//! torn tail is cut and logged, and the segment is opened for append at
+//! its valid length ([`segment::SegmentWriter::open_append`]). Fully
+//! settled segments left over by a crash before their unlink are unlinked
+//! then.
 
 pub(crate) mod acks;
 pub(crate) mod chunks;
@@ -241,9 +244,11 @@ pub(crate) struct CommitMark {
 
 impl CommitMark {
     /// Nothing is known durable: every bad tail is torn.
+    #[cfg(test)]
     pub(crate) const NONE: CommitMark = CommitMark { end: 0 };
 
     /// The mark after entries up to and including `last` were made durable.
+    #[cfg(test)]
     pub(crate) fn through(last: u64) -> CommitMark {
         CommitMark {
             end: last.saturating_add(1),

@@ -28,6 +28,7 @@ pub(crate) const WAL_ENTRY_HEADER_LEN: usize = 8 + ENTRY_HEADER_LEN + 4;
 pub(crate) const MAX_PAYLOAD: usize = MAX_BODY + WAL_ENTRY_HEADER_LEN;
 
 /// The largest whole record, frame included.
+#[cfg(test)]
 pub(crate) const MAX_RECORD: usize = FRAME_LEN + MAX_PAYLOAD;
 
 /// Record type of an entry.

@@ -174,6 +174,7 @@ impl SegmentWriter {
 
     /// Whether the segment has reached `max_bytes` and should be sealed. A
     /// segment overshoots by at most one append's batch and its footer.
+    #[cfg(test)]
     pub(crate) fn is_full(&self, max_bytes: u64) -> bool {
         self.len >= max_bytes
     }

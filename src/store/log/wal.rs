@@ -2,7 +2,7 @@
 //! module's doc, "Write-ahead file"): [`WalWriter`] writes each round's
 //! entries, of every queue it touched, as one record with one `write` and makes them
 //! durable with one `fdatasync`; [`replay`] reads a file back at recovery,
-//! entry by entry through a callback; [`retirable`] says when a file may
+//! entry by entry through a callback; `retirable` (tests) says when a file may
 //! go.
 
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ pub(crate) struct WalWriter {
     /// The file is zeros from `len` up to here ([`WalWriter::zero_ahead`]).
     zeroed: u64,
     /// The last index written for each queue: the next must follow it, and
-    /// it is what [`retirable`] needs of this file.
+    /// it is what `retirable` needs of this file.
     last: HashMap<u64, u64>,
     /// A round's records, reused.
     buf: Vec<u8>,
@@ -175,6 +175,7 @@ impl WalWriter {
 
     /// The highest index written to this file for each queue: with what
     /// the segments have synced, [`retirable`] says when the file may go.
+    #[cfg(test)]
     pub(crate) fn max_indexes(&self) -> &HashMap<u64, u64> {
         &self.last
     }
@@ -348,6 +349,7 @@ fn zeros_to_end(file: &File, path: &Path, from: u64, len: u64) -> Result<bool, L
 /// [`WalWriter::max_indexes`] or [`WalReplay::max_index`]) has its segments
 /// synced through that index (`synced`, the last index synced per queue;
 /// a queue missing there has synced nothing).
+#[cfg(test)]
 pub(crate) fn retirable(max_in_wal: &HashMap<u64, u64>, synced: &HashMap<u64, u64>) -> bool {
     max_in_wal
         .iter()

@@ -137,7 +137,7 @@ impl Writer {
     }
 }
 
-/// Reads the operations of a control body; `None` once it is malformed
+/// Reads the operations of a control body; an error once it is malformed
 /// (the caller reports corruption: the body passed its record's CRC).
 pub(super) fn decode(body: &[u8]) -> Result<Vec<Op<'_>>, String> {
     let mut r = Reader { b: body, at: 0 };
