@@ -266,8 +266,16 @@ pub(crate) fn replay(
             }
             Step::Bad { offset, what } => {
                 let frame = read_exact_at(&tail_file, path, FRAME_LEN, offset)?;
+                let claimed = claimed_size(&frame);
                 let zeros = zeros_to_end(&tail_file, path, offset, len)?;
-                let last = zeros || reaches_end(claimed_size(&frame), len - offset);
+                // In a file zeroed ahead, a round cut short by a crash is
+                // followed by zeros, not by the end of the file: past what
+                // its frame claims (or past the frame, when the cut fell
+                // inside it and left no plausible length).
+                let rest = claimed.unwrap_or(FRAME_LEN) as u64;
+                let zeros_after =
+                    zeros_to_end(&tail_file, path, offset.saturating_add(rest).min(len), len)?;
+                let last = zeros || zeros_after || reaches_end(claimed, len - offset);
                 if !last {
                     return Err(LogError::corrupt(
                         path,
@@ -531,6 +539,50 @@ mod tests {
             replay_all(&path),
             Err(LogError::Corrupt { offset, .. }) if offset == whole
         ));
+    }
+
+    /// A file zeroed ahead, with a last round cut short by a crash at any
+    /// point (inside its frame too): what follows is zeros, not the end of
+    /// the file, and the cut round is a torn tail; the rounds before it are
+    /// all replayed. A byte of data after the zeros is corruption.
+    #[test]
+    fn a_round_cut_short_in_a_file_zeroed_ahead_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, want) = write_rounds(dir.path(), 3);
+        let whole = std::fs::read(&path).unwrap();
+        let last = wal_record(9, 1);
+        for cut in 1..last.len() {
+            let mut b = whole.clone();
+            b.extend_from_slice(&last[..cut]);
+            b.extend_from_slice(&vec![0; 64 * 1024]);
+            std::fs::write(&path, &b).unwrap();
+            let (r, seen) = replay_all(&path).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+            assert_eq!(
+                (r.valid_len, &seen),
+                (whole.len() as u64, &want),
+                "cut at {cut}"
+            );
+            assert!(r.torn.is_some() && !r.zeros, "cut at {cut}");
+            b.push(1);
+            std::fs::write(&path, &b).unwrap();
+            assert!(
+                replay_all(&path).is_err(),
+                "cut at {cut}, data after the zeros"
+            );
+        }
+        // With the file zeroed ahead in fact, replay ends at the last round.
+        let mut w = WalWriter::create(dir.path(), 8).unwrap();
+        w.zero_ahead(1 << 20).unwrap();
+        let entry = Entry {
+            index: 1,
+            term: 0,
+            body: b"x",
+        };
+        w.append_round(&[(1, entry)]).unwrap();
+        w.zero_ahead(1 << 20).unwrap();
+        let path8 = dir.path().join(wal_file_name(8));
+        let (r, seen) = replay_all(&path8).unwrap();
+        assert_eq!((seen.len(), r.valid_len, r.zeros), (1, w.len(), true));
     }
 
     /// A last record whose length is 0 or over the limit, with bytes after
