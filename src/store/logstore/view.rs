@@ -90,14 +90,19 @@ impl Seqs {
         }
     }
 
-    /// The position of `seq`, searched linearly (unsorted).
-    fn position(&self, seq: u64) -> Option<usize> {
+    /// The positions of `seq`, searched linearly (unsorted). A number
+    /// can be there twice: a restart after the newest copies of a queue
+    /// were settled gives their numbers out again.
+    fn positions(&self, seq: u64) -> Vec<usize> {
         match self {
             Seqs::Run { .. } => {
                 let p = self.lower_bound(seq);
-                (self.get(p) == Some(seq)).then_some(p)
+                (self.get(p) == Some(seq))
+                    .then_some(p)
+                    .into_iter()
+                    .collect()
             }
-            Seqs::List(v) => v.iter().position(|s| *s == seq),
+            Seqs::List(v) => (0..v.len()).filter(|p| v[*p] == seq).collect(),
         }
     }
 
@@ -193,13 +198,19 @@ impl SegView {
         if self.live == 0 || seq < self.min_seq || seq > self.max_seq {
             return None;
         }
-        let pos = if self.sorted {
-            let p = self.seqs.lower_bound(seq);
-            (self.seqs.get(p) == Some(seq)).then_some(p)
+        // The same number may be there settled (given out again after a
+        // restart, see `Seqs::positions`): the live one is wanted.
+        if self.sorted {
+            let first = self.seqs.lower_bound(seq);
+            (first..self.seqs.len())
+                .take_while(|p| self.seqs.get(*p) == Some(seq))
+                .find(|p| !self.is_settled(*p))
         } else {
-            self.seqs.position(seq)
-        }?;
-        (!self.is_settled(pos)).then_some(pos)
+            self.seqs
+                .positions(seq)
+                .into_iter()
+                .find(|p| !self.is_settled(*p))
+        }
     }
 
     /// Live entries with `from <= seq < to`, at most `limit` of the
@@ -401,11 +412,26 @@ mod tests {
             (run.lower_bound(0), run.lower_bound(7), run.lower_bound(99)),
             (0, 2, 5)
         );
-        assert_eq!((run.position(8), run.position(10)), (Some(3), None));
+        assert_eq!((run.positions(8), run.positions(10)), (vec![3], vec![]));
         run.push(12);
         assert!(matches!(&run, Seqs::List(v) if v == &[5, 6, 7, 8, 9, 12]));
         assert_eq!(run.iter_from(4).collect::<Vec<_>>(), [9, 12]);
         assert_eq!(run.lower_bound(10), 5);
+    }
+
+    #[test]
+    fn a_number_given_out_again_after_a_restart_settles_its_live_copy() {
+        // Copies 5 and 6 were settled before a restart, which gave 5 and 6
+        // out again: in the same segment, sorted or not, and in the next.
+        for segs in [&[&[4, 5, 6, 5, 6][..]][..], &[&[4, 5, 6], &[5, 6]]] {
+            let mut q = view(segs);
+            assert!(matches!(q.settle(5), Some(Found::Logged { index: 2, .. })));
+            assert!(matches!(q.settle(6), Some(Found::Logged { index: 3, .. })));
+            assert!(matches!(q.settle(5), Some(Found::Logged { index: 4, .. })));
+            assert!(matches!(q.settle(6), Some(Found::Logged { index: 5, .. })));
+            assert_eq!(q.settle(6), None);
+            assert_eq!(q.pick(0, 100, 10), [(4, Some(1))]);
+        }
     }
 
     #[test]
