@@ -115,7 +115,10 @@ async fn damage_to_a_segment_is_refused_and_a_torn_tail_is_cut_with_nothing_lost
     let segs = segments(dir.path());
     assert!(segs.len() >= 2, "{segs:?}");
 
-    // One flipped bit in the middle of the sealed segment.
+    // One flipped bit in the middle of the sealed segment's messages: a
+    // start reads its footer and index, not its messages, so it serves;
+    // the damaged message is refused when it is read (logged), never
+    // delivered altered, and the messages behind it wait.
     let flipped = tempfile::tempdir().expect("tempdir");
     copy_dir(dir.path(), flipped.path());
     let seg = segments(flipped.path())[0].clone();
@@ -123,7 +126,30 @@ async fn damage_to_a_segment_is_refused_and_a_torn_tail_is_cut_with_nothing_lost
     let at = bytes.len() / 2;
     bytes[at] ^= 0x01;
     std::fs::write(&seg, bytes).expect("write");
-    let err = refused(flipped.path()).await;
+    let log = flipped.path().join("sluice.log");
+    let (mut child, addr) = start_logging(flipped.path(), &log).await;
+    let seen = drain(&addr, "q", LEN).await;
+    child.kill().await.expect("kill");
+    assert!(seen.len() < N, "a damaged message was served");
+    assert!(
+        seen.values().all(|(n, ok)| *n == 1 && *ok),
+        "served altered"
+    );
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("corrupt"), "{text}");
+
+    // The sealed segment cut short: its footer is gone, refused at start.
+    let short = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), short.path());
+    let seg = segments(short.path())[0].clone();
+    let len = std::fs::metadata(&seg).expect("meta").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .expect("open");
+    f.set_len(len - 10).expect("truncate");
+    drop(f);
+    let err = refused(short.path()).await;
     assert!(err.contains("corrupt"), "{err}");
 
     // The active segment cut in half: confirmed entries missing.

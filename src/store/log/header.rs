@@ -22,8 +22,6 @@ pub(crate) const VERSION: u16 = 1;
 const SEAL_PAYLOAD_LEN: usize = 24;
 
 /// Bytes of a whole SEAL record, the footer of a sealed segment.
-// Unused until the footer read by read_seal.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) const SEAL_RECORD_LEN: usize = FRAME_LEN + SEAL_PAYLOAD_LEN;
 
 /// The header of the segment whose first index is `first`.

@@ -23,8 +23,10 @@
 //! <data>/log/<queue id>/                 queue id in decimal
 //!     00000000000000000001.seg           a segment: entries from index 1
 //!     00000000000000000001.ack           its ack file
+//!     00000000000000000001.idx           its index file ([`index`])
 //!     00000000000000059421.seg           the next segment: entries from 59421
 //!     00000000000000059421.ack
+//!     00000000000000059421.idx
 //! <data>/log/wal/
 //!     00000000000000000007.wal           the write-ahead file (below)
 //! ```
@@ -87,6 +89,9 @@
 //!   sealed segment; nothing follows it. A segment is never sealed empty.
 //! - `3` ACKS is for ack files only (below).
 //! - `4` WAL: a write-ahead record, WAL files only (below).
+//! - `5` INDEX: a segment index record, `.idx` files only ([`index`]:
+//!   what recovery needs of each entry, so that a sealed segment's bodies
+//!   are not read at a start).
 //!
 //! Any other type is refused as corruption (a newer format bumps the
 //! version instead).
@@ -213,11 +218,11 @@
 //! For each directory: list it and keep exact names; delete stray files;
 //! check that the segments' first indexes increase (a gap is a segment
 //! deleted once settled). Each ack file is read whole (8 bytes per settled
-//! entry). Sealed segments are read through, in 1 MiB sequential reads, to
-//! rebuild the store's index of sequence numbers (no body is kept; a
-//! per-segment index file written at sealing, so that only headers,
-//! footers and indexes are read, is the next step), and must end with
-//! their footer. The active segment is scanned with the commit mark; a
+//! entry). A sealed segment is read by its header and footer
+//! ([`scan::read_seal`]) and its index file, never by its entries, when the
+//! index is whole and counts what the footer does; otherwise it is read
+//! through in 1 MiB sequential reads (and must end with its footer), and
+//! its index file is written again. The active segment is scanned with the commit mark; a
 //! torn tail is cut and logged, and the segment is opened for append at
 //! its valid length ([`segment::SegmentWriter::open_append`]). Fully
 //! settled segments left over by a crash before their unlink are unlinked
@@ -226,6 +231,7 @@
 pub(crate) mod acks;
 pub(crate) mod chunks;
 pub(crate) mod header;
+pub(crate) mod index;
 pub(crate) mod record;
 pub(crate) mod scan;
 pub(crate) mod segment;
@@ -347,6 +353,8 @@ pub(crate) enum FileKind {
     Acks,
     /// `<generation>.wal`, a write-ahead file.
     Wal,
+    /// `<first>.idx`, a segment's index file.
+    Index,
 }
 
 /// Digits in a file name's index.
@@ -355,6 +363,11 @@ const NAME_DIGITS: usize = 20;
 /// The name of the segment whose first index is `first`.
 pub(crate) fn segment_file_name(first: u64) -> String {
     format!("{first:020}.seg")
+}
+
+/// The name of the index file of the segment whose first index is `first`.
+pub(crate) fn index_file_name(first: u64) -> String {
+    format!("{first:020}.idx")
 }
 
 /// The name of the ack file of the segment whose first index is `first`.
@@ -380,6 +393,7 @@ pub(crate) fn parse_file_name(name: &str) -> Option<(u64, FileKind)> {
         ".seg" => FileKind::Segment,
         ".ack" => FileKind::Acks,
         ".wal" => FileKind::Wal,
+        ".idx" => FileKind::Index,
         _ => return None,
     };
     Some((digits.parse().ok()?, kind))

@@ -43,6 +43,9 @@ pub(crate) const TYPE_ACKS: u8 = 3;
 /// Record type of a write-ahead record (WAL files only).
 pub(crate) const TYPE_WAL: u8 = 4;
 
+/// A segment index record ([`super::index`]), in `.idx` files only.
+pub(crate) const TYPE_INDEX: u8 = 5;
+
 /// What the start of a buffer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decoded<'a> {

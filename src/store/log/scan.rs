@@ -163,8 +163,6 @@ fn scan_with_chunk(
 /// Reads a sealed segment's header and footer only, not its entries: how
 /// recovery learns what a sealed segment holds without reading its bodies.
 /// A missing or bad footer is [`LogError::Corrupt`].
-// Unused until recovery by footer and index, the next step (see the module doc).
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn read_seal(path: &Path) -> Result<Seal, LogError> {
     let (file, len, first) = open_checked(path)?;
     let min = (HEADER_LEN + SEAL_RECORD_LEN) as u64;

@@ -11,13 +11,16 @@ use bytes::Bytes;
 use super::super::log::acks::AckWriter;
 use super::super::log::chunks::READ_CHUNK;
 use super::super::log::header::HEADER_LEN;
+use super::super::log::index::IndexWriter;
 use super::super::log::record::Entry;
 use super::super::log::segment::{SegmentReader, SegmentWriter};
 use super::super::log::wal::WalWriter;
-use super::super::log::{ack_file_name, segment_file_name, sync_dir, wal_file_name, LogError};
+use super::super::log::{
+    ack_file_name, index_file_name, segment_file_name, sync_dir, wal_file_name, LogError,
+};
 use super::side::{Side, Small, Snapshot};
 use super::view::{Cursor, QueueView};
-use super::{decode_copy, Round, WAL_AHEAD, WAL_ROTATE};
+use super::{decode_copy, index_entry, Round, WAL_AHEAD, WAL_ROTATE};
 use crate::store::{RecoveredMessage, StoreError};
 
 /// A queue's open files.
@@ -26,6 +29,8 @@ pub(super) struct QueueFiles {
     pub(super) dir: PathBuf,
     /// The active segment.
     pub(super) writer: Option<SegmentWriter>,
+    /// Its index file.
+    pub(super) index: Option<IndexWriter>,
     /// Ack files written since the last checkpoint, by segment.
     pub(super) acks: HashMap<u64, AckWriter>,
     /// A file was created or removed since the last checkpoint.
@@ -37,6 +42,7 @@ impl QueueFiles {
         QueueFiles {
             dir,
             writer: None,
+            index: None,
             acks: HashMap::new(),
             dir_dirty: false,
         }
@@ -74,7 +80,27 @@ impl QueueFiles {
         self.writer = Some(SegmentWriter::create(
             &self.dir.join(segment_file_name(first)),
         )?);
+        self.index = Some(IndexWriter::create(&self.dir.join(index_file_name(first)))?);
         self.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Appends entries to the active segment and their index.
+    pub(super) fn append(&mut self, entries: &[Entry<'_>]) -> Result<(), StoreError> {
+        let Some(w) = self.writer.as_mut() else {
+            return Err(StoreError::Io(format!(
+                "{}: no active segment",
+                self.dir.display()
+            )));
+        };
+        w.append(entries)?;
+        if let Some(index) = self.index.as_mut() {
+            let idx = entries
+                .iter()
+                .map(|e| index_entry(e.body))
+                .collect::<Result<Vec<_>, _>>()?;
+            index.append(&idx)?;
+        }
         Ok(())
     }
 
@@ -83,6 +109,7 @@ impl QueueFiles {
         self.acks.remove(&first);
         remove(&self.dir.join(segment_file_name(first)))?;
         remove(&self.dir.join(ack_file_name(first)))?;
+        remove(&self.dir.join(index_file_name(first)))?;
         self.dir_dirty = true;
         Ok(())
     }
@@ -94,6 +121,9 @@ impl QueueFiles {
             a.sync()?;
         }
         self.acks.clear();
+        if let Some(index) = self.index.as_mut() {
+            index.sync()?;
+        }
         let mark = match &mut self.writer {
             Some(w) => {
                 w.sync()?;
@@ -243,10 +273,10 @@ impl Files {
                 .collect();
             self.touched.insert(q);
             let files = self.queue(q);
-            let Some(w) = files.writer.as_mut() else {
+            files.append(&entries)?;
+            let Some(w) = files.writer.as_ref() else {
                 return Err(StoreError::Io(format!("queue {q}: no active segment")));
             };
-            w.append(&entries)?;
             let last = group.last().map_or(0, |e| e.1);
             landed.push(Landed {
                 queue: q,

@@ -59,6 +59,7 @@ use self::side::{Side, Small, Snapshot};
 use self::view::{Found, QueueView, SegView};
 use super::codec;
 use super::log::header::HEADER_LEN;
+use super::log::index::IndexEntry;
 use super::log::LogError;
 use super::{
     BindingDef, DedupEntry, Durable, ExchangeDef, MessageBatch, MessageMeta, MessageStore,
@@ -150,6 +151,19 @@ fn split_entry(body: &[u8]) -> Result<(u64, &[u8]), StoreError> {
         .split_first_chunk::<8>()
         .ok_or_else(|| StoreError::Corrupt("log entry shorter than its sequence number".into()))?;
     Ok((u64::from_le_bytes(*seq), record))
+}
+
+/// What a segment's index file keeps of an entry (see `log::index`).
+fn index_entry(body: &[u8]) -> Result<IndexEntry, StoreError> {
+    let (seq, record) = split_entry(body)?;
+    let meta = codec::view_meta(record)?;
+    Ok(IndexEntry {
+        seq,
+        len: u32::try_from(meta.inline_body.map_or(0, <[u8]>::len)).unwrap_or(u32::MAX),
+        published_at: meta.published_at,
+        body_id: meta.body_id,
+        volatile: meta.volatile,
+    })
 }
 
 /// A copy read back from an entry's body (held as `Bytes`, which the body

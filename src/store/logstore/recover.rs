@@ -7,17 +7,20 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 
-use super::super::log::acks::read_acks;
-use super::super::log::scan::{scan, SegmentRole};
+use super::super::log::acks::{read_acks, AckSet};
+use super::super::log::index::{read_index, IndexEntry, IndexWriter};
+use super::super::log::record::Entry;
+use super::super::log::scan::{read_seal, scan, SegmentRole};
 use super::super::log::segment::{SegmentReader, SegmentWriter};
 use super::super::log::wal::{replay, WalWriter};
-use super::super::log::{ack_file_name, parse_file_name, sync_dir, CommitMark, FileKind, LogError};
+use super::super::log::{
+    ack_file_name, index_file_name, parse_file_name, sync_dir, CommitMark, FileKind, LogError,
+};
 use super::files::{Files, QueueFiles};
 use super::ops::{self, Op};
 use super::side::{Side, Small};
 use super::view::{QueueView, SegView};
-use super::{dedup_entry, split_entry, SEGMENT_BYTES};
-use crate::store::codec;
+use super::{dedup_entry, index_entry, SEGMENT_BYTES};
 use crate::store::message::now_ms;
 use crate::store::{
     add_to_segments, Durable, MessageStore, QueueDef, SledStore, StoreError, StoredMessages,
@@ -77,11 +80,24 @@ impl Rec {
         body: &[u8],
         acked: bool,
         max_body_id: &mut u64,
+    ) -> Result<IndexEntry, StoreError> {
+        let e = index_entry(body)?;
+        self.push_indexed(index, &e, body.len(), acked, max_body_id)?;
+        Ok(e)
+    }
+
+    /// [`Rec::push`] of an entry known by its index record; `size` is its
+    /// body's size in the segment (for when to roll).
+    fn push_indexed(
+        &mut self,
+        index: u64,
+        e: &IndexEntry,
+        size: usize,
+        acked: bool,
+        max_body_id: &mut u64,
     ) -> Result<(), StoreError> {
-        let (seq, record) = split_entry(body)?;
-        let meta = codec::view_meta(record)?;
-        let len = meta.inline_body.map_or(0, <[u8]>::len) as u64;
-        *max_body_id = (*max_body_id).max(meta.body_id);
+        let (seq, len) = (e.seq, u64::from(e.len));
+        *max_body_id = (*max_body_id).max(e.body_id);
         let Some(seg) = self.view.segs.last_mut() else {
             return Err(StoreError::Corrupt(format!(
                 "entry {index} outside any segment"
@@ -94,11 +110,11 @@ impl Rec {
             )));
         }
         let first = seg.first;
-        seg.push(seq, body.len());
+        seg.push(seq, size);
         self.view.next_index = index + 1;
         if acked {
             seg.settle((index - first) as usize);
-        } else if meta.volatile || self.wal_acks.contains(&index) {
+        } else if e.volatile || self.wal_acks.contains(&index) {
             // A volatile copy was written only to save RAM: it does not
             // survive a restart. Either way the ack file is told.
             seg.settle((index - first) as usize);
@@ -109,7 +125,7 @@ impl Rec {
             self.first_seq = self.first_seq.min(seq);
             self.last_seq = self.last_seq.max(seq);
             if let Some(s) = &mut self.stream {
-                s.push((seq, len, meta.published_at));
+                s.push((seq, len, e.published_at));
             }
         }
         Ok(())
@@ -135,7 +151,7 @@ fn load_queue(
         let name = e.file_name();
         match parse_file_name(&name.to_string_lossy()) {
             Some((first, FileKind::Segment)) => segs.push(first),
-            Some((_, FileKind::Acks)) => {}
+            Some((_, FileKind::Acks | FileKind::Index)) => {}
             _ => {
                 tracing::warn!(file = %e.path().display(), "removed a stray file from a queue's log");
                 std::fs::remove_file(e.path()).map_err(|err| LogError::io(&e.path(), err))?;
@@ -152,6 +168,11 @@ fn load_queue(
         rec.view.segs.push(SegView::new(first, 0));
         rec.view.next_index = first;
         let active = Some(first) == last;
+        let acks = read_acks(&dir.join(ack_file_name(first)))?;
+        let index_path = dir.join(index_file_name(first));
+        if !active && from_index(&path, &index_path, &acks.set, rec, max_body_id)? {
+            continue;
+        }
         let (mut reader, valid_len, sealed) = if active {
             let s = scan(&path, CommitMark { end: mark }, SegmentRole::Active)?;
             if let Some((offset, bytes)) = s.torn {
@@ -173,10 +194,16 @@ fn load_queue(
                 .len();
             (reader, len, true)
         };
-        let acks = read_acks(&dir.join(ack_file_name(first)))?;
+        // Read through: the index is written again from what was read.
+        let mut index = Vec::new();
         while let Some(e) = reader.next_entry()? {
-            let (index, body) = (e.index, e.body.to_vec());
-            rec.push(index, &body, acks.set.contains(index), max_body_id)?;
+            let (at, body) = (e.index, e.body.to_vec());
+            index.push(rec.push(at, &body, acks.set.contains(at), max_body_id)?);
+        }
+        let mut writer = IndexWriter::create(&index_path)?;
+        writer.append(&index)?;
+        if active && !sealed {
+            rec.files.index = Some(writer);
         }
         if !active && !reader.sealed() {
             return Err(LogError::corrupt(
@@ -200,6 +227,38 @@ fn load_queue(
         }
     }
     Ok(())
+}
+
+/// Reads sealed segment `path` by its footer and its index file instead of
+/// its entries: false (nothing done) when the index is missing, damaged or
+/// does not count what the footer does (the caller reads the segment).
+fn from_index(
+    path: &Path,
+    index_path: &Path,
+    acked: &AckSet,
+    rec: &mut Rec,
+    max_body_id: &mut u64,
+) -> Result<bool, StoreError> {
+    let Some(index) = read_index(index_path) else {
+        return Ok(false);
+    };
+    let seal = read_seal(path)?;
+    if index.len() as u64 != seal.count {
+        return Ok(false);
+    }
+    let len = std::fs::metadata(path)
+        .map_err(|e| LogError::io(path, e))?
+        .len();
+    let avg = usize::try_from(len / seal.count.max(1)).unwrap_or(0);
+    for (at, e) in (seal.first..).zip(&index) {
+        rec.push_indexed(at, e, avg, acked.contains(at), max_body_id)?;
+    }
+    if let Some(seg) = rec.view.segs.last_mut() {
+        seg.on_disk = seg.seqs.len() as u64;
+        seg.file_len = len;
+        seg.bytes = SEGMENT_BYTES.max(len);
+    }
+    Ok(true)
 }
 
 /// The indexes each queue's entries are settled at in the write-ahead
@@ -480,14 +539,14 @@ fn replay_entry(
             super::super::log::header::HEADER_LEN as u64,
         ));
     }
-    let Some(w) = rec.files.writer.as_mut() else {
-        return Err(StoreError::Io(format!("queue {queue}: no active segment")));
-    };
-    w.append(&[super::super::log::record::Entry {
+    rec.files.append(&[Entry {
         index,
         term: 0,
         body,
     }])?;
+    let Some(w) = rec.files.writer.as_ref() else {
+        return Err(StoreError::Io(format!("queue {queue}: no active segment")));
+    };
     let (count, len) = (w.count(), w.len());
     rec.push(index, body, false, max_body_id)?;
     if let Some(seg) = rec.view.segs.last_mut() {
@@ -575,14 +634,12 @@ pub(super) fn migrate_from_sled(
                     files.roll(next)?;
                     size = super::super::log::header::HEADER_LEN as u64;
                 }
-                if let Some(w) = files.writer.as_mut() {
-                    w.append(&[super::super::log::record::Entry {
-                        index: next,
-                        term: 0,
-                        body: &body,
-                    }])?;
-                    size = w.len();
-                }
+                files.append(&[Entry {
+                    index: next,
+                    term: 0,
+                    body: &body,
+                }])?;
+                size = files.writer.as_ref().map_or(size, SegmentWriter::len);
                 next += 1;
                 copies += 1;
             }

@@ -206,3 +206,74 @@ fn messages_kept_in_sled_by_an_older_release_move_into_the_log_once() {
     }
     assert!(!dir.path().join("log.migrating").exists());
 }
+
+#[test]
+fn a_start_reads_sealed_segments_by_their_index_and_reads_through_one_that_has_none() {
+    let h = LogDir(tempfile::tempdir().unwrap());
+    let body = vec![3u8; 64 * 1024];
+    let n = 450u64; // about 29 MiB: two sealed segments and an active one
+    {
+        let s = h.open();
+        recover(&*s);
+        s.put_queue(&queue("a", 1)).unwrap();
+        for seq in 1..=n {
+            publish(&s, 1, seq, &body);
+            if seq % 50 == 0 {
+                s.sync().unwrap();
+            }
+        }
+        s.sync().unwrap();
+    }
+    let dir = h.0.path().join("log/1");
+    let files = |ext: &str| {
+        let mut v: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
+            .collect();
+        v.sort();
+        v
+    };
+    let (segs, idxs) = (files("seg"), files("idx"));
+    assert!(
+        segs.len() >= 3 && idxs.len() == segs.len(),
+        "{segs:?} {idxs:?}"
+    );
+    // A flipped byte in the middle of the first sealed segment's bodies: a
+    // start that reads the index only does not see it...
+    let mut bytes = std::fs::read(&segs[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&segs[0], &bytes).unwrap();
+    {
+        let s = h.open();
+        let r = recover(&*s);
+        assert_eq!(r.messages.stored[0].count, n);
+        // ...and a read of it refuses the damaged entry.
+        assert!(s.load(1, 0, u64::MAX, usize::MAX).is_err());
+    }
+    bytes[mid] ^= 1;
+    std::fs::write(&segs[0], &bytes).unwrap();
+    // Without index files, a start reads the segments through (and writes
+    // the indexes again); everything is there either way.
+    for idx in &idxs {
+        std::fs::remove_file(idx).unwrap();
+    }
+    let with_damaged_index = |damage: bool| {
+        if damage {
+            let mut b = std::fs::read(&idxs[1]).unwrap();
+            b[20] ^= 1;
+            std::fs::write(&idxs[1], b).unwrap();
+        }
+        let s = h.open();
+        let r = recover(&*s);
+        assert_eq!(
+            (r.messages.stored[0].count, r.messages.stored[0].bytes),
+            (n, n * 64 * 1024)
+        );
+        assert_eq!(seqs(&load_all(&*s, 1)), (1..=n).collect::<Vec<_>>());
+    };
+    with_damaged_index(false);
+    assert_eq!(files("idx").len(), segs.len(), "indexes written again");
+    with_damaged_index(true);
+}
