@@ -155,9 +155,10 @@
 //! from it to the end are all zeros, or its frame is cut short by the end
 //! of the file or claims a length reaching it, or only zeros follow the
 //! length it claims (or the frame itself, when it claims none that is
-//! plausible). The last case is the usual one: a WAL file is zeroed ahead
-//! of its end, so a round cut short by a crash is followed by zeros rather
-//! than by the end of the file. A bad record with more after
+//! plausible): a file whose tail was zero-filled (preallocated, or
+//! allocated before its data was written, as ext4 does in
+//! `data=writeback`) has a round cut short by a crash followed by zeros
+//! rather than by the end of the file. A bad record with more after
 //! it is corruption, and so is a whole frame with no plausible length (0,
 //! or over the limit) and non-zero bytes after it: where it ends is
 //! unknown, and dropping what follows could drop confirmed entries. (An

@@ -25,8 +25,6 @@ pub(crate) struct WalWriter {
     generation: u64,
     /// Bytes in the file: where the next round goes.
     len: u64,
-    /// The file is zeros from `len` up to here ([`WalWriter::zero_ahead`]).
-    zeroed: u64,
     /// The last index written for each queue: the next must follow it, and
     /// it is what `retirable` needs of this file.
     last: HashMap<u64, u64>,
@@ -53,39 +51,20 @@ impl WalWriter {
             file,
             generation,
             len: 0,
-            zeroed: 0,
             last: HashMap::new(),
             buf: Vec::new(),
             poisoned: false,
         })
     }
 
-    /// Fills the file with zeros from the end of what is written (or
-    /// zeroed already) to `ahead` bytes past it, when less than half of
-    /// that is left: appending rounds then overwrites blocks already
-    /// allocated and written, so their `fdatasync` changes no metadata and,
-    /// on ext4, does not wait for a journal commit (which in the default
-    /// `data=ordered` mode also writes out every other file's new data, the
-    /// segments'). Replay takes the zeros after the last round for the end
-    /// ([`WalReplay::zeros`]). A failure (a full disk) leaves the writer as
-    /// it was: the zeros are an optimisation, the next round's write says
-    /// whether there is room.
-    pub(crate) fn zero_ahead(&mut self, ahead: u64) -> Result<(), LogError> {
-        if self.poisoned || self.len + ahead / 2 < self.zeroed {
-            return Ok(());
-        }
-        let zeros = vec![0u8; READ_CHUNK];
-        let mut at = self.zeroed.max(self.len);
-        let end = self.len + ahead;
-        while at < end {
-            let n = usize::try_from(end - at).map_or(READ_CHUNK, |left| left.min(READ_CHUNK));
-            self.file
-                .write_all_at(&zeros[..n], at)
-                .map_err(|e| LogError::io(&self.path, e))?;
-            at += n as u64;
-            self.zeroed = at;
-        }
-        Ok(())
+    /// Writes `bytes` zeros after what is written (a preallocated tail),
+    /// for tests of the torn-tail rule.
+    #[cfg(test)]
+    pub(crate) fn zero_tail(&mut self, bytes: u64) -> Result<(), LogError> {
+        let zeros = vec![0u8; usize::try_from(bytes).unwrap_or(0)];
+        self.file
+            .write_all_at(&zeros, self.len)
+            .map_err(|e| LogError::io(&self.path, e))
     }
 
     /// Writes one round: its `(queue id, entry)`s, in order, as one WAL
@@ -192,8 +171,7 @@ pub(crate) struct WalReplay {
     /// never appended to again), or `None` when the file ends on a record.
     pub(crate) torn: Option<u64>,
     /// Whether the torn tail is all zeros: the unwritten rest of a
-    /// preallocated file ([`WalWriter::zero_ahead`]), or a write whose
-    /// data never reached the disk.
+    /// preallocated file, or a write whose data never reached the disk.
     pub(crate) zeros: bool,
     /// The highest index seen for each queue.
     pub(crate) max_index: HashMap<u64, u64>,
@@ -268,10 +246,12 @@ pub(crate) fn replay(
                 let frame = read_exact_at(&tail_file, path, FRAME_LEN, offset)?;
                 let claimed = claimed_size(&frame);
                 let zeros = zeros_to_end(&tail_file, path, offset, len)?;
-                // In a file zeroed ahead, a round cut short by a crash is
-                // followed by zeros, not by the end of the file: past what
-                // its frame claims (or past the frame, when the cut fell
-                // inside it and left no plausible length).
+                // In a file whose tail was zero-filled (preallocated, or
+                // allocated before its data was written, as ext4 does in
+                // data=writeback), a round cut short by a crash is followed
+                // by zeros, not by the end of the file: past what its frame
+                // claims (or past the frame, when the cut fell inside it
+                // and left no plausible length).
                 let rest = claimed.unwrap_or(FRAME_LEN) as u64;
                 let zeros_after =
                     zeros_to_end(&tail_file, path, offset.saturating_add(rest).min(len), len)?;
@@ -541,7 +521,7 @@ mod tests {
         ));
     }
 
-    /// A file zeroed ahead, with a last round cut short by a crash at any
+    /// A file with a zero-filled tail, with a last round cut short at any
     /// point (inside its frame too): what follows is zeros, not the end of
     /// the file, and the cut round is a torn tail; the rounds before it are
     /// all replayed. A byte of data after the zeros is corruption.
@@ -570,16 +550,15 @@ mod tests {
                 "cut at {cut}, data after the zeros"
             );
         }
-        // With the file zeroed ahead in fact, replay ends at the last round.
+        // A zero-filled tail after whole rounds: replay ends at the last.
         let mut w = WalWriter::create(dir.path(), 8).unwrap();
-        w.zero_ahead(1 << 20).unwrap();
         let entry = Entry {
             index: 1,
             term: 0,
             body: b"x",
         };
         w.append_round(&[(1, entry)]).unwrap();
-        w.zero_ahead(1 << 20).unwrap();
+        w.zero_tail(1 << 20).unwrap();
         let path8 = dir.path().join(wal_file_name(8));
         let (r, seen) = replay_all(&path8).unwrap();
         assert_eq!((seen.len(), r.valid_len, r.zeros), (1, w.len(), true));

@@ -20,7 +20,7 @@ use super::super::log::{
 };
 use super::side::{Side, Small, Snapshot};
 use super::view::{Cursor, QueueView};
-use super::{decode_copy, index_entry, Round, WAL_AHEAD, WAL_ROTATE};
+use super::{decode_copy, index_entry, Round, WAL_ROTATE};
 use crate::store::{RecoveredMessage, StoreError};
 
 /// A queue's open files.
@@ -139,13 +139,6 @@ impl QueueFiles {
     }
 }
 
-/// Whether the file system of `dir` has room to spare for zeroing the
-/// write-ahead file ahead: 16 times [`WAL_AHEAD`] free, so that the zeros
-/// never take the room a write needs on a small or nearly full disk.
-fn room_for_zeros(dir: &Path) -> bool {
-    crate::store::free_bytes(dir).is_ok_and(|free| free >= 16 * WAL_AHEAD)
-}
-
 /// Removes `path`; one already gone is fine.
 fn remove(path: &Path) -> Result<(), LogError> {
     match std::fs::remove_file(path) {
@@ -234,17 +227,6 @@ impl Files {
         self.wal.append_round(&entries)?;
         self.wal.sync()?;
         Ok(())
-    }
-
-    /// Zeros ahead in the write-ahead file, between rounds (see
-    /// `WalWriter::zero_ahead`; a failure only costs speed).
-    pub(super) fn prepare_wal(&mut self) {
-        if !room_for_zeros(&self.wal_dir) {
-            return;
-        }
-        if let Err(e) = self.wal.zero_ahead(WAL_AHEAD) {
-            tracing::debug!(error = %e, "could not zero the write-ahead file ahead");
-        }
     }
 
     /// Writes a durable round to the segments and ack files (no sync):

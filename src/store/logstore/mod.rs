@@ -75,10 +75,6 @@ pub(crate) const SEGMENT_BYTES: u64 = 8 << 20;
 /// large.
 pub(crate) const WAL_ROTATE: u64 = 64 << 20;
 
-/// The write-ahead file is kept zero-filled this far ahead of its end
-/// (see `WalWriter::zero_ahead`).
-pub(crate) const WAL_AHEAD: u64 = 4 << 20;
-
 impl From<LogError> for StoreError {
     fn from(e: LogError) -> Self {
         match e {
@@ -335,7 +331,6 @@ impl Durable for LogStore {
         }
         let written = files.write_round(&round)?;
         self.state.lock().landed(&written);
-        files.prepare_wal();
         if let Some(snapshot) = round.checkpoint {
             files.checkpoint(&self.side, snapshot)?;
             self.sled.sync()?;
