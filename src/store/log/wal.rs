@@ -526,7 +526,7 @@ mod tests {
     /// the file, and the cut round is a torn tail; the rounds before it are
     /// all replayed. A byte of data after the zeros is corruption.
     #[test]
-    fn a_round_cut_short_in_a_file_zeroed_ahead_is_a_torn_tail() {
+    fn a_round_cut_short_before_a_zero_filled_tail_is_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let (path, want) = write_rounds(dir.path(), 3);
         let whole = std::fs::read(&path).unwrap();
