@@ -48,20 +48,17 @@ impl QueueFiles {
         }
     }
 
-    fn ack_writer(&mut self, first: u64) -> Result<&mut AckWriter, LogError> {
-        if !self.acks.contains_key(&first) {
-            let w = AckWriter::open(&self.dir.join(ack_file_name(first)))?;
-            self.dir_dirty = true;
-            self.acks.insert(first, w);
-        }
-        self.acks
-            .get_mut(&first)
-            .ok_or_else(|| LogError::Poisoned(self.dir.clone()))
-    }
-
-    /// Appends acks to segment `first`'s ack file.
+    /// Appends acks to segment `first`'s ack file (opened, or created,
+    /// the first time since the last checkpoint).
     pub(super) fn ack(&mut self, first: u64, indexes: &[u64]) -> Result<(), LogError> {
-        self.ack_writer(first)?.append(indexes)
+        let writer = match self.acks.entry(first) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                self.dir_dirty = true;
+                v.insert(AckWriter::open(&self.dir.join(ack_file_name(first)))?)
+            }
+        };
+        writer.append(indexes)
     }
 
     /// Starts the segment `first` (sealing the active one, if it has
@@ -386,8 +383,8 @@ impl ReadPlan {
                 rewrites.insert(seq, r.clone());
             }
             let pick = match at {
-                None => match view.fresh.iter().rev().find(|(s, _)| *s == seq) {
-                    Some((_, b)) => Pick::Ram(b.clone()),
+                None => match view.fresh(seq) {
+                    Some(b) => Pick::Ram(b.clone()),
                     None => continue,
                 },
                 Some(index) => {

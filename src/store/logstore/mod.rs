@@ -250,7 +250,7 @@ impl State {
         let mut ids: Vec<u64> = self
             .queues
             .iter()
-            .filter(|(_, v)| !v.fresh.is_empty())
+            .filter(|(_, v)| v.has_fresh())
             .map(|(q, _)| *q)
             .collect();
         ids.sort_unstable();
@@ -258,8 +258,7 @@ impl State {
             let Some(view) = self.queues.get_mut(&q) else {
                 continue;
             };
-            let mut fresh = std::mem::take(&mut view.fresh);
-            fresh.sort_by_key(|(seq, _)| *seq);
+            let fresh = view.take_fresh();
             let full = view.segs.last().is_none_or(|s| s.bytes >= SEGMENT_BYTES);
             if full {
                 if let Some(old) = view.segs.last() {
@@ -273,13 +272,10 @@ impl State {
                     .push(SegView::new(view.next_index, HEADER_LEN as u64));
                 round.rolls.push((q, view.next_index));
             }
-            let Some(seg) = view.segs.last_mut() else {
-                continue;
-            };
             for (seq, body) in fresh {
-                let index = view.next_index;
-                view.next_index += 1;
-                seg.push(seq, body.len());
+                let Some(index) = view.append(seq, body.len()) else {
+                    break;
+                };
                 view.inflight.push((index, body.clone()));
                 round.entries.push((q, index, body));
             }
@@ -405,7 +401,7 @@ impl MessageStore for LogStore {
                 st.small.rewrite(*q, *seq, record);
                 continue;
             }
-            let body = match (bodies.get(&meta.body_id), view.fresh_mut(*seq)) {
+            let body = match (bodies.get(&meta.body_id), view.fresh(*seq)) {
                 (Some(body), _) => encode_entry(*seq, meta, body),
                 (None, Some(old)) => {
                     let copy = decode_copy(*q, old, None)?;
@@ -417,10 +413,7 @@ impl MessageStore for LogStore {
                     )))
                 }
             };
-            match view.fresh_mut(*seq) {
-                Some(old) => *old = body,
-                None => view.fresh.push((*seq, body)),
-            }
+            view.add_fresh(*seq, body);
         }
         let mut acked: HashMap<u64, Vec<u64>> = HashMap::new();
         for (q, seq) in &b.del_metas {

@@ -110,8 +110,17 @@ impl Rec {
             )));
         }
         let first = seg.first;
-        seg.push(seq, size);
-        self.view.next_index = index + 1;
+        if self.view.append(seq, size) != Some(index) {
+            return Err(StoreError::Corrupt(format!(
+                "entry {index} where {} was due",
+                self.view.next_index
+            )));
+        }
+        let Some(seg) = self.view.segs.last_mut() else {
+            return Err(StoreError::Corrupt(format!(
+                "entry {index} outside any segment"
+            )));
+        };
         if acked {
             seg.settle((index - first) as usize);
         } else if e.volatile || self.wal_acks.contains(&index) {
@@ -197,8 +206,7 @@ fn load_queue(
         // Read through: the index is written again from what was read.
         let mut index = Vec::new();
         while let Some(e) = reader.next_entry()? {
-            let (at, body) = (e.index, e.body.to_vec());
-            index.push(rec.push(at, &body, acks.set.contains(at), max_body_id)?);
+            index.push(rec.push(e.index, e.body, acks.set.contains(e.index), max_body_id)?);
         }
         let mut writer = IndexWriter::create(&index_path)?;
         writer.append(&index)?;
@@ -538,6 +546,8 @@ fn replay_entry(
             index,
             super::super::log::header::HEADER_LEN as u64,
         ));
+        // A queue with no segment yet starts where its first entry does.
+        rec.view.next_index = index;
     }
     rec.files.append(&[Entry {
         index,

@@ -42,6 +42,28 @@ fn ack(s: &LogStore, q: u64, seqs: impl IntoIterator<Item = u64>) {
     .unwrap();
 }
 
+/// Publishes copies 1 to `n` of `body` to queue 1, syncing every 50.
+fn backlog(s: &LogStore, n: u64, body: &[u8]) {
+    for seq in 1..=n {
+        publish(s, 1, seq, body);
+        if seq % 50 == 0 {
+            s.sync().unwrap();
+        }
+    }
+    s.sync().unwrap();
+}
+
+/// The files of `dir` whose extension is `ext`, in name order.
+fn files_with(dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn copies_survive_a_crash_through_the_write_ahead_file_and_acks_stay_acked() {
     let h = LogDir(tempfile::tempdir().unwrap());
@@ -81,25 +103,8 @@ fn a_backlog_rolls_segments_pages_back_in_order_and_drained_segments_go() {
         let s = h.open();
         recover(&*s);
         s.put_queue(&queue("a", 1)).unwrap();
-        for seq in 1..=n {
-            publish(&s, 1, seq, &body);
-            if seq % 50 == 0 {
-                s.sync().unwrap();
-            }
-        }
-        s.sync().unwrap();
-        let segs = || {
-            std::fs::read_dir(h.0.path().join("log/1"))
-                .unwrap()
-                .filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .path()
-                        .extension()
-                        .is_some_and(|x| x == "seg")
-                })
-                .count()
-        };
+        backlog(&s, n, &body);
+        let segs = || files_with(&h.0.path().join("log/1"), "seg").len();
         assert!(segs() >= 3, "{} segments", segs());
         // Paged back in pages, in order.
         let mut from = 0;
@@ -216,24 +221,10 @@ fn a_start_reads_sealed_segments_by_their_index_and_reads_through_one_that_has_n
         let s = h.open();
         recover(&*s);
         s.put_queue(&queue("a", 1)).unwrap();
-        for seq in 1..=n {
-            publish(&s, 1, seq, &body);
-            if seq % 50 == 0 {
-                s.sync().unwrap();
-            }
-        }
-        s.sync().unwrap();
+        backlog(&s, n, &body);
     }
     let dir = h.0.path().join("log/1");
-    let files = |ext: &str| {
-        let mut v: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == ext))
-            .collect();
-        v.sort();
-        v
-    };
+    let files = |ext: &str| files_with(&dir, ext);
     let (segs, idxs) = (files("seg"), files("idx"));
     assert!(
         segs.len() >= 3 && idxs.len() == segs.len(),

@@ -245,8 +245,14 @@ pub(super) struct QueueView {
     pub(super) segs: Vec<SegView>,
     /// The index the next round gives its first copy.
     pub(super) next_index: u64,
-    /// Copies applied since the last round was taken: (seq, entry body).
-    pub(super) fresh: Vec<(u64, Bytes)>,
+    /// The largest sequence number ever appended to a segment: a publish
+    /// with a larger one (nearly every publish) is not a rewrite, and
+    /// [`QueueView::is_logged`] answers it without a look at the segments.
+    logged_max: u64,
+    /// Copies applied since the last round was taken: (seq, entry body),
+    /// in sequence order ([`QueueView::add_fresh`] keeps it so), so that
+    /// a publish, an ack or a read finds a copy by binary search.
+    fresh: Vec<(u64, Bytes)>,
     /// Copies of the round being written: (index, entry body), in index
     /// order; readable from here until their segment write lands.
     pub(super) inflight: Vec<(u64, Bytes)>,
@@ -277,7 +283,7 @@ impl QueueView {
     /// Settles the live copy `seq`: a fresh one is forgotten, a logged one
     /// marked. `None` if there is no such live copy.
     pub(super) fn settle(&mut self, seq: u64) -> Option<Found> {
-        if let Some(p) = self.fresh.iter().rposition(|(s, _)| *s == seq) {
+        if let Ok(p) = self.fresh_at(seq) {
             self.fresh.remove(p);
             return Some(Found::Fresh);
         }
@@ -295,16 +301,48 @@ impl QueueView {
 
     /// Whether the live copy `seq` is in the log (not only fresh).
     pub(super) fn is_logged(&self, seq: u64) -> bool {
-        self.segs.iter().any(|s| s.find_live(seq).is_some())
+        seq <= self.logged_max && self.segs.iter().any(|s| s.find_live(seq).is_some())
     }
 
-    /// The fresh copy `seq`, to be replaced.
-    pub(super) fn fresh_mut(&mut self, seq: u64) -> Option<&mut Bytes> {
-        self.fresh
-            .iter_mut()
-            .rev()
-            .find(|(s, _)| *s == seq)
-            .map(|(_, b)| b)
+    /// Appends copy `seq` (an entry body of `size` bytes) to the active
+    /// segment at the next index, and returns that index (`None` without
+    /// a segment).
+    pub(super) fn append(&mut self, seq: u64, size: usize) -> Option<u64> {
+        let seg = self.segs.last_mut()?;
+        seg.push(seq, size);
+        let index = self.next_index;
+        self.next_index += 1;
+        self.logged_max = self.logged_max.max(seq);
+        Some(index)
+    }
+
+    /// Where the fresh copy `seq` is, or would go.
+    fn fresh_at(&self, seq: u64) -> Result<usize, usize> {
+        self.fresh.binary_search_by_key(&seq, |(s, _)| *s)
+    }
+
+    /// The fresh copy `seq`.
+    pub(super) fn fresh(&self, seq: u64) -> Option<&Bytes> {
+        self.fresh_at(seq).ok().map(|p| &self.fresh[p].1)
+    }
+
+    /// Adds the fresh copy `seq`, or replaces it (a requeue before its
+    /// round was taken).
+    pub(super) fn add_fresh(&mut self, seq: u64, body: Bytes) {
+        match self.fresh_at(seq) {
+            Ok(p) => self.fresh[p].1 = body,
+            Err(p) => self.fresh.insert(p, (seq, body)),
+        }
+    }
+
+    /// Whether any copy waits fresh.
+    pub(super) fn has_fresh(&self) -> bool {
+        !self.fresh.is_empty()
+    }
+
+    /// Takes the fresh copies, in sequence order.
+    pub(super) fn take_fresh(&mut self) -> Vec<(u64, Bytes)> {
+        std::mem::take(&mut self.fresh)
     }
 
     /// The `limit` live copies with the smallest sequence numbers in
@@ -330,10 +368,12 @@ impl QueueView {
         }
         let mut out: Vec<(u64, Option<u64>)> =
             found.into_iter().map(|(s, i)| (s, Some(i))).collect();
+        let start = self.fresh.partition_point(|(s, _)| *s < from);
         out.extend(
-            self.fresh
+            self.fresh[start..]
                 .iter()
-                .filter(|(s, _)| (from..to).contains(s))
+                .take_while(|(s, _)| *s < to)
+                .take(limit)
                 .map(|(s, _)| (*s, None)),
         );
         out.sort_unstable_by_key(|(s, _)| *s);
@@ -373,12 +413,10 @@ mod tests {
     fn view(segs: &[&[u64]]) -> QueueView {
         let mut q = QueueView::empty(1);
         for seqs in segs {
-            let mut s = SegView::new(q.next_index, 32);
+            q.segs.push(SegView::new(q.next_index, 32));
             for seq in *seqs {
-                s.push(*seq, 10);
+                q.append(*seq, 10);
             }
-            q.next_index = s.end();
-            q.segs.push(s);
         }
         q
     }
@@ -387,7 +425,7 @@ mod tests {
     fn pick_takes_the_smallest_live_in_range_across_unsorted_segments() {
         // Segment 2 holds a copy (4) that raced past a later one.
         let mut q = view(&[&[1, 2, 3, 5], &[6, 4, 7], &[8, 9]]);
-        q.fresh.push((10, Bytes::new()));
+        q.add_fresh(10, Bytes::new());
         let seqs = |v: Vec<(u64, Option<u64>)>| v.iter().map(|p| p.0).collect::<Vec<_>>();
         assert_eq!(seqs(q.pick(0, 100, 4)), [1, 2, 3, 4]);
         assert_eq!(q.pick(4, 5, 10), [(4, Some(6))]);
