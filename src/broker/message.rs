@@ -105,8 +105,19 @@ impl Message {
 /// with the kept count). Without this, two queues paging in the same body
 /// would each think they held its last reference, and the first ack would
 /// remove a body the other still needs.
-#[derive(Debug, Default)]
-pub(crate) struct Bodies(Mutex<BodiesInner>);
+///
+/// A store that keeps a copy per queue ([`MessageStore::shares_bodies`]
+/// false) has nothing to count: every copy read back owns its body, and
+/// nothing is registered.
+///
+/// [`MessageStore::shares_bodies`]: crate::store::MessageStore::shares_bodies
+#[derive(Debug)]
+pub(crate) struct Bodies {
+    inner: Mutex<BodiesInner>,
+    /// Whether the store shares bodies between copies (else this counts
+    /// nothing).
+    shared: bool,
+}
 
 #[derive(Debug, Default)]
 struct BodiesInner {
@@ -117,18 +128,34 @@ struct BodiesInner {
 }
 
 impl Bodies {
+    /// The counts for a store that shares bodies between copies, or not.
+    pub(crate) fn new(shared: bool) -> Bodies {
+        Bodies {
+            inner: Mutex::default(),
+            shared,
+        }
+    }
+
+    /// Whether the store shares bodies between copies.
+    pub(crate) fn shared(&self) -> bool {
+        self.shared
+    }
+
     /// Seeds the counts found at recovery (every stored copy starts on disk).
     pub(crate) fn restore(&self, refs: HashMap<u64, u32>) {
-        self.0.lock().detached = refs;
+        self.inner.lock().detached = refs;
     }
 
     /// Registers `msg` (whose copy is being paged out) if its body has
     /// other stored copies.
     pub(crate) fn register(self: &Arc<Self>, msg: &Arc<Message>) {
-        if msg.stored_refs.load(Ordering::Acquire) <= 1 || msg.registry.get().is_some() {
+        if !self.shared
+            || msg.stored_refs.load(Ordering::Acquire) <= 1
+            || msg.registry.get().is_some()
+        {
             return;
         }
-        let mut inner = self.0.lock();
+        let mut inner = self.inner.lock();
         if msg.registry.set(self.clone()).is_ok() {
             inner.live.insert(msg.body_id, Arc::downgrade(msg));
         }
@@ -141,7 +168,7 @@ impl Bodies {
             return Arc::new(Message::from_stored(m, 1));
         }
         let body_id = m.meta.body_id;
-        let mut inner = self.0.lock();
+        let mut inner = self.inner.lock();
         let refs = match inner.live.get(&body_id) {
             Some(w) => match w.upgrade() {
                 Some(live) => return live,
@@ -161,7 +188,7 @@ impl Bodies {
 
     /// A registered message was dropped with `refs` stored references left.
     fn dropped(&self, body_id: u64, refs: u32) {
-        let mut inner = self.0.lock();
+        let mut inner = self.inner.lock();
         if let Some(other) = inner.live.get(&body_id).and_then(Weak::upgrade) {
             // Replaced by a message adopted while this one was dropping.
             other.stored_refs.fetch_add(refs, Ordering::AcqRel);
@@ -318,7 +345,7 @@ mod tests {
 
     #[test]
     fn a_shared_body_keeps_its_count_while_every_copy_is_paged_out() {
-        let bodies = Arc::new(Bodies::default());
+        let bodies = Arc::new(Bodies::new(true));
         bodies.restore(HashMap::from([(7, 3)]));
         // Two queues read their copies back: one message, count 3.
         let a = bodies.adopt(&stored(1, 7, false));
@@ -336,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_registered_message_hands_its_count_over_when_dropped() {
-        let bodies = Arc::new(Bodies::default());
+        let bodies = Arc::new(Bodies::new(true));
         let m = Arc::new(Message::from_stored(&stored(1, 9, false), 2));
         bodies.register(&m);
         drop(m);

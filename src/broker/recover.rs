@@ -62,6 +62,7 @@ impl Broker {
         };
         let ram_budget = (!config.in_memory && store.keeps_messages())
             .then_some(config.queue_memory_bytes.max(1));
+        let shared_bodies = store.messages.shares_bodies();
         let alarms = Alarms::new(&config);
         let boot_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -73,7 +74,7 @@ impl Broker {
                 disk: Arc::new(Disk {
                     store,
                     committer,
-                    bodies: Arc::new(Bodies::default()),
+                    bodies: Arc::new(Bodies::new(shared_bodies)),
                     ram_budget,
                     ram_used: Arc::default(),
                     space: alarms.disk.clone(),

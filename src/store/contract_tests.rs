@@ -30,12 +30,6 @@ pub(super) trait Harness {
     /// The store as a start finds it: a new handle on the same data (the
     /// caller has let the previous one go).
     fn open(&self) -> Arc<Self::Store>;
-    /// Whether a body fanned out to several queues is stored once and
-    /// counted ([`StoredMessages::shared_refs`]); a store that keeps a copy
-    /// per queue has every body inline.
-    fn shares_bodies(&self) -> bool {
-        true
-    }
 }
 
 /// The memory store restarts on the same handle.
@@ -67,6 +61,7 @@ macro_rules! tests {
             message_removal_with_its_dedup_record_is_one_batch,
             recovery_rebuilds_stream_segments_and_keeps_group_offsets_of_live_queues,
             load_respects_from_to_limit_and_order,
+            ranges_remove_every_copy_in_them_and_nothing_else,
         );
     };
     ($fresh:expr; $($scenario:ident),* $(,)?) => {
@@ -343,7 +338,7 @@ pub(super) fn a_restart_sums_up_what_was_published(h: &impl Harness) {
     assert_eq!(m.stored[0], stored(1, 1, 2, 2, 5 + 6));
     assert_eq!(m.stored[1], stored(2, 1, 4, 3, 6 + len + 5));
     assert_eq!(m.max_body_id, 15, "the volatile copies' bodies count");
-    if h.shares_bodies() {
+    if s.shares_bodies() {
         assert_eq!(
             m.shared_refs,
             HashMap::from([(12, 2), (13, 1), (15, 1)]),
@@ -356,7 +351,7 @@ pub(super) fn a_restart_sums_up_what_was_published(h: &impl Harness) {
     let a = load_all(&*s, 1);
     assert_eq!(seqs(&a), vec![1, 2]);
     assert_eq!((a[0].meta.clone(), &a[0].body[..]), (small, &b"hello"[..]));
-    assert!(a[0].inline && a[1].inline != h.shares_bodies());
+    assert!(a[0].inline && a[1].inline != s.shares_bodies());
     let b = load_all(&*s, 2);
     assert_eq!(seqs(&b), vec![1, 2, 4]);
     assert_eq!(&b[0].body[..], b"shared");
@@ -372,6 +367,59 @@ pub(super) fn a_restart_sums_up_what_was_published(h: &impl Harness) {
         (again.stored, again.dedup),
         (m.stored.clone(), m.dedup.clone())
     );
+}
+
+/// A removed range takes every copy of its queue in it, whatever the
+/// copies' history (acked already, requeued with new metadata, not yet
+/// synced), and nothing else; across a restart too.
+pub(super) fn ranges_remove_every_copy_in_them_and_nothing_else(h: &impl Harness) {
+    {
+        let s = h.open();
+        recover(&*s);
+        s.put_queue(&queue("a", 1)).unwrap();
+        s.put_queue(&queue("b", 2)).unwrap();
+        for seq in 1..=10 {
+            let m = meta(seq, &format!("m{seq}"));
+            publish(&*s, &m, format!("body {seq}").as_bytes(), &[(1, seq)]);
+        }
+        publish(&*s, &meta(20, "other"), b"other", &[(2, 3)]);
+        s.sync().unwrap();
+        apply(
+            &*s,
+            MessageBatch {
+                del_metas: vec![(1, 3)],
+                ..MessageBatch::default()
+            },
+        );
+        let mut requeued = meta(4, "m4");
+        requeued.deliveries = 2;
+        apply(
+            &*s,
+            MessageBatch {
+                put_metas: vec![(1, 4, &requeued)],
+                ..MessageBatch::default()
+            },
+        );
+        s.sync().unwrap();
+        publish(&*s, &meta(11, "m11"), b"body 11", &[(1, 11)]);
+        apply(
+            &*s,
+            MessageBatch {
+                del_ranges: vec![(1, 2, 6), (1, 9, u64::MAX), (1, 7, 7), (2, 4, 9)],
+                ..MessageBatch::default()
+            },
+        );
+        assert_eq!(seqs(&load_all(&*s, 1)), vec![1, 6, 7, 8]);
+        s.sync().unwrap();
+    }
+    let s = h.open();
+    let r = recover(&*s);
+    assert_eq!(r.messages.stored.len(), 2);
+    assert_eq!(r.messages.stored[0], stored(1, 1, 8, 4, 4 * 6));
+    let a = load_all(&*s, 1);
+    assert_eq!(seqs(&a), vec![1, 6, 7, 8]);
+    assert_eq!(&a[1].body[..], b"body 6");
+    assert_eq!(seqs(&load_all(&*s, 2)), vec![3]);
 }
 
 /// An ack removes its copy (and a dedup record in the same batch), a
@@ -421,7 +469,7 @@ pub(super) fn removals_take_what_they_name_and_nothing_else(h: &impl Harness) {
             ..MessageBatch::default()
         },
     );
-    if h.shares_bodies() {
+    if s.shares_bodies() {
         assert!(
             load_all(&*s, 2).is_empty(),
             "a copy without its body is skipped"
@@ -608,7 +656,7 @@ pub(super) fn load_respects_from_to_limit_and_order(h: &impl Harness) {
     // A body shared by two copies of the result is read once.
     let shared = s.load(2, 20, 22, 10).unwrap();
     assert_eq!(shared.len(), 2);
-    if h.shares_bodies() {
+    if s.shares_bodies() {
         assert_eq!(shared[0].body.as_ptr(), shared[1].body.as_ptr());
         assert!(!shared[0].inline);
     } else {

@@ -267,6 +267,18 @@ impl MessageStore for MemStore {
         for key in &b.del_metas {
             s.copies.remove(key);
         }
+        for &(queue_id, from, to) in &b.del_ranges {
+            if from < to {
+                let doomed: Vec<_> = s
+                    .copies
+                    .range((queue_id, from)..(queue_id, to))
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in doomed {
+                    s.copies.remove(&k);
+                }
+            }
+        }
         for (body_id, _) in &b.del_bodies {
             s.bodies.remove(body_id);
         }

@@ -179,6 +179,15 @@ pub struct MessageBatch<'a> {
     pub del_dedup: Vec<(u64, &'a str)>,
     /// Stream consumer-group offsets to write: (queue id, group, offset).
     pub put_offsets: Vec<(u64, &'a str, u64)>,
+    /// Ranges of copies to remove: (queue id, from, to), every copy with
+    /// `from <= seq < to`, without reading them (a paged-out backlog
+    /// purged, a stream's retention; for a replicated log, purge before an
+    /// index and truncate after one). Bodies stored apart keep their other
+    /// references, so a store that shares bodies
+    /// ([`MessageStore::shares_bodies`]) leaves a body only these copies
+    /// referenced for the next recovery: the broker removes such copies
+    /// one by one instead, counting references.
+    pub del_ranges: Vec<(u64, u64, u64)>,
     /// The writes need not be all-or-nothing, only ordered: bodies land
     /// before the copies that reference them, so a crash can leave some
     /// copies of a message whose publish was never confirmed, but never a
@@ -199,7 +208,9 @@ impl<'a> MessageBatch<'a> {
             &self.del_metas[..],
             &self.del_bodies[..],
         ) {
-            ([(body_id, body)], [(queue_id, seq, meta)], [], []) if *body_id == meta.body_id => {
+            ([(body_id, body)], [(queue_id, seq, meta)], [], [])
+                if *body_id == meta.body_id && self.del_ranges.is_empty() =>
+            {
                 Some((*queue_id, *seq, *meta, *body))
             }
             _ => None,
@@ -228,6 +239,7 @@ impl<'a> MessageBatch<'a> {
         // size again, measured draining 200 KiB bodies.
         let removed: u64 = self.del_bodies.iter().map(|(_, len)| *len as u64 / 2).sum();
         let small = self.del_metas.len()
+            + self.del_ranges.len()
             + self.del_bodies.len()
             + self.put_dedup.len()
             + self.del_dedup.len()
@@ -240,6 +252,7 @@ impl<'a> MessageBatch<'a> {
         self.put_bodies.is_empty()
             && self.put_metas.is_empty()
             && self.del_metas.is_empty()
+            && self.del_ranges.is_empty()
             && self.del_bodies.is_empty()
             && self.put_dedup.is_empty()
             && self.del_dedup.is_empty()
@@ -289,6 +302,13 @@ pub trait MessageStore: Durable {
     /// Whether written messages can be read back ([`MessageStore::load`]);
     /// a store that keeps nothing says no, and queues then never page out.
     fn keeps_messages(&self) -> bool {
+        true
+    }
+    /// Whether a body fanned out to several queues is stored once and
+    /// counted ([`StoredMessages::shared_refs`]), so that the broker must
+    /// count its references to know when it goes; a store that keeps a
+    /// copy per queue says no, and has every body inline.
+    fn shares_bodies(&self) -> bool {
         true
     }
 }

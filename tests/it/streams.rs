@@ -354,6 +354,59 @@ async fn retention_trims_whole_segments_by_size_and_by_age() {
     assert_eq!((m.offset, m.text().as_str()), (Some(6), "new"));
 }
 
+/// The segment files of the one stream of data directory `dir`.
+fn segment_files(dir: &std::path::Path) -> usize {
+    let log = dir.join("log");
+    let mut n = 0;
+    for e in std::fs::read_dir(&log).expect("log directory") {
+        let e = e.expect("entry");
+        if e.file_name() == "wal" || !e.path().is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(e.path()).expect("queue directory") {
+            let f = f.expect("entry");
+            n += usize::from(f.path().extension().is_some_and(|x| x == "seg"));
+        }
+    }
+    n
+}
+
+#[tokio::test]
+async fn retention_deletes_a_durable_streams_old_files_and_a_sigkill_brings_nothing_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut srv = Spawned::start_in(dir.path(), &[]).await;
+    let mut c = TestConn::connect(srv.addr).await;
+    let decl = "DECLARE QUEUE big type=stream max-bytes=16000000";
+    c.ok(decl, "OK big messages=0 consumers=0").await;
+    // 400 × 64 KiB = 25 MiB through a 16 MB stream: the log's files are
+    // 8 MiB each, so retention leaves at least one of them with nothing.
+    let body = vec![b'x'; 64 * 1024];
+    for i in 0..400 {
+        c.send_literal(&format!("PUB \"\" big id=b{i}"), &body)
+            .await;
+        c.expect(&format!("OK b{i} routed=1")).await;
+    }
+    let kept = messages(&c.cmd(decl).await);
+    assert!((200..=245).contains(&kept), "kept {kept} of 400");
+    // Files whose every entry was cut are gone once the cut is durable
+    // (the confirm of a later publish waits for it).
+    c.send_literal("PUB \"\" big id=last", b"last").await;
+    c.expect("OK last routed=1").await;
+    let files = segment_files(dir.path());
+    assert!(files <= 3, "{files} segment files for 16 MB kept");
+    srv.kill().await;
+    let srv = Spawned::start_in(dir.path(), &[]).await;
+    let mut c = TestConn::connect(srv.addr).await;
+    let reply = c.cmd(decl).await;
+    assert_eq!(messages(&reply), kept + 1, "{reply}");
+    let mut r = Peer::over(TestConn::connect(srv.addr).await);
+    r.ok("SUB big offset=first prefetch=1000 tag=r", "OK r")
+        .await;
+    let offs = offsets(&mut r, kept as usize + 1).await;
+    assert_eq!(offs, (401 - kept..=401).collect::<Vec<_>>());
+    assert!(segment_files(dir.path()) <= 3);
+}
+
 /// What one group member saw: (partition, offset) → body, in order.
 #[derive(Default)]
 struct Seen {

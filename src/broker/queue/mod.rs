@@ -651,9 +651,21 @@ impl Queue {
         }
     }
 
-    /// Removes the copies of a tail taken off the queue from the store,
-    /// a page at a time (and their bodies with their last reference).
+    /// Removes the copies of a tail taken off the queue from the store:
+    /// by their ranges, nothing read, when the store keeps a copy per
+    /// queue; else a page at a time (and their bodies with their last
+    /// reference).
     pub(crate) fn drop_tail(&self, mut tail: Tail) -> Result<Option<u64>, BrokerError> {
+        if !self.disk.bodies.shared() {
+            if tail.is_empty() {
+                return Ok(None);
+            }
+            let batch = MessageBatch {
+                del_ranges: tail.ranges.iter().map(|(s, e)| (self.id, *s, *e)).collect(),
+                ..MessageBatch::default()
+            };
+            return Ok(Some(self.disk.apply(&batch)?));
+        }
         let mut gen = None;
         loop {
             let page = tail.read(|from, to, n| self.disk.load(self.id, from, to, n), PAGE)?;

@@ -136,12 +136,16 @@
 //! into several records (all in the one `write`).
 //!
 //! Queue id 2^64 − 1 is reserved for **control entries**: each round's
-//! changes other than new copies (acks by index, rewritten metadata of
-//! requeued copies, de-duplication records, group offsets, queue drops),
+//! changes other than new copies (acks by index, ranges of sequence
+//! numbers removed, rewritten metadata of requeued copies, de-duplication
+//! records, group offsets, queue drops),
 //! one entry per round, in the same record as the round's copies, so a
 //! round is durable whole or not at all (layout in `logstore/ops.rs`).
 //! Control entries go to no segment: a checkpoint writes what they say to
-//! the ack files and to sled before their write-ahead file is retired.
+//! the ack files and to sled before their write-ahead file is retired. A
+//! removed range (a stream's retention, a purge) unlinks the sealed
+//! segments it covers whole and acks only the entries of those it covers
+//! in part, so a cut of millions of entries writes a few bytes.
 //!
 //! Within one queue, indexes increase by
 //! exactly 1 from record to record across the file (queues interleave

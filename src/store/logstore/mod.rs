@@ -19,8 +19,11 @@
 //!
 //! **A round.** [`MessageStore::apply`] only changes RAM ([`view`]): new
 //! copies wait as *fresh* copies of their queue, settlements mark a bit,
-//! and everything else (acks, rewrites, de-duplication records, offsets,
-//! queue drops) is added to the round's control entry ([`ops`]). The
+//! and everything else (acks, removed ranges, rewrites, de-duplication
+//! records, offsets, queue drops) is added to the round's control entry
+//! ([`ops`]). A removed range ([`MessageBatch::del_ranges`]: a stream's
+//! retention, a purged backlog) settles the sealed segments it covers
+//! whole without a look at their entries. The
 //! committer's [`Durable::sync`] then takes the round: each queue's fresh
 //! copies get consecutive indexes in sequence order, and the round's
 //! entries of every queue plus the control entry go to the write-ahead
@@ -244,6 +247,23 @@ impl State {
         }
     }
 
+    /// Settles every live copy of queue `q` with `from <= seq < to`: one
+    /// RANGE operation in the control entry, whole segments doomed, the
+    /// others' settled indexes for their ack files.
+    fn settle_range(&mut self, q: u64, from: u64, to: u64) {
+        let Some(view) = self.queues.get_mut(&q) else {
+            return;
+        };
+        let below = view.next_index;
+        let cut = view.settle_range(from, to);
+        self.control.range(q, from, to, below);
+        self.small.unrewrite_range(q, from, to);
+        self.acks
+            .extend(cut.acks.into_iter().map(|(first, index)| (q, first, index)));
+        self.doomed
+            .extend(cut.doomed.into_iter().map(|first| (q, first)));
+    }
+
     /// Takes the round: see the module doc.
     fn take(&mut self, checkpoint: bool) -> Round {
         let mut round = Round::default();
@@ -424,6 +444,9 @@ impl MessageStore for LogStore {
         for (q, indexes) in acked {
             st.control.acks(q, &indexes);
         }
+        for &(q, from, to) in &b.del_ranges {
+            st.settle_range(q, from, to);
+        }
         for (q, id) in &b.del_dedup {
             st.control.undedup(*q, id);
             st.small.undedup(*q, id);
@@ -452,6 +475,11 @@ impl MessageStore for LogStore {
         self.sled.set_clean(clean)?;
         self.dirty();
         Ok(())
+    }
+
+    /// Each queue's log keeps its own copy of a body.
+    fn shares_bodies(&self) -> bool {
+        false
     }
 }
 

@@ -17,6 +17,12 @@
 //!   group's committed offset.
 //! - `6` DROP: `queue u64`: the queue was deleted; what it held and what the
 //!   control entries said of it is forgotten.
+//! - `7` RANGE: `queue u64`, `from u64`, `to u64`, `below u64`: every entry
+//!   of `queue` with an index below `below` (what the log held when the
+//!   range was removed) and a sequence number in `from..to` is settled. A
+//!   purged backlog or a stream's retention is one operation, not an index
+//!   per entry; a segment it settles whole is unlinked, and a partly
+//!   settled one gets its indexes in its ack file.
 //!
 //! Every operation is idempotent, so replaying one twice is harmless.
 
@@ -53,6 +59,14 @@ pub(super) enum Op<'a> {
     },
     /// The queue was deleted.
     Drop { queue: u64 },
+    /// Entries of `queue` below index `below` with a sequence number in
+    /// `from..to` settled.
+    Range {
+        queue: u64,
+        from: u64,
+        to: u64,
+        below: u64,
+    },
 }
 
 const ACKS: u8 = 1;
@@ -61,6 +75,7 @@ const DEDUP: u8 = 3;
 const UNDEDUP: u8 = 4;
 const OFFSET: u8 = 5;
 const DROP: u8 = 6;
+const RANGE: u8 = 7;
 
 /// Builds one control body.
 #[derive(Debug, Default)]
@@ -135,6 +150,15 @@ impl Writer {
         self.buf.push(DROP);
         self.u64(queue);
     }
+
+    /// Entries of `queue` below index `below` with a sequence number in
+    /// `from..to` settled.
+    pub(super) fn range(&mut self, queue: u64, from: u64, to: u64, below: u64) {
+        self.buf.push(RANGE);
+        for v in [queue, from, to, below] {
+            self.u64(v);
+        }
+    }
 }
 
 /// Reads the operations of a control body; an error once it is malformed
@@ -177,6 +201,12 @@ pub(super) fn decode(body: &[u8]) -> Result<Vec<Op<'_>>, String> {
                 group: r.str()?,
             },
             DROP => Op::Drop { queue: r.u64()? },
+            RANGE => Op::Range {
+                queue: r.u64()?,
+                from: r.u64()?,
+                to: r.u64()?,
+                below: r.u64()?,
+            },
             other => return Err(format!("unknown control operation {other}")),
         };
         out.push(op);
@@ -228,6 +258,7 @@ mod tests {
         w.undedup(5, "m-0");
         w.offset(6, "g", 42);
         w.drop_queue(7);
+        w.range(8, 10, 20, 30);
         let ops = decode(&w.buf).unwrap();
         assert_eq!(
             ops,
@@ -256,6 +287,12 @@ mod tests {
                     group: "g"
                 },
                 Op::Drop { queue: 7 },
+                Op::Range {
+                    queue: 8,
+                    from: 10,
+                    to: 20,
+                    below: 30
+                },
             ]
         );
     }

@@ -41,9 +41,9 @@ pub(super) struct Recovery {
 struct Rec {
     view: QueueView,
     files: QueueFiles,
-    /// Indexes the write-ahead files settle (read before the segments, so
+    /// What the write-ahead files settle (read before the segments, so
     /// that each entry is counted once, as it stands in the end).
-    wal_acks: HashSet<u64>,
+    wal: WalSettled,
     /// Settlements found by recovery itself (volatile copies, acks from
     /// the write-ahead files), to append to the ack files.
     acks: HashMap<u64, Vec<u64>>,
@@ -58,11 +58,11 @@ struct Rec {
 }
 
 impl Rec {
-    fn new(dir: &Path, next: u64, wal_acks: HashSet<u64>, stream: bool) -> Rec {
+    fn new(dir: &Path, next: u64, wal: WalSettled, stream: bool) -> Rec {
         Rec {
             view: QueueView::empty(next),
             files: QueueFiles::new(dir.to_owned()),
-            wal_acks,
+            wal,
             acks: HashMap::new(),
             count: 0,
             bytes: 0,
@@ -123,7 +123,7 @@ impl Rec {
         };
         if acked {
             seg.settle((index - first) as usize);
-        } else if e.volatile || self.wal_acks.contains(&index) {
+        } else if e.volatile || self.wal.settles(index, seq) {
             // A volatile copy was written only to save RAM: it does not
             // survive a restart. Either way the ack file is told.
             seg.settle((index - first) as usize);
@@ -269,10 +269,30 @@ fn from_index(
     Ok(true)
 }
 
-/// The indexes each queue's entries are settled at in the write-ahead
-/// files `gens` (first pass of their replay).
-fn wal_acks(wal_dir: &Path, gens: &[u64]) -> Result<HashMap<u64, HashSet<u64>>, StoreError> {
-    let mut out: HashMap<u64, HashSet<u64>> = HashMap::new();
+/// What the write-ahead files settle of one queue.
+#[derive(Debug, Default)]
+struct WalSettled {
+    /// Indexes acked one by one.
+    acks: HashSet<u64>,
+    /// Ranges removed: `(from, to, below)`, see `ops`' RANGE.
+    ranges: Vec<(u64, u64, u64)>,
+}
+
+impl WalSettled {
+    /// Whether the entry at `index`, with sequence number `seq`, is settled.
+    fn settles(&self, index: u64, seq: u64) -> bool {
+        self.acks.contains(&index)
+            || self
+                .ranges
+                .iter()
+                .any(|&(from, to, below)| index < below && (from..to).contains(&seq))
+    }
+}
+
+/// What the write-ahead files `gens` settle of each queue's entries
+/// (first pass of their replay).
+fn wal_settled(wal_dir: &Path, gens: &[u64]) -> Result<HashMap<u64, WalSettled>, StoreError> {
+    let mut out: HashMap<u64, WalSettled> = HashMap::new();
     for &g in gens {
         let path = wal_dir.join(super::super::log::wal_file_name(g));
         replay(&path, |queue, entry| {
@@ -283,8 +303,14 @@ fn wal_acks(wal_dir: &Path, gens: &[u64]) -> Result<HashMap<u64, HashSet<u64>>, 
                 for op in ops {
                     match op {
                         Op::Acks { queue, indexes } => {
-                            out.entry(queue).or_default().extend(indexes)
+                            out.entry(queue).or_default().acks.extend(indexes)
                         }
+                        Op::Range {
+                            queue,
+                            from,
+                            to,
+                            below,
+                        } => out.entry(queue).or_default().ranges.push((from, to, below)),
                         Op::Drop { queue } => {
                             out.remove(&queue);
                         }
@@ -339,7 +365,7 @@ pub(super) fn recover(
         }
     }
     gens.sort_unstable();
-    let mut settled = wal_acks(&wal_dir, &gens)?;
+    let mut settled = wal_settled(&wal_dir, &gens)?;
     let mut max_body_id = 0;
     let mut recs: HashMap<u64, Rec> = HashMap::new();
     for (&q, def) in &live {
@@ -386,9 +412,6 @@ pub(super) fn recover(
         let Some(mut rec) = recs.remove(&q) else {
             continue;
         };
-        for (first, indexes) in std::mem::take(&mut rec.acks) {
-            rec.files.ack(first, &indexes)?;
-        }
         let active = rec.view.segs.last().map(|s| s.first);
         let mut doomed = Vec::new();
         rec.view.segs.retain(|s| {
@@ -398,6 +421,11 @@ pub(super) fn recover(
             }
             !gone
         });
+        for (first, indexes) in std::mem::take(&mut rec.acks) {
+            if !doomed.contains(&first) {
+                rec.files.ack(first, &indexes)?;
+            }
+        }
         for first in doomed {
             rec.files.unlink(first)?;
         }
@@ -518,6 +546,10 @@ fn replay_entry(
                     }
                 }
                 Op::Drop { queue } => small.drop_queue(queue),
+                // Settled when read (see `wal_settled`).
+                Op::Range {
+                    queue, from, to, ..
+                } => small.unrewrite_range(queue, from, to),
             }
         }
         return Ok(());

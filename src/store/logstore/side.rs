@@ -194,6 +194,19 @@ impl Small {
             self.dirty_rewrites.insert((q, seq));
         }
     }
+    /// Rewrites of queue `q`'s copies with `from <= seq < to` removed.
+    pub(super) fn unrewrite_range(&mut self, q: u64, from: u64, to: u64) {
+        let gone: Vec<(u64, u64)> = self
+            .rewrites
+            .keys()
+            .filter(|(rq, seq)| *rq == q && (from..to).contains(seq))
+            .copied()
+            .collect();
+        for k in gone {
+            self.rewrites.remove(&k);
+            self.dirty_rewrites.insert(k);
+        }
+    }
     pub(super) fn drop_queue(&mut self, q: u64) {
         self.dedup.retain(|k, _| k.0 != q);
         self.offsets.retain(|k, _| k.0 != q);

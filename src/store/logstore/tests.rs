@@ -17,9 +17,6 @@ impl Harness for LogDir {
     fn open(&self) -> Arc<LogStore> {
         Arc::new(LogStore::open(self.0.path(), DEFAULT_CACHE_BYTES).unwrap())
     }
-    fn shares_bodies(&self) -> bool {
-        false
-    }
 }
 
 crate::store::contract_tests::tests!(super::LogDir(tempfile::tempdir().unwrap()));
@@ -267,4 +264,84 @@ fn a_start_reads_sealed_segments_by_their_index_and_reads_through_one_that_has_n
     with_damaged_index(false);
     assert_eq!(files("idx").len(), segs.len(), "indexes written again");
     with_damaged_index(true);
+}
+
+#[test]
+fn a_removed_range_unlinks_the_segments_it_covers_and_a_crash_before_the_unlink_keeps_it_removed() {
+    let h = LogDir(tempfile::tempdir().unwrap());
+    let body = vec![7u8; 64 * 1024];
+    let n = 450u64; // two sealed segments and an active one
+    let dir = h.0.path().join("log/1");
+    let saved = tempfile::tempdir().unwrap();
+    let (first_end, segs_before) = {
+        let s = h.open();
+        recover(&*s);
+        s.put_queue(&queue("a", 1)).unwrap();
+        backlog(&s, n, &body);
+        let segs = files_with(&dir, "seg");
+        assert!(segs.len() >= 3, "{segs:?}");
+        // Where the second segment starts: the first holds 1..first_end.
+        let first_end: u64 = segs[1]
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, saved.path().join(f.file_name().unwrap())).unwrap();
+        }
+        // The first segment whole, and the start of the second.
+        s.apply(&MessageBatch {
+            del_ranges: vec![(1, 0, first_end + 10)],
+            ..MessageBatch::default()
+        })
+        .unwrap();
+        s.sync().unwrap();
+        let segs = files_with(&dir, "seg");
+        assert_eq!(segs.len(), 2, "{segs:?}");
+        assert!(
+            !dir.join(super::super::log::ack_file_name(1)).exists(),
+            "a segment dropped whole gets no acks"
+        );
+        (first_end, files_with(saved.path(), "seg").len())
+    };
+    assert!(segs_before >= 3);
+    let want: Vec<u64> = (first_end + 10..=n).collect();
+    {
+        let s = h.open();
+        recover(&*s);
+        assert_eq!(seqs(&load_all(&*s, 1)), want);
+    }
+    // A crash after the round was durable and before the first segment
+    // was unlinked: the write-ahead file's range settles it again. (The
+    // files of the first segment are put back as they were before the
+    // range; the range is removed again in a run that does not
+    // checkpoint, so only its write-ahead file says so.)
+    let s = h.open();
+    recover(&*s);
+    s.apply(&MessageBatch {
+        del_ranges: vec![(1, 0, first_end + 10)],
+        ..MessageBatch::default()
+    })
+    .unwrap();
+    s.sync().unwrap();
+    drop(s);
+    for f in std::fs::read_dir(saved.path()).unwrap() {
+        let f = f.unwrap().path();
+        let to = dir.join(f.file_name().unwrap());
+        if !to.exists() {
+            std::fs::copy(&f, to).unwrap();
+        }
+    }
+    let s = h.open();
+    let r = recover(&*s);
+    assert_eq!(r.messages.stored[0].count, want.len() as u64);
+    assert_eq!(seqs(&load_all(&*s, 1)), want);
+    assert_eq!(
+        files_with(&dir, "seg").len(),
+        2,
+        "settled at recovery, unlinked"
+    );
 }

@@ -262,6 +262,18 @@ pub(super) struct QueueView {
     pub(super) cursors: Vec<Cursor>,
 }
 
+/// What settling a range of sequence numbers did to a queue's log
+/// ([`QueueView::settle_range`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Cut {
+    /// Entries settled in segments that stay: (segment, index), for their
+    /// ack files.
+    pub(super) acks: Vec<(u64, u64)>,
+    /// Sealed segments left with nothing live, dropped from the view whole:
+    /// their files go once the round is durable.
+    pub(super) doomed: Vec<u64>,
+}
+
 /// Where a live copy is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Found {
@@ -297,6 +309,59 @@ impl QueueView {
             }
         }
         None
+    }
+
+    /// Settles every live copy with `from <= seq < to`: fresh ones are
+    /// forgotten, a sealed segment the range covers whole is dropped
+    /// without a look at its entries, others are settled entry by entry.
+    pub(super) fn settle_range(&mut self, from: u64, to: u64) -> Cut {
+        let mut cut = Cut::default();
+        if from >= to {
+            return cut;
+        }
+        let start = self.fresh.partition_point(|(s, _)| *s < from);
+        let end = self.fresh.partition_point(|(s, _)| *s < to);
+        self.fresh.drain(start..end.max(start));
+        let active = self.segs.last().map(|s| s.first);
+        let mut kept = Vec::with_capacity(self.segs.len());
+        for mut seg in std::mem::take(&mut self.segs) {
+            let sealed = Some(seg.first) != active;
+            if seg.live == 0 || seg.max_seq < from || seg.min_seq >= to {
+                kept.push(seg);
+                continue;
+            }
+            if sealed && seg.min_seq >= from && seg.max_seq < to {
+                cut.doomed.push(seg.first);
+                continue;
+            }
+            let begin = if seg.sorted {
+                seg.seqs.lower_bound(from)
+            } else {
+                0
+            };
+            let mut settled = Vec::new();
+            for (pos, seq) in (begin..).zip(seg.seqs.iter_from(begin)) {
+                if seg.sorted && seq >= to {
+                    break;
+                }
+                if seq >= from && seq < to && !seg.is_settled(pos) {
+                    settled.push(pos);
+                }
+            }
+            for pos in settled {
+                seg.settle(pos);
+                cut.acks.push((seg.first, seg.first + pos as u64));
+            }
+            if sealed && seg.live == 0 {
+                let first = seg.first;
+                cut.acks.retain(|(s, _)| *s != first);
+                cut.doomed.push(first);
+                continue;
+            }
+            kept.push(seg);
+        }
+        self.segs = kept;
+        cut
     }
 
     /// Whether the live copy `seq` is in the log (not only fresh).
@@ -470,6 +535,34 @@ mod tests {
             assert_eq!(q.settle(6), None);
             assert_eq!(q.pick(0, 100, 10), [(4, Some(1))]);
         }
+    }
+
+    #[test]
+    fn settle_range_drops_covered_sealed_segments_whole_and_acks_the_rest() {
+        // Sealed [1,2,3], sealed unsorted [6,4,5], sealed [7,8], active [9,10].
+        let mut q = view(&[&[1, 2, 3], &[6, 4, 5], &[7, 8], &[9, 10]]);
+        q.add_fresh(11, Bytes::new());
+        q.add_fresh(12, Bytes::new());
+        assert_eq!(q.settle(2), Some(Found::Logged { first: 1, index: 2 }));
+        let cut = q.settle_range(0, 7);
+        // The first two are covered whole (the second although unsorted).
+        assert_eq!(cut.doomed, [1, 4]);
+        assert!(cut.acks.is_empty());
+        assert_eq!(q.segs.iter().map(|s| s.first).collect::<Vec<_>>(), [7, 9]);
+        // A range through the middle of a sealed segment, the active one
+        // and the fresh copies.
+        let cut = q.settle_range(8, 12);
+        assert_eq!(cut.acks, [(7, 8), (9, 9), (9, 10)]);
+        assert!(cut.doomed.is_empty());
+        let seqs = |v: Vec<(u64, Option<u64>)>| v.iter().map(|p| p.0).collect::<Vec<_>>();
+        assert_eq!(seqs(q.pick(0, 100, 10)), [7, 12]);
+        // The active segment stays even when nothing in it is live; a
+        // sealed one settled in full by pieces goes, without acks.
+        let cut = q.settle_range(7, 8);
+        assert_eq!((cut.doomed, cut.acks), (vec![7], vec![]));
+        assert_eq!(q.segs.len(), 1);
+        assert_eq!(q.settle_range(5, 5), Cut::default());
+        assert_eq!(q.live(), 1);
     }
 
     #[test]

@@ -364,6 +364,7 @@ impl MessageStore for SledStore {
         let no_messages = b.put_metas.is_empty()
             && b.put_bodies.is_empty()
             && b.del_metas.is_empty()
+            && b.del_ranges.is_empty()
             && b.del_bodies.is_empty();
         let no_dedup = b.put_dedup.is_empty() && b.del_dedup.is_empty();
         if !no_offsets && no_messages && no_dedup {
@@ -375,7 +376,8 @@ impl MessageStore for SledStore {
             return Ok(());
         }
         let no_dedup = no_dedup && no_offsets;
-        if no_dedup && b.put_metas.is_empty() && b.put_bodies.is_empty() {
+        if no_dedup && b.put_metas.is_empty() && b.put_bodies.is_empty() && b.del_ranges.is_empty()
+        {
             for (queue_id, seq) in &b.del_metas {
                 self.messages.remove(meta_key(*queue_id, *seq))?;
             }
@@ -400,6 +402,7 @@ impl MessageStore for SledStore {
             && no_dedup
             && b.ordered_only
             && b.del_metas.is_empty()
+            && b.del_ranges.is_empty()
             && b.del_bodies.is_empty()
         {
             // Key by key, bodies first (see `MessageBatch::ordered_only`).
@@ -420,6 +423,15 @@ impl MessageStore for SledStore {
         }
         for (queue_id, seq) in &b.del_metas {
             batch.remove(&meta_key(*queue_id, *seq));
+        }
+        for (queue_id, from, to) in b.del_ranges.iter().filter(|r| r.1 < r.2) {
+            // Bodies stored apart stay, for recovery (see `del_ranges`).
+            for kv in self
+                .messages
+                .range(meta_key(*queue_id, *from)..meta_key(*queue_id, *to))
+            {
+                batch.remove(kv?.0);
+            }
         }
         for (body_id, len) in &b.del_bodies {
             for chunk in 0..chunk_count(*len) {

@@ -404,16 +404,18 @@ fn cut_off(q: &Queue, cut: Cut) -> Result<(), BrokerError> {
     let Some(start) = cut.last().map(|(seg, _)| seg.end) else {
         return Ok(());
     };
-    for (seg, in_ram) in cut {
-        let upto = in_ram.first().map_or(seg.end, |e: &Entry| e.seq);
-        let mut tail = Tail::default();
+    let mut tail = Tail::default();
+    let mut in_ram = Vec::new();
+    for (seg, mut held) in cut {
+        let upto = held.first().map_or(seg.end, |e: &Entry| e.seq);
         if seg.first < upto {
             tail.ranges.insert(seg.first, upto);
-            tail.count = 1;
+            tail.count += 1;
         }
-        q.drop_tail(tail)?;
-        q.release(in_ram)?;
+        in_ram.append(&mut held);
     }
+    q.drop_tail(tail)?;
+    q.release(in_ram)?;
     store_offset(q, START_KEY, start)?;
     Ok(())
 }
