@@ -5,9 +5,18 @@
 //! **Ordering.** Everything goes through one FIFO. A reply that promises
 //! durability (a persistent `PUB`, an `ACK` that removed a stored message)
 //! waits at its place until the group commit reaches its generation, and
-//! everything behind it waits too; so replies stay in command order,
+//! every reply behind it waits too; so replies stay in command order,
 //! `SUB`'s `OK` precedes its first `MSG`, and `GET`'s `MSG`s precede its
 //! `OK`.
+//!
+//! **Pushes go ahead of replies waiting for the commit**: a delivery or a
+//! notice pushed while everything queued is such a reply is written at
+//! once, before them (the contract lets pushes fall between any two
+//! replies). So a consumer's `ACK`, whose `OK` waits for the fsync, does
+//! not hold back the deliveries its freed prefetch let through: a
+//! consumer gets up to a prefetch's worth per round trip, not per fsync.
+//! Anything else queued (a `SUB`'s `OK`, a `GET`'s lines, an earlier
+//! push) keeps later pushes behind it.
 //!
 //! **A held `PUB`** keeps its reply's place with a placeholder
 //! ([`Out::Held`]) until it is through; pushes (deliveries, notices) go
@@ -114,22 +123,37 @@ pub(crate) struct Outbox {
     bypass: VecDeque<Out>,
     /// Whether a held `PUB`'s placeholder is in `queue`.
     holding: bool,
+    /// Pushes written ahead of the replies in `queue`, all of which wait
+    /// for the commit (see the module docs).
+    ahead: VecDeque<Out>,
+    /// Items in `queue` that are neither a reply waiting for a store
+    /// generation nor the placeholder: while there is one, pushes queue
+    /// behind it.
+    plain: usize,
+}
+
+/// Whether a push may not go ahead of `item` (see [`Outbox::plain`]).
+fn is_plain(item: &Out) -> bool {
+    !matches!(item, Out::Reply(_, Some(_)) | Out::Held)
 }
 
 impl Outbox {
     /// Queues `item` behind everything queued (a reply, a `GET`'s or a
     /// `PEEK`'s lines).
     pub(crate) fn push(&mut self, item: Out) {
+        self.plain += usize::from(is_plain(&item));
         self.queue.push_back(item);
     }
 
-    /// Queues a push: behind everything queued, or around a held `PUB`'s
-    /// placeholder.
+    /// Queues a push: around a held `PUB`'s placeholder, ahead of replies
+    /// that all wait for the commit, or behind everything queued.
     pub(crate) fn push_around(&mut self, item: Out) {
         if self.holding {
             self.bypass.push_back(item);
+        } else if self.plain == 0 && !self.queue.is_empty() {
+            self.ahead.push_back(item);
         } else {
-            self.queue.push_back(item);
+            self.push(item);
         }
     }
 
@@ -144,6 +168,7 @@ impl Outbox {
     /// pushes that went around it.
     pub(crate) fn release(&mut self, reply: Out) {
         self.holding = false;
+        self.plain += usize::from(is_plain(&reply)) + self.bypass.len();
         match self.queue.iter().position(|o| matches!(o, Out::Held)) {
             Some(at) => {
                 self.queue[at] = reply;
@@ -164,10 +189,10 @@ impl Outbox {
         self.queue.len()
     }
 
-    /// Whether nothing waits in order (the pushes around a held `PUB` not
-    /// counted).
+    /// Whether nothing waits in order, nor ahead of it (the pushes around
+    /// a held `PUB` not counted).
     pub(crate) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() && self.ahead.is_empty()
     }
 
     /// Whether the next output is a reply waiting for a store generation.
@@ -180,18 +205,25 @@ impl Outbox {
     pub(crate) fn encode_ready(&mut self, commit: &CommitState, buf: &mut Vec<u8>) -> Vec<AutoAck> {
         let mut written_auto = Vec::new();
         loop {
-            let item = match self.queue.front() {
-                None => break,
-                Some(Out::Reply(_, Some(g))) if commit.outcome(*g).is_none() => break,
-                // A held PUB: only the pushes that go around it.
-                Some(Out::Held) => match self.bypass.pop_front() {
-                    Some(item) => item,
+            let item = if let Some(item) = self.ahead.pop_front() {
+                item
+            } else {
+                match self.queue.front() {
                     None => break,
-                },
-                Some(_) => match self.queue.pop_front() {
-                    Some(item) => item,
-                    None => break,
-                },
+                    Some(Out::Reply(_, Some(g))) if commit.outcome(*g).is_none() => break,
+                    // A held PUB: only the pushes that go around it.
+                    Some(Out::Held) => match self.bypass.pop_front() {
+                        Some(item) => item,
+                        None => break,
+                    },
+                    Some(_) => match self.queue.pop_front() {
+                        Some(item) => {
+                            self.plain -= usize::from(is_plain(&item));
+                            item
+                        }
+                        None => break,
+                    },
+                }
             };
             match item {
                 Out::Held => {}
@@ -230,7 +262,9 @@ impl Outbox {
     /// The connection is closing: gives back the auto-ack deliveries never
     /// written (through `broker`), and drops the rest.
     pub(super) fn return_unwritten(&mut self, broker: &Broker) {
-        for item in self.queue.drain(..).chain(self.bypass.drain(..)) {
+        self.plain = 0;
+        let unwritten = self.ahead.drain(..).chain(self.queue.drain(..));
+        for item in unwritten.chain(self.bypass.drain(..)) {
             if let Out::Msg(MsgOut { auto: Some(a), .. }) = item {
                 if let Err(err) = give_back(broker, &a.queue, a.consumer_id, a.entry) {
                     tracing::warn!(error = %err, "requeue failed");
@@ -289,15 +323,49 @@ mod tests {
     }
 
     #[test]
-    fn a_confirm_waits_for_its_generation_and_holds_back_what_follows() {
+    fn a_confirm_waits_for_its_generation_and_holds_back_the_replies_after_it() {
         let mut o = Outbox::default();
         o.push(Out::Reply(Reply::words(["x"]), Some(3)));
+        o.push(ok("y"));
         o.push_around(Out::Notice(Notice::Heartbeat));
         assert!(o.waits_for_commit());
         assert_eq!(written(&mut o, &durable(2)), "");
-        assert_eq!(o.len(), 2);
-        assert_eq!(written(&mut o, &durable(3)), "OK x\r\nNOTICE heartbeat\r\n");
+        assert_eq!(o.len(), 3);
+        assert_eq!(
+            written(&mut o, &durable(3)),
+            "OK x\r\nOK y\r\nNOTICE heartbeat\r\n",
+            "a push stays behind a reply that does not wait (a SUB's OK)"
+        );
         assert!(!o.waits_for_commit());
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn pushes_go_ahead_of_replies_that_all_wait_for_the_commit_and_keep_their_order() {
+        let mut o = Outbox::default();
+        o.push(Out::Reply(Reply::words(["x"]), Some(3)));
+        o.push(Out::Reply(Reply::words(["y"]), Some(4)));
+        o.push_around(Out::Notice(Notice::Heartbeat));
+        assert_eq!(written(&mut o, &durable(2)), "NOTICE heartbeat\r\n");
+        o.push_around(Out::Notice(Notice::Heartbeat));
+        // A reply that does not wait: later pushes queue behind it.
+        o.push(ok("z"));
+        o.push_around(Out::Notice(Notice::Cancelled {
+            tag: "t".into(),
+            reason: "shutdown",
+        }));
+        assert_eq!(o.len(), 4);
+        assert!(!o.is_empty());
+        assert_eq!(written(&mut o, &durable(3)), "NOTICE heartbeat\r\nOK x\r\n");
+        assert_eq!(
+            written(&mut o, &durable(4)),
+            "OK y\r\nOK z\r\nNOTICE cancelled t reason=shutdown\r\n"
+        );
+        // Nothing queued: a push goes in line, as ever.
+        o.push_around(Out::Notice(Notice::Heartbeat));
+        o.push(Out::Reply(Reply::words(["w"]), Some(5)));
+        assert_eq!(written(&mut o, &durable(4)), "NOTICE heartbeat\r\n");
+        assert!(!o.is_empty() && o.waits_for_commit());
     }
 
     #[test]
