@@ -10,8 +10,11 @@
 //! a queue's fresh copies consecutive indexes in sequence order, so within
 //! a segment sequence numbers are nearly always sorted; a copy applied
 //! after a later one of the same queue had already gone to disk (two
-//! publishers racing across a round) makes its segment unsorted, and that
-//! segment is then searched linearly.
+//! publishers racing across a round, as several publishers to one queue
+//! do all the time) makes its segment unsorted. An unsorted segment keeps
+//! its positions in sequence order too (4 bytes an entry, see
+//! [`SegView::order`]), so an ack or a read finds its entries by binary
+//! search there as well, never by a scan of the segment.
 
 use bytes::Bytes;
 
@@ -90,22 +93,6 @@ impl Seqs {
         }
     }
 
-    /// The positions of `seq`, searched linearly (unsorted). A number
-    /// can be there twice: a restart after the newest copies of a queue
-    /// were settled gives their numbers out again.
-    fn positions(&self, seq: u64) -> Vec<usize> {
-        match self {
-            Seqs::Run { .. } => {
-                let p = self.lower_bound(seq);
-                (self.get(p) == Some(seq))
-                    .then_some(p)
-                    .into_iter()
-                    .collect()
-            }
-            Seqs::List(v) => (0..v.len()).filter(|p| v[*p] == seq).collect(),
-        }
-    }
-
     /// The numbers from position `from` on.
     pub(super) fn iter_from(&self, from: usize) -> impl Iterator<Item = u64> + '_ {
         (from..self.len()).map_while(|p| self.get(p))
@@ -128,6 +115,11 @@ pub(super) struct SegView {
     pub(super) max_seq: u64,
     /// Whether `seqs` is in ascending order.
     pub(super) sorted: bool,
+    /// An unsorted segment's positions `0..order.len()` sorted by
+    /// (sequence number, position); the positions after them (appended
+    /// since) are searched one by one until there are more than an eighth
+    /// of the segment's, when the order is made again. Empty while sorted.
+    order: Vec<u32>,
     /// Bytes its entries take in the file (header included), written or
     /// about to be: what decides when the next round starts a new segment.
     pub(super) bytes: u64,
@@ -148,6 +140,7 @@ impl SegView {
             min_seq: u64::MAX,
             max_seq: 0,
             sorted: true,
+            order: Vec::new(),
             bytes: header,
             on_disk: 0,
             file_len: header,
@@ -156,11 +149,16 @@ impl SegView {
 
     /// Adds the entry with sequence number `seq` whose body is `len` bytes.
     pub(super) fn push(&mut self, seq: u64, len: usize) {
-        if seq < self.max_seq && !self.seqs.is_empty() {
-            self.sorted = false;
-        }
         let pos = self.seqs.len();
         self.seqs.push(seq);
+        if seq < self.max_seq && pos > 0 && self.sorted {
+            self.sorted = false;
+            self.reorder();
+        } else if !self.sorted
+            && self.seqs.len() - self.order.len() > (self.order.len() / 8).max(64)
+        {
+            self.reorder();
+        }
         if pos.is_multiple_of(64) {
             self.settled.push(0);
         }
@@ -168,6 +166,33 @@ impl SegView {
         self.min_seq = self.min_seq.min(seq);
         self.max_seq = self.max_seq.max(seq);
         self.bytes += (FRAME_LEN + ENTRY_HEADER_LEN + len) as u64;
+    }
+
+    /// Makes [`SegView::order`] again, over every position.
+    fn reorder(&mut self) {
+        let n = u32::try_from(self.seqs.len()).unwrap_or(u32::MAX);
+        let mut order: Vec<u32> = (0..n).collect();
+        order.sort_unstable_by_key(|p| (self.seqs.get(*p as usize), *p));
+        self.order = order;
+    }
+
+    /// An unsorted segment's positions in [`SegView::order`] whose
+    /// sequence number is in `from..to`, in sequence order.
+    fn ordered_in(&self, from: u64, to: u64) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let key = |p: &u32| self.seqs.get(*p as usize).unwrap_or(u64::MAX);
+        let start = self.order.partition_point(|p| key(p) < from);
+        self.order[start..]
+            .iter()
+            .map(move |p| (*p as usize, key(p)))
+            .take_while(move |(_, seq)| *seq < to)
+    }
+
+    /// An unsorted segment's positions appended since [`SegView::order`]
+    /// was made whose sequence number is in `from..to`.
+    fn unordered_in(&self, from: u64, to: u64) -> impl Iterator<Item = (usize, u64)> + '_ {
+        (self.order.len()..)
+            .zip(self.seqs.iter_from(self.order.len()))
+            .filter(move |(_, seq)| (from..to).contains(seq))
     }
 
     /// One past its last index.
@@ -199,16 +224,18 @@ impl SegView {
             return None;
         }
         // The same number may be there settled (given out again after a
-        // restart, see `Seqs::positions`): the live one is wanted.
+        // restart after the newest copies of a queue were settled): the live one
+        // is wanted.
         if self.sorted {
             let first = self.seqs.lower_bound(seq);
             (first..self.seqs.len())
                 .take_while(|p| self.seqs.get(*p) == Some(seq))
                 .find(|p| !self.is_settled(*p))
         } else {
-            self.seqs
-                .positions(seq)
-                .into_iter()
+            let to = seq.saturating_add(1);
+            self.ordered_in(seq, to)
+                .chain(self.unordered_in(seq, to))
+                .map(|(p, _)| p)
                 .find(|p| !self.is_settled(*p))
         }
     }
@@ -220,17 +247,26 @@ impl SegView {
         if self.live == 0 || self.max_seq < from || self.min_seq >= to {
             return;
         }
-        let start = if self.sorted {
-            self.seqs.lower_bound(from)
-        } else {
-            0
-        };
+        if !self.sorted {
+            // The ordered positions give the smallest first; those after
+            // them are all looked at (fewer than an eighth of the segment).
+            let live = |(pos, _): &(usize, u64)| !self.is_settled(*pos);
+            let found = self.ordered_in(from, to).filter(live).take(limit);
+            let rest = self.unordered_in(from, to).filter(live);
+            out.extend(
+                found
+                    .chain(rest)
+                    .map(|(pos, seq)| (seq, self.first + pos as u64)),
+            );
+            return;
+        }
+        let start = self.seqs.lower_bound(from);
         let mut taken = 0;
         for (pos, seq) in (start..).zip(self.seqs.iter_from(start)) {
-            if self.sorted && (seq >= to || taken >= limit) {
+            if seq >= to || taken >= limit {
                 break;
             }
-            if seq >= from && seq < to && !self.is_settled(pos) {
+            if !self.is_settled(pos) {
                 out.push((seq, self.first + pos as u64));
                 taken += 1;
             }
@@ -515,7 +551,6 @@ mod tests {
             (run.lower_bound(0), run.lower_bound(7), run.lower_bound(99)),
             (0, 2, 5)
         );
-        assert_eq!((run.positions(8), run.positions(10)), (vec![3], vec![]));
         run.push(12);
         assert!(matches!(&run, Seqs::List(v) if v == &[5, 6, 7, 8, 9, 12]));
         assert_eq!(run.iter_from(4).collect::<Vec<_>>(), [9, 12]);
@@ -535,6 +570,86 @@ mod tests {
             assert_eq!(q.settle(6), None);
             assert_eq!(q.pick(0, 100, 10), [(4, Some(1))]);
         }
+    }
+
+    /// A small deterministic generator (xorshift), for the model test.
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn unsorted_segments_answer_as_a_scan_of_every_entry_would() {
+        // Sequence numbers appended in racing order (each round a shuffled
+        // window, sometimes a number given out again), settled at random,
+        // checked against a plain list after every step.
+        let mut rng = 0x5eed_u64;
+        let mut q = QueueView::empty(1);
+        let mut model: Vec<(u64, bool)> = Vec::new(); // (seq, live), by index
+        let mut next_seq = 1u64;
+        for round in 0..400 {
+            if round % 60 == 0 {
+                q.segs.push(SegView::new(q.next_index, 32));
+            }
+            let mut batch: Vec<u64> = (next_seq..next_seq + 7).collect();
+            next_seq += 7;
+            for i in (1..batch.len()).rev() {
+                batch.swap(i, (next(&mut rng) % (i as u64 + 1)) as usize);
+            }
+            if next(&mut rng) % 5 == 0 {
+                batch.push((next_seq - 1).saturating_sub(next(&mut rng) % 20).max(1));
+            }
+            for seq in batch {
+                q.append(seq, 10);
+                model.push((seq, true));
+            }
+            for _ in 0..4 {
+                let seq = next(&mut rng) % next_seq;
+                let want = model.iter().position(|(s, live)| *s == seq && *live);
+                let got = q.settle(seq);
+                match (want, got) {
+                    (None, None) => {}
+                    (Some(i), Some(Found::Logged { index, .. })) => {
+                        assert_eq!(model[i].0, seq);
+                        assert_eq!(
+                            q.seg_of(index)
+                                .and_then(|s| s.seqs.get((index - s.first) as usize)),
+                            Some(seq)
+                        );
+                        let at = (index - 1) as usize;
+                        assert!(
+                            model[at].1 && model[at].0 == seq,
+                            "settled a live copy {seq}"
+                        );
+                        model[at].1 = false;
+                    }
+                    other => panic!("seq {seq}: {other:?}"),
+                }
+            }
+            let from = next(&mut rng) % next_seq;
+            let limit = 1 + (next(&mut rng) % 40) as usize;
+            let mut want: Vec<(u64, u64)> = model
+                .iter()
+                .enumerate()
+                .filter(|(_, (s, live))| *live && *s >= from)
+                .map(|(i, (s, _))| (*s, i as u64 + 1))
+                .collect();
+            want.sort_unstable();
+            want.truncate(limit);
+            let got: Vec<(u64, u64)> = q
+                .pick(from, u64::MAX, limit)
+                .into_iter()
+                .map(|(s, i)| (s, i.unwrap_or(0)))
+                .collect();
+            assert_eq!(
+                got.iter().map(|g| g.0).collect::<Vec<_>>(),
+                want.iter().map(|w| w.0).collect::<Vec<_>>(),
+                "round {round}"
+            );
+        }
+        assert!(q.segs.iter().any(|s| !s.sorted && !s.order.is_empty()));
     }
 
     #[test]
