@@ -598,7 +598,7 @@ mod tests {
             for i in (1..batch.len()).rev() {
                 batch.swap(i, (next(&mut rng) % (i as u64 + 1)) as usize);
             }
-            if next(&mut rng) % 5 == 0 {
+            if next(&mut rng).is_multiple_of(5) {
                 batch.push((next_seq - 1).saturating_sub(next(&mut rng) % 20).max(1));
             }
             for seq in batch {
