@@ -87,6 +87,11 @@ pub enum StoreError {
     /// directory's lock.
     #[error("data directory {0} is in use by another process")]
     Locked(String),
+    /// An operation that does not fit a log as it stands: a consensus
+    /// group's append that is not the next entry, a truncation or a read
+    /// before its first entry, a purge past its last.
+    #[error("out of order: {0}")]
+    OutOfOrder(String),
 }
 
 impl From<std::io::Error> for StoreError {

@@ -175,6 +175,12 @@
 //! with valid ones after it. (Only a round split past the record limit can
 //! still show that, and then it is reported as corruption.)
 //!
+//! A round that the segments then fail to take (a full disk) was never
+//! confirmed: the store takes it back, cutting the segments it reached to
+//! their length before it (removing a segment it started) and then the
+//! WAL file to its length before it, each fdatasync'd, and stops. A start
+//! then has nothing of it to replay, so it needs no room it lacked.
+//!
 //! A WAL file is **retired** (unlinked, then its directory synced) once
 //! every queue it holds records of has its segments fdatasync'd through
 //! the highest index the file holds for it. Recovery replays the files
@@ -218,6 +224,50 @@
 //! Corruption is [`LogError::Corrupt`], never served short: the store
 //! refuses the queue (or, in a cluster, repairs it from its peers).
 //!
+//! # Group file (`.grp`)
+//!
+//! A consensus group's log (a replicated queue's Raft log, `logstore/
+//! groups.rs`) lives in the write-ahead file's control entries until a
+//! checkpoint, which writes each group changed since the last one to
+//! `<data>/log/groups/<group>.<generation>.grp` (both 20 decimal digits),
+//! whole: to a `.tmp` file first, fdatasync'd, renamed, the directory
+//! synced; the older generation is then unlinked. Records in the framing
+//! above: first a GROUP record (type 6), payload `[has purged u8][purged
+//! index u64][purged term u64][first index u64][count u64][through
+//! generation u64][through control index u64][has vote u8]` then, with a
+//! vote, `[len u32][vote]`; then `count` ENTRY records with consecutive
+//! indexes from `first` (`first` is one past the purged index). *Through*
+//! is the write-ahead position (generation, control entry index) the file
+//! is up to date with: a start replays the group's operations only past
+//! it, in order (unlike a queue's, a group's operations are not
+//! idempotent: a truncation undoes appends). A start reads the newest
+//! generation of each group and deletes the others and any `.tmp`; any
+//! damage in it is corruption (it was complete when renamed into place).
+//!
+//! # Replication
+//!
+//! What a Raft log store needs (openraft's `RaftLogStorage`), and where
+//! it is:
+//!
+//! - **append at an index, with its term**: a group's entries, `[index
+//!   u64][term u64][payload]`, appended at the next index only; a queue's
+//!   entries carry a term field too (0 until clusters);
+//! - **read a range**: from RAM since the last checkpoint, else by offset
+//!   from the group file; a queue's copies by sequence number
+//!   (`MessageStore::load`);
+//! - **truncate after an index** and **purge before one**: group
+//!   operations, ordered with the appends in the write-ahead file; a
+//!   queue removes a range of sequence numbers with one RANGE control
+//!   operation (a stream's retention uses it), unlinking the segments it
+//!   covers whole;
+//! - **the vote**, saved with the same group commit, in order with the
+//!   appends (one ordered, checksummed log for vote, append, truncate and
+//!   purge, as `replication.md` asks);
+//! - **a snapshot of a queue's state**, its settled prefix and unsettled
+//!   messages: the live copies `MessageStore::load` reads back in
+//!   sequence order, from the first live one, whose sequence number is
+//!   where the settled prefix ends.
+//!
 //! # Recovery
 //!
 //! For each directory: list it and keep exact names; delete stray files;
@@ -235,6 +285,7 @@
 
 pub(crate) mod acks;
 pub(crate) mod chunks;
+pub(crate) mod group;
 pub(crate) mod header;
 pub(crate) mod index;
 pub(crate) mod record;

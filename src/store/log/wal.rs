@@ -142,6 +142,19 @@ impl WalWriter {
         sync_data_or_poison(&self.file, &self.path, &mut self.poisoned)
     }
 
+    /// Takes back what was written from byte `len` on (the last round,
+    /// which the segments could not take: it was never confirmed), made
+    /// durable. The writer takes nothing after it: the store stops.
+    pub(crate) fn take_back(&mut self, len: u64) -> Result<(), LogError> {
+        self.poisoned = true;
+        self.file
+            .set_len(len)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| LogError::io(&self.path, e))?;
+        self.len = len;
+        Ok(())
+    }
+
     /// Bytes written to the file.
     pub(crate) fn len(&self) -> u64 {
         self.len

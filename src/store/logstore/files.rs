@@ -10,6 +10,9 @@ use bytes::Bytes;
 
 use super::super::log::acks::AckWriter;
 use super::super::log::chunks::READ_CHUNK;
+use super::super::log::group::{
+    group_file_name, parse_group_file_name, read_group_entry, read_group_file, write_group_file,
+};
 use super::super::log::header::HEADER_LEN;
 use super::super::log::index::IndexWriter;
 use super::super::log::record::Entry;
@@ -18,6 +21,7 @@ use super::super::log::wal::WalWriter;
 use super::super::log::{
     ack_file_name, index_file_name, segment_file_name, sync_dir, wal_file_name, LogError,
 };
+use super::groups::{GroupEntry, GroupSnapshot, GroupView, Loc};
 use super::side::{Side, Small, Snapshot};
 use super::view::{Cursor, QueueView};
 use super::{decode_copy, index_entry, Round, WAL_ROTATE};
@@ -176,6 +180,14 @@ struct SegRead {
     indexes: Vec<u64>,
 }
 
+/// Where the files a round writes ended before it (see
+/// [`Files::round_start`]).
+#[derive(Debug)]
+pub(super) struct RoundStart {
+    wal: u64,
+    segments: Vec<(PathBuf, u64)>,
+}
+
 /// Every writer of the log.
 #[derive(Debug)]
 pub(super) struct Files {
@@ -223,6 +235,59 @@ impl Files {
             .collect();
         self.wal.append_round(&entries)?;
         self.wal.sync()?;
+        Ok(())
+    }
+
+    /// Where the files a round writes end before it: the write-ahead
+    /// file's length and each written queue's active segment's, for
+    /// [`Files::take_back`].
+    pub(super) fn round_start(&self, round: &Round) -> RoundStart {
+        let mut segments = Vec::new();
+        let mut seen = HashSet::new();
+        let queues = round
+            .entries
+            .iter()
+            .map(|e| e.0)
+            .chain(round.rolls.iter().map(|r| r.0));
+        for q in queues {
+            if q == super::ops::CONTROL || !seen.insert(q) {
+                continue;
+            }
+            if let Some(w) = self.queues.get(&q).and_then(|f| f.writer.as_ref()) {
+                segments.push((w.path().to_owned(), w.len()));
+            }
+        }
+        RoundStart {
+            wal: self.wal.len(),
+            segments,
+        }
+    }
+
+    /// The segments could not take a durable round (a full disk): it was
+    /// never confirmed, so it is taken back from every file it reached,
+    /// the segments first, then the write-ahead file. A start then finds
+    /// the log as it was before the round (needing no room to replay it),
+    /// and a fan-out is all or nothing still.
+    pub(super) fn take_back(
+        &mut self,
+        round: &Round,
+        start: &RoundStart,
+    ) -> Result<(), StoreError> {
+        for &(q, first) in &round.rolls {
+            let dir = self.root.join(q.to_string());
+            remove(&dir.join(segment_file_name(first)))?;
+            remove(&dir.join(index_file_name(first)))?;
+        }
+        for (path, len) in &start.segments {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| LogError::io(path, e))?;
+            file.set_len(*len)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| LogError::io(path, e))?;
+        }
+        self.wal.take_back(start.wal)?;
         Ok(())
     }
 
@@ -323,10 +388,172 @@ impl Files {
         Ok(())
     }
 
+    /// Writes a group's file from a checkpoint's snapshot (the entries
+    /// not in RAM read from its current file): returns the new file's
+    /// generation and where its entries are.
+    pub(super) fn write_group(
+        &mut self,
+        snap: &GroupSnapshot,
+    ) -> Result<(u64, Vec<super::super::log::group::Placed>), StoreError> {
+        let dir = groups_dir(&self.root);
+        std::fs::create_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
+        let old = match snap.file {
+            Some(f) => {
+                let path = dir.join(group_file_name(snap.group, f));
+                let file = std::fs::File::open(&path).map_err(|e| LogError::io(&path, e))?;
+                Some((file, path))
+            }
+            None => None,
+        };
+        let generation = snap.file.map_or(1, |f| f + 1);
+        let entries = snap.entries.iter().map(|(index, term, loc)| match loc {
+            Loc::Mem(b) => Ok((*index, *term, b.clone())),
+            Loc::File(p) => match &old {
+                Some((file, path)) => read_group_entry(file, path, p).map(|(t, b)| (*index, t, b)),
+                None => Err(LogError::corrupt(&dir, 0, "a group entry without its file")),
+            },
+        });
+        let placed = write_group_file(&dir, snap.group, generation, &snap.head, entries)?;
+        Ok((generation, placed))
+    }
+
+    /// The groups that have files.
+    pub(super) fn group_files(&self) -> Result<HashSet<u64>, StoreError> {
+        let dir = groups_dir(&self.root);
+        let mut out = HashSet::new();
+        match std::fs::read_dir(&dir) {
+            Ok(listing) => {
+                for e in listing {
+                    let e = e.map_err(|e| LogError::io(&dir, e))?;
+                    if let Some((g, _)) = parse_group_file_name(&e.file_name().to_string_lossy()) {
+                        out.insert(g);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LogError::io(&dir, e).into()),
+        }
+        Ok(out)
+    }
+
+    /// Removes group `g`'s files but generation `keep`.
+    pub(super) fn remove_group_files(
+        &mut self,
+        g: u64,
+        keep: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let dir = groups_dir(&self.root);
+        let listing = match std::fs::read_dir(&dir) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(LogError::io(&dir, e).into()),
+        };
+        let mut removed = false;
+        for e in listing {
+            let e = e.map_err(|e| LogError::io(&dir, e))?;
+            if let Some((group, generation)) =
+                parse_group_file_name(&e.file_name().to_string_lossy())
+            {
+                if group == g && Some(generation) != keep {
+                    remove(&e.path())?;
+                    removed = true;
+                }
+            }
+        }
+        if removed {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
     /// Bytes the log's files take.
     pub(super) fn size_on_disk(&self) -> u64 {
         dir_size(&self.root)
     }
+}
+
+/// Reads every group's newest file under `root` (older generations and
+/// temporary files left by a crash are deleted): the groups as of their
+/// last checkpoint.
+pub(super) fn load_groups(root: &Path) -> Result<HashMap<u64, GroupView>, StoreError> {
+    let dir = groups_dir(root);
+    let listing = match std::fs::read_dir(&dir) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(LogError::io(&dir, e).into()),
+    };
+    let mut newest: HashMap<u64, u64> = HashMap::new();
+    let mut names = Vec::new();
+    for e in listing {
+        let e = e.map_err(|e| LogError::io(&dir, e))?;
+        match parse_group_file_name(&e.file_name().to_string_lossy()) {
+            Some((g, generation)) => {
+                let n = newest.entry(g).or_insert(generation);
+                *n = (*n).max(generation);
+                names.push((g, generation, e.path()));
+            }
+            None => remove(&e.path())?,
+        }
+    }
+    let mut out = HashMap::new();
+    for (g, generation, path) in names {
+        if newest.get(&g) != Some(&generation) {
+            remove(&path)?;
+            continue;
+        }
+        let (head, placed) = read_group_file(&path)?;
+        out.insert(g, GroupView::from_file(head, placed, generation));
+    }
+    sync_dir(&dir)?;
+    Ok(out)
+}
+
+/// Where the consensus groups' files are.
+pub(super) fn groups_dir(root: &Path) -> PathBuf {
+    root.join("groups")
+}
+
+/// Reads a group's entries as planned (`file`: the generation the planned
+/// places are in); `None` when that file was replaced meanwhile (plan
+/// again).
+pub(super) fn read_group(
+    root: &Path,
+    g: u64,
+    file: Option<u64>,
+    plan: Vec<(u64, u64, Loc)>,
+) -> Result<Option<Vec<GroupEntry>>, LogError> {
+    let needs_file = plan.iter().any(|(_, _, l)| matches!(l, Loc::File(_)));
+    let opened = match (file, needs_file) {
+        (Some(f), true) => {
+            let path = groups_dir(root).join(group_file_name(g, f));
+            match std::fs::File::open(&path) {
+                Ok(file) => Some((file, path)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(LogError::io(&path, e)),
+            }
+        }
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(plan.len());
+    for (index, term, loc) in plan {
+        let payload = match (loc, &opened) {
+            (Loc::Mem(b), _) => b,
+            (Loc::File(p), Some((file, path))) => read_group_entry(file, path, &p)?.1,
+            (Loc::File(p), None) => {
+                return Err(LogError::corrupt(
+                    root,
+                    p.offset,
+                    format!("group {g}: entry {index} without its file"),
+                ))
+            }
+        };
+        out.push(GroupEntry {
+            index,
+            term,
+            payload,
+        });
+    }
+    Ok(Some(out))
 }
 
 fn dir_size(dir: &Path) -> u64 {

@@ -38,6 +38,12 @@
 //! each queue's commit mark go to sled and are flushed, and the older
 //! write-ahead files are deleted.
 //!
+//! **Consensus groups' logs** (`groups.rs`, for the clusters' Raft
+//! groups): appends with terms, truncations, purges and votes go into the
+//! round's control entry, in order; a checkpoint writes each changed
+//! group's log to a file of its own (format in [`super::log`], "Group
+//! file"), which says how far into the write-ahead files it is up to date.
+//!
 //! **Recovery** (`recover.rs`, at [`LogStore::open`]) reads each live
 //! queue's segments (the active one checked against its commit mark) and
 //! ack files, replays the write-ahead files still there, settles volatile
@@ -45,6 +51,7 @@
 //! write-ahead files of the run before.
 
 mod files;
+mod groups;
 mod ops;
 mod recover;
 mod side;
@@ -58,6 +65,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use self::files::Files;
+pub(crate) use self::groups::{GroupEntry, GroupState};
+use self::groups::{GroupSnapshot, GroupView, Through};
 use self::side::{Side, Small, Snapshot};
 use self::view::{Found, QueueView, SegView};
 use super::codec;
@@ -118,6 +127,10 @@ struct State {
     /// Queues deleted this round.
     dropped: Vec<u64>,
     small: Small,
+    /// Consensus groups' logs (`groups.rs`).
+    groups: HashMap<u64, GroupView>,
+    /// Groups dropped this round (their files go).
+    dropped_groups: Vec<u64>,
 }
 
 /// One round, taken by the sync.
@@ -132,6 +145,10 @@ struct Round {
     dropped: Vec<u64>,
     /// The small state to checkpoint after this round, if one is due.
     checkpoint: Option<Snapshot>,
+    /// With a checkpoint: the groups changed since their files were
+    /// written.
+    groups: Vec<GroupSnapshot>,
+    dropped_groups: Vec<u64>,
 }
 
 /// An entry's body: the copy's sequence number, then its message record
@@ -264,8 +281,9 @@ impl State {
             .extend(cut.doomed.into_iter().map(|first| (q, first)));
     }
 
-    /// Takes the round: see the module doc.
-    fn take(&mut self, checkpoint: bool) -> Round {
+    /// Takes the round (see the module doc); `generation` is the
+    /// write-ahead file's it goes to.
+    fn take(&mut self, checkpoint: bool, generation: u64) -> Round {
         let mut round = Round::default();
         let mut ids: Vec<u64> = self
             .queues
@@ -300,18 +318,31 @@ impl State {
                 round.entries.push((q, index, body));
             }
         }
-        if !self.control.buf.is_empty() {
-            let body = Bytes::from(std::mem::take(&mut self.control.buf));
-            round.entries.push((ops::CONTROL, self.control_next, body));
+        for body in self.control.take() {
+            round
+                .entries
+                .push((ops::CONTROL, self.control_next, Bytes::from(body)));
             self.control_next += 1;
         }
         round.acks = std::mem::take(&mut self.acks);
         round.doomed.append(&mut self.doomed);
         round.dropped = std::mem::take(&mut self.dropped);
+        round.dropped_groups = std::mem::take(&mut self.dropped_groups);
         if checkpoint {
             round.checkpoint = Some(self.small.snapshot());
+            let through: Through = (generation, self.control_next - 1);
+            round.groups = self
+                .groups
+                .iter_mut()
+                .filter_map(|(g, v)| v.snapshot(*g, through))
+                .collect();
         }
         round
+    }
+
+    /// The view of group `g`, made for one that has none yet.
+    fn group(&mut self, g: u64) -> &mut GroupView {
+        self.groups.entry(g).or_insert_with(GroupView::new)
     }
 
     /// The round's writes landed (see [`files::Landed`]).
@@ -340,14 +371,41 @@ impl Durable for LogStore {
             return Ok(());
         };
         let due = files.checkpoint_due();
-        let round = self.state.lock().take(due);
+        let round = self.state.lock().take(due, files.wal.generation());
+        let start = files.round_start(&round);
         files.write_ahead(&round)?;
         if self.sled_dirty.swap(false, Ordering::AcqRel) {
             self.sled.sync()?;
         }
-        let written = files.write_round(&round)?;
+        let written = match files.write_round(&round) {
+            Ok(w) => w,
+            Err(e) => {
+                if let Err(undo) = files.take_back(&round, &start) {
+                    tracing::error!(error = %undo, "could not take back a round the segments could not take; a start replays it");
+                }
+                return Err(e);
+            }
+        };
         self.state.lock().landed(&written);
+        for g in &round.dropped_groups {
+            files.remove_group_files(*g, None)?;
+        }
         if let Some(snapshot) = round.checkpoint {
+            // Groups' files first: the write-ahead files the checkpoint
+            // retires hold their operations until then.
+            for snap in &round.groups {
+                let (file, placed) = files.write_group(snap)?;
+                let mut st = self.state.lock();
+                // A group dropped (or dropped and made again) since the
+                // round was taken keeps its own files.
+                if let Some(view) = st.groups.get_mut(&snap.group) {
+                    if view.file == snap.file && view.through == snap.head.through {
+                        view.file_written(file, &placed);
+                        drop(st);
+                        files.remove_group_files(snap.group, Some(file))?;
+                    }
+                }
+            }
             files.checkpoint(&self.side, snapshot)?;
             self.sled.sync()?;
             files.retire_old()?;
@@ -377,6 +435,7 @@ impl MessageStore for LogStore {
             queues: rec.views,
             control_next: 1,
             small: rec.small,
+            groups: rec.groups,
             ..State::default()
         };
         *files = Some(rec.files);
@@ -480,6 +539,122 @@ impl MessageStore for LogStore {
     /// Each queue's log keeps its own copy of a body.
     fn shares_bodies(&self) -> bool {
         false
+    }
+}
+
+/// Consensus groups' logs (`groups.rs`): what a Raft group's log store
+/// needs, one call for each of openraft's `RaftLogStorage`. A change is in
+/// RAM at once (a read sees it) and durable with the next
+/// [`Durable::sync`], in the order made; call them after
+/// [`MessageStore::recover`]. The clusters' Raft log store is their
+/// caller; until it exists, the tests are.
+#[cfg_attr(not(test), allow(dead_code))]
+impl LogStore {
+    /// Group `g`'s log summed up.
+    pub(crate) fn group_state(&self, g: u64) -> GroupState {
+        self.state
+            .lock()
+            .groups
+            .get(&g)
+            .map(GroupView::state)
+            .unwrap_or_default()
+    }
+
+    /// Appends `entries` to group `g`'s log: the first must be the next
+    /// index, the rest follow it ([`StoreError::OutOfOrder`] otherwise, and
+    /// nothing is appended).
+    pub(crate) fn group_append(&self, g: u64, entries: &[GroupEntry]) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        let view = st.groups.entry(g).or_insert_with(GroupView::new);
+        for (next, e) in (view.next()..).zip(entries) {
+            if e.index != next || e.payload.len() > ops::MAX_OP {
+                return Err(StoreError::OutOfOrder(format!(
+                    "group {g}: entry {} ({} bytes) appended where {next} is next",
+                    e.index,
+                    e.payload.len()
+                )));
+            }
+        }
+        for e in entries {
+            view.append(g, e.index, e.term, e.payload.clone())?;
+            st.control.group_append(g, e.index, e.term, &e.payload);
+        }
+        Ok(())
+    }
+
+    /// Group `g`'s entries with `from <= index < to` (fewer at the end of
+    /// the log); reading purged entries is refused.
+    pub(crate) fn group_read(
+        &self,
+        g: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<GroupEntry>, StoreError> {
+        // A checkpoint may replace the group's file between the plan and
+        // the read: then the plan is made again.
+        for _ in 0..3 {
+            let (plan, file) = {
+                let st = self.state.lock();
+                match st.groups.get(&g) {
+                    Some(v) => (v.plan(g, from, to)?, v.file),
+                    None => (GroupView::new().plan(g, from, to)?, None),
+                }
+            };
+            match files::read_group(&self.root, g, file, plan) {
+                Ok(Some(entries)) => return Ok(entries),
+                Ok(None) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Io(format!(
+            "group {g}: its file was replaced during three reads in a row"
+        )))
+    }
+
+    /// Removes group `g`'s entries from `since` on.
+    pub(crate) fn group_truncate(&self, g: u64, since: u64) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        st.group(g).truncate(g, since)?;
+        st.control.group_truncate(g, since);
+        Ok(())
+    }
+
+    /// Removes group `g`'s entries up to `upto` (which must be in the log,
+    /// or purged already).
+    pub(crate) fn group_purge(&self, g: u64, upto: u64) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        let already = st.group(g).state().purged.is_some_and(|(i, _)| upto <= i);
+        let term = st.group(g).purge(g, upto)?;
+        if !already {
+            st.control.group_purge(g, upto, term);
+        }
+        Ok(())
+    }
+
+    /// Saves group `g`'s vote (opaque bytes).
+    pub(crate) fn group_save_vote(&self, g: u64, vote: &[u8]) -> Result<(), StoreError> {
+        if vote.len() > ops::MAX_OP {
+            return Err(StoreError::OutOfOrder(format!("group {g}: vote too large")));
+        }
+        let mut st = self.state.lock();
+        st.group(g).set_vote(Bytes::copy_from_slice(vote));
+        st.control.group_vote(g, vote);
+        Ok(())
+    }
+
+    /// Group `g`'s saved vote.
+    pub(crate) fn group_vote(&self, g: u64) -> Option<Bytes> {
+        self.state.lock().groups.get(&g).and_then(GroupView::vote)
+    }
+
+    /// Forgets group `g`'s log (its files go with the next sync).
+    pub(crate) fn group_drop(&self, g: u64) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        st.groups.remove(&g);
+        st.control.group_drop(g);
+        st.dropped_groups.push(g);
+        Ok(())
     }
 }
 

@@ -24,7 +24,21 @@
 //!   per entry; a segment it settles whole is unlinked, and a partly
 //!   settled one gets its indexes in its ack file.
 //!
-//! Every operation is idempotent, so replaying one twice is harmless.
+//! Operations on a consensus group's log (`groups.rs`), replayed in order
+//! and only past the position the group's file covers:
+//!
+//! - `8` GAPPEND: `group u64`, `index u64`, `term u64`, `len u32`, the
+//!   payload: an entry appended.
+//! - `9` GTRUNCATE: `group u64`, `since u64`: entries from `since` on
+//!   removed.
+//! - `10` GPURGE: `group u64`, `upto u64`, `term u64`: entries up to
+//!   `upto` (whose term is `term`) removed.
+//! - `11` GVOTE: `group u64`, `len u32`, the vote: saved.
+//! - `12` GDROP: `group u64`: the group's log forgotten.
+//!
+//! Every queue operation is idempotent, so replaying one twice is
+//! harmless. Group operations are not (a truncation undoes appends):
+//! their replay starts where the group's file stops.
 
 use std::ops::Range;
 
@@ -67,6 +81,21 @@ pub(super) enum Op<'a> {
         to: u64,
         below: u64,
     },
+    /// An entry appended to a group's log.
+    GroupAppend {
+        group: u64,
+        index: u64,
+        term: u64,
+        payload: &'a [u8],
+    },
+    /// A group's entries from `since` on removed.
+    GroupTruncate { group: u64, since: u64 },
+    /// A group's entries up to `upto` removed.
+    GroupPurge { group: u64, upto: u64, term: u64 },
+    /// A group's vote saved.
+    GroupVote { group: u64, vote: &'a [u8] },
+    /// A group's log forgotten.
+    GroupDrop { group: u64 },
 }
 
 const ACKS: u8 = 1;
@@ -76,14 +105,46 @@ const UNDEDUP: u8 = 4;
 const OFFSET: u8 = 5;
 const DROP: u8 = 6;
 const RANGE: u8 = 7;
+const GAPPEND: u8 = 8;
+const GTRUNCATE: u8 = 9;
+const GPURGE: u8 = 10;
+const GVOTE: u8 = 11;
+const GDROP: u8 = 12;
 
-/// Builds one control body.
+/// A control body is cut into several entries once it passes this, at an
+/// operation's end, so that each stays below the entry size limit (an
+/// operation itself is at most [`MAX_OP`]).
+const CHUNK: usize = 16 << 20;
+
+/// The largest operation (a group entry's payload, a vote) a control body
+/// takes: what fits in an entry with room to spare for the fields.
+pub(super) const MAX_OP: usize = super::super::log::record::MAX_BODY - 64;
+
+/// Builds a round's control body: one, or several past [`CHUNK`] bytes.
 #[derive(Debug, Default)]
 pub(super) struct Writer {
     pub(super) buf: Vec<u8>,
+    /// Bodies already full, in order before `buf`.
+    full: Vec<Vec<u8>>,
 }
 
 impl Writer {
+    /// Makes room for an operation of `n` bytes: a full body is put aside.
+    fn room(&mut self, n: usize) {
+        if !self.buf.is_empty() && self.buf.len() + n > CHUNK {
+            self.full.push(std::mem::take(&mut self.buf));
+        }
+    }
+
+    /// Takes the bodies written, in order (none if nothing was).
+    pub(super) fn take(&mut self) -> Vec<Vec<u8>> {
+        let mut out = std::mem::take(&mut self.full);
+        if !self.buf.is_empty() {
+            out.push(std::mem::take(&mut self.buf));
+        }
+        out
+    }
+
     fn u64(&mut self, v: u64) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
@@ -103,6 +164,7 @@ impl Writer {
         if indexes.is_empty() {
             return;
         }
+        self.room(13 + 8 * indexes.len());
         self.buf.push(ACKS);
         self.u64(queue);
         self.buf
@@ -114,6 +176,7 @@ impl Writer {
 
     /// The copy `seq` of `queue` has metadata `meta` now.
     pub(super) fn rewrite(&mut self, queue: u64, seq: u64, meta: &[u8]) {
+        self.room(21 + meta.len());
         self.buf.push(REWRITE);
         self.u64(queue);
         self.u64(seq);
@@ -124,6 +187,7 @@ impl Writer {
 
     /// A de-duplication record.
     pub(super) fn dedup(&mut self, queue: u64, id: &str, expires_at: u64) {
+        self.room(19 + id.len());
         self.buf.push(DEDUP);
         self.u64(queue);
         self.u64(expires_at);
@@ -132,6 +196,7 @@ impl Writer {
 
     /// A de-duplication record removed.
     pub(super) fn undedup(&mut self, queue: u64, id: &str) {
+        self.room(11 + id.len());
         self.buf.push(UNDEDUP);
         self.u64(queue);
         self.str(id);
@@ -139,6 +204,7 @@ impl Writer {
 
     /// A group's offset.
     pub(super) fn offset(&mut self, queue: u64, group: &str, offset: u64) {
+        self.room(19 + group.len());
         self.buf.push(OFFSET);
         self.u64(queue);
         self.u64(offset);
@@ -147,6 +213,7 @@ impl Writer {
 
     /// The queue was deleted.
     pub(super) fn drop_queue(&mut self, queue: u64) {
+        self.room(9);
         self.buf.push(DROP);
         self.u64(queue);
     }
@@ -154,10 +221,58 @@ impl Writer {
     /// Entries of `queue` below index `below` with a sequence number in
     /// `from..to` settled.
     pub(super) fn range(&mut self, queue: u64, from: u64, to: u64, below: u64) {
+        self.room(33);
         self.buf.push(RANGE);
         for v in [queue, from, to, below] {
             self.u64(v);
         }
+    }
+
+    /// An entry appended to `group`'s log (the caller keeps `payload` at
+    /// most [`MAX_OP`] bytes).
+    pub(super) fn group_append(&mut self, group: u64, index: u64, term: u64, payload: &[u8]) {
+        self.room(29 + payload.len());
+        self.buf.push(GAPPEND);
+        for v in [group, index, term] {
+            self.u64(v);
+        }
+        self.buf
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(payload);
+    }
+
+    /// `group`'s entries from `since` on removed.
+    pub(super) fn group_truncate(&mut self, group: u64, since: u64) {
+        self.room(17);
+        self.buf.push(GTRUNCATE);
+        self.u64(group);
+        self.u64(since);
+    }
+
+    /// `group`'s entries up to `upto` (of term `term`) removed.
+    pub(super) fn group_purge(&mut self, group: u64, upto: u64, term: u64) {
+        self.room(25);
+        self.buf.push(GPURGE);
+        for v in [group, upto, term] {
+            self.u64(v);
+        }
+    }
+
+    /// `group`'s vote (at most [`MAX_OP`] bytes).
+    pub(super) fn group_vote(&mut self, group: u64, vote: &[u8]) {
+        self.room(13 + vote.len());
+        self.buf.push(GVOTE);
+        self.u64(group);
+        self.buf
+            .extend_from_slice(&(vote.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(vote);
+    }
+
+    /// `group`'s log forgotten.
+    pub(super) fn group_drop(&mut self, group: u64) {
+        self.room(9);
+        self.buf.push(GDROP);
+        self.u64(group);
     }
 }
 
@@ -207,6 +322,34 @@ pub(super) fn decode(body: &[u8]) -> Result<Vec<Op<'_>>, String> {
                 to: r.u64()?,
                 below: r.u64()?,
             },
+            GAPPEND => {
+                let (group, index, term) = (r.u64()?, r.u64()?, r.u64()?);
+                let n = r.u32()? as usize;
+                Op::GroupAppend {
+                    group,
+                    index,
+                    term,
+                    payload: r.take(n)?,
+                }
+            }
+            GTRUNCATE => Op::GroupTruncate {
+                group: r.u64()?,
+                since: r.u64()?,
+            },
+            GPURGE => Op::GroupPurge {
+                group: r.u64()?,
+                upto: r.u64()?,
+                term: r.u64()?,
+            },
+            GVOTE => {
+                let group = r.u64()?;
+                let n = r.u32()? as usize;
+                Op::GroupVote {
+                    group,
+                    vote: r.take(n)?,
+                }
+            }
+            GDROP => Op::GroupDrop { group: r.u64()? },
             other => return Err(format!("unknown control operation {other}")),
         };
         out.push(op);
@@ -259,6 +402,11 @@ mod tests {
         w.offset(6, "g", 42);
         w.drop_queue(7);
         w.range(8, 10, 20, 30);
+        w.group_append(9, 4, 2, b"cmd");
+        w.group_truncate(9, 3);
+        w.group_purge(9, 1, 2);
+        w.group_vote(9, b"v");
+        w.group_drop(9);
         let ops = decode(&w.buf).unwrap();
         assert_eq!(
             ops,
@@ -293,8 +441,42 @@ mod tests {
                     to: 20,
                     below: 30
                 },
+                Op::GroupAppend {
+                    group: 9,
+                    index: 4,
+                    term: 2,
+                    payload: b"cmd"
+                },
+                Op::GroupTruncate { group: 9, since: 3 },
+                Op::GroupPurge {
+                    group: 9,
+                    upto: 1,
+                    term: 2
+                },
+                Op::GroupVote {
+                    group: 9,
+                    vote: b"v"
+                },
+                Op::GroupDrop { group: 9 },
             ]
         );
+    }
+
+    #[test]
+    fn a_large_round_is_cut_into_bodies_at_operation_ends() {
+        let mut w = Writer::default();
+        let big = vec![7u8; CHUNK / 3];
+        for i in 0..7 {
+            w.group_append(1, i + 1, 1, &big);
+        }
+        w.drop_queue(2);
+        let bodies = w.take();
+        assert_eq!(bodies.len(), 4);
+        assert!(bodies.iter().all(|b| b.len() <= CHUNK));
+        let ops: Vec<Op<'_>> = bodies.iter().flat_map(|b| decode(b).unwrap()).collect();
+        assert_eq!(ops.len(), 8);
+        assert!(matches!(ops[6], Op::GroupAppend { index: 7, .. }));
+        assert!(w.take().is_empty());
     }
 
     #[test]
@@ -307,7 +489,7 @@ mod tests {
             assert!(decode(&w.buf[..cut]).is_err(), "cut at {cut}");
         }
         assert_eq!(decode(&w.buf[..boundary]).unwrap().len(), 1);
-        assert!(decode(&[9]).is_err());
+        assert!(decode(&[13]).is_err());
         assert!(decode(&[]).unwrap().is_empty());
     }
 }

@@ -16,7 +16,8 @@ use super::super::log::wal::{replay, WalWriter};
 use super::super::log::{
     ack_file_name, index_file_name, parse_file_name, sync_dir, CommitMark, FileKind, LogError,
 };
-use super::files::{Files, QueueFiles};
+use super::files::{load_groups, Files, QueueFiles};
+use super::groups::{self, GroupView};
 use super::ops::{self, Op};
 use super::side::{Side, Small};
 use super::view::{QueueView, SegView};
@@ -31,6 +32,7 @@ use crate::store::{
 #[derive(Debug)]
 pub(super) struct Recovery {
     pub(super) views: HashMap<u64, QueueView>,
+    pub(super) groups: HashMap<u64, GroupView>,
     pub(super) small: Small,
     pub(super) files: Files,
     pub(super) summary: StoredMessages,
@@ -366,6 +368,7 @@ pub(super) fn recover(
     }
     gens.sort_unstable();
     let mut settled = wal_settled(&wal_dir, &gens)?;
+    let mut groups = load_groups(root)?;
     let mut max_body_id = 0;
     let mut recs: HashMap<u64, Rec> = HashMap::new();
     for (&q, def) in &live {
@@ -383,8 +386,9 @@ pub(super) fn recover(
             let r = replay_entry(
                 &mut recs,
                 &mut small,
+                &mut groups,
+                (g, entry.index),
                 queue,
-                entry.index,
                 entry.body,
                 &mut max_body_id,
             );
@@ -482,10 +486,25 @@ pub(super) fn recover(
         marks.push((*q, f.sync()?));
     }
     sync_dir(root)?;
+    // Each group changed by the replay gets a file of its own again (so
+    // the older write-ahead files can go); a group left with nothing goes.
+    groups.retain(|_, v| !v.is_blank());
+    for g in files.group_files()? {
+        if !groups.contains_key(&g) {
+            files.remove_group_files(g, None)?;
+        }
+    }
+    for (g, view) in groups.iter_mut() {
+        if let Some(snap) = view.snapshot(*g, (generation, 0)) {
+            let (file, placed) = files.write_group(&snap)?;
+            view.file_written(file, &placed);
+            files.remove_group_files(*g, Some(file))?;
+        }
+    }
     side.write(&small.snapshot(), &marks)?;
-    let _ = &mut files;
     Ok(Recovery {
         views,
+        groups,
         small,
         files,
         summary,
@@ -496,15 +515,20 @@ pub(super) fn recover(
 fn replay_entry(
     recs: &mut HashMap<u64, Rec>,
     small: &mut Small,
+    groups: &mut HashMap<u64, GroupView>,
+    at: groups::Through,
     queue: u64,
-    index: u64,
     body: &[u8],
     max_body_id: &mut u64,
 ) -> Result<(), StoreError> {
+    let index = at.1;
     if queue == ops::CONTROL {
         let ops = ops::decode(body)
             .map_err(|e| StoreError::Corrupt(format!("control entry {index}: {e}")))?;
         for op in ops {
+            if groups::replay(groups, at, &op)? {
+                continue;
+            }
             match op {
                 Op::Acks { queue, indexes } => {
                     // Settled when read (see `wal_acks`); a rewrite of a
@@ -550,6 +574,12 @@ fn replay_entry(
                 Op::Range {
                     queue, from, to, ..
                 } => small.unrewrite_range(queue, from, to),
+                // Replayed above.
+                Op::GroupAppend { .. }
+                | Op::GroupTruncate { .. }
+                | Op::GroupPurge { .. }
+                | Op::GroupVote { .. }
+                | Op::GroupDrop { .. } => {}
             }
         }
         return Ok(());

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use super::LogStore;
+use bytes::Bytes;
+
+use super::{GroupEntry, LogStore};
 use crate::store::contract_tests::{load_all, meta, queue, recover, seqs, Harness};
 use crate::store::sled::DEFAULT_CACHE_BYTES;
 use crate::store::{Durable, MessageBatch, MessageStore, SledStore, TopologyStore};
@@ -344,4 +346,295 @@ fn a_removed_range_unlinks_the_segments_it_covers_and_a_crash_before_the_unlink_
         2,
         "settled at recovery, unlinked"
     );
+}
+
+/// A consensus group's log as a plain list, to check the store against.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct GroupModel {
+    purged: Option<(u64, u64)>,
+    first: u64,
+    entries: Vec<(u64, Vec<u8>)>,
+    vote: Option<Vec<u8>>,
+}
+
+impl GroupModel {
+    fn next(&self) -> u64 {
+        self.first + self.entries.len() as u64
+    }
+    fn last_term(&self) -> u64 {
+        self.entries
+            .last()
+            .map(|e| e.0)
+            .or(self.purged.map(|p| p.1))
+            .unwrap_or(0)
+    }
+}
+
+fn rng_next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Checks everything the store says of group `g` against `m`.
+fn check_group(s: &LogStore, g: u64, m: &GroupModel, when: &str) {
+    let st = s.group_state(g);
+    let last = m.entries.last().map(|e| (m.next() - 1, e.0)).or(m.purged);
+    assert_eq!((st.purged, st.last), (m.purged, last), "{when}: state");
+    assert_eq!(s.group_vote(g).map(|v| v.to_vec()), m.vote, "{when}: vote");
+    let got = s.group_read(g, m.first, u64::MAX).unwrap();
+    assert_eq!(got.len(), m.entries.len(), "{when}: entries");
+    for (e, (i, (term, payload))) in got.iter().zip((m.first..).zip(&m.entries)) {
+        assert_eq!(
+            (e.index, e.term, &e.payload[..]),
+            (i, *term, &payload[..]),
+            "{when}"
+        );
+    }
+    if m.first > 1 {
+        assert!(
+            s.group_read(g, m.first - 1, m.first).is_err(),
+            "{when}: purged"
+        );
+    }
+}
+
+#[test]
+fn group_logs_match_a_model_through_random_operations_checkpoints_and_crashes() {
+    // Two groups beside a queue; random appends (now and then a new term),
+    // truncations, purges and votes; a sync now and then (what is synced
+    // is durable, what is not is lost at a crash); crashes (the store
+    // dropped without a sync) and restarts; payloads large enough that the
+    // write-ahead file rotates, so checkpoints write the groups' files.
+    let h = LogDir(tempfile::tempdir().unwrap());
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let fresh = GroupModel {
+        first: 1,
+        ..GroupModel::default()
+    };
+    let mut synced = [fresh.clone(), fresh.clone()];
+    let mut seq = 0u64;
+    let mut published = 0u64;
+    for life in 0..6 {
+        let s = h.open();
+        let r = recover(&*s);
+        if life == 0 {
+            s.put_queue(&queue("a", 1)).unwrap();
+        } else {
+            assert_eq!(r.messages.stored.first().map_or(0, |q| q.count), published);
+        }
+        let mut model = synced.clone();
+        for (g, m) in model.iter().enumerate() {
+            check_group(&s, g as u64 + 1, m, &format!("life {life} start"));
+        }
+        for step in 0..300 {
+            let g = (rng_next(&mut rng) % 2) as usize;
+            let gid = g as u64 + 1;
+            let m = &mut model[g];
+            match rng_next(&mut rng) % 10 {
+                0..=5 => {
+                    let term =
+                        m.last_term().max(1) + u64::from(rng_next(&mut rng).is_multiple_of(8));
+                    let n = 1 + rng_next(&mut rng) % 4;
+                    let entries: Vec<GroupEntry> = (0..n)
+                        .map(|k| {
+                            let len = (rng_next(&mut rng) % (320 * 1024)) as usize;
+                            let payload = vec![(step % 251) as u8; len];
+                            GroupEntry {
+                                index: m.next() + k,
+                                term,
+                                payload: Bytes::from(payload),
+                            }
+                        })
+                        .collect();
+                    s.group_append(gid, &entries).unwrap();
+                    m.entries
+                        .extend(entries.iter().map(|e| (e.term, e.payload.to_vec())));
+                }
+                6 => {
+                    let span = m.entries.len() as u64 + 1;
+                    let since = m.first + rng_next(&mut rng) % span;
+                    s.group_truncate(gid, since).unwrap();
+                    m.entries.truncate((since - m.first) as usize);
+                }
+                7 if !m.entries.is_empty() => {
+                    let upto = m.first + rng_next(&mut rng) % m.entries.len() as u64;
+                    s.group_purge(gid, upto).unwrap();
+                    let n = (upto + 1 - m.first) as usize;
+                    let term = m.entries[n - 1].0;
+                    m.entries.drain(..n);
+                    m.first = upto + 1;
+                    m.purged = Some((upto, term));
+                }
+                8 => {
+                    let vote = format!("vote {step} of life {life}").into_bytes();
+                    s.group_save_vote(gid, &vote).unwrap();
+                    m.vote = Some(vote);
+                }
+                _ => {
+                    seq += 1;
+                    publish(&s, 1, seq, b"beside");
+                    s.sync().unwrap();
+                    published += 1;
+                    synced = model.clone();
+                }
+            }
+            // Refusals change nothing.
+            let m = &model[g];
+            assert!(s
+                .group_append(
+                    gid,
+                    &[GroupEntry {
+                        index: m.next() + 1,
+                        term: 9,
+                        payload: Bytes::new()
+                    }]
+                )
+                .is_err());
+            if step % 50 == 49 {
+                check_group(&s, gid, m, &format!("life {life} step {step}"));
+            }
+        }
+        // Half the lives end with what was done since the last sync lost.
+        if life % 2 == 0 {
+            s.sync().unwrap();
+            synced = model.clone();
+        }
+    }
+    let wals = files_with(&h.0.path().join("log/wal"), "wal");
+    assert_eq!(wals.len(), 1);
+    let groups = files_with(&h.0.path().join("log/groups"), "grp");
+    assert_eq!(groups.len(), 2, "one file per group: {groups:?}");
+}
+
+#[test]
+fn a_group_file_is_not_replayed_over_by_the_write_ahead_file_it_covers() {
+    // A checkpoint writes the group's file and retires the write-ahead file
+    // holding its operations; a crash before the retirement leaves both,
+    // and the start must not apply the operations twice (an append the
+    // file has already would not fit).
+    let h = LogDir(tempfile::tempdir().unwrap());
+    let saved = tempfile::tempdir().unwrap();
+    let entry = |index: u64, term: u64| GroupEntry {
+        index,
+        term,
+        payload: Bytes::from(format!("entry {index} of term {term}")),
+    };
+    {
+        let s = h.open();
+        recover(&*s);
+        s.put_queue(&queue("a", 1)).unwrap();
+        s.group_append(5, &(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>())
+            .unwrap();
+        s.group_save_vote(5, b"term 1").unwrap();
+        s.sync().unwrap();
+        // Fill the write-ahead file to just below its rotation.
+        let body = vec![1u8; 1 << 20];
+        let mut seq = 0;
+        while std::fs::metadata(&files_with(&h.0.path().join("log/wal"), "wal")[0])
+            .unwrap()
+            .len()
+            < super::WAL_ROTATE - (2 << 20)
+        {
+            seq += 1;
+            publish(&s, 1, seq, &body);
+            s.sync().unwrap();
+        }
+        for f in files_with(&h.0.path().join("log/wal"), "wal") {
+            std::fs::copy(&f, saved.path().join(f.file_name().unwrap())).unwrap();
+        }
+        // One more round passes the rotation: the checkpoint after it
+        // writes the group's file.
+        publish(&s, 1, seq + 1, &body);
+        publish(&s, 1, seq + 2, &body);
+        s.sync().unwrap();
+        s.group_truncate(5, 8).unwrap();
+        s.group_append(5, &[entry(8, 2)]).unwrap();
+        s.group_purge(5, 3).unwrap();
+        s.sync().unwrap();
+        assert_eq!(files_with(&h.0.path().join("log/groups"), "grp").len(), 1);
+    }
+    for f in files_with(saved.path(), "wal") {
+        std::fs::copy(&f, h.0.path().join("log/wal").join(f.file_name().unwrap())).unwrap();
+    }
+    let s = h.open();
+    recover(&*s);
+    let want = GroupModel {
+        purged: Some((3, 1)),
+        first: 4,
+        entries: (4..=8)
+            .map(|i| {
+                let term = if i == 8 { 2 } else { 1 };
+                (term, format!("entry {i} of term {term}").into_bytes())
+            })
+            .collect(),
+        vote: Some(b"term 1".to_vec()),
+    };
+    check_group(&s, 5, &want, "after the restart");
+    // Dropped, its file goes with the next sync, and a start knows nothing of it.
+    s.group_drop(5).unwrap();
+    s.sync().unwrap();
+    assert!(files_with(&h.0.path().join("log/groups"), "grp").is_empty());
+    drop(s);
+    let s = h.open();
+    recover(&*s);
+    assert_eq!(s.group_state(5), super::GroupState::default());
+}
+
+#[test]
+fn a_round_the_segments_could_not_take_is_taken_back_from_every_file() {
+    // What the sync does when the segments fail a durable round (a full
+    // disk): the round, a fan-out to two queues and a new segment for one
+    // of them, is taken back, so a start finds neither copy and replays
+    // nothing (it would need the room the disk lacked).
+    let h = LogDir(tempfile::tempdir().unwrap());
+    {
+        let s = h.open();
+        recover(&*s);
+        s.put_queue(&queue("a", 1)).unwrap();
+        s.put_queue(&queue("b", 2)).unwrap();
+        backlog(&s, 130, &vec![9u8; 64 * 1024]); // queue 1's segment is full
+        publish(&s, 2, 1, b"kept");
+        s.sync().unwrap();
+        let m = meta(500, "fan");
+        s.apply(&MessageBatch {
+            put_bodies: vec![(m.body_id, b"fan-out")],
+            put_metas: vec![(1, 131, &m), (2, 2, &m)],
+            ..MessageBatch::default()
+        })
+        .unwrap();
+        let mut files = s.files.lock();
+        let files = files.as_mut().unwrap();
+        let round = s.state.lock().take(false, files.wal.generation());
+        assert_eq!(round.rolls.len(), 1, "queue 1 starts a segment");
+        let start = files.round_start(&round);
+        files.write_ahead(&round).unwrap();
+        files.write_round(&round).unwrap();
+        files.take_back(&round, &start).unwrap();
+        assert!(
+            files.wal.append_round(&[]).is_err(),
+            "the store takes no more"
+        );
+    }
+    let s = h.open();
+    let r = recover(&*s);
+    assert_eq!(
+        r.messages
+            .stored
+            .iter()
+            .map(|q| q.count)
+            .collect::<Vec<_>>(),
+        [130, 1]
+    );
+    assert_eq!(seqs(&load_all(&*s, 2)), [1]);
+    // The segment the round sealed is the active one again, and goes on.
+    assert_eq!(files_with(&h.0.path().join("log/1"), "seg").len(), 1);
+    publish(&s, 1, 131, b"after");
+    s.sync().unwrap();
+    drop(s);
+    let s = h.open();
+    let r = recover(&*s);
+    assert_eq!(r.messages.stored[0].count, 131);
+    assert_eq!(files_with(&h.0.path().join("log/1"), "seg").len(), 2);
 }
