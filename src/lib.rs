@@ -32,6 +32,8 @@
 //!   and recovery.
 //! - [`auth`]: users, password hashing, permissions, the login rate
 //!   limiter and `sluice user`.
+//! - `cluster`: clusters on openraft (issue 18, under way): the Raft log
+//!   store on the message log's consensus groups, so far.
 //! - [`store`]: persistence, a seam per concern: [`store::TopologyStore`]
 //!   (exchanges, queues, bindings, users) and [`store::MessageStore`]
 //!   (messages, de-duplication records, stream offsets), both on sled, in
@@ -69,6 +71,7 @@ pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod client;
+mod cluster;
 pub(crate) mod cmd;
 pub mod config;
 pub(crate) mod connection;

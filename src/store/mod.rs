@@ -63,6 +63,7 @@ mod topology;
 pub use self::sled::SledStore;
 pub(crate) use commit::CommitState;
 pub use commit::Committer;
+pub(crate) use logstore::GroupEntry;
 pub use logstore::LogStore;
 #[cfg(test)]
 pub(crate) use mem::MemStore;

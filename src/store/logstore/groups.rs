@@ -151,7 +151,8 @@ impl GroupView {
         self.entries.get(at).map(|(t, _)| *t)
     }
 
-    /// Appends entry `index` of `term`: it must be the next one.
+    /// Appends entry `index` of `term`: it must be the next one, but the
+    /// first of a log that never had any purged may have any index but 0.
     pub(super) fn append(
         &mut self,
         group: u64,
@@ -159,6 +160,9 @@ impl GroupView {
         term: u64,
         payload: Bytes,
     ) -> Result<(), StoreError> {
+        if self.entries.is_empty() && self.purged.is_none() && index > 0 {
+            self.first = index;
+        }
         if index != self.next() {
             return Err(refused(
                 group,
@@ -198,29 +202,28 @@ impl GroupView {
         Ok(())
     }
 
-    /// Removes the entries up to `upto`, which must be in the log (or
-    /// purged already: nothing to do); returns its term.
-    pub(super) fn purge(&mut self, group: u64, upto: u64) -> Result<u64, StoreError> {
-        if let Some((index, term)) = self.purged {
-            if upto <= index {
-                return Ok(if upto == index { term } else { 0 });
+    /// Removes the entries up to `upto`, of term `term`: an entry of the
+    /// log must have that term; past the last entry, the log is left empty
+    /// and starts after `upto` (a follower that installed a snapshot).
+    /// Nothing to do when it is purged already. False when nothing changed.
+    pub(super) fn purge(&mut self, group: u64, upto: u64, term: u64) -> Result<bool, StoreError> {
+        if self.purged.is_some_and(|(index, _)| upto <= index) || upto < self.first {
+            return Ok(false);
+        }
+        if let Some(found) = self.term_at(upto) {
+            if found != term {
+                return Err(refused(
+                    group,
+                    format!("purge up to {upto} of term {term}, but its term is {found}"),
+                ));
             }
         }
-        let Some(term) = self.term_at(upto) else {
-            return Err(refused(
-                group,
-                format!(
-                    "purge up to {upto}, past the last entry {}",
-                    self.next() - 1
-                ),
-            ));
-        };
         let n = usize::try_from(upto + 1 - self.first).unwrap_or(usize::MAX);
         self.entries.drain(..n.min(self.entries.len()));
         self.first = upto + 1;
         self.purged = Some((upto, term));
         self.dirty = true;
-        Ok(term)
+        Ok(true)
     }
 
     /// Saves the vote.
@@ -229,22 +232,23 @@ impl GroupView {
         self.dirty = true;
     }
 
-    /// What reading `from..to` needs: each entry's index, term and place,
-    /// or a refusal when `from` is purged. `to` is cut at the end of the log.
+    /// What reading `from..to` needs: each entry's index, term and place
+    /// (the entries there are: a log that never had any purged may start
+    /// after 1), or a refusal when `from` is purged.
     pub(super) fn plan(
         &self,
         group: u64,
         from: u64,
         to: u64,
     ) -> Result<Vec<(u64, u64, Loc)>, StoreError> {
-        if from < self.first && from < to {
+        if self.purged.is_some_and(|(index, _)| from <= index) && from < to {
             return Err(refused(
                 group,
                 format!("read from {from}, before the first entry {}", self.first),
             ));
         }
         let to = to.min(self.next());
-        Ok((from..to)
+        Ok((from.max(self.first)..to)
             .filter_map(|i| {
                 let at = usize::try_from(i - self.first).ok()?;
                 self.entries
@@ -345,12 +349,7 @@ pub(super) fn replay(
         }
         Op::GroupPurge { upto, term, .. } => {
             let view = groups.entry(g).or_insert_with(GroupView::new);
-            let found = view.purge(g, *upto).map_err(corrupt)?;
-            if found != *term {
-                return Err(corrupt(StoreError::OutOfOrder(format!(
-                    "purge up to {upto} of term {term}, but that entry's term is {found}"
-                ))));
-            }
+            view.purge(g, *upto, *term).map_err(corrupt)?;
         }
         Op::GroupVote { vote, .. } => {
             let view = groups.entry(g).or_insert_with(GroupView::new);
@@ -378,6 +377,11 @@ mod tests {
         for i in 1..=5 {
             g.append(1, i, 1, body(i)).unwrap();
         }
+        // A log that never had any purged may start anywhere.
+        let mut h = GroupView::new();
+        h.append(1, 5, 1, body(5)).unwrap();
+        assert_eq!(h.state().last, Some((5, 1)));
+        assert!(h.append(1, 7, 1, body(7)).is_err());
         // Only the next index, and never an older term.
         assert!(g.append(1, 7, 1, body(7)).is_err());
         assert!(g.append(1, 5, 1, body(5)).is_err());
@@ -391,8 +395,9 @@ mod tests {
         g.append(1, 4, 3, body(40)).unwrap();
         assert_eq!(g.term_at(4), Some(3));
         // Purged up to 2: reads before 3 are refused, the state keeps it.
-        assert_eq!(g.purge(1, 2).unwrap(), 1);
-        assert_eq!(g.purge(1, 1).unwrap(), 0, "already purged: nothing to do");
+        assert!(g.purge(1, 2, 2).is_err(), "entry 2's term is 1");
+        assert!(g.purge(1, 2, 1).unwrap());
+        assert!(!g.purge(1, 1, 1).unwrap(), "already purged: nothing to do");
         assert!(g.truncate(1, 2).is_err());
         assert!(g.plan(1, 2, 5).is_err());
         let got: Vec<(u64, u64)> = g
@@ -402,8 +407,7 @@ mod tests {
             .map(|e| (e.0, e.1))
             .collect();
         assert_eq!(got, [(3, 1), (4, 3)]);
-        assert!(g.purge(1, 9).is_err());
-        assert_eq!(g.purge(1, 4).unwrap(), 3);
+        assert!(g.purge(1, 4, 3).unwrap());
         assert_eq!(
             g.state(),
             GroupState {
@@ -413,6 +417,11 @@ mod tests {
         );
         assert_eq!(g.next(), 5);
         assert!(g.plan(1, 5, 9).unwrap().is_empty());
+        // Past the last entry (a snapshot installed): the log starts after it.
+        assert!(g.purge(1, 20, 5).unwrap());
+        assert_eq!(g.state().last, Some((20, 5)));
+        assert_eq!(g.next(), 21);
+        g.append(1, 21, 5, body(21)).unwrap();
         g.set_vote(Bytes::from_static(b"v"));
         assert!(!g.is_blank());
     }

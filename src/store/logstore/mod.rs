@@ -546,8 +546,9 @@ impl MessageStore for LogStore {
 /// needs, one call for each of openraft's `RaftLogStorage`. A change is in
 /// RAM at once (a read sees it) and durable with the next
 /// [`Durable::sync`], in the order made; call them after
-/// [`MessageStore::recover`]. The clusters' Raft log store is their
-/// caller; until it exists, the tests are.
+/// [`MessageStore::recover`]. Their caller is the clusters' Raft log
+/// store (`cluster::GroupLog`, which passes openraft's storage test
+/// suite); no cluster runs it yet.
 #[cfg_attr(not(test), allow(dead_code))]
 impl LogStore {
     /// Group `g`'s log summed up.
@@ -567,7 +568,11 @@ impl LogStore {
         let mut st = self.state.lock();
         let st = &mut *st;
         let view = st.groups.entry(g).or_insert_with(GroupView::new);
-        for (next, e) in (view.next()..).zip(entries) {
+        let start = match entries.first() {
+            Some(e) if view.state().last.is_none() && e.index > 0 => e.index,
+            _ => view.next(),
+        };
+        for (next, e) in (start..).zip(entries) {
             if e.index != next || e.payload.len() > ops::MAX_OP {
                 return Err(StoreError::OutOfOrder(format!(
                     "group {g}: entry {} ({} bytes) appended where {next} is next",
@@ -620,13 +625,11 @@ impl LogStore {
         Ok(())
     }
 
-    /// Removes group `g`'s entries up to `upto` (which must be in the log,
-    /// or purged already).
-    pub(crate) fn group_purge(&self, g: u64, upto: u64) -> Result<(), StoreError> {
+    /// Removes group `g`'s entries up to `upto`, whose term is `term` (past
+    /// the last entry, the log is left empty and goes on after `upto`).
+    pub(crate) fn group_purge(&self, g: u64, upto: u64, term: u64) -> Result<(), StoreError> {
         let mut st = self.state.lock();
-        let already = st.group(g).state().purged.is_some_and(|(i, _)| upto <= i);
-        let term = st.group(g).purge(g, upto)?;
-        if !already {
+        if st.group(g).purge(g, upto, term)? {
             st.control.group_purge(g, upto, term);
         }
         Ok(())

@@ -459,10 +459,14 @@ fn group_logs_match_a_model_through_random_operations_checkpoints_and_crashes() 
                     m.entries.truncate((since - m.first) as usize);
                 }
                 7 if !m.entries.is_empty() => {
-                    let upto = m.first + rng_next(&mut rng) % m.entries.len() as u64;
-                    s.group_purge(gid, upto).unwrap();
-                    let n = (upto + 1 - m.first) as usize;
-                    let term = m.entries[n - 1].0;
+                    // Now and then past the last entry, as after a snapshot.
+                    let upto = m.first + rng_next(&mut rng) % (m.entries.len() as u64 + 2);
+                    let n = ((upto + 1 - m.first) as usize).min(m.entries.len());
+                    let term = match m.entries.get((upto - m.first) as usize) {
+                        Some(e) => e.0,
+                        None => m.last_term(),
+                    };
+                    s.group_purge(gid, upto, term).unwrap();
                     m.entries.drain(..n);
                     m.first = upto + 1;
                     m.purged = Some((upto, term));
@@ -551,7 +555,7 @@ fn a_group_file_is_not_replayed_over_by_the_write_ahead_file_it_covers() {
         s.sync().unwrap();
         s.group_truncate(5, 8).unwrap();
         s.group_append(5, &[entry(8, 2)]).unwrap();
-        s.group_purge(5, 3).unwrap();
+        s.group_purge(5, 3, 1).unwrap();
         s.sync().unwrap();
         assert_eq!(files_with(&h.0.path().join("log/groups"), "grp").len(), 1);
     }
