@@ -1,0 +1,186 @@
+//! How nodes talk Raft to each other: openraft's `RaftNetworkFactory` and
+//! `RaftNetwork` on TCP ([`Peers`], the client side) and the accept loop
+//! that hands what arrives to the local Raft ([`serve`]).
+//!
+//! Each message is a frame, `[len u32 BE][JSON]`, at most [`MAX_FRAME`]
+//! bytes: a request ([`Rpc`]: append entries, vote, a snapshot chunk)
+//! then its reply (the Raft's result, error included). A client keeps
+//! one connection per peer, opened lazily on its first request and
+//! dropped on any I/O error, which openraft sees as the peer being
+//! unreachable (it backs off and retries).
+
+// openraft's traits return its `RPCError`, large as it is.
+#![allow(clippy::result_large_err)]
+
+use std::net::SocketAddr;
+
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::TypeConfig;
+
+/// The largest frame either side reads (a batch of entries or a snapshot
+/// chunk is far below it).
+pub(crate) const MAX_FRAME: usize = 64 << 20;
+
+/// A request from one node to another.
+#[derive(Debug, Serialize, Deserialize)]
+enum Rpc {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<u64>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+async fn write_frame(s: &mut TcpStream, value: &impl Serialize) -> std::io::Result<()> {
+    let body = serde_json::to_vec(value)?;
+    let len = u32::try_from(body.len()).map_err(|_| std::io::Error::other("frame too large"))?;
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&body);
+    s.write_all(&buf).await
+}
+
+async fn read_frame<T: DeserializeOwned>(s: &mut TcpStream) -> std::io::Result<T> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!("a frame of {len} bytes")));
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// Serves the Raft RPCs that arrive on `listener` to `raft`, until the
+/// listener fails. A connection that sends something that is not a
+/// request is closed.
+pub(crate) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
+    loop {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _ = s.set_nodelay(true);
+            while let Ok(rpc) = read_frame::<Rpc>(&mut s).await {
+                let sent = match rpc {
+                    Rpc::Append(r) => write_frame(&mut s, &raft.append_entries(r).await).await,
+                    Rpc::Vote(r) => write_frame(&mut s, &raft.vote(r).await).await,
+                    Rpc::Snapshot(r) => write_frame(&mut s, &raft.install_snapshot(r).await).await,
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Makes a [`Peer`] for each node the Raft talks to.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Peers;
+
+/// One peer: its id, address and connection.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    target: u64,
+    addr: String,
+    conn: Option<TcpStream>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Peers {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
+        Peer {
+            target,
+            addr: node.addr.clone(),
+            conn: None,
+        }
+    }
+}
+
+impl Peer {
+    /// Sends `rpc` and reads its reply, connecting first if need be; an
+    /// I/O error drops the connection.
+    async fn call<R: DeserializeOwned>(&mut self, rpc: &Rpc) -> Result<R, Unreachable> {
+        if self.conn.is_none() {
+            let addr: SocketAddr = self.addr.parse().map_err(|e| Unreachable::new(&e))?;
+            let s = TcpStream::connect(addr)
+                .await
+                .map_err(|e| Unreachable::new(&e))?;
+            let _ = s.set_nodelay(true);
+            self.conn = Some(s);
+        }
+        let Some(s) = self.conn.as_mut() else {
+            return Err(Unreachable::new(&std::io::Error::other("not connected")));
+        };
+        let reply = match write_frame(s, rpc).await {
+            Ok(()) => read_frame::<R>(s).await,
+            Err(e) => Err(e),
+        };
+        reply.map_err(|e| {
+            self.conn = None;
+            Unreachable::new(&e)
+        })
+    }
+
+    /// A reply's Raft error as the error of the call.
+    fn remote<T, E: std::error::Error>(
+        &self,
+        r: Result<T, RaftError<u64, E>>,
+    ) -> Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>> {
+        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let r: Result<AppendEntriesResponse<u64>, RaftError<u64>> = self
+            .call(&Rpc::Append(rpc))
+            .await
+            .map_err(RPCError::Unreachable)?;
+        self.remote(r)
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        let r: Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> = self
+            .call(&Rpc::Snapshot(rpc))
+            .await
+            .map_err(RPCError::Unreachable)?;
+        self.remote(r)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let r: Result<VoteResponse<u64>, RaftError<u64>> = self
+            .call(&Rpc::Vote(rpc))
+            .await
+            .map_err(RPCError::Unreachable)?;
+        self.remote(r)
+    }
+}

@@ -1,0 +1,179 @@
+//! Three Raft nodes in one process, talking over loopback TCP, each on a
+//! data directory of its own: the log store and the network together.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, Config, Raft, ServerState};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::log_store::GroupLog;
+use super::network::{serve, Peers};
+use super::test_sm::Sm;
+use super::TypeConfig;
+use crate::store::sled::DEFAULT_CACHE_BYTES;
+use crate::store::{Committer, LogStore, MessageStore, Storage};
+
+/// One node: its Raft, what it applied, and what keeps it running.
+struct Node {
+    raft: Raft<TypeConfig>,
+    sm: Sm,
+    server: JoinHandle<()>,
+    committer: Arc<Committer>,
+}
+
+impl Node {
+    /// Starts node `id` on the data directory `dir`, listening on
+    /// `listener`.
+    async fn start(id: u64, dir: &std::path::Path, listener: TcpListener) -> Node {
+        let store = Arc::new(LogStore::open(dir, DEFAULT_CACHE_BYTES).expect("open"));
+        store.recover(&[]).expect("recover");
+        let committer = Committer::start(&Storage::one(store.clone())).expect("committer");
+        let log = GroupLog::new(store, committer.clone(), 1);
+        let sm = Sm::default();
+        let config = Config {
+            heartbeat_interval: 100,
+            election_timeout_min: 400,
+            election_timeout_max: 800,
+            ..Config::default()
+        };
+        let config = Arc::new(config.validate().expect("config"));
+        let raft = Raft::new(id, config, Peers, log, sm.clone())
+            .await
+            .expect("raft");
+        let server = tokio::spawn(serve(listener, raft.clone()));
+        Node {
+            raft,
+            sm,
+            server,
+            committer,
+        }
+    }
+
+    /// Stops it (as a crash of the process would, but for the files).
+    async fn stop(self) {
+        self.server.abort();
+        let _ = self.raft.shutdown().await;
+        self.committer.shutdown(Duration::from_secs(5));
+    }
+
+    fn applied(&self) -> Vec<Vec<u8>> {
+        self.sm.0.lock().applied.clone()
+    }
+}
+
+/// Waits until `node` has applied `n` commands.
+async fn applied(node: &Node, n: usize) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while node.applied().len() < n {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "applied {} of {n}",
+            node.applied().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The leader among `nodes`, once one is elected and known to all.
+async fn leader(nodes: &BTreeMap<u64, Node>) -> u64 {
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let views: Vec<Option<u64>> = nodes
+            .values()
+            .map(|n| n.raft.metrics().borrow().current_leader)
+            .collect();
+        if let Some(Some(l)) = views.first() {
+            let is_leader = nodes
+                .get(l)
+                .is_some_and(|n| n.raft.metrics().borrow().state == ServerState::Leader);
+            if is_leader && views.iter().all(|v| v == &Some(*l)) {
+                return *l;
+            }
+        }
+        assert!(tokio::time::Instant::now() < until, "no leader: {views:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn cmd(i: usize) -> Vec<u8> {
+    format!("command {i}").into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_elect_anew_when_the_leader_stops_and_a_restarted_node_catches_up() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut listeners = Vec::new();
+    let mut members = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        members.insert(id, BasicNode { addr });
+        listeners.push(l);
+    }
+    let mut nodes = BTreeMap::new();
+    for (id, l) in (1..=3u64).zip(listeners) {
+        nodes.insert(id, Node::start(id, dirs[id as usize - 1].path(), l).await);
+    }
+    nodes[&1]
+        .raft
+        .initialize(members.clone())
+        .await
+        .expect("initialize");
+    let first = leader(&nodes).await;
+    for i in 0..50 {
+        nodes[&first]
+            .raft
+            .client_write(cmd(i))
+            .await
+            .expect("write");
+    }
+    let want: Vec<Vec<u8>> = (0..50).map(cmd).collect();
+    for n in nodes.values() {
+        applied(n, 50).await;
+        assert_eq!(n.applied(), want);
+    }
+
+    // The leader stops: the other two elect one of them and go on.
+    let old = nodes.remove(&first).expect("leader");
+    old.stop().await;
+    {
+        // Its log and vote are on its disk: an initial blank entry, the
+        // membership, a blank of its term and the 50 commands.
+        let dir = dirs[first as usize - 1].path();
+        let store = LogStore::open(dir, DEFAULT_CACHE_BYTES).expect("open");
+        store.recover(&[]).expect("recover");
+        let st = store.group_state(1);
+        assert!(st.last.is_some_and(|(index, _)| index >= 52), "{st:?}");
+        assert!(store.group_vote(1).is_some());
+    }
+    let second = leader(&nodes).await;
+    assert_ne!(second, first);
+    for i in 50..60 {
+        nodes[&second]
+            .raft
+            .client_write(cmd(i))
+            .await
+            .expect("write");
+    }
+    let want: Vec<Vec<u8>> = (0..60).map(cmd).collect();
+    for n in nodes.values() {
+        applied(n, 60).await;
+        assert_eq!(n.applied(), want);
+    }
+
+    // It starts again on its data directory: its log and vote are there,
+    // and it catches up with what it missed (its state machine, in RAM,
+    // is rebuilt from the log).
+    let addr: std::net::SocketAddr = members[&first].addr.parse().expect("addr");
+    let l = TcpListener::bind(addr).await.expect("bind again");
+    let back = Node::start(first, dirs[first as usize - 1].path(), l).await;
+    nodes.insert(first, back);
+    applied(&nodes[&first], 60).await;
+    assert_eq!(nodes[&first].applied(), want);
+    for (_, n) in nodes {
+        n.stop().await;
+    }
+}
