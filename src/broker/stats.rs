@@ -281,6 +281,8 @@ pub(crate) struct QueueSnapshot {
     pub(crate) dead_lettered: u64,
     /// Of those, by reason.
     pub(crate) dead_by_reason: DeadByReason,
+    /// Reads back from the store that failed (a damaged segment).
+    pub(crate) store_read_errors: u64,
     /// Rates.
     pub(crate) rates: Rates,
     /// Age of the oldest waiting message in ms (see [`Queue::stats`]).
@@ -339,6 +341,7 @@ impl QueueSnapshot {
                 maxlen: c.dead_of(DeathReason::MaxLen),
                 delivery_limit: c.dead_of(DeathReason::DeliveryLimit),
             },
+            store_read_errors: c.read_errors.load(Ordering::Relaxed),
             rates: sampler.queue_rates(q.id),
             oldest_age_ms: st.oldest_at.map(|t| now.saturating_sub(t)),
         }

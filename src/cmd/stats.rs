@@ -87,7 +87,8 @@ fn queue_text(q: &QueueSnapshot) -> Vec<u8> {
         .put(
             "dead_lettered_delivery_limit_total",
             q.dead_by_reason.delivery_limit,
-        );
+        )
+        .put("store_read_errors_total", q.store_read_errors);
     rates(kv.group(), &q.rates);
     kv.render()
 }

@@ -60,6 +60,12 @@ pub(crate) fn render(broker: &Broker) -> String {
             "Deliveries that went back to the queue.",
             |q| q.requeued,
         ),
+        (
+            "sluice_queue_store_read_errors_total",
+            "counter",
+            "Reads of the queue's messages back from the store that failed (a damaged segment): those messages, and the ones behind them, are not delivered.",
+            |q| q.store_read_errors,
+        ),
     ];
     for (name, kind, help, value) in per_queue {
         m.family(name, kind, help);

@@ -16,6 +16,7 @@ use sluice::store::{Durable, MessageBatch, MessageMeta, MessageStore, QueueDef, 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::common::faults::Rng;
+use crate::common::TestConn;
 use crate::crash::{copy_dir, refused, serve, start, stop_cleanly};
 
 /// A body of about `len` bytes that names its id, so a wrong or damaged
@@ -129,6 +130,15 @@ async fn damage_to_a_segment_is_refused_and_a_torn_tail_is_cut_with_nothing_lost
     let log = flipped.path().join("sluice.log");
     let (mut child, addr) = start_logging(flipped.path(), &log).await;
     let seen = drain(&addr, "q", LEN).await;
+    // The failed read is counted where monitoring sees it.
+    let mut c = TestConn::connect(addr.parse().expect("addr")).await;
+    let (_, stats) = c.data("STATS QUEUE q").await;
+    let errors = stats.lines().find_map(|l| {
+        l.strip_prefix("store_read_errors_total")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    });
+    assert!(errors.is_some_and(|n| n >= 1), "{stats}");
+    drop(c);
     child.kill().await.expect("kill");
     assert!(seen.len() < N, "a damaged message was served");
     assert!(

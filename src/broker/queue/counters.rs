@@ -24,6 +24,9 @@ pub(crate) struct QueueCounters {
     /// Copies that died here, by [`DeathReason`] (routed to the queue's
     /// dead-letter exchange, or dropped when it has none).
     pub(crate) dead: [AtomicU64; 4],
+    /// Reads of its messages back from the store that failed (a damaged
+    /// segment): the messages stay where they are, undelivered.
+    pub(crate) read_errors: AtomicU64,
 }
 
 impl QueueCounters {

@@ -54,6 +54,7 @@ impl Classic {
         {
             Ok(page) => page,
             Err(e) => {
+                q.counters.read_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(queue = %q.name, error = %e, "could not read paged-out messages back");
                 return false;
             }

@@ -235,6 +235,9 @@ pub(super) fn load(q: &Queue, from: u64, to: u64, n: usize) -> Option<Vec<Recove
     match q.disk.load(q.id, from, to, n) {
         Ok(found) => Some(found),
         Err(e) => {
+            q.counters
+                .read_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(stream = %q.name, error = %e, "could not read the stream");
             None
         }
