@@ -7,8 +7,10 @@
 //! - `network`: the nodes' RPCs (append entries, vote, snapshot chunks)
 //!   as length-prefixed JSON frames over TCP, client and server;
 //! - `tests`: three nodes in one process on loopback, replicating,
-//!   electing anew when the leader stops, and a restarted node catching up
-//!   from its own log.
+//!   electing anew when the leader stops, a restarted node catching up
+//!   from its own log, and a node back with an empty disk catching up by
+//!   a snapshot sent over the network (its group log purged past its
+//!   last entry).
 //!
 //! Nothing serves cluster traffic in a running broker yet: no `serve`
 //! flags, no cluster secret or TLS on the nodes' port, no replicated

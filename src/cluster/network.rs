@@ -73,12 +73,27 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
         tokio::spawn(async move {
             let _ = s.set_nodelay(true);
             while let Ok(rpc) = read_frame::<Rpc>(&mut s).await {
-                let sent = match rpc {
-                    Rpc::Append(r) => write_frame(&mut s, &raft.append_entries(r).await).await,
-                    Rpc::Vote(r) => write_frame(&mut s, &raft.vote(r).await).await,
-                    Rpc::Snapshot(r) => write_frame(&mut s, &raft.install_snapshot(r).await).await,
+                // A Raft that stopped answers nothing more on this
+                // connection: the peer reconnects, to whatever serves the
+                // address next.
+                let (sent, stopped) = match rpc {
+                    Rpc::Append(r) => {
+                        let res = raft.append_entries(r).await;
+                        let stopped = matches!(res, Err(RaftError::Fatal(_)));
+                        (write_frame(&mut s, &res).await, stopped)
+                    }
+                    Rpc::Vote(r) => {
+                        let res = raft.vote(r).await;
+                        let stopped = matches!(res, Err(RaftError::Fatal(_)));
+                        (write_frame(&mut s, &res).await, stopped)
+                    }
+                    Rpc::Snapshot(r) => {
+                        let res = raft.install_snapshot(r).await;
+                        let stopped = matches!(res, Err(RaftError::Fatal(_)));
+                        (write_frame(&mut s, &res).await, stopped)
+                    }
                 };
-                if sent.is_err() {
+                if sent.is_err() || stopped {
                     return;
                 }
             }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{BasicNode, Config, Raft, ServerState};
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -28,6 +28,16 @@ impl Node {
     /// Starts node `id` on the data directory `dir`, listening on
     /// `listener`.
     async fn start(id: u64, dir: &std::path::Path, listener: TcpListener) -> Node {
+        Node::start_with(id, dir, listener, Config::default()).await
+    }
+
+    /// [`Node::start`] with openraft's `config` (timeouts set here).
+    async fn start_with(
+        id: u64,
+        dir: &std::path::Path,
+        listener: TcpListener,
+        config: Config,
+    ) -> Node {
         let store = Arc::new(LogStore::open(dir, DEFAULT_CACHE_BYTES).expect("open"));
         store.recover(&[]).expect("recover");
         let committer = Committer::start(&Storage::one(store.clone())).expect("committer");
@@ -37,7 +47,7 @@ impl Node {
             heartbeat_interval: 100,
             election_timeout_min: 400,
             election_timeout_max: 800,
-            ..Config::default()
+            ..config
         };
         let config = Arc::new(config.validate().expect("config"));
         let raft = Raft::new(id, config, Peers, log, sm.clone())
@@ -173,6 +183,82 @@ async fn three_nodes_replicate_elect_anew_when_the_leader_stops_and_a_restarted_
     nodes.insert(first, back);
     applied(&nodes[&first], 60).await;
     assert_eq!(nodes[&first].applied(), want);
+    for (_, n) in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_disk_catches_up_by_a_snapshot() {
+    // Snapshots every 20 entries, nothing of the log kept behind them. A
+    // node that comes back with an empty data directory finds the
+    // leader's log purged past its own end: it gets a snapshot over the
+    // network, and its group log is purged past its last entry to go on
+    // from there.
+    let config = || Config {
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(20),
+        max_in_snapshot_log_to_keep: 0,
+        ..Config::default()
+    };
+    let mut dirs: Vec<tempfile::TempDir> =
+        (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut listeners = Vec::new();
+    let mut members = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        members.insert(id, BasicNode { addr });
+        listeners.push(l);
+    }
+    let mut nodes = BTreeMap::new();
+    for (id, l) in (1..=3u64).zip(listeners) {
+        let node = Node::start_with(id, dirs[id as usize - 1].path(), l, config()).await;
+        nodes.insert(id, node);
+    }
+    nodes[&1]
+        .raft
+        .initialize(members.clone())
+        .await
+        .expect("initialize");
+    let first = leader(&nodes).await;
+    for i in 0..110 {
+        nodes[&first]
+            .raft
+            .client_write(cmd(i))
+            .await
+            .expect("write");
+    }
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let purged = nodes[&first].raft.metrics().borrow().purged;
+        if purged.is_some_and(|p| p.index > 20) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "never purged: {purged:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let away = (1..=3u64).find(|id| *id != first).expect("a follower");
+    nodes.remove(&away).expect("node").stop().await;
+    dirs[away as usize - 1] = tempfile::tempdir().expect("dir");
+    let addr: std::net::SocketAddr = members[&away].addr.parse().expect("addr");
+    let l = TcpListener::bind(addr).await.expect("bind again");
+    let back = Node::start_with(away, dirs[away as usize - 1].path(), l, config()).await;
+    nodes.insert(away, back);
+    for i in 110..115 {
+        nodes[&first]
+            .raft
+            .client_write(cmd(i))
+            .await
+            .expect("write");
+    }
+    let want: Vec<Vec<u8>> = (0..115).map(cmd).collect();
+    applied(&nodes[&away], 115).await;
+    assert_eq!(nodes[&away].applied(), want);
+    let snapshot = nodes[&away].raft.metrics().borrow().snapshot;
+    assert!(snapshot.is_some_and(|s| s.index > 20), "{snapshot:?}");
     for (_, n) in nodes {
         n.stop().await;
     }
