@@ -3,16 +3,21 @@
 //! that hands what arrives to the local Raft ([`serve`]).
 //!
 //! Each message is a frame, `[len u32 BE][JSON]`, at most [`MAX_FRAME`]
-//! bytes: a request ([`Rpc`]: append entries, vote, a snapshot chunk)
-//! then its reply (the Raft's result, error included). A client keeps
-//! one connection per peer, opened lazily on its first request and
-//! dropped on any I/O error, which openraft sees as the peer being
-//! unreachable (it backs off and retries).
+//! bytes. A connection starts with the client's [`Hello`], which carries
+//! the cluster's shared secret: a server whose secret differs closes the
+//! connection (compared in constant time; the secret travels in the clear
+//! until the nodes' port has TLS). Then each request ([`Rpc`]: append
+//! entries, vote, a snapshot chunk) is followed by its reply (the Raft's
+//! result, error included). A client keeps one connection per peer,
+//! opened lazily on its first request and dropped on any I/O error, which
+//! openraft sees as the peer being unreachable (it backs off and
+//! retries).
 
 // openraft's traits return its `RPCError`, large as it is.
 #![allow(clippy::result_large_err)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -31,6 +36,19 @@ use super::TypeConfig;
 /// The largest frame either side reads (a batch of entries or a snapshot
 /// chunk is far below it).
 pub(crate) const MAX_FRAME: usize = 64 << 20;
+
+/// The first frame of a connection.
+#[derive(Debug, Serialize, Deserialize)]
+struct Hello {
+    /// The cluster's shared secret.
+    secret: String,
+}
+
+/// Whether `a` and `b` are the same bytes, in a time that depends on their
+/// lengths only.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// A request from one node to another.
 #[derive(Debug, Serialize, Deserialize)]
@@ -62,16 +80,24 @@ async fn read_frame<T: DeserializeOwned>(s: &mut TcpStream) -> std::io::Result<T
 }
 
 /// Serves the Raft RPCs that arrive on `listener` to `raft`, until the
-/// listener fails. A connection that sends something that is not a
-/// request is closed.
-pub(crate) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
+/// listener fails. A connection that does not start with the cluster's
+/// `secret`, or sends something that is not a request, is closed.
+pub(crate) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, secret: Arc<str>) {
     loop {
-        let Ok((mut s, _)) = listener.accept().await else {
+        let Ok((mut s, peer)) = listener.accept().await else {
             return;
         };
         let raft = raft.clone();
+        let secret = secret.clone();
         tokio::spawn(async move {
             let _ = s.set_nodelay(true);
+            match read_frame::<Hello>(&mut s).await {
+                Ok(h) if same(h.secret.as_bytes(), secret.as_bytes()) => {}
+                _ => {
+                    tracing::warn!(%peer, "refused a cluster connection: wrong secret or no hello");
+                    return;
+                }
+            }
             while let Ok(rpc) = read_frame::<Rpc>(&mut s).await {
                 // A Raft that stopped answers nothing more on this
                 // connection: the peer reconnects, to whatever serves the
@@ -101,15 +127,25 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
     }
 }
 
-/// Makes a [`Peer`] for each node the Raft talks to.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Peers;
+/// Makes a [`Peer`] for each node the Raft talks to, with the cluster's
+/// shared secret.
+#[derive(Debug, Clone)]
+pub(crate) struct Peers {
+    secret: Arc<str>,
+}
+
+impl Peers {
+    pub(crate) fn new(secret: Arc<str>) -> Peers {
+        Peers { secret }
+    }
+}
 
 /// One peer: its id, address and connection.
 #[derive(Debug)]
 pub(crate) struct Peer {
     target: u64,
     addr: String,
+    secret: Arc<str>,
     conn: Option<TcpStream>,
 }
 
@@ -120,6 +156,7 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
         Peer {
             target,
             addr: node.addr.clone(),
+            secret: self.secret.clone(),
             conn: None,
         }
     }
@@ -131,10 +168,16 @@ impl Peer {
     async fn call<R: DeserializeOwned>(&mut self, rpc: &Rpc) -> Result<R, Unreachable> {
         if self.conn.is_none() {
             let addr: SocketAddr = self.addr.parse().map_err(|e| Unreachable::new(&e))?;
-            let s = TcpStream::connect(addr)
+            let mut s = TcpStream::connect(addr)
                 .await
                 .map_err(|e| Unreachable::new(&e))?;
             let _ = s.set_nodelay(true);
+            let hello = Hello {
+                secret: self.secret.to_string(),
+            };
+            write_frame(&mut s, &hello)
+                .await
+                .map_err(|e| Unreachable::new(&e))?;
             self.conn = Some(s);
         }
         let Some(s) = self.conn.as_mut() else {

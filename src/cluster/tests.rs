@@ -38,6 +38,17 @@ impl Node {
         listener: TcpListener,
         config: Config,
     ) -> Node {
+        Node::start_secret(id, dir, listener, config, SECRET).await
+    }
+
+    /// [`Node::start_with`] with the cluster secret `secret`.
+    async fn start_secret(
+        id: u64,
+        dir: &std::path::Path,
+        listener: TcpListener,
+        config: Config,
+        secret: &str,
+    ) -> Node {
         let store = Arc::new(LogStore::open(dir, DEFAULT_CACHE_BYTES).expect("open"));
         store.recover(&[]).expect("recover");
         let committer = Committer::start(&Storage::one(store.clone())).expect("committer");
@@ -50,10 +61,11 @@ impl Node {
             ..config
         };
         let config = Arc::new(config.validate().expect("config"));
-        let raft = Raft::new(id, config, Peers, log, sm.clone())
+        let secret: Arc<str> = Arc::from(secret);
+        let raft = Raft::new(id, config, Peers::new(secret.clone()), log, sm.clone())
             .await
             .expect("raft");
-        let server = tokio::spawn(serve(listener, raft.clone()));
+        let server = tokio::spawn(serve(listener, raft.clone(), secret));
         Node {
             raft,
             sm,
@@ -107,6 +119,9 @@ async fn leader(nodes: &BTreeMap<u64, Node>) -> u64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The cluster secret of the tests' nodes.
+const SECRET: &str = "the tests' cluster secret";
 
 fn cmd(i: usize) -> Vec<u8> {
     format!("command {i}").into_bytes()
@@ -259,6 +274,63 @@ async fn a_node_that_lost_its_disk_catches_up_by_a_snapshot() {
     assert_eq!(nodes[&away].applied(), want);
     let snapshot = nodes[&away].raft.metrics().borrow().snapshot;
     assert!(snapshot.is_some_and(|s| s.index > 20), "{snapshot:?}");
+    for (_, n) in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_secret_is_never_let_in() {
+    // Node 3 has the wrong secret: the others refuse its connections and
+    // it refuses theirs, so it never gets a vote or an entry in, and the
+    // other two, a majority, go on without it.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut listeners = Vec::new();
+    let mut members = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        members.insert(id, BasicNode { addr });
+        listeners.push(l);
+    }
+    let mut nodes = BTreeMap::new();
+    let mut intruder = None;
+    for (id, l) in (1..=3u64).zip(listeners) {
+        let dir = dirs[id as usize - 1].path();
+        if id == 3 {
+            intruder = Some(Node::start_secret(id, dir, l, Config::default(), "guessed").await);
+        } else {
+            nodes.insert(id, Node::start(id, dir, l).await);
+        }
+    }
+    let intruder = intruder.expect("node 3");
+    nodes[&1]
+        .raft
+        .initialize(members.clone())
+        .await
+        .expect("initialize");
+    let l = leader(&nodes).await;
+    for i in 0..20 {
+        nodes[&l].raft.client_write(cmd(i)).await.expect("write");
+    }
+    for n in nodes.values() {
+        applied(n, 20).await;
+    }
+    assert!(intruder.applied().is_empty());
+    assert_eq!(intruder.raft.metrics().borrow().current_leader, None);
+    // A connection without the hello is closed unanswered.
+    let mut raw = tokio::net::TcpStream::connect(members[&1].addr.as_str())
+        .await
+        .expect("connect");
+    raw.write_all(b"\x00\x00\x00\x02{}").await.expect("write");
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "answered without a hello");
+    intruder.stop().await;
     for (_, n) in nodes {
         n.stop().await;
     }
