@@ -71,7 +71,7 @@ pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod client;
-mod cluster;
+pub mod cluster;
 pub(crate) mod cmd;
 pub mod config;
 pub(crate) mod connection;

@@ -141,6 +141,39 @@ struct ServeArgs {
     /// over HTTP on this address (`--http` alone: 127.0.0.1:15680). Off by default.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = sluice::config::DEFAULT_HTTP_ADDR)]
     http: Option<SocketAddr>,
+    /// This node's id in a cluster (with --cluster-addr, --peers and
+    /// --cluster-secret). Without it, a single node, as ever.
+    #[arg(long, requires_all = ["cluster_addr", "peers", "cluster_secret"])]
+    node_id: Option<u64>,
+    /// Where this node listens for the other nodes of its cluster.
+    #[arg(long, requires = "node_id")]
+    cluster_addr: Option<SocketAddr>,
+    /// Every node of the cluster, this one included, as ID=HOST:PORT
+    /// (comma-separated): where the others reach it.
+    #[arg(long, requires = "node_id", value_delimiter = ',', value_parser = parse_peer)]
+    peers: Vec<(u64, String)>,
+    /// The secret every node of the cluster shares (prefer the environment,
+    /// SLUICE_CLUSTER_SECRET, or the config file to a flag ps can show).
+    #[arg(long, requires = "node_id")]
+    cluster_secret: Option<String>,
+}
+
+/// `ID=HOST:PORT`: a node of the cluster.
+fn parse_peer(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected ID=HOST:PORT"))?;
+    let id: u64 = id
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: the node id must be a number"))?;
+    let addr = addr.trim();
+    if addr.parse::<SocketAddr>().is_err() {
+        return Err(format!(
+            "{s:?}: {addr:?} is not HOST:PORT (an IP address and a port)"
+        ));
+    }
+    Ok((id, addr.to_string()))
 }
 
 /// jemalloc instead of glibc's malloc: a broker allocates and frees small
@@ -232,6 +265,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         memory_high_watermark: args.memory_high_watermark,
         insecure_open: args.insecure_open,
         http: args.http,
+        cluster: match (args.node_id, args.cluster_addr, args.cluster_secret) {
+            (Some(node_id), Some(addr), Some(secret)) => Some(sluice::config::ClusterConfig {
+                node_id,
+                addr,
+                peers: args.peers.into_iter().collect(),
+                secret,
+            }),
+            _ => None,
+        },
         ..Config::default()
     };
     config.limits.max_line = args.max_line.max(64);
@@ -297,6 +339,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let node = sluice::cluster::ClusterNode::start(&broker, c)
+                    .await
+                    .context("starting the cluster node")?;
+                lines.push_str(&format!("cluster on {}\n", node.addr()));
+                tracing::info!(node = c.node_id, addr = %node.addr(), "cluster node started");
+                Some(node)
+            }
+            None => None,
+        };
         print!("{lines}");
         tracing::info!(addr = %local, data_dir = %config.data_dir.display(), in_memory = config.in_memory, "sluice serving");
         let listeners = sluice::server::Listeners {
@@ -307,6 +360,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             sluice::server::serve(listeners, broker, signals.received(), deadline).await;
         if let Some(task) = http {
             task.abort();
+        }
+        if let Some(node) = cluster {
+            node.stop().await;
         }
         result.map_err(anyhow::Error::from)
     });

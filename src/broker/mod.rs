@@ -131,10 +131,52 @@ struct Inner {
     sampler: Sampler,
     /// Live connections.
     connections: Arc<Connections>,
+    /// The message log, when the store is one (what a cluster node keeps
+    /// its Raft logs in).
+    log_store: std::sync::OnceLock<Arc<crate::store::LogStore>>,
+    /// This node's view of its cluster, kept up to date by the cluster
+    /// node (`None`: a single node).
+    cluster: parking_lot::Mutex<Option<ClusterStatus>>,
+}
+
+/// A cluster node's view of its cluster, as `STATS` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterStatus {
+    /// This node's id.
+    pub node_id: u64,
+    /// `leader`, `follower`, `candidate` or `learner`.
+    pub state: &'static str,
+    /// The leader's id, when one is known.
+    pub leader: Option<u64>,
+    /// The current term.
+    pub term: u64,
+    /// The last index in this node's log.
+    pub last_log_index: Option<u64>,
+    /// The last index applied.
+    pub last_applied: Option<u64>,
+    /// The voting members.
+    pub members: Vec<u64>,
 }
 
 fn not_found(what: &str, name: &str) -> BrokerError {
     BrokerError::NotFound(format!("{what} {}", quote_for_message(name)))
+}
+
+impl Broker {
+    /// The message log the broker stores in (`None` with `--in-memory`).
+    pub(crate) fn log_store(&self) -> Option<Arc<crate::store::LogStore>> {
+        self.inner.log_store.get().cloned()
+    }
+
+    /// Records this node's view of its cluster (for `STATS`).
+    pub(crate) fn set_cluster_status(&self, status: ClusterStatus) {
+        *self.inner.cluster.lock() = Some(status);
+    }
+
+    /// This node's view of its cluster (`None`: a single node).
+    pub(crate) fn cluster_status(&self) -> Option<ClusterStatus> {
+        self.inner.cluster.lock().clone()
+    }
 }
 
 impl Broker {

@@ -32,14 +32,19 @@ impl Broker {
     /// on sled, or nothing with `in_memory`),
     /// recovers durable state and starts the group commit.
     pub fn open(config: Config) -> Result<Broker, StoreError> {
+        let mut log_store = None;
         let store = if config.in_memory {
             Storage::one(Arc::new(NullStore))
         } else {
-            let log = LogStore::open(&config.data_dir, config.cache_bytes)?;
-            Storage::one(Arc::new(log))
+            let log = Arc::new(LogStore::open(&config.data_dir, config.cache_bytes)?);
+            log_store = Some(log.clone());
+            Storage::one(log)
         };
         let keep = store.clone();
         let opened = Broker::with_store(config, store);
+        if let (Ok(broker), Some(log)) = (&opened, log_store) {
+            let _ = broker.inner.log_store.set(log);
+        }
         if let Err(StoreError::Io(_)) = &opened {
             // sled flushes when its last handle goes, and after an I/O
             // error (a full disk) that flush may never return: the
@@ -93,6 +98,8 @@ impl Broker {
                 totals: Arc::default(),
                 sampler: Sampler::default(),
                 connections: Arc::default(),
+                log_store: std::sync::OnceLock::new(),
+                cluster: parking_lot::Mutex::new(None),
             }),
         };
         broker.restore(recovered);

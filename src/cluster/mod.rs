@@ -1,25 +1,26 @@
 //! Clusters (issue 18): queues and streams replicated over Raft groups on
 //! openraft. What is here so far:
 //!
-//! - `log_store`: [`GroupLog`], one Raft group's log (entries, vote,
+//! - `log_store`: `GroupLog`, one Raft group's log (entries, vote,
 //!   truncation, purge) on the message log's consensus groups, checked by
 //!   openraft's own storage test suite;
 //! - `network`: the nodes' RPCs (append entries, vote, snapshot chunks)
 //!   as length-prefixed JSON frames over TCP, client and server;
+//! - `node`: [`ClusterNode`], this process as a node (`sluice serve
+//!   --node-id ...`): the metadata group (membership only, so far) on
+//!   group 0 of its message log, its port, and the view `STATS` shows;
 //! - `tests`: three nodes in one process on loopback, replicating,
 //!   electing anew when the leader stops, a restarted node catching up
 //!   from its own log, and a node back with an empty disk catching up by
 //!   a snapshot sent over the network (its group log purged past its
 //!   last entry).
 //!
-//! Nothing serves cluster traffic in a running broker yet: no `serve`
-//! flags, no cluster secret or TLS on the nodes' port, no replicated
-//! queue.
+//! Not yet: replicated queues, streams and topology, membership changes,
+//! TLS on the nodes' port (the shared secret travels in the clear).
 
 mod log_store;
-// No node runs a cluster yet: the tests are the callers so far.
-#[cfg_attr(not(test), allow(dead_code))]
 mod network;
+mod node;
 #[cfg(test)]
 mod test_sm;
 #[cfg(test)]
@@ -27,8 +28,7 @@ mod tests;
 
 use std::io::Cursor;
 
-#[allow(unused_imports)]
-pub(crate) use log_store::GroupLog;
+pub use node::{ClusterError, ClusterNode};
 
 openraft::declare_raft_types!(
     /// sluice's Raft types: a command is opaque bytes until the replicated

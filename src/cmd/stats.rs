@@ -60,6 +60,18 @@ fn broker_text(broker: &crate::broker::Broker) -> Vec<u8> {
     opt("disk_free_bytes", b.disk_free_bytes);
     opt("store_size_bytes", b.store_size_bytes);
     kv.put("fsyncs_total", b.fsyncs);
+    if let Some(c) = broker.cluster_status() {
+        let opt = |v: Option<u64>| v.map_or_else(|| "none".to_string(), |v| v.to_string());
+        let members: Vec<String> = c.members.iter().map(u64::to_string).collect();
+        kv.group()
+            .put("cluster_node_id", c.node_id)
+            .put("cluster_state", c.state)
+            .put("cluster_leader", opt(c.leader))
+            .put("cluster_term", c.term)
+            .put("cluster_last_log_index", opt(c.last_log_index))
+            .put("cluster_last_applied", opt(c.last_applied))
+            .put("cluster_members", members.join(","));
+    }
     kv.render()
 }
 

@@ -186,7 +186,12 @@ pub fn describe(layered: &Layered, cmd: &Command, sub: &str) -> String {
             out.push_str(&format!("# {key}: not set\n"));
             continue;
         };
-        let value = toml_value(&raw.join(","));
+        // A secret is said to be set, never shown.
+        let value = if key.contains("secret") {
+            toml::Value::String("<hidden>".into())
+        } else {
+            toml_value(&raw.join(","))
+        };
         let source = match m.value_source(&id) {
             Some(ValueSource::CommandLine) => format!("flag --{key}"),
             Some(ValueSource::EnvVariable) => format!("environment {}", env_name(&id)),

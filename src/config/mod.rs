@@ -154,6 +154,34 @@ pub struct Config {
     /// Where to serve `/metrics`, `/api/overview` and the dashboard
     /// (`--http`); `None` (the default): no HTTP endpoint.
     pub http: Option<SocketAddr>,
+    /// This node's place in a cluster (`--node-id`, `--cluster-addr`,
+    /// `--peers`, `--cluster-secret`); `None` (the default): a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A node's cluster settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// This node's id (`--node-id`), one of `peers`.
+    pub node_id: u64,
+    /// Where this node listens for the other nodes (`--cluster-addr`).
+    pub addr: SocketAddr,
+    /// Every node of the cluster, this one included: id and the address
+    /// the others reach it at (`--peers 1=host:port,2=...`).
+    pub peers: std::collections::BTreeMap<u64, String>,
+    /// The secret every node of the cluster shares (`--cluster-secret`).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("node_id", &self.node_id)
+            .field("addr", &self.addr)
+            .field("peers", &self.peers)
+            .field("secret", &"<hidden>")
+            .finish()
+    }
 }
 
 impl Config {
@@ -192,6 +220,7 @@ impl Default for Config {
             memory_high_watermark: DEFAULT_MEMORY_HIGH_WATERMARK,
             insecure_open: DEFAULT_INSECURE_OPEN,
             http: None,
+            cluster: None,
         }
     }
 }

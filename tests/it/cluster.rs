@@ -1,0 +1,156 @@
+//! Clusters (issue 18, under way): three `sluice serve` processes with
+//! cluster flags form the metadata Raft group, elect a leader, elect
+//! another when the leader is killed, and take the killed node back when
+//! it starts again; `STATS` shows each node's view.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::common::spawned::Spawned;
+use crate::common::{TestConn, DEADLINE};
+
+/// A port free a moment ago, for a node's cluster address.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A node's `cluster_*` lines of `STATS`.
+async fn view(node: &Spawned) -> HashMap<String, String> {
+    let mut c = TestConn::connect(node.addr).await;
+    let (_, text) = c.data("STATS").await;
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (k, v) = (w.next()?, w.next()?);
+            k.starts_with("cluster_")
+                .then(|| (k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// Waits until every node in `nodes` names the same leader, one of them,
+/// at the same term; returns (leader, term).
+async fn agreed(nodes: &[&Spawned]) -> (u64, u64) {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let mut views = Vec::new();
+        for n in nodes {
+            views.push(view(n).await);
+        }
+        let first = &views[0];
+        let leader = first
+            .get("cluster_leader")
+            .and_then(|l| l.parse::<u64>().ok());
+        let same = views.iter().all(|v| {
+            v.get("cluster_leader") == first.get("cluster_leader")
+                && v.get("cluster_term") == first.get("cluster_term")
+        });
+        let leads = views
+            .iter()
+            .filter(|v| v.get("cluster_state").is_some_and(|s| s == "leader"))
+            .count();
+        if let (Some(l), true, 1) = (leader, same, leads) {
+            let term = first["cluster_term"].parse().expect("term");
+            return (l, term);
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no agreed leader: {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn three_nodes_elect_a_leader_elect_another_when_it_is_killed_and_take_it_back() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers = (1..=3)
+        .map(|i| format!("{i}=127.0.0.1:{}", ports[i - 1]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let args = |i: usize| {
+        vec![
+            "--node-id".to_string(),
+            i.to_string(),
+            "--cluster-addr".to_string(),
+            format!("127.0.0.1:{}", ports[i - 1]),
+            "--peers".to_string(),
+            peers.clone(),
+            "--cluster-secret".to_string(),
+            "a test secret".to_string(),
+        ]
+    };
+    let start = |i: usize| {
+        let a = args(i);
+        let dir = dirs[i - 1].path().to_owned();
+        async move {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            Spawned::start_in(&dir, &a).await
+        }
+    };
+    let mut nodes: HashMap<u64, Spawned> = HashMap::new();
+    for i in 1..=3 {
+        nodes.insert(i as u64, start(i).await);
+    }
+    let all: Vec<&Spawned> = (1..=3).map(|i| &nodes[&i]).collect();
+    let (first, term) = agreed(&all).await;
+    let v = view(&nodes[&first]).await;
+    assert_eq!(v["cluster_members"], "1,2,3");
+    assert_eq!(v["cluster_node_id"], first.to_string());
+
+    // The leader is killed: the other two elect one of them, later.
+    let mut dead = nodes.remove(&first).expect("leader");
+    dead.kill().await;
+    let rest: Vec<&Spawned> = nodes.values().collect();
+    let (second, term2) = agreed(&rest).await;
+    assert_ne!(second, first);
+    assert!(term2 > term, "term {term2} after {term}");
+
+    // It starts again on its data directory and follows the new leader.
+    nodes.insert(first, start(first as usize).await);
+    let all: Vec<&Spawned> = nodes.values().collect();
+    let (third, term3) = agreed(&all).await;
+    assert_eq!((third, term3), (second, term2));
+    let back = view(&nodes[&first]).await;
+    assert_eq!(back["cluster_state"], "follower");
+}
+
+#[tokio::test]
+async fn cluster_flags_come_together_or_not_at_all() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--node-id", "1", "--data-dir", "/nonexistent/x"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--cluster-addr") && err.contains("--peers"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().expect("utf-8"),
+            "--node-id",
+            "4",
+            "--cluster-addr",
+            "127.0.0.1:0",
+            "--peers",
+            "1=127.0.0.1:1,2=127.0.0.1:2",
+            "--cluster-secret",
+            "x",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--peers does not name this node"), "{err}");
+}
