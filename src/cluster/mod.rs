@@ -21,8 +21,7 @@
 mod log_store;
 mod network;
 mod node;
-#[cfg(test)]
-mod test_sm;
+mod state;
 #[cfg(test)]
 mod tests;
 

@@ -4,26 +4,21 @@
 //! 0, the nodes' port, and the view of the cluster it keeps up to date for
 //! `STATS`. The node with the smallest id starts the group the first time.
 //!
-//! So far the group replicates its membership only: the state machine
-//! ([`Meta`]) records what was applied and the membership, in RAM, and the
+//! So far the group replicates its membership only: its state machine
+//! (`state.rs`) keeps what was applied and the membership, in RAM, and the
 //! group takes no snapshots (nothing is purged, so a start re-applies the
 //! log). The topology goes through it in the next step of issue 18.
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::sync::Arc;
 
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    BasicNode, Config, Entry, EntryPayload, LogId, Raft, RaftSnapshotBuilder, ServerState,
-    SnapshotMeta, SnapshotPolicy, StorageError, StoredMembership,
-};
-use parking_lot::Mutex;
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::log_store::GroupLog;
 use super::network::{serve, Peers};
+use super::state::StateMachine;
 use super::TypeConfig;
 use crate::broker::{Broker, ClusterStatus};
 use crate::config::ClusterConfig;
@@ -112,7 +107,7 @@ impl ClusterNode {
             config,
             Peers::new(secret.clone()),
             log,
-            Meta::default(),
+            StateMachine::<()>::default(),
         )
         .await
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
@@ -183,106 +178,5 @@ async fn watch(raft: Raft<TypeConfig>, broker: Broker) {
         if metrics.changed().await.is_err() {
             return;
         }
-    }
-}
-
-/// The metadata group's state machine, so far: what was applied and the
-/// membership (see the module docs).
-#[derive(Debug, Clone, Default)]
-struct Meta(Arc<Mutex<MetaState>>);
-
-#[derive(Debug, Default)]
-struct MetaState {
-    last_applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
-    snapshot: Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct MetaData {
-    last_applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for Meta {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        let mut st = self.0.lock();
-        let data = serde_json::to_vec(&MetaData {
-            last_applied: st.last_applied,
-            membership: st.membership.clone(),
-        })
-        .map_err(|e| openraft::StorageIOError::read_state_machine(&e))?;
-        let meta = SnapshotMeta {
-            last_log_id: st.last_applied,
-            last_membership: st.membership.clone(),
-            snapshot_id: format!("{:?}", st.last_applied.map(|l| l.index)),
-        };
-        st.snapshot = Some((meta.clone(), data.clone()));
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
-    }
-}
-
-impl RaftStateMachine<TypeConfig> for Meta {
-    type SnapshotBuilder = Meta;
-
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
-        let st = self.0.lock();
-        Ok((st.last_applied, st.membership.clone()))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError<u64>>
-    where
-        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
-        I::IntoIter: Send,
-    {
-        let mut st = self.0.lock();
-        let mut out = Vec::new();
-        for e in entries {
-            st.last_applied = Some(e.log_id);
-            if let EntryPayload::Membership(m) = e.payload {
-                st.membership = StoredMembership::new(Some(e.log_id), m);
-            }
-            out.push(());
-        }
-        Ok(out)
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.clone()
-    }
-
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta<u64, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError<u64>> {
-        let data = snapshot.into_inner();
-        let d: MetaData = serde_json::from_slice(&data)
-            .map_err(|e| openraft::StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        let mut st = self.0.lock();
-        st.last_applied = d.last_applied;
-        st.membership = d.membership;
-        st.snapshot = Some((meta.clone(), data));
-        Ok(())
-    }
-
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        Ok(self.0.lock().snapshot.clone().map(|(meta, data)| Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
     }
 }

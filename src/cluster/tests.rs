@@ -11,7 +11,10 @@ use tokio::task::JoinHandle;
 
 use super::log_store::GroupLog;
 use super::network::{serve, Peers};
-use super::test_sm::Sm;
+use super::state::StateMachine;
+
+/// The tests' state machine: it keeps every command.
+type Sm = StateMachine<Vec<Vec<u8>>>;
 use super::TypeConfig;
 use crate::store::sled::DEFAULT_CACHE_BYTES;
 use crate::store::{Committer, LogStore, MessageStore, Storage};
@@ -82,7 +85,7 @@ impl Node {
     }
 
     fn applied(&self) -> Vec<Vec<u8>> {
-        self.sm.0.lock().applied.clone()
+        self.sm.applied()
     }
 }
 
@@ -127,8 +130,17 @@ fn cmd(i: usize) -> Vec<u8> {
     format!("command {i}").into_bytes()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_replicate_elect_anew_when_the_leader_stops_and_a_restarted_node_catches_up() {
+/// Three nodes on data directories and loopback ports of their own, node
+/// `id` with openraft's `config()` and the cluster secret `secret(id)`,
+/// the group started by node 1: their directories, members and nodes.
+async fn three(
+    config: impl Fn() -> Config,
+    secret: impl Fn(u64) -> &'static str,
+) -> (
+    Vec<tempfile::TempDir>,
+    BTreeMap<u64, BasicNode>,
+    BTreeMap<u64, Node>,
+) {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let mut listeners = Vec::new();
     let mut members = BTreeMap::new();
@@ -140,13 +152,23 @@ async fn three_nodes_replicate_elect_anew_when_the_leader_stops_and_a_restarted_
     }
     let mut nodes = BTreeMap::new();
     for (id, l) in (1..=3u64).zip(listeners) {
-        nodes.insert(id, Node::start(id, dirs[id as usize - 1].path(), l).await);
+        let dir = dirs[id as usize - 1].path();
+        nodes.insert(
+            id,
+            Node::start_secret(id, dir, l, config(), secret(id)).await,
+        );
     }
     nodes[&1]
         .raft
         .initialize(members.clone())
         .await
         .expect("initialize");
+    (dirs, members, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_elect_anew_when_the_leader_stops_and_a_restarted_node_catches_up() {
+    let (dirs, members, mut nodes) = three(Config::default, |_| SECRET).await;
     let first = leader(&nodes).await;
     for i in 0..50 {
         nodes[&first]
@@ -215,26 +237,7 @@ async fn a_node_that_lost_its_disk_catches_up_by_a_snapshot() {
         max_in_snapshot_log_to_keep: 0,
         ..Config::default()
     };
-    let mut dirs: Vec<tempfile::TempDir> =
-        (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let mut listeners = Vec::new();
-    let mut members = BTreeMap::new();
-    for id in 1..=3u64 {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = l.local_addr().expect("addr").to_string();
-        members.insert(id, BasicNode { addr });
-        listeners.push(l);
-    }
-    let mut nodes = BTreeMap::new();
-    for (id, l) in (1..=3u64).zip(listeners) {
-        let node = Node::start_with(id, dirs[id as usize - 1].path(), l, config()).await;
-        nodes.insert(id, node);
-    }
-    nodes[&1]
-        .raft
-        .initialize(members.clone())
-        .await
-        .expect("initialize");
+    let (mut dirs, members, mut nodes) = three(config, |_| SECRET).await;
     let first = leader(&nodes).await;
     for i in 0..110 {
         nodes[&first]
@@ -285,31 +288,9 @@ async fn a_node_with_another_secret_is_never_let_in() {
     // it refuses theirs, so it never gets a vote or an entry in, and the
     // other two, a majority, go on without it.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let mut listeners = Vec::new();
-    let mut members = BTreeMap::new();
-    for id in 1..=3u64 {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = l.local_addr().expect("addr").to_string();
-        members.insert(id, BasicNode { addr });
-        listeners.push(l);
-    }
-    let mut nodes = BTreeMap::new();
-    let mut intruder = None;
-    for (id, l) in (1..=3u64).zip(listeners) {
-        let dir = dirs[id as usize - 1].path();
-        if id == 3 {
-            intruder = Some(Node::start_secret(id, dir, l, Config::default(), "guessed").await);
-        } else {
-            nodes.insert(id, Node::start(id, dir, l).await);
-        }
-    }
-    let intruder = intruder.expect("node 3");
-    nodes[&1]
-        .raft
-        .initialize(members.clone())
-        .await
-        .expect("initialize");
+    let secret = |id| if id == 3 { "guessed" } else { SECRET };
+    let (_dirs, members, mut nodes) = three(Config::default, secret).await;
+    let intruder = nodes.remove(&3).expect("node 3");
     let l = leader(&nodes).await;
     for i in 0..20 {
         nodes[&l].raft.client_write(cmd(i)).await.expect("write");

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
 
-use super::super::test_sm::Sm;
+use super::super::state::StateMachine;
+
+/// The tests' state machine: it keeps every command.
+type Sm = StateMachine<Vec<Vec<u8>>>;
 use super::{GroupLog, TypeConfig};
 use crate::store::sled::DEFAULT_CACHE_BYTES;
 use crate::store::{Committer, LogStore, MessageStore, Storage};
