@@ -157,6 +157,47 @@ pub(crate) fn render(broker: &Broker) -> String {
             m.sample(name, &[], *v);
         }
     }
+    if let Some(c) = broker.cluster_status() {
+        let node = c.node_id.to_string();
+        let cluster: [(&str, &str, &str, Option<u64>); 5] = [
+            (
+                "sluice_cluster_term",
+                "gauge",
+                "The cluster metadata group's current term, as this node sees it.",
+                Some(c.term),
+            ),
+            (
+                "sluice_cluster_leader",
+                "gauge",
+                "The id of the metadata group's leader (absent while there is none).",
+                c.leader,
+            ),
+            (
+                "sluice_cluster_is_leader",
+                "gauge",
+                "1 when this node leads the metadata group, else 0.",
+                Some(u64::from(c.state == "leader")),
+            ),
+            (
+                "sluice_cluster_last_log_index",
+                "gauge",
+                "The last index in this node's metadata log.",
+                c.last_log_index,
+            ),
+            (
+                "sluice_cluster_last_applied",
+                "gauge",
+                "The last index this node applied.",
+                c.last_applied,
+            ),
+        ];
+        for (name, kind, help, value) in cluster {
+            if let Some(v) = value {
+                m.family(name, kind, help);
+                m.sample(name, &[("node", &node)], v);
+            }
+        }
+    }
     let name = "sluice_fsync_duration_seconds";
     m.family(
         name,

@@ -157,6 +157,8 @@ pub(crate) struct Overview {
     pub(crate) broker: BrokerSnapshot,
     /// Every queue, by name.
     pub(crate) queues: Vec<QueueView>,
+    /// This node's view of its cluster (`null` on a single node).
+    pub(crate) cluster: Option<crate::broker::ClusterStatus>,
 }
 
 /// One queue in the overview: its snapshot and its recent depths.
@@ -183,5 +185,6 @@ pub(crate) fn overview(broker: &Broker) -> Overview {
     Overview {
         broker: totals,
         queues,
+        cluster: broker.cluster_status(),
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::common::spawned::Spawned;
-use crate::common::{TestConn, DEADLINE};
+use crate::common::{http_request, TestConn, DEADLINE};
 
 /// A port free a moment ago, for a node's cluster address.
 fn free_port() -> u16 {
@@ -73,16 +73,23 @@ async fn three_nodes_elect_a_leader_elect_another_when_it_is_killed_and_take_it_
         .join(",");
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let args = |i: usize| {
-        vec![
-            "--node-id".to_string(),
-            i.to_string(),
-            "--cluster-addr".to_string(),
-            format!("127.0.0.1:{}", ports[i - 1]),
-            "--peers".to_string(),
-            peers.clone(),
-            "--cluster-secret".to_string(),
-            "a test secret".to_string(),
-        ]
+        let http = if i == 1 {
+            vec!["--http".to_string(), "127.0.0.1:0".to_string()]
+        } else {
+            Vec::new()
+        };
+        http.into_iter()
+            .chain([
+                "--node-id".to_string(),
+                i.to_string(),
+                "--cluster-addr".to_string(),
+                format!("127.0.0.1:{}", ports[i - 1]),
+                "--peers".to_string(),
+                peers.clone(),
+                "--cluster-secret".to_string(),
+                "a test secret".to_string(),
+            ])
+            .collect::<Vec<_>>()
     };
     let start = |i: usize| {
         let a = args(i);
@@ -101,6 +108,27 @@ async fn three_nodes_elect_a_leader_elect_another_when_it_is_killed_and_take_it_
     let v = view(&nodes[&first]).await;
     assert_eq!(v["cluster_members"], "1,2,3");
     assert_eq!(v["cluster_node_id"], first.to_string());
+    // Node 1 serves the same view as metrics.
+    let line = nodes[&1].wait_stdout("http on ").await;
+    let http = line
+        .trim_start_matches("http on ")
+        .trim()
+        .parse()
+        .expect("http addr");
+    let (status, _, body) = http_request(http, "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(&format!("sluice_cluster_leader{{node=\"1\"}} {first}")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("sluice_cluster_term{{node=\"1\"}} {term}")),
+        "{body}"
+    );
+    let is_leader = u64::from(first == 1);
+    assert!(body.contains(&format!(
+        "sluice_cluster_is_leader{{node=\"1\"}} {is_leader}"
+    )));
 
     // The leader is killed: the other two elect one of them, later.
     let mut dead = nodes.remove(&first).expect("leader");
