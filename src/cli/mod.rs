@@ -68,6 +68,9 @@ pub enum ClientCommand {
     Stats(StatsArgs),
     /// List queues, exchanges, bindings, connections or consumers.
     Ls(LsArgs),
+    /// A cluster node's view of its cluster (`cluster status`).
+    #[command(subcommand)]
+    Cluster(inspect::ClusterCommand),
 }
 
 /// Runs a client command to its exit code; errors are printed on stderr
@@ -96,6 +99,7 @@ pub fn run(command: ClientCommand) -> ExitCode {
             ClientCommand::Purge(a) => topology::purge(a).await,
             ClientCommand::Stats(a) => inspect::stats(a).await,
             ClientCommand::Ls(a) => inspect::ls(a).await,
+            ClientCommand::Cluster(c) => inspect::cluster(c).await,
         }
     });
     // Don't wait for stdin readers (tokio reads stdin on a blocking thread).

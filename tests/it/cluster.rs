@@ -108,6 +108,22 @@ async fn three_nodes_elect_a_leader_elect_another_when_it_is_killed_and_take_it_
     let v = view(&nodes[&first]).await;
     assert_eq!(v["cluster_members"], "1,2,3");
     assert_eq!(v["cluster_node_id"], first.to_string());
+    // The CLI shows it too, as text and as JSON.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "cluster",
+            "status",
+            "-s",
+            &nodes[&first].addr.to_string(),
+            "--json",
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["leader"], serde_json::json!(first));
+    assert_eq!(json["state"], "leader");
+    assert_eq!(json["members"], "1,2,3");
     // Node 1 serves the same view as metrics.
     let line = nodes[&1].wait_stdout("http on ").await;
     let http = line
@@ -148,7 +164,7 @@ async fn three_nodes_elect_a_leader_elect_another_when_it_is_killed_and_take_it_
 }
 
 #[tokio::test]
-async fn cluster_flags_come_together_or_not_at_all() {
+async fn cluster_flags_come_together_or_not_at_all_and_a_single_node_is_no_cluster() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["serve", "--node-id", "1", "--data-dir", "/nonexistent/x"])
         .output()
@@ -181,4 +197,13 @@ async fn cluster_flags_come_together_or_not_at_all() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--peers does not name this node"), "{err}");
+    // `sluice cluster status` on a single node says it is not a cluster.
+    let single = Spawned::start(&[]).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["cluster", "status", "-s", &single.addr.to_string()])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a cluster node"), "{err}");
 }
