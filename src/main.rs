@@ -156,6 +156,10 @@ struct ServeArgs {
     /// SLUICE_CLUSTER_SECRET, or the config file to a flag ps can show).
     #[arg(long, requires = "node_id")]
     cluster_secret: Option<String>,
+    /// With --tls-cert, the nodes talk TLS; this PEM file is what a node
+    /// trusts of the others' certificates [default: its own --tls-cert].
+    #[arg(long, requires_all = ["node_id", "tls_cert"])]
+    cluster_ca: Option<PathBuf>,
 }
 
 /// `ID=HOST:PORT`: a node of the cluster.
@@ -271,6 +275,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 addr,
                 peers: args.peers.into_iter().collect(),
                 secret,
+                ca: args.cluster_ca,
             }),
             _ => None,
         },

@@ -5,7 +5,8 @@
 //!   truncation, purge) on the message log's consensus groups, checked by
 //!   openraft's own storage test suite;
 //! - `network`: the nodes' RPCs (append entries, vote, snapshot chunks)
-//!   as length-prefixed JSON frames over TCP, client and server;
+//!   as length-prefixed JSON frames over TCP or TLS, client and server,
+//!   behind the cluster's shared secret;
 //! - `node`: [`ClusterNode`], this process as a node (`sluice serve
 //!   --node-id ...`): the metadata group (membership only, so far) on
 //!   group 0 of its message log, its port, and the view `STATS` shows;
@@ -15,8 +16,9 @@
 //!   a snapshot sent over the network (its group log purged past its
 //!   last entry).
 //!
-//! Not yet: replicated queues, streams and topology, membership changes,
-//! TLS on the nodes' port (the shared secret travels in the clear).
+//! The nodes talk TLS when the client port has it (`--tls-cert`), checking
+//! each other's certificates against `--cluster-ca`. Not yet: replicated
+//! queues, streams and topology, membership changes.
 
 mod log_store;
 mod network;

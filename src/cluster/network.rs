@@ -5,13 +5,15 @@
 //! Each message is a frame, `[len u32 BE][JSON]`, at most [`MAX_FRAME`]
 //! bytes. A connection starts with the client's [`Hello`], which carries
 //! the cluster's shared secret: a server whose secret differs closes the
-//! connection (compared in constant time; the secret travels in the clear
-//! until the nodes' port has TLS). Then each request ([`Rpc`]: append
+//! connection (compared in constant time; in the clear unless the nodes
+//! talk TLS). Then each request ([`Rpc`]: append
 //! entries, vote, a snapshot chunk) is followed by its reply (the Raft's
 //! result, error included). A client keeps one connection per peer,
 //! opened lazily on its first request and dropped on any I/O error, which
 //! openraft sees as the peer being unreachable (it backs off and
-//! retries).
+//! retries). With TLS (a node whose client port has it), every connection
+//! is TLS first: the server shows its certificate, the client checks it
+//! names the peer's IP address and chains to what the cluster trusts.
 
 // openraft's traits return its `RPCError`, large as it is.
 #![allow(clippy::result_large_err)]
@@ -28,8 +30,11 @@ use openraft::raft::{
 use openraft::{BasicNode, Raft};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::TlsClientConfig;
 
 use super::TypeConfig;
 
@@ -58,7 +63,14 @@ enum Rpc {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
 }
 
-async fn write_frame(s: &mut TcpStream, value: &impl Serialize) -> std::io::Result<()> {
+/// A connection between nodes: TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
+
+async fn write_frame(
+    s: &mut (impl AsyncWrite + Unpin),
+    value: &impl Serialize,
+) -> std::io::Result<()> {
     let body = serde_json::to_vec(value)?;
     let len = u32::try_from(body.len()).map_err(|_| std::io::Error::other("frame too large"))?;
     let mut buf = Vec::with_capacity(4 + body.len());
@@ -67,7 +79,7 @@ async fn write_frame(s: &mut TcpStream, value: &impl Serialize) -> std::io::Resu
     s.write_all(&buf).await
 }
 
-async fn read_frame<T: DeserializeOwned>(s: &mut TcpStream) -> std::io::Result<T> {
+async fn read_frame<T: DeserializeOwned>(s: &mut (impl AsyncRead + Unpin)) -> std::io::Result<T> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -80,17 +92,34 @@ async fn read_frame<T: DeserializeOwned>(s: &mut TcpStream) -> std::io::Result<T
 }
 
 /// Serves the Raft RPCs that arrive on `listener` to `raft`, until the
-/// listener fails. A connection that does not start with the cluster's
-/// `secret`, or sends something that is not a request, is closed.
-pub(crate) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, secret: Arc<str>) {
+/// listener fails, over TLS with `tls`. A connection that fails the TLS
+/// handshake, does not start with the cluster's `secret`, or sends
+/// something that is not a request, is closed.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    raft: Raft<TypeConfig>,
+    secret: Arc<str>,
+    tls: Option<TlsAcceptor>,
+) {
     loop {
-        let Ok((mut s, peer)) = listener.accept().await else {
+        let Ok((tcp, peer)) = listener.accept().await else {
             return;
         };
         let raft = raft.clone();
         let secret = secret.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ = s.set_nodelay(true);
+            let _ = tcp.set_nodelay(true);
+            let mut s: Box<dyn Io> = match tls {
+                Some(acceptor) => match acceptor.accept(tcp).await {
+                    Ok(t) => Box::new(t),
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "refused a cluster connection: TLS handshake failed");
+                        return;
+                    }
+                },
+                None => Box::new(tcp),
+            };
             match read_frame::<Hello>(&mut s).await {
                 Ok(h) if same(h.secret.as_bytes(), secret.as_bytes()) => {}
                 _ => {
@@ -128,25 +157,35 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, secret:
 }
 
 /// Makes a [`Peer`] for each node the Raft talks to, with the cluster's
-/// shared secret.
+/// shared secret, over TLS when `tls` says what to trust.
 #[derive(Debug, Clone)]
 pub(crate) struct Peers {
     secret: Arc<str>,
+    tls: Option<TlsClientConfig>,
 }
 
 impl Peers {
-    pub(crate) fn new(secret: Arc<str>) -> Peers {
-        Peers { secret }
+    pub(crate) fn new(secret: Arc<str>, tls: Option<TlsClientConfig>) -> Peers {
+        Peers { secret, tls }
     }
 }
 
 /// One peer: its id, address and connection.
-#[derive(Debug)]
 pub(crate) struct Peer {
     target: u64,
     addr: String,
     secret: Arc<str>,
-    conn: Option<TcpStream>,
+    tls: Option<TlsClientConfig>,
+    conn: Option<Box<dyn Io>>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("target", &self.target)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Peers {
@@ -157,6 +196,7 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
             target,
             addr: node.addr.clone(),
             secret: self.secret.clone(),
+            tls: self.tls.clone(),
             conn: None,
         }
     }
@@ -168,10 +208,19 @@ impl Peer {
     async fn call<R: DeserializeOwned>(&mut self, rpc: &Rpc) -> Result<R, Unreachable> {
         if self.conn.is_none() {
             let addr: SocketAddr = self.addr.parse().map_err(|e| Unreachable::new(&e))?;
-            let mut s = TcpStream::connect(addr)
+            let tcp = TcpStream::connect(addr)
                 .await
                 .map_err(|e| Unreachable::new(&e))?;
-            let _ = s.set_nodelay(true);
+            let _ = tcp.set_nodelay(true);
+            let mut s: Box<dyn Io> = match &self.tls {
+                // The peer's certificate must name its IP address.
+                Some(tls) => Box::new(
+                    tls.connect(tcp, &addr.ip().to_string())
+                        .await
+                        .map_err(|e| Unreachable::new(&e))?,
+                ),
+                None => Box::new(tcp),
+            };
             let hello = Hello {
                 secret: self.secret.to_string(),
             };

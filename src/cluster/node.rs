@@ -44,6 +44,9 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    /// The nodes' TLS (certificate, key, or what to trust).
+    #[error("TLS between the nodes: {0}")]
+    Tls(String),
     /// openraft refused to start or to initialize the group.
     #[error("the cluster's Raft group: {0}")]
     Raft(String),
@@ -102,16 +105,28 @@ impl ClusterNode {
                 .map_err(|e| ClusterError::Raft(e.to_string()))?,
         );
         let secret: Arc<str> = Arc::from(cfg.secret.as_str());
+        // TLS between nodes when the client port has it.
+        let (acceptor, trust) = match &broker.config().tls {
+            Some(files) => {
+                let acceptor =
+                    crate::tls::acceptor(files).map_err(|e| ClusterError::Tls(e.to_string()))?;
+                let ca = cfg.ca.as_deref().unwrap_or(&files.cert);
+                let trust = crate::tls::TlsClientConfig::from_ca_file(ca)
+                    .map_err(|e| ClusterError::Tls(e.to_string()))?;
+                (Some(acceptor), Some(trust))
+            }
+            None => (None, None),
+        };
         let raft = Raft::new(
             cfg.node_id,
             config,
-            Peers::new(secret.clone()),
+            Peers::new(secret.clone(), trust),
             log,
             StateMachine::<()>::default(),
         )
         .await
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let server = tokio::spawn(serve(listener, raft.clone(), secret));
+        let server = tokio::spawn(serve(listener, raft.clone(), secret, acceptor));
         let first = cfg.peers.keys().next().copied();
         if first == Some(cfg.node_id) {
             let initialized = raft

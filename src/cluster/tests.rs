@@ -65,10 +65,16 @@ impl Node {
         };
         let config = Arc::new(config.validate().expect("config"));
         let secret: Arc<str> = Arc::from(secret);
-        let raft = Raft::new(id, config, Peers::new(secret.clone()), log, sm.clone())
-            .await
-            .expect("raft");
-        let server = tokio::spawn(serve(listener, raft.clone(), secret));
+        let raft = Raft::new(
+            id,
+            config,
+            Peers::new(secret.clone(), None),
+            log,
+            sm.clone(),
+        )
+        .await
+        .expect("raft");
+        let server = tokio::spawn(serve(listener, raft.clone(), secret, None));
         Node {
             raft,
             sm,

@@ -171,6 +171,10 @@ pub struct ClusterConfig {
     pub peers: std::collections::BTreeMap<u64, String>,
     /// The secret every node of the cluster shares (`--cluster-secret`).
     pub secret: String,
+    /// What a node trusts of the others' certificates when the nodes talk
+    /// TLS (`--cluster-ca`; default: the node's own `--tls-cert`, for a
+    /// certificate all nodes share).
+    pub ca: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -180,6 +184,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("addr", &self.addr)
             .field("peers", &self.peers)
             .field("secret", &"<hidden>")
+            .field("ca", &self.ca)
             .finish()
     }
 }

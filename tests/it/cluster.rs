@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::common::cert::Cert;
 use crate::common::spawned::Spawned;
 use crate::common::{http_request, TestConn, DEADLINE};
 
@@ -206,4 +207,54 @@ async fn cluster_flags_come_together_or_not_at_all_and_a_single_node_is_no_clust
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a cluster node"), "{err}");
+}
+
+#[tokio::test]
+async fn with_tls_on_the_client_port_the_nodes_talk_tls() {
+    // One certificate (for 127.0.0.1) shared by the three nodes: they
+    // trust it by default, form the cluster over TLS, and a peer that
+    // speaks plain TCP to a node's cluster port gets no more than a TLS
+    // alert before the connection closes.
+    let cert = Cert::new();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers = (1..=3)
+        .map(|i| format!("{i}=127.0.0.1:{}", ports[i - 1]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes = Vec::new();
+    for i in 1..=3usize {
+        let mut args = cert.serve_args();
+        args.extend([
+            "--node-id".to_string(),
+            i.to_string(),
+            "--cluster-addr".to_string(),
+            format!("127.0.0.1:{}", ports[i - 1]),
+            "--peers".to_string(),
+            peers.clone(),
+            "--cluster-secret".to_string(),
+            "a test secret".to_string(),
+        ]);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        nodes.push(Spawned::start(&a).await);
+    }
+    let all: Vec<&Spawned> = nodes.iter().collect();
+    agreed(&all).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", ports[0]))
+        .await
+        .expect("connect");
+    let hello = br#"{"secret":"a test secret"}"#;
+    let mut frame = (hello.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(hello);
+    raw.write_all(&frame).await.expect("write");
+    // What comes back is at most a TLS alert (record type 21), then the
+    // end of the connection: never a Raft reply.
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut got))
+        .await
+        .expect("closed in time");
+    assert!(
+        got.is_empty() || got[0] == 21,
+        "a plain-TCP peer was answered: {got:?}"
+    );
 }
