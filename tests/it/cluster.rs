@@ -198,6 +198,29 @@ async fn cluster_flags_come_together_or_not_at_all_and_a_single_node_is_no_clust
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--peers does not name this node"), "{err}");
+    // --print-config says the secret is set, never what it is.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "serve",
+            "--print-config",
+            "--node-id",
+            "1",
+            "--cluster-addr",
+            "127.0.0.1:1",
+            "--peers",
+            "1=127.0.0.1:1",
+            "--cluster-secret",
+            "hunter2",
+        ])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(
+        text.contains("cluster-secret = \"<hidden>\"  # flag --cluster-secret"),
+        "{text}"
+    );
     // `sluice cluster status` on a single node says it is not a cluster.
     let single = Spawned::start(&[]).await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
