@@ -151,8 +151,41 @@ impl GroupView {
         self.entries.get(at).map(|(t, _)| *t)
     }
 
-    /// Appends entry `index` of `term`: it must be the next one, but the
-    /// first of a log that never had any purged may have any index but 0.
+    /// Whether entries `(index, term)`, in this order, may be appended:
+    /// each must be the next one (the first of a log that never had any
+    /// purged may have any index but 0), of a term no older than the one
+    /// before it. Changes nothing.
+    pub(super) fn check(
+        &self,
+        group: u64,
+        entries: impl IntoIterator<Item = (u64, u64)>,
+    ) -> Result<(), StoreError> {
+        let blank = self.state().last.is_none();
+        let mut next = self.next();
+        let mut last_term = self.state().last.map(|(_, t)| t);
+        for (i, (index, term)) in entries.into_iter().enumerate() {
+            if i == 0 && blank && index > 0 {
+                next = index;
+            }
+            if index != next {
+                return Err(refused(
+                    group,
+                    format!("entry {index} appended where {next} is next"),
+                ));
+            }
+            if let Some(last) = last_term.filter(|l| term < *l) {
+                return Err(refused(
+                    group,
+                    format!("entry {index} of term {term} after one of term {last}"),
+                ));
+            }
+            next += 1;
+            last_term = Some(term);
+        }
+        Ok(())
+    }
+
+    /// Appends entry `index` of `term` (see [`GroupView::check`]).
     pub(super) fn append(
         &mut self,
         group: u64,
@@ -160,22 +193,9 @@ impl GroupView {
         term: u64,
         payload: Bytes,
     ) -> Result<(), StoreError> {
-        if self.entries.is_empty() && self.purged.is_none() && index > 0 {
+        self.check(group, [(index, term)])?;
+        if self.entries.is_empty() && self.purged.is_none() {
             self.first = index;
-        }
-        if index != self.next() {
-            return Err(refused(
-                group,
-                format!("entry {index} appended where {} is next", self.next()),
-            ));
-        }
-        if let Some(last) = self.state().last {
-            if term < last.1 {
-                return Err(refused(
-                    group,
-                    format!("entry {index} of term {term} after one of term {}", last.1),
-                ));
-            }
         }
         self.entries.push_back((term, Loc::Mem(payload)));
         self.dirty = true;
@@ -387,6 +407,10 @@ mod tests {
         assert!(g.append(1, 5, 1, body(5)).is_err());
         g.append(1, 6, 2, body(6)).unwrap();
         assert!(g.append(1, 7, 1, body(7)).is_err());
+        // A batch is checked whole: a term going back, or a gap, anywhere.
+        assert!(g.check(1, [(7, 2), (8, 3)]).is_ok());
+        assert!(g.check(1, [(7, 3), (8, 2)]).is_err());
+        assert!(g.check(1, [(7, 2), (9, 2)]).is_err());
         assert_eq!(g.state().last, Some((6, 2)));
         // A follower's conflicting suffix goes; the next append replaces it.
         g.truncate(1, 4).unwrap();

@@ -568,19 +568,16 @@ impl LogStore {
         let mut st = self.state.lock();
         let st = &mut *st;
         let view = st.groups.entry(g).or_insert_with(GroupView::new);
-        let start = match entries.first() {
-            Some(e) if view.state().last.is_none() && e.index > 0 => e.index,
-            _ => view.next(),
-        };
-        for (next, e) in (start..).zip(entries) {
-            if e.index != next || e.payload.len() > ops::MAX_OP {
-                return Err(StoreError::OutOfOrder(format!(
-                    "group {g}: entry {} ({} bytes) appended where {next} is next",
-                    e.index,
-                    e.payload.len()
-                )));
-            }
+        // The whole batch fits, or nothing is appended.
+        if let Some(e) = entries.iter().find(|e| e.payload.len() > ops::MAX_OP) {
+            return Err(StoreError::OutOfOrder(format!(
+                "group {g}: entry {} of {} bytes is over the limit of {}",
+                e.index,
+                e.payload.len(),
+                ops::MAX_OP
+            )));
         }
+        view.check(g, entries.iter().map(|e| (e.index, e.term)))?;
         for e in entries {
             view.append(g, e.index, e.term, e.payload.clone())?;
             st.control.group_append(g, e.index, e.term, &e.payload);
