@@ -131,29 +131,27 @@ pub(crate) async fn serve(
                 // A Raft that stopped answers nothing more on this
                 // connection: the peer reconnects, to whatever serves the
                 // address next.
-                let (sent, stopped) = match rpc {
-                    Rpc::Append(r) => {
-                        let res = raft.append_entries(r).await;
-                        let stopped = matches!(res, Err(RaftError::Fatal(_)));
-                        (write_frame(&mut s, &res).await, stopped)
-                    }
-                    Rpc::Vote(r) => {
-                        let res = raft.vote(r).await;
-                        let stopped = matches!(res, Err(RaftError::Fatal(_)));
-                        (write_frame(&mut s, &res).await, stopped)
-                    }
-                    Rpc::Snapshot(r) => {
-                        let res = raft.install_snapshot(r).await;
-                        let stopped = matches!(res, Err(RaftError::Fatal(_)));
-                        (write_frame(&mut s, &res).await, stopped)
-                    }
+                let go_on = match rpc {
+                    Rpc::Append(r) => answer(&mut s, raft.append_entries(r).await).await,
+                    Rpc::Vote(r) => answer(&mut s, raft.vote(r).await).await,
+                    Rpc::Snapshot(r) => answer(&mut s, raft.install_snapshot(r).await).await,
                 };
-                if sent.is_err() || stopped {
+                if !go_on {
                     return;
                 }
             }
         });
     }
+}
+
+/// Writes the Raft's reply `res`; false when the connection is over (the
+/// write failed, or the Raft stopped).
+async fn answer<T: Serialize, E: Serialize>(
+    s: &mut (impl AsyncWrite + Unpin),
+    res: Result<T, RaftError<u64, E>>,
+) -> bool {
+    let stopped = matches!(res, Err(RaftError::Fatal(_)));
+    write_frame(s, &res).await.is_ok() && !stopped
 }
 
 /// Makes a [`Peer`] for each node the Raft talks to, with the cluster's
@@ -242,12 +240,15 @@ impl Peer {
         })
     }
 
-    /// A reply's Raft error as the error of the call.
-    fn remote<T, E: std::error::Error>(
-        &self,
-        r: Result<T, RaftError<u64, E>>,
+    /// Makes the call `rpc`: an I/O failure is the peer unreachable, the
+    /// Raft error it answered a remote error.
+    async fn request<T: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+        &mut self,
+        rpc: &Rpc,
     ) -> Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>> {
-        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        let reply: Result<T, RaftError<u64, E>> =
+            self.call(rpc).await.map_err(RPCError::Unreachable)?;
+        reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
 
@@ -257,11 +258,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        let r: Result<AppendEntriesResponse<u64>, RaftError<u64>> = self
-            .call(&Rpc::Append(rpc))
-            .await
-            .map_err(RPCError::Unreachable)?;
-        self.remote(r)
+        self.request(&Rpc::Append(rpc)).await
     }
 
     async fn install_snapshot(
@@ -272,11 +269,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        let r: Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> = self
-            .call(&Rpc::Snapshot(rpc))
-            .await
-            .map_err(RPCError::Unreachable)?;
-        self.remote(r)
+        self.request(&Rpc::Snapshot(rpc)).await
     }
 
     async fn vote(
@@ -284,10 +277,6 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<u64>,
         _option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        let r: Result<VoteResponse<u64>, RaftError<u64>> = self
-            .call(&Rpc::Vote(rpc))
-            .await
-            .map_err(RPCError::Unreachable)?;
-        self.remote(r)
+        self.request(&Rpc::Vote(rpc)).await
     }
 }
