@@ -29,23 +29,9 @@ struct Node {
 
 impl Node {
     /// Starts node `id` on the data directory `dir`, listening on
-    /// `listener`.
-    async fn start(id: u64, dir: &std::path::Path, listener: TcpListener) -> Node {
-        Node::start_with(id, dir, listener, Config::default()).await
-    }
-
-    /// [`Node::start`] with openraft's `config` (timeouts set here).
-    async fn start_with(
-        id: u64,
-        dir: &std::path::Path,
-        listener: TcpListener,
-        config: Config,
-    ) -> Node {
-        Node::start_secret(id, dir, listener, config, SECRET).await
-    }
-
-    /// [`Node::start_with`] with the cluster secret `secret`.
-    async fn start_secret(
+    /// `listener`, with openraft's `config` (timeouts set here) and the
+    /// cluster secret `secret`.
+    async fn start(
         id: u64,
         dir: &std::path::Path,
         listener: TcpListener,
@@ -93,6 +79,26 @@ impl Node {
     fn applied(&self) -> Vec<Vec<u8>> {
         self.sm.applied()
     }
+
+    /// Writes the commands `range` through it (the leader), each once
+    /// committed.
+    async fn write(&self, range: std::ops::Range<usize>) {
+        for i in range {
+            self.raft.client_write(cmd(i)).await.expect("write");
+        }
+    }
+}
+
+/// Starts node `id` again on `dir`, at its address among `members`.
+async fn restart(
+    id: u64,
+    dir: &std::path::Path,
+    members: &BTreeMap<u64, BasicNode>,
+    config: Config,
+) -> Node {
+    let addr: std::net::SocketAddr = members[&id].addr.parse().expect("addr");
+    let l = TcpListener::bind(addr).await.expect("bind again");
+    Node::start(id, dir, l, config, SECRET).await
 }
 
 /// Waits until `node` has applied `n` commands.
@@ -159,10 +165,7 @@ async fn three(
     let mut nodes = BTreeMap::new();
     for (id, l) in (1..=3u64).zip(listeners) {
         let dir = dirs[id as usize - 1].path();
-        nodes.insert(
-            id,
-            Node::start_secret(id, dir, l, config(), secret(id)).await,
-        );
+        nodes.insert(id, Node::start(id, dir, l, config(), secret(id)).await);
     }
     nodes[&1]
         .raft
@@ -176,13 +179,7 @@ async fn three(
 async fn three_nodes_replicate_elect_anew_when_the_leader_stops_and_a_restarted_node_catches_up() {
     let (dirs, members, mut nodes) = three(Config::default, |_| SECRET).await;
     let first = leader(&nodes).await;
-    for i in 0..50 {
-        nodes[&first]
-            .raft
-            .client_write(cmd(i))
-            .await
-            .expect("write");
-    }
+    nodes[&first].write(0..50).await;
     let want: Vec<Vec<u8>> = (0..50).map(cmd).collect();
     for n in nodes.values() {
         applied(n, 50).await;
@@ -204,13 +201,7 @@ async fn three_nodes_replicate_elect_anew_when_the_leader_stops_and_a_restarted_
     }
     let second = leader(&nodes).await;
     assert_ne!(second, first);
-    for i in 50..60 {
-        nodes[&second]
-            .raft
-            .client_write(cmd(i))
-            .await
-            .expect("write");
-    }
+    nodes[&second].write(50..60).await;
     let want: Vec<Vec<u8>> = (0..60).map(cmd).collect();
     for n in nodes.values() {
         applied(n, 60).await;
@@ -220,10 +211,11 @@ async fn three_nodes_replicate_elect_anew_when_the_leader_stops_and_a_restarted_
     // It starts again on its data directory: its log and vote are there,
     // and it catches up with what it missed (its state machine, in RAM,
     // is rebuilt from the log).
-    let addr: std::net::SocketAddr = members[&first].addr.parse().expect("addr");
-    let l = TcpListener::bind(addr).await.expect("bind again");
-    let back = Node::start(first, dirs[first as usize - 1].path(), l).await;
-    nodes.insert(first, back);
+    let dir = dirs[first as usize - 1].path();
+    nodes.insert(
+        first,
+        restart(first, dir, &members, Config::default()).await,
+    );
     applied(&nodes[&first], 60).await;
     assert_eq!(nodes[&first].applied(), want);
     for (_, n) in nodes {
@@ -245,13 +237,7 @@ async fn a_node_that_lost_its_disk_catches_up_by_a_snapshot() {
     };
     let (mut dirs, members, mut nodes) = three(config, |_| SECRET).await;
     let first = leader(&nodes).await;
-    for i in 0..110 {
-        nodes[&first]
-            .raft
-            .client_write(cmd(i))
-            .await
-            .expect("write");
-    }
+    nodes[&first].write(0..110).await;
     let until = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let purged = nodes[&first].raft.metrics().borrow().purged;
@@ -267,17 +253,9 @@ async fn a_node_that_lost_its_disk_catches_up_by_a_snapshot() {
     let away = (1..=3u64).find(|id| *id != first).expect("a follower");
     nodes.remove(&away).expect("node").stop().await;
     dirs[away as usize - 1] = tempfile::tempdir().expect("dir");
-    let addr: std::net::SocketAddr = members[&away].addr.parse().expect("addr");
-    let l = TcpListener::bind(addr).await.expect("bind again");
-    let back = Node::start_with(away, dirs[away as usize - 1].path(), l, config()).await;
-    nodes.insert(away, back);
-    for i in 110..115 {
-        nodes[&first]
-            .raft
-            .client_write(cmd(i))
-            .await
-            .expect("write");
-    }
+    let dir = dirs[away as usize - 1].path();
+    nodes.insert(away, restart(away, dir, &members, config()).await);
+    nodes[&first].write(110..115).await;
     let want: Vec<Vec<u8>> = (0..115).map(cmd).collect();
     applied(&nodes[&away], 115).await;
     assert_eq!(nodes[&away].applied(), want);
@@ -298,9 +276,7 @@ async fn a_node_with_another_secret_is_never_let_in() {
     let (_dirs, members, mut nodes) = three(Config::default, secret).await;
     let intruder = nodes.remove(&3).expect("node 3");
     let l = leader(&nodes).await;
-    for i in 0..20 {
-        nodes[&l].raft.client_write(cmd(i)).await.expect("write");
-    }
+    nodes[&l].write(0..20).await;
     for n in nodes.values() {
         applied(n, 20).await;
     }

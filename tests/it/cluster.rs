@@ -18,6 +18,37 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Three nodes' cluster ports, and the `serve` flags that make node `i`
+/// (1 to 3) one of them.
+struct Cluster {
+    ports: Vec<u16>,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        Cluster {
+            ports: (0..3).map(|_| free_port()).collect(),
+        }
+    }
+
+    fn args(&self, i: usize) -> Vec<String> {
+        let peers = (1..=3)
+            .map(|j| format!("{j}=127.0.0.1:{}", self.ports[j - 1]))
+            .collect::<Vec<_>>()
+            .join(",");
+        vec![
+            "--node-id".to_string(),
+            i.to_string(),
+            "--cluster-addr".to_string(),
+            format!("127.0.0.1:{}", self.ports[i - 1]),
+            "--peers".to_string(),
+            peers,
+            "--cluster-secret".to_string(),
+            "a test secret".to_string(),
+        ]
+    }
+}
+
 /// A node's `cluster_*` lines of `STATS`.
 async fn view(node: &Spawned) -> HashMap<String, String> {
     let mut c = TestConn::connect(node.addr).await;
@@ -67,30 +98,14 @@ async fn agreed(nodes: &[&Spawned]) -> (u64, u64) {
 
 #[tokio::test]
 async fn three_nodes_elect_a_leader_elect_another_when_it_is_killed_and_take_it_back() {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let peers = (1..=3)
-        .map(|i| format!("{i}=127.0.0.1:{}", ports[i - 1]))
-        .collect::<Vec<_>>()
-        .join(",");
+    let cluster = Cluster::new();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let args = |i: usize| {
-        let http = if i == 1 {
-            vec!["--http".to_string(), "127.0.0.1:0".to_string()]
-        } else {
-            Vec::new()
-        };
-        http.into_iter()
-            .chain([
-                "--node-id".to_string(),
-                i.to_string(),
-                "--cluster-addr".to_string(),
-                format!("127.0.0.1:{}", ports[i - 1]),
-                "--peers".to_string(),
-                peers.clone(),
-                "--cluster-secret".to_string(),
-                "a test secret".to_string(),
-            ])
-            .collect::<Vec<_>>()
+        let mut a = cluster.args(i);
+        if i == 1 {
+            a.extend(["--http".to_string(), "127.0.0.1:0".to_string()]);
+        }
+        a
     };
     let start = |i: usize| {
         let a = args(i);
@@ -239,31 +254,18 @@ async fn with_tls_on_the_client_port_the_nodes_talk_tls() {
     // speaks plain TCP to a node's cluster port gets no more than a TLS
     // alert before the connection closes.
     let cert = Cert::new();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let peers = (1..=3)
-        .map(|i| format!("{i}=127.0.0.1:{}", ports[i - 1]))
-        .collect::<Vec<_>>()
-        .join(",");
+    let cluster = Cluster::new();
     let mut nodes = Vec::new();
     for i in 1..=3usize {
         let mut args = cert.serve_args();
-        args.extend([
-            "--node-id".to_string(),
-            i.to_string(),
-            "--cluster-addr".to_string(),
-            format!("127.0.0.1:{}", ports[i - 1]),
-            "--peers".to_string(),
-            peers.clone(),
-            "--cluster-secret".to_string(),
-            "a test secret".to_string(),
-        ]);
+        args.extend(cluster.args(i));
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         nodes.push(Spawned::start(&a).await);
     }
     let all: Vec<&Spawned> = nodes.iter().collect();
     agreed(&all).await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", ports[0]))
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", cluster.ports[0]))
         .await
         .expect("connect");
     let hello = br#"{"secret":"a test secret"}"#;
