@@ -42,6 +42,12 @@ pub enum BrokerError {
     /// The store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// A cluster could not make the change now (no leader answered).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A server fault another node reported (its store failed).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl BrokerError {
@@ -58,7 +64,25 @@ impl BrokerError {
             BrokerError::Syntax(_) => ErrorCode::Syntax,
             BrokerError::NoAuth(_) => ErrorCode::NoAuth,
             BrokerError::Forbidden(_) => ErrorCode::Forbidden,
-            BrokerError::Store(_) => ErrorCode::Internal,
+            BrokerError::Store(_) | BrokerError::Internal(_) => ErrorCode::Internal,
+            BrokerError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    /// The error another node answered, from its wire code and text.
+    pub(crate) fn from_wire(code: &str, text: String) -> BrokerError {
+        match ErrorCode::parse(code) {
+            Some(ErrorCode::NotFound) => BrokerError::NotFound(text),
+            Some(ErrorCode::Precondition) => BrokerError::Precondition(text),
+            Some(ErrorCode::Locked) => BrokerError::Locked(text),
+            Some(ErrorCode::NoRoute) => BrokerError::NoRoute(text),
+            Some(ErrorCode::Limit) => BrokerError::Limit(text),
+            Some(ErrorCode::QueueFull) => BrokerError::QueueFull(text),
+            Some(ErrorCode::Syntax) => BrokerError::Syntax(text),
+            Some(ErrorCode::NoAuth) => BrokerError::NoAuth(text),
+            Some(ErrorCode::Forbidden) => BrokerError::Forbidden(text),
+            Some(ErrorCode::Unavailable) => BrokerError::Unavailable(text),
+            _ => BrokerError::Internal(text),
         }
     }
 

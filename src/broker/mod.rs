@@ -9,6 +9,9 @@
 //!   queue operations return;
 //! - `consume.rs`: the queue operations sessions call (subscribe,
 //!   unsubscribe, take, settle), which route their dead letters too;
+//! - `cluster.rs`: what a cluster node hooks into the broker (its view
+//!   of the cluster, the metadata group that topology changes go
+//!   through, how far that group has applied);
 //! - `recover.rs`: opening the store and rebuilding from it at start, and
 //!   the clean stop;
 //! - `disk.rs`: the storage and group commit that queues write through;
@@ -26,6 +29,7 @@
 //! are serialised by one mutex so that a delete and a bind cannot interleave.
 
 pub mod alarm;
+mod cluster;
 pub(crate) mod connections;
 pub(crate) mod consume;
 mod disk;
@@ -57,6 +61,8 @@ use crate::protocol::command::ExchangeKind;
 use crate::protocol::reply::quote_for_message;
 use crate::store::{Committer, ExchangeDef};
 use alarm::Alarms;
+pub use cluster::ClusterStatus;
+pub(crate) use cluster::{Consensus, MetaAnswer, MetaOp, Proposal};
 use connections::Connections;
 pub(crate) use disk::Disk;
 use exchange::Bindings;
@@ -137,46 +143,13 @@ struct Inner {
     /// This node's view of its cluster, kept up to date by the cluster
     /// node (`None`: a single node).
     cluster: parking_lot::Mutex<Option<ClusterStatus>>,
-}
-
-/// A cluster node's view of its cluster, as `STATS` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ClusterStatus {
-    /// This node's id.
-    pub node_id: u64,
-    /// `leader`, `follower`, `candidate` or `learner`.
-    pub state: &'static str,
-    /// The leader's id, when one is known.
-    pub leader: Option<u64>,
-    /// The current term.
-    pub term: u64,
-    /// The last index in this node's log.
-    pub last_log_index: Option<u64>,
-    /// The last index applied.
-    pub last_applied: Option<u64>,
-    /// The voting members.
-    pub members: Vec<u64>,
+    /// The metadata group topology changes go through on a cluster node
+    /// (unset: a single node, which changes its topology itself).
+    consensus: std::sync::OnceLock<Arc<dyn Consensus>>,
 }
 
 fn not_found(what: &str, name: &str) -> BrokerError {
     BrokerError::NotFound(format!("{what} {}", quote_for_message(name)))
-}
-
-impl Broker {
-    /// The message log the broker stores in (`None` with `--in-memory`).
-    pub(crate) fn log_store(&self) -> Option<Arc<crate::store::LogStore>> {
-        self.inner.log_store.get().cloned()
-    }
-
-    /// Records this node's view of its cluster (for `STATS`).
-    pub(crate) fn set_cluster_status(&self, status: ClusterStatus) {
-        *self.inner.cluster.lock() = Some(status);
-    }
-
-    /// This node's view of its cluster (`None`: a single node).
-    pub(crate) fn cluster_status(&self) -> Option<ClusterStatus> {
-        self.inner.cluster.lock().clone()
-    }
 }
 
 impl Broker {

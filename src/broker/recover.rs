@@ -100,6 +100,7 @@ impl Broker {
                 connections: Arc::default(),
                 log_store: std::sync::OnceLock::new(),
                 cluster: parking_lot::Mutex::new(None),
+                consensus: std::sync::OnceLock::new(),
             }),
         };
         broker.restore(recovered);

@@ -391,6 +391,27 @@ impl Broker {
         conn: u64,
     ) -> Result<(u64, Option<u64>), BrokerError> {
         let _topology = self.inner.topology.lock();
+        let targets = self.delete_targets(d, conn)?;
+        let mut gen = None;
+        for q in &targets.queues {
+            gen = self.remove_queue(q)?.max(gen);
+        }
+        if let Some(ex) = targets.exchange {
+            gen = self.remove_exchange(&ex)?.max(gen);
+        }
+        Ok((targets.messages, gen))
+    }
+
+    /// Whether `DELETE QUEUE` would go ahead here now (its `if-unused` and
+    /// `if-empty` hold): what a cluster node checks before it proposes
+    /// the delete to every node.
+    pub(crate) fn check_delete_queue(&self, d: &DeleteQueue, conn: u64) -> Result<(), BrokerError> {
+        let _topology = self.inner.topology.lock();
+        self.delete_targets(d, conn).map(|_| ())
+    }
+
+    /// What `DELETE QUEUE` removes, once its conditions hold.
+    fn delete_targets(&self, d: &DeleteQueue, conn: u64) -> Result<DeleteTargets, BrokerError> {
         // A partitioned stream goes whole: its partitions, then its exchange.
         let (queues, exchange) = match self.stream_partitions(&d.name)? {
             Some(parts) => (
@@ -418,14 +439,11 @@ impl Broker {
             }
             messages += stats.messages;
         }
-        let mut gen = None;
-        for q in &queues {
-            gen = self.remove_queue(q)?.max(gen);
-        }
-        if let Some(ex) = exchange {
-            gen = self.remove_exchange(&ex)?.max(gen);
-        }
-        Ok((messages, gen))
+        Ok(DeleteTargets {
+            queues,
+            exchange,
+            messages,
+        })
     }
 
     /// Removes a queue whatever its state (exclusive owner gone, auto-delete).
@@ -560,4 +578,14 @@ fn plural(n: u64, noun: &str) -> String {
 /// The name of partition `i` of the partitioned stream `stream`.
 pub(crate) fn partition_name(stream: &str, i: u32) -> String {
     format!("{stream}-{i}")
+}
+
+/// What a `DELETE QUEUE` removes.
+struct DeleteTargets {
+    /// The queue, or a partitioned stream's partitions.
+    queues: Vec<Arc<Queue>>,
+    /// A partitioned stream's exchange.
+    exchange: Option<Arc<Exchange>>,
+    /// The ready messages they hold.
+    messages: u64,
 }

@@ -8,8 +8,12 @@
 //!   as length-prefixed JSON frames over TCP or TLS, client and server,
 //!   behind the cluster's shared secret;
 //! - `node`: [`ClusterNode`], this process as a node (`sluice serve
-//!   --node-id ...`): the metadata group (membership only, so far) on
-//!   group 0 of its message log, its port, and the view `STATS` shows;
+//!   --node-id ...`): the metadata group on group 0 of its message log,
+//!   which the broker proposes topology and user changes to (forwarded to
+//!   the leader from a follower), its port, and the view `STATS` shows;
+//! - `meta`: the metadata group's state machine, which applies each
+//!   committed change to this node's broker, once;
+//! - `state`: a state machine in RAM, for the tests;
 //! - `tests`: three nodes in one process on loopback, replicating,
 //!   electing anew when the leader stops, a restarted node catching up
 //!   from its own log, and a node back with an empty disk catching up by
@@ -18,11 +22,13 @@
 //!
 //! The nodes talk TLS when the client port has it (`--tls-cert`), checking
 //! each other's certificates against `--cluster-ca`. Not yet: replicated
-//! queues, streams and topology, membership changes.
+//! queues and streams, membership changes.
 
 mod log_store;
+mod meta;
 mod network;
 mod node;
+#[cfg(test)]
 mod state;
 #[cfg(test)]
 mod tests;
@@ -32,9 +38,10 @@ use std::io::Cursor;
 pub use node::{ClusterError, ClusterNode};
 
 openraft::declare_raft_types!(
-    /// sluice's Raft types: a command is opaque bytes until the replicated
-    /// queues' commands exist; node ids are numbers.
+    /// sluice's Raft types: a command is opaque bytes (the metadata
+    /// group's a JSON [`MetaOp`](crate::broker::MetaOp)), answered by what
+    /// applying it came to; node ids are numbers.
     pub(crate) TypeConfig:
         D = Vec<u8>,
-        R = (),
+        R = crate::broker::MetaAnswer,
 );

@@ -21,7 +21,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    ClientWriteError, InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -34,6 +36,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::broker::MetaAnswer;
 use crate::tls::TlsClientConfig;
 
 use super::TypeConfig;
@@ -61,6 +64,61 @@ enum Rpc {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<u64>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A change for the group, forwarded to its leader by the node that
+    /// took it from a client.
+    Write(Vec<u8>),
+}
+
+/// How long a leader waits for a forwarded change to commit.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the leader made of a forwarded change.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Written {
+    /// Committed and applied on the leader at this log index.
+    Done(u64, MetaAnswer),
+    /// Not the leader (any more): nothing was proposed.
+    NotLeader,
+    /// Proposed, but not known to be committed in time: it may be, later.
+    Unknown(String),
+}
+
+/// Why a forwarded change has no answer.
+#[derive(Debug)]
+pub(crate) enum ForwardError {
+    /// It never reached the leader (no connection): nothing was proposed.
+    Unsent(String),
+    /// The connection broke after it was sent: it may have been made.
+    Unknown(String),
+}
+
+/// Forwards the change `command` to the leader at `addr`, on a connection
+/// of its own (replication's connection answers one request at a time).
+pub(crate) async fn forward(
+    peers: &Peers,
+    addr: &str,
+    command: Vec<u8>,
+) -> Result<Written, ForwardError> {
+    let mut s = peers
+        .connect(addr)
+        .await
+        .map_err(|e| ForwardError::Unsent(e.to_string()))?;
+    write_frame(&mut s, &Rpc::Write(command))
+        .await
+        .map_err(|e| ForwardError::Unsent(e.to_string()))?;
+    read_frame(&mut s)
+        .await
+        .map_err(|e| ForwardError::Unknown(e.to_string()))
+}
+
+/// The leader's side of a forwarded change.
+async fn write(raft: &Raft<TypeConfig>, command: Vec<u8>) -> Written {
+    match tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(command)).await {
+        Ok(Ok(r)) => Written::Done(r.log_id.index, r.data),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Written::NotLeader,
+        Ok(Err(e)) => Written::Unknown(e.to_string()),
+        Err(_) => Written::Unknown("not committed within 5 s".into()),
+    }
 }
 
 /// A connection between nodes: TCP, or TLS over it.
@@ -135,6 +193,7 @@ pub(crate) async fn serve(
                     Rpc::Append(r) => answer(&mut s, raft.append_entries(r).await).await,
                     Rpc::Vote(r) => answer(&mut s, raft.vote(r).await).await,
                     Rpc::Snapshot(r) => answer(&mut s, raft.install_snapshot(r).await).await,
+                    Rpc::Write(c) => write_frame(&mut s, &write(&raft, c).await).await.is_ok(),
                 };
                 if !go_on {
                     return;
@@ -166,14 +225,34 @@ impl Peers {
     pub(crate) fn new(secret: Arc<str>, tls: Option<TlsClientConfig>) -> Peers {
         Peers { secret, tls }
     }
+
+    /// A connection to the node at `addr`: TCP (then TLS, checking its
+    /// certificate names the address's IP), and the hello with the secret.
+    async fn connect(&self, addr: &str) -> std::io::Result<Box<dyn Io>> {
+        let addr: SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+        let tcp = TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        let mut s: Box<dyn Io> = match &self.tls {
+            Some(tls) => Box::new(
+                tls.connect(tcp, &addr.ip().to_string())
+                    .await
+                    .map_err(std::io::Error::other)?,
+            ),
+            None => Box::new(tcp),
+        };
+        let hello = Hello {
+            secret: self.secret.to_string(),
+        };
+        write_frame(&mut s, &hello).await?;
+        Ok(s)
+    }
 }
 
 /// One peer: its id, address and connection.
 pub(crate) struct Peer {
     target: u64,
     addr: String,
-    secret: Arc<str>,
-    tls: Option<TlsClientConfig>,
+    peers: Peers,
     conn: Option<Box<dyn Io>>,
 }
 
@@ -193,8 +272,7 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
         Peer {
             target,
             addr: node.addr.clone(),
-            secret: self.secret.clone(),
-            tls: self.tls.clone(),
+            peers: self.clone(),
             conn: None,
         }
     }
@@ -205,24 +283,9 @@ impl Peer {
     /// I/O error drops the connection.
     async fn call<R: DeserializeOwned>(&mut self, rpc: &Rpc) -> Result<R, Unreachable> {
         if self.conn.is_none() {
-            let addr: SocketAddr = self.addr.parse().map_err(|e| Unreachable::new(&e))?;
-            let tcp = TcpStream::connect(addr)
-                .await
-                .map_err(|e| Unreachable::new(&e))?;
-            let _ = tcp.set_nodelay(true);
-            let mut s: Box<dyn Io> = match &self.tls {
-                // The peer's certificate must name its IP address.
-                Some(tls) => Box::new(
-                    tls.connect(tcp, &addr.ip().to_string())
-                        .await
-                        .map_err(|e| Unreachable::new(&e))?,
-                ),
-                None => Box::new(tcp),
-            };
-            let hello = Hello {
-                secret: self.secret.to_string(),
-            };
-            write_frame(&mut s, &hello)
+            let s = self
+                .peers
+                .connect(&self.addr)
                 .await
                 .map_err(|e| Unreachable::new(&e))?;
             self.conn = Some(s);

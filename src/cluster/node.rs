@@ -4,24 +4,27 @@
 //! 0, the nodes' port, and the view of the cluster it keeps up to date for
 //! `STATS`. The node with the smallest id starts the group the first time.
 //!
-//! So far the group replicates its membership only: its state machine
-//! (`state.rs`) keeps what was applied and the membership, in RAM, and the
-//! group takes no snapshots (nothing is purged, so a start re-applies the
-//! log). The topology goes through it in the next step of issue 18.
+//! The group carries the topology and the users ([`MetaGroup`], the
+//! broker's [`Consensus`]): a change proposed on a follower is forwarded
+//! to the leader, and answered once committed and applied here. Its state
+//! machine (`meta.rs`) applies each change to this node's broker.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::log_store::GroupLog;
-use super::network::{serve, Peers};
-use super::state::StateMachine;
+use super::meta::MetaMachine;
+use super::network::{forward, serve, ForwardError, Peers, Written};
 use super::TypeConfig;
-use crate::broker::{Broker, ClusterStatus};
+use crate::broker::{Broker, ClusterStatus, Consensus, MetaOp, Proposal};
 use crate::config::ClusterConfig;
+use crate::error::BrokerError;
 
 /// The message log's group that holds the cluster's metadata.
 const META_GROUP: u64 = 0;
@@ -117,15 +120,15 @@ impl ClusterNode {
             }
             None => (None, None),
         };
-        let raft = Raft::new(
-            cfg.node_id,
-            config,
-            Peers::new(secret.clone(), trust),
-            log,
-            StateMachine::<()>::default(),
-        )
-        .await
-        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let machine = MetaMachine::open(broker).map_err(ClusterError::Raft)?;
+        let peers = Peers::new(secret.clone(), trust);
+        let raft = Raft::new(cfg.node_id, config, peers.clone(), log, machine)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        broker.set_consensus(Arc::new(MetaGroup {
+            raft: raft.clone(),
+            peers,
+        }));
         let server = tokio::spawn(serve(listener, raft.clone(), secret, acceptor));
         let first = cfg.peers.keys().next().copied();
         if first == Some(cfg.node_id) {
@@ -192,6 +195,89 @@ async fn watch(raft: Raft<TypeConfig>, broker: Broker) {
         broker.set_cluster_status(status);
         if metrics.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// How long a change waits for the metadata group before `ERR
+/// UNAVAILABLE`: a leader to take it, and its commit.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a change waits between tries while no leader takes it.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
+
+/// The metadata group as the broker proposes to it.
+#[derive(Clone)]
+struct MetaGroup {
+    raft: Raft<TypeConfig>,
+    peers: Peers,
+}
+
+impl std::fmt::Debug for MetaGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaGroup").finish_non_exhaustive()
+    }
+}
+
+impl Consensus for MetaGroup {
+    fn propose(&self, op: MetaOp) -> Proposal {
+        let group = self.clone();
+        Box::pin(async move { group.write(op).await })
+    }
+}
+
+impl MetaGroup {
+    /// Proposes `op` here when this node leads, or forwards it to the
+    /// leader, trying again while there is none (an election) until
+    /// [`PROPOSE_TIMEOUT`]; then waits until this node has applied it.
+    async fn write(&self, op: MetaOp) -> Result<Vec<String>, BrokerError> {
+        let command = serde_json::to_vec(&op).map_err(|e| BrokerError::Internal(e.to_string()))?;
+        let deadline = Instant::now() + PROPOSE_TIMEOUT;
+        let maybe = |why: &str| {
+            BrokerError::Unavailable(format!(
+                "the cluster did not confirm the change ({why}); it may or may not have been made"
+            ))
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let leader = match tokio::time::timeout(left, self.raft.client_write(command.clone()))
+                .await
+            {
+                Ok(Ok(r)) => return r.data.into_result(),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => f.leader_node,
+                Ok(Err(e)) => return Err(maybe(&e.to_string())),
+                Err(_) => return Err(maybe("no commit within 5 s")),
+            };
+            if let Some(leader) = leader {
+                match forward(&self.peers, &leader.addr, command.clone()).await {
+                    Ok(Written::Done(index, answer)) => {
+                        // Applied here too before the answer, so that the
+                        // client's next command on this node sees it.
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        let _ = self
+                            .raft
+                            .wait(Some(left.max(RETRY_EVERY)))
+                            .applied_index_at_least(Some(index), "a forwarded change")
+                            .await;
+                        return answer.into_result();
+                    }
+                    Ok(Written::NotLeader) => {}
+                    Err(ForwardError::Unsent(why)) => {
+                        tracing::debug!(%why, "could not forward a change to the leader; trying again");
+                    }
+                    Ok(Written::Unknown(why)) | Err(ForwardError::Unknown(why)) => {
+                        return Err(maybe(&why))
+                    }
+                }
+            }
+            if Instant::now() + RETRY_EVERY >= deadline {
+                return Err(BrokerError::Unavailable(
+                    "no leader for the cluster's metadata within 5 s (an election, or this node \
+                     cannot reach a majority); nothing was changed"
+                        .into(),
+                ));
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
         }
     }
 }

@@ -1,9 +1,8 @@
 //! [`StateMachine`]: a Raft group's state machine in RAM, openraft's
-//! `RaftStateMachine`: the last entry applied, the membership, the latest
-//! snapshot, and what the group's commands built ([`Applied`]: nothing
-//! yet for the metadata group; every command, in order, for the tests).
-//! Nothing of it is on disk: the group takes no snapshots while this is
-//! so, and a start applies its log again.
+//! `RaftStateMachine`, for the tests of the group machinery (`tests.rs`):
+//! the last entry applied, the membership, the latest snapshot, and what
+//! the group's commands built ([`Applied`]: every command, in order).
+//! Nothing of it is on disk, and a start applies its log again.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::TypeConfig;
+use crate::broker::MetaAnswer;
 
 /// What a group's commands build, and how a command changes it.
 pub(super) trait Applied:
@@ -27,13 +27,7 @@ pub(super) trait Applied:
     fn apply(&mut self, command: &[u8]);
 }
 
-/// The metadata group's commands build nothing yet.
-impl Applied for () {
-    fn apply(&mut self, _command: &[u8]) {}
-}
-
 /// The tests' groups keep every command, in order.
-#[cfg(test)]
 impl Applied for Vec<Vec<u8>> {
     fn apply(&mut self, command: &[u8]) {
         self.push(command.to_vec());
@@ -62,7 +56,6 @@ pub(super) struct StateMachine<A: Applied>(Arc<Mutex<SmState<A>>>);
 
 impl<A: Applied> StateMachine<A> {
     /// What its commands built.
-    #[cfg(test)]
     pub(super) fn applied(&self) -> A {
         self.0.lock().data.applied.clone()
     }
@@ -97,7 +90,7 @@ impl<A: Applied> RaftStateMachine<TypeConfig> for StateMachine<A> {
         Ok((st.data.last_applied, st.data.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError<u64>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<MetaAnswer>, StorageError<u64>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -113,7 +106,7 @@ impl<A: Applied> RaftStateMachine<TypeConfig> for StateMachine<A> {
                     st.data.membership = StoredMembership::new(Some(e.log_id), m);
                 }
             }
-            out.push(());
+            out.push(MetaAnswer::default());
         }
         Ok(out)
     }

@@ -27,7 +27,7 @@ pub(super) fn unbind(c: Bind, s: &mut SessionState) -> Result<Outcome, BrokerErr
 
 /// As RabbitMQ: `write` on the destination (the queue), `read` on the
 /// source (the exchange).
-fn may_bind(verb: &str, c: &Bind, s: &SessionState) -> Result<(), BrokerError> {
+pub(super) fn may_bind(verb: &str, c: &Bind, s: &SessionState) -> Result<(), BrokerError> {
     s.login().check(verb, Perm::Write, Kind::Queue, &c.queue)?;
     s.login()
         .check(verb, Perm::Read, Kind::Exchange, &c.exchange)

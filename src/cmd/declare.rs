@@ -2,8 +2,12 @@
 
 use tracing::instrument;
 
+use std::sync::Arc;
+
 use super::outcome::Outcome;
 use crate::auth::{Kind, Perm};
+use crate::broker::queue::Queue;
+use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::protocol::command::{DeclareExchange, DeclareQueue};
 use crate::protocol::reply::Reply;
@@ -26,27 +30,59 @@ pub(super) fn exchange(c: DeclareExchange, s: &mut SessionState) -> Result<Outco
 pub(super) fn queue(c: DeclareQueue, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     let login = s.login();
     let may = |name: &str| login.check("DECLARE", Perm::Configure, Kind::Queue, name);
+    let declared = run_queue(s.broker(), &c, s.conn_id(), &may)?;
+    if let Some(q) = &declared.queue {
+        s.keep_if_owned(q);
+    }
+    Ok(Outcome::Reply(Reply::words(declared.words), declared.gen))
+}
+
+/// What a `DECLARE QUEUE` came to.
+pub(super) struct Declared {
+    /// The words of its `OK`.
+    pub(super) words: Vec<String>,
+    /// The generation to wait for.
+    pub(super) gen: Option<u64>,
+    /// The queue (not for a partitioned stream).
+    pub(super) queue: Option<Arc<Queue>>,
+}
+
+/// Declares the queue (or partitioned stream) `c` for the connection
+/// `conn`, `may` vetting its name.
+pub(super) fn run_queue(
+    broker: &Broker,
+    c: &DeclareQueue,
+    conn: u64,
+    may: &dyn Fn(&str) -> Result<(), BrokerError>,
+) -> Result<Declared, BrokerError> {
     if let Some(n) = c.partitions {
-        let (parts, gen) = s.broker().declare_partitioned(&c, n, s.conn_id(), &may)?;
+        let (parts, gen) = broker.declare_partitioned(c, n, conn, may)?;
         let (messages, consumers) = parts
             .iter()
             .map(|q| q.stats())
             .fold((0, 0), |(m, n), st| (m + st.messages, n + st.consumers));
-        let reply = Reply::words([
+        let words = vec![
             c.name.clone(),
             format!("messages={messages}"),
             format!("consumers={consumers}"),
             format!("partitions={n}"),
-        ]);
-        return Ok(Outcome::Reply(reply, gen));
+        ];
+        return Ok(Declared {
+            words,
+            gen,
+            queue: None,
+        });
     }
-    let (q, gen) = s.broker().declare_queue(&c, s.conn_id(), &may)?;
-    s.keep_if_owned(&q);
+    let (q, gen) = broker.declare_queue(c, conn, may)?;
     let st = q.stats();
-    let reply = Reply::words([
+    let words = vec![
         q.name.to_string(),
         format!("messages={}", st.messages),
         format!("consumers={}", st.consumers),
-    ]);
-    Ok(Outcome::Reply(reply, gen))
+    ];
+    Ok(Declared {
+        words,
+        gen,
+        queue: Some(q),
+    })
 }

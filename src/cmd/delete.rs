@@ -4,6 +4,7 @@ use tracing::instrument;
 
 use super::outcome::Outcome;
 use crate::auth::{Kind, Perm};
+use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::protocol::command::{DeleteExchange, DeleteQueue};
 use crate::protocol::reply::Reply;
@@ -24,10 +25,18 @@ pub(super) fn exchange(c: DeleteExchange, s: &mut SessionState) -> Result<Outcom
 pub(super) fn queue(c: DeleteQueue, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login()
         .check("DELETE", Perm::Configure, Kind::Queue, &c.name)?;
-    let (messages, gen) = s.broker().delete_queue(&c, s.conn_id())?;
+    let (words, gen) = run_queue(s.broker(), &c, s.conn_id())?;
     s.forget_queue(&c.name);
-    Ok(Outcome::Reply(
-        Reply::words([format!("messages={messages}")]),
-        gen,
-    ))
+    Ok(Outcome::Reply(Reply::words(words), gen))
+}
+
+/// Deletes the queue `c` for the connection `conn`: the words of the `OK`
+/// and the generation to wait for.
+pub(super) fn run_queue(
+    broker: &Broker,
+    c: &DeleteQueue,
+    conn: u64,
+) -> Result<(Vec<String>, Option<u64>), BrokerError> {
+    let (messages, gen) = broker.delete_queue(c, conn)?;
+    Ok((vec![format!("messages={messages}")], gen))
 }

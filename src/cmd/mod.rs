@@ -13,6 +13,11 @@
 //! reply in its place. So `cmd` depends on `session_state`, and `session`
 //! on both, never the other way round.
 //!
+//! On a cluster node the commands that change the replicated topology
+//! go to the cluster's metadata group first ([`replicated`]), which
+//! applies them on every node with the same broker calls (`USER`'s
+//! changes do so in `user.rs`, after hashing the password).
+//!
 //! Each handler opens a tracing span named after its verb, at `debug`
 //! (`trace` for `PUB`, `ACK`, `NACK`, `TOUCH` and `GET`, which run at the
 //! message rate): disabled, as at the default `info`, a span costs one
@@ -32,12 +37,14 @@ mod peek;
 mod publish;
 mod purge;
 mod redrive;
+mod replicated;
 mod seek;
 mod stats;
 mod subscribe;
 mod user;
 
 pub(crate) use outcome::{HeldPub, Outcome, Pending};
+pub(crate) use replicated::apply_meta;
 
 use crate::error::BrokerError;
 use crate::protocol::reply::Reply;
@@ -48,6 +55,11 @@ use crate::session_state::SessionState;
 /// run it at all (see [`crate::auth::Login::admit`]).
 pub(crate) fn apply(command: Command, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.admit(&command)?;
+    if let Some(consensus) = s.broker().consensus() {
+        if let Some(proposed) = replicated::propose(&command, consensus, s)? {
+            return Ok(proposed);
+        }
+    }
     match command {
         Command::Hello(c) => hello::hello(c, s),
         Command::Auth(c) => auth::auth(c, s),

@@ -35,6 +35,9 @@ pub enum ErrorCode {
     Limit,
     /// A server fault (storage).
     Internal,
+    /// A cluster could not make the change now: no leader answered in
+    /// time (an election, or this node cut off from a majority).
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -56,12 +59,13 @@ impl ErrorCode {
             ErrorCode::Locked => "LOCKED",
             ErrorCode::Limit => "LIMIT",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 
     /// The code for a wire spelling (used by the client).
     pub(crate) fn parse(s: &str) -> Option<ErrorCode> {
-        const ALL: [ErrorCode; 15] = [
+        const ALL: [ErrorCode; 16] = [
             ErrorCode::Syntax,
             ErrorCode::UnknownCommand,
             ErrorCode::NotFound,
@@ -77,6 +81,7 @@ impl ErrorCode {
             ErrorCode::Locked,
             ErrorCode::Limit,
             ErrorCode::Internal,
+            ErrorCode::Unavailable,
         ];
         ALL.into_iter().find(|c| c.as_str() == s)
     }

@@ -579,25 +579,13 @@ pub(crate) fn overflow_name(o: Overflow) -> &'static str {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use bytes::{Bytes, BytesMut};
+    use bytes::Bytes;
 
     use super::*;
-    use crate::protocol::frame::{FrameEvent, Framer, Limits};
-    use crate::protocol::parse::{parse_command, parse_line};
+    use crate::protocol::parse::{decode_one, parse_line};
 
-    /// Frames `wire` (exactly one frame, nothing left over) and parses it.
     fn decode(wire: &[u8]) -> Command {
-        let limits = Limits {
-            max_line: wire.len(),
-            max_literal: wire.len(),
-        };
-        let mut framer = Framer::new(limits);
-        let mut buf = BytesMut::from(wire);
-        let Ok(Some(FrameEvent::Frame(frame))) = framer.next_event(&mut buf) else {
-            panic!("not one frame: {:?}", String::from_utf8_lossy(wire));
-        };
-        assert!(buf.is_empty(), "left over: {buf:?}");
-        parse_command(&frame).unwrap()
+        decode_one(wire).unwrap()
     }
 
     fn parsed(line: &str) -> Command {

@@ -54,6 +54,8 @@ struct State {
     offsets: BTreeMap<(u64, String), u64>,
     /// Whether the last run was marked clean.
     clean: bool,
+    /// [`TopologyStore::cluster_state`].
+    cluster: Option<Vec<u8>>,
 }
 
 /// One stored message copy.
@@ -142,6 +144,15 @@ impl TopologyStore for MemStore {
 
     fn delete_user(&self, name: &str) -> Result<(), StoreError> {
         self.state.lock().users.remove(name);
+        Ok(())
+    }
+
+    fn cluster_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.state.lock().cluster.clone())
+    }
+
+    fn put_cluster_state(&self, state: &[u8]) -> Result<(), StoreError> {
+        self.state.lock().cluster = Some(state.to_vec());
         Ok(())
     }
 }

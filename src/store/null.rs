@@ -51,6 +51,12 @@ impl TopologyStore for NullStore {
     fn delete_user(&self, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
+    fn cluster_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+    fn put_cluster_state(&self, _: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl MessageStore for NullStore {

@@ -33,6 +33,14 @@ pub trait TopologyStore: Durable {
     fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
     /// Removes a user.
     fn delete_user(&self, name: &str) -> Result<(), StoreError>;
+    /// How far a cluster node's metadata group has applied its log to
+    /// this topology (opaque bytes the cluster writes), `None` before the
+    /// first entry (and on a single node).
+    fn cluster_state(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Replaces [`cluster_state`](TopologyStore::cluster_state), after the
+    /// topology writes of the entries it covers, so that a crash keeps at
+    /// most the last of them un-recorded.
+    fn put_cluster_state(&self, state: &[u8]) -> Result<(), StoreError>;
 }
 
 /// The durable topology, read back at start (users apart: see

@@ -51,7 +51,11 @@ impl Cluster {
 
 /// A node's `cluster_*` lines of `STATS`.
 async fn view(node: &Spawned) -> HashMap<String, String> {
-    let mut c = TestConn::connect(node.addr).await;
+    view_on(&mut TestConn::connect(node.addr).await).await
+}
+
+/// The `cluster_*` lines of `STATS` on the connection `c`.
+async fn view_on(c: &mut TestConn) -> HashMap<String, String> {
     let (_, text) = c.data("STATS").await;
     text.lines()
         .filter_map(|l| {
@@ -281,5 +285,152 @@ async fn with_tls_on_the_client_port_the_nodes_talk_tls() {
     assert!(
         got.is_empty() || got[0] == 21,
         "a plain-TCP peer was answered: {got:?}"
+    );
+}
+
+/// Starts the three nodes of `cluster` on `dirs`, and waits for a leader.
+async fn three_nodes(cluster: &Cluster, dirs: &[tempfile::TempDir]) -> HashMap<u64, Spawned> {
+    let mut nodes = HashMap::new();
+    for i in 1..=3usize {
+        nodes.insert(i as u64, start_node(cluster, dirs, i).await);
+    }
+    let all: Vec<&Spawned> = (1..=3).map(|i| &nodes[&i]).collect();
+    agreed(&all).await;
+    nodes
+}
+
+/// Starts node `i` of `cluster` on its directory in `dirs`.
+async fn start_node(cluster: &Cluster, dirs: &[tempfile::TempDir], i: usize) -> Spawned {
+    let a = cluster.args(i);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    Spawned::start_in(dirs[i - 1].path(), &a).await
+}
+
+/// Waits until `node` answers `line` with a reply starting `want`.
+async fn eventually(node: &Spawned, line: &str, want: &str) {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    let mut c = TestConn::connect(node.addr).await;
+    loop {
+        let got = c.cmd(line).await;
+        if got.starts_with(want) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{line:?} on {}: {got:?}, never {want:?}",
+            node.addr
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn topology_and_users_changed_on_any_node_are_every_nodes_once_committed() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let leader: u64 = view(&nodes[&1]).await["cluster_leader"]
+        .parse()
+        .expect("leader");
+    let follower = (1..=3).find(|i| *i != leader).expect("a follower");
+    let other = (1..=3)
+        .find(|i| *i != leader && *i != follower)
+        .expect("another");
+
+    // Declared through a follower (forwarded to the leader): the reply
+    // comes once it is committed and applied there, so the same
+    // connection sees it at once; the other nodes have it soon after.
+    let mut f = TestConn::connect(nodes[&follower].addr).await;
+    f.ok("DECLARE EXCHANGE logs topic", "OK").await;
+    f.ok("DECLARE QUEUE q", "OK q messages=0 consumers=0").await;
+    f.ok("BIND q logs app.*", "OK").await;
+    let (_, table) = f.data("LIST QUEUES q").await;
+    let row = table.lines().nth(1).expect("a row");
+    // Durable in a cluster, as declared or not.
+    assert!(row.split_whitespace().any(|c| c == "true"), "{table}");
+    for i in [leader, other] {
+        eventually(&nodes[&i], "PUB logs app.x hello", "OK").await;
+        let mut c = TestConn::connect(nodes[&i].addr).await;
+        let routed = c.cmd("PUB logs app.y again").await;
+        assert!(routed.ends_with("routed=1"), "node {i}: {routed}");
+    }
+    // The leader's verdict is the answer, wherever it is asked.
+    let mut o = TestConn::connect(nodes[&other].addr).await;
+    o.err("DECLARE QUEUE q max-length=5", "PRECONDITION").await;
+    o.ok("DECLARE QUEUE q", "OK q messages=2 consumers=0").await;
+    let refused = o.err("DECLARE QUEUE tmp auto-delete", "PRECONDITION").await;
+    assert!(refused.contains("not supported in a cluster"), "{refused}");
+    // An exclusive queue is the connection's node's own.
+    let own = o.cmd("DECLARE QUEUE mine exclusive").await;
+    assert!(own.starts_with("OK mine"), "{own}");
+    f.err("STATS QUEUE mine", "NOT_FOUND").await;
+
+    // Users too: added on one node, logged in on another.
+    o.ok("USER ADD boss s3cret admin", "OK").await;
+    eventually(&nodes[&follower], "AUTH boss s3cret", "OK boss").await;
+    eventually(&nodes[&leader], "DECLARE QUEUE x", "ERR NOAUTH").await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    l.ok("AUTH boss s3cret", "OK boss").await;
+    l.ok("USER ADD worker pw configure=^w-", "OK").await;
+    let mut f = TestConn::connect(nodes[&follower].addr).await;
+    f.ok("AUTH boss s3cret", "OK boss").await;
+    f.ok("USER PERMIT worker configure=^x-", "OK").await;
+    let mut w = TestConn::connect(nodes[&follower].addr).await;
+    w.ok("AUTH worker pw", "OK worker").await;
+    w.err("DECLARE QUEUE w-1", "FORBIDDEN").await;
+    w.ok("DECLARE QUEUE x-1", "OK x-1 messages=0 consumers=0")
+        .await;
+    l.ok("USER REMOVE worker", "OK").await;
+    eventually(&nodes[&follower], "AUTH worker pw", "ERR NOAUTH").await;
+
+    // A queue deleted and declared again keeps what reaches it after: a
+    // restart applies none of the group's log a second time (it would
+    // delete the queue again, and its message with it).
+    l.ok("DELETE QUEUE q", "OK messages=2").await;
+    l.ok("DECLARE QUEUE q", "OK q messages=0 consumers=0").await;
+    eventually(&nodes[&other], "PUB \"\" q kept", "ERR NOAUTH").await;
+    let mut o = TestConn::connect(nodes[&other].addr).await;
+    o.ok("AUTH boss s3cret", "OK boss").await;
+    eventually(&nodes[&other], "STATS QUEUE q", "ERR NOAUTH").await;
+    let published = o.cmd("PUB \"\" q kept").await;
+    assert!(published.ends_with("routed=1"), "{published}");
+    drop(o);
+    let applied: u64 = view_on(&mut l).await["cluster_last_applied"]
+        .parse()
+        .expect("applied");
+    let mut gone = nodes.remove(&other).expect("node");
+    gone.kill().await;
+    nodes.insert(other, start_node(&cluster, &dirs, other as usize).await);
+    let mut o = TestConn::connect(nodes[&other].addr).await;
+    o.ok("AUTH boss s3cret", "OK boss").await;
+    // Once it has caught up with the group (whatever it applies again
+    // has been applied by then).
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while view_on(&mut o)
+        .await
+        .get("cluster_last_applied")
+        .and_then(|a| a.parse::<u64>().ok())
+        < Some(applied)
+    {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "node {other} never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    o.send("GET q").await;
+    let (_, body) = o.msg().await;
+    assert_eq!(body, b"kept");
+    o.expect("OK 1").await;
+
+    // Without a majority a change is refused, not hung: ERR UNAVAILABLE.
+    for i in [leader, follower] {
+        let mut n = nodes.remove(&i).expect("node");
+        n.kill().await;
+    }
+    let refused = o.err("DECLARE QUEUE late", "UNAVAILABLE").await;
+    assert!(
+        refused.contains("may or may not") || refused.contains("nothing was changed"),
+        "{refused}"
     );
 }

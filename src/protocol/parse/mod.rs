@@ -56,6 +56,26 @@ pub fn parse_command(frame: &Frame) -> Res<Command> {
     parse_line(&frame.line, frame.literal.clone())
 }
 
+/// Frames `wire`, which must be exactly one frame (nothing left over),
+/// and parses it: the inverse of [`Command::encode`](super::Command::encode) (a cluster's
+/// metadata log carries commands so).
+pub(crate) fn decode_one(wire: &[u8]) -> Result<Command, String> {
+    use super::frame::{FrameEvent, Framer, Limits};
+    let limits = Limits {
+        max_line: wire.len(),
+        max_literal: wire.len(),
+    };
+    let mut framer = Framer::new(limits);
+    let mut buf = bytes::BytesMut::from(wire);
+    let Ok(Some(FrameEvent::Frame(frame))) = framer.next_event(&mut buf) else {
+        return Err("not one whole frame".into());
+    };
+    if !buf.is_empty() {
+        return Err("more than one frame".into());
+    }
+    parse_command(&frame).map_err(|e| e.to_string())
+}
+
 /// Parses one line (without its EOL) and the literal it announced, if any.
 pub fn parse_line(line: &[u8], literal: Option<Bytes>) -> Res<Command> {
     if line.first() == Some(&0x16) {

@@ -698,6 +698,13 @@ impl TopologyStore for LogStore {
         self.dirty();
         self.sled.delete_user(name)
     }
+    fn cluster_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.sled.cluster_state()
+    }
+    fn put_cluster_state(&self, state: &[u8]) -> Result<(), StoreError> {
+        self.dirty();
+        self.sled.put_cluster_state(state)
+    }
 }
 
 /// A de-duplication record as recovery hands it to the broker.

@@ -87,4 +87,16 @@ impl TopologyStore for SledStore {
         self.users.remove(name.as_bytes())?;
         Ok(())
     }
+
+    fn cluster_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(CLUSTER_STATE_KEY)?.map(|v| v.to_vec()))
+    }
+
+    fn put_cluster_state(&self, state: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(CLUSTER_STATE_KEY, state)?;
+        Ok(())
+    }
 }
+
+/// The `meta` tree's key of [`TopologyStore::cluster_state`].
+const CLUSTER_STATE_KEY: &str = "cluster-state";

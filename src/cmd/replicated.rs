@@ -1,0 +1,218 @@
+//! Topology and user changes on a cluster node. There they are not run
+//! where they arrive: [`propose`] checks what it can here (permissions,
+//! what a cluster refuses, `if-unused`/`if-empty`), then hands the change
+//! to the cluster's metadata group as a [`MetaOp`] and answers once the
+//! group has committed it and this node has applied it ([`send`]). Every
+//! node applies each committed change to its own broker, in log order,
+//! with [`apply_meta`]: the same broker calls the single-node handlers
+//! make, as the group (an admin, on no connection). See protocol.md,
+//! "Clusters".
+//!
+//! What stays on the node, as on a single broker: exclusive and
+//! server-named queues (a connection's own), and the bindings and deletes
+//! of such a queue. What a cluster refuses for now: `auto-delete` (an
+//! exchange or queue that one node's consumers would delete for all) and
+//! `expires=` (a timer of each node's own).
+
+use std::sync::Arc;
+
+use super::outcome::{Completion, Outcome, Pending};
+use super::{bind, declare, delete, user};
+use crate::auth::{Kind, Perm};
+use crate::broker::{Broker, Consensus, MetaAnswer, MetaOp};
+use crate::error::BrokerError;
+use crate::protocol::command::{DeclareExchange, DeclareQueue, DeleteQueue, UserCommand};
+use crate::protocol::parse::decode_one;
+use crate::protocol::reply::Reply;
+use crate::protocol::Command;
+use crate::session_state::SessionState;
+
+/// The connection id changes applied from the metadata group run as: no
+/// connection's (so no exclusive queue is theirs).
+const GROUP_CONN: u64 = u64::MAX;
+
+/// On a cluster node: when `command` changes the replicated topology,
+/// checks it and proposes it to the metadata group (`Some`, the outcome).
+/// `None`: the command runs here, as on a single node.
+pub(super) fn propose(
+    command: &Command,
+    consensus: Arc<dyn Consensus>,
+    s: &mut SessionState,
+) -> Result<Option<Outcome>, BrokerError> {
+    let login = s.login();
+    let proposed = match command {
+        Command::DeclareExchange(c) => {
+            login.check("DECLARE", Perm::Configure, Kind::Exchange, &c.name)?;
+            refuse("auto-delete", c.auto_delete)?;
+            Command::DeclareExchange(DeclareExchange {
+                durable: true,
+                ..c.clone()
+            })
+        }
+        Command::DeclareQueue(c) => {
+            if c.exclusive || c.name.is_empty() {
+                return Ok(None);
+            }
+            login.check("DECLARE", Perm::Configure, Kind::Queue, &c.name)?;
+            refuse("auto-delete", c.auto_delete)?;
+            refuse("expires=", c.args.expires_ms.is_some())?;
+            Command::DeclareQueue(DeclareQueue {
+                durable: true,
+                ..c.clone()
+            })
+        }
+        Command::DeleteExchange(c) => {
+            login.check("DELETE", Perm::Configure, Kind::Exchange, &c.name)?;
+            command.clone()
+        }
+        Command::DeleteQueue(c) => {
+            if is_local(s, &c.name) {
+                return Ok(None);
+            }
+            login.check("DELETE", Perm::Configure, Kind::Queue, &c.name)?;
+            // The conditions hold for the queue as this node sees it; the
+            // group deletes it unconditionally, so that every node does.
+            s.broker().check_delete_queue(c, s.conn_id())?;
+            let name = c.name.clone();
+            let delete = Command::DeleteQueue(DeleteQueue {
+                if_unused: false,
+                if_empty: false,
+                ..c.clone()
+            });
+            let op = MetaOp::Command(frame(&delete)?);
+            return Ok(Some(send(consensus, op, move |s| s.forget_queue(&name))));
+        }
+        Command::Bind(c) | Command::Unbind(c) => {
+            if is_local(s, &c.queue) {
+                return Ok(None);
+            }
+            let verb = match command {
+                Command::Bind(_) => "BIND",
+                _ => "UNBIND",
+            };
+            bind::may_bind(verb, c, s)?;
+            command.clone()
+        }
+        Command::User(c @ (UserCommand::Permit(_) | UserCommand::Remove(_))) => {
+            login.require_admin(user::verb(c))?;
+            if let UserCommand::Permit(p) = c {
+                user::change(p)?;
+            }
+            command.clone()
+        }
+        // `USER ADD` and `PASSWD` go to the group from `user.rs`, once
+        // the password is hashed.
+        _ => return Ok(None),
+    };
+    Ok(Some(send(
+        consensus,
+        MetaOp::Command(frame(&proposed)?),
+        |_| {},
+    )))
+}
+
+/// `PRECONDITION` when a cluster node is asked for `option`.
+fn refuse(option: &str, asked: bool) -> Result<(), BrokerError> {
+    match asked {
+        true => Err(BrokerError::Precondition(format!(
+            "{option} is not supported in a cluster yet"
+        ))),
+        false => Ok(()),
+    }
+}
+
+/// Whether `queue` is an exclusive queue on this node (a connection's
+/// own, which only this node has).
+fn is_local(s: &SessionState, queue: &str) -> bool {
+    s.broker()
+        .find_queue(queue)
+        .is_some_and(|q| q.owner.is_some())
+}
+
+/// The wire frame of `command`, as the metadata group's log carries it.
+fn frame(command: &Command) -> Result<String, BrokerError> {
+    String::from_utf8(command.encode())
+        .map_err(|_| BrokerError::Syntax("a topology command must be text".into()))
+}
+
+/// Proposes `op` and answers with what the group made of it, running
+/// `then` on the connection first when it went through. The connection
+/// reads no further commands meanwhile, so what it sends next sees the
+/// change.
+fn send(
+    consensus: Arc<dyn Consensus>,
+    op: MetaOp,
+    then: impl FnOnce(&mut SessionState) + Send + 'static,
+) -> Outcome {
+    Outcome::Pending(Pending::new(async move {
+        let answer = consensus.propose(op).await;
+        Box::new(move |s: &mut SessionState| {
+            let words = answer?;
+            then(s);
+            Ok(Outcome::reply(Reply::words(words)))
+        }) as Completion
+    }))
+}
+
+/// Applies one committed change to `broker` (on every node, in log
+/// order): what it came to, and the generation to wait for before the
+/// group records it applied.
+pub(crate) fn apply_meta(broker: &Broker, op: &MetaOp) -> (MetaAnswer, Option<u64>) {
+    let users = broker.users();
+    let ran = match op {
+        MetaOp::Command(frame) => run(broker, frame),
+        MetaOp::UserAdd {
+            name,
+            hash,
+            admin,
+            configure,
+            write,
+            read,
+        } => {
+            let given = crate::protocol::command::PermissionArgs {
+                configure: configure.clone(),
+                write: write.clone(),
+                read: read.clone(),
+            };
+            user::permissions(&given)
+                .and_then(|perms| user::apply_add(users, name.clone(), hash.clone(), *admin, perms))
+                .map(|gen| (Vec::new(), gen))
+        }
+        MetaOp::UserPasswd { name, hash } => {
+            user::apply_passwd(users, name, hash.clone()).map(|gen| (Vec::new(), gen))
+        }
+    };
+    match ran {
+        Ok((words, gen)) => (MetaAnswer::Ok(words), gen),
+        Err(e) => {
+            tracing::debug!(error = %e, "a replicated change was refused");
+            (MetaAnswer::of(Err(e)), None)
+        }
+    }
+}
+
+/// Runs the command in `frame` as the group.
+fn run(broker: &Broker, frame: &str) -> Result<(Vec<String>, Option<u64>), BrokerError> {
+    let command = decode_one(frame.as_bytes()).map_err(|e| {
+        BrokerError::Syntax(format!("a replicated change that does not parse: {e}"))
+    })?;
+    let anyone = |_: &str| Ok(());
+    let users = broker.users();
+    let none = |gen| (Vec::new(), gen);
+    match command {
+        Command::DeclareExchange(c) => broker.declare_exchange(&c).map(none),
+        Command::DeclareQueue(c) => {
+            declare::run_queue(broker, &c, GROUP_CONN, &anyone).map(|d| (d.words, d.gen))
+        }
+        Command::DeleteExchange(c) => broker.delete_exchange(&c.name, c.if_unused).map(none),
+        Command::DeleteQueue(c) => delete::run_queue(broker, &c, GROUP_CONN),
+        Command::Bind(c) => broker.bind(&c, GROUP_CONN).map(none),
+        Command::Unbind(c) => broker.unbind(&c, GROUP_CONN).map(none),
+        Command::User(UserCommand::Permit(p)) => user::apply_permit(users, &p).map(none),
+        Command::User(UserCommand::Remove(name)) => user::apply_remove(users, &name).map(none),
+        other => Err(BrokerError::Syntax(format!(
+            "not a replicated change: {:?}",
+            other
+        ))),
+    }
+}
