@@ -160,6 +160,11 @@ struct ServeArgs {
     /// trusts of the others' certificates [default: its own --tls-cert].
     #[arg(long, requires_all = ["node_id", "tls_cert"])]
     cluster_ca: Option<PathBuf>,
+    /// This node joins a cluster that runs already (an admin adds it:
+    /// `sluice cluster add <id> <ip:port>`); it never starts one, and
+    /// --peers may name it alone.
+    #[arg(long, requires = "node_id")]
+    join: bool,
 }
 
 /// `ID=HOST:PORT`: a node of the cluster.
@@ -276,6 +281,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 peers: args.peers.into_iter().collect(),
                 secret,
                 ca: args.cluster_ca,
+                join: args.join,
             }),
             _ => None,
         },

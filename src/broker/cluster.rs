@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Broker;
 use crate::error::BrokerError;
+use crate::protocol::command::ClusterCommand;
 use crate::store::StoreError;
 
 /// A cluster node's view of its cluster, as `STATS` shows it.
@@ -102,6 +103,9 @@ pub(crate) type Proposal = Pin<Box<dyn Future<Output = Result<Vec<String>, Broke
 pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// Proposes `op`.
     fn propose(&self, op: MetaOp) -> Proposal;
+    /// Changes the membership (`CLUSTER ADD|REMOVE|TRANSFER`), on the
+    /// leader: the words of the `OK`.
+    fn membership(&self, change: ClusterCommand) -> Proposal;
 }
 
 impl Broker {

@@ -92,61 +92,6 @@ pub(super) async fn stats(args: StatsArgs) -> Result<Exit, CliError> {
     print(&args.common, &reply, parse_key_values)
 }
 
-/// A cluster node's view of its cluster.
-///
-/// Prints this node's view of the cluster's metadata group (`STATS`'s
-/// `cluster_*` lines, without the prefix): node_id, state, leader, term,
-/// last_log_index, last_applied, members; --json prints one object.
-/// Fails on a broker that is not a cluster node.
-///
-/// Examples:
-///   sluice cluster status
-///   sluice cluster status -s 10.0.0.2:5680 --json
-#[derive(clap::Args, Debug)]
-#[command(after_help = EXIT_CODES_HELP, verbatim_doc_comment)]
-pub struct ClusterStatusArgs {
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub(crate) common: CommonArgs,
-}
-
-/// `sluice cluster ...`.
-#[derive(clap::Subcommand, Debug)]
-pub enum ClusterCommand {
-    /// This node's view of the cluster: its state, the leader, the term,
-    /// its log and the members.
-    Status(ClusterStatusArgs),
-}
-
-/// Runs `sluice cluster status`.
-pub(super) async fn cluster(command: ClusterCommand) -> Result<Exit, CliError> {
-    let ClusterCommand::Status(args) = command;
-    let reply = request(&args.common, &Command::Stats(Stats { queue: None })).await?;
-    let text = reply
-        .data
-        .as_deref()
-        .map(String::from_utf8_lossy)
-        .unwrap_or_default();
-    let lines: String = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("cluster_"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    if lines.is_empty() {
-        return Err(CliError::Usage(
-            "this broker is not a cluster node (sluice serve --node-id ...)".into(),
-        ));
-    }
-    let mut out = Out::default();
-    if args.common.json {
-        out.json(&parse_key_values(&lines))?;
-    } else {
-        out.bytes(lines.as_bytes())?;
-    }
-    out.flush()?;
-    Ok(Exit::Success)
-}
-
 /// Runs `sluice ls`.
 pub(super) async fn ls(args: LsArgs) -> Result<Exit, CliError> {
     let command = Command::List(List {
@@ -157,7 +102,7 @@ pub(super) async fn ls(args: LsArgs) -> Result<Exit, CliError> {
     print(&args.common, &reply, |t| Value::Array(parse_table(t)))
 }
 
-async fn request(common: &CommonArgs, command: &Command) -> Result<Response, CliError> {
+pub(super) async fn request(common: &CommonArgs, command: &Command) -> Result<Response, CliError> {
     let mut conn = Conn::open(&ConnectOptions::from(common)).await?;
     let h = conn.client.send_command(command);
     conn.flush().await?;

@@ -24,6 +24,7 @@
 use std::process::ExitCode;
 
 mod args;
+mod cluster;
 mod connect;
 mod consume;
 mod exit;
@@ -68,9 +69,9 @@ pub enum ClientCommand {
     Stats(StatsArgs),
     /// List queues, exchanges, bindings, connections or consumers.
     Ls(LsArgs),
-    /// A cluster node's view of its cluster (`cluster status`).
+    /// A cluster: a node's view of it, and changes to its members.
     #[command(subcommand)]
-    Cluster(inspect::ClusterCommand),
+    Cluster(cluster::ClusterCommand),
 }
 
 /// Runs a client command to its exit code; errors are printed on stderr
@@ -99,7 +100,7 @@ pub fn run(command: ClientCommand) -> ExitCode {
             ClientCommand::Purge(a) => topology::purge(a).await,
             ClientCommand::Stats(a) => inspect::stats(a).await,
             ClientCommand::Ls(a) => inspect::ls(a).await,
-            ClientCommand::Cluster(c) => inspect::cluster(c).await,
+            ClientCommand::Cluster(c) => cluster::cluster(c).await,
         }
     });
     // Don't wait for stdin readers (tokio reads stdin on a blocking thread).

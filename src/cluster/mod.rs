@@ -11,6 +11,7 @@
 //!   --node-id ...`): the metadata group on group 0 of its message log,
 //!   which the broker proposes topology and user changes to (forwarded to
 //!   the leader from a follower), its port, and the view `STATS` shows;
+//! - `membership`: `CLUSTER ADD|REMOVE|TRANSFER` on the leader;
 //! - `meta`: the metadata group's state machine, which applies each
 //!   committed change to this node's broker, once;
 //! - `state`: a state machine in RAM, for the tests;
@@ -25,6 +26,7 @@
 //! queues and streams, membership changes.
 
 mod log_store;
+mod membership;
 mod meta;
 mod network;
 mod node;
@@ -34,6 +36,13 @@ mod state;
 mod tests;
 
 use std::io::Cursor;
+
+/// A follower that hears no leader for this long (at random between the
+/// two; after the leader's lease, as long as the longest) stands for
+/// election.
+const ELECTION_MIN_MS: u64 = 1000;
+/// See [`ELECTION_MIN_MS`]; also the leader's lease.
+const ELECTION_MAX_MS: u64 = 2000;
 
 pub use node::{ClusterError, ClusterNode};
 

@@ -37,6 +37,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::broker::MetaAnswer;
+use crate::protocol::command::ClusterCommand;
+use crate::protocol::parse::decode_one;
+use crate::protocol::Command;
 use crate::tls::TlsClientConfig;
 
 use super::TypeConfig;
@@ -60,14 +63,29 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// A request from one node to another.
 #[derive(Debug, Serialize, Deserialize)]
-enum Rpc {
+pub(super) enum Rpc {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<u64>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// A change for the group, forwarded to its leader by the node that
     /// took it from a client.
     Write(Vec<u8>),
+    /// A membership change (`CLUSTER ...`, as its wire frame), forwarded
+    /// to the leader.
+    Membership(String),
+    /// From the leader handing its lead over: stand for election now.
+    Elect,
 }
+
+/// What a node does with a membership change forwarded to it (as the
+/// leader): `cluster::membership`'s, handed in by the node.
+pub(crate) type OnMembership = Arc<
+    dyn Fn(
+            ClusterCommand,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = MetaAnswer> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// How long a leader waits for a forwarded change to commit.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -92,18 +110,19 @@ pub(crate) enum ForwardError {
     Unknown(String),
 }
 
-/// Forwards the change `command` to the leader at `addr`, on a connection
-/// of its own (replication's connection answers one request at a time).
-pub(crate) async fn forward(
+/// Sends `rpc` to the node at `addr` and reads its reply, on a connection
+/// of its own (replication's connection answers one request at a time):
+/// a forwarded change, a membership change, a call to stand.
+pub(super) async fn call<R: DeserializeOwned>(
     peers: &Peers,
     addr: &str,
-    command: Vec<u8>,
-) -> Result<Written, ForwardError> {
+    rpc: &Rpc,
+) -> Result<R, ForwardError> {
     let mut s = peers
         .connect(addr)
         .await
         .map_err(|e| ForwardError::Unsent(e.to_string()))?;
-    write_frame(&mut s, &Rpc::Write(command))
+    write_frame(&mut s, rpc)
         .await
         .map_err(|e| ForwardError::Unsent(e.to_string()))?;
     read_frame(&mut s)
@@ -150,7 +169,8 @@ async fn read_frame<T: DeserializeOwned>(s: &mut (impl AsyncRead + Unpin)) -> st
 }
 
 /// Serves the Raft RPCs that arrive on `listener` to `raft`, until the
-/// listener fails, over TLS with `tls`. A connection that fails the TLS
+/// listener fails, over TLS with `tls`; forwarded changes go to `raft`
+/// too, membership changes to `membership`. A connection that fails the TLS
 /// handshake, does not start with the cluster's `secret`, or sends
 /// something that is not a request, is closed.
 pub(crate) async fn serve(
@@ -158,6 +178,7 @@ pub(crate) async fn serve(
     raft: Raft<TypeConfig>,
     secret: Arc<str>,
     tls: Option<TlsAcceptor>,
+    membership: Option<OnMembership>,
 ) {
     loop {
         let Ok((tcp, peer)) = listener.accept().await else {
@@ -165,6 +186,7 @@ pub(crate) async fn serve(
         };
         let raft = raft.clone();
         let secret = secret.clone();
+        let membership = membership.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
@@ -194,6 +216,21 @@ pub(crate) async fn serve(
                     Rpc::Vote(r) => answer(&mut s, raft.vote(r).await).await,
                     Rpc::Snapshot(r) => answer(&mut s, raft.install_snapshot(r).await).await,
                     Rpc::Write(c) => write_frame(&mut s, &write(&raft, c).await).await.is_ok(),
+                    Rpc::Membership(frame) => {
+                        let answer = match (decode_one(frame.as_bytes()), &membership) {
+                            (Ok(Command::Cluster(c)), Some(on)) => on(c).await,
+                            (Ok(Command::Cluster(_)), None) => MetaAnswer::Err(
+                                "UNAVAILABLE".into(),
+                                "this node takes no membership changes".into(),
+                            ),
+                            _ => MetaAnswer::Err("SYNTAX".into(), "not a CLUSTER command".into()),
+                        };
+                        write_frame(&mut s, &answer).await.is_ok()
+                    }
+                    Rpc::Elect => {
+                        let stood = raft.trigger().elect().await.is_ok();
+                        write_frame(&mut s, &stood).await.is_ok()
+                    }
                 };
                 if !go_on {
                     return;

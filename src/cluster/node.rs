@@ -19,12 +19,15 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::log_store::GroupLog;
+use super::membership;
 use super::meta::MetaMachine;
-use super::network::{forward, serve, ForwardError, Peers, Written};
-use super::TypeConfig;
-use crate::broker::{Broker, ClusterStatus, Consensus, MetaOp, Proposal};
+use super::network::{call, serve, ForwardError, OnMembership, Peers, Rpc, Written};
+use super::{TypeConfig, ELECTION_MAX_MS, ELECTION_MIN_MS};
+use crate::broker::{Broker, ClusterStatus, Consensus, MetaAnswer, MetaOp, Proposal};
 use crate::config::ClusterConfig;
 use crate::error::BrokerError;
+use crate::protocol::command::ClusterCommand;
+use crate::protocol::Command;
 
 /// The message log's group that holds the cluster's metadata.
 const META_GROUP: u64 = 0;
@@ -97,8 +100,8 @@ impl ClusterNode {
         let config = Config {
             cluster_name: "sluice".into(),
             heartbeat_interval: 250,
-            election_timeout_min: 1000,
-            election_timeout_max: 2000,
+            election_timeout_min: ELECTION_MIN_MS,
+            election_timeout_max: ELECTION_MAX_MS,
             snapshot_policy: SnapshotPolicy::Never,
             ..Config::default()
         };
@@ -127,11 +130,26 @@ impl ClusterNode {
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
         broker.set_consensus(Arc::new(MetaGroup {
             raft: raft.clone(),
-            peers,
+            peers: peers.clone(),
         }));
-        let server = tokio::spawn(serve(listener, raft.clone(), secret, acceptor));
+        let on_membership: OnMembership = {
+            let (raft, peers) = (raft.clone(), peers.clone());
+            Arc::new(move |change| {
+                let (raft, peers) = (raft.clone(), peers.clone());
+                Box::pin(
+                    async move { MetaAnswer::of(membership::change(&raft, &peers, change).await) },
+                )
+            })
+        };
+        let server = tokio::spawn(serve(
+            listener,
+            raft.clone(),
+            secret,
+            acceptor,
+            Some(on_membership),
+        ));
         let first = cfg.peers.keys().next().copied();
-        if first == Some(cfg.node_id) {
+        if first == Some(cfg.node_id) && !cfg.join {
             let initialized = raft
                 .is_initialized()
                 .await
@@ -224,9 +242,54 @@ impl Consensus for MetaGroup {
         let group = self.clone();
         Box::pin(async move { group.write(op).await })
     }
+
+    fn membership(&self, change: ClusterCommand) -> Proposal {
+        let group = self.clone();
+        Box::pin(async move { group.change(change).await })
+    }
 }
 
 impl MetaGroup {
+    /// Makes a membership change on the leader: here, or forwarded to it
+    /// (waiting for one up to [`PROPOSE_TIMEOUT`]).
+    async fn change(&self, change: ClusterCommand) -> Result<Vec<String>, BrokerError> {
+        let deadline = Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            let (me, leader) = {
+                let m = self.raft.metrics().borrow().clone();
+                let node = m
+                    .current_leader
+                    .and_then(|l| m.membership_config.membership().get_node(&l).cloned());
+                (m.current_leader == Some(m.id), node)
+            };
+            if me {
+                return membership::change(&self.raft, &self.peers, change).await;
+            }
+            if let Some(leader) = leader {
+                let frame = String::from_utf8_lossy(&Command::Cluster(change.clone()).encode())
+                    .into_owned();
+                match call::<MetaAnswer>(&self.peers, &leader.addr, &Rpc::Membership(frame)).await {
+                    Ok(answer) => return answer.into_result(),
+                    Err(ForwardError::Unsent(why)) => {
+                        tracing::debug!(%why, "could not reach the leader; trying again");
+                    }
+                    Err(ForwardError::Unknown(why)) => {
+                        return Err(BrokerError::Unavailable(format!(
+                            "the leader did not answer ({why}); the change may or may not have \
+                             been made"
+                        )))
+                    }
+                }
+            }
+            if Instant::now() + RETRY_EVERY >= deadline {
+                return Err(BrokerError::Unavailable(
+                    "no leader within 5 s; nothing was changed".into(),
+                ));
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+
     /// Proposes `op` here when this node leads, or forwards it to the
     /// leader, trying again while there is none (an election) until
     /// [`PROPOSE_TIMEOUT`]; then waits until this node has applied it.
@@ -249,7 +312,8 @@ impl MetaGroup {
                 Err(_) => return Err(maybe("no commit within 5 s")),
             };
             if let Some(leader) = leader {
-                match forward(&self.peers, &leader.addr, command.clone()).await {
+                let rpc = Rpc::Write(command.clone());
+                match call::<Written>(&self.peers, &leader.addr, &rpc).await {
                     Ok(Written::Done(index, answer)) => {
                         // Applied here too before the answer, so that the
                         // client's next command on this node sees it.

@@ -51,16 +51,11 @@ impl Node {
         };
         let config = Arc::new(config.validate().expect("config"));
         let secret: Arc<str> = Arc::from(secret);
-        let raft = Raft::new(
-            id,
-            config,
-            Peers::new(secret.clone(), None),
-            log,
-            sm.clone(),
-        )
-        .await
-        .expect("raft");
-        let server = tokio::spawn(serve(listener, raft.clone(), secret, None));
+        let peers = Peers::new(secret.clone(), None);
+        let raft = Raft::new(id, config, peers, log, sm.clone())
+            .await
+            .expect("raft");
+        let server = tokio::spawn(serve(listener, raft.clone(), secret, None, None));
         Node {
             raft,
             sm,

@@ -26,6 +26,7 @@
 mod ack;
 mod auth;
 mod bind;
+mod cluster;
 mod declare;
 mod delete;
 mod get;
@@ -86,5 +87,6 @@ pub(crate) fn apply(command: Command, s: &mut SessionState) -> Result<Outcome, B
         Command::Stats(c) => stats::stats(c, s),
         Command::List(c) => list::list(c, s),
         Command::Seek(c) => seek::seek(c, s),
+        Command::Cluster(c) => cluster::cluster(c, s),
     }
 }

@@ -175,6 +175,9 @@ pub struct ClusterConfig {
     /// TLS (`--cluster-ca`; default: the node's own `--tls-cert`, for a
     /// certificate all nodes share).
     pub ca: Option<PathBuf>,
+    /// `--join`: the node joins a running cluster when an admin adds it,
+    /// and never starts one.
+    pub join: bool,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -185,6 +188,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("peers", &self.peers)
             .field("secret", &"<hidden>")
             .field("ca", &self.ca)
+            .field("join", &self.join)
             .finish()
     }
 }

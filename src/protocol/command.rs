@@ -67,6 +67,27 @@ pub enum Command {
     List(List),
     /// `SEEK <stream> <group> offset=first|last|next|<n> | time=<unix-ms>`
     Seek(Seek),
+    /// `CLUSTER ADD <id> <ip:port> | REMOVE <id> | TRANSFER <id>`
+    Cluster(ClusterCommand),
+}
+
+/// `CLUSTER ...`: changes to a cluster's membership (an admin's, on a
+/// cluster node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterCommand {
+    /// `CLUSTER ADD <id> <ip:port>`: the node `id`, listening for the
+    /// other nodes on that address, joins: as a learner until it has
+    /// caught up, then as a voting member.
+    Add {
+        /// Its node id.
+        id: u64,
+        /// Its cluster address.
+        addr: std::net::SocketAddr,
+    },
+    /// `CLUSTER REMOVE <id>`: the node leaves the voting members.
+    Remove(u64),
+    /// `CLUSTER TRANSFER <id>`: the node becomes the leader.
+    Transfer(u64),
 }
 
 /// `HELLO [name=<client>] [proto=<n>] [heartbeat=<ms>]`

@@ -22,10 +22,10 @@
 use std::io::Write;
 
 use super::command::{
-    Ack, AckMode, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
-    ExchangeKind, Get, Header, HeaderMatch, Hello, List, ListKind, Nack, Overflow, Peek,
-    PermissionArgs, Publish, QueueArgs, QueueMode, Redrive, Seek, Stats, StreamStart, Subscribe,
-    UserCommand,
+    Ack, AckMode, Bind, ClusterCommand, Command, DeclareExchange, DeclareQueue, DeleteExchange,
+    DeleteQueue, ExchangeKind, Get, Header, HeaderMatch, Hello, List, ListKind, Nack, Overflow,
+    Peek, PermissionArgs, Publish, QueueArgs, QueueMode, Redrive, Seek, Stats, StreamStart,
+    Subscribe, UserCommand,
 };
 use super::reply::quote_for_message;
 use super::token::{encode_quoted, encode_word, needs_quotes};
@@ -234,6 +234,24 @@ impl Command {
                 w.opt_number(opt::COUNT, *count);
             }
             Command::User(u) => user(&mut w, u),
+            Command::Cluster(c) => {
+                w.verb("CLUSTER");
+                match c {
+                    ClusterCommand::Add { id, addr } => {
+                        w.word(b"ADD");
+                        w.number(*id);
+                        w.word(addr.to_string().as_bytes());
+                    }
+                    ClusterCommand::Remove(id) => {
+                        w.word(b"REMOVE");
+                        w.number(*id);
+                    }
+                    ClusterCommand::Transfer(id) => {
+                        w.word(b"TRANSFER");
+                        w.number(*id);
+                    }
+                }
+            }
             Command::Stats(Stats { queue }) => match queue {
                 Some(q) => {
                     w.verb("STATS QUEUE");

@@ -22,10 +22,11 @@ use proptest::prelude::*;
 
 use super::check::{decode, frame_in_chunks};
 use super::command::{
-    Ack, AckMode, Auth, Bind, Command, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue,
-    ExchangeKind, Get, Header, HeaderMatch, Hello, Help, List, ListKind, Nack, Overflow, Peek,
-    PermissionArgs, Publish, Purge, QueueArgs, QueueMode, Redrive, Secret, Seek, Stats,
-    StreamStart, Subscribe, Touch, Unsubscribe, UserAdd, UserCommand, UserPasswd, UserPermit,
+    Ack, AckMode, Auth, Bind, ClusterCommand, Command, DeclareExchange, DeclareQueue,
+    DeleteExchange, DeleteQueue, ExchangeKind, Get, Header, HeaderMatch, Hello, Help, List,
+    ListKind, Nack, Overflow, Peek, PermissionArgs, Publish, Purge, QueueArgs, QueueMode, Redrive,
+    Secret, Seek, Stats, StreamStart, Subscribe, Touch, Unsubscribe, UserAdd, UserCommand,
+    UserPasswd, UserPermit,
 };
 use super::frame::Limits;
 use super::parse::{parse_line, MAX_PARTITIONS};
@@ -423,6 +424,17 @@ fn command() -> impl Strategy<Value = Command> {
             to
         })),
         user_command().prop_map(Command::User),
+        prop_oneof![
+            (1u64.., any::<[u8; 4]>(), any::<u16>()).prop_map(|(id, ip, port)| {
+                ClusterCommand::Add {
+                    id,
+                    addr: std::net::SocketAddr::from((ip, port)),
+                }
+            }),
+            (1u64..).prop_map(ClusterCommand::Remove),
+            (1u64..).prop_map(ClusterCommand::Transfer),
+        ]
+        .prop_map(Command::Cluster),
         proptest::option::of(name()).prop_map(|queue| Command::Stats(Stats { queue })),
         (
             prop::sample::select(vec![
@@ -476,6 +488,9 @@ fn raw_line() -> impl Strategy<Value = (Vec<u8>, Option<Bytes>)> {
         "LIST QUEUES",
         "list consumers",
         "SEEK",
+        "CLUSTER ADD",
+        "cluster remove",
+        "CLUSTER TRANSFER",
     ]);
     let word = prop_oneof![
         12 => prop::sample::select(vec![

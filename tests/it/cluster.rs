@@ -434,3 +434,90 @@ async fn topology_and_users_changed_on_any_node_are_every_nodes_once_committed()
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn nodes_join_leave_and_hand_over_the_lead_online() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok("DECLARE QUEUE before", "OK before messages=0 consumers=0")
+        .await;
+
+    // A fourth node, started with --join and knowing only itself, is
+    // added through any node: it catches up (the queue declared before is
+    // there), then votes.
+    let port4 = free_port();
+    let addr4 = format!("127.0.0.1:{port4}");
+    let peers4 = format!("4={addr4}");
+    let fourth = Spawned::start(&[
+        "--node-id",
+        "4",
+        "--cluster-addr",
+        &addr4,
+        "--peers",
+        &peers4,
+        "--cluster-secret",
+        "a test secret",
+        "--join",
+    ])
+    .await;
+    // Alone and joining, it starts no cluster of its own.
+    assert_eq!(view(&fourth).await["cluster_leader"], "none");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "cluster",
+            "add",
+            "4",
+            &addr4,
+            "-s",
+            &nodes[&2].addr.to_string(),
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "members=1,2,3,4\n");
+    let mut all: Vec<&Spawned> = nodes.values().collect();
+    all.push(&fourth);
+    let (leader, _) = agreed(&all).await;
+    assert_eq!(view(&fourth).await["cluster_members"], "1,2,3,4");
+    eventually(&fourth, "STATS QUEUE before", "OK").await;
+
+    // The lead handed over to the new node.
+    let mut c = TestConn::connect(nodes[&leader].addr).await;
+    c.ok("CLUSTER TRANSFER 4", "OK leader=4").await;
+    let (now, _) = agreed(&all).await;
+    assert_eq!(now, 4);
+
+    // A member removed: the other three go on, and take changes.
+    let gone = if leader == 1 { 2 } else { 1 };
+    let stay = (1..=3).find(|i| *i != gone).expect("a node");
+    let want: Vec<String> = [1, 2, 3, 4]
+        .iter()
+        .filter(|i| **i != gone)
+        .map(|i| i.to_string())
+        .collect();
+    let want = want.join(",");
+    let mut c = TestConn::connect(nodes[&stay].addr).await;
+    c.ok(
+        &format!("CLUSTER REMOVE {gone}"),
+        &format!("OK members={want}"),
+    )
+    .await;
+    c.err("CLUSTER REMOVE 9", "NOT_FOUND").await;
+    c.ok("DECLARE QUEUE after", "OK after messages=0 consumers=0")
+        .await;
+    let rest: Vec<&Spawned> = all
+        .iter()
+        .copied()
+        .filter(|n| n.addr != nodes[&gone].addr)
+        .collect();
+    agreed(&rest).await;
+    assert_eq!(view(&fourth).await["cluster_members"], want);
+
+    // Bad requests: a parse error, and no cluster on a single node.
+    c.err("CLUSTER ADD 5 nowhere", "SYNTAX").await;
+    let single = Spawned::start(&[]).await;
+    let mut s = TestConn::connect(single.addr).await;
+    s.err("CLUSTER TRANSFER 1", "PRECONDITION").await;
+}

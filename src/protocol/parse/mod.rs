@@ -21,6 +21,7 @@
 mod ack;
 mod auth;
 mod bind;
+mod cluster;
 mod declare;
 mod delete;
 mod get;
@@ -146,6 +147,7 @@ const VERBS: &[(&str, bool, &str, Handler)] = &[
     ("STATS", false, stats::USAGE, stats::stats),
     ("LIST", false, list::USAGE, list::list),
     ("SEEK", false, seek::USAGE, seek::seek),
+    ("CLUSTER", false, cluster::USAGE, cluster::cluster),
 ];
 
 /// What the options of a verb may be.
