@@ -34,6 +34,21 @@ pub struct ClusterStatus {
     pub last_applied: Option<u64>,
     /// The voting members.
     pub members: Vec<u64>,
+    /// Every node of the membership (voters and learners).
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One node of a cluster, as `LIST NODES` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NodeStatus {
+    /// Its id.
+    pub id: u64,
+    /// Where the other nodes reach it.
+    pub addr: String,
+    /// A voting member (else a learner, catching up).
+    pub voter: bool,
+    /// On the leader: the last log index known to be on that node.
+    pub matched: Option<u64>,
 }
 
 /// One change to the cluster's metadata, as its group's log carries it:

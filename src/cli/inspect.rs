@@ -68,6 +68,8 @@ pub(crate) enum ListKind {
     Connections,
     /// Subscriptions.
     Consumers,
+    /// A cluster's nodes.
+    Nodes,
 }
 
 impl From<ListKind> for crate::protocol::command::ListKind {
@@ -79,6 +81,7 @@ impl From<ListKind> for crate::protocol::command::ListKind {
             ListKind::Bindings => P::Bindings,
             ListKind::Connections => P::Connections,
             ListKind::Consumers => P::Consumers,
+            ListKind::Nodes => P::Nodes,
         }
     }
 }

@@ -23,7 +23,7 @@ use super::membership;
 use super::meta::MetaMachine;
 use super::network::{call, serve, ForwardError, OnMembership, Peers, Rpc, Written};
 use super::{TypeConfig, ELECTION_MAX_MS, ELECTION_MIN_MS};
-use crate::broker::{Broker, ClusterStatus, Consensus, MetaAnswer, MetaOp, Proposal};
+use crate::broker::{Broker, ClusterStatus, Consensus, MetaAnswer, MetaOp, NodeStatus, Proposal};
 use crate::config::ClusterConfig;
 use crate::error::BrokerError;
 use crate::protocol::command::ClusterCommand;
@@ -208,6 +208,7 @@ async fn watch(raft: Raft<TypeConfig>, broker: Broker) {
                 last_log_index: m.last_log_index,
                 last_applied: m.last_applied.map(|l| l.index),
                 members: m.membership_config.membership().voter_ids().collect(),
+                nodes: nodes(&m),
             }
         };
         broker.set_cluster_status(status);
@@ -215,6 +216,26 @@ async fn watch(raft: Raft<TypeConfig>, broker: Broker) {
             return;
         }
     }
+}
+
+/// Every node of the membership, with what the leader knows of how far
+/// its log is (nothing on another node).
+fn nodes(m: &openraft::RaftMetrics<u64, BasicNode>) -> Vec<NodeStatus> {
+    let membership = m.membership_config.membership();
+    let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .map(|(id, node)| NodeStatus {
+            id: *id,
+            addr: node.addr.clone(),
+            voter: voters.contains(id),
+            matched: match (&m.replication, *id == m.id) {
+                (Some(r), false) => r.get(id).and_then(|l| l.map(|l| l.index)),
+                (Some(_), true) => m.last_log_index,
+                (None, _) => None,
+            },
+        })
+        .collect()
 }
 
 /// How long a change waits for the metadata group before `ERR

@@ -31,11 +31,43 @@ pub(super) fn list(c: List, s: &mut SessionState) -> Result<Outcome, BrokerError
         ListKind::Bindings => bindings(s.broker(), keep),
         ListKind::Connections => connections(s.broker(), keep),
         ListKind::Consumers => consumers(s.broker(), keep),
+        ListKind::Nodes => nodes(s.broker(), keep)?,
     };
     Ok(Outcome::reply(Reply::Data(
         table.len().to_string(),
         Bytes::from(table.render()),
     )))
+}
+
+/// Matched against the node's id and address. The `matched` and `lag`
+/// columns are the leader's knowledge: `-` on any other node.
+fn nodes(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Result<Table, BrokerError> {
+    let Some(status) = broker.cluster_status() else {
+        return Err(BrokerError::Precondition(
+            "not a cluster node (sluice serve --node-id ... starts one)".into(),
+        ));
+    };
+    let mut t = Table::new(&["id", "addr", "role", "leader", "matched", "lag"]);
+    let last = status.last_log_index.unwrap_or(0);
+    for n in &status.nodes {
+        let id = n.id.to_string();
+        if !keep(&[id.as_bytes(), n.addr.as_bytes()]) {
+            continue;
+        }
+        let (matched, lag) = match n.matched {
+            Some(m) => (m.to_string(), last.saturating_sub(m).to_string()),
+            None => ("-".into(), "-".into()),
+        };
+        t.row([
+            id,
+            n.addr.clone(),
+            if n.voter { "voter" } else { "learner" }.to_string(),
+            yes_no(status.leader == Some(n.id)).to_string(),
+            matched,
+            lag,
+        ]);
+    }
+    Ok(t)
 }
 
 fn yes_no(b: bool) -> &'static str {

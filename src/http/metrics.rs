@@ -197,6 +197,23 @@ pub(crate) fn render(broker: &Broker) -> String {
                 m.sample(name, &[("node", &node)], v);
             }
         }
+        let last = c.last_log_index.unwrap_or(0);
+        let lags: Vec<(String, u64)> = c
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.id.to_string(), last.saturating_sub(n.matched?))))
+            .collect();
+        if !lags.is_empty() {
+            let name = "sluice_cluster_replication_lag";
+            m.family(
+                name,
+                "gauge",
+                "On the metadata group's leader: how many log entries each node is behind it.",
+            );
+            for (peer, lag) in &lags {
+                m.sample(name, &[("node", &node), ("peer", peer)], *lag);
+            }
+        }
     }
     let name = "sluice_fsync_duration_seconds";
     m.family(

@@ -556,6 +556,8 @@ pub(crate) enum ListKind {
     Connections,
     /// `LIST CONSUMERS`
     Consumers,
+    /// `LIST NODES` (a cluster node)
+    Nodes,
 }
 
 /// `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]`: one

@@ -122,6 +122,7 @@ pub(super) const LIST_KINDS: &[(&str, ListKind)] = &[
     ("BINDINGS", ListKind::Bindings),
     ("CONNECTIONS", ListKind::Connections),
     ("CONSUMERS", ListKind::Consumers),
+    ("NODES", ListKind::Nodes),
 ];
 /// The value of a flag given as `name=true|false`, and of `requeue=`.
 pub(super) const BOOLS: &[(&str, bool)] = &[("true", true), ("false", false)];
@@ -742,6 +743,7 @@ mod tests {
             ListKind::Bindings,
             ListKind::Connections,
             ListKind::Consumers,
+            ListKind::Nodes,
         ] {
             assert!(!keyword(LIST_KINDS, k).is_empty());
         }

@@ -165,6 +165,42 @@ async fn three_nodes_elect_a_leader_elect_another_when_it_is_killed_and_take_it_
     assert!(body.contains(&format!(
         "sluice_cluster_is_leader{{node=\"1\"}} {is_leader}"
     )));
+    let (_, _, overview) = http_request(http, "GET", "/api/overview").await;
+    let overview: serde_json::Value = serde_json::from_str(&overview).expect("json");
+    assert_eq!(
+        overview["cluster"]["nodes"].as_array().map(Vec::len),
+        Some(3)
+    );
+
+    // LIST NODES: the leader knows how far each node's log is; the others
+    // say so with `-`.
+    let mut c = TestConn::connect(nodes[&first].addr).await;
+    let (rows, table) = c.data("LIST NODES").await;
+    assert_eq!(rows, "3", "{table}");
+    let mut lines = table.lines();
+    assert_eq!(
+        lines
+            .next()
+            .map(|h| h.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["id", "addr", "role", "leader", "matched", "lag"])
+    );
+    for (i, row) in lines.enumerate() {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[0], (i + 1).to_string(), "{table}");
+        assert_eq!(cells[2], "voter", "{table}");
+        assert_eq!(cells[3] == "true", cells[0] == first.to_string(), "{table}");
+        assert!(cells[4].parse::<u64>().is_ok(), "{table}");
+    }
+    let follower = (1..=3).find(|i| *i != first).expect("a follower");
+    let mut c = TestConn::connect(nodes[&follower].addr).await;
+    let (_, table) = c.data("LIST NODES 2").await;
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .expect("row")
+        .split_whitespace()
+        .collect();
+    assert_eq!((row[0], row[4], row[5]), ("2", "-", "-"), "{table}");
 
     // The leader is killed: the other two elect one of them, later.
     let mut dead = nodes.remove(&first).expect("leader");
@@ -242,6 +278,8 @@ async fn cluster_flags_come_together_or_not_at_all_and_a_single_node_is_no_clust
     );
     // `sluice cluster status` on a single node says it is not a cluster.
     let single = Spawned::start(&[]).await;
+    let mut c = TestConn::connect(single.addr).await;
+    c.err("LIST NODES", "PRECONDITION").await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["cluster", "status", "-s", &single.addr.to_string()])
         .output()
