@@ -8,13 +8,20 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, OnceLock};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::message::{Entry, Message, Now};
+use super::queue::Queue;
 use super::Broker;
 use crate::error::BrokerError;
 use crate::protocol::command::ClusterCommand;
+use crate::protocol::command::Publish;
 use crate::store::StoreError;
 
 /// A cluster node's view of its cluster, as `STATS` shows it.
@@ -121,9 +128,149 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// Changes the membership (`CLUSTER ADD|REMOVE|TRANSFER`), on the
     /// leader: the words of the `OK`.
     fn membership(&self, change: ClusterCommand) -> Proposal;
+    /// Whether `queue` is a replicated queue (`replicas=`).
+    fn replicated(&self, queue: &str) -> bool;
+    /// Appends a copy of `msg` to the replicated queue `queue`'s log (from
+    /// any node): answers once a majority of its members has it on disk.
+    fn enqueue(&self, queue: Arc<str>, msg: ReplicaMessage) -> Proposal;
+    /// Records in `queue`'s log that its leader settled the copies at
+    /// these positions (acked, rejected), so that no other member delivers
+    /// them after a failover. In the background.
+    fn settled(&self, queue: &str, seqs: Vec<u64>);
+    /// `Ok` when this node may serve `queue`'s consumers (`SUB`, `GET`):
+    /// a queue of its own, or a replicated queue it leads; else
+    /// `PRECONDITION` naming the leader.
+    fn serve_here(&self, queue: &str) -> Result<(), BrokerError>;
+}
+
+/// A message as a replicated queue's log carries it (bytes in base64).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReplicaMessage {
+    id: String,
+    exchange: String,
+    key: String,
+    headers: Vec<(String, String)>,
+    body: String,
+    persistent: bool,
+    published_at: u64,
+    not_before: Option<u64>,
+}
+
+impl ReplicaMessage {
+    /// The message `p` publishes, with id `id`.
+    pub(crate) fn of(p: &Publish, id: &str, now: &Now) -> ReplicaMessage {
+        let b64 = |b: &[u8]| BASE64.encode(b);
+        ReplicaMessage {
+            id: id.to_string(),
+            exchange: p.exchange.clone(),
+            key: b64(&p.key),
+            headers: p.headers.iter().map(|(n, v)| (n.clone(), b64(v))).collect(),
+            body: b64(&p.body),
+            persistent: p.persistent != Some(false),
+            published_at: now.get(),
+            not_before: p
+                .delay_ms
+                .filter(|d| *d > 0)
+                .map(|d| now.get().saturating_add(d)),
+        }
+    }
+
+    /// The message again.
+    fn message(&self) -> Result<Message, BrokerError> {
+        let bytes = |s: &str| {
+            BASE64
+                .decode(s)
+                .map(Bytes::from)
+                .map_err(|e| BrokerError::Internal(format!("a replicated message: {e}")))
+        };
+        Ok(Message {
+            id: self.id.clone(),
+            exchange: Arc::from(self.exchange.as_str()),
+            routing_key: bytes(&self.key)?,
+            headers: self
+                .headers
+                .iter()
+                .map(|(n, v)| Ok((n.clone(), bytes(v)?)))
+                .collect::<Result<_, BrokerError>>()?,
+            body: bytes(&self.body)?,
+            body_id: 0,
+            stored_refs: AtomicU32::new(0),
+            persistent: self.persistent,
+            registry: OnceLock::new(),
+            published_at: self.published_at,
+            group: None,
+        })
+    }
 }
 
 impl Broker {
+    /// Splits `targets` into the queues of this node and the replicated
+    /// ones.
+    pub(super) fn split_replicated(
+        &self,
+        targets: Vec<Arc<Queue>>,
+    ) -> (Vec<Arc<Queue>>, Vec<Arc<str>>) {
+        let Some(c) = self.inner.consensus.get() else {
+            return (targets, Vec::new());
+        };
+        let mut local = Vec::with_capacity(targets.len());
+        let mut replicated = Vec::new();
+        for q in targets {
+            match c.replicated(&q.name) {
+                true => replicated.push(q.name.clone()),
+                false => local.push(q),
+            }
+        }
+        (local, replicated)
+    }
+
+    /// `Ok` when this node serves `queue`'s consumers (see
+    /// [`Consensus::serve_here`]); always on a single node.
+    pub(crate) fn served_here(&self, queue: &str) -> Result<(), BrokerError> {
+        match self.inner.consensus.get() {
+            Some(c) => c.serve_here(queue),
+            None => Ok(()),
+        }
+    }
+
+    /// `PRECONDITION` for `verb` on a replicated queue (not supported on
+    /// one yet).
+    pub(crate) fn refuse_replicated(&self, verb: &str, queue: &str) -> Result<(), BrokerError> {
+        match self.inner.consensus.get() {
+            Some(c) if c.replicated(queue) => Err(BrokerError::Precondition(format!(
+                "{verb} is not supported on a replicated queue yet"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Puts a replicated queue's copy at position `seq` into this node's
+    /// view of the queue (its leader's), in RAM only: the queue's log is
+    /// where it is kept. `redelivered`: it may have been delivered before
+    /// (by an earlier leader).
+    pub(crate) fn enqueue_replica(
+        &self,
+        q: &Arc<Queue>,
+        seq: u64,
+        m: &ReplicaMessage,
+        redelivered: bool,
+    ) -> Result<(), BrokerError> {
+        let e = Entry {
+            seq,
+            msg: Arc::new(m.message()?),
+            deliveries: u32::from(redelivered),
+            redelivered,
+            stored: false,
+            priority: 0,
+            expires_at: None,
+            not_before: m.not_before,
+            uncertain: redelivered,
+        };
+        let (_, dead) = q.enqueue(e)?;
+        self.dead_letter_or_log(q, dead);
+        Ok(())
+    }
+
     /// The message log the broker stores in (`None` with `--in-memory`).
     pub(crate) fn log_store(&self) -> Option<Arc<crate::store::LogStore>> {
         self.inner.log_store.get().cloned()

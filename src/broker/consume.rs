@@ -60,6 +60,13 @@ impl Broker {
         how: Settle,
     ) -> Result<Option<u64>, BrokerError> {
         let Settled { gen, dead, release } = q.settle(consumer_id, entry, how)?;
+        if let Some(c) = self.inner.consensus.get() {
+            // A replicated queue's log learns which copies are done with.
+            let done: Vec<u64> = release.iter().map(|e| e.seq).chain(dead.seqs()).collect();
+            if !done.is_empty() && c.replicated(&q.name) {
+                c.settled(&q.name, done);
+            }
+        }
         let mut gen = self.dead_letter(q, dead)?.max(gen);
         if let Some(e) = release {
             gen = q.release(vec![e])?.max(gen);

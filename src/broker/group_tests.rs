@@ -34,6 +34,7 @@ fn open(dir: &std::path::Path, budget: Option<u64>) -> (Broker, std::sync::Arc<Q
     };
     let d = DeclareQueue {
         partitions: None,
+        replicas: None,
         name: "q".into(),
         durable: true,
         exclusive: false,

@@ -66,6 +66,7 @@ fn open(
         .declare_queue(
             &DeclareQueue {
                 partitions: None,
+                replicas: None,
                 name: "q".into(),
                 durable: true,
                 exclusive: false,
@@ -298,6 +299,7 @@ fn the_ram_budget_is_shared_by_every_queue() {
     for q in 0..10 {
         let d = DeclareQueue {
             partitions: None,
+            replicas: None,
             name: format!("q{q}"),
             durable: true,
             exclusive: false,

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use super::alarm::Alarm;
 use super::message::{Entry, Message, Now};
 use super::queue::{Admission, Dead, DeathReason, Planned, Queue};
-use super::{not_found, stores, Broker, MAX_ALTERNATE_HOPS};
+use super::{not_found, stores, Broker, ReplicaMessage, MAX_ALTERNATE_HOPS};
 use crate::error::BrokerError;
 use crate::protocol::command::{Header, Publish};
 use crate::protocol::reply::{quote_for_message, Blocker};
@@ -51,6 +51,9 @@ pub(crate) struct Published {
     pub(crate) duplicate: bool,
     /// The store generation the confirm must wait for.
     pub(crate) durable_gen: Option<u64>,
+    /// On a cluster node: the copies for replicated queues, which the
+    /// caller appends to each queue's log (the confirm waits for those).
+    pub(crate) replicate: Vec<(Arc<str>, ReplicaMessage)>,
 }
 
 /// The result of trying to publish.
@@ -280,6 +283,8 @@ impl Broker {
         }
         let mut accepted = Vec::with_capacity(targets.len());
         let mut rejected = Vec::new();
+        // Replicated queues take the message through their own logs.
+        let (targets, replicated) = self.split_replicated(targets);
         for q in targets {
             match q.admit(p.body.len()) {
                 Admission::Accept => accepted.push(q),
@@ -294,7 +299,7 @@ impl Broker {
         if writes && !disk.admits(publish_bytes(p, accepted.len())) {
             return Ok(PublishAttempt::Blocked(Hold::Alarm(disk.clone())));
         }
-        if accepted.is_empty() {
+        if accepted.is_empty() && replicated.is_empty() {
             if let Some(q) = rejected.first() {
                 return Err(BrokerError::QueueFull(format!(
                     "queue {} is full (overflow=reject-publish)",
@@ -307,7 +312,14 @@ impl Broker {
             None => format!("{}-{}", self.inner.boot, self.next_id()),
         };
         let now = Now::default();
-        let routed = accepted.len();
+        let routed = accepted.len() + replicated.len();
+        let replicate = match replicated.is_empty() {
+            true => Vec::new(),
+            false => {
+                let m = ReplicaMessage::of(p, &id, &now);
+                replicated.into_iter().map(|q| (q, m.clone())).collect()
+            }
+        };
         let mut duplicate = false;
         let mut dedup_put = Vec::new();
         let mut dedup_del: Vec<(u64, String)> = Vec::new();
@@ -391,6 +403,7 @@ impl Broker {
             rejected: rejected.len(),
             duplicate,
             durable_gen,
+            replicate,
         }))
     }
 

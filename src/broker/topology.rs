@@ -241,6 +241,7 @@ impl Broker {
         let part = DeclareQueue {
             durable: true,
             partitions: None,
+            replicas: None,
             ..d.clone()
         };
         if let Some(ex) = self.inner.exchanges.get(name).map(|e| e.clone()) {

@@ -121,6 +121,10 @@ pub(crate) struct DeclareQueueArgs {
     /// exchange `<name>` (publish to it with a routing key).
     #[arg(long, value_name = "N", requires = "stream", help_heading = "Streams")]
     pub(crate) partitions: Option<u32>,
+    /// A cluster node: replicate the queue on N nodes (its own Raft group;
+    /// 1 to 7; 1 or none: the node's own queue).
+    #[arg(long, value_name = "N")]
+    pub(crate) replicas: Option<u8>,
 }
 
 /// `--overflow`.
@@ -294,6 +298,7 @@ pub(super) async fn declare(args: DeclareArgs) -> Result<Exit, CliError> {
                 max_age_ms: q.max_age,
             },
             partitions: q.partitions,
+            replicas: q.replicas,
         }),
         DeclareWhat::Exchange(e) => Command::DeclareExchange(DeclareExchange {
             name: e.name,

@@ -19,6 +19,7 @@
 //! the topology are few), and a node that joins or lost its disk catches
 //! up from the log.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -30,14 +31,21 @@ use openraft::{
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::queues::{Placement, Queues};
 use super::TypeConfig;
 use crate::broker::{Broker, MetaAnswer, MetaOp};
+use crate::protocol::parse::decode_one;
+use crate::protocol::reply::quote_for_message;
+use crate::protocol::Command;
 
-/// How far the group has applied, as kept with the topology.
+/// How far the group has applied, as kept with the topology, and the
+/// replicated queues' placements (which live nowhere else).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Applied {
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, BasicNode>,
+    #[serde(default)]
+    placed: BTreeMap<String, Placement>,
 }
 
 /// The metadata group's state machine (see the module docs). Clones share
@@ -46,20 +54,90 @@ struct Applied {
 pub(super) struct MetaMachine {
     broker: Broker,
     applied: Arc<Mutex<Applied>>,
+    queues: Arc<Queues>,
 }
 
 impl MetaMachine {
-    /// The state machine over `broker`, from where it last applied.
-    pub(super) fn open(broker: &Broker) -> Result<MetaMachine, String> {
+    /// The state machine over `broker`, from where it last applied; the
+    /// replicated queues it placed go to `queues`.
+    pub(super) fn open(broker: &Broker, queues: Arc<Queues>) -> Result<MetaMachine, String> {
         let applied = match broker.cluster_state().map_err(|e| e.to_string())? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| format!("the metadata group's applied state: {e}"))?,
             None => Applied::default(),
         };
+        for (name, p) in &applied.placed {
+            queues.place(name, p.clone());
+        }
         Ok(MetaMachine {
             broker: broker.clone(),
             applied: Arc::new(Mutex::new(applied)),
+            queues,
         })
+    }
+
+    /// Applies `op`, the entry at `index`: a declaration with `replicas=`
+    /// also places the queue, a deletion of a replicated queue forgets it.
+    fn apply_op(&self, op: &MetaOp, index: u64) -> MetaAnswer {
+        let command = match op {
+            MetaOp::Command(frame) => decode_one(frame.as_bytes()).ok(),
+            _ => None,
+        };
+        let refuse = |text: String| MetaAnswer::Err("PRECONDITION".into(), text);
+        match &command {
+            Some(Command::DeclareQueue(d)) => {
+                let want = d.replicas.filter(|r| *r > 1);
+                let (has, voters) = {
+                    let a = self.applied.lock();
+                    let voters: Vec<u64> = a.membership.membership().voter_ids().collect();
+                    (a.placed.get(&d.name).cloned(), voters)
+                };
+                let name = quote_for_message(&d.name);
+                match (want, has) {
+                    (Some(_), None) if self.broker.find_queue(&d.name).is_some() => {
+                        return refuse(format!("queue {name} exists without replicas="))
+                    }
+                    (None, Some(p)) => {
+                        return refuse(format!(
+                            "queue {name} exists with replicas={}",
+                            p.members.len()
+                        ))
+                    }
+                    (Some(r), Some(p)) if usize::from(r) != p.members.len() => {
+                        return refuse(format!(
+                            "queue {name} exists with replicas={}",
+                            p.members.len()
+                        ))
+                    }
+                    (Some(r), None) => {
+                        let Some(p) = Placement::new(index, r, &voters) else {
+                            return refuse(format!(
+                                "replicas={r}, but the cluster has {} voting nodes",
+                                voters.len()
+                            ));
+                        };
+                        let answer = crate::cmd::apply_meta(&self.broker, op).0;
+                        if matches!(answer, MetaAnswer::Ok(_)) {
+                            self.applied.lock().placed.insert(d.name.clone(), p.clone());
+                            self.queues.place(&d.name, p);
+                        }
+                        return answer;
+                    }
+                    _ => {}
+                }
+            }
+            Some(Command::DeleteQueue(d)) => {
+                let answer = crate::cmd::apply_meta(&self.broker, op).0;
+                if matches!(answer, MetaAnswer::Ok(_))
+                    && self.applied.lock().placed.remove(&d.name).is_some()
+                {
+                    self.queues.unplace(&d.name);
+                }
+                return answer;
+            }
+            _ => {}
+        }
+        crate::cmd::apply_meta(&self.broker, op).0
     }
 
     /// Applies one entry to the broker and records it applied (not yet
@@ -68,7 +146,7 @@ impl MetaMachine {
         let answer = match e.payload {
             EntryPayload::Blank => MetaAnswer::default(),
             EntryPayload::Normal(bytes) => match serde_json::from_slice::<MetaOp>(&bytes) {
-                Ok(op) => crate::cmd::apply_meta(&self.broker, &op).0,
+                Ok(op) => self.apply_op(&op, e.log_id.index),
                 // Written by a newer node: refused, on every node alike.
                 Err(e) => MetaAnswer::Err(
                     "INTERNAL".into(),

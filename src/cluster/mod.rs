@@ -30,12 +30,18 @@ mod membership;
 mod meta;
 mod network;
 mod node;
+mod queues;
 #[cfg(test)]
 mod state;
+mod submit;
 #[cfg(test)]
 mod tests;
 
 use std::io::Cursor;
+
+/// The message log's group that holds the cluster's metadata (a
+/// replicated queue's group is numbered from `queues::GROUP_BASE`).
+const META_GROUP: u64 = 0;
 
 /// A follower that hears no leader for this long (at random between the
 /// two; after the leader's lease, as long as the longest) stands for

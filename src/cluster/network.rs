@@ -22,7 +22,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use openraft::error::{
-    ClientWriteError, InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable,
+    ClientWriteError, Fatal, Infallible, InstallSnapshotError, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -42,7 +43,10 @@ use crate::protocol::parse::decode_one;
 use crate::protocol::Command;
 use crate::tls::TlsClientConfig;
 
-use super::TypeConfig;
+use super::{TypeConfig, META_GROUP};
+
+/// The Rafts this node runs, by group: where the RPCs that arrive go.
+pub(crate) type Router = Arc<dashmap::DashMap<u64, Raft<TypeConfig>>>;
 
 /// The largest frame either side reads (a batch of entries or a snapshot
 /// chunk is far below it).
@@ -64,12 +68,14 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// A request from one node to another.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) enum Rpc {
-    Append(AppendEntriesRequest<TypeConfig>),
-    Vote(VoteRequest<u64>),
-    Snapshot(InstallSnapshotRequest<TypeConfig>),
-    /// A change for the group, forwarded to its leader by the node that
+    /// Raft's own, each for one group (0: the metadata group; a replicated
+    /// queue's otherwise).
+    Append(u64, AppendEntriesRequest<TypeConfig>),
+    Vote(u64, VoteRequest<u64>),
+    Snapshot(u64, InstallSnapshotRequest<TypeConfig>),
+    /// A change for a group, forwarded to its leader by the node that
     /// took it from a client.
-    Write(Vec<u8>),
+    Write(u64, Vec<u8>),
     /// A membership change (`CLUSTER ...`, as its wire frame), forwarded
     /// to the leader.
     Membership(String),
@@ -95,8 +101,9 @@ const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub(crate) enum Written {
     /// Committed and applied on the leader at this log index.
     Done(u64, MetaAnswer),
-    /// Not the leader (any more): nothing was proposed.
-    NotLeader,
+    /// Not the leader (any more), or not a member of the group: nothing
+    /// was proposed. Where the leader is, when known.
+    NotLeader(Option<String>),
     /// Proposed, but not known to be committed in time: it may be, later.
     Unknown(String),
 }
@@ -134,7 +141,9 @@ pub(super) async fn call<R: DeserializeOwned>(
 async fn write(raft: &Raft<TypeConfig>, command: Vec<u8>) -> Written {
     match tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(command)).await {
         Ok(Ok(r)) => Written::Done(r.log_id.index, r.data),
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Written::NotLeader,
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Written::NotLeader(f.leader_node.map(|n| n.addr))
+        }
         Ok(Err(e)) => Written::Unknown(e.to_string()),
         Err(_) => Written::Unknown("not committed within 5 s".into()),
     }
@@ -175,7 +184,7 @@ async fn read_frame<T: DeserializeOwned>(s: &mut (impl AsyncRead + Unpin)) -> st
 /// something that is not a request, is closed.
 pub(crate) async fn serve(
     listener: TcpListener,
-    raft: Raft<TypeConfig>,
+    router: Router,
     secret: Arc<str>,
     tls: Option<TlsAcceptor>,
     membership: Option<OnMembership>,
@@ -184,7 +193,7 @@ pub(crate) async fn serve(
         let Ok((tcp, peer)) = listener.accept().await else {
             return;
         };
-        let raft = raft.clone();
+        let router = router.clone();
         let secret = secret.clone();
         let membership = membership.clone();
         let tls = tls.clone();
@@ -211,11 +220,30 @@ pub(crate) async fn serve(
                 // A Raft that stopped answers nothing more on this
                 // connection: the peer reconnects, to whatever serves the
                 // address next.
+                let raft_of = |g: u64| router.get(&g).map(|r| r.clone());
                 let go_on = match rpc {
-                    Rpc::Append(r) => answer(&mut s, raft.append_entries(r).await).await,
-                    Rpc::Vote(r) => answer(&mut s, raft.vote(r).await).await,
-                    Rpc::Snapshot(r) => answer(&mut s, raft.install_snapshot(r).await).await,
-                    Rpc::Write(c) => write_frame(&mut s, &write(&raft, c).await).await.is_ok(),
+                    Rpc::Append(g, r) => match raft_of(g) {
+                        Some(raft) => answer(&mut s, raft.append_entries(r).await).await,
+                        None => absent::<AppendEntriesResponse<u64>, Infallible>(&mut s).await,
+                    },
+                    Rpc::Vote(g, r) => match raft_of(g) {
+                        Some(raft) => answer(&mut s, raft.vote(r).await).await,
+                        None => absent::<VoteResponse<u64>, Infallible>(&mut s).await,
+                    },
+                    Rpc::Snapshot(g, r) => match raft_of(g) {
+                        Some(raft) => answer(&mut s, raft.install_snapshot(r).await).await,
+                        None => {
+                            absent::<InstallSnapshotResponse<u64>, InstallSnapshotError>(&mut s)
+                                .await
+                        }
+                    },
+                    Rpc::Write(g, c) => {
+                        let written = match raft_of(g) {
+                            Some(raft) => write(&raft, c).await,
+                            None => Written::NotLeader(None),
+                        };
+                        write_frame(&mut s, &written).await.is_ok()
+                    }
                     Rpc::Membership(frame) => {
                         let answer = match (decode_one(frame.as_bytes()), &membership) {
                             (Ok(Command::Cluster(c)), Some(on)) => on(c).await,
@@ -228,7 +256,10 @@ pub(crate) async fn serve(
                         write_frame(&mut s, &answer).await.is_ok()
                     }
                     Rpc::Elect => {
-                        let stood = raft.trigger().elect().await.is_ok();
+                        let stood = match raft_of(META_GROUP) {
+                            Some(raft) => raft.trigger().elect().await.is_ok(),
+                            None => false,
+                        };
                         write_frame(&mut s, &stood).await.is_ok()
                     }
                 };
@@ -238,6 +269,15 @@ pub(crate) async fn serve(
             }
         });
     }
+}
+
+/// Answers a request for a group this node does not run (not yet, or no
+/// longer) as a stopped Raft, and ends the connection: the peer sees it
+/// unreachable and tries again later.
+async fn absent<T: Serialize, E: Serialize>(s: &mut (impl AsyncWrite + Unpin)) -> bool {
+    let res: Result<T, RaftError<u64, E>> = Err(RaftError::Fatal(Fatal::Stopped));
+    let _ = write_frame(s, &res).await;
+    false
 }
 
 /// Writes the Raft's reply `res`; false when the connection is over (the
@@ -256,11 +296,26 @@ async fn answer<T: Serialize, E: Serialize>(
 pub(crate) struct Peers {
     secret: Arc<str>,
     tls: Option<TlsClientConfig>,
+    /// The group whose Raft talks through it.
+    group: u64,
 }
 
 impl Peers {
+    /// For the metadata group.
     pub(crate) fn new(secret: Arc<str>, tls: Option<TlsClientConfig>) -> Peers {
-        Peers { secret, tls }
+        Peers {
+            secret,
+            tls,
+            group: META_GROUP,
+        }
+    }
+
+    /// The same peers, for group `group`'s Raft.
+    pub(crate) fn for_group(&self, group: u64) -> Peers {
+        Peers {
+            group,
+            ..self.clone()
+        }
     }
 
     /// A connection to the node at `addr`: TCP (then TLS, checking its
@@ -358,7 +413,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.request(&Rpc::Append(rpc)).await
+        self.request(&Rpc::Append(self.peers.group, rpc)).await
     }
 
     async fn install_snapshot(
@@ -369,7 +424,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        self.request(&Rpc::Snapshot(rpc)).await
+        self.request(&Rpc::Snapshot(self.peers.group, rpc)).await
     }
 
     async fn vote(
@@ -377,6 +432,6 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<u64>,
         _option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.request(&Rpc::Vote(rpc)).await
+        self.request(&Rpc::Vote(self.peers.group, rpc)).await
     }
 }

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -21,16 +20,17 @@ use tokio::task::JoinHandle;
 use super::log_store::GroupLog;
 use super::membership;
 use super::meta::MetaMachine;
-use super::network::{call, serve, ForwardError, OnMembership, Peers, Rpc, Written};
-use super::{TypeConfig, ELECTION_MAX_MS, ELECTION_MIN_MS};
-use crate::broker::{Broker, ClusterStatus, Consensus, MetaAnswer, MetaOp, NodeStatus, Proposal};
+use super::network::{call, serve, ForwardError, OnMembership, Peers, Router, Rpc};
+use super::queues::Queues;
+use super::submit::{submit, unsubmitted};
+use super::{TypeConfig, ELECTION_MAX_MS, ELECTION_MIN_MS, META_GROUP};
+use crate::broker::{
+    Broker, ClusterStatus, Consensus, MetaAnswer, MetaOp, NodeStatus, Proposal, ReplicaMessage,
+};
 use crate::config::ClusterConfig;
 use crate::error::BrokerError;
 use crate::protocol::command::ClusterCommand;
 use crate::protocol::Command;
-
-/// The message log's group that holds the cluster's metadata.
-const META_GROUP: u64 = 0;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +61,7 @@ pub enum ClusterError {
 /// This process as a cluster node (see the module docs).
 pub struct ClusterNode {
     raft: Raft<TypeConfig>,
+    queues: Arc<Queues>,
     server: JoinHandle<()>,
     watcher: JoinHandle<()>,
     addr: std::net::SocketAddr,
@@ -96,7 +97,7 @@ impl ClusterNode {
                 addr: cfg.addr,
                 source,
             })?;
-        let log = GroupLog::new(store, broker.committer().clone(), META_GROUP);
+        let log = GroupLog::new(store.clone(), broker.committer().clone(), META_GROUP);
         let config = Config {
             cluster_name: "sluice".into(),
             heartbeat_interval: 250,
@@ -123,14 +124,25 @@ impl ClusterNode {
             }
             None => (None, None),
         };
-        let machine = MetaMachine::open(broker).map_err(ClusterError::Raft)?;
         let peers = Peers::new(secret.clone(), trust);
+        let router: Router = Arc::default();
+        let queues = Queues::new(
+            cfg.node_id,
+            broker,
+            store,
+            peers.clone(),
+            config.clone(),
+            router.clone(),
+        );
+        let machine = MetaMachine::open(broker, queues.clone()).map_err(ClusterError::Raft)?;
         let raft = Raft::new(cfg.node_id, config, peers.clone(), log, machine)
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        router.insert(META_GROUP, raft.clone());
         broker.set_consensus(Arc::new(MetaGroup {
             raft: raft.clone(),
             peers: peers.clone(),
+            queues: queues.clone(),
         }));
         let on_membership: OnMembership = {
             let (raft, peers) = (raft.clone(), peers.clone());
@@ -143,7 +155,7 @@ impl ClusterNode {
         };
         let server = tokio::spawn(serve(
             listener,
-            raft.clone(),
+            router,
             secret,
             acceptor,
             Some(on_membership),
@@ -166,9 +178,11 @@ impl ClusterNode {
                 tracing::info!(node = cfg.node_id, "started the cluster's metadata group");
             }
         }
+        queues.start(raft.clone());
         let watcher = tokio::spawn(watch(raft.clone(), broker.clone()));
         Ok(ClusterNode {
             raft,
+            queues,
             server,
             watcher,
             addr,
@@ -184,6 +198,7 @@ impl ClusterNode {
     pub async fn stop(self) {
         self.server.abort();
         self.watcher.abort();
+        self.queues.stop().await;
         let _ = self.raft.shutdown().await;
     }
 }
@@ -242,7 +257,8 @@ fn nodes(m: &openraft::RaftMetrics<u64, BasicNode>) -> Vec<NodeStatus> {
 /// UNAVAILABLE`: a leader to take it, and its commit.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long a change waits between tries while no leader takes it.
+/// How long a membership change waits between tries while no leader
+/// takes it.
 const RETRY_EVERY: Duration = Duration::from_millis(100);
 
 /// The metadata group as the broker proposes to it.
@@ -250,6 +266,7 @@ const RETRY_EVERY: Duration = Duration::from_millis(100);
 struct MetaGroup {
     raft: Raft<TypeConfig>,
     peers: Peers,
+    queues: Arc<Queues>,
 }
 
 impl std::fmt::Debug for MetaGroup {
@@ -267,6 +284,23 @@ impl Consensus for MetaGroup {
     fn membership(&self, change: ClusterCommand) -> Proposal {
         let group = self.clone();
         Box::pin(async move { group.change(change).await })
+    }
+
+    fn replicated(&self, queue: &str) -> bool {
+        self.queues.placement(queue).is_some()
+    }
+
+    fn enqueue(&self, queue: Arc<str>, msg: ReplicaMessage) -> Proposal {
+        let queues = self.queues.clone();
+        Box::pin(async move { queues.enqueue(&queue, msg).await.map(|_| Vec::new()) })
+    }
+
+    fn settled(&self, queue: &str, seqs: Vec<u64>) {
+        self.queues.settled(queue, seqs);
+    }
+
+    fn serve_here(&self, queue: &str) -> Result<(), BrokerError> {
+        self.queues.serve_here(queue)
     }
 }
 
@@ -317,52 +351,24 @@ impl MetaGroup {
     async fn write(&self, op: MetaOp) -> Result<Vec<String>, BrokerError> {
         let command = serde_json::to_vec(&op).map_err(|e| BrokerError::Internal(e.to_string()))?;
         let deadline = Instant::now() + PROPOSE_TIMEOUT;
-        let maybe = |why: &str| {
-            BrokerError::Unavailable(format!(
-                "the cluster did not confirm the change ({why}); it may or may not have been made"
-            ))
-        };
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let leader = match tokio::time::timeout(left, self.raft.client_write(command.clone()))
-                .await
-            {
-                Ok(Ok(r)) => return r.data.into_result(),
-                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => f.leader_node,
-                Ok(Err(e)) => return Err(maybe(&e.to_string())),
-                Err(_) => return Err(maybe("no commit within 5 s")),
-            };
-            if let Some(leader) = leader {
-                let rpc = Rpc::Write(command.clone());
-                match call::<Written>(&self.peers, &leader.addr, &rpc).await {
-                    Ok(Written::Done(index, answer)) => {
-                        // Applied here too before the answer, so that the
-                        // client's next command on this node sees it.
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        let _ = self
-                            .raft
-                            .wait(Some(left.max(RETRY_EVERY)))
-                            .applied_index_at_least(Some(index), "a forwarded change")
-                            .await;
-                        return answer.into_result();
-                    }
-                    Ok(Written::NotLeader) => {}
-                    Err(ForwardError::Unsent(why)) => {
-                        tracing::debug!(%why, "could not forward a change to the leader; trying again");
-                    }
-                    Ok(Written::Unknown(why)) | Err(ForwardError::Unknown(why)) => {
-                        return Err(maybe(&why))
-                    }
-                }
-            }
-            if Instant::now() + RETRY_EVERY >= deadline {
-                return Err(BrokerError::Unavailable(
-                    "no leader for the cluster's metadata within 5 s (an election, or this node \
-                     cannot reach a majority); nothing was changed"
-                        .into(),
-                ));
-            }
-            tokio::time::sleep(RETRY_EVERY).await;
-        }
+        let submitted = submit(
+            Some(&self.raft),
+            &self.peers,
+            &[],
+            META_GROUP,
+            command,
+            deadline,
+        )
+        .await;
+        let (index, answer) = submitted.map_err(|e| unsubmitted(e, "the cluster's metadata"))?;
+        // Applied here too before the answer, so that the client's next
+        // command on this node sees it.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = self
+            .raft
+            .wait(Some(left.max(Duration::from_millis(100))))
+            .applied_index_at_least(Some(index), "a change")
+            .await;
+        answer.into_result()
     }
 }

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::log_store::GroupLog;
-use super::network::{serve, Peers};
+use super::network::{serve, Peers, Router};
 use super::state::StateMachine;
 
 /// The tests' state machine: it keeps every command.
@@ -55,7 +55,9 @@ impl Node {
         let raft = Raft::new(id, config, peers, log, sm.clone())
             .await
             .expect("raft");
-        let server = tokio::spawn(serve(listener, raft.clone(), secret, None, None));
+        let router: Router = Arc::default();
+        router.insert(0, raft.clone());
+        let server = tokio::spawn(serve(listener, router, secret, None, None));
         Node {
             raft,
             sm,

@@ -28,6 +28,12 @@ pub(super) fn exchange(c: DeclareExchange, s: &mut SessionState) -> Result<Outco
 /// name (for `""`, on the name the server generates).
 #[instrument(level = "debug", name = "DECLARE", skip_all, fields(conn = s.conn_id(), queue = %c.name))]
 pub(super) fn queue(c: DeclareQueue, s: &mut SessionState) -> Result<Outcome, BrokerError> {
+    if c.replicas.is_some_and(|r| r > 1) {
+        // On a cluster node, replicated.rs took it before it came here.
+        return Err(BrokerError::Precondition(
+            "replicas= needs a cluster (sluice serve --node-id ...)".into(),
+        ));
+    }
     let login = s.login();
     let may = |name: &str| login.check("DECLARE", Perm::Configure, Kind::Queue, name);
     let declared = run_queue(s.broker(), &c, s.conn_id(), &may)?;

@@ -20,6 +20,7 @@ use crate::session_state::SessionState;
 #[instrument(level = "trace", name = "GET", skip_all, fields(conn = s.conn_id(), queue = %c.queue))]
 pub(super) fn get(c: Get, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login().check("GET", Perm::Read, Kind::Queue, &c.queue)?;
+    s.broker().served_here(&c.queue)?;
     let q = s.broker().queue(&c.queue, s.conn_id())?;
     q.refuse_stream("GET")?;
     if c.ack == AckMode::Manual {

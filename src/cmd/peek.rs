@@ -16,6 +16,7 @@ use crate::session_state::SessionState;
 #[instrument(level = "debug", name = "PEEK", skip_all, fields(conn = s.conn_id(), queue = %c.queue))]
 pub(super) fn peek(c: Peek, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login().check("PEEK", Perm::Read, Kind::Queue, &c.queue)?;
+    s.broker().served_here(&c.queue)?;
     let q = s.broker().queue(&c.queue, s.conn_id())?;
     let seen = q.peek(c.count, c.from);
     let n = seen.len();

@@ -2,8 +2,8 @@
 
 use tracing::instrument;
 
-use super::outcome::{HeldPub, Outcome};
-use crate::broker::{Broker, Hold, PublishAttempt, Published};
+use super::outcome::{Completion, HeldPub, Outcome, Pending};
+use crate::broker::{Broker, Hold, PublishAttempt, Published, ReplicaMessage};
 use crate::error::BrokerError;
 use crate::protocol::command::Publish;
 use crate::protocol::reply::{Blocker, Reply};
@@ -28,12 +28,41 @@ use crate::session_state::SessionState;
 pub(super) fn publish(c: Publish, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.check_publish(&c.exchange)?;
     match s.broker().publish(&c)? {
+        PublishAttempt::Done(mut p) if !p.replicate.is_empty() => {
+            // Replicated queues: the confirm waits for their logs.
+            let copies = std::mem::take(&mut p.replicate);
+            let broker = s.broker().clone();
+            Ok(Outcome::Pending(Pending::new(async move {
+                let replicated = replicate(&broker, copies).await;
+                Box::new(move |_: &mut SessionState| {
+                    replicated?;
+                    let (reply, gen) = confirm(p);
+                    Ok(Outcome::Reply(reply, gen))
+                }) as Completion
+            })))
+        }
         PublishAttempt::Done(p) => {
             let (reply, gen) = confirm(p);
             Ok(Outcome::Reply(reply, gen))
         }
         PublishAttempt::Blocked(on) => Ok(Outcome::Hold(HeldPub { cmd: c, on })),
     }
+}
+
+/// Appends the copies for replicated queues to their logs; `Ok` once
+/// every one is committed.
+async fn replicate(
+    broker: &Broker,
+    copies: Vec<(std::sync::Arc<str>, ReplicaMessage)>,
+) -> Result<(), BrokerError> {
+    let Some(c) = broker.consensus() else {
+        return Err(BrokerError::Internal("not a cluster node".into()));
+    };
+    let pending: Vec<_> = copies.into_iter().map(|(q, m)| c.enqueue(q, m)).collect();
+    for p in pending {
+        p.await?;
+    }
+    Ok(())
 }
 
 /// The confirm of a publish: its `OK` line, and the store generation that
@@ -90,7 +119,18 @@ impl HeldPub {
                 self.on = on;
                 Ok(None)
             }
-            PublishAttempt::Done(p) => Ok(Some(confirm(p))),
+            PublishAttempt::Done(mut p) => {
+                if !p.replicate.is_empty() {
+                    // Rare: a publish held (a full queue, an alarm) that
+                    // also reaches replicated queues. The session runs it
+                    // to completion here (a held publish holds the
+                    // connection's later commands anyway).
+                    let copies = std::mem::take(&mut p.replicate);
+                    let handle = tokio::runtime::Handle::current();
+                    tokio::task::block_in_place(|| handle.block_on(replicate(broker, copies)))?;
+                }
+                Ok(Some(confirm(p)))
+            }
         }
     }
 }

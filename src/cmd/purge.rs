@@ -17,6 +17,7 @@ use crate::session_state::SessionState;
 pub(super) fn purge(c: Purge, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login()
         .check("PURGE", Perm::Configure, Kind::Queue, &c.queue)?;
+    s.broker().refuse_replicated("PURGE", &c.queue)?;
     let q = s.broker().queue(&c.queue, s.conn_id())?;
     let (n, gen) = q.purge()?;
     Ok(Outcome::Reply(Reply::words([format!("messages={n}")]), gen))

@@ -18,6 +18,7 @@ use crate::session_state::SessionState;
 pub(super) fn redrive(c: Redrive, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login()
         .check("REDRIVE", Perm::Read, Kind::Queue, &c.queue)?;
+    s.broker().refuse_replicated("REDRIVE", &c.queue)?;
     if let Some(q) = s.broker().find_queue(&c.queue) {
         q.refuse_stream("REDRIVE")?;
     }

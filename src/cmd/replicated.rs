@@ -50,7 +50,9 @@ pub(super) fn propose(
             })
         }
         Command::DeclareQueue(c) => {
-            if c.exclusive || c.name.is_empty() {
+            if c.replicas.is_some_and(|r| r > 1) {
+                replicable(c)?;
+            } else if c.exclusive || c.name.is_empty() {
                 return Ok(None);
             }
             login.check("DECLARE", Perm::Configure, Kind::Queue, &c.name)?;
@@ -109,6 +111,36 @@ pub(super) fn propose(
         MetaOp::Command(frame(&proposed)?),
         |_| {},
     )))
+}
+
+/// `PRECONDITION` unless a replicated queue can be what `c` declares: a
+/// named, shared, classic queue, with no option whose work a node would
+/// do on its own (expiry, dead letters, length limits, priorities,
+/// de-duplication, kinds); `ack-timeout=` and `retry-delays=` are the
+/// leader's, and so they are allowed.
+fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
+    let a = &c.args;
+    let refused = [
+        ("a server-named queue", c.name.is_empty()),
+        ("exclusive", c.exclusive),
+        ("max-length=", a.max_length.is_some()),
+        ("max-bytes=", a.max_bytes.is_some()),
+        ("overflow=", a.overflow != Default::default()),
+        ("ttl=", a.ttl_ms.is_some()),
+        ("dead-letter=", a.dead_letter.is_some()),
+        ("dead-letter-key=", a.dead_letter_key.is_some()),
+        ("delivery-limit=", a.delivery_limit.is_some()),
+        ("max-priority=", a.max_priority.is_some()),
+        ("dedup-window=", a.dedup_window_ms.is_some()),
+        ("single-active or groups", a.mode != Default::default()),
+        ("partitions=", c.partitions.is_some()),
+    ];
+    match refused.iter().find(|(_, asked)| *asked) {
+        Some((what, _)) => Err(BrokerError::Precondition(format!(
+            "{what} is not supported on a replicated queue (replicas=) yet"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// `PRECONDITION` when a cluster node is asked for `option`.

@@ -22,6 +22,7 @@ use crate::session_state::{SessionState, Sub};
 #[instrument(level = "debug", name = "SUB", skip_all, fields(conn = s.conn_id(), queue = %c.queue))]
 pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login().check("SUB", Perm::Read, Kind::Queue, &c.queue)?;
+    s.broker().served_here(&c.queue)?;
     let queues = s.broker().queues_named(&c.queue, s.conn_id())?;
     let stream = queues.first().is_some_and(|q| q.args.mode.is_stream());
     if !stream && (c.group.is_some() || c.start.is_some()) {

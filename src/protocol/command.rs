@@ -246,6 +246,9 @@ pub struct DeclareQueue {
     /// `partitions=N` (with `type=stream`): a partitioned stream, N
     /// streams `<name>-0` .. `<name>-<N-1>` behind a `hash` exchange `<name>`.
     pub(crate) partitions: Option<u32>,
+    /// `replicas=N` (a cluster node): a replicated queue, its own Raft
+    /// group on N nodes; `None` or 1: a queue of the node's own.
+    pub(crate) replicas: Option<u8>,
 }
 
 /// What a full queue (`max-length`/`max-bytes` reached) does with one more

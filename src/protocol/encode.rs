@@ -60,6 +60,7 @@ pub(super) mod opt {
     pub(crate) const MANDATORY: &str = "mandatory";
     pub(crate) const MATCH: &str = "match";
     pub(crate) const MAX_AGE: &str = "max-age";
+    pub(crate) const REPLICAS: &str = "replicas";
     pub(crate) const MAX_BYTES: &str = "max-bytes";
     pub(crate) const MAX_LENGTH: &str = "max-length";
     pub(crate) const MAX_PRIORITY: &str = "max-priority";
@@ -419,6 +420,7 @@ fn declare_queue(w: &mut Words<'_>, d: &DeclareQueue) {
     }
     w.opt_number(opt::MAX_AGE, *max_age_ms);
     w.opt_number(opt::PARTITIONS, d.partitions.map(u64::from));
+    w.opt_number(opt::REPLICAS, d.replicas.map(u64::from));
     w.flag(opt::SINGLE_ACTIVE, *mode == QueueMode::SingleActive);
     w.flag(opt::GROUPS, *mode == QueueMode::Groups);
     w.opt_number(opt::MAX_LENGTH, *max_length);

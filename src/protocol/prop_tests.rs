@@ -152,16 +152,21 @@ fn queue_args() -> impl Strategy<Value = QueueArgs> {
 /// `DECLARE QUEUE`: a queue, or a stream with only what a stream takes
 /// (`type`, `durable`, `max-age`, `max-bytes`, `partitions`; a name).
 fn declare_queue() -> impl Strategy<Value = DeclareQueue> {
-    let queue = (name_or_empty(), any::<[bool; 3]>(), queue_args()).prop_map(|(name, f, args)| {
-        DeclareQueue {
+    let queue = (
+        name_or_empty(),
+        any::<[bool; 3]>(),
+        queue_args(),
+        proptest::option::of(1u8..=7),
+    )
+        .prop_map(|(name, f, args, replicas)| DeclareQueue {
             partitions: None,
+            replicas,
             name,
             durable: f[0],
             exclusive: f[1],
             auto_delete: f[2],
             args,
-        }
-    });
+        });
     let stream = (
         name(),
         any::<bool>(),
@@ -182,6 +187,7 @@ fn declare_queue() -> impl Strategy<Value = DeclareQueue> {
                     ..QueueArgs::default()
                 },
                 partitions,
+                replicas: None,
             },
         );
     prop_oneof![queue, stream]

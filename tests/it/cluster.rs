@@ -559,3 +559,146 @@ async fn nodes_join_leave_and_hand_over_the_lead_online() {
     let mut s = TestConn::connect(single.addr).await;
     s.err("CLUSTER TRANSFER 1", "PRECONDITION").await;
 }
+
+/// The node of `nodes` that serves replicated queue `queue` (a `GET` there
+/// is not refused as not the leader), waiting for one up to the deadline.
+async fn queue_leader(nodes: &HashMap<u64, Spawned>, queue: &str) -> u64 {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        for (id, n) in nodes {
+            let mut c = TestConn::connect(n.addr).await;
+            let got = c.cmd(&format!("PEEK {queue} count=1")).await;
+            if !got.starts_with("ERR") {
+                return *id;
+            }
+        }
+        assert!(tokio::time::Instant::now() < until, "no leader for {queue}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Takes every message of `queue` on `c` (`GET` until empty), acking
+/// each; returns their bodies.
+async fn drain(c: &mut TestConn, queue: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        c.send(&format!("GET {queue} count=100")).await;
+        let mut last = None;
+        loop {
+            let line = c.line().await;
+            if line.starts_with("OK") {
+                break;
+            }
+            let (head, len) = crate::common::split_literal(&line).expect("a MSG");
+            bodies.push(String::from_utf8(c.literal(len).await).expect("utf-8"));
+            last = head.split_whitespace().nth(2).map(str::to_owned);
+        }
+        match last {
+            Some(dtag) => c.ok(&format!("ACK {dtag} multiple"), "OK").await,
+            None => return bodies,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_replicated_queue_keeps_every_confirmed_message_when_its_leader_is_killed() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE orders replicas=3",
+        "OK orders messages=0 consumers=0",
+    )
+    .await;
+    // What a replicated queue does not take yet is refused, not ignored.
+    for bad in [
+        "replicas=3 ttl=5",
+        "replicas=3 dead-letter=dlx",
+        "replicas=3 exclusive",
+    ] {
+        let refused = c
+            .err(&format!("DECLARE QUEUE other {bad}"), "PRECONDITION")
+            .await;
+        assert!(refused.contains("replicated queue"), "{refused}");
+    }
+    c.err("DECLARE QUEUE other replicas=5", "PRECONDITION")
+        .await;
+    c.err("DECLARE QUEUE orders", "PRECONDITION").await;
+    let leader = queue_leader(&nodes, "orders").await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    l.err("PURGE orders", "PRECONDITION").await;
+    let other = (1..=3).find(|i| *i != leader).expect("a follower");
+    let mut o = TestConn::connect(nodes[&other].addr).await;
+    let refused = o.err("GET orders", "PRECONDITION").await;
+    assert!(
+        refused.contains(&format!("led by node {leader}")),
+        "{refused}"
+    );
+
+    // Published through every node: each confirmed message is recorded.
+    let mut confirmed = std::collections::BTreeSet::new();
+    for i in 0..90 {
+        let node = 1 + (i % 3) as u64;
+        let mut p = TestConn::connect(nodes[&node].addr).await;
+        let got = p.cmd(&format!("PUB \"\" orders m{i}")).await;
+        assert!(got.ends_with("routed=1"), "{got}");
+        confirmed.insert(format!("m{i}"));
+    }
+    // A third consumed and acked on the leader.
+    let mut delivered = std::collections::BTreeSet::new();
+    l.send("GET orders count=30").await;
+    for _ in 0..30 {
+        let (_, body) = l.msg().await;
+        delivered.insert(String::from_utf8(body).expect("utf-8"));
+    }
+    l.expect("OK 30").await;
+    l.ok("ACK 30 multiple", "OK").await;
+    drop(l);
+
+    // The leader is killed: another member takes over with every copy
+    // that was not settled, and takes publishes again.
+    let mut dead = nodes.remove(&leader).expect("leader");
+    dead.kill().await;
+    let killed = std::time::Instant::now();
+    let survivor = *nodes.keys().next().expect("a survivor");
+    let mut p = TestConn::connect(nodes[&survivor].addr).await;
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let got = p.cmd("PUB \"\" orders after").await;
+        if got.ends_with("routed=1") {
+            confirmed.insert("after".into());
+            break;
+        }
+        assert!(got.starts_with("ERR UNAVAILABLE"), "{got}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no publish after the kill"
+        );
+    }
+    eprintln!(
+        "first confirmed publish {:?} after the kill",
+        killed.elapsed()
+    );
+    let new = queue_leader(&nodes, "orders").await;
+    assert_ne!(new, leader);
+    let mut n = TestConn::connect(nodes[&new].addr).await;
+    delivered.extend(drain(&mut n, "orders").await);
+
+    // Every confirmed message was delivered at least once, and nothing
+    // was delivered that was not published.
+    let lost: Vec<_> = confirmed.difference(&delivered).collect();
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    let unknown: Vec<_> = delivered.difference(&confirmed).collect();
+    assert!(unknown.is_empty(), "never published: {unknown:?}");
+}
+
+#[tokio::test]
+async fn replicas_needs_a_cluster() {
+    let single = Spawned::start(&[]).await;
+    let mut c = TestConn::connect(single.addr).await;
+    let refused = c.err("DECLARE QUEUE q replicas=3", "PRECONDITION").await;
+    assert!(refused.contains("needs a cluster"), "{refused}");
+    c.ok("DECLARE QUEUE q replicas=1", "OK q messages=0 consumers=0")
+        .await;
+}

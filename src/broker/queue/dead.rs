@@ -49,6 +49,11 @@ impl DeathReason {
 pub(crate) struct Dead(pub(super) Vec<(Entry, DeathReason)>);
 
 impl Dead {
+    /// The positions of the copies that died.
+    pub(crate) fn seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().map(|(e, _)| e.seq)
+    }
+
     /// Whether nothing died.
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()

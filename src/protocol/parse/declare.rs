@@ -19,7 +19,7 @@ const QUEUE_USAGE: &str = "DECLARE QUEUE <name> [durable] [exclusive] [auto-dele
                            [ttl=<ms>] [expires=<ms>] [dead-letter=<ex>] [dead-letter-key=<key>] \
                            [delivery-limit=N] [ack-timeout=<ms>] [max-priority=N] \
                            [dedup-window=<ms>] [retry-delays=<ms>,<ms>,...] \
-                           [single-active] [groups] \
+                           [single-active] [groups] [replicas=N] \
                            | DECLARE QUEUE <name> type=stream [durable] [max-age=<ms>] \
                            [max-bytes=N] [partitions=N]";
 
@@ -39,7 +39,11 @@ const QUEUE_OPTIONS: &[&str] = &[
     opt::MAX_PRIORITY,
     opt::DEDUP_WINDOW,
     opt::RETRY_DELAYS,
+    opt::REPLICAS,
 ];
+
+/// At most this many replicas of a queue.
+pub(crate) const MAX_REPLICAS: u64 = 7;
 
 /// At most this many partitions in a partitioned stream.
 pub(crate) const MAX_PARTITIONS: u64 = 256;
@@ -105,6 +109,7 @@ pub(super) fn declare(mut a: Args<'_>) -> Res<Command> {
         auto_delete: false,
         args: Default::default(),
         partitions: None,
+        replicas: None,
     };
     let mut given: Vec<&'static str> = Vec::new();
     let mut kind = KindOptions::default();
@@ -122,6 +127,9 @@ pub(super) fn declare(mut a: Args<'_>) -> Res<Command> {
                 d.partitions = Some(number(opt::PARTITIONS, v, 1, MAX_PARTITIONS)? as u32)
             }
             Opt::Value(opt::TYPE, v) => kind.stream = choice(opt::TYPE, v, QUEUE_TYPES)?,
+            Opt::Value(opt::REPLICAS, v) => {
+                d.replicas = Some(number(opt::REPLICAS, v, 1, MAX_REPLICAS)? as u8)
+            }
             Opt::Value(name, v) => queue_arg(&mut d.args, name, v)?,
             Opt::Header(_) => {}
         }
@@ -318,6 +326,7 @@ mod tests {
         let q = |name: &str, durable, exclusive, auto_delete| {
             Command::DeclareQueue(DeclareQueue {
                 partitions: None,
+                replicas: None,
                 name: name.into(),
                 durable,
                 exclusive,

@@ -1,0 +1,505 @@
+//! Replicated queues (`DECLARE QUEUE q replicas=N`): each its own Raft
+//! group on N of the cluster's nodes, the model RabbitMQ's quorum queues
+//! set.
+//!
+//! - **Placement** ([`Placement`]): made by the metadata group when it
+//!   applies the declaration, so every node agrees on it: the group's
+//!   number (from the declaration's log index, so a queue declared again
+//!   after a delete gets a new group) and its members, N of the voters
+//!   taken in turn from a place that moves with the group, so that the
+//!   members who start the groups, and so lead them first, are spread
+//!   over the nodes.
+//! - **The log is the queue.** A publish appends `Enqueue` (the message);
+//!   the leader's consumers settle copies, and it appends `Settle` with
+//!   their positions. Each member's state machine ([`QueueMachine`]) keeps
+//!   the copies not yet settled, by position (the log index of their
+//!   `Enqueue`). Its group log is kept in the node's message log; a
+//!   restart applies the log again (no snapshots yet).
+//! - **The leader serves.** On the member that leads, the copies go into
+//!   the broker's queue of that name (in RAM, never in the node's message
+//!   store: the log keeps them), and its consumers get them there. When a
+//!   member becomes leader it puts every unsettled copy in, flagged
+//!   redelivered (the old leader may have delivered it); one that stops
+//!   leading empties its view. `SUB` and `GET` elsewhere are refused,
+//!   naming the leader.
+//! - **Any node publishes**: routing happens where the `PUB` arrives, and
+//!   the copy goes to the queue's leader ([`submit`]); the confirm waits
+//!   for the commit, on a majority of the members, each having fsync'd.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Cursor;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Config, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, Raft,
+    RaftSnapshotBuilder, ServerState, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use super::log_store::GroupLog;
+use super::network::{Peers, Router};
+use super::submit::{submit, unsubmitted};
+use super::TypeConfig;
+use crate::broker::{Broker, MetaAnswer, ReplicaMessage};
+use crate::error::BrokerError;
+use crate::store::{Committer, LogStore};
+
+/// Replicated queues' groups are numbered from here (the metadata group
+/// is 0): `GROUP_BASE` + the log index of the queue's declaration.
+pub(super) const GROUP_BASE: u64 = 1 << 32;
+
+/// How long a publish or settle waits for the queue's group.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a replicated queue lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Placement {
+    /// Its Raft group.
+    pub(super) group: u64,
+    /// The nodes that keep it, the first of which starts the group.
+    pub(super) members: Vec<u64>,
+}
+
+impl Placement {
+    /// The placement of a queue declared at metadata log index `index`
+    /// with `replicas` copies over `voters`; `None` when there are fewer
+    /// voters than replicas.
+    pub(super) fn new(index: u64, replicas: u8, voters: &[u64]) -> Option<Placement> {
+        let n = usize::from(replicas);
+        if voters.is_empty() || n > voters.len() {
+            return None;
+        }
+        let start = (index % voters.len() as u64) as usize;
+        let members = (0..n).map(|i| voters[(start + i) % voters.len()]).collect();
+        Some(Placement {
+            group: GROUP_BASE + index,
+            members,
+        })
+    }
+}
+
+/// A replicated queue's log entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum QueueOp {
+    /// A copy of a message, at the entry's index.
+    Enqueue(ReplicaMessage),
+    /// The copies at these positions are done with.
+    Settle(Vec<u64>),
+}
+
+/// The replicated queues of the cluster, and the groups of those this
+/// node is a member of.
+pub(super) struct Queues {
+    me: u64,
+    broker: Broker,
+    store: Arc<LogStore>,
+    committer: Arc<Committer>,
+    peers: Peers,
+    config: Arc<Config>,
+    router: Router,
+    /// The metadata group, for the nodes' addresses.
+    meta: OnceLock<Raft<TypeConfig>>,
+    /// Every replicated queue, by name.
+    placed: RwLock<HashMap<String, Placement>>,
+    /// The groups this node runs, by number.
+    running: Mutex<HashMap<u64, Running>>,
+}
+
+/// One group this node runs.
+struct Running {
+    raft: Raft<TypeConfig>,
+    watcher: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Queues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queues")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Queues {
+    /// The replicated queues of node `me`.
+    pub(super) fn new(
+        me: u64,
+        broker: &Broker,
+        store: Arc<LogStore>,
+        peers: Peers,
+        config: Arc<Config>,
+        router: Router,
+    ) -> Arc<Queues> {
+        Arc::new(Queues {
+            me,
+            broker: broker.clone(),
+            committer: broker.committer().clone(),
+            store,
+            peers,
+            config,
+            router,
+            meta: OnceLock::new(),
+            placed: RwLock::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Hands over the metadata group (once it runs) and starts the groups
+    /// of the queues placed so far.
+    pub(super) fn start(self: &Arc<Self>, meta: Raft<TypeConfig>) {
+        let _ = self.meta.set(meta);
+        let placed: Vec<(String, Placement)> = self
+            .placed
+            .read()
+            .iter()
+            .map(|(n, p)| (n.clone(), p.clone()))
+            .collect();
+        for (name, p) in placed {
+            self.run(name, p);
+        }
+    }
+
+    /// Records the placement of queue `name` (the metadata group applied
+    /// its declaration, or a start read it back), and runs its group here
+    /// if this node is a member.
+    pub(super) fn place(self: &Arc<Self>, name: &str, p: Placement) {
+        self.placed.write().insert(name.to_string(), p.clone());
+        if self.meta.get().is_some() {
+            self.run(name.to_string(), p);
+        }
+    }
+
+    /// Forgets queue `name` (deleted): stops its group here and drops its
+    /// log.
+    pub(super) fn unplace(self: &Arc<Self>, name: &str) {
+        let Some(p) = self.placed.write().remove(name) else {
+            return;
+        };
+        let Some(run) = self.running.lock().remove(&p.group) else {
+            return;
+        };
+        self.router.remove(&p.group);
+        run.watcher.abort();
+        let store = self.store.clone();
+        let committer = self.committer.clone();
+        tokio::spawn(async move {
+            let _ = run.raft.shutdown().await;
+            let dropped = store.group_drop(p.group);
+            if let Err(e) = dropped {
+                tracing::warn!(group = p.group, error = %e, "dropping a deleted queue's log");
+                return;
+            }
+            let _ = committer.wait(committer.written()).await;
+        });
+    }
+
+    /// The placement of queue `name`, if replicated.
+    pub(super) fn placement(&self, name: &str) -> Option<Placement> {
+        self.placed.read().get(name).cloned()
+    }
+
+    /// Starts group `p` here, when this node is one of its members and
+    /// does not run it yet (in the background).
+    fn run(self: &Arc<Self>, name: String, p: Placement) {
+        if !p.members.contains(&self.me) || self.running.lock().contains_key(&p.group) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.start_group(&name, &p).await {
+                tracing::error!(queue = %name, group = p.group, error = %e, "starting a replicated queue's group");
+            }
+        });
+    }
+
+    async fn start_group(self: &Arc<Self>, name: &str, p: &Placement) -> Result<(), String> {
+        let log = GroupLog::new(self.store.clone(), self.committer.clone(), p.group);
+        let machine = QueueMachine::new(&self.broker, name);
+        let raft = Raft::new(
+            self.me,
+            self.config.clone(),
+            self.peers.for_group(p.group),
+            log,
+            machine.clone(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        self.router.insert(p.group, raft.clone());
+        if p.members.first() == Some(&self.me)
+            && !raft.is_initialized().await.map_err(|e| e.to_string())?
+        {
+            let members: BTreeMap<u64, BasicNode> = p
+                .members
+                .iter()
+                .map(|id| {
+                    (
+                        *id,
+                        BasicNode {
+                            addr: self.addr(*id),
+                        },
+                    )
+                })
+                .collect();
+            raft.initialize(members).await.map_err(|e| e.to_string())?;
+        }
+        let watcher = tokio::spawn(lead(raft.clone(), machine));
+        self.running
+            .lock()
+            .insert(p.group, Running { raft, watcher });
+        tracing::info!(queue = %name, group = p.group, members = ?p.members, "replicated queue's group started");
+        Ok(())
+    }
+
+    /// Where node `id` is reached (from the metadata group's membership).
+    fn addr(&self, id: u64) -> String {
+        self.meta
+            .get()
+            .and_then(|m| {
+                m.metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+            })
+            .unwrap_or_default()
+    }
+
+    /// Appends `op` to queue `name`'s log from this node.
+    async fn submit(&self, name: &str, op: &QueueOp) -> Result<u64, BrokerError> {
+        let p = self.placement(name).ok_or_else(|| {
+            BrokerError::NotFound(format!("queue {name} is not a replicated queue"))
+        })?;
+        let command = serde_json::to_vec(op).map_err(|e| BrokerError::Internal(e.to_string()))?;
+        let local = self.running.lock().get(&p.group).map(|r| r.raft.clone());
+        let members: Vec<String> = p.members.iter().map(|id| self.addr(*id)).collect();
+        let deadline = Instant::now() + SUBMIT_TIMEOUT;
+        let submitted = submit(
+            local.as_ref(),
+            &self.peers,
+            &members,
+            p.group,
+            command,
+            deadline,
+        )
+        .await;
+        let (index, answer) =
+            submitted.map_err(|e| unsubmitted(e, &format!("replicated queue {name}")))?;
+        answer.into_result()?;
+        Ok(index)
+    }
+
+    /// Publishes a copy of `msg` to replicated queue `name`.
+    pub(super) async fn enqueue(&self, name: &str, msg: ReplicaMessage) -> Result<(), BrokerError> {
+        self.submit(name, &QueueOp::Enqueue(msg)).await.map(|_| ())
+    }
+
+    /// Records settled copies of `name`, in the background.
+    pub(super) fn settled(self: &Arc<Self>, name: &str, seqs: Vec<u64>) {
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = this.submit(&name, &QueueOp::Settle(seqs)).await {
+                tracing::warn!(queue = %name, error = %e, "recording settled copies");
+            }
+        });
+    }
+
+    /// `Ok` on the leader of `name` (or when `name` is not replicated).
+    pub(super) fn serve_here(&self, name: &str) -> Result<(), BrokerError> {
+        let Some(p) = self.placement(name) else {
+            return Ok(());
+        };
+        let leader = self
+            .running
+            .lock()
+            .get(&p.group)
+            .and_then(|r| r.raft.metrics().borrow().current_leader);
+        match leader {
+            Some(l) if l == self.me => Ok(()),
+            Some(l) => Err(BrokerError::Precondition(format!(
+                "queue {name} is replicated and led by node {l}: consume from that node"
+            ))),
+            None if p.members.contains(&self.me) => Err(BrokerError::Unavailable(format!(
+                "queue {name} has no leader at the moment (an election); try again"
+            ))),
+            None => Err(BrokerError::Precondition(format!(
+                "queue {name} is replicated on nodes {:?}: consume from its leader",
+                p.members
+            ))),
+        }
+    }
+
+    /// Stops every group (the node stops).
+    pub(super) async fn stop(&self) {
+        let all: Vec<Running> = self.running.lock().drain().map(|(_, r)| r).collect();
+        for r in all {
+            r.watcher.abort();
+            let _ = r.raft.shutdown().await;
+        }
+    }
+}
+
+/// Keeps this node's view of the queue in step with its leadership.
+async fn lead(raft: Raft<TypeConfig>, machine: QueueMachine) {
+    let mut metrics = raft.metrics();
+    loop {
+        let leads = metrics.borrow_and_update().state == ServerState::Leader;
+        machine.set_active(leads);
+        if metrics.changed().await.is_err() {
+            machine.set_active(false);
+            return;
+        }
+    }
+}
+
+/// What a replicated queue's state machine keeps.
+#[derive(Debug, Default)]
+struct QueueState {
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    /// The copies not yet settled, by position.
+    copies: BTreeMap<u64, ReplicaMessage>,
+    /// Whether this node's broker queue shows them (it leads).
+    active: bool,
+}
+
+/// A replicated queue's state machine (see the module docs). Clones share
+/// it.
+#[derive(Debug, Clone)]
+struct QueueMachine {
+    broker: Broker,
+    name: Arc<str>,
+    st: Arc<Mutex<QueueState>>,
+}
+
+impl QueueMachine {
+    fn new(broker: &Broker, name: &str) -> QueueMachine {
+        QueueMachine {
+            broker: broker.clone(),
+            name: Arc::from(name),
+            st: Arc::default(),
+        }
+    }
+
+    /// Shows the copies in this node's broker queue (`true`: it leads), or
+    /// takes them out of it.
+    fn set_active(&self, active: bool) {
+        let mut st = self.st.lock();
+        if st.active == active {
+            return;
+        }
+        st.active = active;
+        let Some(q) = self.broker.find_queue(&self.name) else {
+            return;
+        };
+        if active {
+            for (seq, m) in &st.copies {
+                if let Err(e) = self.broker.enqueue_replica(&q, *seq, m, true) {
+                    tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
+                }
+            }
+            tracing::info!(queue = %self.name, copies = st.copies.len(), "leading a replicated queue");
+        } else {
+            let _ = q.purge();
+            tracing::info!(queue = %self.name, "no longer leading a replicated queue");
+        }
+    }
+
+    fn apply_one(&self, st: &mut QueueState, e: Entry<TypeConfig>) {
+        st.last_applied = Some(e.log_id);
+        match e.payload {
+            EntryPayload::Blank => {}
+            EntryPayload::Membership(m) => {
+                st.membership = StoredMembership::new(Some(e.log_id), m);
+            }
+            EntryPayload::Normal(bytes) => match serde_json::from_slice::<QueueOp>(&bytes) {
+                Ok(QueueOp::Enqueue(m)) => {
+                    let seq = e.log_id.index;
+                    if st.active {
+                        if let Some(q) = self.broker.find_queue(&self.name) {
+                            if let Err(e) = self.broker.enqueue_replica(&q, seq, &m, false) {
+                                tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
+                            }
+                        }
+                    }
+                    st.copies.insert(seq, m);
+                }
+                Ok(QueueOp::Settle(seqs)) => {
+                    for s in seqs {
+                        st.copies.remove(&s);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(queue = %self.name, error = %err, "an entry this node does not understand");
+                }
+            },
+        }
+    }
+}
+
+fn no_snapshots() -> StorageError<u64> {
+    StorageError::from(StorageIOError::new(
+        ErrorSubject::None,
+        ErrorVerb::Read,
+        openraft::AnyError::error("replicated queues take no snapshots yet"),
+    ))
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for QueueMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        Err(no_snapshots())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for QueueMachine {
+    type SnapshotBuilder = QueueMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        let st = self.st.lock();
+        Ok((st.last_applied, st.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<MetaAnswer>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut st = self.st.lock();
+        let mut out = Vec::new();
+        for e in entries {
+            self.apply_one(&mut st, e);
+            out.push(MetaAnswer::default());
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Err(no_snapshots())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _meta: &SnapshotMeta<u64, BasicNode>,
+        _snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        Err(no_snapshots())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        Ok(None)
+    }
+}
