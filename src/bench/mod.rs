@@ -363,6 +363,11 @@ pub(crate) struct CommonArgs {
     /// touches the disk. This is the default.
     #[arg(long)]
     pub(crate) transient: bool,
+    /// On a cluster node: declare the run's queues replicated on N nodes
+    /// (`replicas=N`; run the bench against the queue's leader, which
+    /// serves its consumers).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=7))]
+    pub(crate) replicas: Option<u8>,
     /// Unconfirmed publishes in flight per publisher.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(crate) window: u32,

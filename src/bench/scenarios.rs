@@ -54,6 +54,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         &target,
         &common.queue_prefix,
         common.persistent,
+        common.replicas,
         common.timeout,
     )
     .await?;

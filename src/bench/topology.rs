@@ -33,6 +33,8 @@ pub(crate) struct Topology {
     admin: Admin,
     base: String,
     durable: bool,
+    /// `replicas=` for the queues (a cluster node), when given.
+    replicas: Option<u8>,
     timeout: Duration,
     queues: Vec<String>,
     exchanges: Vec<String>,
@@ -44,6 +46,7 @@ impl Topology {
         target: &Target,
         prefix: &str,
         durable: bool,
+        replicas: Option<u8>,
         timeout: Duration,
     ) -> anyhow::Result<Topology> {
         let admin = match target {
@@ -63,6 +66,7 @@ impl Topology {
             admin,
             base: format!("{prefix}-{}-{:06x}", std::process::id(), nanos & 0xff_ffff),
             durable,
+            replicas,
             timeout,
             queues: Vec::new(),
             exchanges: Vec::new(),
@@ -86,11 +90,12 @@ impl Topology {
             .map_err(|e| anyhow!("{line}: {e}"))
     }
 
-    fn durable_flag(&self) -> &'static str {
-        if self.durable {
-            " durable"
-        } else {
-            ""
+    /// The options of the run's queues.
+    fn durable_flag(&self) -> String {
+        let durable = if self.durable { " durable" } else { "" };
+        match self.replicas {
+            Some(n) => format!("{durable} replicas={n}"),
+            None => durable.to_string(),
         }
     }
 

@@ -137,6 +137,9 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// these positions (acked, rejected), so that no other member delivers
     /// them after a failover. In the background.
     fn settled(&self, queue: &str, seqs: Vec<u64>);
+    /// Resolves once replicated queue `queue` has a leader, as far as this
+    /// node can see (it runs the queue's group), or after a few seconds.
+    fn led(&self, queue: &str) -> Proposal;
     /// `Ok` when this node may serve `queue`'s consumers (`SUB`, `GET`):
     /// a queue of its own, or a replicated queue it leads; else
     /// `PRECONDITION` naming the leader.

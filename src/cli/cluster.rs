@@ -70,7 +70,7 @@ pub struct AddArgs {
 ///
 /// remove: the node leaves the voting members (stop its process after);
 /// prints the members. transfer-leader: the leader hands over to the node
-/// (about 2.5 s: it waits out its lease first); prints the leader.
+/// (about 1.5 s: it waits out its lease first); prints the leader.
 ///
 /// Examples:
 ///   sluice cluster remove 3

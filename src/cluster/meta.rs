@@ -87,10 +87,11 @@ impl MetaMachine {
         match &command {
             Some(Command::DeclareQueue(d)) => {
                 let want = d.replicas.filter(|r| *r > 1);
-                let (has, voters) = {
+                let (has, voters, placed) = {
                     let a = self.applied.lock();
                     let voters: Vec<u64> = a.membership.membership().voter_ids().collect();
-                    (a.placed.get(&d.name).cloned(), voters)
+                    let placed: Vec<Placement> = a.placed.values().cloned().collect();
+                    (a.placed.get(&d.name).cloned(), voters, placed)
                 };
                 let name = quote_for_message(&d.name);
                 match (want, has) {
@@ -110,7 +111,7 @@ impl MetaMachine {
                         ))
                     }
                     (Some(r), None) => {
-                        let Some(p) = Placement::new(index, r, &voters) else {
+                        let Some(p) = Placement::new(index, r, &voters, placed.iter()) else {
                             return refuse(format!(
                                 "replicas={r}, but the cluster has {} voting nodes",
                                 voters.len()
@@ -145,7 +146,7 @@ impl MetaMachine {
     fn apply_one(&self, e: Entry<TypeConfig>) -> Result<(MetaAnswer, u64), String> {
         let answer = match e.payload {
             EntryPayload::Blank => MetaAnswer::default(),
-            EntryPayload::Normal(bytes) => match serde_json::from_slice::<MetaOp>(&bytes) {
+            EntryPayload::Normal(p) => match serde_json::from_str::<MetaOp>(&p.0) {
                 Ok(op) => self.apply_op(&op, e.log_id.index),
                 // Written by a newer node: refused, on every node alike.
                 Err(e) => MetaAnswer::Err(

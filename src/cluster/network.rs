@@ -43,7 +43,7 @@ use crate::protocol::parse::decode_one;
 use crate::protocol::Command;
 use crate::tls::TlsClientConfig;
 
-use super::{TypeConfig, META_GROUP};
+use super::{Payload, TypeConfig, META_GROUP};
 
 /// The Rafts this node runs, by group: where the RPCs that arrive go.
 pub(crate) type Router = Arc<dashmap::DashMap<u64, Raft<TypeConfig>>>;
@@ -75,7 +75,7 @@ pub(super) enum Rpc {
     Snapshot(u64, InstallSnapshotRequest<TypeConfig>),
     /// A change for a group, forwarded to its leader by the node that
     /// took it from a client.
-    Write(u64, Vec<u8>),
+    Write(u64, Payload),
     /// A membership change (`CLUSTER ...`, as its wire frame), forwarded
     /// to the leader.
     Membership(String),
@@ -138,7 +138,7 @@ pub(super) async fn call<R: DeserializeOwned>(
 }
 
 /// The leader's side of a forwarded change.
-async fn write(raft: &Raft<TypeConfig>, command: Vec<u8>) -> Written {
+async fn write(raft: &Raft<TypeConfig>, command: Payload) -> Written {
     match tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(command)).await {
         Ok(Ok(r)) => Written::Done(r.log_id.index, r.data),
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {

@@ -23,7 +23,7 @@ use super::meta::MetaMachine;
 use super::network::{call, serve, ForwardError, OnMembership, Peers, Router, Rpc};
 use super::queues::Queues;
 use super::submit::{submit, unsubmitted};
-use super::{TypeConfig, ELECTION_MAX_MS, ELECTION_MIN_MS, META_GROUP};
+use super::{Payload, TypeConfig, ELECTION_MAX_MS, ELECTION_MIN_MS, HEARTBEAT_MS, META_GROUP};
 use crate::broker::{
     Broker, ClusterStatus, Consensus, MetaAnswer, MetaOp, NodeStatus, Proposal, ReplicaMessage,
 };
@@ -100,7 +100,7 @@ impl ClusterNode {
         let log = GroupLog::new(store.clone(), broker.committer().clone(), META_GROUP);
         let config = Config {
             cluster_name: "sluice".into(),
-            heartbeat_interval: 250,
+            heartbeat_interval: HEARTBEAT_MS,
             election_timeout_min: ELECTION_MIN_MS,
             election_timeout_max: ELECTION_MAX_MS,
             snapshot_policy: SnapshotPolicy::Never,
@@ -302,6 +302,15 @@ impl Consensus for MetaGroup {
     fn serve_here(&self, queue: &str) -> Result<(), BrokerError> {
         self.queues.serve_here(queue)
     }
+
+    fn led(&self, queue: &str) -> Proposal {
+        let queues = self.queues.clone();
+        let queue = queue.to_string();
+        Box::pin(async move {
+            queues.led(&queue).await;
+            Ok(Vec::new())
+        })
+    }
 }
 
 impl MetaGroup {
@@ -349,7 +358,7 @@ impl MetaGroup {
     /// leader, trying again while there is none (an election) until
     /// [`PROPOSE_TIMEOUT`]; then waits until this node has applied it.
     async fn write(&self, op: MetaOp) -> Result<Vec<String>, BrokerError> {
-        let command = serde_json::to_vec(&op).map_err(|e| BrokerError::Internal(e.to_string()))?;
+        let command = Payload::of(&op).map_err(|e| BrokerError::Internal(e.to_string()))?;
         let deadline = Instant::now() + PROPOSE_TIMEOUT;
         let submitted = submit(
             Some(&self.raft),

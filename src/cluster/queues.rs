@@ -9,11 +9,14 @@
 //!   taken in turn from a place that moves with the group, so that the
 //!   members who start the groups, and so lead them first, are spread
 //!   over the nodes.
-//! - **The log is the queue.** A publish appends `Enqueue` (the message);
-//!   the leader's consumers settle copies, and it appends `Settle` with
-//!   their positions. Each member's state machine ([`QueueMachine`]) keeps
-//!   the copies not yet settled, by position (the log index of their
-//!   `Enqueue`). Its group log is kept in the node's message log; a
+//! - **The log is the queue.** An entry ([`QueueOp`]) carries copies of
+//!   messages published and the positions of copies settled (acked,
+//!   rejected by the leader's consumers): each node gathers what it has
+//!   for a queue while its previous entry is in flight ([`batch`]), so one
+//!   entry (one append, one fsync on each member) carries many. Each
+//!   member's state machine ([`QueueMachine`]) keeps the copies not yet
+//!   settled, by position (their entry's index times [`MAX_BATCH`], plus
+//!   their place in it). Its group log is kept in the node's message log; a
 //!   restart applies the log again (no snapshots yet).
 //! - **The leader serves.** On the member that leads, the copies go into
 //!   the broker's queue of that name (in RAM, never in the node's message
@@ -38,12 +41,13 @@ use openraft::{
 };
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::log_store::GroupLog;
 use super::network::{Peers, Router};
 use super::submit::{submit, unsubmitted};
-use super::TypeConfig;
+use super::{Payload, TypeConfig};
 use crate::broker::{Broker, MetaAnswer, ReplicaMessage};
 use crate::error::BrokerError;
 use crate::store::{Committer, LogStore};
@@ -66,14 +70,30 @@ pub(super) struct Placement {
 
 impl Placement {
     /// The placement of a queue declared at metadata log index `index`
-    /// with `replicas` copies over `voters`; `None` when there are fewer
+    /// with `replicas` copies over `voters` (sorted), given the queues
+    /// placed so far: its first member (who starts the group, and so leads
+    /// it first) is the voter that is first member of the fewest queues,
+    /// the next voters after it the others. `None` when there are fewer
     /// voters than replicas.
-    pub(super) fn new(index: u64, replicas: u8, voters: &[u64]) -> Option<Placement> {
+    pub(super) fn new<'a>(
+        index: u64,
+        replicas: u8,
+        voters: &[u64],
+        placed: impl Iterator<Item = &'a Placement>,
+    ) -> Option<Placement> {
         let n = usize::from(replicas);
         if voters.is_empty() || n > voters.len() {
             return None;
         }
-        let start = (index % voters.len() as u64) as usize;
+        let mut firsts: HashMap<u64, usize> = HashMap::new();
+        for p in placed {
+            if let Some(first) = p.members.first() {
+                *firsts.entry(*first).or_default() += 1;
+            }
+        }
+        let start = (0..voters.len())
+            .min_by_key(|i| firsts.get(&voters[*i]).copied().unwrap_or(0))
+            .unwrap_or(0);
         let members = (0..n).map(|i| voters[(start + i) % voters.len()]).collect();
         Some(Placement {
             group: GROUP_BASE + index,
@@ -82,12 +102,25 @@ impl Placement {
     }
 }
 
-/// A replicated queue's log entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum QueueOp {
-    /// A copy of a message, at the entry's index.
-    Enqueue(ReplicaMessage),
-    /// The copies at these positions are done with.
+/// At most this many copies in one entry; a copy's position is its
+/// entry's index times this, plus its place in the entry.
+const MAX_BATCH: u64 = 4096;
+
+/// A replicated queue's log entry: what one node had for the queue since
+/// its last entry (see [`batch`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct QueueOp {
+    /// Copies of messages, in publish order.
+    enqueue: Vec<ReplicaMessage>,
+    /// Positions of copies that are done with.
+    settle: Vec<u64>,
+}
+
+/// What a node has for a queue's next entry.
+enum Job {
+    /// A copy to append, and who waits for its commit.
+    Enqueue(ReplicaMessage, oneshot::Sender<MetaAnswer>),
+    /// Copies settled.
     Settle(Vec<u64>),
 }
 
@@ -107,6 +140,8 @@ pub(super) struct Queues {
     placed: RwLock<HashMap<String, Placement>>,
     /// The groups this node runs, by number.
     running: Mutex<HashMap<u64, Running>>,
+    /// Each queue's batcher on this node, by name.
+    batchers: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
 }
 
 /// One group this node runs.
@@ -144,6 +179,7 @@ impl Queues {
             meta: OnceLock::new(),
             placed: RwLock::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            batchers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -175,6 +211,7 @@ impl Queues {
     /// Forgets queue `name` (deleted): stops its group here and drops its
     /// log.
     pub(super) fn unplace(self: &Arc<Self>, name: &str) {
+        self.batchers.lock().remove(name);
         let Some(p) = self.placed.write().remove(name) else {
             return;
         };
@@ -273,7 +310,7 @@ impl Queues {
         let p = self.placement(name).ok_or_else(|| {
             BrokerError::NotFound(format!("queue {name} is not a replicated queue"))
         })?;
-        let command = serde_json::to_vec(op).map_err(|e| BrokerError::Internal(e.to_string()))?;
+        let command = Payload::of(op).map_err(|e| BrokerError::Internal(e.to_string()))?;
         let local = self.running.lock().get(&p.group).map(|r| r.raft.clone());
         let members: Vec<String> = p.members.iter().map(|id| self.addr(*id)).collect();
         let deadline = Instant::now() + SUBMIT_TIMEOUT;
@@ -292,20 +329,43 @@ impl Queues {
         Ok(index)
     }
 
-    /// Publishes a copy of `msg` to replicated queue `name`.
-    pub(super) async fn enqueue(&self, name: &str, msg: ReplicaMessage) -> Result<(), BrokerError> {
-        self.submit(name, &QueueOp::Enqueue(msg)).await.map(|_| ())
+    /// Publishes a copy of `msg` to replicated queue `name`: `Ok` once
+    /// committed.
+    pub(super) async fn enqueue(
+        self: &Arc<Self>,
+        name: &str,
+        msg: ReplicaMessage,
+    ) -> Result<(), BrokerError> {
+        let (tx, rx) = oneshot::channel();
+        self.job(name, Job::Enqueue(msg, tx));
+        match rx.await {
+            Ok(answer) => answer.into_result().map(|_| ()),
+            Err(_) => Err(BrokerError::Unavailable(format!(
+                "queue {name} was deleted; the message may or may not have been stored"
+            ))),
+        }
     }
 
-    /// Records settled copies of `name`, in the background.
+    /// Records settled copies of `name` (in its next entry).
     pub(super) fn settled(self: &Arc<Self>, name: &str, seqs: Vec<u64>) {
-        let this = self.clone();
-        let name = name.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = this.submit(&name, &QueueOp::Settle(seqs)).await {
-                tracing::warn!(queue = %name, error = %e, "recording settled copies");
-            }
+        self.job(name, Job::Settle(seqs));
+    }
+
+    /// Hands `job` to queue `name`'s batcher on this node (started on
+    /// first use).
+    fn job(self: &Arc<Self>, name: &str, job: Job) {
+        let mut batchers = self.batchers.lock();
+        let tx = batchers.entry(name.to_string()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(batch(self.clone(), name.to_string(), rx));
+            tx
         });
+        if let Err(mpsc::error::SendError(Job::Enqueue(_, waiter))) = tx.send(job) {
+            let _ = waiter.send(MetaAnswer::Err(
+                "UNAVAILABLE".into(),
+                format!("queue {name} is not taking messages here"),
+            ));
+        }
     }
 
     /// `Ok` on the leader of `name` (or when `name` is not replicated).
@@ -333,12 +393,67 @@ impl Queues {
         }
     }
 
+    /// Waits until queue `name`'s group has a leader, when this node is a
+    /// member (its group starts in the background once placed), up to
+    /// [`SUBMIT_TIMEOUT`].
+    pub(super) async fn led(&self, name: &str) {
+        let Some(p) = self.placement(name) else {
+            return;
+        };
+        if !p.members.contains(&self.me) {
+            return;
+        }
+        let deadline = Instant::now() + SUBMIT_TIMEOUT;
+        while Instant::now() < deadline {
+            let leader = self
+                .running
+                .lock()
+                .get(&p.group)
+                .and_then(|r| r.raft.metrics().borrow().current_leader);
+            if leader.is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops every group (the node stops).
     pub(super) async fn stop(&self) {
         let all: Vec<Running> = self.running.lock().drain().map(|(_, r)| r).collect();
         for r in all {
             r.watcher.abort();
             let _ = r.raft.shutdown().await;
+        }
+    }
+}
+
+/// Queue `name`'s batcher on this node: takes every job waiting, makes
+/// them one entry and submits it; the next entry gathers what came
+/// meanwhile. So a node has one entry in flight per queue, and the more
+/// it is sent, the larger its entries (up to [`MAX_BATCH`] copies).
+async fn batch(queues: Arc<Queues>, name: String, mut rx: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut op = QueueOp::default();
+        let mut waiters = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Enqueue(m, w) => {
+                    op.enqueue.push(m);
+                    waiters.push(w);
+                }
+                Job::Settle(seqs) => op.settle.extend(seqs),
+            }
+            if (op.enqueue.len() as u64) < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        let answer = MetaAnswer::of(queues.submit(&name, &op).await.map(|_| Vec::new()));
+        if let MetaAnswer::Err(_, why) = &answer {
+            tracing::warn!(queue = %name, error = %why, copies = op.enqueue.len(), settled = op.settle.len(), "a replicated queue's entry");
+        }
+        for w in waiters {
+            let _ = w.send(answer.clone());
         }
     }
 }
@@ -416,20 +531,22 @@ impl QueueMachine {
             EntryPayload::Membership(m) => {
                 st.membership = StoredMembership::new(Some(e.log_id), m);
             }
-            EntryPayload::Normal(bytes) => match serde_json::from_slice::<QueueOp>(&bytes) {
-                Ok(QueueOp::Enqueue(m)) => {
-                    let seq = e.log_id.index;
-                    if st.active {
-                        if let Some(q) = self.broker.find_queue(&self.name) {
-                            if let Err(e) = self.broker.enqueue_replica(&q, seq, &m, false) {
+            EntryPayload::Normal(p) => match serde_json::from_str::<QueueOp>(&p.0) {
+                Ok(op) => {
+                    let q = match st.active {
+                        true => self.broker.find_queue(&self.name),
+                        false => None,
+                    };
+                    let first = e.log_id.index.saturating_mul(MAX_BATCH);
+                    for (seq, m) in (first..).zip(op.enqueue) {
+                        if let Some(q) = &q {
+                            if let Err(e) = self.broker.enqueue_replica(q, seq, &m, false) {
                                 tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
                             }
                         }
+                        st.copies.insert(seq, m);
                     }
-                    st.copies.insert(seq, m);
-                }
-                Ok(QueueOp::Settle(seqs)) => {
-                    for s in seqs {
+                    for s in op.settle {
                         st.copies.remove(&s);
                     }
                 }
@@ -501,5 +618,33 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placements_take_turns_at_being_first_and_refuse_too_many_replicas() {
+        let voters = [1, 2, 3];
+        let mut placed: Vec<Placement> = Vec::new();
+        for index in [10, 11, 17, 20, 21, 22] {
+            let p = Placement::new(index, 3, &voters, placed.iter()).expect("placed");
+            assert_eq!(p.group, GROUP_BASE + index);
+            let mut sorted = p.members.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, voters);
+            placed.push(p);
+        }
+        // Each voter is first (starts the group, leads it first) twice.
+        for v in voters {
+            let firsts = placed.iter().filter(|p| p.members[0] == v).count();
+            assert_eq!(firsts, 2, "{placed:?}");
+        }
+        let two = Placement::new(30, 2, &voters, placed.iter()).expect("placed");
+        assert_eq!(two.members.len(), 2);
+        assert_eq!(Placement::new(31, 4, &voters, placed.iter()), None);
+        assert_eq!(Placement::new(31, 1, &[], placed.iter()), None);
     }
 }

@@ -101,7 +101,7 @@ impl<A: Applied> RaftStateMachine<TypeConfig> for StateMachine<A> {
             st.data.last_applied = Some(e.log_id);
             match e.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(command) => st.data.applied.apply(&command),
+                EntryPayload::Normal(command) => st.data.applied.apply(command.0.as_bytes()),
                 EntryPayload::Membership(m) => {
                     st.data.membership = StoredMembership::new(Some(e.log_id), m);
                 }

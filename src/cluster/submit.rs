@@ -10,7 +10,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
 
 use super::network::{call, ForwardError, Peers, Rpc, Written};
-use super::TypeConfig;
+use super::{Payload, TypeConfig};
 use crate::broker::MetaAnswer;
 use crate::error::BrokerError;
 
@@ -36,7 +36,7 @@ pub(super) async fn submit(
     peers: &Peers,
     members: &[String],
     group: u64,
-    command: Vec<u8>,
+    command: Payload,
     deadline: Instant,
 ) -> Result<(u64, MetaAnswer), Unsubmitted> {
     let mut hint: Option<String> = None;

@@ -15,7 +15,7 @@ use super::state::StateMachine;
 
 /// The tests' state machine: it keeps every command.
 type Sm = StateMachine<Vec<Vec<u8>>>;
-use super::TypeConfig;
+use super::{Payload, TypeConfig};
 use crate::store::sled::DEFAULT_CACHE_BYTES;
 use crate::store::{Committer, LogStore, MessageStore, Storage};
 
@@ -81,7 +81,8 @@ impl Node {
     /// committed.
     async fn write(&self, range: std::ops::Range<usize>) {
         for i in range {
-            self.raft.client_write(cmd(i)).await.expect("write");
+            let c = Payload(String::from_utf8(cmd(i)).expect("text"));
+            self.raft.client_write(c).await.expect("write");
         }
     }
 }

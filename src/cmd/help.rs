@@ -23,7 +23,7 @@ reference: protocol.md
 ";
 
 const VERBS: &[(&str, &str)] = &[
-    ("CLUSTER", "CLUSTER ADD <id> <ip:port>\n  -> OK members=<id>,...  (the node, started with --join, catches up, then votes)\nCLUSTER REMOVE <id>\n  -> OK members=<id>,...\nCLUSTER TRANSFER <id>\n  -> OK leader=<id>  (about 2.5 s)\n  admins only, on a cluster node\n"),
+    ("CLUSTER", "CLUSTER ADD <id> <ip:port>\n  -> OK members=<id>,...  (the node, started with --join, catches up, then votes)\nCLUSTER REMOVE <id>\n  -> OK members=<id>,...\nCLUSTER TRANSFER <id>\n  -> OK leader=<id>  (about 1.5 s)\n  admins only, on a cluster node\n"),
     ("HELLO", "HELLO [name=<client>] [proto=1] [heartbeat=<ms>]\n  -> OK sluice <version> proto=1\n"),
     ("AUTH", "AUTH <user> <password>\n  -> OK <user>, or ERR NOAUTH invalid user or password\n  once a user exists, only HELLO AUTH PING HELP QUIT work before AUTH\n  a broker with no users is open: AUTH answers OK and everything is allowed\n"),
     ("PING", "PING\n  -> OK pong (every earlier command has been answered)\n"),

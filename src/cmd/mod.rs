@@ -44,7 +44,7 @@ mod stats;
 mod subscribe;
 mod user;
 
-pub(crate) use outcome::{HeldPub, Outcome, Pending};
+pub(crate) use outcome::{Completion, HeldPub, Outcome, Pending};
 pub(crate) use replicated::apply_meta;
 
 use crate::error::BrokerError;

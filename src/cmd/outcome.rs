@@ -27,6 +27,11 @@ pub(crate) enum Outcome {
     /// a password off the session's task, a `GET wait=` waiting for a
     /// message): read no further commands until it completes.
     Pending(Pending),
+    /// A command whose reply comes later (a publish to replicated queues,
+    /// waiting for their commit), while the connection reads on: its
+    /// reply keeps its place, and what it completes to may only be a
+    /// reply.
+    Later(Pending),
     /// `QUIT`: answer with this reply, then close once it is written.
     Quit(Reply),
 }

@@ -32,7 +32,7 @@ pub(super) fn publish(c: Publish, s: &mut SessionState) -> Result<Outcome, Broke
             // Replicated queues: the confirm waits for their logs.
             let copies = std::mem::take(&mut p.replicate);
             let broker = s.broker().clone();
-            Ok(Outcome::Pending(Pending::new(async move {
+            Ok(Outcome::Later(Pending::new(async move {
                 let replicated = replicate(&broker, copies).await;
                 Box::new(move |_: &mut SessionState| {
                     replicated?;

@@ -58,10 +58,25 @@ pub(super) fn propose(
             login.check("DECLARE", Perm::Configure, Kind::Queue, &c.name)?;
             refuse("auto-delete", c.auto_delete)?;
             refuse("expires=", c.args.expires_ms.is_some())?;
-            Command::DeclareQueue(DeclareQueue {
+            let declare = Command::DeclareQueue(DeclareQueue {
                 durable: true,
                 ..c.clone()
-            })
+            });
+            if c.replicas.is_some_and(|r| r > 1) {
+                // Answered once its group has a leader, so that a `SUB`
+                // right after it finds one.
+                let op = MetaOp::Command(frame(&declare)?);
+                let name = c.name.clone();
+                return Ok(Some(Outcome::Pending(Pending::new(async move {
+                    let answer = consensus.propose(op).await;
+                    if answer.is_ok() {
+                        let _ = consensus.led(&name).await;
+                    }
+                    Box::new(move |_: &mut SessionState| Ok(Outcome::reply(Reply::words(answer?))))
+                        as Completion
+                }))));
+            }
+            declare
         }
         Command::DeleteExchange(c) => {
             login.check("DELETE", Perm::Configure, Kind::Exchange, &c.name)?;

@@ -46,7 +46,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
-use crate::cmd::Pending;
+use crate::cmd::{Completion, Pending};
 use crate::connection::{FrameReader, FrameWriter};
 use crate::session_state::SessionState;
 
@@ -66,6 +66,11 @@ pub(crate) struct Session {
     pending: Option<Pending>,
     /// The held `PUB`, if any, and what waits behind it.
     held: Held,
+    /// Commands whose replies come later, while the connection reads on
+    /// (publishes to replicated queues), by the id of their reply's place.
+    later: tokio::task::JoinSet<(u64, Completion)>,
+    /// The id of the next later reply.
+    next_later: u64,
 }
 
 impl Session {
@@ -75,6 +80,8 @@ impl Session {
             state: SessionState::new(conn_id, peer, tls, broker),
             pending: None,
             held: Held::default(),
+            later: tokio::task::JoinSet::new(),
+            next_later: 0,
         }
     }
 
@@ -95,7 +102,10 @@ impl Session {
             state,
             pending,
             held,
+            later,
+            ..
         } = self;
+        drop(later);
         state.close();
         // A held PUB stops counting as blocked with the state; a pending
         // command's work is dropped last, after the linger.

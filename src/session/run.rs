@@ -132,6 +132,17 @@ impl Session {
                 _ = self.held.room(), if self.held.is_holding() => {
                     self.held.retry(&mut self.state);
                 }
+                Some(Ok((id, done))) = self.later.join_next(), if !self.later.is_empty() => {
+                    let reply = match done(&mut self.state) {
+                        Ok(Outcome::Reply(reply, gen)) => Out::Reply(reply, gen),
+                        Ok(_) => Out::Reply(
+                            Reply::Err(ErrorCode::Internal, "a later reply that is not one".into()),
+                            None,
+                        ),
+                        Err(e) => Out::Reply(e.to_reply(), None),
+                    };
+                    self.state.outbox_mut().fill(id, reply);
+                }
                 done = async { match self.pending.as_mut() { Some(p) => p.await, None => std::future::pending().await } }, if self.pending.is_some() => {
                     self.pending = None;
                     let done = done(&mut self.state);
@@ -186,7 +197,10 @@ impl Session {
 
     /// Whether nothing is left to write or to wait for.
     fn is_idle(&self) -> bool {
-        self.state.outbox().is_empty() && self.pending.is_none() && self.held.is_empty()
+        self.state.outbox().is_empty()
+            && self.pending.is_none()
+            && self.held.is_empty()
+            && self.later.is_empty()
     }
 
     /// Writes every output that may be written now; true if there were
@@ -320,6 +334,12 @@ impl Session {
             Ok(Outcome::Pending(p)) => {
                 self.pending = Some(p);
                 return Flow::Wait;
+            }
+            Ok(Outcome::Later(p)) => {
+                let id = self.next_later;
+                self.next_later += 1;
+                self.answer(Out::Later(id));
+                self.later.spawn(async move { (id, p.await) });
             }
             Ok(Outcome::Quit(reply)) => {
                 self.answer(Out::Reply(reply, None));

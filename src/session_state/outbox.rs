@@ -45,6 +45,8 @@ pub(crate) enum Out {
     Notice(Notice),
     /// The place of a held `PUB`'s reply.
     Held,
+    /// The place of a reply that comes later ([`Outbox::fill`]).
+    Later(u64),
 }
 
 /// A delivery waiting to be written.
@@ -130,17 +132,24 @@ pub(crate) struct Outbox {
     /// generation nor the placeholder: while there is one, pushes queue
     /// behind it.
     plain: usize,
+    /// Later replies that came before their placeholder was queued (it
+    /// waited behind a held `PUB`).
+    early: std::collections::HashMap<u64, Out>,
 }
 
 /// Whether a push may not go ahead of `item` (see [`Outbox::plain`]).
 fn is_plain(item: &Out) -> bool {
-    !matches!(item, Out::Reply(_, Some(_)) | Out::Held)
+    !matches!(item, Out::Reply(_, Some(_)) | Out::Held | Out::Later(_))
 }
 
 impl Outbox {
     /// Queues `item` behind everything queued (a reply, a `GET`'s or a
     /// `PEEK`'s lines).
     pub(crate) fn push(&mut self, item: Out) {
+        let item = match item {
+            Out::Later(id) => self.early.remove(&id).unwrap_or(Out::Later(id)),
+            item => item,
+        };
         self.plain += usize::from(is_plain(&item));
         self.queue.push_back(item);
     }
@@ -183,6 +192,23 @@ impl Outbox {
         }
     }
 
+    /// Puts `reply` in the place of the later reply `id`.
+    pub(crate) fn fill(&mut self, id: u64, reply: Out) {
+        let at = self
+            .queue
+            .iter()
+            .position(|o| matches!(o, Out::Later(i) if *i == id));
+        match at {
+            Some(at) => {
+                self.plain += usize::from(is_plain(&reply));
+                self.queue[at] = reply;
+            }
+            None => {
+                self.early.insert(id, reply);
+            }
+        }
+    }
+
     /// How many outputs wait in order (the pushes around a held `PUB` not
     /// counted).
     pub(crate) fn len(&self) -> usize {
@@ -211,6 +237,7 @@ impl Outbox {
                 match self.queue.front() {
                     None => break,
                     Some(Out::Reply(_, Some(g))) if commit.outcome(*g).is_none() => break,
+                    Some(Out::Later(_)) => break,
                     // A held PUB: only the pushes that go around it.
                     Some(Out::Held) => match self.bypass.pop_front() {
                         Some(item) => item,
@@ -226,7 +253,7 @@ impl Outbox {
                 }
             };
             match item {
-                Out::Held => {}
+                Out::Held | Out::Later(_) => {}
                 Out::Reply(r, gen) => match gen.and_then(|g| commit.outcome(g)) {
                     Some(Err(e)) if !r.is_err() => {
                         Reply::Err(ErrorCode::Internal, format!("not stored durably: {e}"))
