@@ -104,7 +104,8 @@ pub(super) async fn change(
             let rc = raft.runtime_config();
             rc.heartbeat(false);
             tokio::time::sleep(SILENCE).await;
-            let asked = call::<bool>(peers, &node.addr, &super::network::Rpc::Elect).await;
+            let by = std::time::Instant::now() + TRANSFER_WAIT;
+            let asked = call::<bool>(peers, &node.addr, &super::network::Rpc::Elect, by).await;
             let led = match asked {
                 Ok(true) => raft
                     .wait(Some(TRANSFER_WAIT))

@@ -117,24 +117,38 @@ pub(crate) enum ForwardError {
     Unknown(String),
 }
 
+/// How long a node waits to connect to another before it counts as
+/// unreachable (a paused process's port still accepts connections, so
+/// the reply is bounded too: see [`call`]).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Sends `rpc` to the node at `addr` and reads its reply, on a connection
 /// of its own (replication's connection answers one request at a time):
-/// a forwarded change, a membership change, a call to stand.
+/// a forwarded change, a membership change, a call to stand. Gives up at
+/// `deadline` (a node that does not answer: paused, cut off).
 pub(super) async fn call<R: DeserializeOwned>(
     peers: &Peers,
     addr: &str,
     rpc: &Rpc,
+    deadline: std::time::Instant,
 ) -> Result<R, ForwardError> {
-    let mut s = peers
-        .connect(addr)
-        .await
-        .map_err(|e| ForwardError::Unsent(e.to_string()))?;
-    write_frame(&mut s, rpc)
-        .await
-        .map_err(|e| ForwardError::Unsent(e.to_string()))?;
-    read_frame(&mut s)
-        .await
-        .map_err(|e| ForwardError::Unknown(e.to_string()))
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
+    let connect = tokio::time::timeout(left().min(CONNECT_TIMEOUT), peers.connect(addr));
+    let mut s = match connect.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(ForwardError::Unsent(e.to_string())),
+        Err(_) => return Err(ForwardError::Unsent("no connection in time".into())),
+    };
+    let sent = tokio::time::timeout(left(), write_frame(&mut s, rpc)).await;
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ForwardError::Unknown(e.to_string())),
+        Err(_) => return Err(ForwardError::Unknown("not sent in time".into())),
+    }
+    match tokio::time::timeout(left(), read_frame(&mut s)).await {
+        Ok(r) => r.map_err(|e| ForwardError::Unknown(e.to_string())),
+        Err(_) => Err(ForwardError::Unknown("no answer in time".into())),
+    }
 }
 
 /// The leader's side of a forwarded change.

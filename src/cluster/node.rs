@@ -332,7 +332,10 @@ impl MetaGroup {
             if let Some(leader) = leader {
                 let frame = String::from_utf8_lossy(&Command::Cluster(change.clone()).encode())
                     .into_owned();
-                match call::<MetaAnswer>(&self.peers, &leader.addr, &Rpc::Membership(frame)).await {
+                let rpc = Rpc::Membership(frame);
+                // A membership change may wait for a learner to catch up.
+                let patience = Instant::now() + Duration::from_secs(90);
+                match call::<MetaAnswer>(&self.peers, &leader.addr, &rpc, patience).await {
                     Ok(answer) => return answer.into_result(),
                     Err(ForwardError::Unsent(why)) => {
                         tracing::debug!(%why, "could not reach the leader; trying again");

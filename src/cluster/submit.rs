@@ -59,7 +59,7 @@ pub(super) async fn submit(
         };
         for addr in targets {
             let rpc = Rpc::Write(group, command.clone());
-            match call::<Written>(peers, &addr, &rpc).await {
+            match call::<Written>(peers, &addr, &rpc, deadline).await {
                 Ok(Written::Done(index, answer)) => return Ok((index, answer)),
                 Ok(Written::NotLeader(Some(leader))) if leader != addr => {
                     hint = Some(leader);

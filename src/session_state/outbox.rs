@@ -350,6 +350,30 @@ mod tests {
     }
 
     #[test]
+    fn later_replies_keep_their_places_in_any_order_of_arrival() {
+        let mut o = Outbox::default();
+        o.push(Out::Later(0));
+        o.push(Out::Later(1));
+        o.push(ok("c"));
+        o.push_around(Out::Notice(Notice::Heartbeat));
+        assert_eq!(written(&mut o, &durable(0)), "");
+        o.fill(1, ok("b"));
+        assert_eq!(written(&mut o, &durable(0)), "", "b waits behind a");
+        o.fill(0, Out::Reply(Reply::words(["a"]), Some(2)));
+        assert_eq!(written(&mut o, &durable(1)), "", "a waits for its commit");
+        assert_eq!(
+            written(&mut o, &durable(2)),
+            "OK a\r\nOK b\r\nOK c\r\nNOTICE heartbeat\r\n"
+        );
+        assert!(o.is_empty());
+        // A reply that comes before its place was queued (it waited
+        // behind a held PUB) takes the place when it comes.
+        o.fill(7, ok("early"));
+        o.push(Out::Later(7));
+        assert_eq!(written(&mut o, &durable(2)), "OK early\r\n");
+    }
+
+    #[test]
     fn a_confirm_waits_for_its_generation_and_holds_back_the_replies_after_it() {
         let mut o = Outbox::default();
         o.push(Out::Reply(Reply::words(["x"]), Some(3)));

@@ -702,3 +702,92 @@ async fn replicas_needs_a_cluster() {
     c.ok("DECLARE QUEUE q replicas=1", "OK q messages=0 consumers=0")
         .await;
 }
+
+/// Publishes `body` to `queue` through the node at `addr` until it is
+/// confirmed (a failover may answer `ERR UNAVAILABLE` meanwhile).
+async fn publish_confirmed(addr: std::net::SocketAddr, queue: &str, body: &str) {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    let mut c = TestConn::connect(addr).await;
+    loop {
+        let got = c.cmd(&format!("PUB \"\" {queue} {body}")).await;
+        if got.ends_with("routed=1") {
+            return;
+        }
+        assert!(got.starts_with("ERR UNAVAILABLE"), "{got}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{body} never confirmed"
+        );
+    }
+}
+
+/// Publishes the next `n` messages (`j<k>`) through the nodes `via`, in
+/// turn, each until confirmed; records them in `confirmed`.
+async fn publish_some(
+    nodes: &HashMap<u64, Spawned>,
+    via: &[u64],
+    n: usize,
+    confirmed: &mut std::collections::BTreeSet<String>,
+) {
+    for i in 0..n {
+        let body = format!("j{}", confirmed.len() + 1);
+        publish_confirmed(nodes[&via[i % via.len()]].addr, "jobs", &body).await;
+        confirmed.insert(body);
+    }
+}
+
+#[tokio::test]
+async fn a_replicated_queue_loses_nothing_through_a_paused_leader_a_killed_follower_and_a_restart_of_every_node(
+) {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE jobs replicas=3",
+        "OK jobs messages=0 consumers=0",
+    )
+    .await;
+    let mut confirmed = std::collections::BTreeSet::new();
+    publish_some(&nodes, &[1, 2, 3], 30, &mut confirmed).await;
+
+    // The leader pauses (SIGSTOP): the others elect one and take
+    // publishes; it comes back (SIGCONT) as a follower.
+    let leader = queue_leader(&nodes, "jobs").await;
+    nodes[&leader].signal(libc::SIGSTOP);
+    let other = (1..=3).find(|i| *i != leader).expect("another");
+    publish_some(&nodes, &[other], 20, &mut confirmed).await;
+    nodes[&leader].signal(libc::SIGCONT);
+    publish_some(&nodes, &[1, 2, 3], 20, &mut confirmed).await;
+
+    // A follower killed and started again.
+    let now = queue_leader(&nodes, "jobs").await;
+    let follower = (1..=3).find(|i| *i != now).expect("a follower");
+    let mut f = nodes.remove(&follower).expect("node");
+    f.kill().await;
+    publish_some(&nodes, &[now], 10, &mut confirmed).await;
+    nodes.insert(
+        follower,
+        start_node(&cluster, &dirs, follower as usize).await,
+    );
+    publish_some(&nodes, &[1, 2, 3], 10, &mut confirmed).await;
+
+    // Every node killed, then started again: they read the queue's log
+    // back from their disks.
+    for (_, mut n) in nodes.drain() {
+        n.kill().await;
+    }
+    for i in 1..=3u64 {
+        nodes.insert(i, start_node(&cluster, &dirs, i as usize).await);
+    }
+    let leader = queue_leader(&nodes, "jobs").await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    let delivered: std::collections::BTreeSet<String> =
+        drain(&mut l, "jobs").await.into_iter().collect();
+    // Every confirmed message is there; a publish answered UNAVAILABLE
+    // was tried again with the same body, so nothing else may be.
+    let lost: Vec<_> = confirmed.difference(&delivered).collect();
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    let unknown: Vec<_> = delivered.difference(&confirmed).collect();
+    assert!(unknown.is_empty(), "never published: {unknown:?}");
+}

@@ -193,6 +193,14 @@ impl Spawned {
         self.child.kill().await.expect("kill");
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...).
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid");
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "signal {signal} failed");
+    }
+
     /// Sends SIGTERM (no wait).
     pub fn terminate(&self) {
         let pid = libc::pid_t::try_from(self.pid()).expect("pid");
