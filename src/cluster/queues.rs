@@ -373,13 +373,20 @@ impl Queues {
         let Some(p) = self.placement(name) else {
             return Ok(());
         };
-        let leader = self
+        let (leader, ready) = self
             .running
             .lock()
             .get(&p.group)
-            .and_then(|r| r.raft.metrics().borrow().current_leader);
+            .map(|r| {
+                let m = r.raft.metrics().borrow().clone();
+                (m.current_leader, serves(&m))
+            })
+            .unwrap_or((None, false));
         match leader {
-            Some(l) if l == self.me => Ok(()),
+            Some(l) if l == self.me && ready => Ok(()),
+            Some(l) if l == self.me => Err(BrokerError::Unavailable(format!(
+                "queue {name}'s new leader is catching up with its log; try again"
+            ))),
             Some(l) => Err(BrokerError::Precondition(format!(
                 "queue {name} is replicated and led by node {l}: consume from that node"
             ))),
@@ -458,11 +465,20 @@ async fn batch(queues: Arc<Queues>, name: String, mut rx: mpsc::UnboundedReceive
     }
 }
 
+/// Whether the node whose metrics these are leads and has applied its
+/// term's first entry (so every entry committed before its term): only
+/// then is its view of the queue whole.
+fn serves(m: &openraft::RaftMetrics<u64, BasicNode>) -> bool {
+    m.state == ServerState::Leader
+        && m.last_applied
+            .is_some_and(|l| l.leader_id.term == m.current_term)
+}
+
 /// Keeps this node's view of the queue in step with its leadership.
 async fn lead(raft: Raft<TypeConfig>, machine: QueueMachine) {
     let mut metrics = raft.metrics();
     loop {
-        let leads = metrics.borrow_and_update().state == ServerState::Leader;
+        let leads = serves(&metrics.borrow_and_update());
         machine.set_active(leads);
         if metrics.changed().await.is_err() {
             machine.set_active(false);
