@@ -206,6 +206,26 @@ impl Client {
         Client::start(rd, Box::pin(writer)).await
     }
 
+    /// Connects to the first of `addrs` that answers (a cluster's nodes:
+    /// any of them serves any client) and reads its greeting; the last
+    /// failure when none does. A program that loses its connection calls
+    /// it again to go on with another node.
+    pub async fn connect_any<A: ToSocketAddrs>(addrs: &[A]) -> Result<Client, ClientError> {
+        let mut last = None;
+        for addr in addrs {
+            match Client::connect(addr).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            ClientError::from(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "no address to connect to",
+            ))
+        }))
+    }
+
     /// Connects over TLS, checks the server's certificate against
     /// `server_name` and what `tls` trusts, and reads the greeting.
     pub async fn connect_tls(

@@ -26,7 +26,8 @@ pub(crate) const CLIENT_NAME: &str = "sluice-cli";
 /// before or after a nested subcommand (`sluice declare queue q -s HOST`).
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct CommonArgs {
-    /// Broker address.
+    /// Broker address; a cluster's nodes as a comma-separated list (the
+    /// first that answers is used).
     #[arg(
         short = 's',
         long,
@@ -114,6 +115,31 @@ impl From<&CommonArgs> for ConnectOptions {
     }
 }
 
+impl Conn {
+    /// Connects to `server`, bounded by the timeout: the client, or why not.
+    async fn connect(opts: &ConnectOptions, server: &str) -> Result<Client, String> {
+        let connect = async {
+            match &opts.tls {
+                None => Client::connect(server).await.map_err(|e| describe(&e)),
+                Some(tls) => {
+                    let config = tls_config(tls).map_err(|e| e.to_string())?;
+                    let name = tls
+                        .server_name
+                        .clone()
+                        .unwrap_or_else(|| host_of(server).to_owned());
+                    Client::connect_tls(server, &name, &config)
+                        .await
+                        .map_err(|e| describe(&e))
+                }
+            }
+        };
+        match tokio::time::timeout(opts.timeout, connect).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("timed out after {:?}", opts.timeout)),
+        }
+    }
+}
+
 /// A connected (and, with credentials, authenticated) client.
 #[derive(Debug)]
 pub(crate) struct Conn {
@@ -126,34 +152,31 @@ impl Conn {
     /// Connects, names the connection and authenticates, each bounded by
     /// the timeout.
     pub(crate) async fn open(opts: &ConnectOptions) -> Result<Conn, CliError> {
-        let connect = async {
-            match &opts.tls {
-                None => Client::connect(opts.server.as_str()).await,
-                Some(tls) => {
-                    let config = tls_config(tls)?;
-                    let name = tls
-                        .server_name
-                        .clone()
-                        .unwrap_or_else(|| host_of(&opts.server).to_owned());
-                    Client::connect_tls(opts.server.as_str(), &name, &config).await
+        // `--server a,b,c` (a cluster's nodes): the first that answers.
+        let mut failed = Vec::new();
+        let mut connected = None;
+        for server in opts
+            .server
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            match Conn::connect(opts, server).await {
+                Ok(c) => {
+                    connected = Some(c);
+                    break;
                 }
+                Err(why) => failed.push(format!("{server}: {why}")),
             }
-        };
-        let client = match tokio::time::timeout(opts.timeout, connect).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                return Err(CliError::Connection(format!(
-                    "cannot connect to {}: {}",
-                    opts.server,
-                    describe(&e)
-                )))
-            }
-            Err(_) => {
-                return Err(CliError::Connection(format!(
-                    "cannot connect to {}: timed out after {:?}",
-                    opts.server, opts.timeout
-                )))
-            }
+        }
+        let Some(client) = connected else {
+            return Err(CliError::Connection(format!(
+                "cannot connect to {}",
+                match failed.is_empty() {
+                    true => "anything: --server is empty".to_string(),
+                    false => failed.join("; "),
+                }
+            )));
         };
         let mut s = Conn {
             client,

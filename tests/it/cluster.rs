@@ -288,6 +288,30 @@ async fn cluster_flags_come_together_or_not_at_all_and_a_single_node_is_no_clust
     let single = Spawned::start(&[]).await;
     let mut c = TestConn::connect(single.addr).await;
     c.err("LIST NODES", "PRECONDITION").await;
+    // A list of addresses: the first that answers is used, by the CLI
+    // and by the Rust client; none answering names each.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let list = format!("{dead},{}", single.addr);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["stats", "-s", &list])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let client = sluice::client::Client::connect_any(&[dead.clone(), single.addr.to_string()])
+        .await
+        .expect("the second address");
+    assert!(
+        client.greeting.starts_with("HELLO sluice"),
+        "{}",
+        client.greeting
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["stats", "-s", &format!("{dead},{dead}")])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{dead}: ")), "{err}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["cluster", "status", "-s", &single.addr.to_string()])
         .output()
