@@ -137,6 +137,9 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// these positions (acked, rejected), so that no other member delivers
     /// them after a failover. In the background.
     fn settled(&self, queue: &str, seqs: Vec<u64>);
+    /// A replicated queue's group as this node sees it (`None`: not a
+    /// replicated queue).
+    fn replica_status(&self, queue: &str) -> Option<ReplicaStatus>;
     /// Resolves once replicated queue `queue` has a leader, as far as this
     /// node can see (it runs the queue's group), or after a few seconds.
     fn led(&self, queue: &str) -> Proposal;
@@ -144,6 +147,24 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// a queue of its own, or a replicated queue it leads; else
     /// `PRECONDITION` naming the leader.
     fn serve_here(&self, queue: &str) -> Result<(), BrokerError>;
+}
+
+/// A replicated queue's group, as `STATS QUEUE`, `LIST QUEUES`, the
+/// metrics and the overview show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReplicaStatus {
+    /// The nodes that keep it.
+    pub members: Vec<u64>,
+    /// Its leader, when known here.
+    pub leader: Option<u64>,
+    /// Its term, on a member.
+    pub term: Option<u64>,
+    /// The last index of its log on this node (a member).
+    pub last_log_index: Option<u64>,
+    /// The last index this node applied (a member).
+    pub last_applied: Option<u64>,
+    /// On its leader: how many entries each member is behind.
+    pub lag: Vec<(u64, u64)>,
 }
 
 /// A message as a replicated queue's log carries it (bytes in base64).
@@ -225,6 +246,11 @@ impl Broker {
             }
         }
         (local, replicated)
+    }
+
+    /// Replicated queue `queue`'s group as this node sees it.
+    pub(crate) fn replica_status(&self, queue: &str) -> Option<ReplicaStatus> {
+        self.inner.consensus.get()?.replica_status(queue)
     }
 
     /// `Ok` when this node serves `queue`'s consumers (see

@@ -61,7 +61,7 @@ use crate::protocol::command::ExchangeKind;
 use crate::protocol::reply::quote_for_message;
 use crate::store::{Committer, ExchangeDef};
 use alarm::Alarms;
-pub use cluster::{ClusterStatus, NodeStatus};
+pub use cluster::{ClusterStatus, NodeStatus, ReplicaStatus};
 pub(crate) use cluster::{Consensus, MetaAnswer, MetaOp, Proposal, ReplicaMessage};
 use connections::Connections;
 pub(crate) use disk::Disk;

@@ -287,6 +287,9 @@ pub(crate) struct QueueSnapshot {
     pub(crate) rates: Rates,
     /// Age of the oldest waiting message in ms (see [`Queue::stats`]).
     pub(crate) oldest_age_ms: Option<u64>,
+    /// A replicated queue's group, as this node sees it (`null`: a queue
+    /// of the node's own).
+    pub(crate) replica: Option<super::ReplicaStatus>,
 }
 
 /// Dead-lettered copies by [`DeathReason`].
@@ -315,8 +318,10 @@ impl DeadByReason {
 }
 
 impl QueueSnapshot {
-    /// Reads `q`'s state, counters and rates.
-    pub(crate) fn of(q: &Queue, sampler: &Sampler) -> QueueSnapshot {
+    /// Reads `q`'s state, counters and rates, and its group's view when
+    /// replicated.
+    pub(crate) fn of(q: &Queue, broker: &Broker) -> QueueSnapshot {
+        let sampler = broker.sampler();
         let st = q.stats();
         let c = &q.counters;
         let now = now_ms();
@@ -344,6 +349,7 @@ impl QueueSnapshot {
             store_read_errors: c.read_errors.load(Ordering::Relaxed),
             rates: sampler.queue_rates(q.id),
             oldest_age_ms: st.oldest_at.map(|t| now.saturating_sub(t)),
+            replica: broker.replica_status(&q.name),
         }
     }
 }
@@ -391,7 +397,7 @@ pub(crate) fn snapshot(broker: &Broker) -> (BrokerSnapshot, Vec<QueueSnapshot>) 
     let queues: Vec<QueueSnapshot> = broker
         .queue_list()
         .iter()
-        .map(|q| QueueSnapshot::of(q, sampler))
+        .map(|q| QueueSnapshot::of(q, broker))
         .collect();
     let t = broker.totals();
     let conns = broker.connections();

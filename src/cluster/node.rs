@@ -26,6 +26,7 @@ use super::submit::{submit, unsubmitted};
 use super::{Payload, TypeConfig, ELECTION_MAX_MS, ELECTION_MIN_MS, HEARTBEAT_MS, META_GROUP};
 use crate::broker::{
     Broker, ClusterStatus, Consensus, MetaAnswer, MetaOp, NodeStatus, Proposal, ReplicaMessage,
+    ReplicaStatus,
 };
 use crate::config::ClusterConfig;
 use crate::error::BrokerError;
@@ -301,6 +302,10 @@ impl Consensus for MetaGroup {
 
     fn serve_here(&self, queue: &str) -> Result<(), BrokerError> {
         self.queues.serve_here(queue)
+    }
+
+    fn replica_status(&self, queue: &str) -> Option<ReplicaStatus> {
+        self.queues.status(queue)
     }
 
     fn led(&self, queue: &str) -> Proposal {

@@ -48,7 +48,7 @@ use super::log_store::GroupLog;
 use super::network::{Peers, Router};
 use super::submit::{submit, unsubmitted};
 use super::{Payload, TypeConfig};
-use crate::broker::{Broker, MetaAnswer, ReplicaMessage};
+use crate::broker::{Broker, MetaAnswer, ReplicaMessage, ReplicaStatus};
 use crate::error::BrokerError;
 use crate::store::{Committer, LogStore};
 
@@ -398,6 +398,34 @@ impl Queues {
                 p.members
             ))),
         }
+    }
+
+    /// Queue `name`'s group as this node sees it (`None`: not replicated).
+    pub(super) fn status(&self, name: &str) -> Option<ReplicaStatus> {
+        let p = self.placement(name)?;
+        let metrics = self
+            .running
+            .lock()
+            .get(&p.group)
+            .map(|r| r.raft.metrics().borrow().clone());
+        let mut status = ReplicaStatus {
+            members: p.members.clone(),
+            ..ReplicaStatus::default()
+        };
+        if let Some(m) = metrics {
+            status.leader = m.current_leader;
+            status.term = Some(m.current_term);
+            status.last_log_index = m.last_log_index;
+            status.last_applied = m.last_applied.map(|l| l.index);
+            if let Some(r) = &m.replication {
+                let last = m.last_log_index.unwrap_or(0);
+                status.lag = r
+                    .iter()
+                    .map(|(id, matched)| (*id, last.saturating_sub(matched.map_or(0, |l| l.index))))
+                    .collect();
+            }
+        }
+        Some(status)
     }
 
     /// Waits until queue `name`'s group has a leader, when this node is a

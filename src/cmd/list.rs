@@ -90,12 +90,13 @@ fn queues(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
         "ack_per_sec",
         "dead_lettered",
         "durable",
+        "leader",
     ]);
     for q in broker.queue_list() {
         if !keep(&[q.name.as_bytes()]) {
             continue;
         }
-        let q = QueueSnapshot::of(&q, broker.sampler());
+        let q = QueueSnapshot::of(&q, broker);
         t.row([
             q.name.clone(),
             q.messages.to_string(),
@@ -106,6 +107,12 @@ fn queues(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
             format!("{:.1}", q.rates.ack.last_second),
             q.dead_lettered.to_string(),
             yes_no(q.durable).to_string(),
+            match &q.replica {
+                Some(r) => r
+                    .leader
+                    .map_or_else(|| "none".to_string(), |l| l.to_string()),
+                None => "-".to_string(),
+            },
         ]);
     }
     t

@@ -23,7 +23,7 @@ pub(super) fn stats(c: Stats, s: &mut SessionState) -> Result<Outcome, BrokerErr
             let q = broker.find_queue(&name).ok_or_else(|| {
                 BrokerError::NotFound(format!("queue {}", quote_for_message(&name)))
             })?;
-            queue_text(&QueueSnapshot::of(&q, broker.sampler()))
+            queue_text(&QueueSnapshot::of(&q, broker))
         }
     };
     Ok(Outcome::reply(Reply::Data(
@@ -102,6 +102,19 @@ fn queue_text(q: &QueueSnapshot) -> Vec<u8> {
         )
         .put("store_read_errors_total", q.store_read_errors);
     rates(kv.group(), &q.rates);
+    if let Some(r) = &q.replica {
+        let opt = |v: Option<u64>| v.map_or_else(|| "none".to_string(), |v| v.to_string());
+        let members: Vec<String> = r.members.iter().map(u64::to_string).collect();
+        let lag = r.lag.iter().map(|(_, l)| *l).max();
+        kv.group()
+            .put("replicas", r.members.len())
+            .put("replica_members", members.join(","))
+            .put("replica_leader", opt(r.leader))
+            .put("replica_term", opt(r.term))
+            .put("replica_last_log_index", opt(r.last_log_index))
+            .put("replica_last_applied", opt(r.last_applied))
+            .put("replica_lag_max", opt(lag));
+    }
     kv.render()
 }
 

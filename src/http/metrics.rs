@@ -73,6 +73,38 @@ pub(crate) fn render(broker: &Broker) -> String {
             m.sample(name, &[("queue", &q.name)], value(q));
         }
     }
+    let replicated: Vec<_> = queues
+        .iter()
+        .filter_map(|q| Some((q, q.replica.as_ref()?)))
+        .collect();
+    if !replicated.is_empty() {
+        let name = "sluice_queue_replica_leader";
+        m.family(
+            name,
+            "gauge",
+            "A replicated queue's leader, as this node sees it (absent while there is none).",
+        );
+        for (q, r) in &replicated {
+            if let Some(l) = r.leader {
+                m.sample(name, &[("queue", &q.name)], l);
+            }
+        }
+        let name = "sluice_queue_replication_lag";
+        m.family(
+            name,
+            "gauge",
+            "On a replicated queue's leader: how many log entries each member is behind it.",
+        );
+        for (q, r) in &replicated {
+            for (peer, lag) in &r.lag {
+                m.sample(
+                    name,
+                    &[("queue", &q.name), ("peer", &peer.to_string())],
+                    *lag,
+                );
+            }
+        }
+    }
     let name = "sluice_queue_dead_lettered_total";
     m.family(
         name,

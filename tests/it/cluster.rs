@@ -660,6 +660,37 @@ async fn a_replicated_queue_keeps_every_confirmed_message_when_its_leader_is_kil
     let leader = queue_leader(&nodes, "orders").await;
     let mut l = TestConn::connect(nodes[&leader].addr).await;
     l.err("PURGE orders", "PRECONDITION").await;
+    // Its group, as STATS QUEUE and LIST QUEUES show it.
+    let (_, stats) = l.data("STATS QUEUE orders").await;
+    let line = |k: &str| {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(k).map(str::trim))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(line("replicas "), "3", "{stats}");
+    assert_eq!(line("replica_leader "), leader.to_string(), "{stats}");
+    assert_eq!(line("replica_members ").split(',').count(), 3, "{stats}");
+    let (_, table) = l.data("LIST QUEUES orders").await;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .expect("header")
+        .split_whitespace()
+        .collect();
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .expect("row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(header.last(), Some(&"leader"), "{table}");
+    assert_eq!(
+        row.last().copied(),
+        Some(leader.to_string().as_str()),
+        "{table}"
+    );
     let other = (1..=3).find(|i| *i != leader).expect("a follower");
     let mut o = TestConn::connect(nodes[&other].addr).await;
     let refused = o.err("GET orders", "PRECONDITION").await;

@@ -225,10 +225,12 @@ async fn list_each_kind_with_and_without_a_pattern() {
             "deliver_per_sec",
             "ack_per_sec",
             "dead_lettered",
-            "durable"
+            "durable",
+            "leader"
         ]
     );
     let rows = list(&mut b, "LIST QUEUES").await;
+    assert_eq!(rows[0]["leader"], "-", "a queue of a single node's own");
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str()).collect();
     assert_eq!(names, ["jobs", "jobs.dead", "other"]);
     assert_eq!(rows[0]["messages"], "1");
