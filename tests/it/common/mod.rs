@@ -193,6 +193,90 @@ impl TestConn {
         c
     }
 
+    /// A connection on `stream`, once its greeting came (`None`: it did
+    /// not within a few seconds, or was not sluice's). For clients that
+    /// must live through faults.
+    pub async fn from_stream(stream: TcpStream) -> Option<TestConn> {
+        let (r, w) = stream.into_split();
+        let mut c = TestConn {
+            reader: BufReader::new(r),
+            writer: w,
+            greeting: String::new(),
+        };
+        c.greeting = c.try_line().await?;
+        c.greeting.starts_with("HELLO sluice ").then_some(c)
+    }
+
+    /// Reads one line within a few seconds; `None` when the connection
+    /// ended or nothing came (a paused or killed node).
+    pub async fn try_line(&mut self) -> Option<String> {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(8),
+            self.reader.read_until(b'\n', &mut buf),
+        )
+        .await;
+        match read {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return None,
+        }
+        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
+        }
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    /// Sends a line and reads the next; `None` when the connection failed
+    /// (see [`TestConn::try_line`]).
+    pub async fn try_cmd(&mut self, line: &str) -> Option<String> {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .ok()?;
+        self.try_line().await
+    }
+
+    /// `GET <queue> count=<n>`, then an `ACK` of what came: the bodies,
+    /// and whether the `ACK` was answered `OK` (a connection that fails
+    /// after the `ACK` went out may have acked them: they were delivered
+    /// all the same). `None` when the `GET` failed or the node refused
+    /// (not the queue's leader, an election).
+    pub async fn try_get(&mut self, queue: &str, n: u32) -> Option<(Vec<String>, bool)> {
+        let head = self.try_cmd(&format!("GET {queue} count={n}")).await?;
+        let mut bodies = Vec::new();
+        let mut line = head;
+        let mut last = None;
+        loop {
+            if line.starts_with("OK") {
+                break;
+            }
+            if !line.starts_with("MSG") {
+                return None;
+            }
+            let (head, len) = split_literal(&line)?;
+            let mut body = vec![0u8; len + 2];
+            tokio::time::timeout(
+                std::time::Duration::from_secs(8),
+                self.reader.read_exact(&mut body),
+            )
+            .await
+            .ok()?
+            .ok()?;
+            body.truncate(len);
+            bodies.push(String::from_utf8_lossy(&body).into_owned());
+            last = head.split_whitespace().nth(2).map(str::to_owned);
+            line = self.try_line().await?;
+        }
+        let acked = match last {
+            Some(dtag) => self
+                .try_cmd(&format!("ACK {dtag} multiple"))
+                .await
+                .is_some_and(|r| r == "OK"),
+            None => true,
+        };
+        Some((bodies, acked))
+    }
+
     /// Writes raw bytes.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).await.expect("write");

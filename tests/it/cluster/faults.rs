@@ -1,0 +1,264 @@
+//! The long random-fault mode, outside CI (one command, README "Clusters"):
+//!
+//! ```text
+//! SLUICE_FAULT_MINUTES=30 cargo test --release --test it random_faults -- --ignored --nocapture
+//! ```
+//!
+//! Three nodes keep a replicated queue while a publisher (through any
+//! node) and a consumer (on the leader) run, and faults come every few
+//! seconds, one node at a time: a SIGKILL and a restart, a SIGSTOP and a
+//! SIGCONT, the queue's leader killed, now and then every node killed and
+//! restarted. At the end the queue is drained and checked: every
+//! confirmed message was delivered at least once, and nothing was
+//! delivered that was not published. CI runs it for 20 seconds.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{drain, free_port, queue_leader, Cluster};
+use crate::common::spawned::Spawned;
+use crate::common::TestConn;
+
+/// The nodes, by id, where the clients find them (fixed client ports, so
+/// that a restarted node is where it was).
+struct Nodes {
+    cluster: Cluster,
+    dirs: Vec<tempfile::TempDir>,
+    ports: Vec<u16>,
+    running: HashMap<u64, Spawned>,
+}
+
+impl Nodes {
+    fn addr(&self, id: u64) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports[id as usize - 1]))
+    }
+
+    async fn start(&mut self, id: u64) {
+        let mut args = vec![
+            "--addr".to_string(),
+            self.addr(id).to_string(),
+            "--data-dir".to_string(),
+            self.dirs[id as usize - 1]
+                .path()
+                .to_str()
+                .expect("utf-8")
+                .to_string(),
+        ];
+        args.extend(self.cluster.args(id as usize));
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.running.insert(id, Spawned::start_bare(&a, &[]).await);
+    }
+
+    async fn kill(&mut self, id: u64) {
+        if let Some(mut n) = self.running.remove(&id) {
+            n.kill().await;
+        }
+    }
+}
+
+/// A tiny deterministic generator (xorshift), seeded from the clock and
+/// printed, so that a failing run can be told apart.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// What the clients saw.
+#[derive(Default)]
+struct Seen {
+    /// Publishes answered `OK`.
+    confirmed: BTreeSet<String>,
+    /// Every publish sent (an `ERR UNAVAILABLE` may yet be stored).
+    attempted: BTreeSet<String>,
+    /// Bodies delivered (at least once).
+    delivered: BTreeSet<String>,
+    /// Deliveries counted again (redeliveries).
+    deliveries: u64,
+}
+
+#[tokio::test]
+async fn random_faults_short() {
+    random_faults(Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+#[ignore = "long: SLUICE_FAULT_MINUTES=30 cargo test --release --test it random_faults -- --ignored --nocapture"]
+async fn random_faults_long() {
+    let minutes: u64 = std::env::var("SLUICE_FAULT_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(30);
+    random_faults(Duration::from_secs(60 * minutes)).await;
+}
+
+async fn random_faults(run: Duration) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 | 1)
+        .unwrap_or(1);
+    eprintln!("random faults for {run:?}, seed {seed}");
+    let mut rng = Rng(seed);
+    let mut nodes = Nodes {
+        cluster: Cluster::new(),
+        dirs: (0..3).map(|_| tempfile::tempdir().expect("dir")).collect(),
+        ports: (0..3).map(|_| free_port()).collect(),
+        running: HashMap::new(),
+    };
+    for id in 1..=3 {
+        nodes.start(id).await;
+    }
+    let addrs: Vec<SocketAddr> = (1..=3).map(|id| nodes.addr(id)).collect();
+    // The declaration retries through the elections of a fresh cluster.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut c = TestConn::connect(addrs[0]).await;
+        let got = c.cmd("DECLARE QUEUE jobs replicas=3").await;
+        if got.starts_with("OK") {
+            break;
+        }
+        assert!(Instant::now() < until, "{got}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = tokio::spawn(publish(addrs.clone(), seen.clone(), stop.clone()));
+    let consumer = tokio::spawn(consume(addrs.clone(), seen.clone(), stop.clone()));
+
+    let mut faults: HashMap<&str, u64> = HashMap::new();
+    let end = Instant::now() + run;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(2000 + rng.below(4000))).await;
+        let victim = 1 + rng.below(3);
+        let kind = match rng.below(10) {
+            0..=3 => "kill and restart a node",
+            4..=6 => "pause a node (SIGSTOP, SIGCONT)",
+            7..=8 => "kill and restart the queue's leader",
+            _ => "kill and restart every node",
+        };
+        *faults.entry(kind).or_default() += 1;
+        match kind {
+            "kill and restart a node" => {
+                nodes.kill(victim).await;
+                tokio::time::sleep(Duration::from_millis(500 + rng.below(3000))).await;
+                nodes.start(victim).await;
+            }
+            "pause a node (SIGSTOP, SIGCONT)" => {
+                nodes.running[&victim].signal(libc::SIGSTOP);
+                tokio::time::sleep(Duration::from_millis(500 + rng.below(3000))).await;
+                nodes.running[&victim].signal(libc::SIGCONT);
+            }
+            "kill and restart the queue's leader" => {
+                let leader = queue_leader(&nodes.running, "jobs").await;
+                nodes.kill(leader).await;
+                tokio::time::sleep(Duration::from_millis(500 + rng.below(3000))).await;
+                nodes.start(leader).await;
+            }
+            _ => {
+                for id in 1..=3 {
+                    nodes.kill(id).await;
+                }
+                for id in 1..=3 {
+                    nodes.start(id).await;
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = publisher.await;
+    let _ = consumer.await;
+    let leader = queue_leader(&nodes.running, "jobs").await;
+    let mut l = TestConn::connect(nodes.addr(leader)).await;
+    let rest = drain(&mut l, "jobs").await;
+    let s = seen.lock().expect("seen");
+    let delivered: BTreeSet<String> = s.delivered.iter().cloned().chain(rest).collect();
+    let lost: Vec<_> = s.confirmed.difference(&delivered).collect();
+    let unknown: Vec<_> = delivered.difference(&s.attempted).collect();
+    eprintln!(
+        "random faults: {run:?}, seed {seed}; faults {faults:?}; {} published ({} confirmed), \
+         {} delivered ({} deliveries); lost {}, never published {}",
+        s.attempted.len(),
+        s.confirmed.len(),
+        delivered.len(),
+        s.deliveries,
+        lost.len(),
+        unknown.len()
+    );
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert!(unknown.is_empty(), "never published: {unknown:?}");
+    assert!(s.confirmed.len() > 10, "hardly anything was published");
+}
+
+/// Publishes `m<k>` through the nodes in turn until told to stop; a
+/// connection that fails is opened again on the next node.
+async fn publish(addrs: Vec<SocketAddr>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
+    let mut k = 0u64;
+    let mut node = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        node = (node + 1) % addrs.len();
+        let Some(mut c) = connect(addrs[node]).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        for _ in 0..50 {
+            k += 1;
+            let body = format!("m{k}");
+            seen.lock().expect("seen").attempted.insert(body.clone());
+            let Some(got) = c.try_cmd(&format!("PUB \"\" jobs {body}")).await else {
+                break;
+            };
+            if got.ends_with("routed=1") {
+                seen.lock().expect("seen").confirmed.insert(body);
+            }
+        }
+    }
+}
+
+/// Takes from the queue's leader (`GET`, then `ACK`) until told to stop.
+async fn consume(addrs: Vec<SocketAddr>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
+    let mut node = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        node = (node + 1) % addrs.len();
+        let Some(mut c) = connect(addrs[node]).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let Some((bodies, acked)) = c.try_get("jobs", 20).await else {
+                break;
+            };
+            let empty = bodies.is_empty();
+            {
+                let mut s = seen.lock().expect("seen");
+                s.deliveries += bodies.len() as u64;
+                s.delivered.extend(bodies);
+            }
+            if !acked {
+                break;
+            }
+            if empty {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A connection, or `None` when the node does not answer.
+async fn connect(addr: SocketAddr) -> Option<TestConn> {
+    let tcp = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    TestConn::from_stream(tcp).await
+}

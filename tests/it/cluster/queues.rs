@@ -1,0 +1,199 @@
+//! Replicated queues (`replicas=`): publish anywhere, consume on the
+//! leader, and lose no confirmed message through a killed or paused leader,
+//! a killed follower, or every node killed and restarted.
+
+use super::{drain, publish_some, queue_leader, start_node, three_nodes, Cluster};
+use crate::common::spawned::Spawned;
+use crate::common::{TestConn, DEADLINE};
+
+#[tokio::test]
+async fn a_replicated_queue_keeps_every_confirmed_message_when_its_leader_is_killed() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE orders replicas=3",
+        "OK orders messages=0 consumers=0",
+    )
+    .await;
+    // What a replicated queue does not take yet is refused, not ignored.
+    for bad in [
+        "replicas=3 ttl=5",
+        "replicas=3 dead-letter=dlx",
+        "replicas=3 exclusive",
+    ] {
+        let refused = c
+            .err(&format!("DECLARE QUEUE other {bad}"), "PRECONDITION")
+            .await;
+        assert!(refused.contains("replicated queue"), "{refused}");
+    }
+    c.err("DECLARE QUEUE other replicas=5", "PRECONDITION")
+        .await;
+    c.err("DECLARE QUEUE orders", "PRECONDITION").await;
+    let leader = queue_leader(&nodes, "orders").await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    l.err("PURGE orders", "PRECONDITION").await;
+    // Its group, as STATS QUEUE and LIST QUEUES show it.
+    let (_, stats) = l.data("STATS QUEUE orders").await;
+    let line = |k: &str| {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(k).map(str::trim))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(line("replicas "), "3", "{stats}");
+    assert_eq!(line("replica_leader "), leader.to_string(), "{stats}");
+    assert_eq!(line("replica_members ").split(',').count(), 3, "{stats}");
+    let (_, table) = l.data("LIST QUEUES orders").await;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .expect("header")
+        .split_whitespace()
+        .collect();
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .expect("row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(header.last(), Some(&"leader"), "{table}");
+    assert_eq!(
+        row.last().copied(),
+        Some(leader.to_string().as_str()),
+        "{table}"
+    );
+    let other = (1..=3).find(|i| *i != leader).expect("a follower");
+    let mut o = TestConn::connect(nodes[&other].addr).await;
+    let refused = o.err("GET orders", "PRECONDITION").await;
+    assert!(
+        refused.contains(&format!("led by node {leader}")),
+        "{refused}"
+    );
+
+    // Published through every node: each confirmed message is recorded.
+    let mut confirmed = std::collections::BTreeSet::new();
+    for i in 0..90 {
+        let node = 1 + (i % 3) as u64;
+        let mut p = TestConn::connect(nodes[&node].addr).await;
+        let got = p.cmd(&format!("PUB \"\" orders m{i}")).await;
+        assert!(got.ends_with("routed=1"), "{got}");
+        confirmed.insert(format!("m{i}"));
+    }
+    // A third consumed and acked on the leader.
+    let mut delivered = std::collections::BTreeSet::new();
+    l.send("GET orders count=30").await;
+    for _ in 0..30 {
+        let (_, body) = l.msg().await;
+        delivered.insert(String::from_utf8(body).expect("utf-8"));
+    }
+    l.expect("OK 30").await;
+    l.ok("ACK 30 multiple", "OK").await;
+    drop(l);
+
+    // The leader is killed: another member takes over with every copy
+    // that was not settled, and takes publishes again.
+    let mut dead = nodes.remove(&leader).expect("leader");
+    dead.kill().await;
+    let killed = std::time::Instant::now();
+    let survivor = *nodes.keys().next().expect("a survivor");
+    let mut p = TestConn::connect(nodes[&survivor].addr).await;
+    // Generous: the failover's time is measured by examples/, this is
+    // about what is kept (and the machine may be loaded).
+    let until = tokio::time::Instant::now() + 3 * DEADLINE;
+    loop {
+        let got = p.cmd("PUB \"\" orders after").await;
+        if got.ends_with("routed=1") {
+            confirmed.insert("after".into());
+            break;
+        }
+        assert!(got.starts_with("ERR UNAVAILABLE"), "{got}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no publish after the kill"
+        );
+    }
+    eprintln!(
+        "first confirmed publish {:?} after the kill",
+        killed.elapsed()
+    );
+    let new = queue_leader(&nodes, "orders").await;
+    assert_ne!(new, leader);
+    let mut n = TestConn::connect(nodes[&new].addr).await;
+    delivered.extend(drain(&mut n, "orders").await);
+
+    // Every confirmed message was delivered at least once, and nothing
+    // was delivered that was not published.
+    let lost: Vec<_> = confirmed.difference(&delivered).collect();
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    let unknown: Vec<_> = delivered.difference(&confirmed).collect();
+    assert!(unknown.is_empty(), "never published: {unknown:?}");
+}
+
+#[tokio::test]
+async fn replicas_needs_a_cluster() {
+    let single = Spawned::start(&[]).await;
+    let mut c = TestConn::connect(single.addr).await;
+    let refused = c.err("DECLARE QUEUE q replicas=3", "PRECONDITION").await;
+    assert!(refused.contains("needs a cluster"), "{refused}");
+    c.ok("DECLARE QUEUE q replicas=1", "OK q messages=0 consumers=0")
+        .await;
+}
+
+#[tokio::test]
+async fn a_replicated_queue_loses_nothing_through_a_paused_leader_a_killed_follower_and_a_restart_of_every_node(
+) {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE jobs replicas=3",
+        "OK jobs messages=0 consumers=0",
+    )
+    .await;
+    let mut confirmed = std::collections::BTreeSet::new();
+    publish_some(&nodes, &[1, 2, 3], 30, &mut confirmed).await;
+
+    // The leader pauses (SIGSTOP): the others elect one and take
+    // publishes; it comes back (SIGCONT) as a follower.
+    let leader = queue_leader(&nodes, "jobs").await;
+    nodes[&leader].signal(libc::SIGSTOP);
+    let other = (1..=3).find(|i| *i != leader).expect("another");
+    publish_some(&nodes, &[other], 20, &mut confirmed).await;
+    nodes[&leader].signal(libc::SIGCONT);
+    publish_some(&nodes, &[1, 2, 3], 20, &mut confirmed).await;
+
+    // A follower killed and started again.
+    let now = queue_leader(&nodes, "jobs").await;
+    let follower = (1..=3).find(|i| *i != now).expect("a follower");
+    let mut f = nodes.remove(&follower).expect("node");
+    f.kill().await;
+    publish_some(&nodes, &[now], 10, &mut confirmed).await;
+    nodes.insert(
+        follower,
+        start_node(&cluster, &dirs, follower as usize).await,
+    );
+    publish_some(&nodes, &[1, 2, 3], 10, &mut confirmed).await;
+
+    // Every node killed, then started again: they read the queue's log
+    // back from their disks.
+    for (_, mut n) in nodes.drain() {
+        n.kill().await;
+    }
+    for i in 1..=3u64 {
+        nodes.insert(i, start_node(&cluster, &dirs, i as usize).await);
+    }
+    let leader = queue_leader(&nodes, "jobs").await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    let delivered: std::collections::BTreeSet<String> =
+        drain(&mut l, "jobs").await.into_iter().collect();
+    // Every confirmed message is there; a publish answered UNAVAILABLE
+    // was tried again with the same body, so nothing else may be.
+    let lost: Vec<_> = confirmed.difference(&delivered).collect();
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    let unknown: Vec<_> = delivered.difference(&confirmed).collect();
+    assert!(unknown.is_empty(), "never published: {unknown:?}");
+}
