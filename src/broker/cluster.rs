@@ -137,6 +137,9 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// these positions (acked, rejected), so that no other member delivers
     /// them after a failover. In the background.
     fn settled(&self, queue: &str, seqs: Vec<u64>);
+    /// Resolves once every settlement of `queue` recorded on this node so
+    /// far is committed in its log (an `ACK`'s `OK` waits for it).
+    fn settled_barrier(&self, queue: &str) -> Proposal;
     /// A replicated queue's group as this node sees it (`None`: not a
     /// replicated queue).
     fn replica_status(&self, queue: &str) -> Option<ReplicaStatus>;

@@ -304,6 +304,12 @@ impl Consensus for MetaGroup {
         self.queues.serve_here(queue)
     }
 
+    fn settled_barrier(&self, queue: &str) -> Proposal {
+        let queues = self.queues.clone();
+        let queue = queue.to_string();
+        Box::pin(async move { queues.barrier(&queue).await.map(|_| Vec::new()) })
+    }
+
     fn replica_status(&self, queue: &str) -> Option<ReplicaStatus> {
         self.queues.status(queue)
     }

@@ -122,6 +122,8 @@ enum Job {
     Enqueue(ReplicaMessage, oneshot::Sender<MetaAnswer>),
     /// Copies settled.
     Settle(Vec<u64>),
+    /// Who waits until what was handed over before is committed.
+    Barrier(oneshot::Sender<MetaAnswer>),
 }
 
 /// The replicated queues of the cluster, and the groups of those this
@@ -351,6 +353,19 @@ impl Queues {
         self.job(name, Job::Settle(seqs));
     }
 
+    /// Resolves once what this node handed over for queue `name` before
+    /// (settlements, copies) is committed.
+    pub(super) async fn barrier(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {
+        let (tx, rx) = oneshot::channel();
+        self.job(name, Job::Barrier(tx));
+        match rx.await {
+            Ok(answer) => answer.into_result().map(|_| ()),
+            Err(_) => Err(BrokerError::Unavailable(format!(
+                "queue {name} was deleted meanwhile"
+            ))),
+        }
+    }
+
     /// Hands `job` to queue `name`'s batcher on this node (started on
     /// first use).
     fn job(self: &Arc<Self>, name: &str, job: Job) {
@@ -360,7 +375,9 @@ impl Queues {
             tokio::spawn(batch(self.clone(), name.to_string(), rx));
             tx
         });
-        if let Err(mpsc::error::SendError(Job::Enqueue(_, waiter))) = tx.send(job) {
+        if let Err(mpsc::error::SendError(Job::Enqueue(_, waiter) | Job::Barrier(waiter))) =
+            tx.send(job)
+        {
             let _ = waiter.send(MetaAnswer::Err(
                 "UNAVAILABLE".into(),
                 format!("queue {name} is not taking messages here"),
@@ -478,12 +495,18 @@ async fn batch(queues: Arc<Queues>, name: String, mut rx: mpsc::UnboundedReceive
                     waiters.push(w);
                 }
                 Job::Settle(seqs) => op.settle.extend(seqs),
+                Job::Barrier(w) => waiters.push(w),
             }
             if (op.enqueue.len() as u64) < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
-        let answer = MetaAnswer::of(queues.submit(&name, &op).await.map(|_| Vec::new()));
+        // A barrier alone: everything before it is committed already (the
+        // batches go one at a time).
+        let answer = match op.enqueue.is_empty() && op.settle.is_empty() {
+            true => MetaAnswer::default(),
+            false => MetaAnswer::of(queues.submit(&name, &op).await.map(|_| Vec::new())),
+        };
         if let MetaAnswer::Err(_, why) = &answer {
             tracing::warn!(queue = %name, error = %why, copies = op.enqueue.len(), settled = op.settle.len(), "a replicated queue's entry");
         }

@@ -3,7 +3,7 @@
 
 use tracing::instrument;
 
-use super::outcome::Outcome;
+use super::outcome::{Completion, Outcome, Pending};
 use crate::broker::queue::Settle;
 use crate::error::BrokerError;
 use crate::protocol::command::{Ack, Nack, Touch};
@@ -49,6 +49,17 @@ fn settle(
     how: Settle,
 ) -> Result<Outcome, BrokerError> {
     let taken = s.take_unacked(tag, multiple);
+    // Replicated queues record settlements in their logs: the reply waits
+    // for those to commit too (while the connection reads on).
+    let mut replicated: Vec<String> = Vec::new();
+    if let Some(c) = s.broker().consensus() {
+        for u in &taken {
+            let name = &u.queue().name;
+            if c.replicated(name) && !replicated.iter().any(|r| **r == **name) {
+                replicated.push(name.to_string());
+            }
+        }
+    }
     let mut gen = None;
     let mut failure = None;
     let mut outstanding = 0usize;
@@ -72,5 +83,19 @@ fn settle(
     if outstanding == 0 {
         return Err(BrokerError::UnknownTag(tag));
     }
-    Ok(Outcome::Reply(Reply::ok(), gen))
+    match s.broker().consensus() {
+        Some(c) if !replicated.is_empty() => Ok(Outcome::Later(Pending::new(async move {
+            let mut committed = Ok(());
+            for q in replicated {
+                if let Err(e) = c.settled_barrier(&q).await {
+                    committed = Err(e);
+                }
+            }
+            Box::new(move |_: &mut SessionState| {
+                committed?;
+                Ok(Outcome::Reply(Reply::ok(), gen))
+            }) as Completion
+        }))),
+        _ => Ok(Outcome::Reply(Reply::ok(), gen)),
+    }
 }
