@@ -586,6 +586,7 @@ impl QueueMachine {
             }
             tracing::info!(queue = %self.name, copies = st.copies.len(), "leading a replicated queue");
         } else {
+            q.cancel_subscriptions("leader-moved");
             let _ = q.purge();
             tracing::info!(queue = %self.name, "no longer leading a replicated queue");
         }

@@ -199,7 +199,7 @@ pub(crate) enum Notice {
     Cancelled {
         /// The subscription's consumer tag.
         tag: String,
-        /// Why: `queue-deleted` or `shutdown`.
+        /// Why: `queue-deleted`, `leader-moved` or `shutdown`.
         reason: &'static str,
     },
     /// `NOTICE closing reason=<reason>`: sent just before the server closes.

@@ -241,11 +241,11 @@ impl SessionState {
         match push {
             Push::Deliver(d) => self.on_delivery(d),
             Push::Notice(n) => self.outbox.push_around(Out::Notice(n)),
-            Push::Cancelled { tag } => {
+            Push::Cancelled { tag, reason } => {
                 if self.subs.remove(&tag).is_some() {
                     self.outbox.push_around(Out::Notice(Notice::Cancelled {
                         tag: tag.to_string(),
-                        reason: "queue-deleted",
+                        reason,
                     }));
                 }
             }

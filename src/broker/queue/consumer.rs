@@ -15,10 +15,13 @@ use crate::broker::message::Entry;
 pub(crate) enum Push {
     /// A message for one of the connection's subscriptions.
     Deliver(Delivery),
-    /// The server ended a subscription (its queue was deleted).
+    /// The server ended a subscription (its queue was deleted, or this
+    /// node no longer leads the replicated queue).
     Cancelled {
         /// The subscription's consumer tag.
         tag: Arc<str>,
+        /// Why, as `NOTICE cancelled` says it.
+        reason: &'static str,
     },
     /// A notice for the connection (`NOTICE active`, `NOTICE inactive`).
     Notice(crate::protocol::reply::Notice),

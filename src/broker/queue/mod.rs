@@ -610,6 +610,16 @@ impl Queue {
         }
     }
 
+    /// Ends every subscription (each gets `NOTICE cancelled <tag>
+    /// reason=<reason>`): a replicated queue's node that stopped leading
+    /// it. Their deliveries stay outstanding on their connections (an ack
+    /// of one still settles it, through the queue's log).
+    pub(crate) fn cancel_subscriptions(&self, reason: &'static str) {
+        if let Kind::Classic(c) = &self.kind {
+            c.cancel_subscriptions(reason);
+        }
+    }
+
     /// Marks the queue deleted: cancels its subscriptions (each gets a
     /// notice), wakes waiting `GET`s and held publishes, and returns its
     /// waiting copies and its tail for release (a stream's stay in the

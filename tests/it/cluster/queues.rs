@@ -166,11 +166,18 @@ async fn a_replicated_queue_loses_nothing_through_a_paused_leader_a_killed_follo
     // The leader pauses (SIGSTOP): the others elect one and take
     // publishes; it comes back (SIGCONT) as a follower.
     let leader = queue_leader(&nodes, "jobs").await;
+    let mut w = TestConn::connect(nodes[&leader].addr).await;
+    w.ok("SUB jobs prefetch=1 tag=w", "OK w").await;
+    w.msg().await;
     nodes[&leader].signal(libc::SIGSTOP);
     let other = (1..=3).find(|i| *i != leader).expect("another");
     publish_some(&nodes, &[other], 20, &mut confirmed).await;
     nodes[&leader].signal(libc::SIGCONT);
     publish_some(&nodes, &[1, 2, 3], 20, &mut confirmed).await;
+    // Its subscriber is told that it no longer leads (the delivery it
+    // holds, never acked, comes again from the new leader).
+    w.expect("NOTICE cancelled w reason=leader-moved").await;
+    drop(w);
 
     // A follower killed and started again.
     let now = queue_leader(&nodes, "jobs").await;

@@ -583,7 +583,10 @@ impl Classic {
         let mut s = self.state.lock();
         s.deleted = true;
         for c in s.consumers.drain(..) {
-            let _ = c.tx.send(Push::Cancelled { tag: c.tag });
+            let _ = c.tx.send(Push::Cancelled {
+                tag: c.tag,
+                reason: "queue-deleted",
+            });
         }
         let out = s.take_all();
         let tail = std::mem::take(&mut s.tail);
@@ -591,6 +594,14 @@ impl Classic {
         q.ready_signal.notify_waiters();
         q.room_signal.notify_waiters();
         (out, tail)
+    }
+
+    /// See [`Queue::cancel_subscriptions`].
+    pub(super) fn cancel_subscriptions(&self, reason: &'static str) {
+        let mut s = self.state.lock();
+        for c in s.consumers.drain(..) {
+            let _ = c.tx.send(Push::Cancelled { tag: c.tag, reason });
+        }
     }
 
     /// See [`Queue::persist_delivery_counts`].

@@ -391,7 +391,10 @@ impl Stream {
         let mut st = self.state.lock();
         st.deleted = true;
         for r in st.readers.list.drain(..) {
-            let _ = r.c.tx.send(super::Push::Cancelled { tag: r.c.tag });
+            let _ = r.c.tx.send(super::Push::Cancelled {
+                tag: r.c.tag,
+                reason: "queue-deleted",
+            });
         }
         st.log.clear_recent();
     }
