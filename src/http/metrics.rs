@@ -89,21 +89,21 @@ pub(crate) fn render(broker: &Broker) -> String {
                 m.sample(name, &[("queue", &q.name)], l);
             }
         }
-        let name = "sluice_queue_replication_lag";
-        m.family(
-            name,
-            "gauge",
+        let lags: Vec<(&str, String, u64)> = replicated
+            .iter()
+            .flat_map(|(q, r)| {
+                r.lag
+                    .iter()
+                    .map(|(p, l)| (q.name.as_str(), p.to_string(), *l))
+            })
+            .collect();
+        lag_family(
+            &mut m,
+            "sluice_queue_replication_lag",
             "On a replicated queue's leader: how many log entries each member is behind it.",
+            "queue",
+            &lags,
         );
-        for (q, r) in &replicated {
-            for (peer, lag) in &r.lag {
-                m.sample(
-                    name,
-                    &[("queue", &q.name), ("peer", &peer.to_string())],
-                    *lag,
-                );
-            }
-        }
     }
     let name = "sluice_queue_dead_lettered_total";
     m.family(
@@ -230,22 +230,21 @@ pub(crate) fn render(broker: &Broker) -> String {
             }
         }
         let last = c.last_log_index.unwrap_or(0);
-        let lags: Vec<(String, u64)> = c
+        let lags: Vec<(&str, String, u64)> = c
             .nodes
             .iter()
-            .filter_map(|n| Some((n.id.to_string(), last.saturating_sub(n.matched?))))
+            .filter_map(|n| {
+                let lag = last.saturating_sub(n.matched?);
+                Some((node.as_str(), n.id.to_string(), lag))
+            })
             .collect();
-        if !lags.is_empty() {
-            let name = "sluice_cluster_replication_lag";
-            m.family(
-                name,
-                "gauge",
-                "On the metadata group's leader: how many log entries each node is behind it.",
-            );
-            for (peer, lag) in &lags {
-                m.sample(name, &[("node", &node), ("peer", peer)], *lag);
-            }
-        }
+        lag_family(
+            &mut m,
+            "sluice_cluster_replication_lag",
+            "On the metadata group's leader: how many log entries each node is behind it.",
+            "node",
+            &lags,
+        );
     }
     let name = "sluice_fsync_duration_seconds";
     m.family(
@@ -312,6 +311,18 @@ pub(crate) fn escape_label(v: &str) -> String {
 /// A help text: backslash and line feed escaped.
 fn escape_help(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// A gauge family of replication lags, one sample per (`by`, peer): none
+/// at all when there is no sample (only a leader knows lags).
+fn lag_family(m: &mut Metrics, name: &str, help: &str, by: &str, lags: &[(&str, String, u64)]) {
+    if lags.is_empty() {
+        return;
+    }
+    m.family(name, "gauge", help);
+    for (of, peer, lag) in lags {
+        m.sample(name, &[(by, of), ("peer", peer)], *lag);
+    }
 }
 
 #[cfg(test)]

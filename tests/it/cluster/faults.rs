@@ -203,9 +203,7 @@ async fn publish(addrs: Vec<SocketAddr>, seen: Arc<Mutex<Seen>>, stop: Arc<Atomi
     let mut k = 0u64;
     let mut node = 0usize;
     while !stop.load(Ordering::Relaxed) {
-        node = (node + 1) % addrs.len();
-        let Some(mut c) = connect(addrs[node]).await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(mut c) = next_node(&addrs, &mut node).await else {
             continue;
         };
         for _ in 0..50 {
@@ -226,9 +224,7 @@ async fn publish(addrs: Vec<SocketAddr>, seen: Arc<Mutex<Seen>>, stop: Arc<Atomi
 async fn consume(addrs: Vec<SocketAddr>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
     let mut node = 0usize;
     while !stop.load(Ordering::Relaxed) {
-        node = (node + 1) % addrs.len();
-        let Some(mut c) = connect(addrs[node]).await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(mut c) = next_node(&addrs, &mut node).await else {
             continue;
         };
         loop {
@@ -252,6 +248,17 @@ async fn consume(addrs: Vec<SocketAddr>, seen: Arc<Mutex<Seen>>, stop: Arc<Atomi
             }
         }
     }
+}
+
+/// A connection to the node after `node` (which it moves on to); `None`,
+/// after a short pause, when that node does not answer.
+async fn next_node(addrs: &[SocketAddr], node: &mut usize) -> Option<TestConn> {
+    *node = (*node + 1) % addrs.len();
+    let c = connect(addrs[*node]).await;
+    if c.is_none() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c
 }
 
 /// A connection, or `None` when the node does not answer.

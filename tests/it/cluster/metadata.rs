@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{agreed, eventually, free_port, start_node, three_nodes, view, view_on, Cluster};
+use super::{agreed, eventually, free_port, row, start_node, three_nodes, view, view_on, Cluster};
 use crate::common::cert::Cert;
 use crate::common::spawned::Spawned;
 use crate::common::{http_request, TestConn, DEADLINE};
@@ -103,13 +103,8 @@ async fn three_nodes_elect_a_leader_elect_another_when_it_is_killed_and_take_it_
     let follower = (1..=3).find(|i| *i != first).expect("a follower");
     let mut c = TestConn::connect(nodes[&follower].addr).await;
     let (_, table) = c.data("LIST NODES 2").await;
-    let row: Vec<&str> = table
-        .lines()
-        .nth(1)
-        .expect("row")
-        .split_whitespace()
-        .collect();
-    assert_eq!((row[0], row[4], row[5]), ("2", "-", "-"), "{table}");
+    let r = row(&table, 1);
+    assert_eq!((r[0], r[4], r[5]), ("2", "-", "-"), "{table}");
 
     // The leader is killed: the other two elect one of them, later.
     let mut dead = nodes.remove(&first).expect("leader");

@@ -224,3 +224,13 @@ pub(super) async fn publish_some(
         confirmed.insert(body);
     }
 }
+
+/// Row `n` of a `LIST` table (0: the header), split into its cells.
+pub(super) fn row(table: &str, n: usize) -> Vec<&str> {
+    table
+        .lines()
+        .nth(n)
+        .unwrap_or_else(|| panic!("no row {n}: {table}"))
+        .split_whitespace()
+        .collect()
+}

@@ -2,7 +2,7 @@
 //! leader, and lose no confirmed message through a killed or paused leader,
 //! a killed follower, or every node killed and restarted.
 
-use super::{drain, publish_some, queue_leader, start_node, three_nodes, Cluster};
+use super::{drain, publish_some, queue_leader, row, start_node, three_nodes, Cluster};
 use crate::common::spawned::Spawned;
 use crate::common::{TestConn, DEADLINE};
 
@@ -47,21 +47,11 @@ async fn a_replicated_queue_keeps_every_confirmed_message_when_its_leader_is_kil
     assert_eq!(line("replica_leader "), leader.to_string(), "{stats}");
     assert_eq!(line("replica_members ").split(',').count(), 3, "{stats}");
     let (_, table) = l.data("LIST QUEUES orders").await;
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .expect("header")
-        .split_whitespace()
-        .collect();
-    let row: Vec<&str> = table
-        .lines()
-        .nth(1)
-        .expect("row")
-        .split_whitespace()
-        .collect();
+    let header = row(&table, 0);
+    let first = row(&table, 1);
     assert_eq!(header.last(), Some(&"leader"), "{table}");
     assert_eq!(
-        row.last().copied(),
+        first.last().copied(),
         Some(leader.to_string().as_str()),
         "{table}"
     );
