@@ -106,6 +106,11 @@ impl MetaAnswer {
         }
     }
 
+    /// The answer of a change refused with `e`.
+    pub(crate) fn error(e: BrokerError) -> MetaAnswer {
+        MetaAnswer::of(Err(e))
+    }
+
     /// Back to a result, on the node that took the command.
     pub(crate) fn into_result(self) -> Result<Vec<String>, BrokerError> {
         match self {

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::queues::{Placement, Queues};
 use super::TypeConfig;
 use crate::broker::{Broker, MetaAnswer, MetaOp};
+use crate::error::BrokerError;
 use crate::protocol::parse::decode_one;
 use crate::protocol::reply::quote_for_message;
 use crate::protocol::Command;
@@ -83,7 +84,7 @@ impl MetaMachine {
             MetaOp::Command(frame) => decode_one(frame.as_bytes()).ok(),
             _ => None,
         };
-        let refuse = |text: String| MetaAnswer::Err("PRECONDITION".into(), text);
+        let refuse = |text: String| MetaAnswer::error(BrokerError::Precondition(text));
         match &command {
             Some(Command::DeclareQueue(d)) => {
                 let want = d.replicas.filter(|r| *r > 1);
@@ -149,10 +150,9 @@ impl MetaMachine {
             EntryPayload::Normal(p) => match serde_json::from_str::<MetaOp>(&p.0) {
                 Ok(op) => self.apply_op(&op, e.log_id.index),
                 // Written by a newer node: refused, on every node alike.
-                Err(e) => MetaAnswer::Err(
-                    "INTERNAL".into(),
-                    format!("a change this node does not understand: {e}"),
-                ),
+                Err(e) => MetaAnswer::error(BrokerError::Internal(format!(
+                    "a change this node does not understand: {e}"
+                ))),
             },
             EntryPayload::Membership(m) => {
                 self.applied.lock().membership = StoredMembership::new(Some(e.log_id), m);
@@ -183,11 +183,7 @@ fn write_error(e: impl std::fmt::Display) -> StorageError<u64> {
 
 impl RaftSnapshotBuilder<TypeConfig> for MetaMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        Err(StorageError::from(StorageIOError::new(
-            ErrorSubject::None,
-            ErrorVerb::Read,
-            openraft::AnyError::error("the metadata group takes no snapshots"),
-        )))
+        Err(super::no_snapshots("metadata groups"))
     }
 }
 
@@ -235,14 +231,10 @@ impl RaftStateMachine<TypeConfig> for MetaMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<u64, BasicNode>,
+        _meta: &SnapshotMeta<u64, BasicNode>,
         _snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
-        Err(StorageError::from(StorageIOError::new(
-            ErrorSubject::Snapshot(Some(meta.signature())),
-            ErrorVerb::Write,
-            openraft::AnyError::error("the metadata group takes no snapshots"),
-        )))
+        Err(super::no_snapshots("metadata groups"))
     }
 
     async fn get_current_snapshot(

@@ -65,6 +65,16 @@ openraft::declare_raft_types!(
         R = crate::broker::MetaAnswer,
 );
 
+/// The error of a snapshot asked of a group that takes none (`what`: which
+/// groups); none is ever asked while their snapshot policy is `Never`.
+fn no_snapshots(what: &str) -> openraft::StorageError<u64> {
+    openraft::StorageError::from(openraft::StorageIOError::new(
+        openraft::ErrorSubject::None,
+        openraft::ErrorVerb::Read,
+        openraft::AnyError::error(format!("{what} take no snapshots yet")),
+    ))
+}
+
 /// A command in a group's log: JSON text, which the log's own JSON (its
 /// file, the nodes' frames) carries as one string, not as an array of
 /// numbers that would take four bytes a byte and a number parse each.

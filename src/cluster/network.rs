@@ -38,6 +38,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::broker::MetaAnswer;
+use crate::error::BrokerError;
 use crate::protocol::command::ClusterCommand;
 use crate::protocol::parse::decode_one;
 use crate::protocol::Command;
@@ -261,11 +262,14 @@ pub(crate) async fn serve(
                     Rpc::Membership(frame) => {
                         let answer = match (decode_one(frame.as_bytes()), &membership) {
                             (Ok(Command::Cluster(c)), Some(on)) => on(c).await,
-                            (Ok(Command::Cluster(_)), None) => MetaAnswer::Err(
-                                "UNAVAILABLE".into(),
-                                "this node takes no membership changes".into(),
-                            ),
-                            _ => MetaAnswer::Err("SYNTAX".into(), "not a CLUSTER command".into()),
+                            (Ok(Command::Cluster(_)), None) => {
+                                MetaAnswer::error(BrokerError::Unavailable(
+                                    "this node takes no membership changes".into(),
+                                ))
+                            }
+                            _ => MetaAnswer::error(BrokerError::Syntax(
+                                "not a CLUSTER command".into(),
+                            )),
                         };
                         write_frame(&mut s, &answer).await.is_ok()
                     }

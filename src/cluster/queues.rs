@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Config, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, Raft,
-    RaftSnapshotBuilder, ServerState, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+    BasicNode, Config, Entry, EntryPayload, LogId, Raft, RaftSnapshotBuilder, ServerState,
+    SnapshotMeta, StorageError, StoredMembership,
 };
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -378,10 +378,9 @@ impl Queues {
         if let Err(mpsc::error::SendError(Job::Enqueue(_, waiter) | Job::Barrier(waiter))) =
             tx.send(job)
         {
-            let _ = waiter.send(MetaAnswer::Err(
-                "UNAVAILABLE".into(),
-                format!("queue {name} is not taking messages here"),
-            ));
+            let _ = waiter.send(MetaAnswer::error(BrokerError::Unavailable(format!(
+                "queue {name} is not taking messages here"
+            ))));
         }
     }
 
@@ -627,11 +626,7 @@ impl QueueMachine {
 }
 
 fn no_snapshots() -> StorageError<u64> {
-    StorageError::from(StorageIOError::new(
-        ErrorSubject::None,
-        ErrorVerb::Read,
-        openraft::AnyError::error("replicated queues take no snapshots yet"),
-    ))
+    super::no_snapshots("replicated queues")
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for QueueMachine {

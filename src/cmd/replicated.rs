@@ -50,7 +50,8 @@ pub(super) fn propose(
             })
         }
         Command::DeclareQueue(c) => {
-            if c.replicas.is_some_and(|r| r > 1) {
+            let replicated = c.replicas.is_some_and(|r| r > 1);
+            if replicated {
                 replicable(c)?;
             } else if c.exclusive || c.name.is_empty() {
                 return Ok(None);
@@ -62,19 +63,12 @@ pub(super) fn propose(
                 durable: true,
                 ..c.clone()
             });
-            if c.replicas.is_some_and(|r| r > 1) {
+            if replicated {
                 // Answered once its group has a leader, so that a `SUB`
                 // right after it finds one.
                 let op = MetaOp::Command(frame(&declare)?);
-                let name = c.name.clone();
-                return Ok(Some(Outcome::Pending(Pending::new(async move {
-                    let answer = consensus.propose(op).await;
-                    if answer.is_ok() {
-                        let _ = consensus.led(&name).await;
-                    }
-                    Box::new(move |_: &mut SessionState| Ok(Outcome::reply(Reply::words(answer?))))
-                        as Completion
-                }))));
+                let led = Some(c.name.clone());
+                return Ok(Some(send(consensus, op, led, |_| {})));
             }
             declare
         }
@@ -97,7 +91,9 @@ pub(super) fn propose(
                 ..c.clone()
             });
             let op = MetaOp::Command(frame(&delete)?);
-            return Ok(Some(send(consensus, op, move |s| s.forget_queue(&name))));
+            return Ok(Some(send(consensus, op, None, move |s| {
+                s.forget_queue(&name)
+            })));
         }
         Command::Bind(c) | Command::Unbind(c) => {
             if is_local(s, &c.queue) {
@@ -124,6 +120,7 @@ pub(super) fn propose(
     Ok(Some(send(
         consensus,
         MetaOp::Command(frame(&proposed)?),
+        None,
         |_| {},
     )))
 }
@@ -183,16 +180,22 @@ fn frame(command: &Command) -> Result<String, BrokerError> {
 }
 
 /// Proposes `op` and answers with what the group made of it, running
-/// `then` on the connection first when it went through. The connection
+/// `then` on the connection first when it went through; with `led` (a
+/// replicated queue's declaration), once that queue's group has a leader
+/// too. The connection
 /// reads no further commands meanwhile, so what it sends next sees the
 /// change.
 fn send(
     consensus: Arc<dyn Consensus>,
     op: MetaOp,
+    led: Option<String>,
     then: impl FnOnce(&mut SessionState) + Send + 'static,
 ) -> Outcome {
     Outcome::Pending(Pending::new(async move {
         let answer = consensus.propose(op).await;
+        if let (Ok(_), Some(queue)) = (&answer, led) {
+            let _ = consensus.led(&queue).await;
+        }
         Box::new(move |s: &mut SessionState| {
             let words = answer?;
             then(s);
