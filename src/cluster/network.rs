@@ -11,7 +11,7 @@
 //! result, error included). A client keeps one connection per peer,
 //! opened lazily on its first request and dropped on any I/O error, which
 //! openraft sees as the peer being unreachable (it backs off and
-//! retries). With TLS (a node whose client port has it), every connection
+//! retries), and with any request given up on before its reply came. With TLS (a node whose client port has it), every connection
 //! is TLS first: the server shows its certificate, the client checks it
 //! names the peer's IP address and chains to what the cluster trusts.
 
@@ -391,26 +391,32 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
 impl Peer {
     /// Sends `rpc` and reads its reply, connecting first if need be; an
     /// I/O error drops the connection.
+    ///
+    /// The connection is taken out for the call and put back only once
+    /// its reply is read: a call given up on (openraft drops the future at
+    /// its timeout) closes its connection with it, so a reply that comes
+    /// later is never read as the next request's. (A stale "success" would
+    /// count entries the peer never took as replicated.)
     async fn call<R: DeserializeOwned>(&mut self, rpc: &Rpc) -> Result<R, Unreachable> {
-        if self.conn.is_none() {
-            let s = self
+        let mut s = match self.conn.take() {
+            Some(s) => s,
+            None => self
                 .peers
                 .connect(&self.addr)
                 .await
-                .map_err(|e| Unreachable::new(&e))?;
-            self.conn = Some(s);
-        }
-        let Some(s) = self.conn.as_mut() else {
-            return Err(Unreachable::new(&std::io::Error::other("not connected")));
+                .map_err(|e| Unreachable::new(&e))?,
         };
-        let reply = match write_frame(s, rpc).await {
-            Ok(()) => read_frame::<R>(s).await,
+        let reply = match write_frame(&mut s, rpc).await {
+            Ok(()) => read_frame::<R>(&mut s).await,
             Err(e) => Err(e),
         };
-        reply.map_err(|e| {
-            self.conn = None;
-            Unreachable::new(&e)
-        })
+        match reply {
+            Ok(r) => {
+                self.conn = Some(s);
+                Ok(r)
+            }
+            Err(e) => Err(Unreachable::new(&e)),
+        }
     }
 
     /// Makes the call `rpc`: an I/O failure is the peer unreachable, the
@@ -451,5 +457,61 @@ impl RaftNetwork<TypeConfig> for Peer {
         _option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         self.request(&Rpc::Vote(self.peers.group, rpc)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node that answers each request with its group number, in order,
+    /// the first one late (after `late`).
+    async fn slow_first(late: std::time::Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Ok((mut s, _)) = listener.accept().await {
+                let slow = std::mem::take(&mut first);
+                tokio::spawn(async move {
+                    let _: Hello = read_frame(&mut s).await.unwrap();
+                    let mut slow = slow;
+                    while let Ok(Rpc::Write(g, _)) = read_frame::<Rpc>(&mut s).await {
+                        if std::mem::take(&mut slow) {
+                            tokio::time::sleep(late).await;
+                        }
+                        if write_frame(&mut s, &g).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_call_given_up_on_leaves_no_reply_behind_for_the_next() {
+        // openraft gives up on a request after its timeout (dropping the
+        // call): the reply that comes later must never be taken for the
+        // next request's (a stale "success" would count entries a peer
+        // never took as replicated).
+        let addr = slow_first(std::time::Duration::from_millis(300)).await;
+        let peers = Peers::new(Arc::from("s"), None);
+        let mut peer = Peer {
+            target: 2,
+            addr,
+            peers,
+            conn: None,
+        };
+        let rpc = |g| Rpc::Write(g, Payload(String::new()));
+        let given_up = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            peer.call::<u64>(&rpc(1)),
+        )
+        .await;
+        assert!(given_up.is_err(), "the first call was to time out");
+        assert_eq!(peer.call::<u64>(&rpc(2)).await.unwrap(), 2);
+        assert_eq!(peer.call::<u64>(&rpc(3)).await.unwrap(), 3);
     }
 }

@@ -140,8 +140,8 @@ pub(super) struct Queues {
     meta: OnceLock<Raft<TypeConfig>>,
     /// Every replicated queue, by name.
     placed: RwLock<HashMap<String, Placement>>,
-    /// The groups this node runs, by number.
-    running: Mutex<HashMap<u64, Running>>,
+    /// The groups this node runs, by number (`None`: starting).
+    running: Mutex<HashMap<u64, Option<Running>>>,
     /// Each queue's batcher on this node, by name.
     batchers: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
 }
@@ -217,7 +217,9 @@ impl Queues {
         let Some(p) = self.placed.write().remove(name) else {
             return;
         };
-        let Some(run) = self.running.lock().remove(&p.group) else {
+        let Some(Some(run)) = self.running.lock().remove(&p.group) else {
+            // Not running here, or still starting: the start sees its
+            // place gone and stops what it started.
             return;
         };
         self.router.remove(&p.group);
@@ -241,14 +243,23 @@ impl Queues {
     }
 
     /// Starts group `p` here, when this node is one of its members and
-    /// does not run it yet (in the background).
+    /// does not run it yet (in the background). Its place is taken at
+    /// once, so that two calls never start two Rafts on one log.
     fn run(self: &Arc<Self>, name: String, p: Placement) {
-        if !p.members.contains(&self.me) || self.running.lock().contains_key(&p.group) {
+        if !p.members.contains(&self.me) {
             return;
+        }
+        {
+            let mut running = self.running.lock();
+            if running.contains_key(&p.group) {
+                return;
+            }
+            running.insert(p.group, None);
         }
         let this = self.clone();
         tokio::spawn(async move {
             if let Err(e) = this.start_group(&name, &p).await {
+                this.running.lock().remove(&p.group);
                 tracing::error!(queue = %name, group = p.group, error = %e, "starting a replicated queue's group");
             }
         });
@@ -284,10 +295,32 @@ impl Queues {
                 .collect();
             raft.initialize(members).await.map_err(|e| e.to_string())?;
         }
-        let watcher = tokio::spawn(lead(raft.clone(), machine));
-        self.running
-            .lock()
-            .insert(p.group, Running { raft, watcher });
+        let watcher = tokio::spawn(lead(
+            self.clone(),
+            name.to_string(),
+            p.clone(),
+            raft.clone(),
+            machine,
+        ));
+        let kept = match self.running.lock().get_mut(&p.group) {
+            Some(slot) => {
+                *slot = Some(Running {
+                    raft: raft.clone(),
+                    watcher,
+                });
+                true
+            }
+            None => {
+                watcher.abort();
+                false
+            }
+        };
+        if !kept {
+            // Deleted (or the node stopped) while it started.
+            self.router.remove(&p.group);
+            let _ = raft.shutdown().await;
+            return Ok(());
+        }
         tracing::info!(queue = %name, group = p.group, members = ?p.members, "replicated queue's group started");
         Ok(())
     }
@@ -307,13 +340,21 @@ impl Queues {
             .unwrap_or_default()
     }
 
+    /// Group `group`'s Raft, if it runs here.
+    fn raft(&self, group: u64) -> Option<Raft<TypeConfig>> {
+        self.running
+            .lock()
+            .get(&group)
+            .and_then(|r| r.as_ref().map(|r| r.raft.clone()))
+    }
+
     /// Appends `op` to queue `name`'s log from this node.
     async fn submit(&self, name: &str, op: &QueueOp) -> Result<u64, BrokerError> {
         let p = self.placement(name).ok_or_else(|| {
             BrokerError::NotFound(format!("queue {name} is not a replicated queue"))
         })?;
         let command = Payload::of(op).map_err(|e| BrokerError::Internal(e.to_string()))?;
-        let local = self.running.lock().get(&p.group).map(|r| r.raft.clone());
+        let local = self.raft(p.group);
         let members: Vec<String> = p.members.iter().map(|id| self.addr(*id)).collect();
         let deadline = Instant::now() + SUBMIT_TIMEOUT;
         let submitted = submit(
@@ -390,11 +431,9 @@ impl Queues {
             return Ok(());
         };
         let (leader, ready) = self
-            .running
-            .lock()
-            .get(&p.group)
+            .raft(p.group)
             .map(|r| {
-                let m = r.raft.metrics().borrow().clone();
+                let m = r.metrics().borrow().clone();
                 (m.current_leader, serves(&m))
             })
             .unwrap_or((None, false));
@@ -419,11 +458,7 @@ impl Queues {
     /// Queue `name`'s group as this node sees it (`None`: not replicated).
     pub(super) fn status(&self, name: &str) -> Option<ReplicaStatus> {
         let p = self.placement(name)?;
-        let metrics = self
-            .running
-            .lock()
-            .get(&p.group)
-            .map(|r| r.raft.metrics().borrow().clone());
+        let metrics = self.raft(p.group).map(|r| r.metrics().borrow().clone());
         let mut status = ReplicaStatus {
             members: p.members.clone(),
             ..ReplicaStatus::default()
@@ -457,10 +492,8 @@ impl Queues {
         let deadline = Instant::now() + SUBMIT_TIMEOUT;
         while Instant::now() < deadline {
             let leader = self
-                .running
-                .lock()
-                .get(&p.group)
-                .and_then(|r| r.raft.metrics().borrow().current_leader);
+                .raft(p.group)
+                .and_then(|r| r.metrics().borrow().current_leader);
             if leader.is_some() {
                 return;
             }
@@ -470,7 +503,7 @@ impl Queues {
 
     /// Stops every group (the node stops).
     pub(super) async fn stop(&self) {
-        let all: Vec<Running> = self.running.lock().drain().map(|(_, r)| r).collect();
+        let all: Vec<Running> = self.running.lock().drain().filter_map(|(_, r)| r).collect();
         for r in all {
             r.watcher.abort();
             let _ = r.raft.shutdown().await;
@@ -524,16 +557,35 @@ fn serves(m: &openraft::RaftMetrics<u64, BasicNode>) -> bool {
             .is_some_and(|l| l.leader_id.term == m.current_term)
 }
 
-/// Keeps this node's view of the queue in step with its leadership.
-async fn lead(raft: Raft<TypeConfig>, machine: QueueMachine) {
+/// Keeps this node's view of queue `name` in step with its leadership.
+///
+/// A group stopped on purpose (deleted, the node stopping) has this task
+/// aborted first. One whose Raft stopped on its own (a storage error, a
+/// bug) is started again a second later, from its log, on a fresh state
+/// machine: a member that stays down would leave the queue a member short
+/// until the node restarts.
+async fn lead(
+    queues: Arc<Queues>,
+    name: String,
+    p: Placement,
+    raft: Raft<TypeConfig>,
+    machine: QueueMachine,
+) {
     let mut metrics = raft.metrics();
     loop {
         let leads = serves(&metrics.borrow_and_update());
         machine.set_active(leads);
         if metrics.changed().await.is_err() {
-            machine.set_active(false);
-            return;
+            break;
         }
+    }
+    machine.set_active(false);
+    tracing::error!(queue = %name, group = p.group, "a replicated queue's Raft stopped on its own; starting it again in 1 s");
+    queues.router.remove(&p.group);
+    queues.running.lock().remove(&p.group);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if queues.placement(&name).as_ref() == Some(&p) {
+        queues.run(name, p);
     }
 }
 
