@@ -58,6 +58,10 @@ pub(crate) const MAX_FRAME: usize = 64 << 20;
 struct Hello {
     /// The cluster's shared secret.
     secret: String,
+    /// The node that connects (for the logs, and for a proxy between
+    /// nodes that cuts some off: the partition tests').
+    #[serde(default)]
+    from: u64,
 }
 
 /// Whether `a` and `b` are the same bytes, in a time that depends on their
@@ -226,8 +230,12 @@ pub(crate) async fn serve(
             };
             match read_frame::<Hello>(&mut s).await {
                 Ok(h) if same(h.secret.as_bytes(), secret.as_bytes()) => {}
-                _ => {
-                    tracing::warn!(%peer, "refused a cluster connection: wrong secret or no hello");
+                Ok(h) => {
+                    tracing::warn!(%peer, node = h.from, "refused a cluster connection: wrong secret");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "refused a cluster connection: no hello");
                     return;
                 }
             }
@@ -312,6 +320,8 @@ async fn answer<T: Serialize, E: Serialize>(
 /// shared secret, over TLS when `tls` says what to trust.
 #[derive(Debug, Clone)]
 pub(crate) struct Peers {
+    /// This node's id.
+    me: u64,
     secret: Arc<str>,
     tls: Option<TlsClientConfig>,
     /// The group whose Raft talks through it.
@@ -319,9 +329,10 @@ pub(crate) struct Peers {
 }
 
 impl Peers {
-    /// For the metadata group.
-    pub(crate) fn new(secret: Arc<str>, tls: Option<TlsClientConfig>) -> Peers {
+    /// Node `me`'s, for the metadata group.
+    pub(crate) fn new(me: u64, secret: Arc<str>, tls: Option<TlsClientConfig>) -> Peers {
         Peers {
+            me,
             secret,
             tls,
             group: META_GROUP,
@@ -352,6 +363,7 @@ impl Peers {
         };
         let hello = Hello {
             secret: self.secret.to_string(),
+            from: self.me,
         };
         write_frame(&mut s, &hello).await?;
         Ok(s)
@@ -497,7 +509,7 @@ mod tests {
         // next request's (a stale "success" would count entries a peer
         // never took as replicated).
         let addr = slow_first(std::time::Duration::from_millis(300)).await;
-        let peers = Peers::new(Arc::from("s"), None);
+        let peers = Peers::new(1, Arc::from("s"), None);
         let mut peer = Peer {
             target: 2,
             addr,

@@ -125,7 +125,7 @@ impl ClusterNode {
             }
             None => (None, None),
         };
-        let peers = Peers::new(secret.clone(), trust);
+        let peers = Peers::new(cfg.node_id, secret.clone(), trust);
         let router: Router = Arc::default();
         let queues = Queues::new(
             cfg.node_id,

@@ -51,7 +51,7 @@ impl Node {
         };
         let config = Arc::new(config.validate().expect("config"));
         let secret: Arc<str> = Arc::from(secret);
-        let peers = Peers::new(secret.clone(), None);
+        let peers = Peers::new(id, secret.clone(), None);
         let raft = Raft::new(id, config, peers, log, sm.clone())
             .await
             .expect("raft");

@@ -7,10 +7,11 @@
 //! Three nodes keep a replicated queue while a publisher (through any
 //! node) and a consumer (on the leader) run, and faults come every few
 //! seconds, one node at a time: a SIGKILL and a restart, a SIGSTOP and a
-//! SIGCONT, the queue's leader killed, now and then every node killed and
-//! restarted. At the end the queue is drained and checked: every
-//! confirmed message was delivered at least once, and nothing was
-//! delivered that was not published. CI runs it for 20 seconds.
+//! SIGCONT, a partition (the node cut off from the others by the proxies
+//! between them, `net.rs`, then healed), the queue's leader killed, now and
+//! then every node killed and restarted. At the end the queue is drained and checked: every
+//! confirmed message was delivered at least once, nothing was
+//! delivered that was not published, and no node panicked. CI runs it for 20 seconds.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -29,6 +30,9 @@ struct Nodes {
     dirs: Vec<tempfile::TempDir>,
     ports: Vec<u16>,
     running: HashMap<u64, Spawned>,
+    /// Panics the nodes gone so far reported (a node that panics in a
+    /// task goes on, a part of it dead: the run fails).
+    panics: Vec<String>,
 }
 
 impl Nodes {
@@ -55,8 +59,17 @@ impl Nodes {
     async fn kill(&mut self, id: u64) {
         if let Some(mut n) = self.running.remove(&id) {
             n.kill().await;
+            self.panics.extend(panics(&n));
         }
     }
+}
+
+/// The panics node `n` reported on its log so far.
+fn panics(n: &Spawned) -> Vec<String> {
+    n.log_lines()
+        .into_iter()
+        .filter(|l| l.contains("panicked at"))
+        .collect()
 }
 
 /// A tiny deterministic generator (xorshift), seeded from the clock and
@@ -107,11 +120,13 @@ async fn random_faults(run: Duration) {
         .unwrap_or(1);
     eprintln!("random faults for {run:?}, seed {seed}");
     let mut rng = Rng(seed);
+    let (cluster, net) = Cluster::behind_proxies().await;
     let mut nodes = Nodes {
-        cluster: Cluster::new(),
+        cluster,
         dirs: (0..3).map(|_| tempfile::tempdir().expect("dir")).collect(),
         ports: (0..3).map(|_| free_port()).collect(),
         running: HashMap::new(),
+        panics: Vec::new(),
     };
     for id in 1..=3 {
         nodes.start(id).await;
@@ -139,8 +154,9 @@ async fn random_faults(run: Duration) {
         tokio::time::sleep(Duration::from_millis(2000 + rng.below(4000))).await;
         let victim = 1 + rng.below(3);
         let kind = match rng.below(10) {
-            0..=3 => "kill and restart a node",
-            4..=6 => "pause a node (SIGSTOP, SIGCONT)",
+            0..=2 => "kill and restart a node",
+            3..=4 => "pause a node (SIGSTOP, SIGCONT)",
+            5..=6 => "cut a node off from the others (a partition), then heal",
             7..=8 => "kill and restart the queue's leader",
             _ => "kill and restart every node",
         };
@@ -150,6 +166,11 @@ async fn random_faults(run: Duration) {
                 nodes.kill(victim).await;
                 tokio::time::sleep(Duration::from_millis(500 + rng.below(3000))).await;
                 nodes.start(victim).await;
+            }
+            "cut a node off from the others (a partition), then heal" => {
+                net.isolate(victim, 3);
+                tokio::time::sleep(Duration::from_millis(500 + rng.below(5000))).await;
+                net.heal();
             }
             "pause a node (SIGSTOP, SIGCONT)" => {
                 nodes.running[&victim].signal(libc::SIGSTOP);
@@ -192,6 +213,11 @@ async fn random_faults(run: Duration) {
         lost.len(),
         unknown.len()
     );
+    let mut panicked = nodes.panics.clone();
+    for n in nodes.running.values() {
+        panicked.extend(panics(n));
+    }
+    assert!(panicked.is_empty(), "nodes panicked: {panicked:?}");
     assert!(lost.is_empty(), "lost: {lost:?}");
     assert!(unknown.is_empty(), "never published: {unknown:?}");
     assert!(s.confirmed.len() > 10, "hardly anything was published");

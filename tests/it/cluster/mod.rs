@@ -7,6 +7,8 @@
 
 mod faults;
 mod metadata;
+mod net;
+mod partitions;
 mod queues;
 
 use std::collections::HashMap;
@@ -34,19 +36,36 @@ pub(super) fn free_port() -> u16 {
 /// Three nodes' cluster ports, and the `serve` flags that make node `i`
 /// (1 to 3) one of them.
 pub(super) struct Cluster {
+    /// Where each node listens for the others.
     pub(super) ports: Vec<u16>,
+    /// Where the others reach it: the same port, or its proxy's.
+    reach: Vec<u16>,
 }
 
 impl Cluster {
     pub(super) fn new() -> Cluster {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         Cluster {
-            ports: (0..3).map(|_| free_port()).collect(),
+            reach: ports.clone(),
+            ports,
         }
+    }
+
+    /// Three nodes that reach each other through `net`'s proxies, and the
+    /// proxies.
+    pub(super) async fn behind_proxies() -> (Cluster, net::Net) {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let net = net::Net::start(&ports).await;
+        let cluster = Cluster {
+            reach: net.ports.clone(),
+            ports,
+        };
+        (cluster, net)
     }
 
     pub(super) fn args(&self, i: usize) -> Vec<String> {
         let peers = (1..=3)
-            .map(|j| format!("{j}=127.0.0.1:{}", self.ports[j - 1]))
+            .map(|j| format!("{j}=127.0.0.1:{}", self.reach[j - 1]))
             .collect::<Vec<_>>()
             .join(",");
         vec![
