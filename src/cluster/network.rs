@@ -81,17 +81,21 @@ pub(super) enum Rpc {
     /// A change for a group, forwarded to its leader by the node that
     /// took it from a client.
     Write(u64, Payload),
-    /// A membership change (`CLUSTER ...`, as its wire frame), forwarded
-    /// to the leader.
-    Membership(String),
+    /// A membership change of a group (`CLUSTER ...`, as its wire frame),
+    /// for its leader: the metadata group's forwarded by the node that
+    /// took it, a replicated queue's from a member that repairs its
+    /// damaged copy.
+    Membership(u64, String),
     /// From the leader handing its lead over: stand for election now.
     Elect,
 }
 
-/// What a node does with a membership change forwarded to it (as the
-/// leader): `cluster::membership`'s, handed in by the node.
+/// What a node does with a membership change of a group forwarded to it
+/// (as the group's leader): `cluster::membership`'s, handed in by the
+/// node.
 pub(crate) type OnMembership = Arc<
     dyn Fn(
+            u64,
             ClusterCommand,
         ) -> std::pin::Pin<Box<dyn std::future::Future<Output = MetaAnswer> + Send>>
         + Send
@@ -267,9 +271,9 @@ pub(crate) async fn serve(
                         };
                         write_frame(&mut s, &written).await.is_ok()
                     }
-                    Rpc::Membership(frame) => {
+                    Rpc::Membership(g, frame) => {
                         let answer = match (decode_one(frame.as_bytes()), &membership) {
-                            (Ok(Command::Cluster(c)), Some(on)) => on(c).await,
+                            (Ok(Command::Cluster(c)), Some(on)) => on(g, c).await,
                             (Ok(Command::Cluster(_)), None) => {
                                 MetaAnswer::error(BrokerError::Unavailable(
                                     "this node takes no membership changes".into(),

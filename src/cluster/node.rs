@@ -57,6 +57,14 @@ pub enum ClusterError {
     /// openraft refused to start or to initialize the group.
     #[error("the cluster's Raft group: {0}")]
     Raft(String),
+    /// This node's copy of the metadata group's log did not read back
+    /// whole.
+    #[error(
+        "this node's copy of the cluster's metadata log is damaged (set aside in the data \
+         directory's log/groups/ as a .damaged file): remove the node (sluice cluster remove), \
+         empty its data directory, and add it again (serve --join, sluice cluster add)"
+    )]
+    MetadataDamaged,
 }
 
 /// This process as a cluster node (see the module docs).
@@ -82,6 +90,9 @@ impl ClusterNode {
     /// initializes it, on the node with the smallest id, the first time).
     pub async fn start(broker: &Broker, cfg: &ClusterConfig) -> Result<ClusterNode, ClusterError> {
         let store = broker.log_store().ok_or(ClusterError::NoLog)?;
+        if store.group_damaged(META_GROUP) {
+            return Err(ClusterError::MetadataDamaged);
+        }
         if !cfg.peers.contains_key(&cfg.node_id) {
             return Err(ClusterError::NotAPeer(cfg.node_id));
         }
@@ -146,12 +157,28 @@ impl ClusterNode {
             queues: queues.clone(),
         }));
         let on_membership: OnMembership = {
-            let (raft, peers) = (raft.clone(), peers.clone());
-            Arc::new(move |change| {
-                let (raft, peers) = (raft.clone(), peers.clone());
-                Box::pin(
-                    async move { MetaAnswer::of(membership::change(&raft, &peers, change).await) },
-                )
+            let (router, peers) = (router.clone(), peers.clone());
+            Arc::new(move |group, change| {
+                let peers = peers.clone();
+                let raft = router.get(&group).map(|r| r.clone());
+                Box::pin(async move {
+                    MetaAnswer::of(match raft {
+                        // A queue's group hands its lead over by election
+                        // alone (`Rpc::Elect` is the metadata group's).
+                        Some(_)
+                            if group != META_GROUP
+                                && matches!(change, ClusterCommand::Transfer(_)) =>
+                        {
+                            Err(BrokerError::Precondition(
+                                "a replicated queue's group takes no transfer".into(),
+                            ))
+                        }
+                        Some(raft) => membership::change(&raft, &peers, change).await,
+                        None => Err(BrokerError::Unavailable(format!(
+                            "group {group} does not run on this node"
+                        ))),
+                    })
+                })
             })
         };
         let server = tokio::spawn(serve(
@@ -343,7 +370,7 @@ impl MetaGroup {
             if let Some(leader) = leader {
                 let frame = String::from_utf8_lossy(&Command::Cluster(change.clone()).encode())
                     .into_owned();
-                let rpc = Rpc::Membership(frame);
+                let rpc = Rpc::Membership(META_GROUP, frame);
                 // A membership change may wait for a learner to catch up.
                 let patience = Instant::now() + Duration::from_secs(90);
                 match call::<MetaAnswer>(&self.peers, &leader.addr, &rpc, patience).await {

@@ -45,11 +45,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::log_store::GroupLog;
-use super::network::{Peers, Router};
+use super::network::{call, Peers, Router, Rpc};
 use super::submit::{submit, unsubmitted};
 use super::{Payload, TypeConfig};
 use crate::broker::{Broker, MetaAnswer, ReplicaMessage, ReplicaStatus};
 use crate::error::BrokerError;
+use crate::protocol::command::ClusterCommand;
+use crate::protocol::Command;
 use crate::store::{Committer, LogStore};
 
 /// Replicated queues' groups are numbered from here (the metadata group
@@ -266,6 +268,16 @@ impl Queues {
     }
 
     async fn start_group(self: &Arc<Self>, name: &str, p: &Placement) -> Result<(), String> {
+        // A copy found damaged at the start must not vote with what it
+        // lost: it leaves the voters first, starts over empty, and joins
+        // again (as a learner until it has caught up: see `repair`).
+        let damaged = self.store.group_damaged(p.group);
+        if damaged {
+            tracing::error!(queue = %name, group = p.group, "this node's copy of a replicated queue is damaged: it leaves the group's voters, starts over empty and joins again from the other members");
+            self.ask_leader(p, ClusterCommand::Remove(self.me)).await;
+            self.store.group_drop(p.group).map_err(|e| e.to_string())?;
+            let _ = self.committer.wait(self.committer.written()).await;
+        }
         let log = GroupLog::new(self.store.clone(), self.committer.clone(), p.group);
         let machine = QueueMachine::new(&self.broker, name);
         let raft = Raft::new(
@@ -278,7 +290,8 @@ impl Queues {
         .await
         .map_err(|e| e.to_string())?;
         self.router.insert(p.group, raft.clone());
-        if p.members.first() == Some(&self.me)
+        if !damaged
+            && p.members.first() == Some(&self.me)
             && !raft.is_initialized().await.map_err(|e| e.to_string())?
         {
             let members: BTreeMap<u64, BasicNode> = p
@@ -322,7 +335,65 @@ impl Queues {
             return Ok(());
         }
         tracing::info!(queue = %name, group = p.group, members = ?p.members, "replicated queue's group started");
+        if damaged {
+            let this = self.clone();
+            let (name, p) = (name.to_string(), p.clone());
+            tokio::spawn(async move { this.repair(&name, &p).await });
+        }
         Ok(())
+    }
+
+    /// Joins queue `name`'s group again after its copy here was found
+    /// damaged and emptied: the leader adds this node as a learner, waits
+    /// until it has caught up with the log, and makes it a voter again;
+    /// only then is the copy no longer damaged (a restart before that
+    /// empties it again).
+    async fn repair(self: &Arc<Self>, name: &str, p: &Placement) {
+        let Ok(addr) = self.addr(self.me).parse() else {
+            tracing::error!(queue = %name, "no cluster address of this node's to join the queue's group with");
+            return;
+        };
+        self.ask_leader(p, ClusterCommand::Add { id: self.me, addr })
+            .await;
+        match self.store.group_repaired(p.group) {
+            Ok(()) => {
+                tracing::info!(queue = %name, group = p.group, "this node's copy of a replicated queue is whole again")
+            }
+            Err(e) => {
+                tracing::error!(queue = %name, group = p.group, error = %e, "recording a repaired copy")
+            }
+        }
+    }
+
+    /// Has `change` made to group `p`'s membership by its leader, asking
+    /// the other members in turn until one (the leader) has made it;
+    /// trying again as long as this node runs (the group may have no
+    /// leader for a while).
+    async fn ask_leader(&self, p: &Placement, change: ClusterCommand) {
+        let frame =
+            String::from_utf8_lossy(&Command::Cluster(change.clone()).encode()).into_owned();
+        loop {
+            for id in p.members.iter().filter(|id| **id != self.me) {
+                let rpc = Rpc::Membership(p.group, frame.clone());
+                // Adding waits for the learner to catch up.
+                let patience = Instant::now() + Duration::from_secs(90);
+                let answer = call::<MetaAnswer>(&self.peers, &self.addr(*id), &rpc, patience).await;
+                match answer.map(MetaAnswer::into_result) {
+                    Ok(Ok(_)) => return,
+                    // Removed already.
+                    Ok(Err(BrokerError::NotFound(_)))
+                        if matches!(change, ClusterCommand::Remove(_)) =>
+                    {
+                        return
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(node = id, error = %e, "a group's membership change")
+                    }
+                    Err(e) => tracing::debug!(node = id, error = ?e, "a group's membership change"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Where node `id` is reached (from the metadata group's membership).

@@ -474,19 +474,33 @@ impl Files {
 
 /// Reads every group's newest file under `root` (older generations and
 /// temporary files left by a crash are deleted): the groups as of their
-/// last checkpoint.
-pub(super) fn load_groups(root: &Path) -> Result<HashMap<u64, GroupView>, StoreError> {
+/// last checkpoint, and the groups whose copy here is damaged: a file
+/// that does not read back whole (a flipped bit, a truncation) is set
+/// aside, and so marks its group damaged until [`forget_damage`]; its
+/// group starts empty (the caller skips its operations in the
+/// write-ahead files too).
+pub(super) fn load_groups(
+    root: &Path,
+) -> Result<(HashMap<u64, GroupView>, HashSet<u64>), StoreError> {
     let dir = groups_dir(root);
     let listing = match std::fs::read_dir(&dir) {
         Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((HashMap::new(), HashSet::new()))
+        }
         Err(e) => return Err(LogError::io(&dir, e).into()),
     };
     let mut newest: HashMap<u64, u64> = HashMap::new();
     let mut names = Vec::new();
+    let mut damaged = HashSet::new();
     for e in listing {
         let e = e.map_err(|e| LogError::io(&dir, e))?;
-        match parse_group_file_name(&e.file_name().to_string_lossy()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(g) = parse_damaged_name(&name) {
+            damaged.insert(g);
+            continue;
+        }
+        match parse_group_file_name(&name) {
             Some((g, generation)) => {
                 let n = newest.entry(g).or_insert(generation);
                 *n = (*n).max(generation);
@@ -497,15 +511,52 @@ pub(super) fn load_groups(root: &Path) -> Result<HashMap<u64, GroupView>, StoreE
     }
     let mut out = HashMap::new();
     for (g, generation, path) in names {
-        if newest.get(&g) != Some(&generation) {
+        // A damaged group's files are not read: it starts over, empty.
+        if newest.get(&g) != Some(&generation) || damaged.contains(&g) {
             remove(&path)?;
             continue;
         }
-        let (head, placed) = read_group_file(&path)?;
-        out.insert(g, GroupView::from_file(head, placed, generation));
+        match read_group_file(&path) {
+            Ok((head, placed)) => {
+                out.insert(g, GroupView::from_file(head, placed, generation));
+            }
+            Err(e @ LogError::Corrupt { .. }) => {
+                tracing::error!(group = g, error = %e, "a consensus group's file is damaged: it is set aside, and the group's copy here is made again from the other members");
+                let aside = dir.join(damaged_name(g));
+                std::fs::rename(&path, &aside).map_err(|e| LogError::io(&aside, e))?;
+                damaged.insert(g);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     sync_dir(&dir)?;
-    Ok(out)
+    Ok((out, damaged))
+}
+
+/// The name of the file a damaged group's file is set aside as: while it
+/// is there, the group's copy on this node is damaged (not repaired yet).
+fn damaged_name(group: u64) -> String {
+    format!("{group:020}.damaged")
+}
+
+/// The group of a damaged group's set-aside file name.
+fn parse_damaged_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".damaged")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Forgets that group `group` was damaged (its set-aside file goes).
+pub(super) fn forget_damage(root: &Path, group: u64) -> Result<(), StoreError> {
+    let dir = groups_dir(root);
+    let path = dir.join(damaged_name(group));
+    match std::fs::remove_file(&path) {
+        Ok(()) => sync_dir(&dir).map_err(Into::into),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LogError::io(&path, e).into()),
+    }
 }
 
 /// Where the consensus groups' files are.

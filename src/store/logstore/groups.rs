@@ -104,6 +104,15 @@ impl GroupView {
         }
     }
 
+    /// An empty log that no write-ahead operation is replayed onto (a
+    /// damaged group's, which starts over empty).
+    pub(super) fn covering_everything() -> GroupView {
+        GroupView {
+            through: (u64::MAX, u64::MAX),
+            ..GroupView::new()
+        }
+    }
+
     /// The log its file holds (`placed`: its entries), file generation
     /// `file`.
     pub(super) fn from_file(head: GroupHead, placed: Vec<Placed>, file: u64) -> GroupView {

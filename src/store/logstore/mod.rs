@@ -57,7 +57,7 @@ mod recover;
 mod side;
 mod view;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -131,6 +131,8 @@ struct State {
     groups: HashMap<u64, GroupView>,
     /// Groups dropped this round (their files go).
     dropped_groups: Vec<u64>,
+    /// Groups whose copy was found damaged at the start, not repaired yet.
+    damaged: HashSet<u64>,
 }
 
 /// One round, taken by the sync.
@@ -436,6 +438,7 @@ impl MessageStore for LogStore {
             control_next: 1,
             small: rec.small,
             groups: rec.groups,
+            damaged: rec.damaged,
             ..State::default()
         };
         *files = Some(rec.files);
@@ -629,6 +632,24 @@ impl LogStore {
         if st.group(g).purge(g, upto, term)? {
             st.control.group_purge(g, upto, term);
         }
+        Ok(())
+    }
+
+    /// Whether group `g`'s copy here was found damaged at the start (a
+    /// file that did not read back whole) and is not repaired yet: its
+    /// log starts empty, and it must not count as a member that has what
+    /// it acknowledged before (it must not vote) until it has everything
+    /// again from the other members. A restart meanwhile finds it damaged
+    /// still, and empties it again.
+    pub(crate) fn group_damaged(&self, g: u64) -> bool {
+        self.state.lock().damaged.contains(&g)
+    }
+
+    /// Group `g`'s copy is whole again (made again from the other
+    /// members): it is no longer damaged, here or after a restart.
+    pub(crate) fn group_repaired(&self, g: u64) -> Result<(), StoreError> {
+        files::forget_damage(&self.root, g)?;
+        self.state.lock().damaged.remove(&g);
         Ok(())
     }
 

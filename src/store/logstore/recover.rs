@@ -33,6 +33,8 @@ use crate::store::{
 pub(super) struct Recovery {
     pub(super) views: HashMap<u64, QueueView>,
     pub(super) groups: HashMap<u64, GroupView>,
+    /// Groups whose copy here was found damaged (see `load_groups`).
+    pub(super) damaged: HashSet<u64>,
     pub(super) small: Small,
     pub(super) files: Files,
     pub(super) summary: StoredMessages,
@@ -368,7 +370,12 @@ pub(super) fn recover(
     }
     gens.sort_unstable();
     let mut settled = wal_settled(&wal_dir, &gens)?;
-    let mut groups = load_groups(root)?;
+    let (mut groups, damaged) = load_groups(root)?;
+    // A damaged group's operations are all skipped: it starts over empty
+    // (its placeholder, blank, goes below).
+    for g in &damaged {
+        groups.insert(*g, GroupView::covering_everything());
+    }
     let mut max_body_id = 0;
     let mut recs: HashMap<u64, Rec> = HashMap::new();
     for (&q, def) in &live {
@@ -505,6 +512,7 @@ pub(super) fn recover(
     Ok(Recovery {
         views,
         groups,
+        damaged,
         small,
         files,
         summary,

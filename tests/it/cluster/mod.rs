@@ -5,6 +5,7 @@
 //! membership changes, TLS between nodes), `queues.rs` replicated queues
 //! and their faults, `faults.rs` the long random-fault mode.
 
+mod damage;
 mod faults;
 mod metadata;
 mod net;

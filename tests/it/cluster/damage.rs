@@ -1,0 +1,141 @@
+//! A damaged replica: one node's copy of a replicated queue's log is
+//! damaged while it is down (a truncation, a flipped bit). It is detected
+//! at its start, the node takes no part in the group (no vote) until it
+//! is made a member again from the others, and nothing confirmed is lost.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::{drain, publish_confirmed, queue_leader, start_node, three_nodes, Cluster};
+use crate::common::{TestConn, DEADLINE};
+
+/// The replicated queues' group files in the data directory `dir` (the
+/// metadata group's, group 0, left out).
+fn queue_group_files(dir: &Path) -> Vec<PathBuf> {
+    let groups = dir.join("log/groups");
+    let Ok(listing) = std::fs::read_dir(&groups) else {
+        return Vec::new();
+    };
+    listing
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.ends_with(".grp") && !name.starts_with(&"0".repeat(20))
+        })
+        .collect()
+}
+
+/// Whether a damaged copy is set aside in `dir` (not repaired yet).
+fn damaged_here(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("log/groups")).is_ok_and(|l| {
+        l.filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().ends_with(".damaged"))
+    })
+}
+
+/// Damages `file`: `truncate`, its second half cut off; else one bit
+/// flipped in its middle.
+fn damage(file: &Path, truncate: bool) {
+    let mut bytes = std::fs::read(file).expect("read");
+    assert!(
+        bytes.len() > 64,
+        "{} is too small to damage",
+        file.display()
+    );
+    if truncate {
+        bytes.truncate(bytes.len() / 2);
+    } else {
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+    }
+    std::fs::write(file, bytes).expect("write");
+}
+
+#[tokio::test]
+async fn a_truncated_replica_takes_no_part_until_repaired_and_nothing_is_lost() {
+    damaged_replica(true).await;
+}
+
+#[tokio::test]
+async fn a_replica_with_a_flipped_bit_takes_no_part_until_repaired_and_nothing_is_lost() {
+    damaged_replica(false).await;
+}
+
+async fn damaged_replica(truncate: bool) {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE jobs replicas=3",
+        "OK jobs messages=0 consumers=0",
+    )
+    .await;
+    let leader = queue_leader(&nodes, "jobs").await;
+    let mut followers = (1..=3u64).filter(|i| *i != leader);
+    let (x, y) = (followers.next().expect("x"), followers.next().expect("y"));
+    let mut confirmed = BTreeSet::new();
+    for i in 0..20 {
+        let body = format!("a{i}");
+        publish_confirmed(nodes[&leader].addr, "jobs", &body).await;
+        confirmed.insert(body);
+    }
+    // Y is paused: what is confirmed now is on the leader and on X only.
+    nodes[&y].signal(libc::SIGSTOP);
+    for i in 0..30 {
+        let body = format!("b{i}");
+        publish_confirmed(nodes[&leader].addr, "jobs", &body).await;
+        confirmed.insert(body);
+    }
+    // X restarts once (its start writes the group's file), is killed, and
+    // its copy is damaged.
+    let xdir = dirs[x as usize - 1].path();
+    nodes.get_mut(&x).expect("x").kill().await;
+    nodes.insert(x, start_node(&cluster, &dirs, x as usize).await);
+    nodes.get_mut(&x).expect("x").kill().await;
+    let files = queue_group_files(xdir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    damage(&files[0], truncate);
+
+    // The leader goes; X comes back damaged and Y resumes. X must not
+    // make a majority with Y: Y lacks the last 30, and so would lose them
+    // as leader. Nothing is confirmed meanwhile.
+    nodes.get_mut(&leader).expect("leader").kill().await;
+    nodes.insert(x, start_node(&cluster, &dirs, x as usize).await);
+    nodes[&y].signal(libc::SIGCONT);
+    assert!(damaged_here(xdir), "the damage was not detected");
+    let mut on_y = TestConn::connect(nodes[&y].addr).await;
+    for _ in 0..3 {
+        let got = on_y.cmd("PUB \"\" jobs during").await;
+        assert!(got.starts_with("ERR UNAVAILABLE"), "{got}");
+    }
+    let mut attempted = confirmed.clone();
+    attempted.insert("during".to_string());
+
+    // The old leader is back: the group has a majority that has every
+    // entry; X leaves the voters, starts over, catches up and is a voter
+    // again.
+    nodes.insert(leader, start_node(&cluster, &dirs, leader as usize).await);
+    let until = tokio::time::Instant::now() + 6 * DEADLINE;
+    while damaged_here(xdir) {
+        assert!(tokio::time::Instant::now() < until, "X was never repaired");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for i in 0..10 {
+        let body = format!("c{i}");
+        publish_confirmed(nodes[&x].addr, "jobs", &body).await;
+        confirmed.insert(body);
+    }
+    attempted.extend(confirmed.iter().cloned());
+    // X has it all: with the old leader gone again, X and Y lead on their
+    // own, and every confirmed message is there.
+    nodes.get_mut(&leader).expect("leader").kill().await;
+    nodes.remove(&leader);
+    let now = queue_leader(&nodes, "jobs").await;
+    let mut l = TestConn::connect(nodes[&now].addr).await;
+    let delivered: BTreeSet<String> = drain(&mut l, "jobs").await.into_iter().collect();
+    let lost: Vec<_> = confirmed.difference(&delivered).collect();
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    let unknown: Vec<_> = delivered.difference(&attempted).collect();
+    assert!(unknown.is_empty(), "never published: {unknown:?}");
+}
