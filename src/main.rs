@@ -165,6 +165,10 @@ struct ServeArgs {
     /// --peers may name it alone.
     #[arg(long, requires = "node_id")]
     join: bool,
+    /// A replicated queue takes a snapshot of what it holds, and purges its
+    /// log behind it, every this many entries of its log.
+    #[arg(long, default_value_t = sluice::config::DEFAULT_SNAPSHOT_EVERY, value_parser = clap::value_parser!(u64).range(100..))]
+    snapshot_every: u64,
 }
 
 /// `ID=HOST:PORT`: a node of the cluster.
@@ -282,6 +286,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 secret,
                 ca: args.cluster_ca,
                 join: args.join,
+                snapshot_every: args.snapshot_every,
             }),
             _ => None,
         },

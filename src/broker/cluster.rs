@@ -171,6 +171,10 @@ pub struct ReplicaStatus {
     pub last_log_index: Option<u64>,
     /// The last index this node applied (a member).
     pub last_applied: Option<u64>,
+    /// The last index its newest snapshot here covers (a member).
+    pub snapshot: Option<u64>,
+    /// The last index purged from its log here, behind a snapshot.
+    pub purged: Option<u64>,
     /// On its leader: how many entries each member is behind.
     pub lag: Vec<(u64, u64)>,
 }

@@ -30,6 +30,7 @@ mod membership;
 mod meta;
 mod network;
 mod node;
+mod queue_machine;
 mod queues;
 #[cfg(test)]
 mod state;

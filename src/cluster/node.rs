@@ -143,7 +143,14 @@ impl ClusterNode {
             broker,
             store,
             peers.clone(),
-            config.clone(),
+            // A replicated queue's group takes snapshots; the metadata
+            // group's log stays short.
+            Arc::new(Config {
+                snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
+                // Kept behind a snapshot, for members a little behind.
+                max_in_snapshot_log_to_keep: (cfg.snapshot_every / 2).min(1000),
+                ..(*config).clone()
+            }),
             router.clone(),
         );
         let machine = MetaMachine::open(broker, queues.clone()).map_err(ClusterError::Raft)?;

@@ -14,10 +14,11 @@
 //!   rejected by the leader's consumers): each node gathers what it has
 //!   for a queue while its previous entry is in flight ([`batch`]), so one
 //!   entry (one append, one fsync on each member) carries many. Each
-//!   member's state machine ([`QueueMachine`]) keeps the copies not yet
-//!   settled, by position (their entry's index times [`MAX_BATCH`], plus
-//!   their place in it). Its group log is kept in the node's message log; a
-//!   restart applies the log again (no snapshots yet).
+//!   member's state machine ([`QueueMachine`], `queue_machine.rs`) keeps
+//!   the copies not yet settled, by position (their entry's index times
+//!   [`MAX_BATCH`], plus their place in it), and takes the snapshots that
+//!   bound the log. Its group log is kept in the node's message log; a
+//!   restart reads the snapshot back and applies the log after it.
 //! - **The leader serves.** On the member that leads, the copies go into
 //!   the broker's queue of that name (in RAM, never in the node's message
 //!   store: the log keeps them), and its consumers get them there. When a
@@ -30,15 +31,10 @@
 //!   for the commit, on a majority of the members, each having fsync'd.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Cursor;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    BasicNode, Config, Entry, EntryPayload, LogId, Raft, RaftSnapshotBuilder, ServerState,
-    SnapshotMeta, StorageError, StoredMembership,
-};
+use openraft::{BasicNode, Config, Raft, ServerState};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -46,6 +42,7 @@ use tokio::task::JoinHandle;
 
 use super::log_store::GroupLog;
 use super::network::{call, Peers, Router, Rpc};
+use super::queue_machine::{snapshot_path, QueueMachine, QueueOp, MAX_BATCH};
 use super::submit::{submit, unsubmitted};
 use super::{Payload, TypeConfig};
 use crate::broker::{Broker, MetaAnswer, ReplicaMessage, ReplicaStatus};
@@ -104,20 +101,6 @@ impl Placement {
     }
 }
 
-/// At most this many copies in one entry; a copy's position is its
-/// entry's index times this, plus its place in the entry.
-const MAX_BATCH: u64 = 4096;
-
-/// A replicated queue's log entry: what one node had for the queue since
-/// its last entry (see [`batch`]).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct QueueOp {
-    /// Copies of messages, in publish order.
-    enqueue: Vec<ReplicaMessage>,
-    /// Positions of copies that are done with.
-    settle: Vec<u64>,
-}
-
 /// What a node has for a queue's next entry.
 enum Job {
     /// A copy to append, and who waits for its commit.
@@ -163,7 +146,7 @@ impl std::fmt::Debug for Queues {
 }
 
 impl Queues {
-    /// The replicated queues of node `me`.
+    /// The replicated queues of node `me`, their groups run with `config`.
     pub(super) fn new(
         me: u64,
         broker: &Broker,
@@ -228,8 +211,14 @@ impl Queues {
         run.watcher.abort();
         let store = self.store.clone();
         let committer = self.committer.clone();
+        let snapshot = snapshot_path(&self.broker.config().data_dir, p.group);
         tokio::spawn(async move {
             let _ = run.raft.shutdown().await;
+            if let Err(e) = std::fs::remove_file(&snapshot) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(group = p.group, error = %e, "removing a deleted queue's snapshot");
+                }
+            }
             let dropped = store.group_drop(p.group);
             if let Err(e) = dropped {
                 tracing::warn!(group = p.group, error = %e, "dropping a deleted queue's log");
@@ -279,7 +268,8 @@ impl Queues {
             let _ = self.committer.wait(self.committer.written()).await;
         }
         let log = GroupLog::new(self.store.clone(), self.committer.clone(), p.group);
-        let machine = QueueMachine::new(&self.broker, name);
+        let file = snapshot_path(&self.broker.config().data_dir, p.group);
+        let machine = QueueMachine::open(&self.broker, name, file)?;
         let raft = Raft::new(
             self.me,
             self.config.clone(),
@@ -539,6 +529,8 @@ impl Queues {
             status.term = Some(m.current_term);
             status.last_log_index = m.last_log_index;
             status.last_applied = m.last_applied.map(|l| l.index);
+            status.snapshot = m.snapshot.map(|l| l.index);
+            status.purged = m.purged.map(|l| l.index);
             if let Some(r) = &m.replication {
                 let last = m.last_log_index.unwrap_or(0);
                 status.lag = r
@@ -657,153 +649,6 @@ async fn lead(
     tokio::time::sleep(Duration::from_secs(1)).await;
     if queues.placement(&name).as_ref() == Some(&p) {
         queues.run(name, p);
-    }
-}
-
-/// What a replicated queue's state machine keeps.
-#[derive(Debug, Default)]
-struct QueueState {
-    last_applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
-    /// The copies not yet settled, by position.
-    copies: BTreeMap<u64, ReplicaMessage>,
-    /// Whether this node's broker queue shows them (it leads).
-    active: bool,
-}
-
-/// A replicated queue's state machine (see the module docs). Clones share
-/// it.
-#[derive(Debug, Clone)]
-struct QueueMachine {
-    broker: Broker,
-    name: Arc<str>,
-    st: Arc<Mutex<QueueState>>,
-}
-
-impl QueueMachine {
-    fn new(broker: &Broker, name: &str) -> QueueMachine {
-        QueueMachine {
-            broker: broker.clone(),
-            name: Arc::from(name),
-            st: Arc::default(),
-        }
-    }
-
-    /// Shows the copies in this node's broker queue (`true`: it leads), or
-    /// takes them out of it.
-    fn set_active(&self, active: bool) {
-        let mut st = self.st.lock();
-        if st.active == active {
-            return;
-        }
-        st.active = active;
-        let Some(q) = self.broker.find_queue(&self.name) else {
-            return;
-        };
-        if active {
-            for (seq, m) in &st.copies {
-                if let Err(e) = self.broker.enqueue_replica(&q, *seq, m, true) {
-                    tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
-                }
-            }
-            tracing::info!(queue = %self.name, copies = st.copies.len(), "leading a replicated queue");
-        } else {
-            q.cancel_subscriptions("leader-moved");
-            let _ = q.purge();
-            tracing::info!(queue = %self.name, "no longer leading a replicated queue");
-        }
-    }
-
-    fn apply_one(&self, st: &mut QueueState, e: Entry<TypeConfig>) {
-        st.last_applied = Some(e.log_id);
-        match e.payload {
-            EntryPayload::Blank => {}
-            EntryPayload::Membership(m) => {
-                st.membership = StoredMembership::new(Some(e.log_id), m);
-            }
-            EntryPayload::Normal(p) => match serde_json::from_str::<QueueOp>(&p.0) {
-                Ok(op) => {
-                    let q = match st.active {
-                        true => self.broker.find_queue(&self.name),
-                        false => None,
-                    };
-                    let first = e.log_id.index.saturating_mul(MAX_BATCH);
-                    for (seq, m) in (first..).zip(op.enqueue) {
-                        if let Some(q) = &q {
-                            if let Err(e) = self.broker.enqueue_replica(q, seq, &m, false) {
-                                tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
-                            }
-                        }
-                        st.copies.insert(seq, m);
-                    }
-                    for s in op.settle {
-                        st.copies.remove(&s);
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(queue = %self.name, error = %err, "an entry this node does not understand");
-                }
-            },
-        }
-    }
-}
-
-fn no_snapshots() -> StorageError<u64> {
-    super::no_snapshots("replicated queues")
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for QueueMachine {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        Err(no_snapshots())
-    }
-}
-
-impl RaftStateMachine<TypeConfig> for QueueMachine {
-    type SnapshotBuilder = QueueMachine;
-
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
-        let st = self.st.lock();
-        Ok((st.last_applied, st.membership.clone()))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<MetaAnswer>, StorageError<u64>>
-    where
-        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
-        I::IntoIter: Send,
-    {
-        let mut st = self.st.lock();
-        let mut out = Vec::new();
-        for e in entries {
-            self.apply_one(&mut st, e);
-            out.push(MetaAnswer::default());
-        }
-        Ok(out)
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.clone()
-    }
-
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
-        Err(no_snapshots())
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        _meta: &SnapshotMeta<u64, BasicNode>,
-        _snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError<u64>> {
-        Err(no_snapshots())
-    }
-
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        Ok(None)
     }
 }
 

@@ -113,6 +113,8 @@ fn queue_text(q: &QueueSnapshot) -> Vec<u8> {
             .put("replica_term", opt(r.term))
             .put("replica_last_log_index", opt(r.last_log_index))
             .put("replica_last_applied", opt(r.last_applied))
+            .put("replica_snapshot_index", opt(r.snapshot))
+            .put("replica_purged_index", opt(r.purged))
             .put("replica_lag_max", opt(lag));
     }
     kv.render()

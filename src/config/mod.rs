@@ -178,7 +178,13 @@ pub struct ClusterConfig {
     /// `--join`: the node joins a running cluster when an admin adds it,
     /// and never starts one.
     pub join: bool,
+    /// `--snapshot-every`: a replicated queue takes a snapshot (and its log
+    /// is purged behind it) every this many entries of its log.
+    pub snapshot_every: u64,
 }
+
+/// A replicated queue's snapshot interval, in log entries, unless told.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 20_000;
 
 impl std::fmt::Debug for ClusterConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -41,6 +41,8 @@ pub(super) struct Cluster {
     pub(super) ports: Vec<u16>,
     /// Where the others reach it: the same port, or its proxy's.
     reach: Vec<u16>,
+    /// More `serve` flags, every node's.
+    extra: Vec<String>,
 }
 
 impl Cluster {
@@ -49,7 +51,14 @@ impl Cluster {
         Cluster {
             reach: ports.clone(),
             ports,
+            extra: Vec::new(),
         }
+    }
+
+    /// The same, with more `serve` flags for every node.
+    pub(super) fn with(mut self, flags: &[&str]) -> Cluster {
+        self.extra.extend(flags.iter().map(|f| f.to_string()));
+        self
     }
 
     /// Three nodes that reach each other through `net`'s proxies, and the
@@ -60,6 +69,7 @@ impl Cluster {
         let cluster = Cluster {
             reach: net.ports.clone(),
             ports,
+            extra: Vec::new(),
         };
         (cluster, net)
     }
@@ -79,6 +89,9 @@ impl Cluster {
             "--cluster-secret".to_string(),
             "a test secret".to_string(),
         ]
+        .into_iter()
+        .chain(self.extra.iter().cloned())
+        .collect()
     }
 }
 

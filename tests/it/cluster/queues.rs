@@ -200,3 +200,74 @@ async fn a_replicated_queue_loses_nothing_through_a_paused_leader_a_killed_follo
     let unknown: Vec<_> = delivered.difference(&confirmed).collect();
     assert!(unknown.is_empty(), "never published: {unknown:?}");
 }
+
+/// Queue `queue`'s `replica_<key>` on `node` (`STATS QUEUE`), as a number
+/// (0 for `none`).
+async fn replica_stat(node: &Spawned, queue: &str, key: &str) -> u64 {
+    let mut c = TestConn::connect(node.addr).await;
+    let (_, stats) = c.data(&format!("STATS QUEUE {queue}")).await;
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("replica_{key} ")))
+        .map(str::trim)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn snapshots_bound_a_replicated_queue_s_log_and_bring_a_member_far_behind_up_to_date() {
+    let cluster = Cluster::new().with(&["--snapshot-every", "100"]);
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE jobs replicas=3",
+        "OK jobs messages=0 consumers=0",
+    )
+    .await;
+    let leader = queue_leader(&nodes, "jobs").await;
+    let behind = (1..=3).find(|i| *i != leader).expect("a follower");
+    let mut confirmed = std::collections::BTreeSet::new();
+    publish_some(&nodes, &[leader], 150, &mut confirmed).await;
+    // A member far behind: down while the others snapshot and purge.
+    nodes.get_mut(&behind).expect("behind").kill().await;
+    publish_some(&nodes, &[leader], 300, &mut confirmed).await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    l.send("GET jobs count=100").await;
+    let mut acked = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        let (_, body) = l.msg().await;
+        acked.insert(String::from_utf8(body).expect("utf-8"));
+    }
+    l.expect("OK 100").await;
+    l.ok("ACK 100 multiple", "OK").await;
+    drop(l);
+    let purged = replica_stat(&nodes[&leader], "jobs", "purged_index").await;
+    let snapshot = replica_stat(&nodes[&leader], "jobs", "snapshot_index").await;
+    assert!(purged > 150, "the leader's log was not purged: {purged}");
+    assert!(snapshot >= purged, "snapshot {snapshot}, purged {purged}");
+    let files = std::fs::read_dir(dirs[leader as usize - 1].path().join("snapshots"))
+        .expect("the snapshots' directory")
+        .count();
+    assert_eq!(files, 1, "one snapshot file per group");
+
+    // Back, it gets the leader's snapshot (what it missed is purged).
+    nodes.insert(behind, start_node(&cluster, &dirs, behind as usize).await);
+    let until = tokio::time::Instant::now() + 3 * DEADLINE;
+    while replica_stat(&nodes[&behind], "jobs", "last_applied").await < purged {
+        assert!(tokio::time::Instant::now() < until, "it never caught up");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(replica_stat(&nodes[&behind], "jobs", "snapshot_index").await > 0);
+
+    // The leader goes: the one that was behind and the other lead with
+    // every message not acked, and none acked.
+    nodes.get_mut(&leader).expect("leader").kill().await;
+    nodes.remove(&leader);
+    let now = queue_leader(&nodes, "jobs").await;
+    let mut n = TestConn::connect(nodes[&now].addr).await;
+    let delivered: std::collections::BTreeSet<String> =
+        drain(&mut n, "jobs").await.into_iter().collect();
+    let want: std::collections::BTreeSet<String> = confirmed.difference(&acked).cloned().collect();
+    assert_eq!(delivered, want);
+}

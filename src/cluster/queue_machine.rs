@@ -1,0 +1,367 @@
+//! A replicated queue's state machine ([`QueueMachine`]): the copies of
+//! its messages not yet settled, from its log's entries ([`QueueOp`]), and
+//! its snapshots, which bound the log.
+//!
+//! - **Positions.** A copy's position is its entry's index times
+//!   [`MAX_BATCH`], plus its place in the entry: the same on every member.
+//! - **The leader's view.** On the member that leads, the copies are also
+//!   in the broker's queue of that name (in RAM: the log keeps them), where
+//!   its consumers get them ([`QueueMachine::set_active`]).
+//! - **Snapshots.** Every `--snapshot-every` entries (20,000 unless
+//!   told) openraft asks for one, and purges the log behind it (keeping
+//!   its last 1,000 entries for members a little behind): the copies not yet settled, with the last entry applied and the
+//!   membership, written whole to a file of the queue's group
+//!   (`<data-dir>/snapshots/<group>.snap`: a CRC-32 of the JSON, then the
+//!   JSON; a temporary file, fdatasync'd, renamed, the directory synced)
+//!   before openraft purges the entries it covers. A start reads it back
+//!   and applies only the entries after it; a member too far behind the
+//!   leader's log gets it over the network instead of the purged entries. A
+//!   snapshot that does not read back whole refuses the group's start.
+
+// openraft's traits return its `StorageError`, large as it is.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::TypeConfig;
+use crate::broker::{Broker, MetaAnswer, ReplicaMessage};
+
+/// At most this many copies in one entry; a copy's position is its
+/// entry's index times this, plus its place in the entry.
+pub(super) const MAX_BATCH: u64 = 4096;
+
+type Meta = SnapshotMeta<u64, BasicNode>;
+
+/// A replicated queue's log entry: what one node had for the queue since
+/// its last entry (see `queues::batch`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct QueueOp {
+    /// Copies of messages, in publish order.
+    pub(super) enqueue: Vec<ReplicaMessage>,
+    /// Positions of copies that are done with.
+    pub(super) settle: Vec<u64>,
+}
+
+/// What a replicated queue's state machine keeps.
+#[derive(Debug, Default)]
+struct QueueState {
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    /// The copies not yet settled, by position.
+    copies: BTreeMap<u64, ReplicaMessage>,
+    /// Whether this node's broker queue shows them (it leads).
+    active: bool,
+}
+
+/// A snapshot's content.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    copies: Vec<(u64, ReplicaMessage)>,
+}
+
+/// A replicated queue's state machine (see the module docs). Clones share
+/// it.
+#[derive(Debug, Clone)]
+pub(super) struct QueueMachine {
+    broker: Broker,
+    name: Arc<str>,
+    st: Arc<Mutex<QueueState>>,
+    /// Its snapshot's file.
+    file: Arc<PathBuf>,
+}
+
+/// Where group `group`'s snapshot is kept under the data directory `dir`.
+pub(super) fn snapshot_path(dir: &Path, group: u64) -> PathBuf {
+    dir.join("snapshots").join(format!("{group:020}.snap"))
+}
+
+fn io_error(verb: ErrorVerb, e: impl ToString) -> StorageError<u64> {
+    StorageError::from(StorageIOError::new(
+        ErrorSubject::Snapshot(None),
+        verb,
+        AnyError::error(e.to_string()),
+    ))
+}
+
+impl QueueMachine {
+    /// Queue `name`'s state machine, from its snapshot at `file` if there
+    /// is one.
+    pub(super) fn open(broker: &Broker, name: &str, file: PathBuf) -> Result<QueueMachine, String> {
+        let mut st = QueueState::default();
+        match std::fs::read(&file) {
+            Ok(bytes) => {
+                let saved =
+                    decode(&bytes).map_err(|e| format!("the snapshot {}: {e}", file.display()))?;
+                st.last_applied = saved.last_applied;
+                st.membership = saved.membership;
+                st.copies = saved.copies.into_iter().collect();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("reading the snapshot {}: {e}", file.display())),
+        }
+        Ok(QueueMachine {
+            broker: broker.clone(),
+            name: Arc::from(name),
+            st: Arc::new(Mutex::new(st)),
+            file: Arc::new(file),
+        })
+    }
+
+    /// Shows the copies in this node's broker queue (`true`: it leads), or
+    /// takes them out of it.
+    pub(super) fn set_active(&self, active: bool) {
+        let mut st = self.st.lock();
+        if st.active == active {
+            return;
+        }
+        st.active = active;
+        let Some(q) = self.broker.find_queue(&self.name) else {
+            return;
+        };
+        if active {
+            self.show(&st);
+            tracing::info!(queue = %self.name, copies = st.copies.len(), "leading a replicated queue");
+        } else {
+            q.cancel_subscriptions("leader-moved");
+            let _ = q.purge();
+            tracing::info!(queue = %self.name, "no longer leading a replicated queue");
+        }
+    }
+
+    /// Puts every copy in the broker's queue, flagged redelivered.
+    fn show(&self, st: &QueueState) {
+        let Some(q) = self.broker.find_queue(&self.name) else {
+            return;
+        };
+        for (seq, m) in &st.copies {
+            if let Err(e) = self.broker.enqueue_replica(&q, *seq, m, true) {
+                tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
+            }
+        }
+    }
+
+    fn apply_one(&self, st: &mut QueueState, e: Entry<TypeConfig>) {
+        st.last_applied = Some(e.log_id);
+        match e.payload {
+            EntryPayload::Blank => {}
+            EntryPayload::Membership(m) => {
+                st.membership = StoredMembership::new(Some(e.log_id), m);
+            }
+            EntryPayload::Normal(p) => match serde_json::from_str::<QueueOp>(&p.0) {
+                Ok(op) => {
+                    let q = match st.active {
+                        true => self.broker.find_queue(&self.name),
+                        false => None,
+                    };
+                    let first = e.log_id.index.saturating_mul(MAX_BATCH);
+                    for (seq, m) in (first..).zip(op.enqueue) {
+                        if let Some(q) = &q {
+                            if let Err(e) = self.broker.enqueue_replica(q, seq, &m, false) {
+                                tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
+                            }
+                        }
+                        st.copies.insert(seq, m);
+                    }
+                    for s in op.settle {
+                        st.copies.remove(&s);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(queue = %self.name, error = %err, "an entry this node does not understand");
+                }
+            },
+        }
+    }
+
+    /// The snapshot of `st`, as stored and sent.
+    fn snapshot_of(st: &QueueState) -> Result<(Meta, Vec<u8>), StorageError<u64>> {
+        let saved = Saved {
+            last_applied: st.last_applied,
+            membership: st.membership.clone(),
+            copies: st.copies.iter().map(|(s, m)| (*s, m.clone())).collect(),
+        };
+        let json = serde_json::to_vec(&saved).map_err(|e| io_error(ErrorVerb::Write, e))?;
+        let mut bytes = crc32fast::hash(&json).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&json);
+        let meta = SnapshotMeta {
+            last_log_id: st.last_applied,
+            last_membership: st.membership.clone(),
+            snapshot_id: snapshot_id(st.last_applied),
+        };
+        Ok((meta, bytes))
+    }
+}
+
+/// A snapshot's id: the term and index of the last entry it covers.
+fn snapshot_id(last: Option<LogId<u64>>) -> String {
+    format!(
+        "{}-{}",
+        last.map_or(0, |l| l.leader_id.term),
+        last.map_or(0, |l| l.index)
+    )
+}
+
+/// Reads a snapshot's bytes back: a CRC-32 of the JSON, then the JSON.
+fn decode(bytes: &[u8]) -> Result<Saved, String> {
+    let (crc, json) = bytes
+        .split_first_chunk::<4>()
+        .ok_or_else(|| "cut short".to_string())?;
+    if u32::from_be_bytes(*crc) != crc32fast::hash(json) {
+        return Err("damaged (its checksum does not match)".into());
+    }
+    serde_json::from_slice(json).map_err(|e| format!("does not parse: {e}"))
+}
+
+/// Writes `bytes` to `path` whole: a temporary file, fdatasync'd, renamed,
+/// the directory synced.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("a snapshot path without a directory"))?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_data()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for QueueMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let (meta, bytes) = Self::snapshot_of(&self.st.lock())?;
+        let file = self.file.clone();
+        let kept = bytes.clone();
+        tokio::task::spawn_blocking(move || write_whole(&file, &kept))
+            .await
+            .map_err(|e| io_error(ErrorVerb::Write, e))?
+            .map_err(|e| io_error(ErrorVerb::Write, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for QueueMachine {
+    type SnapshotBuilder = QueueMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        let st = self.st.lock();
+        Ok((st.last_applied, st.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<MetaAnswer>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut st = self.st.lock();
+        let mut out = Vec::new();
+        for e in entries {
+            self.apply_one(&mut st, e);
+            out.push(MetaAnswer::default());
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let bytes = snapshot.into_inner();
+        let saved = decode(&bytes).map_err(|e| io_error(ErrorVerb::Read, e))?;
+        let file = self.file.clone();
+        let kept = bytes.clone();
+        tokio::task::spawn_blocking(move || write_whole(&file, &kept))
+            .await
+            .map_err(|e| io_error(ErrorVerb::Write, e))?
+            .map_err(|e| io_error(ErrorVerb::Write, e))?;
+        let mut st = self.st.lock();
+        st.last_applied = meta.last_log_id;
+        st.membership = meta.last_membership.clone();
+        st.copies = saved.copies.into_iter().collect();
+        if st.active {
+            // Not expected (a leader is not sent snapshots), but its view
+            // is made whole again if so.
+            if let Some(q) = self.broker.find_queue(&self.name) {
+                let _ = q.purge();
+            }
+            self.show(&st);
+        }
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let file = self.file.clone();
+        let read = tokio::task::spawn_blocking(move || std::fs::read(&*file))
+            .await
+            .map_err(|e| io_error(ErrorVerb::Read, e))?;
+        let bytes = match read {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(ErrorVerb::Read, e)),
+        };
+        let saved = decode(&bytes).map_err(|e| io_error(ErrorVerb::Read, e))?;
+        let meta = SnapshotMeta {
+            last_log_id: saved.last_applied,
+            last_membership: saved.membership,
+            snapshot_id: snapshot_id(saved.last_applied),
+        };
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_reads_back_and_damage_is_refused() {
+        let saved = Saved {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            copies: Vec::new(),
+        };
+        let json = serde_json::to_vec(&saved).unwrap();
+        let mut bytes = crc32fast::hash(&json).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&json);
+        assert!(decode(&bytes).is_ok());
+        let last = bytes.len() - 2;
+        bytes[last] ^= 1;
+        assert!(decode(&bytes).unwrap_err().contains("damaged"));
+        assert!(decode(&bytes[..2]).unwrap_err().contains("cut short"));
+    }
+}
