@@ -167,7 +167,7 @@ struct ServeArgs {
     join: bool,
     /// A replicated queue takes a snapshot of what it holds, and purges its
     /// log behind it, every this many entries of its log.
-    #[arg(long, default_value_t = sluice::config::DEFAULT_SNAPSHOT_EVERY, value_parser = clap::value_parser!(u64).range(100..))]
+    #[arg(long, default_value_t = sluice::config::DEFAULT_SNAPSHOT_EVERY, value_parser = clap::value_parser!(u64).range(10..))]
     snapshot_every: u64,
 }
 

@@ -257,19 +257,33 @@ impl Queues {
     }
 
     async fn start_group(self: &Arc<Self>, name: &str, p: &Placement) -> Result<(), String> {
-        // A copy found damaged at the start must not vote with what it
-        // lost: it leaves the voters first, starts over empty, and joins
-        // again (as a learner until it has caught up: see `repair`).
+        // A copy found damaged (its log at the start, or its snapshot now)
+        // must not vote with what it lost: it leaves the voters first,
+        // starts over empty, and joins again (as a learner until it has
+        // caught up: see `repair`).
+        let file = snapshot_path(&self.broker.config().data_dir, p.group);
+        let mut machine = QueueMachine::open(&self.broker, name, file.clone());
+        if let Err(e) = &machine {
+            tracing::error!(queue = %name, group = p.group, error = %e, "a replicated queue's snapshot");
+            self.store
+                .group_set_damaged(p.group)
+                .map_err(|e| e.to_string())?;
+        }
         let damaged = self.store.group_damaged(p.group);
         if damaged {
             tracing::error!(queue = %name, group = p.group, "this node's copy of a replicated queue is damaged: it leaves the group's voters, starts over empty and joins again from the other members");
             self.ask_leader(p, ClusterCommand::Remove(self.me)).await;
             self.store.group_drop(p.group).map_err(|e| e.to_string())?;
             let _ = self.committer.wait(self.committer.written()).await;
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("removing a damaged copy's snapshot: {e}")),
+            }
+            machine = QueueMachine::open(&self.broker, name, file);
         }
         let log = GroupLog::new(self.store.clone(), self.committer.clone(), p.group);
-        let file = snapshot_path(&self.broker.config().data_dir, p.group);
-        let machine = QueueMachine::open(&self.broker, name, file)?;
+        let machine = machine?;
         let raft = Raft::new(
             self.me,
             self.config.clone(),

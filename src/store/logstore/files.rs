@@ -548,6 +548,17 @@ fn parse_damaged_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Marks group `group` damaged (an empty set-aside file, when the damage
+/// was found elsewhere than in its file: its snapshot).
+pub(super) fn mark_damaged(root: &Path, group: u64) -> Result<(), StoreError> {
+    let dir = groups_dir(root);
+    std::fs::create_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
+    let path = dir.join(damaged_name(group));
+    let file = std::fs::File::create(&path).map_err(|e| LogError::io(&path, e))?;
+    file.sync_all().map_err(|e| LogError::io(&path, e))?;
+    sync_dir(&dir).map_err(Into::into)
+}
+
 /// Forgets that group `group` was damaged (its set-aside file goes).
 pub(super) fn forget_damage(root: &Path, group: u64) -> Result<(), StoreError> {
     let dir = groups_dir(root);

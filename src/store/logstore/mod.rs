@@ -645,6 +645,17 @@ impl LogStore {
         self.state.lock().damaged.contains(&g)
     }
 
+    /// Marks group `g`'s copy damaged (found so elsewhere than in its
+    /// log: a snapshot that does not read back whole), as a start would
+    /// have: its log is forgotten, and it stays damaged until
+    /// [`LogStore::group_repaired`], through restarts.
+    pub(crate) fn group_set_damaged(&self, g: u64) -> Result<(), StoreError> {
+        files::mark_damaged(&self.root, g)?;
+        self.group_drop(g)?;
+        self.state.lock().damaged.insert(g);
+        Ok(())
+    }
+
     /// Group `g`'s copy is whole again (made again from the other
     /// members): it is no longer damaged, here or after a restart.
     pub(crate) fn group_repaired(&self, g: u64) -> Result<(), StoreError> {

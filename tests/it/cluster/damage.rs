@@ -1,5 +1,5 @@
-//! A damaged replica: one node's copy of a replicated queue's log is
-//! damaged while it is down (a truncation, a flipped bit). It is detected
+//! A damaged replica: one node's copy of a replicated queue's log, or its
+//! snapshot, is damaged while it is down (a truncation, a flipped bit). It is detected
 //! at its start, the node takes no part in the group (no vote) until it
 //! is made a member again from the others, and nothing confirmed is lost.
 
@@ -51,18 +51,35 @@ fn damage(file: &Path, truncate: bool) {
     std::fs::write(file, bytes).expect("write");
 }
 
+/// What is damaged, and how.
+#[derive(Clone, Copy, PartialEq)]
+enum Damage {
+    /// The group's log file, its second half cut off.
+    Truncated,
+    /// The group's log file, one bit flipped.
+    FlippedBit,
+    /// The queue's snapshot, one bit flipped.
+    Snapshot,
+}
+
 #[tokio::test]
 async fn a_truncated_replica_takes_no_part_until_repaired_and_nothing_is_lost() {
-    damaged_replica(true).await;
+    damaged_replica(Damage::Truncated).await;
 }
 
 #[tokio::test]
 async fn a_replica_with_a_flipped_bit_takes_no_part_until_repaired_and_nothing_is_lost() {
-    damaged_replica(false).await;
+    damaged_replica(Damage::FlippedBit).await;
 }
 
-async fn damaged_replica(truncate: bool) {
-    let cluster = Cluster::new();
+#[tokio::test]
+async fn a_replica_with_a_damaged_snapshot_takes_no_part_until_repaired_and_nothing_is_lost() {
+    damaged_replica(Damage::Snapshot).await;
+}
+
+async fn damaged_replica(how: Damage) {
+    // Snapshots often, so that there is one to damage.
+    let cluster = Cluster::new().with(&["--snapshot-every", "20"]);
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
     let mut nodes = three_nodes(&cluster, &dirs).await;
     let mut c = TestConn::connect(nodes[&1].addr).await;
@@ -93,9 +110,15 @@ async fn damaged_replica(truncate: bool) {
     nodes.get_mut(&x).expect("x").kill().await;
     nodes.insert(x, start_node(&cluster, &dirs, x as usize).await);
     nodes.get_mut(&x).expect("x").kill().await;
-    let files = queue_group_files(xdir);
+    let files = match how {
+        Damage::Snapshot => std::fs::read_dir(xdir.join("snapshots"))
+            .expect("snapshots")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect(),
+        _ => queue_group_files(xdir),
+    };
     assert_eq!(files.len(), 1, "{files:?}");
-    damage(&files[0], truncate);
+    damage(&files[0], how == Damage::Truncated);
 
     // The leader goes; X comes back damaged and Y resumes. X must not
     // make a majority with Y: Y lacks the last 30, and so would lose them
