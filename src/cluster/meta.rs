@@ -155,7 +155,30 @@ impl MetaMachine {
                 ))),
             },
             EntryPayload::Membership(m) => {
-                self.applied.lock().membership = StoredMembership::new(Some(e.log_id), m);
+                // The replicated queues follow the voters: a member that
+                // left is replaced, a queue short of members grows.
+                let voters: Vec<u64> = m.voter_ids().collect();
+                let moved: Vec<(String, Placement)> = {
+                    let mut a = self.applied.lock();
+                    a.membership = StoredMembership::new(Some(e.log_id), m);
+                    let mut moved = Vec::new();
+                    let names: Vec<String> = a.placed.keys().cloned().collect();
+                    for name in names {
+                        let Some(p) = a.placed.get(&name) else {
+                            continue;
+                        };
+                        let next = p.follow(&voters, a.placed.values());
+                        if &next != p {
+                            a.placed.insert(name.clone(), next.clone());
+                            moved.push((name, next));
+                        }
+                    }
+                    moved
+                };
+                for (name, p) in moved {
+                    tracing::info!(queue = %name, members = ?p.members, "a replicated queue's members follow the cluster's");
+                    self.queues.place(&name, p);
+                }
                 MetaAnswer::default()
             }
         };

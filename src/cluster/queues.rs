@@ -30,7 +30,7 @@
 //!   the copy goes to the queue's leader ([`submit`]); the confirm waits
 //!   for the commit, on a majority of the members, each having fsync'd.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,9 @@ use crate::store::{Committer, LogStore};
 /// is 0): `GROUP_BASE` + the log index of the queue's declaration.
 pub(super) const GROUP_BASE: u64 = 1 << 32;
 
+/// How long a new member of a queue's group may take to catch up.
+const CATCH_UP: Duration = Duration::from_secs(60);
+
 /// How long a publish or settle waits for the queue's group.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -65,6 +68,10 @@ pub(super) struct Placement {
     pub(super) group: u64,
     /// The nodes that keep it, the first of which starts the group.
     pub(super) members: Vec<u64>,
+    /// How many it asked for (`replicas=`; 0 in a placement stored before
+    /// this was: as many as its members).
+    #[serde(default)]
+    pub(super) replicas: u8,
 }
 
 impl Placement {
@@ -97,7 +104,57 @@ impl Placement {
         Some(Placement {
             group: GROUP_BASE + index,
             members,
+            replicas,
         })
+    }
+
+    /// The placement once the cluster's voters are `voters`, given every
+    /// queue's placement (`placed`, this one's included): members that are
+    /// no longer voters leave it, and while it has fewer members than its
+    /// `replicas=`, the voters that are not members join, those that keep
+    /// the fewest queues first (then by id). The same on every node (the
+    /// metadata group applies it). A queue keeps at least one member (who
+    /// is to copy it from, else?).
+    pub(super) fn follow<'a>(
+        &self,
+        voters: &[u64],
+        placed: impl Iterator<Item = &'a Placement>,
+    ) -> Placement {
+        let want = match self.replicas {
+            0 => self.members.len(),
+            r => usize::from(r),
+        };
+        let mut members: Vec<u64> = self
+            .members
+            .iter()
+            .copied()
+            .filter(|m| voters.contains(m))
+            .collect();
+        if members.is_empty() {
+            return self.clone();
+        }
+        let mut load: HashMap<u64, usize> = HashMap::new();
+        for p in placed {
+            for m in &p.members {
+                *load.entry(*m).or_default() += 1;
+            }
+        }
+        let mut candidates: Vec<u64> = voters
+            .iter()
+            .copied()
+            .filter(|v| !members.contains(v))
+            .collect();
+        candidates.sort_by_key(|v| (load.get(v).copied().unwrap_or(0), *v));
+        for c in candidates {
+            if members.len() >= want {
+                break;
+            }
+            members.push(c);
+        }
+        Placement {
+            members,
+            ..self.clone()
+        }
     }
 }
 
@@ -188,11 +245,85 @@ impl Queues {
     /// Records the placement of queue `name` (the metadata group applied
     /// its declaration, or a start read it back), and runs its group here
     /// if this node is a member.
+    ///
+    /// A placement that changed (the members followed the cluster's) is
+    /// made so by the group's leader ([`Queues::reconcile`]); a node no
+    /// longer a member stops its group and drops its copy.
     pub(super) fn place(self: &Arc<Self>, name: &str, p: Placement) {
-        self.placed.write().insert(name.to_string(), p.clone());
-        if self.meta.get().is_some() {
-            self.run(name.to_string(), p);
+        let old = self.placed.write().insert(name.to_string(), p.clone());
+        if self.meta.get().is_none() {
+            return;
         }
+        let was = old.as_ref().is_some_and(|o| o.members.contains(&self.me));
+        if p.members.contains(&self.me) {
+            self.run(name.to_string(), p.clone());
+            if old.is_some_and(|o| o.members != p.members) {
+                self.reconcile(name);
+            }
+        } else if was {
+            self.stop_group(name, p.group);
+        }
+    }
+
+    /// Makes queue `name`'s group's voters its placement's members, when
+    /// this node leads the group: each new member joins as a learner, and
+    /// once it has caught up the voters become the members (openraft's
+    /// joint consensus). Tries again every 2 s while this node leads and
+    /// the two differ (a member not up yet, another change under way).
+    pub(super) fn reconcile(self: &Arc<Self>, name: &str) {
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            loop {
+                let Some(p) = this.placement(&name) else {
+                    return;
+                };
+                let Some(raft) = this.raft(p.group) else {
+                    return;
+                };
+                let m = raft.metrics().borrow().clone();
+                if m.current_leader != Some(this.me) {
+                    return;
+                }
+                let voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+                let want: BTreeSet<u64> = p.members.iter().copied().collect();
+                if voters == want {
+                    return;
+                }
+                match this.change_members(&raft, &voters, &want).await {
+                    Ok(()) => {
+                        tracing::info!(queue = %name, members = ?want, "a replicated queue's group has its new members");
+                    }
+                    Err(e) => {
+                        tracing::warn!(queue = %name, error = %e, "changing a replicated queue's members; trying again");
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Adds the members of `want` not in `voters` as learners (each caught
+    /// up before it returns), then makes `want` the voters.
+    async fn change_members(
+        &self,
+        raft: &Raft<TypeConfig>,
+        voters: &BTreeSet<u64>,
+        want: &BTreeSet<u64>,
+    ) -> Result<(), String> {
+        for id in want.difference(voters) {
+            let node = BasicNode {
+                addr: self.addr(*id),
+            };
+            tokio::time::timeout(CATCH_UP, raft.add_learner(*id, node, true))
+                .await
+                .map_err(|_| format!("node {id} did not catch up in time"))?
+                .map_err(|e| e.to_string())?;
+        }
+        raft.change_membership(want.clone(), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     /// Forgets queue `name` (deleted): stops its group here and drops its
@@ -202,26 +333,37 @@ impl Queues {
         let Some(p) = self.placed.write().remove(name) else {
             return;
         };
-        let Some(Some(run)) = self.running.lock().remove(&p.group) else {
+        self.stop_group(name, p.group);
+    }
+
+    /// Stops group `group` (queue `name`'s) here and drops this node's
+    /// copy, its log and snapshot (the queue was deleted, or this node is
+    /// no longer one of its members); this node's view of it is emptied.
+    fn stop_group(self: &Arc<Self>, name: &str, group: u64) {
+        let Some(Some(run)) = self.running.lock().remove(&group) else {
             // Not running here, or still starting: the start sees its
             // place gone and stops what it started.
             return;
         };
-        self.router.remove(&p.group);
+        self.router.remove(&group);
         run.watcher.abort();
         let store = self.store.clone();
         let committer = self.committer.clone();
-        let snapshot = snapshot_path(&self.broker.config().data_dir, p.group);
+        let snapshot = snapshot_path(&self.broker.config().data_dir, group);
+        let view = self.broker.find_queue(name);
         tokio::spawn(async move {
             let _ = run.raft.shutdown().await;
+            if let Some(q) = view {
+                q.cancel_subscriptions("leader-moved");
+                let _ = q.purge();
+            }
             if let Err(e) = std::fs::remove_file(&snapshot) {
                 if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(group = p.group, error = %e, "removing a deleted queue's snapshot");
+                    tracing::warn!(group, error = %e, "removing a replicated queue's snapshot");
                 }
             }
-            let dropped = store.group_drop(p.group);
-            if let Err(e) = dropped {
-                tracing::warn!(group = p.group, error = %e, "dropping a deleted queue's log");
+            if let Err(e) = store.group_drop(group) {
+                tracing::warn!(group, error = %e, "dropping a replicated queue's log");
                 return;
             }
             let _ = committer.wait(committer.written()).await;
@@ -649,9 +791,15 @@ async fn lead(
     machine: QueueMachine,
 ) {
     let mut metrics = raft.metrics();
+    let mut led = false;
     loop {
         let leads = serves(&metrics.borrow_and_update());
         machine.set_active(leads);
+        if leads && !led {
+            // A change of members its predecessor left unfinished.
+            queues.reconcile(&name);
+        }
+        led = leads;
         if metrics.changed().await.is_err() {
             break;
         }
@@ -691,5 +839,32 @@ mod tests {
         assert_eq!(two.members.len(), 2);
         assert_eq!(Placement::new(31, 4, &voters, placed.iter()), None);
         assert_eq!(Placement::new(31, 1, &[], placed.iter()), None);
+    }
+
+    #[test]
+    fn placements_follow_the_voters_replacing_who_left_and_growing_back() {
+        let p = Placement::new(10, 3, &[1, 2, 3], std::iter::empty()).expect("placed");
+        let other = Placement::new(11, 2, &[1, 2, 3, 4, 5], std::iter::empty()).expect("placed");
+        let all = [p.clone(), other.clone()];
+        // Unchanged while its members vote.
+        assert_eq!(p.follow(&[1, 2, 3, 4], all.iter()), p);
+        // Node 2 gone, 4 and 5 there: the one keeping fewer queues joins.
+        let busy = other.members[0];
+        let next = p.follow(&[1, 3, 4, 5], all.iter());
+        assert_eq!(next.members.len(), 3, "{next:?}");
+        assert!(!next.members.contains(&2), "{next:?}");
+        assert_eq!(next.group, p.group);
+        let joined = next.members[2];
+        assert!(joined == 4 || joined == 5, "{next:?}");
+        if busy == 4 || busy == 5 {
+            assert_ne!(joined, busy, "{next:?} {other:?}");
+        }
+        // Short of voters: it shrinks, then grows back once there are.
+        let short = p.follow(&[1, 3], all.iter());
+        assert_eq!(short.members, vec![1, 3]);
+        let back = short.follow(&[1, 3, 6], all.iter());
+        assert_eq!(back.members, vec![1, 3, 6]);
+        // Never emptied: with none of its members left, it stays.
+        assert_eq!(p.follow(&[7, 8, 9], all.iter()), p);
     }
 }

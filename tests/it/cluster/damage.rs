@@ -126,7 +126,16 @@ async fn damaged_replica(how: Damage) {
     nodes.get_mut(&leader).expect("leader").kill().await;
     nodes.insert(x, start_node(&cluster, &dirs, x as usize).await);
     nodes[&y].signal(libc::SIGCONT);
-    assert!(damaged_here(xdir), "the damage was not detected");
+    // Found at its start: a log's while the node recovers, a snapshot's
+    // as the queue's group starts, just after.
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while !damaged_here(xdir) {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the damage was not detected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let mut on_y = TestConn::connect(nodes[&y].addr).await;
     for _ in 0..3 {
         let got = on_y.cmd("PUB \"\" jobs during").await;

@@ -87,11 +87,11 @@ impl Rng {
 
 /// What the clients saw.
 #[derive(Default)]
-struct Seen {
+pub(super) struct Seen {
     /// Publishes answered `OK`.
-    confirmed: BTreeSet<String>,
+    pub(super) confirmed: BTreeSet<String>,
     /// Every publish sent (an `ERR UNAVAILABLE` may yet be stored).
-    attempted: BTreeSet<String>,
+    pub(super) attempted: BTreeSet<String>,
     /// Bodies delivered (at least once).
     delivered: BTreeSet<String>,
     /// Deliveries counted again (redeliveries).
@@ -225,7 +225,7 @@ async fn random_faults(run: Duration) {
 
 /// Publishes `m<k>` through the nodes in turn until told to stop; a
 /// connection that fails is opened again on the next node.
-async fn publish(addrs: Vec<SocketAddr>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
+pub(super) async fn publish(addrs: Vec<SocketAddr>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
     let mut k = 0u64;
     let mut node = 0usize;
     while !stop.load(Ordering::Relaxed) {

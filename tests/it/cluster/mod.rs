@@ -7,6 +7,7 @@
 
 mod damage;
 mod faults;
+mod members;
 mod metadata;
 mod net;
 mod partitions;
