@@ -45,6 +45,7 @@ mod subscribe;
 mod user;
 
 pub(crate) use outcome::{Completion, HeldPub, Outcome, Pending};
+pub(crate) use publish::Retried;
 pub(crate) use replicated::apply_meta;
 
 use crate::error::BrokerError;

@@ -28,18 +28,8 @@ use crate::session_state::SessionState;
 pub(super) fn publish(c: Publish, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.check_publish(&c.exchange)?;
     match s.broker().publish(&c)? {
-        PublishAttempt::Done(mut p) if !p.replicate.is_empty() => {
-            // Replicated queues: the confirm waits for their logs.
-            let copies = std::mem::take(&mut p.replicate);
-            let broker = s.broker().clone();
-            Ok(Outcome::Later(Pending::new(async move {
-                let replicated = replicate(&broker, copies).await;
-                Box::new(move |_: &mut SessionState| {
-                    replicated?;
-                    let (reply, gen) = confirm(p);
-                    Ok(Outcome::Reply(reply, gen))
-                }) as Completion
-            })))
+        PublishAttempt::Done(p) if !p.replicate.is_empty() => {
+            Ok(Outcome::Later(confirm_later(s.broker(), p)))
         }
         PublishAttempt::Done(p) => {
             let (reply, gen) = confirm(p);
@@ -47,6 +37,21 @@ pub(super) fn publish(c: Publish, s: &mut SessionState) -> Result<Outcome, Broke
         }
         PublishAttempt::Blocked(on) => Ok(Outcome::Hold(HeldPub { cmd: c, on })),
     }
+}
+
+/// The confirm of a publish that reached replicated queues: it waits for
+/// their logs (off the session's task: the connection reads on).
+fn confirm_later(broker: &Broker, mut p: Published) -> Pending {
+    let copies = std::mem::take(&mut p.replicate);
+    let broker = broker.clone();
+    Pending::new(async move {
+        let replicated = replicate(&broker, copies).await;
+        Box::new(move |_: &mut SessionState| {
+            replicated?;
+            let (reply, gen) = confirm(p);
+            Ok(Outcome::Reply(reply, gen))
+        }) as Completion
+    })
 }
 
 /// Appends the copies for replicated queues to their logs; `Ok` once
@@ -79,6 +84,17 @@ fn confirm(p: Published) -> (Reply, Option<u64>) {
     (Reply::words(w), gen)
 }
 
+/// What came of a held `PUB` run again.
+pub(crate) enum Retried {
+    /// Held still.
+    Held,
+    /// Done: its confirm, and the store generation that must be durable
+    /// first.
+    Done(Reply, Option<u64>),
+    /// Done, its confirm waiting for replicated queues' logs.
+    Later(Pending),
+}
+
 /// How a held `PUB` waits, and runs again.
 impl HeldPub {
     /// What holds it, as `NOTICE blocked` and `NOTICE unblocked` name it.
@@ -107,29 +123,21 @@ impl HeldPub {
     }
 
     /// Publishes again (its permission was checked when it first ran):
-    /// `Ok(None)` when it is still held, now on what holds it this time;
-    /// else its confirm and the store generation that must be durable
-    /// first.
-    pub(crate) fn retry(
-        &mut self,
-        broker: &Broker,
-    ) -> Result<Option<(Reply, Option<u64>)>, BrokerError> {
+    /// still held (now on what holds it this time), or done.
+    pub(crate) fn retry(&mut self, broker: &Broker) -> Result<Retried, BrokerError> {
         match broker.publish(&self.cmd)? {
             PublishAttempt::Blocked(on) => {
                 self.on = on;
-                Ok(None)
+                Ok(Retried::Held)
             }
-            PublishAttempt::Done(mut p) => {
-                if !p.replicate.is_empty() {
-                    // Rare: a publish held (a full queue, an alarm) that
-                    // also reaches replicated queues. The session runs it
-                    // to completion here (a held publish holds the
-                    // connection's later commands anyway).
-                    let copies = std::mem::take(&mut p.replicate);
-                    let handle = tokio::runtime::Handle::current();
-                    tokio::task::block_in_place(|| handle.block_on(replicate(broker, copies)))?;
-                }
-                Ok(Some(confirm(p)))
+            // Rare: a publish held (a full queue, an alarm) that also
+            // reaches replicated queues.
+            PublishAttempt::Done(p) if !p.replicate.is_empty() => {
+                Ok(Retried::Later(confirm_later(broker, p)))
+            }
+            PublishAttempt::Done(p) => {
+                let (reply, gen) = confirm(p);
+                Ok(Retried::Done(reply, gen))
             }
         }
     }

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::cmd::HeldPub;
+use crate::cmd::{HeldPub, Pending, Retried};
 use crate::protocol::reply::{Blocker, Notice, Reply};
 use crate::protocol::{Command, ErrorCode};
 use crate::session_state::{Out, Outbox, SessionState};
@@ -139,16 +139,20 @@ impl Held {
     /// The held `PUB`'s queue signalled room: publish again. Done (or
     /// failed), the reply takes the placeholder's place and the pushes
     /// that went around it follow it.
-    pub(super) fn retry(&mut self, state: &mut SessionState) {
+    ///
+    /// A confirm that waits for replicated queues is handed to `later`,
+    /// which runs it and returns its placeholder.
+    pub(super) fn retry(&mut self, state: &mut SessionState, later: impl FnOnce(Pending) -> Out) {
         let Some(Waiting { publish: mut h, .. }) = self.publish.take() else {
             return;
         };
         let reply = match h.retry(state.broker()) {
-            Ok(None) => {
+            Ok(Retried::Held) => {
                 self.publish = Some(Waiting::new(h));
                 return;
             }
-            Ok(Some((reply, gen))) => Out::Reply(reply, gen),
+            Ok(Retried::Done(reply, gen)) => Out::Reply(reply, gen),
+            Ok(Retried::Later(p)) => later(p),
             Err(e) => Out::Reply(e.to_reply(), None),
         };
         release(state.outbox_mut(), reply, h.blocker());

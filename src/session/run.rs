@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::clock::Clocks;
 use super::{Session, CLOSING_WRITE_TIMEOUT};
 use crate::broker::queue::Settle;
-use crate::cmd::{self, Outcome};
+use crate::cmd::{self, Completion, Outcome, Pending};
 use crate::connection::{FrameReader, FrameWriter};
 use crate::error::BrokerError;
 use crate::protocol::command::Command;
@@ -130,7 +130,9 @@ impl Session {
                     self.state.expire_acks(Instant::now());
                 }
                 _ = self.held.room(), if self.held.is_holding() => {
-                    self.held.retry(&mut self.state);
+                    let (later, next) = (&mut self.later, &mut self.next_later);
+                    self.held
+                        .retry(&mut self.state, |p| run_later(later, next, p));
                 }
                 Some(Ok((id, done))) = self.later.join_next(), if !self.later.is_empty() => {
                     let reply = match done(&mut self.state) {
@@ -336,10 +338,8 @@ impl Session {
                 return Flow::Wait;
             }
             Ok(Outcome::Later(p)) => {
-                let id = self.next_later;
-                self.next_later += 1;
-                self.answer(Out::Later(id));
-                self.later.spawn(async move { (id, p.await) });
+                let placeholder = run_later(&mut self.later, &mut self.next_later, p);
+                self.answer(placeholder);
             }
             Ok(Outcome::Quit(reply)) => {
                 self.answer(Out::Reply(reply, None));
@@ -355,4 +355,17 @@ impl Session {
     fn answer(&mut self, item: Out) {
         self.held.answer(item, self.state.outbox_mut());
     }
+}
+
+/// Runs `p`, a command that completes later, as the session's `later`
+/// task number `next` (counted on); its placeholder among the replies.
+fn run_later(
+    later: &mut tokio::task::JoinSet<(u64, Completion)>,
+    next: &mut u64,
+    p: Pending,
+) -> Out {
+    let id = *next;
+    *next += 1;
+    later.spawn(async move { (id, p.await) });
+    Out::Later(id)
 }

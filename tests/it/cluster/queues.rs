@@ -271,3 +271,52 @@ async fn snapshots_bound_a_replicated_queue_s_log_and_bring_a_member_far_behind_
     let want: std::collections::BTreeSet<String> = confirmed.difference(&acked).cloned().collect();
     assert_eq!(delivered, want);
 }
+
+#[tokio::test]
+async fn a_publish_held_by_a_full_queue_that_also_reaches_a_replicated_one_confirms_once_committed()
+{
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE rep replicas=3",
+        "OK rep messages=0 consumers=0",
+    )
+    .await;
+    // A queue of node 1's own that holds publishes when full.
+    c.ok(
+        "DECLARE QUEUE full max-length=1 overflow=block",
+        "OK full messages=0 consumers=0",
+    )
+    .await;
+    c.ok("DECLARE EXCHANGE both fanout", "OK").await;
+    c.ok("BIND rep both", "OK").await;
+    c.ok("BIND full both", "OK").await;
+    let got = c.cmd("PUB both \"\" one").await;
+    assert!(got.ends_with("routed=2"), "{got}");
+    // Held by the full queue; the connection's next command waits.
+    c.send("PUB both \"\" two").await;
+    c.send("PING").await;
+    assert_eq!(c.line().await, "NOTICE blocked queue=full");
+    let mut other = TestConn::connect(nodes[&1].addr).await;
+    other.send("GET full").await;
+    let (_, body) = other.msg().await;
+    assert_eq!(body, b"one");
+    other.expect("OK 1").await;
+    other.ok("ACK 1", "OK").await;
+    // Run again once there is room: its confirm waits for the replicated
+    // queue's commit, and the replies keep their order.
+    let got = c.line().await;
+    assert!(got.starts_with("OK ") && got.ends_with("routed=2"), "{got}");
+    // (The notice is a push: it may come before or after the PING's
+    // reply, which waited behind the confirm.)
+    let mut next = [c.line().await, c.line().await];
+    next.sort();
+    assert_eq!(next, ["NOTICE unblocked queue=full", "OK pong"]);
+    let leader = queue_leader(&nodes, "rep").await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    let mut bodies = drain(&mut l, "rep").await;
+    bodies.sort();
+    assert_eq!(bodies, ["one", "two"]);
+}
