@@ -186,6 +186,16 @@ impl QueueMachine {
         }
     }
 
+    /// Writes `bytes` as its snapshot file, whole (off the runtime's
+    /// threads).
+    async fn keep(&self, bytes: Vec<u8>) -> Result<(), StorageError<u64>> {
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || write_whole(&file, &bytes))
+            .await
+            .map_err(|e| io_error(ErrorVerb::Write, e))?
+            .map_err(|e| io_error(ErrorVerb::Write, e))
+    }
+
     /// The snapshot of `st`, as stored and sent.
     fn snapshot_of(st: &QueueState) -> Result<(Meta, Vec<u8>), StorageError<u64>> {
         let saved = Saved {
@@ -244,12 +254,7 @@ fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 impl RaftSnapshotBuilder<TypeConfig> for QueueMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let (meta, bytes) = Self::snapshot_of(&self.st.lock())?;
-        let file = self.file.clone();
-        let kept = bytes.clone();
-        tokio::task::spawn_blocking(move || write_whole(&file, &kept))
-            .await
-            .map_err(|e| io_error(ErrorVerb::Write, e))?
-            .map_err(|e| io_error(ErrorVerb::Write, e))?;
+        self.keep(bytes.clone()).await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -298,12 +303,7 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
     ) -> Result<(), StorageError<u64>> {
         let bytes = snapshot.into_inner();
         let saved = decode(&bytes).map_err(|e| io_error(ErrorVerb::Read, e))?;
-        let file = self.file.clone();
-        let kept = bytes.clone();
-        tokio::task::spawn_blocking(move || write_whole(&file, &kept))
-            .await
-            .map_err(|e| io_error(ErrorVerb::Write, e))?
-            .map_err(|e| io_error(ErrorVerb::Write, e))?;
+        self.keep(bytes).await?;
         let mut st = self.st.lock();
         st.last_applied = meta.last_log_id;
         st.membership = meta.last_membership.clone();

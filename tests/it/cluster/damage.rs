@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::{drain, publish_confirmed, queue_leader, start_node, three_nodes, Cluster};
+use super::{
+    check_drained, publish_confirmed, queue_leader, start_node, three_with_queue, Cluster,
+};
 use crate::common::{TestConn, DEADLINE};
 
 /// The replicated queues' group files in the data directory `dir` (the
@@ -81,13 +83,7 @@ async fn damaged_replica(how: Damage) {
     // Snapshots often, so that there is one to damage.
     let cluster = Cluster::new().with(&["--snapshot-every", "20"]);
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let mut nodes = three_nodes(&cluster, &dirs).await;
-    let mut c = TestConn::connect(nodes[&1].addr).await;
-    c.ok(
-        "DECLARE QUEUE jobs replicas=3",
-        "OK jobs messages=0 consumers=0",
-    )
-    .await;
+    let mut nodes = three_with_queue(&cluster, &dirs, "jobs").await;
     let leader = queue_leader(&nodes, "jobs").await;
     let mut followers = (1..=3u64).filter(|i| *i != leader);
     let (x, y) = (followers.next().expect("x"), followers.next().expect("y"));
@@ -163,11 +159,5 @@ async fn damaged_replica(how: Damage) {
     // own, and every confirmed message is there.
     nodes.get_mut(&leader).expect("leader").kill().await;
     nodes.remove(&leader);
-    let now = queue_leader(&nodes, "jobs").await;
-    let mut l = TestConn::connect(nodes[&now].addr).await;
-    let delivered: BTreeSet<String> = drain(&mut l, "jobs").await.into_iter().collect();
-    let lost: Vec<_> = confirmed.difference(&delivered).collect();
-    assert!(lost.is_empty(), "lost: {lost:?}");
-    let unknown: Vec<_> = delivered.difference(&attempted).collect();
-    assert!(unknown.is_empty(), "never published: {unknown:?}");
+    check_drained(&nodes, "jobs", &confirmed, &attempted).await;
 }

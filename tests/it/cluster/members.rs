@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::faults::{publish, Seen};
-use super::{drain, free_port, publish_confirmed, queue_leader, three_nodes, Cluster};
-use crate::common::spawned::Spawned;
+use super::{
+    check_drained, publish_confirmed, queue_leader, start_joining, three_with_queue, Cluster,
+};
 use crate::common::{TestConn, DEADLINE};
 
 /// The value of `key` in a `STATS` text.
@@ -27,13 +28,8 @@ fn stat<'a>(stats: &'a str, key: &str) -> &'a str {
 async fn a_replicated_queue_follows_the_members_changed_under_load_and_loses_nothing() {
     let cluster = Cluster::new();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut nodes = three_with_queue(&cluster, &dirs, "jobs").await;
     let mut c = TestConn::connect(nodes[&2].addr).await;
-    c.ok(
-        "DECLARE QUEUE jobs replicas=3",
-        "OK jobs messages=0 consumers=0",
-    )
-    .await;
     // Publishing through nodes 2 and 3 all along.
     let seen = Arc::new(Mutex::new(Seen::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -44,20 +40,7 @@ async fn a_replicated_queue_follows_the_members_changed_under_load_and_loses_not
     ));
 
     // Node 4 joins, node 1 leaves: the queue's members become 2, 3, 4.
-    let addr4 = format!("127.0.0.1:{}", free_port());
-    let peers4 = format!("4={addr4}");
-    let fourth = Spawned::start(&[
-        "--node-id",
-        "4",
-        "--cluster-addr",
-        &addr4,
-        "--peers",
-        &peers4,
-        "--cluster-secret",
-        "a test secret",
-        "--join",
-    ])
-    .await;
+    let (fourth, addr4) = start_joining(4).await;
     c.ok(&format!("CLUSTER ADD 4 {addr4}"), "OK members=1,2,3,4")
         .await;
     nodes.insert(4, fourth);
@@ -117,17 +100,6 @@ async fn a_replicated_queue_follows_the_members_changed_under_load_and_loses_not
         .collect();
     publish_confirmed(nodes[&2].addr, "jobs", "last").await;
     confirmed.insert("last".into());
-    let now = queue_leader(&nodes, "jobs").await;
-    let mut l = TestConn::connect(nodes[&now].addr).await;
-    let delivered: BTreeSet<String> = drain(&mut l, "jobs").await.into_iter().collect();
-    let lost: Vec<_> = confirmed.difference(&delivered).collect();
-    assert!(
-        lost.is_empty(),
-        "lost {} of {}: {lost:?}",
-        lost.len(),
-        confirmed.len()
-    );
-    let unknown: Vec<_> = delivered.difference(&attempted).collect();
-    assert!(unknown.is_empty(), "never published: {unknown:?}");
+    check_drained(&nodes, "jobs", &confirmed, &attempted).await;
     assert!(confirmed.len() > 10, "hardly anything was published");
 }

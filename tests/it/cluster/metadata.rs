@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{agreed, eventually, free_port, row, start_node, three_nodes, view, view_on, Cluster};
+use super::{
+    agreed, eventually, free_port, row, start_joining, start_node, three_nodes, view, view_on,
+    Cluster,
+};
 use crate::common::cert::Cert;
 use crate::common::spawned::Spawned;
 use crate::common::{http_request, TestConn, DEADLINE};
@@ -377,21 +380,7 @@ async fn nodes_join_leave_and_hand_over_the_lead_online() {
     // A fourth node, started with --join and knowing only itself, is
     // added through any node: it catches up (the queue declared before is
     // there), then votes.
-    let port4 = free_port();
-    let addr4 = format!("127.0.0.1:{port4}");
-    let peers4 = format!("4={addr4}");
-    let fourth = Spawned::start(&[
-        "--node-id",
-        "4",
-        "--cluster-addr",
-        &addr4,
-        "--peers",
-        &peers4,
-        "--cluster-secret",
-        "a test secret",
-        "--join",
-    ])
-    .await;
+    let (fourth, addr4) = start_joining(4).await;
     // Alone and joining, it starts no cluster of its own.
     assert_eq!(view(&fourth).await["cluster_leader"], "none");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -399,7 +388,7 @@ async fn nodes_join_leave_and_hand_over_the_lead_online() {
             "cluster",
             "add",
             "4",
-            &addr4,
+            addr4.as_str(),
             "-s",
             &nodes[&2].addr.to_string(),
         ])

@@ -268,3 +268,65 @@ pub(super) fn row(table: &str, n: usize) -> Vec<&str> {
         .split_whitespace()
         .collect()
 }
+
+/// Three nodes of `cluster` on `dirs`, with queue `queue` declared
+/// `replicas=3` (through node 1).
+pub(super) async fn three_with_queue(
+    cluster: &Cluster,
+    dirs: &[tempfile::TempDir],
+    queue: &str,
+) -> HashMap<u64, Spawned> {
+    let nodes = three_nodes(cluster, dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        &format!("DECLARE QUEUE {queue} replicas=3"),
+        &format!("OK {queue} messages=0 consumers=0"),
+    )
+    .await;
+    nodes
+}
+
+/// Drains `queue` on its leader among `nodes` and checks it: every
+/// message of `confirmed` is delivered (`lost` otherwise), and nothing
+/// that is not in `attempted` (`never published`).
+pub(super) async fn check_drained(
+    nodes: &HashMap<u64, Spawned>,
+    queue: &str,
+    confirmed: &std::collections::BTreeSet<String>,
+    attempted: &std::collections::BTreeSet<String>,
+) {
+    let leader = queue_leader(nodes, queue).await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    let delivered: std::collections::BTreeSet<String> =
+        drain(&mut l, queue).await.into_iter().collect();
+    let lost: Vec<_> = confirmed.difference(&delivered).collect();
+    assert!(
+        lost.is_empty(),
+        "lost {} of {}: {lost:?}",
+        lost.len(),
+        confirmed.len()
+    );
+    let unknown: Vec<_> = delivered.difference(attempted).collect();
+    assert!(unknown.is_empty(), "never published: {unknown:?}");
+}
+
+/// Node `id`, started with `--join` and knowing only itself (`CLUSTER
+/// ADD` makes it a member), and its cluster address.
+pub(super) async fn start_joining(id: u64) -> (Spawned, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let peers = format!("{id}={addr}");
+    let id = id.to_string();
+    let node = Spawned::start(&[
+        "--node-id",
+        &id,
+        "--cluster-addr",
+        &addr,
+        "--peers",
+        &peers,
+        "--cluster-secret",
+        "a test secret",
+        "--join",
+    ])
+    .await;
+    (node, addr)
+}

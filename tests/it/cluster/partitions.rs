@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{drain, publish_some, three_nodes, Cluster};
+use super::{check_drained, publish_some, three_with_queue, Cluster};
 use crate::common::spawned::Spawned;
 use crate::common::{TestConn, DEADLINE};
 
@@ -32,13 +32,7 @@ async fn leader_among(nodes: &HashMap<u64, Spawned>, among: &[u64], queue: &str)
 async fn a_leader_cut_off_confirms_nothing_and_the_majority_goes_on_losing_nothing() {
     let (cluster, net) = Cluster::behind_proxies().await;
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let nodes = three_nodes(&cluster, &dirs).await;
-    let mut c = TestConn::connect(nodes[&1].addr).await;
-    c.ok(
-        "DECLARE QUEUE jobs replicas=3",
-        "OK jobs messages=0 consumers=0",
-    )
-    .await;
+    let nodes = three_with_queue(&cluster, &dirs, "jobs").await;
     let all = [1, 2, 3];
     let leader = leader_among(&nodes, &all, "jobs").await;
     let mut confirmed = BTreeSet::new();
@@ -83,11 +77,5 @@ async fn a_leader_cut_off_confirms_nothing_and_the_majority_goes_on_losing_nothi
 
     // Every confirmed message is delivered, and nothing that was not
     // published.
-    let now = leader_among(&nodes, &all, "jobs").await;
-    let mut l = TestConn::connect(nodes[&now].addr).await;
-    let delivered: BTreeSet<String> = drain(&mut l, "jobs").await.into_iter().collect();
-    let lost: Vec<_> = confirmed.difference(&delivered).collect();
-    assert!(lost.is_empty(), "lost: {lost:?}");
-    let unknown: Vec<_> = delivered.difference(&attempted).collect();
-    assert!(unknown.is_empty(), "never published: {unknown:?}");
+    check_drained(&nodes, "jobs", &confirmed, &attempted).await;
 }

@@ -2,7 +2,9 @@
 //! leader, and lose no confirmed message through a killed or paused leader,
 //! a killed follower, or every node killed and restarted.
 
-use super::{drain, publish_some, queue_leader, row, start_node, three_nodes, Cluster};
+use super::{
+    drain, publish_some, queue_leader, row, start_node, three_nodes, three_with_queue, Cluster,
+};
 use crate::common::spawned::Spawned;
 use crate::common::{TestConn, DEADLINE};
 
@@ -218,13 +220,7 @@ async fn replica_stat(node: &Spawned, queue: &str, key: &str) -> u64 {
 async fn snapshots_bound_a_replicated_queue_s_log_and_bring_a_member_far_behind_up_to_date() {
     let cluster = Cluster::new().with(&["--snapshot-every", "100"]);
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let mut nodes = three_nodes(&cluster, &dirs).await;
-    let mut c = TestConn::connect(nodes[&1].addr).await;
-    c.ok(
-        "DECLARE QUEUE jobs replicas=3",
-        "OK jobs messages=0 consumers=0",
-    )
-    .await;
+    let mut nodes = three_with_queue(&cluster, &dirs, "jobs").await;
     let leader = queue_leader(&nodes, "jobs").await;
     let behind = (1..=3).find(|i| *i != leader).expect("a follower");
     let mut confirmed = std::collections::BTreeSet::new();
