@@ -31,7 +31,8 @@ use openraft::{
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::queues::{Placement, Queues};
+use super::placement::Placement;
+use super::queues::Queues;
 use super::TypeConfig;
 use crate::broker::{Broker, MetaAnswer, MetaOp};
 use crate::error::BrokerError;

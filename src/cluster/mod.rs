@@ -30,6 +30,7 @@ mod membership;
 mod meta;
 mod network;
 mod node;
+mod placement;
 mod queue_machine;
 mod queues;
 #[cfg(test)]
@@ -41,7 +42,7 @@ mod tests;
 use std::io::Cursor;
 
 /// The message log's group that holds the cluster's metadata (a
-/// replicated queue's group is numbered from `queues::GROUP_BASE`).
+/// replicated queue's group is numbered from `placement::GROUP_BASE`).
 const META_GROUP: u64 = 0;
 
 /// A leader's heartbeat, when it has nothing to send.
