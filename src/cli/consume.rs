@@ -219,7 +219,6 @@ fn ack_up_to(tag: u64) -> Command {
 
 /// Runs `sluice sub`.
 pub(super) async fn sub(args: SubArgs) -> Result<Exit, CliError> {
-    let mut conn = Conn::open(&ConnectOptions::from(&args.common)).await?;
     // With --count, take no more than that in flight: the rest stays
     // available to other consumers.
     let prefetch = match (args.prefetch, args.count) {
@@ -229,17 +228,17 @@ pub(super) async fn sub(args: SubArgs) -> Result<Exit, CliError> {
         }
         (p, None) => p,
     };
-    let reply = conn
-        .request(&Command::Subscribe(Subscribe {
-            queue: args.queue.clone(),
-            prefetch,
-            ack: args.ack.into(),
-            tag: None,
-            exclusive: args.exclusive,
-            group: args.group.clone(),
-            start: stream_start(args.offset, args.time),
-        }))
-        .await?;
+    let subscribe = Command::Subscribe(Subscribe {
+        queue: args.queue.clone(),
+        prefetch,
+        ack: args.ack.into(),
+        tag: None,
+        exclusive: args.exclusive,
+        group: args.group.clone(),
+        start: stream_start(args.offset, args.time),
+    });
+    let (mut conn, reply) =
+        subscribe_where_served(&ConnectOptions::from(&args.common), &subscribe).await?;
     let ctag = reply.words.first().cloned().unwrap_or_default();
     let mut consumer = Consumer {
         out: Out::default(),
@@ -258,6 +257,52 @@ pub(super) async fn sub(args: SubArgs) -> Result<Exit, CliError> {
     let exit = end?;
     settled?;
     Ok(exit)
+}
+
+/// Subscribes with `subscribe` on the first of the servers (`--server
+/// a,b,c`) that serves the queue: a cluster's replicated queue is
+/// consumed on its leader, and another node refuses (`ERR PRECONDITION
+/// ... led by node N`, or `ERR UNAVAILABLE` during an election), so the
+/// next server is tried. The last server's answer stands.
+async fn subscribe_where_served(
+    opts: &ConnectOptions,
+    subscribe: &Command,
+) -> Result<(Conn, crate::client::Response), CliError> {
+    let servers: Vec<&str> = opts
+        .server
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let Some((last, others)) = servers.split_last() else {
+        return Err(CliError::Usage("--server is empty".into()));
+    };
+    for server in others {
+        let one = ConnectOptions {
+            server: server.to_string(),
+            ..opts.clone()
+        };
+        let Ok(mut conn) = Conn::open(&one).await else {
+            continue;
+        };
+        match conn.request(subscribe).await {
+            Ok(reply) => return Ok((conn, reply)),
+            Err(CliError::Server { code, message })
+                if code == ErrorCode::Unavailable
+                    || (code == ErrorCode::Precondition && message.contains("led by node")) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let one = ConnectOptions {
+        server: last.to_string(),
+        ..opts.clone()
+    };
+    let mut conn = Conn::open(&one).await?;
+    let reply = conn.request(subscribe).await?;
+    Ok((conn, reply))
 }
 
 /// A running subscription's printing and acknowledging.

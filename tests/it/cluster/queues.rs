@@ -316,3 +316,32 @@ async fn a_publish_held_by_a_full_queue_that_also_reaches_a_replicated_one_confi
     bodies.sort();
     assert_eq!(bodies, ["one", "two"]);
 }
+
+#[tokio::test]
+async fn the_cli_given_every_node_consumes_a_replicated_queue_on_its_leader() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes = three_with_queue(&cluster, &dirs, "jobs").await;
+    let mut confirmed = std::collections::BTreeSet::new();
+    publish_some(&nodes, &[1, 2, 3], 3, &mut confirmed).await;
+    // The followers first: each refuses (led by another node), the leader
+    // serves.
+    let leader = queue_leader(&nodes, "jobs").await;
+    let mut order: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
+    order.push(leader);
+    let servers: Vec<String> = order.iter().map(|i| nodes[i].addr.to_string()).collect();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["sub", "jobs", "--count", "3", "-s", &servers.join(",")])
+        .env_remove("SLUICE_SERVER")
+        .output();
+    let out = tokio::time::timeout(DEADLINE, out)
+        .await
+        .expect("in time")
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let got: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(got, confirmed);
+}
