@@ -190,6 +190,9 @@ pub(crate) struct ReplicaMessage {
     persistent: bool,
     published_at: u64,
     not_before: Option<u64>,
+    /// `PUB priority=` (the queue's `max-priority=` caps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    priority: Option<u8>,
 }
 
 impl ReplicaMessage {
@@ -208,6 +211,7 @@ impl ReplicaMessage {
                 .delay_ms
                 .filter(|d| *d > 0)
                 .map(|d| now.get().saturating_add(d)),
+            priority: p.priority,
         }
     }
 
@@ -302,7 +306,7 @@ impl Broker {
             deliveries: u32::from(redelivered),
             redelivered,
             stored: false,
-            priority: 0,
+            priority: q.priority_for(m.priority),
             expires_at: None,
             not_before: m.not_before,
             uncertain: redelivered,

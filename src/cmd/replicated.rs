@@ -127,9 +127,9 @@ pub(super) fn propose(
 
 /// `PRECONDITION` unless a replicated queue can be what `c` declares: a
 /// named, shared, classic queue, with no option whose work a node would
-/// do on its own (expiry, dead letters, length limits, priorities,
-/// de-duplication, kinds); `ack-timeout=` and `retry-delays=` are the
-/// leader's, and so they are allowed.
+/// do on its own (expiry, dead letters, length limits, de-duplication,
+/// kinds); `ack-timeout=`, `retry-delays=` and `max-priority=` are the
+/// leader's (a copy carries its priority), and so they are allowed.
 fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
     let a = &c.args;
     let refused = [
@@ -142,7 +142,6 @@ fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
         ("dead-letter=", a.dead_letter.is_some()),
         ("dead-letter-key=", a.dead_letter_key.is_some()),
         ("delivery-limit=", a.delivery_limit.is_some()),
-        ("max-priority=", a.max_priority.is_some()),
         ("dedup-window=", a.dedup_window_ms.is_some()),
         ("single-active or groups", a.mode != Default::default()),
         ("partitions=", c.partitions.is_some()),

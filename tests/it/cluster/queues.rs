@@ -24,6 +24,7 @@ async fn a_replicated_queue_keeps_every_confirmed_message_when_its_leader_is_kil
         "replicas=3 ttl=5",
         "replicas=3 dead-letter=dlx",
         "replicas=3 exclusive",
+        "replicas=3 dedup-window=1000",
     ] {
         let refused = c
             .err(&format!("DECLARE QUEUE other {bad}"), "PRECONDITION")
@@ -344,4 +345,45 @@ async fn the_cli_given_every_node_consumes_a_replicated_queue_on_its_leader() {
         .map(str::to_owned)
         .collect();
     assert_eq!(got, confirmed);
+}
+
+#[tokio::test]
+async fn a_replicated_queue_with_priorities_keeps_their_order_through_a_failover() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE urgent replicas=3 max-priority=5",
+        "OK urgent messages=0 consumers=0",
+    )
+    .await;
+    for (body, priority) in [("low-1", 1), ("top", 9), ("low-2", 1), ("mid", 3)] {
+        let got = c
+            .cmd(&format!("PUB \"\" urgent priority={priority} {body}"))
+            .await;
+        assert!(got.ends_with("routed=1"), "{got}");
+    }
+    let leader = queue_leader(&nodes, "urgent").await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    // Delivered in priority order (and not acked)...
+    l.send("GET urgent count=4").await;
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let (_, body) = l.msg().await;
+        order.push(String::from_utf8(body).expect("utf-8"));
+    }
+    l.expect("OK 4").await;
+    assert_eq!(order, ["top", "mid", "low-1", "low-2"]);
+    drop(l);
+    // ...and again by the next leader, which takes them over (a priority
+    // above max-priority=5 counts as 5).
+    nodes.get_mut(&leader).expect("leader").kill().await;
+    nodes.remove(&leader);
+    let now = queue_leader(&nodes, "urgent").await;
+    let mut n = TestConn::connect(nodes[&now].addr).await;
+    assert_eq!(
+        drain(&mut n, "urgent").await,
+        ["top", "mid", "low-1", "low-2"]
+    );
 }
