@@ -193,6 +193,10 @@ pub(crate) struct ReplicaMessage {
     /// `PUB priority=` (the queue's `max-priority=` caps it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     priority: Option<u8>,
+    /// `PUB ttl=` (the queue's `ttl=` may be shorter), from
+    /// `published_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl_ms: Option<u64>,
 }
 
 impl ReplicaMessage {
@@ -212,6 +216,7 @@ impl ReplicaMessage {
                 .filter(|d| *d > 0)
                 .map(|d| now.get().saturating_add(d)),
             priority: p.priority,
+            ttl_ms: p.ttl_ms,
         }
     }
 
@@ -307,7 +312,9 @@ impl Broker {
             redelivered,
             stored: false,
             priority: q.priority_for(m.priority),
-            expires_at: None,
+            // From the publish: a new leader's copy expires when the old
+            // leader's would have.
+            expires_at: q.expiry_from(m.published_at, m.ttl_ms),
             not_before: m.not_before,
             uncertain: redelivered,
         };

@@ -61,8 +61,9 @@ impl Broker {
     ) -> Result<Option<u64>, BrokerError> {
         let Settled { gen, dead, release } = q.settle(consumer_id, entry, how)?;
         if let Some(c) = self.inner.consensus.get() {
-            // A replicated queue's log learns which copies are done with.
-            let done: Vec<u64> = release.iter().map(|e| e.seq).chain(dead.seqs()).collect();
+            // A replicated queue's log learns which copies are done with
+            // (those that died: `dead_letter`).
+            let done: Vec<u64> = release.iter().map(|e| e.seq).collect();
             if !done.is_empty() && c.replicated(&q.name) {
                 c.settled(&q.name, done);
             }

@@ -488,6 +488,13 @@ impl Broker {
         if dead.is_empty() {
             return Ok(None);
         }
+        if let Some(c) = self.inner.consensus.get() {
+            // A replicated queue's log learns which copies died (expired,
+            // rejected): they are settled.
+            if c.replicated(&from.name) {
+                c.settled(&from.name, dead.seqs().collect());
+            }
+        }
         let dead = dead.into_letters();
         let depth = DEAD_LETTER_DEPTH.with(Cell::get);
         let Some(dlx) = from

@@ -328,11 +328,17 @@ impl Queue {
     /// When a copy entering now expires: the smaller of the queue's `ttl`
     /// and the message's.
     pub(crate) fn expiry_for(&self, now: &Now, message_ttl: Option<u64>) -> Option<u64> {
+        self.expiry_from(now.get(), message_ttl)
+    }
+
+    /// When a copy that entered (was published) at `since` expires: the
+    /// smaller of the queue's `ttl` and the message's, from then.
+    pub(crate) fn expiry_from(&self, since: u64, message_ttl: Option<u64>) -> Option<u64> {
         let ttl = match (self.args.ttl_ms, message_ttl) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        ttl.map(|t| now.get().saturating_add(t))
+        ttl.map(|t| since.saturating_add(t))
     }
 
     /// Whether one more message of `len` bytes may be published now.

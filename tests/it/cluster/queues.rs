@@ -21,7 +21,6 @@ async fn a_replicated_queue_keeps_every_confirmed_message_when_its_leader_is_kil
     .await;
     // What a replicated queue does not take yet is refused, not ignored.
     for bad in [
-        "replicas=3 ttl=5",
         "replicas=3 dead-letter=dlx",
         "replicas=3 exclusive",
         "replicas=3 dedup-window=1000",
@@ -386,4 +385,45 @@ async fn a_replicated_queue_with_priorities_keeps_their_order_through_a_failover
         drain(&mut n, "urgent").await,
         ["top", "mid", "low-1", "low-2"]
     );
+}
+
+#[tokio::test]
+async fn a_replicated_queue_s_ttl_expires_copies_on_every_leader() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE brief replicas=3 ttl=60000",
+        "OK brief messages=0 consumers=0",
+    )
+    .await;
+    // Two that expire soon (their own ttl=), one that lasts (the queue's),
+    // one not due for a minute.
+    for (body, ttl) in [
+        ("gone-1", " ttl=300"),
+        ("stays", ""),
+        ("gone-2", " ttl=300"),
+        ("later", " delay=60000"),
+    ] {
+        let got = c.cmd(&format!("PUB \"\" brief{ttl} {body}")).await;
+        assert!(got.ends_with("routed=1"), "{got}");
+    }
+    let leader = queue_leader(&nodes, "brief").await;
+    // Time passes (what is tested is expiry itself).
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    l.send("GET brief count=10").await;
+    let (_, body) = l.msg().await;
+    assert_eq!(body, b"stays");
+    l.expect("OK 1").await;
+    drop(l);
+    // The next leader does not bring the expired back (their expiry was
+    // settled in the log, and their TTL runs from the publish), nor the
+    // delayed one before it is due.
+    nodes.get_mut(&leader).expect("leader").kill().await;
+    nodes.remove(&leader);
+    let now = queue_leader(&nodes, "brief").await;
+    let mut n = TestConn::connect(nodes[&now].addr).await;
+    assert_eq!(drain(&mut n, "brief").await, ["stays"]);
 }
