@@ -220,6 +220,30 @@ impl ReplicaMessage {
         }
     }
 
+    /// A dead letter of `msg`: republished through `exchange` with `key`
+    /// and `headers` (its `x-death-*`), now.
+    pub(crate) fn dead_letter(
+        msg: &Message,
+        exchange: &str,
+        key: &[u8],
+        headers: &[crate::protocol::command::Header],
+        now: &Now,
+    ) -> ReplicaMessage {
+        let b64 = |b: &[u8]| BASE64.encode(b);
+        ReplicaMessage {
+            id: msg.id.clone(),
+            exchange: exchange.to_string(),
+            key: b64(key),
+            headers: headers.iter().map(|(n, v)| (n.clone(), b64(v))).collect(),
+            body: b64(&msg.body),
+            persistent: msg.persistent,
+            published_at: now.get(),
+            not_before: None,
+            priority: None,
+            ttl_ms: None,
+        }
+    }
+
     /// The message again.
     fn message(&self) -> Result<Message, BrokerError> {
         let bytes = |s: &str| {
@@ -267,6 +291,28 @@ impl Broker {
             }
         }
         (local, replicated)
+    }
+
+    /// Appends a dead letter `msg` to each replicated queue of `queues`,
+    /// in the background: at most once (the copy it comes from is settled
+    /// already; a failure is logged), as RabbitMQ's quorum queues
+    /// dead-letter unless told otherwise.
+    pub(super) fn dead_letter_replicated(&self, queues: Vec<Arc<str>>, msg: &ReplicaMessage) {
+        let Some(c) = self.inner.consensus.get() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("a dead letter for a replicated queue outside the runtime; dropped");
+            return;
+        };
+        for q in queues {
+            let appended = c.enqueue(q.clone(), msg.clone());
+            rt.spawn(async move {
+                if let Err(e) = appended.await {
+                    tracing::warn!(queue = %q, error = %e, "a dead letter for a replicated queue was lost");
+                }
+            });
+        }
     }
 
     /// Replicated queue `queue`'s group as this node sees it.

@@ -532,6 +532,12 @@ impl Broker {
                 .filter(|q| reason == DeathReason::Rejected || !Arc::ptr_eq(q, from))
                 .collect();
             let targets = planned.admit(targets, e.msg.body.len(), false);
+            // A replicated queue takes its dead letters through its log.
+            let (targets, replicated) = self.split_replicated(targets);
+            if !replicated.is_empty() {
+                let m = ReplicaMessage::dead_letter(&e.msg, dlx, &key, &headers, &now);
+                self.dead_letter_replicated(replicated, &m);
+            }
             copies.push(Copies::republish(
                 self, &e, dlx, key, headers, targets, &now,
             ));

@@ -127,10 +127,10 @@ pub(super) fn propose(
 
 /// `PRECONDITION` unless a replicated queue can be what `c` declares: a
 /// named, shared, classic queue, with no option whose work a node would
-/// do on its own (dead letters, length limits, de-duplication, kinds);
-/// `ack-timeout=`, `retry-delays=`, `max-priority=` and `ttl=` are the
-/// leader's (a copy carries its priority and TTL, and what expires is
-/// settled in the log), and so they are allowed.
+/// do on its own (length limits, de-duplication, kinds); `ack-timeout=`,
+/// `retry-delays=`, `max-priority=`, `ttl=` and `dead-letter=` are the
+/// leader's (a copy carries its priority and TTL, what dies is settled in
+/// the log and dead-lettered by the leader), and so they are allowed.
 fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
     let a = &c.args;
     let refused = [
@@ -139,8 +139,6 @@ fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
         ("max-length=", a.max_length.is_some()),
         ("max-bytes=", a.max_bytes.is_some()),
         ("overflow=", a.overflow != Default::default()),
-        ("dead-letter=", a.dead_letter.is_some()),
-        ("dead-letter-key=", a.dead_letter_key.is_some()),
         ("delivery-limit=", a.delivery_limit.is_some()),
         ("dedup-window=", a.dedup_window_ms.is_some()),
         ("single-active or groups", a.mode != Default::default()),

@@ -21,7 +21,7 @@ async fn a_replicated_queue_keeps_every_confirmed_message_when_its_leader_is_kil
     .await;
     // What a replicated queue does not take yet is refused, not ignored.
     for bad in [
-        "replicas=3 dead-letter=dlx",
+        "replicas=3 max-length=10",
         "replicas=3 exclusive",
         "replicas=3 dedup-window=1000",
     ] {
@@ -426,4 +426,59 @@ async fn a_replicated_queue_s_ttl_expires_copies_on_every_leader() {
     let now = queue_leader(&nodes, "brief").await;
     let mut n = TestConn::connect(nodes[&now].addr).await;
     assert_eq!(drain(&mut n, "brief").await, ["stays"]);
+}
+
+#[tokio::test]
+async fn a_replicated_queue_dead_letters_through_its_leader_into_another_replicated_queue() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok("DECLARE EXCHANGE dlx fanout", "OK").await;
+    c.ok(
+        "DECLARE QUEUE parked replicas=3",
+        "OK parked messages=0 consumers=0",
+    )
+    .await;
+    c.ok("BIND parked dlx", "OK").await;
+    c.ok(
+        "DECLARE QUEUE work replicas=3 dead-letter=dlx",
+        "OK work messages=0 consumers=0",
+    )
+    .await;
+    for body in ["bad", "good"] {
+        let got = c.cmd(&format!("PUB \"\" work {body}")).await;
+        assert!(got.ends_with("routed=1"), "{got}");
+    }
+    let leader = queue_leader(&nodes, "work").await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    l.send("GET work count=2").await;
+    let (_, first) = l.msg().await;
+    let (_, second) = l.msg().await;
+    l.expect("OK 2").await;
+    assert_eq!(
+        (first.as_slice(), second.as_slice()),
+        (&b"bad"[..], &b"good"[..])
+    );
+    // Rejected: settled in work's log, dead-lettered into parked's.
+    l.ok("REJECT 1", "OK").await;
+    let until = tokio::time::Instant::now() + 3 * DEADLINE;
+    let parked = loop {
+        let on = queue_leader(&nodes, "parked").await;
+        let mut p = TestConn::connect(nodes[&on].addr).await;
+        let got = drain(&mut p, "parked").await;
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(tokio::time::Instant::now() < until, "no dead letter");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(parked, ["bad"]);
+    drop(l);
+    // Work's next leader has the unsettled one only.
+    nodes.get_mut(&leader).expect("leader").kill().await;
+    nodes.remove(&leader);
+    let now = queue_leader(&nodes, "work").await;
+    let mut n = TestConn::connect(nodes[&now].addr).await;
+    assert_eq!(drain(&mut n, "work").await, ["good"]);
 }
