@@ -127,18 +127,22 @@ pub(super) fn propose(
 
 /// `PRECONDITION` unless a replicated queue can be what `c` declares: a
 /// named, shared, classic queue, with no option whose work a node would
-/// do on its own (length limits, de-duplication, kinds); `ack-timeout=`,
-/// `retry-delays=`, `max-priority=`, `ttl=` and `dead-letter=` are the
-/// leader's (a copy carries its priority and TTL, what dies is settled in
-/// the log and dead-lettered by the leader), and so they are allowed.
+/// do on its own (a publish refused or held for a full queue: the node
+/// that routes it does not know the queue's length; de-duplication,
+/// kinds); `ack-timeout=`, `retry-delays=`, `max-priority=`, `ttl=`,
+/// `dead-letter=` and `max-length=`/`max-bytes=` with `drop-head` are the
+/// leader's (a copy carries its priority and TTL; what dies, expired,
+/// rejected or dropped off the head, is settled in the log and
+/// dead-lettered by the leader), and so they are allowed.
 fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
     let a = &c.args;
     let refused = [
         ("a server-named queue", c.name.is_empty()),
         ("exclusive", c.exclusive),
-        ("max-length=", a.max_length.is_some()),
-        ("max-bytes=", a.max_bytes.is_some()),
-        ("overflow=", a.overflow != Default::default()),
+        (
+            "overflow= other than drop-head",
+            a.overflow != Default::default(),
+        ),
         ("delivery-limit=", a.delivery_limit.is_some()),
         ("dedup-window=", a.dedup_window_ms.is_some()),
         ("single-active or groups", a.mode != Default::default()),

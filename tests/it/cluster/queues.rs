@@ -21,7 +21,7 @@ async fn a_replicated_queue_keeps_every_confirmed_message_when_its_leader_is_kil
     .await;
     // What a replicated queue does not take yet is refused, not ignored.
     for bad in [
-        "replicas=3 max-length=10",
+        "replicas=3 max-length=10 overflow=reject-publish",
         "replicas=3 exclusive",
         "replicas=3 dedup-window=1000",
     ] {
@@ -481,4 +481,39 @@ async fn a_replicated_queue_dead_letters_through_its_leader_into_another_replica
     let now = queue_leader(&nodes, "work").await;
     let mut n = TestConn::connect(nodes[&now].addr).await;
     assert_eq!(drain(&mut n, "work").await, ["good"]);
+}
+
+#[tokio::test]
+async fn a_replicated_queue_s_length_limit_drops_the_same_heads_on_every_leader() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE latest replicas=3 max-length=2",
+        "OK latest messages=0 consumers=0",
+    )
+    .await;
+    for body in ["a", "b", "c", "d"] {
+        let got = c.cmd(&format!("PUB \"\" latest {body}")).await;
+        assert!(got.ends_with("routed=1"), "{got}");
+    }
+    let leader = queue_leader(&nodes, "latest").await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    l.send("GET latest count=10").await;
+    let (_, first) = l.msg().await;
+    let (_, second) = l.msg().await;
+    l.expect("OK 2").await;
+    assert_eq!(
+        (first.as_slice(), second.as_slice()),
+        (&b"c"[..], &b"d"[..])
+    );
+    drop(l);
+    // The heads dropped were settled in the log: the next leader has the
+    // same two.
+    nodes.get_mut(&leader).expect("leader").kill().await;
+    nodes.remove(&leader);
+    let now = queue_leader(&nodes, "latest").await;
+    let mut n = TestConn::connect(nodes[&now].addr).await;
+    assert_eq!(drain(&mut n, "latest").await, ["c", "d"]);
 }
