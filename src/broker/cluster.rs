@@ -142,6 +142,11 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// these positions (acked, rejected), so that no other member delivers
     /// them after a failover. In the background.
     fn settled(&self, queue: &str, seqs: Vec<u64>);
+    /// Records in `queue`'s log that its leader put the copies at these
+    /// positions back after a delivery (`NACK`, an ack timeout, a consumer
+    /// gone), so that a new leader counts their deliveries on (for
+    /// `delivery-limit=`). In the background.
+    fn returned(&self, queue: &str, seqs: Vec<u64>);
     /// Resolves once every settlement of `queue` recorded on this node so
     /// far is committed in its log (an `ACK`'s `OK` waits for it).
     fn settled_barrier(&self, queue: &str) -> Proposal;
@@ -350,11 +355,14 @@ impl Broker {
         seq: u64,
         m: &ReplicaMessage,
         redelivered: bool,
+        returns: u32,
     ) -> Result<(), BrokerError> {
         let e = Entry {
             seq,
             msg: Arc::new(m.message()?),
-            deliveries: u32::from(redelivered),
+            // The deliveries its queue's log counted (returns), and the
+            // one that may have been under way when the lead moved.
+            deliveries: returns + u32::from(redelivered),
             redelivered,
             stored: false,
             priority: q.priority_for(m.priority),

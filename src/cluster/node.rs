@@ -334,6 +334,10 @@ impl Consensus for MetaGroup {
         self.queues.settled(queue, seqs);
     }
 
+    fn returned(&self, queue: &str, seqs: Vec<u64>) {
+        self.queues.returned(queue, seqs);
+    }
+
     fn serve_here(&self, queue: &str) -> Result<(), BrokerError> {
         self.queues.serve_here(queue)
     }

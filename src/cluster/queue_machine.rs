@@ -21,7 +21,7 @@
 // openraft's traits return its `StorageError`, large as it is.
 #![allow(clippy::result_large_err)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +51,10 @@ pub(super) struct QueueOp {
     pub(super) enqueue: Vec<ReplicaMessage>,
     /// Positions of copies that are done with.
     pub(super) settle: Vec<u64>,
+    /// Positions of copies put back after a delivery (their deliveries
+    /// counted on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) returned: Vec<u64>,
 }
 
 /// What a replicated queue's state machine keeps.
@@ -60,6 +64,9 @@ struct QueueState {
     membership: StoredMembership<u64, BasicNode>,
     /// The copies not yet settled, by position.
     copies: BTreeMap<u64, ReplicaMessage>,
+    /// How many times each copy was put back after a delivery (those
+    /// never put back are absent).
+    returns: HashMap<u64, u32>,
     /// Whether this node's broker queue shows them (it leads).
     active: bool,
 }
@@ -70,6 +77,8 @@ struct Saved {
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, BasicNode>,
     copies: Vec<(u64, ReplicaMessage)>,
+    #[serde(default)]
+    returns: Vec<(u64, u32)>,
 }
 
 /// A replicated queue's state machine (see the module docs). Clones share
@@ -108,6 +117,7 @@ impl QueueMachine {
                 st.last_applied = saved.last_applied;
                 st.membership = saved.membership;
                 st.copies = saved.copies.into_iter().collect();
+                st.returns = saved.returns.into_iter().collect();
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("reading the snapshot {}: {e}", file.display())),
@@ -147,7 +157,8 @@ impl QueueMachine {
             return;
         };
         for (seq, m) in &st.copies {
-            if let Err(e) = self.broker.enqueue_replica(&q, *seq, m, true) {
+            let returns = st.returns.get(seq).copied().unwrap_or(0);
+            if let Err(e) = self.broker.enqueue_replica(&q, *seq, m, true, returns) {
                 tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
             }
         }
@@ -169,7 +180,7 @@ impl QueueMachine {
                     let first = e.log_id.index.saturating_mul(MAX_BATCH);
                     for (seq, m) in (first..).zip(op.enqueue) {
                         if let Some(q) = &q {
-                            if let Err(e) = self.broker.enqueue_replica(q, seq, &m, false) {
+                            if let Err(e) = self.broker.enqueue_replica(q, seq, &m, false, 0) {
                                 tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
                             }
                         }
@@ -177,6 +188,12 @@ impl QueueMachine {
                     }
                     for s in op.settle {
                         st.copies.remove(&s);
+                        st.returns.remove(&s);
+                    }
+                    for r in op.returned {
+                        if st.copies.contains_key(&r) {
+                            *st.returns.entry(r).or_default() += 1;
+                        }
                     }
                 }
                 Err(err) => {
@@ -202,6 +219,7 @@ impl QueueMachine {
             last_applied: st.last_applied,
             membership: st.membership.clone(),
             copies: st.copies.iter().map(|(s, m)| (*s, m.clone())).collect(),
+            returns: st.returns.iter().map(|(s, n)| (*s, *n)).collect(),
         };
         let json = serde_json::to_vec(&saved).map_err(|e| io_error(ErrorVerb::Write, e))?;
         let mut bytes = crc32fast::hash(&json).to_be_bytes().to_vec();
@@ -308,6 +326,7 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
         st.last_applied = meta.last_log_id;
         st.membership = meta.last_membership.clone();
         st.copies = saved.copies.into_iter().collect();
+        st.returns = saved.returns.into_iter().collect();
         if st.active {
             // Not expected (a leader is not sent snapshots), but its view
             // is made whole again if so.
@@ -354,6 +373,7 @@ mod tests {
             last_applied: None,
             membership: StoredMembership::default(),
             copies: Vec::new(),
+            returns: Vec::new(),
         };
         let json = serde_json::to_vec(&saved).unwrap();
         let mut bytes = crc32fast::hash(&json).to_be_bytes().to_vec();

@@ -62,6 +62,8 @@ enum Job {
     Enqueue(ReplicaMessage, oneshot::Sender<MetaAnswer>),
     /// Copies settled.
     Settle(Vec<u64>),
+    /// Copies put back after a delivery.
+    Return(Vec<u64>),
     /// Who waits until what was handed over before is committed.
     Barrier(oneshot::Sender<MetaAnswer>),
 }
@@ -509,6 +511,12 @@ impl Queues {
         self.job(name, Job::Settle(seqs));
     }
 
+    /// Records copies of `name` put back after a delivery (in its next
+    /// entry).
+    pub(super) fn returned(self: &Arc<Self>, name: &str, seqs: Vec<u64>) {
+        self.job(name, Job::Return(seqs));
+    }
+
     /// Resolves once what this node handed over for queue `name` before
     /// (settlements, copies) is committed.
     pub(super) async fn barrier(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {
@@ -644,6 +652,7 @@ async fn batch(queues: Arc<Queues>, name: String, mut rx: mpsc::UnboundedReceive
                     waiters.push(w);
                 }
                 Job::Settle(seqs) => op.settle.extend(seqs),
+                Job::Return(seqs) => op.returned.extend(seqs),
                 Job::Barrier(w) => waiters.push(w),
             }
             if (op.enqueue.len() as u64) < MAX_BATCH {
@@ -652,7 +661,7 @@ async fn batch(queues: Arc<Queues>, name: String, mut rx: mpsc::UnboundedReceive
         }
         // A barrier alone: everything before it is committed already (the
         // batches go one at a time).
-        let answer = match op.enqueue.is_empty() && op.settle.is_empty() {
+        let answer = match op.enqueue.is_empty() && op.settle.is_empty() && op.returned.is_empty() {
             true => MetaAnswer::default(),
             false => MetaAnswer::of(queues.submit(&name, &op).await.map(|_| Vec::new())),
         };

@@ -143,7 +143,6 @@ fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
             "overflow= other than drop-head",
             a.overflow != Default::default(),
         ),
-        ("delivery-limit=", a.delivery_limit.is_some()),
         ("dedup-window=", a.dedup_window_ms.is_some()),
         ("single-active or groups", a.mode != Default::default()),
         ("partitions=", c.partitions.is_some()),

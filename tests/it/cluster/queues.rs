@@ -517,3 +517,56 @@ async fn a_replicated_queue_s_length_limit_drops_the_same_heads_on_every_leader(
     let mut n = TestConn::connect(nodes[&now].addr).await;
     assert_eq!(drain(&mut n, "latest").await, ["c", "d"]);
 }
+
+#[tokio::test]
+async fn a_replicated_queue_counts_deliveries_across_a_failover_for_its_delivery_limit() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok("DECLARE EXCHANGE dlx fanout", "OK").await;
+    c.ok(
+        "DECLARE QUEUE poison replicas=3",
+        "OK poison messages=0 consumers=0",
+    )
+    .await;
+    c.ok("BIND poison dlx", "OK").await;
+    c.ok(
+        "DECLARE QUEUE tasks replicas=3 delivery-limit=2 dead-letter=dlx",
+        "OK tasks messages=0 consumers=0",
+    )
+    .await;
+    let got = c.cmd("PUB \"\" tasks crash-me").await;
+    assert!(got.ends_with("routed=1"), "{got}");
+    // Delivered once and put back, on the first leader: the log counts it.
+    let leader = queue_leader(&nodes, "tasks").await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    l.send("GET tasks").await;
+    let _ = l.msg().await;
+    l.expect("OK 1").await;
+    l.ok("NACK 1", "OK").await;
+    drop(l);
+    nodes.get_mut(&leader).expect("leader").kill().await;
+    nodes.remove(&leader);
+    // The second delivery, on the next leader, is the last: put back, it
+    // dies of its limit instead.
+    let now = queue_leader(&nodes, "tasks").await;
+    let mut n = TestConn::connect(nodes[&now].addr).await;
+    n.send("GET tasks").await;
+    let _ = n.msg().await;
+    n.expect("OK 1").await;
+    n.ok("NACK 1", "OK").await;
+    assert!(drain(&mut n, "tasks").await.is_empty());
+    let until = tokio::time::Instant::now() + 3 * DEADLINE;
+    loop {
+        let on = queue_leader(&nodes, "poison").await;
+        let mut p = TestConn::connect(nodes[&on].addr).await;
+        let got = drain(&mut p, "poison").await;
+        if !got.is_empty() {
+            assert_eq!(got, ["crash-me"]);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "not dead-lettered");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
