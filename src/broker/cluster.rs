@@ -202,6 +202,9 @@ pub(crate) struct ReplicaMessage {
     /// `published_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ttl_ms: Option<u64>,
+    /// `PUB group=` (a `groups` queue's key; base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
 }
 
 impl ReplicaMessage {
@@ -222,6 +225,7 @@ impl ReplicaMessage {
                 .map(|d| now.get().saturating_add(d)),
             priority: p.priority,
             ttl_ms: p.ttl_ms,
+            group: p.group.as_deref().map(b64),
         }
     }
 
@@ -246,6 +250,7 @@ impl ReplicaMessage {
             not_before: None,
             priority: None,
             ttl_ms: None,
+            group: None,
         }
     }
 
@@ -272,7 +277,7 @@ impl ReplicaMessage {
             persistent: self.persistent,
             registry: OnceLock::new(),
             published_at: self.published_at,
-            group: None,
+            group: self.group.as_deref().map(bytes).transpose()?,
         })
     }
 }

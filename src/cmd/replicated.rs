@@ -129,7 +129,8 @@ pub(super) fn propose(
 /// named, shared, classic queue, with no option whose work a node would
 /// do on its own (a publish refused or held for a full queue: the node
 /// that routes it does not know the queue's length; de-duplication,
-/// kinds); `ack-timeout=`, `retry-delays=`, `max-priority=`, `ttl=`,
+/// streams); `single-active`, `groups` (a copy carries its group),
+/// `ack-timeout=`, `retry-delays=`, `max-priority=`, `ttl=`,
 /// `dead-letter=` and `max-length=`/`max-bytes=` with `drop-head` are the
 /// leader's (a copy carries its priority and TTL; what dies, expired,
 /// rejected or dropped off the head, is settled in the log and
@@ -144,7 +145,7 @@ fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
             a.overflow != Default::default(),
         ),
         ("dedup-window=", a.dedup_window_ms.is_some()),
-        ("single-active or groups", a.mode != Default::default()),
+        ("type=stream", a.mode.is_stream()),
         ("partitions=", c.partitions.is_some()),
     ];
     match refused.iter().find(|(_, asked)| *asked) {

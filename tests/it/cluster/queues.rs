@@ -570,3 +570,81 @@ async fn a_replicated_queue_counts_deliveries_across_a_failover_for_its_delivery
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// The bodies a `GET <queue> count=<n>` on `c` returns (not acked).
+async fn got(c: &mut TestConn, queue: &str, n: usize) -> Vec<String> {
+    c.send(&format!("GET {queue} count={n}")).await;
+    let mut out = Vec::new();
+    loop {
+        let line = c.line().await;
+        if line.starts_with("OK") {
+            return out;
+        }
+        let (_, len) = crate::common::split_literal(&line).expect("a MSG");
+        out.push(String::from_utf8(c.literal(len).await).expect("utf-8"));
+    }
+}
+
+#[tokio::test]
+async fn a_replicated_groups_queue_keeps_each_group_s_owner_rule_through_a_failover() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE orders replicas=3 groups",
+        "OK orders messages=0 consumers=0",
+    )
+    .await;
+    for (body, group) in [("a1", "a"), ("a2", "a"), ("b1", "b")] {
+        let got = c
+            .cmd(&format!("PUB \"\" orders group={group} {body}"))
+            .await;
+        assert!(got.ends_with("routed=1"), "{got}");
+    }
+    // A group belongs to the connection holding its deliveries: while one
+    // has a1, another gets b1 but not a2.
+    let leader = queue_leader(&nodes, "orders").await;
+    let mut one = TestConn::connect(nodes[&leader].addr).await;
+    let mut two = TestConn::connect(nodes[&leader].addr).await;
+    assert_eq!(got(&mut one, "orders", 1).await, ["a1"]);
+    assert_eq!(got(&mut two, "orders", 10).await, ["b1"]);
+    drop((one, two));
+    // The next leader knows each copy's group: the same again.
+    nodes.get_mut(&leader).expect("leader").kill().await;
+    nodes.remove(&leader);
+    let now = queue_leader(&nodes, "orders").await;
+    let mut one = TestConn::connect(nodes[&now].addr).await;
+    let mut two = TestConn::connect(nodes[&now].addr).await;
+    assert_eq!(got(&mut one, "orders", 1).await, ["a1"]);
+    assert_eq!(got(&mut two, "orders", 10).await, ["b1"]);
+}
+
+#[tokio::test]
+async fn a_replicated_single_active_queue_has_one_active_consumer_on_its_leader() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE sole replicas=3 single-active",
+        "OK sole messages=0 consumers=0",
+    )
+    .await;
+    let leader = queue_leader(&nodes, "sole").await;
+    let mut a = TestConn::connect(nodes[&leader].addr).await;
+    a.ok("SUB sole tag=a", "OK a").await;
+    a.expect("NOTICE active a").await;
+    let mut b = TestConn::connect(nodes[&leader].addr).await;
+    b.ok("SUB sole tag=b", "OK b").await;
+    for body in ["m1", "m2"] {
+        let got = c.cmd(&format!("PUB \"\" sole {body}")).await;
+        assert!(got.ends_with("routed=1"), "{got}");
+    }
+    for want in ["m1", "m2"] {
+        let (_, body) = a.msg().await;
+        assert_eq!(body, want.as_bytes());
+    }
+    // The other one got nothing: its next line is the reply to a PING.
+    assert_eq!(b.cmd("PING").await, "OK pong");
+}
