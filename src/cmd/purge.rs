@@ -2,7 +2,7 @@
 
 use tracing::instrument;
 
-use super::outcome::Outcome;
+use super::outcome::{Completion, Outcome, Pending};
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::Purge;
@@ -17,8 +17,27 @@ use crate::session_state::SessionState;
 pub(super) fn purge(c: Purge, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login()
         .check("PURGE", Perm::Configure, Kind::Queue, &c.queue)?;
-    s.broker().refuse_replicated("PURGE", &c.queue)?;
     let q = s.broker().queue(&c.queue, s.conn_id())?;
-    let (n, gen) = q.purge()?;
-    Ok(Outcome::Reply(Reply::words([format!("messages={n}")]), gen))
+    let replicated = s.broker().consensus().filter(|c| c.replicated(&q.name));
+    if replicated.is_some() {
+        // A replicated queue is purged by its leader, and its log learns
+        // which copies went before the reply.
+        s.broker().served_here(&q.name)?;
+    }
+    let purged = q.purge()?;
+    let reply = Reply::words([format!("messages={}", purged.count)]);
+    let Some(c) = replicated else {
+        return Ok(Outcome::Reply(reply, purged.gen));
+    };
+    if !purged.seqs.is_empty() {
+        c.settled(&q.name, purged.seqs);
+    }
+    let (name, gen) = (q.name.clone(), purged.gen);
+    Ok(Outcome::Later(Pending::new(async move {
+        let committed = c.settled_barrier(&name).await;
+        Box::new(move |_: &mut SessionState| {
+            committed?;
+            Ok(Outcome::Reply(reply, gen))
+        }) as Completion
+    })))
 }

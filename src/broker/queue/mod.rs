@@ -49,6 +49,7 @@ use crate::error::BrokerError;
 use crate::protocol::command::{Overflow, QueueArgs, StreamStart};
 use crate::store::{DedupEntry, MessageBatch, StoredQueue};
 use classic::Classic;
+pub(crate) use classic::Purged;
 pub(crate) use consumer::{Consumer, ConsumerInfo, Delivery, Push, PushTx};
 pub(crate) use counters::{QueueCounters, Totals};
 pub(crate) use dead::{Dead, DeathReason};
@@ -606,7 +607,7 @@ impl Queue {
 
     /// Removes every waiting copy. Returns how many. A stream is trimmed by
     /// its retention, not purged (`PRECONDITION`).
-    pub(crate) fn purge(&self) -> Result<(u64, Option<u64>), BrokerError> {
+    pub(crate) fn purge(&self) -> Result<Purged, BrokerError> {
         match &self.kind {
             Kind::Classic(c) => c.purge(self),
             Kind::Stream(_) => Err(BrokerError::Precondition(format!(

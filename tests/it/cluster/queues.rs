@@ -35,7 +35,6 @@ async fn a_replicated_queue_keeps_every_confirmed_message_when_its_leader_is_kil
     c.err("DECLARE QUEUE orders", "PRECONDITION").await;
     let leader = queue_leader(&nodes, "orders").await;
     let mut l = TestConn::connect(nodes[&leader].addr).await;
-    l.err("PURGE orders", "PRECONDITION").await;
     // Its group, as STATS QUEUE and LIST QUEUES show it.
     let (_, stats) = l.data("STATS QUEUE orders").await;
     let line = |k: &str| {
@@ -647,4 +646,29 @@ async fn a_replicated_single_active_queue_has_one_active_consumer_on_its_leader(
     }
     // The other one got nothing: its next line is the reply to a PING.
     assert_eq!(b.cmd("PING").await, "OK pong");
+}
+
+#[tokio::test]
+async fn a_replicated_queue_is_purged_by_its_leader_for_every_next_leader() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_with_queue(&cluster, &dirs, "jobs").await;
+    let mut confirmed = std::collections::BTreeSet::new();
+    publish_some(&nodes, &[1, 2, 3], 5, &mut confirmed).await;
+    let leader = queue_leader(&nodes, "jobs").await;
+    let other = (1..=3).find(|i| *i != leader).expect("a follower");
+    let mut o = TestConn::connect(nodes[&other].addr).await;
+    let refused = o.err("PURGE jobs", "PRECONDITION").await;
+    assert!(refused.contains("led by node"), "{refused}");
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    l.ok("PURGE jobs", "OK messages=5").await;
+    let got = l.cmd("PUB \"\" jobs after").await;
+    assert!(got.ends_with("routed=1"), "{got}");
+    drop(l);
+    // Its log has the purge: the next leader has only what came after.
+    nodes.get_mut(&leader).expect("leader").kill().await;
+    nodes.remove(&leader);
+    let now = queue_leader(&nodes, "jobs").await;
+    let mut n = TestConn::connect(nodes[&now].addr).await;
+    assert_eq!(drain(&mut n, "jobs").await, ["after"]);
 }

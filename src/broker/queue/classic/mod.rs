@@ -72,6 +72,17 @@ use state::{RamBytes, State};
 /// it leaves the rest of them there: the read-ahead window.
 const STORED_WINDOW: u64 = 8 * 1024 * 1024;
 
+/// What a purge removed.
+#[derive(Debug, Default)]
+pub(crate) struct Purged {
+    /// How many messages.
+    pub(crate) count: u64,
+    /// The store generation that makes it durable.
+    pub(crate) gen: Option<u64>,
+    /// Their positions (those paged out included).
+    pub(crate) seqs: Vec<u64>,
+}
+
 /// Ready messages are ordered by priority (highest first), then position.
 type ReadyKey = (u8, u64);
 
@@ -565,7 +576,7 @@ impl Classic {
     }
 
     /// See [`Queue::purge`].
-    pub(super) fn purge(&self, q: &Queue) -> Result<(u64, Option<u64>), BrokerError> {
+    pub(super) fn purge(&self, q: &Queue) -> Result<Purged, BrokerError> {
         let (taken, tail) = {
             let mut s = self.state.lock();
             let out = (s.take_all(), std::mem::take(&mut s.tail));
@@ -574,8 +585,14 @@ impl Classic {
         };
         self.signal_room(q);
         let n = taken.len() as u64 + tail.count;
+        let on_disk = tail.ranges.iter().flat_map(|(start, end)| *start..*end);
+        let seqs = taken.iter().map(|e| e.seq).chain(on_disk).collect();
         let gen = q.release(taken)?;
-        Ok((n, q.drop_tail(tail)?.max(gen)))
+        Ok(Purged {
+            count: n,
+            gen: q.drop_tail(tail)?.max(gen),
+            seqs,
+        })
     }
 
     /// See [`Queue::mark_deleted`].
