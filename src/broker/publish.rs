@@ -611,8 +611,11 @@ impl Broker {
                 .cloned()
                 .collect();
             let targets = self.route_to(exchange, &key, &headers).unwrap_or_default();
+            // A replicated queue would take it through its log: not yet, so
+            // a message whose route reaches one stays.
+            let (targets, replicated) = self.split_replicated(targets);
             let targets = planned.admit(targets, e.msg.body.len(), true);
-            if targets.is_empty() {
+            if targets.is_empty() || !replicated.is_empty() {
                 kept.push(e);
                 continue;
             }

@@ -672,3 +672,32 @@ async fn a_replicated_queue_is_purged_by_its_leader_for_every_next_leader() {
     let mut n = TestConn::connect(nodes[&now].addr).await;
     assert_eq!(drain(&mut n, "jobs").await, ["after"]);
 }
+
+#[tokio::test]
+async fn redrive_keeps_a_message_whose_route_reaches_a_replicated_queue() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok("DECLARE EXCHANGE dlx fanout", "OK").await;
+    // Each node's own dead-letter queue.
+    c.ok("DECLARE QUEUE dlq", "OK dlq messages=0 consumers=0")
+        .await;
+    c.ok("BIND dlq dlx", "OK").await;
+    c.ok(
+        "DECLARE QUEUE rq replicas=3 dead-letter=dlx",
+        "OK rq messages=0 consumers=0",
+    )
+    .await;
+    let published = c.cmd("PUB \"\" rq once").await;
+    assert!(published.ends_with("routed=1"), "{published}");
+    let leader = queue_leader(&nodes, "rq").await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    assert_eq!(got(&mut l, "rq", 1).await, ["once"]);
+    l.ok("REJECT 1", "OK").await;
+    // Dead-lettered into the leader's own dlq; sent back, its route
+    // reaches the replicated queue, which would take it through its log:
+    // not yet, so it stays (and is not lost).
+    l.ok("REDRIVE dlq", "OK moved=0 kept=1").await;
+    assert_eq!(drain(&mut l, "dlq").await, ["once"]);
+}
