@@ -1,12 +1,17 @@
 //! Clusters (issue 18): `sluice serve` processes with cluster flags on
 //! loopback. This file has what the tests share (starting nodes, reading
-//! a node's view, waiting for a leader, draining a queue); `metadata.rs`
-//! the metadata group (elections, the topology and users replicated,
-//! membership changes, TLS between nodes), `queues.rs` replicated queues
-//! and their faults, `faults.rs` the long random-fault mode.
+//! a node's view, waiting for a leader, draining and checking a queue);
+//! `metadata.rs` the metadata group (elections, the topology and users
+//! replicated, membership changes, TLS between nodes), `queues.rs`
+//! replicated queues and their faults (kills, pauses, snapshots),
+//! `features.rs` what a queue does on a replicated one across a failover,
+//! `members.rs` membership changes under load, `partitions.rs` network
+//! partitions through the proxies of `net.rs`, `damage.rs` a damaged
+//! replica, `faults.rs` the long random-fault mode.
 
 mod damage;
 mod faults;
+mod features;
 mod members;
 mod metadata;
 mod net;
