@@ -180,6 +180,9 @@ pub struct ReplicaStatus {
     pub snapshot: Option<u64>,
     /// The last index purged from its log here, behind a snapshot.
     pub purged: Option<u64>,
+    /// This node's copy was found damaged and is not whole again yet (it
+    /// takes no part in the group until repaired from the others).
+    pub damaged: bool,
     /// On its leader: how many entries each member is behind.
     pub lag: Vec<(u64, u64)>,
 }

@@ -584,6 +584,7 @@ impl Queues {
         let metrics = self.raft(p.group).map(|r| r.metrics().borrow().clone());
         let mut status = ReplicaStatus {
             members: p.members.clone(),
+            damaged: self.store.group_damaged(p.group),
             ..ReplicaStatus::default()
         };
         if let Some(m) = metrics {

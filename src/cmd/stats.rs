@@ -115,6 +115,7 @@ fn queue_text(q: &QueueSnapshot) -> Vec<u8> {
             .put("replica_last_applied", opt(r.last_applied))
             .put("replica_snapshot_index", opt(r.snapshot))
             .put("replica_purged_index", opt(r.purged))
+            .put("replica_damaged", r.damaged)
             .put("replica_lag_max", opt(lag));
     }
     kv.render()

@@ -132,6 +132,15 @@ async fn damaged_replica(how: Damage) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // STATS says so.
+    let mut on_x = TestConn::connect(nodes[&x].addr).await;
+    let (_, stats) = on_x.data("STATS QUEUE jobs").await;
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["replica_damaged", "true"]),
+        "{stats}"
+    );
     let mut on_y = TestConn::connect(nodes[&y].addr).await;
     for _ in 0..3 {
         let got = on_y.cmd("PUB \"\" jobs during").await;
