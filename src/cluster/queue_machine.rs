@@ -142,6 +142,9 @@ impl QueueMachine {
             return;
         };
         if active {
+            // What the view may hold is stale: a delivery put back after
+            // this node last led it (a late NACK) went there, off the log.
+            let _ = q.purge();
             self.show(&st);
             tracing::info!(queue = %self.name, copies = st.copies.len(), "leading a replicated queue");
         } else {
