@@ -322,7 +322,7 @@ impl Consensus for MetaGroup {
     }
 
     fn replicated(&self, queue: &str) -> bool {
-        self.queues.placement(queue).is_some()
+        self.queues.is_placed(queue)
     }
 
     fn enqueue(&self, queue: Arc<str>, msg: ReplicaMessage) -> Proposal {

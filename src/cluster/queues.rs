@@ -270,6 +270,12 @@ impl Queues {
         });
     }
 
+    /// Whether queue `name` is replicated (on every publish target and
+    /// settled copy: a read lock, no copy of the placement).
+    pub(super) fn is_placed(&self, name: &str) -> bool {
+        self.placed.read().contains_key(name)
+    }
+
     /// The placement of queue `name`, if replicated.
     pub(super) fn placement(&self, name: &str) -> Option<Placement> {
         self.placed.read().get(name).cloned()
