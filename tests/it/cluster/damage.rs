@@ -107,9 +107,11 @@ async fn damaged_replica(how: Damage) {
     nodes.insert(x, start_node(&cluster, &dirs, x as usize).await);
     nodes.get_mut(&x).expect("x").kill().await;
     let files = match how {
+        // (A kill while one was written may leave its temporary file.)
         Damage::Snapshot => std::fs::read_dir(xdir.join("snapshots"))
             .expect("snapshots")
             .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "snap"))
             .collect(),
         _ => queue_group_files(xdir),
     };
