@@ -61,19 +61,16 @@ impl Broker {
     ) -> Result<Option<u64>, BrokerError> {
         let put_back = matches!(how, Settle::Requeue { .. } | Settle::Timeout).then_some(entry.seq);
         let Settled { gen, dead, release } = q.settle(consumer_id, entry, how)?;
-        if let Some(c) = self.inner.consensus.get() {
+        if let Some(c) = self.inner.consensus.get().filter(|c| c.replicated(&q.name)) {
             // A replicated queue's log learns which copies are done with
-            // (those that died: `dead_letter`).
-            let done: Vec<u64> = release.iter().map(|e| e.seq).collect();
-            if (!done.is_empty() || put_back.is_some()) && c.replicated(&q.name) {
-                if !done.is_empty() {
-                    c.settled(&q.name, done);
-                }
-                // Put back after a delivery (a copy that reached its
-                // delivery limit instead died: settled above).
-                if let Some(seq) = put_back.filter(|s| !dead.seqs().any(|d| d == *s)) {
-                    c.returned(&q.name, vec![seq]);
-                }
+            // (those that died: `dead_letter`), and which were put back
+            // after a delivery (one that reached its delivery limit died
+            // instead).
+            if let Some(e) = &release {
+                c.settled(&q.name, vec![e.seq]);
+            }
+            if let Some(seq) = put_back.filter(|s| !dead.seqs().any(|d| d == *s)) {
+                c.returned(&q.name, vec![seq]);
             }
         }
         let mut gen = self.dead_letter(q, dead)?.max(gen);

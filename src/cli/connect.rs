@@ -99,6 +99,24 @@ pub(crate) struct ConnectOptions {
     pub(crate) timeout: Duration,
 }
 
+impl ConnectOptions {
+    /// The servers `--server a,b,c` names, in order.
+    pub(crate) fn servers(&self) -> impl Iterator<Item = &str> {
+        self.server
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The same options, for `server` alone.
+    pub(crate) fn only(&self, server: &str) -> ConnectOptions {
+        ConnectOptions {
+            server: server.to_string(),
+            ..self.clone()
+        }
+    }
+}
+
 impl From<&CommonArgs> for ConnectOptions {
     fn from(a: &CommonArgs) -> ConnectOptions {
         let tls =
@@ -155,12 +173,7 @@ impl Conn {
         // `--server a,b,c` (a cluster's nodes): the first that answers.
         let mut failed = Vec::new();
         let mut connected = None;
-        for server in opts
-            .server
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
+        for server in opts.servers() {
             match Conn::connect(opts, server).await {
                 Ok(c) => {
                     connected = Some(c);

@@ -268,41 +268,28 @@ async fn subscribe_where_served(
     opts: &ConnectOptions,
     subscribe: &Command,
 ) -> Result<(Conn, crate::client::Response), CliError> {
-    let servers: Vec<&str> = opts
-        .server
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    let Some((last, others)) = servers.split_last() else {
-        return Err(CliError::Usage("--server is empty".into()));
-    };
-    for server in others {
-        let one = ConnectOptions {
-            server: server.to_string(),
-            ..opts.clone()
-        };
-        let Ok(mut conn) = Conn::open(&one).await else {
-            continue;
+    let servers: Vec<&str> = opts.servers().collect();
+    for (i, server) in servers.iter().enumerate() {
+        let last = i + 1 == servers.len();
+        let mut conn = match Conn::open(&opts.only(server)).await {
+            Ok(conn) => conn,
+            Err(_) if !last => continue,
+            Err(e) => return Err(e),
         };
         match conn.request(subscribe).await {
             Ok(reply) => return Ok((conn, reply)),
             Err(CliError::Server { code, message })
-                if code == ErrorCode::Unavailable
-                    || (code == ErrorCode::Precondition && message.contains("led by node")) =>
+                if !last
+                    && (code == ErrorCode::Unavailable
+                        || (code == ErrorCode::Precondition
+                            && message.contains("led by node"))) =>
             {
                 continue
             }
             Err(e) => return Err(e),
         }
     }
-    let one = ConnectOptions {
-        server: last.to_string(),
-        ..opts.clone()
-    };
-    let mut conn = Conn::open(&one).await?;
-    let reply = conn.request(subscribe).await?;
-    Ok((conn, reply))
+    Err(CliError::Usage("--server is empty".into()))
 }
 
 /// A running subscription's printing and acknowledging.

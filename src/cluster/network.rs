@@ -90,6 +90,14 @@ pub(super) enum Rpc {
     Elect,
 }
 
+impl Rpc {
+    /// Membership change `change` of group `group`, for its leader.
+    pub(super) fn membership(group: u64, change: &ClusterCommand) -> Rpc {
+        let frame = Command::Cluster(change.clone()).encode();
+        Rpc::Membership(group, String::from_utf8_lossy(&frame).into_owned())
+    }
+}
+
 /// What a node does with a membership change of a group forwarded to it
 /// (as the group's leader): `cluster::membership`'s, handed in by the
 /// node.

@@ -31,7 +31,6 @@ use crate::broker::{
 use crate::config::ClusterConfig;
 use crate::error::BrokerError;
 use crate::protocol::command::ClusterCommand;
-use crate::protocol::Command;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -379,9 +378,7 @@ impl MetaGroup {
                 return membership::change(&self.raft, &self.peers, change).await;
             }
             if let Some(leader) = leader {
-                let frame = String::from_utf8_lossy(&Command::Cluster(change.clone()).encode())
-                    .into_owned();
-                let rpc = Rpc::Membership(META_GROUP, frame);
+                let rpc = Rpc::membership(META_GROUP, &change);
                 // A membership change may wait for a learner to catch up.
                 let patience = Instant::now() + Duration::from_secs(90);
                 match call::<MetaAnswer>(&self.peers, &leader.addr, &rpc, patience).await {

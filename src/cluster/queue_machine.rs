@@ -97,6 +97,15 @@ pub(super) fn snapshot_path(dir: &Path, group: u64) -> PathBuf {
     dir.join("snapshots").join(format!("{group:020}.snap"))
 }
 
+/// Removes the snapshot at `file` (the group's copy here is dropped or
+/// starts over); none there is fine.
+pub(super) fn remove_snapshot(file: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn io_error(verb: ErrorVerb, e: impl ToString) -> StorageError<u64> {
     StorageError::from(StorageIOError::new(
         ErrorSubject::Snapshot(None),

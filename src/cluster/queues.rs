@@ -41,13 +41,12 @@ use tokio::task::JoinHandle;
 use super::log_store::GroupLog;
 use super::network::{call, Peers, Router, Rpc};
 use super::placement::Placement;
-use super::queue_machine::{snapshot_path, QueueMachine, QueueOp, MAX_BATCH};
+use super::queue_machine::{remove_snapshot, snapshot_path, QueueMachine, QueueOp, MAX_BATCH};
 use super::submit::{submit, unsubmitted};
 use super::{Payload, TypeConfig};
 use crate::broker::{Broker, MetaAnswer, ReplicaMessage, ReplicaStatus};
 use crate::error::BrokerError;
 use crate::protocol::command::ClusterCommand;
-use crate::protocol::Command;
 use crate::store::{Committer, LogStore};
 
 /// How long a new member of a queue's group may take to catch up.
@@ -257,10 +256,8 @@ impl Queues {
                 q.cancel_subscriptions("leader-moved");
                 let _ = q.purge();
             }
-            if let Err(e) = std::fs::remove_file(&snapshot) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(group, error = %e, "removing a replicated queue's snapshot");
-                }
+            if let Err(e) = remove_snapshot(&snapshot) {
+                tracing::warn!(group, error = %e, "removing a replicated queue's snapshot");
             }
             if let Err(e) = store.group_drop(group) {
                 tracing::warn!(group, error = %e, "dropping a replicated queue's log");
@@ -323,11 +320,8 @@ impl Queues {
             self.ask_leader(p, ClusterCommand::Remove(self.me)).await;
             self.store.group_drop(p.group).map_err(|e| e.to_string())?;
             let _ = self.committer.wait(self.committer.written()).await;
-            match std::fs::remove_file(&file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("removing a damaged copy's snapshot: {e}")),
-            }
+            remove_snapshot(&file)
+                .map_err(|e| format!("removing a damaged copy's snapshot: {e}"))?;
             machine = QueueMachine::open(&self.broker, name, file);
         }
         let log = GroupLog::new(self.store.clone(), self.committer.clone(), p.group);
@@ -422,11 +416,9 @@ impl Queues {
     /// trying again as long as this node runs (the group may have no
     /// leader for a while).
     async fn ask_leader(&self, p: &Placement, change: ClusterCommand) {
-        let frame =
-            String::from_utf8_lossy(&Command::Cluster(change.clone()).encode()).into_owned();
+        let rpc = Rpc::membership(p.group, &change);
         loop {
             for id in p.members.iter().filter(|id| **id != self.me) {
-                let rpc = Rpc::Membership(p.group, frame.clone());
                 // Adding waits for the learner to catch up.
                 let patience = Instant::now() + Duration::from_secs(90);
                 let answer = call::<MetaAnswer>(&self.peers, &self.addr(*id), &rpc, patience).await;

@@ -3,7 +3,8 @@
 
 use tracing::instrument;
 
-use super::outcome::{Completion, Outcome, Pending};
+use super::outcome::Outcome;
+use super::replicated::once_settled;
 use crate::broker::queue::Settle;
 use crate::error::BrokerError;
 use crate::protocol::command::{Ack, Nack, Touch};
@@ -84,18 +85,7 @@ fn settle(
         return Err(BrokerError::UnknownTag(tag));
     }
     match s.broker().consensus() {
-        Some(c) if !replicated.is_empty() => Ok(Outcome::Later(Pending::new(async move {
-            let mut committed = Ok(());
-            for q in replicated {
-                if let Err(e) = c.settled_barrier(&q).await {
-                    committed = Err(e);
-                }
-            }
-            Box::new(move |_: &mut SessionState| {
-                committed?;
-                Ok(Outcome::Reply(Reply::ok(), gen))
-            }) as Completion
-        }))),
+        Some(c) if !replicated.is_empty() => Ok(once_settled(c, replicated, Reply::ok(), gen)),
         _ => Ok(Outcome::Reply(Reply::ok(), gen)),
     }
 }

@@ -2,7 +2,8 @@
 
 use tracing::instrument;
 
-use super::outcome::{Completion, Outcome, Pending};
+use super::outcome::Outcome;
+use super::replicated::once_settled;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::Purge;
@@ -32,12 +33,5 @@ pub(super) fn purge(c: Purge, s: &mut SessionState) -> Result<Outcome, BrokerErr
     if !purged.seqs.is_empty() {
         c.settled(&q.name, purged.seqs);
     }
-    let (name, gen) = (q.name.clone(), purged.gen);
-    Ok(Outcome::Later(Pending::new(async move {
-        let committed = c.settled_barrier(&name).await;
-        Box::new(move |_: &mut SessionState| {
-            committed?;
-            Ok(Outcome::Reply(reply, gen))
-        }) as Completion
-    })))
+    Ok(once_settled(c, vec![q.name.to_string()], reply, purged.gen))
 }

@@ -156,6 +156,30 @@ fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
     }
 }
 
+/// The outcome of a command that settled copies of the replicated queues
+/// `queues` (recorded in their logs): `reply`, once those records are
+/// committed (the connection reads on meanwhile) and store generation
+/// `gen` is durable.
+pub(super) fn once_settled(
+    c: Arc<dyn Consensus>,
+    queues: Vec<String>,
+    reply: Reply,
+    gen: Option<u64>,
+) -> Outcome {
+    Outcome::Later(Pending::new(async move {
+        let mut committed = Ok(());
+        for q in queues {
+            if let Err(e) = c.settled_barrier(&q).await {
+                committed = Err(e);
+            }
+        }
+        Box::new(move |_: &mut SessionState| {
+            committed?;
+            Ok(Outcome::Reply(reply, gen))
+        }) as Completion
+    }))
+}
+
 /// `PRECONDITION` when a cluster node is asked for `option`.
 fn refuse(option: &str, asked: bool) -> Result<(), BrokerError> {
     match asked {
