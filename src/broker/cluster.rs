@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::message::{Entry, Message, Now};
-use super::queue::Queue;
+use super::queue::{Consumer, Queue, Settle};
 use super::Broker;
 use crate::error::BrokerError;
 use crate::protocol::command::ClusterCommand;
@@ -123,6 +123,12 @@ impl MetaAnswer {
 /// The answer a proposal comes to, later.
 pub(crate) type Proposal = Pin<Box<dyn Future<Output = Result<Vec<String>, BrokerError>> + Send>>;
 
+/// What opening a subscription on a replicated queue's leader comes to
+/// ([`Consensus::consume`]): what starts its deliveries, to run once the
+/// `SUB` is answered (so that its `OK` comes before the first `MSG`).
+pub(crate) type Linked =
+    Pin<Box<dyn Future<Output = Result<Box<dyn FnOnce() + Send>, BrokerError>> + Send>>;
+
 /// The metadata group, as the broker's commands see it: a change proposed
 /// here answers once the group has committed it and this node has applied
 /// it (so the connection's next command sees it), with what applying it
@@ -160,6 +166,26 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// a queue of its own, or a replicated queue it leads; else
     /// `PRECONDITION` naming the leader.
     fn serve_here(&self, queue: &str) -> Result<(), BrokerError>;
+    /// Whether a `SUB` to replicated queue `queue` on this node goes to
+    /// its leader on another node ([`Consensus::consume`]); `false`: it is
+    /// served here, as [`Consensus::serve_here`] says.
+    fn led_elsewhere(&self, queue: &str) -> bool;
+    /// Subscribes `consumer` (this node's connection's) to replicated queue
+    /// `queue` on its leader, another node: the leader delivers to this
+    /// node, which pushes each delivery into `consumer`'s channel as from
+    /// a queue of its own; its settlements go back to the leader
+    /// ([`Consensus::settle_remote`]).
+    fn consume(&self, queue: Arc<Queue>, consumer: Consumer) -> Linked;
+    /// Settles the copy at `seq` of replicated queue `queue`, delivered to
+    /// subscription `consumer` through [`Consensus::consume`]; `false`
+    /// (nothing done) when `consumer` is not such a subscription.
+    fn settle_remote(&self, consumer: u64, queue: &str, seq: u64, how: Settle) -> bool;
+    /// Ends subscription `consumer` made through [`Consensus::consume`]
+    /// (its deliveries stay outstanding); `false` when it is not one.
+    fn unsubscribe_remote(&self, consumer: u64) -> bool;
+    /// Connection `conn` closed (its deliveries settled): ends what is
+    /// left of its subscriptions through [`Consensus::consume`].
+    fn closed(&self, conn: u64);
 }
 
 /// A replicated queue's group, as `STATS QUEUE`, `LIST QUEUES`, the
@@ -257,8 +283,37 @@ impl ReplicaMessage {
         }
     }
 
+    /// `msg` as a leader sends it to the node of a subscriber (see
+    /// [`Consensus::consume`]): what a delivery shows of it.
+    pub(crate) fn delivered(msg: &Message) -> ReplicaMessage {
+        let b64 = |b: &[u8]| BASE64.encode(b);
+        ReplicaMessage {
+            id: msg.id.clone(),
+            exchange: msg.exchange.to_string(),
+            key: b64(&msg.routing_key),
+            headers: msg
+                .headers
+                .iter()
+                .map(|(n, v)| (n.clone(), b64(v)))
+                .collect(),
+            body: b64(&msg.body),
+            persistent: msg.persistent,
+            published_at: msg.published_at,
+            not_before: None,
+            priority: None,
+            ttl_ms: None,
+            group: msg.group.as_deref().map(b64),
+        }
+    }
+
+    /// Where its copy at `seq` waits in `q` (see [`Queue::withdraw`]): its
+    /// position, priority and due time.
+    pub(crate) fn waiting_in(&self, q: &Queue, seq: u64) -> (u64, u8, Option<u64>) {
+        (seq, q.priority_for(self.priority), self.not_before)
+    }
+
     /// The message again.
-    fn message(&self) -> Result<Message, BrokerError> {
+    pub(crate) fn message(&self) -> Result<Message, BrokerError> {
         let bytes = |s: &str| {
             BASE64
                 .decode(s)

@@ -28,6 +28,13 @@ impl Broker {
     /// without subscriptions (the caller deletes it). Routes the copies
     /// that died in a `single-active` handover; a failure to is logged.
     pub(crate) fn unsubscribe(&self, q: &Arc<Queue>, consumer_id: u64) -> bool {
+        // A subscription through this node to a replicated queue's leader
+        // ends there.
+        if let Some(c) = self.inner.consensus.get() {
+            if c.unsubscribe_remote(consumer_id) {
+                return false;
+            }
+        }
         let (emptied, dead) = q.unsubscribe(consumer_id);
         self.dead_letter_or_log(q, dead);
         emptied
@@ -59,6 +66,13 @@ impl Broker {
         entry: Entry,
         how: Settle,
     ) -> Result<Option<u64>, BrokerError> {
+        // A delivery through this node from a replicated queue's leader is
+        // settled there.
+        if let (Some(c), Some(id)) = (self.inner.consensus.get(), consumer_id) {
+            if c.settle_remote(id, &q.name, entry.seq, how) {
+                return Ok(None);
+            }
+        }
         let put_back = matches!(how, Settle::Requeue { .. } | Settle::Timeout).then_some(entry.seq);
         let Settled { gen, dead, release } = q.settle(consumer_id, entry, how)?;
         if let Some(c) = self.inner.consensus.get().filter(|c| c.replicated(&q.name)) {

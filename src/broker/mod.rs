@@ -62,7 +62,7 @@ use crate::protocol::reply::quote_for_message;
 use crate::store::{Committer, ExchangeDef};
 use alarm::Alarms;
 pub use cluster::{ClusterStatus, NodeStatus, ReplicaStatus};
-pub(crate) use cluster::{Consensus, MetaAnswer, MetaOp, Proposal, ReplicaMessage};
+pub(crate) use cluster::{Consensus, Linked, MetaAnswer, MetaOp, Proposal, ReplicaMessage};
 use connections::Connections;
 pub(crate) use disk::Disk;
 use exchange::Bindings;

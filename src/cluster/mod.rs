@@ -12,8 +12,14 @@
 //!   which the broker proposes topology and user changes to (forwarded to
 //!   the leader from a follower), its port, and the view `STATS` shows;
 //! - `membership`: `CLUSTER ADD|REMOVE|TRANSFER` on the leader;
+//! - `remote`: a subscriber on a node that does not lead its replicated
+//!   queue, served by the leader over a link between the two nodes;
 //! - `meta`: the metadata group's state machine, which applies each
 //!   committed change to this node's broker, once;
+//! - `queues`, `placement`, `queue_machine`, `submit`: replicated queues
+//!   (`replicas=`), each its own group on some of the nodes: where each
+//!   is kept, its state machine and snapshots, and how a change reaches
+//!   its leader from any node;
 //! - `state`: a state machine in RAM, for the tests;
 //! - `tests`: three nodes in one process on loopback, replicating,
 //!   electing anew when the leader stops, a restarted node catching up
@@ -23,7 +29,7 @@
 //!
 //! The nodes talk TLS when the client port has it (`--tls-cert`), checking
 //! each other's certificates against `--cluster-ca`. Not yet: replicated
-//! queues and streams, membership changes.
+//! streams.
 
 mod log_store;
 mod membership;
@@ -33,6 +39,7 @@ mod node;
 mod placement;
 mod queue_machine;
 mod queues;
+mod remote;
 #[cfg(test)]
 mod state;
 mod submit;

@@ -88,7 +88,37 @@ pub(super) enum Rpc {
     Membership(u64, String),
     /// From the leader handing its lead over: stand for election now.
     Elect,
+    /// A subscription to a replicated queue, for its leader, from the
+    /// node its subscriber is connected to. The connection is the
+    /// subscription's from then on (`remote.rs`).
+    Consume(ConsumeReq),
 }
+
+/// A subscription to a replicated queue on its leader, for a subscriber
+/// connected to another node (`SUB` there).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct ConsumeReq {
+    /// The queue.
+    pub(super) queue: String,
+    /// The subscription's consumer tag.
+    pub(super) tag: String,
+    /// Its prefetch (`ack=auto` too: its node acks once it has written).
+    pub(super) prefetch: u32,
+    /// `SUB exclusive`.
+    pub(super) exclusive: bool,
+}
+
+/// What a node does with a subscription that arrives ([`Rpc::Consume`]):
+/// `remote.rs`'s, handed in by the node; it owns the connection from then
+/// on.
+pub(super) type OnConsume = Arc<
+    dyn Fn(
+            ConsumeReq,
+            Box<dyn Io>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
 impl Rpc {
     /// Membership change `change` of group `group`, for its leader.
@@ -181,10 +211,10 @@ async fn write(raft: &Raft<TypeConfig>, command: Payload) -> Written {
 }
 
 /// A connection between nodes: TCP, or TLS over it.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 
-async fn write_frame(
+pub(super) async fn write_frame(
     s: &mut (impl AsyncWrite + Unpin),
     value: &impl Serialize,
 ) -> std::io::Result<()> {
@@ -196,7 +226,9 @@ async fn write_frame(
     s.write_all(&buf).await
 }
 
-async fn read_frame<T: DeserializeOwned>(s: &mut (impl AsyncRead + Unpin)) -> std::io::Result<T> {
+pub(super) async fn read_frame<T: DeserializeOwned>(
+    s: &mut (impl AsyncRead + Unpin),
+) -> std::io::Result<T> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -210,7 +242,8 @@ async fn read_frame<T: DeserializeOwned>(s: &mut (impl AsyncRead + Unpin)) -> st
 
 /// Serves the Raft RPCs that arrive on `listener` to `raft`, until the
 /// listener fails, over TLS with `tls`; forwarded changes go to `raft`
-/// too, membership changes to `membership`. A connection that fails the TLS
+/// too, membership changes to `membership`, subscriptions from other
+/// nodes to `consume`. A connection that fails the TLS
 /// handshake, does not start with the cluster's `secret`, or sends
 /// something that is not a request, is closed.
 pub(crate) async fn serve(
@@ -219,6 +252,7 @@ pub(crate) async fn serve(
     secret: Arc<str>,
     tls: Option<TlsAcceptor>,
     membership: Option<OnMembership>,
+    consume: Option<OnConsume>,
 ) {
     loop {
         let Ok((tcp, peer)) = listener.accept().await else {
@@ -227,6 +261,7 @@ pub(crate) async fn serve(
         let router = router.clone();
         let secret = secret.clone();
         let membership = membership.clone();
+        let consume = consume.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
@@ -292,6 +327,12 @@ pub(crate) async fn serve(
                             )),
                         };
                         write_frame(&mut s, &answer).await.is_ok()
+                    }
+                    Rpc::Consume(req) => {
+                        if let Some(on) = &consume {
+                            on(req, s).await;
+                        }
+                        return;
                     }
                     Rpc::Elect => {
                         let stood = match raft_of(META_GROUP) {
@@ -361,7 +402,7 @@ impl Peers {
 
     /// A connection to the node at `addr`: TCP (then TLS, checking its
     /// certificate names the address's IP), and the hello with the secret.
-    async fn connect(&self, addr: &str) -> std::io::Result<Box<dyn Io>> {
+    pub(super) async fn connect(&self, addr: &str) -> std::io::Result<Box<dyn Io>> {
         let addr: SocketAddr = addr.parse().map_err(std::io::Error::other)?;
         let tcp = TcpStream::connect(addr).await?;
         let _ = tcp.set_nodelay(true);

@@ -20,13 +20,15 @@ use tokio::task::JoinHandle;
 use super::log_store::GroupLog;
 use super::membership;
 use super::meta::MetaMachine;
-use super::network::{call, serve, ForwardError, OnMembership, Peers, Router, Rpc};
+use super::network::{call, serve, ForwardError, OnConsume, OnMembership, Peers, Router, Rpc};
 use super::queues::Queues;
+use super::remote::{self, Links};
 use super::submit::{submit, unsubmitted};
 use super::{Payload, TypeConfig, ELECTION_MAX_MS, ELECTION_MIN_MS, HEARTBEAT_MS, META_GROUP};
+use crate::broker::queue::{Consumer, Queue, Settle};
 use crate::broker::{
-    Broker, ClusterStatus, Consensus, MetaAnswer, MetaOp, NodeStatus, Proposal, ReplicaMessage,
-    ReplicaStatus,
+    Broker, ClusterStatus, Consensus, Linked, MetaAnswer, MetaOp, NodeStatus, Proposal,
+    ReplicaMessage, ReplicaStatus,
 };
 use crate::config::ClusterConfig;
 use crate::error::BrokerError;
@@ -157,11 +159,19 @@ impl ClusterNode {
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
         router.insert(META_GROUP, raft.clone());
+        let links = Links::new(peers.clone(), queues.clone());
         broker.set_consensus(Arc::new(MetaGroup {
             raft: raft.clone(),
             peers: peers.clone(),
             queues: queues.clone(),
+            links,
         }));
+        let on_consume: OnConsume = {
+            let (broker, queues) = (broker.clone(), queues.clone());
+            Arc::new(move |req, io| {
+                Box::pin(remote::serve(broker.clone(), queues.clone(), req, io))
+            })
+        };
         let on_membership: OnMembership = {
             let (router, peers) = (router.clone(), peers.clone());
             Arc::new(move |group, change| {
@@ -193,6 +203,7 @@ impl ClusterNode {
             secret,
             acceptor,
             Some(on_membership),
+            Some(on_consume),
         ));
         let first = cfg.peers.keys().next().copied();
         if first == Some(cfg.node_id) && !cfg.join {
@@ -301,6 +312,8 @@ struct MetaGroup {
     raft: Raft<TypeConfig>,
     peers: Peers,
     queues: Arc<Queues>,
+    /// Subscriptions through this node to queues led elsewhere.
+    links: Arc<Links>,
 }
 
 impl std::fmt::Debug for MetaGroup {
@@ -339,6 +352,26 @@ impl Consensus for MetaGroup {
 
     fn serve_here(&self, queue: &str) -> Result<(), BrokerError> {
         self.queues.serve_here(queue)
+    }
+
+    fn led_elsewhere(&self, queue: &str) -> bool {
+        self.queues.led_elsewhere(queue)
+    }
+
+    fn consume(&self, queue: Arc<Queue>, consumer: Consumer) -> Linked {
+        self.links.open(queue, consumer)
+    }
+
+    fn settle_remote(&self, consumer: u64, queue: &str, seq: u64, how: Settle) -> bool {
+        self.links.settle(consumer, queue, seq, how)
+    }
+
+    fn unsubscribe_remote(&self, consumer: u64) -> bool {
+        self.links.unsubscribe(consumer)
+    }
+
+    fn closed(&self, conn: u64) {
+        self.links.closed(conn)
     }
 
     fn settled_barrier(&self, queue: &str) -> Proposal {

@@ -198,9 +198,19 @@ impl QueueMachine {
                         }
                         st.copies.insert(seq, m);
                     }
+                    let mut withdrawn = Vec::new();
                     for s in op.settle {
-                        st.copies.remove(&s);
                         st.returns.remove(&s);
+                        if let (Some(m), Some(q)) = (st.copies.remove(&s), &q) {
+                            withdrawn.push(m.waiting_in(q, s));
+                        }
+                    }
+                    // Settled by another node (an ack through a
+                    // subscriber's node, after the lead moved): out of the
+                    // view too, unless delivered meanwhile. This node's own
+                    // settlements are out of it already.
+                    if let Some(q) = q.filter(|_| !withdrawn.is_empty()) {
+                        q.withdraw(&withdrawn);
                     }
                     for r in op.returned {
                         if st.copies.contains_key(&r) {

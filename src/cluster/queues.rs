@@ -23,7 +23,8 @@
 //!   store: the log keeps them), and its consumers get them there. When a
 //!   member becomes leader it puts every unsettled copy in, flagged
 //!   redelivered (the old leader may have delivered it); one that stops
-//!   leading empties its view. `SUB` and `GET` elsewhere are refused,
+//!   leading empties its view. A `SUB` on another node is served by the
+//!   leader through that node (`remote.rs`); `GET` elsewhere is refused,
 //!   naming the leader.
 //! - **Any node publishes**: routing happens where the `PUB` arrives, and
 //!   the copy goes to the queue's leader ([`submit`]); the confirm waits
@@ -573,6 +574,44 @@ impl Queues {
                 "queue {name} is replicated on nodes {:?}: consume from its leader",
                 p.members
             ))),
+        }
+    }
+
+    /// Whether a subscriber to `name` on this node is served by its leader
+    /// on another node: `name` is replicated, and this node does not lead
+    /// it (and is not a leader catching up, or a member that knows of no
+    /// leader: those answer [`Queues::serve_here`]'s `UNAVAILABLE`).
+    pub(super) fn led_elsewhere(&self, name: &str) -> bool {
+        let Some(p) = self.placement(name) else {
+            return false;
+        };
+        let leader = self
+            .raft(p.group)
+            .and_then(|r| r.metrics().borrow().current_leader);
+        match leader {
+            Some(l) => l != self.me,
+            None => !p.members.contains(&self.me),
+        }
+    }
+
+    /// The addresses to ask for queue `name`'s leader: the leader's when
+    /// this node knows it, else every member's.
+    pub(super) fn leader_first(&self, name: &str) -> Vec<String> {
+        let Some(p) = self.placement(name) else {
+            return Vec::new();
+        };
+        let leader = self
+            .raft(p.group)
+            .and_then(|r| r.metrics().borrow().current_leader)
+            .filter(|l| *l != self.me);
+        match leader {
+            Some(l) => vec![self.addr(l)],
+            None => p
+                .members
+                .iter()
+                .filter(|m| **m != self.me)
+                .map(|m| self.addr(*m))
+                .collect(),
         }
     }
 

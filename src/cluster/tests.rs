@@ -57,7 +57,7 @@ impl Node {
             .expect("raft");
         let router: Router = Arc::default();
         router.insert(0, raft.clone());
-        let server = tokio::spawn(serve(listener, router, secret, None, None));
+        let server = tokio::spawn(serve(listener, router, secret, None, None, None));
         Node {
             raft,
             sm,

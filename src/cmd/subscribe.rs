@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tracing::instrument;
 
-use super::outcome::Outcome;
+use super::outcome::{Completion, Outcome, Pending};
 use crate::auth::{Kind, Perm};
 use crate::broker::queue::Consumer;
 use crate::error::BrokerError;
@@ -22,7 +22,15 @@ use crate::session_state::{SessionState, Sub};
 #[instrument(level = "debug", name = "SUB", skip_all, fields(conn = s.conn_id(), queue = %c.queue))]
 pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login().check("SUB", Perm::Read, Kind::Queue, &c.queue)?;
-    s.broker().served_here(&c.queue)?;
+    // A replicated queue led by another node is served by its leader,
+    // through this node.
+    let leader = s
+        .broker()
+        .consensus()
+        .filter(|consensus| consensus.led_elsewhere(&c.queue));
+    if leader.is_none() {
+        s.broker().served_here(&c.queue)?;
+    }
     let queues = s.broker().queues_named(&c.queue, s.conn_id())?;
     let stream = queues.first().is_some_and(|q| q.args.mode.is_stream());
     if !stream && (c.group.is_some() || c.start.is_some()) {
@@ -72,6 +80,29 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
         exclusive: c.exclusive,
         auto_ack: c.ack == AckMode::Auto,
     };
+    if let Some(leader) = leader {
+        let Some(q) = queues.first().cloned() else {
+            return Err(BrokerError::NotFound(format!(
+                "queue {}",
+                quote_for_message(&c.queue)
+            )));
+        };
+        let linked = leader.consume(q, consumer());
+        return Ok(Outcome::Pending(Pending::new(async move {
+            let started = linked.await;
+            Box::new(move |s: &mut SessionState| {
+                let start = started?;
+                let sub = Sub::new(queues, consumer_id, reserves).ok_or_else(|| {
+                    BrokerError::Internal("a subscription without its queue".into())
+                })?;
+                s.subscriptions_mut().insert(tag.clone(), sub);
+                // Deliveries flow from now on: after the `OK`, which the
+                // session queues before it reads the pushes.
+                start();
+                Ok(Outcome::reply(Reply::words([tag.to_string()])))
+            }) as Completion
+        })));
+    }
     for (i, q) in queues.iter().enumerate() {
         let joined = if stream {
             q.stream_subscribe(consumer(), c.group.as_deref(), c.start)

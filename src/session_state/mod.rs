@@ -388,6 +388,11 @@ impl SessionState {
                 tracing::warn!(error = %err, "requeue failed");
             }
         }
+        // What is left of subscriptions through this node to replicated
+        // queues' leaders (their deliveries were settled just now).
+        if let Some(c) = self.broker.consensus() {
+            c.closed(self.conn_id);
+        }
         for q in emptied.into_iter().chain(self.exclusive.drain(..)) {
             if let Err(err) = self.broker.delete_queue_now(&q) {
                 tracing::warn!(queue = %q.name, error = %err, "could not delete queue");

@@ -605,6 +605,16 @@ impl Queue {
         }
     }
 
+    /// Takes the waiting copies `copies` (position, priority, due time) out
+    /// of the queue, undelivered: a replicated queue's copies settled in
+    /// its log by another node (an ack through a subscriber's node after
+    /// the lead moved). One delivered meanwhile stays with its consumer.
+    pub(crate) fn withdraw(&self, copies: &[(u64, u8, Option<u64>)]) {
+        if let Kind::Classic(c) = &self.kind {
+            c.withdraw(self, copies);
+        }
+    }
+
     /// Removes every waiting copy. Returns how many. A stream is trimmed by
     /// its retention, not purged (`PRECONDITION`).
     pub(crate) fn purge(&self) -> Result<Purged, BrokerError> {

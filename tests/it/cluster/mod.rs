@@ -9,6 +9,7 @@
 //! partitions through the proxies of `net.rs`, `damage.rs` a damaged
 //! replica, `faults.rs` the long random-fault mode.
 
+mod consumers;
 mod damage;
 mod faults;
 mod features;

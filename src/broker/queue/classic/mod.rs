@@ -575,6 +575,32 @@ impl Classic {
         Ok((gen, self.finish(q, s), released))
     }
 
+    /// See [`Queue::withdraw`].
+    pub(super) fn withdraw(&self, q: &Queue, copies: &[(u64, u8, Option<u64>)]) {
+        let mut taken = Vec::new();
+        {
+            let mut s = self.state.lock();
+            for &(seq, priority, due) in copies {
+                let key = (u8::MAX - priority, seq);
+                if let Some(e) = s.take_ready(key, None) {
+                    taken.push(e);
+                } else if let Some(e) = due.and_then(|d| s.delayed.remove(&(d, seq))) {
+                    s.bytes.sub(e.msg.body.len() as u64);
+                    s.left_waiting(&e);
+                    taken.push(e);
+                }
+            }
+            if taken.is_empty() {
+                return;
+            }
+            self.update_spill(&s);
+        }
+        self.signal_room(q);
+        if let Err(e) = q.release(taken) {
+            tracing::warn!(queue = %q.name, error = %e, "release failed");
+        }
+    }
+
     /// See [`Queue::purge`].
     pub(super) fn purge(&self, q: &Queue) -> Result<Purged, BrokerError> {
         let (taken, tail) = {

@@ -1,0 +1,597 @@
+//! Consumers on any node: a `SUB` to a replicated queue on a node that
+//! does not lead it is served by the queue's leader, through the node the
+//! subscriber is connected to (RabbitMQ's quorum queues do the same).
+//!
+//! - **The subscriber's node** ([`Links`]) opens a connection of its own
+//!   to the leader's cluster port (`Rpc::Consume`), and pushes each
+//!   delivery that comes over it into the subscriber's connection as from
+//!   a queue of its own: the connection gives it a delivery tag, counts it
+//!   unacked, times its ack out. Its settlements go back over the link
+//!   ([`Up::Settle`]). An `ACK` or `REJECT` is also recorded in the
+//!   queue's log by this node, and the `OK` waits for that record's
+//!   commit, as on the leader: a message whose ack was answered `OK` is not
+//!   delivered again after a failover.
+//! - **The leader** ([`serve`]) subscribes a consumer of its own to the
+//!   queue, with the subscriber's prefetch, and keeps what it sent until
+//!   it is settled. When the link breaks (the subscriber's connection
+//!   closed, its node died), it puts back what was not settled, as a
+//!   connection's close does.
+//! - **When the leader fails or moves**, the link ends and the subscriber
+//!   gets `NOTICE cancelled <tag> reason=leader-moved`, as a subscriber on
+//!   the old leader would; it subscribes again (on the same node) and gets
+//!   the new leader's deliveries. What it holds from the old link stays
+//!   outstanding: an `ACK` of it is recorded in the log still.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+
+use super::network::{read_frame, write_frame, ConsumeReq, Io, Peers, Rpc};
+use super::queues::Queues;
+use crate::broker::message::Entry;
+use crate::broker::queue::{Consumer, Delivery, Push, Queue, Settle};
+use crate::broker::{Broker, Linked, MetaAnswer, ReplicaMessage};
+use crate::error::BrokerError;
+use crate::protocol::reply::Notice;
+
+/// How long a `SUB` looks for the queue's leader (an election).
+const FIND_LEADER: Duration = Duration::from_secs(5);
+
+/// How long between two rounds of the members while none leads.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
+
+/// Deliveries the leader writes to a link at a time.
+const BATCH: usize = 256;
+
+/// From the subscriber's node to the leader, after the request.
+#[derive(Debug, Serialize, Deserialize)]
+enum Up {
+    /// The copy at this position is settled so.
+    Settle(u64, How),
+    /// `UNSUB`: deliver no more (what was delivered stays outstanding).
+    Unsub,
+}
+
+/// A settlement, as a link carries it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum How {
+    Ack,
+    Requeue(Option<u64>),
+    Timeout,
+    Reject,
+    /// Never written to the subscriber; its flag as it was.
+    Return(bool),
+}
+
+impl From<Settle> for How {
+    fn from(s: Settle) -> How {
+        match s {
+            Settle::Ack => How::Ack,
+            Settle::Requeue { delay_ms } => How::Requeue(delay_ms),
+            Settle::Timeout => How::Timeout,
+            Settle::Reject => How::Reject,
+            Settle::Return { redelivered } => How::Return(redelivered),
+        }
+    }
+}
+
+impl From<How> for Settle {
+    fn from(h: How) -> Settle {
+        match h {
+            How::Ack => Settle::Ack,
+            How::Requeue(delay_ms) => Settle::Requeue { delay_ms },
+            How::Timeout => Settle::Timeout,
+            How::Reject => Settle::Reject,
+            How::Return(redelivered) => Settle::Return { redelivered },
+        }
+    }
+}
+
+/// From the leader to the subscriber's node.
+#[derive(Debug, Serialize, Deserialize)]
+enum Down {
+    /// The subscription is made: deliveries follow.
+    Subscribed,
+    /// Not the queue's leader: where it is, when known.
+    NotLeader(Option<String>),
+    /// Refused (the queue is gone, another consumer is exclusive, ...).
+    Refused(MetaAnswer),
+    /// A delivery: the copy's position, its deliveries so far, whether it
+    /// may have been delivered before, and the message.
+    Deliver {
+        seq: u64,
+        deliveries: u32,
+        redelivered: bool,
+        msg: ReplicaMessage,
+    },
+    /// `single-active`: the subscription became the active consumer.
+    Active,
+    /// The leader ended the subscription (`queue-deleted`,
+    /// `leader-moved`).
+    Cancelled(String),
+}
+
+/// The subscriber's side of one link.
+#[derive(Debug)]
+struct Link {
+    /// The subscriber's connection.
+    conn: u64,
+    /// To the link's writer: closed once the link is down.
+    up: mpsc::UnboundedSender<Up>,
+    /// Deliveries pushed to the connection and not yet settled.
+    outstanding: u64,
+    /// Unsubscribed, or cancelled: it ends once nothing is outstanding.
+    ended: bool,
+}
+
+/// This node's subscriptions to replicated queues led by other nodes, by
+/// consumer id.
+#[derive(Debug)]
+pub(super) struct Links {
+    peers: Peers,
+    queues: Arc<Queues>,
+    by_consumer: DashMap<u64, Link>,
+}
+
+impl Links {
+    /// No links yet; they are opened through `peers`, to the leaders of
+    /// `queues`.
+    pub(super) fn new(peers: Peers, queues: Arc<Queues>) -> Arc<Links> {
+        Arc::new(Links {
+            peers,
+            queues,
+            by_consumer: DashMap::new(),
+        })
+    }
+
+    /// Opens a link for `consumer` to `queue`'s leader: see
+    /// [`crate::broker::Consensus::consume`].
+    pub(super) fn open(self: &Arc<Self>, queue: Arc<Queue>, consumer: Consumer) -> Linked {
+        let links = self.clone();
+        Box::pin(async move {
+            let req = ConsumeReq {
+                queue: queue.name.to_string(),
+                tag: consumer.tag.to_string(),
+                prefetch: consumer.prefetch,
+                exclusive: consumer.exclusive,
+            };
+            let io = links.find_leader(&req).await?;
+            let start: Box<dyn FnOnce() + Send> =
+                Box::new(move || links.start(io, queue, consumer));
+            Ok(start)
+        })
+    }
+
+    /// A link to `req.queue`'s leader, subscribed: asks the leader this
+    /// node knows of, or each member in turn, following a member's
+    /// pointer to the leader, until [`FIND_LEADER`] has passed.
+    async fn find_leader(&self, req: &ConsumeReq) -> Result<Box<dyn Io>, BrokerError> {
+        let deadline = Instant::now() + FIND_LEADER;
+        let mut hint: Option<String> = None;
+        loop {
+            let targets = match hint.take() {
+                Some(addr) => vec![addr],
+                None => self.queues.leader_first(&req.queue),
+            };
+            for addr in targets {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, self.ask(&addr, req)).await {
+                    Ok(Ok(Asked::Linked(io))) => return Ok(io),
+                    Ok(Ok(Asked::Elsewhere(Some(leader)))) if leader != addr => {
+                        hint = Some(leader);
+                        break;
+                    }
+                    Ok(Ok(Asked::Elsewhere(_))) => {}
+                    Ok(Err(AskError::Refused(e))) => return Err(e),
+                    Ok(Err(AskError::Io(why))) => {
+                        tracing::debug!(%addr, %why, queue = %req.queue, "no link to this member");
+                    }
+                    Err(_) => break,
+                }
+            }
+            if Instant::now() + RETRY_EVERY >= deadline {
+                return Err(BrokerError::Unavailable(format!(
+                    "queue {} has no leader this node can reach (an election, or a partition); \
+                     try again",
+                    req.queue
+                )));
+            }
+            let pause = match hint {
+                Some(_) => RETRY_EVERY / 10,
+                None => RETRY_EVERY,
+            };
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Asks the node at `addr` for the subscription `req`.
+    async fn ask(&self, addr: &str, req: &ConsumeReq) -> Result<Asked, AskError> {
+        let io_err = |e: std::io::Error| AskError::Io(e.to_string());
+        let mut io = self.peers.connect(addr).await.map_err(io_err)?;
+        write_frame(&mut io, &Rpc::Consume(req.clone()))
+            .await
+            .map_err(io_err)?;
+        match read_frame::<Down>(&mut io).await.map_err(io_err)? {
+            Down::Subscribed => Ok(Asked::Linked(io)),
+            Down::NotLeader(leader) => Ok(Asked::Elsewhere(leader)),
+            Down::Refused(answer) => Err(AskError::Refused(
+                answer
+                    .into_result()
+                    .err()
+                    .unwrap_or_else(|| BrokerError::Internal("an empty refusal".into())),
+            )),
+            other => Err(AskError::Io(format!("{other:?} before the subscription"))),
+        }
+    }
+
+    /// Starts the link `io` for `consumer`: its deliveries go to the
+    /// consumer's connection, its settlements to the leader.
+    fn start(self: Arc<Self>, io: Box<dyn Io>, queue: Arc<Queue>, consumer: Consumer) {
+        let (up, up_rx) = mpsc::unbounded_channel();
+        self.by_consumer.insert(
+            consumer.id,
+            Link {
+                conn: consumer.conn,
+                up,
+                outstanding: 0,
+                ended: false,
+            },
+        );
+        let (read, write) = tokio::io::split(io);
+        tokio::spawn(send_up(write, up_rx));
+        tokio::spawn(self.receive(read, queue, consumer));
+    }
+
+    /// The subscriber's side of a link: pushes what the leader sends into
+    /// the consumer's connection, until the link ends. Then, unless the
+    /// subscription was ended here, `NOTICE cancelled`.
+    async fn receive(self: Arc<Self>, mut read: ReadHalf<Box<dyn Io>>, q: Arc<Queue>, c: Consumer) {
+        let mut reason = "leader-moved";
+        loop {
+            let down = match read_frame::<Down>(&mut read).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::debug!(queue = %q.name, error = %e, "a link to the leader ended");
+                    break;
+                }
+            };
+            let push = match down {
+                Down::Deliver {
+                    seq,
+                    deliveries,
+                    redelivered,
+                    msg,
+                } => {
+                    let msg = match msg.message() {
+                        Ok(m) => Arc::new(m),
+                        Err(e) => {
+                            tracing::warn!(queue = %q.name, error = %e, "a delivery that does not decode");
+                            break;
+                        }
+                    };
+                    Push::Deliver(Delivery {
+                        queue: q.clone(),
+                        consumer_id: c.id,
+                        tag: c.tag.clone(),
+                        auto_ack: c.auto_ack,
+                        entry: Entry {
+                            seq,
+                            msg,
+                            deliveries,
+                            redelivered,
+                            stored: false,
+                            priority: 0,
+                            expires_at: None,
+                            not_before: None,
+                            uncertain: false,
+                        },
+                    })
+                }
+                Down::Active => Push::Notice(Notice::Active {
+                    tag: c.tag.to_string(),
+                    partition: None,
+                }),
+                Down::Cancelled(why) => {
+                    reason = match why.as_str() {
+                        "queue-deleted" => "queue-deleted",
+                        _ => "leader-moved",
+                    };
+                    break;
+                }
+                other => {
+                    tracing::warn!(queue = %q.name, "unexpected on a link: {other:?}");
+                    break;
+                }
+            };
+            if !self.pass(&c, push) {
+                break;
+            }
+        }
+        // Told while the link is looked at, so that an `UNSUB` meanwhile
+        // (which ends it) cannot see its tag cancelled after.
+        if let Some(mut link) = self.by_consumer.get_mut(&c.id) {
+            if !link.ended {
+                link.ended = true;
+                let _ = c.tx.send(Push::Cancelled {
+                    tag: c.tag.clone(),
+                    reason,
+                });
+            }
+        }
+        self.end_if_done(c.id);
+    }
+
+    /// Pushes `push` to consumer `c`'s connection, counting a delivery
+    /// outstanding; one for a subscription ended meanwhile goes back.
+    /// False when the link is over (the connection closed).
+    fn pass(&self, c: &Consumer, push: Push) -> bool {
+        let Some(mut link) = self.by_consumer.get_mut(&c.id) else {
+            return false;
+        };
+        match push {
+            Push::Deliver(d) if link.ended => {
+                let back = Up::Settle(d.entry.seq, How::Return(d.entry.redelivered));
+                link.up.send(back).is_ok()
+            }
+            Push::Deliver(d) => {
+                link.outstanding += 1;
+                if let Err(mpsc::error::SendError(Push::Deliver(d))) = c.tx.send(Push::Deliver(d)) {
+                    // The connection is closing: its close settles what it
+                    // took; this one it never took.
+                    link.outstanding -= 1;
+                    let back = Up::Settle(d.entry.seq, How::Return(d.entry.redelivered));
+                    let _ = link.up.send(back);
+                    return false;
+                }
+                true
+            }
+            other => c.tx.send(other).is_ok(),
+        }
+    }
+
+    /// See [`crate::broker::Consensus::settle_remote`].
+    pub(super) fn settle(&self, consumer: u64, queue: &str, seq: u64, how: Settle) -> bool {
+        let Some(mut link) = self.by_consumer.get_mut(&consumer) else {
+            return false;
+        };
+        if matches!(how, Settle::Ack | Settle::Reject) {
+            // Recorded from here too: the `ACK`'s `OK` waits for this
+            // node's records of the queue to commit, whether the link
+            // still stands or not.
+            self.queues.settled(queue, vec![seq]);
+        }
+        let _ = link.up.send(Up::Settle(seq, how.into()));
+        link.outstanding = link.outstanding.saturating_sub(1);
+        drop(link);
+        self.end_if_done(consumer);
+        true
+    }
+
+    /// See [`crate::broker::Consensus::unsubscribe_remote`].
+    pub(super) fn unsubscribe(&self, consumer: u64) -> bool {
+        let Some(mut link) = self.by_consumer.get_mut(&consumer) else {
+            return false;
+        };
+        if !link.ended {
+            link.ended = true;
+            let _ = link.up.send(Up::Unsub);
+        }
+        drop(link);
+        self.end_if_done(consumer);
+        true
+    }
+
+    /// See [`crate::broker::Consensus::closed`].
+    pub(super) fn closed(&self, conn: u64) {
+        self.by_consumer.retain(|_, link| link.conn != conn);
+    }
+
+    /// Drops the link of `consumer` once it is ended and nothing it
+    /// delivered is outstanding: its writer sends what is queued, then
+    /// closes the connection.
+    fn end_if_done(&self, consumer: u64) {
+        self.by_consumer
+            .remove_if(&consumer, |_, link| link.ended && link.outstanding == 0);
+    }
+}
+
+/// What a member answered a subscription.
+enum Asked {
+    Linked(Box<dyn Io>),
+    Elsewhere(Option<String>),
+}
+
+/// Why a member gave no subscription.
+enum AskError {
+    Refused(BrokerError),
+    Io(String),
+}
+
+/// The subscriber's side of a link: sends its settlements, in order, until
+/// the link is dropped, then closes the connection (the leader puts back
+/// what is left).
+async fn send_up(mut write: WriteHalf<Box<dyn Io>>, mut rx: mpsc::UnboundedReceiver<Up>) {
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(up) => batch.push(up),
+                Err(_) => break,
+            }
+        }
+        if write_all(&mut write, batch.drain(..)).await.is_err() {
+            return;
+        }
+    }
+    let _ = write.shutdown().await;
+}
+
+/// Writes `frames` in one write.
+async fn write_all<T: Serialize>(
+    write: &mut WriteHalf<Box<dyn Io>>,
+    frames: impl Iterator<Item = T>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    for f in frames {
+        write_frame(&mut buf, &f).await?;
+    }
+    write.write_all(&buf).await?;
+    write.flush().await
+}
+
+/// The leader's side of a link: subscribes a consumer of its own to
+/// `req.queue` for the subscriber on the other end of `io`, and serves
+/// it until the link ends; then puts back what was not settled.
+pub(super) async fn serve(
+    broker: Broker,
+    queues: Arc<Queues>,
+    req: ConsumeReq,
+    mut io: Box<dyn Io>,
+) {
+    let q = match (queues.serve_here(&req.queue), broker.find_queue(&req.queue)) {
+        (Ok(()), Some(q)) if queues.is_placed(&req.queue) => q,
+        (Ok(()), _) => {
+            let gone = BrokerError::NotFound(format!("queue {}", req.queue));
+            let _ = write_frame(&mut io, &Down::Refused(MetaAnswer::error(gone))).await;
+            return;
+        }
+        (Err(BrokerError::Precondition(_)), _) => {
+            let leader = queues.leader_first(&req.queue);
+            let hint = (leader.len() == 1).then(|| leader[0].clone());
+            let _ = write_frame(&mut io, &Down::NotLeader(hint)).await;
+            return;
+        }
+        (Err(e), _) => {
+            let _ = write_frame(&mut io, &Down::Refused(MetaAnswer::error(e))).await;
+            return;
+        }
+    };
+    let (tx, mut pushes) = mpsc::unbounded_channel();
+    let id = broker.next_id();
+    let consumer = Consumer {
+        id,
+        tag: Arc::from(req.tag.as_str()),
+        conn: id,
+        tx,
+        prefetch: req.prefetch,
+        credit: req.prefetch,
+        exclusive: req.exclusive,
+        auto_ack: false,
+    };
+    if let Err(e) = broker.subscribe(&q, consumer) {
+        let _ = write_frame(&mut io, &Down::Refused(MetaAnswer::error(e))).await;
+        return;
+    }
+    if write_frame(&mut io, &Down::Subscribed).await.is_err() {
+        broker.unsubscribe(&q, id);
+        return;
+    }
+    let (mut read, mut write) = tokio::io::split(io);
+    let (up_tx, mut ups) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Ok(up) = read_frame::<Up>(&mut read).await {
+            if up_tx.send(up).is_err() {
+                return;
+            }
+        }
+    });
+    // What was sent and is not settled yet, by position.
+    let mut sent: HashMap<u64, Entry> = HashMap::new();
+    let mut subscribed = true;
+    loop {
+        tokio::select! {
+            // Once unsubscribed, the queue has dropped the consumer's
+            // sender: only settlements come.
+            push = pushes.recv(), if subscribed => {
+                let Some(first) = push else { break };
+                let mut frames = Vec::new();
+                let mut over = false;
+                let mut next = Some(first);
+                while let Some(p) = next {
+                    match p {
+                        Push::Deliver(d) => {
+                            frames.push(Down::Deliver {
+                                seq: d.entry.seq,
+                                deliveries: d.entry.deliveries,
+                                redelivered: d.entry.redelivered,
+                                msg: ReplicaMessage::delivered(&d.entry.msg),
+                            });
+                            sent.insert(d.entry.seq, d.entry);
+                        }
+                        Push::Notice(Notice::Active { .. }) => frames.push(Down::Active),
+                        Push::Notice(_) => {}
+                        Push::Cancelled { reason, .. } => {
+                            frames.push(Down::Cancelled(reason.to_string()));
+                            over = true;
+                            break;
+                        }
+                    }
+                    next = match frames.len() < BATCH {
+                        true => pushes.try_recv().ok(),
+                        false => None,
+                    };
+                }
+                if write_all(&mut write, frames.into_iter()).await.is_err() || over {
+                    break;
+                }
+            }
+            up = ups.recv() => match up {
+                Some(Up::Settle(seq, how)) => {
+                    if let Some(e) = sent.remove(&seq) {
+                        settle(&broker, &q, id, e, how);
+                    }
+                }
+                Some(Up::Unsub) => {
+                    if subscribed {
+                        subscribed = false;
+                        broker.unsubscribe(&q, id);
+                        give_back_unsent(&broker, &q, id, &mut pushes);
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    reader.abort();
+    if subscribed {
+        broker.unsubscribe(&q, id);
+    }
+    give_back_unsent(&broker, &q, id, &mut pushes);
+    // Sent and not settled: back, as a connection's close puts them.
+    for (_, e) in sent {
+        settle(&broker, &q, id, e, How::Requeue(None));
+    }
+}
+
+/// Puts back what the queue pushed to consumer `id` and the link did not
+/// send: not counted as delivered.
+fn give_back_unsent(
+    broker: &Broker,
+    q: &Arc<Queue>,
+    id: u64,
+    pushes: &mut mpsc::UnboundedReceiver<Push>,
+) {
+    while let Ok(p) = pushes.try_recv() {
+        if let Push::Deliver(d) = p {
+            let redelivered = d.entry.redelivered;
+            settle(broker, q, id, d.entry, How::Return(redelivered));
+        }
+    }
+}
+
+/// Settles copy `e` of `q`, delivered to consumer `id`, as a link says.
+fn settle(broker: &Broker, q: &Arc<Queue>, id: u64, mut e: Entry, how: How) {
+    if let How::Return(_) = how {
+        // Never written: not counted as delivered.
+        e.deliveries = e.deliveries.saturating_sub(1);
+    }
+    if let Err(err) = broker.settle(q, Some(id), e, how.into()) {
+        tracing::warn!(queue = %q.name, error = %err, "a settlement from a link failed");
+    }
+}
