@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Three nodes keep a replicated queue while a publisher (through any
-//! node) and a consumer (on the leader) run, and faults come every few
+//! node), a consumer (`GET` on the leader) and a subscriber (`SUB` on any
+//! node, through the leader elsewhere) run, and faults come every few
 //! seconds, one node at a time: a SIGKILL and a restart, a SIGSTOP and a
 //! SIGCONT, a partition (the node cut off from the others by the proxies
 //! between them, `net.rs`, then healed), the queue's leader killed, now and
@@ -96,6 +97,8 @@ pub(super) struct Seen {
     delivered: BTreeSet<String>,
     /// Deliveries counted again (redeliveries).
     deliveries: u64,
+    /// Of those, the subscriber's (`SUB`, pushed).
+    pushed: u64,
 }
 
 #[tokio::test]
@@ -147,6 +150,7 @@ async fn random_faults(run: Duration) {
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = tokio::spawn(publish(addrs.clone(), seen.clone(), stop.clone()));
     let consumer = tokio::spawn(consume(addrs.clone(), seen.clone(), stop.clone()));
+    let subscriber = tokio::spawn(subscribe(addrs.clone(), seen.clone(), stop.clone()));
 
     let mut faults: HashMap<&str, u64> = HashMap::new();
     let end = Instant::now() + run;
@@ -196,6 +200,7 @@ async fn random_faults(run: Duration) {
     stop.store(true, Ordering::Relaxed);
     let _ = publisher.await;
     let _ = consumer.await;
+    let _ = subscriber.await;
     let leader = queue_leader(&nodes.running, "jobs").await;
     let mut l = TestConn::connect(nodes.addr(leader)).await;
     let rest = drain(&mut l, "jobs").await;
@@ -205,11 +210,12 @@ async fn random_faults(run: Duration) {
     let unknown: Vec<_> = delivered.difference(&s.attempted).collect();
     eprintln!(
         "random faults: {run:?}, seed {seed}; faults {faults:?}; {} published ({} confirmed), \
-         {} delivered ({} deliveries); lost {}, never published {}",
+         {} delivered ({} deliveries, {} of them to the subscriber); lost {}, never published {}",
         s.attempted.len(),
         s.confirmed.len(),
         delivered.len(),
         s.deliveries,
+        s.pushed,
         lost.len(),
         unknown.len()
     );
@@ -271,6 +277,57 @@ async fn consume(addrs: Vec<SocketAddr>, seen: Arc<Mutex<Seen>>, stop: Arc<Atomi
             }
             if empty {
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Subscribes on the nodes in turn (any node takes a replicated queue's
+/// `SUB`: through the queue's leader when it does not lead it) and acks
+/// each delivery, until told to stop; a subscription cancelled (the lead
+/// moved), a connection that fails or a node that sends nothing for a few
+/// seconds, and it subscribes again on the next node.
+async fn subscribe(addrs: Vec<SocketAddr>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
+    let mut node = 1usize;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(mut c) = next_node(&addrs, &mut node).await else {
+            continue;
+        };
+        match c.try_cmd("SUB jobs prefetch=20 tag=s").await {
+            Some(ok) if ok.starts_with("OK") => {}
+            _ => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        while !stop.load(Ordering::Relaxed) {
+            let Some(line) = c.try_line().await else {
+                break;
+            };
+            if line.starts_with("NOTICE cancelled") {
+                break;
+            }
+            // The ACKs' replies, and other notices, pass.
+            let Some((head, len)) = line
+                .starts_with("MSG ")
+                .then(|| crate::common::split_literal(&line))
+                .flatten()
+            else {
+                continue;
+            };
+            let Some(body) = c.try_literal(len).await else {
+                break;
+            };
+            {
+                let mut s = seen.lock().expect("seen");
+                s.deliveries += 1;
+                s.pushed += 1;
+                s.delivered
+                    .insert(String::from_utf8_lossy(&body).into_owned());
+            }
+            let dtag = head.split_whitespace().nth(2).unwrap_or_default();
+            if c.try_send(&format!("ACK {dtag}")).await.is_none() {
+                break;
             }
         }
     }

@@ -254,15 +254,7 @@ impl TestConn {
                 return None;
             }
             let (head, len) = split_literal(&line)?;
-            let mut body = vec![0u8; len + 2];
-            tokio::time::timeout(
-                std::time::Duration::from_secs(8),
-                self.reader.read_exact(&mut body),
-            )
-            .await
-            .ok()?
-            .ok()?;
-            body.truncate(len);
+            let body = self.try_literal(len).await?;
             bodies.push(String::from_utf8_lossy(&body).into_owned());
             last = head.split_whitespace().nth(2).map(str::to_owned);
             line = self.try_line().await?;
@@ -275,6 +267,30 @@ impl TestConn {
             None => true,
         };
         Some((bodies, acked))
+    }
+
+    /// Reads a literal of `len` bytes and the end of line after it within
+    /// a few seconds; `None` when the connection failed (see
+    /// [`TestConn::try_line`]).
+    pub async fn try_literal(&mut self, len: usize) -> Option<Vec<u8>> {
+        let mut body = vec![0u8; len + 2];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(8),
+            self.reader.read_exact(&mut body),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        body.truncate(len);
+        Some(body)
+    }
+
+    /// Sends a line; `None` when the connection failed.
+    pub async fn try_send(&mut self, line: &str) -> Option<()> {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .ok()
     }
 
     /// Writes raw bytes.
