@@ -16,6 +16,9 @@
 //!   it is settled. When the link breaks (the subscriber's connection
 //!   closed, its node died), it puts back what was not settled, as a
 //!   connection's close does.
+//! - **Beats.** Each side of an idle link says so every second; a side
+//!   that reads nothing for 4 s (a paused node, a cut without a close)
+//!   counts the link broken, as it does one whose write takes that long.
 //! - **When the leader fails or moves**, the link ends and the subscriber
 //!   gets `NOTICE cancelled <tag> reason=leader-moved`, as a subscriber on
 //!   the old leader would; it subscribes again (on the same node) and gets
@@ -48,6 +51,18 @@ const RETRY_EVERY: Duration = Duration::from_millis(100);
 /// Deliveries the leader writes to a link at a time.
 const BATCH: usize = 256;
 
+/// How often each side of an idle link says it is there.
+const BEAT: Duration = Duration::from_secs(1);
+
+/// How long a link may be silent (nothing read), or a write to it take,
+/// before its side counts it broken: the other node is paused, or cut off
+/// without the connection closing. So a subscriber whose leader was
+/// paused hears `NOTICE cancelled` and goes to the new one.
+const SILENCE: Duration = Duration::from_secs(4);
+
+/// How long one member may take to answer a subscription.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// From the subscriber's node to the leader, after the request.
 #[derive(Debug, Serialize, Deserialize)]
 enum Up {
@@ -55,6 +70,8 @@ enum Up {
     Settle(u64, How),
     /// `UNSUB`: deliver no more (what was delivered stays outstanding).
     Unsub,
+    /// Nothing else to say for a while ([`BEAT`]).
+    Beat,
 }
 
 /// A settlement, as a link carries it.
@@ -114,6 +131,8 @@ enum Down {
     /// The leader ended the subscription (`queue-deleted`,
     /// `leader-moved`).
     Cancelled(String),
+    /// Nothing else to say for a while ([`BEAT`]).
+    Beat,
 }
 
 /// The subscriber's side of one link.
@@ -180,7 +199,8 @@ impl Links {
             };
             for addr in targets {
                 let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, self.ask(&addr, req)).await {
+                let asked = self.ask(&addr, req);
+                match tokio::time::timeout(left.min(ASK_TIMEOUT), asked).await {
                     Ok(Ok(Asked::Linked(io))) => return Ok(io),
                     Ok(Ok(Asked::Elsewhere(Some(leader)))) if leader != addr => {
                         hint = Some(leader);
@@ -191,7 +211,9 @@ impl Links {
                     Ok(Err(AskError::Io(why))) => {
                         tracing::debug!(%addr, %why, queue = %req.queue, "no link to this member");
                     }
-                    Err(_) => break,
+                    Err(_) => {
+                        tracing::debug!(%addr, queue = %req.queue, "a member did not answer in time");
+                    }
                 }
             }
             if Instant::now() + RETRY_EVERY >= deadline {
@@ -253,10 +275,14 @@ impl Links {
     async fn receive(self: Arc<Self>, mut read: ReadHalf<Box<dyn Io>>, q: Arc<Queue>, c: Consumer) {
         let mut reason = "leader-moved";
         loop {
-            let down = match read_frame::<Down>(&mut read).await {
-                Ok(d) => d,
-                Err(e) => {
+            let down = match tokio::time::timeout(SILENCE, read_frame::<Down>(&mut read)).await {
+                Ok(Ok(d)) => d,
+                Ok(Err(e)) => {
                     tracing::debug!(queue = %q.name, error = %e, "a link to the leader ended");
+                    break;
+                }
+                Err(_) => {
+                    tracing::info!(queue = %q.name, "the leader went silent: its subscription is cancelled");
                     break;
                 }
             };
@@ -292,6 +318,7 @@ impl Links {
                         },
                     })
                 }
+                Down::Beat => continue,
                 Down::Active => Push::Notice(Notice::Active {
                     tag: c.tag.to_string(),
                     partition: None,
@@ -417,7 +444,12 @@ enum AskError {
 /// what is left).
 async fn send_up(mut write: WriteHalf<Box<dyn Io>>, mut rx: mpsc::UnboundedReceiver<Up>) {
     let mut batch = Vec::new();
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = match tokio::time::timeout(BEAT, rx.recv()).await {
+            Ok(Some(up)) => up,
+            Ok(None) => break,
+            Err(_) => Up::Beat,
+        };
         batch.push(first);
         while batch.len() < BATCH {
             match rx.try_recv() {
@@ -432,7 +464,8 @@ async fn send_up(mut write: WriteHalf<Box<dyn Io>>, mut rx: mpsc::UnboundedRecei
     let _ = write.shutdown().await;
 }
 
-/// Writes `frames` in one write.
+/// Writes `frames` in one write, within [`SILENCE`] (a paused peer stops
+/// reading).
 async fn write_all<T: Serialize>(
     write: &mut WriteHalf<Box<dyn Io>>,
     frames: impl Iterator<Item = T>,
@@ -441,8 +474,14 @@ async fn write_all<T: Serialize>(
     for f in frames {
         write_frame(&mut buf, &f).await?;
     }
-    write.write_all(&buf).await?;
-    write.flush().await
+    let written = async {
+        write.write_all(&buf).await?;
+        write.flush().await
+    };
+    match tokio::time::timeout(SILENCE, written).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::other("the peer stopped reading")),
+    }
 }
 
 /// The leader's side of a link: subscribes a consumer of its own to
@@ -494,13 +533,17 @@ pub(super) async fn serve(
     }
     let (mut read, mut write) = tokio::io::split(io);
     let (up_tx, mut ups) = mpsc::unbounded_channel();
+    // Ends when the subscriber's node closes the link or goes silent.
     let reader = tokio::spawn(async move {
-        while let Ok(up) = read_frame::<Up>(&mut read).await {
+        while let Ok(Ok(up)) = tokio::time::timeout(SILENCE, read_frame::<Up>(&mut read)).await {
             if up_tx.send(up).is_err() {
                 return;
             }
         }
     });
+    let mut beat = tokio::time::interval(BEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wrote = false;
     // What was sent and is not settled yet, by position.
     let mut sent: HashMap<u64, Entry> = HashMap::new();
     let mut subscribed = true;
@@ -540,6 +583,14 @@ pub(super) async fn serve(
                 if write_all(&mut write, frames.into_iter()).await.is_err() || over {
                     break;
                 }
+                wrote = true;
+            }
+            _ = beat.tick() => {
+                if !std::mem::take(&mut wrote)
+                    && write_all(&mut write, std::iter::once(Down::Beat)).await.is_err()
+                {
+                    break;
+                }
             }
             up = ups.recv() => match up {
                 Some(Up::Settle(seq, how)) => {
@@ -547,6 +598,7 @@ pub(super) async fn serve(
                         settle(&broker, &q, id, e, how);
                     }
                 }
+                Some(Up::Beat) => {}
                 Some(Up::Unsub) => {
                     if subscribed {
                         subscribed = false;

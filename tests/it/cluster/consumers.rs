@@ -182,3 +182,39 @@ async fn a_subscriber_on_a_node_that_is_not_a_member_is_served_and_what_it_held_
     let rest: BTreeSet<String> = rest.into_iter().collect();
     assert_eq!(rest, expected);
 }
+
+#[tokio::test]
+async fn a_subscriber_through_a_follower_is_told_when_the_leader_is_paused_and_goes_on_with_the_new_one(
+) {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes = three_with_queue(&cluster, &dirs, "jobs").await;
+    let leader = queue_leader(&nodes, "jobs").await;
+    let follower = (1..=3).find(|i| *i != leader).expect("a follower");
+    let mut confirmed = BTreeSet::new();
+    publish_some(&nodes, &[follower], 3, &mut confirmed).await;
+    let mut s = Peer::over(TestConn::connect(nodes[&follower].addr).await);
+    subscribe(&mut s, "SUB jobs tag=p").await;
+    for _ in 0..3 {
+        let m = s.msg().await;
+        s.ok(&format!("ACK {}", m.dtag), "OK").await;
+    }
+    // A paused leader keeps its connections open: the link's beats stop,
+    // and the subscriber is told.
+    nodes[&leader].signal(libc::SIGSTOP);
+    let notice = s.notice().await;
+    assert_eq!(notice, "NOTICE cancelled p reason=leader-moved");
+    let before = confirmed.clone();
+    publish_some(&nodes, &[follower], 3, &mut confirmed).await;
+    let after: BTreeSet<String> = confirmed.difference(&before).cloned().collect();
+    subscribe(&mut s, "SUB jobs tag=p").await;
+    let mut got = BTreeSet::new();
+    while got.len() < 3 {
+        let m = s.msg().await;
+        s.ok(&format!("ACK {}", m.dtag), "OK").await;
+        got.insert(m.text());
+    }
+    s.quiet().await;
+    nodes[&leader].signal(libc::SIGCONT);
+    assert_eq!(got, after, "the new leader's deliveries");
+}
