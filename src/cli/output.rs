@@ -168,6 +168,30 @@ pub(super) async fn stdout_closed() {
     std::future::pending::<()>().await
 }
 
+/// A value of the broker's text (a `STATS` value, a `LIST` cell) as
+/// JSON: `true` and `false` as booleans, `-` and `none` (the broker's
+/// words for "no value") as `null`, numbers as numbers, anything else as
+/// a string. So `jq 'select(.durable)'` selects what is durable. Names
+/// are not typed (a queue may be called `true` or `-`): the callers pass
+/// those through [`text`] instead.
+pub(super) fn typed(s: &str) -> Value {
+    match s {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        "-" | "none" => Value::Null,
+        _ => scalar(s),
+    }
+}
+
+/// A name or other free text (a queue, a client's name): a string, or
+/// `null` when `optional` and the broker wrote `-` for "none".
+pub(super) fn text(s: &str, optional: bool) -> Value {
+    match s {
+        "-" if optional => Value::Null,
+        _ => Value::String(s.to_string()),
+    }
+}
+
 /// A text value as JSON: a number when it reads as one, else a string.
 pub(super) fn scalar(s: &str) -> Value {
     if let Ok(n) = s.parse::<u64>() {
@@ -366,5 +390,21 @@ mod tests {
         assert_eq!(scalar("NaN"), json!("NaN"));
         assert_eq!(scalar("jobs"), json!("jobs"));
         assert_eq!(scalar(""), json!(""));
+    }
+
+    #[test]
+    fn typed_values_are_booleans_nulls_and_numbers() {
+        assert_eq!(typed("true"), json!(true));
+        assert_eq!(typed("false"), json!(false));
+        assert_eq!(typed("-"), json!(null));
+        assert_eq!(typed("none"), json!(null));
+        assert_eq!(typed("0.0"), json!(0.0));
+        assert_eq!(typed("12"), json!(12));
+        assert_eq!(typed("True"), json!("True"), "the broker writes lower case");
+        assert_eq!(typed("1,2,3"), json!("1,2,3"));
+        assert_eq!(text("-", true), json!(null));
+        assert_eq!(text("-", false), json!("-"));
+        assert_eq!(text("true", false), json!("true"));
+        assert_eq!(text("12", true), json!("12"));
     }
 }

@@ -336,6 +336,74 @@ async fn ls_lists_declared_queues_as_a_table_and_json() {
     assert!(r.json_lines()[0].is_array());
 }
 
+/// `--json` types what the broker writes as text: `jq 'select(.durable)'`
+/// must select the durable queues only.
+#[tokio::test]
+async fn json_output_types_booleans_nulls_and_numbers() {
+    let s = TestServer::start().await;
+    cli(s.addr, &["declare", "queue", "kept", "--durable"])
+        .await
+        .ok();
+    cli(s.addr, &["declare", "queue", "true"]).await.ok();
+    cli(s.addr, &["declare", "exchange", "ex", "topic"])
+        .await
+        .ok();
+    cli(s.addr, &["pub", "", "kept", "x"]).await.ok();
+
+    let r = cli(s.addr, &["ls", "queues", "--json"]).await.ok();
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON value");
+    let rows = v.as_array().expect("an array of queues");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {v}"))
+    };
+    assert_eq!(row("kept")["durable"], serde_json::json!(true), "{v}");
+    assert_eq!(row("true")["durable"], serde_json::json!(false), "{v}");
+    assert!(
+        row("true")["name"].is_string(),
+        "a name stays a string: {v}"
+    );
+    assert_eq!(row("kept")["messages"], serde_json::json!(1), "{v}");
+    assert!(row("kept")["publish_per_sec"].is_f64(), "{v}");
+    assert!(
+        row("kept")["leader"].is_null(),
+        "no leader off a cluster: {v}"
+    );
+    let durable: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["durable"].as_bool() == Some(true))
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(durable, ["kept"], "{v}");
+
+    let r = cli(s.addr, &["ls", "exchanges", "--json"]).await.ok();
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON value");
+    let ex = &v[0];
+    assert_eq!(ex["name"], "ex", "{v}");
+    assert_eq!(ex["durable"], serde_json::json!(false), "{v}");
+    assert_eq!(ex["auto_delete"], serde_json::json!(false), "{v}");
+    assert!(ex["alternate"].is_null(), "{v}");
+    assert_eq!(ex["bindings"], serde_json::json!(0), "{v}");
+
+    let r = cli(s.addr, &["ls", "connections", "--json"]).await.ok();
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON value");
+    assert!(v[0]["user"].is_null(), "no user on an open broker: {v}");
+    assert_eq!(v[0]["tls"], serde_json::json!(false), "{v}");
+    assert!(v[0]["id"].is_u64(), "{v}");
+
+    let r = cli(s.addr, &["stats", "kept", "--json"]).await.ok();
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON value");
+    assert_eq!(v["name"], "kept", "{v}");
+    assert_eq!(v["durable"], serde_json::json!(true), "{v}");
+    assert_eq!(v["exclusive"], serde_json::json!(false), "{v}");
+    assert_eq!(v["messages_ready"], serde_json::json!(1), "{v}");
+    let r = cli(s.addr, &["stats", "true", "--json"]).await.ok();
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON value");
+    assert_eq!(v["name"], "true", "a name stays a string: {v}");
+    assert_eq!(v["durable"], serde_json::json!(false), "{v}");
+}
+
 #[tokio::test]
 async fn declare_exchange_hash_takes_a_hash_header() {
     let s = TestServer::start().await;
