@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::common::cli_run::{cli, cli_in, command};
+use crate::common::cli_run::{cli, cli_env, cli_in, command};
 use crate::common::{TestServer, DEADLINE};
 
 #[tokio::test]
@@ -402,6 +402,47 @@ async fn json_output_types_booleans_nulls_and_numbers() {
     let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON value");
     assert_eq!(v["name"], "true", "a name stays a string: {v}");
     assert_eq!(v["durable"], serde_json::json!(false), "{v}");
+}
+
+/// The connection options work before the command as after it, at any
+/// depth of subcommand; `serve` still refuses them.
+#[tokio::test]
+async fn connection_flags_work_before_the_subcommand() {
+    let s = TestServer::start().await;
+    let addr = s.addr.to_string();
+    let r = cli_env(&["-s", &addr, "declare", "queue", "jobs"], &[]).await;
+    assert_eq!(
+        (r.code, r.text().as_str()),
+        (0, "jobs messages=0 consumers=0\n"),
+        "{r:?}"
+    );
+    let r = cli_env(&["--server", &addr, "pub", "", "jobs", "hello"], &[]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = cli_env(
+        &["-s", &addr, "--json", "--timeout", "5s", "get", "jobs"],
+        &[],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json_lines()[0]["body"], "hello", "{r:?}");
+    // The flag before the command beats the environment, as after it.
+    let r = cli_env(
+        &[&format!("--server={addr}"), "stats", "jobs"],
+        &[("SLUICE_SERVER", "127.0.0.1:1")],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    // Pointed nowhere, before the command: it is used (exit 4, no connection).
+    let r = cli_env(
+        &["-s", "127.0.0.1:1", "ls", "queues"],
+        &[("SLUICE_SERVER", &addr)],
+    )
+    .await;
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("127.0.0.1:1"), "{r:?}");
+    // Not a client command: clap refuses the flag, as before (exit 2).
+    let r = cli_env(&["-s", &addr, "serve", "--in-memory"], &[]).await;
+    assert_eq!(r.code, 2, "{r:?}");
 }
 
 #[tokio::test]
