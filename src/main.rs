@@ -43,8 +43,8 @@ enum Command {
     // Its help texts come from `BenchArgs` (a doc comment here would
     // replace them).
     Bench(bench::BenchArgs),
-    /// The client: pub, sub, get, declare, bind, unbind, delete, purge,
-    /// stats, ls (`sluice::cli`).
+    /// The client: pub, sub, get, nack, peek, redrive, seek, declare, bind,
+    /// unbind, delete, purge, stats, ls, cluster (`sluice::cli`).
     #[command(flatten)]
     Client(sluice::cli::ClientCommand),
     /// Manage users on a data directory (the broker must not be running).

@@ -1,5 +1,5 @@
-//! The command-line client: `sluice pub|sub|get|seek|declare|bind|unbind|
-//! delete|purge|stats|ls`, scriptable in the manner of `nats` and `redis-cli`.
+//! The command-line client: `sluice pub|sub|get|nack|peek|redrive|seek|
+//! declare|bind|unbind|delete|purge|stats|ls`, scriptable in the manner of `nats` and `redis-cli`.
 //! Each command connects with [`crate::client::Client`], sends its
 //! command(s), prints on stdout (text, or one JSON value per line with
 //! `--json`) and ends with an exit code that scripts can test
@@ -14,7 +14,8 @@
 //!   the connected, time-bounded `Conn`;
 //! - `exit`: [`Exit`] codes and `CliError`;
 //! - `output`: stdout, delivery and reply printing, the JSON conventions;
-//! - `publish`: `pub`; `consume`: `sub` and `get`; `seek`: `seek` (a
+//! - `publish`: `pub`; `consume`: `sub`, `get` and `nack`; `peek`:
+//!   `peek` and `redrive` (what failed); `seek`: `seek` (a
 //!   stream consumer group's position); `topology`: `declare`,
 //!   `bind`, `unbind`, `delete`, `purge`; `inspect`: `stats` and `ls`;
 //!   `args`: argument parsers they share;
@@ -31,14 +32,16 @@ mod consume;
 mod exit;
 mod inspect;
 mod output;
+mod peek;
 mod publish;
 mod seek;
 mod topology;
 pub mod user;
 
-pub(crate) use consume::{GetArgs, SubArgs};
+pub(crate) use consume::{GetArgs, NackArgs, SubArgs};
 pub(crate) use exit::Exit;
 pub(crate) use inspect::{LsArgs, StatsArgs};
+pub(crate) use peek::{PeekArgs, RedriveArgs};
 pub(crate) use publish::PubArgs;
 pub(crate) use seek::SeekArgs;
 pub(crate) use topology::{BindArgs, DeclareArgs, DeleteArgs, PurgeArgs};
@@ -52,6 +55,12 @@ pub enum ClientCommand {
     Sub(SubArgs),
     /// Fetch messages once (exit 3 when there are none).
     Get(GetArgs),
+    /// Fetch messages and NACK them: retry later, or dead-letter.
+    Nack(NackArgs),
+    /// Show a queue's waiting messages without taking them.
+    Peek(PeekArgs),
+    /// Send dead letters back where they were first published.
+    Redrive(RedriveArgs),
     /// Move a stream consumer group to another offset (replay).
     Seek(SeekArgs),
     /// Declare a queue or an exchange.
@@ -156,6 +165,9 @@ pub fn run(command: ClientCommand) -> ExitCode {
             ClientCommand::Pub(a) => publish::run(a).await,
             ClientCommand::Sub(a) => consume::sub(a).await,
             ClientCommand::Get(a) => consume::get(a).await,
+            ClientCommand::Nack(a) => consume::nack(a).await,
+            ClientCommand::Peek(a) => peek::peek(a).await,
+            ClientCommand::Redrive(a) => peek::redrive(a).await,
             ClientCommand::Seek(a) => seek::run(a).await,
             ClientCommand::Declare(a) => topology::declare(a).await,
             ClientCommand::Bind(a) => topology::bind(a, false).await,

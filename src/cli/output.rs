@@ -97,6 +97,35 @@ impl Out {
         }
     }
 
+    /// Prints one message a `PEEK` showed: as [`Out::delivery`], but its
+    /// position in the queue in place of a delivery tag (`position=` with
+    /// -v; JSON `"position"`, and no `consumer_tag` or `delivery_tag`).
+    pub(super) fn peeked(
+        &mut self,
+        format: DeliveryFormat,
+        queue: &str,
+        d: &Delivery,
+    ) -> Result<(), CliError> {
+        match format {
+            DeliveryFormat::Body => self.delivery(format, queue, d),
+            DeliveryFormat::Full => {
+                let head = header(queue, d, "position");
+                self.bytes(&head)?;
+                self.bytes(&d.body)?;
+                self.bytes(b"\n")
+            }
+            DeliveryFormat::Json => {
+                let mut v = delivery_json(queue, d);
+                if let Value::Object(m) = &mut v {
+                    m.remove("consumer_tag");
+                    m.remove("delivery_tag");
+                    m.insert("position".into(), d.delivery_tag.into());
+                }
+                self.json(&v)
+            }
+        }
+    }
+
     /// Prints a reply's words (`jobs messages=0 consumers=0`), or as JSON
     /// an object: `first` names the leading positional word, `key=value`
     /// words become fields, bare words `true`. A bare `OK` prints nothing.
@@ -266,6 +295,11 @@ pub(crate) fn delivery_json(queue: &str, d: &Delivery) -> Value {
 /// [redelivered] [group=<key>] [offset=<n>] [partition=<i>]
 /// [h.<name>=<value>...] bytes=<n>`.
 fn delivery_header(queue: &str, d: &Delivery) -> Vec<u8> {
+    header(queue, d, "tag")
+}
+
+/// [`delivery_header`], the delivery tag's field called `tag_name`.
+fn header(queue: &str, d: &Delivery, tag_name: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let field = |out: &mut Vec<u8>, name: &str, value: &[u8]| {
         if !out.is_empty() {
@@ -276,7 +310,7 @@ fn delivery_header(queue: &str, d: &Delivery) -> Vec<u8> {
         encode_word(out, value);
     };
     field(&mut out, "queue", queue.as_bytes());
-    field(&mut out, "tag", d.delivery_tag.to_string().as_bytes());
+    field(&mut out, tag_name, d.delivery_tag.to_string().as_bytes());
     field(&mut out, "exchange", d.exchange.as_bytes());
     field(&mut out, "key", &d.raw_routing_key);
     field(&mut out, "id", d.id.as_bytes());

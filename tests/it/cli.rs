@@ -445,6 +445,94 @@ async fn connection_flags_work_before_the_subcommand() {
     assert_eq!(r.code, 2, "{r:?}");
 }
 
+/// What failed, from the shell: `peek` looks without taking, `nack`
+/// retries later or dead-letters, `redrive` sends dead letters back,
+/// `purge` and `delete` clear up.
+#[tokio::test]
+async fn peek_nack_redrive_purge_and_delete_from_the_command_line() {
+    let s = TestServer::start().await;
+    cli(s.addr, &["declare", "queue", "dlq"]).await.ok();
+    let r = cli(
+        s.addr,
+        &[
+            "declare",
+            "queue",
+            "work",
+            "--dead-letter",
+            "",
+            "--dead-letter-key",
+            "dlq",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = cli(s.addr, &["peek", "work"]).await;
+    assert_eq!(
+        (r.code, r.text().as_str()),
+        (3, ""),
+        "nothing there yet: {r:?}"
+    );
+    for body in ["one", "two", "three"] {
+        cli(s.addr, &["pub", "", "work", body]).await.ok();
+    }
+
+    // peek: everything waiting, twice over (nothing is taken).
+    let r = cli(s.addr, &["peek", "work", "--count", "10", "--json"])
+        .await
+        .ok();
+    let seen = r.json_lines();
+    let bodies: Vec<&str> = seen.iter().filter_map(|m| m["body"].as_str()).collect();
+    assert_eq!(bodies, ["one", "two", "three"], "{r:?}");
+    assert!(seen.iter().all(|m| m["position"].is_u64()), "{r:?}");
+    assert!(seen[0].get("delivery_tag").is_none(), "{r:?}");
+    let second = seen[1]["position"].to_string();
+    let r = cli(s.addr, &["peek", "work", "--from", &second, "-v"])
+        .await
+        .ok();
+    let text = r.text();
+    assert!(
+        text.starts_with(&format!("queue=work position={second} ")) && text.ends_with("\ntwo\n"),
+        "{text}"
+    );
+
+    // nack --no-requeue dead-letters the head; nack --delay holds the next back.
+    let r = cli(s.addr, &["nack", "work", "--no-requeue"]).await.ok();
+    assert_eq!(r.text(), "one\n");
+    let r = cli(s.addr, &["nack", "work", "--delay", "60s"]).await.ok();
+    assert_eq!(r.text(), "two\n");
+    let r = cli(s.addr, &["get", "work"]).await.ok();
+    assert_eq!(r.text(), "three\n", "two is held back a minute");
+    let r = cli(s.addr, &["get", "work"]).await;
+    assert_eq!(r.code, 3, "{r:?}");
+    let r = cli(s.addr, &["peek", "dlq", "--json"]).await.ok();
+    let dead = r.json_lines();
+    assert_eq!(dead[0]["body"], "one", "{r:?}");
+    assert_eq!(dead[0]["headers"]["x-death-reason"], "rejected", "{r:?}");
+    let r = cli(s.addr, &["nack", "work", "--delay", "1s", "--no-requeue"]).await;
+    assert_eq!(r.code, 2, "the two contradict each other: {r:?}");
+
+    // redrive: back where it was first published.
+    let r = cli(s.addr, &["redrive", "dlq", "--json"]).await.ok();
+    assert_eq!(
+        r.json_lines(),
+        vec![serde_json::json!({"moved": 1, "kept": 0})]
+    );
+    let r = cli(s.addr, &["get", "work", "-v"]).await.ok();
+    assert!(r.text().ends_with("\none\n"), "{r:?}");
+    let r = cli(s.addr, &["peek", "dlq"]).await;
+    assert_eq!(r.code, 3, "{r:?}");
+
+    // purge and delete.
+    let r = cli(s.addr, &["purge", "work"]).await.ok();
+    assert_eq!(r.text(), "messages=1\n", "the delayed one: {r:?}");
+    cli(s.addr, &["delete", "queue", "dlq"]).await.ok();
+    let r = cli(s.addr, &["peek", "dlq"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("NOT_FOUND"), "{r:?}");
+    let r = cli(s.addr, &["redrive", "nowhere"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+}
+
 #[tokio::test]
 async fn declare_exchange_hash_takes_a_hash_header() {
     let s = TestServer::start().await;
