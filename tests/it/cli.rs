@@ -533,6 +533,54 @@ async fn peek_nack_redrive_purge_and_delete_from_the_command_line() {
     assert_eq!(r.code, 1, "{r:?}");
 }
 
+/// A publish no queue took is dropped: `pub` says so on stderr (still exit
+/// 0: it was published), once per run, unless `--quiet`.
+#[tokio::test]
+async fn pub_warns_when_no_queue_took_the_message_unless_quiet() {
+    let s = TestServer::start().await;
+    cli(s.addr, &["declare", "queue", "jobs"]).await.ok();
+    cli(s.addr, &["declare", "exchange", "logs", "topic"])
+        .await
+        .ok();
+    let r = cli(s.addr, &["pub", "", "jobs", "x"]).await.ok();
+    assert_eq!(r.stderr, "", "routed=1: no warning");
+
+    let r = cli(s.addr, &["pub", "", "jobz", "x"]).await.ok();
+    assert!(
+        r.stderr.starts_with(
+            "sluice: warning: routed=0: no queue is bound for \"jobz\" on the default exchange"
+        ),
+        "{r:?}"
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert_eq!(r.text(), "", "stdout stays clean");
+    let r = cli(s.addr, &["pub", "logs", "db.info", "x", "-v"])
+        .await
+        .ok();
+    assert!(
+        r.stderr
+            .contains("routed=0: no queue is bound for \"db.info\" on exchange \"logs\""),
+        "{r:?}"
+    );
+    assert!(r.text().ends_with(" routed=0\n"), "{r:?}");
+    let r = cli_in(s.addr, &["pub", "logs", "db.info", "--lines"], b"a\nb\nc\n")
+        .await
+        .ok();
+    assert_eq!(r.stderr.lines().count(), 1, "one warning per run: {r:?}");
+    assert!(r.stderr.contains("routed=0 for 3 of 3 messages"), "{r:?}");
+
+    for quiet in ["--quiet", "-q"] {
+        let r = cli(s.addr, &["pub", "logs", "db.info", "x", quiet])
+            .await
+            .ok();
+        assert_eq!(r.stderr, "", "{quiet}: {r:?}");
+    }
+    // --mandatory makes it the error it always was.
+    let r = cli(s.addr, &["pub", "logs", "db.info", "x", "--mandatory"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("NO_ROUTE"), "{r:?}");
+}
+
 #[tokio::test]
 async fn declare_exchange_hash_takes_a_hash_header() {
     let s = TestServer::start().await;
