@@ -4,7 +4,7 @@
 //! object, an aligned table (a header row, then a row per item) into an
 //! array of objects keyed by the lower-cased header, each value typed
 //! ([`typed`]: numbers, `true`/`false`, `null` for the broker's `-` and
-//! `none`) but names, which stay strings ([`text`]).
+//! `none`) but names, which stay strings ([`text`](super::output::text)).
 
 use serde_json::{Map, Value};
 
