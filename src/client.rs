@@ -2,7 +2,7 @@
 //! examples and the benchmark. It pipelines: [`Client::send`] queues a
 //! command and returns a handle for its reply; [`Client::flush`] writes
 //! everything queued in one go. A reader task matches replies to commands
-//! in order, attaches `GET`'s `MSG -` lines to the `GET`'s reply, and hands
+//! in order, attaches `GET`'s `MSG -` and `PEEK`'s `MSG *` lines to their reply, and hands
 //! subscription deliveries to [`Client::next_delivery`]. Commands are
 //! queued as lines ([`Client::send`]) or as values ([`Client::send_command`]).
 //!
@@ -99,14 +99,14 @@ pub(crate) enum Pushed {
 }
 
 /// A successful reply: the words after `OK`, the literal if any, and the
-/// `MSG -` deliveries that preceded it (for `GET`).
+/// `MSG -` or `MSG *` lines that preceded it (for `GET` and `PEEK`).
 #[derive(Debug, Clone, Default)]
 pub struct Response {
     /// Words after `OK`.
     pub words: Vec<String>,
     /// The reply's literal (`HELP`).
     pub(crate) data: Option<Bytes>,
-    /// `GET` deliveries.
+    /// `GET` deliveries, or the messages `PEEK` showed.
     pub deliveries: Vec<Delivery>,
 }
 
@@ -490,7 +490,9 @@ impl Reader {
         if tokens.first().is_some_and(|t| t.text == b"MSG") {
             let raw: Vec<Vec<u8>> = tokens.into_iter().map(|t| t.text).collect();
             let d = parse_msg(&raw, f.literal.unwrap_or_default())?;
-            if d.consumer_tag == "-" {
+            // `GET`'s (`MSG -`) and `PEEK`'s (`MSG *`) lines belong to
+            // the reply that follows them; others are a subscription's.
+            if d.consumer_tag == "-" || d.consumer_tag == "*" {
                 self.got.push(d);
             } else {
                 let _ = self.deliveries.send(d);

@@ -26,7 +26,10 @@ use sluice::protocol::frame::{DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LITERAL_BYTES}
 #[command(
     name = "sluice",
     version,
-    about = "A small, fast AMQP-style message broker with a text protocol"
+    about = "A small, fast AMQP-style message broker with a text protocol",
+    after_help = "The client's connection options (-s/--server, --user, --password, --tls, \
+                  --tls-ca, --tls-server-name, --timeout, --json) go before or after its \
+                  command: `sluice -s 10.0.0.5:5680 get jobs` is `sluice get jobs -s 10.0.0.5:5680`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,8 +43,8 @@ enum Command {
     // Its help texts come from `BenchArgs` (a doc comment here would
     // replace them).
     Bench(bench::BenchArgs),
-    /// The client: pub, sub, get, declare, bind, unbind, delete, purge,
-    /// stats, ls (`sluice::cli`).
+    /// The client: pub, sub, get, nack, peek, redrive, seek, declare, bind,
+    /// unbind, delete, purge, stats, ls, cluster (`sluice::cli`).
     #[command(flatten)]
     Client(sluice::cli::ClientCommand),
     /// Manage users on a data directory (the broker must not be running).
@@ -214,7 +217,7 @@ fn main() -> ExitCode {
     let layered = match sluice::config::layered::parse(
         Cli::command(),
         "serve",
-        std::env::args_os().collect(),
+        sluice::cli::hoist_global_flags(std::env::args_os().collect()),
     ) {
         Ok(l) => l,
         Err(sluice::config::layered::LayerError::Args(e)) => e.exit(),

@@ -24,7 +24,7 @@
 //!   live counters;
 //! - `link`: what the loops run on: the publish and consume link traits;
 //! - `sluice_link`: the links over sluice's text protocol, and the
-//!   endpoint (`--addr`, `--tls`, `--user`) that connects them;
+//!   endpoint (`--server`, `--tls`, `--user`) that connects them;
 //! - `amqp` (feature `amqp`): the same links and topology over AMQP 0-9-1
 //!   (lapin), to measure RabbitMQ with the same scenarios;
 //! - `target`: the broker a run measures (sluice or AMQP) and the
@@ -326,9 +326,17 @@ impl AckMode {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Common options")]
 pub(crate) struct CommonArgs {
-    /// Broker address.
-    #[arg(long, env = "SLUICE_ADDR", default_value = sluice::config::DEFAULT_ADDR)]
-    pub(crate) addr: String,
+    /// Broker address, as for the other client commands (`--addr` is an
+    /// alias, kept for old scripts); a list (a cluster's nodes): the first
+    /// [default: SLUICE_SERVER, else SLUICE_ADDR, else 127.0.0.1:5680].
+    #[arg(
+        short = 's',
+        long = "server",
+        visible_alias = "addr",
+        env = "SLUICE_SERVER",
+        value_name = "HOST:PORT"
+    )]
+    pub(crate) server: Option<String>,
     /// Log every connection in as this user (AUTH), for a broker with users.
     #[arg(long, env = "SLUICE_USER", requires = "password")]
     pub(crate) user: Option<String>,
@@ -336,7 +344,7 @@ pub(crate) struct CommonArgs {
     #[arg(long, env = "SLUICE_PASSWORD", hide_env_values = true)]
     pub(crate) password: Option<sluice::auth::Secret>,
     /// Measure an AMQP 0-9-1 broker (RabbitMQ) at this URL instead of
-    /// sluice at --addr, e.g. amqp://guest:guest@127.0.0.1:5672/%2f
+    /// sluice at --server, e.g. amqp://guest:guest@127.0.0.1:5672/%2f
     /// (queue, fanout and latency; needs a build with --features amqp).
     #[arg(long, value_name = "URL")]
     pub(crate) amqp: Option<String>,
@@ -349,8 +357,9 @@ pub(crate) struct CommonArgs {
     #[arg(long, short = 'd', value_parser = parse_secs)]
     pub(crate) duration: Option<Duration>,
     /// Body size in bytes, at least 16 (the body starts with the send
-    /// timestamp and a sequence number).
-    #[arg(long, short = 's', default_value_t = 100, value_parser = clap::value_parser!(u64).range(16..=16 * 1024 * 1024))]
+    /// timestamp and a sequence number). No short flag: `-s` is --server,
+    /// as in every other sluice command.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(16..=16 * 1024 * 1024))]
     pub(crate) size: u64,
     /// Unacknowledged deliveries per consumer (SUB prefetch=).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=65535))]
@@ -391,7 +400,7 @@ pub(crate) struct CommonArgs {
     /// confirmed, delivered or acknowledged for this many seconds.
     #[arg(long, default_value = "30", value_parser = parse_secs)]
     pub(crate) timeout: Duration,
-    /// Connect over TLS (--addr is then the broker's TLS port, e.g.
+    /// Connect over TLS (--server is then the broker's TLS port, e.g.
     /// 127.0.0.1:5681); needs --tls-ca.
     #[arg(long, requires = "tls_ca", conflicts_with = "amqp")]
     pub(crate) tls: bool,
@@ -402,6 +411,32 @@ pub(crate) struct CommonArgs {
     /// The name the server's certificate must carry, for --tls.
     #[arg(long, default_value = "localhost")]
     pub(crate) tls_server_name: String,
+}
+
+/// The environment variable `sluice bench` read its address from before it
+/// took `--server` and `SLUICE_SERVER` like the other commands; still read
+/// (after them), so that old scripts and `.ci/run`'s examples keep working.
+const LEGACY_ADDR_ENV: &str = "SLUICE_ADDR";
+
+impl CommonArgs {
+    /// The broker's address: `-s/--server` (or `--addr`), else
+    /// `SLUICE_SERVER`, else `SLUICE_ADDR`, else the default; of a list, the
+    /// first entry.
+    pub(crate) fn addr(&self) -> String {
+        let legacy = std::env::var(LEGACY_ADDR_ENV).ok();
+        first_server(self.server.as_deref().or(legacy.as_deref()))
+    }
+}
+
+/// The first `HOST:PORT` of `a,b,c` (empty entries skipped), or the
+/// default address.
+fn first_server(list: Option<&str>) -> String {
+    list.into_iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .find(|s| !s.is_empty())
+        .unwrap_or(sluice::config::DEFAULT_ADDR)
+        .to_string()
 }
 
 /// Runs the benchmark described by `args` and prints its report on stdout:
@@ -536,5 +571,19 @@ mod tests {
         assert!(c.amqp.is_none());
         let a = BenchArgs::try_parse_from(["bench", "queue", "--amqp", "amqp://h/%2f"]).unwrap();
         assert_eq!(a.common().amqp.as_deref(), Some("amqp://h/%2f"));
+    }
+
+    #[test]
+    fn the_server_is_dash_s_or_server_or_addr_and_size_has_no_short_flag() {
+        for flag in ["-s", "--server", "--addr"] {
+            let a = BenchArgs::try_parse_from(["bench", "queue", flag, "h:1"]).unwrap();
+            assert_eq!(a.common().server.as_deref(), Some("h:1"), "{flag}");
+        }
+        let a = BenchArgs::try_parse_from(["bench", "queue", "--size", "64"]).unwrap();
+        assert_eq!(a.common().size, 64);
+        assert_eq!(first_server(Some("a:1,b:2")), "a:1");
+        assert_eq!(first_server(Some(" ,b:2")), "b:2");
+        assert_eq!(first_server(Some("")), sluice::config::DEFAULT_ADDR);
+        assert_eq!(first_server(None), sluice::config::DEFAULT_ADDR);
     }
 }

@@ -1,7 +1,7 @@
 //! The links (`link.rs`) over sluice's own text protocol, on a
 //! [`Client`]: [`SluicePublisher`] (pipelined `PUB`s whose `OK` must say
 //! `routed=N`), [`SluiceConsumer`] (a `SUB`, acked with `ACK <tag>`), and
-//! the [`SluiceEndpoint`] that connects them (`--addr`, `--tls`,
+//! the [`SluiceEndpoint`] that connects them (`--server`, `--tls`,
 //! `--user`). Their AMQP counterparts are in `amqp.rs`.
 
 use anyhow::{anyhow, bail, Context};
@@ -95,7 +95,7 @@ impl ConsumeLink for SluiceConsumer {
 /// who to log in as (`--user`, `--password`).
 #[derive(Clone)]
 pub(crate) struct SluiceEndpoint {
-    /// `--addr`.
+    /// `--server` (or `--addr`, `SLUICE_SERVER`, `SLUICE_ADDR`).
     pub(crate) addr: String,
     /// What to trust and the server name, with `--tls`.
     tls: Option<(TlsClientConfig, String)>,
@@ -115,7 +115,7 @@ impl std::fmt::Debug for SluiceEndpoint {
 }
 
 impl SluiceEndpoint {
-    /// `--addr`, with `--tls` and `--tls-ca` what to trust, with `--user`
+    /// `--server`, with `--tls` and `--tls-ca` what to trust, with `--user`
     /// and `--password` who to log in as.
     pub(crate) fn from_args(common: &CommonArgs) -> anyhow::Result<SluiceEndpoint> {
         let tls = match &common.tls_ca {
@@ -126,7 +126,7 @@ impl SluiceEndpoint {
             _ => None,
         };
         Ok(SluiceEndpoint {
-            addr: common.addr.clone(),
+            addr: common.addr(),
             tls,
             login: common
                 .user

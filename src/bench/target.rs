@@ -1,4 +1,4 @@
-//! The broker a run measures, [`Target`]: sluice at `--addr`
+//! The broker a run measures, [`Target`]: sluice at `--server`
 //! (`sluice_link.rs`) or, with the `amqp` feature, an AMQP 0-9-1 broker at
 //! `--amqp URL` (`amqp.rs`); which scenarios it runs, how the report names
 //! it, and the connected [`Publisher`]s and [`Consumer`]s of either kind,
@@ -26,7 +26,7 @@ pub(crate) enum Target {
 
 impl Target {
     /// `--amqp URL` if given (which needs the `amqp` feature), else
-    /// sluice at `--addr`.
+    /// sluice at `--server`.
     pub(crate) fn from_args(common: &CommonArgs) -> anyhow::Result<Target> {
         match &common.amqp {
             None => Ok(Target::Sluice(SluiceEndpoint::from_args(common)?)),

@@ -1,8 +1,9 @@
-//! `sluice sub` (a subscription, printing each delivery as it arrives) and
-//! `sluice get` (one pull). Both print first, then acknowledge what was
-//! printed and flushed (manual ack, the default): a consumer killed or cut
-//! off mid-way loses nothing; what it had not printed goes back to the
-//! queue.
+//! `sluice sub` (a subscription, printing each delivery as it arrives),
+//! `sluice get` (one pull) and `sluice nack` (a pull given back with
+//! `NACK`: retried later or dead-lettered). Each prints first, then
+//! settles what was printed and flushed (manual ack, the default): a
+//! consumer killed or cut off mid-way loses nothing; what it had not
+//! printed goes back to the queue.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use crate::client::{Delivery, Pushed, ReplyHandle};
 use crate::protocol::command::{Ack, AckMode, Get, Nack, StreamStart, Subscribe, Unsubscribe};
 use crate::protocol::{Command, ErrorCode};
 
-use super::connect::{parse_duration, CommonArgs, Conn, ConnectOptions};
+use super::connect::{parse_duration, parse_millis, CommonArgs, Conn, ConnectOptions};
 use super::exit::{CliError, Exit, EXIT_CODES_HELP};
 use super::output::{stdout_closed, DeliveryFormat, Out};
 
@@ -147,6 +148,46 @@ pub struct GetArgs {
     pub(crate) common: CommonArgs,
 }
 
+/// Take messages and give them back with `NACK`: retry them later, or
+/// dead-letter them.
+///
+/// Takes up to --count ready messages as `get` does (waiting up to --wait
+/// for the first), prints them (body lines, -v, or --json) and then
+/// NACKs them: back into the queue at their place, flagged redelivered
+/// (the default), held back --delay first, or with --no-requeue
+/// dead-lettered to the queue's dead-letter exchange (dropped when it has
+/// none). A requeue of a message's last allowed delivery (the queue's
+/// delivery-limit) dead-letters it too. Exits 3 when there was nothing to
+/// take.
+///
+/// Examples:
+///   sluice nack jobs --delay 30s              # retry the next job in 30 s
+///   sluice nack jobs --count 10 --no-requeue  # dead-letter ten jobs
+#[derive(clap::Args, Debug)]
+#[command(after_help = EXIT_CODES_HELP, verbatim_doc_comment)]
+pub struct NackArgs {
+    /// Queue to take from.
+    pub(crate) queue: String,
+    /// At most this many messages (1 to 10000).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub(crate) count: u32,
+    /// Wait up to this long for a first message (`5s`, or milliseconds).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "0")]
+    pub(crate) wait: Duration,
+    /// Hold the requeued messages back this long (`30s`, or milliseconds).
+    #[arg(long, value_parser = parse_millis, value_name = "DURATION", conflicts_with = "no_requeue")]
+    pub(crate) delay: Option<u64>,
+    /// Dead-letter the messages (NACK requeue=false) instead of requeueing.
+    #[arg(long)]
+    pub(crate) no_requeue: bool,
+    /// Print a routing line before each body.
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub(crate) common: CommonArgs,
+}
+
 /// Parses `--offset first|last|next|N` (keywords in any case, as the
 /// protocol takes them).
 pub(super) fn parse_offset(s: &str) -> Result<StreamStart, String> {
@@ -173,38 +214,96 @@ pub(super) async fn get(args: GetArgs) -> Result<Exit, CliError> {
             "--requeue needs --ack manual (auto-acked messages are gone)".into(),
         ));
     }
-    let mut conn = Conn::open(&ConnectOptions::from(&args.common)).await?;
-    let cmd = Command::Get(Get {
-        queue: args.queue.clone(),
+    let settle = match (args.ack, args.requeue) {
+        (AckArg::Auto, _) => None,
+        (AckArg::Manual, false) => Some(Settle::Ack),
+        (AckArg::Manual, true) => Some(Settle::Nack {
+            requeue: true,
+            delay_ms: None,
+        }),
+    };
+    let take = Take {
+        queue: args.queue,
         ack: args.ack.into(),
         count: args.count,
-        wait_ms: u64::try_from(args.wait.as_millis()).unwrap_or(u64::MAX),
+        wait: args.wait,
+        format: DeliveryFormat::pick(args.common.json, args.verbose),
+    };
+    take_and_settle(&args.common, take, settle).await
+}
+
+/// Runs `sluice nack`.
+pub(super) async fn nack(args: NackArgs) -> Result<Exit, CliError> {
+    let take = Take {
+        queue: args.queue,
+        ack: AckMode::Manual,
+        count: args.count,
+        wait: args.wait,
+        format: DeliveryFormat::pick(args.common.json, args.verbose),
+    };
+    let settle = Settle::Nack {
+        requeue: !args.no_requeue,
+        delay_ms: args.delay,
+    };
+    take_and_settle(&args.common, take, Some(settle)).await
+}
+
+/// What `get` and `nack` take: a `GET`, and how to print what it got.
+struct Take {
+    queue: String,
+    ack: AckMode,
+    count: u32,
+    wait: Duration,
+    format: DeliveryFormat,
+}
+
+/// How `get` and `nack` settle what they printed.
+enum Settle {
+    /// `ACK <last> multiple`.
+    Ack,
+    /// `NACK <last> multiple [requeue=false] [delay=<ms>]`.
+    Nack {
+        requeue: bool,
+        delay_ms: Option<u64>,
+    },
+}
+
+/// Sends the `GET`, prints what it got, then settles it all with one
+/// command (`None`: auto-acked, nothing to settle). Exit 3 for nothing.
+async fn take_and_settle(
+    common: &CommonArgs,
+    take: Take,
+    settle: Option<Settle>,
+) -> Result<Exit, CliError> {
+    let mut conn = Conn::open(&ConnectOptions::from(common)).await?;
+    let cmd = Command::Get(Get {
+        queue: take.queue.clone(),
+        ack: take.ack,
+        count: take.count,
+        wait_ms: u64::try_from(take.wait.as_millis()).unwrap_or(u64::MAX),
     });
     let h = conn.client.send_command(&cmd);
     conn.flush().await?;
-    let got = conn.wait_longer(h, args.wait).await?.deliveries;
+    let got = conn.wait_longer(h, take.wait).await?.deliveries;
     let Some(last) = got.last().map(|d| d.delivery_tag) else {
         return Ok(Exit::Nothing);
     };
     let mut out = Out::default();
-    let format = DeliveryFormat::pick(args.common.json, args.verbose);
     for d in &got {
-        out.delivery(format, &args.queue, d)?;
+        out.delivery(take.format, &take.queue, d)?;
     }
     out.flush()?;
-    if args.ack == AckArg::Manual {
-        let settle = if args.requeue {
-            Command::Nack(Nack {
-                tag: last,
-                multiple: true,
-                requeue: true,
-                delay_ms: None,
-            })
-        } else {
-            ack_up_to(last)
-        };
-        conn.request(&settle).await?;
-    }
+    let settle = match settle {
+        None => return Ok(Exit::Success),
+        Some(Settle::Ack) => ack_up_to(last),
+        Some(Settle::Nack { requeue, delay_ms }) => Command::Nack(Nack {
+            tag: last,
+            multiple: true,
+            requeue,
+            delay_ms,
+        }),
+    };
+    conn.request(&settle).await?;
     Ok(Exit::Success)
 }
 

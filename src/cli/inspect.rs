@@ -2,7 +2,9 @@
 //! `STATS QUEUE <name>` or `LIST <KIND> [pattern]` and print the reply's
 //! text as it is, or with `--json` parsed: `key value` lines into an
 //! object, an aligned table (a header row, then a row per item) into an
-//! array of objects keyed by the lower-cased header; numbers as numbers.
+//! array of objects keyed by the lower-cased header, each value typed
+//! ([`typed`]: numbers, `true`/`false`, `null` for the broker's `-` and
+//! `none`) but names, which stay strings ([`text`](super::output::text)).
 
 use serde_json::{Map, Value};
 
@@ -13,12 +15,13 @@ use crate::protocol::Command;
 
 use super::connect::{CommonArgs, Conn, ConnectOptions};
 use super::exit::{CliError, Exit, EXIT_CODES_HELP};
-use super::output::{scalar, Out};
+use super::output::{typed, Out};
 
 /// Show the broker's statistics, or one queue's.
 ///
 /// Prints the broker's `key value` lines as they are; --json prints one
-/// object ({"key": value, ...}, numbers as numbers).
+/// object ({"key": value, ...}: numbers as numbers, true/false as
+/// booleans, null where the broker says none).
 ///
 /// Examples:
 ///   sluice stats
@@ -37,7 +40,8 @@ pub struct StatsArgs {
 ///
 /// Prints the broker's table as it is (a header row, then one row per
 /// item); --json prints one array of objects keyed by the lower-cased
-/// column names (numbers as numbers).
+/// column names (numbers as numbers, true/false as booleans, null for
+/// the broker's "-" and "none"; names always strings).
 ///
 /// Examples:
 ///   sluice ls queues
@@ -102,7 +106,8 @@ pub(super) async fn ls(args: LsArgs) -> Result<Exit, CliError> {
         pattern: args.pattern.clone(),
     });
     let reply = request(&args.common, &command).await?;
-    print(&args.common, &reply, |t| Value::Array(parse_table(t)))
+    let kind = args.kind;
+    print(&args.common, &reply, |t| Value::Array(parse_table(t, kind)))
 }
 
 pub(super) async fn request(common: &CommonArgs, command: &Command) -> Result<Response, CliError> {
@@ -136,9 +141,22 @@ fn print(
     Ok(Exit::Success)
 }
 
+/// The `STATS` keys (and `sluice cluster status` ones, without their
+/// `cluster_` prefix) whose values are text, whatever they look like: a
+/// queue's name, a node list (`1` alone is still a list), a state.
+const TEXT_KEYS: &[&str] = &[
+    "name",
+    "state",
+    "members",
+    "cluster_state",
+    "cluster_members",
+    "replica_members",
+];
+
 /// `key value` lines as an object: the key is the first word, the value
-/// the rest of the line (trimmed), a number when it reads as one. Blank
-/// lines are skipped; a key alone has the value `null`.
+/// the rest of the line (trimmed), typed ([`typed`]) unless the key is one
+/// of [`TEXT_KEYS`]. Blank lines are skipped; a key alone has the value
+/// `null`.
 pub(crate) fn parse_key_values(text: &str) -> Value {
     let mut m = Map::new();
     for line in text.lines() {
@@ -150,16 +168,36 @@ pub(crate) fn parse_key_values(text: &str) -> Value {
             Some((k, v)) => (k, Some(v.trim())),
             None => (line, None),
         };
-        m.insert(key.to_string(), value.map_or(Value::Null, scalar));
+        let value = match value {
+            None => Value::Null,
+            Some(v) if TEXT_KEYS.contains(&key) => super::output::text(v, false),
+            Some(v) => typed(v),
+        };
+        m.insert(key.to_string(), value);
     }
     Value::Object(m)
 }
 
-/// A `LIST` table as objects keyed by the lower-cased header words. Every
-/// cell is a protocol token ([`split_row`]): an empty cell or one with a
-/// space in it is quoted, so rows split exactly; a row that is not
-/// well-formed tokens is skipped.
-pub(crate) fn parse_table(text: &str) -> Vec<Value> {
+/// A `LIST` table's columns that hold names or other text: `(always text,
+/// text or "-" for none)`. Every other column is [`typed`].
+fn text_columns(kind: ListKind) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
+        ListKind::Queues => (&["name"], &[]),
+        ListKind::Exchanges => (&["name", "type"], &["alternate"]),
+        ListKind::Bindings => (&["exchange", "queue", "key"], &["match", "args"]),
+        ListKind::Connections => (&["peer"], &["name", "user"]),
+        ListKind::Consumers => (&["queue", "tag", "ack"], &[]),
+        ListKind::Nodes => (&["addr", "role"], &[]),
+    }
+}
+
+/// A `LIST` table as objects keyed by the lower-cased header words, the
+/// cells typed by column ([`text_columns`]). Every cell is a protocol
+/// token ([`split_row`]): an empty cell or one with a space in it is
+/// quoted, so rows split exactly; a row that is not well-formed tokens is
+/// skipped.
+pub(crate) fn parse_table(text: &str, kind: ListKind) -> Vec<Value> {
+    let (names, optional) = text_columns(kind);
     let mut rows = text
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -175,7 +213,17 @@ pub(crate) fn parse_table(text: &str) -> Vec<Value> {
         let m: Map<String, Value> = columns
             .iter()
             .zip(cells)
-            .map(|(name, cell)| (name.clone(), scalar(&String::from_utf8_lossy(&cell))))
+            .map(|(name, cell)| {
+                let cell = String::from_utf8_lossy(&cell);
+                let value = if names.contains(&name.as_str()) {
+                    super::output::text(&cell, false)
+                } else if optional.contains(&name.as_str()) {
+                    super::output::text(&cell, true)
+                } else {
+                    typed(&cell)
+                };
+                (name.clone(), value)
+            })
             .collect();
         Value::Object(m)
     })
@@ -200,35 +248,67 @@ mod tests {
     }
 
     #[test]
-    fn aligned_tables_become_arrays_of_objects() {
+    fn key_values_are_typed_but_names_and_lists_stay_text() {
+        let text = "name true\ndurable true\nexclusive false\ncluster_leader none\n\
+                    cluster_members 1\nreplica_lag_max none\nmembers 1,2\n";
+        assert_eq!(
+            parse_key_values(text),
+            json!({"name": "true", "durable": true, "exclusive": false,
+                   "cluster_leader": null, "cluster_members": "1",
+                   "replica_lag_max": null, "members": "1,2"})
+        );
+    }
+
+    #[test]
+    fn aligned_tables_become_arrays_of_typed_objects() {
         let text = "\
-NAME     MESSAGES  CONSUMERS  DURABLE
-jobs           12          1  true
-gen-a-1         0          0  false
+name     messages  consumers  durable  leader
+jobs           12          1  true     -
+false           0          0  false    none
+7               0          0  false    2
 ";
         assert_eq!(
-            Value::Array(parse_table(text)),
+            Value::Array(parse_table(text, ListKind::Queues)),
             json!([
-                {"name": "jobs", "messages": 12, "consumers": 1, "durable": "true"},
-                {"name": "gen-a-1", "messages": 0, "consumers": 0, "durable": "false"},
+                {"name": "jobs", "messages": 12, "consumers": 1, "durable": true, "leader": null},
+                {"name": "false", "messages": 0, "consumers": 0, "durable": false, "leader": null},
+                {"name": "7", "messages": 0, "consumers": 0, "durable": false, "leader": 2},
             ])
         );
-        assert!(parse_table("").is_empty());
-        assert!(parse_table("NAME  MESSAGES\n").is_empty());
+        assert!(parse_table("", ListKind::Queues).is_empty());
+        assert!(parse_table("NAME  MESSAGES\n", ListKind::Queues).is_empty());
     }
 
     #[test]
     fn quoted_cells_hold_spaces_and_empty_values() {
         let text = "\
-PEER             NAME       USER   CONSUMERS
-127.0.0.1:5001   \"my app\"   bob    2
-127.0.0.1:5002   \"\"         -      0
+id  peer             name       user   tls    subscriptions
+1   127.0.0.1:5001   \"my app\"   bob    true   2
+2   127.0.0.1:5002   \"\"         -      false  0
+3   127.0.0.1:5003   -          42     false  0
 ";
         assert_eq!(
-            Value::Array(parse_table(text)),
+            Value::Array(parse_table(text, ListKind::Connections)),
             json!([
-                {"peer": "127.0.0.1:5001", "name": "my app", "user": "bob", "consumers": 2},
-                {"peer": "127.0.0.1:5002", "name": "", "user": "-", "consumers": 0},
+                {"id": 1, "peer": "127.0.0.1:5001", "name": "my app", "user": "bob", "tls": true, "subscriptions": 2},
+                {"id": 2, "peer": "127.0.0.1:5002", "name": "", "user": null, "tls": false, "subscriptions": 0},
+                {"id": 3, "peer": "127.0.0.1:5003", "name": null, "user": "42", "tls": false, "subscriptions": 0},
+            ])
+        );
+    }
+
+    #[test]
+    fn binding_keys_stay_text_and_missing_arguments_are_null() {
+        let text = "\
+exchange  queue  key  match  args
+ex        q      -    -      -
+ex        q      1    all    \"h.a=1\"
+";
+        assert_eq!(
+            Value::Array(parse_table(text, ListKind::Bindings)),
+            json!([
+                {"exchange": "ex", "queue": "q", "key": "-", "match": null, "args": null},
+                {"exchange": "ex", "queue": "q", "key": "1", "match": "all", "args": "h.a=1"},
             ])
         );
     }

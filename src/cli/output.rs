@@ -97,6 +97,35 @@ impl Out {
         }
     }
 
+    /// Prints one message a `PEEK` showed: as [`Out::delivery`], but its
+    /// position in the queue in place of a delivery tag (`position=` with
+    /// -v; JSON `"position"`, and no `consumer_tag` or `delivery_tag`).
+    pub(super) fn peeked(
+        &mut self,
+        format: DeliveryFormat,
+        queue: &str,
+        d: &Delivery,
+    ) -> Result<(), CliError> {
+        match format {
+            DeliveryFormat::Body => self.delivery(format, queue, d),
+            DeliveryFormat::Full => {
+                let head = header(queue, d, "position");
+                self.bytes(&head)?;
+                self.bytes(&d.body)?;
+                self.bytes(b"\n")
+            }
+            DeliveryFormat::Json => {
+                let mut v = delivery_json(queue, d);
+                if let Value::Object(m) = &mut v {
+                    m.remove("consumer_tag");
+                    m.remove("delivery_tag");
+                    m.insert("position".into(), d.delivery_tag.into());
+                }
+                self.json(&v)
+            }
+        }
+    }
+
     /// Prints a reply's words (`jobs messages=0 consumers=0`), or as JSON
     /// an object: `first` names the leading positional word, `key=value`
     /// words become fields, bare words `true`. A bare `OK` prints nothing.
@@ -166,6 +195,30 @@ pub(super) async fn stdout_closed() {
         }
     }
     std::future::pending::<()>().await
+}
+
+/// A value of the broker's text (a `STATS` value, a `LIST` cell) as
+/// JSON: `true` and `false` as booleans, `-` and `none` (the broker's
+/// words for "no value") as `null`, numbers as numbers, anything else as
+/// a string. So `jq 'select(.durable)'` selects what is durable. Names
+/// are not typed (a queue may be called `true` or `-`): the callers pass
+/// those through [`text`] instead.
+pub(super) fn typed(s: &str) -> Value {
+    match s {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        "-" | "none" => Value::Null,
+        _ => scalar(s),
+    }
+}
+
+/// A name or other free text (a queue, a client's name): a string, or
+/// `null` when `optional` and the broker wrote `-` for "none".
+pub(super) fn text(s: &str, optional: bool) -> Value {
+    match s {
+        "-" if optional => Value::Null,
+        _ => Value::String(s.to_string()),
+    }
 }
 
 /// A text value as JSON: a number when it reads as one, else a string.
@@ -242,6 +295,11 @@ pub(crate) fn delivery_json(queue: &str, d: &Delivery) -> Value {
 /// [redelivered] [group=<key>] [offset=<n>] [partition=<i>]
 /// [h.<name>=<value>...] bytes=<n>`.
 fn delivery_header(queue: &str, d: &Delivery) -> Vec<u8> {
+    header(queue, d, "tag")
+}
+
+/// [`delivery_header`], the delivery tag's field called `tag_name`.
+fn header(queue: &str, d: &Delivery, tag_name: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let field = |out: &mut Vec<u8>, name: &str, value: &[u8]| {
         if !out.is_empty() {
@@ -252,7 +310,7 @@ fn delivery_header(queue: &str, d: &Delivery) -> Vec<u8> {
         encode_word(out, value);
     };
     field(&mut out, "queue", queue.as_bytes());
-    field(&mut out, "tag", d.delivery_tag.to_string().as_bytes());
+    field(&mut out, tag_name, d.delivery_tag.to_string().as_bytes());
     field(&mut out, "exchange", d.exchange.as_bytes());
     field(&mut out, "key", &d.raw_routing_key);
     field(&mut out, "id", d.id.as_bytes());
@@ -366,5 +424,21 @@ mod tests {
         assert_eq!(scalar("NaN"), json!("NaN"));
         assert_eq!(scalar("jobs"), json!("jobs"));
         assert_eq!(scalar(""), json!(""));
+    }
+
+    #[test]
+    fn typed_values_are_booleans_nulls_and_numbers() {
+        assert_eq!(typed("true"), json!(true));
+        assert_eq!(typed("false"), json!(false));
+        assert_eq!(typed("-"), json!(null));
+        assert_eq!(typed("none"), json!(null));
+        assert_eq!(typed("0.0"), json!(0.0));
+        assert_eq!(typed("12"), json!(12));
+        assert_eq!(typed("True"), json!("True"), "the broker writes lower case");
+        assert_eq!(typed("1,2,3"), json!("1,2,3"));
+        assert_eq!(text("-", true), json!(null));
+        assert_eq!(text("-", false), json!("-"));
+        assert_eq!(text("true", false), json!("true"));
+        assert_eq!(text("12", true), json!("12"));
     }
 }

@@ -29,7 +29,9 @@ pub(crate) const DEFAULT_WINDOW: u32 = 1000;
 /// literals, so any bytes go through. Each publish waits for its confirm
 /// (the broker stored it, on disk if persistent); up to --window are in
 /// flight at once. Prints nothing unless -v (`<msg-id> routed=<n>` per
-/// message) or --json (`{"id":...,"routed":n}` per message). The first
+/// message) or --json (`{"id":...,"routed":n}` per message). A message
+/// that no queue took (`routed=0`: dropped) is worth a warning on stderr,
+/// unless --quiet (--mandatory makes it an error instead). The first
 /// error stops it (the messages before it are published) and exits 1.
 ///
 /// Examples:
@@ -80,6 +82,9 @@ pub struct PubArgs {
     /// Print `<msg-id> routed=<n>` for each message.
     #[arg(short, long)]
     pub(crate) verbose: bool,
+    /// No warning on stderr for messages that no queue took (routed=0).
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
     /// Unconfirmed publishes in flight at most.
     #[arg(long, default_value_t = DEFAULT_WINDOW, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(crate) window: u32,
@@ -117,6 +122,7 @@ pub(super) async fn run(args: PubArgs) -> Result<Exit, CliError> {
         report: Report::pick(args.common.json, args.verbose),
         in_flight: VecDeque::new(),
         sent: 0,
+        unrouted: 0,
         failed: None,
     };
     let from_stdin = args.body.as_ref().is_none_or(|b| b == "-");
@@ -147,7 +153,15 @@ pub(super) async fn run(args: PubArgs) -> Result<Exit, CliError> {
         }
     };
     let finished = p.finish().await;
+    let (sent, unrouted) = (p.sent, p.unrouted);
     out.flush()?;
+    if unrouted > 0 && !args.quiet {
+        let key = String::from_utf8_lossy(args.routing_key.as_encoded_bytes());
+        eprintln!(
+            "sluice: warning: {}",
+            unrouted_warning(&args.exchange, &key, unrouted, sent)
+        );
+    }
     result.and(finished).map(|()| Exit::Success)
 }
 
@@ -180,6 +194,8 @@ struct Pipeline<'a> {
     /// `(message number, its reply)`, oldest first.
     in_flight: VecDeque<(u64, ReplyHandle)>,
     sent: u64,
+    /// Confirms that said `routed=0` (dropped: no queue took the message).
+    unrouted: u64,
     /// The first error (the rest is still drained, then it is returned).
     failed: Option<CliError>,
 }
@@ -255,7 +271,12 @@ impl Pipeline<'_> {
     /// failure (or a closed pipe) stops at once.
     fn confirmed(&mut self, n: u64, r: Result<Response, CliError>) -> Result<(), CliError> {
         match r {
-            Ok(resp) => self.print(&resp.words),
+            Ok(resp) => {
+                if dropped(&resp.words) {
+                    self.unrouted += 1;
+                }
+                self.print(&resp.words)
+            }
             Err(e) => {
                 if self.failed.is_none() {
                     let e = if self.sent > 1 {
@@ -291,6 +312,34 @@ impl Pipeline<'_> {
             None => flushed,
         }
     }
+}
+
+/// Whether a confirm (`<id> routed=<n> [rejected=<k>] [duplicate]`) says
+/// no queue took the message: `routed=0`, and not because it was a
+/// duplicate or refused by full queues (those are said otherwise).
+fn dropped(words: &[String]) -> bool {
+    words.iter().any(|w| w == "routed=0")
+        && !words
+            .iter()
+            .any(|w| w == "duplicate" || w.starts_with("rejected="))
+}
+
+/// The warning for `unrouted` of `sent` messages that no queue took.
+fn unrouted_warning(exchange: &str, key: &str, unrouted: u64, sent: u64) -> String {
+    let how_many = match sent {
+        1 => "routed=0".to_string(),
+        _ => format!("routed=0 for {unrouted} of {sent} messages"),
+    };
+    let route = match exchange {
+        "" => format!(
+            "no queue is bound for {key:?} on the default exchange \"\" \
+             (it routes to the queue the key names, and there is none)"
+        ),
+        ex => format!("no queue is bound for {key:?} on exchange {ex:?}"),
+    };
+    format!(
+        "{how_many}: {route}; dropped (--mandatory makes this an error, --quiet hides this warning)"
+    )
 }
 
 /// `OK <id> routed=<n> [rejected=<k>] [duplicate]` as `{"id":..,"routed":n,...}`.
@@ -357,5 +406,31 @@ mod tests {
         assert_eq!(lines(b"\n"), vec![Vec::<u8>::new()]);
         assert_eq!(trim_line_end(b"x\r\n"), b"x");
         assert_eq!(trim_line_end(b"x"), b"x");
+    }
+
+    #[test]
+    fn only_a_plain_routed_zero_is_dropped() {
+        let w = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert!(dropped(&w("m-1 routed=0")));
+        assert!(!dropped(&w("m-1 routed=1")));
+        assert!(!dropped(&w("m-1 routed=10")));
+        assert!(!dropped(&w("m-1 routed=0 duplicate")));
+        assert!(!dropped(&w("m-1 routed=0 rejected=1")));
+    }
+
+    #[test]
+    fn the_unrouted_warning_names_the_route() {
+        assert_eq!(
+            unrouted_warning("logs", "db.info", 1, 1),
+            "routed=0: no queue is bound for \"db.info\" on exchange \"logs\"; dropped \
+             (--mandatory makes this an error, --quiet hides this warning)"
+        );
+        let w = unrouted_warning("", "jobz", 3, 5);
+        assert!(
+            w.starts_with(
+                "routed=0 for 3 of 5 messages: no queue is bound for \"jobz\" on the default exchange"
+            ),
+            "{w}"
+        );
     }
 }

@@ -133,6 +133,17 @@ pub fn run(args: UserArgs) -> anyhow::Result<String> {
         }
     };
     let users = Registry::open(Arc::new(store), None)?;
+    // A change to a user who is not there says so, and where it looked (a
+    // mistyped --data-dir is the other way to get here).
+    let exists = |name: &str| {
+        users.check_exists(name).map_err(|_| {
+            anyhow::anyhow!(
+                "user {name:?} does not exist in the data directory {} \
+                 (`sluice user list` shows its users)",
+                dir.display()
+            )
+        })
+    };
     match args.action {
         UserAction::Add {
             name,
@@ -153,7 +164,7 @@ pub fn run(args: UserArgs) -> anyhow::Result<String> {
             Ok(format!("user {name} added\n"))
         }
         UserAction::Passwd { name, password } => {
-            users.check_exists(&name)?;
+            exists(&name)?;
             let hash =
                 password::hash(&read_password(&password, &name)?).map_err(anyhow::Error::msg)?;
             users.set_password(&name, hash)?;
@@ -165,6 +176,7 @@ pub fn run(args: UserArgs) -> anyhow::Result<String> {
             admin,
             no_admin,
         } => {
+            exists(&name)?;
             let change = Change {
                 configure: patterns.configure,
                 write: patterns.write,
@@ -179,6 +191,7 @@ pub fn run(args: UserArgs) -> anyhow::Result<String> {
             Ok(format!("permissions of {name} changed\n"))
         }
         UserAction::Remove { name } => {
+            exists(&name)?;
             users.remove(&name)?;
             Ok(format!("user {name} removed\n"))
         }

@@ -566,6 +566,32 @@ async fn sluice_user_on_a_data_dir_then_the_server_accepts_the_login() {
     login(&srv, "bob", "new").await;
 }
 
+/// `sluice user remove|passwd|permit` of a user who is not there says
+/// so, and where it looked; nothing changes.
+#[tokio::test]
+async fn sluice_user_on_a_missing_user_says_it_does_not_exist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (code, _, err) = sluice_user(d, &["add", "alice", "--admin", "--password", "pw"], "").await;
+    assert_eq!(code, 0, "{err}");
+    for args in [
+        &["remove", "nosuch"][..],
+        &["passwd", "nosuch", "--password", "x"][..],
+        &["permit", "nosuch", "--read", "^a"][..],
+    ] {
+        let (code, out, err) = sluice_user(d, args, "").await;
+        assert_eq!((code, out.as_str()), (1, ""), "{args:?}: {err}");
+        assert!(
+            err.contains("user \"nosuch\" does not exist in the data directory")
+                && err.contains(&d.display().to_string()),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, out, err) = sluice_user(d, &["list"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2, "a header and alice: {out}");
+}
+
 /// A `sluice serve` child and its data directory.
 struct Served {
     /// Exit code, if it exited instead of listening.

@@ -15,18 +15,33 @@ const RUN_DEADLINE: Duration = Duration::from_secs(60);
 /// `sluice bench <args> --addr <addr> --pid <this process> --json`: the
 /// report, or a panic with stderr.
 async fn bench(s: &TestServer, args: &[&str]) -> Value {
-    let pid = std::process::id().to_string();
     let addr = s.addr.to_string();
+    let mut all = args.to_vec();
+    all.extend(["--addr", &addr]);
+    report(bench_command(&[], &all), args).await
+}
+
+/// `sluice <before> bench <args> --pid <this process> --json --timeout 10`,
+/// the environment's `SLUICE_*` removed.
+fn bench_command(before: &[&str], args: &[&str]) -> tokio::process::Command {
+    let pid = std::process::id().to_string();
     let mut c = tokio::process::Command::new(sluice_bin());
-    c.arg("bench")
+    c.args(before)
+        .arg("bench")
         .args(args)
-        .args(["--addr", &addr, "--pid", &pid, "--json", "--timeout", "10"])
+        .args(["--pid", &pid, "--json", "--timeout", "10"])
         .env_remove("SLUICE_ADDR")
+        .env_remove("SLUICE_SERVER")
         .env_remove("SLUICE_USER")
         .env_remove("SLUICE_PASSWORD")
         .env_remove("SLUICE_PID")
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
+    c
+}
+
+/// Runs `c` to its JSON report, or panics with stderr.
+async fn report(mut c: tokio::process::Command, args: &[&str]) -> Value {
     let out = tokio::time::timeout(RUN_DEADLINE, c.output())
         .await
         .unwrap_or_else(|_| panic!("sluice bench {args:?} did not finish"))
@@ -39,6 +54,54 @@ async fn bench(s: &TestServer, args: &[&str]) -> Value {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{stdout:?}: {e}\n{stderr}"))
+}
+
+/// `sluice bench` finds the broker as every other command does: `-s` /
+/// `--server`, or `SLUICE_SERVER`; `SLUICE_ADDR`, its old variable, still
+/// works, after `SLUICE_SERVER`.
+#[tokio::test]
+async fn the_broker_comes_from_dash_s_or_sluice_server_like_other_commands() {
+    let s = TestServer::start().await;
+    let addr = s.addr.to_string();
+    let nowhere = "127.0.0.1:1";
+    let runs = [
+        (
+            "-s before the command",
+            bench_command(&["-s", &addr], &["queue", "-n", "20"]),
+        ),
+        (
+            "--server, with --size",
+            bench_command(
+                &[],
+                &["queue", "-n", "20", "--size", "32", "--server", &addr],
+            ),
+        ),
+        ("SLUICE_SERVER beats SLUICE_ADDR", {
+            let mut c = bench_command(&[], &["queue", "-n", "20"]);
+            c.env("SLUICE_SERVER", &addr).env("SLUICE_ADDR", nowhere);
+            c
+        }),
+        ("SLUICE_ADDR alone", {
+            let mut c = bench_command(&[], &["queue", "-n", "20"]);
+            c.env("SLUICE_ADDR", &addr);
+            c
+        }),
+    ];
+    for (what, c) in runs {
+        let r = report(c, &[what]).await;
+        assert_eq!(r["published"]["count"], 20, "{what}: {r}");
+        assert_eq!(r["acked"]["count"], 20, "{what}: {r}");
+    }
+    // And the flag beats the environment: a run pointed nowhere fails.
+    let mut c = bench_command(&[], &["queue", "-n", "20", "-s", nowhere]);
+    c.env("SLUICE_SERVER", &addr);
+    let out = tokio::time::timeout(RUN_DEADLINE, c.output())
+        .await
+        .expect("finished")
+        .expect("ran");
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(nowhere), "{stderr}");
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::common::cli_run::{cli, cli_in, command};
+use crate::common::cli_run::{cli, cli_env, cli_in, command};
 use crate::common::{TestServer, DEADLINE};
 
 #[tokio::test]
@@ -334,6 +334,251 @@ async fn ls_lists_declared_queues_as_a_table_and_json() {
     assert_eq!(rows[0]["messages"], 1, "{v:?}");
     let r = cli(s.addr, &["ls", "connections", "--json"]).await.ok();
     assert!(r.json_lines()[0].is_array());
+}
+
+/// `--json` types what the broker writes as text: `jq 'select(.durable)'`
+/// must select the durable queues only.
+#[tokio::test]
+async fn json_output_types_booleans_nulls_and_numbers() {
+    let s = TestServer::start().await;
+    cli(s.addr, &["declare", "queue", "kept", "--durable"])
+        .await
+        .ok();
+    cli(s.addr, &["declare", "queue", "true"]).await.ok();
+    cli(s.addr, &["declare", "exchange", "ex", "topic"])
+        .await
+        .ok();
+    cli(s.addr, &["pub", "", "kept", "x"]).await.ok();
+
+    let r = cli(s.addr, &["ls", "queues", "--json"]).await.ok();
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON value");
+    let rows = v.as_array().expect("an array of queues");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {v}"))
+    };
+    assert_eq!(row("kept")["durable"], serde_json::json!(true), "{v}");
+    assert_eq!(row("true")["durable"], serde_json::json!(false), "{v}");
+    assert!(
+        row("true")["name"].is_string(),
+        "a name stays a string: {v}"
+    );
+    assert_eq!(row("kept")["messages"], serde_json::json!(1), "{v}");
+    assert!(row("kept")["publish_per_sec"].is_f64(), "{v}");
+    assert!(
+        row("kept")["leader"].is_null(),
+        "no leader off a cluster: {v}"
+    );
+    let durable: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["durable"].as_bool() == Some(true))
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(durable, ["kept"], "{v}");
+
+    let r = cli(s.addr, &["ls", "exchanges", "--json"]).await.ok();
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON value");
+    let ex = &v[0];
+    assert_eq!(ex["name"], "ex", "{v}");
+    assert_eq!(ex["durable"], serde_json::json!(false), "{v}");
+    assert_eq!(ex["auto_delete"], serde_json::json!(false), "{v}");
+    assert!(ex["alternate"].is_null(), "{v}");
+    assert_eq!(ex["bindings"], serde_json::json!(0), "{v}");
+
+    let r = cli(s.addr, &["ls", "connections", "--json"]).await.ok();
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON value");
+    assert!(v[0]["user"].is_null(), "no user on an open broker: {v}");
+    assert_eq!(v[0]["tls"], serde_json::json!(false), "{v}");
+    assert!(v[0]["id"].is_u64(), "{v}");
+
+    let r = cli(s.addr, &["stats", "kept", "--json"]).await.ok();
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON value");
+    assert_eq!(v["name"], "kept", "{v}");
+    assert_eq!(v["durable"], serde_json::json!(true), "{v}");
+    assert_eq!(v["exclusive"], serde_json::json!(false), "{v}");
+    assert_eq!(v["messages_ready"], serde_json::json!(1), "{v}");
+    let r = cli(s.addr, &["stats", "true", "--json"]).await.ok();
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON value");
+    assert_eq!(v["name"], "true", "a name stays a string: {v}");
+    assert_eq!(v["durable"], serde_json::json!(false), "{v}");
+}
+
+/// The connection options work before the command as after it, at any
+/// depth of subcommand; `serve` still refuses them.
+#[tokio::test]
+async fn connection_flags_work_before_the_subcommand() {
+    let s = TestServer::start().await;
+    let addr = s.addr.to_string();
+    let r = cli_env(&["-s", &addr, "declare", "queue", "jobs"], &[]).await;
+    assert_eq!(
+        (r.code, r.text().as_str()),
+        (0, "jobs messages=0 consumers=0\n"),
+        "{r:?}"
+    );
+    let r = cli_env(&["--server", &addr, "pub", "", "jobs", "hello"], &[]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = cli_env(
+        &["-s", &addr, "--json", "--timeout", "5s", "get", "jobs"],
+        &[],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json_lines()[0]["body"], "hello", "{r:?}");
+    // The flag before the command beats the environment, as after it.
+    let r = cli_env(
+        &[&format!("--server={addr}"), "stats", "jobs"],
+        &[("SLUICE_SERVER", "127.0.0.1:1")],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    // Pointed nowhere, before the command: it is used (exit 4, no connection).
+    let r = cli_env(
+        &["-s", "127.0.0.1:1", "ls", "queues"],
+        &[("SLUICE_SERVER", &addr)],
+    )
+    .await;
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("127.0.0.1:1"), "{r:?}");
+    // Not a client command: clap refuses the flag, as before (exit 2).
+    let r = cli_env(&["-s", &addr, "serve", "--in-memory"], &[]).await;
+    assert_eq!(r.code, 2, "{r:?}");
+}
+
+/// What failed, from the shell: `peek` looks without taking, `nack`
+/// retries later or dead-letters, `redrive` sends dead letters back,
+/// `purge` and `delete` clear up.
+#[tokio::test]
+async fn peek_nack_redrive_purge_and_delete_from_the_command_line() {
+    let s = TestServer::start().await;
+    cli(s.addr, &["declare", "queue", "dlq"]).await.ok();
+    let r = cli(
+        s.addr,
+        &[
+            "declare",
+            "queue",
+            "work",
+            "--dead-letter",
+            "",
+            "--dead-letter-key",
+            "dlq",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = cli(s.addr, &["peek", "work"]).await;
+    assert_eq!(
+        (r.code, r.text().as_str()),
+        (3, ""),
+        "nothing there yet: {r:?}"
+    );
+    for body in ["one", "two", "three"] {
+        cli(s.addr, &["pub", "", "work", body]).await.ok();
+    }
+
+    // peek: everything waiting, twice over (nothing is taken).
+    let r = cli(s.addr, &["peek", "work", "--count", "10", "--json"])
+        .await
+        .ok();
+    let seen = r.json_lines();
+    let bodies: Vec<&str> = seen.iter().filter_map(|m| m["body"].as_str()).collect();
+    assert_eq!(bodies, ["one", "two", "three"], "{r:?}");
+    assert!(seen.iter().all(|m| m["position"].is_u64()), "{r:?}");
+    assert!(seen[0].get("delivery_tag").is_none(), "{r:?}");
+    let second = seen[1]["position"].to_string();
+    let r = cli(s.addr, &["peek", "work", "--from", &second, "-v"])
+        .await
+        .ok();
+    let text = r.text();
+    assert!(
+        text.starts_with(&format!("queue=work position={second} ")) && text.ends_with("\ntwo\n"),
+        "{text}"
+    );
+
+    // nack --no-requeue dead-letters the head; nack --delay holds the next back.
+    let r = cli(s.addr, &["nack", "work", "--no-requeue"]).await.ok();
+    assert_eq!(r.text(), "one\n");
+    let r = cli(s.addr, &["nack", "work", "--delay", "60s"]).await.ok();
+    assert_eq!(r.text(), "two\n");
+    let r = cli(s.addr, &["get", "work"]).await.ok();
+    assert_eq!(r.text(), "three\n", "two is held back a minute");
+    let r = cli(s.addr, &["get", "work"]).await;
+    assert_eq!(r.code, 3, "{r:?}");
+    let r = cli(s.addr, &["peek", "dlq", "--json"]).await.ok();
+    let dead = r.json_lines();
+    assert_eq!(dead[0]["body"], "one", "{r:?}");
+    assert_eq!(dead[0]["headers"]["x-death-reason"], "rejected", "{r:?}");
+    let r = cli(s.addr, &["nack", "work", "--delay", "1s", "--no-requeue"]).await;
+    assert_eq!(r.code, 2, "the two contradict each other: {r:?}");
+
+    // redrive: back where it was first published.
+    let r = cli(s.addr, &["redrive", "dlq", "--json"]).await.ok();
+    assert_eq!(
+        r.json_lines(),
+        vec![serde_json::json!({"moved": 1, "kept": 0})]
+    );
+    let r = cli(s.addr, &["get", "work", "-v"]).await.ok();
+    assert!(r.text().ends_with("\none\n"), "{r:?}");
+    let r = cli(s.addr, &["peek", "dlq"]).await;
+    assert_eq!(r.code, 3, "{r:?}");
+
+    // purge and delete.
+    let r = cli(s.addr, &["purge", "work"]).await.ok();
+    assert_eq!(r.text(), "messages=1\n", "the delayed one: {r:?}");
+    cli(s.addr, &["delete", "queue", "dlq"]).await.ok();
+    let r = cli(s.addr, &["peek", "dlq"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("NOT_FOUND"), "{r:?}");
+    let r = cli(s.addr, &["redrive", "nowhere"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+}
+
+/// A publish no queue took is dropped: `pub` says so on stderr (still exit
+/// 0: it was published), once per run, unless `--quiet`.
+#[tokio::test]
+async fn pub_warns_when_no_queue_took_the_message_unless_quiet() {
+    let s = TestServer::start().await;
+    cli(s.addr, &["declare", "queue", "jobs"]).await.ok();
+    cli(s.addr, &["declare", "exchange", "logs", "topic"])
+        .await
+        .ok();
+    let r = cli(s.addr, &["pub", "", "jobs", "x"]).await.ok();
+    assert_eq!(r.stderr, "", "routed=1: no warning");
+
+    let r = cli(s.addr, &["pub", "", "jobz", "x"]).await.ok();
+    assert!(
+        r.stderr.starts_with(
+            "sluice: warning: routed=0: no queue is bound for \"jobz\" on the default exchange"
+        ),
+        "{r:?}"
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert_eq!(r.text(), "", "stdout stays clean");
+    let r = cli(s.addr, &["pub", "logs", "db.info", "x", "-v"])
+        .await
+        .ok();
+    assert!(
+        r.stderr
+            .contains("routed=0: no queue is bound for \"db.info\" on exchange \"logs\""),
+        "{r:?}"
+    );
+    assert!(r.text().ends_with(" routed=0\n"), "{r:?}");
+    let r = cli_in(s.addr, &["pub", "logs", "db.info", "--lines"], b"a\nb\nc\n")
+        .await
+        .ok();
+    assert_eq!(r.stderr.lines().count(), 1, "one warning per run: {r:?}");
+    assert!(r.stderr.contains("routed=0 for 3 of 3 messages"), "{r:?}");
+
+    for quiet in ["--quiet", "-q"] {
+        let r = cli(s.addr, &["pub", "logs", "db.info", "x", quiet])
+            .await
+            .ok();
+        assert_eq!(r.stderr, "", "{quiet}: {r:?}");
+    }
+    // --mandatory makes it the error it always was.
+    let r = cli(s.addr, &["pub", "logs", "db.info", "x", "--mandatory"]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("NO_ROUTE"), "{r:?}");
 }
 
 #[tokio::test]

@@ -39,6 +39,64 @@ async fn unknown_command() {
     p.ok("PING", "OK pong").await;
 }
 
+/// What a newcomer types gets an answer that says what to type instead,
+/// over the wire; `EXIT` leaves as `QUIT` does.
+#[tokio::test]
+async fn errors_say_what_to_type_and_exit_is_quit() {
+    let srv = TestServer::start().await;
+    let mut c = srv.conn().await;
+    c.ok("DECLARE QUEUE jobs", "OK jobs messages=0 consumers=0")
+        .await;
+    for (line, reply) in [
+        (
+            r#"publish "" jobs hello"#,
+            r#"ERR UNKNOWN_COMMAND "publish" (did you mean PUB?)"#,
+        ),
+        (
+            "subscribe jobs",
+            r#"ERR UNKNOWN_COMMAND "subscribe" (did you mean SUB?)"#,
+        ),
+        (
+            "declre queue q",
+            r#"ERR UNKNOWN_COMMAND "declre" (did you mean DECLARE?)"#,
+        ),
+        (
+            "frobnicate",
+            r#"ERR UNKNOWN_COMMAND "frobnicate" (try HELP)"#,
+        ),
+        (
+            "declare queue q durabel",
+            r#"ERR SYNTAX unexpected argument "durabel" (did you mean durable?)"#,
+        ),
+        (
+            "sub jobs prefech=5",
+            r#"ERR SYNTAX unknown option "prefech=5" (did you mean prefetch=...?)"#,
+        ),
+        (
+            r#"pub "" jobs hello world"#,
+            r#"ERR SYNTAX unexpected argument "hello": a body with spaces needs quotes ("hello world") or a {N} literal"#,
+        ),
+        (
+            "help pbu",
+            r#"ERR NOT_FOUND no help for "PBU" (did you mean PUB?)"#,
+        ),
+    ] {
+        c.ok(line, reply).await;
+    }
+    // Nothing was declared or published by the refused lines.
+    c.ok("PEEK jobs", "OK 0").await;
+    c.err("STATS QUEUE q", "NOT_FOUND").await;
+    // HELP finds a verb by its other names.
+    let (_, publish) = c.data("help publish").await;
+    let (_, pub_) = c.data("HELP PUB").await;
+    assert_eq!(publish, pub_);
+    assert!(publish.starts_with("PUB <exchange> <key> "), "{publish}");
+    let (_, exit) = c.data("help exit").await;
+    assert!(exit.starts_with("QUIT (or EXIT)"), "{exit}");
+    c.ok("exit", "OK bye").await;
+    c.expect_closed().await;
+}
+
 #[tokio::test]
 async fn not_found() {
     let srv = TestServer::start().await;

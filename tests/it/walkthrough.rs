@@ -105,7 +105,7 @@ async fn create_a_user_serve_tls_and_use_the_cli_over_it() {
     let rows = rows[0].as_array().expect("an array of connections");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["user"], "ops", "{rows:?}");
-    assert_eq!(rows[0]["tls"], "true", "{rows:?}");
+    assert_eq!(rows[0]["tls"], true, "{rows:?}");
 
     // With a wrong password, or none: refused (exit 5), and nothing is taken.
     let r = tls_cli(tls, &cert, &["get", "jobs"], Some("wrong")).await;

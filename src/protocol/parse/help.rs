@@ -1,15 +1,20 @@
 //! `HELP [<verb>]`: its grammar. See protocol.md, "HELP"; run by
 //! `cmd/help.rs`.
 
-use super::{utf8, Args, Res, Spec};
+use super::{utf8, verb_named, Args, Res, Spec};
 use crate::protocol::command::{Command, Help};
 
 /// How `HELP` is used.
 pub(super) const USAGE: &str = "HELP [<verb>]";
 
 pub(super) fn help(mut a: Args<'_>) -> Res<Command> {
+    // A verb's other names find it (`help publish` is `help PUB`); any
+    // other word is looked up as it is (and not found).
     let verb = match a.optional(&[]) {
-        Some(tok) => Some(utf8(&tok.text, "verb")?.to_ascii_uppercase()),
+        Some(tok) => Some(match verb_named(&tok.text) {
+            Some(verb) => verb.to_string(),
+            None => utf8(&tok.text, "verb")?.to_ascii_uppercase(),
+        }),
         None => None,
     };
     a.options(&Spec::default())?;
@@ -30,6 +35,15 @@ mod tests {
                 verb: Some("PUB".into())
             })
         );
+        for (word, verb) in [("publish", "PUB"), ("Subscribe", "SUB"), ("exit", "EXIT")] {
+            assert_eq!(
+                ok(&format!("help {word}")),
+                Command::Help(Help {
+                    verb: Some(verb.into())
+                }),
+                "{word}"
+            );
+        }
         assert_eq!(
             ok("HELP \"x=y\""),
             Command::Help(Help {

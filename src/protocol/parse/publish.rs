@@ -4,11 +4,14 @@
 
 use bytes::Bytes;
 
-use super::{bounded, key_bytes, name, number, routing_key, Args, Opt, Res, Spec};
+use super::{
+    bounded, key_bytes, name, number, option_name, routing_key, unexpected, Args, Opt, Res, Spec,
+};
 use crate::protocol::command::{Command, Publish};
 use crate::protocol::encode::opt;
 use crate::protocol::error::{show, ParseError};
 use crate::protocol::frame::lit_mark;
+use crate::protocol::token::Token;
 
 /// How `PUB` is used.
 pub(super) const USAGE: &str = "PUB <exchange> <routing-key> [persistent|transient] [mandatory] \
@@ -62,7 +65,11 @@ pub(super) fn publish(mut a: Args<'_>) -> Res<Command> {
         group: None,
         body,
     };
-    for o in a.options(&spec)? {
+    let words = a.toks;
+    let opts = a
+        .options(&spec)
+        .map_err(|e| body_hint(e, words, last, &spec))?;
+    for o in opts {
         match o {
             Opt::Flag(opt::MANDATORY, on) => p.mandatory = on,
             Opt::Flag(flag, true) => {
@@ -90,6 +97,38 @@ pub(super) fn publish(mut a: Args<'_>) -> Res<Command> {
     Ok(Command::Publish(p))
 }
 
+/// A refused word between the routing key and the body that is no option
+/// at all (`pub "" jobs hello world`: `hello`) was most likely the start
+/// of the body: say how to send one with spaces.
+fn body_hint(mut e: ParseError, words: &[Token], last: &Token, spec: &Spec) -> ParseError {
+    let first = words.iter().position(|t| {
+        t.quoted
+            || (option_name(t).is_none()
+                && !spec
+                    .flags
+                    .iter()
+                    .any(|f| f.as_bytes().eq_ignore_ascii_case(&t.text)))
+    });
+    let Some(first) = first else { return e };
+    // Only when that word is what was refused, and not as a near miss of
+    // an option (`mandatroy`).
+    if e.message != unexpected(&words[first]).message {
+        return e;
+    }
+    let mut body = Vec::new();
+    for t in words[first..].iter().chain([last]) {
+        if !body.is_empty() {
+            body.push(b' ');
+        }
+        body.extend_from_slice(&t.text);
+    }
+    e.message.push_str(&format!(
+        ": a body with spaces needs quotes ({}) or a {{N}} literal",
+        show(&body)
+    ));
+    e
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -100,6 +139,39 @@ mod tests {
     use crate::protocol::command::Command;
     use crate::protocol::frame::Frame;
     use crate::protocol::parse::{parse_command, parse_line};
+
+    #[test]
+    fn a_body_in_words_is_told_to_be_quoted() {
+        assert_eq!(
+            syntax("pub \"\" jobs hello world"),
+            "unexpected argument \"hello\": a body with spaces needs quotes \
+             (\"hello world\") or a {N} literal"
+        );
+        assert_eq!(
+            syntax("PUB \"\" jobs persistent resize photo 42"),
+            "unexpected argument \"resize\": a body with spaces needs quotes \
+             (\"resize photo 42\") or a {N} literal"
+        );
+        assert_eq!(
+            syntax("PUB \"\" jobs say \"hi\" now"),
+            "unexpected argument \"say\": a body with spaces needs quotes \
+             (\"say hi now\") or a {N} literal"
+        );
+        // Another refusal is left as it is.
+        assert_eq!(
+            syntax("PUB x k mandatory mandatory hello world"),
+            "duplicate option mandatory"
+        );
+        // A misspelled option is told as such, not as a body.
+        assert_eq!(
+            syntax("PUB \"\" jobs mandatroy x"),
+            "unexpected argument \"mandatroy\" (did you mean mandatory?)"
+        );
+        assert_eq!(
+            syntax("PUB \"\" jobs tll=5 x"),
+            "unknown option \"tll=5\" (did you mean ttl=...?)"
+        );
+    }
 
     #[test]
     fn pub_inline_bodies() {
@@ -182,10 +254,15 @@ mod tests {
             syntax("PUB x k mandatory mandatory b"),
             "duplicate option mandatory"
         );
-        assert_eq!(syntax("PUB x k extra b"), "unexpected argument \"extra\"");
+        assert_eq!(
+            syntax("PUB x k extra b"),
+            "unexpected argument \"extra\": a body with spaces needs quotes (\"extra b\") \
+             or a {N} literal"
+        );
         assert_eq!(
             syntax("PUB x k \"quoted\" b"),
-            "unexpected argument \"quoted\""
+            "unexpected argument \"quoted\": a body with spaces needs quotes \
+             (\"quoted b\") or a {N} literal"
         );
         assert_eq!(syntax("PUB x k foo=1 b"), "unknown option \"foo=1\"");
         assert!(syntax("PUB bad! k b").starts_with("bad exchange name \"bad!\""));

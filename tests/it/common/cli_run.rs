@@ -77,3 +77,26 @@ pub async fn cli_in(addr: SocketAddr, args: &[&str], stdin: &[u8]) -> Run {
 pub async fn cli(addr: SocketAddr, args: &[&str]) -> Run {
     cli_in(addr, args, b"").await
 }
+
+/// `sluice <args>` with no `-s` added and the environment's `SLUICE_*`
+/// removed, then `env` set: for tests of where the options go.
+pub async fn cli_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = Command::new(sluice_bin());
+    c.args(args)
+        .env_remove("SLUICE_SERVER")
+        .env_remove("SLUICE_USER")
+        .env_remove("SLUICE_PASSWORD")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(DEADLINE, c.output())
+        .await
+        .unwrap_or_else(|_| panic!("sluice {args:?} did not finish"))
+        .expect("run sluice");
+    Run {
+        code: out.status.code().expect("exit code, not a signal"),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
