@@ -142,7 +142,8 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// Whether `queue` is a replicated queue (`replicas=`).
     fn replicated(&self, queue: &str) -> bool;
     /// Appends a copy of `msg` to the replicated queue `queue`'s log (from
-    /// any node): answers once a majority of its members has it on disk.
+    /// any node): answers once a majority of its members has it on disk,
+    /// `duplicate` when a `dedup-window=` queue already had its id.
     fn enqueue(&self, queue: Arc<str>, msg: ReplicaMessage) -> Proposal;
     /// Records in `queue`'s log that its leader settled the copies at
     /// these positions (acked, rejected), so that no other member delivers
@@ -234,6 +235,10 @@ pub(crate) struct ReplicaMessage {
     /// `PUB group=` (a `groups` queue's key; base64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     group: Option<String>,
+    /// The publisher chose its id (`PUB id=`): a `dedup-window=` queue
+    /// takes it once per window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    chosen_id: bool,
 }
 
 impl ReplicaMessage {
@@ -255,6 +260,7 @@ impl ReplicaMessage {
             priority: p.priority,
             ttl_ms: p.ttl_ms,
             group: p.group.as_deref().map(b64),
+            chosen_id: p.id.is_some(),
         }
     }
 
@@ -280,6 +286,7 @@ impl ReplicaMessage {
             priority: None,
             ttl_ms: None,
             group: None,
+            chosen_id: false,
         }
     }
 
@@ -303,7 +310,16 @@ impl ReplicaMessage {
             priority: None,
             ttl_ms: None,
             group: msg.group.as_deref().map(b64),
+            chosen_id: false,
         }
+    }
+
+    /// The id a `dedup-window=` queue remembers it by (`None`: the id was
+    /// made up by the broker, never a duplicate), and when it was
+    /// published (what the window counts from, the same on every member).
+    pub(crate) fn dedup_key(&self) -> Option<(&str, u64)> {
+        self.chosen_id
+            .then_some((self.id.as_str(), self.published_at))
     }
 
     /// Where its copy at `seq` waits in `q` (see [`Queue::withdraw`]): its

@@ -336,9 +336,9 @@ pub(super) async fn sub(args: SubArgs) -> Result<Exit, CliError> {
         group: args.group.clone(),
         start: stream_start(args.offset, args.time),
     });
-    let (mut conn, reply) =
-        subscribe_where_served(&ConnectOptions::from(&args.common), &subscribe).await?;
-    let ctag = reply.words.first().cloned().unwrap_or_default();
+    let opts = ConnectOptions::from(&args.common);
+    let (mut conn, reply) = subscribe_where_served(&opts, &subscribe).await?;
+    let mut ctag = reply.words.first().cloned().unwrap_or_default();
     let mut consumer = Consumer {
         out: Out::default(),
         format: DeliveryFormat::pick(args.common.json, args.verbose),
@@ -347,9 +347,36 @@ pub(super) async fn sub(args: SubArgs) -> Result<Exit, CliError> {
         acks: VecDeque::new(),
         printed: 0,
     };
-    let end = consumer
-        .run(&mut conn, &ctag, args.count, args.timeout_idle)
-        .await;
+    let end = loop {
+        match consumer
+            .run(&mut conn, &ctag, args.count, args.timeout_idle)
+            .await
+        {
+            // A replicated queue's leader moved (or this node lost it):
+            // again, on the same node, once what was printed is acked.
+            Ok(Ended::Moved) => {
+                consumer.settle_all(&conn).await?;
+                eprintln!("sluice: the queue's leader moved: subscribing again");
+                ctag = subscribe_again(&mut conn, &subscribe).await?;
+            }
+            // The node went away: on another of --server's, when there is
+            // one. What was printed and not yet acked comes again.
+            Ok(Ended::Lost) if opts.servers().count() > 1 => {
+                eprintln!("sluice: the connection was lost: subscribing on the next node that takes it (deliveries not yet acknowledged come again)");
+                consumer.acks.clear();
+                let (c, reply) = subscribe_where_served(&opts, &subscribe).await?;
+                conn = c;
+                ctag = reply.words.first().cloned().unwrap_or_default();
+            }
+            Ok(Ended::Lost) => {
+                break Err(CliError::Connection(
+                    "the server closed the connection".into(),
+                ))
+            }
+            Ok(Ended::Exit(exit)) => break Ok(exit),
+            Err(e) => break Err(e),
+        }
+    };
     // What was printed is acknowledged before the connection closes, also
     // on Ctrl-C or a closed stdout.
     let settled = consumer.settle_all(&conn).await;
@@ -358,11 +385,45 @@ pub(super) async fn sub(args: SubArgs) -> Result<Exit, CliError> {
     Ok(exit)
 }
 
+/// How a subscription's run ended.
+enum Ended {
+    /// As `sluice sub` exits.
+    Exit(Exit),
+    /// `NOTICE cancelled <tag> reason=leader-moved`: the replicated queue
+    /// has a new leader.
+    Moved,
+    /// The connection closed.
+    Lost,
+}
+
+/// How long `sluice sub` tries to subscribe again after the queue's
+/// leader moved (an election takes about 2 s).
+const RESUBSCRIBE_FOR: Duration = Duration::from_secs(15);
+
+/// `SUB` again on `conn`, trying again while it is answered `ERR
+/// UNAVAILABLE` (an election), up to [`RESUBSCRIBE_FOR`]: the new consumer
+/// tag.
+async fn subscribe_again(conn: &mut Conn, subscribe: &Command) -> Result<String, CliError> {
+    let until = tokio::time::Instant::now() + RESUBSCRIBE_FOR;
+    loop {
+        match conn.request(subscribe).await {
+            Ok(reply) => return Ok(reply.words.first().cloned().unwrap_or_default()),
+            Err(CliError::Server {
+                code: ErrorCode::Unavailable,
+                ..
+            }) if tokio::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Subscribes with `subscribe` on the first of the servers (`--server
-/// a,b,c`) that serves the queue: a cluster's replicated queue is
-/// consumed on its leader, and another node refuses (`ERR PRECONDITION
-/// ... led by node N`, or `ERR UNAVAILABLE` during an election), so the
-/// next server is tried. The last server's answer stands.
+/// a,b,c`) that takes it: one that does not answer, or answers `ERR
+/// UNAVAILABLE` (a cluster's election), or `ERR PRECONDITION ... led by
+/// node N` (a node of an older version), is passed over. The last
+/// server's answer stands.
 async fn subscribe_where_served(
     opts: &ConnectOptions,
     subscribe: &Command,
@@ -409,14 +470,14 @@ impl Consumer {
         ctag: &str,
         count: Option<u64>,
         idle: Option<Duration>,
-    ) -> Result<Exit, CliError> {
+    ) -> Result<Ended, CliError> {
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         let stdout_closed = stdout_closed();
         tokio::pin!(stdout_closed);
         loop {
             if count.is_some_and(|n| self.printed >= n) {
-                return Ok(Exit::Success);
+                return Ok(Ended::Exit(Exit::Success));
             }
             let idle_timer = async {
                 match idle {
@@ -426,21 +487,23 @@ impl Consumer {
             };
             let first = tokio::select! {
                 biased;
-                _ = &mut ctrl_c => return Ok(Exit::Interrupted),
+                _ = &mut ctrl_c => return Ok(Ended::Exit(Exit::Interrupted)),
                 () = &mut stdout_closed => {
                     return Err(CliError::stdout(std::io::ErrorKind::BrokenPipe.into()))
                 }
                 p = conn.client.next_push() => match p {
                     Some(Pushed::Delivery(d)) => d,
                     Some(Pushed::Notice(n)) => {
-                        cancelled(&n, ctag)?;
+                        if cancelled(&n, ctag)? {
+                            return Ok(Ended::Moved);
+                        }
                         continue;
                     }
-                    None => return Err(CliError::Connection("the server closed the connection".into())),
+                    None => return Ok(Ended::Lost),
                 },
                 () = idle_timer => {
                     let short = count.map_or(self.printed == 0, |n| self.printed < n);
-                    return Ok(if short { Exit::Nothing } else { Exit::Success });
+                    return Ok(Ended::Exit(if short { Exit::Nothing } else { Exit::Success }));
                 }
             };
             let room = count.map_or(u64::MAX, |n| n - self.printed);
@@ -495,7 +558,9 @@ impl Consumer {
 
 /// An `ACK`'s reply. `UNKNOWN_TAG` means the broker had already taken the
 /// deliveries back (their ack timeout passed): they will be delivered
-/// again, which is worth a warning, not the end of the subscription.
+/// again; `UNAVAILABLE`, that a cluster's replicated queue could not
+/// record the ack (its leader failed meanwhile): they may be. Either is
+/// worth a warning, not the end of the subscription.
 fn acked(r: Result<crate::client::Response, CliError>) -> Result<(), CliError> {
     match r {
         Ok(_) => Ok(()),
@@ -506,25 +571,36 @@ fn acked(r: Result<crate::client::Response, CliError>) -> Result<(), CliError> {
             eprintln!("sluice: warning: acknowledgement refused ({message}): the broker will deliver those messages again");
             Ok(())
         }
+        Err(CliError::Server {
+            code: ErrorCode::Unavailable,
+            message,
+        }) => {
+            eprintln!("sluice: warning: acknowledgement not confirmed ({message}): those messages may be delivered again");
+            Ok(())
+        }
         Err(e) => Err(e),
     }
 }
 
-/// A `NOTICE` (its words after `NOTICE`): an error when it cancels this
-/// subscription (its queue was deleted); other kinds are ignored here
-/// (`closing` is followed by the close itself; `active`/`inactive` only
-/// say when a single-active queue or a stream group starts or stops
-/// sending to this subscription).
-fn cancelled(notice: &str, ctag: &str) -> Result<(), CliError> {
+/// A `NOTICE` (its words after `NOTICE`): `true` when it cancels this
+/// subscription because its replicated queue's leader moved (subscribe
+/// again), an error when it cancels it otherwise (its queue was deleted);
+/// other kinds are ignored here (`closing` is followed by the close
+/// itself; `active`/`inactive` only say when a single-active queue or a
+/// stream group starts or stops sending to this subscription).
+fn cancelled(notice: &str, ctag: &str) -> Result<bool, CliError> {
     let mut words = notice.split(' ');
     if words.next() == Some("cancelled") && words.next() == Some(ctag) {
         let reason = words.next().unwrap_or_default();
+        if reason == "reason=leader-moved" {
+            return Ok(true);
+        }
         return Err(CliError::Server {
             code: ErrorCode::NotFound,
             message: format!("subscription cancelled by the server ({reason})"),
         });
     }
-    Ok(())
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -534,11 +610,20 @@ mod tests {
     #[test]
     fn only_our_cancel_notice_ends_the_subscription() {
         assert!(cancelled("cancelled ctag-1 reason=queue-deleted", "ctag-1").is_err());
-        assert!(cancelled("cancelled ctag-2 reason=queue-deleted", "ctag-1").is_ok());
-        assert!(cancelled("heartbeat", "ctag-1").is_ok());
-        assert!(cancelled("blocked queue=x", "ctag-1").is_ok());
-        assert!(cancelled("active ctag-1", "ctag-1").is_ok());
-        assert!(cancelled("inactive ctag-1 partition=1", "ctag-1").is_ok());
+        assert!(matches!(
+            cancelled("cancelled ctag-1 reason=leader-moved", "ctag-1"),
+            Ok(true)
+        ));
+        for other in [
+            "cancelled ctag-2 reason=queue-deleted",
+            "cancelled ctag-2 reason=leader-moved",
+            "heartbeat",
+            "blocked queue=x",
+            "active ctag-1",
+            "inactive ctag-1 partition=1",
+        ] {
+            assert!(matches!(cancelled(other, "ctag-1"), Ok(false)), "{other}");
+        }
     }
 
     #[test]

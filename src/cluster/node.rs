@@ -339,7 +339,7 @@ impl Consensus for MetaGroup {
 
     fn enqueue(&self, queue: Arc<str>, msg: ReplicaMessage) -> Proposal {
         let queues = self.queues.clone();
-        Box::pin(async move { queues.enqueue(&queue, msg).await.map(|_| Vec::new()) })
+        Box::pin(async move { queues.enqueue(&queue, msg).await })
     }
 
     fn settled(&self, queue: &str, seqs: Vec<u64>) {

@@ -7,6 +7,9 @@
 //! - **The leader's view.** On the member that leads, the copies are also
 //!   in the broker's queue of that name (in RAM: the log keeps them), where
 //!   its consumers get them ([`QueueMachine::set_active`]).
+//! - **De-duplication.** A `dedup-window=` queue's machine keeps the ids
+//!   publishers chose, each until its window (counted from its publish)
+//!   has passed, and drops a copy whose id it has: every member alike.
 //! - **Snapshots.** Every `--snapshot-every` entries (20,000 unless
 //!   told) openraft asks for one, and purges the log behind it (keeping
 //!   its last 1,000 entries for members a little behind): the copies not yet settled, with the last entry applied and the
@@ -21,7 +24,7 @@
 // openraft's traits return its `StorageError`, large as it is.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,6 +72,36 @@ struct QueueState {
     returns: HashMap<u64, u32>,
     /// Whether this node's broker queue shows them (it leads).
     active: bool,
+    /// A `dedup-window=` queue's ids, each with the end of its window.
+    dedup: HashMap<String, u64>,
+    /// The same, by the end of their window.
+    dedup_ends: BTreeSet<(u64, String)>,
+}
+
+impl QueueState {
+    /// Whether a copy with id `id` published at `at` is a duplicate for a
+    /// window of `window` ms; if not, its id is remembered until
+    /// `at + window`. Windows that ended by `at` are forgotten. Counted
+    /// from the publishing node's clock, so every member decides alike.
+    fn duplicate(&mut self, id: &str, at: u64, window: u64) -> bool {
+        while let Some((end, _)) = self.dedup_ends.first() {
+            if *end > at {
+                break;
+            }
+            if let Some((_, gone)) = self.dedup_ends.pop_first() {
+                self.dedup.remove(&gone);
+            }
+        }
+        if self.dedup.get(id).is_some_and(|end| *end > at) {
+            return true;
+        }
+        let end = at.saturating_add(window);
+        if let Some(old) = self.dedup.insert(id.to_string(), end) {
+            self.dedup_ends.remove(&(old, id.to_string()));
+        }
+        self.dedup_ends.insert((end, id.to_string()));
+        false
+    }
 }
 
 /// A snapshot's content.
@@ -79,6 +112,9 @@ struct Saved {
     copies: Vec<(u64, ReplicaMessage)>,
     #[serde(default)]
     returns: Vec<(u64, u32)>,
+    /// A `dedup-window=` queue's ids and the ends of their windows.
+    #[serde(default)]
+    dedup: Vec<(String, u64)>,
 }
 
 /// A replicated queue's state machine (see the module docs). Clones share
@@ -127,6 +163,12 @@ impl QueueMachine {
                 st.membership = saved.membership;
                 st.copies = saved.copies.into_iter().collect();
                 st.returns = saved.returns.into_iter().collect();
+                st.dedup_ends = saved
+                    .dedup
+                    .iter()
+                    .map(|(id, end)| (*end, id.clone()))
+                    .collect();
+                st.dedup = saved.dedup.into_iter().collect();
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("reading the snapshot {}: {e}", file.display())),
@@ -176,7 +218,10 @@ impl QueueMachine {
         }
     }
 
-    fn apply_one(&self, st: &mut QueueState, e: Entry<TypeConfig>) {
+    /// Applies entry `e`: the places in its copies of those a
+    /// `dedup-window=` queue took as duplicates (not kept).
+    fn apply_one(&self, st: &mut QueueState, e: Entry<TypeConfig>) -> Vec<usize> {
+        let mut duplicates = Vec::new();
         st.last_applied = Some(e.log_id);
         match e.payload {
             EntryPayload::Blank => {}
@@ -190,7 +235,17 @@ impl QueueMachine {
                         false => None,
                     };
                     let first = e.log_id.index.saturating_mul(MAX_BATCH);
-                    for (seq, m) in (first..).zip(op.enqueue) {
+                    let window = self
+                        .broker
+                        .find_queue(&self.name)
+                        .and_then(|q| q.args.dedup_window_ms);
+                    for ((seq, m), place) in (first..).zip(op.enqueue).zip(0..) {
+                        if let (Some(w), Some((id, at))) = (window, m.dedup_key()) {
+                            if st.duplicate(id, at, w) {
+                                duplicates.push(place);
+                                continue;
+                            }
+                        }
                         if let Some(q) = &q {
                             if let Err(e) = self.broker.enqueue_replica(q, seq, &m, false, 0) {
                                 tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
@@ -223,6 +278,7 @@ impl QueueMachine {
                 }
             },
         }
+        duplicates
     }
 
     /// Writes `bytes` as its snapshot file, whole (off the runtime's
@@ -242,6 +298,11 @@ impl QueueMachine {
             membership: st.membership.clone(),
             copies: st.copies.iter().map(|(s, m)| (*s, m.clone())).collect(),
             returns: st.returns.iter().map(|(s, n)| (*s, *n)).collect(),
+            dedup: st
+                .dedup
+                .iter()
+                .map(|(id, end)| (id.clone(), *end))
+                .collect(),
         };
         let json = serde_json::to_vec(&saved).map_err(|e| io_error(ErrorVerb::Write, e))?;
         let mut bytes = crc32fast::hash(&json).to_be_bytes().to_vec();
@@ -320,8 +381,10 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
         let mut st = self.st.lock();
         let mut out = Vec::new();
         for e in entries {
-            self.apply_one(&mut st, e);
-            out.push(MetaAnswer::default());
+            let duplicates = self.apply_one(&mut st, e);
+            out.push(MetaAnswer::Ok(
+                duplicates.iter().map(ToString::to_string).collect(),
+            ));
         }
         Ok(out)
     }
@@ -349,6 +412,12 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
         st.membership = meta.last_membership.clone();
         st.copies = saved.copies.into_iter().collect();
         st.returns = saved.returns.into_iter().collect();
+        st.dedup_ends = saved
+            .dedup
+            .iter()
+            .map(|(id, end)| (*end, id.clone()))
+            .collect();
+        st.dedup = saved.dedup.into_iter().collect();
         if st.active {
             // Not expected (a leader is not sent snapshots), but its view
             // is made whole again if so.
@@ -390,12 +459,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_id_is_a_duplicate_within_its_window_only() {
+        let mut st = QueueState::default();
+        assert!(!st.duplicate("a", 1_000, 100));
+        assert!(st.duplicate("a", 1_050, 100), "within the window");
+        assert!(!st.duplicate("b", 1_060, 100), "another id");
+        // The window ends 100 ms after the first publish, not the last
+        // duplicate: at 1,100 it is over, and the id starts a new one.
+        assert!(!st.duplicate("a", 1_100, 100));
+        assert!(st.duplicate("a", 1_150, 100));
+        // Ended windows are forgotten as time goes on.
+        assert!(!st.duplicate("c", 5_000, 100));
+        assert_eq!(st.dedup.len(), 1);
+        assert_eq!(st.dedup_ends.len(), 1);
+    }
+
+    #[test]
     fn a_snapshot_reads_back_and_damage_is_refused() {
         let saved = Saved {
             last_applied: None,
             membership: StoredMembership::default(),
             copies: Vec::new(),
             returns: Vec::new(),
+            dedup: vec![("pay-1".into(), 7)],
         };
         let json = serde_json::to_vec(&saved).unwrap();
         let mut bytes = crc32fast::hash(&json).to_be_bytes().to_vec();

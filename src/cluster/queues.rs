@@ -464,8 +464,10 @@ impl Queues {
             .and_then(|r| r.as_ref().map(|r| r.raft.clone()))
     }
 
-    /// Appends `op` to queue `name`'s log from this node.
-    async fn submit(&self, name: &str, op: &QueueOp) -> Result<u64, BrokerError> {
+    /// Appends `op` to queue `name`'s log from this node: what applying it
+    /// came to (the places in `op.enqueue` of the duplicates a
+    /// `dedup-window=` queue dropped).
+    async fn submit(&self, name: &str, op: &QueueOp) -> Result<Vec<String>, BrokerError> {
         let p = self.placement(name).ok_or_else(|| {
             BrokerError::NotFound(format!("queue {name} is not a replicated queue"))
         })?;
@@ -482,23 +484,22 @@ impl Queues {
             deadline,
         )
         .await;
-        let (index, answer) =
+        let (_, answer) =
             submitted.map_err(|e| unsubmitted(e, &format!("replicated queue {name}")))?;
-        answer.into_result()?;
-        Ok(index)
+        answer.into_result()
     }
 
     /// Publishes a copy of `msg` to replicated queue `name`: `Ok` once
-    /// committed.
+    /// committed, with `duplicate` when a `dedup-window=` queue had it.
     pub(super) async fn enqueue(
         self: &Arc<Self>,
         name: &str,
         msg: ReplicaMessage,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<Vec<String>, BrokerError> {
         let (tx, rx) = oneshot::channel();
         self.job(name, Job::Enqueue(msg, tx));
         match rx.await {
-            Ok(answer) => answer.into_result().map(|_| ()),
+            Ok(answer) => answer.into_result(),
             Err(_) => Err(BrokerError::Unavailable(format!(
                 "queue {name} was deleted; the message may or may not have been stored"
             ))),
@@ -681,17 +682,18 @@ impl Queues {
 async fn batch(queues: Arc<Queues>, name: String, mut rx: mpsc::UnboundedReceiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut op = QueueOp::default();
+        // Who waits, and the place of their copy in the entry.
         let mut waiters = Vec::new();
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
                 Job::Enqueue(m, w) => {
+                    waiters.push((w, Some(op.enqueue.len())));
                     op.enqueue.push(m);
-                    waiters.push(w);
                 }
                 Job::Settle(seqs) => op.settle.extend(seqs),
                 Job::Return(seqs) => op.returned.extend(seqs),
-                Job::Barrier(w) => waiters.push(w),
+                Job::Barrier(w) => waiters.push((w, None)),
             }
             if (op.enqueue.len() as u64) < MAX_BATCH {
                 next = rx.try_recv().ok();
@@ -701,13 +703,22 @@ async fn batch(queues: Arc<Queues>, name: String, mut rx: mpsc::UnboundedReceive
         // batches go one at a time).
         let answer = match op.enqueue.is_empty() && op.settle.is_empty() && op.returned.is_empty() {
             true => MetaAnswer::default(),
-            false => MetaAnswer::of(queues.submit(&name, &op).await.map(|_| Vec::new())),
+            false => MetaAnswer::of(queues.submit(&name, &op).await),
         };
         if let MetaAnswer::Err(_, why) = &answer {
             tracing::warn!(queue = %name, error = %why, copies = op.enqueue.len(), settled = op.settle.len(), "a replicated queue's entry");
         }
-        for w in waiters {
-            let _ = w.send(answer.clone());
+        for (w, place) in waiters {
+            // A copy the queue took as a duplicate answers so.
+            let each = match (&answer, place) {
+                (MetaAnswer::Ok(dups), Some(i)) => {
+                    let dup = dups.iter().any(|d| d.parse() == Ok(i));
+                    MetaAnswer::Ok(dup.then(|| "duplicate".to_string()).into_iter().collect())
+                }
+                (MetaAnswer::Ok(_), None) => MetaAnswer::default(),
+                (err, _) => err.clone(),
+            };
+            let _ = w.send(each);
         }
     }
 }

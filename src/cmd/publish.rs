@@ -47,7 +47,7 @@ fn confirm_later(broker: &Broker, mut p: Published) -> Pending {
     Pending::new(async move {
         let replicated = replicate(&broker, copies).await;
         Box::new(move |_: &mut SessionState| {
-            replicated?;
+            p.duplicate |= replicated?;
             let (reply, gen) = confirm(p);
             Ok(Outcome::Reply(reply, gen))
         }) as Completion
@@ -55,19 +55,21 @@ fn confirm_later(broker: &Broker, mut p: Published) -> Pending {
 }
 
 /// Appends the copies for replicated queues to their logs; `Ok` once
-/// every one is committed.
+/// every one is committed: whether one was a duplicate (a
+/// `dedup-window=` queue had its id).
 async fn replicate(
     broker: &Broker,
     copies: Vec<(std::sync::Arc<str>, ReplicaMessage)>,
-) -> Result<(), BrokerError> {
+) -> Result<bool, BrokerError> {
     let Some(c) = broker.consensus() else {
         return Err(BrokerError::Internal("not a cluster node".into()));
     };
     let pending: Vec<_> = copies.into_iter().map(|(q, m)| c.enqueue(q, m)).collect();
+    let mut duplicate = false;
     for p in pending {
-        p.await?;
+        duplicate |= p.await?.iter().any(|w| w == "duplicate");
     }
-    Ok(())
+    Ok(duplicate)
 }
 
 /// The confirm of a publish: its `OK` line, and the store generation that

@@ -128,13 +128,15 @@ pub(super) fn propose(
 /// `PRECONDITION` unless a replicated queue can be what `c` declares: a
 /// named, shared, classic queue, with no option whose work a node would
 /// do on its own (a publish refused or held for a full queue: the node
-/// that routes it does not know the queue's length; de-duplication,
-/// streams); `single-active`, `groups` (a copy carries its group),
-/// `ack-timeout=`, `retry-delays=`, `max-priority=`, `ttl=`,
-/// `dead-letter=` and `max-length=`/`max-bytes=` with `drop-head` are the
-/// leader's (a copy carries its priority and TTL; what dies, expired,
-/// rejected or dropped off the head, is settled in the log and
-/// dead-lettered by the leader), and so they are allowed.
+/// that routes it does not know the queue's length; streams);
+/// `single-active`, `groups` (a copy carries its group), `ack-timeout=`,
+/// `retry-delays=`, `max-priority=`, `ttl=`, `dead-letter=` and
+/// `max-length=`/`max-bytes=` with `drop-head` are the leader's (a copy
+/// carries its priority and TTL; what dies, expired, rejected or dropped
+/// off the head, is settled in the log and dead-lettered by the leader),
+/// and `dedup-window=` the log's (each member's state machine drops a
+/// copy whose id it has within the window, counted from each publish's
+/// time), and so they are allowed.
 fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
     let a = &c.args;
     let refused = [
@@ -144,7 +146,6 @@ fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
             "overflow= other than drop-head",
             a.overflow != Default::default(),
         ),
-        ("dedup-window=", a.dedup_window_ms.is_some()),
         ("type=stream", a.mode.is_stream()),
         ("partitions=", c.partitions.is_some()),
     ];

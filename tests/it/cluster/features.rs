@@ -288,3 +288,35 @@ async fn redrive_keeps_a_message_whose_route_reaches_a_replicated_queue() {
     l.ok("REDRIVE dlq", "OK moved=0 kept=1").await;
     assert_eq!(drain(&mut l, "dlq").await, ["once"]);
 }
+
+#[tokio::test]
+async fn a_dedup_window_takes_an_id_once_on_every_leader() {
+    let mut t = Three::with(&["DECLARE QUEUE pay replicas=3 dedup-window=600000"]).await;
+    // Through every node: the first is taken, the others are duplicates
+    // (the log decides, not the node that routes).
+    for node in 1..=3u64 {
+        let mut c = TestConn::connect(t.nodes[&node].addr).await;
+        let got = c.cmd("PUB \"\" pay id=pay-1 \"charge 10\"").await;
+        let want = match node {
+            1 => "OK pay-1 routed=1",
+            _ => "OK pay-1 routed=1 duplicate",
+        };
+        assert_eq!(got, want, "through node {node}");
+    }
+    // Consumed, and still a duplicate within the window; no id=, never.
+    assert_eq!(
+        drain(&mut t.on_leader("pay").await, "pay").await,
+        ["charge 10"]
+    );
+    t.publish("pay", &[("plain", ""), ("plain", "")]).await;
+    // The next leader has the window: its log did.
+    let mut n = t.fail_over("pay").await;
+    n.ok(
+        "PUB \"\" pay id=pay-1 \"charge 10\"",
+        "OK pay-1 routed=1 duplicate",
+    )
+    .await;
+    n.ok("PUB \"\" pay id=pay-2 \"charge 20\"", "OK pay-2 routed=1")
+        .await;
+    assert_eq!(drain(&mut n, "pay").await, ["plain", "plain", "charge 20"]);
+}
