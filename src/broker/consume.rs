@@ -73,6 +73,20 @@ impl Broker {
                 return Ok(None);
             }
         }
+        self.settle_here(q, consumer_id, entry, how, true)
+    }
+
+    /// [`Broker::settle`] on this node, for a replicated queue's leader
+    /// settling a delivery to another node's subscriber: `record` false
+    /// when that node records an acked copy in the queue's log itself.
+    pub(crate) fn settle_here(
+        &self,
+        q: &Arc<Queue>,
+        consumer_id: Option<u64>,
+        entry: Entry,
+        how: Settle,
+        record: bool,
+    ) -> Result<Option<u64>, BrokerError> {
         let put_back = matches!(how, Settle::Requeue { .. } | Settle::Timeout).then_some(entry.seq);
         let Settled { gen, dead, release } = q.settle(consumer_id, entry, how)?;
         if let Some(c) = self.inner.consensus.get().filter(|c| c.replicated(&q.name)) {
@@ -80,7 +94,7 @@ impl Broker {
             // (those that died: `dead_letter`), and which were put back
             // after a delivery (one that reached its delivery limit died
             // instead).
-            if let Some(e) = &release {
+            if let Some(e) = release.as_ref().filter(|_| record) {
                 c.settled(&q.name, vec![e.seq]);
             }
             if let Some(seq) = put_back.filter(|s| !dead.seqs().any(|d| d == *s)) {

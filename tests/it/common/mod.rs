@@ -693,6 +693,11 @@ impl Peer {
         }
     }
 
+    /// The deliveries buffered so far (read while waiting for replies).
+    pub fn take_buffered(&mut self) -> Vec<Msg> {
+        self.msgs.drain(..).collect()
+    }
+
     /// Asserts no delivery is pending: none buffered, and a PING round
     /// trip returns `OK pong` with no push before it.
     pub async fn quiet(&mut self) {
