@@ -322,6 +322,12 @@ impl ReplicaMessage {
             .then_some((self.id.as_str(), self.published_at))
     }
 
+    /// Its body's length in bytes (from its base64, not decoded).
+    pub(crate) fn body_len(&self) -> u64 {
+        let padding = self.body.bytes().rev().take_while(|b| *b == b'=').count();
+        ((self.body.len() / 4 * 3).saturating_sub(padding)) as u64
+    }
+
     /// Where its copy at `seq` waits in `q` (see [`Queue::withdraw`]): its
     /// position, priority and due time.
     pub(crate) fn waiting_in(&self, q: &Queue, seq: u64) -> (u64, u8, Option<u64>) {

@@ -7,9 +7,12 @@
 //! - **The leader's view.** On the member that leads, the copies are also
 //!   in the broker's queue of that name (in RAM: the log keeps them), where
 //!   its consumers get them ([`QueueMachine::set_active`]).
-//! - **De-duplication.** A `dedup-window=` queue's machine keeps the ids
-//!   publishers chose, each until its window (counted from its publish)
-//!   has passed, and drops a copy whose id it has: every member alike.
+//! - **De-duplication and `reject-publish`.** A `dedup-window=` queue's
+//!   machine keeps the ids publishers chose, each until its window
+//!   (counted from its publish) has passed, and drops a copy whose id it
+//!   has; a full `overflow=reject-publish` queue's drops a copy that
+//!   would take it over its limits, counting every copy not yet settled.
+//!   Every member alike; the entry's answer says which were dropped.
 //! - **Snapshots.** Every `--snapshot-every` entries (20,000 unless
 //!   told) openraft asks for one, and purges the log behind it (keeping
 //!   its last 1,000 entries for members a little behind): the copies not yet settled, with the last entry applied and the
@@ -39,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TypeConfig;
 use crate::broker::{Broker, MetaAnswer, ReplicaMessage};
+use crate::protocol::command::Overflow;
 
 /// At most this many copies in one entry; a copy's position is its
 /// entry's index times this, plus its place in the entry.
@@ -72,13 +76,66 @@ struct QueueState {
     returns: HashMap<u64, u32>,
     /// Whether this node's broker queue shows them (it leads).
     active: bool,
+    /// The copies' body bytes (for `max-bytes=` with `reject-publish`).
+    bytes: u64,
     /// A `dedup-window=` queue's ids, each with the end of its window.
     dedup: HashMap<String, u64>,
     /// The same, by the end of their window.
     dedup_ends: BTreeSet<(u64, String)>,
 }
 
+/// What a `reject-publish` queue's machine checks a copy against: its
+/// `max-length=` and `max-bytes=`, counting every copy not yet settled.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_length: Option<u64>,
+    max_bytes: Option<u64>,
+}
+
+/// The copies of an entry that its queue did not keep, by their place in
+/// the entry: as its answer's words (`d<place>`, `r<place>`) say them.
+#[derive(Debug, Default)]
+pub(super) struct Dropped {
+    /// Duplicates (`dedup-window=`).
+    duplicates: Vec<usize>,
+    /// Refused by a full `overflow=reject-publish` queue.
+    rejected: Vec<usize>,
+}
+
+impl Dropped {
+    /// As the entry's answer carries it.
+    fn words(&self) -> Vec<String> {
+        let d = self.duplicates.iter().map(|i| format!("d{i}"));
+        d.chain(self.rejected.iter().map(|i| format!("r{i}")))
+            .collect()
+    }
+}
+
 impl QueueState {
+    /// Whether one more copy of `len` bytes would take a `reject-publish`
+    /// queue over `limits`.
+    fn full(&self, limits: Limits, len: u64) -> bool {
+        limits
+            .max_length
+            .is_some_and(|max| self.copies.len() as u64 + 1 > max)
+            || limits
+                .max_bytes
+                .is_some_and(|max| self.bytes.saturating_add(len) > max)
+    }
+
+    /// Keeps copy `m` at position `seq`.
+    fn keep(&mut self, seq: u64, m: ReplicaMessage) {
+        self.bytes = self.bytes.saturating_add(m.body_len());
+        self.copies.insert(seq, m);
+    }
+
+    /// Drops the copy at `seq` (settled), returning it.
+    fn drop_copy(&mut self, seq: u64) -> Option<ReplicaMessage> {
+        let m = self.copies.remove(&seq)?;
+        self.bytes = self.bytes.saturating_sub(m.body_len());
+        Some(m)
+    }
+
     /// Whether a copy with id `id` published at `at` is a duplicate for a
     /// window of `window` ms; if not, its id is remembered until
     /// `at + window`. Windows that ended by `at` are forgotten. Counted
@@ -162,6 +219,7 @@ impl QueueMachine {
                 st.last_applied = saved.last_applied;
                 st.membership = saved.membership;
                 st.copies = saved.copies.into_iter().collect();
+                st.bytes = st.copies.values().map(ReplicaMessage::body_len).sum();
                 st.returns = saved.returns.into_iter().collect();
                 st.dedup_ends = saved
                     .dedup
@@ -218,10 +276,9 @@ impl QueueMachine {
         }
     }
 
-    /// Applies entry `e`: the places in its copies of those a
-    /// `dedup-window=` queue took as duplicates (not kept).
-    fn apply_one(&self, st: &mut QueueState, e: Entry<TypeConfig>) -> Vec<usize> {
-        let mut duplicates = Vec::new();
+    /// Applies entry `e`: the copies its queue did not keep.
+    fn apply_one(&self, st: &mut QueueState, e: Entry<TypeConfig>) -> Dropped {
+        let mut dropped = Dropped::default();
         st.last_applied = Some(e.log_id);
         match e.payload {
             EntryPayload::Blank => {}
@@ -235,28 +292,38 @@ impl QueueMachine {
                         false => None,
                     };
                     let first = e.log_id.index.saturating_mul(MAX_BATCH);
-                    let window = self
-                        .broker
-                        .find_queue(&self.name)
-                        .and_then(|q| q.args.dedup_window_ms);
+                    let (window, limits) = match self.broker.find_queue(&self.name) {
+                        Some(def) => (
+                            def.args.dedup_window_ms,
+                            (def.args.overflow == Overflow::RejectPublish).then_some(Limits {
+                                max_length: def.args.max_length,
+                                max_bytes: def.args.max_bytes,
+                            }),
+                        ),
+                        None => (None, None),
+                    };
                     for ((seq, m), place) in (first..).zip(op.enqueue).zip(0..) {
                         if let (Some(w), Some((id, at))) = (window, m.dedup_key()) {
                             if st.duplicate(id, at, w) {
-                                duplicates.push(place);
+                                dropped.duplicates.push(place);
                                 continue;
                             }
+                        }
+                        if limits.is_some_and(|l| st.full(l, m.body_len())) {
+                            dropped.rejected.push(place);
+                            continue;
                         }
                         if let Some(q) = &q {
                             if let Err(e) = self.broker.enqueue_replica(q, seq, &m, false, 0) {
                                 tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
                             }
                         }
-                        st.copies.insert(seq, m);
+                        st.keep(seq, m);
                     }
                     let mut withdrawn = Vec::new();
                     for s in op.settle {
                         st.returns.remove(&s);
-                        if let (Some(m), Some(q)) = (st.copies.remove(&s), &q) {
+                        if let (Some(m), Some(q)) = (st.drop_copy(s), &q) {
                             withdrawn.push(m.waiting_in(q, s));
                         }
                     }
@@ -278,7 +345,7 @@ impl QueueMachine {
                 }
             },
         }
-        duplicates
+        dropped
     }
 
     /// Writes `bytes` as its snapshot file, whole (off the runtime's
@@ -381,10 +448,8 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
         let mut st = self.st.lock();
         let mut out = Vec::new();
         for e in entries {
-            let duplicates = self.apply_one(&mut st, e);
-            out.push(MetaAnswer::Ok(
-                duplicates.iter().map(ToString::to_string).collect(),
-            ));
+            let dropped = self.apply_one(&mut st, e);
+            out.push(MetaAnswer::Ok(dropped.words()));
         }
         Ok(out)
     }
@@ -411,6 +476,7 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
         st.last_applied = meta.last_log_id;
         st.membership = meta.last_membership.clone();
         st.copies = saved.copies.into_iter().collect();
+        st.bytes = st.copies.values().map(ReplicaMessage::body_len).sum();
         st.returns = saved.returns.into_iter().collect();
         st.dedup_ends = saved
             .dedup
@@ -457,6 +523,36 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reject_publish_queue_is_full_by_its_unsettled_copies() {
+        let limits = Limits {
+            max_length: Some(2),
+            max_bytes: Some(10),
+        };
+        let mut st = QueueState::default();
+        let m = |body: &str| {
+            let frame = format!("PUB \"\" q \"{body}\"\r\n");
+            let Ok(crate::protocol::Command::Publish(p)) =
+                crate::protocol::parse::decode_one(frame.as_bytes())
+            else {
+                panic!("{frame} does not parse");
+            };
+            ReplicaMessage::of(&p, "id", &crate::broker::message::Now::default())
+        };
+        assert_eq!(m("hello").body_len(), 5);
+        assert_eq!(m("").body_len(), 0);
+        assert_eq!(m("abcdef").body_len(), 6);
+        assert!(!st.full(limits, 5));
+        st.keep(1, m("hello"));
+        assert!(st.full(limits, 6), "over max-bytes");
+        assert!(!st.full(limits, 5));
+        st.keep(2, m("hi"));
+        assert!(st.full(limits, 0), "over max-length");
+        assert!(st.drop_copy(1).is_some());
+        assert_eq!(st.bytes, 2);
+        assert!(!st.full(limits, 8));
+    }
 
     #[test]
     fn an_id_is_a_duplicate_within_its_window_only() {

@@ -465,8 +465,9 @@ impl Queues {
     }
 
     /// Appends `op` to queue `name`'s log from this node: what applying it
-    /// came to (the places in `op.enqueue` of the duplicates a
-    /// `dedup-window=` queue dropped).
+    /// came to (the places in `op.enqueue` of the copies the queue did not
+    /// keep: `d<place>` a duplicate, `r<place>` refused by a full
+    /// `reject-publish` queue).
     async fn submit(&self, name: &str, op: &QueueOp) -> Result<Vec<String>, BrokerError> {
         let p = self.placement(name).ok_or_else(|| {
             BrokerError::NotFound(format!("queue {name} is not a replicated queue"))
@@ -490,7 +491,8 @@ impl Queues {
     }
 
     /// Publishes a copy of `msg` to replicated queue `name`: `Ok` once
-    /// committed, with `duplicate` when a `dedup-window=` queue had it.
+    /// committed, with `duplicate` when a `dedup-window=` queue had it,
+    /// `rejected` when a full `reject-publish` queue refused it.
     pub(super) async fn enqueue(
         self: &Arc<Self>,
         name: &str,
@@ -709,11 +711,17 @@ async fn batch(queues: Arc<Queues>, name: String, mut rx: mpsc::UnboundedReceive
             tracing::warn!(queue = %name, error = %why, copies = op.enqueue.len(), settled = op.settle.len(), "a replicated queue's entry");
         }
         for (w, place) in waiters {
-            // A copy the queue took as a duplicate answers so.
+            // A copy the queue did not keep answers why.
             let each = match (&answer, place) {
-                (MetaAnswer::Ok(dups), Some(i)) => {
-                    let dup = dups.iter().any(|d| d.parse() == Ok(i));
-                    MetaAnswer::Ok(dup.then(|| "duplicate".to_string()).into_iter().collect())
+                (MetaAnswer::Ok(dropped), Some(i)) => {
+                    let why = if dropped.contains(&format!("d{i}")) {
+                        Some("duplicate")
+                    } else if dropped.contains(&format!("r{i}")) {
+                        Some("rejected")
+                    } else {
+                        None
+                    };
+                    MetaAnswer::Ok(why.map(str::to_string).into_iter().collect())
                 }
                 (MetaAnswer::Ok(_), None) => MetaAnswer::default(),
                 (err, _) => err.clone(),

@@ -47,29 +47,57 @@ fn confirm_later(broker: &Broker, mut p: Published) -> Pending {
     Pending::new(async move {
         let replicated = replicate(&broker, copies).await;
         Box::new(move |_: &mut SessionState| {
-            p.duplicate |= replicated?;
+            let kept = replicated?;
+            p.duplicate |= kept.duplicate;
+            if let Some(full) = kept.rejected.first() {
+                let n = kept.rejected.len();
+                p.routed = p.routed.saturating_sub(n);
+                p.rejected += n;
+                if p.routed == 0 {
+                    return Err(BrokerError::QueueFull(format!(
+                        "queue {full} is full (overflow=reject-publish)"
+                    )));
+                }
+            }
             let (reply, gen) = confirm(p);
             Ok(Outcome::Reply(reply, gen))
         }) as Completion
     })
 }
 
+/// What replicated queues made of a publish's copies.
+#[derive(Debug, Default)]
+struct Kept {
+    /// A `dedup-window=` queue had its id.
+    duplicate: bool,
+    /// The full `reject-publish` queues that refused it.
+    rejected: Vec<std::sync::Arc<str>>,
+}
+
 /// Appends the copies for replicated queues to their logs; `Ok` once
-/// every one is committed: whether one was a duplicate (a
-/// `dedup-window=` queue had its id).
+/// every one is committed, with what the queues made of them.
 async fn replicate(
     broker: &Broker,
     copies: Vec<(std::sync::Arc<str>, ReplicaMessage)>,
-) -> Result<bool, BrokerError> {
+) -> Result<Kept, BrokerError> {
     let Some(c) = broker.consensus() else {
         return Err(BrokerError::Internal("not a cluster node".into()));
     };
-    let pending: Vec<_> = copies.into_iter().map(|(q, m)| c.enqueue(q, m)).collect();
-    let mut duplicate = false;
-    for p in pending {
-        duplicate |= p.await?.iter().any(|w| w == "duplicate");
+    let pending: Vec<_> = copies
+        .into_iter()
+        .map(|(q, m)| (q.clone(), c.enqueue(q, m)))
+        .collect();
+    let mut kept = Kept::default();
+    for (q, p) in pending {
+        for word in p.await? {
+            match word.as_str() {
+                "duplicate" => kept.duplicate = true,
+                "rejected" => kept.rejected.push(q.clone()),
+                _ => {}
+            }
+        }
     }
-    Ok(duplicate)
+    Ok(kept)
 }
 
 /// The confirm of a publish: its `OK` line, and the store generation that

@@ -127,24 +127,26 @@ pub(super) fn propose(
 
 /// `PRECONDITION` unless a replicated queue can be what `c` declares: a
 /// named, shared, classic queue, with no option whose work a node would
-/// do on its own (a publish refused or held for a full queue: the node
-/// that routes it does not know the queue's length; streams);
+/// do on its own (a publish held for a full queue: the node that routes
+/// it would hold it for another node's queue; streams);
 /// `single-active`, `groups` (a copy carries its group), `ack-timeout=`,
 /// `retry-delays=`, `max-priority=`, `ttl=`, `dead-letter=` and
 /// `max-length=`/`max-bytes=` with `drop-head` are the leader's (a copy
 /// carries its priority and TTL; what dies, expired, rejected or dropped
 /// off the head, is settled in the log and dead-lettered by the leader),
-/// and `dedup-window=` the log's (each member's state machine drops a
-/// copy whose id it has within the window, counted from each publish's
-/// time), and so they are allowed.
+/// and `dedup-window=` and `overflow=reject-publish` the log's (each
+/// member's state machine drops a copy whose id it has within the
+/// window, counted from each publish's time, or that would take it over
+/// its limits, counting every copy not yet settled), and so they are
+/// allowed.
 fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
     let a = &c.args;
     let refused = [
         ("a server-named queue", c.name.is_empty()),
         ("exclusive", c.exclusive),
         (
-            "overflow= other than drop-head",
-            a.overflow != Default::default(),
+            "overflow=block",
+            a.overflow == crate::protocol::command::Overflow::Block,
         ),
         ("type=stream", a.mode.is_stream()),
         ("partitions=", c.partitions.is_some()),

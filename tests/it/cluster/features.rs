@@ -320,3 +320,35 @@ async fn a_dedup_window_takes_an_id_once_on_every_leader() {
         .await;
     assert_eq!(drain(&mut n, "pay").await, ["plain", "plain", "charge 20"]);
 }
+
+#[tokio::test]
+async fn reject_publish_refuses_alike_on_every_leader_counting_every_unsettled_copy() {
+    let mut t = Three::with(&[
+        "DECLARE QUEUE inbox replicas=3 max-length=2 overflow=reject-publish",
+        "DECLARE EXCHANGE fan fanout",
+        "DECLARE QUEUE other",
+        "BIND inbox fan",
+        "BIND other fan",
+    ])
+    .await;
+    t.publish("inbox", &[("m1", ""), ("m2", "")]).await;
+    let refused = t.c.err("PUB \"\" inbox m3", "QUEUE_FULL").await;
+    assert!(refused.contains("inbox is full"), "{refused}");
+    // Routed to a queue of the node's own too: taken there, refused here.
+    let got = t.c.cmd("PUB fan \"\" m4").await;
+    assert!(got.ends_with("routed=1 rejected=1"), "{got}");
+    // A copy delivered and not yet acked still counts (the log does not
+    // know which are delivered); acked, it makes room.
+    let mut l = t.on_leader("inbox").await;
+    l.send("GET inbox").await;
+    let (_, body) = l.msg().await;
+    assert_eq!(body, b"m1");
+    l.expect("OK 1").await;
+    t.c.err("PUB \"\" inbox m5", "QUEUE_FULL").await;
+    l.ok("ACK 1", "OK").await;
+    t.publish("inbox", &[("m5", "")]).await;
+    // The next leader counts alike.
+    let mut n = t.fail_over("inbox").await;
+    n.err("PUB \"\" inbox m6", "QUEUE_FULL").await;
+    assert_eq!(drain(&mut n, "inbox").await, ["m2", "m5"]);
+}

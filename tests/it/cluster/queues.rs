@@ -21,7 +21,7 @@ async fn a_replicated_queue_keeps_every_confirmed_message_when_its_leader_is_kil
     .await;
     // What a replicated queue does not take yet is refused, not ignored.
     for bad in [
-        "replicas=3 max-length=10 overflow=reject-publish",
+        "replicas=3 max-length=10 overflow=block",
         "replicas=3 exclusive",
     ] {
         let refused = c
