@@ -419,17 +419,6 @@ impl Broker {
         }
     }
 
-    /// `PRECONDITION` for `verb` on a replicated queue (not supported on
-    /// one yet).
-    pub(crate) fn refuse_replicated(&self, verb: &str, queue: &str) -> Result<(), BrokerError> {
-        match self.inner.consensus.get() {
-            Some(c) if c.replicated(queue) => Err(BrokerError::Precondition(format!(
-                "{verb} is not supported on a replicated queue yet"
-            ))),
-            _ => Ok(()),
-        }
-    }
-
     /// Puts a replicated queue's copy at position `seq` into this node's
     /// view of the queue (its leader's), in RAM only: the queue's log is
     /// where it is kept. `redelivered`: it may have been delivered before

@@ -40,6 +40,14 @@ impl Broker {
         emptied
     }
 
+    /// Puts `entries`, taken off `q` and not moved after all, back at
+    /// their places: see [`Queue::put_back`]. Routes the copies that died
+    /// meanwhile; a failure to is logged.
+    pub(crate) fn put_back(&self, q: &Arc<Queue>, entries: Vec<Entry>) {
+        let dead = q.put_back(entries);
+        self.dead_letter_or_log(q, dead);
+    }
+
     /// Takes up to `count` ready copies of `q` for a `GET` by connection
     /// `conn`: see [`Queue::take`]. Routes the copies found expired on the
     /// way; a failure to is logged.

@@ -66,7 +66,7 @@ pub(crate) use cluster::{Consensus, Linked, MetaAnswer, MetaOp, Proposal, Replic
 use connections::Connections;
 pub(crate) use disk::Disk;
 use exchange::Bindings;
-pub(crate) use publish::{Hold, PublishAttempt, Published};
+pub(crate) use publish::{Hold, PublishAttempt, Published, Redriven};
 use queue::{Queue, QueueInit, Timed, Totals};
 use stats::Sampler;
 use timer::Timers;

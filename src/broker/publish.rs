@@ -575,21 +575,35 @@ impl Broker {
     /// (`h.x-death-exchange`, `h.x-death-key`), atomically. Messages that
     /// were never dead-lettered, whose exchange `may_write` refuses (the
     /// user's `write` permission), or that would reach no queue (or only
-    /// full ones), stay. Returns (moved, kept, generation).
+    /// full ones), stay.
+    ///
+    /// On a cluster node, `queue` may be a replicated queue (on its
+    /// leader): then the copies for replicated queues its messages reach
+    /// are left for the caller to append to their logs, and the moved
+    /// messages to settle in `queue`'s log once those are committed (or
+    /// to put back, should they not be). A queue of the node's own keeps a
+    /// message whose route reaches a replicated queue (its removal and
+    /// the other queue's append could not be one step).
     pub(crate) fn redrive(
         &self,
         queue: &str,
         count: Option<u64>,
         conn: u64,
         may_write: &dyn Fn(&str) -> bool,
-    ) -> Result<(u64, u64, Option<u64>), BrokerError> {
+    ) -> Result<Redriven, BrokerError> {
         let q = self.queue(queue, conn)?;
+        let from_log = self
+            .inner
+            .consensus
+            .get()
+            .is_some_and(|c| c.replicated(&q.name));
         let taken = q.take_for_redrive(count.unwrap_or(u64::MAX));
         let now = Now::default();
         let mut planned = Planned::default();
         let mut kept = Vec::new();
         let mut moved = Vec::new();
         let mut copies = Vec::new();
+        let mut replicate = Vec::new();
         for e in taken {
             // An exchange name is text; the key may be any bytes.
             let exchange = e
@@ -611,25 +625,60 @@ impl Broker {
                 .cloned()
                 .collect();
             let targets = self.route_to(exchange, &key, &headers).unwrap_or_default();
-            // A replicated queue would take it through its log: not yet, so
-            // a message whose route reaches one stays.
             let (targets, replicated) = self.split_replicated(targets);
-            let targets = planned.admit(targets, e.msg.body.len(), true);
-            if targets.is_empty() || !replicated.is_empty() {
+            let admitted = planned.admit(targets.clone(), e.msg.body.len(), true);
+            let refused = admitted.len() < targets.len();
+            if refused || (admitted.is_empty() && replicated.is_empty()) {
                 kept.push(e);
                 continue;
             }
-            copies.push(Copies::republish(
-                self, &e, exchange, key, headers, targets, &now,
-            ));
+            if !replicated.is_empty() {
+                if !from_log {
+                    kept.push(e);
+                    continue;
+                }
+                let copy = ReplicaMessage::dead_letter(&e.msg, exchange, &key, &headers, &now);
+                replicate.extend(replicated.into_iter().map(|r| (r, copy.clone())));
+            }
+            if !admitted.is_empty() {
+                copies.push(Copies::republish(
+                    self, &e, exchange, key, headers, admitted, &now,
+                ));
+            }
             moved.push(e);
         }
         let gen = self.move_copies(&q, &moved, copies, 0)?;
         let kept_n = kept.len() as u64;
-        let dead = q.put_back(kept);
-        self.dead_letter_or_log(&q, dead);
-        Ok((moved.len() as u64, kept_n, gen))
+        self.put_back(&q, kept);
+        Ok(Redriven {
+            moved: moved.len() as u64,
+            kept: kept_n,
+            gen,
+            replicate,
+            settle: match from_log {
+                true => moved,
+                false => Vec::new(),
+            },
+            queue: q,
+        })
     }
+}
+
+/// What a `REDRIVE` did ([`Broker::redrive`]).
+#[derive(Debug)]
+pub(crate) struct Redriven {
+    /// Messages moved, and kept.
+    pub(crate) moved: u64,
+    pub(crate) kept: u64,
+    /// The store generation the reply waits for.
+    pub(crate) gen: Option<u64>,
+    /// Copies for replicated queues, to append to their logs.
+    pub(crate) replicate: Vec<(Arc<str>, ReplicaMessage)>,
+    /// A replicated queue's moved messages: settled in its log once the
+    /// copies are committed, put back if they are not.
+    pub(crate) settle: Vec<Entry>,
+    /// The queue redriven.
+    pub(crate) queue: Arc<Queue>,
 }
 
 /// The headers of a dead-lettered copy: its own minus earlier death

@@ -283,10 +283,57 @@ async fn redrive_keeps_a_message_whose_route_reaches_a_replicated_queue() {
     assert_eq!(got(&mut l, "rq", 1).await, ["once"]);
     l.ok("REJECT 1", "OK").await;
     // Dead-lettered into the leader's own dlq; sent back, its route
-    // reaches the replicated queue, which would take it through its log:
-    // not yet, so it stays (and is not lost).
+    // reaches the replicated queue, which takes it through its log: the
+    // node's own queue could not drop it in the same step, so it stays
+    // (and is not lost).
     l.ok("REDRIVE dlq", "OK moved=0 kept=1").await;
     assert_eq!(drain(&mut l, "dlq").await, ["once"]);
+}
+
+#[tokio::test]
+async fn redrive_of_a_replicated_queue_moves_through_the_logs_on_its_leader() {
+    let mut t = Three::with(&[
+        "DECLARE EXCHANGE dlx fanout",
+        "DECLARE QUEUE dlq replicas=3",
+        "BIND dlq dlx",
+        "DECLARE QUEUE rq replicas=3 dead-letter=dlx",
+    ])
+    .await;
+    t.publish("rq", &[("m1", ""), ("m2", "")]).await;
+    let mut l = t.on_leader("rq").await;
+    assert_eq!(got(&mut l, "rq", 2).await, ["m1", "m2"]);
+    l.ok("NACK 2 multiple requeue=false", "OK").await;
+    // Dead letters reach a replicated queue through its log, in the
+    // background: wait until its leader has both.
+    let mut d = t.on_leader("dlq").await;
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, stats) = d.data("STATS QUEUE dlq").await;
+        let ready = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("messages_ready"))
+            .map(str::trim);
+        if ready == Some("2") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "{stats}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The leader's; elsewhere refused, naming it.
+    let leader = queue_leader(&t.nodes, "dlq").await;
+    let other = (1..=3).find(|i| *i != leader).expect("a follower");
+    let refused = TestConn::connect(t.nodes[&other].addr)
+        .await
+        .err("REDRIVE dlq", "PRECONDITION")
+        .await;
+    assert!(refused.contains("led by node"), "{refused}");
+    d.ok("REDRIVE dlq", "OK moved=2 kept=0").await;
+    // Settled in the dead-letter queue's log: its next leader has none;
+    // appended to rq's: its leader has both again.
+    let mut n = t.fail_over("dlq").await;
+    assert!(drain(&mut n, "dlq").await.is_empty());
+    let mut r = t.on_leader("rq").await;
+    assert_eq!(drain(&mut r, "rq").await, ["m1", "m2"]);
 }
 
 #[tokio::test]
