@@ -123,6 +123,20 @@ impl QueueState {
                 .is_some_and(|max| self.bytes.saturating_add(len) > max)
     }
 
+    /// Takes over a snapshot's copies, their returns and the ids of a
+    /// `dedup-window=` queue.
+    fn restore(&mut self, saved: Saved) {
+        self.copies = saved.copies.into_iter().collect();
+        self.bytes = self.copies.values().map(ReplicaMessage::body_len).sum();
+        self.returns = saved.returns.into_iter().collect();
+        self.dedup_ends = saved
+            .dedup
+            .iter()
+            .map(|(id, end)| (*end, id.clone()))
+            .collect();
+        self.dedup = saved.dedup.into_iter().collect();
+    }
+
     /// Keeps copy `m` at position `seq`.
     fn keep(&mut self, seq: u64, m: ReplicaMessage) {
         self.bytes = self.bytes.saturating_add(m.body_len());
@@ -217,16 +231,8 @@ impl QueueMachine {
                 let saved =
                     decode(&bytes).map_err(|e| format!("the snapshot {}: {e}", file.display()))?;
                 st.last_applied = saved.last_applied;
-                st.membership = saved.membership;
-                st.copies = saved.copies.into_iter().collect();
-                st.bytes = st.copies.values().map(ReplicaMessage::body_len).sum();
-                st.returns = saved.returns.into_iter().collect();
-                st.dedup_ends = saved
-                    .dedup
-                    .iter()
-                    .map(|(id, end)| (*end, id.clone()))
-                    .collect();
-                st.dedup = saved.dedup.into_iter().collect();
+                st.membership = saved.membership.clone();
+                st.restore(saved);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("reading the snapshot {}: {e}", file.display())),
@@ -475,15 +481,7 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
         let mut st = self.st.lock();
         st.last_applied = meta.last_log_id;
         st.membership = meta.last_membership.clone();
-        st.copies = saved.copies.into_iter().collect();
-        st.bytes = st.copies.values().map(ReplicaMessage::body_len).sum();
-        st.returns = saved.returns.into_iter().collect();
-        st.dedup_ends = saved
-            .dedup
-            .iter()
-            .map(|(id, end)| (*end, id.clone()))
-            .collect();
-        st.dedup = saved.dedup.into_iter().collect();
+        st.restore(saved);
         if st.active {
             // Not expected (a leader is not sent snapshots), but its view
             // is made whole again if so.
