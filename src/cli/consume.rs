@@ -67,6 +67,11 @@ impl From<AckArg> for AckMode {
 /// (exit 3 if --count was not reached, or nothing came at all), or Ctrl-C
 /// (exit 130).
 ///
+/// On a cluster (--server a,b,c), any node serves a replicated queue:
+/// when its leader moves, `sub` subscribes again on the same node; when
+/// its node goes away, on the next one (messages printed and not yet
+/// acknowledged then come again: at least once).
+///
 /// Examples:
 ///   sluice sub jobs
 ///   sluice sub jobs --count 1 --timeout-idle 5s --json
