@@ -588,34 +588,41 @@ impl Queues {
         let Some(p) = self.placement(name) else {
             return false;
         };
-        let leader = self
-            .raft(p.group)
-            .and_then(|r| r.metrics().borrow().current_leader);
-        match leader {
+        match self.leader(p.group) {
             Some(l) => l != self.me,
             None => !p.members.contains(&self.me),
         }
     }
 
+    /// Where queue `name`'s leader is reached, when this node knows it
+    /// (it is a member) and it is another node.
+    pub(super) fn leader_addr(&self, name: &str) -> Option<String> {
+        let p = self.placement(name)?;
+        let leader = self.leader(p.group).filter(|l| *l != self.me)?;
+        Some(self.addr(leader))
+    }
+
     /// The addresses to ask for queue `name`'s leader: the leader's when
-    /// this node knows it, else every member's.
+    /// this node knows it, else every other member's.
     pub(super) fn leader_first(&self, name: &str) -> Vec<String> {
+        if let Some(addr) = self.leader_addr(name) {
+            return vec![addr];
+        }
         let Some(p) = self.placement(name) else {
             return Vec::new();
         };
-        let leader = self
-            .raft(p.group)
+        p.members
+            .iter()
+            .filter(|m| **m != self.me)
+            .map(|m| self.addr(*m))
+            .collect()
+    }
+
+    /// Group `group`'s leader, as this node's Raft of it knows (`None`:
+    /// none known, or the group does not run here).
+    fn leader(&self, group: u64) -> Option<u64> {
+        self.raft(group)
             .and_then(|r| r.metrics().borrow().current_leader)
-            .filter(|l| *l != self.me);
-        match leader {
-            Some(l) => vec![self.addr(l)],
-            None => p
-                .members
-                .iter()
-                .filter(|m| **m != self.me)
-                .map(|m| self.addr(*m))
-                .collect(),
-        }
     }
 
     /// Queue `name`'s group as this node sees it (`None`: not replicated).
@@ -657,10 +664,7 @@ impl Queues {
         }
         let deadline = Instant::now() + SUBMIT_TIMEOUT;
         while Instant::now() < deadline {
-            let leader = self
-                .raft(p.group)
-                .and_then(|r| r.metrics().borrow().current_leader);
-            if leader.is_some() {
+            if self.leader(p.group).is_some() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

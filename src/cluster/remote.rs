@@ -493,17 +493,16 @@ pub(super) async fn serve(
     req: ConsumeReq,
     mut io: Box<dyn Io>,
 ) {
+    if queues.led_elsewhere(&req.queue) {
+        let hint = queues.leader_addr(&req.queue);
+        let _ = write_frame(&mut io, &Down::NotLeader(hint)).await;
+        return;
+    }
     let q = match (queues.serve_here(&req.queue), broker.find_queue(&req.queue)) {
         (Ok(()), Some(q)) if queues.is_placed(&req.queue) => q,
         (Ok(()), _) => {
             let gone = BrokerError::NotFound(format!("queue {}", req.queue));
             let _ = write_frame(&mut io, &Down::Refused(MetaAnswer::error(gone))).await;
-            return;
-        }
-        (Err(BrokerError::Precondition(_)), _) => {
-            let leader = queues.leader_first(&req.queue);
-            let hint = (leader.len() == 1).then(|| leader[0].clone());
-            let _ = write_frame(&mut io, &Down::NotLeader(hint)).await;
             return;
         }
         (Err(e), _) => {
