@@ -273,6 +273,34 @@ impl ReplicaMessage {
         headers: &[crate::protocol::command::Header],
         now: &Now,
     ) -> ReplicaMessage {
+        Self::carrying(msg, exchange, key, headers, now.get())
+    }
+
+    /// `msg` as a leader sends it to the node of a subscriber (see
+    /// [`Consensus::consume`]): what a delivery shows of it.
+    pub(crate) fn delivered(msg: &Message) -> ReplicaMessage {
+        ReplicaMessage {
+            group: msg.group.as_deref().map(|g| BASE64.encode(g)),
+            ..Self::carrying(
+                msg,
+                &msg.exchange,
+                &msg.routing_key,
+                &msg.headers,
+                msg.published_at,
+            )
+        }
+    }
+
+    /// `msg`'s id, body and persistence, through `exchange` with `key` and
+    /// `headers`, published at `published_at`: no delay, priority, TTL or
+    /// group.
+    fn carrying(
+        msg: &Message,
+        exchange: &str,
+        key: &[u8],
+        headers: &[crate::protocol::command::Header],
+        published_at: u64,
+    ) -> ReplicaMessage {
         let b64 = |b: &[u8]| BASE64.encode(b);
         ReplicaMessage {
             id: msg.id.clone(),
@@ -281,35 +309,11 @@ impl ReplicaMessage {
             headers: headers.iter().map(|(n, v)| (n.clone(), b64(v))).collect(),
             body: b64(&msg.body),
             persistent: msg.persistent,
-            published_at: now.get(),
+            published_at,
             not_before: None,
             priority: None,
             ttl_ms: None,
             group: None,
-            chosen_id: false,
-        }
-    }
-
-    /// `msg` as a leader sends it to the node of a subscriber (see
-    /// [`Consensus::consume`]): what a delivery shows of it.
-    pub(crate) fn delivered(msg: &Message) -> ReplicaMessage {
-        let b64 = |b: &[u8]| BASE64.encode(b);
-        ReplicaMessage {
-            id: msg.id.clone(),
-            exchange: msg.exchange.to_string(),
-            key: b64(&msg.routing_key),
-            headers: msg
-                .headers
-                .iter()
-                .map(|(n, v)| (n.clone(), b64(v)))
-                .collect(),
-            body: b64(&msg.body),
-            persistent: msg.persistent,
-            published_at: msg.published_at,
-            not_before: None,
-            priority: None,
-            ttl_ms: None,
-            group: msg.group.as_deref().map(b64),
             chosen_id: false,
         }
     }
