@@ -3,7 +3,8 @@
 use tracing::instrument;
 
 use super::outcome::{Completion, HeldPub, Outcome, Pending};
-use crate::broker::{Broker, Hold, PublishAttempt, Published, ReplicaMessage};
+use super::replicated::append;
+use crate::broker::{Broker, Hold, PublishAttempt, Published};
 use crate::error::BrokerError;
 use crate::protocol::command::Publish;
 use crate::protocol::reply::{Blocker, Reply};
@@ -45,7 +46,7 @@ fn confirm_later(broker: &Broker, mut p: Published) -> Pending {
     let copies = std::mem::take(&mut p.replicate);
     let broker = broker.clone();
     Pending::new(async move {
-        let replicated = replicate(&broker, copies).await;
+        let replicated = append(&broker, copies).await;
         Box::new(move |_: &mut SessionState| {
             let kept = replicated?;
             p.duplicate |= kept.duplicate;
@@ -63,41 +64,6 @@ fn confirm_later(broker: &Broker, mut p: Published) -> Pending {
             Ok(Outcome::Reply(reply, gen))
         }) as Completion
     })
-}
-
-/// What replicated queues made of a publish's copies.
-#[derive(Debug, Default)]
-struct Kept {
-    /// A `dedup-window=` queue had its id.
-    duplicate: bool,
-    /// The full `reject-publish` queues that refused it.
-    rejected: Vec<std::sync::Arc<str>>,
-}
-
-/// Appends the copies for replicated queues to their logs; `Ok` once
-/// every one is committed, with what the queues made of them.
-async fn replicate(
-    broker: &Broker,
-    copies: Vec<(std::sync::Arc<str>, ReplicaMessage)>,
-) -> Result<Kept, BrokerError> {
-    let Some(c) = broker.consensus() else {
-        return Err(BrokerError::Internal("not a cluster node".into()));
-    };
-    let pending: Vec<_> = copies
-        .into_iter()
-        .map(|(q, m)| (q.clone(), c.enqueue(q, m)))
-        .collect();
-    let mut kept = Kept::default();
-    for (q, p) in pending {
-        for word in p.await? {
-            match word.as_str() {
-                "duplicate" => kept.duplicate = true,
-                "rejected" => kept.rejected.push(q.clone()),
-                _ => {}
-            }
-        }
-    }
-    Ok(kept)
 }
 
 /// The confirm of a publish: its `OK` line, and the store generation that

@@ -4,6 +4,7 @@
 use tracing::instrument;
 
 use super::outcome::{Completion, Outcome, Pending};
+use super::replicated::append;
 use crate::auth::{Kind, Perm};
 use crate::broker::{Broker, Redriven};
 use crate::error::BrokerError;
@@ -53,18 +54,7 @@ async fn through_logs(broker: &Broker, r: Redriven) -> Result<Option<u64>, Broke
     let Some(c) = broker.consensus() else {
         return Err(BrokerError::Internal("not a cluster node".into()));
     };
-    let pending: Vec<_> = r
-        .replicate
-        .into_iter()
-        .map(|(q, m)| c.enqueue(q, m))
-        .collect();
-    let mut failed = None;
-    for p in pending {
-        if let Err(e) = p.await {
-            failed = Some(e);
-        }
-    }
-    if let Some(e) = failed {
+    if let Err(e) = append(broker, r.replicate).await {
         broker.put_back(&r.queue, r.settle);
         return Err(e);
     }

@@ -13,13 +13,17 @@
 //! of such a queue. What a cluster refuses for now: `auto-delete` (an
 //! exchange or queue that one node's consumers would delete for all) and
 //! `expires=` (a timer of each node's own).
+//!
+//! The commands that touch replicated queues' logs share two waits here:
+//! [`append`] (copies a `PUB` or `REDRIVE` sends to replicated queues) and
+//! [`once_settled`] (an `ACK` or `PURGE` whose settlements must commit).
 
 use std::sync::Arc;
 
 use super::outcome::{Completion, Outcome, Pending};
 use super::{bind, declare, delete, user};
 use crate::auth::{Kind, Perm};
-use crate::broker::{Broker, Consensus, MetaAnswer, MetaOp};
+use crate::broker::{Broker, Consensus, MetaAnswer, MetaOp, ReplicaMessage};
 use crate::error::BrokerError;
 use crate::protocol::command::{DeclareExchange, DeclareQueue, DeleteQueue, UserCommand};
 use crate::protocol::parse::decode_one;
@@ -181,6 +185,42 @@ pub(super) fn once_settled(
             Ok(Outcome::Reply(reply, gen))
         }) as Completion
     }))
+}
+
+/// What replicated queues made of the copies [`append`]ed to them.
+#[derive(Debug, Default)]
+pub(super) struct Kept {
+    /// A `dedup-window=` queue had its id.
+    pub(super) duplicate: bool,
+    /// The full `reject-publish` queues that refused it.
+    pub(super) rejected: Vec<Arc<str>>,
+}
+
+/// Appends `copies` to their replicated queues' logs (a publish's, a
+/// redrive's); `Ok` once every one is committed, with what the queues made
+/// of them.
+pub(super) async fn append(
+    broker: &Broker,
+    copies: Vec<(Arc<str>, ReplicaMessage)>,
+) -> Result<Kept, BrokerError> {
+    let Some(c) = broker.consensus() else {
+        return Err(BrokerError::Internal("not a cluster node".into()));
+    };
+    let pending: Vec<_> = copies
+        .into_iter()
+        .map(|(q, m)| (q.clone(), c.enqueue(q, m)))
+        .collect();
+    let mut kept = Kept::default();
+    for (q, p) in pending {
+        for word in p.await? {
+            match word.as_str() {
+                "duplicate" => kept.duplicate = true,
+                "rejected" => kept.rejected.push(q.clone()),
+                _ => {}
+            }
+        }
+    }
+    Ok(kept)
 }
 
 /// `PRECONDITION` when a cluster node is asked for `option`.
