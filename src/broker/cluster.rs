@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -21,8 +21,8 @@ use super::queue::{Consumer, Queue, Settle};
 use super::Broker;
 use crate::error::BrokerError;
 use crate::protocol::command::ClusterCommand;
-use crate::protocol::command::Publish;
-use crate::store::StoreError;
+use crate::protocol::command::{Publish, StreamStart};
+use crate::store::{MessageBatch, StoreError};
 
 /// A cluster node's view of its cluster, as `STATS` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -149,6 +149,11 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// these positions (acked, rejected), so that no other member delivers
     /// them after a failover. In the background.
     fn settled(&self, queue: &str, seqs: Vec<u64>);
+    /// Records in replicated stream `queue`'s log that its leader moved
+    /// consumer group `group` to offset `at`: committed (`seek` false: no
+    /// member moves it back) or by `SEEK`. In the background; an `ACK`'s
+    /// or `SEEK`'s `OK` waits for [`Consensus::settled_barrier`].
+    fn offset(&self, queue: &str, group: &str, at: u64, seek: bool);
     /// Records in `queue`'s log that its leader put the copies at these
     /// positions back after a delivery (`NACK`, an ack timeout, a consumer
     /// gone), so that a new leader counts their deliveries on (for
@@ -176,7 +181,15 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// node, which pushes each delivery into `consumer`'s channel as from
     /// a queue of its own; its settlements go back to the leader
     /// ([`Consensus::settle_remote`]).
-    fn consume(&self, queue: Arc<Queue>, consumer: Consumer) -> Linked;
+    /// On a stream, it reads as `group` (else a reader of its own) from
+    /// `start`, as a `SUB` there would.
+    fn consume(
+        &self,
+        queue: Arc<Queue>,
+        consumer: Consumer,
+        group: Option<String>,
+        start: Option<StreamStart>,
+    ) -> Linked;
     /// Settles the copy at `seq` of replicated queue `queue`, delivered to
     /// subscription `consumer` through [`Consensus::consume`]; `false`
     /// (nothing done) when `consumer` is not such a subscription.
@@ -414,6 +427,14 @@ impl Broker {
         self.inner.consensus.get()?.replica_status(queue)
     }
 
+    /// Whether this node is a member of replicated queue `queue`'s group
+    /// (it keeps a copy).
+    pub(crate) fn keeps_replica(&self, queue: &str) -> bool {
+        let me = self.cluster_status().map(|c| c.node_id);
+        self.replica_status(queue)
+            .is_some_and(|r| me.is_some_and(|me| r.members.contains(&me)))
+    }
+
     /// `Ok` when this node serves `queue`'s consumers (see
     /// [`Consensus::serve_here`]); always on a single node.
     pub(crate) fn served_here(&self, queue: &str) -> Result<(), BrokerError> {
@@ -453,6 +474,61 @@ impl Broker {
         let (_, dead) = q.enqueue(e)?;
         self.dead_letter_or_log(q, dead);
         Ok(())
+    }
+
+    /// Appends a replicated stream's messages, each at its offset (from
+    /// its log, the same on every member, in order), to this node's copy
+    /// of stream `q`: stored with the next round of the group commit (the
+    /// log has them until a snapshot, which waits for that round) and
+    /// read from there on like any stream's. Returns the generation to
+    /// wait for.
+    pub(crate) fn append_to_stream(
+        &self,
+        q: &Arc<Queue>,
+        copies: Vec<(u64, ReplicaMessage)>,
+    ) -> Result<Option<u64>, BrokerError> {
+        let mut entries = Vec::with_capacity(copies.len());
+        for (seq, m) in copies {
+            let mut msg = m.message()?;
+            msg.body_id = self.inner.next_body_id.fetch_add(1, Ordering::Relaxed);
+            msg.stored_refs = AtomicU32::new(1);
+            entries.push(Entry {
+                seq,
+                msg: Arc::new(msg),
+                deliveries: 0,
+                redelivered: false,
+                stored: true,
+                priority: 0,
+                expires_at: None,
+                not_before: None,
+                uncertain: false,
+            });
+        }
+        let Some(last) = entries.last().map(|e| e.seq) else {
+            return Ok(None);
+        };
+        let metas: Vec<_> = entries.iter().map(|e| e.meta(false)).collect();
+        let batch = MessageBatch {
+            put_bodies: entries
+                .iter()
+                .map(|e| (e.msg.body_id, &e.msg.body[..]))
+                .collect(),
+            put_metas: entries
+                .iter()
+                .zip(&metas)
+                .map(|(e, m)| (q.id, e.seq, m))
+                .collect(),
+            ordered_only: true,
+            ..MessageBatch::default()
+        };
+        let gen = self.inner.disk.apply(&batch)?;
+        drop(batch);
+        q.raise_next_seq(last.saturating_add(1));
+        for e in entries {
+            let (_, dead) = q.enqueue(e)?;
+            self.dead_letter_or_log(q, dead);
+        }
+        Ok(Some(gen))
     }
 
     /// The message log the broker stores in (`None` with `--in-memory`).

@@ -96,8 +96,24 @@ impl Broker {
         record: bool,
     ) -> Result<Option<u64>, BrokerError> {
         let put_back = matches!(how, Settle::Requeue { .. } | Settle::Timeout).then_some(entry.seq);
-        let Settled { gen, dead, release } = q.settle(consumer_id, entry, how)?;
-        if let Some(c) = self.inner.consensus.get().filter(|c| c.replicated(&q.name)) {
+        let Settled {
+            gen,
+            dead,
+            release,
+            commit,
+        } = q.settle(consumer_id, entry, how)?;
+        let replicated = self.inner.consensus.get().filter(|c| c.replicated(&q.name));
+        let gen = match (commit, replicated) {
+            // A replicated stream's group offsets are its log's entries
+            // (the leader's, whoever's consumer acked).
+            (Some((group, at)), Some(c)) => {
+                c.offset(&q.name, &group, at, false);
+                gen
+            }
+            (Some((group, at)), None) => Some(q.defer_offset(group, at)),
+            (None, _) => gen,
+        };
+        if let Some(c) = replicated.filter(|_| q.stream_end().is_none()) {
             // A replicated queue's log learns which copies are done with
             // (those that died: `dead_letter`), and which were put back
             // after a delivery (one that reached its delivery limit died

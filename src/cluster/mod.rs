@@ -42,6 +42,7 @@ mod queues;
 mod remote;
 #[cfg(test)]
 mod state;
+mod stream_replica;
 mod submit;
 #[cfg(test)]
 mod tests;

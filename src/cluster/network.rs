@@ -39,7 +39,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::broker::MetaAnswer;
 use crate::error::BrokerError;
-use crate::protocol::command::ClusterCommand;
+use crate::protocol::command::{ClusterCommand, StreamStart};
 use crate::protocol::parse::decode_one;
 use crate::protocol::Command;
 use crate::tls::TlsClientConfig;
@@ -106,6 +106,46 @@ pub(super) struct ConsumeReq {
     pub(super) prefetch: u32,
     /// `SUB exclusive`.
     pub(super) exclusive: bool,
+    /// A stream's `SUB group=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) group: Option<String>,
+    /// A stream's `SUB offset=` or `time=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) start: Option<Start>,
+}
+
+/// Where a stream reader starts, as a [`ConsumeReq`] carries it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(super) enum Start {
+    First,
+    Last,
+    Next,
+    Offset(u64),
+    Time(u64),
+}
+
+impl From<StreamStart> for Start {
+    fn from(s: StreamStart) -> Start {
+        match s {
+            StreamStart::First => Start::First,
+            StreamStart::Last => Start::Last,
+            StreamStart::Next => Start::Next,
+            StreamStart::Offset(n) => Start::Offset(n),
+            StreamStart::Time(t) => Start::Time(t),
+        }
+    }
+}
+
+impl From<Start> for StreamStart {
+    fn from(s: Start) -> StreamStart {
+        match s {
+            Start::First => StreamStart::First,
+            Start::Last => StreamStart::Last,
+            Start::Next => StreamStart::Next,
+            Start::Offset(n) => StreamStart::Offset(n),
+            Start::Time(t) => StreamStart::Time(t),
+        }
+    }
 }
 
 /// What a node does with a subscription that arrives ([`Rpc::Consume`]):

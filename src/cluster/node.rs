@@ -32,7 +32,7 @@ use crate::broker::{
 };
 use crate::config::ClusterConfig;
 use crate::error::BrokerError;
-use crate::protocol::command::ClusterCommand;
+use crate::protocol::command::{ClusterCommand, StreamStart};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -346,6 +346,10 @@ impl Consensus for MetaGroup {
         self.queues.settled(queue, seqs);
     }
 
+    fn offset(&self, queue: &str, group: &str, at: u64, seek: bool) {
+        self.queues.offset(queue, group, at, seek);
+    }
+
     fn returned(&self, queue: &str, seqs: Vec<u64>) {
         self.queues.returned(queue, seqs);
     }
@@ -358,8 +362,14 @@ impl Consensus for MetaGroup {
         self.queues.led_elsewhere(queue)
     }
 
-    fn consume(&self, queue: Arc<Queue>, consumer: Consumer) -> Linked {
-        self.links.open(queue, consumer)
+    fn consume(
+        &self,
+        queue: Arc<Queue>,
+        consumer: Consumer,
+        group: Option<String>,
+        start: Option<StreamStart>,
+    ) -> Linked {
+        self.links.open(queue, consumer, group, start)
     }
 
     fn settle_remote(&self, consumer: u64, queue: &str, seq: u64, how: Settle) -> bool {

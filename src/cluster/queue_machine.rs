@@ -40,6 +40,8 @@ use openraft::{
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+pub(super) use super::stream_replica::GroupOffset;
+use super::stream_replica::StreamPart;
 use super::TypeConfig;
 use crate::broker::{Broker, MetaAnswer, ReplicaMessage};
 use crate::protocol::command::Overflow;
@@ -62,6 +64,19 @@ pub(super) struct QueueOp {
     /// counted on).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) returned: Vec<u64>,
+    /// A stream's group offsets, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) offsets: Vec<GroupOffset>,
+}
+
+impl QueueOp {
+    /// Whether it carries nothing.
+    pub(super) fn is_empty(&self) -> bool {
+        self.enqueue.is_empty()
+            && self.settle.is_empty()
+            && self.returned.is_empty()
+            && self.offsets.is_empty()
+    }
 }
 
 /// What a replicated queue's state machine keeps.
@@ -82,6 +97,8 @@ struct QueueState {
     dedup: HashMap<String, u64>,
     /// The same, by the end of their window.
     dedup_ends: BTreeSet<(u64, String)>,
+    /// A stream's next offset and group offsets.
+    stream: StreamPart,
 }
 
 /// What a `reject-publish` queue's machine checks a copy against: its
@@ -135,6 +152,7 @@ impl QueueState {
             .map(|(id, end)| (*end, id.clone()))
             .collect();
         self.dedup = saved.dedup.into_iter().collect();
+        self.stream = StreamPart::restored(saved.next, saved.offsets);
     }
 
     /// Keeps copy `m` at position `seq`.
@@ -186,6 +204,16 @@ struct Saved {
     /// A `dedup-window=` queue's ids and the ends of their windows.
     #[serde(default)]
     dedup: Vec<(String, u64)>,
+    /// A stream's next offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next: Option<u64>,
+    /// A stream's group offsets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    offsets: Vec<(String, u64)>,
+    /// A stream's messages, by offset: only in a snapshot sent to a
+    /// member too far behind (see `stream_replica.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    messages: Vec<(u64, ReplicaMessage)>,
 }
 
 /// A replicated queue's state machine (see the module docs). Clones share
@@ -256,6 +284,13 @@ impl QueueMachine {
         let Some(q) = self.broker.find_queue(&self.name) else {
             return;
         };
+        if q.stream_end().is_some() {
+            // Every member keeps the stream; only its groups and readers
+            // follow the lead.
+            q.stream_replace_groups(&st.stream.groups(), active);
+            tracing::info!(stream = %self.name, leads = active, "a replicated stream's lead");
+            return;
+        }
         if active {
             // What the view may hold is stale: a delivery put back after
             // this node last led it (a late NACK) went there, off the log.
@@ -293,6 +328,14 @@ impl QueueMachine {
             }
             EntryPayload::Normal(p) => match serde_json::from_str::<QueueOp>(&p.0) {
                 Ok(op) => {
+                    let stream = self
+                        .broker
+                        .find_queue(&self.name)
+                        .filter(|q| q.stream_end().is_some());
+                    if let Some(q) = stream {
+                        st.stream.apply(&self.broker, &q, op.enqueue, op.offsets);
+                        return dropped;
+                    }
                     let q = match st.active {
                         true => self.broker.find_queue(&self.name),
                         false => None,
@@ -376,10 +419,11 @@ impl QueueMachine {
                 .iter()
                 .map(|(id, end)| (id.clone(), *end))
                 .collect(),
+            next: st.stream.saved().0,
+            offsets: st.stream.saved().1,
+            messages: Vec::new(),
         };
-        let json = serde_json::to_vec(&saved).map_err(|e| io_error(ErrorVerb::Write, e))?;
-        let mut bytes = crc32fast::hash(&json).to_be_bytes().to_vec();
-        bytes.extend_from_slice(&json);
+        let bytes = encode(&saved)?;
         let meta = SnapshotMeta {
             last_log_id: st.last_applied,
             last_membership: st.membership.clone(),
@@ -396,6 +440,14 @@ fn snapshot_id(last: Option<LogId<u64>>) -> String {
         last.map_or(0, |l| l.leader_id.term),
         last.map_or(0, |l| l.index)
     )
+}
+
+/// A snapshot's bytes: a CRC-32 of the JSON, then the JSON.
+fn encode(saved: &Saved) -> Result<Vec<u8>, StorageError<u64>> {
+    let json = serde_json::to_vec(saved).map_err(|e| io_error(ErrorVerb::Write, e))?;
+    let mut bytes = crc32fast::hash(&json).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&json);
+    Ok(bytes)
 }
 
 /// Reads a snapshot's bytes back: a CRC-32 of the JSON, then the JSON.
@@ -428,6 +480,13 @@ fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 impl RaftSnapshotBuilder<TypeConfig> for QueueMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let (meta, bytes) = Self::snapshot_of(&self.st.lock())?;
+        // A stream's messages are in this node's copy, not the snapshot:
+        // the log behind it goes only once they are durable.
+        let committer = self.broker.committer().clone();
+        committer
+            .wait(committer.written())
+            .await
+            .map_err(|e| io_error(ErrorVerb::Write, e))?;
         self.keep(bytes.clone()).await?;
         Ok(Snapshot {
             meta,
@@ -476,7 +535,29 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
         let bytes = snapshot.into_inner();
-        let saved = decode(&bytes).map_err(|e| io_error(ErrorVerb::Read, e))?;
+        let mut saved = decode(&bytes).map_err(|e| io_error(ErrorVerb::Read, e))?;
+        let stream = self
+            .broker
+            .find_queue(&self.name)
+            .filter(|q| q.stream_end().is_some());
+        let bytes = match stream {
+            Some(q) => {
+                // This node's copy of the stream becomes the snapshot's,
+                // durable before the snapshot is kept (which holds no
+                // messages).
+                let messages = std::mem::take(&mut saved.messages);
+                let part = StreamPart::restored(saved.next, saved.offsets.clone());
+                part.install(&self.broker, &q, messages)
+                    .map_err(|e| io_error(ErrorVerb::Write, e))?;
+                let committer = self.broker.committer().clone();
+                committer
+                    .wait(committer.written())
+                    .await
+                    .map_err(|e| io_error(ErrorVerb::Write, e))?;
+                encode(&saved)?
+            }
+            None => bytes,
+        };
         self.keep(bytes).await?;
         let mut st = self.st.lock();
         st.last_applied = meta.last_log_id;
@@ -505,11 +586,27 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(ErrorVerb::Read, e)),
         };
-        let saved = decode(&bytes).map_err(|e| io_error(ErrorVerb::Read, e))?;
+        let mut saved = decode(&bytes).map_err(|e| io_error(ErrorVerb::Read, e))?;
         let meta = SnapshotMeta {
             last_log_id: saved.last_applied,
-            last_membership: saved.membership,
+            last_membership: saved.membership.clone(),
             snapshot_id: snapshot_id(saved.last_applied),
+        };
+        // A stream's is sent with the messages this node's copy keeps
+        // below its next offset.
+        let stream = self
+            .broker
+            .find_queue(&self.name)
+            .filter(|q| q.stream_end().is_some());
+        let bytes = match stream {
+            Some(q) => {
+                let part = StreamPart::restored(saved.next, Vec::new());
+                saved.messages = tokio::task::spawn_blocking(move || part.pack(&q))
+                    .await
+                    .map_err(|e| io_error(ErrorVerb::Read, e))?;
+                encode(&saved)?
+            }
+            None => bytes,
         };
         Ok(Some(Snapshot {
             meta,
@@ -576,11 +673,18 @@ mod tests {
             copies: Vec::new(),
             returns: Vec::new(),
             dedup: vec![("pay-1".into(), 7)],
+            next: Some(12),
+            offsets: vec![("g".into(), 9)],
+            messages: Vec::new(),
         };
         let json = serde_json::to_vec(&saved).unwrap();
         let mut bytes = crc32fast::hash(&json).to_be_bytes().to_vec();
         bytes.extend_from_slice(&json);
-        assert!(decode(&bytes).is_ok());
+        let back = decode(&bytes).unwrap();
+        assert_eq!(
+            (back.next, back.offsets),
+            (Some(12), vec![("g".to_string(), 9)])
+        );
         let last = bytes.len() - 2;
         bytes[last] ^= 1;
         assert!(decode(&bytes).unwrap_err().contains("damaged"));

@@ -42,7 +42,10 @@ use tokio::task::JoinHandle;
 use super::log_store::GroupLog;
 use super::network::{call, Peers, Router, Rpc};
 use super::placement::Placement;
-use super::queue_machine::{remove_snapshot, snapshot_path, QueueMachine, QueueOp, MAX_BATCH};
+use super::queue_machine::{
+    remove_snapshot, snapshot_path, GroupOffset, QueueMachine, QueueOp, MAX_BATCH,
+};
+use super::stream_replica::FIRST_OFFSET;
 use super::submit::{submit, unsubmitted};
 use super::{Payload, TypeConfig};
 use crate::broker::{Broker, MetaAnswer, ReplicaMessage, ReplicaStatus};
@@ -64,6 +67,8 @@ enum Job {
     Settle(Vec<u64>),
     /// Copies put back after a delivery.
     Return(Vec<u64>),
+    /// A stream group's new offset (`true`: by `SEEK`).
+    Offset(String, u64, bool),
     /// Who waits until what was handed over before is committed.
     Barrier(oneshot::Sender<MetaAnswer>),
 }
@@ -256,6 +261,12 @@ impl Queues {
             if let Some(q) = view {
                 q.cancel_subscriptions("leader-moved");
                 let _ = q.purge();
+                // A stream's copy goes too: should this node keep it again,
+                // it is rebuilt from the first offset.
+                q.stream_replace_groups(&[], false);
+                if let Err(e) = q.stream_reset(FIRST_OFFSET) {
+                    tracing::warn!(group, error = %e, "emptying a replicated stream's copy");
+                }
             }
             if let Err(e) = remove_snapshot(&snapshot) {
                 tracing::warn!(group, error = %e, "removing a replicated queue's snapshot");
@@ -272,6 +283,15 @@ impl Queues {
     /// settled copy: a read lock, no copy of the placement).
     pub(super) fn is_placed(&self, name: &str) -> bool {
         self.placed.read().contains_key(name)
+    }
+
+    /// Whether `name` is a replicated stream (this node's copy is one).
+    pub(super) fn is_stream(&self, name: &str) -> bool {
+        self.is_placed(name)
+            && self
+                .broker
+                .find_queue(name)
+                .is_some_and(|q| q.stream_end().is_some())
     }
 
     /// The placement of queue `name`, if replicated.
@@ -513,6 +533,12 @@ impl Queues {
         self.job(name, Job::Settle(seqs));
     }
 
+    /// Records that stream `name`'s group `group` is at offset `at` (in
+    /// its next entry).
+    pub(super) fn offset(self: &Arc<Self>, name: &str, group: &str, at: u64, seek: bool) {
+        self.job(name, Job::Offset(group.to_string(), at, seek));
+    }
+
     /// Records copies of `name` put back after a delivery (in its next
     /// entry).
     pub(super) fn returned(self: &Arc<Self>, name: &str, seqs: Vec<u64>) {
@@ -699,6 +725,7 @@ async fn batch(queues: Arc<Queues>, name: String, mut rx: mpsc::UnboundedReceive
                 }
                 Job::Settle(seqs) => op.settle.extend(seqs),
                 Job::Return(seqs) => op.returned.extend(seqs),
+                Job::Offset(group, at, seek) => op.offsets.push(GroupOffset { group, at, seek }),
                 Job::Barrier(w) => waiters.push((w, None)),
             }
             if (op.enqueue.len() as u64) < MAX_BATCH {
@@ -707,7 +734,7 @@ async fn batch(queues: Arc<Queues>, name: String, mut rx: mpsc::UnboundedReceive
         }
         // A barrier alone: everything before it is committed already (the
         // batches go one at a time).
-        let answer = match op.enqueue.is_empty() && op.settle.is_empty() && op.returned.is_empty() {
+        let answer = match op.is_empty() {
             true => MetaAnswer::default(),
             false => MetaAnswer::of(queues.submit(&name, &op).await),
         };

@@ -34,12 +34,13 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
-use super::network::{read_frame, write_frame, ConsumeReq, Io, Peers, Rpc};
+use super::network::{read_frame, write_frame, ConsumeReq, Io, Peers, Rpc, Start};
 use super::queues::Queues;
 use crate::broker::message::Entry;
 use crate::broker::queue::{Consumer, Delivery, Push, Queue, Settle};
 use crate::broker::{Broker, Linked, MetaAnswer, ReplicaMessage};
 use crate::error::BrokerError;
+use crate::protocol::command::StreamStart;
 use crate::protocol::reply::Notice;
 
 /// How long a `SUB` looks for the queue's leader (an election).
@@ -170,7 +171,13 @@ impl Links {
 
     /// Opens a link for `consumer` to `queue`'s leader: see
     /// [`crate::broker::Consensus::consume`].
-    pub(super) fn open(self: &Arc<Self>, queue: Arc<Queue>, consumer: Consumer) -> Linked {
+    pub(super) fn open(
+        self: &Arc<Self>,
+        queue: Arc<Queue>,
+        consumer: Consumer,
+        group: Option<String>,
+        start: Option<StreamStart>,
+    ) -> Linked {
         let links = self.clone();
         Box::pin(async move {
             let req = ConsumeReq {
@@ -178,6 +185,8 @@ impl Links {
                 tag: consumer.tag.to_string(),
                 prefetch: consumer.prefetch,
                 exclusive: consumer.exclusive,
+                group,
+                start: start.map(Start::from),
             };
             let io = links.find_leader(&req).await?;
             let start: Box<dyn FnOnce() + Send> =
@@ -386,10 +395,11 @@ impl Links {
         let Some(mut link) = self.by_consumer.get_mut(&consumer) else {
             return false;
         };
-        if matches!(how, Settle::Ack | Settle::Reject) {
+        if matches!(how, Settle::Ack | Settle::Reject) && !self.queues.is_stream(queue) {
             // Recorded from here too: the `ACK`'s `OK` waits for this
             // node's records of the queue to commit, whether the link
-            // still stands or not.
+            // still stands or not. (A stream's group offsets are the
+            // leader's to record: only it knows where the group is.)
             self.queues.settled(queue, vec![seq]);
         }
         let _ = link.up.send(Up::Settle(seq, how.into()));
@@ -522,7 +532,11 @@ pub(super) async fn serve(
         exclusive: req.exclusive,
         auto_ack: false,
     };
-    if let Err(e) = broker.subscribe(&q, consumer) {
+    let subscribed = match q.stream_end() {
+        Some(_) => q.stream_subscribe(consumer, req.group.as_deref(), req.start.map(Into::into)),
+        None => broker.subscribe(&q, consumer),
+    };
+    if let Err(e) = subscribed {
         let _ = write_frame(&mut io, &Down::Refused(MetaAnswer::error(e))).await;
         return;
     }

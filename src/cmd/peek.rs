@@ -16,8 +16,12 @@ use crate::session_state::SessionState;
 #[instrument(level = "debug", name = "PEEK", skip_all, fields(conn = s.conn_id(), queue = %c.queue))]
 pub(super) fn peek(c: Peek, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     s.login().check("PEEK", Perm::Read, Kind::Queue, &c.queue)?;
-    s.broker().served_here(&c.queue)?;
     let q = s.broker().queue(&c.queue, s.conn_id())?;
+    // Each member of a replicated stream keeps it whole: it reads its own
+    // copy (as far as it has applied the stream's log).
+    if !(q.stream_end().is_some() && s.broker().keeps_replica(&c.queue)) {
+        s.broker().served_here(&c.queue)?;
+    }
     let seen = q.peek(c.count, c.from);
     let n = seen.len();
     for e in seen {

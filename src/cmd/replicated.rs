@@ -130,9 +130,10 @@ pub(super) fn propose(
 }
 
 /// `PRECONDITION` unless a replicated queue can be what `c` declares: a
-/// named, shared, classic queue, with no option whose work a node would
-/// do on its own (a publish held for a full queue: the node that routes
-/// it would hold it for another node's queue; streams);
+/// named, shared queue or stream (not a partitioned one), with no option
+/// whose work a node would do on its own (a publish held for a full
+/// queue: the node that routes it would hold it for another node's
+/// queue);
 /// `single-active`, `groups` (a copy carries its group), `ack-timeout=`,
 /// `retry-delays=`, `max-priority=`, `ttl=`, `dead-letter=` and
 /// `max-length=`/`max-bytes=` with `drop-head` are the leader's (a copy
@@ -152,7 +153,6 @@ fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
             "overflow=block",
             a.overflow == crate::protocol::command::Overflow::Block,
         ),
-        ("type=stream", a.mode.is_stream()),
         ("partitions=", c.partitions.is_some()),
     ];
     match refused.iter().find(|(_, asked)| *asked) {

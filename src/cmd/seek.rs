@@ -4,6 +4,7 @@
 use tracing::instrument;
 
 use super::outcome::Outcome;
+use super::replicated::once_settled;
 use crate::auth::{Kind, Perm};
 use crate::error::BrokerError;
 use crate::protocol::command::Seek;
@@ -20,15 +21,27 @@ pub(super) fn seek(c: Seek, s: &mut SessionState) -> Result<Outcome, BrokerError
     s.login()
         .check("SEEK", Perm::Read, Kind::Queue, &c.stream)?;
     let streams = s.broker().queues_named(&c.stream, s.conn_id())?;
+    // A replicated stream's groups move on its leader, through its log.
+    let replicated = s
+        .broker()
+        .consensus()
+        .filter(|consensus| consensus.replicated(&c.stream));
+    if replicated.is_some() {
+        s.broker().served_here(&c.stream)?;
+    }
     let mut at = Vec::with_capacity(streams.len());
     let mut gen = None;
     for q in &streams {
-        let (offset, g) = q.stream_seek(&c.group, c.to)?;
+        let (offset, g) = q.stream_seek(&c.group, c.to, replicated.is_none())?;
+        if let Some(consensus) = &replicated {
+            consensus.offset(&q.name, &c.group, offset, true);
+        }
         at.push(offset.to_string());
-        gen = gen.max(Some(g));
+        gen = gen.max(g);
     }
-    Ok(Outcome::Reply(
-        Reply::words([format!("offset={}", at.join(","))]),
-        gen,
-    ))
+    let reply = Reply::words([format!("offset={}", at.join(","))]);
+    match replicated {
+        Some(consensus) => Ok(once_settled(consensus, vec![c.stream.clone()], reply, gen)),
+        None => Ok(Outcome::Reply(reply, gen)),
+    }
 }

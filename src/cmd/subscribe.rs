@@ -87,7 +87,7 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
                 quote_for_message(&c.queue)
             )));
         };
-        let linked = leader.consume(q, consumer());
+        let linked = leader.consume(q, consumer(), c.group.clone(), c.start);
         return Ok(Outcome::Pending(Pending::new(async move {
             let started = linked.await;
             Box::new(move |s: &mut SessionState| {

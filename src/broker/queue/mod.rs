@@ -33,6 +33,7 @@ mod classic;
 mod consumer;
 mod counters;
 mod dead;
+mod replica;
 mod stream;
 mod tail;
 
@@ -579,39 +580,41 @@ impl Queue {
         match &self.kind {
             Kind::Classic(c) => {
                 let (gen, dead, release) = c.settle(self, consumer_id, entry, how)?;
-                Ok(Settled { gen, dead, release })
+                Ok(Settled {
+                    gen,
+                    dead,
+                    release,
+                    commit: None,
+                })
             }
             Kind::Stream(s) => Ok(Settled {
-                gen: s.settle(self, consumer_id, &entry, how)?,
+                commit: s.settle(self, consumer_id, &entry, how),
                 ..Settled::default()
             }),
         }
     }
 
+    /// Stores stream group `group`'s committed offset `at` with the next
+    /// round of the group commit: the generation to wait for.
+    pub(crate) fn defer_offset(&self, group: Arc<str>, at: u64) -> u64 {
+        self.disk.committer.defer_offset(self.id, group, at)
+    }
+
     /// `SEEK`: moves stream group `group` to `to` (creating it if it is
-    /// new). Returns the offset it will read next and the store generation
-    /// to wait for. `PRECONDITION` on a classic queue.
+    /// new). Returns the offset it will read next and, when `store`, the
+    /// store generation to wait for. `PRECONDITION` on a classic queue.
     pub(crate) fn stream_seek(
         self: &Arc<Self>,
         group: &str,
         to: StreamStart,
-    ) -> Result<(u64, u64), BrokerError> {
+        store: bool,
+    ) -> Result<(u64, Option<u64>), BrokerError> {
         match &self.kind {
-            Kind::Stream(s) => s.seek(self, group, to),
+            Kind::Stream(s) => s.seek(self, group, to, store),
             Kind::Classic(_) => Err(BrokerError::Precondition(format!(
                 "queue {} is not a stream",
                 self.name
             ))),
-        }
-    }
-
-    /// Takes the waiting copies `copies` (position, priority, due time) out
-    /// of the queue, undelivered: a replicated queue's copies settled in
-    /// its log by another node (an ack through a subscriber's node after
-    /// the lead moved). One delivered meanwhile stays with its consumer.
-    pub(crate) fn withdraw(&self, copies: &[(u64, u8, Option<u64>)]) {
-        if let Kind::Classic(c) = &self.kind {
-            c.withdraw(self, copies);
         }
     }
 
@@ -779,6 +782,9 @@ pub(crate) struct Settled {
     /// The copy to remove from the store (acked, or its queue deleted),
     /// once the dead letters are routed.
     pub(crate) release: Option<Entry>,
+    /// A stream group's new committed offset, for the caller to store (or
+    /// to record in a replicated stream's log).
+    pub(crate) commit: Option<(Arc<str>, u64)>,
 }
 
 /// A waiting `GET`, counted while it lives.

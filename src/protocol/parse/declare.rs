@@ -21,7 +21,7 @@ const QUEUE_USAGE: &str = "DECLARE QUEUE <name> [durable] [exclusive] [auto-dele
                            [dedup-window=<ms>] [retry-delays=<ms>,<ms>,...] \
                            [single-active] [groups] [replicas=N] \
                            | DECLARE QUEUE <name> type=stream [durable] [max-age=<ms>] \
-                           [max-bytes=N] [partitions=N]";
+                           [max-bytes=N] [partitions=N] [replicas=N]";
 
 const QUEUE_OPTIONS: &[&str] = &[
     opt::TYPE,
@@ -157,6 +157,7 @@ fn check_queue_kind(d: &DeclareQueue, given: &[&'static str], kind: KindOptions)
         opt::MAX_AGE,
         opt::MAX_BYTES,
         opt::PARTITIONS,
+        opt::REPLICAS,
     ];
     let refused =
         |what: &str, opt: &str| Err(ParseError::syntax(format!("{what} does not take {opt}")));

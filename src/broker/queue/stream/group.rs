@@ -56,6 +56,9 @@ pub(super) struct Group {
     active: Option<u64>,
     /// The member told `NOTICE inactive` while its deliveries settle.
     leaving: Option<u64>,
+    /// Offsets below this may have been delivered by another node (a
+    /// replicated stream's earlier leader): flagged `redelivered`.
+    pub(super) seen_below: u64,
 }
 
 impl Group {
@@ -71,6 +74,7 @@ impl Group {
             members: Vec::new(),
             active: None,
             leaving: None,
+            seen_below: 0,
         }
     }
 
@@ -237,6 +241,7 @@ impl Readers {
             let Some(active) = g.active else {
                 return;
             };
+            let seen_below = g.seen_below;
             if g.leaving.is_some() {
                 return;
             }
@@ -281,8 +286,8 @@ impl Readers {
             for mut e in batch {
                 let r = &mut self.list[ri];
                 let seq = e.seq;
-                e.redelivered = again.unwrap_or(false);
-                e.deliveries = 1 + u32::from(again.is_some());
+                e.redelivered = again.unwrap_or(seq < seen_below);
+                e.deliveries = 1 + u32::from(again.is_some() || seq < seen_below);
                 let d = Delivery {
                     queue: q.clone(),
                     consumer_id: r.c.id,

@@ -154,6 +154,26 @@ impl Log {
         out
     }
 
+    /// Takes off every segment, as [`Log::retention`] would (the copy is
+    /// emptied).
+    pub(super) fn take_all(&mut self) -> Cut {
+        let mut out = Vec::new();
+        while let Some(seg) = self.segments.pop_front() {
+            let mut in_ram = Vec::new();
+            while self.recent.front().is_some_and(|e| e.seq < seg.end) {
+                if let Some(e) = self.recent.pop_front() {
+                    in_ram.push(e);
+                }
+            }
+            out.push((seg, in_ram));
+        }
+        self.first = self.end;
+        self.count = 0;
+        self.bytes = 0;
+        self.recent_bytes = 0;
+        out
+    }
+
     /// The stream is deleted: lets go of what it holds in RAM.
     pub(super) fn clear_recent(&mut self) {
         self.recent.clear();

@@ -247,17 +247,17 @@ impl Stream {
 
     /// Settles a stream delivery: credit back, and for its group commit
     /// (`ACK`, `REJECT`) or deliver again (`NACK`, timeout, connection lost).
+    /// Returns the named group's new committed offset when it moved, for
+    /// the caller to store (see [`Queue::settle`]).
     pub(super) fn settle(
         &self,
         q: &Arc<Queue>,
         consumer_id: Option<u64>,
         entry: &Entry,
         how: Settle,
-    ) -> Result<Option<u64>, BrokerError> {
+    ) -> Option<(GroupKey, u64)> {
         let mut st = self.state.lock();
-        let Some(id) = consumer_id else {
-            return Ok(None);
-        };
+        let id = consumer_id?;
         if matches!(how, Settle::Ack) {
             q.counters.acked.fetch_add(1, Ordering::Relaxed);
             q.totals.acked.fetch_add(1, Ordering::Relaxed);
@@ -302,21 +302,20 @@ impl Stream {
             let StreamState { log, readers, .. } = &mut *st;
             readers.dispatch_group(q, log, &key);
         }
-        drop(st);
-        match commit {
-            Some((key, at)) => Ok(Some(q.disk.committer.defer_offset(q.id, key, at))),
-            None => Ok(None),
-        }
+        commit
     }
 
     /// `SEEK`: moves `group` to `to` (creating it if it is new). Returns
-    /// the offset it will read next and the store generation to wait for.
+    /// the offset it will read next and, when `store`, the store
+    /// generation to wait for (a replicated stream's log records it
+    /// instead).
     pub(super) fn seek(
         &self,
         q: &Arc<Queue>,
         group: &str,
         to: StreamStart,
-    ) -> Result<(u64, u64), BrokerError> {
+        store: bool,
+    ) -> Result<(u64, Option<u64>), BrokerError> {
         let mut st = self.state.lock();
         let at = st.log.resolve(q, to);
         let key: GroupKey = Arc::from(group);
@@ -329,7 +328,10 @@ impl Stream {
         g.stored = at;
         st.rebalance_and_dispatch(q, &key);
         drop(st);
-        Ok((at, store_offset(q, group, at)?))
+        match store {
+            true => Ok((at, Some(store_offset(q, group, at)?))),
+            false => Ok((at, None)),
+        }
     }
 
     /// Restores a named group's committed offset found in the store (or
@@ -348,6 +350,70 @@ impl Stream {
         st.readers
             .groups
             .insert(Arc::from(group), Group::new(true, at));
+    }
+
+    /// The offset the next message takes (every lower one has arrived).
+    pub(super) fn end(&self) -> u64 {
+        self.state.lock().log.end
+    }
+
+    /// A replicated stream's log moved named `group` to `at` (a commit or
+    /// a `SEEK`, applied on every member). A group with members here made
+    /// the move itself and is left as it is; any other is now at `at`.
+    pub(super) fn apply_offset(&self, group: &str, at: u64) {
+        let mut st = self.state.lock();
+        let at = at.max(st.log.first);
+        match st.readers.groups.get_mut(group) {
+            Some(g) if !g.members.is_empty() || !g.in_flight.is_empty() => {}
+            Some(g) => {
+                g.reset(at);
+                g.stored = at;
+            }
+            None => {
+                st.readers
+                    .groups
+                    .insert(Arc::from(group), Group::new(true, at));
+            }
+        }
+    }
+
+    /// A replicated stream's lead came here or went: every reader is
+    /// cancelled (`leader-moved`), and the groups are those of `offsets`,
+    /// each at its offset (what the stream's log committed). `redeliver`
+    /// (it leads now): what the stream holds may have been delivered by
+    /// the last leader, and goes out flagged `redelivered`.
+    pub(super) fn replace_groups(&self, offsets: &[(String, u64)], redeliver: bool) {
+        let mut st = self.state.lock();
+        for r in st.readers.list.drain(..) {
+            let _ = r.c.tx.send(super::Push::Cancelled {
+                tag: r.c.tag,
+                reason: "leader-moved",
+            });
+        }
+        let first = st.log.first;
+        let seen_below = if redeliver { st.log.end } else { 0 };
+        st.readers.groups = offsets
+            .iter()
+            .map(|(name, at)| {
+                let mut g = Group::new(true, (*at).max(first));
+                g.seen_below = seen_below;
+                (Arc::from(name.as_str()), g)
+            })
+            .collect();
+    }
+
+    /// Empties a replicated stream's copy here (a snapshot replaces it, or
+    /// this node no longer keeps it): its next offset is `next`. Returns
+    /// the store generation to wait for.
+    pub(super) fn reset(&self, q: &Arc<Queue>, next: u64) -> Result<Option<u64>, BrokerError> {
+        let mut st = self.state.lock();
+        let cut = st.log.take_all();
+        st.log = Log::new(next);
+        st.readers.cut_before(next);
+        drop(st);
+        q.next_seq.fetch_max(next, Ordering::Relaxed);
+        cut_off(q, cut)?;
+        Ok(Some(store_offset(q, START_KEY, next)?))
     }
 
     /// Counters: `messages` is what the stream keeps, `unacked` what its

@@ -1,0 +1,64 @@
+//! What a replicated queue's or stream's log (`crate::cluster`) does to
+//! this node's copy of it, applied entry by entry: a classic queue's
+//! leader withdraws copies another node settled; a stream's members each
+//! keep the whole stream, told where its next offset is, where each
+//! group's log put it, and who leads.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{Kind, Queue};
+use crate::error::BrokerError;
+
+impl Queue {
+    /// Takes the waiting copies `copies` (position, priority, due time) out
+    /// of the queue, undelivered: a replicated queue's copies settled in
+    /// its log by another node (an ack through a subscriber's node after
+    /// the lead moved). One delivered meanwhile stays with its consumer.
+    pub(crate) fn withdraw(&self, copies: &[(u64, u8, Option<u64>)]) {
+        if let Kind::Classic(c) = &self.kind {
+            c.withdraw(self, copies);
+        }
+    }
+
+    /// A stream's next offset: every lower one is here (`None`: a classic
+    /// queue).
+    pub(crate) fn stream_end(&self) -> Option<u64> {
+        match &self.kind {
+            Kind::Stream(s) => Some(s.end()),
+            Kind::Classic(_) => None,
+        }
+    }
+
+    /// No position below `next` is handed out from now on (a replicated
+    /// stream's offsets come from its log).
+    pub(crate) fn raise_next_seq(&self, next: u64) {
+        self.next_seq.fetch_max(next, Ordering::Relaxed);
+    }
+
+    /// A replicated stream's log moved group `group` to `at`: see
+    /// `Stream::apply_offset`.
+    pub(crate) fn stream_apply_offset(&self, group: &str, at: u64) {
+        if let Kind::Stream(s) = &self.kind {
+            s.apply_offset(group, at);
+        }
+    }
+
+    /// A replicated stream's lead came here (`redeliver`) or went: its
+    /// readers are cancelled and its groups are `offsets`. See
+    /// `Stream::replace_groups`.
+    pub(crate) fn stream_replace_groups(&self, offsets: &[(String, u64)], redeliver: bool) {
+        if let Kind::Stream(s) = &self.kind {
+            s.replace_groups(offsets, redeliver);
+        }
+    }
+
+    /// Empties a replicated stream's copy here, its next offset `next`:
+    /// the store generation to wait for.
+    pub(crate) fn stream_reset(self: &Arc<Self>, next: u64) -> Result<Option<u64>, BrokerError> {
+        match &self.kind {
+            Kind::Stream(s) => s.reset(self, next),
+            Kind::Classic(_) => Ok(None),
+        }
+    }
+}
