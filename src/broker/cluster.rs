@@ -162,6 +162,10 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// Resolves once every settlement of `queue` recorded on this node so
     /// far is committed in its log (an `ACK`'s `OK` waits for it).
     fn settled_barrier(&self, queue: &str) -> Proposal;
+    /// Resolves once the stream acks connection `conn` sent to leaders on
+    /// other nodes ([`Consensus::settle_remote`]) are committed there
+    /// (a stream's group offsets are its leader's to record).
+    fn relayed_barrier(&self, conn: u64) -> Proposal;
     /// A replicated queue's group as this node sees it (`None`: not a
     /// replicated queue).
     fn replica_status(&self, queue: &str) -> Option<ReplicaStatus>;

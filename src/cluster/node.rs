@@ -390,6 +390,11 @@ impl Consensus for MetaGroup {
         Box::pin(async move { queues.barrier(&queue).await.map(|_| Vec::new()) })
     }
 
+    fn relayed_barrier(&self, conn: u64) -> Proposal {
+        let linked = self.links.committed(conn);
+        Box::pin(async move { linked.await.map(|_| Vec::new()) })
+    }
+
     fn replica_status(&self, queue: &str) -> Option<ReplicaStatus> {
         self.queues.status(queue)
     }

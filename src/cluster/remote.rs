@@ -26,13 +26,14 @@
 //!   outstanding: an `ACK` of it is recorded in the log still.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::network::{read_frame, write_frame, ConsumeReq, Io, Peers, Rpc, Start};
 use super::queues::Queues;
@@ -73,6 +74,10 @@ enum Up {
     Unsub,
     /// Nothing else to say for a while ([`BEAT`]).
     Beat,
+    /// Answer [`Down::Barrier`] once what this link settled before is
+    /// committed in the queue's log (a stream's group offsets: the
+    /// leader records them).
+    Barrier(u64),
 }
 
 /// A settlement, as a link carries it.
@@ -134,11 +139,16 @@ enum Down {
     Cancelled(String),
     /// Nothing else to say for a while ([`BEAT`]).
     Beat,
+    /// What was settled before [`Up::Barrier`] is committed (`true`), or
+    /// could not be.
+    Barrier(u64, bool),
 }
 
 /// The subscriber's side of one link.
 #[derive(Debug)]
 struct Link {
+    /// Its read side is over: nothing more comes from the leader.
+    down: bool,
     /// The subscriber's connection.
     conn: u64,
     /// To the link's writer: closed once the link is down.
@@ -156,6 +166,13 @@ pub(super) struct Links {
     peers: Peers,
     queues: Arc<Queues>,
     by_consumer: DashMap<u64, Link>,
+    /// The next [`Up::Barrier`]'s number.
+    next_barrier: AtomicU64,
+    /// Who waits for each [`Down::Barrier`]: by its number, with the
+    /// consumer whose link it went on.
+    barriers: DashMap<u64, (u64, oneshot::Sender<bool>)>,
+    /// Each connection's stream acks not yet known committed.
+    pending: DashMap<u64, Vec<oneshot::Receiver<bool>>>,
 }
 
 impl Links {
@@ -166,6 +183,9 @@ impl Links {
             peers,
             queues,
             by_consumer: DashMap::new(),
+            next_barrier: AtomicU64::new(1),
+            barriers: DashMap::new(),
+            pending: DashMap::new(),
         })
     }
 
@@ -267,6 +287,7 @@ impl Links {
         self.by_consumer.insert(
             consumer.id,
             Link {
+                down: false,
                 conn: consumer.conn,
                 up,
                 outstanding: 0,
@@ -328,6 +349,12 @@ impl Links {
                     })
                 }
                 Down::Beat => continue,
+                Down::Barrier(id, committed) => {
+                    if let Some((_, (_, w))) = self.barriers.remove(&id) {
+                        let _ = w.send(committed);
+                    }
+                    continue;
+                }
                 Down::Active => Push::Notice(Notice::Active {
                     tag: c.tag.to_string(),
                     partition: None,
@@ -348,9 +375,13 @@ impl Links {
                 break;
             }
         }
+        // Nothing more comes from the leader: who waits for its word is
+        // told no.
+        self.barriers.retain(|_, (consumer, _)| *consumer != c.id);
         // Told while the link is looked at, so that an `UNSUB` meanwhile
         // (which ends it) cannot see its tag cancelled after.
         if let Some(mut link) = self.by_consumer.get_mut(&c.id) {
+            link.down = true;
             if !link.ended {
                 link.ended = true;
                 let _ = c.tx.send(Push::Cancelled {
@@ -395,14 +426,27 @@ impl Links {
         let Some(mut link) = self.by_consumer.get_mut(&consumer) else {
             return false;
         };
-        if matches!(how, Settle::Ack | Settle::Reject) && !self.queues.is_stream(queue) {
+        let acked = matches!(how, Settle::Ack | Settle::Reject);
+        let stream = self.queues.is_stream(queue);
+        if acked && !stream {
             // Recorded from here too: the `ACK`'s `OK` waits for this
             // node's records of the queue to commit, whether the link
-            // still stands or not. (A stream's group offsets are the
-            // leader's to record: only it knows where the group is.)
+            // still stands or not.
             self.queues.settled(queue, vec![seq]);
         }
         let _ = link.up.send(Up::Settle(seq, how.into()));
+        if acked && stream {
+            // A stream's group offsets are the leader's to record (only it
+            // knows where the group is): the `OK` waits for its word that
+            // they are committed, on the same link, after the settlement.
+            let (tx, rx) = oneshot::channel();
+            let id = self.next_barrier.fetch_add(1, Ordering::Relaxed);
+            if !link.down && link.up.send(Up::Barrier(id)).is_ok() {
+                self.barriers.insert(id, (consumer, tx));
+            }
+            // Else `tx` is dropped: the ack is answered UNAVAILABLE.
+            self.pending.entry(link.conn).or_default().push(rx);
+        }
         link.outstanding = link.outstanding.saturating_sub(1);
         drop(link);
         self.end_if_done(consumer);
@@ -426,6 +470,34 @@ impl Links {
     /// See [`crate::broker::Consensus::closed`].
     pub(super) fn closed(&self, conn: u64) {
         self.by_consumer.retain(|_, link| link.conn != conn);
+        self.pending.remove(&conn);
+    }
+
+    /// Resolves once the stream acks connection `conn` sent through
+    /// links so far are committed in their streams' logs (a leader records
+    /// a group's offsets): its `ACK`'s `OK` waits for it. `UNAVAILABLE`
+    /// when a link broke first (the ack may not hold: delivered again).
+    pub(super) fn committed(
+        &self,
+        conn: u64,
+    ) -> impl std::future::Future<Output = Result<(), BrokerError>> {
+        let waits = self
+            .pending
+            .remove(&conn)
+            .map(|(_, w)| w)
+            .unwrap_or_default();
+        async move {
+            let mut held = true;
+            for w in waits {
+                held &= w.await.unwrap_or(false);
+            }
+            match held {
+                true => Ok(()),
+                false => Err(BrokerError::Unavailable(
+                    "the stream's leader went before the ack was committed; it may be delivered again".into(),
+                )),
+            }
+        }
     }
 
     /// Drops the link of `consumer` once it is ended and nothing it
@@ -560,8 +632,16 @@ pub(super) async fn serve(
     // What was sent and is not settled yet, by position.
     let mut sent: HashMap<u64, Entry> = HashMap::new();
     let mut subscribed = true;
+    // Barriers asked for, answered once the queue's log has what came
+    // before them.
+    let (done_tx, mut done) = mpsc::unbounded_channel();
     loop {
         tokio::select! {
+            Some((id, committed)) = done.recv() => {
+                if write_all(&mut write, std::iter::once(Down::Barrier(id, committed))).await.is_err() {
+                    break;
+                }
+            }
             // Once unsubscribed, the queue has dropped the consumer's
             // sender: only settlements come.
             push = pushes.recv(), if subscribed => {
@@ -612,6 +692,13 @@ pub(super) async fn serve(
                     }
                 }
                 Some(Up::Beat) => {}
+                Some(Up::Barrier(id)) => {
+                    let (queues, name, done) = (queues.clone(), q.name.clone(), done_tx.clone());
+                    tokio::spawn(async move {
+                        let committed = queues.barrier(&name).await.is_ok();
+                        let _ = done.send((id, committed));
+                    });
+                }
                 Some(Up::Unsub) => {
                     if subscribed {
                         subscribed = false;

@@ -85,7 +85,13 @@ fn settle(
         return Err(BrokerError::UnknownTag(tag));
     }
     match s.broker().consensus() {
-        Some(c) if !replicated.is_empty() => Ok(once_settled(c, replicated, Reply::ok(), gen)),
+        Some(c) if !replicated.is_empty() => Ok(once_settled(
+            c,
+            replicated,
+            Some(s.conn_id()),
+            Reply::ok(),
+            gen,
+        )),
         _ => Ok(Outcome::Reply(Reply::ok(), gen)),
     }
 }

@@ -33,5 +33,11 @@ pub(super) fn purge(c: Purge, s: &mut SessionState) -> Result<Outcome, BrokerErr
     if !purged.seqs.is_empty() {
         c.settled(&q.name, purged.seqs);
     }
-    Ok(once_settled(c, vec![q.name.to_string()], reply, purged.gen))
+    Ok(once_settled(
+        c,
+        vec![q.name.to_string()],
+        None,
+        reply,
+        purged.gen,
+    ))
 }

@@ -166,15 +166,20 @@ fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
 /// The outcome of a command that settled copies of the replicated queues
 /// `queues` (recorded in their logs): `reply`, once those records are
 /// committed (the connection reads on meanwhile) and store generation
-/// `gen` is durable.
+/// `gen` is durable; with `conn`, once that connection's stream acks
+/// relayed to other nodes' leaders are committed too.
 pub(super) fn once_settled(
     c: Arc<dyn Consensus>,
     queues: Vec<String>,
+    conn: Option<u64>,
     reply: Reply,
     gen: Option<u64>,
 ) -> Outcome {
     Outcome::Later(Pending::new(async move {
-        let mut committed = Ok(());
+        let mut committed = match conn {
+            Some(conn) => c.relayed_barrier(conn).await.map(|_| ()),
+            None => Ok(()),
+        };
         for q in queues {
             if let Err(e) = c.settled_barrier(&q).await {
                 committed = Err(e);

@@ -41,7 +41,13 @@ pub(super) fn seek(c: Seek, s: &mut SessionState) -> Result<Outcome, BrokerError
     }
     let reply = Reply::words([format!("offset={}", at.join(","))]);
     match replicated {
-        Some(consensus) => Ok(once_settled(consensus, vec![c.stream.clone()], reply, gen)),
+        Some(consensus) => Ok(once_settled(
+            consensus,
+            vec![c.stream.clone()],
+            None,
+            reply,
+            gen,
+        )),
         None => Ok(Outcome::Reply(reply, gen)),
     }
 }
