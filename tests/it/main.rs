@@ -15,6 +15,7 @@ mod crash;
 mod dashboard;
 mod delivery;
 mod disk;
+mod docs;
 mod errors;
 mod failure;
 mod framing;
