@@ -25,6 +25,7 @@ mod hash_exchange;
 mod hostile_input;
 mod introspection;
 mod limits;
+mod logs;
 mod message_log;
 mod paging;
 mod persistence;

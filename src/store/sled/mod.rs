@@ -288,6 +288,13 @@ impl SledStore {
     pub(crate) fn was_clean(&self) -> Result<bool, StoreError> {
         Ok(self.meta.get("clean")?.is_some_and(|v| v.as_ref() == [1]))
     }
+
+    /// Whether no broker has run on this store yet: a recovery writes the
+    /// `clean` flag, so only a new store lacks it (`sluice user add` on a
+    /// new data directory writes users, not the flag).
+    pub(crate) fn never_started(&self) -> Result<bool, StoreError> {
+        Ok(self.meta.get("clean")?.is_none())
+    }
 }
 
 impl Durable for SledStore {
