@@ -163,8 +163,9 @@ async fn commands_pipelined_after_auth_run_as_the_new_user() {
 }
 
 #[tokio::test]
-async fn five_failed_logins_lock_the_address_out_even_with_the_right_password() {
-    let (srv, _root) = with_root().await;
+async fn five_failed_logins_lock_the_user_out_at_that_address_even_with_the_right_password() {
+    let (srv, mut root) = with_root().await;
+    root.ok("USER ADD ops opspw admin", "OK").await;
     let mut c = srv.conn().await;
     for _ in 0..5 {
         c.ok("AUTH root nope", INVALID).await;
@@ -174,7 +175,9 @@ async fn five_failed_logins_lock_the_address_out_even_with_the_right_password() 
     for conn in [&mut c, &mut d] {
         let e = conn.err("AUTH root rootpw", "NOAUTH").await;
         assert!(
-            e.starts_with("ERR NOAUTH too many failed logins from 127.0.0.1; try again in "),
+            e.starts_with(
+                "ERR NOAUTH too many failed logins as \"root\" from 127.0.0.1; try again in "
+            ),
             "{e}"
         );
         let secs: u64 = e
@@ -185,6 +188,9 @@ async fn five_failed_logins_lock_the_address_out_even_with_the_right_password() 
         assert!((1..=60).contains(&secs), "{e}");
         conn.ok("DECLARE QUEUE q", NOAUTH).await;
     }
+    // Another operator on the same address is not locked out by them.
+    d.ok("AUTH ops opspw", "OK ops").await;
+    d.ok("DECLARE QUEUE q", "OK q messages=0 consumers=0").await;
 }
 
 /// root, plus `app` whose three patterns are `^app\.`, and topology for
