@@ -48,7 +48,8 @@ enum Command {
     /// unbind, delete, purge, stats, ls, cluster (`sluice::cli`).
     #[command(flatten)]
     Client(sluice::cli::ClientCommand),
-    /// Manage users on a data directory (the broker must not be running).
+    /// Manage users: on a data directory, or through the broker running on
+    /// it (or at -s HOST:PORT) with its USER commands.
     User(sluice::cli::user::UserArgs),
 }
 
