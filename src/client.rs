@@ -264,6 +264,16 @@ impl Client {
                 }
             }
         };
+        // A server that refuses the connection at once says why in place
+        // of its greeting (over --max-connections; a TLS port, reached
+        // without TLS).
+        if let Some(rest) = greeting.strip_prefix("ERR ") {
+            let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
+            return Err(ClientError::Server {
+                code: ErrorCode::parse(code).unwrap_or(ErrorCode::Internal),
+                message: message.to_string(),
+            });
+        }
         if !greeting.starts_with("HELLO sluice ") {
             return Err(ClientError::Protocol(format!(
                 "unexpected greeting {greeting:?}"

@@ -1,5 +1,6 @@
 //! The `sluice` binary: `sluice serve` runs the broker in the foreground
-//! (logs go to stderr, `RUST_LOG` respected; the first line on stdout is
+//! (logs go to stderr, `RUST_LOG` respected, coloured only on a terminal
+//! and without `NO_COLOR`; the first line on stdout is
 //! `listening on HOST:PORT`, then, with TLS on, `listening tls on
 //! HOST:PORT`); `sluice bench` measures one; `sluice pub`, `sub`, `get`,
 //! ... are the client ([`sluice::cli`]).
@@ -47,7 +48,8 @@ enum Command {
     /// unbind, delete, purge, stats, ls, cluster (`sluice::cli`).
     #[command(flatten)]
     Client(sluice::cli::ClientCommand),
-    /// Manage users on a data directory (the broker must not be running).
+    /// Manage users: on a data directory, or through the broker running on
+    /// it (or at -s HOST:PORT) with its USER commands.
     User(sluice::cli::user::UserArgs),
 }
 
@@ -206,9 +208,22 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: &[u8; 23] = b"background_thread:true\0";
 
+/// Whether the log (on stderr) is coloured: only on a terminal, and not
+/// when `NO_COLOR` is set to anything but the empty string
+/// (<https://no-color.org>). A log piped to a file or a supervisor's
+/// journal gets no escape codes.
+fn log_colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn main() -> ExitCode {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -389,4 +404,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // waited for: the stop is over.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colours;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(log_colours(true, None));
+        assert!(
+            log_colours(true, Some(OsStr::new(""))),
+            "NO_COLOR empty is unset"
+        );
+        assert!(!log_colours(true, Some(OsStr::new("1"))));
+        assert!(!log_colours(false, None), "piped");
+        assert!(!log_colours(false, Some(OsStr::new("1"))));
+    }
 }

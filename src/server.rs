@@ -18,7 +18,9 @@
 //! `--max-connections` budget for the two, the same shutdown. A TLS
 //! handshake runs in the connection's own task (the accept loop never waits
 //! for a client), bounded by [`HANDSHAKE_TIMEOUT`] or `--frame-timeout`,
-//! whichever is shorter.
+//! whichever is shorter. A client on the TLS port that speaks plain text,
+//! or waits for a greeting in silence, gets one plain-text `ERR BAD_FRAME`
+//! that names the port (`PLAIN_TEXT_ON_TLS_PORT`) before the close.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,9 +32,12 @@ use tokio::task::JoinSet;
 
 use crate::broker::Broker;
 use crate::connection;
+use crate::protocol::frame::Limits;
+use crate::protocol::reply::Reply;
+use crate::protocol::ErrorCode;
 use crate::session::Session;
 use crate::shutdown::Deadline;
-use crate::tls::{TlsAcceptor, HANDSHAKE_TIMEOUT};
+use crate::tls::{NotTls, TlsAcceptor, HANDSHAKE_TIMEOUT};
 use crate::{PROTOCOL_VERSION, VERSION};
 
 /// Why [`serve`] ended other than by a clean stop.
@@ -143,12 +148,17 @@ pub async fn serve(
                 Some(acceptor) => {
                     let bound = HANDSHAKE_TIMEOUT.min(broker.config().frame_timeout);
                     let handshake = tokio::select! {
-                        done = tls_handshake(&acceptor, stream, bound) => done,
+                        done = crate::tls::accept(&acceptor, stream, bound) => done,
                         _ = stop.changed() => return,
                     };
                     match handshake {
                         Ok(s) => connection::split_tls(s, limits),
-                        Err(e) => {
+                        Err(NotTls::PlainText(stream)) => {
+                            tracing::debug!(conn = conn_id, %peer, "no TLS handshake on the TLS port: told so in plain text");
+                            tell_plain_text_client(stream, limits).await;
+                            return;
+                        }
+                        Err(NotTls::Failed(e)) => {
                             tracing::debug!(conn = conn_id, %peer, error = %e, "TLS handshake failed");
                             return;
                         }
@@ -213,15 +223,24 @@ async fn accept_tls(tls: &Option<(TcpListener, TlsAcceptor)>) -> Accepted {
     }
 }
 
-/// The server side of a TLS handshake, within `bound`.
-async fn tls_handshake(
-    acceptor: &TlsAcceptor,
-    stream: TcpStream,
-    bound: Duration,
-) -> std::io::Result<connection::TlsStream> {
-    tokio::time::timeout(bound, acceptor.accept(stream))
-        .await
-        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+/// What a client on the TLS port that does not speak TLS is told, in
+/// plain text (the plain port's framer says the converse to a ClientHello).
+pub(crate) const PLAIN_TEXT_ON_TLS_PORT: &str =
+    "this is a TLS port, not plain text: connect with TLS (sluice --tls, openssl s_client) or to the plain-text port";
+
+/// Answers a plain-text client on the TLS port: one `ERR BAD_FRAME` line
+/// that names the mismatch, then a gentle close (a FIN, and its input read
+/// and thrown away for a while, so that the line is not lost to a reset).
+async fn tell_plain_text_client(stream: TcpStream, limits: Limits) {
+    let (mut reader, mut writer) = connection::split(stream, limits);
+    Reply::Err(ErrorCode::BadFrame, PLAIN_TEXT_ON_TLS_PORT.into()).encode(&mut writer.buf);
+    let _ = tokio::time::timeout(connection::LINGER, async {
+        if writer.flush().await.is_ok() {
+            writer.shutdown().await;
+        }
+    })
+    .await;
+    reader.discard_until_eof(connection::LINGER).await;
 }
 
 /// The pause after a failed `accept` (out of file descriptors, say).

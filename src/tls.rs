@@ -3,6 +3,14 @@
 //! or certificate PEM file, or given certificates). rustls with the `ring`
 //! provider; TLS 1.2 and 1.3. Nothing here reads or writes the protocol:
 //! `connection` and `client` wrap the stream and speak it as over TCP.
+//!
+//! **The wrong port, either way, is named.** [`accept`] tells a client
+//! that speaks plain text on the TLS port (or waits in silence for a
+//! greeting, as sluice's own client does) from a TLS one by its first
+//! byte, and hands it back for the server to answer in plain text. A TLS
+//! client on the plain port gets that port's plain-text `ERR`, which
+//! rustls reads as a broken record: [`TlsClientConfig::connect`] says
+//! that the server answered in plain text.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +28,45 @@ pub(crate) const DEFAULT_TLS_PORT: u16 = 5681;
 /// port and sends nothing is closed then, or after `--frame-timeout` if
 /// that is shorter).
 pub(crate) const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a client on the TLS port may stay silent before it is taken
+/// for a plain-text one waiting for a greeting: a TLS client sends its
+/// ClientHello as soon as it is connected.
+pub(crate) const FIRST_BYTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// The first byte of a TLS record that opens a handshake (a ClientHello).
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Why a connection on the TLS port has no TLS stream.
+#[derive(Debug)]
+pub(crate) enum NotTls {
+    /// The client speaks plain text (its first byte opens no TLS
+    /// handshake), or said nothing within [`FIRST_BYTE_TIMEOUT`]: its
+    /// stream, to tell it so in plain text.
+    PlainText(TcpStream),
+    /// The handshake failed, or did not finish within its bound.
+    Failed(std::io::Error),
+}
+
+/// The server side of a TLS handshake on `stream`, within `bound` (see
+/// the module docs for a client that is not speaking TLS).
+pub(crate) async fn accept(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    bound: std::time::Duration,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, NotTls> {
+    let deadline = tokio::time::Instant::now() + bound;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(FIRST_BYTE_TIMEOUT.min(bound), stream.peek(&mut first)).await {
+        Err(_) => return Err(NotTls::PlainText(stream)),
+        Ok(Ok(1)) if first[0] != HANDSHAKE_RECORD => return Err(NotTls::PlainText(stream)),
+        Ok(Err(e)) => return Err(NotTls::Failed(e)),
+        // A ClientHello, or the end of the stream (the handshake fails).
+        Ok(Ok(_)) => {}
+    }
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(done) => done.map_err(NotTls::Failed),
+        Err(_) => Err(NotTls::Failed(std::io::ErrorKind::TimedOut.into())),
+    }
+}
 
 /// A TLS set-up that could not be built; names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +212,29 @@ impl TlsClientConfig {
         TlsConnector::from(self.config.clone())
             .connect(name, tcp)
             .await
+            .map_err(plain_text_answer)
     }
+}
+
+/// A handshake that failed on a record that is no TLS record: the server
+/// answered in plain text (sluice's plain port answers a ClientHello with
+/// `ERR BAD_FRAME this is a plain-text port, not TLS`). The error says so;
+/// any other stays as it is.
+fn plain_text_answer(e: std::io::Error) -> std::io::Error {
+    let not_a_record = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| matches!(r, rustls::Error::InvalidMessage(_)));
+    if !not_a_record {
+        return e;
+    }
+    std::io::Error::new(
+        e.kind(),
+        format!(
+            "the server did not answer in TLS ({e}): this looks like a plain-text port; \
+             connect without TLS, or to the TLS port"
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -1,22 +1,33 @@
-//! [`LoginLimiter`]: failed logins per peer IP. After
-//! [`MAX_FAILED_LOGINS`] failures within [`FAILED_LOGIN_WINDOW`], `AUTH`
-//! from that IP is refused without checking the password until the window
-//! (counted from its first failure) has passed; a success clears the IP.
-//! Memory is bounded: at most [`MAX_TRACKED_PEERS`] addresses are tracked,
-//! expired ones are evicted first, then the oldest.
+//! [`LoginLimiter`]: failed logins per user name and peer IP. After
+//! [`MAX_FAILED_LOGINS`] failures for one user name from one IP within
+//! [`FAILED_LOGIN_WINDOW`], `AUTH` as that user from that IP is refused
+//! without checking the password until the window (counted from its first
+//! failure) has passed; a success clears the pair. Counting per pair, not
+//! per address, keeps one script that retries a wrong password on
+//! 127.0.0.1 from locking every local operator out.
+//! Memory is bounded: at most [`MAX_TRACKED_PEERS`] pairs are tracked,
+//! expired ones are evicted first, then the oldest; a user name is kept
+//! as a keyed hash, not as the (client-chosen, up to a line long) text.
 //!
 //! The clock is a parameter (`now`), so tests drive it.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// Failed logins from one IP that close it out for the rest of the window.
+/// Failed logins for one user from one IP that close that pair out for
+/// the rest of the window.
 pub(crate) const MAX_FAILED_LOGINS: u32 = 5;
 /// The window the failures are counted in.
 pub(crate) const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
-/// Addresses tracked at once.
+/// (User, address) pairs tracked at once.
 pub(crate) const MAX_TRACKED_PEERS: usize = 10_000;
+
+/// A tracked pair: the peer's address and its user name's hash (two names
+/// that collide share a count, which only makes the limit stricter).
+type Key = (IpAddr, u64);
 
 #[derive(Debug, Clone, Copy)]
 struct Failures {
@@ -24,11 +35,14 @@ struct Failures {
     count: u32,
 }
 
-/// Failed logins per peer IP.
+/// Failed logins per user name and peer IP.
 #[derive(Debug)]
 pub(crate) struct LoginLimiter {
-    peers: HashMap<IpAddr, Failures>,
+    peers: HashMap<Key, Failures>,
     max_peers: usize,
+    /// Hashes user names (keyed per process, so that no one can pick
+    /// names that collide on purpose).
+    names: RandomState,
 }
 
 impl Default for LoginLimiter {
@@ -43,22 +57,29 @@ impl LoginLimiter {
         LoginLimiter {
             peers: HashMap::new(),
             max_peers: max_peers.max(1),
+            names: RandomState::new(),
         }
     }
 
-    /// `Some(wait)` when `ip` must wait this long before trying again.
-    pub(crate) fn blocked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let f = self.peers.get(&ip)?;
+    fn key(&self, user: &str, ip: IpAddr) -> Key {
+        (ip, self.names.hash_one(user))
+    }
+
+    /// `Some(wait)` when `user` from `ip` must wait this long before
+    /// trying again.
+    pub(crate) fn blocked(&self, user: &str, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let f = self.peers.get(&self.key(user, ip))?;
         let end = f.since + FAILED_LOGIN_WINDOW;
         (f.count >= MAX_FAILED_LOGINS && now < end).then(|| end - now)
     }
 
-    /// Records a failed login from `ip`.
-    pub(crate) fn failed(&mut self, ip: IpAddr, now: Instant) {
-        if !self.peers.contains_key(&ip) && self.peers.len() >= self.max_peers {
+    /// Records a failed login as `user` from `ip`.
+    pub(crate) fn failed(&mut self, user: &str, ip: IpAddr, now: Instant) {
+        let key = self.key(user, ip);
+        if !self.peers.contains_key(&key) && self.peers.len() >= self.max_peers {
             self.evict(now);
         }
-        let f = self.peers.entry(ip).or_insert(Failures {
+        let f = self.peers.entry(key).or_insert(Failures {
             since: now,
             count: 0,
         });
@@ -71,12 +92,14 @@ impl LoginLimiter {
         f.count = f.count.saturating_add(1);
     }
 
-    /// Records a successful login from `ip`: its failures are forgotten.
-    pub(crate) fn succeeded(&mut self, ip: IpAddr) {
-        self.peers.remove(&ip);
+    /// Records a successful login as `user` from `ip`: the pair's failures
+    /// are forgotten.
+    pub(crate) fn succeeded(&mut self, user: &str, ip: IpAddr) {
+        let key = self.key(user, ip);
+        self.peers.remove(&key);
     }
 
-    /// How many addresses are tracked.
+    /// How many pairs are tracked.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.peers.len()
@@ -91,7 +114,7 @@ impl LoginLimiter {
                 .peers
                 .iter()
                 .min_by_key(|(_, f)| f.since)
-                .map(|(ip, _)| *ip)
+                .map(|(key, _)| *key)
             {
                 self.peers.remove(&oldest);
             }
@@ -112,16 +135,25 @@ mod tests {
         let mut l = LoginLimiter::default();
         let t0 = Instant::now();
         for i in 0..MAX_FAILED_LOGINS {
-            assert_eq!(l.blocked(ip(1), t0), None, "attempt {i}");
-            l.failed(ip(1), t0 + Duration::from_secs(u64::from(i)));
+            assert_eq!(l.blocked("ops", ip(1), t0), None, "attempt {i}");
+            l.failed("ops", ip(1), t0 + Duration::from_secs(u64::from(i)));
         }
         let t = t0 + Duration::from_secs(10);
-        assert_eq!(l.blocked(ip(1), t), Some(Duration::from_secs(50)));
-        assert_eq!(l.blocked(ip(2), t), None, "other peers are not affected");
-        assert_eq!(l.blocked(ip(1), t0 + FAILED_LOGIN_WINDOW), None);
+        assert_eq!(l.blocked("ops", ip(1), t), Some(Duration::from_secs(50)));
+        assert_eq!(
+            l.blocked("ops", ip(2), t),
+            None,
+            "other peers are not affected"
+        );
+        assert_eq!(
+            l.blocked("dev", ip(1), t),
+            None,
+            "nor other users of that peer"
+        );
+        assert_eq!(l.blocked("ops", ip(1), t0 + FAILED_LOGIN_WINDOW), None);
         // A failure after the window starts a new one.
-        l.failed(ip(1), t0 + FAILED_LOGIN_WINDOW);
-        assert_eq!(l.blocked(ip(1), t0 + FAILED_LOGIN_WINDOW), None);
+        l.failed("ops", ip(1), t0 + FAILED_LOGIN_WINDOW);
+        assert_eq!(l.blocked("ops", ip(1), t0 + FAILED_LOGIN_WINDOW), None);
     }
 
     #[test]
@@ -129,8 +161,11 @@ mod tests {
         let mut l = LoginLimiter::default();
         let t0 = Instant::now();
         for i in 0..20u64 {
-            l.failed(ip(1), t0 + Duration::from_secs(20 * i));
-            assert_eq!(l.blocked(ip(1), t0 + Duration::from_secs(20 * i)), None);
+            l.failed("ops", ip(1), t0 + Duration::from_secs(20 * i));
+            assert_eq!(
+                l.blocked("ops", ip(1), t0 + Duration::from_secs(20 * i)),
+                None
+            );
         }
     }
 
@@ -139,11 +174,11 @@ mod tests {
         let mut l = LoginLimiter::default();
         let t0 = Instant::now();
         for _ in 0..MAX_FAILED_LOGINS - 1 {
-            l.failed(ip(1), t0);
+            l.failed("ops", ip(1), t0);
         }
-        l.succeeded(ip(1));
-        l.failed(ip(1), t0);
-        assert_eq!(l.blocked(ip(1), t0), None);
+        l.succeeded("ops", ip(1));
+        l.failed("ops", ip(1), t0);
+        assert_eq!(l.blocked("ops", ip(1), t0), None);
         assert_eq!(l.len(), 1);
     }
 
@@ -152,20 +187,38 @@ mod tests {
         let mut l = LoginLimiter::with_capacity(3);
         let t0 = Instant::now();
         for _ in 0..MAX_FAILED_LOGINS {
-            l.failed(ip(1), t0);
+            l.failed("ops", ip(1), t0);
         }
         let later = t0 + Duration::from_secs(1);
         for _ in 0..MAX_FAILED_LOGINS {
-            l.failed(ip(2), later);
+            l.failed("ops", ip(2), later);
         }
-        l.failed(ip(3), later);
-        l.failed(ip(4), later);
+        l.failed("ops", ip(3), later);
+        l.failed("ops", ip(4), later);
         assert_eq!(l.len(), 3);
-        assert_eq!(l.blocked(ip(1), later), None, "the oldest was evicted");
-        assert!(l.blocked(ip(2), later).is_some());
+        assert_eq!(
+            l.blocked("ops", ip(1), later),
+            None,
+            "the oldest was evicted"
+        );
+        assert!(l.blocked("ops", ip(2), later).is_some());
         // Once expired, entries are dropped before anything live.
         let much_later = later + FAILED_LOGIN_WINDOW;
-        l.failed(ip(5), much_later);
+        l.failed("ops", ip(5), much_later);
         assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn one_user_locked_out_leaves_the_others_of_its_address_alone() {
+        let mut l = LoginLimiter::default();
+        let t0 = Instant::now();
+        for _ in 0..MAX_FAILED_LOGINS {
+            l.failed("script", ip(1), t0);
+        }
+        assert!(l.blocked("script", ip(1), t0).is_some());
+        assert_eq!(l.blocked("ops", ip(1), t0), None);
+        // A success of one user clears that user only.
+        l.succeeded("ops", ip(1));
+        assert!(l.blocked("script", ip(1), t0).is_some());
     }
 }

@@ -365,18 +365,18 @@ impl Registry {
         tokio::task::spawn_blocking(f).await.map_err(|e| fail(&e))
     }
 
-    /// `Some(wait)` while `ip` is locked out after failed logins.
-    pub(crate) fn login_blocked(&self, ip: IpAddr) -> Option<Duration> {
-        self.limiter.lock().blocked(ip, Instant::now())
+    /// `Some(wait)` while `user` is locked out at `ip` after failed logins.
+    pub(crate) fn login_blocked(&self, user: &str, ip: IpAddr) -> Option<Duration> {
+        self.limiter.lock().blocked(user, ip, Instant::now())
     }
 
-    /// Records the outcome of a login from `ip`.
-    pub(crate) fn login_outcome(&self, ip: IpAddr, ok: bool) {
+    /// Records the outcome of a login as `user` from `ip`.
+    pub(crate) fn login_outcome(&self, user: &str, ip: IpAddr, ok: bool) {
         let mut l = self.limiter.lock();
         if ok {
-            l.succeeded(ip);
+            l.succeeded(user, ip);
         } else {
-            l.failed(ip, Instant::now());
+            l.failed(user, ip, Instant::now());
         }
     }
 }

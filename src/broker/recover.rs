@@ -187,12 +187,16 @@ impl Broker {
                 .write()
                 .add(Binding::new(q.name.clone(), b.key, b.headers, b.matching));
         }
-        tracing::info!(
-            exchanges = inner.exchanges.len(),
-            queues = inner.queues.len(),
-            clean = messages.clean_shutdown,
-            "recovered"
-        );
+        if messages.first_start {
+            tracing::info!("new data directory {}", inner.config.data_dir.display());
+        } else {
+            tracing::info!(
+                exchanges = inner.exchanges.len(),
+                queues = inner.queues.len(),
+                clean = messages.clean_shutdown,
+                "recovered"
+            );
+        }
     }
 
     /// Shuts the store down cleanly: delivery counts written, everything

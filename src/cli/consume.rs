@@ -499,6 +499,10 @@ impl Consumer {
                 p = conn.client.next_push() => match p {
                     Some(Pushed::Delivery(d)) => d,
                     Some(Pushed::Notice(n)) => {
+                        if n.starts_with("closing ") {
+                            // Why the end of the connection that follows.
+                            eprintln!("sluice: the server is closing the connection: NOTICE {n}");
+                        }
                         if cancelled(&n, ctag)? {
                             return Ok(Ended::Moved);
                         }
@@ -590,8 +594,8 @@ fn acked(r: Result<crate::client::Response, CliError>) -> Result<(), CliError> {
 /// A `NOTICE` (its words after `NOTICE`): `true` when it cancels this
 /// subscription because its replicated queue's leader moved (subscribe
 /// again), an error when it cancels it otherwise (its queue was deleted);
-/// other kinds are ignored here (`closing` is followed by the close
-/// itself; `active`/`inactive` only say when a single-active queue or a
+/// other kinds are ignored here (`closing`, printed on stderr, is followed
+/// by the close itself; `active`/`inactive` only say when a single-active queue or a
 /// stream group starts or stops sending to this subscription).
 fn cancelled(notice: &str, ctag: &str) -> Result<bool, CliError> {
     let mut words = notice.split(' ');

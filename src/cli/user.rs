@@ -1,11 +1,19 @@
-//! `sluice user add|passwd|permit|remove|list`: user administration on a
-//! data directory, for a broker that is not running (sled locks the
-//! directory; a running broker takes the `USER` commands instead). The
-//! same [`Registry`] rules apply as over the protocol, except that the
-//! first user need not be an admin here (the operator owns the files).
+//! `sluice user add|passwd|permit|remove|list`: user administration, on a
+//! data directory or through a running broker.
 //!
-//! Exit codes (main): 0 done, 1 failed (the broker is running, ...),
-//! 2 bad usage (clap's own code, also for a bad name or pattern).
+//! - On `--data-dir` when no broker runs there: the [`Registry`] on the
+//!   directory itself, with the same rules as over the protocol, except
+//!   that the first user need not be an admin (the operator owns the
+//!   files).
+//! - Through a broker, with its `USER` commands, when one runs on
+//!   `--data-dir` (it holds the directory's lock: reached at
+//!   `$SLUICE_SERVER`, else 127.0.0.1:5680) or when `-s/--server` names
+//!   one; logged in with `--login`/`--login-password` (`SLUICE_USER`,
+//!   `SLUICE_PASSWORD`), an admin once the broker has users. Its answers
+//!   are printed as the offline ones are.
+//!
+//! Exit codes (main): 0 done, 1 failed (a refusal, no broker to reach,
+//! ...), 2 bad usage (clap's own code, also for a bad name or pattern).
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -15,7 +23,13 @@ use anyhow::{bail, Context};
 
 use crate::auth::{password, table, Change, Pattern, Permissions, Registry, User, DEFAULT_PATTERN};
 use crate::config::DEFAULT_DATA_DIR;
+use crate::protocol::command::{
+    PermissionArgs, Secret, UserAdd, UserCommand, UserPasswd, UserPermit,
+};
+use crate::protocol::Command;
 use crate::store::{SledStore, StoreError};
+
+use super::connect::{Conn, ConnectOptions, TlsOptions, DEFAULT_SERVER, DEFAULT_TIMEOUT};
 
 /// `sluice user ...`
 #[derive(clap::Args, Debug)]
@@ -23,9 +37,59 @@ pub struct UserArgs {
     /// What to do.
     #[command(subcommand)]
     pub(crate) action: UserAction,
-    /// The broker's data directory (the broker must not be running).
+    /// The broker's data directory: changed in place when no broker runs
+    /// on it, else through that broker.
     #[arg(long, global = true, default_value = DEFAULT_DATA_DIR)]
     pub(crate) data_dir: PathBuf,
+    /// Change users through the broker at this address (its USER
+    /// commands), whatever --data-dir says. Without it, a broker running
+    /// on --data-dir is reached at $SLUICE_SERVER, else 127.0.0.1:5680.
+    #[arg(
+        short = 's',
+        long,
+        value_name = "HOST:PORT",
+        global = true,
+        help_heading = "Through a running broker"
+    )]
+    pub(crate) server: Option<String>,
+    /// Log in to the broker as this user (an admin, once it has users).
+    #[arg(
+        long,
+        env = "SLUICE_USER",
+        value_name = "USER",
+        global = true,
+        help_heading = "Through a running broker"
+    )]
+    pub(crate) login: Option<String>,
+    /// Password for --login.
+    #[arg(
+        long,
+        env = "SLUICE_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD",
+        global = true,
+        help_heading = "Through a running broker"
+    )]
+    pub(crate) login_password: Option<String>,
+    /// Connect to the broker with TLS.
+    #[arg(long, global = true, help_heading = "Through a running broker")]
+    pub(crate) tls: bool,
+    /// CA certificate(s) (PEM) to verify the broker with (implies --tls).
+    #[arg(
+        long,
+        value_name = "FILE",
+        global = true,
+        help_heading = "Through a running broker"
+    )]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// Name to verify the broker's certificate against (implies --tls).
+    #[arg(
+        long,
+        value_name = "NAME",
+        global = true,
+        help_heading = "Through a running broker"
+    )]
+    pub(crate) tls_server_name: Option<String>,
 }
 
 /// The password of `add` and `passwd`: prompted for (without echo) when
@@ -120,14 +184,17 @@ fn parse_pattern(s: &str) -> Result<Pattern, String> {
 
 /// Runs `sluice user ...`; returns what to print on stdout.
 pub fn run(args: UserArgs) -> anyhow::Result<String> {
+    if let Some(server) = args.server.clone() {
+        return through_broker(args, &server);
+    }
     let dir = &args.data_dir;
+    if SledStore::in_use(dir) {
+        return through_running_broker(args);
+    }
     let store = match SledStore::open(dir, crate::store::sled::DEFAULT_CACHE_BYTES) {
         Ok(s) => s,
-        Err(StoreError::Locked(_)) => bail!(
-            "the broker is running on this data directory ({}); use USER ADD, USER PASSWD, \
-             USER PERMIT, USER REMOVE or USER LIST over the protocol instead",
-            dir.display()
-        ),
+        // It started meanwhile.
+        Err(StoreError::Locked(_)) => return through_running_broker(args),
         Err(e) => {
             return Err(e).with_context(|| format!("opening the data directory {}", dir.display()))
         }
@@ -197,6 +264,101 @@ pub fn run(args: UserArgs) -> anyhow::Result<String> {
         }
         UserAction::List => Ok(table(&users.list())),
     }
+}
+
+/// A broker runs on `--data-dir`: the change goes through it, at
+/// `$SLUICE_SERVER` or the default address (said on stderr, since no
+/// address was given).
+fn through_running_broker(args: UserArgs) -> anyhow::Result<String> {
+    let server = std::env::var("SLUICE_SERVER")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_SERVER.to_string());
+    eprintln!(
+        "sluice: a broker is running on {}: changing users through it, at {server}",
+        args.data_dir.display()
+    );
+    through_broker(args, &server)
+}
+
+/// The change as a `USER` command to the broker at `server`; its answer
+/// printed as the offline change's would be.
+fn through_broker(args: UserArgs, server: &str) -> anyhow::Result<String> {
+    let tls =
+        (args.tls || args.tls_ca.is_some() || args.tls_server_name.is_some()).then(|| TlsOptions {
+            ca: args.tls_ca.clone(),
+            server_name: args.tls_server_name.clone(),
+        });
+    let opts = ConnectOptions {
+        server: server.to_string(),
+        credentials: args.login.clone().zip(args.login_password.clone()),
+        tls,
+        timeout: super::connect::parse_duration(DEFAULT_TIMEOUT).map_err(anyhow::Error::msg)?,
+    };
+    let perms = |p: PatternArgs| PermissionArgs {
+        configure: p.configure.map(|p| p.as_str().to_string()),
+        write: p.write.map(|p| p.as_str().to_string()),
+        read: p.read.map(|p| p.as_str().to_string()),
+    };
+    let (command, done) = match args.action {
+        UserAction::Add {
+            name,
+            admin,
+            patterns,
+            password,
+        } => (
+            UserCommand::Add(UserAdd {
+                password: Secret(read_password(&password, &name)?),
+                name: name.clone(),
+                admin,
+                perms: perms(patterns),
+            }),
+            format!("user {name} added\n"),
+        ),
+        UserAction::Passwd { name, password } => (
+            UserCommand::Passwd(UserPasswd {
+                password: Secret(read_password(&password, &name)?),
+                name: name.clone(),
+            }),
+            format!("password of {name} changed\n"),
+        ),
+        UserAction::Permit {
+            name,
+            patterns,
+            admin,
+            no_admin,
+        } => (
+            UserCommand::Permit(UserPermit {
+                name: name.clone(),
+                perms: perms(patterns),
+                admin: match (admin, no_admin) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
+            }),
+            format!("permissions of {name} changed\n"),
+        ),
+        UserAction::Remove { name } => (
+            UserCommand::Remove(name.clone()),
+            format!("user {name} removed\n"),
+        ),
+        UserAction::List => (UserCommand::List, String::new()),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the client")?;
+    let reply = runtime.block_on(async {
+        let mut conn = Conn::open(&opts).await?;
+        conn.request(&Command::User(command)).await
+    });
+    let reply = reply.with_context(|| format!("the broker at {server}"))?;
+    Ok(match reply.data {
+        // USER LIST: the table, as the broker aligned it.
+        Some(table) => String::from_utf8_lossy(&table).into_owned(),
+        None => done,
+    })
 }
 
 /// The password: `--password`, one line of stdin, or a prompt (twice).

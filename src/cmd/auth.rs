@@ -18,8 +18,9 @@ use crate::session_state::SessionState;
 /// leaves the connection as it was (logged in as before, or not); a
 /// successful one switches user. After
 /// [`MAX_FAILED_LOGINS`](crate::auth::limiter::MAX_FAILED_LOGINS) failures
-/// from one IP within a minute, `AUTH` from it is refused unchecked until
-/// the minute is over.
+/// for one user name from one IP within a minute, `AUTH` as that user from
+/// that IP is refused unchecked until the minute is over; other users of
+/// the address log in as before.
 #[instrument(level = "debug", name = "AUTH", skip_all, fields(conn = s.conn_id(), user = %c.user))]
 pub(super) fn auth(c: Auth, s: &mut SessionState) -> Result<Outcome, BrokerError> {
     let users = s.broker().users().clone();
@@ -27,10 +28,11 @@ pub(super) fn auth(c: Auth, s: &mut SessionState) -> Result<Outcome, BrokerError
         return Ok(Outcome::reply(Reply::ok()));
     }
     let ip = s.peer().ip();
-    if let Some(wait) = users.login_blocked(ip) {
+    if let Some(wait) = users.login_blocked(&c.user, ip) {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         return Err(BrokerError::NoAuth(format!(
-            "too many failed logins from {ip}; try again in {secs} s"
+            "too many failed logins as {:?} from {ip}; try again in {secs} s",
+            c.user
         )));
     }
     // Read before the user: a change made meanwhile is picked up at the
@@ -42,7 +44,7 @@ pub(super) fn auth(c: Auth, s: &mut SessionState) -> Result<Outcome, BrokerError
     Ok(Outcome::Pending(Pending::new(async move {
         let ok = users.verify_password(hash, c.password.0).await;
         let user = user.filter(|_| ok);
-        users.login_outcome(ip, user.is_some());
+        users.login_outcome(&c.user, ip, user.is_some());
         Box::new(move |s: &mut SessionState| match user {
             Some(u) => {
                 tracing::info!(conn, user = %u.name, "authenticated");

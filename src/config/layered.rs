@@ -27,7 +27,8 @@ const NOT_SETTINGS: &[&str] = &["config", "print_config", "help", "version"];
 pub struct Layered {
     /// The matches of the whole command line.
     pub matches: ArgMatches,
-    /// The config file read, if any, and the keys it set.
+    /// The config file read, if any, and the settings it set (their ids:
+    /// `max_line` whether the file spelled it `max-line` or `max_line`).
     pub(crate) file: Option<(PathBuf, Vec<String>)>,
 }
 
@@ -38,6 +39,14 @@ pub enum LayerError {
     /// error, which prints usage.
     #[error(transparent)]
     Args(#[from] clap::Error),
+    /// A `SLUICE_*` environment variable's value is wrong.
+    #[error("the environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong (clap's words, which name the flag).
+        message: String,
+    },
     /// The config file could not be read.
     #[error("reading the config file {path}: {source}")]
     Read {
@@ -93,7 +102,10 @@ fn with_env(cmd: Command, sub: &str) -> Command {
 /// `--config FILE`, the file's settings as their defaults.
 pub fn parse(cmd: Command, sub: &str, args: Vec<OsString>) -> Result<Layered, LayerError> {
     let cmd = with_env(cmd, sub);
-    let first = cmd.clone().try_get_matches_from(&args)?;
+    let first = cmd
+        .clone()
+        .try_get_matches_from(&args)
+        .map_err(|e| from_env(e, &cmd, sub, &args))?;
     let Some(path) = first
         .subcommand_matches(sub)
         .and_then(|m| m.try_get_one::<PathBuf>("config").ok().flatten())
@@ -141,7 +153,7 @@ pub fn parse(cmd: Command, sub: &str, args: Vec<OsString>) -> Result<Layered, La
             }
         };
         cmd = cmd.mut_subcommand(sub, |sc| sc.mut_arg(&id, |a| a.default_value(text)));
-        keys.push(key);
+        keys.push(id);
     }
     let matches = cmd.try_get_matches_from(&args).map_err(|e| {
         // The command line parsed without the file: the file's value is wrong.
@@ -153,6 +165,51 @@ pub fn parse(cmd: Command, sub: &str, args: Vec<OsString>) -> Result<Layered, La
         matches,
         file: Some((path, keys)),
     })
+}
+
+/// Clap's error `e` about a value, when that value came from a setting's
+/// environment variable (not given as a flag): [`LayerError::Env`], which
+/// names the variable, since clap names only the flag. Any other error
+/// stays clap's own.
+fn from_env(e: clap::Error, cmd: &Command, sub: &str, args: &[OsString]) -> LayerError {
+    use clap::error::{ContextKind, ContextValue};
+    let text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let (Some(flag), Some(value)) = (
+        text(ContextKind::InvalidArg),
+        text(ContextKind::InvalidValue),
+    ) else {
+        return e.into();
+    };
+    let given = |long: &str| {
+        let flag = format!("--{long}");
+        args.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        })
+    };
+    let from_env = cmd.find_subcommand(sub).and_then(|sc| {
+        sc.get_arguments().find_map(|a| {
+            let long = a.get_long()?;
+            let names_it = flag == format!("--{long}") || flag.starts_with(&format!("--{long} "));
+            let var = env_name(a.get_id().as_str());
+            let set = std::env::var_os(&var).is_some_and(|v| v.to_string_lossy() == value);
+            (names_it && set && !given(long)).then_some(var)
+        })
+    });
+    match from_env {
+        Some(var) => {
+            let message = e.to_string();
+            let first_line = message.lines().next().unwrap_or_default();
+            LayerError::Env {
+                var,
+                message: first_line.trim_start_matches("error: ").to_owned(),
+            }
+        }
+        None => e.into(),
+    }
 }
 
 /// The effective settings of subcommand `sub` as a TOML document that
@@ -169,11 +226,11 @@ pub fn describe(layered: &Layered, cmd: &Command, sub: &str) -> String {
     ) else {
         return out;
     };
-    let from_file = |key: &str| {
+    let from_file = |id: &str| {
         layered
             .file
             .as_ref()
-            .filter(|(_, keys)| keys.iter().any(|k| k == key))
+            .filter(|(_, ids)| ids.iter().any(|k| k == id))
             .map(|(path, _)| path.display().to_string())
     };
     for id in setting_ids(sc) {
@@ -195,7 +252,7 @@ pub fn describe(layered: &Layered, cmd: &Command, sub: &str) -> String {
         let source = match m.value_source(&id) {
             Some(ValueSource::CommandLine) => format!("flag --{key}"),
             Some(ValueSource::EnvVariable) => format!("environment {}", env_name(&id)),
-            _ => match from_file(&key) {
+            _ => match from_file(&id) {
                 Some(path) => format!("file {path}"),
                 None => "default".to_owned(),
             },
@@ -309,6 +366,39 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# a1-cert: not set"), "{text}");
+    }
+
+    #[test]
+    fn a_key_spelled_with_underscores_is_from_the_file() {
+        let f = file("a4_port = 7000\n");
+        let config = f.path().to_str().expect("utf-8 path");
+        let l = parse(command("a4"), "run", args(&["run", "--config", config])).expect("parse");
+        assert_eq!(run_matches(&l).get_one::<u16>("a4_port"), Some(&7000));
+        let text = describe(&l, &command("a4"), "run");
+        assert!(
+            text.contains(&format!("a4-port = 7000  # file {config}")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable() {
+        std::env::set_var("SLUICE_A5_PORT", "lots");
+        let from_env = parse(command("a5"), "run", args(&["run"]));
+        // A flag beats the variable: then the flag is what is wrong.
+        let from_flag = parse(command("a5"), "run", args(&["run", "--a5-port", "lots"]));
+        std::env::remove_var("SLUICE_A5_PORT");
+        let e = from_env.expect_err("not a port");
+        assert!(matches!(e, LayerError::Env { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("the environment variable SLUICE_A5_PORT: ")
+                && text.contains("lots")
+                && text.contains("--a5-port"),
+            "{text}"
+        );
+        let e = from_flag.expect_err("not a port");
+        assert!(matches!(e, LayerError::Args(_)), "{e:?}");
     }
 
     #[test]

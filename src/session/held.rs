@@ -1,11 +1,11 @@
 //! [`Held`]: a held `PUB` and what waits behind it. A `PUB` to a full
 //! `overflow=block` queue, or held by a resource alarm, keeps its reply's
 //! place in the outbox (a placeholder) and waits for room, announced by
-//! `NOTICE blocked` and ended by `NOTICE unblocked`; pushes go around the
-//! placeholder. What the client sends meanwhile is deferred, but for
-//! `ACK`, `NACK` and `TOUCH`, which run at once (a connection that
-//! consumes the full queue frees it); their replies wait their turn behind
-//! what was deferred before them.
+//! `NOTICE blocked` and ended by `NOTICE unblocked` (at a stop, by the
+//! `PUB`'s `ERR` alone); pushes go around the placeholder. What the client
+//! sends meanwhile is deferred, but for `ACK`, `NACK` and `TOUCH`, which
+//! run at once (a connection that consumes the full queue frees it); their
+//! replies wait their turn behind what was deferred before them.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -159,14 +159,16 @@ impl Held {
     }
 
     /// The server is shutting down: a held `PUB` fails in its place, and
-    /// what waits behind it is dropped.
+    /// what waits behind it is dropped. No `NOTICE unblocked` follows the
+    /// failure: it would say that the `PUB` went through and that the
+    /// connection's commands run again, and neither is so.
     pub(super) fn shut_down(&mut self, outbox: &mut Outbox) {
-        if let Some(w) = self.publish.take() {
+        if self.publish.take().is_some() {
             let failed = Reply::Err(
                 ErrorCode::Internal,
                 "server shutting down; message not stored".into(),
             );
-            release(outbox, Out::Reply(failed, None), w.publish.blocker());
+            outbox.release(Out::Reply(failed, None));
         }
         self.deferred.clear();
     }

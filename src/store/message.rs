@@ -328,6 +328,9 @@ pub struct StoredMessages {
     pub(crate) max_body_id: u64,
     /// Whether the previous run shut down cleanly.
     pub(crate) clean_shutdown: bool,
+    /// Whether no broker had run on this store before (a new data
+    /// directory): then there was no previous run to be clean or not.
+    pub(crate) first_start: bool,
     /// De-duplication records still inside their window at recovery time
     /// (expired ones are dropped from the store).
     pub(crate) dedup: Vec<DedupEntry>,

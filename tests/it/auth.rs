@@ -163,8 +163,9 @@ async fn commands_pipelined_after_auth_run_as_the_new_user() {
 }
 
 #[tokio::test]
-async fn five_failed_logins_lock_the_address_out_even_with_the_right_password() {
-    let (srv, _root) = with_root().await;
+async fn five_failed_logins_lock_the_user_out_at_that_address_even_with_the_right_password() {
+    let (srv, mut root) = with_root().await;
+    root.ok("USER ADD ops opspw admin", "OK").await;
     let mut c = srv.conn().await;
     for _ in 0..5 {
         c.ok("AUTH root nope", INVALID).await;
@@ -174,7 +175,9 @@ async fn five_failed_logins_lock_the_address_out_even_with_the_right_password() 
     for conn in [&mut c, &mut d] {
         let e = conn.err("AUTH root rootpw", "NOAUTH").await;
         assert!(
-            e.starts_with("ERR NOAUTH too many failed logins from 127.0.0.1; try again in "),
+            e.starts_with(
+                "ERR NOAUTH too many failed logins as \"root\" from 127.0.0.1; try again in "
+            ),
             "{e}"
         );
         let secs: u64 = e
@@ -185,6 +188,9 @@ async fn five_failed_logins_lock_the_address_out_even_with_the_right_password() 
         assert!((1..=60).contains(&secs), "{e}");
         conn.ok("DECLARE QUEUE q", NOAUTH).await;
     }
+    // Another operator on the same address is not locked out by them.
+    d.ok("AUTH ops opspw", "OK ops").await;
+    d.ok("DECLARE QUEUE q", "OK q messages=0 consumers=0").await;
 }
 
 /// root, plus `app` whose three patterns are `^app\.`, and topology for
@@ -467,12 +473,26 @@ async fn users_survive_a_restart() {
 /// Runs `sluice user <args> --data-dir <dir>` with `stdin` piped in;
 /// returns (exit code, stdout, stderr).
 async fn sluice_user(dir: &std::path::Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    sluice_user_env(dir, args, stdin, &[]).await
+}
+
+/// The same with `env` set (and no other `SLUICE_*` variable).
+async fn sluice_user_env(
+    dir: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut child = Command::new(sluice_bin())
         .arg("user")
         .args(args)
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn")
+        .env_remove("SLUICE_SERVER")
+        .env_remove("SLUICE_USER")
+        .env_remove("SLUICE_PASSWORD")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -548,14 +568,32 @@ async fn sluice_user_on_a_data_dir_then_the_server_accepts_the_login() {
     c.ok("DECLARE QUEUE q", "OK q messages=0 consumers=0").await;
     let mut b = login(&srv, "bob", "bobpw").await;
     b.err("GET q", "FORBIDDEN").await;
-    // While the broker runs, the CLI says to use the protocol.
-    let (code, _, err) = sluice_user(d, &["passwd", "bob", "--password", "x"], "").await;
-    assert_eq!(code, 1);
+    // While the broker runs, the CLI goes through it: an admin's login
+    // is needed, and the change is live at once.
+    let addr = srv.addr.to_string();
+    let server = [("SLUICE_SERVER", addr.as_str())];
+    let (code, _, err) =
+        sluice_user_env(d, &["passwd", "bob", "--password", "x"], "", &server).await;
+    assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("the broker is running on this data directory"),
+        err.contains(&format!("a broker is running on {}", d.display()))
+            && err.contains(&format!("the broker at {addr}"))
+            && err.contains("NOAUTH"),
         "{err}"
     );
-    assert!(err.contains("USER"), "{err}");
+    let admin = [
+        ("SLUICE_SERVER", addr.as_str()),
+        ("SLUICE_USER", "alice"),
+        ("SLUICE_PASSWORD", "s3cret"),
+    ];
+    let (code, out, err) =
+        sluice_user_env(d, &["passwd", "bob", "--password", "x"], "", &admin).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "password of bob changed\n"),
+        "{err}"
+    );
+    login(&srv, "bob", "x").await;
     drop(c);
     drop(b);
     let dir = srv.stop().await;
@@ -564,6 +602,80 @@ async fn sluice_user_on_a_data_dir_then_the_server_accepts_the_login() {
     assert_eq!(code, 0, "{err}");
     let srv = TestServer::start_in(dir, |_| {}).await;
     login(&srv, "bob", "new").await;
+}
+
+/// `sluice user` against a running broker: every subcommand through its
+/// `USER` commands, the first user without a login (the broker is open),
+/// the rest as that admin; `-s` names the broker without a data directory
+/// of its own. Answers as the offline ones, refusals are the broker's.
+#[tokio::test]
+async fn sluice_user_works_through_a_running_broker() {
+    let b = crate::common::spawned::Spawned::start(&[]).await;
+    let addr = b.addr.to_string();
+    // No data directory of its own here: -s says where the broker is.
+    let nowhere = tempfile::tempdir().expect("tempdir");
+    let d = nowhere.path();
+    let open = ["-s", addr.as_str()];
+    let with = |args: &[&'static str]| -> Vec<&str> {
+        args.iter().copied().chain(open.iter().copied()).collect()
+    };
+    let (code, out, err) = sluice_user(
+        d,
+        &with(&["add", "ops", "--admin", "--password-stdin"]),
+        "opspw\n",
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (0, "user ops added\n"), "{err}");
+    // Now the broker has users: the next change needs an admin's login.
+    let (code, _, err) = sluice_user(d, &with(&["add", "app", "--password", "apppw"]), "").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("NOAUTH"), "{err}");
+    let admin = [("SLUICE_USER", "ops"), ("SLUICE_PASSWORD", "opspw")];
+    for (args, want) in [
+        (
+            &["add", "app", "--password", "apppw", "--read", "^app\\."][..],
+            "user app added\n",
+        ),
+        (
+            &["permit", "app", "--write", ""][..],
+            "permissions of app changed\n",
+        ),
+        (
+            &["passwd", "app", "--password", "n3w"][..],
+            "password of app changed\n",
+        ),
+    ] {
+        let (code, out, err) = sluice_user_env(d, &with(args), "", &admin).await;
+        assert_eq!((code, out.as_str()), (0, want), "{args:?}: {err}");
+    }
+    let (code, out, err) = sluice_user_env(d, &with(&["list"]), "", &admin).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            vec!["name", "tags", "configure", "write", "read"],
+            vec!["app", "-", ".*", "\"\"", "^app\\."],
+            vec!["ops", "admin", ".*", ".*", ".*"],
+        ],
+        "{out}"
+    );
+    // The changes are live.
+    let mut c = TestConn::connect(b.addr).await;
+    c.ok("AUTH app n3w", "OK app").await;
+    // The broker's refusals come back as they are.
+    let (code, _, err) = sluice_user_env(d, &with(&["remove", "ops"]), "", &admin).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("PRECONDITION") && err.contains("last admin"),
+        "{err}"
+    );
+    let (code, out, err) = sluice_user_env(d, &with(&["remove", "app"]), "", &admin).await;
+    assert_eq!((code, out.as_str()), (0, "user app removed\n"), "{err}");
+    c.err("DECLARE QUEUE q", "NOAUTH").await;
 }
 
 /// `sluice user remove|passwd|permit` of a user who is not there says

@@ -258,6 +258,44 @@ async fn a_closed_stdout_ends_an_idle_sub_quietly() {
 }
 
 #[tokio::test]
+async fn sub_prints_the_closing_notice_when_the_server_stops() {
+    let s = TestServer::start().await;
+    cli(s.addr, &["declare", "queue", "q"]).await.ok();
+    cli(s.addr, &["pub", "", "q", "only"]).await.ok();
+    let mut child = command(s.addr, &["sub", "q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    tokio::time::timeout(DEADLINE, out.read_line(&mut line))
+        .await
+        .expect("no delivery printed")
+        .expect("read");
+    assert_eq!(line, "only\n");
+    // As SIGTERM does: NOTICE closing reason=shutdown, then the close.
+    s.stop().await;
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .expect("sub did not end with the server")
+        .expect("wait");
+    assert_eq!(status.code(), Some(4), "the connection's end");
+    let mut err = String::new();
+    let mut stderr = child.stderr.take().expect("stderr");
+    tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err)
+        .await
+        .expect("stderr");
+    assert!(
+        err.contains(
+            "sluice: the server is closing the connection: NOTICE closing reason=shutdown"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn a_closed_stdout_mid_batch_acknowledges_nothing_unwritten() {
     let s = TestServer::start().await;
     cli(s.addr, &["declare", "queue", "q"]).await.ok();

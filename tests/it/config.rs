@@ -98,3 +98,42 @@ async fn a_wrong_file_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_bad_environment_value_names_the_variable() {
+    let out = tokio::process::Command::new(sluice_bin())
+        .args(["serve", "--addr", "127.0.0.1:0", "--in-memory"])
+        .env("SLUICE_MAX_CONNECTIONS", "lots")
+        .output()
+        .await
+        .expect("run sluice");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the environment variable SLUICE_MAX_CONNECTIONS")
+            && err.contains("'lots'")
+            && err.contains("--max-connections"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn print_config_labels_a_key_spelled_with_underscores_as_from_the_file() {
+    let (_dir, path) = config_file("max_line = 100\nframe_timeout = 5000\n");
+    let out = tokio::process::Command::new(sluice_bin())
+        .args(["serve", "--config", &path, "--print-config"])
+        .env_remove("SLUICE_MAX_LINE")
+        .env_remove("SLUICE_FRAME_TIMEOUT")
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .expect("run sluice");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    for want in [
+        format!("max-line = 100  # file {path}"),
+        format!("frame-timeout = 5000  # file {path}"),
+    ] {
+        assert!(text.contains(&want), "missing {want:?} in:\n{text}");
+    }
+}

@@ -35,7 +35,7 @@ use crate::common::faults::{holds_open, strip_ansi, wait_until_open, Rng};
 use crate::common::sluice_bin;
 
 /// Kill/restart cycles in the CI version of the test; the long version
-/// sets `SLUICE_CRASH_CYCLES` (e.g. 20, see the README's "Development").
+/// sets `SLUICE_CRASH_CYCLES` (e.g. 20, see docs/development.md).
 const CYCLES: usize = 3;
 
 fn cycles() -> usize {

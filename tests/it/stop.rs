@@ -9,6 +9,8 @@
 //!   (its `PUB` held by a full queue): the client reads the held publish's
 //!   `ERR INTERNAL` and `NOTICE closing reason=shutdown`, and then an
 //!   orderly end of stream, not a reset.
+//! - SIGTERM with a `PUB` held by the memory alarm: its `ERR INTERNAL`,
+//!   no `NOTICE unblocked` (nothing went through), `NOTICE closing`.
 
 use std::time::{Duration, Instant};
 
@@ -134,7 +136,39 @@ async fn a_client_with_unread_pipelined_input_reads_the_shutdown_notice_and_a_cl
         [
             "NOTICE blocked queue=tiny",
             "ERR INTERNAL server shutting down; message not stored",
-            "NOTICE unblocked queue=tiny",
+            "NOTICE closing reason=shutdown"
+        ]
+    );
+    let status = b.exited().await;
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_pub_held_by_the_memory_alarm_gets_its_err_and_no_unblocked_notice_at_a_stop() {
+    // Two bytes: any process is over it.
+    let mut b = Spawned::start(&["--memory-high-watermark", "2"]).await;
+    let mut c = crate::common::TestConn::connect(b.addr).await;
+    c.ok("DECLARE QUEUE q", "OK q messages=0 consumers=0").await;
+    c.send("PUB \"\" q hello").await;
+    c.expect("NOTICE blocked memory").await;
+    // Behind the held PUB: never run.
+    c.send("PING").await;
+    b.terminate();
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        let more = tokio::time::timeout(DEADLINE, c.read_line_or_close(&mut line))
+            .await
+            .expect("neither a line nor the end");
+        if !more {
+            break;
+        }
+        lines.push(line.trim_end().to_string());
+    }
+    assert_eq!(
+        lines,
+        [
+            "ERR INTERNAL server shutting down; message not stored",
             "NOTICE closing reason=shutdown"
         ]
     );

@@ -1,8 +1,9 @@
 //! TLS on the second port (`--tls-cert`/`--tls-key`/`--tls-addr`), with a
 //! certificate generated at test time (rcgen): the same protocol over TLS,
-//! a plain client on the TLS port closed, a silent one closed after the
-//! handshake timeout, one connection budget for both ports, and clear
-//! start-up errors for bad certificate files.
+//! a plain client on the TLS port told so in plain text and closed, a
+//! silent one told after the handshake timeout, the CLI naming the port it
+//! reached with the wrong transport either way, one connection budget for
+//! both ports, and clear start-up errors for bad certificate files.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::cert::Cert;
+use crate::common::cli_run::cli;
 use crate::common::spawned::Spawned;
 use crate::common::{sluice_bin, TestServer, DEADLINE};
 
@@ -93,8 +95,11 @@ async fn publish_and_consume_over_tls() {
         .await;
 }
 
+/// What a client that does not speak TLS reads on the TLS port.
+const PLAIN_ON_TLS: &str = "ERR BAD_FRAME this is a TLS port, not plain text: connect with TLS (sluice --tls, openssl s_client) or to the plain-text port\r\n";
+
 #[tokio::test]
-async fn a_plain_client_on_the_tls_port_is_closed() {
+async fn a_plain_client_on_the_tls_port_is_told_so_and_closed() {
     let cert = Cert::new();
     let srv = TestServer::start_with(|c| c.tls = Some(cert.files())).await;
     let mut s = TcpStream::connect(srv.tls_addr.expect("TLS port"))
@@ -102,17 +107,14 @@ async fn a_plain_client_on_the_tls_port_is_closed() {
         .expect("connect");
     s.write_all(b"PING\r\n").await.expect("write");
     let got = read_to_close(&mut s).await;
-    let text = String::from_utf8_lossy(&got);
-    assert!(
-        !text.contains("HELLO") && !text.contains("OK"),
-        "the protocol must not be spoken in clear on the TLS port: {text:?}"
-    );
+    // The mismatch, in plain text, and nothing of the protocol itself.
+    assert_eq!(String::from_utf8_lossy(&got), PLAIN_ON_TLS);
     // The server goes on.
     let _ = tls_client(&srv, &cert).await;
 }
 
 #[tokio::test]
-async fn a_silent_client_on_the_tls_port_is_closed_after_the_handshake_timeout() {
+async fn a_silent_client_on_the_tls_port_is_told_after_the_handshake_timeout() {
     let cert = Cert::new();
     let srv = TestServer::start_with(|c| {
         c.tls = Some(cert.files());
@@ -124,8 +126,49 @@ async fn a_silent_client_on_the_tls_port_is_closed_after_the_handshake_timeout()
         .expect("connect");
     let started = std::time::Instant::now();
     let got = read_to_close(&mut s).await;
-    assert!(got.is_empty(), "nothing is sent to a silent client");
+    // A plain-text client waiting for a greeting learns why none comes.
+    assert_eq!(String::from_utf8_lossy(&got), PLAIN_ON_TLS);
     assert!(started.elapsed() >= Duration::from_millis(150));
+}
+
+#[tokio::test]
+async fn the_cli_names_the_port_it_reached_with_the_wrong_transport() {
+    let cert = Cert::new();
+    let srv = TestServer::start_with(|c| {
+        c.tls = Some(cert.files());
+        // The CLI waits for a greeting in silence: told at this bound.
+        c.frame_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let tls_addr = srv.tls_addr.expect("TLS port");
+    // Plain text to the TLS port.
+    let r = cli(tls_addr, &["get", "q"]).await;
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("BAD_FRAME this is a TLS port, not plain text"),
+        "{r:?}"
+    );
+    // TLS to the plain port.
+    let ca = cert.cert();
+    let r = cli(
+        srv.addr,
+        &[
+            "get",
+            "q",
+            "--tls-ca",
+            ca.to_str().expect("utf-8 path"),
+            "--tls-server-name",
+            "localhost",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr.contains("the server did not answer in TLS")
+            && r.stderr.contains("this looks like a plain-text port"),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]

@@ -429,6 +429,7 @@ impl MessageStore for LogStore {
         *files = None;
         let mut rec = recover::recover(&self.root, &self.side, queues)?;
         rec.summary.clean_shutdown = self.sled.was_clean()?;
+        rec.summary.first_start = self.sled.never_started()?;
         self.sled.set_clean(false)?;
         self.sled.sync()?;
         rec.files.retire_old()?;

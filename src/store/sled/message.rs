@@ -202,7 +202,8 @@ impl<'a> Orphans<'a> {
 
 impl MessageStore for SledStore {
     fn recover(&self, queues: &[QueueDef]) -> Result<StoredMessages, StoreError> {
-        let clean_shutdown = self.meta.get("clean")?.is_some_and(|v| v.as_ref() == [1]);
+        let clean_shutdown = self.was_clean()?;
+        let first_start = self.never_started()?;
         let mut tally = Tally::new(queues);
         let mut orphans = Orphans::new(&self.messages);
         // The length of each separately stored body (`None`: missing), read
@@ -290,7 +291,9 @@ impl MessageStore for SledStore {
         orphans.finish()?;
         self.meta.insert("clean", &[0u8])?;
         self.sync()?;
-        Ok(tally.finish(clean_shutdown))
+        let mut out = tally.finish(clean_shutdown);
+        out.first_start = first_start;
+        Ok(out)
     }
 
     fn load(

@@ -200,6 +200,21 @@ impl CommitMark {
 }
 
 impl SledStore {
+    /// Whether a running process (a broker) holds `dir`: sled's exclusive
+    /// `flock` on its `db` file, tried without waiting and let go at once.
+    /// `sluice user` asks first, to leave a running broker's directory
+    /// alone ([`SledStore::open`] tidies snapshot files before it locks).
+    pub(crate) fn in_use(dir: &Path) -> bool {
+        use std::os::fd::AsRawFd;
+        let Ok(db) = std::fs::File::open(dir.join("db")) else {
+            return false;
+        };
+        // SAFETY: flock(2) on a descriptor owned here; the lock, if taken,
+        // goes with the file when it is dropped.
+        let rc = unsafe { libc::flock(db.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        rc != 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    }
+
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
         Self::open_with_lock_wait(dir, cache_bytes, LOCK_WAIT)
@@ -287,6 +302,13 @@ impl SledStore {
     /// Whether the previous run shut down cleanly (the `clean` flag).
     pub(crate) fn was_clean(&self) -> Result<bool, StoreError> {
         Ok(self.meta.get("clean")?.is_some_and(|v| v.as_ref() == [1]))
+    }
+
+    /// Whether no broker has run on this store yet: a recovery writes the
+    /// `clean` flag, so only a new store lacks it (`sluice user add` on a
+    /// new data directory writes users, not the flag).
+    pub(crate) fn never_started(&self) -> Result<bool, StoreError> {
+        Ok(self.meta.get("clean")?.is_none())
     }
 }
 
