@@ -14,6 +14,8 @@ asyncio (:class:`AsyncClient`), standard library only.
 The wire protocol is protocol.md in the sluice repository.
 """
 
+import logging
+
 from ._protocol import Confirm, Delivery, QueueInfo, RedriveResult
 from .aio import AsyncClient, AsyncMessage, AsyncPipeline, AsyncSubscription
 from .client import Client, Message, Pipeline, Subscription
@@ -46,6 +48,8 @@ from .errors import (
 )
 
 __version__ = "0.1.0"
+
+logging.getLogger("sluice").addHandler(logging.NullHandler())
 
 __all__ = [
     "Client",

@@ -90,6 +90,8 @@ class _APending:
         ok, words = P.split_reply(self.line)
         if not ok:
             raise P.error_from_reply(words[0], words[1])
+        if self.body is not None and words:
+            words = words[:-1]  # the {N} mark of the literal
         return words, self.body
 
 
@@ -501,12 +503,19 @@ class AsyncClient:
         else:
             err = ConnectionLostError(f"connection to {self._addr_text()} lost: {exc}")
             log.warning("sluice: %s", err)
+            if not self._reconnect_enabled:
+                self._state = _FAILED
+                self._failure = SluiceConnectionError(
+                    f"connection to {self._addr_text()} lost (reconnect=False): {exc}")
+                self._open_event.set()  # wake the waiters: they raise
         pending = list(self._pending)
         self._pending.clear()
         for sub in self._subs.values():
             sub._buf.clear()
             if self._closing:
                 sub._end("closed")
+            elif self._failure is not None:
+                sub._end("failed", self._failure)
         for p in pending:
             p.error = err
             p.finish()

@@ -115,6 +115,8 @@ class _Pending:
         ok, words = P.split_reply(self.line)
         if not ok:
             raise P.error_from_reply(words[0], words[1])
+        if self.body is not None and words:
+            words = words[:-1]  # the {N} mark of the literal
         return words, self.body
 
 
@@ -588,6 +590,10 @@ class Client:
             else:
                 err = ConnectionLostError(f"connection to {self._addr_text()} lost: {exc}")
                 log.warning("sluice: %s", err)
+                if not self._reconnect_enabled:
+                    self._state = _FAILED
+                    self._failure = SluiceConnectionError(
+                        f"connection to {self._addr_text()} lost (reconnect=False): {exc}")
             pending = list(self._pending)
             self._pending.clear()
             for p in pending:
@@ -599,6 +605,8 @@ class Client:
                 sub._buf.clear()
                 if self._closing:
                     sub._end("closed")
+                elif self._failure is not None:
+                    sub._end("failed", self._failure)
             self._cv.notify_all()
             transport = self._transport
         transport.shutdown()
