@@ -14,6 +14,7 @@ does, for every ``str`` it sends) to get the exact bytes back.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -454,9 +455,10 @@ def ms(seconds: Union[int, float]) -> int:
 def unix_ms(when: Union[int, float, _dt.datetime]) -> int:
     """A point in time as Unix milliseconds: a ``datetime`` (naive is local time),
     or Unix seconds (``time.time()``)."""
+    # Rounded down: "at or after" a time then includes what was published in its millisecond.
     if isinstance(when, _dt.datetime):
-        return int(round(when.timestamp() * 1000))
-    return int(round(when * 1000))
+        return math.floor(when.timestamp() * 1000)
+    return math.floor(when * 1000)
 
 
 def option(name: str, value: OptionValue) -> bytes:
