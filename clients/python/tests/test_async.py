@@ -19,7 +19,7 @@ broker: Broker
 
 def setUpModule() -> None:
     global broker
-    broker = Broker(tls=True).start()
+    broker = Broker().start()
 
 
 def tearDownModule() -> None:
@@ -220,15 +220,21 @@ class AsyncClientTest(unittest.IsolatedAsyncioTestCase):
         finally:
             await in_thread(own.cleanup)
 
-    async def test_tls_and_wrong_password(self) -> None:
-        c = await self.client(broker.tls_addr, tls=True, ca_file=broker.cert)
-        q = unique()
-        await c.declare_queue(q)
-        self.assertEqual((await c.publish("", q, b"\x00\r\n" * 1000)).routed, 1)
-        self.assertEqual((await c.get(q, auto_ack=True))[0].body, b"\x00\r\n" * 1000)
-        _, table = await c.send_command("LIST CONNECTIONS")
-        self.assertIn("sluice-python-asyncio", table.decode())
-        # A broker with a user: the wrong password is a typed error.
+    async def test_tls(self) -> None:
+        tls = await in_thread(Broker(tls=True).start)
+        try:
+            c = await self.client(tls.tls_addr, tls=True, ca_file=tls.cert)
+            q = unique()
+            await c.declare_queue(q)
+            self.assertEqual((await c.publish("", q, b"\x00\r\n" * 1000)).routed, 1)
+            self.assertEqual((await c.get(q, auto_ack=True))[0].body, b"\x00\r\n" * 1000)
+            _, table = await c.send_command("LIST CONNECTIONS")
+            self.assertIn("sluice-python-asyncio", table.decode())
+            await c.close()
+        finally:
+            await in_thread(tls.cleanup)
+
+    async def test_wrong_password_is_a_typed_error(self) -> None:
         own = await in_thread(Broker().start)
         try:
             admin = await self.client(own.addr)
