@@ -14,6 +14,7 @@ does, for every ``str`` it sends) to get the exact bytes back.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ def needs_quotes(word: bytes) -> bool:
     return not word or _looks_like_mark(word) or _NEEDS_QUOTES.search(word) is not None
 
 
+@functools.lru_cache(maxsize=4096)
 def quote(word: Text) -> bytes:
     """``word`` always quoted, with ``"`` and ``\\`` escaped. A quoted word is always
     positional, never an option, a flag or a literal mark."""
@@ -82,6 +84,15 @@ def encode_word(word: Text) -> bytes:
     return b
 
 
+# One word: a quoted word, or a bare word (that may end in an option's quoted value).
+# A closing quote must be followed by a blank or the end of the line.
+_WORD = re.compile(
+    rb'[ \t]*(?:"((?:[^"\\]|\\["\\])*)"(?=[ \t]|$)'
+    rb'|([^ \t"]+)(?:"((?:[^"\\]|\\["\\])*)"(?=[ \t]|$))?)'
+)
+_ESCAPE = re.compile(rb'\\(["\\])')
+
+
 def tokenize(line: bytes) -> List[bytes]:
     """Split a line into words on blanks, undoing quotes (``"a b"``, ``""``) and the
     ``\\"`` and ``\\\\`` escapes, including in an option's quoted value
@@ -92,29 +103,29 @@ def tokenize(line: bytes) -> List[bytes]:
         # Fast path: no quotes. Bare words never hold control bytes (the
         # server quotes them), so split() on ASCII whitespace is exact.
         return line.split()
+    words = line.split()
+    if all(w == b'""' for w in words if b'"' in w):
+        # Common path: the only quoted words are empty ones (the default exchange "").
+        return [b"" if w == b'""' else w for w in words]
     out: List[bytes] = []
-    i, n = 0, len(line)
-    while True:
-        while i < n and line[i] in (0x20, 0x09):
-            i += 1
-        if i >= n:
-            return out
-        if line[i] == 0x22:  # a quoted word
-            value, i = _quoted(line, i)
-            out.append(value)
-            continue
-        j = i
-        while j < n and line[j] not in (0x20, 0x09, 0x22):
-            j += 1
-        word = line[i:j]
-        if j < n and line[j] == 0x22:
+    pos, end = 0, len(line.rstrip(b" \t"))
+    match = _WORD.match
+    while pos < end:
+        m = match(line, pos)
+        if m is None:
+            raise ValueError(f"malformed words (a stray or unbalanced quote, or a bad escape) in {line!r}")
+        quoted, bare, value = m.group(1, 2, 3)
+        if quoted is not None:
+            out.append(_ESCAPE.sub(rb"\1", quoted) if b"\\" in quoted else quoted)
+        elif value is not None:
             # A quote inside a bare word is allowed only as an option's value.
-            if not _is_opt_prefix(word):
+            if not _is_opt_prefix(bare):
                 raise ValueError(f"stray quote in {line!r}")
-            value, j = _quoted(line, j)
-            word += value
-        out.append(word)
-        i = j
+            out.append(bare + (_ESCAPE.sub(rb"\1", value) if b"\\" in value else value))
+        else:
+            out.append(bare)
+        pos = m.end()
+    return out
 
 
 def _is_opt_prefix(word: bytes) -> bool:
@@ -128,35 +139,21 @@ def _is_opt_prefix(word: bytes) -> bool:
     )
 
 
-def _quoted(line: bytes, i: int) -> Tuple[bytes, int]:
-    """The quoted word starting at ``line[i] == '"'``: (its text, the index after it)."""
-    buf = bytearray()
-    i += 1
-    n = len(line)
-    while True:
-        if i >= n:
-            raise ValueError(f"unbalanced quote in {line!r}")
-        c = line[i]
-        if c == 0x22:
-            i += 1
-            if i < n and line[i] not in (0x20, 0x09):
-                raise ValueError(f"a closing quote must be followed by a blank in {line!r}")
-            return bytes(buf), i
-        if c == 0x5C:
-            if i + 1 >= n:
-                raise ValueError(f"unbalanced quote in {line!r}")
-            e = line[i + 1]
-            if e not in (0x22, 0x5C):
-                raise ValueError(f"unknown escape in {line!r}")
-            buf.append(e)
-            i += 2
-            continue
-        buf.append(c)
-        i += 1
-
-
 # --------------------------------------------------------------------------
 # Framing
+
+
+def literal_count(line: bytes) -> Optional[int]:
+    """N when ``line`` ends in a literal mark ``{N}`` (after blanks; the ``{`` at the
+    start or after a blank), else ``None``: ``LITERAL_MARK`` without a regex search."""
+    stripped = line.rstrip(b" \t")
+    if not stripped.endswith(b"}"):
+        return None
+    i = stripped.rfind(b"{")
+    digits = stripped[i + 1:-1]
+    if i < 0 or not digits or not digits.isdigit() or (i > 0 and stripped[i - 1] not in (0x20, 0x09)):
+        return None
+    return int(digits)
 
 
 class FrameReader:
@@ -193,27 +190,25 @@ class FrameReader:
         line = bytes(buf[pos:end])
         body: Optional[bytes] = None
         after = nl + 1
-        if line.rstrip(b" \t").endswith(b"}"):
-            m = LITERAL_MARK.search(line)
-            if m is not None:
-                count = int(m.group(1))
-                if count > _U64_MAX:
-                    raise ProtocolError(f"literal count too large in {line[:80]!r}")
-                stop = after + count
-                if len(buf) < stop + 1:
+        count = literal_count(line)
+        if count is not None:
+            if count > _U64_MAX:
+                raise ProtocolError(f"literal count too large in {line[:80]!r}")
+            stop = after + count
+            if len(buf) < stop + 1:
+                return None
+            if buf[stop] == 0x0A:
+                eol = stop + 1
+            elif buf[stop] == 0x0D:
+                if len(buf) < stop + 2:
                     return None
-                if buf[stop] == 0x0A:
-                    eol = stop + 1
-                elif buf[stop] == 0x0D:
-                    if len(buf) < stop + 2:
-                        return None
-                    if buf[stop + 1] != 0x0A:
-                        raise ProtocolError("no end of line after a literal")
-                    eol = stop + 2
-                else:
+                if buf[stop + 1] != 0x0A:
                     raise ProtocolError("no end of line after a literal")
-                body = bytes(buf[after:stop])
-                after = eol
+                eol = stop + 2
+            else:
+                raise ProtocolError("no end of line after a literal")
+            body = bytes(buf[after:stop])
+            after = eol
         self._pos = after
         if after > 1 << 16 and after * 2 > len(buf):
             del buf[:after]
@@ -225,7 +220,7 @@ class FrameReader:
 # Results
 
 
-@dataclass(frozen=True)
+@dataclass
 class Confirm:
     """A publish confirm (``OK <id> routed=<n> [rejected=<k>] [duplicate]``).
 
@@ -240,7 +235,7 @@ class Confirm:
     duplicate: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass
 class QueueInfo:
     """``DECLARE QUEUE``'s reply: the name (the generated one for ``""``), the waiting
     messages (a stream: those kept), the subscriptions, and a partitioned stream's
@@ -252,7 +247,7 @@ class QueueInfo:
     partitions: Optional[int] = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class RedriveResult:
     """``REDRIVE``'s reply: messages moved back, and kept in place."""
 

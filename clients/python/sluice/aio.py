@@ -324,6 +324,9 @@ class AsyncClient:
         self._open_event: Optional[asyncio.Event] = None
         self._closed_event: Optional[asyncio.Event] = None
         self._drain_lock: Optional[asyncio.Lock] = None
+        self._wbuf: List[bytes] = []
+        self._wsize = 0
+        self._flush_scheduled = False
         self.greeting = ""
         self.address: Tuple[str, int] = self.addresses[0]
         self._addr_index = 0
@@ -510,6 +513,8 @@ class AsyncClient:
                 self._open_event.set()  # wake the waiters: they raise
         pending = list(self._pending)
         self._pending.clear()
+        self._wbuf.clear()
+        self._wsize = 0
         for sub in self._subs.values():
             sub._buf.clear()
             if self._closing:
@@ -572,8 +577,7 @@ class AsyncClient:
                 self._connection_lost(self._gen, TimeoutError("no heartbeat from the server"))
                 continue
             if now - self._last_send >= hb / 2:
-                self._writer.write(b"\r\n")
-                self._last_send = now
+                self._queue_bytes(b"\r\n")
 
     def _new_pending(self, verb: str, gen: int,
                      callback: Optional[Callable[[_APending], None]] = None) -> _APending:
@@ -659,10 +663,28 @@ class AsyncClient:
         gen = self._gen
         ps = [self._new_pending(verb, gen, callback) for verb, _ in items]
         self._pending.extend(ps)
-        assert self._writer is not None
-        self._writer.write(items[0][1] if len(items) == 1 else b"".join(d for _, d in items))
-        self._last_send = time.monotonic()
+        self._queue_bytes(b"".join(d for _, d in items) if len(items) > 1 else items[0][1])
         return ps
+
+    def _queue_bytes(self, data: bytes) -> None:
+        """Bytes for the connection, written together once per turn of the event loop
+        (in the order they were queued, which is the order of _pending)."""
+        self._wbuf.append(data)
+        self._wsize += len(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_writes)
+
+    def _flush_writes(self) -> None:
+        self._flush_scheduled = False
+        if not self._wbuf:
+            return
+        data = b"".join(self._wbuf)
+        self._wbuf.clear()
+        self._wsize = 0
+        if self._writer is not None and self._state == _OPEN:
+            self._writer.write(data)
+            self._last_send = time.monotonic()
 
     async def _send_batch(self, items: Sequence[Tuple[str, bytes]], gen_required: Optional[int] = None,
                           timeout: Optional[float] = None,
@@ -687,6 +709,8 @@ class AsyncClient:
         ps = self._write_now(items, callback)
         writer = self._writer
         assert writer is not None and self._drain_lock is not None
+        if self._wsize > _HIGH_WATER:
+            self._flush_writes()
         if writer.transport.get_write_buffer_size() > _HIGH_WATER:
             gen = self._gen
             async with self._drain_lock:

@@ -66,6 +66,8 @@ log = logging.getLogger("sluice")
 Address = Union[str, Tuple[str, int]]
 
 _CONNECTING, _OPEN, _CLOSED, _FAILED = "connecting", "open", "closed", "failed"
+_REPLY, _MSG, _PEEKED, _NOTICE = range(4)
+_FLUSH_AT = 1 << 16  # queued bytes written at once past this
 
 _tags = itertools.count(1)
 
@@ -236,7 +238,10 @@ class Subscription:
         subscription has ended and its buffer is empty (see :attr:`closed`). Raises the
         error that ended it, if one did."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._client._lock:
+        client = self._client
+        if not self._buf and client._outbuf:
+            client._flush()  # acks queued by ack(wait=False) go out before we wait
+        with client._lock:
             while not self._buf:
                 if self._state != "open":
                     if self._error is not None:
@@ -404,7 +409,8 @@ class Client:
         self._gen = 0
         self._pending: Deque[_Pending] = collections.deque()
         self._subs: Dict[str, Subscription] = {}
-        self._bg: Deque[Tuple[int, str, bytes]] = collections.deque()
+        self._outbuf: List[bytes] = []  # queued commands (their _Pending registered already)
+        self._outsize = 0
         self._wake = threading.Event()
         self._closed_event = threading.Event()
         self._last_send = time.monotonic()
@@ -596,6 +602,8 @@ class Client:
                         f"connection to {self._addr_text()} lost (reconnect=False): {exc}")
             pending = list(self._pending)
             self._pending.clear()
+            self._outbuf.clear()
+            self._outsize = 0
             for p in pending:
                 p.error = err
                 p.done = True
@@ -640,74 +648,95 @@ class Client:
                 return
 
     def _read_loop(self, gen: int, transport: Any, frames: P.FrameReader) -> None:
-        dispatch = self._dispatch
         while True:
             data = transport.recv()
             if not data:
                 return
             frames.feed(data)
+            batch = []
             while True:
                 f = frames.next_frame()
                 if f is None:
                     break
-                dispatch(f[0], f[1], gen)
+                batch.append(f)
+            if batch:
+                self._dispatch(batch, gen)
 
-    def _dispatch(self, line: bytes, body: Optional[bytes], gen: int) -> None:
-        if line.startswith(b"OK") or line.startswith(b"ERR"):
-            with self._lock:
-                if gen != self._gen:
-                    return
-                if not self._pending:
-                    raise ProtocolError(f"a reply with no command waiting: {line[:200]!r}")
-                p = self._pending.popleft()
-                p.line = line
-                p.body = body
-                p.done = True
-                self._cv.notify_all()
-            if p.callback is not None:
-                p.callback(p)
-        elif line.startswith(b"MSG "):
-            self._on_msg(line, body, gen)
-        elif line.startswith(b"NOTICE"):
-            self._on_notice(line, gen)
-        elif line.startswith(b"HELLO") or not line.strip():
-            pass
-        else:
-            raise ProtocolError(f"unexpected line from the server: {line[:200]!r}")
-
-    def _on_msg(self, line: bytes, body: Optional[bytes], gen: int) -> None:
-        try:
-            words = P.tokenize(line)
-        except ValueError as e:
-            raise ProtocolError(str(e)) from None
-        kw = P.parse_delivery(words, body)
-        ctag = words[1]
-        if ctag == b"*":
-            target = "PEEK"
-        elif ctag == b"-":
-            target = "GET"
-        else:
-            target = ""
+    def _dispatch(self, batch: List[Tuple[bytes, Optional[bytes]]], gen: int) -> None:
+        """Hand on every frame of one read, in order, under one hold of the lock."""
+        # Parse outside the lock.
+        work: List[Tuple[int, Any, Any]] = []
+        for line, body in batch:
+            if line.startswith(b"MSG "):
+                try:
+                    words = P.tokenize(line)
+                except ValueError as e:
+                    raise ProtocolError(str(e)) from None
+                kw = P.parse_delivery(words, body)
+                if words[1] == b"*":
+                    work.append((_PEEKED, Delivery(**kw), None))
+                else:
+                    work.append((_MSG, Message(**kw, _client=self, _gen=gen), words[1]))
+            elif line.startswith(b"OK") or line.startswith(b"ERR"):
+                work.append((_REPLY, line, body))
+            elif line.startswith(b"NOTICE"):
+                work.append((_NOTICE, line, None))
+            elif line.startswith(b"HELLO") or not line.strip():
+                pass
+            else:
+                raise ProtocolError(f"unexpected line from the server: {line[:200]!r}")
+        done: List[_Pending] = []
+        notices: List[bytes] = []
+        woken = set()
+        replied = False
         with self._lock:
             if gen != self._gen:
                 return
-            if target:
-                for p in self._pending:
-                    if p.verb == target:
-                        if target == "GET":
-                            p.msgs.append(Message(**kw, _client=self, _gen=gen))  # type: ignore[union-attr]
-                        else:
-                            p.msgs.append(Delivery(**kw))  # type: ignore[union-attr]
-                        return
-                raise ProtocolError(f"MSG {ctag.decode()} with no {target} waiting")
-            sub = self._subs.get(kw["consumer_tag"])
-            if sub is not None and sub._state == "open":
-                sub._push(Message(**kw, _client=self, _gen=gen, _auto=sub.auto_ack))
+            pending = self._pending
+            for kind, a, b in work:
+                if kind == _REPLY:
+                    if not pending:
+                        raise ProtocolError(f"a reply with no command waiting: {a[:200]!r}")
+                    p = pending.popleft()
+                    p.line = a
+                    p.body = b
+                    p.done = True
+                    replied = True
+                    if p.callback is not None:
+                        done.append(p)
+                elif kind == _MSG:
+                    if b == b"-":
+                        # A GET's delivery: the oldest GET still waiting.
+                        self._attach("GET", a)
+                        continue
+                    sub = self._subs.get(a.consumer_tag)
+                    if sub is not None and sub._state == "open":
+                        a._auto = sub.auto_ack
+                        sub._buf.append(a)
+                        woken.add(sub)
+                    elif not (sub is not None and sub.auto_ack):
+                        # For a subscription being cancelled (or unknown): give it back.
+                        self._enqueue_locked([("NACK", b"NACK %d\r\n" % a.delivery_tag)], _log_error)
+                elif kind == _PEEKED:
+                    self._attach("PEEK", a)
+                else:
+                    notices.append(a)
+            if replied:
+                self._cv.notify_all()
+            for sub in woken:
+                sub._cv.notify_all()
+        for p in done:
+            p.callback(p)  # type: ignore[misc]
+        for line in notices:
+            self._on_notice(line, gen)
+
+    def _attach(self, verb: str, d: Any) -> None:
+        # called with the lock held
+        for p in self._pending:
+            if p.verb == verb:
+                p.msgs.append(d)  # type: ignore[union-attr]
                 return
-            auto = sub is not None and sub.auto_ack
-        # A delivery for a subscription being cancelled (or unknown): give it back.
-        if not auto:
-            self._background(gen, "NACK", b"NACK %d\r\n" % kw["delivery_tag"])
+        raise ProtocolError(f"MSG {'-' if verb == 'GET' else '*'} with no {verb} waiting")
 
     def _on_notice(self, line: bytes, gen: int) -> None:
         try:
@@ -724,7 +753,7 @@ class Client:
                 if sub is not None and gen == self._gen:
                     if reason == "leader-moved" and sub._state == "open":
                         # A cluster's queue got a new leader: subscribe again.
-                        self._pending_resub(sub, gen)
+                        self._enqueue_locked([("SUB", sub._command())], self._resubscribed(sub))
                     else:
                         self._subs.pop(tag, None)
                         sub.cancel_reason = reason or "cancelled"
@@ -740,18 +769,8 @@ class Client:
             except Exception:  # noqa: BLE001 - a user callback must not kill the reader
                 log.exception("sluice: on_notice raised")
 
-    def _pending_resub(self, sub: Subscription, gen: int) -> None:
-        # called with the lock held: the keeper thread sends it
-        self._bg.append((gen, "SUB:" + sub.tag, b""))
-        self._wake.set()
-
-    def _background(self, gen: int, verb: str, data: bytes) -> None:
-        with self._lock:
-            self._bg.append((gen, verb, data))
-        self._wake.set()
-
     # ------------------------------------------------------------------
-    # the keeper thread: heartbeats and commands the reader cannot send itself
+    # the keeper thread: writes what was queued, and heartbeats
 
     def _keeper_main(self) -> None:
         hb = self.heartbeat
@@ -764,40 +783,52 @@ class Client:
             with self._lock:
                 if self._state in (_CLOSED, _FAILED):
                     return
-                jobs = list(self._bg)
-                self._bg.clear()
-            for gen, verb, data in jobs:
-                callback: Callable[[_Pending], None] = _log_error
-                if verb.startswith("SUB:"):
-                    with self._lock:
-                        sub = self._subs.get(verb[4:])
-                    if sub is None or sub._state != "open":
-                        continue
-                    verb, data, callback = "SUB", sub._command(), self._resubscribed(sub)
-                try:
-                    self._send_batch([(verb, data)], gen_required=gen, callback=callback)
-                except SluiceError:
-                    pass
-            if hb and self._state == _OPEN and time.monotonic() - self._last_send >= hb / 2:
-                with self._wlock:
-                    with self._lock:
-                        if self._state != _OPEN:
-                            continue
-                        transport = self._transport
-                        gen = self._gen
-                    try:
-                        transport.send(b"\r\n")
-                        self._last_send = time.monotonic()
-                    except OSError as e:
-                        self._connection_lost(gen, e)
+            beat = bool(hb) and time.monotonic() - self._last_send >= hb / 2  # type: ignore[operator]
+            if self._outbuf or beat:
+                self._flush(b"\r\n" if beat else b"")
 
     # ------------------------------------------------------------------
     # sending and waiting
+    #
+    # Every write registers its commands in _pending and takes the bytes queued
+    # before it in _outbuf, both under _lock, and writes under _wlock: so the
+    # replies' order is the commands' order on the wire, whoever writes.
+
+    def _enqueue_locked(self, items: Sequence[Tuple[str, bytes]],
+                        callback: Optional[Callable[[_Pending], None]] = None) -> None:
+        """Queue commands without waiting (with the lock held, the connection open):
+        the next write, or the keeper thread, sends them."""
+        gen = self._gen
+        was_empty = not self._outbuf
+        for verb, data in items:
+            self._pending.append(_Pending(verb, gen, callback))
+            self._outbuf.append(data)
+            self._outsize += len(data)
+        if was_empty:
+            self._wake.set()
+
+    def _flush(self, extra: bytes = b"") -> None:
+        """Write what is queued (and ``extra``, which wants no reply)."""
+        with self._wlock:
+            with self._lock:
+                if self._state != _OPEN:
+                    return
+                data = b"".join(self._outbuf) + extra
+                self._outbuf.clear()
+                self._outsize = 0
+                transport, gen = self._transport, self._gen
+            if data:
+                try:
+                    transport.send(data)
+                    self._last_send = time.monotonic()
+                except OSError as e:
+                    self._connection_lost(gen, e)
 
     def _send_batch(self, items: Sequence[Tuple[str, bytes]], gen_required: Optional[int] = None,
-                    timeout: Optional[float] = None,
-                    callback: Optional[Callable[[_Pending], None]] = None) -> List[_Pending]:
-        """Register and send commands (in one write); wait for a connection first."""
+                    timeout: Optional[float] = None, callback: Optional[Callable[[_Pending], None]] = None,
+                    nowait: bool = False) -> List[_Pending]:
+        """Register and send commands (in one write, after what is queued); wait for a
+        connection first. ``nowait``: queue them instead (written soon, in order)."""
         timeout = self.timeout if timeout is None else timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -813,7 +844,14 @@ class Client:
                     if remaining is not None and remaining <= 0:
                         raise SluiceTimeoutError("no connection to the broker within the timeout")
                     self._cv.wait(remaining)
+                if nowait:
+                    self._enqueue_locked(items, callback)
+                    if self._outsize <= _FLUSH_AT:
+                        return []
                 gen = self._gen
+            if nowait:
+                self._flush()
+                return []
             with self._wlock:
                 with self._lock:
                     if self._state != _OPEN or self._gen != gen:
@@ -821,8 +859,14 @@ class Client:
                     transport = self._transport
                     ps = [_Pending(verb, gen, callback) for verb, _ in items]
                     self._pending.extend(ps)
+                    if self._outbuf:
+                        data = b"".join(self._outbuf) + b"".join(d for _, d in items)
+                        self._outbuf.clear()
+                        self._outsize = 0
+                    else:
+                        data = items[0][1] if len(items) == 1 else b"".join(d for _, d in items)
                 try:
-                    transport.send(items[0][1] if len(items) == 1 else b"".join(d for _, d in items))
+                    transport.send(data)
                     self._last_send = time.monotonic()
                 except OSError as e:
                     self._connection_lost(gen, e)
@@ -856,7 +900,7 @@ class Client:
 
     def _settle(self, m: Message, data: bytes, wait: bool) -> None:
         if not wait:
-            self._send_batch([("ACK", data)], gen_required=m._gen, callback=_log_error)
+            self._send_batch([("ACK", data)], gen_required=m._gen, callback=_log_error, nowait=True)
             return
         try:
             self._call("ACK", data, gen_required=m._gen)

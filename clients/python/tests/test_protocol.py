@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import sys
 import unittest
 
@@ -43,6 +44,17 @@ class TokenizeTest(unittest.TestCase):
         self.assertEqual(P.tokenize(line), words)
         line = b" ".join(P.quote(w) for w in words)
         self.assertEqual(P.tokenize(line), words)
+
+    def test_random_words_round_trip(self) -> None:
+        rng = random.Random(11)
+        pieces = [b"a", b" ", b"\t", b'"', b"\\", b"=", b"{", b"}", b"7", b"\xff", b"\x01", b"h.", b"\x7f"]
+        for _ in range(5000):
+            words = [b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 6))) for _ in range(rng.randrange(1, 6))]
+            for enc in (P.encode_word, P.quote):
+                line = b" ".join(enc(w) for w in words)
+                self.assertEqual(P.tokenize(line), words, line)
+            # An option whose value is quoted reads back as name=value.
+            self.assertEqual(P.tokenize(b"x h.k=" + P.quote(words[0])), [b"x", b"h.k=" + words[0]])
 
     def test_needs_quotes(self) -> None:
         self.assertFalse(P.needs_quotes(b"jobs"))
@@ -114,6 +126,14 @@ class FrameReaderTest(unittest.TestCase):
             with self.subTest(line=line):
                 m = P.LITERAL_MARK.search(line)
                 self.assertEqual(int(m.group(1)) if m else None, n)
+
+    def test_literal_count_agrees_with_the_regex(self) -> None:
+        rng = random.Random(7)
+        alphabet = [b"{", b"}", b"1", b"0", b"9", b" ", b"\t", b"x", b'"', b"{12}", b" {3}"]
+        for _ in range(20000):
+            line = b"".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+            m = P.LITERAL_MARK.search(line)
+            self.assertEqual(P.literal_count(line), int(m.group(1)) if m else None, line)
 
     def test_no_end_of_line_after_literal(self) -> None:
         r = P.FrameReader()
