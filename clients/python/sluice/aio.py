@@ -814,7 +814,7 @@ class AsyncClient:
         pipe = AsyncPipeline(self, window)
         for m in messages:
             if len(m) == 4:
-                await pipe.publish(m[0], m[1], m[2], **m[3])  # type: ignore[misc]
+                await pipe.publish(m[0], m[1], m[2], **m[3])
             else:
                 await pipe.publish(m[0], m[1], m[2])
         results = await pipe.wait()

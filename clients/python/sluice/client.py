@@ -76,7 +76,7 @@ def _addresses(addresses: Union[Address, Sequence[Address]]) -> List[Tuple[str, 
     if isinstance(addresses, str):
         out = [P.parse_address(a) for a in addresses.split(",") if a.strip()]
     elif isinstance(addresses, tuple) and len(addresses) == 2 and isinstance(addresses[1], int):
-        out = [P.parse_address(addresses)]  # type: ignore[arg-type]
+        out = [P.parse_address(addresses)]
     else:
         out = [P.parse_address(a) for a in addresses]
     if not out:
@@ -983,7 +983,7 @@ class Client:
         pipe = Pipeline(self, window)
         for m in messages:
             if len(m) == 4:
-                pipe.publish(m[0], m[1], m[2], **m[3])  # type: ignore[misc]
+                pipe.publish(m[0], m[1], m[2], **m[3])
             else:
                 pipe.publish(m[0], m[1], m[2])
         results = pipe.wait()

@@ -205,7 +205,7 @@ class BatchPublishError(SluiceError):
 
 
 _BY_CODE: Dict[str, Type[ServerError]] = {
-    cls.code: cls  # type: ignore[misc]
+    cls.code: cls
     for cls in (
         BadSyntaxError,
         UnknownCommandError,
