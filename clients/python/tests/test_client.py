@@ -15,11 +15,12 @@ import sluice  # noqa: E402
 from sluice import Client  # noqa: E402
 
 broker: Broker
+MAX_LITERAL = 2 * 1024 * 1024
 
 
 def setUpModule() -> None:
     global broker
-    broker = Broker().start()
+    broker = Broker(extra_args=["--max-literal", str(MAX_LITERAL)]).start()
 
 
 def tearDownModule() -> None:
@@ -92,6 +93,29 @@ class ClientTest(unittest.TestCase):
             self.c.send_command("frobnicate")
         # The connection goes on after each error.
         self.c.ping()
+
+    def test_publish_many_reports_each_failure(self) -> None:
+        q = unique()
+        self.c.declare_queue(q)
+        items = [("", q, b"1"), ("", unique("nobody"), b"2", {"mandatory": True}), ("", q, b"3", {"id": "three"})]
+        with self.assertRaises(sluice.BatchPublishError) as cm:
+            self.c.publish_many(items, window=2)
+        results = cm.exception.results
+        self.assertIsInstance(results[0], sluice.Confirm)
+        self.assertIsInstance(results[1], sluice.NoRouteError)
+        self.assertEqual(results[2], sluice.Confirm("three", 1))
+        self.assertEqual(cm.exception.code, "NO_ROUTE")
+        self.assertEqual([m.body for m in self.c.get(q, 10, auto_ack=True)], [b"1", b"3"])
+
+    def test_body_over_the_literal_limit(self) -> None:
+        q = unique()
+        self.c.declare_queue(q)
+        with self.assertRaises(sluice.TooLargeError) as cm:
+            self.c.publish("", q, b"\0" * (MAX_LITERAL + 1))
+        self.assertEqual(cm.exception.code, "TOO_LARGE")
+        # The broker skipped the bytes; the connection goes on, in step.
+        self.assertEqual(self.c.publish("", q, b"\0" * MAX_LITERAL).routed, 1)
+        self.assertEqual(len(self.c.get(q, auto_ack=True)[0].body), MAX_LITERAL)
 
     # -- subscriptions
 
