@@ -146,6 +146,14 @@ class Broker:
         self.cleanup()
 
 
+def module_broker(**kw) -> Broker:
+    """A broker for a test module, stopped and removed by a module cleanup, which
+    unittest runs even when setUpModule fails after this."""
+    broker = Broker(**kw)
+    unittest.addModuleCleanup(broker.cleanup)
+    return broker.start()
+
+
 _names = 0
 
 

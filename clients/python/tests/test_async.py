@@ -9,7 +9,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _broker import Broker, unique  # noqa: E402
+from _broker import Broker, module_broker, unique  # noqa: E402
 
 import sluice  # noqa: E402
 from sluice import AsyncClient  # noqa: E402
@@ -19,11 +19,8 @@ broker: Broker
 
 def setUpModule() -> None:
     global broker
-    broker = Broker().start()
+    broker = module_broker()
 
-
-def tearDownModule() -> None:
-    broker.cleanup()
 
 
 async def async_wait_until(predicate, timeout: float = 10.0, what: str = "condition"):

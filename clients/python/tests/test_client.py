@@ -9,7 +9,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _broker import Broker, unique, wait_until  # noqa: E402
+from _broker import Broker, module_broker, unique, wait_until  # noqa: E402
 
 import sluice  # noqa: E402
 from sluice import Client  # noqa: E402
@@ -20,11 +20,8 @@ MAX_LITERAL = 2 * 1024 * 1024
 
 def setUpModule() -> None:
     global broker
-    broker = Broker(extra_args=["--max-literal", str(MAX_LITERAL)]).start()
+    broker = module_broker(extra_args=["--max-literal", str(MAX_LITERAL)])
 
-
-def tearDownModule() -> None:
-    broker.cleanup()
 
 
 class ClientTest(unittest.TestCase):

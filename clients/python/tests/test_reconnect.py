@@ -15,13 +15,14 @@ from sluice import Client  # noqa: E402
 
 class ReconnectTest(unittest.TestCase):
     def setUp(self) -> None:
-        self.broker = Broker().start()
+        self.broker = Broker()
+        self.addCleanup(self.broker.cleanup)  # runs after tearDown, and even if setUp fails
+        self.broker.start()
         self.clients = []
 
     def tearDown(self) -> None:
         for c in self.clients:
             c.close()
-        self.broker.cleanup()
 
     def client(self, **kw) -> Client:
         kw.setdefault("timeout", 30)

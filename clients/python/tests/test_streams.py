@@ -8,7 +8,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _broker import Broker, unique, wait_until  # noqa: E402
+from _broker import Broker, module_broker, unique, wait_until  # noqa: E402
 
 import sluice  # noqa: E402
 from sluice import Client  # noqa: E402
@@ -18,11 +18,8 @@ broker: Broker
 
 def setUpModule() -> None:
     global broker
-    broker = Broker().start()
+    broker = module_broker()
 
-
-def tearDownModule() -> None:
-    broker.cleanup()
 
 
 class StreamTest(unittest.TestCase):

@@ -8,7 +8,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _broker import Broker, unique, wait_until  # noqa: E402
+from _broker import Broker, module_broker, unique, wait_until  # noqa: E402
 
 import sluice  # noqa: E402
 from sluice import Client  # noqa: E402
@@ -18,7 +18,7 @@ broker: Broker
 
 def setUpModule() -> None:
     global broker
-    broker = Broker(tls=True).start()
+    broker = module_broker(tls=True)
     # The broker has no users yet (it is open): the first one must be an admin.
     with Client(broker.addr, timeout=30) as c:
         c.send_command('USER ADD admin "s3cret pass" admin')
@@ -32,9 +32,6 @@ def setUpModule() -> None:
         c.send_command('AUTH admin "s3cret pass"')
         c.send_command("USER ADD app apppw configure=^app\\. write=^app\\. read=^app\\.")
 
-
-def tearDownModule() -> None:
-    broker.cleanup()
 
 
 class TLSAuthTest(unittest.TestCase):
