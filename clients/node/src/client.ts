@@ -22,7 +22,7 @@ import {
   type MessageFields,
   type Part,
 } from './framing.js';
-import { checkMs, Message, type PeekedMessage, type Settler } from './message.js';
+import { checkMs, Message, PeekedMessage, type Settler } from './message.js';
 import { Subscription, type SubscribeOptions, type SubscriptionOwner } from './subscription.js';
 
 /** TLS settings (node:tls): the server's certificate is checked against `ca` (default: the system's CAs). */
@@ -856,7 +856,7 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
     if (options.count !== undefined) parts.push(`count=${checkMs(options.count, 'count')}`);
     if (options.from !== undefined) parts.push(`from=${checkMs(options.from, 'from')}`);
     const r = await this.request(parts, undefined, { collect: 'peek' });
-    return r.messages.map(({ consumerTag: _c, deliveryTag, ...rest }) => ({ ...rest, position: deliveryTag }));
+    return r.messages.map((f) => new PeekedMessage(f));
   }
 
   /** Declares a queue, or a stream with `type: 'stream'` (`DECLARE QUEUE`); `""` asks for a generated name. */

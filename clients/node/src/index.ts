@@ -26,7 +26,7 @@ export {
   type SeekTarget,
   type TlsOptions,
 } from './client.js';
-export { Message, type NackOptions, type PeekedMessage } from './message.js';
+export { Message, PeekedMessage, type NackOptions } from './message.js';
 export { Subscription, type SubscribeOptions } from './subscription.js';
 export { ClientClosedError, ConnectionError, ERROR_CODES, SluiceError, type ErrorCode } from './errors.js';
 export { ProtocolError, type MessageFields } from './framing.js';

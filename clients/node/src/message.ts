@@ -106,9 +106,39 @@ export class Message implements MessageFields {
 }
 
 /** A message shown by `PEEK`: nothing was delivered, so there is nothing to settle. */
-export interface PeekedMessage extends Omit<MessageFields, 'consumerTag' | 'deliveryTag'> {
+export class PeekedMessage implements Omit<MessageFields, 'consumerTag' | 'deliveryTag'> {
   /** Its position in the queue (usable as `peek(..., {from})`); on a stream, its offset. */
   position: number;
+  exchange!: string;
+  routingKey!: string;
+  rawRoutingKey!: Buffer;
+  redelivered!: boolean;
+  /** How often it has been delivered so far. */
+  deliveries!: number;
+  id!: string;
+  group: string | undefined;
+  offset: number | undefined;
+  partition: number | undefined;
+  headers!: Record<string, string>;
+  rawHeaders!: Array<[string, Buffer]>;
+  body!: Buffer;
+
+  /** @internal */
+  constructor(fields: MessageFields) {
+    const { consumerTag: _c, deliveryTag, ...rest } = fields;
+    Object.assign(this, rest);
+    this.position = deliveryTag;
+  }
+
+  /** The body decoded as UTF-8. */
+  text(): string {
+    return this.body.toString('utf8');
+  }
+
+  /** The body parsed as JSON. */
+  json<T = unknown>(): T {
+    return JSON.parse(this.text()) as T;
+  }
 }
 
 /** @internal */
