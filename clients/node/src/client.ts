@@ -1038,7 +1038,10 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
   /** @internal For tests: cuts the current connection as a network failure would (the client reconnects). */
   dropConnectionForTesting(): void {
     const link = this.link;
-    if (link) link.socket.destroy();
+    if (!link) return;
+    const e = new ConnectionError(`connection to ${link.address.text} cut (for testing)`);
+    this.killLink(link, e);
+    this.lost(link, e);
   }
 }
 
