@@ -7,20 +7,22 @@ import { ClientClosedError, ConnectionError, SluiceError } from './errors.js';
 import {
   encodeCommand,
   encodeHeader,
-  encodeOption,
   encodeWord,
   firstWord,
   FrameReader,
   parseMessage,
   parseReply,
   ProtocolError,
+  optionString,
   quoteBytes,
+  quoteString,
   replyOptions,
   tokenize,
   tokenizeText,
   type Frame,
   type MessageFields,
   type Part,
+  wordString,
 } from './framing.js';
 import { checkMs, Message, PeekedMessage, type Settler } from './message.js';
 import { Subscription, type SubscribeOptions, type SubscriptionOwner } from './subscription.js';
@@ -436,7 +438,7 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
       throw new ProtocolError(`unexpected greeting ${JSON.stringify(text)}`);
     }
     const hello: Part[] = ['HELLO', 'proto=1'];
-    if (this.opts.name !== undefined) hello.push(encodeOption('name', this.opts.name));
+    if (this.opts.name !== undefined) hello.push(optionString('name', this.opts.name));
     const hb = this.heartbeatMs();
     if (hb > 0) hello.push(`heartbeat=${hb}`);
     const replies: Promise<OkReply>[] = [this.direct(link, hello, 'HELLO')];
@@ -444,7 +446,7 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
       replies.push(
         this.direct(
           link,
-          ['AUTH', quoteBytes(Buffer.from(this.opts.user)), quoteBytes(Buffer.from(this.opts.password ?? ''))],
+          ['AUTH', quoteString(this.opts.user, 'a user name'), quoteString(this.opts.password ?? '', 'a password')],
           'AUTH',
         ),
       );
@@ -762,16 +764,16 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
     body: string | Uint8Array,
     options: PublishOptions = {},
   ): Promise<Confirm> {
-    const parts: Part[] = ['PUB', encodeWord(exchange, 'an exchange name'), quoteBytes(checkedWord(routingKey, 'a routing key'))];
+    const parts: Part[] = ['PUB', wordString(exchange, 'an exchange name'), keyPart(routingKey)];
     if (options.persistent === true) parts.push('persistent');
     else if (options.persistent === false) parts.push('transient');
     if (options.mandatory) parts.push('mandatory');
-    if (options.id !== undefined) parts.push(encodeOption('id', options.id));
+    if (options.id !== undefined) parts.push(optionString('id', options.id));
     if (options.ttl !== undefined) parts.push(`ttl=${checkMs(options.ttl, 'ttl')}`);
     if (options.delay !== undefined) parts.push(`delay=${checkMs(options.delay, 'delay')}`);
     if (options.priority !== undefined) parts.push(`priority=${checkMs(options.priority, 'priority')}`);
-    if (options.group !== undefined) parts.push(encodeOption('group', options.group));
-    for (const [k, v] of Object.entries(options.headers ?? {})) parts.push(encodeHeader(k, v));
+    if (options.group !== undefined) parts.push(optionString('group', options.group));
+    for (const [k, v] of Object.entries(options.headers ?? {})) parts.push(headerPart(k, v));
     const b = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     const r = await this.request(parts, b, { pub: true });
     const o = replyOptions(r.words.slice(1));
@@ -818,7 +820,7 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
       return;
     }
     try {
-      await this.request(['UNSUB', quoteBytes(Buffer.from(sub.tag))]);
+      await this.request(['UNSUB', quoteString(sub.tag)]);
     } catch (e) {
       if (!(e instanceof ConnectionError)) throw e;
     } finally {
@@ -840,7 +842,7 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
    * first one. Resolves with the messages (none when the queue was empty).
    */
   async get(queue: string, options: GetOptions = {}): Promise<Message[]> {
-    const parts: Part[] = ['GET', encodeWord(queue, 'a queue name')];
+    const parts: Part[] = ['GET', wordString(queue, 'a queue name')];
     if (options.count !== undefined) parts.push(`count=${checkMs(options.count, 'count')}`);
     if (options.wait !== undefined) parts.push(`wait=${checkMs(options.wait, 'wait')}`);
     if (options.ack !== undefined) parts.push(`ack=${options.ack}`);
@@ -852,7 +854,7 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
 
   /** Shows up to `count` waiting messages without taking them (`PEEK`). */
   async peek(queue: string, options: { count?: number; from?: number } = {}): Promise<PeekedMessage[]> {
-    const parts: Part[] = ['PEEK', encodeWord(queue, 'a queue name')];
+    const parts: Part[] = ['PEEK', wordString(queue, 'a queue name')];
     if (options.count !== undefined) parts.push(`count=${checkMs(options.count, 'count')}`);
     if (options.from !== undefined) parts.push(`from=${checkMs(options.from, 'from')}`);
     const r = await this.request(parts, undefined, { collect: 'peek' });
@@ -861,7 +863,7 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
 
   /** Declares a queue, or a stream with `type: 'stream'` (`DECLARE QUEUE`); `""` asks for a generated name. */
   async declare(name: string, options: DeclareOptions = {}): Promise<QueueInfo> {
-    const parts: Part[] = ['DECLARE', 'QUEUE', encodeWord(name, 'a queue name')];
+    const parts: Part[] = ['DECLARE', 'QUEUE', wordString(name, 'a queue name')];
     const flags: Array<[keyof DeclareOptions, string]> = [
       ['durable', 'durable'],
       ['exclusive', 'exclusive'],
@@ -889,8 +891,8 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
       if (v !== undefined) parts.push(`${w}=${checkMs(v as number, w)}`);
     }
     if (options.overflow !== undefined) parts.push(`overflow=${options.overflow}`);
-    if (options.deadLetter !== undefined) parts.push(encodeOption('dead-letter', options.deadLetter));
-    if (options.deadLetterKey !== undefined) parts.push(encodeOption('dead-letter-key', options.deadLetterKey));
+    if (options.deadLetter !== undefined) parts.push(optionString('dead-letter', options.deadLetter));
+    if (options.deadLetterKey !== undefined) parts.push(optionString('dead-letter-key', options.deadLetterKey));
     if (options.retryDelays !== undefined) {
       parts.push(`retry-delays=${options.retryDelays.map((d) => checkMs(d, 'retry-delays')).join(',')}`);
     }
@@ -911,11 +913,11 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
     type: 'direct' | 'fanout' | 'topic' | 'headers' | 'hash',
     options: ExchangeOptions = {},
   ): Promise<void> {
-    const parts: Part[] = ['DECLARE', 'EXCHANGE', encodeWord(name, 'an exchange name'), type];
+    const parts: Part[] = ['DECLARE', 'EXCHANGE', wordString(name, 'an exchange name'), type];
     if (options.durable) parts.push('durable');
     if (options.autoDelete) parts.push('auto-delete');
-    if (options.alternate !== undefined) parts.push(encodeOption('alternate', options.alternate));
-    if (options.hashHeader !== undefined) parts.push(encodeOption('hash-header', options.hashHeader));
+    if (options.alternate !== undefined) parts.push(optionString('alternate', options.alternate));
+    if (options.hashHeader !== undefined) parts.push(optionString('hash-header', options.hashHeader));
     await this.request(parts);
   }
 
@@ -931,7 +933,7 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
 
   /** Deletes a queue (`DELETE QUEUE`); resolves with the waiting messages it dropped. */
   async delete(queue: string, options: { ifUnused?: boolean; ifEmpty?: boolean } = {}): Promise<number> {
-    const parts: Part[] = ['DELETE', 'QUEUE', encodeWord(queue, 'a queue name')];
+    const parts: Part[] = ['DELETE', 'QUEUE', wordString(queue, 'a queue name')];
     if (options.ifUnused) parts.push('if-unused');
     if (options.ifEmpty) parts.push('if-empty');
     const r = await this.request(parts);
@@ -940,20 +942,20 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
 
   /** Deletes an exchange (`DELETE EXCHANGE`). */
   async deleteExchange(name: string, options: { ifUnused?: boolean } = {}): Promise<void> {
-    const parts: Part[] = ['DELETE', 'EXCHANGE', encodeWord(name, 'an exchange name')];
+    const parts: Part[] = ['DELETE', 'EXCHANGE', wordString(name, 'an exchange name')];
     if (options.ifUnused) parts.push('if-unused');
     await this.request(parts);
   }
 
   /** Removes a queue's waiting messages (`PURGE`); resolves with how many. */
   async purge(queue: string): Promise<number> {
-    const r = await this.request(['PURGE', encodeWord(queue, 'a queue name')]);
+    const r = await this.request(['PURGE', wordString(queue, 'a queue name')]);
     return Number(replyOptions(r.words)['messages'] ?? 0);
   }
 
   /** Sends dead letters back where they were first published (`REDRIVE`). */
   async redrive(queue: string, options: { count?: number } = {}): Promise<{ moved: number; kept: number }> {
-    const parts: Part[] = ['REDRIVE', encodeWord(queue, 'a queue name')];
+    const parts: Part[] = ['REDRIVE', wordString(queue, 'a queue name')];
     if (options.count !== undefined) parts.push(`count=${checkMs(options.count, 'count')}`);
     const r = await this.request(parts);
     const o = replyOptions(r.words);
@@ -965,7 +967,7 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
    * reads next (one per partition on a partitioned stream).
    */
   async seek(stream: string, group: string, target: SeekTarget): Promise<number[]> {
-    const parts: Part[] = ['SEEK', encodeWord(stream, 'a stream name'), encodeWord(group, 'a group name')];
+    const parts: Part[] = ['SEEK', wordString(stream, 'a stream name'), wordString(group, 'a group name')];
     if ('offset' in target) parts.push(`offset=${offsetWord(target.offset)}`);
     else parts.push(`time=${timeWord(target.time)}`);
     const r = await this.request(parts);
@@ -978,7 +980,7 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
 
   /** The broker's or a queue's statistics (`STATS [QUEUE q]`), as key/value text. */
   async stats(queue?: string): Promise<Record<string, string>> {
-    const parts: Part[] = queue === undefined ? ['STATS'] : ['STATS', 'QUEUE', encodeWord(queue, 'a queue name')];
+    const parts: Part[] = queue === undefined ? ['STATS'] : ['STATS', 'QUEUE', wordString(queue, 'a queue name')];
     const r = await this.request(parts);
     const out: Record<string, string> = {};
     for (const line of (r.body ?? Buffer.alloc(0)).toString('utf8').split('\n')) {
@@ -1045,10 +1047,18 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
   }
 }
 
-function checkedWord(w: string | Uint8Array, what: string): Buffer {
-  const b = typeof w === 'string' ? Buffer.from(w, 'utf8') : Buffer.from(w);
-  encodeWord(b, what); // checks NUL/CR/LF
-  return b;
+/** A routing key, always quoted (so never taken for an option). */
+function keyPart(key: string | Uint8Array): Part {
+  if (typeof key === 'string') return quoteString(key, 'a routing key');
+  const b = Buffer.from(key);
+  encodeWord(b, 'a routing key'); // checks NUL/CR/LF
+  return quoteBytes(b);
+}
+
+function headerPart(name: string, value: string | Uint8Array): Part {
+  if (typeof value !== 'string') return encodeHeader(name, value);
+  encodeHeader(name, ''); // checks the name
+  return optionString('h.' + name, value);
 }
 
 function offsetWord(o: 'first' | 'last' | 'next' | number): string {
@@ -1062,11 +1072,11 @@ function timeWord(t: number | Date): string {
 }
 
 function subscribeParts(queue: string, tag: string, o: SubscribeOptions): Part[] {
-  const parts: Part[] = ['SUB', encodeWord(queue, 'a queue name'), encodeOption('tag', tag)];
+  const parts: Part[] = ['SUB', wordString(queue, 'a queue name'), optionString('tag', tag)];
   if (o.prefetch !== undefined) parts.push(`prefetch=${checkMs(o.prefetch, 'prefetch')}`);
   if (o.ack !== undefined) parts.push(`ack=${o.ack}`);
   if (o.exclusive) parts.push('exclusive');
-  if (o.group !== undefined) parts.push(encodeOption('group', o.group));
+  if (o.group !== undefined) parts.push(optionString('group', o.group));
   if (o.offset !== undefined && o.time !== undefined) throw new TypeError('subscribe: give offset or time, not both');
   if (o.offset !== undefined) parts.push(`offset=${offsetWord(o.offset)}`);
   if (o.time !== undefined) parts.push(`time=${timeWord(o.time)}`);
@@ -1080,10 +1090,10 @@ function bindParts(
   key: string | Uint8Array | undefined,
   o: BindOptions,
 ): Part[] {
-  const parts: Part[] = [verb, encodeWord(queue, 'a queue name'), encodeWord(exchange, 'an exchange name')];
+  const parts: Part[] = [verb, wordString(queue, 'a queue name'), wordString(exchange, 'an exchange name')];
   // Always quoted: an optional positional is taken as the key only when quoted or not name=value.
-  if (key !== undefined) parts.push(quoteBytes(checkedWord(key, 'a routing key')));
-  for (const [k, v] of Object.entries(o.headers ?? {})) parts.push(encodeHeader(k, v));
+  if (key !== undefined) parts.push(keyPart(key));
+  for (const [k, v] of Object.entries(o.headers ?? {})) parts.push(headerPart(k, v));
   if (o.match !== undefined) parts.push(`match=${o.match}`);
   return parts;
 }

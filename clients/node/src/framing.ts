@@ -195,10 +195,43 @@ export class FrameReader {
   }
 }
 
+function view(line: Uint8Array, start: number, end: number): Buffer {
+  return Buffer.from(line.buffer, line.byteOffset + start, end - start);
+}
+
+/**
+ * Reads a quoted part whose opening quote is at `i - 1`: returns its bytes
+ * (unescaped) and the index after the closing quote.
+ */
+function readQuoted(line: Uint8Array, i: number): [Buffer, number] {
+  const n = line.length;
+  // Fast path: no escapes, the bytes are a view of the line.
+  let j = i;
+  while (j < n && line[j] !== QUOTE && line[j] !== BACKSLASH) j++;
+  if (j < n && line[j] === QUOTE) return [view(line, i, j), j + 1];
+  const bytes: number[] = Array.from(line.subarray(i, j));
+  while (j < n) {
+    const c = line[j]!;
+    if (c === QUOTE) return [Buffer.from(bytes), j + 1];
+    if (c === BACKSLASH) {
+      const e = line[j + 1];
+      if (e !== QUOTE && e !== BACKSLASH) throw new ProtocolError('bad escape in a quoted word');
+      bytes.push(e);
+      j += 2;
+      continue;
+    }
+    bytes.push(c);
+    j++;
+  }
+  throw new ProtocolError('unbalanced quote');
+}
+
 /**
  * Splits a line into words on spaces and tabs. A word may be double-quoted
  * (`"two words"`, `""` for the empty word) with `\"` and `\\` escapes
- * inside; the quotes are removed. Words are returned as bytes.
+ * inside; the quotes are removed. An option's value may be quoted the same
+ * way (`h.note="a b"` is the word `h.note=a b`). Words are returned as bytes
+ * (views of `line` where no escape had to be undone).
  */
 export function tokenize(line: Uint8Array): Buffer[] {
   const out: Buffer[] = [];
@@ -210,73 +243,23 @@ export function tokenize(line: Uint8Array): Buffer[] {
       i++;
       continue;
     }
+    let word: Buffer;
     if (b === QUOTE) {
-      i++;
-      const bytes: number[] = [];
-      let closed = false;
-      while (i < n) {
-        const c = line[i]!;
-        if (c === QUOTE) {
-          closed = true;
-          i++;
-          break;
-        }
-        if (c === BACKSLASH) {
-          const e = line[i + 1];
-          if (e !== QUOTE && e !== BACKSLASH) {
-            throw new ProtocolError('bad escape in a quoted word');
-          }
-          bytes.push(e);
-          i += 2;
-          continue;
-        }
-        bytes.push(c);
-        i++;
-      }
-      if (!closed) throw new ProtocolError('unbalanced quote');
-      if (i < n && !isBlank(line[i]!)) {
-        // `key="quoted value"` style words are handled below; a quote that
-        // opens a word must close it.
-        throw new ProtocolError('a closing quote must be followed by a blank');
-      }
-      out.push(Buffer.from(bytes));
-      continue;
-    }
-    // A bare word; it may hold a quoted part after `=` (`h.note="a b"`).
-    const start = i;
-    while (i < n && !isBlank(line[i]!) && !(line[i] === QUOTE && i > start && line[i - 1] === 0x3d)) i++;
-    if (i >= n || isBlank(line[i]!)) {
-      out.push(Buffer.from(line.buffer, line.byteOffset + start, i - start));
-      continue;
-    }
-    // `name="quoted value"`: the name part as it is, then the value unquoted.
-    const bytes: number[] = Array.from(line.subarray(start, i));
-    i++;
-    let closed = false;
-    while (i < n) {
-      const d = line[i]!;
-      if (d === QUOTE) {
-        closed = true;
-        i++;
-        break;
-      }
-      if (d === BACKSLASH) {
-        const e = line[i + 1];
-        if (e !== QUOTE && e !== BACKSLASH) {
-          throw new ProtocolError('bad escape in a quoted value');
-        }
-        bytes.push(e);
-        i += 2;
+      [word, i] = readQuoted(line, i + 1);
+    } else {
+      const start = i;
+      while (i < n && !isBlank(line[i]!) && !(line[i] === QUOTE && i > start && line[i - 1] === 0x3d)) i++;
+      if (i >= n || isBlank(line[i]!)) {
+        out.push(view(line, start, i));
         continue;
       }
-      bytes.push(d);
-      i++;
+      // `name="quoted value"`: the name part as it is, then the value unquoted.
+      const [value, next] = readQuoted(line, i + 1);
+      word = Buffer.concat([view(line, start, i), value]);
+      i = next;
     }
-    if (!closed) throw new ProtocolError('unbalanced quote');
-    if (i < n && !isBlank(line[i]!)) {
-      throw new ProtocolError('a closing quote must be followed by a blank');
-    }
-    out.push(Buffer.from(bytes));
+    if (i < n && !isBlank(line[i]!)) throw new ProtocolError('a closing quote must be followed by a blank');
+    out.push(word);
   }
   return out;
 }
@@ -368,6 +351,23 @@ export type Part = Buffer | string;
  * the line ends in `{N}` and the N bytes and a CRLF follow.
  */
 export function encodeCommand(parts: Part[], body?: Uint8Array): Buffer {
+  if (parts.every((p) => typeof p === 'string')) {
+    // Fast path (most commands): one string, one allocation.
+    const line = (parts as string[]).join(' ');
+    if (FORBIDDEN.test(line)) throw new TypeError('a command word cannot hold a NUL, CR or LF byte');
+    const head = body === undefined ? line : `${line} {${body.length}}\r\n`;
+    const headLen = Buffer.byteLength(head, 'utf8');
+    const out = Buffer.allocUnsafe(headLen + (body?.length ?? 0) + 2);
+    out.write(head, 0, 'utf8');
+    let off = headLen;
+    if (body !== undefined) {
+      out.set(body, off);
+      off += body.length;
+    }
+    out[off] = CR;
+    out[off + 1] = LF;
+    return out;
+  }
   const bufs: Buffer[] = [];
   parts.forEach((p, i) => {
     if (i > 0) bufs.push(SPACE_BUF);
@@ -381,6 +381,28 @@ export function encodeCommand(parts: Part[], body?: Uint8Array): Buffer {
   }
   bufs.push(CRLF);
   return Buffer.concat(bufs);
+}
+
+const FORBIDDEN = /[\0\r\n]/;
+const NEEDS_QUOTES = /[\x00-\x20\x7f"\\=]/;
+const LITERAL_LIKE = /^\{\d+\}$/;
+
+/** {@link encodeWord} for a string, as a string (quoting works on ASCII bytes only, so it is the same). */
+export function wordString(word: string, what = 'a word'): string {
+  if (FORBIDDEN.test(word)) throw new TypeError(`${what} cannot hold a NUL, CR or LF byte`);
+  if (word.length > 0 && !NEEDS_QUOTES.test(word) && !LITERAL_LIKE.test(word)) return word;
+  return quoteString(word);
+}
+
+/** Always quotes a string (NUL, CR and LF are refused). */
+export function quoteString(word: string, what = 'a word'): string {
+  if (FORBIDDEN.test(word)) throw new TypeError(`${what} cannot hold a NUL, CR or LF byte`);
+  return '"' + word.replace(/[\\"]/g, (c) => '\\' + c) + '"';
+}
+
+/** {@link encodeOption} for a string or number value, as a string. */
+export function optionString(name: string, value: string | number): string {
+  return `${name}=${typeof value === 'number' ? String(value) : wordString(value, `the value of ${name}`)}`;
 }
 
 /** The fields of a `MSG` push (protocol.md, section 6). */
@@ -482,7 +504,8 @@ export type Reply =
 export function parseReply(line: Buffer, body: Buffer | undefined): Reply {
   const text = line.toString('utf8');
   if (text === 'OK' || text.startsWith('OK ') || text.startsWith('OK\t')) {
-    const words = tokenizeText(line).slice(1);
+    // Fast path: no quotes, plain splitting.
+    const words = text.includes('"') ? tokenizeText(line).slice(1) : text.split(/[ \t]+/).filter((w) => w !== '').slice(1);
     if (body !== undefined) words.pop(); // the {N} mark
     return { ok: true, words, body };
   }
