@@ -482,7 +482,9 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
   private adopt(link: Link): void {
     this.link = link;
     this.greeting = link.greeting;
-    for (const sub of this.subs.values()) this.resubscribe(link, sub);
+    // Only subscriptions the server had confirmed: a SUB still waiting in the
+    // backlog goes out after these, and must not be sent twice.
+    for (const sub of this.subs.values()) if (sub.confirmed) this.resubscribe(link, sub);
     this.emit('connected', link.address.text);
     this.pump();
   }
@@ -803,6 +805,7 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
     this.subs.set(tag, sub);
     try {
       await this.request(parts, undefined, { verb: 'SUB' });
+      sub.confirmed = true;
     } catch (e) {
       if (this.subs.get(tag) === sub) this.subs.delete(tag);
       sub.end();

@@ -54,6 +54,8 @@ export class Subscription extends EventEmitter implements AsyncIterableIterator<
   cancelReason: string | undefined;
   /** @internal The newest stream offset delivered (to resume a group-less stream reader after a reconnect). */
   lastOffset: number | undefined;
+  /** @internal The server answered its first `SUB` (so a new connection subscribes it again). */
+  confirmed = false;
   /** @internal A partition was seen (a partitioned stream: no single offset to resume from). */
   sawPartition = false;
 

@@ -96,6 +96,21 @@ test('a cut connection: in-flight commands fail, the subscription resumes, held 
   assert.deepEqual([back.id, back.redelivered, back.deliveries], ['x1', true, 2]);
   await assert.rejects(held.ack(), ConnectionError);
   await back.ack();
+
+  // Commands made while the client is reconnecting wait and go out once it is back,
+  // a new subscription among them (subscribed once, not again by the reconnect).
+  const q2 = uniq('later');
+  await c.declare(q2);
+  c.dropConnectionForTesting();
+  assert.equal(c.connected, false);
+  const later = c.subscribe(q2, { prefetch: 5 });
+  const confirm = c.publish('', q2, 'y', { id: 'y1' });
+  const sub2 = await within(later, 5000, 'the subscription made while reconnecting');
+  assert.equal((await confirm).routed, 1);
+  const y = await nextMessage(sub2);
+  assert.deepEqual([y.id, y.redelivered], ['y1', false]);
+  await y.ack();
+  assert.equal((await c.stats(q2))['consumers'], '1');
   await c.close();
 });
 
