@@ -320,7 +320,7 @@ export class Client extends EventEmitter implements Settler, SubscriptionOwner {
         return client;
       } catch (e) {
         last = e;
-        if (e instanceof SluiceError) break; // the server answered: another node would too
+        if (e instanceof SluiceError && e.code === 'NOAUTH') break; // another node would say the same
       }
     }
     client.state = 'closed';
