@@ -87,6 +87,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<Server> {
     got = await within(ready, 15000, 'the broker to listen');
   } catch (e) {
     proc.kill('SIGKILL');
+    if (ownDir) removeDir(dataDir);
     throw e;
   }
   let stopping: Promise<number | null> | undefined;
