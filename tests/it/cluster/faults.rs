@@ -12,7 +12,15 @@
 //! between them, `net.rs`, then healed), the queue's leader killed, now and
 //! then every node killed and restarted. At the end the queue is drained and checked: every
 //! confirmed message was delivered at least once, nothing was
-//! delivered that was not published, and no node panicked. CI runs it for 20 seconds.
+//! delivered that was not published, and no node panicked.
+//!
+//! A replicated stream runs beside the queue: a publisher through any
+//! node, and a consumer group read through the nodes in turn, acking
+//! each delivery. Each time the group subscribes again, its first offset
+//! must come after every offset acked (answered `OK`) before: a group's
+//! offset never moves back past an ack. At the end every member's copy of
+//! the stream must be the same, offset by offset, and hold every
+//! confirmed publish. CI runs it for 20 seconds.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -146,11 +154,25 @@ async fn random_faults(run: Duration) {
         assert!(Instant::now() < until, "{got}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut c = TestConn::connect(addrs[0]).await;
+        let got = c.cmd("DECLARE QUEUE log type=stream replicas=3").await;
+        if got.starts_with("OK") {
+            break;
+        }
+        assert!(Instant::now() < until, "{got}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let seen = Arc::new(Mutex::new(Seen::default()));
+    let log = Arc::new(Mutex::new(StreamSeen::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = tokio::spawn(publish(addrs.clone(), seen.clone(), stop.clone()));
     let consumer = tokio::spawn(consume(addrs.clone(), seen.clone(), stop.clone()));
     let subscriber = tokio::spawn(subscribe(addrs.clone(), seen.clone(), stop.clone()));
+    let stream_publisher =
+        tokio::spawn(publish_to_stream(addrs.clone(), log.clone(), stop.clone()));
+    let group = tokio::spawn(read_as_group(addrs.clone(), log.clone(), stop.clone()));
 
     let mut faults: HashMap<&str, u64> = HashMap::new();
     let end = Instant::now() + run;
@@ -201,9 +223,14 @@ async fn random_faults(run: Duration) {
     let _ = publisher.await;
     let _ = consumer.await;
     let _ = subscriber.await;
+    let _ = stream_publisher.await;
+    let _ = group.await;
     let leader = queue_leader(&nodes.running, "jobs").await;
     let mut l = TestConn::connect(nodes.addr(leader)).await;
     let rest = drain(&mut l, "jobs").await;
+    let log = std::mem::take(&mut *log.lock().expect("log"));
+    let stream = check_stream(&addrs, &log).await;
+    eprintln!("random faults, the stream: {stream}");
     let s = seen.lock().expect("seen");
     let delivered: BTreeSet<String> = s.delivered.iter().cloned().chain(rest).collect();
     let lost: Vec<_> = s.confirmed.difference(&delivered).collect();
@@ -351,4 +378,186 @@ async fn connect(addr: SocketAddr) -> Option<TestConn> {
         .ok()?
         .ok()?;
     TestConn::from_stream(tcp).await
+}
+
+/// What the stream's clients saw.
+#[derive(Default)]
+struct StreamSeen {
+    /// Publishes answered `OK`, and every one sent.
+    confirmed: BTreeSet<String>,
+    attempted: BTreeSet<String>,
+    /// Offsets the group acked with an `OK`.
+    acked: BTreeSet<u64>,
+    /// Deliveries to the group, and its subscriptions.
+    deliveries: u64,
+    subscriptions: u64,
+    /// A subscription that began at or before an offset acked before it:
+    /// (acked through, its first offset).
+    backwards: Vec<(u64, u64)>,
+}
+
+impl StreamSeen {
+    /// The highest offset such that it and every offset before it were
+    /// acked (0: none).
+    fn acked_through(&self) -> u64 {
+        let mut through = 0;
+        for o in &self.acked {
+            if *o != through + 1 {
+                break;
+            }
+            through = *o;
+        }
+        through
+    }
+}
+
+/// Publishes `s<k>` to the stream through the nodes in turn until told to
+/// stop.
+async fn publish_to_stream(
+    addrs: Vec<SocketAddr>,
+    seen: Arc<Mutex<StreamSeen>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut k = 0u64;
+    let mut node = 1usize;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(mut c) = next_node(&addrs, &mut node).await else {
+            continue;
+        };
+        for _ in 0..50 {
+            k += 1;
+            let body = format!("s{k}");
+            seen.lock().expect("seen").attempted.insert(body.clone());
+            let Some(got) = c.try_cmd(&format!("PUB \"\" log {body}")).await else {
+                break;
+            };
+            if got.ends_with("routed=1") {
+                seen.lock().expect("seen").confirmed.insert(body);
+            }
+        }
+    }
+}
+
+/// Reads the stream as group `g` through the nodes in turn, acking each
+/// delivery, until told to stop; records what the group check needs.
+async fn read_as_group(
+    addrs: Vec<SocketAddr>,
+    seen: Arc<Mutex<StreamSeen>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut node = 2usize;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(mut c) = next_node(&addrs, &mut node).await else {
+            continue;
+        };
+        // Acked (OK) before this subscription: its first offset must come
+        // after all of it.
+        let through = seen.lock().expect("seen").acked_through();
+        match c
+            .try_cmd("SUB log group=g offset=first prefetch=20 tag=g")
+            .await
+        {
+            Some(ok) if ok.starts_with("OK") => {}
+            _ => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        seen.lock().expect("seen").subscriptions += 1;
+        let mut first = true;
+        // The offsets whose ACK has no answer yet, in the order sent.
+        let mut acking = std::collections::VecDeque::new();
+        while !stop.load(Ordering::Relaxed) {
+            let Some(line) = c.try_line().await else {
+                break;
+            };
+            if line.starts_with("NOTICE cancelled") {
+                break;
+            }
+            if line.starts_with("OK") || line.starts_with("ERR") {
+                if let Some(o) = acking.pop_front() {
+                    if line == "OK" {
+                        seen.lock().expect("seen").acked.insert(o);
+                    }
+                }
+                continue;
+            }
+            let Some((head, len)) = line
+                .starts_with("MSG ")
+                .then(|| crate::common::split_literal(&line))
+                .flatten()
+            else {
+                continue;
+            };
+            if c.try_literal(len).await.is_none() {
+                break;
+            }
+            let msg = crate::common::Msg::parse(&head, Vec::new());
+            let Some(offset) = msg.offset else {
+                continue;
+            };
+            {
+                let mut s = seen.lock().expect("seen");
+                s.deliveries += 1;
+                if std::mem::take(&mut first) && offset <= through {
+                    s.backwards.push((through, offset));
+                }
+            }
+            if c.try_send(&format!("ACK {}", msg.dtag)).await.is_none() {
+                break;
+            }
+            acking.push_back(offset);
+        }
+    }
+}
+
+/// The stream checks: the group never went back past an ack, and every
+/// node's copy is the same, offset by offset, with every confirmed
+/// publish in it and nothing never published. What was seen, in words.
+async fn check_stream(addrs: &[SocketAddr], seen: &StreamSeen) -> String {
+    assert!(
+        seen.backwards.is_empty(),
+        "the group went back past an ack (acked through, then first offset): {:?}",
+        seen.backwards
+    );
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut copies = Vec::new();
+        for a in addrs {
+            copies.push(super::streams::copy_at(*a, "log").await);
+        }
+        let complete = copies.iter().all(|c| {
+            let have: BTreeSet<&String> = c.iter().map(|(_, b)| b).collect();
+            seen.confirmed.iter().all(|b| have.contains(b))
+        });
+        let same = copies.windows(2).all(|w| w[0] == w[1]);
+        if complete && same {
+            let c = &copies[0];
+            let dense = c.iter().enumerate().all(|(i, (o, _))| *o == i as u64 + 1);
+            assert!(dense, "a gap in the stream's offsets");
+            let unknown: Vec<_> = c
+                .iter()
+                .filter(|(_, b)| !seen.attempted.contains(b))
+                .collect();
+            assert!(unknown.is_empty(), "never published: {unknown:?}");
+            return format!(
+                "{} published ({} confirmed), {} kept alike on 3 nodes; the group: {} subscriptions, {} deliveries, acked through {}, never back past an ack",
+                seen.attempted.len(),
+                seen.confirmed.len(),
+                c.len(),
+                seen.subscriptions,
+                seen.deliveries,
+                seen.acked_through()
+            );
+        }
+        if Instant::now() > until {
+            let lens: Vec<usize> = copies.iter().map(Vec::len).collect();
+            let first_diff = (0..lens.iter().copied().min().unwrap_or(0))
+                .find(|i| copies.iter().any(|c| c[*i] != copies[0][*i]));
+            panic!(
+                "the stream's copies: lengths {lens:?}, every confirmed publish in each: {complete}, first difference at {first_diff:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -67,7 +67,12 @@ async fn publish_all(
 /// Node `n`'s copy of stream `s`, read there with `PEEK`: (offset, body)
 /// in offset order.
 async fn copy_on(n: &Spawned, s: &str) -> Vec<(u64, String)> {
-    let mut c = TestConn::connect(n.addr).await;
+    copy_at(n.addr, s).await
+}
+
+/// The copy of stream `s` on the node at `addr` (see [`copy_on`]).
+pub(super) async fn copy_at(addr: std::net::SocketAddr, s: &str) -> Vec<(u64, String)> {
+    let mut c = TestConn::connect(addr).await;
     let mut out = Vec::new();
     let mut from = 1;
     loop {
