@@ -171,6 +171,11 @@ impl FrameReader {
         Ok(event)
     }
 
+    /// Bytes read and not yet taken as frames.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// How many frames (and rejections) [`next_event`](Self::next_event)
     /// has returned: a change means a command finished arriving.
     pub(crate) fn frames(&self) -> u64 {

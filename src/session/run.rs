@@ -25,6 +25,10 @@ use crate::store::CommitState;
 /// Stop reading new commands while this many outputs wait to be written.
 const MAX_PENDING_OUTPUTS: usize = 16 * 1024;
 
+/// While a command waits, read on until this many bytes are buffered (to
+/// see the peer close its side; its later commands wait their turn).
+const READ_AHEAD_WHILE_WAITING: usize = 64 * 1024;
+
 /// What the loop does after a command.
 #[derive(Debug, PartialEq, Eq)]
 enum Flow {
@@ -79,6 +83,13 @@ impl Session {
                 && self.pending.is_none()
                 && self.state.outbox().len() < MAX_PENDING_OUTPUTS
                 && !self.held.is_full();
+            // While a command waits (a `GET wait=`, a change the cluster
+            // must commit), a little more is read: enough to see the peer
+            // close its side. Its commands run once the wait is over.
+            let reads_ahead = reading
+                && !closing
+                && self.pending.is_some()
+                && reader.buffered() < READ_AHEAD_WHILE_WAITING;
             let next_timeout = self.state.next_ack_deadline();
             // A command that started to arrive must finish within the frame
             // timeout; time the server spends not reading does not count.
@@ -92,9 +103,15 @@ impl Session {
                     self.shut_down(reason);
                     closing = true;
                 }
-                n = reader.read_more(), if can_read => match n {
+                n = reader.read_more(), if can_read || reads_ahead => match n {
                     Ok(0) => {
                         reading = false;
+                        // The peer sends nothing more: no ACK can come, so
+                        // what it holds goes back now, not when what it
+                        // still waits for is answered.
+                        if !self.is_idle() {
+                            self.state.peer_done_sending();
+                        }
                         // A literal whose terminator "is not there" is
                         // answered even when the stream ends right after it.
                         if let Some(bad) = reader.at_end() {

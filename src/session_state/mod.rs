@@ -378,6 +378,26 @@ impl SessionState {
         &mut self.outbox
     }
 
+    /// The peer closed its sending side while a command of its waits (a
+    /// `GET wait=`): nothing it holds can be acked any more, so its
+    /// subscriptions end and its unacked deliveries go back to their
+    /// queues now. What is queued for it is still written (it may still
+    /// read), and the waiting command still answers.
+    pub(crate) fn peer_done_sending(&mut self) {
+        // No `NOTICE cancelled`: the peer ended them.
+        let emptied = self.subs.cancel_all(&self.broker);
+        for u in self.unacked.take_all() {
+            if let Err(err) = u.settle(&self.broker, Settle::Requeue { delay_ms: None }) {
+                tracing::warn!(error = %err, "requeue failed");
+            }
+        }
+        for q in emptied {
+            if let Err(err) = self.broker.delete_queue_now(&q) {
+                tracing::warn!(queue = %q.name, error = %err, "could not delete queue");
+            }
+        }
+    }
+
     /// Ends the connection's state: cancel subscriptions, requeue unacked
     /// deliveries, delete exclusive and emptied auto-delete queues.
     pub(crate) fn close(mut self) {

@@ -382,3 +382,47 @@ async fn a_shorter_heartbeat_takes_effect_at_once() {
     // Within the test's deadline, not an hour later.
     c.expect("NOTICE heartbeat").await;
 }
+
+/// A client that closes its connection while a `GET wait=` of its waits
+/// can ack nothing more: what it held goes back at once, not when the
+/// wait (ten minutes here) would have ended.
+#[tokio::test]
+async fn a_connection_closed_while_its_get_waits_gives_back_what_it_held_at_once() {
+    let srv = TestServer::start().await;
+    let mut p = srv.conn().await;
+    p.ok("DECLARE QUEUE jobs", "OK jobs messages=0 consumers=0")
+        .await;
+    p.ok("DECLARE QUEUE empty", "OK empty messages=0 consumers=0")
+        .await;
+    let got = p.cmd("PUB \"\" jobs held").await;
+    assert!(got.ends_with("routed=1"), "{got}");
+    let mut c = srv.conn().await;
+    c.ok("SUB jobs prefetch=1 tag=w", "OK w").await;
+    let (head, _) = c.msg().await;
+    assert!(head.starts_with("MSG w 1 "), "{head}");
+    c.send("GET empty wait=600000").await;
+    drop(c);
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let (_, stats) = p.data("STATS QUEUE jobs").await;
+        let value = |key: &str| {
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.trim().parse::<u64>().ok())
+        };
+        if value("messages_unacked") == Some(0) && value("messages_ready") == Some(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "still held by the closed connection: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Taken again by the next consumer, flagged redelivered.
+    let mut d = srv.conn().await;
+    d.ok("SUB jobs tag=x", "OK x").await;
+    let (head, body) = d.msg().await;
+    assert!(head.contains("redelivered"), "{head}");
+    assert_eq!(body, b"held");
+}
