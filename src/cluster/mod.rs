@@ -31,6 +31,7 @@
 //! each other's certificates against `--cluster-ca`. Not yet: replicated
 //! streams.
 
+mod batch;
 mod log_store;
 mod membership;
 mod meta;

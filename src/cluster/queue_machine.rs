@@ -273,6 +273,23 @@ impl QueueMachine {
         })
     }
 
+    /// This node's copy of the stream, when the queue is a stream.
+    fn stream(&self) -> Option<Arc<crate::broker::queue::Queue>> {
+        self.broker
+            .find_queue(&self.name)
+            .filter(|q| q.stream_end().is_some())
+    }
+
+    /// Resolves once everything this node's store was given so far is
+    /// durable (a stream's copy, before a snapshot that counts on it).
+    async fn durable(&self) -> Result<(), StorageError<u64>> {
+        let committer = self.broker.committer().clone();
+        committer
+            .wait(committer.written())
+            .await
+            .map_err(|e| io_error(ErrorVerb::Write, e))
+    }
+
     /// Shows the copies in this node's broker queue (`true`: it leads), or
     /// takes them out of it.
     pub(super) fn set_active(&self, active: bool) {
@@ -328,11 +345,7 @@ impl QueueMachine {
             }
             EntryPayload::Normal(p) => match serde_json::from_str::<QueueOp>(&p.0) {
                 Ok(op) => {
-                    let stream = self
-                        .broker
-                        .find_queue(&self.name)
-                        .filter(|q| q.stream_end().is_some());
-                    if let Some(q) = stream {
+                    if let Some(q) = self.stream() {
                         st.stream.apply(&self.broker, &q, op.enqueue, op.offsets);
                         return dropped;
                     }
@@ -482,11 +495,7 @@ impl RaftSnapshotBuilder<TypeConfig> for QueueMachine {
         let (meta, bytes) = Self::snapshot_of(&self.st.lock())?;
         // A stream's messages are in this node's copy, not the snapshot:
         // the log behind it goes only once they are durable.
-        let committer = self.broker.committer().clone();
-        committer
-            .wait(committer.written())
-            .await
-            .map_err(|e| io_error(ErrorVerb::Write, e))?;
+        self.durable().await?;
         self.keep(bytes.clone()).await?;
         Ok(Snapshot {
             meta,
@@ -536,10 +545,7 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
     ) -> Result<(), StorageError<u64>> {
         let bytes = snapshot.into_inner();
         let mut saved = decode(&bytes).map_err(|e| io_error(ErrorVerb::Read, e))?;
-        let stream = self
-            .broker
-            .find_queue(&self.name)
-            .filter(|q| q.stream_end().is_some());
+        let stream = self.stream();
         let bytes = match stream {
             Some(q) => {
                 // This node's copy of the stream becomes the snapshot's,
@@ -549,11 +555,7 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
                 let part = StreamPart::restored(saved.next, saved.offsets.clone());
                 part.install(&self.broker, &q, messages)
                     .map_err(|e| io_error(ErrorVerb::Write, e))?;
-                let committer = self.broker.committer().clone();
-                committer
-                    .wait(committer.written())
-                    .await
-                    .map_err(|e| io_error(ErrorVerb::Write, e))?;
+                self.durable().await?;
                 encode(&saved)?
             }
             None => bytes,
@@ -594,10 +596,7 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
         };
         // A stream's is sent with the messages this node's copy keeps
         // below its next offset.
-        let stream = self
-            .broker
-            .find_queue(&self.name)
-            .filter(|q| q.stream_end().is_some());
+        let stream = self.stream();
         let bytes = match stream {
             Some(q) => {
                 let part = StreamPart::restored(saved.next, Vec::new());

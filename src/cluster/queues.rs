@@ -15,7 +15,7 @@
 //!   entry (one append, one fsync on each member) carries many. Each
 //!   member's state machine ([`QueueMachine`], `queue_machine.rs`) keeps
 //!   the copies not yet settled, by position (their entry's index times
-//!   [`MAX_BATCH`], plus their place in it), and takes the snapshots that
+//!   [`MAX_BATCH`](super::queue_machine::MAX_BATCH), plus their place in it), and takes the snapshots that
 //!   bound the log. Its group log is kept in the node's message log; a
 //!   restart reads the snapshot back and applies the log after it.
 //! - **The leader serves.** On the member that leads, the copies go into
@@ -39,12 +39,11 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::batch::{batch, Job};
 use super::log_store::GroupLog;
 use super::network::{call, Peers, Router, Rpc};
 use super::placement::Placement;
-use super::queue_machine::{
-    remove_snapshot, snapshot_path, GroupOffset, QueueMachine, QueueOp, MAX_BATCH,
-};
+use super::queue_machine::{remove_snapshot, snapshot_path, QueueMachine, QueueOp};
 use super::stream_replica::FIRST_OFFSET;
 use super::submit::{submit, unsubmitted};
 use super::{Payload, TypeConfig};
@@ -58,20 +57,6 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 
 /// How long a publish or settle waits for the queue's group.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What a node has for a queue's next entry.
-enum Job {
-    /// A copy to append, and who waits for its commit.
-    Enqueue(ReplicaMessage, oneshot::Sender<MetaAnswer>),
-    /// Copies settled.
-    Settle(Vec<u64>),
-    /// Copies put back after a delivery.
-    Return(Vec<u64>),
-    /// A stream group's new offset (`true`: by `SEEK`).
-    Offset(String, u64, bool),
-    /// Who waits until what was handed over before is committed.
-    Barrier(oneshot::Sender<MetaAnswer>),
-}
 
 /// The replicated queues of the cluster, and the groups of those this
 /// node is a member of.
@@ -488,7 +473,11 @@ impl Queues {
     /// came to (the places in `op.enqueue` of the copies the queue did not
     /// keep: `d<place>` a duplicate, `r<place>` refused by a full
     /// `reject-publish` queue).
-    async fn submit(&self, name: &str, op: &QueueOp) -> Result<Vec<String>, BrokerError> {
+    pub(super) async fn submit(
+        &self,
+        name: &str,
+        op: &QueueOp,
+    ) -> Result<Vec<String>, BrokerError> {
         let p = self.placement(name).ok_or_else(|| {
             BrokerError::NotFound(format!("queue {name} is not a replicated queue"))
         })?;
@@ -564,7 +553,11 @@ impl Queues {
         let mut batchers = self.batchers.lock();
         let tx = batchers.entry(name.to_string()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(batch(self.clone(), name.to_string(), rx));
+            let (this, queue) = (self.clone(), Arc::<str>::from(name));
+            tokio::spawn(batch(name.to_string(), rx, move |op| {
+                let (this, queue) = (this.clone(), queue.clone());
+                async move { this.submit(&queue, &op).await }
+            }));
             tx
         });
         if let Err(mpsc::error::SendError(Job::Enqueue(_, waiter) | Job::Barrier(waiter))) =
@@ -703,61 +696,6 @@ impl Queues {
         for r in all {
             r.watcher.abort();
             let _ = r.raft.shutdown().await;
-        }
-    }
-}
-
-/// Queue `name`'s batcher on this node: takes every job waiting, makes
-/// them one entry and submits it; the next entry gathers what came
-/// meanwhile. So a node has one entry in flight per queue, and the more
-/// it is sent, the larger its entries (up to [`MAX_BATCH`] copies).
-async fn batch(queues: Arc<Queues>, name: String, mut rx: mpsc::UnboundedReceiver<Job>) {
-    while let Some(first) = rx.recv().await {
-        let mut op = QueueOp::default();
-        // Who waits, and the place of their copy in the entry.
-        let mut waiters = Vec::new();
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match job {
-                Job::Enqueue(m, w) => {
-                    waiters.push((w, Some(op.enqueue.len())));
-                    op.enqueue.push(m);
-                }
-                Job::Settle(seqs) => op.settle.extend(seqs),
-                Job::Return(seqs) => op.returned.extend(seqs),
-                Job::Offset(group, at, seek) => op.offsets.push(GroupOffset { group, at, seek }),
-                Job::Barrier(w) => waiters.push((w, None)),
-            }
-            if (op.enqueue.len() as u64) < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        // A barrier alone: everything before it is committed already (the
-        // batches go one at a time).
-        let answer = match op.is_empty() {
-            true => MetaAnswer::default(),
-            false => MetaAnswer::of(queues.submit(&name, &op).await),
-        };
-        if let MetaAnswer::Err(_, why) = &answer {
-            tracing::warn!(queue = %name, error = %why, copies = op.enqueue.len(), settled = op.settle.len(), "a replicated queue's entry");
-        }
-        for (w, place) in waiters {
-            // A copy the queue did not keep answers why.
-            let each = match (&answer, place) {
-                (MetaAnswer::Ok(dropped), Some(i)) => {
-                    let why = if dropped.contains(&format!("d{i}")) {
-                        Some("duplicate")
-                    } else if dropped.contains(&format!("r{i}")) {
-                        Some("rejected")
-                    } else {
-                        None
-                    };
-                    MetaAnswer::Ok(why.map(str::to_string).into_iter().collect())
-                }
-                (MetaAnswer::Ok(_), None) => MetaAnswer::default(),
-                (err, _) => err.clone(),
-            };
-            let _ = w.send(each);
         }
     }
 }

@@ -594,30 +594,6 @@ impl Queue {
         }
     }
 
-    /// Stores stream group `group`'s committed offset `at` with the next
-    /// round of the group commit: the generation to wait for.
-    pub(crate) fn defer_offset(&self, group: Arc<str>, at: u64) -> u64 {
-        self.disk.committer.defer_offset(self.id, group, at)
-    }
-
-    /// `SEEK`: moves stream group `group` to `to` (creating it if it is
-    /// new). Returns the offset it will read next and, when `store`, the
-    /// store generation to wait for. `PRECONDITION` on a classic queue.
-    pub(crate) fn stream_seek(
-        self: &Arc<Self>,
-        group: &str,
-        to: StreamStart,
-        store: bool,
-    ) -> Result<(u64, Option<u64>), BrokerError> {
-        match &self.kind {
-            Kind::Stream(s) => s.seek(self, group, to, store),
-            Kind::Classic(_) => Err(BrokerError::Precondition(format!(
-                "queue {} is not a stream",
-                self.name
-            ))),
-        }
-    }
-
     /// Removes every waiting copy. Returns how many. A stream is trimmed by
     /// its retention, not purged (`PRECONDITION`).
     pub(crate) fn purge(&self) -> Result<Purged, BrokerError> {

@@ -1,16 +1,43 @@
-//! What a replicated queue's or stream's log (`crate::cluster`) does to
-//! this node's copy of it, applied entry by entry: a classic queue's
-//! leader withdraws copies another node settled; a stream's members each
-//! keep the whole stream, told where its next offset is, where each
-//! group's log put it, and who leads.
+//! Where a stream's groups are kept (this node's store, or a replicated
+//! stream's log: `SEEK` and the commits acks make), and what a replicated
+//! queue's or stream's log (`crate::cluster`) does to this node's copy of
+//! it, applied entry by entry: a classic queue's leader withdraws copies
+//! another node settled; a stream's members each keep the whole stream,
+//! told where its next offset is, where each group's log put it, and who
+//! leads.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{Kind, Queue};
 use crate::error::BrokerError;
+use crate::protocol::command::StreamStart;
 
 impl Queue {
+    /// Stores stream group `group`'s committed offset `at` with the next
+    /// round of the group commit: the generation to wait for.
+    pub(crate) fn defer_offset(&self, group: Arc<str>, at: u64) -> u64 {
+        self.disk.committer.defer_offset(self.id, group, at)
+    }
+
+    /// `SEEK`: moves stream group `group` to `to` (creating it if it is
+    /// new). Returns the offset it will read next and, when `store`, the
+    /// store generation to wait for. `PRECONDITION` on a classic queue.
+    pub(crate) fn stream_seek(
+        self: &Arc<Self>,
+        group: &str,
+        to: StreamStart,
+        store: bool,
+    ) -> Result<(u64, Option<u64>), BrokerError> {
+        match &self.kind {
+            Kind::Stream(s) => s.seek(self, group, to, store),
+            Kind::Classic(_) => Err(BrokerError::Precondition(format!(
+                "queue {} is not a stream",
+                self.name
+            ))),
+        }
+    }
+
     /// Takes the waiting copies `copies` (position, priority, due time) out
     /// of the queue, undelivered: a replicated queue's copies settled in
     /// its log by another node (an ack through a subscriber's node after

@@ -143,26 +143,21 @@ async fn random_faults(run: Duration) {
         nodes.start(id).await;
     }
     let addrs: Vec<SocketAddr> = (1..=3).map(|id| nodes.addr(id)).collect();
-    // The declaration retries through the elections of a fresh cluster.
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut c = TestConn::connect(addrs[0]).await;
-        let got = c.cmd("DECLARE QUEUE jobs replicas=3").await;
-        if got.starts_with("OK") {
-            break;
+    // The declarations retry through the elections of a fresh cluster.
+    for declare in [
+        "DECLARE QUEUE jobs replicas=3",
+        "DECLARE QUEUE log type=stream replicas=3",
+    ] {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut c = TestConn::connect(addrs[0]).await;
+            let got = c.cmd(declare).await;
+            if got.starts_with("OK") {
+                break;
+            }
+            assert!(Instant::now() < until, "{got}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(Instant::now() < until, "{got}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut c = TestConn::connect(addrs[0]).await;
-        let got = c.cmd("DECLARE QUEUE log type=stream replicas=3").await;
-        if got.starts_with("OK") {
-            break;
-        }
-        assert!(Instant::now() < until, "{got}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let seen = Arc::new(Mutex::new(Seen::default()));
     let log = Arc::new(Mutex::new(StreamSeen::default()));
@@ -170,8 +165,13 @@ async fn random_faults(run: Duration) {
     let publisher = tokio::spawn(publish(addrs.clone(), seen.clone(), stop.clone()));
     let consumer = tokio::spawn(consume(addrs.clone(), seen.clone(), stop.clone()));
     let subscriber = tokio::spawn(subscribe(addrs.clone(), seen.clone(), stop.clone()));
-    let stream_publisher =
-        tokio::spawn(publish_to_stream(addrs.clone(), log.clone(), stop.clone()));
+    let stream_publisher = tokio::spawn(publish_to(
+        addrs.clone(),
+        "log",
+        "s",
+        log.clone(),
+        stop.clone(),
+    ));
     let group = tokio::spawn(read_as_group(addrs.clone(), log.clone(), stop.clone()));
 
     let mut faults: HashMap<&str, u64> = HashMap::new();
@@ -256,9 +256,39 @@ async fn random_faults(run: Duration) {
     assert!(s.confirmed.len() > 10, "hardly anything was published");
 }
 
-/// Publishes `m<k>` through the nodes in turn until told to stop; a
-/// connection that fails is opened again on the next node.
+/// What a publisher records of each publish.
+pub(super) trait Record: Send + 'static {
+    /// Sent (an `ERR UNAVAILABLE` may yet be stored).
+    fn attempted(&mut self, body: &str);
+    /// Answered `OK`.
+    fn confirmed(&mut self, body: String);
+}
+
+impl Record for Seen {
+    fn attempted(&mut self, body: &str) {
+        self.attempted.insert(body.to_string());
+    }
+    fn confirmed(&mut self, body: String) {
+        self.confirmed.insert(body);
+    }
+}
+
+/// Publishes `m<k>` to the queue `jobs` through the nodes in turn until
+/// told to stop; a connection that fails is opened again on the next
+/// node.
 pub(super) async fn publish(addrs: Vec<SocketAddr>, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
+    publish_to(addrs, "jobs", "m", seen, stop).await;
+}
+
+/// Publishes `<prefix><k>` to `queue` through the nodes in turn until
+/// told to stop, recording each in `seen`.
+async fn publish_to<R: Record>(
+    addrs: Vec<SocketAddr>,
+    queue: &str,
+    prefix: &str,
+    seen: Arc<Mutex<R>>,
+    stop: Arc<AtomicBool>,
+) {
     let mut k = 0u64;
     let mut node = 0usize;
     while !stop.load(Ordering::Relaxed) {
@@ -267,13 +297,13 @@ pub(super) async fn publish(addrs: Vec<SocketAddr>, seen: Arc<Mutex<Seen>>, stop
         };
         for _ in 0..50 {
             k += 1;
-            let body = format!("m{k}");
-            seen.lock().expect("seen").attempted.insert(body.clone());
-            let Some(got) = c.try_cmd(&format!("PUB \"\" jobs {body}")).await else {
+            let body = format!("{prefix}{k}");
+            seen.lock().expect("seen").attempted(&body);
+            let Some(got) = c.try_cmd(&format!("PUB \"\" {queue} {body}")).await else {
                 break;
             };
             if got.ends_with("routed=1") {
-                seen.lock().expect("seen").confirmed.insert(body);
+                seen.lock().expect("seen").confirmed(body);
             }
         }
     }
@@ -396,6 +426,15 @@ struct StreamSeen {
     backwards: Vec<(u64, u64)>,
 }
 
+impl Record for StreamSeen {
+    fn attempted(&mut self, body: &str) {
+        self.attempted.insert(body.to_string());
+    }
+    fn confirmed(&mut self, body: String) {
+        self.confirmed.insert(body);
+    }
+}
+
 impl StreamSeen {
     /// The highest offset such that it and every offset before it were
     /// acked (0: none).
@@ -408,33 +447,6 @@ impl StreamSeen {
             through = *o;
         }
         through
-    }
-}
-
-/// Publishes `s<k>` to the stream through the nodes in turn until told to
-/// stop.
-async fn publish_to_stream(
-    addrs: Vec<SocketAddr>,
-    seen: Arc<Mutex<StreamSeen>>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut k = 0u64;
-    let mut node = 1usize;
-    while !stop.load(Ordering::Relaxed) {
-        let Some(mut c) = next_node(&addrs, &mut node).await else {
-            continue;
-        };
-        for _ in 0..50 {
-            k += 1;
-            let body = format!("s{k}");
-            seen.lock().expect("seen").attempted.insert(body.clone());
-            let Some(got) = c.try_cmd(&format!("PUB \"\" log {body}")).await else {
-                break;
-            };
-            if got.ends_with("routed=1") {
-                seen.lock().expect("seen").confirmed.insert(body);
-            }
-        }
     }
 }
 

@@ -47,20 +47,28 @@ async fn until_ok(p: &mut Peer, line: &str) -> String {
     }
 }
 
-/// Publishes `bodies` to stream `s` through the node at `addr`, each until
-/// confirmed; adds them to `confirmed`, and every attempt to `attempted`.
-async fn publish_all(
-    addr: std::net::SocketAddr,
-    s: &str,
-    bodies: Vec<String>,
-    confirmed: &mut BTreeSet<String>,
-    attempted: &mut BTreeSet<String>,
-) {
-    let mut c = Peer::over(TestConn::connect(addr).await);
-    for b in bodies {
-        attempted.insert(b.clone());
-        until_ok(&mut c, &format!("PUB \"\" {s} {b}")).await;
-        confirmed.insert(b);
+/// The publishes of a test: those answered `OK`, and every one sent.
+#[derive(Default)]
+struct Sent {
+    confirmed: BTreeSet<String>,
+    attempted: BTreeSet<String>,
+}
+
+impl Sent {
+    /// Publishes `bodies` to stream `s` through the node at `addr`, each
+    /// until confirmed.
+    async fn publish(
+        &mut self,
+        addr: std::net::SocketAddr,
+        s: &str,
+        bodies: impl Iterator<Item = String>,
+    ) {
+        let mut c = Peer::over(TestConn::connect(addr).await);
+        for b in bodies {
+            self.attempted.insert(b.clone());
+            until_ok(&mut c, &format!("PUB \"\" {s} {b}")).await;
+            self.confirmed.insert(b);
+        }
     }
 }
 
@@ -107,9 +115,9 @@ pub(super) async fn copy_at(addr: std::net::SocketAddr, s: &str) -> Vec<(u64, St
 async fn same_everywhere(
     nodes: &HashMap<u64, Spawned>,
     s: &str,
-    confirmed: &BTreeSet<String>,
-    attempted: &BTreeSet<String>,
+    sent: &Sent,
 ) -> Vec<(u64, String)> {
+    let (confirmed, attempted) = (&sent.confirmed, &sent.attempted);
     let until = tokio::time::Instant::now() + 3 * DEADLINE;
     let mut ids: Vec<u64> = nodes.keys().copied().collect();
     ids.sort_unstable();
@@ -175,8 +183,7 @@ async fn a_replicated_stream_is_one_order_on_every_member_and_its_group_resumes_
     .await;
 
     // Publishers on the three nodes at once: the log decides one order.
-    let mut confirmed = BTreeSet::new();
-    let mut attempted = BTreeSet::new();
+    let mut sent = Sent::default();
     let mut tasks = Vec::new();
     for id in 1..=3u64 {
         let addr = nodes[&id].addr;
@@ -199,10 +206,10 @@ async fn a_replicated_stream_is_one_order_on_every_member_and_its_group_resumes_
     }
     for t in tasks {
         let (c, a) = t.await.expect("publisher");
-        confirmed.extend(c);
-        attempted.extend(a);
+        sent.confirmed.extend(c);
+        sent.attempted.extend(a);
     }
-    let order = same_everywhere(&nodes, "log", &confirmed, &attempted).await;
+    let order = same_everywhere(&nodes, "log", &sent).await;
     assert_eq!(order.len(), 300, "each publish once");
 
     // A group reads 150 through a node that does not lead the stream, and
@@ -266,21 +273,14 @@ async fn a_replicated_stream_is_one_order_on_every_member_and_its_group_resumes_
     // catches up: the same stream on all three.
     let survivors: Vec<u64> = nodes.keys().copied().collect();
     for (k, id) in survivors.iter().enumerate() {
-        let bodies = (0..20).map(|i| format!("after{k}-{i}")).collect();
-        publish_all(
-            nodes[id].addr,
-            "log",
-            bodies,
-            &mut confirmed,
-            &mut attempted,
-        )
-        .await;
+        let bodies = (0..20).map(|i| format!("after{k}-{i}"));
+        sent.publish(nodes[id].addr, "log", bodies).await;
     }
     nodes.insert(
         leader,
         super::start_node(&cluster, &dirs, leader as usize).await,
     );
-    let order = same_everywhere(&nodes, "log", &confirmed, &attempted).await;
+    let order = same_everywhere(&nodes, "log", &sent).await;
     assert!(order.len() >= 340, "{}", order.len());
 }
 
@@ -298,31 +298,16 @@ async fn a_member_behind_the_snapshots_is_sent_the_stream_and_keeps_the_same_ord
     .await;
     let leader = stream_leader(&nodes, "log").await;
     let behind = *nodes.keys().find(|id| **id != leader).expect("a follower");
-    let mut confirmed = BTreeSet::new();
-    let mut attempted = BTreeSet::new();
-    let bodies = (0..10).map(|i| format!("a{i}")).collect();
-    publish_all(
-        nodes[&leader].addr,
-        "log",
-        bodies,
-        &mut confirmed,
-        &mut attempted,
-    )
-    .await;
-    same_everywhere(&nodes, "log", &confirmed, &attempted).await;
+    let mut sent = Sent::default();
+    let bodies = (0..10).map(|i| format!("a{i}"));
+    sent.publish(nodes[&leader].addr, "log", bodies).await;
+    same_everywhere(&nodes, "log", &sent).await;
 
     // One member stops; 100 entries later its place in the log is gone.
     let mut down = nodes.remove(&behind).expect("a follower");
     down.kill().await;
-    let bodies = (0..100).map(|i| format!("b{i}")).collect();
-    publish_all(
-        nodes[&leader].addr,
-        "log",
-        bodies,
-        &mut confirmed,
-        &mut attempted,
-    )
-    .await;
+    let bodies = (0..100).map(|i| format!("b{i}"));
+    sent.publish(nodes[&leader].addr, "log", bodies).await;
     // Snapshots and their purges follow the log, in the background.
     let mut l = TestConn::connect(nodes[&leader].addr).await;
     let until = tokio::time::Instant::now() + DEADLINE;
@@ -346,16 +331,9 @@ async fn a_member_behind_the_snapshots_is_sent_the_stream_and_keeps_the_same_ord
         behind,
         super::start_node(&cluster, &dirs, behind as usize).await,
     );
-    let bodies = (0..10).map(|i| format!("c{i}")).collect();
-    publish_all(
-        nodes[&leader].addr,
-        "log",
-        bodies,
-        &mut confirmed,
-        &mut attempted,
-    )
-    .await;
-    let order = same_everywhere(&nodes, "log", &confirmed, &attempted).await;
+    let bodies = (0..10).map(|i| format!("c{i}"));
+    sent.publish(nodes[&leader].addr, "log", bodies).await;
+    let order = same_everywhere(&nodes, "log", &sent).await;
     assert_eq!(order.len(), 120, "each publish once");
     let mut b = TestConn::connect(nodes[&behind].addr).await;
     let (_, stats) = b.data("STATS QUEUE log").await;
