@@ -625,7 +625,7 @@ mod tests {
             "missing <name>; usage: DECLARE QUEUE <name> [durable] [exclusive] [auto-delete] \
              [max-length=N]"
         ));
-        assert!(syntax("DECLARE QUEUE").ends_with("[max-bytes=N] [partitions=N]"));
+        assert!(syntax("DECLARE QUEUE").ends_with("[max-bytes=N] [partitions=N] [replicas=N]"));
     }
 
     #[test]
@@ -651,6 +651,11 @@ mod tests {
             (d.args.max_age_ms, d.args.max_bytes, d.partitions),
             (Some(60000), Some(1000), Some(3))
         );
+        // A replicated stream (on a cluster node).
+        let Command::DeclareQueue(d) = ok("DECLARE QUEUE s type=stream replicas=3") else {
+            panic!()
+        };
+        assert_eq!((d.args.mode, d.replicas), (QueueMode::Stream, Some(3)));
         let Command::DeclareQueue(d) = ok("DECLARE QUEUE q single-active") else {
             panic!()
         };
