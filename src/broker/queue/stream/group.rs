@@ -104,6 +104,25 @@ impl Group {
         self.committed = at;
     }
 
+    /// A replicated stream's log says every offset below `at` is done
+    /// (acked through a node that led the stream a moment ago, whose
+    /// commit this node's log took after it began to lead): those are no
+    /// longer delivered again or counted in flight (their acks only give
+    /// credit back), and the group reads on from `at` at the earliest.
+    pub(super) fn advance(&mut self, at: u64) {
+        if at <= self.committed {
+            return;
+        }
+        self.again.retain(|o, _| *o >= at);
+        self.in_flight.retain(|o, _| *o >= at);
+        while self.ahead.front().is_some_and(|e| e.seq < at) {
+            self.ahead.pop_front();
+        }
+        self.cursor = self.cursor.max(at);
+        self.stored = self.stored.max(at);
+        self.recommit();
+    }
+
     /// The log now starts at `first`: nothing before it is read or
     /// delivered again.
     fn cut_before(&mut self, first: u64) {

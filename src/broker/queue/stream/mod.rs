@@ -358,13 +358,16 @@ impl Stream {
     }
 
     /// A replicated stream's log moved named `group` to `at` (a commit or
-    /// a `SEEK`, applied on every member). A group with members here made
-    /// the move itself and is left as it is; any other is now at `at`.
+    /// a `SEEK`, applied on every member). A group with members or
+    /// deliveries here moves forward to it only: its own commits are
+    /// behind it already, and a commit made by a node that led a moment
+    /// before (an ack it took before it knew) says those offsets are done;
+    /// any other group is now at `at`.
     pub(super) fn apply_offset(&self, group: &str, at: u64) {
         let mut st = self.state.lock();
         let at = at.max(st.log.first);
         match st.readers.groups.get_mut(group) {
-            Some(g) if !g.members.is_empty() || !g.in_flight.is_empty() => {}
+            Some(g) if !g.members.is_empty() || !g.in_flight.is_empty() => g.advance(at),
             Some(g) => {
                 g.reset(at);
                 g.stored = at;
