@@ -36,4 +36,5 @@ mod stop;
 mod streams;
 mod tls;
 mod topology;
+mod ui;
 mod walkthrough;
