@@ -23,6 +23,7 @@ mod groups;
 mod handshake;
 mod hash_exchange;
 mod hostile_input;
+mod http_api;
 mod introspection;
 mod limits;
 mod logs;

@@ -207,3 +207,178 @@ async fn a_user_logs_in_creates_a_queue_publishes_and_purges_and_a_reader_is_for
     shot(&mut b, &dir, "04-forbidden.png").await;
     println!("screenshots in {}", dir.display());
 }
+
+/// Reads lines from `c` until one starts with `prefix` (deliveries and
+/// their bodies in between are skipped); the line.
+async fn line_starting(c: &mut TestConn, prefix: &str) -> String {
+    line_where(c, |l| l.starts_with(prefix), prefix).await
+}
+
+/// Reads lines from `c` until one passes `test`; the line.
+async fn line_where(c: &mut TestConn, test: impl Fn(&str) -> bool, what: &str) -> String {
+    for _ in 0..100 {
+        let l = c.line().await;
+        if test(&l) {
+            return l;
+        }
+    }
+    panic!("no line {what}");
+}
+
+#[tokio::test]
+async fn on_an_open_broker_the_page_binds_seeks_closes_a_connection_and_adds_the_first_user() {
+    let Some(chromium) = chromium() else {
+        println!("skipped: chromium not installed (apt-get install chromium)");
+        return;
+    };
+    let (dir, _keep) = shots_dir();
+    let srv = server_with_http().await;
+    let url = format!("http://{}/", srv.http.expect("http"));
+    let mut c = srv.conn().await;
+    c.ok("DECLARE QUEUE errors", "OK errors messages=0 consumers=0")
+        .await;
+    // A consumer group on a stream, one offset acked of the two held.
+    let mut worker = srv.conn().await;
+    worker
+        .ok("HELLO name=worker-7", "OK sluice 0.1.0 proto=1")
+        .await;
+    worker
+        .ok(
+            "DECLARE QUEUE events type=stream",
+            "OK events messages=0 consumers=0",
+        )
+        .await;
+    worker.publish_n("events", 5).await;
+    worker
+        .ok(
+            "SUB events group=billing offset=first prefetch=2 tag=b1",
+            "OK b1",
+        )
+        .await;
+    line_starting(&mut worker, "NOTICE active b1").await;
+    worker.msg().await;
+    assert!(worker.msg().await.0.starts_with("MSG b1 2 "));
+    // The ack frees a prefetch slot: offset 3 may come before its OK.
+    worker.send("ACK 1").await;
+    assert_eq!(line_starting(&mut worker, "OK").await, "OK");
+
+    let mut b = Browser::launch(&chromium).await;
+    b.goto(&url).await;
+    b.wait_for(
+        "document.getElementById('who').textContent === 'open broker (no users)'",
+        "the page to say the broker is open",
+    )
+    .await;
+
+    // An exchange, a binding made from the page, and taken away again.
+    b.click("[data-tab=exchanges]").await;
+    b.type_into("#new-exchange-name", "logs").await;
+    b.eval("document.getElementById('new-exchange-type').value = 'topic'")
+        .await;
+    b.click("#new-exchange button[type=submit]").await;
+    b.wait_for(
+        "document.querySelector('[data-exchange=logs]')",
+        "the exchange",
+    )
+    .await;
+    b.type_into("#bind-queue", "errors").await;
+    b.type_into("#bind-exchange", "logs").await;
+    b.type_into("#bind-key", "*.error").await;
+    b.click("#new-binding button[type=submit]").await;
+    b.wait_for(
+        "document.querySelector('[data-exchange=logs] tr[data-binding=\"errors *.error\"]')",
+        "the binding",
+    )
+    .await;
+    let (rows, table) = c.data("LIST BINDINGS logs").await;
+    assert_eq!(rows, "1", "{table}");
+    assert!(table.contains("logs      errors  *.error"), "{table}");
+    shot(&mut b, &dir, "05-exchanges.png").await;
+    b.click("[data-exchange=logs] tr[data-binding=\"errors *.error\"] button")
+        .await;
+    b.wait_for(
+        "!document.querySelector('[data-exchange=logs] tr[data-binding]')",
+        "the binding to go",
+    )
+    .await;
+    assert_eq!(c.data("LIST BINDINGS logs").await.0, "0");
+
+    // The stream's group: committed offset 2 (offset 1 acked), lag 4,
+    // offsets 2 and 3 in flight, b1 active; then SEEK from the page.
+    b.click("[data-tab=streams]").await;
+    let row = b
+        .wait_for(
+            "(r => r && [...r.cells].map(c => c.textContent).join('|'))(document.querySelector('tr[data-group=billing]'))",
+            "the group's row",
+        )
+        .await;
+    assert_eq!(row, "billing|2|4|2|b1|b1");
+    shot(&mut b, &dir, "06-streams.png").await;
+    b.type_into("[data-stream=events] input[placeholder=group]", "billing")
+        .await;
+    b.type_into("[data-stream=events] input.grow", "first")
+        .await;
+    b.click("[data-stream=events] button[type=submit]").await;
+    b.wait_for(
+        "document.getElementById('toast').textContent === 'OK offset=1'",
+        "the SEEK's reply",
+    )
+    .await;
+    // The active member reads again from offset 1, once it has prefetch
+    // room (what it held before the SEEK counts no more, but holds room).
+    worker.send("ACK 3 multiple").await;
+    line_where(
+        &mut worker,
+        |l| l.starts_with("MSG b1 ") && l.contains(" offset=1 "),
+        "delivering offset 1 again",
+    )
+    .await;
+
+    // The worker's connection, with its client name; closed by the page.
+    b.click("[data-tab=connections]").await;
+    let sel = "tr[data-connection] td:nth-child(3)";
+    b.wait_for(
+        &format!(
+            "[...document.querySelectorAll('{sel}')].some(td => td.textContent === 'worker-7')"
+        ),
+        "the worker's connection",
+    )
+    .await;
+    shot(&mut b, &dir, "07-connections.png").await;
+    let id = b
+        .eval(&format!(
+            "[...document.querySelectorAll('{sel}')].find(td => td.textContent === 'worker-7').parentElement.dataset.connection"
+        ))
+        .await;
+    let id = id.as_str().expect("connection id").to_string();
+    let close = format!("tr[data-connection='{id}'] button");
+    b.click(&close).await;
+    b.click(&close).await;
+    assert_eq!(
+        line_starting(&mut worker, "NOTICE").await,
+        "NOTICE closing reason=closed-by-admin"
+    );
+    let mut rest = String::new();
+    while worker.read_line_or_close(&mut rest).await {}
+    b.wait_for(
+        &format!("!document.querySelector(\"tr[data-connection='{id}']\")"),
+        "the closed connection to go",
+    )
+    .await;
+
+    // The first user, added from the page: from then on it needs a login.
+    b.click("[data-tab=users]").await;
+    b.type_into("#new-user-name", "root").await;
+    b.type_into("#new-user-password", "root pw").await;
+    b.click("#new-user-admin").await;
+    shot(&mut b, &dir, "08-users.png").await;
+    b.click("#new-user button[type=submit]").await;
+    log_in(&mut b, "root", "root pw").await;
+    b.click("[data-tab=users]").await;
+    b.wait_for(
+        "document.querySelector('tr[data-user=root]')",
+        "the user row",
+    )
+    .await;
+    c.ok("AUTH root \"root pw\"", "OK root").await;
+}

@@ -313,13 +313,18 @@ async function users() {
   const all = await api("/api/users");
   // Keep what is being typed into a row across polls.
   if ($("users").contains(document.activeElement)) return;
+  if (all.length === 0) {
+    $("users").replaceChildren(el("tr", {}, el("td", { class: "empty", colspan: 6 },
+      "No users: the broker is open, to this page as to the protocol. The first user must be an admin; from then on, everyone logs in.")));
+    return;
+  }
   $("users").replaceChildren(...all.map(u => {
     const p = k => el("input", { value: u[k], "data-perm": k, style: "width:110px" });
     const conf = p("configure"), write = p("write"), read = p("read");
     const admin = el("input", { type: "checkbox", checked: u.admin });
     return el("tr", { "data-user": u.name },
       el("td", { class: "name" }, u.name), el("td", {}, admin),
-      el("td", {}, conf), el("td", {}, write), el("td", {}, read),
+      el("td", { class: "left" }, conf), el("td", { class: "left" }, write), el("td", { class: "left" }, read),
       el("td", {},
         el("button", { type: "button", class: "secondary small",
           onclick: () => act(`USER PERMIT ${q(u.name)} configure=${q(conf.value)} write=${q(write.value)} read=${q(read.value)} admin=${admin.checked}`) }, "Save"),
