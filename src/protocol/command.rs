@@ -63,7 +63,7 @@ pub enum Command {
     User(UserCommand),
     /// `STATS` or `STATS QUEUE <name>`
     Stats(Stats),
-    /// `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]`
+    /// `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS|GROUPS|NODES [<pattern>]`
     List(List),
     /// `SEEK <stream> <group> offset=first|last|next|<n> | time=<unix-ms>`
     Seek(Seek),
@@ -561,9 +561,11 @@ pub(crate) enum ListKind {
     Consumers,
     /// `LIST NODES` (a cluster node)
     Nodes,
+    /// `LIST GROUPS` (streams' consumer groups)
+    Groups,
 }
 
-/// `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]`: one
+/// `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS|GROUPS|NODES [<pattern>]`: one
 /// aligned table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct List {

@@ -124,6 +124,7 @@ pub(super) const LIST_KINDS: &[(&str, ListKind)] = &[
     ("CONNECTIONS", ListKind::Connections),
     ("CONSUMERS", ListKind::Consumers),
     ("NODES", ListKind::Nodes),
+    ("GROUPS", ListKind::Groups),
 ];
 /// The value of a flag given as `name=true|false`, and of `requeue=`.
 pub(super) const BOOLS: &[(&str, bool)] = &[("true", true), ("false", false)];

@@ -449,6 +449,7 @@ fn command() -> impl Strategy<Value = Command> {
                 ListKind::Bindings,
                 ListKind::Connections,
                 ListKind::Consumers,
+                ListKind::Groups,
             ]),
             proptest::option::of(text(20).prop_filter("a pattern is not empty", |p| !p.is_empty())),
         )
