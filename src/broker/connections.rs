@@ -46,8 +46,8 @@ pub(crate) struct ConnInfo {
     pub(crate) recv_bytes: AtomicU64,
     /// Bytes written to it.
     pub(crate) sent_bytes: AtomicU64,
-    /// Told by [`ConnInfo::close`] to close (an admin's, through the HTTP
-    /// API); its session waits on it.
+    /// Told by [`ConnInfo::close`] to close (an admin's `CLOSE
+    /// CONNECTION`); its session waits on it.
     closing: Notify,
 }
 
@@ -62,10 +62,10 @@ impl ConnInfo {
         *self.user.lock() = user;
     }
 
-    /// Asks the connection's session to close, as at a shutdown (`NOTICE
-    /// closing reason=closed-by-admin`, unacked deliveries requeued). It
-    /// is closed at its session's next turn, even if the session is not
-    /// waiting now (the request is kept until it is).
+    /// Asks the connection's session to close (`CLOSE CONNECTION`), as at
+    /// a shutdown (`NOTICE closing reason=closed-by-admin`, unacked
+    /// deliveries requeued). It is closed at its session's next turn, even
+    /// if the session is not waiting now (the request is kept until it is).
     pub(crate) fn close(&self) {
         self.closing.notify_one();
     }

@@ -18,6 +18,7 @@ commands (HELP <verb> for one verb):
   streams   SEEK (and SUB offset= time= group=)
   users     USER ADD|PASSWD|PERMIT|REMOVE|LIST (admins)
   inspect   STATS LIST
+  admin     CLOSE CONNECTION (admins)
   cluster   CLUSTER ADD|REMOVE|TRANSFER (admins, on a cluster node)
 bodies: last token, quoted (\"two words\") or {N} then N bytes
 reference: protocol.md
@@ -27,6 +28,7 @@ reference: protocol.md
 const QUIT: &str = "QUIT (or EXIT)\n  -> OK bye, then the server closes the connection\n";
 
 const VERBS: &[(&str, &str)] = &[
+    ("CLOSE", "CLOSE CONNECTION <id>\n  -> OK; connection <id> (LIST CONNECTIONS) gets NOTICE closing reason=closed-by-admin and is closed\n  admins only\n"),
     ("CLUSTER", "CLUSTER ADD <id> <ip:port>\n  -> OK members=<id>,...  (the node, started with --join, catches up, then votes)\nCLUSTER REMOVE <id>\n  -> OK members=<id>,...\nCLUSTER TRANSFER <id>\n  -> OK leader=<id>  (about 1.5 s)\n  admins only, on a cluster node\n"),
     ("HELLO", "HELLO [name=<client>] [proto=1] [heartbeat=<ms>]\n  -> OK sluice <version> proto=1\n"),
     ("AUTH", "AUTH <user> <password>\n  -> OK <user>, or ERR NOAUTH invalid user or password\n  once a user exists, only HELLO AUTH PING HELP QUIT work before AUTH\n  a broker with no users is open: AUTH answers OK and everything is allowed\n"),

@@ -27,6 +27,7 @@
 mod ack;
 mod auth;
 mod bind;
+mod close;
 mod cluster;
 mod declare;
 mod delete;
@@ -93,5 +94,6 @@ pub(crate) fn apply(command: Command, s: &mut SessionState) -> Result<Outcome, B
         Command::List(c) => list::list(c, s),
         Command::Seek(c) => seek::seek(c, s),
         Command::Cluster(c) => cluster::cluster(c, s),
+        Command::CloseConnection(c) => close::close(c, s),
     }
 }

@@ -201,7 +201,7 @@ struct WhoAmI {
     open: bool,
     /// The logged-in user.
     user: Option<String>,
-    /// May run the `USER` commands and close connections.
+    /// May run the `USER` commands and `CLOSE CONNECTION`.
     admin: bool,
     /// The user's permission patterns.
     permissions: Option<Patterns>,

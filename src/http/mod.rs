@@ -9,8 +9,7 @@
 //!   bindings, connections, consumers, streams and their groups, users);
 //!   and every action as one protocol command run as the caller
 //!   ([`command`]), so that the page can do nothing a connection logged
-//!   in as the same user could not. Closing a connection is the one action
-//!   with no command: `POST /api/connections/close`, for admins.
+//!   in as the same user could not.
 //!
 //! **Cross-site requests.** The session cookie is `SameSite=Strict`, and
 //! every `POST` must carry the header `X-Sluice: 1`, which a page of
@@ -211,7 +210,7 @@ async fn api(
     rest: &str,
     method: &Method,
 ) -> Reply {
-    let posts = matches!(rest, "login" | "logout" | "command" | "connections/close");
+    let posts = matches!(rest, "login" | "logout" | "command");
     let gets = matches!(
         rest,
         "whoami"
@@ -255,7 +254,6 @@ async fn api(
         "login" => login::login(req, http, peer).await,
         "logout" => login::logout(&req, http),
         "command" => command::command(req, http, caller, peer).await,
-        "connections/close" => close_connection(req, http, &caller).await,
         "overview" => read(|b| json(&views::overview(b))),
         "history" => read(views::history),
         "exchanges" => read(views::exchanges),
@@ -284,35 +282,4 @@ fn names_itself_by_address(req: &Request<Incoming>) -> bool {
     });
     let name = name.trim_start_matches('[').trim_end_matches(']');
     name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
-}
-
-/// `POST /api/connections/close {"id": N}`: closes connection `N` as a
-/// shutdown would (`NOTICE closing reason=closed-by-admin`, its unacked
-/// deliveries requeued). Admins only (the check of the `USER` commands);
-/// `404 NOT_FOUND` for no such connection.
-async fn close_connection(req: Request<Incoming>, http: &Http, caller: &login::Caller) -> Reply {
-    if let Err(r) = caller.require_admin("closing a connection") {
-        return r;
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Close {
-        id: u64,
-    }
-    let c: Close = match body::read_json(req).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    match http.broker.connections().get(c.id) {
-        Some(conn) => {
-            tracing::info!(conn = c.id, "connection closed through the HTTP API");
-            conn.close();
-            json(&serde_json::json!({ "ok": true }))
-        }
-        None => error(
-            StatusCode::NOT_FOUND,
-            Some(crate::protocol::ErrorCode::NotFound),
-            format!("connection {}", c.id),
-        ),
-    }
 }

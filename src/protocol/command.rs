@@ -69,6 +69,16 @@ pub enum Command {
     Seek(Seek),
     /// `CLUSTER ADD <id> <ip:port> | REMOVE <id> | TRANSFER <id>`
     Cluster(ClusterCommand),
+    /// `CLOSE CONNECTION <id>`
+    CloseConnection(CloseConnection),
+}
+
+/// `CLOSE CONNECTION <id>`: an admin closes a client connection (a `LIST
+/// CONNECTIONS` id) of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseConnection {
+    /// The connection's id.
+    pub id: u64,
 }
 
 /// `CLUSTER ...`: changes to a cluster's membership (an admin's, on a

@@ -237,6 +237,10 @@ impl Command {
                 w.opt_number(opt::COUNT, *count);
             }
             Command::User(u) => user(&mut w, u),
+            Command::CloseConnection(c) => {
+                w.verb("CLOSE CONNECTION");
+                w.number(c.id);
+            }
             Command::Cluster(c) => {
                 w.verb("CLUSTER");
                 match c {

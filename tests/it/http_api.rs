@@ -136,7 +136,7 @@ async fn with_users_the_api_needs_a_login_and_answers_with_the_protocols_codes()
     );
     let (status, v) = get(http, "/api/users", Some(&reader)).await;
     assert_eq!((status, v["code"].as_str()), (403, Some("FORBIDDEN")));
-    let (status, _, v) = post(http, "/api/connections/close", Some(&reader), r#"{"id":1}"#).await;
+    let (status, v) = command(http, Some(&reader), "CLOSE CONNECTION 1").await;
     assert_eq!((status, v["code"].as_str()), (403, Some("FORBIDDEN")));
     // What the reader may do, it does: PEEK shows, GET takes and, its API
     // session gone with the command, gives back (flagged redelivered).
@@ -321,23 +321,11 @@ async fn an_admin_closes_a_connection_which_is_told_why() {
         .and_then(|all| all.iter().find(|c| c["name"] == "victim"))
         .and_then(|c| c["id"].as_u64())
         .expect("the connection listed");
-    let (status, _, v) = post(
-        http,
-        "/api/connections/close",
-        None,
-        &format!(r#"{{"id":{id}}}"#),
-    )
-    .await;
-    assert_eq!((status, v["ok"].as_bool()), (200, Some(true)));
+    let (status, v) = command(http, None, &format!("CLOSE CONNECTION {id}")).await;
+    assert_eq!((status, v["reply"].as_str()), (200, Some("OK")));
     c.expect("NOTICE closing reason=closed-by-admin").await;
     let mut rest = String::new();
     assert!(!c.read_line_or_close(&mut rest).await, "still open: {rest}");
-    let (status, _, v) = post(
-        http,
-        "/api/connections/close",
-        None,
-        &format!(r#"{{"id":{id}}}"#),
-    )
-    .await;
+    let (status, v) = command(http, None, &format!("CLOSE CONNECTION {id}")).await;
     assert_eq!((status, v["code"].as_str()), (404, Some("NOT_FOUND")));
 }

@@ -297,13 +297,8 @@ async function connections() {
     el("td", {}, c.subscriptions), el("td", {}, c.unacked),
     el("td", {}, fmtRate(c.rates.publish)), el("td", {}, fmtRate(c.rates.deliver)),
     el("td", {}, fmtBytes(c.rates.recv_bytes) + "/s"), el("td", {}, fmtBytes(c.rates.sent_bytes) + "/s"),
-    admin ? el("td", {}, confirmButton("Close", "Really close?", async () => {
-      try {
-        await api("/api/connections/close", { id: c.id });
-        toast("connection " + c.id + " closed", false);
-        refresh();
-      } catch (e) { toast(e.message, true, e.code); }
-    }, { class: "danger small" })) : null))
+    admin ? el("td", {}, confirmButton("Close", "Really close?", () => act(`CLOSE CONNECTION ${c.id}`),
+      { class: "danger small" })) : null))
     : [el("tr", {}, el("td", { class: "empty", colspan: 13 }, "no connections"))]));
 }
 
