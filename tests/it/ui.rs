@@ -85,17 +85,27 @@ async fn a_user_logs_in_creates_a_queue_publishes_and_purges_and_a_reader_is_for
         "OK",
     )
     .await;
-    // Some traffic, for the charts.
     c.ok("DECLARE QUEUE jobs", "OK jobs messages=0 consumers=0")
         .await;
-    c.publish_n("jobs", 20).await;
 
     let mut b = Browser::launch(&chromium).await;
     b.goto(&url).await;
     shot(&mut b, &dir, "01-login.png").await;
     log_in(&mut b, "root", "root pw").await;
 
-    // The overview: cards, and the charts once the sampler has two points.
+    // Some traffic over a few of the sampler's points, for the charts:
+    // publishes, and gets that deliver and ack.
+    for round in 0..4 {
+        c.publish_n("jobs", 30 + 10 * round).await;
+        c.send("GET jobs count=20 ack=auto").await;
+        line_starting(&mut c, "OK ").await;
+        let points =
+            "(s => s ? Number(s.dataset.points) : 0)(document.querySelector('svg.timechart'))";
+        let before = b.eval(points).await.as_u64().unwrap_or(0);
+        b.wait_for(&format!("{points} > {before}"), "another point")
+            .await;
+    }
+    // The overview: cards, and the charts with their points.
     b.wait_for(
         "[...document.querySelectorAll('svg.timechart')].length === 3 && \
          [...document.querySelectorAll('svg.timechart')].every(s => Number(s.dataset.points) >= 3)",

@@ -231,7 +231,8 @@ function refresh() {
       state.polls++;
       document.body.dataset.polls = state.polls;
       status.className = "status";
-      status.textContent = "live · updated " + new Date().toLocaleTimeString();
+      status.textContent = "live · up " + fmtUptime(state.overview.broker.uptime_seconds) +
+        " · updated " + new Date().toLocaleTimeString();
     } catch (e) {
       if (e.status === 401) return;
       status.className = "status down";

@@ -14,7 +14,6 @@ async function overview() {
     ["ack/s", fmtRate(b.rates.ack.last_second)], ["queues", fmtInt(b.queues)],
     ["consumers", fmtInt(b.consumers)], ["connections", fmtInt(b.connections)],
     ["memory", fmtBytes(b.memory_rss_bytes)], ["disk free", fmtBytes(b.disk_free_bytes)],
-    ["uptime", fmtUptime(b.uptime_seconds)],
   ];
   $("totals").replaceChildren(...cards.map(([label, value]) =>
     el("div", { class: "card", "data-total": label }, el("div", { class: "label" }, label), el("div", { class: "value" }, value))));
