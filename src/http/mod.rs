@@ -2,8 +2,9 @@
 //!
 //! - `GET /metrics`: Prometheus text format 0.0.4 ([`metrics`]); no login
 //!   (scrapers; it shows names and counts, never messages).
-//! - `GET /`, `GET /ui/*`: the dashboard, one page of vanilla JavaScript
-//!   embedded in the binary, a client of the API below.
+//! - `GET /`, `GET /ui/*`: the management UI, one page of vanilla
+//!   JavaScript, CSS and inline SVG charts embedded in the binary
+//!   (`ui/`), a client of the API below.
 //! - `/api/*`: JSON. Logins and their sessions ([`login`]); reads
 //!   ([`views`]: the overview, the charts' history, exchanges and
 //!   bindings, connections, consumers, streams and their groups, users);
@@ -33,7 +34,7 @@ mod command;
 mod login;
 pub(crate) mod metrics;
 mod response;
-pub(crate) mod views;
+mod views;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -90,8 +90,9 @@ struct BindingView {
     headers: Vec<(String, String)>,
 }
 
-/// `GET /api/exchanges`: every exchange (the default one `""` first, as
-/// the target of `PUB "" <queue>`), with its bindings.
+/// `GET /api/exchanges`: every exchange but the default one (which has
+/// no bindings to show: it reaches each queue by its name), by name, with
+/// its bindings.
 pub(crate) fn exchanges(broker: &Broker) -> Reply {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let mut all: Vec<ExchangeView> = broker
