@@ -268,19 +268,52 @@ async fn api(
 /// Whether `req`'s `Host` is an IP address or `localhost` (with or
 /// without a port).
 fn names_itself_by_address(req: &Request<Incoming>) -> bool {
-    let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
+    req.headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(is_address)
+}
+
+/// Whether `host` (a `Host` header) is an IP address or `localhost`, with
+/// or without a port.
+fn is_address(host: &str) -> bool {
     if host.parse::<SocketAddr>().is_ok() || host.parse::<std::net::IpAddr>().is_ok() {
         return true;
     }
-    let name = host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.chars().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    });
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
     let name = name.trim_start_matches('[').trim_end_matches(']');
     name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_address;
+
+    #[test]
+    fn an_open_broker_answers_hosts_that_are_addresses() {
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:15680",
+            "[::1]:15680",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST:80",
+            "10.0.0.4:1",
+        ] {
+            assert!(is_address(ok), "{ok}");
+        }
+        for no in [
+            "evil.example",
+            "evil.example:15680",
+            "localhost.evil.example",
+            "",
+            "127.0.0.1.nip.io:80",
+        ] {
+            assert!(!is_address(no), "{no}");
+        }
+    }
 }
