@@ -27,7 +27,7 @@ function timeLabel(ms, withSeconds) {
 // Draws a line chart into `box`: `t` the times (Unix ms), `series` a list
 // of {label, color, values}, `fmt` formats a value (axis and legend).
 function lineChart(box, t, series, fmt) {
-  const w = Math.max(300, box.clientWidth || 600), h = 170;
+  const w = Math.max(300, box.clientWidth || 600), h = box.classList.contains("small") ? 120 : 170;
   const left = 58, right = 10, top = 8, bottom = 22;
   const legend = document.createElement("div");
   legend.className = "legend";

@@ -102,6 +102,12 @@ async function queueDetail(qu) {
     el("span", { class: "stat" }, "consumers ", el("b", {}, fmtInt(qu.consumers))),
     el("span", { class: "stat" }, "dead-lettered ", el("b", {}, fmtInt(qu.dead_lettered))),
     el("span", { class: "stat" }, qu.durable ? "durable" : "transient"));
+  // The queue's last minute: one sample a second, and the depth now.
+  const depths = qu.depth_history.concat([qu.messages]);
+  const now = Date.now();
+  lineChart($("detail-chart"), depths.map((_, i) => now - (depths.length - 1 - i) * 1000), [
+    { label: "messages", color: "var(--c1)", values: depths },
+  ], fmtAxis);
   const consumers = (await api("/api/consumers")).filter(c => c.queue === qu.name);
   $("detail-consumers").replaceChildren(consumers.length
     ? el("table", {}, el("thead", {}, el("tr", {}, ...["tag", "connection", "ack", "prefetch", "in flight"].map(h => el("th", {}, h)))),
@@ -167,7 +173,8 @@ function buildDetail(box, queue) {
     el("div", { class: "detail-grid" },
       el("section", {}, publish),
       read,
-      el("section", {}, el("h3", {}, "Consumers"), el("div", { id: "detail-consumers" }))));
+      el("section", {}, el("h3", {}, "Consumers"), el("div", { id: "detail-consumers" }),
+        el("h3", { style: "margin-top:12px" }, "Depth, last minute"), el("div", { id: "detail-chart", class: "chart small" }))));
 }
 
 function messageCard(m) {
