@@ -467,7 +467,12 @@ impl Client {
     /// the connection is gone).
     pub(crate) async fn next_push(&mut self) -> Option<Pushed> {
         tokio::select! {
-            d = self.deliveries.recv() => d.map(Pushed::Delivery),
+            d = self.deliveries.recv() => match d {
+                Some(d) => Some(Pushed::Delivery(d)),
+                // Both channels close together; drain the notices (a
+                // `NOTICE closing` that came right before the end).
+                None => self.notices.recv().await.map(Pushed::Notice),
+            },
             n = self.notices.recv() => match n {
                 Some(n) => Some(Pushed::Notice(n)),
                 // Both channels close together; drain the deliveries.

@@ -11,7 +11,8 @@
 //!   encoding, error codes.
 //! - `session`: one connection's event loop: reads frames, runs commands
 //!   through `cmd`, writes replies and pushes in the order the protocol
-//!   promises; held publishes, heartbeats, the close.
+//!   promises; held publishes, heartbeats, the close. Also `oneshot`:
+//!   one command run without a connection, for the HTTP API.
 //! - `cmd`: runs one command against the broker and the connection's
 //!   state, and returns what happened (one file per verb family).
 //! - `session_state`: what a connection holds between commands and all a
@@ -39,9 +40,11 @@
 //!   (messages, de-duplication records, stream offsets), both on sled, in
 //!   RAM for tests that restart a broker, or nowhere (`--in-memory`); the
 //!   group commit.
-//! - [`http`]: `--http`: Prometheus `/metrics`, the JSON overview and the
-//!   live dashboard (the counters and rates themselves live in
-//!   [`broker::stats`], the connection registry in [`broker::connections`]).
+//! - [`http`]: `--http`: Prometheus `/metrics`, the management UI and its
+//!   JSON API: logins and sessions, reads, and every action as one
+//!   protocol command run as the caller (through `session::oneshot`). The
+//!   counters, rates and history live in [`broker::stats`] and
+//!   `broker::history`, the connection registry in [`broker::connections`].
 //! - [`client`]: a small async client used by tests, examples, the bench
 //!   and the CLI.
 //! - [`cli`]: the command-line client (`sluice pub|sub|get|declare|bind|

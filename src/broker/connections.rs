@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 use super::message::now_ms;
 
@@ -37,6 +38,17 @@ pub(crate) struct ConnInfo {
     pub(crate) subscriptions: AtomicU64,
     /// Its deliveries not yet acknowledged.
     pub(crate) unacked: AtomicU64,
+    /// `PUB`s it sent (counted when they run, whatever came of them).
+    pub(crate) published: AtomicU64,
+    /// Messages delivered to it (subscriptions and `GET`).
+    pub(crate) delivered: AtomicU64,
+    /// Bytes read from it.
+    pub(crate) recv_bytes: AtomicU64,
+    /// Bytes written to it.
+    pub(crate) sent_bytes: AtomicU64,
+    /// Told by [`ConnInfo::close`] to close (an admin's `CLOSE
+    /// CONNECTION`); its session waits on it.
+    closing: Notify,
 }
 
 impl ConnInfo {
@@ -48,6 +60,25 @@ impl ConnInfo {
     /// Records the authenticated user.
     pub(crate) fn set_user(&self, user: Option<String>) {
         *self.user.lock() = user;
+    }
+
+    /// Asks the connection's session to close (`CLOSE CONNECTION`), as at
+    /// a shutdown (`NOTICE closing reason=closed-by-admin`, unacked
+    /// deliveries requeued). It is closed at its session's next turn, even
+    /// if the session is not waiting now (the request is kept until it is).
+    pub(crate) fn close(&self) {
+        self.closing.notify_one();
+    }
+
+    /// Completes once [`ConnInfo::close`] was called.
+    pub(crate) async fn closed(&self) {
+        self.closing.notified().await;
+    }
+
+    /// Adds to one of the counters (a relaxed add, uncontended: only the
+    /// connection's own session writes them).
+    pub(crate) fn count(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Publishes the session's current counts (two relaxed stores).
@@ -77,6 +108,11 @@ impl Connections {
             user: Mutex::new(None),
             subscriptions: AtomicU64::new(0),
             unacked: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            recv_bytes: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
+            closing: Notify::new(),
         });
         self.live.insert(id, info.clone());
         self.opened.fetch_add(1, Ordering::Relaxed);
@@ -96,6 +132,11 @@ impl Connections {
         self.opened.load(Ordering::Relaxed)
     }
 
+    /// A live connection by id.
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<ConnInfo>> {
+        self.live.get(&id).map(|e| e.value().clone())
+    }
+
     /// Every live connection, by id.
     pub(crate) fn list(&self) -> Vec<Arc<ConnInfo>> {
         let mut out: Vec<Arc<ConnInfo>> = self.live.iter().map(|e| e.value().clone()).collect();
@@ -109,6 +150,14 @@ impl Connections {
 pub(crate) struct Registered {
     info: Arc<ConnInfo>,
     registry: Arc<Connections>,
+}
+
+impl Registered {
+    /// The shared entry, for a session to wait on while it borrows
+    /// itself elsewhere.
+    pub(crate) fn info(&self) -> Arc<ConnInfo> {
+        self.info.clone()
+    }
 }
 
 impl std::ops::Deref for Registered {

@@ -34,6 +34,7 @@ pub(crate) mod connections;
 pub(crate) mod consume;
 mod disk;
 pub mod exchange;
+pub(crate) mod history;
 pub(crate) mod message;
 pub(crate) mod publish;
 pub(crate) mod queue;

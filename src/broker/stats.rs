@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use super::history::{History, Reading, Series};
 use super::message::now_ms;
 use super::queue::{DeathReason, Queue};
 use super::Broker;
@@ -149,6 +150,34 @@ struct Rings {
     queues: HashMap<u64, Ring>,
     /// When the last tick ran.
     last: Option<Instant>,
+    /// The broker's last ten minutes and last hour, for the charts.
+    history: History,
+    /// Each live connection's counters at the last tick, and its rates
+    /// over the interval before it.
+    conns: HashMap<u64, (ConnReading, ConnRates)>,
+}
+
+/// A connection's counters, as the sampler reads them.
+#[derive(Debug, Clone, Copy)]
+struct ConnReading {
+    at: Instant,
+    published: u64,
+    delivered: u64,
+    recv_bytes: u64,
+    sent_bytes: u64,
+}
+
+/// A connection's rates over the last sample interval, per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub(crate) struct ConnRates {
+    /// `PUB`s it sent.
+    pub(crate) publish: f64,
+    /// Messages delivered to it.
+    pub(crate) deliver: f64,
+    /// Bytes read from it.
+    pub(crate) recv_bytes: f64,
+    /// Bytes written to it.
+    pub(crate) sent_bytes: f64,
 }
 
 impl Sampler {
@@ -157,10 +186,11 @@ impl Sampler {
     pub(crate) fn tick(&self, broker: &Broker) {
         let at = Instant::now();
         let mut seen = HashMap::new();
-        let mut depth = 0;
+        let (mut depth, mut unacked) = (0, 0);
         for q in broker.queue_list() {
             let st = q.stats();
             depth += st.messages;
+            unacked += st.unacked;
             let c = &q.counters;
             seen.insert(
                 q.id,
@@ -181,7 +211,59 @@ impl Sampler {
             acked: t.acked.load(Ordering::Relaxed),
             depth,
         };
+        let reading = Reading {
+            at,
+            unix_ms: now_ms(),
+            published: total.published,
+            delivered: total.delivered,
+            acked: total.acked,
+            messages: depth,
+            unacked,
+            memory: super::alarm::resident_bytes().ok(),
+        };
+        let conns: Vec<(u64, ConnReading)> = broker
+            .connections()
+            .list()
+            .iter()
+            .map(|c| {
+                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                let r = ConnReading {
+                    at,
+                    published: n(&c.published),
+                    delivered: n(&c.delivered),
+                    recv_bytes: n(&c.recv_bytes),
+                    sent_bytes: n(&c.sent_bytes),
+                };
+                (c.id, r)
+            })
+            .collect();
         let mut rings = self.rings.lock();
+        rings.history.record(reading);
+        let mut rates = HashMap::with_capacity(conns.len());
+        for (id, now) in conns {
+            // A connection seen for the first time starts from zeros at
+            // the previous tick, as a queue does.
+            let before = rings.conns.get(&id).map_or(
+                ConnReading {
+                    at: rings.last.unwrap_or(self.started),
+                    published: 0,
+                    delivered: 0,
+                    recv_bytes: 0,
+                    sent_bytes: 0,
+                },
+                |(r, _)| *r,
+            );
+            let rate =
+                |f: fn(&ConnReading) -> u64| per_second(f(&before), f(&now), before.at, now.at);
+            let r = ConnRates {
+                publish: rate(|r| r.published),
+                deliver: rate(|r| r.delivered),
+                recv_bytes: rate(|r| r.recv_bytes),
+                sent_bytes: rate(|r| r.sent_bytes),
+            };
+            rates.insert(id, (now, r));
+        }
+        rings.conns = rates;
         // A queue's counters start at zero when it is created (or
         // recovered): one seen for the first time starts from zeros at the
         // previous tick, so what it did before this tick counts in its rates.
@@ -233,6 +315,27 @@ impl Sampler {
             .get(&queue_id)
             .map(Ring::rates)
             .unwrap_or_default()
+    }
+
+    /// A connection's rates over the last sample interval (zero until it
+    /// has been sampled).
+    pub(crate) fn connection_rates(&self, conn_id: u64) -> ConnRates {
+        self.rings
+            .lock()
+            .conns
+            .get(&conn_id)
+            .map(|(_, r)| *r)
+            .unwrap_or_default()
+    }
+
+    /// The broker's last ten minutes (one point a sample) and last hour
+    /// (one point every five), for the charts.
+    pub(crate) fn history(&self) -> (Series, Series) {
+        let rings = self.rings.lock();
+        (
+            rings.history.recent(SAMPLE_INTERVAL),
+            rings.history.hour(SAMPLE_INTERVAL),
+        )
     }
 
     /// A queue's depth at each of the last samples, oldest first.

@@ -74,6 +74,8 @@ pub(crate) enum ListKind {
     Consumers,
     /// A cluster's nodes.
     Nodes,
+    /// Streams' consumer groups.
+    Groups,
 }
 
 impl From<ListKind> for crate::protocol::command::ListKind {
@@ -86,6 +88,7 @@ impl From<ListKind> for crate::protocol::command::ListKind {
             ListKind::Connections => P::Connections,
             ListKind::Consumers => P::Consumers,
             ListKind::Nodes => P::Nodes,
+            ListKind::Groups => P::Groups,
         }
     }
 }
@@ -188,6 +191,7 @@ fn text_columns(kind: ListKind) -> (&'static [&'static str], &'static [&'static 
         ListKind::Connections => (&["peer"], &["name", "user"]),
         ListKind::Consumers => (&["queue", "tag", "ack"], &[]),
         ListKind::Nodes => (&["addr", "role"], &[]),
+        ListKind::Groups => (&["stream", "group"], &["members", "active"]),
     }
 }
 

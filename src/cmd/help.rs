@@ -18,6 +18,7 @@ commands (HELP <verb> for one verb):
   streams   SEEK (and SUB offset= time= group=)
   users     USER ADD|PASSWD|PERMIT|REMOVE|LIST (admins)
   inspect   STATS LIST
+  admin     CLOSE CONNECTION (admins)
   cluster   CLUSTER ADD|REMOVE|TRANSFER (admins, on a cluster node)
 bodies: last token, quoted (\"two words\") or {N} then N bytes
 reference: protocol.md
@@ -27,6 +28,7 @@ reference: protocol.md
 const QUIT: &str = "QUIT (or EXIT)\n  -> OK bye, then the server closes the connection\n";
 
 const VERBS: &[(&str, &str)] = &[
+    ("CLOSE", "CLOSE CONNECTION <id>\n  -> OK; connection <id> (LIST CONNECTIONS) gets NOTICE closing reason=closed-by-admin and is closed\n  admins only\n"),
     ("CLUSTER", "CLUSTER ADD <id> <ip:port>\n  -> OK members=<id>,...  (the node, started with --join, catches up, then votes)\nCLUSTER REMOVE <id>\n  -> OK members=<id>,...\nCLUSTER TRANSFER <id>\n  -> OK leader=<id>  (about 1.5 s)\n  admins only, on a cluster node\n"),
     ("HELLO", "HELLO [name=<client>] [proto=1] [heartbeat=<ms>]\n  -> OK sluice <version> proto=1\n"),
     ("AUTH", "AUTH <user> <password>\n  -> OK <user>, or ERR NOAUTH invalid user or password\n  once a user exists, only HELLO AUTH PING HELP QUIT work before AUTH\n  a broker with no users is open: AUTH answers OK and everything is allowed\n"),
@@ -52,7 +54,7 @@ const VERBS: &[(&str, &str)] = &[
     ("USER", "USER ADD <name> <password> [admin] [configure=<re>] [write=<re>] [read=<re>]\nUSER PASSWD <name> <password>\nUSER PERMIT <name> [configure=<re>] [write=<re>] [read=<re>] [admin=true|false]\nUSER REMOVE <name>\n  -> OK\nUSER LIST\n  -> OK {N}: name, tags, configure, write, read\nadmins only; on a broker with no users the first must be added with admin\npermissions are regexes over names, unanchored (^orders\\. to anchor), default .*, \"\" grants nothing:\n  configure  DECLARE DELETE PURGE\n  write      PUB to an exchange; the queue of BIND/UNBIND\n  read       SUB GET PEEK REDRIVE on a queue; the exchange of BIND/UNBIND\n"),
     ("REDRIVE", "REDRIVE <queue> [count=<n>]\n  -> OK moved=<n> kept=<k>\n  moves dead letters back to the exchange and key they were first published to\n  count=<n>  at most n (default: all)\nexample: REDRIVE jobs.dead count=100\n"),
     ("STATS", "STATS [QUEUE <name>]\n  -> OK stats {N}: one `key value` line each (units in the key), groups apart\n  STATS              broker totals: connections, queues, messages, rates, memory, disk\n  STATS QUEUE <name> one queue: depth, unacked, consumers, counts, rates, oldest message age\n"),
-    ("LIST", "LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]\n  -> OK <rows> {N}: a header row, then one row per line, columns apart by spaces\n  pattern: * any run, ? one character; matched against the name\n    (bindings: exchange or queue; connections: peer or client name; consumers: queue or tag)\nexample: LIST QUEUES jobs.*\n"),
+    ("LIST", "LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS|GROUPS [<pattern>]\n  -> OK <rows> {N}: a header row, then one row per line, columns apart by spaces\n  GROUPS: streams' consumer groups: committed offset, lag, in flight, members, active\n  pattern: * any run, ? one character; matched against the name\n    (bindings: exchange or queue; connections: peer or client name; consumers: queue or tag;\n     groups: stream or group)\nexample: LIST QUEUES jobs.*\n"),
 ];
 
 /// `HELP [<verb>]` → `OK {N}` with the overview or one verb's grammar.

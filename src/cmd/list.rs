@@ -1,4 +1,4 @@
-//! `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]`: one
+//! `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS|GROUPS [<pattern>]`: one
 //! aligned table (see [`crate::protocol::table`]) as a literal, rows
 //! filtered by a glob. See protocol.md, "LIST".
 
@@ -32,6 +32,7 @@ pub(super) fn list(c: List, s: &mut SessionState) -> Result<Outcome, BrokerError
         ListKind::Connections => connections(s.broker(), keep),
         ListKind::Consumers => consumers(s.broker(), keep),
         ListKind::Nodes => nodes(s.broker(), keep)?,
+        ListKind::Groups => groups(s.broker(), keep),
     };
     Ok(Outcome::reply(Reply::Data(
         table.len().to_string(),
@@ -222,6 +223,47 @@ fn connections(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
             c.subscriptions.load(Ordering::Relaxed).to_string(),
             c.unacked.load(Ordering::Relaxed).to_string(),
         ]);
+    }
+    t
+}
+
+/// Matched against the stream's name or the group's. A stream's named
+/// consumer groups: the committed offset (where a member resumes), the lag
+/// (messages from there to the end of the log), the deliveries in flight,
+/// the members' consumer tags (comma-separated, oldest first) and the
+/// active one's; `-` for none.
+fn groups(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
+    let mut t = Table::new(&[
+        "stream",
+        "group",
+        "committed",
+        "lag",
+        "in_flight",
+        "members",
+        "active",
+    ]);
+    for q in broker.queue_list() {
+        let Some(view) = q.stream_view() else {
+            continue;
+        };
+        for g in view.groups {
+            if !keep(&[q.name.as_bytes(), g.name.as_bytes()]) {
+                continue;
+            }
+            let members = match g.members.is_empty() {
+                true => "-".to_string(),
+                false => g.members.join(","),
+            };
+            t.row([
+                q.name.to_string(),
+                g.name,
+                g.committed.to_string(),
+                g.lag.to_string(),
+                g.in_flight.to_string(),
+                members,
+                g.active.unwrap_or_else(|| "-".into()),
+            ]);
+        }
     }
     t
 }

@@ -9,8 +9,9 @@
 //! connection only through the [`SessionState`] methods it is handed
 //! (tags, unacked deliveries, subscriptions, the login, the lines a `GET`
 //! or `PEEK` shows); it never writes its reply itself. The session loop
-//! ([`crate::session`]) is the only caller of [`apply`] and puts each
-//! reply in its place. So `cmd` depends on `session_state`, and `session`
+//! ([`crate::session`]) calls [`apply`] and puts each reply in its place;
+//! so does, for one command without a connection (the HTTP API's),
+//! `session::oneshot`. So `cmd` depends on `session_state`, and `session`
 //! on both, never the other way round.
 //!
 //! On a cluster node the commands that change the replicated topology
@@ -26,6 +27,7 @@
 mod ack;
 mod auth;
 mod bind;
+mod close;
 mod cluster;
 mod declare;
 mod delete;
@@ -76,7 +78,10 @@ pub(crate) fn apply(command: Command, s: &mut SessionState) -> Result<Outcome, B
         Command::Bind(c) => bind::bind(c, s),
         Command::Unbind(c) => bind::unbind(c, s),
         Command::Purge(c) => purge::purge(c, s),
-        Command::Publish(c) => publish::publish(c, s),
+        Command::Publish(c) => {
+            s.count_publish();
+            publish::publish(c, s)
+        }
         Command::Subscribe(c) => subscribe::subscribe(c, s),
         Command::Unsubscribe(c) => subscribe::unsubscribe(c, s),
         Command::Get(c) => get::get(c, s),
@@ -89,5 +94,6 @@ pub(crate) fn apply(command: Command, s: &mut SessionState) -> Result<Outcome, B
         Command::List(c) => list::list(c, s),
         Command::Seek(c) => seek::seek(c, s),
         Command::Cluster(c) => cluster::cluster(c, s),
+        Command::CloseConnection(c) => close::close(c, s),
     }
 }

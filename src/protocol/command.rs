@@ -63,12 +63,22 @@ pub enum Command {
     User(UserCommand),
     /// `STATS` or `STATS QUEUE <name>`
     Stats(Stats),
-    /// `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]`
+    /// `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS|GROUPS|NODES [<pattern>]`
     List(List),
     /// `SEEK <stream> <group> offset=first|last|next|<n> | time=<unix-ms>`
     Seek(Seek),
     /// `CLUSTER ADD <id> <ip:port> | REMOVE <id> | TRANSFER <id>`
     Cluster(ClusterCommand),
+    /// `CLOSE CONNECTION <id>`
+    CloseConnection(CloseConnection),
+}
+
+/// `CLOSE CONNECTION <id>`: an admin closes a client connection (a `LIST
+/// CONNECTIONS` id) of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseConnection {
+    /// The connection's id.
+    pub id: u64,
 }
 
 /// `CLUSTER ...`: changes to a cluster's membership (an admin's, on a
@@ -561,9 +571,11 @@ pub(crate) enum ListKind {
     Consumers,
     /// `LIST NODES` (a cluster node)
     Nodes,
+    /// `LIST GROUPS` (streams' consumer groups)
+    Groups,
 }
 
-/// `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]`: one
+/// `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS|GROUPS|NODES [<pattern>]`: one
 /// aligned table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct List {

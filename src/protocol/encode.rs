@@ -124,6 +124,7 @@ pub(super) const LIST_KINDS: &[(&str, ListKind)] = &[
     ("CONNECTIONS", ListKind::Connections),
     ("CONSUMERS", ListKind::Consumers),
     ("NODES", ListKind::Nodes),
+    ("GROUPS", ListKind::Groups),
 ];
 /// The value of a flag given as `name=true|false`, and of `requeue=`.
 pub(super) const BOOLS: &[(&str, bool)] = &[("true", true), ("false", false)];
@@ -236,6 +237,10 @@ impl Command {
                 w.opt_number(opt::COUNT, *count);
             }
             Command::User(u) => user(&mut w, u),
+            Command::CloseConnection(c) => {
+                w.verb("CLOSE CONNECTION");
+                w.number(c.id);
+            }
             Command::Cluster(c) => {
                 w.verb("CLUSTER");
                 match c {

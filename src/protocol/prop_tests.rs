@@ -22,10 +22,10 @@ use proptest::prelude::*;
 
 use super::check::{decode, frame_in_chunks};
 use super::command::{
-    Ack, AckMode, Auth, Bind, ClusterCommand, Command, DeclareExchange, DeclareQueue,
-    DeleteExchange, DeleteQueue, ExchangeKind, Get, Header, HeaderMatch, Hello, Help, List,
-    ListKind, Nack, Overflow, Peek, PermissionArgs, Publish, Purge, QueueArgs, QueueMode, Redrive,
-    Secret, Seek, Stats, StreamStart, Subscribe, Touch, Unsubscribe, UserAdd, UserCommand,
+    Ack, AckMode, Auth, Bind, CloseConnection, ClusterCommand, Command, DeclareExchange,
+    DeclareQueue, DeleteExchange, DeleteQueue, ExchangeKind, Get, Header, HeaderMatch, Hello, Help,
+    List, ListKind, Nack, Overflow, Peek, PermissionArgs, Publish, Purge, QueueArgs, QueueMode,
+    Redrive, Secret, Seek, Stats, StreamStart, Subscribe, Touch, Unsubscribe, UserAdd, UserCommand,
     UserPasswd, UserPermit,
 };
 use super::frame::Limits;
@@ -376,6 +376,7 @@ fn command() -> impl Strategy<Value = Command> {
         bind().prop_map(Command::Bind),
         bind().prop_map(Command::Unbind),
         name().prop_map(|queue| Command::Purge(Purge { queue })),
+        (1u64..).prop_map(|id| Command::CloseConnection(CloseConnection { id })),
         publish().prop_map(Command::Publish),
         (
             name(),
@@ -449,6 +450,7 @@ fn command() -> impl Strategy<Value = Command> {
                 ListKind::Bindings,
                 ListKind::Connections,
                 ListKind::Consumers,
+                ListKind::Groups,
             ]),
             proptest::option::of(text(20).prop_filter("a pattern is not empty", |p| !p.is_empty())),
         )

@@ -38,6 +38,7 @@
 
 mod clock;
 mod held;
+pub(crate) mod oneshot;
 mod run;
 
 use std::net::SocketAddr;

@@ -62,6 +62,8 @@ impl Session {
         let mut closing = false;
         let mut peer_gone = false;
         let mut clocks = Clocks::new(self.state.broker().config().frame_timeout, reader.frames());
+        // Where an admin's close (`ConnInfo::close`) arrives.
+        let registration = self.state.registration();
         loop {
             if self.pending.is_none() && !closing && self.run_buffered(reader) == Flow::Close {
                 closing = true;
@@ -103,6 +105,11 @@ impl Session {
                     self.shut_down(reason);
                     closing = true;
                 }
+                _ = async { match &registration { Some(r) => r.closed().await, None => std::future::pending().await } }, if !closing => {
+                    tracing::info!(conn = self.state.conn_id(), "closed by an admin");
+                    self.shut_down("closed-by-admin");
+                    closing = true;
+                }
                 n = reader.read_more(), if can_read || reads_ahead => match n {
                     Ok(0) => {
                         reading = false;
@@ -120,7 +127,10 @@ impl Session {
                         }
                     }
                     Err(_) => reading = false,
-                    Ok(_) => clocks.last_read = Instant::now(),
+                    Ok(n) => {
+                        self.state.count_bytes(n, 0);
+                        clocks.last_read = Instant::now();
+                    }
                 },
                 _ = clocks.frame_timer.fired(), if frame_deadline.is_some() => {
                     // The timer may be for an earlier command that has since
@@ -239,6 +249,7 @@ impl Session {
                 .encode_ready(&state, &mut writer.buf)
         };
         let wrote = !writer.buf.is_empty();
+        let bytes = writer.buf.len();
         // A peer that does not read for two heartbeats is gone; one
         // that does not read while the server closes is not waited for.
         let patience = match self.state.heartbeat() {
@@ -265,6 +276,7 @@ impl Session {
             }
             return Err(());
         }
+        self.state.count_bytes(0, bytes);
         for a in autos {
             if let Err(err) = a.settle(self.state.broker(), Settle::Ack) {
                 tracing::warn!(error = %err, "auto-ack removal failed");

@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::auth::{Login, User};
-use crate::broker::connections::Registered;
+use crate::broker::connections::{ConnInfo, Registered};
 use crate::broker::message::Entry;
 use crate::broker::queue::{Delivery, Push, Queue, Settle};
 use crate::broker::Broker;
@@ -39,7 +39,7 @@ use crate::protocol::command::{AckMode, Command};
 use crate::protocol::reply::Notice;
 
 use outbox::{AutoAck, MsgOut};
-pub(crate) use outbox::{Out, Outbox};
+pub(crate) use outbox::{Out, Outbox, Shown};
 use subscription::return_undelivered;
 pub(crate) use subscription::{Sub, Subscriptions};
 use unacked::Outstanding;
@@ -58,8 +58,10 @@ pub(crate) struct SessionState {
     /// The broker.
     broker: Broker,
     /// This connection's entry in the broker's registry (`LIST
-    /// CONNECTIONS`); removed when the session ends.
-    conn: Registered,
+    /// CONNECTIONS`); removed when the session ends. `None` for a
+    /// detached state (one command run for the HTTP API), which no
+    /// registry lists.
+    conn: Option<Registered>,
     /// Who the connection is logged in as, if anyone.
     login: Login,
     /// The heartbeat interval from `HELLO heartbeat=`, if on.
@@ -80,6 +82,22 @@ impl SessionState {
     /// (`LIST CONNECTIONS`) until it is closed or dropped.
     pub(crate) fn new(conn_id: u64, peer: SocketAddr, tls: bool, broker: Broker) -> SessionState {
         let conn = broker.connections().register(conn_id, peer, tls);
+        SessionState::with(conn_id, peer, broker, Some(conn))
+    }
+
+    /// The state of a command run without a connection (the HTTP API's,
+    /// see [`crate::session::oneshot`]): not registered, so `LIST
+    /// CONNECTIONS` and the connection counts do not see it.
+    pub(crate) fn detached(conn_id: u64, peer: SocketAddr, broker: Broker) -> SessionState {
+        SessionState::with(conn_id, peer, broker, None)
+    }
+
+    fn with(
+        conn_id: u64,
+        peer: SocketAddr,
+        broker: Broker,
+        conn: Option<Registered>,
+    ) -> SessionState {
         SessionState {
             conn_id,
             peer,
@@ -123,7 +141,9 @@ impl SessionState {
     pub(crate) fn admit(&mut self, command: &Command) -> Result<(), BrokerError> {
         let admitted = self.login.admit(self.broker.users(), command);
         if admitted.is_err() && self.login.user().is_none() {
-            self.conn.set_user(None);
+            if let Some(c) = &self.conn {
+                c.set_user(None);
+            }
         }
         admitted
     }
@@ -136,7 +156,9 @@ impl SessionState {
 
     /// Logs in as `user` (read at registry generation `generation`).
     pub(crate) fn log_in(&mut self, user: Arc<User>, generation: u64) {
-        self.conn.set_user(Some(user.name.clone()));
+        if let Some(c) = &self.conn {
+            c.set_user(Some(user.name.clone()));
+        }
         self.login.set(user, generation);
     }
 
@@ -152,13 +174,48 @@ impl SessionState {
 
     /// Records the client's name (`HELLO name=`) for `LIST CONNECTIONS`.
     pub(crate) fn set_client_name(&mut self, name: String) {
-        self.conn.set_client_name(Some(name));
+        if let Some(c) = &self.conn {
+            c.set_client_name(Some(name));
+        }
+    }
+
+    /// The registry's entry for this connection (`None` when detached),
+    /// for the loop to wait on a close asked by an admin.
+    pub(crate) fn registration(&self) -> Option<Arc<ConnInfo>> {
+        self.conn.as_ref().map(Registered::info)
+    }
+
+    /// Counts a `PUB` the connection sent, for its rates.
+    pub(crate) fn count_publish(&self) {
+        if let Some(c) = &self.conn {
+            ConnInfo::count(&c.published, 1);
+        }
+    }
+
+    /// Counts bytes read from the connection and written to it.
+    pub(crate) fn count_bytes(&self, read: usize, written: usize) {
+        if let Some(c) = &self.conn {
+            if read > 0 {
+                ConnInfo::count(&c.recv_bytes, read as u64);
+            }
+            if written > 0 {
+                ConnInfo::count(&c.sent_bytes, written as u64);
+            }
+        }
+    }
+
+    fn count_delivery(&self) {
+        if let Some(c) = &self.conn {
+            ConnInfo::count(&c.delivered, 1);
+        }
     }
 
     /// Publishes the connection's subscription and unacked counts to the
     /// registry (two relaxed stores).
     pub(crate) fn sync_registry(&self) {
-        self.conn.sync(self.subs.len(), self.unacked.len());
+        if let Some(c) = &self.conn {
+            c.sync(self.subs.len(), self.unacked.len());
+        }
     }
 
     // ---- Exclusive queues ----
@@ -253,6 +310,7 @@ impl SessionState {
     }
 
     fn on_delivery(&mut self, d: Delivery) {
+        self.count_delivery();
         let dtag = self.next_delivery_tag();
         let e = &d.entry;
         let mut m = MsgOut {
@@ -294,6 +352,7 @@ impl SessionState {
         let dash: Arc<str> = Arc::from("-");
         let mut gen = None;
         for e in entries {
+            self.count_delivery();
             let dtag = self.next_delivery_tag();
             self.outbox.push(Out::Msg(MsgOut {
                 tag: dash.clone(),

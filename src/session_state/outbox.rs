@@ -70,6 +70,26 @@ pub(crate) struct MsgOut {
     pub(super) auto: Option<AutoAck>,
 }
 
+/// A message a command showed, taken by [`Outbox::take_detached`]: what
+/// its `MSG` line would say.
+#[derive(Debug)]
+pub(crate) struct Shown {
+    /// `-` for a `GET`, `*` for a `PEEK`.
+    pub(crate) tag: Arc<str>,
+    /// The delivery tag (`PEEK`: the position).
+    pub(crate) dtag: u64,
+    /// The message.
+    pub(crate) msg: Arc<Message>,
+    /// Deliveries, this one included.
+    pub(crate) deliveries: u32,
+    /// Redelivered flag.
+    pub(crate) redelivered: bool,
+    /// A stream's message: its offset.
+    pub(crate) offset: Option<u64>,
+    /// A partitioned stream's: the partition index.
+    pub(crate) partition: Option<u32>,
+}
+
 /// An `ack=auto` delivery: settled once its bytes are out, given back if
 /// they may not have reached the peer.
 #[derive(Debug)]
@@ -284,6 +304,65 @@ impl Outbox {
             }
         }
         written_auto
+    }
+
+    /// Whether a reply queued waits for a store generation whose outcome
+    /// `commit` does not know yet.
+    pub(crate) fn undecided(&self, commit: &CommitState) -> bool {
+        self.queue
+            .iter()
+            .any(|o| matches!(o, Out::Reply(_, Some(g)) if commit.outcome(*g).is_none()))
+    }
+
+    /// Takes everything queued, for a state without a connection (the HTTP
+    /// API's, which waits until [`undecided`](Self::undecided) is false
+    /// first): the replies, in order (a confirm whose generation failed, or
+    /// is still undecided, becomes an `ERR INTERNAL`), and the messages
+    /// shown (a `GET`'s deliveries, a `PEEK`'s lines). Notices are dropped;
+    /// an auto-ack delivery (a subscription's, which such a state never
+    /// has) goes back to its queue, through `broker`.
+    pub(crate) fn take_detached(
+        &mut self,
+        commit: &CommitState,
+        broker: &Broker,
+    ) -> (Vec<Reply>, Vec<Shown>) {
+        let (mut replies, mut shown) = (Vec::new(), Vec::new());
+        self.plain = 0;
+        self.holding = false;
+        let all = self.ahead.drain(..).chain(self.queue.drain(..));
+        for item in all.chain(self.bypass.drain(..)) {
+            match item {
+                Out::Reply(r, Some(g)) if !r.is_err() => match commit.outcome(g) {
+                    Some(Ok(())) => replies.push(r),
+                    Some(Err(e)) => replies.push(Reply::Err(
+                        ErrorCode::Internal,
+                        format!("not stored durably: {e}"),
+                    )),
+                    None => replies.push(Reply::Err(
+                        ErrorCode::Internal,
+                        "not known to be stored durably".into(),
+                    )),
+                },
+                Out::Reply(r, _) => replies.push(r),
+                Out::Msg(MsgOut { auto: Some(a), .. }) => {
+                    if let Err(err) = give_back(broker, &a.queue, a.consumer_id, a.entry) {
+                        tracing::warn!(error = %err, "requeue failed");
+                    }
+                }
+                Out::Msg(m) => shown.push(Shown {
+                    tag: m.tag,
+                    dtag: m.dtag,
+                    msg: m.msg,
+                    deliveries: m.deliveries,
+                    redelivered: m.redelivered,
+                    offset: m.offset,
+                    partition: m.partition,
+                }),
+                Out::Notice(_) | Out::Held | Out::Later(_) => {}
+            }
+        }
+        self.early.clear();
+        (replies, shown)
     }
 
     /// The connection is closing: gives back the auto-ack deliveries never

@@ -426,3 +426,59 @@ async fn a_connection_closed_while_its_get_waits_gives_back_what_it_held_at_once
     assert!(head.contains("redelivered"), "{head}");
     assert_eq!(body, b"held");
 }
+
+/// The id `LIST CONNECTIONS` gives the connection named `name`.
+async fn connection_id(c: &mut TestConn, name: &str) -> String {
+    let (_, table) = c.data(&format!("LIST CONNECTIONS {name}")).await;
+    let row = table
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{name} not listed: {table}"));
+    row.split_whitespace().next().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn an_admin_closes_a_connection_which_is_told_why_and_gives_back_its_deliveries() {
+    let srv = TestServer::start().await;
+    let mut admin = srv.conn().await;
+    admin.ok("USER ADD root pw admin", "OK").await;
+    admin.ok("AUTH root pw", "OK root").await;
+    admin.ok("USER ADD app apppw", "OK").await;
+    admin
+        .ok("DECLARE QUEUE jobs", "OK jobs messages=0 consumers=0")
+        .await;
+    admin.publish_n("jobs", 1).await;
+    let mut app = srv.conn().await;
+    app.ok("HELLO name=app-1", "OK sluice 0.1.0 proto=1").await;
+    app.ok("AUTH app apppw", "OK app").await;
+    app.send("GET jobs").await;
+    let (_, body) = app.msg().await;
+    assert_eq!(body, b"m0");
+    app.expect("OK 1").await;
+    let id = connection_id(&mut admin, "app-1").await;
+
+    // Not an admin: FORBIDDEN, and nothing happens.
+    let mut other = srv.conn().await;
+    other.ok("AUTH app apppw", "OK app").await;
+    other
+        .err(&format!("CLOSE CONNECTION {id}"), "FORBIDDEN")
+        .await;
+    app.ok("PING", "OK pong").await;
+
+    admin.ok(&format!("CLOSE CONNECTION {id}"), "OK").await;
+    app.expect("NOTICE closing reason=closed-by-admin").await;
+    let mut rest = String::new();
+    assert!(
+        !app.read_line_or_close(&mut rest).await,
+        "still open: {rest}"
+    );
+    // Its unacked delivery went back, flagged.
+    admin.send("GET jobs ack=auto").await;
+    let (head, body) = admin.msg().await;
+    assert_eq!(body, b"m0");
+    assert!(head.contains(" redelivered "), "{head}");
+    admin.expect("OK 1").await;
+    admin
+        .err(&format!("CLOSE CONNECTION {id}"), "NOT_FOUND")
+        .await;
+}

@@ -294,6 +294,19 @@ async fn a_waiting_member_takes_over_where_the_group_stopped() {
     a.ok(&format!("ACK {}", got[0].dtag), "OK").await;
     a.ok(&format!("ACK {}", got[1].dtag), "OK").await;
     assert_eq!(offsets(&mut a, 2).await, [5, 6]);
+    // LIST GROUPS: committed at 3 (1 and 2 acked), 8 to the end of the
+    // stream (offset 11), 3 to 6 in flight, both members, a active.
+    let mut c = srv.conn().await;
+    let (rows, table) = c.data("LIST GROUPS s").await;
+    assert_eq!(rows, "1", "{table}");
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row, ["s", "g", "3", "8", "4", "a,b", "a"], "{table}");
+    assert_eq!(c.data("LIST GROUPS nothing*").await.0, "0");
     b.quiet().await;
     drop(a);
     assert_eq!(b.notice().await, "NOTICE active b");

@@ -48,6 +48,14 @@ impl Queue {
         }
     }
 
+    /// A stream's offsets and named groups (`None`: a classic queue).
+    pub(crate) fn stream_view(&self) -> Option<super::stream::StreamView> {
+        match &self.kind {
+            Kind::Stream(s) => Some(s.view()),
+            Kind::Classic(_) => None,
+        }
+    }
+
     /// A stream's next offset: every lower one is here (`None`: a classic
     /// queue).
     pub(crate) fn stream_end(&self) -> Option<u64> {

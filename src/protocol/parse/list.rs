@@ -6,7 +6,8 @@ use crate::protocol::command::{Command, List};
 use crate::protocol::encode::LIST_KINDS;
 
 /// How `LIST` is used.
-pub(super) const USAGE: &str = "LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS [<pattern>]";
+pub(super) const USAGE: &str =
+    "LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS|GROUPS|NODES [<pattern>]";
 
 pub(super) fn list(mut a: Args<'_>) -> Res<Command> {
     let tok = a.required("what to list")?;
@@ -44,6 +45,7 @@ mod tests {
             l(ListKind::Connections, Some("my app?"))
         );
         assert_eq!(ok("LIST CONSUMERS *"), l(ListKind::Consumers, Some("*")));
+        assert_eq!(ok("list groups bill*"), l(ListKind::Groups, Some("bill*")));
         assert!(syntax("LIST").starts_with("missing what to list; usage: LIST"));
         assert!(syntax("LIST THINGS").starts_with("LIST: expected QUEUES or EXCHANGES"));
         assert_eq!(syntax("LIST QUEUES a b"), "unexpected argument \"b\"");

@@ -21,6 +21,7 @@
 mod ack;
 mod auth;
 mod bind;
+mod close;
 mod cluster;
 mod declare;
 mod delete;
@@ -158,6 +159,7 @@ const VERBS: &[(&str, bool, &str, Handler)] = &[
     ("LIST", false, list::USAGE, list::list),
     ("SEEK", false, seek::USAGE, seek::seek),
     ("CLUSTER", false, cluster::USAGE, cluster::cluster),
+    ("CLOSE", false, close::USAGE, close::close),
 ];
 
 /// What the options of a verb may be.

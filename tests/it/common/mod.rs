@@ -23,6 +23,7 @@ pub mod cli_run;
 pub mod faults;
 pub mod ledger;
 pub mod spawned;
+pub mod web;
 
 /// How long any single expected event may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);

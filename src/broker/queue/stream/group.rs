@@ -62,6 +62,11 @@ pub(super) struct Group {
 }
 
 impl Group {
+    /// The member that receives now, if any.
+    pub(super) fn active(&self) -> Option<u64> {
+        self.active
+    }
+
     pub(super) fn new(named: bool, at: u64) -> Group {
         Group {
             named,

@@ -60,6 +60,36 @@ use log::{Cut, Log};
 /// cannot hold a NUL).
 const START_KEY: &str = "\0start";
 
+/// A stream's offsets and named groups, as the dashboard shows them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct StreamView {
+    /// The first offset kept.
+    pub(crate) first: u64,
+    /// The offset the next message takes.
+    pub(crate) end: u64,
+    /// Its named consumer groups, by name (private readers are not
+    /// listed: they keep no position).
+    pub(crate) groups: Vec<GroupView>,
+}
+
+/// One consumer group of a stream.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct GroupView {
+    /// Its name.
+    pub(crate) name: String,
+    /// Its committed offset: the lowest offset not yet done (where a
+    /// member that comes back resumes).
+    pub(crate) committed: u64,
+    /// Messages from the committed offset to the end of the log.
+    pub(crate) lag: u64,
+    /// Delivered, not yet acked.
+    pub(crate) in_flight: u64,
+    /// Its members' consumer tags, oldest subscription first.
+    pub(crate) members: Vec<String>,
+    /// The active member's tag, if any.
+    pub(crate) active: Option<String>,
+}
+
 /// One stream (see the module docs).
 #[derive(Debug)]
 pub(super) struct Stream {
@@ -429,6 +459,39 @@ impl Stream {
             unacked: st.readers.in_flight(),
             consumers: st.readers.list.len() as u64,
             oldest_at: st.log.segments.front().map(|s| s.first_ts),
+        }
+    }
+
+    /// Where the log starts and ends, and its named groups (by name),
+    /// for the dashboard.
+    pub(super) fn view(&self) -> StreamView {
+        let st = self.state.lock();
+        let tag = |id: u64| {
+            st.readers
+                .list
+                .iter()
+                .find(|r| r.c.id == id)
+                .map(|r| r.c.tag.to_string())
+        };
+        let mut groups: Vec<GroupView> = st
+            .readers
+            .groups
+            .iter()
+            .filter(|(_, g)| g.named)
+            .map(|(name, g)| GroupView {
+                name: name.to_string(),
+                committed: g.committed,
+                lag: st.log.end.saturating_sub(g.committed),
+                in_flight: g.in_flight.len() as u64,
+                members: g.members.iter().filter_map(|&id| tag(id)).collect(),
+                active: g.active().and_then(tag),
+            })
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        StreamView {
+            first: st.log.first,
+            end: st.log.end,
+            groups,
         }
     }
 
