@@ -343,3 +343,32 @@ impl Readers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Group;
+
+    #[test]
+    fn a_group_moves_forward_to_a_committed_offset_and_never_back() {
+        let mut g = Group::new(true, 10);
+        g.cursor = 16;
+        for off in 10..14 {
+            g.in_flight.insert(off, 7);
+        }
+        g.again.insert(14, true);
+        g.again.insert(15, true);
+        assert!(!g.recommit(), "committed stays at 10");
+        // The log says everything below 13 is done.
+        g.advance(13);
+        assert_eq!(g.in_flight.keys().copied().collect::<Vec<_>>(), vec![13]);
+        assert_eq!(g.again.keys().copied().collect::<Vec<_>>(), vec![14, 15]);
+        assert_eq!((g.committed, g.stored, g.cursor), (13, 13, 16));
+        // An older commit (or a SEEK back) does not move it back.
+        g.advance(11);
+        assert_eq!((g.committed, g.cursor), (13, 16));
+        // Past everything: the cursor moves up too.
+        g.advance(20);
+        assert!(g.in_flight.is_empty() && g.again.is_empty());
+        assert_eq!((g.committed, g.cursor), (20, 20));
+    }
+}
