@@ -113,7 +113,7 @@ impl StreamPart {
             }
             self.offsets.insert(o.group.clone(), at);
             q.defer_offset(Arc::from(o.group.as_str()), at);
-            q.stream_apply_offset(&o.group, at);
+            q.stream_apply_offset(&o.group, at, o.seek);
         }
     }
 

@@ -73,9 +73,9 @@ impl Queue {
 
     /// A replicated stream's log moved group `group` to `at`: see
     /// `Stream::apply_offset`.
-    pub(crate) fn stream_apply_offset(&self, group: &str, at: u64) {
+    pub(crate) fn stream_apply_offset(&self, group: &str, at: u64, seek: bool) {
         if let Kind::Stream(s) = &self.kind {
-            s.apply_offset(group, at);
+            s.apply_offset(group, at, seek);
         }
     }
 

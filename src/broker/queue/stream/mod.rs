@@ -387,17 +387,20 @@ impl Stream {
         self.state.lock().log.end
     }
 
-    /// A replicated stream's log moved named `group` to `at` (a commit or
-    /// a `SEEK`, applied on every member). A group with members or
-    /// deliveries here moves forward to it only: its own commits are
-    /// behind it already, and a commit made by a node that led a moment
-    /// before (an ack it took before it knew) says those offsets are done;
-    /// any other group is now at `at`.
-    pub(super) fn apply_offset(&self, group: &str, at: u64) {
+    /// A replicated stream's log moved named `group` to `at`: a commit
+    /// (`seek` false), or a `SEEK`, applied on every member. A commit only
+    /// moves a group forward: on the leader its own commits are applied
+    /// after its group went past them (a late one must not take a group
+    /// without members back), and one made by a node that led a moment
+    /// before (an ack it took before it knew) says those offsets are done.
+    /// A `SEEK` puts a group without members here at `at` (with members,
+    /// this node made it).
+    pub(super) fn apply_offset(&self, group: &str, at: u64, seek: bool) {
         let mut st = self.state.lock();
         let at = at.max(st.log.first);
         match st.readers.groups.get_mut(group) {
-            Some(g) if !g.members.is_empty() || !g.in_flight.is_empty() => g.advance(at),
+            Some(g) if !seek => g.advance(at),
+            Some(g) if !g.members.is_empty() || !g.in_flight.is_empty() => {}
             Some(g) => {
                 g.reset(at);
                 g.stored = at;
