@@ -167,6 +167,22 @@ class AsyncClientTest(unittest.IsolatedAsyncioTestCase):
             await m.ack(wait=False)
         await c.ping()
         self.assertEqual([m.id for m in received], sent)
+        # And for certain, whatever the timing above: a MSG pushed while a
+        # GET wait= of the same connection is owed its reply.
+        empty = unique("empty")
+        await c.declare_queue(empty)
+        other = await self.client()
+        waiting = asyncio.ensure_future(c.get(empty, wait=3.0))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not c._pending:
+            self.assertLess(loop.time(), deadline, "the GET was never sent")
+            await asyncio.sleep(0.001)
+        await other.publish("", q, b"late")
+        late = await self.read(sub, 1)
+        self.assertEqual(late[0].body, b"late")
+        await late[0].ack(wait=False)
+        self.assertEqual(await waiting, [])
         self.assertIn(True, interleaved, "no MSG arrived while a reply was owed: the scenario did not happen")
 
     async def test_disconnect_while_holding_deliveries(self) -> None:

@@ -341,6 +341,25 @@ class ClientTest(unittest.TestCase):
         c.ping()
         self.assertEqual([m.id for m in received], sent)
         self.assertEqual([m.body for m in received], [b"m%d" % i for i in range(n)])
+        # And for certain, whatever the timing above: a MSG pushed while a
+        # GET wait= of the same connection is owed its reply.
+        empty = unique("empty")
+        c.declare_queue(empty)
+        other = self.client()
+        got: list = []
+        waiting = threading.Thread(target=lambda: got.append(c.get(empty, wait=3.0)))
+        waiting.start()
+        deadline = time.monotonic() + 10
+        while not c._pending:
+            self.assertLess(time.monotonic(), deadline, "the GET was never sent")
+            time.sleep(0.001)
+        other.publish("", q, b"late")
+        late = sub.next(timeout=10)
+        self.assertIsNotNone(late, "the late delivery never came")
+        self.assertEqual(late.body, b"late")
+        late.ack(wait=False)
+        waiting.join(10)
+        self.assertEqual(got, [[]])
         self.assertIn(True, interleaved, "no MSG arrived while a reply was owed: the scenario did not happen")
         self.assertEqual(self.ready_unacked(q), (0, 0))
 
