@@ -9,20 +9,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+use crate::common::web::chromium;
 use crate::common::{sluice_bin, TestServer, DEADLINE};
-
-/// `/usr/bin/chromium`, or `chromium` on the PATH.
-fn chromium() -> Option<PathBuf> {
-    let usual = PathBuf::from("/usr/bin/chromium");
-    if usual.is_file() {
-        return Some(usual);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("chromium"))
-            .find(|p| p.is_file())
-    })
-}
 
 /// Loads `url` in headless Chromium, lets the page run for `virtual_ms`
 /// of (virtual) time, and returns the DOM it rendered.

@@ -745,25 +745,7 @@ impl Peer {
 /// One HTTP/1.1 request (`Connection: close`) and its response: status,
 /// head (lower-cased), body.
 pub async fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
-    let mut s = tokio::time::timeout(DEADLINE, TcpStream::connect(addr))
-        .await
-        .expect("http connect timed out")
-        .expect("http connect");
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("http write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(DEADLINE, s.read_to_end(&mut raw))
-        .await
-        .expect("http response timed out")
-        .expect("http read");
-    let text = String::from_utf8(raw).expect("utf-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("http head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("http status");
-    (status, head.to_ascii_lowercase(), body.to_string())
+    web::http_call(addr, method, path, &[], "").await
 }
 
 /// Writes a word the way the protocol reads it (quoted when needed).
