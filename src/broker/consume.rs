@@ -96,13 +96,25 @@ impl Broker {
         record: bool,
     ) -> Result<Option<u64>, BrokerError> {
         let put_back = matches!(how, Settle::Requeue { .. } | Settle::Timeout).then_some(entry.seq);
+        let acked = matches!(how, Settle::Ack | Settle::Reject);
+        let seq = entry.seq;
         let Settled {
             gen,
             dead,
             release,
             commit,
+            orphan,
         } = q.settle(consumer_id, entry, how)?;
         let replicated = self.inner.consensus.get().filter(|c| c.replicated(&q.name));
+        if orphan && acked && replicated.is_some() {
+            // The stream's lead moved since this delivery: its groups are
+            // the log's, where this ack never went. The next leader
+            // delivers it again.
+            return Err(BrokerError::Unavailable(format!(
+                "stream {}'s lead moved before this ack was committed: offset {seq} is delivered again",
+                q.name
+            )));
+        }
         let gen = match (commit, replicated) {
             // A replicated stream's group offsets are its log's entries
             // (the leader's, whoever's consumer acked).

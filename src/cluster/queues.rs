@@ -724,15 +724,23 @@ async fn lead(
     machine: QueueMachine,
 ) {
     let mut metrics = raft.metrics();
-    let mut led = false;
+    let mut led = None;
     loop {
-        let leads = serves(&metrics.borrow_and_update());
+        let (leads, term) = {
+            let m = metrics.borrow_and_update();
+            (serves(&m), m.current_term)
+        };
+        if leads && led.is_some_and(|t| t != term) {
+            // It lost the lead and won it back between two looks: another
+            // leader came between, so this is a takeover like any other.
+            machine.set_active(false);
+        }
         machine.set_active(leads);
-        if leads && !led {
+        if leads && led != Some(term) {
             // A change of members its predecessor left unfinished.
             queues.reconcile(&name);
         }
-        led = leads;
+        led = leads.then_some(term);
         if metrics.changed().await.is_err() {
             break;
         }

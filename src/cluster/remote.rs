@@ -632,6 +632,9 @@ pub(super) async fn serve(
     // What was sent and is not settled yet, by position.
     let mut sent: HashMap<u64, Entry> = HashMap::new();
     let mut subscribed = true;
+    // An ack since the last barrier that settled nothing (the stream's
+    // lead moved meanwhile): that barrier is answered not committed.
+    let mut refused = false;
     // Barriers asked for, answered once the queue's log has what came
     // before them.
     let (done_tx, mut done) = mpsc::unbounded_channel();
@@ -688,14 +691,16 @@ pub(super) async fn serve(
             up = ups.recv() => match up {
                 Some(Up::Settle(seq, how)) => {
                     if let Some(e) = sent.remove(&seq) {
-                        settle(&broker, &q, id, e, how);
+                        let acked = matches!(how, How::Ack | How::Reject);
+                        refused |= !settle(&broker, &q, id, e, how) && acked;
                     }
                 }
                 Some(Up::Beat) => {}
                 Some(Up::Barrier(id)) => {
                     let (queues, name, done) = (queues.clone(), q.name.clone(), done_tx.clone());
+                    let refused = std::mem::take(&mut refused);
                     tokio::spawn(async move {
-                        let committed = queues.barrier(&name).await.is_ok();
+                        let committed = queues.barrier(&name).await.is_ok() && !refused;
                         let _ = done.send((id, committed));
                     });
                 }
@@ -737,8 +742,9 @@ fn give_back_unsent(
     }
 }
 
-/// Settles copy `e` of `q`, delivered to consumer `id`, as a link says.
-fn settle(broker: &Broker, q: &Arc<Queue>, id: u64, mut e: Entry, how: How) {
+/// Settles copy `e` of `q`, delivered to consumer `id`, as a link says:
+/// false when that failed (an ack of a stream whose lead moved meanwhile).
+fn settle(broker: &Broker, q: &Arc<Queue>, id: u64, mut e: Entry, how: How) -> bool {
     if let How::Return(_) = how {
         // Never written: not counted as delivered.
         e.deliveries = e.deliveries.saturating_sub(1);
@@ -749,7 +755,11 @@ fn settle(broker: &Broker, q: &Arc<Queue>, id: u64, mut e: Entry, how: How) {
     // `ERR UNAVAILABLE`), the copy stays in the log, out of this view:
     // delivered again by a next leader, at least once.
     let record = !matches!(how, How::Ack);
-    if let Err(err) = broker.settle_here(q, Some(id), e, how.into(), record) {
-        tracing::warn!(queue = %q.name, error = %err, "a settlement from a link failed");
+    match broker.settle_here(q, Some(id), e, how.into(), record) {
+        Ok(_) => true,
+        Err(err) => {
+            tracing::warn!(queue = %q.name, error = %err, "a settlement from a link failed");
+            false
+        }
     }
 }

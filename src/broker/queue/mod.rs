@@ -584,13 +584,17 @@ impl Queue {
                     gen,
                     dead,
                     release,
-                    commit: None,
+                    ..Settled::default()
                 })
             }
-            Kind::Stream(s) => Ok(Settled {
-                commit: s.settle(self, consumer_id, &entry, how),
-                ..Settled::default()
-            }),
+            Kind::Stream(s) => {
+                let (commit, orphan) = s.settle(self, consumer_id, &entry, how);
+                Ok(Settled {
+                    commit,
+                    orphan,
+                    ..Settled::default()
+                })
+            }
         }
     }
 
@@ -761,6 +765,9 @@ pub(crate) struct Settled {
     /// A stream group's new committed offset, for the caller to store (or
     /// to record in a replicated stream's log).
     pub(crate) commit: Option<(Arc<str>, u64)>,
+    /// A stream delivery that neither a reader nor a group held any more
+    /// (see `Stream::settle`): nothing was settled.
+    pub(crate) orphan: bool,
 }
 
 /// A waiting `GET`, counted while it lives.

@@ -19,9 +19,14 @@ use crate::common::{split_literal, Peer, TestConn, DEADLINE};
 /// The node of `nodes` that serves stream `s`'s groups (a `SEEK` there is
 /// not refused), waiting for one.
 async fn stream_leader(nodes: &HashMap<u64, Spawned>, s: &str) -> u64 {
+    stream_leader_but(nodes, s, None).await
+}
+
+/// [`stream_leader`] among the nodes but `except` (one paused, say).
+async fn stream_leader_but(nodes: &HashMap<u64, Spawned>, s: &str, except: Option<u64>) -> u64 {
     let until = tokio::time::Instant::now() + 3 * DEADLINE;
     loop {
-        for (id, n) in nodes {
+        for (id, n) in nodes.iter().filter(|(id, _)| Some(**id) != except) {
             let mut c = TestConn::connect(n.addr).await;
             let got = c.cmd(&format!("SEEK {s} probe offset=first")).await;
             if got.starts_with("OK") {
@@ -282,6 +287,73 @@ async fn a_replicated_stream_is_one_order_on_every_member_and_its_group_resumes_
     );
     let order = same_everywhere(&nodes, "log", &sent).await;
     assert!(order.len() >= 340, "{}", order.len());
+}
+
+#[tokio::test]
+async fn an_ack_that_reaches_a_node_after_the_lead_left_it_is_not_answered_ok() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE log type=stream replicas=3",
+        "OK log messages=0 consumers=0",
+    )
+    .await;
+    let mut sent = Sent::default();
+    sent.publish(nodes[&1].addr, "log", (1..=4).map(|i| format!("m{i}")))
+        .await;
+    // A group member on the leader acks the first delivery (the log has
+    // the group at offset 2), and holds the next three, unacked.
+    let leader = stream_leader(&nodes, "log").await;
+    let mut g = Peer::over(TestConn::connect(nodes[&leader].addr).await);
+    g.ok("SUB log group=g offset=first prefetch=10 tag=g", "OK g")
+        .await;
+    let m = g.msg().await;
+    assert_eq!(m.offset, Some(1), "{}", m.head);
+    g.ok(&format!("ACK {}", m.dtag), "OK").await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(g.msg().await);
+    }
+    // The leader pauses while the others elect one; once it runs again it
+    // learns that it leads no more, and cancels the subscription.
+    nodes[&leader].signal(libc::SIGSTOP);
+    let next = stream_leader_but(&nodes, "log", Some(leader)).await;
+    nodes[&leader].signal(libc::SIGCONT);
+    loop {
+        let n = g.notice().await;
+        if n == "NOTICE cancelled g reason=leader-moved" {
+            break;
+        }
+        assert_eq!(n, "NOTICE active g");
+    }
+    // Acks of what the old leader delivered, reaching it now: it can commit
+    // nothing for the group.
+    let mut acked = BTreeSet::new();
+    let mut replies = Vec::new();
+    for m in &held {
+        let got = g.cmd(&format!("ACK {}", m.dtag)).await;
+        if got == "OK" {
+            acked.extend(m.offset);
+        }
+        replies.push(got);
+    }
+    // The checker: the group goes on at its committed offset on the new
+    // leader, which must not be one acked with an `OK`.
+    let mut g2 = Peer::over(TestConn::connect(nodes[&next].addr).await);
+    until_ok(&mut g2, "SUB log group=g prefetch=10 tag=g2").await;
+    let m = g2.msg().await;
+    let first = m.offset.expect("an offset");
+    assert!(
+        !acked.contains(&first),
+        "the group started again at offset {first}, acked with an OK ({replies:?})"
+    );
+    assert_eq!(first, 2, "{}", m.head);
+    assert!(m.redelivered, "{}", m.head);
+    for r in &replies {
+        assert!(r.starts_with("ERR UNAVAILABLE"), "{replies:?}");
+    }
 }
 
 #[tokio::test]

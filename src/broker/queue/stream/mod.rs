@@ -278,16 +278,21 @@ impl Stream {
     /// Settles a stream delivery: credit back, and for its group commit
     /// (`ACK`, `REJECT`) or deliver again (`NACK`, timeout, connection lost).
     /// Returns the named group's new committed offset when it moved, for
-    /// the caller to store (see [`Queue::settle`]).
+    /// the caller to store (see [`Queue::settle`]), and whether the
+    /// delivery was an orphan: its consumer is no reader here any more and
+    /// no group holds it in flight (a replicated stream's lead moved, and
+    /// its groups were replaced: nothing was settled).
     pub(super) fn settle(
         &self,
         q: &Arc<Queue>,
         consumer_id: Option<u64>,
         entry: &Entry,
         how: Settle,
-    ) -> Option<(GroupKey, u64)> {
+    ) -> (Option<(GroupKey, u64)>, bool) {
         let mut st = self.state.lock();
-        let id = consumer_id?;
+        let Some(id) = consumer_id else {
+            return (None, false);
+        };
         if matches!(how, Settle::Ack) {
             q.counters.acked.fetch_add(1, Ordering::Relaxed);
             q.totals.acked.fetch_add(1, Ordering::Relaxed);
@@ -297,6 +302,7 @@ impl Stream {
             r.c.credit += 1;
             r.group.clone()
         });
+        let subscribed = group.is_some();
         // The delivery's group: the reader's, or (it unsubscribed) the
         // group that has this offset in flight for it.
         let key = group.or_else(|| {
@@ -307,9 +313,11 @@ impl Stream {
                 .map(|(k, _)| k.clone())
         });
         let mut commit = None;
+        let mut held = false;
         if let Some(key) = key {
             if let Some(g) = readers.groups.get_mut(&key) {
                 if g.in_flight.get(&entry.seq) == Some(&id) {
+                    held = true;
                     g.in_flight.remove(&entry.seq);
                     match how {
                         Settle::Ack | Settle::Reject => {}
@@ -332,7 +340,7 @@ impl Stream {
             let StreamState { log, readers, .. } = &mut *st;
             readers.dispatch_group(q, log, &key);
         }
-        commit
+        (commit, !held && !subscribed)
     }
 
     /// `SEEK`: moves `group` to `to` (creating it if it is new). Returns
