@@ -169,6 +169,10 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// A replicated queue's group as this node sees it (`None`: not a
     /// replicated queue).
     fn replica_status(&self, queue: &str) -> Option<ReplicaStatus>;
+    /// Resolves once a majority confirms that this node leads replicated
+    /// queue `queue` and it has applied what its log committed before
+    /// (`UNAVAILABLE` or `PRECONDITION` when it does not lead it).
+    fn confirm_lead(&self, queue: &str) -> Proposal;
     /// Resolves once replicated queue `queue` has a leader, as far as this
     /// node can see (it runs the queue's group), or after a few seconds.
     fn led(&self, queue: &str) -> Proposal;

@@ -399,6 +399,12 @@ impl Consensus for MetaGroup {
         self.queues.status(queue)
     }
 
+    fn confirm_lead(&self, queue: &str) -> Proposal {
+        let queues = self.queues.clone();
+        let queue = queue.to_string();
+        Box::pin(async move { queues.confirm_lead(&queue).await.map(|_| Vec::new()) })
+    }
+
     fn led(&self, queue: &str) -> Proposal {
         let queues = self.queues.clone();
         let queue = queue.to_string();

@@ -690,6 +690,32 @@ impl Queues {
         }
     }
 
+    /// `Ok` once a majority of queue `name`'s members has confirmed that
+    /// this node still leads it, and this node has applied everything its
+    /// log committed before (a read index): what it serves is then the
+    /// log's, not what a node cut off a moment ago believes.
+    pub(super) async fn confirm_lead(&self, name: &str) -> Result<(), BrokerError> {
+        let Some(p) = self.placement(name) else {
+            return Ok(());
+        };
+        let Some(raft) = self.raft(p.group) else {
+            return self.serve_here(name);
+        };
+        match tokio::time::timeout(SUBMIT_TIMEOUT, raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => self.serve_here(name),
+            Ok(Err(_)) => match self.serve_here(name) {
+                // It led when asked but lost the lead meanwhile.
+                Ok(()) => Err(BrokerError::Unavailable(format!(
+                    "queue {name}'s lead is moving; try again"
+                ))),
+                Err(e) => Err(e),
+            },
+            Err(_) => Err(BrokerError::Unavailable(format!(
+                "queue {name}'s leader could not reach a majority of its members; try again"
+            ))),
+        }
+    }
+
     /// Stops every group (the node stops).
     pub(super) async fn stop(&self) {
         let all: Vec<Running> = self.running.lock().drain().filter_map(|(_, r)| r).collect();

@@ -592,6 +592,14 @@ pub(super) async fn serve(
             return;
         }
     };
+    if q.stream_end().is_some() {
+        // A stream's groups are the log's: served once a majority confirms
+        // this node still leads (see `Queues::confirm_lead`).
+        if let Err(e) = queues.confirm_lead(&req.queue).await {
+            let _ = write_frame(&mut io, &Down::Refused(MetaAnswer::error(e))).await;
+            return;
+        }
+    }
     let (tx, mut pushes) = mpsc::unbounded_channel();
     let id = broker.next_id();
     let consumer = Consumer {

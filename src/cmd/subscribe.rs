@@ -6,9 +6,9 @@ use tracing::instrument;
 
 use super::outcome::{Completion, Outcome, Pending};
 use crate::auth::{Kind, Perm};
-use crate::broker::queue::Consumer;
+use crate::broker::queue::{Consumer, Queue};
 use crate::error::BrokerError;
-use crate::protocol::command::{AckMode, Subscribe, Unsubscribe};
+use crate::protocol::command::{AckMode, StreamStart, Subscribe, Unsubscribe};
 use crate::protocol::reply::{quote_for_message, Reply};
 use crate::session_state::{SessionState, Sub};
 
@@ -70,14 +70,16 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
         )));
     }
     let consumer_id = s.broker().next_id();
-    let consumer = || Consumer {
+    let (conn, tx, exclusive) = (s.conn_id(), s.subscriptions().sender(), c.exclusive);
+    let consumer_tag = tag.clone();
+    let consumer = move || Consumer {
         id: consumer_id,
-        tag: tag.clone(),
-        conn: s.conn_id(),
-        tx: s.subscriptions().sender(),
+        tag: consumer_tag.clone(),
+        conn,
+        tx: tx.clone(),
         prefetch,
         credit: prefetch,
-        exclusive: c.exclusive,
+        exclusive,
         auto_ack: c.ack == AckMode::Auto,
     };
     if let Some(leader) = leader {
@@ -103,29 +105,93 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
             }) as Completion
         })));
     }
-    for (i, q) in queues.iter().enumerate() {
-        let joined = if stream {
-            q.stream_subscribe(consumer(), c.group.as_deref(), c.start)
-        } else {
-            s.broker().subscribe(q, consumer())
-        };
-        if let Err(e) = joined {
-            for done in &queues[..i] {
-                s.broker().unsubscribe(done, consumer_id);
-            }
-            // What the partitions joined so far sent goes back.
-            s.take_pushes_returning(consumer_id);
-            return Err(e);
-        }
+    let confirm = s
+        .broker()
+        .consensus()
+        .filter(|consensus| stream && consensus.replicated(&c.queue));
+    if let Some(consensus) = confirm {
+        // A replicated stream's groups are its log's: this node serves one
+        // once a majority confirms it still leads and it has applied what
+        // the log committed (a leader cut off a moment ago would start a
+        // group where the next leader had moved it past).
+        let confirmed = consensus.confirm_lead(&c.queue);
+        return Ok(Outcome::Pending(Pending::new(async move {
+            let led = confirmed.await;
+            Box::new(move |s: &mut SessionState| {
+                led?;
+                let join = Join {
+                    queues,
+                    group: c.group,
+                    start: c.start,
+                    tag,
+                    reserves,
+                    stream,
+                };
+                join.here(s, consumer_id, consumer)
+            }) as Completion
+        })));
     }
-    let Some(sub) = Sub::new(queues, consumer_id, reserves) else {
-        return Err(BrokerError::NotFound(format!(
-            "queue {}",
-            quote_for_message(&c.queue)
-        )));
+    let join = Join {
+        queues,
+        group: c.group,
+        start: c.start,
+        tag,
+        reserves,
+        stream,
     };
-    s.subscriptions_mut().insert(tag.clone(), sub);
-    Ok(Outcome::reply(Reply::words([tag.to_string()])))
+    join.here(s, consumer_id, consumer)
+}
+
+/// A subscription to join on this node.
+struct Join {
+    queues: Vec<Arc<Queue>>,
+    group: Option<String>,
+    start: Option<StreamStart>,
+    tag: Arc<str>,
+    reserves: u64,
+    stream: bool,
+}
+
+impl Join {
+    /// Joins every queue (each partition of a partitioned stream) as a
+    /// consumer `consumer()` makes: `OK <ctag>`.
+    fn here(
+        self,
+        s: &mut SessionState,
+        consumer_id: u64,
+        consumer: impl Fn() -> Consumer,
+    ) -> Result<Outcome, BrokerError> {
+        let Join {
+            queues,
+            group,
+            start,
+            tag,
+            reserves,
+            stream,
+        } = self;
+        for (i, q) in queues.iter().enumerate() {
+            let joined = if stream {
+                q.stream_subscribe(consumer(), group.as_deref(), start)
+            } else {
+                s.broker().subscribe(q, consumer())
+            };
+            if let Err(e) = joined {
+                for done in &queues[..i] {
+                    s.broker().unsubscribe(done, consumer_id);
+                }
+                // What the partitions joined so far sent goes back.
+                s.take_pushes_returning(consumer_id);
+                return Err(e);
+            }
+        }
+        let Some(sub) = Sub::new(queues, consumer_id, reserves) else {
+            return Err(BrokerError::Internal(
+                "a subscription without its queue".into(),
+            ));
+        };
+        s.subscriptions_mut().insert(tag.clone(), sub);
+        Ok(Outcome::reply(Reply::words([tag.to_string()])))
+    }
 }
 
 /// `UNSUB <ctag>` → `OK`. Unacked deliveries of the subscription stay

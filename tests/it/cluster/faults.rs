@@ -176,7 +176,8 @@ async fn random_faults(run: Duration) {
     let group = tokio::spawn(read_as_group(addrs.clone(), log.clone(), stop.clone()));
 
     let mut faults: HashMap<&str, u64> = HashMap::new();
-    let end = Instant::now() + run;
+    let started = Instant::now();
+    let end = started + run;
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(2000 + rng.below(4000))).await;
         let victim = 1 + rng.below(3);
@@ -188,6 +189,11 @@ async fn random_faults(run: Duration) {
             _ => "kill and restart every node",
         };
         *faults.entry(kind).or_default() += 1;
+        // The timeline, to read a failure against.
+        eprintln!(
+            "{:>8.1}s fault: {kind} (node {victim})",
+            started.elapsed().as_secs_f64()
+        );
         match kind {
             "kill and restart a node" => {
                 nodes.kill(victim).await;
@@ -469,6 +475,7 @@ async fn read_as_group(
     stop: Arc<AtomicBool>,
 ) {
     let mut node = 2usize;
+    let started = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let Some(mut c) = next_node(&addrs, &mut node).await else {
             continue;
@@ -522,6 +529,12 @@ async fn read_as_group(
                 s.delivered.insert(offset);
                 if std::mem::take(&mut first) && s.acked.contains(&offset) {
                     s.backwards.push(offset);
+                    eprintln!(
+                        "{:>8.1}s the group, subscribed through node {}, began at offset {offset}, acked with an OK before (the highest acked: {:?})",
+                        started.elapsed().as_secs_f64(),
+                        node + 1,
+                        s.acked.last()
+                    );
                 }
             }
             if c.try_send(&format!("ACK {}", msg.dtag)).await.is_none() {
