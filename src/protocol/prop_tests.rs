@@ -381,18 +381,20 @@ fn command() -> impl Strategy<Value = Command> {
         (
             name(),
             proptest::option::of(1u32..=65535),
+            proptest::option::of(1u64..=(1 << 30)),
             ack_mode(),
             proptest::option::of(consumer_tag()),
             any::<bool>(),
             proptest::option::of(name()),
             proptest::option::of(stream_start()),
         )
-            .prop_map(|(queue, prefetch, ack, tag, exclusive, group, start)| {
+            .prop_map(|(queue, prefetch, prefetch_bytes, ack, tag, exclusive, group, start)| {
                 Command::Subscribe(Subscribe {
                     group,
                     start,
                     queue,
                     prefetch,
+                    prefetch_bytes,
                     ack,
                     tag,
                     exclusive,

@@ -51,7 +51,8 @@ use crate::protocol::command::{Overflow, QueueArgs, StreamStart};
 use crate::store::{DedupEntry, MessageBatch, StoredQueue};
 use classic::Classic;
 pub(crate) use classic::Purged;
-pub(crate) use consumer::{Consumer, ConsumerInfo, Delivery, Push, PushTx};
+pub(crate) use consumer::{Consumer, ConsumerInfo, Delivery, Push, PushTx, ReaderLag};
+pub(crate) use stream::{GroupView, StreamView};
 pub(crate) use counters::{QueueCounters, Totals};
 pub(crate) use dead::{Dead, DeathReason};
 use stream::Stream;
@@ -255,7 +256,7 @@ impl Queue {
     pub(crate) fn consumer_list(&self) -> Vec<ConsumerInfo> {
         match &self.kind {
             Kind::Classic(c) => c.consumer_list(),
-            Kind::Stream(s) => s.consumer_list(),
+            Kind::Stream(s) => s.consumer_list(self),
         }
     }
 

@@ -146,14 +146,7 @@ impl Classic {
         let s = self.state.lock();
         s.consumers
             .iter()
-            .map(|c| ConsumerInfo {
-                tag: c.tag.clone(),
-                conn: c.conn,
-                prefetch: c.prefetch,
-                in_flight: c.prefetch.saturating_sub(c.credit),
-                exclusive: c.exclusive,
-                auto_ack: c.auto_ack,
-            })
+            .map(|c| c.info(c.exclusive))
             .collect()
     }
 
@@ -553,7 +546,7 @@ impl Classic {
         s.unacked = s.unacked.saturating_sub(1);
         if let Some(id) = consumer_id {
             if let Some(c) = s.consumers.iter_mut().find(|c| c.id == id) {
-                c.credit += 1;
+                c.gave_back(entry.msg.body.len() as u64);
             }
         }
         if let Some(g) = s.groups.as_deref_mut() {
