@@ -5,11 +5,11 @@ use bytes::Bytes;
 use tracing::instrument;
 
 use super::outcome::Outcome;
+use crate::broker::queue::StreamView;
 use crate::broker::stats::{self, QueueSnapshot, Rates};
 use crate::error::BrokerError;
 use crate::protocol::command::Stats;
 use crate::protocol::reply::{quote_for_message, Reply};
-use crate::broker::queue::StreamView;
 use crate::protocol::table::KeyValues;
 use crate::protocol::token::encode_word;
 use crate::session_state::SessionState;

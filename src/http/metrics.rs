@@ -296,7 +296,10 @@ fn groups(m: &mut Metrics, broker: &Broker) {
         "A stream's newest offset (0 before its first message).",
     );
     for (stream, partition, v) in &streams {
-        let labels = [("stream", stream.as_str()), ("partition", partition.as_str())];
+        let labels = [
+            ("stream", stream.as_str()),
+            ("partition", partition.as_str()),
+        ];
         m.sample(name, &labels, v.end.saturating_sub(1));
     }
     type GroupValue = fn(&crate::broker::queue::GroupView) -> f64;

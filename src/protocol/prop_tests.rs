@@ -388,18 +388,20 @@ fn command() -> impl Strategy<Value = Command> {
             proptest::option::of(name()),
             proptest::option::of(stream_start()),
         )
-            .prop_map(|(queue, prefetch, prefetch_bytes, ack, tag, exclusive, group, start)| {
-                Command::Subscribe(Subscribe {
-                    group,
-                    start,
-                    queue,
-                    prefetch,
-                    prefetch_bytes,
-                    ack,
-                    tag,
-                    exclusive,
-                })
-            }),
+            .prop_map(
+                |(queue, prefetch, prefetch_bytes, ack, tag, exclusive, group, start)| {
+                    Command::Subscribe(Subscribe {
+                        group,
+                        start,
+                        queue,
+                        prefetch,
+                        prefetch_bytes,
+                        ack,
+                        tag,
+                        exclusive,
+                    })
+                }
+            ),
         consumer_tag().prop_map(|tag| Command::Unsubscribe(Unsubscribe { tag })),
         (name(), ack_mode(), 1u32..=10_000, 0u64..=3_600_000).prop_map(
             |(queue, ack, count, wait_ms)| Command::Get(Get {

@@ -52,10 +52,10 @@ use crate::store::{DedupEntry, MessageBatch, StoredQueue};
 use classic::Classic;
 pub(crate) use classic::Purged;
 pub(crate) use consumer::{Consumer, ConsumerInfo, Delivery, Push, PushTx, ReaderLag};
-pub(crate) use stream::{GroupView, StreamView};
 pub(crate) use counters::{QueueCounters, Totals};
 pub(crate) use dead::{Dead, DeathReason};
 use stream::Stream;
+pub(crate) use stream::{GroupView, StreamView};
 pub(crate) use tail::Tail;
 
 /// Copies read back from the store at a time, from a tail being read back

@@ -144,10 +144,7 @@ impl Classic {
 
     pub(super) fn consumer_list(&self) -> Vec<ConsumerInfo> {
         let s = self.state.lock();
-        s.consumers
-            .iter()
-            .map(|c| c.info(c.exclusive))
-            .collect()
+        s.consumers.iter().map(|c| c.info(c.exclusive)).collect()
     }
 
     pub(super) fn spilling(&self) -> bool {
