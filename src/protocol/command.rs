@@ -42,7 +42,7 @@ pub enum Command {
     /// `PUB <exchange> <key> [persistent|transient] [mandatory] [id=] [ttl=]
     /// [delay=] [priority=] [h.*] <body>`
     Publish(Publish),
-    /// `SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<ctag>] [exclusive]`
+    /// `SUB <queue> [prefetch=<n>] [prefetch-bytes=<n>] [ack=manual|auto] [tag=<ctag>] [exclusive]`
     Subscribe(Subscribe),
     /// `UNSUB <ctag>`
     Unsubscribe(Unsubscribe),
