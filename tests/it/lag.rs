@@ -254,6 +254,22 @@ async fn put(p: &mut Peer, q: &str, body: &str) {
     p.publish("", q, body, 1).await;
 }
 
+/// Declares queue `q`, or (`stream`) stream `st`: returns its name, the
+/// `SUB` option that reads it from its start, and the declaring peer.
+async fn declare(srv: &TestServer, stream: bool) -> (&'static str, &'static str, Peer) {
+    let (q, kind, start) = match stream {
+        false => ("q", "", ""),
+        true => ("st", " type=stream", " offset=first"),
+    };
+    let mut p = Peer::connect(srv).await;
+    p.ok(
+        &format!("DECLARE QUEUE {q}{kind}"),
+        &format!("OK {q} messages=0 consumers=0"),
+    )
+    .await;
+    (q, start, p)
+}
+
 /// The bodies of the next `n` deliveries.
 async fn bodies(c: &mut Peer, n: usize) -> Vec<(u64, String)> {
     let mut out = Vec::new();
@@ -267,19 +283,12 @@ async fn bodies(c: &mut Peer, n: usize) -> Vec<(u64, String)> {
 #[tokio::test]
 async fn prefetch_bytes_sends_only_what_fits_and_more_after_an_ack() {
     let srv = TestServer::start().await;
-    for kind in ["", " type=stream"] {
-        let q = if kind.is_empty() { "q" } else { "st" };
-        let mut p = Peer::connect(&srv).await;
-        p.ok(
-            &format!("DECLARE QUEUE {q}{kind}"),
-            &format!("OK {q} messages=0 consumers=0"),
-        )
-        .await;
+    for stream in [false, true] {
+        let (q, start, mut p) = declare(&srv, stream).await;
         for b in ["aaaa", "bbbb", "cccc", "dddd", "eeee"] {
             put(&mut p, q, b).await;
         }
         let mut c = Peer::connect(&srv).await;
-        let start = if kind.is_empty() { "" } else { " offset=first" };
         c.ok(
             &format!("SUB {q} prefetch=10 prefetch-bytes=10 tag=w{start}"),
             "OK w",
@@ -318,20 +327,13 @@ async fn prefetch_bytes_sends_only_what_fits_and_more_after_an_ack() {
 #[tokio::test]
 async fn a_body_larger_than_prefetch_bytes_goes_out_alone() {
     let srv = TestServer::start().await;
-    for kind in ["", " type=stream"] {
-        let q = if kind.is_empty() { "q" } else { "st" };
-        let mut p = Peer::connect(&srv).await;
-        p.ok(
-            &format!("DECLARE QUEUE {q}{kind}"),
-            &format!("OK {q} messages=0 consumers=0"),
-        )
-        .await;
+    for stream in [false, true] {
+        let (q, start, mut p) = declare(&srv, stream).await;
         let big = "B".repeat(50);
         for b in ["s1", big.as_str(), "s2", "s3"] {
             put(&mut p, q, b).await;
         }
         let mut c = Peer::connect(&srv).await;
-        let start = if kind.is_empty() { "" } else { " offset=first" };
         c.ok(&format!("SUB {q} prefetch-bytes=10 tag=w{start}"), "OK w")
             .await;
         // s1 is in flight: the big body waits until nothing is.
