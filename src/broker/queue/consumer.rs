@@ -1,5 +1,6 @@
 //! What a queue hands a session: a subscription as the queue holds it
-//! ([`Consumer`], with its prefetch credit), what it pushes into the
+//! ([`Consumer`], with its prefetch credit: a count, and with
+//! `prefetch-bytes=` a byte budget too), what it pushes into the
 //! connection's channel ([`Push`], [`Delivery`]) and a subscription as
 //! `LIST CONSUMERS` shows it ([`ConsumerInfo`]).
 

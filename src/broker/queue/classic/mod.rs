@@ -14,7 +14,10 @@
 //! prefetch (plus one cancel notice each), because credit is taken before
 //! the send and only given back on `ACK`/`NACK` (or, for `ack=auto`, once
 //! the delivery is written to the socket). A message whose TTL has passed
-//! or that has used up its `delivery-limit` is dead-lettered instead.
+//! or that has used up its `delivery-limit` is dead-lettered instead. With
+//! `prefetch-bytes=`, a subscription's credit is also a byte budget
+//! ([`Consumer::has_room_for`]): a head that does not fit goes back to its
+//! place and the next subscription is offered it.
 //!
 //! **Single active consumer.** A `single-active` queue delivers to one
 //! subscription only, the *active* one: always the earliest subscribed
