@@ -76,7 +76,7 @@ impl Consumer {
     /// now: it has count credit, and the body fits in its byte budget, or
     /// nothing is in flight (a body larger than the budget goes out alone,
     /// so that nothing is stuck).
-    pub(crate) fn has_room_for(&self, size: u64) -> bool {
+    pub(super) fn has_room_for(&self, size: u64) -> bool {
         self.credit > 0
             && self.prefetch_bytes.is_none_or(|max| {
                 self.bytes_in_flight == 0 || self.bytes_in_flight.saturating_add(size) <= max
@@ -86,7 +86,7 @@ impl Consumer {
     /// Whether the subscription may take any delivery now (count credit,
     /// and byte budget left): what to check before the next body's size is
     /// known.
-    pub(crate) fn may_take(&self) -> bool {
+    pub(super) fn may_take(&self) -> bool {
         self.credit > 0
             && self
                 .prefetch_bytes
@@ -94,19 +94,19 @@ impl Consumer {
     }
 
     /// A delivery of a `size`-byte body went out: it holds credit.
-    pub(crate) fn took(&mut self, size: u64) {
+    pub(super) fn took(&mut self, size: u64) {
         self.credit = self.credit.saturating_sub(1);
         self.bytes_in_flight = self.bytes_in_flight.saturating_add(size);
     }
 
     /// A delivery of a `size`-byte body was settled: its credit comes back.
-    pub(crate) fn gave_back(&mut self, size: u64) {
+    pub(super) fn gave_back(&mut self, size: u64) {
         self.credit = self.credit.saturating_add(1);
         self.bytes_in_flight = self.bytes_in_flight.saturating_sub(size);
     }
 
     /// The subscription as `LIST CONSUMERS` shows it.
-    pub(crate) fn info(&self, exclusive: bool) -> ConsumerInfo {
+    pub(super) fn info(&self, exclusive: bool) -> ConsumerInfo {
         ConsumerInfo {
             tag: self.tag.clone(),
             conn: self.conn,

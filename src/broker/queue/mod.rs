@@ -51,7 +51,7 @@ use crate::protocol::command::{Overflow, QueueArgs, StreamStart};
 use crate::store::{DedupEntry, MessageBatch, StoredQueue};
 use classic::Classic;
 pub(crate) use classic::Purged;
-pub(crate) use consumer::{Consumer, ConsumerInfo, Delivery, Push, PushTx, ReaderLag};
+pub(crate) use consumer::{Consumer, ConsumerInfo, Delivery, Push, PushTx};
 pub(crate) use counters::{QueueCounters, Totals};
 pub(crate) use dead::{Dead, DeathReason};
 use stream::Stream;

@@ -9,7 +9,7 @@ use crate::protocol::error::{show, ParseError};
 
 /// The largest `prefetch-bytes=`: 1 GiB (the byte budget of one
 /// subscription; a body larger than it still goes out alone).
-pub(crate) const MAX_PREFETCH_BYTES: u64 = 1 << 30;
+const MAX_PREFETCH_BYTES: u64 = 1 << 30;
 
 /// How `SUB` is used.
 pub(super) const SUB_USAGE: &str =

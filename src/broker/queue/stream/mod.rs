@@ -48,7 +48,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{Consumer, ConsumerInfo, Queue, QueueStats, ReaderLag, Settle, Tail};
+use super::consumer::ReaderLag;
+use super::{Consumer, ConsumerInfo, Queue, QueueStats, Settle, Tail};
 use crate::broker::message::{now_ms, Entry};
 use crate::error::BrokerError;
 use crate::protocol::command::StreamStart;
