@@ -228,6 +228,7 @@ fn subscribe_command(
     Command::Subscribe(Subscribe {
         queue: queue.to_string(),
         prefetch: Some(prefetch),
+        prefetch_bytes: None,
         ack: match ack {
             AckMode::Manual => sluice::protocol::command::AckMode::Manual,
             AckMode::Auto => sluice::protocol::command::AckMode::Auto,

@@ -335,6 +335,7 @@ pub(super) async fn sub(args: SubArgs) -> Result<Exit, CliError> {
     let subscribe = Command::Subscribe(Subscribe {
         queue: args.queue.clone(),
         prefetch,
+        prefetch_bytes: None,
         ack: args.ack.into(),
         tag: None,
         exclusive: args.exclusive,

@@ -104,6 +104,10 @@ pub(super) struct ConsumeReq {
     pub(super) tag: String,
     /// Its prefetch (`ack=auto` too: its node acks once it has written).
     pub(super) prefetch: u32,
+    /// Its `prefetch-bytes=` (absent from an older node's request: no byte
+    /// bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) prefetch_bytes: Option<u64>,
     /// `SUB exclusive`.
     pub(super) exclusive: bool,
     /// A stream's `SUB group=`.

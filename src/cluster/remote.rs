@@ -204,6 +204,7 @@ impl Links {
                 queue: queue.name.to_string(),
                 tag: consumer.tag.to_string(),
                 prefetch: consumer.prefetch,
+                prefetch_bytes: consumer.prefetch_bytes,
                 exclusive: consumer.exclusive,
                 group,
                 start: start.map(Start::from),
@@ -609,6 +610,8 @@ pub(super) async fn serve(
         tx,
         prefetch: req.prefetch,
         credit: req.prefetch,
+        prefetch_bytes: req.prefetch_bytes,
+        bytes_in_flight: 0,
         exclusive: req.exclusive,
         auto_ack: false,
     };

@@ -71,6 +71,11 @@ fn nodes(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Result<Table, Brok
     Ok(t)
 }
 
+/// A value, or `-` for none.
+fn or_dash(v: Option<impl ToString>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
 fn yes_no(b: bool) -> &'static str {
     if b {
         "true"
@@ -231,7 +236,9 @@ fn connections(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
 /// consumer groups: the committed offset (where a member resumes), the lag
 /// (messages from there to the end of the log), the deliveries in flight,
 /// the members' consumer tags (comma-separated, oldest first) and the
-/// active one's; `-` for none.
+/// active one's; `-` for none; then the stream's last offset, the lag in
+/// time (the age of the message at the committed offset) and, on a
+/// partition of a partitioned stream, its index.
 fn groups(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
     let mut t = Table::new(&[
         "stream",
@@ -241,6 +248,9 @@ fn groups(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
         "in_flight",
         "members",
         "active",
+        "last",
+        "lag_ms",
+        "partition",
     ]);
     for q in broker.queue_list() {
         let Some(view) = q.stream_view() else {
@@ -262,6 +272,9 @@ fn groups(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
                 g.in_flight.to_string(),
                 members,
                 g.active.unwrap_or_else(|| "-".into()),
+                or_dash(g.last),
+                g.lag_ms.to_string(),
+                or_dash(g.partition),
             ]);
         }
     }
@@ -269,7 +282,11 @@ fn groups(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
 }
 
 /// Matched against the queue's name or the consumer tag. `in_flight` is
-/// the deliveries holding prefetch credit (unacked, or being written).
+/// the deliveries holding prefetch credit (unacked, or being written),
+/// `bytes_in_flight` their body bytes; on a stream, the group it reads as
+/// (`-` for a private reader), that group's lag in messages and in time,
+/// and whether it is the member the group delivers to (all `-` on a
+/// classic queue).
 fn consumers(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
     let mut t = Table::new(&[
         "queue",
@@ -279,12 +296,19 @@ fn consumers(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
         "prefetch",
         "in_flight",
         "exclusive",
+        "prefetch_bytes",
+        "bytes_in_flight",
+        "group",
+        "lag",
+        "lag_ms",
+        "active",
     ]);
     for q in broker.queue_list() {
         for c in q.consumer_list() {
             if !keep(&[q.name.as_bytes(), c.tag.as_bytes()]) {
                 continue;
             }
+            let g = c.group.as_ref();
             t.row([
                 q.name.to_string(),
                 c.tag.to_string(),
@@ -293,6 +317,12 @@ fn consumers(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
                 c.prefetch.to_string(),
                 c.in_flight.to_string(),
                 yes_no(c.exclusive).to_string(),
+                or_dash(c.prefetch_bytes),
+                c.bytes_in_flight.to_string(),
+                or_dash(g.and_then(|g| g.name.clone())),
+                or_dash(g.map(|g| g.lag)),
+                or_dash(g.map(|g| g.lag_ms)),
+                or_dash(g.map(|g| yes_no(g.active))),
             ]);
         }
     }

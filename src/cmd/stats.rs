@@ -5,11 +5,13 @@ use bytes::Bytes;
 use tracing::instrument;
 
 use super::outcome::Outcome;
+use crate::broker::queue::StreamView;
 use crate::broker::stats::{self, QueueSnapshot, Rates};
 use crate::error::BrokerError;
 use crate::protocol::command::Stats;
 use crate::protocol::reply::{quote_for_message, Reply};
 use crate::protocol::table::KeyValues;
+use crate::protocol::token::encode_word;
 use crate::session_state::SessionState;
 
 /// `STATS` → `OK stats {N}` and the broker's totals; `STATS QUEUE <name>`
@@ -23,7 +25,11 @@ pub(super) fn stats(c: Stats, s: &mut SessionState) -> Result<Outcome, BrokerErr
             let q = broker.find_queue(&name).ok_or_else(|| {
                 BrokerError::NotFound(format!("queue {}", quote_for_message(&name)))
             })?;
-            queue_text(&QueueSnapshot::of(&q, broker))
+            let mut kv = queue_text(&QueueSnapshot::of(&q, broker));
+            if let Some(view) = q.stream_view() {
+                stream_lines(&mut kv, &view);
+            }
+            kv.render()
         }
     };
     Ok(Outcome::reply(Reply::Data(
@@ -75,7 +81,7 @@ fn broker_text(broker: &crate::broker::Broker) -> Vec<u8> {
     kv.render()
 }
 
-fn queue_text(q: &QueueSnapshot) -> Vec<u8> {
+fn queue_text(q: &QueueSnapshot) -> KeyValues {
     let mut kv = KeyValues::default();
     kv.put("name", &q.name)
         .put("durable", q.durable)
@@ -118,7 +124,41 @@ fn queue_text(q: &QueueSnapshot) -> Vec<u8> {
             .put("replica_damaged", r.damaged)
             .put("replica_lag_max", opt(lag));
     }
-    kv.render()
+    kv
+}
+
+/// A stream's offsets, then one group of lines per named consumer group:
+/// `group.<name>.<what>` (a group name holds no space).
+fn stream_lines(kv: &mut KeyValues, v: &StreamView) {
+    let last = v.end.checked_sub(1).filter(|l| *l >= 1);
+    kv.group()
+        .put("stream_first_offset", v.first)
+        .put(
+            "stream_last_offset",
+            last.map_or_else(|| "none".to_string(), |l| l.to_string()),
+        )
+        .put("stream_groups", v.groups.len());
+    for g in &v.groups {
+        let key = |what: &str| format!("group.{}.{what}", g.name);
+        let active = g.active.as_deref().map_or_else(
+            || "none".to_string(),
+            |t| String::from_utf8_lossy(&word(t)).into_owned(),
+        );
+        kv.group()
+            .put(key("committed_offset"), g.committed)
+            .put(key("lag_messages"), g.lag)
+            .put(key("lag_ms"), g.lag_ms)
+            .put(key("in_flight"), g.in_flight)
+            .put(key("members"), g.members.len())
+            .put(key("active"), active);
+    }
+}
+
+/// A consumer tag as one protocol token (quoted when it holds a space).
+fn word(tag: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_word(&mut out, tag.as_bytes());
+    out
 }
 
 fn rates(kv: &mut KeyValues, r: &Rates) {

@@ -12,10 +12,10 @@ use crate::protocol::command::{AckMode, StreamStart, Subscribe, Unsubscribe};
 use crate::protocol::reply::{quote_for_message, Reply};
 use crate::session_state::{SessionState, Sub};
 
-/// `SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<ctag>] [exclusive]
+/// `SUB <queue> [prefetch=<n>] [prefetch-bytes=<n>] [ack=manual|auto] [tag=<ctag>] [exclusive]
 /// [group=<name>] [offset=...|time=...]` → `OK <ctag>`, then `MSG` pushes.
-/// On a partitioned stream it subscribes to every partition (prefetch
-/// applies to each); `group=`, `offset=` and `time=` are for streams.
+/// On a partitioned stream it subscribes to every partition (prefetch and
+/// prefetch-bytes apply to each); `group=`, `offset=` and `time=` are for streams.
 ///
 /// The `OK` precedes the first `MSG`: the queues push into the connection's
 /// channel, which the session reads only after it has queued this reply.
@@ -79,6 +79,8 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
         tx: tx.clone(),
         prefetch,
         credit: prefetch,
+        prefetch_bytes: c.prefetch_bytes,
+        bytes_in_flight: 0,
         exclusive,
         auto_ack: c.ack == AckMode::Auto,
     };

@@ -126,6 +126,7 @@ pub(crate) fn render(broker: &Broker) -> String {
         let age = q.oldest_age_ms.unwrap_or(0) as f64 / 1000.0;
         m.sample_f(name, &[("queue", &q.name)], age);
     }
+    groups(&mut m, broker);
     let broker_wide: &[(&str, &str, &str, Option<u64>)] = &[
         (
             "sluice_connections",
@@ -262,6 +263,105 @@ pub(crate) fn render(broker: &Broker) -> String {
     m.sample_f(&format!("{name}_sum"), &[], sum);
     m.sample(&format!("{name}_count"), &[], count);
     m.0
+}
+
+/// Streams' last offsets and their consumer groups' positions and lag,
+/// labelled as Kafka exporters label them: `stream` (a partitioned
+/// stream's name for each of its partitions) and `partition` (0 for a
+/// stream without partitions), and `group`.
+fn groups(m: &mut Metrics, broker: &Broker) {
+    let mut streams = Vec::new();
+    for q in broker.queue_list() {
+        let Some(view) = q.stream_view() else {
+            continue;
+        };
+        let partition = q.partition.unwrap_or(0).to_string();
+        let name = match q.partition {
+            Some(i) => q
+                .name
+                .strip_suffix(&format!("-{i}"))
+                .unwrap_or(&q.name)
+                .to_string(),
+            None => q.name.to_string(),
+        };
+        streams.push((name, partition, view));
+    }
+    if streams.is_empty() {
+        return;
+    }
+    let name = "sluice_stream_last_offset";
+    m.family(
+        name,
+        "gauge",
+        "A stream's newest offset (0 before its first message).",
+    );
+    for (stream, partition, v) in &streams {
+        let labels = [
+            ("stream", stream.as_str()),
+            ("partition", partition.as_str()),
+        ];
+        m.sample(name, &labels, v.end.saturating_sub(1));
+    }
+    type GroupValue = fn(&crate::broker::queue::GroupView) -> f64;
+    let per_group: [(&str, &str, GroupValue); 5] = [
+        (
+            "sluice_group_committed_offset",
+            "A consumer group's committed offset: the lowest offset it has not finished, where a member resumes.",
+            |g| g.committed as f64,
+        ),
+        (
+            "sluice_group_lag_messages",
+            "Messages from a consumer group's committed offset to the end of the stream.",
+            |g| g.lag as f64,
+        ),
+        (
+            "sluice_group_lag_seconds",
+            "Age of the oldest message a consumer group has not finished (0 when caught up).",
+            |g| g.lag_ms as f64 / 1000.0,
+        ),
+        (
+            "sluice_group_in_flight",
+            "A consumer group's deliveries not yet acknowledged.",
+            |g| g.in_flight as f64,
+        ),
+        (
+            "sluice_group_members",
+            "A consumer group's subscriptions.",
+            |g| g.members.len() as f64,
+        ),
+    ];
+    for (name, help, value) in per_group {
+        m.family(name, "gauge", help);
+        for (stream, partition, v) in &streams {
+            for g in &v.groups {
+                let labels = [
+                    ("stream", stream.as_str()),
+                    ("group", g.name.as_str()),
+                    ("partition", partition.as_str()),
+                ];
+                m.sample_f(name, &labels, value(g));
+            }
+        }
+    }
+    let name = "sluice_group_active_member";
+    m.family(
+        name,
+        "gauge",
+        "1 for the subscription (consumer tag) a consumer group delivers to, per partition; absent while it has none.",
+    );
+    for (stream, partition, v) in &streams {
+        for g in &v.groups {
+            if let Some(tag) = &g.active {
+                let labels = [
+                    ("stream", stream.as_str()),
+                    ("group", g.name.as_str()),
+                    ("partition", partition.as_str()),
+                    ("consumer", tag.as_str()),
+                ];
+                m.sample(name, &labels, 1);
+            }
+        }
+    }
 }
 
 /// Reads one per-queue metric's value from a snapshot.

@@ -185,6 +185,15 @@ struct ConsumerView {
     prefetch: u32,
     in_flight: u32,
     exclusive: bool,
+    prefetch_bytes: Option<u64>,
+    bytes_in_flight: u64,
+    /// On a stream: the group (`null` for a private reader or a queue).
+    group: Option<String>,
+    /// On a stream: the group's lag in messages and in ms, and whether
+    /// this subscription is its active member (`null` on a queue).
+    lag: Option<u64>,
+    lag_ms: Option<u64>,
+    active: Option<bool>,
 }
 
 /// `GET /api/consumers`: what `LIST CONSUMERS` shows.
@@ -200,6 +209,12 @@ pub(crate) fn consumers(broker: &Broker) -> Reply {
                 prefetch: c.prefetch,
                 in_flight: c.in_flight,
                 exclusive: c.exclusive,
+                prefetch_bytes: c.prefetch_bytes,
+                bytes_in_flight: c.bytes_in_flight,
+                group: c.group.as_ref().and_then(|g| g.name.clone()),
+                lag: c.group.as_ref().map(|g| g.lag),
+                lag_ms: c.group.as_ref().map(|g| g.lag_ms),
+                active: c.group.as_ref().map(|g| g.active),
             });
         }
     }
@@ -207,7 +222,8 @@ pub(crate) fn consumers(broker: &Broker) -> Reply {
 }
 
 /// `GET /api/streams`: every stream with its offsets and named consumer
-/// groups (committed offset, lag, members, the active one).
+/// groups (committed offset, lag in messages and in time, members, the
+/// active one).
 pub(crate) fn streams(broker: &Broker) -> Reply {
     let all: Vec<serde_json::Value> = broker
         .queue_list()

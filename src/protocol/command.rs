@@ -42,7 +42,7 @@ pub enum Command {
     /// `PUB <exchange> <key> [persistent|transient] [mandatory] [id=] [ttl=]
     /// [delay=] [priority=] [h.*] <body>`
     Publish(Publish),
-    /// `SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<ctag>] [exclusive]`
+    /// `SUB <queue> [prefetch=<n>] [prefetch-bytes=<n>] [ack=manual|auto] [tag=<ctag>] [exclusive]`
     Subscribe(Subscribe),
     /// `UNSUB <ctag>`
     Unsubscribe(Unsubscribe),
@@ -437,6 +437,9 @@ pub struct Subscribe {
     pub queue: String,
     /// Unacked deliveries allowed in flight; `None` means the default (100).
     pub prefetch: Option<u32>,
+    /// `prefetch-bytes=<n>`: body bytes allowed in flight as well (a body
+    /// larger than this still goes out alone); `None`: no byte bound.
+    pub prefetch_bytes: Option<u64>,
     /// Ack mode.
     pub ack: AckMode,
     /// Client-chosen consumer tag; the server generates one when `None`.

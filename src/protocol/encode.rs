@@ -71,6 +71,7 @@ pub(super) mod opt {
     pub(crate) const PARTITIONS: &str = "partitions";
     pub(crate) const PERSISTENT: &str = "persistent";
     pub(crate) const PREFETCH: &str = "prefetch";
+    pub(crate) const PREFETCH_BYTES: &str = "prefetch-bytes";
     pub(crate) const PRIORITY: &str = "priority";
     pub(crate) const PROTO: &str = "proto";
     pub(crate) const READ: &str = "read";
@@ -497,6 +498,7 @@ fn subscribe(w: &mut Words<'_>, s: &Subscribe) {
     w.verb("SUB");
     w.word(s.queue.as_bytes());
     w.opt_number(opt::PREFETCH, s.prefetch.map(u64::from));
+    w.opt_number(opt::PREFETCH_BYTES, s.prefetch_bytes);
     if s.ack != Default::default() {
         w.opt(opt::ACK, keyword(ACK_MODES, s.ack).as_bytes());
     }

@@ -381,23 +381,27 @@ fn command() -> impl Strategy<Value = Command> {
         (
             name(),
             proptest::option::of(1u32..=65535),
+            proptest::option::of(1u64..=(1 << 30)),
             ack_mode(),
             proptest::option::of(consumer_tag()),
             any::<bool>(),
             proptest::option::of(name()),
             proptest::option::of(stream_start()),
         )
-            .prop_map(|(queue, prefetch, ack, tag, exclusive, group, start)| {
-                Command::Subscribe(Subscribe {
-                    group,
-                    start,
-                    queue,
-                    prefetch,
-                    ack,
-                    tag,
-                    exclusive,
-                })
-            }),
+            .prop_map(
+                |(queue, prefetch, prefetch_bytes, ack, tag, exclusive, group, start)| {
+                    Command::Subscribe(Subscribe {
+                        group,
+                        start,
+                        queue,
+                        prefetch,
+                        prefetch_bytes,
+                        ack,
+                        tag,
+                        exclusive,
+                    })
+                }
+            ),
         consumer_tag().prop_map(|tag| Command::Unsubscribe(Unsubscribe { tag })),
         (name(), ack_mode(), 1u32..=10_000, 0u64..=3_600_000).prop_map(
             |(queue, ack, count, wait_ms)| Command::Get(Get {

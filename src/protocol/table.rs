@@ -112,7 +112,7 @@ pub fn split_row(line: &[u8]) -> Option<Vec<Vec<u8>>> {
 /// A `STATS` literal being built: groups of `key value` lines.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct KeyValues {
-    groups: Vec<Vec<(&'static str, String)>>,
+    groups: Vec<Vec<(std::borrow::Cow<'static, str>, String)>>,
 }
 
 impl KeyValues {
@@ -123,12 +123,16 @@ impl KeyValues {
     }
 
     /// Adds one `key value` line to the current group.
-    pub(crate) fn put(&mut self, key: &'static str, value: impl std::fmt::Display) -> &mut Self {
+    pub(crate) fn put(
+        &mut self,
+        key: impl Into<std::borrow::Cow<'static, str>>,
+        value: impl std::fmt::Display,
+    ) -> &mut Self {
         if self.groups.is_empty() {
             self.groups.push(Vec::new());
         }
         if let Some(g) = self.groups.last_mut() {
-            g.push((key, value.to_string()));
+            g.push((key.into(), value.to_string()));
         }
         self
     }
@@ -153,7 +157,7 @@ impl KeyValues {
                 out.push('\n');
             }
             for (k, v) in g {
-                out.push_str(&format!("{k:width$}  {v}\n"));
+                out.push_str(&format!("{:width$}  {v}\n", k.as_ref()));
             }
         }
         out.into_bytes()

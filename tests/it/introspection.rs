@@ -342,7 +342,7 @@ async fn a_list_literal_is_framed_exactly_and_pipelines() {
 /// comment or a sample of the grammar, every sample's family has `# HELP`
 /// and `# TYPE` before it, and every histogram's buckets are cumulative
 /// and end in `le="+Inf"` equal to its `_count`. Returns the samples.
-fn check_exposition(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+pub(crate) fn check_exposition(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
     let mut helped = std::collections::HashSet::new();
     let mut types: HashMap<String, String> = HashMap::new();
     let mut samples = Vec::new();

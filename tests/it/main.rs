@@ -25,6 +25,7 @@ mod hash_exchange;
 mod hostile_input;
 mod http_api;
 mod introspection;
+mod lag;
 mod limits;
 mod logs;
 mod message_log;

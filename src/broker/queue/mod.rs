@@ -55,6 +55,7 @@ pub(crate) use consumer::{Consumer, ConsumerInfo, Delivery, Push, PushTx};
 pub(crate) use counters::{QueueCounters, Totals};
 pub(crate) use dead::{Dead, DeathReason};
 use stream::Stream;
+pub(crate) use stream::{GroupView, StreamView};
 pub(crate) use tail::Tail;
 
 /// Copies read back from the store at a time, from a tail being read back
@@ -255,7 +256,7 @@ impl Queue {
     pub(crate) fn consumer_list(&self) -> Vec<ConsumerInfo> {
         match &self.kind {
             Kind::Classic(c) => c.consumer_list(),
-            Kind::Stream(s) => s.consumer_list(),
+            Kind::Stream(s) => s.consumer_list(self),
         }
     }
 

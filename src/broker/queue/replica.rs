@@ -51,7 +51,7 @@ impl Queue {
     /// A stream's offsets and named groups (`None`: a classic queue).
     pub(crate) fn stream_view(&self) -> Option<super::stream::StreamView> {
         match &self.kind {
-            Kind::Stream(s) => Some(s.view()),
+            Kind::Stream(s) => Some(s.view(self)),
             Kind::Classic(_) => None,
         }
     }

@@ -110,10 +110,12 @@ async function queueDetail(qu) {
   ], fmtAxis);
   const consumers = (await api("/api/consumers")).filter(c => c.queue === qu.name);
   $("detail-consumers").replaceChildren(consumers.length
-    ? el("table", {}, el("thead", {}, el("tr", {}, ...["tag", "connection", "ack", "prefetch", "in flight"].map(h => el("th", {}, h)))),
+    ? el("table", {}, el("thead", {}, el("tr", {}, ...["tag", "connection", "ack", "prefetch", "in flight", "bytes in flight", "group", "lag", "lag (time)"].map(h => el("th", {}, h)))),
       el("tbody", {}, ...consumers.map(c => el("tr", {},
         el("td", { class: "name" }, c.tag), el("td", {}, c.connection), el("td", {}, c.ack),
-        el("td", {}, c.prefetch), el("td", {}, c.in_flight)))))
+        el("td", {}, c.prefetch + (c.prefetch_bytes == null ? "" : " / " + fmtBytes(c.prefetch_bytes))), el("td", {}, c.in_flight),
+        el("td", {}, fmtBytes(c.bytes_in_flight)), el("td", {}, c.group || "–"), el("td", {}, fmtInt(c.lag)),
+        el("td", {}, c.lag ? fmtAge(c.lag_ms) : "–")))))
     : el("p", { class: "muted" }, "no consumers"));
 }
 
@@ -283,9 +285,10 @@ async function streams() {
         el("span", { class: "pill" }, fmtInt(s.messages) + " kept")),
       s.groups.length
         ? el("table", {},
-          el("thead", {}, el("tr", {}, ...["group", "committed", "lag", "in flight", "members", "active"].map(h => el("th", {}, h)))),
+          el("thead", {}, el("tr", {}, ...["group", "committed", "lag", "lag (time)", "in flight", "members", "active"].map(h => el("th", {}, h)))),
           el("tbody", {}, ...s.groups.map(g => el("tr", { "data-group": g.name },
             el("td", { class: "name" }, g.name), el("td", {}, fmtInt(g.committed)), el("td", { class: "lag" }, fmtInt(g.lag)),
+            el("td", { class: "lag-time" }, g.lag ? fmtAge(g.lag_ms) : "–"),
             el("td", {}, fmtInt(g.in_flight)), el("td", {}, g.members.join(", ") || "–"), el("td", {}, g.active || "–")))))
         : el("p", { class: "muted" }, "no consumer groups (SUB " + s.name + " group=<name> makes one)"),
       seek, out);

@@ -7,9 +7,13 @@ use crate::protocol::command::{AckMode, Command, StreamStart, Subscribe, Unsubsc
 use crate::protocol::encode::{opt, ACK_MODES, STREAM_OFFSETS};
 use crate::protocol::error::{show, ParseError};
 
+/// The largest `prefetch-bytes=`: 1 GiB (the byte budget of one
+/// subscription; a body larger than it still goes out alone).
+const MAX_PREFETCH_BYTES: u64 = 1 << 30;
+
 /// How `SUB` is used.
 pub(super) const SUB_USAGE: &str =
-    "SUB <queue> [prefetch=<n>] [ack=manual|auto] [tag=<consumer-tag>] \
+    "SUB <queue> [prefetch=<n>] [prefetch-bytes=<n>] [ack=manual|auto] [tag=<consumer-tag>] \
      [exclusive] [group=<name>] [offset=first|last|next|<n> | time=<unix-ms>]";
 
 /// How `UNSUB` is used.
@@ -21,6 +25,7 @@ pub(super) fn subscribe(mut a: Args<'_>) -> Res<Command> {
         flags: &[opt::EXCLUSIVE],
         values: &[
             opt::PREFETCH,
+            opt::PREFETCH_BYTES,
             opt::ACK,
             opt::TAG,
             opt::GROUP,
@@ -32,6 +37,7 @@ pub(super) fn subscribe(mut a: Args<'_>) -> Res<Command> {
     let mut s = Subscribe {
         queue,
         prefetch: None,
+        prefetch_bytes: None,
         ack: AckMode::Manual,
         tag: None,
         exclusive: false,
@@ -43,6 +49,9 @@ pub(super) fn subscribe(mut a: Args<'_>) -> Res<Command> {
             Opt::Flag(_, on) => s.exclusive = on,
             Opt::Value(opt::PREFETCH, v) => {
                 s.prefetch = Some(number(opt::PREFETCH, v, 1, 65535)? as u32)
+            }
+            Opt::Value(opt::PREFETCH_BYTES, v) => {
+                s.prefetch_bytes = Some(number(opt::PREFETCH_BYTES, v, 1, MAX_PREFETCH_BYTES)?)
             }
             Opt::Value(opt::ACK, v) => s.ack = choice(opt::ACK, v, ACK_MODES)?,
             Opt::Value(opt::TAG, v) => s.tag = Some(consumer_tag(v)?),
@@ -102,12 +111,13 @@ mod tests {
             start: None,
             queue: "jobs".into(),
             prefetch: Some(10),
+            prefetch_bytes: Some(65536),
             ack: AckMode::Auto,
             tag: Some("w1".into()),
             exclusive: true,
         };
         assert_eq!(
-            ok("sub jobs PREFETCH=10 ack=AUTO tag=w1 exclusive"),
+            ok("sub jobs PREFETCH=10 prefetch-bytes=65536 ack=AUTO tag=w1 exclusive"),
             Command::Subscribe(s)
         );
         let Command::Subscribe(s) = ok("SUB jobs") else {
@@ -151,6 +161,18 @@ mod tests {
         assert_eq!(
             syntax("SUB jobs prefetch=+1"),
             "prefetch: expected a number, got \"+1\""
+        );
+        assert_eq!(
+            syntax("SUB jobs prefetch-bytes=0"),
+            "prefetch-bytes: must be between 1 and 1073741824, got 0"
+        );
+        assert_eq!(
+            syntax("SUB jobs prefetch-bytes=1073741825"),
+            "prefetch-bytes: must be between 1 and 1073741824, got 1073741825"
+        );
+        assert_eq!(
+            syntax("SUB jobs prefetch-bytes=1k"),
+            "prefetch-bytes: expected a number, got \"1k\""
         );
         assert_eq!(
             syntax("SUB jobs prefetch=1 prefetch=2"),

@@ -224,3 +224,34 @@ async fn a_subscriber_through_a_follower_is_told_when_the_leader_is_paused_and_g
     nodes[&leader].signal(libc::SIGCONT);
     assert_eq!(got, after, "the new leader's deliveries");
 }
+
+#[tokio::test]
+async fn prefetch_bytes_through_a_follower_is_applied_by_the_leader() {
+    let cluster = Cluster::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes = three_with_queue(&cluster, &dirs, "jobs").await;
+    let leader = queue_leader(&nodes, "jobs").await;
+    let follower = (1..=3).find(|i| *i != leader).expect("a follower");
+    let mut confirmed = BTreeSet::new();
+    // j1 .. j5: two bytes each.
+    publish_some(&nodes, &[leader], 5, &mut confirmed).await;
+    let mut s = Peer::over(TestConn::connect(nodes[&follower].addr).await);
+    subscribe(&mut s, "SUB jobs prefetch-bytes=5 tag=t").await;
+    // 2 + 2 bytes fit in 5; a third body would make 6.
+    let first = s.msg().await;
+    let second = s.msg().await;
+    s.quiet().await;
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    let (_, consumers) = l.data("LIST CONSUMERS jobs").await;
+    let cells = super::row(&consumers, 1);
+    // ..., exclusive, prefetch_bytes, bytes_in_flight, ...
+    assert_eq!(
+        (cells[1], cells[7], cells[8]),
+        ("t", "5", "4"),
+        "the leader's consumer holds the budget: {consumers}"
+    );
+    s.ok(&format!("ACK {}", first.dtag), "OK").await;
+    let third = s.msg().await;
+    assert_ne!(third.text(), second.text());
+    s.quiet().await;
+}

@@ -27,9 +27,12 @@ impl Classic {
     }
 
     pub(super) fn dispatch(&self, q: &Arc<Queue>, s: &mut State, now: &Now) {
+        // Subscriptions whose `prefetch-bytes` budget the copy they were
+        // offered did not fit: passed over until this dispatch ends.
+        let mut full: Vec<u64> = Vec::new();
         while s.has_ready() && !s.consumers.is_empty() {
             let n = s.consumers.len();
-            let Some(idx) = self.pick_consumer(q, s, now) else {
+            let Some(idx) = self.pick_consumer(q, s, now, &full) else {
                 return;
             };
             let dead = s.dead.len();
@@ -42,6 +45,18 @@ impl Classic {
                 }
                 return;
             };
+            let size = entry.msg.body.len() as u64;
+            if !s.consumers[idx].has_room_for(size) {
+                // Its byte budget has room, but not for this body: the copy
+                // goes back where it was, for another subscription (or for
+                // this one once its deliveries in flight are settled).
+                full.push(s.consumers[idx].id);
+                if let Some(g) = s.groups.as_deref_mut() {
+                    g.settled(entry.msg.group.as_ref());
+                }
+                s.insert_ready(entry);
+                continue;
+            }
             entry.deliveries += 1;
             let c = &mut s.consumers[idx];
             let delivery = Delivery {
@@ -53,7 +68,7 @@ impl Classic {
             };
             match c.tx.send(Push::Deliver(delivery)) {
                 Ok(()) => {
-                    c.credit -= 1;
+                    c.took(size);
                     s.unacked += 1;
                     s.rr = (idx + 1) % n;
                     q.delivered(1);
@@ -82,18 +97,20 @@ impl Classic {
     /// credit, round-robin; on a `single-active` queue only the active one;
     /// on a `groups` queue the next one with credit that may take a ready
     /// copy (one of a free group, of a group it owns, or without a group).
-    fn pick_consumer(&self, q: &Queue, s: &mut State, now: &Now) -> Option<usize> {
+    /// "With credit": count credit and byte budget left, and not in `full`.
+    fn pick_consumer(&self, q: &Queue, s: &mut State, now: &Now, full: &[u64]) -> Option<usize> {
         let n = s.consumers.len();
+        let open = |c: &crate::broker::queue::Consumer| c.may_take() && !full.contains(&c.id);
         if q.args.mode == QueueMode::SingleActive {
             // The active subscription is always the first (see `promote`).
             let first = s.consumers.first()?;
-            return (s.active == Some(first.id) && first.credit > 0).then_some(0);
+            return (s.active == Some(first.id) && open(first)).then_some(0);
         }
         if s.groups.is_some() {
             for i in 0..n {
                 let idx = (s.rr + i) % n;
                 let c = &s.consumers[idx];
-                if c.credit > 0 && self.next_grouped(q, s, now, Owner::Sub(c.id)).is_some() {
+                if open(c) && self.next_grouped(q, s, now, Owner::Sub(c.id)).is_some() {
                     return Some(idx);
                 }
             }
@@ -101,7 +118,7 @@ impl Classic {
         }
         (0..n)
             .map(|i| (s.rr + i) % n)
-            .find(|&i| s.consumers[i].credit > 0)
+            .find(|&i| open(&s.consumers[i]))
     }
 
     /// Takes the next copy to deliver to `owner` off the queue: the ready

@@ -14,7 +14,10 @@
 //! prefetch (plus one cancel notice each), because credit is taken before
 //! the send and only given back on `ACK`/`NACK` (or, for `ack=auto`, once
 //! the delivery is written to the socket). A message whose TTL has passed
-//! or that has used up its `delivery-limit` is dead-lettered instead.
+//! or that has used up its `delivery-limit` is dead-lettered instead. With
+//! `prefetch-bytes=`, a subscription's credit is also a byte budget
+//! ([`Consumer::has_room_for`]): a head that does not fit goes back to its
+//! place and the next subscription is offered it.
 //!
 //! **Single active consumer.** A `single-active` queue delivers to one
 //! subscription only, the *active* one: always the earliest subscribed
@@ -144,17 +147,7 @@ impl Classic {
 
     pub(super) fn consumer_list(&self) -> Vec<ConsumerInfo> {
         let s = self.state.lock();
-        s.consumers
-            .iter()
-            .map(|c| ConsumerInfo {
-                tag: c.tag.clone(),
-                conn: c.conn,
-                prefetch: c.prefetch,
-                in_flight: c.prefetch.saturating_sub(c.credit),
-                exclusive: c.exclusive,
-                auto_ack: c.auto_ack,
-            })
-            .collect()
+        s.consumers.iter().map(|c| c.info(c.exclusive)).collect()
     }
 
     pub(super) fn spilling(&self) -> bool {
@@ -553,7 +546,7 @@ impl Classic {
         s.unacked = s.unacked.saturating_sub(1);
         if let Some(id) = consumer_id {
             if let Some(c) = s.consumers.iter_mut().find(|c| c.id == id) {
-                c.credit += 1;
+                c.gave_back(entry.msg.body.len() as u64);
             }
         }
         if let Some(g) = s.groups.as_deref_mut() {

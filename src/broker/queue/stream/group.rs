@@ -141,6 +141,14 @@ impl Group {
         self.recommit();
     }
 
+    /// Puts back, in offset order, messages [`Group::read`] returned but
+    /// that were not delivered: they are the next to read.
+    fn unread(&mut self, back: impl DoubleEndedIterator<Item = Entry>) {
+        for e in back.rev() {
+            self.ahead.push_front(e);
+        }
+    }
+
     /// Up to `n` messages from the cursor on: from the recent window, or
     /// from what the group read ahead from the store, reading the next
     /// stretch when that is used up (one store read per stretch, not per
@@ -272,10 +280,10 @@ impl Readers {
             let Some(ri) = self.list.iter().position(|r| r.c.id == active) else {
                 return;
             };
-            let credit = self.list[ri].c.credit as usize;
-            if credit == 0 {
+            if !self.list[ri].c.may_take() {
                 return;
             }
+            let credit = self.list[ri].c.credit as usize;
             // Offsets to deliver again come first, then the cursor's.
             let (batch, again) = match g.again.first_key_value() {
                 Some((&off, &redelivered)) => {
@@ -307,8 +315,18 @@ impl Readers {
                 }
                 None => return,
             };
-            for mut e in batch {
+            let mut batch = batch.into_iter();
+            while let Some(mut e) = batch.next() {
                 let r = &mut self.list[ri];
+                let size = e.msg.body.len() as u64;
+                if !r.c.has_room_for(size) {
+                    // The byte budget is used up: what was read and not
+                    // sent goes back (a redelivery stays in `again`).
+                    if let (None, Some(g)) = (again, self.groups.get_mut(key)) {
+                        g.unread(std::iter::once(e).chain(batch));
+                    }
+                    return;
+                }
                 let seq = e.seq;
                 e.redelivered = again.unwrap_or(seq < seen_below);
                 e.deliveries = 1 + u32::from(again.is_some() || seq < seen_below);
@@ -329,7 +347,7 @@ impl Readers {
                     self.rebalance(key, q.partition);
                     break;
                 }
-                r.c.credit -= 1;
+                r.c.took(size);
                 q.delivered(1);
                 if let Some(g) = self.groups.get_mut(key) {
                     g.in_flight.insert(seq, active);

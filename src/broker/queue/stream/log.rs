@@ -242,6 +242,16 @@ impl Log {
             .unwrap_or_default()
     }
 
+    /// How long ago (ms before `now`) the first message at or after offset
+    /// `at` was published: a group's lag in time when `at` is its
+    /// committed offset; 0 when nothing is there (caught up). One message
+    /// read, from RAM or (behind the recent window) from the store.
+    pub(super) fn age_at(&self, q: &Queue, at: u64, now: u64) -> u64 {
+        self.read(q, at, 1)
+            .first()
+            .map_or(0, |e| now.saturating_sub(e.msg.published_at))
+    }
+
     /// Up to `n` of the recent window's messages from offset `from` on.
     pub(super) fn recent_from(&self, from: u64, n: usize) -> Vec<Entry> {
         let i = self.recent.partition_point(|e| e.seq < from);

@@ -48,6 +48,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::consumer::ReaderLag;
 use super::{Consumer, ConsumerInfo, Queue, QueueStats, Settle, Tail};
 use crate::broker::message::{now_ms, Entry};
 use crate::error::BrokerError;
@@ -88,6 +89,13 @@ pub(crate) struct GroupView {
     pub(crate) members: Vec<String>,
     /// The active member's tag, if any.
     pub(crate) active: Option<String>,
+    /// The stream's newest offset (`None` before its first message).
+    pub(crate) last: Option<u64>,
+    /// Lag in time: the age in ms of the message at the committed offset
+    /// (the oldest one the group has not finished), 0 when caught up.
+    pub(crate) lag_ms: u64,
+    /// On a partition of a partitioned stream: its index.
+    pub(crate) partition: Option<u32>,
 }
 
 /// One stream (see the module docs).
@@ -299,7 +307,7 @@ impl Stream {
         }
         let readers = &mut st.readers;
         let group = readers.list.iter_mut().find(|r| r.c.id == id).map(|r| {
-            r.c.credit += 1;
+            r.c.gave_back(entry.msg.body.len() as u64);
             r.group.clone()
         });
         let subscribed = group.is_some();
@@ -473,10 +481,13 @@ impl Stream {
         }
     }
 
-    /// Where the log starts and ends, and its named groups (by name),
-    /// for the dashboard.
-    pub(super) fn view(&self) -> StreamView {
+    /// Where the log starts and ends, and its named groups (by name) with
+    /// their lag, for `LIST GROUPS`, `STATS QUEUE`, `/metrics` and the
+    /// dashboard. Costs at most one read of one message per group behind
+    /// the recent window (its lag in time).
+    pub(super) fn view(&self, q: &Queue) -> StreamView {
         let st = self.state.lock();
+        let now = now_ms();
         let tag = |id: u64| {
             st.readers
                 .list
@@ -484,6 +495,7 @@ impl Stream {
                 .find(|r| r.c.id == id)
                 .map(|r| r.c.tag.to_string())
         };
+        let last = st.log.end.checked_sub(1).filter(|l| *l >= 1);
         let mut groups: Vec<GroupView> = st
             .readers
             .groups
@@ -496,6 +508,9 @@ impl Stream {
                 in_flight: g.in_flight.len() as u64,
                 members: g.members.iter().filter_map(|&id| tag(id)).collect(),
                 active: g.active().and_then(tag),
+                last,
+                lag_ms: st.log.age_at(q, g.committed, now),
+                partition: q.partition,
             })
             .collect();
         groups.sort_by(|a, b| a.name.cmp(&b.name));
@@ -506,18 +521,25 @@ impl Stream {
         }
     }
 
-    pub(super) fn consumer_list(&self) -> Vec<ConsumerInfo> {
+    /// Its subscriptions with their group's lag (one read of one message
+    /// per group behind the recent window, for the lag in time).
+    pub(super) fn consumer_list(&self, q: &Queue) -> Vec<ConsumerInfo> {
         let st = self.state.lock();
+        let now = now_ms();
         st.readers
             .list
             .iter()
-            .map(|r| ConsumerInfo {
-                tag: r.c.tag.clone(),
-                conn: r.c.conn,
-                prefetch: r.c.prefetch,
-                in_flight: r.c.prefetch.saturating_sub(r.c.credit),
-                exclusive: false,
-                auto_ack: r.c.auto_ack,
+            .map(|r| {
+                let mut info = r.c.info(false);
+                if let Some(g) = st.readers.groups.get(&r.group) {
+                    info.group = Some(ReaderLag {
+                        name: g.named.then(|| r.group.to_string()),
+                        lag: st.log.end.saturating_sub(g.committed),
+                        lag_ms: st.log.age_at(q, g.committed, now),
+                        active: g.active() == Some(r.c.id),
+                    });
+                }
+                info
             })
             .collect()
     }
