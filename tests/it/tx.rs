@@ -261,7 +261,10 @@ async fn work(addr: &str, rng: &mut Rng, step: Step) -> Option<()> {
             .ok()?;
         c.try_literal(len).await?;
         // A worker that goes away mid-step (5 %).
-        let drop_at = rng.next().is_multiple_of(20).then(|| rng.next() % lines_len(step));
+        let drop_at = rng
+            .next()
+            .is_multiple_of(20)
+            .then(|| rng.next() % lines_len(step));
         let lines = match step {
             Step::Atomic => vec![
                 "TX BEGIN".to_string(),
