@@ -5,7 +5,7 @@
 //! worker's connection dropped at random too; its checker reads `out` at
 //! the end and asserts every input has exactly one result.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -239,32 +239,23 @@ enum Step {
 async fn work(addr: &str, rng: &mut Rng, step: Step) -> Option<()> {
     let stream = TcpStream::connect(addr).await.ok()?;
     let mut c = TestConn::from_stream(stream).await?;
-    let sub = c.try_cmd("SUB in prefetch=1 tag=w").await?;
-    if sub != "OK w" {
+    // Deliveries that came while a reply was awaited (an ack makes room
+    // for the next before its own OK, which waits for the fsync).
+    let mut early: VecDeque<String> = VecDeque::new();
+    c.try_send("SUB in prefetch=1 tag=w").await?;
+    if reply(&mut c, &mut early).await? != "OK w" {
         return None;
     }
     loop {
-        let line = c.try_line().await?;
-        if !line.starts_with("MSG ") {
-            return None;
-        }
+        let line = match early.pop_front() {
+            Some(l) => l,
+            None => next_msg(&mut c).await?,
+        };
         let dtag = line.split(' ').nth(2)?.to_string();
         let id = line
             .split(' ')
             .find_map(|w| w.strip_prefix("id="))?
             .to_string();
-        let len: usize = line
-            .rsplit('{')
-            .next()?
-            .trim_end_matches('}')
-            .parse()
-            .ok()?;
-        c.try_literal(len).await?;
-        // A worker that goes away mid-step (5 %).
-        let drop_at = rng
-            .next()
-            .is_multiple_of(20)
-            .then(|| rng.next() % lines_len(step));
         let lines = match step {
             Step::Atomic => vec![
                 "TX BEGIN".to_string(),
@@ -277,24 +268,45 @@ async fn work(addr: &str, rng: &mut Rng, step: Step) -> Option<()> {
                 format!("ACK {dtag}"),
             ],
         };
+        // A worker that goes away mid-step (5 %).
+        let drop_at = rng
+            .next()
+            .is_multiple_of(20)
+            .then(|| rng.next() % lines.len() as u64);
         for (i, l) in lines.iter().enumerate() {
+            c.try_send(l).await?;
             if drop_at == Some(i as u64) {
                 // Sent, its reply never read: the connection goes.
-                c.try_send(l).await?;
                 return Some(());
             }
-            let reply = c.try_cmd(l).await?;
-            if !reply.starts_with("OK") {
+            if !reply(&mut c, &mut early).await?.starts_with("OK") {
                 return None;
             }
         }
     }
 }
 
-fn lines_len(step: Step) -> u64 {
-    match step {
-        Step::Atomic => 4,
-        Step::Separate => 2,
+/// The next `MSG` line, its body read; `None` on anything else.
+async fn next_msg(c: &mut TestConn) -> Option<String> {
+    let line = c.try_line().await?;
+    if !line.starts_with("MSG ") {
+        return None;
+    }
+    let (_, len) = crate::common::split_literal(&line)?;
+    c.try_literal(len).await?;
+    Some(line)
+}
+
+/// The next reply, keeping the deliveries that come before it in `early`.
+async fn reply(c: &mut TestConn, early: &mut VecDeque<String>) -> Option<String> {
+    loop {
+        let line = c.try_line().await?;
+        if !line.starts_with("MSG ") {
+            return Some(line);
+        }
+        let (_, len) = crate::common::split_literal(&line)?;
+        c.try_literal(len).await?;
+        early.push_back(line);
     }
 }
 
