@@ -49,6 +49,7 @@ mod link;
 mod phase;
 mod proc;
 mod progress;
+mod relay;
 mod report;
 mod scenarios;
 mod sluice_link;
@@ -129,6 +130,7 @@ impl BenchArgs {
             Scenario::Backlog(a) => &a.common,
             Scenario::Latency(a) => &a.common,
             Scenario::Stream(a) => &a.common,
+            Scenario::Tx(a) => &a.common,
         }
     }
 }
@@ -203,6 +205,14 @@ confirmed publishes); the run fails otherwise. Acks (one per delivery, or
 none with --ack auto) give prefetch credit back and commit the group's
 offset; they remove nothing.")]
     Stream(StreamArgs),
+    /// The cost of TX: relay a queue to another with one TX per message.
+    #[command(long_about = "\
+The cost of TX: --count messages are put into a queue `in`, then --workers
+connections relay them to a queue `out`, one delivery at a time
+(subscribed with --prefetch), each with TX BEGIN, ACK, PUB, TX COMMIT pipelined and one
+wait for the commit; with --plain, a confirmed PUB then an ACK instead.
+Deliveries/s is the relay rate: run it both ways and compare.")]
+    Tx(TxArgs),
 }
 
 impl Scenario {
@@ -218,8 +228,23 @@ impl Scenario {
             Scenario::Backlog(_) => "backlog",
             Scenario::Latency(_) => "latency",
             Scenario::Stream(_) => "stream",
+            Scenario::Tx(_) => "tx",
         }
     }
+}
+
+/// Arguments of `sluice bench tx`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TxArgs {
+    /// Relaying connections, competing for the input queue.
+    #[arg(long, short = 'W', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) workers: u32,
+    /// Relay with a confirmed PUB then an ACK instead of one TX.
+    #[arg(long)]
+    pub(crate) plain: bool,
+    /// Flags common to every scenario.
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
 }
 
 /// Arguments of `sluice bench queue`.
@@ -563,6 +588,9 @@ mod tests {
         }
         assert_eq!(a.scenario.name(), "stream");
         assert_eq!(a.common().count, Some(10));
+        let a = BenchArgs::try_parse_from(["bench", "tx", "-W", "2", "--plain"]).unwrap();
+        assert!(matches!(&a.scenario, Scenario::Tx(t) if t.workers == 2 && t.plain));
+        assert_eq!(a.scenario.name(), "tx");
         let a =
             BenchArgs::try_parse_from(["bench", "stream", "--groups", "5", "--pid", "1"]).unwrap();
         assert!(matches!(&a.scenario, Scenario::Stream(st) if st.groups == 5));

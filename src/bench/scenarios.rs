@@ -102,6 +102,7 @@ async fn dispatch(
         Scenario::Backlog(a) => backlog(ctx, topo, a).await,
         Scenario::Latency(a) => latency(ctx, topo, a).await,
         Scenario::Stream(a) => stream(ctx, topo, a).await,
+        Scenario::Tx(a) => super::relay::relay(ctx, topo, a).await,
     }
 }
 

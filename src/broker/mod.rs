@@ -9,6 +9,8 @@
 //!   queue operations return;
 //! - `consume.rs`: the queue operations sessions call (subscribe,
 //!   unsubscribe, take, settle), which route their dead letters too;
+//! - `transaction.rs`: `TX COMMIT`, acks and publishes in one atomic
+//!   store batch;
 //! - `cluster.rs`: what a cluster node hooks into the broker (its view
 //!   of the cluster, the metadata group that topology changes go
 //!   through, how far that group has applied);
@@ -43,6 +45,7 @@ pub(crate) mod reserve;
 pub(crate) mod stats;
 pub(crate) mod timer;
 mod topology;
+mod transaction;
 
 #[cfg(test)]
 mod group_tests;

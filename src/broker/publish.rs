@@ -200,6 +200,60 @@ impl Copies {
     }
 }
 
+/// A publish routed and admitted, nothing changed yet
+/// ([`Broker::admit_publish`]).
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    exchange: Arc<str>,
+    accepted: Vec<Arc<Queue>>,
+    rejected: usize,
+    replicated: Vec<Arc<str>>,
+}
+
+impl Admitted {
+    /// Whether it reaches a replicated queue.
+    pub(crate) fn replicated(&self) -> bool {
+        !self.replicated.is_empty()
+    }
+}
+
+/// A publish's new copies and de-duplication records, claimed but not
+/// stored nor enqueued yet ([`Broker::prepare`]).
+pub(super) struct Prepared {
+    copies: Vec<Copies>,
+    metas: Vec<Vec<(u64, u64, MessageMeta)>>,
+    dedup_put: Vec<DedupEntry>,
+    dedup_del: Vec<(u64, String)>,
+    routed: usize,
+    rejected: usize,
+    duplicate: bool,
+    replicate: Vec<(Arc<str>, ReplicaMessage)>,
+}
+
+impl Prepared {
+    /// Adds its writes (bodies, copies, de-duplication records) to `batch`.
+    pub(super) fn add_to<'a>(&'a self, batch: &mut MessageBatch<'a>) {
+        add_puts(batch, &self.copies, &self.metas);
+        batch.put_dedup.extend(self.dedup_put.iter());
+        batch
+            .del_dedup
+            .extend(self.dedup_del.iter().map(|(q, id)| (*q, id.as_str())));
+    }
+
+    /// Whether its writes must be durable before it is confirmed: a copy
+    /// kept across a restart, or a de-duplication record.
+    pub(super) fn durable(&self) -> bool {
+        self.copies.iter().any(Copies::durable)
+            || !self.dedup_put.is_empty()
+            || !self.dedup_del.is_empty()
+    }
+
+    /// How many queues hold it, and whether some had it already.
+    pub(super) fn routed(&self) -> (usize, bool) {
+        (self.routed, self.duplicate)
+    }
+}
+
 /// Adds the writes of `copies` (bodies and metadata) to `batch`.
 fn add_puts<'a>(
     batch: &mut MessageBatch<'a>,
@@ -270,9 +324,54 @@ impl Broker {
     /// atomic batch for every durable copy), enqueues. The caller replies
     /// once `durable_gen` is durable.
     pub(crate) fn publish(&self, p: &Publish) -> Result<PublishAttempt, BrokerError> {
+        let admitted = match self.admit_publish(p, &mut Planned::default())? {
+            Ok(a) => a,
+            Err(hold) => return Ok(PublishAttempt::Blocked(hold)),
+        };
+        let id = self.message_id(p);
+        let prepared = self.prepare(p, admitted, id);
+        let mut batch = MessageBatch {
+            // A publish is not confirmed before its writes are durable, so
+            // they need only be ordered (bodies before copies).
+            ordered_only: true,
+            ..MessageBatch::default()
+        };
+        prepared.add_to(&mut batch);
+        let mut durable_gen = None;
+        if !batch.is_empty() {
+            let gen = self.inner.disk.apply(&batch)?;
+            // Spilled transient copies need no fsync before the confirm.
+            if prepared.durable() {
+                durable_gen = Some(gen);
+            }
+        }
+        drop(batch);
+        self.enqueue_prepared(prepared, durable_gen)
+            .map(PublishAttempt::Done)
+    }
+
+    /// The id of the message `p` publishes: its `id=`, or a new one.
+    pub(crate) fn message_id(&self, p: &Publish) -> String {
+        match &p.id {
+            Some(id) => id.clone(),
+            None => format!("{}-{}", self.inner.boot, self.next_id()),
+        }
+    }
+
+    /// Routes `p` and admits it to its queues (length limits, after the
+    /// additions already `planned` by the same operation, which it adds
+    /// its own to) without changing anything: the queues that take it, or
+    /// what holds it (a full `overflow=block` queue, a resource alarm).
+    /// `ERR NO_ROUTE` (mandatory), `ERR QUEUE_FULL` when every queue
+    /// refuses it.
+    pub(super) fn admit_publish(
+        &self,
+        p: &Publish,
+        planned: &mut Planned,
+    ) -> Result<Result<Admitted, Hold>, BrokerError> {
         let memory = &self.alarms().memory;
         if memory.raised() {
-            return Ok(PublishAttempt::Blocked(Hold::Alarm(memory.clone())));
+            return Ok(Err(Hold::Alarm(memory.clone())));
         }
         let (exchange, targets) = self.route_named(&p.exchange, &p.key, &p.headers)?;
         if targets.is_empty() && p.mandatory {
@@ -286,10 +385,10 @@ impl Broker {
         // Replicated queues take the message through their own logs.
         let (targets, replicated) = self.split_replicated(targets);
         for q in targets {
-            match q.admit(p.body.len()) {
+            match q.admit_after(planned, p.body.len()) {
                 Admission::Accept => accepted.push(q),
                 Admission::Reject => rejected.push(q),
-                Admission::Block => return Ok(PublishAttempt::Blocked(Hold::Queue(q))),
+                Admission::Block => return Ok(Err(Hold::Queue(q))),
             }
         }
         let disk = &self.alarms().disk;
@@ -297,7 +396,7 @@ impl Broker {
             .iter()
             .any(|q| (p.persistent != Some(false) && stores(q)) || q.spilling());
         if writes && !disk.admits(publish_bytes(p, accepted.len())) {
-            return Ok(PublishAttempt::Blocked(Hold::Alarm(disk.clone())));
+            return Ok(Err(Hold::Alarm(disk.clone())));
         }
         if accepted.is_empty() && replicated.is_empty() {
             if let Some(q) = rejected.first() {
@@ -307,10 +406,28 @@ impl Broker {
                 )));
             }
         }
-        let id = match &p.id {
-            Some(id) => id.clone(),
-            None => format!("{}-{}", self.inner.boot, self.next_id()),
-        };
+        for q in &accepted {
+            planned.plan(q, p.body.len());
+        }
+        Ok(Ok(Admitted {
+            exchange,
+            accepted,
+            rejected: rejected.len(),
+            replicated,
+        }))
+    }
+
+    /// Claims `p`'s id (as `id`) in the de-duplication windows of the
+    /// queues it was admitted to and builds its new copies, stored nowhere
+    /// yet: [`Prepared::add_to`] adds their writes to a batch,
+    /// [`Broker::enqueue_prepared`] hands them to their queues.
+    pub(super) fn prepare(&self, p: &Publish, admitted: Admitted, id: String) -> Prepared {
+        let Admitted {
+            exchange,
+            accepted,
+            rejected,
+            replicated,
+        } = admitted;
         let now = Now::default();
         let routed = accepted.len() + replicated.len();
         let replicate = match replicated.is_empty() {
@@ -370,41 +487,41 @@ impl Broker {
                 not_before,
             )
         })];
-        let id = copies[0].msg.id.clone();
-        let metas: Vec<_> = copies.iter().map(Copies::metas).collect();
-        let mut batch = MessageBatch {
-            // A publish is not confirmed before its writes are durable, so
-            // they need only be ordered (bodies before copies).
-            ordered_only: true,
-            ..MessageBatch::default()
-        };
-        add_puts(&mut batch, &copies, &metas);
-        batch.put_dedup.extend(dedup_put.iter());
-        batch
-            .del_dedup
-            .extend(dedup_del.iter().map(|(q, id)| (*q, id.as_str())));
-        let mut durable_gen = None;
-        if !batch.is_empty() {
-            let gen = self.inner.disk.apply(&batch)?;
-            // Spilled transient copies need no fsync before the confirm.
-            if copies.iter().any(Copies::durable)
-                || !batch.put_dedup.is_empty()
-                || !batch.del_dedup.is_empty()
-            {
-                durable_gen = Some(gen);
-            }
-        }
-        drop(batch);
-        durable_gen = self.enqueue_all(copies)?.max(durable_gen);
-        self.inner.totals.published.fetch_add(1, Ordering::Relaxed);
-        Ok(PublishAttempt::Done(Published {
-            id,
+        let metas = copies.iter().map(Copies::metas).collect();
+        Prepared {
+            copies,
+            metas,
+            dedup_put,
+            dedup_del,
             routed,
-            rejected: rejected.len(),
+            rejected,
             duplicate,
-            durable_gen,
             replicate,
-        }))
+        }
+    }
+
+    /// Enqueues a prepared publish whose writes are in the store (to be
+    /// durable with generation `durable_gen`, if any): what it did.
+    pub(super) fn enqueue_prepared(
+        &self,
+        p: Prepared,
+        durable_gen: Option<u64>,
+    ) -> Result<Published, BrokerError> {
+        let id = p
+            .copies
+            .first()
+            .map(|c| c.msg.id.clone())
+            .unwrap_or_default();
+        let durable_gen = self.enqueue_all(p.copies)?.max(durable_gen);
+        self.inner.totals.published.fetch_add(1, Ordering::Relaxed);
+        Ok(Published {
+            id,
+            routed: p.routed,
+            rejected: p.rejected,
+            duplicate: p.duplicate,
+            durable_gen,
+            replicate: p.replicate,
+        })
     }
 
     /// The queues a message for `exchange` with `key` and `headers` goes

@@ -14,6 +14,7 @@ commands (HELP <verb> for one verb):
   session   HELLO AUTH PING HELP QUIT (or EXIT)
   topology  DECLARE DELETE BIND UNBIND PURGE
   messages  PUB SUB UNSUB GET ACK NACK REJECT TOUCH
+  atomic    TX BEGIN|COMMIT|ABORT (ACKs and PUBs as one step)
   queues    PEEK REDRIVE
   streams   SEEK (and SUB offset= time= group=)
   users     USER ADD|PASSWD|PERMIT|REMOVE|LIST (admins)
@@ -49,6 +50,7 @@ const VERBS: &[(&str, &str)] = &[
     ("ACK", "ACK <dtag> [multiple]\n  -> OK\n"),
     ("NACK", "NACK <dtag> [multiple] [requeue=true|false] [delay=<ms>]\n  -> OK (requeued messages keep their position)\n  requeue=false  dead-letter (or drop) instead\n  delay=<ms>     requeue, but hold back this long (not with requeue=false)\n"),
     ("REJECT", "REJECT <dtag>\n  -> OK (same as NACK <dtag> requeue=false)\n"),
+    ("TX", "TX BEGIN\n  -> OK; from now ACK and PUB are checked and buffered: OK queued [<msg-id>]\nTX COMMIT\n  -> OK acked=<n> published=<m> routed=<r> [duplicate=<d>] (one atomic write, after fsync)\nTX ABORT\n  -> OK; nothing buffered happens (the deliveries stay outstanding)\n  after a crash a transaction happened whole or not at all; not on replicated queues\n"),
     ("TOUCH", "TOUCH <dtag>\n  -> OK (restarts the delivery's ack-timeout)\n"),
     ("PEEK", "PEEK <queue> [count=<n>] [from=<position>]\n  -> MSG * <position> ... for each waiting message, then OK <n>; nothing is taken\n  count=<n>         at most n (default 1, up to 1000)\n  from=<position>   start at this position\n"),
     ("USER", "USER ADD <name> <password> [admin] [configure=<re>] [write=<re>] [read=<re>]\nUSER PASSWD <name> <password>\nUSER PERMIT <name> [configure=<re>] [write=<re>] [read=<re>] [admin=true|false]\nUSER REMOVE <name>\n  -> OK\nUSER LIST\n  -> OK {N}: name, tags, configure, write, read\nadmins only; on a broker with no users the first must be added with admin\npermissions are regexes over names, unanchored (^orders\\. to anchor), default .*, \"\" grants nothing:\n  configure  DECLARE DELETE PURGE\n  write      PUB to an exchange; the queue of BIND/UNBIND\n  read       SUB GET PEEK REDRIVE on a queue; the exchange of BIND/UNBIND\n"),

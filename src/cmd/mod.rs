@@ -44,6 +44,7 @@ mod replicated;
 mod seek;
 mod stats;
 mod subscribe;
+mod tx;
 mod user;
 
 pub(crate) use outcome::{Completion, HeldPub, Outcome, Pending};
@@ -80,12 +81,18 @@ pub(crate) fn apply(command: Command, s: &mut SessionState) -> Result<Outcome, B
         Command::Purge(c) => purge::purge(c, s),
         Command::Publish(c) => {
             s.count_publish();
-            publish::publish(c, s)
+            match s.tx() {
+                Some(_) => tx::buffer_publish(c, s),
+                None => publish::publish(c, s),
+            }
         }
         Command::Subscribe(c) => subscribe::subscribe(c, s),
         Command::Unsubscribe(c) => subscribe::unsubscribe(c, s),
         Command::Get(c) => get::get(c, s),
-        Command::Ack(c) => ack::ack(c, s),
+        Command::Ack(c) => match s.tx() {
+            Some(_) => tx::buffer_ack(c, s),
+            None => ack::ack(c, s),
+        },
         Command::Nack(c) => ack::nack(c, s),
         Command::Touch(c) => ack::touch(c, s),
         Command::Peek(c) => peek::peek(c, s),
@@ -95,5 +102,6 @@ pub(crate) fn apply(command: Command, s: &mut SessionState) -> Result<Outcome, B
         Command::Seek(c) => seek::seek(c, s),
         Command::Cluster(c) => cluster::cluster(c, s),
         Command::CloseConnection(c) => close::close(c, s),
+        Command::Tx(c) => tx::tx(c, s),
     }
 }

@@ -71,6 +71,20 @@ pub enum Command {
     Cluster(ClusterCommand),
     /// `CLOSE CONNECTION <id>`
     CloseConnection(CloseConnection),
+    /// `TX BEGIN|COMMIT|ABORT`
+    Tx(Tx),
+}
+
+/// `TX BEGIN|COMMIT|ABORT`: a connection's transaction of `ACK`s and
+/// `PUB`s, applied as one atomic store write at `COMMIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tx {
+    /// `TX BEGIN`: from now on `ACK` and `PUB` are buffered.
+    Begin,
+    /// `TX COMMIT`: apply what was buffered, all or nothing.
+    Commit,
+    /// `TX ABORT`: drop what was buffered.
+    Abort,
 }
 
 /// `CLOSE CONNECTION <id>`: an admin closes a client connection (a `LIST

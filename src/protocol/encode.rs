@@ -25,7 +25,7 @@ use super::command::{
     Ack, AckMode, Bind, ClusterCommand, Command, DeclareExchange, DeclareQueue, DeleteExchange,
     DeleteQueue, ExchangeKind, Get, Header, HeaderMatch, Hello, List, ListKind, Nack, Overflow,
     Peek, PermissionArgs, Publish, QueueArgs, QueueMode, Redrive, Seek, Stats, StreamStart,
-    Subscribe, UserCommand,
+    Subscribe, Tx, UserCommand,
 };
 use super::reply::quote_for_message;
 use super::token::{encode_quoted, encode_word, needs_quotes};
@@ -225,6 +225,11 @@ impl Command {
                 w.verb("TOUCH");
                 w.number(t.tag);
             }
+            Command::Tx(step) => w.verb(match step {
+                Tx::Begin => "TX BEGIN",
+                Tx::Commit => "TX COMMIT",
+                Tx::Abort => "TX ABORT",
+            }),
             Command::Peek(p) => peek(&mut w, p),
             Command::Seek(Seek { stream, group, to }) => {
                 w.verb("SEEK");

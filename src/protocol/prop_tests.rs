@@ -25,8 +25,8 @@ use super::command::{
     Ack, AckMode, Auth, Bind, CloseConnection, ClusterCommand, Command, DeclareExchange,
     DeclareQueue, DeleteExchange, DeleteQueue, ExchangeKind, Get, Header, HeaderMatch, Hello, Help,
     List, ListKind, Nack, Overflow, Peek, PermissionArgs, Publish, Purge, QueueArgs, QueueMode,
-    Redrive, Secret, Seek, Stats, StreamStart, Subscribe, Touch, Unsubscribe, UserAdd, UserCommand,
-    UserPasswd, UserPermit,
+    Redrive, Secret, Seek, Stats, StreamStart, Subscribe, Touch, Tx, Unsubscribe, UserAdd,
+    UserCommand, UserPasswd, UserPermit,
 };
 use super::frame::Limits;
 use super::parse::{parse_line, MAX_PARTITIONS};
@@ -425,6 +425,7 @@ fn command() -> impl Strategy<Value = Command> {
                 delay_ms,
             })),
         any_u64().prop_map(|tag| Command::Touch(Touch { tag })),
+        prop_oneof![Just(Tx::Begin), Just(Tx::Commit), Just(Tx::Abort)].prop_map(Command::Tx),
         (name(), 1u32..=1000, proptest::option::of(any_u64()))
             .prop_map(|(queue, count, from)| Command::Peek(Peek { queue, count, from })),
         (name(), proptest::option::of(1u64..))

@@ -79,13 +79,19 @@ impl Held {
 
     /// Keeps `command` behind the held `PUB`; hands it back to run now when
     /// nothing is held, or when it settles deliveries (`ACK`, `NACK`,
-    /// `TOUCH`).
+    /// `TOUCH`) and no `TX` waits before it (an `ACK` after a `TX BEGIN`
+    /// belongs to the transaction).
     pub(super) fn defer(&mut self, command: Command) -> Option<Command> {
+        let tx_waits = || {
+            self.deferred
+                .iter()
+                .any(|d| matches!(d, Deferred::Command(Command::Tx(_))))
+        };
         if self.publish.is_some()
-            && !matches!(
+            && (!matches!(
                 command,
                 Command::Ack(_) | Command::Nack(_) | Command::Touch(_)
-            )
+            ) || tx_waits())
         {
             self.deferred.push_back(Deferred::Command(command));
             return None;

@@ -124,6 +124,7 @@ fn needs_connection(command: &Command) -> Option<&'static str> {
         Command::Ack(_) => "ACK",
         Command::Nack(_) => "NACK",
         Command::Touch(_) => "TOUCH",
+        Command::Tx(_) => "TX",
         _ => return None,
     })
 }

@@ -21,6 +21,7 @@
 
 mod outbox;
 mod subscription;
+mod tx;
 mod unacked;
 
 use std::net::SocketAddr;
@@ -42,6 +43,7 @@ use outbox::{AutoAck, MsgOut};
 pub(crate) use outbox::{Out, Outbox, Shown};
 use subscription::return_undelivered;
 pub(crate) use subscription::{Sub, Subscriptions};
+pub(crate) use tx::Transaction;
 use unacked::Outstanding;
 pub(crate) use unacked::Unacked;
 
@@ -75,6 +77,8 @@ pub(crate) struct SessionState {
     /// Exclusive queues this connection declared.
     exclusive: Vec<Arc<Queue>>,
     next_dtag: u64,
+    /// The open transaction (`TX BEGIN`), if any.
+    tx: Option<Transaction>,
 }
 
 impl SessionState {
@@ -110,6 +114,7 @@ impl SessionState {
             subs: Subscriptions::new(),
             exclusive: Vec::new(),
             next_dtag: 1,
+            tx: None,
         }
     }
 
@@ -398,6 +403,54 @@ impl SessionState {
         } else {
             self.unacked.take(dtag).into_iter().collect()
         }
+    }
+
+    /// The outstanding tags an `ACK <dtag> [multiple]` names: `dtag` if it
+    /// is outstanding, or with `multiple` every one up to it; each with
+    /// its queue.
+    pub(crate) fn outstanding(&self, dtag: u64, multiple: bool) -> Vec<(u64, &Arc<Queue>)> {
+        let tags = match multiple {
+            true => self.unacked.tags_up_to(dtag),
+            false => vec![dtag],
+        };
+        tags.into_iter()
+            .filter_map(|t| self.unacked.get(t).map(|u| (t, u.queue())))
+            .collect()
+    }
+
+    /// Takes the outstanding deliveries `tags`, all of them or, when one
+    /// is not outstanding (any more), none: `Err` with that tag.
+    pub(crate) fn take_all_unacked(&mut self, tags: &[u64]) -> Result<Vec<Unacked>, u64> {
+        if let Some(t) = tags.iter().find(|t| self.unacked.get(**t).is_none()) {
+            return Err(*t);
+        }
+        Ok(tags.iter().filter_map(|t| self.unacked.take(*t)).collect())
+    }
+
+    // ---- The transaction ----
+
+    /// The open transaction, if any.
+    pub(crate) fn tx(&self) -> Option<&Transaction> {
+        self.tx.as_ref()
+    }
+
+    /// The open transaction, if any, to add to.
+    pub(crate) fn tx_mut(&mut self) -> Option<&mut Transaction> {
+        self.tx.as_mut()
+    }
+
+    /// Opens a transaction; false when one is open already.
+    pub(crate) fn tx_begin(&mut self) -> bool {
+        if self.tx.is_some() {
+            return false;
+        }
+        self.tx = Some(Transaction::default());
+        true
+    }
+
+    /// Ends the open transaction, handing back what it buffered.
+    pub(crate) fn tx_end(&mut self) -> Option<Transaction> {
+        self.tx.take()
     }
 
     /// `TOUCH`: restarts an outstanding delivery's ack timeout. False when

@@ -44,6 +44,12 @@ impl Unacked {
         &self.tag
     }
 
+    /// Its queue, the subscription it came through and the queue's copy:
+    /// to settle it as part of a transaction.
+    pub(crate) fn into_parts(self) -> (Arc<Queue>, Option<u64>, Entry) {
+        (self.queue, self.consumer_id, self.entry)
+    }
+
     /// Settles it with its queue, through `broker`: ack, requeue,
     /// dead-letter. Returns the store generation to wait for when the store
     /// changed.
@@ -103,6 +109,11 @@ impl Outstanding {
         }
         self.forget(&u);
         Some(u)
+    }
+
+    /// The outstanding delivery `dtag`, if it is.
+    pub(super) fn get(&self, dtag: u64) -> Option<&Unacked> {
+        self.by_tag.get(&dtag)
     }
 
     /// The outstanding tags up to `dtag`, in order.

@@ -38,5 +38,6 @@ mod stop;
 mod streams;
 mod tls;
 mod topology;
+mod tx;
 mod ui;
 mod walkthrough;

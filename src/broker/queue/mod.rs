@@ -117,11 +117,16 @@ impl Planned {
             return Vec::new();
         }
         for q in &ok {
-            let e = self.0.entry(q.id).or_default();
-            e.0 += 1;
-            e.1 += len as u64;
+            self.plan(q, len);
         }
         ok
+    }
+
+    /// Plans the addition of one message of `len` bytes to `q`.
+    pub(crate) fn plan(&mut self, q: &Queue, len: usize) {
+        let e = self.0.entry(q.id).or_default();
+        e.0 += 1;
+        e.1 += len as u64;
     }
 }
 

@@ -37,6 +37,7 @@ mod redrive;
 mod seek;
 mod stats;
 mod subscribe;
+mod tx;
 mod user;
 
 use hint::near_miss;
@@ -160,6 +161,7 @@ const VERBS: &[(&str, bool, &str, Handler)] = &[
     ("SEEK", false, seek::USAGE, seek::seek),
     ("CLUSTER", false, cluster::USAGE, cluster::cluster),
     ("CLOSE", false, close::USAGE, close::close),
+    ("TX", false, tx::USAGE, tx::tx),
 ];
 
 /// What the options of a verb may be.
