@@ -34,6 +34,7 @@ mod recovery;
 mod routing;
 mod single_active;
 mod stop;
+mod stream_dead_letters;
 mod streams;
 mod tls;
 mod topology;
