@@ -119,9 +119,37 @@ async fn nacks_to_the_delivery_limit_dead_letter_once_and_the_group_moves_past()
         ]
     );
     // The stream still holds all three, and nothing else died.
-    p.ok("DECLARE QUEUE s type=stream dead-letter=dlx delivery-limit=2", "OK s messages=3 consumers=2")
-        .await;
+    p.ok(
+        "DECLARE QUEUE s type=stream dead-letter=dlx delivery-limit=2",
+        "OK s messages=3 consumers=2",
+    )
+    .await;
     assert!(dead_letters(&mut p).await.is_empty());
+    // On disk too: after a restart a new group reads all three, and g
+    // resumes at its committed offset, 3.
+    drop((p, n, o));
+    let srv = srv.restart().await;
+    let mut late = Peer::connect(&srv).await;
+    late.ok("SUB s group=late offset=first prefetch=10 tag=l", "OK l")
+        .await;
+    assert_eq!(late.notice().await, "NOTICE active l");
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let m = late.msg().await;
+        got.push((m.offset, m.text()));
+    }
+    assert_eq!(
+        got,
+        [
+            (Some(1), "m0".to_string()),
+            (Some(2), "m1".to_string()),
+            (Some(3), "m2".to_string())
+        ]
+    );
+    let mut g = Peer::connect(&srv).await;
+    g.ok("SUB s group=g tag=g", "OK g").await;
+    assert_eq!(g.notice().await, "NOTICE active g");
+    assert_eq!(g.msg().await.offset, Some(3));
 }
 
 #[tokio::test]
@@ -229,12 +257,7 @@ async fn setup_plain(srv: &TestServer) -> Peer {
 #[tokio::test]
 async fn a_partition_dead_letters_its_own_offset() {
     let srv = TestServer::start().await;
-    let mut p = setup(
-        &srv,
-        "pay",
-        "partitions=2 dead-letter=dlx delivery-limit=1",
-    )
-    .await;
+    let mut p = setup(&srv, "pay", "partitions=2 dead-letter=dlx delivery-limit=1").await;
     p.publish("pay", "user-1", "u1", 1).await;
     let mut r = Peer::connect(&srv).await;
     r.ok("SUB pay group=ledger offset=first prefetch=5 tag=m", "OK m")

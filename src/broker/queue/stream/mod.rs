@@ -329,7 +329,13 @@ impl Stream {
                             g.done(entry.seq);
                             q.counters.died(reason);
                             dead = Dead(
-                                vec![(Entry { stored: false, ..entry.clone() }, reason)],
+                                vec![(
+                                    Entry {
+                                        stored: false,
+                                        ..entry.clone()
+                                    },
+                                    reason,
+                                )],
                                 Some(StreamGroup {
                                     name: g.named.then(|| key.clone()),
                                 }),
@@ -573,7 +579,11 @@ impl Stream {
 /// dead letter a copy: the stream keeps the message for other groups.
 fn give_up(q: &Queue, g: &mut Group, seq: u64, how: Settle) -> Option<DeathReason> {
     match how {
-        Settle::Reject => q.args.dead_letter.is_some().then_some(DeathReason::Rejected),
+        Settle::Reject => q
+            .args
+            .dead_letter
+            .is_some()
+            .then_some(DeathReason::Rejected),
         Settle::Requeue { .. } | Settle::Timeout => {
             let failed = g.failed(seq);
             q.args
