@@ -99,6 +99,7 @@ async fn nacks_to_the_delivery_limit_dead_letter_once_and_the_group_moves_past()
     assert_eq!(n.notice().await, "NOTICE active n");
     let resumed = n.msg().await;
     assert_eq!(resumed.offset, Some(3));
+    n.ok(&format!("ACK {}", resumed.dtag), "OK").await;
     n.quiet().await;
     // Another group still has every offset, offset 1 included.
     let mut o = Peer::connect(&srv).await;
@@ -126,7 +127,7 @@ async fn nacks_to_the_delivery_limit_dead_letter_once_and_the_group_moves_past()
     .await;
     assert!(dead_letters(&mut p).await.is_empty());
     // On disk too: after a restart a new group reads all three, and g
-    // resumes at its committed offset, 3.
+    // resumes at its committed offset, 4.
     drop((p, n, o));
     let srv = srv.restart().await;
     let mut late = Peer::connect(&srv).await;
@@ -149,7 +150,9 @@ async fn nacks_to_the_delivery_limit_dead_letter_once_and_the_group_moves_past()
     let mut g = Peer::connect(&srv).await;
     g.ok("SUB s group=g tag=g", "OK g").await;
     assert_eq!(g.notice().await, "NOTICE active g");
-    assert_eq!(g.msg().await.offset, Some(3));
+    g.quiet().await;
+    late.publish("", "s", "m3", 1).await;
+    assert_eq!(g.msg().await.offset, Some(4));
 }
 
 #[tokio::test]
