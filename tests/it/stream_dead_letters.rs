@@ -22,6 +22,34 @@ async fn setup(srv: &TestServer, stream: &str, options: &str) -> Peer {
     p
 }
 
+/// A new connection that joins `group` of stream `stream` as member `tag`
+/// (`options`: `offset=`, `prefetch=`) and is told it is active.
+async fn member(srv: &TestServer, stream: &str, group: &str, tag: &str, options: &str) -> Peer {
+    let mut m = Peer::connect(srv).await;
+    let line = format!("SUB {stream} group={group} tag={tag} {options}");
+    m.ok(line.trim_end(), &format!("OK {tag}")).await;
+    assert_eq!(m.notice().await, format!("NOTICE active {tag}"));
+    m
+}
+
+/// The next `n` deliveries: offset, deliveries and body of each.
+async fn read(p: &mut Peer, n: usize) -> Vec<(Option<u64>, u32, String)> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        let m = p.msg().await;
+        got.push((m.offset, m.deliveries, m.text()));
+    }
+    got
+}
+
+/// What a first reading of offsets 1.. with bodies `bodies` looks like.
+fn firsts(bodies: &[&str]) -> Vec<(Option<u64>, u32, String)> {
+    (1..)
+        .zip(bodies)
+        .map(|(o, b)| (Some(o), 1, b.to_string()))
+        .collect()
+}
+
 /// The dead letters waiting in `dead` (taken and acked).
 async fn dead_letters(p: &mut Peer) -> Vec<Msg> {
     let (got, reply) = p.get("GET dead count=100").await;
@@ -67,10 +95,7 @@ async fn nacks_to_the_delivery_limit_dead_letter_once_and_the_group_moves_past()
     for i in 0..3 {
         p.publish("", "s", &format!("m{i}"), 1).await;
     }
-    let mut r = Peer::connect(&srv).await;
-    r.ok("SUB s group=g offset=first prefetch=1 tag=g", "OK g")
-        .await;
-    assert_eq!(r.notice().await, "NOTICE active g");
+    let mut r = member(&srv, "s", "g", "g", "offset=first prefetch=1").await;
     let first = r.msg().await;
     assert_eq!((first.offset, first.deliveries), (Some(1), 1));
     r.ok(&format!("NACK {}", first.dtag), "OK").await;
@@ -94,31 +119,14 @@ async fn nacks_to_the_delivery_limit_dead_letter_once_and_the_group_moves_past()
     let third = r.msg().await;
     assert_eq!(third.offset, Some(3));
     drop(r);
-    let mut n = Peer::connect(&srv).await;
-    n.ok("SUB s group=g tag=n", "OK n").await;
-    assert_eq!(n.notice().await, "NOTICE active n");
+    let mut n = member(&srv, "s", "g", "n", "").await;
     let resumed = n.msg().await;
     assert_eq!(resumed.offset, Some(3));
     n.ok(&format!("ACK {}", resumed.dtag), "OK").await;
     n.quiet().await;
     // Another group still has every offset, offset 1 included.
-    let mut o = Peer::connect(&srv).await;
-    o.ok("SUB s group=other offset=first prefetch=10 tag=o", "OK o")
-        .await;
-    assert_eq!(o.notice().await, "NOTICE active o");
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        let m = o.msg().await;
-        got.push((m.offset, m.deliveries, m.text()));
-    }
-    assert_eq!(
-        got,
-        [
-            (Some(1), 1, "m0".to_string()),
-            (Some(2), 1, "m1".to_string()),
-            (Some(3), 1, "m2".to_string())
-        ]
-    );
+    let mut o = member(&srv, "s", "other", "o", "offset=first prefetch=10").await;
+    assert_eq!(read(&mut o, 3).await, firsts(&["m0", "m1", "m2"]));
     // The stream still holds all three, and nothing else died.
     p.ok(
         "DECLARE QUEUE s type=stream dead-letter=dlx delivery-limit=2",
@@ -130,26 +138,9 @@ async fn nacks_to_the_delivery_limit_dead_letter_once_and_the_group_moves_past()
     // resumes at its committed offset, 4.
     drop((p, n, o));
     let srv = srv.restart().await;
-    let mut late = Peer::connect(&srv).await;
-    late.ok("SUB s group=late offset=first prefetch=10 tag=l", "OK l")
-        .await;
-    assert_eq!(late.notice().await, "NOTICE active l");
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        let m = late.msg().await;
-        got.push((m.offset, m.text()));
-    }
-    assert_eq!(
-        got,
-        [
-            (Some(1), "m0".to_string()),
-            (Some(2), "m1".to_string()),
-            (Some(3), "m2".to_string())
-        ]
-    );
-    let mut g = Peer::connect(&srv).await;
-    g.ok("SUB s group=g tag=g", "OK g").await;
-    assert_eq!(g.notice().await, "NOTICE active g");
+    let mut late = member(&srv, "s", "late", "l", "offset=first prefetch=10").await;
+    assert_eq!(read(&mut late, 3).await, firsts(&["m0", "m1", "m2"]));
+    let mut g = member(&srv, "s", "g", "g", "").await;
     g.quiet().await;
     late.publish("", "s", "m3", 1).await;
     assert_eq!(g.msg().await.offset, Some(4));
@@ -167,16 +158,11 @@ async fn ack_timeouts_and_a_lost_connection_count_toward_the_delivery_limit() {
     p.publish("", "s", "slow", 1).await;
     p.publish("", "s", "fine", 1).await;
     // Delivery 1 ends with the connection.
-    let mut c = Peer::connect(&srv).await;
-    c.ok("SUB s group=g offset=first prefetch=1 tag=g", "OK g")
-        .await;
-    assert_eq!(c.notice().await, "NOTICE active g");
+    let mut c = member(&srv, "s", "g", "g", "offset=first prefetch=1").await;
     assert_eq!(c.msg().await.offset, Some(1));
     drop(c);
     // Deliveries 2 and 3 time out.
-    let mut r = Peer::connect(&srv).await;
-    r.ok("SUB s group=g prefetch=1 tag=g", "OK g").await;
-    assert_eq!(r.notice().await, "NOTICE active g");
+    let mut r = member(&srv, "s", "g", "g", "prefetch=1").await;
     for n in 2..=3 {
         let m = r.msg().await;
         assert_eq!((m.offset, m.deliveries), (Some(1), n), "{}", m.head);
@@ -209,10 +195,7 @@ async fn reject_dead_letters_a_copy_for_a_group_and_a_private_reader() {
     let mut p = setup(&srv, "s", "dead-letter=dlx").await;
     p.publish("", "s", "bad", 1).await;
     p.publish("", "s", "good", 1).await;
-    let mut r = Peer::connect(&srv).await;
-    r.ok("SUB s group=g offset=first prefetch=1 tag=g", "OK g")
-        .await;
-    assert_eq!(r.notice().await, "NOTICE active g");
+    let mut r = member(&srv, "s", "g", "g", "offset=first prefetch=1").await;
     let m = r.msg().await;
     r.ok(&format!("REJECT {}", m.dtag), "OK").await;
     let next = r.msg().await;
@@ -232,10 +215,7 @@ async fn reject_dead_letters_a_copy_for_a_group_and_a_private_reader() {
     assert_dead(&dead[0], "bad", "s", None, 1, "rejected");
     // Without dead-letter= a NACK only counts: no limit, no dead letter.
     let mut plain = setup_plain(&srv).await;
-    let mut pr = Peer::connect(&srv).await;
-    pr.ok("SUB plain group=g offset=first prefetch=1 tag=g", "OK g")
-        .await;
-    assert_eq!(pr.notice().await, "NOTICE active g");
+    let mut pr = member(&srv, "plain", "g", "g", "offset=first prefetch=1").await;
     for n in 1..=3 {
         let m = pr.msg().await;
         assert_eq!((m.offset, m.deliveries), (Some(1), n));
