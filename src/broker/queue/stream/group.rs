@@ -404,4 +404,26 @@ mod tests {
         assert!(g.in_flight.is_empty() && g.again.is_empty());
         assert_eq!((g.committed, g.cursor), (20, 20));
     }
+
+    #[test]
+    fn failed_deliveries_are_counted_per_offset_and_forgotten_once_committed() {
+        let mut g = Group::new(true, 1);
+        g.cursor = 4;
+        for off in 1..4 {
+            g.in_flight.insert(off, 7);
+        }
+        assert_eq!((g.failed(1), g.failed(1), g.failed(3)), (1, 2, 1));
+        // 1 is done (acked, or given up): its count goes; 3's stays.
+        g.in_flight.remove(&1);
+        g.done(1);
+        assert!(g.recommit());
+        assert_eq!(g.failed.keys().copied().collect::<Vec<_>>(), vec![3]);
+        // The committed offset passes 3 (the log says it is done): pruned.
+        g.advance(4);
+        assert!(g.failed.is_empty());
+        // A SEEK forgets every count.
+        g.failed(5);
+        g.reset(1);
+        assert!(g.failed.is_empty());
+    }
 }
