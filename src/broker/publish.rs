@@ -21,7 +21,7 @@ use bytes::Bytes;
 
 use super::alarm::Alarm;
 use super::message::{Entry, Message, Now};
-use super::queue::{Admission, Dead, DeathReason, Planned, Queue};
+use super::queue::{Admission, Dead, DeathReason, Planned, Queue, StreamGroup};
 use super::{not_found, stores, Broker, ReplicaMessage, MAX_ALTERNATE_HOPS};
 use crate::error::BrokerError;
 use crate::protocol::command::{Header, Publish};
@@ -293,7 +293,12 @@ fn publish_bytes(p: &Publish, copies: usize) -> u64 {
 fn is_death_header(name: &str) -> bool {
     matches!(
         name,
-        "x-death-reason" | "x-death-queue" | "x-death-exchange" | "x-death-key"
+        "x-death-reason"
+            | "x-death-queue"
+            | "x-death-exchange"
+            | "x-death-key"
+            | "x-death-group"
+            | "x-death-offset"
     )
 }
 
@@ -596,7 +601,9 @@ impl Broker {
     /// return): each is re-published through `from`'s `dead-letter`
     /// exchange (with `dead-letter-key` or its own key) carrying
     /// `h.x-death-*` headers, in one store batch with its removal. Without
-    /// a dead-letter exchange they are dropped.
+    /// a dead-letter exchange they are dropped. A stream's dead letters
+    /// (copies: the stream keeps its messages) also name the group and
+    /// offset they died at.
     pub(super) fn dead_letter(
         &self,
         from: &Arc<Queue>,
@@ -612,6 +619,7 @@ impl Broker {
                 c.settled(&from.name, dead.seqs().collect());
             }
         }
+        let group = dead.stream_group().cloned();
         let dead = dead.into_letters();
         let depth = DEAD_LETTER_DEPTH.with(Cell::get);
         let Some(dlx) = from
@@ -633,7 +641,10 @@ impl Broker {
                 .dead_letter_key
                 .clone()
                 .unwrap_or_else(|| e.msg.routing_key.clone());
-            let headers = death_headers(&e.msg, reason, &from.name);
+            let mut headers = death_headers(&e.msg, reason, &from.name);
+            if let Some(g) = &group {
+                stream_death_headers(&mut headers, g, e.seq);
+            }
             let targets: Vec<Arc<Queue>> = match self.route_to(dlx, &key, &headers) {
                 Ok(t) => t,
                 Err(err) => {
@@ -833,6 +844,18 @@ fn death_headers(msg: &Message, reason: DeathReason, queue: &str) -> Vec<Header>
     h.push(("x-death-exchange".into(), first_exchange));
     h.push(("x-death-key".into(), first_key));
     h
+}
+
+/// Adds the headers of a stream's dead letter: `x-death-group` (a named
+/// group's) and `x-death-offset`.
+fn stream_death_headers(h: &mut Vec<Header>, group: &StreamGroup, offset: u64) {
+    if let Some(name) = &group.name {
+        h.push((
+            "x-death-group".into(),
+            Bytes::copy_from_slice(name.as_bytes()),
+        ));
+    }
+    h.push(("x-death-offset".into(), Bytes::from(offset.to_string())));
 }
 
 #[cfg(test)]

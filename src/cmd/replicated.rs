@@ -130,7 +130,8 @@ pub(super) fn propose(
 }
 
 /// `PRECONDITION` unless a replicated queue can be what `c` declares: a
-/// named, shared queue or stream (not a partitioned one), with no option
+/// named, shared queue or stream (not a partitioned one, nor one with
+/// the per-group options: its groups' counts are not in its log), with no option
 /// whose work a node would do on its own (a publish held for a full
 /// queue: the node that routes it would hold it for another node's
 /// queue);
@@ -154,6 +155,14 @@ fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
             a.overflow == crate::protocol::command::Overflow::Block,
         ),
         ("partitions=", c.partitions.is_some()),
+        (
+            "a stream's dead-letter=, delivery-limit= or ack-timeout=",
+            a.mode.is_stream()
+                && (a.dead_letter.is_some()
+                    || a.dead_letter_key.is_some()
+                    || a.delivery_limit.is_some()
+                    || a.ack_timeout_ms.is_some()),
+        ),
     ];
     match refused.iter().find(|(_, asked)| *asked) {
         Some((what, _)) => Err(BrokerError::Precondition(format!(
@@ -337,5 +346,40 @@ fn run(broker: &Broker, frame: &str) -> Result<(Vec<String>, Option<u64>), Broke
             "not a replicated change: {:?}",
             other
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replicable;
+    use crate::error::BrokerError;
+    use crate::protocol::parse::parse_line;
+    use crate::protocol::Command;
+
+    fn check(line: &str) -> Result<(), BrokerError> {
+        match parse_line(line.as_bytes(), None) {
+            Ok(Command::DeclareQueue(d)) => replicable(&d),
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_replicated_stream_refuses_the_per_group_options() {
+        assert!(check("DECLARE QUEUE s type=stream replicas=3 max-age=5").is_ok());
+        assert!(check("DECLARE QUEUE q replicas=3 dead-letter=dlx delivery-limit=2").is_ok());
+        for opt in [
+            "dead-letter=dlx",
+            "dead-letter-key=k",
+            "delivery-limit=2",
+            "ack-timeout=100",
+        ] {
+            match check(&format!("DECLARE QUEUE s type=stream replicas=3 {opt}")) {
+                Err(BrokerError::Precondition(m)) => assert!(
+                    m.contains("a stream's dead-letter=, delivery-limit= or ack-timeout="),
+                    "{m}"
+                ),
+                other => panic!("{opt}: {other:?}"),
+            }
+        }
     }
 }

@@ -35,6 +35,7 @@ mod recovery;
 mod routing;
 mod single_active;
 mod stop;
+mod stream_dead_letters;
 mod streams;
 mod tls;
 mod topology;

@@ -657,7 +657,7 @@ async fn nack_redelivers_before_newer_messages_and_reject_skips() {
     let again = r.msg().await;
     assert_eq!(again.offset, Some(1));
     assert!(again.redelivered && again.deliveries == 2, "{}", again.head);
-    // REJECT 2: done with, like an ack (a stream has no dead letters).
+    // REJECT 2: done with, like an ack (the stream has no dead-letter=).
     r.ok(&format!("REJECT {}", two.dtag), "OK").await;
     let three = r.msg().await;
     assert_eq!(three.offset, Some(3));

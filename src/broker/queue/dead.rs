@@ -13,6 +13,8 @@
 //! reply is queued, so that the reply waits for the dead letter's store
 //! write.
 
+use std::sync::Arc;
+
 use crate::broker::message::Entry;
 
 /// Why a message was dead-lettered (`h.x-death-reason`).
@@ -44,11 +46,31 @@ impl DeathReason {
 /// died; already counted in the queue's counters. Whoever gets them routes
 /// them ([`Broker::dead_letter`](crate::broker::Broker)), which also
 /// removes them from the store.
+///
+/// A stream's dead letter is a copy of the offset a consumer group gave
+/// up on: the stream keeps the message (its entry here is marked not
+/// stored, so that routing it removes nothing), and the letter names the
+/// group ([`Dead::group`]) and offset (its `seq`).
 #[derive(Debug, Default)]
 #[must_use = "dead letters must be routed (Broker::dead_letter), or they stay in the store"]
-pub(crate) struct Dead(pub(super) Vec<(Entry, DeathReason)>);
+pub(crate) struct Dead(
+    pub(super) Vec<(Entry, DeathReason)>,
+    pub(super) Option<StreamGroup>,
+);
+
+/// The stream consumer group a stream's dead letters died in.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamGroup {
+    /// Its name; `None` for a private reader (a `SUB` without `group=`).
+    pub(crate) name: Option<Arc<str>>,
+}
 
 impl Dead {
+    /// The stream group the letters died in (`None`: a queue's).
+    pub(crate) fn stream_group(&self) -> Option<&StreamGroup> {
+        self.1.as_ref()
+    }
+
     /// The positions of the copies that died.
     pub(crate) fn seqs(&self) -> impl Iterator<Item = u64> + '_ {
         self.0.iter().map(|(e, _)| e.seq)

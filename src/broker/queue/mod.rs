@@ -53,7 +53,7 @@ use classic::Classic;
 pub(crate) use classic::Purged;
 pub(crate) use consumer::{Consumer, ConsumerInfo, Delivery, Push, PushTx};
 pub(crate) use counters::{QueueCounters, Totals};
-pub(crate) use dead::{Dead, DeathReason};
+pub(crate) use dead::{Dead, DeathReason, StreamGroup};
 use stream::Stream;
 pub(crate) use stream::{GroupView, StreamView};
 pub(crate) use tail::Tail;
@@ -573,7 +573,8 @@ impl Queue {
     }
 
     /// Settles one delivered copy: ack, requeue, dead-letter (on a stream:
-    /// commit, or deliver again). Gives the credit back to `consumer_id` (a
+    /// commit, deliver again, or give the offset up for the group and
+    /// dead-letter a copy). Gives the credit back to `consumer_id` (a
     /// subscription) and dispatches. Returns what is left for the caller
     /// to finish ([`Settled`]:
     /// [`Broker::settle`](crate::broker::Broker::settle)).
@@ -593,14 +594,7 @@ impl Queue {
                     ..Settled::default()
                 })
             }
-            Kind::Stream(s) => {
-                let (commit, orphan) = s.settle(self, consumer_id, &entry, how);
-                Ok(Settled {
-                    commit,
-                    orphan,
-                    ..Settled::default()
-                })
-            }
+            Kind::Stream(s) => Ok(s.settle(self, consumer_id, &entry, how)),
         }
     }
 
@@ -763,7 +757,8 @@ pub(crate) struct Settled {
     /// The store generation of a requeued copy's rewrite.
     pub(crate) gen: Option<u64>,
     /// The copies that died: this one (rejected, or at its delivery
-    /// limit), or others on the way to a consumer.
+    /// limit; on a stream, a copy of the offset its group gave up), or
+    /// others on the way to a consumer.
     pub(crate) dead: Dead,
     /// The copy to remove from the store (acked, or its queue deleted),
     /// once the dead letters are routed.

@@ -21,7 +21,8 @@ const QUEUE_USAGE: &str = "DECLARE QUEUE <name> [durable] [exclusive] [auto-dele
                            [dedup-window=<ms>] [retry-delays=<ms>,<ms>,...] \
                            [single-active] [groups] [replicas=N] \
                            | DECLARE QUEUE <name> type=stream [durable] [max-age=<ms>] \
-                           [max-bytes=N] [partitions=N] [replicas=N]";
+                           [max-bytes=N] [dead-letter=<ex>] [dead-letter-key=<key>] \
+                           [delivery-limit=N] [ack-timeout=<ms>] [partitions=N] [replicas=N]";
 
 const QUEUE_OPTIONS: &[&str] = &[
     opt::TYPE,
@@ -147,7 +148,9 @@ struct KindOptions {
     stream: bool,
 }
 
-/// A stream takes only its own options; a queue none of them; and
+/// A stream takes only its own options and those that act per consumer
+/// group (dead letters, delivery limit, ack timeout); a queue none of the
+/// stream's own; and
 /// `single-active` and `groups` exclude each other. Returns the kind.
 fn check_queue_kind(d: &DeclareQueue, given: &[&'static str], kind: KindOptions) -> Res<QueueMode> {
     const STREAM_ONLY: &[&str] = &[opt::MAX_AGE, opt::PARTITIONS];
@@ -158,6 +161,11 @@ fn check_queue_kind(d: &DeclareQueue, given: &[&'static str], kind: KindOptions)
         opt::MAX_BYTES,
         opt::PARTITIONS,
         opt::REPLICAS,
+        // Per consumer group: see `Stream::settle`.
+        opt::DEAD_LETTER,
+        opt::DEAD_LETTER_KEY,
+        opt::DELIVERY_LIMIT,
+        opt::ACK_TIMEOUT,
     ];
     let refused =
         |what: &str, opt: &str| Err(ParseError::syntax(format!("{what} does not take {opt}")));
@@ -625,7 +633,7 @@ mod tests {
             "missing <name>; usage: DECLARE QUEUE <name> [durable] [exclusive] [auto-delete] \
              [max-length=N]"
         ));
-        assert!(syntax("DECLARE QUEUE").ends_with("[max-bytes=N] [partitions=N] [replicas=N]"));
+        assert!(syntax("DECLARE QUEUE").ends_with("[ack-timeout=<ms>] [partitions=N] [replicas=N]"));
     }
 
     #[test]
@@ -656,6 +664,20 @@ mod tests {
             panic!()
         };
         assert_eq!((d.args.mode, d.replicas), (QueueMode::Stream, Some(3)));
+        // Dead letters and delivery limits for its consumer groups.
+        let Command::DeclareQueue(d) = ok(
+            "DECLARE QUEUE s type=stream dead-letter=dlx dead-letter-key=k delivery-limit=3 ack-timeout=500",
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                d.args.dead_letter.as_deref(),
+                d.args.delivery_limit,
+                d.args.ack_timeout_ms
+            ),
+            (Some("dlx"), Some(3), Some(500))
+        );
         let Command::DeclareQueue(d) = ok("DECLARE QUEUE q single-active") else {
             panic!()
         };

@@ -752,7 +752,7 @@ impl Classic {
         for (_, reason) in &dead {
             q.counters.died(*reason);
         }
-        Dead(dead)
+        Dead(dead, None)
     }
 
     fn signal_room(&self, q: &Queue) {

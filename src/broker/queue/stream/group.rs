@@ -4,6 +4,11 @@
 //! returned); its committed offset is the lowest offset not yet done. One
 //! member is active at a time ([`Readers::rebalance`]), and delivery
 //! ([`Readers::dispatch_group`]) feeds it while it has credit.
+//!
+//! A group also counts, per offset, its deliveries that ended without an
+//! ack ([`Group::failed`]): what `delivery-limit=` is checked against
+//! (`Stream::settle`). Only offsets that failed at least once are kept,
+//! in memory only, and forgotten once the committed offset passes them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -50,6 +55,10 @@ pub(super) struct Group {
     pub(super) in_flight: BTreeMap<u64, u64>,
     /// To deliver again: offset → whether it was written before.
     pub(super) again: BTreeMap<u64, bool>,
+    /// Deliveries that ended without an ack (`NACK` with requeue, an ack
+    /// timeout, the connection lost): offset → how many, for offsets not
+    /// yet done only.
+    failed: BTreeMap<u64, u32>,
     /// Member consumer ids, ascending.
     pub(super) members: Vec<u64>,
     /// The member that receives.
@@ -76,6 +85,7 @@ impl Group {
             ahead: VecDeque::new(),
             in_flight: BTreeMap::new(),
             again: BTreeMap::new(),
+            failed: BTreeMap::new(),
             members: Vec::new(),
             active: None,
             leaving: None,
@@ -96,7 +106,24 @@ impl Group {
         .unwrap_or(self.cursor);
         let moved = low != self.committed;
         self.committed = low;
+        if moved {
+            self.failed = self.failed.split_off(&low);
+        }
         moved
+    }
+
+    /// Counts one more delivery of `offset` that ended without an ack;
+    /// returns how many there have been.
+    pub(super) fn failed(&mut self, offset: u64) -> u32 {
+        let n = self.failed.entry(offset).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// `offset` is done with (acked, rejected or dead-lettered): its
+    /// count goes.
+    pub(super) fn done(&mut self, offset: u64) {
+        self.failed.remove(&offset);
     }
 
     /// Moves the group to `at`, forgetting what it had in flight (those
@@ -105,6 +132,7 @@ impl Group {
         self.ahead.clear();
         self.in_flight.clear();
         self.again.clear();
+        self.failed.clear();
         self.cursor = at;
         self.committed = at;
     }
@@ -288,8 +316,9 @@ impl Readers {
             let (batch, again) = match g.again.first_key_value() {
                 Some((&off, &redelivered)) => {
                     let found = log.read(q, off, 1);
+                    let failed = g.failed.get(&off).copied().unwrap_or(0);
                     match found.into_iter().next() {
-                        Some(e) if e.seq == off => (vec![e], Some(redelivered)),
+                        Some(e) if e.seq == off => (vec![e], Some((redelivered, failed))),
                         _ => {
                             if let Some(g) = self.groups.get_mut(key) {
                                 g.again.remove(&off);
@@ -328,8 +357,12 @@ impl Readers {
                     return;
                 }
                 let seq = e.seq;
-                e.redelivered = again.unwrap_or(seq < seen_below);
-                e.deliveries = 1 + u32::from(again.is_some() || seq < seen_below);
+                // Its deliveries: one for this, one per failed one (at
+                // least one before if it comes again or may have).
+                let before = u32::from(again.is_some() || seq < seen_below);
+                let failed = again.map_or(0, |(_, n)| n);
+                e.redelivered = again.map_or(seq < seen_below, |(r, _)| r);
+                e.deliveries = 1 + before.max(failed);
                 let d = Delivery {
                     queue: q.clone(),
                     consumer_id: r.c.id,
@@ -388,5 +421,27 @@ mod tests {
         g.advance(20);
         assert!(g.in_flight.is_empty() && g.again.is_empty());
         assert_eq!((g.committed, g.cursor), (20, 20));
+    }
+
+    #[test]
+    fn failed_deliveries_are_counted_per_offset_and_forgotten_once_committed() {
+        let mut g = Group::new(true, 1);
+        g.cursor = 4;
+        for off in 1..4 {
+            g.in_flight.insert(off, 7);
+        }
+        assert_eq!((g.failed(1), g.failed(1), g.failed(3)), (1, 2, 1));
+        // 1 is done (acked, or given up): its count goes; 3's stays.
+        g.in_flight.remove(&1);
+        g.done(1);
+        assert!(g.recommit());
+        assert_eq!(g.failed.keys().copied().collect::<Vec<_>>(), vec![3]);
+        // The committed offset passes 3 (the log says it is done): pruned.
+        g.advance(4);
+        assert!(g.failed.is_empty());
+        // A SEEK forgets every count.
+        g.failed(5);
+        g.reset(1);
+        assert!(g.failed.is_empty());
     }
 }

@@ -49,7 +49,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::consumer::ReaderLag;
-use super::{Consumer, ConsumerInfo, Queue, QueueStats, Settle, Tail};
+use super::{
+    Consumer, ConsumerInfo, Dead, DeathReason, Queue, QueueStats, Settle, Settled, StreamGroup,
+    Tail,
+};
 use crate::broker::message::{now_ms, Entry};
 use crate::error::BrokerError;
 use crate::protocol::command::StreamStart;
@@ -285,8 +288,9 @@ impl Stream {
 
     /// Settles a stream delivery: credit back, and for its group commit
     /// (`ACK`, `REJECT`) or deliver again (`NACK`, timeout, connection lost).
-    /// Returns the named group's new committed offset when it moved, for
-    /// the caller to store (see [`Queue::settle`]), and whether the
+    /// Returns (see [`Queue::settle`]) the named group's new committed
+    /// offset when it moved, for the caller to store; the dead letter, if
+    /// the group gave the offset up (see [`give_up`]); and whether the
     /// delivery was an orphan: its consumer is no reader here any more and
     /// no group holds it in flight (a replicated stream's lead moved, and
     /// its groups were replaced: nothing was settled).
@@ -296,10 +300,10 @@ impl Stream {
         consumer_id: Option<u64>,
         entry: &Entry,
         how: Settle,
-    ) -> (Option<(GroupKey, u64)>, bool) {
+    ) -> Settled {
         let mut st = self.state.lock();
         let Some(id) = consumer_id else {
-            return (None, false);
+            return Settled::default();
         };
         if matches!(how, Settle::Ack) {
             q.counters.acked.fetch_add(1, Ordering::Relaxed);
@@ -321,21 +325,40 @@ impl Stream {
                 .map(|(k, _)| k.clone())
         });
         let mut commit = None;
+        let mut dead = Dead::default();
         let mut held = false;
         if let Some(key) = key {
             if let Some(g) = readers.groups.get_mut(&key) {
                 if g.in_flight.get(&entry.seq) == Some(&id) {
                     held = true;
                     g.in_flight.remove(&entry.seq);
-                    match how {
-                        Settle::Ack | Settle::Reject => {}
-                        Settle::Return { redelivered } => {
-                            g.again.insert(entry.seq, redelivered);
+                    match give_up(q, g, entry.seq, how) {
+                        Some(reason) => {
+                            g.done(entry.seq);
+                            q.counters.died(reason);
+                            dead = Dead(
+                                vec![(
+                                    Entry {
+                                        stored: false,
+                                        ..entry.clone()
+                                    },
+                                    reason,
+                                )],
+                                Some(StreamGroup {
+                                    name: g.named.then(|| key.clone()),
+                                }),
+                            );
                         }
-                        Settle::Requeue { .. } | Settle::Timeout => {
-                            q.counters.requeued.fetch_add(1, Ordering::Relaxed);
-                            g.again.insert(entry.seq, true);
-                        }
+                        None => match how {
+                            Settle::Ack | Settle::Reject => g.done(entry.seq),
+                            Settle::Return { redelivered } => {
+                                g.again.insert(entry.seq, redelivered);
+                            }
+                            Settle::Requeue { .. } | Settle::Timeout => {
+                                q.counters.requeued.fetch_add(1, Ordering::Relaxed);
+                                g.again.insert(entry.seq, true);
+                            }
+                        },
                     }
                     if g.recommit() && g.named && g.committed > g.stored {
                         g.stored = g.committed;
@@ -348,7 +371,12 @@ impl Stream {
             let StreamState { log, readers, .. } = &mut *st;
             readers.dispatch_group(q, log, &key);
         }
-        (commit, !held && !subscribed)
+        Settled {
+            commit,
+            dead,
+            orphan: !held && !subscribed,
+            ..Settled::default()
+        }
     }
 
     /// `SEEK`: moves `group` to `to` (creating it if it is new). Returns
@@ -562,6 +590,30 @@ impl Stream {
             });
         }
         st.log.clear_recent();
+    }
+}
+
+/// Whether group `g` gives up offset `seq` as `how` settles its delivery,
+/// and why: `REJECT` (`NACK requeue=false`) when the stream has
+/// `dead-letter=` (without, a rejected offset is simply done), and the
+/// failed delivery (`NACK`, ack timeout, connection lost) that reaches
+/// `delivery-limit=`. A given-up offset is done for the group, and its
+/// dead letter a copy: the stream keeps the message for other groups.
+fn give_up(q: &Queue, g: &mut Group, seq: u64, how: Settle) -> Option<DeathReason> {
+    match how {
+        Settle::Reject => q
+            .args
+            .dead_letter
+            .is_some()
+            .then_some(DeathReason::Rejected),
+        Settle::Requeue { .. } | Settle::Timeout => {
+            let failed = g.failed(seq);
+            q.args
+                .delivery_limit
+                .is_some_and(|limit| failed >= limit)
+                .then_some(DeathReason::DeliveryLimit)
+        }
+        Settle::Ack | Settle::Return { .. } => None,
     }
 }
 
