@@ -129,6 +129,7 @@ impl BenchArgs {
             Scenario::Backlog(a) => &a.common,
             Scenario::Latency(a) => &a.common,
             Scenario::Stream(a) => &a.common,
+            Scenario::Schema(a) => &a.common,
         }
     }
 }
@@ -203,6 +204,19 @@ confirmed publishes); the run fails otherwise. Acks (one per delivery, or
 none with --ack auto) give prefetch credit back and commit the group's
 offset; they remove nothing.")]
     Stream(StreamArgs),
+    /// The cost of schema checking: JSON bodies without, then with, schema=.
+    #[command(long_about = "\
+The cost of checking bodies against a JSON Schema (DECLARE EXCHANGE ...
+schema=<subject>): two phases with the same JSON bodies
+({\"stamp\":\"<hex>\",\"pad\":\"xx...\"}, --size bytes, at least 53), each
+with P publishers and one consumer on a direct exchange bound to one
+queue. Phase `plain` publishes to an exchange without a schema, phase
+`schema` to one with schema=<subject>, a subject added for the run
+(an object with a required string `stamp` matching a 32-hex-digit
+pattern and a string `pad`, no other fields). The difference between the
+two phases' confirmed publishes/s is the cost of the check. Measure in a
+release build.")]
+    Schema(SchemaArgs),
 }
 
 impl Scenario {
@@ -218,6 +232,7 @@ impl Scenario {
             Scenario::Backlog(_) => "backlog",
             Scenario::Latency(_) => "latency",
             Scenario::Stream(_) => "stream",
+            Scenario::Schema(_) => "schema",
         }
     }
 }
@@ -285,6 +300,17 @@ pub(crate) struct LatencyArgs {
     /// Consuming connections, competing for the queue's messages.
     #[arg(long, short = 'C', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub(crate) consumers: u32,
+    /// Flags common to every scenario.
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+/// Arguments of `sluice bench schema`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SchemaArgs {
+    /// Publishing connections in each phase; --count is split evenly between them.
+    #[arg(long, short = 'P', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) publishers: u32,
     /// Flags common to every scenario.
     #[command(flatten)]
     pub(crate) common: CommonArgs,

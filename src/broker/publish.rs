@@ -22,7 +22,7 @@ use bytes::Bytes;
 use super::alarm::Alarm;
 use super::message::{Entry, Message, Now};
 use super::queue::{Admission, Dead, DeathReason, Planned, Queue};
-use super::{not_found, stores, Broker, ReplicaMessage, MAX_ALTERNATE_HOPS};
+use super::{not_found, stores, Broker, Exchange, ReplicaMessage, MAX_ALTERNATE_HOPS};
 use crate::error::BrokerError;
 use crate::protocol::command::{Header, Publish};
 use crate::protocol::reply::{quote_for_message, Blocker};
@@ -274,7 +274,15 @@ impl Broker {
         if memory.raised() {
             return Ok(PublishAttempt::Blocked(Hold::Alarm(memory.clone())));
         }
-        let (exchange, targets) = self.route_named(&p.exchange, &p.key, &p.headers)?;
+        let (exchange, checked_by, targets) = self.route_named(&p.exchange, &p.key, &p.headers)?;
+        let checked;
+        let p = match checked_by {
+            None => p,
+            Some(ex) => {
+                checked = self.check_body(&ex, p)?;
+                &checked
+            }
+        };
         if targets.is_empty() && p.mandatory {
             return Err(BrokerError::NoRoute(format!(
                 "exchange {} routed the message to no queue",
@@ -415,17 +423,18 @@ impl Broker {
         key: &[u8],
         headers: &[Header],
     ) -> Result<Vec<Arc<Queue>>, BrokerError> {
-        Ok(self.route_named(exchange, key, headers)?.1)
+        Ok(self.route_named(exchange, key, headers)?.2)
     }
 
     /// [`Broker::route_to`], also returning the exchange's shared name (so
-    /// that a message does not allocate its own copy).
+    /// that a message does not allocate its own copy) and the exchange
+    /// itself when it checks bodies against a schema.
     fn route_named(
         &self,
         exchange: &str,
         key: &[u8],
         headers: &[Header],
-    ) -> Result<(Arc<str>, Vec<Arc<Queue>>), BrokerError> {
+    ) -> Result<(Arc<str>, Option<Arc<Exchange>>, Vec<Arc<Queue>>), BrokerError> {
         if exchange.is_empty() {
             // The default exchange routes by queue name; a key that is not
             // UTF-8 cannot be one, so it reaches no queue.
@@ -433,7 +442,11 @@ impl Broker {
                 .ok()
                 .and_then(|name| self.inner.queues.get(name))
                 .map(|q| q.clone());
-            return Ok((self.inner.default_exchange.clone(), q.into_iter().collect()));
+            return Ok((
+                self.inner.default_exchange.clone(),
+                None,
+                q.into_iter().collect(),
+            ));
         }
         let mut names: Vec<Arc<str>> = Vec::new();
         let mut ex = self
@@ -443,6 +456,7 @@ impl Broker {
             .map(|e| e.clone())
             .ok_or_else(|| not_found("exchange", exchange))?;
         let name = ex.name.clone();
+        let checked_by = ex.schema.is_some().then(|| ex.clone());
         for _ in 0..MAX_ALTERNATE_HOPS {
             ex.bindings.read().route(key, headers, &mut names);
             if !names.is_empty() {
@@ -464,7 +478,7 @@ impl Broker {
             .iter()
             .filter_map(|n| self.inner.queues.get(n).map(|q| q.clone()))
             .collect();
-        Ok((name, queues))
+        Ok((name, checked_by, queues))
     }
 
     /// [`Broker::dead_letter`] where there is no reply to fail: an error

@@ -41,6 +41,7 @@ mod publish;
 mod purge;
 mod redrive;
 mod replicated;
+mod schema;
 mod seek;
 mod stats;
 mod subscribe;
@@ -95,5 +96,6 @@ pub(crate) fn apply(command: Command, s: &mut SessionState) -> Result<Outcome, B
         Command::Seek(c) => seek::seek(c, s),
         Command::Cluster(c) => cluster::cluster(c, s),
         Command::CloseConnection(c) => close::close(c, s),
+        Command::Schema(c) => schema::schema(c, s),
     }
 }

@@ -32,6 +32,7 @@ mod paging;
 mod persistence;
 mod recovery;
 mod routing;
+mod schemas;
 mod single_active;
 mod stop;
 mod streams;

@@ -34,6 +34,7 @@ mod peek;
 mod publish;
 mod purge;
 mod redrive;
+mod schema;
 mod seek;
 mod stats;
 mod subscribe;
@@ -160,6 +161,7 @@ const VERBS: &[(&str, bool, &str, Handler)] = &[
     ("SEEK", false, seek::USAGE, seek::seek),
     ("CLUSTER", false, cluster::USAGE, cluster::cluster),
     ("CLOSE", false, close::USAGE, close::close),
+    ("SCHEMA", true, schema::USAGE, schema::schema),
 ];
 
 /// What the options of a verb may be.
