@@ -86,6 +86,10 @@ impl Hold {
     }
 }
 
+/// Where a publish goes: the exchange's shared name, the exchange when it
+/// checks bodies against a schema, and the queues.
+type Routed = (Arc<str>, Option<Arc<Exchange>>, Vec<Arc<Queue>>);
+
 /// New copies of one message, ready to store and enqueue.
 struct Copies {
     msg: Arc<Message>,
@@ -434,7 +438,7 @@ impl Broker {
         exchange: &str,
         key: &[u8],
         headers: &[Header],
-    ) -> Result<(Arc<str>, Option<Arc<Exchange>>, Vec<Arc<Queue>>), BrokerError> {
+    ) -> Result<Routed, BrokerError> {
         if exchange.is_empty() {
             // The default exchange routes by queue name; a key that is not
             // UTF-8 cannot be one, so it reaches no queue.

@@ -140,7 +140,11 @@ impl Pair {
         let (r, w) = match (reader, writer) {
             (Value::Bool(true), _) | (_, Value::Bool(false)) => return Ok(()),
             (Value::Bool(false), _) => {
-                return Err(self.says(at, "accepts nothing", "accepts nothing any more"))
+                return Err(self.says(
+                    at,
+                    "accepts nothing any more (false)",
+                    "was accepted by nothing before (false)",
+                ))
             }
             (Value::Object(r), Value::Bool(true)) => (r, &anything),
             (Value::Object(r), Value::Object(w)) => (r, w),
@@ -155,12 +159,8 @@ impl Pair {
         for kw in ["pattern", "format"] {
             if let Some(rv) = r.get(kw) {
                 if w.get(kw) != Some(rv) {
-                    return Err(format!(
-                        "{}: `{kw}` changed from {} to {}",
-                        at.show(),
-                        self.old_new(w.get(kw), Some(rv)).0,
-                        self.old_new(w.get(kw), Some(rv)).1
-                    ));
+                    let (old, new) = self.old_new(w.get(kw), Some(rv));
+                    return Err(format!("{}: `{kw}` changed from {old} to {new}", at.show()));
                 }
             }
         }
@@ -251,10 +251,17 @@ impl Pair {
         let any = Value::Bool(true);
         let r_extra = r.get("additionalProperties").unwrap_or(&any);
         let w_extra = w.get("additionalProperties").unwrap_or(&any);
-        // A field the reader describes: what the writer let it hold.
+        // A field the reader describes: what the writer let it hold. A
+        // field the writer did not describe, when it said nothing of other
+        // fields, is taken to be absent from its documents (as Avro takes
+        // a new field): so an optional field can be added or dropped.
+        let w_open_by_default = !w.contains_key("additionalProperties");
         for (name, rs) in rp {
-            let ws = wp.get(name).unwrap_or(w_extra);
-            self.read(rs, ws, &at.field(name))?;
+            match wp.get(name) {
+                Some(ws) => self.read(rs, ws, &at.field(name))?,
+                None if w_open_by_default => {}
+                None => self.read(rs, w_extra, &at.field(name))?,
+            }
         }
         // A field only the writer describes: the reader's
         // additionalProperties must take it.

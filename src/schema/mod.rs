@@ -411,7 +411,7 @@ impl Stored {
     /// Sorts raw `(key, value)` records; a record that does not decode is
     /// corruption.
     pub(crate) fn read(
-        records: Vec<(Vec<u8>, Vec<u8>)>,
+        records: Vec<crate::store::SchemaRecord>,
     ) -> Result<Stored, crate::store::StoreError> {
         let corrupt =
             |what: &str| crate::store::StoreError::Corrupt(format!("schema record: {what}"));

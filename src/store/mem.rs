@@ -149,7 +149,7 @@ impl TopologyStore for MemStore {
         Ok(())
     }
 
-    fn schema_records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn schema_records(&self) -> Result<Vec<crate::store::SchemaRecord>, StoreError> {
         let s = self.state.lock();
         Ok(s.schemas
             .iter()

@@ -51,7 +51,7 @@ impl TopologyStore for NullStore {
     fn delete_user(&self, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
-    fn schema_records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn schema_records(&self) -> Result<Vec<crate::store::SchemaRecord>, StoreError> {
         Ok(Vec::new())
     }
     fn put_schema_record(&self, _: &[u8], _: &[u8]) -> Result<(), StoreError> {

@@ -36,7 +36,7 @@ pub trait TopologyStore: Durable {
     fn delete_user(&self, name: &str) -> Result<(), StoreError>;
     /// The schema registry's records, key → value (their keys and
     /// encoding are [`crate::schema`]'s; the store keeps them opaque).
-    fn schema_records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn schema_records(&self) -> Result<Vec<SchemaRecord>, StoreError>;
     /// Writes or replaces a schema record.
     fn put_schema_record(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     /// Removes a schema record.
@@ -50,6 +50,10 @@ pub trait TopologyStore: Durable {
     /// most the last of them un-recorded.
     fn put_cluster_state(&self, state: &[u8]) -> Result<(), StoreError>;
 }
+
+/// One of the schema registry's records: key and value, opaque to the
+/// store (see [`TopologyStore::schema_records`]).
+pub type SchemaRecord = (Vec<u8>, Vec<u8>);
 
 /// The durable topology, read back at start (users apart: see
 /// [`TopologyStore::users`]).

@@ -237,7 +237,7 @@ async fn a_subject_in_use_cannot_be_deleted_and_schema_is_part_of_the_declaratio
     let mut c = srv.conn().await;
     shop(&mut c, "").await;
     let e = c.err("SCHEMA DELETE orders", "PRECONDITION").await;
-    assert!(e.contains("in use by exchange shop"), "{e}");
+    assert!(e.contains("in use by exchange \"shop\""), "{e}");
     // Redeclaring with another (or no) schema is a precondition failure.
     c.err("DECLARE EXCHANGE shop direct", "PRECONDITION").await;
     c.ok("DECLARE EXCHANGE shop direct schema=orders", "OK")

@@ -6,6 +6,8 @@ use super::{bounded, choice, name, number, utf8, Args, Opt, Res, Spec};
 use crate::protocol::command::{Command, List, ListKind, SchemaAdd, SchemaCommand};
 use crate::protocol::encode::{opt, COMPATS, LATEST};
 use crate::protocol::error::{show, ParseError};
+use crate::protocol::frame::lit_mark;
+use bytes::Bytes;
 
 /// How `SCHEMA` is used.
 pub(super) const USAGE: &str = "SCHEMA ADD|GET|LIST|DELETE ...";
@@ -14,6 +16,25 @@ const ADD_USAGE: &str =
     "SCHEMA ADD <subject> [compat=none|backward|forward|full] [transitive] {N}<json-schema>";
 const GET_USAGE: &str = "SCHEMA GET <subject> [version=<n>|latest]";
 const DELETE_USAGE: &str = "SCHEMA DELETE <subject> [version=<n>]";
+
+/// The schema: the literal that the line's last word (`{N}`) announces,
+/// that word taken off the line.
+fn schema_literal(a: &mut Args<'_>) -> Res<Bytes> {
+    let announced = a
+        .toks
+        .split_last()
+        .filter(|(last, _)| !last.quoted)
+        .and_then(|(last, rest)| Some((lit_mark(&last.text, true)?, rest)));
+    match (a.literal.take(), announced) {
+        (Some(lit), Some((Ok(n), rest))) if n == lit.len() as u64 => {
+            a.toks = rest;
+            Ok(lit)
+        }
+        _ => Err(ParseError::syntax(format!(
+            "missing the schema literal; usage: {ADD_USAGE}"
+        ))),
+    }
+}
 
 /// A version number: 1 and up.
 fn version(v: &[u8]) -> Res<u32> {
@@ -53,6 +74,7 @@ pub(super) fn schema(mut a: Args<'_>) -> Res<Command> {
     };
     let subject = name(a.required("<subject>")?, "subject", false)?;
     if sub == 0 {
+        let schema = utf8(&schema_literal(&mut a)?, "schema")?;
         let spec = Spec {
             flags: &[opt::TRANSITIVE],
             values: &[opt::COMPAT],
@@ -71,12 +93,6 @@ pub(super) fn schema(mut a: Args<'_>) -> Res<Command> {
                 "transitive goes with compat=backward|forward|full",
             ));
         }
-        let Some(literal) = a.literal.take() else {
-            return Err(ParseError::syntax(format!(
-                "missing the schema literal; usage: {ADD_USAGE}"
-            )));
-        };
-        let schema = utf8(&literal, "schema")?;
         return Ok(Command::Schema(SchemaCommand::Add(SchemaAdd {
             subject,
             rule: compat.map(|c| (c, transitive)),
@@ -118,7 +134,7 @@ mod tests {
     #[test]
     fn add_takes_a_rule_and_a_literal() {
         let c = parse_line(
-            b"SCHEMA ADD orders compat=full transitive",
+            b"SCHEMA ADD orders compat=full transitive {2}",
             Some(bytes::Bytes::from_static(b"{}")),
         )
         .unwrap();
@@ -132,7 +148,7 @@ mod tests {
         );
         assert!(syntax("SCHEMA ADD orders").starts_with("missing the schema literal"));
         let e = parse_line(
-            b"SCHEMA ADD orders transitive",
+            b"SCHEMA ADD orders transitive {2}",
             Some(bytes::Bytes::from_static(b"{}")),
         )
         .unwrap_err();

@@ -731,7 +731,7 @@ impl TopologyStore for LogStore {
         self.dirty();
         self.sled.delete_user(name)
     }
-    fn schema_records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn schema_records(&self) -> Result<Vec<crate::store::SchemaRecord>, StoreError> {
         self.sled.schema_records()
     }
     fn put_schema_record(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {

@@ -89,7 +89,7 @@ impl TopologyStore for SledStore {
         Ok(())
     }
 
-    fn schema_records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn schema_records(&self) -> Result<Vec<crate::store::SchemaRecord>, StoreError> {
         self.schemas
             .iter()
             .map(|kv| {
