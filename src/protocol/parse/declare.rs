@@ -298,7 +298,7 @@ mod tests {
             syntax("DECLARE EXCHANGE \"\" direct"),
             "exchange name must not be empty"
         );
-        assert_eq!(syntax("DECLARE EXCHANGE x"), format!("missing <type>; usage: DECLARE EXCHANGE <name> direct|fanout|topic|headers|hash [durable] [auto-delete] [alternate=<ex>] [hash-header=<name>]"));
+        assert_eq!(syntax("DECLARE EXCHANGE x"), format!("missing <type>; usage: DECLARE EXCHANGE <name> direct|fanout|topic|headers|hash [durable] [auto-delete] [alternate=<ex>] [hash-header=<name>] [schema=<subject>]"));
         assert_eq!(
             syntax("DECLARE EXCHANGE x fan"),
             "type: expected direct or fanout or topic or headers or hash, got \"fan\""
