@@ -48,6 +48,10 @@ pub enum BrokerError {
     /// A server fault another node reported (its store failed).
     #[error("{0}")]
     Internal(String),
+    /// A `PUB` body refused by its exchange's schema: `<json-pointer>:
+    /// <reason>`.
+    #[error("{0}")]
+    Schema(String),
 }
 
 impl BrokerError {
@@ -66,6 +70,7 @@ impl BrokerError {
             BrokerError::Forbidden(_) => ErrorCode::Forbidden,
             BrokerError::Store(_) | BrokerError::Internal(_) => ErrorCode::Internal,
             BrokerError::Unavailable(_) => ErrorCode::Unavailable,
+            BrokerError::Schema(_) => ErrorCode::Schema,
         }
     }
 
@@ -82,6 +87,7 @@ impl BrokerError {
             Some(ErrorCode::NoAuth) => BrokerError::NoAuth(text),
             Some(ErrorCode::Forbidden) => BrokerError::Forbidden(text),
             Some(ErrorCode::Unavailable) => BrokerError::Unavailable(text),
+            Some(ErrorCode::Schema) => BrokerError::Schema(text),
             _ => BrokerError::Internal(text),
         }
     }

@@ -31,12 +31,15 @@
 //!   streams with their offsets, consumer groups and partitions),
 //!   publishing, the resource alarms (disk, memory) with the disk reserve,
 //!   and recovery.
+//! - `schema`: the schema registry (subjects, versions, compatibility
+//!   rules, compiled JSON Schema validators) that `PUB` to an exchange
+//!   with `schema=` checks bodies against; pure of storage.
 //! - [`auth`]: users, password hashing, permissions, the login rate
 //!   limiter and `sluice user`.
 //! - `cluster`: clusters on openraft (issue 18, under way): the Raft log
 //!   store on the message log's consensus groups, so far.
 //! - [`store`]: persistence, a seam per concern: [`store::TopologyStore`]
-//!   (exchanges, queues, bindings, users) and [`store::MessageStore`]
+//!   (exchanges, queues, bindings, users, schemas) and [`store::MessageStore`]
 //!   (messages, de-duplication records, stream offsets), both on sled, in
 //!   RAM for tests that restart a broker, or nowhere (`--in-memory`); the
 //!   group commit.
@@ -81,6 +84,7 @@ pub(crate) mod connection;
 pub mod error;
 pub mod http;
 pub mod protocol;
+pub(crate) mod schema;
 pub mod server;
 pub(crate) mod session;
 pub(crate) mod session_state;

@@ -131,6 +131,7 @@ impl BenchArgs {
             Scenario::Latency(a) => &a.common,
             Scenario::Stream(a) => &a.common,
             Scenario::Tx(a) => &a.common,
+            Scenario::Schema(a) => &a.common,
         }
     }
 }
@@ -213,6 +214,20 @@ connections relay them to a queue `out`, one delivery at a time
 wait for the commit; with --plain, a confirmed PUB then an ACK instead.
 Deliveries/s is the relay rate: run it both ways and compare.")]
     Tx(TxArgs),
+    /// The cost of schema checking: JSON bodies without, then with, schema=.
+    #[command(long_about = "\
+The cost of checking bodies against a JSON Schema (DECLARE EXCHANGE ...
+schema=<subject>): two phases with the same JSON bodies
+({\"stamp\":\"<hex>\",\"pad\":\"xx...\"}, --size bytes, at least 53), each
+with P publishers and one consumer on a direct exchange bound to one
+queue. Phase `plain` publishes to an exchange without a schema, phase
+`schema` to one with schema=<subject>, a subject added for the run
+(an object with a required string `stamp` matching a 32-hex-digit
+pattern and a string `pad`, no other fields). The difference between the
+two phases' confirmed publishes/s is the cost of the check: the report's
+figures are the `schema` phase's, and a closing line gives the `plain`
+phase's rate and the ratio. Measure in a release build.")]
+    Schema(SchemaArgs),
 }
 
 impl Scenario {
@@ -229,6 +244,7 @@ impl Scenario {
             Scenario::Latency(_) => "latency",
             Scenario::Stream(_) => "stream",
             Scenario::Tx(_) => "tx",
+            Scenario::Schema(_) => "schema",
         }
     }
 }
@@ -310,6 +326,17 @@ pub(crate) struct LatencyArgs {
     /// Consuming connections, competing for the queue's messages.
     #[arg(long, short = 'C', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub(crate) consumers: u32,
+    /// Flags common to every scenario.
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+/// Arguments of `sluice bench schema`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SchemaArgs {
+    /// Publishing connections in each phase; --count is split evenly between them.
+    #[arg(long, short = 'P', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) publishers: u32,
     /// Flags common to every scenario.
     #[command(flatten)]
     pub(crate) common: CommonArgs,

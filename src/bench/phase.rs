@@ -76,6 +76,7 @@ impl Ctx {
             rate,
             expect_routed,
             record_confirm_latency: false,
+            json: false,
         }
     }
 

@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 
-use super::phase::{run_phase, Ctx, PhaseSpec};
+use super::phase::{run_phase, Ctx, PhaseResult, PhaseSpec};
 use super::proc::BrokerProbe;
 use super::progress::{self, Goal, Track};
 use super::report::{group, GroupRead, LatencyStats, Rate, Report, StreamReport};
 use super::target::Target;
 use super::topology::Topology;
-use super::worker::{Clock, ConsumeOutcome, Stop, Tally};
+use super::worker::{Clock, ConsumeOutcome, ConsumePlan, PublishPlan, Stop, Tally};
 use super::{
-    BacklogArgs, BenchArgs, FanoutArgs, LatencyArgs, QueueArgs, Scenario, StreamArgs, TopicArgs,
-    DEFAULT_COUNT, DEFAULT_LATENCY_SECS,
+    BacklogArgs, BenchArgs, FanoutArgs, LatencyArgs, QueueArgs, Scenario, SchemaArgs, StreamArgs,
+    TopicArgs, DEFAULT_COUNT, DEFAULT_LATENCY_SECS,
 };
 use sluice::protocol::command::StreamStart;
 
@@ -103,7 +103,85 @@ async fn dispatch(
         Scenario::Latency(a) => latency(ctx, topo, a).await,
         Scenario::Stream(a) => stream(ctx, topo, a).await,
         Scenario::Tx(a) => super::relay::relay(ctx, topo, a).await,
+        Scenario::Schema(a) => schema(ctx, topo, a).await,
     }
+}
+
+/// The subject the `schema` scenario checks bodies against (what
+/// `worker::json_body` writes).
+const BENCH_SCHEMA: &str = r#"{"type":"object","properties":{"stamp":{"type":"string","pattern":"^[0-9a-f]{32}$"},"pad":{"type":"string"}},"required":["stamp","pad"],"additionalProperties":false}"#;
+
+/// `schema`: the same JSON bodies to an exchange without, then with,
+/// `schema=`.
+async fn schema(ctx: &mut Ctx, topo: &mut Topology, a: &SchemaArgs) -> anyhow::Result<Report> {
+    let subject = topo.add_schema("subject", BENCH_SCHEMA).await?;
+    let stop = ctx.stop(Stop::Count(DEFAULT_COUNT));
+    let mut phases = Vec::new();
+    for label in ["plain", "schema"] {
+        let ex = match label {
+            "plain" => topo.declare_exchange(label, "direct").await?,
+            _ => {
+                topo.declare_checked_exchange(label, "direct", &subject)
+                    .await?
+            }
+        };
+        let q = topo.declare_queue(label).await?;
+        topo.bind_all(&[(q.clone(), ex.clone(), "k".to_string())])
+            .await?;
+        let tally = Tally::new(&q);
+        let keys: Arc<[String]> = Arc::from(vec!["k".to_string()]);
+        let publishers = (0..a.publishers)
+            .map(|i| {
+                let mut p =
+                    ctx.publish_plan(i, &ex, keys.clone(), split(stop, a.publishers, i), None, 1);
+                p.json = true;
+                p
+            })
+            .collect();
+        let consumers = ctx.consume_plans(&tally, 1, 0, true);
+        phases.push(delivered(ctx, label, publishers, consumers, tally, stop).await?);
+    }
+    let settings = ctx.settings(a.publishers, 1, 2, None, None, stop);
+    let [plain, checked] = &phases[..] else {
+        bail!("the schema scenario ran {} phases, not 2", phases.len());
+    };
+    // The report's figures are the checked phase's; the baseline is this
+    // line (a report holds one publish and one delivery rate).
+    let (base, with) = (
+        plain.publish_throughput().per_sec,
+        checked.publish_throughput().per_sec,
+    );
+    ctx.warnings.push(format!(
+        "baseline, not a problem: without schema= the same bodies were confirmed at {base:.0} \
+         msgs/s; with schema= at {with:.0} msgs/s ({:.1}% of it)",
+        100.0 * with / base.max(f64::MIN_POSITIVE)
+    ));
+    Ok(ctx.report("schema", settings, &[("schema", checked)], None))
+}
+
+/// Runs a phase that ends once `tally`'s queue has delivered every message
+/// `stop` publishes (each once).
+async fn delivered(
+    ctx: &mut Ctx,
+    label: &'static str,
+    publishers: Vec<PublishPlan>,
+    consumers: Vec<ConsumePlan>,
+    tally: Arc<Tally>,
+    stop: Stop,
+) -> anyhow::Result<PhaseResult> {
+    run_phase(
+        ctx,
+        PhaseSpec {
+            label,
+            publishers,
+            consumers,
+            tallies: vec![tally],
+            track: Track::Delivered,
+            goal: goal(stop, 1),
+            idle_allowance: Duration::ZERO,
+        },
+    )
+    .await
 }
 
 /// `queue`: P publishers, C competing consumers, one queue.
@@ -116,19 +194,7 @@ async fn queue(ctx: &mut Ctx, topo: &mut Topology, a: &QueueArgs) -> anyhow::Res
         .map(|i| ctx.publish_plan(i, "", keys.clone(), split(stop, a.publishers, i), None, 1))
         .collect();
     let consumers = ctx.consume_plans(&tally, a.consumers, 0, true);
-    let phase = run_phase(
-        ctx,
-        PhaseSpec {
-            label: "queue",
-            publishers,
-            consumers,
-            tallies: vec![tally],
-            track: Track::Delivered,
-            goal: goal(stop, 1),
-            idle_allowance: Duration::ZERO,
-        },
-    )
-    .await?;
+    let phase = delivered(ctx, "queue", publishers, consumers, tally, stop).await?;
     let settings = ctx.settings(a.publishers, a.consumers, 1, None, None, stop);
     Ok(ctx.report("queue", settings, &[("run", &phase)], None))
 }
@@ -210,19 +276,7 @@ async fn topic(ctx: &mut Ctx, topo: &mut Topology, a: &TopicArgs) -> anyhow::Res
     let keys: Arc<[String]> = (0..TOPIC_KEYS).map(|j| format!("k.hot.{j}")).collect();
     let publishers = vec![ctx.publish_plan(0, &ex, keys, stop, None, 1)];
     let consumers = ctx.consume_plans(&tally, 1, 0, true);
-    let phase = run_phase(
-        ctx,
-        PhaseSpec {
-            label: "topic",
-            publishers,
-            consumers,
-            tallies: vec![tally],
-            track: Track::Delivered,
-            goal: goal(stop, 1),
-            idle_allowance: Duration::ZERO,
-        },
-    )
-    .await?;
+    let phase = delivered(ctx, "topic", publishers, consumers, tally, stop).await?;
     if let Some(sink) = &sink {
         let stray = topo.depth(sink).await?;
         if stray > 0 {

@@ -38,6 +38,8 @@ pub(crate) struct Topology {
     timeout: Duration,
     queues: Vec<String>,
     exchanges: Vec<String>,
+    /// Schema subjects, deleted after the exchanges.
+    schemas: Vec<String>,
 }
 
 impl Topology {
@@ -70,6 +72,7 @@ impl Topology {
             timeout,
             queues: Vec::new(),
             exchanges: Vec::new(),
+            schemas: Vec::new(),
         })
     }
 
@@ -156,9 +159,52 @@ impl Topology {
         what: &str,
         kind: &str,
     ) -> anyhow::Result<String> {
+        self.declare_exchange_with(what, kind, "").await
+    }
+
+    /// Adds the schema subject `<base>-<what>` (`SCHEMA ADD`; sluice only)
+    /// and returns its name.
+    pub(crate) async fn add_schema(&mut self, what: &str, schema: &str) -> anyhow::Result<String> {
+        let name = self.name(what);
+        let line = format!("SCHEMA ADD {name}");
+        match &mut self.admin {
+            Admin::Sluice(c) => {
+                tokio::time::timeout(self.timeout, c.request(&line, Some(schema.as_bytes())))
+                    .await
+                    .map_err(|_| anyhow!("{line}: no reply within {:?}", self.timeout))?
+                    .map_err(|e| anyhow!("{line}: {e}"))?;
+            }
+            #[cfg(feature = "amqp")]
+            Admin::Amqp(_) => bail!("schemas are sluice's"),
+        }
+        self.schemas.push(name.clone());
+        Ok(name)
+    }
+
+    /// Declares the exchange `<base>-<what>` with `schema=<subject>`.
+    pub(crate) async fn declare_checked_exchange(
+        &mut self,
+        what: &str,
+        kind: &str,
+        subject: &str,
+    ) -> anyhow::Result<String> {
+        self.declare_exchange_with(what, kind, &format!(" schema={subject}"))
+            .await
+    }
+
+    /// Declares the exchange `<base>-<what>`, `extra` appended to the line.
+    async fn declare_exchange_with(
+        &mut self,
+        what: &str,
+        kind: &str,
+        extra: &str,
+    ) -> anyhow::Result<String> {
         let name = self.name(what);
         self.exchanges.push(name.clone());
-        let line = format!("DECLARE EXCHANGE {name} {kind}{}", self.durable_flag());
+        let line = format!(
+            "DECLARE EXCHANGE {name} {kind}{}{extra}",
+            self.durable_flag()
+        );
         match &mut self.admin {
             Admin::Sluice(c) => {
                 Self::request(c, self.timeout, &line).await?;
@@ -210,9 +256,12 @@ impl Topology {
     pub(crate) async fn teardown(&mut self) -> Vec<String> {
         let queues = std::mem::take(&mut self.queues);
         let exchanges = std::mem::take(&mut self.exchanges);
+        let schemas = std::mem::take(&mut self.schemas);
         let leftover = format!("delete what is left of {}-* by hand", self.base);
         match &mut self.admin {
-            Admin::Sluice(c) => teardown(c, self.timeout, &queues, &exchanges, &leftover).await,
+            Admin::Sluice(c) => {
+                teardown(c, self.timeout, &queues, &exchanges, &schemas, &leftover).await
+            }
             #[cfg(feature = "amqp")]
             Admin::Amqp(a) => a.teardown(&queues, &exchanges, &leftover).await,
         }
@@ -260,13 +309,15 @@ async fn teardown(
     timeout: Duration,
     queues: &[String],
     exchanges: &[String],
+    schemas: &[String],
     leftover: &str,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     let lines = queues
         .iter()
         .map(|q| format!("DELETE QUEUE {q}"))
-        .chain(exchanges.iter().map(|e| format!("DELETE EXCHANGE {e}")));
+        .chain(exchanges.iter().map(|e| format!("DELETE EXCHANGE {e}")))
+        .chain(schemas.iter().map(|s| format!("SCHEMA DELETE {s}")));
     for line in lines {
         match tokio::time::timeout(timeout, admin.request(&line, None)).await {
             Ok(Ok(_)) => {}

@@ -63,8 +63,53 @@ pub(crate) fn write_stamp(body: &mut [u8], sent_ns: u64, seq: u64) {
     }
 }
 
-/// Reads back `(sent_ns, seq)`; `None` for a body too short to carry them.
+/// How a JSON body (`PublishPlan::json`) starts: the [`STAMP_BYTES`]
+/// follow as 32 lower-case hex digits, then `","pad":"xx..."}`.
+const JSON_STAMP_PREFIX: &[u8] = br#"{"stamp":""#;
+/// What follows the hex stamp in a JSON body, before the padding.
+const JSON_PAD_PREFIX: &[u8] = br#"","pad":""#;
+
+/// A JSON body of about `size` bytes (at least what the stamp needs):
+/// `{"stamp":"<32 hex>","pad":"xx..."}`, the schema scenario's.
+pub(crate) fn json_body(size: usize) -> Vec<u8> {
+    let fixed = JSON_STAMP_PREFIX.len() + 2 * STAMP_BYTES + JSON_PAD_PREFIX.len() + 2;
+    let mut body = JSON_STAMP_PREFIX.to_vec();
+    body.resize(body.len() + 2 * STAMP_BYTES, b'0');
+    body.extend_from_slice(JSON_PAD_PREFIX);
+    body.resize(body.len() + size.saturating_sub(fixed), b'x');
+    body.extend_from_slice(b"\"}");
+    body
+}
+
+/// [`write_stamp`] for a [`json_body`]: the stamp's bytes as hex.
+fn write_json_stamp(body: &mut [u8], sent_ns: u64, seq: u64) {
+    let mut raw = [0u8; STAMP_BYTES];
+    write_stamp(&mut raw, sent_ns, seq);
+    let at = JSON_STAMP_PREFIX.len();
+    if let Some(hex) = body.get_mut(at..at + 2 * STAMP_BYTES) {
+        for (pair, b) in hex.chunks_mut(2).zip(raw) {
+            const DIGITS: &[u8; 16] = b"0123456789abcdef";
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+    }
+}
+
+/// Reads back `(sent_ns, seq)`, from the raw stamp or a [`json_body`]'s;
+/// `None` for a body too short to carry them.
 pub(crate) fn read_stamp(body: &[u8]) -> Option<(u64, u64)> {
+    if let Some(hex) = body.strip_prefix(JSON_STAMP_PREFIX) {
+        let hex = std::str::from_utf8(hex.get(..2 * STAMP_BYTES)?).ok()?;
+        let mut raw = [0u8; STAMP_BYTES];
+        for (i, b) in raw.iter_mut().enumerate() {
+            *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        return read_raw_stamp(&raw);
+    }
+    read_raw_stamp(body)
+}
+
+fn read_raw_stamp(body: &[u8]) -> Option<(u64, u64)> {
     let ns = u64::from_be_bytes(body.get(..8)?.try_into().ok()?);
     let seq = u64::from_be_bytes(body.get(8..16)?.try_into().ok()?);
     Some((ns, seq))
@@ -202,6 +247,8 @@ pub(crate) struct PublishPlan {
     pub(crate) expect_routed: u64,
     /// Whether to keep every publish->confirm latency.
     pub(crate) record_confirm_latency: bool,
+    /// JSON bodies ([`json_body`]) instead of raw bytes.
+    pub(crate) json: bool,
 }
 
 /// What one publisher achieved.
@@ -237,7 +284,10 @@ pub(crate) async fn publish<L: PublishLink>(
     let sender = {
         let counters = counters.clone();
         async move {
-            let mut body = vec![b'x'; plan.size.max(STAMP_BYTES)];
+            let mut body = match plan.json {
+                true => json_body(plan.size),
+                false => vec![b'x'; plan.size.max(STAMP_BYTES)],
+            };
             let deadline = match plan.stop {
                 Stop::For(d) => Some(started + d),
                 Stop::Count(_) => None,
@@ -282,7 +332,10 @@ pub(crate) async fn publish<L: PublishLink>(
                     }
                 };
                 let sent_ns = clock.now_ns();
-                write_stamp(&mut body, sent_ns, (plan.index << 48) | seq);
+                match plan.json {
+                    true => write_json_stamp(&mut body, sent_ns, (plan.index << 48) | seq),
+                    false => write_stamp(&mut body, sent_ns, (plan.index << 48) | seq),
+                }
                 let key = &keys[(seq % keys.len() as u64) as usize];
                 let pending = link
                     .publish(key, &body)
@@ -623,6 +676,13 @@ mod tests {
         assert_eq!(read_stamp(&body), Some((123_456_789, (3 << 48) | 42)));
         assert_eq!(&body[16..], b"xxxx");
         assert_eq!(read_stamp(b"short"), None);
+        let mut json = json_body(100);
+        assert_eq!(json.len(), 100);
+        write_json_stamp(&mut json, 123_456_789, (3 << 48) | 42);
+        assert_eq!(read_stamp(&json), Some((123_456_789, (3 << 48) | 42)));
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["stamp"].as_str().map(str::len), Some(32));
+        assert_eq!(json_body(10).len(), 53);
     }
 
     /// An order check fed `(offset, seq)` pairs.

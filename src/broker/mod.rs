@@ -11,6 +11,8 @@
 //!   unsubscribe, take, settle), which route their dead letters too;
 //! - `transaction.rs`: `TX COMMIT`, acks and publishes in one atomic
 //!   store batch;
+//! - `schema.rs`: the schema registry stored with the topology, and the
+//!   check of a `PUB` body against its exchange's schema;
 //! - `cluster.rs`: what a cluster node hooks into the broker (its view
 //!   of the cluster, the metadata group that topology changes go
 //!   through, how far that group has applied);
@@ -42,6 +44,7 @@ pub(crate) mod publish;
 pub(crate) mod queue;
 mod recover;
 pub(crate) mod reserve;
+pub(crate) mod schema;
 pub(crate) mod stats;
 pub(crate) mod timer;
 mod topology;
@@ -96,6 +99,11 @@ pub(crate) struct Exchange {
     pub(crate) partitions: u32,
     /// The routing table.
     pub(crate) bindings: RwLock<Bindings>,
+    /// `schema=<subject>`: bodies published here are checked against the
+    /// subject's latest version (see `schema.rs`).
+    pub(crate) schema: Option<Arc<str>>,
+    /// `PUB`s refused by the schema (`sluice_schema_rejections_total`).
+    pub(crate) schema_rejections: AtomicU64,
 }
 
 impl Exchange {
@@ -126,6 +134,8 @@ struct Inner {
     alarms: Alarms,
     /// Users and permissions.
     users: Arc<Registry>,
+    /// The schema registry (`SCHEMA`, `schema=`).
+    schemas: crate::schema::Registry,
     /// `""`, shared by every message published to the default exchange.
     default_exchange: Arc<str>,
     exchanges: DashMap<Arc<str>, Arc<Exchange>>,

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use super::alarm::Alarm;
 use super::message::{Entry, Message, Now};
 use super::queue::{Admission, Dead, DeathReason, Planned, Queue, StreamGroup};
-use super::{not_found, stores, Broker, ReplicaMessage, MAX_ALTERNATE_HOPS};
+use super::{not_found, stores, Broker, Exchange, ReplicaMessage, MAX_ALTERNATE_HOPS};
 use crate::error::BrokerError;
 use crate::protocol::command::{Header, Publish};
 use crate::protocol::reply::{quote_for_message, Blocker};
@@ -85,6 +85,10 @@ impl Hold {
         }
     }
 }
+
+/// Where a publish goes: the exchange's shared name, the exchange when it
+/// checks bodies against a schema, and the queues.
+type Routed = (Arc<str>, Option<Arc<Exchange>>, Vec<Arc<Queue>>);
 
 /// New copies of one message, ready to store and enqueue.
 struct Copies {
@@ -208,6 +212,9 @@ pub(crate) struct Admitted {
     accepted: Vec<Arc<Queue>>,
     rejected: usize,
     replicated: Vec<Arc<str>>,
+    /// The publish as its exchange's schema passed it (with `h.schema`
+    /// and `h.schema-version`), to store instead of the one given.
+    checked: Option<Publish>,
 }
 
 impl Admitted {
@@ -378,7 +385,12 @@ impl Broker {
         if memory.raised() {
             return Ok(Err(Hold::Alarm(memory.clone())));
         }
-        let (exchange, targets) = self.route_named(&p.exchange, &p.key, &p.headers)?;
+        let (exchange, checked_by, targets) = self.route_named(&p.exchange, &p.key, &p.headers)?;
+        let checked = match checked_by {
+            None => None,
+            Some(ex) => Some(self.check_body(&ex, p)?),
+        };
+        let p = checked.as_ref().unwrap_or(p);
         if targets.is_empty() && p.mandatory {
             return Err(BrokerError::NoRoute(format!(
                 "exchange {} routed the message to no queue",
@@ -419,6 +431,7 @@ impl Broker {
             accepted,
             rejected: rejected.len(),
             replicated,
+            checked,
         }))
     }
 
@@ -432,7 +445,9 @@ impl Broker {
             accepted,
             rejected,
             replicated,
+            checked,
         } = admitted;
+        let p = checked.as_ref().unwrap_or(p);
         let now = Now::default();
         let routed = accepted.len() + replicated.len();
         let replicate = match replicated.is_empty() {
@@ -537,17 +552,18 @@ impl Broker {
         key: &[u8],
         headers: &[Header],
     ) -> Result<Vec<Arc<Queue>>, BrokerError> {
-        Ok(self.route_named(exchange, key, headers)?.1)
+        Ok(self.route_named(exchange, key, headers)?.2)
     }
 
     /// [`Broker::route_to`], also returning the exchange's shared name (so
-    /// that a message does not allocate its own copy).
+    /// that a message does not allocate its own copy) and the exchange
+    /// itself when it checks bodies against a schema.
     fn route_named(
         &self,
         exchange: &str,
         key: &[u8],
         headers: &[Header],
-    ) -> Result<(Arc<str>, Vec<Arc<Queue>>), BrokerError> {
+    ) -> Result<Routed, BrokerError> {
         if exchange.is_empty() {
             // The default exchange routes by queue name; a key that is not
             // UTF-8 cannot be one, so it reaches no queue.
@@ -555,7 +571,11 @@ impl Broker {
                 .ok()
                 .and_then(|name| self.inner.queues.get(name))
                 .map(|q| q.clone());
-            return Ok((self.inner.default_exchange.clone(), q.into_iter().collect()));
+            return Ok((
+                self.inner.default_exchange.clone(),
+                None,
+                q.into_iter().collect(),
+            ));
         }
         let mut names: Vec<Arc<str>> = Vec::new();
         let mut ex = self
@@ -565,6 +585,7 @@ impl Broker {
             .map(|e| e.clone())
             .ok_or_else(|| not_found("exchange", exchange))?;
         let name = ex.name.clone();
+        let checked_by = ex.schema.is_some().then(|| ex.clone());
         for _ in 0..MAX_ALTERNATE_HOPS {
             ex.bindings.read().route(key, headers, &mut names);
             if !names.is_empty() {
@@ -586,7 +607,7 @@ impl Broker {
             .iter()
             .filter_map(|n| self.inner.queues.get(n).map(|q| q.clone()))
             .collect();
-        Ok((name, queues))
+        Ok((name, checked_by, queues))
     }
 
     /// [`Broker::dead_letter`] where there is no reply to fail: an error

@@ -1,6 +1,7 @@
 //! A broker's start and stop: [`Broker::open`] opens the store (sled, or
 //! nothing with `--in-memory`), reads back what it holds and starts the
-//! group commit; `restore` rebuilds the exchanges, queues (each taking
+//! group commit; `restore` rebuilds the schema registry, the exchanges
+//! (with their `schema=`), queues (each taking
 //! over its stored copies, de-duplication records and group offsets) and
 //! bindings; [`Broker::shutdown`] writes delivery counts, syncs and sets
 //! the clean flag, or leaves a failed store alone.
@@ -57,6 +58,7 @@ impl Broker {
     /// Builds a broker on a given storage, recovering what it holds.
     pub(crate) fn with_store(config: Config, store: Storage) -> Result<Broker, StoreError> {
         let recovered = store.recover()?;
+        let schemas = crate::schema::Stored::read(store.topology.schema_records()?)?;
         let committer = Committer::start(&store)?;
         let users = match Registry::open(store.topology.clone(), Some(committer.clone())) {
             Ok(users) => Arc::new(users),
@@ -87,6 +89,7 @@ impl Broker {
                 timers: Arc::new(Timers::default()),
                 alarms,
                 users,
+                schemas: crate::schema::Registry::load(schemas.subjects),
                 default_exchange: Arc::from(""),
                 exchanges: DashMap::new(),
                 queues: DashMap::new(),
@@ -103,11 +106,12 @@ impl Broker {
                 consensus: std::sync::OnceLock::new(),
             }),
         };
-        broker.restore(recovered);
+        broker.restore(recovered, schemas.exchanges);
         Ok(broker)
     }
 
-    fn restore(&self, rec: Recovered) {
+    /// Rebuilds from `rec`; `schema_of` holds each exchange's `schema=`.
+    fn restore(&self, rec: Recovered, mut schema_of: std::collections::BTreeMap<String, String>) {
         let Recovered { topology, messages } = rec;
         let inner = &self.inner;
         for d in topology.exchanges {
@@ -122,6 +126,8 @@ impl Broker {
                     alternate: d.alternate,
                     partitions: d.partitions,
                     bindings: RwLock::new(Bindings::for_exchange(d.kind, d.hash_header)),
+                    schema: schema_of.remove(&d.name).map(Arc::from),
+                    schema_rejections: Default::default(),
                 }),
             );
         }

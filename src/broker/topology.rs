@@ -19,6 +19,7 @@ use crate::protocol::command::{
 };
 use crate::protocol::encode::describe_args;
 use crate::protocol::reply::quote_for_message;
+use crate::schema::exchange_key;
 use crate::store::{BindingDef, QueueDef};
 
 impl Broker {
@@ -85,6 +86,16 @@ impl Broker {
                 )));
             }
             let hash_header = ex.bindings.read().hash_header().map(str::to_string);
+            if ex.schema.as_deref() != d.schema.as_deref() {
+                return Err(BrokerError::Precondition(format!(
+                    "exchange {} exists with schema={}",
+                    ex.name,
+                    ex.schema
+                        .as_deref()
+                        .map(quote_for_message)
+                        .unwrap_or_else(|| "none".into())
+                )));
+            }
             if ex.durable != d.durable
                 || ex.auto_delete != d.auto_delete
                 || ex.alternate != d.alternate
@@ -115,6 +126,7 @@ impl Broker {
                 max,
             ));
         }
+        self.check_schema_exists(d.schema.as_deref())?;
         let name: Arc<str> = Arc::from(d.name.as_str());
         let ex = Arc::new(Exchange {
             name: name.clone(),
@@ -124,9 +136,19 @@ impl Broker {
             alternate: d.alternate.clone(),
             partitions: 0,
             bindings: RwLock::new(Bindings::for_exchange(d.kind, d.hash_header.clone())),
+            schema: d.schema.as_deref().map(Arc::from),
+            schema_rejections: Default::default(),
         });
         let gen = if d.durable {
-            Some(self.inner.disk.write(|s| s.put_exchange(&ex.def()))?)
+            Some(self.inner.disk.write(|s| {
+                s.put_exchange(&ex.def())?;
+                match &d.schema {
+                    Some(subject) => s
+                        .topology
+                        .put_schema_record(&exchange_key(&d.name), subject.as_bytes()),
+                    None => Ok(()),
+                }
+            })?)
         } else {
             None
         };
@@ -165,9 +187,13 @@ impl Broker {
     fn remove_exchange(&self, ex: &Exchange) -> Result<Option<u64>, BrokerError> {
         self.inner.exchanges.remove(&ex.name);
         if ex.durable {
-            Ok(Some(
-                self.inner.disk.write(|s| s.delete_exchange(&ex.name))?,
-            ))
+            Ok(Some(self.inner.disk.write(|s| {
+                s.delete_exchange(&ex.name)?;
+                match ex.schema {
+                    Some(_) => s.topology.delete_schema_record(&exchange_key(&ex.name)),
+                    None => Ok(()),
+                }
+            })?))
         } else {
             Ok(None)
         }
@@ -278,6 +304,8 @@ impl Broker {
             alternate: None,
             partitions: n,
             bindings: RwLock::new(Bindings::new_hash(None)),
+            schema: None,
+            schema_rejections: Default::default(),
         });
         let gen = Some(self.inner.disk.write(|s| s.put_exchange(&ex.def()))?);
         self.inner.exchanges.insert(ex.name.clone(), ex.clone());

@@ -158,6 +158,10 @@ pub(crate) struct DeclareExchangeArgs {
     /// A `hash` exchange: hash this header instead of the routing key.
     #[arg(long, value_name = "HEADER")]
     pub(crate) hash_header: Option<String>,
+    /// Check every published body against this schema subject's latest
+    /// version (`SCHEMA ADD` it first).
+    #[arg(long, value_name = "SUBJECT")]
+    pub(crate) schema: Option<String>,
 }
 
 /// An exchange type.
@@ -313,6 +317,7 @@ pub(super) async fn declare(args: DeclareArgs) -> Result<Exit, CliError> {
             auto_delete: e.auto_delete,
             alternate: e.alternate,
             hash_header: e.hash_header,
+            schema: e.schema,
         }),
     };
     one(&args.common, "queue", &cmd).await

@@ -1,4 +1,4 @@
-//! `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS|GROUPS [<pattern>]`: one
+//! `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS|GROUPS|SCHEMAS [<pattern>]`: one
 //! aligned table (see [`crate::protocol::table`]) as a literal, rows
 //! filtered by a glob. See protocol.md, "LIST".
 
@@ -33,6 +33,7 @@ pub(super) fn list(c: List, s: &mut SessionState) -> Result<Outcome, BrokerError
         ListKind::Consumers => consumers(s.broker(), keep),
         ListKind::Nodes => nodes(s.broker(), keep)?,
         ListKind::Groups => groups(s.broker(), keep),
+        ListKind::Schemas => super::schema::table(s.broker(), keep),
     };
     Ok(Outcome::reply(Reply::Data(
         table.len().to_string(),

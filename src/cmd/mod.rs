@@ -41,6 +41,7 @@ mod publish;
 mod purge;
 mod redrive;
 mod replicated;
+mod schema;
 mod seek;
 mod stats;
 mod subscribe;
@@ -103,5 +104,6 @@ pub(crate) fn apply(command: Command, s: &mut SessionState) -> Result<Outcome, B
         Command::Cluster(c) => cluster::cluster(c, s),
         Command::CloseConnection(c) => close::close(c, s),
         Command::Tx(c) => tx::tx(c, s),
+        Command::Schema(c) => schema::schema(c, s),
     }
 }

@@ -1,4 +1,4 @@
-//! Topology and user changes on a cluster node. There they are not run
+//! Topology, user and schema registry changes on a cluster node. There they are not run
 //! where they arrive: [`propose`] checks what it can here (permissions,
 //! what a cluster refuses, `if-unused`/`if-empty`), then hands the change
 //! to the cluster's metadata group as a [`MetaOp`] and answers once the
@@ -21,11 +21,13 @@
 use std::sync::Arc;
 
 use super::outcome::{Completion, Outcome, Pending};
-use super::{bind, declare, delete, user};
+use super::{bind, declare, delete, schema, user};
 use crate::auth::{Kind, Perm};
 use crate::broker::{Broker, Consensus, MetaAnswer, MetaOp, ReplicaMessage};
 use crate::error::BrokerError;
-use crate::protocol::command::{DeclareExchange, DeclareQueue, DeleteQueue, UserCommand};
+use crate::protocol::command::{
+    DeclareExchange, DeclareQueue, DeleteQueue, SchemaCommand, UserCommand,
+};
 use crate::protocol::parse::decode_one;
 use crate::protocol::reply::Reply;
 use crate::protocol::Command;
@@ -115,6 +117,10 @@ pub(super) fn propose(
             if let UserCommand::Permit(p) = c {
                 user::change(p)?;
             }
+            command.clone()
+        }
+        Command::Schema(c @ (SchemaCommand::Add(_) | SchemaCommand::Delete { .. })) => {
+            login.require_admin(schema::verb(c))?;
             command.clone()
         }
         // `USER ADD` and `PASSWD` go to the group from `user.rs`, once
@@ -342,6 +348,9 @@ fn run(broker: &Broker, frame: &str) -> Result<(Vec<String>, Option<u64>), Broke
         Command::Unbind(c) => broker.unbind(&c, GROUP_CONN).map(none),
         Command::User(UserCommand::Permit(p)) => user::apply_permit(users, &p).map(none),
         Command::User(UserCommand::Remove(name)) => user::apply_remove(users, &name).map(none),
+        Command::Schema(c @ (SchemaCommand::Add(_) | SchemaCommand::Delete { .. })) => {
+            schema::apply(broker, &c)
+        }
         other => Err(BrokerError::Syntax(format!(
             "not a replicated change: {:?}",
             other

@@ -127,6 +127,20 @@ pub(crate) fn render(broker: &Broker) -> String {
         m.sample_f(name, &[("queue", &q.name)], age);
     }
     groups(&mut m, broker);
+    let name = "sluice_schema_rejections_total";
+    m.family(
+        name,
+        "counter",
+        "PUBs refused by the exchange's schema (ERR SCHEMA: not JSON, or not valid), by exchange declared with schema=.",
+    );
+    for ex in broker.exchange_list() {
+        if ex.schema.is_some() {
+            let n = ex
+                .schema_rejections
+                .load(std::sync::atomic::Ordering::Relaxed);
+            m.sample(name, &[("exchange", &ex.name)], n);
+        }
+    }
     let broker_wide: &[(&str, &str, &str, Option<u64>)] = &[
         (
             "sluice_connections",

@@ -93,7 +93,7 @@ pub(crate) fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::BadFrame => StatusCode::BAD_REQUEST,
         ErrorCode::NotFound | ErrorCode::UnknownTag => StatusCode::NOT_FOUND,
         ErrorCode::Precondition | ErrorCode::Locked | ErrorCode::QueueFull => StatusCode::CONFLICT,
-        ErrorCode::NoRoute => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::NoRoute | ErrorCode::Schema => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::NoAuth => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,

@@ -38,6 +38,8 @@ pub enum ErrorCode {
     /// A cluster could not make the change now: no leader answered in
     /// time (an election, or this node cut off from a majority).
     Unavailable,
+    /// A `PUB` body that is not JSON or fails its exchange's schema.
+    Schema,
 }
 
 impl ErrorCode {
@@ -60,12 +62,13 @@ impl ErrorCode {
             ErrorCode::Limit => "LIMIT",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Schema => "SCHEMA",
         }
     }
 
     /// The code for a wire spelling (used by the client).
     pub(crate) fn parse(s: &str) -> Option<ErrorCode> {
-        const ALL: [ErrorCode; 16] = [
+        const ALL: [ErrorCode; 17] = [
             ErrorCode::Syntax,
             ErrorCode::UnknownCommand,
             ErrorCode::NotFound,
@@ -82,6 +85,7 @@ impl ErrorCode {
             ErrorCode::Limit,
             ErrorCode::Internal,
             ErrorCode::Unavailable,
+            ErrorCode::Schema,
         ];
         ALL.into_iter().find(|c| c.as_str() == s)
     }

@@ -73,6 +73,8 @@ pub enum Command {
     CloseConnection(CloseConnection),
     /// `TX BEGIN|COMMIT|ABORT`
     Tx(Tx),
+    /// `SCHEMA ADD|GET|DELETE ...` (`SCHEMA LIST` parses to `LIST SCHEMAS`)
+    Schema(SchemaCommand),
 }
 
 /// `TX BEGIN|COMMIT|ABORT`: a connection's transaction of `ACK`s and
@@ -85,6 +87,58 @@ pub enum Tx {
     Commit,
     /// `TX ABORT`: drop what was buffered.
     Abort,
+}
+
+/// A subject's compatibility rule for new schema versions (Confluent's
+/// meanings for JSON Schema; see [`crate::schema::compat`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+pub enum Compat {
+    /// Any new version is accepted.
+    None,
+    /// The new version can read what the previous one (every previous one,
+    /// transitive) accepted: consumers upgrade first. The default.
+    #[default]
+    Backward,
+    /// The previous version (every previous one, transitive) can read what
+    /// the new one accepts: producers upgrade first.
+    Forward,
+    /// Both.
+    Full,
+}
+
+/// The `SCHEMA` commands: the schema registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaCommand {
+    /// `SCHEMA ADD <subject> [compat=none|backward|forward|full] [transitive] {N}<schema>`
+    Add(SchemaAdd),
+    /// `SCHEMA GET <subject> [version=<n>|latest]`
+    Get {
+        /// The subject.
+        subject: String,
+        /// The version; `None` for the latest.
+        version: Option<u32>,
+    },
+    /// `SCHEMA DELETE <subject> [version=<n>]`
+    Delete {
+        /// The subject.
+        subject: String,
+        /// One version; `None` for the whole subject.
+        version: Option<u32>,
+    },
+}
+
+/// `SCHEMA ADD <subject> [compat=...] [transitive] {N}<schema>`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaAdd {
+    /// The subject (a name, like an exchange's).
+    pub(crate) subject: String,
+    /// `compat=` and `transitive`, which become the subject's rule;
+    /// `None` keeps the subject's (`backward` for a new one).
+    pub(crate) rule: Option<(Compat, bool)>,
+    /// The JSON Schema text (checked by the registry, not the parser).
+    pub(crate) schema: String,
 }
 
 /// `CLOSE CONNECTION <id>`: an admin closes a client connection (a `LIST
@@ -252,6 +306,9 @@ pub struct DeclareExchange {
     /// `hash-header=<name>`: a `hash` exchange hashes this header's value
     /// instead of the routing key.
     pub(crate) hash_header: Option<String>,
+    /// `schema=<subject>`: every `PUB` body is checked against the
+    /// subject's latest schema version.
+    pub(crate) schema: Option<String>,
 }
 
 /// `DECLARE QUEUE`.
@@ -590,6 +647,8 @@ pub(crate) enum ListKind {
     Nodes,
     /// `LIST GROUPS` (streams' consumer groups)
     Groups,
+    /// `LIST SCHEMAS` (the schema registry's subjects)
+    Schemas,
 }
 
 /// `LIST QUEUES|EXCHANGES|BINDINGS|CONNECTIONS|CONSUMERS|GROUPS|NODES [<pattern>]`: one

@@ -22,10 +22,10 @@
 use std::io::Write;
 
 use super::command::{
-    Ack, AckMode, Bind, ClusterCommand, Command, DeclareExchange, DeclareQueue, DeleteExchange,
-    DeleteQueue, ExchangeKind, Get, Header, HeaderMatch, Hello, List, ListKind, Nack, Overflow,
-    Peek, PermissionArgs, Publish, QueueArgs, QueueMode, Redrive, Seek, Stats, StreamStart,
-    Subscribe, Tx, UserCommand,
+    Ack, AckMode, Bind, ClusterCommand, Command, Compat, DeclareExchange, DeclareQueue,
+    DeleteExchange, DeleteQueue, ExchangeKind, Get, Header, HeaderMatch, Hello, List, ListKind,
+    Nack, Overflow, Peek, PermissionArgs, Publish, QueueArgs, QueueMode, Redrive, SchemaAdd,
+    SchemaCommand, Seek, Stats, StreamStart, Subscribe, Tx, UserCommand,
 };
 use super::reply::quote_for_message;
 use super::token::{encode_quoted, encode_word, needs_quotes};
@@ -40,6 +40,7 @@ pub(super) mod opt {
     pub(crate) const ALTERNATE: &str = "alternate";
     pub(crate) const AUTO_DELETE: &str = "auto-delete";
     pub(crate) const CONFIGURE: &str = "configure";
+    pub(crate) const COMPAT: &str = "compat";
     pub(crate) const COUNT: &str = "count";
     pub(crate) const DEAD_LETTER: &str = "dead-letter";
     pub(crate) const DEAD_LETTER_KEY: &str = "dead-letter-key";
@@ -77,12 +78,15 @@ pub(super) mod opt {
     pub(crate) const READ: &str = "read";
     pub(crate) const REQUEUE: &str = "requeue";
     pub(crate) const RETRY_DELAYS: &str = "retry-delays";
+    pub(crate) const SCHEMA: &str = "schema";
     pub(crate) const SINGLE_ACTIVE: &str = "single-active";
     pub(crate) const TAG: &str = "tag";
     pub(crate) const TIME: &str = "time";
     pub(crate) const TRANSIENT: &str = "transient";
+    pub(crate) const TRANSITIVE: &str = "transitive";
     pub(crate) const TTL: &str = "ttl";
     pub(crate) const TYPE: &str = "type";
+    pub(crate) const VERSION: &str = "version";
     pub(crate) const WAIT: &str = "wait";
     pub(crate) const WRITE: &str = "write";
     /// What starts a header option: `h.<name>=<value>` (in any case).
@@ -126,7 +130,17 @@ pub(super) const LIST_KINDS: &[(&str, ListKind)] = &[
     ("CONSUMERS", ListKind::Consumers),
     ("NODES", ListKind::Nodes),
     ("GROUPS", ListKind::Groups),
+    ("SCHEMAS", ListKind::Schemas),
 ];
+/// A schema subject's `compat=`.
+pub(super) const COMPATS: &[(&str, Compat)] = &[
+    ("none", Compat::None),
+    ("backward", Compat::Backward),
+    ("forward", Compat::Forward),
+    ("full", Compat::Full),
+];
+/// `SCHEMA GET version=latest`.
+pub(super) const LATEST: &str = "latest";
 /// The value of a flag given as `name=true|false`, and of `requeue=`.
 pub(super) const BOOLS: &[(&str, bool)] = &[("true", true), ("false", false)];
 
@@ -143,6 +157,13 @@ impl ExchangeKind {
     /// The type's wire name (`direct`, `fanout`, `topic`, `headers`).
     pub(crate) fn keyword(self) -> &'static str {
         keyword(EXCHANGE_KINDS, self)
+    }
+}
+
+impl Compat {
+    /// The wire name of a schema subject's rule (`none`, `backward`, ...).
+    pub(crate) fn keyword(self) -> &'static str {
+        keyword(COMPATS, self)
     }
 }
 
@@ -243,6 +264,7 @@ impl Command {
                 w.opt_number(opt::COUNT, *count);
             }
             Command::User(u) => user(&mut w, u),
+            Command::Schema(c) => literal = schema(&mut w, c),
             Command::CloseConnection(c) => {
                 w.verb("CLOSE CONNECTION");
                 w.number(c.id);
@@ -402,6 +424,57 @@ fn declare_exchange(w: &mut Words<'_>, d: &DeclareExchange) {
     w.flag(opt::AUTO_DELETE, d.auto_delete);
     w.opt_str(opt::ALTERNATE, d.alternate.as_deref());
     w.opt_str(opt::HASH_HEADER, d.hash_header.as_deref());
+    w.opt_str(opt::SCHEMA, d.schema.as_deref());
+}
+
+/// The words of `SCHEMA ADD`'s `OK` (`<subject> version=<n>`) and, with
+/// the subject's `rule`, of `SCHEMA GET`'s (`... compat=<rule>
+/// [transitive]`).
+pub(crate) fn schema_reply_words(
+    subject: &str,
+    version: u32,
+    rule: Option<(Compat, bool)>,
+) -> Vec<String> {
+    let mut words = vec![subject.to_string(), format!("{}={version}", opt::VERSION)];
+    if let Some((compat, transitive)) = rule {
+        words.push(format!("{}={}", opt::COMPAT, compat.keyword()));
+        if transitive {
+            words.push(opt::TRANSITIVE.to_string());
+        }
+    }
+    words
+}
+
+/// The `SCHEMA` line: `ADD`'s schema is always a literal (returned, to
+/// follow the line).
+fn schema<'c>(w: &mut Words<'_>, c: &'c SchemaCommand) -> Option<&'c [u8]> {
+    match c {
+        SchemaCommand::Add(SchemaAdd {
+            subject,
+            rule,
+            schema,
+        }) => {
+            w.verb("SCHEMA ADD");
+            w.word(subject.as_bytes());
+            if let Some((compat, transitive)) = rule {
+                w.opt(opt::COMPAT, keyword(COMPATS, *compat).as_bytes());
+                w.flag(opt::TRANSITIVE, *transitive);
+            }
+            let _ = write!(w.0, " {{{}}}", schema.len());
+            return Some(schema.as_bytes());
+        }
+        SchemaCommand::Get { subject, version } => {
+            w.verb("SCHEMA GET");
+            w.word(subject.as_bytes());
+            w.opt_number(opt::VERSION, version.map(u64::from));
+        }
+        SchemaCommand::Delete { subject, version } => {
+            w.verb("SCHEMA DELETE");
+            w.word(subject.as_bytes());
+            w.opt_number(opt::VERSION, version.map(u64::from));
+        }
+    }
+    None
 }
 
 fn declare_queue(w: &mut Words<'_>, d: &DeclareQueue) {

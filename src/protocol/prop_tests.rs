@@ -355,6 +355,7 @@ fn command() -> impl Strategy<Value = Command> {
                 Command::DeclareExchange(DeclareExchange {
                     // `hash-header=` is for hash exchanges only.
                     hash_header: header.filter(|_| kind == ExchangeKind::Hash),
+                    schema: None,
                     name,
                     kind,
                     durable,

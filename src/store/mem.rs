@@ -44,6 +44,8 @@ struct State {
     /// Keyed by their encoding, as sled keys them.
     bindings: BTreeMap<Vec<u8>, BindingDef>,
     users: BTreeMap<String, UserRecord>,
+    /// The schema registry's records.
+    schemas: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Message copies by (queue id, seq).
     copies: BTreeMap<(u64, u64), Copy>,
     /// Bodies stored apart from their copies, by body id.
@@ -144,6 +146,27 @@ impl TopologyStore for MemStore {
 
     fn delete_user(&self, name: &str) -> Result<(), StoreError> {
         self.state.lock().users.remove(name);
+        Ok(())
+    }
+
+    fn schema_records(&self) -> Result<Vec<crate::store::SchemaRecord>, StoreError> {
+        let s = self.state.lock();
+        Ok(s.schemas
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn put_schema_record(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.state
+            .lock()
+            .schemas
+            .insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete_schema_record(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.state.lock().schemas.remove(key);
         Ok(())
     }
 

@@ -73,7 +73,7 @@ pub use null::NullStore;
 pub(crate) use storage::Recovered;
 pub use storage::Storage;
 pub(crate) use topology::{BindingDef, ExchangeDef, UserRecord};
-pub use topology::{QueueDef, Topology, TopologyStore};
+pub use topology::{QueueDef, SchemaRecord, Topology, TopologyStore};
 
 /// Failures of the storage layer.
 #[derive(Debug, thiserror::Error)]

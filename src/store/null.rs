@@ -51,6 +51,15 @@ impl TopologyStore for NullStore {
     fn delete_user(&self, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
+    fn schema_records(&self) -> Result<Vec<crate::store::SchemaRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn put_schema_record(&self, _: &[u8], _: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn delete_schema_record(&self, _: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
     fn cluster_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(None)
     }

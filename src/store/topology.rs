@@ -1,5 +1,6 @@
 //! [`TopologyStore`]: what is declared, as stored (exchanges, queues,
-//! bindings and users), and the records it keeps.
+//! bindings, users and the schema registry's records), and the records it
+//! keeps.
 
 use bytes::Bytes;
 
@@ -33,6 +34,13 @@ pub trait TopologyStore: Durable {
     fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
     /// Removes a user.
     fn delete_user(&self, name: &str) -> Result<(), StoreError>;
+    /// The schema registry's records, key → value (their keys and
+    /// encoding are [`crate::schema`]'s; the store keeps them opaque).
+    fn schema_records(&self) -> Result<Vec<SchemaRecord>, StoreError>;
+    /// Writes or replaces a schema record.
+    fn put_schema_record(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// Removes a schema record.
+    fn delete_schema_record(&self, key: &[u8]) -> Result<(), StoreError>;
     /// How far a cluster node's metadata group has applied its log to
     /// this topology (opaque bytes the cluster writes), `None` before the
     /// first entry (and on a single node).
@@ -42,6 +50,10 @@ pub trait TopologyStore: Durable {
     /// most the last of them un-recorded.
     fn put_cluster_state(&self, state: &[u8]) -> Result<(), StoreError>;
 }
+
+/// One of the schema registry's records: key and value, opaque to the
+/// store (see [`TopologyStore::schema_records`]).
+pub type SchemaRecord = (Vec<u8>, Vec<u8>);
 
 /// The durable topology, read back at start (users apart: see
 /// [`TopologyStore::users`]).

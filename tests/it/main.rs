@@ -33,6 +33,7 @@ mod paging;
 mod persistence;
 mod recovery;
 mod routing;
+mod schemas;
 mod single_active;
 mod stop;
 mod stream_dead_letters;

@@ -54,12 +54,12 @@ const MAX_RETRY_DELAYS: usize = 32;
 
 pub(super) fn declare(mut a: Args<'_>) -> Res<Command> {
     if sub_verb(&mut a, "DECLARE")? {
-        a.usage = "DECLARE EXCHANGE <name> direct|fanout|topic|headers|hash [durable] [auto-delete] [alternate=<ex>] [hash-header=<name>]";
+        a.usage = "DECLARE EXCHANGE <name> direct|fanout|topic|headers|hash [durable] [auto-delete] [alternate=<ex>] [hash-header=<name>] [schema=<subject>]";
         let name = name(a.required("<name>")?, "exchange", false)?;
         let kind = choice("type", &a.required("<type>")?.text, EXCHANGE_KINDS)?;
         let spec = Spec {
             flags: &[opt::DURABLE, opt::AUTO_DELETE],
-            values: &[opt::ALTERNATE, opt::HASH_HEADER],
+            values: &[opt::ALTERNATE, opt::HASH_HEADER, opt::SCHEMA],
             ..Spec::default()
         };
         let mut d = DeclareExchange {
@@ -69,6 +69,7 @@ pub(super) fn declare(mut a: Args<'_>) -> Res<Command> {
             auto_delete: false,
             alternate: None,
             hash_header: None,
+            schema: None,
         };
         for o in a.options(&spec)? {
             match o {
@@ -77,6 +78,7 @@ pub(super) fn declare(mut a: Args<'_>) -> Res<Command> {
                 Opt::Value(opt::ALTERNATE, v) => {
                     d.alternate = Some(name_bytes(v, "alternate exchange", false)?)
                 }
+                Opt::Value(opt::SCHEMA, v) => d.schema = Some(name_bytes(v, "subject", false)?),
                 Opt::Value(_, v) => {
                     if kind != ExchangeKind::Hash {
                         return Err(ParseError::syntax(
@@ -261,6 +263,7 @@ mod tests {
     fn declare_exchange() {
         let d = DeclareExchange {
             hash_header: None,
+            schema: None,
             name: "logs".into(),
             kind: ExchangeKind::Fanout,
             durable: true,
@@ -277,6 +280,7 @@ mod tests {
         );
         let d = DeclareExchange {
             hash_header: None,
+            schema: None,
             name: "a.b:c/d-e_f".into(),
             kind: ExchangeKind::Headers,
             durable: false,
@@ -302,7 +306,7 @@ mod tests {
             syntax("DECLARE EXCHANGE \"\" direct"),
             "exchange name must not be empty"
         );
-        assert_eq!(syntax("DECLARE EXCHANGE x"), format!("missing <type>; usage: DECLARE EXCHANGE <name> direct|fanout|topic|headers|hash [durable] [auto-delete] [alternate=<ex>] [hash-header=<name>]"));
+        assert_eq!(syntax("DECLARE EXCHANGE x"), format!("missing <type>; usage: DECLARE EXCHANGE <name> direct|fanout|topic|headers|hash [durable] [auto-delete] [alternate=<ex>] [hash-header=<name>] [schema=<subject>]"));
         assert_eq!(
             syntax("DECLARE EXCHANGE x fan"),
             "type: expected direct or fanout or topic or headers or hash, got \"fan\""

@@ -34,6 +34,7 @@ mod peek;
 mod publish;
 mod purge;
 mod redrive;
+mod schema;
 mod seek;
 mod stats;
 mod subscribe;
@@ -162,6 +163,7 @@ const VERBS: &[(&str, bool, &str, Handler)] = &[
     ("CLUSTER", false, cluster::USAGE, cluster::cluster),
     ("CLOSE", false, close::USAGE, close::close),
     ("TX", false, tx::USAGE, tx::tx),
+    ("SCHEMA", true, schema::USAGE, schema::schema),
 ];
 
 /// What the options of a verb may be.

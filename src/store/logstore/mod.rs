@@ -731,6 +731,17 @@ impl TopologyStore for LogStore {
         self.dirty();
         self.sled.delete_user(name)
     }
+    fn schema_records(&self) -> Result<Vec<crate::store::SchemaRecord>, StoreError> {
+        self.sled.schema_records()
+    }
+    fn put_schema_record(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.dirty();
+        self.sled.put_schema_record(key, value)
+    }
+    fn delete_schema_record(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.dirty();
+        self.sled.delete_schema_record(key)
+    }
     fn cluster_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
         self.sled.cluster_state()
     }

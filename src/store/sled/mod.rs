@@ -6,7 +6,8 @@
 //!
 //! Trees: `exchanges` (name → def), `queues` (name → def), `bindings`
 //! (encoded def → empty), `users` (name →
-//! [`UserRecord`](crate::store::UserRecord)), `messages` and `meta`
+//! [`UserRecord`](crate::store::UserRecord)), `schemas` (the schema
+//! registry's records, see [`crate::schema`]), `messages` and `meta`
 //! (`clean` flag, commit counter). The `messages` tree holds four key
 //! spaces so that one publish is one atomic `Batch` (sled batches are per
 //! tree):
@@ -134,6 +135,7 @@ pub struct SledStore {
     queues: sled::Tree,
     bindings: sled::Tree,
     users: sled::Tree,
+    schemas: sled::Tree,
     messages: sled::Tree,
     meta: sled::Tree,
 }
@@ -270,6 +272,7 @@ impl SledStore {
             queues: db.open_tree("queues")?,
             bindings: db.open_tree("bindings")?,
             users: db.open_tree("users")?,
+            schemas: db.open_tree("schemas")?,
             messages: db.open_tree("messages")?,
             meta,
             db,

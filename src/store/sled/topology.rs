@@ -1,5 +1,6 @@
 //! [`TopologyStore`] on sled: the `exchanges`, `queues` and `users` trees
-//! (keyed by name) and the `bindings` tree (keyed by the encoded binding).
+//! (keyed by name), the `bindings` tree (keyed by the encoded binding) and
+//! the `schemas` tree (the schema registry's records, opaque here).
 
 use super::SledStore;
 use crate::store::codec;
@@ -85,6 +86,26 @@ impl TopologyStore for SledStore {
 
     fn delete_user(&self, name: &str) -> Result<(), StoreError> {
         self.users.remove(name.as_bytes())?;
+        Ok(())
+    }
+
+    fn schema_records(&self) -> Result<Vec<crate::store::SchemaRecord>, StoreError> {
+        self.schemas
+            .iter()
+            .map(|kv| {
+                kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(Into::into)
+            })
+            .collect()
+    }
+
+    fn put_schema_record(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.schemas.insert(key, value)?;
+        Ok(())
+    }
+
+    fn delete_schema_record(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.schemas.remove(key)?;
         Ok(())
     }
 

@@ -18,6 +18,7 @@ mod metadata;
 mod net;
 mod partitions;
 mod queues;
+mod schemas;
 mod streams;
 
 use std::collections::HashMap;
