@@ -33,8 +33,16 @@ where
     F: Fn(QueueOp) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<String>, BrokerError>>,
 {
+    // What an entry that failed carried and no waiter of its own answers
+    // for (settlements, commits): it goes again in the next entry, so
+    // that a barrier after it answers `OK` only once it is committed.
+    let mut carry = QueueOp::default();
+    // A failed entry's `SEEK`s and put-backs (not tried again: a `SEEK`
+    // applied twice would move its group back past later commits): the
+    // barriers of the next entry answer its error.
+    let mut lost: Option<MetaAnswer> = None;
     while let Some(first) = rx.recv().await {
-        let mut op = QueueOp::default();
+        let mut op = std::mem::take(&mut carry);
         // Who waits, and the place of their copy in the entry.
         let mut waiters = Vec::new();
         let mut next = Some(first);
@@ -54,15 +62,31 @@ where
             }
         }
         // A barrier alone: everything before it is committed already (the
-        // batches go one at a time).
+        // batches go one at a time, and what failed is in `carry`).
         let (copies, settled) = (op.enqueue.len(), op.settle.len());
+        let retry = QueueOp {
+            settle: op.settle.clone(),
+            offsets: op.offsets.iter().filter(|o| !o.seek).cloned().collect(),
+            ..QueueOp::default()
+        };
+        let unretried = !op.returned.is_empty() || op.offsets.iter().any(|o| o.seek);
         let answer = match op.is_empty() {
             true => MetaAnswer::default(),
             false => MetaAnswer::of(submit(op).await),
         };
         if let MetaAnswer::Err(_, why) = &answer {
             tracing::warn!(queue = %name, error = %why, copies, settled, "a replicated queue's entry");
+            // Settling twice or committing an offset again changes nothing.
+            carry = retry;
+            if unretried {
+                lost = Some(answer.clone());
+            }
         }
+        let barriers = waiters.iter().any(|(_, place)| place.is_none());
+        let lost_here = match barriers {
+            true => lost.take(),
+            false => None,
+        };
         for (w, place) in waiters {
             // A copy the queue did not keep answers why.
             let each = match (&answer, place) {
@@ -76,10 +100,73 @@ where
                     };
                     MetaAnswer::Ok(why.map(str::to_string).into_iter().collect())
                 }
-                (MetaAnswer::Ok(_), None) => MetaAnswer::default(),
+                (MetaAnswer::Ok(_), None) => lost_here.clone().unwrap_or_default(),
                 (err, _) => err.clone(),
             };
             let _ = w.send(each);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::sync::{mpsc, oneshot};
+
+    use super::{batch, Job};
+    use crate::broker::MetaAnswer;
+    use crate::cluster::queue_machine::QueueOp;
+    use crate::error::BrokerError;
+
+    /// A batcher whose first entry fails: what each submit got, and the
+    /// channel to give it jobs.
+    fn failing_once() -> (Arc<Mutex<Vec<QueueOp>>>, mpsc::UnboundedSender<Job>) {
+        let got: Arc<Mutex<Vec<QueueOp>>> = Arc::default();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let seen = got.clone();
+        tokio::spawn(batch("q".into(), rx, move |op: QueueOp| {
+            let seen = seen.clone();
+            async move {
+                let mut all = seen
+                    .lock()
+                    .map_err(|_| BrokerError::Internal("lock".into()))?;
+                all.push(op);
+                match all.len() {
+                    1 => Err(BrokerError::Unavailable("the leader went".into())),
+                    _ => Ok(Vec::new()),
+                }
+            }
+        }));
+        (got, tx)
+    }
+
+    /// Sends a barrier and waits for its answer.
+    async fn barrier(tx: &mpsc::UnboundedSender<Job>) -> MetaAnswer {
+        let (w, answer) = oneshot::channel();
+        assert!(tx.send(Job::Barrier(w)).is_ok());
+        answer
+            .await
+            .unwrap_or_else(|_| MetaAnswer::error(BrokerError::Internal("gone".into())))
+    }
+
+    #[tokio::test]
+    async fn a_barrier_after_a_failed_entry_alone_is_not_answered_ok() {
+        let (got, tx) = failing_once();
+        assert!(tx.send(Job::Offset("g".into(), 10, false)).is_ok());
+        // The offset's entry fails before the barrier is sent.
+        while got.lock().map(|g| g.len()).unwrap_or(0) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The barrier comes alone: its entry carries the commit again,
+        // and answers OK once that is committed.
+        assert_eq!(barrier(&tx).await, MetaAnswer::default());
+        let all = got.lock().map(|g| g.clone()).unwrap_or_default();
+        assert_eq!(
+            all.len(),
+            2,
+            "the barrier did not wait for the commit: {all:?}"
+        );
+        assert_eq!(all[1].offsets.len(), 1, "{all:?}");
     }
 }
