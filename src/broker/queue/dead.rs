@@ -50,7 +50,7 @@ impl DeathReason {
 /// A stream's dead letter is a copy of the offset a consumer group gave
 /// up on: the stream keeps the message (its entry here is marked not
 /// stored, so that routing it removes nothing), and the letter names the
-/// group ([`Dead::group`]) and offset (its `seq`).
+/// group (the second field, a [`StreamGroup`]) and offset (its `seq`).
 #[derive(Debug, Default)]
 #[must_use = "dead letters must be routed (Broker::dead_letter), or they stay in the store"]
 pub(crate) struct Dead(
