@@ -349,6 +349,11 @@ impl QueueMachine {
                         st.stream.apply(&self.broker, &q, op.enqueue, op.offsets);
                         return dropped;
                     }
+                    if !op.offsets.is_empty() {
+                        // Only a stream's entries carry group offsets: its
+                        // copy is not here (yet), and they are not applied.
+                        tracing::error!(queue = %self.name, index = e.log_id.index, "a replicated stream's entry applied without the stream's copy on this node: its group offsets are not applied");
+                    }
                     let q = match st.active {
                         true => self.broker.find_queue(&self.name),
                         false => None,

@@ -111,6 +111,14 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
         .broker()
         .consensus()
         .filter(|consensus| stream && consensus.replicated(&c.queue));
+    let join = Join {
+        queues,
+        group: c.group,
+        start: c.start,
+        tag,
+        reserves,
+        stream,
+    };
     if let Some(consensus) = confirm {
         // A replicated stream's groups are its log's: this node serves one
         // once a majority confirms it still leads and it has applied what
@@ -121,26 +129,10 @@ pub(super) fn subscribe(c: Subscribe, s: &mut SessionState) -> Result<Outcome, B
             let led = confirmed.await;
             Box::new(move |s: &mut SessionState| {
                 led?;
-                let join = Join {
-                    queues,
-                    group: c.group,
-                    start: c.start,
-                    tag,
-                    reserves,
-                    stream,
-                };
                 join.here(s, consumer_id, consumer)
             }) as Completion
         })));
     }
-    let join = Join {
-        queues,
-        group: c.group,
-        start: c.start,
-        tag,
-        reserves,
-        stream,
-    };
     join.here(s, consumer_id, consumer)
 }
 

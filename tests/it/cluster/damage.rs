@@ -134,15 +134,21 @@ async fn damaged_replica(how: Damage) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    // STATS says so.
+    // STATS says so, once the node knows the queue's placement again (its
+    // metadata group replays it as it starts: under load, a moment after
+    // the damage is found).
     let mut on_x = TestConn::connect(nodes[&x].addr).await;
-    let (_, stats) = on_x.data("STATS QUEUE jobs").await;
-    assert!(
-        stats
+    loop {
+        let (_, stats) = on_x.data("STATS QUEUE jobs").await;
+        let says = stats
             .lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["replica_damaged", "true"]),
-        "{stats}"
-    );
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["replica_damaged", "true"]);
+        if says {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until + DEADLINE, "{stats}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let mut on_y = TestConn::connect(nodes[&y].addr).await;
     for _ in 0..3 {
         let got = on_y.cmd("PUB \"\" jobs during").await;
