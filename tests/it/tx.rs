@@ -157,6 +157,19 @@ async fn a_committed_transaction_survives_a_restart_whole() {
         reply = w.line().await;
     }
     assert_eq!(reply, "OK acked=2 published=2 routed=2");
+    // More deliveries may follow the reply: the subscriptions end (what
+    // they push before their OK is skipped), so that none comes between
+    // the next commands and their replies.
+    for tag in ["w", "g"] {
+        w.send(&format!("UNSUB {tag}")).await;
+        let mut reply = w.line().await;
+        while reply.starts_with("MSG ") {
+            let (_, len) = crate::common::split_literal(&reply).expect("literal");
+            w.literal(len).await;
+            reply = w.line().await;
+        }
+        assert_eq!(reply, "OK", "UNSUB {tag}");
+    }
     // The same id again, in a transaction: a duplicate on out.
     w.ok("TX BEGIN", "OK").await;
     w.ok("PUB \"\" out id=r0 res-0", "OK queued r0").await;
