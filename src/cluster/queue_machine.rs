@@ -304,8 +304,9 @@ impl QueueMachine {
         if q.stream_end().is_some() {
             // Every member keeps the stream; only its groups and readers
             // follow the lead.
-            q.stream_replace_groups(&st.stream.groups(), active);
-            tracing::info!(stream = %self.name, leads = active, "a replicated stream's lead");
+            let groups = st.stream.groups();
+            q.stream_replace_groups(&groups, active);
+            tracing::info!(stream = %self.name, leads = active, ?groups, applied = ?st.last_applied.map(|l| l.index), "a replicated stream's lead");
             return;
         }
         if active {

@@ -23,7 +23,7 @@
 //! must be the same, offset by offset, and hold every confirmed publish.
 //! CI runs it for 20 seconds.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,7 +63,10 @@ impl Nodes {
         ];
         args.extend(self.cluster.args(id as usize));
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.running.insert(id, Spawned::start_bare(&a, &[]).await);
+        let node = Spawned::start_bare(&a, &[]).await;
+        // Its log lines carry its process id.
+        eprintln!("node {id} runs as process {}", node.pid());
+        self.running.insert(id, node);
     }
 
     async fn kill(&mut self, id: u64) {
@@ -429,8 +432,12 @@ struct StreamSeen {
     /// Publishes answered `OK`, and every one sent.
     confirmed: BTreeSet<String>,
     attempted: BTreeSet<String>,
-    /// Offsets the group acked with an `OK`.
-    acked: BTreeSet<u64>,
+    /// Offsets the group acked with an `OK`, each with when (seconds
+    /// into the run), the subscription (counted from 1) and the node.
+    acked: BTreeMap<u64, (f64, u64, usize)>,
+    /// Each subscription's number and first offset, when and through
+    /// which node.
+    starts: Vec<(u64, u64, f64, usize)>,
     /// Offsets delivered to the group.
     delivered: BTreeSet<u64>,
     /// Deliveries to the group, and its subscriptions.
@@ -456,7 +463,7 @@ impl StreamSeen {
     /// acked with an `OK` (0: none), for the report.
     fn acked_through(&self) -> u64 {
         let mut through = 0;
-        for o in &self.acked {
+        for o in self.acked.keys() {
             if *o != through + 1 {
                 break;
             }
@@ -510,7 +517,9 @@ async fn read_as_group(
             if line.starts_with("OK") || line.starts_with("ERR") {
                 if let Some(o) = acking.pop_front() {
                     if line == "OK" {
-                        seen.lock().expect("seen").acked.insert(o);
+                        let mut s = seen.lock().expect("seen");
+                        let at = (started.elapsed().as_secs_f64(), s.subscriptions, node + 1);
+                        s.acked.insert(o, at);
                     }
                 }
                 continue;
@@ -533,14 +542,28 @@ async fn read_as_group(
                 let mut s = seen.lock().expect("seen");
                 s.deliveries += 1;
                 s.delivered.insert(offset);
-                if std::mem::take(&mut first) && s.acked.contains(&offset) {
-                    s.backwards.push(offset);
-                    eprintln!(
-                        "{:>8.1}s the group, subscribed through node {}, began at offset {offset}, acked with an OK before (the highest acked: {:?})",
-                        started.elapsed().as_secs_f64(),
-                        node + 1,
-                        s.acked.last()
-                    );
+                let now = started.elapsed().as_secs_f64();
+                if std::mem::take(&mut first) {
+                    let sub = s.subscriptions;
+                    s.starts.push((sub, offset, now, node + 1));
+                    if let Some((t, sub, n)) = s.acked.get(&offset).copied() {
+                        s.backwards.push(offset);
+                        // The subscriptions since that ack, to tell a
+                        // group that went back from one that was taken
+                        // back before it by an offset not acked.
+                        let since: Vec<String> = s
+                            .starts
+                            .iter()
+                            .filter(|(k, ..)| *k >= sub)
+                            .map(|(k, o, t, n)| format!("#{k}: {o} at {t:.1}s via node {n}"))
+                            .collect();
+                        eprintln!(
+                            "{now:>8.1}s the group (subscription {}), subscribed through node {}, began at offset {offset}, acked with an OK before (at {t:.1}s in subscription {sub} through node {n}; the highest acked: {:?}); the starts since: {since:?}",
+                            s.subscriptions,
+                            node + 1,
+                            s.acked.keys().last()
+                        );
+                    }
                 }
             }
             if c.try_send(&format!("ACK {}", msg.dtag)).await.is_none() {

@@ -105,10 +105,12 @@ impl Spawned {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = log.clone();
+        // The process id tells apart the logs of the nodes of a cluster.
+        let pid = child.id().unwrap_or(0);
         let log_reader = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[sluice] {line}");
+                eprintln!("[sluice {pid}] {line}");
                 sink.lock().expect("log lock").push(line);
             }
         });

@@ -252,6 +252,7 @@ impl Stream {
         }
         let id = consumer.id;
         if let Some(g) = st.readers.groups.get_mut(&key) {
+            tracing::debug!(stream = %q.name, group = ?group, committed = g.committed, cursor = g.cursor, in_flight = g.in_flight.len(), consumer = id, "a subscription joins");
             g.members.push(id);
             g.members.sort_unstable();
         }
