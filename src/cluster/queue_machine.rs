@@ -290,6 +290,12 @@ impl QueueMachine {
             .map_err(|e| io_error(ErrorVerb::Write, e))
     }
 
+    /// Whether this node's broker queue shows the copies (it leads, and
+    /// has caught up with its log).
+    pub(super) fn active(&self) -> bool {
+        self.st.lock().active
+    }
+
     /// Shows the copies in this node's broker queue (`true`: it leads), or
     /// takes them out of it.
     pub(super) fn set_active(&self, active: bool) {

@@ -81,6 +81,8 @@ pub(super) struct Queues {
 /// One group this node runs.
 struct Running {
     raft: Raft<TypeConfig>,
+    /// Its state machine: whether it shows the queue (it leads, caught up).
+    machine: QueueMachine,
     watcher: JoinHandle<()>,
 }
 
@@ -365,12 +367,13 @@ impl Queues {
             name.to_string(),
             p.clone(),
             raft.clone(),
-            machine,
+            machine.clone(),
         ));
         let kept = match self.running.lock().get_mut(&p.group) {
             Some(slot) => {
                 *slot = Some(Running {
                     raft: raft.clone(),
+                    machine,
                     watcher,
                 });
                 true
@@ -574,13 +577,13 @@ impl Queues {
         let Some(p) = self.placement(name) else {
             return Ok(());
         };
-        let (leader, ready) = self
-            .raft(p.group)
-            .map(|r| {
-                let m = r.metrics().borrow().clone();
-                (m.current_leader, serves(&m))
-            })
-            .unwrap_or((None, false));
+        let running = self.running.lock().get(&p.group).and_then(|r| {
+            r.as_ref()
+                .map(|r| (r.raft.metrics().borrow().current_leader, r.machine.active()))
+        });
+        // Ready once the lead task has shown the queue: it has applied
+        // what the log had when this node began to lead.
+        let (leader, ready) = running.unwrap_or((None, false));
         match leader {
             Some(l) if l == self.me && ready => Ok(()),
             Some(l) if l == self.me => Err(BrokerError::Unavailable(format!(
@@ -726,13 +729,46 @@ impl Queues {
     }
 }
 
+/// The end of its log a leader must apply before it serves: what it
+/// had when it began to lead in its term (`began`, kept by the caller
+/// from one look to the next; `None` when it does not lead).
+///
+/// An elected leader's log ends with its term's first entry, so every
+/// entry committed before its term is applied with it. A leader that was
+/// killed is restored as leader at once when it starts again (openraft
+/// does so, in its last term, with no entry of its own): its state
+/// machine is then where its snapshot left it, and the entries after it,
+/// committed in that very term, come back only as its commit index does.
+/// Its term's first entry applied proves nothing then; the end of its log
+/// at the start does.
+fn log_end_to_apply(
+    m: &openraft::RaftMetrics<u64, BasicNode>,
+    began: &mut Option<(u64, u64)>,
+) -> Option<u64> {
+    if m.state != ServerState::Leader {
+        *began = None;
+        return None;
+    }
+    match *began {
+        Some((term, end)) if term == m.current_term => Some(end),
+        _ => {
+            let end = m.last_log_index.unwrap_or(0);
+            *began = Some((m.current_term, end));
+            Some(end)
+        }
+    }
+}
+
 /// Whether the node whose metrics these are leads and has applied its
-/// term's first entry (so every entry committed before its term): only
-/// then is its view of the queue whole.
-fn serves(m: &openraft::RaftMetrics<u64, BasicNode>) -> bool {
-    m.state == ServerState::Leader
-        && m.last_applied
-            .is_some_and(|l| l.leader_id.term == m.current_term)
+/// term's first entry and everything its log held when it began to lead
+/// (`began`: see [`log_end_to_apply`]): only then is its view of the
+/// queue whole.
+fn serves(m: &openraft::RaftMetrics<u64, BasicNode>, began: &mut Option<(u64, u64)>) -> bool {
+    let Some(end) = log_end_to_apply(m, began) else {
+        return false;
+    };
+    m.last_applied
+        .is_some_and(|l| l.leader_id.term == m.current_term && l.index >= end)
 }
 
 /// Keeps this node's view of queue `name` in step with its leadership.
@@ -751,10 +787,11 @@ async fn lead(
 ) {
     let mut metrics = raft.metrics();
     let mut led = None;
+    let mut began = None;
     loop {
         let (leads, term) = {
             let m = metrics.borrow_and_update();
-            (serves(&m), m.current_term)
+            (serves(&m, &mut began), m.current_term)
         };
         if leads && led.is_some_and(|t| t != term) {
             // It lost the lead and won it back between two looks: another

@@ -356,6 +356,79 @@ async fn an_ack_that_reaches_a_node_after_the_lead_left_it_is_not_answered_ok() 
     }
 }
 
+/// Stream `s`'s group's term and leader, as the node at `addr` sees them.
+async fn term_and_leader(addr: std::net::SocketAddr, s: &str) -> (String, String) {
+    let mut c = TestConn::connect(addr).await;
+    let (_, stats) = c.data(&format!("STATS QUEUE {s}")).await;
+    let field = |key: &str| {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    (field("replica_term "), field("replica_leader "))
+}
+
+/// A leader killed and started again before the others stand for
+/// election leads again in its term: openraft restores it at once, with
+/// no entry of its own, its state machine where its snapshot left it.
+/// It must not serve a group before it has applied what its log held,
+/// the group's commits of that very term among them. The checker: after
+/// the restart the group goes on at the offset after its last `OK`.
+#[tokio::test]
+async fn a_leader_restarted_at_once_serves_its_groups_only_once_caught_up() {
+    let cluster = Cluster::new().with(&["--snapshot-every", "20"]);
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut nodes = three_nodes(&cluster, &dirs).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE log type=stream replicas=3",
+        "OK log messages=0 consumers=0",
+    )
+    .await;
+    let mut sent = Sent::default();
+    sent.publish(nodes[&1].addr, "log", (1..=600).map(|i| format!("m{i}")))
+        .await;
+    let mut acked = 0u64;
+    let mut resumed = 0;
+    for round in 0..3 {
+        // A group member on the leader acks 150, one at a time: each an
+        // entry of the leader's term, many past its last snapshot.
+        let leader = stream_leader(&nodes, "log").await;
+        let mut g = Peer::over(TestConn::connect(nodes[&leader].addr).await);
+        until_ok(&mut g, "SUB log group=g offset=first prefetch=1 tag=g").await;
+        for _ in 0..150 {
+            let m = g.msg().await;
+            let offset = m.offset.expect("an offset");
+            assert_eq!(offset, acked + 1, "round {round}: {}", m.head);
+            g.ok(&format!("ACK {}", m.dtag), "OK").await;
+            acked = offset;
+        }
+        let (term, _) = term_and_leader(nodes[&leader].addr, "log").await;
+        // Killed, and started again at once.
+        let mut dead = nodes.remove(&leader).expect("leader");
+        dead.kill().await;
+        let back = super::start_node(&cluster, &dirs, leader as usize).await;
+        nodes.insert(leader, back);
+        // The group goes on after its last `OK`, wherever it is served.
+        let mut g2 = Peer::over(TestConn::connect(nodes[&leader].addr).await);
+        until_ok(&mut g2, "SUB log group=g prefetch=1 tag=g2").await;
+        let m = g2.msg().await;
+        assert_eq!(
+            m.offset,
+            Some(acked + 1),
+            "round {round}: the group after its leader's restart began at {} (acked through {acked})",
+            m.head
+        );
+        if term_and_leader(nodes[&leader].addr, "log").await == (term, leader.to_string()) {
+            resumed += 1;
+        }
+    }
+    // Not asserted (a slow start lets the others elect a leader first),
+    // but said: how many rounds made the case this test is for.
+    eprintln!("the leader took its lead back in its term in {resumed} of 3 rounds");
+}
+
 #[tokio::test]
 async fn a_member_behind_the_snapshots_is_sent_the_stream_and_keeps_the_same_order() {
     // A snapshot every 20 entries: the log behind it goes (but 10).
