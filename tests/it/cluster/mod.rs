@@ -284,14 +284,30 @@ pub(super) async fn three_with_queue(
     dirs: &[tempfile::TempDir],
     queue: &str,
 ) -> HashMap<u64, Spawned> {
+    three_declaring(cluster, dirs, queue, "replicas=3").await
+}
+
+/// Three nodes of `cluster` on `dirs`, with queue `queue` declared with
+/// `args` (through node 1).
+pub(super) async fn three_declaring(
+    cluster: &Cluster,
+    dirs: &[tempfile::TempDir],
+    queue: &str,
+    args: &str,
+) -> HashMap<u64, Spawned> {
     let nodes = three_nodes(cluster, dirs).await;
     let mut c = TestConn::connect(nodes[&1].addr).await;
     c.ok(
-        &format!("DECLARE QUEUE {queue} replicas=3"),
+        &format!("DECLARE QUEUE {queue} {args}"),
         &format!("OK {queue} messages=0 consumers=0"),
     )
     .await;
     nodes
+}
+
+/// Three temporary data directories, one for each node.
+pub(super) fn three_dirs() -> Vec<tempfile::TempDir> {
+    (0..3).map(|_| tempfile::tempdir().expect("dir")).collect()
 }
 
 /// Drains `queue` on its leader among `nodes` and checks it: every

@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use super::{three_nodes, Cluster};
+use super::{three_declaring, three_dirs, Cluster};
 use crate::common::spawned::Spawned;
 use crate::common::{split_literal, Peer, TestConn, DEADLINE};
 
@@ -178,14 +178,8 @@ async fn same_everywhere(
 async fn a_replicated_stream_is_one_order_on_every_member_and_its_group_resumes_after_its_last_ack()
 {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let mut nodes = three_nodes(&cluster, &dirs).await;
-    let mut c = TestConn::connect(nodes[&1].addr).await;
-    c.ok(
-        "DECLARE QUEUE log type=stream replicas=3",
-        "OK log messages=0 consumers=0",
-    )
-    .await;
+    let dirs = three_dirs();
+    let mut nodes = three_declaring(&cluster, &dirs, "log", "type=stream replicas=3").await;
 
     // Publishers on the three nodes at once: the log decides one order.
     let mut sent = Sent::default();
@@ -292,14 +286,8 @@ async fn a_replicated_stream_is_one_order_on_every_member_and_its_group_resumes_
 #[tokio::test]
 async fn an_ack_that_reaches_a_node_after_the_lead_left_it_is_not_answered_ok() {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let nodes = three_nodes(&cluster, &dirs).await;
-    let mut c = TestConn::connect(nodes[&1].addr).await;
-    c.ok(
-        "DECLARE QUEUE log type=stream replicas=3",
-        "OK log messages=0 consumers=0",
-    )
-    .await;
+    let dirs = three_dirs();
+    let nodes = three_declaring(&cluster, &dirs, "log", "type=stream replicas=3").await;
     let mut sent = Sent::default();
     sent.publish(nodes[&1].addr, "log", (1..=4).map(|i| format!("m{i}")))
         .await;
@@ -378,14 +366,8 @@ async fn term_and_leader(addr: std::net::SocketAddr, s: &str) -> (String, String
 #[tokio::test]
 async fn a_leader_restarted_at_once_serves_its_groups_only_once_caught_up() {
     let cluster = Cluster::new().with(&["--snapshot-every", "20"]);
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let mut nodes = three_nodes(&cluster, &dirs).await;
-    let mut c = TestConn::connect(nodes[&1].addr).await;
-    c.ok(
-        "DECLARE QUEUE log type=stream replicas=3",
-        "OK log messages=0 consumers=0",
-    )
-    .await;
+    let dirs = three_dirs();
+    let mut nodes = three_declaring(&cluster, &dirs, "log", "type=stream replicas=3").await;
     let mut sent = Sent::default();
     sent.publish(nodes[&1].addr, "log", (1..=600).map(|i| format!("m{i}")))
         .await;
@@ -433,14 +415,8 @@ async fn a_leader_restarted_at_once_serves_its_groups_only_once_caught_up() {
 async fn a_member_behind_the_snapshots_is_sent_the_stream_and_keeps_the_same_order() {
     // A snapshot every 20 entries: the log behind it goes (but 10).
     let cluster = Cluster::new().with(&["--snapshot-every", "20"]);
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let mut nodes = three_nodes(&cluster, &dirs).await;
-    let mut c = TestConn::connect(nodes[&1].addr).await;
-    c.ok(
-        "DECLARE QUEUE log type=stream replicas=3",
-        "OK log messages=0 consumers=0",
-    )
-    .await;
+    let dirs = three_dirs();
+    let mut nodes = three_declaring(&cluster, &dirs, "log", "type=stream replicas=3").await;
     let leader = stream_leader(&nodes, "log").await;
     let behind = *nodes.keys().find(|id| **id != leader).expect("a follower");
     let mut sent = Sent::default();
