@@ -298,6 +298,16 @@ async fn the_registry_and_schema_bindings_survive_a_restart() {
     assert_eq!(add(&mut c, "orders", &v3).await, "OK orders version=3");
 }
 
+/// Subject `orders` (v1) and queue `q` with `schema=orders`.
+async fn inbox(c: &mut TestConn) {
+    assert_eq!(add(c, "orders", ORDER_V1).await, "OK orders version=1");
+    c.ok(
+        "DECLARE QUEUE q schema=orders",
+        "OK q messages=0 consumers=0",
+    )
+    .await;
+}
+
 /// `metrics`' line for `series`, if any.
 async fn metric(http: std::net::SocketAddr, series: &str) -> Option<String> {
     let (status, _, body) = http_request(http, "GET", "/metrics").await;
@@ -312,12 +322,7 @@ async fn a_queue_schema_checks_publishes_through_the_default_exchange() {
     let srv = TestServer::start_with(|c| c.http = Some(([127, 0, 0, 1], 0).into())).await;
     let http = srv.http.expect("http address");
     let mut c = srv.conn().await;
-    assert_eq!(add(&mut c, "orders", ORDER_V1).await, "OK orders version=1");
-    c.ok(
-        "DECLARE QUEUE q schema=orders",
-        "OK q messages=0 consumers=0",
-    )
-    .await;
+    inbox(&mut c).await;
     // Refused as on an exchange: the pointer and the reason, nothing stored.
     let e = c.cmd(r#"PUB "" q id=x1 "{\"id\":7}""#).await;
     assert_eq!(e, r#"ERR SCHEMA /id: 7 is not of type "string""#);
@@ -368,13 +373,15 @@ async fn a_queue_schema_checks_publishes_through_the_default_exchange() {
     let (_, stats) = c.data("STATS QUEUE free").await;
     assert!(!stats.contains("schema"), "{stats}");
     let (_, table) = c.data("LIST SCHEMAS").await;
-    let row: Vec<&str> = table
+    let rows: Vec<Vec<&str>> = table
         .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .split_whitespace()
+        .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(row, ["orders", "1", "1", "backward", "queue:q"], "{table}");
+    assert_eq!(
+        rows[1],
+        ["orders", "1", "1", "backward", "queue:q"],
+        "{table}"
+    );
     assert_eq!(
         metric(
             http,
@@ -445,12 +452,7 @@ async fn a_queue_schema_is_part_of_its_declaration_and_keeps_its_subject() {
 async fn a_transaction_checks_a_queue_schema_when_it_buffers_the_publish() {
     let srv = TestServer::start().await;
     let mut c = srv.conn().await;
-    assert_eq!(add(&mut c, "orders", ORDER_V1).await, "OK orders version=1");
-    c.ok(
-        "DECLARE QUEUE q schema=orders",
-        "OK q messages=0 consumers=0",
-    )
-    .await;
+    inbox(&mut c).await;
     c.ok("TX BEGIN", "OK").await;
     let e = c.cmd(r#"PUB "" q id=t1 "{\"id\":1}""#).await;
     assert_eq!(e, r#"ERR SCHEMA /id: 1 is not of type "string""#);

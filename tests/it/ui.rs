@@ -60,6 +60,18 @@ async fn log_in(b: &mut Browser, user: &str, password: &str) {
         .await;
 }
 
+/// A browser on the page of an open broker (no users), once it says so.
+async fn open_page(chromium: &Path, url: &str) -> Browser {
+    let mut b = Browser::launch(chromium).await;
+    b.goto(url).await;
+    b.wait_for(
+        "document.getElementById('who').textContent === 'open broker (no users)'",
+        "the page to say the broker is open",
+    )
+    .await;
+    b
+}
+
 /// `messages_ready` of `queue`, through the protocol.
 async fn ready(c: &mut TestConn, queue: &str) -> u64 {
     let (_, text) = c.data(&format!("STATS QUEUE {queue}")).await;
@@ -273,13 +285,7 @@ async fn on_an_open_broker_the_page_binds_seeks_closes_a_connection_and_adds_the
     worker.send("ACK 1").await;
     assert_eq!(line_starting(&mut worker, "OK").await, "OK");
 
-    let mut b = Browser::launch(&chromium).await;
-    b.goto(&url).await;
-    b.wait_for(
-        "document.getElementById('who').textContent === 'open broker (no users)'",
-        "the page to say the broker is open",
-    )
-    .await;
+    let mut b = open_page(&chromium, &url).await;
 
     // An exchange, a binding made from the page, and taken away again.
     b.click("[data-tab=exchanges]").await;
@@ -421,13 +427,7 @@ async fn the_schemas_view_adds_shows_and_deletes_versions_and_subjects() {
     let srv = server_with_http().await;
     let url = format!("http://{}/", srv.http.expect("http"));
     let mut c = srv.conn().await;
-    let mut b = Browser::launch(&chromium).await;
-    b.goto(&url).await;
-    b.wait_for(
-        "document.getElementById('who').textContent === 'open broker (no users)'",
-        "the page to say the broker is open",
-    )
-    .await;
+    let mut b = open_page(&chromium, &url).await;
 
     // A first version, added from the page, then shown.
     b.click("[data-tab=schemas]").await;
