@@ -80,6 +80,13 @@ async fn the_registry_and_schema_declarations_survive_a_whole_cluster_restart() 
     )
     .await;
     c.ok("BIND q shop k", "OK").await;
+    // A replicated queue checks on the node that takes the PUB, before
+    // its group sees it.
+    c.ok(
+        "DECLARE QUEUE rq replicas=3 schema=audit",
+        "OK rq messages=0 consumers=0",
+    )
+    .await;
     let applied: u64 = view_on(&mut c).await["cluster_last_applied"]
         .parse()
         .expect("applied");
@@ -115,11 +122,13 @@ async fn the_registry_and_schema_declarations_survive_a_whole_cluster_restart() 
             e, r#"ERR SCHEMA /id: 1 is not of type "string""#,
             "node {i}"
         );
-        let e = n.cmd(r#"PUB "" q "[1]""#).await;
-        assert_eq!(
-            e, r#"ERR SCHEMA "": [1] is not of type "object""#,
-            "node {i}"
-        );
+        for queue in ["q", "rq"] {
+            let e = n.cmd(&format!(r#"PUB "" {queue} "[1]""#)).await;
+            assert_eq!(
+                e, r#"ERR SCHEMA "": [1] is not of type "object""#,
+                "node {i}, {queue}"
+            );
+        }
         n.send_literal(&format!("PUB shop k id=s{i}"), br#"{"id":"a","note":"n"}"#)
             .await;
         n.expect(&format!("OK s{i} routed=1")).await;
@@ -149,7 +158,7 @@ async fn the_registry_and_schema_declarations_survive_a_whole_cluster_restart() 
         assert_eq!(
             rows,
             [
-                vec!["audit", "1", "1", "full,transitive", "queue:q"],
+                vec!["audit", "1", "1", "full,transitive", "queue:q,queue:rq"],
                 vec!["orders", "2", "2", "backward", "shop"],
             ],
             "node {i}"
