@@ -33,7 +33,8 @@
 //!   and recovery.
 //! - `schema`: the schema registry (subjects, versions, compatibility
 //!   rules, compiled JSON Schema validators) that `PUB` to an exchange
-//!   with `schema=` checks bodies against; pure of storage.
+//!   with `schema=` (or through the default exchange to a queue with
+//!   `schema=`) checks bodies against; pure of storage.
 //! - [`auth`]: users, password hashing, permissions, the login rate
 //!   limiter and `sluice user`.
 //! - `cluster`: clusters on openraft (issue 18, under way): the Raft log
@@ -51,7 +52,7 @@
 //! - [`client`]: a small async client used by tests, examples, the bench
 //!   and the CLI.
 //! - [`cli`]: the command-line client (`sluice pub|sub|get|declare|bind|
-//!   stats|ls ...`): options, output formats, exit codes; and `sluice user`.
+//!   stats|ls|schema ...`): options, output formats, exit codes; and `sluice user`.
 //! - [`config`], [`error`]: settings and typed errors.
 //!
 //! The library's public surface is what the binary (`main.rs`, the CLI

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use super::alarm::Alarm;
 use super::message::{Entry, Message, Now};
 use super::queue::{Admission, Planned, Queue};
-use super::{not_found, stores, Broker, Exchange, ReplicaMessage, MAX_ALTERNATE_HOPS};
+use super::schema::Checker;
+use super::{not_found, stores, Broker, ReplicaMessage, MAX_ALTERNATE_HOPS};
 use crate::error::BrokerError;
 use crate::protocol::command::{Header, Publish};
 use crate::protocol::reply::{quote_for_message, Blocker};
@@ -69,9 +70,9 @@ impl Hold {
     }
 }
 
-/// Where a publish goes: the exchange's shared name, the exchange when it
-/// checks bodies against a schema, and the queues.
-type Routed = (Arc<str>, Option<Arc<Exchange>>, Vec<Arc<Queue>>);
+/// Where a publish goes: the exchange's shared name, what checks its body
+/// against a schema (if anything does), and the queues.
+type Routed = (Arc<str>, Option<Checker>, Vec<Arc<Queue>>);
 
 /// New copies of one message, ready to store and enqueue.
 pub(super) struct Copies {
@@ -358,7 +359,7 @@ impl Broker {
         let (exchange, checked_by, targets) = self.route_named(&p.exchange, &p.key, &p.headers)?;
         let checked = match checked_by {
             None => None,
-            Some(ex) => Some(self.check_body(&ex, p)?),
+            Some(by) => Some(self.check_body(&by, p)?),
         };
         let p = checked.as_ref().unwrap_or(p);
         if targets.is_empty() && p.mandatory {
@@ -526,9 +527,10 @@ impl Broker {
     }
 
     /// [`Broker::route_to`], also returning the exchange's shared name (so
-    /// that a message does not allocate its own copy) and the exchange
-    /// itself when it checks bodies against a schema.
-    fn route_named(
+    /// that a message does not allocate its own copy) and what checks its
+    /// body against a schema: the exchange, or on the default exchange the
+    /// queue (see `schema.rs`).
+    pub(super) fn route_named(
         &self,
         exchange: &str,
         key: &[u8],
@@ -541,9 +543,10 @@ impl Broker {
                 .ok()
                 .and_then(|name| self.inner.queues.get(name))
                 .map(|q| q.clone());
+            let checker = q.as_ref().and_then(Checker::of_queue);
             return Ok((
                 self.inner.default_exchange.clone(),
-                None,
+                checker,
                 q.into_iter().collect(),
             ));
         }
@@ -555,7 +558,7 @@ impl Broker {
             .map(|e| e.clone())
             .ok_or_else(|| not_found("exchange", exchange))?;
         let name = ex.name.clone();
-        let checked_by = ex.schema.is_some().then(|| ex.clone());
+        let checked_by = Checker::of_exchange(&ex);
         for _ in 0..MAX_ALTERNATE_HOPS {
             ex.bindings.read().route(key, headers, &mut names);
             if !names.is_empty() {

@@ -1,12 +1,12 @@
 //! A broker's start and stop: [`Broker::open`] opens the store (sled, or
 //! nothing with `--in-memory`), reads back what it holds and starts the
 //! group commit; `restore` rebuilds the schema registry, the exchanges
-//! (with their `schema=`), queues (each taking
+//! (with their `schema=`), queues (with theirs, each taking
 //! over its stored copies, de-duplication records and group offsets) and
 //! bindings; [`Broker::shutdown`] writes delivery counts, syncs and sets
 //! the clean flag, or leaves a failed store alone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -106,12 +106,18 @@ impl Broker {
                 consensus: std::sync::OnceLock::new(),
             }),
         };
-        broker.restore(recovered, schemas.exchanges);
+        broker.restore(recovered, schemas.exchanges, schemas.queues);
         Ok(broker)
     }
 
-    /// Rebuilds from `rec`; `schema_of` holds each exchange's `schema=`.
-    fn restore(&self, rec: Recovered, mut schema_of: std::collections::BTreeMap<String, String>) {
+    /// Rebuilds from `rec`; `schema_of` and `queue_schema_of` hold each
+    /// exchange's and queue's `schema=` (kept apart from their records).
+    fn restore(
+        &self,
+        rec: Recovered,
+        mut schema_of: BTreeMap<String, String>,
+        mut queue_schema_of: BTreeMap<String, String>,
+    ) {
         let Recovered { topology, messages } = rec;
         let inner = &self.inner;
         for d in topology.exchanges {
@@ -151,7 +157,8 @@ impl Broker {
             offsets.entry(queue_id).or_default().push((group, at));
         }
         let mut max_queue = 0;
-        for d in topology.queues {
+        for mut d in topology.queues {
+            d.args.schema = queue_schema_of.remove(&d.name);
             max_queue = max_queue.max(d.id);
             let held = stored.remove(&d.id);
             let next_seq = held.as_ref().map_or(1, |h| h.last_seq + 1);

@@ -393,6 +393,11 @@ pub(crate) struct QueueSnapshot {
     /// A replicated queue's group, as this node sees it (`null`: a queue
     /// of the node's own).
     pub(crate) replica: Option<super::ReplicaStatus>,
+    /// `schema=<subject>`: what `PUB`s through the default exchange are
+    /// checked against (`null`: none).
+    pub(crate) schema: Option<String>,
+    /// `PUB`s that schema refused.
+    pub(crate) schema_rejections: u64,
 }
 
 /// Dead-lettered copies by [`DeathReason`].
@@ -453,6 +458,8 @@ impl QueueSnapshot {
             rates: sampler.queue_rates(q.id),
             oldest_age_ms: st.oldest_at.map(|t| now.saturating_sub(t)),
             replica: broker.replica_status(&q.name),
+            schema: q.args.schema.clone(),
+            schema_rejections: c.schema_rejections.load(Ordering::Relaxed),
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::protocol::command::{
 };
 use crate::protocol::encode::describe_args;
 use crate::protocol::reply::quote_for_message;
-use crate::schema::exchange_key;
+use crate::schema::{exchange_key, queue_key};
 use crate::store::{BindingDef, QueueDef};
 
 impl Broker {
@@ -384,6 +384,7 @@ impl Broker {
         if self.inner.queues.len() >= max {
             return Err(BrokerError::limit("too many queues", "--max-queues", max));
         }
+        self.check_schema_exists(d.args.schema.as_deref())?;
         let id = self.inner.next_queue_id.fetch_add(1, Ordering::Relaxed);
         let name: Arc<str> = Arc::from(name);
         let owner = d.exclusive.then_some(conn);
@@ -404,7 +405,15 @@ impl Broker {
                 auto_delete: d.auto_delete,
                 args: d.args.clone(),
             };
-            Some(self.inner.disk.write(|s| s.put_queue(&def))?)
+            Some(self.inner.disk.write(|s| {
+                s.put_queue(&def)?;
+                match &d.args.schema {
+                    Some(subject) => s
+                        .topology
+                        .put_schema_record(&queue_key(&def.name), subject.as_bytes()),
+                    None => Ok(()),
+                }
+            })?)
         } else {
             None
         };
@@ -505,7 +514,14 @@ impl Broker {
                 auto_delete: q.auto_delete,
                 args: q.args.clone(),
             };
-            gen = Some(self.inner.disk.write(|s| s.delete_queue(&def))?).max(gen);
+            gen = Some(self.inner.disk.write(|s| {
+                s.delete_queue(&def)?;
+                match def.args.schema {
+                    Some(_) => s.topology.delete_schema_record(&queue_key(&def.name)),
+                    None => Ok(()),
+                }
+            })?)
+            .max(gen);
         }
         gen = q.release(ready)?.or(gen);
         for ex in emptied {

@@ -57,18 +57,13 @@ impl Broker {
     /// Checks a `PUB` as a transaction buffers it: its exchange exists, a
     /// `mandatory` one reaches a queue, and it reaches no replicated queue.
     pub(crate) fn tx_check(&self, p: &Publish) -> Result<(), BrokerError> {
-        // A body its exchange's schema refuses is refused now (`COMMIT`
-        // checks again, against the latest version then).
-        let schema = self
-            .inner
-            .exchanges
-            .get(p.exchange.as_str())
-            .filter(|ex| ex.schema.is_some())
-            .map(|ex| ex.clone());
-        if let Some(ex) = schema {
-            self.check_body(&ex, p)?;
+        let (_, checker, targets) = self.route_named(&p.exchange, &p.key, &p.headers)?;
+        // A body its exchange's (or, on the default exchange, its queue's)
+        // schema refuses is refused now (`COMMIT` checks again, against
+        // the latest version then).
+        if let Some(by) = checker {
+            self.check_body(&by, p)?;
         }
-        let targets = self.route_to(&p.exchange, &p.key, &p.headers)?;
         if targets.is_empty() && p.mandatory {
             return Err(BrokerError::NoRoute(format!(
                 "exchange {} routed the message to no queue",

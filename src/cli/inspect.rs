@@ -36,7 +36,8 @@ pub struct StatsArgs {
     pub(crate) common: CommonArgs,
 }
 
-/// List queues, exchanges, bindings, connections or consumers.
+/// List queues, exchanges, bindings, connections, consumers, nodes,
+/// groups or schemas.
 ///
 /// Prints the broker's table as it is (a header row, then one row per
 /// item); --json prints one array of objects keyed by the lower-cased
@@ -76,6 +77,8 @@ pub(crate) enum ListKind {
     Nodes,
     /// Streams' consumer groups.
     Groups,
+    /// The schema registry's subjects.
+    Schemas,
 }
 
 impl From<ListKind> for crate::protocol::command::ListKind {
@@ -89,6 +92,7 @@ impl From<ListKind> for crate::protocol::command::ListKind {
             ListKind::Consumers => P::Consumers,
             ListKind::Nodes => P::Nodes,
             ListKind::Groups => P::Groups,
+            ListKind::Schemas => P::Schemas,
         }
     }
 }
@@ -104,13 +108,21 @@ pub(super) async fn stats(args: StatsArgs) -> Result<Exit, CliError> {
 
 /// Runs `sluice ls`.
 pub(super) async fn ls(args: LsArgs) -> Result<Exit, CliError> {
-    let command = Command::List(List {
+    let list = List {
         kind: args.kind.into(),
         pattern: args.pattern.clone(),
-    });
-    let reply = request(&args.common, &command).await?;
-    let kind = args.kind;
-    print(&args.common, &reply, |t| Value::Array(parse_table(t, kind)))
+    };
+    list_of(&args.common, list, args.kind).await
+}
+
+/// Sends `list` and prints its table (as `kind`'s, with `--json`).
+pub(super) async fn list_of(
+    common: &CommonArgs,
+    list: List,
+    kind: ListKind,
+) -> Result<Exit, CliError> {
+    let reply = request(common, &Command::List(list)).await?;
+    print(common, &reply, |t| Value::Array(parse_table(t, kind)))
 }
 
 pub(super) async fn request(common: &CommonArgs, command: &Command) -> Result<Response, CliError> {
@@ -154,6 +166,7 @@ const TEXT_KEYS: &[&str] = &[
     "cluster_state",
     "cluster_members",
     "replica_members",
+    "schema",
 ];
 
 /// `key value` lines as an object: the key is the first word, the value
@@ -192,6 +205,7 @@ fn text_columns(kind: ListKind) -> (&'static [&'static str], &'static [&'static 
         ListKind::Consumers => (&["queue", "tag", "ack"], &[]),
         ListKind::Nodes => (&["addr", "role"], &[]),
         ListKind::Groups => (&["stream", "group"], &["members", "active"]),
+        ListKind::Schemas => (&["subject", "versions", "compat"], &["used_by"]),
     }
 }
 

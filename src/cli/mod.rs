@@ -1,5 +1,5 @@
 //! The command-line client: `sluice pub|sub|get|nack|peek|redrive|seek|
-//! declare|bind|unbind|delete|purge|stats|ls`, scriptable in the manner of `nats` and `redis-cli`.
+//! declare|bind|unbind|delete|purge|stats|ls|schema|cluster`, scriptable in the manner of `nats` and `redis-cli`.
 //! Each command connects with [`crate::client::Client`], sends its
 //! command(s), prints on stdout (text, or one JSON value per line with
 //! `--json`) and ends with an exit code that scripts can test
@@ -18,6 +18,7 @@
 //!   `peek` and `redrive` (what failed); `seek`: `seek` (a
 //!   stream consumer group's position); `topology`: `declare`,
 //!   `bind`, `unbind`, `delete`, `purge`; `inspect`: `stats` and `ls`;
+//!   `schema`: `schema add|get|list|delete` (the schema registry);
 //!   `args`: argument parsers they share;
 //! - [`user`]: `sluice user ...`, which works on a stopped broker's data
 //!   directory instead of connecting (moved here from `auth/cli.rs`).
@@ -34,6 +35,7 @@ mod inspect;
 mod output;
 mod peek;
 mod publish;
+mod schema;
 mod seek;
 mod topology;
 pub mod user;
@@ -77,8 +79,12 @@ pub enum ClientCommand {
     Purge(PurgeArgs),
     /// Show broker or queue statistics.
     Stats(StatsArgs),
-    /// List queues, exchanges, bindings, connections or consumers.
+    /// List queues, exchanges, bindings, connections, consumers, nodes,
+    /// groups or schemas.
     Ls(LsArgs),
+    /// The schema registry: add, get, list and delete JSON Schema versions.
+    #[command(subcommand)]
+    Schema(schema::SchemaCommandArgs),
     /// A cluster: a node's view of it, and changes to its members.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -177,6 +183,7 @@ pub fn run(command: ClientCommand) -> ExitCode {
             ClientCommand::Stats(a) => inspect::stats(a).await,
             ClientCommand::Ls(a) => inspect::ls(a).await,
             ClientCommand::Cluster(c) => cluster::cluster(c).await,
+            ClientCommand::Schema(c) => schema::schema(c).await,
         }
     });
     // Don't wait for stdin readers (tokio reads stdin on a blocking thread).

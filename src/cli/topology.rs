@@ -125,6 +125,11 @@ pub(crate) struct DeclareQueueArgs {
     /// 1 to 7; 1 or none: the node's own queue).
     #[arg(long, value_name = "N")]
     pub(crate) replicas: Option<u8>,
+    /// Check the body of every message published to this queue through the
+    /// default exchange against this schema subject's latest version
+    /// (`sluice schema add` it first).
+    #[arg(long, value_name = "SUBJECT")]
+    pub(crate) schema: Option<String>,
 }
 
 /// `--overflow`.
@@ -290,6 +295,7 @@ pub(super) async fn declare(args: DeclareArgs) -> Result<Exit, CliError> {
                 max_priority: q.max_priority,
                 dedup_window_ms: q.dedup_window,
                 retry_delays_ms: q.retry_delays,
+                schema: q.schema,
                 mode: if q.stream {
                     QueueMode::Stream
                 } else if q.single_active {

@@ -85,7 +85,11 @@ pub(super) fn table(broker: &Broker, keep: impl Fn(&[&[u8]]) -> bool) -> Table {
             compat,
             match users.is_empty() {
                 true => "-".to_string(),
-                false => users.join(","),
+                false => users
+                    .iter()
+                    .map(|u| u.shown())
+                    .collect::<Vec<_>>()
+                    .join(","),
             },
         ]);
     }

@@ -87,6 +87,10 @@ fn queue_text(q: &QueueSnapshot) -> KeyValues {
         .put("durable", q.durable)
         .put("exclusive", q.exclusive)
         .put("auto_delete", q.auto_delete);
+    if let Some(subject) = &q.schema {
+        kv.put("schema", subject)
+            .put("schema_rejections_total", q.schema_rejections);
+    }
     kv.group()
         .put("messages_ready", q.messages.saturating_sub(q.delayed))
         .put("messages_delayed", q.delayed)

@@ -131,7 +131,7 @@ pub(crate) fn render(broker: &Broker) -> String {
     m.family(
         name,
         "counter",
-        "PUBs refused by the exchange's schema (ERR SCHEMA: not JSON, or not valid), by exchange declared with schema=.",
+        "PUBs refused by a schema (ERR SCHEMA: not JSON, or not valid), by exchange declared with schema=, and by queue declared with schema= (exchange=\"\", the default exchange's check).",
     );
     for ex in broker.exchange_list() {
         if ex.schema.is_some() {
@@ -139,6 +139,15 @@ pub(crate) fn render(broker: &Broker) -> String {
                 .schema_rejections
                 .load(std::sync::atomic::Ordering::Relaxed);
             m.sample(name, &[("exchange", &ex.name)], n);
+        }
+    }
+    for q in broker.queue_list() {
+        if q.args.schema.is_some() {
+            let n = q
+                .counters
+                .schema_rejections
+                .load(std::sync::atomic::Ordering::Relaxed);
+            m.sample(name, &[("exchange", ""), ("queue", &q.name)], n);
         }
     }
     let broker_wide: &[(&str, &str, &str, Option<u64>)] = &[

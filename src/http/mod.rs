@@ -7,7 +7,8 @@
 //!   (`ui/`), a client of the API below.
 //! - `/api/*`: JSON. Logins and their sessions ([`login`]); reads
 //!   ([`views`]: the overview, the charts' history, exchanges and
-//!   bindings, connections, consumers, streams and their groups, users);
+//!   bindings, connections, consumers, streams and their groups, schema
+//!   subjects, users);
 //!   and every action as one protocol command run as the caller
 //!   ([`command`]), so that the page can do nothing a connection logged
 //!   in as the same user could not.
@@ -221,6 +222,7 @@ async fn api(
             | "connections"
             | "consumers"
             | "streams"
+            | "schemas"
             | "users"
     );
     if !posts && !gets {
@@ -261,6 +263,7 @@ async fn api(
         "connections" => read(views::connections),
         "consumers" => read(views::consumers),
         "streams" => read(views::streams),
+        "schemas" => read(views::schemas),
         _ => views::users(broker, &caller),
     }
 }

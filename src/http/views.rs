@@ -1,6 +1,7 @@
 //! The API's read-only routes, as JSON: what `STATS` and `LIST` show (a
 //! login is all they need, as in the protocol), the charts' history, the
-//! streams' consumer groups, and the users (admins only, as `USER LIST`).
+//! streams' consumer groups, the schema registry's subjects, and the users
+//! (admins only, as `USER LIST`).
 //! Values are read from the broker's registries directly; nothing here
 //! changes anything.
 
@@ -267,6 +268,57 @@ pub(crate) fn users(broker: &Broker, caller: &Caller) -> Reply {
             configure: u.perms.configure.as_str().to_string(),
             write: u.perms.write.as_str().to_string(),
             read: u.perms.read.as_str().to_string(),
+        })
+        .collect();
+    json(&all)
+}
+
+#[derive(Debug, Serialize)]
+struct SchemaView {
+    subject: String,
+    latest: u32,
+    versions: Vec<u32>,
+    compat: &'static str,
+    transitive: bool,
+    /// The exchanges and queues declared with `schema=` it.
+    used_by: Vec<SchemaUserView>,
+}
+
+#[derive(Debug, Serialize)]
+struct SchemaUserView {
+    /// `exchange` or `queue`.
+    kind: &'static str,
+    name: String,
+}
+
+/// `GET /api/schemas`: what `LIST SCHEMAS` shows, by subject (a version's
+/// text is `SCHEMA GET`'s, through `POST /api/command`).
+pub(crate) fn schemas(broker: &Broker) -> Reply {
+    use crate::broker::schema::User;
+    let all: Vec<SchemaView> = broker
+        .schemas()
+        .list()
+        .into_iter()
+        .map(|s| SchemaView {
+            used_by: broker
+                .schema_users(&s.subject)
+                .into_iter()
+                .map(|u| match u {
+                    User::Exchange(name) => SchemaUserView {
+                        kind: "exchange",
+                        name,
+                    },
+                    User::Queue(name) => SchemaUserView {
+                        kind: "queue",
+                        name,
+                    },
+                })
+                .collect(),
+            subject: s.subject,
+            latest: s.latest,
+            versions: s.versions,
+            compat: s.compat.keyword(),
+            transitive: s.transitive,
         })
         .collect();
     json(&all)

@@ -382,6 +382,12 @@ pub struct QueueArgs {
     pub(crate) mode: QueueMode,
     /// `max-age=<ms>` (streams): older messages are trimmed.
     pub(crate) max_age_ms: Option<u64>,
+    /// `schema=<subject>`: a `PUB` to the default exchange naming this
+    /// queue has its body checked against the subject's latest version
+    /// (messages from other exchanges are their exchange's business). Kept
+    /// among the schema registry's records, not in the queue's own record
+    /// (see `broker/schema.rs`).
+    pub(crate) schema: Option<String>,
 }
 
 /// What kind of queue `DECLARE QUEUE` makes. The options that choose it

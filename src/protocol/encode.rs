@@ -498,6 +498,7 @@ fn declare_queue(w: &mut Words<'_>, d: &DeclareQueue) {
         retry_delays_ms,
         mode,
         max_age_ms,
+        schema,
     } = &d.args;
     if mode.is_stream() {
         w.opt(opt::TYPE, keyword(QUEUE_TYPES, true).as_bytes());
@@ -526,6 +527,7 @@ fn declare_queue(w: &mut Words<'_>, d: &DeclareQueue) {
         let list: Vec<String> = retry_delays_ms.iter().map(u64::to_string).collect();
         w.opt(opt::RETRY_DELAYS, list.join(",").as_bytes());
     }
+    w.opt_str(opt::SCHEMA, schema.as_deref());
 }
 
 fn bind(w: &mut Words<'_>, verb: &str, b: &Bind) {
@@ -663,6 +665,9 @@ pub(crate) fn describe_args(a: &QueueArgs) -> String {
     if !a.retry_delays_ms.is_empty() {
         let d: Vec<String> = a.retry_delays_ms.iter().map(u64::to_string).collect();
         w.push(format!("{}={}", opt::RETRY_DELAYS, d.join(",")));
+    }
+    if let Some(x) = &a.schema {
+        w.push(format!("{}={}", opt::SCHEMA, quote_for_message(x)));
     }
     match a.mode {
         QueueMode::Classic => {}
@@ -854,13 +859,14 @@ mod tests {
             retry_delays_ms: vec![10, 20],
             mode: QueueMode::Stream,
             max_age_ms: Some(9),
+            schema: Some("orders".into()),
         };
         assert_eq!(
             describe_args(&all),
             "max-length=1 max-bytes=2 ttl=3 expires=4 delivery-limit=5 ack-timeout=6 \
              max-priority=7 dedup-window=8 max-age=9 overflow=reject-publish \
              dead-letter=\"dl\\\"x\" dead-letter-key=\"k \u{fffd}\" retry-delays=10,20 \
-             type=stream"
+             schema=\"orders\" type=stream"
         );
         // The kind comes last, whichever it is.
         for (mode, word) in [

@@ -124,6 +124,7 @@ fn queue_args() -> impl Strategy<Value = QueueArgs> {
             proptest::option::of(1u8..),
             proptest::option::of(1u64..),
             vec(any_u64(), 0..=32),
+            proptest::option::of(name()),
         ),
         prop::sample::select(vec![
             QueueMode::Classic,
@@ -146,6 +147,7 @@ fn queue_args() -> impl Strategy<Value = QueueArgs> {
             max_priority: b.3,
             dedup_window_ms: b.4,
             retry_delays_ms: b.5,
+            schema: b.6,
         })
 }
 

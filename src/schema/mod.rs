@@ -4,7 +4,8 @@
 //!
 //! This module owns the registry's state and rules (what a new version
 //! may be, which version a body is checked against, how a record is
-//! encoded), not its persistence nor which exchange uses which subject:
+//! encoded), not its persistence nor which exchange or queue uses which
+//! subject:
 //! the broker (`broker/schema.rs`) writes what [`Registry::prepare_add`]
 //! and [`Registry::prepare_delete`] return to the topology store, then
 //! installs it, under its topology lock. The compatibility check is
@@ -393,6 +394,12 @@ pub(crate) fn exchange_key(exchange: &str) -> Vec<u8> {
     [b"e:".as_slice(), exchange.as_bytes()].concat()
 }
 
+/// The key of a queue's `schema=` among the store's schema records (its
+/// value: the subject's name).
+pub(crate) fn queue_key(queue: &str) -> Vec<u8> {
+    [b"q:".as_slice(), queue.as_bytes()].concat()
+}
+
 /// A subject's record as stored (JSON: the store's checksums guard it).
 pub(crate) fn encode(record: &SubjectRecord) -> Vec<u8> {
     serde_json::to_vec(record).unwrap_or_default()
@@ -405,6 +412,8 @@ pub(crate) struct Stored {
     pub(crate) subjects: Vec<SubjectRecord>,
     /// Exchange name → subject (`DECLARE EXCHANGE ... schema=`).
     pub(crate) exchanges: BTreeMap<String, String>,
+    /// Queue name → subject (`DECLARE QUEUE ... schema=`).
+    pub(crate) queues: BTreeMap<String, String>,
 }
 
 impl Stored {
@@ -421,11 +430,13 @@ impl Stored {
                 Some((b"s:", _)) => out
                     .subjects
                     .push(serde_json::from_slice(&v).map_err(|e| corrupt(&e.to_string()))?),
-                Some((b"e:", name)) => {
-                    let name =
-                        String::from_utf8(name.to_vec()).map_err(|_| corrupt("exchange name"))?;
+                Some((prefix @ (b"e:" | b"q:"), name)) => {
+                    let name = String::from_utf8(name.to_vec()).map_err(|_| corrupt("name"))?;
                     let subject = String::from_utf8(v).map_err(|_| corrupt("subject name"))?;
-                    out.exchanges.insert(name, subject);
+                    match prefix {
+                        b"e:" => out.exchanges.insert(name, subject),
+                        _ => out.queues.insert(name, subject),
+                    };
                 }
                 _ => return Err(corrupt("unknown key")),
             }
@@ -520,9 +531,12 @@ mod tests {
         let stored = Stored::read(vec![
             (subject_key("orders"), encode(&rec)),
             (exchange_key("shop"), b"orders".to_vec()),
+            (queue_key("shop"), b"audit".to_vec()),
         ])
         .unwrap();
         assert_eq!(stored.subjects, vec![rec]);
         assert_eq!(stored.exchanges["shop"], "orders");
+        assert_eq!(stored.queues["shop"], "audit");
+        assert!(Stored::read(vec![(b"x:shop".to_vec(), Vec::new())]).is_err());
     }
 }

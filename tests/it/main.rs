@@ -7,6 +7,7 @@ mod auth;
 mod bench;
 mod binary_keys;
 mod cli;
+mod cli_schema;
 mod cluster;
 mod common;
 mod config;

@@ -3,7 +3,8 @@
 //! allows, `PUB` to an exchange with `schema=` (valid, not JSON, failing
 //! the schema: nothing stored), the headers a checked message carries,
 //! the rejection metric, and a restart that keeps the registry and the
-//! exchange's `schema=`.
+//! exchange's `schema=`; a queue's `schema=` (the default exchange's
+//! check: `PUB "" <queue>`), in and out of `TX`, kept across restarts.
 
 use crate::common::{http_request, TestConn, TestServer};
 
@@ -295,4 +296,222 @@ async fn the_registry_and_schema_bindings_survive_a_restart() {
     c.err("SCHEMA DELETE orders", "PRECONDITION").await;
     let v3 = nothing_required.replace(r#""total":"#, r#""note":{},"total":"#);
     assert_eq!(add(&mut c, "orders", &v3).await, "OK orders version=3");
+}
+
+/// Subject `orders` (v1) and queue `q` with `schema=orders`.
+async fn inbox(c: &mut TestConn) {
+    assert_eq!(add(c, "orders", ORDER_V1).await, "OK orders version=1");
+    c.ok(
+        "DECLARE QUEUE q schema=orders",
+        "OK q messages=0 consumers=0",
+    )
+    .await;
+}
+
+/// `metrics`' line for `series`, if any.
+async fn metric(http: std::net::SocketAddr, series: &str) -> Option<String> {
+    let (status, _, body) = http_request(http, "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    body.lines()
+        .find(|l| l.starts_with(series))
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn a_queue_schema_checks_publishes_through_the_default_exchange() {
+    let srv = TestServer::start_with(|c| c.http = Some(([127, 0, 0, 1], 0).into())).await;
+    let http = srv.http.expect("http address");
+    let mut c = srv.conn().await;
+    inbox(&mut c).await;
+    // Refused as on an exchange: the pointer and the reason, nothing stored.
+    let e = c.cmd(r#"PUB "" q id=x1 "{\"id\":7}""#).await;
+    assert_eq!(e, r#"ERR SCHEMA /id: 7 is not of type "string""#);
+    let e = c.cmd("PUB \"\" q id=x2 \"{nope\"").await;
+    assert!(
+        e.starts_with("ERR SCHEMA \"\": the body is not valid JSON ("),
+        "{e}"
+    );
+    c.ok("GET q", "OK 0").await;
+    // A valid one carries the subject and version, not a forged header.
+    c.send_literal("PUB \"\" q id=o1 h.schema-version=9", br#"{"id":"o1"}"#)
+        .await;
+    c.expect("OK o1 routed=1").await;
+    c.send("GET q").await;
+    let (head, body) = c.msg().await;
+    assert_eq!(body, br#"{"id":"o1"}"#);
+    assert!(
+        head.contains(" id=o1 h.schema=orders h.schema-version=1"),
+        "{head}"
+    );
+    assert!(!head.contains("=9"), "{head}");
+    c.expect("OK 1").await;
+    // Another exchange bound to the queue is not checked by the queue's
+    // schema (only by its own, and this one has none).
+    c.ok("DECLARE EXCHANGE plain direct", "OK").await;
+    c.ok("BIND q plain k", "OK").await;
+    c.ok("PUB plain k id=p1 \"{nope\"", "OK p1 routed=1").await;
+    // A queue without schema= takes anything from the default exchange.
+    c.ok("DECLARE QUEUE free", "OK free messages=0 consumers=0")
+        .await;
+    c.ok("PUB \"\" free id=f1 \"{nope\"", "OK f1 routed=1")
+        .await;
+
+    let (_, stats) = c.data("STATS QUEUE q").await;
+    let lines: Vec<&str> = stats.lines().map(str::trim).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().eq(["schema", "orders"])),
+        "{stats}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().eq(["schema_rejections_total", "2"])),
+        "{stats}"
+    );
+    let (_, stats) = c.data("STATS QUEUE free").await;
+    assert!(!stats.contains("schema"), "{stats}");
+    let (_, table) = c.data("LIST SCHEMAS").await;
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[1],
+        ["orders", "1", "1", "backward", "queue:q"],
+        "{table}"
+    );
+    assert_eq!(
+        metric(
+            http,
+            "sluice_schema_rejections_total{exchange=\"\",queue=\"q\"}"
+        )
+        .await,
+        Some("sluice_schema_rejections_total{exchange=\"\",queue=\"q\"} 2".into())
+    );
+    assert_eq!(
+        metric(
+            http,
+            "sluice_schema_rejections_total{exchange=\"\",queue=\"free\"}"
+        )
+        .await,
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_queue_schema_is_part_of_its_declaration_and_keeps_its_subject() {
+    let srv = TestServer::start().await;
+    let mut c = srv.conn().await;
+    c.err("DECLARE QUEUE q schema=orders", "NOT_FOUND").await;
+    assert_eq!(add(&mut c, "orders", ORDER_V1).await, "OK orders version=1");
+    assert_eq!(add(&mut c, "audit", "{}").await, "OK audit version=1");
+    c.ok(
+        "DECLARE QUEUE q schema=orders",
+        "OK q messages=0 consumers=0",
+    )
+    .await;
+    c.ok(
+        "DECLARE QUEUE q schema=orders",
+        "OK q messages=0 consumers=0",
+    )
+    .await;
+    let e = c.err("DECLARE QUEUE q", "PRECONDITION").await;
+    assert_eq!(
+        e,
+        "ERR PRECONDITION queue q exists with other options (schema=\"orders\")"
+    );
+    c.err("DECLARE QUEUE q schema=audit", "PRECONDITION").await;
+    // A stream takes it too; a partitioned one does not.
+    c.ok(
+        "DECLARE QUEUE s type=stream schema=audit",
+        "OK s messages=0 consumers=0",
+    )
+    .await;
+    c.err(
+        "DECLARE QUEUE p type=stream partitions=2 schema=audit",
+        "SYNTAX",
+    )
+    .await;
+    c.ok("PUB \"\" s id=s1 \"[1]\"", "OK s1 routed=1").await;
+    c.err("PUB \"\" s id=s2 \"[1\"", "SCHEMA").await;
+
+    let e = c.err("SCHEMA DELETE orders", "PRECONDITION").await;
+    assert_eq!(
+        e,
+        "ERR PRECONDITION schema subject \"orders\" is in use by queue \"q\" (1 in all): delete those first"
+    );
+    // Deleting a version is allowed: the queue checks against the latest.
+    c.ok("DELETE QUEUE q", "OK messages=0").await;
+    c.ok("SCHEMA DELETE orders", "OK").await;
+    c.err("SCHEMA DELETE audit", "PRECONDITION").await;
+}
+
+#[tokio::test]
+async fn a_transaction_checks_a_queue_schema_when_it_buffers_the_publish() {
+    let srv = TestServer::start().await;
+    let mut c = srv.conn().await;
+    inbox(&mut c).await;
+    c.ok("TX BEGIN", "OK").await;
+    let e = c.cmd(r#"PUB "" q id=t1 "{\"id\":1}""#).await;
+    assert_eq!(e, r#"ERR SCHEMA /id: 1 is not of type "string""#);
+    // The transaction goes on; the refused publish is not part of it.
+    c.send_literal("PUB \"\" q id=t2", br#"{"id":"t2"}"#).await;
+    c.expect("OK queued t2").await;
+    c.ok("TX COMMIT", "OK acked=0 published=1 routed=1").await;
+    c.send("GET q").await;
+    let (head, _) = c.msg().await;
+    assert!(
+        head.contains(" id=t2 h.schema=orders h.schema-version=1"),
+        "{head}"
+    );
+    c.expect("OK 1").await;
+}
+
+#[tokio::test]
+async fn a_queue_schema_survives_a_restart_and_goes_with_the_queue() {
+    let srv = TestServer::start().await;
+    let mut c = srv.conn().await;
+    assert_eq!(add(&mut c, "orders", ORDER_V1).await, "OK orders version=1");
+    c.ok(
+        "DECLARE QUEUE dq durable schema=orders",
+        "OK dq messages=0 consumers=0",
+    )
+    .await;
+    c.ok(
+        "DECLARE QUEUE gone durable schema=orders",
+        "OK gone messages=0 consumers=0",
+    )
+    .await;
+    c.ok("DELETE QUEUE gone", "OK messages=0").await;
+    // The same name again, without a schema.
+    c.ok(
+        "DECLARE QUEUE gone durable",
+        "OK gone messages=0 consumers=0",
+    )
+    .await;
+    drop(c);
+
+    let srv = srv.restart().await;
+    let mut c = srv.conn().await;
+    let e = c.cmd(r#"PUB "" dq "{\"id\":1}""#).await;
+    assert_eq!(e, r#"ERR SCHEMA /id: 1 is not of type "string""#);
+    c.send_literal("PUB \"\" dq id=a", br#"{"id":"a"}"#).await;
+    c.expect("OK a routed=1").await;
+    // Still the same declaration: the same options are equivalent, others not.
+    c.ok(
+        "DECLARE QUEUE dq durable schema=orders",
+        "OK dq messages=1 consumers=0",
+    )
+    .await;
+    c.err("DECLARE QUEUE dq durable", "PRECONDITION").await;
+    c.err("SCHEMA DELETE orders", "PRECONDITION").await;
+    // The deleted queue's schema went with it.
+    c.ok("PUB \"\" gone id=g \"{nope\"", "OK g routed=1").await;
+    c.ok(
+        "DECLARE QUEUE gone durable",
+        "OK gone messages=1 consumers=0",
+    )
+    .await;
 }

@@ -2,7 +2,8 @@
 //! not installed): a person's clicks and keystrokes, checked both on the
 //! page and through the protocol, and screenshots of every view, saved
 //! (to `$SLUICE_SCREENSHOTS`, or a temporary directory) and checked to be
-//! real pictures of the viewport.
+//! real pictures of the viewport. The schemas view: versions added, shown
+//! and deleted from the page.
 
 use std::path::{Path, PathBuf};
 
@@ -57,6 +58,18 @@ async fn log_in(b: &mut Browser, user: &str, password: &str) {
     );
     b.wait_for(&who, &format!("to be logged in as {user}"))
         .await;
+}
+
+/// A browser on the page of an open broker (no users), once it says so.
+async fn open_page(chromium: &Path, url: &str) -> Browser {
+    let mut b = Browser::launch(chromium).await;
+    b.goto(url).await;
+    b.wait_for(
+        "document.getElementById('who').textContent === 'open broker (no users)'",
+        "the page to say the broker is open",
+    )
+    .await;
+    b
 }
 
 /// `messages_ready` of `queue`, through the protocol.
@@ -272,13 +285,7 @@ async fn on_an_open_broker_the_page_binds_seeks_closes_a_connection_and_adds_the
     worker.send("ACK 1").await;
     assert_eq!(line_starting(&mut worker, "OK").await, "OK");
 
-    let mut b = Browser::launch(&chromium).await;
-    b.goto(&url).await;
-    b.wait_for(
-        "document.getElementById('who').textContent === 'open broker (no users)'",
-        "the page to say the broker is open",
-    )
-    .await;
+    let mut b = open_page(&chromium, &url).await;
 
     // An exchange, a binding made from the page, and taken away again.
     b.click("[data-tab=exchanges]").await;
@@ -406,4 +413,127 @@ async fn on_an_open_broker_the_page_binds_seeks_closes_a_connection_and_adds_the
     )
     .await;
     c.ok("AUTH root \"root pw\"", "OK root").await;
+}
+
+#[tokio::test]
+async fn the_schemas_view_adds_shows_and_deletes_versions_and_subjects() {
+    let Some(chromium) = chromium() else {
+        println!("skipped: chromium not installed (apt-get install chromium)");
+        return;
+    };
+    const V1: &str = r#"{"type":"object","properties":{"id":{"type":"string"}},"required":["id"]}"#;
+    const BREAKS: &str = r#"{"type":"object","required":["id","total"]}"#;
+    let (dir, _keep) = shots_dir();
+    let srv = server_with_http().await;
+    let url = format!("http://{}/", srv.http.expect("http"));
+    let mut c = srv.conn().await;
+    let mut b = open_page(&chromium, &url).await;
+
+    // A first version, added from the page, then shown.
+    b.click("[data-tab=schemas]").await;
+    b.type_into("#new-schema-subject", "orders").await;
+    b.type_into("#new-schema-text", V1).await;
+    b.click("#new-schema-submit").await;
+    b.wait_for(
+        "document.querySelector('[data-subject=orders] tr[data-version=\"1\"]')",
+        "version 1 of orders",
+    )
+    .await;
+    assert_eq!(
+        b.eval("document.getElementById('new-schema-result').textContent")
+            .await,
+        "OK orders version=1"
+    );
+    let (words, body) = c.data("SCHEMA GET orders").await;
+    assert_eq!(
+        (words.as_str(), body.as_str()),
+        ("orders version=1 compat=backward", V1)
+    );
+    b.wait_for(
+        "document.getElementById('schema-detail').dataset.shown === 'orders:1'",
+        "version 1 shown",
+    )
+    .await;
+    let shown = b
+        .eval("JSON.parse(document.getElementById('schema-text').textContent)")
+        .await;
+    assert_eq!(
+        shown,
+        serde_json::from_str::<serde_json::Value>(V1).expect("json")
+    );
+
+    // A break of the rule is refused, with the broker's code and reason.
+    b.type_into("#new-schema-text", BREAKS).await;
+    b.click("#new-schema-submit").await;
+    let code = b
+        .wait_for(
+            "document.getElementById('new-schema-result').dataset.code",
+            "the refusal",
+        )
+        .await;
+    assert_eq!(code, "PRECONDITION");
+    // Under compat=none it goes in as version 2.
+    b.eval("document.getElementById('new-schema-compat').value = 'none'")
+        .await;
+    b.click("#new-schema-submit").await;
+    b.wait_for(
+        "document.querySelector('[data-subject=orders] tr[data-version=\"2\"]') && \
+         document.querySelector('[data-subject=orders] [data-compat]').textContent === 'none'",
+        "version 2 under compat=none",
+    )
+    .await;
+    // Version 1 again, from its row.
+    b.click("[data-show=\"orders:1\"]").await;
+    b.wait_for(
+        "document.getElementById('schema-detail').dataset.shown === 'orders:1'",
+        "version 1 shown again",
+    )
+    .await;
+
+    // In use by a queue: the page says so, and the subject cannot go.
+    c.ok(
+        "DECLARE QUEUE q schema=orders",
+        "OK q messages=0 consumers=0",
+    )
+    .await;
+    b.wait_for(
+        "document.querySelector('[data-subject=orders] [data-used-by=\"queue:q\"]')",
+        "the queue among the users",
+    )
+    .await;
+    shot(&mut b, &dir, "09-schemas.png").await;
+    b.click("[data-delete-subject=orders]").await;
+    b.click("[data-delete-subject=orders]").await;
+    b.wait_for(
+        "document.getElementById('toast').dataset.code === 'PRECONDITION'",
+        "the delete's refusal",
+    )
+    .await;
+    let (words, _) = c.data("SCHEMA GET orders version=1").await;
+    assert_eq!(words, "orders version=1 compat=none");
+    // One version can go (the shown one: its view closes).
+    b.click("[data-delete-version=\"orders:1\"]").await;
+    b.click("[data-delete-version=\"orders:1\"]").await;
+    b.wait_for(
+        "!document.querySelector('[data-subject=orders] tr[data-version=\"1\"]') && \
+         document.getElementById('schema-detail').hidden",
+        "version 1 to go",
+    )
+    .await;
+    c.err("SCHEMA GET orders version=1", "NOT_FOUND").await;
+    // With the queue gone, the whole subject.
+    c.ok("DELETE QUEUE q", "OK messages=0").await;
+    b.wait_for(
+        "!document.querySelector('[data-subject=orders] [data-used-by]')",
+        "the queue to leave the users",
+    )
+    .await;
+    b.click("[data-delete-subject=orders]").await;
+    b.click("[data-delete-subject=orders]").await;
+    b.wait_for(
+        "!document.querySelector('[data-subject=orders]')",
+        "the subject to go",
+    )
+    .await;
+    c.err("SCHEMA GET orders", "NOT_FOUND").await;
 }

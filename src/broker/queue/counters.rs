@@ -27,6 +27,9 @@ pub(crate) struct QueueCounters {
     /// Reads of its messages back from the store that failed (a damaged
     /// segment): the messages stay where they are, undelivered.
     pub(crate) read_errors: AtomicU64,
+    /// `PUB`s to the default exchange its `schema=` refused (`ERR
+    /// SCHEMA`; see `broker/schema.rs`).
+    pub(crate) schema_rejections: AtomicU64,
 }
 
 impl QueueCounters {

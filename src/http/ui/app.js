@@ -11,6 +11,7 @@ const state = {
   range: "recent",
   overview: null,
   selected: null,    // the queue shown in detail
+  schema: null,      // the schema version shown ({subject, version})
   polls: 0,
 };
 

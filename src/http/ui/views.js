@@ -2,7 +2,7 @@
 // routes; every action is a protocol command (cmd/act in app.js).
 "use strict";
 
-const VIEWS = { overview, queues, exchanges, streams, connections, users };
+const VIEWS = { overview, queues, exchanges, streams, schemas, connections, users };
 
 // ---- overview ----
 
@@ -294,6 +294,77 @@ async function streams() {
       seek, out);
   }));
 }
+
+// ---- schemas ----
+
+async function schemas() {
+  const all = await api("/api/schemas");
+  $("schema-subjects").replaceChildren(...all.map(s => el("option", { value: s.subject })));
+  const shown = state.schema;
+  if (shown && !all.some(s => s.subject === shown.subject && s.versions.includes(shown.version))) {
+    state.schema = null;
+    $("schema-detail").hidden = true;
+  }
+  const box = $("schemas");
+  if (all.length === 0) {
+    box.replaceChildren(el("p", { class: "muted" }, "No schema subjects yet: add a first version above."));
+    return;
+  }
+  box.replaceChildren(...all.map(s => el("div", { class: "panel exchange", "data-subject": s.subject },
+    el("div", { class: "exchange-head" },
+      el("span", { class: "name" }, s.subject),
+      el("span", { class: "pill", "data-compat": "" }, s.compat + (s.transitive ? ", transitive" : "")),
+      el("span", { class: "pill" }, "latest v" + s.latest),
+      ...s.used_by.map(u => el("span", { class: "pill on", "data-used-by": u.kind + ":" + u.name }, u.kind + " " + u.name)),
+      el("span", { class: "grow", style: "flex:1" }),
+      confirmButton("Delete subject", "Really delete?", () => act(`SCHEMA DELETE ${q(s.subject)}`),
+        { class: "danger small", "data-delete-subject": s.subject })),
+    el("table", {},
+      el("thead", {}, el("tr", {}, el("th", {}, "version"), el("th", {}), el("th", {}))),
+      el("tbody", {}, ...s.versions.slice().reverse().map(v => el("tr", { "data-version": v },
+        el("td", { class: "name" }, "v" + v + (v === s.latest ? " (latest: checked against)" : "")),
+        el("td", {}, el("button", { type: "button", class: "secondary small", "data-show": s.subject + ":" + v,
+          onclick: () => showSchema(s.subject, v) }, "Show")),
+        el("td", {}, confirmButton("Delete", "Really delete?", () => act(`SCHEMA DELETE ${q(s.subject)} version=${v}`),
+          { class: "danger small", "data-delete-version": s.subject + ":" + v })))))))));
+}
+
+// One version's schema, as it was added (SCHEMA GET), pretty-printed
+// when it is JSON; it stays shown across polls.
+async function showSchema(subject, version) {
+  const box = $("schema-detail");
+  try {
+    const r = await cmd(`SCHEMA GET ${q(subject)} version=${version}`);
+    let text = r.data;
+    try { text = JSON.stringify(JSON.parse(r.data), null, 2); } catch (_) { /* shown as it is */ }
+    state.schema = { subject, version };
+    box.dataset.shown = subject + ":" + version;
+    box.replaceChildren(
+      el("div", { class: "detail-head" }, el("h2", {}, subject + " v" + version),
+        el("span", { class: "muted" }, r.reply.replace(/^OK /, "").replace(/ \{\d+\}$/, "")),
+        el("span", { class: "grow" }),
+        el("button", { type: "button", class: "secondary", onclick: () => { state.schema = null; box.hidden = true; box.dataset.shown = ""; } }, "Close")),
+      el("pre", { id: "schema-text" }, text));
+    box.hidden = false;
+  } catch (e) {
+    toast(e.message, true, e.code);
+  }
+}
+
+$("new-schema").onsubmit = async ev => {
+  ev.preventDefault();
+  const subject = $("new-schema-subject").value.trim();
+  const words = ["SCHEMA ADD", q(subject)];
+  const compat = $("new-schema-compat").value;
+  if (compat) words.push("compat=" + compat);
+  // Without compat= the broker says why it is refused.
+  if ($("new-schema-transitive").checked) words.push("transitive");
+  const r = await act(words.join(" "), $("new-schema-text").value, $("new-schema-result"));
+  if (r) {
+    $("new-schema-text").value = "";
+    await showSchema(subject, Number((r.reply.match(/version=(\d+)/) || [])[1]));
+  }
+};
 
 // ---- connections ----
 

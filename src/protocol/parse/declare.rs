@@ -19,10 +19,11 @@ const QUEUE_USAGE: &str = "DECLARE QUEUE <name> [durable] [exclusive] [auto-dele
                            [ttl=<ms>] [expires=<ms>] [dead-letter=<ex>] [dead-letter-key=<key>] \
                            [delivery-limit=N] [ack-timeout=<ms>] [max-priority=N] \
                            [dedup-window=<ms>] [retry-delays=<ms>,<ms>,...] \
-                           [single-active] [groups] [replicas=N] \
+                           [single-active] [groups] [replicas=N] [schema=<subject>] \
                            | DECLARE QUEUE <name> type=stream [durable] [max-age=<ms>] \
                            [max-bytes=N] [dead-letter=<ex>] [dead-letter-key=<key>] \
-                           [delivery-limit=N] [ack-timeout=<ms>] [partitions=N] [replicas=N]";
+                           [delivery-limit=N] [ack-timeout=<ms>] [partitions=N] [replicas=N] \
+                           [schema=<subject>]";
 
 const QUEUE_OPTIONS: &[&str] = &[
     opt::TYPE,
@@ -41,6 +42,7 @@ const QUEUE_OPTIONS: &[&str] = &[
     opt::DEDUP_WINDOW,
     opt::RETRY_DELAYS,
     opt::REPLICAS,
+    opt::SCHEMA,
 ];
 
 /// At most this many replicas of a queue.
@@ -168,6 +170,7 @@ fn check_queue_kind(d: &DeclareQueue, given: &[&'static str], kind: KindOptions)
         opt::DEAD_LETTER_KEY,
         opt::DELIVERY_LIMIT,
         opt::ACK_TIMEOUT,
+        opt::SCHEMA,
     ];
     let refused =
         |what: &str, opt: &str| Err(ParseError::syntax(format!("{what} does not take {opt}")));
@@ -177,6 +180,13 @@ fn check_queue_kind(d: &DeclareQueue, given: &[&'static str], kind: KindOptions)
         }
         if d.name.is_empty() {
             return Err(ParseError::syntax("a stream needs a name"));
+        }
+        if d.partitions.is_some() && d.args.schema.is_some() {
+            // Its messages come through its `hash` exchange, which a
+            // queue's `schema=` (a check of the default exchange) misses.
+            return Err(ParseError::syntax(
+                "a partitioned stream does not take schema= (publishes go through its exchange)",
+            ));
         }
     } else if let Some(opt) = given.iter().find(|o| STREAM_ONLY.contains(o)) {
         return Err(ParseError::syntax(format!(
@@ -220,6 +230,7 @@ fn queue_arg(args: &mut QueueArgs, name: &str, v: &[u8]) -> Res<()> {
         opt::MAX_PRIORITY => args.max_priority = Some(number(name, v, 1, 255)? as u8),
         opt::DEDUP_WINDOW => args.dedup_window_ms = Some(number(name, v, 1, u64::MAX)?),
         opt::MAX_AGE => args.max_age_ms = Some(number(name, v, 1, u64::MAX)?),
+        opt::SCHEMA => args.schema = Some(name_bytes(v, "subject", false)?),
         _ => args.retry_delays_ms = retry_delays(v)?,
     }
     Ok(())
@@ -393,6 +404,17 @@ mod tests {
         );
     }
 
+    #[test]
+    fn queue_schema_on_a_stream_but_not_a_partitioned_one() {
+        let a = queue_args("DECLARE QUEUE s type=stream schema=events");
+        assert_eq!(a.schema.as_deref(), Some("events"));
+        assert_eq!(
+            syntax("DECLARE QUEUE s type=stream partitions=3 schema=events"),
+            "a partitioned stream does not take schema= (publishes go through its exchange)"
+        );
+        assert!(syntax("DECLARE QUEUE q schema=\"\"").starts_with("subject name must not be empty"));
+    }
+
     fn queue_args(line: &str) -> QueueArgs {
         match ok(line) {
             Command::DeclareQueue(d) => d.args,
@@ -406,7 +428,7 @@ mod tests {
             "DECLARE QUEUE jobs durable max-length=10 max-bytes=1000 overflow=reject-publish \
                     ttl=60000 expires=3600000 dead-letter=dlx dead-letter-key=jobs.dead \
                     delivery-limit=5 ack-timeout=30000 max-priority=10 dedup-window=5000 \
-                    retry-delays=1000,5000,30000";
+                    retry-delays=1000,5000,30000 schema=orders";
         let Command::DeclareQueue(d) = ok(line) else {
             panic!()
         };
@@ -426,6 +448,7 @@ mod tests {
             max_priority: Some(10),
             dedup_window_ms: Some(5000),
             retry_delays_ms: vec![1000, 5000, 30_000],
+            schema: Some("orders".into()),
         };
         assert_eq!(d.args, want);
         assert_eq!(queue_args("DECLARE QUEUE q"), QueueArgs::default());
@@ -466,6 +489,7 @@ mod tests {
             max_priority: Some(1),
             dedup_window_ms: Some(1),
             retry_delays_ms: vec![0],
+            schema: None,
         };
         assert_eq!(a, want);
         let max = u64::MAX;
@@ -637,7 +661,7 @@ mod tests {
             "missing <name>; usage: DECLARE QUEUE <name> [durable] [exclusive] [auto-delete] \
              [max-length=N]"
         ));
-        assert!(syntax("DECLARE QUEUE").ends_with("[ack-timeout=<ms>] [partitions=N] [replicas=N]"));
+        assert!(syntax("DECLARE QUEUE").ends_with("[partitions=N] [replicas=N] [schema=<subject>]"));
     }
 
     #[test]

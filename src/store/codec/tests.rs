@@ -26,6 +26,8 @@ fn full_args() -> QueueArgs {
         max_priority: Some(255),
         dedup_window_ms: Some(1_000),
         retry_delays_ms: vec![100, 1_000, 10_000],
+        // Not in the queue's record: among the schema records.
+        schema: None,
     }
 }
 

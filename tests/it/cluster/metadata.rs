@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{
-    agreed, eventually, free_port, row, start_joining, start_node, three_nodes, view, view_on,
-    Cluster,
+    agreed, caught_up, eventually, free_port, row, start_joining, start_node, three_nodes, view,
+    view_on, Cluster,
 };
 use crate::common::cert::Cert;
 use crate::common::spawned::Spawned;
-use crate::common::{http_request, TestConn, DEADLINE};
+use crate::common::{http_request, TestConn};
 
 #[tokio::test]
 async fn three_nodes_elect_a_leader_elect_another_when_it_is_killed_and_take_it_back() {
@@ -336,21 +336,8 @@ async fn topology_and_users_changed_on_any_node_are_every_nodes_once_committed()
     nodes.insert(other, start_node(&cluster, &dirs, other as usize).await);
     let mut o = TestConn::connect(nodes[&other].addr).await;
     o.ok("AUTH boss s3cret", "OK boss").await;
-    // Once it has caught up with the group (whatever it applies again
-    // has been applied by then).
-    let until = tokio::time::Instant::now() + DEADLINE;
-    while view_on(&mut o)
-        .await
-        .get("cluster_last_applied")
-        .and_then(|a| a.parse::<u64>().ok())
-        < Some(applied)
-    {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "node {other} never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Once it has caught up with the group.
+    caught_up(&mut o, applied).await;
     o.send("GET q").await;
     let (_, body) = o.msg().await;
     assert_eq!(body, b"kept");

@@ -176,6 +176,25 @@ pub(super) async fn start_node(cluster: &Cluster, dirs: &[tempfile::TempDir], i:
     Spawned::start_in(dirs[i - 1].path(), &a).await
 }
 
+/// Waits until the node behind `c` has applied the metadata group's log
+/// up to `index` (whatever it applies again after a restart has been
+/// applied by then).
+pub(super) async fn caught_up(c: &mut TestConn, index: u64) {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while view_on(c)
+        .await
+        .get("cluster_last_applied")
+        .and_then(|a| a.parse::<u64>().ok())
+        < Some(index)
+    {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "never caught up to {index}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until `node` answers `line` with a reply starting `want`.
 pub(super) async fn eventually(node: &Spawned, line: &str, want: &str) {
     let until = tokio::time::Instant::now() + DEADLINE;
