@@ -40,8 +40,8 @@ use openraft::{
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-pub(super) use super::stream_replica::{GroupFailure, GroupOffset};
 use super::stream_replica::StreamPart;
+pub(super) use super::stream_replica::{GroupFailure, GroupOffset};
 use super::TypeConfig;
 use crate::broker::{Broker, MetaAnswer, ReplicaMessage};
 use crate::protocol::command::Overflow;

@@ -108,7 +108,12 @@ impl StreamPart {
             if self.offsets.get(&f.group).is_some_and(|at| f.at < *at) {
                 continue;
             }
-            let n = self.failed.entry(f.group).or_default().entry(f.at).or_insert(0);
+            let n = self
+                .failed
+                .entry(f.group)
+                .or_default()
+                .entry(f.at)
+                .or_insert(0);
             *n = (*n).max(f.count);
         }
     }

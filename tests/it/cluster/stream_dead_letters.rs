@@ -119,7 +119,12 @@ async fn nacks_to_the_delivery_limit_dead_letter_through_the_leader_and_the_grou
     // The second failed delivery of 2 allowed: offset 1 is given up.
     nack(&mut r, 1, 2).await;
     let next = r.msg().await;
-    assert_eq!((next.offset, next.deliveries), (Some(2), 1), "{}", next.head);
+    assert_eq!(
+        (next.offset, next.deliveries),
+        (Some(2), 1),
+        "{}",
+        next.head
+    );
     r.ok(&format!("ACK {}", next.dtag), "OK").await;
     let dead = dead_letters(&nodes).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
@@ -175,7 +180,12 @@ async fn ack_timeouts_dead_letter_at_the_limit() {
         assert_eq!(r.notice().await, format!("NOTICE ack-timeout m {}", m.dtag));
     }
     let next = r.msg().await;
-    assert_eq!((next.offset, next.deliveries), (Some(2), 1), "{}", next.head);
+    assert_eq!(
+        (next.offset, next.deliveries),
+        (Some(2), 1),
+        "{}",
+        next.head
+    );
     r.ok(&format!("ACK {}", next.dtag), "OK").await;
     let dead = dead_letters(&nodes).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
