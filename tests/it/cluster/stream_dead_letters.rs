@@ -109,6 +109,24 @@ async fn nack(r: &mut Peer, offset: u64, n: u32) {
     r.ok(&format!("NACK {}", m.dtag), "OK").await;
 }
 
+/// The group goes on: `r`'s next delivery is offset 2 (`second`, its
+/// first delivery), acked; and the dead letter of offset 1 (`first`) is
+/// the one in `dead`, routed with `key`.
+async fn goes_on_past_its_dead_letter(
+    r: &mut Peer,
+    nodes: &HashMap<u64, Spawned>,
+    [first, second]: [&str; 2],
+    key: &str,
+) {
+    let next = r.msg().await;
+    let got = (next.offset, next.deliveries, next.text());
+    assert_eq!(got, (Some(2), 1, second.to_string()), "{}", next.head);
+    r.ok(&format!("ACK {}", next.dtag), "OK").await;
+    let dead = dead_letters(nodes).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_dead(&dead[0], first, 1, key);
+}
+
 #[tokio::test]
 async fn nacks_to_the_delivery_limit_dead_letter_through_the_leader_and_the_group_goes_on() {
     let (nodes, _dirs) = setup("dead-letter=dlx delivery-limit=2").await;
@@ -118,17 +136,7 @@ async fn nacks_to_the_delivery_limit_dead_letter_through_the_leader_and_the_grou
     nack(&mut r, 1, 1).await;
     // The second failed delivery of 2 allowed: offset 1 is given up.
     nack(&mut r, 1, 2).await;
-    let next = r.msg().await;
-    assert_eq!(
-        (next.offset, next.deliveries),
-        (Some(2), 1),
-        "{}",
-        next.head
-    );
-    r.ok(&format!("ACK {}", next.dtag), "OK").await;
-    let dead = dead_letters(&nodes).await;
-    assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_dead(&dead[0], "poison", 1, "s");
+    goes_on_past_its_dead_letter(&mut r, &nodes, ["poison", "fine"], "s").await;
     // The group's commit passed both: a member that joins on another
     // node, after a failover, gets what comes next, not offset 1 again.
     drop(r);
@@ -152,19 +160,16 @@ async fn a_count_survives_a_failover() {
     // once its count is committed in the stream's log.
     nack(&mut r, 1, 1).await;
     nack(&mut r, 1, 2).await;
-    drop(r);
+    // Killed with the third delivery in flight (`r` stays open: closed
+    // first, it would be a third failed delivery, on the first leader).
     nodes.get_mut(&leader).expect("leader").kill().await;
     nodes.remove(&leader);
+    drop(r);
     // The next leader counts on: its delivery is the third, and the last.
     let next_leader = stream_leader(&nodes, "s").await;
     let mut n = member(nodes[&next_leader].addr, "n").await;
     nack(&mut n, 1, 3).await;
-    let next = n.msg().await;
-    assert_eq!((next.offset, next.text()), (Some(2), "fine".to_string()));
-    n.ok(&format!("ACK {}", next.dtag), "OK").await;
-    let dead = dead_letters(&nodes).await;
-    assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_dead(&dead[0], "poison", 1, "s");
+    goes_on_past_its_dead_letter(&mut n, &nodes, ["poison", "fine"], "s").await;
 }
 
 #[tokio::test]
@@ -182,15 +187,5 @@ async fn ack_timeouts_dead_letter_at_the_limit() {
         assert_eq!((m.offset, m.deliveries), (Some(1), n), "{}", m.head);
         assert_eq!(r.notice().await, format!("NOTICE ack-timeout m {}", m.dtag));
     }
-    let next = r.msg().await;
-    assert_eq!(
-        (next.offset, next.deliveries),
-        (Some(2), 1),
-        "{}",
-        next.head
-    );
-    r.ok(&format!("ACK {}", next.dtag), "OK").await;
-    let dead = dead_letters(&nodes).await;
-    assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_dead(&dead[0], "slow", 1, "failed");
+    goes_on_past_its_dead_letter(&mut r, &nodes, ["slow", "fine"], "failed").await;
 }
