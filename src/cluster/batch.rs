@@ -177,4 +177,20 @@ mod tests {
         );
         assert_eq!(all[1].offsets.len(), 1, "{all:?}");
     }
+
+    #[tokio::test]
+    async fn a_failed_delivery_s_count_goes_again_after_a_failed_entry() {
+        let (got, tx) = failing_once();
+        assert!(tx.send(Job::Failed("g".into(), 4, 2)).is_ok());
+        while got.lock().map(|g| g.len()).unwrap_or(0) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Lost, the next leader would deliver offset 4 once more than its
+        // limit: the count goes again (applied twice, it changes nothing).
+        assert_eq!(barrier(&tx).await, MetaAnswer::default());
+        let all = got.lock().map(|g| g.clone()).unwrap_or_default();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all[1].failed, all[0].failed, "{all:?}");
+        assert_eq!(all[1].failed.len(), 1, "{all:?}");
+    }
 }
