@@ -154,6 +154,12 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// member moves it back) or by `SEEK`. In the background; an `ACK`'s
     /// or `SEEK`'s `OK` waits for [`Consensus::settled_barrier`].
     fn offset(&self, queue: &str, group: &str, at: u64, seek: bool);
+    /// Records in replicated stream `queue`'s log that a delivery of
+    /// offset `at` to consumer group `group` ended without an ack, its
+    /// `count`th, so that a new leader counts on (for `delivery-limit=`).
+    /// In the background; a `NACK`'s `OK` waits for
+    /// [`Consensus::settled_barrier`].
+    fn failed(&self, queue: &str, group: &str, at: u64, count: u32);
     /// Records in `queue`'s log that its leader put the copies at these
     /// positions back after a delivery (`NACK`, an ack timeout, a consumer
     /// gone), so that a new leader counts their deliveries on (for

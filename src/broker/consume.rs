@@ -103,6 +103,7 @@ impl Broker {
             dead,
             release,
             commit,
+            failed,
             orphan,
         } = q.settle(consumer_id, entry, how)?;
         let replicated = self.inner.consensus.get().filter(|c| c.replicated(&q.name));
@@ -114,6 +115,11 @@ impl Broker {
                 "stream {}'s lead moved before this ack was committed: offset {seq} is delivered again",
                 q.name
             )));
+        }
+        if let (Some((group, at, count)), Some(c)) = (&failed, replicated) {
+            // A replicated stream's log counts its groups' failed
+            // deliveries, for the next leader's `delivery-limit=`.
+            c.failed(&q.name, group, *at, *count);
         }
         let gen = match (commit, replicated) {
             // A replicated stream's group offsets are its log's entries

@@ -71,8 +71,9 @@ impl Broker {
         }
         if let Some(c) = self.inner.consensus.get() {
             // A replicated queue's log learns which copies died (expired,
-            // rejected): they are settled.
-            if c.replicated(&from.name) {
+            // rejected): they are settled. A stream's are copies: its
+            // group's commit records them done.
+            if c.replicated(&from.name) && from.stream_end().is_none() {
                 c.settled(&from.name, dead.seqs().collect());
             }
         }

@@ -146,6 +146,7 @@ impl Broker {
                 dead: died,
                 release,
                 commit,
+                failed: _,
                 orphan: _,
             } = q.settle(consumer_id, entry, Settle::Ack)?;
             done.gen = done.gen.max(gen);

@@ -1,12 +1,12 @@
 //! A replicated queue's batcher on each node ([`batch`]): what the node
 //! has for the queue's log (copies published, settled, put back, a
-//! stream's group offsets, barriers) gathered while its previous entry is
+//! stream's group offsets and failed deliveries, barriers) gathered while its previous entry is
 //! in flight, so that one entry (one append and one fsync on each member)
 //! carries many, and each waiter answered with what the entry came to.
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::queue_machine::{GroupOffset, QueueOp, MAX_BATCH};
+use super::queue_machine::{GroupFailure, GroupOffset, QueueOp, MAX_BATCH};
 use crate::broker::{MetaAnswer, ReplicaMessage};
 use crate::error::BrokerError;
 
@@ -20,6 +20,9 @@ pub(super) enum Job {
     Return(Vec<u64>),
     /// A stream group's new offset (`true`: by `SEEK`).
     Offset(String, u64, bool),
+    /// A failed delivery of a stream group's offset, and the offset's
+    /// count.
+    Failed(String, u64, u32),
     /// Who waits until what was handed over before is committed.
     Barrier(oneshot::Sender<MetaAnswer>),
 }
@@ -55,6 +58,7 @@ where
                 Job::Settle(seqs) => op.settle.extend(seqs),
                 Job::Return(seqs) => op.returned.extend(seqs),
                 Job::Offset(group, at, seek) => op.offsets.push(GroupOffset { group, at, seek }),
+                Job::Failed(group, at, count) => op.failed.push(GroupFailure { group, at, count }),
                 Job::Barrier(w) => waiters.push((w, None)),
             }
             if (op.enqueue.len() as u64) < MAX_BATCH {
@@ -67,6 +71,9 @@ where
         let retry = QueueOp {
             settle: op.settle.clone(),
             offsets: op.offsets.iter().filter(|o| !o.seek).cloned().collect(),
+            // A count applied twice changes nothing (a member keeps the
+            // highest): one never goes missing.
+            failed: op.failed.clone(),
             ..QueueOp::default()
         };
         let unretried = !op.returned.is_empty() || op.offsets.iter().any(|o| o.seek);
@@ -76,7 +83,8 @@ where
         };
         if let MetaAnswer::Err(_, why) = &answer {
             tracing::warn!(queue = %name, error = %why, copies, settled, "a replicated queue's entry");
-            // Settling twice or committing an offset again changes nothing.
+            // Settling twice, committing an offset or counting a failed
+            // delivery again changes nothing.
             carry = retry;
             if unretried {
                 lost = Some(answer.clone());
@@ -168,5 +176,21 @@ mod tests {
             "the barrier did not wait for the commit: {all:?}"
         );
         assert_eq!(all[1].offsets.len(), 1, "{all:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_delivery_s_count_goes_again_after_a_failed_entry() {
+        let (got, tx) = failing_once();
+        assert!(tx.send(Job::Failed("g".into(), 4, 2)).is_ok());
+        while got.lock().map(|g| g.len()).unwrap_or(0) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Lost, the next leader would deliver offset 4 once more than its
+        // limit: the count goes again (applied twice, it changes nothing).
+        assert_eq!(barrier(&tx).await, MetaAnswer::default());
+        let all = got.lock().map(|g| g.clone()).unwrap_or_default();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all[1].failed, all[0].failed, "{all:?}");
+        assert_eq!(all[1].failed.len(), 1, "{all:?}");
     }
 }

@@ -350,6 +350,10 @@ impl Consensus for MetaGroup {
         self.queues.offset(queue, group, at, seek);
     }
 
+    fn failed(&self, queue: &str, group: &str, at: u64, count: u32) {
+        self.queues.failed(queue, group, at, count);
+    }
+
     fn returned(&self, queue: &str, seqs: Vec<u64>) {
         self.queues.returned(queue, seqs);
     }

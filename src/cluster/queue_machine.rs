@@ -40,8 +40,8 @@ use openraft::{
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-pub(super) use super::stream_replica::GroupOffset;
 use super::stream_replica::StreamPart;
+pub(super) use super::stream_replica::{GroupFailure, GroupOffset};
 use super::TypeConfig;
 use crate::broker::{Broker, MetaAnswer, ReplicaMessage};
 use crate::protocol::command::Overflow;
@@ -67,6 +67,9 @@ pub(super) struct QueueOp {
     /// A stream's group offsets, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) offsets: Vec<GroupOffset>,
+    /// A stream's failed deliveries, each with its offset's count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) failed: Vec<GroupFailure>,
 }
 
 impl QueueOp {
@@ -76,6 +79,7 @@ impl QueueOp {
             && self.settle.is_empty()
             && self.returned.is_empty()
             && self.offsets.is_empty()
+            && self.failed.is_empty()
     }
 }
 
@@ -152,7 +156,7 @@ impl QueueState {
             .map(|(id, end)| (*end, id.clone()))
             .collect();
         self.dedup = saved.dedup.into_iter().collect();
-        self.stream = StreamPart::restored(saved.next, saved.offsets);
+        self.stream = StreamPart::restored(saved.next, saved.offsets).with_failed(saved.failed);
     }
 
     /// Keeps copy `m` at position `seq`.
@@ -210,6 +214,9 @@ struct Saved {
     /// A stream's group offsets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     offsets: Vec<(String, u64)>,
+    /// A stream's failed deliveries not yet passed by their group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    failed: Vec<GroupFailure>,
     /// A stream's messages, by offset: only in a snapshot sent to a
     /// member too far behind (see `stream_replica.rs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -312,6 +319,15 @@ impl QueueMachine {
             // follow the lead.
             let groups = st.stream.groups();
             q.stream_replace_groups(&groups, active);
+            if active {
+                // Its groups count on from the log's failed deliveries.
+                let failures = st.stream.failures();
+                let failed: Vec<_> = failures
+                    .iter()
+                    .map(|f| (f.group.as_str(), f.at, f.count))
+                    .collect();
+                q.stream_restore_failed(&failed);
+            }
             tracing::info!(stream = %self.name, leads = active, ?groups, applied = ?st.last_applied.map(|l| l.index), "a replicated stream's lead");
             return;
         }
@@ -353,10 +369,11 @@ impl QueueMachine {
             EntryPayload::Normal(p) => match serde_json::from_str::<QueueOp>(&p.0) {
                 Ok(op) => {
                     if let Some(q) = self.stream() {
-                        st.stream.apply(&self.broker, &q, op.enqueue, op.offsets);
+                        st.stream
+                            .apply(&self.broker, &q, op.enqueue, op.failed, op.offsets);
                         return dropped;
                     }
-                    if !op.offsets.is_empty() {
+                    if !op.offsets.is_empty() || !op.failed.is_empty() {
                         // Only a stream's entries carry group offsets: its
                         // copy is not here (yet), and they are not applied.
                         tracing::error!(queue = %self.name, index = e.log_id.index, "a replicated stream's entry applied without the stream's copy on this node: its group offsets are not applied");
@@ -446,6 +463,7 @@ impl QueueMachine {
                 .collect(),
             next: st.stream.saved().0,
             offsets: st.stream.saved().1,
+            failed: st.stream.failures(),
             messages: Vec::new(),
         };
         let bytes = encode(&saved)?;
@@ -686,6 +704,7 @@ mod tests {
             dedup: vec![("pay-1".into(), 7)],
             next: Some(12),
             offsets: vec![("g".into(), 9)],
+            failed: Vec::new(),
             messages: Vec::new(),
         };
         let json = serde_json::to_vec(&saved).unwrap();

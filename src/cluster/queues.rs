@@ -531,6 +531,12 @@ impl Queues {
         self.job(name, Job::Offset(group.to_string(), at, seek));
     }
 
+    /// Records that stream `name`'s group `group` failed a delivery of
+    /// offset `at`, its `count`th (in its next entry).
+    pub(super) fn failed(self: &Arc<Self>, name: &str, group: &str, at: u64, count: u32) {
+        self.job(name, Job::Failed(group.to_string(), at, count));
+    }
+
     /// Records copies of `name` put back after a delivery (in its next
     /// entry).
     pub(super) fn returned(self: &Arc<Self>, name: &str, seqs: Vec<u64>) {

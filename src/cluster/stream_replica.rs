@@ -11,8 +11,17 @@
 //! - **Group offsets** are entries too ([`GroupOffset`]): a commit moves a
 //!   group forward only, a `SEEK` anywhere. Every member stores them, so
 //!   the next leader's groups go on where the last one's committed.
-//! - **Snapshots** hold no messages: the next offset and the group
-//!   offsets, taken once this node's copy is durable up to them. A member
+//! - **Failed deliveries** are entries too ([`GroupFailure`]): the
+//!   leader records each delivery of a named group's offset that ended
+//!   without an ack (`NACK` with requeue, an ack timeout, a lost
+//!   connection or link) with the count it came to. Every member keeps the
+//!   counts of the offsets its groups have not passed yet (forgotten once
+//!   a commit passes them, or a `SEEK` moves the group), and the next
+//!   leader's groups start with them, so that `delivery-limit=` counts the
+//!   deliveries of every leader. A count applied twice (an entry retried)
+//!   changes nothing: a member keeps the highest.
+//! - **Snapshots** hold no messages: the next offset, the group offsets
+//!   and the failed deliveries' counts, taken once this node's copy is durable up to them. A member
 //!   too far behind the leader's log is sent the snapshot with the
 //!   stream's kept messages, and replaces its copy with them.
 
@@ -41,6 +50,15 @@ pub(super) struct GroupOffset {
     pub(super) seek: bool,
 }
 
+/// A failed delivery of a named group's offset, as a log entry carries
+/// it: the offset has failed `count` times in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct GroupFailure {
+    pub(super) group: String,
+    pub(super) at: u64,
+    pub(super) count: u32,
+}
+
 /// What a replicated stream's state machine keeps besides the log's
 /// position (see the module docs).
 #[derive(Debug, Default, Clone)]
@@ -49,6 +67,9 @@ pub(super) struct StreamPart {
     next: Option<u64>,
     /// Each named group's offset, as the log put it.
     offsets: BTreeMap<String, u64>,
+    /// Each named group's failed deliveries: offset → how many, for the
+    /// offsets at or past its offset only.
+    failed: BTreeMap<String, BTreeMap<u64, u32>>,
 }
 
 impl StreamPart {
@@ -57,6 +78,43 @@ impl StreamPart {
         StreamPart {
             next,
             offsets: offsets.into_iter().collect(),
+            failed: BTreeMap::new(),
+        }
+    }
+
+    /// With a snapshot's failed deliveries.
+    pub(super) fn with_failed(mut self, failed: Vec<GroupFailure>) -> StreamPart {
+        self.count(failed);
+        self
+    }
+
+    /// The failed deliveries' counts, for a snapshot or the next leader's
+    /// groups.
+    pub(super) fn failures(&self) -> Vec<GroupFailure> {
+        let each = self.failed.iter().flat_map(|(group, counts)| {
+            counts.iter().map(|(at, count)| GroupFailure {
+                group: group.clone(),
+                at: *at,
+                count: *count,
+            })
+        });
+        each.collect()
+    }
+
+    /// Keeps the counts of `failed` (the highest of each), but none for an
+    /// offset its group has passed.
+    fn count(&mut self, failed: Vec<GroupFailure>) {
+        for f in failed {
+            if self.offsets.get(&f.group).is_some_and(|at| f.at < *at) {
+                continue;
+            }
+            let n = self
+                .failed
+                .entry(f.group)
+                .or_default()
+                .entry(f.at)
+                .or_insert(0);
+            *n = (*n).max(f.count);
         }
     }
 
@@ -80,15 +138,34 @@ impl StreamPart {
         self.saved().1
     }
 
-    /// Applies an entry's `messages` (those the stream keeps) and group
-    /// `offsets` to this node's copy `q`.
+    /// Group `group` moved to `at` (`seek`: by `SEEK`, which forgets
+    /// every count, as on one node): the counts of the offsets it passed
+    /// go.
+    fn forget_failed(&mut self, group: &str, at: u64, seek: bool) {
+        if let Some(counts) = self.failed.get_mut(group) {
+            match seek {
+                true => counts.clear(),
+                false => *counts = counts.split_off(&at),
+            }
+            if counts.is_empty() {
+                self.failed.remove(group);
+            }
+        }
+    }
+
+    /// Applies an entry's `messages` (those the stream keeps), failed
+    /// deliveries and group `offsets` to this node's copy `q`.
     pub(super) fn apply(
         &mut self,
         broker: &Broker,
         q: &Arc<Queue>,
         messages: Vec<ReplicaMessage>,
+        failed: Vec<GroupFailure>,
         offsets: Vec<GroupOffset>,
     ) {
+        // A delivery fails before its offset is committed: the counts go
+        // first, and the entry's commits prune them.
+        self.count(failed);
         let held = q.stream_end().unwrap_or(0);
         let mut fresh = Vec::new();
         for m in messages {
@@ -108,6 +185,7 @@ impl StreamPart {
                 (false, Some(old)) => old.max(o.at),
                 _ => o.at,
             };
+            self.forget_failed(&o.group, at, o.seek);
             if old == Some(at) {
                 continue;
             }
@@ -163,5 +241,40 @@ impl StreamPart {
         }
         q.stream_replace_groups(&self.groups(), false);
         Ok(gen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{GroupFailure, StreamPart};
+
+    fn f(group: &str, at: u64, count: u32) -> GroupFailure {
+        GroupFailure {
+            group: group.into(),
+            at,
+            count,
+        }
+    }
+
+    #[test]
+    fn counts_keep_the_highest_and_go_once_their_group_passes_them() {
+        let mut part = StreamPart::restored(Some(10), vec![("g".into(), 3)]);
+        // Applied twice (an entry retried), or out of date: the highest.
+        part.count(vec![f("g", 4, 1), f("g", 4, 2), f("g", 4, 1), f("g", 6, 1)]);
+        // Below the group's offset: done already, not kept.
+        part.count(vec![f("g", 2, 5), f("h", 1, 1)]);
+        assert_eq!(
+            part.failures(),
+            vec![f("g", 4, 2), f("g", 6, 1), f("h", 1, 1)]
+        );
+        // A snapshot keeps them.
+        let (next, offsets) = part.saved();
+        let back = StreamPart::restored(next, offsets).with_failed(part.failures());
+        assert_eq!(back.failures(), part.failures());
+        // A commit to 5 forgets offset 4's; a SEEK forgets the group's.
+        part.forget_failed("g", 5, false);
+        assert_eq!(part.failures(), vec![f("g", 6, 1), f("h", 1, 1)]);
+        part.forget_failed("h", 0, true);
+        assert_eq!(part.failures(), vec![f("g", 6, 1)]);
     }
 }

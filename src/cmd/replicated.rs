@@ -136,8 +136,7 @@ pub(super) fn propose(
 }
 
 /// `PRECONDITION` unless a replicated queue can be what `c` declares: a
-/// named, shared queue or stream (not a partitioned one, nor one with
-/// the per-group options: its groups' counts are not in its log), with no option
+/// named, shared queue or stream (not a partitioned one), with no option
 /// whose work a node would do on its own (a publish held for a full
 /// queue: the node that routes it would hold it for another node's
 /// queue);
@@ -150,7 +149,9 @@ pub(super) fn propose(
 /// member's state machine drops a copy whose id it has within the
 /// window, counted from each publish's time, or that would take it over
 /// its limits, counting every copy not yet settled), and so they are
-/// allowed.
+/// allowed. A stream's `delivery-limit=`, `dead-letter=` and
+/// `ack-timeout=` are its leader's too: its log counts its groups'
+/// failed deliveries (see `cluster/stream_replica.rs`).
 fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
     let a = &c.args;
     let refused = [
@@ -161,14 +162,6 @@ fn replicable(c: &DeclareQueue) -> Result<(), BrokerError> {
             a.overflow == crate::protocol::command::Overflow::Block,
         ),
         ("partitions=", c.partitions.is_some()),
-        (
-            "a stream's dead-letter=, delivery-limit= or ack-timeout=",
-            a.mode.is_stream()
-                && (a.dead_letter.is_some()
-                    || a.dead_letter_key.is_some()
-                    || a.delivery_limit.is_some()
-                    || a.ack_timeout_ms.is_some()),
-        ),
     ];
     match refused.iter().find(|(_, asked)| *asked) {
         Some((what, _)) => Err(BrokerError::Precondition(format!(
@@ -373,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn a_replicated_stream_refuses_the_per_group_options() {
+    fn a_replicated_stream_takes_the_per_group_options_but_not_partitions() {
         assert!(check("DECLARE QUEUE s type=stream replicas=3 max-age=5").is_ok());
         assert!(check("DECLARE QUEUE q replicas=3 dead-letter=dlx delivery-limit=2").is_ok());
         for opt in [
@@ -382,13 +375,12 @@ mod tests {
             "delivery-limit=2",
             "ack-timeout=100",
         ] {
-            match check(&format!("DECLARE QUEUE s type=stream replicas=3 {opt}")) {
-                Err(BrokerError::Precondition(m)) => assert!(
-                    m.contains("a stream's dead-letter=, delivery-limit= or ack-timeout="),
-                    "{m}"
-                ),
-                other => panic!("{opt}: {other:?}"),
-            }
+            let line = format!("DECLARE QUEUE s type=stream replicas=3 {opt}");
+            assert!(check(&line).is_ok(), "{line}");
+        }
+        match check("DECLARE QUEUE s type=stream replicas=3 partitions=2") {
+            Err(BrokerError::Precondition(m)) => assert!(m.contains("partitions="), "{m}"),
+            other => panic!("partitions=: {other:?}"),
         }
     }
 }

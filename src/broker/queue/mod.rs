@@ -766,6 +766,10 @@ pub(crate) struct Settled {
     /// A stream group's new committed offset, for the caller to store (or
     /// to record in a replicated stream's log).
     pub(crate) commit: Option<(Arc<str>, u64)>,
+    /// A named stream group's failed delivery (`NACK`, ack timeout): the
+    /// offset and how many deliveries of it failed so far, for a
+    /// replicated stream's log.
+    pub(crate) failed: Option<(Arc<str>, u64, u32)>,
     /// A stream delivery that neither a reader nor a group held any more
     /// (see `Stream::settle`): nothing was settled.
     pub(crate) orphan: bool,

@@ -88,6 +88,15 @@ impl Queue {
         }
     }
 
+    /// A replicated stream's lead came here: its groups' failed
+    /// deliveries, as its log counted them (group, offset, count). See
+    /// `Stream::restore_failed`.
+    pub(crate) fn stream_restore_failed(&self, failed: &[(&str, u64, u32)]) {
+        if let Kind::Stream(s) = &self.kind {
+            s.restore_failed(failed);
+        }
+    }
+
     /// Empties a replicated stream's copy here, its next offset `next`:
     /// the store generation to wait for.
     pub(crate) fn stream_reset(self: &Arc<Self>, next: u64) -> Result<Option<u64>, BrokerError> {

@@ -19,6 +19,7 @@ mod net;
 mod partitions;
 mod queues;
 mod schemas;
+mod stream_dead_letters;
 mod streams;
 
 use std::collections::HashMap;

@@ -18,7 +18,7 @@ use crate::common::{split_literal, Peer, TestConn, DEADLINE};
 
 /// The node of `nodes` that serves stream `s`'s groups (a `SEEK` there is
 /// not refused), waiting for one.
-async fn stream_leader(nodes: &HashMap<u64, Spawned>, s: &str) -> u64 {
+pub(super) async fn stream_leader(nodes: &HashMap<u64, Spawned>, s: &str) -> u64 {
     stream_leader_but(nodes, s, None).await
 }
 

@@ -8,7 +8,9 @@
 //! A group also counts, per offset, its deliveries that ended without an
 //! ack ([`Group::failed`]): what `delivery-limit=` is checked against
 //! (`Stream::settle`). Only offsets that failed at least once are kept,
-//! in memory only, and forgotten once the committed offset passes them.
+//! in memory only (a replicated stream's log also records them:
+//! [`Group::count_failed`]), and forgotten once the committed offset
+//! passes them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -118,6 +120,15 @@ impl Group {
         let n = self.failed.entry(offset).or_insert(0);
         *n = n.saturating_add(1);
         *n
+    }
+
+    /// A replicated stream's log counted `count` failed deliveries of
+    /// `offset` (an earlier leader's): counts on from there.
+    pub(super) fn count_failed(&mut self, offset: u64, count: u32) {
+        if offset >= self.committed {
+            let n = self.failed.entry(offset).or_insert(0);
+            *n = (*n).max(count);
+        }
     }
 
     /// `offset` is done with (acked, rejected or dead-lettered): its
@@ -346,6 +357,13 @@ impl Readers {
             };
             let mut batch = batch.into_iter();
             while let Some(mut e) = batch.next() {
+                // An offset read again from the cursor may have failed on
+                // a replicated stream's earlier leader (its log's count).
+                let counted = self
+                    .groups
+                    .get(key)
+                    .and_then(|g| g.failed.get(&e.seq).copied())
+                    .unwrap_or(0);
                 let r = &mut self.list[ri];
                 let size = e.msg.body.len() as u64;
                 if !r.c.has_room_for(size) {
@@ -360,7 +378,7 @@ impl Readers {
                 // Its deliveries: one for this, one per failed one (at
                 // least one before if it comes again or may have).
                 let before = u32::from(again.is_some() || seq < seen_below);
-                let failed = again.map_or(0, |(_, n)| n);
+                let failed = again.map_or(counted, |(_, n)| n);
                 e.redelivered = again.map_or(seq < seen_below, |(r, _)| r);
                 e.deliveries = 1 + before.max(failed);
                 let d = Delivery {

@@ -43,6 +43,7 @@
 mod group;
 mod log;
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -114,6 +115,10 @@ struct StreamState {
     deleted: bool,
     /// The retention deadline registered with the timers.
     timer_at: Option<u64>,
+    /// A replicated stream's failed-delivery counts (offset, count) for
+    /// named groups its log has no offset for yet: a `SUB` that makes
+    /// the group takes them (see [`Stream::restore_failed`]).
+    counted: HashMap<GroupKey, Vec<(u64, u32)>>,
 }
 
 impl StreamState {
@@ -155,6 +160,7 @@ impl Stream {
                 readers: Readers::default(),
                 deleted: false,
                 timer_at: None,
+                counted: HashMap::new(),
             }),
         }
     }
@@ -246,9 +252,11 @@ impl Stream {
         };
         if !st.readers.groups.contains_key(&key) {
             let at = st.log.resolve(q, start.unwrap_or(StreamStart::Next));
-            st.readers
-                .groups
-                .insert(key.clone(), Group::new(group.is_some(), at));
+            let mut g = Group::new(group.is_some(), at);
+            for (offset, count) in st.counted.remove(&key).unwrap_or_default() {
+                g.count_failed(offset, count);
+            }
+            st.readers.groups.insert(key.clone(), g);
         }
         let id = consumer.id;
         if let Some(g) = st.readers.groups.get_mut(&key) {
@@ -326,6 +334,7 @@ impl Stream {
                 .map(|(k, _)| k.clone())
         });
         let mut commit = None;
+        let mut failed = None;
         let mut dead = Dead::default();
         let mut held = false;
         if let Some(key) = key {
@@ -333,7 +342,11 @@ impl Stream {
                 if g.in_flight.get(&entry.seq) == Some(&id) {
                     held = true;
                     g.in_flight.remove(&entry.seq);
-                    match give_up(q, g, entry.seq, how) {
+                    let (gave_up, count) = give_up(q, g, entry.seq, how);
+                    if let Some(n) = count.filter(|_| g.named) {
+                        failed = Some((key.clone(), entry.seq, n));
+                    }
+                    match gave_up {
                         Some(reason) => {
                             g.done(entry.seq);
                             q.counters.died(reason);
@@ -374,6 +387,7 @@ impl Stream {
         }
         Settled {
             commit,
+            failed,
             dead,
             orphan: !held && !subscribed,
             ..Settled::default()
@@ -481,6 +495,27 @@ impl Stream {
                 (Arc::from(name.as_str()), g)
             })
             .collect();
+    }
+
+    /// A replicated stream's lead came here: its named groups count on
+    /// from the failed deliveries its log recorded, (group, offset, count)
+    /// (see [`Stream::replace_groups`], which comes first).
+    pub(super) fn restore_failed(&self, failed: &[(&str, u64, u32)]) {
+        let mut st = self.state.lock();
+        let StreamState {
+            readers, counted, ..
+        } = &mut *st;
+        counted.clear();
+        for (group, at, count) in failed {
+            match readers.groups.get_mut(*group) {
+                Some(g) => g.count_failed(*at, *count),
+                // A group that never committed: its next `SUB` makes it.
+                None => counted
+                    .entry(Arc::from(*group))
+                    .or_default()
+                    .push((*at, *count)),
+            }
+        }
     }
 
     /// Empties a replicated stream's copy here (a snapshot replaces it, or
@@ -600,21 +635,22 @@ impl Stream {
 /// failed delivery (`NACK`, ack timeout, connection lost) that reaches
 /// `delivery-limit=`. A given-up offset is done for the group, and its
 /// dead letter a copy: the stream keeps the message for other groups.
-fn give_up(q: &Queue, g: &mut Group, seq: u64, how: Settle) -> Option<DeathReason> {
+/// With it, the count of failed deliveries of `seq` when this was one.
+fn give_up(q: &Queue, g: &mut Group, seq: u64, how: Settle) -> (Option<DeathReason>, Option<u32>) {
     match how {
-        Settle::Reject => q
-            .args
-            .dead_letter
-            .is_some()
-            .then_some(DeathReason::Rejected),
+        Settle::Reject => (
+            q.args
+                .dead_letter
+                .is_some()
+                .then_some(DeathReason::Rejected),
+            None,
+        ),
         Settle::Requeue { .. } | Settle::Timeout => {
             let failed = g.failed(seq);
-            q.args
-                .delivery_limit
-                .is_some_and(|limit| failed >= limit)
-                .then_some(DeathReason::DeliveryLimit)
+            let limit = q.args.delivery_limit.is_some_and(|limit| failed >= limit);
+            (limit.then_some(DeathReason::DeliveryLimit), Some(failed))
         }
-        Settle::Ack | Settle::Return { .. } => None,
+        Settle::Ack | Settle::Return { .. } => (None, None),
     }
 }
 
