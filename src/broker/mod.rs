@@ -50,6 +50,7 @@ pub(crate) mod stats;
 pub(crate) mod timer;
 mod topology;
 mod transaction;
+mod tx_replicated;
 
 #[cfg(test)]
 mod group_tests;
@@ -70,7 +71,7 @@ use crate::protocol::reply::quote_for_message;
 use crate::store::{Committer, ExchangeDef};
 use alarm::Alarms;
 pub use cluster::{ClusterStatus, NodeStatus, ReplicaStatus};
-pub(crate) use cluster::{Consensus, Linked, MetaAnswer, MetaOp, Proposal, ReplicaMessage};
+pub(crate) use cluster::{Consensus, Linked, MetaAnswer, MetaOp, Proposal, ReplicaMessage, TxPart};
 use connections::Connections;
 pub(crate) use dead_letter::Redriven;
 pub(crate) use disk::Disk;

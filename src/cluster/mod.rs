@@ -47,6 +47,8 @@ mod stream_replica;
 mod submit;
 #[cfg(test)]
 mod tests;
+mod transaction;
+mod tx_part;
 
 use std::io::Cursor;
 
