@@ -60,15 +60,7 @@ impl Broker {
     pub(crate) fn tx_check(&self, p: &Publish) -> Result<(), BrokerError> {
         // A body its exchange's schema refuses is refused now (`COMMIT`
         // checks again, against the latest version then).
-        let schema = self
-            .inner
-            .exchanges
-            .get(p.exchange.as_str())
-            .filter(|ex| ex.schema.is_some())
-            .map(|ex| ex.clone());
-        if let Some(ex) = schema {
-            self.check_body(&ex, p)?;
-        }
+        self.tx_check_body(p)?;
         let targets = self.route_to(&p.exchange, &p.key, &p.headers)?;
         if targets.is_empty() && p.mandatory {
             return Err(BrokerError::NoRoute(format!(
@@ -78,6 +70,18 @@ impl Broker {
         }
         let (local, replicated) = self.split_replicated(targets);
         self.tx_check_replicated(&local, &replicated)
+    }
+
+    /// `p` as its exchange's schema takes it (`None`: its exchange has
+    /// no schema); its error when the schema refuses it.
+    pub(super) fn tx_check_body(&self, p: &Publish) -> Result<Option<Publish>, BrokerError> {
+        let schema = self
+            .inner
+            .exchanges
+            .get(p.exchange.as_str())
+            .filter(|ex| ex.schema.is_some())
+            .map(|ex| ex.clone());
+        schema.map(|ex| self.check_body(&ex, p)).transpose()
     }
 
     /// Refuses a replicated queue's delivery a transaction cannot ack

@@ -118,20 +118,8 @@ impl Broker {
         let mut parts: BTreeMap<String, TxPart> = BTreeMap::new();
         let mut routed = 0;
         for (p, id) in pubs.iter().zip(ids) {
-            let schema = self
-                .inner
-                .exchanges
-                .get(p.exchange.as_str())
-                .filter(|ex| ex.schema.is_some())
-                .map(|ex| ex.clone());
-            let checked;
-            let p = match schema {
-                Some(ex) => {
-                    checked = self.check_body(&ex, p)?;
-                    &checked
-                }
-                None => p,
-            };
+            let checked = self.tx_check_body(p)?;
+            let p = checked.as_ref().unwrap_or(p);
             let targets = self.route_to(&p.exchange, &p.key, &p.headers)?;
             if targets.is_empty() && p.mandatory {
                 return Err(BrokerError::NoRoute(format!(

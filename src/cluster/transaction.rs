@@ -21,6 +21,11 @@
 //! outcome, recording `abort` if it has none, and resolves the part. So a
 //! coordinator that dies anywhere leaves nothing held for long, and
 //! every queue ends the same way.
+//!
+//! **Fault points.** `SLUICE_TX_STALL=decide` (or `resolve`) makes a
+//! coordinator log `transaction stalled before <point>` and wait a
+//! minute there: after its prepares, or after its decision. Only the
+//! tests set it, to kill a node at that point.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,6 +42,10 @@ use crate::error::BrokerError;
 /// How long a queue's part may stay unresolved before its leader asks
 /// the metadata group for the outcome (recording `abort` if none).
 pub(super) const RECOVERY_BOUND: Duration = Duration::from_secs(10);
+
+/// How long a reply waits for the parts to be resolved after the
+/// decision (the leaders' recovery finishes what is left).
+const RESOLVE_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a decision waits for the metadata group, each try.
 const DECIDE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -107,6 +116,7 @@ impl Queues {
                 failed = failure;
             }
         }
+        stall("decide", &tx).await;
         let decided = self.decide(&tx, failed.is_none()).await;
         tracing::info!(%tx, queues = ?names, outcome = ?decided, "a transaction across replicated queues");
         let commit = match decided {
@@ -121,10 +131,16 @@ impl Queues {
                 )))
             }
         };
-        for queue in names {
-            let (this, tx) = (self.clone(), tx.clone());
-            tokio::spawn(async move { this.resolve(&queue, &tx, commit).await });
-        }
+        let (this, resolved) = (self.clone(), tx.clone());
+        let resolving = tokio::spawn(async move {
+            stall("resolve", &resolved).await;
+            for queue in names {
+                this.resolve(&queue, &resolved, commit).await;
+            }
+        });
+        // The outcome is decided; the reply waits a little for the parts
+        // to be applied, so that the client's next command sees them.
+        let _ = tokio::time::timeout(RESOLVE_WAIT, resolving).await;
         match (commit, failed) {
             (true, _) => Ok(()),
             (false, Some(e)) => Err(prefixed(e)),
@@ -224,6 +240,15 @@ impl Queues {
             self.me(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         )
+    }
+}
+
+/// Waits a minute at fault point `point` when `SLUICE_TX_STALL` names it
+/// (see the module docs).
+async fn stall(point: &str, tx: &str) {
+    if std::env::var("SLUICE_TX_STALL").is_ok_and(|v| v == point) {
+        tracing::warn!(%tx, "transaction stalled before {point}");
+        tokio::time::sleep(Duration::from_secs(60)).await;
     }
 }
 
