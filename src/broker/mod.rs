@@ -11,6 +11,8 @@
 //!   unsubscribe, take, settle), which route their dead letters too;
 //! - `transaction.rs`: `TX COMMIT`, acks and publishes in one atomic
 //!   store batch;
+//! - `tx_replicated.rs`: a transaction on replicated queues: what it may
+//!   touch, and its part for each queue (the cluster commits them);
 //! - `schema.rs`: the schema registry stored with the topology, and the
 //!   check of a `PUB` body against its exchange's schema;
 //! - `cluster.rs`: what a cluster node hooks into the broker (its view
