@@ -79,6 +79,9 @@ pub(crate) enum MetaOp {
     },
     /// `USER PASSWD`, with the new password's hash.
     UserPasswd { name: String, hash: String },
+    /// The outcome of a transaction across replicated queues: the first
+    /// one recorded for `tx` wins (the answer's word says which).
+    TxOutcome { tx: String, commit: bool },
 }
 
 /// What applying a [`MetaOp`] came to: the words of its `OK`, or its
@@ -214,6 +217,22 @@ pub(crate) trait Consensus: Send + Sync + std::fmt::Debug {
     /// Connection `conn` closed (its deliveries settled): ends what is
     /// left of its subscriptions through [`Consensus::consume`].
     fn closed(&self, conn: u64);
+    /// Commits a transaction's `parts` (one per replicated queue) all or
+    /// nothing, coordinated from this node: `Ok` once its commit is
+    /// recorded; an error when it aborted or its outcome is unknown.
+    fn transact(&self, parts: Vec<TxPart>) -> Proposal;
+}
+
+/// A transaction's part in one replicated queue ([`Consensus::transact`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TxPart {
+    /// The queue.
+    pub(crate) queue: String,
+    /// Copies it publishes there, in order.
+    pub(crate) enqueue: Vec<ReplicaMessage>,
+    /// Positions of the copies it acks, delivered from this node (which
+    /// leads the queue).
+    pub(crate) settle: Vec<u64>,
 }
 
 /// A replicated queue's group, as `STATS QUEUE`, `LIST QUEUES`, the

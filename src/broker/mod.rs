@@ -11,6 +11,8 @@
 //!   unsubscribe, take, settle), which route their dead letters too;
 //! - `transaction.rs`: `TX COMMIT`, acks and publishes in one atomic
 //!   store batch;
+//! - `tx_replicated.rs`: a transaction on replicated queues: what it may
+//!   touch, and its part for each queue (the cluster commits them);
 //! - `schema.rs`: the schema registry stored with the topology, and the
 //!   check of a `PUB` body against its exchange's schema;
 //! - `cluster.rs`: what a cluster node hooks into the broker (its view
@@ -50,6 +52,7 @@ pub(crate) mod stats;
 pub(crate) mod timer;
 mod topology;
 mod transaction;
+mod tx_replicated;
 
 #[cfg(test)]
 mod group_tests;
@@ -70,7 +73,7 @@ use crate::protocol::reply::quote_for_message;
 use crate::store::{Committer, ExchangeDef};
 use alarm::Alarms;
 pub use cluster::{ClusterStatus, NodeStatus, ReplicaStatus};
-pub(crate) use cluster::{Consensus, Linked, MetaAnswer, MetaOp, Proposal, ReplicaMessage};
+pub(crate) use cluster::{Consensus, Linked, MetaAnswer, MetaOp, Proposal, ReplicaMessage, TxPart};
 use connections::Connections;
 pub(crate) use dead_letter::Redriven;
 pub(crate) use disk::Disk;

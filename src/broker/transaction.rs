@@ -17,9 +17,10 @@
 //! de-duplication windows claimed, the deliveries settled in RAM, the
 //! batch written, and the new copies enqueued.
 //!
-//! **Limits.** Replicated queues and streams take part in no transaction
-//! (their changes go through their own logs, which one local write cannot
-//! join: that needs a two-phase protocol across groups). A publish that
+//! **Replicated queues.** A transaction on replicated queues only is a
+//! two-phase commit over their logs (`tx_replicated.rs`,
+//! `cluster/transaction.rs`); one that mixes them with this node's own
+//! queues, or touches a replicated stream, is refused. A publish that
 //! would be held (a full `overflow=block` queue, a resource alarm) fails
 //! the commit instead: a transaction is never held.
 
@@ -70,17 +71,15 @@ impl Broker {
                 crate::protocol::reply::quote_for_message(&p.exchange)
             )));
         }
-        let (_, replicated) = self.split_replicated(targets);
-        match replicated.first() {
-            Some(q) => Err(replicated_refused(q)),
-            None => Ok(()),
-        }
+        let (local, replicated) = self.split_replicated(targets);
+        self.tx_check_replicated(&local, &replicated)
     }
 
-    /// Refuses a replicated queue's delivery in a transaction.
+    /// Refuses a replicated queue's delivery a transaction cannot ack
+    /// (see `tx_replicated.rs`).
     pub(crate) fn tx_check_ack(&self, q: &Queue) -> Result<(), BrokerError> {
         match self.inner.consensus.get() {
-            Some(c) if c.replicated(&q.name) => Err(replicated_refused(&q.name)),
+            Some(c) if c.replicated(&q.name) => self.tx_check_replicated_ack(c.as_ref(), q),
             _ => Ok(()),
         }
     }
@@ -110,7 +109,7 @@ impl Broker {
                 }
             };
             if admitted.replicated() {
-                self.tx_check(p)?;
+                return Err(replicated_refused(p));
             }
             out.push(admitted);
         }
@@ -200,8 +199,12 @@ impl Broker {
     }
 }
 
-fn replicated_refused(queue: &str) -> BrokerError {
+/// A transaction on this node's own queues whose publish now reaches a
+/// replicated queue (a binding changed since it was buffered).
+fn replicated_refused(p: &Publish) -> BrokerError {
     BrokerError::Precondition(format!(
-        "queue {queue} is replicated: not supported in a transaction on a replicated queue yet"
+        "a publish to exchange {} reaches replicated queues and this node's own: a transaction \
+         is on either kind, not both; nothing was done",
+        crate::protocol::reply::quote_for_message(&p.exchange)
     ))
 }

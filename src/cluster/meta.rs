@@ -48,6 +48,39 @@ struct Applied {
     membership: StoredMembership<u64, BasicNode>,
     #[serde(default)]
     placed: BTreeMap<String, Placement>,
+    /// The outcomes of the latest transactions across replicated queues
+    /// (`true`: committed), each with the index that recorded it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    outcomes: BTreeMap<String, (bool, u64)>,
+}
+
+/// How many transactions' outcomes the group remembers: the oldest is
+/// forgotten past it. A queue's leader asks for an outcome within
+/// seconds (`transaction::RECOVERY_BOUND`), so only a part left
+/// unresolved while this many transactions were decided meanwhile could
+/// find none (and be aborted).
+const OUTCOMES_KEPT: usize = 4096;
+
+impl Applied {
+    /// Records `commit` as transaction `tx`'s outcome at `index` unless it
+    /// has one: the outcome it has.
+    fn decide(&mut self, tx: &str, commit: bool, index: u64) -> bool {
+        if let Some((was, _)) = self.outcomes.get(tx) {
+            return *was;
+        }
+        self.outcomes.insert(tx.to_string(), (commit, index));
+        if self.outcomes.len() > OUTCOMES_KEPT {
+            let oldest = self
+                .outcomes
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(tx, _)| tx.clone());
+            if let Some(tx) = oldest {
+                self.outcomes.remove(&tx);
+            }
+        }
+        commit
+    }
 }
 
 /// The metadata group's state machine (see the module docs). Clones share
@@ -85,6 +118,14 @@ impl MetaMachine {
             MetaOp::Command(frame) => decode_one(frame.as_bytes()).ok(),
             _ => None,
         };
+        if let MetaOp::TxOutcome { tx, commit } = op {
+            let commit = self.applied.lock().decide(tx, *commit, index);
+            let word = match commit {
+                true => super::transaction::COMMITTED,
+                false => super::transaction::ABORTED,
+            };
+            return MetaAnswer::Ok(vec![word.to_string()]);
+        }
         let refuse = |text: String| MetaAnswer::error(BrokerError::Precondition(text));
         match &command {
             Some(Command::DeclareQueue(d)) => {
@@ -265,5 +306,29 @@ impl RaftStateMachine<TypeConfig> for MetaMachine {
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Applied;
+
+    #[test]
+    fn the_first_outcome_recorded_wins() {
+        let mut a = Applied::default();
+        assert!(a.decide("t1", true, 5));
+        assert!(a.decide("t1", false, 6), "a later abort does not win");
+        assert!(!a.decide("t2", false, 7));
+        assert!(!a.decide("t2", true, 8), "a later commit does not win");
+    }
+
+    #[test]
+    fn only_the_latest_outcomes_are_kept() {
+        let mut a = Applied::default();
+        for i in 0..=super::OUTCOMES_KEPT as u64 {
+            a.decide(&format!("t{i}"), true, i);
+        }
+        assert_eq!(a.outcomes.len(), super::OUTCOMES_KEPT);
+        assert!(!a.outcomes.contains_key("t0"));
     }
 }

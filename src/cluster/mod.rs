@@ -20,6 +20,11 @@
 //!   (`replicas=`), each its own group on some of the nodes: where each
 //!   is kept, its state machine and snapshots, and how a change reaches
 //!   its leader from any node;
+//! - `transaction`, `tx_part`: `TX COMMIT` across replicated queues, a
+//!   two-phase commit over their groups decided by one entry in the
+//!   metadata group (the coordinator, the decision, each leader's
+//!   recovery), and a queue's side of it (the prepare and resolve
+//!   entries, the parts its members keep aside meanwhile);
 //! - `state`: a state machine in RAM, for the tests;
 //! - `tests`: three nodes in one process on loopback, replicating,
 //!   electing anew when the leader stops, a restarted node catching up
@@ -47,6 +52,8 @@ mod stream_replica;
 mod submit;
 #[cfg(test)]
 mod tests;
+mod transaction;
+mod tx_part;
 
 use std::io::Cursor;
 

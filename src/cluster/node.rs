@@ -323,6 +323,11 @@ impl std::fmt::Debug for MetaGroup {
 }
 
 impl Consensus for MetaGroup {
+    fn transact(&self, parts: Vec<crate::broker::TxPart>) -> Proposal {
+        let queues = self.queues.clone();
+        Box::pin(async move { queues.transact(parts).await.map(|()| Vec::new()) })
+    }
+
     fn propose(&self, op: MetaOp) -> Proposal {
         let group = self.clone();
         Box::pin(async move { group.write(op).await })

@@ -42,9 +42,13 @@ use serde::{Deserialize, Serialize};
 
 use super::stream_replica::StreamPart;
 pub(super) use super::stream_replica::{GroupFailure, GroupOffset};
+use super::tx_part::{Prepare, Prepared, Resolve};
 use super::TypeConfig;
 use crate::broker::{Broker, MetaAnswer, ReplicaMessage};
 use crate::protocol::command::Overflow;
+
+mod tx_apply;
+pub(super) use tx_apply::REFUSED;
 
 /// At most this many copies in one entry; a copy's position is its
 /// entry's index times this, plus its place in the entry.
@@ -70,6 +74,12 @@ pub(super) struct QueueOp {
     /// A stream's failed deliveries, each with its offset's count.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) failed: Vec<GroupFailure>,
+    /// A transaction's part, kept aside until resolved (`tx_part.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) prepare: Option<Prepare>,
+    /// A transaction's outcome: its part applied or dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) resolve: Option<Resolve>,
 }
 
 impl QueueOp {
@@ -80,6 +90,8 @@ impl QueueOp {
             && self.returned.is_empty()
             && self.offsets.is_empty()
             && self.failed.is_empty()
+            && self.prepare.is_none()
+            && self.resolve.is_none()
     }
 }
 
@@ -103,6 +115,8 @@ struct QueueState {
     dedup_ends: BTreeSet<(u64, String)>,
     /// A stream's next offset and group offsets.
     stream: StreamPart,
+    /// Transactions' parts not resolved yet.
+    prepared: Prepared,
 }
 
 /// What a `reject-publish` queue's machine checks a copy against: its
@@ -121,6 +135,8 @@ pub(super) struct Dropped {
     duplicates: Vec<usize>,
     /// Refused by a full `overflow=reject-publish` queue.
     rejected: Vec<usize>,
+    /// Why the entry's transaction part was refused.
+    refused: Option<String>,
 }
 
 impl Dropped {
@@ -128,6 +144,7 @@ impl Dropped {
     fn words(&self) -> Vec<String> {
         let d = self.duplicates.iter().map(|i| format!("d{i}"));
         d.chain(self.rejected.iter().map(|i| format!("r{i}")))
+            .chain(self.refused.iter().map(|why| format!("{REFUSED}{why}")))
             .collect()
     }
 }
@@ -157,6 +174,7 @@ impl QueueState {
             .collect();
         self.dedup = saved.dedup.into_iter().collect();
         self.stream = StreamPart::restored(saved.next, saved.offsets).with_failed(saved.failed);
+        self.prepared = Prepared::restored(saved.prepared);
     }
 
     /// Keeps copy `m` at position `seq`.
@@ -221,6 +239,9 @@ struct Saved {
     /// member too far behind (see `stream_replica.rs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     messages: Vec<(u64, ReplicaMessage)>,
+    /// Transactions' parts not resolved yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    prepared: Vec<Prepare>,
 }
 
 /// A replicated queue's state machine (see the module docs). Clones share
@@ -335,21 +356,28 @@ impl QueueMachine {
             // What the view may hold is stale: a delivery put back after
             // this node last led it (a late NACK) went there, off the log.
             let _ = q.purge();
-            self.show(&st);
+            self.show(&mut st);
             tracing::info!(queue = %self.name, copies = st.copies.len(), "leading a replicated queue");
         } else {
+            st.prepared.clear_hidden();
             q.cancel_subscriptions("leader-moved");
             let _ = q.purge();
             tracing::info!(queue = %self.name, "no longer leading a replicated queue");
         }
     }
 
-    /// Puts every copy in the broker's queue, flagged redelivered.
-    fn show(&self, st: &QueueState) {
+    /// Puts every copy in the broker's queue, flagged redelivered, but
+    /// those a transaction holds (left out until it is resolved).
+    fn show(&self, st: &mut QueueState) {
         let Some(q) = self.broker.find_queue(&self.name) else {
             return;
         };
+        let st = &mut *st;
         for (seq, m) in &st.copies {
+            if st.prepared.is_held(*seq) {
+                st.prepared.hide(*seq);
+                continue;
+            }
             let returns = st.returns.get(seq).copied().unwrap_or(0);
             if let Err(e) = self.broker.enqueue_replica(&q, *seq, m, true, returns) {
                 tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
@@ -393,6 +421,7 @@ impl QueueMachine {
                         ),
                         None => (None, None),
                     };
+                    let placed = op.enqueue.len() as u64;
                     for ((seq, m), place) in (first..).zip(op.enqueue).zip(0..) {
                         if let (Some(w), Some((id, at))) = (window, m.dedup_key()) {
                             if st.duplicate(id, at, w) {
@@ -422,13 +451,22 @@ impl QueueMachine {
                     // subscriber's node, after the lead moved): out of the
                     // view too, unless delivered meanwhile. This node's own
                     // settlements are out of it already.
-                    if let Some(q) = q.filter(|_| !withdrawn.is_empty()) {
+                    if let Some(q) = q.as_ref().filter(|_| !withdrawn.is_empty()) {
                         q.withdraw(&withdrawn);
                     }
                     for r in op.returned {
                         if st.copies.contains_key(&r) {
                             *st.returns.entry(r).or_default() += 1;
                         }
+                    }
+                    if let Some(p) = op.prepare {
+                        let term = e.log_id.leader_id.term;
+                        dropped.refused = self.prepare(st, p, term).err();
+                    }
+                    if let Some(r) = op.resolve {
+                        // Its copies take the places after the entry's own.
+                        let from = first.saturating_add(placed);
+                        self.resolve(st, r, from, q.as_ref());
                     }
                 }
                 Err(err) => {
@@ -465,6 +503,7 @@ impl QueueMachine {
             offsets: st.stream.saved().1,
             failed: st.stream.failures(),
             messages: Vec::new(),
+            prepared: st.prepared.saved(),
         };
         let bytes = encode(&saved)?;
         let meta = SnapshotMeta {
@@ -601,7 +640,7 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
             if let Some(q) = self.broker.find_queue(&self.name) {
                 let _ = q.purge();
             }
-            self.show(&st);
+            self.show(&mut st);
         }
         Ok(())
     }
@@ -706,6 +745,7 @@ mod tests {
             offsets: vec![("g".into(), 9)],
             failed: Vec::new(),
             messages: Vec::new(),
+            prepared: Vec::new(),
         };
         let json = serde_json::to_vec(&saved).unwrap();
         let mut bytes = crc32fast::hash(&json).to_be_bytes().to_vec();

@@ -464,6 +464,31 @@ impl Queues {
             .unwrap_or_default()
     }
 
+    /// This node's id.
+    pub(super) fn me(&self) -> u64 {
+        self.me
+    }
+
+    /// The nodes' links.
+    pub(super) fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// The metadata group, once it runs.
+    pub(super) fn meta_raft(&self) -> Option<Raft<TypeConfig>> {
+        self.meta.get().cloned()
+    }
+
+    /// The term in which this node leads and serves queue `name` (as
+    /// [`Queues::serve_here`] says, else its error).
+    pub(super) fn serving_term(&self, name: &str) -> Result<u64, BrokerError> {
+        self.serve_here(name)?;
+        let p = self.placement(name);
+        let term = p.and_then(|p| self.raft(p.group));
+        term.map(|r| r.metrics().borrow().current_term)
+            .ok_or_else(|| BrokerError::Unavailable(format!("queue {name} is not led here")))
+    }
+
     /// Group `group`'s Raft, if it runs here.
     fn raft(&self, group: u64) -> Option<Raft<TypeConfig>> {
         self.running
@@ -794,6 +819,8 @@ async fn lead(
     let mut metrics = raft.metrics();
     let mut led = None;
     let mut began = None;
+    // A leader resolves the transactions' parts left unresolved.
+    let mut recovery = tokio::time::interval(Duration::from_secs(1));
     loop {
         let (leads, term) = {
             let m = metrics.borrow_and_update();
@@ -810,10 +837,24 @@ async fn lead(
             queues.reconcile(&name);
         }
         led = leads.then_some(term);
-        if metrics.changed().await.is_err() {
-            break;
+        loop {
+            tokio::select! {
+                changed = metrics.changed() => match changed {
+                    Ok(()) => break,
+                    Err(_) => return stopped(queues, name, p, machine).await,
+                },
+                _ = recovery.tick() => {
+                    if led.is_some() {
+                        queues.recover(&name, &machine);
+                    }
+                }
+            }
         }
     }
+}
+
+/// [`lead`]'s end: group `p`'s Raft stopped on its own.
+async fn stopped(queues: Arc<Queues>, name: String, p: Placement, machine: QueueMachine) {
     machine.set_active(false);
     tracing::error!(queue = %name, group = p.group, "a replicated queue's Raft stopped on its own; starting it again in 1 s");
     queues.router.remove(&p.group);

@@ -312,6 +312,10 @@ pub(crate) fn apply_meta(broker: &Broker, op: &MetaOp) -> (MetaAnswer, Option<u6
         MetaOp::UserPasswd { name, hash } => {
             user::apply_passwd(users, name, hash.clone()).map(|gen| (Vec::new(), gen))
         }
+        // The metadata group's state machine records it (`cluster/meta.rs`).
+        MetaOp::TxOutcome { .. } => Err(BrokerError::Internal(
+            "a transaction's outcome is no broker change".into(),
+        )),
     };
     match ran {
         Ok((words, gen)) => (MetaAnswer::Ok(words), gen),

@@ -5,7 +5,9 @@
 
 use tracing::instrument;
 
-use super::outcome::Outcome;
+use super::outcome::{Completion, Outcome, Pending};
+use crate::broker::queue::Settle;
+use crate::broker::Consensus;
 use crate::error::BrokerError;
 use crate::protocol::command::{Ack, Publish, Tx};
 use crate::protocol::reply::Reply;
@@ -82,6 +84,16 @@ fn commit(s: &mut SessionState) -> Result<Outcome, BrokerError> {
             return Err(BrokerError::UnknownTag(t));
         }
     }
+    let acked: Vec<_> = tags
+        .iter()
+        .flat_map(|t| s.outstanding(*t, false))
+        .map(|(_, q)| q.clone())
+        .collect();
+    if s.broker().tx_on_replicated(&acked, &pubs)? {
+        if let Some(c) = s.broker().consensus() {
+            return commit_replicated(s, c, tags, pubs, ids);
+        }
+    }
     let admitted = s.broker().tx_admit(&pubs)?;
     let taken = s.take_all_unacked(&tags).map_err(BrokerError::UnknownTag)?;
     let acks = taken.into_iter().map(Unacked::into_parts).collect();
@@ -95,4 +107,56 @@ fn commit(s: &mut SessionState) -> Result<Outcome, BrokerError> {
         words.push(format!("duplicate={}", done.duplicates));
     }
     Ok(Outcome::Reply(Reply::words(words), done.gen))
+}
+
+/// Commits a transaction on replicated queues through the cluster (see
+/// `cluster/transaction.rs`): the reply once its outcome is recorded. The
+/// deliveries it acks are held meanwhile; it aborted, they come again.
+fn commit_replicated(
+    s: &mut SessionState,
+    c: std::sync::Arc<dyn Consensus>,
+    tags: Vec<u64>,
+    pubs: Vec<Publish>,
+    ids: Vec<String>,
+) -> Result<Outcome, BrokerError> {
+    let mut acked = Vec::with_capacity(tags.len());
+    for &t in &tags {
+        let (q, seq) = s.position(t).ok_or(BrokerError::UnknownTag(t))?;
+        acked.push((q.name.clone(), seq));
+    }
+    let (parts, routed) = s.broker().tx_parts(&pubs, &ids, &acked)?;
+    let held = s.take_all_unacked(&tags).map_err(BrokerError::UnknownTag)?;
+    let words = vec![
+        format!("acked={}", acked.len()),
+        format!("published={}", pubs.len()),
+        format!("routed={routed}"),
+    ];
+    let broker = s.broker().clone();
+    // Runs to its end even if the connection closes meanwhile, so that
+    // the held deliveries are settled either way: acked once committed
+    // (the resolve records it in each queue's log), else put back.
+    let task = tokio::spawn(async move {
+        let done = c.transact(parts).await;
+        for u in held {
+            let (q, consumer, entry) = u.into_parts();
+            let how = match done {
+                Ok(_) => Settle::Ack,
+                Err(_) => Settle::Requeue { delay_ms: None },
+            };
+            if let Err(e) = broker.settle_here(&q, consumer, entry, how, false) {
+                tracing::warn!(queue = %q.name, error = %e, "settling a transaction's delivery");
+            }
+        }
+        done
+    });
+    Ok(Outcome::Pending(Pending::new(async move {
+        let done = match task.await {
+            Ok(done) => done,
+            Err(e) => Err(BrokerError::Internal(e.to_string())),
+        };
+        Box::new(move |_: &mut SessionState| {
+            done?;
+            Ok(Outcome::reply(Reply::words(words)))
+        }) as Completion
+    })))
 }

@@ -418,6 +418,11 @@ impl SessionState {
             .collect()
     }
 
+    /// The queue and copy position of outstanding delivery `dtag`.
+    pub(crate) fn position(&self, dtag: u64) -> Option<(&Arc<Queue>, u64)> {
+        self.unacked.get(dtag).map(|u| (u.queue(), u.seq()))
+    }
+
     /// Takes the outstanding deliveries `tags`, all of them or, when one
     /// is not outstanding (any more), none: `Err` with that tag.
     pub(crate) fn take_all_unacked(&mut self, tags: &[u64]) -> Result<Vec<Unacked>, u64> {

@@ -39,6 +39,11 @@ impl Unacked {
         &self.queue
     }
 
+    /// Its copy's position in its queue.
+    pub(super) fn seq(&self) -> u64 {
+        self.entry.seq
+    }
+
     /// Its consumer tag (`-` for `GET`).
     pub(super) fn tag(&self) -> &Arc<str> {
         &self.tag

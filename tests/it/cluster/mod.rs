@@ -7,7 +7,8 @@
 //! `features.rs` what a queue does on a replicated one across a failover,
 //! `members.rs` membership changes under load, `partitions.rs` network
 //! partitions through the proxies of `net.rs`, `damage.rs` a damaged
-//! replica, `faults.rs` the long random-fault mode.
+//! replica, `faults.rs` the long random-fault mode, `transactions.rs` `TX` across
+//! replicated queues.
 
 mod consumers;
 mod damage;
@@ -21,6 +22,7 @@ mod queues;
 mod schemas;
 mod stream_dead_letters;
 mod streams;
+mod transactions;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -43,6 +43,15 @@ impl Spawned {
         Self::launch(&[], Some(dir), args, &[]).await
     }
 
+    /// [`Spawned::start_in`] with extra environment variables.
+    pub async fn start_in_env(
+        dir: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Spawned {
+        Self::launch(&[], Some(dir), args, env).await
+    }
+
     /// `sluice serve <args>` and nothing else (no `--addr`, no
     /// `--data-dir`: a config file or the environment gives them), with
     /// extra environment variables.

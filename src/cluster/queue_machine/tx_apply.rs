@@ -1,0 +1,93 @@
+//! What a replicated queue's state machine does with a transaction's
+//! entries (`tx_part.rs` has the entries and the parts kept): a prepare
+//! is kept aside, a resolve applies the part as a normal entry would
+//! (its copies enqueued, the copies it acks settled) or drops it (the
+//! copies it held are delivered again).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{QueueMachine, QueueState};
+use crate::broker::queue::Queue;
+use crate::cluster::tx_part::{Prepare, Resolve};
+
+/// How an entry's answer says its transaction part was refused: this,
+/// then why.
+pub(in crate::cluster) const REFUSED: &str = "refused:";
+
+impl QueueMachine {
+    /// Keeps transaction part `p`, appended in term `term`: why not, when
+    /// refused (every member alike).
+    pub(super) fn prepare(&self, st: &mut QueueState, p: Prepare, term: u64) -> Result<(), String> {
+        let copies = &st.copies;
+        let tx = p.tx.clone();
+        st.prepared
+            .prepare(p, term, |seq| copies.contains_key(&seq))
+            .map_err(|why| {
+                tracing::info!(queue = %self.name, %tx, %why, "a transaction's part refused");
+                why.to_string()
+            })
+    }
+
+    /// Applies or drops the part of `r`'s transaction (none kept: nothing
+    /// to do). Its copies take the positions from `from` on; `view` is
+    /// the broker's queue when this node leads.
+    pub(super) fn resolve(
+        &self,
+        st: &mut QueueState,
+        r: Resolve,
+        from: u64,
+        view: Option<&Arc<Queue>>,
+    ) {
+        let Some(part) = st.prepared.resolve(&r.tx) else {
+            return;
+        };
+        tracing::debug!(queue = %self.name, tx = %r.tx, commit = r.commit, "a transaction's part resolved");
+        if !r.commit {
+            // The copies it held come back; a coordinator that lives put
+            // its own back already (they were never out of its view).
+            for s in part.settle {
+                let hidden = st.prepared.unhide(s);
+                if let (true, Some(q), Some(m)) = (hidden, view, st.copies.get(&s)) {
+                    let returns = st.returns.get(&s).copied().unwrap_or(0);
+                    if let Err(e) = self.broker.enqueue_replica(q, s, m, true, returns) {
+                        tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
+                    }
+                }
+            }
+            return;
+        }
+        for (seq, m) in (from..).zip(part.enqueue) {
+            if let Some(q) = view {
+                if let Err(e) = self.broker.enqueue_replica(q, seq, &m, false, 0) {
+                    tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
+                }
+            }
+            st.keep(seq, m);
+        }
+        let mut withdrawn = Vec::new();
+        for s in part.settle {
+            st.returns.remove(&s);
+            let hidden = st.prepared.unhide(s);
+            if let (Some(m), Some(q)) = (st.drop_copy(s), view) {
+                if !hidden {
+                    withdrawn.push(m.waiting_in(q, s));
+                }
+            }
+        }
+        if let Some(q) = view.filter(|_| !withdrawn.is_empty()) {
+            q.withdraw(&withdrawn);
+        }
+    }
+
+    /// The transactions whose parts this node kept for longer than
+    /// `bound`, not asked about yet (see `Queues::recover`).
+    pub(in crate::cluster) fn stale(&self, bound: Duration) -> Vec<String> {
+        self.st.lock().prepared.stale(bound)
+    }
+
+    /// Asking about `tx`'s outcome is over.
+    pub(in crate::cluster) fn asked(&self, tx: &str) {
+        self.st.lock().prepared.asked(tx);
+    }
+}
