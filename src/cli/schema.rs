@@ -121,7 +121,7 @@ pub struct VersionArgs {
 /// List the schema subjects (`LIST SCHEMAS`, as `sluice ls schemas`).
 ///
 /// Prints the broker's table: subject, latest, versions, compat, used_by
-/// (exchanges by name, queues as queue:<name>); --json prints an array of
+/// (exchanges by name, queues as queue:NAME); --json prints an array of
 /// objects.
 ///
 /// Examples:

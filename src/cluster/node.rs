@@ -343,8 +343,8 @@ impl Consensus for MetaGroup {
     }
 
     fn enqueue(&self, queue: Arc<str>, msg: ReplicaMessage) -> Proposal {
-        let queues = self.queues.clone();
-        Box::pin(async move { queues.enqueue(&queue, msg).await })
+        // Handed over now: see `Queues::enqueue`.
+        Box::pin(self.queues.enqueue(&queue, msg))
     }
 
     fn settled(&self, queue: &str, seqs: Vec<u64>) {

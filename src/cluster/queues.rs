@@ -530,18 +530,26 @@ impl Queues {
     /// Publishes a copy of `msg` to replicated queue `name`: `Ok` once
     /// committed, with `duplicate` when a `dedup-window=` queue had it,
     /// `rejected` when a full `reject-publish` queue refused it.
-    pub(super) async fn enqueue(
+    ///
+    /// The copy goes to the queue's batcher now, not when the answer is
+    /// first waited for: copies handed over one after the other (a
+    /// connection's pipelined `PUB`s, a batch of dead letters) keep that
+    /// order in the queue's log, however their waits are scheduled.
+    pub(super) fn enqueue(
         self: &Arc<Self>,
         name: &str,
         msg: ReplicaMessage,
-    ) -> Result<Vec<String>, BrokerError> {
+    ) -> impl std::future::Future<Output = Result<Vec<String>, BrokerError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         self.job(name, Job::Enqueue(msg, tx));
-        match rx.await {
-            Ok(answer) => answer.into_result(),
-            Err(_) => Err(BrokerError::Unavailable(format!(
-                "queue {name} was deleted; the message may or may not have been stored"
-            ))),
+        let name = name.to_string();
+        async move {
+            match rx.await {
+                Ok(answer) => answer.into_result(),
+                Err(_) => Err(BrokerError::Unavailable(format!(
+                    "queue {name} was deleted; the message may or may not have been stored"
+                ))),
+            }
         }
     }
 

@@ -44,9 +44,10 @@ pub(super) fn publish(c: Publish, s: &mut SessionState) -> Result<Outcome, Broke
 /// their logs (off the session's task: the connection reads on).
 fn confirm_later(broker: &Broker, mut p: Published) -> Pending {
     let copies = std::mem::take(&mut p.replicate);
-    let broker = broker.clone();
+    // The copies go to the logs now, in the order the `PUB`s came.
+    let appended = append(broker, copies);
     Pending::new(async move {
-        let replicated = append(&broker, copies).await;
+        let replicated = appended.await;
         Box::new(move |_: &mut SessionState| {
             let kept = replicated?;
             p.duplicate |= kept.duplicate;

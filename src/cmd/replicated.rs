@@ -212,28 +212,32 @@ pub(super) struct Kept {
 /// Appends `copies` to their replicated queues' logs (a publish's, a
 /// redrive's); `Ok` once every one is committed, with what the queues made
 /// of them.
-pub(super) async fn append(
+pub(super) fn append(
     broker: &Broker,
     copies: Vec<(Arc<str>, ReplicaMessage)>,
-) -> Result<Kept, BrokerError> {
-    let Some(c) = broker.consensus() else {
-        return Err(BrokerError::Internal("not a cluster node".into()));
+) -> impl std::future::Future<Output = Result<Kept, BrokerError>> + Send + 'static {
+    // Handed to the queues' logs now, in order (a connection's pipelined
+    // `PUB`s keep their order there); only the answers are waited for.
+    let pending: Result<Vec<_>, BrokerError> = match broker.consensus() {
+        Some(c) => Ok(copies
+            .into_iter()
+            .map(|(q, m)| (q.clone(), c.enqueue(q, m)))
+            .collect()),
+        None => Err(BrokerError::Internal("not a cluster node".into())),
     };
-    let pending: Vec<_> = copies
-        .into_iter()
-        .map(|(q, m)| (q.clone(), c.enqueue(q, m)))
-        .collect();
-    let mut kept = Kept::default();
-    for (q, p) in pending {
-        for word in p.await? {
-            match word.as_str() {
-                "duplicate" => kept.duplicate = true,
-                "rejected" => kept.rejected.push(q.clone()),
-                _ => {}
+    async move {
+        let mut kept = Kept::default();
+        for (q, p) in pending? {
+            for word in p.await? {
+                match word.as_str() {
+                    "duplicate" => kept.duplicate = true,
+                    "rejected" => kept.rejected.push(q.clone()),
+                    _ => {}
+                }
             }
         }
+        Ok(kept)
     }
-    Ok(kept)
 }
 
 /// `PRECONDITION` when a cluster node is asked for `option`.

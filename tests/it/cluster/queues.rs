@@ -128,6 +128,34 @@ async fn a_replicated_queue_keeps_every_confirmed_message_when_its_leader_is_kil
     assert!(unknown.is_empty(), "never published: {unknown:?}");
 }
 
+/// Publishes pipelined on one connection reach a replicated queue in the
+/// order sent, through its leader and through another node alike: each
+/// copy is handed to the queue's log as its `PUB` is read, not when its
+/// confirm is first waited for.
+#[tokio::test]
+async fn pipelined_publishes_keep_their_order_in_a_replicated_queue() {
+    let cluster = Cluster::new();
+    let dirs = super::three_dirs();
+    let nodes = three_with_queue(&cluster, &dirs, "ordered").await;
+    let leader = queue_leader(&nodes, "ordered").await;
+    let other = *nodes.keys().find(|id| **id != leader).expect("a follower");
+    let mut sent = Vec::new();
+    for via in [leader, other] {
+        let mut p = TestConn::connect(nodes[&via].addr).await;
+        let bodies: Vec<String> = (0..200).map(|i| format!("n{via}-{i:03}")).collect();
+        for b in &bodies {
+            p.send(&format!("PUB \"\" ordered {b}")).await;
+        }
+        for b in &bodies {
+            let got = p.line().await;
+            assert!(got.starts_with("OK"), "{b}: {got}");
+        }
+        sent.extend(bodies);
+    }
+    let mut l = TestConn::connect(nodes[&leader].addr).await;
+    assert_eq!(drain(&mut l, "ordered").await, sent);
+}
+
 #[tokio::test]
 async fn replicas_needs_a_cluster() {
     let single = Spawned::start(&[]).await;
