@@ -6,10 +6,11 @@
 //! **What it may touch.** Replicated queues only: a transaction that
 //! also touches this node's own queues is refused (one local write and
 //! the queues' logs do not commit together). Not yet: replicated streams
-//! (their group offsets), `dedup-window=` and `overflow=reject-publish`
-//! queues (whose logs may drop a copy the transaction was answered for),
-//! and deliveries a subscriber got through another node than the
-//! queue's leader (the leader settles those).
+//! (their group offsets), `overflow=reject-publish` queues (whose logs
+//! may refuse a copy the transaction was answered for), and deliveries a
+//! subscriber got through another node than the queue's leader (the
+//! leader settles those). A `dedup-window=` queue drops a duplicate as
+//! the transaction is applied (`cluster/queue_machine/tx_apply.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,10 +46,10 @@ impl Broker {
             if q.stream_end().is_some() {
                 return Err(stream_refused(&name));
             }
-            if q.args.dedup_window_ms.is_some() || q.args.overflow == Overflow::RejectPublish {
+            if q.args.overflow == Overflow::RejectPublish {
                 return Err(BrokerError::Precondition(format!(
-                    "replicated queue {name} has dedup-window= or overflow=reject-publish: not \
-                     supported in a transaction yet"
+                    "replicated queue {name} has overflow=reject-publish: not supported in a \
+                     transaction yet"
                 )));
             }
         }

@@ -1,8 +1,9 @@
 //! What a replicated queue's state machine does with a transaction's
 //! entries (`tx_part.rs` has the entries and the parts kept): a prepare
 //! is kept aside, a resolve applies the part as a normal entry would
-//! (its copies enqueued, the copies it acks settled) or drops it (the
-//! copies it held are delivered again).
+//! (its copies enqueued, but for a `dedup-window=` queue's duplicates,
+//! the copies it acks settled) or drops it (the copies it held are
+//! delivered again).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +58,19 @@ impl QueueMachine {
             }
             return;
         }
+        // A `dedup-window=` queue drops a copy whose id it had within the
+        // window, as for a normal entry (its transaction is committed: the
+        // copy was a duplicate, not a failure).
+        let window = self
+            .broker
+            .find_queue(&self.name)
+            .and_then(|def| def.args.dedup_window_ms);
         for (seq, m) in (from..).zip(part.enqueue) {
+            if let (Some(w), Some((id, at))) = (window, m.dedup_key()) {
+                if st.duplicate(id, at, w) {
+                    continue;
+                }
+            }
             if let Some(q) = view {
                 if let Err(e) = self.broker.enqueue_replica(q, seq, &m, false, 0) {
                     tracing::warn!(queue = %self.name, error = %e, "a replicated copy");

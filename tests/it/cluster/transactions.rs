@@ -140,6 +140,48 @@ async fn a_transaction_across_queues_led_by_different_nodes_commits() {
     );
 }
 
+/// A replicated `dedup-window=` queue takes part: a transaction's copy
+/// whose id the queue had within its window is dropped as the
+/// transaction is applied (it commits all the same), as when a worker
+/// does one input's work again and publishes its result again with the
+/// same id: the output keeps one copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedup_window_queue_keeps_one_copy_of_a_result_a_transaction_publishes_again() {
+    let cluster = Cluster::new();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes = nodes_with(&cluster, &dirs, "", &[("qa", 3)]).await;
+    let mut c1 = TestConn::connect(nodes[&1].addr).await;
+    c1.ok(
+        "DECLARE QUEUE out replicas=3 dedup-window=600000",
+        "OK out messages=0 consumers=0",
+    )
+    .await;
+    let la = queue_leader(&nodes, "qa").await;
+    for body in ["in1", "in2"] {
+        publish_confirmed(nodes[&la].addr, "qa", body).await;
+    }
+    let mut c = TestConn::connect(nodes[&la].addr).await;
+    for want in ["in1", "in2"] {
+        let (tag, body) = get_one(&mut c, "qa").await.expect(want);
+        assert_eq!(body, want);
+        c.ok("TX BEGIN", "OK").await;
+        c.ok(&format!("ACK {tag}"), "OK queued").await;
+        let got = c.cmd("PUB \"\" out id=result-1 r").await;
+        assert!(got.starts_with("OK queued result-1"), "{got}");
+        assert_eq!(c.cmd("TX COMMIT").await, "OK acked=1 published=1 routed=1");
+    }
+    assert!(get_one(&mut c, "qa").await.is_none(), "both inputs acked");
+    // A plain publish after both: once it is there, so is whatever the
+    // transactions left in `out`.
+    publish_confirmed(nodes[&1].addr, "out", "marker").await;
+    let got = wait_for(&nodes, "out", &["r", "marker"]).await;
+    assert_eq!(
+        got.iter().filter(|b| *b == "r").count(),
+        1,
+        "the result published twice with one id: {got:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_prepare_fails_is_refused_and_its_delivery_comes_again() {
     let cluster = Cluster::new();
