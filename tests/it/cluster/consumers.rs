@@ -25,7 +25,7 @@ async fn subscribe(p: &mut Peer, line: &str) {
 async fn a_subscriber_on_a_follower_gets_the_leaders_deliveries_and_its_acks_hold_through_a_failover(
 ) {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let mut nodes = three_with_queue(&cluster, &dirs, "jobs").await;
     let leader = queue_leader(&nodes, "jobs").await;
     let follower = (1..=3).find(|i| *i != leader).expect("a follower");
@@ -123,7 +123,7 @@ async fn a_subscriber_on_a_follower_gets_the_leaders_deliveries_and_its_acks_hol
 #[tokio::test]
 async fn a_subscriber_on_a_node_that_is_not_a_member_is_served_and_what_it_held_goes_back() {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let nodes = three_nodes(&cluster, &dirs).await;
     let mut c = TestConn::connect(nodes[&1].addr).await;
     c.ok(
@@ -190,7 +190,7 @@ async fn a_subscriber_on_a_node_that_is_not_a_member_is_served_and_what_it_held_
 async fn a_subscriber_through_a_follower_is_told_when_the_leader_is_paused_and_goes_on_with_the_new_one(
 ) {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let nodes = three_with_queue(&cluster, &dirs, "jobs").await;
     let leader = queue_leader(&nodes, "jobs").await;
     let follower = (1..=3).find(|i| *i != leader).expect("a follower");
@@ -228,7 +228,7 @@ async fn a_subscriber_through_a_follower_is_told_when_the_leader_is_paused_and_g
 #[tokio::test]
 async fn prefetch_bytes_through_a_follower_is_applied_by_the_leader() {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let nodes = three_with_queue(&cluster, &dirs, "jobs").await;
     let leader = queue_leader(&nodes, "jobs").await;
     let follower = (1..=3).find(|i| *i != leader).expect("a follower");

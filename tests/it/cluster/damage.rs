@@ -82,7 +82,7 @@ async fn a_replica_with_a_damaged_snapshot_takes_no_part_until_repaired_and_noth
 async fn damaged_replica(how: Damage) {
     // Snapshots often, so that there is one to damage.
     let cluster = Cluster::new().with(&["--snapshot-every", "20"]);
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let mut nodes = three_with_queue(&cluster, &dirs, "jobs").await;
     let leader = queue_leader(&nodes, "jobs").await;
     let mut followers = (1..=3u64).filter(|i| *i != leader);

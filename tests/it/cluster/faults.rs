@@ -138,7 +138,7 @@ async fn random_faults(run: Duration) {
     let (cluster, net) = Cluster::behind_proxies().await;
     let mut nodes = Nodes {
         cluster,
-        dirs: (0..3).map(|_| tempfile::tempdir().expect("dir")).collect(),
+        dirs: super::three_dirs(),
         ports: (0..3).map(|_| free_port()).collect(),
         running: HashMap::new(),
         panics: Vec::new(),

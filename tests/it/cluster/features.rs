@@ -21,8 +21,7 @@ struct Three {
 impl Three {
     async fn with(setup: &[&str]) -> Three {
         let cluster = Cluster::new();
-        let dirs: Vec<tempfile::TempDir> =
-            (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+        let dirs = super::three_dirs();
         let nodes = three_nodes(&cluster, &dirs).await;
         let mut c = TestConn::connect(nodes[&1].addr).await;
         for line in setup {

@@ -27,7 +27,7 @@ fn stat<'a>(stats: &'a str, key: &str) -> &'a str {
 #[tokio::test]
 async fn a_replicated_queue_follows_the_members_changed_under_load_and_loses_nothing() {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let mut nodes = three_with_queue(&cluster, &dirs, "jobs").await;
     let mut c = TestConn::connect(nodes[&2].addr).await;
     // Publishing through nodes 2 and 3 all along.

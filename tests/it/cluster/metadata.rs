@@ -15,7 +15,7 @@ use crate::common::{http_request, TestConn};
 #[tokio::test]
 async fn three_nodes_elect_a_leader_elect_another_when_it_is_killed_and_take_it_back() {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let args = |i: usize| {
         let mut a = cluster.args(i);
         if i == 1 {
@@ -260,7 +260,7 @@ async fn with_tls_on_the_client_port_the_nodes_talk_tls() {
 #[tokio::test]
 async fn topology_and_users_changed_on_any_node_are_every_nodes_once_committed() {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let mut nodes = three_nodes(&cluster, &dirs).await;
     let leader: u64 = view(&nodes[&1]).await["cluster_leader"]
         .parse()
@@ -358,7 +358,7 @@ async fn topology_and_users_changed_on_any_node_are_every_nodes_once_committed()
 #[tokio::test]
 async fn nodes_join_leave_and_hand_over_the_lead_online() {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let nodes = three_nodes(&cluster, &dirs).await;
     let mut c = TestConn::connect(nodes[&1].addr).await;
     c.ok("DECLARE QUEUE before", "OK before messages=0 consumers=0")

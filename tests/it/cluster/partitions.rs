@@ -31,7 +31,7 @@ async fn leader_among(nodes: &HashMap<u64, Spawned>, among: &[u64], queue: &str)
 #[tokio::test]
 async fn a_leader_cut_off_confirms_nothing_and_the_majority_goes_on_losing_nothing() {
     let (cluster, net) = Cluster::behind_proxies().await;
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let nodes = three_with_queue(&cluster, &dirs, "jobs").await;
     let all = [1, 2, 3];
     let leader = leader_among(&nodes, &all, "jobs").await;

@@ -11,7 +11,7 @@ use crate::common::{TestConn, DEADLINE};
 #[tokio::test]
 async fn a_replicated_queue_keeps_every_confirmed_message_when_its_leader_is_killed() {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let mut nodes = three_nodes(&cluster, &dirs).await;
     let mut c = TestConn::connect(nodes[&1].addr).await;
     c.ok(
@@ -170,7 +170,7 @@ async fn replicas_needs_a_cluster() {
 async fn a_replicated_queue_loses_nothing_through_a_paused_leader_a_killed_follower_and_a_restart_of_every_node(
 ) {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let mut nodes = three_nodes(&cluster, &dirs).await;
     let mut c = TestConn::connect(nodes[&1].addr).await;
     c.ok(
@@ -245,7 +245,7 @@ async fn replica_stat(node: &Spawned, queue: &str, key: &str) -> u64 {
 #[tokio::test]
 async fn snapshots_bound_a_replicated_queue_s_log_and_bring_a_member_far_behind_up_to_date() {
     let cluster = Cluster::new().with(&["--snapshot-every", "100"]);
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let mut nodes = three_with_queue(&cluster, &dirs, "jobs").await;
     let leader = queue_leader(&nodes, "jobs").await;
     let behind = (1..=3).find(|i| *i != leader).expect("a follower");
@@ -312,7 +312,7 @@ async fn snapshots_bound_a_replicated_queue_s_log_and_bring_a_member_far_behind_
 async fn a_publish_held_by_a_full_queue_that_also_reaches_a_replicated_one_confirms_once_committed()
 {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let nodes = three_nodes(&cluster, &dirs).await;
     let mut c = TestConn::connect(nodes[&1].addr).await;
     c.ok(
@@ -361,7 +361,7 @@ async fn a_publish_held_by_a_full_queue_that_also_reaches_a_replicated_one_confi
 async fn the_cli_subscribed_through_a_follower_goes_on_through_a_failover() {
     use tokio::io::AsyncBufReadExt;
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let mut nodes = three_with_queue(&cluster, &dirs, "jobs").await;
     let mut confirmed = std::collections::BTreeSet::new();
     publish_some(&nodes, &[1, 2, 3], 3, &mut confirmed).await;

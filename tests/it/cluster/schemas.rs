@@ -10,7 +10,7 @@ use crate::common::TestConn;
 #[tokio::test]
 async fn schema_changes_reach_every_node() {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let nodes = three_nodes(&cluster, &dirs).await;
     let mut c = TestConn::connect(nodes[&1].addr).await;
     c.send_literal(
@@ -53,7 +53,7 @@ async fn schema_changes_reach_every_node() {
 #[tokio::test]
 async fn the_registry_and_schema_declarations_survive_a_whole_cluster_restart() {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let mut nodes = three_nodes(&cluster, &dirs).await;
     let mut c = TestConn::connect(nodes[&1].addr).await;
     let v1 = r#"{"type":"object","properties":{"id":{"type":"string"}},"required":["id"]}"#;

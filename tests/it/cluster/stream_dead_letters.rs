@@ -22,7 +22,7 @@ use crate::common::{Msg, Peer, TestConn, DEADLINE};
 /// to it with `#`, and replicated stream `s` with `options`.
 async fn setup(options: &str) -> (HashMap<u64, Spawned>, Vec<tempfile::TempDir>) {
     let cluster = Cluster::new();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let nodes = three_nodes(&cluster, &dirs).await;
     let mut c = TestConn::connect(nodes[&1].addr).await;
     for line in [

@@ -120,7 +120,7 @@ async fn two_leaders(nodes: &HashMap<u64, Spawned>, queues: &[&str]) -> [(String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_across_queues_led_by_different_nodes_commits() {
     let cluster = Cluster::new();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let nodes = nodes_with(&cluster, &dirs, "", &[("qa", 3), ("qb", 3), ("qc", 3)]).await;
     let [(qa, la), (qb, lb)] = two_leaders(&nodes, &["qa", "qb", "qc"]).await;
     publish_confirmed(nodes[&la].addr, &qa, "in1").await;
@@ -148,7 +148,7 @@ async fn a_transaction_across_queues_led_by_different_nodes_commits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedup_window_queue_keeps_one_copy_of_a_result_a_transaction_publishes_again() {
     let cluster = Cluster::new();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let nodes = nodes_with(&cluster, &dirs, "", &[("qa", 3)]).await;
     let mut c1 = TestConn::connect(nodes[&1].addr).await;
     c1.ok(
@@ -185,7 +185,7 @@ async fn a_dedup_window_queue_keeps_one_copy_of_a_result_a_transaction_publishes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_prepare_fails_is_refused_and_its_delivery_comes_again() {
     let cluster = Cluster::new();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     // qa on nodes 1 to 3; qp, placed third with replicas=2, on 3 and 1.
     let nodes = nodes_with(&cluster, &dirs, "", &[("qa", 3), ("qb", 3), ("qp", 2)]).await;
     let la = queue_leader(&nodes, "qa").await;
@@ -253,7 +253,7 @@ async fn kill_coordinator_at(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_killed_before_the_decision_leaves_none_of_it() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let (nodes, _) = kill_coordinator_at("decide", &dirs).await;
     // qa's leader aborts the part after the recovery bound: in1 comes
     // again; qb's drops out1.
@@ -270,7 +270,7 @@ async fn a_coordinator_killed_before_the_decision_leaves_none_of_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_killed_after_the_decision_leaves_all_of_it() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     // The coordinator leads qa: killed once its commit is recorded, before
     // it resolves a part.
     let (nodes, reply) = kill_coordinator_at("resolve", &dirs).await;
@@ -297,7 +297,7 @@ async fn every_transaction_is_all_or_nothing_over_many_cycles_with_faults() {
     const CYCLES: usize = 24;
     const FAULTY: [usize; 3] = [5, 12, 19];
     let cluster = Cluster::new();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs = super::three_dirs();
     let nodes = nodes_with(&cluster, &dirs, "", &[("qa", 3), ("qb", 3), ("qp", 2)]).await;
     let la = queue_leader(&nodes, "qa").await;
     let paused = if la == 3 { 1 } else { 3 };
