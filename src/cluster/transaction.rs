@@ -76,7 +76,7 @@ impl Queues {
             }
             let term = match part.settle.is_empty() {
                 true => None,
-                false => Some(self.serving_term(&part.queue)?),
+                false => Some(self.serving_term(&part.queue).map_err(prefixed)?),
             };
             let op = QueueOp {
                 prepare: Some(Prepare {
