@@ -233,6 +233,9 @@ pub(crate) struct TxPart {
     /// Positions of the copies it acks, delivered from this node (which
     /// leads the queue).
     pub(crate) settle: Vec<u64>,
+    /// On a stream: the group commits its acks make (group, offset),
+    /// computed on this node (which leads the stream).
+    pub(crate) offsets: Vec<(String, u64)>,
 }
 
 /// A replicated queue's group, as `STATS QUEUE`, `LIST QUEUES`, the
@@ -258,6 +261,8 @@ pub struct ReplicaStatus {
     pub damaged: bool,
     /// On its leader: how many entries each member is behind.
     pub lag: Vec<(u64, u64)>,
+    /// The transactions' parts this member holds undecided (a member).
+    pub tx_pending: Option<u64>,
 }
 
 /// A message as a replicated queue's log carries it (bytes in base64).

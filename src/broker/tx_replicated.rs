@@ -5,12 +5,14 @@
 //!
 //! **What it may touch.** Replicated queues only: a transaction that
 //! also touches this node's own queues is refused (one local write and
-//! the queues' logs do not commit together). Not yet: replicated streams
-//! (their group offsets), `overflow=reject-publish` queues (whose logs
-//! may refuse a copy the transaction was answered for), and deliveries a
-//! subscriber got through another node than the queue's leader (the
-//! leader settles those). A `dedup-window=` queue drops a duplicate as
-//! the transaction is applied (`cluster/queue_machine/tx_apply.rs`).
+//! the queues' logs do not commit together). Not yet:
+//! `overflow=reject-publish` queues (whose logs may refuse a copy the
+//! transaction was answered for), and deliveries a subscriber got through
+//! another node than the queue's leader (the leader settles those). A
+//! `dedup-window=` queue drops a duplicate as the transaction is applied
+//! (`cluster/queue_machine/tx_apply.rs`). A replicated stream's acks are
+//! its groups' commits, computed on its leader
+//! ([`Queue::stream_commits_if_acked`]) and made by the stream's log.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,9 +45,6 @@ impl Broker {
         }
         for q in replicated.iter().filter_map(|n| self.find_queue(n)) {
             let name = quote_for_message(&q.name);
-            if q.stream_end().is_some() {
-                return Err(stream_refused(&name));
-            }
             if q.args.overflow == Overflow::RejectPublish {
                 return Err(BrokerError::Precondition(format!(
                     "replicated queue {name} has overflow=reject-publish: not supported in a \
@@ -64,9 +63,6 @@ impl Broker {
         q: &Queue,
     ) -> Result<(), BrokerError> {
         let name = quote_for_message(&q.name);
-        if q.stream_end().is_some() {
-            return Err(stream_refused(&name));
-        }
         if c.led_elsewhere(&q.name) {
             return Err(BrokerError::Precondition(format!(
                 "replicated queue {name} is led by another node: a transaction acks its \
@@ -105,15 +101,18 @@ impl Broker {
         }
     }
 
-    /// A transaction's parts on replicated queues: its publishes `pubs`
-    /// (with their ids `ids`) routed now, and the deliveries it acks
-    /// (`acked`: each queue's name and the copy's position). Also how many
-    /// copies it publishes.
+    /// A transaction's parts on replicated queues and streams: its
+    /// publishes `pubs` (with their ids `ids`) routed now, the queue
+    /// deliveries it acks (`acked`: each queue's name and the copy's
+    /// position), and the stream group commits its stream acks make
+    /// (`commits`: stream, group, offset). Also how many copies it
+    /// publishes.
     pub(crate) fn tx_parts(
         &self,
         pubs: &[Publish],
         ids: &[String],
         acked: &[(Arc<str>, u64)],
+        commits: &[(Arc<str>, String, u64)],
     ) -> Result<(Vec<TxPart>, usize), BrokerError> {
         let now = Now::default();
         let mut parts: BTreeMap<String, TxPart> = BTreeMap::new();
@@ -151,6 +150,10 @@ impl Broker {
         for (q, seq) in acked {
             parts.entry(q.to_string()).or_default().settle.push(*seq);
         }
+        for (q, group, at) in commits {
+            let part = parts.entry(q.to_string()).or_default();
+            part.offsets.push((group.clone(), *at));
+        }
         let parts = parts
             .into_iter()
             .map(|(queue, part)| TxPart { queue, ..part })
@@ -164,11 +167,5 @@ fn mixed(how: &str) -> BrokerError {
     BrokerError::Precondition(format!(
         "a transaction is on replicated queues or on this node's own queues, not both ({how}); \
          nothing was done"
-    ))
-}
-
-fn stream_refused(name: &str) -> BrokerError {
-    BrokerError::Precondition(format!(
-        "replicated stream {name}: not supported in a transaction yet"
     ))
 }

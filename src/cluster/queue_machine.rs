@@ -399,6 +399,13 @@ impl QueueMachine {
                     if let Some(q) = self.stream() {
                         st.stream
                             .apply(&self.broker, &q, op.enqueue, op.failed, op.offsets);
+                        if let Some(p) = op.prepare {
+                            let term = e.log_id.leader_id.term;
+                            dropped.refused = self.prepare(st, p, term).err();
+                        }
+                        if let Some(r) = op.resolve {
+                            self.resolve_stream(st, r, &q);
+                        }
                         return dropped;
                     }
                     if !op.offsets.is_empty() || !op.failed.is_empty() {

@@ -694,9 +694,15 @@ impl Queues {
     pub(super) fn status(&self, name: &str) -> Option<ReplicaStatus> {
         let p = self.placement(name)?;
         let metrics = self.raft(p.group).map(|r| r.metrics().borrow().clone());
+        let pending = self
+            .running
+            .lock()
+            .get(&p.group)
+            .and_then(|r| r.as_ref().map(|r| r.machine.tx_pending()));
         let mut status = ReplicaStatus {
             members: p.members.clone(),
             damaged: self.store.group_damaged(p.group),
+            tx_pending: pending,
             ..ReplicaStatus::default()
         };
         if let Some(m) = metrics {

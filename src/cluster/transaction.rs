@@ -22,16 +22,18 @@
 //! coordinator that dies anywhere leaves nothing held for long, and
 //! every queue ends the same way.
 //!
-//! **Fault points.** `SLUICE_TX_STALL=decide` (or `resolve`) makes a
-//! coordinator log `transaction stalled before <point>` and wait a
-//! minute there: after its prepares, or after its decision. Only the
-//! tests set it, to kill a node at that point.
+//! **Fault points.** `SLUICE_TX_STALL=decide` (`answer`, `resolve`)
+//! makes a coordinator log `transaction stalled before <point>` and wait
+//! a minute there: after its prepares; after its decision, before
+//! anything else (the reply, the resolves, its view's settlements); or
+//! before the resolves only. Only the tests set it, to kill a node at
+//! that point.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::queue_machine::{QueueMachine, QueueOp, MAX_BATCH, REFUSED};
+use super::queue_machine::{GroupOffset, QueueMachine, QueueOp, MAX_BATCH, REFUSED};
 use super::queues::Queues;
 use super::submit::{submit, unsubmitted};
 use super::tx_part::{Prepare, Resolve};
@@ -74,15 +76,24 @@ impl Queues {
                     part.queue, part.enqueue.len()
                 )));
             }
-            let term = match part.settle.is_empty() {
+            // Acks are taken on the leader, in its term.
+            let term = match part.settle.is_empty() && part.offsets.is_empty() {
                 true => None,
                 false => Some(self.serving_term(&part.queue).map_err(prefixed)?),
             };
+            let offsets = part.offsets.into_iter();
             let op = QueueOp {
                 prepare: Some(Prepare {
                     tx: tx.clone(),
                     enqueue: part.enqueue,
                     settle: part.settle,
+                    offsets: offsets
+                        .map(|(group, at)| GroupOffset {
+                            group,
+                            at,
+                            seek: false,
+                        })
+                        .collect(),
                     term,
                 }),
                 ..QueueOp::default()
@@ -131,6 +142,7 @@ impl Queues {
                 )))
             }
         };
+        stall("answer", &tx).await;
         let (this, resolved) = (self.clone(), tx.clone());
         let resolving = tokio::spawn(async move {
             stall("resolve", &resolved).await;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::stream_replica::GroupOffset;
 use crate::broker::ReplicaMessage;
 
 /// Transaction `tx`'s part in one replicated queue: kept aside by every
@@ -29,8 +30,11 @@ pub(super) struct Prepare {
     /// Positions of delivered copies it acks, if it commits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) settle: Vec<u64>,
-    /// With `settle`: the term in which the coordinator led the group and
-    /// took those deliveries. An entry of another term is refused: another
+    /// On a stream: the group commits its acks make, if it commits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) offsets: Vec<GroupOffset>,
+    /// With `settle` or `offsets`: the term in which the coordinator led
+    /// the group and took those deliveries. An entry of another term is refused: another
     /// leader came between, and may have delivered the copies again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) term: Option<u64>,
@@ -118,6 +122,17 @@ impl Prepared {
         Some(p)
     }
 
+    /// How many parts it keeps.
+    pub(super) fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Whether a part commits stream group offsets: the deliveries its
+    /// acks made are held, so a new leader's groups wait for it.
+    pub(super) fn holds_offsets(&self) -> bool {
+        self.parts.values().any(|(p, _)| !p.offsets.is_empty())
+    }
+
     /// Whether the copy at `seq` is held by a transaction.
     pub(super) fn is_held(&self, seq: u64) -> bool {
         self.held.contains_key(&seq)
@@ -183,6 +198,7 @@ mod tests {
             tx: tx.into(),
             enqueue: Vec::new(),
             settle: settle.to_vec(),
+            offsets: Vec::new(),
             term,
         }
     }

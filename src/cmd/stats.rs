@@ -126,6 +126,7 @@ fn queue_text(q: &QueueSnapshot) -> KeyValues {
             .put("replica_snapshot_index", opt(r.snapshot))
             .put("replica_purged_index", opt(r.purged))
             .put("replica_damaged", r.damaged)
+            .put("replica_tx_pending", opt(r.tx_pending))
             .put("replica_lag_max", opt(lag));
     }
     kv

@@ -3,10 +3,12 @@
 //! as one atomic, fsync'd step. See protocol.md, "TX"; the atomic write is
 //! `broker/transaction.rs`.
 
+use std::sync::Arc;
+
 use tracing::instrument;
 
 use super::outcome::{Completion, Outcome, Pending};
-use crate::broker::queue::Settle;
+use crate::broker::queue::{Queue, Settle};
 use crate::broker::Consensus;
 use crate::error::BrokerError;
 use crate::protocol::command::{Ack, Publish, Tx};
@@ -109,6 +111,9 @@ fn commit(s: &mut SessionState) -> Result<Outcome, BrokerError> {
     Ok(Outcome::Reply(Reply::words(words), done.gen))
 }
 
+/// A stream delivery a transaction acks: its subscription and offset.
+type StreamAck = (Option<u64>, u64);
+
 /// Commits a transaction on replicated queues through the cluster (see
 /// `cluster/transaction.rs`): the reply once its outcome is recorded. The
 /// deliveries it acks are held meanwhile; it aborted, they come again.
@@ -119,15 +124,31 @@ fn commit_replicated(
     pubs: Vec<Publish>,
     ids: Vec<String>,
 ) -> Result<Outcome, BrokerError> {
+    // A queue's deliveries are settled by position; a stream's by the
+    // commits of their groups that acking them makes.
     let mut acked = Vec::with_capacity(tags.len());
+    let mut on_streams: Vec<(Arc<Queue>, Vec<StreamAck>)> = Vec::new();
     for &t in &tags {
-        let (q, seq) = s.position(t).ok_or(BrokerError::UnknownTag(t))?;
-        acked.push((q.name.clone(), seq));
+        let (q, consumer, seq) = s.delivery(t).ok_or(BrokerError::UnknownTag(t))?;
+        if q.stream_end().is_none() {
+            acked.push((q.name.clone(), seq));
+            continue;
+        }
+        match on_streams.iter_mut().find(|(sq, _)| Arc::ptr_eq(sq, q)) {
+            Some((_, list)) => list.push((consumer, seq)),
+            None => on_streams.push((q.clone(), vec![(consumer, seq)])),
+        }
     }
-    let (parts, routed) = s.broker().tx_parts(&pubs, &ids, &acked)?;
+    let mut commits = Vec::new();
+    for (q, list) in on_streams {
+        for (group, at) in q.stream_commits_if_acked(&list)? {
+            commits.push((q.name.clone(), group, at));
+        }
+    }
+    let (parts, routed) = s.broker().tx_parts(&pubs, &ids, &acked, &commits)?;
     let held = s.take_all_unacked(&tags).map_err(BrokerError::UnknownTag)?;
     let words = vec![
-        format!("acked={}", acked.len()),
+        format!("acked={}", tags.len()),
         format!("published={}", pubs.len()),
         format!("routed={routed}"),
     ];

@@ -418,9 +418,12 @@ impl SessionState {
             .collect()
     }
 
-    /// The queue and copy position of outstanding delivery `dtag`.
-    pub(crate) fn position(&self, dtag: u64) -> Option<(&Arc<Queue>, u64)> {
-        self.unacked.get(dtag).map(|u| (u.queue(), u.seq()))
+    /// The queue, subscription (`None`: a `GET`) and copy position (a
+    /// stream's offset) of outstanding delivery `dtag`.
+    pub(crate) fn delivery(&self, dtag: u64) -> Option<(&Arc<Queue>, Option<u64>, u64)> {
+        self.unacked
+            .get(dtag)
+            .map(|u| (u.queue(), u.consumer_id(), u.seq()))
     }
 
     /// Takes the outstanding deliveries `tags`, all of them or, when one

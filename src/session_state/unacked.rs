@@ -44,6 +44,11 @@ impl Unacked {
         self.entry.seq
     }
 
+    /// The subscription it came through (`None` for `GET`).
+    pub(super) fn consumer_id(&self) -> Option<u64> {
+        self.consumer_id
+    }
+
     /// Its consumer tag (`-` for `GET`).
     pub(super) fn tag(&self) -> &Arc<str> {
         &self.tag

@@ -79,6 +79,21 @@ impl Queue {
         }
     }
 
+    /// The group commits that acking `acked` (each delivery's subscription
+    /// and offset) would make now, without acking them: each named group
+    /// whose committed offset would move, and where to. For a transaction
+    /// on a replicated stream (`cluster/transaction.rs`), whose log commits
+    /// them with its other parts. See `Stream::commits_if_acked`.
+    pub(crate) fn stream_commits_if_acked(
+        &self,
+        acked: &[(Option<u64>, u64)],
+    ) -> Result<Vec<(String, u64)>, BrokerError> {
+        match &self.kind {
+            Kind::Stream(s) => s.commits_if_acked(&self.name, acked),
+            Kind::Classic(_) => Ok(Vec::new()),
+        }
+    }
+
     /// A replicated stream's lead came here (`redeliver`) or went: its
     /// readers are cancelled and its groups are `offsets`. See
     /// `Stream::replace_groups`.

@@ -3,7 +3,8 @@
 //! is kept aside, a resolve applies the part as a normal entry would
 //! (its copies enqueued, but for a `dedup-window=` queue's duplicates,
 //! the copies it acks settled) or drops it (the copies it held are
-//! delivered again).
+//! delivered again). A replicated stream's part is applied like a
+//! stream's entry: messages appended, group commits made.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +92,36 @@ impl QueueMachine {
         if let Some(q) = view.filter(|_| !withdrawn.is_empty()) {
             q.withdraw(&withdrawn);
         }
+    }
+
+    /// Applies or drops the part of `r`'s transaction on this node's
+    /// copy `q` of a replicated stream: its messages appended at the next
+    /// offsets, its group commits made (forward only). Dropped, the
+    /// deliveries its acks made come again: the coordinator puts them
+    /// back in its view, and a new leader's groups, which waited for the
+    /// part (`QueueMachine::may_show`), start at the offsets the log has.
+    pub(super) fn resolve_stream(&self, st: &mut QueueState, r: Resolve, q: &Arc<Queue>) {
+        let Some(part) = st.prepared.resolve(&r.tx) else {
+            return;
+        };
+        tracing::debug!(stream = %self.name, tx = %r.tx, commit = r.commit, "a transaction's part resolved");
+        if r.commit {
+            st.stream
+                .apply(&self.broker, q, part.enqueue, Vec::new(), part.offsets);
+        }
+    }
+
+    /// Whether this node, leading, may show the queue now: not while a
+    /// stream's transaction part holds group offsets (its deliveries
+    /// were made by another view, and its outcome decides whether they
+    /// come again). Its leader's recovery resolves it within the bound.
+    pub(in crate::cluster) fn may_show(&self) -> bool {
+        !self.st.lock().prepared.holds_offsets()
+    }
+
+    /// How many transactions' parts this member holds undecided.
+    pub(in crate::cluster) fn tx_pending(&self) -> u64 {
+        self.st.lock().prepared.len() as u64
     }
 
     /// The transactions whose parts this node kept for longer than

@@ -83,13 +83,16 @@ pub(super) async fn lead(
             // It lost the lead and won it back between two looks: another
             // leader came between, so this is a takeover like any other.
             machine.set_active(false);
+            led = None;
         }
-        machine.set_active(leads);
         if leads && led != Some(term) {
             // A change of members its predecessor left unfinished.
             queues.reconcile(&name);
         }
         led = leads.then_some(term);
+        // Shown once no transaction's part holds its stream's groups
+        // (the parts' applies and the recovery's ticks look again).
+        machine.set_active(leads && (machine.active() || machine.may_show()));
         loop {
             tokio::select! {
                 changed = metrics.changed() => match changed {
@@ -99,6 +102,9 @@ pub(super) async fn lead(
                 _ = recovery.tick() => {
                     if led.is_some() {
                         queues.recover(&name, &machine);
+                        if !machine.active() {
+                            break;
+                        }
                     }
                 }
             }

@@ -21,6 +21,7 @@ mod partitions;
 mod queues;
 mod schemas;
 mod stream_dead_letters;
+mod stream_transactions;
 mod streams;
 mod transactions;
 

@@ -23,7 +23,11 @@ pub(super) async fn stream_leader(nodes: &HashMap<u64, Spawned>, s: &str) -> u64
 }
 
 /// [`stream_leader`] among the nodes but `except` (one paused, say).
-async fn stream_leader_but(nodes: &HashMap<u64, Spawned>, s: &str, except: Option<u64>) -> u64 {
+pub(super) async fn stream_leader_but(
+    nodes: &HashMap<u64, Spawned>,
+    s: &str,
+    except: Option<u64>,
+) -> u64 {
     let until = tokio::time::Instant::now() + 3 * DEADLINE;
     loop {
         for (id, n) in nodes.iter().filter(|(id, _)| Some(**id) != except) {
@@ -40,7 +44,7 @@ async fn stream_leader_but(nodes: &HashMap<u64, Spawned>, s: &str, except: Optio
 
 /// `line` on `p` until it is answered `OK` (an election may answer
 /// `ERR UNAVAILABLE` meanwhile).
-async fn until_ok(p: &mut Peer, line: &str) -> String {
+pub(super) async fn until_ok(p: &mut Peer, line: &str) -> String {
     let until = tokio::time::Instant::now() + 3 * DEADLINE;
     loop {
         let got = p.cmd(line).await;

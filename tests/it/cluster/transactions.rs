@@ -18,7 +18,7 @@ const RECOVERY: Duration = Duration::from_secs(30);
 
 /// Three nodes with `SLUICE_TX_STALL` set to `stall` (`""`: none) and the
 /// queues `queues` (name, replicas), declared through node 1 in order.
-async fn nodes_with(
+pub(super) async fn nodes_with(
     cluster: &Cluster,
     dirs: &[tempfile::TempDir],
     stall: &str,
@@ -102,7 +102,11 @@ async fn move_in_tx(c: &mut TestConn, tag: u64, pubs: &[(&str, &str)]) -> String
 
 /// Waits until the leader of `queue` among `nodes` has `want` (taking
 /// and acking what it has meanwhile): everything taken.
-async fn wait_for(nodes: &HashMap<u64, Spawned>, queue: &str, want: &[&str]) -> Vec<String> {
+pub(super) async fn wait_for(
+    nodes: &HashMap<u64, Spawned>,
+    queue: &str,
+    want: &[&str],
+) -> Vec<String> {
     let until = tokio::time::Instant::now() + RECOVERY;
     let mut got = Vec::new();
     loop {
@@ -123,6 +127,35 @@ async fn wait_for(nodes: &HashMap<u64, Spawned>, queue: &str, want: &[&str]) -> 
             "{queue} never had {want:?}: {got:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until no member of `queues` among `nodes` holds a transaction's
+/// part undecided (`replica_tx_pending` of `STATS QUEUE` is 0 on each;
+/// `none`: not a member).
+async fn undecided_none(nodes: &HashMap<u64, Spawned>, queues: &[&str]) {
+    let until = tokio::time::Instant::now() + RECOVERY;
+    for q in queues {
+        for (id, n) in nodes {
+            loop {
+                let mut c = TestConn::connect(n.addr).await;
+                let (_, stats) = c.data(&format!("STATS QUEUE {q}")).await;
+                let pending = stats
+                    .lines()
+                    .find_map(|l| l.strip_prefix("replica_tx_pending "))
+                    .map(str::trim)
+                    .unwrap_or_else(|| panic!("no replica_tx_pending: {stats}"))
+                    .to_string();
+                if pending == "0" || pending == "none" {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < until,
+                    "node {id} holds {pending} parts of {q} undecided"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
     }
 }
 
@@ -384,9 +417,10 @@ async fn every_transaction_is_all_or_nothing_over_many_cycles_with_faults() {
     );
     let want: Vec<&str> = committed.iter().map(String::as_str).collect();
     let mut qb: Vec<String> = wait_for(&nodes, "qb", &want).await;
-    // What aborted or was unknown is resolved once the recovery bound
-    // has passed: marker messages published after it come after it all.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Once no member holds a part undecided, every transaction is
+    // resolved in every queue's log: marker messages published after that
+    // come after it all.
+    undecided_none(&nodes, &["qa", "qb", "qp"]).await;
     for q in ["qa", "qb", "qp"] {
         publish_confirmed(nodes[&la].addr, q, "end").await;
     }

@@ -97,21 +97,29 @@ impl Group {
 
     /// Recomputes the committed offset; true when it moved.
     pub(super) fn recommit(&mut self) -> bool {
-        let low = [
-            self.in_flight.keys().next().copied(),
-            self.again.keys().next().copied(),
-            Some(self.cursor),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(self.cursor);
+        let low = self.committed_without(&[]);
         let moved = low != self.committed;
         self.committed = low;
         if moved {
             self.failed = self.failed.split_off(&low);
         }
         moved
+    }
+
+    /// The committed offset once the deliveries in flight at `acked` are
+    /// done with too: the lowest offset still in flight or to deliver
+    /// again, or the cursor.
+    pub(super) fn committed_without(&self, acked: &[u64]) -> u64 {
+        let in_flight = self.in_flight.keys().find(|o| !acked.contains(o));
+        [
+            in_flight.copied(),
+            self.again.keys().next().copied(),
+            Some(self.cursor),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.cursor)
     }
 
     /// Counts one more delivery of `offset` that ended without an ack;
@@ -439,6 +447,28 @@ mod tests {
         g.advance(20);
         assert!(g.in_flight.is_empty() && g.again.is_empty());
         assert_eq!((g.committed, g.cursor), (20, 20));
+    }
+
+    #[test]
+    fn the_commit_acks_would_make_covers_the_offsets_acked_in_order_only() {
+        let mut g = Group::new(true, 5);
+        g.cursor = 9;
+        for off in 5..8 {
+            g.in_flight.insert(off, 7);
+        }
+        g.again.insert(8, true);
+        assert_eq!(g.committed_without(&[]), 5);
+        assert_eq!(g.committed_without(&[5]), 6);
+        // Above an offset still in flight: nothing moves yet.
+        assert_eq!(g.committed_without(&[6, 7]), 5);
+        // Everything in flight: up to the one to deliver again.
+        assert_eq!(g.committed_without(&[5, 6, 7]), 8);
+        g.again.clear();
+        assert_eq!(g.committed_without(&[7, 5, 6]), 9, "up to the cursor");
+        // Nothing was acked by asking.
+        assert_eq!(g.in_flight.len(), 3);
+        assert!(!g.recommit());
+        assert_eq!(g.committed, 5);
     }
 
     #[test]

@@ -43,7 +43,7 @@
 mod group;
 mod log;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -57,6 +57,7 @@ use super::{
 use crate::broker::message::{now_ms, Entry};
 use crate::error::BrokerError;
 use crate::protocol::command::StreamStart;
+use crate::protocol::reply::quote_for_message;
 use crate::store::{MessageBatch, StoredQueue};
 use group::{private_key, Group, GroupKey, Reader, Readers};
 use log::{Cut, Log};
@@ -392,6 +393,46 @@ impl Stream {
             orphan: !held && !subscribed,
             ..Settled::default()
         }
+    }
+
+    /// The commits acking `acked` (subscription, offset) would make, as
+    /// (group, committed offset), without acking: see
+    /// `Queue::stream_commits_if_acked`. `PRECONDITION` when a delivery
+    /// is in flight for no group here (the lead moved since it was made).
+    pub(super) fn commits_if_acked(
+        &self,
+        name: &str,
+        acked: &[(Option<u64>, u64)],
+    ) -> Result<Vec<(String, u64)>, BrokerError> {
+        let st = self.state.lock();
+        let mut by_group: BTreeMap<GroupKey, Vec<u64>> = BTreeMap::new();
+        for &(consumer, seq) in acked {
+            let held = consumer.and_then(|id| {
+                st.readers
+                    .groups
+                    .iter()
+                    .find(|(_, g)| g.in_flight.get(&seq) == Some(&id))
+            });
+            let Some((key, _)) = held else {
+                return Err(BrokerError::Precondition(format!(
+                    "stream {}'s delivery of offset {seq} is no longer in flight here (its lead \
+                     moved since it was made)",
+                    quote_for_message(name)
+                )));
+            };
+            by_group.entry(key.clone()).or_default().push(seq);
+        }
+        let mut out = Vec::new();
+        for (key, offsets) in by_group {
+            let Some(g) = st.readers.groups.get(&key).filter(|g| g.named) else {
+                continue;
+            };
+            let at = g.committed_without(&offsets);
+            if at > g.stored {
+                out.push((key.to_string(), at));
+            }
+        }
+        Ok(out)
     }
 
     /// `SEEK`: moves `group` to `to` (creating it if it is new). Returns
