@@ -597,12 +597,29 @@ def offset_option(offset: Optional[Offset], time: Any) -> List[Tuple[str, Option
     return []
 
 
+#: The largest ``SUB prefetch-bytes=`` the broker takes (1 GiB).
+PREFETCH_BYTES_MAX = 1 << 30
+
+
+def check_prefetch_bytes(n: Optional[int]) -> Optional[int]:
+    """``prefetch_bytes`` as ``SUB prefetch-bytes=`` takes it: ``None`` or an int
+    in ``1..PREFETCH_BYTES_MAX`` (``TypeError``/``ValueError`` before anything is sent)."""
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"prefetch_bytes: expected an int, got {n!r}")
+    if not 1 <= n <= PREFETCH_BYTES_MAX:
+        raise ValueError(f"prefetch_bytes: must be between 1 and {PREFETCH_BYTES_MAX}, got {n}")
+    return n
+
+
 def sub_command(queue: Text, tag: str, *, prefetch: Optional[int], auto_ack: bool,
                 exclusive: bool, offset: Optional[Offset], time: Any,
-                group: Optional[Text]) -> bytes:
+                group: Optional[Text], prefetch_bytes: Optional[int] = None) -> bytes:
     opts: List[Tuple[str, OptionValue]] = [
         ("tag", tag),
         ("prefetch", prefetch),
+        ("prefetch-bytes", check_prefetch_bytes(prefetch_bytes)),
         ("ack", "auto" if auto_ack else None),
         ("exclusive", exclusive),
         ("group", group),

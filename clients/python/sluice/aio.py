@@ -138,11 +138,14 @@ class AsyncSubscription:
     """A subscription of an :class:`AsyncClient`: ``async for msg in sub``."""
 
     def __init__(self, client: "AsyncClient", queue: Text, tag: str, prefetch: Optional[int], auto_ack: bool,
-                 exclusive: bool, offset: Optional[Offset], time_: Any, group: Optional[Text]) -> None:
+                 exclusive: bool, offset: Optional[Offset], time_: Any, group: Optional[Text],
+                 prefetch_bytes: Optional[int] = None) -> None:
         self._client = client
         self.queue = P.to_text(P.to_bytes(queue))
         self.tag = tag
         self.prefetch = prefetch
+        #: The ``SUB prefetch-bytes=`` budget; kept, like ``prefetch``, for the SUB after a reconnect.
+        self.prefetch_bytes = prefetch_bytes
         self.auto_ack = auto_ack
         self.exclusive = exclusive
         self.group = group
@@ -162,7 +165,8 @@ class AsyncSubscription:
         if self._last_offset is not None and self.group is None and not self._partitioned:
             offset, when = self._last_offset + 1, None
         return P.sub_command(self.queue, self.tag, prefetch=self.prefetch, auto_ack=self.auto_ack,
-                             exclusive=self.exclusive, offset=offset, time=when, group=self.group)
+                             exclusive=self.exclusive, offset=offset, time=when, group=self.group,
+                             prefetch_bytes=self.prefetch_bytes)
 
     def _push(self, m: AsyncMessage) -> None:
         self._buf.append(m)
@@ -828,6 +832,7 @@ class AsyncClient:
         queue: Text,
         *,
         prefetch: Optional[int] = None,
+        prefetch_bytes: Optional[int] = None,
         auto_ack: bool = False,
         tag: Optional[str] = None,
         exclusive: bool = False,
@@ -838,7 +843,8 @@ class AsyncClient:
         tag = tag or "py-a%d" % next(_tags)
         if tag in self._subs:
             raise ValueError(f"consumer tag {tag!r} is in use on this client")
-        sub = AsyncSubscription(self, queue, tag, prefetch, auto_ack, exclusive, offset, time, group)
+        sub = AsyncSubscription(self, queue, tag, prefetch, auto_ack, exclusive, offset, time, group,
+                                prefetch_bytes)
         self._subs[tag] = sub
         try:
             await self._call("SUB", sub._command())

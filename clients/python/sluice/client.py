@@ -181,11 +181,14 @@ class Subscription:
     """
 
     def __init__(self, client: "Client", queue: Text, tag: str, prefetch: Optional[int], auto_ack: bool,
-                 exclusive: bool, offset: Optional[Offset], time_: Any, group: Optional[Text]) -> None:
+                 exclusive: bool, offset: Optional[Offset], time_: Any, group: Optional[Text],
+                 prefetch_bytes: Optional[int] = None) -> None:
         self._client = client
         self.queue = P.to_text(P.to_bytes(queue))
         self.tag = tag
         self.prefetch = prefetch
+        #: The ``SUB prefetch-bytes=`` budget; kept, like ``prefetch``, for the SUB after a reconnect.
+        self.prefetch_bytes = prefetch_bytes
         self.auto_ack = auto_ack
         self.exclusive = exclusive
         self.group = group
@@ -208,7 +211,8 @@ class Subscription:
             # A plain stream reader goes on after what it has seen, not from its start.
             offset, when = self._last_offset + 1, None
         return P.sub_command(self.queue, self.tag, prefetch=self.prefetch, auto_ack=self.auto_ack,
-                             exclusive=self.exclusive, offset=offset, time=when, group=self.group)
+                             exclusive=self.exclusive, offset=offset, time=when, group=self.group,
+                             prefetch_bytes=self.prefetch_bytes)
 
     # -- called with the client's lock held
     def _push(self, m: Message) -> None:
@@ -997,6 +1001,7 @@ class Client:
         queue: Text,
         *,
         prefetch: Optional[int] = None,
+        prefetch_bytes: Optional[int] = None,
         auto_ack: bool = False,
         tag: Optional[str] = None,
         exclusive: bool = False,
@@ -1005,13 +1010,16 @@ class Client:
         group: Optional[Text] = None,
     ) -> Subscription:
         """``SUB``: a :class:`Subscription` to iterate. At most ``prefetch`` deliveries are
-        unacknowledged at a time (server default 100).
+        unacknowledged at a time (server default 100); with ``prefetch_bytes``
+        (1 to 1073741824), at most that many body bytes as well, though a larger
+        body still comes, alone.
 
         Streams: ``offset`` (``"first"``, ``"last"``, ``"next"`` or a number) or ``time``
         (a ``datetime`` or Unix seconds) says where to start; ``group`` reads as a member
         of a consumer group, whose acks commit its position."""
         tag = tag or "py-%d" % next(_tags)
-        sub = Subscription(self, queue, tag, prefetch, auto_ack, exclusive, offset, time, group)
+        sub = Subscription(self, queue, tag, prefetch, auto_ack, exclusive, offset, time, group,
+                            prefetch_bytes)
         data = sub._command()
         with self._lock:
             if tag in self._subs:

@@ -109,6 +109,35 @@ class AsyncClientTest(unittest.IsolatedAsyncioTestCase):
             await m.ack()
         self.assertEqual(await self.ready_unacked(q), (0, 0))
 
+    async def test_prefetch_bytes_bound(self) -> None:
+        # prefetch=100 leaves room for all; 6 + 6 bytes would pass prefetch_bytes=10,
+        # and the 16-byte body, larger than the budget, goes alone once nothing is out.
+        q = unique()
+        await self.c.declare_queue(q)
+        bodies = [b"first!", b"second", b"0123456789abcdef", b"dd"]
+        await self.c.publish_many([("", q, b) for b in bodies])
+        sub = await self.c.subscribe(q, prefetch=100, prefetch_bytes=10)
+        self.assertEqual(sub.prefetch_bytes, 10)
+        got = await sub.next(timeout=10)
+        self.assertEqual(got.body, bodies[0])
+        for i, body in enumerate(bodies[1:]):
+            ready = len(bodies) - 1 - i
+
+            async def one_out() -> bool:
+                return await self.ready_unacked(q) == (ready, 1)
+
+            await async_wait_until(one_out, what=f"{ready} ready and 1 unacked")
+            self.assertIsNone(await sub.next(timeout=0.3), f"a delivery came with {len(got.body)} bytes out of 10")
+            await got.ack()
+            got = await sub.next(timeout=10)
+            self.assertIsNotNone(got)
+            self.assertEqual(got.body, body)
+        await got.ack()
+        self.assertEqual(await self.ready_unacked(q), (0, 0))
+        with self.assertRaisesRegex(ValueError, "prefetch_bytes"):
+            await self.c.subscribe(q, prefetch_bytes=0)
+        await self.c.ping()
+
     async def test_ack_nack_reject_and_redelivery(self) -> None:
         q, dead = unique(), unique("dead")
         await self.c.declare_queue(dead)
@@ -205,6 +234,28 @@ class AsyncClientTest(unittest.IsolatedAsyncioTestCase):
             await held_sub.next(timeout=0)
         for m in again:
             await m.ack()
+
+    async def test_resubscribe_keeps_prefetch_bytes(self) -> None:
+        q = unique()
+        await self.c.declare_queue(q)
+        await self.c.publish_many([("", q, b) for b in (b"first!", b"second", b"third!")])
+        c = await self.client()
+        sub = await c.subscribe(q, prefetch=100, prefetch_bytes=10)
+        held = await sub.next(timeout=10)
+        self.assertEqual(held.body, b"first!")
+        c._drop_connection()  # as a network failure would
+        # The SUB on the new connection says prefetch-bytes=10 again: one 6-byte body at a time.
+        again = await sub.next(timeout=20)
+        self.assertEqual((again.body, again.redelivered), (b"first!", True))
+        self.assertGreater(again._gen, held._gen)
+
+        async def one_out() -> bool:
+            return await self.ready_unacked(q) == (2, 1)
+
+        await async_wait_until(one_out, what="2 ready and 1 unacked after the reconnect")
+        self.assertIsNone(await sub.next(timeout=0.3), "a second 6-byte delivery came with 6 of 10 bytes out")
+        await again.ack()
+        self.assertEqual((await sub.next(timeout=10)).body, b"second")
 
     async def test_broker_restart_resubscribes(self) -> None:
         own = await in_thread(Broker().start)

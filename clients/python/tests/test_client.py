@@ -143,6 +143,60 @@ class ClientTest(unittest.TestCase):
             m.ack()
         self.assertEqual(self.ready_unacked(q), (0, 0))
 
+    def test_prefetch_bytes_bound(self) -> None:
+        # prefetch=100 leaves room for all three; 6 + 6 bytes would pass prefetch_bytes=10.
+        q = unique()
+        self.c.declare_queue(q)
+        for body in (b"first!", b"second", b"third!"):
+            self.c.publish("", q, body)
+        sub = self.c.subscribe(q, prefetch=100, prefetch_bytes=10)
+        self.assertEqual(sub.prefetch_bytes, 10)
+        got = sub.next(timeout=10)
+        self.assertEqual(got.body, b"first!")
+        for rest, body in ((2, b"second"), (1, b"third!")):
+            wait_until(lambda: self.ready_unacked(q) == (rest, 1), what=f"{rest} ready and 1 unacked")
+            self.assertIsNone(sub.next(timeout=0.3), "a second 6-byte delivery came with 6 of 10 bytes out")
+            got.ack()
+            got = sub.next(timeout=10)
+            self.assertIsNotNone(got)
+            self.assertEqual(got.body, body)
+        got.ack()
+        self.assertEqual(self.ready_unacked(q), (0, 0))
+
+    def test_prefetch_bytes_larger_body_comes_alone(self) -> None:
+        # A 16-byte body with prefetch_bytes=10: it waits for the 4 bytes out to
+        # come back, then goes alone; the 2-byte body after it waits for its ack.
+        q = unique()
+        self.c.declare_queue(q)
+        for body in (b"aaaa", b"0123456789abcdef", b"dd"):
+            self.c.publish("", q, body)
+        sub = self.c.subscribe(q, prefetch_bytes=10)
+        got = sub.next(timeout=10)
+        self.assertEqual(got.body, b"aaaa")
+        for rest, body in ((2, b"0123456789abcdef"), (1, b"dd")):
+            wait_until(lambda: self.ready_unacked(q) == (rest, 1), what=f"{rest} ready and 1 unacked")
+            self.assertIsNone(sub.next(timeout=0.3), f"a delivery came with {len(got.body)} bytes out of 10")
+            got.ack()
+            got = sub.next(timeout=10)
+            self.assertIsNotNone(got, "the next delivery did not come once nothing was outstanding")
+            self.assertEqual(got.body, body)
+        got.ack()
+        self.assertEqual(self.ready_unacked(q), (0, 0))
+
+    def test_prefetch_bytes_out_of_range(self) -> None:
+        q = unique()
+        self.c.declare_queue(q)
+        for bad in (0, -1, (1 << 30) + 1):
+            with self.assertRaisesRegex(ValueError, "prefetch_bytes: must be between 1 and 1073741824"):
+                self.c.subscribe(q, prefetch_bytes=bad)
+        with self.assertRaises(TypeError):
+            self.c.subscribe(q, prefetch_bytes="10")  # type: ignore[arg-type]
+        # Nothing was sent: the queue has no consumer, and the client goes on.
+        self.assertEqual(self.c.declare_queue(q).consumers, 0)
+        sub = self.c.subscribe(q, prefetch_bytes=1 << 30)
+        self.assertEqual(self.c.declare_queue(q).consumers, 1)
+        sub.cancel()
+
     def test_ack_nack_reject_and_redelivery(self) -> None:
         q, dead = unique(), unique("dead")
         self.c.declare_queue(dead)

@@ -234,6 +234,16 @@ class CommandTest(unittest.TestCase):
                          b'SUB "s" tag=t1 prefetch=2 group=g offset=first\r\n')
         with self.assertRaises(ValueError):
             P.offset_option(1, 2.0)
+        self.assertEqual(P.sub_command("q", "t2", prefetch=100, prefetch_bytes=10, auto_ack=True, exclusive=False,
+                                       offset=None, time=None, group=None),
+                         b'SUB "q" tag=t2 prefetch=100 prefetch-bytes=10 ack=auto\r\n')
+        for bad in (0, (1 << 30) + 1):
+            with self.assertRaises(ValueError):
+                P.sub_command("q", "t", prefetch=None, prefetch_bytes=bad, auto_ack=False, exclusive=False,
+                              offset=None, time=None, group=None)
+        for bad in (True, 1.5, "10"):
+            with self.assertRaises(TypeError):
+                P.check_prefetch_bytes(bad)  # type: ignore[arg-type]
 
     def test_addresses(self) -> None:
         self.assertEqual(P.parse_address("127.0.0.1:5681"), ("127.0.0.1", 5681))

@@ -91,6 +91,30 @@ class ReconnectTest(unittest.TestCase):
             m.ack()
         self.assertEqual(c.reconnects, 1)
 
+    def test_resubscribe_keeps_prefetch_bytes(self) -> None:
+        c = self.client()
+        q = unique()
+        c.declare_queue(q)
+        for body in (b"first!", b"second", b"third!"):
+            c.publish("", q, body)
+        sub = c.subscribe(q, prefetch=100, prefetch_bytes=10)
+        held = sub.next(timeout=10)
+        self.assertEqual(held.body, b"first!")
+        c._drop_connection()  # as a network failure would
+        # The SUB on the new connection says prefetch-bytes=10 again: one 6-byte body at a time.
+        again = sub.next(timeout=20)
+        self.assertEqual((again.body, again.redelivered), (b"first!", True))
+        self.assertGreater(again._gen, held._gen)
+
+        def one_out() -> bool:
+            s = c.stats(q)
+            return (s["messages_ready"], s["messages_unacked"]) == ("2", "1")
+
+        wait_until(one_out, what="2 ready and 1 unacked after the reconnect")
+        self.assertIsNone(sub.next(timeout=0.3), "a second 6-byte delivery came with 6 of 10 bytes out")
+        again.ack()
+        self.assertEqual(sub.next(timeout=10).body, b"second")
+
     def test_next_address_after_a_loss(self) -> None:
         second = Broker().start()
         try:
