@@ -1074,9 +1074,20 @@ function timeWord(t: number | Date): string {
   return checkMs(t instanceof Date ? t.getTime() : t, 'time');
 }
 
+/** The largest `SUB prefetch-bytes=` the broker takes (1 GiB). */
+const PREFETCH_BYTES_MAX = 2 ** 30;
+
+function prefetchBytesWord(n: number): string {
+  if (!Number.isSafeInteger(n) || n < 1 || n > PREFETCH_BYTES_MAX) {
+    throw new TypeError(`prefetchBytes: expected a whole number from 1 to ${PREFETCH_BYTES_MAX}, got ${n}`);
+  }
+  return String(n);
+}
+
 function subscribeParts(queue: string, tag: string, o: SubscribeOptions): Part[] {
   const parts: Part[] = ['SUB', wordString(queue, 'a queue name'), optionString('tag', tag)];
   if (o.prefetch !== undefined) parts.push(`prefetch=${checkMs(o.prefetch, 'prefetch')}`);
+  if (o.prefetchBytes !== undefined) parts.push(`prefetch-bytes=${prefetchBytesWord(o.prefetchBytes)}`);
   if (o.ack !== undefined) parts.push(`ack=${o.ack}`);
   if (o.exclusive) parts.push('exclusive');
   if (o.group !== undefined) parts.push(optionString('group', o.group));

@@ -5,6 +5,13 @@ import type { Message } from './message.js';
 export interface SubscribeOptions {
   /** Unacknowledged deliveries outstanding at most (`prefetch=`, 1 to 65535; server default 100). */
   prefetch?: number;
+  /**
+   * Body bytes of unacknowledged deliveries outstanding at most, as well as
+   * `prefetch` (`prefetch-bytes=`, 1 to 1073741824; default: no byte bound).
+   * A body larger than the whole budget still comes, alone, once nothing
+   * else is outstanding.
+   */
+  prefetchBytes?: number;
   /** `manual` (default): settle each message; `auto`: acknowledged once sent. */
   ack?: 'manual' | 'auto';
   /** The consumer tag; default: one the client makes up (`node-<n>`). */

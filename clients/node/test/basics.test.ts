@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { Client, ConnectionError, SluiceError } from '../dist/index.js';
+import { Client, ConnectionError, SluiceError, type Subscription } from '../dist/index.js';
 import { nextMessage, startServer, uniq, until, within, type Server } from './helpers.js';
 
 let server: Server;
@@ -113,6 +113,76 @@ describe('consume', () => {
     const s2 = await watcher.stats(q);
     assert.equal(s2['messages_unacked'], '2');
     assert.equal(s2['messages_ready'], '2');
+    await sub.cancel();
+  });
+
+  /** The broker holds one delivery out and `ready` back, and no second delivery arrived. */
+  async function oneOut(c: Client, watcher: Client, sub: Subscription, ready: number): Promise<void> {
+    const counts = async () => {
+      const s = await watcher.stats(sub.queue);
+      return `${s['messages_ready']} ready, ${s['messages_unacked']} unacked`;
+    };
+    await until(async () => (await counts()) === `${ready} ready, 1 unacked`, 5000, `${ready} ready, 1 unacked`);
+    await c.ping();
+    assert.equal(sub.buffered, 0, 'a second delivery arrived');
+  }
+
+  test('prefetchBytes 10: one 6-byte body out at a time, though prefetch has room', async () => {
+    const c = await connect();
+    const watcher = await connect();
+    const q = uniq('pbytes');
+    await c.declare(q);
+    const bodies = ['first!', 'second', 'third!'];
+    for (const b of bodies) await c.publish('', q, b);
+    const sub = await c.subscribe(q, { prefetch: 100, prefetchBytes: 10 });
+    assert.equal(sub.options.prefetchBytes, 10);
+    let m = await nextMessage(sub);
+    assert.equal(m.text(), 'first!');
+    for (const [i, body] of bodies.slice(1).entries()) {
+      await oneOut(c, watcher, sub, bodies.length - 1 - i);
+      await m.ack();
+      m = await nextMessage(sub);
+      assert.equal(m.text(), body);
+    }
+    await m.ack();
+    await sub.cancel();
+  });
+
+  test('prefetchBytes 10: a 16-byte body comes alone once nothing else is out', async () => {
+    const c = await connect();
+    const watcher = await connect();
+    const q = uniq('pbytes-big');
+    await c.declare(q);
+    const bodies = ['aaaa', '0123456789abcdef', 'dd'];
+    for (const b of bodies) await c.publish('', q, b);
+    const sub = await c.subscribe(q, { prefetchBytes: 10 });
+    let m = await nextMessage(sub);
+    assert.equal(m.text(), 'aaaa');
+    for (const [i, body] of bodies.slice(1).entries()) {
+      // 4 bytes out: the 16-byte body waits; then it is out alone: the 2-byte one waits.
+      await oneOut(c, watcher, sub, bodies.length - 1 - i);
+      await m.ack();
+      m = await nextMessage(sub);
+      assert.equal(m.text(), body);
+    }
+    await m.ack();
+    await sub.cancel();
+  });
+
+  test('prefetchBytes out of range throws before anything is sent', async () => {
+    const c = await connect();
+    const q = uniq('pbytes-range');
+    await c.declare(q);
+    for (const bad of [0, -1, 2 ** 30 + 1, 1.5, Number.NaN]) {
+      await assert.rejects(c.subscribe(q, { prefetchBytes: bad }), (e: unknown) => {
+        assert.ok(e instanceof TypeError);
+        assert.match(e.message, /^prefetchBytes: expected a whole number from 1 to 1073741824/);
+        return true;
+      });
+    }
+    assert.equal((await c.stats(q))['consumers'], '0');
+    const sub = await c.subscribe(q, { prefetchBytes: 2 ** 30 });
+    assert.equal((await c.stats(q))['consumers'], '1');
     await sub.cancel();
   });
 

@@ -114,6 +114,33 @@ test('a cut connection: in-flight commands fail, the subscription resumes, held 
   await c.close();
 });
 
+test('a cut connection: the subscription comes back with its prefetchBytes', async () => {
+  const server = await startServer();
+  cleanup.push(() => server.stop());
+  const c = track(await Client.connect({ addresses: [server.addr], reconnect: { initialDelay: 20, maxDelay: 200 } }));
+  const watcher = track(await Client.connect({ addresses: [server.addr], reconnect: false }));
+  const q = uniq('cut-pbytes');
+  await c.declare(q);
+  for (const b of ['first!', 'second', 'third!']) await c.publish('', q, b);
+  const sub = await c.subscribe(q, { prefetch: 100, prefetchBytes: 10 });
+  const held = await nextMessage(sub);
+  assert.equal(held.text(), 'first!');
+  c.dropConnectionForTesting();
+  const back = await nextMessage(sub);
+  assert.deepEqual([back.text(), back.redelivered], ['first!', true]);
+  // The SUB on the new connection says prefetch-bytes=10 again: one 6-byte body at a time.
+  const counts = async () => {
+    const s = await watcher.stats(q);
+    return `${s['messages_ready']} ready, ${s['messages_unacked']} unacked`;
+  };
+  await until(async () => (await counts()) === '2 ready, 1 unacked', 5000, '2 ready, 1 unacked after the reconnect');
+  await c.ping();
+  assert.equal(sub.buffered, 0, 'a second delivery arrived');
+  await back.ack();
+  assert.equal((await nextMessage(sub)).text(), 'second');
+  await c.close();
+});
+
 test('the client goes on with the next address in its list', async () => {
   const a = await startServer();
   const b = await startServer();
