@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { Client, ConnectionError, SluiceError, type Subscription } from '../dist/index.js';
+import { Client, ConnectionError, SluiceError, type SubscribeOptions } from '../dist/index.js';
 import { nextMessage, startServer, uniq, until, within, type Server } from './helpers.js';
 
 let server: Server;
@@ -116,57 +116,46 @@ describe('consume', () => {
     await sub.cancel();
   });
 
-  /** The broker holds one delivery out and `ready` back, and no second delivery arrived. */
-  async function oneOut(c: Client, watcher: Client, sub: Subscription, ready: number): Promise<void> {
-    const counts = async () => {
-      const s = await watcher.stats(sub.queue);
-      return `${s['messages_ready']} ready, ${s['messages_unacked']} unacked`;
-    };
-    await until(async () => (await counts()) === `${ready} ready, 1 unacked`, 5000, `${ready} ready, 1 unacked`);
-    await c.ping();
-    assert.equal(sub.buffered, 0, 'a second delivery arrived');
-  }
-
-  test('prefetchBytes 10: one 6-byte body out at a time, though prefetch has room', async () => {
+  /**
+   * Publishes `bodies`, subscribes with `options`, and checks that each
+   * delivery is out alone: the broker holds the rest back (its own counts,
+   * and nothing arrives before a PING's reply) until it is acked.
+   */
+  async function oneAtATime(bodies: string[], options: SubscribeOptions): Promise<void> {
     const c = await connect();
     const watcher = await connect();
     const q = uniq('pbytes');
     await c.declare(q);
-    const bodies = ['first!', 'second', 'third!'];
     for (const b of bodies) await c.publish('', q, b);
-    const sub = await c.subscribe(q, { prefetch: 100, prefetchBytes: 10 });
-    assert.equal(sub.options.prefetchBytes, 10);
+    const sub = await c.subscribe(q, options);
+    assert.equal(sub.options.prefetchBytes, options.prefetchBytes);
+    const counts = async () => {
+      const s = await watcher.stats(q);
+      return `${s['messages_ready']} ready, ${s['messages_unacked']} unacked`;
+    };
     let m = await nextMessage(sub);
-    assert.equal(m.text(), 'first!');
+    assert.equal(m.text(), bodies[0]);
     for (const [i, body] of bodies.slice(1).entries()) {
-      await oneOut(c, watcher, sub, bodies.length - 1 - i);
+      const want = `${bodies.length - 1 - i} ready, 1 unacked`;
+      await until(async () => (await counts()) === want, 5000, want);
+      await c.ping();
+      assert.equal(sub.buffered, 0, `a delivery came with ${m.body.length} bytes out`);
       await m.ack();
       m = await nextMessage(sub);
       assert.equal(m.text(), body);
     }
     await m.ack();
+    assert.equal(await counts(), '0 ready, 0 unacked');
     await sub.cancel();
+  }
+
+  test('prefetchBytes 10: one 6-byte body out at a time, though prefetch has room', async () => {
+    await oneAtATime(['first!', 'second', 'third!'], { prefetch: 100, prefetchBytes: 10 });
   });
 
   test('prefetchBytes 10: a 16-byte body comes alone once nothing else is out', async () => {
-    const c = await connect();
-    const watcher = await connect();
-    const q = uniq('pbytes-big');
-    await c.declare(q);
-    const bodies = ['aaaa', '0123456789abcdef', 'dd'];
-    for (const b of bodies) await c.publish('', q, b);
-    const sub = await c.subscribe(q, { prefetchBytes: 10 });
-    let m = await nextMessage(sub);
-    assert.equal(m.text(), 'aaaa');
-    for (const [i, body] of bodies.slice(1).entries()) {
-      // 4 bytes out: the 16-byte body waits; then it is out alone: the 2-byte one waits.
-      await oneOut(c, watcher, sub, bodies.length - 1 - i);
-      await m.ack();
-      m = await nextMessage(sub);
-      assert.equal(m.text(), body);
-    }
-    await m.ack();
-    await sub.cancel();
+    // 4 bytes out: the 16-byte body waits; then it is out alone: the 2-byte one waits.
+    await oneAtATime(['aaaa', '0123456789abcdef', 'dd'], { prefetchBytes: 10 });
   });
 
   test('prefetchBytes out of range throws before anything is sent', async () => {

@@ -143,45 +143,36 @@ class ClientTest(unittest.TestCase):
             m.ack()
         self.assertEqual(self.ready_unacked(q), (0, 0))
 
-    def test_prefetch_bytes_bound(self) -> None:
-        # prefetch=100 leaves room for all three; 6 + 6 bytes would pass prefetch_bytes=10.
+    def one_at_a_time(self, bodies, **options) -> None:
+        """Publishes ``bodies``, subscribes with ``options``, and checks that each
+        delivery is out alone: the broker holds the rest back until it is acked."""
         q = unique()
         self.c.declare_queue(q)
-        for body in (b"first!", b"second", b"third!"):
+        for body in bodies:
             self.c.publish("", q, body)
-        sub = self.c.subscribe(q, prefetch=100, prefetch_bytes=10)
-        self.assertEqual(sub.prefetch_bytes, 10)
+        sub = self.c.subscribe(q, **options)
+        self.assertEqual(sub.prefetch_bytes, options.get("prefetch_bytes"))
         got = sub.next(timeout=10)
-        self.assertEqual(got.body, b"first!")
-        for rest, body in ((2, b"second"), (1, b"third!")):
+        self.assertEqual(got.body, bodies[0])
+        for i, body in enumerate(bodies[1:]):
+            rest = len(bodies) - 1 - i
             wait_until(lambda: self.ready_unacked(q) == (rest, 1), what=f"{rest} ready and 1 unacked")
-            self.assertIsNone(sub.next(timeout=0.3), "a second 6-byte delivery came with 6 of 10 bytes out")
-            got.ack()
-            got = sub.next(timeout=10)
-            self.assertIsNotNone(got)
-            self.assertEqual(got.body, body)
-        got.ack()
-        self.assertEqual(self.ready_unacked(q), (0, 0))
-
-    def test_prefetch_bytes_larger_body_comes_alone(self) -> None:
-        # A 16-byte body with prefetch_bytes=10: it waits for the 4 bytes out to
-        # come back, then goes alone; the 2-byte body after it waits for its ack.
-        q = unique()
-        self.c.declare_queue(q)
-        for body in (b"aaaa", b"0123456789abcdef", b"dd"):
-            self.c.publish("", q, body)
-        sub = self.c.subscribe(q, prefetch_bytes=10)
-        got = sub.next(timeout=10)
-        self.assertEqual(got.body, b"aaaa")
-        for rest, body in ((2, b"0123456789abcdef"), (1, b"dd")):
-            wait_until(lambda: self.ready_unacked(q) == (rest, 1), what=f"{rest} ready and 1 unacked")
-            self.assertIsNone(sub.next(timeout=0.3), f"a delivery came with {len(got.body)} bytes out of 10")
+            self.assertIsNone(sub.next(timeout=0.3), f"a delivery came with {len(got.body)} bytes out")
             got.ack()
             got = sub.next(timeout=10)
             self.assertIsNotNone(got, "the next delivery did not come once nothing was outstanding")
             self.assertEqual(got.body, body)
         got.ack()
         self.assertEqual(self.ready_unacked(q), (0, 0))
+
+    def test_prefetch_bytes_bound(self) -> None:
+        # prefetch=100 leaves room for all three; 6 + 6 bytes would pass prefetch_bytes=10.
+        self.one_at_a_time([b"first!", b"second", b"third!"], prefetch=100, prefetch_bytes=10)
+
+    def test_prefetch_bytes_larger_body_comes_alone(self) -> None:
+        # A 16-byte body with prefetch_bytes=10: it waits for the 4 bytes out to
+        # come back, then goes alone; the 2-byte body after it waits for its ack.
+        self.one_at_a_time([b"aaaa", b"0123456789abcdef", b"dd"], prefetch_bytes=10)
 
     def test_prefetch_bytes_out_of_range(self) -> None:
         q = unique()
