@@ -403,8 +403,9 @@ enum Ended {
 }
 
 /// How long `sluice sub` tries to subscribe again after the queue's
-/// leader moved (an election takes about 2 s).
-const RESUBSCRIBE_FOR: Duration = Duration::from_secs(15);
+/// leader moved: an election takes about 2 s, but split votes on a
+/// loaded machine have taken over 15 s.
+const RESUBSCRIBE_FOR: Duration = Duration::from_secs(60);
 
 /// `SUB` again on `conn`, trying again while it is answered `ERR
 /// UNAVAILABLE` (an election), up to [`RESUBSCRIBE_FOR`]: the new consumer
