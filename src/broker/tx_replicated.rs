@@ -5,10 +5,10 @@
 //!
 //! **What it may touch.** Replicated queues only: a transaction that
 //! also touches this node's own queues is refused (one local write and
-//! the queues' logs do not commit together). Not yet:
-//! `overflow=reject-publish` queues (whose logs may refuse a copy the
-//! transaction was answered for), and deliveries a subscriber got through
-//! another node than the queue's leader (the leader settles those). A
+//! the queues' logs do not commit together). Not yet: deliveries a
+//! subscriber got through another node than the queue's leader (the
+//! leader settles those). A full `overflow=reject-publish` queue refuses
+//! a part whose copies do not all fit, and holds room for one it takes. A
 //! `dedup-window=` queue drops a duplicate as the transaction is applied
 //! (`cluster/queue_machine/tx_apply.rs`). A replicated stream's acks are
 //! its groups' commits, computed on its leader
@@ -21,13 +21,12 @@ use super::message::Now;
 use super::queue::Queue;
 use super::{Broker, Consensus, ReplicaMessage, TxPart};
 use crate::error::BrokerError;
-use crate::protocol::command::{Overflow, Publish};
+use crate::protocol::command::Publish;
 use crate::protocol::reply::quote_for_message;
 
 impl Broker {
     /// Refuses a transaction's publish routed to `local` (this node's
-    /// queues) and `replicated` queues at once, or to a replicated queue a
-    /// transaction cannot reach yet (see the module docs).
+    /// queues) and `replicated` queues at once (see the module docs).
     pub(super) fn tx_check_replicated(
         &self,
         local: &[Arc<Queue>],
@@ -42,15 +41,6 @@ impl Broker {
                 quote_for_message(&replicated[0]),
                 quote_for_message(&q.name)
             )));
-        }
-        for q in replicated.iter().filter_map(|n| self.find_queue(n)) {
-            let name = quote_for_message(&q.name);
-            if q.args.overflow == Overflow::RejectPublish {
-                return Err(BrokerError::Precondition(format!(
-                    "replicated queue {name} has overflow=reject-publish: not supported in a \
-                     transaction yet"
-                )));
-            }
         }
         Ok(())
     }

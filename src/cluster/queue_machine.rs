@@ -48,7 +48,7 @@ use crate::broker::{Broker, MetaAnswer, ReplicaMessage};
 use crate::protocol::command::Overflow;
 
 mod tx_apply;
-pub(super) use tx_apply::REFUSED;
+pub(super) use tx_apply::{FULL, REFUSED};
 
 /// At most this many copies in one entry; a copy's position is its
 /// entry's index times this, plus its place in the entry.
@@ -152,13 +152,34 @@ impl Dropped {
 impl QueueState {
     /// Whether one more copy of `len` bytes would take a `reject-publish`
     /// queue over `limits`.
+    /// The copies transactions' parts hold room for count too (a part
+    /// that fitted when prepared is applied whole if it commits).
     fn full(&self, limits: Limits, len: u64) -> bool {
-        limits
-            .max_length
-            .is_some_and(|max| self.copies.len() as u64 + 1 > max)
+        self.full_with(limits, (0, 0), len)
+    }
+
+    /// [`QueueState::full`], with `more` (copies, bytes) taken already.
+    fn full_with(&self, limits: Limits, more: (u64, u64), len: u64) -> bool {
+        let (held, held_bytes) = self.prepared.reserved();
+        let count = self.copies.len() as u64 + held + more.0;
+        let bytes = self.bytes.saturating_add(held_bytes).saturating_add(more.1);
+        limits.max_length.is_some_and(|max| count + 1 > max)
             || limits
                 .max_bytes
-                .is_some_and(|max| self.bytes.saturating_add(len) > max)
+                .is_some_and(|max| bytes.saturating_add(len) > max)
+    }
+
+    /// Whether all of `copies` fit in a `reject-publish` queue under
+    /// `limits`, one after the other.
+    fn fits(&self, limits: Limits, copies: &[ReplicaMessage]) -> bool {
+        let mut more = (0, 0);
+        for m in copies {
+            if self.full_with(limits, more, m.body_len()) {
+                return false;
+            }
+            more = (more.0 + 1, more.1.saturating_add(m.body_len()));
+        }
+        true
     }
 
     /// Takes over a snapshot's copies, their returns and the ids of a
@@ -301,6 +322,15 @@ impl QueueMachine {
         })
     }
 
+    /// A `reject-publish` queue's limits (`None`: any other queue).
+    fn limits(&self) -> Option<Limits> {
+        let def = self.broker.find_queue(&self.name)?;
+        (def.args.overflow == Overflow::RejectPublish).then_some(Limits {
+            max_length: def.args.max_length,
+            max_bytes: def.args.max_bytes,
+        })
+    }
+
     /// This node's copy of the stream, when the queue is a stream.
     fn stream(&self) -> Option<Arc<crate::broker::queue::Queue>> {
         self.broker
@@ -418,16 +448,11 @@ impl QueueMachine {
                         false => None,
                     };
                     let first = e.log_id.index.saturating_mul(MAX_BATCH);
-                    let (window, limits) = match self.broker.find_queue(&self.name) {
-                        Some(def) => (
-                            def.args.dedup_window_ms,
-                            (def.args.overflow == Overflow::RejectPublish).then_some(Limits {
-                                max_length: def.args.max_length,
-                                max_bytes: def.args.max_bytes,
-                            }),
-                        ),
-                        None => (None, None),
-                    };
+                    let window = self
+                        .broker
+                        .find_queue(&self.name)
+                        .and_then(|def| def.args.dedup_window_ms);
+                    let limits = self.limits();
                     let placed = op.enqueue.len() as u64;
                     for ((seq, m), place) in (first..).zip(op.enqueue).zip(0..) {
                         if let (Some(w), Some((id, at))) = (window, m.dedup_key()) {

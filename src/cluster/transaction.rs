@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::queue_machine::{GroupOffset, QueueMachine, QueueOp, MAX_BATCH, REFUSED};
+use super::queue_machine::{GroupOffset, QueueMachine, QueueOp, FULL, MAX_BATCH, REFUSED};
 use super::queues::Queues;
 use super::submit::{submit, unsubmitted};
 use super::tx_part::{Prepare, Resolve};
@@ -114,10 +114,15 @@ impl Queues {
         let mut failed: Option<BrokerError> = None;
         for h in started {
             let failure = match h.await {
-                Ok((_, Ok(words))) => words
-                    .iter()
-                    .find_map(|w| w.strip_prefix(REFUSED))
-                    .map(|why| BrokerError::Precondition(why.to_string())),
+                Ok((_, Ok(words))) => {
+                    words
+                        .iter()
+                        .find_map(|w| w.strip_prefix(REFUSED))
+                        .map(|why| match why.strip_prefix(FULL) {
+                            Some(full) => BrokerError::QueueFull(full.to_string()),
+                            None => BrokerError::Precondition(why.to_string()),
+                        })
+                }
                 Ok((queue, Err(e))) => Some(BrokerError::Unavailable(format!(
                     "queue {queue} did not take the transaction's part: {e}"
                 ))),
@@ -270,6 +275,7 @@ fn prefixed(e: BrokerError) -> BrokerError {
     let text = format!("the transaction aborted: {e}; nothing was done, its deliveries come again");
     match e {
         BrokerError::Precondition(_) => BrokerError::Precondition(text),
+        BrokerError::QueueFull(_) => BrokerError::QueueFull(text),
         _ => BrokerError::Unavailable(text),
     }
 }

@@ -79,6 +79,9 @@ pub(super) struct Prepared {
     hidden: BTreeSet<u64>,
     /// Transactions this node's leader is asking the metadata group about.
     asking: BTreeSet<String>,
+    /// The copies the parts would enqueue, and their body bytes: room a
+    /// `reject-publish` queue holds for them.
+    reserved: (u64, u64),
 }
 
 impl Prepared {
@@ -104,11 +107,28 @@ impl Prepared {
         {
             return Err(Refused::Settled(*seq));
         }
+        self.keep(p, Instant::now());
+        Ok(())
+    }
+
+    /// Keeps part `p`, applied (or read back) at `at`.
+    fn keep(&mut self, p: Prepare, at: Instant) {
         for s in &p.settle {
             self.held.insert(*s, p.tx.clone());
         }
-        self.parts.insert(p.tx.clone(), (p, Instant::now()));
-        Ok(())
+        let (n, bytes) = room(&p);
+        self.reserved = (self.reserved.0 + n, self.reserved.1.saturating_add(bytes));
+        self.parts.insert(p.tx.clone(), (p, at));
+    }
+
+    /// Whether transaction `tx`'s part is kept.
+    pub(super) fn keeps(&self, tx: &str) -> bool {
+        self.parts.contains_key(tx)
+    }
+
+    /// The copies the parts would enqueue, and their body bytes.
+    pub(super) fn reserved(&self) -> (u64, u64) {
+        self.reserved
     }
 
     /// Takes transaction `tx`'s part (`None`: none kept, or resolved
@@ -118,6 +138,11 @@ impl Prepared {
         for s in &p.settle {
             self.held.remove(s);
         }
+        let (n, bytes) = room(&p);
+        self.reserved = (
+            self.reserved.0.saturating_sub(n),
+            self.reserved.1.saturating_sub(bytes),
+        );
         self.asking.remove(tx);
         Some(p)
     }
@@ -179,14 +204,18 @@ impl Prepared {
     /// The parts a snapshot kept (their clocks start now).
     pub(super) fn restored(saved: Vec<Prepare>) -> Prepared {
         let mut out = Prepared::default();
+        let now = Instant::now();
         for p in saved {
-            for s in &p.settle {
-                out.held.insert(*s, p.tx.clone());
-            }
-            out.parts.insert(p.tx.clone(), (p, Instant::now()));
+            out.keep(p, now);
         }
         out
     }
+}
+
+/// The copies part `p` would enqueue, and their body bytes.
+fn room(p: &Prepare) -> (u64, u64) {
+    let bytes = p.enqueue.iter().map(ReplicaMessage::body_len).sum();
+    (p.enqueue.len() as u64, bytes)
 }
 
 #[cfg(test)]

@@ -17,12 +17,29 @@ use crate::cluster::tx_part::{Prepare, Resolve};
 /// then why.
 pub(in crate::cluster) const REFUSED: &str = "refused:";
 
+/// How the why of a part refused by a full `reject-publish` queue
+/// begins (`ERR QUEUE_FULL`).
+pub(in crate::cluster) const FULL: &str = "full: ";
+
 impl QueueMachine {
     /// Keeps transaction part `p`, appended in term `term`: why not, when
     /// refused (every member alike).
     pub(super) fn prepare(&self, st: &mut QueueState, p: Prepare, term: u64) -> Result<(), String> {
-        let copies = &st.copies;
         let tx = p.tx.clone();
+        // A full `reject-publish` queue refuses a part whose copies do not
+        // all fit; one it takes holds their room until resolved.
+        if let Some(l) = self.limits().filter(|_| !st.prepared.keeps(&tx)) {
+            if !st.fits(l, &p.enqueue) {
+                tracing::info!(queue = %self.name, %tx, "a transaction's part refused: the queue is full");
+                return Err(format!(
+                    "{FULL}replicated queue {} has no room for the transaction's {} copies \
+                     (overflow=reject-publish)",
+                    self.name,
+                    p.enqueue.len()
+                ));
+            }
+        }
+        let copies = &st.copies;
         st.prepared
             .prepare(p, term, |seq| copies.contains_key(&seq))
             .map_err(|why| {

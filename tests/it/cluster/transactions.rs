@@ -477,3 +477,83 @@ fn check_all_or_nothing(cycles: &[Cycle], qa: &[String], qb: &[String], qp: &[St
         );
     }
 }
+
+/// `PUB "" <queue> <body>` on `c` inside a transaction.
+async fn buffer_pub(c: &mut TestConn, queue: &str, body: &str) {
+    let got = c.cmd(&format!("PUB \"\" {queue} {body}")).await;
+    assert!(got.starts_with("OK queued "), "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_reject_publish_queue_refuses_a_transaction_whose_copies_do_not_all_fit() {
+    let cluster = Cluster::new();
+    let dirs = super::three_dirs();
+    let nodes = nodes_with(&cluster, &dirs, "", &[]).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE qf replicas=3 overflow=reject-publish max-length=2",
+        "OK qf messages=0 consumers=0",
+    )
+    .await;
+    publish_confirmed(nodes[&1].addr, "qf", "a").await;
+    // Two copies where one fits: all of it refused.
+    c.ok("TX BEGIN", "OK").await;
+    buffer_pub(&mut c, "qf", "x").await;
+    buffer_pub(&mut c, "qf", "y").await;
+    let got = c.cmd("TX COMMIT").await;
+    assert!(
+        got.starts_with("ERR QUEUE_FULL the transaction aborted: replicated queue qf has no room")
+            && got.contains("nothing was done"),
+        "{got}"
+    );
+    // One copy fits.
+    c.ok("TX BEGIN", "OK").await;
+    buffer_pub(&mut c, "qf", "b").await;
+    assert_eq!(c.cmd("TX COMMIT").await, "OK acked=0 published=1 routed=1");
+    let full = c.cmd("PUB \"\" qf c").await;
+    assert!(full.starts_with("ERR QUEUE_FULL"), "{full}");
+    assert_eq!(wait_for(&nodes, "qf", &["a", "b"]).await, ["a", "b"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecided_transaction_holds_its_room_in_a_reject_publish_queue() {
+    let cluster = Cluster::new();
+    let dirs = super::three_dirs();
+    let mut nodes = nodes_with(&cluster, &dirs, "decide", &[]).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE qf replicas=3 overflow=reject-publish max-length=2",
+        "OK qf messages=0 consumers=0",
+    )
+    .await;
+    // A transaction publishing one copy, prepared and left undecided (its
+    // coordinator, node 1, stalls before the decision).
+    c.ok("TX BEGIN", "OK").await;
+    buffer_pub(&mut c, "qf", "t").await;
+    c.send("TX COMMIT").await;
+    nodes[&1]
+        .wait_log("transaction stalled before decide")
+        .await;
+    // Its copy holds one of the two places: one plain publish fits, the
+    // next is refused.
+    let mut p = TestConn::connect(nodes[&2].addr).await;
+    let first = p.cmd("PUB \"\" qf p1").await;
+    assert!(first.ends_with("routed=1"), "{first}");
+    let second = p.cmd("PUB \"\" qf p2").await;
+    assert!(second.starts_with("ERR QUEUE_FULL"), "{second}");
+    // The coordinator killed: the recovery aborts the part (about 10 s),
+    // and its room is free again.
+    nodes.get_mut(&1).expect("node 1").kill().await;
+    let until = tokio::time::Instant::now() + RECOVERY;
+    loop {
+        let got = p.cmd("PUB \"\" qf p3").await;
+        if got.ends_with("routed=1") {
+            break;
+        }
+        assert!(got.starts_with("ERR"), "{got}");
+        assert!(tokio::time::Instant::now() < until, "never room: {got}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    nodes.insert(1, start_node(&cluster, &dirs, 1).await);
+    assert_eq!(wait_for(&nodes, "qf", &["p1", "p3"]).await, ["p1", "p3"]);
+}
