@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use super::streams::{stream_leader, stream_leader_but, until_ok};
-use super::transactions::{nodes_with, wait_for};
+use super::transactions::{nodes_with, undecided_none, wait_for};
 use super::{publish_confirmed, start_node, Cluster};
 use crate::common::spawned::Spawned;
 use crate::common::{Peer, TestConn};
@@ -174,4 +174,101 @@ async fn a_stream_coordinator_killed_after_the_decision_leaves_the_group_past_th
     // commits: the group goes on at offset 2, never delivering 1 again.
     assert_eq!(goes_on_at(&nodes).await, 2);
     assert_eq!(wait_for(&nodes, "qb", &["r1"]).await, ["r1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stream_transaction_is_all_or_nothing_over_many_cycles_with_faults() {
+    const OFFSETS: u64 = 12;
+    const FAULTY: [usize; 3] = [2, 6, 10];
+    let cluster = Cluster::new();
+    let dirs = super::three_dirs();
+    // qp, placed third with replicas=2: on nodes 3 and 1.
+    let nodes = nodes_with(&cluster, &dirs, "", &[("qa", 3), ("qb", 3), ("qp", 2)]).await;
+    let mut c = TestConn::connect(nodes[&1].addr).await;
+    c.ok(
+        "DECLARE QUEUE log type=stream replicas=3",
+        "OK log messages=0 consumers=0",
+    )
+    .await;
+    for i in 1..=OFFSETS {
+        publish_confirmed(nodes[&1].addr, "log", &format!("m{i}")).await;
+    }
+    // The coordinator is the stream's leader, `ls`. A paused node that
+    // runs again may start an election (a loaded machine may too): the
+    // member, cancelled, follows the lead to its new node.
+    let mut ls = stream_leader(&nodes, "log").await;
+    let mut g = member(nodes[&ls].addr, "g0").await;
+    // Each cycle moves the offset delivered to `r<offset>` in qb (and
+    // `s<offset>` in qp on odd cycles and faulty ones, whose qp part
+    // fails): committed, the group goes on; aborted, the offset comes
+    // again to the next cycle.
+    let mut committed = Vec::new();
+    let mut sided = Vec::new();
+    let mut cycle = 0;
+    let mut next = 1;
+    while next <= OFFSETS {
+        let m = match g.push().await {
+            Ok(m) => m,
+            Err(n) if n.contains("reason=leader-moved") => {
+                ls = stream_leader(&nodes, "log").await;
+                g = member(nodes[&ls].addr, &format!("g{cycle}")).await;
+                continue;
+            }
+            Err(_) => continue,
+        };
+        // A member of qp's two that is not the coordinator.
+        let paused = if ls == 3 { 1 } else { 3 };
+        let offset = m.offset.expect("an offset");
+        assert_eq!(offset, next, "cycle {cycle}: {}", m.head);
+        let side = cycle % 2 == 1 || FAULTY.contains(&cycle);
+        g.ok("TX BEGIN", "OK").await;
+        g.ok(&format!("ACK {}", m.dtag), "OK queued").await;
+        let got = g.cmd(&format!("PUB \"\" qb r{offset}")).await;
+        assert!(got.starts_with("OK queued "), "{got}");
+        if side {
+            let got = g.cmd(&format!("PUB \"\" qp s{offset}")).await;
+            assert!(got.starts_with("OK queued "), "{got}");
+        }
+        if FAULTY.contains(&cycle) {
+            nodes[&paused].signal(libc::SIGSTOP);
+        }
+        let reply = g.cmd("TX COMMIT").await;
+        if FAULTY.contains(&cycle) {
+            nodes[&paused].signal(libc::SIGCONT);
+            assert!(
+                reply.starts_with("ERR"),
+                "cycle {cycle} committed without qp: {reply}"
+            );
+        }
+        eprintln!("cycle {cycle}: offset {offset}: {reply}");
+        if reply.starts_with("OK") {
+            committed.push(offset);
+            if side {
+                sided.push(offset);
+            }
+            next += 1;
+        } else {
+            assert!(!reply.contains("not known"), "cycle {cycle}: {reply}");
+        }
+        cycle += 1;
+    }
+    assert!(cycle >= OFFSETS as usize + FAULTY.len(), "{cycle} cycles");
+    // The checker: every committed offset's result once in qb (and its
+    // side once in qp), nothing of the aborted ones; the group goes on
+    // after the last offset, on a new member.
+    drop(g);
+    undecided_none(&nodes, &["log", "qb", "qp"]).await;
+    for q in ["qb", "qp"] {
+        publish_confirmed(nodes[&1].addr, q, "end").await;
+    }
+    let qb = wait_for(&nodes, "qb", &["end"]).await;
+    let qp = wait_for(&nodes, "qp", &["end"]).await;
+    let mut want: Vec<String> = committed.iter().map(|o| format!("r{o}")).collect();
+    want.push("end".into());
+    assert_eq!(qb, want, "qb");
+    let mut want: Vec<String> = sided.iter().map(|o| format!("s{o}")).collect();
+    want.push("end".into());
+    assert_eq!(qp, want, "qp");
+    publish_confirmed(nodes[&1].addr, "log", "after").await;
+    assert_eq!(goes_on_at(&nodes).await, OFFSETS + 1);
 }

@@ -133,7 +133,7 @@ pub(super) async fn wait_for(
 /// Waits until no member of `queues` among `nodes` holds a transaction's
 /// part undecided (`replica_tx_pending` of `STATS QUEUE` is 0 on each;
 /// `none`: not a member).
-async fn undecided_none(nodes: &HashMap<u64, Spawned>, queues: &[&str]) {
+pub(super) async fn undecided_none(nodes: &HashMap<u64, Spawned>, queues: &[&str]) {
     let until = tokio::time::Instant::now() + RECOVERY;
     for q in queues {
         for (id, n) in nodes {

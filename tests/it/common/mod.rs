@@ -682,6 +682,23 @@ impl Peer {
         }
     }
 
+    /// The next delivery, or the next notice when no delivery is
+    /// buffered (`Err` with it): whichever the broker pushes first. Fails
+    /// on a reply line.
+    pub async fn push(&mut self) -> Result<Msg, String> {
+        loop {
+            if let Some(m) = self.msgs.pop_front() {
+                return Ok(m);
+            }
+            if let Some(n) = self.notices.pop_front() {
+                return Err(n);
+            }
+            if let Some(l) = self.read_one().await {
+                panic!("expected MSG or NOTICE, got reply {l:?}");
+            }
+        }
+    }
+
     /// The next notice (buffered or read now). Fails on a reply line.
     pub async fn notice(&mut self) -> String {
         loop {
