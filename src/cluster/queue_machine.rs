@@ -127,6 +127,14 @@ struct Limits {
     max_bytes: Option<u64>,
 }
 
+/// Why a copy was not kept ([`QueueMachine::admit`]).
+enum NotKept {
+    /// A `dedup-window=` queue had its id.
+    Duplicate,
+    /// A full `overflow=reject-publish` queue refused it.
+    Rejected,
+}
+
 /// The copies of an entry that its queue did not keep, by their place in
 /// the entry: as its answer's words (`d<place>`, `r<place>`) say them.
 #[derive(Debug, Default)]
@@ -152,6 +160,7 @@ impl Dropped {
 impl QueueState {
     /// Whether one more copy of `len` bytes would take a `reject-publish`
     /// queue over `limits`.
+    ///
     /// The copies transactions' parts hold room for count too (a part
     /// that fitted when prepared is applied whole if it commits).
     fn full(&self, limits: Limits, len: u64) -> bool {
@@ -331,6 +340,41 @@ impl QueueMachine {
         })
     }
 
+    /// A `dedup-window=` queue's window, in ms.
+    fn dedup_window(&self) -> Option<u64> {
+        let def = self.broker.find_queue(&self.name)?;
+        def.args.dedup_window_ms
+    }
+
+    /// Keeps copy `m` at position `seq`, shown in `view` (this node
+    /// leads), unless a `dedup-window=` queue (`window`) had its id or a
+    /// full `reject-publish` queue (`limits`) refuses it.
+    fn admit(
+        &self,
+        st: &mut QueueState,
+        seq: u64,
+        m: ReplicaMessage,
+        window: Option<u64>,
+        limits: Option<Limits>,
+        view: Option<&Arc<crate::broker::queue::Queue>>,
+    ) -> Result<(), NotKept> {
+        if let (Some(w), Some((id, at))) = (window, m.dedup_key()) {
+            if st.duplicate(id, at, w) {
+                return Err(NotKept::Duplicate);
+            }
+        }
+        if limits.is_some_and(|l| st.full(l, m.body_len())) {
+            return Err(NotKept::Rejected);
+        }
+        if let Some(q) = view {
+            if let Err(e) = self.broker.enqueue_replica(q, seq, &m, false, 0) {
+                tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
+            }
+        }
+        st.keep(seq, m);
+        Ok(())
+    }
+
     /// This node's copy of the stream, when the queue is a stream.
     fn stream(&self) -> Option<Arc<crate::broker::queue::Queue>> {
         self.broker
@@ -448,29 +492,14 @@ impl QueueMachine {
                         false => None,
                     };
                     let first = e.log_id.index.saturating_mul(MAX_BATCH);
-                    let window = self
-                        .broker
-                        .find_queue(&self.name)
-                        .and_then(|def| def.args.dedup_window_ms);
-                    let limits = self.limits();
+                    let (window, limits) = (self.dedup_window(), self.limits());
                     let placed = op.enqueue.len() as u64;
                     for ((seq, m), place) in (first..).zip(op.enqueue).zip(0..) {
-                        if let (Some(w), Some((id, at))) = (window, m.dedup_key()) {
-                            if st.duplicate(id, at, w) {
-                                dropped.duplicates.push(place);
-                                continue;
-                            }
+                        match self.admit(st, seq, m, window, limits, q.as_ref()) {
+                            Ok(()) => {}
+                            Err(NotKept::Duplicate) => dropped.duplicates.push(place),
+                            Err(NotKept::Rejected) => dropped.rejected.push(place),
                         }
-                        if limits.is_some_and(|l| st.full(l, m.body_len())) {
-                            dropped.rejected.push(place);
-                            continue;
-                        }
-                        if let Some(q) = &q {
-                            if let Err(e) = self.broker.enqueue_replica(q, seq, &m, false, 0) {
-                                tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
-                            }
-                        }
-                        st.keep(seq, m);
                     }
                     let mut withdrawn = Vec::new();
                     for s in op.settle {
@@ -716,80 +745,4 @@ impl RaftStateMachine<TypeConfig> for QueueMachine {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reject_publish_queue_is_full_by_its_unsettled_copies() {
-        let limits = Limits {
-            max_length: Some(2),
-            max_bytes: Some(10),
-        };
-        let mut st = QueueState::default();
-        let m = |body: &str| {
-            let frame = format!("PUB \"\" q \"{body}\"\r\n");
-            let Ok(crate::protocol::Command::Publish(p)) =
-                crate::protocol::parse::decode_one(frame.as_bytes())
-            else {
-                panic!("{frame} does not parse");
-            };
-            ReplicaMessage::of(&p, "id", &crate::broker::message::Now::default())
-        };
-        assert_eq!(m("hello").body_len(), 5);
-        assert_eq!(m("").body_len(), 0);
-        assert_eq!(m("abcdef").body_len(), 6);
-        assert!(!st.full(limits, 5));
-        st.keep(1, m("hello"));
-        assert!(st.full(limits, 6), "over max-bytes");
-        assert!(!st.full(limits, 5));
-        st.keep(2, m("hi"));
-        assert!(st.full(limits, 0), "over max-length");
-        assert!(st.drop_copy(1).is_some());
-        assert_eq!(st.bytes, 2);
-        assert!(!st.full(limits, 8));
-    }
-
-    #[test]
-    fn an_id_is_a_duplicate_within_its_window_only() {
-        let mut st = QueueState::default();
-        assert!(!st.duplicate("a", 1_000, 100));
-        assert!(st.duplicate("a", 1_050, 100), "within the window");
-        assert!(!st.duplicate("b", 1_060, 100), "another id");
-        // The window ends 100 ms after the first publish, not the last
-        // duplicate: at 1,100 it is over, and the id starts a new one.
-        assert!(!st.duplicate("a", 1_100, 100));
-        assert!(st.duplicate("a", 1_150, 100));
-        // Ended windows are forgotten as time goes on.
-        assert!(!st.duplicate("c", 5_000, 100));
-        assert_eq!(st.dedup.len(), 1);
-        assert_eq!(st.dedup_ends.len(), 1);
-    }
-
-    #[test]
-    fn a_snapshot_reads_back_and_damage_is_refused() {
-        let saved = Saved {
-            last_applied: None,
-            membership: StoredMembership::default(),
-            copies: Vec::new(),
-            returns: Vec::new(),
-            dedup: vec![("pay-1".into(), 7)],
-            next: Some(12),
-            offsets: vec![("g".into(), 9)],
-            failed: Vec::new(),
-            messages: Vec::new(),
-            prepared: Vec::new(),
-        };
-        let json = serde_json::to_vec(&saved).unwrap();
-        let mut bytes = crc32fast::hash(&json).to_be_bytes().to_vec();
-        bytes.extend_from_slice(&json);
-        let back = decode(&bytes).unwrap();
-        assert_eq!(
-            (back.next, back.offsets),
-            (Some(12), vec![("g".to_string(), 9)])
-        );
-        let last = bytes.len() - 2;
-        bytes[last] ^= 1;
-        assert!(decode(&bytes).unwrap_err().contains("damaged"));
-        assert!(decode(&bytes[..2]).unwrap_err().contains("cut short"));
-    }
-}
+mod tests;

@@ -501,6 +501,14 @@ impl Queues {
             .and_then(|r| r.as_ref().map(|r| r.raft.clone()))
     }
 
+    /// Group `group`'s state machine, if the group runs here.
+    fn machine(&self, group: u64) -> Option<QueueMachine> {
+        self.running
+            .lock()
+            .get(&group)
+            .and_then(|r| r.as_ref().map(|r| r.machine.clone()))
+    }
+
     /// Appends `op` to queue `name`'s log from this node: what applying it
     /// came to (the places in `op.enqueue` of the copies the queue did not
     /// keep: `d<place>` a duplicate, `r<place>` refused by a full
@@ -620,14 +628,10 @@ impl Queues {
         let Some(p) = self.placement(name) else {
             return Ok(());
         };
-        let running = self.running.lock().get(&p.group).and_then(|r| {
-            r.as_ref()
-                .map(|r| (r.raft.metrics().borrow().current_leader, r.machine.active()))
-        });
         // Ready once the lead task has shown the queue: it has applied
         // what the log had when this node began to lead.
-        let (leader, ready) = running.unwrap_or((None, false));
-        match leader {
+        let ready = self.machine(p.group).is_some_and(|m| m.active());
+        match self.leader(p.group) {
             Some(l) if l == self.me && ready => Ok(()),
             Some(l) if l == self.me => Err(BrokerError::Unavailable(format!(
                 "queue {name}'s new leader is catching up with its log; try again"
@@ -694,15 +698,10 @@ impl Queues {
     pub(super) fn status(&self, name: &str) -> Option<ReplicaStatus> {
         let p = self.placement(name)?;
         let metrics = self.raft(p.group).map(|r| r.metrics().borrow().clone());
-        let pending = self
-            .running
-            .lock()
-            .get(&p.group)
-            .and_then(|r| r.as_ref().map(|r| r.machine.tx_pending()));
         let mut status = ReplicaStatus {
             members: p.members.clone(),
             damaged: self.store.group_damaged(p.group),
-            tx_pending: pending,
+            tx_pending: self.machine(p.group).map(|m| m.tx_pending()),
             ..ReplicaStatus::default()
         };
         if let Some(m) = metrics {

@@ -78,23 +78,11 @@ impl QueueMachine {
         }
         // A `dedup-window=` queue drops a copy whose id it had within the
         // window, as for a normal entry (its transaction is committed: the
-        // copy was a duplicate, not a failure).
-        let window = self
-            .broker
-            .find_queue(&self.name)
-            .and_then(|def| def.args.dedup_window_ms);
+        // copy was a duplicate, not a failure). No limit refuses one: the
+        // part held their room since it was prepared.
+        let window = self.dedup_window();
         for (seq, m) in (from..).zip(part.enqueue) {
-            if let (Some(w), Some((id, at))) = (window, m.dedup_key()) {
-                if st.duplicate(id, at, w) {
-                    continue;
-                }
-            }
-            if let Some(q) = view {
-                if let Err(e) = self.broker.enqueue_replica(q, seq, &m, false, 0) {
-                    tracing::warn!(queue = %self.name, error = %e, "a replicated copy");
-                }
-            }
-            st.keep(seq, m);
+            let _ = self.admit(st, seq, m, window, None, view);
         }
         let mut withdrawn = Vec::new();
         for s in part.settle {

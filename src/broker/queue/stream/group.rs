@@ -237,6 +237,14 @@ pub(super) struct Readers {
 }
 
 impl Readers {
+    /// The group that has `offset` in flight for consumer `id`, if any.
+    pub(super) fn holding(&self, offset: u64, id: u64) -> Option<&GroupKey> {
+        self.groups
+            .iter()
+            .find(|(_, g)| g.in_flight.get(&offset) == Some(&id))
+            .map(|(k, _)| k)
+    }
+
     /// Deliveries in flight, all groups.
     pub(super) fn in_flight(&self) -> u64 {
         self.groups.values().map(|g| g.in_flight.len() as u64).sum()

@@ -327,13 +327,7 @@ impl Stream {
         let subscribed = group.is_some();
         // The delivery's group: the reader's, or (it unsubscribed) the
         // group that has this offset in flight for it.
-        let key = group.or_else(|| {
-            readers
-                .groups
-                .iter()
-                .find(|(_, g)| g.in_flight.get(&entry.seq) == Some(&id))
-                .map(|(k, _)| k.clone())
-        });
+        let key = group.or_else(|| readers.holding(entry.seq, id).cloned());
         let mut commit = None;
         let mut failed = None;
         let mut dead = Dead::default();
@@ -407,13 +401,7 @@ impl Stream {
         let st = self.state.lock();
         let mut by_group: BTreeMap<GroupKey, Vec<u64>> = BTreeMap::new();
         for &(consumer, seq) in acked {
-            let held = consumer.and_then(|id| {
-                st.readers
-                    .groups
-                    .iter()
-                    .find(|(_, g)| g.in_flight.get(&seq) == Some(&id))
-            });
-            let Some((key, _)) = held else {
+            let Some(key) = consumer.and_then(|id| st.readers.holding(seq, id)) else {
                 return Err(BrokerError::Precondition(format!(
                     "stream {}'s delivery of offset {seq} is no longer in flight here (its lead \
                      moved since it was made)",
