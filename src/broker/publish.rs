@@ -74,6 +74,11 @@ impl Hold {
 /// against a schema (if anything does), and the queues.
 type Routed = (Arc<str>, Option<Checker>, Vec<Arc<Queue>>);
 
+/// A publish routed and checked ([`Broker::route_checked`]): the
+/// exchange's shared name, the copy a schema checked (if one did), and the
+/// queues.
+type Checked = (Arc<str>, Option<Publish>, Vec<Arc<Queue>>);
+
 /// New copies of one message, ready to store and enqueue.
 pub(super) struct Copies {
     msg: Arc<Message>,
@@ -356,18 +361,8 @@ impl Broker {
         if memory.raised() {
             return Ok(Err(Hold::Alarm(memory.clone())));
         }
-        let (exchange, checked_by, targets) = self.route_named(&p.exchange, &p.key, &p.headers)?;
-        let checked = match checked_by {
-            None => None,
-            Some(by) => Some(self.check_body(&by, p)?),
-        };
+        let (exchange, checked, targets) = self.route_checked(p, "")?;
         let p = checked.as_ref().unwrap_or(p);
-        if targets.is_empty() && p.mandatory {
-            return Err(BrokerError::NoRoute(format!(
-                "exchange {} routed the message to no queue",
-                quote_for_message(&p.exchange)
-            )));
-        }
         let mut accepted = Vec::with_capacity(targets.len());
         let mut rejected = Vec::new();
         // Replicated queues take the message through their own logs.
@@ -524,6 +519,24 @@ impl Broker {
         headers: &[Header],
     ) -> Result<Vec<Arc<Queue>>, BrokerError> {
         Ok(self.route_named(exchange, key, headers)?.2)
+    }
+
+    /// Routes `p` as [`Broker::route_named`] does, and checks its body
+    /// against the schema of its exchange (or, on the default exchange,
+    /// its queue): the exchange's shared name, the checked copy when a
+    /// schema checked it (`ERR SCHEMA` when it refuses the body), and the
+    /// queues. A `mandatory` publish no queue takes is `ERR NO_ROUTE`, its
+    /// text ending with `done`.
+    pub(super) fn route_checked(&self, p: &Publish, done: &str) -> Result<Checked, BrokerError> {
+        let (exchange, checked_by, targets) = self.route_named(&p.exchange, &p.key, &p.headers)?;
+        let checked = checked_by.map(|by| self.check_body(&by, p)).transpose()?;
+        if targets.is_empty() && p.mandatory {
+            return Err(BrokerError::NoRoute(format!(
+                "exchange {} routed the message to no queue{done}",
+                quote_for_message(&p.exchange)
+            )));
+        }
+        Ok((exchange, checked, targets))
     }
 
     /// [`Broker::route_to`], also returning the exchange's shared name (so

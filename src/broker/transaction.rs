@@ -58,19 +58,8 @@ impl Broker {
     /// Checks a `PUB` as a transaction buffers it: its exchange exists, a
     /// `mandatory` one reaches a queue, and it reaches no replicated queue.
     pub(crate) fn tx_check(&self, p: &Publish) -> Result<(), BrokerError> {
-        let (_, checker, targets) = self.route_named(&p.exchange, &p.key, &p.headers)?;
-        // A body its exchange's (or, on the default exchange, its queue's)
-        // schema refuses is refused now (`COMMIT` checks again, against
-        // the latest version then).
-        if let Some(by) = checker {
-            self.check_body(&by, p)?;
-        }
-        if targets.is_empty() && p.mandatory {
-            return Err(BrokerError::NoRoute(format!(
-                "exchange {} routed the message to no queue",
-                crate::protocol::reply::quote_for_message(&p.exchange)
-            )));
-        }
+        // `COMMIT` checks the body again, against the latest version then.
+        let (_, _, targets) = self.route_checked(p, "")?;
         let (local, replicated) = self.split_replicated(targets);
         self.tx_check_replicated(&local, &replicated)
     }

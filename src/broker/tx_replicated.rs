@@ -108,17 +108,8 @@ impl Broker {
         let mut parts: BTreeMap<String, TxPart> = BTreeMap::new();
         let mut routed = 0;
         for (p, id) in pubs.iter().zip(ids) {
-            // A body its exchange's (or, on the default exchange, its
-            // queue's) schema refuses is refused.
-            let (_, checker, targets) = self.route_named(&p.exchange, &p.key, &p.headers)?;
-            let checked = checker.map(|by| self.check_body(&by, p)).transpose()?;
+            let (_, checked, targets) = self.route_checked(p, "; nothing was done")?;
             let p = checked.as_ref().unwrap_or(p);
-            if targets.is_empty() && p.mandatory {
-                return Err(BrokerError::NoRoute(format!(
-                    "exchange {} routed the message to no queue; nothing was done",
-                    quote_for_message(&p.exchange)
-                )));
-            }
             let (local, replicated) = self.split_replicated(targets);
             if let Some(q) = local.first() {
                 return Err(mixed(&format!(
@@ -126,7 +117,6 @@ impl Broker {
                     quote_for_message(&q.name)
                 )));
             }
-            self.tx_check_replicated(&local, &replicated)?;
             let m = ReplicaMessage::of(p, id, &now);
             for q in replicated {
                 routed += 1;
